@@ -1,0 +1,49 @@
+"""Column types a definition can declare, with the aliases people actually write."""
+
+from __future__ import annotations
+
+from featurestore.errors import DefinitionError
+
+STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP = (
+    "string",
+    "int32",
+    "int64",
+    "float32",
+    "float64",
+    "bool",
+    "timestamp",
+)
+DTYPES = (STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP)
+NUMERIC = frozenset({INT32, INT64, FLOAT32, FLOAT64})
+INTEGER = frozenset({INT32, INT64})
+JOIN_KEY_TYPES = frozenset({STRING, INT64, INT32})
+
+_ALIASES = {
+    "str": STRING,
+    "varchar": STRING,
+    "text": STRING,
+    "int": INT64,
+    "bigint": INT64,
+    "long": INT64,
+    "integer": INT32,
+    "int": INT64,
+    "float": FLOAT64,
+    "double": FLOAT64,
+    "real": FLOAT32,
+    "boolean": BOOL,
+    "datetime": TIMESTAMP,
+    "timestamptz": TIMESTAMP,
+    "timestamp_ms": TIMESTAMP,
+}
+
+
+def normalize_dtype(name: str, what: str = "type") -> str:
+    """Canonical type name for ``name`` (``"double"`` -> ``"float64"``), or a DefinitionError."""
+    if not isinstance(name, str):
+        raise DefinitionError(f"{what}: expected a type name string, got {name!r}")
+    key = name.strip().lower()
+    if key in DTYPES:
+        return key
+    if key in _ALIASES:
+        return _ALIASES[key]
+    raise DefinitionError(f"{what}: unknown type {name!r}; use one of {', '.join(DTYPES)}")

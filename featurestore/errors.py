@@ -1,0 +1,70 @@
+"""One error hierarchy for everything a user can get wrong or the system can hit.
+
+Every message is one line a person can act on; definition errors start with
+``file:line object:`` so an editor can jump to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+
+class FeatureStoreError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(FeatureStoreError):
+    """The project config (featurestore.yaml or an env override) is invalid."""
+
+
+class DefinitionError(FeatureStoreError):
+    """A definition object was constructed with invalid arguments."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found while loading or validating definitions."""
+
+    file: str
+    line: int
+    obj: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.obj}: {self.message}" if self.obj else f"{where}: {self.message}"
+
+
+class ValidationError(FeatureStoreError):
+    """Every problem in a definitions repo, reported in one pass."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: Sequence[Problem] = tuple(problems)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in definitions"
+        super().__init__(head + ":\n" + "\n".join(str(p) for p in self.problems))
+
+
+class LoadError(FeatureStoreError):
+    """A definitions file could not be imported; the load is aborted."""
+
+
+class TranslationError(FeatureStoreError):
+    """A Feast object cannot be translated to this feature store's model."""
+
+
+class RegistryError(FeatureStoreError):
+    """The applied registry is missing, unreadable or inconsistent."""
+
+
+class NotImplementedYet(FeatureStoreError):
+    """A command exists in the surface but is not built yet; it never pretends to work."""
+
+
+class InfraError(FeatureStoreError):
+    """A service the project needs (Redis, Kafka, Java, Flink jars) is missing or unhealthy."""
+
+
+class RequestError(FeatureStoreError):
+    """A request (entity frame, feature refs, entity rows) is invalid."""

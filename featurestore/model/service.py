@@ -1,0 +1,78 @@
+"""Feature services: the named, versioned list of features a model uses, with its logging setting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Tuple, Union
+
+from featurestore.errors import DefinitionError
+from featurestore.model.base import Definition
+from featurestore.model.view import FeatureSelection, FeatureView
+
+FeatureRefLike = Union[str, FeatureView, FeatureSelection]
+LOG_DESTINATIONS = ("redis", "kafka")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Log-and-wait: record served feature vectors (SPEC §7).
+
+    ``sample_rate`` is the fraction of requests logged; ``durable`` makes a lookup wait until its log
+    record is stored; ``destination`` is ``"redis"`` (a Redis Stream) or ``"kafka"``.
+    """
+
+    enabled: bool = True
+    sample_rate: float = 1.0
+    durable: bool = True
+    destination: str = "redis"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sample_rate, (int, float)) or not 0.0 <= float(self.sample_rate) <= 1.0:
+            raise DefinitionError(f"logging sample_rate: expected a number in [0, 1], got {self.sample_rate!r}")
+        if self.destination not in LOG_DESTINATIONS:
+            raise DefinitionError(
+                f"logging destination: {self.destination!r} is not one of {', '.join(LOG_DESTINATIONS)}"
+            )
+
+    def canonical(self) -> dict:
+        return {"enabled": self.enabled, "sample_rate": float(self.sample_rate), "durable": self.durable,
+                "destination": self.destination}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureService(Definition):
+    """Features a model uses: views (all their features), ``view.select(...)`` or ``"view:feature"``.
+
+    >>> FeatureService(features=["user_spend:amount_sum_1h"], logging=LoggingConfig()).version
+    1
+    """
+
+    features: Tuple[FeatureRefLike, ...]
+    logging: LoggingConfig = LoggingConfig(enabled=False)
+    version: int = 1
+
+    KIND: ClassVar[str] = "feature service"
+    DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("features", "version")
+    META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "logging")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        features = (self.features,) if isinstance(self.features, (str, FeatureView, FeatureSelection)) else tuple(
+            self.features or ()
+        )
+        if not features:
+            raise DefinitionError("feature service features: at least one feature reference is required")
+        for ref in features:
+            if not isinstance(ref, (str, FeatureView, FeatureSelection)):
+                raise DefinitionError(
+                    "feature service features: expected 'view:feature' strings, feature views or "
+                    f"view.select(...), got {type(ref).__name__}"
+                )
+        logging = self.logging
+        if isinstance(logging, bool):
+            logging = LoggingConfig(enabled=logging)
+        if not isinstance(logging, LoggingConfig):
+            raise DefinitionError(f"feature service logging: expected LoggingConfig or bool, got {logging!r}")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise DefinitionError(f"feature service version: expected a positive int, got {self.version!r}")
+        self._set(features=features, logging=logging)

@@ -1,0 +1,140 @@
+"""Sources: one logical event stream with a batch face (history) and a stream face (live events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Optional, Tuple, Union
+
+from featurestore import dtypes
+from featurestore.errors import DefinitionError
+from featurestore.model.base import Definition, check_name
+from featurestore.model.durations import DurationLike, format_duration, parse_duration
+
+
+@dataclass(frozen=True)
+class ParquetFiles:
+    """Batch face: Parquet files, a path or glob relative to the repo root (``data/tx/*.parquet``)."""
+
+    path: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise DefinitionError(f"ParquetFiles path: expected a non-empty path string, got {self.path!r}")
+
+    def canonical(self) -> dict:
+        return {"kind": "parquet", "path": self.path}
+
+
+@dataclass(frozen=True)
+class DuckDBTable:
+    """Batch face: any DuckDB-readable relation, e.g. ``read_csv('tx.csv')`` or a table in ``database``."""
+
+    relation: str
+    database: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.relation, str) or not self.relation.strip():
+            raise DefinitionError(f"DuckDBTable relation: expected a non-empty string, got {self.relation!r}")
+
+    def canonical(self) -> dict:
+        return {"kind": "duckdb", "relation": self.relation, "database": self.database}
+
+
+STREAM_FORMATS = ("json", "avro")
+
+
+@dataclass(frozen=True)
+class KafkaTopic:
+    """Stream face: a Kafka topic of JSON (or Avro) records, one event per record.
+
+    ``bootstrap_servers`` defaults to the project config's Kafka address.
+    """
+
+    topic: str
+    format: str = "json"
+    bootstrap_servers: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.topic, str) or not self.topic.strip():
+            raise DefinitionError(f"KafkaTopic topic: expected a non-empty topic name, got {self.topic!r}")
+        if self.format not in STREAM_FORMATS:
+            raise DefinitionError(f"KafkaTopic format: {self.format!r} is not one of {', '.join(STREAM_FORMATS)}")
+
+    def canonical(self) -> dict:
+        # The bootstrap address is where, not what: it does not change values.
+        return {"kind": "kafka", "topic": self.topic, "format": self.format}
+
+
+BatchFace = Union[ParquetFiles, DuckDBTable]
+StreamFace = KafkaTopic
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source(Definition):
+    """An event stream: schema, event-time column, batch and stream faces, watermark delay.
+
+    >>> Source(schema={"user_id": "string", "amount": "double", "ts": "timestamp"}, timestamp="ts",
+    ...        batch=ParquetFiles("data/tx/*.parquet"), stream=KafkaTopic("tx"), watermark_delay="5s")
+    ... # doctest: +ELLIPSIS
+    Source(...)
+    """
+
+    schema: Tuple[Tuple[str, str], ...]
+    timestamp: str
+    batch: Optional[BatchFace] = None
+    stream: Optional[StreamFace] = None
+    watermark_delay: Union[int, DurationLike] = 0
+    tiebreak: Tuple[str, ...] = ()
+
+    KIND: ClassVar[str] = "source"
+    DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("schema", "timestamp", "batch", "stream", "tiebreak")
+    META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "watermark_delay")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        schema = self.schema
+        if isinstance(schema, Mapping):
+            schema = tuple(schema.items())
+        try:
+            pairs = tuple((str(c), dtypes.normalize_dtype(d, f"source column {c!r}")) for c, d in schema)
+        except (TypeError, ValueError):
+            raise DefinitionError("source schema: expected a mapping of column name to type") from None
+        if not pairs:
+            raise DefinitionError("source schema: at least one column is required")
+        names = [c for c, _ in pairs]
+        for c in names:
+            check_name(c, "source column")
+        if len(set(names)) != len(names):
+            raise DefinitionError(f"source schema: duplicate column in {names}")
+        if self.timestamp not in names:
+            raise DefinitionError(f"source timestamp: column {self.timestamp!r} is not in the schema")
+        if dict(pairs)[self.timestamp] != dtypes.TIMESTAMP:
+            raise DefinitionError(f"source timestamp: column {self.timestamp!r} must have type timestamp")
+        if self.batch is not None and not isinstance(self.batch, (ParquetFiles, DuckDBTable)):
+            raise DefinitionError(f"source batch: expected ParquetFiles or DuckDBTable, got {type(self.batch).__name__}")
+        if self.stream is not None and not isinstance(self.stream, KafkaTopic):
+            raise DefinitionError(f"source stream: expected KafkaTopic, got {type(self.stream).__name__}")
+        if self.batch is None and self.stream is None:
+            raise DefinitionError("source: give a batch face, a stream face, or both")
+        delay = self.watermark_delay
+        delay_ms = 0 if delay in (0, None, "0", "0s") else parse_duration(delay, "source watermark_delay")
+        tiebreak = (self.tiebreak,) if isinstance(self.tiebreak, str) else tuple(self.tiebreak)
+        for c in tiebreak:
+            if c not in names:
+                raise DefinitionError(f"source tiebreak: column {c!r} is not in the schema")
+        self._set(schema=pairs, watermark_delay=delay_ms, tiebreak=tiebreak)
+
+    @property
+    def columns(self) -> dict:
+        """Column name -> canonical type, in schema order."""
+        return dict(self.schema)
+
+    @property
+    def order_columns(self) -> Tuple[str, ...]:
+        """Event order (SPEC §2 ties): timestamp, tiebreak columns, then every other column."""
+        rest = tuple(c for c, _ in self.schema if c != self.timestamp and c not in self.tiebreak)
+        return (self.timestamp, *self.tiebreak, *rest)
+
+    def describe_delay(self) -> str:
+        return format_duration(self.watermark_delay) if self.watermark_delay else "0s"
+

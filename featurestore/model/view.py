@@ -1,0 +1,120 @@
+"""Feature views: entities + a source + optional filter and projections + features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Optional, Sequence, Tuple, Union
+
+from featurestore.errors import DefinitionError
+from featurestore.model.base import Definition, check_name
+from featurestore.model.durations import DurationLike, parse_optional_duration
+from featurestore.model.entity import Entity
+from featurestore.model.features import Aggregation, Feature, Latest
+from featurestore.model.source import Source
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureView(Definition):
+    """Features of one or more entities computed from one source.
+
+    ``filter`` is a SQL boolean expression over source columns (rows where it is not true are
+    dropped); ``projections`` maps new column names to SQL expressions over source columns, usable by
+    features. ``ttl`` bounds how old a *latest* value may be.
+
+    >>> from featurestore.model import Entity, Source, ParquetFiles
+    >>> user = Entity(name="user", join_keys=["user_id"])
+    >>> tx = Source(name="tx", schema={"user_id": "string", "amount": "double", "ts": "timestamp"},
+    ...             timestamp="ts", batch=ParquetFiles("tx.parquet"))
+    >>> v = FeatureView(entities=[user], source=tx, features=[Aggregation("amount", "sum", "1h")])
+    >>> v.join_keys
+    ('user_id',)
+    """
+
+    entities: Tuple[Entity, ...]
+    source: Source
+    features: Tuple[Feature, ...]
+    filter: Optional[str] = None
+    projections: Tuple[Tuple[str, str], ...] = ()
+    ttl: Optional[Union[int, DurationLike]] = None
+    online: bool = True
+
+    KIND: ClassVar[str] = "feature view"
+    DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("entities", "source", "features", "filter", "projections", "ttl")
+    META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "online")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        entities = (self.entities,) if isinstance(self.entities, Entity) else tuple(self.entities or ())
+        if not entities:
+            raise DefinitionError("feature view entities: at least one entity is required")
+        for e in entities:
+            if not isinstance(e, Entity):
+                raise DefinitionError(f"feature view entities: expected Entity objects, got {type(e).__name__}")
+        if not isinstance(self.source, Source):
+            raise DefinitionError(f"feature view source: expected a Source, got {type(self.source).__name__}")
+        features = tuple(self.features or ())
+        if not features:
+            raise DefinitionError("feature view features: at least one feature is required")
+        for f in features:
+            if not isinstance(f, (Latest, Aggregation)):
+                raise DefinitionError(
+                    f"feature view features: expected Latest(...) or Aggregation(...), got {type(f).__name__}"
+                )
+        names = [f.name for f in features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(f"feature view features: duplicate feature name(s) {', '.join(dupes)}")
+        projections = self.projections
+        if isinstance(projections, Mapping):
+            projections = tuple(projections.items())
+        projections = tuple((check_name(str(k), "projection name"), str(v)) for k, v in projections or ())
+        if self.filter is not None and (not isinstance(self.filter, str) or not self.filter.strip()):
+            raise DefinitionError(f"feature view filter: expected a SQL boolean expression, got {self.filter!r}")
+        ttl = parse_optional_duration(self.ttl, "feature view ttl")
+        self._set(entities=entities, features=features, projections=projections, ttl=ttl)
+
+    @property
+    def join_keys(self) -> Tuple[str, ...]:
+        keys: list = []
+        for e in self.entities:
+            keys.extend(k for k in e.join_keys if k not in keys)
+        return tuple(keys)
+
+    @property
+    def feature_names(self) -> Tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def latest_features(self) -> Tuple[Latest, ...]:
+        return tuple(f for f in self.features if isinstance(f, Latest))
+
+    @property
+    def aggregations(self) -> Tuple[Aggregation, ...]:
+        return tuple(f for f in self.features if isinstance(f, Aggregation))
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def select(self, *names: str) -> "FeatureSelection":
+        """Some of this view's features, for a FeatureService: ``user_spend.select("amount_sum_1h")``."""
+        if len(names) == 1 and not isinstance(names[0], str):
+            names = tuple(names[0])
+        return FeatureSelection(view=self, names=tuple(names))
+
+    def __getitem__(self, names: Union[str, Sequence[str]]) -> "FeatureSelection":
+        """Feast-style projection: ``view[["a", "b"]]``."""
+        return self.select(*((names,) if isinstance(names, str) else names))
+
+
+@dataclass(frozen=True)
+class FeatureSelection:
+    """Some features of one view (all of them when ``names`` is empty)."""
+
+    view: FeatureView
+    names: Tuple[str, ...] = ()
+
+    def canonical(self) -> dict:
+        return {"view": self.view.name, "names": list(self.names)}
