@@ -1,0 +1,17 @@
+"""What the fraud model reads, online and in training."""
+
+from featurestore import FeatureService, LoggingConfig
+
+from definitions.payments import merchant_activity, user_profile, user_spend
+
+fraud_model_v1 = FeatureService(
+    features=[
+        user_spend,
+        user_profile.select("home_country", "last_amount"),
+        "merchant_activity:merchant_tx_count_1h",
+        merchant_activity.select("merchant_volume_1d", "merchant_distinct_users_1h"),
+    ],
+    logging=LoggingConfig(enabled=True, sample_rate=1.0, durable=True, destination="redis"),
+    description="Features of the card-fraud model, logged for log-and-wait training.",
+    owner="risk-team@example.com",
+)

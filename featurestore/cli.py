@@ -1,0 +1,184 @@
+"""The ``featurestore`` command line. Every command: readable output, non-zero exit and a one-line
+cause on error (the full list of definition problems when there are several)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from featurestore.errors import FeatureStoreError, NotImplementedYet, ValidationError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Feature store: one set of definitions, a DuckDB backfill job and a Flink streaming job, "
+    "a Parquet offline store and a Redis online store.",
+)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+RepoOpt = typer.Option(Path("."), "--repo", "-r", help="Repo root (holds featurestore.yaml and definitions/).")
+
+
+def _store(repo: Path):
+    from featurestore.store import FeatureStore
+
+    return FeatureStore(repo)
+
+
+def _fail(exc: Exception, code: int = 1) -> None:
+    if isinstance(exc, ValidationError):
+        err.print(f"[red]error:[/red] {len(exc.problems)} problem(s) in definitions")
+        for p in exc.problems:
+            err.print(f"  {p}", markup=False)
+    else:
+        err.print("error: " + str(exc).replace("\n", " "), markup=False)
+    raise typer.Exit(code)
+
+
+def _run(fn):
+    try:
+        return fn()
+    except NotImplementedYet as exc:
+        _fail(exc, 2)
+    except FeatureStoreError as exc:
+        _fail(exc)
+
+
+@app.command()
+def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo in.")):
+    """Create a new feature repo: featurestore.yaml and a starter definitions/ folder."""
+    from featurestore.templates import write_starter
+
+    def go():
+        written = write_starter(path)
+        for f in written:
+            console.print(f"created {f}")
+        console.print("next: [bold]featurestore plan[/bold] then [bold]featurestore apply[/bold]")
+
+    _run(go)
+
+
+def _print_plan(plan, explain: bool) -> None:
+    from featurestore.plan import ADDED, CHANGED_DATA, CHANGED_META, REMOVED, UNCHANGED
+
+    style = {ADDED: "green", REMOVED: "red", CHANGED_DATA: "yellow", CHANGED_META: "cyan", UNCHANGED: "dim"}
+    label = {ADDED: "+ add", REMOVED: "- remove", CHANGED_DATA: "~ change (values)", CHANGED_META: "~ metadata only",
+             UNCHANGED: "  unchanged"}
+    table = Table(title="Definitions", show_lines=False)
+    for col in ("", "kind", "name", "fields", "where"):
+        table.add_column(col)
+    for c in plan.changes:
+        where = f"{c.file}:{c.line}" if c.line else c.file
+        table.add_row(f"[{style[c.action]}]{label[c.action]}[/]", c.kind, c.name, ", ".join(c.fields), where)
+    console.print(table)
+    if plan.stages:
+        stages = Table(title="Stages")
+        for col in ("step", "target", "why"):
+            stages.add_column(col)
+        for s in plan.stages:
+            stages.add_row(s.kind, s.target, s.reason)
+        console.print(stages)
+    else:
+        console.print("No changes: the registry matches the definitions.")
+    if explain:
+        err.print("note: --explain prints compiled jobs once the compilers exist (batch and stream issues)")
+
+
+@app.command()
+def plan(repo: Path = RepoOpt, explain: bool = typer.Option(False, "--explain", help="Also print the compiled jobs.")):
+    """Show how the definitions differ from what was applied, and what would run."""
+    _run(lambda: _print_plan(_store(repo).plan(), explain))
+
+
+@app.command()
+def apply(repo: Path = RepoOpt):
+    """Record the definitions in the registry (run [bold]plan[/bold] first to see the diff)."""
+
+    def go():
+        p = _store(repo).apply()
+        _print_plan(p, False)
+        console.print("[green]applied[/green]" if p.has_changes else "nothing to apply")
+
+    _run(go)
+
+
+@app.command()
+def generate(
+    repo: Path = RepoOpt,
+    events: int = typer.Option(200_000, "--events", "-n", help="How many transactions to generate."),
+    users: int = typer.Option(5_000, help="Distinct users (skewed: a few are very active)."),
+    merchants: int = typer.Option(500, help="Distinct merchants."),
+    days: float = typer.Option(14.0, help="Days of history ending now."),
+    seed: int = typer.Option(7, help="Random seed: the same seed gives the same data."),
+    kafka: bool = typer.Option(False, "--kafka", help="Also produce the events to the Kafka topic."),
+):
+    """Generate realistic, seeded card transactions into data/transactions/ (and optionally Kafka)."""
+
+    def go():
+        from featurestore import datagen
+
+        store = _store(repo)
+        out = datagen.write_parquet(store.repo_path / "data" / "transactions", events=events, users=users,
+                                    merchants=merchants, days=days, seed=seed)
+        console.print(f"wrote {out.rows:,} events ({out.malformed} malformed held back) to {out.path}")
+        if kafka:
+            sent = datagen.produce_kafka(store, events=events, users=users, merchants=merchants, days=days, seed=seed)
+            console.print(f"produced {sent:,} records to Kafka")
+
+    _run(go)
+
+
+def _later(name: str):
+    def command(repo: Path = RepoOpt, args: Optional[List[str]] = typer.Argument(None)):
+        def go():
+            raise NotImplementedYet(f"'{name}' is not implemented yet")
+
+        _run(go)
+
+    command.__doc__ = f"{name.capitalize()}: not implemented yet (exits 2, does nothing)."
+    return command
+
+
+for _name in ("backfill", "materialize", "stream", "serve", "verify"):
+    app.command(name=_name)(_later(_name))
+
+
+@app.command()
+def demo(repo: Path = RepoOpt, events: int = typer.Option(100_000, help="Events to generate.")):
+    """Run the demo on embedded defaults: generate data, plan and apply the example repo."""
+
+    def go():
+        from featurestore import datagen
+
+        store = _store(repo)
+        console.rule("1. generate data")
+        out = datagen.write_parquet(store.repo_path / "data" / "transactions", events=events, seed=7)
+        console.print(f"wrote {out.rows:,} events to {out.path}")
+        console.rule("2. plan")
+        _print_plan(store.plan(), False)
+        console.rule("3. apply")
+        p = store.apply()
+        console.print("[green]applied[/green]" if p.has_changes else "registry already up to date")
+        console.rule("done")
+        console.print("Next in this demo (not built yet): backfill, training set, materialize, online lookup.")
+
+    _run(go)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""A plan is data: the diff between definitions and the applied registry, and the stages it implies.
+
+``plan`` builds it, the CLI prints it, ``apply`` records it; the printed plan and the applied one are
+the same object, so "what will apply do?" and "do it" never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+from featurestore.loader import Repo
+from featurestore.registry import Registry, now_iso, object_key, snapshot
+
+ADDED, REMOVED, CHANGED_DATA, CHANGED_META, UNCHANGED = "added", "removed", "changed", "metadata", "unchanged"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One definition's difference from the registry."""
+
+    kind: str
+    name: str
+    action: str  # ADDED, REMOVED, CHANGED_DATA (values change: backfill due), CHANGED_META, UNCHANGED
+    fields: Tuple[str, ...] = ()  # which fields differ
+    file: str = ""
+    line: int = 0
+
+    @property
+    def alters_values(self) -> bool:
+        return self.action in (ADDED, CHANGED_DATA)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step the plan implies, e.g. a backfill of a view whose values changed."""
+
+    kind: str  # "backfill", "materialize", "drop", "record"
+    target: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    changes: List[Change]
+    stages: List[Stage]
+    snapshots: Dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action != UNCHANGED for c in self.changes)
+
+    def by_action(self, action: str) -> List[Change]:
+        return [c for c in self.changes if c.action == action]
+
+
+def _differing(old: dict, new: dict) -> Tuple[str, ...]:
+    return tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+
+
+def build_plan(repo: Repo, registry: Registry) -> Plan:
+    """Compare the loaded repo with the registry and list the stages apply and the jobs would run."""
+    changes: List[Change] = []
+    snapshots: Dict[str, dict] = {}
+    for obj in repo.all():
+        origin = repo.origin(obj)
+        snap = snapshot(obj, origin.file, origin.line)
+        key = object_key(obj.KIND, obj.name)
+        snapshots[key] = snap
+        old = registry.objects.get(key)
+        if old is None:
+            changes.append(Change(obj.KIND, obj.name, ADDED, (), origin.file, origin.line))
+        elif old["data_fingerprint"] != snap["data_fingerprint"]:
+            changes.append(Change(obj.KIND, obj.name, CHANGED_DATA, _differing(old["data"], snap["data"]),
+                                  origin.file, origin.line))
+        elif old["meta_fingerprint"] != snap["meta_fingerprint"]:
+            changes.append(Change(obj.KIND, obj.name, CHANGED_META, _differing(old["meta"], snap["meta"]),
+                                  origin.file, origin.line))
+        else:
+            changes.append(Change(obj.KIND, obj.name, UNCHANGED, (), origin.file, origin.line))
+    for key, old in registry.objects.items():
+        if key not in snapshots:
+            changes.append(Change(old["kind"], old["name"], REMOVED, (), old.get("file", ""), old.get("line", 0)))
+    return Plan(changes=changes, stages=_stages(changes, repo), snapshots=snapshots)
+
+
+def _stages(changes: List[Change], repo: Repo) -> List[Stage]:
+    stages: List[Stage] = []
+    for c in changes:
+        if c.kind != "feature view":
+            continue
+        if c.alters_values:
+            why = "new view" if c.action == ADDED else f"changed: {', '.join(c.fields)}"
+            stages.append(Stage("backfill", c.name, why))
+            if repo.views[c.name].online:
+                stages.append(Stage("materialize", c.name, "online values follow the backfill"))
+        elif c.action == REMOVED:
+            stages.append(Stage("drop", c.name, "view removed from definitions (data kept until expired)"))
+    if any(c.action != UNCHANGED for c in changes):
+        stages.append(Stage("record", "registry", "apply records the new definitions"))
+    return stages
+
+
+def apply_plan(plan: Plan, registry: Registry) -> Registry:
+    """The registry after ``plan``: the new snapshots plus one history entry."""
+    summary = [
+        {"kind": c.kind, "name": c.name, "action": c.action, "fields": list(c.fields)}
+        for c in plan.changes
+        if c.action != UNCHANGED
+    ]
+    history = registry.history + ([{"applied_at": now_iso(), "changes": summary}] if summary else [])
+    return Registry(project=registry.project, objects=dict(plan.snapshots), history=history)
