@@ -21,7 +21,7 @@ app = typer.Typer(
     "a Parquet offline store and a Redis online store.",
 )
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RepoOpt = typer.Option(Path("."), "--repo", "-r", help="Repo root (holds featurestore.yaml and definitions/).")
 

@@ -56,6 +56,8 @@ class Repo:
     views: Dict[str, FeatureView]
     services: Dict[str, FeatureService]
     origins: Dict[Tuple[str, str], Origin]
+    # definitions that lost a duplicate-name clash: still validated, so every problem shows at once
+    shadowed: List[Tuple[Definition, Origin]] = dataclasses.field(default_factory=list)
 
     def all(self) -> Iterator[Definition]:
         yield from self.entities.values()
@@ -211,6 +213,7 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
             first = origins[key]
             problems.append(Problem(origin.file, origin.line, obj.name,
                                     f"duplicate {obj.KIND} name (first defined at {first.file}:{first.line})"))
+            repo.shadowed.append((obj, origin))
             return
         bucket[obj.name] = obj
         origins[key] = origin
@@ -259,5 +262,5 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
 
     problems.extend(validate(repo))
     if problems:
-        raise ValidationError(problems)
+        raise ValidationError(sorted(problems, key=lambda p: (p.file, p.line, p.obj, p.message)))
     return repo

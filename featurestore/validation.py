@@ -90,7 +90,7 @@ class Binder:
 
 
 def _problem(repo: "Repo", obj, message: str, name: Optional[str] = None, feature=None) -> Problem:
-    origin = repo.origin(obj)
+    origin = next((o for d, o in repo.shadowed if d is obj), None) or repo.origin(obj)
     line = origin.line
     if feature is not None:
         line = origin.line_of(feature.name, getattr(feature, "column", None) or getattr(feature, "expr", ""))
@@ -98,7 +98,10 @@ def _problem(repo: "Repo", obj, message: str, name: Optional[str] = None, featur
 
 
 def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], repo: "Repo") -> Dict[str, str]:
-    """Source columns plus projections, with types; records problems for bad projections."""
+    """Source columns plus projections, with types; records problems for bad projections.
+
+    Projections see source columns only (they do not chain); features see both.
+    """
     columns = dict(view.source.columns)
     for name, expr in view.projections:
         if name in columns:
@@ -108,7 +111,6 @@ def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], rep
             columns[name] = binder.dtype(expr)
         except ExpressionError as exc:
             problems.append(_problem(repo, view, f"projection '{name}': {exc}"))
-        binder.columns = dict(columns)
     return columns
 
 
@@ -131,13 +133,14 @@ def _check_view(repo: "Repo", view: FeatureView) -> List[Problem]:
             problems.append(_problem(repo, view, f"join key '{key}' not in source '{source.name}'"))
         elif columns[key] not in dtypes.JOIN_KEY_TYPES:
             problems.append(_problem(repo, view, f"join key '{key}' has type {columns[key]}; use string or int64"))
-    if view.filter is not None:
+    if view.filter is not None:  # the filter runs first: it sees source columns only
         try:
             kind = binder.dtype(view.filter)
             if kind != dtypes.BOOL:
                 problems.append(_problem(repo, view, f"filter {view.filter!r} is {kind}, not a boolean"))
         except ExpressionError as exc:
             problems.append(_problem(repo, view, f"filter: {exc}"))
+    binder.columns = dict(columns)
     for feature in view.features:
         label = f"{view.name}.{feature.name}"
         if feature.name in view.join_keys:
@@ -217,7 +220,8 @@ def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView])
 def validate(repo: "Repo") -> List[Problem]:
     """Every problem in the repo, in file order."""
     problems: List[Problem] = []
-    for view in repo.views.values():
+    shadowed_views = [d for d, _ in repo.shadowed if isinstance(d, FeatureView)]
+    for view in [*repo.views.values(), *shadowed_views]:
         problems.extend(_check_view(repo, view))
     for service in repo.services.values():
         _, errors = resolve_service_refs(service, repo.views)

@@ -1,0 +1,263 @@
+"""The brute-force reference: the judge of every engine (SPEC §2).
+
+Every engine (the DuckDB backfill, the Flink job, the online store's request-time combiner) is tested
+by comparing its output to this module on random event sets. It is deliberately slow and plain:
+Python loops over every (request, event) pair, exact arithmetic, no tiles, no pandas group-bys. It
+does not import ``featurestore.semantics`` rules; it re-states them, so a mistake there is caught here.
+
+Rules implemented (SPEC §2 and the ``featurestore.semantics`` docstring):
+
+* Event times are epoch milliseconds, floored (``ns // 1_000_000``). Naive timestamps are taken as UTC.
+  Events with a null event time are dropped; events with any null join key never match an entity.
+* A request at ``q`` (the entity row's timestamp, floored to ms) sees only ``ts < q``.
+* Window ``W``: ``q - W <= ts < q``; unbounded: ``ts < q``. *latest*: the same with the view's TTL.
+* Event order: ``source.order_columns`` (ts, tiebreak columns, every other source column in schema
+  order), ascending, nulls first; strings by code point (= UTF-8 bytes), NaN above every number.
+* *latest* = that expression's value in the greatest visible event, null or not.
+* Aggregations ignore null inputs. ``count(*)`` counts events, ``count(col)`` non-null values,
+  ``count_distinct`` distinct non-null values. ``sum`` is exact (int input -> int, else a correctly
+  rounded float); ``mean`` is the correctly rounded exact mean; ``variance`` is the correctly rounded
+  exact sample variance (n - 1), ``stddev`` its float square root; both null when n < 2. Non-finite
+  floats follow IEEE (any NaN -> NaN, +inf and -inf -> NaN). ``min``/``max`` by the value order above.
+  ``last``/``first`` = the value of the greatest/least event (event order) whose value is non-null.
+* Empty window: ``count``/``count_distinct`` are 0; every other function is null. ``default`` replaces
+  a null aggregation result (an empty window, and also ``stddev``/``variance`` with one value), i.e.
+  ``COALESCE(agg, default)``; it never changes a count (a count is never null).
+* Filter, projections and feature expressions are SQL, evaluated row by row by DuckDB (a scalar
+  expression's value depends on its row only). The filter sees source columns; rows where it is not
+  TRUE are dropped. Projections see source columns; feature expressions see both. The event-time
+  column appears to SQL as the ms-truncated ``TIMESTAMP WITH TIME ZONE`` (session time zone UTC).
+* pandas NaN/NaT/NA in a source column is null (pandas cannot tell a float NaN from a missing value).
+
+Output: one row per entity row, same order, index reset, entity columns kept, one ``object`` column per
+feature holding plain Python values (``None`` for null), so comparisons are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from featurestore.model import Aggregation, FeatureView, Latest, Source
+
+_RID = "__oracle_rid"
+_ARROW = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
+          "float64": pa.float64(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
+_INT_SQL_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+                  "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
+
+
+# -- time -------------------------------------------------------------------------------------------
+def to_ms(value: Any) -> Optional[int]:
+    """A timestamp (pandas, datetime, string; naive = UTC) as epoch ms, floored. Null -> None."""
+    if _is_null(value):
+        return None
+    return pd.Timestamp(value).value // 1_000_000  # .value is epoch ns, tz-aware or naive-as-UTC
+
+
+def in_window(ts: int, q: int, window_ms: Optional[int]) -> bool:
+    """``q - W <= ts < q`` (unbounded when ``window_ms`` is None). Used for windows and TTLs alike."""
+    return ts < q and (window_ms is None or ts >= q - window_ms)
+
+
+# -- values -----------------------------------------------------------------------------------------
+def _is_null(v: Any) -> bool:
+    if v is None or v is pd.NaT or v is pd.NA:
+        return True
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _is_nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def value_key(v: Any) -> tuple:
+    """Sort key for one value: nulls first, then values ascending, NaN above every number."""
+    if v is None:
+        return (0,)
+    if _is_nan(v):
+        return (2,)
+    return (1, v)
+
+
+def _normalize(v: Any, dtype: str) -> Any:
+    if _is_null(v):
+        return None
+    if dtype in ("int32", "int64"):
+        return int(v)
+    if dtype in ("float32", "float64"):
+        return float(v)
+    if dtype == "bool":
+        return bool(v)
+    if dtype == "string":
+        return str(v)
+    ts = pd.Timestamp(v)  # another timestamp column: UTC, floored to microseconds (Arrow's "us")
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("us")
+
+
+def events_ms(df: pd.DataFrame, source: Source) -> List[dict]:
+    """Event rows as dicts of plain Python values; the event-time column becomes epoch ms (floored).
+
+    Columns of the source schema are normalized to their declared type (NaN/NaT/NA -> None); other
+    columns are kept as they are. Rows with a null event time are dropped.
+    """
+    types = source.columns
+    rows = []
+    for rec in df.to_dict("records"):
+        row = {c: (_normalize(v, types[c]) if c in types else v) for c, v in rec.items()}
+        row[source.timestamp] = to_ms(rec[source.timestamp])
+        if row[source.timestamp] is not None:
+            rows.append(row)
+    return rows
+
+
+def event_order_key(row: dict, source: Source) -> tuple:
+    """The event order of SPEC §2 ties: ``source.order_columns``, ascending, nulls first."""
+    return tuple(value_key(row.get(c)) for c in source.order_columns)
+
+
+# -- SQL expressions ---------------------------------------------------------------------------------
+def sql_values(rows: Sequence[dict], source: Source, exprs: Sequence[str],
+               projections: Sequence[Tuple[str, str]] = ()) -> Tuple[List[tuple], List[str]]:
+    """Each SQL expression's value for each row (in row order), and each expression's SQL type.
+
+    The expressions see the source columns and, when given, the ``projections`` (name, expr) pairs.
+    """
+    cols = {}
+    for name, dtype in source.schema:
+        values = [r.get(name) for r in rows]
+        if name == source.timestamp:
+            cols[name] = pa.array(values, type=pa.timestamp("ms", tz="UTC"))
+        else:
+            cols[name] = pa.array(values, type=_ARROW[dtype])
+    cols[_RID] = pa.array(range(len(rows)), type=pa.int64())
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("events", pa.table(cols))
+        proj = "".join(f", ({expr}) AS \"{name}\"" for name, expr in projections)
+        select = ", ".join(f"({e})" for e in exprs)
+        rel = con.sql(f"SELECT {_RID}, {select} FROM (SELECT *{proj} FROM events) ORDER BY {_RID}")
+        types = [str(t) for t in rel.types[1:]]
+        out = [tuple(None if _is_null(v) else v for v in r[1:]) for r in rel.fetchall()]
+    finally:
+        con.close()
+    return out, types
+
+
+def apply_view_rows(rows: Sequence[dict], view: FeatureView) -> List[dict]:
+    """Keep rows where ``view.filter`` is TRUE, then add one column per projection."""
+    rows = list(rows)
+    if view.filter is not None:
+        keep, _ = sql_values(rows, view.source, [view.filter])
+        rows = [r for r, (ok,) in zip(rows, keep) if ok is True]
+    if view.projections:
+        vals, _ = sql_values(rows, view.source, [e for _, e in view.projections])
+        rows = [{**r, **dict(zip([n for n, _ in view.projections], v))} for r, v in zip(rows, vals)]
+    return rows
+
+
+# -- the functions -----------------------------------------------------------------------------------
+def latest(items: Iterable[Tuple[tuple, Any]]) -> Any:
+    """Value of the greatest event among ``(order_key, value)`` items, null or not; None if none."""
+    best = None
+    for key, value in items:
+        if best is None or key > best[0]:
+            best = (key, value)
+    return None if best is None else best[1]
+
+
+def _float_sum(xs: List[Any]) -> Any:
+    if all(isinstance(x, int) or math.isfinite(x) for x in xs):
+        return sum((Fraction(x) for x in xs), Fraction(0))
+    if any(_is_nan(x) for x in xs) or (math.inf in xs and -math.inf in xs):
+        return math.nan
+    return math.inf if math.inf in xs else -math.inf
+
+
+def aggregate(function: str, items: Iterable[Tuple[tuple, Any]], *, integer_input: bool = False,
+              default: Any = None) -> Any:
+    """One aggregation over the events in a window, given as ``(event_order_key, value)`` pairs.
+
+    ``value`` None is a null input (ignored). For ``count(*)`` pass any non-null value per event.
+    ``integer_input`` makes ``sum`` return an int. ``default`` replaces a null result.
+    """
+    items = [(k, v) for k, v in items if v is not None]
+    xs = [v for _, v in items]
+    n = len(xs)
+    if function == "count":
+        return n
+    if function == "count_distinct":
+        return len({("NaN",) if _is_nan(x) else x for x in xs})
+    result: Any = None
+    if function in ("last", "first"):
+        if items:
+            pick = max if function == "last" else min
+            result = pick(items, key=lambda kv: kv[0])[1]
+    elif function in ("min", "max"):
+        if xs:
+            result = (min if function == "min" else max)(xs, key=value_key)
+    elif function in ("sum", "mean"):
+        if xs:
+            total = sum(xs) if integer_input and function == "sum" else _float_sum(xs)
+            if function == "mean":
+                total = total / n
+            result = total if (integer_input and function == "sum") else float(total)
+    elif function in ("variance", "stddev"):
+        if n >= 2:
+            total = _float_sum(xs)
+            if isinstance(total, Fraction):
+                mean = total / n
+                var = float(sum(((Fraction(x) - mean) ** 2 for x in xs), Fraction(0)) / (n - 1))
+            else:
+                var = math.nan
+            result = var if function == "variance" else math.sqrt(var)
+    else:
+        raise ValueError(f"oracle: unknown aggregation function {function!r}")
+    return default if result is None else result
+
+
+# -- the point-in-time join --------------------------------------------------------------------------
+def point_in_time(events_df: pd.DataFrame, view: FeatureView, entity_df: pd.DataFrame,
+                  timestamp_col: str = "event_timestamp") -> pd.DataFrame:
+    """SPEC §2 values of every feature of ``view`` for every row of ``entity_df`` (same order)."""
+    source, keys = view.source, view.join_keys
+    rows = apply_view_rows(events_ms(events_df, source), view)
+    features = list(view.features)
+    exprs = [f.expr if isinstance(f, Latest) else (f.column or "1") for f in features]
+    values, types = sql_values(rows, source, exprs, view.projections)
+
+    by_entity: dict = {}
+    for row, vals in zip(rows, values):
+        key = tuple(row.get(k) for k in keys)
+        if any(_is_null(k) for k in key):
+            continue
+        by_entity.setdefault(key, []).append((row[source.timestamp], event_order_key(row, source), vals))
+
+    out = {f.name: [] for f in features}
+    for req in entity_df.to_dict("records"):
+        key = tuple(req[k] for k in keys)
+        q = to_ms(req[timestamp_col])
+        events = [] if q is None or any(_is_null(k) for k in key) else by_entity.get(key, [])
+        for i, f in enumerate(features):
+            if isinstance(f, Latest):
+                value = latest((order, vals[i]) for ts, order, vals in events if in_window(ts, q, view.ttl))
+            else:
+                assert isinstance(f, Aggregation)
+                value = aggregate(
+                    f.function,
+                    [(order, vals[i]) for ts, order, vals in events if in_window(ts, q, f.window_ms)],
+                    integer_input=types[i].upper() in _INT_SQL_TYPES,
+                    default=f.default,
+                )
+            out[f.name].append(value)
+
+    result = entity_df.reset_index(drop=True).copy()
+    for name, col in out.items():
+        result[name] = pd.Series(col, dtype=object, index=result.index)
+    return result

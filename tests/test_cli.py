@@ -1,0 +1,45 @@
+"""The CLI: readable output, exit codes, one-line causes."""
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from featurestore.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    out = runner.invoke(app, ["--help"]).output
+    for cmd in ("init", "plan", "apply", "generate", "demo", "backfill", "materialize", "stream", "serve", "verify"):
+        assert cmd in out
+
+
+def test_init_plan_apply(tmp_path):
+    res = runner.invoke(app, ["init", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["plan", "--repo", str(tmp_path)])
+    assert res.exit_code == 0 and "user_activity" in res.output and "+ add" in res.output
+    res = runner.invoke(app, ["apply", "--repo", str(tmp_path)])
+    assert res.exit_code == 0 and "applied" in res.output
+    res = runner.invoke(app, ["plan", "--repo", str(tmp_path)])
+    assert "No changes" in res.output
+    res = runner.invoke(app, ["init", str(tmp_path)])
+    assert res.exit_code == 1
+    assert "featurestore.yaml already exists; init does not overwrite a repo" in res.output
+
+
+def test_validation_errors_exit_1_with_every_problem(tmp_path):
+    shutil.copytree(ROOT / "tests" / "fixtures" / "broken_repo", tmp_path / "r")
+    res = runner.invoke(app, ["plan", "--repo", str(tmp_path / "r")])
+    assert res.exit_code == 1
+    assert "error: 10 problem(s) in definitions" in res.output
+    assert "definitions/payments.py:16 user_spend.amout_sum_1h: column 'amout' not in source 'transactions'" in res.output
+
+
+def test_unbuilt_commands_do_not_pretend(tmp_path):
+    res = runner.invoke(app, ["verify", "--repo", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: 'verify' is not implemented yet"

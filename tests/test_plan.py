@@ -1,0 +1,87 @@
+"""plan and apply: added, removed, value changes vs metadata-only changes, stages."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from featurestore.config import load_config
+from featurestore.plan import ADDED, CHANGED_DATA, CHANGED_META, REMOVED, UNCHANGED
+from featurestore.store import FeatureStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo(tmp_path):
+    shutil.copytree(ROOT / "definitions", tmp_path / "definitions")
+    (tmp_path / "featurestore.yaml").write_text("project: t\ndefinitions: definitions\n")
+    return tmp_path
+
+
+def actions(plan):
+    return {(c.kind, c.name): (c.action, c.fields) for c in plan.changes}
+
+
+def test_first_plan_adds_everything_and_apply_records_it(repo):
+    fs = FeatureStore(repo)
+    plan = fs.plan()
+    assert {a for a, _ in actions(plan).values()} == {ADDED}
+    assert [(s.kind, s.target) for s in plan.stages] == [
+        ("backfill", "user_spend"), ("materialize", "user_spend"),
+        ("backfill", "user_profile"), ("materialize", "user_profile"),
+        ("backfill", "merchant_activity"), ("materialize", "merchant_activity"),
+        ("record", "registry"),
+    ]
+    fs.apply()
+    registry = json.loads((repo / ".featurestore" / "registry.json").read_text())
+    assert "feature view:user_spend" in registry["objects"]
+    assert len(registry["history"]) == 1
+    again = fs.plan()
+    assert {a for a, _ in actions(again).values()} == {UNCHANGED} and again.stages == []
+
+
+def test_value_change_metadata_change_and_removal(repo):
+    fs = FeatureStore(repo)
+    fs.apply()
+    payments = repo / "definitions" / "payments.py"
+    text = payments.read_text()
+    text = text.replace('filter="amount > 0"', 'filter="amount >= 0"')
+    text = text.replace('description="Merchant-side velocity."', 'description="Merchant velocity."')
+    start = text.index("user_profile = FeatureView(")
+    end = text.index("merchant_activity = FeatureView(")
+    payments.write_text(text[:start] + text[end:])
+    services = repo / "definitions" / "services.py"
+    services.write_text(services.read_text().replace('        user_profile.select("home_country", "last_amount"),\n', "")
+                        .replace("merchant_activity, user_profile, user_spend", "merchant_activity, user_spend"))
+    got = actions(fs.plan())
+    assert got[("feature view", "user_spend")] == (CHANGED_DATA, ("filter",))
+    assert got[("feature view", "merchant_activity")] == (CHANGED_META, ("description",))
+    assert got[("feature view", "user_profile")] == (REMOVED, ())
+    assert got[("feature service", "fraud_model_v1")] == (CHANGED_DATA, ("features",))
+    assert got[("source", "transactions")] == (UNCHANGED, ())
+    stages = [(s.kind, s.target) for s in fs.plan().stages]
+    assert stages == [("backfill", "user_spend"), ("materialize", "user_spend"), ("drop", "user_profile"),
+                      ("record", "registry")]
+
+
+def test_config_file_and_env_overrides(repo):
+    (repo / "featurestore.yaml").write_text(
+        "project: p\nonline_store:\n  redis_url: redis://h:1/0\n  tls: true\noffline_store:\n  root: /data/off\n")
+    cfg = load_config(repo, env={"FEATURESTORE_REDIS_URL": "redis://env:2/1"})
+    assert cfg.project == "p" and cfg.redis_url == "redis://env:2/1" and cfg.redis_tls is True
+    assert cfg.offline_path == Path("/data/off")
+    assert cfg.sources["redis_url"] == "env" and cfg.sources["project"] == "file"
+    assert cfg.definitions_path == repo / "definitions"
+
+
+def test_config_errors(repo):
+    from featurestore.errors import ConfigError
+
+    (repo / "featurestore.yaml").write_text("projekt: p\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'projekt'"):
+        load_config(repo, env={})
+    (repo / "featurestore.yaml").write_text("online_store:\n  tls: maybe\n")
+    with pytest.raises(ConfigError, match="redis tls must be true or false, got 'maybe'"):
+        load_config(repo, env={})
