@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this file
 # Common helpers for the infra/*.sh scripts. Sourced, not executed.
 # Every path is derived from this file's location, so the scripts work from any cwd.
 
@@ -12,10 +12,19 @@ TOOLS_DIR="$CACHE_DIR/tools"
 
 FEATURESTORE_REDIS_PORT="${FEATURESTORE_REDIS_PORT:-6390}"
 FEATURESTORE_KAFKA_PORT="${FEATURESTORE_KAFKA_PORT:-19092}"
-FEATURESTORE_KAFKA_CONTROLLER_PORT="$((FEATURESTORE_KAFKA_PORT + 1))"
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ "$FEATURESTORE_REDIS_PORT" =~ ^[0-9]+$ ]] || die "FEATURESTORE_REDIS_PORT must be a port number, got '$FEATURESTORE_REDIS_PORT'"
+[[ "$FEATURESTORE_KAFKA_PORT" =~ ^[0-9]+$ ]] || die "FEATURESTORE_KAFKA_PORT must be a port number, got '$FEATURESTORE_KAFKA_PORT'"
+FEATURESTORE_KAFKA_CONTROLLER_PORT="$((FEATURESTORE_KAFKA_PORT + 1))"
+
+# count_jars DIR: number of *.jar files in DIR.
+count_jars() {
+  local jars=("$1"/*.jar)
+  [[ -e "${jars[0]}" ]] && echo "${#jars[@]}" || echo 0
+}
 
 # java_major: prints the major version of `java` on PATH (e.g. 17), or nothing.
 java_major() {

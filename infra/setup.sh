@@ -90,7 +90,7 @@ fetch_jars() {
   mv "$tmp" "$dir"
   rm -rf "$dir.old"
   { echo "$fp"; (cd "$dir" && ls -1 -- *.jar); } >"$stamp"
-  log "$name: $(ls -1 "$dir"/*.jar | wc -l) jars in ${dir#"$REPO_DIR"/}"
+  log "$name: $(count_jars "$dir") jars in ${dir#"$REPO_DIR"/}"
 }
 
 # Kafka health probe (infra/tools/KafkaHealth.java) compiled against kafka-clients.

@@ -1,0 +1,11 @@
+# shellcheck shell=bash
+# Source this to export the service addresses used by the project and its tests:
+#   source infra/env.sh
+# Values already set in the environment win (so FEATURESTORE_REDIS_PORT=... etc. carry through).
+_fs_infra_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export FEATURESTORE_REDIS_PORT="${FEATURESTORE_REDIS_PORT:-6390}"
+export FEATURESTORE_KAFKA_PORT="${FEATURESTORE_KAFKA_PORT:-19092}"
+export FEATURESTORE_REDIS_URL="${FEATURESTORE_REDIS_URL:-redis://127.0.0.1:${FEATURESTORE_REDIS_PORT}/0}"
+export FEATURESTORE_KAFKA_BOOTSTRAP="${FEATURESTORE_KAFKA_BOOTSTRAP:-127.0.0.1:${FEATURESTORE_KAFKA_PORT}}"
+export FEATURESTORE_FLINK_JARS_DIR="${FEATURESTORE_FLINK_JARS_DIR:-${_fs_infra_dir}/.cache/flink-jars}"
+unset _fs_infra_dir

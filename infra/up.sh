@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Bring up the local services: setup (deps + jars), our Redis, our single-node Kafka.
+# Idempotent: when everything is already up it only checks health (about 1 s).
+# Prints one line per service with its address; exits non-zero with a one-line reason on failure.
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+"$INFRA_DIR/setup.sh"
+"$INFRA_DIR/redis.sh" start
+"$INFRA_DIR/kafka.sh" start
+echo "flink: connector jars in $FLINK_JARS_DIR ($(count_jars "$FLINK_JARS_DIR") jars; set FEATURESTORE_FLINK_JARS_DIR)"
