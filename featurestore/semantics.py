@@ -10,6 +10,9 @@ store's request-time combiner and the test oracle all take their rules from thes
 * Window ``W`` at ``q``: events with ``q - W <= ts < q``; unbounded: ``ts < q``. No rounding.
 * Empty window: ``count``/``count_distinct`` are 0, the rest null, unless a ``default`` is declared.
 * Null inputs are ignored (SQL); ``stddev``/``variance`` are sample statistics (n - 1), null for n < 2.
+* ``default`` replaces a null aggregation result: ``COALESCE(agg, default)`` (so an empty window, and
+  ``stddev``/``variance`` of one value, read the default). Counts are never null.
+* Float NaN in source data is null at ingestion (JSON cannot carry NaN; both jobs agree).
 * Event order (ties): events are ordered by ``ts``, then by the source's declared ``tiebreak``
   columns, then by every source column in schema order, each ascending with nulls first. ``last`` is
   the non-null value of the greatest event in the window, ``first`` of the least; *latest* is the
@@ -80,6 +83,16 @@ AGG_ALIASES = {"avg": "mean", "average": "mean", "std": "stddev", "stddev_samp":
 def in_window(ts_ms: int, q_ms: int, window_ms: Optional[int]) -> bool:
     """True when an event at ``ts_ms`` is inside the window of a request at ``q_ms``."""
     return ts_ms < q_ms and (window_ms is None or ts_ms >= q_ms - window_ms)
+
+
+def window_predicate_sql(ts_ms_sql: str, q_ms_sql: str, window_ms: Optional[int]) -> str:
+    """SQL for "an event at ``ts_ms_sql`` is in the window of a request at ``q_ms_sql``" (epoch-ms
+    integers): ``q - W <= ts < q``, the lower edge inclusive, the request time exclusive, no rounding.
+    Shared by every SQL engine (DuckDB, Flink); ``window_ms=None`` is unbounded."""
+    cond = f"{ts_ms_sql} < {q_ms_sql}"
+    if window_ms is not None:
+        cond += f" AND {ts_ms_sql} >= {q_ms_sql} - {int(window_ms)}"
+    return f"({cond})"
 
 
 def latest_visible(ts_ms: int, q_ms: int, ttl_ms: Optional[int]) -> bool:

@@ -55,17 +55,113 @@ class FeatureStore:
     def _later(self, what: str):
         raise NotImplementedYet(f"{what} is not implemented yet in featurestore {_version()}")
 
-    def backfill(self, start=None, end=None, views=None):
-        self._later("backfill")
+    # -- batch path -------------------------------------------------------------------------
+    def compiled(self, view_name: str):
+        from featurestore.compiler.ir import compile_view
+
+        cache = self.__dict__.setdefault("_compiled", {})
+        view = self.repo.views[view_name]
+        key = (view_name, view.data_fingerprint)
+        if key not in cache:
+            cache[key] = compile_view(view)
+        return cache[key]
+
+    @property
+    def offline(self):
+        from featurestore.stores.offline import OfflineStore
+
+        return OfflineStore(self.config.offline_path / self.config.project)
+
+    def _connect(self):
+        from featurestore.engines.duckdb_engine import connect
+
+        return connect(temp_dir=self.repo_path / ".featurestore" / "tmp")
+
+    def _source_relation(self, view_name: str) -> str:
+        from featurestore.engines.duckdb_sql import source_relation_sql
+        from featurestore.errors import FeatureStoreError
+
+        view = self.repo.views[view_name]
+        if view.source.batch is None:
+            raise FeatureStoreError(f"view '{view_name}': source '{view.source.name}' has no batch face to read")
+        return source_relation_sql(view.source.batch, self.repo_path)
+
+    def backfill(self, start=None, end=None, views=None, progress=None):
+        """Recompute the offline events of ``views`` (default: all) for ``[start, end)`` from the batch
+        faces, replacing that range atomically (a new table version). Returns one result per view."""
+        from featurestore.engines.duckdb_engine import backfill_view
+        from featurestore.errors import RequestError
+        from featurestore.sdk.timeutil import to_epoch_ms
+
+        names = list(self.repo.views) if views is None else list(views)
+        for n in names:
+            if n not in self.repo.views:
+                raise RequestError(f"unknown feature view '{n}'")
+        start_ms, end_ms = to_epoch_ms(start, "start"), to_epoch_ms(end, "end")
+        if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+            raise RequestError(f"backfill range is empty: start {start} is not before end {end}")
+        con = self._connect()
+        results = []
+        for n in names:
+            cv = self.compiled(n)
+            table = self.offline.table(n)
+            on_rows = progress(n) if progress else None
+            results.append(backfill_view(con, cv, self._source_relation(n), table, start_ms, end_ms, on_rows))
+        return results
+
+    def get_historical_features(self, entity_df, features=None, feature_service=None, full_feature_names=False,
+                                timestamp_column=None):
+        """Point-in-time-correct feature values for every row of ``entity_df`` (SPEC §2).
+
+        >>> fs.get_historical_features(entity_df, features=["user_spend:tx_count_1h"])  # doctest: +SKIP
+        """
+        from featurestore.sdk import historical as h
+        from featurestore.sdk.refs import output_names, resolve_features
+
+        selection = resolve_features(self.repo, features, feature_service)
+        columns = output_names(selection, full_feature_names)
+        compiled = [self._restricted(v, names) for v, names in selection.items()]
+        if not isinstance(entity_df, __import__("pandas").DataFrame):
+            raise h.RequestError(f"entity_df must be a pandas DataFrame, got {type(entity_df).__name__}")
+        ts_col = h.pick_timestamp_column(entity_df, timestamp_column)
+        h.check_entity_df(entity_df, compiled, ts_col)
+        con = self._connect()
+        inputs = [self._view_input(con, cv) for cv in compiled]
+        return h.retrieve(con, entity_df, inputs, columns, ts_col)
+
+    def _restricted(self, view_name, names):
+        import dataclasses
+
+        cv = self.compiled(view_name)
+        return dataclasses.replace(
+            cv,
+            latest=tuple(s for s in cv.latest if s.name in names),
+            aggregations=tuple(a for a in cv.aggregations if a.name in names),
+        )
+
+    def _view_input(self, con, cv):
+        """Read the offline table when it exists; else compute the same events from the batch face."""
+        from featurestore.engines import duckdb_sql as dsql
+        from featurestore.engines.duckdb_engine import arrow_schema
+        from featurestore.sdk.historical import ViewInput
+
+        table = self.offline.table(cv.name)
+        version = table.version
+        if version is None:
+            return ViewInput(cv, f"({dsql.events_sql(cv, self._source_relation(cv.name))})", None)
+        files = table.files(version)
+        if not files:
+            empty = arrow_schema(cv).empty_table()
+            con.register(f"__empty_{cv.name}", empty)
+            return ViewInput(cv, f"__empty_{cv.name}", version)
+        listing = ", ".join(dsql.literal(f) for f in files)
+        return ViewInput(cv, f"read_parquet([{listing}])", version)
 
     def materialize(self, *args, **kwargs):
         self._later("materialize")
 
     def stream(self, *args, **kwargs):
         self._later("stream")
-
-    def get_historical_features(self, entity_df, features=None, feature_service=None, **kwargs):
-        self._later("get_historical_features")
 
     def get_online_features(self, entity_rows, features=None, feature_service=None, request_time=None, log=False):
         self._later("get_online_features")

@@ -1,0 +1,1 @@
+"""Definitions -> engine-neutral plans (ir) that every engine renders."""

@@ -1,0 +1,1 @@
+"""The SDK: training sets (historical), online lookups, feature references."""

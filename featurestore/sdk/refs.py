@@ -1,0 +1,80 @@
+"""Feature references: ``"view:feature"`` strings, feature services, and what they resolve to."""
+
+from __future__ import annotations
+
+import difflib
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from featurestore.errors import RequestError
+from featurestore.loader import Repo
+from featurestore.model import FeatureService
+from featurestore.validation import resolve_service_refs
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def resolve_features(
+    repo: Repo,
+    features: Optional[Sequence[str]] = None,
+    feature_service: Optional[Union[str, FeatureService]] = None,
+) -> "OrderedDict[str, List[str]]":
+    """View name -> requested feature names, in request order. Exactly one of the two arguments."""
+    if (features is None) == (feature_service is None):
+        raise RequestError("give exactly one of features=[...] or feature_service=...")
+    pairs: List[Tuple[str, str]] = []
+    if feature_service is not None:
+        name = feature_service.name if isinstance(feature_service, FeatureService) else feature_service
+        if name not in repo.services:
+            raise RequestError(f"unknown feature service '{name}'{_suggest(str(name), repo.services)}")
+        pairs, errors = resolve_service_refs(repo.services[name], repo.views)
+        if errors:
+            raise RequestError(f"feature service '{name}': {errors[0]}")
+    else:
+        if isinstance(features, str):
+            features = [features]
+        if not features:
+            raise RequestError("features=[...] is empty; name at least one 'view:feature'")
+        for ref in features:
+            if not isinstance(ref, str) or ":" not in ref:
+                raise RequestError(f"feature reference {ref!r} is not of the form 'view:feature'")
+            view_name, feat = ref.split(":", 1)
+            view = repo.views.get(view_name)
+            if view is None:
+                raise RequestError(f"unknown feature view '{view_name}' in '{ref}'{_suggest(view_name, repo.views)}")
+            if feat == "*":
+                pairs.extend((view_name, f) for f in view.feature_names)
+                continue
+            if feat not in view.feature_names:
+                raise RequestError(
+                    f"feature view '{view_name}' has no feature '{feat}'{_suggest(feat, view.feature_names)}"
+                )
+            pairs.append((view_name, feat))
+    out: "OrderedDict[str, List[str]]" = OrderedDict()
+    for view_name, feat in pairs:
+        names = out.setdefault(view_name, [])
+        if feat in names:
+            raise RequestError(f"feature '{view_name}:{feat}' is requested twice")
+        names.append(feat)
+    return out
+
+
+def output_names(selection: Dict[str, List[str]], full_feature_names: bool) -> Dict[Tuple[str, str], str]:
+    """Output column of each (view, feature): ``feature`` or ``view__feature``; clashes are errors."""
+    names: Dict[Tuple[str, str], str] = {}
+    seen: Dict[str, Tuple[str, str]] = {}
+    for view, feats in selection.items():
+        for f in feats:
+            col = f"{view}__{f}" if full_feature_names else f
+            if col in seen:
+                other = seen[col]
+                raise RequestError(
+                    f"features '{other[0]}:{other[1]}' and '{view}:{f}' would both be column '{col}'; "
+                    "pass full_feature_names=True"
+                )
+            seen[col] = (view, f)
+            names[(view, f)] = col
+    return names

@@ -1,0 +1,52 @@
+"""Exact comparison of feature values (SPEC §3: exact, floats to 1e-9 relative), with readable diffs."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import pandas as pd
+
+
+def is_null(v) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+def same_value(a, b, rel: float = 1e-9) -> bool:
+    if is_null(a) or is_null(b):
+        return is_null(a) and is_null(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) == bool(b) and type(a) is type(b) or (a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if isinstance(a, int) and isinstance(b, int):
+            return a == b
+        if math.isinf(a) or math.isinf(b):
+            return a == b
+        return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)
+    if hasattr(a, "item"):
+        a = a.item()
+    if hasattr(b, "item"):
+        b = b.item()
+    return a == b
+
+
+def assert_features_equal(actual: pd.DataFrame, expected: pd.DataFrame, columns: Iterable[str], context: str = ""):
+    """Every value of ``columns`` equal row by row; the message lists the first mismatches."""
+    assert len(actual) == len(expected), f"{context}: {len(actual)} rows, expected {len(expected)}"
+    problems = []
+    for col in columns:
+        a_col = actual[col].tolist()
+        e_col = expected[col].tolist()
+        for i, (a, e) in enumerate(zip(a_col, e_col)):
+            if not same_value(_py(a), _py(e)):
+                problems.append(f"row {i} {col}: got {a!r}, expected {e!r}")
+    assert not problems, f"{context}: {len(problems)} mismatches, e.g.\n" + "\n".join(problems[:15])
+
+
+def _py(v):
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            return v.item()
+        except (ValueError, AttributeError):
+            return v
+    return v

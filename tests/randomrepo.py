@@ -1,0 +1,140 @@
+"""A definitions repo exercising every aggregation, window and latest/TTL case, plus random events.
+
+Shared by the batch-vs-oracle, online-vs-offline and stream-vs-batch tests.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFINITIONS = '''
+from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+pair = Entity(join_keys=["user_id", "shop"])
+
+events = Source(
+    schema={"user_id": "string", "shop": "int64", "amount": "float64", "qty": "int64", "tag": "string",
+            "flag": "bool", "ts": "timestamp"},
+    timestamp="ts",
+    batch=ParquetFiles("data/events/*.parquet"),
+)
+
+FUNCS = ["count", "sum", "mean", "min", "max", "last", "first", "stddev", "variance", "count_distinct"]
+WINDOWS = {"10s": "10s", "1m": "1m", "1h": "1h", "all": None}
+
+amount_stats = FeatureView(
+    entities=[user],
+    source=events,
+    features=[Aggregation("amount", f, w, name=f"amount_{f}_{label}") for f in FUNCS for label, w in WINDOWS.items()]
+    + [Aggregation("*", "count", w, name=f"events_{label}") for label, w in WINDOWS.items()],
+)
+
+qty_stats = FeatureView(
+    entities=[user],
+    source=events,
+    filter="flag",
+    projections={"qty2": "qty * 2", "tag_len": "length(tag)"},
+    features=[Aggregation("qty2", f, "1m", name=f"qty2_{f}_1m") for f in FUNCS if f not in ("count_distinct",)]
+    + [Aggregation("tag", "count_distinct", "1m", name="tags_1m"),
+       Aggregation("tag", "last", "1h", name="last_tag_1h"),
+       Aggregation("tag", "first", None, name="first_tag"),
+       Aggregation("qty", "sum", "30s", name="qty_sum_30s", default=-1),
+       Aggregation("amount", "mean", "30s", name="amount_mean_30s", default=0.5),
+       Aggregation("amount", "stddev", "30s", name="amount_std_30s", default=0.0),
+       Aggregation("tag_len", "max", "1h", name="tag_len_max_1h")],
+)
+
+profile = FeatureView(
+    entities=[user],
+    source=events,
+    features=[Latest("amount", name="last_amount"), Latest("tag", name="last_tag"),
+              Latest("qty + 1", name="last_qty_plus_one")],
+    ttl="45s",
+)
+
+profile_forever = FeatureView(
+    entities=[user],
+    source=events,
+    features=[Latest("tag", name="tag_ever"), Latest("flag", name="flag_ever")],
+)
+
+pair_stats = FeatureView(
+    entities=[pair],
+    source=events,
+    features=[Aggregation("amount", "sum", "1m", name="pair_sum_1m"), Latest("qty", name="pair_last_qty")],
+    ttl="2m",
+)
+
+everything = FeatureService(features=[amount_stats, qty_stats, profile, profile_forever, pair_stats])
+'''
+
+BASE = pd.Timestamp("2026-03-01T00:00:00Z")
+
+
+def write_repo(root: Path) -> Path:
+    (root / "definitions").mkdir(parents=True, exist_ok=True)
+    (root / "definitions" / "features.py").write_text(DEFINITIONS)
+    (root / "featurestore.yaml").write_text("project: rnd\ndefinitions: definitions\n")
+    return root
+
+
+def random_events(seed: int, n: int = 300, users: int = 6, span_s: int = 300) -> pd.DataFrame:
+    """Bursty events with equal timestamps, nulls, sub-ms times, negative and repeated values."""
+    rng = random.Random(seed)
+    rows = []
+    t = 0.0
+    for i in range(n):
+        if rng.random() < 0.3:  # burst / tie: same or nearly same time as the previous event
+            t += rng.choice([0.0, 0.0, 0.0004, 0.001])
+        else:
+            t += rng.expovariate(n / span_s)
+        ts = BASE + pd.Timedelta(microseconds=int(t * 1e6) + rng.choice([0, 0, 0, 123, 999]))
+        rows.append({
+            "user_id": f"u{min(int(rng.paretovariate(1.2)) - 1, users - 1)}",
+            "shop": rng.randint(0, 2),
+            "amount": None if rng.random() < 0.1 else round(rng.uniform(-50, 200), rng.choice([0, 2, 6])),
+            "qty": None if rng.random() < 0.1 else rng.randint(-3, 9),
+            "tag": None if rng.random() < 0.15 else rng.choice(["a", "b", "c", "dd", "é"]),
+            "flag": None if rng.random() < 0.05 else rng.random() < 0.7,
+            "ts": ts,
+        })
+    df = pd.DataFrame(rows)
+    df["qty"] = df["qty"].astype("Int64")
+    df["flag"] = df["flag"].astype("boolean")
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # file order != time order
+
+
+def write_events(root: Path, df: pd.DataFrame, files: int = 2) -> None:
+    out = root / "data" / "events"
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.parquet"):
+        old.unlink()
+    for i, part in enumerate(np.array_split(np.arange(len(df)), files)):
+        df.iloc[part].to_parquet(out / f"part-{i}.parquet", index=False)
+
+
+def random_requests(seed: int, events: pd.DataFrame, n: int = 120) -> pd.DataFrame:
+    """Requests at random times, at exact event times, at exact window edges, for known and unknown users."""
+    rng = random.Random(seed + 1000)
+    times = list(events["ts"])
+    rows = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.3:
+            q = rng.choice(times).floor("ms")  # exactly at an event: that event is excluded
+        elif kind < 0.6:
+            q = rng.choice(times).floor("ms") + pd.Timedelta(rng.choice(["10s", "1min", "30s", "45s", "2min", "1h"]))
+        else:
+            q = BASE + pd.Timedelta(milliseconds=rng.randint(-5_000, 400_000))
+        rows.append({"user_id": rng.choice(["u0", "u1", "u2", "u3", "u5", "nobody"]), "shop": rng.randint(0, 2),
+                     "event_timestamp": q, "label": rng.random()})
+    rows.append(dict(rows[0]))  # a duplicate row stays a duplicate
+    df = pd.DataFrame(rows)
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    return df
