@@ -65,7 +65,7 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo 
     _run(go)
 
 
-def _print_plan(plan, explain: bool) -> None:
+def _print_plan(plan, explain: Optional[dict]) -> None:
     from featurestore.plan import ADDED, CHANGED_DATA, CHANGED_META, REMOVED, UNCHANGED
 
     style = {ADDED: "green", REMOVED: "red", CHANGED_DATA: "yellow", CHANGED_META: "cyan", UNCHANGED: "dim"}
@@ -87,14 +87,24 @@ def _print_plan(plan, explain: bool) -> None:
         console.print(stages)
     else:
         console.print("No changes: the registry matches the definitions.")
-    if explain:
-        err.print("note: --explain prints compiled jobs once the compilers exist (batch and stream issues)")
+    if explain is not None:
+        from rich.syntax import Syntax
+
+        for view, jobs in explain.items():
+            for title, sql in jobs.items():
+                console.rule(f"{view}: {title}")
+                console.print(Syntax(sql, "sql", word_wrap=True, theme="ansi_dark"))
+        console.print("(the Flink streaming job is not compiled yet)")
 
 
 @app.command()
 def plan(repo: Path = RepoOpt, explain: bool = typer.Option(False, "--explain", help="Also print the compiled jobs.")):
     """Show how the definitions differ from what was applied, and what would run."""
-    _run(lambda: _print_plan(_store(repo).plan(), explain))
+    def go():
+        store = _store(repo)
+        _print_plan(store.plan(), store.explain() if explain else None)
+
+    _run(go)
 
 
 @app.command()
@@ -103,7 +113,7 @@ def apply(repo: Path = RepoOpt):
 
     def go():
         p = _store(repo).apply()
-        _print_plan(p, False)
+        _print_plan(p, None)
         console.print("[green]applied[/green]" if p.has_changes else "nothing to apply")
 
     _run(go)
@@ -146,7 +156,42 @@ def _later(name: str):
     return command
 
 
-for _name in ("backfill", "materialize", "stream", "serve", "verify"):
+@app.command()
+def backfill(
+    repo: Path = RepoOpt,
+    start: Optional[str] = typer.Option(None, help="Range start, ISO time with zone (default: all history)."),
+    end: Optional[str] = typer.Option(None, help="Range end, exclusive (default: all history)."),
+    view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
+    engine: str = typer.Option("duckdb", help="duckdb (embedded) or flink (not built yet)."),
+):
+    """Recompute the offline store from the batch faces for [start, end): the range is replaced
+    atomically as a new table version; re-running never duplicates."""
+
+    def go():
+        if engine != "duckdb":
+            raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb)")
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        store = _store(repo)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            def progress(view_name):
+                task = bar.add_task(f"backfill {view_name}", total=None)
+                return lambda n: bar.advance(task, n)
+
+            results = store.backfill(start=start, end=end, views=view or None, progress=progress)
+        table = Table(title="Backfill")
+        for col in ("view", "rows", "rejected (null time / key)", "version", "seconds", "rows/s"):
+            table.add_column(col, justify="right" if col != "view" else "left")
+        for r in results:
+            table.add_row(r.view, f"{r.rows:,}", f"{r.rejected_null_time:,} / {r.rejected_null_key:,}",
+                          str(r.version), f"{r.seconds:.2f}", f"{r.events_per_second:,.0f}")
+        console.print(table)
+
+    _run(go)
+
+
+for _name in ("materialize", "stream", "serve", "verify"):
     app.command(name=_name)(_later(_name))
 
 
@@ -162,7 +207,7 @@ def demo(repo: Path = RepoOpt, events: int = typer.Option(100_000, help="Events 
         out = datagen.write_parquet(store.repo_path / "data" / "transactions", events=events, seed=7)
         console.print(f"wrote {out.rows:,} events to {out.path}")
         console.rule("2. plan")
-        _print_plan(store.plan(), False)
+        _print_plan(store.plan(), None)
         console.rule("3. apply")
         p = store.apply()
         console.print("[green]applied[/green]" if p.has_changes else "registry already up to date")

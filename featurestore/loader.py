@@ -249,16 +249,24 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
         register(copy, item.origin)
 
     if feast_items:
+        by_var = {f.var: f for f in feast_items}
+
+        def feast_origin(var: str) -> Origin:
+            var = var or ""
+            item = by_var.get(var) or by_var.get(var.split(".")[0])
+            return item.origin if item else feast_items[0].origin
+
         try:
             translated = feast_import.translate({f.var: f.obj for f in feast_items})
-        except Exception as exc:  # TranslationError names the object; keep the file too
-            problems.append(Problem(feast_items[0].origin.file, 0, "", str(exc)))
+        except Exception as exc:  # TranslationError: one Problem per object, at its file and line
+            for fp in getattr(exc, "problems", ()) or ():
+                o = feast_origin(fp.variable)
+                problems.append(Problem(o.file, o.line, fp.name or fp.variable, f"{fp.kind}: {fp.message}"))
+            if not getattr(exc, "problems", None):
+                problems.append(Problem(feast_items[0].origin.file, 0, "", str(exc)))
             translated = {}
-        by_var = {f.var: f for f in feast_items}
         for var, obj in translated.items():
-            item = by_var.get(var)
-            origin = item.origin if item else Origin(feast_items[0].origin.file, 0, var)
-            register(obj, origin)
+            register(obj, feast_origin(var))
 
     problems.extend(validate(repo))
     if problems:

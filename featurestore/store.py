@@ -109,6 +109,19 @@ class FeatureStore:
             results.append(backfill_view(con, cv, self._source_relation(n), table, start_ms, end_ms, on_rows))
         return results
 
+    def explain(self, views=None) -> dict:
+        """The compiled jobs, as text: per view, the backfill SQL and the point-in-time SQL."""
+        from featurestore.engines import duckdb_sql as dsql
+
+        out = {}
+        for name in views or list(self.repo.views):
+            cv = self.compiled(name)
+            out[name] = {
+                "backfill (DuckDB)": dsql.events_sql(cv, "<batch face>", None, None),
+                "point-in-time (DuckDB)": dsql.pit_sql(cv, "<offline events>", "<requests>"),
+            }
+        return out
+
     def get_historical_features(self, entity_df, features=None, feature_service=None, full_feature_names=False,
                                 timestamp_column=None):
         """Point-in-time-correct feature values for every row of ``entity_df`` (SPEC §2).

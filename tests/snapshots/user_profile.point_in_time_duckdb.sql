@@ -1,0 +1,7 @@
+WITH ev AS (SELECT *, epoch_ms("ts") AS __ts_ms, row_number() OVER (PARTITION BY "user_id" ORDER BY __ts_ms, "event_id" ASC NULLS FIRST, "user_id" ASC NULLS FIRST, "merchant_id" ASC NULLS FIRST, "amount" ASC NULLS FIRST, "currency" ASC NULLS FIRST, "country" ASC NULLS FIRST, "channel" ASC NULLS FIRST, "card_present" ASC NULLS FIRST) AS __ord, (country) AS "__l_home_country", (channel) AS "__l_last_channel", (amount) AS "__l_last_amount" FROM <offline events>),
+rq AS (SELECT __row, __q_ms, CAST("user_id" AS VARCHAR) AS "user_id" FROM <requests>),
+lat AS (SELECT "user_id", __ts_ms, "__l_home_country", "__l_last_channel", "__l_last_amount" FROM ev QUALIFY __ord = max(__ord) OVER (PARTITION BY "user_id", __ts_ms)),
+lat_j AS (SELECT rq.__row, lat.__ts_ms AS __lat_ts, lat."__l_home_country", lat."__l_last_channel", lat."__l_last_amount" FROM rq ASOF LEFT JOIN lat ON rq."user_id" = lat."user_id" AND rq.__q_ms > lat.__ts_ms)
+SELECT rq.__row, CAST(CASE WHEN (lat_j.__lat_ts < rq.__q_ms AND lat_j.__lat_ts >= rq.__q_ms - 2592000000) THEN lat_j."__l_home_country" END AS VARCHAR) AS "home_country", CAST(CASE WHEN (lat_j.__lat_ts < rq.__q_ms AND lat_j.__lat_ts >= rq.__q_ms - 2592000000) THEN lat_j."__l_last_channel" END AS VARCHAR) AS "last_channel", CAST(CASE WHEN (lat_j.__lat_ts < rq.__q_ms AND lat_j.__lat_ts >= rq.__q_ms - 2592000000) THEN lat_j."__l_last_amount" END AS DOUBLE) AS "last_amount"
+FROM rq
+LEFT JOIN lat_j ON lat_j.__row = rq.__row
