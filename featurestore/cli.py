@@ -125,7 +125,7 @@ def generate(
     events: int = typer.Option(200_000, "--events", "-n", help="How many transactions to generate."),
     users: int = typer.Option(5_000, help="Distinct users (skewed: a few are very active)."),
     merchants: int = typer.Option(500, help="Distinct merchants."),
-    days: float = typer.Option(14.0, help="Days of history ending now."),
+    days: float = typer.Option(14.0, help="Days of history, ending at a fixed date (2026-11-01) so data is reproducible."),
     seed: int = typer.Option(7, help="Random seed: the same seed gives the same data."),
     kafka: bool = typer.Option(False, "--kafka", help="Also produce the events to the Kafka topic."),
 ):
@@ -196,23 +196,14 @@ for _name in ("materialize", "stream", "serve", "verify"):
 
 
 @app.command()
-def demo(repo: Path = RepoOpt, events: int = typer.Option(100_000, help="Events to generate.")):
-    """Run the demo on embedded defaults: generate data, plan and apply the example repo."""
+def demo(repo: Path = RepoOpt, events: int = typer.Option(200_000, help="Events to generate.")):
+    """Run the demo on embedded defaults: generate data, plan and apply the example repo, backfill the
+    offline store, build a point-in-time training set, materialize Redis and look features up online."""
 
     def go():
-        from featurestore import datagen
+        from featurestore.demo import run_demo
 
-        store = _store(repo)
-        console.rule("1. generate data")
-        out = datagen.write_parquet(store.repo_path / "data" / "transactions", events=events, seed=7)
-        console.print(f"wrote {out.rows:,} events to {out.path}")
-        console.rule("2. plan")
-        _print_plan(store.plan(), None)
-        console.rule("3. apply")
-        p = store.apply()
-        console.print("[green]applied[/green]" if p.has_changes else "registry already up to date")
-        console.rule("done")
-        console.print("Next in this demo (not built yet): backfill, training set, materialize, online lookup.")
+        run_demo(_store(repo), events=events, console=console, print_plan=lambda p: _print_plan(p, None))
 
     _run(go)
 

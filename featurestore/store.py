@@ -123,12 +123,17 @@ class FeatureStore:
         return out
 
     def get_historical_features(self, entity_df, features=None, feature_service=None, full_feature_names=False,
-                                timestamp_column=None):
+                                timestamp_column=None, save_as=None):
         """Point-in-time-correct feature values for every row of ``entity_df`` (SPEC §2).
+
+        Returns a pandas DataFrame (with ``.to_arrow()`` and Feast-style ``.to_df()``): every input
+        row in input order, extra columns kept, one column per feature. ``save_as="name"`` also saves
+        it as a reproducible training set (see :meth:`recreate_training_set`).
 
         >>> fs.get_historical_features(entity_df, features=["user_spend:tx_count_1h"])  # doctest: +SKIP
         """
         from featurestore.sdk import historical as h
+        from featurestore.sdk import training_sets
         from featurestore.sdk.refs import output_names, resolve_features
 
         selection = resolve_features(self.repo, features, feature_service)
@@ -140,7 +145,48 @@ class FeatureStore:
         h.check_entity_df(entity_df, compiled, ts_col)
         con = self._connect()
         inputs = [self._view_input(con, cv) for cv in compiled]
-        return h.retrieve(con, entity_df, inputs, columns, ts_col)
+        if save_as is not None:
+            unversioned = [vi.compiled.name for vi in inputs if vi.version is None]
+            if unversioned:
+                raise h.RequestError(
+                    f"cannot save training set '{save_as}': view(s) {unversioned} have no offline table "
+                    "version to pin; run backfill first"
+                )
+        frame = h.retrieve(con, entity_df, inputs, columns, ts_col)
+        if save_as is not None:
+            frame.manifest = training_sets.save(self._offline_root, save_as, entity_df, frame,
+                                                [(vi.compiled, vi.version) for vi in inputs], columns, ts_col)
+        return frame
+
+    @property
+    def _offline_root(self):
+        return self.config.offline_path / self.config.project
+
+    def recreate_training_set(self, name: str):
+        """Re-run a saved training set on the table versions and definitions its manifest pinned:
+        identical values (and Parquet bytes) whatever changed since."""
+        from featurestore.engines import duckdb_sql as dsql
+        from featurestore.sdk import historical as h
+        from featurestore.sdk import training_sets
+
+        manifest, entity_df = training_sets.load(self._offline_root, name)
+        con = self._connect()
+        inputs = []
+        for view, meta in manifest["views"].items():
+            cv = training_sets.compiled_from_json(meta["compiled"])
+            files = self.offline.table(view).files(meta["table_version"])
+            if files:
+                relation = "read_parquet([" + ", ".join(dsql.literal(f) for f in files) + "])"
+            else:
+                from featurestore.engines.duckdb_engine import arrow_schema
+
+                con.register(f"__empty_{view}", arrow_schema(cv).empty_table())
+                relation = f"__empty_{view}"
+            inputs.append(h.ViewInput(cv, relation, meta["table_version"]))
+        columns = {(v, f): c for v, f, c in manifest["columns"]}
+        frame = h.retrieve(con, entity_df, inputs, columns, manifest["timestamp_column"])
+        frame.manifest = manifest
+        return frame
 
     def _restricted(self, view_name, names):
         import dataclasses

@@ -1,0 +1,115 @@
+"""Named, reproducible training sets (SPEC §5).
+
+A saved training set records what it read: the compiled definition of every view (so a later edit of
+the definitions does not change it), the offline table version of every view (versions are immutable),
+and the entity frame itself with its hash. Re-creating it replays the same queries on the same
+versions and gives identical bytes, after new events, backfills or definition changes.
+
+Layout: ``<offline root>/<project>/_training_sets/<name>/{manifest.json, entity_df.parquet, result.parquet}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.compiler.ir import AggSpec, CompiledView, LatestSpec
+from featurestore.errors import FeatureStoreError, RequestError
+
+MANIFEST_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def compiled_to_json(cv: CompiledView) -> dict:
+    return dataclasses.asdict(cv)
+
+
+def compiled_from_json(data: dict) -> CompiledView:
+    def tuples(x):
+        return tuple(tuple(i) if isinstance(i, list) else i for i in x)
+
+    return CompiledView(
+        name=data["name"],
+        join_keys=tuple(data["join_keys"]),
+        ts_column=data["ts_column"],
+        source_columns=tuples(data["source_columns"]),
+        filter=data["filter"],
+        projections=tuples(data["projections"]),
+        order_columns=tuple(data["order_columns"]),
+        ttl_ms=data["ttl_ms"],
+        latest=tuple(LatestSpec(**s) for s in data["latest"]),
+        aggregations=tuple(AggSpec(**a) for a in data["aggregations"]),
+        data_fingerprint=data["data_fingerprint"],
+    )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_parquet_deterministic(table: pa.Table, path: Path) -> None:
+    """Same table -> same bytes (no timestamps or random ids in the file), written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=True)
+    os.replace(tmp, path)
+
+
+def training_set_dir(root: Path, name: str) -> Path:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RequestError(f"training set name {name!r}: use letters, digits, '_', '-', '.'")
+    return root / "_training_sets" / name
+
+
+def save(root: Path, name: str, entity_df: pd.DataFrame, frame, views: List[Tuple[CompiledView, int]],
+         columns: Dict[tuple, str], ts_col: str) -> dict:
+    """Write the manifest, the entity frame and the result; refuse to overwrite a different set."""
+    folder = training_set_dir(root, name)
+    if (folder / "manifest.json").exists():
+        raise RequestError(f"training set '{name}' already exists at {folder}; pick another name")
+    folder.mkdir(parents=True, exist_ok=True)
+    entity_path = folder / "entity_df.parquet"
+    write_parquet_deterministic(pa.Table.from_pandas(entity_df.reset_index(drop=True), preserve_index=False),
+                                entity_path)
+    result_path = folder / "result.parquet"
+    write_parquet_deterministic(frame.to_arrow(), result_path)
+    manifest = {
+        "format": MANIFEST_VERSION,
+        "name": name,
+        "timestamp_column": ts_col,
+        "entity_df_sha256": file_sha256(entity_path),
+        "result_sha256": file_sha256(result_path),
+        "rows": len(entity_df),
+        "columns": [[v, f, c] for (v, f), c in columns.items()],
+        "views": {
+            cv.name: {"table_version": version, "data_fingerprint": cv.data_fingerprint,
+                      "compiled": compiled_to_json(cv)}
+            for cv, version in views
+        },
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def load(root: Path, name: str) -> Tuple[dict, pd.DataFrame]:
+    folder = training_set_dir(root, name)
+    path = folder / "manifest.json"
+    if not path.exists():
+        raise RequestError(f"no training set named '{name}' (looked in {folder})")
+    manifest = json.loads(path.read_text())
+    entity_path = folder / "entity_df.parquet"
+    if file_sha256(entity_path) != manifest["entity_df_sha256"]:
+        raise FeatureStoreError(f"training set '{name}': entity_df.parquet does not match its manifest hash")
+    return manifest, pq.read_table(entity_path).to_pandas()

@@ -1,0 +1,83 @@
+"""Bad requests to get_historical_features get errors that name the column, view or row."""
+
+import pandas as pd
+import pytest
+
+from featurestore.errors import RequestError
+from featurestore.store import FeatureStore
+from tests.randomrepo import random_events, write_events, write_repo
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = write_repo(tmp_path_factory.mktemp("err"))
+    write_events(root, random_events(1, n=50))
+    return FeatureStore(root)
+
+
+def frame(**cols):
+    base = {"user_id": ["u0", "u1"], "event_timestamp": pd.to_datetime(["2026-03-01T00:01:00Z"] * 2, utc=True)}
+    base.update(cols)
+    return pd.DataFrame(base)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(features=["profile:nope"]), "feature view 'profile' has no feature 'nope'"),
+    (dict(features=["profil:last_tag"]), "unknown feature view 'profil' in 'profil:last_tag' (did you mean 'profile'?)"),
+    (dict(features=["last_tag"]), "feature reference 'last_tag' is not of the form 'view:feature'"),
+    (dict(features=[]), "features=[...] is empty; name at least one 'view:feature'"),
+    (dict(feature_service="nope"), "unknown feature service 'nope'"),
+    (dict(features=["profile:last_tag"], feature_service="everything"),
+     "give exactly one of features=[...] or feature_service=..."),
+    (dict(features=["profile:last_tag", "profile:last_tag"]), "feature 'profile:last_tag' is requested twice"),
+    (dict(features=["profile:last_tag", "qty_stats:last_tag_1h", "profile_forever:tag_ever"]), None),
+])
+def test_feature_reference_errors(store, kwargs, message):
+    if message is None:
+        assert len(store.get_historical_features(frame(), **kwargs)) == 2
+        return
+    with pytest.raises(RequestError) as info:
+        store.get_historical_features(frame(), **kwargs)
+    assert str(info.value) == message
+
+
+def test_name_clash_needs_full_feature_names(store):
+    from featurestore.sdk.refs import output_names
+
+    with pytest.raises(RequestError, match="would both be column 'x'; pass full_feature_names=True"):
+        output_names({"a": ["x"], "b": ["x"]}, False)
+    got = store.get_historical_features(frame(), features=["profile:last_tag"], full_feature_names=True)
+    assert "profile__last_tag" in got.columns
+
+
+@pytest.mark.parametrize("entity_df,message", [
+    (frame().drop(columns=["user_id"]), "entity_df has no column 'user_id' (join key of feature view 'profile')"),
+    (frame().iloc[0:0], "entity_df is empty: give at least one (entity keys, timestamp) row"),
+    (frame(event_timestamp=pd.to_datetime(["2026-03-01", "2026-03-02"])),
+     "entity_df column 'event_timestamp' is timezone-naive; times are UTC: use "
+     "df['event_timestamp'] = df['event_timestamp'].dt.tz_localize('UTC')"),
+    (frame(event_timestamp=["2026-03-01", "x"]), "entity_df column 'event_timestamp' row 0: '2026-03-01' is not a "
+                                                  "timezone-aware timestamp"),
+    (frame(event_timestamp=[1, 2]), "entity_df column 'event_timestamp' has type int64, not a timezone-aware timestamp"),
+    (frame(last_tag=[1, 2]), "entity_df already has column(s) ['last_tag'] that the features would produce"),
+])
+def test_entity_df_errors(store, entity_df, message):
+    with pytest.raises(RequestError) as info:
+        store.get_historical_features(entity_df, features=["profile:last_tag"])
+    assert str(info.value) == message
+
+
+def test_mixed_time_zones_are_converted_not_misread(store):
+    a = pd.Timestamp("2026-03-01T01:00:00+01:00")
+    b = pd.Timestamp("2026-03-01T00:00:00Z")
+    mixed = pd.DataFrame({"user_id": ["u0", "u0"], "event_timestamp": pd.Series([a, b], dtype=object)})
+    got = store.get_historical_features(mixed, features=["amount_stats:events_all"])
+    assert got["events_all"].iloc[0] == got["events_all"].iloc[1]
+
+
+def test_other_timestamp_column_name_and_order_kept(store):
+    df = frame().rename(columns={"event_timestamp": "when"})
+    df.index = [10, 5]
+    got = store.get_historical_features(df, features=["amount_stats:events_all"])
+    assert list(got.columns) == ["user_id", "when", "events_all"]
+    assert list(got["user_id"]) == ["u0", "u1"]
