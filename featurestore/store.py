@@ -104,7 +104,7 @@ class FeatureStore:
         results = []
         for n in names:
             cv = self.compiled(n)
-            table = self.offline.table(n)
+            table = self.offline.table(n, ts_column=cv.ts_column)
             on_rows = progress(n) if progress else None
             results.append(backfill_view(con, cv, self._source_relation(n), table, start_ms, end_ms, on_rows))
         return results
@@ -172,9 +172,10 @@ class FeatureStore:
         manifest, entity_df = training_sets.load(self._offline_root, name)
         con = self._connect()
         inputs = []
-        for view, meta in manifest["views"].items():
+        for meta in manifest["views"]:
+            view = meta["view"]
             cv = training_sets.compiled_from_json(meta["compiled"])
-            files = self.offline.table(view).files(meta["table_version"])
+            files = self.offline.table(view, ts_column=cv.ts_column).files(meta["table_version"])
             if files:
                 relation = "read_parquet([" + ", ".join(dsql.literal(f) for f in files) + "])"
             else:
@@ -204,7 +205,7 @@ class FeatureStore:
         from featurestore.engines.duckdb_engine import arrow_schema
         from featurestore.sdk.historical import ViewInput
 
-        table = self.offline.table(cv.name)
+        table = self.offline.table(cv.name, ts_column=cv.ts_column)
         version = table.version
         if version is None:
             return ViewInput(cv, f"({dsql.events_sql(cv, self._source_relation(cv.name))})", None)
@@ -216,14 +217,34 @@ class FeatureStore:
         listing = ", ".join(dsql.literal(f) for f in files)
         return ViewInput(cv, f"read_parquet([{listing}])", version)
 
-    def materialize(self, *args, **kwargs):
-        self._later("materialize")
+    def materialize(self, views=None, end=None, progress=None):
+        """Load the online store (Redis) from the offline store (or the batch face when a view has no
+        offline table yet), e.g. after Redis lost its data. ``end`` (tz-aware time or epoch ms): the
+        state must answer every request time ``>= end`` exactly, so events older than ``end`` minus the
+        view's retention are left out; ``None`` keeps every event. ``progress(view)`` may return a
+        callable that receives row counts. Returns one result per view (entities, events, seconds).
+
+        >>> fs.materialize(end=pd.Timestamp.now(tz="UTC"))  # doctest: +SKIP
+        """
+        from featurestore.stores import online_redis
+
+        return online_redis.materialize(self, views=views, end=end, progress=progress)
 
     def stream(self, *args, **kwargs):
         self._later("stream")
 
-    def get_online_features(self, entity_rows, features=None, feature_service=None, request_time=None, log=False):
-        self._later("get_online_features")
+    def get_online_features(self, entity_rows, features=None, feature_service=None, request_time=None, log=False,
+                            full_feature_names=False):
+        """Feature values for each entity row at ``request_time`` (default now, UTC; tz-aware datetime,
+        pandas Timestamp or epoch ms), from the online store in one Redis round trip (SPEC §3.2: equal
+        to ``get_historical_features`` at that time). ``.to_dict()`` / ``.to_df()`` on the result.
+
+        >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
+        """
+        from featurestore.stores import online_redis
+
+        return online_redis.lookup(self, entity_rows, features=features, feature_service=feature_service,
+                                   request_time=request_time, log=log, full_feature_names=full_feature_names)
 
     def training_set_from_logs(self, labels_df, feature_service, **kwargs):
         self._later("training_set_from_logs")

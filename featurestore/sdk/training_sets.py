@@ -93,11 +93,11 @@ def save(root: Path, name: str, entity_df: pd.DataFrame, frame, views: List[Tupl
         "result_sha256": file_sha256(result_path),
         "rows": len(entity_df),
         "columns": [[v, f, c] for (v, f), c in columns.items()],
-        "views": {
-            cv.name: {"table_version": version, "data_fingerprint": cv.data_fingerprint,
-                      "compiled": compiled_to_json(cv)}
+        "views": [  # in output order
+            {"view": cv.name, "table_version": version, "data_fingerprint": cv.data_fingerprint,
+             "compiled": compiled_to_json(cv)}
             for cv, version in views
-        },
+        ],
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
