@@ -68,3 +68,7 @@ class InfraError(FeatureStoreError):
 
 class RequestError(FeatureStoreError):
     """A request (entity frame, feature refs, entity rows) is invalid."""
+
+
+class OfflineStoreError(FeatureStoreError):
+    """An offline table write or read is invalid, conflicts too often, or its files are gone."""

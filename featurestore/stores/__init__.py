@@ -1,0 +1,1 @@
+"""Storage backends: the offline store (Parquet) and the online store."""
