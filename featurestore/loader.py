@@ -103,6 +103,9 @@ def _assignments(path: Path) -> Dict[str, Tuple[int, int]]:
         for target in targets:
             if isinstance(target, ast.Name):
                 out.setdefault(target.id, (node.lineno, node.end_lineno or node.lineno))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
+            # Feast's @stream_feature_view / @batch_feature_view turn a function into a definition.
+            out.setdefault(node.name, (node.decorator_list[0].lineno, node.end_lineno or node.lineno))
     return out
 
 

@@ -85,3 +85,14 @@ def test_inline_source_gets_a_derived_name(tmp_path):
     repo = load_repo(tmp_path)
     assert sorted(repo.sources) == ["v__source"]
     assert sorted(repo.entities) == ["v__entity0"]
+
+
+@pytest.mark.feast
+def test_feast_decorated_stream_feature_view_is_collected(monkeypatch):
+    monkeypatch.setenv("IS_TEST", "True")  # silences Feast's "experimental" warning
+    folder = FIXTURES / "feast_decorated"
+    repo = load_repo(folder)
+    view = repo.views["user_amounts"]
+    assert view.feature_names == ("sum_amount_3600s",)
+    assert repo.origin(view).line == 16  # the decorator line
+    assert view.source is repo.sources["tx"] and view.source.stream.topic == "tx"
