@@ -191,7 +191,69 @@ def backfill(
     _run(go)
 
 
-for _name in ("materialize", "stream", "serve", "verify"):
+@app.command()
+def materialize(
+    repo: Path = RepoOpt,
+    view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
+    end: Optional[str] = typer.Option(
+        None, help="Answer request times >= END exactly and keep only the events that needs (bounded "
+                   "memory); 'now' or an ISO time with zone. Default: keep every event."),
+):
+    """Load the online store (Redis) from the offline store, e.g. after Redis lost its data."""
+
+    def go():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        store = _store(repo)
+        when = None
+        if end == "now":
+            import pandas as pd
+
+            when = pd.Timestamp.now(tz="UTC")
+        elif end is not None:
+            when = end
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} events"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            def progress(view_name):
+                task = bar.add_task(f"materialize {view_name}", total=None)
+                return lambda n: bar.advance(task, n)
+
+            results = store.materialize(views=view or None, end=when, progress=progress)
+        table = Table(title="Materialize")
+        for col in ("view", "entities", "events", "deleted keys", "seconds", "events/s"):
+            table.add_column(col, justify="left" if col == "view" else "right")
+        for r in results:
+            table.add_row(r.view, f"{r.entities:,}", f"{r.events:,}", f"{r.deleted:,}", f"{r.seconds:.2f}",
+                          f"{r.rows_per_second:,.0f}")
+        console.print(table)
+
+    _run(go)
+
+
+@app.command()
+def serve(
+    repo: Path = RepoOpt,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(6566, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Worker processes."),
+):
+    """Serve online lookups over HTTP: POST /get-online-features, GET /health, GET /metrics,
+    OpenAPI at /openapi.json and /docs."""
+
+    def go():
+        import uvicorn
+
+        from featurestore.server import create_app
+
+        store = _store(repo)
+        store.repo  # load and validate before binding the port: errors come out here, not per request
+        console.print(f"serving project '{store.config.project}' on http://{host}:{port} (docs at /docs)")
+        uvicorn.run(create_app(store), host=host, port=port, workers=workers, log_level="warning")
+
+    _run(go)
+
+
+for _name in ("stream", "verify"):
     app.command(name=_name)(_later(_name))
 
 

@@ -41,22 +41,31 @@ def run_demo(store, events: int, console, print_plan) -> None:
     same = again.to_arrow().equals(training.to_arrow())
     console.print(f"re-created from its manifest: {'identical' if same else 'DIFFERENT'}")
 
-    if not hasattr(store, "materialize_available") or store.materialize_available():
-        step("5. materialize Redis and look features up online")
-        results = store.materialize()
-        for r in results:
-            console.print(str(r))
-        row = sample.iloc[0]
-        when = row["event_timestamp"]
-        online = store.get_online_features([{"user_id": row["user_id"], "merchant_id": row["merchant_id"]}],
-                                           feature_service="fraud_model_v1", request_time=when).to_dict()
-        offline = training.iloc[0]
-        table = Table(title=f"user {row['user_id']} at {when}: online vs offline")
-        for col in ("feature", "online", "offline"):
-            table.add_column(col)
-        for feature, values in online.items():
-            if feature in ("user_id", "merchant_id"):
-                continue
-            table.add_row(feature, repr(values[0]), repr(offline[feature]))
-        console.print(table)
+    step("5. materialize Redis and look features up online")
+    for r in store.materialize():
+        console.print(f"{r.view}: {r.entities:,} entities, {r.events:,} events, {r.rows_per_second:,.0f} events/s")
+    row = sample.iloc[0]
+    when = row["event_timestamp"]
+    online = store.get_online_features([{"user_id": row["user_id"], "merchant_id": row["merchant_id"]}],
+                                       feature_service="fraud_model_v1", request_time=when).to_dict()
+    offline = training.iloc[0]
+    table = Table(title=f"user {row['user_id']} at {when}: online vs offline")
+    for col in ("feature", "online", "offline"):
+        table.add_column(col)
+    for feature, values in online.items():
+        if feature in ("user_id", "merchant_id"):
+            continue
+        table.add_row(feature, repr(values[0]), repr(offline[feature]))
+    console.print(table)
+    mismatches = [f for f, v in online.items() if f not in ("user_id", "merchant_id")
+                  and not _same(v[0], offline[f])]
+    console.print("online == offline for every feature" if not mismatches else f"MISMATCH: {mismatches}")
     step("done")
+
+
+def _same(a, b) -> bool:
+    if pd.isna(a) and pd.isna(b):
+        return True
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
+    return a == b

@@ -72,10 +72,12 @@ class FeatureStore:
 
         return OfflineStore(self.config.offline_path / self.config.project)
 
-    def _connect(self):
+    def _connect(self, deterministic: bool = False):
+        """A DuckDB connection. ``deterministic`` runs one thread, so float sums are added in the
+        same order on every run: saved training sets re-create bit for bit."""
         from featurestore.engines.duckdb_engine import connect
 
-        return connect(temp_dir=self.repo_path / ".featurestore" / "tmp")
+        return connect(temp_dir=self.repo_path / ".featurestore" / "tmp", threads=1 if deterministic else None)
 
     def _source_relation(self, view_name: str) -> str:
         from featurestore.engines.duckdb_sql import source_relation_sql
@@ -143,7 +145,7 @@ class FeatureStore:
             raise h.RequestError(f"entity_df must be a pandas DataFrame, got {type(entity_df).__name__}")
         ts_col = h.pick_timestamp_column(entity_df, timestamp_column)
         h.check_entity_df(entity_df, compiled, ts_col)
-        con = self._connect()
+        con = self._connect(deterministic=save_as is not None)
         inputs = [self._view_input(con, cv) for cv in compiled]
         if save_as is not None:
             unversioned = [vi.compiled.name for vi in inputs if vi.version is None]
@@ -170,7 +172,7 @@ class FeatureStore:
         from featurestore.sdk import training_sets
 
         manifest, entity_df = training_sets.load(self._offline_root, name)
-        con = self._connect()
+        con = self._connect(deterministic=True)
         inputs = []
         for meta in manifest["views"]:
             view = meta["view"]
@@ -229,6 +231,12 @@ class FeatureStore:
         from featurestore.stores import online_redis
 
         return online_redis.materialize(self, views=views, end=end, progress=progress)
+
+    def online_store(self):
+        """The Redis online store of this project (a client is created on first use)."""
+        from featurestore.stores import online_redis
+
+        return online_redis.for_store(self)
 
     def stream(self, *args, **kwargs):
         self._later("stream")

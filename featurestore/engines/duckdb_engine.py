@@ -24,6 +24,7 @@ def connect(temp_dir: Optional[Path] = None, threads: Optional[int] = None):
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # our CLI draws its own progress
     if temp_dir is not None:
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {dsql.literal(str(temp_dir))}")

@@ -1,0 +1,155 @@
+"""HTTP feature server (``featurestore serve``): online lookups, optional logging, health, metrics.
+
+FastAPI gives the OpenAPI schema (``/openapi.json``, docs at ``/docs``). Request bodies are validated
+by pydantic (422 with the offending field), library errors become 400 with the one-line cause, a
+body over ``max_body_bytes`` is refused with 413 before it is parsed, and Redis being down is 503.
+
+    POST /get-online-features
+    {"feature_service": "fraud_model_v1",            # or "features": ["view:feature", ...]
+     "entities": {"user_id": ["u1", "u2"]},          # Feast style columns, or "entity_rows": [{...}]
+     "request_time": "2026-11-01T00:00:00Z",         # optional: ISO time with zone, or epoch ms
+     "log": false, "full_feature_names": false}
+    -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]}}
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Dict, List, Optional, Union
+
+from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
+
+MAX_BODY_BYTES = 1_000_000
+MAX_ENTITIES = 10_000
+
+
+def _json_safe(values: List[Any]) -> List[Any]:
+    """NaN/inf are not JSON: send them as null (the feature's value is undefined there)."""
+    out = []
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            out.append(None)
+        elif hasattr(v, "isoformat"):
+            out.append(v.isoformat())
+        else:
+            out.append(v)
+    return out
+
+
+def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES):
+    """The ASGI app serving ``store`` (a FeatureStore)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+    from featurestore.stores.online_redis import StaleOnlineState
+
+    registry = CollectorRegistry()
+    requests_total = Counter("featurestore_http_requests_total", "HTTP requests", ["path", "status"],
+                             registry=registry)
+    latency = Histogram("featurestore_lookup_seconds", "Online lookup latency (server side)",
+                        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0), registry=registry)
+    entities_total = Counter("featurestore_entities_served_total", "Entity rows served", registry=registry)
+
+    class LookupRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        features: Optional[List[str]] = Field(None, description="Feature references 'view:feature'.")
+        feature_service: Optional[str] = Field(None, description="A feature service name.")
+        entities: Optional[Dict[str, List[Union[str, int]]]] = Field(
+            None, description="Join-key columns of equal length (Feast style).")
+        entity_rows: Optional[List[Dict[str, Union[str, int]]]] = Field(None, description="One object per entity.")
+        request_time: Optional[Union[str, int]] = Field(
+            None, description="ISO-8601 time with a zone, or epoch milliseconds; default: now.")
+        log: bool = Field(False, description="Log the served vector (log-and-wait); returns its request_id.")
+        full_feature_names: bool = False
+
+        @model_validator(mode="after")
+        def _one_of(self):
+            if (self.features is None) == (self.feature_service is None):
+                raise ValueError("give exactly one of 'features' or 'feature_service'")
+            if (self.entities is None) == (self.entity_rows is None):
+                raise ValueError("give exactly one of 'entities' or 'entity_rows'")
+            return self
+
+        def rows(self) -> List[Dict[str, Any]]:
+            if self.entity_rows is not None:
+                return self.entity_rows
+            lengths = {k: len(v) for k, v in self.entities.items()}
+            if len(set(lengths.values())) > 1:
+                raise RequestError(f"entities: columns have different lengths {lengths}")
+            n = next(iter(lengths.values()), 0)
+            return [{k: v[i] for k, v in self.entities.items()} for i in range(n)]
+
+    class LookupResponse(BaseModel):
+        request_id: Optional[str]
+        feature_names: List[str]
+        results: Dict[str, List[Any]]
+
+    app = FastAPI(title="featurestore", version=_version(),
+                  description="Online feature lookups with point-in-time semantics equal to training.")
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            requests_total.labels(request.url.path, "413").inc()
+            return JSONResponse({"detail": f"request body of {length} bytes is over the {max_body_bytes} byte limit"},
+                                status_code=413)
+        response = await call_next(request)
+        requests_total.labels(request.url.path, str(response.status_code)).inc()
+        return response
+
+    @app.get("/health")
+    def health():
+        try:
+            store.online_store().client.ping()
+        except Exception as exc:  # noqa: BLE001 - report any failure as unhealthy
+            return JSONResponse({"status": "unhealthy", "redis": str(exc).splitlines()[0]}, status_code=503)
+        return {"status": "ok", "project": store.config.project, "views": sorted(store.repo.views)}
+
+    @app.get("/metrics")
+    def metrics():
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/get-online-features", response_model=LookupResponse,
+              responses={400: {"description": "invalid request"}, 413: {"description": "body too large"},
+                         503: {"description": "online store unavailable"}})
+    def get_online_features(body: LookupRequest):
+        t0 = time.perf_counter()
+        try:
+            rows = body.rows()
+            if len(rows) > max_entities:
+                raise RequestError(f"{len(rows)} entities in one request; the limit is {max_entities}")
+            if not rows:
+                raise RequestError("no entities given")
+            result = store.get_online_features(rows, features=body.features, feature_service=body.feature_service,
+                                               request_time=body.request_time, log=body.log,
+                                               full_feature_names=body.full_feature_names)
+        except InfraError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        except NotImplementedYet as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=501)
+        except StaleOnlineState as exc:  # the definition changed: online state must be re-materialized
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        except FeatureStoreError as exc:
+            return JSONResponse({"detail": str(exc).replace("\n", " ")}, status_code=400)
+        data = result.to_dict()
+        latency.observe(time.perf_counter() - t0)
+        entities_total.inc(len(rows))
+        keys = set(rows[0])
+        return {"request_id": getattr(result, "request_id", None),
+                "feature_names": [c for c in data if c not in keys],
+                "results": {k: _json_safe(v) for k, v in data.items()}}
+
+    return app
+
+
+def _version() -> str:
+    from featurestore import __version__
+
+    return __version__
+
+
+__all__ = ["create_app", "MAX_BODY_BYTES", "MAX_ENTITIES", "Any"]

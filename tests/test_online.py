@@ -1,0 +1,472 @@
+"""Online = offline (SPEC §3.2): after ``materialize``, ``get_online_features(k, request_time=q)`` equals the
+point-in-time value of ``get_historical_features`` at ``(k, q)`` for every entity and every request time not
+earlier than the retention horizon, on random event sets covering every aggregation, window, TTL and tie.
+
+Also: decay by request time, one Redis round trip per lookup, missing entities, key TTLs of bounded views,
+pruning at a horizon, stale-definition detection, and the error texts. Needs the project's Redis
+(``bash infra/up.sh``); every test writes under its own project name and deletes its keys.
+"""
+
+import dataclasses
+import json
+import random
+import uuid
+
+import pandas as pd
+import pytest
+
+from featurestore.config import load_config
+from featurestore.errors import InfraError, NotImplementedYet, RequestError
+from featurestore.online import EntityState, compute, plan_features, window_bounds
+from featurestore.semantics import in_window
+from featurestore.store import FeatureStore
+from featurestore.stores import online_redis as orr
+from tests import oracle
+from tests.compare import assert_features_equal
+from tests.randomrepo import BASE, DEFINITIONS, random_events, random_requests, write_events, write_repo
+
+pytestmark = [pytest.mark.redis]
+
+SEEDS = list(range(8))
+KEYS = ["user_id", "shop"]
+UP_HINT = "start it with: bash infra/up.sh"
+
+
+# -- fixtures -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_client():
+    import redis
+
+    cfg = load_config(".")
+    client = orr.connect(cfg.redis_url, cfg.redis_password, cfg.redis_tls)
+    error = None
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        error = str(exc)
+    if error is not None:  # fail, never skip: one clear line with the fix
+        pytest.fail(f"Redis not reachable at {orr.redact(cfg.redis_url)} ({error}): {UP_HINT}", pytrace=False)
+    yield client
+    client.close()
+
+
+def _drop_project(client, project):
+    keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
+
+
+@pytest.fixture
+def make_store(tmp_path, redis_client):
+    """A random-repo FeatureStore under a project name of its own (so tests never share keys)."""
+    projects = []
+
+    def make(definitions=None, **config):
+        root = write_repo(tmp_path / f"repo{len(projects)}")
+        if definitions is not None:
+            (root / "definitions" / "features.py").write_text(definitions)
+        project = f"t_online_{uuid.uuid4().hex[:10]}"
+        projects.append(project)
+        cfg = dataclasses.replace(load_config(root), project=project, **config)
+        return FeatureStore(root, config=cfg)
+
+    yield make
+    for p in projects:
+        _drop_project(redis_client, p)
+
+
+def online_frame(store, requests, **kwargs):
+    """One lookup per request row, at that row's own time."""
+    rows = []
+    for r in requests.to_dict("records"):
+        got = store.get_online_features([{k: r[k] for k in KEYS}], feature_service="everything",
+                                        request_time=r["event_timestamp"], **kwargs).to_dict()
+        rows.append({k: v[0] for k, v in got.items()})
+    return pd.DataFrame(rows)
+
+
+def feature_columns(store):
+    return [f for v in store.repo.views.values() for f in v.feature_names]
+
+
+# -- online = offline ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", SEEDS)
+def test_online_equals_offline(make_store, seed):
+    store = make_store()
+    events = random_events(seed)
+    write_events(store.repo_path, events)
+    if seed % 2 == 0:
+        store.backfill()  # materialize reads the offline tables; odd seeds read the batch face
+    requests = random_requests(seed, events)
+    offline = store.get_historical_features(requests, feature_service="everything")
+    results = store.materialize()
+    assert [r.view for r in results] == list(store.repo.views)
+    by_view = {r.view: r for r in results}
+    assert by_view["amount_stats"].events == len(events)  # end=None keeps every event
+    assert by_view["amount_stats"].entities == events["user_id"].nunique()
+    assert by_view["pair_stats"].entities == len(events.groupby(KEYS))
+    assert all(r.horizon is None and r.deleted == 0 for r in results)
+    online = online_frame(store, requests)
+    assert_features_equal(online, offline, feature_columns(store), f"seed {seed}")
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_many_entities_in_one_lookup_equal_offline(make_store, seed):
+    store = make_store()
+    events = random_events(seed)
+    write_events(store.repo_path, events)
+    requests = random_requests(seed, events)
+    store.materialize()
+    for q in [BASE + pd.Timedelta("61s"), BASE + pd.Timedelta("150.5s"), BASE + pd.Timedelta("299s")]:
+        at_q = requests.assign(event_timestamp=q)
+        offline = store.get_historical_features(at_q, feature_service="everything")
+        got = store.get_online_features(at_q[KEYS], feature_service="everything", request_time=q)
+        online = got.to_df()
+        assert online["user_id"].tolist() == at_q["user_id"].tolist()  # one row per entity row, in order
+        assert_features_equal(online, offline, feature_columns(store), f"seed {seed} q {q}")
+
+
+def test_online_equals_oracle(make_store):
+    store = make_store()
+    seed = 3
+    events = random_events(seed)
+    write_events(store.repo_path, events)
+    requests = random_requests(seed, events)
+    store.materialize()
+    online = online_frame(store, requests)
+    for view in store.repo.views.values():
+        expected = oracle.point_in_time(events, view, requests)
+        assert_features_equal(online, expected, view.feature_names, f"oracle seed {seed} view {view.name}")
+
+
+def test_decay_by_request_time(make_store):
+    store = make_store()
+    events = random_events(4)
+    write_events(store.repo_path, events)
+    store.materialize()
+    q = BASE + pd.Timedelta("1d")  # every finite window and every TTL slid past the events
+    got = store.get_online_features([{"user_id": "u0", "shop": 1}], feature_service="everything", request_time=q)
+    row = {k: v[0] for k, v in got.to_dict().items()}
+    for label in ("10s", "1m", "1h"):
+        assert row[f"events_{label}"] == 0 and row[f"amount_count_{label}"] == 0
+        assert row[f"amount_count_distinct_{label}"] == 0
+        assert row[f"amount_sum_{label}"] is None and row[f"amount_last_{label}"] is None
+    assert row["qty_sum_30s"] == -1 and row["amount_mean_30s"] == 0.5 and row["amount_std_30s"] == 0.0
+    assert isinstance(row["amount_mean_30s"], float) and isinstance(row["qty_sum_30s"], int)
+    assert row["last_amount"] is None and row["last_tag"] is None and row["pair_last_qty"] is None  # TTL
+    u0 = events[events["user_id"] == "u0"]
+    assert row["events_all"] == len(u0)  # unbounded: never decays
+    assert row["amount_count_all"] == int(u0["amount"].notna().sum())
+    offline = store.get_historical_features(pd.DataFrame({"user_id": ["u0"], "shop": [1], "event_timestamp": [q]}),
+                                            feature_service="everything")
+    assert_features_equal(got.to_df(), offline, feature_columns(store), "decay")
+
+
+def test_missing_entity_and_null_key_read_empty_windows(make_store):
+    store = make_store()
+    write_events(store.repo_path, random_events(2))
+    store.materialize()
+    q = BASE + pd.Timedelta("100s")
+    got = store.get_online_features(
+        pd.DataFrame({"user_id": ["nobody", None, "u0"], "shop": [0, 1, None]}),
+        feature_service="everything", request_time=q).to_dict()
+    for i in (0, 1):
+        assert got["events_all"][i] == 0 and got["tags_1m"][i] == 0 and got["amount_count_distinct_all"][i] == 0
+        assert got["amount_sum_1h"][i] is None and got["tag_ever"][i] is None and got["first_tag"][i] is None
+        assert got["qty_sum_30s"][i] == -1 and got["amount_std_30s"][i] == 0.0
+    assert got["pair_sum_1m"][2] is None and got["pair_last_qty"][2] is None  # null shop: no pair entity
+    assert got["events_all"][2] > 0
+    assert got["user_id"] == ["nobody", None, "u0"] and got["shop"] == [0, 1, None]
+
+
+# -- retention ----------------------------------------------------------------------------------------
+def test_retention_of_each_view():
+    cv = {name: None for name in ("amount_stats", "qty_stats", "profile", "profile_forever", "pair_stats")}
+    store = FeatureStore(write_repo(__import__("pathlib").Path(__import__("tempfile").mkdtemp())))
+    for name in cv:
+        cv[name] = orr.retention(store.compiled(name))
+    assert cv["amount_stats"] == orr.Retention(True, 3_600_000, False)
+    assert cv["qty_stats"].keep_all  # first_tag is unbounded
+    assert cv["profile"] == orr.Retention(False, 45_000, False) and cv["profile"].expires
+    assert cv["profile_forever"] == orr.Retention(False, 0, True) and not cv["profile_forever"].expires
+    assert cv["pair_stats"] == orr.Retention(False, 120_000, False)
+
+
+def test_key_ttl_bounds_memory_of_bounded_views(make_store, redis_client):
+    store = make_store()
+    events = random_events(6)
+    write_events(store.repo_path, events)
+    store.materialize()
+    p = store.config.project
+    for view, expires, retention_ms in [("profile", True, 45_000), ("pair_stats", True, 120_000),
+                                        ("amount_stats", False, None), ("qty_stats", False, None),
+                                        ("profile_forever", False, None)]:
+        keys = list(redis_client.scan_iter(match=f"fs:{p}:{view}:*"))
+        assert keys, view
+        for k in keys:
+            ttl = redis_client.pttl(k)
+            if expires:  # events are in the past: the key lives retention + slack from the write
+                assert 0 < ttl <= retention_ms + orr.SLACK_MS, (view, ttl)
+            else:
+                assert ttl == -1, (view, ttl)
+    key = orr.entity_key(p, "pair_stats", ["u0", 1])
+    assert key == f'fs:{p}:pair_stats:["u0",1]'
+    doc = json.loads(redis_client.get(key))
+    assert set(doc) == {"v", "fp", "h", "ts", "c"} and doc["v"] == orr.FORMAT_VERSION
+    assert doc["fp"] == store.compiled("pair_stats").data_fingerprint
+    assert doc["ts"] == sorted(doc["ts"]) and len(doc["c"]) == 2  # amount, qty
+    assert all(len(c) == len(doc["ts"]) for c in doc["c"])
+
+
+def test_materialize_with_end_prunes_and_stays_exact_after_the_horizon(make_store, redis_client):
+    store = make_store()
+    seed = 7
+    events = random_events(seed)
+    write_events(store.repo_path, events)
+    end = BASE + pd.Timedelta("200s")
+    end_ms = end.value // 1_000_000
+    results = {r.view: r for r in store.materialize(end=end)}
+    ts_ms = events["ts"].astype("int64") // 1_000_000
+    assert results["amount_stats"].events == len(events) and results["amount_stats"].horizon is None
+    assert results["profile"].events == int((ts_ms >= end_ms - 45_000).sum())
+    assert results["profile"].horizon == end_ms
+    assert results["pair_stats"].events == int((ts_ms >= end_ms - 120_000).sum())
+    recent_users = set(events.loc[ts_ms >= end_ms, "user_id"])
+    # latest without TTL: events from the horizon on plus each entity's last one before it
+    assert results["profile_forever"].events == int((ts_ms >= end_ms).sum()) + len(
+        set(events.loc[ts_ms < end_ms, "user_id"]))
+    assert recent_users  # the test means something
+
+    requests = random_requests(seed, events)
+    late = requests[requests["event_timestamp"] >= end].reset_index(drop=True)
+    assert len(late) > 20
+    offline = store.get_historical_features(late, feature_service="everything")
+    assert_features_equal(online_frame(store, late), offline, feature_columns(store), "after horizon")
+
+    early = end - pd.Timedelta("1ms")
+    with pytest.raises(RequestError) as info:
+        store.get_online_features([{"user_id": "u0", "shop": 0}], features=["profile:last_tag"], request_time=early)
+    assert str(info.value) == (
+        "request_time 2026-03-01T00:03:19.999000+00:00 is before the online store's retention horizon "
+        "2026-03-01T00:03:20+00:00 for feature view 'profile' (online state answers request times at or after the "
+        "materialize end); use get_historical_features for the past")
+    # unbounded views keep everything, so any time is exact
+    store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_all"], request_time=early)
+
+
+def test_materialize_deletes_entities_that_fell_behind_the_horizon(make_store, redis_client):
+    store = make_store()
+    events = random_events(2)
+    write_events(store.repo_path, events)
+    store.materialize(views=["pair_stats"])
+    p = store.config.project
+    before = len(list(redis_client.scan_iter(match=f"fs:{p}:pair_stats:*")))
+    end = BASE + pd.Timedelta("1d")
+    (result,) = store.materialize(views=["pair_stats"], end=end)
+    assert result.entities == 0 and result.events == 0 and result.deleted == before > 0
+    assert list(redis_client.scan_iter(match=f"fs:{p}:pair_stats:*")) == []
+
+
+# -- protocol -----------------------------------------------------------------------------------------
+def test_one_round_trip_for_many_entities_and_views(make_store, monkeypatch):
+    import redis
+
+    store = make_store()
+    write_events(store.repo_path, random_events(5))
+    store.materialize()
+    rows = [{"user_id": f"u{i}", "shop": i % 3} for i in range(6)] + [{"user_id": "nobody", "shop": 0}]
+    q = BASE + pd.Timedelta("2min")
+    store.get_online_features(rows, feature_service="everything", request_time=q)  # warm connection
+    sent = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    got = store.get_online_features(rows, feature_service="everything", request_time=q)
+    assert len(sent) == 1, sent
+    payload = b"".join(sent[0]) if isinstance(sent[0], list) else sent[0]
+    assert b"MGET" in payload.upper() and b"SCAN" not in payload.upper()
+    assert len(got) == len(rows)
+
+
+def test_stale_definition_is_refused_until_materialized(make_store):
+    store = make_store()
+    write_events(store.repo_path, random_events(1))
+    store.materialize()
+    q = BASE + pd.Timedelta("100s")
+    store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=q)
+    (store.repo_path / "definitions" / "features.py").write_text(DEFINITIONS.replace('ttl="45s"', 'ttl="50s"'))
+    store.reload()
+    with pytest.raises(orr.StaleOnlineState) as info:
+        store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=q)
+    fp = store.compiled("profile").data_fingerprint
+    msg = str(info.value)
+    assert msg.startswith(f"online state of feature view 'profile' at 'fs:{store.config.project}:profile:[\"u0\"]' "
+                          "was written by another definition (fingerprint ")
+    assert msg.endswith(f", current {fp[:12]}); run 'featurestore materialize --views profile'")
+    # other views are untouched by the change and still served
+    store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_all"], request_time=q)
+    store.materialize(views=["profile"])
+    store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=q)
+
+
+def test_response_shape(make_store):
+    store = make_store()
+    write_events(store.repo_path, random_events(0))
+    store.materialize()
+    q = int((BASE + pd.Timedelta("100s")).value // 1_000_000)  # epoch ms works too
+    got = store.get_online_features([{"user_id": "u0", "shop": 2, "extra": 1}],
+                                    features=["pair_stats:pair_sum_1m", "profile:last_tag"],
+                                    request_time=q, full_feature_names=True)
+    assert got.request_id is None
+    assert list(got.to_dict()) == ["user_id", "shop", "pair_stats__pair_sum_1m", "profile__last_tag"]
+    df = got.to_df()
+    assert list(df.columns) == list(got.to_dict()) and len(df) == 1
+    now = store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_1h"])  # request_time=now
+    assert now.to_dict()["events_1h"] == [0]
+
+
+# -- errors -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(features=["profile:nope"]), RequestError, "feature view 'profile' has no feature 'nope'"),
+    (dict(features=["profil:last_tag"]), RequestError,
+     "unknown feature view 'profil' in 'profil:last_tag' (did you mean 'profile'?)"),
+    (dict(feature_service="nope"), RequestError, "unknown feature service 'nope'"),
+    (dict(features=["pair_stats:pair_sum_1m"], entity_rows=[{"user_id": "u0", "shop": 1}, {"user_id": "u1"}]),
+     RequestError, "entity row 1 has no join key 'shop' (needed by feature view 'pair_stats')"),
+    (dict(features=["pair_stats:pair_sum_1m"], entity_rows=[{"user_id": "u0", "shop": "x"}]), RequestError,
+     "entity row 0: join key 'shop' value 'x' is not a int64 (invalid literal for int() with base 10: 'x')"),
+    (dict(features=["profile:last_tag"], request_time=pd.Timestamp("2026-03-01")), RequestError,
+     "request_time: Timestamp('2026-03-01 00:00:00') is timezone-naive; give a UTC time (e.g. '2026-01-01T00:00:00Z')"),
+    (dict(features=["profile:last_tag"], entity_rows={"user_id": "u0"}), RequestError,
+     "entity_rows must be a list of dicts (one per entity) or a pandas DataFrame, got a single dict; wrap it in a list"),
+    (dict(features=["profile:last_tag"], log=True), NotImplementedYet, "serving logs are not implemented yet"),
+])
+def test_request_errors(make_store, kwargs, error, message):
+    store = make_store()
+    kwargs.setdefault("entity_rows", [{"user_id": "u0"}])
+    kwargs.setdefault("request_time", BASE)
+    with pytest.raises(error) as info:
+        store.get_online_features(**kwargs)
+    assert str(info.value) == message
+
+
+def test_redis_down_is_an_infra_error(make_store):
+    store = make_store(redis_url="redis://:secret@127.0.0.1:1/0")
+    with pytest.raises(InfraError) as info:
+        store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=BASE)
+    msg = str(info.value)
+    assert msg.startswith("cannot reach Redis at redis://:***@127.0.0.1:1/0: ") and "secret" not in msg
+    assert msg.endswith(" (run bash infra/up.sh)")
+    write_events(store.repo_path, random_events(0, n=20))
+    with pytest.raises(InfraError, match=r"^cannot reach Redis at redis://:\*\*\*@127\.0\.0\.1:1/0: "):
+        store.materialize()
+
+
+def test_password_and_tls_reach_the_client():
+    client = orr.connect("redis://127.0.0.1:6390/0", password="pw", tls=True)
+    pool = client.connection_pool
+    assert pool.connection_class.__name__ == "SSLConnection"
+    assert pool.connection_kwargs["password"] == "pw"
+    plain = orr.connect("redis://127.0.0.1:6390/0").connection_pool
+    assert plain.connection_class.__name__ == "Connection" and "password" not in plain.connection_kwargs
+    assert orr.redact("rediss://user:pw@host:6380/1") == "rediss://user:***@host:6380/1"
+
+
+# -- the request-time functions -----------------------------------------------------------------------
+def test_window_slices_are_exactly_in_window():
+    rng = random.Random(0)
+    for _ in range(2000):
+        ts = sorted(rng.choice([rng.randint(-50, 50), 0, 10]) for _ in range(rng.randint(0, 12)))
+        q = rng.randint(-60, 60)
+        w = rng.choice([None, 0, 1, 10, 25, 1000])
+        lo, hi = window_bounds(ts, q, w)
+        assert list(range(lo, hi)) == [i for i, x in enumerate(ts) if in_window(x, q, w)], (ts, q, w)
+
+
+def test_compute_on_a_hand_made_state():
+    store = FeatureStore(write_repo(__import__("pathlib").Path(__import__("tempfile").mkdtemp())))
+    cv = store.compiled("qty_stats")
+    names = ["qty2_sum_1m", "qty2_mean_1m", "qty2_variance_1m", "qty2_stddev_1m", "qty2_last_1m", "qty2_first_1m",
+             "qty2_min_1m", "qty2_max_1m", "qty2_count_1m", "tags_1m", "qty_sum_30s", "amount_std_30s"]
+    plans = plan_features(cv, names)
+    cols = {e: i for i, (e, _) in enumerate(orr.input_columns(cv))}
+    n = 4
+    state_cols = [[None] * n for _ in cols]
+    state_cols[cols["qty2"]] = [2, None, 6, 4]
+    state_cols[cols["tag"]] = ["a", "a", None, "b"]
+    state_cols[cols["qty"]] = [1, None, 3, 2]
+    state_cols[cols["amount"]] = [1.5, None, None, None]
+    state = EntityState([1000, 2000, 2000, 61_000], state_cols)
+    got = dict(zip(names, compute(plans, state, 61_000)))  # window [1000, 61000): the first three
+    assert got == {"qty2_sum_1m": 8, "qty2_mean_1m": 4.0, "qty2_variance_1m": 8.0, "qty2_stddev_1m": 8 ** 0.5,
+                   "qty2_last_1m": 6, "qty2_first_1m": 2, "qty2_min_1m": 2, "qty2_max_1m": 6, "qty2_count_1m": 2,
+                   "tags_1m": 1, "qty_sum_30s": -1, "amount_std_30s": 0.0}
+    assert isinstance(got["qty2_sum_1m"], int) and isinstance(got["amount_std_30s"], float)
+
+
+TYPED_DEFINITIONS = '''
+from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(
+    schema={"user_id": "string", "shop": "int64", "amount": "float64", "qty": "int64", "tag": "string",
+            "flag": "bool", "ts": "timestamp"},
+    timestamp="ts",
+    tiebreak=["qty"],
+    batch=ParquetFiles("data/events/*.parquet"),
+)
+typed = FeatureView(
+    entities=[user],
+    source=events,
+    projections={"f32": "CAST(amount AS FLOAT)", "i32": "CAST(qty AS INTEGER)"},
+    features=[Latest("ts", name="last_ts"), Latest("qty * 1.5", name="last_dec"), Latest("f32", name="last_f32"),
+              Aggregation("ts", "max", "1m", name="ts_max_1m"), Aggregation("ts", "first", None, name="ts_first"),
+              Aggregation("f32", "sum", "1m", name="f32_sum_1m"), Aggregation("f32", "min", "1m", name="f32_min_1m"),
+              Aggregation("f32", "count_distinct", "1m", name="f32_nd_1m"),
+              Aggregation("i32", "sum", "1m", name="i32_sum_1m", default=-7),
+              Aggregation("i32", "mean", "1m", name="i32_mean_1m", default=1),
+              Aggregation("qty * 1.5", "sum", "1m", name="dec_sum_1m"),
+              Aggregation("flag", "last", "1m", name="flag_last_1m"),
+              Aggregation("tag", "max", "1m", name="tag_max_1m")],
+    ttl="90s",
+)
+everything = FeatureService(features=[typed])
+'''
+
+
+@pytest.mark.parametrize("seed", [0, 9])
+def test_other_types_and_tiebreak_equal_offline(make_store, seed):
+    store = make_store(definitions=TYPED_DEFINITIONS)
+    events = random_events(seed)
+    write_events(store.repo_path, events)
+    requests = random_requests(seed, events).drop(columns=["shop"])
+    offline = store.get_historical_features(requests, feature_service="everything")
+    store.materialize()
+    rows = []
+    for r in requests.to_dict("records"):
+        got = store.get_online_features([{"user_id": r["user_id"]}], feature_service="everything",
+                                        request_time=r["event_timestamp"]).to_dict()
+        rows.append({k: v[0] for k, v in got.items()})
+    online = pd.DataFrame(rows)
+    assert_features_equal(online, offline, feature_columns(store), f"typed seed {seed}")
+    assert any(isinstance(v, __import__("datetime").datetime) for v in online["last_ts"])
+    assert online["i32_sum_1m"].map(type).isin([int]).all()
+
+
+def test_materialize_in_several_passes_and_progress(make_store, monkeypatch, redis_client):
+    store = make_store()
+    events = random_events(8)
+    write_events(store.repo_path, events)
+    store.materialize()
+    p = store.config.project
+    one_pass = {k: redis_client.get(k) for k in redis_client.scan_iter(match=f"fs:{p}:*")}
+    _drop_project(redis_client, p)
+    monkeypatch.setattr(orr, "PASS_ROWS", 70)  # 300 events: 5 passes over disjoint key-hash ranges
+    seen = {}
+    results = store.materialize(progress=lambda view: lambda n: seen.__setitem__(view, seen.get(view, 0) + n))
+    assert seen == {r.view: r.events for r in results}
+    assert {k: redis_client.get(k) for k in redis_client.scan_iter(match=f"fs:{p}:*")} == one_pass
