@@ -12,7 +12,7 @@ body over ``max_body_bytes`` is refused with 413 before it is parsed, and Redis 
     -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]}}
 """
 
-from __future__ import annotations
+# no "from __future__ import annotations": FastAPI resolves the request model from the annotation
 
 import math
 import time
@@ -54,13 +54,17 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
     entities_total = Counter("featurestore_entities_served_total", "Entity rows served", registry=registry)
 
     class LookupRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        features: Optional[List[str]] = Field(None, description="Feature references 'view:feature'.")
-        feature_service: Optional[str] = Field(None, description="A feature service name.")
-        entities: Optional[Dict[str, List[Union[str, int]]]] = Field(
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
+            {"oneOf": [{"required": ["features"]}, {"required": ["feature_service"]}]},
+            {"oneOf": [{"required": ["entities"]}, {"required": ["entity_rows"]}]},
+        ]})
+        # Not nullable: leave a field out instead of sending null.
+        features: List[str] = Field(None, description="Feature references 'view:feature'.")
+        feature_service: str = Field(None, description="A feature service name.")
+        entities: Dict[str, List[Union[str, int]]] = Field(
             None, description="Join-key columns of equal length (Feast style).")
-        entity_rows: Optional[List[Dict[str, Union[str, int]]]] = Field(None, description="One object per entity.")
-        request_time: Optional[Union[str, int]] = Field(
+        entity_rows: List[Dict[str, Union[str, int]]] = Field(None, description="One object per entity.")
+        request_time: Union[str, int] = Field(
             None, description="ISO-8601 time with a zone, or epoch milliseconds; default: now.")
         log: bool = Field(False, description="Log the served vector (log-and-wait); returns its request_id.")
         full_feature_names: bool = False
@@ -101,7 +105,7 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
         requests_total.labels(request.url.path, str(response.status_code)).inc()
         return response
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "Redis unreachable"}})
     def health():
         try:
             store.online_store().client.ping()
@@ -109,13 +113,19 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
             return JSONResponse({"status": "unhealthy", "redis": str(exc).splitlines()[0]}, status_code=503)
         return {"status": "ok", "project": store.config.project, "views": sorted(store.repo.views)}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics():
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    error = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}}
+
     @app.post("/get-online-features", response_model=LookupResponse,
-              responses={400: {"description": "invalid request"}, 413: {"description": "body too large"},
-                         503: {"description": "online store unavailable"}})
+              responses={400: {"description": "invalid request", **error},
+                         409: {"description": "online state written by another definition", **error},
+                         413: {"description": "body too large", **error},
+                         501: {"description": "not implemented", **error},
+                         503: {"description": "online store unavailable", **error}})
     def get_online_features(body: LookupRequest):
         t0 = time.perf_counter()
         try:
