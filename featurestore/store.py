@@ -242,20 +242,46 @@ class FeatureStore:
         self._later("stream")
 
     def get_online_features(self, entity_rows, features=None, feature_service=None, request_time=None, log=False,
-                            full_feature_names=False):
+                            full_feature_names=False, request_id=None):
         """Feature values for each entity row at ``request_time`` (default now, UTC; tz-aware datetime,
         pandas Timestamp or epoch ms), from the online store in one Redis round trip (SPEC §3.2: equal
         to ``get_historical_features`` at that time). ``.to_dict()`` / ``.to_df()`` on the result.
 
+        Logged (log-and-wait, SPEC §7) when ``log=True`` or the feature service's logging is on: the
+        served vector is in Redis before this returns, and ``.request_id`` names it (``request_id=``
+        to choose it).
+
         >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
         """
+        from featurestore import serving_log
+        from featurestore.sdk.refs import resolve_features
         from featurestore.stores import online_redis
 
-        return online_redis.lookup(self, entity_rows, features=features, feature_service=feature_service,
-                                   request_time=request_time, log=log, full_feature_names=full_feature_names)
+        response = online_redis.lookup(self, entity_rows, features=features, feature_service=feature_service,
+                                       request_time=request_time, log=False, full_feature_names=full_feature_names)
+        if serving_log.should_log(self, feature_service, log):
+            selection = resolve_features(self.repo, features, feature_service)
+            keys = [k for k in response.to_dict() if k in {jk for v in selection for jk in self.repo.views[v].join_keys}]
+            record = serving_log.build_record(self, response.to_dict(), keys, selection, feature_service,
+                                              response.request_time_ms, request_id)
+            try:
+                serving_log.write(self.online_store().client, self.config.project, record)
+            except Exception as exc:  # the caller asked for a durable log: do not return unlogged
+                raise self.online_store().infra_error(exc) from None
+            response.request_id = record.request_id
+        return response
 
-    def training_set_from_logs(self, labels_df, feature_service, **kwargs):
-        self._later("training_set_from_logs")
+    def ship_logs(self):
+        """Move logged lookups from Redis Streams to the offline log tables (idempotent)."""
+        from featurestore import serving_log
+
+        return serving_log.ship(self)
+
+    def training_set_from_logs(self, labels_df, feature_service, timestamp_column=None, ship_first=True):
+        """Labels joined to the values that were served for them (see :mod:`featurestore.serving_log`)."""
+        from featurestore import serving_log
+
+        return serving_log.training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first)
 
     def verify(self, *args, **kwargs):
         self._later("verify")

@@ -41,7 +41,9 @@ logfile "$LOGFILE"
 dir "$DIR"
 dbfilename dump.rdb
 save 300 100
-appendonly no
+# Serving logs (log-and-wait) must survive a Redis restart: append-only file, fsync every second.
+appendonly yes
+appendfsync everysec
 databases 16
 EOF
 }

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 DEFINITIONS = '''
-from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source
+from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, LoggingConfig, ParquetFiles, Source
 
 user = Entity(join_keys=["user_id"])
 pair = Entity(join_keys=["user_id", "shop"])
@@ -71,6 +71,11 @@ pair_stats = FeatureView(
 )
 
 everything = FeatureService(features=[amount_stats, qty_stats, profile, profile_forever, pair_stats])
+
+logged_model = FeatureService(
+    features=[profile, amount_stats.select("amount_sum_1m", "amount_mean_1h", "events_all"), "qty_stats:tags_1m"],
+    logging=LoggingConfig(enabled=True, sample_rate=1.0),
+)
 '''
 
 BASE = pd.Timestamp("2026-03-01T00:00:00Z")
