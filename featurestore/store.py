@@ -258,7 +258,7 @@ class FeatureStore:
         from featurestore.stores import online_redis
 
         response = online_redis.lookup(self, entity_rows, features=features, feature_service=feature_service,
-                                       request_time=request_time, log=False, full_feature_names=full_feature_names)
+                                       request_time=request_time, full_feature_names=full_feature_names)
         if serving_log.should_log(self, feature_service, log):
             selection = resolve_features(self.repo, features, feature_service)
             keys = [k for k in response.to_dict() if k in {jk for v in selection for jk in self.repo.views[v].join_keys}]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from featurestore.config import load_config
-from featurestore.errors import InfraError, NotImplementedYet, RequestError
+from featurestore.errors import InfraError, RequestError
 from featurestore.online import EntityState, compute, plan_features, window_bounds
 from featurestore.semantics import in_window
 from featurestore.store import FeatureStore
@@ -343,7 +343,6 @@ def test_response_shape(make_store):
      "request_time: Timestamp('2026-03-01 00:00:00') is timezone-naive; give a UTC time (e.g. '2026-01-01T00:00:00Z')"),
     (dict(features=["profile:last_tag"], entity_rows={"user_id": "u0"}), RequestError,
      "entity_rows must be a list of dicts (one per entity) or a pandas DataFrame, got a single dict; wrap it in a list"),
-    (dict(features=["profile:last_tag"], log=True), NotImplementedYet, "serving logs are not implemented yet"),
 ])
 def test_request_errors(make_store, kwargs, error, message):
     store = make_store()

@@ -414,17 +414,14 @@ def _entity_rows(entity_rows) -> List[dict]:
     return rows
 
 
-def lookup(store, entity_rows, features=None, feature_service=None, request_time=None, log=False,
-           full_feature_names=False):
+def lookup(store, entity_rows, features=None, feature_service=None, request_time=None, full_feature_names=False):
     """``FeatureStore.get_online_features``: one MGET for every (view, entity) of the request, then
     request-time computation (:mod:`featurestore.online`) at ``q = request_time`` (ms, floored)."""
     from featurestore import online as ol
-    from featurestore.errors import NotImplementedYet, RequestError
+    from featurestore.errors import RequestError
     from featurestore.sdk.refs import output_names, resolve_features
     from featurestore.sdk.timeutil import now_ms, to_epoch_ms
 
-    if log:
-        raise NotImplementedYet("serving logs are not implemented yet")
     selection = resolve_features(store.repo, features, feature_service)
     columns = output_names(selection, full_feature_names)
     for view_name in selection:
