@@ -253,7 +253,45 @@ def serve(
     _run(go)
 
 
-for _name in ("stream", "verify"):
+@app.command()
+def verify(
+    service: str = typer.Argument(..., help="Feature service whose logged lookups to check."),
+    repo: Path = RepoOpt,
+    threshold: float = typer.Option(0.0, help="Exit 1 when a feature's skew rate is above this (0..1)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report with plots here."),
+    limit: Optional[int] = typer.Option(None, help="Check at most this many logged rows (a sample)."),
+):
+    """Recompute logged lookups offline and report online/offline skew per feature; gates CI."""
+
+    def go():
+        store = _store(repo)
+        report = store.verify(service, limit=limit)
+        table = Table(title=f"Skew of '{service}' over {report.rows:,} logged rows")
+        for col in ("feature", "mismatch", "missing", "extra", "skew"):
+            table.add_column(col, justify="left" if col == "feature" else "right")
+        for f, s in report.features.items():
+            style = "red" if s.skew_rate > threshold else ("yellow" if s.skew_rate else "green")
+            table.add_row(f, f"{s.rate('mismatch'):.3%}", f"{s.rate('missing'):.3%}", f"{s.rate('extra'):.3%}",
+                          f"[{style}]{s.skew_rate:.3%}[/]")
+        console.print(table)
+        for f, s in report.features.items():
+            for e in s.examples[:2]:
+                console.print(f"  {f}: {e['kind']} at {e['request_time']} {e['entity']}: served {e['served']!r}, "
+                              f"offline {e['offline']!r}", markup=False)
+        if html is not None:
+            html.write_text(report.to_html())
+            console.print(f"wrote {html}")
+        bad = report.exceeds(threshold)
+        if bad:
+            err.print(f"error: skew above {threshold:.3%} in {len(bad)} feature(s): {', '.join(bad)}", markup=False)
+            raise typer.Exit(1)
+        if report.rows == 0:
+            console.print("no logged rows to check (log lookups with log=True or a logging feature service)")
+
+    _run(go)
+
+
+for _name in ("stream",):
     app.command(name=_name)(_later(_name))
 
 

@@ -283,8 +283,11 @@ class FeatureStore:
 
         return serving_log.training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first)
 
-    def verify(self, *args, **kwargs):
-        self._later("verify")
+    def verify(self, feature_service, limit=None):
+        """Recompute logged lookups offline; per-feature mismatch/missing/extra rates (a VerifyReport)."""
+        from featurestore.verify import verify
+
+        return verify(self, feature_service, limit=limit)
 
 
 def _version() -> str:

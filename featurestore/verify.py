@@ -1,0 +1,188 @@
+"""Skew verification: recompute what was served, offline, and compare feature by feature (SPEC §7).
+
+For every logged row (entity, request time, served values) the offline point-in-time value is
+recomputed with ``get_historical_features`` and compared: **mismatch** (both present, different;
+floats beyond 1e-9 relative), **missing** (served null, offline has a value), **extra** (served a
+value, offline null). Rates are per feature over the rows checked. The report prints as a table,
+renders as a self-contained HTML page with plots (skew over time per feature), and ``exceeds(t)``
+gates CI.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import pandas as pd
+
+REL_TOL = 1e-9
+
+
+def _null(v) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+def classify(served, offline) -> Optional[str]:
+    """None when equal, else 'mismatch', 'missing' or 'extra'."""
+    if hasattr(offline, "item") and not isinstance(offline, str):
+        offline = offline.item()
+    if _null(served) and _null(offline):
+        return None
+    if _null(served):
+        return "missing"
+    if _null(offline):
+        return "extra"
+    if isinstance(served, bool) or isinstance(offline, bool):
+        return None if bool(served) == bool(offline) else "mismatch"
+    if isinstance(served, (int, float)) and isinstance(offline, (int, float)):
+        if isinstance(served, int) and isinstance(offline, int):
+            return None if served == offline else "mismatch"
+        return None if math.isclose(served, offline, rel_tol=REL_TOL, abs_tol=1e-12) else "mismatch"
+    return None if served == offline else "mismatch"
+
+
+@dataclass
+class FeatureSkew:
+    feature: str
+    rows: int = 0
+    mismatch: int = 0
+    missing: int = 0
+    extra: int = 0
+    examples: List[dict] = field(default_factory=list)
+
+    @property
+    def skew_rate(self) -> float:
+        return (self.mismatch + self.missing + self.extra) / self.rows if self.rows else 0.0
+
+    def rate(self, kind: str) -> float:
+        return getattr(self, kind) / self.rows if self.rows else 0.0
+
+
+@dataclass
+class VerifyReport:
+    feature_service: str
+    rows: int
+    features: Dict[str, FeatureSkew]
+    timeline: List[Tuple[int, int, Dict[str, int]]]  # (bucket start ms, rows, skewed rows per feature)
+
+    def exceeds(self, threshold: float) -> List[str]:
+        """Features whose skew rate is above ``threshold``."""
+        return [f for f, s in self.features.items() if s.skew_rate > threshold]
+
+    @property
+    def clean(self) -> bool:
+        return all(s.skew_rate == 0 for s in self.features.values())
+
+    def to_html(self) -> str:
+        return render_html(self)
+
+
+def verify(store, feature_service: str, limit: Optional[int] = None, examples: int = 5) -> VerifyReport:
+    """Recompute the logged lookups of ``feature_service`` offline and report skew per feature."""
+    from featurestore import serving_log
+    from featurestore.errors import RequestError
+    from featurestore.sdk.refs import output_names, resolve_features
+
+    name = getattr(feature_service, "name", feature_service)
+    selection = resolve_features(store.repo, feature_service=name)
+    columns = list(output_names(selection, False).values())
+    store.ship_logs()
+    logs = serving_log.read_logs(store, name)
+    if limit is not None and len(logs) > limit:
+        logs = logs.sample(n=limit, random_state=0)
+    logs = logs.sort_values("request_time").reset_index(drop=True)
+    report = VerifyReport(name, len(logs), {c: FeatureSkew(c) for c in columns}, [])
+    if logs.empty:
+        return report
+    entities = [json.loads(e) for e in logs["entity"]]
+    key_names = sorted({k for e in entities for k in e})
+    entity_df = pd.DataFrame({k: [e.get(k) for e in entities] for k in key_names})
+    entity_df["event_timestamp"] = pd.to_datetime(logs["request_time"], utc=True)
+    try:
+        offline = store.get_historical_features(entity_df, feature_service=name)
+    except RequestError as exc:
+        raise RequestError(f"verify '{name}': cannot recompute logged rows offline: {exc}") from None
+    served = [json.loads(f) for f in logs["features"]]
+    times = (entity_df["event_timestamp"].astype("int64") // 1_000_000).tolist()
+    buckets = _buckets(times)
+    per_bucket: Dict[int, Dict[str, int]] = {b: {c: 0 for c in columns} for b in set(buckets)}
+    rows_in_bucket: Dict[int, int] = {}
+    for i, row in enumerate(served):
+        rows_in_bucket[buckets[i]] = rows_in_bucket.get(buckets[i], 0) + 1
+        for c in columns:
+            s = report.features[c]
+            s.rows += 1
+            kind = classify(row.get(c), offline[c].iloc[i])
+            if kind is None:
+                continue
+            setattr(s, kind, getattr(s, kind) + 1)
+            per_bucket[buckets[i]][c] += 1
+            if len(s.examples) < examples:
+                s.examples.append({"request_id": logs["request_id"].iloc[i], "entity": entities[i],
+                                   "request_time": str(entity_df["event_timestamp"].iloc[i]), "kind": kind,
+                                   "served": row.get(c), "offline": _py(offline[c].iloc[i])})
+    report.timeline = [(b, rows_in_bucket[b], per_bucket[b]) for b in sorted(per_bucket)]
+    return report
+
+
+def _py(v):
+    return v.item() if hasattr(v, "item") and not isinstance(v, str) else v
+
+
+def _buckets(times: List[int], n: int = 20) -> List[int]:
+    lo, hi = min(times), max(times)
+    width = max(1, (hi - lo + n) // n)
+    return [lo + ((t - lo) // width) * width for t in times]
+
+
+def render_html(report: VerifyReport) -> str:
+    """A self-contained page: summary table, worst examples, and an SVG plot of skew over time."""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(f)}</td><td>{s.rows}</td><td>{s.rate('mismatch'):.4%}</td><td>{s.rate('missing'):.4%}</td>"
+        f"<td>{s.rate('extra'):.4%}</td><td class='{'bad' if s.skew_rate else 'ok'}'>{s.skew_rate:.4%}</td></tr>"
+        for f, s in report.features.items())
+    examples = "".join(
+        f"<tr><td>{esc(f)}</td><td>{esc(e['kind'])}</td><td>{esc(str(e['entity']))}</td><td>{esc(e['request_time'])}"
+        f"</td><td>{esc(repr(e['served']))}</td><td>{esc(repr(e['offline']))}</td><td>{esc(str(e['request_id']))}</td></tr>"
+        for f, s in report.features.items() for e in s.examples)
+    status = "no skew" if report.clean else f"skew in {sum(1 for s in report.features.values() if s.skew_rate)} feature(s)"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>verify {esc(report.feature_service)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
+padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.bad{{color:#b00;font-weight:bold}}.ok{{color:#070}}
+</style></head><body><h1>Online/offline skew: {esc(report.feature_service)}</h1>
+<p>{report.rows} logged rows recomputed offline: <b>{esc(status)}</b>.</p>
+<h2>Per feature</h2><table><tr><th>feature</th><th>rows</th><th>mismatch</th><th>missing</th><th>extra</th>
+<th>skew</th></tr>{rows}</table>
+<h2>Skew over time</h2>{_svg_timeline(report)}
+<h2>Worst examples</h2><table><tr><th>feature</th><th>kind</th><th>entity</th><th>request time</th><th>served</th>
+<th>offline</th><th>request id</th></tr>{examples or '<tr><td colspan=7>none</td></tr>'}</table></body></html>"""
+
+
+def _svg_timeline(report: VerifyReport, width: int = 720, height: int = 240) -> str:
+    if not report.timeline:
+        return "<p>no rows</p>"
+    pad = 40
+    xs = [b for b, _, _ in report.timeline]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    skewed = [f for f, s in report.features.items() if s.skew_rate] or list(report.features)[:1]
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    lines = []
+    for i, f in enumerate(skewed[:8]):
+        pts = []
+        for b, n, counts in report.timeline:
+            x = pad + (b - x0) / (x1 - x0) * (width - 2 * pad)
+            y = height - pad - (counts[f] / n if n else 0) * (height - 2 * pad)
+            pts.append(f"{x:.1f},{y:.1f}")
+        lines.append(f'<polyline fill="none" stroke="{colors[i]}" stroke-width="2" points="{" ".join(pts)}"/>'
+                      f'<text x="{width - pad + 4}" y="{pad + 14 * i}" fill="{colors[i]}" font-size="11">'
+                      f'{html.escape(f)}</text>')
+    axes = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>'
+            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>'
+            f'<text x="4" y="{pad}" font-size="11">100%</text><text x="4" y="{height - pad}" font-size="11">0%</text>'
+            f'<text x="{pad}" y="{height - 12}" font-size="11">{pd.Timestamp(x0, unit="ms", tz="UTC")}</text>'
+            f'<text x="{width - pad - 160}" y="{height - 12}" font-size="11">{pd.Timestamp(x1, unit="ms", tz="UTC")}</text>')
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + 160}" height="{height}">{axes}{"".join(lines)}</svg>'

@@ -1,0 +1,66 @@
+"""verify reports zero skew on clean traffic and finds skew injected on purpose."""
+
+import json
+import uuid
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from featurestore.cli import app
+from featurestore.store import FeatureStore
+from featurestore.stores import online_redis as orr
+from tests.randomrepo import random_events, write_events, write_repo
+from tests.test_serving_log import serve_traffic
+
+pytestmark = [pytest.mark.redis]
+
+
+@pytest.fixture
+def store(tmp_path):
+    root = write_repo(tmp_path)
+    project = f"ver_{uuid.uuid4().hex[:8]}"
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    fs = FeatureStore(root)
+    write_events(root, random_events(21))
+    fs.backfill()
+    fs.materialize()
+    yield fs
+    client = fs.online_store().client
+    keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_clean_traffic_has_zero_skew(store, tmp_path):
+    served = serve_traffic(store, n=30, seed=1)
+    report = store.verify("logged_model")
+    assert report.rows == len(served)
+    assert report.clean and report.exceeds(0.0) == []
+    res = CliRunner().invoke(app, ["verify", "logged_model", "--repo", str(store.repo_path), "--html",
+                                   str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "no skew" in (tmp_path / "r.html").read_text()
+
+
+def test_injected_skew_is_found_and_gates(store, tmp_path):
+    # Corrupt the online state of one user: drop its most recent event from the profile view.
+    client = store.online_store().client
+    key = orr.entity_key(store.config.project, "profile", ["u0"])
+    doc = json.loads(client.get(key))
+    doc["ts"] = doc["ts"][:-1]
+    doc["c"] = [col[:-1] for col in doc["c"]]
+    client.set(key, json.dumps(doc))
+    served = serve_traffic(store, n=60, seed=2)
+    report = store.verify("logged_model")
+    skewed = {f for f, s in report.features.items() if s.skew_rate > 0}
+    assert skewed and skewed <= {"last_amount", "last_tag", "last_qty_plus_one"}
+    worst = report.features[sorted(skewed)[0]]
+    assert all(e["entity"] == {"user_id": "u0"} for e in worst.examples)
+    assert report.exceeds(0.0) and not report.exceeds(1.0)
+    res = CliRunner().invoke(app, ["verify", "logged_model", "--repo", str(store.repo_path), "--html",
+                                   str(tmp_path / "r.html")])
+    assert res.exit_code == 1 and "skew above" in res.output
+    page = (tmp_path / "r.html").read_text()
+    assert "<svg" in page and "last_" in page and "skew in" in page
+    assert len(served) == report.rows
