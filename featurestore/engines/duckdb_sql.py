@@ -146,13 +146,30 @@ def _agg_sql(a: AggSpec, cond: str) -> str:
     return f"CAST({body} AS {SQL_TYPES[a.dtype]})"
 
 
+_ZERO = {
+    dtypes.STRING: "''", dtypes.INT32: "0", dtypes.INT64: "0", dtypes.FLOAT32: "0.0", dtypes.FLOAT64: "0.0",
+    dtypes.BOOL: "false", dtypes.TIMESTAMP: "TIMESTAMPTZ '1970-01-01 00:00:00+00'",
+}
+
+
+def _order_key_struct(cv: CompiledView) -> str:
+    """Event order after ts as one comparable struct (SPEC §2 ties: ascending, nulls first). DuckDB
+    ranks a NULL struct field above every value, so each column becomes (is_not_null, value or zero)."""
+    types = dict(cv.source_columns)
+    parts = []
+    for i, c in enumerate(cv.order_columns[1:]):
+        parts.append(f"n{i} := {q(c)} IS NOT NULL")
+        parts.append(f"v{i} := coalesce({q(c)}, {_ZERO[types[c]]})")
+    return f"struct_pack({', '.join(parts)})" if parts else "0"
+
+
 def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "") -> str:
     """Feature values of ``cv`` for every request row.
 
     ``events`` is a relation of stored events, ``requests`` one with ``__row``, ``__q_ms`` and the join
     keys. Returns ``__row`` plus one column per feature (named ``prefix + name``), one row per request.
     """
-    needs_ord = bool(cv.latest) or any(a.function in ("last", "first") for a in cv.aggregations)
+    needs_ord = any(a.function in ("last", "first") for a in cv.aggregations)
     exprs = [f"({s.expr}) AS {q('__l_' + s.name)}" for s in cv.latest]
     keys = ", ".join(q(k) for k in cv.join_keys)
     ord_col = f", row_number() OVER (PARTITION BY {keys} ORDER BY {_order_by(cv)}) AS {ORD}" if needs_ord else ""
@@ -167,24 +184,25 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "") -> s
     selects: List[str] = []
     joins: List[str] = []
     if cv.latest:
-        # One event per (entity, ts): the greatest in event order; then an ASOF join on ts < q.
-        lat_cols = ", ".join(q("__l_" + s.name) for s in cv.latest)
+        # One event per (entity, ts): the greatest in event order (a hash aggregate, no sort); then an
+        # ASOF join on ts < q.
+        values = ", ".join(f"l{i} := {q('__l_' + s.name)}" for i, s in enumerate(cv.latest))
         ctes.append(
-            f"lat AS (SELECT {keys}, {TS_MS}, {lat_cols} FROM ev "
-            f"QUALIFY {ORD} = max({ORD}) OVER (PARTITION BY {keys}, {TS_MS}))"
+            f"lat AS (SELECT {keys}, {TS_MS}, arg_max(struct_pack({values}), {_order_key_struct(cv)}) AS __v "
+            f"FROM ev GROUP BY {keys}, {TS_MS})"
         )
+        # The ASOF LEFT JOIN keeps every request row: it is the base the other features join to.
         ctes.append(
-            f"lat_j AS (SELECT rq.{REQ_ROW}, lat.{TS_MS} AS __lat_ts, "
-            + ", ".join(f"lat.{q('__l_' + s.name)}" for s in cv.latest)
-            + f" FROM rq ASOF LEFT JOIN lat ON {_keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
+            f"base AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts, lat.__v AS __v FROM rq ASOF LEFT JOIN lat "
+            f"ON {_keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
         )
-        visible = window_predicate_sql("lat_j.__lat_ts", f"rq.{REQ_Q}", cv.ttl_ms)
-        for s in cv.latest:
+        visible = window_predicate_sql("base.__lat_ts", f"base.{REQ_Q}", cv.ttl_ms)
+        for i, s in enumerate(cv.latest):
             selects.append(
-                f"CAST(CASE WHEN {visible} THEN lat_j.{q('__l_' + s.name)} END AS {SQL_TYPES[s.dtype]}) "
-                f"AS {q(prefix + s.name)}"
+                f"CAST(CASE WHEN {visible} THEN base.__v.l{i} END AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}"
             )
-        joins.append(f"LEFT JOIN lat_j ON lat_j.{REQ_ROW} = rq.{REQ_ROW}")
+    else:
+        ctes.append("base AS (SELECT * FROM rq)")
     if cv.aggregations:
         outer = cv.max_window_ms
         join_cond = window_predicate_sql(f"ev.{TS_MS}", f"rq.{REQ_Q}", outer)
@@ -201,9 +219,10 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "") -> s
             empty = a.empty_value
             value = f"COALESCE({col}, {literal(empty)})" if empty is not None else col
             selects.append(f"CAST({value} AS {SQL_TYPES[a.dtype]}) AS {q(prefix + a.name)}")
-        joins.append(f"LEFT JOIN agg ON agg.{REQ_ROW} = rq.{REQ_ROW}")
+        joins.append(f"LEFT JOIN agg ON agg.{REQ_ROW} = base.{REQ_ROW}")
     return (
-        "WITH " + ",\n".join(ctes) + f"\nSELECT rq.{REQ_ROW}, " + ", ".join(selects) + "\nFROM rq\n" + "\n".join(joins)
+        "WITH " + ",\n".join(ctes) + f"\nSELECT base.{REQ_ROW}, " + ", ".join(selects) + "\nFROM base\n"
+        + "\n".join(joins)
     )
 
 
