@@ -3,7 +3,6 @@ without a log are filled by the point-in-time join and flagged; shipping is idem
 mixed definition versions are reported."""
 
 import random
-import uuid
 import warnings
 
 import pandas as pd
@@ -11,27 +10,15 @@ import pytest
 
 from featurestore import serving_log
 from featurestore.store import FeatureStore
-from featurestore.stores import online_redis as orr
 from tests.compare import _py, assert_features_equal, is_null
-from tests.randomrepo import BASE, random_events, write_events, write_repo
+from tests.randomrepo import BASE
 
 pytestmark = [pytest.mark.redis]
 
 
 @pytest.fixture
-def store(tmp_path):
-    root = write_repo(tmp_path)
-    project = f"log_{uuid.uuid4().hex[:8]}"
-    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
-    fs = FeatureStore(root)
-    write_events(root, random_events(11))
-    fs.backfill()
-    fs.materialize()
-    yield fs
-    client = fs.online_store().client
-    keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*"))
-    if keys:
-        client.delete(*keys)
+def store(materialized_store):
+    return materialized_store(11)
 
 
 def serve_traffic(fs, n=40, seed=0, service="logged_model", log=False):

@@ -1,35 +1,20 @@
 """verify reports zero skew on clean traffic and finds skew injected on purpose."""
 
 import json
-import uuid
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from featurestore.cli import app
-from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
-from tests.randomrepo import random_events, write_events, write_repo
 from tests.test_serving_log import serve_traffic
 
 pytestmark = [pytest.mark.redis]
 
 
 @pytest.fixture
-def store(tmp_path):
-    root = write_repo(tmp_path)
-    project = f"ver_{uuid.uuid4().hex[:8]}"
-    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
-    fs = FeatureStore(root)
-    write_events(root, random_events(21))
-    fs.backfill()
-    fs.materialize()
-    yield fs
-    client = fs.online_store().client
-    keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*"))
-    if keys:
-        client.delete(*keys)
+def store(materialized_store):
+    return materialized_store(21)
 
 
 def test_clean_traffic_has_zero_skew(store, tmp_path):

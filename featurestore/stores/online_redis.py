@@ -558,4 +558,4 @@ def gone_sql(cv: CompiledView, relation: str, cutoff: int) -> str:
 
 __all__ = ["RedisOnlineStore", "for_store", "materialize", "lookup", "MaterializeResult", "Retention", "retention", "entity_key", "encode_entity",
            "encode_state", "decode_state", "materialize_sql", "StaleOnlineState", "connect", "redact",
-           "FORMAT_VERSION", "Dict", "Iterable"]
+           "FORMAT_VERSION"]
