@@ -125,6 +125,16 @@ def load_config(repo_path: str | os.PathLike = ".", env: Optional[Mapping[str, s
             if node is not None:
                 values[name] = _coerce(name, node, f"{cfg_file}: {'.'.join(path)}")
                 origins[name] = "file"
+    feast_cfg = root / "feature_store.yaml"
+    if "project" not in values and feast_cfg.exists():  # a Feast repo: reuse its project name
+        import yaml
+
+        try:
+            feast_project = (yaml.safe_load(feast_cfg.read_text()) or {}).get("project")
+        except yaml.YAMLError:
+            feast_project = None
+        if isinstance(feast_project, str) and feast_project:
+            values["project"], origins["project"] = feast_project, "file"
     for name, var in ENV_OVERRIDES.items():
         if env.get(var) not in (None, ""):
             values[name] = _coerce(name, env[var], f"environment {var}")

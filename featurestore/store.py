@@ -226,11 +226,21 @@ class FeatureStore:
         view's retention are left out; ``None`` keeps every event. ``progress(view)`` may return a
         callable that receives row counts. Returns one result per view (entities, events, seconds).
 
+        A Feast-style call ``materialize(start_date, end_date)`` is accepted too; it loads every
+        event, so the online store answers any request time exactly (a superset of Feast's range).
+
         >>> fs.materialize(end=pd.Timestamp.now(tz="UTC"))  # doctest: +SKIP
         """
         from featurestore.stores import online_redis
 
+        if _is_time(views):  # Feast: materialize(start_date, end_date[, feature_views])
+            views, end = (progress if isinstance(progress, (list, tuple)) else None), None
+            progress = None
         return online_redis.materialize(self, views=views, end=end, progress=progress)
+
+    def materialize_incremental(self, end_date=None, feature_views=None):
+        """Feast-compatible spelling: loads every event of ``feature_views`` (default: all)."""
+        return self.materialize(views=feature_views)
 
     def online_store(self):
         """The Redis online store of this project (a client is created on first use)."""
@@ -288,6 +298,14 @@ class FeatureStore:
         from featurestore.verify import verify
 
         return verify(self, feature_service, limit=limit)
+
+
+def _is_time(value) -> bool:
+    from datetime import date, datetime
+
+    if isinstance(value, (datetime, date)):
+        return True
+    return type(value).__name__ == "Timestamp"
 
 
 def _version() -> str:

@@ -469,3 +469,13 @@ def test_materialize_in_several_passes_and_progress(make_store, monkeypatch, red
     results = store.materialize(progress=lambda view: lambda n: seen.__setitem__(view, seen.get(view, 0) + n))
     assert seen == {r.view: r.events for r in results}
     assert {k: redis_client.get(k) for k in redis_client.scan_iter(match=f"fs:{p}:*")} == one_pass
+
+
+def test_feast_style_materialize_call_loads_everything(make_store):
+    from datetime import datetime, timezone
+
+    store = make_store()
+    write_events(store.repo_path, random_events(3, n=50))
+    results = store.materialize(datetime(2020, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc))
+    assert {r.view for r in results} == set(store.repo.views)
+    assert all(r.horizon is None for r in results)  # every request time answered exactly

@@ -85,3 +85,9 @@ def test_config_errors(repo):
     (repo / "featurestore.yaml").write_text("online_store:\n  tls: maybe\n")
     with pytest.raises(ConfigError, match="redis tls must be true or false, got 'maybe'"):
         load_config(repo, env={})
+
+
+def test_feast_repo_project_name_is_reused(tmp_path):
+    (tmp_path / "feature_store.yaml").write_text("project: driver_ranking\nprovider: local\n")
+    cfg = load_config(tmp_path, env={})
+    assert cfg.project == "driver_ranking" and cfg.definitions_path == tmp_path
