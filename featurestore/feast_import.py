@@ -339,7 +339,48 @@ def _ms(value: Any) -> Optional[int]:
     return parse_duration(value, "duration")
 
 
+def _parquet_types(path: str, repo_root: Optional[str]) -> Dict[str, str]:
+    """Column types of a FileSource's Parquet file(s), as Feast itself infers them; {} when unreadable."""
+    import glob
+    import os
+
+    if repo_root and not os.path.isabs(path):
+        path = os.path.join(repo_root, path)
+    files = sorted(glob.glob(path)) if any(ch in path for ch in "*?[") else [path]
+    if files and os.path.isdir(files[0]):
+        files = sorted(glob.glob(os.path.join(files[0], "**", "*.parquet"), recursive=True))
+    if not files or not os.path.exists(files[0]):
+        return {}
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(files[0])
+    except Exception:  # noqa: BLE001 - an unreadable file just gives no hints
+        return {}
+    out = {}
+    for field in schema:
+        ty = field.type
+        if pa.types.is_string(ty) or pa.types.is_large_string(ty):
+            out[field.name] = t.STRING
+        elif pa.types.is_int64(ty) or pa.types.is_uint32(ty):
+            out[field.name] = t.INT64
+        elif pa.types.is_int32(ty) or pa.types.is_int16(ty) or pa.types.is_int8(ty):
+            out[field.name] = t.INT32
+        elif pa.types.is_float64(ty):
+            out[field.name] = t.FLOAT64
+        elif pa.types.is_float32(ty):
+            out[field.name] = t.FLOAT32
+        elif pa.types.is_boolean(ty):
+            out[field.name] = t.BOOL
+        elif pa.types.is_timestamp(ty):
+            out[field.name] = t.TIMESTAMP
+    return out
+
+
 class _Translator:
+    repo_root: Optional[str] = None
+
     def __init__(self, objects: Dict[str, Any]):
         import feast
         from feast.base_feature_view import BaseFeatureView
@@ -587,6 +628,9 @@ class _Translator:
                 if not options.topic:
                     raise _Fail("topic is required")
                 group.fallback = _schema_json_types(options.message_format)
+            if batch is not None and getattr(batch, "path", None):
+                # Feast infers undeclared column types from the file; so do we (the file wins).
+                group.fallback = {**group.fallback, **_parquet_types(batch.path, self.repo_root)}
         except (_Fail, DefinitionError) as exc:
             self.problem(obj, str(exc), var=group.key)
             group.failed = True
@@ -876,7 +920,7 @@ class _Translator:
         return self._select(view, plan, names)
 
 
-def translate(objects: Dict[str, Any]) -> Dict[str, Definition]:
+def translate(objects: Dict[str, Any], repo_root: Optional[str] = None) -> Dict[str, Definition]:
     """Translate the Feast objects of one repo, ``{variable: object}``, to named definitions.
 
     Non-Feast values and Feast objects that are not definitions are ignored. Returns
@@ -885,4 +929,6 @@ def translate(objects: Dict[str, Any]) -> Dict[str, Definition]:
     """
     if not any(is_feast_object(o) for o in objects.values()):
         return {}
-    return _Translator(objects).run()
+    translator = _Translator(objects)
+    translator.repo_root = None if repo_root is None else str(repo_root)
+    return translator.run()

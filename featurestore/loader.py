@@ -260,7 +260,7 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
             return item.origin if item else feast_items[0].origin
 
         try:
-            translated = feast_import.translate({f.var: f.obj for f in feast_items})
+            translated = feast_import.translate({f.var: f.obj for f in feast_items}, repo_root)
         except Exception as exc:  # TranslationError: one Problem per object, at its file and line
             for fp in getattr(exc, "problems", ()) or ():
                 o = feast_origin(fp.variable)

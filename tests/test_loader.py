@@ -1,5 +1,6 @@
 """Loader and validation: names, origins, and every problem reported at once with its exact text."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,31 @@ def test_feast_decorated_stream_feature_view_is_collected(monkeypatch):
     assert view.feature_names == ("sum_amount_3600s",)
     assert repo.origin(view).line == 16  # the decorator line
     assert view.source is repo.sources["tx"] and view.source.stream.topic == "tx"
+
+
+@pytest.mark.feast
+def test_feast_flat_repo_infers_undeclared_types_from_parquet(tmp_path, monkeypatch):
+    """Feast's quickstart shape: a flat repo, an Entity without value_type, the key not in the schema.
+    Feast infers the key's type from the Parquet file; so does the translation."""
+    import numpy as np
+    import pandas as pd
+
+    from featurestore.store import FeatureStore
+
+    monkeypatch.setenv("IS_TEST", "True")
+    monkeypatch.delenv("FEATURESTORE_PROJECT", raising=False)
+    shutil.copytree(FIXTURES / "feast_flat", tmp_path / "repo")
+    (tmp_path / "repo" / "data").mkdir()
+    rng = np.random.default_rng(0)
+    t0 = pd.Timestamp("2026-11-01", tz="UTC")
+    pd.DataFrame({"driver_id": rng.integers(1001, 1004, 50), "conv_rate": rng.random(50).astype("float32"),
+                  "acc_rate": rng.random(50).astype("float32"), "avg_daily_trips": rng.integers(0, 9, 50),
+                  "event_timestamp": t0 + pd.to_timedelta(np.arange(50) * 60_000, unit="ms"), "created": t0,
+                  }).to_parquet(tmp_path / "repo" / "data" / "driver_stats.parquet")
+    fs = FeatureStore(tmp_path / "repo")
+    assert fs.config.project == "drivers"
+    assert fs.repo.sources["driver_hourly_stats_source"].columns["driver_id"] == "int64"
+    out = fs.get_historical_features(
+        pd.DataFrame({"driver_id": [1001], "event_timestamp": [t0 + pd.Timedelta("1h")]}),
+        features=["driver_agg:count_conv_rate_7200s", "driver_hourly_stats:avg_daily_trips"]).to_df()
+    assert out["count_conv_rate_7200s"].iloc[0] > 0
