@@ -152,14 +152,14 @@ _ZERO = {
 }
 
 
-def _order_key_struct(cv: CompiledView) -> str:
+def _order_key_struct(cv: CompiledView, alias: str = "") -> str:
     """Event order after ts as one comparable struct (SPEC §2 ties: ascending, nulls first). DuckDB
     ranks a NULL struct field above every value, so each column becomes (is_not_null, value or zero)."""
     types = dict(cv.source_columns)
     parts = []
     for i, c in enumerate(cv.order_columns[1:]):
-        parts.append(f"n{i} := {q(c)} IS NOT NULL")
-        parts.append(f"v{i} := coalesce({q(c)}, {_ZERO[types[c]]})")
+        parts.append(f"n{i} := {alias}{q(c)} IS NOT NULL")
+        parts.append(f"v{i} := coalesce({alias}{q(c)}, {_ZERO[types[c]]})")
     return f"struct_pack({', '.join(parts)})" if parts else "0"
 
 
@@ -184,17 +184,24 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "") -> s
     selects: List[str] = []
     joins: List[str] = []
     if cv.latest:
-        # One event per (entity, ts): the greatest in event order (a hash aggregate, no sort); then an
-        # ASOF join on ts < q.
+        # 1) ASOF on time alone gives each request the greatest ts < q of its entity (cheap: keys and
+        # times only). 2) Only for the (entity, ts) pairs found, pick the greatest event in event order
+        # (ties, SPEC §2): a join that probes the events against those pairs, then a small aggregate.
         values = ", ".join(f"l{i} := {q('__l_' + s.name)}" for i, s in enumerate(cv.latest))
         ctes.append(
-            f"lat AS (SELECT {keys}, {TS_MS}, arg_max(struct_pack({values}), {_order_key_struct(cv)}) AS __v "
-            f"FROM ev GROUP BY {keys}, {TS_MS})"
+            f"hit AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts FROM rq ASOF LEFT JOIN "
+            f"(SELECT {keys}, {TS_MS} FROM ev) AS lat ON {_keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
         )
-        # The ASOF LEFT JOIN keeps every request row: it is the base the other features join to.
+        ctes.append(f"pairs AS (SELECT DISTINCT {keys}, __lat_ts FROM hit WHERE __lat_ts IS NOT NULL)")
         ctes.append(
-            f"base AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts, lat.__v AS __v FROM rq ASOF LEFT JOIN lat "
-            f"ON {_keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
+            f"pick AS (SELECT {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS}, "
+            f"arg_max(struct_pack({values}), {_order_key_struct(cv, 'ev.')}) AS __v "
+            f"FROM ev JOIN pairs ON {_keys_eq(cv, 'ev', 'pairs')} AND ev.{TS_MS} = pairs.__lat_ts "
+            f"GROUP BY {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS})"
+        )
+        ctes.append(
+            f"base AS (SELECT hit.*, pick.__v FROM hit LEFT JOIN pick ON {_keys_eq(cv, 'hit', 'pick')} "
+            f"AND pick.{TS_MS} = hit.__lat_ts)"
         )
         visible = window_predicate_sql("base.__lat_ts", f"base.{REQ_Q}", cv.ttl_ms)
         for i, s in enumerate(cv.latest):
