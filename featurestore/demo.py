@@ -1,22 +1,33 @@
-"""The README demo, step by step, on the example repo and embedded defaults."""
+"""The README demo, step by step, on the example repo and embedded defaults.
+
+history -> apply -> backfill -> training set -> materialize -> (live events through Kafka and Flink)
+-> lookups served with logging -> labels arrive late -> training set from logs -> verify -> summary.
+"""
 
 from __future__ import annotations
 
+import random
 import time
 
 import pandas as pd
 from rich.table import Table
 
+SERVICE = "fraud_model_v1"
 
-def run_demo(store, events: int, console, print_plan) -> None:
+
+def run_demo(store, events: int, console, print_plan, stream: bool = True) -> dict:
+    """Run every step; returns the consistency summary (also printed)."""
     from featurestore import datagen
+
+    summary: dict = {}
 
     def step(title):
         console.rule(f"[bold]{title}")
 
-    step("1. generate seeded transactions")
+    step("1. generate seeded transactions (history)")
+    history_end = pd.Timestamp(datagen.DEFAULT_END)
     out = datagen.write_parquet(store.repo_path / "data" / "transactions", events=events, seed=7)
-    console.print(f"wrote {out.rows:,} events to {out.path}")
+    console.print(f"wrote {out.rows:,} events ending {history_end} to {out.path}")
 
     step("2. plan and apply the definitions")
     print_plan(store.plan())
@@ -27,45 +38,98 @@ def run_demo(store, events: int, console, print_plan) -> None:
         console.print(f"{r.view}: {r.rows:,} events, version {r.version}, {r.seconds:.2f}s "
                       f"({r.events_per_second:,.0f} events/s)")
 
-    step("4. point-in-time training set")
+    step("4. point-in-time training set, saved and re-created")
     tx = pd.read_parquet(store.repo_path / "data" / "transactions", columns=["user_id", "merchant_id", "ts"])
     sample = tx.sample(n=min(5_000, len(tx)), random_state=1).rename(columns={"ts": "event_timestamp"})
-    sample["label"] = (sample.index % 97 == 0).astype(int)  # stand-in fraud label
     t0 = time.perf_counter()
     name = f"fraud_demo_{int(time.time())}"
-    training = store.get_historical_features(sample, feature_service="fraud_model_v1", save_as=name)
+    training = store.get_historical_features(sample, feature_service=SERVICE, save_as=name)
     console.print(f"{len(training):,} rows x {training.shape[1]} columns in {time.perf_counter() - t0:.2f}s, "
                   f"saved as training set '{name}'")
-    console.print(training.head(5).to_string(max_cols=8))
-    again = store.recreate_training_set(name)
-    same = again.to_arrow().equals(training.to_arrow())
+    same = store.recreate_training_set(name).to_arrow().equals(training.to_arrow())
     console.print(f"re-created from its manifest: {'identical' if same else 'DIFFERENT'}")
+    summary["training set re-created bit for bit"] = same
 
-    step("5. materialize Redis and look features up online")
+    step("5. materialize Redis from the offline store")
     for r in store.materialize():
         console.print(f"{r.view}: {r.entities:,} entities, {r.events:,} events, {r.rows_per_second:,.0f} events/s")
-    row = sample.iloc[0]
-    when = row["event_timestamp"]
-    online = store.get_online_features([{"user_id": row["user_id"], "merchant_id": row["merchant_id"]}],
-                                       feature_service="fraud_model_v1", request_time=when).to_dict()
-    offline = training.iloc[0]
-    table = Table(title=f"user {row['user_id']} at {when}: online vs offline")
-    for col in ("feature", "online", "offline"):
-        table.add_column(col)
-    for feature, values in online.items():
-        if feature in ("user_id", "merchant_id"):
-            continue
-        table.add_row(feature, repr(values[0]), repr(offline[feature]))
+
+    if stream:
+        step("6. live events: Kafka -> Flink -> Redis + Parquet")
+        summary.update(_stream_step(store, console, history_end))
+    else:
+        console.print("(streaming skipped)")
+
+    step("7. serve lookups with logging (log-and-wait)")
+    users = tx["user_id"].drop_duplicates().sample(n=min(200, tx["user_id"].nunique()), random_state=3).tolist()
+    merchants = tx["merchant_id"].drop_duplicates().tolist()
+    rng = random.Random(5)
+    served = []
+    t0 = time.perf_counter()
+    for i, user in enumerate(users):
+        when = history_end + pd.Timedelta(minutes=rng.randint(0, 120))
+        res = store.get_online_features([{"user_id": user, "merchant_id": rng.choice(merchants)}],
+                                        feature_service=SERVICE, request_time=when)
+        served.append({"request_id": res.request_id, "user_id": user, "event_timestamp": when,
+                       **{k: v[0] for k, v in res.to_dict().items()}})
+    ms = (time.perf_counter() - t0) / max(1, len(users)) * 1000
+    console.print(f"{len(served)} lookups served and logged ({ms:.2f} ms each, logging included)")
+
+    step("8. labels arrive late; training set from the logs")
+    labels = pd.DataFrame({"request_id": [s["request_id"] for s in served],
+                           "user_id": [s["user_id"] for s in served],
+                           "merchant_id": [s["merchant_id"] for s in served],
+                           "event_timestamp": [s["event_timestamp"] for s in served],
+                           "is_fraud": [int(rng.random() < 0.05) for _ in served]})
+    labels.loc[:1, "request_id"] = ["never-logged-1", "never-logged-2"]  # their lookups were lost
+    from_logs = store.training_set_from_logs(labels, SERVICE)
+    logged = from_logs[from_logs["_from_log"]]
+    exact = all(_same(row[c], served[i][c]) for i, row in logged.iterrows()
+                for c in from_logs.columns if c in served[i] and c not in ("request_id", "event_timestamp"))
+    console.print(f"{len(from_logs)} labelled rows: {len(logged)} from logs, "
+                  f"{int((~from_logs['_from_log']).sum())} filled by the point-in-time join and flagged; "
+                  f"logged values identical to what was served: {exact}")
+    summary["training set from logs == served"] = exact
+
+    step("9. verify: recompute the logged lookups offline")
+    report = store.verify(SERVICE)
+    table = Table(title=f"skew of '{SERVICE}' over {report.rows} logged rows")
+    for col in ("feature", "mismatch", "missing", "extra"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    for f, s in report.features.items():
+        table.add_row(f, f"{s.rate('mismatch'):.2%}", f"{s.rate('missing'):.2%}", f"{s.rate('extra'):.2%}")
     console.print(table)
-    mismatches = [f for f, v in online.items() if f not in ("user_id", "merchant_id")
-                  and not _same(v[0], offline[f])]
-    console.print("online == offline for every feature" if not mismatches else f"MISMATCH: {mismatches}")
-    step("done")
+    summary["online == offline on every logged lookup"] = report.clean
+
+    step("consistency summary")
+    for claim, ok in summary.items():
+        console.print(f"{'[green]ok  [/green]' if ok else '[red]FAIL[/red]'} {claim}")
+    return summary
+
+
+def _stream_step(store, console, history_end) -> dict:
+    """Produce live events after the history to Kafka, run the Flink job over them, check online."""
+    try:
+        from featurestore import streaming
+    except ImportError:
+        streaming = None
+    if streaming is None or not hasattr(streaming, "run"):
+        console.print("the streaming job is not part of this build yet")
+        return {}
+    return _run_stream(store, console, history_end, streaming)
+
+
+def _run_stream(store, console, history_end, streaming) -> dict:  # filled in with the streaming job
+    console.print("the streaming step is not wired into the demo yet")
+    return {}
 
 
 def _same(a, b) -> bool:
-    if pd.isna(a) and pd.isna(b):
+    if pd.isna(a) and pd.isna(b) if not isinstance(a, (list, dict)) else False:
         return True
     if isinstance(a, float) or isinstance(b, float):
-        return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
+        try:
+            return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
+        except (TypeError, ValueError):
+            return False
     return a == b
