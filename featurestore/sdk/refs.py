@@ -22,7 +22,26 @@ def resolve_features(
     features: Optional[Sequence[str]] = None,
     feature_service: Optional[Union[str, FeatureService]] = None,
 ) -> "OrderedDict[str, List[str]]":
-    """View name -> requested feature names, in request order. Exactly one of the two arguments."""
+    """View name -> requested feature names, in request order. Exactly one of the two arguments.
+
+    Cached per loaded repo (lookups resolve the same references on every request); treat the result
+    as read-only."""
+    cache = repo.__dict__.setdefault("_resolved_refs", {})
+    try:
+        key = (tuple(features) if isinstance(features, (list, tuple)) else features,
+               getattr(feature_service, "name", feature_service))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in cache:
+        return cache[key]
+    out = _resolve_features(repo, features, feature_service)
+    if key is not None and len(cache) < 10_000:
+        cache[key] = out
+    return out
+
+
+def _resolve_features(repo, features, feature_service) -> "OrderedDict[str, List[str]]":
     if (features is None) == (feature_service is None):
         raise RequestError("give exactly one of features=[...] or feature_service=...")
     pairs: List[Tuple[str, str]] = []
