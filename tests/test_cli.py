@@ -39,7 +39,8 @@ def test_validation_errors_exit_1_with_every_problem(tmp_path):
     assert "definitions/payments.py:16 user_spend.amout_sum_1h: column 'amout' not in source 'transactions'" in res.output
 
 
-def test_unbuilt_commands_do_not_pretend(tmp_path):
-    res = runner.invoke(app, ["verify", "--repo", str(tmp_path)])
+def test_unbuilt_options_do_not_pretend(tmp_path):
+    runner.invoke(app, ["init", str(tmp_path)])
+    res = runner.invoke(app, ["backfill", "--repo", str(tmp_path), "--engine", "spark"])
     assert res.exit_code == 2
-    assert res.output.strip() == "error: 'verify' is not implemented yet"
+    assert res.output.strip() == "error: backfill --engine spark is not implemented yet (use duckdb)"
