@@ -1,0 +1,755 @@
+"""Run the streaming job: build it, start it (local mini-cluster or a remote cluster), commit its Parquet
+files into the offline tables, stop it, restart it from its last checkpoint.
+
+Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/stream.py``.
+
+* **Which views**: every view whose source has a stream face (``KafkaTopic``); online views are also
+  written to Redis. One job reads each topic once.
+* **State and restarts**: checkpoints go to ``<repo>/.featurestore/checkpoints/<job>/`` (``<job>``
+  names the project and a hash of the streamed definitions, so a definition change starts a new job
+  with new state) and are retained when the job is cancelled or dies. Every start restores the newest
+  snapshot there (checkpoint or savepoint): Kafka offsets, online state and the Parquet sinks'
+  pending files come back together, so after ``kill -9`` and a restart no event is lost or counted
+  twice. ``restore=False`` starts from the earliest offsets with empty state (the offline tables keep
+  what earlier runs committed: use it on fresh tables only).
+* **Bounded runs** (``bounded=True``, tests, catch-up; local mini-cluster): the job reads until a
+  completed checkpoint covers the end offsets the topics had when it started (Flink commits them to the
+  consumer group), waits until the online writer has written every changed entity, then stops with a
+  savepoint. A later run restores that savepoint and goes on from there. Flink's own
+  ``scan.bounded.mode`` is not used: a job that *finishes* leaves finished operators in its last
+  checkpoint (a restore would never read again), and in PyFlink 2.3 the end-of-input / drain watermark
+  reaches Python timers only sometimes (measured: 1 run in 3), so nothing relies on event time.
+* **Offline commits**: Flink's Parquet sinks write into ``<offline root>/_stream_staging/<view>/<fp>/``
+  and make a file visible when the checkpoint that covers it completes. :class:`Committer` registers
+  visible files in the view's :class:`~featurestore.stores.offline.OfflineTable` with ``add_files``
+  under an idempotency token (``app_id``, ``seq``) and an intent file, so a crash at any point neither
+  loses a file nor registers it twice.
+* **Metrics**: the Redis hash ``fs:{project}:_stream:{source}`` holds exact counts from committed data:
+  ``dead_letters`` (malformed records), ``null_key`` (records without a join key, per key set),
+  ``events:<view>`` (stored events committed to the view's offline table) and ``events`` (their sum
+  over the source's views).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from featurestore.errors import FeatureStoreError, InfraError, RequestError
+
+log = logging.getLogger("featurestore.streaming")
+
+STAGING_DIR = "_stream_staging"
+DEAD_LETTERS_DIR = "_dead_letters"
+DEAD_LETTERS_TS = "kafka_timestamp"
+COMMITTER_STATE = "_committer.json"
+COMMITTER_PENDING = "_pending.json"
+FINISHED_MARKER = "_finished"
+DEFAULT_CHECKPOINT_MS = 10_000
+DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
+DEFAULT_FLUSH_MS = 500  # an online value is rewritten at most this long after its entity changed (small entities)
+DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: fewer rewrites; the run waits for the last ones
+NULL_KEY_PREFIX = "null join key"
+
+
+# -- what to run ----------------------------------------------------------------------------------------------
+def stream_views(store, views: Optional[Sequence[str]] = None) -> List[str]:
+    """Views read by the streaming job: those whose source has a stream face (``views`` narrows)."""
+    if views is None:
+        names = [n for n, v in store.repo.views.items() if v.source.stream is not None]
+    else:
+        names = [views] if isinstance(views, str) else list(views)
+        for n in names:
+            if n not in store.repo.views:
+                raise RequestError(f"unknown feature view '{n}'")
+            if store.repo.views[n].source.stream is None:
+                raise RequestError(f"feature view '{n}': source '{store.repo.views[n].source.name}' has no stream "
+                                   "face (KafkaTopic); nothing to stream")
+    if not names:
+        raise RequestError("no feature view has a source with a stream face (KafkaTopic): nothing to stream")
+    return names
+
+
+def job_name(store, names: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for n in sorted(names):
+        v = store.repo.views[n]
+        h.update(f"{n}\0{store.compiled(n).data_fingerprint}\0{v.online}\0{v.source.stream.topic}\n".encode())
+    return f"featurestore-{store.config.project}-{h.hexdigest()[:12]}"
+
+
+def staging_dir(store, view: str) -> Path:
+    return store._offline_root / STAGING_DIR / view / store.compiled(view).data_fingerprint[:12]
+
+
+def dead_letter_staging_dir(store, source: str) -> Path:
+    return store._offline_root / STAGING_DIR / DEAD_LETTERS_DIR / source
+
+
+def dead_letter_table(store, source: str):
+    """The dead-letter table of ``source``: payload, reason, kafka_partition, kafka_offset,
+    kafka_timestamp (its time column), ingest_time."""
+    from featurestore.stores.offline import OfflineStore
+
+    return OfflineStore(store._offline_root / DEAD_LETTERS_DIR).table(source, ts_column=DEAD_LETTERS_TS)
+
+
+def checkpoint_root(store, name: str, checkpoint_dir: Optional[os.PathLike] = None) -> Path:
+    base = Path(checkpoint_dir) if checkpoint_dir else store.repo_path / ".featurestore" / "checkpoints"
+    return base / name
+
+
+def metrics_key(project: str, source: str) -> str:
+    return f"fs:{project}:_stream:{source}"
+
+
+def plan(store, views: Optional[Sequence[str]] = None, bounded: bool = False):
+    """The StreamPlan (all SQL of the job) for ``views``; raises StreamCompileError for what cannot stream."""
+    from featurestore.engines import flink_sql
+
+    names = stream_views(store, views)
+    cvs = [store.compiled(n) for n in names]
+    sources = {n: store.repo.views[n].source for n in names}
+    name = job_name(store, names)
+    return flink_sql.plan_stream(
+        store.config.project, cvs, sources,
+        bootstrap=store.config.kafka_bootstrap,
+        group_id=name,
+        bounded=False,  # bounded runs stop with a savepoint (see the module docstring)
+        staging={n: staging_dir(store, n).resolve().as_uri() for n in names},
+        dead_letter_staging={s.name: dead_letter_staging_dir(store, s.name).resolve().as_uri() for s in sources.values()},
+        online_views=[n for n in names if store.repo.views[n].online],
+    )
+
+
+def explain(store, views: Optional[Sequence[str]] = None) -> str:
+    """The streaming job as SQL text (``plan --explain``)."""
+    return plan(store, views).explain()
+
+
+# -- snapshots -------------------------------------------------------------------------------------------------
+def latest_snapshot(root: Path) -> Optional[Path]:
+    """The newest complete checkpoint or savepoint under ``root`` (a directory holding ``_metadata``)."""
+    if not root.is_dir():
+        return None
+    best = None
+    for meta in list(root.glob("*/chk-*/_metadata")) + list(root.glob("savepoints/*/_metadata")):
+        if (meta.parent.parent / FINISHED_MARKER).exists():
+            continue
+        try:
+            mtime = meta.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if best is None or mtime > best[0]:
+            best = (mtime, meta.parent)
+    return best[1] if best else None
+
+
+# -- offline commits -------------------------------------------------------------------------------------------
+def _visible_files(staging: Path) -> List[Path]:
+    """Files Flink has committed (visible part files), oldest first."""
+    out = []
+    for part in sorted(staging.glob("date=*")):
+        if not part.is_dir():
+            continue
+        for f in sorted(part.iterdir()):
+            if f.is_file() and not f.name.startswith((".", "_")) and "inprogress" not in f.name:
+                out.append(f)
+    return out
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(doc, sort_keys=True))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class CommitCounts:
+    rows: int = 0
+    by_reason: Dict[str, int] = field(default_factory=dict)
+
+
+class DirCommitter:
+    """Registers the visible files of one staging directory into one OfflineTable, exactly once.
+
+    Protocol (crash-safe at every step): list the visible files; write ``_pending.json`` (seq, files,
+    counts); ``add_files(files, app_id, seq)`` (a no-op if that seq is already recorded in the table);
+    delete what is left of the files; advance ``_committer.json``; delete the pending file. The
+    ``app_id`` is drawn when the staging directory is first used, so a new directory never collides
+    with an old token."""
+
+    def __init__(self, staging: Path, table, count_reasons: bool = False):
+        self.staging = staging
+        self.table = table
+        self.count_reasons = count_reasons
+
+    def _state(self) -> dict:
+        state = _read_json(self.staging / COMMITTER_STATE)
+        if state is None:
+            self.staging.mkdir(parents=True, exist_ok=True)
+            state = {"app_id": f"stream-{uuid.uuid4().hex}", "seq": 0, "rows": 0, "by_reason": {}}
+            _write_json(self.staging / COMMITTER_STATE, state)
+        return state
+
+    def _count(self, files: List[Path]) -> CommitCounts:
+        import pyarrow.parquet as pq
+
+        counts = CommitCounts()
+        for f in files:
+            pf = pq.ParquetFile(f)
+            counts.rows += pf.metadata.num_rows
+            if self.count_reasons and pf.metadata.num_rows:
+                for reason in pf.read(columns=["reason"]).column("reason").to_pylist():
+                    kind = reason if reason.startswith(NULL_KEY_PREFIX) else "malformed"
+                    counts.by_reason[kind] = counts.by_reason.get(kind, 0) + 1
+        return counts
+
+    def _finish(self, state: dict, pending: dict) -> None:
+        for rel in pending["files"]:
+            p = self.staging / rel
+            if p.exists():  # committed, but the crash came before add_files deleted it
+                p.unlink()
+        state["seq"] = pending["seq"]
+        state["rows"] += pending["rows"]
+        for k, n in pending["by_reason"].items():
+            state["by_reason"][k] = state["by_reason"].get(k, 0) + n
+        _write_json(self.staging / COMMITTER_STATE, state)
+        (self.staging / COMMITTER_PENDING).unlink(missing_ok=True)
+
+    def commit(self) -> int:
+        """Register every visible file; returns the rows registered now."""
+        if not self.staging.is_dir():
+            return 0
+        state = self._state()
+        pending = _read_json(self.staging / COMMITTER_PENDING)
+        done = 0
+        if pending is not None and pending["seq"] > state["seq"]:
+            files = [self.staging / rel for rel in pending["files"] if (self.staging / rel).exists()]
+            self.table.add_files(files, app_id=state["app_id"], seq=pending["seq"])
+            self._finish(state, pending)
+            done += pending["rows"]
+        elif pending is not None:
+            (self.staging / COMMITTER_PENDING).unlink(missing_ok=True)
+        files = _visible_files(self.staging)
+        if not files:
+            return done
+        counts = self._count(files)
+        pending = {"seq": state["seq"] + 1, "files": [str(f.relative_to(self.staging)) for f in files],
+                   "rows": counts.rows, "by_reason": counts.by_reason}
+        _write_json(self.staging / COMMITTER_PENDING, pending)
+        self.table.add_files(files, app_id=state["app_id"], seq=pending["seq"])
+        self._finish(state, pending)
+        return done + counts.rows
+
+    def totals(self) -> dict:
+        state = _read_json(self.staging / COMMITTER_STATE) or {"rows": 0, "by_reason": {}}
+        return {"rows": state["rows"], "by_reason": dict(state["by_reason"])}
+
+
+class Committer:
+    """All staging directories of one streaming job; also publishes the metrics hash."""
+
+    def __init__(self, store, names: Sequence[str]):
+        self.store = store
+        self.names = list(names)
+        self.views = {n: DirCommitter(staging_dir(store, n), store.offline.table(n, ts_column=store.compiled(n).ts_column))
+                      for n in names}
+        self.sources: Dict[str, List[str]] = {}
+        for n in names:
+            self.sources.setdefault(store.repo.views[n].source.name, []).append(n)
+        self.dead = {s: DirCommitter(dead_letter_staging_dir(store, s), dead_letter_table(store, s), count_reasons=True)
+                     for s in self.sources}
+        self.lock = threading.Lock()
+
+    def commit(self) -> int:
+        with self.lock:
+            rows = sum(c.commit() for c in self.views.values())
+            rows += sum(c.commit() for c in self.dead.values())
+            self.publish()
+            return rows
+
+    def metrics(self) -> Dict[str, Dict[str, int]]:
+        out = {}
+        for source, views in self.sources.items():
+            dead = self.dead[source].totals()["by_reason"]
+            m = {"dead_letters": dead.get("malformed", 0),
+                 "null_key": sum(n for k, n in dead.items() if k.startswith(NULL_KEY_PREFIX))}
+            for v in views:
+                m[f"events:{v}"] = self.views[v].totals()["rows"]
+            m["events"] = sum(m[f"events:{v}"] for v in views)
+            out[source] = m
+        return out
+
+    def publish(self) -> None:
+        from featurestore.stores.online_redis import for_store
+
+        try:
+            online = for_store(self.store)
+            pipe = online.client.pipeline(transaction=False)
+            for source, m in self.metrics().items():
+                pipe.hset(metrics_key(self.store.config.project, source), mapping=m)
+            pipe.execute()
+        except Exception as exc:  # metrics are best effort; the data is committed
+            log.warning("could not publish stream metrics to Redis: %s", exc)
+
+
+# -- Kafka progress --------------------------------------------------------------------------------------------
+def _end_offsets(bootstrap: str, topics: Sequence[str]) -> Dict[tuple, tuple]:
+    """(topic, partition) -> (low, high) watermark offsets right now."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"featurestore-probe-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})
+    try:
+        out = {}
+        meta = consumer.list_topics(timeout=10)
+        for topic in topics:
+            tmeta = meta.topics.get(topic)
+            if tmeta is None or tmeta.error is not None:
+                continue  # not created yet: nothing to read
+            for p in tmeta.partitions:
+                out[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        return out
+    except KafkaException as exc:
+        raise InfraError(f"cannot reach Kafka at {bootstrap}: {exc} (run bash infra/up.sh)") from None
+    finally:
+        consumer.close()
+
+
+def _committed(bootstrap: str, group: str, partitions: Sequence[tuple]) -> Dict[tuple, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        return {(tp.topic, tp.partition): tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def _caught_up(bootstrap: str, group: str, ends: Dict[tuple, tuple]) -> bool:
+    todo = [tp for tp, (low, high) in ends.items() if high > low]
+    if not todo:
+        return True
+    got = _committed(bootstrap, group, todo)
+    return all(got.get(tp, -1) >= ends[tp][1] for tp in todo)
+
+
+# -- running ---------------------------------------------------------------------------------------------------
+@dataclass
+class StreamResult:
+    job_name: str
+    bounded: bool
+    seconds: float
+    restored_from: Optional[str]
+    savepoint: Optional[str]
+    metrics: Dict[str, Dict[str, int]]
+    records: int  # Kafka records the run had to read (bounded runs: end minus start offsets)
+    online: Dict[str, dict] = field(default_factory=dict)  # the online path's last progress reports (stats)
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _jars(store) -> List[Path]:
+    d = store.config.path(store.config.flink_jars_dir)
+    if not d.is_dir() and store.config.sources.get("flink_jars_dir", "default") == "default":
+        d = Path(__file__).resolve().parents[1] / "infra" / ".cache" / "flink-jars"  # this checkout's infra/
+    jars = sorted(d.glob("*.jar")) if d.is_dir() else []
+    needed = ("flink-sql-connector-kafka-", "flink-sql-parquet-", "hadoop-client-api-", "hadoop-client-runtime-")
+    missing = [n for n in needed if not any(j.name.startswith(n) for j in jars)]
+    if missing:
+        raise InfraError(f"Flink connector jars missing in {d}: {', '.join(m + '*.jar' for m in missing)} "
+                         "(run bash infra/up.sh)")
+    return jars
+
+
+class StreamHandle:
+    """A running streaming job (local mini-cluster) and its committer thread."""
+
+    def __init__(self, store, names, name, job_client, committer, ckpt_root, bounded, ends, restored_from,
+                 commit_interval_s, progress_key=""):
+        self.store = store
+        self.names = names
+        self.job_name = name
+        self.job_client = job_client
+        self.committer = committer
+        self.checkpoint_root = ckpt_root
+        self.bounded = bounded
+        self.ends = ends
+        self.restored_from = restored_from
+        self.progress_key = progress_key
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._thread = None
+        if committer is not None:
+            self._thread = threading.Thread(target=self._commit_loop, args=(commit_interval_s,), daemon=True,
+                                            name=f"committer-{name}")
+            self._thread.start()
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job_client.get_job_id())
+
+    def status(self) -> str:
+        return str(self.job_client.get_job_status().result())
+
+    def _commit_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.committer.commit()
+            except Exception as exc:  # keep the job running; surfaced by stop()/wait()
+                log.error("offline commit failed: %s", exc)
+                self._error = exc
+
+    def caught_up(self) -> bool:
+        return _caught_up(self.store.config.kafka_bootstrap, self.job_name, self.ends)
+
+    def wait_caught_up(self, timeout: Optional[float] = None, poll_s: float = 0.5) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.caught_up():
+            status = self.status()
+            if status in ("FAILED", "CANCELED", "FINISHED"):
+                self._raise_job_failure(status)
+            if deadline is not None and time.monotonic() > deadline:
+                raise InfraError(f"stream job {self.job_name} did not catch up with Kafka within {timeout} s")
+            time.sleep(poll_s)
+
+    def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3) -> None:
+        """Wait until the online path reports (through Redis, after the values it wrote) that every entity
+        changed before ``since_ms`` (epoch ms) is written: each state operator's latest report is newer
+        than ``since_ms`` and has no flush pending."""
+        from featurestore.stores.online_redis import for_store
+
+        online_views = [n for n in self.names if self.store.repo.views[n].online]
+        if not online_views:
+            return
+        if self.committer is not None:
+            self.committer.commit()
+            totals = self.committer.metrics()
+            if sum(m.get(f"events:{v}", 0) for m in totals.values() for v in online_views) == 0:
+                return  # nothing reached the online path
+        client = for_store(self.store).client
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            raw = client.hgetall(self.progress_key)
+            states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
+            if states and all(d["at"] >= since_ms and d["dirty"] == 0 for d in states):
+                return
+            status = self.status()
+            if status in ("FAILED", "CANCELED", "FINISHED"):
+                self._raise_job_failure(status)
+            if deadline is not None and time.monotonic() > deadline:
+                raise InfraError(f"stream job {self.job_name}: online writes still pending after {timeout} s "
+                                 f"(progress {states})")
+            time.sleep(poll_s)
+
+    def _raise_job_failure(self, status: str) -> None:
+        try:
+            self.job_client.get_job_execution_result().result()
+        except Exception as exc:
+            raise InfraError(f"stream job {self.job_name} {status.lower()}: {_first_cause(exc)}") from None
+        raise InfraError(f"stream job {self.job_name} stopped unexpectedly ({status})")
+
+    def stop(self, drain: bool = False) -> StreamResult:
+        """Stop with a savepoint, then commit the last files. Pending online flushes are in the savepoint
+        (their timers fire as soon as the next run restores it). ``drain`` also advances event time to
+        the end (nothing here depends on it)."""
+        from pyflink.java_gateway import get_gateway
+
+        savepoint = None
+        status = self.status()
+        if status in ("FAILED",):
+            self._raise_job_failure(status)
+        if status not in ("FINISHED", "CANCELED"):
+            target = (self.checkpoint_root / "savepoints").resolve().as_uri()
+            gw = get_gateway()
+            fmt = gw.jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+            fut = self.job_client._j_job_client.stopWithSavepoint(drain, target, fmt)
+            savepoint = str(fut.get())
+            try:
+                self.job_client.get_job_execution_result().result()
+            except Exception:  # a stopped job may report its end as an exception
+                pass
+        return self._finish(savepoint)
+
+    def cancel(self) -> None:
+        """Cancel without a savepoint (the last checkpoint is retained); no final commit."""
+        self._stop.set()
+        self.job_client.cancel().result()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _finish(self, savepoint: Optional[str]) -> StreamResult:
+        self._stop.set()
+        metrics = {}
+        if self._thread is not None:
+            self._thread.join()
+            self.committer.commit()
+            metrics = self.committer.metrics()
+        if self._error is not None:
+            raise FeatureStoreError(f"offline commit failed: {self._error}")
+        records = sum(max(0, high - low) for low, high in self.ends.values())
+        return StreamResult(self.job_name, self.bounded, time.perf_counter() - self.started, self.restored_from,
+                            savepoint, metrics, records, self.online_progress())
+
+    def online_progress(self) -> Dict[str, dict]:
+        """The online path's latest reports: per state subtask (``state:<n>``) and the ``writer`` (counts,
+        seconds spent in Python)."""
+        from featurestore.stores.online_redis import for_store
+
+        if not self.progress_key:
+            return {}
+        try:
+            raw = for_store(self.store).client.hgetall(self.progress_key)
+        except Exception:
+            return {}
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def run_until_done(self, timeout: Optional[float] = None) -> StreamResult:
+        """Bounded: wait until caught up, then stop with a drained savepoint. Unbounded: block until
+        interrupted (Ctrl-C), then stop the same way."""
+        if self.bounded:
+            start = time.monotonic()
+            self.wait_caught_up(timeout)
+            caught_up_ms = int(time.time() * 1000)
+            left = None if timeout is None else max(1.0, timeout - (time.monotonic() - start))
+            self.wait_online_flushed(caught_up_ms, left)
+            return self.stop()
+        try:
+            while True:
+                status = self.status()
+                if status in ("FAILED", "CANCELED", "FINISHED"):
+                    self._raise_job_failure(status)
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            return self.stop()
+
+
+def _first_cause(exc: BaseException) -> str:
+    text = str(exc)
+    causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
+    return (causes[-1] if causes else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)[:500]
+
+
+def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
+          checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
+          restore: bool = True, parallelism: int = 1, flush_ms: Optional[int] = None, flush_rows: int = 500,
+          slack_ms: int = 0, commit_interval_s: float = 2.0, extra_config: Optional[Dict[str, str]] = None,
+          commit: bool = True, job_options: Optional[dict] = None, run_id: Optional[str] = None) -> StreamHandle:
+    """Start the streaming job (local mini-cluster in this process, or the cluster of ``flink run``) and,
+    unless ``commit=False``, the committer thread."""
+    from featurestore.engines import flink_job
+    from featurestore.stores.online_redis import for_store
+
+    names = stream_views(store, views)
+    name = job_name(store, names)
+    stream_plan = plan(store, names)
+    jars = _jars(store)
+    online = for_store(store)
+    online._guard(online.client.ping)
+    topics = sorted({store.repo.views[n].source.stream.topic for n in names})
+    ends = _end_offsets(store.config.kafka_bootstrap, topics)
+    root = checkpoint_root(store, name, checkpoint_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    restored = latest_snapshot(root) if restore else None
+    committer = Committer(store, names) if commit else None
+    if committer is not None:
+        committer.commit()  # files a previous run made visible but did not register
+    interval = checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded else DEFAULT_CHECKPOINT_MS)
+    if flush_ms is None:
+        flush_ms = DEFAULT_BOUNDED_FLUSH_MS if bounded else DEFAULT_FLUSH_MS
+    progress_key = flink_job.progress_key(store.config.project, run_id or uuid.uuid4().hex[:12])
+    options = flink_job.JobOptions(
+        job_name=name, jars=jars, checkpoint_dir=root, checkpoint_interval_ms=interval, bounded=bounded,
+        progress_key=progress_key,
+        parallelism=parallelism, restore_path=restored,
+        redis={"url": store.config.redis_url, "password": store.config.redis_password, "tls": store.config.redis_tls},
+        flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, extra_config=dict(extra_config or {}),
+        **(job_options or {}),
+    )
+    built = flink_job.build(stream_plan, options)
+    job_client = built.env.execute_async(name)
+    log.info("stream job %s started (%s)%s", name, job_client.get_job_id(),
+             f", restored from {restored}" if restored else "")
+    return StreamHandle(store, names, name, job_client, committer, root, bounded, ends,
+                        str(restored) if restored else None, commit_interval_s, progress_key)
+
+
+def run(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False, timeout: Optional[float] = None,
+        **kwargs) -> StreamResult:
+    """Start the job locally and run it: bounded until caught up with the topics (then stop with a
+    savepoint), unbounded until Ctrl-C. Offline files are committed while it runs and at the end."""
+    handle = start(store, views, bounded=bounded, **kwargs)
+    return handle.run_until_done(timeout)
+
+
+def commit(store, views: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, int]]:
+    """One committer pass (e.g. next to a job running on a remote cluster); returns the metrics."""
+    c = Committer(store, stream_views(store, views))
+    c.commit()
+    return c.metrics()
+
+
+# -- remote clusters -------------------------------------------------------------------------------------------
+_WORKER_ENV = ("WORKER_ID", "PIPELINE_OPTIONS", "SEMI_PERSISTENT_DIRECTORY", "LOGGING_API_SERVICE_DESCRIPTOR",
+               "CONTROL_API_SERVICE_DESCRIPTOR")
+
+
+def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """This process's environment for a child Python that runs PyFlink itself: once a local job has run
+    here, PyFlink's loopback worker leaves ``PYFLINK_GATEWAY_*`` set, and a child inheriting them would
+    refuse to start its own gateway (or talk to ours)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_") and k not in _WORKER_ENV}
+    env.update(extra or {})
+    return env
+
+
+def flink_cli() -> Path:
+    import pyflink
+
+    return Path(pyflink.__file__).parent / "bin" / "flink"
+
+
+class RemoteStreamHandle(StreamHandle):
+    """The streaming job on a remote cluster (submitted with ``flink run``), watched and stopped through the
+    cluster's REST API; the committer thread runs here (the staging directories must be visible here)."""
+
+    def __init__(self, store, names, name, job_id, address, committer, ckpt_root, bounded, ends,
+                 restored_from, commit_interval_s, progress_key):
+        self.address = address
+        self._job_id = job_id
+        super().__init__(store, names, name, None, committer, ckpt_root, bounded, ends, restored_from,
+                         commit_interval_s, progress_key)
+
+    @property
+    def job_id(self) -> str:
+        return self._job_id
+
+    def _rest(self, method: str, path: str, body: Optional[dict] = None) -> dict:
+        import urllib.request
+
+        url = self.address if "://" in self.address else f"http://{self.address}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def status(self) -> str:
+        return str(self._rest("GET", f"/jobs/{self._job_id}")["state"])
+
+    def _raise_job_failure(self, status: str) -> None:
+        try:
+            exc = self._rest("GET", f"/jobs/{self._job_id}/exceptions")
+            cause = (exc.get("rootException") or "").strip().splitlines()
+            text = cause[0] if cause else status
+        except Exception:
+            text = status
+        raise InfraError(f"stream job {self.job_name} on {self.address} {status.lower()}: {text[:500]}")
+
+    def stop(self, drain: bool = False) -> StreamResult:
+        savepoint = None
+        status = self.status()
+        if status == "FAILED":
+            self._raise_job_failure(status)
+        if status not in ("FINISHED", "CANCELED"):
+            target = (self.checkpoint_root / "savepoints").resolve().as_uri()
+            trigger = self._rest("POST", f"/jobs/{self._job_id}/stop", {"targetDirectory": target, "drain": drain})
+            while True:
+                r = self._rest("GET", f"/jobs/{self._job_id}/savepoints/{trigger['request-id']}")
+                if r.get("status", {}).get("id") == "COMPLETED":
+                    op = r.get("operation") or {}
+                    if "failure-cause" in op:
+                        raise InfraError(f"stop-with-savepoint of {self.job_name} failed: "
+                                         f"{str(op['failure-cause'].get('stack-trace', ''))[:300]}")
+                    savepoint = op.get("location")
+                    break
+                time.sleep(0.5)
+            while self.status() not in ("FINISHED", "CANCELED", "FAILED"):
+                time.sleep(0.5)
+        return self._finish(savepoint)
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._rest("PATCH", f"/jobs/{self._job_id}?mode=cancel")
+        if self._thread is not None:
+            self._thread.join()
+
+
+def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
+                  checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
+                  restore: bool = True, commit: bool = True, commit_interval_s: float = 2.0,
+                  extra_args: Sequence[str] = ()) -> RemoteStreamHandle:
+    """Submit the same job to a remote cluster (``flink run -m <address> -d -py jobs/stream.py
+    --submit-only``) and return a handle that watches it over REST (``run_until_done``, ``stop``) and
+    runs the committer here. The cluster must reach Kafka and Redis, and the staging and checkpoint
+    directories must be the same paths on the cluster and here (one machine, or a shared mount)."""
+    names = stream_views(store, views)
+    name = job_name(store, names)
+    plan(store, names)  # compile errors surface here, not in the cluster's client
+    root = checkpoint_root(store, name, checkpoint_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    restored = latest_snapshot(root) if restore else None
+    topics = sorted({store.repo.views[n].source.stream.topic for n in names})
+    ends = _end_offsets(store.config.kafka_bootstrap, topics)
+    committer = Committer(store, names) if commit else None
+    if committer is not None:
+        committer.commit()
+    run_id = uuid.uuid4().hex[:12]
+    script = Path(__file__).resolve().parents[1] / "jobs" / "stream.py"
+    cmd = [str(flink_cli()), "run", "-m", flink_address, "-d", "-pyclientexec", sys.executable, "-pyexec", sys.executable,
+           "-py", str(script), "--repo", str(store.repo_path), "--submit-only", "--run-id", run_id,
+           "--checkpoint-dir", str(root.parent)]
+    if bounded:
+        cmd.append("--bounded")
+    if checkpoint_interval_ms:
+        cmd += ["--checkpoint-interval-ms", str(int(checkpoint_interval_ms))]
+    if not restore:
+        cmd.append("--no-restore")
+    cmd += ["--views", ",".join(names)]
+    cmd += list(extra_args)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+    text = out.stdout + out.stderr
+    job_id = None
+    for line in text.splitlines():
+        if line.startswith("{") and '"job_id"' in line:
+            try:
+                job_id = json.loads(line)["job_id"]
+            except ValueError:
+                pass
+    if out.returncode != 0 or not job_id:
+        raise InfraError(f"flink run against {flink_address} failed (exit {out.returncode}): "
+                         f"{_first_cause(Exception(text))}")
+    from featurestore.engines import flink_job
+
+    return RemoteStreamHandle(store, names, name, job_id, flink_address, committer, root, bounded, ends,
+                              str(restored) if restored else None, commit_interval_s,
+                              flink_job.progress_key(store.config.project, run_id))
+
+
+__all__ = ["start", "run", "commit", "plan", "explain", "stream_views", "job_name", "latest_snapshot", "StreamHandle",
+           "StreamResult", "Committer", "DirCommitter", "dead_letter_table", "metrics_key", "submit_remote",
+           "RemoteStreamHandle", "child_env"]

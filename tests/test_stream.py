@@ -1,0 +1,653 @@
+"""The streaming job (SPEC §3.1, §3.2, §4) against the real services: Kafka -> PyFlink -> Redis + Parquet.
+
+One random event set (tests/randomrepo.py, every aggregation/window/latest/TTL case) gets a stream face
+on a topic of its own, is produced to Kafka as JSON (datagen.to_json_record) in shuffled arrival order
+with malformed records interleaved, and is consumed by ONE bounded Flink job (launches are expensive:
+10-30 s each). Then:
+
+* batch = stream: every view's offline table equals the DuckDB backfill's (same rows as a multiset,
+  same Arrow schema);
+* online = offline = oracle: get_online_features at random request times equals get_historical_features
+  and tests/oracle.py (views that trim their online state refuse requests before their horizon;
+  the unbounded views never do);
+* dead letters: every malformed record is in the dead-letter table with its reason, counted exactly;
+* crash: a job killed with SIGKILL mid-stream (after a checkpoint) and restarted from its last
+  checkpoint ends with the same offline rows, online values and dead letters as the uninterrupted run;
+* expressions: each whitelisted construct compiled to Flink SQL gives DuckDB's values (one batch job
+  evaluates all of them), and unsupported constructs are plan-time errors with exact texts.
+
+Needs ``bash infra/up.sh``; nothing is skipped when a service is down (the fixtures fail saying so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from featurestore import datagen, streaming
+from featurestore.config import load_config
+from featurestore.engines import flink_sql
+from featurestore.errors import FeatureStoreError, RequestError
+from featurestore.store import FeatureStore
+from featurestore.stores import online_redis as orr
+from tests import oracle
+from tests.compare import assert_features_equal, same_value
+from tests.randomrepo import DEFINITIONS, random_events, random_requests, write_events, write_repo
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+REDIS_URL = os.environ.get("FEATURESTORE_REDIS_URL", "redis://127.0.0.1:6390/0")
+KAFKA = os.environ.get("FEATURESTORE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+UP_HINT = "run bash infra/up.sh"
+SEED = 23
+N_EVENTS = 400
+SCHEMA = ["user_id", "shop", "amount", "qty", "tag", "flag", "ts"]
+JOB_TIMEOUT_S = 300
+KEYS = ["user_id", "shop"]
+
+
+# -- services -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_client():
+    import redis
+
+    client = orr.connect(REDIS_URL)
+    error = None
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        error = str(exc)
+    if error is not None:
+        pytest.fail(f"Redis not reachable at {REDIS_URL} ({error}): {UP_HINT}", pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def kafka_admin():
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": KAFKA, "socket.connection.setup.timeout.ms": 3000})
+    error = None
+    try:
+        admin.list_topics(timeout=5)
+    except KafkaException as exc:
+        error = str(exc)
+    if error is not None:
+        pytest.fail(f"Kafka not reachable at {KAFKA} ({error}): {UP_HINT}", pytrace=False)
+    return admin
+
+
+# -- a streamed random repo -------------------------------------------------------------------------------
+def stream_definitions(topic: str) -> str:
+    defs = DEFINITIONS.replace("from featurestore import Aggregation,", "from featurestore import KafkaTopic, Aggregation,")
+    out = defs.replace('batch=ParquetFiles("data/events/*.parquet"),',
+                       f'batch=ParquetFiles("data/events/*.parquet"),\n    stream=KafkaTopic("{topic}"), watermark_delay="2s",')
+    assert out != defs
+    return out
+
+
+def make_repo(root: Path, topic: str, project: str, events: pd.DataFrame) -> Path:
+    write_repo(root)
+    (root / "definitions" / "features.py").write_text(stream_definitions(topic))
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    write_events(root, events)
+    return root
+
+
+BASE_MS = 1772323200000  # 2026-03-01T00:00:00Z (tests/randomrepo.BASE)
+# (payload, reasons of the dead-letter rows it makes) beyond datagen.malformed_records
+EXTRA_BAD = [
+    (None, ["empty record (null value)"]),
+    (b"", ["not a JSON object"]),
+    (b'{"user_id": "u1", "shop": 1.5, "ts": 1772323200000}', ["column 'shop': not a int64"]),
+    (b'{"user_id": "u1", "flag": "yes", "ts": 1772323200001}', ["column 'flag': not a bool"]),
+    (b'{"user_id": "u1", "qty": "12x", "ts": 1772323200002}', ["column 'qty': not a int64"]),
+    (b'{"user_id": "u1", "ts": 1772323200003.5}', ["event time 'ts': not an integer (epoch milliseconds)"]),
+    (b'{"shop": 1, "amount": 5.0, "ts": 1772323201000}',
+     ["null join key user_id (views amount_stats, qty_stats, profile, profile_forever)",
+      "null join key user_id (views pair_stats)"]),
+]
+# An event with a user but no shop: an event of the user views, a null join key of pair_stats (both faces).
+NULL_SHOP_EVENT = {"user_id": "u2", "shop": None, "amount": None, "qty": None, "tag": None, "flag": None,
+                   "ts": pd.Timestamp("2026-03-01T00:00:02.000123Z")}
+
+
+def stream_events() -> pd.DataFrame:
+    events = random_events(SEED, n=N_EVENTS)
+    extra = pd.DataFrame([NULL_SHOP_EVENT]).astype({"shop": "Int64", "qty": "Int64", "flag": "boolean",
+                                                     "amount": "float64", "tag": "object"})
+    out = pd.concat([events, extra], ignore_index=True)
+    out["ts"] = pd.to_datetime(out["ts"], utc=True)
+    return out
+DATAGEN_REASONS = {
+    "not_json": "not a JSON object", "truncated": "not a JSON object", "empty": "not a JSON object",
+    "not_object": "not a JSON object", "missing_ts": "missing event time 'ts'",
+    "ts_not_number": "event time 'ts': not an integer (epoch milliseconds)",
+    "amount_not_number": "column 'amount': not a float64",
+}
+
+
+def bad_records():
+    """(payload or None, [reasons]) of every malformed record sent."""
+    out = [(payload, [DATAGEN_REASONS[kind]]) for kind, payload in datagen.malformed_records(14, SEED, with_kinds=True)]
+    return out + EXTRA_BAD
+
+
+def produce(topic: str, records, pause_every: int = 0, pause_s: float = 0.0):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 5, "enable.idempotence": True})
+    errors = []
+    for i, (key, value) in enumerate(records):
+        producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err and errors.append(err))
+        if pause_every and i % pause_every == pause_every - 1:
+            producer.flush(30)
+            time.sleep(pause_s)
+    assert producer.flush(60) == 0 and not errors, f"Kafka delivery failed: {errors[:3]}"
+
+
+def arrival(events: pd.DataFrame, seed: int):
+    """Kafka (key, value) records: the events in shuffled order, malformed records interleaved."""
+    rng = random.Random(seed)
+    good = [(None if r["user_id"] is None else r["user_id"].encode(), datagen.to_json_record(r, "ts", SCHEMA))
+            for r in events.sample(frac=1.0, random_state=seed).to_dict("records")]
+    out = list(good)
+    for payload, _ in bad_records():
+        out.insert(rng.randrange(len(out) + 1), (None, payload))
+    return out
+
+
+def create_topic(admin, topic: str, partitions: int = 3):
+    from confluent_kafka.admin import NewTopic
+
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
+
+
+def drop_project(client, project: str):
+    keys = list(client.scan_iter(match=f"fs:{project}:*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
+
+
+@dataclasses.dataclass
+class Streamed:
+    root: Path
+    topic: str
+    project: str
+    events: pd.DataFrame
+    store: FeatureStore  # the streamed store
+    ref: FeatureStore  # same repo, offline tables written by the DuckDB backfill
+    result: streaming.StreamResult
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory, redis_client, kafka_admin):
+    """The parity run: one bounded Flink job over the random event set."""
+    topic = f"fs_stream_{uuid.uuid4().hex[:10]}"
+    project = f"t_stream_{uuid.uuid4().hex[:8]}"
+    events = stream_events()
+    root = make_repo(tmp_path_factory.mktemp("streamed"), topic, project, events)
+    create_topic(kafka_admin, topic)
+    produce(topic, arrival(events, SEED))
+    store = FeatureStore(root)
+    try:
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        ref = FeatureStore(root, config=dataclasses.replace(load_config(root), offline_root=str(root / "ref_offline")))
+        ref.backfill()
+        yield Streamed(root, topic, project, events, store, ref, result)
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+
+def offline_table(store: FeatureStore, view: str, ts_column: str = "ts"):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = store.offline.table(view, ts_column=ts_column)
+    version = table.version
+    assert version is not None, f"no offline table for view {view}"
+    files = table.files(version)
+    return pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+
+
+def sorted_table(t):
+    return t.sort_by([(c, "ascending") for c in t.column_names])
+
+
+def assert_same_rows(got, want, what: str):
+    """Equal as multisets of rows; the message shows the rows only one side has."""
+    if got.num_rows == want.num_rows and sorted_table(got).equals(sorted_table(want)):
+        return
+    a = Counter(tuple(sorted(r.items())) for r in got.to_pylist())
+    b = Counter(tuple(sorted(r.items())) for r in want.to_pylist())
+    extra, missing = list((a - b).elements()), list((b - a).elements())
+    raise AssertionError(f"{what}: {got.num_rows} rows vs {want.num_rows}; only in the first: {extra[:5]}; "
+                         f"only in the second: {missing[:5]}")
+
+
+def dead_letters(store: FeatureStore, source: str = "events"):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = streaming.dead_letter_table(store, source)
+    files = table.files(table.version) if table.version is not None else []
+    return pa.concat_tables([pq.read_table(f) for f in files]).to_pylist() if files else []
+
+
+def expected_dead_letters():
+    out = Counter()
+    for payload, reasons in bad_records():
+        text = None if payload is None else payload.decode("utf-8", errors="replace")
+        for reason in reasons:
+            out[(text, reason)] += 1
+    null_shop = datagen.to_json_record(NULL_SHOP_EVENT, "ts", SCHEMA).decode()
+    out[(null_shop, "null join key shop (views pair_stats)")] += 1
+    return out
+
+
+# -- batch = stream ---------------------------------------------------------------------------------------
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_offline_tables_equal_backfill(streamed):
+    import pyarrow as pa
+
+    for view in streamed.store.repo.views:
+        got, want = offline_table(streamed.store, view), offline_table(streamed.ref, view)
+        assert got.schema == want.schema, f"{view}: {got.schema} != {want.schema}"
+        assert got.schema.field("ts").type == pa.timestamp("ms", tz="UTC")
+        assert_same_rows(got, want, f"view {view}, stream vs backfill")
+    m = streamed.result.metrics["events"]
+    assert m["events:amount_stats"] == len(streamed.events) == N_EVENTS + 1
+    assert m["events:pair_stats"] == N_EVENTS  # the event without a shop is a null key there
+    assert m["events:qty_stats"] == int((streamed.events["flag"] == True).sum())  # noqa: E712 (filter "flag")
+
+
+# -- online = offline = oracle ----------------------------------------------------------------------------
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_online_equals_offline_and_oracle(streamed):
+    store, events = streamed.store, streamed.events
+    requests = random_requests(SEED, events, n=150)
+    offline = store.get_historical_features(requests, feature_service="everything")
+    for view in store.repo.views.values():  # offline (from the streamed tables) = oracle
+        assert_features_equal(offline, oracle.point_in_time(events, view, requests), view.feature_names,
+                              f"offline vs oracle, view {view.name}")
+    compared = Counter()
+    refused = Counter()
+    for i, r in enumerate(requests.to_dict("records")):
+        for name, view in store.repo.views.items():
+            refs = [f"{name}:{f}" for f in view.feature_names]
+            try:
+                got = store.get_online_features([{k: r[k] for k in KEYS}], features=refs,
+                                                request_time=r["event_timestamp"]).to_dict()
+            except RequestError as exc:
+                assert "before the online store's retention horizon" in str(exc), str(exc)
+                refused[name] += 1
+                continue
+            for f in view.feature_names:
+                a, e = got[f][0], offline[f].iloc[i]
+                assert same_value(a, e if not isinstance(e, float) or not math.isnan(e) else None), \
+                    f"row {i} {name}.{f} at {r['event_timestamp']}: online {a!r}, offline {e!r}"
+            compared[name] += 1
+    # Views with an unbounded aggregation keep every event online: never refused.
+    assert refused["amount_stats"] == 0 and refused["qty_stats"] == 0
+    assert compared["amount_stats"] == len(requests)
+    # Views with a bounded retention trim and refuse earlier requests; enough are still compared.
+    for name in ("profile", "profile_forever", "pair_stats"):
+        assert compared[name] >= 20, f"{name}: only {compared[name]} online requests at or after the horizon"
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_online_state_after_the_last_event_answers_every_feature(streamed):
+    """At a request time after every event, no view refuses and all equal the oracle."""
+    store, events = streamed.store, streamed.events
+    q = events["ts"].max() + pd.Timedelta("1ms")
+    users = sorted(events["user_id"].unique())
+    rows = pd.DataFrame([{"user_id": u, "shop": s, "event_timestamp": q} for u in users for s in (0, 1, 2)])
+    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    online = store.get_online_features(rows[KEYS], feature_service="everything", request_time=q).to_df()
+    for view in store.repo.views.values():
+        assert_features_equal(online, oracle.point_in_time(events, view, rows), view.feature_names,
+                              f"online at the end, view {view.name}")
+
+
+# -- dead letters -----------------------------------------------------------------------------------------
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_malformed_records_land_in_dead_letters_counted_exactly(streamed, redis_client):
+    rows = dead_letters(streamed.store)
+    got = Counter((r["payload"], r["reason"]) for r in rows)
+    assert got == expected_dead_letters()
+    offsets = [(r["kafka_partition"], r["kafka_offset"]) for r in rows if not r["reason"].startswith("null join key")]
+    assert len(set(offsets)) == len(offsets)  # one row per malformed record
+    assert all(r["kafka_timestamp"] is not None and r["ingest_time"] is not None for r in rows)
+    malformed = sum(1 for r in rows if not r["reason"].startswith("null join key"))
+    null_key = len(rows) - malformed
+    m = streamed.result.metrics["events"]
+    assert (m["dead_letters"], m["null_key"]) == (malformed, null_key) == (20, 3)
+    published = redis_client.hgetall(streaming.metrics_key(streamed.project, "events"))
+    assert int(published[b"dead_letters"]) == malformed and int(published[b"null_key"]) == null_key
+    assert int(published[b"events:amount_stats"]) == N_EVENTS + 1
+
+
+# -- crash and restart ------------------------------------------------------------------------------------
+def _wait_for(predicate, timeout: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"stream job exited ({proc.returncode}) before {what}")
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _online_values(client, project: str):
+    """Decoded online values by (view, entity), without the fingerprint (it names the topic)."""
+    out = {}
+    for key in client.scan_iter(match=f"fs:{project}:*", count=1000):
+        k = key.decode()
+        if ":_stream:" in k:
+            continue
+        doc = json.loads(client.get(key))
+        doc.pop("fp")
+        out[k.split(":", 2)[2]] = doc
+    return out
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_kill_and_restart_from_checkpoint_loses_and_duplicates_nothing(streamed, tmp_path, redis_client, kafka_admin):
+    topic = f"fs_crash_{uuid.uuid4().hex[:10]}"
+    project = f"t_crash_{uuid.uuid4().hex[:8]}"
+    root = make_repo(tmp_path / "crash", topic, project, streamed.events)
+    create_topic(kafka_admin, topic)
+    records = arrival(streamed.events, SEED)
+    first, rest = records[: len(records) // 3], records[len(records) // 3:]
+    produce(topic, first)
+    store = FeatureStore(root)
+    ckpt = tmp_path / "checkpoints"
+    log = open(tmp_path / "job.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_DIR / "jobs" / "stream.py"), "--repo", str(root), "--checkpoint-dir", str(ckpt),
+         "--checkpoint-interval-ms", "1000"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(REPO_DIR), env=streaming.child_env())
+    try:
+        name = streaming.job_name(store, streaming.stream_views(store))
+        committed = lambda: (streaming.Committer(store, streaming.stream_views(store)).metrics()["events"]
+                             ["events:amount_stats"])
+        _wait_for(lambda: committed() > 0 and streaming.latest_snapshot(ckpt / name) is not None, JOB_TIMEOUT_S,
+                  "a first checkpoint with committed events", proc)
+        produce(topic, rest[: len(rest) // 2], pause_every=25, pause_s=0.2)  # mid-stream...
+        _wait_for(lambda: committed() > len(first) - 20, 60, "more events to be committed", proc)
+        os.killpg(proc.pid, signal.SIGKILL)  # ...kill -9 the job (client, mini-cluster, Python workers)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    produce(topic, rest[len(rest) // 2:])
+    try:
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=ckpt,
+                               checkpoint_interval_ms=1000)
+        assert result.restored_from is not None and "chk-" in result.restored_from
+        # offline: identical to the uninterrupted run (which equals the backfill)
+        for view in store.repo.views:
+            got, want = offline_table(store, view), offline_table(streamed.store, view)
+            assert_same_rows(got, want, f"view {view}, after a crash vs without")
+        got = Counter((r["payload"], r["reason"]) for r in dead_letters(store))
+        assert got == expected_dead_letters()
+        assert result.metrics == streamed.result.metrics
+        # online: the same values as the uninterrupted run, key for key
+        assert _online_values(redis_client, project) == _online_values(redis_client, streamed.project)
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+
+# -- the committer (no Flink) -----------------------------------------------------------------------------
+def _flink_like_file(path: Path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = pa.table({"user_id": [r[0] for r in rows], "ts": pa.array([r[1] for r in rows], pa.timestamp("ms"))})
+    pq.write_table(t, path)
+
+
+def test_committer_registers_each_file_exactly_once_across_crashes(tmp_path):
+    from featurestore.stores.offline import OfflineStore
+
+    staging = tmp_path / "staging"
+    table = OfflineStore(tmp_path / "offline").table("v", ts_column="ts")
+    _flink_like_file(staging / "date=2026-03-01" / "part-a-0-0", [("u1", 1772323200000), ("u2", 1772323201000)])
+    _flink_like_file(staging / "date=2026-03-01" / ".part-b-0-1.inprogress.x", [("u3", 1772323202000)])
+    c = streaming.DirCommitter(staging, table)
+    assert c.commit() == 2
+    assert c.commit() == 0  # nothing new; the in-progress file is never taken
+    # A crash after add_files committed but before the committer advanced: the pending intent is replayed
+    # as a no-op (the table recorded the token) and the leftover file is deleted, not registered again.
+    _flink_like_file(staging / "date=2026-03-01" / "part-c-0-2", [("u4", 1772323203000)])
+    state = json.loads((staging / streaming.COMMITTER_STATE).read_text())
+    pending = {"seq": state["seq"] + 1, "files": ["date=2026-03-01/part-c-0-2"], "rows": 1, "by_reason": {}}
+    (staging / streaming.COMMITTER_PENDING).write_text(json.dumps(pending))
+    import shutil
+
+    keep = tmp_path / "copy"
+    shutil.copy(staging / "date=2026-03-01" / "part-c-0-2", keep)
+    table.add_files([staging / "date=2026-03-01" / "part-c-0-2"], app_id=state["app_id"], seq=pending["seq"])
+    shutil.copy(keep, staging / "date=2026-03-01" / "part-c-0-2")  # the crash left the source behind
+    assert c.commit() == 1
+    assert not (staging / "date=2026-03-01" / "part-c-0-2").exists()
+    import pyarrow.parquet as pq
+
+    rows = sorted(r["user_id"] for f in table.files(table.version) for r in pq.read_table(f).to_pylist())
+    assert rows == ["u1", "u2", "u4"]
+    assert c.totals()["rows"] == 3
+
+
+# -- expressions ------------------------------------------------------------------------------------------
+EXPR_COLUMNS = {"i": "int64", "j": "int64", "n": "int32", "x": "float64", "y": "float64", "f": "float32",
+                "s": "string", "s2": "string", "b": "bool"}
+EXPR_ROWS = [
+    (1, 7, 2, 3, 2.5, -2.5, 1.5, "abc", "a%", True),
+    (2, -7, 2, -3, 3.5, 0.0, -0.1, "É😀x", "_b%", False),
+    (3, 0, 0, 0, 2.675, 1.005, 2.5, "", "", None),
+    (4, None, 3, None, None, -0.5, None, None, "x", True),
+    (5, 9223372036854775, -4, 2147483, -1234.5678, 0.285, 3.14159, "Hello World", "%World", False),
+    (6, 5, -2, 7, 1e15 + 0.5, -3.5, -2.5, "ab\\c", "ab_", True),
+    (7, -5, 3, -2147483647, 0.49999999999999994, 2.5, 0.5, "e\u0301t", "E%", None),
+    (8, 15, 10, 1, -0.0, 1e-7, 7.0, "MiXeD", "mixed", True),
+    (9, 2, -1, -1, 1.5, -0.0, 2.0, "ß", "SS", False),
+]
+EXPRESSIONS = [
+    # arithmetic: DuckDB's types and rules (/ is a float division; // and % truncate on integers)
+    "i + j", "i - j * 2", "j * n", "-j", "j / n", "j // n", "j % n", "x / y", "x // y", "f / 2", "f * 1.5",
+    "x * 1.5", "j * 1.5", "j + 0.1 + 0.2", "x + f", "n + 1", "n / 0", "x / 0", "j // 0", "j % 0", "(j + n) * 2 - 1",
+    "1e3 * j", "x - 0.5",
+    # comparisons and logic (three-valued)
+    "j > n", "x >= y", "s < s2", "s = 'abc'", "s <> s2", "b AND j > 0", "b OR j > 0", "NOT b", "s IS NULL",
+    "s IS NOT NULL", "b IS TRUE", "b IS NOT TRUE", "b IS FALSE", "x * 2 > 5 AND NOT b", "j = x", "f < 1",
+    # CASE / IF / COALESCE / NULLIF
+    "CASE WHEN j > 0 THEN 'pos' WHEN j < 0 THEN 'neg' ELSE 'zero' END", "CASE n WHEN 2 THEN x WHEN 3 THEN y END",
+    "CASE WHEN b THEN j ELSE 2.5 END", "if(b, j, n)", "coalesce(j, n)", "coalesce(x, j, 0)", "coalesce(s, 'none')",
+    "nullif(j, 5)", "CASE WHEN b THEN NULL ELSE x END",
+    # casts
+    "CAST(x AS BIGINT)", "TRY_CAST(x * 1e5 AS INTEGER)", "TRY_CAST(j * 1000 AS INTEGER)", "CAST(y AS INTEGER)",
+    "CAST(f AS BIGINT)", "CAST(j AS VARCHAR)", "CAST(b AS VARCHAR)", "CAST(j AS DOUBLE)", "CAST(n AS BOOLEAN)",
+    "CAST(b AS INTEGER)", "x::FLOAT", "CAST(2.5 AS INTEGER)", "TRY_CAST(x AS INTEGER)", "CAST(n AS BIGINT)",
+    # IN, BETWEEN, LIKE
+    "n IN (2, 3)", "n NOT IN (2, NULL)", "s IN ('abc', 'MiXeD')", "x BETWEEN 0 AND 3", "j NOT BETWEEN -5 AND 5",
+    "s LIKE 'a%'", "s LIKE s2", "s NOT LIKE '%x'", "s ILIKE 'mixed'", "s ILIKE s2",
+    # functions
+    "lower(s)", "upper(s)", "length(s)", "abs(j)", "abs(x)", "abs(f)", "round(x)", "round(-x)", "round(x / 1000, 2)",
+    "round(x, 2)", "round(y, 2)", "round(x, -2)", "round(f, 1)", "round(j, -1)", "round(n)", "round(1.25, 1)",
+    "s || s2", "s || 'z'", "length(s || s2)",
+    # non-finite values (x / y is infinite where y is 0 or -0.0)
+    "x / y", "round(x / y, 1)", "round(x / y)", "TRY_CAST(x / y AS BIGINT)", "abs(x / y)", "x / y > 1e300",
+]
+# Known differences (docs/streaming.md): Java upper-cases 'ß' to 'SS', DuckDB to 'ẞ'.
+KNOWN_DIFFERENCES = {("upper(s)", 9)}
+
+
+def _duck_values(exprs):
+    import duckdb
+
+    from featurestore.validation import Binder
+
+    duck = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT", "float32": "FLOAT", "float64": "DOUBLE",
+            "bool": "BOOLEAN"}
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET error_on_division_by_zero = false")  # where DuckDB would fail, the stream yields NULL
+    con.execute("CREATE TABLE samples (id BIGINT, " + ", ".join(f"{c} {duck[d]}" for c, d in EXPR_COLUMNS.items()) + ")")
+    con.executemany("INSERT INTO samples VALUES (" + ", ".join("?" * (len(EXPR_COLUMNS) + 1)) + ")", EXPR_ROWS)
+    binder = Binder(EXPR_COLUMNS, "samples")
+    types = [binder.dtype(e) for e in exprs]
+    sql = "SELECT id, " + ", ".join(f"CAST(({e}) AS {duck[t]})" for e, t in zip(exprs, types)) + " FROM samples"
+    return types, {r[0]: r[1:] for r in con.sql(sql).fetchall()}
+
+
+def _same(a, b, dtype) -> bool:
+    import numpy as np
+
+    if a is None or b is None:
+        return a is None and b is None
+    if dtype == "float32":  # Flink hands FLOAT to Python through its decimal text; compare as float32
+        a, b = float(np.float32(a)), float(np.float32(b))
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return a == b and type(a) is type(b)
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_whitelisted_expressions_equal_duckdb():
+    """Every construct the streaming job accepts, on sample values (nulls, negatives, ties at .5, zero
+    divisors, -0.0, infinities, non-ASCII), gives DuckDB's value: one Flink batch job for all of them."""
+    from pyflink.common import Configuration
+    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+
+    types, duck = _duck_values(EXPRESSIONS)
+    comp = flink_sql.ExprCompiler({c: flink_sql.FExpr(flink_sql.qi(c), d) for c, d in EXPR_COLUMNS.items()})
+    selects = [f"{flink_sql._cast_sql(comp.compile(e), t)} AS e{k}" for k, (e, t) in enumerate(zip(EXPRESSIONS, types))]
+    conf = Configuration()
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("table.local-time-zone", "UTC")
+    conf.set_string("parallelism.default", "1")
+    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
+    ft = {"string": DataTypes.STRING(), "int32": DataTypes.INT(), "int64": DataTypes.BIGINT(),
+          "float32": DataTypes.FLOAT(), "float64": DataTypes.DOUBLE(), "bool": DataTypes.BOOLEAN()}
+    schema = DataTypes.ROW([DataTypes.FIELD("id", DataTypes.BIGINT())]
+                           + [DataTypes.FIELD(c, ft[d]) for c, d in EXPR_COLUMNS.items()])
+    t_env.create_temporary_view("samples", t_env.from_elements(EXPR_ROWS, schema))
+    with t_env.execute_sql("SELECT id, " + ", ".join(selects) + " FROM samples").collect() as rows:
+        flink = {r[0]: tuple(r)[1:] for r in rows}
+    problems = []
+    for k, (expr, dtype) in enumerate(zip(EXPRESSIONS, types)):
+        for rid in sorted(duck):
+            if (expr, rid) in KNOWN_DIFFERENCES:
+                continue
+            if not _same(duck[rid][k], flink[rid][k], dtype):
+                problems.append(f"{expr!r} row {rid}: DuckDB {duck[rid][k]!r}, Flink {flink[rid][k]!r}")
+    assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:30])
+
+
+UNSUPPORTED = [
+    ("hour(ts)", "function hour() is not supported in the streaming job (" + flink_sql.SUPPORTED_TEXT + ")"),
+    ("regexp_matches(tag, 'a.')", "function regexp_matches() is not supported in the streaming job ("
+     + flink_sql.SUPPORTED_TEXT + ")"),
+    ("CAST(amount AS VARCHAR)", "CAST of a float64 to a string formats numbers differently in DuckDB and Flink"),
+    ("CAST(tag AS BIGINT)", "CAST of a string to int64 parses differently in DuckDB and Flink"),
+    ("amount % 2", "'%' is supported on integers only in the streaming job"),
+    ("tag = 1", "'=' mixes types int32, string (DuckDB and Flink convert them differently); add a CAST"),
+    ("qty IN (SELECT 1)", "IN with a subquery is not supported; list the values"),
+    ("ts > ts", "'>' on timestamps is not supported in the streaming job"),
+    ("tag LIKE 'a\\%'", "LIKE patterns with a backslash are not supported in the streaming job"),
+    ("CAST(qty AS DECIMAL(10, 2))", "CAST to DECIMAL(10, 2) is not supported in the streaming job "
+     "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE or BOOLEAN)"),
+]
+
+
+@pytest.mark.parametrize("expr,reason", UNSUPPORTED)
+def test_unsupported_expression_is_a_plan_time_error_naming_view_and_feature(tmp_path, expr, reason):
+    defs = stream_definitions("t").replace(
+        'Latest("qty + 1", name="last_qty_plus_one")', f'Latest({expr!r}, name="bad_feature")')
+    root = write_repo(tmp_path)
+    (root / "definitions" / "features.py").write_text(defs)
+    store = FeatureStore(root)
+    message = f"expression {expr!r} cannot run in the streaming job: {reason}"
+    problems = flink_sql.check_repo(store.repo)
+    assert [(p.obj, p.message) for p in problems] == [("profile.bad_feature", f"streaming: feature 'bad_feature': {message}")]
+    assert problems[0].file == "definitions/features.py" and problems[0].line > 0
+    with pytest.raises(FeatureStoreError) as err:
+        streaming.plan(store)
+    assert str(err.value) == f"feature view 'profile', feature 'bad_feature': {message}"
+
+
+def test_unsupported_filter_and_projection_are_reported_together(tmp_path):
+    defs = stream_definitions("t").replace('filter="flag",', 'filter="regexp_matches(tag, \'a\')",').replace(
+        '"tag_len": "length(tag)"', '"tag_len": "strlen(tag)"')
+    root = write_repo(tmp_path)
+    (root / "definitions" / "features.py").write_text(defs)
+    problems = flink_sql.check_repo(FeatureStore(root).repo)
+    fn = "is not supported in the streaming job (" + flink_sql.SUPPORTED_TEXT + ")"
+    assert [(p.obj, p.message) for p in problems] == [
+        ("qty_stats", f"streaming: filter: expression \"regexp_matches(tag, 'a')\" cannot run in the streaming job: "
+                      f"function regexp_matches() {fn}"),
+        ("qty_stats", f"streaming: projection 'tag_len': expression 'strlen(tag)' cannot run in the streaming job: "
+                      f"function strlen() {fn}"),
+    ]
+
+
+def test_views_without_a_stream_face_are_not_checked_and_cannot_stream(tmp_path):
+    root = write_repo(tmp_path)  # the plain random repo: no stream face anywhere
+    defs = DEFINITIONS.replace('Latest("qty + 1", name="last_qty_plus_one")', 'Latest("hour(ts)", name="h")')
+    (root / "definitions" / "features.py").write_text(defs)
+    store = FeatureStore(root)
+    assert flink_sql.check_repo(store.repo) == []
+    with pytest.raises(RequestError) as err:
+        store.stream(bounded=True)
+    assert str(err.value) == "no feature view has a source with a stream face (KafkaTopic): nothing to stream"
+
+
+def test_explain_prints_every_statement_of_the_job(tmp_path):
+    root = write_repo(tmp_path)
+    (root / "definitions" / "features.py").write_text(stream_definitions("tx_topic"))
+    text = streaming.explain(FeatureStore(root))
+    assert "'topic' = 'tx_topic'" in text and "WATERMARK FOR `__rowtime` AS `__rowtime` - INTERVAL '2.000' SECOND" in text
+    for view in ("amount_stats", "qty_stats", "profile", "profile_forever", "pair_stats"):
+        assert f"INSERT INTO fs_events_{view}" in text
+    assert "INSERT INTO fs_dead_letters_events" in text
+    assert text.count("-> Redis writer") == 2  # two key groups: (user_id) and (user_id, shop)
