@@ -291,8 +291,38 @@ def verify(
     _run(go)
 
 
-for _name in ("stream",):
-    app.command(name=_name)(_later(_name))
+@app.command()
+def stream(
+    repo: Path = RepoOpt,
+    view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
+    bounded: bool = typer.Option(False, "--bounded", help="Stop once the topics are consumed (as of the start)."),
+    flink_address: Optional[str] = typer.Option(None, "--flink-address",
+                                                help="host:port of a remote Flink cluster to submit the job to."),
+    checkpoint_dir: Optional[Path] = typer.Option(None, help="Checkpoints (default .featurestore/checkpoints)."),
+    timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds (bounded runs)."),
+):
+    """Run the streaming job (Kafka -> Flink -> Redis + Parquet) on the local mini-cluster, or submit it
+    to a cluster with --flink-address. Restarts resume from the last checkpoint; Ctrl-C stops cleanly."""
+
+    def go():
+        store = _store(repo)
+        if flink_address:
+            job = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
+                               checkpoint_dir=checkpoint_dir)
+            console.print(f"submitted to {flink_address}: {job}")
+            return
+        result = store.stream(views=view or None, bounded=bounded, checkpoint_dir=checkpoint_dir, timeout=timeout)
+        table = Table(title=f"stream job {result.job_name}")
+        for col in ("source / view", "metric", "value"):
+            table.add_column(col)
+        for name, metrics in result.metrics.items():
+            for k, v in metrics.items():
+                table.add_row(name, k, f"{v:,}" if isinstance(v, int) else str(v))
+        console.print(table)
+        console.print(f"{result.records:,} Kafka records in {result.seconds:.1f}s "
+                      f"({result.records_per_second:,.0f}/s); restored from: {result.restored_from or 'nothing'}")
+
+    _run(go)
 
 
 @app.command()

@@ -39,14 +39,26 @@ class FeatureStore:
         return self.repo
 
     def plan(self) -> Plan:
-        """What ``apply`` would record and which jobs the changes call for."""
+        """What ``apply`` would record and which jobs the changes call for. Fails, naming the feature,
+        when a view with a stream face uses SQL the Flink job cannot run."""
         registry = read_registry(self.config.registry_path, self.config.project)
-        return build_plan(self.reload(), registry)
+        return build_plan(self._checked_repo(), registry)
+
+    def _checked_repo(self) -> Repo:
+        """Reloaded definitions, also checked against what the streaming job can run."""
+        from featurestore.engines.flink_sql import check_repo
+        from featurestore.errors import ValidationError
+
+        repo = self.reload()
+        problems = check_repo(repo)
+        if problems:
+            raise ValidationError(problems)
+        return repo
 
     def apply(self) -> Plan:
         """Record the current definitions in the registry; returns the plan that was applied."""
         registry = read_registry(self.config.registry_path, self.config.project)
-        plan = build_plan(self.reload(), registry)
+        plan = build_plan(self._checked_repo(), registry)
         if plan.has_changes:
             write_registry(self.config.registry_path, apply_plan(plan, registry))
         return plan

@@ -44,3 +44,19 @@ def test_unbuilt_options_do_not_pretend(tmp_path):
     res = runner.invoke(app, ["backfill", "--repo", str(tmp_path), "--engine", "spark"])
     assert res.exit_code == 2
     assert res.output.strip() == "error: backfill --engine spark is not implemented yet (use duckdb)"
+
+
+def test_plan_fails_naming_a_feature_the_stream_job_cannot_run(tmp_path):
+    (tmp_path / "definitions").mkdir()
+    (tmp_path / "definitions" / "f.py").write_text(
+        "from featurestore import Aggregation, Entity, FeatureView, KafkaTopic, Latest, ParquetFiles, Source\n"
+        "user = Entity(join_keys=['user_id'])\n"
+        "tx = Source(schema={'user_id': 'string', 'amount': 'float64', 'ts': 'timestamp'}, timestamp='ts',\n"
+        "            batch=ParquetFiles('x.parquet'), stream=KafkaTopic('tx'))\n"
+        "v = FeatureView(entities=[user], source=tx, features=[\n"
+        "    Latest(\"regexp_replace(user_id, 'a', 'b')\", name='weird'),\n"
+        "    Aggregation('amount', 'sum', '1h')])\n")
+    res = runner.invoke(app, ["plan", "--repo", str(tmp_path)])
+    assert res.exit_code == 1
+    assert ("definitions/f.py:6 v.weird: streaming: feature 'weird': expression \"regexp_replace(user_id, 'a', 'b')\" "
+            "cannot run in the streaming job: function regexp_replace() is not supported") in res.output
