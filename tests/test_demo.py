@@ -15,15 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
-def test_demo_without_stream(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stream", [
+    pytest.param(False, id="batch+online+logs"),
+    pytest.param(True, id="with-stream", marks=[pytest.mark.flink, pytest.mark.kafka]),
+])
+def test_demo(tmp_path, monkeypatch, stream):
     shutil.copytree(ROOT / "definitions", tmp_path / "definitions")
     shutil.copy(ROOT / "featurestore.yaml", tmp_path / "featurestore.yaml")
     monkeypatch.setenv("FEATURESTORE_PROJECT", f"demo_{uuid.uuid4().hex[:8]}")
     store = FeatureStore(tmp_path)
     try:
         summary = run_demo(store, events=20_000, console=Console(width=120, record=True), print_plan=lambda p: None,
-                           stream=False)
+                           stream=stream)
         assert summary and all(summary.values()), summary
+        assert ("stream online == offline" in summary) == stream
     finally:
         client = store.online_store().client
         keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{store.config.project}:*"))
