@@ -54,9 +54,9 @@ DEAD_LETTERS_DIR = "_dead_letters"
 DEAD_LETTERS_TS = "kafka_timestamp"
 COMMITTER_STATE = "_committer.json"
 COMMITTER_PENDING = "_pending.json"
-FINISHED_MARKER = "_finished"
 DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
+STOP_TIMEOUT_S = 300
 DEFAULT_FLUSH_MS = 500  # an online value is rewritten at most this long after its entity changed (small entities)
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: fewer rewrites; the run waits for the last ones
 NULL_KEY_PREFIX = "null join key"
@@ -144,8 +144,6 @@ def latest_snapshot(root: Path) -> Optional[Path]:
         return None
     best = None
     for meta in list(root.glob("*/chk-*/_metadata")) + list(root.glob("savepoints/*/_metadata")):
-        if (meta.parent.parent / FINISHED_MARKER).exists():
-            continue
         try:
             mtime = meta.stat().st_mtime
         except FileNotFoundError:
@@ -488,7 +486,10 @@ class StreamHandle:
             gw = get_gateway()
             fmt = gw.jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
             fut = self.job_client._j_job_client.stopWithSavepoint(drain, target, fmt)
-            savepoint = str(fut.get())
+            try:
+                savepoint = str(fut.get(STOP_TIMEOUT_S, gw.jvm.java.util.concurrent.TimeUnit.SECONDS))
+            except Exception as exc:
+                raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {_first_cause(exc)}") from None
             try:
                 self.job_client.get_job_execution_result().result()
             except Exception:  # a stopped job may report its end as an exception

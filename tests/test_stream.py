@@ -651,3 +651,114 @@ def test_explain_prints_every_statement_of_the_job(tmp_path):
         assert f"INSERT INTO fs_events_{view}" in text
     assert "INSERT INTO fs_dead_letters_events" in text
     assert text.count("-> Redis writer") == 2  # two key groups: (user_id) and (user_id, shop)
+
+
+# -- a real standalone cluster ----------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def flink_cluster(tmp_path):
+    """A standalone Flink cluster from the apache-flink package (bin/start-cluster.sh): JobManager and one
+    TaskManager bound to localhost, small memory, its own conf/lib/log/pid directories (lib = the package's
+    lib plus opt/flink-python, which a cluster running Python jobs needs). Stopped afterwards."""
+    import pyflink
+
+    home = Path(pyflink.__file__).parent
+    base = tmp_path / "flink"
+    conf, lib, logs = base / "conf", base / "lib", base / "log"
+    for d in (conf, lib, logs):
+        d.mkdir(parents=True)
+    for f in (home / "conf").glob("log*"):
+        (conf / f.name).write_bytes(f.read_bytes())
+    for jar in [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python-*.jar")]:
+        (lib / jar.name).symlink_to(jar)
+    rest, rpc = _free_port(), _free_port()
+    (conf / "workers").write_text("localhost\n")
+    (conf / "masters").write_text(f"localhost:{rest}\n")
+    opens = " ".join(f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in (
+        "java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch", "java.lang.reflect", "java.text", "java.time",
+        "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "java.util.concurrent.locks"))
+    (conf / "config.yaml").write_text("\n".join([
+        f"env.java.opts.all: --add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED {opens}",
+        f"env.pid.dir: {base}",
+        "jobmanager.bind-host: localhost", "jobmanager.rpc.address: localhost", f"jobmanager.rpc.port: {rpc}",
+        "jobmanager.memory.process.size: 768m",
+        "taskmanager.bind-host: localhost", "taskmanager.host: localhost", "taskmanager.numberOfTaskSlots: 2",
+        "taskmanager.memory.process.size: 1536m",
+        "rest.address: localhost", "rest.bind-address: localhost", f"rest.port: {rest}",
+        "parallelism.default: 1", ""]))
+    env = streaming.child_env({"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(logs), "FLINK_LIB_DIR": str(lib)})
+    subprocess.run([str(home / "bin" / "start-cluster.sh")], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        import urllib.request
+
+        def ready():
+            try:
+                with urllib.request.urlopen(f"http://localhost:{rest}/overview", timeout=2) as r:
+                    return json.loads(r.read())["slots-available"] >= 1
+            except OSError:
+                return False
+
+        _wait_for(ready, 90, "the standalone cluster to register a TaskManager")
+        yield f"localhost:{rest}"
+    finally:
+        subprocess.run([str(home / "bin" / "stop-cluster.sh")], env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_same_job_on_a_standalone_cluster(streamed, flink_cluster, tmp_path, redis_client, kafka_admin):
+    """`flink run -m <cluster> -py jobs/stream.py`: the unchanged job on a real cluster, watched over REST,
+    committed from here; same offline rows and online values as the local run."""
+    topic = f"fs_remote_{uuid.uuid4().hex[:10]}"
+    project = f"t_remote_{uuid.uuid4().hex[:8]}"
+    root = make_repo(tmp_path / "remote", topic, project, streamed.events)
+    create_topic(kafka_admin, topic)
+    produce(topic, arrival(streamed.events, SEED))
+    store = FeatureStore(root)
+    try:
+        handle = streaming.submit_remote(store, flink_cluster, bounded=True, checkpoint_interval_ms=1000)
+        assert isinstance(handle, streaming.RemoteStreamHandle) and len(handle.job_id) == 32
+        result = handle.run_until_done(JOB_TIMEOUT_S)
+        assert result.savepoint and "savepoint-" in result.savepoint
+        assert result.metrics == streamed.result.metrics
+        for view in store.repo.views:
+            assert_same_rows(offline_table(store, view), offline_table(streamed.store, view),
+                             f"view {view}, cluster vs local run")
+        assert _online_values(redis_client, project) == _online_values(redis_client, streamed.project)
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+
+# -- backfill --engine flink ------------------------------------------------------------------------------
+@pytest.mark.flink
+@pytest.mark.slow
+def test_flink_backfill_equals_duckdb_backfill(streamed, tmp_path):
+    """The backfill's semantics as a Flink batch job over the Parquet batch face: same tables, and a
+    partial range replaces exactly that range."""
+    from featurestore.engines import flink_job
+
+    root = streamed.root
+    store = FeatureStore(root, config=dataclasses.replace(load_config(root), offline_root=str(tmp_path / "offline")))
+    results = {r.view: r for r in flink_job.run_backfill(store)}
+    ref = {r.view: r for r in streamed.ref.backfill()}  # (again: same rows, the counts to compare with)
+    for view in store.repo.views:
+        assert (results[view].rows, results[view].rejected_null_time, results[view].rejected_null_key) == \
+            (ref[view].rows, ref[view].rejected_null_time, ref[view].rejected_null_key)
+        assert_same_rows(offline_table(store, view), offline_table(streamed.ref, view), f"view {view}, Flink backfill")
+    start = pd.Timestamp("2026-03-01T00:01:00Z")
+    end = pd.Timestamp("2026-03-01T00:02:00Z")
+    partial = {r.view: r for r in flink_job.run_backfill(store, start, end, views=["amount_stats"])}
+    in_range = int(((streamed.events["ts"].dt.floor("ms") >= start) & (streamed.events["ts"].dt.floor("ms") < end)).sum())
+    assert partial["amount_stats"].rows == in_range > 0
+    assert_same_rows(offline_table(store, "amount_stats"), offline_table(streamed.ref, "amount_stats"),
+                     "amount_stats after a partial Flink backfill")

@@ -1009,5 +1009,66 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     return plan
 
 
+# -- the batch face (backfill --engine flink) ---------------------------------------------------------------
+_ARROW_TO_DTYPE = {"string": t.STRING, "large_string": t.STRING, "int8": t.INT32, "int16": t.INT32, "int32": t.INT32,
+                   "int64": t.INT64, "uint8": t.INT32, "uint16": t.INT32, "float": t.FLOAT32, "double": t.FLOAT64,
+                   "bool": t.BOOL}
+
+
+def arrow_column_type(name: str, arrow_type) -> Tuple[str, str]:
+    """(featurestore dtype, Flink DDL type) a Parquet column is read as (timestamps as UTC wall clock)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(arrow_type):
+        precision = {"s": 0, "ms": 3, "us": 6, "ns": 9}[arrow_type.unit]
+        return t.TIMESTAMP, f"TIMESTAMP({precision})"
+    dtype = _ARROW_TO_DTYPE.get(str(arrow_type))
+    if dtype is None:
+        raise StreamCompileError(f"column '{name}' of type {arrow_type} cannot be read by the Flink backfill")
+    return dtype, FLINK_TYPES[dtype]
+
+
+def parquet_table_ddl(table: str, path_uri: str, file_columns: Sequence[Tuple[str, str]]) -> str:
+    cols = ",\n  ".join(f"{qi(n)} {ddl}" for n, ddl in file_columns)
+    options = {"connector": "filesystem", "path": path_uri, "format": "parquet", "parquet.utc-timezone": "true"}
+    return f"CREATE TEMPORARY TABLE {qi(table)} (\n  {cols}\n) {_with(options)}"
+
+
+def _ts_literal(ms: int) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=int(ms))
+    return f"TIMESTAMP '{dt.strftime('%Y-%m-%d %H:%M:%S')}.{dt.microsecond // 1000:03d}'"
+
+
+def batch_events_sql(cv: CompiledView, ve: ViewExprs, source_relation: str, file_types: Mapping[str, str],
+                     start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
+    """The backfill's ``events_sql`` in Flink SQL over a Parquet batch face: cast to the declared types
+    (DuckDB's cast rules), event time floored to the millisecond (UTC), float NaN as null, rows without an
+    event time or a join key dropped, the range ``[start_ms, end_ms)``, the filter (IS TRUE), then the
+    projections. ``file_types``: column -> dtype as read from the files."""
+    casts = []
+    for name, dtype in cv.source_columns:
+        src = FExpr(qi(name), file_types.get(name, NULL))
+        if name == cv.ts_column:
+            casts.append(f"CAST({qi(name)} AS TIMESTAMP(3)) AS {qi(name)}")  # floor to the millisecond
+        elif dtype in FLOATS and src.dtype not in (NULL, t.STRING):
+            x = _cast_sql(src, dtype)
+            casts.append(f"CASE WHEN {x} = {x} THEN {x} END AS {qi(name)}")  # NaN is null at ingestion
+        else:
+            casts.append(f"{_cast_sql(src, dtype)} AS {qi(name)}")
+    ts = qi(cv.ts_column)
+    where = [f"{ts} IS NOT NULL", *(f"{qi(k)} IS NOT NULL" for k in cv.join_keys)]
+    if start_ms is not None:
+        where.append(f"{ts} >= {_ts_literal(start_ms)}")
+    if end_ms is not None:
+        where.append(f"{ts} < {_ts_literal(end_ms)}")
+    if ve.filter:
+        where.append(f"({ve.filter}) IS TRUE")
+    cols = [qi(n) for n, _ in cv.source_columns] + [f"{sql} AS {qi(n)}" for n, sql in ve.projections]
+    return (f"SELECT {', '.join(cols)}\nFROM (\n  SELECT " + ",\n    ".join(casts)
+            + f"\n  FROM {source_relation}\n) AS src\nWHERE {' AND '.join(where)}")
+
+
 __all__ = ["ExprCompiler", "FExpr", "UnsupportedExpression", "StreamCompileError", "compile_view_exprs", "check_view",
            "check_repo", "plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "FLINK_TYPES", "qi", "lit"]
