@@ -387,7 +387,7 @@ class StreamHandle:
     """A running streaming job (local mini-cluster) and its committer thread."""
 
     def __init__(self, store, names, name, job_client, committer, ckpt_root, bounded, ends, restored_from,
-                 commit_interval_s, progress_key=""):
+                 commit_interval_s, progress_key="", parallelism=1):
         self.store = store
         self.names = names
         self.job_name = name
@@ -398,6 +398,7 @@ class StreamHandle:
         self.ends = ends
         self.restored_from = restored_from
         self.progress_key = progress_key
+        self.parallelism = max(1, int(parallelism))
         self.started = time.perf_counter()
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
@@ -454,7 +455,10 @@ class StreamHandle:
         while True:
             raw = client.hgetall(self.progress_key)
             states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
-            if states and all(d["at"] >= since_ms and d["dirty"] == 0 for d in states):
+            # one report per operator instance: every subtask must have reported "nothing pending" after
+            # since_ms (instances of a failed attempt stop reporting and are ignored)
+            fresh = [d for d in states if d["at"] >= since_ms and d["dirty"] == 0]
+            if len(fresh) >= self.parallelism:
                 return
             status = self.status()
             if status in ("FAILED", "CANCELED", "FINISHED"):
@@ -596,7 +600,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     log.info("stream job %s started (%s)%s", name, job_client.get_job_id(),
              f", restored from {restored}" if restored else "")
     return StreamHandle(store, names, name, job_client, committer, root, bounded, ends,
-                        str(restored) if restored else None, commit_interval_s, progress_key)
+                        str(restored) if restored else None, commit_interval_s, progress_key, parallelism)
 
 
 def run(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False, timeout: Optional[float] = None,

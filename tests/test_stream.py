@@ -762,3 +762,49 @@ def test_flink_backfill_equals_duckdb_backfill(streamed, tmp_path):
     assert partial["amount_stats"].rows == in_range > 0
     assert_same_rows(offline_table(store, "amount_stats"), offline_table(streamed.ref, "amount_stats"),
                      "amount_stats after a partial Flink backfill")
+
+
+# -- throughput (opt-in: FEATURESTORE_STREAM_BENCH=200000) -------------------------------------------------
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("FEATURESTORE_STREAM_BENCH"),
+                    reason="benchmark: set FEATURESTORE_STREAM_BENCH=<events> (e.g. 200000) to run it")
+def test_stream_throughput(tmp_path, kafka_admin, redis_client, capsys):
+    """The example repo (3 views, 2 key groups) on N datagen transactions: one bounded run; prints the
+    phases' wall time and the online path's counters (docs/streaming.md, Performance)."""
+    import shutil
+
+    n = int(os.environ["FEATURESTORE_STREAM_BENCH"])
+    topic = f"fs_bench_{uuid.uuid4().hex[:10]}"
+    project = f"t_bench_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "bench"
+    shutil.copytree(REPO_DIR / "definitions", root / "definitions")
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    src = (root / "definitions" / "sources.py").read_text().replace('KafkaTopic("transactions"', f'KafkaTopic("{topic}"')
+    (root / "definitions" / "sources.py").write_text(src)
+    create_topic(kafka_admin, topic)
+    store = FeatureStore(root)
+    try:
+        df = datagen.generate_transactions(n)
+        sent = datagen.produce_kafka(store, "transactions", df=df, progress=False)
+        t0 = time.time()
+        handle = streaming.start(store, bounded=True)
+        t1 = time.time()
+        handle.wait_caught_up(3600)
+        t2 = time.time()
+        handle.wait_online_flushed(int(t2 * 1000), 600)
+        t3 = time.time()
+        result = handle.stop()
+        t4 = time.time()
+        m = result.metrics["transactions"]
+        assert result.records == sent and m["dead_letters"] == datagen.malformed_count(n)
+        assert m["events:user_profile"] == m["events:merchant_activity"] == n
+        with capsys.disabled():
+            print(f"\n{sent} records: start {t1 - t0:.1f}s, read+commit {t2 - t1:.1f}s, last online flushes "
+                  f"{t3 - t2:.1f}s, stop {t4 - t3:.1f}s; {sent / (t3 - t1):.0f} records/s running, "
+                  f"{sent / (t4 - t0):.0f} records/s overall\nonline path: {json.dumps(result.online)}")
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])

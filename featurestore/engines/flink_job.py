@@ -12,10 +12,14 @@ the insert-only online query (one row per event and key group) through two Pytho
    ``materialize`` job writes (:func:`featurestore.stores.online_redis.encode_state`), events in SPEC
    event order. State is checkpointed: after a crash the job restarts from the last checkpoint,
    Kafka offsets rewind with it, and replaying rebuilds the same state, hence the same values.
-2. :class:`RedisWriter`, keyed by a shard: buffers those values in ``ListState`` (checkpointed, so a
+2. :class:`RedisWriter` (one instance): buffers those values in ``ListState`` (checkpointed, so a
    value emitted before a checkpoint is never lost) and writes them with one pipelined round trip
-   per ``flush_rows`` values or ``flush_ms``. Writes overwrite whole values: at-least-once delivery of
-   idempotent writes, exactly-once in effect.
+   per ``flush_rows`` values or 300 ms. Writes overwrite whole values: at-least-once delivery of
+   idempotent writes, exactly-once in effect. It also stores the state operator's progress reports
+   in Redis (after the values that preceded them), which is how a bounded run knows it is done.
+
+The Python functions run in PyFlink's thread mode (embedded in the task manager) by default.
+``run_backfill`` is ``backfill --engine flink``: the backfill's rows by a Flink batch job.
 
 Nothing is aggregated in Flink: features are computed at read time from stored events (DuckDB
 offline, :mod:`featurestore.online` online), so there are no windows, and a late event (behind the
@@ -28,7 +32,6 @@ import json
 import os
 import sys
 import time
-import zlib
 from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -41,7 +44,7 @@ from featurestore.engines.flink_sql import StreamPlan, qi
 
 PARTITION_SHIFT = 40  # state key of an event: partition << 40 | offset
 CACHE_KEYS = 20_000  # parsed entity states kept in Python (a cache of keyed state, never the truth)
-FLUSH_MS_PER_EVENT = 0.5  # unbounded runs: an entity of n events is rewritten at most every flush_ms + n/2 ms
+FLUSH_MS_PER_EVENT = 0.5  # an entity of n events is rewritten at most every flush_ms + n * this ms
 MAX_FLUSH_MS = 30_000
 WRITER_FLUSH_MS = 300  # the Redis writer flushes its buffer at least this often
 
@@ -61,8 +64,8 @@ def log_stats(what: str, stats: Optional[dict]) -> None:
 
 
 def progress_key(project: str, run_id: str) -> str:
-    """Redis hash where a run's online path reports progress (field ``state:<subtask>``: JSON ``at``,
-    ``dirty``, ``emitted``, ``events``; field ``writer``: JSON ``at``, ``written``)."""
+    """Redis hash where a run's online path reports progress (field ``state:<instance>``: JSON ``at``,
+    ``dirty``, ``emitted``, ``events``, seconds spent; field ``writer``: JSON ``at``, ``written``, ...)."""
     return f"fs:{project}:_stream:_progress:{run_id}"
 
 
@@ -89,10 +92,12 @@ class EntityState(KeyedProcessFunction):
     the values emitted before them: a report with ``dirty == 0`` means everything this operator received
     until then is in Redis."""
 
-    def __init__(self, groups: List[dict], flush_ms: int, slack_ms: int = 0):
+    def __init__(self, groups: List[dict], flush_ms: int, slack_ms: int = 0,
+                 ms_per_event: float = FLUSH_MS_PER_EVENT):
         self.groups = {g["gid"]: g for g in groups}
         self.flush_ms = max(1, int(flush_ms))
         self.slack_ms = int(slack_ms)
+        self.ms_per_event = float(ms_per_event)
 
     def open(self, runtime_context):
         from pyflink.common import Types
@@ -101,6 +106,7 @@ class EntityState(KeyedProcessFunction):
         self.events = runtime_context.get_map_state(MapStateDescriptor("events", Types.LONG(), Types.STRING()))
         self.trimmed = runtime_context.get_state(ValueStateDescriptor("trimmed", Types.PICKLED_BYTE_ARRAY()))
         self.subtask = _subtask_index(runtime_context)
+        self.instance = f"{self.subtask}:{os.getpid()}:{id(self):x}"  # distinct across subtasks and restarts
         self.cache: "OrderedDict[str, dict]" = OrderedDict()
         self.order_keys = {gid: _order_key(g["n_order"]) for gid, g in self.groups.items()}
         # Not state, only shortcuts: ``dirty`` = a flush timer is pending (timers are checkpointed; after a
@@ -131,7 +137,7 @@ class EntityState(KeyedProcessFunction):
             # FLUSH_MS_PER_EVENT * size at most), so catching up a backlog stays about linear. Times are
             # aligned to a grid of flush_ms, so pending flushes fire together.
             size = len(cached) if cached is not None else self.sizes.get(key, 0)
-            every = min(MAX_FLUSH_MS, self.flush_ms + int(size * FLUSH_MS_PER_EVENT))
+            every = min(MAX_FLUSH_MS, self.flush_ms + int(size * self.ms_per_event))
             every = (every + self.flush_ms - 1) // self.flush_ms * self.flush_ms
             timers.register_processing_time_timer((timers.current_processing_time() // every + 1) * every)
         self.stats["events"] += 1
@@ -153,7 +159,7 @@ class EntityState(KeyedProcessFunction):
         if not self.dirty:
             now = ctx.timer_service().current_processing_time()
             report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
-            report.update(at=now, dirty=0, emitted=self.stats["values"], subtask=self.subtask)
+            report.update(at=now, dirty=0, emitted=self.stats["values"], subtask=self.subtask, instance=self.instance)
             out.append(("", json.dumps(report), PROGRESS))
             if self.heartbeat_at is None:  # keep reporting while idle (on this key's timer)
                 self.heartbeat_at = now + HEARTBEAT_MS
@@ -272,7 +278,7 @@ class RedisWriter(KeyedProcessFunction):
         for k, v, pxat in items:
             if pxat == PROGRESS:
                 doc = json.loads(v)
-                reports[f"state:{doc['subtask']}"] = v
+                reports[f"state:{doc['instance']}"] = v
             else:
                 latest[k] = (v, pxat)  # a later value of a key replaces an earlier one
         pipe = self.client.pipeline(transaction=False)
@@ -311,6 +317,7 @@ class JobOptions:
     slack_ms: int = 0
     progress_key: str = ""
     python_mode: str = "thread"
+    flush_ms_per_event: float = FLUSH_MS_PER_EVENT
     idle_timeout_ms: int = 2_000
     barriers: bool = True
     online: bool = True
@@ -407,7 +414,8 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
         rows = t_env.to_data_stream(t_env.sql_query(union))
         values = (
             rows.key_by(lambda r: r[0], key_type=Types.STRING())
-            .process(EntityState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms),
+            .process(EntityState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
+                                 options.flush_ms_per_event),
                      output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()]))
             .name("online state").uid("fs-online-state")
         )
