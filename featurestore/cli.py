@@ -162,14 +162,14 @@ def backfill(
     start: Optional[str] = typer.Option(None, help="Range start, ISO time with zone (default: all history)."),
     end: Optional[str] = typer.Option(None, help="Range end, exclusive (default: all history)."),
     view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
-    engine: str = typer.Option("duckdb", help="duckdb (embedded) or flink (not built yet)."),
+    engine: str = typer.Option("duckdb", help="duckdb (embedded) or flink (a Flink batch job, same semantics)."),
 ):
     """Recompute the offline store from the batch faces for [start, end): the range is replaced
     atomically as a new table version; re-running never duplicates."""
 
     def go():
-        if engine != "duckdb":
-            raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb)")
+        if engine not in ("duckdb", "flink"):
+            raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb or flink)")
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         store = _store(repo)
@@ -179,7 +179,7 @@ def backfill(
                 task = bar.add_task(f"backfill {view_name}", total=None)
                 return lambda n: bar.advance(task, n)
 
-            results = store.backfill(start=start, end=end, views=view or None, progress=progress)
+            results = store.backfill(start=start, end=end, views=view or None, progress=progress, engine=engine)
         table = Table(title="Backfill")
         for col in ("view", "rows", "rejected (null time / key)", "version", "seconds", "rows/s"):
             table.add_column(col, justify="right" if col != "view" else "left")

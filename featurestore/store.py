@@ -100,9 +100,18 @@ class FeatureStore:
             raise FeatureStoreError(f"view '{view_name}': source '{view.source.name}' has no batch face to read")
         return source_relation_sql(view.source.batch, self.repo_path)
 
-    def backfill(self, start=None, end=None, views=None, progress=None):
+    def backfill(self, start=None, end=None, views=None, progress=None, engine="duckdb"):
         """Recompute the offline events of ``views`` (default: all) for ``[start, end)`` from the batch
-        faces, replacing that range atomically (a new table version). Returns one result per view."""
+        faces, replacing that range atomically (a new table version). Returns one result per view.
+        ``engine="flink"`` runs the same compiled semantics as a Flink batch job."""
+        if engine == "flink":
+            from featurestore.engines.flink_job import run_backfill
+
+            return run_backfill(self, start, end, views)
+        if engine != "duckdb":
+            from featurestore.errors import NotImplementedYet
+
+            raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb or flink)")
         from featurestore.engines.duckdb_engine import backfill_view
         from featurestore.errors import RequestError
         from featurestore.sdk.timeutil import to_epoch_ms

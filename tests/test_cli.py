@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from featurestore.cli import app
@@ -43,7 +44,7 @@ def test_unbuilt_options_do_not_pretend(tmp_path):
     runner.invoke(app, ["init", str(tmp_path)])
     res = runner.invoke(app, ["backfill", "--repo", str(tmp_path), "--engine", "spark"])
     assert res.exit_code == 2
-    assert res.output.strip() == "error: backfill --engine spark is not implemented yet (use duckdb)"
+    assert res.output.strip() == "error: backfill --engine spark is not implemented yet (use duckdb or flink)"
 
 
 def test_plan_fails_naming_a_feature_the_stream_job_cannot_run(tmp_path):
@@ -60,3 +61,21 @@ def test_plan_fails_naming_a_feature_the_stream_job_cannot_run(tmp_path):
     assert res.exit_code == 1
     assert ("definitions/f.py:6 v.weird: streaming: feature 'weird': expression \"regexp_replace(user_id, 'a', 'b')\" "
             "cannot run in the streaming job: function regexp_replace() is not supported") in res.output
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_backfill_engine_flink_on_a_fresh_repo_equals_duckdb(tmp_path):
+    from featurestore.store import FeatureStore
+    from tests.randomrepo import random_events, write_events, write_repo
+
+    root = write_repo(tmp_path / "r")  # no .featurestore/ yet: the Flink path must create what it needs
+    write_events(root, random_events(4))
+    res = runner.invoke(app, ["backfill", "--repo", str(root), "--engine", "flink", "--view", "qty_stats"])
+    assert res.exit_code == 0, res.output
+    flink_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
+    FeatureStore(root).backfill(views=["qty_stats"])
+    duck_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
+    key = list(duck_rows.columns)
+    assert (flink_rows.sort_values(key).astype(str).values.tolist()
+            == duck_rows.sort_values(key).astype(str).values.tolist())

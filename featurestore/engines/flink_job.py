@@ -478,6 +478,7 @@ def run_backfill(store, start=None, end=None, views=None, parallelism: int = 1):
     conf.set_string("table.local-time-zone", "UTC")
     conf.set_string("parallelism.default", str(parallelism))
     t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
+    (store.repo_path / ".featurestore").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="flink-backfill-", dir=store.repo_path / ".featurestore"))
     try:
         stmts = t_env.create_statement_set()
