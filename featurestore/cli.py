@@ -307,12 +307,13 @@ def stream(
     def go():
         store = _store(repo)
         if flink_address:
-            job = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
-                               checkpoint_dir=checkpoint_dir)
-            console.print(f"submitted to {flink_address}: {job}")
-            return
-        result = store.stream(views=view or None, bounded=bounded, checkpoint_dir=checkpoint_dir, timeout=timeout)
-        table = Table(title=f"stream job {result.job_name}")
+            result = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
+                                  checkpoint_dir=checkpoint_dir)
+        else:
+            result = store.stream(views=view or None, bounded=bounded, checkpoint_dir=checkpoint_dir,
+                                  timeout=timeout)
+        where = f" on {flink_address}" if flink_address else ""
+        table = Table(title=f"stream job {result.job_name}{where}")
         for col in ("source / view", "metric", "value"):
             table.add_column(col)
         for name, metrics in result.metrics.items():
