@@ -475,10 +475,10 @@ def _column_fragments(s: pd.Series, is_ts: bool) -> List[str]:
         out = list(map(str, (_epoch_ns(s) // 1_000_000).tolist()))
     elif s.dtype == np.bool_:
         return ["true" if v else "false" for v in s.tolist()]
-    elif s.dtype.kind in "iu":
-        return list(map(str, s.tolist()))
+    elif s.dtype.kind in "iu":  # numpy ints, and pandas' nullable Int64 & co. (their nulls patched below)
+        out = list(map(str, s.tolist()))
     elif s.dtype.kind == "f":
-        values = s.to_numpy()
+        values = s.to_numpy(dtype="float64", na_value=np.nan)
         if np.isinf(values).any():
             raise ValueError(f"column {s.name!r}: an infinite value cannot be written as JSON")
         out = list(map(float.__repr__, values.tolist()))  # what json writes for a finite float

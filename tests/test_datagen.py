@@ -239,6 +239,24 @@ def test_bulk_encoding_matches_single_records(df):
         assert key == out["user_id"].iloc[i]
 
 
+
+def test_bulk_encoding_of_pandas_nullable_columns():
+    """Nullable Int64 / Float64 / boolean columns with nulls encode like to_json_record: null, never <NA>."""
+    df = pd.DataFrame({
+        "event_id": ["a", "b", "c"],
+        "n": pd.array([1, None, -3], dtype="Int64"),
+        "x": pd.array([0.5, None, 2.0], dtype="Float64"),
+        "flag": pd.array([True, None, False], dtype="boolean"),
+        "ts": pd.to_datetime([0, 1, 2], unit="ms", utc=True),
+    })
+    encoded = [p for _, p in datagen.iter_json_records(df)]
+    assert [json.loads(p) for p in encoded] == [
+        {"event_id": "a", "ts": 0, "n": 1, "x": 0.5, "flag": True},
+        {"event_id": "b", "ts": 1, "n": None, "x": None, "flag": None},
+        {"event_id": "c", "ts": 2, "n": -3, "x": 2.0, "flag": False},
+    ]
+    assert encoded == [datagen.to_json_record(df.iloc[i]) for i in range(len(df))]
+
 # -- malformed records -------------------------------------------------------------------------------
 
 REQUIRED = {"event_id": str, "user_id": str, "merchant_id": str, "ts": int, "amount": (int, float)}
