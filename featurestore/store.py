@@ -269,23 +269,27 @@ class FeatureStore:
 
         return online_redis.for_store(self)
 
-    def stream(self, views=None, *, bounded=False, flink_address=None, checkpoint_dir=None, timeout=None, **options):
+    def stream(self, views=None, *, bounded=False, flink_address=None, checkpoint_dir=None, timeout=None,
+               on_status=None, status_every_s=2.0, **options):
         """Run the streaming job: every view whose source has a stream face, from Kafka into Redis (online
         views) and the offline tables, checkpointed (a restart resumes from the last checkpoint).
         ``bounded=True`` stops once the topics are consumed (as of the start) and returns a
-        ``StreamResult``; otherwise runs until Ctrl-C. ``flink_address="host:8081"`` submits the same job
-        to a remote cluster (and commits its files from here). Details: ``featurestore.streaming``,
-        docs/streaming.md.
+        ``StreamResult``; otherwise runs until Ctrl-C (stops with a savepoint). ``flink_address="host:8081"``
+        submits the same job to a remote cluster (and commits its files from here). ``on_status`` is
+        called with a ``StreamStatus`` (lag, events/s, dead letters, ...) every ``status_every_s``
+        seconds while it runs. Details: ``featurestore.streaming``, docs/streaming.md.
 
         >>> fs.stream(bounded=True).metrics  # doctest: +SKIP
         """
         from featurestore import streaming
 
+        watch = {"on_status": on_status, "status_every_s": status_every_s}
         if flink_address is not None:
             handle = streaming.submit_remote(self, flink_address, views, bounded=bounded, checkpoint_dir=checkpoint_dir,
                                              **options)
-            return handle.run_until_done(timeout)
-        return streaming.run(self, views, bounded=bounded, checkpoint_dir=checkpoint_dir, timeout=timeout, **options)
+            return handle.run_until_done(timeout, **watch)
+        return streaming.run(self, views, bounded=bounded, checkpoint_dir=checkpoint_dir, timeout=timeout, **watch,
+                             **options)
 
     def get_online_features(self, entity_rows, features=None, feature_service=None, request_time=None, log=False,
                             full_feature_names=False, request_id=None):

@@ -41,9 +41,9 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from featurestore.errors import FeatureStoreError, InfraError, RequestError
 
@@ -312,7 +312,7 @@ class Committer:
 
 
 # -- Kafka progress --------------------------------------------------------------------------------------------
-def _end_offsets(bootstrap: str, topics: Sequence[str]) -> Dict[tuple, tuple]:
+def _end_offsets(bootstrap: str, topics: Sequence[str], timeout: float = 10) -> Dict[tuple, tuple]:
     """(topic, partition) -> (low, high) watermark offsets right now."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -320,13 +320,13 @@ def _end_offsets(bootstrap: str, topics: Sequence[str]) -> Dict[tuple, tuple]:
                          "enable.auto.commit": False})
     try:
         out = {}
-        meta = consumer.list_topics(timeout=10)
+        meta = consumer.list_topics(timeout=timeout)
         for topic in topics:
             tmeta = meta.topics.get(topic)
             if tmeta is None or tmeta.error is not None:
                 continue  # not created yet: nothing to read
             for p in tmeta.partitions:
-                out[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                out[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
         return out
     except KafkaException as exc:
         raise InfraError(f"cannot reach Kafka at {bootstrap}: {exc} (run bash infra/up.sh)") from None
@@ -334,12 +334,13 @@ def _end_offsets(bootstrap: str, topics: Sequence[str]) -> Dict[tuple, tuple]:
         consumer.close()
 
 
-def _committed(bootstrap: str, group: str, partitions: Sequence[tuple]) -> Dict[tuple, int]:
+def _committed(bootstrap: str, group: str, partitions: Sequence[tuple], timeout: float = 10) -> Dict[tuple, int]:
+    """(topic, partition) -> the group's committed offset (negative: none committed)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
         return {(tp.topic, tp.partition): tp.offset for tp in tps}
     finally:
         consumer.close()
@@ -351,6 +352,20 @@ def _caught_up(bootstrap: str, group: str, ends: Dict[tuple, tuple]) -> bool:
         return True
     got = _committed(bootstrap, group, todo)
     return all(got.get(tp, -1) >= ends[tp][1] for tp in todo)
+
+
+def _start_positions(bootstrap: str, group: str, ends: Dict[tuple, tuple], restored) -> Dict[tuple, int]:
+    """Where a run starts reading each partition: the earliest offset (``scan.startup.mode``), or, when it
+    restores a snapshot, the group's committed offsets (Flink commits a snapshot's offsets when it
+    completes; a commit lost in a crash makes this one checkpoint early)."""
+    start = {tp: low for tp, (low, _high) in ends.items()}
+    if restored and start:
+        try:
+            for tp, offset in _committed(bootstrap, group, list(start)).items():
+                start[tp] = max(start[tp], offset)
+        except Exception as exc:  # only the status view's "consumed" count depends on it
+            log.warning("could not read the committed offsets of %s: %s", group, exc)
+    return start
 
 
 # -- running ---------------------------------------------------------------------------------------------------
@@ -370,6 +385,94 @@ class StreamResult:
         return self.records / self.seconds if self.seconds > 0 else float("inf")
 
 
+# -- live status -----------------------------------------------------------------------------------------------
+STATUS_KAFKA_TIMEOUT_S = 3.0  # a snapshot gives up on Kafka after this long (the field is then unknown)
+
+
+@dataclass
+class TopicStatus:
+    """One topic of a running job, summed over its partitions; ``None`` = unknown (Kafka not reachable).
+    A partition the job's consumer group never committed counts at its earliest offset."""
+
+    topic: str
+    end: Optional[int] = None  # end offsets (high watermarks) now
+    committed: Optional[int] = None  # the consumer group's committed offsets (advance on checkpoints)
+    lag: Optional[int] = None  # end - committed
+    consumed: Optional[int] = None  # committed now - where this run started
+    events_per_s: Optional[float] = None  # see _rate; None on the first snapshot
+    rate_from: Optional[Tuple[int, float]] = field(default=None, repr=False, compare=False)  # (committed, at)
+    last_move: Optional[Tuple[int, float]] = field(default=None, repr=False, compare=False)  # (committed, at)
+
+
+@dataclass
+class StreamStatus:
+    """A snapshot of a running job (``StreamHandle.snapshot``): what the live view of ``featurestore
+    stream`` shows. ``None`` in a field = could not be read this time (``problems`` says why)."""
+
+    job_name: str
+    status: str  # Flink's job status (RUNNING, ...); UNKNOWN when it could not be read
+    uptime_s: float
+    at: float  # time.monotonic() when taken
+    topics: Dict[str, TopicStatus]
+    metrics: Optional[Dict[str, Dict[str, int]]]  # per source, as Committer.metrics() (all runs of this job)
+    online_written: Optional[int]  # online values the Redis writer wrote in this run
+    problems: List[str] = field(default_factory=list)
+    stopping: bool = False  # Ctrl-C came: stopping with a savepoint
+
+    @property
+    def lag(self) -> Optional[int]:
+        lags = [t.lag for t in self.topics.values()]
+        return None if any(x is None for x in lags) else sum(lags)
+
+    @property
+    def dead_letters(self) -> Optional[int]:
+        return None if self.metrics is None else sum(m.get("dead_letters", 0) for m in self.metrics.values())
+
+
+def _rate(prev: Optional[TopicStatus], committed: int, at: float):
+    """(events/s, rate_from, last_move). Committed offsets move in steps (on checkpoints), so the rate is
+    the records of the latest step over the time since the step before it, or since the latest step if
+    that is longer (a stalled job decays towards 0). None on the first snapshot."""
+    if prev is None or prev.last_move is None:
+        return None, (committed, at), (committed, at)
+    base, moved = prev.rate_from, prev.last_move
+    if committed != moved[0]:
+        base, moved = moved, (committed, at)
+    span = max(moved[1] - base[1], at - moved[1])
+    return ((moved[0] - base[0]) / span if span > 0 else None), base, moved
+
+
+def topic_statuses(ends: Dict[tuple, tuple], committed: Dict[tuple, int], start: Dict[tuple, int],
+                   topics: Sequence[str], previous: Optional[StreamStatus], at: float) -> Dict[str, TopicStatus]:
+    """Per topic: offsets summed from (topic, partition) -> (low, high) ``ends``, ``committed`` offsets
+    (negative: none) and the run's ``start`` positions."""
+    out = {}
+    for topic in topics:
+        tps = [tp for tp in ends if tp[0] == topic]
+        pos = {tp: max(committed.get(tp, -1), ends[tp][0]) for tp in tps}
+        done = sum(pos.values())
+        prev = previous.topics.get(topic) if previous is not None else None
+        rate, base, moved = _rate(prev, done, at)
+        out[topic] = TopicStatus(
+            topic, end=sum(ends[tp][1] for tp in tps), committed=done,
+            lag=sum(max(0, ends[tp][1] - pos[tp]) for tp in tps),
+            consumed=sum(max(0, pos[tp] - start.get(tp, ends[tp][0])) for tp in tps),
+            events_per_s=rate, rate_from=base, last_move=moved)
+    return out
+
+
+def _unknown_topics(topics: Sequence[str], previous: Optional[StreamStatus]) -> Dict[str, TopicStatus]:
+    """Topics whose offsets could not be read (the rate bookkeeping carries over)."""
+    prev = previous.topics if previous is not None else {}
+    return {t: TopicStatus(t, rate_from=prev[t].rate_from if t in prev else None,
+                           last_move=prev[t].last_move if t in prev else None) for t in topics}
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
 def _jars(store) -> List[Path]:
     d = store.config.path(store.config.flink_jars_dir)
     if not d.is_dir() and store.config.sources.get("flink_jars_dir", "default") == "default":
@@ -387,7 +490,7 @@ class StreamHandle:
     """A running streaming job (local mini-cluster) and its committer thread."""
 
     def __init__(self, store, names, name, job_client, committer, ckpt_root, bounded, ends, restored_from,
-                 commit_interval_s, progress_key="", parallelism=1):
+                 commit_interval_s, progress_key="", parallelism=1, start_offsets=None):
         self.store = store
         self.names = names
         self.job_name = name
@@ -399,6 +502,9 @@ class StreamHandle:
         self.restored_from = restored_from
         self.progress_key = progress_key
         self.parallelism = max(1, int(parallelism))
+        self.topics = sorted({store.repo.views[n].source.stream.topic for n in names})
+        self.start_offsets = dict(start_offsets) if start_offsets is not None else \
+            {tp: low for tp, (low, _high) in ends.items()}
         self.started = time.perf_counter()
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
@@ -426,7 +532,8 @@ class StreamHandle:
     def caught_up(self) -> bool:
         return _caught_up(self.store.config.kafka_bootstrap, self.job_name, self.ends)
 
-    def wait_caught_up(self, timeout: Optional[float] = None, poll_s: float = 0.5) -> None:
+    def wait_caught_up(self, timeout: Optional[float] = None, poll_s: float = 0.5,
+                       on_poll: Optional[Callable[[], None]] = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.caught_up():
             status = self.status()
@@ -434,9 +541,12 @@ class StreamHandle:
                 self._raise_job_failure(status)
             if deadline is not None and time.monotonic() > deadline:
                 raise InfraError(f"stream job {self.job_name} did not catch up with Kafka within {timeout} s")
+            if on_poll is not None:
+                on_poll()
             time.sleep(poll_s)
 
-    def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3) -> None:
+    def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3,
+                            on_poll: Optional[Callable[[], None]] = None) -> None:
         """Wait until the online path reports (through Redis, after the values it wrote) that every entity
         changed before ``since_ms`` (epoch ms) is written: each state operator's latest report is newer
         than ``since_ms`` and has no flush pending."""
@@ -466,6 +576,8 @@ class StreamHandle:
             if deadline is not None and time.monotonic() > deadline:
                 raise InfraError(f"stream job {self.job_name}: online writes still pending after {timeout} s "
                                  f"(progress {states})")
+            if on_poll is not None:
+                on_poll()
             time.sleep(poll_s)
 
     def _raise_job_failure(self, status: str) -> None:
@@ -520,37 +632,127 @@ class StreamHandle:
         return StreamResult(self.job_name, self.bounded, time.perf_counter() - self.started, self.restored_from,
                             savepoint, metrics, records, self.online_progress())
 
-    def online_progress(self) -> Dict[str, dict]:
-        """The online path's latest reports: per state subtask (``state:<n>``) and the ``writer`` (counts,
-        seconds spent in Python)."""
+    def _progress(self) -> Dict[str, dict]:
         from featurestore.stores.online_redis import for_store
 
         if not self.progress_key:
             return {}
-        try:
-            raw = for_store(self.store).client.hgetall(self.progress_key)
-        except Exception:
-            return {}
+        raw = for_store(self.store).client.hgetall(self.progress_key)
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
-    def run_until_done(self, timeout: Optional[float] = None) -> StreamResult:
-        """Bounded: wait until caught up, then stop with a drained savepoint. Unbounded: block until
-        interrupted (Ctrl-C), then stop the same way."""
+    def online_progress(self) -> Dict[str, dict]:
+        """The online path's latest reports: per state subtask (``state:<n>``) and the ``writer`` (counts,
+        seconds spent in Python)."""
+        try:
+            return self._progress()
+        except Exception:
+            return {}
+
+    def _metrics_now(self) -> Dict[str, Dict[str, int]]:
+        """The committer's metrics; without a committer here, the hash the committing process publishes."""
+        if self.committer is not None:
+            return self.committer.metrics()
+        from featurestore.stores.online_redis import for_store
+
+        client = for_store(self.store).client
+        sources = sorted({self.store.repo.views[n].source.name for n in self.names})
+        return {s: {k.decode(): int(v) for k, v in client.hgetall(metrics_key(self.store.config.project, s)).items()}
+                for s in sources}
+
+    def snapshot(self, previous: Optional[StreamStatus] = None) -> StreamStatus:
+        """The job's status now (``previous``: the last snapshot, for events/s). Never raises: what cannot
+        be read (Kafka, Redis, the job's status) is ``None`` / ``UNKNOWN`` and named in ``problems``."""
+        problems: List[str] = []
+        try:
+            status = self.status()
+        except Exception as exc:
+            status = "UNKNOWN"
+            problems.append(f"job status: {_short(exc)}")
+        at = time.monotonic()
+        try:
+            ends = _end_offsets(self.store.config.kafka_bootstrap, self.topics, STATUS_KAFKA_TIMEOUT_S)
+            committed = _committed(self.store.config.kafka_bootstrap, self.job_name, list(ends), STATUS_KAFKA_TIMEOUT_S)
+            topics = topic_statuses(ends, committed, self.start_offsets, self.topics, previous, at)
+        except Exception as exc:
+            topics = _unknown_topics(self.topics, previous)
+            problems.append(f"Kafka: {_short(exc)}")
+        try:
+            metrics = self._metrics_now()
+        except Exception as exc:
+            metrics = None
+            problems.append(f"metrics: {_short(exc)}")
+        try:
+            written = self._progress().get("writer", {}).get("written", 0)
+        except Exception as exc:
+            written = None
+            problems.append(f"online progress: {_short(exc)}")
+        return StreamStatus(self.job_name, status, time.perf_counter() - self.started, at, topics, metrics, written,
+                            problems)
+
+    def run_until_done(self, timeout: Optional[float] = None,
+                       on_status: Optional[Callable[[StreamStatus], None]] = None,
+                       status_every_s: float = 2.0) -> StreamResult:
+        """Bounded: wait until caught up, then stop with a savepoint. Unbounded: block until interrupted
+        (Ctrl-C), then stop the same way. ``on_status`` gets a fresh snapshot at once and then every
+        ``status_every_s`` seconds while waiting, and the last one marked ``stopping`` on Ctrl-C.
+
+        A second Ctrl-C during the stop abandons it (KeyboardInterrupt propagates): no new offline commit
+        starts; a savepoint is restored only once Flink wrote its ``_metadata``, so the next run restores
+        the newest complete checkpoint or savepoint, as after a crash (nothing lost or counted twice)."""
+        ticker = _StatusTicker(self, on_status, status_every_s)
         if self.bounded:
             start = time.monotonic()
-            self.wait_caught_up(timeout)
+            self.wait_caught_up(timeout, on_poll=ticker)
             caught_up_ms = int(time.time() * 1000)
             left = None if timeout is None else max(1.0, timeout - (time.monotonic() - start))
-            self.wait_online_flushed(caught_up_ms, left)
+            self.wait_online_flushed(caught_up_ms, left, on_poll=ticker)
             return self.stop()
         try:
             while True:
                 status = self.status()
                 if status in ("FAILED", "CANCELED", "FINISHED"):
                     self._raise_job_failure(status)
-                time.sleep(1.0)
+                ticker()
+                time.sleep(ticker.pause(1.0))
         except KeyboardInterrupt:
-            return self.stop()
+            ticker.stopping()
+            try:
+                return self.stop()
+            except KeyboardInterrupt:
+                self._stop.set()  # the committer starts no new pass; the one under way is crash-safe anyway
+                log.warning("stop of %s abandoned: the next run restores its newest complete checkpoint",
+                            self.job_name)
+                raise
+
+
+class _StatusTicker:
+    """Calls ``on_status`` with a fresh snapshot when one is due (the first at once, then every
+    ``every_s`` seconds); does nothing without ``on_status``."""
+
+    def __init__(self, handle: StreamHandle, on_status, every_s: float):
+        if on_status is not None and not every_s > 0:
+            raise RequestError(f"status_every_s must be > 0 (got {every_s})")
+        self.handle, self.on_status, self.every_s = handle, on_status, every_s
+        self.last: Optional[StreamStatus] = None
+        self.due = time.monotonic()
+
+    def __call__(self) -> None:
+        if self.on_status is None or time.monotonic() < self.due:
+            return
+        self.last = self.handle.snapshot(self.last)
+        self.due = time.monotonic() + self.every_s
+        self.on_status(self.last)
+
+    def pause(self, most: float) -> float:
+        """How long to sleep: ``most``, or less when a snapshot is due sooner."""
+        if self.on_status is None:
+            return most
+        return min(most, max(0.05, self.due - time.monotonic()))
+
+    def stopping(self) -> None:
+        """Show the last snapshot once more, marked stopping (no I/O: the stop should start at once)."""
+        if self.on_status is not None and self.last is not None:
+            self.on_status(replace(self.last, stopping=True))
 
 
 def _first_cause(exc: BaseException) -> str:
@@ -580,6 +782,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     root = checkpoint_root(store, name, checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
     restored = latest_snapshot(root) if restore else None
+    start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
     committer = Committer(store, names) if commit else None
     if committer is not None:
         committer.commit()  # files a previous run made visible but did not register
@@ -600,15 +803,18 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     log.info("stream job %s started (%s)%s", name, job_client.get_job_id(),
              f", restored from {restored}" if restored else "")
     return StreamHandle(store, names, name, job_client, committer, root, bounded, ends,
-                        str(restored) if restored else None, commit_interval_s, progress_key, parallelism)
+                        str(restored) if restored else None, commit_interval_s, progress_key, parallelism,
+                        start_offsets)
 
 
 def run(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False, timeout: Optional[float] = None,
+        on_status: Optional[Callable[[StreamStatus], None]] = None, status_every_s: float = 2.0,
         **kwargs) -> StreamResult:
     """Start the job locally and run it: bounded until caught up with the topics (then stop with a
-    savepoint), unbounded until Ctrl-C. Offline files are committed while it runs and at the end."""
+    savepoint), unbounded until Ctrl-C. Offline files are committed while it runs and at the end.
+    ``on_status``: see :meth:`StreamHandle.run_until_done`."""
     handle = start(store, views, bounded=bounded, **kwargs)
-    return handle.run_until_done(timeout)
+    return handle.run_until_done(timeout, on_status=on_status, status_every_s=status_every_s)
 
 
 def commit(store, views: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, int]]:
@@ -643,11 +849,11 @@ class RemoteStreamHandle(StreamHandle):
     cluster's REST API; the committer thread runs here (the staging directories must be visible here)."""
 
     def __init__(self, store, names, name, job_id, address, committer, ckpt_root, bounded, ends,
-                 restored_from, commit_interval_s, progress_key):
+                 restored_from, commit_interval_s, progress_key, start_offsets=None):
         self.address = address
         self._job_id = job_id
         super().__init__(store, names, name, None, committer, ckpt_root, bounded, ends, restored_from,
-                         commit_interval_s, progress_key)
+                         commit_interval_s, progress_key, start_offsets=start_offsets)
 
     @property
     def job_id(self) -> str:
@@ -720,6 +926,7 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     restored = latest_snapshot(root) if restore else None
     topics = sorted({store.repo.views[n].source.stream.topic for n in names})
     ends = _end_offsets(store.config.kafka_bootstrap, topics)
+    start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
     committer = Committer(store, names) if commit else None
     if committer is not None:
         committer.commit()
@@ -752,9 +959,9 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
 
     return RemoteStreamHandle(store, names, name, job_id, flink_address, committer, root, bounded, ends,
                               str(restored) if restored else None, commit_interval_s,
-                              flink_job.progress_key(store.config.project, run_id))
+                              flink_job.progress_key(store.config.project, run_id), start_offsets)
 
 
 __all__ = ["start", "run", "commit", "plan", "explain", "stream_views", "job_name", "latest_snapshot", "StreamHandle",
-           "StreamResult", "Committer", "DirCommitter", "dead_letter_table", "metrics_key", "submit_remote",
+           "StreamResult", "StreamStatus", "TopicStatus", "topic_statuses", "Committer", "DirCommitter", "dead_letter_table", "metrics_key", "submit_remote",
            "RemoteStreamHandle", "child_env"]
