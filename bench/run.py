@@ -1,6 +1,6 @@
 """Run the benchmarks and write ``bench/results/<name>.md`` (table + notes + profiles) and ``.json``.
 
-    .venv/bin/python -m bench.run [--scale small|full] [--only pit,backfill,online] [--repeat 3]
+    .venv/bin/python -m bench.run [--scale small|full] [--only pit,backfill,online,stream] [--repeat 3]
                                   [--name NAME] [--no-feast] [--no-feast-file] [--no-profile]
 
 ``small`` (default) takes a few minutes; ``full`` is the issue's size (PIT: 10M events x 1M entity
@@ -21,7 +21,8 @@ from typing import Dict, List, Optional
 
 from bench.common import DATA_ROOT, fmt_s, loadavg, log, machine_notes, redis_version, source_hashes, source_fingerprint, changed_files, write_results
 
-ALL = ("pit", "backfill", "online")
+ALL = ("pit", "backfill", "online", "stream")
+DEFAULT = ("pit", "backfill", "online")  # stream (Kafka + Flink, minutes) runs with --only stream
 TARGETS = {
     "pit_latest_ratio": 1.2,
     "pit_windows_ratio": 1.5,
@@ -35,7 +36,8 @@ TARGETS = {
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="featurestore benchmarks")
     ap.add_argument("--scale", choices=("small", "full", "tiny"), default="small")
-    ap.add_argument("--only", default=",".join(ALL), help="comma list of: pit, backfill, online")
+    ap.add_argument("--only", default=",".join(DEFAULT),
+                    help="comma list of: pit, backfill, online, stream (default: all but stream)")
     ap.add_argument("--repeat", type=int, default=3, help="repetitions per contender (best and median kept)")
     ap.add_argument("--name", help="result file name (default: <scale>[-<only>])")
     ap.add_argument("--no-feast", action="store_true", help="skip every Feast contender")
@@ -46,7 +48,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     bad = [s for s in only if s not in ALL]
     if bad:
         ap.error(f"unknown benchmark(s) {bad}; choose from {ALL}")
-    name = args.name or (args.scale + ("" if set(only) == set(ALL) else "-" + "-".join(only)))
+    name = args.name or (args.scale + ("" if set(only) == set(DEFAULT) else "-" + "-".join(only)))
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # ibis 12 on duckdb 2.0: fetch_arrow_table
 
     from featurestore.config import load_config
@@ -80,6 +82,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         doc["backfill"] = _guard(lambda: backfill.run(args.scale, repeat=args.repeat, profile=profile))
     if "online" in only:
         doc["online"] = _guard(lambda: _online(args, profile))
+    if "stream" in only:
+        from bench import stream
+
+        doc["stream"] = _guard(lambda: stream.run(args.scale))
     doc["loadavg_end"] = loadavg()
     hashes_end = source_hashes()
     doc["source_fingerprint_end"] = source_fingerprint(hashes_end)
@@ -177,6 +183,12 @@ def render(doc: dict) -> str:
         details += d
     if "online" in doc:
         s, d = _render_online(doc["online"])
+        summary += s
+        details += d
+    if "stream" in doc:
+        from bench import stream
+
+        s, d = stream.render(doc["stream"])
         summary += s
         details += d
     lines += ["## Results", ""] + summary + ["", "## Details", ""] + details

@@ -57,7 +57,7 @@ COMMITTER_PENDING = "_pending.json"
 DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 STOP_TIMEOUT_S = 300
-DEFAULT_FLUSH_MS = 500  # an online value is rewritten at most this long after its entity changed (small entities)
+DEFAULT_FLUSH_MS = 200  # an online value is rewritten at most this long after its entity changed (small entities)
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: fewer rewrites; the run waits for the last ones
 NULL_KEY_PREFIX = "null join key"
 

@@ -46,7 +46,8 @@ PARTITION_SHIFT = 40  # state key of an event: partition << 40 | offset
 CACHE_KEYS = 20_000  # parsed entity states kept in Python (a cache of keyed state, never the truth)
 FLUSH_MS_PER_EVENT = 0.5  # an entity of n events is rewritten at most every flush_ms + n * this ms
 MAX_FLUSH_MS = 30_000
-WRITER_FLUSH_MS = 300  # the Redis writer flushes its buffer at least this often
+WRITER_FLUSH_MS = 50  # the Redis writer flushes its buffer at least this often (freshness)
+LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)
 
 
 # -- the Python functions ---------------------------------------------------------------------------------
@@ -350,6 +351,8 @@ def configuration(options: JobOptions):
     conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     conf.set_string("execution.checkpointing.num-retained", "2")
     conf.set_string("table.exec.source.idle-timeout", f"{int(options.idle_timeout_ms)} ms")
+    if not options.bounded:  # live: an event crosses two network exchanges before Redis; keep each short
+        conf.set_string("execution.buffer-timeout.interval", f"{LOW_LATENCY_BUFFER_MS} ms")
     if options.python_mode == "thread":
         # Python runs embedded in the task manager (pemja): about twice the throughput of process mode
         # here. It imports from python.pythonpath, not from the interpreter's own path.

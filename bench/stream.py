@@ -1,0 +1,378 @@
+"""Streaming benchmark: sustained events/s through Kafka -> Flink -> Parquet + Redis, and freshness.
+
+Needs the project's Kafka and Redis (``bash infra/up.sh``) and the Flink connector jars. Everything runs
+on the local mini-cluster, on the example repo (``definitions/``: 3 views, 2 key groups, 1 topic).
+
+* **Throughput**: N datagen transactions (0.1% malformed, 5% out of order) are produced once to a
+  3-partition topic; then three contenders read that topic, one after the other, each from the earliest
+  offset with its own consumer group and fresh state (a bounded run):
+
+  - ``flink floor``: Flink SQL reading the topic (raw payload + Kafka metadata) into a blackhole sink:
+    what Kafka + the Flink mini-cluster alone sustain here (the baseline);
+  - ``offline path``: our job without its online path (JSON parsing, validation, dead letters, the
+    four Parquet sinks, checkpointed commits);
+  - ``full job``: our job, offline and online (Redis) paths.
+
+  All three use the same 2 s checkpoints and are "done" when a completed checkpoint has committed the
+  topic's end offsets (the full job: and the online path reports every value written). The group's
+  committed offsets are sampled every 0.25 s; **sustained** = records between the first sample with
+  progress and the end, over that time (start-up excluded); **overall** includes start-up.
+* **Freshness**: the full job runs unbounded (default settings: 10 s checkpoints, 500 ms online flushes)
+  under a steady background load of datagen events; a probe event for a fresh user is produced every
+  ``probe_every_s``, with ``ts`` = its produce time. A poller calls ``get_online_features`` every 20 ms
+  for the probes not yet seen (``request_time`` = now) and records when each one's
+  ``user_spend:tx_count_10m`` turns 1. Freshness = seen - produced (p50/p99; polling adds <= 20 ms).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from bench.common import ROOT, log, percentile
+
+SCALES = {"tiny": 30_000, "small": 300_000, "full": 1_000_000}
+TARGETS = {"events_per_s": 50_000, "freshness_p99_ms": 1_000}
+PARTITIONS = 3
+SAMPLE_S = 0.25
+POLL_S = 0.02
+
+
+# -- set-up -----------------------------------------------------------------------------------------------
+def _repo(base: Path, project: str, topic: str):
+    """A copy of the example repo whose source reads ``topic``; returns its FeatureStore."""
+    from featurestore.store import FeatureStore
+
+    root = base / project
+    shutil.copytree(ROOT / "definitions", root / "definitions")
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    sources = root / "definitions" / "sources.py"
+    text = sources.read_text()
+    assert 'KafkaTopic("transactions"' in text, "the example source changed; update bench/stream.py"
+    sources.write_text(text.replace('KafkaTopic("transactions"', f'KafkaTopic("{topic}"'))
+    return FeatureStore(root)
+
+
+def _admin(bootstrap: str):
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def _create_topic(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    admin = _admin(bootstrap)  # keep the client alive until the future resolves
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(timeout=30)
+
+
+def _drop(store, topic: str) -> None:
+    from featurestore.stores.online_redis import for_store
+
+    try:
+        admin = _admin(store.config.kafka_bootstrap)
+        for fut in admin.delete_topics([topic]).values():
+            fut.result(timeout=30)
+        client = for_store(store).client
+        keys = list(client.scan_iter(match=f"fs:{store.config.project}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+    except Exception as exc:  # noqa: BLE001 - clean-up is best effort
+        log(f"clean-up of {topic}: {exc}")
+
+
+# -- progress sampling ------------------------------------------------------------------------------------
+class OffsetSampler:
+    """Samples a consumer group's committed offsets (sum over the topic's partitions) in a thread."""
+
+    def __init__(self, bootstrap: str, group: str, partitions: List[tuple]):
+        self.bootstrap, self.group, self.partitions = bootstrap, group, partitions
+        self.samples: List[tuple] = []  # (monotonic seconds, committed records)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self):
+        from featurestore.streaming import _committed
+
+        while not self._stop.is_set():
+            try:
+                done = _committed(self.bootstrap, self.group, self.partitions)
+                self.samples.append((time.monotonic(), sum(max(0, v) for v in done.values())))
+            except Exception:  # noqa: BLE001 - a missed sample only widens the interval
+                pass
+            self._stop.wait(SAMPLE_S)
+
+
+def _rates(samples: List[tuple], t0: float, t_end: float, records: int) -> Dict[str, float]:
+    """Overall (from submission) and sustained (from the first committed progress) records/s."""
+    first = next(((t, n) for t, n in samples if n > 0), None)
+    out = {"seconds": round(t_end - t0, 2), "records_per_s": round(records / (t_end - t0), 1)}
+    if first is not None and t_end > first[0] and records > first[1]:
+        out["first_progress_s"] = round(first[0] - t0, 2)
+        out["sustained_records_per_s"] = round((records - first[1]) / (t_end - first[0]), 1)
+    return out
+
+
+# -- contenders -------------------------------------------------------------------------------------------
+def _floor(store, records: int, ends: dict) -> dict:
+    """Kafka -> Flink SQL -> blackhole, checkpointed like our job, group committed on checkpoints."""
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    from featurestore import streaming
+
+    name = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    ckpt = Path(tempfile.mkdtemp(prefix="fs-bench-floor-"))
+    conf = Configuration()
+    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in streaming._jars(store)))
+    conf.set_string("table.local-time-zone", "UTC")
+    conf.set_string("parallelism.default", "1")
+    conf.set_string("execution.checkpointing.interval", f"{streaming.DEFAULT_BOUNDED_CHECKPOINT_MS} ms")
+    conf.set_string("execution.checkpointing.dir", ckpt.as_uri())
+    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())
+    ddl = re.sub(r"'properties.group.id' = '[^']*'", f"'properties.group.id' = '{name}'",
+                 streaming.plan(store).ddl[0])  # the job's own Kafka source table, another consumer group
+    t_env.execute_sql(ddl)
+    t_env.execute_sql("CREATE TEMPORARY TABLE bench_blackhole (p STRING, part INT, o BIGINT) WITH ('connector' = 'blackhole')")
+    source = ddl.split("CREATE TEMPORARY TABLE ", 1)[1].split(" ", 1)[0]
+    t0 = time.monotonic()
+    with OffsetSampler(store.config.kafka_bootstrap, name, list(ends)) as sampler:
+        result = t_env.execute_sql(
+            f"INSERT INTO bench_blackhole SELECT `__payload`, `__kafka_partition`, `__kafka_offset` FROM {source}")
+        client = result.get_job_client()
+        while not streaming._caught_up(store.config.kafka_bootstrap, name, ends):
+            time.sleep(SAMPLE_S)
+        t_end = time.monotonic()
+    client.cancel().result()
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return _rates(sampler.samples, t0, t_end, records)
+
+
+def _ours(store, records: int, ends: dict, online: bool) -> dict:
+    """Our job, bounded: done when caught up (and, with the online path, when every value is in Redis)."""
+    from featurestore import streaming
+
+    t0 = time.monotonic()
+    name = streaming.job_name(store, streaming.stream_views(store))
+    with OffsetSampler(store.config.kafka_bootstrap, name, list(ends)) as sampler:
+        handle = streaming.start(store, bounded=True, restore=False, job_options={"online": online})
+        handle.wait_caught_up(3600, poll_s=SAMPLE_S)
+        t_caught = time.monotonic()
+        if online:
+            handle.wait_online_flushed(int(time.time() * 1000), 3600, poll_s=SAMPLE_S)
+        t_end = time.monotonic()
+    result = handle.stop()
+    out = _rates(sampler.samples, t0, t_end, records)
+    out["caught_up_s"] = round(t_caught - t0, 2)
+    out["metrics"] = result.metrics
+    if online:
+        out["online_stats"] = result.online
+    return out
+
+
+def throughput(base: Path, bootstrap: str, n: int) -> dict:
+    from featurestore import datagen, streaming
+
+    topic = f"fs_bench_stream_{uuid.uuid4().hex[:8]}"
+    _create_topic(bootstrap, topic)
+    stores = {name: _repo(base, f"bench_{key}_{uuid.uuid4().hex[:6]}", topic)
+              for name, key in (("flink floor", "floor"), ("offline path", "offline"), ("full job", "full"))}
+    first = next(iter(stores.values()))
+    try:
+        t = time.monotonic()
+        df = datagen.generate_transactions(n)
+        sent = datagen.produce_kafka(first, "transactions", df=df, progress=False)
+        log(f"stream: produced {sent:,} records to {topic} in {time.monotonic() - t:.1f} s")
+        ends = streaming._end_offsets(bootstrap, [topic])
+        records = sum(hi - lo for lo, hi in ends.values())
+        out = {"events": n, "records": records, "malformed": datagen.malformed_count(n), "topic_partitions": PARTITIONS,
+               "contenders": {}}
+        for name, store in stores.items():
+            log(f"stream: {name} ...")
+            if name == "flink floor":
+                res = _floor(store, records, ends)
+            else:
+                res = _ours(store, records, ends, online=name == "full job")
+                m = res["metrics"].get("transactions", {})
+                res["checks"] = {"dead_letters": m.get("dead_letters") == out["malformed"],
+                                 "events_per_view": all(m.get(f"events:{v}") is not None for v in store.repo.views)}
+            log(f"stream: {name}: {json.dumps({k: v for k, v in res.items() if k in ('seconds', 'records_per_s', 'sustained_records_per_s')})}")
+            out["contenders"][name] = res
+        return out
+    finally:
+        for store in stores.values():
+            _drop(store, topic)
+
+
+# -- freshness --------------------------------------------------------------------------------------------
+def freshness(base: Path, bootstrap: str, seconds: float = 30.0, load_per_s: int = 1_000,
+              probe_every_s: float = 0.05, **start_options) -> dict:
+    from confluent_kafka import Producer
+
+    from featurestore import datagen, streaming
+
+    topic = f"fs_bench_fresh_{uuid.uuid4().hex[:8]}"
+    _create_topic(bootstrap, topic)
+    store = _repo(base, f"bench_fresh_{uuid.uuid4().hex[:6]}", topic)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+    stop = threading.Event()
+    sent: Dict[str, float] = {}  # probe user -> produce time (epoch s)
+    seen: Dict[str, float] = {}
+    lock = threading.Lock()
+
+    def probe(uid: str) -> None:
+        now = time.time()
+        record = {"event_id": f"e-{uid}", "user_id": uid, "merchant_id": "m-probe", "amount": 1.0, "currency": "USD",
+                  "country": "DE", "channel": "web", "card_present": False, "ts": int(now * 1000)}
+        producer.produce(topic, json.dumps(record).encode(), key=uid.encode())
+        producer.poll(0)
+        with lock:
+            sent[uid] = now
+
+    def background() -> None:  # steady load: datagen events re-timed to now, load_per_s in 10 ms slices
+        df = datagen.generate_transactions(20_000, seed=7).drop(columns=["ts"])
+        rows = [{k: (None if v != v else v) if isinstance(v, float) else v for k, v in r.items()}
+                for r in df.to_dict("records")]
+        i, per_tick = 0, max(1, load_per_s // 100)
+        while not stop.is_set():
+            now_ms = int(time.time() * 1000)
+            for _ in range(per_tick):
+                r = rows[i % len(rows)]
+                producer.produce(topic, json.dumps({**r, "ts": now_ms}, default=str).encode(),
+                                 key=None if r.get("user_id") is None else str(r["user_id"]).encode())
+                i += 1
+            producer.poll(0)
+            stop.wait(0.01)
+
+    def poller() -> None:
+        while not stop.is_set() or len(seen) < len(sent):
+            with lock:
+                pending = [u for u in sent if u not in seen]
+            if pending:
+                rows = store.get_online_features([{"user_id": u} for u in pending],
+                                                 features=["user_spend:tx_count_10m"]).to_dict()
+                now = time.time()
+                for u, c in zip(pending, rows["tx_count_10m"]):
+                    if c:
+                        seen[u] = now
+            if stop.is_set() and time.time() > deadline:
+                break
+            time.sleep(POLL_S)
+
+    handle = streaming.start(store, bounded=False, restore=False, **start_options)
+    threads = []
+    try:
+        bg = threading.Thread(target=background, daemon=True)
+        bg.start()
+        threads.append(bg)
+        # warm-up: until a probe is visible within a second of being produced (start-up and the backlog
+        # the background load built meanwhile are behind us), then the measurement
+        deadline = time.time() + 600
+        t_start = time.time()
+        while True:
+            warm = f"warm-{uuid.uuid4().hex[:6]}"
+            probe(warm)
+            t_probe = time.time()
+            while not store.get_online_features([{"user_id": warm}], features=["user_spend:tx_count_10m"]).to_dict()["tx_count_10m"][0]:
+                if time.time() > deadline:
+                    raise RuntimeError("the stream job never made a warm-up probe visible")
+                time.sleep(POLL_S)
+            if time.time() - t_probe < 1.0:
+                break
+        warmup_s = time.time() - t_start
+        with lock:
+            sent.clear()
+        pt = threading.Thread(target=poller, daemon=True)
+        pt.start()
+        threads.append(pt)
+        n = 0
+        t_end = time.time() + seconds
+        while time.time() < t_end:
+            probe(f"probe-{n}")
+            n += 1
+            time.sleep(probe_every_s)
+        deadline = time.time() + 60
+        stop.set()
+        for th in threads:
+            th.join(120)
+        producer.flush(30)
+        lat = sorted((seen[u] - sent[u]) * 1000 for u in sent if u in seen)
+        t_first = min(sent.values()) if sent else 0.0
+        slowest = sorted(((round((seen[u] - sent[u]) * 1000), round(sent[u] - t_first, 2)) for u in sent if u in seen),
+                         reverse=True)[:10]
+        return {"probes": len(sent), "seen": len(lat), "background_events_per_s": load_per_s,
+                "warmup_s": round(warmup_s, 1), "seconds": seconds,
+                "p50_ms": round(percentile(lat, 50), 1) if lat else None,
+                "p99_ms": round(percentile(lat, 99), 1) if lat else None,
+                "max_ms": round(lat[-1], 1) if lat else None,
+                "slowest_ms_at_s": slowest,
+                "online_stats": handle.online_progress()}
+    finally:
+        stop.set()
+        try:
+            handle.cancel()
+        except Exception as exc:  # noqa: BLE001
+            log(f"freshness: cancel: {exc}")
+        _drop(store, topic)
+
+
+def run(scale: str = "small") -> dict:
+    from featurestore.config import load_config
+
+    bootstrap = load_config(ROOT).kafka_bootstrap
+    base = Path(tempfile.mkdtemp(prefix="fs-bench-stream-"))
+    try:
+        doc = {"targets": TARGETS}
+        doc["throughput"] = throughput(base, bootstrap, SCALES[scale])
+        log("stream: freshness ...")
+        doc["freshness"] = freshness(base, bootstrap, seconds=10.0 if scale == "tiny" else 30.0)
+        return doc
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# -- rendering --------------------------------------------------------------------------------------------
+def render(doc: dict) -> tuple:
+    if "error" in doc:
+        return [f"### Streaming: FAILED: {doc['error']}", ""], []
+    th = doc["throughput"]
+    cont = th["contenders"]
+    base = cont["flink floor"].get("sustained_records_per_s") or cont["flink floor"]["records_per_s"]
+    rows = [f"### Streaming (Kafka -> Flink -> Parquet + Redis), {th['records']:,} records "
+            f"({th['events']:,} events + {th['malformed']:,} malformed), {th['topic_partitions']} partitions", "",
+            "| contender | overall records/s | sustained records/s | sustained vs floor | target |",
+            "|---|---|---|---|---|"]
+    for name, r in cont.items():
+        sus = r.get("sustained_records_per_s")
+        target = ""
+        if name == "full job" and sus is not None:
+            target = f">= {TARGETS['events_per_s']:,}/s: **{'met' if sus >= TARGETS['events_per_s'] else 'missed'}**"
+        rows.append(f"| {name} | {r['records_per_s']:,.0f} ({r['seconds']} s) | "
+                    f"{'n/a' if sus is None else f'{sus:,.0f}'} | {'' if sus is None else f'{sus / base:.2f}x'} | {target} |")
+    fr = doc.get("freshness", {})
+    rows += [""]
+    if fr.get("p99_ms") is not None:
+        ok = fr["p99_ms"] <= TARGETS["freshness_p99_ms"]
+        rows += [f"Freshness (produced -> visible in `get_online_features`), {fr['seen']}/{fr['probes']} probes under "
+                 f"{fr['background_events_per_s']:,} events/s of background load: p50 {fr['p50_ms']} ms, "
+                 f"p99 {fr['p99_ms']} ms, max {fr['max_ms']} ms; target p99 <= {TARGETS['freshness_p99_ms']} ms: "
+                 f"**{'met' if ok else 'missed'}**.", ""]
+    elif fr:
+        rows += [f"Freshness: no probe became visible ({fr})", ""]
+    details = ["### Streaming details", "", "```json", json.dumps(doc, indent=1, default=str)[:20000], "```", ""]
+    return rows, details
