@@ -28,6 +28,10 @@ Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/st
   ``dead_letters`` (malformed records), ``null_key`` (records without a join key, per key set),
   ``events:<view>`` (stored events committed to the view's offline table) and ``events`` (their sum
   over the source's views).
+* **Status**: ``StreamHandle.snapshot`` (``run_until_done(on_status=...)``, the live view of ``featurestore
+  stream``) reads the job's status, the topics' end offsets and the consumer group's committed offsets
+  (lag, records consumed, events/s), the committer's metrics and the online writer's progress; what
+  cannot be read is reported as unknown, never raised.
 """
 
 from __future__ import annotations
@@ -429,30 +433,36 @@ class StreamStatus:
         return None if self.metrics is None else sum(m.get("dead_letters", 0) for m in self.metrics.values())
 
 
-def _rate(prev: Optional[TopicStatus], committed: int, at: float):
-    """(events/s, rate_from, last_move). Committed offsets move in steps (on checkpoints), so the rate is
-    the records of the latest step over the time since the step before it, or since the latest step if
-    that is longer (a stalled job decays towards 0). None on the first snapshot."""
+def _rate(prev: Optional[TopicStatus], committed: int, at: float, interval_s: Optional[float] = None):
+    """(events/s, rate_from, last_move). Committed offsets advance in steps (on checkpoints): the rate is
+    the records of the latest step over the time since the step before it (as the snapshots saw them);
+    a step after an idle spell (or the first) is taken to span at most one checkpoint ``interval_s``.
+    0 once no step came for twice that long (idle or stalled); None on the first snapshot."""
     if prev is None or prev.last_move is None:
         return None, (committed, at), (committed, at)
     base, moved = prev.rate_from, prev.last_move
     if committed != moved[0]:
         base, moved = moved, (committed, at)
-    span = max(moved[1] - base[1], at - moved[1])
-    return ((moved[0] - base[0]) / span if span > 0 else None), base, moved
+        if interval_s and not prev.events_per_s:
+            base = (base[0], max(base[1], at - interval_s))
+    step = moved[1] - base[1]
+    if step <= 0 or at - moved[1] > 2 * step:
+        return 0.0, base, moved
+    return (moved[0] - base[0]) / step, base, moved
 
 
 def topic_statuses(ends: Dict[tuple, tuple], committed: Dict[tuple, int], start: Dict[tuple, int],
-                   topics: Sequence[str], previous: Optional[StreamStatus], at: float) -> Dict[str, TopicStatus]:
+                   topics: Sequence[str], previous: Optional[StreamStatus], at: float,
+                   interval_s: Optional[float] = None) -> Dict[str, TopicStatus]:
     """Per topic: offsets summed from (topic, partition) -> (low, high) ``ends``, ``committed`` offsets
-    (negative: none) and the run's ``start`` positions."""
+    (negative: none) and the run's ``start`` positions; events/s from ``previous`` (see _rate)."""
     out = {}
     for topic in topics:
         tps = [tp for tp in ends if tp[0] == topic]
         pos = {tp: max(committed.get(tp, -1), ends[tp][0]) for tp in tps}
         done = sum(pos.values())
         prev = previous.topics.get(topic) if previous is not None else None
-        rate, base, moved = _rate(prev, done, at)
+        rate, base, moved = _rate(prev, done, at, interval_s)
         out[topic] = TopicStatus(
             topic, end=sum(ends[tp][1] for tp in tps), committed=done,
             lag=sum(max(0, ends[tp][1] - pos[tp]) for tp in tps),
@@ -490,7 +500,7 @@ class StreamHandle:
     """A running streaming job (local mini-cluster) and its committer thread."""
 
     def __init__(self, store, names, name, job_client, committer, ckpt_root, bounded, ends, restored_from,
-                 commit_interval_s, progress_key="", parallelism=1, start_offsets=None):
+                 commit_interval_s, progress_key="", parallelism=1, start_offsets=None, checkpoint_interval_s=None):
         self.store = store
         self.names = names
         self.job_name = name
@@ -505,9 +515,11 @@ class StreamHandle:
         self.topics = sorted({store.repo.views[n].source.stream.topic for n in names})
         self.start_offsets = dict(start_offsets) if start_offsets is not None else \
             {tp: low for tp, (low, _high) in ends.items()}
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.started = time.perf_counter()
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
+        self._ended: Optional[str] = None  # local job stopped or cancelled through this handle
         self._thread = None
         if committer is not None:
             self._thread = threading.Thread(target=self._commit_loop, args=(commit_interval_s,), daemon=True,
@@ -519,7 +531,12 @@ class StreamHandle:
         return str(self.job_client.get_job_id())
 
     def status(self) -> str:
-        return str(self.job_client.get_job_status().result())
+        """Flink's job status name (RUNNING, FINISHED, FAILED, ...); once stopped here, how it ended (the
+        mini-cluster that ran it is gone)."""
+        if self._ended is not None:
+            return self._ended
+        status = self.job_client.get_job_status().result()  # a pyflink JobStatus enum: str() is "JobStatus.X"
+        return getattr(status, "name", str(status))
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -610,12 +627,14 @@ class StreamHandle:
                 self.job_client.get_job_execution_result().result()
             except Exception:  # a stopped job may report its end as an exception
                 pass
+        self._ended = "FINISHED" if status not in ("FINISHED", "CANCELED") else status
         return self._finish(savepoint)
 
     def cancel(self) -> None:
         """Cancel without a savepoint (the last checkpoint is retained); no final commit."""
         self._stop.set()
         self.job_client.cancel().result()
+        self._ended = "CANCELED"
         if self._thread is not None:
             self._thread.join()
 
@@ -672,7 +691,8 @@ class StreamHandle:
         try:
             ends = _end_offsets(self.store.config.kafka_bootstrap, self.topics, STATUS_KAFKA_TIMEOUT_S)
             committed = _committed(self.store.config.kafka_bootstrap, self.job_name, list(ends), STATUS_KAFKA_TIMEOUT_S)
-            topics = topic_statuses(ends, committed, self.start_offsets, self.topics, previous, at)
+            topics = topic_statuses(ends, committed, self.start_offsets, self.topics, previous, at,
+                                    self.checkpoint_interval_s)
         except Exception as exc:
             topics = _unknown_topics(self.topics, previous)
             problems.append(f"Kafka: {_short(exc)}")
@@ -720,7 +740,7 @@ class StreamHandle:
                 return self.stop()
             except KeyboardInterrupt:
                 self._stop.set()  # the committer starts no new pass; the one under way is crash-safe anyway
-                log.warning("stop of %s abandoned: the next run restores its newest complete checkpoint",
+                log.warning("stop of %s abandoned: the next run restores the newest complete checkpoint or savepoint",
                             self.job_name)
                 raise
 
@@ -804,7 +824,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
              f", restored from {restored}" if restored else "")
     return StreamHandle(store, names, name, job_client, committer, root, bounded, ends,
                         str(restored) if restored else None, commit_interval_s, progress_key, parallelism,
-                        start_offsets)
+                        start_offsets, interval / 1000)
 
 
 def run(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False, timeout: Optional[float] = None,
@@ -849,11 +869,12 @@ class RemoteStreamHandle(StreamHandle):
     cluster's REST API; the committer thread runs here (the staging directories must be visible here)."""
 
     def __init__(self, store, names, name, job_id, address, committer, ckpt_root, bounded, ends,
-                 restored_from, commit_interval_s, progress_key, start_offsets=None):
+                 restored_from, commit_interval_s, progress_key, start_offsets=None, checkpoint_interval_s=None):
         self.address = address
         self._job_id = job_id
         super().__init__(store, names, name, None, committer, ckpt_root, bounded, ends, restored_from,
-                         commit_interval_s, progress_key, start_offsets=start_offsets)
+                         commit_interval_s, progress_key, start_offsets=start_offsets,
+                         checkpoint_interval_s=checkpoint_interval_s)
 
     @property
     def job_id(self) -> str:
@@ -959,9 +980,12 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
 
     return RemoteStreamHandle(store, names, name, job_id, flink_address, committer, root, bounded, ends,
                               str(restored) if restored else None, commit_interval_s,
-                              flink_job.progress_key(store.config.project, run_id), start_offsets)
+                              flink_job.progress_key(store.config.project, run_id), start_offsets,
+                              (checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded
+                                                          else DEFAULT_CHECKPOINT_MS)) / 1000)
 
 
 __all__ = ["start", "run", "commit", "plan", "explain", "stream_views", "job_name", "latest_snapshot", "StreamHandle",
-           "StreamResult", "StreamStatus", "TopicStatus", "topic_statuses", "Committer", "DirCommitter", "dead_letter_table", "metrics_key", "submit_remote",
+           "StreamResult", "StreamStatus", "TopicStatus", "topic_statuses", "Committer", "DirCommitter",
+           "dead_letter_table", "metrics_key", "submit_remote",
            "RemoteStreamHandle", "child_env"]
