@@ -61,6 +61,7 @@ COMMITTER_PENDING = "_pending.json"
 DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 STOP_TIMEOUT_S = 300
+TASKS_STARTING = "Not all required tasks are currently running"  # Flink's reason for refusing a savepoint
 DEFAULT_FLUSH_MS = 200  # an online value is rewritten at most this long after its entity changed (small entities)
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: fewer rewrites; the run waits for the last ones
 NULL_KEY_PREFIX = "null join key"
@@ -608,27 +609,35 @@ class StreamHandle:
         """Stop with a savepoint, then commit the last files. Pending online flushes are in the savepoint
         (their timers fire as soon as the next run restores it). ``drain`` also advances event time to
         the end (nothing here depends on it)."""
-        from pyflink.java_gateway import get_gateway
-
         savepoint = None
         status = self.status()
         if status in ("FAILED",):
             self._raise_job_failure(status)
         if status not in ("FINISHED", "CANCELED"):
-            target = (self.checkpoint_root / "savepoints").resolve().as_uri()
-            gw = get_gateway()
-            fmt = gw.jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
-            fut = self.job_client._j_job_client.stopWithSavepoint(drain, target, fmt)
-            try:
-                savepoint = str(fut.get(STOP_TIMEOUT_S, gw.jvm.java.util.concurrent.TimeUnit.SECONDS))
-            except Exception as exc:
-                raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {_first_cause(exc)}") from None
+            savepoint = self._stop_with_savepoint(drain, (self.checkpoint_root / "savepoints").resolve().as_uri())
             try:
                 self.job_client.get_job_execution_result().result()
             except Exception:  # a stopped job may report its end as an exception
                 pass
         self._ended = "FINISHED" if status not in ("FINISHED", "CANCELED") else status
         return self._finish(savepoint)
+
+    def _stop_with_savepoint(self, drain: bool, target: str) -> str:
+        """Flink's stop-with-savepoint; retried while some tasks are still starting (a run stopped right
+        after its start: Flink refuses to snapshot until every task runs, and the job goes on)."""
+        from pyflink.java_gateway import get_gateway
+
+        gw = get_gateway()
+        fmt = gw.jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while True:
+            fut = self.job_client._j_job_client.stopWithSavepoint(drain, target, fmt)
+            try:
+                return str(fut.get(STOP_TIMEOUT_S, gw.jvm.java.util.concurrent.TimeUnit.SECONDS))
+            except Exception as exc:
+                if TASKS_STARTING not in str(exc) or time.monotonic() > deadline:
+                    raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {_first_cause(exc)}") from None
+            time.sleep(0.5)
 
     def cancel(self) -> None:
         """Cancel without a savepoint (the last checkpoint is retained); no final commit."""
@@ -781,13 +790,53 @@ def _first_cause(exc: BaseException) -> str:
     return (causes[-1] if causes else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)[:500]
 
 
+def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partial_history: bool = False) -> None:
+    """Refuse a fresh start (no snapshot to restore) whose online views would be built from part of their
+    history: the stream owns its online keys and builds each value from the records it reads, so on a topic
+    whose first records Kafka's retention deleted, it would serve windows and latest values that miss
+    events, silently. ``partial_history=True`` accepts that (when the records still on the topic cover
+    every window of those views)."""
+    from featurestore.stores.online_redis import retention
+
+    if restored is not None or partial_history:
+        return
+    lost = sorted((tp, low) for tp, (low, _) in ends.items() if low > 0)
+    if not lost:
+        return
+    topics = {t for (t, _), _ in lost}
+    views = [n for n in names if store.repo.views[n].online and store.repo.views[n].source.stream.topic in topics]
+    if not views:
+        return
+    (topic, part), low = lost[0]
+    needs = []
+    for n in views:
+        r = retention(store.compiled(n))
+        needs.append(f"{n}: {'every event (an unbounded window)' if r.keep_all else _span(r.window_ms)}"
+                     + (" plus the last event before that (latest without TTL)" if r.keep_last_before else ""))
+    raise RequestError(
+        f"topic '{topic}' no longer holds its first records (partition {part} starts at offset {low}; "
+        f"{len(lost)} partition(s) affected): a fresh stream job would build the online values of "
+        f"{', '.join(views)} from part of their history. They need {'; '.join(needs)}. "
+        "Start with partial_history=True (CLI: --partial-history) if the records left on the topic cover that, "
+        "or stream a topic that holds the whole history.")
+
+
+def _span(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"the last {ms // size}{unit}"
+    return f"the last {ms} ms"
+
+
 def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
           checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
           restore: bool = True, parallelism: int = 1, flush_ms: Optional[int] = None, flush_rows: int = 500,
           slack_ms: int = 0, commit_interval_s: float = 2.0, extra_config: Optional[Dict[str, str]] = None,
-          commit: bool = True, job_options: Optional[dict] = None, run_id: Optional[str] = None) -> StreamHandle:
+          commit: bool = True, job_options: Optional[dict] = None, run_id: Optional[str] = None,
+          partial_history: bool = False) -> StreamHandle:
     """Start the streaming job (local mini-cluster in this process, or the cluster of ``flink run``) and,
-    unless ``commit=False``, the committer thread."""
+    unless ``commit=False``, the committer thread. A fresh start on a topic that lost its first records
+    is refused unless ``partial_history`` (:func:`check_history`)."""
     from featurestore.engines import flink_job
     from featurestore.stores.online_redis import for_store
 
@@ -802,6 +851,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     root = checkpoint_root(store, name, checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
     restored = latest_snapshot(root) if restore else None
+    check_history(store, names, ends, restored, partial_history)
     start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
     committer = Committer(store, names) if commit else None
     if committer is not None:
@@ -934,7 +984,7 @@ class RemoteStreamHandle(StreamHandle):
 def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
                   checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
                   restore: bool = True, commit: bool = True, commit_interval_s: float = 2.0,
-                  extra_args: Sequence[str] = ()) -> RemoteStreamHandle:
+                  extra_args: Sequence[str] = (), partial_history: bool = False) -> RemoteStreamHandle:
     """Submit the same job to a remote cluster (``flink run -m <address> -d -py jobs/stream.py
     --submit-only``) and return a handle that watches it over REST (``run_until_done``, ``stop``) and
     runs the committer here. The cluster must reach Kafka and Redis, and the staging and checkpoint
@@ -947,6 +997,7 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     restored = latest_snapshot(root) if restore else None
     topics = sorted({store.repo.views[n].source.stream.topic for n in names})
     ends = _end_offsets(store.config.kafka_bootstrap, topics)
+    check_history(store, names, ends, restored, partial_history)
     start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
     committer = Committer(store, names) if commit else None
     if committer is not None:
@@ -958,6 +1009,8 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
            "--checkpoint-dir", str(root.parent)]
     if bounded:
         cmd.append("--bounded")
+    if partial_history:
+        cmd.append("--partial-history")
     if checkpoint_interval_ms:
         cmd += ["--checkpoint-interval-ms", str(int(checkpoint_interval_ms))]
     if not restore:

@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="bounded: give up after this many seconds")
     parser.add_argument("--submit-only", action="store_true", help="submit the job and exit (remote clusters)")
     parser.add_argument("--run-id", default=None, help="names the run's progress reports in Redis")
+    parser.add_argument("--partial-history", action="store_true",
+                        help="start fresh even if the topic lost its first records (see streaming.check_history)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -53,7 +55,8 @@ def main(argv=None) -> int:
         handle = streaming.start(store, views, bounded=args.bounded, checkpoint_dir=args.checkpoint_dir,
                                  checkpoint_interval_ms=args.checkpoint_interval_ms, restore=not args.no_restore,
                                  parallelism=args.parallelism, flush_ms=args.flush_ms, slack_ms=args.slack_ms,
-                                 commit=not args.submit_only, run_id=args.run_id)
+                                 commit=not args.submit_only, run_id=args.run_id,
+                                 partial_history=args.partial_history)
         print(json.dumps({"job": handle.job_name, "job_id": handle.job_id, "restored_from": handle.restored_from}),
               flush=True)
         if args.submit_only:
