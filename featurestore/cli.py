@@ -3,9 +3,11 @@ cause on error (the full list of definition problems when there are several)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 from rich.console import Console
@@ -291,7 +293,110 @@ def verify(
     _run(go)
 
 
-@app.command()
+# -- the live view of `stream` ----------------------------------------------------------------------------
+STATUS_LINE_EVERY_S = 10.0  # without a terminal: one status line at most this often
+STOPPING_TEXT = ("stopping with a savepoint... (Ctrl-C again abandons the stop: the next run resumes from the "
+                 "last checkpoint)")
+
+
+def _count(value) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    h, m = s // 3600, s % 3600 // 60
+    return f"{h}h {m:02d}m {s % 60:02d}s" if h else f"{m}m {s % 60:02d}s" if m else f"{s}s"
+
+
+def _rate(t) -> str:
+    """events/s of a TopicStatus: ? when unknown, - before the second snapshot."""
+    if t.committed is None:
+        return "?"
+    return "-" if t.events_per_s is None else f"{t.events_per_s:,.0f}"
+
+
+def status_rows(status) -> List[Tuple[str, str, str]]:
+    """(what, metric, value) rows of the live view for a StreamStatus; ``?`` = could not be read."""
+    rows = [("job", "status", status.status), ("job", "uptime", _duration(status.uptime_s))]
+    for t in status.topics.values():
+        rows += [(t.topic, "Kafka lag", _count(t.lag)), (t.topic, "records consumed", _count(t.consumed)),
+                 (t.topic, "events/s", _rate(t))]
+    if status.metrics is None:
+        rows.append(("sources", "dead letters, stored events", "?"))
+    for source, m in (status.metrics or {}).items():
+        rows += [(source, "dead letters", _count(m.get("dead_letters"))),
+                 (source, "null join key", _count(m.get("null_key")))]
+        rows += [(k.split(":", 1)[1], "stored events", _count(v)) for k, v in m.items() if k.startswith("events:")]
+    rows.append(("online", "values written", _count(status.online_written)))
+    return rows
+
+
+def status_caption(status) -> str:
+    return "; ".join(([STOPPING_TEXT] if status.stopping else []) + status.problems)
+
+
+def status_table(status, where: str = "") -> Table:
+    """The live view: a table of :func:`status_rows`; the caption says stopping and what could not be read."""
+    table = Table(title=f"stream job {status.job_name}{where}", caption=status_caption(status) or None)
+    for col in ("topic / source / view", "metric", "value"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for row in status_rows(status):
+        table.add_row(*row)
+    return table
+
+
+def status_line(status) -> str:
+    """The live view as one line (stdout is not a terminal)."""
+    parts = [f"{status.status}, up {_duration(status.uptime_s)}"]
+    for t in status.topics.values():
+        parts.append(f"{t.topic}: lag {_count(t.lag)}, consumed {_count(t.consumed)}, {_rate(t)} events/s")
+    parts.append(f"dead letters {_count(status.dead_letters)}")
+    parts.append(f"online values written {_count(status.online_written)}")
+    caption = status_caption(status)
+    return f"stream job {status.job_name}: " + "; ".join(parts) + (f" ({caption})" if caption else "")
+
+
+class _StatusView:
+    """``on_status`` of `stream`: a rich Live table on a terminal; otherwise a status line at most every
+    STATUS_LINE_EVERY_S seconds (the first at once, and one when stopping)."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.live = None
+        self.next_line = 0.0
+
+    def __enter__(self):
+        if console.is_terminal and not console.is_dumb_terminal:
+            from rich.live import Live
+
+            self.live = Live(console=console, auto_refresh=False, transient=True)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def __call__(self, status) -> None:
+        if self.live is not None:
+            self.live.update(status_table(status, self.where), refresh=True)
+        elif status.stopping or time.monotonic() >= self.next_line:
+            console.print(status_line(status), markup=False, soft_wrap=True)
+            self.next_line = time.monotonic() + STATUS_LINE_EVERY_S
+
+
+STREAM_HELP = (
+    "Run the streaming job (Kafka -> Flink -> Redis + Parquet) on the local mini-cluster, or submit it to a "
+    "cluster with --flink-address.\n\n"
+    "While it runs, a live view shows the job's status and uptime; per topic the Kafka lag, the records consumed "
+    "and events/s (from the offsets Flink commits on each checkpoint, so they move in steps); per source the dead "
+    "letters; per view the stored events; and the online values written. Then the final metrics.\n\n"
+    "Ctrl-C stops the job with a savepoint, and the next run resumes from it. A second Ctrl-C abandons the stop: "
+    "the next run resumes from the last checkpoint (nothing lost or counted twice).")
+
+
+@app.command(help=STREAM_HELP)
 def stream(
     repo: Path = RepoOpt,
     view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
@@ -300,19 +405,23 @@ def stream(
                                                 help="host:port of a remote Flink cluster to submit the job to."),
     checkpoint_dir: Optional[Path] = typer.Option(None, help="Checkpoints (default .featurestore/checkpoints)."),
     timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds (bounded runs)."),
+    status_every: float = typer.Option(
+        2.0, "--status-every", min=0.0, metavar="SECONDS",
+        help="Refresh the live view this often; 0 turns it off. Without a terminal: one line at most every 10 s."),
 ):
-    """Run the streaming job (Kafka -> Flink -> Redis + Parquet) on the local mini-cluster, or submit it
-    to a cluster with --flink-address. Restarts resume from the last checkpoint; Ctrl-C stops cleanly."""
+    """Run the streaming job; the help text is STREAM_HELP."""
 
     def go():
         store = _store(repo)
-        if flink_address:
-            result = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
-                                  checkpoint_dir=checkpoint_dir)
-        else:
-            result = store.stream(views=view or None, bounded=bounded, checkpoint_dir=checkpoint_dir,
-                                  timeout=timeout)
         where = f" on {flink_address}" if flink_address else ""
+        with (_StatusView(where) if status_every > 0 else contextlib.nullcontext()) as live:
+            watch = {"on_status": live, "status_every_s": status_every or 2.0}
+            if flink_address:
+                result = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
+                                      checkpoint_dir=checkpoint_dir, **watch)
+            else:
+                result = store.stream(views=view or None, bounded=bounded, checkpoint_dir=checkpoint_dir,
+                                      timeout=timeout, **watch)
         table = Table(title=f"stream job {result.job_name}{where}")
         for col in ("source / view", "metric", "value"):
             table.add_column(col)
