@@ -408,6 +408,10 @@ def stream(
     status_every: float = typer.Option(
         2.0, "--status-every", min=0.0, metavar="SECONDS",
         help="Refresh the live view this often; 0 turns it off. Without a terminal: one line at most every 10 s."),
+    partial_history: bool = typer.Option(
+        False, "--partial-history",
+        help="Start fresh even if the topic lost its first records to Kafka's retention (refused otherwise: the "
+             "online values would miss that history). Use when the records left cover every window."),
 ):
     """Run the streaming job; the help text is STREAM_HELP."""
 
@@ -415,10 +419,10 @@ def stream(
         store = _store(repo)
         where = f" on {flink_address}" if flink_address else ""
         with (_StatusView(where) if status_every > 0 else contextlib.nullcontext()) as live:
-            watch = {"on_status": live, "status_every_s": status_every or 2.0}
+            watch = {"on_status": live, "status_every_s": status_every or 2.0, "partial_history": partial_history}
             if flink_address:
                 result = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
-                                      checkpoint_dir=checkpoint_dir, **watch)
+                                      checkpoint_dir=checkpoint_dir, timeout=timeout, **watch)
             else:
                 result = store.stream(views=view or None, bounded=bounded, checkpoint_dir=checkpoint_dir,
                                       timeout=timeout, **watch)

@@ -382,7 +382,7 @@ class StreamResult:
     restored_from: Optional[str]
     savepoint: Optional[str]
     metrics: Dict[str, Dict[str, int]]
-    records: int  # Kafka records the run had to read (bounded runs: end minus start offsets)
+    records: int  # Kafka records this run had to read as of its start: end offsets minus where it started
     online: Dict[str, dict] = field(default_factory=dict)  # the online path's last progress reports (stats)
 
     @property
@@ -656,7 +656,7 @@ class StreamHandle:
             metrics = self.committer.metrics()
         if self._error is not None:
             raise FeatureStoreError(f"offline commit failed: {self._error}")
-        records = sum(max(0, high - low) for low, high in self.ends.values())
+        records = sum(max(0, high - self.start_offsets.get(tp, low)) for tp, (low, high) in self.ends.items())
         return StreamResult(self.job_name, self.bounded, time.perf_counter() - self.started, self.restored_from,
                             savepoint, metrics, records, self.online_progress())
 

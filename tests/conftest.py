@@ -1,12 +1,54 @@
-"""Shared fixtures. Service-backed ones need the project's Redis (``bash infra/up.sh``)."""
+"""Shared fixtures. Service-backed ones need the project's Redis and Kafka (``bash infra/up.sh``); when a
+service is down they fail (never skip) with one line saying how to start it."""
 
 import uuid
+from pathlib import Path
 
 import pytest
 
+from featurestore.config import load_config
 from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
 from tests.randomrepo import random_events, write_events, write_repo
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+UP_HINT = "run bash infra/up.sh"
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    """A client of the project's Redis (featurestore.yaml + FEATURESTORE_* env: URL, password, TLS)."""
+    import redis
+
+    cfg = load_config(REPO_DIR)
+    client = orr.connect(cfg.redis_url, cfg.redis_password, cfg.redis_tls)
+    error = None
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        error = str(exc)
+    if error is not None:  # fail outside the except block: one clear line, no chained traceback
+        pytest.fail(f"Redis not reachable at {orr.redact(cfg.redis_url)} ({error}): {UP_HINT}", pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_admin():
+    """An AdminClient of the project's Kafka broker."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = load_config(REPO_DIR).kafka_bootstrap
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 3000})
+    error = None
+    try:
+        admin.list_topics(timeout=5)
+    except KafkaException as exc:
+        error = str(exc)
+    if error is not None:
+        pytest.fail(f"Kafka not reachable at {bootstrap} ({error}): {UP_HINT}", pytrace=False)
+    return admin
 
 
 @pytest.fixture

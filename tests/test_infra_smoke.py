@@ -45,38 +45,6 @@ BASE_TS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 @pytest.fixture(scope="module")
-def redis_client():
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    error = None
-    try:
-        client.ping()
-    except redis.exceptions.RedisError as exc:
-        error = str(exc)
-    if error is not None:  # fail outside the except block: one clear line, no chained traceback
-        pytest.fail(f"Redis not reachable at {REDIS_URL} ({error}): {UP_HINT}", pytrace=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def kafka_admin():
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP, "socket.connection.setup.timeout.ms": 3000})
-    error = None
-    try:
-        admin.list_topics(timeout=5)
-    except KafkaException as exc:
-        error = str(exc)
-    if error is not None:
-        pytest.fail(f"Kafka not reachable at {KAFKA_BOOTSTRAP} ({error}): {UP_HINT}", pytrace=False)
-    return admin
-
-
-@pytest.fixture(scope="module")
 def flink_jars() -> list[Path]:
     jars = sorted(FLINK_JARS_DIR.glob("*.jar")) if FLINK_JARS_DIR.is_dir() else []
     missing = [p for p in REQUIRED_JARS if not any(j.name.startswith(p) for j in jars)]

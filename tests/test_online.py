@@ -29,27 +29,9 @@ pytestmark = [pytest.mark.redis]
 
 SEEDS = list(range(8))
 KEYS = ["user_id", "shop"]
-UP_HINT = "start it with: bash infra/up.sh"
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def redis_client():
-    import redis
-
-    cfg = load_config(".")
-    client = orr.connect(cfg.redis_url, cfg.redis_password, cfg.redis_tls)
-    error = None
-    try:
-        client.ping()
-    except redis.exceptions.RedisError as exc:
-        error = str(exc)
-    if error is not None:  # fail, never skip: one clear line with the fix
-        pytest.fail(f"Redis not reachable at {orr.redact(cfg.redis_url)} ({error}): {UP_HINT}", pytrace=False)
-    yield client
-    client.close()
-
-
 def _drop_project(client, project):
     keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*", count=1000))
     for i in range(0, len(keys), 500):

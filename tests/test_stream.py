@@ -49,9 +49,7 @@ from tests.compare import assert_features_equal, same_value
 from tests.randomrepo import DEFINITIONS, random_events, random_requests, write_events, write_repo
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("FEATURESTORE_REDIS_URL", "redis://127.0.0.1:6390/0")
 KAFKA = os.environ.get("FEATURESTORE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-UP_HINT = "run bash infra/up.sh"
 SEED = 23
 N_EVENTS = 400
 SCHEMA = ["user_id", "shop", "amount", "qty", "tag", "flag", "ts"]
@@ -60,38 +58,6 @@ KEYS = ["user_id", "shop"]
 
 
 # -- services -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def redis_client():
-    import redis
-
-    client = orr.connect(REDIS_URL)
-    error = None
-    try:
-        client.ping()
-    except redis.exceptions.RedisError as exc:
-        error = str(exc)
-    if error is not None:
-        pytest.fail(f"Redis not reachable at {REDIS_URL} ({error}): {UP_HINT}", pytrace=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def kafka_admin():
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": KAFKA, "socket.connection.setup.timeout.ms": 3000})
-    error = None
-    try:
-        admin.list_topics(timeout=5)
-    except KafkaException as exc:
-        error = str(exc)
-    if error is not None:
-        pytest.fail(f"Kafka not reachable at {KAFKA} ({error}): {UP_HINT}", pytrace=False)
-    return admin
-
-
 # -- a streamed random repo -------------------------------------------------------------------------------
 def stream_definitions(topic: str) -> str:
     defs = DEFINITIONS.replace("from featurestore import Aggregation,", "from featurestore import KafkaTopic, Aggregation,")

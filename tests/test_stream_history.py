@@ -11,7 +11,7 @@ import pytest
 from featurestore import datagen, streaming
 from featurestore.errors import RequestError
 from featurestore.store import FeatureStore
-from tests.test_stream import REPO_DIR, create_topic, drop_project, kafka_admin, redis_client  # noqa: F401
+from tests.test_stream import REPO_DIR, create_topic, drop_project
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -24,7 +24,7 @@ def _example_repo(root, topic: str, project: str) -> FeatureStore:
     return FeatureStore(root)
 
 
-def test_fresh_start_on_a_topic_that_lost_its_first_records_is_refused(tmp_path, kafka_admin, redis_client):  # noqa: F811
+def test_fresh_start_on_a_topic_that_lost_its_first_records_is_refused(tmp_path, kafka_admin, redis_client):
     from confluent_kafka import TopicPartition
 
     topic = f"fs_history_{uuid.uuid4().hex[:10]}"
@@ -49,6 +49,13 @@ def test_fresh_start_on_a_topic_that_lost_its_first_records_is_refused(tmp_path,
         assert "merchant_activity: the last 7d" in msg
         assert "user_profile: the last 30d" in msg
         assert "--partial-history" in msg
+
+        from typer.testing import CliRunner
+
+        from featurestore.cli import app
+
+        res = CliRunner().invoke(app, ["stream", "--repo", str(store.repo_path), "--bounded", "--status-every", "0"])
+        assert res.exit_code != 0 and "no longer holds its first records" in res.output, res.output
 
         ends = streaming._end_offsets(store.config.kafka_bootstrap, [topic])
         streaming.check_history(store, names, ends, None, partial_history=True)  # accepted explicitly
