@@ -607,6 +607,33 @@ def test_kill_and_restart_from_checkpoint_loses_and_duplicates_nothing(streamed,
         kafka_admin.delete_topics([topic])
 
 
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_parallelism_two_writes_the_same_rows_and_online_values(streamed, tmp_path, redis_client, kafka_admin):
+    """The parity run's topic again, with two subtasks per operator (keyed state split by entity, one
+    Redis writer): the same offline rows, dead letters, metrics and online values, key for key."""
+    project = f"t_par2_{uuid.uuid4().hex[:8]}"
+    root = make_repo(tmp_path / "par2", streamed.topic, project, streamed.events)
+    store = FeatureStore(root)
+    try:
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, parallelism=2, checkpoint_interval_ms=1000)
+        assert result.records == streamed.result.records
+        for view in store.repo.views:
+            assert_same_rows(offline_table(store, view), offline_table(streamed.store, view),
+                             f"view {view}, parallelism 2 vs 1")
+        assert Counter((r["payload"], r["reason"]) for r in dead_letters(store)) == expected_dead_letters()
+        assert result.metrics == streamed.result.metrics
+        states = [k for k in result.online if k.startswith("state:")]
+        assert len({result.online[k]["instance"] for k in states}) == 2  # both subtasks reported
+        assert sum(result.online[k]["events"] for k in states) == sum(
+            streamed.result.online[k]["events"] for k in streamed.result.online if k.startswith("state:"))
+        assert _online_values(redis_client, project) == _online_values(redis_client, streamed.project)
+    finally:
+        drop_project(redis_client, project)
+
 # -- the committer (no Flink) -----------------------------------------------------------------------------
 def _flink_like_file(path: Path, rows):
     import pyarrow as pa
