@@ -43,6 +43,7 @@ TARGETS = {"events_per_s": 50_000, "freshness_p99_ms": 1_000}
 PARTITIONS = 3
 SAMPLE_S = 0.25
 POLL_S = 0.02
+FRESHNESS_LOADS = (300, 1_000)  # background events/s: light, and about half of what the online path sustains
 
 
 # -- set-up -----------------------------------------------------------------------------------------------
@@ -339,8 +340,11 @@ def run(scale: str = "small") -> dict:
     try:
         doc = {"targets": TARGETS}
         doc["throughput"] = throughput(base, bootstrap, SCALES[scale])
-        log("stream: freshness ...")
-        doc["freshness"] = freshness(base, bootstrap, seconds=10.0 if scale == "tiny" else 30.0)
+        doc["freshness"] = []
+        for load in FRESHNESS_LOADS:
+            log(f"stream: freshness under {load} events/s ...")
+            doc["freshness"].append(freshness(base, bootstrap, seconds=10.0 if scale == "tiny" else 30.0,
+                                              load_per_s=load))
         return doc
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -364,15 +368,25 @@ def render(doc: dict) -> tuple:
             target = f">= {TARGETS['events_per_s']:,}/s: **{'met' if sus >= TARGETS['events_per_s'] else 'missed'}**"
         rows.append(f"| {name} | {r['records_per_s']:,.0f} ({r['seconds']} s) | "
                     f"{'n/a' if sus is None else f'{sus:,.0f}'} | {'' if sus is None else f'{sus / base:.2f}x'} | {target} |")
-    fr = doc.get("freshness", {})
+    full = cont.get("full job", {})
+    states = [v for k, v in full.get("online_stats", {}).items() if k.startswith("state:")]
+    if states:
+        el, fl = sum(v["element_s"] for v in states), sum(v["flush_s"] for v in states)
+        ev, fe = sum(v["events"] for v in states), sum(v["flushed_events"] for v in states)
+        rows += ["", f"Full job, Python online path: {ev:,} rows (one per event and key group) in "
+                 f"`process_element` {el:.1f} s ({el / max(ev, 1) * 1e6:.0f} us/row), flushes {fl:.1f} s for "
+                 f"{fe:,} event encodings ({fe / max(ev, 1):.1f} per row: whole-value rewrites), of "
+                 f"{full['seconds']} s; the rest of the gap to the offline path is PyFlink's per-row cost of "
+                 "moving rows into Python (see docs/streaming.md, Performance)."]
     rows += [""]
-    if fr.get("p99_ms") is not None:
-        ok = fr["p99_ms"] <= TARGETS["freshness_p99_ms"]
-        rows += [f"Freshness (produced -> visible in `get_online_features`), {fr['seen']}/{fr['probes']} probes under "
-                 f"{fr['background_events_per_s']:,} events/s of background load: p50 {fr['p50_ms']} ms, "
-                 f"p99 {fr['p99_ms']} ms, max {fr['max_ms']} ms; target p99 <= {TARGETS['freshness_p99_ms']} ms: "
-                 f"**{'met' if ok else 'missed'}**.", ""]
-    elif fr:
-        rows += [f"Freshness: no probe became visible ({fr})", ""]
+    for fr in doc.get("freshness", []):
+        if fr.get("p99_ms") is not None:
+            ok = fr["p99_ms"] <= TARGETS["freshness_p99_ms"]
+            rows += [f"Freshness (produced -> visible in `get_online_features`) under "
+                     f"{fr['background_events_per_s']:,} events/s of background load, {fr['seen']}/{fr['probes']} "
+                     f"probes: p50 {fr['p50_ms']} ms, p99 {fr['p99_ms']} ms, max {fr['max_ms']} ms; target p99 <= "
+                     f"{TARGETS['freshness_p99_ms']} ms: **{'met' if ok else 'missed'}**.", ""]
+        else:
+            rows += [f"Freshness: no probe became visible ({fr})", ""]
     details = ["### Streaming details", "", "```json", json.dumps(doc, indent=1, default=str)[:20000], "```", ""]
     return rows, details
