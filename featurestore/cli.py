@@ -96,7 +96,6 @@ def _print_plan(plan, explain: Optional[dict]) -> None:
             for title, sql in jobs.items():
                 console.rule(f"{view}: {title}")
                 console.print(Syntax(sql, "sql", word_wrap=True, theme="ansi_dark"))
-        console.print("(the Flink streaming job is not compiled yet)")
 
 
 @app.command()

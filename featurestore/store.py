@@ -13,6 +13,9 @@ from featurestore.plan import Plan, apply_plan, build_plan
 from featurestore.registry import read_registry, write_registry
 
 
+STREAM_JOB = "streaming job"  # the key of the Flink job in FeatureStore.explain()
+
+
 class FeatureStore:
     """A feature repo: its definitions, config, registry and stores.
 
@@ -133,16 +136,27 @@ class FeatureStore:
         return results
 
     def explain(self, views=None) -> dict:
-        """The compiled jobs, as text: per view, the backfill SQL and the point-in-time SQL."""
+        """The compiled jobs, as text: per view, the backfill SQL and the point-in-time SQL; and, when a
+        view has a stream face, the streaming job (every statement of its Flink SQL) under ``STREAM_JOB``."""
+        from featurestore import streaming
         from featurestore.engines import duckdb_sql as dsql
+        from featurestore.engines.flink_sql import StreamCompileError
 
+        names = views or list(self.repo.views)
         out = {}
-        for name in views or list(self.repo.views):
+        for name in names:
             cv = self.compiled(name)
             out[name] = {
                 "backfill (DuckDB)": dsql.events_sql(cv, "<batch face>", None, None),
                 "point-in-time (DuckDB)": dsql.pit_sql(cv, "<offline events>", "<requests>"),
             }
+        streamed = [n for n in names if self.repo.views[n].source.stream is not None]
+        if streamed:
+            try:
+                text = streaming.explain(self, streamed)
+            except StreamCompileError as exc:
+                text = f"-- cannot be compiled to the streaming job:\n-- {exc}"
+            out[STREAM_JOB] = {"Flink SQL (one job, every streamed view)": text}
         return out
 
     def get_historical_features(self, entity_df, features=None, feature_service=None, full_feature_names=False,

@@ -79,3 +79,12 @@ def test_backfill_engine_flink_on_a_fresh_repo_equals_duckdb(tmp_path):
     key = list(duck_rows.columns)
     assert (flink_rows.sort_values(key).astype(str).values.tolist()
             == duck_rows.sort_values(key).astype(str).values.tolist())
+
+
+def test_plan_explain_prints_the_streaming_job_too():
+    root = Path(__file__).resolve().parents[1]  # the example repo: its source has a Kafka stream face
+    res = runner.invoke(app, ["plan", "--repo", str(root), "--explain"])
+    assert res.exit_code == 0, res.output
+    assert "user_spend: backfill (DuckDB)" in res.output
+    assert "streaming job: Flink SQL (one job, every streamed view)" in res.output
+    assert "fs_kafka_transactions" in res.output and "fs_dead_letters_transactions" in res.output
