@@ -388,6 +388,26 @@ def _discarding_sink():
     return Sink(get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())
 
 
+def _online_rows_keyed(t_env, select: str):
+    """The online rows ``(k, p, o, v)`` of the query ``select`` as a KeyedStream keyed by ``k``, keyed in
+    the JVM.
+
+    PyFlink's ``key_by`` computes the key in a Python operator (``AddKey``: one more JVM -> Python ->
+    JVM crossing per row, about a third of the online path's per-row cost here). Its output is
+    ``Row(key, value)`` (a RowTypeInfo) keyed by field 0 with the Java ``KeyByKeySelector``; SQL makes
+    the same rows here, so the keyed Python operator downstream gets exactly what ``key_by`` gives it."""
+    from pyflink.common import Types
+    from pyflink.datastream.data_stream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    value_type = Types.ROW_NAMED(["k", "p", "o", "v"], [Types.STRING(), Types.INT(), Types.LONG(), Types.STRING()])
+    pairs = t_env.sql_query(f"SELECT k, ROW(k, p, o, v) AS r FROM (\n{select}\n)")
+    stream = t_env.to_append_stream(pairs, Types.ROW_NAMED(["k", "r"], [Types.STRING(), value_type]))
+    j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                                          Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, value_type, stream)
+
+
 def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     """The job (not yet executed) for ``plan``: SQL sinks attached to the DataStream environment, plus the
     online writer. Execute with ``built.env.execute_async(options.job_name)``."""
@@ -414,9 +434,8 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     if plan.online and options.online:
         union = "\nUNION ALL\n".join(
             f"SELECT '{g.gid}' || k AS k, p, o, v FROM (\n{g.sql}\n)" for g in plan.online)
-        rows = t_env.to_data_stream(t_env.sql_query(union))
         values = (
-            rows.key_by(lambda r: r[0], key_type=Types.STRING())
+            _online_rows_keyed(t_env, union)
             .process(EntityState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
                                  options.flush_ms_per_event),
                      output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()]))
