@@ -129,7 +129,7 @@ class EntityState(KeyedProcessFunction):
         self.events.put(ek, v)
         cached = self.cache.get(key)
         if cached is not None:
-            cached[ek] = json.loads(v)
+            cached[ek] = self._entry(key, ek, v)
         self.clean.discard(key)
         if key not in self.dirty:
             self.dirty.add(key)
@@ -167,10 +167,17 @@ class EntityState(KeyedProcessFunction):
                 ctx.timer_service().register_processing_time_timer(self.heartbeat_at)
         return out
 
+    def _entry(self, key: str, ek: int, v: str) -> tuple:
+        """A cached event: ``(order key, event key, event)``. The order key (SPEC event order) is computed
+        once per event, so a flush sorts the tuples in C (the event keys are unique: ``e`` is never compared)."""
+        e = json.loads(v)
+        return self.order_keys[int(key[: key.index("[")])](e), ek, e
+
     def _load(self, key: str) -> dict:
+        """The entity's events, ``event key -> _entry``, from the cache or (on a miss) from keyed state."""
         cached = self.cache.get(key)
         if cached is None:
-            cached = {ek: json.loads(v) for ek, v in self.events.items()}
+            cached = {ek: self._entry(key, ek, v) for ek, v in self.events.items()}
             self.cache[key] = cached
             if len(self.cache) > CACHE_KEYS:
                 self.cache.popitem(last=False)
@@ -185,7 +192,7 @@ class EntityState(KeyedProcessFunction):
         group = self.groups[gid]
         entity = encode_entity(json.loads(key[key.index("["):]))
         evs = self._load(key)
-        ordered = sorted(evs.items(), key=lambda kv: self.order_keys[gid](kv[1]))
+        ordered = [(ek, e) for _, ek, e in sorted(evs.values())]
         needed = set()
         before = self.trimmed.value() or []
         trimmed = set(before)
