@@ -607,7 +607,6 @@ def test_kill_and_restart_from_checkpoint_loses_and_duplicates_nothing(streamed,
         kafka_admin.delete_topics([topic])
 
 
-
 @pytest.mark.flink
 @pytest.mark.kafka
 @pytest.mark.redis
