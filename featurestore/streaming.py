@@ -958,21 +958,33 @@ class RemoteStreamHandle(StreamHandle):
         if status == "FAILED":
             self._raise_job_failure(status)
         if status not in ("FINISHED", "CANCELED"):
-            target = (self.checkpoint_root / "savepoints").resolve().as_uri()
+            savepoint = self._stop_with_savepoint_rest(drain, (self.checkpoint_root / "savepoints").resolve().as_uri())
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while self.status() not in ("FINISHED", "CANCELED", "FAILED"):
+                if time.monotonic() > deadline:
+                    raise InfraError(f"stream job {self.job_name} did not end within {STOP_TIMEOUT_S} s of its savepoint")
+                time.sleep(0.5)
+        return self._finish(savepoint)
+
+    def _stop_with_savepoint_rest(self, drain: bool, target: str) -> str:
+        """Stop-with-savepoint over REST; like the local stop, retried while some tasks are still starting."""
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while True:
             trigger = self._rest("POST", f"/jobs/{self._job_id}/stop", {"targetDirectory": target, "drain": drain})
             while True:
                 r = self._rest("GET", f"/jobs/{self._job_id}/savepoints/{trigger['request-id']}")
                 if r.get("status", {}).get("id") == "COMPLETED":
-                    op = r.get("operation") or {}
-                    if "failure-cause" in op:
-                        raise InfraError(f"stop-with-savepoint of {self.job_name} failed: "
-                                         f"{str(op['failure-cause'].get('stack-trace', ''))[:300]}")
-                    savepoint = op.get("location")
                     break
+                if time.monotonic() > deadline:
+                    raise InfraError(f"stop-with-savepoint of {self.job_name}: no answer within {STOP_TIMEOUT_S} s")
                 time.sleep(0.5)
-            while self.status() not in ("FINISHED", "CANCELED", "FAILED"):
-                time.sleep(0.5)
-        return self._finish(savepoint)
+            op = r.get("operation") or {}
+            if "failure-cause" not in op:
+                return op.get("location")
+            cause = str(op["failure-cause"].get("stack-trace", ""))
+            if TASKS_STARTING not in cause or time.monotonic() > deadline:
+                raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {cause[:300]}")
+            time.sleep(0.5)
 
     def cancel(self) -> None:
         self._stop.set()
