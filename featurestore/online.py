@@ -1,44 +1,39 @@
-"""Request-time computation of online features (SPEC §2, §3.2): exact, over an entity's stored events.
+"""Request-time computation of online features (SPEC §2, §3.2): exact, from partial states.
 
-The online store (:mod:`featurestore.stores.online_redis`) keeps, per (view, entity), the view's stored
-events that a request may still need: each event's time (epoch ms) and the value of every distinct
-feature input expression, evaluated by DuckDB when the state was written (so SQL semantics, casts and
-NaN-as-null are the offline ones), **in SPEC event order** (``CompiledView.order_columns`` ascending,
-nulls first). This module turns that state into feature values at a request time ``q`` with plain
-Python, one rule per line of :mod:`featurestore.semantics`:
+The online state of an entity (:mod:`featurestore.kernel.entity`, stored by
+:mod:`featurestore.stores.online_redis`) is a prefix partial, tiles and raw events. A request at ``q``
+reads, for each distinct window ``W`` of the requested features (a latest feature's window is its
+view's TTL), the exact decomposition of ``[q - W, q)`` (:func:`featurestore.kernel.tiles.decompose`):
+raw edge events and whole tiles, or for an unbounded window the latest prefix at or before
+``floor_top(q)`` plus the tiles after it. Their partial rows are merged and finished by
+:class:`featurestore.kernel.partials.Layout`, the same code that built them. A sparse entity (no
+tiles) is computed from its few raw events directly. So the cost of a lookup is O(tiles + edge
+events) per window, never the entity's history, and every value is the oracle's: counts and integer
+sums exact, float sums, means and variances correctly rounded from exact sums.
 
-* Window ``W`` at ``q`` is ``q - W <= ts < q`` (:func:`featurestore.semantics.in_window`); the events
-  are sorted by ``ts``, so the window is the contiguous slice ``[bisect_left(ts, q - W),
-  bisect_left(ts, q))``, which is exactly the set of events ``in_window`` accepts (tested).
-* *latest*: the greatest event with ``ts < q`` (the last one of the slice, event order) when
-  ``ts >= q - ttl`` (:func:`featurestore.semantics.latest_visible`), its value null or not; else null.
-* Null inputs are ignored; ``count(*)`` counts events; ``count``/``count_distinct`` are 0 on empty.
-* ``last``/``first``: the value of the greatest/least event (event order) whose value is non-null.
-* ``sum`` of integers is a Python int (exact); float ``sum``/``mean`` use :func:`math.fsum` (correctly
-  rounded); ``variance``/``stddev`` are sample statistics (n - 1, null for n < 2) by a compensated
-  two-pass over fsum. The offline engine uses DuckDB's ``fsum``/``var_samp``; both agree to far better
-  than the 1e-9 relative of SPEC §3.
-* ``min``/``max`` order NaN above every number (DuckDB); ``count_distinct`` counts all NaNs as one
-  value and ``0.0 == -0.0`` (DuckDB).
-* ``default`` replaces a null result (``COALESCE(agg, default)``, cast to the feature's type exactly as
-  the offline SQL casts it); counts are never null.
+``default`` replaces a null result (``COALESCE(agg, default)``, cast to the feature's type as the
+offline SQL casts it); counts are never null. Each value comes with a status (:data:`STATUSES`).
 """
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import orjson
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
-from featurestore.semantics import latest_visible
+from featurestore.kernel.partials import Layout
+from featurestore.kernel.tiles import TOP_LEVEL, decompose, floor_unit, tile_id, tile_ms
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_NAN_KEY = ("NaN",)  # one distinct value for every NaN (DuckDB's count(DISTINCT))
+
+# Statuses of served values (Feast's names; REFUSED is ours: the online store cannot answer exactly).
+PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE, REFUSED = (
+    "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED")
+STATUSES = (PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE, REFUSED)
 
 
 # -- the stored columns ------------------------------------------------------------------------------
@@ -55,36 +50,41 @@ def input_columns(cv: CompiledView) -> List[Tuple[str, str]]:
     return list(seen.items())
 
 
-@dataclass
-class EntityState:
-    """Decoded online state of one entity in one view: event times (ms, ascending, event order) and one
-    list of values per input column (``input_columns`` order). ``horizon``: the earliest request time
-    the state answers exactly (None: every time)."""
-
-    ts: List[int]
-    cols: List[List[Any]]
-    horizon: Optional[int] = None
-
-    @property
-    def n(self) -> int:
-        return len(self.ts)
+_LAYOUTS: Dict[str, Layout] = {}
 
 
-EMPTY = EntityState([], [], None)
+def view_layout(cv: CompiledView) -> Layout:
+    """The partial-state layout of every feature of ``cv`` (the stored rows' format; cached per
+    definition fingerprint)."""
+    layout = _LAYOUTS.get(cv.data_fingerprint)
+    if layout is None:
+        inputs = input_columns(cv)
+        cols = {expr: i for i, (expr, _) in enumerate(inputs)}
+        aggs = [(a.name, a.function, cols[a.expr] if a.expr is not None else None) for a in cv.aggregations]
+        layout = Layout(inputs, aggs, [cols[s.expr] for s in cv.latest])
+        _LAYOUTS[cv.data_fingerprint] = layout
+    return layout
+
+
+def view_windows(cv: CompiledView) -> List[Optional[int]]:
+    """Every window the view's features read (a latest feature reads its TTL; None is unbounded)."""
+    ws: List[Optional[int]] = [a.window_ms for a in cv.aggregations]
+    if cv.latest:
+        ws.append(cv.ttl_ms)
+    return list(dict.fromkeys(ws))
 
 
 # -- per-feature plan -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FeaturePlan:
-    """How to compute one feature from an :class:`EntityState`."""
+    """How to compute one feature."""
 
     name: str
     function: str  # "latest" or an aggregation function
-    column: Optional[int]  # index into EntityState.cols; None for count(*)
+    column: Optional[int]  # input column index; None for count(*)
     window_ms: Optional[int]  # the window; for latest, the view's TTL; None: unbounded
     empty: Any  # value of a null result: the cast default, 0 for counts, else None
     dtype: str  # output type
-    input_dtype: Optional[str]
 
 
 def plan_features(cv: CompiledView, names: Sequence[str]) -> List[FeaturePlan]:
@@ -98,22 +98,22 @@ def plan_features(cv: CompiledView, names: Sequence[str]) -> List[FeaturePlan]:
     for name in names:
         if name in latest:
             s = latest[name]
-            plans.append(FeaturePlan(name, "latest", cols[s.expr], cv.ttl_ms, None, s.dtype, s.dtype))
+            plans.append(FeaturePlan(name, "latest", cols[s.expr], cv.ttl_ms, None, s.dtype))
         else:
             a = aggs[name]
             col = cols[a.expr] if a.expr is not None else None
             empty = a.empty_value
             if empty is not None:
                 empty = cast_value(empty, a.dtype)
-            plans.append(FeaturePlan(name, a.function, col, a.window_ms, empty, a.dtype, a.input_dtype))
+            plans.append(FeaturePlan(name, a.function, col, a.window_ms, empty, a.dtype))
     return plans
 
 
 def cast_value(value: Any, dtype: str) -> Any:
     """``CAST(value AS dtype)`` as DuckDB computes it (used once per feature for defaults)."""
-    from featurestore.engines.duckdb_sql import SQL_TYPES, literal
-
     import duckdb
+
+    from featurestore.engines.duckdb_sql import SQL_TYPES, literal
 
     con = duckdb.connect()
     try:
@@ -128,102 +128,180 @@ def cast_value(value: Any, dtype: str) -> Any:
     return v
 
 
-# -- request time ------------------------------------------------------------------------------------
-def compute(plans: Sequence[FeaturePlan], state: Optional[EntityState], q: int) -> List[Any]:
-    """Each planned feature's value at request time ``q`` (epoch ms), as a plain Python value
-    (int, float, str, bool, tz-aware datetime, or None). ``state`` None: the entity has no events."""
-    state = state or EMPTY
-    ts = state.ts
-    hi = bisect_left(ts, q)  # events [0, hi) have ts < q
-    out = []
-    for p in plans:
-        if p.function == "latest":
-            value = None
-            if hi > 0 and latest_visible(ts[hi - 1], q, p.window_ms):
-                value = state.cols[p.column][hi - 1]
-            out.append(to_output(value, p.dtype))
-            continue
-        lo = 0 if p.window_ms is None else bisect_left(ts, q - p.window_ms, 0, hi)
-        if p.column is None:  # count(*)
-            value = hi - lo
+# -- what a request reads ----------------------------------------------------------------------------
+@dataclass
+class ReadPlan:
+    """What to read of each entity of one view for a request at ``q``: the tiles and raw ranges of every
+    window (dense entities), and ``cut`` (the top-tile boundary at or before ``q`` whose prefix an
+    unbounded window starts from; None when no window is unbounded)."""
+
+    q: int
+    windows: List[Optional[int]]
+    tiles: List[str]
+    ranges: List[Tuple[int, int]]  # inclusive ms ranges of raw events (ZRANGEBYSCORE)
+    cut: Optional[int]
+
+    def script_args(self) -> list:
+        args: list = ["" if self.cut is None else self.cut, len(self.tiles), *self.tiles]
+        for lo, hi in self.ranges:
+            args += [lo, hi]
+        return args
+
+
+def read_plan(windows: Sequence[Optional[int]], q: int, top: int = TOP_LEVEL) -> ReadPlan:
+    cut = None
+    tiles: Dict[str, None] = {}
+    ranges: Dict[Tuple[int, int], None] = {}
+    for w in windows:
+        if w is None:
+            cut = floor_top(q, top)
+            pieces = decompose(None, q, cut, top) if q > cut else None
         else:
-            value = aggregate(p.function, state.cols[p.column][lo:hi] if hi > lo else [], p.input_dtype)
-        out.append(to_output(p.empty if value is None else value, p.dtype))
-    return out
+            pieces = decompose(q - w, q, None, top)
+        if pieces is None:
+            continue
+        for level, start in pieces.tiles:
+            tiles.setdefault(tile_id(level, start))
+        for lo, hi in pieces.raw:
+            ranges.setdefault((lo, hi - 1))
+    return ReadPlan(q, list(windows), list(tiles), list(ranges), cut)
 
 
-def window_bounds(ts: Sequence[int], q: int, window_ms: Optional[int]) -> Tuple[int, int]:
-    """The slice of sorted ``ts`` inside the window of ``q`` (what :func:`compute` uses)."""
-    hi = bisect_left(ts, q)
-    return (0 if window_ms is None else bisect_left(ts, q - window_ms, 0, hi)), hi
+def floor_top(ms: int, top: int = TOP_LEVEL) -> int:
+    size = tile_ms(top)
+    return ms - ms % size
 
 
-def aggregate(function: str, values: List[Any], input_dtype: Optional[str]) -> Any:
-    """One aggregation over the values of the events in a window, in event order (None = null)."""
-    if function == "last":
-        for v in reversed(values):
-            if v is not None:
-                return v
+# -- request time ------------------------------------------------------------------------------------
+@dataclass
+class EntityReply:
+    """What the store returned for one entity (see :mod:`featurestore.stores.online_redis`)."""
+
+    meta: dict  # fp, horizon ("h"), ...
+    dense: bool
+    prefix: Optional[Tuple[int, list]]  # (boundary ms, decoded row) of the latest prefix <= cut
+    prefix_tile: Optional[list]  # decoded top tile at the prefix boundary (when it is before the cut)
+    tiles: Dict[str, list]  # tile id -> decoded row (dense)
+    events: List[Tuple[list, list]]  # (order, inputs) of the raw events read
+
+
+def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply], q: int,
+            top: int = TOP_LEVEL) -> Tuple[List[Any], List[str]]:
+    """Each planned feature's value at request time ``q`` (epoch ms) as a plain Python value, and its
+    status. ``reply`` None: the entity has no state (no events within the retention)."""
+    rows: Dict[Optional[int], list] = {}
+    found = reply is not None
+    for p in plans:
+        if p.window_ms not in rows:
+            rows[p.window_ms] = _window_row(layout, reply, q, p.window_ms, top) if found else layout.new()
+    values, statuses = [], []
+    for p in plans:
+        row = rows[p.window_ms]
+        if p.function == "latest":
+            value = layout.finalize("latest", p.column, row)
+            status = PRESENT if value is not None else NULL_VALUE
+            if row[layout.latest_slot] is None:
+                status = OUTSIDE_MAX_AGE if found and p.window_ms is not None and _any_before(
+                    layout, reply, q) else (NOT_FOUND if not found else NULL_VALUE)
+        else:
+            value = layout.finalize(p.function, p.column, row)
+            if value is None:
+                value = p.empty
+            status = PRESENT if value is not None else NULL_VALUE
+            if not found:
+                status = NOT_FOUND
+        values.append(to_output(value, p.dtype))
+        statuses.append(status)
+    return values, statuses
+
+
+def _any_before(layout: Layout, reply: EntityReply, q: int) -> bool:
+    """Whether the entity has some event before ``q`` (a latest value outside the TTL exists)."""
+    if reply.prefix is not None and reply.prefix[1][layout.latest_slot] is not None:
+        return True
+    return any(order[0] < q for order, _ in reply.events)
+
+
+def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], top: int) -> list:
+    row = layout.new()
+    if w is None:
+        lo = None
+        cut = floor_top(q, top)
+        if reply.prefix is not None:
+            boundary, prow = reply.prefix
+            layout.merge(row, prow)
+            if boundary < cut:
+                # No event landed in [boundary + top tile, q): the top tile at the boundary is the rest.
+                if reply.prefix_tile is not None:
+                    layout.merge(row, reply.prefix_tile)
+                elif not reply.dense:
+                    _add_events(layout, row, reply.events, boundary, q)
+                return row
+            lo = boundary
+        if not reply.dense:
+            _add_events(layout, row, reply.events, lo, q)
+            return row
+        if q <= cut:
+            return row
+        pieces = decompose(None, q, cut, top)
+    else:
+        if not reply.dense:
+            _add_events(layout, row, reply.events, q - w, q)
+            return row
+        pieces = decompose(q - w, q, None, top)
+    for level, start in pieces.tiles:
+        tile = reply.tiles.get(tile_id(level, start))
+        if tile is not None:
+            layout.merge(row, tile)
+    for lo_, hi_ in pieces.raw:
+        _add_events(layout, row, reply.events, lo_, hi_)
+    return row
+
+
+def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int) -> None:
+    for order, inputs in events:
+        ts = order[0]
+        if ts < hi and (lo is None or ts >= lo):
+            layout.add(row, order, inputs)
+
+
+def decode_reply(layout: Layout, raw_reply, plan: ReadPlan) -> Optional[EntityReply]:
+    """An :class:`EntityReply` from the read script's reply (None when the entity has no state)."""
+    if not raw_reply:
         return None
-    if function == "first":
-        for v in values:
-            if v is not None:
-                return v
-        return None
-    xs = [v for v in values if v is not None]
-    n = len(xs)
-    if function == "count":
-        return n
-    if function == "count_distinct":
-        if input_dtype in (t.FLOAT32, t.FLOAT64):
-            return len({_NAN_KEY if x != x else x for x in xs})
-        return len(set(xs))
-    if n == 0:
-        return None
-    if function == "sum":
-        if input_dtype in t.INTEGER:
-            return sum(xs)
-        return exact_sum(xs)
-    if function == "mean":
-        return exact_sum(xs) / n
-    if function in ("min", "max"):
-        if input_dtype in (t.FLOAT32, t.FLOAT64):
-            nums = [x for x in xs if x == x]
-            if len(nums) < n:  # NaN is above every number
-                return (min(nums) if nums else math.nan) if function == "min" else math.nan
-            xs = nums
-        return min(xs) if function == "min" else max(xs)
-    if function in ("variance", "stddev"):
-        if n < 2:
-            return None
-        var = sample_variance(xs)
-        return var if function == "variance" else math.sqrt(var)
-    raise ValueError(f"unknown aggregation function {function!r}")  # pragma: no cover
+    meta = orjson.loads(raw_reply[0])
+    dense = bool(raw_reply[1])
+    prefix = None
+    if raw_reply[2]:
+        boundary, prow = loads(raw_reply[2])
+        prefix = (boundary, layout.decode(prow))
+    prefix_tile = layout.decode(loads(raw_reply[3])) if raw_reply[3] else None
+    tiles: Dict[str, list] = {}
+    if dense:
+        for name, raw in zip(plan.tiles, raw_reply[4]):
+            if raw:
+                tiles[name] = layout.decode(loads(raw))
+        members = [m for frag in raw_reply[5] for m in frag]
+    else:
+        members = raw_reply[4]
+    events = []
+    if dense:  # the fragments of several windows may overlap: each member once
+        members = list(dict.fromkeys(members))
+    for m in members:
+        ev = loads(m)
+        events.append((ev[1], ev[2]))
+    return EntityReply(meta, dense, prefix, prefix_tile, tiles, events)
 
 
-def exact_sum(xs: Sequence[Any]) -> float:
-    """The correctly rounded sum of ``xs`` (as doubles), IEEE results for non-finite inputs."""
+def loads(raw: bytes):
+    """orjson is several times faster; it refuses the NaN/Infinity tokens a feature expression can
+    produce, and those values fall back to the standard parser (same values)."""
     try:
-        return math.fsum(xs)
-    except ValueError:  # inf + -inf
-        return math.nan
-    except OverflowError:  # finite inputs whose exact sum does not fit a double
-        total = sum((Fraction(float(x)) for x in xs), Fraction(0))
-        return math.copysign(math.inf, total)
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        import json
 
-
-def sample_variance(xs: Sequence[Any]) -> float:
-    """Sample variance (n - 1) by a compensated two-pass over fsum; NaN if any input is not finite."""
-    fx = [float(x) for x in xs]
-    n = len(fx)
-    total = exact_sum(fx)
-    if not math.isfinite(total) or not all(math.isfinite(x) for x in fx):
-        return math.nan
-    mean = total / n
-    d = [x - mean for x in fx]
-    s1 = math.fsum(d)
-    s2 = math.fsum(x * x for x in d)
-    return max(s2 - s1 * s1 / n, 0.0) / (n - 1)
+        return json.loads(raw)
 
 
 def to_output(value: Any, dtype: str) -> Any:
@@ -246,17 +324,25 @@ def to_output(value: Any, dtype: str) -> Any:
 # -- the response --------------------------------------------------------------------------------------
 class OnlineResponse:
     """Feature values of an online lookup: ``to_dict()`` -> ``{column: [value per entity row]}`` (the
-    entity rows' join keys first, then the features in request order; Feast style), ``to_df()``, and
-    ``request_id`` (set when the lookup was logged)."""
+    entity rows' join keys first, then the features in request order; Feast style), ``statuses()`` ->
+    the same shape with each value's status, ``refusals`` (one line per refused view and why),
+    ``to_df()``, and ``request_id`` (set when the lookup was logged)."""
 
     def __init__(self, columns: Dict[str, List[Any]], request_id: Optional[str] = None,
-                 request_time_ms: Optional[int] = None):
+                 request_time_ms: Optional[int] = None, statuses: Optional[Dict[str, List[str]]] = None,
+                 refusals: Optional[List[str]] = None):
         self._columns = columns
+        self._statuses = statuses or {}
+        self.refusals = list(refusals or [])
         self.request_id = request_id
         self.request_time_ms = request_time_ms
 
     def to_dict(self) -> Dict[str, List[Any]]:
         return {k: list(v) for k, v in self._columns.items()}
+
+    def statuses(self) -> Dict[str, List[str]]:
+        """``{feature column: [status per entity row]}`` (:data:`STATUSES`)."""
+        return {k: list(v) for k, v in self._statuses.items()}
 
     def to_df(self):
         import pandas as pd
@@ -270,5 +356,6 @@ class OnlineResponse:
         return f"OnlineResponse({len(self)} rows, columns={list(self._columns)})"
 
 
-__all__ = ["EntityState", "FeaturePlan", "input_columns", "plan_features", "compute", "aggregate", "window_bounds",
-           "exact_sum", "sample_variance", "to_output", "cast_value", "OnlineResponse"]
+__all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "read_plan",
+           "ReadPlan", "EntityReply", "decode_reply", "to_output", "cast_value", "OnlineResponse", "STATUSES",
+           "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED"]

@@ -309,7 +309,9 @@ class FeatureStore:
                             full_feature_names=False, request_id=None):
         """Feature values for each entity row at ``request_time`` (default now, UTC; tz-aware datetime,
         pandas Timestamp or epoch ms), from the online store in one Redis round trip (SPEC §3.2: equal
-        to ``get_historical_features`` at that time). ``.to_dict()`` / ``.to_df()`` on the result.
+        to ``get_historical_features`` at that time). ``.to_dict()`` / ``.to_df()`` on the result;
+        ``.statuses()`` gives each value's status (PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE, or
+        REFUSED when the online store cannot answer exactly: ``.refusals`` says why).
 
         Logged (log-and-wait, SPEC §7) when ``log=True`` or the feature service's logging is on: the
         served vector is in Redis before this returns, and ``.request_id`` names it (``request_id=``
@@ -318,10 +320,10 @@ class FeatureStore:
         >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
         """
         from featurestore import serving_log
+        from featurestore.sdk.online_lookup import lookup
         from featurestore.sdk.refs import resolve_features
-        from featurestore.stores import online_redis
 
-        response = online_redis.lookup(self, entity_rows, features=features, feature_service=feature_service,
+        response = lookup(self, entity_rows, features=features, feature_service=feature_service,
                                        request_time=request_time, full_feature_names=full_feature_names)
         if serving_log.should_log(self, feature_service, log):
             selection = resolve_features(self.repo, features, feature_service)

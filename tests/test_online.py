@@ -17,8 +17,7 @@ import pytest
 
 from featurestore.config import load_config
 from featurestore.errors import InfraError, RequestError
-from featurestore.online import EntityState, compute, plan_features, window_bounds
-from featurestore.semantics import in_window
+from featurestore.online import compute, plan_features
 from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
 from tests import oracle
@@ -71,9 +70,20 @@ def feature_columns(store):
     return [f for v in store.repo.views.values() for f in v.feature_names]
 
 
+@pytest.fixture(params=["sparse", "tiled"])
+def layout_mode(request, monkeypatch):
+    """Both read paths of the online state: sparse entities (raw events) and tiled ones (every entity
+    with more than 0 events keeps tiles and prefixes)."""
+    from featurestore.kernel import entity
+
+    if request.param == "tiled":
+        monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
+    return request.param
+
+
 # -- online = offline ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", SEEDS)
-def test_online_equals_offline(make_store, seed):
+def test_online_equals_offline(make_store, seed, layout_mode):
     store = make_store()
     events = random_events(seed)
     write_events(store.repo_path, events)
@@ -167,11 +177,11 @@ def test_retention_of_each_view():
     store = FeatureStore(write_repo(__import__("pathlib").Path(__import__("tempfile").mkdtemp())))
     for name in cv:
         cv[name] = orr.retention(store.compiled(name))
-    assert cv["amount_stats"] == orr.Retention(True, 3_600_000, False)
-    assert cv["qty_stats"].keep_all  # first_tag is unbounded
-    assert cv["profile"] == orr.Retention(False, 45_000, False) and cv["profile"].expires
-    assert cv["profile_forever"] == orr.Retention(False, 0, True) and not cv["profile_forever"].expires
-    assert cv["pair_stats"] == orr.Retention(False, 120_000, False)
+    assert cv["amount_stats"] == orr.Retention(True, 3_600_000, False)  # events_all is unbounded
+    assert cv["qty_stats"].keep_base  # first_tag is unbounded
+    assert cv["profile"] == orr.Retention(False, 45_000, True)
+    assert cv["profile_forever"] == orr.Retention(True, 0, False)  # latest without TTL
+    assert cv["pair_stats"] == orr.Retention(False, 120_000, True)
 
 
 def test_key_ttl_bounds_memory_of_bounded_views(make_store, redis_client):
@@ -191,13 +201,18 @@ def test_key_ttl_bounds_memory_of_bounded_views(make_store, redis_client):
                 assert 0 < ttl <= retention_ms + orr.SLACK_MS, (view, ttl)
             else:
                 assert ttl == -1, (view, ttl)
-    key = orr.entity_key(p, "pair_stats", ["u0", 1])
-    assert key == f'fs:{p}:pair_stats:["u0",1]'
-    doc = json.loads(redis_client.get(key))
-    assert set(doc) == {"v", "fp", "h", "ts", "c"} and doc["v"] == orr.FORMAT_VERSION
-    assert doc["fp"] == store.compiled("pair_stats").data_fingerprint
-    assert doc["ts"] == sorted(doc["ts"]) and len(doc["c"]) == 2  # amount, qty
-    assert all(len(c) == len(doc["ts"]) for c in doc["c"])
+    base = orr.entity_base(p, "pair_stats", ["u0", 1])
+    assert base == f'fs:{p}:pair_stats:{{["u0",1]}}'
+    tkey, rkey, _ = orr.entity_keys(base)
+    meta = json.loads(redis_client.hget(tkey, "_"))
+    assert meta == {"fp": store.compiled("pair_stats").data_fingerprint, "h": None}
+    members = redis_client.zrange(rkey, 0, -1, withscores=True)
+    events = [json.loads(m) for m, _ in members]
+    assert events and all(ev[1][0] == score for ev, (_, score) in zip(events, members))
+    assert all(len(ev[2]) == 2 for ev in events)  # inputs: amount, qty
+    assert sorted(ev[0] for ev in events) == list(range(-len(events), 0))  # unique ids
+    marker = json.loads(redis_client.hget(orr.views_key(p), "pair_stats"))
+    assert marker["v"] == orr.FORMAT_VERSION and marker["by"] == "materialize" and marker["h"] is None
 
 
 def test_materialize_with_end_prunes_and_stays_exact_after_the_horizon(make_store, redis_client):
@@ -209,14 +224,14 @@ def test_materialize_with_end_prunes_and_stays_exact_after_the_horizon(make_stor
     end_ms = end.value // 1_000_000
     results = {r.view: r for r in store.materialize(end=end)}
     ts_ms = events["ts"].astype("int64") // 1_000_000
-    assert results["amount_stats"].events == len(events) and results["amount_stats"].horizon is None
+    assert all(r.horizon == end_ms for r in results.values())
     assert results["profile"].events == int((ts_ms >= end_ms - 45_000).sum())
-    assert results["profile"].horizon == end_ms
     assert results["pair_stats"].events == int((ts_ms >= end_ms - 120_000).sum())
+    # views with an unbounded window keep the raw events after the cut (a top tile boundary) and a prefix
+    for view in ("amount_stats", "profile_forever"):
+        cut = orr.cut_for(store.compiled(view), end_ms)
+        assert cut % (60_000 << 14) == 0 and results[view].events == int((ts_ms >= cut).sum())
     recent_users = set(events.loc[ts_ms >= end_ms, "user_id"])
-    # latest without TTL: events from the horizon on plus each entity's last one before it
-    assert results["profile_forever"].events == int((ts_ms >= end_ms).sum()) + len(
-        set(events.loc[ts_ms < end_ms, "user_id"]))
     assert recent_users  # the test means something
 
     requests = random_requests(seed, events)
@@ -226,14 +241,16 @@ def test_materialize_with_end_prunes_and_stays_exact_after_the_horizon(make_stor
     assert_features_equal(online_frame(store, late), offline, feature_columns(store), "after horizon")
 
     early = end - pd.Timedelta("1ms")
-    with pytest.raises(RequestError) as info:
-        store.get_online_features([{"user_id": "u0", "shop": 0}], features=["profile:last_tag"], request_time=early)
-    assert str(info.value) == (
-        "request_time 2026-03-01T00:03:19.999000+00:00 is before the online store's retention horizon "
-        "2026-03-01T00:03:20+00:00 for feature view 'profile' (online state answers request times at or after the "
-        "materialize end); use get_historical_features for the past")
-    # unbounded views keep everything, so any time is exact
-    store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_all"], request_time=early)
+    # every entity of the view is refused before the horizon, whether it has a key or not (issue 9)
+    gone = [u for u in set(events["user_id"].dropna()) if u not in recent_users][:1] + ["never-seen"]
+    got = store.get_online_features([{"user_id": u} for u in ["u0", *gone]], features=["profile:last_tag"],
+                                    request_time=early)
+    assert got.to_dict()["last_tag"] == [None] * (1 + len(gone))
+    assert got.statuses()["last_tag"] == ["REFUSED"] * (1 + len(gone))
+    assert got.refusals == [
+        "feature view 'profile': request_time 2026-03-01T00:03:19.999000+00:00 is before the online store's "
+        "retention horizon 2026-03-01T00:03:20+00:00 (online state answers request times at or after it); use "
+        "get_historical_features for the past"]
 
 
 def test_materialize_deletes_entities_that_fell_behind_the_horizon(make_store, redis_client):
@@ -270,7 +287,8 @@ def test_one_round_trip_for_many_entities_and_views(make_store, monkeypatch):
     got = store.get_online_features(rows, feature_service="everything", request_time=q)
     assert len(sent) == 1, sent
     payload = b"".join(sent[0]) if isinstance(sent[0], list) else sent[0]
-    assert b"MGET" in payload.upper() and b"SCAN" not in payload.upper()
+    assert payload.upper().count(b"EVALSHA") == len(rows) * len(store.repo.views)  # one per (view, entity)
+    assert b"SCAN" not in payload.upper() and b"HMGET" in payload.upper()
     assert len(got) == len(rows)
 
 
@@ -282,17 +300,18 @@ def test_stale_definition_is_refused_until_materialized(make_store):
     store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=q)
     (store.repo_path / "definitions" / "features.py").write_text(DEFINITIONS.replace('ttl="45s"', 'ttl="50s"'))
     store.reload()
-    with pytest.raises(orr.StaleOnlineState) as info:
-        store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=q)
+    got = store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag", "amount_stats:events_all"],
+                                    request_time=q)
     fp = store.compiled("profile").data_fingerprint
-    msg = str(info.value)
-    assert msg.startswith(f"online state of feature view 'profile' at 'fs:{store.config.project}:profile:[\"u0\"]' "
-                          "was written by another definition (fingerprint ")
+    (msg,) = got.refusals
+    assert msg.startswith("feature view 'profile': online state was written by another definition (fingerprint ")
     assert msg.endswith(f", current {fp[:12]}); run 'featurestore materialize --views profile'")
     # other views are untouched by the change and still served
-    store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_all"], request_time=q)
+    assert got.statuses() == {"last_tag": ["REFUSED"], "events_all": ["PRESENT"]}
+    assert got.to_dict()["last_tag"] == [None] and got.to_dict()["events_all"][0] > 0
     store.materialize(views=["profile"])
-    store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=q)
+    got = store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=q)
+    assert got.refusals == [] and got.statuses()["last_tag"][0] in ("PRESENT", "NULL_VALUE", "OUTSIDE_MAX_AGE")
 
 
 def test_response_shape(make_store):
@@ -358,22 +377,16 @@ def test_password_and_tls_reach_the_client():
 
 
 # -- the request-time functions -----------------------------------------------------------------------
-def test_window_slices_are_exactly_in_window():
-    rng = random.Random(0)
-    for _ in range(2000):
-        ts = sorted(rng.choice([rng.randint(-50, 50), 0, 10]) for _ in range(rng.randint(0, 12)))
-        q = rng.randint(-60, 60)
-        w = rng.choice([None, 0, 1, 10, 25, 1000])
-        lo, hi = window_bounds(ts, q, w)
-        assert list(range(lo, hi)) == [i for i, x in enumerate(ts) if in_window(x, q, w)], (ts, q, w)
-
-
 def test_compute_on_a_hand_made_state():
+    from featurestore.kernel.partials import order_of
+    from featurestore.online import view_layout
+
     store = FeatureStore(write_repo(__import__("pathlib").Path(__import__("tempfile").mkdtemp())))
     cv = store.compiled("qty_stats")
     names = ["qty2_sum_1m", "qty2_mean_1m", "qty2_variance_1m", "qty2_stddev_1m", "qty2_last_1m", "qty2_first_1m",
              "qty2_min_1m", "qty2_max_1m", "qty2_count_1m", "tags_1m", "qty_sum_30s", "amount_std_30s"]
     plans = plan_features(cv, names)
+    layout = view_layout(cv)
     cols = {e: i for i, (e, _) in enumerate(orr.input_columns(cv))}
     n = 4
     state_cols = [[None] * n for _ in cols]
@@ -381,12 +394,18 @@ def test_compute_on_a_hand_made_state():
     state_cols[cols["tag"]] = ["a", "a", None, "b"]
     state_cols[cols["qty"]] = [1, None, 3, 2]
     state_cols[cols["amount"]] = [1.5, None, None, None]
-    state = EntityState([1000, 2000, 2000, 61_000], state_cols)
-    got = dict(zip(names, compute(plans, state, 61_000)))  # window [1000, 61000): the first three
+    times = [1000, 2000, 2000, 61_000]
+    from featurestore.online import EntityReply
+
+    events = [(order_of(ts, [i]), [c[i] for c in state_cols]) for i, ts in enumerate(times)]
+    reply = EntityReply({}, False, None, None, {}, events)
+    values, statuses = compute(layout, plans, reply, 61_000)  # window [1000, 61000): the first three
+    got = dict(zip(names, values))
     assert got == {"qty2_sum_1m": 8, "qty2_mean_1m": 4.0, "qty2_variance_1m": 8.0, "qty2_stddev_1m": 8 ** 0.5,
                    "qty2_last_1m": 6, "qty2_first_1m": 2, "qty2_min_1m": 2, "qty2_max_1m": 6, "qty2_count_1m": 2,
                    "tags_1m": 1, "qty_sum_30s": -1, "amount_std_30s": 0.0}
     assert isinstance(got["qty2_sum_1m"], int) and isinstance(got["amount_std_30s"], float)
+    assert statuses == ["PRESENT"] * len(names)
 
 
 TYPED_DEFINITIONS = '''
@@ -444,13 +463,30 @@ def test_materialize_in_several_passes_and_progress(make_store, monkeypatch, red
     write_events(store.repo_path, events)
     store.materialize()
     p = store.config.project
-    one_pass = {k: redis_client.get(k) for k in redis_client.scan_iter(match=f"fs:{p}:*")}
+    one_pass = _contents(redis_client, p)
     _drop_project(redis_client, p)
     monkeypatch.setattr(orr, "PASS_ROWS", 70)  # 300 events: 5 passes over disjoint key-hash ranges
     seen = {}
     results = store.materialize(progress=lambda view: lambda n: seen.__setitem__(view, seen.get(view, 0) + n))
     assert seen == {r.view: r.events for r in results}
-    assert {k: redis_client.get(k) for k in redis_client.scan_iter(match=f"fs:{p}:*")} == one_pass
+    assert _contents(redis_client, p) == one_pass
+
+
+def _contents(client, project):
+    """Every online key of ``project`` and what it holds (markers' write times left out)."""
+    out = {}
+    for k in client.scan_iter(match=f"fs:{project}:*"):
+        kind = client.type(k)
+        if kind == b"hash":
+            value = client.hgetall(k)
+            if k.endswith(b":_views"):
+                value = {f: {**json.loads(v), "at": None} for f, v in value.items()}
+            out[k] = value
+        elif kind == b"zset":
+            out[k] = client.zrange(k, 0, -1, withscores=True)
+        else:
+            out[k] = client.get(k)
+    return out
 
 
 def test_feast_style_materialize_call_loads_everything(make_store):

@@ -1,72 +1,65 @@
-"""The online store: Redis, one key per (project, feature view, entity), read in one round trip.
+"""The online store: Redis, per (project, view, entity) a few keys sharing one cluster slot (SPEC §5).
 
-Layout (SPEC §5), readable and writable without this library (e.g. by the Flink job)::
+Layout (format version 2; readable and writable without this library)::
 
-    key    fs:{project}:{view}:{entity}       entity = JSON array of the join-key values in the view's
-                                              join-key order, compact: ["u1"]  ["u1",2]  (UTF-8, no
-                                              ASCII escaping, separators "," and ":")
-    value  one JSON object (UTF-8):
-           {"v": 1,                           format version
-            "fp": "<data fingerprint>",       CompiledView.data_fingerprint of the definition that wrote it
-            "h": <ms> | null,                 earliest request time answered exactly (null: every time)
-            "ts": [ms, ...],                  the entity's stored events' times, epoch ms
-            "c": [[value, ...], ...]}         per feature input expression (featurestore.online.input_columns
-                                              order), the value for each event, null for SQL NULL
-    TTL    bounded views: PXAT max(now, last event) + retention + 10 min; no TTL otherwise
+    fs:{project}:_views                    HASH   view -> marker JSON {"v": 2, "fp": <data fingerprint>,
+                                                  "h": <horizon ms> | null, "by": "materialize" | "stream",
+                                                  "at": <ms>}: written by every writer of a view; a view
+                                                  without it has no online state (never loaded, or Redis
+                                                  lost its data) and is refused, never served as defaults
+    fs:{project}:{view}:{<entity>}:t       HASH   "_": entity meta JSON {"fp": ..., "h": <ms> | null}
+                                                  "T": present when the entity keeps tiles (dense)
+                                                  "<level>:<minute>": a tile's partial row (JSON)
+    fs:{project}:{view}:{<entity>}:r       ZSET   raw events: score = event time (ms), member = JSON
+                                                  [event id, order, inputs]
+    fs:{project}:{view}:{<entity>}:p       ZSET   prefix rows (views with an unbounded window): score = a
+                                                  top-tile boundary b, member = JSON [b, row of every
+                                                  event before b]
 
-Events are stored **in SPEC event order** (time, then the source's tiebreak and other columns, ascending,
-nulls first: ``CompiledView.order_columns``); a writer must keep that order (the Flink job writes the
-whole value from its own keyed state). Values are JSON numbers (doubles in shortest round-trip form,
-so they decode bit-identically), strings, booleans; timestamps are epoch microseconds. NaN cannot occur
-in stored columns (null at ingestion), but a feature expression may make NaN or infinity: written as the
-``NaN``/``Infinity`` tokens that DuckDB's ``to_json`` and Python's ``json`` both read and write.
-Materialize builds every value inside DuckDB (``to_json(list(x ORDER BY event rank))``), so the
-inputs are evaluated and cast exactly as the offline SQL evaluates them.
+``<entity>`` is the JSON array of the join-key values in the view's join-key order (compact: ``["u1"]``,
+``["u1",2]``); the braces make it the Redis Cluster hash tag, so one entity's keys share a slot.
+What the keys hold is :mod:`featurestore.kernel.entity`'s state: rows are
+:class:`featurestore.kernel.partials.Layout` rows (``Layout.encode``), an event's order is its time
+then its further order columns, its inputs the view's input values (``featurestore.online.input_columns``
+order; timestamps as epoch microseconds, floats exactly). A lookup runs :data:`READ_LUA` once per
+(view, entity), all in one pipeline: one round trip for any number of entities and views, reading
+O(tiles + edge events) per window (``featurestore.online``).
 
-Retention (what a key holds). The *retention* ``R`` of a view is its largest window, or its TTL if
-larger (views with latest features and a TTL). ``materialize(end=E)`` keeps what a request at any
-``q >= E`` needs:
-
-* bounded views (every window finite; latest features, if any, have a TTL): events with
-  ``ts >= E - R``. The key expires ``R`` + 10 min after its last event (or after the write when that
-  is later): from then on every window of that entity is empty at the current time, so memory is
-  bounded by the events of the last ``R`` per active entity.
-* latest features without a TTL (and only finite windows): the same, plus the one greatest event
-  before ``E - R`` (it can still be the latest; every window excludes it by its time); no key TTL.
-* views with an unbounded aggregation (``window=None``): **every event of the entity's history** is
-  kept and the key never expires; memory grows with history and a lookup decodes it all. (Exact prefix
-  summaries of old events are a later optimisation; see docs.)
-
-``end=None`` keeps every event (exact for every request time; memory = the whole offline table until
-keys expire). A request before a key's horizon ``h`` is refused rather than answered from partial
-state. A key written by another definition (fingerprint differs) is refused too: re-run materialize.
+Retention. The *retention* ``R`` of a view is its largest finite window, or its TTL if larger (views with
+latest features and a TTL). ``materialize(end=E)`` keeps what a request at any ``q >= E`` needs: raw
+events (and tiles) with ``ts >= E - R``; views with an unbounded window (or latest features without a
+TTL) also keep the prefix of everything before. ``end=None`` keeps every event (horizon: none). Keys of
+bounded views expire ``R`` + 10 min after the entity's last event (or the write, when later).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import orjson
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
-
 import pyarrow.compute as pc
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.errors import FeatureStoreError, InfraError
-from featurestore.online import EntityState, input_columns
+from featurestore.kernel import entity as kentity
+from featurestore.kernel.partials import Layout
+from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
+from featurestore.online import input_columns, view_layout, view_windows
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KEY_PREFIX = "fs"
 SLACK_MS = 10 * 60 * 1000  # key TTL beyond retention: clock skew, late writers
-CHUNK_KEYS = 1000  # keys per pipelined round trip when writing
-BATCH_ROWS = 20_000  # entities per Arrow batch read from DuckDB
+CHUNK_ENTITIES = 500  # entities per pipelined round trip when writing
+BATCH_ROWS = 5_000  # entities per Arrow batch read from DuckDB
 PASS_ROWS = 20_000_000  # events per materialize pass (passes split the entities by key hash)
 _ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_TS_COL = "__fs_ts"
+TILES, RAW, PREFIXES = "t", "r", "p"
+META_FIELD, DENSE_FIELD = "_", "T"
 
 
 class StaleOnlineState(FeatureStoreError):
@@ -83,8 +76,22 @@ def view_prefix(project: str, view: str) -> str:
     return f"{KEY_PREFIX}:{project}:{view}:"
 
 
-def entity_key(project: str, view: str, values: Sequence) -> str:
-    return view_prefix(project, view) + encode_entity(values)
+def entity_base(project: str, view: str, values: Sequence) -> str:
+    """``fs:{project}:{view}:{<entity>}``: the common part of the entity's keys (add ``:t``, ``:r``, ``:p``)."""
+    return view_prefix(project, view) + "{" + encode_entity(values) + "}"
+
+
+def entity_keys(base: str) -> Tuple[str, str, str]:
+    return f"{base}:{TILES}", f"{base}:{RAW}", f"{base}:{PREFIXES}"
+
+
+def views_key(project: str) -> str:
+    return f"{KEY_PREFIX}:{project}:_views"
+
+
+def encode_marker(cv: CompiledView, horizon: Optional[int], by: str) -> str:
+    return _ENC.encode({"v": FORMAT_VERSION, "fp": cv.data_fingerprint, "h": horizon, "by": by,
+                        "at": int(time.time() * 1000)})
 
 
 # -- retention ----------------------------------------------------------------------------------------
@@ -92,54 +99,60 @@ def entity_key(project: str, view: str, values: Sequence) -> str:
 class Retention:
     """What the online state of a view keeps (see the module docstring)."""
 
-    keep_all: bool  # an unbounded aggregation: every event, no key TTL
-    window_ms: int  # R: events with ts >= end - R are kept (when not keep_all)
-    keep_last_before: bool  # latest without TTL: also the greatest event before end - R; no key TTL
-
-    @property
-    def expires(self) -> bool:
-        return not (self.keep_all or self.keep_last_before)
+    keep_base: bool  # an unbounded window (or latest without TTL): prefixes of everything before
+    window_ms: int  # R: raw events with ts >= end - R are kept
+    expires: bool  # keys expire R + slack after the entity's last event
 
 
 def retention(cv: CompiledView) -> Retention:
-    keep_all = any(a.window_ms is None for a in cv.aggregations)
-    spans = [a.window_ms for a in cv.aggregations if a.window_ms is not None]
-    if cv.latest and cv.ttl_ms is not None:
-        spans.append(cv.ttl_ms)
-    return Retention(keep_all, max(spans, default=0), bool(cv.latest) and cv.ttl_ms is None)
+    windows = view_windows(cv)
+    keep_base = any(w is None for w in windows)
+    span = max((w for w in windows if w is not None), default=0)
+    return Retention(keep_base, span, not keep_base)
 
 
-# -- state encoding -----------------------------------------------------------------------------------
-def encode_state(fingerprint: str, horizon: Optional[int], ts: List[int], cols: List[List]) -> str:
-    return _ENC.encode({"v": FORMAT_VERSION, "fp": fingerprint, "h": horizon, "ts": ts, "c": cols})
+def cut_for(cv: CompiledView, end_ms: Optional[int], top: int = TOP_LEVEL) -> Optional[int]:
+    """The time before which ``materialize(end=end_ms)`` folds events into the prefix (or drops them):
+    ``end - R``, floored to a top tile when the view keeps a prefix. None: keep everything."""
+    if end_ms is None:
+        return None
+    ret = retention(cv)
+    cut = end_ms - ret.window_ms
+    if ret.keep_base:
+        cut -= cut % tile_ms(top)
+    return cut
 
 
-def _loads(raw: bytes):
-    """orjson is several times faster on the lookup path; it refuses the NaN/Infinity tokens a feature
-    expression can produce, and those values fall back to the standard parser (same values)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-def decode_state(raw: bytes, cv: CompiledView, key: str) -> EntityState:
-    try:
-        doc = _loads(raw)
-        version, fp = doc.get("v"), doc.get("fp")
-    except (ValueError, AttributeError):
-        raise StaleOnlineState(f"online state at '{key}' is not a featurestore state value; "
-                               f"run 'featurestore materialize --views {cv.name}'") from None
-    if version != FORMAT_VERSION:
-        raise StaleOnlineState(f"online state at '{key}' has format version {version!r}, this library reads "
-                               f"{FORMAT_VERSION}; run 'featurestore materialize --views {cv.name}'")
-    if fp != cv.data_fingerprint:
-        raise StaleOnlineState(
-            f"online state of feature view '{cv.name}' at '{key}' was written by another definition "
-            f"(fingerprint {str(fp)[:12]}, current {cv.data_fingerprint[:12]}); "
-            f"run 'featurestore materialize --views {cv.name}'"
-        )
-    return EntityState(doc["ts"], doc["c"], doc.get("h"))
+# -- the read script ----------------------------------------------------------------------------------
+# KEYS: the entity's tiles hash, raw zset, prefix zset. ARGV: cut ('' = no unbounded window), n tile
+# fields, the fields, then (lo, hi) pairs of raw ranges (inclusive ms). Reply: nil (no state), or
+# {meta, dense flag, prefix member, top tile at the prefix, tiles, raw fragments} (dense), or
+# {meta, false, prefix member, false, every raw event} (sparse).
+READ_LUA = """
+local head = redis.call('HMGET', KEYS[1], '_', 'T')
+if not head[1] then return nil end
+local prefix, ptile = false, false
+if ARGV[1] ~= '' then
+  local p = redis.call('ZREVRANGEBYSCORE', KEYS[3], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #p > 0 then
+    prefix = p[1]
+    if head[2] and tonumber(p[2]) < tonumber(ARGV[1]) then
+      ptile = redis.call('HGET', KEYS[1], '%d:' .. string.format('%%d', tonumber(p[2]) / 60000))
+    end
+  end
+end
+if not head[2] then
+  return {head[1], false, prefix, false, redis.call('ZRANGE', KEYS[2], 0, -1)}
+end
+local n = tonumber(ARGV[2])
+local tiles = {}
+if n > 0 then tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n)) end
+local raws = {}
+for i = 3 + n, #ARGV, 2 do
+  raws[#raws + 1] = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return {head[1], '1', prefix, ptile, tiles, raws}
+""" % TOP_LEVEL
 
 
 # -- the client ---------------------------------------------------------------------------------------
@@ -167,7 +180,7 @@ def connect(url: str, password: Optional[str] = None, tls: bool = False):
     if tls and url.startswith("redis://"):
         url = "rediss://" + url[len("redis://"):]
     # No health-check PINGs (they would add round trips to a lookup); a dropped connection is retried
-    # instead (every command we send is idempotent: MGET, SET, MSET, DEL).
+    # instead (every command we send is idempotent).
     kwargs = {
         "socket_connect_timeout": 3.0,
         "socket_timeout": 30.0,
@@ -182,11 +195,12 @@ def connect(url: str, password: Optional[str] = None, tls: bool = False):
 @dataclass
 class MaterializeResult:
     view: str
-    entities: int  # keys written
-    events: int  # events stored in them
-    deleted: int  # keys removed because all their events fell behind the horizon
+    entities: int  # entities written
+    events: int  # raw events stored
+    deleted: int  # entities removed because all their events fell behind the horizon
     seconds: float
     horizon: Optional[int]  # earliest exactly answered request time (None: every time)
+    tiled: int = 0  # entities stored with tiles (dense)
 
     @property
     def rows_per_second(self) -> float:
@@ -202,6 +216,7 @@ class RedisOnlineStore:
         self.password = password
         self.tls = tls
         self._client = client
+        self._read = None
 
     @property
     def client(self):
@@ -226,60 +241,67 @@ class RedisOnlineStore:
                 raise self.infra_error(exc) from None
             raise
 
-    def key(self, view: str, values: Sequence) -> str:
-        return entity_key(self.project, view, values)
+    def base(self, view: str, values: Sequence) -> str:
+        return entity_base(self.project, view, values)
 
     # -- read -------------------------------------------------------------------------------------
-    def get_many(self, keys: List[str]) -> List[Optional[bytes]]:
-        """Values of ``keys`` in one round trip (one MGET)."""
-        if not keys:
-            return []
-        return self._guard(self.client.mget, keys)
+    def read(self, views: Sequence[str], reads: Sequence[Tuple[str, list]]) -> Tuple[List[Optional[bytes]], list]:
+        """One round trip: the markers of ``views`` and, for each ``(entity base, script args)`` of
+        ``reads``, the read script's reply. (The script is loaded once per client; when Redis has lost
+        it — a restart — it is loaded again and the read repeated.)"""
+        import redis
+
+        for attempt in (0, 1):
+            if self._read is None:
+                self._read = self._guard(self.client.script_load, READ_LUA)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(views_key(self.project), list(views))
+            for base, args in reads:
+                pipe.evalsha(self._read, 3, *entity_keys(base), *args)
+            try:
+                out = self._guard(pipe.execute)
+            except redis.exceptions.NoScriptError:
+                self._read = None
+                if attempt:
+                    raise
+                continue
+            return out[0], out[1:]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def markers(self, views: Sequence[str]) -> Dict[str, Optional[dict]]:
+        raw = self._guard(self.client.hmget, views_key(self.project), list(views))
+        return {v: (orjson.loads(r) if r else None) for v, r in zip(views, raw)}
 
     # -- write ------------------------------------------------------------------------------------
-    def write_states(self, items: List[Tuple[str, str, int]], expires: bool, ttl_extra_ms: int, now_ms: int) -> None:
-        """Write ``(key, value, last event ms)`` items, ``CHUNK_KEYS`` per command, several commands per
-        round trip: MSET, or (keys with a TTL) one Lua call doing ``SET key value PXAT t`` per key."""
-        pipe = self.client.pipeline(transaction=False)
-        for i in range(0, len(items), CHUNK_KEYS):
-            chunk = items[i:i + CHUNK_KEYS]
-            if expires:
-                args: List = []
-                for _, v, last in chunk:
-                    args.append(v)
-                    args.append(max(now_ms, last) + ttl_extra_ms)
-                pipe.eval(_SET_PXAT_LUA, len(chunk), *[k for k, _, _ in chunk], *args)
-            else:
-                pipe.mset({k: v for k, v, _ in chunk})
-        self._guard(pipe.execute)
+    def write_marker(self, cv: CompiledView, horizon: Optional[int], by: str) -> None:
+        self._guard(self.client.hset, views_key(self.project), cv.name, encode_marker(cv, horizon, by))
 
     def materialize_view(self, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
                          on_rows: Optional[Callable[[int], None]] = None,
                          now_ms: Optional[int] = None) -> MaterializeResult:
         """Write the online state of ``cv`` from a relation of its stored events (see module docs).
 
-        DuckDB builds each entity's value (events sorted in event order, inputs evaluated and cast,
-        JSON-encoded: doubles in shortest round-trip form) in a GROUP BY; Python only names the keys
-        and sends them. Large views are processed in ``ceil(rows / PASS_ROWS)`` passes over disjoint
-        hash ranges of the keys, so memory is bounded by one pass."""
+        DuckDB evaluates every input, orders each entity's events and encodes each raw event (doubles
+        in shortest round-trip form) in a GROUP BY; Python builds prefixes and tiles with the kernel
+        (only for entities that need them) and sends everything pipelined. Large views are processed
+        in ``ceil(rows / PASS_ROWS)`` passes over disjoint hash ranges of the keys (bounded memory)."""
         t0 = time.perf_counter()
         ret = retention(cv)
-        pruned = end_ms is not None and not ret.keep_all
-        horizon = end_ms if pruned else None
-        cutoff = end_ms - ret.window_ms if pruned else None
+        layout = view_layout(cv)
+        cut = cut_for(cv, end_ms)
+        horizon = end_ms
         now = int(time.time() * 1000) if now_ms is None else now_ms
         try:
             ((total,),) = con.sql(f"SELECT count(*) FROM {relation}").fetchall()
         except Exception as exc:
             raise FeatureStoreError(f"materialize of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
         passes = max(1, -(-int(total) // PASS_ROWS))
-        prefix = view_prefix(self.project, cv.name)
         nkeys = len(cv.join_keys)
         ttl_extra = ret.window_ms + SLACK_MS
-        entities = events = 0
+        meta = _ENC.encode({"fp": cv.data_fingerprint, "h": None})
+        entities = events = tiled = 0
         for part in range(passes):
-            sql = materialize_sql(cv, relation, horizon, cutoff, ret.keep_last_before,
-                                  part=(part, passes) if passes > 1 else None)
+            sql = materialize_sql(cv, relation, part=(part, passes) if passes > 1 else None)
             try:
                 reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
             except Exception as exc:
@@ -290,36 +312,108 @@ class RedisOnlineStore:
                     continue
                 keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
                 last = batch.column(nkeys).to_pylist()
-                count = int(pc.sum(batch.column(nkeys + 1)).as_py())
-                blobs = batch.column(nkeys + 2).to_pylist()
-                enc = _ENC.encode
-                if nkeys == 1:
-                    keys = [prefix + enc([k]) for k in keycols[0]]
-                else:
-                    keys = [prefix + enc(list(ks)) for ks in zip(*keycols)]
-                self.write_states(list(zip(keys, blobs, last)), ret.expires, ttl_extra, now)
-                entities += batch.num_rows
+                tss = batch.column(nkeys + 1).to_pylist()
+                members = batch.column(nkeys + 2).to_pylist()
+                pipe = self.client.pipeline(transaction=False)
+                n_cmd = 0
+                count = 0
+                for i in range(batch.num_rows):
+                    base = entity_base(self.project, cv.name, [kc[i] for kc in keycols])
+                    written, dense = self._stage_entity(pipe, layout, base, tss[i], members[i], cut, ret, meta)
+                    if written is not None:  # (None: every event fell behind the cut, see _delete_gone)
+                        entities += 1
+                        tiled += dense
+                        count += written
+                        if ret.expires:
+                            at = max(now, last[i]) + ttl_extra
+                            for k in entity_keys(base):
+                                pipe.pexpireat(k, at)
+                    n_cmd += 1
+                    if n_cmd >= CHUNK_ENTITIES:
+                        self._guard(pipe.execute)
+                        pipe = self.client.pipeline(transaction=False)
+                        n_cmd = 0
+                if n_cmd:
+                    self._guard(pipe.execute)
                 events += count
                 if on_rows:
-                    on_rows(count)
-
+                    on_rows(int(pc.sum(batch.column(nkeys + 3)).as_py()))
         deleted = 0
-        if pruned and not ret.keep_last_before:
-            # Entities whose every event fell behind the horizon: their old state must not linger.
-            gone = con.sql(gone_sql(cv, relation, cutoff)).to_arrow_table()
-            keycols = [gone.column(i).to_pylist() for i in range(nkeys)]
-            keys = [prefix + _ENC.encode([kc[r] for kc in keycols]) for r in range(gone.num_rows)]
-            for i in range(0, len(keys), CHUNK_KEYS):
-                deleted += self._guard(self.client.delete, *keys[i:i + CHUNK_KEYS])
-        return MaterializeResult(cv.name, entities, events, deleted, time.perf_counter() - t0, horizon)
+        if cut is not None:
+            deleted = self._delete_gone(con, cv, relation, cut)
+        self.write_marker(cv, horizon, "materialize")
+        return MaterializeResult(cv.name, entities, events, deleted, time.perf_counter() - t0, horizon, tiled)
+
+    def _stage_entity(self, pipe, layout: Layout, base: str, tss: List[int], members: List[str],
+                      cut: Optional[int], ret: Retention, meta: str):
+        """Queue the commands that replace one entity's state; returns (raw events written, dense) or
+        (None, False) when nothing of it is kept."""
+        tkey, rkey, pkey = entity_keys(base)
+        if cut is None:
+            keep_ts, keep = tss, members
+        else:
+            first = next((i for i, ts in enumerate(tss) if ts >= cut), len(tss))  # events come in time order
+            keep_ts, keep = tss[first:], members[first:]
+        folded = len(keep) < len(members)  # events before the cut
+        if not keep and not (ret.keep_base and folded):
+            return None, False
+        dense = len(keep) > kentity.DENSE_EVENTS
+        pipe.delete(tkey, rkey, pkey)
+        mapping = {META_FIELD: meta}
+        if dense or (ret.keep_base and folded):
+            evs = [(ev[0], ev[1], ev[2]) for ev in map(orjson.loads, members)]
+            base_row, raw, tiles = kentity.build(layout, evs, cut, ret.keep_base, kentity.DENSE_EVENTS)
+            if tiles is not None:
+                mapping[DENSE_FIELD] = "1"
+                enc = layout.encode
+                for (level, start), row in tiles.items():
+                    mapping[tile_id(level, start)] = _ENC.encode(enc(row))
+            if ret.keep_base:
+                prefixes = _prefixes(layout, base_row, cut, raw, tiles is not None)
+                if prefixes:
+                    pipe.zadd(pkey, {_ENC.encode([b, layout.encode(r)]): b for b, r in prefixes})
+        pipe.hset(tkey, mapping=mapping)
+        for i in range(0, len(keep), 5000):
+            pipe.zadd(rkey, dict(zip(keep[i:i + 5000], keep_ts[i:i + 5000])))
+        return len(keep), dense
+
+    def _delete_gone(self, con, cv: CompiledView, relation: str, cut: int) -> int:
+        """Entities whose every event fell behind the cut (views without a prefix): their old state must
+        not linger (the view's horizon already refuses the requests it could answer wrongly)."""
+        if retention(cv).keep_base:
+            return 0
+        gone = con.sql(gone_sql(cv, relation, cut)).to_arrow_table()
+        keycols = [gone.column(i).to_pylist() for i in range(len(cv.join_keys))]
+        keys = []
+        for r in range(gone.num_rows):
+            keys.extend(entity_keys(entity_base(self.project, cv.name, [kc[r] for kc in keycols])))
+        deleted = 0
+        for i in range(0, len(keys), 900):
+            deleted += self._guard(self.client.delete, *keys[i:i + 900])
+        return deleted
 
 
-_SET_PXAT_LUA = """
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PXAT', ARGV[2 * i])
-end
-return #KEYS
-"""
+def _prefixes(layout: Layout, base_row: list, cut: Optional[int], raw, dense: bool, top: int = TOP_LEVEL):
+    """The prefix rows an entity stores: ``(boundary, row)`` at the cut (the base), and, for a dense
+    entity, at the start of every top tile holding one of its raw events (every event before it)."""
+    out = []
+    if cut is not None:
+        out.append((cut, base_row))
+    if not dense:
+        return out
+    size = tile_ms(top)
+    acc = layout.new()
+    if base_row is not None:
+        layout.merge(acc, base_row)
+    current = None
+    for _, order, inputs in raw:
+        boundary = order[0] - order[0] % size
+        if boundary != current:
+            if cut is None or boundary > cut:
+                out.append((boundary, layout.decode(layout.encode(acc))))
+            current = boundary
+        layout.add(acc, order, inputs)
+    return out
 
 
 # -- the FeatureStore's side ---------------------------------------------------------------------------
@@ -362,6 +456,59 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
     return results
 
 
+# -- SQL ----------------------------------------------------------------------------------------------
+def _json_sql(expr: str) -> str:
+    return f"coalesce(to_json({expr}), 'null')"
+
+
+def _input_sql(expr: str, dtype: str) -> str:
+    sql_type = dsql.SQL_TYPES[dtype]
+    if dtype == t.TIMESTAMP:
+        return f"epoch_us(CAST(({expr}) AS {sql_type}))"
+    if dtype == t.FLOAT32:  # the float's exact value as a double (JSON cannot say "float32")
+        return f"CAST(CAST(({expr}) AS FLOAT) AS DOUBLE)"
+    return f"CAST(({expr}) AS {sql_type})"
+
+
+def _order_sql(col: str, dtype: str) -> str:
+    value = f"epoch_us({col})" if dtype == t.TIMESTAMP else col
+    return f"CASE WHEN {col} IS NULL THEN '[]' ELSE '[' || to_json({value}) || ']' END"
+
+
+def _event_order(cv: CompiledView) -> List[str]:
+    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
+    return [ts] + [f"{dsql.q(c)} ASC NULLS FIRST" for c in cv.order_columns[1:]]
+
+
+def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, int]] = None) -> str:
+    """One row per entity: join keys, last event time (ms), the events' times and raw members (JSON
+    ``[id, order, inputs]``, ids -1, -2, ... in event order), and the event count. ``part=(i, n)``: only
+    entities whose key hash is ``i`` modulo ``n``."""
+    keys = [dsql.q(k) for k in cv.join_keys]
+    types = dict(cv.stored_columns)
+    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
+    rank = f"row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {', '.join(_event_order(cv))})"
+    order = " || ',' || ".join([f"CAST({ts} AS VARCHAR)"] + [_order_sql(dsql.q(c), types[c]) for c in cv.order_columns[1:]])
+    inputs = " || ',' || ".join(_json_sql(_input_sql(e, d)) for e, d in input_columns(cv)) or "''"
+    member = f"'[-' || CAST(__fs_r AS VARCHAR) || ',[' || {order} || '],[' || {inputs} || ']]'"
+    where = [f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{k} IS NOT NULL" for k in keys)]
+    if part is not None:
+        where.append(f"hash({', '.join(keys)}) % {int(part[1])} = {int(part[0])}")
+    return (
+        f"WITH ev AS (SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src WHERE {' AND '.join(where)})\n"
+        f"SELECT {', '.join(keys)}, max(__fs_ts) AS __fs_last, list(__fs_ts ORDER BY __fs_r) AS __fs_tss, "
+        f"list({member} ORDER BY __fs_r) AS __fs_members, count(*) AS __fs_n FROM ev GROUP BY {', '.join(keys)}"
+    )
+
+
+def gone_sql(cv: CompiledView, relation: str, cutoff: int) -> str:
+    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
+    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
+    not_null = " AND ".join([f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{dsql.q(k)} IS NOT NULL" for k in cv.join_keys)])
+    return f"SELECT {keys} FROM {relation} AS ev WHERE {not_null} GROUP BY {keys} HAVING max({ts}) < {int(cutoff)}"
+
+
+# -- entity rows (requests) -----------------------------------------------------------------------------
 def _is_null(v) -> bool:
     if v is None:
         return True
@@ -423,150 +570,3 @@ def _entity_rows(entity_rows) -> List[dict]:
         if not isinstance(r, Mapping):
             raise RequestError(f"entity row {i} is a {type(r).__name__}, not a dict of join keys")
     return rows
-
-
-def lookup(store, entity_rows, features=None, feature_service=None, request_time=None, full_feature_names=False):
-    """``FeatureStore.get_online_features``: one MGET for every (view, entity) of the request, then
-    request-time computation (:mod:`featurestore.online`) at ``q = request_time`` (ms, floored)."""
-    from featurestore import online as ol
-    from featurestore.errors import RequestError
-    from featurestore.sdk.refs import output_names, resolve_features
-    from featurestore.sdk.timeutil import now_ms, to_epoch_ms
-
-    selection = resolve_features(store.repo, features, feature_service)
-    columns = output_names(selection, full_feature_names)
-    for view_name in selection:
-        if not store.repo.views[view_name].online:
-            raise RequestError(f"feature view '{view_name}' is not online (online=False)")
-    rows = _entity_rows(entity_rows)
-    q = now_ms() if request_time is None else to_epoch_ms(request_time, "request_time")
-    online = for_store(store)
-
-    plans = online.__dict__.setdefault("_plans", {})
-    views = []  # (cv, plans, key per row)
-    key_columns: dict = {}
-    wanted: dict = {}
-    compiled = online.__dict__.setdefault("_compiled", {})
-    for view_name, names in selection.items():
-        view = store.repo.views[view_name]
-        hit = compiled.get(view_name)
-        if hit is None or hit[0] is not view:  # same definition object: same compiled view (reload() replaces it)
-            hit = compiled[view_name] = (view, store.compiled(view_name))
-        cv = hit[1]
-        pk = (view_name, cv.data_fingerprint, tuple(names))
-        if pk not in plans:
-            plans[pk] = ol.plan_features(cv, names)
-        types = cv.key_types
-        keys: List[Optional[str]] = []
-        for i, row in enumerate(rows):
-            values = []
-            for k in cv.join_keys:
-                if k not in row:
-                    raise RequestError(f"entity row {i} has no join key '{k}' (needed by feature view '{view_name}')")
-                values.append(_cast_key(row[k], types[k], i, k))
-            for k, v in zip(cv.join_keys, values):
-                key_columns.setdefault(k, [None] * len(rows))[i] = v
-            if any(v is None for v in values):  # a null key never matches an entity (SQL)
-                keys.append(None)
-            else:
-                key = online.key(view_name, values)
-                keys.append(key)
-                wanted.setdefault(key, None)
-        views.append((cv, plans[pk], keys))
-
-    clash = sorted(set(columns.values()) & set(key_columns))
-    if clash:
-        raise RequestError(f"feature column(s) {clash} would overwrite the join key column(s) of the response; "
-                           "pass full_feature_names=True")
-    unique = list(wanted)
-    raws = dict(zip(unique, online.get_many(unique))) if unique else {}
-
-    out = {k: v for k, v in key_columns.items()}
-    for cv, fplans, keys in views:
-        cache: dict = {}
-        cols = [[] for _ in fplans]
-        for key in keys:
-            if key not in cache:
-                raw = raws.get(key) if key is not None else None
-                state = decode_state(raw, cv, key) if raw is not None else None
-                if state is not None and state.horizon is not None and q < state.horizon:
-                    raise RequestError(
-                        f"request_time {_iso(q)} is before the online store's retention horizon "
-                        f"{_iso(state.horizon)} for feature view '{cv.name}' (online state answers request "
-                        "times at or after the materialize end); use get_historical_features for the past"
-                    )
-                cache[key] = ol.compute(fplans, state, q)
-            for j, v in enumerate(cache[key]):
-                cols[j].append(v)
-        for p, col in zip(fplans, cols):
-            out[columns[(cv.name, p.name)]] = col
-    return ol.OnlineResponse(out, None, q)
-
-
-def _iso(ms: int) -> str:
-    from datetime import datetime, timedelta, timezone
-
-    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)).isoformat()
-
-
-# -- SQL ----------------------------------------------------------------------------------------------
-def _input_sql(expr: str, dtype: str) -> str:
-    sql_type = dsql.SQL_TYPES[dtype]
-    if dtype == t.TIMESTAMP:
-        return f"epoch_us(CAST(({expr}) AS {sql_type}))"
-    return f"CAST(({expr}) AS {sql_type})"
-
-
-def _event_order(cv: CompiledView, desc: bool = False) -> List[str]:
-    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
-    parts = [ts + (" DESC" if desc else "")]
-    parts += [f"{dsql.q(c)} {'DESC NULLS LAST' if desc else 'ASC NULLS FIRST'}" for c in cv.order_columns[1:]]
-    return parts
-
-
-def materialize_sql(cv: CompiledView, relation: str, horizon: Optional[int], cutoff: Optional[int],
-                    keep_last_before: bool, part: Optional[Tuple[int, int]] = None) -> str:
-    """One row per entity: join keys, last event time (ms), event count, and the state value (JSON, see
-    the module docstring) built by DuckDB. With a ``cutoff``, only events at or after it (plus, for
-    ``keep_last_before``, each entity's greatest event before it). ``part=(i, n)``: only entities whose
-    key hash is ``i`` modulo ``n``."""
-    keys = [dsql.q(k) for k in cv.join_keys]
-    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
-    inputs = input_columns(cv)
-    cols = [f"{_input_sql(e, d)} AS __fs_c{i}" for i, (e, d) in enumerate(inputs)]
-    rank = f"row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {', '.join(_event_order(cv))}) AS __fs_r"
-    select = ", ".join([*keys, f"{ts} AS {_TS_COL}", *cols, rank])
-    where = [f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{k} IS NOT NULL" for k in keys)]
-    if part is not None:
-        where.append(f"hash({', '.join(keys)}) % {int(part[1])} = {int(part[0])}")
-    qualify = ""
-    if cutoff is not None:
-        if keep_last_before:
-            qualify = (f" QUALIFY {ts} >= {int(cutoff)} OR row_number() OVER (PARTITION BY {', '.join(keys)}, "
-                       f"{ts} < {int(cutoff)} ORDER BY {', '.join(_event_order(cv, desc=True))}) = 1")
-        else:
-            where.append(f"{ts} >= {int(cutoff)}")
-    head = (f'{{"v":{FORMAT_VERSION},"fp":{_ENC.encode(cv.data_fingerprint)},"h":{_ENC.encode(horizon)},"ts":')
-    parts = [dsql.literal(head), f"to_json(list({_TS_COL} ORDER BY __fs_r))", dsql.literal(',"c":[')]
-    for i in range(len(inputs)):
-        if i:
-            parts.append("','")
-        parts.append(f"to_json(list(__fs_c{i} ORDER BY __fs_r))")
-    parts.append(dsql.literal("]}"))
-    return (
-        f"WITH ev AS (SELECT {select} FROM {relation} AS src WHERE {' AND '.join(where)}{qualify})\n"
-        f"SELECT {', '.join(keys)}, max({_TS_COL}) AS __fs_last, count(*) AS __fs_n, "
-        f"{' || '.join(parts)} AS __fs_value FROM ev GROUP BY {', '.join(keys)}"
-    )
-
-
-def gone_sql(cv: CompiledView, relation: str, cutoff: int) -> str:
-    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
-    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
-    not_null = " AND ".join([f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{dsql.q(k)} IS NOT NULL" for k in cv.join_keys)])
-    return f"SELECT {keys} FROM {relation} AS ev WHERE {not_null} GROUP BY {keys} HAVING max({ts}) < {int(cutoff)}"
-
-
-__all__ = ["RedisOnlineStore", "for_store", "materialize", "lookup", "MaterializeResult", "Retention", "retention", "entity_key", "encode_entity",
-           "encode_state", "decode_state", "materialize_sql", "StaleOnlineState", "connect", "redact",
-           "FORMAT_VERSION"]

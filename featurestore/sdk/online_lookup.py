@@ -1,0 +1,160 @@
+"""``FeatureStore.get_online_features``: one Redis round trip, exact values, a status per value.
+
+Every (view, entity) of a request is read by the store's read script in one pipeline, together with
+the views' markers (:mod:`featurestore.stores.online_redis`); values are computed at the request time
+``q`` by :mod:`featurestore.online`. What the online store cannot answer exactly is **refused**, per view
+or per entity, never served as a default: a view without a marker (never loaded, or Redis lost its
+data), a view or entity written by another definition, a request before the view's (or the entity's)
+retention horizon. A refused value is None with status ``REFUSED``; the other rows and views are
+answered, and ``response.refusals`` says why, one line each.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional
+
+import orjson
+
+from featurestore import online as ol
+from featurestore.errors import RequestError
+
+log = logging.getLogger("featurestore.online")
+
+
+def _iso(ms: int) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)).isoformat()
+
+
+def view_refusal(cv, marker: Optional[dict], q: int) -> Optional[str]:
+    """Why the online state of ``cv`` cannot answer a request at ``q`` (None: it can)."""
+    from featurestore.stores.online_redis import FORMAT_VERSION
+
+    fix = f"run 'featurestore materialize --views {cv.name}'"
+    if marker is None:
+        return (f"feature view '{cv.name}': no online state (never materialized or streamed, or Redis lost its "
+                f"data); {fix}")
+    if marker.get("v") != FORMAT_VERSION:
+        return (f"feature view '{cv.name}': online state has format version {marker.get('v')!r}, this library "
+                f"reads {FORMAT_VERSION}; {fix}")
+    if marker.get("fp") != cv.data_fingerprint:
+        return (f"feature view '{cv.name}': online state was written by another definition (fingerprint "
+                f"{str(marker.get('fp'))[:12]}, current {cv.data_fingerprint[:12]}); {fix}")
+    horizon = marker.get("h")
+    if horizon is not None and q < horizon:
+        return _before_horizon(cv, q, horizon)
+    return None
+
+
+def _before_horizon(cv, q: int, horizon: int) -> str:
+    return (f"feature view '{cv.name}': request_time {_iso(q)} is before the online store's retention horizon "
+            f"{_iso(horizon)} (online state answers request times at or after it); use get_historical_features "
+            "for the past")
+
+
+def entity_refusal(cv, meta: dict, q: int) -> Optional[str]:
+    if meta.get("fp") != cv.data_fingerprint:
+        return (f"feature view '{cv.name}': an entity's online state was written by another definition; "
+                f"run 'featurestore materialize --views {cv.name}'")
+    horizon = meta.get("h")
+    if horizon is not None and q < horizon:
+        return _before_horizon(cv, q, horizon)
+    return None
+
+
+def lookup(store, entity_rows, features=None, feature_service=None, request_time=None, full_feature_names=False):
+    """See ``FeatureStore.get_online_features``."""
+    from featurestore.sdk.refs import output_names, resolve_features
+    from featurestore.sdk.timeutil import now_ms, to_epoch_ms
+    from featurestore.stores.online_redis import _cast_key, _entity_rows, for_store
+
+    selection = resolve_features(store.repo, features, feature_service)
+    columns = output_names(selection, full_feature_names)
+    for view_name in selection:
+        if not store.repo.views[view_name].online:
+            raise RequestError(f"feature view '{view_name}' is not online (online=False)")
+    rows = _entity_rows(entity_rows)
+    q = now_ms() if request_time is None else to_epoch_ms(request_time, "request_time")
+    online = for_store(store)
+    cache = online.__dict__.setdefault("_lookup_cache", {})
+
+    views = []  # (cv, layout, plans, read plan, base per row)
+    key_columns: Dict[str, list] = {}
+    reads: Dict[str, list] = {}  # entity base -> script args
+    for view_name, names in selection.items():
+        view = store.repo.views[view_name]
+        hit = cache.get((view_name, tuple(names)))
+        if hit is None or hit[0] is not view:  # same definition object: same compiled view (reload() replaces it)
+            cv = store.compiled(view_name)
+            hit = cache[(view_name, tuple(names))] = (view, cv, ol.view_layout(cv), ol.plan_features(cv, names))
+        _, cv, layout, plans = hit
+        rplan = ol.read_plan(sorted({p.window_ms for p in plans}, key=lambda w: (w is None, w or 0)), q)
+        args = rplan.script_args()
+        types = cv.key_types
+        bases: List[Optional[str]] = []
+        for i, row in enumerate(rows):
+            values = []
+            for k in cv.join_keys:
+                if k not in row:
+                    raise RequestError(f"entity row {i} has no join key '{k}' (needed by feature view '{view_name}')")
+                values.append(_cast_key(row[k], types[k], i, k))
+            for k, v in zip(cv.join_keys, values):
+                key_columns.setdefault(k, [None] * len(rows))[i] = v
+            if any(v is None for v in values):  # a null key never matches an entity (SQL)
+                bases.append(None)
+            else:
+                base = online.base(view_name, values)
+                bases.append(base)
+                reads.setdefault(base, args)
+        views.append((cv, layout, plans, rplan, bases))
+
+    clash = sorted(set(columns.values()) & set(key_columns))
+    if clash:
+        raise RequestError(f"feature column(s) {clash} would overwrite the join key column(s) of the response; "
+                           "pass full_feature_names=True")
+    order = list(reads)
+    markers, replies = online.read([cv.name for cv, *_ in views], [(b, reads[b]) for b in order])
+    by_base = dict(zip(order, replies))
+
+    out = {k: list(v) for k, v in key_columns.items()}
+    statuses: Dict[str, List[str]] = {}
+    refusals: List[str] = []
+    for (cv, layout, plans, rplan, bases), marker in zip(views, markers):
+        refused = view_refusal(cv, orjson.loads(marker) if marker else None, q)
+        if refused:
+            refusals.append(refused)
+        done: dict = {}
+        cols = [[] for _ in plans]
+        stats = [[] for _ in plans]
+        for base in bases:
+            if base not in done:
+                done[base] = _entity_values(cv, layout, plans, rplan, by_base.get(base) if base else None,
+                                            q, refused, refusals)
+            values, sts = done[base]
+            for j, (v, s) in enumerate(zip(values, sts)):
+                cols[j].append(v)
+                stats[j].append(s)
+        for p, col, st in zip(plans, cols, stats):
+            out[columns[(cv.name, p.name)]] = col
+            statuses[columns[(cv.name, p.name)]] = st
+    for r in refusals:
+        log.warning("online lookup refused: %s", r)
+    return ol.OnlineResponse(out, None, q, statuses, refusals)
+
+
+def _entity_values(cv, layout, plans, rplan, raw_reply, q: int, refused: Optional[str], refusals: List[str]):
+    if refused:
+        return [None] * len(plans), [ol.REFUSED] * len(plans)
+    reply = ol.decode_reply(layout, raw_reply, rplan) if raw_reply else None
+    if reply is not None:
+        why = entity_refusal(cv, reply.meta, q)
+        if why:
+            if why not in refusals:
+                refusals.append(why)
+            return [None] * len(plans), [ol.REFUSED] * len(plans)
+    return ol.compute(layout, plans, reply, q)
+
+
+__all__ = ["lookup", "view_refusal", "entity_refusal"]
