@@ -1,31 +1,32 @@
-"""One entity's online state of one view, in kernel terms: a base partial, tiles, raw events.
+"""One entity's online state of one view, in kernel terms: raw events, tiles, prefixes.
 
 The state answers every request at or after its horizon exactly (SPEC §2, §3.2):
 
-* **raw events** with ``ts >= cut``: each as ``(eid, order, inputs)`` — a unique event id (within the
-  entity), its order (:func:`featurestore.kernel.partials.order_of`: time first) and its input values;
-* **base**: the partial row of every event before ``cut`` (kept only when the view has an unbounded
-  aggregation or a latest feature without TTL; None otherwise);
-* **tiles** (only for a *dense* entity, more than ``DENSE_EVENTS`` raw events): the partial row of every
-  non-empty tile of :mod:`featurestore.kernel.tiles` over the raw events, so a window reads
-  O(tiles + edge events) instead of every event. A sparse entity is read whole (a few events).
+* **raw events** with ``ts >= cut``: ``eid -> (order, inputs, member)`` — a unique event id (within the
+  entity), its order (:func:`featurestore.kernel.partials.order_of`: time first), its input values and
+  its stored form;
+* **base**: the partial row of every event before ``cut`` (only for views with an unbounded window:
+  ``keep_base``; other views drop those events, which no window at or after the horizon can see);
+* **tiles** (a *dense* entity: more than ``DENSE_EVENTS`` raw events): the rows of every non-empty tile
+  (:mod:`featurestore.kernel.tiles`) over the raw events, so a window reads O(tiles + edge events);
+* **prefixes** (``keep_base``): ``boundary -> row of every event before it``, at the cut and, for a dense
+  entity, at the start of every top tile holding a raw event (what an unbounded window starts from).
 
-:class:`EntityTiles` maintains the tiles incrementally: events are added to their minute tile, and
-:meth:`EntityTiles.settle` recomputes the ancestors of the minutes that changed from their two children,
-so per event the work is bounded and independent of the entity's history. Materialize builds the
-same state in one go (:func:`build`); the stream job keeps an :class:`EntityTiles` per entity.
+:class:`EntityState` is maintained event by event (the stream job) or built in one go (materialize),
+and :meth:`EntityState.drain` yields what changed since the last drain, or everything after a
+:meth:`EntityState.rewrite`. The work per event is bounded: one minute tile, and at each drain the
+ancestors of the minutes that changed (two children each), never the entity's history.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from featurestore.kernel.partials import Layout
-from featurestore.kernel.tiles import TOP_LEVEL, UNIT_MS, floor_unit, tile_ms
+from featurestore.kernel.tiles import TOP_LEVEL, floor_unit, tile_id, tile_ms
 
 DENSE_EVENTS = 128  # more raw events than this: the entity keeps tiles
-
-Event = Tuple[str, list, list]  # (eid, order, inputs)
 
 
 class EntityTiles:
@@ -48,12 +49,12 @@ class EntityTiles:
     def settle(self) -> List[Tuple[int, int]]:
         """Recompute every ancestor of the changed minutes (each from its two children); returns the
         ``(level, start_ms)`` of every tile that changed, minutes included."""
-        changed = [(0, m) for m in sorted(self._dirty)]
-        level_starts = sorted(self._dirty)
+        starts = sorted(self._dirty)
+        changed = [(0, m) for m in starts]
         self._dirty.clear()
         for level in range(1, self.top + 1):
             size = tile_ms(level)
-            parents = sorted({s - s % size for s in level_starts})
+            parents = sorted({s - s % size for s in starts})
             half = size // 2
             for p in parents:
                 left = self.rows.get((level - 1, p))
@@ -68,47 +69,199 @@ class EntityTiles:
                     self.layout.merge(row, right)
                 self.rows[(level, p)] = row
                 changed.append((level, p))
-            level_starts = parents
+            starts = parents
         return changed
 
     def drop_before(self, cut_ms: int) -> List[Tuple[int, int]]:
-        """Forget the tiles that end at or before ``cut_ms`` (nothing reads them any more); returns them."""
-        gone = [k for k in self.rows if k[1] + tile_ms(k[0]) <= cut_ms]
+        """Forget the tiles that start before ``cut_ms`` (no request at or after the horizon reads them)."""
+        gone = [k for k in self.rows if k[1] < cut_ms]
         for k in gone:
             del self.rows[k]
         return gone
 
 
-def needs_base(layout: Layout, windows: Iterable[Optional[int]]) -> bool:
-    """Whether a view keeps a base partial: some window is unbounded (latest without TTL included)."""
-    return any(w is None for w in windows)
+@dataclass
+class Changes:
+    """What to write for one entity (``full``: replace everything it has)."""
+
+    full: bool
+    horizon: Optional[int]
+    dense: bool
+    tiles_set: Dict[str, list] = field(default_factory=dict)
+    tiles_del: List[str] = field(default_factory=list)
+    raw_add: List[Tuple[int, str]] = field(default_factory=list)  # (ts, member)
+    raw_below: Optional[int] = None  # remove raw events with ts < this
+    prefix_set: Dict[int, list] = field(default_factory=dict)
+    prefix_below: Optional[int] = None  # remove prefixes with boundary < this
+    last_ts: Optional[int] = None
+    meta: bool = False  # the entity meta (horizon) changed
+
+    @property
+    def empty(self) -> bool:
+        return not (self.full or self.meta or self.tiles_set or self.tiles_del or self.raw_add
+                    or self.raw_below is not None or self.prefix_set or self.prefix_below is not None)
 
 
-def build(layout: Layout, events: Sequence[Event], cut_ms: Optional[int], keep_base: bool,
-          dense_events: int = DENSE_EVENTS, top: int = TOP_LEVEL):
-    """The state of one entity from all its events: ``(base row or None, raw events kept, tiles or None)``
-    where the raw events are those with ``ts >= cut_ms`` (all when ``cut_ms`` is None) and ``tiles`` maps
-    ``(level, start_ms)`` to a row when more than ``dense_events`` raw events are kept."""
-    base = layout.new() if keep_base else None
-    raw: List[Event] = []
-    for ev in events:
-        if cut_ms is not None and ev[1][0] < cut_ms:
-            if base is not None:
-                layout.add(base, ev[1], ev[2])
+class EntityState:
+    """The online state of one entity of one view (see the module docstring)."""
+
+    def __init__(self, layout: Layout, keep_base: bool, cut: Optional[int] = None,
+                 dense_events: Optional[int] = None, top: int = TOP_LEVEL):
+        self.layout = layout
+        self.keep_base = keep_base
+        self.top = top
+        self.dense_events = DENSE_EVENTS if dense_events is None else dense_events
+        self.events: Dict[object, Tuple[list, list, str]] = {}
+        self.cut = cut
+        self.base = layout.new() if keep_base else None
+        self.horizon: Optional[int] = None
+        self.tiles: Optional[EntityTiles] = None
+        self.prefixes: Dict[int, list] = {}
+        self.last_ts: Optional[int] = None
+        self._full = True
+        self._new: List[object] = []
+        self._late: Optional[int] = None  # least time of a new event (prefixes after it change)
+        self._raw_below: Optional[int] = None
+        self._tiles_del: List[str] = []
+        self._prefix_below: Optional[int] = None
+        self._meta = True
+        if cut is not None and keep_base:
+            self.prefixes[cut] = self.base
+
+    @property
+    def dense(self) -> bool:
+        return self.tiles is not None
+
+    # -- events ----------------------------------------------------------------------------------
+    def add(self, eid, order: list, inputs: list, member: str) -> bool:
+        """Add one event; returns whether the state changed. A replayed ``eid`` is ignored while the event
+        is kept raw; one behind the cut is folded into the base, so the caller must not deliver it twice
+        (the stream job's state is checkpointed with its Kafka offsets, so a restore never replays one)."""
+        if eid in self.events:
+            return False
+        ts = order[0]
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        if self.cut is not None and ts < self.cut:  # behind the cut: only the base can still see it
+            if self.base is None:
+                return False
+            self.layout.add(self.base, order, inputs)  # every prefix includes it: they are recomputed
+            self._late = ts if self._late is None else min(self._late, ts)
+            return True
+        self.events[eid] = (order, inputs, member)
+        self._new.append(eid)
+        if self.keep_base and self.dense and self.prefixes and ts < max(self.prefixes) \
+                and (self._late is None or ts < self._late):
+            self._late = ts  # a late event: the prefixes after it change
+        if self.tiles is not None:
+            self.tiles.add(order, inputs)
+        elif len(self.events) > self.dense_events:
+            self._densify()
+        return True
+
+    def _densify(self) -> None:
+        self.tiles = EntityTiles(self.layout, self.top)
+        for order, inputs, _ in self.events.values():
+            self.tiles.add(order, inputs)
+        self._full = True
+
+    def trim(self, cut: int, horizon: Optional[int]) -> None:
+        """Move the cut forward to ``cut`` (a top-tile boundary when the view keeps a base): raw events
+        before it are folded into the base (``keep_base``) or dropped; requests before ``horizon`` are
+        no longer answered."""
+        if self.cut is not None and cut <= self.cut:
+            return
+        if self.keep_base and cut % tile_ms(self.top):
+            raise ValueError("the cut of a view with a base must be a top tile boundary")
+        old = [eid for eid, (order, _, _) in self.events.items() if order[0] < cut]
+        for eid in old:
+            order, inputs, _ = self.events.pop(eid)
+            if self.base is not None:
+                self.layout.add(self.base, order, inputs)
+        self.cut = cut
+        self.horizon = horizon
+        self._meta = True
+        self._raw_below = cut
+        if self.tiles is not None:
+            self._tiles_del += [tile_id(*k) for k in self.tiles.drop_before(cut)]
+        if self.keep_base:
+            for b in [b for b in self.prefixes if b < cut]:
+                del self.prefixes[b]
+            self.prefixes[cut] = self.base
+            self._prefix_below = cut
+            self._late = cut if self._late is None else min(self._late, cut)
+
+    def rewrite(self) -> None:
+        """The next drain returns the whole state (after a restore, or when the store may be stale)."""
+        self._full = True
+
+    # -- output ----------------------------------------------------------------------------------
+    def drain(self) -> Changes:
+        """What changed since the last drain (everything after :meth:`rewrite` or at first)."""
+        full = self._full
+        ch = Changes(full, self.horizon, self.dense, last_ts=self.last_ts, meta=self._meta or full)
+        changed_tiles: List[Tuple[int, int]] = self.tiles.settle() if self.tiles is not None else []
+        if self.keep_base:
+            changed_prefixes = self._update_prefixes(full)
         else:
-            raw.append(ev)
-    tiles = None
-    if len(raw) > dense_events:
-        et = EntityTiles(layout, top)
-        for _, order, inputs in raw:
-            et.add(order, inputs)
-        et.settle()
-        tiles = et.rows
-    return base, raw, tiles
+            changed_prefixes = []
+        enc = self.layout.encode
+        if full:
+            if self.tiles is not None:
+                ch.tiles_set = {tile_id(*k): enc(r) for k, r in self.tiles.rows.items()}
+            ch.raw_add = [(order[0], member) for order, _, member in self.events.values()]
+            ch.prefix_set = {b: enc(r) for b, r in self.prefixes.items()}
+        else:
+            rows = self.tiles.rows if self.tiles is not None else {}
+            ch.tiles_set = {tile_id(*k): enc(rows[k]) for k in changed_tiles if k in rows}
+            ch.tiles_del = list(dict.fromkeys(self._tiles_del))
+            ch.raw_add = [(self.events[e][0][0], self.events[e][2]) for e in self._new if e in self.events]
+            ch.raw_below = self._raw_below
+            ch.prefix_set = {b: enc(self.prefixes[b]) for b in changed_prefixes if b in self.prefixes}
+            ch.prefix_below = self._prefix_below
+        self._full = False
+        self._new = []
+        self._late = None
+        self._raw_below = None
+        self._tiles_del = []
+        self._prefix_below = None
+        self._meta = False
+        return ch
+
+    def _update_prefixes(self, full: bool) -> List[int]:
+        """Recompute the prefixes a new or late event changed (and create those a new top tile needs);
+        returns the boundaries that changed."""
+        if self.tiles is None:  # sparse: the raw events are read whole; only the cut's prefix is kept
+            return [self.cut] if self.cut is not None and (full or self._late is not None) else []
+        tops = sorted(s for (level, s) in self.tiles.rows if level == self.top)
+        wanted = set(s for s in tops if self.cut is None or s > self.cut)
+        if self.cut is not None:
+            wanted.add(self.cut)
+        since = self._late
+        missing = [b for b in wanted if b not in self.prefixes]
+        if not full and since is None and not missing:
+            return []
+        acc = self.layout.new()
+        if self.base is not None:
+            self.layout.merge(acc, self.base)
+        changed = []
+        for b in sorted(wanted | set(tops)):
+            if b in wanted and (full or b in missing or (since is not None and b > since) or b == self.cut):
+                self.prefixes[b] = self.layout.decode(self.layout.encode(acc))
+                changed.append(b)
+            tile = self.tiles.rows.get((self.top, b))
+            if tile is not None:
+                self.layout.merge(acc, tile)
+        return changed
 
 
-def minute_of(ts_ms: int) -> int:
-    return ts_ms - ts_ms % UNIT_MS
+def build(layout: Layout, events: Sequence[Tuple[object, list, list, str]], cut: Optional[int], keep_base: bool,
+          dense_events: Optional[int] = None, top: int = TOP_LEVEL) -> EntityState:
+    """The state of one entity from all its events ``(eid, order, inputs, member)``, cut at ``cut``."""
+    state = EntityState(layout, keep_base, cut, dense_events, top)
+    for eid, order, inputs, member in events:
+        state.add(eid, order, inputs, member)
+    return state
 
 
-__all__ = ["DENSE_EVENTS", "EntityTiles", "build", "needs_base", "minute_of", "Event"]
+__all__ = ["DENSE_EVENTS", "EntityTiles", "EntityState", "Changes", "build"]

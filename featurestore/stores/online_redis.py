@@ -47,6 +47,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.errors import FeatureStoreError, InfraError
 from featurestore.kernel import entity as kentity
+from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
 from featurestore.online import input_columns, view_layout, view_windows
@@ -155,6 +156,64 @@ return {head[1], '1', prefix, ptile, tiles, raws}
 """ % TOP_LEVEL
 
 
+# KEYS: the entity's tiles hash, raw zset, prefix zset. ARGV: full ('1': replace everything), meta JSON
+# ('' = keep), dense flag ('1' = set), raw_below and prefix_below ('' or: remove members scored below),
+# pexpireat ('' = none), then counted lists: tiles to set (field, value), tiles to delete (field), raw
+# events to add (score, member), prefixes to set (score, member: replaces the one at that score).
+# One script per entity: readers see its state before or after a write, never half of it.
+WRITE_LUA = """
+local i = 7
+if ARGV[1] == '1' then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], '_', ARGV[2]) end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'T', '1') end
+if ARGV[4] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[5]) end
+local function chunked(cmd, key, width)
+  local n = tonumber(ARGV[i]); i = i + 1
+  local args = {}
+  for j = 1, n do
+    for w = 0, width - 1 do args[#args + 1] = ARGV[i + w] end
+    i = i + width
+    if #args >= 1000 then redis.call(cmd, key, unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call(cmd, key, unpack(args)) end
+end
+chunked('HSET', KEYS[1], 2)
+chunked('HDEL', KEYS[1], 1)
+chunked('ZADD', KEYS[2], 2)
+local n = tonumber(ARGV[i]); i = i + 1
+for j = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], ARGV[i], ARGV[i])
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if ARGV[6] ~= '' then for k = 1, 3 do redis.call('PEXPIREAT', KEYS[k], ARGV[6]) end end
+return 1
+"""
+
+
+def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> list:
+    """The write script's arguments for one entity's :class:`~featurestore.kernel.entity.Changes`."""
+    enc = _ENC.encode
+    meta = enc({"fp": fingerprint, "h": changes.horizon}) if changes.meta or changes.full else ""
+    args: list = ["1" if changes.full else "", meta, "1" if changes.dense and changes.full else "",
+                  "" if changes.raw_below is None else changes.raw_below,
+                  "" if changes.prefix_below is None else changes.prefix_below,
+                  "" if expire_at is None else expire_at]
+    args.append(len(changes.tiles_set))
+    for name, row in changes.tiles_set.items():
+        args += [name, enc(row)]
+    args.append(len(changes.tiles_del))
+    args += changes.tiles_del
+    args.append(len(changes.raw_add))
+    for ts, member in changes.raw_add:
+        args += [ts, member]
+    args.append(len(changes.prefix_set))
+    for b, row in changes.prefix_set.items():
+        args += [b, enc([b, row])]
+    return args
+
+
 # -- the client ---------------------------------------------------------------------------------------
 def redact(url: str) -> str:
     """The URL without its password."""
@@ -217,6 +276,7 @@ class RedisOnlineStore:
         self.tls = tls
         self._client = client
         self._read = None
+        self._write = None
 
     @property
     def client(self):
@@ -276,20 +336,25 @@ class RedisOnlineStore:
     def write_marker(self, cv: CompiledView, horizon: Optional[int], by: str) -> None:
         self._guard(self.client.hset, views_key(self.project), cv.name, encode_marker(cv, horizon, by))
 
+    def write_sha(self) -> str:
+        if self._write is None:
+            self._write = self._guard(self.client.script_load, WRITE_LUA)
+        return self._write
+
     def materialize_view(self, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
                          on_rows: Optional[Callable[[int], None]] = None,
                          now_ms: Optional[int] = None) -> MaterializeResult:
         """Write the online state of ``cv`` from a relation of its stored events (see module docs).
 
         DuckDB evaluates every input, orders each entity's events and encodes each raw event (doubles
-        in shortest round-trip form) in a GROUP BY; Python builds prefixes and tiles with the kernel
-        (only for entities that need them) and sends everything pipelined. Large views are processed
-        in ``ceil(rows / PASS_ROWS)`` passes over disjoint hash ranges of the keys (bounded memory)."""
+        in shortest round-trip form) in a GROUP BY; the kernel builds tiles and prefixes
+        (:class:`~featurestore.kernel.entity.EntityState`, the stream job's code) only for entities
+        that need them, and every entity is replaced by one write script, pipelined. Large views are
+        processed in ``ceil(rows / PASS_ROWS)`` passes over disjoint hash ranges of the keys."""
         t0 = time.perf_counter()
         ret = retention(cv)
         layout = view_layout(cv)
         cut = cut_for(cv, end_ms)
-        horizon = end_ms
         now = int(time.time() * 1000) if now_ms is None else now_ms
         try:
             ((total,),) = con.sql(f"SELECT count(*) FROM {relation}").fetchall()
@@ -298,7 +363,7 @@ class RedisOnlineStore:
         passes = max(1, -(-int(total) // PASS_ROWS))
         nkeys = len(cv.join_keys)
         ttl_extra = ret.window_ms + SLACK_MS
-        meta = _ENC.encode({"fp": cv.data_fingerprint, "h": None})
+        sha = self.write_sha()
         entities = events = tiled = 0
         for part in range(passes):
             sql = materialize_sql(cv, relation, part=(part, passes) if passes > 1 else None)
@@ -315,67 +380,31 @@ class RedisOnlineStore:
                 tss = batch.column(nkeys + 1).to_pylist()
                 members = batch.column(nkeys + 2).to_pylist()
                 pipe = self.client.pipeline(transaction=False)
-                n_cmd = 0
-                count = 0
+                staged = 0
                 for i in range(batch.num_rows):
+                    changes = entity_changes(layout, tss[i], members[i], cut, ret)
+                    if changes is None:  # every event fell behind the cut (see _delete_gone)
+                        continue
                     base = entity_base(self.project, cv.name, [kc[i] for kc in keycols])
-                    written, dense = self._stage_entity(pipe, layout, base, tss[i], members[i], cut, ret, meta)
-                    if written is not None:  # (None: every event fell behind the cut, see _delete_gone)
-                        entities += 1
-                        tiled += dense
-                        count += written
-                        if ret.expires:
-                            at = max(now, last[i]) + ttl_extra
-                            for k in entity_keys(base):
-                                pipe.pexpireat(k, at)
-                    n_cmd += 1
-                    if n_cmd >= CHUNK_ENTITIES:
+                    at = max(now, last[i]) + ttl_extra if ret.expires else None
+                    pipe.evalsha(sha, 3, *entity_keys(base), *write_args(changes, cv.data_fingerprint, at))
+                    entities += 1
+                    tiled += changes.dense
+                    events += len(changes.raw_add)
+                    staged += 1
+                    if staged >= CHUNK_ENTITIES:
                         self._guard(pipe.execute)
                         pipe = self.client.pipeline(transaction=False)
-                        n_cmd = 0
-                if n_cmd:
+                        staged = 0
+                if staged:
                     self._guard(pipe.execute)
-                events += count
                 if on_rows:
                     on_rows(int(pc.sum(batch.column(nkeys + 3)).as_py()))
         deleted = 0
         if cut is not None:
             deleted = self._delete_gone(con, cv, relation, cut)
-        self.write_marker(cv, horizon, "materialize")
-        return MaterializeResult(cv.name, entities, events, deleted, time.perf_counter() - t0, horizon, tiled)
-
-    def _stage_entity(self, pipe, layout: Layout, base: str, tss: List[int], members: List[str],
-                      cut: Optional[int], ret: Retention, meta: str):
-        """Queue the commands that replace one entity's state; returns (raw events written, dense) or
-        (None, False) when nothing of it is kept."""
-        tkey, rkey, pkey = entity_keys(base)
-        if cut is None:
-            keep_ts, keep = tss, members
-        else:
-            first = next((i for i, ts in enumerate(tss) if ts >= cut), len(tss))  # events come in time order
-            keep_ts, keep = tss[first:], members[first:]
-        folded = len(keep) < len(members)  # events before the cut
-        if not keep and not (ret.keep_base and folded):
-            return None, False
-        dense = len(keep) > kentity.DENSE_EVENTS
-        pipe.delete(tkey, rkey, pkey)
-        mapping = {META_FIELD: meta}
-        if dense or (ret.keep_base and folded):
-            evs = [(ev[0], ev[1], ev[2]) for ev in map(orjson.loads, members)]
-            base_row, raw, tiles = kentity.build(layout, evs, cut, ret.keep_base, kentity.DENSE_EVENTS)
-            if tiles is not None:
-                mapping[DENSE_FIELD] = "1"
-                enc = layout.encode
-                for (level, start), row in tiles.items():
-                    mapping[tile_id(level, start)] = _ENC.encode(enc(row))
-            if ret.keep_base:
-                prefixes = _prefixes(layout, base_row, cut, raw, tiles is not None)
-                if prefixes:
-                    pipe.zadd(pkey, {_ENC.encode([b, layout.encode(r)]): b for b, r in prefixes})
-        pipe.hset(tkey, mapping=mapping)
-        for i in range(0, len(keep), 5000):
-            pipe.zadd(rkey, dict(zip(keep[i:i + 5000], keep_ts[i:i + 5000])))
-        return len(keep), dense
+        self.write_marker(cv, end_ms, "materialize")
+        return MaterializeResult(cv.name, entities, events, deleted, time.perf_counter() - t0, end_ms, tiled)
 
     def _delete_gone(self, con, cv: CompiledView, relation: str, cut: int) -> int:
         """Entities whose every event fell behind the cut (views without a prefix): their old state must
@@ -393,27 +422,24 @@ class RedisOnlineStore:
         return deleted
 
 
-def _prefixes(layout: Layout, base_row: list, cut: Optional[int], raw, dense: bool, top: int = TOP_LEVEL):
-    """The prefix rows an entity stores: ``(boundary, row)`` at the cut (the base), and, for a dense
-    entity, at the start of every top tile holding one of its raw events (every event before it)."""
-    out = []
-    if cut is not None:
-        out.append((cut, base_row))
-    if not dense:
-        return out
-    size = tile_ms(top)
-    acc = layout.new()
-    if base_row is not None:
-        layout.merge(acc, base_row)
-    current = None
-    for _, order, inputs in raw:
-        boundary = order[0] - order[0] % size
-        if boundary != current:
-            if cut is None or boundary > cut:
-                out.append((boundary, layout.decode(layout.encode(acc))))
-            current = boundary
-        layout.add(acc, order, inputs)
-    return out
+def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Optional[int],
+                   ret: Retention) -> Optional[Changes]:
+    """Everything one entity stores, from its events in event order (their times and stored members),
+    or None when nothing of it is kept. Sparse entities of views without a base need no kernel work:
+    their members are stored as DuckDB encoded them."""
+    if cut is None:
+        first = 0
+    else:
+        first = next((i for i, ts in enumerate(tss) if ts >= cut), len(tss))  # events come in time order
+    if first == len(tss) and not (ret.keep_base and first):
+        return None
+    if len(tss) - first <= kentity.DENSE_EVENTS and (not ret.keep_base or first == 0):
+        return Changes(True, None, False, raw_add=list(zip(tss[first:], members[first:])), last_ts=tss[-1])
+    state = kentity.EntityState(layout, ret.keep_base, cut, kentity.DENSE_EVENTS)
+    for member in members:
+        ev = orjson.loads(member)
+        state.add(ev[0], ev[1], ev[2], member)
+    return state.drain()
 
 
 # -- the FeatureStore's side ---------------------------------------------------------------------------
