@@ -811,14 +811,38 @@ def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restore
     needs = []
     for n in views:
         r = retention(store.compiled(n))
-        needs.append(f"{n}: {'every event (an unbounded window)' if r.keep_all else _span(r.window_ms)}"
-                     + (" plus the last event before that (latest without TTL)" if r.keep_last_before else ""))
+        needs.append(f"{n}: {'every event (an unbounded window or a latest feature without TTL)' if r.keep_base else _span(r.window_ms)}")
     raise RequestError(
         f"topic '{topic}' no longer holds its first records (partition {part} starts at offset {low}; "
         f"{len(lost)} partition(s) affected): a fresh stream job would build the online values of "
         f"{', '.join(views)} from part of their history. They need {'; '.join(needs)}. "
         "Start with partial_history=True (CLI: --partial-history) if the records left on the topic cover that, "
         "or stream a topic that holds the whole history.")
+
+
+def prepare_online(store, names: Sequence[str], restored) -> List[str]:
+    """Mark the stream's online views in Redis (the per-view marker lookups require) before the job runs.
+
+    A fresh start owns its views' keys (each entity is rewritten whole at its first flush). A restart
+    whose views lost their online state (no marker: Redis lost its data, or it was flushed) first
+    re-seeds them from the offline store, which the committer has just brought up to the restored
+    snapshot: ``materialize`` of those views, then the job goes on from the snapshot (entities it
+    touches are rewritten from its own state). Returns the views re-seeded."""
+    from featurestore.stores.online_redis import for_store, materialize
+
+    online = for_store(store)
+    views = [n for n in names if store.repo.views[n].online]
+    if not views:
+        return []
+    markers = online.markers(views)
+    reseed = [n for n in views if restored is not None and markers.get(n) is None]
+    if reseed:
+        log.warning("online state of %s is missing (Redis lost its data?): re-seeding from the offline store",
+                    ", ".join(reseed))
+        materialize(store, views=reseed)
+    for n in views:
+        online.write_marker(store.compiled(n), None, "stream")
+    return reseed
 
 
 def _span(ms: int) -> str:
@@ -856,6 +880,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     committer = Committer(store, names) if commit else None
     if committer is not None:
         committer.commit()  # files a previous run made visible but did not register
+    prepare_online(store, names, restored)
     interval = checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded else DEFAULT_CHECKPOINT_MS)
     if flush_ms is None:
         flush_ms = DEFAULT_BOUNDED_FLUSH_MS if bounded else DEFAULT_FLUSH_MS
@@ -1014,6 +1039,7 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     committer = Committer(store, names) if commit else None
     if committer is not None:
         committer.commit()
+    prepare_online(store, names, restored)
     run_id = uuid.uuid4().hex[:12]
     script = Path(__file__).resolve().parents[1] / "jobs" / "stream.py"
     cmd = [str(flink_cli()), "run", "-m", flink_address, "-d", "-pyclientexec", sys.executable, "-pyexec", sys.executable,

@@ -45,7 +45,7 @@ def test_fresh_start_on_a_topic_that_lost_its_first_records_is_refused(tmp_path,
             streaming.start(store, bounded=True)  # refused before any Flink job is built
         msg = str(info.value)
         assert f"topic '{topic}' no longer holds its first records (partition 0 starts at offset 5" in msg
-        assert "user_spend: every event (an unbounded window)" in msg
+        assert "user_spend: every event (an unbounded window or a latest feature without TTL)" in msg
         assert "merchant_activity: the last 7d" in msg
         assert "user_profile: the last 30d" in msg
         assert "--partial-history" in msg

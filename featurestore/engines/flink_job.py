@@ -2,309 +2,31 @@
 
 The SQL half comes from :mod:`featurestore.engines.flink_sql` (one statement set: Kafka sources, typed
 views, the Parquet sinks of stored events and of dead letters). The online half is a DataStream of
-the insert-only online query (one row per event and key group) through two Python functions:
-
-1. :class:`EntityState`, keyed by (key group, entity): keeps the entity's events in Flink keyed state
-   (``MapState`` keyed by the Kafka (partition, offset) of the event, so a replay after a restore
-   cannot add an event twice), trims what no request at or after the horizon can need (views with a
-   bounded retention), and on a processing-time timer (``flush_ms`` after the entity changed, longer
-   for big entities) emits the **whole** online value of each of its views: the same JSON the
-   ``materialize`` job writes (:func:`featurestore.stores.online_redis.encode_state`), events in SPEC
-   event order. State is checkpointed: after a crash the job restarts from the last checkpoint,
-   Kafka offsets rewind with it, and replaying rebuilds the same state, hence the same values.
-2. :class:`RedisWriter` (one instance): buffers those values in ``ListState`` (checkpointed, so a
-   value emitted before a checkpoint is never lost) and writes them with one pipelined round trip
-   per ``flush_rows`` values or 300 ms. Writes overwrite whole values: at-least-once delivery of
-   idempotent writes, exactly-once in effect. It also stores the state operator's progress reports
-   in Redis (after the values that preceded them), which is how a bounded run knows it is done.
+the insert-only online query (one row per event and key group, keyed in the JVM) through the two
+Python functions of :mod:`featurestore.engines.flink_online`: the per-entity kernel state (tiles,
+prefixes, raw events; checkpointed) and the Redis writer (idempotent write scripts, pipelined).
 
 The Python functions run in PyFlink's thread mode (embedded in the task manager) by default.
 ``run_backfill`` is ``backfill --engine flink``: the backfill's rows by a Flink batch job.
 
-Nothing is aggregated in Flink: features are computed at read time from stored events (DuckDB
-offline, :mod:`featurestore.online` online), so there are no windows, and a late event (behind the
-watermark) is applied like any other.
+Late events (behind the watermark) are applied like any other: nothing waits for event time; a late
+event updates the raw events and the tiles it belongs to.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from bisect import bisect_left
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from pyflink.datastream.functions import KeyedProcessFunction
-
+from featurestore.engines.flink_online import FLUSH_MS_PER_EVENT, OnlineState, RedisWriter, progress_key
 from featurestore.engines.flink_sql import StreamPlan, qi
 
-PARTITION_SHIFT = 40  # state key of an event: partition << 40 | offset
-CACHE_KEYS = 20_000  # parsed entity states kept in Python (a cache of keyed state, never the truth)
-FLUSH_MS_PER_EVENT = 0.5  # an entity of n events is rewritten at most every flush_ms + n * this ms
-MAX_FLUSH_MS = 30_000
 WRITER_FLUSH_MS = 50  # the Redis writer flushes its buffer at least this often (freshness)
 LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)
-
-
-# -- the Python functions ---------------------------------------------------------------------------------
-PROGRESS = -1  # the pxat field of a progress report travelling from the state operator to the writer
-HEARTBEAT_MS = 1_000
-
-
-def log_stats(what: str, stats: Optional[dict]) -> None:
-    """Where the Python side spent its time (logged when the operator closes)."""
-    if stats:
-        import logging
-
-        logging.getLogger("featurestore.stream").info("%s: %s", what, json.dumps(
-            {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}))
-
-
-def progress_key(project: str, run_id: str) -> str:
-    """Redis hash where a run's online path reports progress (field ``state:<instance>``: JSON ``at``,
-    ``dirty``, ``emitted``, ``events``, seconds spent; field ``writer``: JSON ``at``, ``written``, ...)."""
-    return f"fs:{project}:_stream:_progress:{run_id}"
-
-
-def _subtask_index(runtime_context) -> int:
-    """The operator's subtask index (PyFlink 2.3's thread mode lacks get_index_of_this_subtask)."""
-    for get in (lambda: runtime_context.get_index_of_this_subtask(),
-                lambda: runtime_context.get_task_info().get_index_of_this_subtask()):
-        try:
-            return int(get())
-        except Exception:
-            continue
-    return 0
-
-
-def _order_key(n_order: int):
-    def key(ev):
-        return tuple((0, None) if x is None else (1, x) for x in ev[:n_order])
-    return key
-
-
-class EntityState(KeyedProcessFunction):
-    """Keyed by ``"<group>" + <join-key JSON>``: the entity's events in state; emits whole online values,
-    and progress reports (``dirty`` = entities with a flush pending) that the writer stores in Redis after
-    the values emitted before them: a report with ``dirty == 0`` means everything this operator received
-    until then is in Redis."""
-
-    def __init__(self, groups: List[dict], flush_ms: int, slack_ms: int = 0,
-                 ms_per_event: float = FLUSH_MS_PER_EVENT):
-        self.groups = {g["gid"]: g for g in groups}
-        self.flush_ms = max(1, int(flush_ms))
-        self.slack_ms = int(slack_ms)
-        self.ms_per_event = float(ms_per_event)
-
-    def open(self, runtime_context):
-        from pyflink.common import Types
-        from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
-
-        self.events = runtime_context.get_map_state(MapStateDescriptor("events", Types.LONG(), Types.STRING()))
-        self.trimmed = runtime_context.get_state(ValueStateDescriptor("trimmed", Types.PICKLED_BYTE_ARRAY()))
-        self.subtask = _subtask_index(runtime_context)
-        self.instance = f"{self.subtask}:{os.getpid()}:{id(self):x}"  # distinct across subtasks and restarts
-        self.cache: "OrderedDict[str, dict]" = OrderedDict()
-        self.order_keys = {gid: _order_key(g["n_order"]) for gid, g in self.groups.items()}
-        # Not state, only shortcuts: ``dirty`` = a flush timer is pending (timers are checkpointed; after a
-        # restore a key missing here just gets one more timer); ``clean`` = flushed by this process and
-        # unchanged since (a restored timer of a key not in it always flushes).
-        self.dirty = set()
-        self.clean = set()
-        self.sizes: Dict[str, int] = {}  # events per entity at its last flush (a hint for the flush interval)
-        self.heartbeat_at = None
-        self.stats = {"events": 0, "flushes": 0, "values": 0, "flushed_events": 0, "element_s": 0.0, "flush_s": 0.0}
-
-    def close(self):
-        log_stats("online state", getattr(self, "stats", None))
-
-    def process_element(self, row, ctx):
-        t0 = time.perf_counter()
-        key, p, o, v = row[0], row[1], row[2], row[3]
-        ek = (int(p) << PARTITION_SHIFT) | int(o)
-        self.events.put(ek, v)
-        cached = self.cache.get(key)
-        if cached is not None:
-            cached[ek] = self._entry(key, ek, v)
-        self.clean.discard(key)
-        if key not in self.dirty:
-            self.dirty.add(key)
-            timers = ctx.timer_service()
-            # Every value is rewritten whole: a big entity flushes less often (one rewrite per
-            # FLUSH_MS_PER_EVENT * size at most), so catching up a backlog stays about linear. Times are
-            # aligned to a grid of flush_ms, so pending flushes fire together.
-            size = len(cached) if cached is not None else self.sizes.get(key, 0)
-            every = min(MAX_FLUSH_MS, self.flush_ms + int(size * self.ms_per_event))
-            every = (every + self.flush_ms - 1) // self.flush_ms * self.flush_ms
-            timers.register_processing_time_timer((timers.current_processing_time() // every + 1) * every)
-        self.stats["events"] += 1
-        self.stats["element_s"] += time.perf_counter() - t0
-
-    def on_timer(self, timestamp, ctx):
-        key = ctx.get_current_key()
-        if timestamp == self.heartbeat_at:
-            self.heartbeat_at = None
-        out = []
-        if key not in self.clean:
-            t0 = time.perf_counter()
-            out = list(self._flush(key))
-            self.dirty.discard(key)
-            self.clean.add(key)
-            self.stats["flushes"] += 1
-            self.stats["values"] += len(out)
-            self.stats["flush_s"] += time.perf_counter() - t0
-        if not self.dirty:
-            now = ctx.timer_service().current_processing_time()
-            report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
-            report.update(at=now, dirty=0, emitted=self.stats["values"], subtask=self.subtask, instance=self.instance)
-            out.append(("", json.dumps(report), PROGRESS))
-            if self.heartbeat_at is None:  # keep reporting while idle (on this key's timer)
-                self.heartbeat_at = now + HEARTBEAT_MS
-                ctx.timer_service().register_processing_time_timer(self.heartbeat_at)
-        return out
-
-    def _entry(self, key: str, ek: int, v: str) -> tuple:
-        """A cached event: ``(order key, event key, event)``. The order key (SPEC event order) is computed
-        once per event, so a flush sorts the tuples in C (the event keys are unique: ``e`` is never compared)."""
-        e = json.loads(v)
-        return self.order_keys[int(key[: key.index("[")])](e), ek, e
-
-    def _load(self, key: str) -> dict:
-        """The entity's events, ``event key -> _entry``, from the cache or (on a miss) from keyed state."""
-        cached = self.cache.get(key)
-        if cached is None:
-            cached = {ek: self._entry(key, ek, v) for ek, v in self.events.items()}
-            self.cache[key] = cached
-            if len(self.cache) > CACHE_KEYS:
-                self.cache.popitem(last=False)
-        else:
-            self.cache.move_to_end(key)
-        return cached
-
-    def _flush(self, key: str):
-        from featurestore.stores.online_redis import SLACK_MS, encode_entity, encode_state
-
-        gid = int(key[: key.index("[")])
-        group = self.groups[gid]
-        entity = encode_entity(json.loads(key[key.index("["):]))
-        evs = self._load(key)
-        ordered = [(ek, e) for _, ek, e in sorted(evs.values())]
-        needed = set()
-        before = self.trimmed.value() or []
-        trimmed = set(before)
-        now = int(time.time() * 1000)
-        for vi, view in enumerate(group["views"]):
-            flag = view["flag"]
-            mine = [(ek, e) for ek, e in ordered if e[flag]]
-            if not mine:
-                continue
-            horizon = None
-            if not view["keep_all"]:
-                cutoff = mine[-1][1][0] - view["window_ms"] - self.slack_ms
-                i = bisect_left([e[0] for _, e in mine], cutoff)
-                start = i - 1 if view["keep_last_before"] and i > 0 else i
-                if start > 0:
-                    trimmed.add(vi)
-                mine = mine[start:]
-                if vi in trimmed:
-                    horizon = cutoff + view["window_ms"]
-            needed.update(ek for ek, _ in mine)
-            self.stats["flushed_events"] += len(mine)
-            ts = [e[0] for _, e in mine]
-            cols = [[e[i] for _, e in mine] for i in view["inputs"]]
-            value = encode_state(view["fingerprint"], horizon, ts, cols)
-            pxat = max(now, ts[-1]) + view["window_ms"] + SLACK_MS if view["expires"] else 0
-            yield view["key_prefix"] + entity, value, pxat
-        for ek in [ek for ek in evs if ek not in needed]:
-            self.events.remove(ek)
-            del evs[ek]
-        self.sizes[key] = len(evs)
-        if len(trimmed) != len(before):
-            self.trimmed.update(sorted(trimmed))
-
-
-class RedisWriter(KeyedProcessFunction):
-    """One instance (keyed by a constant): buffers (key, value, pxat) in ListState; one pipelined write
-    per ``flush_rows`` values or ``flush_ms``. Progress reports are stored in the progress hash in the same
-    pipeline, after the values that preceded them."""
-
-    def __init__(self, redis: dict, progress_key: str, flush_ms: int, flush_rows: int):
-        self.redis = redis
-        self.progress_key = progress_key
-        self.flush_ms = max(1, int(flush_ms))
-        self.flush_rows = max(1, int(flush_rows))
-
-    def open(self, runtime_context):
-        from pyflink.common import Types
-        from pyflink.datastream.state import ListStateDescriptor
-
-        from featurestore.stores.online_redis import connect
-
-        self.buffer = runtime_context.get_list_state(
-            ListStateDescriptor("buffer", Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()])))
-        password = self.redis.get("password") or os.environ.get("FEATURESTORE_REDIS_PASSWORD") or None
-        self.client = connect(self.redis["url"], password, bool(self.redis.get("tls")))
-        self.pending = 0  # values buffered since the last flush (a hint; restored ones flush on their timer)
-        self.timer_at = None
-        self.stats = {"values": 0, "writes": 0, "round_trips": 0, "bytes": 0, "flush_s": 0.0}
-
-    def close(self):
-        log_stats("redis writer", getattr(self, "stats", None))
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.close()
-
-    def process_element(self, item, ctx):
-        self.buffer.add(item)
-        self.pending += 1
-        if item[2] != PROGRESS:
-            self.stats["values"] += 1
-        if self.pending >= self.flush_rows:
-            self._flush()
-        elif self.timer_at is None:
-            timers = ctx.timer_service()
-            self.timer_at = timers.current_processing_time() + self.flush_ms
-            timers.register_processing_time_timer(self.timer_at)
-
-    def on_timer(self, timestamp, ctx):
-        if timestamp == self.timer_at:
-            self.timer_at = None
-        self._flush()
-        return ()
-
-    def _flush(self):
-        t0 = time.perf_counter()
-        items = list(self.buffer.get() or [])
-        self.pending = 0
-        if not items:
-            return
-        latest, reports = {}, {}
-        for k, v, pxat in items:
-            if pxat == PROGRESS:
-                doc = json.loads(v)
-                reports[f"state:{doc['instance']}"] = v
-            else:
-                latest[k] = (v, pxat)  # a later value of a key replaces an earlier one
-        pipe = self.client.pipeline(transaction=False)
-        for k, (v, pxat) in latest.items():
-            if pxat:
-                pipe.set(k, v, pxat=int(pxat))
-            else:
-                pipe.set(k, v)
-        self.stats["writes"] += len(latest)
-        self.stats["flush_s"] += time.perf_counter() - t0
-        self.stats["round_trips"] += 1
-        self.stats["bytes"] += sum(len(v) for v, _ in latest.values())
-        report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
-        reports["writer"] = json.dumps({**report, "at": int(time.time() * 1000), "written": self.stats["writes"]})
-        pipe.hset(self.progress_key, mapping=reports)
-        pipe.expire(self.progress_key, 86_400)
-        pipe.execute()
-        self.buffer.clear()
 
 
 # -- building the job -------------------------------------------------------------------------------------
@@ -443,7 +165,7 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
             f"SELECT '{g.gid}' || k AS k, p, o, v FROM (\n{g.sql}\n)" for g in plan.online)
         values = (
             _online_rows_keyed(t_env, union)
-            .process(EntityState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
+            .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
                                  options.flush_ms_per_event),
                      output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()]))
             .name("online state").uid("fs-online-state")
@@ -573,5 +295,5 @@ def run_backfill(store, start=None, end=None, views=None, parallelism: int = 1):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["EntityState", "RedisWriter", "JobOptions", "BuiltJob", "build", "configuration", "run_backfill",
+__all__ = ["OnlineState", "RedisWriter", "JobOptions", "BuiltJob", "build", "configuration", "run_backfill",
            "progress_key"]

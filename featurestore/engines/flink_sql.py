@@ -739,10 +739,10 @@ class OnlineView:
     fingerprint: str
     flag: int  # index in the event array of the view's "passes the filter" flag
     inputs: Tuple[int, ...]  # indexes of its input columns in the event array
-    keep_all: bool
+    keep_base: bool  # featurestore.stores.online_redis.Retention
     window_ms: int
-    keep_last_before: bool
     expires: bool
+    layout: dict = field(default_factory=dict)  # featurestore.kernel.partials.Layout arguments
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -954,6 +954,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     ``sources``: view name -> its Source; ``staging``: view -> directory URI its Parquet sink writes;
     ``dead_letter_staging``: source name -> directory URI of its dead-letter sink; ``online_views``: the
     views written to Redis."""
+    from featurestore.online import view_layout
     from featurestore.stores.online_redis import retention, view_prefix
 
     plan = StreamPlan()
@@ -1000,8 +1001,12 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
             ovs = []
             for cv in gviews:
                 r = retention(cv)
-                ovs.append(OnlineView(cv.name, view_prefix(project, cv.name), cv.data_fingerprint, 0, (), r.keep_all,
-                                      r.window_ms, r.keep_last_before, r.expires))
+                lay = view_layout(cv)
+                ovs.append(OnlineView(cv.name, view_prefix(project, cv.name), cv.data_fingerprint, 0, (), r.keep_base,
+                                      r.window_ms, r.expires,
+                                      {"inputs": [list(x) for x in lay.inputs], "latest": lay.latest_cols,
+                                       "aggs": [[a.name, a.function, [e for e, _ in lay.inputs].index(a.expr)
+                                                 if a.expr is not None else None] for a in cv.aggregations]}))
             group = OnlineGroup(gid, source_name, keys, len(gviews[0].order_columns), ovs)
             group.sql, _ = online_group_sql(group, gviews, [exprs[cv.name] for cv in gviews], typed, columns)
             plan.online.append(group)

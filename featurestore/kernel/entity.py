@@ -7,7 +7,8 @@ The state answers every request at or after its horizon exactly (SPEC §2, §3.2
   its stored form;
 * **base**: the partial row of every event before ``cut`` (only for views with an unbounded window:
   ``keep_base``; other views drop those events, which no window at or after the horizon can see);
-* **tiles** (a *dense* entity: more than ``DENSE_EVENTS`` raw events): the rows of every non-empty tile
+* **tiles** (a *dense* entity: more than ``DENSE_EVENTS`` raw events at the last drain): the rows of every
+  non-empty tile
   (:mod:`featurestore.kernel.tiles`) over the raw events, so a window reads O(tiles + edge events);
 * **prefixes** (``keep_base``): ``boundary -> row of every event before it``, at the cut and, for a dense
   entity, at the start of every top tile holding a raw event (what an unbounded window starts from).
@@ -20,6 +21,7 @@ ancestors of the minutes that changed (two children each), never the entity's hi
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -27,6 +29,18 @@ from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, floor_unit, tile_id, tile_ms
 
 DENSE_EVENTS = 128  # more raw events than this: the entity keeps tiles
+
+
+class _Id:
+    """An event id in the time heap (ids of equal times are never compared: they may differ in type)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __lt__(self, other):
+        return False
 
 
 class EntityTiles:
@@ -37,9 +51,12 @@ class EntityTiles:
         self.top = top
         self.rows: Dict[Tuple[int, int], list] = {}
         self._dirty: Set[int] = set()  # minute starts whose ancestors are out of date
+        self.floor: Optional[int] = None  # no tile starting before it is kept (nothing reads one)
 
     def add(self, order: list, inputs: Sequence) -> None:
         minute = floor_unit(order[0])
+        if self.floor is not None and minute < self.floor:
+            return
         row = self.rows.get((0, minute))
         if row is None:
             row = self.rows[(0, minute)] = self.layout.new()
@@ -57,6 +74,8 @@ class EntityTiles:
             parents = sorted({s - s % size for s in starts})
             half = size // 2
             for p in parents:
+                if self.floor is not None and p < self.floor:
+                    continue
                 left = self.rows.get((level - 1, p))
                 right = self.rows.get((level - 1, p + half))
                 if left is None and right is None:
@@ -73,7 +92,9 @@ class EntityTiles:
         return changed
 
     def drop_before(self, cut_ms: int) -> List[Tuple[int, int]]:
-        """Forget the tiles that start before ``cut_ms`` (no request at or after the horizon reads them)."""
+        """Forget the tiles that start before ``cut_ms`` (no request at or after the horizon reads them),
+        and keep none from now on; returns them."""
+        self.floor = cut_ms
         gone = [k for k in self.rows if k[1] < cut_ms]
         for k in gone:
             del self.rows[k]
@@ -112,6 +133,7 @@ class EntityState:
         self.top = top
         self.dense_events = DENSE_EVENTS if dense_events is None else dense_events
         self.events: Dict[object, Tuple[list, list, str]] = {}
+        self._by_time: List[Tuple[int, object]] = []  # heap of (ts, eid) of the raw events
         self.cut = cut
         self.base = layout.new() if keep_base else None
         self.horizon: Optional[int] = None
@@ -149,33 +171,51 @@ class EntityState:
             self._late = ts if self._late is None else min(self._late, ts)
             return True
         self.events[eid] = (order, inputs, member)
+        heapq.heappush(self._by_time, (ts, _Id(eid)))
         self._new.append(eid)
         if self.keep_base and self.dense and self.prefixes and ts < max(self.prefixes) \
                 and (self._late is None or ts < self._late):
             self._late = ts  # a late event: the prefixes after it change
         if self.tiles is not None:
             self.tiles.add(order, inputs)
-        elif len(self.events) > self.dense_events:
-            self._densify()
         return True
 
-    def _densify(self) -> None:
-        self.tiles = EntityTiles(self.layout, self.top)
-        for order, inputs, _ in self.events.values():
-            self.tiles.add(order, inputs)
+    def _fit_density(self) -> None:
+        """Dense exactly when more than ``dense_events`` raw events are kept (decided at each drain, so
+        the stored form depends only on the events, never on when drains happened); a change of form
+        rewrites the entity."""
+        dense = len(self.events) > self.dense_events
+        if dense == (self.tiles is not None):
+            return
+        if dense:
+            self.tiles = EntityTiles(self.layout, self.top)
+            if self.cut is not None:
+                self.tiles.floor = self.cut
+            for order, inputs, _ in self.events.values():
+                self.tiles.add(order, inputs)
+        else:
+            self.tiles = None
+            self.prefixes = {self.cut: self.base} if self.keep_base and self.cut is not None else {}
         self._full = True
 
-    def trim(self, cut: int, horizon: Optional[int]) -> None:
-        """Move the cut forward to ``cut`` (a top-tile boundary when the view keeps a base): raw events
-        before it are folded into the base (``keep_base``) or dropped; requests before ``horizon`` are
-        no longer answered."""
+    def trim(self, cut: int, horizon: Optional[int]) -> List[object]:
+        """Move the cut forward to ``cut`` (a top-tile boundary when the view keeps a base) — the first time
+        only if a raw event is behind it: those events are folded into the base (``keep_base``) or
+        dropped, and requests before ``horizon`` are no longer answered. Returns the ids of the events
+        that left the raw set."""
         if self.cut is not None and cut <= self.cut:
-            return
+            return []
+        if self.cut is None and (not self._by_time or self._by_time[0][0] >= cut):
+            return []  # nothing behind it yet: every request time stays answered
+        # Once trimmed, the cut follows every call, so the state (horizon included) depends only on the
+        # events seen and the last call, not on when earlier flushes happened.
         if self.keep_base and cut % tile_ms(self.top):
             raise ValueError("the cut of a view with a base must be a top tile boundary")
-        old = [eid for eid, (order, _, _) in self.events.items() if order[0] < cut]
-        for eid in old:
-            order, inputs, _ = self.events.pop(eid)
+        old = []
+        while self._by_time and self._by_time[0][0] < cut:
+            _, eid = heapq.heappop(self._by_time)
+            order, inputs, _ = self.events.pop(eid.value)
+            old.append(eid.value)
             if self.base is not None:
                 self.layout.add(self.base, order, inputs)
         self.cut = cut
@@ -190,6 +230,7 @@ class EntityState:
             self.prefixes[cut] = self.base
             self._prefix_below = cut
             self._late = cut if self._late is None else min(self._late, cut)
+        return old
 
     def rewrite(self) -> None:
         """The next drain returns the whole state (after a restore, or when the store may be stale)."""
@@ -198,6 +239,7 @@ class EntityState:
     # -- output ----------------------------------------------------------------------------------
     def drain(self) -> Changes:
         """What changed since the last drain (everything after :meth:`rewrite` or at first)."""
+        self._fit_density()
         full = self._full
         ch = Changes(full, self.horizon, self.dense, last_ts=self.last_ts, meta=self._meta or full)
         changed_tiles: List[Tuple[int, int]] = self.tiles.settle() if self.tiles is not None else []

@@ -241,7 +241,7 @@ class Layout:
             if kind in ("s", "q") and isinstance(v, ExactSum):
                 out.append(v.encode())
             elif kind == "d":
-                out.append([_nan_out(x) for x in v])
+                out.append(sorted((_nan_out(x) for x in v), key=_distinct_order))  # canonical: same set, same text
             else:
                 out.append(v)
         return out
@@ -260,6 +260,10 @@ class Layout:
 
 def _nan_out(x: Any) -> Any:
     return math.nan if x is _NAN_KEY or x == _NAN_KEY else x
+
+
+def _distinct_order(x: Any):
+    return (1, 0.0) if isinstance(x, float) and x != x else (0, x)
 
 
 def _int_mean(total: int, n: int) -> float:
