@@ -6,8 +6,8 @@
    and every served value, as exact JSON. Redis runs with an append-only file (``infra/redis.sh``).
 2. **Ship.** :func:`ship` copies stream entries into the offline Parquet table ``<stream>`` under
    ``<offline root>/<project>/_serving_logs/`` (one row per served entity row), then trims what it
-   shipped. The append is idempotent (its sequence number is the last stream id), so a crash between
-   append and trim ships nothing twice, and a crash between serving and shipping loses nothing.
+   shipped. Exactly once per stream entry, whatever runs concurrently or dies (:func:`ship_stream`);
+   :func:`read_logs` counts a request id logged twice once (its last lookup).
 3. **Join.** :func:`training_set_from_logs` returns, for each label row, the values that were served.
 """
 
@@ -78,6 +78,10 @@ class LogRecord:
 def build_record(store, columns: Dict[str, List[Any]], key_names: List[str], selection, feature_service,
                  request_time_ms: int, request_id: Optional[str]) -> LogRecord:
     """One stream entry for one lookup (all of its rows)."""
+    if request_id is not None and (not isinstance(request_id, str) or not request_id):
+        from featurestore.errors import RequestError
+
+        raise RequestError(f"request_id must be a non-empty string, got {request_id!r}")
     request_id = request_id or uuid.uuid4().hex
     name = getattr(feature_service, "name", feature_service)
     service = store.repo.services.get(name) if name else None
@@ -112,39 +116,70 @@ def log_table(store, stream: str):
 @dataclass
 class ShipResult:
     stream: str
-    entries: int
-    rows: int
-    version: Optional[int]
+    entries: int  # log entries (lookups) this call shipped
+    rows: int  # offline rows it wrote (one per served entity row)
+    version: Optional[int]  # the log table's version afterwards
+    conflicts: int = 0  # times another shipper committed first (this one re-read and went on)
 
 
 def ship(store, batch: int = 10_000) -> List[ShipResult]:
-    """Move every logged lookup from Redis Streams into the offline log tables (idempotent)."""
+    """Move every logged lookup from Redis Streams into the offline log tables: each stream entry lands
+    exactly once, whatever runs concurrently, retries or dies (see :func:`ship_stream`)."""
     client = store.online_store().client
     prefix = f"fs:{store.config.project}:_log:"
     results = []
     for raw_key in client.scan_iter(match=prefix + "*", count=1000):
         key = raw_key.decode()
         stream = key[len(prefix):]
-        table = log_table(store, stream)
-        entries = rows = 0
-        version = table.version
-        while True:
-            got = client.xrange(key, "-", "+", count=batch)
-            if not got:
-                break
-            last_id = got[-1][0].decode()
-            arrow = _rows(got)
-            version = table.append(arrow, app_id=f"ship:{key}", seq=_seq(last_id))
-            client.xtrim(key, minid=_next_id(last_id), approximate=False)
-            entries += len(got)
-            rows += arrow.num_rows
-        results.append(ShipResult(stream, entries, rows, version))
+        results.append(ship_stream(client, key, log_table(store, stream), stream, batch))
     return results
 
 
+def ship_stream(client, key: str, table, stream: str, batch: int = 10_000) -> ShipResult:
+    """Ship one stream. The log table records the id of the last stream entry it holds (its ``seq``
+    for the app ``ship:<key>``): every entry up to that id is in the table, none after it. A round
+    reads the entries after that position, appends them on the condition that the position has not
+    moved (a compare-and-set, ``OfflineTable.append(after_seq=...)``) and then trims them from the
+    stream. Two shippers that read the same entries cannot both commit them (the loser re-reads after
+    the new position), and a shipper that dies anywhere leaves either nothing committed or a committed
+    batch whose entries the next round skips (and trims): no entry is lost or shipped twice."""
+    from featurestore.stores.offline import CommitConflict
+
+    app = f"ship:{key}"
+    entries = rows = conflicts = 0
+    while True:
+        shipped = table.app_seq(app)
+        if shipped is not None:  # entries a ship that died before trimming left behind
+            client.xtrim(key, minid=_next_id(_stream_id(shipped)), approximate=False)
+        start = "-" if shipped is None else _next_id(_stream_id(shipped))
+        got = client.xrange(key, start, "+", count=batch)
+        if not got:
+            break
+        last_id = got[-1][0].decode()
+        arrow = _rows(got)
+        try:
+            table.append(arrow, app_id=app, seq=_seq(last_id), after_seq=shipped)
+        except CommitConflict:
+            conflicts += 1
+            continue
+        client.xtrim(key, minid=_next_id(last_id), approximate=False)
+        entries += len(got)
+        rows += arrow.num_rows
+    return ShipResult(stream, entries, rows, table.version, conflicts)
+
+
+_SEQ_BASE = 1_000_000  # a stream id ms-n is the seq ms * 10^6 + n (Redis numbers at most ~10^5 entries per ms)
+
+
 def _seq(stream_id: str) -> int:
-    ms, n = stream_id.split("-")
-    return int(ms) * 1_000_000 + int(n)
+    ms, n = (int(x) for x in stream_id.split("-"))
+    if n >= _SEQ_BASE:
+        raise ValueError(f"stream id {stream_id}: more than {_SEQ_BASE} entries in one millisecond")
+    return ms * _SEQ_BASE + n
+
+
+def _stream_id(seq: int) -> str:
+    return f"{seq // _SEQ_BASE}-{seq % _SEQ_BASE}"
 
 
 def _next_id(stream_id: str) -> str:
@@ -170,13 +205,28 @@ def _rows(entries) -> pa.Table:
 
 
 def read_logs(store, feature_service: str):
-    """The shipped log rows of a feature service, as pandas (values decoded from JSON)."""
+    """The shipped log rows of a feature service as pandas, in log order: one row per served entity row.
+    A request id logged more than once (a lookup retried with the same ``request_id=``, or a log write
+    that Redis took twice) counts once: its last logged lookup, all of its rows."""
     import pandas as pd
 
-    table = log_table(store, feature_service)
+    table = log_table(store, getattr(feature_service, "name", feature_service))
     if table.version is None:
-        return pd.DataFrame(columns=[f.name for f in LOG_TABLE_SCHEMA])
-    return table.read().to_pandas()
+        return pd.DataFrame({f.name: pd.Series(dtype=object) for f in LOG_TABLE_SCHEMA})
+    return latest_per_request(table.read()).to_pandas()
+
+
+def latest_per_request(table: pa.Table) -> pa.Table:
+    """The rows of each request id's last stream entry, ordered by stream id then row."""
+    order = [tuple(int(x) for x in sid.split("-")) for sid in table.column("stream_id").to_pylist()]
+    last: Dict[str, tuple] = {}
+    for rid, pos in zip(table.column("request_id").to_pylist(), order):
+        if rid not in last or pos > last[rid]:
+            last[rid] = pos
+    rows = table.column("row").to_pylist()
+    keep = sorted((pos, row, i) for i, (rid, pos, row) in
+                  enumerate(zip(table.column("request_id").to_pylist(), order, rows)) if last[rid] == pos)
+    return table.take(pa.array([i for _, _, i in keep], pa.int64()))
 
 
 def is_nan(v) -> bool:

@@ -116,3 +116,12 @@ def test_ad_hoc_logging_and_mixed_definition_versions_are_reported(store):
     assert any("2 definition version(s)" in str(w.message) for w in caught)
     assert len(got.attrs["definition_versions"]) == 2
     assert got["_definitions"].nunique() == 2
+
+
+@pytest.mark.parametrize("bad", [123, "", b"r1"])
+def test_a_request_id_is_a_non_empty_string(store, bad):
+    from featurestore.errors import RequestError
+
+    with pytest.raises(RequestError, match="request_id must be a non-empty string"):
+        store.get_online_features([{"user_id": "u1"}], feature_service="logged_model", request_id=bad)
+    store.ship_logs()  # nothing unshippable was logged
