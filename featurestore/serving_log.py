@@ -3,21 +3,25 @@
 1. **Log.** A logged lookup appends one entry to the Redis Stream ``fs:{project}:_log:{stream}``
    (``stream`` = the feature service's name, or ``_adhoc`` for a feature list) before the call returns:
    request id, request time, service name and version, each view's data fingerprint, the entity keys
-   and every served value, as exact JSON. Redis runs with an append-only file (``infra/redis.sh``).
+   (in their declared types) and every served value, as exact JSON. Redis runs with an append-only file
+   (``infra/redis.sh``).
 2. **Ship.** :func:`ship` copies stream entries into the offline Parquet table ``<stream>`` under
    ``<offline root>/<project>/_serving_logs/`` (one row per served entity row), then trims what it
-   shipped. Exactly once per stream entry, whatever runs concurrently or dies (:func:`ship_stream`);
-   :func:`read_logs` counts a request id logged twice once (its last lookup).
-3. **Join.** :func:`training_set_from_logs` returns, for each label row, the values that were served.
+   shipped. Exactly once per stream entry, whatever runs concurrently or dies (:func:`ship_stream`).
+3. **Read.** :func:`read_logs` gives one row per served row of each request id (a request id logged
+   twice counts once: its last lookup); :func:`typed_keys`, :func:`exact_pandas` and
+   :func:`decode_served` turn log rows into keys and values of their declared types, never through
+   pandas' float64.
+4. **Join** (:mod:`featurestore.sdk.from_logs`) and **verify** (:mod:`featurestore.verify`) read through 3.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
@@ -229,128 +233,71 @@ def latest_per_request(table: pa.Table) -> pa.Table:
     return table.take(pa.array([i for _, _, i in keep], pa.int64()))
 
 
-def is_nan(v) -> bool:
-    return isinstance(v, float) and math.isnan(v)
-
-
-def training_set_from_logs(store, labels_df, feature_service, timestamp_column: Optional[str] = None,
-                           ship_first: bool = True):
-    """Labels joined to the feature values that were served for them (SPEC §7).
-
-    Each label row is matched to a logged row by ``request_id`` (plus the join keys, when a request
-    served several entities), or, without a ``request_id`` column, by join keys and request time
-    (the label's timestamp, to the millisecond). Matched rows carry the served values exactly and
-    ``_from_log=True``; unmatched rows are filled by the point-in-time join at the label's timestamp and
-    flagged ``_from_log=False``. Rows logged under different definition versions are reported (a
-    warning, ``frame.attrs["definition_versions"]`` and the ``_definitions`` column), never merged
-    silently.
-    """
-    import warnings
-
-    import pandas as pd
-
-    from featurestore.errors import RequestError
-    from featurestore.sdk.historical import pick_timestamp_column, request_times_ms
-    from featurestore.sdk.refs import output_names, resolve_features
-
-    name = getattr(feature_service, "name", feature_service)
-    if not isinstance(labels_df, pd.DataFrame) or labels_df.empty:
-        raise RequestError("labels_df must be a non-empty pandas DataFrame")
-    selection = resolve_features(store.repo, feature_service=name)
-    columns = list(output_names(selection, False).values())
-    keys = []
-    for v in selection:
-        keys.extend(k for k in store.repo.views[v].join_keys if k not in keys)
-    if ship_first:
-        ship(store)
-    logs = read_logs(store, name)
-    labels = labels_df.reset_index(drop=True)
-    by_id = "request_id" in labels.columns
-    if not by_id:
-        missing = [k for k in keys if k not in labels.columns]
-        if missing:
-            raise RequestError(f"labels_df needs a 'request_id' column, or the join keys {missing} and a timestamp")
-    ts_col = None
-    if not by_id or timestamp_column is not None:
-        ts_col = pick_timestamp_column(labels, timestamp_column)
-    elif any(pd.api.types.is_datetime64_any_dtype(labels[c]) for c in labels.columns):
-        ts_col = pick_timestamp_column(labels, None)
-
-    index: Dict[tuple, int] = {}
-    entities = [json.loads(e) for e in logs["entity"]] if len(logs) else []
-    for i in range(len(logs)):
-        ent = entities[i]
-        if by_id:
-            index.setdefault((logs["request_id"].iloc[i], ), i)
-            index.setdefault((logs["request_id"].iloc[i], _key(ent, keys)), i)
-        else:
-            when = int(pd.Timestamp(logs["request_time"].iloc[i]).value // 1_000_000)
-            index.setdefault((_key(ent, keys), when), i)
-    label_keys = [k for k in keys if k in labels.columns]
-    q_ms = request_times_ms(labels, ts_col) if ts_col else None
-    matched: List[Optional[int]] = []
-    for r in range(len(labels)):
-        if by_id:
-            rid = labels["request_id"].iloc[r]
-            ent = {k: _py(labels[k].iloc[r]) for k in label_keys}
-            hit = index.get((rid, _key(ent, keys))) if len(label_keys) == len(keys) else None
-            matched.append(hit if hit is not None else index.get((rid,)))
-        else:
-            ent = {k: _py(labels[k].iloc[r]) for k in keys}
-            matched.append(index.get((_key(ent, keys), int(q_ms.iloc[r]))))
-
-    values = {c: [None] * len(labels) for c in columns}
-    defs: List[Optional[str]] = [None] * len(labels)
-    for r, i in enumerate(matched):
-        if i is None:
-            continue
-        served = json.loads(logs["features"].iloc[i])
-        for c in columns:
-            values[c][r] = served.get(c)
-        defs[r] = logs["fingerprints"].iloc[i]
-    missing_rows = [r for r, i in enumerate(matched) if i is None]
-    if missing_rows and ts_col is not None and all(k in labels.columns for k in keys):
-        pit = store.get_historical_features(labels.iloc[missing_rows][keys + [ts_col]].reset_index(drop=True),
-                                            feature_service=name, timestamp_column=ts_col)
-        for j, r in enumerate(missing_rows):
-            for c in columns:
-                values[c][r] = _py(pit[c].iloc[j])
-    out = labels.copy()
-    clash = [c for c in columns if c in out.columns]
-    if clash:
-        raise RequestError(f"labels_df already has column(s) {clash} that the features would produce")
-    for c in columns:
-        out[c] = pd.Series(values[c], dtype=object)
-    out["_from_log"] = [i is not None for i in matched]
-    out["_definitions"] = defs
-    versions = pd.Series([d for d in defs if d is not None]).value_counts().to_dict()
-    out.attrs["definition_versions"] = versions
-    current = _dumps({v: store.repo.views[v].data_fingerprint for v in selection})
-    if len(versions) > 1 or (versions and current not in versions):
-        warnings.warn(
-            f"training_set_from_logs('{name}'): logged rows come from {len(versions)} definition version(s)"
-            + ("" if current in versions else ", none of them the current one")
-            + "; see the _definitions column", stacklevel=2)
+# -- typed decoding: log rows keep their declared types (never through pandas' float) -----------------
+def key_types(store, selection) -> Dict[str, str]:
+    """The declared type of every join key of the selection's views, in first-seen order."""
+    out: Dict[str, str] = {}
+    for view in selection:
+        for key, dtype in store.compiled(view).key_types.items():
+            out.setdefault(key, dtype)
     return out
 
 
-def _key(ent: dict, keys: List[str]) -> str:
-    return _dumps([_py(ent.get(k)) for k in keys])
+def column_dtypes(store, selection) -> Dict[str, str]:
+    """The declared type of every output column of the selection (unprefixed names)."""
+    from featurestore.sdk.refs import output_names
+
+    out = {}
+    for (view, feat), column in output_names(selection, False).items():
+        out[column] = store.compiled(view).feature_dtypes[feat]
+    return out
 
 
-def _py(v):
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+def typed_keys(entities: List[dict], types: Dict[str, str], where: str) -> pa.Table:
+    """Logged entity dicts as one Arrow column per join key, of its declared type (nulls kept)."""
+    from featurestore import dtypes
+    from featurestore.errors import RequestError
+
+    cols = {}
+    for key, dtype in types.items():
+        values = [e.get(key) for e in entities]
         try:
-            return v.item()
-        except (ValueError, AttributeError):
-            return v
-    try:
-        import pandas as pd
+            cols[key] = pa.array(values, type=dtypes.arrow_type(dtype))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            bad = next(i for i, v in enumerate(values) if not _fits(v, dtype))
+            raise RequestError(f"{where}: logged row {bad} has join key {key}={values[bad]!r}, not a {dtype} "
+                               "(logged under another definition of the key?)") from None
+    return pa.table(cols)
 
-        if v is pd.NA or v is pd.NaT:
-            return None
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v
+
+def _fits(v, dtype: str) -> bool:
+    try:
+        from featurestore import dtypes
+
+        pa.array([v], type=dtypes.arrow_type(dtype))
+        return True
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
+
+
+def exact_pandas(table: pa.Table):
+    """Arrow to pandas without precision loss: integer columns become nullable ``Int64``/``Int32``
+    (never float64, which cannot hold int64 keys beyond 2^53 and turns nulls into NaN), bools
+    ``boolean``; strings stay ``object`` with ``None``."""
+    import pandas as pd
+
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def decode_served(features_json: str, dtypes_by_column: Dict[str, str]) -> Dict[str, Any]:
+    """The served values of one logged row, each as the plain Python value of its feature's type."""
+    from featurestore import dtypes
+
+    served = json.loads(features_json)
+    for column, dtype in dtypes_by_column.items():
+        v = served.get(column)
+        if dtype == dtypes.TIMESTAMP and isinstance(v, str):  # logged as ISO 8601 (exact to the microsecond)
+            served[column] = datetime.fromisoformat(v)
+    return served
+

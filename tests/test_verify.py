@@ -49,3 +49,22 @@ def test_injected_skew_is_found_and_gates(store, tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert "<svg" in page and "last_" in page and "skew in" in page
     assert len(served) == report.rows
+
+
+def test_a_logged_key_that_does_not_fit_its_declared_type_is_a_one_line_error(store):
+    """Logs keep the keys' declared types; a logged key of another type (written under an older
+    definition of the key) is named, not coerced."""
+    import pandas as pd
+
+    from featurestore import serving_log
+    from featurestore.errors import RequestError
+    from tests.randomrepo import BASE
+
+    res = store.get_online_features([{"user_id": "u1"}], feature_service="logged_model",
+                                    request_time=BASE + pd.Timedelta("1min"))
+    record = serving_log.build_record(store, {**res.to_dict(), "user_id": [12]}, ["user_id"],
+                                      {"profile": ["last_tag"]}, "logged_model", 0, "old-def")
+    serving_log.write(store.online_store().client, store.config.project, record)
+    with pytest.raises(RequestError, match=r"^verify 'logged_model': logged row \d has join key user_id=12, "
+                                           r"not a string \(logged under another definition of the key\?\)$"):
+        store.verify("logged_model")
