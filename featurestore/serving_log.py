@@ -3,21 +3,25 @@
 1. **Log.** A logged lookup appends one entry to the Redis Stream ``fs:{project}:_log:{stream}``
    (``stream`` = the feature service's name, or ``_adhoc`` for a feature list) before the call returns:
    request id, request time, service name and version, each view's data fingerprint, the entity keys
-   and every served value, as exact JSON. Redis runs with an append-only file (``infra/redis.sh``).
+   (in their declared types) and every served value, as exact JSON. Redis runs with an append-only file
+   (``infra/redis.sh``).
 2. **Ship.** :func:`ship` copies stream entries into the offline Parquet table ``<stream>`` under
    ``<offline root>/<project>/_serving_logs/`` (one row per served entity row), then trims what it
-   shipped. The append is idempotent (its sequence number is the last stream id), so a crash between
-   append and trim ships nothing twice, and a crash between serving and shipping loses nothing.
-3. **Join.** :func:`training_set_from_logs` returns, for each label row, the values that were served.
+   shipped. Exactly once per stream entry, whatever runs concurrently or dies (:func:`ship_stream`).
+3. **Read.** :func:`read_logs` gives one row per served row of each request id (a request id logged
+   twice counts once: its last lookup); :func:`typed_keys`, :func:`exact_pandas` and
+   :func:`decode_served` turn log rows into keys and values of their declared types, never through
+   pandas' float64.
+4. **Join** (:mod:`featurestore.sdk.from_logs`) and **verify** (:mod:`featurestore.verify`) read through 3.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
@@ -78,6 +82,10 @@ class LogRecord:
 def build_record(store, columns: Dict[str, List[Any]], key_names: List[str], selection, feature_service,
                  request_time_ms: int, request_id: Optional[str]) -> LogRecord:
     """One stream entry for one lookup (all of its rows)."""
+    if request_id is not None and (not isinstance(request_id, str) or not request_id):
+        from featurestore.errors import RequestError
+
+        raise RequestError(f"request_id must be a non-empty string, got {request_id!r}")
     request_id = request_id or uuid.uuid4().hex
     name = getattr(feature_service, "name", feature_service)
     service = store.repo.services.get(name) if name else None
@@ -112,39 +120,70 @@ def log_table(store, stream: str):
 @dataclass
 class ShipResult:
     stream: str
-    entries: int
-    rows: int
-    version: Optional[int]
+    entries: int  # log entries (lookups) this call shipped
+    rows: int  # offline rows it wrote (one per served entity row)
+    version: Optional[int]  # the log table's version afterwards
+    conflicts: int = 0  # times another shipper committed first (this one re-read and went on)
 
 
 def ship(store, batch: int = 10_000) -> List[ShipResult]:
-    """Move every logged lookup from Redis Streams into the offline log tables (idempotent)."""
+    """Move every logged lookup from Redis Streams into the offline log tables: each stream entry lands
+    exactly once, whatever runs concurrently, retries or dies (see :func:`ship_stream`)."""
     client = store.online_store().client
     prefix = f"fs:{store.config.project}:_log:"
     results = []
     for raw_key in client.scan_iter(match=prefix + "*", count=1000):
         key = raw_key.decode()
         stream = key[len(prefix):]
-        table = log_table(store, stream)
-        entries = rows = 0
-        version = table.version
-        while True:
-            got = client.xrange(key, "-", "+", count=batch)
-            if not got:
-                break
-            last_id = got[-1][0].decode()
-            arrow = _rows(got)
-            version = table.append(arrow, app_id=f"ship:{key}", seq=_seq(last_id))
-            client.xtrim(key, minid=_next_id(last_id), approximate=False)
-            entries += len(got)
-            rows += arrow.num_rows
-        results.append(ShipResult(stream, entries, rows, version))
+        results.append(ship_stream(client, key, log_table(store, stream), stream, batch))
     return results
 
 
+def ship_stream(client, key: str, table, stream: str, batch: int = 10_000) -> ShipResult:
+    """Ship one stream. The log table records the id of the last stream entry it holds (its ``seq``
+    for the app ``ship:<key>``): every entry up to that id is in the table, none after it. A round
+    reads the entries after that position, appends them on the condition that the position has not
+    moved (a compare-and-set, ``OfflineTable.append(after_seq=...)``) and then trims them from the
+    stream. Two shippers that read the same entries cannot both commit them (the loser re-reads after
+    the new position), and a shipper that dies anywhere leaves either nothing committed or a committed
+    batch whose entries the next round skips (and trims): no entry is lost or shipped twice."""
+    from featurestore.stores.offline import CommitConflict
+
+    app = f"ship:{key}"
+    entries = rows = conflicts = 0
+    while True:
+        shipped = table.app_seq(app)
+        if shipped is not None:  # entries a ship that died before trimming left behind
+            client.xtrim(key, minid=_next_id(_stream_id(shipped)), approximate=False)
+        start = "-" if shipped is None else _next_id(_stream_id(shipped))
+        got = client.xrange(key, start, "+", count=batch)
+        if not got:
+            break
+        last_id = got[-1][0].decode()
+        arrow = _rows(got)
+        try:
+            table.append(arrow, app_id=app, seq=_seq(last_id), after_seq=shipped)
+        except CommitConflict:
+            conflicts += 1
+            continue
+        client.xtrim(key, minid=_next_id(last_id), approximate=False)
+        entries += len(got)
+        rows += arrow.num_rows
+    return ShipResult(stream, entries, rows, table.version, conflicts)
+
+
+_SEQ_BASE = 1_000_000  # a stream id ms-n is the seq ms * 10^6 + n (Redis numbers at most ~10^5 entries per ms)
+
+
 def _seq(stream_id: str) -> int:
-    ms, n = stream_id.split("-")
-    return int(ms) * 1_000_000 + int(n)
+    ms, n = (int(x) for x in stream_id.split("-"))
+    if n >= _SEQ_BASE:
+        raise ValueError(f"stream id {stream_id}: more than {_SEQ_BASE} entries in one millisecond")
+    return ms * _SEQ_BASE + n
+
+
+def _stream_id(seq: int) -> str:
+    return f"{seq // _SEQ_BASE}-{seq % _SEQ_BASE}"
 
 
 def _next_id(stream_id: str) -> str:
@@ -170,137 +209,95 @@ def _rows(entries) -> pa.Table:
 
 
 def read_logs(store, feature_service: str):
-    """The shipped log rows of a feature service, as pandas (values decoded from JSON)."""
+    """The shipped log rows of a feature service as pandas, in log order: one row per served entity row.
+    A request id logged more than once (a lookup retried with the same ``request_id=``, or a log write
+    that Redis took twice) counts once: its last logged lookup, all of its rows."""
     import pandas as pd
 
-    table = log_table(store, feature_service)
+    table = log_table(store, getattr(feature_service, "name", feature_service))
     if table.version is None:
-        return pd.DataFrame(columns=[f.name for f in LOG_TABLE_SCHEMA])
-    return table.read().to_pandas()
+        return pd.DataFrame({f.name: pd.Series(dtype=object) for f in LOG_TABLE_SCHEMA})
+    return latest_per_request(table.read()).to_pandas()
 
 
-def is_nan(v) -> bool:
-    return isinstance(v, float) and math.isnan(v)
+def latest_per_request(table: pa.Table) -> pa.Table:
+    """The rows of each request id's last stream entry, ordered by stream id then row."""
+    order = [tuple(int(x) for x in sid.split("-")) for sid in table.column("stream_id").to_pylist()]
+    last: Dict[str, tuple] = {}
+    for rid, pos in zip(table.column("request_id").to_pylist(), order):
+        if rid not in last or pos > last[rid]:
+            last[rid] = pos
+    rows = table.column("row").to_pylist()
+    keep = sorted((pos, row, i) for i, (rid, pos, row) in
+                  enumerate(zip(table.column("request_id").to_pylist(), order, rows)) if last[rid] == pos)
+    return table.take(pa.array([i for _, _, i in keep], pa.int64()))
 
 
-def training_set_from_logs(store, labels_df, feature_service, timestamp_column: Optional[str] = None,
-                           ship_first: bool = True):
-    """Labels joined to the feature values that were served for them (SPEC §7).
-
-    Each label row is matched to a logged row by ``request_id`` (plus the join keys, when a request
-    served several entities), or, without a ``request_id`` column, by join keys and request time
-    (the label's timestamp, to the millisecond). Matched rows carry the served values exactly and
-    ``_from_log=True``; unmatched rows are filled by the point-in-time join at the label's timestamp and
-    flagged ``_from_log=False``. Rows logged under different definition versions are reported (a
-    warning, ``frame.attrs["definition_versions"]`` and the ``_definitions`` column), never merged
-    silently.
-    """
-    import warnings
-
-    import pandas as pd
-
-    from featurestore.errors import RequestError
-    from featurestore.sdk.historical import pick_timestamp_column, request_times_ms
-    from featurestore.sdk.refs import output_names, resolve_features
-
-    name = getattr(feature_service, "name", feature_service)
-    if not isinstance(labels_df, pd.DataFrame) or labels_df.empty:
-        raise RequestError("labels_df must be a non-empty pandas DataFrame")
-    selection = resolve_features(store.repo, feature_service=name)
-    columns = list(output_names(selection, False).values())
-    keys = []
-    for v in selection:
-        keys.extend(k for k in store.repo.views[v].join_keys if k not in keys)
-    if ship_first:
-        ship(store)
-    logs = read_logs(store, name)
-    labels = labels_df.reset_index(drop=True)
-    by_id = "request_id" in labels.columns
-    if not by_id:
-        missing = [k for k in keys if k not in labels.columns]
-        if missing:
-            raise RequestError(f"labels_df needs a 'request_id' column, or the join keys {missing} and a timestamp")
-    ts_col = None
-    if not by_id or timestamp_column is not None:
-        ts_col = pick_timestamp_column(labels, timestamp_column)
-    elif any(pd.api.types.is_datetime64_any_dtype(labels[c]) for c in labels.columns):
-        ts_col = pick_timestamp_column(labels, None)
-
-    index: Dict[tuple, int] = {}
-    entities = [json.loads(e) for e in logs["entity"]] if len(logs) else []
-    for i in range(len(logs)):
-        ent = entities[i]
-        if by_id:
-            index.setdefault((logs["request_id"].iloc[i], ), i)
-            index.setdefault((logs["request_id"].iloc[i], _key(ent, keys)), i)
-        else:
-            when = int(pd.Timestamp(logs["request_time"].iloc[i]).value // 1_000_000)
-            index.setdefault((_key(ent, keys), when), i)
-    label_keys = [k for k in keys if k in labels.columns]
-    q_ms = request_times_ms(labels, ts_col) if ts_col else None
-    matched: List[Optional[int]] = []
-    for r in range(len(labels)):
-        if by_id:
-            rid = labels["request_id"].iloc[r]
-            ent = {k: _py(labels[k].iloc[r]) for k in label_keys}
-            hit = index.get((rid, _key(ent, keys))) if len(label_keys) == len(keys) else None
-            matched.append(hit if hit is not None else index.get((rid,)))
-        else:
-            ent = {k: _py(labels[k].iloc[r]) for k in keys}
-            matched.append(index.get((_key(ent, keys), int(q_ms.iloc[r]))))
-
-    values = {c: [None] * len(labels) for c in columns}
-    defs: List[Optional[str]] = [None] * len(labels)
-    for r, i in enumerate(matched):
-        if i is None:
-            continue
-        served = json.loads(logs["features"].iloc[i])
-        for c in columns:
-            values[c][r] = served.get(c)
-        defs[r] = logs["fingerprints"].iloc[i]
-    missing_rows = [r for r, i in enumerate(matched) if i is None]
-    if missing_rows and ts_col is not None and all(k in labels.columns for k in keys):
-        pit = store.get_historical_features(labels.iloc[missing_rows][keys + [ts_col]].reset_index(drop=True),
-                                            feature_service=name, timestamp_column=ts_col)
-        for j, r in enumerate(missing_rows):
-            for c in columns:
-                values[c][r] = _py(pit[c].iloc[j])
-    out = labels.copy()
-    clash = [c for c in columns if c in out.columns]
-    if clash:
-        raise RequestError(f"labels_df already has column(s) {clash} that the features would produce")
-    for c in columns:
-        out[c] = pd.Series(values[c], dtype=object)
-    out["_from_log"] = [i is not None for i in matched]
-    out["_definitions"] = defs
-    versions = pd.Series([d for d in defs if d is not None]).value_counts().to_dict()
-    out.attrs["definition_versions"] = versions
-    current = _dumps({v: store.repo.views[v].data_fingerprint for v in selection})
-    if len(versions) > 1 or (versions and current not in versions):
-        warnings.warn(
-            f"training_set_from_logs('{name}'): logged rows come from {len(versions)} definition version(s)"
-            + ("" if current in versions else ", none of them the current one")
-            + "; see the _definitions column", stacklevel=2)
+# -- typed decoding: log rows keep their declared types (never through pandas' float) -----------------
+def key_types(store, selection) -> Dict[str, str]:
+    """The declared type of every join key of the selection's views, in first-seen order."""
+    out: Dict[str, str] = {}
+    for view in selection:
+        for key, dtype in store.compiled(view).key_types.items():
+            out.setdefault(key, dtype)
     return out
 
 
-def _key(ent: dict, keys: List[str]) -> str:
-    return _dumps([_py(ent.get(k)) for k in keys])
+def column_dtypes(store, selection) -> Dict[str, str]:
+    """The declared type of every output column of the selection (unprefixed names)."""
+    from featurestore.sdk.refs import output_names
+
+    out = {}
+    for (view, feat), column in output_names(selection, False).items():
+        out[column] = store.compiled(view).feature_dtypes[feat]
+    return out
 
 
-def _py(v):
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+def typed_keys(entities: List[dict], types: Dict[str, str], where: str) -> pa.Table:
+    """Logged entity dicts as one Arrow column per join key, of its declared type (nulls kept)."""
+    from featurestore import dtypes
+    from featurestore.errors import RequestError
+
+    cols = {}
+    for key, dtype in types.items():
+        values = [e.get(key) for e in entities]
         try:
-            return v.item()
-        except (ValueError, AttributeError):
-            return v
-    try:
-        import pandas as pd
+            cols[key] = pa.array(values, type=dtypes.arrow_type(dtype))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            bad = next(i for i, v in enumerate(values) if not _fits(v, dtype))
+            raise RequestError(f"{where}: logged row {bad} has join key {key}={values[bad]!r}, not a {dtype} "
+                               "(logged under another definition of the key?)") from None
+    return pa.table(cols)
 
-        if v is pd.NA or v is pd.NaT:
-            return None
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v
+
+def _fits(v, dtype: str) -> bool:
+    try:
+        from featurestore import dtypes
+
+        pa.array([v], type=dtypes.arrow_type(dtype))
+        return True
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
+
+
+def exact_pandas(table: pa.Table):
+    """Arrow to pandas without precision loss: integer columns become nullable ``Int64``/``Int32``
+    (never float64, which cannot hold int64 keys beyond 2^53 and turns nulls into NaN), bools
+    ``boolean``; strings stay ``object`` with ``None``."""
+    import pandas as pd
+
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def decode_served(features_json: str, dtypes_by_column: Dict[str, str]) -> Dict[str, Any]:
+    """The served values of one logged row, each as the plain Python value of its feature's type."""
+    from featurestore import dtypes
+
+    served = json.loads(features_json)
+    for column, dtype in dtypes_by_column.items():
+        v = served.get(column)
+        if dtype == dtypes.TIMESTAMP and isinstance(v, str):  # logged as ISO 8601 (exact to the microsecond)
+            served[column] = datetime.fromisoformat(v)
+    return served
+

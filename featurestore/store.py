@@ -344,10 +344,10 @@ class FeatureStore:
         return serving_log.ship(self)
 
     def training_set_from_logs(self, labels_df, feature_service, timestamp_column=None, ship_first=True):
-        """Labels joined to the values that were served for them (see :mod:`featurestore.serving_log`)."""
-        from featurestore import serving_log
+        """Labels joined to the values that were served for them (the rule: :mod:`featurestore.sdk.from_logs`)."""
+        from featurestore.sdk.from_logs import training_set_from_logs
 
-        return serving_log.training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first)
+        return training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first)
 
     def verify(self, feature_service, limit=None):
         """Recompute logged lookups offline; per-feature mismatch/missing/extra rates (a VerifyReport)."""

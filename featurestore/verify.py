@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 import pandas as pd
 
 REL_TOL = 1e-9
+TIME_COLUMN = "_request_time"  # the logged request time, as the recomputation's timestamp column
 
 
 def _null(v) -> bool:
@@ -84,29 +85,33 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     """Recompute the logged lookups of ``feature_service`` offline and report skew per feature."""
     from featurestore import serving_log
     from featurestore.errors import RequestError
-    from featurestore.sdk.refs import output_names, resolve_features
+    from featurestore.sdk.refs import resolve_features
 
     name = getattr(feature_service, "name", feature_service)
     selection = resolve_features(store.repo, feature_service=name)
-    columns = list(output_names(selection, False).values())
+    by_column = serving_log.column_dtypes(store, selection)
+    columns = list(by_column)
     store.ship_logs()
     logs = serving_log.read_logs(store, name)
     if limit is not None and len(logs) > limit:
         logs = logs.sample(n=limit, random_state=0)
-    logs = logs.sort_values("request_time").reset_index(drop=True)
+    logs = logs.sort_values("request_time", kind="stable").reset_index(drop=True)
     report = VerifyReport(name, len(logs), {c: FeatureSkew(c) for c in columns}, [])
     if logs.empty:
         return report
     entities = [json.loads(e) for e in logs["entity"]]
-    key_names = sorted({k for e in entities for k in e})
-    entity_df = pd.DataFrame({k: [e.get(k) for e in entities] for k in key_names})
-    entity_df["event_timestamp"] = pd.to_datetime(logs["request_time"], utc=True)
+    # The keys as declared (int64 stays int64, nulls included): never through pandas' float64.
+    keys = serving_log.typed_keys(entities, serving_log.key_types(store, selection), f"verify '{name}'")
+    entity_df = serving_log.exact_pandas(keys)
+    entity_df[TIME_COLUMN] = pd.to_datetime(logs["request_time"], utc=True)
     try:
-        offline = store.get_historical_features(entity_df, feature_service=name)
+        offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN)
     except RequestError as exc:
         raise RequestError(f"verify '{name}': cannot recompute logged rows offline: {exc}") from None
-    served = [json.loads(f) for f in logs["features"]]
-    times = (entity_df["event_timestamp"].astype("int64") // 1_000_000).tolist()
+    recomputed = offline.to_arrow()  # exact values (pandas would turn an int column with a null into float)
+    offline_values = {c: recomputed.column(c).to_pylist() for c in columns}
+    served = [serving_log.decode_served(f, by_column) for f in logs["features"]]
+    times = (entity_df[TIME_COLUMN].astype("datetime64[ns, UTC]").astype("int64") // 1_000_000).tolist()
     buckets = _buckets(times)
     per_bucket: Dict[int, Dict[str, int]] = {b: {c: 0 for c in columns} for b in set(buckets)}
     rows_in_bucket: Dict[int, int] = {}
@@ -115,21 +120,17 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
         for c in columns:
             s = report.features[c]
             s.rows += 1
-            kind = classify(row.get(c), offline[c].iloc[i])
+            kind = classify(row.get(c), offline_values[c][i])
             if kind is None:
                 continue
             setattr(s, kind, getattr(s, kind) + 1)
             per_bucket[buckets[i]][c] += 1
             if len(s.examples) < examples:
                 s.examples.append({"request_id": logs["request_id"].iloc[i], "entity": entities[i],
-                                   "request_time": str(entity_df["event_timestamp"].iloc[i]), "kind": kind,
-                                   "served": row.get(c), "offline": _py(offline[c].iloc[i])})
+                                   "request_time": str(entity_df[TIME_COLUMN].iloc[i]), "kind": kind,
+                                   "served": row.get(c), "offline": offline_values[c][i]})
     report.timeline = [(b, rows_in_bucket[b], per_bucket[b]) for b in sorted(per_bucket)]
     return report
-
-
-def _py(v):
-    return v.item() if hasattr(v, "item") and not isinstance(v, str) else v
 
 
 def _buckets(times: List[int], n: int = 20) -> List[int]:

@@ -494,6 +494,45 @@ def test_append_and_add_files_are_idempotent_per_app(table, tmp_path):
 # ------------------------------------------------------------------------------------------------
 # concurrency
 # ------------------------------------------------------------------------------------------------
+def test_compare_and_set_appends_never_commit_an_item_twice(table):
+    """Writers that each append "the items after the recorded position" with ``after_seq`` (the log
+    shipper's protocol) commit every item exactly once however they race; the plain idempotent ``seq``
+    alone would not (a writer holding items 1..5 commits after another committed 1..3)."""
+    import random as _random
+
+    items = [("k", T0 + i, float(i)) for i in range(1, 121)]
+    conflicts, errors = [], []
+
+    def writer(seed):
+        rng = _random.Random(seed)
+        try:
+            while True:
+                pos = table.app_seq("q")
+                start = pos or 0
+                if start >= len(items):
+                    return
+                end = min(len(items), start + rng.randint(1, 9))
+                time.sleep(rng.uniform(0, 0.003))
+                try:
+                    table.append(events(items[start:end]), app_id="q", seq=end, after_seq=pos)
+                except offline.CommitConflict:
+                    conflicts.append(seed)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(rows_of(table.read())) == sorted(items)  # each exactly once
+    assert table.app_seq("q") == len(items) and conflicts  # they did collide
+    with pytest.raises(offline.CommitConflict, match="q is at seq 120, not 7"):
+        table.append(events(items[:1]), app_id="q", seq=121, after_seq=7)
+    assert table.app_seq("never") is None and table.read().num_rows == len(items)
+
+
 def test_a_losing_writer_rebases_on_the_winner(table, monkeypatch):
     """Deterministic conflict: while A commits, B commits a change to the same date first."""
     base = [("a", T0 + h * H, float(h)) for h in range(24)]

@@ -116,3 +116,87 @@ def test_ad_hoc_logging_and_mixed_definition_versions_are_reported(store):
     assert any("2 definition version(s)" in str(w.message) for w in caught)
     assert len(got.attrs["definition_versions"]) == 2
     assert got["_definitions"].nunique() == 2
+
+
+def test_a_label_gets_the_row_served_for_its_entity_never_another_entitys(store):
+    """Issue 9.3: labels are matched by request id AND entity. A label whose entity the request did not
+    serve is filled by the point-in-time join and flagged, never given the request's first row."""
+    t = BASE + pd.Timedelta("200s")
+    r1 = store.get_online_features([{"user_id": "u0"}], feature_service="logged_model", request_time=t).request_id
+    r2 = store.get_online_features([{"user_id": "u0"}, {"user_id": "u2"}], feature_service="logged_model",
+                                   request_time=t).request_id
+    labels = pd.DataFrame({"request_id": [r1, r2, r2, r1], "user_id": ["u1", "u1", "u2", "u0"]})
+    got = store.training_set_from_logs(labels, "logged_model")
+    assert got["_from_log"].tolist() == [False, False, True, True]
+    pit = store.get_historical_features(labels[["user_id"]].assign(event_timestamp=t), feature_service="logged_model")
+    assert_features_equal(got, pit, feature_columns(store), "each row holds its own entity's values")
+
+    rng = random.Random(9)
+    rows, requests = [], []
+    for i in range(30):  # random traffic: repeats of an entity within a request included
+        users = [rng.choice(["u0", "u1", "u2", "u3", "nobody"]) for _ in range(rng.randint(1, 4))]
+        when = BASE + pd.Timedelta(milliseconds=rng.randint(0, 400_000))
+        res = store.get_online_features([{"user_id": u} for u in users], feature_service="logged_model",
+                                        request_time=when)
+        data = res.to_dict()
+        served = {u: {c: data[c][j] for c in data} for j, u in reversed(list(enumerate(users)))}
+        requests.append((res.request_id, when, served))
+    for rid, when, served in requests:
+        for u in ["u0", "u1", "u2", "u3", "nobody"]:
+            rows.append({"request_id": rid, "user_id": u, "event_timestamp": when, "served": served.get(u)})
+    labels = pd.DataFrame(rows).sample(frac=1.0, random_state=2).reset_index(drop=True)
+    got = store.training_set_from_logs(labels.drop(columns="served"), "logged_model")
+    assert got["_from_log"].tolist() == [s is not None for s in labels["served"]]
+    pit = store.get_historical_features(labels[["user_id", "event_timestamp"]], feature_service="logged_model")
+    expected = pit.copy()
+    for r, s in enumerate(labels["served"]):
+        if s is not None:
+            for c in feature_columns(store):
+                expected.loc[r, c] = s[c]
+    assert_features_equal(got, expected, feature_columns(store), "served where served, point-in-time elsewhere")
+
+
+def test_labels_without_join_keys_match_by_request_id_when_it_names_one_entity(store):
+    t = BASE + pd.Timedelta("100s")
+    one = store.get_online_features([{"user_id": "u1"}, {"user_id": "u1"}], feature_service="logged_model",
+                                    request_time=t)
+    two = store.get_online_features([{"user_id": "u1"}, {"user_id": "u2"}], feature_service="logged_model",
+                                    request_time=t)
+    got = store.training_set_from_logs(pd.DataFrame({"request_id": [one.request_id]}), "logged_model")
+    assert got["_from_log"].tolist() == [True]
+    assert got["events_all"].iloc[0] == one.to_dict()["events_all"][0]
+    from featurestore.errors import RequestError
+
+    with pytest.raises(RequestError, match=r"row 0: request '.*' served 2 entities; add the join key columns"):
+        store.training_set_from_logs(pd.DataFrame({"request_id": [two.request_id]}), "logged_model")
+    with pytest.raises(RequestError, match="row 0: request_id 'never' has no logged row to match"):
+        store.training_set_from_logs(pd.DataFrame({"request_id": ["never"]}), "logged_model")
+    with pytest.raises(RequestError, match="request_id 'never' was never logged and labels_df has no timestamp"):
+        store.training_set_from_logs(pd.DataFrame({"request_id": ["never"], "user_id": ["u1"]}), "logged_model")
+
+
+def test_a_request_id_logged_twice_counts_once_as_its_last_lookup(store):
+    """A lookup retried with the same request_id (or a log write Redis took twice): one served vector per
+    request id, the last one logged, in read_logs, training sets and verify."""
+    t1, t2 = BASE + pd.Timedelta("100s"), BASE + pd.Timedelta("250s")
+    store.get_online_features([{"user_id": "u0"}], feature_service="logged_model", request_time=t1, request_id="r")
+    last = store.get_online_features([{"user_id": "u1"}, {"user_id": "u2"}], feature_service="logged_model",
+                                     request_time=t2, request_id="r")
+    store.ship_logs()
+    assert serving_log.log_table(store, "logged_model").read().num_rows == 3  # both entries, each once
+    logs = serving_log.read_logs(store, "logged_model")
+    assert logs["row"].tolist() == [0, 1] and (logs["request_id"] == "r").all()
+    got = store.training_set_from_logs(pd.DataFrame({"request_id": ["r", "r"], "user_id": ["u2", "u0"],
+                                                     "event_timestamp": [t2, t2]}), "logged_model")
+    assert got["_from_log"].tolist() == [True, False]
+    assert got["events_all"].iloc[0] == last.to_dict()["events_all"][1]
+    assert store.verify("logged_model").rows == 2
+
+
+@pytest.mark.parametrize("bad", [123, "", b"r1"])
+def test_a_request_id_is_a_non_empty_string(store, bad):
+    from featurestore.errors import RequestError
+
+    with pytest.raises(RequestError, match="request_id must be a non-empty string"):
+        store.get_online_features([{"user_id": "u1"}], feature_service="logged_model", request_id=bad)
+    store.ship_logs()  # nothing unshippable was logged

@@ -1,12 +1,11 @@
 """verify reports zero skew on clean traffic and finds skew injected on purpose."""
 
-import json
-
+import pandas as pd
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 from featurestore.cli import app
-from featurestore.stores import online_redis as orr
 from tests.test_serving_log import serve_traffic
 
 pytestmark = [pytest.mark.redis]
@@ -29,13 +28,15 @@ def test_clean_traffic_has_zero_skew(store, tmp_path):
 
 
 def test_injected_skew_is_found_and_gates(store, tmp_path):
-    # Corrupt the online state of one user: drop its most recent event from the profile view.
-    client = store.online_store().client
-    key = orr.entity_key(store.config.project, "profile", ["u0"])
-    doc = json.loads(client.get(key))
-    doc["ts"] = doc["ts"][:-1]
-    doc["c"] = [col[:-1] for col in doc["c"]]
-    client.set(key, json.dumps(doc))
+    # Skew between the stores for one user (whatever the online layout): the offline profile table gets
+    # an event of u0 that online never saw, 1 ms after its last one, with another tag and amount.
+    table = store.offline.table("profile")
+    events = table.read()
+    mine = [i for i, u in enumerate(events.column("user_id").to_pylist()) if u == "u0"]
+    last = max(mine, key=lambda i: events.column("ts")[i].value)
+    extra = events.take([last]).to_pylist()[0]
+    extra.update(ts=extra["ts"] + pd.Timedelta(milliseconds=1), tag="injected", amount=-12345.5)
+    table.append(pa.Table.from_pylist([extra], schema=events.schema))
     served = serve_traffic(store, n=60, seed=2)
     report = store.verify("logged_model")
     skewed = {f for f, s in report.features.items() if s.skew_rate > 0}
@@ -49,3 +50,20 @@ def test_injected_skew_is_found_and_gates(store, tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert "<svg" in page and "last_" in page and "skew in" in page
     assert len(served) == report.rows
+
+
+def test_a_logged_key_that_does_not_fit_its_declared_type_is_a_one_line_error(store):
+    """Logs keep the keys' declared types; a logged key of another type (written under an older
+    definition of the key) is named, not coerced."""
+    from featurestore import serving_log
+    from featurestore.errors import RequestError
+    from tests.randomrepo import BASE
+
+    res = store.get_online_features([{"user_id": "u1"}], feature_service="logged_model",
+                                    request_time=BASE + pd.Timedelta("1min"))
+    record = serving_log.build_record(store, {**res.to_dict(), "user_id": [12]}, ["user_id"],
+                                      {"profile": ["last_tag"]}, "logged_model", 0, "old-def")
+    serving_log.write(store.online_store().client, store.config.project, record)
+    with pytest.raises(RequestError, match=r"^verify 'logged_model': logged row \d has join key user_id=12, "
+                                           r"not a string \(logged under another definition of the key\?\)$"):
+        store.verify("logged_model")

@@ -77,6 +77,11 @@ _EPOCH = date(1970, 1, 1)
 _EPOCH_DT = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 Data = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader, Iterable[Union[pa.RecordBatch, pa.Table]]]
+_ANY = object()  # "no condition" for append(after_seq=...), where None means "nothing recorded yet"
+
+
+class CommitConflict(OfflineStoreError):
+    """A conditional append found its application's position moved: another writer committed first."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -508,6 +513,10 @@ class OfflineTable:
         versions = self._versions()
         return versions[-1] if versions else None
 
+    def app_seq(self, app_id: str) -> Optional[int]:
+        """The ``seq`` the latest version recorded for ``app_id`` (see :meth:`append`); None if never."""
+        return _recorded_seq(self._latest_manifest(), app_id)
+
     @property
     def ts_column(self) -> str:
         """The event-time column: recorded in the manifests; ``ts`` unless the table was created otherwise."""
@@ -762,12 +771,14 @@ class OfflineTable:
                 warnings.warn(f"{self._where}: could not archive superseded file {rel}: {exc}")
 
     def _commit(self, txn: _Txn, operation: str, build: Callable[[Optional[dict]], Plan],
-                rng: Optional[Tuple[int, int]] = None, app: Optional[Tuple[str, int]] = None) -> int:
+                rng: Optional[Tuple[int, int]] = None, app: Optional[Tuple[str, int]] = None,
+                after: object = _ANY) -> int:
         """Commit the next version: optimistic, retried on the base that won until it succeeds."""
         delay = 0.002
         for _ in range(MAX_COMMIT_ATTEMPTS):
             base = self._latest_manifest()
             if app is not None:
+                _check_after(base, app, after, self._where)
                 done = _committed_app_version(base, app)
                 if done is not None:
                     return done
@@ -870,17 +881,26 @@ class OfflineTable:
         finally:
             txn.abort()
 
-    def append(self, data: Data, *, app_id: Optional[str] = None, seq: Optional[int] = None) -> int:
+    def append(self, data: Data, *, app_id: Optional[str] = None, seq: Optional[int] = None,
+               after_seq: object = _ANY) -> int:
         """Add the rows of ``data`` (any timestamps); returns the new version.
 
         With ``app_id`` and ``seq`` the append is idempotent per application: when the table already
         recorded ``seq`` (or a later one) for ``app_id``, nothing is written and the version that recorded
-        it is returned (what a checkpointed streaming sink needs to commit exactly once)."""
+        it is returned (what a checkpointed streaming sink needs to commit exactly once).
+
+        ``after_seq`` makes it a compare-and-set: commit only if the seq last recorded for ``app_id`` is
+        ``after_seq`` (``None``: nothing recorded yet), else raise :class:`CommitConflict`. Writers that
+        each append the items after the recorded position then never append an item twice, however
+        they race (the log shipper's use)."""
         app = _app(app_id, seq, self._where)
+        if after_seq is not _ANY and app is None:
+            raise OfflineStoreError(f"{self._where}: after_seq needs app_id and seq")
         txn = _Txn()
         try:
             base = self._latest_manifest()
             if app is not None:
+                _check_after(base, app, after_seq, self._where)
                 done = _committed_app_version(base, app)
                 if done is not None:
                     return done
@@ -892,7 +912,7 @@ class OfflineTable:
             def build(base: Optional[dict]) -> Plan:
                 return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column)
 
-            return self._commit(txn, "append", build, app=app)
+            return self._commit(txn, "append", build, app=app, after=after_seq)
         finally:
             txn.abort()
 
@@ -1070,6 +1090,19 @@ def _app(app_id: Optional[str], seq: Optional[int], where: str) -> Optional[Tupl
     return app_id, _as_ms(seq, "seq")
 
 
+def _recorded_seq(base: Optional[dict], app_id: str) -> Optional[int]:
+    rec = (base or {}).get("txns", {}).get(app_id)
+    return None if rec is None else int(rec["seq"])
+
+
+def _check_after(base: Optional[dict], app: Tuple[str, int], after: object, where: str) -> None:
+    if after is _ANY:
+        return
+    recorded = _recorded_seq(base, app[0])
+    if recorded != after:
+        raise CommitConflict(f"{where}: {app[0]} is at seq {recorded}, not {after}: another writer committed first")
+
+
 def _committed_app_version(base: Optional[dict], app: Tuple[str, int]) -> Optional[int]:
     rec = (base or {}).get("txns", {}).get(app[0])
     if rec is not None and rec["seq"] >= app[1]:
@@ -1104,4 +1137,4 @@ class OfflineStore:
         return out
 
 
-__all__ = ["OfflineStore", "OfflineTable", "OfflineStoreError", "TS_TYPE", "DAY_MS"]
+__all__ = ["OfflineStore", "OfflineTable", "OfflineStoreError", "CommitConflict", "TS_TYPE", "DAY_MS"]
