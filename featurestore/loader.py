@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import importlib.abc
 import importlib.util
 import sys
 import traceback
@@ -117,6 +118,48 @@ def _module_name(folder: Path, path: Path) -> Tuple[str, Path]:
     return ".".join(rel.parts), folder
 
 
+def _other_name(folder: Path, path: Path) -> str:
+    """The second name a file can be imported by: ``views`` in a package, ``definitions.views`` in a flat
+    folder (both folder and its parent are on sys.path, so ``from definitions.views import x`` works)."""
+    rel = path.relative_to(folder).with_suffix("")
+    if (folder / "__init__.py").exists():
+        return ".".join(rel.parts)
+    return ".".join((folder.name, *rel.parts))
+
+
+class _AliasLoader(importlib.abc.Loader):
+    """Loads a module as the already-imported module of the same file, under its other name."""
+
+    def __init__(self, canonical: str):
+        self.canonical = canonical
+        self.spec = None
+
+    def create_module(self, spec):
+        module = importlib.import_module(self.canonical)
+        self.spec = module.__spec__
+        return module
+
+    def exec_module(self, module) -> None:
+        module.__spec__ = self.spec  # the import system stamped the alias spec on it; keep the real one
+
+
+class _AliasFinder(importlib.abc.MetaPathFinder):
+    """One module per definitions file, whichever name a file imports it by.
+
+    Without it, ``from definitions.views import v`` in a flat folder (or ``from views import v`` in a
+    package) imports the file a second time: its objects are copies the loader never named, and they
+    turned up as phantom ``view_<id>`` definitions whose names changed on every load."""
+
+    def __init__(self, aliases: Dict[str, str]):
+        self.aliases = aliases
+
+    def find_spec(self, name, path=None, target=None):
+        canonical = self.aliases.get(name)
+        if canonical is None:
+            return None
+        return importlib.util.spec_from_loader(name, _AliasLoader(canonical))
+
+
 def import_files(folder: Path, repo_root: Path) -> List[Tuple[Path, object]]:
     """Import each definitions file; the first that fails aborts the load, naming its path."""
     modules = []
@@ -126,12 +169,17 @@ def import_files(folder: Path, repo_root: Path) -> List[Tuple[Path, object]]:
             sys.path.insert(0, str(entry))
             added.append(str(entry))
     files = python_files(folder)
+    aliases = {_other_name(folder, path): _module_name(folder, path)[0] for path in files}
     # Forget earlier imports of these files so a reload sees edits; within this load each file is
     # imported once, so objects imported across files keep their identity.
     for path in files:
         sys.modules.pop(_module_name(folder, path)[0], None)
+    for alias in aliases:
+        sys.modules.pop(alias, None)
     if (folder / "__init__.py").exists():
         sys.modules.pop(folder.name, None)
+    finder = _AliasFinder(aliases)
+    sys.meta_path.insert(0, finder)
     try:
         for path in files:
             name, _ = _module_name(folder, path)
@@ -145,6 +193,7 @@ def import_files(folder: Path, repo_root: Path) -> List[Tuple[Path, object]]:
                 raise LoadError(f"{where}: cannot import definitions file: {type(exc).__name__}: {exc}") from exc
             modules.append((path, module))
     finally:
+        sys.meta_path.remove(finder)
         for entry in added:
             if entry in sys.path:
                 sys.path.remove(entry)
@@ -231,18 +280,19 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
             changes["entities"] = tuple(rename(e, f"{name}__entity{i}", origin) for i, e in enumerate(obj.entities))
             changes["source"] = rename(obj.source, f"{name}__source", origin)
         elif isinstance(obj, FeatureService):
-            changes["features"] = tuple(_rename_ref(r, origin) for r in obj.features)
+            changes["features"] = tuple(_rename_ref(r, name, i, origin) for i, r in enumerate(obj.features))
         copy = dataclasses.replace(obj, **changes)
         named[id(obj)] = copy
         if not any(f.obj is obj for f in native):  # inline object: registered under its parent's origin
             register(copy, origin)
         return copy
 
-    def _rename_ref(ref, origin: Origin):
+    def _rename_ref(ref, service: str, i: int, origin: Origin):
+        # A view written inline in a service is named after its place there: stable across loads.
         if isinstance(ref, FeatureView):
-            return rename(ref, f"view_{id(ref)}", origin)
+            return rename(ref, f"{service}__view{i}", origin)
         if isinstance(ref, FeatureSelection):
-            return FeatureSelection(rename(ref.view, f"view_{id(ref.view)}", origin), ref.names)
+            return FeatureSelection(rename(ref.view, f"{service}__view{i}", origin), ref.names)
         return ref
 
     # Entities and sources first, so views share the named copies.

@@ -125,3 +125,37 @@ def test_feast_flat_repo_infers_undeclared_types_from_parquet(tmp_path, monkeypa
         pd.DataFrame({"driver_id": [1001], "event_timestamp": [t0 + pd.Timedelta("1h")]}),
         features=["driver_agg:count_conv_rate_7200s", "driver_hourly_stats:avg_daily_trips"]).to_df()
     assert out["count_conv_rate_7200s"].iloc[0] > 0
+
+
+@pytest.mark.parametrize("package,import_prefix", [(False, "definitions."), (True, "")])
+def test_a_file_imported_by_its_other_name_is_one_module(tmp_path, package, import_prefix):
+    """A flat folder importing `definitions.x` (or a package importing bare `x`) used to import the file
+    twice: the copies became phantom `view_<id>` definitions, renamed on every load, so plan never settled."""
+    from featurestore.store import FeatureStore
+
+    defs = tmp_path / "definitions"
+    shutil.copytree(ROOT / "definitions", defs)
+    if not package:
+        (defs / "__init__.py").unlink()
+    for path in defs.glob("*.py"):
+        path.write_text(path.read_text().replace("from definitions.", f"from {import_prefix}"))
+    (tmp_path / "featurestore.yaml").write_text("project: flat\ndefinitions: definitions\n")
+    fs = FeatureStore(tmp_path)
+    repo = fs.repo
+    assert sorted(repo.views) == ["merchant_activity", "user_profile", "user_spend"]
+    assert sorted(repo.sources) == ["transactions"] and sorted(repo.entities) == ["merchant", "user"]
+    assert repo.services["fraud_model_v1"].features[0] is repo.views["user_spend"]
+    fs.apply()
+    assert not fs.plan().has_changes
+
+
+def test_a_view_written_inline_in_a_service_has_a_stable_name(tmp_path):
+    (tmp_path / "defs.py").write_text(
+        "from featurestore import Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source\n"
+        "src = Source(schema={'k': 'string', 'x': 'int64', 'ts': 'timestamp'}, timestamp='ts',\n"
+        "             batch=ParquetFiles('x.parquet'))\n"
+        "svc = FeatureService(features=[FeatureView(entities=[Entity(join_keys=['k'])], source=src,\n"
+        "                                           features=[Latest('x')])])\n"
+    )
+    assert sorted(load_repo(tmp_path).views) == ["svc__view0"]
+    assert sorted(load_repo(tmp_path).views) == ["svc__view0"]
