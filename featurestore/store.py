@@ -48,15 +48,11 @@ class FeatureStore:
         return build_plan(self._checked_repo(), registry)
 
     def _checked_repo(self) -> Repo:
-        """Reloaded definitions, also checked against what the streaming job can run."""
-        from featurestore.engines.flink_sql import check_repo
-        from featurestore.errors import ValidationError
-
-        repo = self.reload()
-        problems = check_repo(repo)
-        if problems:
-            raise ValidationError(problems)
-        return repo
+        """Reloaded definitions, also checked against what the streaming job can run (one pass: every
+        problem of the repo in one error)."""
+        self._repo = None
+        self._repo = load_repo(self.config.definitions_path, self.repo_path, streaming=True)
+        return self._repo
 
     def apply(self) -> Plan:
         """Record the current definitions in the registry; returns the plan that was applied."""
