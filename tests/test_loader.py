@@ -302,3 +302,25 @@ def test_a_view_written_inline_in_a_service_has_a_stable_name(tmp_path):
     )
     assert sorted(load_repo(tmp_path).views) == ["svc__view0"]
     assert sorted(load_repo(tmp_path).views) == ["svc__view0"]
+
+
+@pytest.mark.feast
+def test_every_problem_of_a_feast_view_is_reported_not_only_the_first(monkeypatch):
+    monkeypatch.setenv("IS_TEST", "True")
+    with pytest.raises(ValidationError) as info:
+        load_repo(FIXTURES / "feast_mistakes")
+    view = "definitions.py:16 user_stats: StreamFeatureView: "
+    service = "definitions.py:45 model: FeatureService: "
+    assert [str(p) for p in info.value.problems] == [
+        view + "aggregation 'mean_country_86400s': mean needs a numeric column; 'country' is string",
+        view + "aggregation 'sum_amount_0s': duration: 0:00:00.001500 is not a whole number of milliseconds",
+        view + "aggregation column 'amout' is not in the schema; add Field(name='amout', dtype=...) to schema=",
+        view + "aggregation function 'median' is not supported (supported: count, count_distinct, sum, mean, min, "
+        "max, last, first, stddev, variance; aliases: average, avg, distinct_count, nunique, std, stddev_samp, var, "
+        "var_samp)",
+        view + "field 'recent_ids' has type Array(Int64), which is not supported (supported: String, Int32, Int64, "
+        "Float32, Float64, Bool, UnixTimestamp)",
+        service + "feature reference 'user_amounts@v2:sum_amount_3600s' pins a Feast registry version; there is no "
+        "Feast registry here (definitions are versioned by git)",
+        service + "feature view 'user_amounts' has no feature 'nope'",
+    ]

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from featurestore.errors import DefinitionError, TranslationError
 from featurestore.feast_import.common import Fail, FeastProblem, Skip, ViewPlan, is_feast_object, kind
 from featurestore.feast_import.sources import SourcesMixin
-from featurestore.feast_import.views import ViewsMixin
+from featurestore.feast_import.views import ViewsMixin, _attempt
 from featurestore.model import Definition, Entity, FeatureService, FeatureView, LoggingConfig, Source
 from featurestore.model.base import NAME_RE, freeze_tags
 
@@ -145,24 +145,33 @@ class Translator(SourcesMixin, ViewsMixin):
 
     # -- services -----------------------------------------------------------------------------
     def service(self, obj: Any) -> None:
-        try:
-            name = self.check_name(obj)
-            items = getattr(obj, "_features", None)
-            if items is None:  # pragma: no cover - older/newer Feast without the raw list
-                items = list(obj.feature_view_projections) + list(getattr(obj, "_pending_feature_refs", []))
-            refs = [self.service_ref(item) for item in items]
-            config = getattr(obj, "logging_config", None)
-            logging = (LoggingConfig(enabled=True, sample_rate=float(config.sample_rate))
-                       if config is not None else LoggingConfig(enabled=False))
-            translated = FeatureService(name=name, features=tuple(refs), logging=logging,
-                                        description=obj.description or "", owner=obj.owner or "",
-                                        tags=freeze_tags(obj.tags))
-        except Skip:
-            return
-        except (Fail, DefinitionError) as exc:
-            self.problem(obj, str(exc))
-            return
-        self.emit(self.var_of[id(obj)], translated)
+        """Every reference of a Feast service is checked; each that cannot be translated is a problem."""
+        fails: List[str] = []
+        blocked = False  # a referenced view failed and was reported
+        name = _attempt(fails, self.check_name, obj) or str(obj.name)
+        items = getattr(obj, "_features", None)
+        if items is None:  # pragma: no cover - older/newer Feast without the raw list
+            items = list(obj.feature_view_projections) + list(getattr(obj, "_pending_feature_refs", []))
+        refs = []
+        for item in items:
+            try:
+                refs.append(self.service_ref(item))
+            except Skip:
+                blocked = True
+            except Fail as exc:
+                fails.append(str(exc))
+        config = getattr(obj, "logging_config", None)
+        logging = (LoggingConfig(enabled=True, sample_rate=float(config.sample_rate))
+                   if config is not None else LoggingConfig(enabled=False))
+        translated = None
+        if not fails and not blocked:
+            translated = _attempt(fails, FeatureService, name=name, features=tuple(refs), logging=logging,
+                                  description=obj.description or "", owner=obj.owner or "",
+                                  tags=_attempt(fails, freeze_tags, obj.tags, fallback=()))
+        for message in fails:
+            self.problem(obj, message)
+        if translated is not None and not fails:
+            self.emit(self.var_of[id(obj)], translated)
 
     def _view_named(self, view_name: str) -> Tuple[FeatureView, ViewPlan]:
         if view_name in self.failed_views:
