@@ -201,6 +201,7 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
 
     from featurestore.errors import RequestError
     from featurestore.sdk.historical import pick_timestamp_column, request_times_ms
+    from featurestore.sdk.inputs import key_column
     from featurestore.sdk.refs import output_names, resolve_features
 
     name = getattr(feature_service, "name", feature_service)
@@ -211,6 +212,10 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
     keys = []
     for v in selection:
         keys.extend(k for k in store.repo.views[v].join_keys if k not in keys)
+    for v in selection:  # keys of the wrong type would match no log and no event: refuse them
+        for k, dtype in store.compiled(v).key_types.items():
+            if k in labels_df.columns:
+                key_column(labels_df[k], dtype, "labels_df", k)
     if ship_first:
         ship(store)
     logs = read_logs(store, name)
