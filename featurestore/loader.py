@@ -24,6 +24,7 @@ from featurestore.model import Definition, Entity, FeatureSelection, FeatureServ
 from featurestore.model.checks import Recorder, made_at, recording
 from featurestore.repo_files import assignments, import_files, python_files, rel_path
 
+
 @dataclass(frozen=True)
 class Origin:
     """Where a definition was written."""

@@ -204,7 +204,8 @@ def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], rep
     columns = dict(view.source.columns)
     for name, expr in view.projections:
         if name in columns:
-            problems.append(_problem(repo, view, f"projection '{name}' shadows a column of source '{view.source.name}'"))
+            problems.append(_problem(repo, view,
+                                     f"projection '{name}' shadows a column of source '{view.source.name}'"))
             continue
         try:
             columns[name] = binder.dtype(expr)
@@ -278,7 +279,8 @@ def _check_feature(repo: "Repo", view: FeatureView, feature, binder: Binder, lab
 
 def _check_default(repo, view, feature: Aggregation, out: str, label: str) -> List[Problem]:
     if AGG_FUNCTIONS[feature.function].empty_value is not None:
-        return [_problem(repo, view, f"{feature.function} of an empty window is already 0; remove default=", label, feature)]
+        return [_problem(repo, view, f"{feature.function} of an empty window is already 0; remove default=", label,
+                         feature)]
     value = feature.default
     ok = {
         dtypes.STRING: isinstance(value, str),

@@ -26,7 +26,6 @@ class FeastProblem(NamedTuple):
         return f"{self.kind} '{self.name}': {self.message}"
 
 
-
 class Skip(Exception):
     """A dependency failed and was already reported."""
 

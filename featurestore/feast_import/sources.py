@@ -77,7 +77,7 @@ class SourcesMixin:
             raise Fail("request sources feed on-demand feature views, which are not supported")
         else:
             raise Fail(f"{kind(obj)} is not supported (supported sources: FileSource, "
-                        "KafkaSource(batch_source=FileSource), PushSource(batch_source=FileSource))")
+                       "KafkaSource(batch_source=FileSource), PushSource(batch_source=FileSource))")
         if batch is not None and not isinstance(batch, self.FileSource):
             raise Fail(f"batch_source {kind(batch)} {batch.name!r} is not supported; use a FileSource")
         return batch, stream
@@ -93,16 +93,16 @@ class SourcesMixin:
                 value = getattr(face, attr, "") or ""
                 if value and current and value != current:
                     raise Fail(f"{attr} {current!r} of the stream differs from {value!r} of batch_source "
-                                f"{batch.name!r}; both faces must use one column")
+                               f"{batch.name!r}; both faces must use one column")
             ts = ts or face.timestamp_field or ""
             created = created or face.created_timestamp_column or ""
         if stream is not None and batch is not None and (stream.field_mapping or {}) != (batch.field_mapping or {}):
             raise Fail(f"field_mapping {stream.field_mapping!r} differs from batch_source {batch.name!r}'s "
-                        f"{batch.field_mapping!r}; both faces need the same columns")
+                       f"{batch.field_mapping!r}; both faces need the same columns")
         mapping = dict((batch.field_mapping if batch is not None else stream.field_mapping) or {})
         if not ts:
             raise Fail("timestamp_field is required (Feast infers it from the data at apply; "
-                        "this importer does not read data)")
+                       "this importer does not read data)")
         for raw, mapped in mapping.items():
             if {raw, mapped} & {ts, created}:
                 raise Fail(f"field_mapping {raw!r} -> {mapped!r} maps a timestamp column, which is not supported")
@@ -122,15 +122,15 @@ class SourcesMixin:
                 fmt = batch.file_format
                 if fmt is not None and str(fmt) != "parquet":
                     raise Fail(f"batch_source {batch.name!r}: file format {str(fmt)!r} is not supported; "
-                                "use Parquet")
+                               "use Parquet")
                 if (getattr(batch, "timestamp_field_type", "") or "TIMESTAMP").upper() != "TIMESTAMP":
                     raise Fail(f"timestamp_field_type {batch.timestamp_field_type!r} is not supported; "
-                                "event times must be timestamps")
+                               "event times must be timestamps")
             if stream is not None:
                 options = stream.kafka_options
                 if not isinstance(options.message_format, (self.JsonFormat, self.AvroFormat)):
                     raise Fail(f"message_format {kind(options.message_format)} is not supported; "
-                                "use JsonFormat or AvroFormat")
+                               "use JsonFormat or AvroFormat")
                 if not options.topic:
                     raise Fail("topic is required")
                 group.fallback = schema_json_types(options.message_format)
@@ -200,6 +200,6 @@ class SourcesMixin:
                 dtype = fallback.get(col)
             if dtype is None:
                 raise Fail(f"type of column {col!r} ({why}) is unknown: declare it as a Field in the view's "
-                            "schema or give the Entity a value_type")
+                           "schema or give the Entity a value_type")
             out.append((col, dtype))
         return tuple(out)

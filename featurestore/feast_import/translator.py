@@ -185,7 +185,7 @@ class Translator(SourcesMixin, ViewsMixin):
             if n not in view.feature_names:
                 if n in plan.feast_features and view.aggregations:
                     raise Fail(f"{n!r} of {kind(plan.obj)} {view.name!r} is an input column of its aggregations, "
-                                f"not a feature; select among {', '.join(view.feature_names)}")
+                               f"not a feature; select among {', '.join(view.feature_names)}")
                 raise Fail(f"feature view {view.name!r} has no feature {n!r}")
         return view.select(*names)
 
@@ -194,7 +194,7 @@ class Translator(SourcesMixin, ViewsMixin):
             view_part, _, feature = item.partition(":")
             if "@" in view_part:
                 raise Fail(f"feature reference {item!r} pins a Feast registry version; there is no Feast registry "
-                            "here (definitions are versioned by git)")
+                           "here (definitions are versioned by git)")
             view, plan = self._view_named(view_part)
             return self._select(view, plan, [feature]) if feature else view
         if isinstance(item, self.OnDemandFeatureView):
@@ -205,13 +205,13 @@ class Translator(SourcesMixin, ViewsMixin):
         view, plan = self._view_named(projection.name)
         if projection.name_alias:
             raise Fail(f"alias {projection.name_alias!r} of feature view {projection.name!r} (with_name) "
-                        "is not supported")
+                       "is not supported")
         if projection.join_key_map:
             raise Fail(f"join key map {projection.join_key_map!r} of feature view {projection.name!r} "
-                        "is not supported")
+                       "is not supported")
         if projection.version_tag is not None:
             raise Fail(f"feature view {projection.name!r} is pinned to version {projection.version_tag}; "
-                        "there is no Feast registry here")
+                       "there is no Feast registry here")
         names = [f.name for f in projection.features] or list(projection.desired_features or ())
         if not names or set(names) == set(plan.feast_features):
             return view

@@ -43,7 +43,6 @@ def _opaque_udf(view: Any) -> Optional[Any]:
     return None
 
 
-
 class ViewsMixin:
     """The view half of :class:`~featurestore.feast_import.translator.Translator`."""
 

@@ -128,8 +128,9 @@ class Source(Definition):
         if self.batch is None and self.stream is None:
             checks.add("source: give a batch face, a stream face, or both")
         delay = self.watermark_delay
-        delay_ms = 0 if delay in (0, None, "0", "0s") else checks.attempt(parse_duration, delay,
-                                                                         "source watermark_delay", fallback=0)
+        delay_ms = 0
+        if delay not in (0, None, "0", "0s"):
+            delay_ms = checks.attempt(parse_duration, delay, "source watermark_delay", fallback=0)
         tiebreak = (self.tiebreak,) if isinstance(self.tiebreak, str) else tuple(self.tiebreak or ())
         for c in tiebreak:
             if c not in names:
@@ -150,4 +151,3 @@ class Source(Definition):
 
     def describe_delay(self) -> str:
         return format_duration(self.watermark_delay) if self.watermark_delay else "0s"
-

@@ -65,7 +65,15 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
         # Mixed time zones: convert each value to UTC explicitly.
         ns = pd.Series([pd.Timestamp(v).tz_convert("UTC").value for v in col], index=col.index, dtype="int64")
         return ns // 1_000_000
-    raise RequestError(f"entity_df column '{column}' has type {col.dtype}, not a timezone-aware timestamp")
+    message = f"entity_df column '{column}' has type {col.dtype}, not a timezone-aware timestamp"
+    if pd.api.types.is_integer_dtype(col.dtype) and col.notna().any():
+        from featurestore.sdk.timeutil import probable_unit
+
+        guess = probable_unit(int(col.dropna().iloc[0]))
+        if guess is not None:  # name the unit the numbers look like, so the fix is not a silent 1970
+            message += (f"; its values look like {guess[1]}: use "
+                        f"pd.to_datetime(df['{column}'], unit='{guess[0]}', utc=True)")
+    raise RequestError(message)
 
 
 def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[str]) -> str:

@@ -34,21 +34,29 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
+_UNITS = (("ms", "epoch milliseconds", 1, 1), ("s", "epoch seconds", 1000, 1), ("us", "epoch microseconds", 1, 1000),
+          ("ns", "epoch nanoseconds", 1, 1_000_000))
+
+
+def probable_unit(value: int):
+    """(unit code for pandas, unit name, value in ms) of an epoch integer, or None when no unit fits."""
+    for code, unit, times, per in _UNITS:
+        ms = value * times // per
+        if MIN_INT_MS <= ms <= MAX_INT_MS:
+            return code, unit, ms
+    return None
+
+
 def plausible_ms(value: int, what: str) -> int:
     """``value`` if it is epoch milliseconds in the accepted range, else RequestError naming the likely unit."""
-    if MIN_INT_MS <= value <= MAX_INT_MS:
+    guess = probable_unit(value)
+    if guess is not None and guess[0] == "ms":
         return value
-    for unit, ms in (("epoch seconds", value * 1000), ("epoch microseconds", value // 1000),
-                     ("epoch nanoseconds", value // 1_000_000)):
-        if MIN_INT_MS <= ms <= MAX_INT_MS:
-            return _raise(f"{what}: {value} looks like {unit}; integer times are epoch milliseconds: "
-                          f"pass {ms} or a timezone-aware datetime")
-    return _raise(f"{what}: {value} is not epoch milliseconds between {_iso(MIN_INT_MS)} and {_iso(MAX_INT_MS)}; "
-                  "pass a timezone-aware datetime")
-
-
-def _raise(message: str):
-    raise RequestError(message)
+    if guess is not None:
+        raise RequestError(f"{what}: {value} looks like {guess[1]}; integer times are epoch milliseconds: "
+                           f"pass {guess[2]} or a timezone-aware datetime")
+    raise RequestError(f"{what}: {value} is not epoch milliseconds between {_iso(MIN_INT_MS)} and "
+                       f"{_iso(MAX_INT_MS)}; pass a timezone-aware datetime")
 
 
 def to_epoch_ms(value, what: str = "time") -> Optional[int]:
