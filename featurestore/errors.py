@@ -19,7 +19,11 @@ class ConfigError(FeatureStoreError):
 
 
 class DefinitionError(FeatureStoreError):
-    """A definition object was constructed with invalid arguments."""
+    """A definition object was constructed with invalid arguments (``messages``: each problem)."""
+
+    def __init__(self, message: str, messages: Sequence[str] = ()):
+        super().__init__(message)
+        self.messages: Sequence[str] = tuple(messages) or (message,)
 
 
 @dataclass(frozen=True)

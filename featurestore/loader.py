@@ -3,22 +3,26 @@
 Objects are named after the module-level variable they are assigned to (an explicit ``name=`` wins),
 never from the call stack. Only assignments in a module's own source count, so an entity imported
 into another file is not defined twice. Feast objects are collected too and translated.
+
+Every problem of the repo is reported in one pass (one :class:`ValidationError`, a line each,
+``file:line object: message``, sorted by file and line): files that fail to import, constructor
+mistakes (recorded while the files import, see :mod:`featurestore.model.checks`), name clashes, Feast
+objects that cannot be translated, and what validation finds (with ``streaming=True``, also what the
+streaming job cannot run).
 """
 
 from __future__ import annotations
 
-import ast
+import copy as copy_module
 import dataclasses
-import importlib
-import importlib.util
-import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from featurestore.errors import LoadError, Problem, ValidationError
 from featurestore.model import Definition, Entity, FeatureSelection, FeatureService, FeatureView, Source
+from featurestore.model.checks import Recorder, made_at, recording
+from featurestore.repo_files import assignments, import_files, python_files, rel_path
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Repo:
     origins: Dict[Tuple[str, str], Origin]
     # definitions that lost a duplicate-name clash: still validated, so every problem shows at once
     shadowed: List[Tuple[Definition, Origin]] = dataclasses.field(default_factory=list)
+    root: Optional[Path] = None  # the repo root file names are relative to
 
     def all(self) -> Iterator[Definition]:
         yield from self.entities.values()
@@ -72,90 +77,15 @@ class Repo:
         o = self.origin(obj)
         return o.file, o.line
 
+    def made_at(self, part) -> Optional[Tuple[str, int]]:
+        """(file, line) of the constructor call of a part (e.g. a feature) while the repo loaded."""
+        where = made_at(part)
+        if where is None:
+            return None
+        return (rel_path(Path(where[0]), self.root) if self.root else where[0]), where[1]
+
 
 _KINDS = (Entity, Source, FeatureView, FeatureService)
-
-
-def python_files(folder: Path) -> List[Path]:
-    """Definition files: every ``*.py`` below ``folder`` except private, test and hidden ones."""
-    skip_dirs = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".featurestore", "tests", "data"}
-    out = []
-    for path in sorted(folder.rglob("*.py")):
-        rel = path.relative_to(folder)
-        if any(part in skip_dirs or part.startswith(".") for part in rel.parts[:-1]):
-            continue
-        if path.name.startswith(("_", "test_", ".")) or path.name in ("conftest.py", "setup.py"):
-            continue
-        out.append(path)
-    return out
-
-
-def _assignments(path: Path) -> Dict[str, Tuple[int, int]]:
-    """Module-level ``name = ...`` targets in a file -> (first line, last line)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    out: Dict[str, Tuple[int, int]] = {}
-    for node in tree.body:
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets = [node.target]
-        for target in targets:
-            if isinstance(target, ast.Name):
-                out.setdefault(target.id, (node.lineno, node.end_lineno or node.lineno))
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
-            # Feast's @stream_feature_view / @batch_feature_view turn a function into a definition.
-            out.setdefault(node.name, (node.decorator_list[0].lineno, node.end_lineno or node.lineno))
-    return out
-
-
-def _module_name(folder: Path, path: Path) -> Tuple[str, Path]:
-    """Import name and the sys.path entry it needs: package-style if the folder has __init__.py."""
-    rel = path.relative_to(folder).with_suffix("")
-    if (folder / "__init__.py").exists():
-        return ".".join((folder.name, *rel.parts)), folder.parent
-    return ".".join(rel.parts), folder
-
-
-def import_files(folder: Path, repo_root: Path) -> List[Tuple[Path, object]]:
-    """Import each definitions file; the first that fails aborts the load, naming its path."""
-    modules = []
-    added = []
-    for entry in {folder.parent, folder}:
-        if str(entry) not in sys.path:
-            sys.path.insert(0, str(entry))
-            added.append(str(entry))
-    files = python_files(folder)
-    # Forget earlier imports of these files so a reload sees edits; within this load each file is
-    # imported once, so objects imported across files keep their identity.
-    for path in files:
-        sys.modules.pop(_module_name(folder, path)[0], None)
-    if (folder / "__init__.py").exists():
-        sys.modules.pop(folder.name, None)
-    try:
-        for path in files:
-            name, _ = _module_name(folder, path)
-            try:
-                module = importlib.import_module(name)
-            except Exception as exc:
-                rel = _rel(path, repo_root)
-                tb = traceback.extract_tb(exc.__traceback__)
-                frame = next((f for f in reversed(tb) if Path(f.filename).resolve() == path.resolve()), None)
-                where = f"{rel}:{frame.lineno}" if frame else rel
-                raise LoadError(f"{where}: cannot import definitions file: {type(exc).__name__}: {exc}") from exc
-            modules.append((path, module))
-    finally:
-        for entry in added:
-            if entry in sys.path:
-                sys.path.remove(entry)
-    return modules
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 @dataclass
@@ -170,15 +100,14 @@ def collect(folder: Path, repo_root: Path) -> Tuple[List[_Found], List[Problem]]
     from featurestore.feast_import import is_feast_object
 
     found: List[_Found] = []
-    problems: List[Problem] = []
     seen: Dict[int, _Found] = {}
-    for path, module in import_files(folder, repo_root):
-        lines = _assignments(path)
-        for var, (line, end_line) in lines.items():
+    modules, problems = import_files(folder, repo_root)
+    for path, module in modules:
+        for var, (line, end_line) in assignments(path).items():
             obj = getattr(module, var, None)
             if not (isinstance(obj, _KINDS) or is_feast_object(obj)):
                 continue
-            origin = Origin(_rel(path, repo_root), line, f"{module.__name__}.{var}", end_line, str(path))
+            origin = Origin(rel_path(path, repo_root), line, f"{module.__name__}.{var}", end_line, str(path))
             if id(obj) in seen:
                 first = seen[id(obj)]
                 problems.append(Problem(origin.file, line, var,
@@ -191,8 +120,99 @@ def collect(folder: Path, repo_root: Path) -> Tuple[List[_Found], List[Problem]]
     return found, problems
 
 
-def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
-    """Load, name and resolve every definition under ``folder``; raise all problems at once."""
+def _parts(obj) -> Iterator[Tuple[object, Optional[str]]]:
+    """Objects held by a definition that are not definitions themselves, with a feature name if any."""
+    if isinstance(obj, FeatureView):
+        for f in obj.features:
+            yield f, f.name or ""
+    elif isinstance(obj, Source):
+        yield from ((face, None) for face in (obj.batch, obj.stream) if face is not None)
+    elif isinstance(obj, FeatureService):
+        yield obj.logging, None
+
+
+class _Namer:
+    """Names definitions (explicit name, else variable, else derived from the parent) and registers them."""
+
+    def __init__(self, repo: Repo, top_level: Iterable[object], problems: List[Problem]):
+        self.repo = repo
+        self.top_level = {id(o) for o in top_level}
+        self.problems = problems
+        self.named: Dict[int, Definition] = {}
+        # id of every object built by the definitions -> (label, origin of its definition, is that definition)
+        self.owners: Dict[int, Tuple[str, Origin, bool]] = {}
+        self.buckets = {Entity: repo.entities, Source: repo.sources, FeatureView: repo.views,
+                        FeatureService: repo.services}
+
+    def register(self, obj: Definition, origin: Origin) -> None:
+        bucket = self.buckets[type(obj)]
+        key = (obj.KIND, obj.name)
+        if obj.name in bucket:
+            first = self.repo.origins[key]
+            self.problems.append(Problem(origin.file, origin.line, obj.name,
+                                         f"duplicate {obj.KIND} name (first defined at {first.file}:{first.line})"))
+            self.repo.shadowed.append((obj, origin))
+            return
+        bucket[obj.name] = obj
+        self.repo.origins[key] = origin
+
+    def rename(self, obj: Definition, fallback: str, origin: Origin) -> Definition:
+        """Name ``obj`` (explicit name wins) and rewrite its references to named copies.
+
+        A shallow copy, not ``dataclasses.replace``: the constructor already checked the object (a
+        second run would report its problems twice)."""
+        if id(obj) in self.named:
+            return self.named[id(obj)]
+        name = obj.name or fallback
+        changes: dict = {"name": name}
+        if isinstance(obj, FeatureView):
+            changes["entities"] = tuple(self.rename(e, f"{name}__entity{i}", origin)
+                                        for i, e in enumerate(obj.entities))
+            if obj.source is not None:
+                changes["source"] = self.rename(obj.source, f"{name}__source", origin)
+        elif isinstance(obj, FeatureService):
+            changes["features"] = tuple(self._rename_ref(r, name, i, origin) for i, r in enumerate(obj.features))
+        named = copy_module.copy(obj)
+        for key, value in changes.items():
+            object.__setattr__(named, key, value)
+        self.named[id(obj)] = named
+        top = id(obj) in self.top_level
+        self.owners[id(obj)] = (name, origin, top)
+        for part, feature in _parts(obj):
+            self.owners.setdefault(id(part), (f"{name}.{feature}" if feature else name, origin, False))
+        if not top:  # inline object: registered under its parent's origin
+            self.register(named, origin)
+        return named
+
+    def _rename_ref(self, ref, service: str, i: int, origin: Origin):
+        # A view written inline in a service is named after its place there: stable across loads.
+        if isinstance(ref, FeatureView):
+            return self.rename(ref, f"{service}__view{i}", origin)
+        if isinstance(ref, FeatureSelection):
+            return FeatureSelection(self.rename(ref.view, f"{service}__view{i}", origin), ref.names)
+        return ref
+
+    def recorded_problems(self, recorder: Recorder, repo_root: Path) -> List[Problem]:
+        """Constructor problems, each at the definition it belongs to (or the line that built it)."""
+        out = []
+        for rec in recorder.recorded:
+            owner = self.owners.get(id(rec.obj))
+            file = rel_path(Path(rec.file), repo_root) if rec.file else "<unknown>"
+            for message in rec.messages:
+                if owner is None:  # built but never part of a definition (e.g. in a file that failed)
+                    out.append(Problem(file, rec.line, "", message))
+                elif owner[2]:
+                    out.append(Problem(owner[1].file, owner[1].line, owner[0], message))
+                else:
+                    out.append(Problem(file if rec.file else owner[1].file, rec.line or owner[1].line, owner[0],
+                                       message))
+        return out
+
+
+def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = False) -> Repo:
+    """Load, name and resolve every definition under ``folder``; raise all problems at once.
+
+    ``streaming=True`` also reports what the streaming job cannot run (``plan`` and ``apply`` do)."""
     from featurestore import feast_import
     from featurestore.validation import validate
 
@@ -200,56 +220,18 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
     repo_root = Path(repo_root or folder).resolve()
     if not folder.is_dir():
         raise LoadError(f"definitions folder {folder} does not exist")
-    found, problems = collect(folder, repo_root)
+    with recording(python_files(folder)) as recorder:
+        found, problems = collect(folder, repo_root)
 
     feast_items = [f for f in found if feast_import.is_feast_object(f.obj)]
     native = [f for f in found if not feast_import.is_feast_object(f.obj)]
-    named: Dict[int, Definition] = {}
-    origins: Dict[Tuple[str, str], Origin] = {}
-    repo = Repo({}, {}, {}, {}, origins)
-    buckets = {Entity: repo.entities, Source: repo.sources, FeatureView: repo.views, FeatureService: repo.services}
-
-    def register(obj: Definition, origin: Origin) -> None:
-        bucket = buckets[type(obj)]
-        key = (obj.KIND, obj.name)
-        if obj.name in bucket:
-            first = origins[key]
-            problems.append(Problem(origin.file, origin.line, obj.name,
-                                    f"duplicate {obj.KIND} name (first defined at {first.file}:{first.line})"))
-            repo.shadowed.append((obj, origin))
-            return
-        bucket[obj.name] = obj
-        origins[key] = origin
-
-    def rename(obj: Definition, fallback: str, origin: Origin) -> Definition:
-        """Name ``obj`` (explicit name wins) and rewrite its references to named copies."""
-        if id(obj) in named:
-            return named[id(obj)]
-        name = obj.name or fallback
-        changes: dict = {"name": name}
-        if isinstance(obj, FeatureView):
-            changes["entities"] = tuple(rename(e, f"{name}__entity{i}", origin) for i, e in enumerate(obj.entities))
-            changes["source"] = rename(obj.source, f"{name}__source", origin)
-        elif isinstance(obj, FeatureService):
-            changes["features"] = tuple(_rename_ref(r, origin) for r in obj.features)
-        copy = dataclasses.replace(obj, **changes)
-        named[id(obj)] = copy
-        if not any(f.obj is obj for f in native):  # inline object: registered under its parent's origin
-            register(copy, origin)
-        return copy
-
-    def _rename_ref(ref, origin: Origin):
-        if isinstance(ref, FeatureView):
-            return rename(ref, f"view_{id(ref)}", origin)
-        if isinstance(ref, FeatureSelection):
-            return FeatureSelection(rename(ref.view, f"view_{id(ref.view)}", origin), ref.names)
-        return ref
-
+    repo = Repo({}, {}, {}, {}, {}, root=repo_root)
+    namer = _Namer(repo, [f.obj for f in native], problems)
     # Entities and sources first, so views share the named copies.
     order = {Entity: 0, Source: 1, FeatureView: 2, FeatureService: 3}
     for item in sorted(native, key=lambda f: order[type(f.obj)]):
-        copy = rename(item.obj, item.var, item.origin)
-        register(copy, item.origin)
+        namer.register(namer.rename(item.obj, item.var, item.origin), item.origin)
+    problems.extend(namer.recorded_problems(recorder, repo_root))
 
     if feast_items:
         by_var = {f.var: f for f in feast_items}
@@ -269,9 +251,9 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None) -> Repo:
                 problems.append(Problem(feast_items[0].origin.file, 0, "", str(exc)))
             translated = {}
         for var, obj in translated.items():
-            register(obj, feast_origin(var))
+            namer.register(obj, feast_origin(var))
 
-    problems.extend(validate(repo))
+    problems.extend(validate(repo, streaming=streaming))
     if problems:
-        raise ValidationError(sorted(problems, key=lambda p: (p.file, p.line, p.obj, p.message)))
+        raise ValidationError(sorted(set(problems), key=lambda p: (p.file, p.line, p.obj, p.message)))
     return repo

@@ -7,7 +7,7 @@ body over ``max_body_bytes`` is refused with 413 before it is parsed, and Redis 
     POST /get-online-features
     {"feature_service": "fraud_model_v1",            # or "features": ["view:feature", ...]
      "entities": {"user_id": ["u1", "u2"]},          # Feast style columns, or "entity_rows": [{...}]
-     "request_time": "2026-11-01T00:00:00Z",         # optional: ISO time with zone, or epoch ms
+     "request_time": "2026-11-01T00:00:00Z",         # optional: ISO time with zone, or epoch ms (integer)
      "log": false, "full_feature_names": false}
     -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]}}
 """
@@ -16,12 +16,14 @@ body over ``max_body_bytes`` is refused with 413 before it is parsed, and Redis 
 
 import math
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
 
 MAX_BODY_BYTES = 1_000_000
 MAX_ENTITIES = 10_000
+# A join-key value: a string or an integer, as the key's type says; null is a key that matches nothing.
+_KEY_VALUE = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
 
 
 def _json_safe(values: List[Any]) -> List[Any]:
@@ -61,11 +63,18 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
         # Not nullable: leave a field out instead of sending null.
         features: List[str] = Field(None, description="Feature references 'view:feature'.")
         feature_service: str = Field(None, description="A feature service name.")
-        entities: Dict[str, List[Union[str, int]]] = Field(
-            None, description="Join-key columns of equal length (Feast style).")
-        entity_rows: List[Dict[str, Union[str, int]]] = Field(None, description="One object per entity.")
-        request_time: Union[str, int] = Field(
-            None, description="ISO-8601 time with a zone, or epoch milliseconds; default: now.")
+        # Key values and request_time are checked by the library (featurestore.sdk.inputs, .timeutil), not
+        # coerced by pydantic: a JSON true or 1.0 would silently become the key 1. The schema says what is
+        # accepted; anything else is a 400 with the same one-line cause as the Python API.
+        entities: Dict[str, List[Any]] = Field(
+            None, description="Join-key columns of equal length (Feast style).",
+            json_schema_extra={"additionalProperties": {"type": "array", "items": _KEY_VALUE}})
+        entity_rows: List[Dict[str, Any]] = Field(
+            None, description="One object per entity.",
+            json_schema_extra={"items": {"type": "object", "additionalProperties": _KEY_VALUE}})
+        request_time: Any = Field(
+            None, description="ISO-8601 time with a zone, or epoch milliseconds (an integer); default: now.",
+            json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}]})
         log: bool = Field(False, description="Log the served vector (log-and-wait); returns its request_id.")
         full_feature_names: bool = False
 

@@ -48,15 +48,11 @@ class FeatureStore:
         return build_plan(self._checked_repo(), registry)
 
     def _checked_repo(self) -> Repo:
-        """Reloaded definitions, also checked against what the streaming job can run."""
-        from featurestore.engines.flink_sql import check_repo
-        from featurestore.errors import ValidationError
-
-        repo = self.reload()
-        problems = check_repo(repo)
-        if problems:
-            raise ValidationError(problems)
-        return repo
+        """Reloaded definitions, also checked against what the streaming job can run (one pass: every
+        problem of the repo in one error)."""
+        self._repo = None
+        self._repo = load_repo(self.config.definitions_path, self.repo_path, streaming=True)
+        return self._repo
 
     def apply(self) -> Plan:
         """Record the current definitions in the registry; returns the plan that was applied."""
@@ -308,7 +304,8 @@ class FeatureStore:
     def get_online_features(self, entity_rows, features=None, feature_service=None, request_time=None, log=False,
                             full_feature_names=False, request_id=None):
         """Feature values for each entity row at ``request_time`` (default now, UTC; tz-aware datetime,
-        pandas Timestamp or epoch ms), from the online store in one Redis round trip (SPEC §3.2: equal
+        pandas Timestamp, ISO string with a zone or int epoch ms; see docs/semantics.md, "What a request may
+        pass", for join-key types and the epoch-unit check), from the online store in one Redis round trip (SPEC §3.2: equal
         to ``get_historical_features`` at that time). ``.to_dict()`` / ``.to_df()`` on the result;
         ``.statuses()`` gives each value's status (PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE, or
         REFUSED when the online store cannot answer exactly: ``.refusals`` says why).

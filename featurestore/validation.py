@@ -1,18 +1,28 @@
 """Check a loaded repo as a whole and return every problem, each naming file, line and object.
 
-SQL expressions (filters, projections, feature expressions) are bound by DuckDB against an empty
-table with the source's schema: that proves the columns exist and tells each expression's type.
+SQL expressions (filters, projections, feature expressions) must each be exactly one row-level scalar
+expression: DuckDB's parser reads ``SELECT <expr>`` and anything else (``a) OR (b``, ``x; DROP ...``,
+``a, b``, a clause, a subquery, a window function, an aggregate, a ``--`` comment) is refused, since the
+engines paste the text into larger statements. They are then bound by DuckDB against an empty table with
+the source's schema: that proves the columns exist and tells each expression's type.
+
+Parts the constructors already reported (see :mod:`featurestore.model.checks`) are skipped, so one
+mistake is reported once.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import json
 import re
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+import threading
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from featurestore import dtypes
 from featurestore.errors import Problem
 from featurestore.model import Aggregation, FeatureSelection, FeatureService, FeatureView, Latest
+from featurestore.model.checks import problems_of
 from featurestore.semantics import AGG_FUNCTIONS
 
 if TYPE_CHECKING:
@@ -63,7 +73,11 @@ class Binder:
 
     def dtype(self, expr: str) -> str:
         """The canonical type of ``expr``, or ExpressionError with a readable cause."""
-        sql = f"SELECT ({expr}) AS __x FROM {self._relation()} AS src"
+        wrong = expression_error(expr)
+        if wrong:
+            raise ExpressionError(wrong)
+        # The WHERE clause refuses aggregates: a feature input is a value of one row.
+        sql = f"SELECT ({expr}) AS __x FROM {self._relation()} AS src WHERE ({expr}) IS NULL"
         try:
             rel = self._con.sql(sql)
             duck_type = str(rel.types[0])
@@ -86,15 +100,100 @@ class Binder:
             return msg + (f" (did you mean '{close[0]}'?)" if close else "")
         first = text.strip().splitlines()[0]
         first = re.sub(r"^\w+ Error: ", "", first)
+        if "cannot contain aggregates" in first:
+            return f"{expr!r}: aggregate functions are not allowed in a row expression; use Aggregation(...)"
         return f"invalid SQL expression {expr!r}: {first}"
+
+
+_PARSED: Dict[str, Optional[str]] = {}
+_PARSER_LOCK = threading.Lock()
+_PARSER: list = []  # [connection, the parsed "SELECT 1" without its select list]
+
+
+def expression_error(expr: str) -> Optional[str]:
+    """Why ``expr`` is not exactly one scalar SQL expression (DuckDB's parser), or None when it is."""
+    if expr in _PARSED:
+        return _PARSED[expr]
+    import duckdb
+
+    with _PARSER_LOCK:
+        if not _PARSER:
+            con = duckdb.connect()
+            _PARSER.extend([con, _select_node(con, "1")[1]])
+        con, baseline = _PARSER
+        why = _expression_error(con, baseline, expr)
+    if len(_PARSED) < 100_000:
+        _PARSED[expr] = why
+    return why
+
+
+def _select_node(con, expr: str):
+    """(error or None, the SELECT node without its select list, the select list) of ``SELECT expr``."""
+    data = json.loads(con.execute("SELECT json_serialize_sql(?)", ["SELECT " + expr]).fetchone()[0])
+    if data.get("error"):
+        return data.get("error_message") or "does not parse", None, None
+    statements = data["statements"]
+    if len(statements) != 1:
+        return "several statements", None, None
+    node = dict(statements[0]["node"])
+    select_list = node.pop("select_list")
+    return None, node, select_list
+
+
+def _expression_error(con, baseline: dict, expr: str) -> Optional[str]:
+    import duckdb
+
+    one = f"{expr!r} must be exactly one SQL expression"
+    try:
+        tokens = duckdb.tokenize(expr)
+    except Exception as exc:  # noqa: BLE001 - an untokenizable string is reported like a parse error
+        return f"{one}: {str(exc).splitlines()[0]}"
+    if any(kind == duckdb.token_type.comment and expr.startswith("--", pos) for pos, kind in tokens):
+        return f"{one}: a '--' comment would hide the rest of the statement it is compiled into"
+    error, node, select_list = _select_node(con, expr)
+    if error == "several statements" or (error and "Only SELECT statements" in error):
+        return f"{one}, not several statements"
+    if error:
+        return f"{one}: {error}"
+    if node != baseline or len(select_list) != 1:
+        return f"{one}: it parses as a list or a query clause (FROM, WHERE, GROUP BY, ORDER BY, LIMIT ...)"
+    item = select_list[0]
+    if item.get("alias"):
+        return f"{one}, without AS"
+    if item.get("class") == "STAR":
+        return f"{one}; '*' is not a value"
+    classes = set(_classes(item))
+    if "SUBQUERY" in classes:
+        return f"{expr!r}: subqueries are not supported in a definition's SQL"
+    if "WINDOW" in classes:
+        return f"{expr!r}: window functions (OVER) are not supported; use Aggregation(...) with a window"
+    return None
+
+
+def _classes(node) -> List[str]:
+    out: List[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("class"), str):
+                out.append(item["class"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return out
 
 
 def _problem(repo: "Repo", obj, message: str, name: Optional[str] = None, feature=None) -> Problem:
     origin = next((o for d, o in repo.shadowed if d is obj), None) or repo.origin(obj)
-    line = origin.line
+    file, line = origin.file, origin.line
     if feature is not None:
-        line = origin.line_of(feature.name, getattr(feature, "column", None) or getattr(feature, "expr", ""))
-    return Problem(origin.file, line, name or obj.name, message)
+        made = repo.made_at(feature)
+        if made is not None:  # the line of the feature's constructor call
+            file, line = made
+        else:
+            line = origin.line_of(feature.name, getattr(feature, "column", None) or getattr(feature, "expr", ""))
+    return Problem(file, line, name or obj.name, message)
 
 
 def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], repo: "Repo") -> Dict[str, str]:
@@ -105,7 +204,8 @@ def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], rep
     columns = dict(view.source.columns)
     for name, expr in view.projections:
         if name in columns:
-            problems.append(_problem(repo, view, f"projection '{name}' shadows a column of source '{view.source.name}'"))
+            problems.append(_problem(repo, view,
+                                     f"projection '{name}' shadows a column of source '{view.source.name}'"))
             continue
         try:
             columns[name] = binder.dtype(expr)
@@ -123,9 +223,20 @@ def feature_dtype(feature, columns_binder: Binder) -> str:
     return AGG_FUNCTIONS[feature.function].result_dtype(columns_binder.dtype(feature.column))
 
 
-def _check_view(repo: "Repo", view: FeatureView) -> List[Problem]:
+def _check_view(repo: "Repo", view: FeatureView) -> Tuple[List[Problem], Set[str]]:
+    """Problems of one view, and the names of its features that have one (constructor or here)."""
     problems: List[Problem] = []
+    bad = {f.name for f in view.features if problems_of(f)}
+    checked = [f for f in view.features if not problems_of(f)]
+    for feature in checked:
+        if feature.name in view.join_keys:
+            problems.append(_problem(repo, view, f"feature '{feature.name}' has the name of a join key",
+                                     f"{view.name}.{feature.name}", feature))
+    if view.ttl is not None and not view.latest_features:
+        problems.append(_problem(repo, view, "ttl only applies to Latest features, and this view has none"))
     source = view.source
+    if source is None or not source.schema:  # reported by the constructors; checked once it is fixed
+        return problems, bad | {f.name for f in checked}
     binder = Binder(source.columns, source.name)
     columns = view_columns(view, binder, problems, repo)
     for key in view.join_keys:
@@ -141,32 +252,35 @@ def _check_view(repo: "Repo", view: FeatureView) -> List[Problem]:
         except ExpressionError as exc:
             problems.append(_problem(repo, view, f"filter: {exc}"))
     binder.columns = dict(columns)
-    for feature in view.features:
+    for feature in checked:
         label = f"{view.name}.{feature.name}"
-        if feature.name in view.join_keys:
-            problems.append(_problem(repo, view, f"feature '{feature.name}' has the name of a join key", label, feature))
-        try:
-            out = feature_dtype(feature, binder)
-        except ExpressionError as exc:
-            problems.append(_problem(repo, view, str(exc), label, feature))
-            continue
-        if isinstance(feature, Aggregation) and feature.column is not None:
-            spec = AGG_FUNCTIONS[feature.function]
-            in_type = binder.dtype(feature.column)
-            if spec.numeric_only and in_type not in dtypes.NUMERIC:
-                problems.append(_problem(repo, view, f"{feature.function} needs a numeric input; "
-                                                     f"'{feature.column}' is {in_type}", label, feature))
-                continue
-        if isinstance(feature, Aggregation) and feature.default is not None:
-            problems.extend(_check_default(repo, view, feature, out, label))
-    if view.ttl is not None and not view.latest_features:
-        problems.append(_problem(repo, view, "ttl only applies to Latest features, and this view has none"))
-    return problems
+        found = _check_feature(repo, view, feature, binder, label)
+        if found:
+            bad.add(feature.name)
+            problems.extend(found)
+    return problems, bad
+
+
+def _check_feature(repo: "Repo", view: FeatureView, feature, binder: Binder, label: str) -> List[Problem]:
+    try:
+        out = feature_dtype(feature, binder)
+    except ExpressionError as exc:
+        return [_problem(repo, view, str(exc), label, feature)]
+    if isinstance(feature, Aggregation) and feature.column is not None:
+        spec = AGG_FUNCTIONS[feature.function]
+        in_type = binder.dtype(feature.column)
+        if spec.numeric_only and in_type not in dtypes.NUMERIC:
+            return [_problem(repo, view, f"{feature.function} needs a numeric input; "
+                                         f"'{feature.column}' is {in_type}", label, feature)]
+    if isinstance(feature, Aggregation) and feature.default is not None:
+        return _check_default(repo, view, feature, out, label)
+    return []
 
 
 def _check_default(repo, view, feature: Aggregation, out: str, label: str) -> List[Problem]:
     if AGG_FUNCTIONS[feature.function].empty_value is not None:
-        return [_problem(repo, view, f"{feature.function} of an empty window is already 0; remove default=", label, feature)]
+        return [_problem(repo, view, f"{feature.function} of an empty window is already 0; remove default=", label,
+                         feature)]
     value = feature.default
     ok = {
         dtypes.STRING: isinstance(value, str),
@@ -181,8 +295,12 @@ def _check_default(repo, view, feature: Aggregation, out: str, label: str) -> Li
     return []
 
 
-def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView]) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """(view, feature) pairs a service reads, in order, and the reasons any ref does not resolve."""
+def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView],
+                         incomplete: Set[str] = frozenset()) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """(view, feature) pairs a service reads, in order, and the reasons any ref does not resolve.
+
+    A missing feature of a view in ``incomplete`` (one whose features have problems of their own) is
+    not reported again."""
     refs: List[Tuple[str, str]] = []
     errors: List[str] = []
     for ref in service.features:
@@ -204,6 +322,8 @@ def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView])
             continue
         for name in names:
             if name not in view.feature_names:
+                if view_name in incomplete:
+                    continue
                 close = difflib.get_close_matches(name, list(view.feature_names), n=1)
                 errors.append(f"feature view '{view_name}' has no feature '{name}'"
                               + (f" (did you mean '{close[0]}'?)" if close else ""))
@@ -217,13 +337,42 @@ def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView])
     return refs, errors
 
 
-def validate(repo: "Repo") -> List[Problem]:
-    """Every problem in the repo, in file order."""
+def streaming_problems(repo: "Repo", view: FeatureView, skip: Set[str] = frozenset()) -> List[Problem]:
+    """What the streaming job cannot run in ``view`` (a view whose source has a stream face), leaving out
+    the features in ``skip`` (they have problems already)."""
+    from featurestore.engines.flink_sql import check_view
+
+    if skip:
+        view = copy.copy(view)
+        object.__setattr__(view, "features", tuple(f for f in view.features if f.name not in skip))
+        if not view.features:
+            return []
     problems: List[Problem] = []
+    for feature_name, message in check_view(view):
+        if feature_name is None:
+            problems.append(_problem(repo, view, f"streaming: {message}"))
+        else:
+            feature = next(f for f in view.features if f.name == feature_name)
+            problems.append(_problem(repo, view, f"streaming: feature '{feature_name}': {message}",
+                                     f"{view.name}.{feature_name}", feature))
+    return problems
+
+
+def validate(repo: "Repo", streaming: bool = False) -> List[Problem]:
+    """Every problem in the repo, in file order (``streaming``: also what the streaming job cannot run)."""
+    problems: List[Problem] = []
+    incomplete: Set[str] = set()
     shadowed_views = [d for d, _ in repo.shadowed if isinstance(d, FeatureView)]
     for view in [*repo.views.values(), *shadowed_views]:
-        problems.extend(_check_view(repo, view))
+        found, bad = _check_view(repo, view)
+        problems.extend(found)
+        if (bad or problems_of(view)) and repo.views.get(view.name) is view:
+            incomplete.add(view.name)
+        view_level = [p for p in found if p.obj == view.name]
+        if streaming and not problems_of(view) and not view_level and view.source is not None \
+                and not problems_of(view.source):
+            problems.extend(streaming_problems(repo, view, bad))
     for service in repo.services.values():
-        _, errors = resolve_service_refs(service, repo.views)
+        _, errors = resolve_service_refs(service, repo.views, incomplete)
         problems.extend(_problem(repo, service, e) for e in errors)
     return sorted(problems, key=lambda p: (p.file, p.line, p.obj, p.message))

@@ -5,7 +5,7 @@ with the ``feast`` package) is run twice over the same Parquet files:
 
 * by Feast itself: ``feast.FeatureStore(...).apply(objects)`` then ``get_historical_features(...).to_df()``;
 * by us: a ``featurestore.yaml`` whose ``definitions:`` points at the Feast repo, so our loader translates
-  the very same Feast objects (``featurestore/feast_import.py``).
+  the very same Feast objects (``featurestore/feast_import/``).
 
 Semantics being reconciled (SPEC §2 vs FIELD-NOTES "Feast"):
 

@@ -59,6 +59,14 @@ def test_name_clash_needs_full_feature_names(store):
     (frame(event_timestamp=["2026-03-01", "x"]), "entity_df column 'event_timestamp' row 0: '2026-03-01' is not a "
                                                   "timezone-aware timestamp"),
     (frame(event_timestamp=[1, 2]), "entity_df column 'event_timestamp' has type int64, not a timezone-aware timestamp"),
+    (frame(event_timestamp=[1772323260, 1772323260]), "entity_df column 'event_timestamp' has type int64, not a "
+     "timezone-aware timestamp; its values look like epoch seconds: use pd.to_datetime(df['event_timestamp'], "
+     "unit='s', utc=True)"),
+    (frame(event_timestamp=[1772323260000, 1772323260000]), "entity_df column 'event_timestamp' has type int64, not "
+     "a timezone-aware timestamp; its values look like epoch milliseconds: use pd.to_datetime(df['event_timestamp'], "
+     "unit='ms', utc=True)"),
+    (frame(event_timestamp=[1.5, 2.5]), "entity_df column 'event_timestamp' has type float64, not a timezone-aware "
+     "timestamp"),
     (frame(last_tag=[1, 2]), "entity_df already has column(s) ['last_tag'] that the features would produce"),
 ])
 def test_entity_df_errors(store, entity_df, message):

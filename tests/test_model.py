@@ -127,3 +127,26 @@ def test_model_imports_without_engines():
             "bad = [m for m in ('duckdb', 'pyflink', 'redis', 'pandas', 'pyarrow', 'feast') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_constructor_outside_the_loader_raises_every_problem_of_its_arguments():
+    with pytest.raises(DefinitionError) as info:
+        Aggregation("amount", "median", "1 hour")
+    assert info.value.messages == (
+        "Aggregation function 'median' is not supported; use one of count, count_distinct, sum, mean, min, max, last, "
+        "first, stddev, variance",
+        "Aggregation median window: cannot parse '1 hour'; write e.g. '500ms', '30s', '10m', '1h', '7d', '2w'",
+    )
+    assert str(info.value) == "2 problems: " + " | ".join(info.value.messages)
+    with pytest.raises(DefinitionError) as info:
+        view(entities=[], features=[], ttl="1 week")
+    assert info.value.messages == (
+        "feature view entities: at least one entity is required",
+        "feature view features: at least one feature is required",
+        "feature view ttl: cannot parse '1 week'; write e.g. '500ms', '30s', '10m', '1h', '7d', '2w'",
+    )
+
+
+def test_expressions_with_semicolons_inside_strings_are_not_refused_by_the_model():
+    # whether an expression is exactly one expression is DuckDB's parser's call (validation), not a ';' search
+    assert Latest("country = 'a;b'", name="odd").expr == "country = 'a;b'"

@@ -339,7 +339,7 @@ def test_response_shape(make_store):
     (dict(features=["pair_stats:pair_sum_1m"], entity_rows=[{"user_id": "u0", "shop": 1}, {"user_id": "u1"}]),
      RequestError, "entity row 1 has no join key 'shop' (needed by feature view 'pair_stats')"),
     (dict(features=["pair_stats:pair_sum_1m"], entity_rows=[{"user_id": "u0", "shop": "x"}]), RequestError,
-     "entity row 0: join key 'shop' value 'x' is not a int64 (invalid literal for int() with base 10: 'x')"),
+     "entity row 0: join key 'shop' expects an integer (int64), got 'x' (str)"),
     (dict(features=["profile:last_tag"], request_time=pd.Timestamp("2026-03-01")), RequestError,
      "request_time: Timestamp('2026-03-01 00:00:00') is timezone-naive; give a UTC time (e.g. '2026-01-01T00:00:00Z')"),
     (dict(features=["profile:last_tag"], entity_rows={"user_id": "u0"}), RequestError,

@@ -687,18 +687,13 @@ def check_view(view) -> List[Tuple[Optional[str], str]]:
 
 def check_repo(repo) -> List[Problem]:
     """Every definition of ``repo`` the streaming job cannot run (views whose source has a stream face),
-    as Problems naming file, line, view and feature. ``featurestore plan`` reports them."""
-    from featurestore.validation import _problem
+    as Problems naming file, line, view and feature. ``featurestore plan`` reports them with the other
+    problems of the repo (``load_repo(..., streaming=True)``)."""
+    from featurestore.validation import streaming_problems
 
     problems: List[Problem] = []
     for view in repo.views.values():
-        for feature_name, message in check_view(view):
-            if feature_name is None:
-                problems.append(_problem(repo, view, f"streaming: {message}"))
-            else:
-                feature = next(f for f in view.features if f.name == feature_name)
-                problems.append(_problem(repo, view, f"streaming: feature '{feature_name}': {message}",
-                                         f"{view.name}.{feature_name}", feature))
+        problems.extend(streaming_problems(repo, view))
     return sorted(problems, key=lambda p: (p.file, p.line, p.obj, p.message))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Tuple
 
 from featurestore.errors import DefinitionError
+from featurestore.model.checks import Checks
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -51,9 +52,15 @@ class Definition:
     KIND: ClassVar[str] = "definition"
 
     def __post_init__(self) -> None:
-        if self.name is not None:
-            check_name(self.name, f"{self.KIND} name")
-        object.__setattr__(self, "tags", freeze_tags(self.tags))
+        checks = Checks()
+        if self.name is not None and checks.attempt(check_name, self.name, f"{self.KIND} name") is None:
+            self._set(name=None)  # recorded; the loader names it after its variable
+        self._set(tags=checks.attempt(freeze_tags, self.tags, fallback=()))
+        self._check(checks)
+        checks.settle(self)
+
+    def _check(self, checks: Checks) -> None:
+        """Check and normalize the fields of a subclass; record each problem in ``checks``."""
 
     def _set(self, **values: Any) -> None:
         """Normalize fields inside __post_init__ of a frozen dataclass."""

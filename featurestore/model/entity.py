@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Tuple
 
-from featurestore.errors import DefinitionError
 from featurestore.model.base import Definition, check_name
+from featurestore.model.checks import Checks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,19 +21,20 @@ class Entity(Definition):
     KIND: ClassVar[str] = "entity"
     DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("join_keys",)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _check(self, checks: Checks) -> None:
         keys = self.join_keys
         if isinstance(keys, str):
             keys = (keys,)
         try:
             keys = tuple(keys)
         except TypeError:
-            raise DefinitionError(f"entity join_keys: expected a list of column names, got {keys!r}") from None
-        if not keys:
-            raise DefinitionError("entity join_keys: at least one join key is required")
-        for key in keys:
-            check_name(key, "entity join key")
+            checks.add(f"entity join_keys: expected a list of column names, got {keys!r}")
+            keys = None
+        if keys == ():
+            checks.add("entity join_keys: at least one join key is required")
+        keys = keys or ()
+        keys = tuple(k for k in keys if checks.attempt(check_name, k, "entity join key") is not None)
         if len(set(keys)) != len(keys):
-            raise DefinitionError(f"entity join_keys: duplicate key in {list(keys)}")
+            checks.add(f"entity join_keys: duplicate key in {list(keys)}")
+            keys = tuple(dict.fromkeys(keys))
         self._set(join_keys=keys)

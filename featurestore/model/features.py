@@ -7,6 +7,7 @@ from typing import Any, Optional, Union
 
 from featurestore.errors import DefinitionError
 from featurestore.model.base import NAME_RE, check_name
+from featurestore.model.checks import Checks
 from featurestore.model.durations import DurationLike, format_duration, parse_duration
 from featurestore.semantics import AGG_ALIASES, AGG_FUNCTIONS
 
@@ -14,10 +15,9 @@ _SIMPLE_COLUMN = NAME_RE
 
 
 def _check_expr(expr: Any, what: str) -> str:
+    # Whether it is exactly one SQL expression is checked by validation (DuckDB's parser).
     if not isinstance(expr, str) or not expr.strip():
         raise DefinitionError(f"{what}: expected a column name or SQL expression string, got {expr!r}")
-    if ";" in expr:
-        raise DefinitionError(f"{what}: {expr!r} must be a single SQL expression (no ';')")
     return expr.strip()
 
 
@@ -42,14 +42,19 @@ class Latest:
     description: str
 
     def __init__(self, expr: str, *, name: Optional[str] = None, description: str = ""):
-        expr = _check_expr(expr, "Latest expr")
+        checks = Checks()
+        expr = checks.attempt(_check_expr, expr, "Latest expr", fallback="")
         if name is None:
-            if not _SIMPLE_COLUMN.match(expr):
-                raise DefinitionError(f"Latest({expr!r}): an expression needs name=")
-            name = expr
+            if expr and not _SIMPLE_COLUMN.match(expr):
+                checks.add(f"Latest({expr!r}): an expression needs name=")
+            elif expr:
+                name = expr
+        elif checks.attempt(check_name, name, "feature name") is None:
+            name = None
         object.__setattr__(self, "expr", expr)
-        object.__setattr__(self, "name", check_name(name, "feature name"))
+        object.__setattr__(self, "name", name)  # None only while a repo with problems loads
         object.__setattr__(self, "description", description)
+        checks.settle(self)
 
     @property
     def kind(self) -> str:
@@ -93,32 +98,43 @@ class Aggregation:
         default: Any = None,
         description: str = "",
     ):
+        checks = Checks()
+        fn = None
         if not isinstance(function, str):
-            raise DefinitionError(f"Aggregation function: expected a name, got {function!r}")
-        fn = function.strip().lower()
-        fn = AGG_ALIASES.get(fn, fn)
-        if fn not in AGG_FUNCTIONS:
-            raise DefinitionError(
-                f"Aggregation function {function!r} is not supported; use one of {', '.join(AGG_FUNCTIONS)}"
-            )
+            checks.add(f"Aggregation function: expected a name, got {function!r}")
+        else:
+            fn = function.strip().lower()
+            fn = AGG_ALIASES.get(fn, fn)
+            if fn not in AGG_FUNCTIONS:
+                checks.add(f"Aggregation function {function!r} is not supported; use one of {', '.join(AGG_FUNCTIONS)}")
+        label = fn or "?"
         if column in (None, "*"):
-            if AGG_FUNCTIONS[fn].needs_column:
-                raise DefinitionError(f"Aggregation {fn}: needs a column or expression")
+            if fn in AGG_FUNCTIONS and AGG_FUNCTIONS[fn].needs_column:
+                checks.add(f"Aggregation {fn}: needs a column or expression")
             column = None
         else:
-            column = _check_expr(column, f"Aggregation {fn} column")
-        window_ms = None if window is None else parse_duration(window, f"Aggregation {fn} window")
+            column = checks.attempt(_check_expr, column, f"Aggregation {label} column")
+        window_ok = True
+        window_ms = None
+        if window is not None:
+            window_ms = checks.attempt(parse_duration, window, f"Aggregation {label} window")
+            window_ok = window_ms is not None
         if name is None:
-            if column is not None and not _SIMPLE_COLUMN.match(column):
-                raise DefinitionError(f"Aggregation {fn}({column!r}): an expression needs name=")
-            parts = [column] if column else []
-            name = "_".join(parts + [fn, _window_label(window_ms)])
+            if isinstance(column, str) and not _SIMPLE_COLUMN.match(column):
+                checks.add(f"Aggregation {label}({column!r}): an expression needs name=")
+            elif not checks and window_ok:
+                parts = [column] if column else []
+                name = "_".join(parts + [fn, _window_label(window_ms)])
+        elif checks.attempt(check_name, name, "feature name") is None:
+            name = None
+        default = checks.attempt(_default_value, default, f"feature {name or label} default")
         object.__setattr__(self, "column", column)
         object.__setattr__(self, "function", fn)
         object.__setattr__(self, "window_ms", window_ms)
-        object.__setattr__(self, "name", check_name(name, "feature name"))
-        object.__setattr__(self, "default", _default_value(default, f"feature {name} default"))
+        object.__setattr__(self, "name", name)  # None only while a repo with problems loads
+        object.__setattr__(self, "default", default)
         object.__setattr__(self, "description", description)
+        checks.settle(self)
 
     @property
     def kind(self) -> str:

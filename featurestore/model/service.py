@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Tuple, Union
 
-from featurestore.errors import DefinitionError
 from featurestore.model.base import Definition
+from featurestore.model.checks import Checks
 from featurestore.model.view import FeatureSelection, FeatureView
 
 FeatureRefLike = Union[str, FeatureView, FeatureSelection]
@@ -27,12 +27,12 @@ class LoggingConfig:
     destination: str = "redis"
 
     def __post_init__(self) -> None:
+        checks = Checks()
         if not isinstance(self.sample_rate, (int, float)) or not 0.0 <= float(self.sample_rate) <= 1.0:
-            raise DefinitionError(f"logging sample_rate: expected a number in [0, 1], got {self.sample_rate!r}")
+            checks.add(f"logging sample_rate: expected a number in [0, 1], got {self.sample_rate!r}")
         if self.destination not in LOG_DESTINATIONS:
-            raise DefinitionError(
-                f"logging destination: {self.destination!r} is not one of {', '.join(LOG_DESTINATIONS)}"
-            )
+            checks.add(f"logging destination: {self.destination!r} is not one of {', '.join(LOG_DESTINATIONS)}")
+        checks.settle(self)
 
     def canonical(self) -> dict:
         return {"enabled": self.enabled, "sample_rate": float(self.sample_rate), "durable": self.durable,
@@ -55,24 +55,27 @@ class FeatureService(Definition):
     DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("features", "version")
     META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "logging")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        features = (self.features,) if isinstance(self.features, (str, FeatureView, FeatureSelection)) else tuple(
-            self.features or ()
-        )
+    def _check(self, checks: Checks) -> None:
+        if isinstance(self.features, (str, FeatureView, FeatureSelection)):
+            features = (self.features,)
+        else:
+            try:
+                features = tuple(self.features or ())
+            except TypeError:
+                features = (self.features,)
         if not features:
-            raise DefinitionError("feature service features: at least one feature reference is required")
+            checks.add("feature service features: at least one feature reference is required")
         for ref in features:
             if not isinstance(ref, (str, FeatureView, FeatureSelection)):
-                raise DefinitionError(
-                    "feature service features: expected 'view:feature' strings, feature views or "
-                    f"view.select(...), got {type(ref).__name__}"
-                )
+                checks.add("feature service features: expected 'view:feature' strings, feature views or "
+                           f"view.select(...), got {type(ref).__name__}")
+        features = tuple(r for r in features if isinstance(r, (str, FeatureView, FeatureSelection)))
         logging = self.logging
         if isinstance(logging, bool):
             logging = LoggingConfig(enabled=logging)
         if not isinstance(logging, LoggingConfig):
-            raise DefinitionError(f"feature service logging: expected LoggingConfig or bool, got {logging!r}")
+            checks.add(f"feature service logging: expected LoggingConfig or bool, got {logging!r}")
+            logging = LoggingConfig(enabled=False)
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise DefinitionError(f"feature service version: expected a positive int, got {self.version!r}")
+            checks.add(f"feature service version: expected a positive int, got {self.version!r}")
         self._set(features=features, logging=logging)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Mapping, Optional, Tuple, Union
 
 from featurestore import dtypes
-from featurestore.errors import DefinitionError
 from featurestore.model.base import Definition, check_name
+from featurestore.model.checks import Checks
 from featurestore.model.durations import DurationLike, format_duration, parse_duration
 
 
@@ -18,8 +18,10 @@ class ParquetFiles:
     path: str
 
     def __post_init__(self) -> None:
+        checks = Checks()
         if not isinstance(self.path, str) or not self.path.strip():
-            raise DefinitionError(f"ParquetFiles path: expected a non-empty path string, got {self.path!r}")
+            checks.add(f"ParquetFiles path: expected a non-empty path string, got {self.path!r}")
+        checks.settle(self)
 
     def canonical(self) -> dict:
         return {"kind": "parquet", "path": self.path}
@@ -33,8 +35,10 @@ class DuckDBTable:
     database: Optional[str] = None
 
     def __post_init__(self) -> None:
+        checks = Checks()
         if not isinstance(self.relation, str) or not self.relation.strip():
-            raise DefinitionError(f"DuckDBTable relation: expected a non-empty string, got {self.relation!r}")
+            checks.add(f"DuckDBTable relation: expected a non-empty string, got {self.relation!r}")
+        checks.settle(self)
 
     def canonical(self) -> dict:
         return {"kind": "duckdb", "relation": self.relation, "database": self.database}
@@ -55,10 +59,12 @@ class KafkaTopic:
     bootstrap_servers: Optional[str] = None
 
     def __post_init__(self) -> None:
+        checks = Checks()
         if not isinstance(self.topic, str) or not self.topic.strip():
-            raise DefinitionError(f"KafkaTopic topic: expected a non-empty topic name, got {self.topic!r}")
+            checks.add(f"KafkaTopic topic: expected a non-empty topic name, got {self.topic!r}")
         if self.format not in STREAM_FORMATS:
-            raise DefinitionError(f"KafkaTopic format: {self.format!r} is not one of {', '.join(STREAM_FORMATS)}")
+            checks.add(f"KafkaTopic format: {self.format!r} is not one of {', '.join(STREAM_FORMATS)}")
+        checks.settle(self)
 
     def canonical(self) -> dict:
         # The bootstrap address is where, not what: it does not change values.
@@ -90,39 +96,47 @@ class Source(Definition):
     DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("schema", "timestamp", "batch", "stream", "tiebreak")
     META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "watermark_delay")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _check(self, checks: Checks) -> None:
         schema = self.schema
         if isinstance(schema, Mapping):
             schema = tuple(schema.items())
         try:
-            pairs = tuple((str(c), dtypes.normalize_dtype(d, f"source column {c!r}")) for c, d in schema)
+            items = [(str(c), d) for c, d in schema]
         except (TypeError, ValueError):
-            raise DefinitionError("source schema: expected a mapping of column name to type") from None
-        if not pairs:
-            raise DefinitionError("source schema: at least one column is required")
-        names = [c for c, _ in pairs]
-        for c in names:
-            check_name(c, "source column")
+            checks.add("source schema: expected a mapping of column name to type")
+            items = []
+        else:
+            if not items:
+                checks.add("source schema: at least one column is required")
+        pairs = []
+        for c, d in items:
+            dtype = checks.attempt(dtypes.normalize_dtype, d, f"source column {c!r}")
+            if checks.attempt(check_name, c, "source column") is not None and dtype is not None:
+                pairs.append((c, dtype))
+        names = [c for c, _ in items]
         if len(set(names)) != len(names):
-            raise DefinitionError(f"source schema: duplicate column in {names}")
-        if self.timestamp not in names:
-            raise DefinitionError(f"source timestamp: column {self.timestamp!r} is not in the schema")
-        if dict(pairs)[self.timestamp] != dtypes.TIMESTAMP:
-            raise DefinitionError(f"source timestamp: column {self.timestamp!r} must have type timestamp")
+            checks.add(f"source schema: duplicate column in {names}")
+        if names and self.timestamp not in names:
+            checks.add(f"source timestamp: column {self.timestamp!r} is not in the schema")
+        elif dict(pairs).get(self.timestamp, dtypes.TIMESTAMP) != dtypes.TIMESTAMP:
+            checks.add(f"source timestamp: column {self.timestamp!r} must have type timestamp")
+        usable = len(pairs) == len(items) == len(set(names)) and dict(pairs).get(self.timestamp) == dtypes.TIMESTAMP
         if self.batch is not None and not isinstance(self.batch, (ParquetFiles, DuckDBTable)):
-            raise DefinitionError(f"source batch: expected ParquetFiles or DuckDBTable, got {type(self.batch).__name__}")
+            checks.add(f"source batch: expected ParquetFiles or DuckDBTable, got {type(self.batch).__name__}")
         if self.stream is not None and not isinstance(self.stream, KafkaTopic):
-            raise DefinitionError(f"source stream: expected KafkaTopic, got {type(self.stream).__name__}")
+            checks.add(f"source stream: expected KafkaTopic, got {type(self.stream).__name__}")
         if self.batch is None and self.stream is None:
-            raise DefinitionError("source: give a batch face, a stream face, or both")
+            checks.add("source: give a batch face, a stream face, or both")
         delay = self.watermark_delay
-        delay_ms = 0 if delay in (0, None, "0", "0s") else parse_duration(delay, "source watermark_delay")
-        tiebreak = (self.tiebreak,) if isinstance(self.tiebreak, str) else tuple(self.tiebreak)
+        delay_ms = 0
+        if delay not in (0, None, "0", "0s"):
+            delay_ms = checks.attempt(parse_duration, delay, "source watermark_delay", fallback=0)
+        tiebreak = (self.tiebreak,) if isinstance(self.tiebreak, str) else tuple(self.tiebreak or ())
         for c in tiebreak:
             if c not in names:
-                raise DefinitionError(f"source tiebreak: column {c!r} is not in the schema")
-        self._set(schema=pairs, watermark_delay=delay_ms, tiebreak=tiebreak)
+                checks.add(f"source tiebreak: column {c!r} is not in the schema")
+        # An unusable schema is empty: the views reading this source are checked once it is fixed.
+        self._set(schema=tuple(pairs) if usable else (), watermark_delay=delay_ms, tiebreak=tiebreak)
 
     @property
     def columns(self) -> dict:
@@ -137,4 +151,3 @@ class Source(Definition):
 
     def describe_delay(self) -> str:
         return format_duration(self.watermark_delay) if self.watermark_delay else "0s"
-

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
-from featurestore.errors import DefinitionError
 from featurestore.model.base import Definition, check_name
+from featurestore.model.checks import Checks
 from featurestore.model.durations import DurationLike, parse_optional_duration
 from featurestore.model.entity import Entity
 from featurestore.model.features import Aggregation, Feature, Latest
@@ -42,36 +42,54 @@ class FeatureView(Definition):
     DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("entities", "source", "features", "filter", "projections", "ttl")
     META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "online")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        entities = (self.entities,) if isinstance(self.entities, Entity) else tuple(self.entities or ())
-        if not entities:
-            raise DefinitionError("feature view entities: at least one entity is required")
+    def _check(self, checks: Checks) -> None:
+        entities = (self.entities,) if isinstance(self.entities, Entity) else _as_tuple(self.entities, checks,
+                                                                                        "feature view entities")
+        if entities == ():
+            checks.add("feature view entities: at least one entity is required")
+        entities = entities or ()
         for e in entities:
             if not isinstance(e, Entity):
-                raise DefinitionError(f"feature view entities: expected Entity objects, got {type(e).__name__}")
-        if not isinstance(self.source, Source):
-            raise DefinitionError(f"feature view source: expected a Source, got {type(self.source).__name__}")
-        features = tuple(self.features or ())
-        if not features:
-            raise DefinitionError("feature view features: at least one feature is required")
+                checks.add(f"feature view entities: expected Entity objects, got {type(e).__name__}")
+        entities = tuple(e for e in entities if isinstance(e, Entity))
+        source = self.source
+        if not isinstance(source, Source):
+            checks.add(f"feature view source: expected a Source, got {type(source).__name__}")
+            source = None
+        features = _as_tuple(self.features, checks, "feature view features")
+        if features == ():
+            checks.add("feature view features: at least one feature is required")
+        features = features or ()
         for f in features:
             if not isinstance(f, (Latest, Aggregation)):
-                raise DefinitionError(
-                    f"feature view features: expected Latest(...) or Aggregation(...), got {type(f).__name__}"
-                )
-        names = [f.name for f in features]
+                checks.add(f"feature view features: expected Latest(...) or Aggregation(...), got {type(f).__name__}")
+        features = tuple(f for f in features if isinstance(f, (Latest, Aggregation)))
+        names = [f.name for f in features if f.name is not None]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise DefinitionError(f"feature view features: duplicate feature name(s) {', '.join(dupes)}")
+            checks.add(f"feature view features: duplicate feature name(s) {', '.join(dupes)}")
         projections = self.projections
         if isinstance(projections, Mapping):
             projections = tuple(projections.items())
-        projections = tuple((check_name(str(k), "projection name"), str(v)) for k, v in projections or ())
-        if self.filter is not None and (not isinstance(self.filter, str) or not self.filter.strip()):
-            raise DefinitionError(f"feature view filter: expected a SQL boolean expression, got {self.filter!r}")
-        ttl = parse_optional_duration(self.ttl, "feature view ttl")
-        self._set(entities=entities, features=features, projections=projections, ttl=ttl)
+        pairs = []
+        for item in _as_tuple(projections, checks, "feature view projections") or ():
+            try:
+                key, expr = item
+            except (TypeError, ValueError):
+                checks.add(f"feature view projections: expected a mapping of name to SQL expression, got {item!r}")
+                continue
+            if not isinstance(expr, str) or not expr.strip():
+                checks.add(f"feature view projection {key!r}: expected a SQL expression string, got {expr!r}")
+                continue
+            if checks.attempt(check_name, str(key), "projection name") is not None:
+                pairs.append((str(key), expr))
+        filter_ = self.filter
+        if filter_ is not None and (not isinstance(filter_, str) or not filter_.strip()):
+            checks.add(f"feature view filter: expected a SQL boolean expression, got {filter_!r}")
+            filter_ = None
+        ttl = checks.attempt(parse_optional_duration, self.ttl, "feature view ttl")
+        self._set(entities=entities, source=source, features=features, projections=tuple(pairs), filter=filter_,
+                  ttl=ttl)
 
     @property
     def join_keys(self) -> Tuple[str, ...]:
@@ -82,7 +100,7 @@ class FeatureView(Definition):
 
     @property
     def feature_names(self) -> Tuple[str, ...]:
-        return tuple(f.name for f in self.features)
+        return tuple(f.name for f in self.features if f.name is not None)
 
     @property
     def latest_features(self) -> Tuple[Latest, ...]:
@@ -107,6 +125,20 @@ class FeatureView(Definition):
     def __getitem__(self, names: Union[str, Sequence[str]]) -> "FeatureSelection":
         """Feast-style projection: ``view[["a", "b"]]``."""
         return self.select(*((names,) if isinstance(names, str) else names))
+
+
+def _as_tuple(value, checks: Checks, what: str) -> tuple:
+    """``value`` as a tuple; None when it is not a list (recorded); None itself is empty."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)):
+        checks.add(f"{what}: expected a list, got {value!r}")
+        return None
+    try:
+        return tuple(value)
+    except TypeError:
+        checks.add(f"{what}: expected a list, got {type(value).__name__}")
+        return None
 
 
 @dataclass(frozen=True)

@@ -127,15 +127,11 @@ def _time_column(labels: pd.DataFrame, timestamp_column: Optional[str], required
 
 
 def _label_keys(labels: pd.DataFrame, types: Dict[str, str]) -> List[tuple]:
-    """Each label's join keys as a tuple of values of the declared types (lookup casting rules)."""
-    from featurestore.stores.online_redis import _cast_key
+    """Each label's join keys as a tuple of values of the declared types (the entity_df rules: a key of
+    the wrong type is refused, naming the column and row)."""
+    from featurestore.sdk.inputs import key_column
 
-    cols = []
-    for key, dtype in types.items():
-        try:
-            cols.append([_cast_key(v, dtype, r, key) for r, v in enumerate(labels[key].tolist())])
-        except RequestError as exc:
-            raise RequestError(f"labels_df {exc}") from None
+    cols = [key_column(labels[key], dtype, "labels_df", key).to_pylist() for key, dtype in types.items()]
     return list(zip(*cols))
 
 

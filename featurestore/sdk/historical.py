@@ -16,6 +16,7 @@ import pyarrow as pa
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.errors import RequestError
+from featurestore.sdk.inputs import key_column
 
 DEFAULT_TS = "event_timestamp"
 
@@ -64,7 +65,15 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
         # Mixed time zones: convert each value to UTC explicitly.
         ns = pd.Series([pd.Timestamp(v).tz_convert("UTC").value for v in col], index=col.index, dtype="int64")
         return ns // 1_000_000
-    raise RequestError(f"entity_df column '{column}' has type {col.dtype}, not a timezone-aware timestamp")
+    message = f"entity_df column '{column}' has type {col.dtype}, not a timezone-aware timestamp"
+    if pd.api.types.is_integer_dtype(col.dtype) and col.notna().any():
+        from featurestore.sdk.timeutil import probable_unit
+
+        guess = probable_unit(int(col.dropna().iloc[0]))
+        if guess is not None:  # name the unit the numbers look like, so the fix is not a silent 1970
+            message += (f"; its values look like {guess[1]}: use "
+                        f"pd.to_datetime(df['{column}'], unit='{guess[0]}', utc=True)")
+    raise RequestError(message)
 
 
 def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[str]) -> str:
@@ -118,10 +127,18 @@ def retrieve(
     clash = [c for c in columns.values() if c in entity_df.columns]
     if clash:
         raise RequestError(f"entity_df already has column(s) {clash} that the features would produce")
+    key_types = {}
+    for vi in inputs:
+        for k, dtype in vi.compiled.key_types.items():
+            key_types.setdefault(k, []).append(dtype)
+    key_arrays = {}
+    for k in keys:
+        for dtype in dict.fromkeys(key_types[k]):  # each type the key has in the requested views
+            key_arrays[k] = key_column(entity_df[k], dtype, "entity_df", k)
     req = pa.table({
         dsql.REQ_ROW: pa.array(range(len(entity_df)), pa.int64()),
         dsql.REQ_Q: pa.array(q_ms.to_numpy(), pa.int64()),
-        **{k: _key_array(entity_df[k], k) for k in keys},
+        **key_arrays,
     })
     con.register("__requests", req)
     try:
@@ -152,13 +169,6 @@ def retrieve(
         entity_arrow = entity_arrow.append_column(name, col)
     frame._arrow = entity_arrow
     return frame
-
-
-def _key_array(series: pd.Series, name: str) -> pa.Array:
-    try:
-        return pa.array(series, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise RequestError(f"entity_df column '{name}': cannot use as a join key ({exc})") from None
 
 
 __all__ = ["TrainingFrame", "retrieve", "request_times_ms", "pick_timestamp_column", "check_entity_df", "ViewInput",

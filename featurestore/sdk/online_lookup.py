@@ -68,14 +68,16 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
     """See ``FeatureStore.get_online_features``."""
     from featurestore.sdk.refs import output_names, resolve_features
     from featurestore.sdk.timeutil import now_ms, to_epoch_ms
-    from featurestore.stores.online_redis import _cast_key, _entity_rows, for_store
+    from featurestore.sdk.inputs import entity_rows as check_rows
+    from featurestore.sdk.inputs import key_value
+    from featurestore.stores.online_redis import for_store
 
     selection = resolve_features(store.repo, features, feature_service)
     columns = output_names(selection, full_feature_names)
     for view_name in selection:
         if not store.repo.views[view_name].online:
             raise RequestError(f"feature view '{view_name}' is not online (online=False)")
-    rows = _entity_rows(entity_rows)
+    rows = check_rows(entity_rows)
     q = now_ms() if request_time is None else to_epoch_ms(request_time, "request_time")
     online = for_store(store)
     cache = online.__dict__.setdefault("_lookup_cache", {})
@@ -99,7 +101,7 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
             for k in cv.join_keys:
                 if k not in row:
                     raise RequestError(f"entity row {i} has no join key '{k}' (needed by feature view '{view_name}')")
-                values.append(_cast_key(row[k], types[k], i, k))
+                values.append(key_value(row[k], types[k], f"entity row {i}", k))
             for k, v in zip(cv.join_keys, values):
                 key_columns.setdefault(k, [None] * len(rows))[i] = v
             if any(v is None for v in values):  # a null key never matches an entity (SQL)

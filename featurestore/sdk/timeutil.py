@@ -1,33 +1,102 @@
-"""Turning user-given times into epoch milliseconds (UTC, floored), with clear errors."""
+"""Turning user-given times into epoch milliseconds (UTC, floored), with clear errors.
+
+A request time (``request_time``, ``backfill`` / ``materialize`` bounds) is one of:
+
+* a timezone-aware ``datetime`` or ``pandas.Timestamp`` (any zone; converted to UTC);
+* an ISO-8601 string with a zone: ``"2026-11-01T00:00:00Z"``, ``"2026-11-01T01:00:00+01:00"``;
+* an integer (``int`` or a numpy integer) of **epoch milliseconds** between 1973-03-03 (``10**11``) and
+  2262-04-11 (the last millisecond pandas can hold). Outside that range the number is refused, and the
+  message says which unit it probably is: epoch seconds (``time.time()``), microseconds or nanoseconds.
+
+Everything else is refused with a one-line cause, in particular timezone-naive times (they would be
+read in some zone silently), floats (``time.time()`` is float seconds) and bools.
+
+>>> to_epoch_ms("2026-01-01T00:00:00Z")
+1767225600000
+>>> to_epoch_ms(1767225600)
+Traceback (most recent call last):
+...
+featurestore.errors.RequestError: time: 1767225600 looks like epoch seconds; integer times are epoch milliseconds: pass 1767225600000 or a timezone-aware datetime
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Optional
 
 from featurestore.errors import RequestError
 
+MIN_INT_MS = 10**11  # 1973-03-03T09:46:40Z: an integer below is not epoch milliseconds of a real request
+MAX_INT_MS = 9_223_372_036_854  # 2262-04-11T23:47:16.854Z: pandas' last millisecond
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+_UNITS = (("ms", "epoch milliseconds", 1, 1), ("s", "epoch seconds", 1000, 1), ("us", "epoch microseconds", 1, 1000),
+          ("ns", "epoch nanoseconds", 1, 1_000_000))
+
+
+def probable_unit(value: int):
+    """(unit code for pandas, unit name, value in ms) of an epoch integer, or None when no unit fits."""
+    for code, unit, times, per in _UNITS:
+        ms = value * times // per
+        if MIN_INT_MS <= ms <= MAX_INT_MS:
+            return code, unit, ms
+    return None
+
+
+def plausible_ms(value: int, what: str) -> int:
+    """``value`` if it is epoch milliseconds in the accepted range, else RequestError naming the likely unit."""
+    guess = probable_unit(value)
+    if guess is not None and guess[0] == "ms":
+        return value
+    if guess is not None:
+        raise RequestError(f"{what}: {value} looks like {guess[1]}; integer times are epoch milliseconds: "
+                           f"pass {guess[2]} or a timezone-aware datetime")
+    raise RequestError(f"{what}: {value} is not epoch milliseconds between {_iso(MIN_INT_MS)} and "
+                       f"{_iso(MAX_INT_MS)}; pass a timezone-aware datetime")
+
 
 def to_epoch_ms(value, what: str = "time") -> Optional[int]:
-    """``None`` stays None; datetimes/pandas Timestamps/ISO strings must carry a time zone; ints are ms."""
+    """``None`` stays None; see the module docstring for what is accepted."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise RequestError(f"{what}: expected a timestamp, got {value!r}")
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        raise RequestError(f"{what}: expected a timestamp, got {bool(value)!r}")
     if isinstance(value, int):
-        return value
+        return plausible_ms(int(value), what)
+
+    if isinstance(value, np.integer):
+        return plausible_ms(int(value), what)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        seconds = number == number and MIN_INT_MS <= number * 1000 <= MAX_INT_MS
+        if seconds:
+            raise RequestError(f"{what}: {number!r} is a float of epoch seconds (like time.time()); pass "
+                               "int(t * 1000) epoch milliseconds or a timezone-aware datetime")
+        raise RequestError(f"{what}: {number!r} is a float; pass int epoch milliseconds or a timezone-aware datetime")
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        raise RequestError(f"{what}: {value!r} is a number in a string; pass epoch milliseconds as an integer, or an "
+                           "ISO-8601 time with a zone (e.g. '2026-01-01T00:00:00Z')")
     import pandas as pd
 
+    if not isinstance(value, (str, datetime, np.datetime64)):
+        raise RequestError(f"{what}: expected a timezone-aware datetime, an ISO-8601 string with a zone or int "
+                           f"epoch milliseconds, got {type(value).__name__}")
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise RequestError(f"{what}: cannot read {value!r} as a timestamp ({exc})") from None
+    if ts is pd.NaT:
+        raise RequestError(f"{what}: expected a timestamp, got {value!r}")
     if ts.tzinfo is None:
         raise RequestError(f"{what}: {value!r} is timezone-naive; give a UTC time (e.g. '2026-01-01T00:00:00Z')")
     return ts.value // 1_000_000
 
 
 def now_ms() -> int:
-    from datetime import timezone
-
     return int(datetime.now(timezone.utc).timestamp() * 1000)
