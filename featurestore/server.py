@@ -9,7 +9,11 @@ body over ``max_body_bytes`` is refused with 413 before it is parsed, and Redis 
      "entities": {"user_id": ["u1", "u2"]},          # Feast style columns, or "entity_rows": [{...}]
      "request_time": "2026-11-01T00:00:00Z",         # optional: ISO time with zone, or epoch ms (integer)
      "log": false, "full_feature_names": false}
-    -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]}}
+    -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]},
+        "statuses": {"feature": ["PRESENT", ...]}, "refusals": []}
+
+``/health`` is 503 when Redis is unreachable or an online view has no online state (never loaded, or
+Redis lost its data): lookups of such a view are refused, never answered with defaults.
 """
 
 # no "from __future__ import annotations": FastAPI resolves the request model from the annotation
@@ -45,8 +49,6 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
     from fastapi.responses import JSONResponse, PlainTextResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-    from featurestore.stores.online_redis import StaleOnlineState
 
     registry = CollectorRegistry()
     requests_total = Counter("featurestore_http_requests_total", "HTTP requests", ["path", "status"],
@@ -99,6 +101,10 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
         request_id: Optional[str]
         feature_names: List[str]
         results: Dict[str, List[Any]]
+        statuses: Dict[str, List[str]] = Field(
+            default_factory=dict, description="Per feature, the status of each value: PRESENT, NULL_VALUE, "
+            "NOT_FOUND, OUTSIDE_MAX_AGE, or REFUSED (the online store cannot answer exactly; see refusals).")
+        refusals: List[str] = Field(default_factory=list, description="Why values were refused, one line each.")
 
     app = FastAPI(title="featurestore", version=_version(),
                   description="Online feature lookups with point-in-time semantics equal to training.")
@@ -116,10 +122,17 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
 
     @app.get("/health", responses={503: {"description": "Redis unreachable"}})
     def health():
+        online = [n for n, v in store.repo.views.items() if v.online]
         try:
-            store.online_store().client.ping()
+            markers = store.online_store().markers(online)
         except Exception as exc:  # noqa: BLE001 - report any failure as unhealthy
             return JSONResponse({"status": "unhealthy", "redis": str(exc).splitlines()[0]}, status_code=503)
+        missing = sorted(n for n in online if markers.get(n) is None)
+        if missing:  # lookups of these views are refused, never served as defaults
+            return JSONResponse({"status": "unhealthy", "project": store.config.project, "missing_online_state": missing,
+                                 "detail": "no online state for these views (never materialized or streamed, or "
+                                           "Redis lost its data): run 'featurestore materialize' (a running stream "
+                                           "re-seeds them when restarted)"}, status_code=503)
         return {"status": "ok", "project": store.config.project, "views": sorted(store.repo.views)}
 
     @app.get("/metrics", response_class=PlainTextResponse,
@@ -131,7 +144,6 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
 
     @app.post("/get-online-features", response_model=LookupResponse,
               responses={400: {"description": "invalid request", **error},
-                         409: {"description": "online state written by another definition", **error},
                          413: {"description": "body too large", **error},
                          501: {"description": "not implemented", **error},
                          503: {"description": "online store unavailable", **error}})
@@ -150,8 +162,6 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
             return JSONResponse({"detail": str(exc)}, status_code=503)
         except NotImplementedYet as exc:
             return JSONResponse({"detail": str(exc)}, status_code=501)
-        except StaleOnlineState as exc:  # the definition changed: online state must be re-materialized
-            return JSONResponse({"detail": str(exc)}, status_code=409)
         except FeatureStoreError as exc:
             return JSONResponse({"detail": str(exc).replace("\n", " ")}, status_code=400)
         data = result.to_dict()
@@ -160,7 +170,8 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
         keys = set(rows[0])
         return {"request_id": getattr(result, "request_id", None),
                 "feature_names": [c for c in data if c not in keys],
-                "results": {k: _json_safe(v) for k, v in data.items()}}
+                "results": {k: _json_safe(v) for k, v in data.items()},
+                "statuses": result.statuses(), "refusals": result.refusals}
 
     return app
 

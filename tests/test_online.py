@@ -314,6 +314,40 @@ def test_stale_definition_is_refused_until_materialized(make_store):
     assert got.refusals == [] and got.statuses()["last_tag"][0] in ("PRESENT", "NULL_VALUE", "OUTSIDE_MAX_AGE")
 
 
+def test_lost_online_state_is_refused_and_reported_never_served_as_defaults(make_store, redis_client):
+    """Redis losing its data (FLUSHALL, a failover without persistence: here the project's keys deleted)
+    makes every lookup of the lost views REFUSED, and /health unhealthy, until materialize (issue 10.6)."""
+    from fastapi.testclient import TestClient
+
+    from featurestore.server import create_app
+
+    store = make_store()
+    write_events(store.repo_path, random_events(2))
+    store.materialize()
+    q = BASE + pd.Timedelta("100s")
+    rows = [{"user_id": "u0", "shop": 1}, {"user_id": "u1", "shop": 0}]
+    before = store.get_online_features(rows, feature_service="everything", request_time=q)
+    assert before.refusals == [] and "REFUSED" not in str(before.statuses())
+    client = TestClient(create_app(store))
+    assert client.get("/health").status_code == 200
+    _drop_project(redis_client, store.config.project)  # the data is gone
+    after = store.get_online_features(rows, feature_service="everything", request_time=q)
+    features = [c for c in after.to_dict() if c not in ("user_id", "shop")]
+    assert all(after.to_dict()[f] == [None, None] for f in features)  # not 0, not defaults
+    assert all(after.statuses()[f] == ["REFUSED", "REFUSED"] for f in features)
+    assert len(after.refusals) == len(store.repo.views)
+    assert all("no online state (never materialized or streamed, or Redis lost its data)" in r for r in after.refusals)
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["missing_online_state"] == sorted(store.repo.views)
+    res = client.post("/get-online-features", json={"feature_service": "everything", "entity_rows": rows,
+                                                    "request_time": int(q.value // 1_000_000)})
+    assert res.status_code == 200 and set(res.json()["statuses"]["events_all"]) == {"REFUSED"}
+    store.materialize()  # the documented recovery
+    again = store.get_online_features(rows, feature_service="everything", request_time=q)
+    assert again.to_dict() == before.to_dict() and again.statuses() == before.statuses()
+    assert client.get("/health").status_code == 200
+
+
 def test_response_shape(make_store):
     store = make_store()
     write_events(store.repo_path, random_events(0))

@@ -307,6 +307,34 @@ def test_online_state_after_the_last_event_answers_every_feature(streamed):
                               f"online at the end, view {view.name}")
 
 
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_lost_online_state_is_refused_then_reseeded_by_a_restart(streamed, tmp_path, redis_client):
+    """Redis losing a stream's online state (here: its keys deleted) is never served as defaults; a
+    restart of the stream re-seeds the lost views from the offline store, then goes on (issue 10.6)."""
+    project = f"t_reseed_{uuid.uuid4().hex[:8]}"
+    root = make_repo(tmp_path / "reseed", streamed.topic, project, streamed.events)
+    store = FeatureStore(root)
+    events = streamed.events
+    q = events["ts"].max() + pd.Timedelta("1ms")
+    rows = [{"user_id": u, "shop": s} for u in sorted(events["user_id"].dropna().unique()) for s in (0, 1, 2)]
+    try:
+        streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        before = store.get_online_features(rows, feature_service="everything", request_time=q)
+        assert before.refusals == []
+        drop_project(redis_client, project)
+        lost = store.get_online_features(rows, feature_service="everything", request_time=q)
+        assert {s for col in lost.statuses().values() for s in col} == {"REFUSED"}
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        assert result.restored_from is not None
+        after = store.get_online_features(rows, feature_service="everything", request_time=q)
+        assert after.refusals == [] and after.to_dict() == before.to_dict()
+    finally:
+        drop_project(redis_client, project)
+
+
 # -- dead letters -----------------------------------------------------------------------------------------
 @pytest.mark.flink
 @pytest.mark.kafka

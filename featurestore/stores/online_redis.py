@@ -63,10 +63,6 @@ TILES, RAW, PREFIXES = "t", "r", "p"
 META_FIELD, DENSE_FIELD = "_", "T"
 
 
-class StaleOnlineState(FeatureStoreError):
-    """Online state was written by another definition of the view (or another format)."""
-
-
 # -- keys ---------------------------------------------------------------------------------------------
 def encode_entity(values: Sequence) -> str:
     """The entity part of a key: the join-key values as a compact JSON array."""
