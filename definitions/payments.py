@@ -24,6 +24,7 @@ user_spend = FeatureView(
     ],
     description="How much and how fast a user spends.",
     owner="risk-team@example.com",
+    tags={"team": "risk", "domain": "payments"},
 )
 
 user_profile = FeatureView(
@@ -37,6 +38,7 @@ user_profile = FeatureView(
     ttl="30d",
     description="The user's most recent transaction attributes (null after 30 days of silence).",
     owner="risk-team@example.com",
+    tags={"team": "risk", "domain": "payments", "pii": "country"},
 )
 
 merchant_activity = FeatureView(
@@ -52,4 +54,5 @@ merchant_activity = FeatureView(
     ],
     description="Merchant-side velocity.",
     owner="risk-team@example.com",
+    tags={"team": "merchant-risk", "domain": "payments"},
 )

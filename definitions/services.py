@@ -14,4 +14,5 @@ fraud_model_v1 = FeatureService(
     logging=LoggingConfig(enabled=True, sample_rate=1.0, durable=True, destination="redis"),
     description="Features of the card-fraud model, logged for log-and-wait training.",
     owner="risk-team@example.com",
+    tags={"team": "risk", "model": "fraud"},
 )

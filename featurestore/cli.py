@@ -292,6 +292,73 @@ def verify(
     _run(go)
 
 
+# -- the catalog -----------------------------------------------------------------------------------------
+def _wide() -> Console:
+    """The console, or one wide enough that a table piped to a file or a tool is never cut at 80 columns."""
+    return console if console.is_terminal else Console(width=400, highlight=False)
+
+
+
+@app.command("list")
+def list_(
+    kind: str = typer.Argument(..., help="entities, sources, views, features or services."),
+    repo: Path = RepoOpt,
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only objects with this tag: key=value, or key (any value)."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Only objects owned by this owner."),
+    search: Optional[str] = typer.Option(None, "--search", "-s",
+                                         help="Only objects whose name, description, owner or tags contain every word."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records (one array) for scripts."),
+):
+    """List what the project defines (the catalog), filtered by tag, owner or search words."""
+    from featurestore import catalog
+
+    def go():
+        store = _store(repo)
+        tag_kv = catalog.parse_tag(tag) if tag else None
+        rows = catalog.list_objects(store.repo, kind, tag_kv, owner, search)
+        if as_json:
+            import json
+
+            print(json.dumps(rows, indent=2, default=str))
+            return
+        table = Table(title=f"{kind} ({len(rows)})")
+        cols = catalog.columns_for(kind)
+        for c in cols:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*(catalog.cell(r.get(c)) for c in cols))
+        _wide().print(table)
+
+    _run(go)
+
+
+@app.command()
+def describe(
+    name: str = typer.Argument(..., help="An entity, source, view, service, or a feature as view:feature."),
+    repo: Path = RepoOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON record for scripts."),
+):
+    """Describe one object of the catalog: definition, where it is defined, fingerprints and lineage."""
+    from featurestore import catalog
+
+    def go():
+        rec = catalog.describe(_store(repo).repo, name)
+        if as_json:
+            import json
+
+            print(json.dumps(rec, indent=2, default=str))
+            return
+        table = Table(title=f"{rec['kind']} {rec['name']}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value", overflow="fold")
+        for k, v in rec.items():
+            if k not in ("kind", "name"):
+                table.add_row(k, catalog.cell(v))
+        _wide().print(table)
+
+    _run(go)
+
+
 # -- the live view of `stream` ----------------------------------------------------------------------------
 STATUS_LINE_EVERY_S = 10.0  # without a terminal: one status line at most this often
 STOPPING_TEXT = ("stopping with a savepoint... (Ctrl-C again abandons the stop: the next run resumes from the "

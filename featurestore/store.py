@@ -273,6 +273,67 @@ class FeatureStore:
         """Feast-compatible spelling: loads every event of ``feature_views`` (default: all)."""
         return self.materialize(views=feature_views)
 
+    # -- the catalog (SPEC 6; Feast's list_*/get_* names) ------------------------------------
+    def list_entities(self, tags=None):
+        """Catalog records of the entities (``tags``: a dict every returned object carries)."""
+        return self._list("entities", tags)
+
+    def list_data_sources(self, tags=None):
+        return self._list("sources", tags)
+
+    def list_feature_views(self, tags=None):
+        return self._list("views", tags)
+
+    def list_features(self, tags=None):
+        return self._list("features", tags)
+
+    def list_feature_services(self, tags=None):
+        return self._list("services", tags)
+
+    def search(self, query: str):
+        """Catalog records of every kind whose name, description, owner or tags contain every word."""
+        from featurestore import catalog
+
+        return catalog.search(self.repo, query)
+
+    def describe(self, name: str) -> dict:
+        """The catalog record of one object (``view:feature`` for a feature)."""
+        from featurestore import catalog
+
+        return catalog.describe(self.repo, name)
+
+    def get_entity(self, name: str):
+        return self._get("entities", name)
+
+    def get_data_source(self, name: str):
+        return self._get("sources", name)
+
+    def get_feature_view(self, name: str):
+        return self._get("views", name)
+
+    def get_feature_service(self, name: str):
+        return self._get("services", name)
+
+    def _list(self, kind: str, tags):
+        from featurestore import catalog
+
+        return [r for r in catalog.records(self.repo, kind)
+                if all(r["tags"].get(k) == str(v) for k, v in (tags or {}).items())]
+
+    def _get(self, kind: str, name: str):
+        """The definition object (as loaded from the repo), or a RequestError naming close names."""
+        from featurestore.errors import RequestError
+
+        pool = {"entities": self.repo.entities, "sources": self.repo.sources, "views": self.repo.views,
+                "services": self.repo.services}[kind]
+        if name not in pool:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(pool), n=3)
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            raise RequestError(f"no {kind[:-1] if kind != 'entities' else 'entity'} called '{name}'{hint}")
+        return pool[name]
+
     def online_store(self):
         """The Redis online store of this project (a client is created on first use)."""
         from featurestore.stores import online_redis
