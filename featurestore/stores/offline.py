@@ -22,11 +22,15 @@ version order (no lost update, no duplicate).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -35,7 +39,9 @@ from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, 
     DAY_MS, DEFAULT_TS_COLUMN, ORPHAN_GRACE_SECONDS, PARTITION_COLUMN, ROW_GROUP_ROWS, TMP_PREFIX, TS_TYPE, _NAME_RE,
     Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _NewFile,
     _PartitionedWriter, _schema_from_b64, _split_by_day, _storage_schema, _to_ts_type, _ts_ms, _Txn, _unlink)
-from featurestore.stores.offline_log import Plan, TableLog, _app, _committed_app_version
+from featurestore.stores import time_ranges
+from featurestore.stores.offline_log import Plan, TableLog, _app, _committed_app, _committed_app_version
+from featurestore.stores.time_ranges import Ranges
 
 
 class OfflineTable(TableLog):
@@ -76,8 +82,9 @@ class OfflineTable(TableLog):
                                         f"{old.field(i).type} in the table")
         return pa.unify_schemas([old, new])
 
-    def _rewrite_outside(self, txn: _Txn, base: dict, rel: str, start: int, end: int) -> List[_NewFile]:
-        """New file(s) with the rows of ``rel`` outside ``[start, end)`` (same schema, same date)."""
+    def _rewrite_keeping(self, txn: _Txn, base: dict, rel: str, drop: Ranges) -> List[_NewFile]:
+        """New file(s) with the rows of ``rel`` whose time is in none of the ranges ``drop`` (same schema,
+        same date)."""
         ts_column = base.get("ts_column", DEFAULT_TS_COLUMN)
         with self._open(rel, base["version"]) as f:
             pf = pq.ParquetFile(f)
@@ -87,8 +94,7 @@ class OfflineTable(TableLog):
             try:
                 for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-                    ms = _ts_ms(batch.column(ts_index))
-                    keep = (ms < start) | (ms >= end)
+                    keep = ~time_ranges.inside(_ts_ms(batch.column(ts_index)), drop)
                     if keep.any():
                         kept = batch.filter(pa.array(keep))
                         for day, part in _split_by_day(kept, ts_index, None, self._where):
@@ -100,16 +106,48 @@ class OfflineTable(TableLog):
         txn.files.extend(files)
         return files
 
-    def write_range(self, data: Data, start_ms: int, end_ms: int) -> int:
+    def _without(self, txn: _Txn, base: dict, drop: Ranges, rewrites: dict) -> Tuple[List[str], List[_NewFile]]:
+        """The base without its rows in the ranges ``drop``: (base files kept as they are, new files with
+        the other rows of the files partly in them). ``rewrites`` keeps those new files across commit
+        attempts (relative path -> files); the rewrite of a file a concurrent commit removed is dropped."""
+        live = set(base["files"])
+        for rel in list(rewrites):
+            if rel not in live:
+                txn.discard(rewrites.pop(rel))
+        kept: List[str] = []
+        new: List[_NewFile] = []
+        for rel in base["files"]:
+            day = _day_of_rel(rel)
+            first, last = day * DAY_MS, (day + 1) * DAY_MS - 1
+            if not time_ranges.touches(drop, first, last):
+                kept.append(rel)
+                continue
+            if time_ranges.covers(drop, first, last):
+                continue  # the whole date
+            st = self._file_stats(base, rel)
+            if st["rows"] == 0 or not time_ranges.touches(drop, st["min_ts"], st["max_ts"]):
+                kept.append(rel)
+            elif not time_ranges.covers(drop, st["min_ts"], st["max_ts"]):
+                if rel not in rewrites:
+                    rewrites[rel] = self._rewrite_keeping(txn, base, rel, drop)
+                new.extend(rewrites[rel])
+        return kept, new
+
+    def write_range(self, data: Data, start_ms: int, end_ms: Optional[int]) -> int:
         """Replace every row with ``start_ms <= ts < end_ms`` by the rows of ``data``; returns the new version.
 
         ``data`` is streamed (a RecordBatchReader or an iterable of RecordBatches is never held in memory
         as a whole) and must lie in the range, else nothing is committed. Dates fully inside the range
         are dropped and rewritten; files of partly covered dates that straddle a range boundary are
         rewritten with their rows outside the range. Re-running a range is idempotent; empty ``data``
-        commits a version without the range's rows."""
-        start, end = _as_ms(start_ms, "start_ms"), _as_ms(end_ms, "end_ms")
-        if start >= end:
+        commits a version without the range's rows. ``end_ms=None``: the range ends just after the last
+        row of ``data`` (nothing is replaced when ``data`` is empty).
+
+        The range becomes the batch face's (``batch_ranges`` in the manifest): :meth:`commit_stream`
+        never adds a row inside it."""
+        start = _as_ms(start_ms, "start_ms")
+        end = None if end_ms is None else _as_ms(end_ms, "end_ms")
+        if end is not None and start >= end:
             raise OfflineStoreError(f"{self._where}: empty write range [{_iso(start)}, {_iso(end)}): "
                                     f"start_ms must be before end_ms")
         txn = _Txn()
@@ -117,39 +155,24 @@ class OfflineTable(TableLog):
             schema_in, batches = _as_batches(data, self._where)
             ts_column = self._resolved_ts_column(self._latest_manifest())
             schema = _storage_schema(schema_in, ts_column, self._where) if schema_in is not None else None
-            data_files = self._write_stream(txn, schema, batches, ts_column, (start, end)) if schema else []
+            rng = (start, time_ranges.MAX_MS if end is None else end)
+            data_files = self._write_stream(txn, schema, batches, ts_column, rng) if schema else []
+            if end is None:
+                last = [nf.max_ts for nf in data_files if nf.max_ts is not None]
+                end = max(last) + 1 if last else start
+            drop = [[start, end]] if start < end else []
             rewrites: dict = {}  # relative path of a base file -> its rows outside the range (new files)
-            first_day, last_day = start // DAY_MS, (end - 1) // DAY_MS
 
             def build(base: Optional[dict]) -> Plan:
+                owned = (base or {}).get("batch_ranges", [])
+                fields = {"range": drop[0] if drop else None, "batch_ranges": time_ranges.add(owned, start, end)}
                 unified = self._unify(base, schema, ts_column)
                 if base is None:
-                    return [], list(data_files), unified
-                kept: List[str] = []
-                new: List[_NewFile] = list(data_files)
-                live = set(base["files"])
-                for rel in list(rewrites):  # a concurrent commit replaced the file: drop our rewrite of it
-                    if rel not in live:
-                        txn.discard(rewrites.pop(rel))
-                for rel in base["files"]:
-                    day = _day_of_rel(rel)
-                    if day < first_day or day > last_day:
-                        kept.append(rel)
-                        continue
-                    if start <= day * DAY_MS and (day + 1) * DAY_MS <= end:
-                        continue  # date fully inside the range
-                    st = self._file_stats(base, rel)
-                    if st["rows"] == 0 or st["max_ts"] < start or st["min_ts"] >= end:
-                        kept.append(rel)
-                    elif start <= st["min_ts"] and st["max_ts"] < end:
-                        continue  # every row of the file is in the range
-                    else:
-                        if rel not in rewrites:
-                            rewrites[rel] = self._rewrite_outside(txn, base, rel, start, end)
-                        new.extend(rewrites[rel])
-                return kept, new, unified
+                    return [], list(data_files), unified, fields
+                kept, rewritten = self._without(txn, base, drop, rewrites)
+                return kept, list(data_files) + rewritten, unified, fields
 
-            return self._commit(txn, "write_range", build, rng=(start, end))
+            return self._commit(txn, "write_range", build)
         finally:
             txn.abort()
 
@@ -173,7 +196,7 @@ class OfflineTable(TableLog):
             new = self._write_stream(txn, schema, batches, ts_column, None) if schema else []
 
             def build(base: Optional[dict]) -> Plan:
-                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column)
+                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column), {}
 
             return self._commit(txn, "append", build, app=app)
         finally:
@@ -231,7 +254,7 @@ class OfflineTable(TableLog):
                     sources_to_delete.append(p)
 
             def build(base: Optional[dict]) -> Plan:
-                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column)
+                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column), {}
 
             version = self._commit(txn, "add_files", build, app=app)
             if txn.committed:
@@ -240,6 +263,167 @@ class OfflineTable(TableLog):
             return version
         finally:
             txn.abort()
+
+    def commit_stream(self, files: List[Union[Path, str]], *, app_id: str, seq: int, topic: str,
+                      fingerprint: Optional[str] = None, partition_column: str, offset_column: str,
+                      keep_offsets: bool = False, rebuild: bool = False, restart: bool = False,
+                      count_column: Optional[str] = None) -> "StreamCommit":
+        """Add the rows of a streaming job's Parquet ``files`` (each row carries the Kafka partition and
+        offset of its record) that the table does not hold yet; returns a :class:`StreamCommit`.
+
+        * A row whose time lies in a range the batch face owns (``batch_ranges``: every range a
+          :meth:`write_range` replaced) is not added: the backfill holds that event.
+        * A row whose offset is below the table's next offset for its partition (``stream.next_offsets``)
+          is not added: an earlier commit holds it (a job started afresh re-reads the topic).
+        * ``app_id``/``seq``: a seq already recorded commits nothing (a committer replaying its intent).
+
+        The offsets move past every row of ``files``, added or not; ``keep_offsets`` keeps the two columns
+        in the stored rows (dead letters), else they are dropped. ``rebuild=True`` (the view's definition
+        changed since the stream last wrote the table): every row outside the batch ranges is replaced by
+        the rows of ``files``, the whole topic re-read under the new definition, and the offsets start
+        over under ``fingerprint``. ``restart=True``: the offsets start over under the new ``topic`` and
+        ``fingerprint``, every row is kept. Without either, a table streamed from another topic or under
+        another ``fingerprint`` is refused. ``count_column``: count the added rows per value of it."""
+        app = _app(app_id, seq, self._where)
+        assert app is not None
+        base = self._latest_manifest()
+        done = _committed_app(base, app)
+        if done is not None:
+            return StreamCommit(int(done["version"]), int(done.get("rows", 0)), dict(done.get("counts", {})))
+        ts_column = self._resolved_ts_column(base)
+        sources = [self._stream_file(Path(p), ts_column, partition_column, offset_column, keep_offsets) for p in files]
+        schema = None
+        for src in sources:
+            try:
+                schema = src.schema if schema is None else pa.unify_schemas([schema, src.schema])
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise OfflineStoreError(f"{self._where}: {src.path} does not match the other files' schema: "
+                                        f"{str(exc).splitlines()[0]}") from None
+        self._unify(base, schema, ts_column)  # type conflicts with the table fail before anything is written
+        txn = _Txn()
+        derived: dict = {"key": None}
+        rewrites: dict = {"key": None, "files": {}}
+
+        def build(base: Optional[dict]) -> Plan:
+            record = (base or {}).get("stream")
+            if record is not None and not (rebuild or restart) and \
+                    (record.get("topic"), record.get("fingerprint")) != (topic, fingerprint):
+                raise OfflineStoreError(
+                    f"{self._where} was streamed from topic '{record.get('topic')}' under definition "
+                    f"{str(record.get('fingerprint'))[:12]}, not '{topic}' under {str(fingerprint)[:12]}: "
+                    "its streamed rows must be rebuilt (commit_stream(rebuild=True))")
+            nexts = {} if rebuild or restart or record is None else {int(k): int(v) for k, v in record["next_offsets"].items()}
+            owned = (base or {}).get("batch_ranges", [])
+            key = json.dumps([sorted(nexts.items()), owned])
+            if key != derived["key"]:  # first attempt, or a concurrent commit changed what the table holds
+                txn.discard(derived.get("files", []))
+                derived.update(self._filter_stream(txn, sources, ts_column, partition_column, offset_column,
+                                                   keep_offsets, nexts, owned, count_column), key=key)
+            kept = list(base["files"]) if base else []
+            new = list(derived["files"])
+            if rebuild and base is not None:
+                drop = time_ranges.complement(owned)
+                if rewrites["key"] != json.dumps(drop):
+                    for old in rewrites["files"].values():
+                        txn.discard(old)
+                    rewrites.update(key=json.dumps(drop), files={})
+                kept, rewritten = self._without(txn, base, drop, rewrites["files"])
+                new += rewritten
+            offsets = dict(nexts)
+            for part, last in derived["seen"].items():
+                offsets[part] = max(offsets.get(part, 0), last + 1)
+            stream = {"topic": topic, "fingerprint": fingerprint,
+                      "next_offsets": {str(k): v for k, v in sorted(offsets.items())}}
+            return kept, new, self._unify(base, schema, ts_column), {
+                "stream": stream, "txn": {"rows": derived["rows"], "counts": derived["counts"]}}
+
+        try:
+            version = self._commit(txn, "stream_rebuild" if rebuild else "stream", build, app=app)
+            if not txn.committed:  # another committer with this app_id recorded the seq first
+                rec = _committed_app(self._latest_manifest(), app) or {}
+                return StreamCommit(version, int(rec.get("rows", 0)), dict(rec.get("counts", {})))
+            return StreamCommit(version, derived["rows"], derived["counts"])
+        finally:
+            txn.abort()
+
+    def _stream_file(self, path: Path, ts_column: str, partition_column: str, offset_column: str,
+                     keep_offsets: bool) -> "_StreamFile":
+        where = f"{self._where}: {path}"
+        try:
+            with open(path, "rb") as f:
+                pf = pq.ParquetFile(f)
+                file_schema = pa.schema([fld.remove_metadata() for fld in pf.schema_arrow])
+                for c in (partition_column, offset_column):
+                    if c not in file_schema.names:
+                        raise OfflineStoreError(f"{where}: no '{c}' column (the Kafka partition and offset of each row)")
+                spans = _file_spans(pf, partition_column, offset_column)
+        except FileNotFoundError:
+            raise OfflineStoreError(f"{where}: no such file") from None
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise OfflineStoreError(f"{where}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+        stored = file_schema if keep_offsets else pa.schema(
+            [f for f in file_schema if f.name not in (partition_column, offset_column)])
+        return _StreamFile(path, _storage_schema(stored, ts_column, where), spans)
+
+    def _filter_stream(self, txn: _Txn, sources: List["_StreamFile"], ts_column: str, partition_column: str,
+                       offset_column: str, keep_offsets: bool, nexts: Dict[int, int], owned: Ranges,
+                       count_column: Optional[str]) -> dict:
+        """Write the rows of ``sources`` the table does not hold (see :meth:`commit_stream`) as new files."""
+        # Files of one run never share a record; files of two runs can (a committer that saw the files of
+        # a run started afresh before those of the run it replaced): then a record is taken from the first.
+        overlap = _spans_overlap([src.spans for src in sources])
+        taken = np.empty(0, dtype=np.int64)
+        seen: Dict[int, int] = {}
+        rows = 0
+        counts: Dict[str, int] = {}
+        writers: Dict[str, _PartitionedWriter] = {}
+        try:
+            for src in sources:
+                for part, (_lo, hi) in src.spans.items():
+                    seen[part] = max(seen.get(part, -1), hi)
+                keys_here = []
+                with open(src.path, "rb") as f:
+                    pf = pq.ParquetFile(f)
+                    writer = writers.get(src.schema.to_string())
+                    if writer is None:
+                        writer = writers[src.schema.to_string()] = _PartitionedWriter(self.path, src.schema, ts_column)
+                    ts_index = src.schema.get_field_index(ts_column)
+                    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
+                        part = batch.column(partition_column).to_numpy(zero_copy_only=False).astype(np.int64)
+                        off = batch.column(offset_column).to_numpy(zero_copy_only=False).astype(np.int64)
+                        keep = np.ones(batch.num_rows, dtype=bool)
+                        if nexts:
+                            uniq, inverse = np.unique(part, return_inverse=True)
+                            keep &= off >= np.array([nexts.get(int(p), 0) for p in uniq], dtype=np.int64)[inverse]
+                        if overlap:
+                            keys = (part << 40) | off
+                            keep &= ~np.isin(keys, taken)
+                            keys_here.append(keys)
+                        if owned:
+                            ts = batch.column(ts_column)
+                            ts = _to_ts_type(ts) if ts.type != TS_TYPE else ts
+                            keep &= ~time_ranges.inside(_ts_ms(ts.fill_null(0)), owned)
+                        if not keep.any():
+                            continue
+                        kept = batch.filter(pa.array(keep))
+                        if not keep_offsets:
+                            kept = kept.drop_columns([partition_column, offset_column])
+                        kept = _conform_batch(kept, src.schema, ts_column, self._where)
+                        rows += kept.num_rows
+                        if count_column is not None:
+                            for value, n in Counter(kept.column(count_column).to_pylist()).items():
+                                counts[str(value)] = counts.get(str(value), 0) + n
+                        for day, piece in _split_by_day(kept, ts_index, None, self._where):
+                            writer.add(day, piece)
+                if keys_here:
+                    taken = np.union1d(taken, np.concatenate(keys_here))
+            new = [nf for w in writers.values() for nf in w.close()]
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        txn.files.extend(new)
+        return {"files": new, "rows": rows, "counts": counts, "seen": seen}
 
     def _inspect(self, path: Path, ts_column: str) -> Tuple[pa.Schema, int, Optional[int], Optional[int]]:
         """(storage-checked arrow schema, rows, min ts ms, max ts ms) of a Parquet file to add."""
@@ -289,6 +473,62 @@ class OfflineTable(TableLog):
 
 
 
+@dataclass
+class StreamCommit:
+    """What :meth:`OfflineTable.commit_stream` did: the version that holds the files' rows, how many
+    rows it added and, per value of the ``count_column``, how many of them."""
+
+    version: int
+    rows: int
+    counts: Dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _StreamFile:
+    path: Path
+    schema: pa.Schema  # the stored rows' schema (without the offset columns unless kept)
+    spans: Dict[int, Tuple[int, int]]  # Kafka partition -> (first, last) offset of its rows in the file
+
+
+def _offset_spans(partitions: pa.Array, offsets: pa.Array) -> Iterator[Tuple[int, int, int]]:
+    """(partition, min offset, max offset) of the rows of one batch."""
+    if partitions.null_count or offsets.null_count:
+        raise OfflineStoreError("a streamed row has no Kafka partition or offset")
+    part = partitions.to_numpy(zero_copy_only=False).astype(np.int64)
+    off = offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    for p in np.unique(part).tolist():
+        mine = off[part == p]
+        yield int(p), int(mine.min()), int(mine.max())
+
+
+def _file_spans(pf: pq.ParquetFile, partition_column: str, offset_column: str) -> Dict[int, Tuple[int, int]]:
+    spans: Dict[int, Tuple[int, int]] = {}
+    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=[partition_column, offset_column]):
+        for part, lo, hi in _offset_spans(batch.column(0), batch.column(1)):
+            old = spans.get(part)
+            spans[part] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+    return spans
+
+
+def file_offset_spans(path: Union[Path, str], partition_column: str, offset_column: str) -> Dict[int, Tuple[int, int]]:
+    """Kafka partition -> (first, last) offset of the rows of one streamed Parquet file."""
+    with open(path, "rb") as f:
+        return _file_spans(pq.ParquetFile(f), partition_column, offset_column)
+
+
+def _spans_overlap(spans: List[Dict[int, Tuple[int, int]]]) -> bool:
+    """Whether two files hold rows of one partition with interleaved offsets."""
+    by_part: Dict[int, List[Tuple[int, int]]] = {}
+    for file_spans in spans:
+        for part, span in file_spans.items():
+            by_part.setdefault(part, []).append(span)
+    for ranges in by_part.values():
+        ranges.sort()
+        if any(ranges[i + 1][0] <= ranges[i][1] for i in range(len(ranges) - 1)):
+            return True
+    return False
+
+
 class OfflineStore:
     """The offline tables under one root directory (one per feature view)."""
 
@@ -316,4 +556,4 @@ class OfflineStore:
         return out
 
 
-__all__ = ["OfflineStore", "OfflineTable", "OfflineStoreError", "TS_TYPE", "DAY_MS"]
+__all__ = ["OfflineStore", "OfflineTable", "StreamCommit", "OfflineStoreError", "TS_TYPE", "DAY_MS"]

@@ -29,7 +29,8 @@ from featurestore.stores.offline_files import (
     _now_iso, _schema_from_b64, _schema_to_b64, _ts_ms, _Txn, _unlink)
 from featurestore.stores import offline_files as _files
 
-Plan = Tuple[List[str], List[_NewFile], pa.Schema]  # (kept relative paths of the base, new files, schema)
+# (kept relative paths of the base, new files, schema, manifest fields the write sets: see TableLog._commit)
+Plan = Tuple[List[str], List[_NewFile], pa.Schema, dict]
 
 
 
@@ -269,8 +270,12 @@ class TableLog:
                 warnings.warn(f"{self._where}: could not archive superseded file {rel}: {exc}")
 
     def _commit(self, txn: _Txn, operation: str, build: Callable[[Optional[dict]], Plan],
-                rng: Optional[Tuple[int, int]] = None, app: Optional[Tuple[str, int]] = None) -> int:
-        """Commit the next version: optimistic, retried on the base that won until it succeeds."""
+                app: Optional[Tuple[str, int]] = None) -> int:
+        """Commit the next version: optimistic, retried on the base that won until it succeeds.
+
+        ``build(base)`` returns (base files kept, new files, schema, manifest fields it sets: ``range``,
+        ``batch_ranges``, ``stream``, and ``txn`` = what to record beside ``app``'s seq); fields it does
+        not set carry over from the base."""
         delay = 0.002
         for _ in range(MAX_COMMIT_ATTEMPTS):
             base = self._latest_manifest()
@@ -278,7 +283,7 @@ class TableLog:
                 done = _committed_app_version(base, app)
                 if done is not None:
                     return done
-            kept, new, schema = build(base)
+            kept, new, schema, fields = build(base)
             ts_column = self._resolved_ts_column(base)
             version = (base["version"] if base else 0) + 1
             if self._manifest_path(version).exists():  # lost already: do not even show our files
@@ -293,14 +298,15 @@ class TableLog:
             removed = sorted(set(base["files"]) - set(files)) if base else []
             txns = dict(base.get("txns", {})) if base else {}
             if app is not None:
-                txns[app[0]] = {"seq": app[1], "version": version}
+                txns[app[0]] = {"seq": app[1], "version": version, **fields.get("txn", {})}
+            carried = base or {}
             manifest = {
                 "format": FORMAT_VERSION,
                 "table": self.name,
                 "version": version,
                 "created_at": _now_iso(),
                 "operation": operation,
-                "range": list(rng) if rng is not None else None,
+                "range": fields.get("range"),
                 "files": files,
                 "rows": sum(s["rows"] for s in stats.values()),
                 "schema": [[f.name, str(f.type)] for f in schema],
@@ -311,6 +317,8 @@ class TableLog:
                 "file_stats": {rel: stats[rel] for rel in files},
                 "arrow_schema": _schema_to_b64(schema),
                 "txns": txns,
+                "batch_ranges": fields.get("batch_ranges", carried.get("batch_ranges", [])),
+                "stream": fields.get("stream", carried.get("stream")),
             }
             try:
                 self._write_manifest(version, manifest)
@@ -390,8 +398,12 @@ def _app(app_id: Optional[str], seq: Optional[int], where: str) -> Optional[Tupl
     return app_id, _as_ms(seq, "seq")
 
 
-def _committed_app_version(base: Optional[dict], app: Tuple[str, int]) -> Optional[int]:
+def _committed_app(base: Optional[dict], app: Tuple[str, int]) -> Optional[dict]:
+    """What the table recorded for ``app`` when it already committed its seq (or a later one)."""
     rec = (base or {}).get("txns", {}).get(app[0])
-    if rec is not None and rec["seq"] >= app[1]:
-        return int(rec["version"])
-    return None
+    return rec if rec is not None and rec["seq"] >= app[1] else None
+
+
+def _committed_app_version(base: Optional[dict], app: Tuple[str, int]) -> Optional[int]:
+    rec = _committed_app(base, app)
+    return None if rec is None else int(rec["version"])
