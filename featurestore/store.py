@@ -45,7 +45,13 @@ class FeatureStore:
         """What ``apply`` would record and which jobs the changes call for. Fails, naming the feature,
         when a view with a stream face uses SQL the Flink job cannot run."""
         registry = read_registry(self.config.registry_path, self.config.project)
-        return build_plan(self._checked_repo(), registry)
+        repo = self._checked_repo()
+        return build_plan(repo, registry, self._stream_states())
+
+    def _stream_states(self):
+        from featurestore.stream_commit import stream_states
+
+        return stream_states(self)
 
     def _checked_repo(self) -> Repo:
         """Reloaded definitions, also checked against what the streaming job can run."""
@@ -61,7 +67,8 @@ class FeatureStore:
     def apply(self) -> Plan:
         """Record the current definitions in the registry; returns the plan that was applied."""
         registry = read_registry(self.config.registry_path, self.config.project)
-        plan = build_plan(self._checked_repo(), registry)
+        repo = self._checked_repo()
+        plan = build_plan(repo, registry, self._stream_states())
         if plan.has_changes:
             write_registry(self.config.registry_path, apply_plan(plan, registry))
         return plan

@@ -216,6 +216,23 @@ def rebuilds(store, names: Sequence[str]) -> Dict[str, dict]:
     return out
 
 
+def stream_states(store) -> Dict[str, str]:
+    """Per view with a stream face, what the stream will do with its offline table: ``new`` (the stream
+    never wrote it), ``continue`` (written under the current definition) or ``rebuild`` (another one)."""
+    out = {}
+    for n, view in store.repo.views.items():
+        if view.source.stream is None:
+            continue
+        ident = view_identity(store, n)
+        record = table_record(store.offline.table(n, ts_column=store.compiled(n).ts_column))
+        if record is None:
+            out[n] = "new"
+        else:
+            same = (record.get("topic"), record.get("fingerprint")) == (ident.topic, ident.fingerprint)
+            out[n] = "continue" if same else "rebuild"
+    return out
+
+
 def rebuild_plan(store, names: Sequence[str], snapshot: Optional[Path]) -> Tuple[Dict[str, dict], Optional[str]]:
     """(views to rebuild, why ``snapshot`` must not be restored or None). A rebuild needs every record of
     the topic under the new definition, so the job restores only a snapshot of a run that started afresh
@@ -353,4 +370,5 @@ def begin_rebuilds(store, names: Sequence[str]) -> None:
 
 
 __all__ = ["DirCommitter", "Committer", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
+           "stream_states",
            "COMMITTER_STATE", "COMMITTER_PENDING", "NULL_KEY_PREFIX"]
