@@ -112,7 +112,9 @@ class FeatureStore:
 
     def backfill(self, start=None, end=None, views=None, progress=None, engine="duckdb"):
         """Recompute the offline events of ``views`` (default: all) for ``[start, end)`` from the batch
-        faces, replacing that range atomically (a new table version). Returns one result per view.
+        faces, replacing that range atomically (a new table version), whoever wrote it; the range then
+        belongs to the batch face (the stream adds no event inside it). No ``end``: up to the batch face's
+        last event, so later events stay the stream's. Returns one result per view.
         ``engine="flink"`` runs the same compiled semantics as a Flink batch job."""
         if engine == "flink":
             from featurestore.engines.flink_job import run_backfill
