@@ -80,13 +80,15 @@ class Rebuild:
     old: dict  # the manifest's ``stream``: topic, fingerprint, next_offsets
     ready_at_pass: Optional[int] = None  # the first committer pass that saw the job past the old offsets
 
-    def behind(self, progress: Dict[int, int], low: Dict[int, int]) -> List[int]:
+    def behind(self, progress: Dict[int, int], low: Dict[int, int], high: Dict[int, int]) -> List[int]:
         """Partitions the job has not yet read past the old definition's last row on (``progress``: the
-        highest offset read per partition; ``low``: the topic's first offsets)."""
+        highest offset read per partition; ``low``/``high``: the topic's first and end offsets: records
+        Kafka deleted, or never had since the topic was recreated, are not waited for)."""
         out = []
         for part, next_offset in self.old.get("next_offsets", {}).items():
             p = int(part)
-            if progress.get(p, -1) + 1 < next_offset and low.get(p, 0) < next_offset:
+            target = min(next_offset, high.get(p, next_offset))
+            if progress.get(p, -1) + 1 < target and low.get(p, 0) < target:
                 out.append(p)
         return out
 
@@ -300,17 +302,18 @@ class Committer:
         waiting = {n: c for n, c in self.views.items() if c.rebuild is not None}
         if not waiting:
             return 0
-        committed = self._group_offsets({c.identity.topic for c in waiting.values()})
+        ends, committed = self._offsets({c.identity.topic for c in waiting.values()})
         for n, c in waiting.items():
             topic = c.identity.topic
             progress = {p: o - 1 for (t, p), o in committed.items() if t == topic and o > 0}
             for p, o in c.held_progress().items():
                 progress[p] = max(progress.get(p, -1), o)
             low = {p: o for (t, p), o in self.low.items() if t == topic}
+            high = {p: h for (t, p), (_lo, h) in ends.items() if t == topic}
             if c.rebuild.old.get("topic") != topic:  # another topic: only a stopped job has read what it will
                 ready = final
             else:
-                ready = not c.rebuild.behind(progress, low)
+                ready = bool(ends) and not c.rebuild.behind(progress, low, high)
             if not ready:
                 c.rebuild.ready_at_pass = None
                 continue
@@ -323,16 +326,17 @@ class Committer:
                 c.rebuild.ready_at_pass = self.passes
         return rows
 
-    def _group_offsets(self, topics) -> Dict[tuple, int]:
-        """The job's consumer group's committed offsets (Flink commits them when a checkpoint completes)."""
+    def _offsets(self, topics) -> Tuple[Dict[tuple, tuple], Dict[tuple, int]]:
+        """The topics' (first, end) offsets and the job's consumer group's committed offsets (Flink commits
+        them when a checkpoint completes); empty when Kafka cannot be read (that only delays a swap)."""
         from featurestore import streaming
 
         try:
             ends = streaming._end_offsets(self.store.config.kafka_bootstrap, sorted(topics), timeout=3)
-            return streaming._committed(self.store.config.kafka_bootstrap, self.group, list(ends), timeout=3)
-        except Exception as exc:  # only delays a swap
-            log.warning("could not read the committed offsets of %s: %s", self.group, exc)
-            return {}
+            return ends, streaming._committed(self.store.config.kafka_bootstrap, self.group, list(ends), timeout=3)
+        except Exception as exc:
+            log.warning("could not read the offsets of %s: %s", self.group, exc)
+            return {}, {}
 
     def metrics(self) -> Dict[str, Dict[str, int]]:
         out = {}
