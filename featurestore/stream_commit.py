@@ -249,7 +249,8 @@ def rebuild_plan(store, names: Sequence[str], snapshot: Optional[Path]) -> Tuple
     except FileNotFoundError:
         taken = 0.0
     for n in todo:
-        since = DirCommitter(streaming.staging_dir(store, n), None, view_identity(store, n)).state().get("rebuild_since")
+        staged = DirCommitter(streaming.staging_dir(store, n), None, view_identity(store, n))
+        since = staged.state().get("rebuild_since")
         if since is None or taken <= since:
             return todo, (f"view '{n}' changed since the stream wrote its offline table: its streamed rows are "
                           f"rebuilt from the topic's first record, not from {snapshot}")
@@ -280,9 +281,9 @@ class Committer:
         self.dead = {}
         for s, views in self.sources.items():
             topic = store.repo.views[views[0]].source.stream.topic
-            self.dead[s] = DirCommitter(streaming.dead_letter_staging_dir(store, s), streaming.dead_letter_table(store, s),
-                                        StreamIdentity(topic, None, DEAD_PARTITION, DEAD_OFFSET, keep_offsets=True),
-                                        count_reasons=True)
+            identity = StreamIdentity(topic, None, DEAD_PARTITION, DEAD_OFFSET, keep_offsets=True)
+            self.dead[s] = DirCommitter(streaming.dead_letter_staging_dir(store, s),
+                                        streaming.dead_letter_table(store, s), identity, count_reasons=True)
         self.low = {(t, p): o for (t, p), o in (low_offsets or {}).items()}
         self.passes = 0
         self.lock = threading.Lock()

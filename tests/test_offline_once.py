@@ -39,7 +39,8 @@ def make_events(rng: random.Random, n: int, partitions: int = 3):
 
 
 def batch_table(events):
-    return pa.table({"id": [e[0] for e in events], "ts": pa.array([e[1] for e in events], pa.timestamp("ms", tz="UTC"))})
+    return pa.table({"id": [e[0] for e in events],
+                     "ts": pa.array([e[1] for e in events], pa.timestamp("ms", tz="UTC"))})
 
 
 class Stream:
@@ -53,7 +54,8 @@ class Stream:
         self.files += 1
         path = self.root / f"part-{self.files}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"id": [e[0] for e in events], "ts": pa.array([e[1] for e in events], pa.timestamp("ms")),
+        pq.write_table(pa.table({"id": [e[0] for e in events],
+                                 "ts": pa.array([e[1] for e in events], pa.timestamp("ms")),
                                  P: pa.array([e[2] for e in events], pa.int32()),
                                  O: pa.array([e[3] for e in events], pa.int64())}), path)
         return path

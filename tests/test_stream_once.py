@@ -152,7 +152,8 @@ def _part(table, lo=None, hi=None):
     import pyarrow.compute as pc
 
     ts = table.column("ts").cast("int64")
-    mask = pc.and_(pc.greater_equal(ts, lo if lo is not None else -(2**62)), pc.less(ts, hi if hi is not None else 2**62))
+    lo, hi = -(2**62) if lo is None else lo, 2**62 if hi is None else hi
+    mask = pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi))
     return table.filter(mask)
 
 

@@ -285,7 +285,8 @@ class OfflineTable(TableLog):
         ``fingerprint``, every row is kept. Without either, a table streamed from another topic or under
         another ``fingerprint`` is refused. ``count_column``: count the added rows per value of it."""
         app = _app(app_id, seq, self._where)
-        assert app is not None
+        if app is None:
+            raise OfflineStoreError(f"{self._where}: commit_stream needs app_id and seq (its idempotency token)")
         base = self._latest_manifest()
         done = _committed_app(base, app)
         if done is not None:
@@ -312,7 +313,8 @@ class OfflineTable(TableLog):
                     f"{self._where} was streamed from topic '{record.get('topic')}' under definition "
                     f"{str(record.get('fingerprint'))[:12]}, not '{topic}' under {str(fingerprint)[:12]}: "
                     "its streamed rows must be rebuilt (commit_stream(rebuild=True))")
-            nexts = {} if rebuild or restart or record is None else {int(k): int(v) for k, v in record["next_offsets"].items()}
+            nexts = {} if rebuild or restart or record is None else \
+                {int(k): int(v) for k, v in record["next_offsets"].items()}
             owned = (base or {}).get("batch_ranges", [])
             key = json.dumps([sorted(nexts.items()), owned])
             if key != derived["key"]:  # first attempt, or a concurrent commit changed what the table holds
@@ -355,7 +357,8 @@ class OfflineTable(TableLog):
                 file_schema = pa.schema([fld.remove_metadata() for fld in pf.schema_arrow])
                 for c in (partition_column, offset_column):
                     if c not in file_schema.names:
-                        raise OfflineStoreError(f"{where}: no '{c}' column (the Kafka partition and offset of each row)")
+                        raise OfflineStoreError(f"{where}: no '{c}' column (the Kafka partition and offset of "
+                                                "each row)")
                 spans = _file_spans(pf, partition_column, offset_column)
         except FileNotFoundError:
             raise OfflineStoreError(f"{where}: no such file") from None
