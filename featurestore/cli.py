@@ -161,12 +161,14 @@ def _later(name: str):
 def backfill(
     repo: Path = RepoOpt,
     start: Optional[str] = typer.Option(None, help="Range start, ISO time with zone (default: all history)."),
-    end: Optional[str] = typer.Option(None, help="Range end, exclusive (default: all history)."),
+    end: Optional[str] = typer.Option(None, help="Range end, exclusive (default: just after the batch face's "
+                                                 "last event; later events stay the stream's)."),
     view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
     engine: str = typer.Option("duckdb", help="duckdb (embedded) or flink (a Flink batch job, same semantics)."),
 ):
     """Recompute the offline store from the batch faces for [start, end): the range is replaced
-    atomically as a new table version; re-running never duplicates."""
+    atomically as a new table version, whoever wrote it; re-running never duplicates. The range then
+    belongs to the batch face: the streaming job adds no event inside it."""
 
     def go():
         if engine not in ("duckdb", "flink"):

@@ -7,7 +7,7 @@ the same object, so "what will apply do?" and "do it" never drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from featurestore.loader import Repo
 from featurestore.registry import Registry, now_iso, object_key, snapshot
@@ -58,8 +58,10 @@ def _differing(old: dict, new: dict) -> Tuple[str, ...]:
     return tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
 
 
-def build_plan(repo: Repo, registry: Registry) -> Plan:
-    """Compare the loaded repo with the registry and list the stages apply and the jobs would run."""
+def build_plan(repo: Repo, registry: Registry, streamed: Optional[Dict[str, str]] = None) -> Plan:
+    """Compare the loaded repo with the registry and list the stages apply and the jobs would run.
+    ``streamed``: per view with a stream face, what its offline table holds from the stream (``new``:
+    nothing; ``continue``: rows of the current definition; ``rebuild``: rows of another definition)."""
     changes: List[Change] = []
     snapshots: Dict[str, dict] = {}
     for obj in repo.all():
@@ -81,21 +83,32 @@ def build_plan(repo: Repo, registry: Registry) -> Plan:
     for key, old in registry.objects.items():
         if key not in snapshots:
             changes.append(Change(old["kind"], old["name"], REMOVED, (), old.get("file", ""), old.get("line", 0)))
-    return Plan(changes=changes, stages=_stages(changes, repo), snapshots=snapshots)
+    return Plan(changes=changes, stages=_stages(changes, repo, streamed or {}), snapshots=snapshots)
 
 
-def _stages(changes: List[Change], repo: Repo) -> List[Stage]:
+STREAM_NEW = "the stream adds its events after the backfilled ranges (a backfill owns the events up to its end)"
+STREAM_REBUILD = ("the next stream run rebuilds the streamed rows under the new definition: it reads the topic "
+                  "from its first record, keeps the old rows until it has read past them, then replaces every "
+                  "row outside the backfilled ranges in one commit")
+STREAM_CONTINUE = ("unchanged: the stream goes on where it stopped (a new job reads the topic from its first "
+                   "record again; events already in the table are not added twice)")
+
+
+def _stages(changes: List[Change], repo: Repo, streamed: Dict[str, str]) -> List[Stage]:
     stages: List[Stage] = []
-    for c in changes:
-        if c.kind != "feature view":
-            continue
+    views = [c for c in changes if c.kind == "feature view"]
+    for c in views:
         if c.alters_values:
             why = "new view" if c.action == ADDED else f"changed: {', '.join(c.fields)}"
-            stages.append(Stage("backfill", c.name, why))
+            stages.append(Stage("backfill", c.name, f"{why}; replaces its events up to the batch face's last one"))
             if repo.views[c.name].online:
                 stages.append(Stage("materialize", c.name, "online values follow the backfill"))
         elif c.action == REMOVED:
             stages.append(Stage("drop", c.name, "view removed from definitions (data kept until expired)"))
+    # The streaming job is one job for every streamed view: when one changes, say what happens to each.
+    if any(c.alters_values and c.name in streamed for c in views) or "rebuild" in streamed.values():
+        texts = {"new": STREAM_NEW, "rebuild": STREAM_REBUILD, "continue": STREAM_CONTINUE}
+        stages += [Stage("stream", c.name, texts[streamed[c.name]]) for c in views if c.name in streamed]
     if any(c.action != UNCHANGED for c in changes):
         stages.append(Stage("record", "registry", "apply records the new definitions"))
     return stages

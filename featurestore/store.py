@@ -45,7 +45,13 @@ class FeatureStore:
         """What ``apply`` would record and which jobs the changes call for. Fails, naming the feature,
         when a view with a stream face uses SQL the Flink job cannot run."""
         registry = read_registry(self.config.registry_path, self.config.project)
-        return build_plan(self._checked_repo(), registry)
+        repo = self._checked_repo()
+        return build_plan(repo, registry, self._stream_states())
+
+    def _stream_states(self):
+        from featurestore.stream_commit import stream_states
+
+        return stream_states(self)
 
     def _checked_repo(self) -> Repo:
         """Reloaded definitions, also checked against what the streaming job can run (one pass: every
@@ -57,7 +63,8 @@ class FeatureStore:
     def apply(self) -> Plan:
         """Record the current definitions in the registry; returns the plan that was applied."""
         registry = read_registry(self.config.registry_path, self.config.project)
-        plan = build_plan(self._checked_repo(), registry)
+        repo = self._checked_repo()
+        plan = build_plan(repo, registry, self._stream_states())
         if plan.has_changes:
             write_registry(self.config.registry_path, apply_plan(plan, registry))
         return plan
@@ -101,7 +108,9 @@ class FeatureStore:
 
     def backfill(self, start=None, end=None, views=None, progress=None, engine="duckdb"):
         """Recompute the offline events of ``views`` (default: all) for ``[start, end)`` from the batch
-        faces, replacing that range atomically (a new table version). Returns one result per view.
+        faces, replacing that range atomically (a new table version), whoever wrote it; the range then
+        belongs to the batch face (the stream adds no event inside it). No ``end``: up to the batch face's
+        last event, so later events stay the stream's. Returns one result per view.
         ``engine="flink"`` runs the same compiled semantics as a Flink batch job."""
         if engine == "flink":
             from featurestore.engines.flink_job import run_backfill

@@ -10,8 +10,8 @@ Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/st
   with new state) and are retained when the job is cancelled or dies. Every start restores the newest
   snapshot there (checkpoint or savepoint): Kafka offsets, online state and the Parquet sinks'
   pending files come back together, so after ``kill -9`` and a restart no event is lost or counted
-  twice. ``restore=False`` starts from the earliest offsets with empty state (the offline tables keep
-  what earlier runs committed: use it on fresh tables only).
+  twice. ``restore=False`` starts from the earliest offsets with empty state; the offline tables skip
+  what they hold (see below).
 * **Bounded runs** (``bounded=True``, tests, catch-up; local mini-cluster): the job reads until a
   completed checkpoint covers the end offsets the topics had when it started (Flink commits them to the
   consumer group), waits until the online writer has written every changed entity, then stops with a
@@ -19,11 +19,13 @@ Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/st
   ``scan.bounded.mode`` is not used: a job that *finishes* leaves finished operators in its last
   checkpoint (a restore would never read again), and in PyFlink 2.3 the end-of-input / drain watermark
   reaches Python timers only sometimes (measured: 1 run in 3), so nothing relies on event time.
-* **Offline commits**: Flink's Parquet sinks write into ``<offline root>/_stream_staging/<view>/<fp>/``
-  and make a file visible when the checkpoint that covers it completes. :class:`Committer` registers
-  visible files in the view's :class:`~featurestore.stores.offline.OfflineTable` with ``add_files``
-  under an idempotency token (``app_id``, ``seq``) and an intent file, so a crash at any point neither
-  loses a file nor registers it twice.
+* **Offline commits** (:mod:`featurestore.stream_commit`): Flink's Parquet sinks write into
+  ``<offline root>/_stream_staging/<view>/<fp>/``, each row with its Kafka partition and offset, and make
+  a file visible when the checkpoint that covers it completes. The committer adds visible files to the
+  view's :class:`~featurestore.stores.offline.OfflineTable` with ``commit_stream`` exactly once (an
+  idempotency token and an intent file), and only the rows the table does not hold: none inside a
+  backfilled range, none below the table's next offset of its partition. A view whose definition
+  changed is rebuilt (its streamed rows swapped in once the re-read has caught up).
 * **Metrics**: the Redis hash ``fs:{project}:_stream:{source}`` holds exact counts from committed data:
   ``dead_letters`` (malformed records), ``null_key`` (records without a join key, per key set),
   ``events:<view>`` (stored events committed to the view's offline table) and ``events`` (their sum
@@ -45,26 +47,27 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 from featurestore.errors import FeatureStoreError, InfraError, RequestError
+from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
+    COMMITTER_PENDING, COMMITTER_STATE, NULL_KEY_PREFIX, Committer, DirCommitter)
+from featurestore.stream_status import (  # noqa: F401 (re-exported)
+    STATUS_KAFKA_TIMEOUT_S, StreamStatus, TopicStatus, _StatusTicker, _unknown_topics, topic_statuses)
 
 log = logging.getLogger("featurestore.streaming")
 
 STAGING_DIR = "_stream_staging"
 DEAD_LETTERS_DIR = "_dead_letters"
 DEAD_LETTERS_TS = "kafka_timestamp"
-COMMITTER_STATE = "_committer.json"
-COMMITTER_PENDING = "_pending.json"
 DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 STOP_TIMEOUT_S = 300
 TASKS_STARTING = "Not all required tasks are currently running"  # Flink's reason for refusing a savepoint
 DEFAULT_FLUSH_MS = 200  # an online value is rewritten at most this long after its entity changed (small entities)
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: fewer rewrites; the run waits for the last ones
-NULL_KEY_PREFIX = "null join key"
 
 
 # -- what to run ----------------------------------------------------------------------------------------------
@@ -158,164 +161,6 @@ def latest_snapshot(root: Path) -> Optional[Path]:
     return best[1] if best else None
 
 
-# -- offline commits -------------------------------------------------------------------------------------------
-def _visible_files(staging: Path) -> List[Path]:
-    """Files Flink has committed (visible part files), oldest first."""
-    out = []
-    for part in sorted(staging.glob("date=*")):
-        if not part.is_dir():
-            continue
-        for f in sorted(part.iterdir()):
-            if f.is_file() and not f.name.startswith((".", "_")) and "inprogress" not in f.name:
-                out.append(f)
-    return out
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(doc, sort_keys=True))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> Optional[dict]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-@dataclass
-class CommitCounts:
-    rows: int = 0
-    by_reason: Dict[str, int] = field(default_factory=dict)
-
-
-class DirCommitter:
-    """Registers the visible files of one staging directory into one OfflineTable, exactly once.
-
-    Protocol (crash-safe at every step): list the visible files; write ``_pending.json`` (seq, files,
-    counts); ``add_files(files, app_id, seq)`` (a no-op if that seq is already recorded in the table);
-    delete what is left of the files; advance ``_committer.json``; delete the pending file. The
-    ``app_id`` is drawn when the staging directory is first used, so a new directory never collides
-    with an old token."""
-
-    def __init__(self, staging: Path, table, count_reasons: bool = False):
-        self.staging = staging
-        self.table = table
-        self.count_reasons = count_reasons
-
-    def _state(self) -> dict:
-        state = _read_json(self.staging / COMMITTER_STATE)
-        if state is None:
-            self.staging.mkdir(parents=True, exist_ok=True)
-            state = {"app_id": f"stream-{uuid.uuid4().hex}", "seq": 0, "rows": 0, "by_reason": {}}
-            _write_json(self.staging / COMMITTER_STATE, state)
-        return state
-
-    def _count(self, files: List[Path]) -> CommitCounts:
-        import pyarrow.parquet as pq
-
-        counts = CommitCounts()
-        for f in files:
-            pf = pq.ParquetFile(f)
-            counts.rows += pf.metadata.num_rows
-            if self.count_reasons and pf.metadata.num_rows:
-                for reason in pf.read(columns=["reason"]).column("reason").to_pylist():
-                    kind = reason if reason.startswith(NULL_KEY_PREFIX) else "malformed"
-                    counts.by_reason[kind] = counts.by_reason.get(kind, 0) + 1
-        return counts
-
-    def _finish(self, state: dict, pending: dict) -> None:
-        for rel in pending["files"]:
-            p = self.staging / rel
-            if p.exists():  # committed, but the crash came before add_files deleted it
-                p.unlink()
-        state["seq"] = pending["seq"]
-        state["rows"] += pending["rows"]
-        for k, n in pending["by_reason"].items():
-            state["by_reason"][k] = state["by_reason"].get(k, 0) + n
-        _write_json(self.staging / COMMITTER_STATE, state)
-        (self.staging / COMMITTER_PENDING).unlink(missing_ok=True)
-
-    def commit(self) -> int:
-        """Register every visible file; returns the rows registered now."""
-        if not self.staging.is_dir():
-            return 0
-        state = self._state()
-        pending = _read_json(self.staging / COMMITTER_PENDING)
-        done = 0
-        if pending is not None and pending["seq"] > state["seq"]:
-            files = [self.staging / rel for rel in pending["files"] if (self.staging / rel).exists()]
-            self.table.add_files(files, app_id=state["app_id"], seq=pending["seq"])
-            self._finish(state, pending)
-            done += pending["rows"]
-        elif pending is not None:
-            (self.staging / COMMITTER_PENDING).unlink(missing_ok=True)
-        files = _visible_files(self.staging)
-        if not files:
-            return done
-        counts = self._count(files)
-        pending = {"seq": state["seq"] + 1, "files": [str(f.relative_to(self.staging)) for f in files],
-                   "rows": counts.rows, "by_reason": counts.by_reason}
-        _write_json(self.staging / COMMITTER_PENDING, pending)
-        self.table.add_files(files, app_id=state["app_id"], seq=pending["seq"])
-        self._finish(state, pending)
-        return done + counts.rows
-
-    def totals(self) -> dict:
-        state = _read_json(self.staging / COMMITTER_STATE) or {"rows": 0, "by_reason": {}}
-        return {"rows": state["rows"], "by_reason": dict(state["by_reason"])}
-
-
-class Committer:
-    """All staging directories of one streaming job; also publishes the metrics hash."""
-
-    def __init__(self, store, names: Sequence[str]):
-        self.store = store
-        self.names = list(names)
-        self.views = {n: DirCommitter(staging_dir(store, n), store.offline.table(n, ts_column=store.compiled(n).ts_column))
-                      for n in names}
-        self.sources: Dict[str, List[str]] = {}
-        for n in names:
-            self.sources.setdefault(store.repo.views[n].source.name, []).append(n)
-        self.dead = {s: DirCommitter(dead_letter_staging_dir(store, s), dead_letter_table(store, s), count_reasons=True)
-                     for s in self.sources}
-        self.lock = threading.Lock()
-
-    def commit(self) -> int:
-        with self.lock:
-            rows = sum(c.commit() for c in self.views.values())
-            rows += sum(c.commit() for c in self.dead.values())
-            self.publish()
-            return rows
-
-    def metrics(self) -> Dict[str, Dict[str, int]]:
-        out = {}
-        for source, views in self.sources.items():
-            dead = self.dead[source].totals()["by_reason"]
-            m = {"dead_letters": dead.get("malformed", 0),
-                 "null_key": sum(n for k, n in dead.items() if k.startswith(NULL_KEY_PREFIX))}
-            for v in views:
-                m[f"events:{v}"] = self.views[v].totals()["rows"]
-            m["events"] = sum(m[f"events:{v}"] for v in views)
-            out[source] = m
-        return out
-
-    def publish(self) -> None:
-        from featurestore.stores.online_redis import for_store
-
-        try:
-            online = for_store(self.store)
-            pipe = online.client.pipeline(transaction=False)
-            for source, m in self.metrics().items():
-                pipe.hset(metrics_key(self.store.config.project, source), mapping=m)
-            pipe.execute()
-        except Exception as exc:  # metrics are best effort; the data is committed
-            log.warning("could not publish stream metrics to Redis: %s", exc)
-
-
 # -- Kafka progress --------------------------------------------------------------------------------------------
 def _end_offsets(bootstrap: str, topics: Sequence[str], timeout: float = 10) -> Dict[tuple, tuple]:
     """(topic, partition) -> (low, high) watermark offsets right now."""
@@ -388,95 +233,6 @@ class StreamResult:
     @property
     def records_per_second(self) -> float:
         return self.records / self.seconds if self.seconds > 0 else float("inf")
-
-
-# -- live status -----------------------------------------------------------------------------------------------
-STATUS_KAFKA_TIMEOUT_S = 3.0  # a snapshot gives up on Kafka after this long (the field is then unknown)
-
-
-@dataclass
-class TopicStatus:
-    """One topic of a running job, summed over its partitions; ``None`` = unknown (Kafka not reachable).
-    A partition the job's consumer group never committed counts at its earliest offset."""
-
-    topic: str
-    end: Optional[int] = None  # end offsets (high watermarks) now
-    committed: Optional[int] = None  # the consumer group's committed offsets (advance on checkpoints)
-    lag: Optional[int] = None  # end - committed
-    consumed: Optional[int] = None  # committed now - where this run started
-    events_per_s: Optional[float] = None  # see _rate; None on the first snapshot
-    rate_from: Optional[Tuple[int, float]] = field(default=None, repr=False, compare=False)  # (committed, at)
-    last_move: Optional[Tuple[int, float]] = field(default=None, repr=False, compare=False)  # (committed, at)
-
-
-@dataclass
-class StreamStatus:
-    """A snapshot of a running job (``StreamHandle.snapshot``): what the live view of ``featurestore
-    stream`` shows. ``None`` in a field = could not be read this time (``problems`` says why)."""
-
-    job_name: str
-    status: str  # Flink's job status (RUNNING, ...); UNKNOWN when it could not be read
-    uptime_s: float
-    at: float  # time.monotonic() when taken
-    topics: Dict[str, TopicStatus]
-    metrics: Optional[Dict[str, Dict[str, int]]]  # per source, as Committer.metrics() (all runs of this job)
-    online_written: Optional[int]  # online values the Redis writer wrote in this run
-    problems: List[str] = field(default_factory=list)
-    stopping: bool = False  # Ctrl-C came: stopping with a savepoint
-
-    @property
-    def lag(self) -> Optional[int]:
-        lags = [t.lag for t in self.topics.values()]
-        return None if any(x is None for x in lags) else sum(lags)
-
-    @property
-    def dead_letters(self) -> Optional[int]:
-        return None if self.metrics is None else sum(m.get("dead_letters", 0) for m in self.metrics.values())
-
-
-def _rate(prev: Optional[TopicStatus], committed: int, at: float, interval_s: Optional[float] = None):
-    """(events/s, rate_from, last_move). Committed offsets advance in steps (on checkpoints): the rate is
-    the records of the latest step over the time since the step before it (as the snapshots saw them);
-    a step after an idle spell (or the first) is taken to span at most one checkpoint ``interval_s``.
-    0 once no step came for twice that long (idle or stalled); None on the first snapshot."""
-    if prev is None or prev.last_move is None:
-        return None, (committed, at), (committed, at)
-    base, moved = prev.rate_from, prev.last_move
-    if committed != moved[0]:
-        base, moved = moved, (committed, at)
-        if interval_s and not prev.events_per_s:
-            base = (base[0], max(base[1], at - interval_s))
-    step = moved[1] - base[1]
-    if step <= 0 or at - moved[1] > 2 * step:
-        return 0.0, base, moved
-    return (moved[0] - base[0]) / step, base, moved
-
-
-def topic_statuses(ends: Dict[tuple, tuple], committed: Dict[tuple, int], start: Dict[tuple, int],
-                   topics: Sequence[str], previous: Optional[StreamStatus], at: float,
-                   interval_s: Optional[float] = None) -> Dict[str, TopicStatus]:
-    """Per topic: offsets summed from (topic, partition) -> (low, high) ``ends``, ``committed`` offsets
-    (negative: none) and the run's ``start`` positions; events/s from ``previous`` (see _rate)."""
-    out = {}
-    for topic in topics:
-        tps = [tp for tp in ends if tp[0] == topic]
-        pos = {tp: max(committed.get(tp, -1), ends[tp][0]) for tp in tps}
-        done = sum(pos.values())
-        prev = previous.topics.get(topic) if previous is not None else None
-        rate, base, moved = _rate(prev, done, at, interval_s)
-        out[topic] = TopicStatus(
-            topic, end=sum(ends[tp][1] for tp in tps), committed=done,
-            lag=sum(max(0, ends[tp][1] - pos[tp]) for tp in tps),
-            consumed=sum(max(0, pos[tp] - start.get(tp, ends[tp][0])) for tp in tps),
-            events_per_s=rate, rate_from=base, last_move=moved)
-    return out
-
-
-def _unknown_topics(topics: Sequence[str], previous: Optional[StreamStatus]) -> Dict[str, TopicStatus]:
-    """Topics whose offsets could not be read (the rate bookkeeping carries over)."""
-    prev = previous.topics if previous is not None else {}
-    return {t: TopicStatus(t, rate_from=prev[t].rate_from if t in prev else None,
-                           last_move=prev[t].last_move if t in prev else None) for t in topics}
 
 
 def _short(exc: BaseException) -> str:
@@ -652,7 +408,7 @@ class StreamHandle:
         metrics = {}
         if self._thread is not None:
             self._thread.join()
-            self.committer.commit()
+            self.committer.commit(final=True)
             metrics = self.committer.metrics()
         if self._error is not None:
             raise FeatureStoreError(f"offline commit failed: {self._error}")
@@ -754,36 +510,6 @@ class StreamHandle:
                 raise
 
 
-class _StatusTicker:
-    """Calls ``on_status`` with a fresh snapshot when one is due (the first at once, then every
-    ``every_s`` seconds); does nothing without ``on_status``."""
-
-    def __init__(self, handle: StreamHandle, on_status, every_s: float):
-        if on_status is not None and not every_s > 0:
-            raise RequestError(f"status_every_s must be > 0 (got {every_s})")
-        self.handle, self.on_status, self.every_s = handle, on_status, every_s
-        self.last: Optional[StreamStatus] = None
-        self.due = time.monotonic()
-
-    def __call__(self) -> None:
-        if self.on_status is None or time.monotonic() < self.due:
-            return
-        self.last = self.handle.snapshot(self.last)
-        self.due = time.monotonic() + self.every_s
-        self.on_status(self.last)
-
-    def pause(self, most: float) -> float:
-        """How long to sleep: ``most``, or less when a snapshot is due sooner."""
-        if self.on_status is None:
-            return most
-        return min(most, max(0.05, self.due - time.monotonic()))
-
-    def stopping(self) -> None:
-        """Show the last snapshot once more, marked stopping (no I/O: the stop should start at once)."""
-        if self.on_status is not None and self.last is not None:
-            self.on_status(replace(self.last, stopping=True))
-
-
 def _first_cause(exc: BaseException) -> str:
     text = str(exc)
     causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
@@ -852,6 +578,49 @@ def _span(ms: int) -> str:
     return f"the last {ms} ms"
 
 
+def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tuple, tuple], restore: bool,
+             partial_history: bool, commit: bool):
+    """(snapshot to restore or None, committer or None) for a run of ``names``. A view whose definition
+    changed since the stream wrote its offline table is rebuilt, which needs the topic from its first
+    record: then a snapshot is restored only when it was taken by a run that started afresh for the
+    rebuild (:func:`featurestore.stream_commit.rebuild_plan`). A run that starts afresh also forgets the
+    consumer group's committed offsets (a former run of the same definitions left them; they would make
+    a bounded run stop at once). The committer first registers files a previous run made visible."""
+    from featurestore import stream_commit
+
+    restored = latest_snapshot(root) if restore else None
+    rebuilding, why_not = stream_commit.rebuild_plan(store, names, restored)
+    if why_not:
+        log.warning("not restoring the last snapshot: %s", why_not)
+        restored = None
+    check_history(store, names, ends, restored, partial_history)
+    if restored is None:
+        _forget_group(store.config.kafka_bootstrap, name)
+        stream_commit.begin_rebuilds(store, list(rebuilding))
+    if rebuilding:
+        log.warning("rebuilding the streamed rows of %s under the new definition: the offline table keeps the "
+                    "old rows until the job has read past them, then swaps them in one commit",
+                    ", ".join(sorted(rebuilding)))
+    if not commit:
+        return restored, None
+    committer = Committer(store, names, name, rebuilding, {tp: low for tp, (low, _high) in ends.items()})
+    committer.commit()  # files a previous run made visible but did not register
+    return restored, committer
+
+
+def _forget_group(bootstrap: str, group: str, timeout: float = 10) -> None:
+    """Delete the consumer group's committed offsets (none: nothing to do)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.delete_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
+    except KafkaException as exc:
+        if "GROUP_ID_NOT_FOUND" not in str(exc) and "not found" not in str(exc).lower():
+            raise InfraError(f"cannot reset the consumer group {group} at {bootstrap}: {exc}") from None
+
+
 def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
           checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
           restore: bool = True, parallelism: int = 1, flush_ms: Optional[int] = None, flush_rows: int = 500,
@@ -874,12 +643,8 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     ends = _end_offsets(store.config.kafka_bootstrap, topics)
     root = checkpoint_root(store, name, checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
-    restored = latest_snapshot(root) if restore else None
-    check_history(store, names, ends, restored, partial_history)
+    restored, committer = _prepare(store, names, name, root, ends, restore, partial_history, commit)
     start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
-    committer = Committer(store, names) if commit else None
-    if committer is not None:
-        committer.commit()  # files a previous run made visible but did not register
     prepare_online(store, names, restored)
     interval = checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded else DEFAULT_CHECKPOINT_MS)
     if flush_ms is None:
@@ -914,7 +679,8 @@ def run(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False, 
 
 def commit(store, views: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, int]]:
     """One committer pass (e.g. next to a job running on a remote cluster); returns the metrics."""
-    c = Committer(store, stream_views(store, views))
+    names = stream_views(store, views)
+    c = Committer(store, names, job_name(store, names))
     c.commit()
     return c.metrics()
 
@@ -1031,14 +797,10 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     plan(store, names)  # compile errors surface here, not in the cluster's client
     root = checkpoint_root(store, name, checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
-    restored = latest_snapshot(root) if restore else None
     topics = sorted({store.repo.views[n].source.stream.topic for n in names})
     ends = _end_offsets(store.config.kafka_bootstrap, topics)
-    check_history(store, names, ends, restored, partial_history)
+    restored, committer = _prepare(store, names, name, root, ends, restore, partial_history, commit)
     start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
-    committer = Committer(store, names) if commit else None
-    if committer is not None:
-        committer.commit()
     prepare_online(store, names, restored)
     run_id = uuid.uuid4().hex[:12]
     script = Path(__file__).resolve().parents[1] / "jobs" / "stream.py"
@@ -1051,7 +813,7 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
         cmd.append("--partial-history")
     if checkpoint_interval_ms:
         cmd += ["--checkpoint-interval-ms", str(int(checkpoint_interval_ms))]
-    if not restore:
+    if restored is None:  # also when a rebuild needs the topic from its first record (see _prepare)
         cmd.append("--no-restore")
     cmd += ["--views", ",".join(names)]
     cmd += list(extra_args)

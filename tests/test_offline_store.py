@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore.errors import FeatureStoreError, OfflineStoreError
-from featurestore.stores import offline
+from featurestore.stores import offline, offline_files
 from featurestore.stores.offline import DAY_MS, TS_TYPE, OfflineStore, OfflineTable
 
 H = 3_600_000
@@ -248,10 +248,10 @@ def test_schema_evolution_adds_columns_as_nulls_for_old_rows(table):
 
 
 def test_streaming_writes_bound_row_groups_and_open_files(table, monkeypatch):
-    monkeypatch.setattr(offline, "ROW_GROUP_ROWS", 1000)
-    monkeypatch.setattr(offline, "MAX_ROWS_PER_FILE", 3000)
-    monkeypatch.setattr(offline, "MAX_OPEN_FILES", 2)
-    monkeypatch.setattr(offline, "MAX_BUFFERED_BYTES", 64 << 10)
+    monkeypatch.setattr(offline_files, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(offline_files, "MAX_ROWS_PER_FILE", 3000)
+    monkeypatch.setattr(offline_files, "MAX_OPEN_FILES", 2)
+    monkeypatch.setattr(offline_files, "MAX_BUFFERED_BYTES", 64 << 10)
     n = 20_000
 
     def batches():  # 4 dates interleaved, 500 rows a batch: never all in memory
@@ -634,7 +634,7 @@ def test_threads_writing_different_and_overlapping_ranges(table):
 
 
 def _process_writer(root: str, name: str, worker: int, days: int, durable: bool):
-    offline.DURABLE = durable
+    offline_files.DURABLE = durable
     t = OfflineTable(root, name)
     out = []
     for k in range(days):
@@ -649,7 +649,7 @@ def test_processes_writing_different_ranges_at_once(table):
     workers, days = 4, 3
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        results = pool.starmap(_process_writer, [(str(table.root), table.name, w, days, offline.DURABLE)
+        results = pool.starmap(_process_writer, [(str(table.root), table.name, w, days, offline_files.DURABLE)
                                                  for w in range(workers)])
     versions = sorted(v for r in results for v in r)
     assert versions == list(range(1, workers * days * 2 + 1))  # every commit got its own version
@@ -681,7 +681,7 @@ op_strategy = st.one_of(
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op_strategy, min_size=1, max_size=7))
 def test_random_writes_match_an_in_memory_model(ops):
-    durable, offline.DURABLE = offline.DURABLE, False
+    durable, offline_files.DURABLE = offline_files.DURABLE, False
     try:
         with tempfile.TemporaryDirectory() as d:
             table = OfflineTable(d, "prop")
@@ -716,4 +716,4 @@ def test_random_writes_match_an_in_memory_model(ops):
                 assert table.manifest()["rows"] == len(model)
             assert no_temp_files(table.path)
     finally:
-        offline.DURABLE = durable
+        offline_files.DURABLE = durable

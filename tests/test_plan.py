@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from featurestore.config import load_config
-from featurestore.plan import ADDED, CHANGED_DATA, CHANGED_META, REMOVED, UNCHANGED
+from featurestore.plan import (ADDED, CHANGED_DATA, CHANGED_META, REMOVED, STREAM_CONTINUE, STREAM_NEW,
+                               STREAM_REBUILD, UNCHANGED)
 from featurestore.store import FeatureStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +33,10 @@ def test_first_plan_adds_everything_and_apply_records_it(repo):
         ("backfill", "user_spend"), ("materialize", "user_spend"),
         ("backfill", "user_profile"), ("materialize", "user_profile"),
         ("backfill", "merchant_activity"), ("materialize", "merchant_activity"),
+        ("stream", "user_spend"), ("stream", "user_profile"), ("stream", "merchant_activity"),
         ("record", "registry"),
     ]
+    assert {s.reason for s in plan.stages if s.kind == "stream"} == {STREAM_NEW}
     fs.apply()
     registry = json.loads((repo / ".featurestore" / "registry.json").read_text())
     assert "feature view:user_spend" in registry["objects"]
@@ -63,7 +66,29 @@ def test_value_change_metadata_change_and_removal(repo):
     assert got[("source", "transactions")] == (UNCHANGED, ())
     stages = [(s.kind, s.target) for s in fs.plan().stages]
     assert stages == [("backfill", "user_spend"), ("materialize", "user_spend"), ("drop", "user_profile"),
-                      ("record", "registry")]
+                      ("stream", "user_spend"), ("stream", "merchant_activity"), ("record", "registry")]
+
+
+def test_plan_says_what_the_stream_does_with_each_table(repo):
+    """After a definition change the stream rebuilds the changed view's table and continues the others,
+    as the tables' stream records say (the same records the stream decides by)."""
+    from featurestore.stream_commit import rebuilds
+
+    fs = FeatureStore(repo)
+    fs.apply()
+    for name in ("user_spend", "user_profile", "merchant_activity"):  # tables the stream wrote
+        cv = fs.compiled(name)
+        fs.offline.table(name, ts_column=cv.ts_column).commit_stream(
+            [], app_id="job", seq=1, topic="transactions", fingerprint=cv.data_fingerprint,
+            partition_column="p", offset_column="o")
+    assert fs.plan().stages == []
+    payments = repo / "definitions" / "payments.py"
+    payments.write_text(payments.read_text().replace('filter="amount > 0"', 'filter="amount >= 0"'))
+    plan = fs.plan()
+    assert [(s.kind, s.target, s.reason) for s in plan.stages if s.kind == "stream"] == [
+        ("stream", "user_spend", STREAM_REBUILD), ("stream", "user_profile", STREAM_CONTINUE),
+        ("stream", "merchant_activity", STREAM_CONTINUE)]
+    assert list(rebuilds(fs, ["user_spend", "user_profile", "merchant_activity"])) == ["user_spend"]
 
 
 def test_config_file_and_env_overrides(repo):

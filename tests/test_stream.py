@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featurestore import datagen, streaming
+from featurestore import datagen, stream_commit, streaming
 from featurestore.config import load_config
 from featurestore.engines import flink_sql
 from featurestore.errors import FeatureStoreError, RequestError
@@ -671,11 +671,14 @@ def test_parallelism_two_writes_the_same_rows_and_online_values(streamed, tmp_pa
 
 # -- the committer (no Flink) -----------------------------------------------------------------------------
 def _flink_like_file(path: Path, rows):
+    """A view sink's file: (user_id, ts ms, kafka partition, kafka offset) rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = pa.table({"user_id": [r[0] for r in rows], "ts": pa.array([r[1] for r in rows], pa.timestamp("ms"))})
+    t = pa.table({"user_id": [r[0] for r in rows], "ts": pa.array([r[1] for r in rows], pa.timestamp("ms")),
+                  "__kafka_partition": pa.array([r[2] for r in rows], pa.int32()),
+                  "__kafka_offset": pa.array([r[3] for r in rows], pa.int64())})
     pq.write_table(t, path)
 
 
@@ -684,30 +687,32 @@ def test_committer_registers_each_file_exactly_once_across_crashes(tmp_path):
 
     staging = tmp_path / "staging"
     table = OfflineStore(tmp_path / "offline").table("v", ts_column="ts")
-    _flink_like_file(staging / "date=2026-03-01" / "part-a-0-0", [("u1", 1772323200000), ("u2", 1772323201000)])
-    _flink_like_file(staging / "date=2026-03-01" / ".part-b-0-1.inprogress.x", [("u3", 1772323202000)])
-    c = streaming.DirCommitter(staging, table)
+    _flink_like_file(staging / "part-a-0-0", [("u1", 1772323200000, 0, 0), ("u2", 1772323201000, 0, 1)])
+    _flink_like_file(staging / ".part-b-0-1.inprogress.x", [("u3", 1772323202000, 0, 2)])
+    c = streaming.DirCommitter(staging, table, stream_commit.StreamIdentity("t", "fp"))
     assert c.commit() == 2
     assert c.commit() == 0  # nothing new; the in-progress file is never taken
-    # A crash after add_files committed but before the committer advanced: the pending intent is replayed
-    # as a no-op (the table recorded the token) and the leftover file is deleted, not registered again.
-    _flink_like_file(staging / "date=2026-03-01" / "part-c-0-2", [("u4", 1772323203000)])
+    assert table.manifest()["stream"] == {"topic": "t", "fingerprint": "fp", "next_offsets": {"0": 2}}
+    # A crash after commit_stream committed but before the committer advanced: the pending intent is
+    # replayed as a no-op (the table recorded the token) and the leftover file is deleted, not registered again.
+    _flink_like_file(staging / "part-c-0-2", [("u4", 1772323203000, 0, 3)])
     state = json.loads((staging / streaming.COMMITTER_STATE).read_text())
-    pending = {"seq": state["seq"] + 1, "files": ["date=2026-03-01/part-c-0-2"], "rows": 1, "by_reason": {}}
+    pending = {"seq": state["seq"] + 1, "files": ["part-c-0-2"], "rebuild": False, "restart": False}
     (staging / streaming.COMMITTER_PENDING).write_text(json.dumps(pending))
-    import shutil
-
-    keep = tmp_path / "copy"
-    shutil.copy(staging / "date=2026-03-01" / "part-c-0-2", keep)
-    table.add_files([staging / "date=2026-03-01" / "part-c-0-2"], app_id=state["app_id"], seq=pending["seq"])
-    shutil.copy(keep, staging / "date=2026-03-01" / "part-c-0-2")  # the crash left the source behind
+    c._commit_files(state, pending)
     assert c.commit() == 1
-    assert not (staging / "date=2026-03-01" / "part-c-0-2").exists()
+    assert not (staging / "part-c-0-2").exists()
+    # A job started afresh re-reads the topic: its files repeat offsets the table holds, which are not added.
+    _flink_like_file(staging / "part-d-0-0", [("u1", 1772323200000, 0, 0), ("u2", 1772323201000, 0, 1),
+                                              ("u3", 1772323202000, 0, 2), ("u4", 1772323203000, 0, 3),
+                                              ("u5", 1772323204000, 0, 4)])
+    assert c.commit() == 1
     import pyarrow.parquet as pq
 
     rows = sorted(r["user_id"] for f in table.files(table.version) for r in pq.read_table(f).to_pylist())
-    assert rows == ["u1", "u2", "u4"]
-    assert c.totals()["rows"] == 3
+    assert rows == ["u1", "u2", "u4", "u5"]  # u3 never left the in-progress file of the first run
+    assert table.read().column_names == ["user_id", "ts"]  # the Kafka coordinates are not stored
+    assert c.totals()["rows"] == 4
 
 
 # -- expressions ------------------------------------------------------------------------------------------

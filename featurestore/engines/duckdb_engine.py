@@ -68,9 +68,11 @@ def backfill_view(
     end_ms: Optional[int] = None,
     on_rows: Optional[Callable[[int], None]] = None,
 ) -> BackfillResult:
-    """Compute the view's stored events for ``[start_ms, end_ms)`` and replace that range in ``table``."""
+    """Compute the view's stored events for ``[start_ms, end_ms)`` and replace that range in ``table``.
+    No ``start_ms``: from the beginning of time; no ``end_ms``: up to the last event read (inclusive), so
+    the events after it stay the stream's (``OfflineTable.write_range``)."""
     t0 = time.perf_counter()
-    start, end = ALL_TIME[0] if start_ms is None else start_ms, ALL_TIME[1] if end_ms is None else end_ms
+    start, end = ALL_TIME[0] if start_ms is None else start_ms, end_ms
     try:
         null_time, null_key = con.sql(dsql.rejected_sql(cv, source_relation, start_ms, end_ms)).fetchall()[0]
         reader = con.sql(dsql.events_sql(cv, source_relation, start_ms, end_ms)).to_arrow_reader(BATCH_ROWS)

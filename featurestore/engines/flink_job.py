@@ -263,7 +263,7 @@ def run_backfill(store, start=None, end=None, views=None, parallelism: int = 1):
         stmts.execute().wait()
         con = store._connect()
         results = []
-        lo, hi = ALL_TIME[0] if start_ms is None else start_ms, ALL_TIME[1] if end_ms is None else end_ms
+        lo, hi = ALL_TIME[0] if start_ms is None else start_ms, end_ms  # no end: up to the last event read
         for n in names:
             cv = store.compiled(n)
             v0 = time.perf_counter()

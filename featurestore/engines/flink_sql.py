@@ -873,10 +873,11 @@ def typed_select_sql(source, parsed_view: str) -> str:
 
 
 def events_select_sql(cv: CompiledView, ve: ViewExprs, typed_view: str) -> str:
-    """The view's stored events (the backfill's columns and types) plus the ``date`` partition."""
+    """The view's stored events (the backfill's columns and types) plus the Kafka partition and offset of
+    each (the committer adds an event to the offline table once by them, then drops them)."""
     cols = [qi(n) for n, _ in cv.source_columns]
     cols += [f"{sql} AS {qi(n)}" for n, sql in ve.projections]
-    cols.append(f"DATE_FORMAT({qi(cv.ts_column)}, 'yyyy-MM-dd') AS `date`")
+    cols += [qi(KAFKA_PARTITION), qi(KAFKA_OFFSET)]
     return f"SELECT {', '.join(cols)}\nFROM {qi(typed_view)}\nWHERE {_stored_where(cv.join_keys, ve.filter)}"
 
 
@@ -891,8 +892,7 @@ def dead_letters_select_sql(source, typed_view: str, groups: Sequence[Tuple[Tupl
     """Malformed records, and (once per distinct join-key set) well-formed records with a null join key."""
     base = (f"SELECT {qi(PAYLOAD)} AS payload, {{reason}} AS reason, {qi(KAFKA_PARTITION)} AS kafka_partition, "
             f"{qi(KAFKA_OFFSET)} AS kafka_offset, {qi(KAFKA_TIMESTAMP)} AS kafka_timestamp, "
-            f"CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time, "
-            f"DATE_FORMAT({qi(KAFKA_TIMESTAMP)}, 'yyyy-MM-dd') AS `date`\nFROM {qi(typed_view)}\nWHERE {{where}}")
+            f"CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time\nFROM {qi(typed_view)}\nWHERE {{where}}")
     parts = [base.format(reason=qi(REASON), where=f"{qi(REASON)} IS NOT NULL")]
     for keys, views in groups:
         null_key = " OR ".join(f"{qi(k)} IS NULL" for k in keys)
@@ -967,13 +967,15 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         plan.views.append((typed, typed_select_sql(source, parsed)))
         columns = dict(source.schema)
         exprs = {cv.name: compile_view_exprs(cv) for cv in views}
-        # offline: one Parquet sink per view
+        # offline: one Parquet sink per view. Not partitioned: a sink subtask then writes the rows of each
+        # Kafka partition in offset order into files that become visible in order, which the committer's
+        # exactly-once by offsets relies on (it splits the rows by date itself).
         for cv in views:
             sink = _table_name("events", cv.name)
             cols = [f"{qi(n)} {FLINK_TYPES[d]}" for n, d in cv.stored_columns]
+            cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
             options = {"connector": "filesystem", "path": staging[cv.name], **PARQUET_OPTIONS}
-            plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols)
-                            + ",\n  `date` STRING\n) PARTITIONED BY (`date`) " + _with(options))
+            plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
             plan.inserts.append((sink, events_select_sql(cv, exprs[cv.name], typed)))
             plan.sinks[cv.name] = staging[cv.name]
         # key groups (views with the same join keys)
@@ -984,8 +986,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         options = {"connector": "filesystem", "path": dead_letter_staging[source_name], **PARQUET_OPTIONS}
         plan.ddl.append(
             f"CREATE TEMPORARY TABLE {qi(dl)} (\n  payload STRING,\n  reason STRING,\n  kafka_partition INT,\n"
-            f"  kafka_offset BIGINT,\n  kafka_timestamp TIMESTAMP(3),\n  ingest_time TIMESTAMP(3),\n  `date` STRING\n"
-            f") PARTITIONED BY (`date`) " + _with(options))
+            f"  kafka_offset BIGINT,\n  kafka_timestamp TIMESTAMP(3),\n  ingest_time TIMESTAMP(3)\n) " + _with(options))
         plan.inserts.append((dl, dead_letters_select_sql(source, typed, [(k, [c.name for c in g]) for k, g in groups.items()])))
         plan.sinks[f"_dead_letters/{source_name}"] = dead_letter_staging[source_name]
         # online: one query per key group

@@ -21,623 +21,37 @@ version order (no lost update, no duplicate).
 
 from __future__ import annotations
 
-import base64
 import errno
 import json
-import operator
 import os
-import random
-import re
-import time
 import uuid
-import warnings
-from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.errors import OfflineStoreError
-
-FORMAT_VERSION = 1
-DEFAULT_TS_COLUMN = "ts"
-PARTITION_COLUMN = "date"  # hive partition key; reserved, never a column inside the files
-TS_TYPE = pa.timestamp("ms", tz="UTC")
-DAY_MS = 86_400_000
-
-LOG_DIR = "_log"
-ARCHIVE_DIR = "_archive"
-TMP_PREFIX = ".tmp-"
-
-ROW_GROUP_ROWS = 1_000_000  # rows per Parquet row group (the last one of a file may be smaller)
-MAX_ROWS_PER_FILE = 16 * ROW_GROUP_ROWS  # a date's data rolls over to a new file past this
-MAX_BUFFERED_BYTES = 256 << 20  # rows held in memory across all dates before a partial row group is flushed
-MAX_OPEN_FILES = 64  # Parquet files open at once while partitioning a stream (LRU closed past this)
-MAX_COMMIT_ATTEMPTS = 200
-ORPHAN_GRACE_SECONDS = 3600.0
-DURABLE = True  # fsync files and directories before a commit is reported (tests may turn it off)
-
-PARQUET_OPTIONS = dict(
-    compression="zstd",
-    coerce_timestamps="ms",
-    allow_truncated_timestamps=False,
-    write_statistics=True,
-    version="2.6",
-)
-
-_MANIFEST_RE = re.compile(r"^(\d{8,})\.json$")
-_PART_RE = re.compile(r"^part-\d{8,}-[0-9a-f]{8}\.parquet$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
-_EPOCH = date(1970, 1, 1)
-_EPOCH_DT = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-Data = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader, Iterable[Union[pa.RecordBatch, pa.Table]]]
-_ANY = object()  # "no condition" for append(after_seq=...), where None means "nothing recorded yet"
-
-
-class CommitConflict(OfflineStoreError):
-    """A conditional append found its application's position moved: another writer committed first."""
-
-
-# ------------------------------------------------------------------------------------------------
-# small helpers
-# ------------------------------------------------------------------------------------------------
-def _iso(ms: int) -> str:
-    """``2024-01-02T03:04:05.678Z`` for epoch ms (raw ms when outside datetime's range)."""
-    try:
-        return (_EPOCH_DT + timedelta(milliseconds=int(ms))).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    except OverflowError:
-        return f"{int(ms)} ms"
-
-
-def _day_str(day: int) -> str:
-    return (_EPOCH + timedelta(days=day)).isoformat()
-
-
-def _day_of_rel(rel: str) -> int:
-    """The day number (days since 1970-01-01, UTC) of a relative file path ``date=YYYY-MM-DD/...``."""
-    head = rel.split("/", 1)[0]
-    return (date.fromisoformat(head[len(PARTITION_COLUMN) + 1:]) - _EPOCH).days
-
-
-def _as_ms(value, what: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise OfflineStoreError(f"{what} must be an integer (epoch milliseconds), got {value!r}") from None
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _fsync_file(path: Path) -> None:
-    if not DURABLE:
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    if not DURABLE:
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
-def _schema_to_b64(schema: pa.Schema) -> str:
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
-
-
-def _schema_from_b64(text: str) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
-def _ts_ms(arr: pa.Array) -> np.ndarray:
-    """Epoch ms of a ``timestamp[ms, tz=UTC]`` array without nulls, as int64 numpy."""
-    return arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
-
-
-_UNIT_PER_MS = {"us": 1_000, "ns": 1_000_000}
-
-
-def _to_ts_type(arr: pa.Array) -> pa.Array:
-    """A timestamp array of any unit/time zone as ``timestamp[ms, tz=UTC]``; sub-ms values are floored,
-    naive values are taken as UTC (timestamps are instants: the time zone is only a display hint)."""
-    unit = arr.type.unit
-    raw = arr.cast(pa.int64())
-    if unit == "ms":
-        return raw.cast(TS_TYPE)
-    if unit == "s":
-        return pc.multiply_checked(raw, 1000).cast(TS_TYPE)
-    factor = _UNIT_PER_MS[unit]
-    mask = raw.is_null().to_numpy(zero_copy_only=False) if raw.null_count else None
-    values = np.floor_divide(raw.fill_null(0).to_numpy(zero_copy_only=False), factor)
-    return pa.array(values, pa.int64(), mask=mask).cast(TS_TYPE)
-
-
-# ------------------------------------------------------------------------------------------------
-# input normalisation
-# ------------------------------------------------------------------------------------------------
-def _as_batches(data, where: str) -> Tuple[Optional[pa.Schema], Iterator[pa.RecordBatch]]:
-    """(schema or None when unknowable, stream of record batches) of any accepted ``data``."""
-    if isinstance(data, pa.Table):
-        return data.schema, iter(data.to_batches())
-    if isinstance(data, pa.RecordBatch):
-        return data.schema, iter([data])
-    if isinstance(data, pa.RecordBatchReader):
-        return data.schema, iter(data)
-    try:
-        import pandas as pd
-
-        if isinstance(data, pd.DataFrame):
-            table = pa.Table.from_pandas(data, preserve_index=False)
-            return table.schema, iter(table.to_batches())
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
-    try:
-        it = iter(data)
-    except TypeError:
-        raise OfflineStoreError(
-            f"{where}: data must be a pyarrow Table, RecordBatch, RecordBatchReader, pandas DataFrame or an "
-            f"iterable of RecordBatches, got {type(data).__name__}") from None
-
-    def flatten(item):
-        if isinstance(item, pa.RecordBatch):
-            yield item
-        elif isinstance(item, pa.Table):
-            yield from item.to_batches()
-        else:
-            raise OfflineStoreError(f"{where}: expected pyarrow RecordBatches, got a {type(item).__name__}")
-
-    first = next(it, None)
-    if first is None:
-        return None, iter(())
-    schema = first.schema if isinstance(first, (pa.RecordBatch, pa.Table)) else None
-    if schema is None:
-        list(flatten(first))  # raises the type error
-
-    def gen():
-        yield from flatten(first)
-        for item in it:
-            yield from flatten(item)
-
-    return schema, gen()
-
-
-def _storage_schema(schema: pa.Schema, ts_column: str, where: str) -> pa.Schema:
-    """The schema files of this data are stored with: ts as ``timestamp[ms, tz=UTC]``, no metadata."""
-    names = schema.names
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise OfflineStoreError(f"{where}: duplicate column names {dup}")
-    if ts_column not in names:
-        raise OfflineStoreError(f"{where}: data has no '{ts_column}' column (the table's timestamp column); "
-                                f"columns: {names}")
-    if PARTITION_COLUMN in names:
-        raise OfflineStoreError(f"{where}: column '{PARTITION_COLUMN}' is reserved for the date partition "
-                                f"of the Parquet layout; rename it")
-    ts_type = schema.field(ts_column).type
-    if not pa.types.is_timestamp(ts_type):
-        raise OfflineStoreError(f"{where}: column '{ts_column}' must be a timestamp, got {ts_type}")
-    fields = [pa.field(f.name, TS_TYPE, f.nullable) if f.name == ts_column else f.remove_metadata() for f in schema]
-    return pa.schema(fields)
-
-
-def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema, ts_column: str, where: str) -> pa.RecordBatch:
-    """``batch`` with exactly ``schema``: columns reordered, ts converted, other types cast (safely)."""
-    names = batch.schema.names
-    if names == schema.names and all(batch.column(i).type == f.type for i, f in enumerate(schema)):
-        return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-    if sorted(names) != sorted(schema.names):
-        raise OfflineStoreError(f"{where}: a record batch has columns {names}, the data's schema has {schema.names}")
-    cols = []
-    for f in schema:
-        col = batch.column(f.name)
-        if col.type != f.type:
-            try:
-                if f.name == ts_column and pa.types.is_timestamp(col.type):
-                    col = _to_ts_type(col)
-                else:
-                    col = col.cast(f.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise OfflineStoreError(f"{where}: column '{f.name}' of type {col.type} cannot be stored as "
-                                        f"{f.type}: {str(exc).splitlines()[0]}") from None
-        cols.append(col)
-    return pa.RecordBatch.from_arrays(cols, schema=schema)
-
-
-def _conform_table(table: pa.Table, schema: pa.Schema, num_rows: int) -> pa.Table:
-    """``table`` (one file's columns) as ``schema``: missing columns (schema evolution) become nulls."""
-    cols = []
-    for f in schema:
-        if f.name in table.column_names:
-            col = table.column(f.name)
-            if col.type != f.type:
-                col = col.cast(f.type)
-        else:
-            col = pa.chunked_array([pa.nulls(num_rows, f.type)], type=f.type)
-        cols.append(col)
-    return pa.Table.from_arrays(cols, schema=schema)
-
-
-def _split_by_day(batch: pa.RecordBatch, ts_index: int, rng: Optional[Tuple[int, int]], where: str
-                  ) -> Iterator[Tuple[int, pa.RecordBatch]]:
-    """(day, rows of that UTC day) of one batch; checks ts is never null and lies in ``rng``."""
-    if batch.num_rows == 0:
-        return
-    ts = batch.column(ts_index)
-    if ts.null_count:
-        raise OfflineStoreError(f"{where}: {ts.null_count} row(s) have a null '{batch.schema.names[ts_index]}'; "
-                                f"every event needs a timestamp")
-    ms = _ts_ms(ts)
-    if rng is not None:
-        bad = (ms < rng[0]) | (ms >= rng[1])
-        if bad.any():
-            first = int(ms[int(np.argmax(bad))])
-            raise OfflineStoreError(f"{where}: row with {batch.schema.names[ts_index]} {_iso(first)} is outside "
-                                    f"the write range [{_iso(rng[0])}, {_iso(rng[1])})")
-    days = np.floor_divide(ms, DAY_MS)
-    lo, hi = int(days.min()), int(days.max())
-    if lo == hi:
-        yield lo, batch
-        return
-    order = np.argsort(days, kind="stable")
-    sorted_days = days[order]
-    taken = batch.take(pa.array(order))
-    cuts = np.flatnonzero(np.diff(sorted_days)) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [len(sorted_days)]))
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        yield int(sorted_days[s]), taken.slice(s, e - s)
-
-
-# ------------------------------------------------------------------------------------------------
-# writing files
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class _NewFile:
-    """A data file this writer owns until its version is committed."""
-
-    tmp: Path  # <table>/date=.../.tmp-<uuid>: invisible to readers
-    day: int
-    uid: str
-    rows: int = 0
-    min_ts: Optional[int] = None
-    max_ts: Optional[int] = None
-    size: int = 0
-    final: Optional[Path] = None  # set while placed under its part-... name
-    source: Optional[Path] = None  # add_files: where the file came from
-    moved: bool = False  # add_files: the source itself was renamed to ``tmp`` (move it back on failure)
-
-    def rel(self) -> str:
-        assert self.final is not None
-        return f"{PARTITION_COLUMN}={_day_str(self.day)}/{self.final.name}"
-
-    def stats(self) -> dict:
-        return {"rows": self.rows, "min_ts": self.min_ts, "max_ts": self.max_ts, "bytes": self.size}
-
-
-class _PartitionedWriter:
-    """Streams record batches into per-date Parquet files (temp names) with ~ROW_GROUP_ROWS row groups.
-
-    Memory is bounded: rows are buffered per date until a full row group is ready, or until all
-    buffers together pass MAX_BUFFERED_BYTES (then the largest is flushed as a smaller row group); at
-    most MAX_OPEN_FILES writers are open (the least recently used is closed; its date continues in a
-    new file)."""
-
-    def __init__(self, table_dir: Path, schema: pa.Schema, ts_column: str):
-        self.dir = table_dir
-        self.schema = schema
-        self.ts_column = ts_column
-        self.buffers: dict = {}  # day -> [batches]
-        self.buffered_rows: dict = {}
-        self.buffered_bytes: dict = {}
-        self.total_bytes = 0
-        self.open: "OrderedDict[int, Tuple[pq.ParquetWriter, _NewFile]]" = OrderedDict()
-        self.files: List[_NewFile] = []
-
-    def add(self, day: int, batch: pa.RecordBatch) -> None:
-        n = batch.num_rows
-        if n == 0:
-            return
-        size = batch.nbytes
-        self.buffers.setdefault(day, []).append(batch)
-        self.buffered_rows[day] = self.buffered_rows.get(day, 0) + n
-        self.buffered_bytes[day] = self.buffered_bytes.get(day, 0) + size
-        self.total_bytes += size
-        if self.buffered_rows[day] >= ROW_GROUP_ROWS:
-            self._flush(day, full_groups_only=True)
-        while self.total_bytes > MAX_BUFFERED_BYTES and self.buffers:
-            self._flush(max(self.buffered_bytes, key=lambda d: self.buffered_bytes[d]))
-
-    def _flush(self, day: int, full_groups_only: bool = False) -> None:
-        batches = self.buffers.pop(day)
-        rows = self.buffered_rows.pop(day)
-        self.total_bytes -= self.buffered_bytes.pop(day)
-        table = pa.Table.from_batches(batches, schema=self.schema)
-        if full_groups_only:
-            n = (rows // ROW_GROUP_ROWS) * ROW_GROUP_ROWS
-            rest = table.slice(n)
-            table = table.slice(0, n)
-            if rest.num_rows:
-                for b in rest.to_batches():
-                    if b.num_rows:
-                        self.buffers.setdefault(day, []).append(b)
-                        self.buffered_rows[day] = self.buffered_rows.get(day, 0) + b.num_rows
-                        self.buffered_bytes[day] = self.buffered_bytes.get(day, 0) + b.nbytes
-                        self.total_bytes += b.nbytes
-        if table.num_rows:
-            self._write(day, table)
-
-    def _write(self, day: int, table: pa.Table) -> None:
-        entry = self.open.get(day)
-        if entry is None:
-            if len(self.open) >= MAX_OPEN_FILES:
-                self._close(next(iter(self.open)))
-            folder = self.dir / f"{PARTITION_COLUMN}={_day_str(day)}"
-            folder.mkdir(parents=True, exist_ok=True)
-            uid = uuid.uuid4().hex
-            nf = _NewFile(tmp=folder / f"{TMP_PREFIX}{uid}", day=day, uid=uid[:8])
-            self.files.append(nf)  # owned from now on: abort() deletes it
-            entry = (pq.ParquetWriter(str(nf.tmp), self.schema, **PARQUET_OPTIONS), nf)
-            self.open[day] = entry
-        self.open.move_to_end(day)
-        writer, nf = entry
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        ms = _ts_ms(table.column(self.ts_column).combine_chunks())
-        lo, hi = int(ms.min()), int(ms.max())
-        nf.rows += table.num_rows
-        nf.min_ts = lo if nf.min_ts is None else min(nf.min_ts, lo)
-        nf.max_ts = hi if nf.max_ts is None else max(nf.max_ts, hi)
-        if nf.rows >= MAX_ROWS_PER_FILE:
-            self._close(day)
-
-    def _close(self, day: int) -> None:
-        writer, nf = self.open.pop(day)
-        writer.close()
-        _fsync_file(nf.tmp)
-        nf.size = nf.tmp.stat().st_size
-
-    def close(self) -> List[_NewFile]:
-        for day in list(self.buffers):
-            self._flush(day)
-        for day in list(self.open):
-            self._close(day)
-        return self.files
-
-    def abort(self) -> None:
-        for day in list(self.open):
-            writer, _ = self.open.pop(day)
-            try:
-                writer.close()
-            except Exception:
-                pass
-        for nf in self.files:
-            _unlink(nf.tmp)
-        self.files = []
-
-
-def _unlink(path: Path) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-
-
-# ------------------------------------------------------------------------------------------------
-# the table
-# ------------------------------------------------------------------------------------------------
-class _Txn:
-    """The files one write owns; deleted (or moved back) unless its version was committed."""
-
-    def __init__(self):
-        self.files: List[_NewFile] = []
-        self.committed = False
-
-    def discard(self, files: Iterable[_NewFile]) -> None:
-        for nf in files:
-            path = nf.final or nf.tmp
-            if nf.moved and nf.source is not None:
-                try:
-                    os.rename(path, nf.source)
-                    continue
-                except OSError:
-                    pass
-            _unlink(path)
-
-    def abort(self) -> None:
-        if not self.committed:
-            self.discard(self.files)
-            self.files = []
-
-
-Plan = Tuple[List[str], List[_NewFile], pa.Schema]  # (kept relative paths of the base, new files, schema)
-
-
-class OfflineTable:
+from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, ...: re-exported)
+    DAY_MS, DEFAULT_TS_COLUMN, ORPHAN_GRACE_SECONDS, PARTITION_COLUMN, ROW_GROUP_ROWS, TMP_PREFIX, TS_TYPE, _NAME_RE,
+    Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _NewFile,
+    _PartitionedWriter, _schema_from_b64, _split_by_day, _storage_schema, _to_ts_type, _ts_ms, _Txn, _unlink)
+from featurestore.stores import time_ranges
+from featurestore.stores.offline_log import (ANY, CommitConflict, Plan, TableLog, _app, _check_after,  # noqa: F401
+                                            _committed_app, _committed_app_version)
+from featurestore.stores.time_ranges import Ranges
+
+
+class OfflineTable(TableLog):
     """One versioned table of events (see the module docstring and ``docs/offline-store.md``).
 
     >>> t = OfflineTable("/data/offline", "user_spend")                       # doctest: +SKIP
     >>> v = t.write_range(arrow_table, start_ms, end_ms)                      # doctest: +SKIP
     >>> t.read(v).num_rows, t.files(v)[:1]                                    # doctest: +SKIP
     """
-
-    def __init__(self, root: Union[Path, str], name: str, ts_column: Optional[str] = None):
-        if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
-            raise OfflineStoreError(f"invalid offline table name {name!r}: use letters, digits, '_', '-', '.' "
-                                    f"(starting with a letter or digit, at most 200 characters)")
-        self.root = Path(root)
-        self.name = name
-        self.path = self.root / name
-        self._log = self.path / LOG_DIR
-        # Outside the table folder, so no directory reader (dask included) ever sees superseded rows.
-        self._archive = self.root / ARCHIVE_DIR / name
-        self._ts_column = ts_column
-
-    def __repr__(self) -> str:
-        return f"OfflineTable({str(self.root)!r}, {self.name!r})"
-
-    @property
-    def _where(self) -> str:
-        return f"offline table '{self.name}'"
-
-    # -- versions and manifests ------------------------------------------------------------------
-    def _versions(self) -> List[int]:
-        try:
-            names = os.listdir(self._log)
-        except FileNotFoundError:
-            return []
-        return sorted(int(m.group(1)) for m in map(_MANIFEST_RE.match, names) if m)
-
-    @property
-    def version(self) -> Optional[int]:
-        """The latest version, ``None`` when the table has never been written."""
-        versions = self._versions()
-        return versions[-1] if versions else None
-
-    def app_seq(self, app_id: str) -> Optional[int]:
-        """The ``seq`` the latest version recorded for ``app_id`` (see :meth:`append`); None if never."""
-        return _recorded_seq(self._latest_manifest(), app_id)
-
-    @property
-    def ts_column(self) -> str:
-        """The event-time column: recorded in the manifests; ``ts`` unless the table was created otherwise."""
-        latest = self._latest_manifest()
-        if latest is not None:
-            return latest.get("ts_column", DEFAULT_TS_COLUMN)
-        return self._ts_column or DEFAULT_TS_COLUMN
-
-    def _manifest_path(self, version: int) -> Path:
-        return self._log / f"{version:08d}.json"
-
-    def _read_manifest(self, version: int) -> Optional[dict]:
-        path = self._manifest_path(version)
-        for attempt in range(10):
-            try:
-                with open(path, "rb") as f:
-                    return json.loads(f.read())
-            except FileNotFoundError:
-                return None
-            except json.JSONDecodeError:
-                # only possible on filesystems without hard links, where the manifest is written in place
-                time.sleep(0.01 * (attempt + 1))
-        raise OfflineStoreError(f"{self._where}: manifest {path} is not valid JSON")
-
-    def _latest_manifest(self) -> Optional[dict]:
-        for v in reversed(self._versions()):
-            m = self._read_manifest(v)
-            if m is not None:
-                return m
-        return None
-
-    def manifest(self, version: Optional[int] = None) -> dict:
-        """The manifest of ``version`` (default: the latest) as stored in ``_log/<version>.json``."""
-        if version is None:
-            m = self._latest_manifest()
-            if m is None:
-                raise OfflineStoreError(f"{self._where} does not exist under {self.root} (never written)")
-            return m
-        version = _as_ms(version, "version")
-        m = self._read_manifest(version)
-        if m is None:
-            versions = self._versions()
-            if not versions:
-                raise OfflineStoreError(f"{self._where} does not exist under {self.root} (never written)")
-            if version < versions[0]:
-                raise OfflineStoreError(f"{self._where}: version {version} was expired "
-                                        f"(oldest kept version is {versions[0]})")
-            raise OfflineStoreError(f"{self._where}: version {version} does not exist (latest is {versions[-1]})")
-        return m
-
-    def history(self) -> List[dict]:
-        """The manifests of every version still kept, oldest first."""
-        out = []
-        for v in self._versions():
-            m = self._read_manifest(v)
-            if m is not None:
-                out.append(m)
-        return out
-
-    def schema(self, version: Optional[int] = None) -> pa.Schema:
-        """The Arrow schema of ``version`` (default: the latest)."""
-        return _schema_from_b64(self.manifest(version)["arrow_schema"])
-
-    # -- reading ------------------------------------------------------------------------------------
-    def _locate(self, rel: str) -> Optional[Path]:
-        for p in (self.path / rel, self._archive / rel):
-            if p.exists():
-                return p
-        return None
-
-    def _open(self, rel: str, version: int):
-        # live path first, then the archive: a file moves (atomically) only from the former to the latter
-        for p in (self.path / rel, self._archive / rel):
-            try:
-                return open(p, "rb")
-            except FileNotFoundError:
-                continue
-        raise OfflineStoreError(f"{self._where}: file {rel} of version {version} is gone (was the version expired?)")
-
-    def files(self, version: Optional[int] = None) -> List[str]:
-        """Absolute paths of the files of ``version`` (default: the latest), each at its live path or,
-        once superseded, under ``_archive/``. A later commit may archive a live file after this returns:
-        read through :meth:`read`, or retry with ``files()`` again, when writers run concurrently."""
-        m = self.manifest(version)
-        out = []
-        for rel in m["files"]:
-            p = self._locate(rel)
-            if p is None:
-                raise OfflineStoreError(f"{self._where}: file {rel} of version {m['version']} is gone "
-                                        f"(was the version expired?)")
-            out.append(str(p.absolute()))
-        return out
-
-    def read(self, version: Optional[int] = None, columns: Optional[List[str]] = None) -> pa.Table:
-        """All rows of ``version`` (default: the latest) as one Arrow table with the version's schema
-        (row order unspecified). ``columns`` selects columns. An empty version gives an empty table."""
-        m = self.manifest(version)
-        schema = _schema_from_b64(m["arrow_schema"])
-        if columns is not None:
-            unknown = [c for c in columns if c not in schema.names]
-            if unknown:
-                raise OfflineStoreError(f"{self._where}: unknown column(s) {unknown}; columns: {schema.names}")
-            schema = pa.schema([schema.field(c) for c in columns])
-        parts = []
-        for rel in m["files"]:
-            with self._open(rel, m["version"]) as f:
-                pf = pq.ParquetFile(f)
-                present = [c for c in schema.names if c in pf.schema_arrow.names]
-                t = pf.read(columns=present)
-                parts.append(_conform_table(t, schema, pf.metadata.num_rows))
-        if not parts:
-            return schema.empty_table()
-        return pa.concat_tables(parts)
-
-    # -- writing --------------------------------------------------------------------------------------
-    def _resolved_ts_column(self, base: Optional[dict]) -> str:
-        recorded = base.get("ts_column", DEFAULT_TS_COLUMN) if base else None
-        if recorded and self._ts_column and recorded != self._ts_column:
-            raise OfflineStoreError(f"{self._where}: its timestamp column is '{recorded}', "
-                                    f"not '{self._ts_column}'")
-        return recorded or self._ts_column or DEFAULT_TS_COLUMN
 
     def _write_stream(self, txn: _Txn, schema: pa.Schema, batches: Iterator[pa.RecordBatch], ts_column: str,
                       rng: Optional[Tuple[int, int]]) -> List[_NewFile]:
@@ -669,20 +83,9 @@ class OfflineTable:
                                         f"{old.field(i).type} in the table")
         return pa.unify_schemas([old, new])
 
-    def _file_stats(self, base: dict, rel: str) -> dict:
-        st = base.get("file_stats", {}).get(rel)
-        if st is not None:
-            return st
-        ts_column = base.get("ts_column", DEFAULT_TS_COLUMN)  # older/foreign manifests: compute them
-        with self._open(rel, base["version"]) as f:
-            pf = pq.ParquetFile(f)
-            ts = pf.read(columns=[ts_column]).column(0).combine_chunks()
-        ms = _ts_ms(ts)
-        return {"rows": len(ms), "min_ts": int(ms.min()) if len(ms) else None,
-                "max_ts": int(ms.max()) if len(ms) else None}
-
-    def _rewrite_outside(self, txn: _Txn, base: dict, rel: str, start: int, end: int) -> List[_NewFile]:
-        """New file(s) with the rows of ``rel`` outside ``[start, end)`` (same schema, same date)."""
+    def _rewrite_keeping(self, txn: _Txn, base: dict, rel: str, drop: Ranges) -> List[_NewFile]:
+        """New file(s) with the rows of ``rel`` whose time is in none of the ranges ``drop`` (same schema,
+        same date)."""
         ts_column = base.get("ts_column", DEFAULT_TS_COLUMN)
         with self._open(rel, base["version"]) as f:
             pf = pq.ParquetFile(f)
@@ -692,8 +95,7 @@ class OfflineTable:
             try:
                 for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-                    ms = _ts_ms(batch.column(ts_index))
-                    keep = (ms < start) | (ms >= end)
+                    keep = ~time_ranges.inside(_ts_ms(batch.column(ts_index)), drop)
                     if keep.any():
                         kept = batch.filter(pa.array(keep))
                         for day, part in _split_by_day(kept, ts_index, None, self._where):
@@ -705,139 +107,48 @@ class OfflineTable:
         txn.files.extend(files)
         return files
 
-    def _place(self, files: List[_NewFile], version: int) -> None:
-        """Give the new files their final names (they become visible to glob readers)."""
-        dirs = set()
-        for nf in files:
-            name = f"part-{version:08d}-{nf.uid}.parquet"
-            final = nf.tmp.parent / name
-            while final.exists():  # astronomically unlikely: same version, same 8 hex digits, same date
-                nf.uid = uuid.uuid4().hex[:8]
-                final = nf.tmp.parent / f"part-{version:08d}-{nf.uid}.parquet"
-            os.utime(nf.tmp)  # expire() leaves unreferenced files alone for a grace period from now
-            os.rename(nf.tmp, final)
-            nf.final = final
-            dirs.add(final.parent)
-        for d in dirs:
-            _fsync_dir(d)
-
-    def _unplace(self, files: List[_NewFile]) -> None:
-        for nf in files:
-            if nf.final is not None:
-                os.rename(nf.final, nf.tmp)
-                nf.final = None
-
-    def _write_manifest(self, version: int, manifest: dict) -> None:
-        """Create ``_log/<version>.json`` complete and exclusively; FileExistsError if another writer has it."""
-        self._log.mkdir(parents=True, exist_ok=True)
-        final = self._manifest_path(version)
-        tmp = self._log / f"{TMP_PREFIX}{uuid.uuid4().hex}"  # no .json: never matches _log/*.json
-        payload = json.dumps(manifest, indent=1).encode("utf-8")
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            if DURABLE:
-                os.fsync(f.fileno())
-        try:
-            try:
-                os.link(tmp, final)  # atomic and exclusive: fails with FileExistsError if the name is taken
-            except FileExistsError:
-                raise
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK,
-                                     errno.ENOSYS):
-                    raise
-                # no hard links on this filesystem: exclusive create, then write (readers retry on partial JSON)
-                fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    os.write(fd, payload)
-                    if DURABLE:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-        finally:
-            _unlink(tmp)
-        _fsync_dir(self._log)
-
-    def _archive_files(self, rels: Iterable[str]) -> None:
-        for rel in rels:
-            src, dst = self.path / rel, self._archive / rel
-            try:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(src, dst)
-            except FileNotFoundError:
-                pass  # already archived (expire() repairs crashed commits too)
-            except OSError as exc:  # the commit stands; expire() will archive it later
-                warnings.warn(f"{self._where}: could not archive superseded file {rel}: {exc}")
-
-    def _commit(self, txn: _Txn, operation: str, build: Callable[[Optional[dict]], Plan],
-                rng: Optional[Tuple[int, int]] = None, app: Optional[Tuple[str, int]] = None,
-                after: object = _ANY) -> int:
-        """Commit the next version: optimistic, retried on the base that won until it succeeds."""
-        delay = 0.002
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            base = self._latest_manifest()
-            if app is not None:
-                _check_after(base, app, after, self._where)
-                done = _committed_app_version(base, app)
-                if done is not None:
-                    return done
-            kept, new, schema = build(base)
-            ts_column = self._resolved_ts_column(base)
-            version = (base["version"] if base else 0) + 1
-            if self._manifest_path(version).exists():  # lost already: do not even show our files
-                time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, 0.25)
+    def _without(self, txn: _Txn, base: dict, drop: Ranges, rewrites: dict) -> Tuple[List[str], List[_NewFile]]:
+        """The base without its rows in the ranges ``drop``: (base files kept as they are, new files with
+        the other rows of the files partly in them). ``rewrites`` keeps those new files across commit
+        attempts (relative path -> files); the rewrite of a file a concurrent commit removed is dropped."""
+        live = set(base["files"])
+        for rel in list(rewrites):
+            if rel not in live:
+                txn.discard(rewrites.pop(rel))
+        kept: List[str] = []
+        new: List[_NewFile] = []
+        for rel in base["files"]:
+            day = _day_of_rel(rel)
+            first, last = day * DAY_MS, (day + 1) * DAY_MS - 1
+            if not time_ranges.touches(drop, first, last):
+                kept.append(rel)
                 continue
-            self._place(new, version)
-            stats = {rel: self._file_stats(base, rel) for rel in kept} if base else {}
-            for nf in new:
-                stats[nf.rel()] = nf.stats()
-            files = sorted(stats)
-            removed = sorted(set(base["files"]) - set(files)) if base else []
-            txns = dict(base.get("txns", {})) if base else {}
-            if app is not None:
-                txns[app[0]] = {"seq": app[1], "version": version}
-            manifest = {
-                "format": FORMAT_VERSION,
-                "table": self.name,
-                "version": version,
-                "created_at": _now_iso(),
-                "operation": operation,
-                "range": list(rng) if rng is not None else None,
-                "files": files,
-                "rows": sum(s["rows"] for s in stats.values()),
-                "schema": [[f.name, str(f.type)] for f in schema],
-                "ts_column": ts_column,
-                "partitioning": {"column": PARTITION_COLUMN, "by": f"UTC date of {ts_column}"},
-                "added": sorted(nf.rel() for nf in new),
-                "removed": removed,
-                "file_stats": {rel: stats[rel] for rel in files},
-                "arrow_schema": _schema_to_b64(schema),
-                "txns": txns,
-            }
-            try:
-                self._write_manifest(version, manifest)
-            except FileExistsError:  # another writer committed this version first: re-base and retry
-                self._unplace(new)
-                time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, 0.25)
-                continue
-            txn.committed = True
-            self._archive_files(removed)
-            return version
-        raise OfflineStoreError(f"{self._where}: gave up after {MAX_COMMIT_ATTEMPTS} conflicting commits")
+            if time_ranges.covers(drop, first, last):
+                continue  # the whole date
+            st = self._file_stats(base, rel)
+            if st["rows"] == 0 or not time_ranges.touches(drop, st["min_ts"], st["max_ts"]):
+                kept.append(rel)
+            elif not time_ranges.covers(drop, st["min_ts"], st["max_ts"]):
+                if rel not in rewrites:
+                    rewrites[rel] = self._rewrite_keeping(txn, base, rel, drop)
+                new.extend(rewrites[rel])
+        return kept, new
 
-    def write_range(self, data: Data, start_ms: int, end_ms: int) -> int:
+    def write_range(self, data: Data, start_ms: int, end_ms: Optional[int]) -> int:
         """Replace every row with ``start_ms <= ts < end_ms`` by the rows of ``data``; returns the new version.
 
         ``data`` is streamed (a RecordBatchReader or an iterable of RecordBatches is never held in memory
         as a whole) and must lie in the range, else nothing is committed. Dates fully inside the range
         are dropped and rewritten; files of partly covered dates that straddle a range boundary are
         rewritten with their rows outside the range. Re-running a range is idempotent; empty ``data``
-        commits a version without the range's rows."""
-        start, end = _as_ms(start_ms, "start_ms"), _as_ms(end_ms, "end_ms")
-        if start >= end:
+        commits a version without the range's rows. ``end_ms=None``: the range ends just after the last
+        row of ``data`` (nothing is replaced when ``data`` is empty).
+
+        The range becomes the batch face's (``batch_ranges`` in the manifest): :meth:`commit_stream`
+        never adds a row inside it."""
+        start = _as_ms(start_ms, "start_ms")
+        end = None if end_ms is None else _as_ms(end_ms, "end_ms")
+        if end is not None and start >= end:
             raise OfflineStoreError(f"{self._where}: empty write range [{_iso(start)}, {_iso(end)}): "
                                     f"start_ms must be before end_ms")
         txn = _Txn()
@@ -845,44 +156,29 @@ class OfflineTable:
             schema_in, batches = _as_batches(data, self._where)
             ts_column = self._resolved_ts_column(self._latest_manifest())
             schema = _storage_schema(schema_in, ts_column, self._where) if schema_in is not None else None
-            data_files = self._write_stream(txn, schema, batches, ts_column, (start, end)) if schema else []
+            rng = (start, time_ranges.MAX_MS if end is None else end)
+            data_files = self._write_stream(txn, schema, batches, ts_column, rng) if schema else []
+            if end is None:
+                last = [nf.max_ts for nf in data_files if nf.max_ts is not None]
+                end = max(last) + 1 if last else start
+            drop = [[start, end]] if start < end else []
             rewrites: dict = {}  # relative path of a base file -> its rows outside the range (new files)
-            first_day, last_day = start // DAY_MS, (end - 1) // DAY_MS
 
             def build(base: Optional[dict]) -> Plan:
+                owned = (base or {}).get("batch_ranges", [])
+                fields = {"range": drop[0] if drop else None, "batch_ranges": time_ranges.add(owned, start, end)}
                 unified = self._unify(base, schema, ts_column)
                 if base is None:
-                    return [], list(data_files), unified
-                kept: List[str] = []
-                new: List[_NewFile] = list(data_files)
-                live = set(base["files"])
-                for rel in list(rewrites):  # a concurrent commit replaced the file: drop our rewrite of it
-                    if rel not in live:
-                        txn.discard(rewrites.pop(rel))
-                for rel in base["files"]:
-                    day = _day_of_rel(rel)
-                    if day < first_day or day > last_day:
-                        kept.append(rel)
-                        continue
-                    if start <= day * DAY_MS and (day + 1) * DAY_MS <= end:
-                        continue  # date fully inside the range
-                    st = self._file_stats(base, rel)
-                    if st["rows"] == 0 or st["max_ts"] < start or st["min_ts"] >= end:
-                        kept.append(rel)
-                    elif start <= st["min_ts"] and st["max_ts"] < end:
-                        continue  # every row of the file is in the range
-                    else:
-                        if rel not in rewrites:
-                            rewrites[rel] = self._rewrite_outside(txn, base, rel, start, end)
-                        new.extend(rewrites[rel])
-                return kept, new, unified
+                    return [], list(data_files), unified, fields
+                kept, rewritten = self._without(txn, base, drop, rewrites)
+                return kept, list(data_files) + rewritten, unified, fields
 
-            return self._commit(txn, "write_range", build, rng=(start, end))
+            return self._commit(txn, "write_range", build)
         finally:
             txn.abort()
 
     def append(self, data: Data, *, app_id: Optional[str] = None, seq: Optional[int] = None,
-               after_seq: object = _ANY) -> int:
+               after_seq: object = ANY) -> int:
         """Add the rows of ``data`` (any timestamps); returns the new version.
 
         With ``app_id`` and ``seq`` the append is idempotent per application: when the table already
@@ -894,7 +190,7 @@ class OfflineTable:
         each append the items after the recorded position then never append an item twice, however
         they race (the log shipper's use)."""
         app = _app(app_id, seq, self._where)
-        if after_seq is not _ANY and app is None:
+        if after_seq is not ANY and app is None:
             raise OfflineStoreError(f"{self._where}: after_seq needs app_id and seq")
         txn = _Txn()
         try:
@@ -910,7 +206,7 @@ class OfflineTable:
             new = self._write_stream(txn, schema, batches, ts_column, None) if schema else []
 
             def build(base: Optional[dict]) -> Plan:
-                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column)
+                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column), {}
 
             return self._commit(txn, "append", build, app=app, after=after_seq)
         finally:
@@ -968,7 +264,7 @@ class OfflineTable:
                     sources_to_delete.append(p)
 
             def build(base: Optional[dict]) -> Plan:
-                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column)
+                return (list(base["files"]) if base else []), list(new), self._unify(base, schema, ts_column), {}
 
             version = self._commit(txn, "add_files", build, app=app)
             if txn.committed:
@@ -977,6 +273,170 @@ class OfflineTable:
             return version
         finally:
             txn.abort()
+
+    def commit_stream(self, files: List[Union[Path, str]], *, app_id: str, seq: int, topic: str,
+                      fingerprint: Optional[str] = None, partition_column: str, offset_column: str,
+                      keep_offsets: bool = False, rebuild: bool = False, restart: bool = False,
+                      count_column: Optional[str] = None) -> "StreamCommit":
+        """Add the rows of a streaming job's Parquet ``files`` (each row carries the Kafka partition and
+        offset of its record) that the table does not hold yet; returns a :class:`StreamCommit`.
+
+        * A row whose time lies in a range the batch face owns (``batch_ranges``: every range a
+          :meth:`write_range` replaced) is not added: the backfill holds that event.
+        * A row whose offset is below the table's next offset for its partition (``stream.next_offsets``)
+          is not added: an earlier commit holds it (a job started afresh re-reads the topic).
+        * ``app_id``/``seq``: a seq already recorded commits nothing (a committer replaying its intent).
+
+        The offsets move past every row of ``files``, added or not; ``keep_offsets`` keeps the two columns
+        in the stored rows (dead letters), else they are dropped. ``rebuild=True`` (the view's definition
+        changed since the stream last wrote the table): every row outside the batch ranges is replaced by
+        the rows of ``files``, the whole topic re-read under the new definition, and the offsets start
+        over under ``fingerprint``. ``restart=True``: the offsets start over under the new ``topic`` and
+        ``fingerprint``, every row is kept. Without either, a table streamed from another topic or under
+        another ``fingerprint`` is refused. ``count_column``: count the added rows per value of it."""
+        app = _app(app_id, seq, self._where)
+        if app is None:
+            raise OfflineStoreError(f"{self._where}: commit_stream needs app_id and seq (its idempotency token)")
+        base = self._latest_manifest()
+        done = _committed_app(base, app)
+        if done is not None:
+            return StreamCommit(int(done["version"]), int(done.get("rows", 0)), dict(done.get("counts", {})))
+        ts_column = self._resolved_ts_column(base)
+        sources = [self._stream_file(Path(p), ts_column, partition_column, offset_column, keep_offsets) for p in files]
+        schema = None
+        for src in sources:
+            try:
+                schema = src.schema if schema is None else pa.unify_schemas([schema, src.schema])
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise OfflineStoreError(f"{self._where}: {src.path} does not match the other files' schema: "
+                                        f"{str(exc).splitlines()[0]}") from None
+        self._unify(base, schema, ts_column)  # type conflicts with the table fail before anything is written
+        txn = _Txn()
+        derived: dict = {"key": None}
+        rewrites: dict = {"key": None, "files": {}}
+
+        def build(base: Optional[dict]) -> Plan:
+            record = (base or {}).get("stream")
+            if record is not None and not (rebuild or restart) and \
+                    (record.get("topic"), record.get("fingerprint")) != (topic, fingerprint):
+                raise OfflineStoreError(
+                    f"{self._where} was streamed from topic '{record.get('topic')}' under definition "
+                    f"{str(record.get('fingerprint'))[:12]}, not '{topic}' under {str(fingerprint)[:12]}: "
+                    "its streamed rows must be rebuilt (commit_stream(rebuild=True))")
+            nexts = {} if rebuild or restart or record is None else \
+                {int(k): int(v) for k, v in record["next_offsets"].items()}
+            owned = (base or {}).get("batch_ranges", [])
+            key = json.dumps([sorted(nexts.items()), owned])
+            if key != derived["key"]:  # first attempt, or a concurrent commit changed what the table holds
+                txn.discard(derived.get("files", []))
+                derived.update(self._filter_stream(txn, sources, ts_column, partition_column, offset_column,
+                                                   keep_offsets, nexts, owned, count_column), key=key)
+            kept = list(base["files"]) if base else []
+            new = list(derived["files"])
+            if rebuild and base is not None:
+                drop = time_ranges.complement(owned)
+                if rewrites["key"] != json.dumps(drop):
+                    for old in rewrites["files"].values():
+                        txn.discard(old)
+                    rewrites.update(key=json.dumps(drop), files={})
+                kept, rewritten = self._without(txn, base, drop, rewrites["files"])
+                new += rewritten
+            offsets = dict(nexts)
+            for part, last in derived["seen"].items():
+                offsets[part] = max(offsets.get(part, 0), last + 1)
+            stream = {"topic": topic, "fingerprint": fingerprint,
+                      "next_offsets": {str(k): v for k, v in sorted(offsets.items())}}
+            return kept, new, self._unify(base, schema, ts_column), {
+                "stream": stream, "txn": {"rows": derived["rows"], "counts": derived["counts"]}}
+
+        try:
+            version = self._commit(txn, "stream_rebuild" if rebuild else "stream", build, app=app)
+            if not txn.committed:  # another committer with this app_id recorded the seq first
+                rec = _committed_app(self._latest_manifest(), app) or {}
+                return StreamCommit(version, int(rec.get("rows", 0)), dict(rec.get("counts", {})))
+            return StreamCommit(version, derived["rows"], derived["counts"])
+        finally:
+            txn.abort()
+
+    def _stream_file(self, path: Path, ts_column: str, partition_column: str, offset_column: str,
+                     keep_offsets: bool) -> "_StreamFile":
+        where = f"{self._where}: {path}"
+        try:
+            with open(path, "rb") as f:
+                pf = pq.ParquetFile(f)
+                file_schema = pa.schema([fld.remove_metadata() for fld in pf.schema_arrow])
+                for c in (partition_column, offset_column):
+                    if c not in file_schema.names:
+                        raise OfflineStoreError(f"{where}: no '{c}' column (the Kafka partition and offset of "
+                                                "each row)")
+                spans = _file_spans(pf, partition_column, offset_column)
+        except FileNotFoundError:
+            raise OfflineStoreError(f"{where}: no such file") from None
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise OfflineStoreError(f"{where}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+        stored = file_schema if keep_offsets else pa.schema(
+            [f for f in file_schema if f.name not in (partition_column, offset_column)])
+        return _StreamFile(path, _storage_schema(stored, ts_column, where), spans)
+
+    def _filter_stream(self, txn: _Txn, sources: List["_StreamFile"], ts_column: str, partition_column: str,
+                       offset_column: str, keep_offsets: bool, nexts: Dict[int, int], owned: Ranges,
+                       count_column: Optional[str]) -> dict:
+        """Write the rows of ``sources`` the table does not hold (see :meth:`commit_stream`) as new files."""
+        # Files of one run never share a record; files of two runs can (a committer that saw the files of
+        # a run started afresh before those of the run it replaced): then a record is taken from the first.
+        overlap = _spans_overlap([src.spans for src in sources])
+        taken = np.empty(0, dtype=np.int64)
+        seen: Dict[int, int] = {}
+        rows = 0
+        counts: Dict[str, int] = {}
+        writers: Dict[str, _PartitionedWriter] = {}
+        try:
+            for src in sources:
+                for part, (_lo, hi) in src.spans.items():
+                    seen[part] = max(seen.get(part, -1), hi)
+                keys_here = []
+                with open(src.path, "rb") as f:
+                    pf = pq.ParquetFile(f)
+                    writer = writers.get(src.schema.to_string())
+                    if writer is None:
+                        writer = writers[src.schema.to_string()] = _PartitionedWriter(self.path, src.schema, ts_column)
+                    ts_index = src.schema.get_field_index(ts_column)
+                    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
+                        part = batch.column(partition_column).to_numpy(zero_copy_only=False).astype(np.int64)
+                        off = batch.column(offset_column).to_numpy(zero_copy_only=False).astype(np.int64)
+                        keep = np.ones(batch.num_rows, dtype=bool)
+                        if nexts:
+                            uniq, inverse = np.unique(part, return_inverse=True)
+                            keep &= off >= np.array([nexts.get(int(p), 0) for p in uniq], dtype=np.int64)[inverse]
+                        if overlap:
+                            keys = (part << 40) | off
+                            keep &= ~np.isin(keys, taken)
+                            keys_here.append(keys)
+                        if owned:
+                            ts = batch.column(ts_column)
+                            ts = _to_ts_type(ts) if ts.type != TS_TYPE else ts
+                            keep &= ~time_ranges.inside(_ts_ms(ts.fill_null(0)), owned)
+                        if not keep.any():
+                            continue
+                        kept = batch.filter(pa.array(keep))
+                        if not keep_offsets:
+                            kept = kept.drop_columns([partition_column, offset_column])
+                        kept = _conform_batch(kept, src.schema, ts_column, self._where)
+                        rows += kept.num_rows
+                        if count_column is not None:
+                            for value, n in Counter(kept.column(count_column).to_pylist()).items():
+                                counts[str(value)] = counts.get(str(value), 0) + n
+                        for day, piece in _split_by_day(kept, ts_index, None, self._where):
+                            writer.add(day, piece)
+                if keys_here:
+                    taken = np.union1d(taken, np.concatenate(keys_here))
+            new = [nf for w in writers.values() for nf in w.close()]
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        txn.files.extend(new)
+        return {"files": new, "rows": rows, "counts": counts, "seen": seen}
 
     def _inspect(self, path: Path, ts_column: str) -> Tuple[pa.Schema, int, Optional[int], Optional[int]]:
         """(storage-checked arrow schema, rows, min ts ms, max ts ms) of a Parquet file to add."""
@@ -1024,90 +484,62 @@ class OfflineTable:
         txn.files.append(nf)
         return nf
 
-    # -- retention --------------------------------------------------------------------------------------
-    def expire(self, keep_last: int, *, grace_seconds: float = ORPHAN_GRACE_SECONDS) -> int:
-        """Keep the last ``keep_last`` versions; delete older manifests and every file only they used.
-
-        Older versions become unreadable. Also tidies up after crashed writers: a superseded file a
-        crash left in the live tree is archived (or deleted), and uncommitted files and temp files older
-        than ``grace_seconds`` are deleted. Returns the number of Parquet files deleted."""
-        keep_last = _as_ms(keep_last, "keep_last")
-        if keep_last < 1:
-            raise OfflineStoreError(f"{self._where}: keep_last must be at least 1, got {keep_last}")
-        versions = self._versions()
-        if not versions:
-            return 0
-        manifests = {v: m for v in versions if (m := self._read_manifest(v)) is not None}
-        if not manifests:
-            return 0
-        kept_versions = sorted(manifests)[-keep_last:]
-        referenced = set().union(*(manifests[v]["files"] for v in kept_versions))
-        latest_files = set(manifests[kept_versions[-1]]["files"])
-        ever = set().union(*(m["files"] for m in manifests.values()))
-        for v in sorted(manifests):
-            if v < kept_versions[0]:
-                _unlink(self._manifest_path(v))
-        deleted = 0
-        if self._archive.is_dir():
-            for p in sorted(self._archive.glob(f"{PARTITION_COLUMN}=*/*")):
-                rel = f"{p.parent.name}/{p.name}"
-                if rel not in referenced and p.is_file() and _unlink(p):
-                    deleted += 1
-        now = time.time()
-
-        def old(p: Path) -> bool:
-            try:
-                return now - p.stat().st_mtime > grace_seconds
-            except FileNotFoundError:
-                return False
-
-        for folder in sorted(self.path.glob(f"{PARTITION_COLUMN}=*")):
-            if not folder.is_dir():
-                continue
-            for p in sorted(folder.iterdir()):
-                rel = f"{folder.name}/{p.name}"
-                if p.name.startswith(TMP_PREFIX):
-                    if old(p):
-                        _unlink(p)
-                elif _PART_RE.match(p.name) and rel not in latest_files:
-                    if rel in referenced:
-                        self._archive_files([rel])  # superseded, but its writer died before archiving it
-                    elif rel in ever or old(p):  # expired, or never committed (a writer died mid-commit)
-                        if _unlink(p):
-                            deleted += 1
-        if self._log.is_dir():
-            for p in self._log.glob(f"{TMP_PREFIX}*"):
-                if old(p):
-                    _unlink(p)
-        return deleted
 
 
-def _app(app_id: Optional[str], seq: Optional[int], where: str) -> Optional[Tuple[str, int]]:
-    if app_id is None and seq is None:
-        return None
-    if not isinstance(app_id, str) or not app_id or seq is None:
-        raise OfflineStoreError(f"{where}: app_id (a non-empty string) and seq (an integer) go together")
-    return app_id, _as_ms(seq, "seq")
+@dataclass
+class StreamCommit:
+    """What :meth:`OfflineTable.commit_stream` did: the version that holds the files' rows, how many
+    rows it added and, per value of the ``count_column``, how many of them."""
+
+    version: int
+    rows: int
+    counts: Dict[str, int] = field(default_factory=dict)
 
 
-def _recorded_seq(base: Optional[dict], app_id: str) -> Optional[int]:
-    rec = (base or {}).get("txns", {}).get(app_id)
-    return None if rec is None else int(rec["seq"])
+@dataclass
+class _StreamFile:
+    path: Path
+    schema: pa.Schema  # the stored rows' schema (without the offset columns unless kept)
+    spans: Dict[int, Tuple[int, int]]  # Kafka partition -> (first, last) offset of its rows in the file
 
 
-def _check_after(base: Optional[dict], app: Tuple[str, int], after: object, where: str) -> None:
-    if after is _ANY:
-        return
-    recorded = _recorded_seq(base, app[0])
-    if recorded != after:
-        raise CommitConflict(f"{where}: {app[0]} is at seq {recorded}, not {after}: another writer committed first")
+def _offset_spans(partitions: pa.Array, offsets: pa.Array) -> Iterator[Tuple[int, int, int]]:
+    """(partition, min offset, max offset) of the rows of one batch."""
+    if partitions.null_count or offsets.null_count:
+        raise OfflineStoreError("a streamed row has no Kafka partition or offset")
+    part = partitions.to_numpy(zero_copy_only=False).astype(np.int64)
+    off = offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    for p in np.unique(part).tolist():
+        mine = off[part == p]
+        yield int(p), int(mine.min()), int(mine.max())
 
 
-def _committed_app_version(base: Optional[dict], app: Tuple[str, int]) -> Optional[int]:
-    rec = (base or {}).get("txns", {}).get(app[0])
-    if rec is not None and rec["seq"] >= app[1]:
-        return int(rec["version"])
-    return None
+def _file_spans(pf: pq.ParquetFile, partition_column: str, offset_column: str) -> Dict[int, Tuple[int, int]]:
+    spans: Dict[int, Tuple[int, int]] = {}
+    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=[partition_column, offset_column]):
+        for part, lo, hi in _offset_spans(batch.column(0), batch.column(1)):
+            old = spans.get(part)
+            spans[part] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+    return spans
+
+
+def file_offset_spans(path: Union[Path, str], partition_column: str, offset_column: str) -> Dict[int, Tuple[int, int]]:
+    """Kafka partition -> (first, last) offset of the rows of one streamed Parquet file."""
+    with open(path, "rb") as f:
+        return _file_spans(pq.ParquetFile(f), partition_column, offset_column)
+
+
+def _spans_overlap(spans: List[Dict[int, Tuple[int, int]]]) -> bool:
+    """Whether two files hold rows of one partition with interleaved offsets."""
+    by_part: Dict[int, List[Tuple[int, int]]] = {}
+    for file_spans in spans:
+        for part, span in file_spans.items():
+            by_part.setdefault(part, []).append(span)
+    for ranges in by_part.values():
+        ranges.sort()
+        if any(ranges[i + 1][0] <= ranges[i][1] for i in range(len(ranges) - 1)):
+            return True
+    return False
 
 
 class OfflineStore:
@@ -1137,4 +569,4 @@ class OfflineStore:
         return out
 
 
-__all__ = ["OfflineStore", "OfflineTable", "OfflineStoreError", "CommitConflict", "TS_TYPE", "DAY_MS"]
+__all__ = ["OfflineStore", "OfflineTable", "StreamCommit", "OfflineStoreError", "CommitConflict", "TS_TYPE", "DAY_MS"]

@@ -26,8 +26,9 @@ CREATE TEMPORARY TABLE `fs_events_user_spend` (
   `card_present` BOOLEAN,
   `ts` TIMESTAMP(3),
   `amount_usd` DOUBLE,
-  `date` STRING
-) PARTITIONED BY (`date`) WITH (
+  `__kafka_partition` INT,
+  `__kafka_offset` BIGINT
+) WITH (
   'connector' = 'filesystem',
   'path' = '<repo>/.featurestore/offline/payments/_stream_staging/user_spend/4fe6deb5f4cb',
   'format' = 'parquet',
@@ -46,8 +47,9 @@ CREATE TEMPORARY TABLE `fs_events_user_profile` (
   `channel` STRING,
   `card_present` BOOLEAN,
   `ts` TIMESTAMP(3),
-  `date` STRING
-) PARTITIONED BY (`date`) WITH (
+  `__kafka_partition` INT,
+  `__kafka_offset` BIGINT
+) WITH (
   'connector' = 'filesystem',
   'path' = '<repo>/.featurestore/offline/payments/_stream_staging/user_profile/e15865afc077',
   'format' = 'parquet',
@@ -66,8 +68,9 @@ CREATE TEMPORARY TABLE `fs_events_merchant_activity` (
   `channel` STRING,
   `card_present` BOOLEAN,
   `ts` TIMESTAMP(3),
-  `date` STRING
-) PARTITIONED BY (`date`) WITH (
+  `__kafka_partition` INT,
+  `__kafka_offset` BIGINT
+) WITH (
   'connector' = 'filesystem',
   'path' = '<repo>/.featurestore/offline/payments/_stream_staging/merchant_activity/be9793a67ab5',
   'format' = 'parquet',
@@ -82,9 +85,8 @@ CREATE TEMPORARY TABLE `fs_dead_letters_transactions` (
   kafka_partition INT,
   kafka_offset BIGINT,
   kafka_timestamp TIMESTAMP(3),
-  ingest_time TIMESTAMP(3),
-  `date` STRING
-) PARTITIONED BY (`date`) WITH (
+  ingest_time TIMESTAMP(3)
+) WITH (
   'connector' = 'filesystem',
   'path' = '<repo>/.featurestore/offline/payments/_stream_staging/_dead_letters/transactions',
   'format' = 'parquet',
@@ -125,30 +127,30 @@ SELECT `__payload`, `__kafka_partition`, `__kafka_offset`, `__kafka_ts`,
 FROM `fs_parsed_transactions`;
 
 INSERT INTO fs_events_user_spend
-SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, (CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END) AS `amount_usd`, DATE_FORMAT(`ts`, 'yyyy-MM-dd') AS `date`
+SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, (CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END) AS `amount_usd`, `__kafka_partition`, `__kafka_offset`
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `user_id` IS NOT NULL AND ((`amount` > CAST(0 AS DOUBLE))) IS TRUE;
 
 INSERT INTO fs_events_user_profile
-SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, DATE_FORMAT(`ts`, 'yyyy-MM-dd') AS `date`
+SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, `__kafka_partition`, `__kafka_offset`
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `user_id` IS NOT NULL;
 
 INSERT INTO fs_events_merchant_activity
-SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, DATE_FORMAT(`ts`, 'yyyy-MM-dd') AS `date`
+SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, `__kafka_partition`, `__kafka_offset`
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `merchant_id` IS NOT NULL;
 
 INSERT INTO fs_dead_letters_transactions
-SELECT `__payload` AS payload, `__reason` AS reason, `__kafka_partition` AS kafka_partition, `__kafka_offset` AS kafka_offset, `__kafka_ts` AS kafka_timestamp, CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time, DATE_FORMAT(`__kafka_ts`, 'yyyy-MM-dd') AS `date`
+SELECT `__payload` AS payload, `__reason` AS reason, `__kafka_partition` AS kafka_partition, `__kafka_offset` AS kafka_offset, `__kafka_ts` AS kafka_timestamp, CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NOT NULL
 UNION ALL
-SELECT `__payload` AS payload, 'null join key ' || CASE WHEN `user_id` IS NULL THEN 'user_id' END || ' (views user_spend, user_profile)' AS reason, `__kafka_partition` AS kafka_partition, `__kafka_offset` AS kafka_offset, `__kafka_ts` AS kafka_timestamp, CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time, DATE_FORMAT(`__kafka_ts`, 'yyyy-MM-dd') AS `date`
+SELECT `__payload` AS payload, 'null join key ' || CASE WHEN `user_id` IS NULL THEN 'user_id' END || ' (views user_spend, user_profile)' AS reason, `__kafka_partition` AS kafka_partition, `__kafka_offset` AS kafka_offset, `__kafka_ts` AS kafka_timestamp, CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND (`user_id` IS NULL)
 UNION ALL
-SELECT `__payload` AS payload, 'null join key ' || CASE WHEN `merchant_id` IS NULL THEN 'merchant_id' END || ' (views merchant_activity)' AS reason, `__kafka_partition` AS kafka_partition, `__kafka_offset` AS kafka_offset, `__kafka_ts` AS kafka_timestamp, CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time, DATE_FORMAT(`__kafka_ts`, 'yyyy-MM-dd') AS `date`
+SELECT `__payload` AS payload, 'null join key ' || CASE WHEN `merchant_id` IS NULL THEN 'merchant_id' END || ' (views merchant_activity)' AS reason, `__kafka_partition` AS kafka_partition, `__kafka_offset` AS kafka_offset, `__kafka_ts` AS kafka_timestamp, CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND (`merchant_id` IS NULL);
 

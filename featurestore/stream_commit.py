@@ -1,0 +1,379 @@
+"""The streaming job's offline commits: its Parquet files into the offline tables, each event exactly once.
+
+Flink's Parquet sinks write into ``<offline root>/_stream_staging/<view>/<fp>/`` (dead letters:
+``_stream_staging/_dead_letters/<source>/``) and make a file visible when the checkpoint that covers it
+completes. Every row carries the Kafka partition and offset of its record. :class:`DirCommitter`
+registers the visible files of one staging directory with ``OfflineTable.commit_stream`` under an
+idempotency token (``app_id``, ``seq``) and an intent file, so a crash at any point neither loses a file
+nor registers it twice; ``commit_stream`` adds only the rows the table does not hold: none inside a
+range a backfill owns, none below the table's next offset of its partition (what a job started afresh
+re-reads). So whatever the order of backfills, streams, restarts and definition changes, a table holds
+each event of its source once.
+
+A view whose definition changed since the stream last wrote its table is **rebuilt**: the job reads the
+topic from its first record (it is started afresh, see :func:`rebuild_plan`), the committer holds the
+view's files until the job has read past where the old definition stopped, then replaces every streamed
+row of the table (all rows outside the backfilled ranges) with them in one commit. Until then the table
+keeps the old definition's rows; unchanged views go on where they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+log = logging.getLogger("featurestore.streaming")
+
+COMMITTER_STATE = "_committer.json"
+COMMITTER_PENDING = "_pending.json"
+NULL_KEY_PREFIX = "null join key"
+PARTITION_COLUMN, OFFSET_COLUMN = "__kafka_partition", "__kafka_offset"  # in the view sinks' files
+DEAD_PARTITION, DEAD_OFFSET = "kafka_partition", "kafka_offset"  # columns of the dead-letter tables
+
+
+def _visible_files(staging: Path) -> List[Path]:
+    """Files Flink has committed (visible part files)."""
+    if not staging.is_dir():
+        return []
+    return [f for f in sorted(staging.iterdir())
+            if f.is_file() and not f.name.startswith((".", "_")) and "inprogress" not in f.name]
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(doc, sort_keys=True))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """What a table's streamed rows come from: the topic, the definition (``None``: dead letters) and the
+    columns holding each row's Kafka partition and offset (dropped from the stored rows of a view)."""
+
+    topic: str
+    fingerprint: Optional[str]
+    partition_column: str = PARTITION_COLUMN
+    offset_column: str = OFFSET_COLUMN
+    keep_offsets: bool = False
+
+
+@dataclass
+class Rebuild:
+    """A view being rebuilt: the table's stream record under the old definition."""
+
+    old: dict  # the manifest's ``stream``: topic, fingerprint, next_offsets
+    ready_at_pass: Optional[int] = None  # the first committer pass that saw the job past the old offsets
+
+    def behind(self, progress: Dict[int, int], low: Dict[int, int], high: Dict[int, int]) -> List[int]:
+        """Partitions the job has not yet read past the old definition's last row on (``progress``: the
+        highest offset read per partition; ``low``/``high``: the topic's first and end offsets: records
+        Kafka deleted, or never had since the topic was recreated, are not waited for)."""
+        out = []
+        for part, next_offset in self.old.get("next_offsets", {}).items():
+            p = int(part)
+            target = min(next_offset, high.get(p, next_offset))
+            if progress.get(p, -1) + 1 < target and low.get(p, 0) < target:
+                out.append(p)
+        return out
+
+
+class DirCommitter:
+    """Registers the visible files of one staging directory into one OfflineTable, exactly once.
+
+    Protocol (crash-safe at every step): list the visible files; write ``_pending.json`` (seq, files,
+    rebuild); ``commit_stream(files, app_id, seq)`` (a no-op returning what was recorded if that seq is
+    already in the table); delete what is left of the files; advance ``_committer.json`` (seq, rows and
+    counts added); delete the pending file. The ``app_id`` is drawn when the staging directory is first
+    used, so a new directory never collides with an old token. While ``rebuild`` is set, files are held
+    (not committed) until :meth:`commit` is called with ``swap=True``."""
+
+    def __init__(self, staging: Path, table, identity: StreamIdentity, count_reasons: bool = False,
+                 rebuild: Optional[Rebuild] = None):
+        self.staging = staging
+        self.table = table
+        self.identity = identity
+        self.count_reasons = count_reasons
+        self.rebuild = rebuild
+        self._spans: Dict[str, Dict[int, Tuple[int, int]]] = {}  # held file -> its offset spans
+
+    def state(self) -> dict:
+        state = _read_json(self.staging / COMMITTER_STATE)
+        if state is None:
+            self.staging.mkdir(parents=True, exist_ok=True)
+            state = {"app_id": f"stream-{uuid.uuid4().hex}", "seq": 0, "rows": 0, "by_reason": {}}
+            _write_json(self.staging / COMMITTER_STATE, state)
+        return state
+
+    def set_state(self, **fields) -> None:
+        state = self.state()
+        state.update(fields)
+        _write_json(self.staging / COMMITTER_STATE, state)
+
+    def _commit_files(self, state: dict, pending: dict):
+        ident = self.identity
+        files = [self.staging / rel for rel in pending["files"] if (self.staging / rel).exists()]
+        return self.table.commit_stream(
+            files, app_id=state["app_id"], seq=pending["seq"], topic=ident.topic, fingerprint=ident.fingerprint,
+            partition_column=ident.partition_column, offset_column=ident.offset_column,
+            keep_offsets=ident.keep_offsets, rebuild=pending.get("rebuild", False),
+            restart=pending.get("restart", False), count_column="reason" if self.count_reasons else None)
+
+    def _finish(self, state: dict, pending: dict, result) -> int:
+        for rel in pending["files"]:
+            p = self.staging / rel
+            if p.exists():  # committed, but the crash came before the files were deleted
+                p.unlink()
+        state["seq"] = pending["seq"]
+        state["rows"] += result.rows
+        for reason, n in result.counts.items():
+            kind = reason if reason.startswith(NULL_KEY_PREFIX) else "malformed"
+            state["by_reason"][kind] = state["by_reason"].get(kind, 0) + n
+        if pending.get("rebuild"):
+            state.pop("rebuild_since", None)
+        _write_json(self.staging / COMMITTER_STATE, state)
+        (self.staging / COMMITTER_PENDING).unlink(missing_ok=True)
+        if pending.get("rebuild"):
+            self.rebuild = None
+            self._spans.clear()
+        return result.rows
+
+    def held_progress(self) -> Dict[int, int]:
+        """Per partition, the highest offset in the files held for a rebuild."""
+        from featurestore.stores.offline import file_offset_spans
+
+        out: Dict[int, int] = {}
+        for f in _visible_files(self.staging):
+            spans = self._spans.get(f.name)
+            if spans is None:
+                spans = self._spans[f.name] = file_offset_spans(f, self.identity.partition_column,
+                                                                self.identity.offset_column)
+            for part, (_lo, hi) in spans.items():
+                out[part] = max(out.get(part, -1), hi)
+        return out
+
+    def commit(self, swap: bool = False) -> int:
+        """Register every visible file (while rebuilding: only with ``swap``); returns the rows added."""
+        if not self.staging.is_dir():
+            return 0
+        state = self.state()
+        pending = _read_json(self.staging / COMMITTER_PENDING)
+        done = 0
+        if pending is not None and pending["seq"] > state["seq"]:
+            done += self._finish(state, pending, self._commit_files(state, pending))
+        elif pending is not None:
+            (self.staging / COMMITTER_PENDING).unlink(missing_ok=True)
+        if self.rebuild is not None and not swap:
+            return done
+        files = _visible_files(self.staging)
+        if not files and self.rebuild is None:
+            return done
+        restart = False
+        if self.identity.fingerprint is None and self.rebuild is None:  # dead letters of a source that changed topic
+            record = table_record(self.table)
+            restart = record is not None and record.get("topic") != self.identity.topic
+        pending = {"seq": state["seq"] + 1, "files": [f.name for f in files], "rebuild": self.rebuild is not None,
+                   "restart": restart}
+        _write_json(self.staging / COMMITTER_PENDING, pending)
+        return done + self._finish(state, pending, self._commit_files(state, pending))
+
+    def totals(self) -> dict:
+        state = _read_json(self.staging / COMMITTER_STATE) or {"rows": 0, "by_reason": {}}
+        return {"rows": state["rows"], "by_reason": dict(state["by_reason"])}
+
+
+def view_identity(store, view: str) -> StreamIdentity:
+    return StreamIdentity(store.repo.views[view].source.stream.topic, store.compiled(view).data_fingerprint)
+
+
+def table_record(table) -> Optional[dict]:
+    """The ``stream`` record of a table's latest manifest (None: never streamed)."""
+    return table.manifest().get("stream") if table.version is not None else None
+
+
+def rebuilds(store, names: Sequence[str]) -> Dict[str, dict]:
+    """The views whose offline table the stream wrote under another definition (or topic): view -> the
+    table's stream record."""
+    out = {}
+    for n in names:
+        ident = view_identity(store, n)
+        record = table_record(store.offline.table(n, ts_column=store.compiled(n).ts_column))
+        if record is not None and (record.get("topic"), record.get("fingerprint")) != (ident.topic, ident.fingerprint):
+            out[n] = record
+    return out
+
+
+def stream_states(store) -> Dict[str, str]:
+    """Per view with a stream face, what the stream will do with its offline table: ``new`` (the stream
+    never wrote it), ``continue`` (written under the current definition) or ``rebuild`` (another one)."""
+    out = {}
+    for n, view in store.repo.views.items():
+        if view.source.stream is None:
+            continue
+        ident = view_identity(store, n)
+        record = table_record(store.offline.table(n, ts_column=store.compiled(n).ts_column))
+        if record is None:
+            out[n] = "new"
+        else:
+            same = (record.get("topic"), record.get("fingerprint")) == (ident.topic, ident.fingerprint)
+            out[n] = "continue" if same else "rebuild"
+    return out
+
+
+def rebuild_plan(store, names: Sequence[str], snapshot: Optional[Path]) -> Tuple[Dict[str, dict], Optional[str]]:
+    """(views to rebuild, why ``snapshot`` must not be restored or None). A rebuild needs every record of
+    the topic under the new definition, so the job restores only a snapshot of a run that started afresh
+    for this rebuild (taken after it began); otherwise it starts from the first records."""
+    from featurestore import streaming
+
+    todo = rebuilds(store, names)
+    if not todo or snapshot is None:
+        return todo, None
+    try:
+        taken = (snapshot / "_metadata").stat().st_mtime
+    except FileNotFoundError:
+        taken = 0.0
+    for n in todo:
+        staged = DirCommitter(streaming.staging_dir(store, n), None, view_identity(store, n))
+        since = staged.state().get("rebuild_since")
+        if since is None or taken <= since:
+            return todo, (f"view '{n}' changed since the stream wrote its offline table: its streamed rows are "
+                          f"rebuilt from the topic's first record, not from {snapshot}")
+    return todo, None
+
+
+class Committer:
+    """All staging directories of one streaming job; also publishes the metrics hash, and swaps in the
+    rows of views being rebuilt once the job has read past where their old definition stopped."""
+
+    def __init__(self, store, names: Sequence[str], group: Optional[str] = None,
+                 rebuilding: Optional[Dict[str, dict]] = None, low_offsets: Optional[Dict[tuple, int]] = None):
+        from featurestore import streaming
+
+        self.store = store
+        self.names = list(names)
+        self.group = group or streaming.job_name(store, names)
+        if rebuilding is None:
+            rebuilding = rebuilds(store, names)
+        self.views = {}
+        for n in names:
+            table = store.offline.table(n, ts_column=store.compiled(n).ts_column)
+            rb = Rebuild(rebuilding[n]) if n in rebuilding else None
+            self.views[n] = DirCommitter(streaming.staging_dir(store, n), table, view_identity(store, n), rebuild=rb)
+        self.sources: Dict[str, List[str]] = {}
+        for n in names:
+            self.sources.setdefault(store.repo.views[n].source.name, []).append(n)
+        self.dead = {}
+        for s, views in self.sources.items():
+            topic = store.repo.views[views[0]].source.stream.topic
+            identity = StreamIdentity(topic, None, DEAD_PARTITION, DEAD_OFFSET, keep_offsets=True)
+            self.dead[s] = DirCommitter(streaming.dead_letter_staging_dir(store, s),
+                                        streaming.dead_letter_table(store, s), identity, count_reasons=True)
+        self.low = {(t, p): o for (t, p), o in (low_offsets or {}).items()}
+        self.passes = 0
+        self.lock = threading.Lock()
+
+    def commit(self, final: bool = False) -> int:
+        """One pass over every staging directory. ``final``: the job has stopped (every file is visible)."""
+        with self.lock:
+            self.passes += 1
+            rows = sum(c.commit() for c in self.views.values())
+            rows += sum(c.commit() for c in self.dead.values())
+            rows += self._swap_rebuilt(final)
+            self.publish()
+            return rows
+
+    def _swap_rebuilt(self, final: bool) -> int:
+        rows = 0
+        waiting = {n: c for n, c in self.views.items() if c.rebuild is not None}
+        if not waiting:
+            return 0
+        ends, committed = self._offsets({c.identity.topic for c in waiting.values()})
+        for n, c in waiting.items():
+            topic = c.identity.topic
+            progress = {p: o - 1 for (t, p), o in committed.items() if t == topic and o > 0}
+            for p, o in c.held_progress().items():
+                progress[p] = max(progress.get(p, -1), o)
+            low = {p: o for (t, p), o in self.low.items() if t == topic}
+            high = {p: h for (t, p), (_lo, h) in ends.items() if t == topic}
+            if c.rebuild.old.get("topic") != topic:  # another topic: only a stopped job has read what it will
+                ready = final
+            else:
+                ready = bool(ends) and not c.rebuild.behind(progress, low, high)
+            if not ready:
+                c.rebuild.ready_at_pass = None
+                continue
+            # Flink renames a checkpoint's files one by one: swap on a later pass than the one that first saw
+            # the job past the old offsets (by then every file of that checkpoint is visible), or once stopped.
+            if final or (c.rebuild.ready_at_pass is not None and c.rebuild.ready_at_pass < self.passes):
+                rows += c.commit(swap=True)
+                log.info("view %s: streamed rows rebuilt under its new definition", n)
+            elif c.rebuild.ready_at_pass is None:
+                c.rebuild.ready_at_pass = self.passes
+        return rows
+
+    def _offsets(self, topics) -> Tuple[Dict[tuple, tuple], Dict[tuple, int]]:
+        """The topics' (first, end) offsets and the job's consumer group's committed offsets (Flink commits
+        them when a checkpoint completes); empty when Kafka cannot be read (that only delays a swap)."""
+        from featurestore import streaming
+
+        try:
+            ends = streaming._end_offsets(self.store.config.kafka_bootstrap, sorted(topics), timeout=3)
+            return ends, streaming._committed(self.store.config.kafka_bootstrap, self.group, list(ends), timeout=3)
+        except Exception as exc:
+            log.warning("could not read the offsets of %s: %s", self.group, exc)
+            return {}, {}
+
+    def metrics(self) -> Dict[str, Dict[str, int]]:
+        out = {}
+        for source, views in self.sources.items():
+            dead = self.dead[source].totals()["by_reason"]
+            m = {"dead_letters": dead.get("malformed", 0),
+                 "null_key": sum(n for k, n in dead.items() if k.startswith(NULL_KEY_PREFIX))}
+            for v in views:
+                m[f"events:{v}"] = self.views[v].totals()["rows"]
+            m["events"] = sum(m[f"events:{v}"] for v in views)
+            out[source] = m
+        return out
+
+    def publish(self) -> None:
+        from featurestore import streaming
+        from featurestore.stores.online_redis import for_store
+
+        try:
+            online = for_store(self.store)
+            pipe = online.client.pipeline(transaction=False)
+            for source, m in self.metrics().items():
+                pipe.hset(streaming.metrics_key(self.store.config.project, source), mapping=m)
+            pipe.execute()
+        except Exception as exc:  # metrics are best effort; the data is committed
+            log.warning("could not publish stream metrics to Redis: %s", exc)
+
+
+def begin_rebuilds(store, names: Sequence[str]) -> None:
+    """Mark the views being rebuilt as re-read from the first record by a run starting now (afresh)."""
+    from featurestore import streaming
+
+    now = time.time()
+    for n in names:
+        DirCommitter(streaming.staging_dir(store, n), None, view_identity(store, n)).set_state(rebuild_since=now)
+
+
+__all__ = ["DirCommitter", "Committer", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
+           "stream_states",
+           "COMMITTER_STATE", "COMMITTER_PENDING", "NULL_KEY_PREFIX"]
