@@ -289,19 +289,23 @@ def profile_sql(sql: str, temp_dir: Path, register_as: str, table) -> dict:
 
 
 def ours_pit_sql(fs, view: str, features) -> str:
-    from featurestore.engines import duckdb_sql as dsql
+    """Our point-in-time SQL when no key is hot (the range-join plan; the uniform data has no hot key)."""
+    from featurestore.engines import duckdb_pit
 
-    return dsql.pit_sql(fs._restricted(view, list(features)), offline_relation(fs, view), "__requests")
+    return duckdb_pit.pit_sql(fs._restricted(view, list(features)), offline_relation(fs, view), "__requests")
 
 
 def ours_sql_only(fs, view: str, features, entity_df: pd.DataFrame):
-    """Our compiled point-in-time SQL alone (requests registered as Arrow, Arrow out, no reorder): the
-    share of ours that is the query, for the breakdown."""
+    """Our point-in-time queries alone (the per-key plan choice and the query; requests registered as
+    Arrow, Arrow out, no reorder): the share of ours that is DuckDB, for the breakdown."""
+    from featurestore.engines import duckdb_pit
+
     req = requests_arrow(entity_df)
     con = fs._connect()
     con.register("__requests", req)
     try:
-        return con.sql(ours_pit_sql(fs, view, features)).to_arrow_table()
+        return duckdb_pit.point_in_time(con, fs._restricted(view, list(features)), offline_relation(fs, view),
+                                        "__requests")
     finally:
         con.close()
 

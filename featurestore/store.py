@@ -141,9 +141,11 @@ class FeatureStore:
         return results
 
     def explain(self, views=None) -> dict:
-        """The compiled jobs, as text: per view, the backfill SQL and the point-in-time SQL; and, when a
-        view has a stream face, the streaming job (every statement of its Flink SQL) under ``STREAM_JOB``."""
+        """The compiled jobs, as text: per view, the backfill SQL and the point-in-time SQL (when no key is
+        hot, and with hot keys: docs/offline-store.md, Performance); and, when a view has a stream face, the
+        streaming job (every statement of its Flink SQL) under ``STREAM_JOB``."""
         from featurestore import streaming
+        from featurestore.engines import duckdb_pit
         from featurestore.engines import duckdb_sql as dsql
         from featurestore.engines.flink_sql import StreamCompileError
 
@@ -153,8 +155,11 @@ class FeatureStore:
             cv = self.compiled(name)
             out[name] = {
                 "backfill (DuckDB)": dsql.events_sql(cv, "<batch face>", None, None),
-                "point-in-time (DuckDB)": dsql.pit_sql(cv, "<offline events>", "<requests>"),
+                "point-in-time (DuckDB)": duckdb_pit.pit_sql(cv, "<offline events>", "<requests>"),
             }
+            if cv.aggregations:
+                out[name]["point-in-time, hot keys (DuckDB)"] = duckdb_pit.pit_sql(
+                    cv, "<offline events>", "<requests>", hot="<hot keys>", exact="<exact variances>")
         streamed = [n for n in names if self.repo.views[n].source.stream is not None]
         if streamed:
             try:

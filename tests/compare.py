@@ -12,7 +12,7 @@ def is_null(v) -> bool:
     return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
 
 
-def same_value(a, b, rel: float = 1e-9) -> bool:
+def same_value(a, b, rel: float = 1e-9, abs_tol: float = 1e-12) -> bool:
     if is_null(a) or is_null(b):
         return is_null(a) and is_null(b)
     if isinstance(a, bool) or isinstance(b, bool):
@@ -22,7 +22,7 @@ def same_value(a, b, rel: float = 1e-9) -> bool:
             return a == b
         if math.isinf(a) or math.isinf(b):
             return a == b
-        return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)
+        return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=abs_tol)
     if hasattr(a, "item"):
         a = a.item()
     if hasattr(b, "item"):
@@ -30,15 +30,17 @@ def same_value(a, b, rel: float = 1e-9) -> bool:
     return a == b
 
 
-def assert_features_equal(actual: pd.DataFrame, expected: pd.DataFrame, columns: Iterable[str], context: str = ""):
-    """Every value of ``columns`` equal row by row; the message lists the first mismatches."""
+def assert_features_equal(actual: pd.DataFrame, expected: pd.DataFrame, columns: Iterable[str], context: str = "",
+                          abs_tol: float = 1e-12):
+    """Every value of ``columns`` equal row by row; the message lists the first mismatches. ``abs_tol=0``
+    makes float comparisons purely relative (1e-9), for values far below 1 (tiny variances)."""
     assert len(actual) == len(expected), f"{context}: {len(actual)} rows, expected {len(expected)}"
     problems = []
     for col in columns:
         a_col = actual[col].tolist()
         e_col = expected[col].tolist()
         for i, (a, e) in enumerate(zip(a_col, e_col)):
-            if not same_value(_py(a), _py(e)):
+            if not same_value(_py(a), _py(e), abs_tol=abs_tol):
                 problems.append(f"row {i} {col}: got {a!r}, expected {e!r}")
     assert not problems, f"{context}: {len(problems)} mismatches, e.g.\n" + "\n".join(problems[:15])
 

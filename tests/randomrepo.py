@@ -124,8 +124,47 @@ def write_events(root: Path, df: pd.DataFrame, files: int = 2) -> None:
         df.iloc[part].to_parquet(out / f"part-{i}.parquet", index=False)
 
 
-def random_requests(seed: int, events: pd.DataFrame, n: int = 120) -> pd.DataFrame:
-    """Requests at random times, at exact event times, at exact window edges, for known and unknown users."""
+def offset_events(seed: int, n: int = 500, hot_share: float = 0.6, span_s: int = 300) -> pd.DataFrame:
+    """Events whose values have a large offset and a tiny spread (amounts in minor units, epoch-based
+    columns): where a naive or Welford variance loses ``log10(|mean| / sigma)`` digits. One hot user
+    (``u0``, ``hot_share`` of the events), bursts of equal timestamps, nulls. The offset is picked by the
+    seed: 1e8, 1e15 or -1e15 plus a spread of 1e-3..1, or the event's own epoch ms (drifting with time)."""
+    rng = random.Random(seed)
+    kind = ["1e8", "1e15", "-1e15", "epoch_ms"][seed % 4]
+    int_offset = [2**53, 10**15, -(2**52), 0][seed % 4]
+    rows = []
+    t = 0.0
+    for _ in range(n):
+        if rng.random() < 0.3:
+            t += rng.choice([0.0, 0.0, 0.001])
+        else:
+            t += rng.expovariate(n / span_s)
+        ts = BASE + pd.Timedelta(microseconds=int(t * 1e6))
+        if kind == "epoch_ms":
+            amount = float(ts.value // 1_000_000) + rng.choice([0.0, 0.25, 0.5])
+        else:
+            amount = float(kind) + rng.choice([1, -1]) * rng.randint(0, 999) * rng.choice([1e-3, 1e-2, 1.0])
+        user = "u0" if rng.random() < hot_share else f"u{min(int(rng.paretovariate(1.2)), 5)}"
+        rows.append({
+            "user_id": user,
+            "shop": rng.randint(0, 2),
+            "amount": None if rng.random() < 0.1 else amount,
+            "qty": None if rng.random() < 0.1 else int_offset + rng.randint(-3, 9),
+            "tag": None if rng.random() < 0.15 else rng.choice(["a", "b", "c", "dd", "é"]),
+            "flag": None if rng.random() < 0.05 else rng.random() < 0.7,
+            "ts": ts,
+        })
+    df = pd.DataFrame(rows)
+    df["qty"] = df["qty"].astype("Int64")
+    df["flag"] = df["flag"].astype("boolean")
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def random_requests(seed: int, events: pd.DataFrame, n: int = 120, users=None) -> pd.DataFrame:
+    """Requests at random times, at exact event times, at exact window edges, for known and unknown users
+    (``users``: the user ids to pick from, repeat one to weight it)."""
+    users = users or ["u0", "u1", "u2", "u3", "u5", "nobody"]
     rng = random.Random(seed + 1000)
     times = list(events["ts"])
     rows = []
@@ -137,7 +176,7 @@ def random_requests(seed: int, events: pd.DataFrame, n: int = 120) -> pd.DataFra
             q = rng.choice(times).floor("ms") + pd.Timedelta(rng.choice(["10s", "1min", "30s", "45s", "2min", "1h"]))
         else:
             q = BASE + pd.Timedelta(milliseconds=rng.randint(-5_000, 400_000))
-        rows.append({"user_id": rng.choice(["u0", "u1", "u2", "u3", "u5", "nobody"]), "shop": rng.randint(0, 2),
+        rows.append({"user_id": rng.choice(users), "shop": rng.randint(0, 2),
                      "event_timestamp": q, "label": rng.random()})
     rows.append(dict(rows[0]))  # a duplicate row stays a duplicate
     df = pd.DataFrame(rows)

@@ -2,7 +2,8 @@
 
 Every input row comes back, in input order, duplicates and extra columns (labels) kept, with each
 feature's value at that row's own timestamp. The heavy lifting is one DuckDB query per view, compiled
-by :mod:`featurestore.engines.duckdb_sql`; DuckDB spills to disk when inputs outgrow memory.
+by :mod:`featurestore.engines.duckdb_pit` (its plan picked per entity key by the data's shape); DuckDB
+spills to disk when inputs outgrow memory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
+from featurestore.engines.duckdb_pit import point_in_time
 from featurestore.errors import RequestError
 from featurestore.sdk.inputs import key_column
 
@@ -144,8 +146,8 @@ def retrieve(
     try:
         parts = []
         for vi in inputs:
-            sql = dsql.pit_sql(vi.compiled, vi.events_relation, "__requests", prefix=f"{vi.compiled.name}::")
-            parts.append((vi, con.sql(sql).to_arrow_table()))
+            parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests",
+                                            prefix=f"{vi.compiled.name}::")))
     finally:
         con.unregister("__requests")
     out_cols, out_names = [], []

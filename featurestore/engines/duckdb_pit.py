@@ -1,0 +1,431 @@
+"""Point-in-time joins in DuckDB: every feature of a view at every request row, exact (SPEC §2).
+
+Two plans, chosen per entity key by the data's shape (docs/offline-store.md, Performance):
+
+* **range join** (light keys): requests ``JOIN`` events on the key and ``q - W_max <= ts < q``, one
+  ``FILTER`` per window, ``GROUP BY`` request. Its work is (requests x events) per key: the fastest
+  plan while both are small, quadratic for a hot key.
+* **sweep** (hot keys): events, distinct request times and one *marker* row per request and finite
+  window (at ``q - W``) in one sequence per key, sorted by (time, kind): markers, then requests, then
+  events, so a request at ``q`` precedes the events at ``q`` (exclusive) and a marker at ``q - W``
+  precedes the events at ``q - W`` (inclusive edge). The window of a request is then exactly the rows
+  from its marker to the row before it: a ``ROWS`` frame whose length is the difference of the two
+  positions. ``ROWS`` frames are cheap (segment trees); DuckDB's ``RANGE`` frames cost 5-10x more
+  here and grow faster than linearly on one long partition. Unbounded windows are a running aggregate.
+
+A key is hot when its range-join work exceeds the sweep's rows times ``HOT_KEY_COST`` (measured on this
+engine: a range-join pair costs ~50 ns, a sweep row ~1 us). ``point_in_time`` counts the requests and
+events of every requested key, registers the hot ones, and runs one query: light keys through the range
+join, hot keys through the sweep, unioned. Latest features use the ASOF plan whatever the shape.
+
+Variance and stddev are exact in both plans (issue 9.1; a naive or Welford variance of values with a
+large offset and a small spread loses ``log10(|mean| / sigma)`` digits):
+
+* range join: each input is shifted by a value ``c`` inside the window (the latest non-null input
+  before ``q``, found by an ASOF join: whenever the window has a value, that one is in it), then
+  ``var = (fsum(y*y) - fsum(y)**2 / n) / (n - 1)`` with ``y = x - c`` (exact when the offset dominates,
+  Sterbenz). With ``T = sum(y*y)`` and ``S = sum((y - mean_y)**2)``, Kahan sums and the rounding of the
+  few operations bound the absolute error by ``10 u T`` (``u = 2**-53``), and ``T / S = 1 + n mean_y**2 / S``.
+  As ``c`` is in the window, ``|mean_y| <= R`` (the window's range) while ``S >= R**2 / 2``, so
+  ``T / S <= 1 + 2n``: the relative error is below ``~20 n u`` even for adversarial data (one outlier at
+  ``c``, everything else equal) and ~``20 u`` for ordinary data. A key with more than
+  ``EXACT_VARIANCE_EVENTS`` events goes through the sweep (exact) when the view has a variance, so a
+  range-join variance has ``n <= 1e5`` values: relative error below 2.3e-10 (SPEC §3 allows 1e-9).
+* sweep: a frame cannot shift by a value of the *output* row, so the variances of hot keys come from
+  exact prefix moments in Python (:mod:`featurestore.kernel.prefix`: bit-identical to the reference),
+  joined in by (key, request time).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+
+from featurestore import dtypes
+from featurestore.compiler.ir import AggSpec, CompiledView
+from featurestore.engines.duckdb_sql import REQ_Q, REQ_ROW, SQL_TYPES, TS_MS, literal, q
+from featurestore.semantics import window_predicate_sql
+
+ORD = "__ord"  # rank of an event in event order within its entity (range join: first/last)
+HOT_KEY_COST = 20.0  # a key is hot when requests * events > HOT_KEY_COST * sweep rows
+EXACT_VARIANCE_EVENTS = 100_000  # ... or, in a view with a variance, when it has more events than this
+HOT, EXACT = "__fs_hot_keys", "__fs_exact_variances"
+_VARIANCE = ("variance", "stddev")
+
+
+# -- shared pieces ------------------------------------------------------------------------------------
+def _keys_eq(cv: CompiledView, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in cv.join_keys)
+
+
+def _order_cols(cv: CompiledView, alias: str = "") -> List[str]:
+    """Event order after ts (SPEC §2 ties): ascending, nulls first."""
+    return [f"{alias}{q(c)} ASC NULLS FIRST" for c in cv.order_columns[1:]]
+
+
+_ZERO = {
+    dtypes.STRING: "''", dtypes.INT32: "0", dtypes.INT64: "0", dtypes.FLOAT32: "0.0", dtypes.FLOAT64: "0.0",
+    dtypes.BOOL: "false", dtypes.TIMESTAMP: "TIMESTAMPTZ '1970-01-01 00:00:00+00'",
+}
+
+
+def _order_key_struct(cv: CompiledView, alias: str = "") -> str:
+    """Event order after ts as one comparable struct (SPEC §2 ties: ascending, nulls first). DuckDB
+    ranks a NULL struct field above every value, so each column becomes (is_not_null, value or zero)."""
+    types = dict(cv.source_columns)
+    parts = []
+    for i, c in enumerate(cv.order_columns[1:]):
+        parts.append(f"n{i} := {alias}{q(c)} IS NOT NULL")
+        parts.append(f"v{i} := coalesce({alias}{q(c)}, {_ZERO[types[c]]})")
+    return f"struct_pack({', '.join(parts)})" if parts else "0"
+
+
+def _inputs(cv: CompiledView) -> Dict[str, str]:
+    """Each distinct aggregation input expression -> the event column that holds its value."""
+    out: Dict[str, str] = {}
+    for a in cv.aggregations:
+        if a.expr is not None and a.expr not in out:
+            out[a.expr] = f"__in{len(out)}"
+    return out
+
+
+def _is_int(a: AggSpec) -> bool:
+    return a.input_dtype in dtypes.INTEGER
+
+
+def _shifts(cv: CompiledView, inputs: Dict[str, str]) -> Dict[str, str]:
+    """Input column of each variance/stddev -> the request column holding its shift (range join)."""
+    out: Dict[str, str] = {}
+    for a in cv.aggregations:
+        if a.function in _VARIANCE and inputs[a.expr] not in out:
+            out[inputs[a.expr]] = f"__c{len(out)}"
+    return out
+
+
+def _windows(cv: CompiledView, sweep: bool = False) -> List[int]:
+    """Distinct finite windows (ms), in first-use order; ``sweep``: of the aggregations the sweep
+    computes (variances of hot keys come from exact prefix moments instead)."""
+    out: List[int] = []
+    for a in cv.aggregations:
+        if sweep and a.function in _VARIANCE:
+            continue
+        if a.window_ms is not None and a.window_ms not in out:
+            out.append(a.window_ms)
+    return out
+
+
+def _needs_ord(cv: CompiledView) -> bool:
+    return any(a.function in ("last", "first") for a in cv.aggregations)
+
+
+def _in_reach(cv: CompiledView, ts: str) -> str:
+    """Events of a hot key that some request of it can see: ``__lo <= ts < __hi`` (``__hi`` = its last
+    request time, ``__lo`` = its first minus the longest window; no lower bound if one is unbounded)."""
+    return f"{ts} < hk.__hi" + ("" if cv.max_window_ms is None else f" AND {ts} >= hk.__lo")
+
+
+def _rq_sql(cv: CompiledView, requests: str) -> str:
+    keys = ", ".join(f"CAST({q(k)} AS {SQL_TYPES[t]}) AS {q(k)}" for k, t in cv.key_types.items())
+    return f"SELECT {REQ_ROW}, {REQ_Q}, {keys} FROM {requests}"
+
+
+def _agg_body(a: AggSpec, x: Optional[str], call, order: str) -> str:
+    """One aggregation over input ``x`` (None: count of events), each aggregate rendered by ``call``
+    (``call(agg_sql, only_non_null_x)``: a FILTER or a window frame); variance is not rendered here."""
+    f = a.function
+    if f == "count":
+        return call("count(*)" if x is None else f"count({x})", False)
+    if f == "count_distinct":
+        return call(f"count(DISTINCT {x})", False)
+    if f == "sum":
+        return f"CAST({call(f'sum({x})', False)} AS BIGINT)" if a.dtype == dtypes.INT64 else call(f"fsum({x})", False)
+    if f == "mean":
+        return f"({call(f'fsum(CAST({x} AS DOUBLE))', False)} / NULLIF({call(f'count({x})', False)}, 0))"
+    if f in ("min", "max"):
+        return call(f"{f}({x})", False)
+    if f == "last":
+        return call(f"arg_max({x}, {order})", True)
+    if f == "first":
+        return call(f"arg_min({x}, {order})", True)
+    raise ValueError(f"unknown aggregation function {f}")  # pragma: no cover - validation rejects these
+
+
+def _output(a: AggSpec, body: str) -> str:
+    return f"CAST({body} AS {SQL_TYPES[a.dtype]})"
+
+
+# -- the range join (light keys) ----------------------------------------------------------------------
+def _light_ctes(cv: CompiledView, inputs: Dict[str, str], hot: Optional[str]) -> List[str]:
+    keys = ", ".join(q(k) for k in cv.join_keys)
+    ctes = []
+    req = "rq"
+    if hot is not None:
+        ctes.append(f"rql AS (SELECT rq.* FROM rq ANTI JOIN {hot} AS hk ON {_keys_eq(cv, 'rq', 'hk')})")
+        req = "rql"
+    evl = "ev"
+    if _needs_ord(cv):
+        order = ", ".join([TS_MS, *_order_cols(cv)])
+        src = "ev" if hot is None else f"(SELECT ev.* FROM ev ANTI JOIN {hot} AS hk ON {_keys_eq(cv, 'ev', 'hk')})"
+        ctes.append(f"evl AS (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS {ORD} FROM {src})")
+        evl = "evl"
+    # Variance: shift each input by the latest non-null value before q (inside every window that has one).
+    shifts = _shifts(cv, inputs)
+    int_inputs = {inputs[a.expr] for a in cv.aggregations if a.expr is not None and _is_int(a)}
+    for i, (col, c) in enumerate(shifts.items()):
+        cast = "HUGEINT" if col in int_inputs else "DOUBLE"
+        ctes.append(
+            f"rqc{i} AS (SELECT {req}.*, s.__c AS {c} FROM {req} ASOF LEFT JOIN "
+            f"(SELECT {keys}, {TS_MS}, CAST({col} AS {cast}) AS __c FROM ev WHERE {col} IS NOT NULL) AS s "
+            f"ON {_keys_eq(cv, req, 's')} AND {req}.{REQ_Q} > s.{TS_MS})"
+        )
+        req = f"rqc{i}"
+    aggs = []
+    for a in cv.aggregations:
+        cond = window_predicate_sql(f"e.{TS_MS}", f"r.{REQ_Q}", a.window_ms)
+        x = None if a.expr is None else f"e.{inputs[a.expr]}"
+
+        def call(agg: str, non_null: bool, cond=cond, x=x) -> str:
+            return f"{agg} FILTER (WHERE {cond}{f' AND {x} IS NOT NULL' if non_null else ''})"
+
+        if a.function in _VARIANCE:
+            c = f"r.{shifts[inputs[a.expr]]}"
+            y = f"CAST(CAST({x} AS HUGEINT) - {c} AS DOUBLE)" if _is_int(a) else f"(CAST({x} AS DOUBLE) - {c})"
+            n, s1, s2 = call(f"count({x})", False), call(f"fsum({y})", False), call(f"fsum({y} * {y})", False)
+            body = f"CASE WHEN {n} >= 2 THEN greatest({s2} - {s1} * {s1} / {n}, 0) / ({n} - 1) END"
+            body = f"sqrt({body})" if a.function == "stddev" else body
+        else:
+            body = _agg_body(a, x, call, f"e.{ORD}")
+        aggs.append(f"{_output(a, body)} AS {q('__a_' + a.name)}")
+    join = window_predicate_sql(f"e.{TS_MS}", f"r.{REQ_Q}", cv.max_window_ms)
+    ctes.append(
+        f"agg_l AS (SELECT r.{REQ_ROW}, {', '.join(aggs)} FROM {req} AS r JOIN {evl} AS e "
+        f"ON {_keys_eq(cv, 'r', 'e')} AND {join} GROUP BY r.{REQ_ROW})"
+    )
+    return ctes
+
+
+# -- the sweep (hot keys) -----------------------------------------------------------------------------
+def _hot_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, exact: Optional[str]) -> List[str]:
+    windows = _windows(cv, sweep=True)
+    frames: List[str] = []
+    aggs, names = [], []
+    for a in cv.aggregations:
+        if a.function in _VARIANCE:
+            continue
+        frame = "wall" if a.window_ms is None else f"w{windows.index(a.window_ms)}"
+        x = "__one" if a.expr is None else inputs[a.expr]
+
+        def call(agg: str, non_null: bool, frame=frame, x=x) -> str:
+            return f"{agg}{f' FILTER (WHERE {x} IS NOT NULL)' if non_null else ''} OVER {frame}"
+
+        aggs.append(f"{_output(a, _agg_body(a, x, call, '__p'))} AS {q('__a_' + a.name)}")
+        names.append(f"sw.{q('__a_' + a.name)}")
+    ctes = [f"pts AS (SELECT DISTINCT hk.__hk, rq.{REQ_Q} AS __rq FROM rq JOIN {hot} AS hk "
+            f"ON {_keys_eq(cv, 'rq', 'hk')})"]
+    if aggs:
+        ctes += _sweep_ctes(cv, inputs, hot, windows, aggs)
+    else:  # only variances: they come from the exact table
+        ctes.append("sw AS (SELECT __hk, __rq FROM pts)")
+    exact_cols = [f"ex.{q('__a_' + a.name)}" for a in cv.aggregations if a.function in _VARIANCE]
+    join_exact = f" LEFT JOIN {exact} AS ex ON ex.__hk = hk.__hk AND ex.__rq = rq.{REQ_Q}" if exact_cols else ""
+    ctes.append(
+        f"agg_h AS (SELECT rq.{REQ_ROW}, {', '.join(names + exact_cols)} FROM rq JOIN {hot} AS hk "
+        f"ON {_keys_eq(cv, 'rq', 'hk')} JOIN sw ON sw.__hk = hk.__hk AND sw.__rq = rq.{REQ_Q}{join_exact})"
+    )
+    return ctes
+
+
+def _sweep_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, windows: List[int], aggs: List[str]) -> List[str]:
+    """Events, request points and window-start markers of the hot keys in one sorted sequence per key;
+    each aggregate over a ``ROWS`` frame from the request's marker to the row before the request."""
+    needs_ord = _needs_ord(cv)
+    order_cols = [q(c) for c in cv.order_columns[1:]] if needs_ord else []
+    cols = ", ".join(["1 AS __one", *inputs.values(), *order_cols])
+    markers = "".join(
+        f"\n    UNION ALL BY NAME SELECT __hk, __rq - {w} AS __t, -1 AS __kind, __rq, {j} AS __w FROM pts"
+        for j, w in enumerate(windows)
+    )
+    order = ", ".join(["__t", "__kind", *(_order_cols(cv) if needs_ord else [])])
+    ctes = [
+        f"evh AS (SELECT hk.__hk, ev.* FROM ev JOIN {hot} AS hk ON {_keys_eq(cv, 'ev', 'hk')} AND "
+        f"{_in_reach(cv, f'ev.{TS_MS}')})",
+        f"u AS (SELECT __hk, {TS_MS} AS __t, 1 AS __kind, {cols} FROM evh\n"
+        f"    UNION ALL BY NAME SELECT __hk, __rq AS __t, 0 AS __kind, __rq FROM pts{markers})",
+        f"up AS (SELECT *, row_number() OVER (PARTITION BY __hk ORDER BY {order}) AS __p FROM u)",
+    ]
+    frames = [f"w{j} AS (PARTITION BY __hk ORDER BY __p ROWS BETWEEN __n{j} PRECEDING AND 1 PRECEDING)"
+              for j in range(len(windows))]
+    if any(a.window_ms is None and a.function not in _VARIANCE for a in cv.aggregations):
+        frames.append("wall AS (PARTITION BY __hk ORDER BY __p ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)")
+    source = "up"
+    if windows:
+        last = [f"max(__p) FILTER (WHERE __w = {j}) AS __pw{j}" for j in range(len(windows))]
+        spans = [f"coalesce(pos.__pr - pos.__pw{j}, 0) AS __n{j}" for j in range(len(windows))]
+        ctes.append(
+            f"pos AS (SELECT __hk, __rq, max(__p) FILTER (WHERE __kind = 0) AS __pr, {', '.join(last)} "
+            "FROM up WHERE __kind <= 0 GROUP BY __hk, __rq)"
+        )
+        ctes.append(
+            f"fr AS (SELECT up.*, {', '.join(spans)} FROM up LEFT JOIN pos "
+            "ON up.__kind = 0 AND pos.__hk = up.__hk AND pos.__rq = up.__rq)"
+        )
+        source = "fr"
+    select = ", ".join(["__hk", "__rq", "__kind", *aggs])
+    ctes.append(f"sw AS (SELECT * FROM (SELECT {select} FROM {source} WINDOW {', '.join(frames)}) WHERE __kind = 0)")
+    return ctes
+
+
+# -- the query ----------------------------------------------------------------------------------------
+def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot: Optional[str] = None,
+            exact: Optional[str] = None) -> str:
+    """Feature values of ``cv`` for every request row.
+
+    ``events`` is a relation of stored events, ``requests`` one with ``__row``, ``__q_ms`` and the join
+    keys. ``hot`` names a relation of the hot keys (see :func:`hot_keys_sql`) that go through the sweep; ``exact`` one of their variances (``__hk``, ``__rq`` = request time, and
+    ``__a_<feature>`` per variance/stddev feature). Returns ``__row`` plus one column per feature
+    (named ``prefix + name``), one row per request, in no particular order.
+    """
+    inputs = _inputs(cv)
+    extra = [f"({e}) AS {c}" for e, c in inputs.items()]
+    extra += [f"({s.expr}) AS {q('__l_' + s.name)}" for s in cv.latest]
+    keys = ", ".join(q(k) for k in cv.join_keys)
+    ctes = [
+        f"ev AS (SELECT *, epoch_ms({q(cv.ts_column)}) AS {TS_MS}{''.join(', ' + x for x in extra)} FROM {events})",
+        f"rq AS ({_rq_sql(cv, requests)})",
+    ]
+    selects: List[str] = []
+    joins: List[str] = []
+    if cv.latest:
+        # 1) ASOF on time alone gives each request the greatest ts < q of its entity (cheap: keys and
+        # times only). 2) Only for the (entity, ts) pairs found, pick the greatest event in event order
+        # (ties, SPEC §2): a join that probes the events against those pairs, then a small aggregate.
+        values = ", ".join(f"l{i} := {q('__l_' + s.name)}" for i, s in enumerate(cv.latest))
+        ctes.append(
+            f"hit AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts FROM rq ASOF LEFT JOIN "
+            f"(SELECT {keys}, {TS_MS} FROM ev) AS lat ON {_keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
+        )
+        ctes.append(f"pairs AS (SELECT DISTINCT {keys}, __lat_ts FROM hit WHERE __lat_ts IS NOT NULL)")
+        ctes.append(
+            f"pick AS (SELECT {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS}, "
+            f"arg_max(struct_pack({values}), {_order_key_struct(cv, 'ev.')}) AS __v "
+            f"FROM ev JOIN pairs ON {_keys_eq(cv, 'ev', 'pairs')} AND ev.{TS_MS} = pairs.__lat_ts "
+            f"GROUP BY {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS})"
+        )
+        ctes.append(
+            f"base AS (SELECT hit.*, pick.__v FROM hit LEFT JOIN pick ON {_keys_eq(cv, 'hit', 'pick')} "
+            f"AND pick.{TS_MS} = hit.__lat_ts)"
+        )
+        visible = window_predicate_sql("base.__lat_ts", f"base.{REQ_Q}", cv.ttl_ms)
+        for i, s in enumerate(cv.latest):
+            selects.append(
+                f"CAST(CASE WHEN {visible} THEN base.__v.l{i} END AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}"
+            )
+    else:
+        ctes.append("base AS (SELECT * FROM rq)")
+    if cv.aggregations:
+        ctes += _light_ctes(cv, inputs, hot)
+        if hot is not None:
+            ctes += _hot_ctes(cv, inputs, hot, exact)
+            ctes.append("agg AS (SELECT * FROM agg_l UNION ALL BY NAME SELECT * FROM agg_h)")
+        else:
+            ctes.append("agg AS (SELECT * FROM agg_l)")
+        for a in cv.aggregations:
+            col = f"agg.{q('__a_' + a.name)}"
+            empty = a.empty_value
+            value = f"COALESCE({col}, {literal(empty)})" if empty is not None else col
+            selects.append(f"CAST({value} AS {SQL_TYPES[a.dtype]}) AS {q(prefix + a.name)}")
+        joins.append(f"LEFT JOIN agg ON agg.{REQ_ROW} = base.{REQ_ROW}")
+    return (
+        "WITH " + ",\n".join(ctes) + f"\nSELECT base.{REQ_ROW}, " + ", ".join(selects) + "\nFROM base\n"
+        + "\n".join(joins)
+    )
+
+
+# -- choosing the plan and running it -----------------------------------------------------------------
+def hot_keys_sql(cv: CompiledView, events: str, requests: str, cost: Optional[float] = None) -> str:
+    """The keys for the sweep: requests x events above ``cost`` x the sweep's rows (events plus, per
+    request, itself and one marker per finite window). Columns: the join keys, ``__hk`` (an id),
+    ``__lo``/``__hi`` (the events any request of the key can see: ``__lo <= ts < __hi``), ``__r`` and
+    ``__e`` (the counts). In a view with a variance, keys with more than ``EXACT_VARIANCE_EVENTS`` events
+    are hot too (the range join's shifted variance is within 1e-9 up to that many values)."""
+    cost = HOT_KEY_COST if cost is None else cost
+    keys = ", ".join(q(k) for k in cv.join_keys)
+    per_request = 1 + len(_windows(cv, sweep=True))
+    factor = repr(float(cost)) if math.isfinite(cost) else "CAST('infinity' AS DOUBLE)"
+    lo = "CAST(NULL AS BIGINT)" if cv.max_window_ms is None else f"r.__qmin - {int(cv.max_window_ms)}"
+    many = ""
+    if any(a.function in _VARIANCE for a in cv.aggregations):
+        many = f" OR e.__e > {int(EXACT_VARIANCE_EVENTS)}"
+    return (
+        f"WITH r AS (SELECT {keys}, count(*) AS __r, min({REQ_Q}) AS __qmin, max({REQ_Q}) AS __qmax "
+        f"FROM ({_rq_sql(cv, requests)}) GROUP BY ALL),\n"
+        f"e AS (SELECT {keys}, count(*) AS __e FROM {events} GROUP BY ALL)\n"
+        f"SELECT {', '.join('r.' + q(k) for k in cv.join_keys)}, row_number() OVER () AS __hk, {lo} AS __lo, "
+        "r.__qmax AS __hi, r.__r, e.__e "
+        f"FROM r JOIN e ON {_keys_eq(cv, 'r', 'e')} "
+        f"WHERE r.__r * e.__e > {factor} * (e.__e + r.__r * {per_request}){many}"
+    )
+
+
+def exact_variances(con, cv: CompiledView, events: str, requests: str, hot: str) -> pa.Table:
+    """Exact variance/stddev of every variance feature at every distinct (hot key, request time):
+    columns ``__hk``, ``__rq`` and ``__a_<feature>`` (see :mod:`featurestore.kernel.prefix`)."""
+    from featurestore.kernel.prefix import PrefixMoments, lower_bounds
+
+    pts = con.sql(
+        f"SELECT DISTINCT hk.__hk, rq.{REQ_Q} AS __rq FROM ({_rq_sql(cv, requests)}) AS rq "
+        f"JOIN {hot} AS hk ON {_keys_eq(cv, 'rq', 'hk')}"
+    ).to_arrow_table()
+    pk, pq = (pts[c].to_numpy().astype(np.int64) for c in ("__hk", "__rq"))
+    out = {"__hk": pa.array(pk, pa.int64()), "__rq": pa.array(pq, pa.int64())}
+    keys = ", ".join(q(k) for k in cv.join_keys)
+    by_input: Dict[Tuple[str, str], List[AggSpec]] = {}
+    for a in cv.aggregations:
+        if a.function in _VARIANCE:
+            by_input.setdefault((a.expr, "BIGINT" if _is_int(a) else "DOUBLE"), []).append(a)
+    floor = np.iinfo(np.int64).min
+    for (expr, cast), specs in by_input.items():
+        ev = con.sql(
+            f"SELECT hk.__hk, e.__t, e.__x FROM (SELECT {keys}, epoch_ms({q(cv.ts_column)}) AS __t, "
+            f"CAST(({expr}) AS {cast}) AS __x FROM {events} WHERE ({expr}) IS NOT NULL) AS e "
+            f"JOIN {hot} AS hk ON {_keys_eq(cv, 'e', 'hk')} AND {_in_reach(cv, 'e.__t')} ORDER BY 1, 2"
+        ).to_arrow_table()
+        g, t = (ev[c].to_numpy().astype(np.int64) for c in ("__hk", "__t"))
+        moments = PrefixMoments(ev["__x"].to_numpy())
+        hi = lower_bounds(g, t, pk, pq)
+        for a in specs:
+            starts = np.full(len(pq), floor) if a.window_ms is None else pq - a.window_ms
+            var = moments.variances(lower_bounds(g, t, pk, starts), hi)
+            if a.function == "stddev":
+                var = [None if v is None else math.sqrt(v) for v in var]
+            out["__a_" + a.name] = pa.array(var, pa.float64())
+    return pa.table(out)
+
+
+def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "") -> pa.Table:
+    """Run the point-in-time query of ``cv`` (see :func:`pit_sql`), with the plan picked per key."""
+    hot = None
+    if cv.aggregations:
+        keys = con.sql(hot_keys_sql(cv, events, requests)).to_arrow_table()
+        if keys.num_rows:
+            hot = keys.select([*cv.join_keys, "__hk", "__lo", "__hi"])
+    if hot is None:
+        return con.sql(pit_sql(cv, events, requests, prefix)).to_arrow_table()
+    registered = [HOT]
+    con.register(HOT, hot)
+    try:
+        exact = None
+        if any(a.function in _VARIANCE for a in cv.aggregations):
+            con.register(EXACT, exact_variances(con, cv, events, requests, HOT))
+            registered.append(EXACT)
+            exact = EXACT
+        return con.sql(pit_sql(cv, events, requests, prefix, hot=HOT, exact=exact)).to_arrow_table()
+    finally:
+        for name in registered:
+            con.unregister(name)
+
+
+__all__: Sequence[str] = ("pit_sql", "point_in_time", "hot_keys_sql", "exact_variances", "HOT_KEY_COST")
