@@ -103,3 +103,18 @@ def test_window_edges_of_the_first_and_last_request(store, plan):
     got = store.get_historical_features(requests, features=["pair_stats:pair_sum_1m", "qty_stats:qty2_count_1m"])
     assert got["pair_sum_1m"].tolist() == [1830.0, 1830.0, 1890.0, 1890.0]  # 1..60, 1..60, 2..61, 2..61
     assert got["qty2_count_1m"].tolist() == [60, 60, 60, 60]
+
+
+def test_keys_with_many_events_take_the_exact_plan_in_views_with_a_variance(store, monkeypatch):
+    """The range join's shifted variance is within 1e-9 up to EXACT_VARIANCE_EVENTS values per window;
+    a key with more events goes through the sweep (exact) when the view has a variance, whatever its
+    request count."""
+    events = random_events(3)
+    write_events(store.repo_path, events)
+    requests = random_requests(3, events)
+    monkeypatch.setattr(duckdb_pit, "HOT_KEY_COST", math.inf)
+    assert hot_users(store, "amount_stats", requests) == []
+    monkeypatch.setattr(duckdb_pit, "EXACT_VARIANCE_EVENTS", 20)
+    many = sorted(u for u, n in events["user_id"].value_counts().items() if n > 20 and u in set(requests["user_id"]))
+    assert many and hot_users(store, "amount_stats", requests) == many  # amount_stats has variances
+    check(store, events, requests, abs_tol=1e-12)
