@@ -499,6 +499,7 @@ def run(scale: str, repeat: int = 3, feast_file: Optional[bool] = None, profile:
     sql_only = keep.pop("ours, compiled SQL only")
     sql_only = sql_only.rename_columns(["row_id" if c == "__row" else c for c in sql_only.column_names])
     b["checks"]["ours SQL only"] = check_windows(ours_res, sql_only, n)
+    b["peak_memory"] = peak_memory(fs, work, ours_df, win_feats, wsql)
     b["nonvacuous"] = {"rows_with_events_in_7d": int((ours_res["amount_count_7d"] > 0).sum()),
                        "rows_with_events_in_1h": int((ours_res["amount_count_1h"] > 0).sum()),
                        "mean_events_in_7d": round(float(ours_res["amount_count_7d"].mean()), 2)}
@@ -511,6 +512,20 @@ def run(scale: str, repeat: int = 3, feast_file: Optional[bool] = None, profile:
     out["sql"] = {"floor_latest": floor_sql, "floor_windows": wsql, "tie_correct_latest": tie_sql,
                   "ours_latest": ours_pit_sql(fs, "driver_latest", LATEST),
                   "ours_windows": ours_pit_sql(fs, "driver_windows", WINDOW_FEATURES)}
+    return out
+
+
+def peak_memory(fs, work: Path, entity_df: pd.DataFrame, features, floor_sql: str) -> dict:
+    """Ours and the floor once more, each alone in a fresh interpreter: peak resident memory."""
+    from bench import rss
+
+    entity_path, sql_path = work / "windows_entity.parquet", work / "windows_floor.sql"
+    entity_df.to_parquet(entity_path)
+    sql_path.write_text(floor_sql)
+    out = {"ours": rss.measure(["ours", fs.repo_path, entity_path, ",".join(features)]),
+           "floor": rss.measure(["sql", entity_path, sql_path]),
+           "idle interpreter (imports only)": rss.measure(["idle"])}
+    log(f"  peak memory: {out}")
     return out
 
 

@@ -1,6 +1,6 @@
 """Run the benchmarks and write ``bench/results/<name>.md`` (table + notes + profiles) and ``.json``.
 
-    .venv/bin/python -m bench.run [--scale small|full] [--only pit,backfill,online,stream] [--repeat 3]
+    .venv/bin/python -m bench.run [--scale small|full] [--only pit,pit_hot,backfill,online,stream] [--repeat 3]
                                   [--name NAME] [--no-feast] [--no-feast-file] [--no-profile]
 
 ``small`` (default) takes a few minutes; ``full`` is the issue's size (PIT: 10M events x 1M entity
@@ -21,11 +21,12 @@ from typing import Dict, List, Optional
 
 from bench.common import DATA_ROOT, fmt_s, loadavg, log, machine_notes, redis_version, source_hashes, source_fingerprint, changed_files, write_results
 
-ALL = ("pit", "backfill", "online", "stream")
-DEFAULT = ("pit", "backfill", "online")  # stream (Kafka + Flink, minutes) runs with --only stream
+ALL = ("pit", "pit_hot", "backfill", "online", "stream")
+DEFAULT = ("pit", "pit_hot", "backfill", "online")  # stream (Kafka + Flink, minutes) runs with --only stream
 TARGETS = {
     "pit_latest_ratio": 1.2,
     "pit_windows_ratio": 1.5,
+    "pit_hot_ratio": 2.0,
     "backfill_events_per_s": 1_000_000,
     "online_p99_1_ms": 1.0,
     "online_p99_100_ms": 10.0,
@@ -37,7 +38,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="featurestore benchmarks")
     ap.add_argument("--scale", choices=("small", "full", "tiny"), default="small")
     ap.add_argument("--only", default=",".join(DEFAULT),
-                    help="comma list of: pit, backfill, online, stream (default: all but stream)")
+                    help="comma list of: pit, pit_hot, backfill, online, stream (default: all but stream)")
     ap.add_argument("--repeat", type=int, default=3, help="repetitions per contender (best and median kept)")
     ap.add_argument("--name", help="result file name (default: <scale>[-<only>])")
     ap.add_argument("--no-feast", action="store_true", help="skip every Feast contender")
@@ -76,6 +77,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             doc["pit"] = _guard(lambda: _pit_no_feast(pit, args.scale, args.repeat, profile))
         else:
             doc["pit"] = _guard(lambda: pit.run(args.scale, repeat=args.repeat, feast_file=feast_file, profile=profile))
+    if "pit_hot" in only:
+        from bench import pit_hot
+
+        doc["pit_hot"] = _guard(lambda: pit_hot.run(args.scale, repeat=args.repeat, profile=profile))
     if "backfill" in only:
         from bench import backfill
 
@@ -177,6 +182,12 @@ def render(doc: dict) -> str:
         s, d = _render_pit(doc["pit"])
         summary += s
         details += d
+    if "pit_hot" in doc:
+        from bench import pit_hot
+
+        s, d = pit_hot.render(doc["pit_hot"], TARGETS["pit_hot_ratio"])
+        summary += s
+        details += d
     if "backfill" in doc:
         s, d = _render_backfill(doc["backfill"])
         summary += s
@@ -249,6 +260,12 @@ def _render_pit(r: dict):
           "(equi-join on the key, `q - 7d <= ts < q`, FILTER per window). Feast computes no aggregations.", ""]
     s += _timing_table(b["timings"], "floor (DuckDB range join)", "ours", TARGETS["pit_windows_ratio"], extra)
     nv = b["nonvacuous"]
+    mem = b.get("peak_memory")
+    if mem:
+        s += ["", "Peak resident memory, each alone in a fresh interpreter (`bench/rss.py`): ours "
+              f"{mem['ours'].get('max_rss_gib', mem['ours'].get('error'))} GiB, floor "
+              f"{mem['floor'].get('max_rss_gib', mem['floor'].get('error'))} GiB, an idle interpreter with the same "
+              f"imports {mem['idle interpreter (imports only)'].get('max_rss_gib')} GiB."]
     s += ["", f"Mean events per request in 7 d: {nv['mean_events_in_7d']}; rows with events in 1 h: "
               f"{nv['rows_with_events_in_1h']:,}. Sums compared with relative tolerance 1e-12 (ours: fsum; floor: sum); "
               f"largest relative difference seen: "
