@@ -186,9 +186,10 @@ class EntityReply:
 
 
 def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply], q: int,
-            top: int = TOP_LEVEL) -> Tuple[List[Any], List[str]]:
+            top: int = TOP_LEVEL, times: Optional[List[Optional[int]]] = None) -> Tuple[List[Any], List[str]]:
     """Each planned feature's value at request time ``q`` (epoch ms) as a plain Python value, and its
-    status. ``reply`` None: the entity has no state (no events within the retention)."""
+    status. ``reply`` None: the entity has no state (no events within the retention). ``times``: a list
+    that receives each value's event time (:func:`event_time`)."""
     rows: Dict[Optional[int], list] = {}
     found = reply is not None
     for p in plans:
@@ -212,7 +213,21 @@ def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[Entity
                 status = NOT_FOUND
         values.append(to_output(value, p.dtype))
         statuses.append(status)
+        if times is not None:
+            times.append(event_time(layout, p, row, status, q))
     return values, statuses
+
+
+def event_time(layout: Layout, plan: FeaturePlan, row: list, status: str, q: int) -> Optional[int]:
+    """The event time (epoch ms) of a served value, Feast's ``event_timestamps``: for a latest feature the
+    time of the event it comes from; for an aggregation the request time (the value is the window
+    ``[q - W, q)`` as of ``q``). None when the entity has no state or no event inside the TTL."""
+    if status in (NOT_FOUND, REFUSED, OUTSIDE_MAX_AGE):
+        return None
+    if plan.function == "latest":
+        slot = row[layout.latest_slot]
+        return None if slot is None else int(slot[0][0])
+    return q
 
 
 def _any_before(layout: Layout, reply: EntityReply, q: int) -> bool:
@@ -326,13 +341,15 @@ class OnlineResponse:
     """Feature values of an online lookup: ``to_dict()`` -> ``{column: [value per entity row]}`` (the
     entity rows' join keys first, then the features in request order; Feast style), ``statuses()`` ->
     the same shape with each value's status, ``refusals`` (one line per refused view and why),
-    ``to_df()``, and ``request_id`` (set when the lookup was logged)."""
+    ``to_df()``, ``event_times`` (per feature column, each value's event time in epoch ms:
+    :func:`event_time`) and ``request_id`` (set when the lookup was logged)."""
 
     def __init__(self, columns: Dict[str, List[Any]], request_id: Optional[str] = None,
                  request_time_ms: Optional[int] = None, statuses: Optional[Dict[str, List[str]]] = None,
-                 refusals: Optional[List[str]] = None):
+                 refusals: Optional[List[str]] = None, event_times: Optional[Dict[str, List[Optional[int]]]] = None):
         self._columns = columns
         self._statuses = statuses or {}
+        self.event_times = event_times or {}  # feature column -> event time (epoch ms) of each value, or None
         self.refusals = list(refusals or [])
         self.request_id = request_id
         self.request_time_ms = request_time_ms
@@ -357,5 +374,5 @@ class OnlineResponse:
 
 
 __all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "read_plan",
-           "ReadPlan", "EntityReply", "decode_reply", "to_output", "cast_value", "OnlineResponse", "STATUSES",
+           "ReadPlan", "EntityReply", "decode_reply", "event_time", "to_output", "cast_value", "OnlineResponse", "STATUSES",
            "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED"]

@@ -86,9 +86,11 @@ class FeatureStore:
 
     @property
     def offline(self):
+        from featurestore.push.offline import follower
         from featurestore.stores.offline import OfflineStore
 
-        return OfflineStore(self.config.offline_path / self.config.project)
+        # a table of a view whose batch face has pushed events holds them once (featurestore.push.offline)
+        return OfflineStore(self.config.offline_path / self.config.project, follower=follower(self))
 
     def _connect(self, deterministic: bool = False):
         """A DuckDB connection. ``deterministic`` runs one thread, so float sums are added in the
@@ -247,15 +249,21 @@ class FeatureStore:
         )
 
     def _view_input(self, con, cv):
-        """Read the offline table when it exists; else compute the same events from the batch face."""
+        """Read the offline table when it exists; else compute the same events from the batch face (and
+        the events pushed to it)."""
         from featurestore.engines import duckdb_sql as dsql
         from featurestore.engines.duckdb_engine import arrow_schema
+        from featurestore.push.offline import events_relation
         from featurestore.sdk.historical import ViewInput
 
         table = self.offline.table(cv.name, ts_column=cv.ts_column)
         version = table.version
         if version is None:
-            return ViewInput(cv, f"({dsql.events_sql(cv, self._source_relation(cv.name))})", None)
+            events = f"({dsql.events_sql(cv, self._source_relation(cv.name))})"
+            pushed = events_relation(self, con, cv)
+            if pushed is not None:
+                events = f"({events} UNION ALL BY NAME {pushed})"
+            return ViewInput(cv, events, None)
         files = table.files(version)
         if not files:
             empty = arrow_schema(cv).empty_table()
@@ -408,6 +416,20 @@ class FeatureStore:
                 raise self.online_store().infra_error(exc) from None
             response.request_id = record.request_id
         return response
+
+    def push(self, source, rows, to: str = "online_and_offline"):
+        """Rows become events of ``source`` (a name or a Source) in the chosen stores — ``"online"``,
+        ``"offline"`` or ``"online_and_offline"`` — through the same typing, filters and projections as any
+        event, so online == offline holds after an ``online_and_offline`` push. ``rows``: a DataFrame, a list
+        of dicts or a dict of columns (Feast's ``df``). A source with a stream face takes them through its
+        Kafka topic (``to="online_and_offline"`` only). Rows that cannot be events are dead letters, counted
+        in the returned ``PushResult``. Details: docs/push.md.
+
+        >>> fs.push("transactions_push", df, to="online_and_offline").events  # doctest: +SKIP
+        """
+        from featurestore.push import push
+
+        return push(self, source, rows, to)
 
     def ship_logs(self):
         """Move logged lookups from Redis Streams to the offline log tables (idempotent)."""

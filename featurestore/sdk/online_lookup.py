@@ -122,6 +122,7 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
 
     out = {k: list(v) for k, v in key_columns.items()}
     statuses: Dict[str, List[str]] = {}
+    times: Dict[str, List[Optional[int]]] = {}
     refusals: List[str] = []
     for (cv, layout, plans, rplan, bases), marker in zip(views, markers):
         refused = view_refusal(cv, orjson.loads(marker) if marker else None, q)
@@ -130,33 +131,38 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
         done: dict = {}
         cols = [[] for _ in plans]
         stats = [[] for _ in plans]
+        whens = [[] for _ in plans]
         for base in bases:
             if base not in done:
                 done[base] = _entity_values(cv, layout, plans, rplan, by_base.get(base) if base else None,
                                             q, refused, refusals)
-            values, sts = done[base]
-            for j, (v, s) in enumerate(zip(values, sts)):
+            values, sts, ets = done[base]
+            for j, (v, s, e) in enumerate(zip(values, sts, ets)):
                 cols[j].append(v)
                 stats[j].append(s)
-        for p, col, st in zip(plans, cols, stats):
+                whens[j].append(e)
+        for p, col, st, when in zip(plans, cols, stats, whens):
             out[columns[(cv.name, p.name)]] = col
             statuses[columns[(cv.name, p.name)]] = st
+            times[columns[(cv.name, p.name)]] = when
     for r in refusals:
         log.warning("online lookup refused: %s", r)
-    return ol.OnlineResponse(out, None, q, statuses, refusals)
+    return ol.OnlineResponse(out, None, q, statuses, refusals, times)
 
 
 def _entity_values(cv, layout, plans, rplan, raw_reply, q: int, refused: Optional[str], refusals: List[str]):
     if refused:
-        return [None] * len(plans), [ol.REFUSED] * len(plans)
+        return [None] * len(plans), [ol.REFUSED] * len(plans), [None] * len(plans)
     reply = ol.decode_reply(layout, raw_reply, rplan) if raw_reply else None
     if reply is not None:
         why = entity_refusal(cv, reply.meta, q)
         if why:
             if why not in refusals:
                 refusals.append(why)
-            return [None] * len(plans), [ol.REFUSED] * len(plans)
-    return ol.compute(layout, plans, reply, q)
+            return [None] * len(plans), [ol.REFUSED] * len(plans), [None] * len(plans)
+    times: List[Optional[int]] = []
+    values, statuses = ol.compute(layout, plans, reply, q, times=times)
+    return values, statuses, times
 
 
 __all__ = ["lookup", "view_refusal", "entity_refusal"]

@@ -38,7 +38,8 @@ from featurestore.errors import OfflineStoreError
 from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, ...: re-exported)
     DAY_MS, DEFAULT_TS_COLUMN, ORPHAN_GRACE_SECONDS, PARTITION_COLUMN, ROW_GROUP_ROWS, TMP_PREFIX, TS_TYPE, _NAME_RE,
     Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _NewFile,
-    _PartitionedWriter, _schema_from_b64, _split_by_day, _storage_schema, _to_ts_type, _ts_ms, _Txn, _unlink)
+    _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _to_ts_type, _ts_ms, _Txn,
+    _unlink)
 from featurestore.stores import time_ranges
 from featurestore.stores.offline_log import (ANY, CommitConflict, Plan, TableLog, _app, _check_after,  # noqa: F401
                                             _committed_app, _committed_app_version)
@@ -163,17 +164,57 @@ class OfflineTable(TableLog):
                 end = max(last) + 1 if last else start
             drop = [[start, end]] if start < end else []
             rewrites: dict = {}  # relative path of a base file -> its rows outside the range (new files)
+            followed: dict = {"key": None}
 
             def build(base: Optional[dict]) -> Plan:
                 owned = (base or {}).get("batch_ranges", [])
                 fields = {"range": drop[0] if drop else None, "batch_ranges": time_ranges.add(owned, start, end)}
+                extra, extra_schema = self._followed(txn, base, drop, followed, fields)
                 unified = self._unify(base, schema, ts_column)
+                if extra_schema is not None:
+                    unified = self._unify({"arrow_schema": _schema_to_b64(unified)}, extra_schema, ts_column)
                 if base is None:
-                    return [], list(data_files), unified, fields
+                    return [], list(data_files) + extra, unified, fields
                 kept, rewritten = self._without(txn, base, drop, rewrites)
-                return kept, list(data_files) + rewritten, unified, fields
+                return kept, list(data_files) + rewritten + extra, unified, fields
 
             return self._commit(txn, "write_range", build)
+        finally:
+            txn.abort()
+
+    def _followed(self, txn: _Txn, base: Optional[dict], drop: Ranges, cache: dict,
+                  fields: dict) -> Tuple[List[_NewFile], Optional[pa.Schema]]:
+        """The files of the rows :attr:`follow` says this commit must add on ``base`` (``drop``: the ranges
+        it replaces), written once per distinct plan (a lost commit race re-plans on the winner)."""
+        plan = self.follow.plan(base, drop) if self.follow is not None else None
+        if plan is None:
+            return [], None
+        if cache["key"] != plan.key:
+            txn.discard(cache.get("files", []))
+            ts_column = self._resolved_ts_column(base)
+            files = self._write_stream(txn, plan.schema, plan.batches(), ts_column, None) if plan.rows else []
+            cache.update(key=plan.key, files=files)
+        fields["txns_set"] = {plan.app_id: plan.seq}
+        return list(cache["files"]), plan.schema
+
+    def follow_up(self) -> Optional[int]:
+        """Commit the rows :attr:`follow` says the table lacks (a pushed event; operation ``push``); returns
+        the new version, or None when there was nothing to add (or the table does not exist yet: its first
+        write takes them)."""
+        if self.follow is None or self._latest_manifest() is None:
+            return None
+        if self.follow.plan(self._latest_manifest(), []) is None:
+            return None
+        txn = _Txn()
+        followed: dict = {"key": None}
+        try:
+            def build(base: Optional[dict]) -> Plan:
+                fields: dict = {}
+                extra, extra_schema = self._followed(txn, base, [], followed, fields)
+                unified = self._unify(base, extra_schema, self._resolved_ts_column(base))
+                return (list(base["files"]) if base else []), extra, unified, fields
+
+            return self._commit(txn, "push", build)
         finally:
             txn.abort()
 
@@ -543,17 +584,22 @@ def _spans_overlap(spans: List[Dict[int, Tuple[int, int]]]) -> bool:
 
 
 class OfflineStore:
-    """The offline tables under one root directory (one per feature view)."""
+    """The offline tables under one root directory (one per feature view). ``follower(name)``: the
+    :attr:`OfflineTable.follow` of table ``name`` (the rows pushed to its source; None: none)."""
 
-    def __init__(self, root: Union[Path, str]):
+    def __init__(self, root: Union[Path, str], follower=None):
         self.root = Path(root)
+        self.follower = follower
 
     def __repr__(self) -> str:
         return f"OfflineStore({str(self.root)!r})"
 
     def table(self, name: str, ts_column: Optional[str] = None) -> OfflineTable:
         """The table ``name`` (it need not exist yet: the first write creates it)."""
-        return OfflineTable(self.root, name, ts_column=ts_column)
+        table = OfflineTable(self.root, name, ts_column=ts_column)
+        if self.follower is not None:
+            table.follow = self.follower(name)
+        return table
 
     def tables(self) -> List[str]:
         """Names of the tables that have at least one version, sorted."""

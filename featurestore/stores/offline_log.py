@@ -55,6 +55,9 @@ class TableLog:
         # Outside the table folder, so no directory reader (dask included) ever sees superseded rows.
         self._archive = self.root / ARCHIVE_DIR / name
         self._ts_column = ts_column
+        # Rows another log owns and this table must hold once (pushed events, featurestore.push.offline):
+        # an object with plan(base, replaced ranges) -> FollowPlan or None, consulted by every write_range.
+        self.follow = None
 
     def __repr__(self) -> str:
         return f"OfflineTable({str(self.root)!r}, {self.name!r})"
@@ -285,8 +288,8 @@ class TableLog:
         """Commit the next version: optimistic, retried on the base that won until it succeeds.
 
         ``build(base)`` returns (base files kept, new files, schema, manifest fields it sets: ``range``,
-        ``batch_ranges``, ``stream``, and ``txn`` = what to record beside ``app``'s seq); fields it does
-        not set carry over from the base."""
+        ``batch_ranges``, ``stream``, ``txn`` = what to record beside ``app``'s seq, and ``txns_set`` =
+        {other app id: seq} to record as well); fields it does not set carry over from the base."""
         delay = 0.002
         for _ in range(MAX_COMMIT_ATTEMPTS):
             base = self._latest_manifest()
@@ -311,6 +314,8 @@ class TableLog:
             txns = dict(base.get("txns", {})) if base else {}
             if app is not None:
                 txns[app[0]] = {"seq": app[1], "version": version, **fields.get("txn", {})}
+            for other, seq in fields.get("txns_set", {}).items():
+                txns[other] = {"seq": seq, "version": version}
             carried = base or {}
             manifest = {
                 "format": FORMAT_VERSION,

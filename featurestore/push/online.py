@@ -1,0 +1,125 @@
+"""Pushed events into the online store: each touched entity's state, plus the new events, written back.
+
+For every view of the push and every entity its new events touch, the entity's stored state is read
+(raw events, the prefix at its cut, its horizon), rebuilt as the kernel's
+:class:`~featurestore.kernel.entity.EntityState` — the code materialize and the stream job use — with the
+new events added, and written back whole by the store's write script (one entity at a time is atomic).
+Never a whole-view rewrite: the cost is the touched entities' states. The reads happen under ``WATCH``
+of the touched keys and the writes in one ``MULTI``/``EXEC``: a concurrent writer of one of them (another
+push, a materialize) makes the exchange start over, so no update is lost.
+
+The new events' stored members are encoded by the same SQL as materialize's (``materialize_sql`` over
+the view's stored events of the pushed rows), with event ids of their own (``"p<push id>:<n>"``) so they
+never collide with the ids of materialized (negative ranks) or streamed (Kafka offsets) events.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Dict, List, Optional, Tuple
+
+import orjson
+
+from featurestore.kernel.entity import DENSE_EVENTS, EntityState
+from featurestore.online import view_layout
+from featurestore.sdk.online_lookup import view_refusal
+from featurestore.stores import online_redis as orr
+
+MAX_ATTEMPTS = 20
+
+
+def new_events(con, cv, relation: str, push_id: str) -> Dict[tuple, List[Tuple[int, str]]]:
+    """Per entity (its join-key values), the ``(ts, member)`` of the view's events in ``relation`` (a
+    relation of the view's stored events), members encoded as materialize encodes them."""
+    out: Dict[tuple, List[Tuple[int, str]]] = {}
+    nkeys = len(cv.join_keys)
+    reader = con.sql(orr.materialize_sql(cv, relation)).to_arrow_reader(10_000)
+    for batch in reader:
+        keys = [batch.column(i).to_pylist() for i in range(nkeys)]
+        tss = batch.column(nkeys + 1).to_pylist()
+        members = batch.column(nkeys + 2).to_pylist()
+        for i in range(batch.num_rows):
+            events = []
+            for ts, member in zip(tss[i], members[i]):
+                rank, rest = member[2:].split(",", 1)  # '[-<rank>,<order>,<inputs>]'
+                events.append((ts, f'["p{push_id}:{rank}",{rest}'))
+            out[tuple(k[i] for k in keys)] = events
+    return out
+
+
+def _state(cv, layout, ret, stored) -> EntityState:
+    """The entity's state as stored (``stored``: meta, raw members, prefix members), ready for more events."""
+    meta_raw, members, prefixes = stored
+    meta = orjson.loads(meta_raw) if meta_raw else {}
+    rows = sorted((orjson.loads(p) for p in prefixes), key=lambda p: p[0])
+    cut = rows[0][0] if rows and ret.keep_base else None
+    state = EntityState(layout, ret.keep_base, cut, DENSE_EVENTS)
+    if cut is not None:
+        state.base = layout.decode(rows[0][1])
+        state.prefixes = {cut: state.base}
+    state.horizon = meta.get("h")
+    for m in members:
+        text = m.decode() if isinstance(m, bytes) else m
+        ev = orjson.loads(text)
+        state.add(ev[0], ev[1], ev[2], text)
+    return state
+
+
+def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]]) -> Tuple[int, Optional[str]]:
+    """Add ``events`` (per entity) to the online state of ``cv``; returns (entities written, refusal). A view
+    whose online state cannot take them (never loaded, or written by another definition) is refused with
+    the reason lookups give, and nothing is written."""
+    import redis
+
+    online = orr.for_store(store)
+    marker = online.markers([cv.name]).get(cv.name)
+    why = view_refusal(cv, marker, marker.get("h") or 0) if marker is not None else view_refusal(cv, None, 0)
+    if why:
+        return 0, why
+    if not events:
+        return 0, None
+    layout = view_layout(cv)
+    ret = orr.retention(cv)
+    sha = online.write_sha()
+    bases = {k: online.base(cv.name, list(k)) for k in events}
+    keys = [key for b in bases.values() for key in orr.entity_keys(b)]
+    client = online.client
+    for _ in range(MAX_ATTEMPTS):
+        with client.pipeline(transaction=True) as tx:
+            try:
+                online._guard(tx.watch, *keys)
+                reads = client.pipeline(transaction=False)
+                for b in bases.values():
+                    t_key, r_key, p_key = orr.entity_keys(b)
+                    reads.hget(t_key, orr.META_FIELD)
+                    reads.zrange(r_key, 0, -1)
+                    reads.zrange(p_key, 0, -1)
+                got = online._guard(reads.execute)
+                tx.multi()
+                now = int(time.time() * 1000)
+                for i, (k, b) in enumerate(bases.items()):
+                    stored = got[3 * i:3 * i + 3]
+                    if stored[0] is not None and orjson.loads(stored[0]).get("fp") != cv.data_fingerprint:
+                        return 0, (f"feature view '{cv.name}': an entity's online state was written by another "
+                                   f"definition; run 'featurestore materialize --views {cv.name}'")
+                    state = _state(cv, layout, ret, stored)
+                    for ts, member in events[k]:
+                        ev = orjson.loads(member)
+                        state.add(ev[0], ev[1], ev[2], member)
+                    changes = state.drain()
+                    at = max(now, changes.last_ts or now) + ret.window_ms + orr.SLACK_MS if ret.expires else None
+                    tx.evalsha(sha, 3, *orr.entity_keys(b), *orr.write_args(changes, cv.data_fingerprint, at))
+                online._guard(tx.execute)
+                return len(bases), None
+            except redis.exceptions.WatchError:
+                continue
+    raise orr.FeatureStoreError(f"feature view '{cv.name}': pushed events lost {MAX_ATTEMPTS} races with other "
+                                "writers of the same entities; push again")
+
+
+def push_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+__all__ = ["apply", "new_events", "push_id"]

@@ -1,0 +1,255 @@
+"""Pushed rows -> events of a source: one typed Arrow table, and a dead letter per row that cannot be one.
+
+Rows arrive as a pandas DataFrame, a list of dicts (one per row), a dict of columns (Feast's ``df``:
+``{column: [values]}``) or a pyarrow Table. Each value is read by its column's declared type with the
+rules of the batch face and the stream face together (docs/push.md):
+
+* the **event time**: a timestamp (``datetime``, ``pandas.Timestamp``, ``numpy.datetime64``; naive ones
+  are UTC, as in a batch face and in Feast), an ISO-8601 string (naive: UTC), or an integer of epoch
+  milliseconds (the stream face's form); floored to the millisecond. Missing, unreadable (a float, a
+  bool, text that is not a time) or outside pandas' range (1677-09-21 to 2262-04-11): a dead letter;
+* ``int64``/``int32``: integers, or floats with an integral value (pandas turns an integer column with a
+  gap into floats), in the type's range; never a bool or a string;
+* ``float64``/``float32``: numbers (NaN is null, as at every ingestion); ``bool``: booleans;
+  ``string``: strings; other ``timestamp`` columns: as the event time, null allowed;
+* a missing column or value is null; a column the source does not declare is ignored.
+
+A row with a value that is not of its column's type is a **dead letter** with a one-line reason naming
+the column (the first such column in schema order), never a partial event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from featurestore import dtypes as t
+from featurestore.errors import RequestError
+
+_INT_RANGE = {t.INT64: (-(2**63), 2**63 - 1), t.INT32: (-(2**31), 2**31 - 1)}
+MIN_MS, MAX_MS = -9_223_372_036_854, 9_223_372_036_854  # what pandas' datetime64[ns] holds, in ms
+PUSH_TS_TYPE = pa.timestamp("ms", tz="UTC")
+
+
+def missing_time_reason(column: str) -> str:
+    return f"missing event time '{column}'"
+
+
+def bad_time_reason(column: str) -> str:
+    return f"event time '{column}': not a timestamp (a datetime, an ISO-8601 string or epoch milliseconds)"
+
+
+def range_reason(column: str) -> str:
+    return f"event time '{column}' out of range (supported: 1677-09-22 to 2262-04-11 UTC)"
+
+
+def column_reason(column: str, dtype: str) -> str:
+    return f"column '{column}': not a {dtype}"
+
+
+@dataclass
+class Parsed:
+    """The events (``table``: the source's columns, typed; the event time as ``timestamp[ms, UTC]``) and
+    the rows that are not events: ``dead`` = (row index, reason, the row as JSON text)."""
+
+    table: pa.Table
+    index: List[int]  # input row index of each event
+    dead: List[tuple] = field(default_factory=list)
+
+    def reasons(self) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        for _, reason, _ in self.dead:
+            out[reason] = out.get(reason, 0) + 1
+        return out
+
+
+def columns_of(rows: Any) -> Dict[str, List[Any]]:
+    """``{column: [value per row]}`` from any accepted form of pushed rows."""
+    import pandas as pd
+
+    if isinstance(rows, pd.DataFrame):
+        return {str(c): rows[c].tolist() for c in rows.columns}
+    if isinstance(rows, pa.Table):
+        return {c: rows.column(c).to_pylist() for c in rows.column_names}
+    if isinstance(rows, Mapping):  # Feast's df: columns of equal length
+        cols = {str(k): (list(v) if isinstance(v, (list, tuple, np.ndarray, pd.Series)) else None)
+                for k, v in rows.items()}
+        bad = [k for k, v in cols.items() if v is None]
+        if bad:
+            raise RequestError(f"rows: a dict of columns needs a list of values per column ({bad[0]!r} is not a list)")
+        lengths = {k: len(v) for k, v in cols.items()}
+        if len(set(lengths.values())) > 1:
+            raise RequestError(f"rows: columns have different lengths {lengths}")
+        return cols
+    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
+        raise RequestError(f"rows must be a pandas DataFrame, a list of dicts or a dict of columns, "
+                           f"got {type(rows).__name__}")
+    out: Dict[str, List[Any]] = {}
+    listed = list(rows)
+    for i, r in enumerate(listed):
+        if not isinstance(r, Mapping):
+            raise RequestError(f"row {i} is a {type(r).__name__}, not a dict of column values")
+        for k in r:
+            out.setdefault(str(k), [None] * len(listed))
+    for i, r in enumerate(listed):
+        for k, v in r.items():
+            out[str(k)][i] = v
+    return out
+
+
+def _null(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    try:
+        import pandas as pd
+
+        return v is pd.NaT or v is pd.NA
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def time_ms(v: Any) -> Optional[int]:
+    """Epoch ms (floored) of an event-time value; raises ValueError when it is not a time."""
+    return time_us(v) // 1000
+
+
+def time_us(v: Any) -> int:
+    """Epoch microseconds (floored) of a time value (an integer is epoch milliseconds); ValueError when
+    it is not a time."""
+    import pandas as pd
+
+    if isinstance(v, (bool, np.bool_)) or isinstance(v, (float, np.floating)):
+        raise ValueError("not a time")
+    if isinstance(v, (int, np.integer)):
+        return int(v) * 1000
+    if isinstance(v, str):
+        if not v.strip() or v.strip().lstrip("-").isdigit():
+            raise ValueError("not a time")
+    elif not isinstance(v, (datetime, date, np.datetime64, pd.Timestamp)):
+        raise ValueError("not a time")
+    ts = pd.Timestamp(v)  # ValueError / OverflowError when unreadable or out of range
+    if ts is pd.NaT:
+        raise ValueError("not a time")
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.value // 1_000
+
+
+def _value(v: Any, dtype: str) -> Any:
+    """The value as its declared type, or ValueError."""
+    if dtype in t.INTEGER:
+        if isinstance(v, (bool, np.bool_)):
+            raise ValueError
+        if isinstance(v, (float, np.floating)):
+            if not math.isfinite(v) or v != int(v):
+                raise ValueError
+            v = int(v)
+        if not isinstance(v, (int, np.integer)):
+            raise ValueError
+        lo, hi = _INT_RANGE[dtype]
+        if not lo <= int(v) <= hi:
+            raise ValueError
+        return int(v)
+    if dtype in (t.FLOAT64, t.FLOAT32):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError
+        f = float(v)
+        return None if math.isnan(f) else f
+    if dtype == t.BOOL:
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError
+        return bool(v)
+    if dtype == t.STRING:
+        if not isinstance(v, str):
+            raise ValueError
+        return v
+    if dtype == t.TIMESTAMP:
+        us = time_us(v)
+        if not MIN_MS <= us // 1000 <= MAX_MS:
+            raise ValueError
+        return us
+    raise ValueError  # pragma: no cover - every declared type is handled
+
+
+def _json_row(cols: Dict[str, List[Any]], i: int) -> str:
+    def plain(v):
+        if _null(v):
+            return None
+        if isinstance(v, (np.integer, np.floating, np.bool_)):
+            return v.item()
+        if isinstance(v, (str, int, float, bool)):
+            return v if not (isinstance(v, float) and not math.isfinite(v)) else str(v)
+        return str(v)
+
+    return json.dumps({k: plain(v[i]) for k, v in cols.items()}, ensure_ascii=False, sort_keys=True)
+
+
+def parse(source, rows: Any) -> Parsed:
+    """The events and dead letters of ``rows`` pushed to ``source`` (see the module docstring)."""
+    cols = columns_of(rows)
+    n = len(next(iter(cols.values()), []))
+    if source.timestamp not in cols:
+        raise RequestError(f"rows pushed to source '{source.name}' have no event-time column '{source.timestamp}' "
+                           f"(columns: {sorted(cols)})")
+    schema = list(source.schema)
+    out: Dict[str, List[Any]] = {c: [] for c, _ in schema}
+    index: List[int] = []
+    dead: List[tuple] = []
+    ts_col = source.timestamp
+    for i in range(n):
+        reason = None
+        values = {}
+        raw = cols[ts_col][i]
+        if _null(raw):
+            reason = missing_time_reason(ts_col)
+        else:
+            try:
+                ms = time_ms(raw)
+            except (ValueError, TypeError, OverflowError):
+                reason = bad_time_reason(ts_col)
+            else:
+                if not MIN_MS <= ms <= MAX_MS:
+                    reason = range_reason(ts_col)
+                values[ts_col] = ms
+        if reason is None:
+            for c, dtype in schema:
+                if c == ts_col:
+                    continue
+                v = cols[c][i] if c in cols else None
+                if _null(v):
+                    values[c] = None
+                    continue
+                try:
+                    values[c] = _value(v, dtype)
+                except (ValueError, TypeError, OverflowError):
+                    reason = column_reason(c, dtype)
+                    break
+        if reason is not None:
+            dead.append((i, reason, _json_row(cols, i)))
+            continue
+        index.append(i)
+        for c, _ in schema:
+            out[c].append(values[c])
+    fields = []
+    arrays = []
+    for c, dtype in schema:
+        if dtype == t.TIMESTAMP:  # the event time in ms (the stored events' unit), others in us
+            typ = PUSH_TS_TYPE if c == ts_col else t.arrow_type(dtype)
+            arrays.append(pa.array(out[c], type=pa.int64()).cast(typ))
+        else:
+            typ = t.arrow_type(dtype)
+            arrays.append(pa.array(out[c], type=typ))
+        fields.append(pa.field(c, typ))
+    return Parsed(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), index, dead)
+
+
+__all__ = ["Parsed", "parse", "columns_of", "time_ms", "missing_time_reason", "bad_time_reason", "range_reason",
+           "column_reason", "PUSH_TS_TYPE"]
