@@ -45,8 +45,11 @@ def _json_safe(values: List[Any]) -> List[Any]:
 
 def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES):
     """The ASGI app serving ``store`` (a FeatureStore)."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Request, Response
     from fastapi.responses import JSONResponse, PlainTextResponse
+
+    from featurestore import server_feast
+    from featurestore.sdk.refs import resolve_features
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,6 +82,9 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
             json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}]})
         log: bool = Field(False, description="Log the served vector (log-and-wait); returns its request_id.")
         full_feature_names: bool = False
+        include_feature_view_version_metadata: bool = Field(
+            None, description="Feast's field (its clients always send it): the response is in Feast's shape "
+            "(featurestore.server_feast), with feature_view_metadata when true.")
 
         @model_validator(mode="after")
         def _one_of(self):
@@ -147,8 +153,10 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
                          413: {"description": "body too large", **error},
                          501: {"description": "not implemented", **error},
                          503: {"description": "online store unavailable", **error}})
-    def get_online_features(body: LookupRequest):
+    def get_online_features(body: LookupRequest, request: Request, response: Response,
+                            format: Optional[str] = None):
         t0 = time.perf_counter()
+        feast_shape = server_feast.wants_feast(body.model_fields_set, format)
         try:
             rows = body.rows()
             if len(rows) > max_entities:
@@ -157,7 +165,8 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
                 raise RequestError("no entities given")
             result = store.get_online_features(rows, features=body.features, feature_service=body.feature_service,
                                                request_time=body.request_time, log=body.log,
-                                               full_feature_names=body.full_feature_names)
+                                               full_feature_names=body.full_feature_names,
+                                               request_id=request.headers.get("x-request-id"))
         except InfraError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         except NotImplementedYet as exc:
@@ -168,11 +177,22 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
         latency.observe(time.perf_counter() - t0)
         entities_total.inc(len(rows))
         keys = set(rows[0])
+        headers = {"X-Request-Id": result.request_id} if result.request_id else None
+        if feast_shape:
+            selection = resolve_features(store.repo, body.features, body.feature_service)
+            key_columns = [k for k in data if k in keys]
+            return JSONResponse(server_feast.lookup_body(result, key_columns, selection, {},
+                                                         bool(body.include_feature_view_version_metadata)),
+                                headers=headers)
+        if headers:
+            response.headers.update(headers)
         return {"request_id": getattr(result, "request_id", None),
                 "feature_names": [c for c in data if c not in keys],
                 "results": {k: _json_safe(v) for k, v in data.items()},
                 "statuses": result.statuses(), "refusals": result.refusals}
 
+    server_feast.add_routes(app, store, {400: {"description": "invalid request", **error},
+                                         503: {"description": "a store is unavailable", **error}})
     return app
 
 

@@ -79,9 +79,11 @@ def resolve_source(store, source):
     return by_name[source]
 
 
-def push(store, source, rows: Any, to: str = "online_and_offline", views: Optional[List[str]] = None) -> PushResult:
-    """See the module docstring (and ``FeatureStore.push``). ``views`` restricts the online part to some
-    views of the source (Feast's ``/write-to-online-store`` writes one view at a time)."""
+def push(store, source, rows: Any, to: str = "online_and_offline", views: Optional[List[str]] = None,
+         upsert: bool = False) -> PushResult:
+    """See the module docstring (and ``FeatureStore.push``). ``views`` restricts the push to some views of
+    the source, and ``upsert`` skips an event identical to one the entity's online state holds (Feast's
+    ``/write-to-online-store`` writes one view at a time, rows as upserts)."""
     from featurestore.push import rows as prow
 
     src = resolve_source(store, source)
@@ -114,7 +116,7 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
     if to in ("offline", "online_and_offline") and parsed.table.num_rows:
         _offline(store, src, parsed.table, targets, result)
     if to in ("online", "online_and_offline") and parsed.table.num_rows:
-        _online(store, parsed.table, targets, result)
+        _online(store, parsed.table, targets, result, upsert)
     return result
 
 
@@ -127,7 +129,7 @@ def _offline(store, src, events: pa.Table, targets: List[str], result: PushResul
         result.offline[n] = table.follow_up() or table.version
 
 
-def _online(store, events: pa.Table, targets: List[str], result: PushResult) -> None:
+def _online(store, events: pa.Table, targets: List[str], result: PushResult, upsert: bool = False) -> None:
     from featurestore.engines import duckdb_sql as dsql
     from featurestore.push import online as pon
 
@@ -140,7 +142,7 @@ def _online(store, events: pa.Table, targets: List[str], result: PushResult) -> 
             continue
         cv = store.compiled(n)
         relation = f"({dsql.events_sql(cv, '__pushed')})"
-        written, why = pon.apply(store, cv, pon.new_events(con, cv, relation, pid))
+        written, why = pon.apply(store, cv, pon.new_events(con, cv, relation, pid), upsert=upsert)
         result.online[n] = written
         if why:
             result.refusals.append(why)

@@ -66,10 +66,11 @@ def _state(cv, layout, ret, stored) -> EntityState:
     return state
 
 
-def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]]) -> Tuple[int, Optional[str]]:
+def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = False) -> Tuple[int, Optional[str]]:
     """Add ``events`` (per entity) to the online state of ``cv``; returns (entities written, refusal). A view
     whose online state cannot take them (never loaded, or written by another definition) is refused with
-    the reason lookups give, and nothing is written."""
+    the reason lookups give, and nothing is written. ``upsert``: an event identical (order and inputs) to
+    one the entity holds raw is not added again."""
     import redis
 
     online = orr.for_store(store)
@@ -104,8 +105,11 @@ def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]]) -> Tuple[int, O
                         return 0, (f"feature view '{cv.name}': an entity's online state was written by another "
                                    f"definition; run 'featurestore materialize --views {cv.name}'")
                     state = _state(cv, layout, ret, stored)
+                    held = {orjson.dumps([o, i]) for o, i, _ in state.events.values()} if upsert else set()
                     for ts, member in events[k]:
                         ev = orjson.loads(member)
+                        if upsert and orjson.dumps([ev[1], ev[2]]) in held:
+                            continue
                         state.add(ev[0], ev[1], ev[2], member)
                     changes = state.drain()
                     at = max(now, changes.last_ts or now) + ret.window_ms + orr.SLACK_MS if ret.expires else None

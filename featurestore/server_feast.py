@@ -1,0 +1,212 @@
+"""Feast's feature-server protocol (feast 0.67's ``feature_server.py``) on ``featurestore serve``.
+
+A Feast client — ``feast.FeatureStore`` with ``online_store: {type: remote, path: http://host:port}`` — or
+a script written against Feast's server works unchanged:
+
+``POST /get-online-features``
+    Feast's request (``features`` or ``feature_service``, ``entities`` as columns, ``full_feature_names``,
+    ``include_feature_view_version_metadata``; request data as extra ``entities`` columns) is answered in
+    Feast's shape when the body carries ``include_feature_view_version_metadata`` (Feast's clients always
+    send it) or the URL says ``?format=feast``::
+
+        {"metadata": {"feature_names": ["driver_id", "conv_rate"]},
+         "results": [{"values": [1001], "statuses": ["PRESENT"], "event_timestamps": ["1970-01-01T00:00:00Z"]},
+                     {"values": [0.5], "statuses": ["PRESENT"], "event_timestamps": ["2026-11-01T10:00:00Z"]}]}
+
+    One result per column (the join keys first), one value per entity. Statuses are Feast's
+    (``PRESENT``, ``NULL_VALUE``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``); a value this store refuses to answer
+    (no online state, another definition, before the retention horizon) is ``INVALID``, with the reasons
+    in ``refusals``. ``event_timestamps``: for a latest feature the time of the event it comes from, for an
+    aggregation the request time (its window ends there), ``1970-01-01T00:00:00Z`` for join keys and for
+    values without one (Feast's zero time). Our own fields stay available: ``log`` / ``request_time`` in
+    the body, the request id of a logged lookup in ``request_id`` and the ``X-Request-Id`` header (a
+    request may choose it with that header). Without either marker the response is this server's own shape
+    (``featurestore.server``), so existing clients are unaffected; ``?format=featurestore`` forces it.
+
+``POST /push``
+    Feast's ``{"push_source_name", "df": {col: [values]}, "to": "online" | "offline" | "online_and_offline"}``
+    (``to`` defaults to ``online``, as in Feast), or ours with ``source`` and ``rows`` (a list of objects):
+    :func:`featurestore.push.push`. Returns the push's summary (Feast's clients ignore the body).
+``POST /write-to-online-store``
+    Feast's ``{"feature_view_name", "df"}`` (what a Feast client with a remote online store sends when it
+    pushes or materializes): the rows are events of that view only, online; an event identical to one the
+    entity already holds is not added again (Feast writes rows as upserts).
+``POST /materialize``, ``POST /materialize-incremental``
+    Feast's bodies (``start_ts``/``end_ts``, ``feature_views``): every event of the views is loaded, as
+    ``FeatureStore.materialize(start, end)`` does (a superset of Feast's range, so any request time is exact).
+"""
+
+# no "from __future__ import annotations": FastAPI resolves the request models from the annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional
+
+from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
+
+ZERO_TIME = "1970-01-01T00:00:00Z"
+FEAST_STATUSES = {"PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"}
+
+
+def wants_feast(body_fields: set, query_format: Optional[str]) -> bool:
+    """Whether a lookup is answered in Feast's shape (see the module docstring)."""
+    if query_format == "featurestore":
+        return False
+    return query_format == "feast" or "include_feature_view_version_metadata" in body_fields
+
+
+def _time(ms: Optional[int]) -> str:
+    if ms is None:
+        return ZERO_TIME
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
+
+
+def _value(v: Any) -> Any:
+    """Feast's JSON form of a value: non-finite floats as "NaN"/"Infinity"/"-Infinity", times as ISO text."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]], columns: dict,
+                with_view_metadata: bool) -> dict:
+    """Feast's ``GetOnlineFeaturesResponse`` JSON of an :class:`~featurestore.online.OnlineResponse`."""
+    data = result.to_dict()
+    statuses = result.statuses()
+    times = getattr(result, "event_times", {}) or {}
+    names, results = [], []
+    for k in key_columns:
+        names.append(k)
+        values = data[k]
+        results.append({"values": [_value(v) for v in values], "statuses": ["PRESENT"] * len(values),
+                        "event_timestamps": [ZERO_TIME] * len(values)})
+    for col in [c for c in data if c not in key_columns]:
+        values = data[col]
+        sts = statuses.get(col, ["PRESENT"] * len(values))
+        when = times.get(col, [None] * len(values))
+        names.append(col)
+        results.append({"values": [None if s not in FEAST_STATUSES else _value(v) for v, s in zip(values, sts)],
+                        "statuses": [s if s in FEAST_STATUSES else "INVALID" for s in sts],
+                        "event_timestamps": [_time(w) for w in when]})
+    metadata: Dict[str, Any] = {"feature_names": names}
+    if with_view_metadata:
+        metadata["feature_view_metadata"] = [{"name": v, "version": 0} for v in selection]
+    body: Dict[str, Any] = {"metadata": metadata, "results": results, "status": True}
+    if result.request_id is not None:
+        body["request_id"] = result.request_id
+    if result.refusals:
+        body["refusals"] = list(result.refusals)
+    return body
+
+
+def _error(exc: Exception):
+    from fastapi.responses import JSONResponse
+
+    if isinstance(exc, InfraError):
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+    if isinstance(exc, NotImplementedYet):
+        return JSONResponse({"detail": str(exc)}, status_code=501)
+    return JSONResponse({"detail": str(exc).replace("\n", " ")}, status_code=400)
+
+
+def add_routes(app, store, error_responses: dict) -> None:
+    """Feast's write and materialize endpoints (see the module docstring) on ``app``."""
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+    from featurestore.push import MODES
+
+    class PushRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        push_source_name: str = Field(None, description="Feast: the PushSource (any source with a batch face).")
+        source: str = Field(None, description="Ours: the source name (same as push_source_name).")
+        df: Dict[str, List[Any]] = Field(None, description="Feast: columns of equal length.")
+        rows: List[Dict[str, Any]] = Field(None, description="Ours: one object per row.")
+        to: str = Field("online", description="online (Feast's default), offline or online_and_offline.",
+                        json_schema_extra={"enum": list(MODES)})
+        allow_registry_cache: bool = Field(True, description="Feast's; definitions are always current here.")
+        transform_on_write: bool = Field(True, description="Feast's; filters and projections always apply.")
+
+        @model_validator(mode="after")
+        def _one_of(self):
+            if (self.push_source_name is None) == (self.source is None):
+                raise ValueError("give exactly one of 'push_source_name' or 'source'")
+            if (self.df is None) == (self.rows is None):
+                raise ValueError("give exactly one of 'df' or 'rows'")
+            return self
+
+    class WriteRequest(BaseModel):
+        feature_view_name: str
+        df: Dict[str, List[Any]]
+        allow_registry_cache: bool = True
+        transform_on_write: bool = True
+
+    class MaterializeRequest(BaseModel):
+        start_ts: Optional[str] = None
+        end_ts: Optional[str] = None
+        feature_views: Optional[List[str]] = None
+        disable_event_timestamp: bool = False
+        full_feature_names: bool = False
+        version: Optional[str] = None
+
+    class MaterializeIncrementalRequest(BaseModel):
+        end_ts: str
+        feature_views: Optional[List[str]] = None
+        full_feature_names: bool = False
+        version: Optional[str] = None
+
+    @app.post("/push", responses=error_responses)
+    def push(body: PushRequest):
+        try:
+            result = store.push(body.push_source_name or body.source, body.df if body.df is not None else body.rows,
+                                to=body.to)
+        except FeatureStoreError as exc:
+            return _error(exc)
+        return result.to_dict()
+
+    @app.post("/write-to-online-store", responses=error_responses)
+    def write_to_online_store(body: WriteRequest):
+        from featurestore.push import push as do_push
+
+        try:
+            view = store.repo.views.get(body.feature_view_name)
+            if view is None:
+                raise RequestError(f"no feature view called '{body.feature_view_name}'")
+            df = _feast_rows(view, dict(body.df))
+            result = do_push(store, view.source, df, to="online", views=[view.name], upsert=True)
+        except FeatureStoreError as exc:
+            return _error(exc)
+        return result.to_dict()
+
+    def _materialize(views: Optional[List[str]]):
+        try:
+            results = store.materialize(views=views)
+        except FeatureStoreError as exc:
+            return _error(exc)
+        return {"views": [{"view": r.view, "entities": r.entities, "events": r.events} for r in results]}
+
+    @app.post("/materialize", responses=error_responses)
+    def materialize(body: MaterializeRequest):
+        return _materialize(body.feature_views)
+
+    @app.post("/materialize-incremental", responses=error_responses)
+    def materialize_incremental(body: MaterializeIncrementalRequest):
+        return _materialize(body.feature_views)
+
+
+def _feast_rows(view, df: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
+    """Feast's online-write columns (``event_timestamp``, ``created``: its fixed names) as the source's."""
+    source = view.source
+    out = dict(df)
+    if "event_timestamp" in out and source.timestamp not in out:
+        out[source.timestamp] = out.pop("event_timestamp")
+    created = out.pop("created", None)
+    if created is not None and source.tiebreak and source.tiebreak[0] not in out:
+        out[source.tiebreak[0]] = created
+    return out
+
+
+__all__ = ["wants_feast", "lookup_body", "add_routes", "ZERO_TIME"]
