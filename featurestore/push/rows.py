@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import pyarrow as pa
+from pandas.errors import OutOfBoundsDatetime
 
 from featurestore import dtypes as t
 from featurestore.errors import RequestError
@@ -213,7 +214,9 @@ def parse(source, rows: Any) -> Parsed:
         else:
             try:
                 ms = time_ms(raw)
-            except (ValueError, TypeError, OverflowError):
+            except (OverflowError, OutOfBoundsDatetime):  # a time, beyond what pandas holds
+                reason = range_reason(ts_col)
+            except (ValueError, TypeError):
                 reason = bad_time_reason(ts_col)
             else:
                 if not MIN_MS <= ms <= MAX_MS:

@@ -1,0 +1,193 @@
+"""push (SPEC §6, issue 13 item 2): pushed rows are events of the source in the chosen stores, through the
+same typing, filters and projections as any event, so online == offline == the oracle after a push, and
+each pushed event is held once by every view table whatever the order of pushes and backfills.
+
+Random event sets of the random repo (every aggregation, window, TTL, tie, filter and projection): part of
+the events come from the batch face (backfilled and materialized), the rest are pushed in several pushes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pandas as pd
+import pytest
+
+from featurestore.config import load_config
+from featurestore.errors import RequestError
+from featurestore.push.offline import PushedLog
+from featurestore.store import FeatureStore
+from featurestore.stores import online_redis as orr
+from tests import oracle
+from tests.compare import assert_features_equal
+from tests.randomrepo import random_events, random_requests, write_events, write_repo
+
+pytestmark = [pytest.mark.redis]
+KEYS = ["user_id", "shop"]
+
+
+@pytest.fixture
+def make_store(tmp_path, redis_client):
+    projects = []
+
+    def make():
+        root = write_repo(tmp_path / f"repo{len(projects)}")
+        project = f"t_push_{uuid.uuid4().hex[:10]}"
+        projects.append(project)
+        return FeatureStore(root, config=dataclasses.replace(load_config(root), project=project))
+
+    yield make
+    for p in projects:
+        keys = list(redis_client.scan_iter(match=f"{orr.KEY_PREFIX}:{p}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            redis_client.delete(*keys[i:i + 500])
+
+
+def _online(store, requests):
+    rows = []
+    for r in requests.to_dict("records"):
+        got = store.get_online_features([{k: r[k] for k in KEYS}], feature_service="everything",
+                                        request_time=r["event_timestamp"]).to_dict()
+        rows.append({k: v[0] for k, v in got.items()})
+    return pd.DataFrame(rows)
+
+
+def _check_against_oracle(store, events, seed, what):
+    requests = random_requests(seed, events)
+    offline = store.get_historical_features(requests, feature_service="everything")
+    online = _online(store, requests)
+    for view in store.repo.views.values():
+        expected = oracle.point_in_time(events, view, requests)
+        assert_features_equal(offline, expected, view.feature_names, f"{what}: offline, view {view.name}")
+        assert_features_equal(online, expected, view.feature_names, f"{what}: online, view {view.name}")
+
+
+def _table_rows(store, view):
+    return store.offline.table(view, ts_column="ts").read().num_rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_pushed_events_online_equals_offline_equals_oracle(make_store, seed, monkeypatch):
+    """Backfilled history plus three pushes (one with every row of a burst, ties included), then the oracle
+    of all events online and offline; a backfill afterwards keeps each pushed event once."""
+    if seed % 2:  # both online forms: sparse entities and tiled ones
+        from featurestore.kernel import entity
+
+        monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
+    store = make_store()
+    events = random_events(seed)
+    history = events.iloc[: len(events) // 2]
+    write_events(store.repo_path, history)
+    store.backfill()
+    store.materialize()
+    pushed = events.iloc[len(events) // 2:]
+    for i, part in enumerate([pushed.iloc[:10], pushed.iloc[10:80], pushed.iloc[80:]]):
+        form = [part, part.to_dict("records"), {c: part[c].tolist() for c in part.columns}][i]
+        result = store.push("events", form, to="online_and_offline")
+        assert result.events == len(part) and not result.dead_letters and not result.refusals
+        assert result.push_seq == i + 1
+    _check_against_oracle(store, events, seed, f"seed {seed} after pushes")
+    counts = {v: _table_rows(store, v) for v in store.repo.views}
+    store.backfill()  # the batch face has only the history; the pushed events stay, once
+    assert {v: _table_rows(store, v) for v in store.repo.views} == counts
+    store.materialize()
+    _check_against_oracle(store, events, seed, f"seed {seed} after a backfill and materialize")
+
+
+def test_each_pushed_event_once_whatever_the_order(make_store):
+    """Push before any table exists, a backfill of part of the range, a push that crashed between its log
+    and the view tables, then a backfill: every pushed event once, equal to a table built from scratch."""
+    store = make_store()
+    events = random_events(7)
+    history, later = events.iloc[:150], events.iloc[150:]
+    write_events(store.repo_path, history)
+    store.materialize()  # from the batch face: no view table yet
+    store.push("events", later.iloc[:50], to="online_and_offline")  # no table: the log alone holds them
+    assert store.offline.table("amount_stats").version is None
+    _check_against_oracle(store, pd.concat([history, later.iloc[:50]]), 7, "pushed before any table")
+    mid = events["ts"].sort_values().iloc[100]
+    store.backfill(end=mid)  # a part of the range: pushed events inside and outside it, each once
+    log = PushedLog(store, store.repo.sources["events"])
+    from featurestore.push.rows import parse
+
+    log.append(parse(store.repo.sources["events"], later.iloc[50:]).table)  # "crashed" before the view tables
+    store.backfill()  # catches up: the crashed push's events are added too
+    store.materialize()
+    _check_against_oracle(store, events, 7, "after a crashed push and backfills")
+    fresh = make_store()
+    write_events(fresh.repo_path, events)
+    fresh.backfill()
+    for view in store.repo.views:
+        got = store.offline.table(view).read().to_pandas().sort_values(list(store.offline.table(view).read().column_names))
+        want = fresh.offline.table(view).read().to_pandas().sort_values(list(got.columns))
+        assert len(got) == len(want), view
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want[got.columns].reset_index(drop=True),
+                                      check_dtype=False, obj=view)
+
+
+def test_online_only_and_offline_only(make_store):
+    store = make_store()
+    events = random_events(5)
+    history, extra = events.iloc[:200], events.iloc[200:]
+    write_events(store.repo_path, history)
+    store.backfill()
+    store.materialize()
+    store.push("events", extra.iloc[:40], to="online")
+    store.push("events", extra.iloc[40:], to="offline")
+    requests = random_requests(5, events)
+    online = _online(store, requests)
+    offline = store.get_historical_features(requests, feature_service="everything")
+    for view in store.repo.views.values():
+        assert_features_equal(online, oracle.point_in_time(pd.concat([history, extra.iloc[:40]]), view, requests),
+                              view.feature_names, f"online only: {view.name}")
+        assert_features_equal(offline, oracle.point_in_time(pd.concat([history, extra.iloc[40:]]), view, requests),
+                              view.feature_names, f"offline only: {view.name}")
+
+
+def test_bad_rows_are_dead_letters_with_reasons_and_the_rest_goes_in(make_store):
+    store = make_store()
+    write_events(store.repo_path, random_events(1, n=50))
+    store.backfill()
+    store.materialize()
+    t = "2026-03-01T00:01:00"
+    rows = [
+        {"user_id": "u1", "shop": 1, "amount": 5.0, "qty": 2, "tag": "a", "flag": True, "ts": t},  # naive: UTC
+        {"user_id": "u1", "shop": 1, "amount": "abc", "ts": t},
+        {"user_id": "u1", "shop": 1.5, "ts": t},
+        {"user_id": "u1", "shop": True, "ts": t},
+        {"user_id": "u1", "ts": None},
+        {"user_id": "u1", "ts": "yesterday"},
+        {"user_id": "u1", "ts": 1.5},
+        {"user_id": "u1", "ts": "3000-01-01T00:00:00Z"},
+        {"user_id": 7, "ts": t},
+        {"user_id": None, "shop": 2, "amount": float("nan"), "ts": 1772323260000},  # epoch ms; null key: no user views
+    ]
+    result = store.push("events", rows, to="online_and_offline")
+    assert result.rows == 10 and result.events == 2
+    assert result.dead_letters == {
+        "column 'amount': not a float64": 1, "column 'shop': not a int64": 2, "missing event time 'ts'": 1,
+        "event time 'ts': not a timestamp (a datetime, an ISO-8601 string or epoch milliseconds)": 2,
+        "event time 'ts' out of range (supported: 1677-09-22 to 2262-04-11 UTC)": 1,
+        "column 'user_id': not a string": 1}
+    from featurestore.push import dead_letter_table
+
+    kept = dead_letter_table(store, "events").read().to_pylist()
+    assert len(kept) == 8 and {r["row_index"] for r in kept} == {1, 2, 3, 4, 5, 6, 7, 8}
+    assert '"amount": "abc"' in kept[0]["row"]
+    with pytest.raises(RequestError, match="to='both' is not one of online, offline, online_and_offline"):
+        store.push("events", rows, to="both")
+    with pytest.raises(RequestError, match="no event-time column 'ts'"):
+        store.push("events", [{"user_id": "u1"}])
+    with pytest.raises(RequestError, match="no source called 'event'"):
+        store.push("event", rows)
+
+
+def test_a_view_without_online_state_is_refused_not_half_loaded(make_store):
+    store = make_store()
+    write_events(store.repo_path, random_events(2, n=40))
+    store.backfill()
+    result = store.push("events", random_events(3, n=5), to="online_and_offline")
+    assert result.events == 5 and all(n == 0 for n in result.online.values())
+    assert any("no online state" in r for r in result.refusals)
+    assert store.online_store().markers(["profile"])["profile"] is None  # nothing written, no marker
