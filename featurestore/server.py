@@ -12,6 +12,12 @@ body over ``max_body_bytes`` is refused with 413 before it is parsed, and Redis 
     -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]},
         "statuses": {"feature": ["PRESENT", ...]}, "refusals": []}
 
+The same path speaks Feast's protocol: a body carrying Feast's ``include_feature_view_version_metadata`` (its
+clients always send it), or ``?format=feast``, is answered in Feast's shape (``{"metadata": {"feature_names"},
+"results": [{"values", "statuses", "event_timestamps"}]}``); ``POST /push``, ``/write-to-online-store``,
+``/materialize`` and ``/materialize-incremental`` are Feast's too (``featurestore.server_feast``). A request
+may name its request id with the ``X-Request-Id`` header; a logged lookup returns it in that header.
+
 ``/health`` is 503 when Redis is unreachable or an online view has no online state (never loaded, or
 Redis lost its data): lookups of such a view are refused, never answered with defaults.
 """
