@@ -187,7 +187,7 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
         if feast_shape:
             selection = resolve_features(store.repo, body.features, body.feature_service)
             key_columns = [k for k in data if k in keys]
-            return JSONResponse(server_feast.lookup_body(result, key_columns, selection, {},
+            return JSONResponse(server_feast.lookup_body(result, key_columns, selection,
                                                          bool(body.include_feature_view_version_metadata)),
                                 headers=headers)
         if headers:

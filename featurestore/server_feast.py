@@ -72,8 +72,7 @@ def _value(v: Any) -> Any:
     return v
 
 
-def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]], columns: dict,
-                with_view_metadata: bool) -> dict:
+def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]], with_view_metadata: bool) -> dict:
     """Feast's ``GetOnlineFeaturesResponse`` JSON of an :class:`~featurestore.online.OnlineResponse`."""
     data = result.to_dict()
     statuses = result.statuses()

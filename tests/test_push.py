@@ -119,7 +119,8 @@ def test_each_pushed_event_once_whatever_the_order(make_store):
     write_events(fresh.repo_path, events)
     fresh.backfill()
     for view in store.repo.views:
-        got = store.offline.table(view).read().to_pandas().sort_values(list(store.offline.table(view).read().column_names))
+        got = store.offline.table(view).read().to_pandas()
+        got = got.sort_values(list(got.columns))
         want = fresh.offline.table(view).read().to_pandas().sort_values(list(got.columns))
         assert len(got) == len(want), view
         pd.testing.assert_frame_equal(got.reset_index(drop=True), want[got.columns].reset_index(drop=True),
