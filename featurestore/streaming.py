@@ -621,6 +621,14 @@ def _forget_group(bootstrap: str, group: str, timeout: float = 10) -> None:
             raise InfraError(f"cannot reset the consumer group {group} at {bootstrap}: {exc}") from None
 
 
+def redis_options(cfg) -> dict:
+    """How the job's Redis writer connects (``online_redis.connect(url, password, tls)``): the config's
+    URL with its TLS settings (private CA, client certificate) in the query."""
+    from featurestore.stores.online_redis import connection_url
+
+    return {"url": connection_url(cfg), "password": cfg.redis_password, "tls": cfg.redis_tls}
+
+
 def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
           checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
           restore: bool = True, parallelism: int = 1, flush_ms: Optional[int] = None, flush_rows: int = 500,
@@ -654,7 +662,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
         job_name=name, jars=jars, checkpoint_dir=root, checkpoint_interval_ms=interval, bounded=bounded,
         progress_key=progress_key,
         parallelism=parallelism, restore_path=restored,
-        redis={"url": store.config.redis_url, "password": store.config.redis_password, "tls": store.config.redis_tls},
+        redis=redis_options(store.config),
         flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, extra_config=dict(extra_config or {}),
         **(job_options or {}),
     )
