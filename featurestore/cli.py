@@ -44,13 +44,28 @@ def _fail(exc: Exception, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _run(fn):
+def _run(fn, repo: Optional[Path] = None):
+    """Run a command: a library error is one line (exit 1; 2 for not implemented); anything unexpected
+    (a bug, a Java failure no layer translated) is one line too, with its traceback written under the
+    repo's state folder (``.featurestore/logs/``) and the file's path printed."""
+    import click
+
     try:
         return fn()
     except NotImplementedYet as exc:
         _fail(exc, 2)
     except FeatureStoreError as exc:
         _fail(exc)
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise
+    except Exception as exc:
+        from featurestore.failures import root_cause, save_trace
+
+        state = (repo if repo is not None else Path(".")).resolve() / ".featurestore"
+        path = save_trace(state, "unexpected failure", exc)
+        where = f" (full trace: {path})" if path is not None else ""
+        err.print(f"error: {root_cause(exc)}{where}", markup=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -64,7 +79,7 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo 
             console.print(f"created {f}")
         console.print("next: [bold]featurestore plan[/bold] then [bold]featurestore apply[/bold]")
 
-    _run(go)
+    _run(go, path)
 
 
 def _print_plan(plan, explain: Optional[dict]) -> None:
@@ -105,7 +120,7 @@ def plan(repo: Path = RepoOpt, explain: bool = typer.Option(False, "--explain", 
         store = _store(repo)
         _print_plan(store.plan(), store.explain() if explain else None)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -117,7 +132,7 @@ def apply(repo: Path = RepoOpt):
         _print_plan(p, None)
         console.print("[green]applied[/green]" if p.has_changes else "nothing to apply")
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -143,7 +158,7 @@ def generate(
             sent = datagen.produce_kafka(store, events=events, users=users, merchants=merchants, days=days, seed=seed)
             console.print(f"produced {sent:,} records to Kafka")
 
-    _run(go)
+    _run(go, repo)
 
 
 def _later(name: str):
@@ -151,7 +166,7 @@ def _later(name: str):
         def go():
             raise NotImplementedYet(f"'{name}' is not implemented yet")
 
-        _run(go)
+        _run(go, repo)
 
     command.__doc__ = f"{name.capitalize()}: not implemented yet (exits 2, does nothing)."
     return command
@@ -191,7 +206,7 @@ def backfill(
                           str(r.version), f"{r.seconds:.2f}", f"{r.events_per_second:,.0f}")
         console.print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -291,7 +306,7 @@ def verify(
         if report.rows == 0:
             console.print("no logged rows to check (log lookups with log=True or a logging feature service)")
 
-    _run(go)
+    _run(go, repo)
 
 
 # -- the catalog -----------------------------------------------------------------------------------------
@@ -504,7 +519,7 @@ def stream(
         console.print(f"{result.records:,} Kafka records in {result.seconds:.1f}s "
                       f"({result.records_per_second:,.0f}/s); restored from: {result.restored_from or 'nothing'}")
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -517,7 +532,7 @@ def demo(repo: Path = RepoOpt, events: int = typer.Option(200_000, help="Events 
 
         run_demo(_store(repo), events=events, console=console, print_plan=lambda p: _print_plan(p, None))
 
-    _run(go)
+    _run(go, repo)
 
 
 def main() -> None:

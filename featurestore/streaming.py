@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from featurestore.errors import FeatureStoreError, InfraError, RequestError
+from featurestore.errors import FeatureStoreError, InfraError, JobError, RequestError
+from featurestore.failures import job_error
 from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
     COMMITTER_PENDING, COMMITTER_STATE, NULL_KEY_PREFIX, Committer, DirCommitter)
 from featurestore.stream_status import (  # noqa: F401 (re-exported)
@@ -358,8 +359,9 @@ class StreamHandle:
         try:
             self.job_client.get_job_execution_result().result()
         except Exception as exc:
-            raise InfraError(f"stream job {self.job_name} {status.lower()}: {_first_cause(exc)}") from None
-        raise InfraError(f"stream job {self.job_name} stopped unexpectedly ({status})")
+            raise job_error(self.store.config.state_path, f"stream job {self.job_name} {status.lower()}", exc) \
+                from None
+        raise JobError(f"stream job {self.job_name} stopped unexpectedly ({status})")
 
     def stop(self, drain: bool = False) -> StreamResult:
         """Stop with a savepoint, then commit the last files. Pending online flushes are in the savepoint
@@ -392,7 +394,8 @@ class StreamHandle:
                 return str(fut.get(STOP_TIMEOUT_S, gw.jvm.java.util.concurrent.TimeUnit.SECONDS))
             except Exception as exc:
                 if TASKS_STARTING not in str(exc) or time.monotonic() > deadline:
-                    raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {_first_cause(exc)}") from None
+                    raise job_error(self.store.config.state_path, f"stop-with-savepoint of {self.job_name} failed",
+                                    exc) from None
             time.sleep(0.5)
 
     def cancel(self) -> None:
@@ -508,12 +511,6 @@ class StreamHandle:
                 log.warning("stop of %s abandoned: the next run restores the newest complete checkpoint or savepoint",
                             self.job_name)
                 raise
-
-
-def _first_cause(exc: BaseException) -> str:
-    text = str(exc)
-    causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
-    return (causes[-1] if causes else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)[:500]
 
 
 def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partial_history: bool = False) -> None:
@@ -666,8 +663,13 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
         flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, extra_config=dict(extra_config or {}),
         **(job_options or {}),
     )
-    built = flink_job.build(stream_plan, options)
-    job_client = built.env.execute_async(name)
+    try:
+        built = flink_job.build(stream_plan, options)
+        job_client = built.env.execute_async(name)
+    except FeatureStoreError:
+        raise
+    except Exception as exc:  # a Java exception from planning or submitting the job: one line, trace in a file
+        raise job_error(store.config.state_path, f"stream job {name} could not start", exc) from None
     log.info("stream job %s started (%s)%s", name, job_client.get_job_id(),
              f", restored from {restored}" if restored else "")
     return StreamHandle(store, names, name, job_client, committer, root, bounded, ends,
@@ -743,13 +745,16 @@ class RemoteStreamHandle(StreamHandle):
         return str(self._rest("GET", f"/jobs/{self._job_id}")["state"])
 
     def _raise_job_failure(self, status: str) -> None:
+        what = f"stream job {self.job_name} on {self.address} {status.lower()}"
         try:
-            exc = self._rest("GET", f"/jobs/{self._job_id}/exceptions")
-            cause = (exc.get("rootException") or "").strip().splitlines()
-            text = cause[0] if cause else status
+            doc = self._rest("GET", f"/jobs/{self._job_id}/exceptions")
+            entries = (doc.get("exceptionHistory") or {}).get("entries") or []
+            trace = (entries[0].get("stacktrace") if entries else None) or doc.get("root-exception") or ""
         except Exception:
-            text = status
-        raise InfraError(f"stream job {self.job_name} on {self.address} {status.lower()}: {text[:500]}")
+            trace = ""
+        if not trace.strip():
+            raise JobError(f"{what} (the cluster reported no exception)")
+        raise job_error(self.store.config.state_path, what, trace)
 
     def stop(self, drain: bool = False) -> StreamResult:
         savepoint = None
@@ -782,7 +787,7 @@ class RemoteStreamHandle(StreamHandle):
                 return op.get("location")
             cause = str(op["failure-cause"].get("stack-trace", ""))
             if TASKS_STARTING not in cause or time.monotonic() > deadline:
-                raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {cause[:300]}")
+                raise job_error(self.store.config.state_path, f"stop-with-savepoint of {self.job_name} failed", cause)
             time.sleep(0.5)
 
     def cancel(self) -> None:
@@ -835,8 +840,8 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
             except ValueError:
                 pass
     if out.returncode != 0 or not job_id:
-        raise InfraError(f"flink run against {flink_address} failed (exit {out.returncode}): "
-                         f"{_first_cause(Exception(text))}")
+        raise job_error(store.config.state_path, f"flink run against {flink_address} failed (exit {out.returncode})",
+                        text)
     from featurestore.engines import flink_job
 
     return RemoteStreamHandle(store, names, name, job_id, flink_address, committer, root, bounded, ends,
