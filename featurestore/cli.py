@@ -402,6 +402,8 @@ def _rate(t) -> str:
 def status_rows(status) -> List[Tuple[str, str, str]]:
     """(what, metric, value) rows of the live view for a StreamStatus; ``?`` = could not be read."""
     rows = [("job", "status", status.status), ("job", "uptime", _duration(status.uptime_s))]
+    if status.restarts is not None:  # restarts after failures: a job restarting in a loop still says RUNNING
+        rows.append(("job", "restarts", f"{status.restarts:,}"))
     for t in status.topics.values():
         rows += [(t.topic, "Kafka lag", _count(t.lag)), (t.topic, "records consumed", _count(t.consumed)),
                  (t.topic, "events/s", _rate(t))]
@@ -431,7 +433,8 @@ def status_table(status, where: str = "") -> Table:
 
 def status_line(status) -> str:
     """The live view as one line (stdout is not a terminal)."""
-    parts = [f"{status.status}, up {_duration(status.uptime_s)}"]
+    parts = [f"{status.status}, up {_duration(status.uptime_s)}"
+             + (f", {status.restarts:,} restarts" if status.restarts is not None else "")]
     for t in status.topics.values():
         parts.append(f"{t.topic}: lag {_count(t.lag)}, consumed {_count(t.consumed)}, {_rate(t)} events/s")
     parts.append(f"dead letters {_count(status.dead_letters)}")

@@ -241,6 +241,14 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _jars(store) -> List[Path]:
     d = store.config.path(store.config.flink_jars_dir)
     if not d.is_dir() and store.config.sources.get("flink_jars_dir", "default") == "default":
@@ -258,8 +266,10 @@ class StreamHandle:
     """A running streaming job (local mini-cluster) and its committer thread."""
 
     def __init__(self, store, names, name, job_client, committer, ckpt_root, bounded, ends, restored_from,
-                 commit_interval_s, progress_key="", parallelism=1, start_offsets=None, checkpoint_interval_s=None):
+                 commit_interval_s, progress_key="", parallelism=1, start_offsets=None, checkpoint_interval_s=None,
+                 rest_address: Optional[str] = None):
         self.store = store
+        self.rest_address = rest_address  # Flink's REST endpoint serving this job (web UI, metrics), if known
         self.names = names
         self.job_name = name
         self.job_client = job_client
@@ -295,6 +305,15 @@ class StreamHandle:
             return self._ended
         status = self.job_client.get_job_status().result()  # a pyflink JobStatus enum: str() is "JobStatus.X"
         return getattr(status, "name", str(status))
+
+    def restarts(self) -> Optional[int]:
+        """How many times Flink restarted the job after a failure since it started (its ``numRestarts``
+        metric, region failovers included: the job's status stays RUNNING through those); None when
+        there is no REST endpoint to ask."""
+        if not self.rest_address or self._ended is not None:
+            return None
+        got = rest_call(self.rest_address, "GET", f"/jobs/{self.job_id}/metrics?get=numRestarts", timeout=5)
+        return int(got[0]["value"]) if got else None
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -474,8 +493,13 @@ class StreamHandle:
         except Exception as exc:
             written = None
             problems.append(f"online progress: {_short(exc)}")
+        try:
+            restarts = self.restarts()
+        except Exception as exc:
+            restarts = None
+            problems.append(f"restarts: {_short(exc)}")
         return StreamStatus(self.job_name, status, time.perf_counter() - self.started, at, topics, metrics, written,
-                            problems)
+                            problems, restarts=restarts)
 
     def run_until_done(self, timeout: Optional[float] = None,
                        on_status: Optional[Callable[[StreamStatus], None]] = None,
@@ -631,10 +655,14 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
           restore: bool = True, parallelism: int = 1, flush_ms: Optional[int] = None, flush_rows: int = 500,
           slack_ms: int = 0, commit_interval_s: float = 2.0, extra_config: Optional[Dict[str, str]] = None,
           commit: bool = True, job_options: Optional[dict] = None, run_id: Optional[str] = None,
-          partial_history: bool = False) -> StreamHandle:
+          partial_history: bool = False, rest_port: Optional[int] = 0) -> StreamHandle:
     """Start the streaming job (local mini-cluster in this process, or the cluster of ``flink run``) and,
     unless ``commit=False``, the committer thread. A fresh start on a topic that lost its first records
-    is refused unless ``partial_history`` (:func:`check_history`)."""
+    is refused unless ``partial_history`` (:func:`check_history`).
+
+    The local mini-cluster serves Flink's REST API and web UI on 127.0.0.1 at ``rest_port`` (0: a free
+    port; ``StreamHandle.rest_address``), which is where restarts are counted. ``rest_port=None`` leaves
+    REST alone: the job is submitted by ``flink run`` to a cluster that has its own."""
     from featurestore.engines import flink_job
     from featurestore.stores.online_redis import for_store
 
@@ -655,12 +683,19 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     if flush_ms is None:
         flush_ms = DEFAULT_BOUNDED_FLUSH_MS if bounded else DEFAULT_FLUSH_MS
     progress_key = flink_job.progress_key(store.config.project, run_id or uuid.uuid4().hex[:12])
+    conf = dict(extra_config or {})
+    if rest_port is not None and "rest.bind-port" not in conf:
+        conf.update({"rest.bind-address": "127.0.0.1", "rest.address": "127.0.0.1",
+                     "rest.bind-port": str(rest_port or _free_port()),
+                     "metrics.fetcher.update-interval": "2000"})  # restarts in the live view: 2 s old at most
+    rest_address = f"127.0.0.1:{conf['rest.bind-port']}" if rest_port is not None else None
     options = flink_job.JobOptions(
         job_name=name, jars=jars, checkpoint_dir=root, checkpoint_interval_ms=interval, bounded=bounded,
         progress_key=progress_key,
         parallelism=parallelism, restore_path=restored,
         redis=redis_options(store.config),
-        flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, extra_config=dict(extra_config or {}),
+        flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, restart=store.config.restart.flink_options(),
+        extra_config=conf,
         **(job_options or {}),
     )
     try:
@@ -674,7 +709,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
              f", restored from {restored}" if restored else "")
     return StreamHandle(store, names, name, job_client, committer, root, bounded, ends,
                         str(restored) if restored else None, commit_interval_s, progress_key, parallelism,
-                        start_offsets, interval / 1000)
+                        start_offsets, interval / 1000, rest_address=rest_address)
 
 
 def run(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False, timeout: Optional[float] = None,
@@ -715,6 +750,18 @@ def flink_cli() -> Path:
     return Path(pyflink.__file__).parent / "bin" / "flink"
 
 
+def rest_call(address: str, method: str, path: str, body: Optional[dict] = None, timeout: float = 30):
+    """One call to a Flink REST endpoint (``host:port`` or a URL); the decoded JSON answer."""
+    import urllib.request
+
+    url = address if "://" in address else f"http://{address}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
 class RemoteStreamHandle(StreamHandle):
     """The streaming job on a remote cluster (submitted with ``flink run``), watched and stopped through the
     cluster's REST API; the committer thread runs here (the staging directories must be visible here)."""
@@ -725,21 +772,14 @@ class RemoteStreamHandle(StreamHandle):
         self._job_id = job_id
         super().__init__(store, names, name, None, committer, ckpt_root, bounded, ends, restored_from,
                          commit_interval_s, progress_key, start_offsets=start_offsets,
-                         checkpoint_interval_s=checkpoint_interval_s)
+                         checkpoint_interval_s=checkpoint_interval_s, rest_address=address)
 
     @property
     def job_id(self) -> str:
         return self._job_id
 
     def _rest(self, method: str, path: str, body: Optional[dict] = None) -> dict:
-        import urllib.request
-
-        url = self.address if "://" in self.address else f"http://{self.address}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read() or b"{}")
+        return rest_call(self.address, method, path, body)
 
     def status(self) -> str:
         return str(self._rest("GET", f"/jobs/{self._job_id}")["state"])

@@ -4,14 +4,19 @@ traceback of hundreds of lines on the terminal).
 * root_cause on Java/Py4J/PyFlink trace texts (thread mode, process mode, suppressed blocks, wrappers);
 * `featurestore backfill --engine flink` over a Parquet file with a corrupt data page (a real Java failure
   inside the Flink job);
+* `featurestore stream --bounded` whose Redis goes away mid-run with restart strategy `none` (a real job
+  failure from a Python function inside Flink);
 * any unexpected exception of a command: one line, traceback in the same log folder.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,6 +24,7 @@ import pytest
 
 from featurestore import failures
 from tests.randomrepo import random_events, write_events, write_repo
+from tests.services import RedisServer
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 ONE_LINE = re.compile(r"^error: (?P<cause>.+) \(full trace: (?P<path>/\S+\.log)\)$")
@@ -111,6 +117,52 @@ def test_a_failing_flink_backfill_prints_one_line_and_logs_the_trace(tmp_path):
     assert "backfill --engine flink failed: java.io.IOException" in proc.stderr
     text = log.read_text()
     assert text.count("Caused by:") >= 3 and "\tat org.apache.flink" in text  # the whole Java trace is there
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_failing_stream_job_prints_one_line_and_logs_the_trace(tmp_path, kafka_admin):
+    from tests.test_stream import SEED, arrival, create_topic, make_repo, produce, stream_events
+
+    redis = RedisServer(tmp_path / "redis").start()
+    topic = f"fs_fail_{uuid.uuid4().hex[:10]}"
+    project = f"t_fail_{uuid.uuid4().hex[:8]}"
+    events = stream_events()
+    root = make_repo(tmp_path / "repo", topic, project, events)
+    with open(root / "featurestore.yaml", "a") as f:
+        f.write(f"online_store:\n  redis_url: {redis.url}\nflink:\n  restart_strategy:\n    type: none\n")
+    create_topic(kafka_admin, topic)
+    produce(topic, arrival(events, SEED)[:100])
+    env = {"FEATURESTORE_REDIS_URL": ""}  # the file's Redis (the shared test Redis is in the environment)
+    proc = subprocess.Popen([sys.executable, "-m", "featurestore.cli", "stream", "--bounded", "--status-every", "0"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env, **{k: "" for k in os.environ if k.startswith("PYFLINK_")}})
+    try:
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(redis.url)
+        deadline = time.monotonic() + 240
+        while not list(client.scan_iter(match=f"fs:{project}:_stream:_progress:*")):  # the job writes to Redis
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the stream job never wrote to Redis"
+            time.sleep(0.3)
+        client.close()
+        produce(topic, arrival(events, SEED)[100:])  # more to write...
+        redis.stop()  # ...to a Redis that is gone: the Redis writer fails, and restart strategy none fails the job
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        redis.stop()
+        kafka_admin.delete_topics([topic])
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    log = _assert_one_line(done, "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1", root)
+    assert re.search(r"error: stream job featurestore-t_fail_\w+-\w+ failed: ", err), err
+    text = log.read_text()
+    assert "Recovery is suppressed by NoRestartBackoffTimeStrategy" in text and "\tat " in text
 
 
 def test_an_unexpected_error_of_any_command_is_one_line_with_the_trace_in_a_file(tmp_path, monkeypatch):
