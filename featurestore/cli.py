@@ -245,30 +245,65 @@ def materialize(
                           f"{r.rows_per_second:,.0f}")
         console.print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
 def serve(
     repo: Path = RepoOpt,
-    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-    port: int = typer.Option(6566, help="Port to listen on."),
-    workers: int = typer.Option(1, help="Worker processes."),
+    host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1: this machine "
+                                                  "only)."),
+    port: Optional[int] = typer.Option(None, help="Port to listen on (default: server.port, 6566)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: server.workers, 1); "
+                                                            "/metrics sums them."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with this PEM certificate "
+                                                                     "(chain) (default: server.tls_cert)."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The certificate's PEM private key "
+                                                                   "(default: server.tls_key)."),
 ):
     """Serve online lookups over HTTP: POST /get-online-features, GET /health, GET /metrics,
-    OpenAPI at /openapi.json and /docs."""
+    OpenAPI at /openapi.json and /docs. Limits and defaults: featurestore.yaml server: (docs/config.md)."""
 
     def go():
+        import os
+        import shutil
+        import tempfile
+
         import uvicorn
 
-        from featurestore.server import create_app
+        from featurestore.server import REPO_ENV, create_app
 
         store = _store(repo)
         store.repo  # load and validate before binding the port: errors come out here, not per request
-        console.print(f"serving project '{store.config.project}' on http://{host}:{port} (docs at /docs)")
-        uvicorn.run(create_app(store), host=host, port=port, workers=workers, log_level="warning")
+        cfg = store.config.server
+        where_host, where_port = host or cfg.host, port or cfg.port
+        n = workers or cfg.workers
+        cert = str(tls_cert) if tls_cert else (str(store.config.path(cfg.tls_cert)) if cfg.tls_cert else None)
+        key = str(tls_key) if tls_key else (str(store.config.path(cfg.tls_key)) if cfg.tls_key else None)
+        if bool(cert) != bool(key):
+            raise FeatureStoreError("HTTPS needs both a certificate and its key (--tls-cert and --tls-key)")
+        for f in (cert, key):
+            if f and not Path(f).is_file():
+                raise FeatureStoreError(f"TLS file {f} does not exist")
+        tls = {"ssl_certfile": cert, "ssl_keyfile": key} if cert else {}
+        scheme = "https" if cert else "http"
+        console.print(f"serving project '{store.config.project}' on {scheme}://{where_host}:{where_port} "
+                      f"(docs at /docs){f', {n} workers' if n > 1 else ''}")
+        if n == 1:
+            uvicorn.run(create_app(store), host=where_host, port=where_port, log_level="warning", **tls)
+            return
+        # Workers are started from an import string (uvicorn cannot hand an app object to other processes);
+        # each loads the repo itself. Metrics: Prometheus multiprocess mode, summed over the workers.
+        metrics_dir = tempfile.mkdtemp(prefix="featurestore-serve-metrics-")
+        os.environ[REPO_ENV] = str(store.repo_path)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            uvicorn.run("featurestore.server:app_from_env", factory=True, host=where_host, port=where_port,
+                        workers=n, log_level="warning", **tls)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
