@@ -27,12 +27,20 @@ _PEMJA = re.compile(r"^pemja\.core\.PythonException: <class '([^']+)'>: ?(.*)$")
 
 
 def _text(failure: Union[BaseException, str]) -> str:
+    """What the root cause is read from: a Java stack trace (Py4JJavaError and pyflink's JavaException
+    print one), else the Python traceback."""
     if isinstance(failure, str):
         return failure
-    # Py4JJavaError and pyflink's JavaException print the Java stack trace; anything else: its traceback
     text = str(failure)
     if "\tat " in text or "Caused by:" in text:
         return text
+    return _log_text(failure)
+
+
+def _log_text(failure: Union[BaseException, str]) -> str:
+    """What the log file holds: the Python traceback (with the Java trace in its message, if any)."""
+    if isinstance(failure, str):
+        return failure
     return "".join(traceback.format_exception(failure)).rstrip()
 
 
@@ -82,7 +90,7 @@ def save_trace(state_dir: Path, what: str, failure: Union[BaseException, str]) -
     path = Path(state_dir) / LOGS_DIR / f"{stamp}-{slug}-{os.getpid()}.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{what}\n\n{_text(failure)}\n")
+        path.write_text(f"{what}\n\n{_log_text(failure)}\n")
     except OSError:
         return None
     return path

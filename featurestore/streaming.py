@@ -303,7 +303,14 @@ class StreamHandle:
         mini-cluster that ran it is gone)."""
         if self._ended is not None:
             return self._ended
-        status = self.job_client.get_job_status().result()  # a pyflink JobStatus enum: str() is "JobStatus.X"
+        try:
+            status = self.job_client.get_job_status().result()  # a pyflink JobStatus enum: str() is "JobStatus.X"
+        except Exception:
+            # the local mini-cluster shuts down once its job ended (e.g. FAILED): ask the job's result instead
+            result = self.job_client.get_job_execution_result()
+            if not result.done():
+                raise
+            return "FAILED" if result.exception() is not None else "FINISHED"
         return getattr(status, "name", str(status))
 
     def restarts(self) -> Optional[int]:
@@ -354,10 +361,15 @@ class StreamHandle:
             totals = self.committer.metrics()
             if sum(m.get(f"events:{v}", 0) for m in totals.values() for v in online_views) == 0:
                 return  # nothing reached the online path
+        import redis
+
         client = for_store(self.store).client
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            raw = client.hgetall(self.progress_key)
+            try:
+                raw = client.hgetall(self.progress_key)
+            except redis.exceptions.ConnectionError:  # Redis restarting: the job's restart strategy rides it out
+                raw = {}
             states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
             # one report per operator instance: every subtask must have reported "nothing pending" after
             # since_ms (instances of a failed attempt stop reporting and are ignored)
