@@ -43,7 +43,6 @@ def test_redis_over_tls_with_a_private_ca(tmp_path, tls_redis):
     (root / "certs").mkdir()
     (root / "certs" / "ca.pem").write_bytes(certs.ca.read_bytes())
     store = _store(root, server, "  tls: true\n  tls_ca_cert: certs/ca.pem\n")  # relative to the repo
-    assert store.config.redis_tls_ca_cert == "certs/ca.pem" and store.config.redis_tls_check_hostname
     events = random_events(4)
     write_events(root, events)
     store.backfill()
@@ -54,6 +53,7 @@ def test_redis_over_tls_with_a_private_ca(tmp_path, tls_redis):
         got = store.get_online_features([{"user_id": row.user_id, "shop": row.shop}], feature_service="everything",
                                         request_time=row.event_timestamp).to_dict()
         assert got["events_all"][0] == offline["events_all"].iloc[i]
+    assert store.config.redis_tls_ca_cert == "certs/ca.pem" and store.config.redis_tls_check_hostname
     # the streaming job's Redis writer connects with exactly these options (RedisWriter.open)
     options = streaming.redis_options(store.config)
     assert options["url"].startswith("rediss://") and "ssl_ca_certs=" in options["url"]
