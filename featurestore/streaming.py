@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from featurestore.engines import flink_rest
 from featurestore.errors import FeatureStoreError, InfraError, JobError, RequestError
 from featurestore.failures import job_error
 from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
@@ -241,14 +242,6 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _jars(store) -> List[Path]:
     d = store.config.path(store.config.flink_jars_dir)
     if not d.is_dir() and store.config.sources.get("flink_jars_dir", "default") == "default":
@@ -319,8 +312,7 @@ class StreamHandle:
         there is no REST endpoint to ask."""
         if not self.rest_address or self._ended is not None:
             return None
-        got = rest_call(self.rest_address, "GET", f"/jobs/{self.job_id}/metrics?get=numRestarts", timeout=5)
-        return int(got[0]["value"]) if got else None
+        return flink_rest.restarts(self.rest_address, self.job_id)
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -697,9 +689,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     progress_key = flink_job.progress_key(store.config.project, run_id or uuid.uuid4().hex[:12])
     conf = dict(extra_config or {})
     if rest_port is not None and "rest.bind-port" not in conf:
-        conf.update({"rest.bind-address": "127.0.0.1", "rest.address": "127.0.0.1",
-                     "rest.bind-port": str(rest_port or _free_port()),
-                     "metrics.fetcher.update-interval": "2000"})  # restarts in the live view: 2 s old at most
+        conf.update(flink_rest.local_options(rest_port or flink_rest.free_port()))
     rest_address = f"127.0.0.1:{conf['rest.bind-port']}" if rest_port is not None else None
     options = flink_job.JobOptions(
         job_name=name, jars=jars, checkpoint_dir=root, checkpoint_interval_ms=interval, bounded=bounded,
@@ -762,18 +752,6 @@ def flink_cli() -> Path:
     return Path(pyflink.__file__).parent / "bin" / "flink"
 
 
-def rest_call(address: str, method: str, path: str, body: Optional[dict] = None, timeout: float = 30):
-    """One call to a Flink REST endpoint (``host:port`` or a URL); the decoded JSON answer."""
-    import urllib.request
-
-    url = address if "://" in address else f"http://{address}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
 class RemoteStreamHandle(StreamHandle):
     """The streaming job on a remote cluster (submitted with ``flink run``), watched and stopped through the
     cluster's REST API; the committer thread runs here (the staging directories must be visible here)."""
@@ -791,7 +769,7 @@ class RemoteStreamHandle(StreamHandle):
         return self._job_id
 
     def _rest(self, method: str, path: str, body: Optional[dict] = None) -> dict:
-        return rest_call(self.address, method, path, body)
+        return flink_rest.call(self.address, method, path, body)
 
     def status(self) -> str:
         return str(self._rest("GET", f"/jobs/{self._job_id}")["state"])
@@ -799,9 +777,7 @@ class RemoteStreamHandle(StreamHandle):
     def _raise_job_failure(self, status: str) -> None:
         what = f"stream job {self.job_name} on {self.address} {status.lower()}"
         try:
-            doc = self._rest("GET", f"/jobs/{self._job_id}/exceptions")
-            entries = (doc.get("exceptionHistory") or {}).get("entries") or []
-            trace = (entries[0].get("stacktrace") if entries else None) or doc.get("root-exception") or ""
+            trace = flink_rest.last_exception(self.address, self._job_id)
         except Exception:
             trace = ""
         if not trace.strip():

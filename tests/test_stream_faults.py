@@ -18,6 +18,7 @@ import pytest
 
 from featurestore import streaming
 from featurestore.config import load_config
+from featurestore.engines import flink_rest
 from featurestore.store import FeatureStore
 from tests import oracle
 from tests.compare import assert_features_equal
@@ -51,7 +52,7 @@ def _all_running(handle, since_ms: int) -> bool:
     """Every task of the job runs, and the Redis writer wrote after ``since_ms`` (so the next outage hits a
     job that writes to Redis, and fails it)."""
     try:
-        job = streaming.rest_call(handle.rest_address, "GET", f"/jobs/{handle.job_id}", timeout=5)
+        job = flink_rest.call(handle.rest_address, "GET", f"/jobs/{handle.job_id}", timeout=5)
         writer = handle.online_progress().get("writer", {})
     except OSError:
         return False
