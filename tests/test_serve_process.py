@@ -56,7 +56,7 @@ def server(served_repo, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "featurestore.cli", "serve", "--repo", str(store.repo_path)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"https://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, verify=str(certs.ca), timeout=30)
+    client = httpx.Client(base_url=base, verify=ssl.create_default_context(cafile=str(certs.ca)), timeout=30)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -96,9 +96,10 @@ def test_serve_runs_two_workers_over_https_with_a_private_ca(served_repo, server
                if b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert len(workers) >= 2, f"worker processes: {workers}"
     requests = random_requests(9, events, n=12)
+    trust = ssl.create_default_context(cafile=str(certs.ca))
     for row in requests.itertuples():
         when = int(row.event_timestamp.value // 1_000_000)
-        res = httpx.post(f"https://127.0.0.1:{port}/get-online-features", verify=str(certs.ca), timeout=30, json={
+        res = httpx.post(f"https://127.0.0.1:{port}/get-online-features", verify=trust, timeout=30, json={
             "feature_service": "everything", "entities": {"user_id": [row.user_id], "shop": [row.shop]},
             "request_time": when})  # a new connection each time: the kernel spreads them over the workers
         assert res.status_code == 200, res.text
