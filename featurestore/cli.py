@@ -381,7 +381,7 @@ def list_(
             table.add_row(*(catalog.cell(r.get(c)) for c in cols))
         _wide().print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -408,7 +408,7 @@ def describe(
                 table.add_row(k, catalog.cell(v))
         _wide().print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 # -- the live view of `stream` ----------------------------------------------------------------------------
