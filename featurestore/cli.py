@@ -44,13 +44,28 @@ def _fail(exc: Exception, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _run(fn):
+def _run(fn, repo: Optional[Path] = None):
+    """Run a command: a library error is one line (exit 1; 2 for not implemented); anything unexpected
+    (a bug, a Java failure no layer translated) is one line too, with its traceback written under the
+    repo's state folder (``.featurestore/logs/``) and the file's path printed."""
+    import click
+
     try:
         return fn()
     except NotImplementedYet as exc:
         _fail(exc, 2)
     except FeatureStoreError as exc:
         _fail(exc)
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise
+    except Exception as exc:
+        from featurestore.failures import root_cause, save_trace
+
+        state = (repo if repo is not None else Path(".")).resolve() / ".featurestore"
+        path = save_trace(state, "unexpected failure", exc)
+        where = f" (full trace: {path})" if path is not None else ""
+        err.print(f"error: {root_cause(exc)}{where}", markup=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -64,7 +79,7 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo 
             console.print(f"created {f}")
         console.print("next: [bold]featurestore plan[/bold] then [bold]featurestore apply[/bold]")
 
-    _run(go)
+    _run(go, path)
 
 
 def _print_plan(plan, explain: Optional[dict]) -> None:
@@ -105,7 +120,7 @@ def plan(repo: Path = RepoOpt, explain: bool = typer.Option(False, "--explain", 
         store = _store(repo)
         _print_plan(store.plan(), store.explain() if explain else None)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -117,7 +132,7 @@ def apply(repo: Path = RepoOpt):
         _print_plan(p, None)
         console.print("[green]applied[/green]" if p.has_changes else "nothing to apply")
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -143,7 +158,7 @@ def generate(
             sent = datagen.produce_kafka(store, events=events, users=users, merchants=merchants, days=days, seed=seed)
             console.print(f"produced {sent:,} records to Kafka")
 
-    _run(go)
+    _run(go, repo)
 
 
 def _later(name: str):
@@ -151,7 +166,7 @@ def _later(name: str):
         def go():
             raise NotImplementedYet(f"'{name}' is not implemented yet")
 
-        _run(go)
+        _run(go, repo)
 
     command.__doc__ = f"{name.capitalize()}: not implemented yet (exits 2, does nothing)."
     return command
@@ -191,7 +206,7 @@ def backfill(
                           str(r.version), f"{r.seconds:.2f}", f"{r.events_per_second:,.0f}")
         console.print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -230,30 +245,65 @@ def materialize(
                           f"{r.rows_per_second:,.0f}")
         console.print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
 def serve(
     repo: Path = RepoOpt,
-    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-    port: int = typer.Option(6566, help="Port to listen on."),
-    workers: int = typer.Option(1, help="Worker processes."),
+    host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1: this machine "
+                                                  "only)."),
+    port: Optional[int] = typer.Option(None, help="Port to listen on (default: server.port, 6566)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: server.workers, 1); "
+                                                            "/metrics sums them."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with this PEM certificate "
+                                                                     "(chain) (default: server.tls_cert)."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The certificate's PEM private key "
+                                                                   "(default: server.tls_key)."),
 ):
     """Serve online lookups over HTTP: POST /get-online-features, GET /health, GET /metrics,
-    OpenAPI at /openapi.json and /docs."""
+    OpenAPI at /openapi.json and /docs. Limits and defaults: featurestore.yaml server: (docs/config.md)."""
 
     def go():
+        import os
+        import shutil
+        import tempfile
+
         import uvicorn
 
-        from featurestore.server import create_app
+        from featurestore.server import REPO_ENV, create_app
 
         store = _store(repo)
         store.repo  # load and validate before binding the port: errors come out here, not per request
-        console.print(f"serving project '{store.config.project}' on http://{host}:{port} (docs at /docs)")
-        uvicorn.run(create_app(store), host=host, port=port, workers=workers, log_level="warning")
+        cfg = store.config.server
+        where_host, where_port = host or cfg.host, port or cfg.port
+        n = workers or cfg.workers
+        cert = str(tls_cert) if tls_cert else (str(store.config.path(cfg.tls_cert)) if cfg.tls_cert else None)
+        key = str(tls_key) if tls_key else (str(store.config.path(cfg.tls_key)) if cfg.tls_key else None)
+        if bool(cert) != bool(key):
+            raise FeatureStoreError("HTTPS needs both a certificate and its key (--tls-cert and --tls-key)")
+        for f in (cert, key):
+            if f and not Path(f).is_file():
+                raise FeatureStoreError(f"TLS file {f} does not exist")
+        tls = {"ssl_certfile": cert, "ssl_keyfile": key} if cert else {}
+        scheme = "https" if cert else "http"
+        console.print(f"serving project '{store.config.project}' on {scheme}://{where_host}:{where_port} "
+                      f"(docs at /docs){f', {n} workers' if n > 1 else ''}")
+        if n == 1:
+            uvicorn.run(create_app(store), host=where_host, port=where_port, log_level="warning", **tls)
+            return
+        # Workers are started from an import string (uvicorn cannot hand an app object to other processes);
+        # each loads the repo itself. Metrics: Prometheus multiprocess mode, summed over the workers.
+        metrics_dir = tempfile.mkdtemp(prefix="featurestore-serve-metrics-")
+        os.environ[REPO_ENV] = str(store.repo_path)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            uvicorn.run("featurestore.server:app_from_env", factory=True, host=where_host, port=where_port,
+                        workers=n, log_level="warning", **tls)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -291,7 +341,7 @@ def verify(
         if report.rows == 0:
             console.print("no logged rows to check (log lookups with log=True or a logging feature service)")
 
-    _run(go)
+    _run(go, repo)
 
 
 # -- the catalog -----------------------------------------------------------------------------------------
@@ -331,7 +381,7 @@ def list_(
             table.add_row(*(catalog.cell(r.get(c)) for c in cols))
         _wide().print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -358,7 +408,7 @@ def describe(
                 table.add_row(k, catalog.cell(v))
         _wide().print(table)
 
-    _run(go)
+    _run(go, repo)
 
 
 # -- the live view of `stream` ----------------------------------------------------------------------------
@@ -387,6 +437,8 @@ def _rate(t) -> str:
 def status_rows(status) -> List[Tuple[str, str, str]]:
     """(what, metric, value) rows of the live view for a StreamStatus; ``?`` = could not be read."""
     rows = [("job", "status", status.status), ("job", "uptime", _duration(status.uptime_s))]
+    if status.restarts is not None:  # restarts after failures: a job restarting in a loop still says RUNNING
+        rows.append(("job", "restarts", f"{status.restarts:,}"))
     for t in status.topics.values():
         rows += [(t.topic, "Kafka lag", _count(t.lag)), (t.topic, "records consumed", _count(t.consumed)),
                  (t.topic, "events/s", _rate(t))]
@@ -416,7 +468,8 @@ def status_table(status, where: str = "") -> Table:
 
 def status_line(status) -> str:
     """The live view as one line (stdout is not a terminal)."""
-    parts = [f"{status.status}, up {_duration(status.uptime_s)}"]
+    parts = [f"{status.status}, up {_duration(status.uptime_s)}"
+             + (f", {status.restarts:,} restarts" if status.restarts is not None else "")]
     for t in status.topics.values():
         parts.append(f"{t.topic}: lag {_count(t.lag)}, consumed {_count(t.consumed)}, {_rate(t)} events/s")
     parts.append(f"dead letters {_count(status.dead_letters)}")
@@ -504,7 +557,7 @@ def stream(
         console.print(f"{result.records:,} Kafka records in {result.seconds:.1f}s "
                       f"({result.records_per_second:,.0f}/s); restored from: {result.restored_from or 'nothing'}")
 
-    _run(go)
+    _run(go, repo)
 
 
 @app.command()
@@ -517,7 +570,7 @@ def demo(repo: Path = RepoOpt, events: int = typer.Option(200_000, help="Events 
 
         run_demo(_store(repo), events=events, console=console, print_plan=lambda p: _print_plan(p, None))
 
-    _run(go)
+    _run(go, repo)
 
 
 def main() -> None:

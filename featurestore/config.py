@@ -1,45 +1,99 @@
-"""Project config: ``featurestore.yaml`` at the repo root, every field overridable by environment.
+"""Project config: ``featurestore.yaml`` at the repo root, every key overridable by environment.
 
 A repo without the file runs on embedded defaults (state under ``.featurestore/``, the project's
 own Redis and Kafka from ``infra/``), so ``FeatureStore(".")`` works on a fresh clone.
+
+Every key the file may hold is declared once in :data:`KEYS` (its YAML path, the attribute it sets,
+its environment variable and its type). A key that is not declared, at any level, is an error naming
+its path and the closest valid key: a typo (``tsl: true``) must never fall back to a default silently.
+The full list with defaults is docs/config.md.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from featurestore.errors import ConfigError
 
 CONFIG_FILE = "featurestore.yaml"
 
-# field -> environment variable that overrides it
-ENV_OVERRIDES = {
-    "project": "FEATURESTORE_PROJECT",
-    "definitions": "FEATURESTORE_DEFINITIONS",
-    "registry": "FEATURESTORE_REGISTRY",
-    "offline_root": "FEATURESTORE_OFFLINE_ROOT",
-    "redis_url": "FEATURESTORE_REDIS_URL",
-    "redis_password": "FEATURESTORE_REDIS_PASSWORD",
-    "redis_tls": "FEATURESTORE_REDIS_TLS",
-    "kafka_bootstrap": "FEATURESTORE_KAFKA_BOOTSTRAP",
-    "flink_jars_dir": "FEATURESTORE_FLINK_JARS_DIR",
-}
 
-# yaml section.key -> field
-_YAML_KEYS = {
-    ("project",): "project",
-    ("definitions",): "definitions",
-    ("registry",): "registry",
-    ("offline_store", "root"): "offline_root",
-    ("online_store", "redis_url"): "redis_url",
-    ("online_store", "password"): "redis_password",
-    ("online_store", "tls"): "redis_tls",
-    ("kafka", "bootstrap_servers"): "kafka_bootstrap",
-    ("flink", "jars_dir"): "flink_jars_dir",
+# -- sections with more than a couple of keys ----------------------------------------------------------------
+RESTART_TYPES = ("exponential-delay", "failure-rate", "fixed-delay", "none")
+# the keys of flink.restart_strategy each type reads (setting another is an error: it would do nothing)
+RESTART_KEYS = {
+    "exponential-delay": ("initial_delay", "max_delay", "multiplier", "reset_after", "jitter", "max_attempts"),
+    "failure-rate": ("max_failures", "failure_interval", "delay"),
+    "fixed-delay": ("max_attempts", "delay"),
+    "none": (),
 }
+INT_MAX = 2_147_483_647  # Flink's "unlimited" attempts (Integer.MAX_VALUE)
+
+
+@dataclass(frozen=True)
+class RestartStrategy:
+    """How the streaming job recovers from failures (a Redis restart, a broker failover, a lost task
+    manager): Flink restarts it from its last checkpoint after a delay, within a budget.
+
+    The default, ``exponential-delay``, waits ``initial_delay``, then twice as long after each further
+    failure, up to ``max_delay``; once the job ran ``reset_after`` without a failure, the delay and the
+    attempt count start over, so a 24/7 job survives any number of transient faults spread over time
+    and fails only after ``max_attempts`` restarts in one burst (``None``: never). ``failure-rate``
+    fails the job after more than ``max_failures`` failures within ``failure_interval``.
+    ``fixed-delay`` counts every failure ever against ``max_attempts`` (a long-running job eventually
+    dies of unrelated transient faults: avoid it for 24/7 streams)."""
+
+    type: str = "exponential-delay"
+    initial_delay_ms: int = 1_000
+    max_delay_ms: int = 120_000
+    multiplier: float = 2.0
+    reset_after_ms: int = 600_000
+    jitter: float = 0.1
+    max_attempts: Optional[int] = 20
+    max_failures: int = 5
+    failure_interval_ms: int = 600_000
+    delay_ms: int = 10_000
+
+    def flink_options(self) -> Dict[str, str]:
+        """The ``restart-strategy.*`` options of the job's Flink configuration."""
+        if self.type == "none":
+            return {"restart-strategy.type": "disable"}
+        attempts = str(INT_MAX if self.max_attempts is None else self.max_attempts)
+        if self.type == "exponential-delay":
+            p = "restart-strategy.exponential-delay."
+            return {"restart-strategy.type": "exponential-delay",
+                    p + "initial-backoff": f"{self.initial_delay_ms} ms",
+                    p + "max-backoff": f"{self.max_delay_ms} ms",
+                    p + "backoff-multiplier": repr(float(self.multiplier)),
+                    p + "reset-backoff-threshold": f"{self.reset_after_ms} ms",
+                    p + "jitter-factor": repr(float(self.jitter)),
+                    p + "attempts-before-reset-backoff": attempts}
+        if self.type == "failure-rate":
+            p = "restart-strategy.failure-rate."
+            return {"restart-strategy.type": "failure-rate",
+                    p + "max-failures-per-interval": str(self.max_failures),
+                    p + "failure-rate-interval": f"{self.failure_interval_ms} ms",
+                    p + "delay": f"{self.delay_ms} ms"}
+        return {"restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": attempts,
+                "restart-strategy.fixed-delay.delay": f"{self.delay_ms} ms"}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``featurestore serve``: where it listens and what one request may cost."""
+
+    host: str = "127.0.0.1"  # loopback: nothing outside this machine reaches it unless asked
+    port: int = 6566
+    workers: int = 1
+    max_body_bytes: int = 1_000_000  # request bodies over this are refused (413), chunked or not
+    max_entities: int = 10_000  # entity rows per lookup
+    max_logged_entities: int = 1_000  # entity rows one logged lookup may append to the serving log
+    tls_cert: Optional[str] = None  # PEM certificate (chain) and key: serve HTTPS
+    tls_key: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -54,9 +108,15 @@ class ProjectConfig:
     redis_url: str = "redis://127.0.0.1:6390/0"
     redis_password: Optional[str] = None
     redis_tls: bool = False
+    redis_tls_ca_cert: Optional[str] = None  # verify Redis against this CA (PEM) instead of the system's
+    redis_tls_cert: Optional[str] = None  # client certificate (mutual TLS)
+    redis_tls_key: Optional[str] = None
+    redis_tls_check_hostname: bool = True
     kafka_bootstrap: str = "127.0.0.1:19092"
     flink_jars_dir: str = "infra/.cache/flink-jars"
-    sources: Mapping[str, str] = field(default_factory=dict)  # field -> "default" | "file" | "env"
+    restart: RestartStrategy = field(default_factory=RestartStrategy)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    sources: Mapping[str, str] = field(default_factory=dict)  # attribute -> "default" | "file" | "env"
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
@@ -71,6 +131,11 @@ class ProjectConfig:
         return self.path(self.offline_root)
 
     @property
+    def state_path(self) -> Path:
+        """The repo's state folder (registry, checkpoints, logs of failures): ``<repo>/.featurestore``."""
+        return self.repo_path / ".featurestore"
+
+    @property
     def definitions_path(self) -> Path:
         """``definitions:`` from config; else ``definitions/`` if present; else the repo itself."""
         if self.definitions:
@@ -79,31 +144,190 @@ class ProjectConfig:
         return candidate if candidate.is_dir() else self.repo_path
 
 
-def _coerce(name: str, value: Any, origin: str) -> Any:
-    if name == "redis_tls":
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(f"{origin}: redis tls must be true or false, got {value!r}")
-    if value is None:
-        return None
-    if not isinstance(value, (str, int, float)):
-        raise ConfigError(f"{origin}: expected a string, got {type(value).__name__}")
+# -- value types ------------------------------------------------------------------------------------------
+def _text(value: Any, where: str) -> Optional[str]:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
     return str(value)
 
 
+def _flag(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{where} must be true or false, got {value!r}")
+
+
+def _count(value: Any, where: str) -> int:
+    try:
+        n = int(str(value).strip().replace("_", "")) if not isinstance(value, bool) else None
+    except ValueError:
+        n = None
+    if n is None or n < 1:
+        raise ConfigError(f"{where}: expected a whole number >= 1, got {value!r}")
+    return n
+
+
+def _port(value: Any, where: str) -> int:
+    n = _count(value, where)
+    if n > 65535:
+        raise ConfigError(f"{where}: expected a port (1-65535), got {value!r}")
+    return n
+
+
+def _attempts(value: Any, where: str) -> Optional[int]:
+    if isinstance(value, str) and value.strip().lower() in ("unlimited", "none", "null"):
+        return None
+    n = _count(value, where)
+    return min(n, INT_MAX)
+
+
+def _number(value: Any, where: str) -> float:
+    try:
+        x = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        x = float("nan")
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return x
+
+
+def _duration(value: Any, where: str) -> int:
+    from featurestore.errors import DefinitionError
+    from featurestore.model.durations import parse_duration
+
+    try:
+        return parse_duration(value if not isinstance(value, float) else str(value), where)
+    except DefinitionError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _restart_type(value: Any, where: str) -> str:
+    text = _text(value, where).strip().lower()
+    if text not in RESTART_TYPES:
+        near = difflib.get_close_matches(text, RESTART_TYPES, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise ConfigError(f"{where}: unknown restart strategy {value!r}{hint}; one of {', '.join(RESTART_TYPES)}")
+    return text
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of featurestore.yaml: its YAML path, the attribute it sets (``restart.x`` / ``server.x``
+    for the sections), the environment variable that overrides it, and how its value is read."""
+
+    path: Tuple[str, ...]
+    attr: str
+    env: str
+    parse: Callable[[Any, str], Any]
+    what: str = ""
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+_RS = ("flink", "restart_strategy")
+KEYS: Tuple[Key, ...] = (
+    Key(("project",), "project", "FEATURESTORE_PROJECT", _text),
+    Key(("definitions",), "definitions", "FEATURESTORE_DEFINITIONS", _text),
+    Key(("registry",), "registry", "FEATURESTORE_REGISTRY", _text),
+    Key(("offline_store", "root"), "offline_root", "FEATURESTORE_OFFLINE_ROOT", _text),
+    Key(("online_store", "redis_url"), "redis_url", "FEATURESTORE_REDIS_URL", _text),
+    Key(("online_store", "password"), "redis_password", "FEATURESTORE_REDIS_PASSWORD", _text),
+    Key(("online_store", "tls"), "redis_tls", "FEATURESTORE_REDIS_TLS", _flag, "redis tls"),
+    Key(("online_store", "tls_ca_cert"), "redis_tls_ca_cert", "FEATURESTORE_REDIS_TLS_CA_CERT", _text),
+    Key(("online_store", "tls_cert"), "redis_tls_cert", "FEATURESTORE_REDIS_TLS_CERT", _text),
+    Key(("online_store", "tls_key"), "redis_tls_key", "FEATURESTORE_REDIS_TLS_KEY", _text),
+    Key(("online_store", "tls_check_hostname"), "redis_tls_check_hostname",
+        "FEATURESTORE_REDIS_TLS_CHECK_HOSTNAME", _flag),
+    Key(("kafka", "bootstrap_servers"), "kafka_bootstrap", "FEATURESTORE_KAFKA_BOOTSTRAP", _text),
+    Key(("flink", "jars_dir"), "flink_jars_dir", "FEATURESTORE_FLINK_JARS_DIR", _text),
+    Key(_RS + ("type",), "restart.type", "FEATURESTORE_FLINK_RESTART_STRATEGY", _restart_type),
+    Key(_RS + ("initial_delay",), "restart.initial_delay_ms", "FEATURESTORE_FLINK_RESTART_INITIAL_DELAY", _duration),
+    Key(_RS + ("max_delay",), "restart.max_delay_ms", "FEATURESTORE_FLINK_RESTART_MAX_DELAY", _duration),
+    Key(_RS + ("multiplier",), "restart.multiplier", "FEATURESTORE_FLINK_RESTART_MULTIPLIER", _number),
+    Key(_RS + ("reset_after",), "restart.reset_after_ms", "FEATURESTORE_FLINK_RESTART_RESET_AFTER", _duration),
+    Key(_RS + ("jitter",), "restart.jitter", "FEATURESTORE_FLINK_RESTART_JITTER", _number),
+    Key(_RS + ("max_attempts",), "restart.max_attempts", "FEATURESTORE_FLINK_RESTART_MAX_ATTEMPTS", _attempts),
+    Key(_RS + ("max_failures",), "restart.max_failures", "FEATURESTORE_FLINK_RESTART_MAX_FAILURES", _count),
+    Key(_RS + ("failure_interval",), "restart.failure_interval_ms", "FEATURESTORE_FLINK_RESTART_FAILURE_INTERVAL",
+        _duration),
+    Key(_RS + ("delay",), "restart.delay_ms", "FEATURESTORE_FLINK_RESTART_DELAY", _duration),
+    Key(("server", "host"), "server.host", "FEATURESTORE_SERVER_HOST", _text),
+    Key(("server", "port"), "server.port", "FEATURESTORE_SERVER_PORT", _port),
+    Key(("server", "workers"), "server.workers", "FEATURESTORE_SERVER_WORKERS", _count),
+    Key(("server", "max_body_bytes"), "server.max_body_bytes", "FEATURESTORE_SERVER_MAX_BODY_BYTES", _count),
+    Key(("server", "max_entities"), "server.max_entities", "FEATURESTORE_SERVER_MAX_ENTITIES", _count),
+    Key(("server", "max_logged_entities"), "server.max_logged_entities", "FEATURESTORE_SERVER_MAX_LOGGED_ENTITIES",
+        _count),
+    Key(("server", "tls_cert"), "server.tls_cert", "FEATURESTORE_SERVER_TLS_CERT", _text),
+    Key(("server", "tls_key"), "server.tls_key", "FEATURESTORE_SERVER_TLS_KEY", _text),
+)
+ENV_OVERRIDES = {k.attr: k.env for k in KEYS}  # attribute -> environment variable
+
+
+def _tree() -> dict:
+    """The key paths of KEYS as nested dicts (a leaf is its Key)."""
+    root: dict = {}
+    for k in KEYS:
+        node = root
+        for part in k.path[:-1]:
+            node = node.setdefault(part, {})
+        node[k.path[-1]] = k
+    return root
+
+
+def _suggest(path: Tuple[str, ...], known: List[str]) -> str:
+    """`` (did you mean 'a.b'?)`` for an unknown key: the closest key at its level, else the closest
+    valid key path anywhere (``tls`` at the top level -> ``online_store.tls``)."""
+    prefix = ".".join(path[:-1] + ("",))
+    near = difflib.get_close_matches(path[-1], known, n=1, cutoff=0.6)
+    if near:
+        return f" (did you mean '{prefix}{near[0]}'?)"
+    leaves = {k.path[-1]: k.dotted for k in KEYS}
+    near = difflib.get_close_matches(path[-1], list(leaves), n=1, cutoff=0.75)
+    if near:
+        return f" (did you mean '{leaves[near[0]]}'?)"
+    return f" (valid here: {', '.join(sorted(known))})"
+
+
+def _walk(node: Any, tree: dict, path: Tuple[str, ...], found: Dict[Key, Any], problems: List[str]) -> None:
+    if not isinstance(node, dict):
+        where = ".".join(path) if path else "the top level"
+        problems.append(f"'{where}' must be a mapping of keys ({', '.join(sorted(tree))}), got "
+                        f"{type(node).__name__} {node!r}"[:300])
+        return
+    for key, value in node.items():
+        here = path + (str(key),)
+        spec = tree.get(key) if isinstance(key, str) else None
+        if spec is None:
+            problems.append(f"unknown key '{'.'.join(here)}'{_suggest(here, list(tree))}")
+        elif isinstance(spec, Key):
+            if isinstance(value, (dict, list)):
+                problems.append(f"'{spec.dotted}' expects a single value, got a {type(value).__name__}")
+            elif value is not None:
+                found[spec] = value
+        elif value is not None:
+            _walk(value, spec, here, found, problems)
+
+
 def load_config(repo_path: str | os.PathLike = ".", env: Optional[Mapping[str, str]] = None) -> ProjectConfig:
-    """Read ``featurestore.yaml`` (if any) under ``repo_path`` and apply environment overrides."""
+    """Read ``featurestore.yaml`` (if any) under ``repo_path`` and apply environment overrides.
+
+    Every problem of the file (unknown keys at any level, each with the closest valid key; values of the
+    wrong type) is reported in one ConfigError."""
     env = os.environ if env is None else env
     root = Path(repo_path).resolve()
     if not root.is_dir():
         raise ConfigError(f"repo path {root} is not a directory")
-    values: dict = {}
-    origins: dict = {}
+    values: Dict[str, Any] = {}
+    origins: Dict[str, str] = {}
+    problems: List[str] = []
     cfg_file = root / CONFIG_FILE
     if cfg_file.exists():
         import yaml
@@ -112,19 +336,16 @@ def load_config(repo_path: str | os.PathLike = ".", env: Optional[Mapping[str, s
             data = yaml.safe_load(cfg_file.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{cfg_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{cfg_file}: expected a mapping at the top level")
-        known_sections = {k[0] for k in _YAML_KEYS}
-        for key in data:
-            if key not in known_sections:
-                raise ConfigError(f"{cfg_file}: unknown key {key!r} (known: {', '.join(sorted(known_sections))})")
-        for path, name in _YAML_KEYS.items():
-            node: Any = data
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is not None:
-                values[name] = _coerce(name, node, f"{cfg_file}: {'.'.join(path)}")
-                origins[name] = "file"
+        found: Dict[Key, Any] = {}
+        _walk(data, _tree(), (), found, problems)
+        for key, raw in found.items():
+            try:
+                values[key.attr] = key.parse(raw, f"{cfg_file}: {key.what or key.dotted}")
+                origins[key.attr] = "file"
+            except ConfigError as exc:
+                problems.append(str(exc).replace(f"{cfg_file}: ", "", 1))
+        if problems:
+            raise ConfigError(f"{cfg_file}: " + "; ".join(problems))
     feast_cfg = root / "feature_store.yaml"
     if "project" not in values and feast_cfg.exists():  # a Feast repo: reuse its project name
         import yaml
@@ -135,10 +356,54 @@ def load_config(repo_path: str | os.PathLike = ".", env: Optional[Mapping[str, s
             feast_project = None
         if isinstance(feast_project, str) and feast_project:
             values["project"], origins["project"] = feast_project, "file"
-    for name, var in ENV_OVERRIDES.items():
-        if env.get(var) not in (None, ""):
-            values[name] = _coerce(name, env[var], f"environment {var}")
-            origins[name] = "env"
+    for key in KEYS:
+        if env.get(key.env) not in (None, ""):
+            values[key.attr] = key.parse(env[key.env], f"environment {key.env}")
+            origins[key.attr] = "env"
+    cfg = _build(root, values)
+    _check(cfg, origins, cfg_file)
+    return replace(cfg, sources={k.attr: origins.get(k.attr, "default") for k in KEYS})
+
+
+def _build(root: Path, values: Dict[str, Any]) -> ProjectConfig:
+    sections: Dict[str, Dict[str, Any]] = {"restart": {}, "server": {}}
+    top = {}
+    for attr, value in values.items():
+        section, _, name = attr.partition(".")
+        if name:
+            sections[section][name] = value
+        else:
+            top[attr] = value
     known = {f.name for f in fields(ProjectConfig)}
-    cfg = replace(ProjectConfig(repo_path=root), **{k: v for k, v in values.items() if k in known})
-    return replace(cfg, sources={f: origins.get(f, "default") for f in ENV_OVERRIDES})
+    return replace(ProjectConfig(repo_path=root), **{k: v for k, v in top.items() if k in known},
+                   restart=RestartStrategy(**sections["restart"]), server=ServerConfig(**sections["server"]))
+
+
+def _check(cfg: ProjectConfig, origins: Dict[str, str], cfg_file: Path) -> None:
+    """Combinations no single key can check."""
+    def origin(attr: str) -> str:
+        key = next(k for k in KEYS if k.attr == attr)
+        return f"environment {key.env}" if origins.get(attr) == "env" else f"{cfg_file}: {key.dotted}"
+
+    rs = cfg.restart
+    for k in KEYS:
+        if k.path[:2] == _RS and k.path[2] != "type" and k.attr in origins and k.path[2] not in RESTART_KEYS[rs.type]:
+            users = [t for t, names in RESTART_KEYS.items() if k.path[2] in names]
+            raise ConfigError(f"{origin(k.attr)} applies to restart strategy {' and '.join(users)}, but the type is "
+                              f"{rs.type} (it would be ignored)")
+    if rs.max_delay_ms < rs.initial_delay_ms:
+        raise ConfigError(f"{origin('restart.max_delay_ms')}: max_delay is shorter than initial_delay")
+    if rs.multiplier < 1:
+        raise ConfigError(f"{origin('restart.multiplier')}: must be at least 1, got {rs.multiplier}")
+    if not 0 <= rs.jitter <= 1:
+        raise ConfigError(f"{origin('restart.jitter')}: must be between 0 and 1, got {rs.jitter}")
+    tls_files = [a for a in ("redis_tls_ca_cert", "redis_tls_cert", "redis_tls_key") if getattr(cfg, a)]
+    if tls_files and not cfg.redis_tls and not cfg.redis_url.startswith("rediss://"):
+        raise ConfigError(f"{origin(tls_files[0])} is set but TLS is off: set online_store.tls: true "
+                          "(FEATURESTORE_REDIS_TLS) or use a rediss:// URL")
+    if bool(cfg.redis_tls_cert) != bool(cfg.redis_tls_key):
+        raise ConfigError(f"{origin('redis_tls_cert' if cfg.redis_tls_cert else 'redis_tls_key')}: a client "
+                          "certificate needs both online_store.tls_cert and online_store.tls_key")
+    if bool(cfg.server.tls_cert) != bool(cfg.server.tls_key):
+        raise ConfigError(f"{origin('server.tls_cert' if cfg.server.tls_cert else 'server.tls_key')}: HTTPS needs "
+                          "both server.tls_cert and server.tls_key")

@@ -76,3 +76,12 @@ class RequestError(FeatureStoreError):
 
 class OfflineStoreError(FeatureStoreError):
     """An offline table write or read is invalid, conflicts too often, or its files are gone."""
+
+
+class JobError(FeatureStoreError):
+    """A job (Flink) failed. The message is one line with its root cause and where the full trace was
+    written (``log_path``)."""
+
+    def __init__(self, message: str, log_path=None):
+        super().__init__(message)
+        self.log_path = log_path

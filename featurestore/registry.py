@@ -58,8 +58,10 @@ def read_registry(path: Path, project: str) -> Registry:
         return Registry(project=project)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 at all
         raise RegistryError(f"registry {path} is unreadable: {exc}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"registry {path} is unreadable: a JSON {type(data).__name__}, not an object")
     if data.get("format") != FORMAT_VERSION:
         raise RegistryError(f"registry {path} has format {data.get('format')!r}; this version reads {FORMAT_VERSION}")
     return Registry(project=data.get("project", project), objects=data.get("objects", {}),

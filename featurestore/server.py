@@ -2,7 +2,15 @@
 
 FastAPI gives the OpenAPI schema (``/openapi.json``, docs at ``/docs``). Request bodies are validated
 by pydantic (422 with the offending field), library errors become 400 with the one-line cause, a
-body over ``max_body_bytes`` is refused with 413 before it is parsed, and Redis being down is 503.
+body over ``max_body_bytes`` is refused with 413 before it is parsed (chunked bodies too: they are
+counted as they arrive and never read past the limit), a logged lookup of more than
+``max_logged_entities`` entity rows is refused with 413 (what one anonymous request can append to the
+serving log is bounded), and Redis being down is 503. ``/metrics`` counts requests by route template;
+every path that matches no route shares one label, so junk URLs cannot grow it. Limits come from
+``featurestore.yaml`` ``server:`` (docs/config.md).
+
+``featurestore serve --workers N`` runs N processes (:func:`app_from_env`); their metrics are summed
+(Prometheus multiprocess mode).
 
     POST /get-online-features
     {"feature_service": "fraud_model_v1",            # or "features": ["view:feature", ...]
@@ -24,14 +32,20 @@ Redis lost its data): lookups of such a view are refused, never answered with de
 
 # no "from __future__ import annotations": FastAPI resolves the request model from the annotation
 
+import json
 import math
+import os
 import time
 from typing import Any, Dict, List, Optional
 
+from featurestore.config import ServerConfig
 from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
 
-MAX_BODY_BYTES = 1_000_000
-MAX_ENTITIES = 10_000
+MAX_BODY_BYTES = ServerConfig.max_body_bytes
+MAX_ENTITIES = ServerConfig.max_entities
+MAX_LOGGED_ENTITIES = ServerConfig.max_logged_entities
+UNMATCHED = "<unmatched>"  # the metrics label of every path that matches no route
+REPO_ENV = "FEATURESTORE_SERVE_REPO"  # the repo of `serve --workers N` (read by each worker's app_from_env)
 # A join-key value: a string or an integer, as the key's type says; null is a key that matches nothing.
 _KEY_VALUE = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
 
@@ -49,8 +63,76 @@ def _json_safe(values: List[Any]) -> List[Any]:
     return out
 
 
-def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES):
-    """The ASGI app serving ``store`` (a FeatureStore)."""
+class _Guard:
+    """The outermost ASGI layer. Refuses a body over ``max_body_bytes`` with 413 whether or not it declares
+    its length: the body is read (at most that far) before the app sees it, so a chunked upload cannot
+    slip past a Content-Length check. Counts every response by route template (``count(label, status)``)."""
+
+    def __init__(self, app, max_body_bytes: int, count):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.count = count
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            body = await self._read(scope, receive, sending)
+            if body is None:
+                return
+            done = [False]
+
+            async def replay():
+                if done[0]:
+                    return await receive()  # after the body: wait for the client to disconnect
+                done[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await self.app(scope, replay, sending)
+        finally:
+            route = scope.get("route")
+            self.count(getattr(route, "path", None) or UNMATCHED, str(status[0]))
+
+    async def _read(self, scope, receive, send) -> Optional[bytes]:
+        """The whole body, or None when refused (413 sent) or the client went away."""
+        limit = self.max_body_bytes
+        length = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > limit:
+            await _send_json(send, 413, f"request body of {length} bytes is over the {limit} byte limit")
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _send_json(send, 413, f"request body is over the {limit} byte limit (it was still coming)")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+async def _send_json(send, status: int, detail: str) -> None:
+    payload = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Optional[int] = None,
+               max_logged_entities: Optional[int] = None):
+    """The ASGI app serving ``store`` (a FeatureStore). Limits default to ``store.config.server``."""
     from fastapi import FastAPI, Request, Response
     from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -59,6 +141,10 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+    limits = store.config.server
+    max_body_bytes = limits.max_body_bytes if max_body_bytes is None else max_body_bytes
+    max_entities = limits.max_entities if max_entities is None else max_entities
+    max_logged_entities = limits.max_logged_entities if max_logged_entities is None else max_logged_entities
     registry = CollectorRegistry()
     requests_total = Counter("featurestore_http_requests_total", "HTTP requests", ["path", "status"],
                              registry=registry)
@@ -121,16 +207,8 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
     app = FastAPI(title="featurestore", version=_version(),
                   description="Online feature lookups with point-in-time semantics equal to training.")
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            requests_total.labels(request.url.path, "413").inc()
-            return JSONResponse({"detail": f"request body of {length} bytes is over the {max_body_bytes} byte limit"},
-                                status_code=413)
-        response = await call_next(request)
-        requests_total.labels(request.url.path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(_Guard, max_body_bytes=max_body_bytes,
+                       count=lambda path, status: requests_total.labels(path, status).inc())
 
     @app.get("/health", responses={503: {"description": "Redis unreachable"}})
     def health():
@@ -150,13 +228,19 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics():
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # serve --workers N: every worker's counts, summed
+            from prometheus_client import multiprocess
+
+            summed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(summed)
+            return PlainTextResponse(generate_latest(summed), media_type=CONTENT_TYPE_LATEST)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     error = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}}
 
     @app.post("/get-online-features", response_model=LookupResponse,
               responses={400: {"description": "invalid request", **error},
-                         413: {"description": "body too large", **error},
+                         413: {"description": "body too large, or too many entity rows to log", **error},
                          501: {"description": "not implemented", **error},
                          503: {"description": "online store unavailable", **error}})
     def get_online_features(body: LookupRequest, request: Request, response: Response,
@@ -169,6 +253,10 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
                 raise RequestError(f"{len(rows)} entities in one request; the limit is {max_entities}")
             if not rows:
                 raise RequestError("no entities given")
+            if len(rows) > max_logged_entities and _logs(store, body.log, body.feature_service):
+                return JSONResponse({"detail": f"a logged lookup of {len(rows)} entity rows is over the limit of "
+                                               f"{max_logged_entities} (server.max_logged_entities): split the "
+                                               "request"}, status_code=413)
             result = store.get_online_features(rows, features=body.features, feature_service=body.feature_service,
                                                request_time=body.request_time, log=body.log,
                                                full_feature_names=body.full_feature_names,
@@ -202,10 +290,29 @@ def create_app(store, max_body_bytes: int = MAX_BODY_BYTES, max_entities: int = 
     return app
 
 
+def _logs(store, log: bool, feature_service: Optional[str]) -> bool:
+    """Whether a lookup may append to the serving log: asked to, or its feature service logs."""
+    if log:
+        return True
+    service = store.repo.services.get(feature_service) if feature_service else None
+    return bool(service is not None and service.logging.enabled)
+
+
+def app_from_env():
+    """The app of one ``serve --workers N`` worker process: the repo named by FEATURESTORE_SERVE_REPO
+    (uvicorn starts workers from an import string, so they cannot be handed an app object)."""
+    from featurestore.store import FeatureStore
+
+    repo = os.environ.get(REPO_ENV)
+    if not repo:
+        raise RuntimeError(f"{REPO_ENV} is not set (app_from_env is for `featurestore serve --workers N`)")
+    return create_app(FeatureStore(repo))
+
+
 def _version() -> str:
     from featurestore import __version__
 
     return __version__
 
 
-__all__ = ["create_app", "MAX_BODY_BYTES", "MAX_ENTITIES", "Any"]
+__all__ = ["create_app", "app_from_env", "MAX_BODY_BYTES", "MAX_ENTITIES", "MAX_LOGGED_ENTITIES", "Any"]

@@ -116,8 +116,15 @@ class FeatureStore:
         ``engine="flink"`` runs the same compiled semantics as a Flink batch job."""
         if engine == "flink":
             from featurestore.engines.flink_job import run_backfill
+            from featurestore.errors import FeatureStoreError
+            from featurestore.failures import job_error
 
-            return run_backfill(self, start, end, views)
+            try:
+                return run_backfill(self, start, end, views)
+            except FeatureStoreError:
+                raise
+            except Exception as exc:  # a Java failure of the Flink job: its root cause, the trace in a file
+                raise job_error(self.config.state_path, "backfill --engine flink failed", exc) from None
         if engine != "duckdb":
             from featurestore.errors import NotImplementedYet
 

@@ -287,6 +287,7 @@ class Committer:
         self.low = {(t, p): o for (t, p), o in (low_offsets or {}).items()}
         self.passes = 0
         self.lock = threading.Lock()
+        self.publish_failing = False  # warn once per Redis outage, not on every pass
 
     def commit(self, final: bool = False) -> int:
         """One pass over every staging directory. ``final``: the job has stopped (every file is visible)."""
@@ -362,7 +363,13 @@ class Committer:
                 pipe.hset(streaming.metrics_key(self.store.config.project, source), mapping=m)
             pipe.execute()
         except Exception as exc:  # metrics are best effort; the data is committed
-            log.warning("could not publish stream metrics to Redis: %s", exc)
+            if not self.publish_failing:
+                log.warning("could not publish stream metrics to Redis (retried on every commit): %s", exc)
+            self.publish_failing = True
+            return
+        if self.publish_failing:
+            log.warning("stream metrics published to Redis again")
+        self.publish_failing = False
 
 
 def begin_rebuilds(store, names: Sequence[str]) -> None:

@@ -42,6 +42,7 @@ class StreamStatus:
     online_written: Optional[int]  # online values the Redis writer wrote in this run
     problems: List[str] = field(default_factory=list)
     stopping: bool = False  # Ctrl-C came: stopping with a savepoint
+    restarts: Optional[int] = None  # restarts after failures (restart strategy), None = unknown
 
     @property
     def lag(self) -> Optional[int]:

@@ -51,7 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from featurestore.errors import FeatureStoreError, InfraError, RequestError
+from featurestore.engines import flink_rest
+from featurestore.errors import FeatureStoreError, InfraError, JobError, RequestError
+from featurestore.failures import job_error
 from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
     COMMITTER_PENDING, COMMITTER_STATE, NULL_KEY_PREFIX, Committer, DirCommitter)
 from featurestore.stream_status import (  # noqa: F401 (re-exported)
@@ -257,8 +259,10 @@ class StreamHandle:
     """A running streaming job (local mini-cluster) and its committer thread."""
 
     def __init__(self, store, names, name, job_client, committer, ckpt_root, bounded, ends, restored_from,
-                 commit_interval_s, progress_key="", parallelism=1, start_offsets=None, checkpoint_interval_s=None):
+                 commit_interval_s, progress_key="", parallelism=1, start_offsets=None, checkpoint_interval_s=None,
+                 rest_address: Optional[str] = None):
         self.store = store
+        self.rest_address = rest_address  # Flink's REST endpoint serving this job (web UI, metrics), if known
         self.names = names
         self.job_name = name
         self.job_client = job_client
@@ -292,8 +296,23 @@ class StreamHandle:
         mini-cluster that ran it is gone)."""
         if self._ended is not None:
             return self._ended
-        status = self.job_client.get_job_status().result()  # a pyflink JobStatus enum: str() is "JobStatus.X"
+        try:
+            status = self.job_client.get_job_status().result()  # a pyflink JobStatus enum: str() is "JobStatus.X"
+        except Exception:
+            # the local mini-cluster shuts down once its job ended (e.g. FAILED): ask the job's result instead
+            result = self.job_client.get_job_execution_result()
+            if not result.done():
+                raise
+            return "FAILED" if result.exception() is not None else "FINISHED"
         return getattr(status, "name", str(status))
+
+    def restarts(self) -> Optional[int]:
+        """How many times Flink restarted the job after a failure since it started (its ``numRestarts``
+        metric, region failovers included: the job's status stays RUNNING through those); None when
+        there is no REST endpoint to ask."""
+        if not self.rest_address or self._ended is not None:
+            return None
+        return flink_rest.restarts(self.rest_address, self.job_id)
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -334,10 +353,15 @@ class StreamHandle:
             totals = self.committer.metrics()
             if sum(m.get(f"events:{v}", 0) for m in totals.values() for v in online_views) == 0:
                 return  # nothing reached the online path
+        import redis
+
         client = for_store(self.store).client
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            raw = client.hgetall(self.progress_key)
+            try:
+                raw = client.hgetall(self.progress_key)
+            except redis.exceptions.ConnectionError:  # Redis restarting: the job's restart strategy rides it out
+                raw = {}
             states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
             # one report per operator instance: every subtask must have reported "nothing pending" after
             # since_ms (instances of a failed attempt stop reporting and are ignored)
@@ -358,8 +382,9 @@ class StreamHandle:
         try:
             self.job_client.get_job_execution_result().result()
         except Exception as exc:
-            raise InfraError(f"stream job {self.job_name} {status.lower()}: {_first_cause(exc)}") from None
-        raise InfraError(f"stream job {self.job_name} stopped unexpectedly ({status})")
+            raise job_error(self.store.config.state_path, f"stream job {self.job_name} {status.lower()}", exc) \
+                from None
+        raise JobError(f"stream job {self.job_name} stopped unexpectedly ({status})")
 
     def stop(self, drain: bool = False) -> StreamResult:
         """Stop with a savepoint, then commit the last files. Pending online flushes are in the savepoint
@@ -392,7 +417,8 @@ class StreamHandle:
                 return str(fut.get(STOP_TIMEOUT_S, gw.jvm.java.util.concurrent.TimeUnit.SECONDS))
             except Exception as exc:
                 if TASKS_STARTING not in str(exc) or time.monotonic() > deadline:
-                    raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {_first_cause(exc)}") from None
+                    raise job_error(self.store.config.state_path, f"stop-with-savepoint of {self.job_name} failed",
+                                    exc) from None
             time.sleep(0.5)
 
     def cancel(self) -> None:
@@ -471,8 +497,13 @@ class StreamHandle:
         except Exception as exc:
             written = None
             problems.append(f"online progress: {_short(exc)}")
+        try:
+            restarts = self.restarts()
+        except Exception as exc:
+            restarts = None
+            problems.append(f"restarts: {_short(exc)}")
         return StreamStatus(self.job_name, status, time.perf_counter() - self.started, at, topics, metrics, written,
-                            problems)
+                            problems, restarts=restarts)
 
     def run_until_done(self, timeout: Optional[float] = None,
                        on_status: Optional[Callable[[StreamStatus], None]] = None,
@@ -508,12 +539,6 @@ class StreamHandle:
                 log.warning("stop of %s abandoned: the next run restores the newest complete checkpoint or savepoint",
                             self.job_name)
                 raise
-
-
-def _first_cause(exc: BaseException) -> str:
-    text = str(exc)
-    causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
-    return (causes[-1] if causes else text.strip().splitlines()[0] if text.strip() else type(exc).__name__)[:500]
 
 
 def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partial_history: bool = False) -> None:
@@ -621,15 +646,27 @@ def _forget_group(bootstrap: str, group: str, timeout: float = 10) -> None:
             raise InfraError(f"cannot reset the consumer group {group} at {bootstrap}: {exc}") from None
 
 
+def redis_options(cfg) -> dict:
+    """How the job's Redis writer connects (``online_redis.connect(url, password, tls)``): the config's
+    URL with its TLS settings (private CA, client certificate) in the query."""
+    from featurestore.stores.online_redis import connection_url
+
+    return {"url": connection_url(cfg), "password": cfg.redis_password, "tls": cfg.redis_tls}
+
+
 def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
           checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
           restore: bool = True, parallelism: int = 1, flush_ms: Optional[int] = None, flush_rows: int = 500,
           slack_ms: int = 0, commit_interval_s: float = 2.0, extra_config: Optional[Dict[str, str]] = None,
           commit: bool = True, job_options: Optional[dict] = None, run_id: Optional[str] = None,
-          partial_history: bool = False) -> StreamHandle:
+          partial_history: bool = False, rest_port: Optional[int] = 0) -> StreamHandle:
     """Start the streaming job (local mini-cluster in this process, or the cluster of ``flink run``) and,
     unless ``commit=False``, the committer thread. A fresh start on a topic that lost its first records
-    is refused unless ``partial_history`` (:func:`check_history`)."""
+    is refused unless ``partial_history`` (:func:`check_history`).
+
+    The local mini-cluster serves Flink's REST API and web UI on 127.0.0.1 at ``rest_port`` (0: a free
+    port; ``StreamHandle.rest_address``), which is where restarts are counted. ``rest_port=None`` leaves
+    REST alone: the job is submitted by ``flink run`` to a cluster that has its own."""
     from featurestore.engines import flink_job
     from featurestore.stores.online_redis import for_store
 
@@ -650,21 +687,31 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     if flush_ms is None:
         flush_ms = DEFAULT_BOUNDED_FLUSH_MS if bounded else DEFAULT_FLUSH_MS
     progress_key = flink_job.progress_key(store.config.project, run_id or uuid.uuid4().hex[:12])
+    conf = dict(extra_config or {})
+    if rest_port is not None and "rest.bind-port" not in conf:
+        conf.update(flink_rest.local_options(rest_port or flink_rest.free_port()))
+    rest_address = f"127.0.0.1:{conf['rest.bind-port']}" if rest_port is not None else None
     options = flink_job.JobOptions(
         job_name=name, jars=jars, checkpoint_dir=root, checkpoint_interval_ms=interval, bounded=bounded,
         progress_key=progress_key,
         parallelism=parallelism, restore_path=restored,
-        redis={"url": store.config.redis_url, "password": store.config.redis_password, "tls": store.config.redis_tls},
-        flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, extra_config=dict(extra_config or {}),
+        redis=redis_options(store.config),
+        flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, restart=store.config.restart.flink_options(),
+        extra_config=conf,
         **(job_options or {}),
     )
-    built = flink_job.build(stream_plan, options)
-    job_client = built.env.execute_async(name)
+    try:
+        built = flink_job.build(stream_plan, options)
+        job_client = built.env.execute_async(name)
+    except FeatureStoreError:
+        raise
+    except Exception as exc:  # a Java exception from planning or submitting the job: one line, trace in a file
+        raise job_error(store.config.state_path, f"stream job {name} could not start", exc) from None
     log.info("stream job %s started (%s)%s", name, job_client.get_job_id(),
              f", restored from {restored}" if restored else "")
     return StreamHandle(store, names, name, job_client, committer, root, bounded, ends,
                         str(restored) if restored else None, commit_interval_s, progress_key, parallelism,
-                        start_offsets, interval / 1000)
+                        start_offsets, interval / 1000, rest_address=rest_address)
 
 
 def run(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False, timeout: Optional[float] = None,
@@ -715,33 +762,27 @@ class RemoteStreamHandle(StreamHandle):
         self._job_id = job_id
         super().__init__(store, names, name, None, committer, ckpt_root, bounded, ends, restored_from,
                          commit_interval_s, progress_key, start_offsets=start_offsets,
-                         checkpoint_interval_s=checkpoint_interval_s)
+                         checkpoint_interval_s=checkpoint_interval_s, rest_address=address)
 
     @property
     def job_id(self) -> str:
         return self._job_id
 
     def _rest(self, method: str, path: str, body: Optional[dict] = None) -> dict:
-        import urllib.request
-
-        url = self.address if "://" in self.address else f"http://{self.address}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read() or b"{}")
+        return flink_rest.call(self.address, method, path, body)
 
     def status(self) -> str:
         return str(self._rest("GET", f"/jobs/{self._job_id}")["state"])
 
     def _raise_job_failure(self, status: str) -> None:
+        what = f"stream job {self.job_name} on {self.address} {status.lower()}"
         try:
-            exc = self._rest("GET", f"/jobs/{self._job_id}/exceptions")
-            cause = (exc.get("rootException") or "").strip().splitlines()
-            text = cause[0] if cause else status
+            trace = flink_rest.last_exception(self.address, self._job_id)
         except Exception:
-            text = status
-        raise InfraError(f"stream job {self.job_name} on {self.address} {status.lower()}: {text[:500]}")
+            trace = ""
+        if not trace.strip():
+            raise JobError(f"{what} (the cluster reported no exception)")
+        raise job_error(self.store.config.state_path, what, trace)
 
     def stop(self, drain: bool = False) -> StreamResult:
         savepoint = None
@@ -774,7 +815,7 @@ class RemoteStreamHandle(StreamHandle):
                 return op.get("location")
             cause = str(op["failure-cause"].get("stack-trace", ""))
             if TASKS_STARTING not in cause or time.monotonic() > deadline:
-                raise InfraError(f"stop-with-savepoint of {self.job_name} failed: {cause[:300]}")
+                raise job_error(self.store.config.state_path, f"stop-with-savepoint of {self.job_name} failed", cause)
             time.sleep(0.5)
 
     def cancel(self) -> None:
@@ -827,8 +868,8 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
             except ValueError:
                 pass
     if out.returncode != 0 or not job_id:
-        raise InfraError(f"flink run against {flink_address} failed (exit {out.returncode}): "
-                         f"{_first_cause(Exception(text))}")
+        raise job_error(store.config.state_path, f"flink run against {flink_address} failed (exit {out.returncode})",
+                        text)
     from featurestore.engines import flink_job
 
     return RemoteStreamHandle(store, names, name, job_id, flink_address, committer, root, bounded, ends,

@@ -3,8 +3,9 @@
 #
 #   infra/kafka.sh start|stop|status|restart
 #
-# Broker listener 127.0.0.1:$FEATURESTORE_KAFKA_PORT (default 19092), controller on port + 1.
-# Data, generated server.properties, pidfile and logs live in infra/.run/kafka/.
+# Broker listener 127.0.0.1:$FEATURESTORE_KAFKA_PORT (default 19092), controller listener on
+# $FEATURESTORE_KAFKA_CONTROLLER_PORT (default: the broker port + 1).
+# Data, generated server.properties, pidfile and logs live in infra/.run/kafka/ ($FEATURESTORE_INFRA_RUN_DIR).
 # `start` is a no-op when our broker is already healthy; it waits up to 60 s for the port to accept
 # connections AND for a metadata round trip (Admin describeCluster + listTopics) to succeed.
 # `status` exits 0 when healthy, 1 otherwise.
@@ -113,7 +114,7 @@ cmd_start() {
   else
     rm -f "$PIDFILE"
     if port_open "$HOST" "$PORT" || port_open "$HOST" "$CONTROLLER_PORT"; then
-      die "port $HOST:$PORT or $HOST:$CONTROLLER_PORT is in use by a process not started by infra/kafka.sh: stop it or set FEATURESTORE_KAFKA_PORT"
+      die "port $HOST:$PORT or $HOST:$CONTROLLER_PORT is in use by a process not started by infra/kafka.sh: stop it or set FEATURESTORE_KAFKA_PORT / FEATURESTORE_KAFKA_CONTROLLER_PORT"
     fi
     write_props
     format_storage

@@ -5,7 +5,7 @@
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$INFRA_DIR/.." && pwd)"
 CACHE_DIR="$INFRA_DIR/.cache"
-RUN_DIR="$INFRA_DIR/.run"
+RUN_DIR="${FEATURESTORE_INFRA_RUN_DIR:-$INFRA_DIR/.run}"  # data, logs, pidfiles (another dir: another instance)
 KAFKA_LIBS_DIR="$CACHE_DIR/kafka-libs"
 FLINK_JARS_DIR="$CACHE_DIR/flink-jars"
 TOOLS_DIR="$CACHE_DIR/tools"
@@ -18,7 +18,9 @@ die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [[ "$FEATURESTORE_REDIS_PORT" =~ ^[0-9]+$ ]] || die "FEATURESTORE_REDIS_PORT must be a port number, got '$FEATURESTORE_REDIS_PORT'"
 [[ "$FEATURESTORE_KAFKA_PORT" =~ ^[0-9]+$ ]] || die "FEATURESTORE_KAFKA_PORT must be a port number, got '$FEATURESTORE_KAFKA_PORT'"
-FEATURESTORE_KAFKA_CONTROLLER_PORT="$((FEATURESTORE_KAFKA_PORT + 1))"
+FEATURESTORE_KAFKA_CONTROLLER_PORT="${FEATURESTORE_KAFKA_CONTROLLER_PORT:-$((FEATURESTORE_KAFKA_PORT + 1))}"
+[[ "$FEATURESTORE_KAFKA_CONTROLLER_PORT" =~ ^[0-9]+$ ]] || die "FEATURESTORE_KAFKA_CONTROLLER_PORT must be a port number, got '$FEATURESTORE_KAFKA_CONTROLLER_PORT'"
+[[ "$FEATURESTORE_KAFKA_CONTROLLER_PORT" != "$FEATURESTORE_KAFKA_PORT" ]] || die "FEATURESTORE_KAFKA_CONTROLLER_PORT must differ from FEATURESTORE_KAFKA_PORT ($FEATURESTORE_KAFKA_PORT)"
 
 # count_jars DIR: number of *.jar files in DIR.
 count_jars() {

@@ -56,7 +56,8 @@ def main(argv=None) -> int:
                                  checkpoint_interval_ms=args.checkpoint_interval_ms, restore=not args.no_restore,
                                  parallelism=args.parallelism, flush_ms=args.flush_ms, slack_ms=args.slack_ms,
                                  commit=not args.submit_only, run_id=args.run_id,
-                                 partial_history=args.partial_history)
+                                 partial_history=args.partial_history,
+                                 rest_port=None if args.submit_only else 0)
         print(json.dumps({"job": handle.job_name, "job_id": handle.job_id, "restored_from": handle.restored_from}),
               flush=True)
         if args.submit_only:

@@ -136,3 +136,65 @@ def test_schemathesis_contract(served):
             case.validate_response(response, excluded_checks=[schemathesis.checks.positive_data_acceptance])
 
         check()
+
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_parsed(served):
+    """No Content-Length (Transfer-Encoding: chunked): the body is counted as it arrives."""
+    _, client, _ = served
+    sent = []
+
+    def chunks():
+        for _ in range(300):  # 300 KB against a 20 KB limit
+            sent.append(1)
+            yield b"x" * 1000
+
+    res = client.post("/get-online-features", content=chunks(), headers={"content-type": "application/json"})
+    assert res.status_code == 413 and "over the 20000 byte limit" in res.text, res.text
+    assert "content-length" not in {k.lower() for k in res.request.headers}
+    ok = client.post("/get-online-features", content=iter([b'{"features": ["profile:last_tag"], ',
+                                                           b'"entities": {"user_id": ["u0"]}}']),
+                     headers={"content-type": "application/json"})
+    assert ok.status_code == 200, ok.text  # a chunked body under the limit is served
+
+
+def test_metrics_label_requests_by_route_so_junk_urls_cannot_grow_them(served):
+    _, client, _ = served
+    client.get("/health")
+    before = client.get("/metrics").text
+    for i in range(1500):
+        client.get(f"/junk/{uuid.uuid4().hex}?n={i}")
+        client.post(f"/get-online-features/{i}", json={})
+    after = client.get("/metrics").text
+    assert "/junk/" not in after and "/get-online-features/" not in after
+    assert 'featurestore_http_requests_total{path="<unmatched>",status="404"} 3000.0' in after
+    assert 'featurestore_http_requests_total{path="/health",status="200"}' in after
+    assert len(after) < len(before) + 1000, (len(before), len(after))
+
+
+def test_what_one_request_may_log_is_bounded_and_configurable(served):
+    import dataclasses
+
+    from featurestore import serving_log
+    from featurestore.config import ServerConfig
+
+    store, _, _ = served
+    limited = FeatureStore(store.repo_path, config=dataclasses.replace(
+        store.config, server=ServerConfig(max_logged_entities=3)))
+    client = TestClient(create_app(limited))
+    redis = store.online_store().client
+    key = serving_log.stream_key(store.config.project, serving_log.ADHOC)
+    logged_before = redis.xlen(key)
+    four = {"features": ["profile:last_tag"], "entities": {"user_id": ["u0", "u1", "u2", "u3"]}}
+    res = client.post("/get-online-features", json={**four, "log": True})
+    assert res.status_code == 413, res.text
+    assert res.json()["detail"] == ("a logged lookup of 4 entity rows is over the limit of 3 "
+                                    "(server.max_logged_entities): split the request")
+    res = client.post("/get-online-features", json={"feature_service": "logged_model",
+                                                    "entities": {"user_id": ["u0", "u1", "u2", "u3"]}})
+    assert res.status_code == 413, res.text  # a feature service that logs every lookup counts too
+    assert redis.xlen(key) == logged_before  # nothing was logged
+    assert client.post("/get-online-features", json=four).status_code == 200  # not logged: only max_entities
+    res = client.post("/get-online-features", json={**four, "entities": {"user_id": ["u0", "u1", "u2"]},
+                                                    "log": True})
+    assert res.status_code == 200 and res.json()["request_id"], res.text
+    assert redis.xlen(key) == logged_before + 1

@@ -961,12 +961,16 @@ def test_same_job_on_a_standalone_cluster(streamed, flink_cluster, tmp_path, red
     topic = f"fs_remote_{uuid.uuid4().hex[:10]}"
     project = f"t_remote_{uuid.uuid4().hex[:8]}"
     root = make_repo(tmp_path / "remote", topic, project, streamed.events)
+    with open(root / "featurestore.yaml", "a") as f:  # the job's restart strategy holds on the cluster too
+        f.write("flink:\n  restart_strategy:\n    type: failure-rate\n    max_failures: 7\n")
     create_topic(kafka_admin, topic)
     produce(topic, arrival(streamed.events, SEED))
     store = FeatureStore(root)
     try:
         handle = streaming.submit_remote(store, flink_cluster, bounded=True, checkpoint_interval_ms=1000)
         assert isinstance(handle, streaming.RemoteStreamHandle) and len(handle.job_id) == 32
+        strategy = handle._rest("GET", f"/jobs/{handle.job_id}/config")["execution-config"]["restart-strategy"]
+        assert strategy.startswith("Failure rate restart with maximum of 7 failures within interval PT10M"), strategy
         result = handle.run_until_done(JOB_TIMEOUT_S)
         assert result.savepoint and "savepoint-" in result.savepoint
         assert result.metrics == streamed.result.metrics

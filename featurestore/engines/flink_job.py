@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from featurestore.config import RestartStrategy
 from featurestore.engines.flink_online import FLUSH_MS_PER_EVENT, OnlineState, RedisWriter, progress_key
 from featurestore.engines.flink_sql import StreamPlan, qi
 
@@ -51,6 +52,8 @@ class JobOptions:
     idle_timeout_ms: int = 2_000
     barriers: bool = True
     online: bool = True
+    # restart-strategy.* options (featurestore.yaml flink.restart_strategy; config.RestartStrategy)
+    restart: Dict[str, str] = field(default_factory=lambda: RestartStrategy().flink_options())
     extra_config: Dict[str, str] = field(default_factory=dict)
 
 
@@ -91,9 +94,9 @@ def configuration(options: JobOptions):
     conf.set_string("python.state.cache-size", "20000")
     conf.set_string("python.map-state.read-cache-size", "20000")
     conf.set_string("python.map-state.write-cache-size", "20000")
-    conf.set_string("restart-strategy.type", "fixed-delay")
-    conf.set_string("restart-strategy.fixed-delay.attempts", "3")
-    conf.set_string("restart-strategy.fixed-delay.delay", "2 s")
+    # Part of the job's own configuration, so it also holds on a remote cluster (job settings win there).
+    for k, v in options.restart.items():
+        conf.set_string(k, v)
     if options.restore_path is not None:
         conf.set_string("execution.state-recovery.path", Path(options.restore_path).resolve().as_uri())
     for k, v in options.extra_config.items():

@@ -12,11 +12,15 @@ new manifest is committed) under ``<root>/_archive/<table>/`` with the same rela
 ``date=*/part-*.parquet`` sees the latest version and old versions stay readable until :meth:`expire`.
 
 Writers never show a half-written file: Parquet files are written under a dot-prefixed temp name in
-their date directory and renamed; a version is committed by creating its manifest exclusively (a hard
+their date directory (``.tmp-<writer token>.<uuid>``) and renamed; a version is committed by creating its manifest exclusively (a hard
 link of a complete temp file, which fails if the name exists). Concurrent writers are optimistic: the
 loser of a version number re-reads the latest version, redoes the part of its work that depended on it
 and commits the next number, so every commit is equivalent to running the writes one after another in
 version order (no lost update, no duplicate).
+
+A writer that dies (kill -9, OOM) leaves its temp files behind; the next write to the table deletes them
+once the writer is known to be dead (:mod:`featurestore.stores.writers`: a lock held for the writer's
+life), never a live writer's.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ from featurestore.errors import OfflineStoreError
 from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, ...: re-exported)
     DAY_MS, DEFAULT_TS_COLUMN, ORPHAN_GRACE_SECONDS, PARTITION_COLUMN, ROW_GROUP_ROWS, TMP_PREFIX, TS_TYPE, _NAME_RE,
     Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _NewFile,
-    _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _to_ts_type, _ts_ms, _Txn,
-    _unlink)
-from featurestore.stores import time_ranges
+    _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _tmp_path, _to_ts_type,
+    _ts_ms, _Txn, _unlink)
+from featurestore.stores import time_ranges, writers
 from featurestore.stores.offline_log import (ANY, CommitConflict, Plan, TableLog, _app, _check_after,  # noqa: F401
                                             _committed_app, _committed_app_version)
 from featurestore.stores.time_ranges import Ranges
@@ -152,6 +156,7 @@ class OfflineTable(TableLog):
         if end is not None and start >= end:
             raise OfflineStoreError(f"{self._where}: empty write range [{_iso(start)}, {_iso(end)}): "
                                     f"start_ms must be before end_ms")
+        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
         txn = _Txn()
         try:
             schema_in, batches = _as_batches(data, self._where)
@@ -233,6 +238,7 @@ class OfflineTable(TableLog):
         app = _app(app_id, seq, self._where)
         if after_seq is not ANY and app is None:
             raise OfflineStoreError(f"{self._where}: after_seq needs app_id and seq")
+        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
         txn = _Txn()
         try:
             base = self._latest_manifest()
@@ -262,6 +268,7 @@ class OfflineTable(TableLog):
         any other file is rewritten into the layout (split by date, timestamps converted) and then
         deleted. On failure the files are left where they were. ``app_id``/``seq``: as for :meth:`append`."""
         app = _app(app_id, seq, self._where)
+        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
         txn = _Txn()
         sources_to_delete: List[Path] = []
         try:
@@ -338,6 +345,7 @@ class OfflineTable(TableLog):
         app = _app(app_id, seq, self._where)
         if app is None:
             raise OfflineStoreError(f"{self._where}: commit_stream needs app_id and seq (its idempotency token)")
+        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
         base = self._latest_manifest()
         done = _committed_app(base, app)
         if done is not None:
@@ -510,7 +518,7 @@ class OfflineTable(TableLog):
         folder = self.path / f"{PARTITION_COLUMN}={_day_str(day)}"
         folder.mkdir(parents=True, exist_ok=True)
         uid = uuid.uuid4().hex
-        nf = _NewFile(tmp=folder / f"{TMP_PREFIX}{uid}", day=day, uid=uid[:8], rows=rows, min_ts=lo, max_ts=hi,
+        nf = _NewFile(tmp=_tmp_path(self.path, folder, uid), day=day, uid=uid[:8], rows=rows, min_ts=lo, max_ts=hi,
                       size=path.stat().st_size, source=path)
         try:
             os.rename(path, nf.tmp)

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.errors import OfflineStoreError
+from featurestore.stores import writers
 
 FORMAT_VERSION = 1
 DEFAULT_TS_COLUMN = "ts"
@@ -368,7 +369,7 @@ class _PartitionedWriter:
             folder = self.dir / f"{PARTITION_COLUMN}={_day_str(day)}"
             folder.mkdir(parents=True, exist_ok=True)
             uid = uuid.uuid4().hex
-            nf = _NewFile(tmp=folder / f"{TMP_PREFIX}{uid}", day=day, uid=uid[:8])
+            nf = _NewFile(tmp=_tmp_path(self.dir, folder, uid), day=day, uid=uid[:8])
             self.files.append(nf)  # owned from now on: abort() deletes it
             entry = (pq.ParquetWriter(str(nf.tmp), self.schema, **PARQUET_OPTIONS), nf)
             self.open[day] = entry
@@ -406,6 +407,12 @@ class _PartitionedWriter:
         for nf in self.files:
             _unlink(nf.tmp)
         self.files = []
+
+
+def _tmp_path(table_dir: Path, folder: Path, uid: str) -> Path:
+    """A temp file name in ``folder`` of ``table_dir`` that names this process as its writer
+    (``.tmp-<writer token>.<uid>``: see :mod:`featurestore.stores.writers`)."""
+    return folder / f"{TMP_PREFIX}{writers.register(table_dir)}.{uid}"
 
 
 def _unlink(path: Path) -> bool:

@@ -26,8 +26,9 @@ from featurestore.errors import OfflineStoreError
 from featurestore.stores.offline_files import (
     ARCHIVE_DIR, DEFAULT_TS_COLUMN, FORMAT_VERSION, LOG_DIR, MAX_COMMIT_ATTEMPTS, ORPHAN_GRACE_SECONDS,
     PARTITION_COLUMN, TMP_PREFIX, _MANIFEST_RE, _NAME_RE, _PART_RE, _as_ms, _conform_table, _fsync_dir, _NewFile,
-    _now_iso, _schema_from_b64, _schema_to_b64, _ts_ms, _Txn, _unlink)
+    _now_iso, _schema_from_b64, _schema_to_b64, _tmp_path, _ts_ms, _Txn, _unlink)
 from featurestore.stores import offline_files as _files
+from featurestore.stores import writers
 
 # (kept relative paths of the base, new files, schema, manifest fields the write sets: see TableLog._commit)
 Plan = Tuple[List[str], List[_NewFile], pa.Schema, dict]
@@ -240,7 +241,7 @@ class TableLog:
         """Create ``_log/<version>.json`` complete and exclusively; FileExistsError if another writer has it."""
         self._log.mkdir(parents=True, exist_ok=True)
         final = self._manifest_path(version)
-        tmp = self._log / f"{TMP_PREFIX}{uuid.uuid4().hex}"  # no .json: never matches _log/*.json
+        tmp = _tmp_path(self.path, self._log, uuid.uuid4().hex)  # no .json: never matches _log/*.json
         payload = json.dumps(manifest, indent=1).encode("utf-8")
         with open(tmp, "wb") as f:
             f.write(payload)
@@ -354,8 +355,10 @@ class TableLog:
         """Keep the last ``keep_last`` versions; delete older manifests and every file only they used.
 
         Older versions become unreadable. Also tidies up after crashed writers: a superseded file a
-        crash left in the live tree is archived (or deleted), and uncommitted files and temp files older
-        than ``grace_seconds`` are deleted. Returns the number of Parquet files deleted."""
+        crash left in the live tree is archived (or deleted), uncommitted files older than
+        ``grace_seconds`` are deleted, and temp files too: a dead writer's at once, a live writer's never,
+        one of unknown state (written by an older version) after ``grace_seconds``. Returns the number
+        of Parquet files deleted."""
         keep_last = _as_ms(keep_last, "keep_last")
         if keep_last < 1:
             raise OfflineStoreError(f"{self._where}: keep_last must be at least 1, got {keep_last}")
@@ -392,18 +395,14 @@ class TableLog:
             for p in sorted(folder.iterdir()):
                 rel = f"{folder.name}/{p.name}"
                 if p.name.startswith(TMP_PREFIX):
-                    if old(p):
-                        _unlink(p)
+                    continue  # writers.sweep below
                 elif _PART_RE.match(p.name) and rel not in latest_files:
                     if rel in referenced:
                         self._archive_files([rel])  # superseded, but its writer died before archiving it
                     elif rel in ever or old(p):  # expired, or never committed (a writer died mid-commit)
                         if _unlink(p):
                             deleted += 1
-        if self._log.is_dir():
-            for p in self._log.glob(f"{TMP_PREFIX}*"):
-                if old(p):
-                    _unlink(p)
+        writers.sweep(self.path, TMP_PREFIX, grace_seconds=grace_seconds)
         return deleted
 
 

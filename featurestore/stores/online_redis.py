@@ -212,17 +212,41 @@ def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> 
 
 # -- the client ---------------------------------------------------------------------------------------
 def redact(url: str) -> str:
-    """The URL without its password."""
+    """The URL without its password (and without the TLS file paths :func:`connection_url` adds)."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(url)
+    parts = urlsplit(url)._replace(query="")
     if parts.password is None:
-        return url
+        return urlunsplit(parts)
     host = parts.hostname or ""
     if parts.port:
         host += f":{parts.port}"
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit(parts._replace(netloc=user + host))
+
+
+TLS_QUERY = {"redis_tls_ca_cert": "ssl_ca_certs", "redis_tls_cert": "ssl_certfile", "redis_tls_key": "ssl_keyfile"}
+
+
+def connection_url(cfg) -> str:
+    """The Redis URL of a ProjectConfig with its TLS settings in the query, where redis-py reads them
+    (``ssl_ca_certs``: the private CA to trust, ``ssl_certfile``/``ssl_keyfile``: a client certificate,
+    as absolute paths; ``ssl_check_hostname``), so every process that connects (this one, the streaming
+    job's writer, serve's workers) verifies the server the same way. ``rediss://`` when TLS is on."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    url = cfg.redis_url
+    if cfg.redis_tls and url.startswith("redis://"):
+        url = "rediss://" + url[len("redis://"):]
+    if not url.startswith("rediss://"):
+        return url
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for attr, name in TLS_QUERY.items():
+        if getattr(cfg, attr):
+            query[name] = str(cfg.path(getattr(cfg, attr)).resolve())
+    query["ssl_check_hostname"] = "true" if cfg.redis_tls_check_hostname else "false"
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def connect(url: str, password: Optional[str] = None, tls: bool = False):
@@ -282,7 +306,13 @@ class RedisOnlineStore:
 
     def infra_error(self, exc: Exception) -> InfraError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return InfraError(f"cannot reach Redis at {redact(self.url)}: {text} (run bash infra/up.sh)")
+        hint = "run bash infra/up.sh"
+        if "CERTIFICATE_VERIFY_FAILED" in text and "hostname" in text.lower():
+            hint = "the certificate does not name this host; connect by a name it holds"
+        elif "CERTIFICATE_VERIFY_FAILED" in text:
+            hint = ("the server's certificate is not signed by a CA trusted here: set online_store.tls_ca_cert "
+                    "to your CA's PEM file")
+        return InfraError(f"cannot reach Redis at {redact(self.url)}: {text} ({hint})")
 
     def _guard(self, fn, *args, **kwargs):
         import redis
@@ -442,10 +472,11 @@ def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Opti
 def for_store(store) -> RedisOnlineStore:
     """The online store of a FeatureStore (one client and connection pool per FeatureStore)."""
     cfg = store.config
-    ident = (cfg.project, cfg.redis_url, cfg.redis_password, cfg.redis_tls)
+    url = connection_url(cfg)
+    ident = (cfg.project, url, cfg.redis_password, cfg.redis_tls)
     cached = store.__dict__.get("_online_store")
     if cached is None or cached[0] != ident:
-        cached = (ident, RedisOnlineStore(cfg.project, cfg.redis_url, cfg.redis_password, cfg.redis_tls))
+        cached = (ident, RedisOnlineStore(cfg.project, url, cfg.redis_password, cfg.redis_tls))
         store.__dict__["_online_store"] = cached
     return cached[1]
 
