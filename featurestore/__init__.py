@@ -4,6 +4,7 @@ a Parquet offline store and a Redis online store, with point-in-time-correct tra
 Definitions import from here without pulling in DuckDB, Flink or Redis::
 
     from featurestore import Entity, Source, ParquetFiles, KafkaTopic, FeatureView, Aggregation, Latest
+    from featurestore import RequestSource, RequestFeatureView   # request-time features
 """
 
 from featurestore.errors import FeatureStoreError
@@ -17,7 +18,10 @@ from featurestore.model import (
     Latest,
     LoggingConfig,
     ParquetFiles,
+    RequestFeatureView,
+    RequestSource,
     Source,
+    request_feature_view,
 )
 
 __version__ = "0.1.0"
@@ -34,7 +38,10 @@ __all__ = [
     "Latest",
     "LoggingConfig",
     "ParquetFiles",
+    "RequestFeatureView",
+    "RequestSource",
     "Source",
+    "request_feature_view",
 ]
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from featurestore.errors import LoadError, Problem, ValidationError
-from featurestore.model import Definition, Entity, FeatureSelection, FeatureService, FeatureView, Source
+from featurestore.model import (Definition, Entity, FeatureSelection, FeatureService, FeatureView, RequestFeatureView,
+                                RequestSource, Source)
 from featurestore.model.checks import Recorder, made_at, recording
 from featurestore.repo_files import assignments, import_files, python_files, rel_path
 
@@ -63,12 +64,20 @@ class Repo:
     # definitions that lost a duplicate-name clash: still validated, so every problem shows at once
     shadowed: List[Tuple[Definition, Origin]] = dataclasses.field(default_factory=list)
     root: Optional[Path] = None  # the repo root file names are relative to
+    request_sources: Dict[str, RequestSource] = dataclasses.field(default_factory=dict)
+    request_views: Dict[str, RequestFeatureView] = dataclasses.field(default_factory=dict)
 
     def all(self) -> Iterator[Definition]:
         yield from self.entities.values()
         yield from self.sources.values()
+        yield from self.request_sources.values()
         yield from self.views.values()
+        yield from self.request_views.values()
         yield from self.services.values()
+
+    def feature_view(self, name: str):
+        """The feature view or request feature view called ``name`` (they share one namespace), or None."""
+        return self.views.get(name) or self.request_views.get(name)
 
     def origin(self, obj: Definition) -> Origin:
         return self.origins.get((obj.KIND, obj.name), Origin("<unknown>", 0, obj.name or "?"))
@@ -85,7 +94,7 @@ class Repo:
         return (rel_path(Path(where[0]), self.root) if self.root else where[0]), where[1]
 
 
-_KINDS = (Entity, Source, FeatureView, FeatureService)
+_KINDS = (Entity, Source, RequestSource, FeatureView, RequestFeatureView, FeatureService)
 
 
 @dataclass
@@ -142,7 +151,8 @@ class _Namer:
         # id of every object built by the definitions -> (label, origin of its definition, is that definition)
         self.owners: Dict[int, Tuple[str, Origin, bool]] = {}
         self.buckets = {Entity: repo.entities, Source: repo.sources, FeatureView: repo.views,
-                        FeatureService: repo.services}
+                        FeatureService: repo.services, RequestSource: repo.request_sources,
+                        RequestFeatureView: repo.request_views}
 
     def register(self, obj: Definition, origin: Origin) -> None:
         bucket = self.buckets[type(obj)]
@@ -172,6 +182,8 @@ class _Namer:
                 changes["source"] = self.rename(obj.source, f"{name}__source", origin)
         elif isinstance(obj, FeatureService):
             changes["features"] = tuple(self._rename_ref(r, name, i, origin) for i, r in enumerate(obj.features))
+        elif isinstance(obj, RequestFeatureView):
+            changes["sources"] = tuple(self._rename_input(s, name, i, origin) for i, s in enumerate(obj.sources))
         named = copy_module.copy(obj)
         for key, value in changes.items():
             object.__setattr__(named, key, value)
@@ -186,11 +198,17 @@ class _Namer:
 
     def _rename_ref(self, ref, service: str, i: int, origin: Origin):
         # A view written inline in a service is named after its place there: stable across loads.
-        if isinstance(ref, FeatureView):
+        if isinstance(ref, (FeatureView, RequestFeatureView)):
             return self.rename(ref, f"{service}__view{i}", origin)
         if isinstance(ref, FeatureSelection):
             return FeatureSelection(self.rename(ref.view, f"{service}__view{i}", origin), ref.names)
         return ref
+
+    def _rename_input(self, source, view: str, i: int, origin: Origin):
+        """A source of a request feature view, named (inline ones after their place: ``<view>__source<i>``)."""
+        if isinstance(source, FeatureSelection):
+            return FeatureSelection(self.rename(source.view, f"{view}__source{i}", origin), source.names)
+        return self.rename(source, f"{view}__source{i}", origin)
 
     def recorded_problems(self, recorder: Recorder, repo_root: Path) -> List[Problem]:
         """Constructor problems, each at the definition it belongs to (or the line that built it)."""
@@ -228,7 +246,7 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = 
     repo = Repo({}, {}, {}, {}, {}, root=repo_root)
     namer = _Namer(repo, [f.obj for f in native], problems)
     # Entities and sources first, so views share the named copies.
-    order = {Entity: 0, Source: 1, FeatureView: 2, FeatureService: 3}
+    order = {Entity: 0, Source: 1, RequestSource: 1, FeatureView: 2, RequestFeatureView: 3, FeatureService: 4}
     for item in sorted(native, key=lambda f: order[type(f.obj)]):
         namer.register(namer.rename(item.obj, item.var, item.origin), item.origin)
     problems.extend(namer.recorded_problems(recorder, repo_root))

@@ -16,6 +16,7 @@ every path that matches no route shares one label, so junk URLs cannot grow it. 
     {"feature_service": "fraud_model_v1",            # or "features": ["view:feature", ...]
      "entities": {"user_id": ["u1", "u2"]},          # Feast style columns, or "entity_rows": [{...}]
      "request_time": "2026-11-01T00:00:00Z",         # optional: ISO time with zone, or epoch ms (integer)
+     "request_data": {"amount": [12.5, 80.0]},       # request feature views: request columns per entity row
      "log": false, "full_feature_names": false}
     -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]},
         "statuses": {"feature": ["PRESENT", ...]}, "refusals": []}
@@ -172,6 +173,11 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
         request_time: Any = Field(
             None, description="ISO-8601 time with a zone, or epoch milliseconds (an integer); default: now.",
             json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}]})
+        request_data: Any = Field(
+            None, description="Request data of request feature views: {column: [value per entity row]} or one "
+            "object per entity row (request columns may also be sent inside the entity rows, as Feast does).",
+            json_schema_extra={"anyOf": [{"type": "object", "additionalProperties": {"type": "array"}},
+                                         {"type": "array", "items": {"type": "object"}}]})
         log: bool = Field(False, description="Log the served vector (log-and-wait); returns its request_id.")
         full_feature_names: bool = False
         include_feature_view_version_metadata: bool = Field(
@@ -260,7 +266,8 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
             result = store.get_online_features(rows, features=body.features, feature_service=body.feature_service,
                                                request_time=body.request_time, log=body.log,
                                                full_feature_names=body.full_feature_names,
-                                               request_id=request.headers.get("x-request-id"))
+                                               request_id=request.headers.get("x-request-id"),
+                                               request_data=body.request_data)
         except InfraError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         except NotImplementedYet as exc:

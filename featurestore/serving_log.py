@@ -38,6 +38,9 @@ LOG_TABLE_SCHEMA = pa.schema([
     ("entity", pa.string()),  # JSON {join key: value}
     ("features", pa.string()),  # JSON {column: served value}; floats round-trip exactly
     ("stream_id", pa.string()),
+    # JSON {request column: value} of the request data served with the row; null when the lookup had
+    # no request feature views (and in tables shipped before request features existed)
+    ("request_data", pa.string()),
 ])
 
 
@@ -80,8 +83,10 @@ class LogRecord:
 
 
 def build_record(store, columns: Dict[str, List[Any]], key_names: List[str], selection, feature_service,
-                 request_time_ms: int, request_id: Optional[str]) -> LogRecord:
-    """One stream entry for one lookup (all of its rows)."""
+                 request_time_ms: int, request_id: Optional[str],
+                 request_data: Optional[Dict[str, List[Any]]] = None) -> LogRecord:
+    """One stream entry for one lookup (all of its rows); ``request_data`` (``{column: [typed value per
+    row]}``) is logged when the lookup computed request features, so they can be recomputed offline."""
     if request_id is not None and (not isinstance(request_id, str) or not request_id):
         from featurestore.errors import RequestError
 
@@ -89,7 +94,7 @@ def build_record(store, columns: Dict[str, List[Any]], key_names: List[str], sel
     request_id = request_id or uuid.uuid4().hex
     name = getattr(feature_service, "name", feature_service)
     service = store.repo.services.get(name) if name else None
-    fingerprints = {v: store.repo.views[v].data_fingerprint for v in selection}
+    fingerprints = {v: store.repo.feature_view(v).data_fingerprint for v in selection}
     n = len(next(iter(columns.values()), []))
     entities = [{k: columns[k][i] for k in key_names} for i in range(n)]
     features = [{c: columns[c][i] for c in columns if c not in key_names} for i in range(n)]
@@ -102,6 +107,8 @@ def build_record(store, columns: Dict[str, List[Any]], key_names: List[str], sel
         "entities": entities,
         "features": features,
     }
+    if request_data is not None:
+        payload["request_data"] = [{c: v[i] for c, v in request_data.items()} for i in range(n)]
     return LogRecord(request_id, {"r": _dumps(payload)}, name or ADHOC)
 
 
@@ -195,6 +202,7 @@ def _rows(entries) -> pa.Table:
     cols: Dict[str, list] = {f.name: [] for f in LOG_TABLE_SCHEMA}
     for sid, fields in entries:
         doc = json.loads(fields[b"r"])
+        request = doc.get("request_data")
         for i, (ent, feats) in enumerate(zip(doc["entities"], doc["features"])):
             cols["request_id"].append(doc["request_id"])
             cols["row"].append(i)
@@ -205,6 +213,7 @@ def _rows(entries) -> pa.Table:
             cols["entity"].append(_dumps(ent))
             cols["features"].append(_dumps(feats))
             cols["stream_id"].append(sid.decode())
+            cols["request_data"].append(_dumps(request[i]) if request is not None else None)
     return pa.table({k: pa.array(v, type=LOG_TABLE_SCHEMA.field(k).type) for k, v in cols.items()})
 
 
@@ -235,7 +244,13 @@ def latest_per_request(table: pa.Table) -> pa.Table:
 
 # -- typed decoding: log rows keep their declared types (never through pandas' float) -----------------
 def key_types(store, selection) -> Dict[str, str]:
-    """The declared type of every join key of the selection's views, in first-seen order."""
+    """The declared type of every join key of the views the selection looks up (those its request views
+    read included), in first-seen order."""
+    from featurestore.sdk.request_features import plan
+
+    rplan = plan(store, selection)
+    if rplan is not None:
+        return dict(rplan.key_types)
     out: Dict[str, str] = {}
     for view in selection:
         for key, dtype in store.compiled(view).key_types.items():
@@ -246,11 +261,46 @@ def key_types(store, selection) -> Dict[str, str]:
 def column_dtypes(store, selection) -> Dict[str, str]:
     """The declared type of every output column of the selection (unprefixed names)."""
     from featurestore.sdk.refs import output_names
+    from featurestore.sdk.request_features import compiled_request
 
     out = {}
     for (view, feat), column in output_names(selection, False).items():
-        out[column] = store.compiled(view).feature_dtypes[feat]
+        if view in store.repo.request_views:
+            out[column] = compiled_request(store, view).output_dtypes[feat]
+        else:
+            out[column] = store.compiled(view).feature_dtypes[feat]
     return out
+
+
+def request_types(store, selection) -> Dict[str, str]:
+    """The declared type of every request column the selection's request views read ({} without them)."""
+    from featurestore.sdk.request_features import plan
+
+    rplan = plan(store, selection)
+    return {c.name: c.dtype for c in rplan.request_columns} if rplan is not None else {}
+
+
+def decode_request_data(logs, types: Dict[str, str], where: str) -> pa.Table:
+    """The logged request data of each row as one Arrow column per request column, of its declared type
+    (a row logged without request data has nulls)."""
+    from featurestore import dtypes
+
+    rows = [json.loads(r) if isinstance(r, str) else {} for r in (logs["request_data"] if "request_data" in logs
+                                                                   else [None] * len(logs))]
+    cols = {}
+    for col, dtype in types.items():
+        values = [r.get(col) for r in rows]
+        if dtype == dtypes.TIMESTAMP:
+            values = [datetime.fromisoformat(v) if isinstance(v, str) else v for v in values]
+        try:
+            cols[col] = pa.array(values, type=dtypes.arrow_type(dtype))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            bad = next(i for i, v in enumerate(values) if not _fits(v, dtype))
+            from featurestore.errors import RequestError
+
+            raise RequestError(f"{where}: logged row {bad} has request column {col}={values[bad]!r}, not a {dtype} "
+                               "(logged under another definition of the request source?)") from None
+    return pa.table(cols) if cols else pa.table({})
 
 
 def typed_keys(entities: List[dict], types: Dict[str, str], where: str) -> pa.Table:

@@ -189,11 +189,13 @@ class FeatureStore:
         >>> fs.get_historical_features(entity_df, features=["user_spend:tx_count_1h"])  # doctest: +SKIP
         """
         from featurestore.sdk import historical as h
-        from featurestore.sdk import training_sets
+        from featurestore.sdk import request_features, training_sets
         from featurestore.sdk.refs import output_names, resolve_features
 
         selection = resolve_features(self.repo, features, feature_service)
         columns = output_names(selection, full_feature_names)
+        if request_features.plan(self, selection) is not None:  # the PIT join, then the request views
+            return request_features.historical(self, entity_df, selection, columns, timestamp_column, save_as)
         compiled = [self._restricted(v, names) for v, names in selection.items()]
         if not isinstance(entity_df, __import__("pandas").DataFrame):
             raise h.RequestError(f"entity_df must be a pandas DataFrame, got {type(entity_df).__name__}")
@@ -226,6 +228,10 @@ class FeatureStore:
         from featurestore.sdk import training_sets
 
         manifest, entity_df = training_sets.load(self._offline_root, name)
+        if manifest.get("kind") == "request":  # request features: the base set, then the request views
+            from featurestore.sdk import request_sets
+
+            return request_sets.recreate(self, name, manifest, entity_df)
         con = self._connect(deterministic=True)
         inputs = []
         for meta in manifest["views"]:
@@ -392,7 +398,7 @@ class FeatureStore:
                              **options)
 
     def get_online_features(self, entity_rows, features=None, feature_service=None, request_time=None, log=False,
-                            full_feature_names=False, request_id=None):
+                            full_feature_names=False, request_id=None, request_data=None):
         """Feature values for each entity row at ``request_time`` (default now, UTC; tz-aware datetime,
         pandas Timestamp, ISO string with a zone or int epoch ms; see docs/semantics.md, "What a request may
         pass", for join-key types and the epoch-unit check), from the online store in one Redis round trip (SPEC §3.2: equal
@@ -400,23 +406,35 @@ class FeatureStore:
         ``.statuses()`` gives each value's status (PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE, or
         REFUSED when the online store cannot answer exactly: ``.refusals`` says why).
 
+        Request feature views (docs/request-features.md) are computed after the lookup from
+        ``request_data`` (``{"column": [value per entity row]}``, a list of row dicts, or a DataFrame; or,
+        as Feast passes them, columns of the entity rows) and the features they read.
+
         Logged (log-and-wait, SPEC §7) when ``log=True`` or the feature service's logging is on: the
-        served vector is in Redis before this returns, and ``.request_id`` names it (``request_id=``
-        to choose it).
+        served vector (and the request data) is in Redis before this returns, and ``.request_id`` names
+        it (``request_id=`` to choose it).
 
         >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
         """
         from featurestore import serving_log
+        from featurestore.sdk import request_features
         from featurestore.sdk.online_lookup import lookup
-        from featurestore.sdk.refs import resolve_features
+        from featurestore.sdk.refs import output_names, resolve_features
 
-        response = lookup(self, entity_rows, features=features, feature_service=feature_service,
-                                       request_time=request_time, full_feature_names=full_feature_names)
+        selection = resolve_features(self.repo, features, feature_service)
+        rplan = request_features.plan(self, selection)
+        served_request = None
+        if rplan is None:
+            response = lookup(self, entity_rows, features=features, feature_service=feature_service,
+                              request_time=request_time, full_feature_names=full_feature_names)
+        else:
+            response, served_request = request_features.online(
+                self, selection, entity_rows, request_data, request_time, output_names(selection, full_feature_names))
         if serving_log.should_log(self, feature_service, log):
-            selection = resolve_features(self.repo, features, feature_service)
-            keys = [k for k in response.to_dict() if k in {jk for v in selection for jk in self.repo.views[v].join_keys}]
+            views = rplan.base if rplan is not None else selection
+            keys = [k for k in response.to_dict() if k in {jk for v in views for jk in self.repo.views[v].join_keys}]
             record = serving_log.build_record(self, response.to_dict(), keys, selection, feature_service,
-                                              response.request_time_ms, request_id)
+                                              response.request_time_ms, request_id, served_request)
             try:
                 serving_log.write(self.online_store().client, self.config.project, record)
             except Exception as exc:  # the caller asked for a durable log: do not return unlogged

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from featurestore import dtypes
 from featurestore.errors import Problem
-from featurestore.model import Aggregation, FeatureSelection, FeatureService, FeatureView, Latest
+from featurestore.model import Aggregation, FeatureSelection, FeatureService, FeatureView, Latest, RequestFeatureView
 from featurestore.model.checks import problems_of
 from featurestore.semantics import AGG_FUNCTIONS
 
@@ -60,11 +60,12 @@ class ExpressionError(Exception):
 class Binder:
     """Types SQL expressions over a set of typed columns, using DuckDB's binder (no data)."""
 
-    def __init__(self, columns: Dict[str, str], source_name: str):
+    def __init__(self, columns: Dict[str, str], source_name: str, where: Optional[str] = None):
         import duckdb
 
         self.columns = dict(columns)
         self.source_name = source_name
+        self.where = where or f"in source '{source_name}'"  # completes "column 'x' not ..."
         self._con = duckdb.connect()
 
     def _relation(self) -> str:
@@ -95,7 +96,7 @@ class Binder:
         missing = _MISSING_COLUMN.search(text)
         if missing:
             col = missing.group(1)
-            msg = f"column '{col}' not in source '{self.source_name}'"
+            msg = f"column '{col}' not {self.where}"
             close = difflib.get_close_matches(col, list(self.columns), n=1)
             return msg + (f" (did you mean '{close[0]}'?)" if close else "")
         first = text.strip().splitlines()[0]
@@ -298,13 +299,14 @@ def _check_default(repo, view, feature: Aggregation, out: str, label: str) -> Li
 def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView],
                          incomplete: Set[str] = frozenset()) -> Tuple[List[Tuple[str, str]], List[str]]:
     """(view, feature) pairs a service reads, in order, and the reasons any ref does not resolve.
+    ``views``: feature views and request feature views by name (one namespace).
 
     A missing feature of a view in ``incomplete`` (one whose features have problems of their own) is
     not reported again."""
     refs: List[Tuple[str, str]] = []
     errors: List[str] = []
     for ref in service.features:
-        if isinstance(ref, FeatureView):
+        if isinstance(ref, (FeatureView, RequestFeatureView)):
             refs.extend((ref.name, f) for f in ref.feature_names)
             continue
         if isinstance(ref, FeatureSelection):
@@ -360,19 +362,27 @@ def streaming_problems(repo: "Repo", view: FeatureView, skip: Set[str] = frozens
 
 def validate(repo: "Repo", streaming: bool = False) -> List[Problem]:
     """Every problem in the repo, in file order (``streaming``: also what the streaming job cannot run)."""
+    from featurestore.request_validation import validate_request_views
+
     problems: List[Problem] = []
     incomplete: Set[str] = set()
+    broken: Set[str] = set()  # views with any problem: request views reading them are checked once fixed
     shadowed_views = [d for d, _ in repo.shadowed if isinstance(d, FeatureView)]
     for view in [*repo.views.values(), *shadowed_views]:
         found, bad = _check_view(repo, view)
         problems.extend(found)
         if (bad or problems_of(view)) and repo.views.get(view.name) is view:
             incomplete.add(view.name)
+        if found or bad or problems_of(view) or view.source is None or problems_of(view.source) \
+                or not view.source.schema:
+            broken.add(view.name)
         view_level = [p for p in found if p.obj == view.name]
         if streaming and not problems_of(view) and not view_level and view.source is not None \
                 and not problems_of(view.source):
             problems.extend(streaming_problems(repo, view, bad))
+    found, incomplete_request = validate_request_views(repo, broken)
+    problems.extend(found)
     for service in repo.services.values():
-        _, errors = resolve_service_refs(service, repo.views, incomplete)
+        _, errors = resolve_service_refs(service, {**repo.views, **repo.request_views}, incomplete | incomplete_request)
         problems.extend(_problem(repo, service, e) for e in errors)
     return sorted(problems, key=lambda p: (p.file, p.line, p.obj, p.message))

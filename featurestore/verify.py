@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
+import pyarrow as pa
 
 REL_TOL = 1e-9
 TIME_COLUMN = "_request_time"  # the logged request time, as the recomputation's timestamp column
@@ -102,7 +103,10 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     entities = [json.loads(e) for e in logs["entity"]]
     # The keys as declared (int64 stays int64, nulls included): never through pandas' float64.
     keys = serving_log.typed_keys(entities, serving_log.key_types(store, selection), f"verify '{name}'")
-    entity_df = serving_log.exact_pandas(keys)
+    # Request features are recomputed from the request data that was served with each row.
+    request = serving_log.decode_request_data(logs, serving_log.request_types(store, selection), f"verify '{name}'")
+    columns_in = {**{c: keys.column(c) for c in keys.column_names}, **{c: request.column(c) for c in request.column_names}}
+    entity_df = serving_log.exact_pandas(pa.table(columns_in)) if columns_in else pd.DataFrame(index=range(len(logs)))
     entity_df[TIME_COLUMN] = pd.to_datetime(logs["request_time"], utc=True)
     try:
         offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping, Optional, Tuple
 
 from featurestore.errors import DefinitionError
 from featurestore.model.checks import Checks
+from featurestore.model.functions import function_canonical, is_function
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -40,7 +41,7 @@ def freeze_tags(tags: Any) -> Tuple[Tuple[str, str], ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class Definition:
-    """Base of Entity, Source, FeatureView, FeatureService."""
+    """Base of Entity, Source, FeatureView, FeatureService, RequestSource, RequestFeatureView."""
 
     name: Optional[str] = None
     description: str = ""
@@ -100,6 +101,8 @@ def canonical(value: Any) -> Any:
     """A JSON-able canonical form; referenced definitions appear as their name + data fingerprint."""
     if isinstance(value, Definition):
         return {"ref": value.name, "data": value.data_fingerprint}
+    if is_function(value):  # a request-time function: its code, never its address
+        return function_canonical(value)
     if hasattr(value, "canonical"):
         return value.canonical()
     if isinstance(value, (list, tuple)):

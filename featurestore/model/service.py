@@ -7,9 +7,11 @@ from typing import ClassVar, Tuple, Union
 
 from featurestore.model.base import Definition
 from featurestore.model.checks import Checks
+from featurestore.model.request import RequestFeatureView
 from featurestore.model.view import FeatureSelection, FeatureView
 
-FeatureRefLike = Union[str, FeatureView, FeatureSelection]
+FeatureRefLike = Union[str, FeatureView, RequestFeatureView, FeatureSelection]
+_REFS = (str, FeatureView, RequestFeatureView, FeatureSelection)
 LOG_DESTINATIONS = ("redis", "kafka")
 
 
@@ -41,7 +43,8 @@ class LoggingConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class FeatureService(Definition):
-    """Features a model uses: views (all their features), ``view.select(...)`` or ``"view:feature"``.
+    """Features a model uses: views and request feature views (all their features), ``view.select(...)`` or
+    ``"view:feature"``.
 
     >>> FeatureService(features=["user_spend:amount_sum_1h"], logging=LoggingConfig()).version
     1
@@ -56,7 +59,7 @@ class FeatureService(Definition):
     META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "logging")
 
     def _check(self, checks: Checks) -> None:
-        if isinstance(self.features, (str, FeatureView, FeatureSelection)):
+        if isinstance(self.features, _REFS):
             features = (self.features,)
         else:
             try:
@@ -66,10 +69,10 @@ class FeatureService(Definition):
         if not features:
             checks.add("feature service features: at least one feature reference is required")
         for ref in features:
-            if not isinstance(ref, (str, FeatureView, FeatureSelection)):
-                checks.add("feature service features: expected 'view:feature' strings, feature views or "
-                           f"view.select(...), got {type(ref).__name__}")
-        features = tuple(r for r in features if isinstance(r, (str, FeatureView, FeatureSelection)))
+            if not isinstance(ref, _REFS):
+                checks.add("feature service features: expected 'view:feature' strings, feature views, request "
+                           f"feature views or view.select(...), got {type(ref).__name__}")
+        features = tuple(r for r in features if isinstance(r, _REFS))
         logging = self.logging
         if isinstance(logging, bool):
             logging = LoggingConfig(enabled=logging)

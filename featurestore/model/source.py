@@ -75,6 +75,30 @@ BatchFace = Union[ParquetFiles, DuckDBTable]
 StreamFace = KafkaTopic
 
 
+def parse_schema(schema, checks: Checks, what: str) -> Tuple[Tuple[Tuple[str, str], ...], list]:
+    """(the valid ``(column, canonical type)`` pairs, every column name written) of a schema given as a
+    mapping or pairs; each problem is recorded in ``checks``, prefixed with ``what``."""
+    if isinstance(schema, Mapping):
+        schema = tuple(schema.items())
+    try:
+        items = [(str(c), d) for c, d in schema]
+    except (TypeError, ValueError):
+        checks.add(f"{what} schema: expected a mapping of column name to type")
+        items = []
+    else:
+        if not items:
+            checks.add(f"{what} schema: at least one column is required")
+    pairs = []
+    for c, d in items:
+        dtype = checks.attempt(dtypes.normalize_dtype, d, f"{what} column {c!r}")
+        if checks.attempt(check_name, c, f"{what} column") is not None and dtype is not None:
+            pairs.append((c, dtype))
+    names = [c for c, _ in items]
+    if len(set(names)) != len(names):
+        checks.add(f"{what} schema: duplicate column in {names}")
+    return tuple(pairs), names
+
+
 @dataclass(frozen=True, kw_only=True)
 class Source(Definition):
     """An event stream: schema, event-time column, batch and stream faces, watermark delay.
@@ -97,30 +121,12 @@ class Source(Definition):
     META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "watermark_delay")
 
     def _check(self, checks: Checks) -> None:
-        schema = self.schema
-        if isinstance(schema, Mapping):
-            schema = tuple(schema.items())
-        try:
-            items = [(str(c), d) for c, d in schema]
-        except (TypeError, ValueError):
-            checks.add("source schema: expected a mapping of column name to type")
-            items = []
-        else:
-            if not items:
-                checks.add("source schema: at least one column is required")
-        pairs = []
-        for c, d in items:
-            dtype = checks.attempt(dtypes.normalize_dtype, d, f"source column {c!r}")
-            if checks.attempt(check_name, c, "source column") is not None and dtype is not None:
-                pairs.append((c, dtype))
-        names = [c for c, _ in items]
-        if len(set(names)) != len(names):
-            checks.add(f"source schema: duplicate column in {names}")
+        pairs, names = parse_schema(self.schema, checks, "source")
         if names and self.timestamp not in names:
             checks.add(f"source timestamp: column {self.timestamp!r} is not in the schema")
         elif dict(pairs).get(self.timestamp, dtypes.TIMESTAMP) != dtypes.TIMESTAMP:
             checks.add(f"source timestamp: column {self.timestamp!r} must have type timestamp")
-        usable = len(pairs) == len(items) == len(set(names)) and dict(pairs).get(self.timestamp) == dtypes.TIMESTAMP
+        usable = len(pairs) == len(names) == len(set(names)) and dict(pairs).get(self.timestamp) == dtypes.TIMESTAMP
         if self.batch is not None and not isinstance(self.batch, (ParquetFiles, DuckDBTable)):
             checks.add(f"source batch: expected ParquetFiles or DuckDBTable, got {type(self.batch).__name__}")
         if self.stream is not None and not isinstance(self.stream, KafkaTopic):

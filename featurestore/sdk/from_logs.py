@@ -198,13 +198,22 @@ def _fill(store, name: str, labels: pd.DataFrame, missing: List[int], label_keys
             for j, (k, t) in enumerate(types.items())}
     frame = sl.exact_pandas(pa.table(cols))
     frame[FILL_TIME] = pd.to_datetime(pd.Series(q, dtype="int64"), unit="ms", utc=True)
+    # Request features need their request data: labels_df carries it for the rows that were never logged.
+    from featurestore.sdk.refs import resolve_features
+
+    for col in sl.request_types(store, resolve_features(store.repo, feature_service=name)):
+        if col not in labels.columns:
+            raise RequestError(f"labels_df row {missing[0]} has no logged row to match; filling it by the point-in-time "
+                               f"join needs request column '{col}' in labels_df (the request features of '{name}' "
+                               "read it)")
+        frame[col] = labels[col].iloc[missing].reset_index(drop=True)
     return store.get_historical_features(frame, feature_service=name, timestamp_column=FILL_TIME).to_arrow()
 
 
 def _report_versions(out: pd.DataFrame, defs: List[Optional[str]], store, selection, name: str) -> None:
     versions = pd.Series([d for d in defs if d is not None], dtype=object).value_counts().to_dict()
     out.attrs["definition_versions"] = versions
-    current = sl._dumps({v: store.repo.views[v].data_fingerprint for v in selection})
+    current = sl._dumps({v: store.repo.feature_view(v).data_fingerprint for v in selection})
     if len(versions) > 1 or (versions and current not in versions):
         warnings.warn(
             f"training_set_from_logs('{name}'): logged rows come from {len(versions)} definition version(s)"

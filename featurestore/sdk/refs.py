@@ -49,7 +49,7 @@ def _resolve_features(repo, features, feature_service) -> "OrderedDict[str, List
         name = feature_service.name if isinstance(feature_service, FeatureService) else feature_service
         if name not in repo.services:
             raise RequestError(f"unknown feature service '{name}'{_suggest(str(name), repo.services)}")
-        pairs, errors = resolve_service_refs(repo.services[name], repo.views)
+        pairs, errors = resolve_service_refs(repo.services[name], {**repo.views, **repo.request_views})
         if errors:
             raise RequestError(f"feature service '{name}': {errors[0]}")
     else:
@@ -61,9 +61,10 @@ def _resolve_features(repo, features, feature_service) -> "OrderedDict[str, List
             if not isinstance(ref, str) or ":" not in ref:
                 raise RequestError(f"feature reference {ref!r} is not of the form 'view:feature'")
             view_name, feat = ref.split(":", 1)
-            view = repo.views.get(view_name)
+            view = repo.feature_view(view_name)
             if view is None:
-                raise RequestError(f"unknown feature view '{view_name}' in '{ref}'{_suggest(view_name, repo.views)}")
+                known = [*repo.views, *repo.request_views]
+                raise RequestError(f"unknown feature view '{view_name}' in '{ref}'{_suggest(view_name, known)}")
             if feat == "*":
                 pairs.extend((view_name, f) for f in view.feature_names)
                 continue

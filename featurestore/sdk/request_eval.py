@@ -1,0 +1,269 @@
+"""Evaluate a request feature view over a table of inputs: the one piece of code both paths run.
+
+``get_historical_features`` calls :func:`evaluate` once over the whole entity frame, the online lookup
+once per request; both build the input table the same way (:func:`input_table`: every input column
+cast to its declared type), so a row gives the same value in both:
+
+* SQL features: one DuckDB query, ``SELECT CAST((expr) AS type) ... ORDER BY row``, on a connection
+  cached per thread (time zone UTC), over the input columns: up to :data:`SMALL` rows (a request) they are
+  typed list parameters of a statement prepared once, above it the Arrow table is scanned. Which one
+  depends on the row count only, never on the path, and tests hold the two equal on the same data;
+* ``mode="row"``: ``fn(row)`` per row, the row a dict of plain Python values (``to_pylist``);
+* ``mode="python"``: one ``fn(columns)`` call, a dict of lists (``to_pydict``);
+* ``mode="pandas"``: one ``fn(df)`` call, the DataFrame from ``to_pandas()`` (Feast's conversion: an
+  integer column with a null arrives as float64 with NaN).
+
+Outputs are held to their declared types, never silently cast: an integral float fits an integer
+feature, an int fits a float one, anything else (a string for a number, a naive datetime, a bool for
+an int...) is a :class:`~featurestore.errors.RequestError` naming the view, the feature, the row and
+the value. NaN is null, as at ingestion. A function that raises, returns the wrong shape or leaves an
+output out is an error naming the view and the row.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, Dict, List, Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore import dtypes as t
+from featurestore.compiler.request import CompiledRequestView
+from featurestore.errors import RequestError
+
+ROW = "__fs_row"
+_TABLE = "__fs_request_inputs"
+_LOCAL = threading.local()
+
+
+def input_table(crv: CompiledRequestView, columns: Dict[str, pa.Array]) -> pa.Table:
+    """The inputs of ``crv`` as one table, each column cast to its declared type (``columns`` by input name)."""
+    arrays, names = [], []
+    for col in crv.inputs:
+        arr = columns[col.name]
+        target = t.arrow_type(col.dtype)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if arr.type != target:
+            arr = arr.cast(target)
+        arrays.append(arr)
+        names.append(col.name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def evaluate(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, pa.Array]:
+    """The outputs of ``crv`` for every row of ``inputs``: ``{feature: Arrow array of its type}``."""
+    n = inputs.num_rows
+    if n == 0:
+        return {name: pa.array([], t.arrow_type(dtype)) for name, dtype in crv.outputs}
+    if crv.mode == "sql":
+        raw: Dict[str, Any] = _sql(crv, inputs)
+    elif crv.mode == "row":
+        raw = _rows(crv, inputs)
+    elif crv.mode == "python":
+        raw = _columns(crv, inputs)
+    elif crv.mode == "pandas":
+        raw = _pandas(crv, inputs)
+    else:  # pragma: no cover - the model allows these four
+        raise RequestError(f"request feature view '{crv.name}': unknown mode {crv.mode!r}")
+    return {name: conform(crv, name, dtype, raw[name], n) for name, dtype in crv.outputs}
+
+
+# -- SQL ---------------------------------------------------------------------------------------------
+SMALL = 1000  # up to this many rows, a prepared statement over typed list parameters; above, an Arrow scan
+
+
+def _connection():
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        import duckdb
+
+        # One thread: a request's few rows gain nothing from parallelism, and waking a pool per request costs more
+        # than the query.
+        con = duckdb.connect(config={"threads": 1})
+        con.execute("SET TimeZone = 'UTC'")
+        _LOCAL.con = con
+        _LOCAL.prepared = {}
+    return con
+
+
+def select_sql(crv: CompiledRequestView, relation: str) -> str:
+    """The query of a SQL request view over ``relation`` (its inputs plus the row number ``__fs_row``)."""
+    from featurestore.validation import DUCKDB_TYPES
+
+    cols = ", ".join(f'CAST(({expr}) AS {DUCKDB_TYPES[dtype]}) AS "{name}"'
+                     for (name, expr), (_, dtype) in zip(crv.expressions, crv.outputs))
+    return f'SELECT {cols} FROM {relation} AS __fs_inputs ORDER BY "{ROW}"'
+
+
+def parameter_relation(crv: CompiledRequestView) -> str:
+    """The inputs as typed list parameters, one row per index: ``$1`` the row numbers, then one per input."""
+    from featurestore.validation import DUCKDB_TYPES
+
+    cols = [f'UNNEST($1::BIGINT[]) AS "{ROW}"']
+    cols += [f'UNNEST(${i}::{DUCKDB_TYPES[c.dtype]}[]) AS "{c.name}"' for i, c in enumerate(crv.inputs, start=2)]
+    return f"(SELECT {', '.join(cols)})"
+
+
+def _sql(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, pa.Array]:
+    """One DuckDB query of the expressions over the inputs. The same SELECT runs over either relation:
+    the Arrow table itself (large inputs) or the same typed columns passed as list parameters to a
+    statement prepared once per thread (a request's few rows: no Arrow registration per request)."""
+    con = _connection()
+    n = inputs.num_rows
+    try:
+        if n <= SMALL:
+            key = f"{crv.name}:{crv.data_fingerprint}"
+            statement = _LOCAL.prepared.get(key)
+            if statement is None:
+                statement = _LOCAL.prepared[key] = con.extract_statements(select_sql(crv, parameter_relation(crv)))[0]
+            lists = inputs.to_pydict()
+            rows = con.execute(statement, [list(range(n)), *(lists[c.name] for c in crv.inputs)]).fetchall()
+            columns = list(zip(*rows)) if rows else [[] for _ in crv.outputs]
+            return {name: pa.array(list(col), type=t.arrow_type(dtype))
+                    for (name, dtype), col in zip(crv.outputs, columns)}
+        table = inputs.append_column(ROW, pa.array(range(n), pa.int64()))
+        con.register(_TABLE, table)
+        try:
+            out = con.sql(select_sql(crv, _TABLE)).to_arrow_table()
+        finally:
+            con.unregister(_TABLE)
+    except Exception as exc:  # noqa: BLE001 - duckdb raises several classes; a value error (e.g. a cast) is the user's
+        first = str(exc).strip().splitlines()[0]
+        raise RequestError(f"request feature view '{crv.name}': {first}") from None
+    return {name: out.column(name).combine_chunks() for name, _ in crv.outputs}
+
+
+# -- Python ------------------------------------------------------------------------------------------
+def _label(crv: CompiledRequestView) -> str:
+    return f"request feature view '{crv.name}': function '{crv.function_name}'"
+
+
+def _call(crv: CompiledRequestView, arg: Any, where: str) -> Any:
+    try:
+        return crv.function(arg)
+    except Exception as exc:  # noqa: BLE001 - the user's code: name it, the row and the cause in one line
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RequestError(f"{_label(crv)} raised {type(exc).__name__}{': ' + text if text else ''} ({where})") \
+            from None
+
+
+def _rows(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, List[Any]]:
+    out: Dict[str, List[Any]] = {name: [] for name, _ in crv.outputs}
+    for i, row in enumerate(inputs.to_pylist()):
+        got = _call(crv, row, f"row {i}")
+        if not isinstance(got, Mapping):
+            raise RequestError(f"{_label(crv)} returned {type(got).__name__} for row {i}; mode 'row' returns a dict "
+                               "of the features")
+        for name in out:
+            if name not in got:
+                raise RequestError(f"{_label(crv)} returned no '{name}' for row {i} (it returned "
+                                   f"{sorted(map(str, got))})")
+            out[name].append(got[name])
+    return out
+
+
+def _columns(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, Any]:
+    n = inputs.num_rows
+    got = _call(crv, inputs.to_pydict(), f"{n} rows")
+    if not isinstance(got, Mapping):
+        raise RequestError(f"{_label(crv)} returned {type(got).__name__}; mode 'python' returns a dict of lists")
+    out = {}
+    for name, _ in crv.outputs:
+        if name not in got:
+            raise RequestError(f"{_label(crv)} returned no '{name}' (it returned {sorted(map(str, got))})")
+        values = got[name]
+        if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
+            raise RequestError(f"{_label(crv)} returned '{name}' as {type(values).__name__}; mode 'python' returns a "
+                               f"list of {n} values per feature")
+        out[name] = values
+    return out
+
+
+def _pandas(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, Any]:
+    import pandas as pd
+
+    got = _call(crv, inputs.to_pandas(), f"{inputs.num_rows} rows")
+    if not isinstance(got, pd.DataFrame):
+        raise RequestError(f"{_label(crv)} returned {type(got).__name__}; mode 'pandas' returns a DataFrame")
+    out = {}
+    for name, _ in crv.outputs:
+        if name not in got.columns:
+            raise RequestError(f"{_label(crv)} returned no column '{name}' (it returned {list(map(str, got.columns))})")
+        out[name] = got[name]
+    return out
+
+
+# -- outputs -----------------------------------------------------------------------------------------
+def conform(crv: CompiledRequestView, name: str, dtype: str, values: Any, n: int) -> pa.Array:
+    """``values`` of output ``name`` as an Arrow array of ``dtype`` (module docstring: never a silent cast)."""
+    if len(values) != n:
+        raise RequestError(f"request feature view '{crv.name}': '{name}' has {len(values)} values for {n} rows")
+    target = t.arrow_type(dtype)
+    if isinstance(values, pa.Array):  # SQL: DuckDB already cast it to the feature's type
+        arr = values if values.type == target else values.cast(target)
+    else:
+        try:
+            arr = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            arr = None
+        arr = _fit(arr, target, dtype) if arr is not None else None
+        if arr is None:
+            i, value = _first_misfit(values, dtype)
+            raise RequestError(f"request feature view '{crv.name}': '{name}' is {dtype} but row {i} is "
+                               f"{_show(value)}")
+    if pa.types.is_floating(arr.type) and arr.null_count < len(arr):
+        nan = pc.is_nan(arr)
+        if pc.any(nan).as_py():
+            arr = pc.if_else(nan, pa.scalar(None, arr.type), arr)
+    return arr
+
+
+def _fit(arr: pa.Array, target: pa.DataType, dtype: str) -> Optional[pa.Array]:
+    """``arr`` cast to ``target`` when its values are of the feature's kind, else None."""
+    kind = arr.type
+    try:
+        if pa.types.is_null(kind):
+            return pa.nulls(len(arr), target)
+        if dtype == t.STRING and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return arr.cast(target)
+        if dtype == t.BOOL and pa.types.is_boolean(kind):
+            return arr
+        if dtype in t.INTEGER and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            return arr.cast(target)  # safe: 1.5 or an out-of-range value fails
+        if dtype in (t.FLOAT32, t.FLOAT64) and pa.types.is_floating(kind):
+            return arr.cast(target, safe=False) if dtype == t.FLOAT32 else arr.cast(target)
+        if dtype in (t.FLOAT32, t.FLOAT64) and pa.types.is_integer(kind):
+            return arr.cast(target, safe=False)  # as Python's float(int)
+        if dtype == t.TIMESTAMP and pa.types.is_timestamp(kind) and kind.tz is not None:
+            return arr.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return None
+
+
+def _first_misfit(values: Any, dtype: str):
+    items = values.tolist() if hasattr(values, "tolist") else list(values)
+    target = t.arrow_type(dtype)
+    for i, v in enumerate(items):
+        try:
+            arr = pa.array([v], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            return i, v
+        if _fit(arr, target, dtype) is None:
+            return i, v
+    return 0, items[0] if items else None  # pragma: no cover - mixed kinds that fit one by one
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    if getattr(value, "tzinfo", 1) is None:
+        return f"{text} (a timezone-naive {type(value).__name__}; return UTC times)"
+    return f"{text} ({type(value).__name__})"
+
+
+__all__ = ["conform", "evaluate", "input_table", "select_sql"]
