@@ -24,6 +24,8 @@ from featurestore.model import (
     Latest,
     LoggingConfig,
     ParquetFiles,
+    RequestFeatureView,
+    RequestSource as OurRequestSource,
     Source,
 )
 
@@ -280,7 +282,8 @@ def test_unsupported_aggregation_function():
     )
 
 
-def test_on_demand_feature_view_is_an_error():
+def test_on_demand_feature_views_translate_unchanged():
+    """Feast ODFVs and RequestSources become request feature views running the very same function."""
     request = RequestSource(name="request", schema=[Field(name="x", dtype=Int64)])
 
     @on_demand_feature_view(sources=[request], schema=[Field(name="y", dtype=Int64)])
@@ -288,12 +291,32 @@ def test_on_demand_feature_view_is_an_error():
         df["y"] = df["x"] + 1
         return df
 
-    err = _error({"plus_one": plus_one})
-    assert str(err) == ("OnDemandFeatureView 'plus_one': on-demand feature views run opaque Python at request "
-                        "time, which cannot be compiled to SQL; compute the value in a FeatureView with projections")
-    err = _error({"request": request})
-    assert str(err) == ("RequestSource 'request': request sources feed on-demand feature views, "
-                        "which are not supported")
+    @on_demand_feature_view(sources=[request], schema=[Field(name="z", dtype=Int64)], mode="python", singleton=True)
+    def plus_two(row):
+        return {"z": row["x"] + 2}
+
+    got = translate({"request": request, "plus_one": plus_one, "plus_two": plus_two})
+    assert got["request"] == OurRequestSource(name="request", schema={"x": "int64"})
+    one, two = got["plus_one"], got["plus_two"]
+    assert isinstance(one, RequestFeatureView) and one.mode == "pandas" and one.function is plus_one.udf
+    assert one.sources == (got["request"],) and one.schema == (("y", "int64"),)
+    assert two.mode == "row" and two.function(dict(x=1)) == {"z": 3}
+
+
+def test_on_demand_feature_view_problems_all_at_once():
+    request = RequestSource(name="request", schema=[Field(name="x", dtype=Int64)])
+
+    @on_demand_feature_view(sources=[request], schema=[Field(name="y", dtype=Array(Int64))],
+                            write_to_online_store=True)
+    def stored(df):
+        return df
+
+    err = _error({"request": request, "stored": stored})
+    assert str(err) == (
+        "OnDemandFeatureView 'stored': write_to_online_store=True computes the values when rows are written, which "
+        "is not supported; without it they are computed at request time from the same inputs\n"
+        "OnDemandFeatureView 'stored': schema field 'y' has type Array(Int64), which is not supported (supported: "
+        "String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp)")
 
 
 def test_unsupported_field_type():

@@ -1,7 +1,8 @@
 """Translate Feast definition objects (written with the ``feast`` package itself) to this model.
 
 SPEC §1: ``Entity``, ``FileSource``, ``KafkaSource(batch_source=...)``, ``PushSource``,
-``FeatureView``, ``StreamFeatureView`` with ``Aggregation`` and ``FeatureService`` are accepted as
+``FeatureView``, ``StreamFeatureView`` with ``Aggregation``, ``RequestSource``,
+``OnDemandFeatureView`` and ``FeatureService`` are accepted as
 definitions. Feast declares stream aggregations but never computes them; here both jobs do. What
 cannot be translated is a :class:`~featurestore.errors.TranslationError` naming the Feast object
 kind and name (``StreamFeatureView 'user_tx_stats': ...``), never a silent skip.
@@ -73,7 +74,9 @@ Mapping (decisions marked *):
   A ``udf``/``feature_transformation`` that is not the identity (``lambda df: df``) is an error:
   opaque Python cannot be compiled to SQL (express it as projections); ``mode`` only matters with
   a udf. ``BatchFeatureView`` follows the same rules.
-* ``OnDemandFeatureView`` (and ``RequestSource``) -> error: opaque Python at request time.
+* ``RequestSource`` and ``OnDemandFeatureView`` (``@on_demand_feature_view``) -> ``RequestSource`` and
+  ``RequestFeatureView`` with the same function, run the same way offline and online (modes ``pandas``,
+  ``python``, ``python`` + ``singleton``); see ``on_demand`` for the mapping and what is refused.
 * ``FeatureService(name, features=[fv, fv[["a", "b"]], "fv:a"], logging_config=...)`` ->
   ``FeatureService`` with the view (all features) or ``view.select(...)``; ``logging_config``
   present -> ``LoggingConfig(enabled=True, sample_rate=its sample_rate)`` (*its destination is
@@ -94,8 +97,9 @@ whose message has one line per problem and whose ``problems`` attribute lists :c
 ``(variable, kind, name, message)`` so a loader can point at file and line. An object whose
 dependency failed (a view of a failed source) is skipped without a second error.
 
-Modules: ``columns`` (types, schema hints, durations), ``sources``, ``views`` and ``translator``
-(classification, entities, services), sharing the records in ``common``.
+Modules: ``columns`` (types, schema hints, durations), ``sources``, ``views``, ``on_demand`` (request
+sources, on-demand views) and ``translator`` (classification, entities, services), sharing the records in
+``common``.
 """
 
 from __future__ import annotations

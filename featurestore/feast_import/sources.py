@@ -74,7 +74,8 @@ class SourcesMixin:
             if batch is None:
                 raise Fail("a PushSource needs a batch_source (FileSource) to read history from")
         elif isinstance(obj, self.RequestSource):
-            raise Fail("request sources feed on-demand feature views, which are not supported")
+            raise Fail("a RequestSource feeds on-demand feature views; a FeatureView reads a FileSource, "
+                       "KafkaSource or PushSource")
         else:
             raise Fail(f"{kind(obj)} is not supported (supported sources: FileSource, "
                        "KafkaSource(batch_source=FileSource), PushSource(batch_source=FileSource))")

@@ -7,13 +7,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from featurestore.errors import DefinitionError, TranslationError
 from featurestore.feast_import.common import Fail, FeastProblem, Skip, ViewPlan, is_feast_object, kind
+from featurestore.feast_import.on_demand import OnDemandMixin
 from featurestore.feast_import.sources import SourcesMixin
 from featurestore.feast_import.views import ViewsMixin, _attempt
-from featurestore.model import Definition, Entity, FeatureService, FeatureView, LoggingConfig, Source
+from featurestore.model import (Definition, Entity, FeatureService, FeatureView, LoggingConfig, RequestFeatureView,
+                                RequestSource, Source)
 from featurestore.model.base import NAME_RE, freeze_tags
 
 
-class Translator(SourcesMixin, ViewsMixin):
+class Translator(SourcesMixin, ViewsMixin, OnDemandMixin):
     repo_root: Optional[str] = None
 
     def __init__(self, objects: Dict[str, Any]):
@@ -43,6 +45,10 @@ class Translator(SourcesMixin, ViewsMixin):
         self.failed_views: set = set()
         self.sources: Dict[str, Source] = {}
         self.failed_sources: set = set()
+        self.request_sources: Dict[str, RequestSource] = {}
+        self.failed_request_sources: set = set()
+        self.request_views: Dict[str, RequestFeatureView] = {}
+        self.odfv_names: set = set()
 
     # -- bookkeeping --------------------------------------------------------------------------
     def problem(self, obj: Any, message: str, name: Optional[str] = None, var: Optional[str] = None) -> None:
@@ -67,15 +73,18 @@ class Translator(SourcesMixin, ViewsMixin):
         views: List[Any] = []
         sources: List[Any] = []
         services: List[Any] = []
+        on_demand: List[Any] = []
+        requests: List[Any] = []
         seen: Dict[Tuple[str, str], Any] = {}
         for var, obj in self.objects.items():
             if isinstance(obj, self.F.Entity):
                 bucket, family = entities, "entity"
             elif isinstance(obj, self.OnDemandFeatureView):
-                self.problem(obj, "on-demand feature views run opaque Python at request time, which cannot "
-                                  "be compiled to SQL; compute the value in a FeatureView with projections")
-                self.failed_views.add(obj.name)
-                continue
+                if self._is_projection_copy(obj):
+                    continue  # odfv[["a"]] bound to a variable: a reference
+                bucket, family = on_demand, "view"
+            elif isinstance(obj, self.RequestSource):
+                bucket, family = requests, "request source"
             elif isinstance(obj, self.F.FeatureView):
                 if self._is_projection_copy(obj):
                     continue  # fv[["a"]] / fv.with_name(...) bound to a variable: a reference, not a definition
@@ -113,6 +122,11 @@ class Translator(SourcesMixin, ViewsMixin):
             self.source(key, group)
         for plan in self.view_plans.values():
             self.view(plan)
+        for obj in requests:
+            self.request_source(obj)
+        self.odfv_names = {str(o.name) for o in on_demand}
+        for obj in on_demand:
+            self.on_demand_view(obj)
         for obj in services:
             self.service(obj)
         if self.problems:
@@ -195,12 +209,17 @@ class Translator(SourcesMixin, ViewsMixin):
             if "@" in view_part:
                 raise Fail(f"feature reference {item!r} pins a Feast registry version; there is no Feast registry "
                            "here (definitions are versioned by git)")
+            if view_part in self.request_views or view_part in self.odfv_names:
+                if view_part in self.failed_views:
+                    raise Skip()
+                rv = self.request_views[view_part]
+                if feature and feature not in rv.feature_names:
+                    raise Fail(f"on-demand feature view {view_part!r} has no feature {feature!r}")
+                return rv.select(feature) if feature else rv
             view, plan = self._view_named(view_part)
             return self._select(view, plan, [feature]) if feature else view
         if isinstance(item, self.OnDemandFeatureView):
-            if item.name in self.failed_views:
-                raise Skip()
-            raise Fail(f"OnDemandFeatureView {item.name!r} is not supported")
+            return self.on_demand_ref(item)
         projection = item.projection
         view, plan = self._view_named(projection.name)
         if projection.name_alias:
