@@ -49,9 +49,14 @@ def normalize_dtype(name: str, what: str = "type") -> str:
     raise DefinitionError(f"{what}: unknown type {name!r}; use one of {', '.join(DTYPES)}")
 
 
+_ARROW: dict = {}
+
+
 def arrow_type(dtype: str):
     """The Arrow type holding values of a declared type exactly (timestamps: microseconds, UTC)."""
-    import pyarrow as pa
+    if not _ARROW:  # built once: online lookups ask for these per value column
+        import pyarrow as pa
 
-    return {STRING: pa.string(), INT32: pa.int32(), INT64: pa.int64(), FLOAT32: pa.float32(),
-            FLOAT64: pa.float64(), BOOL: pa.bool_(), TIMESTAMP: pa.timestamp("us", tz="UTC")}[dtype]
+        _ARROW.update({STRING: pa.string(), INT32: pa.int32(), INT64: pa.int64(), FLOAT32: pa.float32(),
+                       FLOAT64: pa.float64(), BOOL: pa.bool_(), TIMESTAMP: pa.timestamp("us", tz="UTC")})
+    return _ARROW[dtype]

@@ -171,6 +171,29 @@ def _expression_error(con, baseline: dict, expr: str) -> Optional[str]:
     return None
 
 
+def referenced_names(expr: str) -> Set[str]:
+    """Lower-cased names an expression refers to (every part of each column reference; DuckDB matches
+    names case-insensitively). A superset: lambda parameters and struct fields are in it too."""
+    import duckdb
+
+    with _PARSER_LOCK:
+        if not _PARSER:
+            con = duckdb.connect()
+            _PARSER.extend([con, _select_node(con, "1")[1]])
+        _, _, select_list = _select_node(_PARSER[0], expr)
+    names: Set[str] = set()
+    stack = [select_list]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class") == "COLUMN_REF":
+                names.update(str(n).lower() for n in item.get("column_names", ()))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return names
+
+
 def _classes(node) -> List[str]:
     out: List[str] = []
     stack = [node]

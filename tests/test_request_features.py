@@ -365,3 +365,19 @@ def test_random_request_data_roundtrips_offline_and_online_conversions():
 def fsrepo_types():
     return {"amount": "float64", "channel": "string", "limit": "int64", "paid_at": "timestamp", "vip": "bool",
             "score": "float32", "small": "int32"}
+
+
+def test_sql_reads_only_the_inputs_it_refers_to_whatever_their_case(monkeypatch):
+    from featurestore.compiler.request import compile_request_view
+    from featurestore.sdk import request_eval
+
+    rv = RequestFeatureView(name="v", sources=[REQ], features={"x": "AMOUNT * 2", "y": "1", "z": "upper(Country)"})
+    crv = compile_request_view(rv, {})
+    assert crv.sql_inputs == ("amount", "country") and crv.output_dtypes == {"x": "float64", "y": "int32",
+                                                                             "z": "string"}
+    table = pa.table({"amount": pa.array([1.5, None]), "country": pa.array(["fr", None])})
+    for small in (10**9, -1):  # the prepared statement and the Arrow scan
+        monkeypatch.setattr(request_eval, "SMALL", small)
+        got = request_eval.evaluate(crv, table)
+        assert got["x"].to_pylist() == [3.0, None] and got["y"].to_pylist() == [1, 1]
+        assert got["z"].to_pylist() == ["FR", None]

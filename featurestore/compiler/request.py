@@ -41,6 +41,7 @@ class CompiledRequestView:
     function_name: str
     deps: Tuple[Tuple[str, Tuple[str, ...]], ...]  # (view, features read) in source order
     data_fingerprint: str
+    sql_inputs: Tuple[str, ...] = ()  # SQL mode: the inputs the expressions refer to (the relation's columns)
 
     @property
     def output_dtypes(self) -> Dict[str, str]:
@@ -108,9 +109,14 @@ def compile_request_view(rv: RequestFeatureView, compiled_views: Dict[str, objec
     inputs, problems = input_columns(rv, feature_types, key_types)
     if problems:  # pragma: no cover - validation reports these first
         raise ValueError(f"request feature view '{rv.name}': {problems[0]}")
+    sql_inputs: Tuple[str, ...] = ()
     if rv.mode == SQL:
+        from featurestore.validation import referenced_names
+
         binder = input_binder(rv, inputs)
         outputs = tuple((n, binder.dtype(e)) for n, e in rv.features)
+        used = set().union(*(referenced_names(e) for _, e in rv.features))
+        sql_inputs = tuple(c.name for c in inputs if c.name.lower() in used)
     else:
         outputs = tuple(rv.schema)
     fn = rv.function
@@ -124,6 +130,7 @@ def compile_request_view(rv: RequestFeatureView, compiled_views: Dict[str, objec
         function_name=getattr(fn, "__qualname__", "") if fn is not None else "",
         deps=tuple((view.name, tuple(names)) for view, names in rv.view_inputs),
         data_fingerprint=rv.data_fingerprint,
+        sql_inputs=sql_inputs,
     )
 
 

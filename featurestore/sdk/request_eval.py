@@ -98,12 +98,19 @@ def select_sql(crv: CompiledRequestView, relation: str) -> str:
     return f'SELECT {cols} FROM {relation} AS __fs_inputs ORDER BY "{ROW}"'
 
 
+def _sql_columns(crv: CompiledRequestView):
+    """The inputs the expressions refer to (no others are passed to DuckDB)."""
+    used = set(crv.sql_inputs)
+    return [c for c in crv.inputs if c.name in used]
+
+
 def parameter_relation(crv: CompiledRequestView) -> str:
     """The inputs as typed list parameters, one row per index: ``$1`` the row numbers, then one per input."""
     from featurestore.validation import DUCKDB_TYPES
 
     cols = [f'UNNEST($1::BIGINT[]) AS "{ROW}"']
-    cols += [f'UNNEST(${i}::{DUCKDB_TYPES[c.dtype]}[]) AS "{c.name}"' for i, c in enumerate(crv.inputs, start=2)]
+    cols += [f'UNNEST(${i}::{DUCKDB_TYPES[c.dtype]}[]) AS "{c.name}"'
+             for i, c in enumerate(_sql_columns(crv), start=2)]
     return f"(SELECT {', '.join(cols)})"
 
 
@@ -119,12 +126,13 @@ def _sql(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, pa.Array]:
             statement = _LOCAL.prepared.get(key)
             if statement is None:
                 statement = _LOCAL.prepared[key] = con.extract_statements(select_sql(crv, parameter_relation(crv)))[0]
-            lists = inputs.to_pydict()
-            rows = con.execute(statement, [list(range(n)), *(lists[c.name] for c in crv.inputs)]).fetchall()
+            columns_in = _sql_columns(crv)
+            lists = inputs.select([c.name for c in columns_in]).to_pydict()
+            rows = con.execute(statement, [list(range(n)), *(lists[c.name] for c in columns_in)]).fetchall()
             columns = list(zip(*rows)) if rows else [[] for _ in crv.outputs]
             return {name: pa.array(list(col), type=t.arrow_type(dtype))
                     for (name, dtype), col in zip(crv.outputs, columns)}
-        table = inputs.append_column(ROW, pa.array(range(n), pa.int64()))
+        table = inputs.select([c.name for c in _sql_columns(crv)]).append_column(ROW, pa.array(range(n), pa.int64()))
         con.register(_TABLE, table)
         try:
             out = con.sql(select_sql(crv, _TABLE)).to_arrow_table()

@@ -42,7 +42,7 @@ def _crv_json(crv: CompiledRequestView, names) -> dict:
             "inputs": [[c.name, c.dtype, c.kind, list(c.ref)] for c in crv.inputs],
             "outputs": [list(o) for o in crv.outputs], "expressions": [list(e) for e in crv.expressions],
             "deps": [[v, list(f)] for v, f in crv.deps], "data_fingerprint": crv.data_fingerprint,
-            "requested": list(names)}
+            "sql_inputs": list(crv.sql_inputs), "requested": list(names)}
 
 
 def _crv_from_json(data: dict, function=None) -> CompiledRequestView:
@@ -51,7 +51,8 @@ def _crv_from_json(data: dict, function=None) -> CompiledRequestView:
         inputs=tuple(InputColumn(n, d, k, tuple(r)) for n, d, k, r in data["inputs"]),
         outputs=tuple(tuple(o) for o in data["outputs"]), expressions=tuple(tuple(e) for e in data["expressions"]),
         function=function, function_name=data["function_name"],
-        deps=tuple((v, tuple(f)) for v, f in data["deps"]), data_fingerprint=data["data_fingerprint"])
+        deps=tuple((v, tuple(f)) for v, f in data["deps"]), data_fingerprint=data["data_fingerprint"],
+        sql_inputs=tuple(data["sql_inputs"]))
 
 
 def save(store, name: str, base_set: Optional[str], entity_df, frame, rplan, columns, ts_col) -> dict:
