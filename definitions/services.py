@@ -3,6 +3,7 @@
 from featurestore import FeatureService, LoggingConfig
 
 from definitions.payments import merchant_activity, user_profile, user_spend
+from definitions.requests import transaction_risk
 
 fraud_model_v1 = FeatureService(
     features=[
@@ -13,6 +14,16 @@ fraud_model_v1 = FeatureService(
     ],
     logging=LoggingConfig(enabled=True, sample_rate=1.0, durable=True, destination="redis"),
     description="Features of the card-fraud model, logged for log-and-wait training.",
+    owner="risk-team@example.com",
+    tags={"team": "risk", "model": "fraud"},
+)
+
+fraud_model_v2 = FeatureService(
+    features=[*fraud_model_v1.features, transaction_risk],
+    logging=LoggingConfig(enabled=True, sample_rate=1.0, durable=True, destination="redis"),
+    version=2,
+    description="v1 plus request-time features of the transaction being scored (pass its amount_usd and "
+                "merchant_country with each lookup).",
     owner="risk-team@example.com",
     tags={"team": "risk", "model": "fraud"},
 )

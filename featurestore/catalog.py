@@ -1,6 +1,7 @@
 """The catalog: what a project defines, searchable and described (SPEC §6, §8).
 
-One record per object — entity, source, feature view, feature, feature service — with its kind, name,
+One record per object — entity, source, feature view, feature, feature service (request sources, request
+feature views and their features among sources, views and features) — with its kind, name,
 description, owner, tags, where it is defined (``file:line``), its fingerprints and its lineage (source
 -> view -> feature -> service). The CLI (``featurestore list`` / ``describe``), the Python API
 (``FeatureStore.list_*`` / ``get_*``) and the web catalog read these records, so they never disagree.
@@ -53,6 +54,39 @@ def _feature_record(repo, view: FeatureView, f) -> dict:
     return rec
 
 
+def _inputs_of(rv) -> List[str]:
+    return [s.name for s in rv.request_sources] + [v.name for v, _ in rv.view_inputs]
+
+
+def _request_source_record(repo, s) -> dict:
+    rec = _base(repo, "sources", s, s.name)
+    rec.update(kind="request source", timestamp=None, schema=dict(s.schema), defined_at=_where(repo, s), batch=None,
+               stream=None, views=[v.name for v in repo.request_views.values()
+                                   if s.name in {r.name for r in v.request_sources}])
+    return rec
+
+
+def _request_view_record(repo, v) -> dict:
+    rec = _base(repo, "views", v, v.name)
+    rec.update(kind="request feature view", entities=[], source=", ".join(_inputs_of(v)), sources=_inputs_of(v),
+               features=list(v.feature_names), mode=v.mode, ttl_ms=None, online=True, defined_at=_where(repo, v),
+               data_fingerprint=v.data_fingerprint, services=services_using(repo, v.name))
+    return rec
+
+
+def _request_feature_record(repo, v, name: str) -> dict:
+    rec = _base(repo, "features", v, f"{v.name}:{name}")
+    rec["description"] = ""
+    sql = dict(v.features)
+    rec.update(view=v.name, entities=[], source=", ".join(_inputs_of(v)), type="request", mode=v.mode,
+               input=sql.get(name) or getattr(v.function, "__name__", None),
+               defined_at=f"{repo.origin(v).file}:{repo.origin(v).line_of(name)}",
+               services=services_using(repo, v.name, name))
+    if v.mode != "sql":
+        rec["dtype"] = dict(v.schema)[name]
+    return rec
+
+
 def services_using(repo, view: str, feature: Optional[str] = None) -> List[str]:
     """Names of the feature services that read ``view`` (or its ``feature``)."""
     from featurestore.sdk.refs import resolve_features
@@ -87,6 +121,7 @@ def records(repo, kind: str) -> List[dict]:
                        stream=getattr(s.stream, "topic", None),
                        views=[v.name for v in repo.views.values() if v.source.name == s.name])
             out.append(rec)
+        out.extend(_request_source_record(repo, s) for s in repo.request_sources.values())
     elif kind == "views":
         for v in repo.views.values():
             rec = _base(repo, kind, v, v.name)
@@ -94,9 +129,12 @@ def records(repo, kind: str) -> List[dict]:
                        ttl_ms=v.ttl, online=v.online, defined_at=_where(repo, v),
                        data_fingerprint=v.data_fingerprint, services=services_using(repo, v.name))
             out.append(rec)
+        out.extend(_request_view_record(repo, v) for v in repo.request_views.values())
     elif kind == "features":
         for v in repo.views.values():
             out.extend(_feature_record(repo, v, f) for f in v.features)
+        for v in repo.request_views.values():
+            out.extend(_request_feature_record(repo, v, name) for name in v.feature_names)
     else:
         from featurestore.sdk.refs import resolve_features
 

@@ -27,18 +27,20 @@ def names(rows):
 def test_every_kind_lists_every_object(store):
     repo = store.repo
     assert names(catalog.records(repo, "entities")) == list(repo.entities)
-    assert names(catalog.records(repo, "sources")) == list(repo.sources)
-    assert names(catalog.records(repo, "views")) == list(repo.views)
+    assert names(catalog.records(repo, "sources")) == [*repo.sources, *repo.request_sources]
+    assert names(catalog.records(repo, "views")) == [*repo.views, *repo.request_views]
     assert names(catalog.records(repo, "services")) == list(repo.services)
-    assert names(catalog.records(repo, "features")) == [f"{v}:{f}" for v, view in repo.views.items()
-                                                        for f in view.feature_names]
+    assert names(catalog.records(repo, "features")) == [f"{v}:{f}" for views in (repo.views, repo.request_views)
+                                                        for v, view in views.items() for f in view.feature_names]
+    assert repo.request_views and repo.request_sources  # the example repo has request-time features
     with pytest.raises(RequestError, match="unknown kind 'widgets': use one of entities, sources, views"):
         catalog.records(repo, "widgets")
 
 
 def test_filters_by_tag_owner_and_search(store):
     repo = store.repo
-    assert names(catalog.list_objects(repo, "views", tag=("team", "risk"))) == ["user_spend", "user_profile"]
+    assert names(catalog.list_objects(repo, "views", tag=("team", "risk"))) == ["user_spend", "user_profile",
+                                                                               "transaction_risk"]
     assert names(catalog.list_objects(repo, "views", tag=("pii", ""))) == ["user_profile"]  # any value
     assert names(catalog.list_objects(repo, "sources", owner="payments-platform@example.com")) == ["transactions"]
     assert names(catalog.list_objects(repo, "views", query="MERCHANT velocity")) == ["merchant_activity"]
@@ -52,12 +54,19 @@ def test_describe_gives_lineage_and_origin(store):
     rec = store.describe("user_spend:spend_usd_1h")
     assert rec["kind"] == "feature" and rec["function"] == "sum" and rec["window_ms"] == 3_600_000
     assert rec["source"] == "transactions" and rec["entities"] == ["user"] and rec["view"] == "user_spend"
-    assert rec["services"] == ["fraud_model_v1"]
+    assert rec["services"] == ["fraud_model_v1", "fraud_model_v2"]
     file, line = rec["defined_at"].rsplit(":", 1)
     assert file == "definitions/payments.py" and "spend_usd_1h" in (ROOT / file).read_text().splitlines()[int(line) - 1]
     view = store.describe("user_spend")
-    assert view["services"] == ["fraud_model_v1"] and view["data_fingerprint"] == store.repo.views["user_spend"].data_fingerprint
+    assert view["services"] == ["fraud_model_v1", "fraud_model_v2"]
+    assert view["data_fingerprint"] == store.repo.views["user_spend"].data_fingerprint
     assert "user_spend" in store.describe("transactions")["views"]
+    risk = store.describe("transaction_risk:foreign_merchant")  # request-time features: lineage too
+    assert risk["type"] == "request" and risk["input"] == "merchant_country IS DISTINCT FROM last_country_7d"
+    assert risk["services"] == ["fraud_model_v2"] and risk["source"] == "transaction_request, user_spend"
+    file, line = risk["defined_at"].rsplit(":", 1)
+    assert "foreign_merchant" in (ROOT / file).read_text().splitlines()[int(line) - 1]
+    assert store.describe("transaction_request")["views"] == ["transaction_risk"]
     with pytest.raises(RequestError) as info:
         store.describe("user_spnd")
     assert str(info.value) == "nothing called 'user_spnd' in the catalog (did you mean 'user_spend', 'user'?)"

@@ -12,12 +12,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def spend_view(repo):
+    return repo.views["user_spend"]
+
+
 def test_example_repo_loads_with_names_and_origins():
     repo = load_repo(ROOT / "definitions", ROOT)
     assert sorted(repo.entities) == ["merchant", "user"]
     assert sorted(repo.sources) == ["transactions"]
     assert sorted(repo.views) == ["merchant_activity", "user_profile", "user_spend"]
-    assert sorted(repo.services) == ["fraud_model_v1"]
+    assert sorted(repo.services) == ["fraud_model_v1", "fraud_model_v2"]
+    assert sorted(repo.request_sources) == ["transaction_request"] and sorted(repo.request_views) == ["transaction_risk"]
+    assert repo.request_views["transaction_risk"].view_inputs[0][0] is spend_view(repo)
     spend = repo.views["user_spend"]
     # views share the one named source and entity objects
     assert spend.source is repo.sources["transactions"]
