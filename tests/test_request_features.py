@@ -147,6 +147,7 @@ def two_args(row, other):
 
 good = RequestFeatureView(sources=[spend], features={"m": "mean_1h"})
 svc = FeatureService(features=["typo:fine", "typo:nope", two_args, "good:nope"])
+empty = RequestFeatureView(sources=[], features={"a": "1"}, mode="row")
 '''
 
 
@@ -165,6 +166,9 @@ def test_loader_names_them_and_reports_every_problem_with_file_and_line(tmp_path
         "'spend:feature' would be ambiguous",
         "definitions/defs.py:19 two_args: function 'two_args' must take one argument, a dict (one row)",
         "definitions/defs.py:25 svc: feature view 'good' has no feature 'nope'",
+        "definitions/defs.py:26 empty: request feature view mode: 'row' applies to function=; SQL features need none",
+        "definitions/defs.py:26 empty: request feature view sources: at least one RequestSource or FeatureView is "
+        "required",
     ], got
 
 
