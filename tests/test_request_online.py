@@ -251,3 +251,28 @@ def test_saved_training_sets_are_recreated(request_store):
     fs.reload()
     with pytest.raises(FeatureStoreError, match="request feature view 'risk_row' is changed since"):
         fs.recreate_training_set("with_requests")
+
+
+def test_a_log_table_shipped_before_request_data_existed_still_reads(request_store):
+    """Compatible log format: rows shipped without the request_data column read as null beside new ones."""
+    import pyarrow as pa
+
+    from featurestore import serving_log
+
+    fs = request_store(31)
+    table = serving_log.log_table(fs, rr.SERVICE)
+    old_schema = pa.schema([f for f in serving_log.LOG_TABLE_SCHEMA if f.name != "request_data"])
+    old = pa.table({"request_id": ["old-1"], "row": pa.array([0], pa.int32()),
+                    "request_time": pa.array([int(rr.BASE.value // 1_000_000)], pa.int64()).cast(
+                        pa.timestamp("ms", tz="UTC")),
+                    "feature_service": [rr.SERVICE], "service_version": pa.array([1], pa.int32()),
+                    "fingerprints": ["{}"], "entity": ['{"account_id": 1}'], "features": ["{}"],
+                    "stream_id": ["1-0"]}, schema=old_schema)
+    table.append(old)
+    q = rr.BASE + pd.Timedelta("20min")
+    res = fs.get_online_features([{"account_id": 1}], feature_service=rr.SERVICE, request_time=q,
+                                 request_data={c: [None] for c in rr.REQUEST_COLUMNS})
+    fs.ship_logs()
+    logs = serving_log.read_logs(fs, rr.SERVICE)
+    assert logs["request_id"].tolist() == ["old-1", res.request_id]
+    assert logs["request_data"].isna().tolist() == [True, False]
