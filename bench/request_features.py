@@ -113,11 +113,14 @@ def _lookup_rounds(contenders: Dict[str, callable], lookups: int, rounds: int) -
                 xs.append(time.perf_counter() - t0)
             per[name].append({"p50_ms": percentile(xs, 50) * 1e3, "p99_ms": percentile(xs, 99) * 1e3})
             log(f"  {name}: p50 {per[name][-1]['p50_ms']:.3f} ms, p99 {per[name][-1]['p99_ms']:.3f} ms (round {r + 1})")
-    return {k: {"p50_ms": statistics.median(x["p50_ms"] for x in v), "p99_ms": statistics.median(x["p99_ms"] for x in v),
-                "rounds": v} for k, v in per.items()}
+    return {k: {"p50_ms": statistics.median(x["p50_ms"] for x in v),
+                "p99_ms": statistics.median(x["p99_ms"] for x in v), "rounds": v} for k, v in per.items()}
 
 
 def run(lookups: int = 400, rounds: int = 3, rows: int = 100_000) -> Dict[str, object]:
+    import pyarrow as pa
+
+    from featurestore import dtypes
     from featurestore.sdk import request_eval
     from featurestore.sdk.request_features import compiled_request
     from featurestore.store import FeatureStore
@@ -133,8 +136,10 @@ def run(lookups: int = 400, rounds: int = 3, rows: int = 100_000) -> Dict[str, o
         for size in (1, 100):
             users = rng.integers(0, USERS, size).tolist()
             ents = [{"user_id": u} for u in users]
-            data = {"amount": rng.uniform(1, 500, size).round(2).tolist(), "channel": rng.choice(["web", "app"], size).tolist()}
-            contenders = {"lookup only (baseline)": lambda: fs.get_online_features(ents, features=BASE_REFS, request_time=q)}
+            data = {"amount": rng.uniform(1, 500, size).round(2).tolist(),
+                    "channel": rng.choice(["web", "app"], size).tolist()}
+            contenders = {"lookup only (baseline)":
+                          lambda: fs.get_online_features(ents, features=BASE_REFS, request_time=q)}
             for v in VIEWS:
                 contenders[f"lookup + {v}"] = (lambda v=v: fs.get_online_features(
                     ents, features=[f"{v}:{f}" for f in OUTPUTS], request_time=q, request_data=data))
@@ -150,10 +155,6 @@ def run(lookups: int = 400, rounds: int = 3, rows: int = 100_000) -> Dict[str, o
             # the evaluation alone, on the inputs of this lookup
             for v in VIEWS:
                 crv = compiled_request(fs, v)
-                import pyarrow as pa
-
-                from featurestore import dtypes
-
                 base_vals = fs.get_online_features(ents, features=BASE_REFS, request_time=q,
                                                    full_feature_names=True).to_dict()
                 cols = {"user_id": pa.array(users, pa.int64())}

@@ -105,7 +105,8 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     keys = serving_log.typed_keys(entities, serving_log.key_types(store, selection), f"verify '{name}'")
     # Request features are recomputed from the request data that was served with each row.
     request = serving_log.decode_request_data(logs, serving_log.request_types(store, selection), f"verify '{name}'")
-    columns_in = {**{c: keys.column(c) for c in keys.column_names}, **{c: request.column(c) for c in request.column_names}}
+    columns_in = {**{c: keys.column(c) for c in keys.column_names},
+                  **{c: request.column(c) for c in request.column_names}}
     entity_df = serving_log.exact_pandas(pa.table(columns_in)) if columns_in else pd.DataFrame(index=range(len(logs)))
     entity_df[TIME_COLUMN] = pd.to_datetime(logs["request_time"], utc=True)
     try:

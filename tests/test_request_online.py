@@ -98,7 +98,8 @@ def test_many_rows_in_one_lookup(request_store):
             for _ in range(25)]
     entity_df = rr.frame(rows)
     res = fs.get_online_features([{"account_id": r["account_id"]} for r in rows], feature_service=rr.SERVICE,
-                                 request_time=q, request_data=[rr.request_dict(r) for r in entity_df.to_dict("records")])
+                                 request_time=q,
+                                 request_data=[rr.request_dict(r) for r in entity_df.to_dict("records")])
     data = res.to_dict()
     assert list(data) == ["account_id", "n_10m", *FEATURES]
     online = [{c: data[c][i] for c in data} for i in range(len(rows))]
@@ -189,7 +190,8 @@ def test_served_equals_trained_and_verify_finds_no_skew(request_store):
     for i, row in enumerate(entity_df.to_dict("records")):
         data = rr.request_dict(row)
         res = fs.get_online_features([{"account_id": row["account_id"]}], feature_service=rr.SERVICE,
-                                     request_time=row["event_timestamp"], request_data={c: [v] for c, v in data.items()})
+                                     request_time=row["event_timestamp"],
+                                     request_data={c: [v] for c, v in data.items()})
         assert res.request_id is not None
         served.append({"request_id": res.request_id, **{c: v[0] for c, v in res.to_dict().items()}})
         if rng.random() < 0.2:

@@ -41,7 +41,8 @@ class OnDemandMixin:
                 out[f.name] = dtype
         return out
 
-    def request_source(self, obj: Any, name: Optional[str] = None, var: Optional[str] = None) -> Optional[RequestSource]:
+    def request_source(self, obj: Any, name: Optional[str] = None,
+                       var: Optional[str] = None) -> Optional[RequestSource]:
         """The translated request source of ``obj`` (translated once per Feast name), or None if it failed."""
         name = name or str(obj.name)
         if name in self.request_sources:
@@ -86,7 +87,8 @@ class OnDemandMixin:
         if mode == "python":
             mode = "row" if getattr(obj, "singleton", False) else "python"
         elif mode != "pandas":
-            fails.append(f"mode {mode!r} is not supported (supported: 'pandas', 'python', 'python' with singleton=True)")
+            fails.append(f"mode {mode!r} is not supported (supported: 'pandas', 'python', 'python' with "
+                         "singleton=True)")
         if getattr(obj, "write_to_online_store", False):
             fails.append("write_to_online_store=True computes the values when rows are written, which is not "
                          "supported; without it they are computed at request time from the same inputs")

@@ -203,9 +203,9 @@ def _fill(store, name: str, labels: pd.DataFrame, missing: List[int], label_keys
 
     for col in sl.request_types(store, resolve_features(store.repo, feature_service=name)):
         if col not in labels.columns:
-            raise RequestError(f"labels_df row {missing[0]} has no logged row to match; filling it by the point-in-time "
-                               f"join needs request column '{col}' in labels_df (the request features of '{name}' "
-                               "read it)")
+            raise RequestError(f"labels_df row {missing[0]} has no logged row to match; filling it by the "
+                               f"point-in-time join needs request column '{col}' in labels_df (the request features "
+                               f"of '{name}' read it)")
         frame[col] = labels[col].iloc[missing].reset_index(drop=True)
     return store.get_historical_features(frame, feature_service=name, timestamp_column=FILL_TIME).to_arrow()
 

@@ -45,7 +45,8 @@ def value(v: Any, dtype: str, where: str, column: str) -> Any:
             low, high = _RANGES[dtype]
             if low <= number <= high:
                 return number
-            raise RequestError(f"{where}: request column '{column}' expects {_kind(dtype)}, got {number} (out of range)")
+            raise RequestError(f"{where}: request column '{column}' expects {_kind(dtype)}, got {number} "
+                               "(out of range)")
     elif dtype in (t.FLOAT32, t.FLOAT64):
         if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
             return float(v)

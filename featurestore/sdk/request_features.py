@@ -185,7 +185,8 @@ def assemble(df, columns: Dict[Tuple[str, str], str], values: Dict[Tuple[str, st
 
 def _readers(rplan: RequestPlan, column: str) -> str:
     names = [crv.name for crv, _ in rplan.request if any(c.name == column for c in crv.request_columns)]
-    return ("request feature view " if len(names) == 1 else "request feature views ") + ", ".join(f"'{n}'" for n in names)
+    label = "request feature view " if len(names) == 1 else "request feature views "
+    return label + ", ".join(f"'{n}'" for n in names)
 
 
 def evaluate_frame(crv: CompiledRequestView, features: Dict[Tuple[str, str], pa.Array], keys: Dict[str, pa.Array],
