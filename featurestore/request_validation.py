@@ -111,7 +111,7 @@ def _signature_problems(rv: RequestFeatureView) -> List[str]:
         inspect.signature(fn).bind(object())
     except TypeError:
         what = {"row": "a dict (one row)", "python": "a dict of lists (the columns)",
-                "pandas": "a pandas DataFrame"}[rv.mode]
+                "pandas": "a pandas DataFrame", "arrow": "a pyarrow Table"}[rv.mode]
         return [f"function '{getattr(fn, '__name__', '?')}' must take one argument, {what}"]
     except ValueError:  # pragma: no cover - a builtin without a signature
         return []

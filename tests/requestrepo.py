@@ -19,6 +19,7 @@ import pandas as pd
 
 DEFINITIONS = '''
 import pandas as pd
+import pyarrow as pa
 
 from featurestore import (Aggregation, Entity, FeatureService, FeatureView, Latest, LoggingConfig, ParquetFiles,
                           RequestFeatureView, RequestSource, Source, request_feature_view)
@@ -88,9 +89,18 @@ def _frame(df):
 risk_pd = RequestFeatureView(sources=[txn, acct.select("n_10m")], function=_frame, mode="pandas",
                              schema={"amount_or_zero": "float64", "channel_len": "int64"})
 
+def _arrow(table):
+    import pyarrow.compute as pc
+
+    return pa.table({"abs_amount": pc.abs(table["amount"]), "tag_upper": pc.utf8_upper(table["last_tag"])})
+
+
+risk_arrow = RequestFeatureView(sources=[txn, acct.select("last_tag")], function=_arrow, mode="arrow",
+                                schema={"abs_amount": "float64", "tag_upper": "string"})
+
 only_request = RequestFeatureView(sources=[txn], features={"amount_cents": "round(amount * 100)"})
 
-scoring = FeatureService(features=[acct.select("n_10m"), risk_sql, risk_row, risk_cols, risk_pd,
+scoring = FeatureService(features=[acct.select("n_10m"), risk_sql, risk_row, risk_cols, risk_pd, risk_arrow,
                                    "only_request:amount_cents"],
                          logging=LoggingConfig(enabled=True, sample_rate=1.0))
 '''
@@ -105,6 +115,7 @@ FEATURES = {
     "risk_row": ["share", "bucket", "has_tag"],
     "risk_cols": ["weighted", "n_twice"],
     "risk_pd": ["amount_or_zero", "channel_len"],
+    "risk_arrow": ["abs_amount", "tag_upper"],
     "only_request": ["amount_cents"],
 }
 
@@ -225,6 +236,8 @@ def brute_force(request: dict, base: dict) -> Dict[str, Any]:
     out["n_twice"] = 2 * n
     out["amount_or_zero"] = (a if a is not None else 0.0) + n
     out["channel_len"] = None if ch is None else len(ch)
+    out["abs_amount"] = None if a is None else abs(a)
+    out["tag_upper"] = None if tag is None else tag.upper()
     out["amount_cents"] = None if a is None else _round_half_away(a * 100)
     return out
 

@@ -59,7 +59,7 @@ def test_every_constructor_problem_at_once():
     assert info.value.messages == (
         "request feature view sources: expected RequestSource, FeatureView or view.select(...), got str",
         "request feature view function: expected a Python function (def or lambda), got builtin_function_or_method",
-        "request feature view mode: 'rows' is not one of row, python, pandas",
+        "request feature view mode: 'rows' is not one of row, python, pandas, arrow",
         "request feature view schema: a function needs schema={'output': 'type', ...}",
     )
     with pytest.raises(DefinitionError, match="give SQL features={...} or function=..., not both"):
@@ -190,7 +190,7 @@ def test_loader_and_plan(tmp_path):
     fs = FeatureStore(root)
     repo = fs.repo
     assert list(repo.request_sources) == ["txn"]
-    assert list(repo.request_views) == ["risk_sql", "risk_row", "risk_cols", "risk_pd", "only_request"]
+    assert list(repo.request_views) == ["risk_sql", "risk_row", "risk_cols", "risk_pd", "risk_arrow", "only_request"]
     assert repo.origin(repo.request_views["risk_row"]).line == rr.DEFINITIONS.splitlines().index(
         '@request_feature_view(sources=[txn, acct.select("amount_sum_1h", "last_tag")],') + 1
     assert repo.request_views["risk_row"].description == "Row mode: one dict in, one dict out."
@@ -268,7 +268,8 @@ def test_missing_or_wrong_request_data_is_one_line(offline_repo):
     with pytest.raises(RequestError) as info:
         fs.get_historical_features(entity_df.drop(columns=["channel"]), feature_service=rr.SERVICE)
     assert str(info.value) == ("entity_df has no column 'channel' (request data of request source 'txn', read by "
-                               "request feature views 'risk_sql', 'risk_row', 'risk_cols', 'risk_pd', 'only_request')")
+                               "request feature views 'risk_sql', 'risk_row', 'risk_cols', 'risk_pd', 'risk_arrow', "
+                               "'only_request')")
     bad = entity_df.assign(limit=["7"] * len(entity_df))
     with pytest.raises(RequestError, match=r"entity_df row 0: request column 'limit' expects an integer \(int64\), "
                                            r"got '7' \(str\)"):
@@ -315,6 +316,8 @@ def _crv(mode, fn, schema):
     ("row", lambda r: {"x": pd.Timestamp("2026-01-01")}, {"x": "timestamp"}, "(a timezone-naive Timestamp"),
     ("python", lambda c: {"x": [1]}, {"x": "int64"}, "'x' has 1 values for 2 rows"),
     ("pandas", lambda df: df, {"x": "int64"}, "returned no column 'x' (it returned ['a'])"),
+    ("arrow", lambda t: t.rename_columns(["x"]), {"x": "string"}, "'x' is string but row 0 is 1.0 (float)"),
+    ("arrow", lambda t: t.to_pandas(), {"x": "int64"}, "returned DataFrame; mode 'arrow' returns a pyarrow Table"),
 ])
 def test_outputs_never_cast_silently(mode, fn, schema, message):
     from featurestore.sdk.request_eval import evaluate

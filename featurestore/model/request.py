@@ -10,7 +10,8 @@
   - ``mode="row"``: ``fn(row: dict) -> dict``, once per row (Feast ``mode="python", singleton=True``);
   - ``mode="python"``: ``fn(columns: dict of lists) -> dict of lists``, once per batch (Feast
     ``mode="python"``);
-  - ``mode="pandas"``: ``fn(df: DataFrame) -> DataFrame``, once per batch (Feast ``mode="pandas"``).
+  - ``mode="pandas"``: ``fn(df: DataFrame) -> DataFrame``, once per batch (Feast ``mode="pandas"``);
+  - ``mode="arrow"``: ``fn(table: pyarrow.Table) -> pyarrow.Table``, once per batch.
 
   The same code runs offline (over the whole entity frame) and online (per request); see
   docs/request-features.md.
@@ -32,7 +33,7 @@ from featurestore.model.functions import is_function
 from featurestore.model.source import parse_schema
 from featurestore.model.view import FeatureSelection, FeatureView
 
-FUNCTION_MODES = ("row", "python", "pandas")
+FUNCTION_MODES = ("row", "python", "pandas", "arrow")
 SQL = "sql"
 
 
@@ -68,7 +69,7 @@ class RequestFeatureView(Definition):
     features) and ``view.select(...)`` (some of them).
 
     Either ``features={"name": "SQL expression"}`` over the inputs, or ``function=`` with ``mode``
-    (``"row"``, ``"python"`` or ``"pandas"``) and the ``schema`` of its outputs. The inputs are the
+    (``"row"``, ``"python"``, ``"pandas"`` or ``"arrow"``) and the ``schema`` of its outputs. The inputs are the
     request columns, the join keys of the views read, and each feature read as ``view__feature`` and, when
     no other input has that name, plain ``feature``.
 

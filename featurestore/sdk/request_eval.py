@@ -11,7 +11,8 @@ cast to its declared type), so a row gives the same value in both:
 * ``mode="row"``: ``fn(row)`` per row, the row a dict of plain Python values (``to_pylist``);
 * ``mode="python"``: one ``fn(columns)`` call, a dict of lists (``to_pydict``);
 * ``mode="pandas"``: one ``fn(df)`` call, the DataFrame from ``to_pandas()`` (Feast's conversion: an
-  integer column with a null arrives as float64 with NaN).
+  integer column with a null arrives as float64 with NaN);
+* ``mode="arrow"``: one ``fn(table)`` call on the input ``pyarrow.Table`` itself, returning a Table.
 
 Outputs are held to their declared types, never silently cast: an integral float fits an integer
 feature, an int fits a float one, anything else (a string for a number, a naive datetime, a bool for
@@ -66,7 +67,9 @@ def evaluate(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, pa.Array]:
         raw = _columns(crv, inputs)
     elif crv.mode == "pandas":
         raw = _pandas(crv, inputs)
-    else:  # pragma: no cover - the model allows these four
+    elif crv.mode == "arrow":
+        raw = _arrow(crv, inputs)
+    else:  # pragma: no cover - the model allows these five
         raise RequestError(f"request feature view '{crv.name}': unknown mode {crv.mode!r}")
     return {name: conform(crv, name, dtype, raw[name], n) for name, dtype in crv.outputs}
 
@@ -204,14 +207,36 @@ def _pandas(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, Any]:
     return out
 
 
+def _arrow(crv: CompiledRequestView, inputs: pa.Table) -> Dict[str, Any]:
+    got = _call(crv, inputs, f"{inputs.num_rows} rows")
+    if isinstance(got, pa.RecordBatch):
+        got = pa.Table.from_batches([got])
+    if not isinstance(got, pa.Table):
+        raise RequestError(f"{_label(crv)} returned {type(got).__name__}; mode 'arrow' returns a pyarrow Table")
+    out = {}
+    for name, _ in crv.outputs:
+        if name not in got.column_names:
+            raise RequestError(f"{_label(crv)} returned no column '{name}' (it returned {got.column_names})")
+        out[name] = got.column(name)
+    return out
+
+
 # -- outputs -----------------------------------------------------------------------------------------
 def conform(crv: CompiledRequestView, name: str, dtype: str, values: Any, n: int) -> pa.Array:
     """``values`` of output ``name`` as an Arrow array of ``dtype`` (module docstring: never a silent cast)."""
     if len(values) != n:
         raise RequestError(f"request feature view '{crv.name}': '{name}' has {len(values)} values for {n} rows")
     target = t.arrow_type(dtype)
-    if isinstance(values, pa.Array):  # SQL: DuckDB already cast it to the feature's type
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array) and crv.mode == "sql":  # DuckDB already cast it to the feature's type
         arr = values if values.type == target else values.cast(target)
+    elif isinstance(values, pa.Array):  # mode "arrow": the function's own array, held to the type
+        arr = _fit(values, target, dtype)
+        if arr is None:
+            i, value = _first_misfit(values.to_pylist(), dtype)
+            raise RequestError(f"request feature view '{crv.name}': '{name}' is {dtype} but row {i} is "
+                               f"{_show(value)}")
     else:
         try:
             arr = pa.array(values, from_pandas=True)
