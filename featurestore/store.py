@@ -151,7 +151,8 @@ class FeatureStore:
 
     def explain(self, views=None) -> dict:
         """The compiled jobs, as text: per view, the backfill SQL and the point-in-time SQL (when no key is
-        hot, and with hot keys: docs/offline-store.md, Performance); and, when a view has a stream face, the
+        hot, and with hot keys: docs/offline-store.md, Performance); per request feature view, its
+        request-time query (or function); and, when a view has a stream face, the
         streaming job (every statement of its Flink SQL) under ``STREAM_JOB``."""
         from featurestore import streaming
         from featurestore.engines import duckdb_pit
@@ -169,6 +170,10 @@ class FeatureStore:
             if cv.aggregations:
                 out[name]["point-in-time, hot keys (DuckDB)"] = duckdb_pit.pit_sql(
                     cv, "<offline events>", "<requests>", hot="<hot keys>", exact="<exact variances>")
+        if views is None:
+            from featurestore.sdk import request_features
+
+            out.update({name: request_features.explain(self, name) for name in self.repo.request_views})
         streamed = [n for n in names if self.repo.views[n].source.stream is not None]
         if streamed:
             try:

@@ -195,6 +195,19 @@ def evaluate_frame(crv: CompiledRequestView, features: Dict[Tuple[str, str], pa.
     return evaluate(crv, _inputs(crv, keys, request, features))
 
 
+def explain(store, name: str) -> Dict[str, str]:
+    """What a request view runs after the lookup, as text (``plan --explain``)."""
+    from featurestore.sdk.request_eval import select_sql
+
+    crv = compiled_request(store, name)
+    inputs = ", ".join(f"{c.name} {c.dtype}" for c in crv.inputs)
+    if crv.mode == "sql":
+        return {"request-time (DuckDB)": f"-- inputs: {inputs}\n" + select_sql(crv, "<request inputs>")}
+    outputs = ", ".join(f"{n} {d}" for n, d in crv.outputs)
+    return {"request-time (Python)": f"-- function {crv.function_name}, mode {crv.mode}\n-- inputs: {inputs}\n"
+                                     f"-- outputs: {outputs}"}
+
+
 # -- online ------------------------------------------------------------------------------------------
 def online(store, selection, entity_rows, request_data, request_time, columns: Dict[Tuple[str, str], str]):
     """``get_online_features`` of a selection with request views (module docstring). Returns the response
@@ -277,4 +290,5 @@ def online(store, selection, entity_rows, request_data, request_time, columns: D
     return ol.OnlineResponse(result, None, q, result_status, refusals), values
 
 
-__all__ = ["RequestPlan", "assemble", "compiled_request", "evaluate_frame", "historical", "online", "plan"]
+__all__ = ["RequestPlan", "assemble", "compiled_request", "evaluate_frame", "explain", "historical", "online",
+           "plan"]

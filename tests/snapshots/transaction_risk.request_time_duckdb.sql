@@ -1,0 +1,2 @@
+-- inputs: user_id string, amount_usd float64, merchant_country string, user_spend__avg_spend_usd_7d float64, user_spend__max_spend_usd_1d float64, user_spend__last_country_7d string, avg_spend_usd_7d float64, max_spend_usd_1d float64, last_country_7d string
+SELECT CAST((amount_usd / nullif(avg_spend_usd_7d, 0)) AS DOUBLE) AS "amount_vs_avg_7d", CAST((amount_usd > coalesce(max_spend_usd_1d, 0)) AS BOOLEAN) AS "above_max_1d", CAST((merchant_country IS DISTINCT FROM last_country_7d) AS BOOLEAN) AS "foreign_merchant" FROM <request inputs> AS __fs_inputs ORDER BY "__fs_row"
