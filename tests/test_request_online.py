@@ -179,6 +179,17 @@ def test_http_request_data_equals_the_sdk(request_store):
     feast_style = {"feature_service": rr.SERVICE, "request_time": q,
                    "entities": {"account_id": [1, 3], **data}}
     assert client.post("/get-online-features", json=feast_style).json()["results"]["share"] == want["share"]
+    # Feast's own request and response shape (a Feast client sends request data inside the entities)
+    feast = client.post("/get-online-features", json={**feast_style, "include_feature_view_version_metadata": False})
+    assert feast.status_code == 200, feast.text
+    body = feast.json()
+    names = body["metadata"]["feature_names"]
+    assert names == ["account_id", "n_10m", *FEATURES]
+    share = body["results"][names.index("share")]
+    assert share["values"] == want["share"] and share["statuses"] == sdk.statuses()["share"]
+    assert share["event_timestamps"] == ["1970-01-01T00:00:00Z"] * 2  # computed at the request: no event
+    n_10m = body["results"][names.index("n_10m")]
+    assert n_10m["event_timestamps"][0] != "1970-01-01T00:00:00Z"  # a looked-up feature keeps its event time
 
 
 # -- logged and verified like any feature -------------------------------------------------------------------

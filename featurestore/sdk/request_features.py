@@ -250,9 +250,10 @@ def online(store, selection, entity_rows, request_data, request_time, columns: D
         base = lookup(store, rows, features=rplan.base_refs, request_time=request_time, full_feature_names=True)
         q = base.request_time_ms
         data, statuses, refusals = base.to_dict(), base.statuses(), list(base.refusals)
+        times = getattr(base, "event_times", {}) or {}
     else:
         q = now_ms() if request_time is None else to_epoch_ms(request_time, "request_time")
-        data, statuses, refusals = {}, {}, []
+        data, statuses, refusals, times = {}, {}, [], {}
     keys_out = {k: data[k] for k in rplan.key_types if k in data}
     features = {(v, f): pa.array(data[f"{v}__{f}"], type=t.arrow_type(dtype))
                 for (v, f), dtype in rplan.feature_types.items()}
@@ -282,12 +283,15 @@ def online(store, selection, entity_rows, request_data, request_time, columns: D
                            "pass full_feature_names=True")
     result: Dict[str, List[Any]] = dict(keys_out)
     result_status: Dict[str, List[str]] = {}
+    result_times: Dict[str, List[Any]] = {}  # a request feature has no event: computed at the request
     for (v, f), col in columns.items():
         if (v, f) in out_values:
             result[col], result_status[col] = out_values[(v, f)], out_status[(v, f)]
+            result_times[col] = [None] * n
         else:
             result[col], result_status[col] = data[f"{v}__{f}"], statuses[f"{v}__{f}"]
-    return ol.OnlineResponse(result, None, q, result_status, refusals), values
+            result_times[col] = times.get(f"{v}__{f}", [None] * n)
+    return ol.OnlineResponse(result, None, q, result_status, refusals, result_times), values
 
 
 __all__ = ["RequestPlan", "assemble", "compiled_request", "evaluate_frame", "explain", "historical", "online",
