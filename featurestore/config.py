@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from featurestore.errors import ConfigError
+from featurestore.semantics import DEFAULT_MAX_FUTURE
 
 CONFIG_FILE = "featurestore.yaml"
 
@@ -26,6 +27,7 @@ ENV_OVERRIDES = {
     "redis_tls": "FEATURESTORE_REDIS_TLS",
     "kafka_bootstrap": "FEATURESTORE_KAFKA_BOOTSTRAP",
     "flink_jars_dir": "FEATURESTORE_FLINK_JARS_DIR",
+    "event_time_max_future": "FEATURESTORE_EVENT_TIME_MAX_FUTURE",
 }
 
 # yaml section.key -> field
@@ -39,7 +41,9 @@ _YAML_KEYS = {
     ("online_store", "tls"): "redis_tls",
     ("kafka", "bootstrap_servers"): "kafka_bootstrap",
     ("flink", "jars_dir"): "flink_jars_dir",
+    ("event_time", "max_future"): "event_time_max_future",
 }
+NO_BOUND = ("none", "off", "unbounded")  # event_time.max_future values that turn the bound off
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ProjectConfig:
     redis_tls: bool = False
     kafka_bootstrap: str = "127.0.0.1:19092"
     flink_jars_dir: str = "infra/.cache/flink-jars"
+    event_time_max_future: str = DEFAULT_MAX_FUTURE  # a duration ("1h"), or "none"
     sources: Mapping[str, str] = field(default_factory=dict)  # field -> "default" | "file" | "env"
 
     def path(self, value: str) -> Path:
@@ -71,6 +76,11 @@ class ProjectConfig:
         return self.path(self.offline_root)
 
     @property
+    def max_future_ms(self) -> Optional[int]:
+        """How far after the ingesting job's wall clock an event time may be (ms); None: no bound."""
+        return _max_future_ms(self.event_time_max_future, "event_time.max_future")
+
+    @property
     def definitions_path(self) -> Path:
         """``definitions:`` from config; else ``definitions/`` if present; else the repo itself."""
         if self.definitions:
@@ -79,7 +89,24 @@ class ProjectConfig:
         return candidate if candidate.is_dir() else self.repo_path
 
 
+def _max_future_ms(value: Optional[str], origin: str) -> Optional[int]:
+    from featurestore.errors import DefinitionError
+    from featurestore.model.durations import parse_duration
+
+    if value is None or str(value).strip().lower() in NO_BOUND:
+        return None
+    try:
+        return parse_duration(str(value), origin)
+    except DefinitionError as exc:
+        raise ConfigError(f"{exc} (or 'none' for no bound)") from None
+
+
 def _coerce(name: str, value: Any, origin: str) -> Any:
+    if name == "event_time_max_future":
+        text = "none" if value is None else f"{value}ms" if isinstance(value, int) and not isinstance(value, bool) \
+            else str(value)
+        _max_future_ms(text, origin)  # fail at load, naming where the value came from
+        return text
     if name == "redis_tls":
         if isinstance(value, bool):
             return value

@@ -1,15 +1,8 @@
-SELECT "event_id", "user_id", "merchant_id", "amount", "currency", "country", "channel", "card_present", "ts"
-FROM (
-  SELECT
-    CAST("event_id" AS VARCHAR) AS "event_id",
-    CAST("user_id" AS VARCHAR) AS "user_id",
-    CAST("merchant_id" AS VARCHAR) AS "merchant_id",
-    CASE WHEN isnan(CAST("amount" AS DOUBLE)) THEN NULL ELSE CAST("amount" AS DOUBLE) END AS "amount",
-    CAST("currency" AS VARCHAR) AS "currency",
-    CAST("country" AS VARCHAR) AS "country",
-    CAST("channel" AS VARCHAR) AS "channel",
-    CAST("card_present" AS BOOLEAN) AS "card_present",
-    CAST(date_trunc('millisecond', CAST("ts" AS TIMESTAMPTZ)) AS TIMESTAMPTZ) AS "ts"
-  FROM <batch face>
-) AS src
-WHERE "ts" IS NOT NULL AND "merchant_id" IS NOT NULL
+SELECT "event_id", "user_id", "merchant_id", "amount", "currency", "country", "channel", "card_present", "ts", CASE WHEN __reason IS NOT NULL THEN 1 WHEN "merchant_id" IS NULL THEN 2 ELSE 0 END AS __kind, CASE WHEN __reason IS NOT NULL THEN __reason WHEN "merchant_id" IS NULL THEN 'null join key ' || CASE WHEN "merchant_id" IS NULL THEN 'merchant_id' END || ' (views merchant_activity)' END AS __reason, CASE WHEN __reason IS NOT NULL OR "merchant_id" IS NULL THEN __row END AS __row, __ts_ms
+FROM (SELECT TRY_CAST(src."event_id" AS VARCHAR) AS "event_id", TRY_CAST(src."user_id" AS VARCHAR) AS "user_id", TRY_CAST(src."merchant_id" AS VARCHAR) AS "merchant_id", CASE WHEN isnan(TRY_CAST(src."amount" AS DOUBLE)) THEN NULL ELSE TRY_CAST(src."amount" AS DOUBLE) END AS "amount", TRY_CAST(src."currency" AS VARCHAR) AS "currency", TRY_CAST(src."country" AS VARCHAR) AS "country", TRY_CAST(src."channel" AS VARCHAR) AS "channel", TRY_CAST(src."card_present" AS BOOLEAN) AS "card_present", CASE WHEN (src.__ts_ms >= CAST(-2208988800000 AS BIGINT) AND src.__ts_ms < CAST(7258118400000 AS BIGINT)) THEN CAST(epoch_ms(src.__ts_ms) AS TIMESTAMPTZ) END AS "ts",
+  src.__ts_ms AS __ts_ms,
+  CASE WHEN src."ts" IS NULL THEN 'missing event time ''ts''' WHEN src.__ts_unreadable THEN 'event time ''ts'': not a timestamp' WHEN NOT (src.__ts_ms >= CAST(-2208988800000 AS BIGINT) AND src.__ts_ms < CAST(7258118400000 AS BIGINT)) THEN 'event time ''ts'' out of range (supported: 1900-01-01 to 2199-12-31 UTC)' WHEN src.__ts_ms > getvariable('featurestore_now_ms') + CAST(3600000 AS BIGINT) THEN 'event time ''ts'' too far in the future (more than 1h after ingestion)' WHEN (src."amount" IS NOT NULL AND TRY_CAST(src."amount" AS DOUBLE) IS NULL) THEN 'column ''amount'': not a float64' WHEN (src."card_present" IS NOT NULL AND TRY_CAST(src."card_present" AS BOOLEAN) IS NULL) THEN 'column ''card_present'': not a bool' END AS __reason,
+  to_json(struct_pack("event_id" := src."event_id", "user_id" := src."user_id", "merchant_id" := src."merchant_id", "amount" := src."amount", "currency" := src."currency", "country" := src."country", "channel" := src."channel", "card_present" := src."card_present", "ts" := src."ts")) AS __row
+FROM <batch face> AS src) AS checked
+WHERE (__reason IS NULL AND TRUE AND ("merchant_id" IS NULL OR TRUE))
+   OR (__reason IS NOT NULL AND (__ts_ms IS NULL OR TRUE))
