@@ -8,7 +8,7 @@ store's request-time combiner and the test oracle all take their rules from thes
   UTC), and at most ``max_future`` (config ``event_time.max_future``, default 1h) after the wall clock
   of the job that ingests the event. A source row outside that, or one that cannot be read (missing
   event time, a value that is not of its column's type), is a **dead letter** with a reason, in every
-  job, never an event: :func:`row_reason_sql` is the rule, rendered into both jobs' SQL.
+  job, never an event: :func:`row_reason_sql` is the rule, rendered into every job's SQL.
 * A request at ``q`` sees only events with ``ts < q`` (exclusive).
 * *latest* at ``q``: the event with the greatest event order among ``ts < q`` (and ``ts >= q - ttl``
   when the view has a TTL); its value, which may be null. No such event: null.
@@ -171,23 +171,33 @@ def time_supported_sql(ts_ms_sql: str) -> str:
     return f"({ts_ms_sql} >= {_sql_int(MIN_EVENT_TIME_MS)} AND {ts_ms_sql} < {_sql_int(MAX_EVENT_TIME_MS)})"
 
 
-def row_reason_sql(ts_column: str, *, ts_missing_sql: str, ts_unreadable_sql: str, ts_ms_sql: str, now_ms_sql: str,
-                   max_future_ms: Optional[int], column_checks=(), unreadable: str = "a timestamp") -> str:
+def time_read_reason_sql(ts_column: str, missing_sql: str, unreadable_sql: str, expected: str = "a timestamp") -> str:
+    """SQL: the reason an event time could not be read (NULL when it could), for engines that read it
+    themselves (the backfills): ``missing_sql`` / ``unreadable_sql`` are true when it is absent / not a time."""
+    return (f"CASE WHEN {missing_sql} THEN {_sql_str(missing_time_reason(ts_column))} "
+            f"WHEN {unreadable_sql} THEN {_sql_str(unreadable_time_reason(ts_column, expected))} END")
+
+
+def column_reason_sql(checks) -> str:
+    """SQL: the reason of the first column (in the order given: schema order) whose value is present but
+    not of its type; ``checks``: (column, dtype, SQL true when that is so). NULL when every value is."""
+    if not checks:
+        return "CAST(NULL AS VARCHAR)"
+    return "CASE " + " ".join(f"WHEN {bad} THEN {_sql_str(column_reason(c, d))}" for c, d, bad in checks) + " END"
+
+
+def row_reason_sql(ts_column: str, *, time_read_reason: str, ts_ms_sql: str, now_ms_sql: str,
+                   max_future_ms: Optional[int], column_reason: str) -> str:
     """SQL (DuckDB and Flink alike): the dead-letter reason of a source row, NULL for an event. In order:
-    the event time is missing, unreadable, outside the supported range, too far after ``now_ms_sql`` (the
-    ingesting job's wall clock, epoch ms); then the first column (schema order) whose value is not of its
-    type. ``column_checks``: (column, dtype, SQL true when the value is present but not of the type)."""
-    whens = [
-        f"WHEN {ts_missing_sql} THEN {_sql_str(missing_time_reason(ts_column))}",
-        f"WHEN {ts_unreadable_sql} THEN {_sql_str(unreadable_time_reason(ts_column, unreadable))}",
-        f"WHEN NOT {time_supported_sql(ts_ms_sql)} THEN {_sql_str(out_of_range_reason(ts_column))}",
-    ]
+    the event time could not be read (``time_read_reason``: SQL giving that reason or NULL), it is
+    outside the supported range, it is more than ``max_future_ms`` after ``now_ms_sql`` (the ingesting
+    job's wall clock, epoch ms); then a value not of its column's type (``column_reason``: SQL giving the
+    first such column's reason or NULL). ``ts_ms_sql``: the event time as epoch-ms BIGINT."""
+    whens = [f"WHEN NOT {time_supported_sql(ts_ms_sql)} THEN {_sql_str(out_of_range_reason(ts_column))}"]
     if max_future_ms is not None:
         whens.append(f"WHEN {ts_ms_sql} > {now_ms_sql} + {_sql_int(max_future_ms)} "
                      f"THEN {_sql_str(future_reason(ts_column, max_future_ms))}")
-    for column, dtype, bad_sql in column_checks:
-        whens.append(f"WHEN {bad_sql} THEN {_sql_str(column_reason(column, dtype))}")
-    return "CASE " + " ".join(whens) + " END"
+    return f"COALESCE({time_read_reason}, CASE {' '.join(whens)} END, {column_reason})"
 
 
 def null_key_reason_sql(keys, views, quote) -> str:

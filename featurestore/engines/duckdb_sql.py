@@ -11,7 +11,8 @@ from typing import Iterable, List, Optional, Sequence
 
 from featurestore import dtypes
 from featurestore.compiler.ir import CompiledView
-from featurestore.semantics import null_key_reason_sql, row_reason_sql, time_supported_sql
+from featurestore.semantics import (column_reason_sql, null_key_reason_sql, row_reason_sql, time_read_reason_sql,
+                                   time_supported_sql, )
 
 SQL_TYPES = {
     dtypes.STRING: "VARCHAR",
@@ -72,8 +73,9 @@ def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Op
         cols.append(f"{_typed(name, dtype)} AS {q(name)}")
         if dtype != dtypes.STRING:
             checks.append((name, dtype, f"(src.{q(name)} IS NOT NULL AND TRY_CAST(src.{q(name)} AS {SQL_TYPES[dtype]}) IS NULL)"))
-    reason = row_reason_sql(ts_column, ts_missing_sql=f"src.{q(ts_column)} IS NULL", ts_unreadable_sql=f"src.{TS_UNREADABLE}",
-                            ts_ms_sql=f"src.{TS_MS}", now_ms_sql=NOW_MS, max_future_ms=max_future_ms, column_checks=checks)
+    reason = row_reason_sql(
+        ts_column, time_read_reason=time_read_reason_sql(ts_column, f"src.{q(ts_column)} IS NULL", f"src.{TS_UNREADABLE}"),
+        ts_ms_sql=f"src.{TS_MS}", now_ms_sql=NOW_MS, max_future_ms=max_future_ms, column_reason=column_reason_sql(checks))
     row = "to_json(struct_pack(" + ", ".join(f"{q(n)} := src.{q(n)}" for n, _ in source_columns) + "))"
     return (f"SELECT {', '.join(cols)},\n  src.{TS_MS} AS {TS_MS},\n  {reason} AS {REASON},\n  {row} AS {ROW}\n"
             f"FROM {relation} AS src")
