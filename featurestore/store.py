@@ -102,7 +102,7 @@ class FeatureStore:
     def _checked_relation(self, con, view_name: str) -> str:
         """SQL of the view's source rows read from its batch face, typed and checked (each row's dead-letter
         reason): see ``duckdb_batch`` and ``duckdb_sql.checked_sql``."""
-        from featurestore.engines.duckdb_batch import batch_relation
+        from featurestore.engines.duckdb_batch import batch_relation, column_types
         from featurestore.engines.duckdb_sql import checked_sql
         from featurestore.errors import FeatureStoreError
 
@@ -110,8 +110,9 @@ class FeatureStore:
         if view.source.batch is None:
             raise FeatureStoreError(f"view '{view_name}': source '{view.source.name}' has no batch face to read")
         cv = self.compiled(view_name)
-        return checked_sql(cv.source_columns, cv.ts_column, batch_relation(con, view.source, self.repo_path),
-                           self.config.max_future_ms)
+        relation = batch_relation(con, view.source, self.repo_path)
+        return checked_sql(cv.source_columns, cv.ts_column, relation, self.config.max_future_ms,
+                           column_types(con, relation))
 
     def backfill(self, start=None, end=None, views=None, progress=None, engine="duckdb"):
         """Recompute the offline events of ``views`` (default: all) for ``[start, end)`` from the batch

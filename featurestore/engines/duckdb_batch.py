@@ -128,7 +128,8 @@ def _arrow_relation(con, source, files: Sequence[Path]) -> str:
     return name
 
 
-def _column_types(con, relation: str) -> Dict[str, str]:
+def column_types(con, relation: str) -> Dict[str, str]:
+    """The relation's columns and their DuckDB types (DESCRIBE: reads metadata only)."""
     return {row[0]: row[1] for row in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
 
@@ -137,7 +138,7 @@ def _with_time(con, source, relation: str, ts_as_text: bool = False) -> str:
     ``ts_as_text`` the event-time column itself becomes its text (groups of different timestamp types
     then union without a conversion that could fail)."""
     try:
-        types = _column_types(con, relation)
+        types = column_types(con, relation)
     except Exception as exc:
         raise FeatureStoreError(f"source '{source.name}': cannot read the batch face: {str(exc).splitlines()[0]}") \
             from None
@@ -185,4 +186,4 @@ def _finite(ts_sql: str, epoch_sql: str, divisor: int) -> str:
             f"ELSE CAST({INT64_MAX} AS BIGINT) END")
 
 
-__all__ = ["batch_relation", "parquet_files", "TS_MS", "TS_UNREADABLE"]
+__all__ = ["batch_relation", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]

@@ -7,7 +7,7 @@ SPEC §2. Every window bound comes from :func:`featurestore.semantics.window_pre
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from featurestore import dtypes
 from featurestore.compiler.ir import CompiledView
@@ -43,7 +43,7 @@ def literal(value) -> str:
 
 
 NOW_MS = "getvariable('featurestore_now_ms')"  # the job's wall clock (epoch ms), set by duckdb_engine
-REASON, ROW, KIND = "__reason", "__row", "__kind"
+REASON, ROW, KIND, RAW = "__reason", "__row", "__kind", "__raw_"
 EVENT, DEAD_LETTER, NULL_KEY = 0, 1, 2  # __kind of a routed backfill row
 
 
@@ -57,11 +57,14 @@ def _typed(name: str, dtype: str, src: str = "src.") -> str:
     return cast
 
 
-def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Optional[int]) -> str:
+def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Optional[int],
+                types: Optional[Dict[str, str]] = None) -> str:
     """One row per source row of ``relation`` (a ``duckdb_batch.batch_relation``): each declared column
     cast to its type, the event time as TIMESTAMPTZ floored to the millisecond, ``__ts_ms``, ``__reason``
     (why the row is a dead letter, :func:`featurestore.semantics.row_reason_sql`; NULL for an event) and
-    ``__row`` (the row as read, JSON text, for the dead-letter table)."""
+    each column as read (``__raw_<name>``: the dead-letter table shows the row as read). ``types``: the
+    relation's DuckDB column types when known; a column already of its declared type needs no cast and
+    cannot fail one."""
     from featurestore.engines.duckdb_batch import TS_MS, TS_UNREADABLE
 
     cols, checks = [], []
@@ -70,15 +73,28 @@ def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Op
             cols.append(f"CASE WHEN {time_supported_sql('src.' + TS_MS)} THEN CAST(epoch_ms(src.{TS_MS}) AS TIMESTAMPTZ) "
                         f"END AS {q(name)}")
             continue
+        if types is not None and _DESCRIBED.get(types.get(name, ""), types.get(name)) == SQL_TYPES[dtype]:
+            col = f"src.{q(name)}"
+            typed = f"CASE WHEN isnan({col}) THEN NULL ELSE {col} END" if dtype in (dtypes.FLOAT32, dtypes.FLOAT64) else col
+            cols.append(f"{typed} AS {q(name)}")
+            continue
         cols.append(f"{_typed(name, dtype)} AS {q(name)}")
         if dtype != dtypes.STRING:
             checks.append((name, dtype, f"(src.{q(name)} IS NOT NULL AND TRY_CAST(src.{q(name)} AS {SQL_TYPES[dtype]}) IS NULL)"))
     reason = row_reason_sql(
         ts_column, time_read_reason=time_read_reason_sql(ts_column, f"src.{q(ts_column)} IS NULL", f"src.{TS_UNREADABLE}"),
         ts_ms_sql=f"src.{TS_MS}", now_ms_sql=NOW_MS, max_future_ms=max_future_ms, column_reason=column_reason_sql(checks))
-    row = "to_json(struct_pack(" + ", ".join(f"{q(n)} := src.{q(n)}" for n, _ in source_columns) + "))"
-    return (f"SELECT {', '.join(cols)},\n  src.{TS_MS} AS {TS_MS},\n  {reason} AS {REASON},\n  {row} AS {ROW}\n"
+    raw = ", ".join(f"src.{q(n)} AS {q(RAW + n)}" for n, _ in source_columns)
+    return (f"SELECT {', '.join(cols)},\n  src.{TS_MS} AS {TS_MS},\n  {reason} AS {REASON},\n  {raw}\n"
             f"FROM {relation} AS src")
+
+
+_DESCRIBED = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}  # DESCRIBE's spelling -> ours
+
+
+def _row_json(source_columns) -> str:
+    """The source row as read (the ``__raw_`` columns of :func:`checked_sql`), JSON text."""
+    return "to_json(struct_pack(" + ", ".join(f"{q(n)} := {q(RAW + n)}" for n, _ in source_columns) + "))"
 
 
 def _range(start_ms: Optional[int], end_ms: Optional[int]) -> List[str]:
@@ -120,14 +136,18 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     flt = f"({cv.filter}) IS TRUE" if cv.filter else "TRUE"
     null_key_reason = null_key_reason_sql(cv.join_keys, key_group_views, q)
     cols = _stored_columns(cv) + [
-        f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END AS {KIND}",
-        f"CASE WHEN {REASON} IS NOT NULL THEN {REASON} WHEN {key_null} THEN {null_key_reason} END AS {REASON}",
-        f"CASE WHEN {REASON} IS NOT NULL OR {key_null} THEN {ROW} END AS {ROW}",
+        KIND,
+        f"CASE {KIND} WHEN {DEAD_LETTER} THEN {REASON} WHEN {NULL_KEY} THEN {null_key_reason} END AS {REASON}",
+        f"CASE WHEN {KIND} <> {EVENT} THEN {_row_json(cv.source_columns)} END AS {ROW}",
         TS_MS,
     ]
-    where = (f"({REASON} IS NULL AND {in_range} AND ({key_null} OR {flt}))\n"
-             f"   OR ({REASON} IS NOT NULL AND ({TS_MS} IS NULL OR {in_range}))")
-    return f"SELECT {', '.join(cols)}\nFROM ({checked}) AS checked\nWHERE {where}"
+    # The kind is computed once, below, and the filter is one CASE on it, not an OR: DuckDB then evaluates
+    # the reason once per row (an OR over it cost twice the events query here).
+    kind = f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
+    where = (f"CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n"
+             f"  ELSE {in_range} AND {flt} END")
+    return (f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM ({checked})) AS checked\n"
+            f"WHERE {where}")
 
 
 def columns_list(names: Iterable[str]) -> str:
