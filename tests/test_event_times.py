@@ -185,3 +185,30 @@ def test_cli_backfill_reports_the_dead_letters_in_one_line(tmp_path):
     lines = [ln for ln in res.output.splitlines() if ln.startswith("source 'events': ")]
     assert len(lines) == 1 and "dead letters (" in lines[0] and lines[0].endswith("_backfill_dead_letters/events"), \
         res.output
+
+
+def test_flink_backfill_reads_only_declared_columns_and_names_file_and_column_it_cannot_read(tmp_path):
+    """(No JVM: the Flink backfill's reading plan.) A column no definition uses is never declared, whatever
+    its type; event times are read as raw integers with their unit; what Flink cannot read is one line
+    naming the file and the column."""
+    from featurestore.engines.flink_backfill import _file_columns
+    from featurestore.errors import FeatureStoreError
+
+    store = FeatureStore(write_repo(tmp_path))
+    source = store.repo.views["amount_stats"].source
+    ok = tmp_path / "ok.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "meta": pa.array([{"a": 1}]), "amount": [1.0], "qty": pa.array([1], pa.int32()),
+                             "ts": pa.array([-1], pa.int64()).cast(pa.timestamp("ns", tz="UTC"))}), ok)
+    ddl, types, divisor = _file_columns(ok, source)
+    assert ddl == [("user_id", "STRING"), ("amount", "DOUBLE"), ("qty", "INT"), ("ts", "BIGINT")]
+    assert (types["qty"], divisor) == ("int32", 1_000_000)
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "qty": pa.array([[1]]), "ts": pa.array([0], pa.int64())}), bad)
+    with pytest.raises(FeatureStoreError) as err:
+        _file_columns(bad, source)
+    assert str(err.value) == f"{bad}: column 'qty' of type list<element: int64> cannot be read by the Flink backfill"
+    text_ts = tmp_path / "text.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "ts": ["2026-03-01"]}), text_ts)
+    with pytest.raises(FeatureStoreError, match=r"text.parquet: event-time column 'ts' of type string cannot be read by "
+                                                r"the Flink backfill \(it reads timestamps and integers of epoch milliseconds\)$"):
+        _file_columns(text_ts, source)

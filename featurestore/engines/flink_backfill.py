@@ -122,16 +122,17 @@ def _routed_select(cv: CompiledView, ve: ViewExprs, checked: str, source, group_
     in_range = " AND ".join(rng) or "TRUE"
     flt = f"({ve.filter}) IS TRUE" if ve.filter else "TRUE"
     row = "JSON_OBJECT(" + ", ".join(f"KEY {lit(n)} VALUE {qi(RAW + n)}" for n, _ in source.schema) + " NULL ON NULL)"
+    kind = f"CASE WHEN {reason} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
     cols = [qi(n) for n, _ in cv.source_columns] + [f"{sql} AS {qi(n)}" for n, sql in ve.projections] + [
-        f"CASE WHEN {reason} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END AS {KIND}",
-        f"CASE WHEN {reason} IS NOT NULL THEN {reason} WHEN {key_null} THEN "
+        KIND,
+        f"CASE {KIND} WHEN {DEAD_LETTER} THEN {reason} WHEN {NULL_KEY} THEN "
         f"{semantics.null_key_reason_sql(cv.join_keys, group_views, qi)} END AS {REASON}",
-        f"CASE WHEN {reason} IS NOT NULL OR {key_null} THEN {row} END AS {ROW}",
+        f"CASE WHEN {KIND} <> {EVENT} THEN {row} END AS {ROW}",
         ts_ms,
     ]
-    where = (f"({reason} IS NULL AND {in_range} AND ({key_null} OR {flt}))\n"
-             f"   OR ({reason} IS NOT NULL AND ({ts_ms} IS NULL OR {in_range}))")
-    return f"SELECT {', '.join(cols)}\nFROM (\n{checked}\n)\nWHERE {where}"
+    where = (f"CASE {KIND} WHEN {DEAD_LETTER} THEN ({ts_ms} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n"
+             f"  ELSE {in_range} AND {flt} END")
+    return f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM (\n{checked}\n))\nWHERE {where}"
 
 
 def _files(store, view_name: str) -> List[Path]:
