@@ -147,17 +147,6 @@ def column_reason(column: str, dtype: str) -> str:
 NULL_KEY_PREFIX = "null join key"
 
 
-def event_time_problem(column: str, ts_ms: Optional[int], now_ms: int, max_future_ms: Optional[int]) -> Optional[str]:
-    """Why an event time (epoch ms, already read) makes its row a dead letter; None when it is supported."""
-    if ts_ms is None:
-        return missing_time_reason(column)
-    if ts_ms < MIN_EVENT_TIME_MS or ts_ms >= MAX_EVENT_TIME_MS:
-        return out_of_range_reason(column)
-    if max_future_ms is not None and ts_ms > now_ms + max_future_ms:
-        return future_reason(column, max_future_ms)
-    return None
-
-
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
