@@ -147,6 +147,16 @@ def column_reason(column: str, dtype: str) -> str:
 NULL_KEY_PREFIX = "null join key"
 
 
+def event_time_reason(column: str, ts_ms: int, now_ms: int, max_future_ms: Optional[int]) -> Optional[str]:
+    """Why a (readable) event time makes its row a dead letter, None when it is supported: the Python form
+    of the time part of :func:`row_reason_sql`, for values read in Python (``push``)."""
+    if not MIN_EVENT_TIME_MS <= ts_ms < MAX_EVENT_TIME_MS:
+        return out_of_range_reason(column)
+    if max_future_ms is not None and ts_ms > now_ms + max_future_ms:
+        return future_reason(column, max_future_ms)
+    return None
+
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

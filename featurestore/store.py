@@ -109,9 +109,8 @@ class FeatureStore:
         view = self.repo.views[view_name]
         if view.source.batch is None:
             raise FeatureStoreError(f"view '{view_name}': source '{view.source.name}' has no batch face to read")
-        cv = self.compiled(view_name)
         relation = batch_relation(con, view.source, self.repo_path)
-        return checked_sql(cv.source_columns, cv.ts_column, relation, self.config.max_future_ms,
+        return checked_sql(view.source.schema, view.source.timestamp, relation, self.config.max_future_ms,
                            column_types(con, relation))
 
     def backfill(self, start=None, end=None, views=None, progress=None, engine="duckdb"):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import glob
 import itertools
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from featurestore.engines.duckdb_sql import literal, q
 from featurestore.errors import FeatureStoreError
@@ -65,6 +65,15 @@ def batch_relation(con, source, repo_root) -> str:
         relation = _arrow_relation(con, source, members) if kind == "ms-wide" else _read_parquet(members)
         parts.append(_with_time(con, source, relation, ts_as_text=True))
     return "(\n" + "\nUNION ALL BY NAME\n".join(parts) + "\n)"
+
+
+def checked_relation(con, source, relation: str, max_future_ms: Optional[int]) -> str:
+    """``duckdb_sql.checked_sql`` over any relation of ``source``'s columns (``relation`` SQL or a name
+    registered on ``con``), e.g. pushed rows: the same typing and dead-letter rule as a batch face."""
+    from featurestore.engines.duckdb_sql import checked_sql
+
+    rel = _with_time(con, source, relation)
+    return checked_sql(source.schema, source.timestamp, rel, max_future_ms, column_types(con, rel))
 
 
 def parquet_files(batch, repo_root) -> List[Path]:
@@ -186,4 +195,4 @@ def _finite(ts_sql: str, epoch_sql: str, divisor: int) -> str:
             f"ELSE CAST({INT64_MAX} AS BIGINT) END")
 
 
-__all__ = ["batch_relation", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]
+__all__ = ["batch_relation", "checked_relation", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]
