@@ -132,12 +132,14 @@ def run(scale: str, repeat: int = 3, profile: bool = True) -> Dict[str, object]:
         "events_per_second": {k: round(n_source / v.best) for k, v in timings.items()},
     }
     if profile:
-        cv = FeatureStore(repo).compiled(VIEW)
         from featurestore.engines import duckdb_sql as dsql
+        from featurestore.engines.duckdb_batch import batch_relation
 
-        src = f"read_parquet('{glob}', union_by_name = true)"
-        out["profile_ours_events_sql"] = duckdb_profile(con, dsql.events_sql(cv, src))
-        out["profile_ours_rejected_sql"] = duckdb_profile(con, dsql.rejected_sql(cv, src))
+        fs = FeatureStore(repo)
+        cv = fs.compiled(VIEW)
+        src = dsql.checked_sql(cv.source_columns, cv.ts_column, batch_relation(con, fs.repo.views[VIEW].source, repo),
+                               fs.config.max_future_ms)
+        out["profile_ours_backfill_sql"] = duckdb_profile(con, dsql.backfill_sql(cv, src, [VIEW]))
         from bench.pit import cprofile
 
         def one():

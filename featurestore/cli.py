@@ -199,12 +199,14 @@ def backfill(
 
             results = store.backfill(start=start, end=end, views=view or None, progress=progress, engine=engine)
         table = Table(title="Backfill")
-        for col in ("view", "rows", "rejected (null time / key)", "version", "seconds", "rows/s"):
+        for col in ("view", "rows", "dead letters / null key", "version", "seconds", "rows/s"):
             table.add_column(col, justify="right" if col != "view" else "left")
         for r in results:
-            table.add_row(r.view, f"{r.rows:,}", f"{r.rejected_null_time:,} / {r.rejected_null_key:,}",
+            table.add_row(r.view, f"{r.rows:,}", f"{r.dead_letters:,} / {r.rejected_null_key:,}",
                           str(r.version), f"{r.seconds:.2f}", f"{r.events_per_second:,.0f}")
         console.print(table)
+        for line in results.summary():
+            console.print(line, highlight=False, soft_wrap=True)
 
     _run(go, repo)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from featurestore.errors import ConfigError
+from featurestore.semantics import DEFAULT_MAX_FUTURE
 
 CONFIG_FILE = "featurestore.yaml"
 
@@ -94,6 +95,7 @@ class ServerConfig:
     max_logged_entities: int = 1_000  # entity rows one logged lookup may append to the serving log
     tls_cert: Optional[str] = None  # PEM certificate (chain) and key: serve HTTPS
     tls_key: Optional[str] = None
+NO_BOUND = ("none", "off", "unbounded")  # event_time.max_future values that turn the bound off
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class ProjectConfig:
     flink_jars_dir: str = "infra/.cache/flink-jars"
     restart: RestartStrategy = field(default_factory=RestartStrategy)
     server: ServerConfig = field(default_factory=ServerConfig)
+    event_time_max_future: str = DEFAULT_MAX_FUTURE  # a duration ("1h"), or "none"
     sources: Mapping[str, str] = field(default_factory=dict)  # attribute -> "default" | "file" | "env"
 
     def path(self, value: str) -> Path:
@@ -136,6 +139,11 @@ class ProjectConfig:
         return self.repo_path / ".featurestore"
 
     @property
+    def max_future_ms(self) -> Optional[int]:
+        """How far after the ingesting job's wall clock an event time may be (ms); None: no bound."""
+        return _max_future_ms(self.event_time_max_future, "event_time.max_future")
+
+    @property
     def definitions_path(self) -> Path:
         """``definitions:`` from config; else ``definitions/`` if present; else the repo itself."""
         if self.definitions:
@@ -145,6 +153,25 @@ class ProjectConfig:
 
 
 # -- value types ------------------------------------------------------------------------------------------
+def _max_future_ms(value: Optional[str], origin: str) -> Optional[int]:
+    from featurestore.errors import DefinitionError
+    from featurestore.model.durations import parse_duration
+
+    if value is None or str(value).strip().lower() in NO_BOUND:
+        return None
+    try:
+        return parse_duration(str(value), origin)
+    except DefinitionError as exc:
+        raise ConfigError(f"{exc} (or 'none' for no bound)") from None
+
+
+def _max_future(value: Any, where: str) -> str:
+    """event_time.max_future: a duration (an integer is milliseconds) or 'none', kept as text."""
+    text = f"{value}ms" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    _max_future_ms(text, where)  # fail at load, naming where the value came from
+    return text
+
+
 def _text(value: Any, where: str) -> Optional[str]:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
@@ -247,6 +274,7 @@ KEYS: Tuple[Key, ...] = (
         "FEATURESTORE_REDIS_TLS_CHECK_HOSTNAME", _flag),
     Key(("kafka", "bootstrap_servers"), "kafka_bootstrap", "FEATURESTORE_KAFKA_BOOTSTRAP", _text),
     Key(("flink", "jars_dir"), "flink_jars_dir", "FEATURESTORE_FLINK_JARS_DIR", _text),
+    Key(("event_time", "max_future"), "event_time_max_future", "FEATURESTORE_EVENT_TIME_MAX_FUTURE", _max_future),
     Key(_RS + ("type",), "restart.type", "FEATURESTORE_FLINK_RESTART_STRATEGY", _restart_type),
     Key(_RS + ("initial_delay",), "restart.initial_delay_ms", "FEATURESTORE_FLINK_RESTART_INITIAL_DELAY", _duration),
     Key(_RS + ("max_delay",), "restart.max_delay_ms", "FEATURESTORE_FLINK_RESTART_MAX_DELAY", _duration),

@@ -4,6 +4,11 @@ Nothing in this module imports an engine. The DuckDB compiler, the Flink compile
 store's request-time combiner and the test oracle all take their rules from these names:
 
 * Times are epoch milliseconds, UTC. Anything finer is truncated (floor) to the millisecond.
+* Supported event times: ``MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS`` (1900-01-01 to 2199-12-31
+  UTC), and at most ``max_future`` (config ``event_time.max_future``, default 1h) after the wall clock
+  of the job that ingests the event. A source row outside that, or one that cannot be read (missing
+  event time, a value that is not of its column's type), is a **dead letter** with a reason, in every
+  job, never an event: :func:`row_reason_sql` is the rule, rendered into every job's SQL.
 * A request at ``q`` sees only events with ``ts < q`` (exclusive).
 * *latest* at ``q``: the event with the greatest event order among ``ts < q`` (and ``ts >= q - ttl``
   when the view has a TTL); its value, which may be null. No such event: null.
@@ -28,6 +33,15 @@ from typing import Callable, Optional
 from featurestore import dtypes as t
 
 TIME_UNIT = "ms"
+
+# -- supported event times ---------------------------------------------------------------------------
+# Inside pandas' datetime64[ns] range (1677-09-21 .. 2262-04-11), so every stored event time reads back in
+# pandas, numpy and Feast without overflow; wide enough for any history, and far from what the common unit
+# mistakes produce (epoch microseconds or nanoseconds read as milliseconds land after the year 50000).
+MIN_EVENT_TIME_MS = -2_208_988_800_000  # 1900-01-01T00:00:00Z, inclusive
+MAX_EVENT_TIME_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z, exclusive
+SUPPORTED_RANGE_TEXT = "1900-01-01 to 2199-12-31 UTC"
+DEFAULT_MAX_FUTURE = "1h"  # how far after the ingesting job's wall clock an event time may be
 
 
 @dataclass(frozen=True)
@@ -103,3 +117,101 @@ def latest_visible(ts_ms: int, q_ms: int, ttl_ms: Optional[int]) -> bool:
 def truncate_to_ms(ns: int) -> int:
     """Epoch nanoseconds to epoch milliseconds, flooring (so 1969 times floor, not round to zero)."""
     return ns // 1_000_000
+
+
+# -- dead letters: why a source row is not an event ----------------------------------------------------
+def missing_time_reason(column: str) -> str:
+    return f"missing event time '{column}'"
+
+
+def unreadable_time_reason(column: str, expected: str = "a timestamp") -> str:
+    """The event time is present but is not a time (the stream: not an integer of epoch milliseconds)."""
+    return f"event time '{column}': not {expected}"
+
+
+def out_of_range_reason(column: str) -> str:
+    return f"event time '{column}' out of range (supported: {SUPPORTED_RANGE_TEXT})"
+
+
+def future_reason(column: str, max_future_ms: int) -> str:
+    from featurestore.model.durations import format_duration
+
+    return f"event time '{column}' too far in the future (more than {format_duration(max_future_ms)} after ingestion)"
+
+
+def column_reason(column: str, dtype: str) -> str:
+    """A value that is not of its column's declared type (wrong type, unparseable, out of the type's range)."""
+    return f"column '{column}': not a {dtype}"
+
+
+NULL_KEY_PREFIX = "null join key"
+
+
+def event_time_reason(column: str, ts_ms: int, now_ms: int, max_future_ms: Optional[int]) -> Optional[str]:
+    """Why a (readable) event time makes its row a dead letter, None when it is supported: the Python form
+    of the time part of :func:`row_reason_sql`, for values read in Python (``push``)."""
+    if not MIN_EVENT_TIME_MS <= ts_ms < MAX_EVENT_TIME_MS:
+        return out_of_range_reason(column)
+    if max_future_ms is not None and ts_ms > now_ms + max_future_ms:
+        return future_reason(column, max_future_ms)
+    return None
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_int(value: int) -> str:
+    return f"CAST({int(value)} AS BIGINT)"  # a BIGINT literal in DuckDB and Flink alike
+
+
+def time_supported_sql(ts_ms_sql: str) -> str:
+    """SQL: the event time (epoch-ms BIGINT, not null) is inside the supported range."""
+    return f"({ts_ms_sql} >= {_sql_int(MIN_EVENT_TIME_MS)} AND {ts_ms_sql} < {_sql_int(MAX_EVENT_TIME_MS)})"
+
+
+def time_read_reason_sql(ts_column: str, missing_sql: str, unreadable_sql: str, expected: str = "a timestamp") -> str:
+    """SQL: the reason an event time could not be read (NULL when it could), for engines that read it
+    themselves (the backfills): ``missing_sql`` / ``unreadable_sql`` are true when it is absent / not a time."""
+    return (f"CASE WHEN {missing_sql} THEN {_sql_str(missing_time_reason(ts_column))} "
+            f"WHEN {unreadable_sql} THEN {_sql_str(unreadable_time_reason(ts_column, expected))} END")
+
+
+def column_reason_sql(checks) -> str:
+    """SQL: the reason of the first column (in the order given: schema order) whose value is present but
+    not of its type; ``checks``: (column, dtype, SQL true when that is so). NULL when every value is."""
+    if not checks:
+        return "CAST(NULL AS VARCHAR)"
+    return "CASE " + " ".join(f"WHEN {bad} THEN {_sql_str(column_reason(c, d))}" for c, d, bad in checks) + " END"
+
+
+def row_reason_sql(ts_column: str, *, time_read_reason: str, ts_ms_sql: str, now_ms_sql: str,
+                   max_future_ms: Optional[int], column_reason: str) -> str:
+    """SQL (DuckDB and Flink alike): the dead-letter reason of a source row, NULL for an event. In order:
+    the event time could not be read (``time_read_reason``: SQL giving that reason or NULL), it is
+    outside the supported range, it is more than ``max_future_ms`` after ``now_ms_sql`` (the ingesting
+    job's wall clock, epoch ms); then a value not of its column's type (``column_reason``: SQL giving the
+    first such column's reason or NULL). ``ts_ms_sql``: the event time as epoch-ms BIGINT."""
+    whens = [f"WHEN NOT {time_supported_sql(ts_ms_sql)} THEN {_sql_str(out_of_range_reason(ts_column))}"]
+    if max_future_ms is not None:
+        whens.append(f"WHEN {ts_ms_sql} > {now_ms_sql} + {_sql_int(max_future_ms)} "
+                     f"THEN {_sql_str(future_reason(ts_column, max_future_ms))}")
+    return f"COALESCE({time_read_reason}, CASE {' '.join(whens)} END, {column_reason})"
+
+
+def null_key_reason_sql(keys, views, quote) -> str:
+    """SQL: the dead-letter reason of an event with a null join key, for the views keyed on ``keys``
+    (one dead-letter row per distinct join-key set): ``null join key <first null key> (views a, b)``.
+    ``quote`` quotes an identifier in the engine's dialect."""
+    which = "CASE " + " ".join(f"WHEN {quote(k)} IS NULL THEN {_sql_str(k)}" for k in keys) + " END"
+    return f"{_sql_str(NULL_KEY_PREFIX + ' ')} || {which} || {_sql_str(' (views ' + ', '.join(views) + ')')}"
+
+
+def floor_div_sql(x_sql: str, divisor: int, int_div: str) -> str:
+    """SQL floor division of a BIGINT by a positive constant: times before 1970 floor too. ``int_div`` is
+    the engine's integer division operator (DuckDB ``//``, Flink ``/``); both truncate toward zero and
+    their remainder has the dividend's sign."""
+    d = int(divisor)
+    if d == 1:
+        return x_sql
+    return f"({x_sql} {int_div} {d} - CASE WHEN MOD({x_sql}, {d}) < 0 THEN 1 ELSE 0 END)"

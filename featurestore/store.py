@@ -99,40 +99,37 @@ class FeatureStore:
 
         return connect(temp_dir=self.repo_path / ".featurestore" / "tmp", threads=1 if deterministic else None)
 
-    def _source_relation(self, view_name: str) -> str:
-        from featurestore.engines.duckdb_sql import source_relation_sql
+    def _checked_relation(self, con, view_name: str) -> str:
+        """SQL of the view's source rows read from its batch face, typed and checked (each row's dead-letter
+        reason): see ``duckdb_batch`` and ``duckdb_sql.checked_sql``."""
+        from featurestore.engines.duckdb_batch import batch_relation, column_types
+        from featurestore.engines.duckdb_sql import checked_sql
         from featurestore.errors import FeatureStoreError
 
         view = self.repo.views[view_name]
         if view.source.batch is None:
             raise FeatureStoreError(f"view '{view_name}': source '{view.source.name}' has no batch face to read")
-        return source_relation_sql(view.source.batch, self.repo_path)
+        relation = batch_relation(con, view.source, self.repo_path)
+        return checked_sql(view.source.schema, view.source.timestamp, relation, self.config.max_future_ms,
+                           column_types(con, relation))
 
     def backfill(self, start=None, end=None, views=None, progress=None, engine="duckdb"):
         """Recompute the offline events of ``views`` (default: all) for ``[start, end)`` from the batch
         faces, replacing that range atomically (a new table version), whoever wrote it; the range then
         belongs to the batch face (the stream adds no event inside it). No ``end``: up to the batch face's
-        last event, so later events stay the stream's. Returns one result per view.
+        last event, so later events stay the stream's. Returns one result per view (a list whose
+        ``summary()`` gives one line per source that had dead letters). Source rows that cannot be events
+        (missing or unreadable event time, outside the supported range, too far in the future, a value not
+        of its column's type) are dead letters: counted in the results and kept in the source's table
+        ``_backfill_dead_letters/<source>`` (docs/offline-store.md).
         ``engine="flink"`` runs the same compiled semantics as a Flink batch job."""
-        if engine == "flink":
-            from featurestore.engines.flink_job import run_backfill
-            from featurestore.errors import FeatureStoreError
-            from featurestore.failures import job_error
-
-            try:
-                return run_backfill(self, start, end, views)
-            except FeatureStoreError:
-                raise
-            except Exception as exc:  # a Java failure of the Flink job: its root cause, the trace in a file
-                raise job_error(self.config.state_path, "backfill --engine flink failed", exc) from None
-        if engine != "duckdb":
-            from featurestore.errors import NotImplementedYet
-
-            raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb or flink)")
-        from featurestore.engines.duckdb_engine import backfill_view
         from featurestore.errors import RequestError
         from featurestore.sdk.timeutil import to_epoch_ms
 
+        if engine not in ("duckdb", "flink"):
+            from featurestore.errors import NotImplementedYet
+
+            raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb or flink)")
         names = list(self.repo.views) if views is None else list(views)
         for n in names:
             if n not in self.repo.views:
@@ -140,14 +137,20 @@ class FeatureStore:
         start_ms, end_ms = to_epoch_ms(start, "start"), to_epoch_ms(end, "end")
         if start_ms is not None and end_ms is not None and start_ms >= end_ms:
             raise RequestError(f"backfill range is empty: start {start} is not before end {end}")
-        con = self._connect()
-        results = []
-        for n in names:
-            cv = self.compiled(n)
-            table = self.offline.table(n, ts_column=cv.ts_column)
-            on_rows = progress(n) if progress else None
-            results.append(backfill_view(con, cv, self._source_relation(n), table, start_ms, end_ms, on_rows))
-        return results
+        if engine == "flink":
+            from featurestore.engines.flink_backfill import run_backfill
+            from featurestore.errors import FeatureStoreError
+            from featurestore.failures import job_error
+
+            try:
+                return run_backfill(self, names, start_ms, end_ms)
+            except FeatureStoreError:
+                raise
+            except Exception as exc:  # a Java failure of the Flink job: its root cause, the trace in a file
+                raise job_error(self.config.state_path, "backfill --engine flink failed", exc) from None
+        from featurestore.engines.duckdb_engine import backfill
+
+        return backfill(self, names, start_ms, end_ms, progress)
 
     def explain(self, views=None) -> dict:
         """The compiled jobs, as text: per view, the backfill SQL and the point-in-time SQL (when no key is
@@ -163,8 +166,12 @@ class FeatureStore:
         out = {}
         for name in names:
             cv = self.compiled(name)
+            view = self.repo.views[name]
+            group = [n for n in names if self.repo.views[n].source.name == view.source.name
+                     and tuple(self.repo.views[n].join_keys) == tuple(view.join_keys)]
+            checked = dsql.checked_sql(cv.source_columns, cv.ts_column, "<batch face>", self.config.max_future_ms)
             out[name] = {
-                "backfill (DuckDB)": dsql.events_sql(cv, "<batch face>", None, None),
+                "backfill (DuckDB)": dsql.backfill_sql(cv, checked, group, None, None),
                 "point-in-time (DuckDB)": duckdb_pit.pit_sql(cv, "<offline events>", "<requests>"),
             }
             if cv.aggregations:
@@ -277,7 +284,7 @@ class FeatureStore:
         table = self.offline.table(cv.name, ts_column=cv.ts_column)
         version = table.version
         if version is None:
-            events = f"({dsql.events_sql(cv, self._source_relation(cv.name))})"
+            events = f"({dsql.events_sql(cv, self._checked_relation(con, cv.name))})"
             pushed = events_relation(self, con, cv)
             if pushed is not None:
                 events = f"({events} UNION ALL BY NAME {pushed})"

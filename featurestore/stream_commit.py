@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from featurestore.semantics import NULL_KEY_PREFIX
+
 log = logging.getLogger("featurestore.streaming")
 
 COMMITTER_STATE = "_committer.json"
 COMMITTER_PENDING = "_pending.json"
-NULL_KEY_PREFIX = "null join key"
 PARTITION_COLUMN, OFFSET_COLUMN = "__kafka_partition", "__kafka_offset"  # in the view sinks' files
 DEAD_PARTITION, DEAD_OFFSET = "kafka_partition", "kafka_offset"  # columns of the dead-letter tables
 

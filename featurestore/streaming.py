@@ -139,6 +139,7 @@ def plan(store, views: Optional[Sequence[str]] = None, bounded: bool = False):
         staging={n: staging_dir(store, n).resolve().as_uri() for n in names},
         dead_letter_staging={s.name: dead_letter_staging_dir(store, s.name).resolve().as_uri() for s in sources.values()},
         online_views=[n for n in names if store.repo.views[n].online],
+        max_future_ms=store.config.max_future_ms,
     )
 
 
@@ -252,7 +253,9 @@ def _jars(store) -> List[Path]:
     if missing:
         raise InfraError(f"Flink connector jars missing in {d}: {', '.join(m + '*.jar' for m in missing)} "
                          "(run bash infra/up.sh)")
-    return jars
+    from featurestore.engines.flink_udf import udf_jar
+
+    return jars + [udf_jar()]
 
 
 class StreamHandle:

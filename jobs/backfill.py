@@ -20,9 +20,12 @@ def main(argv=None) -> int:
     parser.add_argument("--view", action="append", help="only this view (repeatable)")
     args = parser.parse_args(argv)
     try:
-        for r in FeatureStore(args.repo).backfill(start=args.start, end=args.end, views=args.view):
+        results = FeatureStore(args.repo).backfill(start=args.start, end=args.end, views=args.view)
+        for r in results:
             print(f"{r.view}: {r.rows} rows, version {r.version}, {r.seconds:.2f}s, "
-                  f"rejected {r.rejected_null_time} null time / {r.rejected_null_key} null key")
+                  f"{r.dead_letters} dead letters / {r.rejected_null_key} null key")
+        for line in results.summary():
+            print(line)
     except FeatureStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

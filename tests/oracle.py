@@ -7,8 +7,12 @@ does not import ``featurestore.semantics`` rules; it re-states them, so a mistak
 
 Rules implemented (SPEC §2 and the ``featurestore.semantics`` docstring):
 
-* Event times are epoch milliseconds, floored (``ns // 1_000_000``). Naive timestamps are taken as UTC.
+* Event times are epoch milliseconds, floored (``ns // 1_000_000``). Naive timestamps are taken as UTC;
+  a plain integer is already epoch ms (times pandas cannot hold, e.g. the year 58000, are given so).
   Events with a null event time are dropped; events with any null join key never match an entity.
+* Supported event times: from 1900-01-01 (inclusive) to 2200-01-01 (exclusive) UTC, and at most
+  ``max_future_ms`` (default one hour) after ``now_ms`` (the time the job read the event; default: now).
+  Events outside are dead letters, never events.
 * A request at ``q`` (the entity row's timestamp, floored to ms) sees only ``ts < q``.
 * Window ``W``: ``q - W <= ts < q``; unbounded: ``ts < q``. *latest*: the same with the view's TTL.
 * Event order: ``source.order_columns`` (ts, tiebreak columns, every other source column in schema
@@ -53,11 +57,26 @@ _INT_SQL_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
 
 
 # -- time -------------------------------------------------------------------------------------------
+SUPPORTED_FROM_MS = int(pd.Timestamp("1900-01-01T00:00:00Z").value // 1_000_000)
+SUPPORTED_UNTIL_MS = int((pd.Timestamp("2199-12-31T00:00:00Z") + pd.Timedelta(days=1)).value // 1_000_000)
+DEFAULT_MAX_FUTURE_MS = 3_600_000
+
+
 def to_ms(value: Any) -> Optional[int]:
-    """A timestamp (pandas, datetime, string; naive = UTC) as epoch ms, floored. Null -> None."""
+    """A timestamp (pandas, datetime, string; naive = UTC) as epoch ms, floored; an int is epoch ms. Null -> None."""
     if _is_null(value):
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     return pd.Timestamp(value).value // 1_000_000  # .value is epoch ns, tz-aware or naive-as-UTC
+
+
+def supported(ts_ms: int, now_ms: Optional[int] = None, max_future_ms: Optional[int] = DEFAULT_MAX_FUTURE_MS) -> bool:
+    """The event time is in the supported range and not more than ``max_future_ms`` after ``now_ms``."""
+    if not SUPPORTED_FROM_MS <= ts_ms < SUPPORTED_UNTIL_MS:
+        return False
+    now = pd.Timestamp.now(tz="UTC").value // 1_000_000 if now_ms is None else now_ms
+    return max_future_ms is None or ts_ms <= now + max_future_ms
 
 
 def in_window(ts: int, q: int, window_ms: Optional[int]) -> bool:
@@ -100,19 +119,22 @@ def _normalize(v: Any, dtype: str) -> Any:
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("us")
 
 
-def events_ms(df: pd.DataFrame, source: Source) -> List[dict]:
+def events_ms(df: pd.DataFrame, source: Source, now_ms: Optional[int] = None,
+              max_future_ms: Optional[int] = DEFAULT_MAX_FUTURE_MS) -> List[dict]:
     """Event rows as dicts of plain Python values; the event-time column becomes epoch ms (floored).
 
     Columns of the source schema are normalized to their declared type (NaN/NaT/NA -> None); other
-    columns are kept as they are. Rows with a null event time are dropped.
+    columns are kept as they are. Rows with a null or unsupported event time are dropped.
     """
     types = source.columns
     rows = []
     for rec in df.to_dict("records"):
-        row = {c: (_normalize(v, types[c]) if c in types else v) for c, v in rec.items()}
-        row[source.timestamp] = to_ms(rec[source.timestamp])
-        if row[source.timestamp] is not None:
-            rows.append(row)
+        ts = to_ms(rec[source.timestamp])
+        if ts is None or not supported(ts, now_ms, max_future_ms):
+            continue
+        row = {c: (_normalize(v, types[c]) if c in types and c != source.timestamp else v) for c, v in rec.items()}
+        row[source.timestamp] = ts
+        rows.append(row)
     return rows
 
 
@@ -224,10 +246,12 @@ def aggregate(function: str, items: Iterable[Tuple[tuple, Any]], *, integer_inpu
 
 # -- the point-in-time join --------------------------------------------------------------------------
 def point_in_time(events_df: pd.DataFrame, view: FeatureView, entity_df: pd.DataFrame,
-                  timestamp_col: str = "event_timestamp") -> pd.DataFrame:
-    """SPEC §2 values of every feature of ``view`` for every row of ``entity_df`` (same order)."""
+                  timestamp_col: str = "event_timestamp", now_ms: Optional[int] = None,
+                  max_future_ms: Optional[int] = DEFAULT_MAX_FUTURE_MS) -> pd.DataFrame:
+    """SPEC §2 values of every feature of ``view`` for every row of ``entity_df`` (same order); events
+    outside the supported times (see the module docstring) are not events."""
     source, keys = view.source, view.join_keys
-    rows = apply_view_rows(events_ms(events_df, source), view)
+    rows = apply_view_rows(events_ms(events_df, source, now_ms, max_future_ms), view)
     features = list(view.features)
     exprs = [f.expr if isinstance(f, Latest) else (f.column or "1") for f in features]
     values, types = sql_values(rows, source, exprs, view.projections)

@@ -182,3 +182,77 @@ def random_requests(seed: int, events: pd.DataFrame, n: int = 120, users=None) -
     df = pd.DataFrame(rows)
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
     return df
+
+
+# -- extreme event times ------------------------------------------------------------------------------------
+BASE_MS = BASE.value // 1_000_000
+SUPPORTED_FROM_MS = -2_208_988_800_000  # 1900-01-01 (docs/semantics.md: the supported range)
+SUPPORTED_UNTIL_MS = 7_258_118_400_000  # 2200-01-01, exclusive
+HOUR_MS = 3_600_000
+OUT_OF_RANGE, TOO_FAR_AHEAD = "out of range", "too far in the future"
+
+
+def extreme_times(now_ms: int):
+    """(kind, event time, what becomes of it: None = an event, else OUT_OF_RANGE / TOO_FAR_AHEAD with the
+    default one-hour bound). Times are epoch ms (ints) or, for sub-millisecond digits, pandas Timestamps."""
+    return [
+        ("epoch_us", BASE_MS * 1000, OUT_OF_RANGE),  # a producer writing microseconds
+        ("epoch_ns", BASE_MS * 1_000_000, OUT_OF_RANGE),  # ... or nanoseconds
+        ("epoch_s", BASE_MS // 1000, None),  # seconds read as ms: 1970-01-21, indistinguishable, an event
+        ("year_9999", 253_402_300_799_999, OUT_OF_RANGE),
+        ("year_10000", 253_402_300_800_000, OUT_OF_RANGE),
+        ("year_2100", 4_102_444_800_000, TOO_FAR_AHEAD),
+        ("int64_max", 2**63 - 1, OUT_OF_RANGE),
+        ("int64_min", -(2**63), OUT_OF_RANGE),
+        ("range_min", SUPPORTED_FROM_MS, None),
+        ("range_min_minus_1", SUPPORTED_FROM_MS - 1, OUT_OF_RANGE),
+        ("range_max_minus_1", SUPPORTED_UNTIL_MS - 1, TOO_FAR_AHEAD),
+        ("range_max", SUPPORTED_UNTIL_MS, OUT_OF_RANGE),
+        ("in_2h", now_ms + 2 * HOUR_MS, TOO_FAR_AHEAD),
+        ("in_30m", now_ms + HOUR_MS // 2, None),
+        ("pre_1970_sub_ms", pd.Timestamp("1969-12-31T23:59:59.9995Z"), None),
+        ("pre_1970_1ns", pd.Timestamp(-1, unit="ns", tz="UTC"), None),
+        ("pre_1970_ns_digits", pd.Timestamp("1955-05-05T05:05:05.000000999Z"), None),
+        ("ns_digits_round_up", BASE + pd.Timedelta(nanoseconds=999_999_700), None),  # floors, never rounds up
+    ]
+
+
+def extreme_events(seed: int, now_ms: int, users: int = 6) -> pd.DataFrame:
+    """One event per :func:`extreme_times` kind (column ``kind``), on the random repo's users (the
+    accepted near-future one on a user of its own, so it trims no one else's online history). ``ts`` is
+    an object column: epoch-ms ints and pandas Timestamps."""
+    rng = random.Random(seed + 77)
+    rows = []
+    for kind, ts, _ in extreme_times(now_ms):
+        rows.append({
+            "user_id": "u_future" if kind == "in_30m" else f"u{rng.randrange(users)}",
+            "shop": rng.randint(0, 2), "amount": round(rng.uniform(-50, 200), 2), "qty": rng.randint(-3, 9),
+            "tag": rng.choice(["a", "b", "é"]), "flag": rng.random() < 0.7, "ts": ts, "kind": kind,
+        })
+    df = pd.DataFrame(rows)
+    df["qty"] = df["qty"].astype("Int64")
+    df["flag"] = df["flag"].astype("boolean")
+    df["ts"] = df["ts"].astype(object)
+    return df
+
+
+def write_batch_face(root: Path, events: pd.DataFrame, extremes: pd.DataFrame, files: int = 2) -> None:
+    """The batch face of ``events`` plus ``extremes`` with every event time exact: pandas files
+    (nanoseconds) for the random events and the extremes pandas can hold, a microsecond file for the
+    integer times DuckDB can hold, a millisecond file for the rest (beyond DuckDB's range)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    is_int = extremes["ts"].map(lambda v: isinstance(v, int))
+    ns = extremes[~is_int].drop(columns=["kind"]).copy()
+    ns["ts"] = pd.to_datetime(ns["ts"], utc=True)
+    write_events(root, pd.concat([events, ns], ignore_index=True), files=files)
+    out = root / "data" / "events"
+    ints = extremes[is_int].drop(columns=["kind"])
+    limit = (2**63 - 1) // 1000
+    for unit, part in (("us", ints[ints["ts"].map(lambda v: -limit <= v <= limit)]),
+                       ("ms", ints[ints["ts"].map(lambda v: not -limit <= v <= limit)])):
+        ts = [v * 1000 if unit == "us" else v for v in part["ts"]]
+        table = pa.Table.from_pandas(part.drop(columns=["ts"]), preserve_index=False)
+        table = table.append_column("ts", pa.array(ts, pa.int64()).cast(pa.timestamp(unit, tz="UTC")))
+        pq.write_table(table, out / f"extreme-{unit}.parquet")

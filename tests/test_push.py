@@ -163,18 +163,21 @@ def test_bad_rows_are_dead_letters_with_reasons_and_the_rest_goes_in(make_store)
         {"user_id": "u1", "ts": "3000-01-01T00:00:00Z"},
         {"user_id": 7, "ts": t},
         {"user_id": None, "shop": 2, "amount": float("nan"), "ts": 1772323260000},  # epoch ms; null key: no user views
+        {"user_id": "u1", "ts": "1899-12-31T23:59:59.999Z"},  # the supported range and the future bound of
+        {"user_id": "u1", "ts": "2100-01-01T00:00:00Z"},  # every job (docs/semantics.md)
     ]
     result = store.push("events", rows, to="online_and_offline")
-    assert result.rows == 10 and result.events == 2
+    assert result.rows == 12 and result.events == 2
     assert result.dead_letters == {
         "column 'amount': not a float64": 1, "column 'shop': not a int64": 2, "missing event time 'ts'": 1,
         "event time 'ts': not a timestamp (a datetime, an ISO-8601 string or epoch milliseconds)": 2,
-        "event time 'ts' out of range (supported: 1677-09-22 to 2262-04-11 UTC)": 1,
+        "event time 'ts' out of range (supported: 1900-01-01 to 2199-12-31 UTC)": 2,
+        "event time 'ts' too far in the future (more than 1h after ingestion)": 1,
         "column 'user_id': not a string": 1}
     from featurestore.push import dead_letter_table
 
     kept = dead_letter_table(store, "events").read().to_pylist()
-    assert len(kept) == 8 and {r["row_index"] for r in kept} == {1, 2, 3, 4, 5, 6, 7, 8}
+    assert len(kept) == 10 and {r["row_index"] for r in kept} == {1, 2, 3, 4, 5, 6, 7, 8, 10, 11}
     assert '"amount": "abc"' in kept[0]["row"]
     with pytest.raises(RequestError, match="to='both' is not one of online, offline, online_and_offline"):
         store.push("events", rows, to="both")

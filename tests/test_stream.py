@@ -886,7 +886,7 @@ def test_explain_prints_every_statement_of_the_job(tmp_path):
     root = write_repo(tmp_path)
     (root / "definitions" / "features.py").write_text(stream_definitions("tx_topic"))
     text = streaming.explain(FeatureStore(root))
-    assert "'topic' = 'tx_topic'" in text and "WATERMARK FOR `__rowtime` AS `__rowtime` - INTERVAL '2.000' SECOND" in text
+    assert "'topic' = 'tx_topic'" in text and "fs_parse_json_record(`__value`, " in text
     for view in ("amount_stats", "qty_stats", "profile", "profile_forever", "pair_stats"):
         assert f"INSERT INTO fs_events_{view}" in text
     assert "INSERT INTO fs_dead_letters_events" in text
@@ -989,19 +989,19 @@ def test_same_job_on_a_standalone_cluster(streamed, flink_cluster, tmp_path, red
 def test_flink_backfill_equals_duckdb_backfill(streamed, tmp_path):
     """The backfill's semantics as a Flink batch job over the Parquet batch face: same tables, and a
     partial range replaces exactly that range."""
-    from featurestore.engines import flink_job
-
     root = streamed.root
     store = FeatureStore(root, config=dataclasses.replace(load_config(root), offline_root=str(tmp_path / "offline")))
-    results = {r.view: r for r in flink_job.run_backfill(store)}
+    results = {r.view: r for r in store.backfill(engine="flink")}
     ref = {r.view: r for r in streamed.ref.backfill()}  # (again: same rows, the counts to compare with)
     for view in store.repo.views:
-        assert (results[view].rows, results[view].rejected_null_time, results[view].rejected_null_key) == \
-            (ref[view].rows, ref[view].rejected_null_time, ref[view].rejected_null_key)
+        assert (results[view].rows, results[view].rejected_null_time, results[view].rejected_null_key,
+                results[view].dead_letters, results[view].reasons) == \
+            (ref[view].rows, ref[view].rejected_null_time, ref[view].rejected_null_key, ref[view].dead_letters,
+             ref[view].reasons)
         assert_same_rows(offline_table(store, view), offline_table(streamed.ref, view), f"view {view}, Flink backfill")
     start = pd.Timestamp("2026-03-01T00:01:00Z")
     end = pd.Timestamp("2026-03-01T00:02:00Z")
-    partial = {r.view: r for r in flink_job.run_backfill(store, start, end, views=["amount_stats"])}
+    partial = {r.view: r for r in store.backfill(start, end, views=["amount_stats"], engine="flink")}
     in_range = int(((streamed.events["ts"].dt.floor("ms") >= start) & (streamed.events["ts"].dt.floor("ms") < end)).sum())
     assert partial["amount_stats"].rows == in_range > 0
     assert_same_rows(offline_table(store, "amount_stats"), offline_table(streamed.ref, "amount_stats"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -13,13 +12,12 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.errors import FeatureStoreError
 
-# Effectively unbounded range for "all of history" (epoch ms).
-ALL_TIME = (-(2**62), 2**62)
 BATCH_ROWS = 1_000_000
 
 
 def connect(temp_dir: Optional[Path] = None, threads: Optional[int] = None):
-    """A DuckDB connection set up for this engine: UTC session, spill directory."""
+    """A DuckDB connection set up for this engine: UTC session, spill directory, the wall clock of now for
+    the future-time bound (:func:`set_now` moves it)."""
     import duckdb
 
     con = duckdb.connect()
@@ -30,6 +28,7 @@ def connect(temp_dir: Optional[Path] = None, threads: Optional[int] = None):
         con.execute(f"SET temp_directory = {dsql.literal(str(temp_dir))}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    set_now(con, int(time.time() * 1000))
     return con
 
 
@@ -45,51 +44,33 @@ def arrow_schema(cv: CompiledView) -> pa.Schema:
     return pa.schema(fields)
 
 
-@dataclass
-class BackfillResult:
-    view: str
-    rows: int
-    rejected_null_time: int
-    rejected_null_key: int
-    version: Optional[int]
-    seconds: float
-
-    @property
-    def events_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+def set_now(con, now_ms: int) -> None:
+    """The wall clock (epoch ms) compiled SQL checks future event times against (``duckdb_sql.NOW_MS``)."""
+    con.execute(f"SET VARIABLE featurestore_now_ms = {int(now_ms)}")
 
 
-def backfill_view(
-    con,
-    cv: CompiledView,
-    source_relation: str,
-    table,
-    start_ms: Optional[int] = None,
-    end_ms: Optional[int] = None,
-    on_rows: Optional[Callable[[int], None]] = None,
-) -> BackfillResult:
-    """Compute the view's stored events for ``[start_ms, end_ms)`` and replace that range in ``table``.
-    No ``start_ms``: from the beginning of time; no ``end_ms``: up to the last event read (inclusive), so
-    the events after it stay the stream's (``OfflineTable.write_range``)."""
-    t0 = time.perf_counter()
-    start, end = ALL_TIME[0] if start_ms is None else start_ms, end_ms
-    try:
-        null_time, null_key = con.sql(dsql.rejected_sql(cv, source_relation, start_ms, end_ms)).fetchall()[0]
-        reader = con.sql(dsql.events_sql(cv, source_relation, start_ms, end_ms)).to_arrow_reader(BATCH_ROWS)
-    except Exception as exc:  # duckdb's own errors: name the view and keep the first line
-        raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
-    schema = arrow_schema(cv)
-    count = 0
+def backfill(store, names, start_ms: Optional[int], end_ms: Optional[int],
+             progress: Optional[Callable[[str], Optional[Callable[[int], None]]]] = None):
+    """Recompute the offline events of ``names`` for ``[start_ms, end_ms)`` from their batch faces (one pass
+    per view: events, dead letters and null join keys routed by ``__kind``), replace that range in each
+    view's table and each source's dead-letter table. Returns a ``BackfillResults``."""
+    from featurestore.engines.backfill import BackfillRun
 
-    def batches():
-        nonlocal count
-        for batch in reader:
-            batch = pa.Table.from_batches([batch]).cast(schema).to_batches()
-            for b in batch:
-                count += b.num_rows
-                if on_rows:
-                    on_rows(b.num_rows)
-                yield b
-
-    version = table.write_range(pa.RecordBatchReader.from_batches(schema, batches()), start, end)
-    return BackfillResult(cv.name, count, int(null_time), int(null_key), version, time.perf_counter() - t0)
+    run = BackfillRun(store, names, start_ms, end_ms)
+    con = store._connect()
+    set_now(con, run.now_ms)
+    relations: dict = {}
+    results = []
+    for n in names:
+        t0 = time.perf_counter()
+        cv = store.compiled(n)
+        source = store.repo.views[n].source
+        if source.name not in relations:
+            relations[source.name] = store._checked_relation(con, n)
+        sql = dsql.backfill_sql(cv, relations[source.name], run.key_group_views(n), start_ms, end_ms)
+        try:
+            reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+        except Exception as exc:  # duckdb's own errors: name the view and keep the first line
+            raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
+        results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0))
+    return run.finish(results)

@@ -7,10 +7,12 @@ SPEC §2. Every window bound comes from :func:`featurestore.semantics.window_pre
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from featurestore import dtypes
 from featurestore.compiler.ir import CompiledView
+from featurestore.semantics import (column_reason_sql, null_key_reason_sql, row_reason_sql, time_read_reason_sql,
+                                   time_supported_sql, )
 
 SQL_TYPES = {
     dtypes.STRING: "VARCHAR",
@@ -40,73 +42,116 @@ def literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def source_relation_sql(batch, repo_root) -> str:
-    """The FROM clause reading a source's batch face."""
-    from pathlib import Path
-
-    from featurestore.model import DuckDBTable, ParquetFiles
-
-    if isinstance(batch, ParquetFiles):
-        path = Path(batch.path)
-        path = path if path.is_absolute() else Path(repo_root) / path
-        return f"read_parquet({literal(str(path))}, union_by_name = true)"
-    if isinstance(batch, DuckDBTable):
-        return batch.relation
-    raise TypeError(f"unsupported batch face {batch!r}")
+NOW_MS = "getvariable('featurestore_now_ms')"  # the job's wall clock (epoch ms), set by duckdb_engine
+REASON, ROW, KIND, RAW = "__reason", "__row", "__kind", "__raw_"
+EVENT, DEAD_LETTER, NULL_KEY = 0, 1, 2  # __kind of a routed backfill row
 
 
-def _cast_column(name: str, dtype: str, ts_column: str) -> str:
-    col = q(name)
-    if name == ts_column:
-        # Truncate to the millisecond (floor, also before 1970) and keep it UTC.
-        return f"CAST(date_trunc('millisecond', CAST({col} AS TIMESTAMPTZ)) AS TIMESTAMPTZ) AS {col}"
+def _typed(name: str, dtype: str, src: str = "src.") -> str:
+    """A declared column cast to its type: NULL when the value does not convert (the row is then a dead
+    letter); float NaN is null at ingestion (JSON cannot carry NaN, so both jobs agree on null)."""
+    col = src + q(name)
+    cast = f"TRY_CAST({col} AS {SQL_TYPES[dtype]})"
     if dtype in (dtypes.FLOAT32, dtypes.FLOAT64):
-        # NaN is null at ingestion: JSON cannot carry NaN, so both jobs agree on null.
-        return f"CASE WHEN isnan(CAST({col} AS DOUBLE)) THEN NULL ELSE CAST({col} AS {SQL_TYPES[dtype]}) END AS {col}"
-    return f"CAST({col} AS {SQL_TYPES[dtype]}) AS {col}"
+        return f"CASE WHEN isnan(TRY_CAST({col} AS DOUBLE)) THEN NULL ELSE {cast} END"
+    return cast
 
 
-def events_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
-    """Stored events of the view from a source relation, optionally for ``start_ms <= ts < end_ms``.
+def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Optional[int],
+                types: Optional[Dict[str, str]] = None) -> str:
+    """One row per source row of ``relation`` (a ``duckdb_batch.batch_relation``): each declared column
+    cast to its type, the event time as TIMESTAMPTZ floored to the millisecond, ``__ts_ms``, ``__reason``
+    (why the row is a dead letter, :func:`featurestore.semantics.row_reason_sql`; NULL for an event) and
+    each column as read (``__raw_<name>``: the dead-letter table shows the row as read). ``types``: the
+    relation's DuckDB column types when known; a column already of its declared type needs no cast and
+    cannot fail one."""
+    from featurestore.engines.duckdb_batch import TS_MS, TS_UNREADABLE
 
-    Order of operations: cast and truncate, drop unusable rows (null time or key), filter (source
-    columns only), then add projections (source columns only).
-    """
-    casts = ",\n    ".join(_cast_column(n, t, cv.ts_column) for n, t in cv.source_columns)
-    ts = q(cv.ts_column)
-    where = [f"{ts} IS NOT NULL", *(f"{q(k)} IS NOT NULL" for k in cv.join_keys)]
+    cols, checks = [], []
+    for name, dtype in source_columns:
+        if name == ts_column:
+            cols.append(f"CASE WHEN {time_supported_sql('src.' + TS_MS)} THEN CAST(epoch_ms(src.{TS_MS}) AS TIMESTAMPTZ) "
+                        f"END AS {q(name)}")
+            continue
+        if types is not None and _DESCRIBED.get(types.get(name, ""), types.get(name)) == SQL_TYPES[dtype]:
+            col = f"src.{q(name)}"
+            typed = f"CASE WHEN isnan({col}) THEN NULL ELSE {col} END" if dtype in (dtypes.FLOAT32, dtypes.FLOAT64) else col
+            cols.append(f"{typed} AS {q(name)}")
+            continue
+        cols.append(f"{_typed(name, dtype)} AS {q(name)}")
+        if dtype != dtypes.STRING:
+            checks.append((name, dtype, f"(src.{q(name)} IS NOT NULL AND TRY_CAST(src.{q(name)} AS {SQL_TYPES[dtype]}) IS NULL)"))
+    reason = row_reason_sql(
+        ts_column, time_read_reason=time_read_reason_sql(ts_column, f"src.{q(ts_column)} IS NULL", f"src.{TS_UNREADABLE}"),
+        ts_ms_sql=f"src.{TS_MS}", now_ms_sql=NOW_MS, max_future_ms=max_future_ms, column_reason=column_reason_sql(checks))
+    raw = ", ".join(f"src.{q(n)} AS {q(RAW + n)}" for n, _ in source_columns)
+    return (f"SELECT {', '.join(cols)},\n  src.{TS_MS} AS {TS_MS},\n  {reason} AS {REASON},\n  {raw}\n"
+            f"FROM {relation} AS src")
+
+
+_DESCRIBED = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}  # DESCRIBE's spelling -> ours
+
+
+def _row_json(source_columns) -> str:
+    """The source row as read (the ``__raw_`` columns of :func:`checked_sql`), JSON text."""
+    return "to_json(struct_pack(" + ", ".join(f"{q(n)} := {q(RAW + n)}" for n, _ in source_columns) + "))"
+
+
+def _range(start_ms: Optional[int], end_ms: Optional[int]) -> List[str]:
+    from featurestore.engines.duckdb_batch import TS_MS
+
+    out = []
     if start_ms is not None:
-        where.append(f"epoch_ms({ts}) >= {int(start_ms)}")
+        out.append(f"{TS_MS} >= {int(start_ms)}")
     if end_ms is not None:
-        where.append(f"epoch_ms({ts}) < {int(end_ms)}")
+        out.append(f"{TS_MS} < {int(end_ms)}")
+    return out
+
+
+def _stored_columns(cv: CompiledView) -> List[str]:
+    cols = [q(n) for n, _ in cv.source_columns]
+    return cols + [f"CAST(({e}) AS {SQL_TYPES[t]}) AS {q(n)}" for n, e, t in cv.projections]
+
+
+def events_sql(cv: CompiledView, checked: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
+    """Stored events of the view from ``checked`` (a :func:`checked_sql` relation), optionally for
+    ``start_ms <= ts < end_ms``: rows without a dead-letter reason and with every join key, that pass
+    the filter (source columns only), plus the projections (source columns only)."""
+    where = [f"{REASON} IS NULL", *(f"{q(k)} IS NOT NULL" for k in cv.join_keys), *_range(start_ms, end_ms)]
     if cv.filter:
         where.append(f"({cv.filter}) IS TRUE")
-    cols = [q(n) for n, _ in cv.source_columns]
-    cols += [f"CAST(({e}) AS {SQL_TYPES[t]}) AS {q(n)}" for n, e, t in cv.projections]
-    return (
-        f"SELECT {', '.join(cols)}\nFROM (\n  SELECT\n    {casts}\n  FROM {relation}\n) AS src\n"
-        f"WHERE {' AND '.join(where)}"
-    )
+    return f"SELECT {', '.join(_stored_columns(cv))}\nFROM ({checked}) AS checked\nWHERE {' AND '.join(where)}"
 
 
-def rejected_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
-    """Counts of source rows that cannot become events (null event time, null join key)."""
-    ts = q(cv.ts_column)
+def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str], start_ms: Optional[int] = None,
+                 end_ms: Optional[int] = None) -> str:
+    """What a backfill of the view reads in one pass, routed by ``__kind``: its stored events for the range
+    (``EVENT``), the source's dead letters (``DEAD_LETTER``: every row with a reason whose event time is in
+    the range or could not be read) and its events without a join key (``NULL_KEY``, reason
+    ``null join key <key> (views ...)`` naming ``key_group_views``, the views sharing its join keys)."""
+    from featurestore.engines.duckdb_batch import TS_MS
+
     key_null = " OR ".join(f"{q(k)} IS NULL" for k in cv.join_keys)
-    rng = []
-    if start_ms is not None:
-        rng.append(f"epoch_ms(CAST({ts} AS TIMESTAMPTZ)) >= {int(start_ms)}")
-    if end_ms is not None:
-        rng.append(f"epoch_ms(CAST({ts} AS TIMESTAMPTZ)) < {int(end_ms)}")
-    in_range = " AND ".join(rng) or "TRUE"
-    return (
-        f"SELECT count(*) FILTER (WHERE {ts} IS NULL) AS null_time, "
-        f"count(*) FILTER (WHERE {ts} IS NOT NULL AND ({key_null}) AND {in_range}) AS null_key FROM {relation}"
-    )
+    in_range = " AND ".join(_range(start_ms, end_ms)) or "TRUE"
+    flt = f"({cv.filter}) IS TRUE" if cv.filter else "TRUE"
+    null_key_reason = null_key_reason_sql(cv.join_keys, key_group_views, q)
+    cols = _stored_columns(cv) + [
+        KIND,
+        f"CASE {KIND} WHEN {DEAD_LETTER} THEN {REASON} WHEN {NULL_KEY} THEN {null_key_reason} END AS {REASON}",
+        f"CASE WHEN {KIND} <> {EVENT} THEN {_row_json(cv.source_columns)} END AS {ROW}",
+        TS_MS,
+    ]
+    # The kind is computed once, below, and the filter is one CASE on it, not an OR: DuckDB then evaluates
+    # the reason once per row (an OR over it cost twice the events query here).
+    kind = f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
+    where = (f"CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n"
+             f"  ELSE {in_range} AND {flt} END")
+    return (f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM ({checked})) AS checked\n"
+            f"WHERE {where}")
 
 
 def columns_list(names: Iterable[str]) -> str:
     return ", ".join(q(n) for n in names)
 
 
-__all__: Sequence[str] = ("events_sql", "rejected_sql", "source_relation_sql", "SQL_TYPES", "q", "literal")
+__all__: Sequence[str] = ("checked_sql", "events_sql", "backfill_sql", "SQL_TYPES", "q", "literal")

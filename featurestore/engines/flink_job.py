@@ -7,7 +7,7 @@ Python functions of :mod:`featurestore.engines.flink_online`: the per-entity ker
 prefixes, raw events; checkpointed) and the Redis writer (idempotent write scripts, pipelined).
 
 The Python functions run in PyFlink's thread mode (embedded in the task manager) by default.
-``run_backfill`` is ``backfill --engine flink``: the backfill's rows by a Flink batch job.
+``backfill --engine flink`` is :mod:`featurestore.engines.flink_backfill`.
 
 Late events (behind the watermark) are applied like any other: nothing waits for event time; a late
 event updates the raw events and the tiles it belongs to.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -183,120 +182,5 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     return BuiltJob(env, t_env, stmt_set, plan)
 
 
-# -- backfill --engine flink ------------------------------------------------------------------------------
-def _batch_files(store, view_name: str) -> List[Path]:
-    from featurestore.errors import FeatureStoreError
-    from featurestore.model import ParquetFiles
-
-    batch = store.repo.views[view_name].source.batch
-    if not isinstance(batch, ParquetFiles):
-        raise FeatureStoreError(f"view '{view_name}': the Flink backfill reads Parquet batch faces only "
-                                f"(source '{store.repo.views[view_name].source.name}' has {type(batch).__name__})")
-    pattern = Path(batch.path)
-    pattern = pattern if pattern.is_absolute() else store.repo_path / pattern
-    import glob as _glob
-
-    files = sorted(Path(f) for f in _glob.glob(str(pattern), recursive=True) if Path(f).is_file())
-    return [f for f in files if not f.name.startswith((".", "_"))]
-
-
-def run_backfill(store, start=None, end=None, views=None, parallelism: int = 1):
-    """``backfill --engine flink``: the backfill's rows computed by a Flink batch job over the Parquet batch
-    faces (every rule of ``duckdb_sql.events_sql``, rendered by ``flink_sql.batch_events_sql``), then
-    written like the DuckDB backfill (``OfflineTable.write_range``: the range is replaced atomically).
-    Returns one ``BackfillResult`` per view (the rejected-row counts come from DuckDB's ``rejected_sql``)."""
-    import shutil
-    import tempfile
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    from featurestore.engines import duckdb_sql as dsql
-    from featurestore.engines import flink_sql
-    from featurestore.engines.duckdb_engine import ALL_TIME, BackfillResult, arrow_schema
-    from featurestore.errors import FeatureStoreError, RequestError
-    from featurestore.sdk.timeutil import to_epoch_ms
-    from featurestore.streaming import _jars
-
-    t0 = time.perf_counter()
-    names = list(store.repo.views) if views is None else list(views)
-    for n in names:
-        if n not in store.repo.views:
-            raise RequestError(f"unknown feature view '{n}'")
-    start_ms, end_ms = to_epoch_ms(start, "start"), to_epoch_ms(end, "end")
-    conf = Configuration()
-    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in _jars(store)))
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("table.local-time-zone", "UTC")
-    conf.set_string("parallelism.default", str(parallelism))
-    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
-    (store.repo_path / ".featurestore").mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="flink-backfill-", dir=store.repo_path / ".featurestore"))
-    try:
-        stmts = t_env.create_statement_set()
-        outputs = {}
-        for n in names:
-            cv = store.compiled(n)
-            files = _batch_files(store, n)
-            if not files:
-                raise FeatureStoreError(f"view '{n}': no files match the batch face")
-            schema = pq.read_schema(files[0])
-            file_cols = [(f.name, *flink_sql.arrow_column_type(f.name, f.type)) for f in schema]
-            file_types = {c: d for c, d, _ in file_cols}
-            parts = []
-            for i, f in enumerate(files):
-                if pq.read_schema(f).remove_metadata() != schema.remove_metadata():
-                    raise FeatureStoreError(f"view '{n}': {f.name} has another schema than {files[0].name}; "
-                                            "the Flink backfill reads files of one schema")
-                table = f"fs_batch_{n}_{i}"
-                t_env.execute_sql(flink_sql.parquet_table_ddl(table, f.resolve().as_uri(), [(c, d) for c, _, d in file_cols]))
-                parts.append(f"SELECT * FROM {flink_sql.qi(table)}")
-            relation = "(\n" + "\nUNION ALL\n".join(parts) + "\n)"
-            select = flink_sql.batch_events_sql(cv, flink_sql.compile_view_exprs(cv), relation, file_types, start_ms, end_ms)
-            out = tmp / n
-            sink = f"fs_backfill_{n}"
-            cols = ",\n  ".join(f"{flink_sql.qi(c)} {flink_sql.FLINK_TYPES[d]}" for c, d in cv.stored_columns)
-            t_env.execute_sql(f"CREATE TEMPORARY TABLE {flink_sql.qi(sink)} (\n  {cols}\n) "
-                              + flink_sql._with({"connector": "filesystem", "path": out.resolve().as_uri(),
-                                                 **flink_sql.PARQUET_OPTIONS}))
-            stmts.add_insert(flink_sql.qi(sink), t_env.sql_query(select))
-            outputs[n] = out
-        stmts.execute().wait()
-        con = store._connect()
-        results = []
-        lo, hi = ALL_TIME[0] if start_ms is None else start_ms, end_ms  # no end: up to the last event read
-        for n in names:
-            cv = store.compiled(n)
-            v0 = time.perf_counter()
-            files = sorted(p for p in outputs[n].rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
-            schema = arrow_schema(cv)
-            rows = 0
-
-            def batches(files=files, schema=schema):
-                nonlocal rows
-                for f in files:
-                    for b in pq.ParquetFile(f).iter_batches():
-                        b = pa.Table.from_batches([b]).cast(pa.schema([
-                            pa.field(fl.name, pa.timestamp("ms") if fl.name == cv.ts_column else fl.type)
-                            for fl in schema])).to_batches()
-                        for x in b:
-                            rows += x.num_rows
-                            yield x
-
-            table = store.offline.table(n, ts_column=cv.ts_column)
-            reader_schema = pa.schema([pa.field(f.name, pa.timestamp("ms") if f.name == cv.ts_column else f.type)
-                                       for f in schema])
-            version = table.write_range(pa.RecordBatchReader.from_batches(reader_schema, batches()), lo, hi)
-            relation = store._source_relation(n)
-            null_time, null_key = con.sql(dsql.rejected_sql(cv, relation, start_ms, end_ms)).fetchall()[0]
-            results.append(BackfillResult(n, rows, int(null_time), int(null_key), version,
-                                          time.perf_counter() - v0 + (v0 - t0) / len(names)))
-        return results
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-__all__ = ["OnlineState", "RedisWriter", "JobOptions", "BuiltJob", "build", "configuration", "run_backfill",
+__all__ = ["OnlineState", "RedisWriter", "JobOptions", "BuiltJob", "build", "configuration",
            "progress_key"]

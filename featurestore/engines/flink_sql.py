@@ -30,10 +30,11 @@ Two parts:
   (DuckDB raises), ``lower``/``upper`` of a few special letters (``ß``) differ.
 
 * **Tables.** :func:`plan_stream` builds every DDL statement and query of the streaming job: one raw
-  Kafka table per source, a typed view that parses the JSON payload and names the reason a record is
-  malformed, one Parquet sink per view (stored events exactly as the backfill writes them), one
-  dead-letter sink per source, and one insert-only query per (source, join keys) group feeding the
-  online (Redis) writer.
+  Kafka table per source and a typed view that parses each record once and names the reason a record
+  is a dead letter (:mod:`featurestore.engines.flink_ingest`: strict JSON, the supported event times),
+  one Parquet sink per view (stored events exactly as the backfill writes them), one dead-letter sink
+  per source, and one insert-only query per (source, join keys) group feeding the online (Redis)
+  writer, which therefore never sees a dead letter.
 """
 
 from __future__ import annotations
@@ -698,33 +699,6 @@ def check_repo(repo) -> List[Problem]:
 
 
 # -- the job's tables ---------------------------------------------------------------------------------
-def json_path(column: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column):
-        return f"$.{column}"
-    return "$['" + column.replace("'", "\\'") + "']"
-
-
-def _parse_column(name: str, dtype: str) -> Tuple[str, str]:
-    """(typed Flink SQL, raw Flink SQL) of one schema column read from the JSON payload.
-
-    The raw value is JSON_VALUE's string (NULL for a missing key or JSON null); the typed value is
-    NULL when the raw one does not parse as the column's type (the record is then malformed)."""
-    raw = f"JSON_VALUE({qi(PAYLOAD)}, {lit(json_path(name))})"
-    r = qi(f"{name}__raw")
-    if dtype == t.STRING:
-        typed = r
-    elif dtype in INTS:
-        typed = f"CASE WHEN REGEXP({r}, '^-?[0-9]+$') THEN TRY_CAST({r} AS {FLINK_TYPES[dtype]}) END"
-    elif dtype in FLOATS:
-        x = f"TRY_CAST({r} AS {FLINK_TYPES[dtype]})"
-        typed = f"CASE WHEN {x} = {x} THEN {x} END"  # NaN is null at ingestion (as the backfill)
-    elif dtype == t.BOOL:
-        typed = f"CASE {r} WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END"
-    else:
-        raise StreamCompileError(f"column '{name}': type {dtype} cannot be read from the stream")
-    return typed, raw
-
-
 @dataclass
 class OnlineView:
     """What the online writer needs to know about one view of a key group."""
@@ -800,78 +774,6 @@ def _with(options: Mapping[str, str]) -> str:
     return "WITH (\n  " + ",\n  ".join(f"{lit(k)} = {lit(str(v))}" for k, v in options.items()) + "\n)"
 
 
-def kafka_table_ddl(source, table: str, bootstrap: str, group_id: str, bounded: bool,
-                    extra: Optional[Mapping[str, str]] = None) -> str:
-    ts = source.timestamp
-    ts_ms = f"TRY_CAST(JSON_VALUE({qi(PAYLOAD)}, {lit(json_path(ts))}) AS BIGINT)"
-    delay = int(source.watermark_delay or 0)
-    options = {
-        "connector": "kafka",
-        "topic": source.stream.topic,
-        "properties.bootstrap.servers": source.stream.bootstrap_servers or bootstrap,
-        "properties.group.id": group_id,
-        "scan.startup.mode": "earliest-offset",
-        "value.format": "raw",
-        "value.raw.charset": "UTF-8",
-    }
-    if bounded:
-        options["scan.bounded.mode"] = "latest-offset"
-    options.update(extra or {})
-    return (
-        f"CREATE TEMPORARY TABLE {qi(table)} (\n"
-        f"  {qi(PAYLOAD)} STRING,\n"
-        f"  {qi(KAFKA_PARTITION)} INT METADATA FROM 'partition' VIRTUAL,\n"
-        f"  {qi(KAFKA_OFFSET)} BIGINT METADATA FROM 'offset' VIRTUAL,\n"
-        f"  {qi(KAFKA_TIMESTAMP)} TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,\n"
-        f"  `__rowtime` AS TO_TIMESTAMP_LTZ({ts_ms}, 3),\n"
-        f"  WATERMARK FOR `__rowtime` AS `__rowtime` - INTERVAL '{delay / 1000:.3f}' SECOND\n"
-        f") {_with(options)}"
-    )
-
-
-def parsed_select_sql(source, raw_table: str) -> str:
-    """One row per Kafka record: the payload, its Kafka coordinates and each schema column's raw JSON
-    value (JSON_VALUE's string: NULL for a missing key or JSON null). The job evaluates this once per
-    record (a DataStream barrier keeps the planner from inlining the JSON parsing into every sink)."""
-    raws = [f"JSON_VALUE({qi(PAYLOAD)}, {lit(json_path(name))}) AS {qi(name + '__raw')}" for name, _ in source.schema]
-    return (
-        f"SELECT {qi(PAYLOAD)}, {qi(KAFKA_PARTITION)}, {qi(KAFKA_OFFSET)}, "
-        f"CAST({qi(KAFKA_TIMESTAMP)} AS TIMESTAMP(3)) AS {qi(KAFKA_TIMESTAMP)},\n  "
-        f"COALESCE({qi(PAYLOAD)} IS JSON OBJECT, FALSE) AS `__is_object`,\n  "
-        + ",\n  ".join(raws) + f"\nFROM {qi(raw_table)}"
-    )
-
-
-def typed_select_sql(source, parsed_view: str) -> str:
-    """From the parsed rows: each schema column typed (NULL when its raw value does not parse), the
-    event time (ms and TIMESTAMP(3) UTC) and ``__reason`` (NULL for a well-formed record)."""
-    ts = source.timestamp
-    typed, checks = [], []
-    for name, dtype in source.schema:
-        if name == ts:
-            continue
-        typed_sql, _ = _parse_column(name, dtype)
-        typed.append(f"{typed_sql} AS {qi(name)}")
-        if dtype != t.STRING:
-            checks.append(f"WHEN {qi(name + '__raw')} IS NOT NULL AND ({typed_sql}) IS NULL "
-                          f"THEN {lit(f'column {name!r}: not a {dtype}')}")
-    ts_raw = qi(ts + "__raw")
-    ts_typed = f"CASE WHEN REGEXP({ts_raw}, '^-?[0-9]+$') THEN TRY_CAST({ts_raw} AS BIGINT) END"
-    reason = (
-        f"CASE WHEN {qi(PAYLOAD)} IS NULL THEN 'empty record (null value)' "
-        f"WHEN NOT `__is_object` THEN 'not a JSON object' "
-        f"WHEN {ts_raw} IS NULL THEN {lit(f'missing event time {ts!r}')} "
-        f"WHEN ({ts_typed}) IS NULL THEN {lit(f'event time {ts!r}: not an integer (epoch milliseconds)')} "
-        + " ".join(checks) + " END"
-    )
-    cols = [qi(PAYLOAD), qi(KAFKA_PARTITION), qi(KAFKA_OFFSET), qi(KAFKA_TIMESTAMP)]
-    return (
-        f"SELECT {', '.join(cols)},\n  {ts_typed} AS {qi(TS_MS)},\n"
-        f"  CAST(TO_TIMESTAMP_LTZ({ts_typed}, 3) AS TIMESTAMP(3)) AS {qi(ts)},\n  "
-        + ",\n  ".join(typed) + f",\n  {reason} AS {qi(REASON)}\nFROM {qi(parsed_view)}"
-    )
-
-
 def events_select_sql(cv: CompiledView, ve: ViewExprs, typed_view: str) -> str:
     """The view's stored events (the backfill's columns and types) plus the Kafka partition and offset of
     each (the committer adds an event to the offline table once by them, then drops them)."""
@@ -886,20 +788,6 @@ def _stored_where(join_keys: Sequence[str], flt: Optional[str]) -> str:
     if flt:
         conds.append(f"({flt}) IS TRUE")
     return " AND ".join(conds)
-
-
-def dead_letters_select_sql(source, typed_view: str, groups: Sequence[Tuple[Tuple[str, ...], List[str]]]) -> str:
-    """Malformed records, and (once per distinct join-key set) well-formed records with a null join key."""
-    base = (f"SELECT {qi(PAYLOAD)} AS payload, {{reason}} AS reason, {qi(KAFKA_PARTITION)} AS kafka_partition, "
-            f"{qi(KAFKA_OFFSET)} AS kafka_offset, {qi(KAFKA_TIMESTAMP)} AS kafka_timestamp, "
-            f"CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time\nFROM {qi(typed_view)}\nWHERE {{where}}")
-    parts = [base.format(reason=qi(REASON), where=f"{qi(REASON)} IS NOT NULL")]
-    for keys, views in groups:
-        null_key = " OR ".join(f"{qi(k)} IS NULL" for k in keys)
-        which = "CASE " + " ".join(f"WHEN {qi(k)} IS NULL THEN {lit(k)}" for k in keys) + " END"
-        reason = f"'null join key ' || {which} || {lit(' (views ' + ', '.join(views) + ')')}"
-        parts.append(base.format(reason=reason, where=f"{qi(REASON)} IS NULL AND ({null_key})"))
-    return "\nUNION ALL\n".join(parts)
 
 
 def _json_value(sql: str, dtype: str) -> str:
@@ -943,16 +831,19 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
 
 def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str, object], *, bootstrap: str,
                 group_id: str, bounded: bool, staging: Mapping[str, str], dead_letter_staging: Mapping[str, str],
-                online_views: Sequence[str] = (), kafka_options: Optional[Mapping[str, str]] = None) -> StreamPlan:
+                online_views: Sequence[str] = (), kafka_options: Optional[Mapping[str, str]] = None,
+                max_future_ms: Optional[int] = None) -> StreamPlan:
     """The streaming job of ``cvs`` (views whose source has a stream face).
 
     ``sources``: view name -> its Source; ``staging``: view -> directory URI its Parquet sink writes;
     ``dead_letter_staging``: source name -> directory URI of its dead-letter sink; ``online_views``: the
-    views written to Redis."""
+    views written to Redis; ``max_future_ms``: the future-time bound (config ``event_time.max_future``)."""
+    from featurestore.engines import flink_ingest
     from featurestore.online import view_layout
     from featurestore.stores.online_redis import retention, view_prefix
 
     plan = StreamPlan()
+    plan.ddl.append(flink_ingest.function_ddl())
     by_source: Dict[str, List[CompiledView]] = {}
     for cv in cvs:
         by_source.setdefault(sources[cv.name].name, []).append(cv)
@@ -962,9 +853,9 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         raw = _table_name("kafka", source_name)
         typed = _table_name("typed", source_name)
         parsed = _table_name("parsed", source_name)
-        plan.ddl.append(kafka_table_ddl(source, raw, bootstrap, group_id, bounded, kafka_options))
-        plan.views.append((parsed, parsed_select_sql(source, raw)))
-        plan.views.append((typed, typed_select_sql(source, parsed)))
+        plan.ddl.append(flink_ingest.kafka_table_ddl(source, raw, bootstrap, group_id, bounded, kafka_options))
+        plan.views.append((parsed, flink_ingest.parsed_select_sql(source, raw)))
+        plan.views.append((typed, flink_ingest.typed_select_sql(source, parsed, max_future_ms)))
         columns = dict(source.schema)
         exprs = {cv.name: compile_view_exprs(cv) for cv in views}
         # offline: one Parquet sink per view. Not partitioned: a sink subtask then writes the rows of each
@@ -987,7 +878,8 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         plan.ddl.append(
             f"CREATE TEMPORARY TABLE {qi(dl)} (\n  payload STRING,\n  reason STRING,\n  kafka_partition INT,\n"
             f"  kafka_offset BIGINT,\n  kafka_timestamp TIMESTAMP(3),\n  ingest_time TIMESTAMP(3)\n) " + _with(options))
-        plan.inserts.append((dl, dead_letters_select_sql(source, typed, [(k, [c.name for c in g]) for k, g in groups.items()])))
+        plan.inserts.append((dl, flink_ingest.dead_letters_select_sql(typed, [(k, [c.name for c in g])
+                                                                              for k, g in groups.items()])))
         plan.sinks[f"_dead_letters/{source_name}"] = dead_letter_staging[source_name]
         # online: one query per key group
         for keys, gviews in groups.items():
@@ -1008,67 +900,6 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
             plan.online.append(group)
             gid += 1
     return plan
-
-
-# -- the batch face (backfill --engine flink) ---------------------------------------------------------------
-_ARROW_TO_DTYPE = {"string": t.STRING, "large_string": t.STRING, "int8": t.INT32, "int16": t.INT32, "int32": t.INT32,
-                   "int64": t.INT64, "uint8": t.INT32, "uint16": t.INT32, "float": t.FLOAT32, "double": t.FLOAT64,
-                   "bool": t.BOOL}
-
-
-def arrow_column_type(name: str, arrow_type) -> Tuple[str, str]:
-    """(featurestore dtype, Flink DDL type) a Parquet column is read as (timestamps as UTC wall clock)."""
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(arrow_type):
-        precision = {"s": 0, "ms": 3, "us": 6, "ns": 9}[arrow_type.unit]
-        return t.TIMESTAMP, f"TIMESTAMP({precision})"
-    dtype = _ARROW_TO_DTYPE.get(str(arrow_type))
-    if dtype is None:
-        raise StreamCompileError(f"column '{name}' of type {arrow_type} cannot be read by the Flink backfill")
-    return dtype, FLINK_TYPES[dtype]
-
-
-def parquet_table_ddl(table: str, path_uri: str, file_columns: Sequence[Tuple[str, str]]) -> str:
-    cols = ",\n  ".join(f"{qi(n)} {ddl}" for n, ddl in file_columns)
-    options = {"connector": "filesystem", "path": path_uri, "format": "parquet", "parquet.utc-timezone": "true"}
-    return f"CREATE TEMPORARY TABLE {qi(table)} (\n  {cols}\n) {_with(options)}"
-
-
-def _ts_literal(ms: int) -> str:
-    from datetime import datetime, timedelta, timezone
-
-    dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=int(ms))
-    return f"TIMESTAMP '{dt.strftime('%Y-%m-%d %H:%M:%S')}.{dt.microsecond // 1000:03d}'"
-
-
-def batch_events_sql(cv: CompiledView, ve: ViewExprs, source_relation: str, file_types: Mapping[str, str],
-                     start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
-    """The backfill's ``events_sql`` in Flink SQL over a Parquet batch face: cast to the declared types
-    (DuckDB's cast rules), event time floored to the millisecond (UTC), float NaN as null, rows without an
-    event time or a join key dropped, the range ``[start_ms, end_ms)``, the filter (IS TRUE), then the
-    projections. ``file_types``: column -> dtype as read from the files."""
-    casts = []
-    for name, dtype in cv.source_columns:
-        src = FExpr(qi(name), file_types.get(name, NULL))
-        if name == cv.ts_column:
-            casts.append(f"CAST({qi(name)} AS TIMESTAMP(3)) AS {qi(name)}")  # floor to the millisecond
-        elif dtype in FLOATS and src.dtype not in (NULL, t.STRING):
-            x = _cast_sql(src, dtype)
-            casts.append(f"CASE WHEN {x} = {x} THEN {x} END AS {qi(name)}")  # NaN is null at ingestion
-        else:
-            casts.append(f"{_cast_sql(src, dtype)} AS {qi(name)}")
-    ts = qi(cv.ts_column)
-    where = [f"{ts} IS NOT NULL", *(f"{qi(k)} IS NOT NULL" for k in cv.join_keys)]
-    if start_ms is not None:
-        where.append(f"{ts} >= {_ts_literal(start_ms)}")
-    if end_ms is not None:
-        where.append(f"{ts} < {_ts_literal(end_ms)}")
-    if ve.filter:
-        where.append(f"({ve.filter}) IS TRUE")
-    cols = [qi(n) for n, _ in cv.source_columns] + [f"{sql} AS {qi(n)}" for n, sql in ve.projections]
-    return (f"SELECT {', '.join(cols)}\nFROM (\n  SELECT " + ",\n    ".join(casts)
-            + f"\n  FROM {source_relation}\n) AS src\nWHERE {' AND '.join(where)}")
 
 
 __all__ = ["ExprCompiler", "FExpr", "UnsupportedExpression", "StreamCompileError", "compile_view_exprs", "check_view",

@@ -100,7 +100,7 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
         return produce(store, src, rows)
     if src.batch is None:  # pragma: no cover - a source has a batch or a stream face
         raise RequestError(f"push: source '{src.name}' has no face to push to")
-    parsed = prow.parse(src, rows)
+    parsed = prow.parse(src, rows, max_future_ms=store.config.max_future_ms)
     n = len(parsed.index) + len(parsed.dead)
     result = PushResult(src.name, to, n, parsed.table.num_rows, parsed.reasons())
     if parsed.dead:
@@ -131,6 +131,7 @@ def _offline(store, src, events: pa.Table, targets: List[str], result: PushResul
 
 def _online(store, events: pa.Table, targets: List[str], result: PushResult, upsert: bool = False) -> None:
     from featurestore.engines import duckdb_sql as dsql
+    from featurestore.engines.duckdb_batch import checked_relation
     from featurestore.push import online as pon
 
     con = store._connect()
@@ -141,7 +142,7 @@ def _online(store, events: pa.Table, targets: List[str], result: PushResult, ups
         if not view.online:
             continue
         cv = store.compiled(n)
-        relation = f"({dsql.events_sql(cv, '__pushed')})"
+        relation = f"({dsql.events_sql(cv, checked_relation(con, view.source, '__pushed', None))})"
         written, why = pon.apply(store, cv, pon.new_events(con, cv, relation, pid), upsert=upsert)
         result.online[n] = written
         if why:

@@ -105,7 +105,14 @@ def events_relation(store, con, cv, upto: Optional[int] = None) -> Optional[str]
     """SQL of the view's stored events from its pushed rows (the backfill's SQL over them), or None."""
     log = logs_of(store, cv.name)
     rel = log.relation(con, upto) if log is not None else None
-    return f"({dsql.events_sql(cv, rel)})" if rel is not None else None
+    return f"({_events_sql(con, log.source, cv, rel)})" if rel is not None else None
+
+
+def _events_sql(con, source, cv, relation: str) -> str:
+    """The view's stored events from pushed rows (already checked when pushed; the same SQL as a backfill's)."""
+    from featurestore.engines.duckdb_batch import checked_relation
+
+    return dsql.events_sql(cv, checked_relation(con, source, relation, None))
 
 
 @dataclass
@@ -152,7 +159,7 @@ class Follow:
         if rel is None:
             return FollowPlan(json.dumps([held, latest, drop]), app, latest, 0, schema, lambda: iter(()))
         filtered = f"(SELECT * FROM {rel} WHERE {cond})"
-        sql = dsql.events_sql(cv, filtered)
+        sql = _events_sql(con, self.log.source, cv, filtered)
         (count,), = con.sql(f"SELECT count(*) FROM ({sql})").fetchall()
         if count == 0 and held == latest:
             return None

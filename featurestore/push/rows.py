@@ -7,7 +7,8 @@ rules of the batch face and the stream face together (docs/push.md):
 * the **event time**: a timestamp (``datetime``, ``pandas.Timestamp``, ``numpy.datetime64``; naive ones
   are UTC, as in a batch face and in Feast), an ISO-8601 string (naive: UTC), or an integer of epoch
   milliseconds (the stream face's form); floored to the millisecond. Missing, unreadable (a float, a
-  bool, text that is not a time) or outside pandas' range (1677-09-21 to 2262-04-11): a dead letter;
+  bool, text that is not a time), outside the supported range (1900-01-01 to 2199-12-31 UTC) or too far
+  after the clock (``event_time.max_future``): a dead letter, as in every job (docs/semantics.md);
 * ``int64``/``int32``: integers, or floats with an integral value (pandas turns an integer column with a
   gap into floats), in the type's range; never a bool or a string;
 * ``float64``/``float32``: numbers (NaN is null, as at every ingestion); ``bool``: booleans;
@@ -31,27 +32,22 @@ import pyarrow as pa
 from pandas.errors import OutOfBoundsDatetime
 
 from featurestore import dtypes as t
+from featurestore import semantics
 from featurestore.errors import RequestError
 
 _INT_RANGE = {t.INT64: (-(2**63), 2**63 - 1), t.INT32: (-(2**31), 2**31 - 1)}
-MIN_MS, MAX_MS = -9_223_372_036_854, 9_223_372_036_854  # what pandas' datetime64[ns] holds, in ms
+MIN_MS, MAX_MS = -9_223_372_036_854, 9_223_372_036_854  # other timestamp columns: what pandas holds, in ms
 PUSH_TS_TYPE = pa.timestamp("ms", tz="UTC")
 
 
-def missing_time_reason(column: str) -> str:
-    return f"missing event time '{column}'"
+# The reasons (and the event-time rule) are those of every job: featurestore.semantics.
+missing_time_reason = semantics.missing_time_reason
+range_reason = semantics.out_of_range_reason
+column_reason = semantics.column_reason
 
 
 def bad_time_reason(column: str) -> str:
-    return f"event time '{column}': not a timestamp (a datetime, an ISO-8601 string or epoch milliseconds)"
-
-
-def range_reason(column: str) -> str:
-    return f"event time '{column}' out of range (supported: 1677-09-22 to 2262-04-11 UTC)"
-
-
-def column_reason(column: str, dtype: str) -> str:
-    return f"column '{column}': not a {dtype}"
+    return semantics.unreadable_time_reason(column, "a timestamp (a datetime, an ISO-8601 string or epoch milliseconds)")
 
 
 @dataclass
@@ -193,8 +189,12 @@ def _json_row(cols: Dict[str, List[Any]], i: int) -> str:
     return json.dumps({k: plain(v[i]) for k, v in cols.items()}, ensure_ascii=False, sort_keys=True)
 
 
-def parse(source, rows: Any) -> Parsed:
-    """The events and dead letters of ``rows`` pushed to ``source`` (see the module docstring)."""
+def parse(source, rows: Any, now_ms: Optional[int] = None, max_future_ms: Optional[int] = None) -> Parsed:
+    """The events and dead letters of ``rows`` pushed to ``source`` (see the module docstring); ``now_ms``
+    (default: now) and ``max_future_ms`` (None: no bound) are the future bound's clock and bound."""
+    import time
+
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     cols = columns_of(rows)
     n = len(next(iter(cols.values()), []))
     if source.timestamp not in cols:
@@ -219,8 +219,7 @@ def parse(source, rows: Any) -> Parsed:
             except (ValueError, TypeError):
                 reason = bad_time_reason(ts_col)
             else:
-                if not MIN_MS <= ms <= MAX_MS:
-                    reason = range_reason(ts_col)
+                reason = semantics.event_time_reason(ts_col, ms, now_ms, max_future_ms)
                 values[ts_col] = ms
         if reason is None:
             for c, dtype in schema:

@@ -1,18 +1,17 @@
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS fs_parse_json_record AS 'featurestore.flink.ParseJsonRecord' LANGUAGE JAVA;
+
 CREATE TEMPORARY TABLE `fs_kafka_transactions` (
-  `__payload` STRING,
+  `__value` BYTES,
   `__kafka_partition` INT METADATA FROM 'partition' VIRTUAL,
   `__kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL,
-  `__kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  `__rowtime` AS TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(`__payload`, '$.ts') AS BIGINT), 3),
-  WATERMARK FOR `__rowtime` AS `__rowtime` - INTERVAL '5.000' SECOND
+  `__kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
 ) WITH (
   'connector' = 'kafka',
   'topic' = 'transactions',
   'properties.bootstrap.servers' = '<kafka bootstrap>',
   'properties.group.id' = 'featurestore-payments-cf6663e4e1df',
   'scan.startup.mode' = 'earliest-offset',
-  'value.format' = 'raw',
-  'value.raw.charset' = 'UTF-8'
+  'value.format' = 'raw'
 );
 
 CREATE TEMPORARY TABLE `fs_events_user_spend` (
@@ -97,33 +96,27 @@ CREATE TEMPORARY TABLE `fs_dead_letters_transactions` (
 
 -- evaluated once per record (DataStream barrier), then shared
 CREATE TEMPORARY VIEW `fs_parsed_transactions` AS
-SELECT `__payload`, `__kafka_partition`, `__kafka_offset`, CAST(`__kafka_ts` AS TIMESTAMP(3)) AS `__kafka_ts`,
-  COALESCE(`__payload` IS JSON OBJECT, FALSE) AS `__is_object`,
-  JSON_VALUE(`__payload`, '$.event_id') AS `event_id__raw`,
-  JSON_VALUE(`__payload`, '$.user_id') AS `user_id__raw`,
-  JSON_VALUE(`__payload`, '$.merchant_id') AS `merchant_id__raw`,
-  JSON_VALUE(`__payload`, '$.amount') AS `amount__raw`,
-  JSON_VALUE(`__payload`, '$.currency') AS `currency__raw`,
-  JSON_VALUE(`__payload`, '$.country') AS `country__raw`,
-  JSON_VALUE(`__payload`, '$.channel') AS `channel__raw`,
-  JSON_VALUE(`__payload`, '$.card_present') AS `card_present__raw`,
-  JSON_VALUE(`__payload`, '$.ts') AS `ts__raw`
+SELECT fs_parse_json_record(`__value`, '{"time":"ts","columns":[["event_id","string","column ''event_id'': not a string"],["user_id","string","column ''user_id'': not a string"],["merchant_id","string","column ''merchant_id'': not a string"],["amount","float64","column ''amount'': not a float64"],["currency","string","column ''currency'': not a string"],["country","string","column ''country'': not a string"],["channel","string","column ''channel'': not a string"],["card_present","bool","column ''card_present'': not a bool"],["ts","timestamp","column ''ts'': not a timestamp"]],"reasons":{"empty_record":"empty record (null value)","not_utf8":"not valid UTF-8","not_object":"not a JSON object","trailing_data":"trailing data after the JSON object","duplicate_key":"duplicate key ''{}''","missing_time":"missing event time ''ts''","time_not_integer":"event time ''ts'': not an integer (epoch milliseconds)"}}') AS `__p`,
+  `__kafka_partition`, `__kafka_offset`, CAST(`__kafka_ts` AS TIMESTAMP(3)) AS `__kafka_ts`
 FROM `fs_kafka_transactions`;
 
 -- evaluated once per record (DataStream barrier), then shared
 CREATE TEMPORARY VIEW `fs_typed_transactions` AS
-SELECT `__payload`, `__kafka_partition`, `__kafka_offset`, `__kafka_ts`,
-  CASE WHEN REGEXP(`ts__raw`, '^-?[0-9]+$') THEN TRY_CAST(`ts__raw` AS BIGINT) END AS `__ts_ms`,
-  CAST(TO_TIMESTAMP_LTZ(CASE WHEN REGEXP(`ts__raw`, '^-?[0-9]+$') THEN TRY_CAST(`ts__raw` AS BIGINT) END, 3) AS TIMESTAMP(3)) AS `ts`,
-  `event_id__raw` AS `event_id`,
-  `user_id__raw` AS `user_id`,
-  `merchant_id__raw` AS `merchant_id`,
-  CASE WHEN TRY_CAST(`amount__raw` AS DOUBLE) = TRY_CAST(`amount__raw` AS DOUBLE) THEN TRY_CAST(`amount__raw` AS DOUBLE) END AS `amount`,
-  `currency__raw` AS `currency`,
-  `country__raw` AS `country`,
-  `channel__raw` AS `channel`,
-  CASE `card_present__raw` WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END AS `card_present`,
-  CASE WHEN `__payload` IS NULL THEN 'empty record (null value)' WHEN NOT `__is_object` THEN 'not a JSON object' WHEN `ts__raw` IS NULL THEN 'missing event time ''ts''' WHEN (CASE WHEN REGEXP(`ts__raw`, '^-?[0-9]+$') THEN TRY_CAST(`ts__raw` AS BIGINT) END) IS NULL THEN 'event time ''ts'': not an integer (epoch milliseconds)' WHEN `amount__raw` IS NOT NULL AND (CASE WHEN TRY_CAST(`amount__raw` AS DOUBLE) = TRY_CAST(`amount__raw` AS DOUBLE) THEN TRY_CAST(`amount__raw` AS DOUBLE) END) IS NULL THEN 'column ''amount'': not a float64' WHEN `card_present__raw` IS NOT NULL AND (CASE `card_present__raw` WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END) IS NULL THEN 'column ''card_present'': not a bool' END AS `__reason`
+SELECT `__p`[1] AS `__payload`,
+  `__kafka_partition`,
+  `__kafka_offset`,
+  `__kafka_ts`,
+  TRY_CAST(`__p`[14] AS BIGINT) AS `__ts_ms`,
+  CASE WHEN (TRY_CAST(`__p`[14] AS BIGINT) >= CAST(-2208988800000 AS BIGINT) AND TRY_CAST(`__p`[14] AS BIGINT) < CAST(7258118400000 AS BIGINT)) THEN CAST(TO_TIMESTAMP_LTZ(TRY_CAST(`__p`[14] AS BIGINT), 3) AS TIMESTAMP(3)) END AS `ts`,
+  TRY_CAST(`__p`[6] AS STRING) AS `event_id`,
+  TRY_CAST(`__p`[7] AS STRING) AS `user_id`,
+  TRY_CAST(`__p`[8] AS STRING) AS `merchant_id`,
+  TRY_CAST(`__p`[9] AS DOUBLE) AS `amount`,
+  TRY_CAST(`__p`[10] AS STRING) AS `currency`,
+  TRY_CAST(`__p`[11] AS STRING) AS `country`,
+  TRY_CAST(`__p`[12] AS STRING) AS `channel`,
+  TRY_CAST(`__p`[13] AS BOOLEAN) AS `card_present`,
+  COALESCE(`__p`[2], COALESCE(`__p`[3], CASE WHEN NOT (TRY_CAST(`__p`[14] AS BIGINT) >= CAST(-2208988800000 AS BIGINT) AND TRY_CAST(`__p`[14] AS BIGINT) < CAST(7258118400000 AS BIGINT)) THEN 'event time ''ts'' out of range (supported: 1900-01-01 to 2199-12-31 UTC)' WHEN TRY_CAST(`__p`[14] AS BIGINT) > TRY_CAST(`__p`[5] AS BIGINT) + CAST(3600000 AS BIGINT) THEN 'event time ''ts'' too far in the future (more than 1h after ingestion)' END, `__p`[4])) AS `__reason`
 FROM `fs_parsed_transactions`;
 
 INSERT INTO fs_events_user_spend

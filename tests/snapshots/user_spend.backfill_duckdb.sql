@@ -1,15 +1,8 @@
-SELECT "event_id", "user_id", "merchant_id", "amount", "currency", "country", "channel", "card_present", "ts", CAST((CASE WHEN currency = 'EUR' THEN amount * 1.08 ELSE amount END) AS DOUBLE) AS "amount_usd"
-FROM (
-  SELECT
-    CAST("event_id" AS VARCHAR) AS "event_id",
-    CAST("user_id" AS VARCHAR) AS "user_id",
-    CAST("merchant_id" AS VARCHAR) AS "merchant_id",
-    CASE WHEN isnan(CAST("amount" AS DOUBLE)) THEN NULL ELSE CAST("amount" AS DOUBLE) END AS "amount",
-    CAST("currency" AS VARCHAR) AS "currency",
-    CAST("country" AS VARCHAR) AS "country",
-    CAST("channel" AS VARCHAR) AS "channel",
-    CAST("card_present" AS BOOLEAN) AS "card_present",
-    CAST(date_trunc('millisecond', CAST("ts" AS TIMESTAMPTZ)) AS TIMESTAMPTZ) AS "ts"
-  FROM <batch face>
-) AS src
-WHERE "ts" IS NOT NULL AND "user_id" IS NOT NULL AND (amount > 0) IS TRUE
+SELECT "event_id", "user_id", "merchant_id", "amount", "currency", "country", "channel", "card_present", "ts", CAST((CASE WHEN currency = 'EUR' THEN amount * 1.08 ELSE amount END) AS DOUBLE) AS "amount_usd", __kind, CASE __kind WHEN 1 THEN __reason WHEN 2 THEN 'null join key ' || CASE WHEN "user_id" IS NULL THEN 'user_id' END || ' (views user_spend, user_profile)' END AS __reason, CASE WHEN __kind <> 0 THEN to_json(struct_pack("event_id" := "__raw_event_id", "user_id" := "__raw_user_id", "merchant_id" := "__raw_merchant_id", "amount" := "__raw_amount", "currency" := "__raw_currency", "country" := "__raw_country", "channel" := "__raw_channel", "card_present" := "__raw_card_present", "ts" := "__raw_ts")) END AS __row, __ts_ms
+FROM (SELECT *, CASE WHEN __reason IS NOT NULL THEN 1 WHEN "user_id" IS NULL THEN 2 ELSE 0 END AS __kind FROM (SELECT TRY_CAST(src."event_id" AS VARCHAR) AS "event_id", TRY_CAST(src."user_id" AS VARCHAR) AS "user_id", TRY_CAST(src."merchant_id" AS VARCHAR) AS "merchant_id", CASE WHEN isnan(TRY_CAST(src."amount" AS DOUBLE)) THEN NULL ELSE TRY_CAST(src."amount" AS DOUBLE) END AS "amount", TRY_CAST(src."currency" AS VARCHAR) AS "currency", TRY_CAST(src."country" AS VARCHAR) AS "country", TRY_CAST(src."channel" AS VARCHAR) AS "channel", TRY_CAST(src."card_present" AS BOOLEAN) AS "card_present", CASE WHEN (src.__ts_ms >= CAST(-2208988800000 AS BIGINT) AND src.__ts_ms < CAST(7258118400000 AS BIGINT)) THEN CAST(epoch_ms(src.__ts_ms) AS TIMESTAMPTZ) END AS "ts",
+  src.__ts_ms AS __ts_ms,
+  COALESCE(CASE WHEN src."ts" IS NULL THEN 'missing event time ''ts''' WHEN src.__ts_unreadable THEN 'event time ''ts'': not a timestamp' END, CASE WHEN NOT (src.__ts_ms >= CAST(-2208988800000 AS BIGINT) AND src.__ts_ms < CAST(7258118400000 AS BIGINT)) THEN 'event time ''ts'' out of range (supported: 1900-01-01 to 2199-12-31 UTC)' WHEN src.__ts_ms > getvariable('featurestore_now_ms') + CAST(3600000 AS BIGINT) THEN 'event time ''ts'' too far in the future (more than 1h after ingestion)' END, CASE WHEN (src."amount" IS NOT NULL AND TRY_CAST(src."amount" AS DOUBLE) IS NULL) THEN 'column ''amount'': not a float64' WHEN (src."card_present" IS NOT NULL AND TRY_CAST(src."card_present" AS BOOLEAN) IS NULL) THEN 'column ''card_present'': not a bool' END) AS __reason,
+  src."event_id" AS "__raw_event_id", src."user_id" AS "__raw_user_id", src."merchant_id" AS "__raw_merchant_id", src."amount" AS "__raw_amount", src."currency" AS "__raw_currency", src."country" AS "__raw_country", src."channel" AS "__raw_channel", src."card_present" AS "__raw_card_present", src."ts" AS "__raw_ts"
+FROM <batch face> AS src)) AS checked
+WHERE CASE __kind WHEN 1 THEN (__ts_ms IS NULL OR TRUE) WHEN 2 THEN TRUE
+  ELSE TRUE AND (amount > 0) IS TRUE END

@@ -1,0 +1,201 @@
+"""What every backfill engine (DuckDB, Flink) shares: routing the rows it computed, writing a view's range
+and the sources' dead-letter tables, and the result it reports.
+
+An engine computes, per view and in one pass over the batch face, rows tagged by ``__kind`` (see
+``duckdb_sql.backfill_sql``): the view's stored events for the range, the source's dead letters (rows
+with a reason: missing or unreadable event time, outside the supported range, too far in the future, a
+value not of its column's type) and its events without a join key. :class:`BackfillRun` writes the
+events with ``OfflineTable.write_range`` (the range is replaced atomically) and, once every view is
+done, replaces each source's dead-letter table ``<offline root>/<project>/_backfill_dead_letters/<source>``
+with what this run found: dead letters of a source are the same for every view of it, null-join-key rows
+the same for views sharing their join keys, so each is taken from the first such view.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
+from featurestore.errors import FeatureStoreError
+from featurestore.semantics import NULL_KEY_PREFIX, missing_time_reason
+
+BACKFILL_DEAD_LETTERS_DIR = "_backfill_dead_letters"
+DEAD_LETTERS_TS = "backfill_time"
+ALL_TIME = (-(2**62), 2**62)  # "all of history" as a write range (epoch ms)
+DEAD_LETTER_SCHEMA = pa.schema([
+    ("reason", pa.string()), ("row", pa.string()), ("event_time_ms", pa.int64()),
+    ("backfill_start_ms", pa.int64()), ("backfill_end_ms", pa.int64()),
+    (DEAD_LETTERS_TS, pa.timestamp("ms", tz="UTC")),
+])
+TS_MS = "__ts_ms"
+
+
+@dataclass
+class BackfillResult:
+    view: str
+    rows: int  # stored events written for the range
+    dead_letters: int  # rows of the view's source in the range that are dead letters (same for its views)
+    rejected_null_key: int  # events of the range without one of the view's join keys (not stored)
+    version: Optional[int]
+    seconds: float
+    source: str = ""
+    reasons: Dict[str, int] = field(default_factory=dict)  # dead letters by reason
+
+    @property
+    def rejected_null_time(self) -> int:
+        """Dead letters without an event time (before dead letters had reasons this was the only kind)."""
+        prefix = missing_time_reason("x").split("'")[0]
+        return sum(n for r, n in self.reasons.items() if r.startswith(prefix))
+
+    @property
+    def events_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+def dead_letter_table(store, source: str):
+    """The backfill's dead-letter table of ``source``: reason, row (the source row as read, JSON),
+    event_time_ms, backfill_start_ms / backfill_end_ms (the run's range, null = open), backfill_time."""
+    from featurestore.stores.offline import OfflineStore
+
+    return OfflineStore(store._offline_root / BACKFILL_DEAD_LETTERS_DIR).table(source, ts_column=DEAD_LETTERS_TS)
+
+
+class BackfillRun:
+    """One backfill of ``names`` over ``[start_ms, end_ms)`` (None: open)."""
+
+    def __init__(self, store, names: Sequence[str], start_ms: Optional[int], end_ms: Optional[int]):
+        self.store, self.names = store, list(names)
+        self.start_ms, self.end_ms = start_ms, end_ms
+        self.now_ms = int(time.time() * 1000)  # the wall clock the future-time bound is checked against
+        self.groups: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
+        self.sources: Dict[str, str] = {}
+        for n in self.names:
+            view = store.repo.views[n]
+            self.sources[n] = view.source.name
+            self.groups.setdefault((view.source.name, tuple(view.join_keys)), []).append(n)
+        self.dead: Dict[str, List[dict]] = {s: [] for s in self.sources.values()}
+        self._taken: set = set()
+
+    def key_group_views(self, view: str) -> List[str]:
+        """The views of this run sharing ``view``'s source and join keys (named in null-key reasons)."""
+        v = self.store.repo.views[view]
+        return self.groups[(v.source.name, tuple(v.join_keys))]
+
+    def write_view(self, view: str, routed: pa.RecordBatchReader, on_rows: Optional[Callable[[int], None]] = None,
+                   started: Optional[float] = None) -> BackfillResult:
+        """Write the view's events of ``routed`` (rows tagged by ``__kind``) as its range, keep the dead letters."""
+        from featurestore.engines.duckdb_engine import arrow_schema
+
+        t0 = time.perf_counter() if started is None else started
+        cv = self.store.compiled(view)
+        schema = arrow_schema(cv)
+        names = schema.names
+        source = self.sources[view]
+        take_dead = ("source", source) not in self._taken
+        group = (source, tuple(cv.join_keys))
+        take_null_key = ("group", group) not in self._taken
+        count = Counter()
+        reasons: Counter = Counter()
+
+        def events() -> Iterator[pa.RecordBatch]:
+            for batch in routed:
+                kind = batch.column(KIND)
+                if batch.num_rows and (kind.null_count or pc.max(kind).as_py() != EVENT):
+                    self._keep(batch, source, take_dead, take_null_key, count, reasons)
+                    batch = batch.filter(pc.equal(kind, EVENT))
+                batch = pa.Table.from_batches([batch.select(names)]).cast(schema)
+                for b in batch.to_batches():
+                    count[EVENT] += b.num_rows
+                    if on_rows:
+                        on_rows(b.num_rows)
+                    yield b
+
+        table = self.store.offline.table(view, ts_column=cv.ts_column)
+        # no start: from the beginning of time; no end: up to the last event read (inclusive), so the events
+        # after it stay the stream's (OfflineTable.write_range)
+        lo, hi = ALL_TIME[0] if self.start_ms is None else self.start_ms, self.end_ms
+        try:
+            version = table.write_range(pa.RecordBatchReader.from_batches(schema, events()), lo, hi)
+        except FeatureStoreError:
+            raise
+        except Exception as exc:  # the engine failed while computing rows: name the view, keep one line
+            raise FeatureStoreError(f"backfill of view '{view}' failed: {_first_line(exc)}") from None
+        self._taken.update({("source", source), ("group", group)})
+        return BackfillResult(view, count[EVENT], count[DEAD_LETTER], count[NULL_KEY], version,
+                              time.perf_counter() - t0, source, dict(reasons))
+
+    def _keep(self, batch: pa.RecordBatch, source: str, take_dead: bool, take_null_key: bool, count: Counter,
+              reasons: Counter) -> None:
+        kind = batch.column(KIND)
+        for k, take in ((DEAD_LETTER, take_dead), (NULL_KEY, take_null_key)):
+            rows = batch.filter(pc.equal(kind, k))
+            if not rows.num_rows:
+                continue
+            count[k] += rows.num_rows
+            reason = rows.column(REASON).to_pylist()
+            if k == DEAD_LETTER:
+                reasons.update(reason)
+            if take:
+                for r, row, ts in zip(reason, rows.column(ROW).to_pylist(), rows.column(TS_MS).to_pylist()):
+                    self.dead[source].append({"reason": r, "row": row, "event_time_ms": ts})
+
+    def finish(self, results: Sequence[BackfillResult]) -> BackfillResults:
+        """Replace each source's dead-letter table with what this run found; ``results`` with the reasons per
+        source (dead letters and null join keys)."""
+        import datetime as dt
+
+        out: Dict[str, Counter] = {}
+        at = dt.datetime.fromtimestamp(self.now_ms / 1000, tz=dt.timezone.utc)
+        for source, rows in self.dead.items():
+            out[source] = Counter(r["reason"] for r in rows)
+            table = dead_letter_table(self.store, source)
+            if not rows and table.version is None:
+                continue  # never had a dead letter: no table
+            data = pa.Table.from_pylist(
+                [{**r, "backfill_start_ms": self.start_ms, "backfill_end_ms": self.end_ms, DEAD_LETTERS_TS: at}
+                 for r in rows], schema=DEAD_LETTER_SCHEMA)
+            table.write_range(data, *ALL_TIME)
+        where = {s: str(dead_letter_table(self.store, s).path) for s in self.dead}
+        return BackfillResults(results, out, where)
+
+
+class BackfillResults(list):
+    """One :class:`BackfillResult` per view (a list), plus ``dead_letters``: per source of the run, the
+    reasons of the rows it did not store (dead letters and null-join-key rows) and ``tables``: where each
+    source's dead letters are."""
+
+    def __init__(self, results: Sequence[BackfillResult], dead_letters: Dict[str, Counter], tables: Dict[str, str]):
+        super().__init__(results)
+        self.dead_letters = dead_letters
+        self.tables = tables
+
+    def summary(self) -> List[str]:
+        """One line per source with dead letters or rows without a join key (nothing when all went in)."""
+        return [summary_line(s, reasons, self.tables[s]) for s, reasons in self.dead_letters.items() if reasons]
+
+
+def summary_line(source: str, reasons: Counter, where: str) -> str:
+    """One line per source: how many dead letters (and null-join-key rows) a backfill found, by reason."""
+    dead = {r: n for r, n in reasons.items() if not r.startswith(NULL_KEY_PREFIX)}
+    null_key = sum(n for r, n in reasons.items() if r.startswith(NULL_KEY_PREFIX))
+    parts = ", ".join(f"{n} {r}" for r, n in sorted(dead.items(), key=lambda x: (-x[1], x[0])))
+    text = f"source '{source}': {sum(dead.values()):,} dead letter{'s' if sum(dead.values()) != 1 else ''}"
+    text += f" ({parts})" if parts else ""
+    if null_key:
+        text += f", {null_key:,} row{'s' if null_key != 1 else ''} without a join key"
+    return text + f" -> {where}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = ["BackfillResult", "BackfillResults", "BackfillRun", "dead_letter_table", "summary_line", "ALL_TIME",
+           "BACKFILL_DEAD_LETTERS_DIR", "DEAD_LETTER_SCHEMA"]

@@ -1,0 +1,198 @@
+"""A source's batch face as a DuckDB relation that no single value can break.
+
+The relation holds the source's declared columns (as the files hold them: casting and checking is
+``duckdb_sql.checked_sql``'s job) plus two columns computed from the event time:
+
+* ``__ts_ms``: the event time as epoch milliseconds, floored (before 1970 too, and from nanosecond
+  files exactly: DuckDB's own nanosecond -> microsecond cast rounds). An infinite timestamp reads as
+  the largest / smallest BIGINT, so it is simply out of the supported range. NULL when the time is
+  missing or cannot be read as a time.
+* ``__ts_unreadable``: the time is present but is not a time (an unparseable string, an integer
+  beyond BIGINT).
+
+Event-time columns may be Parquet/DuckDB timestamps of any unit (time-zone-naive ones are UTC), dates,
+ISO strings, or integers of epoch milliseconds (what the stream face carries).
+
+Two traps of DuckDB's Parquet reader are avoided for ``ParquetFiles`` faces: ``union_by_name`` over
+files of different timestamp units converts every file to the finest unit (so one event after 2262 in
+a microsecond file fails the whole read once a nanosecond file is present), and a millisecond file
+holding a value beyond DuckDB's microsecond range (year 294247) cannot be read at all. Files are
+therefore read in groups of one timestamp unit (the usual case is one group: a single ``read_parquet``
+as before), and a millisecond file whose statistics leave DuckDB's range is read through Arrow. Only
+the declared columns are read: other columns of the files (of any type) are never touched.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from featurestore.engines.duckdb_sql import literal, q
+from featurestore.errors import FeatureStoreError
+from featurestore.semantics import floor_div_sql
+
+TS_MS = "__ts_ms"
+TS_UNREADABLE = "__ts_unreadable"
+INT64_MAX = 2**63 - 1
+_MS_LIMIT = INT64_MAX // 1000  # a millisecond value DuckDB can hold as microseconds
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+             "UHUGEINT")
+_counter = itertools.count()
+
+
+def batch_relation(con, source, repo_root) -> str:
+    """SQL of the relation described above for ``source``'s batch face (``con``: the DuckDB connection
+    the relation is used on; Arrow-read files are registered on it)."""
+    from featurestore.model import DuckDBTable, ParquetFiles
+
+    batch = source.batch
+    if isinstance(batch, DuckDBTable):
+        return _with_time(con, source, batch.relation)
+    if not isinstance(batch, ParquetFiles):
+        raise FeatureStoreError(f"source '{source.name}': unsupported batch face {batch!r}")
+    files = parquet_files(batch, repo_root)
+    if not files:
+        raise FeatureStoreError(f"source '{source.name}': no files match {batch.path}")
+    groups: Dict[str, List[Path]] = {}
+    for f in files:
+        groups.setdefault(_time_kind(f, source.timestamp), []).append(f)
+    if len(groups) == 1 and "ms-wide" not in groups:
+        return _with_time(con, source, _read_parquet(files))
+    parts = []
+    for kind, members in sorted(groups.items()):
+        relation = _arrow_relation(con, source, members) if kind == "ms-wide" else _read_parquet(members)
+        parts.append(_with_time(con, source, relation, ts_as_text=True))
+    return "(\n" + "\nUNION ALL BY NAME\n".join(parts) + "\n)"
+
+
+def checked_relation(con, source, relation: str, max_future_ms: Optional[int]) -> str:
+    """``duckdb_sql.checked_sql`` over any relation of ``source``'s columns (``relation`` SQL or a name
+    registered on ``con``), e.g. pushed rows: the same typing and dead-letter rule as a batch face."""
+    from featurestore.engines.duckdb_sql import checked_sql
+
+    rel = _with_time(con, source, relation)
+    return checked_sql(source.schema, source.timestamp, rel, max_future_ms, column_types(con, rel))
+
+
+def parquet_files(batch, repo_root) -> List[Path]:
+    """The files a ``ParquetFiles`` face names (a glob; ``**`` recurses), hidden files left out."""
+    pattern = Path(batch.path)
+    pattern = pattern if pattern.is_absolute() else Path(repo_root) / pattern
+    found = sorted(Path(f) for f in glob.glob(str(pattern), recursive=True) if Path(f).is_file())
+    return [f for f in found if not f.name.startswith((".", "_"))]
+
+
+def _read_parquet(files: Sequence[Path]) -> str:
+    return "read_parquet([" + ", ".join(literal(str(f)) for f in files) + "], union_by_name = true)"
+
+
+def _time_kind(path: Path, ts_column: str) -> str:
+    """The event-time column's timestamp unit in one file (``ns``/``us``/``ms``; ``ms-wide`` when a value
+    may lie beyond DuckDB's range; ``other`` for any other type or when the column is absent)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as exc:
+        raise FeatureStoreError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    schema = meta.schema
+    for i in range(len(schema)):
+        col = schema.column(i)
+        if col.path != ts_column:
+            continue
+        logical = col.logical_type.to_json()
+        if '"Type": "Timestamp"' not in logical:
+            return "other"
+        unit = "ns" if "nanoseconds" in logical else "us" if "microseconds" in logical else "ms"
+        if unit != "ms":
+            return unit
+        for r in range(meta.num_row_groups):
+            stats = meta.row_group(r).column(i).statistics
+            if stats is None or not stats.has_min_max:
+                return "ms-wide" if meta.row_group(r).num_rows else unit
+            if not (-_MS_LIMIT <= stats.min_raw and stats.max_raw <= _MS_LIMIT):
+                return "ms-wide"
+        return unit
+    return "other"
+
+
+def _arrow_relation(con, source, files: Sequence[Path]) -> str:
+    """Millisecond files with values beyond DuckDB's range: read with Arrow, the event time as its raw
+    epoch-ms integer (which ``_time_ms`` reads as such)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    declared = [n for n, _ in source.schema]
+    tables = []
+    for f in files:
+        names = set(pq.read_schema(f).names)
+        table = pq.read_table(f, columns=[n for n in declared if n in names])
+        i = table.schema.get_field_index(source.timestamp)
+        table = table.set_column(i, source.timestamp, table.column(i).cast(pa.int64()))
+        tables.append(table)
+    name = f"__fs_batch_{next(_counter)}"
+    con.register(name, pa.concat_tables(tables, promote_options="permissive"))
+    return name
+
+
+def column_types(con, relation: str) -> Dict[str, str]:
+    """The relation's columns and their DuckDB types (DESCRIBE: reads metadata only)."""
+    return {row[0]: row[1] for row in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+
+
+def _with_time(con, source, relation: str, ts_as_text: bool = False) -> str:
+    """``relation``'s declared columns (NULL where absent), ``__ts_ms`` and ``__ts_unreadable``. With
+    ``ts_as_text`` the event-time column itself becomes its text (groups of different timestamp types
+    then union without a conversion that could fail)."""
+    try:
+        types = column_types(con, relation)
+    except Exception as exc:
+        raise FeatureStoreError(f"source '{source.name}': cannot read the batch face: {str(exc).splitlines()[0]}") \
+            from None
+    ts = source.timestamp
+    if ts not in types:
+        raise FeatureStoreError(f"source '{source.name}': the batch face has no event-time column '{ts}'")
+    ms = _time_ms(source, q(ts), types[ts])
+    cols = []
+    for name, _ in source.schema:
+        if name == ts and ts_as_text:
+            cols.append(f"CAST({q(name)} AS VARCHAR) AS {q(name)}")
+        else:
+            cols.append(q(name) if name in types else f"NULL AS {q(name)}")
+    cols.append(f"{ms} AS {TS_MS}")
+    cols.append(f"({q(ts)} IS NOT NULL AND ({ms}) IS NULL) AS {TS_UNREADABLE}")
+    return f"(SELECT {', '.join(cols)} FROM {relation})"
+
+
+def _time_ms(source, col: str, dtype: str) -> str:
+    """SQL: epoch ms (floored) of the event-time column of DuckDB type ``dtype``; infinities as the BIGINT
+    extremes; NULL when missing or not a time."""
+    t = dtype.upper()
+    if t in _INTEGERS:
+        return f"TRY_CAST({col} AS BIGINT)"  # epoch milliseconds, as on the stream face
+    if t in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS", "TIMESTAMP WITH TIME ZONE NS"):
+        return _finite(col, f"epoch_ns({col})", 1_000_000)
+    if t in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+        return _finite(col, f"epoch_us({col})", 1_000)
+    if t in ("TIMESTAMP_MS", "TIMESTAMP_S"):
+        return _finite(col, f"epoch_ms({col})", 1)
+    if t == "DATE":
+        return _finite(col, f"epoch_us(CAST({col} AS TIMESTAMP))", 1_000)
+    if t == "VARCHAR":
+        parsed = f"TRY_CAST({col} AS TIMESTAMPTZ)"
+        return _finite(parsed, f"epoch_us({parsed})", 1_000)
+    raise FeatureStoreError(f"source '{source.name}': event-time column '{source.timestamp}' is {dtype} in the batch "
+                            "face; expected a timestamp, a date, an ISO string or an integer of epoch milliseconds")
+
+
+def _finite(ts_sql: str, epoch_sql: str, divisor: int) -> str:
+    """Floored epoch ms from an epoch count; an infinite time (the epoch function gives NULL) as a BIGINT extreme."""
+    return (f"CASE WHEN ({epoch_sql}) IS NOT NULL THEN {floor_div_sql(f'({epoch_sql})', divisor, '//')} "
+            f"WHEN {ts_sql} IS NULL THEN NULL "
+            f"WHEN CAST({ts_sql} AS VARCHAR) LIKE '-%' THEN CAST({-INT64_MAX} AS BIGINT) "
+            f"ELSE CAST({INT64_MAX} AS BIGINT) END")
+
+
+__all__ = ["batch_relation", "checked_relation", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]

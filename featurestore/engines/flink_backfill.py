@@ -1,0 +1,230 @@
+"""``backfill --engine flink``: the DuckDB backfill's rows, dead letters and counts from a Flink batch job.
+
+The same rules as ``duckdb_sql.checked_sql`` / ``backfill_sql``, rendered in Flink SQL: each declared
+column cast to its type with DuckDB's cast rules (``flink_sql._cast_sql``; a value that does not convert
+names the row's reason), the event time floored to the millisecond, float NaN as null, the reasons of
+``semantics.row_reason_sql`` (the future bound checked against the run's start), then per view its
+stored events for ``[start, end)`` (filter ``IS TRUE``, projections), the source's dead letters and its
+events without a join key, routed by ``__kind``. :class:`~featurestore.engines.backfill.BackfillRun`
+writes them exactly as it does for DuckDB.
+
+Reading: every file of a Parquet batch face is a table of its own with **only the declared columns**
+(other columns, of any type, are never read), each in the file's own types, so files may differ in
+timestamp unit or integer width. The event time is read as the file's raw ``INT64`` (Flink's Parquet
+timestamp reader rejects times before 1970 with sub-millisecond digits) and floored to milliseconds by
+the file's unit. What Flink cannot read is a one-line error naming the file and the column.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+
+from featurestore import dtypes as t
+from featurestore import semantics
+from featurestore.compiler.ir import CompiledView
+from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
+from featurestore.engines.flink_sql import (FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr,
+                                            UnsupportedExpression, ViewExprs, _cast_sql, _with, compile_view_exprs,
+                                            lit, qi)
+from featurestore.errors import FeatureStoreError
+
+# Parquet/Arrow column type -> featurestore dtype it is read as
+_ARROW_TO_DTYPE = {"string": t.STRING, "large_string": t.STRING, "int8": t.INT32, "int16": t.INT32, "int32": t.INT32,
+                   "int64": t.INT64, "uint8": t.INT32, "uint16": t.INT32, "float": t.FLOAT32, "double": t.FLOAT64,
+                   "bool": t.BOOL}
+_UNIT_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
+RAW = "__raw_"  # prefix of a file's column as read, before the cast
+
+
+def _bigint(value: int) -> str:
+    return f"CAST({int(value)} AS BIGINT)"
+
+
+def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, str], Optional[int]]:
+    """The declared columns present in one file: [(name, Flink DDL type)], {name: dtype as read}, and the
+    event time's unit divisor to milliseconds (None when the file has no event-time column)."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    ddl, dtypes, divisor = [], {}, None
+    for name, _ in source.schema:
+        if name not in schema.names:
+            continue
+        arrow_type = schema.field(name).type
+        if name == source.timestamp:
+            if pa.types.is_timestamp(arrow_type):
+                if arrow_type.unit not in _UNIT_MS:  # (Parquet has no seconds: pyarrow writes them as ms)
+                    raise FeatureStoreError(f"{path}: column '{name}' has timestamp unit {arrow_type.unit}")
+                divisor = _UNIT_MS[arrow_type.unit]
+            elif pa.types.is_integer(arrow_type) and str(arrow_type) in ("int8", "int16", "int32", "int64",
+                                                                         "uint8", "uint16", "uint32"):
+                divisor = 1  # epoch milliseconds, as on the stream face
+            else:
+                raise FeatureStoreError(f"{path}: event-time column '{name}' of type {arrow_type} cannot be read by the "
+                                        "Flink backfill (it reads timestamps and integers of epoch milliseconds)")
+            ddl.append((name, "BIGINT"))  # the raw INT64: Flink's timestamp reader fails before 1970 (sub-ms)
+            dtypes[name] = t.INT64
+            continue
+        dtype = _ARROW_TO_DTYPE.get(str(arrow_type))
+        if dtype is None:
+            raise FeatureStoreError(f"{path}: column '{name}' of type {arrow_type} cannot be read by the Flink backfill")
+        ddl.append((name, FLINK_TYPES[dtype]))
+        dtypes[name] = dtype
+    return ddl, dtypes, divisor
+
+
+def _checked_select(path: Path, table: str, source, file_types: Dict[str, str], divisor: Optional[int],
+                    now_ms: int, max_future_ms: Optional[int]) -> str:
+    """One file's rows: each declared column cast to its type, ``__ts_ms``, ``__reason`` and the raw
+    columns (``__raw_<name>``, for the dead-letter row)."""
+    ts = source.timestamp
+    cols, checks = [], []
+    for name, dtype in source.schema:
+        raw = qi(name)
+        cols.append(f"{raw} AS {qi(RAW + name)}" if name in file_types else f"CAST(NULL AS STRING) AS {qi(RAW + name)}")
+        if name == ts:
+            continue
+        src = FExpr(raw, file_types.get(name, NULL))
+        try:
+            cast = _cast_sql(src, dtype)
+        except UnsupportedExpression as exc:
+            raise FeatureStoreError(f"{path}: column '{name}' ({src.dtype}) cannot be read as {dtype} by the Flink "
+                                    f"backfill: {exc}") from None
+        typed = f"CASE WHEN {cast} = {cast} THEN {cast} END" if dtype in FLOATS else cast  # NaN is null at ingestion
+        cols.append(f"{typed} AS {qi(name)}")
+        if src.dtype not in (dtype, NULL):
+            checks.append((name, dtype, f"({raw} IS NOT NULL AND ({cast}) IS NULL)"))
+    ts_ms = semantics.floor_div_sql(qi(ts), divisor, "/") if divisor else "CAST(NULL AS BIGINT)"
+    cols.append(f"{ts_ms} AS {qi(TS_MS)}")
+    cols.append(f"CASE WHEN {semantics.time_supported_sql(ts_ms)} THEN CAST(TO_TIMESTAMP_LTZ({ts_ms}, 3) AS TIMESTAMP(3)) "
+                f"END AS {qi(ts)}")
+    reason = semantics.row_reason_sql(
+        ts, time_read_reason=semantics.time_read_reason_sql(ts, f"{ts_ms} IS NULL", "FALSE"), ts_ms_sql=ts_ms,
+        now_ms_sql=_bigint(now_ms), max_future_ms=max_future_ms, column_reason=semantics.column_reason_sql(checks))
+    cols.append(f"{reason} AS {qi(REASON)}")
+    return f"SELECT {', '.join(cols)}\nFROM {qi(table)}"
+
+
+def _routed_select(cv: CompiledView, ve: ViewExprs, checked: str, source, group_views: Sequence[str],
+                   start_ms: Optional[int], end_ms: Optional[int]) -> str:
+    """``duckdb_sql.backfill_sql`` in Flink SQL over one file's checked rows."""
+    ts_ms, reason = qi(TS_MS), qi(REASON)
+    key_null = " OR ".join(f"{qi(k)} IS NULL" for k in cv.join_keys)
+    rng = ([f"{ts_ms} >= {_bigint(start_ms)}"] if start_ms is not None else []) + \
+        ([f"{ts_ms} < {_bigint(end_ms)}"] if end_ms is not None else [])
+    in_range = " AND ".join(rng) or "TRUE"
+    flt = f"({ve.filter}) IS TRUE" if ve.filter else "TRUE"
+    row = "JSON_OBJECT(" + ", ".join(f"KEY {lit(n)} VALUE {qi(RAW + n)}" for n, _ in source.schema) + " NULL ON NULL)"
+    kind = f"CASE WHEN {reason} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
+    cols = [qi(n) for n, _ in cv.source_columns] + [f"{sql} AS {qi(n)}" for n, sql in ve.projections] + [
+        KIND,
+        f"CASE {KIND} WHEN {DEAD_LETTER} THEN {reason} WHEN {NULL_KEY} THEN "
+        f"{semantics.null_key_reason_sql(cv.join_keys, group_views, qi)} END AS {REASON}",
+        f"CASE WHEN {KIND} <> {EVENT} THEN {row} END AS {ROW}",
+        ts_ms,
+    ]
+    where = (f"CASE {KIND} WHEN {DEAD_LETTER} THEN ({ts_ms} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n"
+             f"  ELSE {in_range} AND {flt} END")
+    return f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM (\n{checked}\n))\nWHERE {where}"
+
+
+def _files(store, view_name: str) -> List[Path]:
+    from featurestore.engines.duckdb_batch import parquet_files
+    from featurestore.model import ParquetFiles
+
+    source = store.repo.views[view_name].source
+    if not isinstance(source.batch, ParquetFiles):
+        raise FeatureStoreError(f"view '{view_name}': the Flink backfill reads Parquet batch faces only "
+                                f"(source '{source.name}' has {type(source.batch).__name__})")
+    files = parquet_files(source.batch, store.repo_path)
+    if not files:
+        raise FeatureStoreError(f"view '{view_name}': no files match the batch face {source.batch.path}")
+    return files
+
+
+def _environment(store, parallelism: int):
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    from featurestore.streaming import _jars
+
+    conf = Configuration()
+    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in _jars(store)))
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("table.local-time-zone", "UTC")
+    conf.set_string("parallelism.default", str(parallelism))
+    return TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
+
+
+def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: Optional[int], parallelism: int = 1):
+    """Backfill ``names`` for ``[start_ms, end_ms)`` with one Flink batch job; returns a ``BackfillResults``
+    like the DuckDB backfill's (the written data passes through this process, see docs/streaming.md)."""
+    import pyarrow.parquet as pq
+
+    from featurestore.engines.backfill import BackfillRun
+
+    t0 = time.perf_counter()
+    run = BackfillRun(store, names, start_ms, end_ms)
+    t_env = _environment(store, parallelism)
+    (store.repo_path / ".featurestore").mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="flink-backfill-", dir=store.repo_path / ".featurestore"))
+    try:
+        stmts = t_env.create_statement_set()
+        outputs = {}
+        for n in names:
+            cv = store.compiled(n)
+            source = store.repo.views[n].source
+            ve = compile_view_exprs(cv)
+            parts = []
+            for i, f in enumerate(_files(store, n)):
+                ddl, file_types, divisor = _file_columns(f, source)
+                table = f"fs_batch_{n}_{i}"
+                options = {"connector": "filesystem", "path": f.resolve().as_uri(), "format": "parquet",
+                           "parquet.utc-timezone": "true"}
+                t_env.execute_sql(f"CREATE TEMPORARY TABLE {qi(table)} (\n  "
+                                  + ",\n  ".join(f"{qi(c)} {d}" for c, d in ddl) + f"\n) {_with(options)}")
+                checked = _checked_select(f, table, source, file_types, divisor, run.now_ms, store.config.max_future_ms)
+                parts.append(_routed_select(cv, ve, checked, source, run.key_group_views(n), start_ms, end_ms))
+            out = tmp / n
+            sink = f"fs_backfill_{n}"
+            cols = [f"{qi(c)} {FLINK_TYPES[d]}" for c, d in cv.stored_columns]
+            cols += [f"{KIND} INT", f"{REASON} STRING", f"{ROW} STRING", f"{TS_MS} BIGINT"]
+            t_env.execute_sql(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) "
+                              + _with({"connector": "filesystem", "path": out.resolve().as_uri(), **PARQUET_OPTIONS}))
+            stmts.add_insert(qi(sink), t_env.sql_query("\nUNION ALL\n".join(parts)))
+            outputs[n] = out
+        try:
+            stmts.execute().wait()
+        except Exception as exc:
+            from featurestore.streaming import _first_cause
+
+            raise FeatureStoreError(f"backfill --engine flink failed: {_first_cause(exc)}") from None
+        setup = (time.perf_counter() - t0) / max(1, len(names))
+        results = []
+        for n in names:
+            files = sorted(p for p in outputs[n].rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+            batches = (b for f in files for b in pq.ParquetFile(f).iter_batches())
+            schema = pq.read_schema(files[0]) if files else _empty_schema(store.compiled(n))
+            v0 = time.perf_counter()
+            results.append(run.write_view(n, pa.RecordBatchReader.from_batches(schema, batches), started=v0 - setup))
+        return run.finish(results)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _empty_schema(cv: CompiledView) -> pa.Schema:
+    from featurestore.engines.duckdb_engine import arrow_schema
+
+    base = arrow_schema(cv)
+    return pa.schema(list(base) + [pa.field(KIND, pa.int32()), pa.field(REASON, pa.string()),
+                                   pa.field(ROW, pa.string()), pa.field(TS_MS, pa.int64())])
+
+
+__all__ = ["run_backfill"]

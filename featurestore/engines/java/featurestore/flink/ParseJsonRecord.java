@@ -1,0 +1,264 @@
+package featurestore.flink;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.Map;
+import java.util.Set;
+
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.functions.ScalarFunction;
+
+/**
+ * The streaming job's reader of one Kafka record: a strict JSON object with typed columns, in one pass
+ * (featurestore/engines/flink_ingest.py compiles the SQL around it and owns every text it returns).
+ *
+ * <p>{@code eval(value, spec)} returns an {@code ARRAY<STRING>}:
+ * [1] the payload as text (invalid UTF-8 as U+FFFD; null for a null value),
+ * [2] the record's reason (null value, not UTF-8, not a JSON object, trailing data, a duplicate key),
+ * [3] the event time's reason (missing, not an integer), [4] the first column's reason (a value not of
+ * its type), [5] the wall clock when the record was read (epoch ms), [6..] each column's value as
+ * canonical text (null for JSON null or a missing key), in the order of {@code spec.columns}.
+ *
+ * <p>Strict means: RFC 8259 JSON (no comments, NaN/Infinity tokens, leading zeros, single quotes or
+ * trailing commas), valid UTF-8, one object and nothing but whitespace after it, no key twice in any
+ * object. Types: a string column takes a JSON string; int32/int64 an integer literal within the type;
+ * float32/float64 a number that is finite in the type (1e400 is not a float64); bool true/false.
+ */
+public class ParseJsonRecord extends ScalarFunction {
+    private static final JsonFactory FACTORY = new JsonFactory();
+    private static final ObjectMapper MAPPER = new ObjectMapper();
+
+    private transient String specText;
+    private transient Spec spec;
+
+    @Override
+    public boolean isDeterministic() {
+        return false; // the result carries the wall clock
+    }
+
+    public @DataTypeHint("ARRAY<STRING>") String[] eval(byte[] value, String specText) {
+        Spec s = spec(specText);
+        String[] out = new String[5 + s.names.length];
+        out[4] = Long.toString(System.currentTimeMillis());
+        if (value == null) {
+            out[1] = s.emptyRecord;
+            return out;
+        }
+        out[0] = new String(value, StandardCharsets.UTF_8);
+        String text;
+        try {
+            CharsetDecoder strict = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT);
+            text = strict.decode(ByteBuffer.wrap(value)).toString();
+        } catch (CharacterCodingException e) {
+            out[1] = s.notUtf8;
+            return out;
+        }
+        JsonToken[] tokens = new JsonToken[s.names.length];
+        String[] texts = new String[s.names.length];
+        JsonParser.NumberType[] numberTypes = new JsonParser.NumberType[s.names.length];
+        try (JsonParser p = FACTORY.createParser(text)) {
+            if (p.nextToken() != JsonToken.START_OBJECT) {
+                out[1] = s.notObject;
+                return out;
+            }
+            Set<String> seen = new HashSet<>();
+            JsonToken t;
+            while ((t = p.nextToken()) == JsonToken.FIELD_NAME) {
+                String name = p.getCurrentName();
+                if (!seen.add(name)) {
+                    out[1] = s.duplicateKey.replace("{}", name);
+                    return out;
+                }
+                JsonToken v = p.nextToken();
+                Integer i = s.index.get(name);
+                if (v == JsonToken.START_OBJECT || v == JsonToken.START_ARRAY) {
+                    String dup = skipNested(p, v);
+                    if (dup != null) {
+                        out[1] = s.duplicateKey.replace("{}", dup);
+                        return out;
+                    }
+                } else if (i != null) {
+                    texts[i] = p.getText();
+                    if (v == JsonToken.VALUE_NUMBER_INT) {
+                        numberTypes[i] = p.getNumberType();
+                    }
+                }
+                if (i != null) {
+                    tokens[i] = v;
+                }
+            }
+            if (t != JsonToken.END_OBJECT) {
+                out[1] = s.notObject;
+                return out;
+            }
+            JsonToken after;
+            try {
+                after = p.nextToken();
+            } catch (IOException e) {
+                after = JsonToken.NOT_AVAILABLE;
+            }
+            if (after != null) {
+                out[1] = s.trailingData;
+                return out;
+            }
+        } catch (IOException | RuntimeException e) {
+            out[1] = s.notObject;
+            return out;
+        }
+        for (int i = 0; i < s.names.length; i++) {
+            JsonToken tok = tokens[i];
+            if (tok == null || tok == JsonToken.VALUE_NULL) {
+                if (i == s.time) {
+                    out[2] = s.missingTime;
+                }
+                continue;
+            }
+            String v = typed(s.types[i], tok, texts[i], numberTypes[i]);
+            if (v == null) {
+                if (i == s.time) {
+                    out[2] = s.timeNotInteger;
+                } else if (out[3] == null) {
+                    out[3] = s.columnReasons[i];
+                }
+                continue;
+            }
+            out[5 + i] = v;
+        }
+        return out;
+    }
+
+    /** The canonical text of a value of {@code type}, or null when the JSON value is not of that type. */
+    private static String typed(String type, JsonToken tok, String text, JsonParser.NumberType nt) {
+        switch (type) {
+            case "string":
+                return tok == JsonToken.VALUE_STRING ? text : null;
+            case "bool":
+                return tok == JsonToken.VALUE_TRUE ? "true" : tok == JsonToken.VALUE_FALSE ? "false" : null;
+            case "int32":
+            case "int64":
+            case "timestamp": // the event time: epoch milliseconds, an int64
+                if (tok != JsonToken.VALUE_NUMBER_INT
+                        || (nt != JsonParser.NumberType.INT && nt != JsonParser.NumberType.LONG)) {
+                    return null;
+                }
+                long x = Long.parseLong(text);
+                if (type.equals("int32") && (x < Integer.MIN_VALUE || x > Integer.MAX_VALUE)) {
+                    return null;
+                }
+                return Long.toString(x);
+            case "float32":
+            case "float64":
+                if (tok != JsonToken.VALUE_NUMBER_INT && tok != JsonToken.VALUE_NUMBER_FLOAT) {
+                    return null;
+                }
+                if (type.equals("float32")) {
+                    float f = Float.parseFloat(text);
+                    return Float.isFinite(f) ? Float.toString(f) : null;
+                }
+                double d = Double.parseDouble(text);
+                return Double.isFinite(d) ? Double.toString(d) : null;
+            default:
+                return null;
+        }
+    }
+
+    /** Skips a nested object or array (the parser is on its start token); returns a key that appears twice
+     * in one of its objects, else null. */
+    private static String skipNested(JsonParser p, JsonToken start) throws IOException {
+        Deque<Set<String>> keys = new ArrayDeque<>();
+        keys.push(start == JsonToken.START_OBJECT ? new HashSet<>() : java.util.Collections.emptySet());
+        while (!keys.isEmpty()) {
+            JsonToken t = p.nextToken();
+            if (t == null) {
+                throw new IOException("unexpected end of input");
+            }
+            switch (t) {
+                case START_OBJECT:
+                    keys.push(new HashSet<>());
+                    break;
+                case START_ARRAY:
+                    keys.push(java.util.Collections.emptySet());
+                    break;
+                case END_OBJECT:
+                case END_ARRAY:
+                    keys.pop();
+                    break;
+                case FIELD_NAME:
+                    if (!keys.peek().add(p.getCurrentName())) {
+                        return p.getCurrentName();
+                    }
+                    break;
+                default:
+                    break;
+            }
+        }
+        return null;
+    }
+
+    private Spec spec(String text) {
+        if (spec == null || !text.equals(specText)) {
+            try {
+                spec = new Spec(MAPPER.readTree(text));
+            } catch (IOException e) {
+                throw new IllegalArgumentException("featurestore: bad ParseJsonRecord spec: " + e.getMessage(), e);
+            }
+            specText = text;
+        }
+        return spec;
+    }
+
+    /** What to read (columns, types, which is the event time) and every reason text, from flink_ingest.py. */
+    private static final class Spec {
+        final String[] names;
+        final String[] types;
+        final String[] columnReasons;
+        final Map<String, Integer> index = new HashMap<>();
+        final int time;
+        final String emptyRecord, notUtf8, notObject, trailingData, duplicateKey, missingTime, timeNotInteger;
+
+        Spec(JsonNode node) {
+            JsonNode cols = node.get("columns");
+            names = new String[cols.size()];
+            types = new String[cols.size()];
+            columnReasons = new String[cols.size()];
+            int t = -1;
+            Iterator<JsonNode> it = cols.elements();
+            for (int i = 0; it.hasNext(); i++) {
+                JsonNode c = it.next();
+                names[i] = c.get(0).asText();
+                types[i] = c.get(1).asText();
+                columnReasons[i] = c.get(2).asText();
+                index.put(names[i], i);
+                if (names[i].equals(node.get("time").asText())) {
+                    t = i;
+                    types[i] = "timestamp";
+                }
+            }
+            time = t;
+            JsonNode r = node.get("reasons");
+            emptyRecord = r.get("empty_record").asText();
+            notUtf8 = r.get("not_utf8").asText();
+            notObject = r.get("not_object").asText();
+            trailingData = r.get("trailing_data").asText();
+            duplicateKey = r.get("duplicate_key").asText();
+            missingTime = r.get("missing_time").asText();
+            timeNotInteger = r.get("time_not_integer").asText();
+        }
+    }
+}

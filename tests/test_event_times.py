@@ -1,0 +1,214 @@
+"""The supported range of event times and bad source rows in the DuckDB backfill (SPEC §2: an event outside
+the supported range is a dead letter with a reason, never a crash, a stall or a change to other events'
+values). Random event sets plus one event of every extreme kind (tests/randomrepo.extreme_times: epoch
+µs/ns/s mistakes, years 9999/10000/2100, int64 extremes, the range bounds and one off, the future bound,
+pre-1970 and sub-millisecond digits) in files of three timestamp units; the brute-force oracle (which
+re-states the range) judges every feature value. The streaming job is held to the same cases in
+tests/test_stream_bad_input.py."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from featurestore.engines.backfill import dead_letter_table
+from featurestore.errors import ConfigError
+from featurestore.store import FeatureStore
+from tests import oracle
+from tests.compare import assert_features_equal
+from tests.randomrepo import (BASE, OUT_OF_RANGE, SUPPORTED_FROM_MS, TOO_FAR_AHEAD, extreme_events, extreme_times,
+                              random_events, random_requests, write_batch_face, write_events, write_repo)
+
+REASONS = {
+    OUT_OF_RANGE: "event time 'ts' out of range (supported: 1900-01-01 to 2199-12-31 UTC)",
+    TOO_FAR_AHEAD: "event time 'ts' too far in the future (more than 1h after ingestion)",
+}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def extreme_requests(seed: int, events: pd.DataFrame, now_ms: int) -> pd.DataFrame:
+    """Random requests plus requests right after each accepted extreme time, for every user."""
+    requests = random_requests(seed, events)
+    times = [pd.Timestamp(SUPPORTED_FROM_MS + 1, unit="ms", tz="UTC"), pd.Timestamp("1970-01-01T00:00:00Z"),
+             pd.Timestamp("1970-01-21T12:18:44Z"), pd.Timestamp("1955-05-05T05:05:05.001Z"), BASE,
+             pd.Timestamp(now_ms + 3_600_000, unit="ms", tz="UTC")]
+    users = ["u0", "u1", "u2", "u3", "u4", "u5", "u_future"]
+    extra = pd.DataFrame([{"user_id": u, "shop": s, "event_timestamp": q, "label": 0.0}
+                          for q in times for u in users for s in (0, 1)])
+    out = pd.concat([requests, extra], ignore_index=True)
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
+    return out
+
+
+def dead_rows(store: FeatureStore, source: str = "events"):
+    table = dead_letter_table(store, source)
+    return table.read().to_pylist() if table.version is not None else []
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_extreme_event_times_are_dead_letters_and_change_no_other_value(tmp_path, seed):
+    store = FeatureStore(write_repo(tmp_path))
+    now = _now_ms()
+    events, extremes = random_events(seed, n=200), extreme_events(seed, now)
+    write_batch_face(store.repo_path, events, extremes)
+    results = store.backfill()
+    everything = pd.concat([events.astype({"ts": object}), extremes], ignore_index=True)
+    expected_dead = [(REASONS[fate], kind) for kind, _, fate in extreme_times(now) if fate]
+    kept = len(events) + len(extremes) - len(expected_dead)
+    by_view = {r.view: r for r in results}
+    assert by_view["amount_stats"].rows == kept
+    for r in results:
+        assert r.dead_letters == len(expected_dead) and r.rejected_null_time == 0, r
+    # the dead-letter table: one row per bad source row, with its reason and event time as read
+    rows = dead_rows(store)
+    ts_of = {kind: ts for kind, ts, _ in extreme_times(now)}
+    got = sorted((r["reason"], r["event_time_ms"]) for r in rows)
+    assert got == sorted((reason, ts_of[kind]) for reason, kind in expected_dead)
+    assert all(r["backfill_start_ms"] is None and r["backfill_end_ms"] is None for r in rows)
+    assert results.summary() == [
+        f"source 'events': {len(expected_dead)} dead letters ({sum(1 for r, _ in expected_dead if r == REASONS[OUT_OF_RANGE])} "
+        f"{REASONS[OUT_OF_RANGE]}, {sum(1 for r, _ in expected_dead if r == REASONS[TOO_FAR_AHEAD])} "
+        f"{REASONS[TOO_FAR_AHEAD]}) -> {dead_letter_table(store, 'events').path}"]
+    # every other value: the oracle over all rows (it drops unsupported times itself)
+    requests = extreme_requests(seed, events, now)
+    got = store.get_historical_features(requests, feature_service="everything")
+    for view in store.repo.views.values():
+        expected = oracle.point_in_time(everything, view, requests)
+        assert_features_equal(got, expected, view.feature_names, f"seed {seed} view {view.name}")
+    # the stored event times, exactly (floored, before 1970 too)
+    stored = store.offline.table("amount_stats", "ts").read()
+    ms = set(pa.compute.cast(stored.column("ts"), pa.int64()).to_pylist())
+    for kind, ts, fate in extreme_times(now):
+        want = oracle.to_ms(ts)
+        assert (want in ms) == (fate is None), (kind, want)
+    assert -1 in ms  # 1969-12-31T23:59:59.9995 and -1 ns both floor to -1 (not round to 0)
+
+
+def test_re_running_replaces_the_dead_letters_and_a_partial_range_counts_only_its_own(tmp_path):
+    store = FeatureStore(write_repo(tmp_path))
+    now = _now_ms()
+    write_batch_face(store.repo_path, random_events(8, n=100), extreme_events(8, now))
+    first = store.backfill(views=["amount_stats"])
+    again = store.backfill(views=["amount_stats"])
+    assert first[0].dead_letters == again[0].dead_letters == len(dead_rows(store)) > 0
+    # a range: dead letters whose (readable) event time falls inside it, nothing else
+    start, end = pd.Timestamp("2099-01-01T00:00:00Z"), pd.Timestamp("2101-01-01T00:00:00Z")
+    part = store.backfill(start=start, end=end, views=["amount_stats"])
+    assert part[0].rows == 0
+    assert part[0].reasons == {REASONS[TOO_FAR_AHEAD]: 1}  # year_2100
+    rows = dead_rows(store)
+    assert [(r["reason"], r["backfill_start_ms"], r["backfill_end_ms"]) for r in rows] == [
+        (REASONS[TOO_FAR_AHEAD], start.value // 1_000_000, end.value // 1_000_000)]
+
+
+@pytest.mark.parametrize("bound,accepted,refused", [
+    ("none", {"year_2100", "range_max_minus_1", "in_2h", "in_30m"}, set()),
+    ("10m", set(), {"year_2100", "range_max_minus_1", "in_2h", "in_30m"}),
+])
+def test_the_future_bound_is_configurable(tmp_path, bound, accepted, refused):
+    root = write_repo(tmp_path)
+    (root / "featurestore.yaml").write_text(f"project: rnd\ndefinitions: definitions\nevent_time:\n  max_future: {bound}\n")
+    store = FeatureStore(root)
+    now = _now_ms()
+    write_batch_face(root, random_events(9, n=50), extreme_events(9, now))
+    store.backfill(views=["amount_stats"])
+    dead = {r["event_time_ms"] for r in dead_rows(store)}
+    for kind, ts, fate in extreme_times(now):
+        if kind in accepted:
+            assert oracle.to_ms(ts) not in dead, kind
+        elif kind in refused:
+            assert oracle.to_ms(ts) in dead, kind
+    if bound == "10m":
+        assert REASONS[TOO_FAR_AHEAD].replace("1h", "10m") in {r["reason"] for r in dead_rows(store)}
+
+
+def test_the_future_bound_must_be_a_duration_or_none(tmp_path):
+    root = write_repo(tmp_path)
+    (root / "featurestore.yaml").write_text("project: rnd\nevent_time:\n  max_future: soon\n")
+    with pytest.raises(ConfigError, match=r"event_time.max_future: cannot parse 'soon'.*\(or 'none' for no bound\)"):
+        FeatureStore(root)
+
+
+def test_one_bad_value_in_a_batch_face_is_a_dead_letter_not_a_crash(tmp_path):
+    """Values that do not convert to the declared type, a missing or unparseable event time: dead letters
+    with their reasons; every other row is an event (today: the whole backfill failed on the first one)."""
+    store = FeatureStore(write_repo(tmp_path))
+    events = random_events(10, n=80)
+    write_events(store.repo_path, events)
+    bad = pd.DataFrame([
+        {"user_id": "u1", "shop": "1", "amount": "2.5", "qty": "12x", "tag": "a", "flag": "true", "ts": "2026-03-01 00:00:01"},
+        {"user_id": "u1", "shop": "99999999999999999999", "amount": "1", "qty": "1", "tag": "a", "flag": "true",
+         "ts": "2026-03-01 00:00:02"},
+        {"user_id": "u2", "shop": "1", "amount": "abc", "qty": "1", "tag": "a", "flag": "true", "ts": "2026-03-01 00:00:03"},
+        {"user_id": "u2", "shop": "1", "amount": "1", "qty": "1", "tag": "a", "flag": "maybe", "ts": "2026-03-01 00:00:04"},
+        {"user_id": "u3", "shop": "1", "amount": "1", "qty": "1", "tag": "a", "flag": "true", "ts": None},
+        {"user_id": "u3", "shop": "1", "amount": "1", "qty": "1", "tag": "a", "flag": "true", "ts": "yesterday"},
+        {"user_id": "u4", "shop": "2", "amount": "NaN", "qty": "3", "tag": "b", "flag": "false", "ts": "2026-03-01 00:00:05.5"},
+    ])
+    pq.write_table(pa.Table.from_pandas(bad, preserve_index=False), store.repo_path / "data" / "events" / "strings.parquet")
+    results = {r.view: r for r in store.backfill()}
+    assert results["amount_stats"].reasons == {
+        "column 'qty': not a int64": 1, "column 'shop': not a int64": 1, "column 'amount': not a float64": 1,
+        "column 'flag': not a bool": 1, "missing event time 'ts'": 1, "event time 'ts': not a timestamp": 1}
+    assert results["amount_stats"].rejected_null_time == 1
+    assert results["amount_stats"].rows == len(events) + 1  # the string row that converts is an event (NaN -> null)
+    rows = {r["reason"]: r for r in dead_rows(store)}
+    assert rows["column 'qty': not a int64"]["row"] == (
+        '{"user_id":"u1","shop":"1","amount":"2.5","qty":"12x","tag":"a","flag":"true","ts":"2026-03-01 00:00:01"}')
+    assert rows["missing event time 'ts'"]["event_time_ms"] is None
+    good = pd.concat([events, pd.DataFrame([{"user_id": "u4", "shop": 2, "amount": math.nan, "qty": 3, "tag": "b",
+                                             "flag": False, "ts": pd.Timestamp("2026-03-01 00:00:05.5", tz="UTC")}])],
+                     ignore_index=True)
+    requests = random_requests(10, events)
+    got = store.get_historical_features(requests, feature_service="everything")
+    for view in store.repo.views.values():
+        assert_features_equal(got, oracle.point_in_time(good, view, requests), view.feature_names, view.name)
+
+
+def test_cli_backfill_reports_the_dead_letters_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+
+    root = write_repo(tmp_path)
+    write_batch_face(root, random_events(11, n=40), extreme_events(11, _now_ms()))
+    res = CliRunner().invoke(app, ["backfill", "--repo", str(root), "--view", "amount_stats"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("source 'events': ")]
+    assert len(lines) == 1 and "dead letters (" in lines[0] and lines[0].endswith("_backfill_dead_letters/events"), \
+        res.output
+
+
+def test_flink_backfill_reads_only_declared_columns_and_names_file_and_column_it_cannot_read(tmp_path):
+    """(No JVM: the Flink backfill's reading plan.) A column no definition uses is never declared, whatever
+    its type; event times are read as raw integers with their unit; what Flink cannot read is one line
+    naming the file and the column."""
+    from featurestore.engines.flink_backfill import _file_columns
+    from featurestore.errors import FeatureStoreError
+
+    store = FeatureStore(write_repo(tmp_path))
+    source = store.repo.views["amount_stats"].source
+    ok = tmp_path / "ok.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "meta": pa.array([{"a": 1}]), "amount": [1.0], "qty": pa.array([1], pa.int32()),
+                             "ts": pa.array([-1], pa.int64()).cast(pa.timestamp("ns", tz="UTC"))}), ok)
+    ddl, types, divisor = _file_columns(ok, source)
+    assert ddl == [("user_id", "STRING"), ("amount", "DOUBLE"), ("qty", "INT"), ("ts", "BIGINT")]
+    assert (types["qty"], divisor) == ("int32", 1_000_000)
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "qty": pa.array([[1]]), "ts": pa.array([0], pa.int64())}), bad)
+    with pytest.raises(FeatureStoreError) as err:
+        _file_columns(bad, source)
+    assert str(err.value) == f"{bad}: column 'qty' of type list<element: int64> cannot be read by the Flink backfill"
+    text_ts = tmp_path / "text.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "ts": ["2026-03-01"]}), text_ts)
+    with pytest.raises(FeatureStoreError, match=r"text.parquet: event-time column 'ts' of type string cannot be read by "
+                                                r"the Flink backfill \(it reads timestamps and integers of epoch milliseconds\)$"):
+        _file_columns(text_ts, source)
