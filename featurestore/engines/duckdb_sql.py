@@ -105,8 +105,20 @@ def rejected_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None
     )
 
 
+def keys_eq(cv: CompiledView, left: str, right: str) -> str:
+    """``left.k = right.k`` for every join key of ``cv``."""
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in cv.join_keys)
+
+
+def requests_sql(cv: CompiledView, requests: str) -> str:
+    """The request rows of a point-in-time join (``__row``, ``__q_ms``, the join keys cast to their type)."""
+    keys = ", ".join(f"CAST({q(k)} AS {SQL_TYPES[t]}) AS {q(k)}" for k, t in cv.key_types.items())
+    return f"SELECT {REQ_ROW}, {REQ_Q}, {keys} FROM {requests}"
+
+
 def columns_list(names: Iterable[str]) -> str:
     return ", ".join(q(n) for n in names)
 
 
-__all__: Sequence[str] = ("events_sql", "rejected_sql", "source_relation_sql", "SQL_TYPES", "q", "literal")
+__all__: Sequence[str] = ("events_sql", "rejected_sql", "source_relation_sql", "keys_eq", "requests_sql", "SQL_TYPES",
+                          "q", "literal")
