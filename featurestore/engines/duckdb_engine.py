@@ -75,6 +75,10 @@ def backfill_view(
     start, end = ALL_TIME[0] if start_ms is None else start_ms, end_ms
     try:
         null_time, null_key = con.sql(dsql.rejected_sql(cv, source_relation, start_ms, end_ms)).fetchall()[0]
+        unique_on = None
+        if cv.latest:  # record that no two events share (keys, ms time): lookups of latest skip ties
+            ties = con.sql(dsql.ties_sql(cv, source_relation, start_ms, end_ms)).fetchall()[0][0]
+            unique_on = None if ties else list(cv.join_keys)
         reader = con.sql(dsql.events_sql(cv, source_relation, start_ms, end_ms)).to_arrow_reader(BATCH_ROWS)
     except Exception as exc:  # duckdb's own errors: name the view and keep the first line
         raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
@@ -91,5 +95,5 @@ def backfill_view(
                     on_rows(b.num_rows)
                 yield b
 
-    version = table.write_range(pa.RecordBatchReader.from_batches(schema, batches()), start, end)
+    version = table.write_range(pa.RecordBatchReader.from_batches(schema, batches()), start, end, unique_on)
     return BackfillResult(cv.name, count, int(null_time), int(null_key), version, time.perf_counter() - t0)

@@ -309,14 +309,15 @@ def _sweep_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, windows: Lis
 
 # -- the query ----------------------------------------------------------------------------------------
 def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot: Optional[str] = None,
-            exact: Optional[str] = None, checked: Optional[Collection[str]] = None) -> str:
+            exact: Optional[str] = None, checked: Optional[Collection[str]] = None, unique: bool = False) -> str:
     """Feature values of ``cv`` for every request row.
 
     ``events`` is a relation of stored events, ``requests`` one with ``__row``, ``__q_ms`` and the join
     keys. ``hot`` names a relation of the hot keys (see :func:`hot_keys_sql`) that go through the sweep;
     ``exact`` one of their variances (``__hk``, ``__rq`` = request time, and ``__a_<feature>`` per
     variance/stddev feature). ``checked``: the input expressions of float sums and means whose windows
-    are checked and flagged (:mod:`featurestore.engines.duckdb_exact`; None: all of them). Returns
+    are checked and flagged (:mod:`featurestore.engines.duckdb_exact`; None: all of them). ``unique``: no
+    two events share (join keys, ms time), so *latest* needs no tie rule (a plain ASOF join). Returns
     ``__row`` plus one column per feature (named ``prefix + name``) and the flag columns, one row per
     request, in no particular order.
     """
@@ -334,7 +335,17 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
     ]
     selects: List[str] = []
     joins: List[str] = []
-    if cv.latest:
+    if cv.latest and unique:
+        # No two events of an entity share a time (recorded by the backfill, see point_in_time): the
+        # event an ASOF join finds is the greatest in event order, so it carries the values itself.
+        lat = ", ".join(q("__l_" + s.name) for s in cv.latest)
+        ctes.append(
+            f"base AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts, {', '.join('lat.' + q('__l_' + s.name) for s in cv.latest)} "
+            f"FROM rq ASOF LEFT JOIN (SELECT {keys}, {TS_MS}, {lat} FROM ev) AS lat "
+            f"ON {keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
+        )
+        values_of = [f"base.{q('__l_' + s.name)}" for s in cv.latest]
+    elif cv.latest:
         # 1) ASOF on time alone gives each request the greatest ts < q of its entity (cheap: keys and
         # times only). 2) Only for the (entity, ts) pairs found, pick the greatest event in event order
         # (ties, SPEC §2): a join that probes the events against those pairs, then a small aggregate.
@@ -354,11 +365,11 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
             f"base AS (SELECT hit.*, pick.__v FROM hit LEFT JOIN pick ON {keys_eq(cv, 'hit', 'pick')} "
             f"AND pick.{TS_MS} = hit.__lat_ts)"
         )
+        values_of = [f"base.__v.l{i}" for i in range(len(cv.latest))]
+    if cv.latest:
         visible = window_predicate_sql("base.__lat_ts", f"base.{REQ_Q}", cv.ttl_ms)
-        for i, s in enumerate(cv.latest):
-            selects.append(
-                f"CAST(CASE WHEN {visible} THEN base.__v.l{i} END AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}"
-            )
+        for v, s in zip(values_of, cv.latest):
+            selects.append(f"CAST(CASE WHEN {visible} THEN {v} END AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}")
     else:
         ctes.append("base AS (SELECT * FROM rq)")
     if cv.aggregations:
@@ -450,8 +461,10 @@ def exact_variances(con, cv: CompiledView, events: str, requests: str, hot: str)
     return pa.table(out)
 
 
-def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "") -> pa.Table:
-    """Run the point-in-time query of ``cv`` (see :func:`pit_sql`), with the plan picked per key."""
+def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "", unique: bool = False) -> pa.Table:
+    """Run the point-in-time query of ``cv`` (see :func:`pit_sql`), with the plan picked per key.
+    ``unique``: the events are known to hold no two with the same (join keys, ms time) (the offline
+    table's ``unique_on``, recorded by the backfill)."""
     hot = None
     if cv.aggregations:
         keys = con.sql(hot_keys_sql(cv, events, requests)).to_arrow_table()
@@ -459,7 +472,7 @@ def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str
             hot = keys.select([*cv.join_keys, "__hk", "__lo", "__hi"])
     checked = dx.checked_inputs(con, cv, events)
     if hot is None:
-        table = con.sql(pit_sql(cv, events, requests, prefix, checked=checked)).to_arrow_table()
+        table = con.sql(pit_sql(cv, events, requests, prefix, checked=checked, unique=unique)).to_arrow_table()
         return dx.repair(con, cv, events, requests_sql(cv, requests), table, prefix)
     registered = [HOT]
     con.register(HOT, hot)
@@ -469,7 +482,8 @@ def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str
             con.register(EXACT, exact_variances(con, cv, events, requests, HOT))
             registered.append(EXACT)
             exact = EXACT
-        table = con.sql(pit_sql(cv, events, requests, prefix, hot=HOT, exact=exact, checked=checked)).to_arrow_table()
+        sql = pit_sql(cv, events, requests, prefix, hot=HOT, exact=exact, checked=checked, unique=unique)
+        table = con.sql(sql).to_arrow_table()
     finally:
         for name in registered:
             con.unregister(name)

@@ -105,6 +105,13 @@ def rejected_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None
     )
 
 
+def ties_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
+    """Whether two stored events of the range share (join keys, ms time): one row, one boolean."""
+    keys = ", ".join(q(k) for k in cv.join_keys)
+    return (f"SELECT count(*) > 0 FROM (SELECT 1 FROM ({events_sql(cv, relation, start_ms, end_ms)}) "
+            f"GROUP BY {keys}, {q(cv.ts_column)} HAVING count(*) > 1 LIMIT 1)")
+
+
 def keys_eq(cv: CompiledView, left: str, right: str) -> str:
     """``left.k = right.k`` for every join key of ``cv``."""
     return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in cv.join_keys)
@@ -120,5 +127,5 @@ def columns_list(names: Iterable[str]) -> str:
     return ", ".join(q(n) for n in names)
 
 
-__all__: Sequence[str] = ("events_sql", "rejected_sql", "source_relation_sql", "keys_eq", "requests_sql", "SQL_TYPES",
+__all__: Sequence[str] = ("events_sql", "rejected_sql", "ties_sql", "source_relation_sql", "keys_eq", "requests_sql", "SQL_TYPES",
                           "q", "literal")
