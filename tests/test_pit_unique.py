@@ -96,6 +96,27 @@ def test_a_tie_added_after_the_backfill_keeps_the_tie_rule(store, plans):
     assert_features_equal(got, oracle.point_in_time(both, view, requests), ["last_amount", "last_tag"], "profile")
 
 
+def test_a_pushed_tie_keeps_the_tie_rule(store, plans):
+    """Pushed events (docs/push.md) reach the view tables beside the backfill's rows: a push whose event
+    ties with a backfilled one drops ``unique_on``, and a later backfill carrying the pushed event too."""
+    events = without_ties(random_events(4), ["user_id"]).reset_index(drop=True)
+    write_events(store.repo_path, events)
+    store.backfill(views=["profile"])
+    assert store.offline.table("profile").manifest()["unique_on"] == ["user_id"]
+    twin = events.sort_values("ts").iloc[[len(events) // 3]].copy()
+    twin["ts"] = twin["ts"].dt.floor("ms")
+    twin["tag"], twin["amount"] = "zz", 777.25
+    assert store.push("events", twin, to="offline").events == 1
+    q = twin["ts"].iloc[0] + pd.Timedelta(milliseconds=1)
+    requests = pd.DataFrame({"user_id": [twin["user_id"].iloc[0]], "shop": 0, "event_timestamp": [q]})
+    for _ in range(2):  # after the push, and after a backfill that writes the pushed event again
+        assert store.offline.table("profile").manifest()["unique_on"] is None
+        got = store.get_historical_features(requests, features=["profile:last_amount", "profile:last_tag"])
+        assert got["last_amount"].tolist() == [777.25] and got["last_tag"].tolist() == ["zz"]
+        assert plans == {"profile": False}
+        store.backfill(views=["profile"])
+
+
 def test_unique_on_survives_only_checked_writes(tmp_path):
     t = OfflineTable(tmp_path, "t", ts_column="ts")
 
