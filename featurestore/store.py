@@ -257,7 +257,9 @@ class FeatureStore:
 
                 con.register(f"__empty_{view}", arrow_schema(cv).empty_table())
                 relation = f"__empty_{view}"
-            inputs.append(h.ViewInput(cv, relation, meta["table_version"]))
+            table = self.offline.table(view, ts_column=cv.ts_column)
+            unique = table.manifest(meta["table_version"]).get("unique_on") == list(cv.join_keys)
+            inputs.append(h.ViewInput(cv, relation, meta["table_version"], unique))
         columns = {(v, f): c for v, f, c in manifest["columns"]}
         frame = h.retrieve(con, entity_df, inputs, columns, manifest["timestamp_column"])
         frame.manifest = manifest
@@ -295,7 +297,8 @@ class FeatureStore:
             con.register(f"__empty_{cv.name}", empty)
             return ViewInput(cv, f"__empty_{cv.name}", version)
         listing = ", ".join(dsql.literal(f) for f in files)
-        return ViewInput(cv, f"read_parquet([{listing}])", version)
+        unique = table.manifest(version).get("unique_on") == list(cv.join_keys)  # recorded by the backfill
+        return ViewInput(cv, f"read_parquet([{listing}])", version, unique)
 
     def materialize(self, views=None, end=None, progress=None):
         """Load the online store (Redis) from the offline store (or the batch face when a view has no

@@ -22,7 +22,9 @@ Rules implemented (SPEC §2 and the ``featurestore.semantics`` docstring):
   ``count_distinct`` distinct non-null values. ``sum`` is exact (int input -> int, else a correctly
   rounded float); ``mean`` is the correctly rounded exact mean; ``variance`` is the correctly rounded
   exact sample variance (n - 1), ``stddev`` its float square root; both null when n < 2. Non-finite
-  floats follow IEEE (any NaN -> NaN, +inf and -inf -> NaN). ``min``/``max`` by the value order above.
+  floats follow IEEE (any NaN -> NaN, +inf and -inf -> NaN, else the infinity); an exact result beyond
+  the double range rounds to an infinity of its sign. ``min``/``max`` by the value order above;
+  ``count_distinct`` counts every NaN as one value and ``0.0`` and ``-0.0`` as one.
   ``last``/``first`` = the value of the greatest/least event (event order) whose value is non-null.
 * Empty window: ``count``/``count_distinct`` are 0; every other function is null. ``default`` replaces
   a null aggregation result (an empty window, and also ``stddev``/``variance`` with one value), i.e.
@@ -32,6 +34,7 @@ Rules implemented (SPEC §2 and the ``featurestore.semantics`` docstring):
   TRUE are dropped. Projections see source columns; feature expressions see both. The event-time
   column appears to SQL as the ms-truncated ``TIMESTAMP WITH TIME ZONE`` (session time zone UTC).
 * pandas NaN/NaT/NA in a source column is null (pandas cannot tell a float NaN from a missing value).
+  A NaN that a projection or feature expression computes (``0 / 0``, ``inf - inf``) is a value.
 
 Output: one row per entity row, same order, index reset, entity columns kept, one ``object`` column per
 feature holding plain Python values (``None`` for null), so comparisons are exact.
@@ -166,7 +169,8 @@ def sql_values(rows: Sequence[dict], source: Source, exprs: Sequence[str],
         select = ", ".join(f"({e})" for e in exprs)
         rel = con.sql(f"SELECT {_RID}, {select} FROM (SELECT *{proj} FROM events) ORDER BY {_RID}")
         types = [str(t) for t in rel.types[1:]]
-        out = [tuple(None if _is_null(v) else v for v in r[1:]) for r in rel.fetchall()]
+        # NULL is None; a NaN an expression computes (0 / 0, inf - inf) is a value, not a null.
+        out = [tuple(r[1:]) for r in rel.fetchall()]
     finally:
         con.close()
     return out, types
@@ -202,6 +206,15 @@ def _float_sum(xs: List[Any]) -> Any:
     return math.inf if math.inf in xs else -math.inf
 
 
+def _to_float(x: Any) -> float:
+    """An exact value rounded to the nearest double; beyond the double range an infinity of its sign
+    (IEEE round-to-nearest; Python's int division raises instead)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
 def aggregate(function: str, items: Iterable[Tuple[tuple, Any]], *, integer_input: bool = False,
               default: Any = None) -> Any:
     """One aggregation over the events in a window, given as ``(event_order_key, value)`` pairs.
@@ -229,13 +242,13 @@ def aggregate(function: str, items: Iterable[Tuple[tuple, Any]], *, integer_inpu
             total = sum(xs) if integer_input and function == "sum" else _float_sum(xs)
             if function == "mean":
                 total = total / n
-            result = total if (integer_input and function == "sum") else float(total)
+            result = total if (integer_input and function == "sum") else _to_float(total)
     elif function in ("variance", "stddev"):
         if n >= 2:
             total = _float_sum(xs)
             if isinstance(total, Fraction):
                 mean = total / n
-                var = float(sum(((Fraction(x) - mean) ** 2 for x in xs), Fraction(0)) / (n - 1))
+                var = _to_float(sum(((Fraction(x) - mean) ** 2 for x in xs), Fraction(0)) / (n - 1))
             else:
                 var = math.nan
             result = var if function == "variance" else math.sqrt(var)

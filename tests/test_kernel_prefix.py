@@ -51,6 +51,31 @@ def test_any_doubles_and_non_finite_values(xs, data):
     assert all(same(g, ref_variance(xs[a:b])) for g, a, b in zip(got, lo, hi))
 
 
+def ref_sum(xs, mean=False):
+    if not xs:
+        return None
+    if any(math.isnan(x) for x in xs) or (math.inf in xs and -math.inf in xs):
+        return math.nan
+    if math.inf in xs or -math.inf in xs:
+        return math.inf if math.inf in xs else -math.inf
+    total = sum(map(Fraction, xs)) / (len(xs) if mean else 1)
+    try:
+        return float(total)
+    except OverflowError:
+        return math.inf if total > 0 else -math.inf
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([
+       1e16, -1e16, 1.0, math.inf, -math.inf, math.nan, 0.0, -0.0, 5e-324, 1e308, -1e308])), max_size=20), st.data())
+def test_sums_and_means_are_correctly_rounded(xs, data):
+    """Cancelling values (1e16 + 1 - 1e16 = 1), overflow to an infinity, IEEE for non-finite inputs."""
+    lo, hi = ranges(len(xs), data)
+    pm = PrefixMoments(np.array(xs, np.float64))
+    assert all(same(g, ref_sum(xs[a:b])) for g, a, b in zip(pm.sums(lo, hi), lo, hi))
+    assert all(same(g, ref_sum(xs[a:b], mean=True)) for g, a, b in zip(pm.means(lo, hi), lo, hi))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(-2**63, 2**63 - 1), max_size=20), st.data())
 def test_int64_values_beyond_2_53_are_exact(xs, data):

@@ -88,8 +88,10 @@ class BackfillRun:
         return self.groups[(v.source.name, tuple(v.join_keys))]
 
     def write_view(self, view: str, routed: pa.RecordBatchReader, on_rows: Optional[Callable[[int], None]] = None,
-                   started: Optional[float] = None) -> BackfillResult:
-        """Write the view's events of ``routed`` (rows tagged by ``__kind``) as its range, keep the dead letters."""
+                   started: Optional[float] = None, unique_on: Optional[List[str]] = None) -> BackfillResult:
+        """Write the view's events of ``routed`` (rows tagged by ``__kind``) as its range, keep the dead letters.
+        ``unique_on``: the caller checked that no two events share these columns and the time
+        (``OfflineTable.write_range``)."""
         from featurestore.engines.duckdb_engine import arrow_schema
 
         t0 = time.perf_counter() if started is None else started
@@ -121,7 +123,7 @@ class BackfillRun:
         # after it stay the stream's (OfflineTable.write_range)
         lo, hi = ALL_TIME[0] if self.start_ms is None else self.start_ms, self.end_ms
         try:
-            version = table.write_range(pa.RecordBatchReader.from_batches(schema, events()), lo, hi)
+            version = table.write_range(pa.RecordBatchReader.from_batches(schema, events()), lo, hi, unique_on)
         except FeatureStoreError:
             raise
         except Exception as exc:  # the engine failed while computing rows: name the view, keep one line

@@ -29,11 +29,10 @@ import itertools
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from featurestore.engines.duckdb_sql import literal, q
+from featurestore.engines.duckdb_sql import TS_MS, literal, q
 from featurestore.errors import FeatureStoreError
 from featurestore.semantics import floor_div_sql
 
-TS_MS = "__ts_ms"
 TS_UNREADABLE = "__ts_unreadable"
 INT64_MAX = 2**63 - 1
 _MS_LIMIT = INT64_MAX // 1000  # a millisecond value DuckDB can hold as microseconds

@@ -69,8 +69,12 @@ def backfill(store, names, start_ms: Optional[int], end_ms: Optional[int],
             relations[source.name] = store._checked_relation(con, n)
         sql = dsql.backfill_sql(cv, relations[source.name], run.key_group_views(n), start_ms, end_ms)
         try:
+            unique_on = None
+            if cv.latest:  # record that no two events share (keys, ms time): lookups of latest skip ties
+                ties = con.sql(dsql.ties_sql(cv, relations[source.name], start_ms, end_ms)).fetchall()[0][0]
+                unique_on = None if ties else list(cv.join_keys)
             reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
         except Exception as exc:  # duckdb's own errors: name the view and keep the first line
             raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
-        results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0))
+        results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0, unique_on=unique_on))
     return run.finish(results)

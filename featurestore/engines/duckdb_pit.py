@@ -31,22 +31,31 @@ large offset and a small spread loses ``log10(|mean| / sigma)`` digits):
   ``c``, everything else equal) and ~``20 u`` for ordinary data. A key with more than
   ``EXACT_VARIANCE_EVENTS`` events goes through the sweep (exact) when the view has a variance, so a
   range-join variance has ``n <= 1e5`` values: relative error below 2.3e-10 (SPEC §3 allows 1e-9).
+  Windows whose shifted sums are not finite (non-finite inputs, squares that overflow) are
+  recomputed exactly (:mod:`featurestore.engines.duckdb_exact`).
 * sweep: a frame cannot shift by a value of the *output* row, so the variances of hot keys come from
   exact prefix moments in Python (:mod:`featurestore.kernel.prefix`: bit-identical to the reference),
   joined in by (key, request time).
+
+Float sums and means, in both plans: DuckDB's ``fsum`` (Kahan) is used where it is provably within
+1e-9 of the exact value (always for inputs of one sign; else checked per window), non-finite inputs
+follow IEEE in SQL, and the few windows where neither holds (cancellation such as ``1e16 + 1 - 1e16``,
+overflow) are flagged by the query and recomputed exactly in Python
+(:mod:`featurestore.engines.duckdb_exact`). Integer sums are exact ``HUGEINT`` sums.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 
 from featurestore import dtypes
 from featurestore.compiler.ir import AggSpec, CompiledView
-from featurestore.engines.duckdb_sql import REQ_Q, REQ_ROW, SQL_TYPES, TS_MS, literal, q
+from featurestore.engines import duckdb_exact as dx
+from featurestore.engines.duckdb_sql import REQ_Q, REQ_ROW, SQL_TYPES, TS_MS, keys_eq, literal, q, requests_sql
 from featurestore.semantics import window_predicate_sql
 
 ORD = "__ord"  # rank of an event in event order within its entity (range join: first/last)
@@ -57,10 +66,6 @@ _VARIANCE = ("variance", "stddev")
 
 
 # -- shared pieces ------------------------------------------------------------------------------------
-def _keys_eq(cv: CompiledView, left: str, right: str) -> str:
-    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in cv.join_keys)
-
-
 def _order_cols(cv: CompiledView, alias: str = "") -> List[str]:
     """Event order after ts (SPEC §2 ties): ascending, nulls first."""
     return [f"{alias}{q(c)} ASC NULLS FIRST" for c in cv.order_columns[1:]]
@@ -127,23 +132,38 @@ def _in_reach(cv: CompiledView, ts: str) -> str:
     return f"{ts} < hk.__hi" + ("" if cv.max_window_ms is None else f" AND {ts} >= hk.__lo")
 
 
-def _rq_sql(cv: CompiledView, requests: str) -> str:
-    keys = ", ".join(f"CAST({q(k)} AS {SQL_TYPES[t]}) AS {q(k)}" for k, t in cv.key_types.items())
-    return f"SELECT {REQ_ROW}, {REQ_Q}, {keys} FROM {requests}"
+def _abs_inputs(cv: CompiledView, inputs: Dict[str, str], checked: Optional[Collection[str]]) -> Dict[str, str]:
+    """Input column of each float sum/mean whose windows are checked (expressions in ``checked``, all when
+    None) -> the event column holding its ``m(x)`` (see :mod:`featurestore.engines.duckdb_exact`)."""
+    return {inputs[a.expr]: "__ab" + inputs[a.expr][len("__in"):] for a in cv.aggregations
+            if dx.is_float_sum(a) and (checked is None or a.expr in checked)}
 
 
-def _agg_body(a: AggSpec, x: Optional[str], call, order: str) -> str:
+def _checked_sum(a: AggSpec, x: Optional[str], call, abs_cols: Dict[str, str], alias: str = ""):
+    """(sum, flag) SQL of a float sum/mean whose windows are checked; None for any other aggregation."""
+    col = None if x is None else abs_cols.get(x[len(alias):])
+    if col is None or not dx.is_float_sum(a):
+        return None
+    s, b = call(f"fsum({x})", False), call(f"sum({alias}{col})", False)
+    return dx.float_sum_sql(s, b), dx.float_sum_flag_sql(s, b)
+
+
+def _agg_body(a: AggSpec, x: Optional[str], call, order: str, total: Optional[str] = None) -> str:
     """One aggregation over input ``x`` (None: count of events), each aggregate rendered by ``call``
-    (``call(agg_sql, only_non_null_x)``: a FILTER or a window frame); variance is not rendered here."""
+    (``call(agg_sql, only_non_null_x)``: a FILTER or a window frame); variance is not rendered here.
+    ``total``: the window's sum for a float sum or mean (each plan renders its own, see duckdb_exact)."""
     f = a.function
     if f == "count":
         return call("count(*)" if x is None else f"count({x})", False)
     if f == "count_distinct":
         return call(f"count(DISTINCT {x})", False)
-    if f == "sum":
-        return f"CAST({call(f'sum({x})', False)} AS BIGINT)" if a.dtype == dtypes.INT64 else call(f"fsum({x})", False)
-    if f == "mean":
-        return f"({call(f'fsum(CAST({x} AS DOUBLE))', False)} / NULLIF({call(f'count({x})', False)}, 0))"
+    if f in ("sum", "mean") and _is_int(a):  # exact HUGEINT sums; a mean rounds twice (2 ulp at most)
+        total = call(f"sum({x})", False)
+        n = call(f"count({x})", False)
+        return f"CAST({total} AS BIGINT)" if f == "sum" else f"(CAST({total} AS DOUBLE) / NULLIF({n}, 0))"
+    if f in ("sum", "mean"):  # float input: fsum, or the checked sum of duckdb_exact
+        total = call(f"fsum({x})", False) if total is None else total
+        return total if f == "sum" else f"({total} / NULLIF({call(f'count({x})', False)}, 0))"
     if f in ("min", "max"):
         return call(f"{f}({x})", False)
     if f == "last":
@@ -158,17 +178,17 @@ def _output(a: AggSpec, body: str) -> str:
 
 
 # -- the range join (light keys) ----------------------------------------------------------------------
-def _light_ctes(cv: CompiledView, inputs: Dict[str, str], hot: Optional[str]) -> List[str]:
+def _light_ctes(cv: CompiledView, inputs: Dict[str, str], hot: Optional[str], abs_cols: Dict[str, str]) -> List[str]:
     keys = ", ".join(q(k) for k in cv.join_keys)
     ctes = []
     req = "rq"
     if hot is not None:
-        ctes.append(f"rql AS (SELECT rq.* FROM rq ANTI JOIN {hot} AS hk ON {_keys_eq(cv, 'rq', 'hk')})")
+        ctes.append(f"rql AS (SELECT rq.* FROM rq ANTI JOIN {hot} AS hk ON {keys_eq(cv, 'rq', 'hk')})")
         req = "rql"
     evl = "ev"
     if _needs_ord(cv):
         order = ", ".join([TS_MS, *_order_cols(cv)])
-        src = "ev" if hot is None else f"(SELECT ev.* FROM ev ANTI JOIN {hot} AS hk ON {_keys_eq(cv, 'ev', 'hk')})"
+        src = "ev" if hot is None else f"(SELECT ev.* FROM ev ANTI JOIN {hot} AS hk ON {keys_eq(cv, 'ev', 'hk')})"
         ctes.append(f"evl AS (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS {ORD} FROM {src})")
         evl = "evl"
     # Variance: shift each input by the latest non-null value before q (inside every window that has one).
@@ -179,7 +199,7 @@ def _light_ctes(cv: CompiledView, inputs: Dict[str, str], hot: Optional[str]) ->
         ctes.append(
             f"rqc{i} AS (SELECT {req}.*, s.__c AS {c} FROM {req} ASOF LEFT JOIN "
             f"(SELECT {keys}, {TS_MS}, CAST({col} AS {cast}) AS __c FROM ev WHERE {col} IS NOT NULL) AS s "
-            f"ON {_keys_eq(cv, req, 's')} AND {req}.{REQ_Q} > s.{TS_MS})"
+            f"ON {keys_eq(cv, req, 's')} AND {req}.{REQ_Q} > s.{TS_MS})"
         )
         req = f"rqc{i}"
     aggs = []
@@ -196,21 +216,25 @@ def _light_ctes(cv: CompiledView, inputs: Dict[str, str], hot: Optional[str]) ->
             n, s1, s2 = call(f"count({x})", False), call(f"fsum({y})", False), call(f"fsum({y} * {y})", False)
             body = f"CASE WHEN {n} >= 2 THEN greatest({s2} - {s1} * {s1} / {n}, 0) / ({n} - 1) END"
             body = f"sqrt({body})" if a.function == "stddev" else body
+            flag = dx.variance_flag_sql(n, s1, s2)
         else:
-            body = _agg_body(a, x, call, f"e.{ORD}")
+            total, flag = _checked_sum(a, x, call, abs_cols, "e.") or (None, None)
+            body = _agg_body(a, x, call, f"e.{ORD}", total)
         aggs.append(f"{_output(a, body)} AS {q('__a_' + a.name)}")
+        if flag is not None:
+            aggs.append(f"{flag} AS {q(dx.FLAG + a.name)}")
     join = window_predicate_sql(f"e.{TS_MS}", f"r.{REQ_Q}", cv.max_window_ms)
     ctes.append(
         f"agg_l AS (SELECT r.{REQ_ROW}, {', '.join(aggs)} FROM {req} AS r JOIN {evl} AS e "
-        f"ON {_keys_eq(cv, 'r', 'e')} AND {join} GROUP BY r.{REQ_ROW})"
+        f"ON {keys_eq(cv, 'r', 'e')} AND {join} GROUP BY r.{REQ_ROW})"
     )
     return ctes
 
 
 # -- the sweep (hot keys) -----------------------------------------------------------------------------
-def _hot_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, exact: Optional[str]) -> List[str]:
+def _hot_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, exact: Optional[str],
+              abs_cols: Dict[str, str]) -> List[str]:
     windows = _windows(cv, sweep=True)
-    frames: List[str] = []
     aggs, names = [], []
     for a in cv.aggregations:
         if a.function in _VARIANCE:
@@ -221,36 +245,41 @@ def _hot_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, exact: Optiona
         def call(agg: str, non_null: bool, frame=frame, x=x) -> str:
             return f"{agg}{f' FILTER (WHERE {x} IS NOT NULL)' if non_null else ''} OVER {frame}"
 
-        aggs.append(f"{_output(a, _agg_body(a, x, call, '__p'))} AS {q('__a_' + a.name)}")
+        total, flag = _checked_sum(a, x, call, abs_cols) or (None, None)
+        aggs.append(f"{_output(a, _agg_body(a, x, call, '__p', total))} AS {q('__a_' + a.name)}")
         names.append(f"sw.{q('__a_' + a.name)}")
+        if flag is not None:
+            aggs.append(f"{flag} AS {q(dx.FLAG + a.name)}")
+            names.append(f"sw.{q(dx.FLAG + a.name)}")
     ctes = [f"pts AS (SELECT DISTINCT hk.__hk, rq.{REQ_Q} AS __rq FROM rq JOIN {hot} AS hk "
-            f"ON {_keys_eq(cv, 'rq', 'hk')})"]
+            f"ON {keys_eq(cv, 'rq', 'hk')})"]
     if aggs:
-        ctes += _sweep_ctes(cv, inputs, hot, windows, aggs)
+        ctes += _sweep_ctes(cv, inputs, hot, windows, aggs, abs_cols)
     else:  # only variances: they come from the exact table
         ctes.append("sw AS (SELECT __hk, __rq FROM pts)")
     exact_cols = [f"ex.{q('__a_' + a.name)}" for a in cv.aggregations if a.function in _VARIANCE]
     join_exact = f" LEFT JOIN {exact} AS ex ON ex.__hk = hk.__hk AND ex.__rq = rq.{REQ_Q}" if exact_cols else ""
     ctes.append(
         f"agg_h AS (SELECT rq.{REQ_ROW}, {', '.join(names + exact_cols)} FROM rq JOIN {hot} AS hk "
-        f"ON {_keys_eq(cv, 'rq', 'hk')} JOIN sw ON sw.__hk = hk.__hk AND sw.__rq = rq.{REQ_Q}{join_exact})"
+        f"ON {keys_eq(cv, 'rq', 'hk')} JOIN sw ON sw.__hk = hk.__hk AND sw.__rq = rq.{REQ_Q}{join_exact})"
     )
     return ctes
 
 
-def _sweep_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, windows: List[int], aggs: List[str]) -> List[str]:
+def _sweep_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, windows: List[int], aggs: List[str],
+                abs_cols: Dict[str, str]) -> List[str]:
     """Events, request points and window-start markers of the hot keys in one sorted sequence per key;
     each aggregate over a ``ROWS`` frame from the request's marker to the row before the request."""
     needs_ord = _needs_ord(cv)
     order_cols = [q(c) for c in cv.order_columns[1:]] if needs_ord else []
-    cols = ", ".join(["1 AS __one", *inputs.values(), *order_cols])
+    cols = ", ".join(["1 AS __one", *inputs.values(), *abs_cols.values(), *order_cols])
     markers = "".join(
         f"\n    UNION ALL BY NAME SELECT __hk, __rq - {w} AS __t, -1 AS __kind, __rq, {j} AS __w FROM pts"
         for j, w in enumerate(windows)
     )
     order = ", ".join(["__t", "__kind", *(_order_cols(cv) if needs_ord else [])])
     ctes = [
-        f"evh AS (SELECT hk.__hk, ev.* FROM ev JOIN {hot} AS hk ON {_keys_eq(cv, 'ev', 'hk')} AND "
+        f"evh AS (SELECT hk.__hk, ev.* FROM ev JOIN {hot} AS hk ON {keys_eq(cv, 'ev', 'hk')} AND "
         f"{_in_reach(cv, f'ev.{TS_MS}')})",
         f"u AS (SELECT __hk, {TS_MS} AS __t, 1 AS __kind, {cols} FROM evh\n"
         f"    UNION ALL BY NAME SELECT __hk, __rq AS __t, 0 AS __kind, __rq FROM pts{markers})",
@@ -280,55 +309,73 @@ def _sweep_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, windows: Lis
 
 # -- the query ----------------------------------------------------------------------------------------
 def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot: Optional[str] = None,
-            exact: Optional[str] = None) -> str:
+            exact: Optional[str] = None, checked: Optional[Collection[str]] = None, unique: bool = False) -> str:
     """Feature values of ``cv`` for every request row.
 
     ``events`` is a relation of stored events, ``requests`` one with ``__row``, ``__q_ms`` and the join
-    keys. ``hot`` names a relation of the hot keys (see :func:`hot_keys_sql`) that go through the sweep; ``exact`` one of their variances (``__hk``, ``__rq`` = request time, and
-    ``__a_<feature>`` per variance/stddev feature). Returns ``__row`` plus one column per feature
-    (named ``prefix + name``), one row per request, in no particular order.
+    keys. ``hot`` names a relation of the hot keys (see :func:`hot_keys_sql`) that go through the sweep;
+    ``exact`` one of their variances (``__hk``, ``__rq`` = request time, and ``__a_<feature>`` per
+    variance/stddev feature). ``checked``: the input expressions of float sums and means whose windows
+    are checked and flagged (:mod:`featurestore.engines.duckdb_exact`; None: all of them). ``unique``: no
+    two events share (join keys, ms time), so *latest* needs no tie rule (a plain ASOF join). Returns
+    ``__row`` plus one column per feature (named ``prefix + name``) and the flag columns, one row per
+    request, in no particular order.
     """
     inputs = _inputs(cv)
     extra = [f"({e}) AS {c}" for e, c in inputs.items()]
     extra += [f"({s.expr}) AS {q('__l_' + s.name)}" for s in cv.latest]
     keys = ", ".join(q(k) for k in cv.join_keys)
+    ev = f"SELECT *, epoch_ms({q(cv.ts_column)}) AS {TS_MS}{''.join(', ' + x for x in extra)} FROM {events}"
+    abs_cols = _abs_inputs(cv, inputs, checked)
+    if abs_cols:
+        ev = f"SELECT *, {', '.join(f'{dx.abs_sql(x)} AS {b}' for x, b in abs_cols.items())} FROM ({ev})"
     ctes = [
-        f"ev AS (SELECT *, epoch_ms({q(cv.ts_column)}) AS {TS_MS}{''.join(', ' + x for x in extra)} FROM {events})",
-        f"rq AS ({_rq_sql(cv, requests)})",
+        f"ev AS ({ev})",
+        f"rq AS ({requests_sql(cv, requests)})",
     ]
     selects: List[str] = []
     joins: List[str] = []
-    if cv.latest:
+    if cv.latest and unique:
+        # No two events of an entity share a time (recorded by the backfill, see point_in_time): the
+        # event an ASOF join finds is the greatest in event order, so it carries the values itself.
+        lat = ", ".join(q("__l_" + s.name) for s in cv.latest)
+        ctes.append(
+            f"base AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts, {', '.join('lat.' + q('__l_' + s.name) for s in cv.latest)} "
+            f"FROM rq ASOF LEFT JOIN (SELECT {keys}, {TS_MS}, {lat} FROM ev) AS lat "
+            f"ON {keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
+        )
+        values_of = [f"base.{q('__l_' + s.name)}" for s in cv.latest]
+    elif cv.latest:
         # 1) ASOF on time alone gives each request the greatest ts < q of its entity (cheap: keys and
         # times only). 2) Only for the (entity, ts) pairs found, pick the greatest event in event order
         # (ties, SPEC §2): a join that probes the events against those pairs, then a small aggregate.
         values = ", ".join(f"l{i} := {q('__l_' + s.name)}" for i, s in enumerate(cv.latest))
         ctes.append(
             f"hit AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts FROM rq ASOF LEFT JOIN "
-            f"(SELECT {keys}, {TS_MS} FROM ev) AS lat ON {_keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
+            f"(SELECT {keys}, {TS_MS} FROM ev) AS lat ON {keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
         )
         ctes.append(f"pairs AS (SELECT DISTINCT {keys}, __lat_ts FROM hit WHERE __lat_ts IS NOT NULL)")
         ctes.append(
             f"pick AS (SELECT {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS}, "
             f"arg_max(struct_pack({values}), {_order_key_struct(cv, 'ev.')}) AS __v "
-            f"FROM ev JOIN pairs ON {_keys_eq(cv, 'ev', 'pairs')} AND ev.{TS_MS} = pairs.__lat_ts "
+            f"FROM ev JOIN pairs ON {keys_eq(cv, 'ev', 'pairs')} AND ev.{TS_MS} = pairs.__lat_ts "
             f"GROUP BY {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS})"
         )
         ctes.append(
-            f"base AS (SELECT hit.*, pick.__v FROM hit LEFT JOIN pick ON {_keys_eq(cv, 'hit', 'pick')} "
+            f"base AS (SELECT hit.*, pick.__v FROM hit LEFT JOIN pick ON {keys_eq(cv, 'hit', 'pick')} "
             f"AND pick.{TS_MS} = hit.__lat_ts)"
         )
+        values_of = [f"base.__v.l{i}" for i in range(len(cv.latest))]
+    if cv.latest:
         visible = window_predicate_sql("base.__lat_ts", f"base.{REQ_Q}", cv.ttl_ms)
-        for i, s in enumerate(cv.latest):
-            selects.append(
-                f"CAST(CASE WHEN {visible} THEN base.__v.l{i} END AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}"
-            )
+        for v, s in zip(values_of, cv.latest):
+            selects.append(f"CAST(CASE WHEN {visible} THEN {v} END AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}")
     else:
         ctes.append("base AS (SELECT * FROM rq)")
     if cv.aggregations:
-        ctes += _light_ctes(cv, inputs, hot)
+        ctes += _light_ctes(cv, inputs, hot, abs_cols)
         if hot is not None:
-            ctes += _hot_ctes(cv, inputs, hot, exact)
+            ctes += _hot_ctes(cv, inputs, hot, exact, abs_cols)
             ctes.append("agg AS (SELECT * FROM agg_l UNION ALL BY NAME SELECT * FROM agg_h)")
         else:
             ctes.append("agg AS (SELECT * FROM agg_l)")
@@ -337,6 +384,8 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
             empty = a.empty_value
             value = f"COALESCE({col}, {literal(empty)})" if empty is not None else col
             selects.append(f"CAST({value} AS {SQL_TYPES[a.dtype]}) AS {q(prefix + a.name)}")
+            if (dx.is_float_sum(a) and inputs[a.expr] in abs_cols) or a.function in _VARIANCE:  # see duckdb_exact
+                selects.append(f"agg.{q(dx.FLAG + a.name)} AS {q(dx.FLAG + prefix + a.name)}")
         joins.append(f"LEFT JOIN agg ON agg.{REQ_ROW} = base.{REQ_ROW}")
     return (
         "WITH " + ",\n".join(ctes) + f"\nSELECT base.{REQ_ROW}, " + ", ".join(selects) + "\nFROM base\n"
@@ -365,14 +414,14 @@ def hot_keys_sql(cv: CompiledView, events: str, requests: str, cost: Optional[fl
         many, candidates, counted = f" OR e.__e > {int(EXACT_VARIANCE_EVENTS)}", "", f"{events} AS ev"
     else:  # a hash probe per event against few candidates is much cheaper than grouping all events
         many, candidates = "", f" HAVING count(*) > {factor}"
-        counted = f"{events} AS ev SEMI JOIN r ON {_keys_eq(cv, 'ev', 'r')}"
+        counted = f"{events} AS ev SEMI JOIN r ON {keys_eq(cv, 'ev', 'r')}"
     return (
         f"WITH r AS (SELECT {keys}, count(*) AS __r, min({REQ_Q}) AS __qmin, max({REQ_Q}) AS __qmax "
-        f"FROM ({_rq_sql(cv, requests)}) GROUP BY ALL{candidates}),\n"
+        f"FROM ({requests_sql(cv, requests)}) GROUP BY ALL{candidates}),\n"
         f"e AS (SELECT {ev_keys}, count(*) AS __e FROM {counted} GROUP BY ALL)\n"
         f"SELECT {', '.join('r.' + q(k) for k in cv.join_keys)}, row_number() OVER () AS __hk, {lo} AS __lo, "
         "r.__qmax AS __hi, r.__r, e.__e "
-        f"FROM r JOIN e ON {_keys_eq(cv, 'r', 'e')} "
+        f"FROM r JOIN e ON {keys_eq(cv, 'r', 'e')} "
         f"WHERE r.__r * e.__e > {factor} * (e.__e + r.__r * {per_request}){many}"
     )
 
@@ -383,8 +432,8 @@ def exact_variances(con, cv: CompiledView, events: str, requests: str, hot: str)
     from featurestore.kernel.prefix import PrefixMoments, lower_bounds
 
     pts = con.sql(
-        f"SELECT DISTINCT hk.__hk, rq.{REQ_Q} AS __rq FROM ({_rq_sql(cv, requests)}) AS rq "
-        f"JOIN {hot} AS hk ON {_keys_eq(cv, 'rq', 'hk')}"
+        f"SELECT DISTINCT hk.__hk, rq.{REQ_Q} AS __rq FROM ({requests_sql(cv, requests)}) AS rq "
+        f"JOIN {hot} AS hk ON {keys_eq(cv, 'rq', 'hk')}"
     ).to_arrow_table()
     pk, pq = (pts[c].to_numpy().astype(np.int64) for c in ("__hk", "__rq"))
     out = {"__hk": pa.array(pk, pa.int64()), "__rq": pa.array(pq, pa.int64())}
@@ -398,7 +447,7 @@ def exact_variances(con, cv: CompiledView, events: str, requests: str, hot: str)
         ev = con.sql(
             f"SELECT hk.__hk, e.__t, e.__x FROM (SELECT {keys}, epoch_ms({q(cv.ts_column)}) AS __t, "
             f"CAST(({expr}) AS {cast}) AS __x FROM {events} WHERE ({expr}) IS NOT NULL) AS e "
-            f"JOIN {hot} AS hk ON {_keys_eq(cv, 'e', 'hk')} AND {_in_reach(cv, 'e.__t')} ORDER BY 1, 2"
+            f"JOIN {hot} AS hk ON {keys_eq(cv, 'e', 'hk')} AND {_in_reach(cv, 'e.__t')} ORDER BY 1, 2"
         ).to_arrow_table()
         g, t = (ev[c].to_numpy().astype(np.int64) for c in ("__hk", "__t"))
         moments = PrefixMoments(ev["__x"].to_numpy())
@@ -412,15 +461,19 @@ def exact_variances(con, cv: CompiledView, events: str, requests: str, hot: str)
     return pa.table(out)
 
 
-def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "") -> pa.Table:
-    """Run the point-in-time query of ``cv`` (see :func:`pit_sql`), with the plan picked per key."""
+def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "", unique: bool = False) -> pa.Table:
+    """Run the point-in-time query of ``cv`` (see :func:`pit_sql`), with the plan picked per key.
+    ``unique``: the events are known to hold no two with the same (join keys, ms time) (the offline
+    table's ``unique_on``, recorded by the backfill)."""
     hot = None
     if cv.aggregations:
         keys = con.sql(hot_keys_sql(cv, events, requests)).to_arrow_table()
         if keys.num_rows:
             hot = keys.select([*cv.join_keys, "__hk", "__lo", "__hi"])
+    checked = dx.checked_inputs(con, cv, events)
     if hot is None:
-        return con.sql(pit_sql(cv, events, requests, prefix)).to_arrow_table()
+        table = con.sql(pit_sql(cv, events, requests, prefix, checked=checked, unique=unique)).to_arrow_table()
+        return dx.repair(con, cv, events, requests_sql(cv, requests), table, prefix)
     registered = [HOT]
     con.register(HOT, hot)
     try:
@@ -429,10 +482,12 @@ def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str
             con.register(EXACT, exact_variances(con, cv, events, requests, HOT))
             registered.append(EXACT)
             exact = EXACT
-        return con.sql(pit_sql(cv, events, requests, prefix, hot=HOT, exact=exact)).to_arrow_table()
+        sql = pit_sql(cv, events, requests, prefix, hot=HOT, exact=exact, checked=checked, unique=unique)
+        table = con.sql(sql).to_arrow_table()
     finally:
         for name in registered:
             con.unregister(name)
+    return dx.repair(con, cv, events, requests_sql(cv, requests), table, prefix)
 
 
 __all__: Sequence[str] = ("pit_sql", "point_in_time", "hot_keys_sql", "exact_variances", "HOT_KEY_COST")

@@ -150,8 +150,27 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
             f"WHERE {where}")
 
 
+def ties_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
+    """Whether two stored events of the range share (join keys, ms time): one row, one boolean."""
+    keys = ", ".join(q(k) for k in cv.join_keys)
+    return (f"SELECT count(*) > 0 FROM (SELECT 1 FROM ({events_sql(cv, relation, start_ms, end_ms)}) "
+            f"GROUP BY {keys}, {q(cv.ts_column)} HAVING count(*) > 1 LIMIT 1)")
+
+
+def keys_eq(cv: CompiledView, left: str, right: str) -> str:
+    """``left.k = right.k`` for every join key of ``cv``."""
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in cv.join_keys)
+
+
+def requests_sql(cv: CompiledView, requests: str) -> str:
+    """The request rows of a point-in-time join (``__row``, ``__q_ms``, the join keys cast to their type)."""
+    keys = ", ".join(f"CAST({q(k)} AS {SQL_TYPES[t]}) AS {q(k)}" for k, t in cv.key_types.items())
+    return f"SELECT {REQ_ROW}, {REQ_Q}, {keys} FROM {requests}"
+
+
 def columns_list(names: Iterable[str]) -> str:
     return ", ".join(q(n) for n in names)
 
 
-__all__: Sequence[str] = ("checked_sql", "events_sql", "backfill_sql", "SQL_TYPES", "q", "literal")
+__all__: Sequence[str] = ("checked_sql", "events_sql", "backfill_sql", "ties_sql", "keys_eq", "requests_sql", "SQL_TYPES",
+                          "q", "literal")

@@ -1,15 +1,18 @@
-"""Exact variances of many windows over sorted events, from prefix sums of scaled integers.
+"""Exact sums, means and variances of many windows over sorted events, from prefix sums of scaled integers.
 
 The sliding-window form of :mod:`featurestore.kernel.exact`. Every double is ``m * 2**e`` with an
 integer ``m``, so all values of a sequence are integers over one common power of two. Their prefix
 sums ``P1[i] = sum(x[:i])`` and ``P2[i] = sum(x[:i]**2)`` are Python integers: exact, so the moments
 of any contiguous range are exact differences (``P[hi] - P[lo]``), with no cancellation, whatever the
-offset or spread of the values. Each range's sample variance is then rounded once, correctly, by
-:func:`featurestore.kernel.exact.sample_variance`: bit-identical to the exact reference.
+offset, spread or signs of the values. Each range's sum, mean or sample variance is then rounded once,
+correctly (:class:`featurestore.kernel.exact.ExactSum`, :func:`featurestore.kernel.exact.sample_variance`):
+bit-identical to the exact reference.
 
 Cost: one vectorised pass (numpy object arrays) over the values, one merge to find the ranges, and a
-few big-integer operations per window. Used by the offline point-in-time join for keys with many
-events (where a SQL window frame cannot shift by an in-window value, see ``engines/duckdb_pit.py``).
+few big-integer operations per window. Used by the offline point-in-time join: for the variances of
+keys with many events (a SQL window frame cannot shift by an in-window value, see
+``engines/duckdb_pit.py``) and for the windows whose compensated float sum cannot be trusted
+(``engines/duckdb_exact.py``).
 
 >>> import numpy as np
 >>> pm = PrefixMoments(np.array([123456789.123, 123456789.125, 123456789.126, 123456789.129]))
@@ -83,24 +86,41 @@ def _prefix(a: np.ndarray) -> np.ndarray:
 
 class PrefixMoments:
     """Exact prefix moments of one sequence of non-null values (ints or doubles, any mix of
-    magnitudes; NaN and infinities are counted apart and follow IEEE, as in ``ExactSum``)."""
+    magnitudes; NaN and infinities are counted apart and follow IEEE, as in ``ExactSum``). The
+    squares are summed on the first call to :meth:`variances`."""
 
     def __init__(self, values: np.ndarray):
-        vals, self.scale, nan, pinf, ninf = _scaled_integers(np.asarray(values))
-        self.p1 = _prefix(vals)
-        self.p2 = _prefix(vals * vals)
+        self._vals, self.scale, nan, pinf, ninf = _scaled_integers(np.asarray(values))
+        self.p1 = _prefix(self._vals)
+        self._p2: Optional[np.ndarray] = None
         self.nan, self.pinf, self.ninf = _prefix(nan), _prefix(pinf), _prefix(ninf)
+
+    @property
+    def p2(self) -> np.ndarray:
+        if self._p2 is None:
+            self._p2 = _prefix(self._vals * self._vals)
+        return self._p2
+
+    def _sums(self, p: np.ndarray, scale: int, lo: np.ndarray, hi: np.ndarray) -> List[ExactSum]:
+        d = p[hi] - p[lo]
+        dn, dp, dm = self.nan[hi] - self.nan[lo], self.pinf[hi] - self.pinf[lo], self.ninf[hi] - self.ninf[lo]
+        return [ExactSum(a, scale, nn, pp, mm) for a, nn, pp, mm in zip(d, dn.tolist(), dp.tolist(), dm.tolist())]
+
+    def sums(self, lo: np.ndarray, hi: np.ndarray) -> List[Optional[float]]:
+        """Sum of ``values[lo[i]:hi[i]]`` for every i, correctly rounded (None for an empty range)."""
+        return [None if n == 0 else s.value()
+                for n, s in zip((hi - lo).tolist(), self._sums(self.p1, self.scale, lo, hi))]
+
+    def means(self, lo: np.ndarray, hi: np.ndarray) -> List[Optional[float]]:
+        """Mean of ``values[lo[i]:hi[i]]`` for every i, correctly rounded (None for an empty range)."""
+        return [None if n == 0 else s.mean(n)
+                for n, s in zip((hi - lo).tolist(), self._sums(self.p1, self.scale, lo, hi))]
 
     def variances(self, lo: np.ndarray, hi: np.ndarray) -> List[Optional[float]]:
         """Sample variance of ``values[lo[i]:hi[i]]`` for every i (None when fewer than two values)."""
-        s, s2 = self.scale, 2 * self.scale
-        d1 = self.p1[hi] - self.p1[lo]
-        d2 = self.p2[hi] - self.p2[lo]
-        dn, dp, dm = self.nan[hi] - self.nan[lo], self.pinf[hi] - self.pinf[lo], self.ninf[hi] - self.ninf[lo]
-        out: List[Optional[float]] = []
-        for n, a, b, nn, pp, mm in zip((hi - lo).tolist(), d1, d2, dn.tolist(), dp.tolist(), dm.tolist()):
-            out.append(sample_variance(n, ExactSum(a, s, nn, pp, mm), ExactSum(b, s2, nn, pp, mm)))
-        return out
+        s1 = self._sums(self.p1, self.scale, lo, hi)
+        s2 = self._sums(self.p2, 2 * self.scale, lo, hi)
+        return [sample_variance(n, a, b) for n, a, b in zip((hi - lo).tolist(), s1, s2)]
 
 
 __all__ = ["PrefixMoments", "lower_bounds"]

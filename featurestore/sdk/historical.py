@@ -101,6 +101,7 @@ class ViewInput:
     compiled: CompiledView  # restricted to the requested features
     events_relation: str  # a FROM-able relation of stored events
     version: Optional[int]  # offline table version read, None when computed from the source
+    unique: bool = False  # no two events share (join keys, ms time): the table version's ``unique_on``
 
 
 def check_entity_df(entity_df, views: Sequence[CompiledView], ts_col: str) -> None:
@@ -146,7 +147,7 @@ def retrieve(
     try:
         parts = []
         for vi in inputs:
-            parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests",
+            parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests", unique=vi.unique,
                                             prefix=f"{vi.compiled.name}::")))
     finally:
         con.unregister("__requests")

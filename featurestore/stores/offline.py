@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -139,7 +139,8 @@ class OfflineTable(TableLog):
                 new.extend(rewrites[rel])
         return kept, new
 
-    def write_range(self, data: Data, start_ms: int, end_ms: Optional[int]) -> int:
+    def write_range(self, data: Data, start_ms: int, end_ms: Optional[int],
+                    unique_on: Optional[Sequence[str]] = None) -> int:
         """Replace every row with ``start_ms <= ts < end_ms`` by the rows of ``data``; returns the new version.
 
         ``data`` is streamed (a RecordBatchReader or an iterable of RecordBatches is never held in memory
@@ -150,7 +151,12 @@ class OfflineTable(TableLog):
         row of ``data`` (nothing is replaced when ``data`` is empty).
 
         The range becomes the batch face's (``batch_ranges`` in the manifest): :meth:`commit_stream`
-        never adds a row inside it."""
+        never adds a row inside it.
+
+        ``unique_on``: the caller asserts that no two rows of ``data`` share these columns and the time
+        (ms). The new version records it (``unique_on`` in the manifest) when the rows it keeps outside the
+        range were unique on the same columns too (their times differ from every new row's), so readers
+        may skip tie-breaking; every other write drops it."""
         start = _as_ms(start_ms, "start_ms")
         end = None if end_ms is None else _as_ms(end_ms, "end_ms")
         if end is not None and start >= end:
@@ -178,9 +184,15 @@ class OfflineTable(TableLog):
                 unified = self._unify(base, schema, ts_column)
                 if extra_schema is not None:
                     unified = self._unify({"arrow_schema": _schema_to_b64(unified)}, extra_schema, ts_column)
+                # pushed rows this commit adds (follow) are not checked: they may tie with any other row
+                checked = unique_on is not None and not any(nf.rows for nf in extra)
+                unique = list(unique_on) if checked else None
                 if base is None:
-                    return [], list(data_files) + extra, unified, fields
+                    return [], list(data_files) + extra, unified, {**fields, "unique_on": unique}
                 kept, rewritten = self._without(txn, base, drop, rewrites)
+                kept_unique = base.get("unique_on") == unique or not any(
+                    self._file_stats(base, rel)["rows"] for rel in kept) and not any(nf.rows for nf in rewritten)
+                fields["unique_on"] = unique if kept_unique else None
                 return kept, list(data_files) + rewritten + extra, unified, fields
 
             return self._commit(txn, "write_range", build)

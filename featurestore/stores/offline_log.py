@@ -337,6 +337,7 @@ class TableLog:
                 "txns": txns,
                 "batch_ranges": fields.get("batch_ranges", carried.get("batch_ranges", [])),
                 "stream": fields.get("stream", carried.get("stream")),
+                "unique_on": fields.get("unique_on"),  # never carried: a write that does not check drops it
             }
             try:
                 self._write_manifest(version, manifest)

@@ -50,7 +50,7 @@ from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
-from featurestore.online import input_columns, view_layout, view_windows
+from featurestore.online import input_columns, loads, view_layout, view_windows
 
 FORMAT_VERSION = 2
 KEY_PREFIX = "fs"
@@ -463,7 +463,7 @@ def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Opti
         return Changes(True, None, False, raw_add=list(zip(tss[first:], members[first:])), last_ts=tss[-1])
     state = kentity.EntityState(layout, ret.keep_base, cut, kentity.DENSE_EVENTS)
     for member in members:
-        ev = orjson.loads(member)
+        ev = loads(member)  # NaN/Infinity (feature expressions, Parquet batch faces) need the fallback
         state.add(ev[0], ev[1], ev[2], member)
     return state.drain()
 
