@@ -26,18 +26,21 @@ from tests.services import RedisServer
 from tests.test_stream import (JOB_TIMEOUT_S, KEYS, SEED, arrival, assert_same_rows, create_topic, dead_letters,
                                expected_dead_letters, make_repo, offline_table, produce, stream_events)
 
-OUTAGES = 4  # more than the old fixed budget (3 restarts ever)
+MAX_ATTEMPTS = 4  # restarts allowed in one burst of failures
+OUTAGES = MAX_ATTEMPTS + 1  # more outages than that budget (and than the old fixed budget, 3 ever)
 DOWN_S = 2.0  # long enough that the job's Redis writes fail (redis-py retries for ~0.2 s)
-RESET_S = 2  # reset_after: failures further apart than this start a fresh budget
+RESET_S = 3  # reset_after: failures further apart than this start a fresh budget
+# One outage costs at most 2 restarts however fast the machine restarts the job: the first delay (1 s)
+# and the second (2 s) add up to more than the outage, so the third attempt meets Redis up again.
 RESTART_YAML = f"""
 flink:
   restart_strategy:
     type: exponential-delay
-    initial_delay: 300ms
-    max_delay: 1s
+    initial_delay: 1s
+    max_delay: 2s
     reset_after: {RESET_S}s
     jitter: 0
-    max_attempts: 4
+    max_attempts: {MAX_ATTEMPTS}
 """
 
 
@@ -93,7 +96,7 @@ def _run_with_outages(tmp_path, redis, kafka_admin):
         f.write(RESTART_YAML)
     # the environment's FEATURESTORE_REDIS_URL (the shared test Redis) would win over the file
     store = FeatureStore(root, config=dataclasses.replace(load_config(root), redis_url=redis.url))
-    assert store.config.restart.max_attempts == 4 and store.config.restart.reset_after_ms == RESET_S * 1000
+    assert store.config.restart.max_attempts == MAX_ATTEMPTS and store.config.restart.reset_after_ms == RESET_S * 1000
     create_topic(kafka_admin, topic)
     records = arrival(events, SEED)
     parts = [records[i * len(records) // (OUTAGES + 2):(i + 1) * len(records) // (OUTAGES + 2)]
@@ -114,7 +117,8 @@ def _run_with_outages(tmp_path, redis, kafka_admin):
                   f"a restart after outage {i + 1}", handle)
             time.sleep(RESET_S + 1)  # spread out: the next failure starts a fresh budget
             assert handle.status() == "RUNNING", f"after outage {i + 1}"
-        assert handle.restarts() >= OUTAGES > 3  # more failures than the old fixed budget allowed, ever
+        # more failures than one burst's budget (and the old fixed budget, 3 ever) allow
+        assert handle.restarts() >= OUTAGES > MAX_ATTEMPTS >= 3
         produce(topic, parts[-1])
         # finish like a bounded run: caught up with every record produced, online writes flushed, savepoint
         handle.ends = streaming._end_offsets(store.config.kafka_bootstrap, [topic])
