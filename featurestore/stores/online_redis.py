@@ -124,26 +124,40 @@ def cut_for(cv: CompiledView, end_ms: Optional[int], top: int = TOP_LEVEL) -> Op
 # KEYS: the entity's tiles hash, raw zset, prefix zset. ARGV: cut ('' = no unbounded window), n tile
 # fields, the fields, then (lo, hi) pairs of raw ranges (inclusive ms). Reply: nil (no state), or
 # {meta, dense flag, prefix member, top tile at the prefix, tiles, raw fragments} (dense), or
-# {meta, false, prefix member, false, every raw event} (sparse).
+# {meta, false, prefix member, top tile at the prefix, every raw event} (sparse). A tile the hash does not
+# hold (it has few events, or none: kernel.entity.TILE_MIN_EVENTS) is replied as the array of its raw
+# events, so every requested piece of a window is answered in this one call.
 READ_LUA = """
 local head = redis.call('HMGET', KEYS[1], '_', 'T')
 if not head[1] then return nil end
+local function raw_of(field)
+  local level, minute = string.match(field, '^(%%d+):(-?%%d+)$')
+  local lo = tonumber(minute) * 60000
+  return redis.call('ZRANGEBYSCORE', KEYS[2], string.format('%%d', lo),
+                    string.format('%%d', lo + 60000 * 2 ^ tonumber(level) - 1))
+end
 local prefix, ptile = false, false
 if ARGV[1] ~= '' then
   local p = redis.call('ZREVRANGEBYSCORE', KEYS[3], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if #p > 0 then
     prefix = p[1]
     if head[2] and tonumber(p[2]) < tonumber(ARGV[1]) then
-      ptile = redis.call('HGET', KEYS[1], '%d:' .. string.format('%%d', tonumber(p[2]) / 60000))
+      local field = '%d:' .. string.format('%%d', tonumber(p[2]) / 60000)
+      ptile = redis.call('HGET', KEYS[1], field) or raw_of(field)
     end
   end
 end
 if not head[2] then
-  return {head[1], false, prefix, false, redis.call('ZRANGE', KEYS[2], 0, -1)}
+  return {head[1], false, prefix, ptile, redis.call('ZRANGE', KEYS[2], 0, -1)}
 end
 local n = tonumber(ARGV[2])
 local tiles = {}
-if n > 0 then tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n)) end
+if n > 0 then
+  tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n))
+  for j = 1, n do
+    if not tiles[j] then tiles[j] = raw_of(ARGV[2 + j]) end
+  end
+end
 local raws = {}
 for i = 3 + n, #ARGV, 2 do
   raws[#raws + 1] = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i + 1])
