@@ -339,36 +339,39 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     decode = layout.decode
     seen: Dict[bytes, Tuple[list, list]] = {}  # fragments of several windows may overlap: each event once
 
-    def event(m: bytes) -> Tuple[list, list]:
-        ev = seen.get(m)
-        if ev is None:
-            e = loads(m)
-            ev = seen[m] = (e[1], e[2])
-        return ev
+    def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines
+        out = []
+        for m in blob.split(b"\n") if blob else ():
+            ev = seen.get(m)
+            if ev is None:
+                e = loads(m)
+                ev = seen[m] = (e[1], e[2])
+            out.append(ev)
+        return out
 
     prefix = None
     if raw_reply[2]:
         boundary, prow = loads(raw_reply[2])
         prefix = (boundary, decode(prow, slots))
     ptile, pevents = raw_reply[3], None
-    if isinstance(ptile, list):
-        ptile, pevents = None, [event(m) for m in ptile]
+    if ptile and ptile[:1] == b"\n":  # a tile not stored: its raw events
+        ptile, pevents = None, events_of(ptile[1:])
     elif ptile:
         ptile = decode(loads(ptile), slots)
     else:
         ptile = None
     if not dense:
-        events = [event(m) for m in raw_reply[4]]
+        events = events_of(raw_reply[4])
         return EntityReply(meta, False, prefix, ptile, {}, events, None, {}, [], pevents)
     tiles: Dict[str, list] = {}
     tile_events: Dict[str, List[Tuple[list, list]]] = {}
     for name, raw in zip(plan.tiles, raw_reply[4]):
-        if isinstance(raw, list):
-            if raw:
-                tile_events[name] = [event(m) for m in raw]
-        elif raw:
+        if raw[:1] == b"\n":
+            if len(raw) > 1:
+                tile_events[name] = events_of(raw[1:])
+        else:
             tiles[name] = decode(loads(raw), slots)
-    range_events = [[event(m) for m in frag] for frag in raw_reply[5]]
+    range_events = [events_of(frag) for frag in raw_reply[5]]
     return EntityReply(meta, True, prefix, ptile, tiles, list(seen.values()), plan, tile_events, range_events,
                        pevents)
 
