@@ -14,8 +14,13 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import os
 import sys
 import time
+
+# Run as a script, this file's folder (bench/, whose http.py would shadow the standard library's) is
+# first on sys.path: drop it.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 
 def main(spec: dict) -> dict:
