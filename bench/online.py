@@ -9,9 +9,12 @@ Contenders, all in this process, against the same Redis (``FEATURESTORE_REDIS_UR
 redis://127.0.0.1:6390/0):
 
 * ours: ``FeatureStore.get_online_features(rows, features=[50 refs], request_time=q).to_dict()`` after
-  ``materialize(end=END)``: one MGET of 5 keys per entity, JSON decode, request-time computation.
-* floor: raw redis-py ``pipeline(transaction=False)`` with one GET per key of the same keys, executed
-  (bytes back, no decoding).
+  ``materialize(end=END)``: one pipeline of the views' markers and one read script per (view, entity),
+  decoding, request-time computation.
+* floor: raw redis-py ``pipeline(transaction=False)`` of the same data with plain commands: per (view,
+  entity) ``HMGET`` of the meta and ``ZRANGE`` of the raw events (every entity here is sparse, so that is
+  what the read script returns), plus the markers; executed, bytes back, no decoding.
+* the read scripts alone: what ours sends (markers + one ``EVALSHA`` per (view, entity)), not decoded.
 * Feast 0.67: ``get_online_features(features=..., entity_rows=..., full_feature_names=True).to_dict()``
   with its ``redis`` online store (after ``materialize``); sqlite if the redis store cannot be set up.
 
@@ -20,8 +23,9 @@ rounds interleaved between contenders; p50/p99 per round, reported as the median
 garbage collector is left on (as in a server); its share of the tail shows in the p99.
 Materialize: ours ``materialize(end=None)`` (every offline event lands in Redis) and
 ``materialize(end=END)`` (the production form: events of the last TTL only), rows/s = stored events per
-second; floor = pipelined SET of the very keys and values ours wrote; Feast ``materialize(start, end)``
-(one row per entity and view: Feast keeps only the latest).
+second; floor = the very keys, fields and members ours wrote (read back, untimed), written again with
+pipelined plain commands (``DEL``, ``HSET``/``ZADD``, ``PEXPIREAT``), no computation; Feast
+``materialize(start, end)`` (one row per entity and view: Feast keeps only the latest).
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ END_MS = int(pd.Timestamp("2026-10-01T00:00:00Z").value // 1_000_000)
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 VIEWS, COLS = 5, 10
 REQUEST_MS = END_MS + 60_000
+FLOOR_READ = "floor: redis-py pipeline HMGET + ZRANGE per (view, entity)"
+FLOOR_WRITE = "floor: pipelined DEL/HSET/ZADD/PEXPIREAT of the same keys"
 
 DEFINITIONS = '''\
 from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source
@@ -197,6 +203,51 @@ def summarize(rounds: List[List[float]]) -> Dict[str, object]:
             "rounds": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.items()} for p in per]}
 
 
+def read_back(client, pattern: str):
+    """Every key under ``pattern`` as ``(key, type, content, pexpireat)`` (hash: field -> value; zset:
+    member -> score), and the bytes of its fields and members."""
+    keys = list(client.scan_iter(match=pattern, count=5000))
+    image, size = [], 0
+    for i in range(0, len(keys), 1000):
+        chunk = keys[i:i + 1000]
+        pipe = client.pipeline(transaction=False)
+        for k in chunk:
+            pipe.type(k)
+            pipe.pexpiretime(k)
+        meta = pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        for j, k in enumerate(chunk):
+            if meta[2 * j] == b"hash":
+                pipe.hgetall(k)
+            else:
+                pipe.zrange(k, 0, -1, withscores=True)
+        for j, (k, content) in enumerate(zip(chunk, pipe.execute())):
+            kind = meta[2 * j]
+            if kind == b"hash":
+                size += sum(len(f) + len(v) for f, v in content.items())
+            else:
+                content = dict(content)
+                size += sum(len(m) for m in content)
+            image.append((k, kind, content, meta[2 * j + 1]))
+    return image, size
+
+
+def write_image(client, image, batch: int = 500) -> None:
+    """Write ``image`` (see :func:`read_back`) with pipelined plain commands, ``batch`` keys per round trip."""
+    pipe = client.pipeline(transaction=False)
+    for i, (k, kind, content, at) in enumerate(image):
+        pipe.delete(k)
+        if kind == b"hash":
+            pipe.hset(k, mapping=content)
+        else:
+            pipe.zadd(k, content)
+        if at is not None and at > 0:
+            pipe.pexpireat(k, at)
+        if i % batch == batch - 1:
+            pipe.execute()
+    pipe.execute()
+
+
 def drop_keys(client, pattern: str) -> int:
     n = 0
     batch = []
@@ -213,6 +264,7 @@ def drop_keys(client, pattern: str) -> int:
 def run(scale: str, repeat: int = 3, with_feast: bool = True, profile: bool = True) -> Dict[str, object]:
     import redis
 
+    from featurestore import online as ol
     from featurestore.stores import online_redis as orr
 
     p = SCALES[scale]
@@ -246,35 +298,27 @@ def run(scale: str, repeat: int = 3, with_feast: bool = True, profile: bool = Tr
 
         timings = interleaved({"ours materialize(end=None)": ours_all}, repeat)
         rows_all = sum(r.events for r in last["all"])
-        # The floor: the same keys and values, pipelined SET (read back once, untimed).
-        keys = [k for k in client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*", count=5000)]
-        values = []
-        for i in range(0, len(keys), 1000):
-            values += client.mget(keys[i:i + 1000])
-        pairs = list(zip(keys, values))
-        value_bytes = sum(len(v) for v in values)
+        # The floor: the same keys, fields and members, written with pipelined plain commands (read back
+        # once, untimed): per entity key DEL, then HSET (tiles hash) or ZADD (raw and prefix zsets), and
+        # PEXPIREAT where ours set an expiry. No computation.
+        image, value_bytes = read_back(client, f"{orr.KEY_PREFIX}:{project}:*")
+        keys = [k for k, *_ in image]
 
-        def floor_set():
-            pipe = client.pipeline(transaction=False)
-            for i, (k, v) in enumerate(pairs):
-                pipe.set(k, v, px=3_600_000)
-                if i % 1000 == 999:
-                    pipe.execute()
-            pipe.execute()
+        def floor_write():
+            write_image(client, image)
 
-        timings.update(interleaved({"ours materialize(end=END)": ours_end,
-                                    "floor: pipelined SET of the same keys/values": floor_set}, repeat))
+        timings.update(interleaved({"ours materialize(end=END)": ours_end, FLOOR_WRITE: floor_write}, repeat))
         rows_end = sum(r.events for r in last["end"])
         mat["timings"] = {k: v.as_json() for k, v in timings.items()}
         mat["rows"] = {"ours materialize(end=None)": rows_all, "ours materialize(end=END)": rows_end,
-                       "floor: pipelined SET of the same keys/values": rows_all}
+                       FLOOR_WRITE: rows_all}
         mat["keys"] = len(keys)
         mat["value_bytes_end_none"] = value_bytes
         mat["rows_per_second"] = {k: round(mat["rows"][k] / timings[k].best) for k in timings}
         mat["keys_per_second"] = {"ours materialize(end=None)": round(len(keys) / timings["ours materialize(end=None)"].best),
-                                  "floor: pipelined SET of the same keys/values": round(len(keys) / timings["floor: pipelined SET of the same keys/values"].best)}
+                                  FLOOR_WRITE: round(len(keys) / timings[FLOOR_WRITE].best)}
         mat["source_rows_per_second_end"] = round(n_events * VIEWS / timings["ours materialize(end=END)"].best)
-        del pairs, values
+        del image
         if profile:
             from bench.pit import cprofile
 
@@ -294,18 +338,28 @@ def run(scale: str, repeat: int = 3, with_feast: bool = True, profile: bool = Tr
             return fs.get_online_features([{"user_id": k} for k in ids], features=refs,
                                           request_time=REQUEST_MS).to_dict()
 
+        views_key = orr.views_key(project)
+        windows = {v: ol.view_windows(fs.compiled(v)) for v in view_names}
+        online = orr.for_store(fs)
+
         def floor_lookup(ids):
+            # the same data with plain commands: every entity here is sparse (12 events), so the read
+            # script returns its meta and its whole raw zset
             pipe = client.pipeline(transaction=False)
+            pipe.hmget(views_key, view_names)
             for k in ids:
                 for v in view_names:
-                    pipe.get(orr.entity_key(project, v, [k]))
+                    t_key, r_key, _ = orr.entity_keys(orr.entity_base(project, v, [k]))
+                    pipe.hmget(t_key, "_", "T")
+                    pipe.zrange(r_key, 0, -1)
             return pipe.execute()
 
-        def floor_mget(ids):
-            return client.mget([orr.entity_key(project, v, [k]) for k in ids for v in view_names])
+        def ours_sends(ids):
+            args = {v: ol.read_plan(windows[v], REQUEST_MS).script_args() for v in view_names}
+            return online.read(view_names, [(orr.entity_base(project, v, [k]), args[v])
+                                            for k in ids for v in view_names])
 
-        contenders = {"ours": ours_lookup, "floor: redis-py pipeline GET": floor_lookup,
-                      "redis-py MGET (what ours sends)": floor_mget}
+        contenders = {"ours": ours_lookup, FLOOR_READ: floor_lookup, "read scripts alone (what ours sends)": ours_sends}
         feast_store = None
         if with_feast:
             try:

@@ -17,7 +17,7 @@ offline SQL casts it); counts are never null. Each value comes with a status (:d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -26,7 +26,7 @@ import orjson
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.kernel.partials import Layout
-from featurestore.kernel.tiles import TOP_LEVEL, decompose, floor_unit, tile_id, tile_ms
+from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -60,7 +60,8 @@ def view_layout(cv: CompiledView) -> Layout:
     if layout is None:
         inputs = input_columns(cv)
         cols = {expr: i for i, (expr, _) in enumerate(inputs)}
-        aggs = [(a.name, a.function, cols[a.expr] if a.expr is not None else None) for a in cv.aggregations]
+        aggs = [(a.name, a.function, cols[a.expr] if a.expr is not None else None, a.window_ms)
+                for a in cv.aggregations]
         layout = Layout(inputs, aggs, [cols[s.expr] for s in cv.latest])
         _LAYOUTS[cv.data_fingerprint] = layout
     return layout
@@ -133,13 +134,15 @@ def cast_value(value: Any, dtype: str) -> Any:
 class ReadPlan:
     """What to read of each entity of one view for a request at ``q``: the tiles and raw ranges of every
     window (dense entities), and ``cut`` (the top-tile boundary at or before ``q`` whose prefix an
-    unbounded window starts from; None when no window is unbounded)."""
+    unbounded window starts from; None when no window is unbounded). ``pieces``: per window, the
+    indexes of its tiles in ``tiles`` and of its raw ranges in ``ranges``."""
 
     q: int
     windows: List[Optional[int]]
     tiles: List[str]
     ranges: List[Tuple[int, int]]  # inclusive ms ranges of raw events (ZRANGEBYSCORE)
     cut: Optional[int]
+    pieces: Dict[Optional[int], Tuple[List[int], List[int]]] = field(default_factory=dict)
 
     def script_args(self) -> list:
         args: list = ["" if self.cut is None else self.cut, len(self.tiles), *self.tiles]
@@ -148,23 +151,47 @@ class ReadPlan:
         return args
 
 
+_COVERS: Dict[Tuple[int, int, int], List[str]] = {}
+
+
+def _cover_ids(lo: int, hi: int, top: int) -> List[str]:
+    """Tile ids of the cover of ``[lo, hi)`` (cached: requests within one minute share their covers)."""
+    key = (lo, hi, top)
+    ids = _COVERS.get(key)
+    if ids is None:
+        if len(_COVERS) >= 4096:
+            _COVERS.clear()
+        ids = _COVERS[key] = [tile_id(level, start) for level, start in cover(lo, hi, top)]
+    return ids
+
+
 def read_plan(windows: Sequence[Optional[int]], q: int, top: int = TOP_LEVEL) -> ReadPlan:
+    """The exact decomposition (:func:`featurestore.kernel.tiles.decompose`) of every window at ``q``,
+    shared pieces once."""
     cut = None
-    tiles: Dict[str, None] = {}
-    ranges: Dict[Tuple[int, int], None] = {}
+    tiles: Dict[str, int] = {}
+    ranges: Dict[Tuple[int, int], int] = {}
+    pieces: Dict[Optional[int], Tuple[List[int], List[int]]] = {}
+    b = floor_unit(q)
     for w in windows:
         if w is None:
             cut = floor_top(q, top)
-            pieces = decompose(None, q, cut, top) if q > cut else None
+            lo = cut
+            if q <= cut:
+                pieces[w] = ([], [])
+                continue
         else:
-            pieces = decompose(q - w, q, None, top)
-        if pieces is None:
-            continue
-        for level, start in pieces.tiles:
-            tiles.setdefault(tile_id(level, start))
-        for lo, hi in pieces.raw:
-            ranges.setdefault((lo, hi - 1))
-    return ReadPlan(q, list(windows), list(tiles), list(ranges), cut)
+            lo = q - w
+        a = ceil_unit(lo)
+        if a >= b:  # inside one or two minutes: raw only
+            raw = [(lo, q)] if lo < q else []
+            ids: List[str] = []
+        else:
+            raw = ([(lo, a)] if lo < a else []) + ([(b, q)] if b < q else [])
+            ids = _cover_ids(a, b, top)
+        pieces[w] = ([tiles.setdefault(t, len(tiles)) for t in ids],
+                     [ranges.setdefault((x, y - 1), len(ranges)) for x, y in raw])
+    return ReadPlan(q, list(windows), list(tiles), list(ranges), cut, pieces)
 
 
 def floor_top(ms: int, top: int = TOP_LEVEL) -> int:
@@ -172,29 +199,44 @@ def floor_top(ms: int, top: int = TOP_LEVEL) -> int:
     return ms - ms % size
 
 
+def window_slots(layout: Layout, plans: Sequence[FeaturePlan]) -> Dict[Optional[int], Tuple[int, ...]]:
+    """Per window, the slots its features read (a window's rows are built and merged on those only)."""
+    out: Dict[Optional[int], Dict[int, None]] = {}
+    for p in plans:
+        out.setdefault(p.window_ms, {}).update(dict.fromkeys(layout.slots_of(p.function, p.column)))
+    return {w: tuple(sorted(s)) for w, s in out.items()}
+
+
 # -- request time ------------------------------------------------------------------------------------
 @dataclass
 class EntityReply:
-    """What the store returned for one entity (see :mod:`featurestore.stores.online_redis`)."""
+    """What the store returned for one entity (see :mod:`featurestore.stores.online_redis`), decoded."""
 
     meta: dict  # fp, horizon ("h"), ...
     dense: bool
     prefix: Optional[Tuple[int, list]]  # (boundary ms, decoded row) of the latest prefix <= cut
     prefix_tile: Optional[list]  # decoded top tile at the prefix boundary (when it is before the cut)
-    tiles: Dict[str, list]  # tile id -> decoded row (dense)
-    events: List[Tuple[list, list]]  # (order, inputs) of the raw events read
+    tiles: Dict[str, list]  # tile id -> decoded row (dense: the stored tiles of the plan)
+    events: List[Tuple[list, list]]  # (order, inputs) of every raw event read
+    plan: Optional[ReadPlan] = None  # dense: what was read
+    tile_events: Dict[str, List[Tuple[list, list]]] = field(default_factory=dict)  # tiles not stored: their events
+    range_events: List[List[Tuple[list, list]]] = field(default_factory=list)  # dense: per plan range
+    prefix_events: Optional[List[Tuple[list, list]]] = None  # the top tile at the prefix, when not stored
 
 
 def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply], q: int,
-            top: int = TOP_LEVEL, times: Optional[List[Optional[int]]] = None) -> Tuple[List[Any], List[str]]:
+            top: int = TOP_LEVEL, slots: Optional[Dict[Optional[int], Tuple[int, ...]]] = None,
+            times: Optional[List[Optional[int]]] = None) -> Tuple[List[Any], List[str]]:
     """Each planned feature's value at request time ``q`` (epoch ms) as a plain Python value, and its
-    status. ``reply`` None: the entity has no state (no events within the retention). ``times``: a list
-    that receives each value's event time (:func:`event_time`)."""
-    rows: Dict[Optional[int], list] = {}
+    status. ``reply`` None: the entity has no state (no events within the retention). ``slots``:
+    :func:`window_slots` of ``plans`` (computed when not given). ``times``: a list that receives each
+    value's event time (:func:`event_time`)."""
+    if slots is None:
+        slots = window_slots(layout, plans)
     found = reply is not None
-    for p in plans:
-        if p.window_ms not in rows:
-            rows[p.window_ms] = _window_row(layout, reply, q, p.window_ms, top) if found else layout.new()
+    rows: Dict[Optional[int], list] = {}
+    for w, sl in slots.items():
+        rows[w] = _window_row(layout, reply, q, w, top, sl) if found else layout.new()
     values, statuses = [], []
     for p in plans:
         row = rows[p.window_ms]
@@ -237,75 +279,101 @@ def _any_before(layout: Layout, reply: EntityReply, q: int) -> bool:
     return any(order[0] < q for order, _ in reply.events)
 
 
-def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], top: int) -> list:
+def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], top: int, sl) -> list:
     row = layout.new()
     if w is None:
         lo = None
         cut = floor_top(q, top)
         if reply.prefix is not None:
             boundary, prow = reply.prefix
-            layout.merge(row, prow)
+            layout.merge(row, prow, sl)
             if boundary < cut:
                 # No event landed in [boundary + top tile, q): the top tile at the boundary is the rest.
                 if reply.prefix_tile is not None:
-                    layout.merge(row, reply.prefix_tile)
+                    layout.merge(row, reply.prefix_tile, sl)
+                elif reply.prefix_events is not None:
+                    _add_events(layout, row, reply.prefix_events, None, q, sl)
                 elif not reply.dense:
-                    _add_events(layout, row, reply.events, boundary, q)
+                    _add_events(layout, row, reply.events, boundary, q, sl)
                 return row
             lo = boundary
         if not reply.dense:
-            _add_events(layout, row, reply.events, lo, q)
+            _add_events(layout, row, reply.events, lo, q, sl)
             return row
-        if q <= cut:
-            return row
-        pieces = decompose(None, q, cut, top)
-    else:
-        if not reply.dense:
-            _add_events(layout, row, reply.events, q - w, q)
-            return row
-        pieces = decompose(q - w, q, None, top)
-    for level, start in pieces.tiles:
-        tile = reply.tiles.get(tile_id(level, start))
+    elif not reply.dense:
+        _add_events(layout, row, reply.events, q - w, q, sl)
+        return row
+    plan = reply.plan
+    tile_ix, range_ix = plan.pieces[w]
+    add = layout.add
+    for i in tile_ix:
+        name = plan.tiles[i]
+        tile = reply.tiles.get(name)
         if tile is not None:
-            layout.merge(row, tile)
-    for lo_, hi_ in pieces.raw:
-        _add_events(layout, row, reply.events, lo_, hi_)
+            layout.merge(row, tile, sl)
+        else:  # not stored (few events, or none): its raw events
+            for order, inputs in reply.tile_events.get(name, ()):
+                add(row, order, inputs, sl)
+    for j in range_ix:
+        for order, inputs in reply.range_events[j]:
+            add(row, order, inputs, sl)
     return row
 
 
-def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int) -> None:
+def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, sl) -> None:
+    add = layout.add
     for order, inputs in events:
         ts = order[0]
         if ts < hi and (lo is None or ts >= lo):
-            layout.add(row, order, inputs)
+            add(row, order, inputs, sl)
 
 
-def decode_reply(layout: Layout, raw_reply, plan: ReadPlan) -> Optional[EntityReply]:
-    """An :class:`EntityReply` from the read script's reply (None when the entity has no state)."""
+def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None
+                 ) -> Optional[EntityReply]:
+    """An :class:`EntityReply` from the read script's reply (None when the entity has no state); rows are
+    decoded on ``slots`` only (default: all)."""
     if not raw_reply:
         return None
     meta = orjson.loads(raw_reply[0])
     dense = bool(raw_reply[1])
+    decode = layout.decode
+    seen: Dict[bytes, Tuple[list, list]] = {}  # fragments of several windows may overlap: each event once
+
+    def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines
+        out = []
+        for m in blob.split(b"\n") if blob else ():
+            ev = seen.get(m)
+            if ev is None:
+                e = loads(m)
+                ev = seen[m] = (e[1], e[2])
+            out.append(ev)
+        return out
+
     prefix = None
     if raw_reply[2]:
         boundary, prow = loads(raw_reply[2])
-        prefix = (boundary, layout.decode(prow))
-    prefix_tile = layout.decode(loads(raw_reply[3])) if raw_reply[3] else None
-    tiles: Dict[str, list] = {}
-    if dense:
-        for name, raw in zip(plan.tiles, raw_reply[4]):
-            if raw:
-                tiles[name] = layout.decode(loads(raw))
-        members = [m for frag in raw_reply[5] for m in frag]
+        prefix = (boundary, decode(prow, slots))
+    ptile, pevents = raw_reply[3], None
+    if ptile and ptile[:1] == b"\n":  # a tile not stored: its raw events
+        ptile, pevents = None, events_of(ptile[1:])
+    elif ptile:
+        ptile = decode(loads(ptile), slots)
     else:
-        members = raw_reply[4]
-    events = []
-    if dense:  # the fragments of several windows may overlap: each member once
-        members = list(dict.fromkeys(members))
-    for m in members:
-        ev = loads(m)
-        events.append((ev[1], ev[2]))
-    return EntityReply(meta, dense, prefix, prefix_tile, tiles, events)
+        ptile = None
+    if not dense:
+        events = events_of(raw_reply[4])
+        return EntityReply(meta, False, prefix, ptile, {}, events, None, {}, [], pevents)
+    tiles: Dict[str, list] = {}
+    tile_events: Dict[str, List[Tuple[list, list]]] = {}
+    for name, raw in zip(plan.tiles, raw_reply[4]):
+        if raw[:1] == b"\n":
+            if len(raw) > 1:
+                tile_events[name] = events_of(raw[1:])
+        else:
+            tiles[name] = decode(loads(raw), slots)
+    range_events = [events_of(frag) for frag in raw_reply[5]]
+    return EntityReply(meta, True, prefix, ptile, tiles, list(seen.values()), plan, tile_events, range_events,
+                       pevents)
 
 
 def loads(raw: bytes):
@@ -374,5 +442,6 @@ class OnlineResponse:
 
 
 __all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "read_plan",
-           "ReadPlan", "EntityReply", "decode_reply", "event_time", "to_output", "cast_value", "OnlineResponse", "STATUSES",
+           "ReadPlan", "EntityReply", "decode_reply", "window_slots", "event_time", "to_output", "cast_value",
+           "OnlineResponse", "STATUSES",
            "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED"]

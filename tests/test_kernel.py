@@ -88,24 +88,37 @@ class FakeStore:
         self.prefixes.update({b: _roundtrip(r) for b, r in ch.prefix_set.items()})
 
     def read(self, plan, events_by_member):
-        """What READ_LUA returns, decoded (featurestore.online.decode_reply's output)."""
+        """What READ_LUA returns, decoded (featurestore.online.decode_reply's output): a tile the hash
+        does not hold is answered by its raw events."""
         dec = self.layout.decode
-        prefix = ptile = None
+
+        def raw_in(lo, hi):  # inclusive, like ZRANGEBYSCORE
+            return [events_by_member[m] for m, s in self.raw.items() if lo <= s <= hi]
+
+        def tile_range(name):
+            level, minute = map(int, name.split(":"))
+            return minute * UNIT_MS, minute * UNIT_MS + tile_ms(level) - 1
+
+        prefix = ptile = pevents = None
         if plan.cut is not None:
             below = [b for b in self.prefixes if b <= plan.cut]
             if below:
                 b = max(below)
                 prefix = (b, dec(self.prefixes[b]))
-                if self.dense and b < plan.cut and tile_id(TOP_LEVEL, b) in self.tiles:
-                    ptile = dec(self.tiles[tile_id(TOP_LEVEL, b)])
+                if self.dense and b < plan.cut:
+                    name = tile_id(TOP_LEVEL, b)
+                    if name in self.tiles:
+                        ptile = dec(self.tiles[name])
+                    else:
+                        pevents = raw_in(*tile_range(name))
         if not self.dense:
-            members = list(self.raw)
-            tiles = {}
-        else:
-            tiles = {n: dec(self.tiles[n]) for n in plan.tiles if n in self.tiles}
-            members = [m for m, s in self.raw.items() if any(lo <= s <= hi for lo, hi in plan.ranges)]
-        events = [events_by_member[m] for m in members]
-        return EntityReply(self.meta, self.dense, prefix, ptile, tiles, events)
+            events = [events_by_member[m] for m in self.raw]
+            return EntityReply(self.meta, False, prefix, ptile, {}, events, None, prefix_events=pevents)
+        tiles = {n: dec(self.tiles[n]) for n in plan.tiles if n in self.tiles}
+        tile_events = {n: raw_in(*tile_range(n)) for n in plan.tiles if n not in self.tiles}
+        range_events = [raw_in(lo, hi) for lo, hi in plan.ranges]
+        events = [e for evs in list(tile_events.values()) + range_events for e in evs]
+        return EntityReply(self.meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents)
 
 
 def _roundtrip(obj):
@@ -240,3 +253,61 @@ def test_decomposition_is_exact_and_small():
         if w <= 7 * 86_400_000:
             assert len(p.tiles) <= 2 * (TOP_LEVEL + 1)
     assert cover(0, 0) == []
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_windowed_layout_stores_each_slot_and_tile_only_where_read(seed):
+    """A layout that knows each aggregation's window keeps a slot only in tiles its windows can read
+    (and in prefixes only what unbounded windows read), stores only tiles of more than
+    TILE_MIN_EVENTS events, and still answers every window exactly (tiles not stored are read raw)."""
+    from featurestore.kernel.partials import PREFIX_LEVEL, window_level
+
+    rng = random.Random(500 + seed)
+    aggs = [("n", "count", None, rng.choice(WINDOWS))]
+    for f in FUNCS:
+        for c in (0, 1, 2):
+            if not (f in ("sum", "mean", "stddev", "variance") and c == 2) and rng.random() < 0.5:
+                aggs.append((f"{f}_{c}", f, c, rng.choice(WINDOWS)))
+    layout = Layout(INPUTS, aggs, [0, 2])
+    for i, (kind, col) in enumerate(layout.slots):
+        readers = [w for _, f, c, w in aggs if (kind, col) in [layout.slots[j] for j in layout.reads[(f, c)]]]
+        want = PREFIX_LEVEL if kind == "L" else max(window_level(w) for w in readers)
+        assert layout.levels[i] == want
+    plans = [FeaturePlan(name, f, c, w, 0 if f in ("count", "count_distinct") else None, "any")
+             for name, f, c, w in aggs]
+    plans += [FeaturePlan(f"latest_{c}", "latest", c, w, None, "any") for c in (0, 2) for w in (3_600_000, None)]
+    events = random_events(rng, rng.choice([300, 900]), rng.choice([3 * 3_600_000, 9 * 86_400_000]))
+    state = kentity.EntityState(layout, True, None, 0)
+    store = FakeStore(layout)
+    events = rng.sample(events, len(events))  # any arrival order (the oracle breaks full ties by it too)
+    for ev in events:
+        state.add(*ev)
+        if rng.random() < 0.02:
+            store.apply(state.drain())
+    store.apply(state.drain())
+    times = sorted(o[0] for _, o, _, _ in events)
+    empty = layout.encode(layout.new())
+    assert store.tiles
+    for name, row in store.tiles.items():
+        level, minute = map(int, name.split(":"))
+        n = sum(1 for t in times if minute * UNIT_MS <= t < minute * UNIT_MS + tile_ms(level))
+        assert n > kentity.TILE_MIN_EVENTS and level <= layout.max_level, name
+        for i, v in enumerate(row):
+            if layout.levels[i] < level:
+                assert v == _roundtrip(empty[i]), (name, layout.slots[i])
+    for row in store.prefixes.values():
+        assert all(v == _roundtrip(empty[i]) for i, v in enumerate(row) if layout.levels[i] < PREFIX_LEVEL)
+    by_member = {m: (o, inp) for _, o, inp, m in events}
+    qs = [t + d for t in rng.sample(times, 10) for d in (0, 1, -1)] + [times[-1] + 86_400_000]
+    for q in qs:
+        rplan = read_plan(sorted({p.window_ms for p in plans}, key=lambda w: (w is None, w or 0)), q)
+        values, _ = compute(layout, plans, store.read(rplan, by_member), q)
+        for p, got in zip(plans, values):
+            inside = [(tuple(map(tuple_key, o)), inp) for _, o, inp, _ in events
+                      if o[0] < q and (p.window_ms is None or o[0] >= q - p.window_ms)]
+            want = oracle_value(p.function, p.column, inside)
+            if want is None and p.function in ("count", "count_distinct"):
+                want = 0
+            if isinstance(want, float) and isinstance(got, int) and p.function in ("min", "max", "first", "last"):
+                got = float(got)
+            assert same(got, want), (p, q, got, want)

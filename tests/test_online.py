@@ -70,14 +70,16 @@ def feature_columns(store):
     return [f for v in store.repo.views.values() for f in v.feature_names]
 
 
-@pytest.fixture(params=["sparse", "tiled"])
+@pytest.fixture(params=["sparse", "tiled", "mixed"])
 def layout_mode(request, monkeypatch):
-    """Both read paths of the online state: sparse entities (raw events) and tiled ones (every entity
-    with more than 0 events keeps tiles and prefixes)."""
+    """Every read path of the online state: sparse entities (raw events), tiled ones (every entity with
+    more than 0 events keeps tiles and prefixes, every tile stored) and mixed ones (only tiles of more
+    than 2 events stored: the read script answers the others with their raw events)."""
     from featurestore.kernel import entity
 
-    if request.param == "tiled":
+    if request.param in ("tiled", "mixed"):
         monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
+        monkeypatch.setattr(entity, "TILE_MIN_EVENTS", 0 if request.param == "tiled" else 2)
     return request.param
 
 

@@ -894,7 +894,8 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
                                       r.window_ms, r.expires,
                                       {"inputs": [list(x) for x in lay.inputs], "latest": lay.latest_cols,
                                        "aggs": [[a.name, a.function, [e for e, _ in lay.inputs].index(a.expr)
-                                                 if a.expr is not None else None] for a in cv.aggregations]}))
+                                                 if a.expr is not None else None, a.window_ms]
+                                                for a in cv.aggregations]}))
             group = OnlineGroup(gid, source_name, keys, len(gviews[0].order_columns), ovs)
             group.sql, _ = online_group_sql(group, gviews, [exprs[cv.name] for cv in gviews], typed, columns)
             plan.online.append(group)

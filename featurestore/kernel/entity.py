@@ -7,9 +7,11 @@ The state answers every request at or after its horizon exactly (SPEC §2, §3.2
   its stored form;
 * **base**: the partial row of every event before ``cut`` (only for views with an unbounded window:
   ``keep_base``; other views drop those events, which no window at or after the horizon can see);
-* **tiles** (a *dense* entity: more than ``DENSE_EVENTS`` raw events at the last drain): the rows of every
-  non-empty tile
-  (:mod:`featurestore.kernel.tiles`) over the raw events, so a window reads O(tiles + edge events);
+* **tiles** (a *dense* entity: more than ``DENSE_EVENTS`` raw events at the last drain): the rows of the
+  tiles (:mod:`featurestore.kernel.tiles`) over the raw events that hold more than ``TILE_MIN_EVENTS``
+  events, each with the slots its level needs (:attr:`featurestore.kernel.partials.Layout.levels`); a
+  reader reads the raw events of any other tile. So a window reads O(tiles + edge events), and a tile
+  costs memory only where it saves reading events;
 * **prefixes** (``keep_base``): ``boundary -> row of every event before it``, at the cut and, for a dense
   entity, at the start of every top tile holding a raw event (what an unbounded window starts from).
 
@@ -25,10 +27,11 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from featurestore.kernel.partials import Layout
+from featurestore.kernel.partials import PREFIX_LEVEL, Layout
 from featurestore.kernel.tiles import TOP_LEVEL, floor_unit, tile_id, tile_ms
 
 DENSE_EVENTS = 128  # more raw events than this: the entity keeps tiles
+TILE_MIN_EVENTS = 16  # a dense entity's tile is stored when it holds more events than this
 
 
 class _Id:
@@ -44,23 +47,33 @@ class _Id:
 
 
 class EntityTiles:
-    """The tiles of one entity (decoded rows by ``(level, start_ms)``), updated event by event."""
+    """The tiles of one entity (decoded rows by ``(level, start_ms)``, and how many events each holds),
+    updated event by event. Every tile up to the layout's ``max_level`` is kept here; only those
+    :meth:`stored` go to the online store."""
 
     def __init__(self, layout: Layout, top: int = TOP_LEVEL):
         self.layout = layout
-        self.top = top
+        self.top = min(top, layout.max_level)  # tiles above the layout's max level hold nothing anyone reads
         self.rows: Dict[Tuple[int, int], list] = {}
+        self.counts: Dict[Tuple[int, int], int] = {}
         self._dirty: Set[int] = set()  # minute starts whose ancestors are out of date
         self.floor: Optional[int] = None  # no tile starting before it is kept (nothing reads one)
+
+    def stored(self, key: Tuple[int, int]) -> bool:
+        """Whether the online store holds this tile: when it has more than ``TILE_MIN_EVENTS`` events (a
+        reader reads the raw events of any other tile instead: as exact, and as cheap)."""
+        return self.counts.get(key, 0) > TILE_MIN_EVENTS and key[0] <= self.top
 
     def add(self, order: list, inputs: Sequence) -> None:
         minute = floor_unit(order[0])
         if self.floor is not None and minute < self.floor:
             return
-        row = self.rows.get((0, minute))
+        key = (0, minute)
+        row = self.rows.get(key)
         if row is None:
-            row = self.rows[(0, minute)] = self.layout.new()
+            row = self.rows[key] = self.layout.new()
         self.layout.add(row, order, inputs)
+        self.counts[key] = self.counts.get(key, 0) + 1
         self._dirty.add(minute)
 
     def settle(self) -> List[Tuple[int, int]]:
@@ -69,36 +82,42 @@ class EntityTiles:
         starts = sorted(self._dirty)
         changed = [(0, m) for m in starts]
         self._dirty.clear()
+        layout, rows, counts = self.layout, self.rows, self.counts
         for level in range(1, self.top + 1):
             size = tile_ms(level)
             parents = sorted({s - s % size for s in starts})
             half = size // 2
+            kept = layout.kept(level)  # the slots a tile of this level holds (and its ancestors need)
             for p in parents:
                 if self.floor is not None and p < self.floor:
                     continue
-                left = self.rows.get((level - 1, p))
-                right = self.rows.get((level - 1, p + half))
+                left = rows.get((level - 1, p))
+                right = rows.get((level - 1, p + half))
                 if left is None and right is None:
-                    self.rows.pop((level, p), None)
+                    rows.pop((level, p), None)
+                    counts.pop((level, p), None)
                     continue
-                row = self.layout.new()
+                row = layout.new()
                 if left is not None:
-                    self.layout.merge(row, left)
+                    layout.merge(row, left, kept)
                 if right is not None:
-                    self.layout.merge(row, right)
-                self.rows[(level, p)] = row
+                    layout.merge(row, right, kept)
+                rows[(level, p)] = row
+                counts[(level, p)] = counts.get((level - 1, p), 0) + counts.get((level - 1, p + half), 0)
                 changed.append((level, p))
             starts = parents
         return changed
 
     def drop_before(self, cut_ms: int) -> List[Tuple[int, int]]:
         """Forget the tiles that start before ``cut_ms`` (no request at or after the horizon reads them),
-        and keep none from now on; returns them."""
+        and keep none from now on; returns those of them the store held."""
         self.floor = cut_ms
         gone = [k for k in self.rows if k[1] < cut_ms]
+        stored = [k for k in gone if self.stored(k)]
         for k in gone:
             del self.rows[k]
-        return gone
+            self.counts.pop(k, None)
+        return stored
 
 
 @dataclass
@@ -250,16 +269,17 @@ class EntityState:
         enc = self.layout.encode
         if full:
             if self.tiles is not None:
-                ch.tiles_set = {tile_id(*k): enc(r) for k, r in self.tiles.rows.items()}
+                ch.tiles_set = {tile_id(*k): enc(r, k[0]) for k, r in self.tiles.rows.items() if self.tiles.stored(k)}
             ch.raw_add = [(order[0], member) for order, _, member in self.events.values()]
-            ch.prefix_set = {b: enc(r) for b, r in self.prefixes.items()}
+            ch.prefix_set = {b: enc(r, PREFIX_LEVEL) for b, r in self.prefixes.items()}
         else:
-            rows = self.tiles.rows if self.tiles is not None else {}
-            ch.tiles_set = {tile_id(*k): enc(rows[k]) for k in changed_tiles if k in rows}
+            tiles = self.tiles
+            rows = tiles.rows if tiles is not None else {}
+            ch.tiles_set = {tile_id(*k): enc(rows[k], k[0]) for k in changed_tiles if k in rows and tiles.stored(k)}
             ch.tiles_del = list(dict.fromkeys(self._tiles_del))
             ch.raw_add = [(self.events[e][0][0], self.events[e][2]) for e in self._new if e in self.events]
             ch.raw_below = self._raw_below
-            ch.prefix_set = {b: enc(self.prefixes[b]) for b in changed_prefixes if b in self.prefixes}
+            ch.prefix_set = {b: enc(self.prefixes[b], PREFIX_LEVEL) for b in changed_prefixes if b in self.prefixes}
             ch.prefix_below = self._prefix_below
         self._full = False
         self._new = []
@@ -289,7 +309,7 @@ class EntityState:
         changed = []
         for b in sorted(wanted | set(tops)):
             if b in wanted and (full or b in missing or (since is not None and b > since) or b == self.cut):
-                self.prefixes[b] = self.layout.decode(self.layout.encode(acc))
+                self.prefixes[b] = self.layout.decode(self.layout.encode(acc, PREFIX_LEVEL))
                 changed.append(b)
             tile = self.tiles.rows.get((self.top, b))
             if tile is not None:
@@ -306,4 +326,4 @@ def build(layout: Layout, events: Sequence[Tuple[object, list, list, str]], cut:
     return state
 
 
-__all__ = ["DENSE_EVENTS", "EntityTiles", "EntityState", "Changes", "build"]
+__all__ = ["DENSE_EVENTS", "TILE_MIN_EVENTS", "EntityTiles", "EntityState", "Changes", "build"]

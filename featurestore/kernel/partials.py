@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from featurestore import dtypes as t
 from featurestore.kernel.exact import ExactSum, sample_variance
+from featurestore.kernel.tiles import UNIT_MS
 
 _NAN_KEY = ("NaN",)  # every NaN is one distinct value (DuckDB's count(DISTINCT))
 
@@ -58,54 +59,100 @@ def _num_key(x: Any) -> Tuple[int, Any]:
     return (1, 0.0) if x != x else (0, x)
 
 
+# A tile level above every real one: rows encoded at it (prefixes, read only by unbounded windows) keep
+# only the slots an unbounded window reads.
+PREFIX_LEVEL = 1 << 20
+
+
+def window_level(window_ms: Optional[int]) -> int:
+    """The highest tile level the exact decomposition of a window ``window_ms`` long can use (the tiles of
+    ``[ceil(q - W), floor(q))`` are at most its length); -1 when it uses none, :data:`PREFIX_LEVEL` when
+    unbounded."""
+    if window_ms is None:
+        return PREFIX_LEVEL
+    return (window_ms // UNIT_MS).bit_length() - 1
+
+
 class Layout:
     """The slots of one view and how each of its features is read from a row.
 
     ``inputs``: the view's input columns as ``(expr, dtype)`` (online.input_columns order);
-    ``features``: ``(name, function, col, window_ms)`` with ``function`` an aggregation or ``"latest"``,
-    ``col`` an input index (None for ``count(*)``); ``latest_cols``: the input index of each latest feature
-    in the ``L`` slot's value list."""
+    ``aggregations``: ``(name, function, col)`` or ``(name, function, col, window_ms)`` with ``function``
+    an aggregation, ``col`` an input index (None for ``count(*)``), ``window_ms`` its window (None:
+    unbounded); ``latest``: the input index of each latest feature (kept in the ``L`` slot's value list).
 
-    def __init__(self, inputs: Sequence[Tuple[str, str]], aggregations: Sequence[Tuple[str, str, Optional[int]]],
+    ``levels[i]``: the highest tile level whose rows must hold slot ``i`` — the largest
+    :func:`window_level` of the features reading it (:data:`PREFIX_LEVEL` for unbounded windows, latest
+    features and aggregations given without a window). :meth:`encode` at a higher level writes the slot
+    empty: no window that reads it ever reads such a tile (a 1 h ``count_distinct`` keeps its sets in
+    tiles of at most 32 minutes, not in the day tiles a 7 d ``sum`` reads). ``max_level``: the highest
+    level any slot needs (tiles above it hold nothing a request reads)."""
+
+    def __init__(self, inputs: Sequence[Tuple[str, str]], aggregations: Sequence[Tuple],
                  latest: Sequence[int]):
         self.inputs = list(inputs)
         slots: List[Tuple[str, Optional[int]]] = []
         index: Dict[Tuple[str, Optional[int]], int] = {}
+        levels: List[int] = []
 
-        def slot(kind: str, col: Optional[int]) -> int:
+        def slot(kind: str, col: Optional[int], level: int) -> int:
             if (kind, col) not in index:
                 index[(kind, col)] = len(slots)
                 slots.append((kind, col))
-            return index[(kind, col)]
+                levels.append(level)
+            i = index[(kind, col)]
+            levels[i] = max(levels[i], level)
+            return i
 
         self.reads: Dict[Tuple[str, Optional[int]], Tuple[int, ...]] = {}
-        for _name, function, col in aggregations:
+        for agg in aggregations:
+            function, col = agg[1], agg[2]
+            level = window_level(agg[3]) if len(agg) > 3 else PREFIX_LEVEL
             if col is None:
-                self.reads[(function, col)] = (slot("*", None),)
+                ix: Tuple[int, ...] = (slot("*", None, level),)
             else:
-                self.reads[(function, col)] = tuple(slot(k, col) for k in NEEDS[function])
+                ix = tuple(slot(k, col, level) for k in NEEDS[function])
+            self.reads[(function, col)] = tuple(dict.fromkeys(self.reads.get((function, col), ()) + ix))
         self.latest_cols = list(dict.fromkeys(latest))
-        self.latest_slot = slot("L", None) if self.latest_cols else None
+        self.latest_slot = slot("L", None, PREFIX_LEVEL) if self.latest_cols else None
         self.slots = slots
+        self.levels = levels
+        self.max_level = max(levels, default=-1)
         self.float_cols = {i for i, (_, d) in enumerate(self.inputs) if d in (t.FLOAT32, t.FLOAT64)}
+        self.all_slots = tuple(range(len(slots)))
         self._adders = [self._adder(k, c) for k, c in slots]
+        self._mergers = [self._merger(k, c) for k, c in slots]
+        self._decoders = [self._decoder(k, c) for k, c in slots]
+        self._kept: Dict[int, Tuple[int, ...]] = {}
+
+    def slots_of(self, function: str, col: Optional[int]) -> Tuple[int, ...]:
+        """The slots a feature reads (``function == "latest"``: the latest slot)."""
+        if function == "latest":
+            return (self.latest_slot,)
+        return self.reads[(function, col)]
+
+    def kept(self, level: int) -> Tuple[int, ...]:
+        """The slots a row encoded at tile ``level`` holds (see ``levels``)."""
+        out = self._kept.get(level)
+        if out is None:
+            out = self._kept[level] = tuple(i for i, lv in enumerate(self.levels) if lv >= level)
+        return out
 
     # -- building ------------------------------------------------------------------------------------
     def new(self) -> list:
         """The row of no events."""
-        row: list = []
-        for kind, col in self.slots:
-            if kind in ("*", "n"):
-                row.append(0)
-            elif kind == "s":
-                row.append(ExactSum() if col in self.float_cols else 0)
-            elif kind == "q":
-                row.append(ExactSum())
-            elif kind == "d":
-                row.append(set())
-            else:
-                row.append(None)
-        return row
+        return [self._empty(kind, col) for kind, col in self.slots]
+
+    def _empty(self, kind: str, col: Optional[int]):
+        if kind in ("*", "n"):
+            return 0
+        if kind == "s":
+            return ExactSum() if col in self.float_cols else 0
+        if kind == "q":
+            return ExactSum()
+        if kind == "d":
+            return set()
+        return None
 
     def _adder(self, kind: str, col: Optional[int]):
         if kind == "*":
@@ -165,39 +212,50 @@ class Layout:
             raise ValueError(kind)
         return add
 
-    def add(self, row: list, order: list, inputs: Sequence[Any]) -> list:
-        """Add one event (its order and input values) to ``row`` in place; returns ``row``."""
-        for i, add in enumerate(self._adders):
-            add(row, i, order, inputs)
+    def _merger(self, kind: str, col: Optional[int]):
+        if kind in ("*", "n") or (kind == "s" and col not in self.float_cols):
+            def merge(row, i, b):
+                row[i] += b
+        elif kind in ("s", "q"):
+            def merge(row, i, b):
+                row[i].merge(b)
+        elif kind == "d":
+            def merge(row, i, b):
+                row[i] |= b
+        elif kind in ("<", ">"):
+            better = _better(kind, col in self.float_cols)
+
+            def merge(row, i, b):
+                if b is not None and (row[i] is None or better(b, row[i])):
+                    row[i] = b
+        elif kind == "f":
+            def merge(row, i, b):
+                if b is not None and (row[i] is None or b[0] < row[i][0]):
+                    row[i] = b
+        else:  # "l", "L"
+            def merge(row, i, b):
+                if b is not None and (row[i] is None or b[0] > row[i][0]):
+                    row[i] = b
+        return merge
+
+    def add(self, row: list, order: list, inputs: Sequence[Any], slots: Optional[Sequence[int]] = None) -> list:
+        """Add one event (its order and input values) to ``row`` in place (only ``slots``, default all);
+        returns ``row``."""
+        adders = self._adders
+        if slots is None:
+            for i, add in enumerate(adders):
+                add(row, i, order, inputs)
+        else:
+            for i in slots:
+                adders[i](row, i, order, inputs)
         return row
 
-    def merge(self, row: list, other: list) -> list:
-        """Merge ``other`` into ``row`` in place (``other`` is not changed); returns ``row``."""
-        for i, (kind, col) in enumerate(self.slots):
-            b = other[i]
-            if kind in ("*", "n"):
-                row[i] += b
-            elif kind == "s":
-                if isinstance(b, ExactSum):
-                    row[i].merge(b)
-                else:
-                    row[i] += b
-            elif kind == "q":
-                row[i].merge(b)
-            elif kind == "d":
-                row[i] |= b
-            elif b is None:
-                continue
-            elif kind in ("<", ">"):
-                a = row[i]
-                if a is None or _better(kind, col in self.float_cols)(b, a):
-                    row[i] = b
-            elif kind == "f":
-                if row[i] is None or b[0] < row[i][0]:
-                    row[i] = b
-            else:  # "l", "L"
-                if row[i] is None or b[0] > row[i][0]:
-                    row[i] = b
+    def merge(self, row: list, other: list, slots: Optional[Sequence[int]] = None) -> list:
+        """Merge ``other`` into ``row`` in place (only ``slots``, default all; ``other`` is not changed);
+        returns ``row``."""
+        mergers = self._mergers
+        for i in (self.all_slots if slots is None else slots):
+            mergers[i](row, i, other[i])
         return row
 
     # -- reading -------------------------------------------------------------------------------------
@@ -234,10 +292,14 @@ class Layout:
         return math.sqrt(var)
 
     # -- storage -------------------------------------------------------------------------------------
-    def encode(self, row: list) -> list:
-        """A JSON-able form of ``row`` (one entry per slot)."""
+    def encode(self, row: list, level: Optional[int] = None) -> list:
+        """A JSON-able form of ``row`` (one entry per slot). At a tile ``level`` (or
+        :data:`PREFIX_LEVEL`), the slots no reader of that level needs are written empty."""
         out: list = []
-        for (kind, col), v in zip(self.slots, row):
+        keep = self.levels if level is not None else None
+        for i, ((kind, col), v) in enumerate(zip(self.slots, row)):
+            if keep is not None and keep[i] < level:
+                v = self._empty(kind, col)
             if kind in ("s", "q") and isinstance(v, ExactSum):
                 out.append(v.encode())
             elif kind == "d":
@@ -246,15 +308,25 @@ class Layout:
                 out.append(v)
         return out
 
-    def decode(self, obj: list) -> list:
-        row: list = []
-        for (kind, col), v in zip(self.slots, obj):
-            if kind == "q" or (kind == "s" and col in self.float_cols):
-                row.append(ExactSum.decode(v))
-            elif kind == "d":
-                row.append({_NAN_KEY if isinstance(x, float) and x != x else x for x in v})
-            else:
-                row.append(v)
+    def _decoder(self, kind: str, col: Optional[int]):
+        if kind == "q" or (kind == "s" and col in self.float_cols):
+            return ExactSum.decode
+        if kind == "d":
+            if col in self.float_cols:
+                return lambda v: {_NAN_KEY if isinstance(x, float) and x != x else x for x in v}
+            return set  # only floats can be NaN
+        return None
+
+    def decode(self, obj: list, slots: Optional[Sequence[int]] = None) -> list:
+        """The row of an :meth:`encode`d form. With ``slots``, only those are decoded (the others are
+        None: such a row is only read or merged with the same ``slots``)."""
+        decoders = self._decoders
+        if slots is None:
+            return [v if dec is None else dec(v) for dec, v in zip(decoders, obj)]
+        row: list = [None] * len(obj)
+        for i in slots:
+            dec = decoders[i]
+            row[i] = obj[i] if dec is None else dec(obj[i])
         return row
 
 
@@ -280,4 +352,4 @@ def _better(kind: str, floats: bool):
     return lambda x, best: x > best
 
 
-__all__ = ["Layout", "NEEDS", "order_of"]
+__all__ = ["Layout", "NEEDS", "PREFIX_LEVEL", "order_of", "window_level"]

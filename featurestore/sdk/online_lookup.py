@@ -82,7 +82,7 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
     online = for_store(store)
     cache = online.__dict__.setdefault("_lookup_cache", {})
 
-    views = []  # (cv, layout, plans, read plan, base per row)
+    views = []  # (cv, layout, plans, read plan, base per row, (slots per window, slots read))
     key_columns: Dict[str, list] = {}
     reads: Dict[str, list] = {}  # entity base -> script args
     for view_name, names in selection.items():
@@ -90,9 +90,14 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
         hit = cache.get((view_name, tuple(names)))
         if hit is None or hit[0] is not view:  # same definition object: same compiled view (reload() replaces it)
             cv = store.compiled(view_name)
-            hit = cache[(view_name, tuple(names))] = (view, cv, ol.view_layout(cv), ol.plan_features(cv, names))
-        _, cv, layout, plans = hit
-        rplan = ol.read_plan(sorted({p.window_ms for p in plans}, key=lambda w: (w is None, w or 0)), q)
+            layout = ol.view_layout(cv)
+            plans = ol.plan_features(cv, names)
+            wslots = ol.window_slots(layout, plans)
+            windows = sorted(wslots, key=lambda w: (w is None, w or 0))
+            read_slots = tuple(sorted({i for sl in wslots.values() for i in sl}))
+            hit = cache[(view_name, tuple(names))] = (view, cv, layout, plans, wslots, windows, read_slots)
+        _, cv, layout, plans, wslots, windows, read_slots = hit
+        rplan = ol.read_plan(windows, q)
         args = rplan.script_args()
         types = cv.key_types
         bases: List[Optional[str]] = []
@@ -110,7 +115,7 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
                 base = online.base(view_name, values)
                 bases.append(base)
                 reads.setdefault(base, args)
-        views.append((cv, layout, plans, rplan, bases))
+        views.append((cv, layout, plans, rplan, bases, (wslots, read_slots)))
 
     clash = sorted(set(columns.values()) & set(key_columns))
     if clash:
@@ -124,7 +129,7 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
     statuses: Dict[str, List[str]] = {}
     times: Dict[str, List[Optional[int]]] = {}
     refusals: List[str] = []
-    for (cv, layout, plans, rplan, bases), marker in zip(views, markers):
+    for (cv, layout, plans, rplan, bases, slots), marker in zip(views, markers):
         refused = view_refusal(cv, orjson.loads(marker) if marker else None, q)
         if refused:
             refusals.append(refused)
@@ -135,7 +140,7 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
         for base in bases:
             if base not in done:
                 done[base] = _entity_values(cv, layout, plans, rplan, by_base.get(base) if base else None,
-                                            q, refused, refusals)
+                                            q, refused, refusals, slots)
             values, sts, ets = done[base]
             for j, (v, s, e) in enumerate(zip(values, sts, ets)):
                 cols[j].append(v)
@@ -150,10 +155,11 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
     return ol.OnlineResponse(out, None, q, statuses, refusals, times)
 
 
-def _entity_values(cv, layout, plans, rplan, raw_reply, q: int, refused: Optional[str], refusals: List[str]):
+def _entity_values(cv, layout, plans, rplan, raw_reply, q: int, refused: Optional[str], refusals: List[str], slots):
     if refused:
         return [None] * len(plans), [ol.REFUSED] * len(plans), [None] * len(plans)
-    reply = ol.decode_reply(layout, raw_reply, rplan) if raw_reply else None
+    wslots, read_slots = slots
+    reply = ol.decode_reply(layout, raw_reply, rplan, read_slots) if raw_reply else None
     if reply is not None:
         why = entity_refusal(cv, reply.meta, q)
         if why:
@@ -161,7 +167,7 @@ def _entity_values(cv, layout, plans, rplan, raw_reply, q: int, refused: Optiona
                 refusals.append(why)
             return [None] * len(plans), [ol.REFUSED] * len(plans), [None] * len(plans)
     times: List[Optional[int]] = []
-    values, statuses = ol.compute(layout, plans, reply, q, times=times)
+    values, statuses = ol.compute(layout, plans, reply, q, slots=wslots, times=times)
     return values, statuses, times
 
 
