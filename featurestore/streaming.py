@@ -341,7 +341,8 @@ class StreamHandle:
             states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
             # one report per operator instance: every subtask must have reported "nothing pending" after
             # since_ms (instances of a failed attempt stop reporting and are ignored)
-            fresh = [d for d in states if d["at"] >= since_ms and d["dirty"] == 0]
+            # (events still in the JVM's mini-batch window: see flink_online.BATCH_MARGIN_MS)
+            fresh = [d for d in states if d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0]
             if len(fresh) >= self.parallelism:
                 return
             status = self.status()
