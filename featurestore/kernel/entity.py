@@ -50,6 +50,10 @@ class EntityTiles:
         self.layout = layout
         self.top = top
         self.rows: Dict[Tuple[int, int], list] = {}
+        self.tops: Set[int] = set()  # starts of the top-level tiles in ``rows``
+        # (start, level) of every tile created, least first, so a trim finds what it drops without a scan
+        # of every tile (entries of tiles removed since are skipped)
+        self._by_start: List[Tuple[int, int]] = []
         self._dirty: Set[int] = set()  # minute starts whose ancestors are out of date
         self.floor: Optional[int] = None  # no tile starting before it is kept (nothing reads one)
 
@@ -60,6 +64,9 @@ class EntityTiles:
         row = self.rows.get((0, minute))
         if row is None:
             row = self.rows[(0, minute)] = self.layout.new()
+            heapq.heappush(self._by_start, (minute, 0))
+            if self.top == 0:
+                self.tops.add(minute)
         self.layout.add(row, order, inputs)
         self._dirty.add(minute)
 
@@ -80,12 +87,18 @@ class EntityTiles:
                 right = self.rows.get((level - 1, p + half))
                 if left is None and right is None:
                     self.rows.pop((level, p), None)
+                    if level == self.top:
+                        self.tops.discard(p)
                     continue
                 row = self.layout.new()
                 if left is not None:
                     self.layout.merge(row, left)
                 if right is not None:
                     self.layout.merge(row, right)
+                if (level, p) not in self.rows:
+                    heapq.heappush(self._by_start, (p, level))
+                    if level == self.top:
+                        self.tops.add(p)
                 self.rows[(level, p)] = row
                 changed.append((level, p))
             starts = parents
@@ -95,9 +108,13 @@ class EntityTiles:
         """Forget the tiles that start before ``cut_ms`` (no request at or after the horizon reads them),
         and keep none from now on; returns them."""
         self.floor = cut_ms
-        gone = [k for k in self.rows if k[1] < cut_ms]
-        for k in gone:
-            del self.rows[k]
+        gone = []
+        while self._by_start and self._by_start[0][0] < cut_ms:
+            start, level = heapq.heappop(self._by_start)
+            if self.rows.pop((level, start), None) is not None:
+                gone.append((level, start))
+                if level == self.top:
+                    self.tops.discard(start)
         return gone
 
 
@@ -275,7 +292,7 @@ class EntityState:
         returns the boundaries that changed."""
         if self.tiles is None:  # sparse: the raw events are read whole; only the cut's prefix is kept
             return [self.cut] if self.cut is not None and (full or self._late is not None) else []
-        tops = sorted(s for (level, s) in self.tiles.rows if level == self.top)
+        tops = sorted(self.tiles.tops)
         wanted = set(s for s in tops if self.cut is None or s > self.cut)
         if self.cut is not None:
             wanted.add(self.cut)
