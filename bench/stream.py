@@ -409,7 +409,8 @@ def _render_throughput(th: dict) -> List[str]:
     user = shape.get("user_id", {})
     merchant = shape.get("merchant_id", {})
     rows = [f"### Streaming, {th.get('topic', 'uniform')} topic (Kafka -> Flink -> Parquet + Redis), {th['records']:,} "
-            f"records ({th['events']:,} events + {th['malformed']:,} malformed), {th['topic_partitions']} partitions", ""]
+            f"records ({th['events']:,} events + {th['malformed']:,} malformed), "
+            f"{th['topic_partitions']} partitions", ""]
     if shape:
         rows += [f"Data: {user.get('entities', '?'):,} users (busiest: {user.get('top_share', 0):.1%} of the events), "
                  f"{merchant.get('entities', '?'):,} merchants (busiest: {merchant.get('top_share', 0):.1%}), "
@@ -422,8 +423,9 @@ def _render_throughput(th: dict) -> List[str]:
         if name == "full job" and sus is not None:
             ok = sus / base >= TARGETS["floor_ratio"]
             target = f">= {TARGETS['floor_ratio']}x floor: **{'met' if ok else 'missed'}**"
+        ratio = "" if sus is None else f"{sus / base:.2f}x"
         rows.append(f"| {name} | {r['records_per_s']:,.0f} ({r['seconds']} s) | "
-                    f"{'n/a' if sus is None else f'{sus:,.0f}'} | {'' if sus is None else f'{sus / base:.2f}x'} | {target} |")
+                    f"{'n/a' if sus is None else f'{sus:,.0f}'} | {ratio} | {target} |")
     full = cont.get("full job", {})
     states = [v for k, v in full.get("online_stats", {}).items() if k.startswith("state:")]
     writer = full.get("online_stats", {}).get("writer", {})
@@ -431,7 +433,8 @@ def _render_throughput(th: dict) -> List[str]:
         el, fl = sum(v.get("element_s", 0.0) for v in states), sum(v.get("flush_s", 0.0) for v in states)
         ev = sum(v.get("events", 0) for v in states)
         rows += ["", f"Full job, Python online path: {ev:,} rows in `process_element` {el:.1f} s "
-                 f"({el / max(ev, 1) * 1e6:.0f} us/row), flushes {fl:.1f} s, Redis writer {writer.get('flush_s', 0.0):.1f} s "
+                 f"({el / max(ev, 1) * 1e6:.0f} us/row), flushes {fl:.1f} s, "
+                 f"Redis writer {writer.get('flush_s', 0.0):.1f} s "
                  f"({writer.get('writes', 0):,} writes in {writer.get('round_trips', 0):,} round trips), "
                  f"of {full['seconds']} s wall."]
     return rows + [""]

@@ -66,8 +66,8 @@ DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 STOP_TIMEOUT_S = 300
 TASKS_STARTING = "Not all required tasks are currently running"  # Flink's reason for refusing a savepoint
-DEFAULT_FLUSH_MS = 200  # an online value is rewritten at most this long after its entity changed (small entities)
-DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: fewer rewrites; the run waits for the last ones
+DEFAULT_FLUSH_MS = 200  # the online mini-batch window: an event reaches Python (then Redis) at most this much later
+DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
 
 
 # -- what to run ----------------------------------------------------------------------------------------------
