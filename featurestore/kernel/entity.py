@@ -90,11 +90,12 @@ class EntityTiles:
                     if level == self.top:
                         self.tops.discard(p)
                     continue
-                row = self.layout.new()
-                if left is not None:
-                    self.layout.merge(row, left)
-                if right is not None:
-                    self.layout.merge(row, right)
+                if left is None:
+                    row = self.layout.copy(right)
+                else:
+                    row = self.layout.copy(left)
+                    if right is not None:
+                        self.layout.merge(row, right)
                 if (level, p) not in self.rows:
                     heapq.heappush(self._by_start, (p, level))
                     if level == self.top:
