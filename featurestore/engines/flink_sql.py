@@ -779,7 +779,8 @@ class StreamPlan:
         parts += [f"-- evaluated once per record (DataStream barrier), then shared\nCREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
                   for n, q in self.views]
         parts += [f"INSERT INTO {sink}\n{sql};" for sink, sql in self.inserts]
-        parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> Redis writer\n{g.sql};"
+        parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> per-entity mini-batches "
+                  f"(ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer\n{g.sql};"
                   for g in self.online]
         return "\n\n".join(parts)
 
