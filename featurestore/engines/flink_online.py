@@ -276,10 +276,11 @@ class OnlineState(KeyedProcessFunction):
                 at = max(now, changes.last_ts) + view.window_ms + SLACK_MS
             base = entity_base_from_prefix(view.key_prefix, entity)
             yield base, orjson.dumps(write_args(changes, view.fingerprint, at)).decode(), 0  # str and int only
-        # A batch leaves keyed state once every view's cut is past its last event (a view that never cut
-        # keeps everything); events behind a cut live on in the folded base (or are dropped with it).
-        cuts = [s.cut for s in states]
-        if all(c is not None for c in cuts):
+        # A batch leaves keyed state once every view's cut is past its last event (a view that holds raw
+        # events and never cut keeps everything; one that holds none needs none); events behind a cut live
+        # on in the folded base (or are dropped with it).
+        cuts = [s.cut for s in states if s.cut is not None]
+        if cuts and not any(s.cut is None and s.events for s in states):
             low = min(cuts)
             for bid in [b for b, last in index.items() if last < low]:
                 self.batches.remove(bid)
