@@ -68,8 +68,8 @@ DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 STOP_TIMEOUT_S = 300
 TASKS_STARTING = "Not all required tasks are currently running"  # Flink's reason for refusing a savepoint
-DEFAULT_FLUSH_MS = 200  # an online value is rewritten at most this long after its entity changed (small entities)
-DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: fewer rewrites; the run waits for the last ones
+DEFAULT_FLUSH_MS = 200  # the online mini-batch window: an event reaches Python (then Redis) at most this much later
+DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
 
 
 # -- what to run ----------------------------------------------------------------------------------------------
@@ -368,7 +368,8 @@ class StreamHandle:
             states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
             # one report per operator instance: every subtask must have reported "nothing pending" after
             # since_ms (instances of a failed attempt stop reporting and are ignored)
-            fresh = [d for d in states if d["at"] >= since_ms and d["dirty"] == 0]
+            # (events still in the JVM's mini-batch window: see flink_online.BATCH_MARGIN_MS)
+            fresh = [d for d in states if d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0]
             if len(fresh) >= self.parallelism:
                 return
             status = self.status()

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--no-restore", action="store_true", help="do not restore the latest checkpoint")
     parser.add_argument("--flush-ms", type=int, default=None,
-                        help="online values are rewritten this long after a change (default 500, bounded 5000)")
+                        help="online mini-batch window: events reach Redis this much later (default 200, bounded 5000)")
     parser.add_argument("--slack-ms", type=int, default=0,
                         help="keep online events this much longer than the views' retention")
     parser.add_argument("--timeout", type=float, default=None, help="bounded: give up after this many seconds")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from featurestore.config import RestartStrategy
-from featurestore.engines.flink_online import FLUSH_MS_PER_EVENT, OnlineState, RedisWriter, progress_key
+from featurestore.engines.flink_online import OnlineState, RedisWriter, progress_key
 from featurestore.engines.flink_sql import StreamPlan, qi
 
 WRITER_FLUSH_MS = 50  # the Redis writer flushes its buffer at least this often (freshness)
@@ -42,12 +42,11 @@ class JobOptions:
     parallelism: int = 1
     restore_path: Optional[Path] = None
     redis: dict = field(default_factory=dict)
-    flush_ms: int = 500
+    flush_ms: int = 500  # the online mini-batch window: an entity's events reach Python (and Redis) in batches
     flush_rows: int = 500
     slack_ms: int = 0
     progress_key: str = ""
     python_mode: str = "thread"
-    flush_ms_per_event: float = FLUSH_MS_PER_EVENT
     idle_timeout_ms: int = 2_000
     barriers: bool = True
     online: bool = True
@@ -119,20 +118,34 @@ def _discarding_sink():
     return Sink(get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())
 
 
-def _online_rows_keyed(t_env, select: str):
-    """The online rows ``(k, p, o, v)`` of the query ``select`` as a KeyedStream keyed by ``k``, keyed in
-    the JVM.
+def _online_batches_keyed(t_env, select: str, batch_ms: int):
+    """The online rows ``(k, v)`` of the query ``select`` collected per key into mini-batches, as a
+    KeyedStream of ``(k, batch)`` keyed by ``k`` in the JVM.
 
-    PyFlink's ``key_by`` computes the key in a Python operator (``AddKey``: one more JVM -> Python ->
-    JVM crossing per row, about a third of the online path's per-row cost here). Its output is
-    ``Row(key, value)`` (a RowTypeInfo) keyed by field 0 with the Java ``KeyByKeySelector``; SQL makes
-    the same rows here, so the keyed Python operator downstream gets exactly what ``key_by`` gives it."""
+    A processing-time tumbling window of ``batch_ms`` per key joins the event arrays of one key with commas
+    (``ARRAY_AGG`` keeps them in a list state, ``ARRAY_JOIN`` concatenates once when the window fires:
+    ``LISTAGG`` would copy its whole accumulator at every event, quadratic for a hot key). The window's
+    state is checkpointed with the Kafka offsets, like every other operator's.
+
+    PyFlink's ``key_by`` computes the key in a Python operator (``AddKey``: one more JVM -> Python -> JVM
+    crossing per row). Its output is ``Row(key, value)`` (a RowTypeInfo) keyed by field 0 with the Java
+    ``KeyByKeySelector``; SQL makes the same rows here, so the keyed Python operator downstream gets
+    exactly what ``key_by`` gives it."""
     from pyflink.common import Types
     from pyflink.datastream.data_stream import KeyedStream
     from pyflink.java_gateway import get_gateway
+    from pyflink.table import Schema
 
-    value_type = Types.ROW_NAMED(["k", "p", "o", "v"], [Types.STRING(), Types.INT(), Types.LONG(), Types.STRING()])
-    pairs = t_env.sql_query(f"SELECT k, ROW(k, p, o, v) AS r FROM (\n{select}\n)")
+    rows = t_env.to_data_stream(t_env.sql_query(select))
+    timed = t_env.from_data_stream(rows, Schema.new_builder().column("k", "STRING").column("v", "STRING")
+                                   .column_by_expression("__pt", "PROCTIME()").build())
+    t_env.create_temporary_view("fs_online_rows", timed)
+    seconds = f"{int(batch_ms) // 1000}.{int(batch_ms) % 1000:03d}"
+    batches = (f"SELECT k, ARRAY_JOIN(ARRAY_AGG(v), ',') AS b\n"
+               f"FROM TABLE(TUMBLE(TABLE fs_online_rows, DESCRIPTOR(`__pt`), INTERVAL '{seconds}' SECOND))\n"
+               f"GROUP BY k, window_start, window_end")
+    value_type = Types.ROW_NAMED(["k", "b"], [Types.STRING(), Types.STRING()])
+    pairs = t_env.sql_query(f"SELECT k, ROW(k, b) AS r FROM (\n{batches}\n)")
     stream = t_env.to_append_stream(pairs, Types.ROW_NAMED(["k", "r"], [Types.STRING(), value_type]))
     j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                           Types.ROW([Types.STRING()]).get_java_type_info())
@@ -164,11 +177,10 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     stmt_set.attach_as_datastream()
     if plan.online and options.online:
         union = "\nUNION ALL\n".join(
-            f"SELECT '{g.gid}' || k AS k, p, o, v FROM (\n{g.sql}\n)" for g in plan.online)
+            f"SELECT '{g.gid}' || k AS k, v FROM (\n{g.sql}\n)" for g in plan.online)
         values = (
-            _online_rows_keyed(t_env, union)
-            .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
-                                 options.flush_ms_per_event),
+            _online_batches_keyed(t_env, union, options.flush_ms)
+            .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms),
                      output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()]))
             .name("online state").uid("fs-online-state")
         )

@@ -1,16 +1,22 @@
 """The streaming job's online path: Python functions between Flink's keyed stream and Redis.
 
-1. :class:`OnlineState`, keyed by (key group, entity): keeps the entity's raw events in Flink keyed state
-   (``MapState`` keyed by the Kafka (partition, offset) of the event, so a replay after a restore cannot
-   add an event twice) and, per view, what its cut folded away (``ValueState``: cut, base row, horizon).
-   In Python it keeps each view's :class:`featurestore.kernel.entity.EntityState` (a cache rebuilt
-   from keyed state on a miss): an event updates its minute tile; a flush (a processing-time timer,
-   ``flush_ms`` after the entity changed) settles the tiles, trims what no request at or after the
-   horizon needs (relative to the entity's latest event, never the wall clock) and emits the entity's
-   *changes* — new raw events, changed tiles and prefixes — as the online store's write-script
-   arguments (:func:`featurestore.stores.online_redis.write_args`). Per event the work is bounded and
-   independent of the entity's history. After a rebuild (a restore, or a cache eviction) the entity's
-   next flush rewrites its keys whole, so Redis always converges to the checkpointed state.
+0. In the JVM (``flink_job.build``): the online rows of each key group (one JSON array per event:
+   its id = Kafka partition << 40 | offset, its time and order columns, each view's filter flag, the
+   input values) are collected per entity into **mini-batches** by a processing-time tumbling window
+   (``batch_ms``: 200 ms live, 5 s in bounded catch-up runs) and joined into one string, so Python is
+   entered once per entity and batch, not once per event.
+1. :class:`OnlineState`, keyed by (key group, entity): adds each batch to Flink keyed state as one entry
+   (``MapState``: the batch's least event id -> its text; state is checkpointed with the Kafka offsets,
+   so a restore never replays an event it holds) and, per view, what its cut folded away
+   (``ValueState``: cut, base row, horizon). In Python it keeps each view's
+   :class:`featurestore.kernel.entity.EntityState` (a cache rebuilt from keyed state on a miss): an
+   event updates its minute tile; then, once per batch, the entity's tiles are settled, what no request
+   at or after the horizon needs is trimmed (relative to the entity's latest event, never the wall
+   clock) and the entity's *changes* — new raw events, changed tiles and prefixes — are emitted as the
+   online store's write-script arguments (:func:`featurestore.stores.online_redis.write_args`). Per
+   event the work is bounded and independent of the entity's history. After a rebuild (a restore, or a
+   cache eviction) the entity's next flush rewrites its keys whole, so Redis always converges to the
+   checkpointed state.
 2. :class:`RedisWriter` (one instance): buffers those writes in ``ListState`` (checkpointed, so a write
    emitted before a checkpoint is never lost) and runs them as one pipeline of write scripts per
    ``flush_rows`` or ``flush_ms``. Every write is idempotent (whole tiles, raw events by id, removals by
@@ -25,15 +31,19 @@ import os
 import pickle
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import List, Optional, Tuple
+
+import orjson
 
 from pyflink.datastream.functions import KeyedProcessFunction
 
-PARTITION_SHIFT = 40  # state key of an event: partition << 40 | offset
+PARTITION_SHIFT = 40  # an event's id: Kafka partition << 40 | offset (computed in the JVM)
 CACHE_KEYS = 20_000  # entities whose kernel state is kept in Python (a cache of keyed state, never the truth)
-FLUSH_MS_PER_EVENT = 0.05  # an entity that received n events since its last flush waits at most this much more
-MAX_FLUSH_MS = 30_000
-HEARTBEAT_MS = 1_000
+HEARTBEAT_MS = 200  # progress reports while running (a bounded run waits for one after its last batch)
+# A report made at ``at`` covers every event that reached the mini-batch window before ``at - batch_ms -
+# BATCH_MARGIN_MS``: its window has fired and Python has taken the batch (the margin is for the window's
+# timer and the network hop between the two operators, both late only on an overloaded machine).
+BATCH_MARGIN_MS = 1_000
 PROGRESS = -1  # the third field of a progress report travelling from the state operator to the writer
 
 
@@ -81,44 +91,75 @@ class _View:
         self.layout = Layout([tuple(x) for x in lay["inputs"]], [tuple(x) for x in lay["aggs"]], lay["latest"])
         self.n_order = n_order
 
-    def event(self, eid: int, v: list):
-        """``(order, inputs, member)`` of an event of this view (None when the view's filter drops it)."""
+    def event(self, v: list, order: list, plain: bool = True):
+        """``(eid, order, inputs, member)`` of an event array ``[eid, ts, order columns..., flags...,
+        inputs...]`` whose order is ``order`` (None when the view's filter drops it)."""
         if not v[self.flag]:
             return None
-        order = [v[0], *([] if x is None else [x] for x in v[1:self.n_order])]
         inputs = [v[i] for i in self.inputs]
-        return order, inputs, json.dumps([eid, order, inputs], separators=(",", ":"), ensure_ascii=False)
+        return v[0], order, inputs, encode_member(v[0], order, inputs, plain)
+
+
+def order_of(v: list, n_order: int) -> list:
+    """The event order (``kernel.partials.order_of``) of an event array: its time, then each further order
+    column as ``[]`` (null) or ``[value]``."""
+    order = [v[1]]
+    order += [[] if x is None else [x] for x in v[2:n_order + 1]]
+    return order
+
+
+_ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder: json.dumps makes one per call
+
+
+def encode_member(eid: int, order: list, inputs: list, plain: bool = True) -> str:
+    """The stored form of a raw event, ``[eid, order, inputs]`` as compact JSON. orjson writes it ten times
+    faster than ``json``, but writes NaN and infinities as ``null`` and refuses integers beyond 64 bits:
+    events of a batch that holds any of those (``plain=False``: orjson could not parse it; rare, a feature
+    expression dividing by zero) go through ``json`` (``NaN``/``Infinity`` tokens, which the online
+    store's readers accept)."""
+    if plain:
+        return orjson.dumps([eid, order, inputs]).decode()
+    return _ENC([eid, order, inputs])
+
+
+def parse_batch(text: str) -> Tuple[list, bool]:
+    """The events of one mini-batch (the JVM joined their JSON arrays with commas), and whether orjson read
+    them (False: NaN/Infinity tokens or integers beyond 64 bits; see :func:`encode_member`)."""
+    doc = "[" + text + "]"
+    try:
+        return orjson.loads(doc), True
+    except orjson.JSONDecodeError:
+        return json.loads(doc), False
 
 
 class OnlineState(KeyedProcessFunction):
-    """Keyed by ``"<group>" + <join-key JSON>``: the entity's events in state; emits its online writes and
-    progress reports (``dirty`` = entities with a flush pending) that the writer stores in Redis after
-    the writes emitted before them: a report with ``dirty == 0`` means everything this operator received
-    until then is in Redis."""
+    """Keyed by ``"<group>" + <join-key JSON>``; each element is one **mini-batch** of the entity's events
+    (``(key, events)``: every event of the key that reached the JVM's mini-batch window, its JSON arrays
+    joined with commas), so Python is entered once per entity and batch, not per event. A batch is added
+    to keyed state as one entry (``MapState``: the batch's least event id -> its text), folded into the
+    entity's kernel states and flushed at once: the entity's changes go to the writer as write-script
+    arguments. Progress reports (``dirty`` = 0: everything received until then was emitted) go out on a
+    heartbeat timer; the writer stores them after the writes emitted before them."""
 
-    def __init__(self, groups: List[dict], flush_ms: int, slack_ms: int = 0,
-                 ms_per_event: float = FLUSH_MS_PER_EVENT):
+    def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0):
         self.groups = groups
-        self.flush_ms = max(1, int(flush_ms))
+        self.batch_ms = max(1, int(batch_ms))
         self.slack_ms = int(slack_ms)
-        self.ms_per_event = float(ms_per_event)
 
     def open(self, runtime_context):
         from pyflink.common import Types
         from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
         self.views = {g["gid"]: [_View(v, g["n_order"]) for v in g["views"]] for g in self.groups}
-        self.events = runtime_context.get_map_state(MapStateDescriptor("events", Types.LONG(), Types.STRING()))
+        self.batches = runtime_context.get_map_state(
+            MapStateDescriptor("batches", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.folded = runtime_context.get_state(ValueStateDescriptor("folded", Types.PICKLED_BYTE_ARRAY()))
         self.subtask = _subtask_index(runtime_context)
         self.instance = f"{self.subtask}:{os.getpid()}:{id(self):x}"  # distinct across subtasks and restarts
-        self.cache: "OrderedDict[str, list]" = OrderedDict()
-        # Not state, only shortcuts: ``dirty`` = a flush timer is pending (timers are checkpointed; after a
-        # restore a key missing here just gets one more timer).
-        self.dirty = set()
-        self.pending: Dict[str, int] = {}  # events since the key's last flush (a hint for the flush interval)
+        # key -> (kernel states per view, {batch id: greatest event time}): a cache of keyed state
+        self.cache: "OrderedDict[str, tuple]" = OrderedDict()
         self.heartbeat_at = None
-        self.stats = {"events": 0, "flushes": 0, "writes": 0, "rebuilds": 0, "element_s": 0.0, "flush_s": 0.0}
+        self.stats = {"events": 0, "batches": 0, "writes": 0, "rebuilds": 0, "element_s": 0.0, "flush_s": 0.0}
 
     def close(self):
         log_stats("online state", getattr(self, "stats", None))
@@ -126,40 +167,46 @@ class OnlineState(KeyedProcessFunction):
     # -- events -------------------------------------------------------------------------------------
     def process_element(self, row, ctx):
         t0 = time.perf_counter()
-        key, p, o, v = row[0], row[1], row[2], row[3]
-        eid = (int(p) << PARTITION_SHIFT) | int(o)
-        self.events.put(eid, v)
-        states = self.cache.get(key)
-        if states is None:
-            self._load(key)  # rebuilt from keyed state, this event included
+        key, text = row[0], row[1]
+        events, plain = parse_batch(text)
+        cached = self.cache.get(key)
+        if cached is None:
+            states, index = self._load(key)  # rebuilt from keyed state (then rewritten whole)
         else:
             self.cache.move_to_end(key)
-            ev = json.loads(v)
-            for view, state in zip(self.views[_gid(key)], states):
-                e = view.event(eid, ev)
+            states, index = cached
+        bid = min(e[0] for e in events)
+        self.batches.put(bid, text)
+        index[bid] = max(e[1] for e in events)
+        folded = False
+        views = self.views[_gid(key)]
+        n_order = views[0].n_order
+        for v in events:
+            order = order_of(v, n_order)
+            for view, state in zip(views, states):
+                e = view.event(v, order, plain)
                 if e is not None:
-                    state.add(eid, *e)
-        n = self.pending.get(key, 0) + 1
-        self.pending[key] = n
-        if key not in self.dirty:
-            self.dirty.add(key)
+                    if state.base is not None and state.cut is not None and order[0] < state.cut:
+                        folded = True  # a late event behind the cut changes the folded base
+                    state.add(*e)
+        self.stats["events"] += len(events)
+        self.stats["batches"] += 1
+        t1 = time.perf_counter()
+        self.stats["element_s"] += t1 - t0
+        out = list(self._flush(key, states, index, folded))
+        self.stats["writes"] += len(out)
+        self.stats["flush_s"] += time.perf_counter() - t1
+        if self.heartbeat_at is None:
             timers = ctx.timer_service()
-            # Times are aligned to a grid of flush_ms, so pending flushes fire together.
-            every = min(MAX_FLUSH_MS, self.flush_ms + int(n * self.ms_per_event))
-            every = (every + self.flush_ms - 1) // self.flush_ms * self.flush_ms
-            timers.register_processing_time_timer((timers.current_processing_time() // every + 1) * every)
-        self.stats["events"] += 1
-        self.stats["element_s"] += time.perf_counter() - t0
+            self.heartbeat_at = timers.current_processing_time() + HEARTBEAT_MS
+            timers.register_processing_time_timer(self.heartbeat_at)
+        return out
 
-    def _load(self, key: str) -> list:
-        """The entity's kernel states, from the cache or (on a miss) rebuilt from keyed state; a rebuilt
-        entity is rewritten whole at its next flush."""
+    def _load(self, key: str) -> tuple:
+        """The entity's kernel states and batch index, rebuilt from keyed state (after a restore, or a cache
+        eviction); a rebuilt entity is rewritten whole at its next flush."""
         from featurestore.kernel.entity import EntityState
 
-        states = self.cache.get(key)
-        if states is not None:
-            self.cache.move_to_end(key)
-            return states
         views = self.views[_gid(key)]
         folded = self.folded.value()
         folded = pickle.loads(folded) if folded else {}
@@ -175,62 +222,51 @@ class OnlineState(KeyedProcessFunction):
                         state.prefixes[cut] = state.base
                 state.horizon = f["h"]
             states.append(state)
-        for eid, v in self.events.items():
-            ev = json.loads(v)
-            for view, state in zip(views, states):
-                e = view.event(eid, ev)
-                if e is not None and (state.cut is None or e[0][0] >= state.cut):
-                    state.add(eid, *e)
+        index = {}
+        for bid, text in self.batches.items():
+            events, plain = parse_batch(text)
+            index[bid] = max(e[1] for e in events)
+            for v in events:
+                order = order_of(v, views[0].n_order)
+                for view, state in zip(views, states):
+                    if state.cut is None or order[0] >= state.cut:
+                        e = view.event(v, order, plain)
+                        if e is not None:
+                            state.add(*e)
         for state in states:
             state.rewrite()
-        self.cache[key] = states
+        self.cache[key] = (states, index)
         if len(self.cache) > CACHE_KEYS:
             self.cache.popitem(last=False)
         self.stats["rebuilds"] += 1
-        return states
+        return states, index
 
     # -- flushes ------------------------------------------------------------------------------------
     def on_timer(self, timestamp, ctx):
-        key = ctx.get_current_key()
-        if timestamp == self.heartbeat_at:
-            self.heartbeat_at = None
-        out = []
-        if key in self.dirty or key not in self.cache:  # a restored timer of an unknown key always flushes
-            t0 = time.perf_counter()
-            out = list(self._flush(key))
-            self.dirty.discard(key)
-            self.pending.pop(key, None)
-            self.stats["flushes"] += 1
-            self.stats["writes"] += len(out)
-            self.stats["flush_s"] += time.perf_counter() - t0
-        if not self.dirty:
-            now = ctx.timer_service().current_processing_time()
-            report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
-            report.update(at=now, dirty=0, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance)
-            out.append(("", json.dumps(report), PROGRESS))
-            if self.heartbeat_at is None:  # keep reporting while idle (on this key's timer)
-                self.heartbeat_at = now + HEARTBEAT_MS
-                ctx.timer_service().register_processing_time_timer(self.heartbeat_at)
-        return out
+        if self.heartbeat_at is not None and timestamp != self.heartbeat_at:
+            return []  # a heartbeat of an earlier attempt (restored with the state): this one runs already
+        # (a restored run that receives no batch reports on the heartbeat timer restored with its state)
+        now = ctx.timer_service().current_processing_time()
+        report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
+        report.update(at=now, dirty=0, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance,
+                      pending_ms=self.batch_ms + BATCH_MARGIN_MS)
+        self.heartbeat_at = now + HEARTBEAT_MS  # keep reporting while idle
+        ctx.timer_service().register_processing_time_timer(self.heartbeat_at)
+        return [("", json.dumps(report), PROGRESS)]
 
-    def _flush(self, key: str):
+    def _flush(self, key: str, states: list, index: dict, folded_changed: bool):
         from featurestore.kernel.tiles import TOP_LEVEL, tile_ms
         from featurestore.stores.online_redis import SLACK_MS, write_args
 
         views = self.views[_gid(key)]
-        states = self._load(key)
         entity = json.loads(key[key.index("["):])
         now = int(time.time() * 1000)
-        left = set()
-        folded_changed = False
         for i, (view, state) in enumerate(zip(views, states)):
             if state.last_ts is not None and view.window_ms is not None:
                 cut = state.last_ts - view.window_ms - self.slack_ms
                 if view.keep_base:
                     cut -= cut % tile_ms(TOP_LEVEL)
-                gone = state.trim(cut, cut + view.window_ms)
-                if gone:
-                    left.update(gone)
+                if state.trim(cut, cut + view.window_ms):
                     folded_changed = True
             changes = state.drain()
             if changes.empty:
@@ -239,10 +275,16 @@ class OnlineState(KeyedProcessFunction):
             if view.expires and changes.last_ts is not None:
                 at = max(now, changes.last_ts) + view.window_ms + SLACK_MS
             base = entity_base_from_prefix(view.key_prefix, entity)
-            yield base, json.dumps(write_args(changes, view.fingerprint, at)), 0
-        for eid in left:
-            if not any(eid in s.events for s in states):
-                self.events.remove(eid)
+            yield base, orjson.dumps(write_args(changes, view.fingerprint, at)).decode(), 0  # str and int only
+        # A batch leaves keyed state once every view's cut is past its last event (a view that holds raw
+        # events and never cut keeps everything; one that holds none needs none); events behind a cut live
+        # on in the folded base (or are dropped with it).
+        cuts = [s.cut for s in states if s.cut is not None]
+        if cuts and not any(s.cut is None and s.events for s in states):
+            low = min(cuts)
+            for bid in [b for b, last in index.items() if last < low]:
+                self.batches.remove(bid)
+                del index[bid]
         if folded_changed:
             self.folded.update(pickle.dumps({
                 i: {"cut": s.cut, "h": s.horizon, "base": v.layout.encode(s.base) if s.base is not None else None}
@@ -330,7 +372,7 @@ class RedisWriter(KeyedProcessFunction):
                     doc = json.loads(args)
                     reports[f"state:{doc['instance']}"] = args
                 else:
-                    pipe.evalsha(sha, 3, *entity_keys(base), *json.loads(args))
+                    pipe.evalsha(sha, 3, *entity_keys(base), *orjson.loads(args))
                     writes += 1
                     size += len(args)
             report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}

@@ -721,9 +721,9 @@ class OnlineView:
 class OnlineGroup:
     """Views of one source sharing join keys: one keyed stream, one state per entity.
 
-    Rows of ``sql``: ``k`` (JSON array of the join-key values: the Flink key), ``p``/``o`` (Kafka
-    partition/offset: the event's identity), ``v`` (JSON array: event time ms, the other order columns,
-    one filter flag per view, the distinct input values)."""
+    Rows of ``sql``: ``k`` (JSON array of the join-key values: the Flink key), ``v`` (JSON array: the
+    event's id = Kafka partition << 40 | offset, its time in ms, the other order columns, one filter flag
+    per view, the distinct input values)."""
 
     gid: int
     source: str
@@ -753,7 +753,8 @@ class StreamPlan:
         parts += [f"-- evaluated once per record (DataStream barrier), then shared\nCREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
                   for n, q in self.views]
         parts += [f"INSERT INTO {sink}\n{sql};" for sink, sql in self.inserts]
-        parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> Redis writer\n{g.sql};"
+        parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> per-entity mini-batches "
+                  f"(ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer\n{g.sql};"
                   for g in self.online]
         return "\n\n".join(parts)
 
@@ -799,7 +800,8 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
                      typed_view: str, columns: Dict[str, str]) -> Tuple[str, List[str]]:
     """The group's insert-only query, and the SQL of each slot of the event array."""
     cv0 = cvs[0]
-    slots: List[str] = [qi(TS_MS)]
+    eid = f"CAST({qi(KAFKA_PARTITION)} AS BIGINT) * {1 << 40} + {qi(KAFKA_OFFSET)}"  # flink_online.PARTITION_SHIFT
+    slots: List[str] = [eid, qi(TS_MS)]
     for c in cv0.order_columns[1:]:
         slots.append(_json_value(qi(c), columns[c]))
     flags = []
@@ -824,8 +826,8 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
     where = _stored_where(group.join_keys, None)
     if all(f != "TRUE" for f in flags):
         where += " AND (" + " OR ".join(flags) + ")"
-    sql = (f"SELECT {key} AS k, {qi(KAFKA_PARTITION)} AS p, {qi(KAFKA_OFFSET)} AS o,\n"
-           f"  JSON_ARRAY({', '.join(slots)} NULL ON NULL) AS v\nFROM {qi(typed_view)}\nWHERE {where}")
+    sql = (f"SELECT {key} AS k,\n  JSON_ARRAY({', '.join(slots)} NULL ON NULL) AS v\n"
+           f"FROM {qi(typed_view)}\nWHERE {where}")
     return sql, slots
 
 

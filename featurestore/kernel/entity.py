@@ -56,6 +56,10 @@ class EntityTiles:
         self.top = min(top, layout.max_level)  # tiles above the layout's max level hold nothing anyone reads
         self.rows: Dict[Tuple[int, int], list] = {}
         self.counts: Dict[Tuple[int, int], int] = {}
+        self.tops: Set[int] = set()  # starts of the top-level tiles in ``rows``
+        # (start, level) of every tile created, least first, so a trim finds what it drops without a scan
+        # of every tile (entries of tiles removed since are skipped)
+        self._by_start: List[Tuple[int, int]] = []
         self._dirty: Set[int] = set()  # minute starts whose ancestors are out of date
         self.floor: Optional[int] = None  # no tile starting before it is kept (nothing reads one)
 
@@ -72,6 +76,9 @@ class EntityTiles:
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = self.layout.new()
+            heapq.heappush(self._by_start, (minute, 0))
+            if self.top == 0:
+                self.tops.add(minute)
         self.layout.add(row, order, inputs)
         self.counts[key] = self.counts.get(key, 0) + 1
         self._dirty.add(minute)
@@ -96,12 +103,18 @@ class EntityTiles:
                 if left is None and right is None:
                     rows.pop((level, p), None)
                     counts.pop((level, p), None)
+                    if level == self.top:
+                        self.tops.discard(p)
                     continue
                 row = layout.new()
                 if left is not None:
                     layout.merge(row, left, kept)
                 if right is not None:
                     layout.merge(row, right, kept)
+                if (level, p) not in rows:
+                    heapq.heappush(self._by_start, (p, level))
+                    if level == self.top:
+                        self.tops.add(p)
                 rows[(level, p)] = row
                 counts[(level, p)] = counts.get((level - 1, p), 0) + counts.get((level - 1, p + half), 0)
                 changed.append((level, p))
@@ -112,11 +125,17 @@ class EntityTiles:
         """Forget the tiles that start before ``cut_ms`` (no request at or after the horizon reads them),
         and keep none from now on; returns those of them the store held."""
         self.floor = cut_ms
-        gone = [k for k in self.rows if k[1] < cut_ms]
-        stored = [k for k in gone if self.stored(k)]
-        for k in gone:
-            del self.rows[k]
-            self.counts.pop(k, None)
+        stored = []
+        while self._by_start and self._by_start[0][0] < cut_ms:
+            start, level = heapq.heappop(self._by_start)
+            key = (level, start)
+            if key in self.rows:
+                if self.stored(key):
+                    stored.append(key)
+                del self.rows[key]
+                self.counts.pop(key, None)
+                if level == self.top:
+                    self.tops.discard(start)
         return stored
 
 
@@ -295,7 +314,7 @@ class EntityState:
         returns the boundaries that changed."""
         if self.tiles is None:  # sparse: the raw events are read whole; only the cut's prefix is kept
             return [self.cut] if self.cut is not None and (full or self._late is not None) else []
-        tops = sorted(s for (level, s) in self.tiles.rows if level == self.top)
+        tops = sorted(self.tiles.tops) if self.tiles.top == self.top else []
         wanted = set(s for s in tops if self.cut is None or s > self.cut)
         if self.cut is not None:
             wanted.add(self.cut)

@@ -147,14 +147,14 @@ SELECT `__payload` AS payload, 'null join key ' || CASE WHEN `merchant_id` IS NU
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND (`merchant_id` IS NULL);
 
--- online group 0 (user_spend, user_profile) -> Redis writer
-SELECT JSON_ARRAY(`user_id` NULL ON NULL) AS k, `__kafka_partition` AS p, `__kafka_offset` AS o,
-  JSON_ARRAY(`__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE(((`amount` > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount` NULL ON NULL) AS v
+-- online group 0 (user_spend, user_profile) -> per-entity mini-batches (ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer
+SELECT JSON_ARRAY(`user_id` NULL ON NULL) AS k,
+  JSON_ARRAY(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE(((`amount` > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount` NULL ON NULL) AS v
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `user_id` IS NOT NULL;
 
--- online group 1 (merchant_activity) -> Redis writer
-SELECT JSON_ARRAY(`merchant_id` NULL ON NULL) AS k, `__kafka_partition` AS p, `__kafka_offset` AS o,
-  JSON_ARRAY(`__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, TRUE, `amount`, `user_id`, `country` NULL ON NULL) AS v
+-- online group 1 (merchant_activity) -> per-entity mini-batches (ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer
+SELECT JSON_ARRAY(`merchant_id` NULL ON NULL) AS k,
+  JSON_ARRAY(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, TRUE, `amount`, `user_id`, `country` NULL ON NULL) AS v
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `merchant_id` IS NOT NULL;
