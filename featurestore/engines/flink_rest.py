@@ -35,8 +35,9 @@ def local_options(port: int) -> Dict[str, str]:
 
 def restarts(address: str, job_id: str) -> Optional[int]:
     """The job's ``numRestarts`` metric: restarts after failures since it was submitted (region failovers
-    included; the job's status stays RUNNING through those)."""
-    got = call(address, "GET", f"/jobs/{job_id}/metrics?get=numRestarts", timeout=5)
+    included; the job's status stays RUNNING through those). The timeout is generous: a busy machine's
+    JobManager can take seconds to answer, and a status snapshot would report a spurious problem."""
+    got = call(address, "GET", f"/jobs/{job_id}/metrics?get=numRestarts", timeout=20)
     return int(got[0]["value"]) if got else None
 
 
