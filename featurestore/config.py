@@ -233,6 +233,31 @@ def _duration(value: Any, where: str) -> int:
         raise ConfigError(str(exc)) from None
 
 
+def _redis_url(value: Any, where: str) -> str:
+    """One Redis URL (``redis://``, ``rediss://``, or ``redis+cluster://host:port,...`` for a Redis
+    Cluster), or a list of cluster nodes (``host:port`` or ``redis://host:port``): a cluster URL."""
+    if isinstance(value, (list, tuple)):
+        nodes = [str(v).strip() for v in value]
+        if not nodes or any(not n or isinstance(v, (dict, list)) for n, v in zip(nodes, value)):
+            raise ConfigError(f"{where}: a list of Redis Cluster nodes must hold host:port entries, got {value!r}")
+        from featurestore.stores.online_redis import cluster_url
+
+        value = cluster_url(nodes)
+    text = _text(value, where).strip()
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if not text.startswith(schemes):
+        raise ConfigError(f"{where}: expected a redis://, rediss:// or redis+cluster://host:port,... URL (or a list "
+                          f"of cluster nodes), got {text!r}")
+    if text.startswith(schemes[3:]):
+        from featurestore.stores.online_redis import parse_cluster_url
+
+        try:
+            parse_cluster_url(text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return text
+
+
 def _restart_type(value: Any, where: str) -> str:
     text = _text(value, where).strip().lower()
     if text not in RESTART_TYPES:
@@ -264,7 +289,7 @@ KEYS: Tuple[Key, ...] = (
     Key(("definitions",), "definitions", "FEATURESTORE_DEFINITIONS", _text),
     Key(("registry",), "registry", "FEATURESTORE_REGISTRY", _text),
     Key(("offline_store", "root"), "offline_root", "FEATURESTORE_OFFLINE_ROOT", _text),
-    Key(("online_store", "redis_url"), "redis_url", "FEATURESTORE_REDIS_URL", _text),
+    Key(("online_store", "redis_url"), "redis_url", "FEATURESTORE_REDIS_URL", _redis_url),
     Key(("online_store", "password"), "redis_password", "FEATURESTORE_REDIS_PASSWORD", _text),
     Key(("online_store", "tls"), "redis_tls", "FEATURESTORE_REDIS_TLS", _flag, "redis tls"),
     Key(("online_store", "tls_ca_cert"), "redis_tls_ca_cert", "FEATURESTORE_REDIS_TLS_CA_CERT", _text),

@@ -1,6 +1,7 @@
 """Shared fixtures. Service-backed ones need the project's Redis and Kafka (``bash infra/up.sh``); when a
 service is down they fail (never skip) with one line saying how to start it."""
 
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -31,6 +32,36 @@ def redis_client():
         pytest.fail(f"Redis not reachable at {orr.redact(cfg.redis_url)} ({error}): {UP_HINT}", pytrace=False)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url():
+    """The local Redis Cluster (``infra/redis-cluster.sh``: 3 masters + 3 replicas on
+    ``FEATURESTORE_REDIS_CLUSTER_PORT``..+5), started on first use (a no-op when it is up) and left
+    running like the project's Redis (``bash infra/down.sh`` stops it)."""
+    script = REPO_DIR / "infra" / "redis-cluster.sh"
+    done = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=180)
+    if done.returncode != 0:
+        pytest.fail(f"Redis Cluster did not start: {(done.stderr or done.stdout).strip().splitlines()[-1]}",
+                    pytrace=False)
+    return subprocess.run(["bash", str(script), "url"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def online_backend(request, monkeypatch):
+    """Runs a test against the project's single Redis and against the local Redis Cluster: the cluster's
+    URL goes to ``FEATURESTORE_REDIS_URL``, so every FeatureStore the test configures (and the stream
+    job it starts) uses it."""
+    if request.param == "cluster":
+        monkeypatch.setenv("FEATURESTORE_REDIS_URL", request.getfixturevalue("redis_cluster_url"))
+    return request.param
+
+
+def drop_project(client, project: str) -> None:
+    """Delete every online key of a project (on a cluster: SCAN runs on every master)."""
+    keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +101,4 @@ def materialized_store(tmp_path):
 
     yield make
     for fs in made:
-        client = fs.online_store().client
-        keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{fs.config.project}:*"))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i:i + 500])
+        drop_project(fs.online_store().client, fs.config.project)

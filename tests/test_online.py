@@ -22,6 +22,7 @@ from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
 from tests import oracle
 from tests.compare import assert_features_equal
+from tests.conftest import drop_project
 from tests.randomrepo import BASE, DEFINITIONS, random_events, random_requests, write_events, write_repo
 
 pytestmark = [pytest.mark.redis]
@@ -31,29 +32,32 @@ KEYS = ["user_id", "shop"]
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
-def _drop_project(client, project):
-    keys = list(client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i:i + 500])
+_drop_project = drop_project
 
 
 @pytest.fixture
 def make_store(tmp_path, redis_client):
-    """A random-repo FeatureStore under a project name of its own (so tests never share keys)."""
-    projects = []
+    """A random-repo FeatureStore under a project name of its own (so tests never share keys), on the
+    Redis its config names (the single one, or the cluster under ``online_backend``)."""
+    stores = []
 
     def make(definitions=None, **config):
-        root = write_repo(tmp_path / f"repo{len(projects)}")
+        root = write_repo(tmp_path / f"repo{len(stores)}")
         if definitions is not None:
             (root / "definitions" / "features.py").write_text(definitions)
         project = f"t_online_{uuid.uuid4().hex[:10]}"
-        projects.append(project)
         cfg = dataclasses.replace(load_config(root), project=project, **config)
-        return FeatureStore(root, config=cfg)
+        stores.append(FeatureStore(root, config=cfg))
+        return stores[-1]
 
     yield make
-    for p in projects:
-        _drop_project(redis_client, p)
+    import redis
+
+    for fs in stores:
+        try:
+            _drop_project(fs.online_store().client, fs.config.project)
+        except (InfraError, redis.exceptions.RedisError):  # a test's own unreachable Redis
+            pass
 
 
 def online_frame(store, requests, **kwargs):
@@ -86,7 +90,24 @@ def layout_mode(request, monkeypatch):
 # -- online = offline ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", SEEDS)
 def test_online_equals_offline(make_store, seed, layout_mode):
+    _check_online_equals_offline(make_store(), seed)
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_online_equals_offline_on_a_cluster(make_store, seed, monkeypatch, redis_cluster_url):
+    """The same on the Redis Cluster, entities of mixed layouts (sparse, tiled with tiles in the hash,
+    tiled with tiles answered from raw events): every read path of the read script, across slots."""
+    from featurestore.kernel import entity
+
+    monkeypatch.setenv("FEATURESTORE_REDIS_URL", redis_cluster_url)
+    monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
+    monkeypatch.setattr(entity, "TILE_MIN_EVENTS", 2)
     store = make_store()
+    assert store.online_store().cluster
+    _check_online_equals_offline(store, seed)
+
+
+def _check_online_equals_offline(store, seed):
     events = random_events(seed)
     write_events(store.repo_path, events)
     if seed % 2 == 0:
@@ -104,8 +125,9 @@ def test_online_equals_offline(make_store, seed, layout_mode):
     assert_features_equal(online, offline, feature_columns(store), f"seed {seed}")
 
 
-@pytest.mark.parametrize("seed", [1, 5])
-def test_many_entities_in_one_lookup_equal_offline(make_store, seed):
+@pytest.mark.parametrize("seed,online_backend", [(1, "single"), (5, "single"), (5, "cluster")],
+                         indirect=["online_backend"])
+def test_many_entities_in_one_lookup_equal_offline(online_backend, make_store, seed):
     store = make_store()
     events = random_events(seed)
     write_events(store.repo_path, events)
@@ -120,7 +142,7 @@ def test_many_entities_in_one_lookup_equal_offline(make_store, seed):
         assert_features_equal(online, offline, feature_columns(store), f"seed {seed} q {q}")
 
 
-def test_online_equals_oracle(make_store):
+def test_online_equals_oracle(online_backend, make_store):
     store = make_store()
     seed = 3
     events = random_events(seed)
@@ -186,8 +208,9 @@ def test_retention_of_each_view():
     assert cv["pair_stats"] == orr.Retention(False, 120_000, True)
 
 
-def test_key_ttl_bounds_memory_of_bounded_views(make_store, redis_client):
+def test_key_ttl_bounds_memory_of_bounded_views(online_backend, make_store):
     store = make_store()
+    redis_client = store.online_store().client
     events = random_events(6)
     write_events(store.repo_path, events)
     store.materialize()
@@ -205,6 +228,9 @@ def test_key_ttl_bounds_memory_of_bounded_views(make_store, redis_client):
                 assert ttl == -1, (view, ttl)
     base = orr.entity_base(p, "pair_stats", ["u0", 1])
     assert base == f'fs:{p}:pair_stats:{{["u0",1]}}'
+    from redis.crc import key_slot  # a cluster's slot of a key: its hash tag's, the entity (one script call)
+
+    assert len({key_slot(k.encode()) for k in orr.entity_keys(base)}) == 1
     tkey, rkey, _ = orr.entity_keys(base)
     meta = json.loads(redis_client.hget(tkey, "_"))
     assert meta == {"fp": store.compiled("pair_stats").data_fingerprint, "h": None}
@@ -217,7 +243,7 @@ def test_key_ttl_bounds_memory_of_bounded_views(make_store, redis_client):
     assert marker["v"] == orr.FORMAT_VERSION and marker["by"] == "materialize" and marker["h"] is None
 
 
-def test_materialize_with_end_prunes_and_stays_exact_after_the_horizon(make_store, redis_client):
+def test_materialize_with_end_prunes_and_stays_exact_after_the_horizon(online_backend, make_store):
     store = make_store()
     seed = 7
     events = random_events(seed)
@@ -255,8 +281,9 @@ def test_materialize_with_end_prunes_and_stays_exact_after_the_horizon(make_stor
         "get_historical_features for the past"]
 
 
-def test_materialize_deletes_entities_that_fell_behind_the_horizon(make_store, redis_client):
+def test_materialize_deletes_entities_that_fell_behind_the_horizon(online_backend, make_store):
     store = make_store()
+    redis_client = store.online_store().client
     events = random_events(2)
     write_events(store.repo_path, events)
     store.materialize(views=["pair_stats"])
@@ -291,6 +318,42 @@ def test_one_round_trip_for_many_entities_and_views(make_store, monkeypatch):
     payload = b"".join(sent[0]) if isinstance(sent[0], list) else sent[0]
     assert payload.upper().count(b"EVALSHA") == len(rows) * len(store.repo.views)  # one per (view, entity)
     assert b"SCAN" not in payload.upper() and b"HMGET" in payload.upper()
+    assert len(got) == len(rows)
+
+
+def test_a_lookup_on_a_cluster_sends_each_master_one_batch(make_store, monkeypatch, redis_cluster_url):
+    """A lookup of many entities on a Redis Cluster: one batch of commands per master, in one round
+    (sent to every master before any reply is read), never one round trip per entity, never SCAN."""
+    import redis
+
+    monkeypatch.setenv("FEATURESTORE_REDIS_URL", redis_cluster_url)
+    store = make_store()
+    write_events(store.repo_path, random_events(5))
+    store.materialize()
+    rows = [{"user_id": f"u{i}", "shop": i % 3} for i in range(30)] + [{"user_id": "nobody", "shop": 0}]
+    q = BASE + pd.Timedelta("2min")
+    store.get_online_features(rows, feature_service="everything", request_time=q)  # warm connections
+    events = []
+    real_send = redis.connection.AbstractConnection.send_packed_command
+    real_read = redis.connection.AbstractConnection.read_response
+
+    def sending(self, command, check_health=True):
+        events.append(("send", self.port, b"".join(command) if isinstance(command, list) else command))
+        return real_send(self, command, check_health)
+
+    def reading(self, *args, **kwargs):
+        events.append(("read", self.port, b""))
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", sending)
+    monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", reading)
+    got = store.get_online_features(rows, feature_service="everything", request_time=q)
+    sends = [e for e in events if e[0] == "send"]
+    assert len({port for _, port, _ in sends}) == len(sends) == 3, [e[:2] for e in events]  # one batch per master
+    first_read = next(i for i, e in enumerate(events) if e[0] == "read")
+    assert all(e[0] == "send" for e in events[:3]) and first_read == 3  # every batch sent before any read
+    payload = b"".join(p for _, _, p in sends).upper()
+    assert payload.count(b"EVALSHA") == len(rows) * len(store.repo.views) and b"SCAN" not in payload
     assert len(got) == len(rows)
 
 

@@ -372,7 +372,8 @@ class RedisWriter(KeyedProcessFunction):
                     doc = json.loads(args)
                     reports[f"state:{doc['instance']}"] = args
                 else:
-                    pipe.evalsha(sha, 3, *entity_keys(base), *orjson.loads(args))
+                    # (not pipe.evalsha: redis-py's cluster pipeline refuses it, and the writer may write a cluster)
+                    pipe.execute_command("EVALSHA", sha, 3, *entity_keys(base), *orjson.loads(args))
                     writes += 1
                     size += len(args)
             report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}

@@ -244,6 +244,12 @@ def redact(url: str) -> str:
     """The URL without its password (and without the TLS file paths :func:`connection_url` adds)."""
     from urllib.parse import urlsplit, urlunsplit
 
+    if is_cluster(url):  # several host:port: not a netloc urlsplit can parse
+        head, sep, rest = url.split("?", 1)[0].partition("://")
+        auth, at, nodes = rest.rpartition("@")
+        if at and ":" in auth:
+            auth = auth.split(":", 1)[0] + ":***"
+        return head + sep + auth + at + nodes
     parts = urlsplit(url)._replace(query="")
     if parts.password is None:
         return urlunsplit(parts)
@@ -265,9 +271,9 @@ def connection_url(cfg) -> str:
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     url = cfg.redis_url
-    if cfg.redis_tls and url.startswith("redis://"):
-        url = "rediss://" + url[len("redis://"):]
-    if not url.startswith("rediss://"):
+    if cfg.redis_tls and url.startswith(("redis://", "redis+cluster://")):
+        url = "rediss" + url[len("redis"):]
+    if not url.startswith(("rediss://", "rediss+cluster://")):
         return url
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
@@ -278,15 +284,71 @@ def connection_url(cfg) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://host:port[,host:port...]``)."""
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+def cluster_url(nodes: Sequence[str]) -> str:
+    """The ``redis+cluster://`` URL of a list of cluster nodes (``host:port``, or ``redis://host:port``
+    / ``rediss://host:port`` URLs; any ``rediss://`` node makes the whole cluster TLS)."""
+    tls = False
+    addrs = []
+    for node in nodes:
+        node = str(node).strip()
+        for scheme in ("rediss://", "redis://"):
+            if node.startswith(scheme):
+                tls = tls or scheme == "rediss://"
+                node = node[len(scheme):]
+        addrs.append(node.split("/", 1)[0])
+    return ("rediss+cluster://" if tls else "redis+cluster://") + ",".join(addrs)
+
+
+def parse_cluster_url(url: str) -> Tuple[List[Tuple[str, int]], dict]:
+    """The startup nodes and client options of a ``redis+cluster://[user:password@]host:port,...[?query]``
+    URL (query: the TLS file options :func:`connection_url` adds). Raises ValueError naming what is wrong."""
+    from urllib.parse import parse_qsl, unquote
+
+    scheme, rest = url.split("://", 1)
+    rest, _, query = rest.partition("?")
+    rest = rest.split("/", 1)[0]  # a cluster has only database 0
+    opts: dict = {}
+    if "@" in rest:
+        auth, rest = rest.rsplit("@", 1)
+        user, _, password = auth.partition(":")
+        if user:
+            opts["username"] = unquote(user)
+        if password:
+            opts["password"] = unquote(password)
+    nodes = []
+    for addr in rest.split(","):
+        host, _, port = addr.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"cluster node {addr.strip()!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    if scheme == "rediss+cluster":
+        opts["ssl"] = True
+    for name, value in parse_qsl(query):
+        opts[name] = value if name != "ssl_check_hostname" else value.lower() in ("1", "true", "yes")
+    return nodes, opts
+
+
 def connect(url: str, password: Optional[str] = None, tls: bool = False):
     """A redis-py client (connection pool) for the online store; TLS turns ``redis://`` into
-    ``rediss://``. Nothing is sent until the first command."""
+    ``rediss://``. Nothing is sent until the first command, except for a cluster
+    (``redis+cluster://``): its :class:`redis.cluster.RedisCluster` reads the slot map from the first
+    startup node that answers, and follows MOVED/ASK redirections and failovers from then on."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
     if tls and url.startswith("redis://"):
         url = "rediss://" + url[len("redis://"):]
+    if tls and url.startswith("redis+cluster://"):
+        url = "rediss+cluster://" + url[len("redis+cluster://"):]
     # No health-check PINGs (they would add round trips to a lookup); a dropped connection is retried
     # instead (every command we send is idempotent).
     kwargs = {
@@ -297,6 +359,18 @@ def connect(url: str, password: Optional[str] = None, tls: bool = False):
     }
     if password:
         kwargs["password"] = password
+    if is_cluster(url):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes, opts = parse_cluster_url(url)
+        kwargs.update(opts)
+        if password:
+            kwargs["password"] = password
+        # A failover takes the cluster a few seconds (cluster-node-timeout + election): the client
+        # re-reads the slot map and retries for longer than a single node's reconnect.
+        kwargs["retry"] = Retry(ExponentialBackoff(cap=1.0, base=0.1), 6)
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], cluster_error_retry_attempts=6,
+                            **kwargs)
     return redis.Redis.from_url(url, **kwargs)
 
 
@@ -330,8 +404,16 @@ class RedisOnlineStore:
     @property
     def client(self):
         if self._client is None:
-            self._client = connect(self.url, self.password, self.tls)
+            try:
+                self._client = self._guard(connect, self.url, self.password, self.tls)
+            except ValueError as exc:  # a malformed redis+cluster:// URL
+                raise InfraError(f"online_store.redis_url {redact(self.url)}: {exc}") from None
         return self._client
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the store is a Redis Cluster (commands go to the node that holds their keys' slot)."""
+        return is_cluster(self.url)
 
     def infra_error(self, exc: Exception) -> InfraError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -349,7 +431,8 @@ class RedisOnlineStore:
         try:
             return fn(*args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                redis.exceptions.AuthenticationError, OSError) as exc:
+                redis.exceptions.AuthenticationError, redis.exceptions.RedisClusterException,
+                redis.exceptions.ClusterError, OSError) as exc:
             raise self.infra_error(exc) from None
         except redis.exceptions.ResponseError as exc:
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
@@ -370,6 +453,8 @@ class RedisOnlineStore:
         entities was a third of a lookup's time."""
         import redis
 
+        if self.cluster:
+            return self._read_cluster(views, reads)
         for attempt in (0, 1):
             if self._read is None:
                 self._read = self._guard(self.client.script_load, READ_LUA)
@@ -392,6 +477,41 @@ class RedisOnlineStore:
             if errors:
                 raise errors[0]
             return out[0], out[1:]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_cluster(self, views: Sequence[str], reads: Sequence[Tuple[str, list]]):
+        """:meth:`read` on a Redis Cluster: redis-py's cluster pipeline sends each node the commands of
+        the slots it holds, all nodes in one round (one round trip per node however many entities), and
+        follows MOVED/ASK redirections and failovers itself. (``SCRIPT LOAD`` goes to every master; a
+        replica promoted since, or a restarted node, answers NOSCRIPT: loaded again, read repeated.)"""
+        out = self._pipelined(READ_LUA, [(views_key(self.project), None, list(views))]
+                              + [(base, entity_keys(base), args) for base, args in reads])
+        return out[0], out[1:]
+
+    def _pipelined(self, script: str, commands: Sequence[Tuple[str, Optional[tuple], list]]) -> list:
+        """Cluster mode: run ``(key, script keys, args)`` commands in one cluster pipeline: ``EVALSHA`` of
+        ``script`` on the keys, or ``HMGET key *args`` where the keys are None. The first error is raised."""
+        import redis
+
+        attr = "_read" if script is READ_LUA else "_write"
+        for attempt in (0, 1):
+            if getattr(self, attr) is None:
+                setattr(self, attr, self._guard(self.client.script_load, script))
+            sha = getattr(self, attr)
+            pipe = self.client.pipeline(transaction=False)
+            for key, keys, args in commands:
+                if keys is None:
+                    pipe.hmget(key, args)
+                else:
+                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # (pipe.evalsha: refused)
+            out = self._guard(pipe.execute, raise_on_error=False)
+            errors = [r for r in out if isinstance(r, redis.exceptions.ResponseError)]
+            if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors) and not attempt:
+                setattr(self, attr, None)
+                continue
+            if errors:
+                raise errors[0]
+            return out
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _exchange(self, payload: bytes, n: int) -> list:
@@ -459,7 +579,6 @@ class RedisOnlineStore:
         passes = max(1, -(-int(total) // PASS_ROWS))
         nkeys = len(cv.join_keys)
         ttl_extra = ret.window_ms + SLACK_MS
-        head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.write_sha())) + _bulk(b"3")
         entities = events = tiled = 0
         for part in range(passes):
             sql = materialize_sql(cv, relation, part=(part, passes) if passes > 1 else None)
@@ -475,24 +594,22 @@ class RedisOnlineStore:
                 last = batch.column(nkeys).to_pylist()
                 tss = batch.column(nkeys + 1).to_pylist()
                 members = batch.column(nkeys + 2).to_pylist()
-                staged: List[bytes] = []
+                staged: List[Tuple[str, list]] = []
                 for i in range(batch.num_rows):
                     changes = entity_changes(layout, tss[i], members[i], cut, ret)
                     if changes is None:  # every event fell behind the cut (see _delete_gone)
                         continue
-                    key = entity_base(self.project, cv.name, [kc[i] for kc in keycols]).encode()
+                    base = entity_base(self.project, cv.name, [kc[i] for kc in keycols])
                     at = max(now, last[i]) + ttl_extra if ret.expires else None
-                    args = write_args(changes, cv.data_fingerprint, at)
-                    staged.append(b"*%d\r\n" % (6 + len(args)) + head + _bulk(key + b":t") + _bulk(key + b":r")
-                                  + _bulk(key + b":p") + b"".join(_bulk(_arg_bytes(a)) for a in args))
+                    staged.append((base, write_args(changes, cv.data_fingerprint, at)))
                     entities += 1
                     tiled += changes.dense
                     events += len(changes.raw_add)
                     if len(staged) >= CHUNK_ENTITIES:
-                        self._write_packed(staged)
+                        self.write_entities(staged)
                         staged = []
                 if staged:
-                    self._write_packed(staged)
+                    self.write_entities(staged)
                 if on_rows:
                     on_rows(int(pc.sum(batch.column(nkeys + 3)).as_py()))
         deleted = 0
@@ -501,11 +618,21 @@ class RedisOnlineStore:
         self.write_marker(cv, end_ms, "materialize")
         return MaterializeResult(cv.name, entities, events, deleted, time.perf_counter() - t0, end_ms, tiled)
 
-    def _write_packed(self, commands: List[bytes]) -> None:
-        """Run packed write-script calls in one round trip (packed here: redis-py's packing of every
-        member as an argument was a third of materialize's time); the first error is raised."""
+    def write_entities(self, writes: Sequence[Tuple[str, list]]) -> None:
+        """Run the write script for each ``(entity base, write_args)`` in one round trip (one per node of
+        a cluster); the first error is raised. On a single node the commands are packed here (redis-py's
+        packing of every member as an argument was a third of materialize's time)."""
         import redis
 
+        if self.cluster:
+            self._pipelined(WRITE_LUA, [(base, entity_keys(base), args) for base, args in writes])
+            return
+        head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.write_sha())) + _bulk(b"3")
+        commands = []
+        for base, args in writes:
+            key = base.encode()
+            commands.append(b"*%d\r\n" % (6 + len(args)) + head + _bulk(key + b":t") + _bulk(key + b":r")
+                            + _bulk(key + b":p") + b"".join(_bulk(_arg_bytes(a)) for a in args))
         out = self._guard(self._exchange, b"".join(commands), len(commands))
         for r in out:
             if isinstance(r, redis.exceptions.ResponseError):
