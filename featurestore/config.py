@@ -361,7 +361,7 @@ def _walk(node: Any, tree: dict, path: Tuple[str, ...], found: Dict[Key, Any], p
         if spec is None:
             problems.append(f"unknown key '{'.'.join(here)}'{_suggest(here, list(tree))}")
         elif isinstance(spec, Key):
-            if isinstance(value, (dict, list)):
+            if isinstance(value, dict) or (isinstance(value, list) and spec.parse is not _redis_url):
                 problems.append(f"'{spec.dotted}' expects a single value, got a {type(value).__name__}")
             elif value is not None:
                 found[spec] = value

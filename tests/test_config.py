@@ -47,11 +47,36 @@ def test_nested_typos_are_errors_naming_the_path_and_the_closest_key_all_at_once
     ("flink:\n  restart_strategy:\n    initial_delay: 1m\n    max_delay: 10s\n", "max_delay is shorter than initial_delay"),
     ("online_store:\n  tls_cert: c.pem\n  tls: true\n", "a client certificate needs both"),
     ("server:\n  tls_key: k.pem\n", "HTTPS needs both server.tls_cert and server.tls_key"),
+    ("online_store:\n  redis_url: redis+cluster://h1:1,h2\n", "online_store.redis_url: cluster node 'h2' is not host:port"),
+    ("online_store:\n  redis_url: [h1:1, {h: 2}]\n", "online_store.redis_url: a list of Redis Cluster nodes must hold"),
+    ("online_store:\n  redis_url: []\n", "online_store.redis_url: a list of Redis Cluster nodes must hold"),
+    ("online_store:\n  redis_url: h1:6379\n", "online_store.redis_url: expected a redis://, rediss:// or redis+cluster"),
 ])
 def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, expected):
     with pytest.raises(ConfigError) as info:
         _load(tmp_path, text)
     assert expected in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_a_redis_cluster_by_url_or_by_a_list_of_nodes(tmp_path):
+    from featurestore.stores import online_redis as orr
+
+    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001"
+    assert _load(tmp_path, f"online_store:\n  redis_url: {url}\n").redis_url == url
+    listed = _load(tmp_path, "online_store:\n  redis_url: [10.0.0.1:7000, 'redis://10.0.0.2:7001/0']\n")
+    assert listed.redis_url == url
+    tls = _load(tmp_path, "online_store:\n  redis_url: [rediss://h1:1, h2:2]\n").redis_url
+    assert tls == "rediss+cluster://h1:1,h2:2"
+    assert _load(tmp_path, "project: p\n", env={"FEATURESTORE_REDIS_URL": url}).redis_url == url
+    nodes, opts = orr.parse_cluster_url("rediss+cluster://me:s3cret@h1:1,[::1]:2?ssl_ca_certs=/ca.pem"
+                                        "&ssl_check_hostname=false")
+    assert nodes == [("h1", 1), ("::1", 2)]
+    assert opts == {"username": "me", "password": "s3cret", "ssl": True, "ssl_ca_certs": "/ca.pem",
+                    "ssl_check_hostname": False}
+    assert orr.redact("redis+cluster://:s3cret@h1:1,h2:2?ssl_ca_certs=/x") == "redis+cluster://:***@h1:1,h2:2"
+    assert orr.redact(url) == url
+    cfg = _load(tmp_path, f"online_store:\n  redis_url: {url}\n  tls: true\n  tls_ca_cert: /ca.pem\n")
+    assert orr.connection_url(cfg).startswith("rediss+cluster://10.0.0.1:7000,10.0.0.2:7001?ssl_ca_certs=%2Fca.pem")
 
 
 def test_restart_strategies_compile_to_flink_options(tmp_path):

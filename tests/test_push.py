@@ -18,9 +18,9 @@ from featurestore.config import load_config
 from featurestore.errors import RequestError
 from featurestore.push.offline import PushedLog
 from featurestore.store import FeatureStore
-from featurestore.stores import online_redis as orr
 from tests import oracle
 from tests.compare import assert_features_equal
+from tests.conftest import drop_project
 from tests.randomrepo import random_events, random_requests, write_events, write_repo
 
 pytestmark = [pytest.mark.redis]
@@ -29,19 +29,17 @@ KEYS = ["user_id", "shop"]
 
 @pytest.fixture
 def make_store(tmp_path, redis_client):
-    projects = []
+    stores = []
 
     def make():
-        root = write_repo(tmp_path / f"repo{len(projects)}")
+        root = write_repo(tmp_path / f"repo{len(stores)}")
         project = f"t_push_{uuid.uuid4().hex[:10]}"
-        projects.append(project)
-        return FeatureStore(root, config=dataclasses.replace(load_config(root), project=project))
+        stores.append(FeatureStore(root, config=dataclasses.replace(load_config(root), project=project)))
+        return stores[-1]
 
     yield make
-    for p in projects:
-        keys = list(redis_client.scan_iter(match=f"{orr.KEY_PREFIX}:{p}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            redis_client.delete(*keys[i:i + 500])
+    for fs in stores:  # on the Redis each store was configured with (the cluster under online_backend)
+        drop_project(fs.online_store().client, fs.config.project)
 
 
 def _online(store, requests):
@@ -67,15 +65,18 @@ def _table_rows(store, view):
     return store.offline.table(view, ts_column="ts").read().num_rows
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_pushed_events_online_equals_offline_equals_oracle(make_store, seed, monkeypatch):
+@pytest.mark.parametrize("seed,online_backend", [(0, "single"), (1, "single"), (2, "single"), (3, "single"),
+                                                 (1, "cluster")], indirect=["online_backend"])
+def test_pushed_events_online_equals_offline_equals_oracle(online_backend, make_store, seed, monkeypatch):
     """Backfilled history plus three pushes (one with every row of a burst, ties included), then the oracle
-    of all events online and offline; a backfill afterwards keeps each pushed event once."""
+    of all events online and offline; a backfill afterwards keeps each pushed event once. On a cluster
+    the pushed entities' slots are spread over the masters: one transaction per slot."""
     if seed % 2:  # both online forms: sparse entities and tiled ones
         from featurestore.kernel import entity
 
         monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
     store = make_store()
+    assert store.online_store().cluster == (online_backend == "cluster")
     events = random_events(seed)
     history = events.iloc[: len(events) // 2]
     write_events(store.repo_path, history)

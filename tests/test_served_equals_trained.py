@@ -14,10 +14,10 @@ import pytest
 
 from featurestore import serving_log
 from featurestore.store import FeatureStore
-from featurestore.stores import online_redis as orr
 from tests import logrepo as lr
 from tests import oracle
 from tests.compare import same_value
+from tests.conftest import drop_project
 
 pytestmark = [pytest.mark.redis]
 
@@ -41,10 +41,8 @@ def log_store(tmp_path, redis_client):
         return fs
 
     yield make
-    for fs in made:
-        keys = list(redis_client.scan_iter(match=f"{orr.KEY_PREFIX}:{fs.config.project}:*"))
-        for i in range(0, len(keys), 500):
-            redis_client.delete(*keys[i:i + 500])
+    for fs in made:  # on the Redis each store was configured with (the cluster under online_backend)
+        drop_project(fs.online_store().client, fs.config.project)  # serving logs (fs:<project>:_log:*) too
 
 
 def identical(a, b) -> bool:
@@ -79,9 +77,11 @@ def feature_columns(fs):
     return list(output_names(resolve_features(fs.repo, feature_service=SERVICE), False).values())
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_served_equals_trained_on_random_traffic(log_store, seed):
+@pytest.mark.parametrize("seed,online_backend", [(1, "single"), (2, "single"), (3, "single"), (1, "cluster")],
+                         indirect=["online_backend"])
+def test_served_equals_trained_on_random_traffic(online_backend, log_store, seed):
     fs = log_store(seed)
+    assert fs.online_store().cluster == (online_backend == "cluster")
     rng = random.Random(seed)
     served = serve(fs, lr.random_lookups(seed, fs.events, n=45), rng)
     cols = feature_columns(fs)

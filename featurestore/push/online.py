@@ -6,7 +6,8 @@ For every view of the push and every entity its new events touch, the entity's s
 new events added, and written back whole by the store's write script (one entity at a time is atomic).
 Never a whole-view rewrite: the cost is the touched entities' states. The reads happen under ``WATCH``
 of the touched keys and the writes in one ``MULTI``/``EXEC``: a concurrent writer of one of them (another
-push, a materialize) makes the exchange start over, so no update is lost.
+push, a materialize) makes the exchange start over, so no update is lost. On a Redis Cluster a
+transaction covers the entities of one slot (their keys' hash tags), run on the master that holds it.
 
 The new events' stored members are encoded by the same SQL as materialize's (``materialize_sql`` over
 the view's stored events of the pushed rows), with event ids of their own (``"p<push id>:<n>"``) so they
@@ -27,6 +28,7 @@ from featurestore.sdk.online_lookup import view_refusal
 from featurestore.stores import online_redis as orr
 
 MAX_ATTEMPTS = 20
+_REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 
 def new_events(con, cv, relation: str, push_id: str) -> Dict[tuple, List[Tuple[int, str]]]:
@@ -71,8 +73,6 @@ def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = 
     whose online state cannot take them (never loaded, or written by another definition) is refused with
     the reason lookups give, and nothing is written. ``upsert``: an event identical (order and inputs) to
     one the entity holds raw is not added again."""
-    import redis
-
     online = orr.for_store(store)
     marker = online.markers([cv.name]).get(cv.name)
     why = view_refusal(cv, marker, marker.get("h") or 0) if marker is not None else view_refusal(cv, None, 0)
@@ -82,11 +82,46 @@ def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = 
         return 0, None
     layout = view_layout(cv)
     ret = orr.retention(cv)
-    sha = online.write_sha()
     bases = {k: online.base(cv.name, list(k)) for k in events}
+    written = 0
+    for group in _slot_groups(online, bases):
+        n, why = _apply_group(online, cv, layout, ret, events, group, upsert)
+        if why:
+            return written, why
+        written += n
+    return written, None
+
+
+def _slot_groups(online, bases: Dict[tuple, str]) -> List[Dict[tuple, str]]:
+    """The entities one transaction may cover: all of them on a single Redis; on a cluster, those whose
+    keys share a slot (a transaction, and WATCH, cannot span slots). Each entity is written atomically
+    either way; what a group shares is only the round trips."""
+    if not online.cluster:
+        return [bases]
+    from redis.crc import key_slot
+
+    groups: Dict[int, Dict[tuple, str]] = {}
+    for k, b in bases.items():
+        groups.setdefault(key_slot(b.encode()), {})[k] = b
+    return list(groups.values())
+
+
+def _connection(online, base: str):
+    """The client a transaction on ``base``'s keys runs on: the store's client, or on a cluster the
+    client of the master that holds the slot (looked up again after a redirection: see below)."""
+    if not online.cluster:
+        return online.client
+    cluster = online.client
+    return cluster.get_redis_connection(cluster.get_node_from_key(base))
+
+
+def _apply_group(online, cv, layout, ret, events, bases: Dict[tuple, str], upsert: bool):
+    import redis
+
+    sha = online.write_sha()
     keys = [key for b in bases.values() for key in orr.entity_keys(b)]
-    client = online.client
     for _ in range(MAX_ATTEMPTS):
+        client = _connection(online, next(iter(bases.values())))
         with client.pipeline(transaction=True) as tx:
             try:
                 online._guard(tx.watch, *keys)
@@ -118,6 +153,18 @@ def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = 
                 return len(bases), None
             except redis.exceptions.WatchError:
                 continue
+            except redis.exceptions.NoScriptError:  # a cluster node that never loaded it (promoted replica)
+                client.script_load(orr.WRITE_LUA)
+                continue
+            except redis.exceptions.ResponseError as exc:
+                # the slot moved (resharding, failover) since the client read the slot map: re-read it
+                moved = (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.TryAgainError,
+                         redis.exceptions.ClusterDownError)
+                if online.cluster and (isinstance(exc, moved) or str(exc).split(" ", 1)[0] in _REDIRECTS):
+                    online.client.nodes_manager.initialize()
+                    time.sleep(0.1)
+                    continue
+                raise
     raise orr.FeatureStoreError(f"feature view '{cv.name}': pushed events lost {MAX_ATTEMPTS} races with other "
                                 "writers of the same entities; push again")
 
