@@ -35,7 +35,7 @@ cluster_ok() {  # every node answers and sees all 16384 slots served, and every 
   for p in "${PORTS[@]}"; do
     cli "$p" cluster info | grep -q '^cluster_state:ok' || return 1
   done
-  [[ "$(cli "${PORTS[0]}" cluster nodes | grep -c ' slave ')" == 3 ]]
+  [[ "$(cli "${PORTS[0]}" cluster nodes | awk '$3 ~ /slave/' | wc -l)" == 3 ]]  # flags: "slave" or "myself,slave"
 }
 
 write_conf() {

@@ -1,0 +1,114 @@
+"""The online store on a real Redis Cluster (``infra/redis-cluster.sh``: 3 masters + 3 replicas): a
+failover under a live client, and what the client library must absorb (MOVED after the slot map
+changed, NOSCRIPT on a promoted replica). The consistency tests themselves (online == offline ==
+oracle, materialize, push, served == trained, the stream job) run on the cluster through the
+``online_backend`` fixture in their own files."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import pandas as pd
+import pytest
+
+from featurestore.config import load_config
+from featurestore.store import FeatureStore
+from featurestore.stores import online_redis as orr
+from tests.compare import same_value
+from tests.conftest import drop_project
+from tests.randomrepo import BASE, random_events, random_requests, write_events, write_repo
+
+pytestmark = [pytest.mark.redis]
+KEYS = ["user_id", "shop"]
+
+
+def _node_client(host: str, port: int):
+    import redis
+
+    return redis.Redis(host=host, port=port, socket_timeout=10)
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _fail_over(cluster, key: str) -> tuple:
+    """Promote the replica of the master holding ``key``'s slot (``CLUSTER FAILOVER`` on the replica: the
+    graceful, manual kind); returns (old master, new master) addresses once every node agrees."""
+    master = cluster.get_node_from_key(key)
+    old = (master.host, master.port)
+    nodes = _node_client(*old).execute_command("CLUSTER NODES")  # {"host:port": {"node_id", "flags", ...}}
+    node_id = next(n["node_id"] for n in nodes.values() if "myself" in n["flags"])
+    replicas = [addr for addr, n in nodes.items() if n["master_id"] == node_id and "slave" in n["flags"]]
+    assert replicas, "the master has no replica (infra/redis-cluster.sh runs one per master)"
+    host, port = replicas[0].rsplit(":", 1)
+    new = (host, int(port))
+    _node_client(*new).execute_command("CLUSTER FAILOVER")
+
+    def promoted():
+        roles = [_node_client(*a).execute_command("ROLE")[0] for a in (old, new)]
+        states = [_node_client(*a).execute_command("CLUSTER INFO")["cluster_state"] == "ok" for a in (old, new)]
+        return roles == [b"slave", b"master"] and all(states)
+
+    _wait(promoted, 90, f"replica {new} to take over from {old}")
+    return old, new
+
+
+def _online(store, requests):
+    got = []
+    for r in requests.to_dict("records"):
+        res = store.get_online_features([{k: r[k] for k in KEYS}], feature_service="everything",
+                                        request_time=r["event_timestamp"])
+        got.append(res.to_dict())
+    return got
+
+
+def test_lookups_materialize_and_push_ride_out_a_failover(tmp_path, redis_cluster_url):
+    """A failover moves a master's slots to its replica while the store's client still holds the old
+    slot map: the next lookup is redirected (MOVED) and answers the same values; materialize and push
+    then write through the promoted replica (which may not know the scripts: NOSCRIPT, loaded again)."""
+    root = write_repo(tmp_path / "repo")
+    project = f"t_cluster_{uuid.uuid4().hex[:10]}"
+    store = FeatureStore(root, config=dataclasses.replace(load_config(root), project=project,
+                                                          redis_url=redis_cluster_url))
+    events = random_events(4)
+    history, later = events.iloc[:200], events.iloc[200:]
+    write_events(store.repo_path, history)
+    try:
+        store.materialize()
+        requests = random_requests(4, history).head(40)
+        before = _online(store, requests)
+        cluster = store.online_store().client
+        key = orr.entity_base(project, "amount_stats", [requests["user_id"].dropna().iloc[0]])
+        old, new = _fail_over(cluster, key)
+        after = _online(store, requests)  # the same client, its slot map now stale
+        assert cluster.get_node_from_key(key).port == new[1]
+        for a, b in zip(after, before):
+            assert a.keys() == b.keys()
+            for col in a:
+                assert all(same_value(x, y) for x, y in zip(a[col], b[col])), col
+        # writes after the failover: a push of the later events, then the oracle of all of them online
+        result = store.push("events", later, to="online")
+        assert result.events == len(later) and not result.refusals
+        from tests import oracle
+        from tests.compare import assert_features_equal
+
+        requests = random_requests(5, events)
+        online = pd.DataFrame([{k: v[0] for k, v in row.items()} for row in _online(store, requests)])
+        for view in store.repo.views.values():
+            assert_features_equal(online, oracle.point_in_time(events, view, requests), view.feature_names,
+                                  f"after a failover, view {view.name}")
+        write_events(store.repo_path, events)
+        store.materialize()  # rewrites every entity, some on the promoted master
+        q = BASE + pd.Timedelta("10min")
+        rows = [{k: r[k] for k in KEYS} for r in requests.head(30).to_dict("records")]
+        assert not store.get_online_features(rows, feature_service="everything", request_time=q).refusals
+    finally:
+        drop_project(store.online_store().client, project)
