@@ -669,6 +669,39 @@ def test_parallelism_two_writes_the_same_rows_and_online_values(streamed, tmp_pa
     finally:
         drop_project(redis_client, project)
 
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_redis_cluster_online_store_gets_the_same_online_values(streamed, tmp_path, redis_client,
+                                                                 redis_cluster_url, monkeypatch):
+    """The parity run's topic again, into a Redis Cluster (the job's writer pipelines each flush per
+    master; metrics and progress hashes on the cluster too): the same online values, key for key, as
+    the parity run's single Redis, and lookups answer from them."""
+    monkeypatch.setenv("FEATURESTORE_REDIS_URL", redis_cluster_url)
+    project = f"t_clu_{uuid.uuid4().hex[:8]}"
+    root = make_repo(tmp_path / "cluster", streamed.topic, project, streamed.events)
+    store = FeatureStore(root)
+    cluster = store.online_store().client
+    assert store.online_store().cluster
+    try:
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        assert result.records == streamed.result.records
+        assert result.metrics == streamed.result.metrics  # read back from the cluster's metrics hash
+        assert result.online["writer"]["written"] > 0  # (how many flushes: timing; the values below: not)
+        assert _online_values(cluster, project) == _online_values(redis_client, streamed.project)
+        q = streamed.events["ts"].max() + pd.Timedelta("1ms")
+        rows = [{k: r[k] for k in KEYS} for r in streamed.events.dropna(subset=KEYS).drop_duplicates(KEYS)
+                .head(40).to_dict("records")]
+        got = store.get_online_features(rows, feature_service="everything", request_time=q)
+        want = streamed.store.get_online_features(rows, feature_service="everything", request_time=q)
+        assert not got.refusals and got.statuses() == want.statuses()
+        for col, values in want.to_dict().items():
+            assert all(same_value(a, b) for a, b in zip(got.to_dict()[col], values)), col
+    finally:
+        drop_project(cluster, project)
+
 # -- the committer (no Flink) -----------------------------------------------------------------------------
 def _flink_like_file(path: Path, rows):
     """A view sink's file: (user_id, ts ms, kafka partition, kafka offset) rows."""
