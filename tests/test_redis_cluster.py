@@ -112,3 +112,46 @@ def test_lookups_materialize_and_push_ride_out_a_failover(tmp_path, redis_cluste
         assert not store.get_online_features(rows, feature_service="everything", request_time=q).refusals
     finally:
         drop_project(store.online_store().client, project)
+
+
+def test_http_server_health_lookups_and_logged_lookups_on_a_cluster(tmp_path, redis_cluster_url):
+    """``featurestore serve`` on a cluster store: /health reads the markers there, a lookup of many
+    entities equals the same lookup on the single Redis (same events materialized into both), and a
+    logged lookup lands in the cluster's log stream and ships offline."""
+    from fastapi.testclient import TestClient
+
+    from featurestore import serving_log
+    from featurestore.server import create_app
+
+    root = write_repo(tmp_path / "repo")
+    project = f"t_cluster_{uuid.uuid4().hex[:10]}"
+    single = FeatureStore(root, config=dataclasses.replace(load_config(root), project=project))
+    cluster = FeatureStore(root, config=dataclasses.replace(single.config, redis_url=redis_cluster_url))
+    events = random_events(6)
+    write_events(root, events)
+    try:
+        single.materialize()
+        client = TestClient(create_app(cluster))
+        assert client.get("/health").status_code == 503  # nothing in the cluster yet: refused, never defaults
+        cluster.materialize()
+        assert client.get("/health").json()["status"] == "ok"
+        q = int((BASE + pd.Timedelta("4min")).value // 1_000_000)
+        users = sorted(set(events["user_id"].dropna()))
+        entities = {"user_id": users * 3, "shop": [i % 3 for i in range(len(users) * 3)]}
+        res = client.post("/get-online-features", json={"feature_service": "everything", "entities": entities,
+                                                        "request_time": q, "log": True})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        want = single.get_online_features([{"user_id": u, "shop": s} for u, s in zip(*entities.values())],
+                                          feature_service="everything", request_time=q).to_dict()
+        for name, values in want.items():
+            got = body["results"][name]
+            assert all(same_value(a, b) or (b != b and a is None) for a, b in zip(got, values)), name
+        key = serving_log.stream_key(project, "everything")
+        assert cluster.online_store().client.xlen(key) == 1
+        (shipped,) = [r for r in cluster.ship_logs() if r.stream == "everything"]
+        assert shipped.entries == 1 and shipped.rows == len(entities["user_id"])
+        assert cluster.online_store().client.xlen(key) == 0
+    finally:
+        drop_project(single.online_store().client, project)
+        drop_project(cluster.online_store().client, project)
