@@ -96,8 +96,8 @@ def render(doc: dict) -> str:
     lines += ["", f"materialize(end=END): single {r['materialize_s']['single']} s, cluster "
               f"{r['materialize_s']['cluster']} s.", "",
               "Same machine for client and every node (2 cores shared with other work): the cluster's numbers are "
-              "the client's cost of one pipelined batch per master (redis-py's cluster pipeline) plus three "
-              "servers' scheduling, not a network's. Answers checked equal before timing.", ""]
+              "the client's cost of one batch per master (packed by hand, sent to every master before any reply "
+              "is read) plus three servers' scheduling, not a network's. Answers checked equal before timing.", ""]
     return "\n".join(lines)
 
 
