@@ -240,7 +240,7 @@ def _redis_url(value: Any, where: str) -> str:
         nodes = [str(v).strip() for v in value]
         if not nodes or any(not n or isinstance(v, (dict, list)) for n, v in zip(nodes, value)):
             raise ConfigError(f"{where}: a list of Redis Cluster nodes must hold host:port entries, got {value!r}")
-        from featurestore.stores.online_redis import cluster_url
+        from featurestore.stores.redis_client import cluster_url
 
         value = cluster_url(nodes)
     text = _text(value, where).strip()
@@ -249,7 +249,7 @@ def _redis_url(value: Any, where: str) -> str:
         raise ConfigError(f"{where}: expected a redis://, rediss:// or redis+cluster://host:port,... URL (or a list "
                           f"of cluster nodes), got {text!r}")
     if text.startswith(schemes[3:]):
-        from featurestore.stores.online_redis import parse_cluster_url
+        from featurestore.stores.redis_client import parse_cluster_url
 
         try:
             parse_cluster_url(text)

@@ -59,7 +59,7 @@ def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, expected):
 
 
 def test_a_redis_cluster_by_url_or_by_a_list_of_nodes(tmp_path):
-    from featurestore.stores import online_redis as orr
+    from featurestore.stores import redis_client as orr
 
     url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001"
     assert _load(tmp_path, f"online_store:\n  redis_url: {url}\n").redis_url == url
