@@ -155,3 +155,16 @@ def test_http_server_health_lookups_and_logged_lookups_on_a_cluster(tmp_path, re
     finally:
         drop_project(single.online_store().client, project)
         drop_project(cluster.online_store().client, project)
+
+
+def test_an_unreachable_cluster_is_one_line_naming_it(tmp_path):
+    from featurestore.errors import InfraError
+
+    root = write_repo(tmp_path / "repo")
+    store = FeatureStore(root, config=dataclasses.replace(
+        load_config(root), redis_url="redis+cluster://:s3cret@127.0.0.1:1,127.0.0.1:2"))
+    with pytest.raises(InfraError) as info:
+        store.get_online_features([{"user_id": "u0"}], features=["profile:last_tag"], request_time=BASE)
+    text = str(info.value)
+    assert text.startswith("cannot reach Redis at redis+cluster://:***@127.0.0.1:1,127.0.0.1:2: ") and "\n" not in text
+    assert "s3cret" not in text and text.endswith("(run bash infra/redis-cluster.sh start)")

@@ -284,7 +284,7 @@ class RedisOnlineStore:
 
     def infra_error(self, exc: Exception) -> InfraError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "run bash infra/up.sh"
+        hint = "run bash infra/redis-cluster.sh start" if self.cluster else "run bash infra/up.sh"
         if "CERTIFICATE_VERIFY_FAILED" in text and "hostname" in text.lower():
             hint = "the certificate does not name this host; connect by a name it holds"
         elif "CERTIFICATE_VERIFY_FAILED" in text:
