@@ -52,10 +52,15 @@ def _fail_over(cluster, key: str) -> tuple:
     new = (host, int(port))
     _node_client(*new).execute_command("CLUSTER FAILOVER")
 
-    def promoted():
+    every = [tuple(a.rsplit(":", 1)) for a in nodes]
+    name = f"{new[0]}:{new[1]}"
+
+    def promoted():  # the two swapped roles, and every node's view says so (later clients see one map)
         roles = [_node_client(*a).execute_command("ROLE")[0] for a in (old, new)]
-        states = [_node_client(*a).execute_command("CLUSTER INFO")["cluster_state"] == "ok" for a in (old, new)]
-        return roles == [b"slave", b"master"] and all(states)
+        views = [_node_client(h, int(p)).execute_command("CLUSTER NODES") for h, p in every]
+        agreed = all("master" in v.get(name, {}).get("flags", "") for v in views)
+        states = [_node_client(h, int(p)).execute_command("CLUSTER INFO")["cluster_state"] == "ok" for h, p in every]
+        return roles == [b"slave", b"master"] and agreed and all(states)
 
     _wait(promoted, 90, f"replica {new} to take over from {old}")
     return old, new
