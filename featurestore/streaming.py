@@ -579,7 +579,8 @@ def prepare_online(store, names: Sequence[str], restored) -> List[str]:
     """Mark the stream's online views in Redis (the per-view marker lookups require) before the job runs.
 
     A fresh start owns its views' keys (each entity is rewritten whole at its first flush). A restart
-    whose views lost their online state (no marker: Redis lost its data, or it was flushed) first
+    whose views lost their online state (no marker: Redis lost its data, or it was flushed; on a cluster,
+    also a slot sentinel gone: a master lost its data) first
     re-seeds them from the offline store, which the committer has just brought up to the restored
     snapshot: ``materialize`` of those views, then the job goes on from the snapshot (entities it
     touches are rewritten from its own state). Returns the views re-seeded."""
@@ -590,11 +591,13 @@ def prepare_online(store, names: Sequence[str], restored) -> List[str]:
     if not views:
         return []
     markers = online.markers(views)
-    reseed = [n for n in views if restored is not None and markers.get(n) is None]
+    lost = restored is not None and online.slots_lost() > 0  # a cluster master lost its data
+    reseed = [n for n in views if restored is not None and (markers.get(n) is None or lost)]
     if reseed:
         log.warning("online state of %s is missing (Redis lost its data?): re-seeding from the offline store",
                     ", ".join(reseed))
         materialize(store, views=reseed)
+    online.write_slot_sentinels()
     for n in views:
         online.write_marker(store.compiled(n), None, "stream")
     return reseed

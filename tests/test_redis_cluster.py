@@ -173,3 +173,46 @@ def test_an_unreachable_cluster_is_one_line_naming_it(tmp_path):
     text = str(info.value)
     assert text.startswith("cannot reach Redis at redis+cluster://:***@127.0.0.1:1,127.0.0.1:2: ") and "\n" not in text
     assert "s3cret" not in text and text.endswith("(run bash infra/redis-cluster.sh start)")
+
+
+def test_a_master_that_lost_its_data_is_refused_never_read_as_absent(tmp_path, redis_cluster_url):
+    """One master loses its data (here its keys of the project deleted: what a restart without
+    persistence does) while
+    the views' markers live on another: the entities of its slots are refused (their slots' sentinels
+    are gone with them), never served as NOT_FOUND defaults; the others are answered; materialize
+    brings everything back."""
+    root = write_repo(tmp_path / "repo")
+    project = f"t_cluster_{uuid.uuid4().hex[:10]}"
+    store = FeatureStore(root, config=dataclasses.replace(load_config(root), project=project,
+                                                          redis_url=redis_cluster_url))
+    events = random_events(8)
+    write_events(store.repo_path, events)
+    q = BASE + pd.Timedelta("4min")
+    users = sorted(set(events["user_id"].dropna()))
+    rows = [{"user_id": u} for u in users]
+    try:
+        store.materialize()
+        cluster = store.online_store().client
+        before = store.get_online_features(rows, features=["amount_stats:events_all"], request_time=q)
+        assert set(before.statuses()["events_all"]) == {"PRESENT"}
+        markers_node = cluster.get_node_from_key(orr.views_key(project)).name
+        on = {u: cluster.get_node_from_key(orr.entity_base(project, "amount_stats", [u])).name for u in users}
+        victims = [u for u in users if on[u] != markers_node]
+        assert victims, "every user's slot is on the markers' master: pick another seed"
+        host, port = on[victims[0]].rsplit(":", 1)
+        node = _node_client(host, int(port))  # this project's keys on that master, as a restart would lose
+        pipe = node.pipeline(transaction=False)  # them (not FLUSHALL: the cluster may hold others' data)
+        for key in node.scan_iter(match=f"fs:{project}:*", count=1000):
+            pipe.delete(key)
+        pipe.execute()
+        lost = {u for u in users if on[u] == on[victims[0]]}
+        got = store.get_online_features(rows, features=["amount_stats:events_all"], request_time=q)
+        for u, status, value, was in zip(users, got.statuses()["events_all"], got.to_dict()["events_all"],
+                                         before.to_dict()["events_all"]):
+            assert (status, value) == (("REFUSED", None) if u in lost else ("PRESENT", was)), u
+        assert any("a Redis Cluster master lost its data" in r for r in got.refusals), got.refusals
+        store.materialize()
+        again = store.get_online_features(rows, features=["amount_stats:events_all"], request_time=q)
+        assert again.to_dict() == before.to_dict() and not again.refusals
+    finally:
+        drop_project(store.online_store().client, project)

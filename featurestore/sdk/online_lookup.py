@@ -156,6 +156,13 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
 
 
 def _entity_values(cv, layout, plans, rplan, raw_reply, q: int, refused: Optional[str], refusals: List[str], slots):
+    from featurestore.stores.online_redis import LOST
+
+    if raw_reply is LOST:  # a Redis Cluster master lost the data of this entity's slot
+        refused = (f"feature view '{cv.name}': the online state of some entities is lost (a Redis Cluster master "
+                   f"lost its data); run 'featurestore materialize --views {cv.name}'")
+        if refused not in refusals:
+            refusals.append(refused)
     if refused:
         return [None] * len(plans), [ol.REFUSED] * len(plans), [None] * len(plans)
     wslots, read_slots = slots

@@ -88,6 +88,29 @@ def views_key(project: str) -> str:
     return f"{KEY_PREFIX}:{project}:_views"
 
 
+_SLOT_TAGS: List[str] = []
+
+
+def slot_key(project: str, slot: int) -> str:
+    """``fs:{project}:_slot:{<tag>}``: a Redis Cluster slot's sentinel, its tag chosen to hash to ``slot``.
+    Every writer that loads a project's online state sets all 16384 first; a master that loses its data
+    loses its slots' sentinels with it, and lookups refuse those slots' entities instead of reading
+    them as absent (NOT_FOUND)."""
+    if not _SLOT_TAGS:
+        from redis.crc import key_slot
+
+        tags: Dict[int, str] = {}
+        i = 0
+        while len(tags) < 16384:  # ~110k CRC16s, once per process
+            tags.setdefault(key_slot(str(i).encode()), str(i))
+            i += 1
+        _SLOT_TAGS[:] = [tags[k] for k in range(16384)]
+    return f"{KEY_PREFIX}:{project}:_slot:{{{_SLOT_TAGS[slot]}}}"
+
+
+LOST = object()  # read(): the entity's slot lost its data (its sentinel is gone): refuse, never NOT_FOUND
+
+
 def encode_marker(cv: CompiledView, horizon: Optional[int], by: str) -> str:
     return _ENC.encode({"v": FORMAT_VERSION, "fp": cv.data_fingerprint, "h": horizon, "by": by,
                         "at": int(time.time() * 1000)})
@@ -321,8 +344,16 @@ class RedisOnlineStore:
         import redis
 
         if self.cluster:
-            fast = self._read_packed_per_node(views, reads)
-            return fast if fast is not None else self._read_cluster(views, reads)
+            from redis.crc import key_slot
+
+            slots = [key_slot(base.encode()) for base, _ in reads]
+            distinct = sorted(set(slots))
+            sentinels = [slot_key(self.project, sl) for sl in distinct]
+            out = self._read_packed_per_node(views, reads, sentinels)
+            if out is None:
+                out = self._read_cluster(views, reads, sentinels)
+            present = dict(zip(distinct, out[1 + len(reads):]))
+            return out[0], [r if present[sl] else LOST for sl, r in zip(slots, out[1:1 + len(reads)])]
         for attempt in (0, 1):
             if self._read is None:
                 self._read = self._guard(self.client.script_load, READ_LUA)
@@ -347,7 +378,7 @@ class RedisOnlineStore:
             return out[0], out[1:]
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _read_packed_per_node(self, views: Sequence[str], reads: Sequence[Tuple[str, list]]):
+    def _read_packed_per_node(self, views: Sequence[str], reads: Sequence[Tuple[str, list]], sentinels: List[str]):
         """:meth:`read` on a Redis Cluster, packed by hand like the single node's: each master that holds
         a slot of the request gets its commands in one write, all masters before any reply is read (one
         round per master, in parallel). None when the client's slot map is stale or a node is unreachable
@@ -372,6 +403,9 @@ class RedisOnlineStore:
             key = base.encode()
             commands.append((key, b"*%d\r\n" % (6 + tail[0]) + head + _bulk(key + b":t") + _bulk(key + b":r")
                              + _bulk(key + b":p") + tail[1]))
+        for sentinel in sentinels:
+            key = sentinel.encode()
+            commands.append((key, b"*2\r\n" + _bulk(b"EXISTS") + _bulk(key)))
         try:
             groups: Dict[str, Tuple[object, List[int]]] = {}
             for i, (key, _) in enumerate(commands):
@@ -411,20 +445,21 @@ class RedisOnlineStore:
                                             redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)):
                 raise errors[0]
             return None  # the cluster pipeline repeats the read, following redirections
-        return out[0], out[1:]
+        return out
 
-    def _read_cluster(self, views: Sequence[str], reads: Sequence[Tuple[str, list]]):
+    def _read_cluster(self, views: Sequence[str], reads: Sequence[Tuple[str, list]], sentinels: List[str]):
         """:meth:`read` on a Redis Cluster: redis-py's cluster pipeline sends each node the commands of
         the slots it holds, all nodes in one round (one round trip per node however many entities), and
         follows MOVED/ASK redirections and failovers itself. (``SCRIPT LOAD`` goes to every master; a
         replica promoted since, or a restarted node, answers NOSCRIPT: loaded again, read repeated.)"""
-        out = self._pipelined(READ_LUA, [(views_key(self.project), None, list(views))]
-                              + [(base, entity_keys(base), args) for base, args in reads])
-        return out[0], out[1:]
+        return self._pipelined(READ_LUA, [(views_key(self.project), None, list(views))]
+                               + [(base, entity_keys(base), args) for base, args in reads]
+                               + [(key, (), []) for key in sentinels])
 
     def _pipelined(self, script: str, commands: Sequence[Tuple[str, Optional[tuple], list]]) -> list:
         """Cluster mode: run ``(key, script keys, args)`` commands in one cluster pipeline: ``EVALSHA`` of
-        ``script`` on the keys, or ``HMGET key *args`` where the keys are None. The first error is raised."""
+        ``script`` on the keys, ``HMGET key *args`` where the keys are None, ``EXISTS key`` where they are
+        ``()``. The first error is raised."""
         import redis
 
         attr = "_read" if script is READ_LUA else "_write"
@@ -436,6 +471,8 @@ class RedisOnlineStore:
             for key, keys, args in commands:
                 if keys is None:
                     pipe.hmget(key, args)
+                elif not keys:
+                    pipe.exists(key)
                 else:
                     pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # (pipe.evalsha: refused)
             out = self._guard(pipe.execute, raise_on_error=False)
@@ -483,6 +520,25 @@ class RedisOnlineStore:
         return {v: (orjson.loads(r) if r else None) for v, r in zip(views, raw)}
 
     # -- write ------------------------------------------------------------------------------------
+    def write_slot_sentinels(self) -> None:
+        """On a Redis Cluster, set the sentinel of every slot (:func:`slot_key`): called by every writer
+        that loads online state (materialize, a stream job's start) before it writes."""
+        if not self.cluster:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for sl in range(16384):
+            pipe.set(slot_key(self.project, sl), b"1")
+        self._guard(pipe.execute)
+
+    def slots_lost(self) -> int:
+        """How many slot sentinels are missing (0 on a single Redis)."""
+        if not self.cluster:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for sl in range(16384):
+            pipe.exists(slot_key(self.project, sl))
+        return sum(1 for n in self._guard(pipe.execute) if not n)
+
     def write_marker(self, cv: CompiledView, horizon: Optional[int], by: str) -> None:
         self._guard(self.client.hset, views_key(self.project), cv.name, encode_marker(cv, horizon, by))
 
@@ -639,6 +695,7 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
     end_ms = to_epoch_ms(end, "end")
     online = for_store(store)
     online._guard(online.client.ping)
+    online.write_slot_sentinels()
     con = store._connect()
     results = []
     for n in names:
