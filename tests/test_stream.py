@@ -572,11 +572,12 @@ def _wait_for(predicate, timeout: float, what: str, proc=None):
 
 def _online_values(client, project: str):
     """What every online key of ``project`` holds, by key after the project (entity metas without the
-    fingerprint: it names the topic; raw events without their ids), markers and stream progress left out."""
+    fingerprint: it names the topic; raw events without their ids), markers, slot sentinels and stream
+    progress left out."""
     out = {}
     for key in client.scan_iter(match=f"fs:{project}:*", count=1000):
         k = key.decode()
-        if ":_stream:" in k or k.endswith(":_views"):
+        if ":_stream:" in k or k.endswith(":_views") or ":_slot:" in k:  # (slot sentinels: a cluster's)
             continue
         if client.type(key) == b"hash":
             value = {f.decode(): v.decode() for f, v in client.hgetall(key).items()}
