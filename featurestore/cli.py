@@ -77,7 +77,9 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo 
         written = write_starter(path)
         for f in written:
             console.print(f"created {f}")
-        console.print("next: [bold]featurestore plan[/bold] then [bold]featurestore apply[/bold]")
+        where = "" if Path(path).resolve() == Path.cwd().resolve() else f"cd {path} && "
+        console.print(f"next: {where}featurestore generate && featurestore apply && featurestore backfill && "
+                      "featurestore materialize && python example.py", markup=False)
 
     _run(go, path)
 
