@@ -141,8 +141,10 @@ class FeatureStore:
             from featurestore.engines.flink_backfill import run_backfill
             from featurestore.errors import FeatureStoreError
             from featurestore.failures import job_error
+            from featurestore.logs import start_jvm
 
             try:
+                start_jvm(self.config.state_path)
                 return run_backfill(self, names, start_ms, end_ms)
             except FeatureStoreError:
                 raise
@@ -403,6 +405,10 @@ class FeatureStore:
         >>> fs.stream(bounded=True).metrics  # doctest: +SKIP
         """
         from featurestore import streaming
+        from featurestore.logs import start_jvm
+
+        if flink_address is None:
+            start_jvm(self.config.state_path)
 
         watch = {"on_status": on_status, "status_every_s": status_every_s}
         if flink_address is not None:

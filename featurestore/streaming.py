@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from featurestore.engines import flink_rest
+from featurestore.logs import kafka_logger
 from featurestore.errors import FeatureStoreError, InfraError, JobError, RequestError
 from featurestore.failures import job_error
 from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
@@ -170,6 +171,7 @@ def _end_offsets(bootstrap: str, topics: Sequence[str], timeout: float = 10) -> 
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"featurestore-probe-{uuid.uuid4().hex[:8]}",
+                         "logger": kafka_logger(),
                          "enable.auto.commit": False})
     try:
         out = {}
@@ -191,7 +193,8 @@ def _committed(bootstrap: str, group: str, partitions: Sequence[tuple], timeout:
     """(topic, partition) -> the group's committed offset (negative: none committed)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "logger": kafka_logger()})
     try:
         tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
         return {(tp.topic, tp.partition): tp.offset for tp in tps}
@@ -642,7 +645,7 @@ def _forget_group(bootstrap: str, group: str, timeout: float = 10) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": kafka_logger()})
     try:
         admin.delete_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
     except KafkaException as exc:

@@ -60,6 +60,7 @@ def produce(store, source, rows: Any):
     """Produce the rows to ``source``'s topic; a :class:`~featurestore.push.PushResult` with the offsets."""
     from confluent_kafka import KafkaException, Producer
 
+    from featurestore.logs import kafka_logger
     from featurestore.push import PushResult
 
     payloads = records(source, rows)
@@ -77,7 +78,7 @@ def produce(store, source, rows: Any):
             result.offsets[p] = max(result.offsets.get(p, -1), msg.offset())
 
     try:
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "logger": kafka_logger(),
                              "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 30000})
         for payload in payloads:
             while True:
