@@ -80,6 +80,8 @@ def _run(fn, repo: Optional[Path] = None):
     repo's state folder (``.featurestore/logs/``) and the file's path printed."""
     import click
 
+    from featurestore.extras import missing_extra
+
     cli_support.apply_verbosity(_note)
     try:
         return fn()
@@ -91,6 +93,10 @@ def _run(fn, repo: Optional[Path] = None):
         raise
     except Exception as exc:
         from featurestore.failures import root_cause, save_trace
+
+        extra = missing_extra(exc, "this command")
+        if extra is not None:
+            _fail(extra)
 
         try:
             state = cli_support.find_repo(repo) / ".featurestore"
@@ -203,8 +209,11 @@ def generate(
 
     def go():
         from featurestore import datagen
+        from featurestore.extras import require
 
         store = _store(repo)
+        if kafka:
+            require("confluent_kafka", "generate --kafka")  # before writing anything
         out = datagen.write_parquet(store.repo_path / "data" / "transactions", events=events, users=users,
                                     merchants=merchants, days=days, seed=seed)
         console.print(f"wrote {out.rows:,} events ({out.malformed} malformed held back) to {out.path}")

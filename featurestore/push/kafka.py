@@ -58,6 +58,9 @@ def records(source, rows: Any):
 
 def produce(store, source, rows: Any):
     """Produce the rows to ``source``'s topic; a :class:`~featurestore.push.PushResult` with the offsets."""
+    from featurestore.extras import require
+
+    require("confluent_kafka", f"push to the streamed source '{source.name}'")
     from confluent_kafka import KafkaException, Producer
 
     from featurestore.logs import kafka_logger
