@@ -660,6 +660,11 @@ def demo(repo: Optional[Path] = RepoOpt, events: int = typer.Option(200_000, hel
     _run(go, repo)
 
 
+from featurestore.cli_infra import infra as _infra  # noqa: E402  (after _run, which it uses)
+
+app.add_typer(_infra, name="infra")
+
+
 def main() -> None:
     try:
         app()

@@ -247,18 +247,11 @@ def _short(exc: BaseException) -> str:
 
 
 def _jars(store) -> List[Path]:
-    d = store.config.path(store.config.flink_jars_dir)
-    if not d.is_dir() and store.config.sources.get("flink_jars_dir", "default") == "default":
-        d = Path(__file__).resolve().parents[1] / "infra" / ".cache" / "flink-jars"  # this checkout's infra/
-    jars = sorted(d.glob("*.jar")) if d.is_dir() else []
-    needed = ("flink-sql-connector-kafka-", "flink-sql-parquet-", "hadoop-client-api-", "hadoop-client-runtime-")
-    missing = [n for n in needed if not any(j.name.startswith(n) for j in jars)]
-    if missing:
-        raise InfraError(f"Flink connector jars missing in {d}: {', '.join(m + '*.jar' for m in missing)} "
-                         "(run bash infra/up.sh)")
+    """The connector jars (:func:`featurestore.devinfra.jars.connector_jars`) and the job's Java function."""
+    from featurestore.devinfra.jars import connector_jars
     from featurestore.engines.flink_udf import udf_jar
 
-    return jars + [udf_jar()]
+    return connector_jars(store.config) + [udf_jar()]
 
 
 class StreamHandle:

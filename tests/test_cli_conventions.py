@@ -39,7 +39,7 @@ def repo(tmp_path):
 def test_version_and_short_help(tmp_path):
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == f"featurestore {__version__}"
-    for args in (["-h"], ["plan", "-h"], ["backfill", "-h"]):
+    for args in (["-h"], ["plan", "-h"], ["backfill", "-h"], ["infra", "-h"], ["infra", "status", "-h"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0 and "Usage:" in res.output, (args, res.output)
 
@@ -144,3 +144,4 @@ def test_shell_completion_works_in_bash(repo):
     assert {"plan", "apply", "backfill", "list"} <= set(complete('""'))
     assert complete("back") == ["backfill"]
     assert "--view" in complete("backfill", "--vi")
+    assert {"jars", "status"} == set(complete("infra", '""'))
