@@ -4,15 +4,15 @@
 # path on it (infra/core_smoke.py: no Java, Kafka, Redis, Flink or Feast). Not part of CI (it downloads
 # the newest releases the ranges allow); the figure it prints is in docs/install.md.
 #
-#   bash infra/check-core-install.sh [PYTHON]      # e.g. python3.10, ~/.pyenv/versions/3.12.1/bin/python
+#   bash infra/check-core-install.sh [PYTHON]      # e.g. ~/.pyenv/versions/3.12.1/bin/python
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${1:-}"
 if [ -z "$PY" ]; then
   PY="$(command -v python3.12 || ls -d "$HOME"/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -n1 || true)"
 fi
-[ -n "$PY" ] && "$PY" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12)' \
-  || { echo "error: give a Python 3.10-3.12 (found: ${PY:-none})" >&2; exit 1; }
+[ -n "$PY" ] && "$PY" -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12)' \
+  || { echo "error: give a Python 3.11-3.12 (found: ${PY:-none})" >&2; exit 1; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 # build from a copy of the tracked (and new, unignored) files, so the checkout gets no build/ folder
