@@ -633,17 +633,31 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
     return restored, committer
 
 
+def _coordinator_moving() -> tuple:
+    from confluent_kafka import KafkaError
+
+    return (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
+
+
 def _forget_group(bootstrap: str, group: str, timeout: float = 10) -> None:
     """Delete the consumer group's committed offsets (none: nothing to do)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": kafka_logger()})
-    try:
-        admin.delete_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
-    except KafkaException as exc:
-        if "GROUP_ID_NOT_FOUND" not in str(exc) and "not found" not in str(exc).lower():
-            raise InfraError(f"cannot reset the consumer group {group} at {bootstrap}: {exc}") from None
+    deadline = time.monotonic() + 6 * timeout  # a broker just started has no group coordinator yet
+    while True:
+        try:
+            admin.delete_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
+            return
+        except KafkaException as exc:
+            if "GROUP_ID_NOT_FOUND" in str(exc) or "not found" in str(exc).lower():
+                return
+            error = exc.args[0] if exc.args else None
+            transient = error is not None and (error.retriable() or error.code() in _coordinator_moving())
+            if not transient or time.monotonic() > deadline:
+                raise InfraError(f"cannot reset the consumer group {group} at {bootstrap}: {exc}") from None
+            time.sleep(0.5)
 
 
 def redis_options(cfg) -> dict:
