@@ -8,8 +8,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${1:-}"
-if [ -z "$PY" ]; then
-  PY="$(command -v python3.12 || ls -d "$HOME"/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -n1 || true)"
+if [ -z "$PY" ]; then  # the first Python 3.12 that runs (a pyenv shim may exist and refuse)
+  for c in $(ls -d "$HOME"/.pyenv/versions/3.12*/bin/python 2>/dev/null) $(command -v python3.12 || true); do
+    if "$c" -c 'pass' >/dev/null 2>&1; then PY="$c"; break; fi
+  done
 fi
 [ -n "$PY" ] && "$PY" -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12)' \
   || { echo "error: give a Python 3.11-3.12 (found: ${PY:-none})" >&2; exit 1; }
