@@ -13,25 +13,55 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from featurestore import cli_support
+from featurestore.cli_support import UTC_HELP, print_json, utc_time
 from featurestore.errors import FeatureStoreError, NotImplementedYet, ValidationError
 
-app = typer.Typer(
-    add_completion=False,
+app = cli_support.Typer(
+    context_settings=cli_support.CONTEXT,
     no_args_is_help=True,
     rich_markup_mode="rich",
     help="Feature store: one set of definitions, a DuckDB backfill job and a Flink streaming job, "
-    "a Parquet offline store and a Redis online store.",
+    "a Parquet offline store and a Redis online store. Run in a feature repo (or a folder below it), or "
+    "pass --repo. Times on the command line without a zone are UTC.",
 )
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-RepoOpt = typer.Option(Path("."), "--repo", "-r", help="Repo root (holds featurestore.yaml and definitions/).")
+RepoOpt = typer.Option(None, "--repo", "-r", show_default=False,
+                       help="Repo root (holds featurestore.yaml and definitions/); default: the nearest folder "
+                            "with a featurestore.yaml, from the current one upward.")
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
 
-def _store(repo: Path):
+def _version(value: bool) -> None:
+    if value:
+        from featurestore import __version__
+
+        console.print(f"featurestore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Feature store: one set of definitions, a DuckDB backfill job and a Flink streaming job, a Parquet
+    offline store and a Redis online store. Run in a feature repo (or a folder below it), or pass --repo.
+    Times on the command line without a zone are UTC."""
+
+
+def _store(repo: Optional[Path]):
+    from featurestore import logs
     from featurestore.store import FeatureStore
 
-    return FeatureStore(repo)
+    store = FeatureStore(cli_support.find_repo(repo))
+    logs.to_output_log(store.config.state_path)  # library warnings, librdkafka: the repo's output log
+    return store
+
+
+def _note(text: str) -> None:
+    if not cli_support.quiet():
+        err.print(text, markup=False)
 
 
 def _fail(exc: Exception, code: int = 1) -> None:
@@ -50,6 +80,9 @@ def _run(fn, repo: Optional[Path] = None):
     repo's state folder (``.featurestore/logs/``) and the file's path printed."""
     import click
 
+    from featurestore.extras import missing_extra
+
+    cli_support.apply_verbosity(_note)
     try:
         return fn()
     except NotImplementedYet as exc:
@@ -61,7 +94,14 @@ def _run(fn, repo: Optional[Path] = None):
     except Exception as exc:
         from featurestore.failures import root_cause, save_trace
 
-        state = (repo if repo is not None else Path(".")).resolve() / ".featurestore"
+        extra = missing_extra(exc, "this command")
+        if extra is not None:
+            _fail(extra)
+
+        try:
+            state = cli_support.find_repo(repo) / ".featurestore"
+        except FeatureStoreError:
+            state = Path(".").resolve() / ".featurestore"
         path = save_trace(state, "unexpected failure", exc)
         where = f" (full trace: {path})" if path is not None else ""
         err.print(f"error: {root_cause(exc)}{where}", markup=False)
@@ -77,9 +117,21 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo 
         written = write_starter(path)
         for f in written:
             console.print(f"created {f}")
-        console.print("next: [bold]featurestore plan[/bold] then [bold]featurestore apply[/bold]")
+        where = "" if Path(path).resolve() == Path.cwd().resolve() else f"cd {path} && "
+        console.print(f"next: {where}featurestore generate && featurestore apply && featurestore backfill && "
+                      "featurestore materialize && python example.py", markup=False)
 
     _run(go, path)
+
+
+def _plan_json(plan, explain: Optional[dict] = None) -> dict:
+    out = {"changes": [{"action": c.action, "kind": c.kind, "name": c.name, "fields": list(c.fields),
+                        "file": c.file, "line": c.line} for c in plan.changes],
+           "stages": [{"step": s.kind, "target": s.target, "why": s.reason} for s in plan.stages],
+           "has_changes": plan.has_changes}
+    if explain is not None:
+        out["explain"] = explain
+    return out
 
 
 def _print_plan(plan, explain: Optional[dict]) -> None:
@@ -94,14 +146,14 @@ def _print_plan(plan, explain: Optional[dict]) -> None:
     for c in plan.changes:
         where = f"{c.file}:{c.line}" if c.line else c.file
         table.add_row(f"[{style[c.action]}]{label[c.action]}[/]", c.kind, c.name, ", ".join(c.fields), where)
-    console.print(table)
+    _wide().print(table)
     if plan.stages:
         stages = Table(title="Stages")
         for col in ("step", "target", "why"):
             stages.add_column(col)
         for s in plan.stages:
             stages.add_row(s.kind, s.target, s.reason)
-        console.print(stages)
+        _wide().print(stages)
     else:
         console.print("No changes: the registry matches the definitions.")
     if explain is not None:
@@ -114,21 +166,29 @@ def _print_plan(plan, explain: Optional[dict]) -> None:
 
 
 @app.command()
-def plan(repo: Path = RepoOpt, explain: bool = typer.Option(False, "--explain", help="Also print the compiled jobs.")):
+def plan(repo: Optional[Path] = RepoOpt,
+         explain: bool = typer.Option(False, "--explain", help="Also print the compiled jobs."),
+         as_json: bool = JsonOpt):
     """Show how the definitions differ from what was applied, and what would run."""
     def go():
         store = _store(repo)
+        if as_json:
+            print_json(_plan_json(store.plan(), store.explain() if explain else None))
+            return
         _print_plan(store.plan(), store.explain() if explain else None)
 
     _run(go, repo)
 
 
 @app.command()
-def apply(repo: Path = RepoOpt):
+def apply(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt):
     """Record the definitions in the registry (run [bold]plan[/bold] first to see the diff)."""
 
     def go():
         p = _store(repo).apply()
+        if as_json:
+            print_json({**_plan_json(p), "applied": p.has_changes})
+            return
         _print_plan(p, None)
         console.print("[green]applied[/green]" if p.has_changes else "nothing to apply")
 
@@ -137,7 +197,7 @@ def apply(repo: Path = RepoOpt):
 
 @app.command()
 def generate(
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     events: int = typer.Option(200_000, "--events", "-n", help="How many transactions to generate."),
     users: int = typer.Option(5_000, help="Distinct users (skewed: a few are very active)."),
     merchants: int = typer.Option(500, help="Distinct merchants."),
@@ -149,8 +209,11 @@ def generate(
 
     def go():
         from featurestore import datagen
+        from featurestore.extras import require
 
         store = _store(repo)
+        if kafka:
+            require("confluent_kafka", "generate --kafka")  # before writing anything
         out = datagen.write_parquet(store.repo_path / "data" / "transactions", events=events, users=users,
                                     merchants=merchants, days=days, seed=seed)
         console.print(f"wrote {out.rows:,} events ({out.malformed} malformed held back) to {out.path}")
@@ -162,7 +225,7 @@ def generate(
 
 
 def _later(name: str):
-    def command(repo: Path = RepoOpt, args: Optional[List[str]] = typer.Argument(None)):
+    def command(repo: Optional[Path] = RepoOpt, args: Optional[List[str]] = typer.Argument(None)):
         def go():
             raise NotImplementedYet(f"'{name}' is not implemented yet")
 
@@ -174,12 +237,13 @@ def _later(name: str):
 
 @app.command()
 def backfill(
-    repo: Path = RepoOpt,
-    start: Optional[str] = typer.Option(None, help="Range start, ISO time with zone (default: all history)."),
-    end: Optional[str] = typer.Option(None, help="Range end, exclusive (default: just after the batch face's "
-                                                 "last event; later events stay the stream's)."),
-    view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
+    repo: Optional[Path] = RepoOpt,
+    start: Optional[str] = typer.Option(None, help=f"Range start: {UTC_HELP} (default: all history)."),
+    end: Optional[str] = typer.Option(None, help=f"Range end, exclusive: {UTC_HELP} (default: just after the batch "
+                                                 "face's last event; later events stay the stream's)."),
+    view: Optional[List[str]] = typer.Option(None, "--view", help="Only these views (repeatable)."),
     engine: str = typer.Option("duckdb", help="duckdb (embedded) or flink (a Flink batch job, same semantics)."),
+    as_json: bool = JsonOpt,
 ):
     """Recompute the offline store from the batch faces for [start, end): the range is replaced
     atomically as a new table version, whoever wrote it; re-running never duplicates. The range then
@@ -191,20 +255,25 @@ def backfill(
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         store = _store(repo)
+        begin, until = utc_time(start, "--start"), utc_time(end, "--end")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-                      TimeElapsedColumn(), console=err, transient=True) as bar:
+                      TimeElapsedColumn(), console=err, transient=True, disable=cli_support.quiet()) as bar:
             def progress(view_name):
                 task = bar.add_task(f"backfill {view_name}", total=None)
                 return lambda n: bar.advance(task, n)
 
-            results = store.backfill(start=start, end=end, views=view or None, progress=progress, engine=engine)
+            results = store.backfill(start=begin, end=until, views=view or None, progress=progress, engine=engine)
+        if as_json:
+            print_json([{**r.__dict__, "events_per_second": r.events_per_second,
+                         "dead_letters_table": getattr(results, "tables", {}).get(r.source)} for r in results])
+            return
         table = Table(title="Backfill")
         for col in ("view", "rows", "dead letters / null key", "version", "seconds", "rows/s"):
             table.add_column(col, justify="right" if col != "view" else "left")
         for r in results:
             table.add_row(r.view, f"{r.rows:,}", f"{r.dead_letters:,} / {r.rejected_null_key:,}",
                           str(r.version), f"{r.seconds:.2f}", f"{r.events_per_second:,.0f}")
-        console.print(table)
+        _wide().print(table)
         for line in results.summary():
             console.print(line, highlight=False, soft_wrap=True)
 
@@ -213,11 +282,12 @@ def backfill(
 
 @app.command()
 def materialize(
-    repo: Path = RepoOpt,
-    view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
+    repo: Optional[Path] = RepoOpt,
+    view: Optional[List[str]] = typer.Option(None, "--view", help="Only these views (repeatable)."),
     end: Optional[str] = typer.Option(
         None, help="Answer request times >= END exactly and keep only the events that needs (bounded "
-                   "memory); 'now' or an ISO time with zone. Default: keep every event."),
+                   f"memory); 'now' or {UTC_HELP}. Default: keep every event."),
+    as_json: bool = JsonOpt,
 ):
     """Load the online store (Redis) from the offline store, e.g. after Redis lost its data."""
 
@@ -225,34 +295,31 @@ def materialize(
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         store = _store(repo)
-        when = None
-        if end == "now":
-            import pandas as pd
-
-            when = pd.Timestamp.now(tz="UTC")
-        elif end is not None:
-            when = end
+        when = utc_time(end, "--end")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} events"),
-                      TimeElapsedColumn(), console=err, transient=True) as bar:
+                      TimeElapsedColumn(), console=err, transient=True, disable=cli_support.quiet()) as bar:
             def progress(view_name):
                 task = bar.add_task(f"materialize {view_name}", total=None)
                 return lambda n: bar.advance(task, n)
 
             results = store.materialize(views=view or None, end=when, progress=progress)
+        if as_json:
+            print_json([{**r.__dict__, "events_per_second": r.rows_per_second} for r in results])
+            return
         table = Table(title="Materialize")
         for col in ("view", "entities", "events", "deleted keys", "seconds", "events/s"):
             table.add_column(col, justify="left" if col == "view" else "right")
         for r in results:
             table.add_row(r.view, f"{r.entities:,}", f"{r.events:,}", f"{r.deleted:,}", f"{r.seconds:.2f}",
                           f"{r.rows_per_second:,.0f}")
-        console.print(table)
+        _wide().print(table)
 
     _run(go, repo)
 
 
 @app.command()
 def serve(
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1: this machine "
                                                   "only)."),
     port: Optional[int] = typer.Option(None, help="Port to listen on (default: server.port, 6566)."),
@@ -311,16 +378,28 @@ def serve(
 @app.command()
 def verify(
     service: str = typer.Argument(..., help="Feature service whose logged lookups to check."),
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     threshold: float = typer.Option(0.0, help="Exit 1 when a feature's skew rate is above this (0..1)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report with plots here."),
     limit: Optional[int] = typer.Option(None, help="Check at most this many logged rows (a sample)."),
+    as_json: bool = JsonOpt,
 ):
     """Recompute logged lookups offline and report online/offline skew per feature; gates CI."""
 
     def go():
         store = _store(repo)
         report = store.verify(service, limit=limit)
+        bad = report.exceeds(threshold)
+        if as_json:
+            print_json({"feature_service": service, "rows": report.rows, "threshold": threshold, "exceeded": bad,
+                        "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
+                                         "extra": s.extra, "skew_rate": s.skew_rate, "examples": s.examples}
+                                     for f, s in report.features.items()}})
+            if html is not None:
+                html.write_text(report.to_html())
+            if bad:
+                raise typer.Exit(1)
+            return
         table = Table(title=f"Skew of '{service}' over {report.rows:,} logged rows")
         for col in ("feature", "mismatch", "missing", "extra", "skew"):
             table.add_column(col, justify="left" if col == "feature" else "right")
@@ -328,7 +407,7 @@ def verify(
             style = "red" if s.skew_rate > threshold else ("yellow" if s.skew_rate else "green")
             table.add_row(f, f"{s.rate('mismatch'):.3%}", f"{s.rate('missing'):.3%}", f"{s.rate('extra'):.3%}",
                           f"[{style}]{s.skew_rate:.3%}[/]")
-        console.print(table)
+        _wide().print(table)
         for f, s in report.features.items():
             for e in s.examples[:2]:
                 console.print(f"  {f}: {e['kind']} at {e['request_time']} {e['entity']}: served {e['served']!r}, "
@@ -336,7 +415,6 @@ def verify(
         if html is not None:
             html.write_text(report.to_html())
             console.print(f"wrote {html}")
-        bad = report.exceeds(threshold)
         if bad:
             err.print(f"error: skew above {threshold:.3%} in {len(bad)} feature(s): {', '.join(bad)}", markup=False)
             raise typer.Exit(1)
@@ -349,14 +427,14 @@ def verify(
 # -- the catalog -----------------------------------------------------------------------------------------
 def _wide() -> Console:
     """The console, or one wide enough that a table piped to a file or a tool is never cut at 80 columns."""
-    return console if console.is_terminal else Console(width=400, highlight=False)
+    return console if console.is_terminal else cli_support.wide()
 
 
 
 @app.command("list")
 def list_(
     kind: str = typer.Argument(..., help="entities, sources, views, features or services."),
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     tag: Optional[str] = typer.Option(None, "--tag", help="Only objects with this tag: key=value, or key (any value)."),
     owner: Optional[str] = typer.Option(None, "--owner", help="Only objects owned by this owner."),
     search: Optional[str] = typer.Option(None, "--search", "-s",
@@ -389,7 +467,7 @@ def list_(
 @app.command()
 def describe(
     name: str = typer.Argument(..., help="An entity, source, view, service, or a feature as view:feature."),
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the JSON record for scripts."),
 ):
     """Describe one object of the catalog: definition, where it is defined, fingerprints and lineage."""
@@ -521,8 +599,8 @@ STREAM_HELP = (
 
 @app.command(help=STREAM_HELP)
 def stream(
-    repo: Path = RepoOpt,
-    view: Optional[List[str]] = typer.Option(None, "--view", "-v", help="Only these views (repeatable)."),
+    repo: Optional[Path] = RepoOpt,
+    view: Optional[List[str]] = typer.Option(None, "--view", help="Only these views (repeatable)."),
     bounded: bool = typer.Option(False, "--bounded", help="Stop once the topics are consumed (as of the start)."),
     flink_address: Optional[str] = typer.Option(None, "--flink-address",
                                                 help="host:port of a remote Flink cluster to submit the job to."),
@@ -535,13 +613,15 @@ def stream(
         False, "--partial-history",
         help="Start fresh even if the topic lost its first records to Kafka's retention (refused otherwise: the "
              "online values would miss that history). Use when the records left cover every window."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON (implies --status-every 0)."),
 ):
     """Run the streaming job; the help text is STREAM_HELP."""
 
     def go():
         store = _store(repo)
         where = f" on {flink_address}" if flink_address else ""
-        with (_StatusView(where) if status_every > 0 else contextlib.nullcontext()) as live:
+        watching = status_every > 0 and not as_json and not cli_support.quiet()
+        with (_StatusView(where) if watching else contextlib.nullcontext()) as live:
             watch = {"on_status": live, "status_every_s": status_every or 2.0, "partial_history": partial_history}
             if flink_address:
                 result = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
@@ -549,13 +629,18 @@ def stream(
             else:
                 result = store.stream(views=view or None, bounded=bounded, checkpoint_dir=checkpoint_dir,
                                       timeout=timeout, **watch)
+        if as_json:
+            print_json({"job_name": result.job_name, "records": result.records, "seconds": result.seconds,
+                        "records_per_second": result.records_per_second, "restored_from": result.restored_from,
+                        "savepoint": result.savepoint, "metrics": result.metrics})
+            return
         table = Table(title=f"stream job {result.job_name}{where}")
         for col in ("source / view", "metric", "value"):
             table.add_column(col)
         for name, metrics in result.metrics.items():
             for k, v in metrics.items():
                 table.add_row(name, k, f"{v:,}" if isinstance(v, int) else str(v))
-        console.print(table)
+        _wide().print(table)
         console.print(f"{result.records:,} Kafka records in {result.seconds:.1f}s "
                       f"({result.records_per_second:,.0f}/s); restored from: {result.restored_from or 'nothing'}")
 
@@ -563,7 +648,7 @@ def stream(
 
 
 @app.command()
-def demo(repo: Path = RepoOpt, events: int = typer.Option(200_000, help="Events to generate.")):
+def demo(repo: Optional[Path] = RepoOpt, events: int = typer.Option(200_000, help="Events to generate.")):
     """Run the demo on embedded defaults: generate data, plan and apply the example repo, backfill the
     offline store, build a point-in-time training set, materialize Redis and look features up online."""
 
@@ -573,6 +658,11 @@ def demo(repo: Path = RepoOpt, events: int = typer.Option(200_000, help="Events 
         run_demo(_store(repo), events=events, console=console, print_plan=lambda p: _print_plan(p, None))
 
     _run(go, repo)
+
+
+from featurestore.cli_infra import infra as _infra  # noqa: E402  (after _run, which it uses)
+
+app.add_typer(_infra, name="infra")
 
 
 def main() -> None:

@@ -720,6 +720,10 @@ def produce_kafka(
     ``max_delay_ms``: how late a late event may be; default the source's ``watermark_delay`` (5 s when
     unknown), so a correct streaming job drops none; pass more to test late-data handling.
     ``progress``: a tqdm bar on stderr; default: when more than 100k records."""
+    from featurestore.extras import require
+
+    require("confluent_kafka", "producing to Kafka")
+    from featurestore.logs import kafka_logger
     from confluent_kafka import KafkaException, Producer
 
     bootstrap, topic, ts_column, schema, watermark_ms = _resolve_stream(target, source, topic)
@@ -740,6 +744,7 @@ def produce_kafka(
         "compression.type": "lz4",
         "message.timeout.ms": 60_000,
         "client.id": "featurestore-datagen",
+        "logger": kafka_logger(),
     }
     config.update(producer_config or {})
     errors: List[str] = []

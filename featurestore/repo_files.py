@@ -153,6 +153,11 @@ def _import_problem(exc: Exception, path: Path, files: List[Path], repo_root: Pa
     culprit = inside[-1][0] if inside else me
     if culprit != me:
         return Problem(rel, my_line, "", f"imports {rel_path(Path(culprit), repo_root)}, which cannot be imported")
+    from featurestore.extras import missing_extra
+
+    extra = missing_extra(exc, "definitions written with Feast's objects")
+    if extra is not None:
+        return Problem(rel, my_line, "", f"cannot import definitions file: {extra}")
     return Problem(rel, my_line, "", f"cannot import definitions file: {type(exc).__name__}: {exc}")
 
 

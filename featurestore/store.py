@@ -138,11 +138,16 @@ class FeatureStore:
         if start_ms is not None and end_ms is not None and start_ms >= end_ms:
             raise RequestError(f"backfill range is empty: start {start} is not before end {end}")
         if engine == "flink":
+            from featurestore.extras import require
+
+            require("pyflink", "backfill --engine flink")
             from featurestore.engines.flink_backfill import run_backfill
             from featurestore.errors import FeatureStoreError
             from featurestore.failures import job_error
+            from featurestore.logs import start_jvm
 
             try:
+                start_jvm(self.config.state_path)
                 return run_backfill(self, names, start_ms, end_ms)
             except FeatureStoreError:
                 raise
@@ -402,7 +407,15 @@ class FeatureStore:
 
         >>> fs.stream(bounded=True).metrics  # doctest: +SKIP
         """
+        from featurestore.extras import require
+
+        require("pyflink", "the streaming job")
+        require("confluent_kafka", "the streaming job")
         from featurestore import streaming
+        from featurestore.logs import start_jvm
+
+        if flink_address is None:
+            start_jvm(self.config.state_path)
 
         watch = {"on_status": on_status, "status_every_s": status_every_s}
         if flink_address is not None:

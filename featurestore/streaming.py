@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from featurestore.engines import flink_rest
+from featurestore.logs import kafka_logger
 from featurestore.errors import FeatureStoreError, InfraError, JobError, RequestError
 from featurestore.failures import job_error
 from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
@@ -170,6 +171,7 @@ def _end_offsets(bootstrap: str, topics: Sequence[str], timeout: float = 10) -> 
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"featurestore-probe-{uuid.uuid4().hex[:8]}",
+                         "logger": kafka_logger(),
                          "enable.auto.commit": False})
     try:
         out = {}
@@ -191,7 +193,8 @@ def _committed(bootstrap: str, group: str, partitions: Sequence[tuple], timeout:
     """(topic, partition) -> the group's committed offset (negative: none committed)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "logger": kafka_logger()})
     try:
         tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
         return {(tp.topic, tp.partition): tp.offset for tp in tps}
@@ -244,18 +247,11 @@ def _short(exc: BaseException) -> str:
 
 
 def _jars(store) -> List[Path]:
-    d = store.config.path(store.config.flink_jars_dir)
-    if not d.is_dir() and store.config.sources.get("flink_jars_dir", "default") == "default":
-        d = Path(__file__).resolve().parents[1] / "infra" / ".cache" / "flink-jars"  # this checkout's infra/
-    jars = sorted(d.glob("*.jar")) if d.is_dir() else []
-    needed = ("flink-sql-connector-kafka-", "flink-sql-parquet-", "hadoop-client-api-", "hadoop-client-runtime-")
-    missing = [n for n in needed if not any(j.name.startswith(n) for j in jars)]
-    if missing:
-        raise InfraError(f"Flink connector jars missing in {d}: {', '.join(m + '*.jar' for m in missing)} "
-                         "(run bash infra/up.sh)")
+    """The connector jars (:func:`featurestore.devinfra.jars.connector_jars`) and the job's Java function."""
+    from featurestore.devinfra.jars import connector_jars
     from featurestore.engines.flink_udf import udf_jar
 
-    return jars + [udf_jar()]
+    return connector_jars(store.config) + [udf_jar()]
 
 
 class StreamHandle:
@@ -640,17 +636,31 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
     return restored, committer
 
 
+def _coordinator_moving() -> tuple:
+    from confluent_kafka import KafkaError
+
+    return (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
+
+
 def _forget_group(bootstrap: str, group: str, timeout: float = 10) -> None:
     """Delete the consumer group's committed offsets (none: nothing to do)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        admin.delete_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
-    except KafkaException as exc:
-        if "GROUP_ID_NOT_FOUND" not in str(exc) and "not found" not in str(exc).lower():
-            raise InfraError(f"cannot reset the consumer group {group} at {bootstrap}: {exc}") from None
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": kafka_logger()})
+    deadline = time.monotonic() + 6 * timeout  # a broker just started has no group coordinator yet
+    while True:
+        try:
+            admin.delete_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
+            return
+        except KafkaException as exc:
+            if "GROUP_ID_NOT_FOUND" in str(exc) or "not found" in str(exc).lower():
+                return
+            error = exc.args[0] if exc.args else None
+            transient = error is not None and (error.retriable() or error.code() in _coordinator_moving())
+            if not transient or time.monotonic() > deadline:
+                raise InfraError(f"cannot reset the consumer group {group} at {bootstrap}: {exc}") from None
+            time.sleep(0.5)
 
 
 def redis_options(cfg) -> dict:

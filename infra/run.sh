@@ -2,6 +2,7 @@
 # The two README commands go through here:
 #   bash infra/run.sh demo   -> install, start Redis + Kafka, run `featurestore demo` on the example repo
 #   bash infra/run.sh test   -> install, start Redis + Kafka, run the whole test suite (CI runs this)
+#   bash infra/run.sh up     -> install, start Redis + Kafka, nothing else (then: source infra/env.sh)
 # Idempotent: a second run skips what is already installed and running.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,8 @@ ensure_python_env() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing Python dependencies into .venv (first run takes a few minutes)..."
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -c infra/requirements.lock -e ".[test]"
+    # every extra, at the exact versions of the lock (pyproject.toml has ranges: docs/install.md)
+    "$VENV/bin/python" -m pip install -q -c infra/requirements.lock -e ".[all,test]"
     echo "$want" > "$stamp"
   fi
   "$VENV/bin/python" -m pip check
@@ -34,5 +36,6 @@ export PATH="$VENV/bin:$PATH"
 case "${1:-}" in
   demo) shift; exec featurestore demo "$@" ;;
   test) shift; exec python -m pytest "$@" ;;
-  *) echo "usage: bash infra/run.sh demo|test [args...]" >&2; exit 2 ;;
+  up) echo "Redis and Kafka are up; in a shell: source infra/env.sh; .venv/bin/featurestore ..." ;;
+  *) echo "usage: bash infra/run.sh demo|test|up [args...]" >&2; exit 2 ;;
 esac

@@ -370,7 +370,7 @@ def test_stale_definition_is_refused_until_materialized(make_store):
     fp = store.compiled("profile").data_fingerprint
     (msg,) = got.refusals
     assert msg.startswith("feature view 'profile': online state was written by another definition (fingerprint ")
-    assert msg.endswith(f", current {fp[:12]}); run 'featurestore materialize --views profile'")
+    assert msg.endswith(f", current {fp[:12]}); run 'featurestore materialize --view profile'")
     # other views are untouched by the change and still served
     assert got.statuses() == {"last_tag": ["REFUSED"], "events_all": ["PRESENT"]}
     assert got.to_dict()["last_tag"] == [None] and got.to_dict()["events_all"][0] > 0

@@ -58,8 +58,12 @@ def records(source, rows: Any):
 
 def produce(store, source, rows: Any):
     """Produce the rows to ``source``'s topic; a :class:`~featurestore.push.PushResult` with the offsets."""
+    from featurestore.extras import require
+
+    require("confluent_kafka", f"push to the streamed source '{source.name}'")
     from confluent_kafka import KafkaException, Producer
 
+    from featurestore.logs import kafka_logger
     from featurestore.push import PushResult
 
     payloads = records(source, rows)
@@ -77,7 +81,7 @@ def produce(store, source, rows: Any):
             result.offsets[p] = max(result.offsets.get(p, -1), msg.offset())
 
     try:
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "logger": kafka_logger(),
                              "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 30000})
         for payload in payloads:
             while True:

@@ -138,7 +138,7 @@ def _apply_group(online, cv, layout, ret, events, bases: Dict[tuple, str], upser
                     stored = got[3 * i:3 * i + 3]
                     if stored[0] is not None and orjson.loads(stored[0]).get("fp") != cv.data_fingerprint:
                         return 0, (f"feature view '{cv.name}': an entity's online state was written by another "
-                                   f"definition; run 'featurestore materialize --views {cv.name}'")
+                                   f"definition; run 'featurestore materialize --view {cv.name}'")
                     state = _state(cv, layout, ret, stored)
                     held = {orjson.dumps([o, i]) for o, i, _ in state.events.values()} if upsert else set()
                     for ts, member in events[k]:

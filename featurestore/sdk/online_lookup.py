@@ -32,7 +32,7 @@ def view_refusal(cv, marker: Optional[dict], q: int) -> Optional[str]:
     """Why the online state of ``cv`` cannot answer a request at ``q`` (None: it can)."""
     from featurestore.stores.online_redis import FORMAT_VERSION
 
-    fix = f"run 'featurestore materialize --views {cv.name}'"
+    fix = f"run 'featurestore materialize --view {cv.name}'"
     if marker is None:
         return (f"feature view '{cv.name}': no online state (never materialized or streamed, or Redis lost its "
                 f"data); {fix}")
@@ -57,7 +57,7 @@ def _before_horizon(cv, q: int, horizon: int) -> str:
 def entity_refusal(cv, meta: dict, q: int) -> Optional[str]:
     if meta.get("fp") != cv.data_fingerprint:
         return (f"feature view '{cv.name}': an entity's online state was written by another definition; "
-                f"run 'featurestore materialize --views {cv.name}'")
+                f"run 'featurestore materialize --view {cv.name}'")
     horizon = meta.get("h")
     if horizon is not None and q < horizon:
         return _before_horizon(cv, q, horizon)

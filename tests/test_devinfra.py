@@ -1,0 +1,91 @@
+"""Jobs from a wheel (issue 12.2): the pinned Flink connector jars are fetched by the package itself into
+a user cache (checked by SHA-256, written atomically), and a job finds them there when neither the repo
+nor a checkout has them. Downloads go to a file:// mirror built from the jars infra/setup.sh fetched, so
+the test needs no network."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from featurestore.cli import app
+from featurestore.config import load_config
+from featurestore.devinfra import jars
+from featurestore.errors import InfraError
+
+CHECKOUT_JARS = Path(__file__).resolve().parents[1] / "infra" / ".cache" / "flink-jars"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _need_checkout_jars():
+    if not all((CHECKOUT_JARS / a.file_name).is_file() for a in jars.artifacts("flink")):
+        pytest.skip("infra/setup.sh has not fetched the Flink jars in this checkout")
+
+
+def test_the_pins_are_what_infra_setup_fetched():
+    """pins.py and infra/pom-*.xml name the same jars: the files setup.sh fetched have the pinned hashes."""
+    _need_checkout_jars()
+    pinned = {a.file_name: (a.sha256, a.size) for a in jars.artifacts("flink")}
+    fetched = {p.name: (_sha(p), p.stat().st_size) for p in CHECKOUT_JARS.glob("*.jar")}
+    assert fetched == pinned
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A Maven-layout mirror (file://) of the pinned jars, an empty local Maven repo, an empty user cache."""
+    _need_checkout_jars()
+    root = tmp_path / "mirror"
+    for a in jars.artifacts("flink"):
+        dest = root / a.repo_path
+        dest.parent.mkdir(parents=True)
+        dest.symlink_to(CHECKOUT_JARS / a.file_name)
+    monkeypatch.setenv("FEATURESTORE_MAVEN_URL", root.as_uri())
+    monkeypatch.setenv("FEATURESTORE_M2_REPO", str(tmp_path / "m2"))
+    monkeypatch.setenv("FEATURESTORE_CACHE_DIR", str(tmp_path / "cache"))
+    return root
+
+
+def test_infra_jars_fetches_into_the_user_cache_once(mirror, tmp_path):
+    res = CliRunner().invoke(app, ["infra", "jars"])
+    assert res.exit_code == 0, res.output
+    d = jars.jars_dir("flink")
+    assert d.parent.parent == tmp_path / "cache" and f"flink connector jars: 4 in {d}" in res.output
+    for a in jars.artifacts("flink"):
+        assert _sha(d / a.file_name) == a.sha256
+    assert [p.name for p in d.iterdir() if p.name.startswith(".")] == []  # no temp files left
+    before = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
+    assert jars.missing("flink") == [] and jars.fetch("flink") == d
+    assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == before  # kept, not fetched again
+
+
+def test_a_jar_whose_hash_differs_is_refused_and_not_kept(mirror):
+    bad = jars.artifacts("flink")[1]
+    target = mirror / bad.repo_path
+    target.unlink()
+    target.write_bytes(b"not the jar")
+    with pytest.raises(InfraError, match=rf"^{bad.file_name}: SHA-256 [0-9a-f]{{64}} does not match the pinned"):
+        jars.fetch("flink")
+    assert not (jars.jars_dir("flink") / bad.file_name).exists()
+    assert [p.name for p in jars.jars_dir("flink").iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_job_finds_the_jars_in_the_user_cache_without_a_checkout(mirror, tmp_path):
+    cfg = load_config(tmp_path, env={})  # default flink.jars_dir: the repo's infra/.cache/flink-jars (absent)
+    nowhere = tmp_path / "no-checkout"
+    with pytest.raises(InfraError, match=r"run featurestore infra jars, or bash infra/up\.sh in a clone\)$"):
+        jars.connector_jars(cfg, checkout=nowhere)
+    jars.fetch("flink")
+    found = jars.connector_jars(cfg, checkout=nowhere)
+    assert sorted(found) == sorted(jars.classpath("flink"))
+
+
+def test_an_explicit_jars_dir_is_the_only_place_looked(tmp_path):
+    cfg = load_config(tmp_path, env={"FEATURESTORE_FLINK_JARS_DIR": str(tmp_path / "mine")})
+    with pytest.raises(InfraError, match=rf"^Flink connector jars missing in {tmp_path / 'mine'}: "):
+        jars.connector_jars(cfg)
