@@ -149,14 +149,15 @@ def _floor(store, records: int, ends: dict) -> dict:
     conf.set_string("execution.checkpointing.dir", ckpt.as_uri())
     t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())
     ddl = re.sub(r"'properties.group.id' = '[^']*'", f"'properties.group.id' = '{name}'",
-                 streaming.plan(store).ddl[0])  # the job's own Kafka source table, another consumer group
+                 next(d for d in streaming.plan(store).ddl if "'connector' = 'kafka'" in d))  # the job's own Kafka
+    # source table, another consumer group
     t_env.execute_sql(ddl)
-    t_env.execute_sql("CREATE TEMPORARY TABLE bench_blackhole (p STRING, part INT, o BIGINT) WITH ('connector' = 'blackhole')")
+    t_env.execute_sql("CREATE TEMPORARY TABLE bench_blackhole (p BYTES, part INT, o BIGINT) WITH ('connector' = 'blackhole')")
     source = ddl.split("CREATE TEMPORARY TABLE ", 1)[1].split(" ", 1)[0]
     t0 = time.monotonic()
     with OffsetSampler(store.config.kafka_bootstrap, name, list(ends)) as sampler:
         result = t_env.execute_sql(
-            f"INSERT INTO bench_blackhole SELECT `__payload`, `__kafka_partition`, `__kafka_offset` FROM {source}")
+            f"INSERT INTO bench_blackhole SELECT `__value`, `__kafka_partition`, `__kafka_offset` FROM {source}")
         client = result.get_job_client()
         while not streaming._caught_up(store.config.kafka_bootstrap, name, ends):
             time.sleep(SAMPLE_S)

@@ -106,11 +106,7 @@ class EntityTiles:
                     if level == self.top:
                         self.tops.discard(p)
                     continue
-                row = layout.new()
-                if left is not None:
-                    layout.merge(row, left, kept)
-                if right is not None:
-                    layout.merge(row, right, kept)
+                row = layout.pair(left, right, kept) if left is not None else layout.pair(right, None, kept)
                 if (level, p) not in rows:
                     heapq.heappush(self._by_start, (p, level))
                     if level == self.top:

@@ -129,6 +129,8 @@ class Layout:
         self._template = [self._empty(kind, col) for kind, col in slots]
         self._fresh: List[Tuple[int, Any]] = [(i, type(v)) for i, v in enumerate(self._template)
                                               if isinstance(v, (ExactSum, set))]
+        # pair(): how a slot's value is copied (None: shared, it is never changed in place)
+        self._copiers = [type(v).copy if isinstance(v, (ExactSum, set)) else None for v in self._template]
 
     def slots_of(self, function: str, col: Optional[int]) -> Tuple[int, ...]:
         """The slots a feature reads (``function == "latest"``: the latest slot)."""
@@ -149,6 +151,20 @@ class Layout:
         row = self._template.copy()
         for i, make in self._fresh:
             row[i] = make()
+        return row
+
+    def pair(self, a: list, b: Optional[list], slots: Sequence[int]) -> list:
+        """A new row: ``merge(merge(new(), a, slots), b, slots)`` (``b`` may be None), faster: ``a``'s
+        values are copied, not merged into empty ones. Slots outside ``slots`` are empty."""
+        row = self.new()
+        copiers = self._copiers
+        for i in slots:
+            c = copiers[i]
+            row[i] = a[i] if c is None else c(a[i])
+        if b is not None:
+            mergers = self._mergers
+            for i in slots:
+                mergers[i](row, i, b[i])
         return row
 
     def copy(self, row: list) -> list:
