@@ -49,6 +49,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--no-feast", action="store_true", help="skip every Feast contender")
     ap.add_argument("--no-feast-file", action="store_true", help="skip Feast's file offline store (slow, heavy)")
     ap.add_argument("--no-profile", action="store_true", help="skip DuckDB/cProfile profiles")
+    ap.add_argument("--stream-contenders", default="flink floor,offline path,full job",
+                    help="stream: which contenders run (comma list)")
+    ap.add_argument("--stream-loads", default="300,1000", help="stream: freshness loads in events/s ('' = none)")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in ALL]
@@ -100,7 +103,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "stream" in only:
         from bench import stream
 
-        doc["stream"] = _guard(lambda: stream.run(args.scale))
+        doc["stream"] = _guard(lambda: stream.run(
+            args.scale, loads=[int(x) for x in args.stream_loads.split(",") if x],
+            contenders=[x.strip() for x in args.stream_contenders.split(",") if x.strip()]))
     doc["loadavg_end"] = loadavg()
     hashes_end = source_hashes()
     doc["source_fingerprint_end"] = source_fingerprint(hashes_end)
