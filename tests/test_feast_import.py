@@ -42,7 +42,9 @@ from feast.aggregation import Aggregation as FeastAggregation  # noqa: E402
 from feast.data_format import AvroFormat, JsonFormat  # noqa: E402
 from feast.on_demand_feature_view import on_demand_feature_view  # noqa: E402
 from feast.stream_feature_view import StreamFeatureView, stream_feature_view  # noqa: E402
-from feast.types import Array, Float64, Int64, String, UnixTimestamp  # noqa: E402
+from feast.types import Array, Bytes, Float32, Float64, Int64, Json, Map, Set, String, Struct, UnixTimestamp  # noqa: E402
+
+from featurestore.feast_import.columns import SUPPORTED_TYPES  # noqa: E402
 
 REPO = Path(__file__).parent / "fixtures" / "feast_repo"
 MODULES = ("entities", "sources", "views", "services")
@@ -306,7 +308,7 @@ def test_on_demand_feature_views_translate_unchanged():
 def test_on_demand_feature_view_problems_all_at_once():
     request = RequestSource(name="request", schema=[Field(name="x", dtype=Int64)])
 
-    @on_demand_feature_view(sources=[request], schema=[Field(name="y", dtype=Array(Int64))],
+    @on_demand_feature_view(sources=[request], schema=[Field(name="y", dtype=Array(Bytes))],
                             write_to_online_store=True)
     def stored(df):
         return df
@@ -315,17 +317,34 @@ def test_on_demand_feature_view_problems_all_at_once():
     assert str(err) == (
         "OnDemandFeatureView 'stored': write_to_online_store=True computes the values when rows are written, which "
         "is not supported; without it they are computed at request time from the same inputs\n"
-        "OnDemandFeatureView 'stored': schema field 'y' has type Array(Int64), which is not supported (supported: "
-        "String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp)")
+        "OnDemandFeatureView 'stored': schema field 'y' has type Array(Bytes), which is not supported (supported: "
+        f"{SUPPORTED_TYPES})")
 
 
-def test_unsupported_field_type():
+def test_unsupported_field_types_all_reported():
     user, batch, _, _ = _base()
     view = FeastFeatureView(name="user_history", entities=[user], source=batch,
-                            schema=[Field(name="user_id", dtype=String), Field(name="last_ids", dtype=Array(Int64))])
+                            schema=[Field(name="user_id", dtype=String), Field(name="last_ids", dtype=Array(Bytes)),
+                                    Field(name="tags", dtype=Set(String)), Field(name="raw", dtype=Bytes)])
     err = _error({"user": user, "tx_file": batch, "user_history": view})
-    assert str(err) == ("FeatureView 'user_history': field 'last_ids' has type Array(Int64), which is not "
-                        "supported (supported: String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp)")
+    assert str(err) == "\n".join(
+        f"FeatureView 'user_history': field {name!r} has type {label}, which is not supported (supported: "
+        f"{SUPPORTED_TYPES})" for name, label in (("last_ids", "Array(Bytes)"), ("tags", "Set(String)"),
+                                                  ("raw", "Bytes")))
+
+
+def test_nested_feast_types_are_json_values():
+    """Map, Json, Struct and Array fields are JSON values (``json``), readable by latest features only."""
+    user, batch, _, _ = _base()
+    view = FeastFeatureView(name="user_profile", entities=[user], source=batch,
+                            schema=[Field(name="user_id", dtype=String), Field(name="meta", dtype=Map),
+                                    Field(name="config", dtype=Json),
+                                    Field(name="profile", dtype=Struct({"name": String, "age": Int64})),
+                                    Field(name="embedding", dtype=Array(Float32))])
+    out = translate({"user": user, "tx_file": batch, "user_profile": view})
+    got = out["user_profile"]
+    assert got.feature_names == ("meta", "config", "profile", "embedding")
+    assert all(got.source.columns[c] == "json" for c in got.feature_names)
 
 
 def test_every_problem_is_reported_once():

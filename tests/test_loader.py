@@ -77,7 +77,7 @@ MANY_MISTAKES = [
     "definitions/services.py:16 hollow: feature service features: at least one feature reference is required",
     "definitions/services.py:16 hollow: feature service version: expected a positive int, got 0",
     "definitions/sources.py:11 decimal: source column 'a': unknown type 'decimal'; use one of string, int32, int64, "
-    "float32, float64, bool, timestamp",
+    "float32, float64, bool, timestamp, json",
     "definitions/sources.py:12 untimed: source timestamp: column 'time' is not in the schema",
     "definitions/sources.py:15 untimed: ParquetFiles path: expected a non-empty path string, got ''",
     "definitions/sources.py:17 faceless: source: give a batch face, a stream face, or both",
@@ -324,8 +324,8 @@ def test_every_problem_of_a_feast_view_is_reported_not_only_the_first(monkeypatc
         view + "aggregation function 'median' is not supported (supported: count, count_distinct, sum, mean, min, "
         "max, last, first, stddev, variance; aliases: average, avg, distinct_count, nunique, std, stddev_samp, var, "
         "var_samp)",
-        view + "field 'recent_ids' has type Array(Int64), which is not supported (supported: String, Int32, Int64, "
-        "Float32, Float64, Bool, UnixTimestamp)",
+        view + "field 'recent_ids' has type Array(Bytes), which is not supported (supported: String, Int32, Int64, "
+        "Float32, Float64, Bool, UnixTimestamp; Map, Json, Struct and Array as JSON values (latest features only))",
         service + "feature reference 'user_amounts@v2:sum_amount_3600s' pins a Feast registry version; there is no "
         "Feast registry here (definitions are versioned by git)",
         service + "feature view 'user_amounts' has no feature 'nope'",
