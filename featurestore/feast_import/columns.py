@@ -141,7 +141,8 @@ def ms(value: Any) -> Optional[int]:
 
 
 def parquet_types(path: str, repo_root: Optional[str]) -> Dict[str, str]:
-    """Column types of a FileSource's Parquet file(s), as Feast itself infers them; {} when unreadable."""
+    """Column types of a FileSource's Parquet file(s), as Feast itself infers them (None: a column of a type
+    no store holds); {} when unreadable."""
     import glob
     import os
 
@@ -176,4 +177,8 @@ def parquet_types(path: str, repo_root: Optional[str]) -> Dict[str, str]:
             out[field.name] = t.BOOL
         elif pa.types.is_timestamp(ty):
             out[field.name] = t.TIMESTAMP
+        elif pa.types.is_nested(ty):  # struct, map, list: a JSON value
+            out[field.name] = t.JSON
+        else:
+            out[field.name] = None  # a column of a type no store holds: present, but no hint
     return out
