@@ -330,3 +330,26 @@ def test_every_problem_of_a_feast_view_is_reported_not_only_the_first(monkeypatc
         "Feast registry here (definitions are versioned by git)",
         service + "feature view 'user_amounts' has no feature 'nope'",
     ]
+    assert str(info.value).endswith("\nFeast definitions: what maps to what and what is not supported is in "
+                                    "docs/coming-from-feast.md")
+
+
+def test_json_values_are_read_by_latest_features_only(tmp_path):
+    """A JSON value (Feast Map/Struct/Array/Json -> dtype json) is served by a latest feature; every aggregation
+    over one is an error naming the feature, in the same pass as the other problems."""
+    (tmp_path / "definitions").mkdir()
+    (tmp_path / "definitions" / "defs.py").write_text(
+        "from featurestore import Aggregation, Entity, FeatureView, Latest, ParquetFiles, Source\n"
+        "user = Entity(join_keys=['user_id'])\n"
+        "src = Source(schema={'user_id': 'string', 'meta': 'json', 'x': 'float64', 'ts': 'timestamp'},\n"
+        "             timestamp='ts', batch=ParquetFiles('data/p/*.parquet'))\n"
+        "profile = FeatureView(entities=[user], source=src, features=[\n"
+        "    Latest('meta'),\n"
+        "    Aggregation('meta', 'count', '1h', name='count_meta'),\n"
+        "    Aggregation('meta', 'last', '1h', name='last_meta'),\n"
+        "])\n")
+    with pytest.raises(ValidationError) as info:
+        load_repo(tmp_path / "definitions", tmp_path)
+    assert [p.message for p in info.value.problems] == [
+        f"{fn} over 'meta', a JSON value (map, struct, array), is not supported; only a latest feature reads one"
+        for fn in ("count", "last")]
