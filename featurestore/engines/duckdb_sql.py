@@ -74,17 +74,17 @@ def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Op
             cols.append(f"CASE WHEN {time_supported_sql('src.' + TS_MS)} THEN CAST(epoch_ms(src.{TS_MS}) AS TIMESTAMPTZ) "
                         f"END AS {q(name)}")
             continue
-        if types is not None and _DESCRIBED.get(types.get(name, ""), types.get(name)) == SQL_TYPES[dtype]:
-            col = f"src.{q(name)}"
-            typed = f"CASE WHEN isnan({col}) THEN NULL ELSE {col} END" if dtype in (dtypes.FLOAT32, dtypes.FLOAT64) else col
-            cols.append(f"{typed} AS {q(name)}")
-            continue
         if dtype == dtypes.JSON:  # a nested column as its JSON text, a text column as it is (valid JSON only)
             col = f"src.{q(name)}"
             cols.append(f"CASE WHEN typeof({col}) = 'VARCHAR' THEN CAST({col} AS VARCHAR) "
                         f"ELSE CAST(to_json({col}) AS VARCHAR) END AS {q(name)}")
             checks.append((name, dtype, f"({col} IS NOT NULL AND typeof({col}) = 'VARCHAR' "
                                         f"AND NOT coalesce(json_valid(CAST({col} AS VARCHAR)), false))"))
+            continue
+        if types is not None and _DESCRIBED.get(types.get(name, ""), types.get(name)) == SQL_TYPES[dtype]:
+            col = f"src.{q(name)}"
+            typed = f"CASE WHEN isnan({col}) THEN NULL ELSE {col} END" if dtype in (dtypes.FLOAT32, dtypes.FLOAT64) else col
+            cols.append(f"{typed} AS {q(name)}")
             continue
         cols.append(f"{_typed(name, dtype)} AS {q(name)}")
         if dtype != dtypes.STRING:
