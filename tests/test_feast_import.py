@@ -450,3 +450,59 @@ def test_ignores_non_definitions():
     user, _, _, _ = _base()
     assert translate({"String": String, "vt": ValueType.INT64, "n": 3}) == {}
     assert list(translate({"user": user, "field": Field(name="x", dtype=String)})) == ["user"]
+
+
+def _ray_source_class():
+    """Feast's own RaySource, loaded without its package (whose __init__ imports ray, not installed here)."""
+    import importlib.util as iu
+
+    name = "feast.infra.offline_stores.contrib.ray_offline_store.ray_source"
+    if name not in sys.modules:
+        path = Path(feast.__file__).parent / "infra" / "offline_stores" / "contrib" / "ray_offline_store" / "ray_source.py"
+        spec = iu.spec_from_file_location(name, path)
+        module = iu.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name].RaySource
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_spark_and_ray_sources_with_a_path_are_parquet_batch_faces():
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    user, _, _, schema = _base()
+    spark = SparkSource(name="tx_spark", path="/data/tx.parquet", file_format="parquet", timestamp_field="ts",
+                        created_timestamp_column="created")
+    ray = _ray_source_class()(name="tx_ray", reader_type="parquet", path="/data/tx2.parquet", timestamp_field="ts")
+    views = {f"v_{s.name}": FeastFeatureView(name=f"v_{s.name}", entities=[user], source=s, schema=schema)
+             for s in (spark, ray)}
+    out = translate({"user": user, "spark": spark, "ray": ray, **views})
+    assert out["spark"].batch.path == "/data/tx.parquet" and out["spark"].tiebreak == ("created",)
+    assert out["ray"].batch.path == "/data/tx2.parquet"
+    assert out["v_tx_spark"].source is out["spark"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_unreadable_spark_sources_and_label_policies_are_one_line_each():
+    from feast import LabelView
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+    from feast.labeling.conflict_policy import ConflictPolicy
+
+    user, batch, _, schema = _base()
+    table = SparkSource(name="tx_table", table="db.tx", timestamp_field="ts")
+    csv = SparkSource(name="tx_csv", path="/data/tx.csv", file_format="csv", timestamp_field="ts")
+    views = {f"v_{s.name}": FeastFeatureView(name=f"v_{s.name}", entities=[user], source=s, schema=schema)
+             for s in (table, csv)}
+    votes = LabelView(name="votes", entities=[user], source=batch, schema=schema,
+                      conflict_policy=ConflictPolicy.MAJORITY_VOTE)
+    err = _error({"user": user, "table": table, "csv": csv, "tx_file": batch, "votes": votes, **views})
+    assert [str(p) for p in err.problems] == [
+        "SparkSource 'tx_table': table='db.tx': only SparkSource(path=...) pointing at Parquet files can be read "
+        "here (a query or a table needs Spark); export it to Parquet and give path=",
+        "SparkSource 'tx_csv': batch_source 'tx_csv': file format 'csv' is not supported; use Parquet",
+        "LabelView 'votes': conflict_policy 'majority_vote' is not supported: a label is the latest one written "
+        "before the request time (ConflictPolicy.LAST_WRITE_WINS)",
+    ]
+    labels = LabelView(name="labels", entities=[user], source=batch, schema=schema)
+    out = translate({"user": user, "tx_file": batch, "labels": labels})
+    assert out["labels"].feature_names == ("amount",) and out["labels"].source is out["tx_file"]
