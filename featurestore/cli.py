@@ -69,6 +69,8 @@ def _fail(exc: Exception, code: int = 1) -> None:
         err.print(f"[red]error:[/red] {len(exc.problems)} problem(s) in definitions")
         for p in exc.problems:
             err.print(f"  {p}", markup=False)
+        if exc.hint:
+            err.print(exc.hint, markup=False)
     else:
         err.print("error: " + str(exc).replace("\n", " "), markup=False)
     raise typer.Exit(code)

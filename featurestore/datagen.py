@@ -90,6 +90,7 @@ ARROW_TYPES = {
     "float64": pa.float64(),
     "bool": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),
 }
 
 COUNTRIES = np.array(["US", "GB", "DE", "FR", "ES", "IT", "NL", "IE", "CA", "MX", "BR", "IN", "JP"], dtype=object)

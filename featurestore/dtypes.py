@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from featurestore.errors import DefinitionError
 
-STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP = (
+STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP, JSON = (
     "string",
     "int32",
     "int64",
@@ -12,8 +12,12 @@ STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP = (
     "float64",
     "bool",
     "timestamp",
+    "json",
 )
-DTYPES = (STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP)
+# ``json``: any JSON value (a map, struct, array or JSON document), held as its JSON text in every store and
+# job (a string everywhere), so both paths carry it unchanged. A batch column of a nested Parquet type (struct,
+# map, list) is read as ``to_json`` of it; a text column as the text. Only ``Latest`` reads it.
+DTYPES = (STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP, JSON)
 NUMERIC = frozenset({INT32, INT64, FLOAT32, FLOAT64})
 INTEGER = frozenset({INT32, INT64})
 JOIN_KEY_TYPES = frozenset({STRING, INT64, INT32})
@@ -34,6 +38,10 @@ _ALIASES = {
     "datetime": TIMESTAMP,
     "timestamptz": TIMESTAMP,
     "timestamp_ms": TIMESTAMP,
+    "map": JSON,
+    "struct": JSON,
+    "array": JSON,
+    "list": JSON,
 }
 
 
@@ -58,5 +66,6 @@ def arrow_type(dtype: str):
         import pyarrow as pa
 
         _ARROW.update({STRING: pa.string(), INT32: pa.int32(), INT64: pa.int64(), FLOAT32: pa.float32(),
-                       FLOAT64: pa.float64(), BOOL: pa.bool_(), TIMESTAMP: pa.timestamp("us", tz="UTC")})
+                       FLOAT64: pa.float64(), BOOL: pa.bool_(), TIMESTAMP: pa.timestamp("us", tz="UTC"),
+                       JSON: pa.string()})
     return _ARROW[dtype]

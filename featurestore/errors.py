@@ -43,11 +43,12 @@ class Problem:
 class ValidationError(FeatureStoreError):
     """Every problem in a definitions repo, reported in one pass."""
 
-    def __init__(self, problems: Iterable[Problem]):
+    def __init__(self, problems: Iterable[Problem], hint: str = ""):
         self.problems: Sequence[Problem] = tuple(problems)
+        self.hint = hint  # one line after the problems (e.g. where a Feast user reads what maps to what)
         n = len(self.problems)
         head = f"{n} problem{'s' if n != 1 else ''} in definitions"
-        super().__init__(head + ":\n" + "\n".join(str(p) for p in self.problems))
+        super().__init__(head + ":\n" + "\n".join(str(p) for p in self.problems) + (f"\n{hint}" if hint else ""))
 
 
 class LoadError(FeatureStoreError):

@@ -227,6 +227,9 @@ class _Namer:
         return out
 
 
+FEAST_HINT = "Feast definitions: what maps to what and what is not supported is in docs/coming-from-feast.md"
+
+
 def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = False) -> Repo:
     """Load, name and resolve every definition under ``folder``; raise all problems at once.
 
@@ -251,6 +254,7 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = 
         namer.register(namer.rename(item.obj, item.var, item.origin), item.origin)
     problems.extend(namer.recorded_problems(recorder, repo_root))
 
+    feast_failed = False
     if feast_items:
         by_var = {f.var: f for f in feast_items}
 
@@ -262,6 +266,7 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = 
         try:
             translated = feast_import.translate({f.var: f.obj for f in feast_items}, repo_root)
         except Exception as exc:  # TranslationError: one Problem per object, at its file and line
+            feast_failed = True
             for fp in getattr(exc, "problems", ()) or ():
                 o = feast_origin(fp.variable)
                 problems.append(Problem(o.file, o.line, fp.name or fp.variable, f"{fp.kind}: {fp.message}"))
@@ -273,5 +278,6 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = 
 
     problems.extend(validate(repo, streaming=streaming))
     if problems:
-        raise ValidationError(sorted(set(problems), key=lambda p: (p.file, p.line, p.obj, p.message)))
+        feast_hint = FEAST_HINT if feast_failed else ""
+        raise ValidationError(sorted(set(problems), key=lambda p: (p.file, p.line, p.obj, p.message)), hint=feast_hint)
     return repo

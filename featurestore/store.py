@@ -196,7 +196,7 @@ class FeatureStore:
         return out
 
     def get_historical_features(self, entity_df, features=None, feature_service=None, full_feature_names=False,
-                                timestamp_column=None, save_as=None):
+                                timestamp_column=None, save_as=None, filter_by_created_timestamp=False):
         """Point-in-time-correct feature values for every row of ``entity_df`` (SPEC §2).
 
         Returns a pandas DataFrame (with ``.to_arrow()`` and Feast-style ``.to_df()``): every input
@@ -209,6 +209,9 @@ class FeatureStore:
         from featurestore.sdk import request_features, training_sets
         from featurestore.sdk.refs import output_names, resolve_features
 
+        if filter_by_created_timestamp:  # Feast's option; False (Feast's default) is what every call here does
+            raise h.RequestError("filter_by_created_timestamp=True is not supported: an event is visible from its "
+                                 "event time; see docs/coming-from-feast.md")
         selection = resolve_features(self.repo, features, feature_service)
         columns = output_names(selection, full_feature_names)
         if request_features.plan(self, selection) is not None:  # the PIT join, then the request views

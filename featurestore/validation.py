@@ -36,6 +36,7 @@ DUCKDB_TYPES = {
     dtypes.FLOAT64: "DOUBLE",
     dtypes.BOOL: "BOOLEAN",
     dtypes.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
+    dtypes.JSON: "VARCHAR",  # JSON text
 }
 _FROM_DUCKDB = {
     "VARCHAR": dtypes.STRING,
@@ -77,6 +78,8 @@ class Binder:
         wrong = expression_error(expr)
         if wrong:
             raise ExpressionError(wrong)
+        if self.columns.get(expr.strip()) == dtypes.JSON:  # JSON text: VARCHAR to DuckDB, a JSON value to us
+            return dtypes.JSON
         # The WHERE clause refuses aggregates: a feature input is a value of one row.
         sql = f"SELECT ({expr}) AS __x FROM {self._relation()} AS src WHERE ({expr}) IS NULL"
         try:
@@ -293,6 +296,9 @@ def _check_feature(repo: "Repo", view: FeatureView, feature, binder: Binder, lab
     if isinstance(feature, Aggregation) and feature.column is not None:
         spec = AGG_FUNCTIONS[feature.function]
         in_type = binder.dtype(feature.column)
+        if in_type == dtypes.JSON:
+            return [_problem(repo, view, f"{feature.function} over '{feature.column}', a JSON value (map, struct, "
+                                         "array), is not supported; only a latest feature reads one", label, feature)]
         if spec.numeric_only and in_type not in dtypes.NUMERIC:
             return [_problem(repo, view, f"{feature.function} needs a numeric input; "
                                          f"'{feature.column}' is {in_type}", label, feature)]

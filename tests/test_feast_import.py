@@ -42,7 +42,9 @@ from feast.aggregation import Aggregation as FeastAggregation  # noqa: E402
 from feast.data_format import AvroFormat, JsonFormat  # noqa: E402
 from feast.on_demand_feature_view import on_demand_feature_view  # noqa: E402
 from feast.stream_feature_view import StreamFeatureView, stream_feature_view  # noqa: E402
-from feast.types import Array, Float64, Int64, String, UnixTimestamp  # noqa: E402
+from feast.types import Array, Bytes, Float32, Float64, Int64, Json, Map, Set, String, Struct, UnixTimestamp  # noqa: E402
+
+from featurestore.feast_import.columns import SUPPORTED_TYPES  # noqa: E402
 
 REPO = Path(__file__).parent / "fixtures" / "feast_repo"
 MODULES = ("entities", "sources", "views", "services")
@@ -306,7 +308,7 @@ def test_on_demand_feature_views_translate_unchanged():
 def test_on_demand_feature_view_problems_all_at_once():
     request = RequestSource(name="request", schema=[Field(name="x", dtype=Int64)])
 
-    @on_demand_feature_view(sources=[request], schema=[Field(name="y", dtype=Array(Int64))],
+    @on_demand_feature_view(sources=[request], schema=[Field(name="y", dtype=Array(Bytes))],
                             write_to_online_store=True)
     def stored(df):
         return df
@@ -315,17 +317,34 @@ def test_on_demand_feature_view_problems_all_at_once():
     assert str(err) == (
         "OnDemandFeatureView 'stored': write_to_online_store=True computes the values when rows are written, which "
         "is not supported; without it they are computed at request time from the same inputs\n"
-        "OnDemandFeatureView 'stored': schema field 'y' has type Array(Int64), which is not supported (supported: "
-        "String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp)")
+        "OnDemandFeatureView 'stored': schema field 'y' has type Array(Bytes), which is not supported (supported: "
+        f"{SUPPORTED_TYPES})")
 
 
-def test_unsupported_field_type():
+def test_unsupported_field_types_all_reported():
     user, batch, _, _ = _base()
     view = FeastFeatureView(name="user_history", entities=[user], source=batch,
-                            schema=[Field(name="user_id", dtype=String), Field(name="last_ids", dtype=Array(Int64))])
+                            schema=[Field(name="user_id", dtype=String), Field(name="last_ids", dtype=Array(Bytes)),
+                                    Field(name="tags", dtype=Set(String)), Field(name="raw", dtype=Bytes)])
     err = _error({"user": user, "tx_file": batch, "user_history": view})
-    assert str(err) == ("FeatureView 'user_history': field 'last_ids' has type Array(Int64), which is not "
-                        "supported (supported: String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp)")
+    assert str(err) == "\n".join(
+        f"FeatureView 'user_history': field {name!r} has type {label}, which is not supported (supported: "
+        f"{SUPPORTED_TYPES})" for name, label in (("last_ids", "Array(Bytes)"), ("tags", "Set(String)"),
+                                                  ("raw", "Bytes")))
+
+
+def test_nested_feast_types_are_json_values():
+    """Map, Json, Struct and Array fields are JSON values (``json``), readable by latest features only."""
+    user, batch, _, _ = _base()
+    view = FeastFeatureView(name="user_profile", entities=[user], source=batch,
+                            schema=[Field(name="user_id", dtype=String), Field(name="meta", dtype=Map),
+                                    Field(name="config", dtype=Json),
+                                    Field(name="profile", dtype=Struct({"name": String, "age": Int64})),
+                                    Field(name="embedding", dtype=Array(Float32))])
+    out = translate({"user": user, "tx_file": batch, "user_profile": view})
+    got = out["user_profile"]
+    assert got.feature_names == ("meta", "config", "profile", "embedding")
+    assert all(got.source.columns[c] == "json" for c in got.feature_names)
 
 
 def test_every_problem_is_reported_once():
@@ -431,3 +450,59 @@ def test_ignores_non_definitions():
     user, _, _, _ = _base()
     assert translate({"String": String, "vt": ValueType.INT64, "n": 3}) == {}
     assert list(translate({"user": user, "field": Field(name="x", dtype=String)})) == ["user"]
+
+
+def _ray_source_class():
+    """Feast's own RaySource, loaded without its package (whose __init__ imports ray, not installed here)."""
+    import importlib.util as iu
+
+    name = "feast.infra.offline_stores.contrib.ray_offline_store.ray_source"
+    if name not in sys.modules:
+        path = Path(feast.__file__).parent / "infra" / "offline_stores" / "contrib" / "ray_offline_store" / "ray_source.py"
+        spec = iu.spec_from_file_location(name, path)
+        module = iu.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name].RaySource
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_spark_and_ray_sources_with_a_path_are_parquet_batch_faces():
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    user, _, _, schema = _base()
+    spark = SparkSource(name="tx_spark", path="/data/tx.parquet", file_format="parquet", timestamp_field="ts",
+                        created_timestamp_column="created")
+    ray = _ray_source_class()(name="tx_ray", reader_type="parquet", path="/data/tx2.parquet", timestamp_field="ts")
+    views = {f"v_{s.name}": FeastFeatureView(name=f"v_{s.name}", entities=[user], source=s, schema=schema)
+             for s in (spark, ray)}
+    out = translate({"user": user, "spark": spark, "ray": ray, **views})
+    assert out["spark"].batch.path == "/data/tx.parquet" and out["spark"].tiebreak == ("created",)
+    assert out["ray"].batch.path == "/data/tx2.parquet"
+    assert out["v_tx_spark"].source is out["spark"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_unreadable_spark_sources_and_label_policies_are_one_line_each():
+    from feast import LabelView
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+    from feast.labeling.conflict_policy import ConflictPolicy
+
+    user, batch, _, schema = _base()
+    table = SparkSource(name="tx_table", table="db.tx", timestamp_field="ts")
+    csv = SparkSource(name="tx_csv", path="/data/tx.csv", file_format="csv", timestamp_field="ts")
+    views = {f"v_{s.name}": FeastFeatureView(name=f"v_{s.name}", entities=[user], source=s, schema=schema)
+             for s in (table, csv)}
+    votes = LabelView(name="votes", entities=[user], source=batch, schema=schema,
+                      conflict_policy=ConflictPolicy.MAJORITY_VOTE)
+    err = _error({"user": user, "table": table, "csv": csv, "tx_file": batch, "votes": votes, **views})
+    assert [str(p) for p in err.problems] == [
+        "SparkSource 'tx_table': table='db.tx': only SparkSource(path=...) pointing at Parquet files can be read "
+        "here (a query or a table needs Spark); export it to Parquet and give path=",
+        "SparkSource 'tx_csv': batch_source 'tx_csv': file format 'csv' is not supported; use Parquet",
+        "LabelView 'votes': conflict_policy 'majority_vote' is not supported: a label is the latest one written "
+        "before the request time (ConflictPolicy.LAST_WRITE_WINS)",
+    ]
+    labels = LabelView(name="labels", entities=[user], source=batch, schema=schema)
+    out = translate({"user": user, "tx_file": batch, "labels": labels})
+    assert out["labels"].feature_names == ("amount",) and out["labels"].source is out["tx_file"]

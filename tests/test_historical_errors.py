@@ -31,6 +31,10 @@ def frame(**cols):
      "give exactly one of features=[...] or feature_service=..."),
     (dict(features=["profile:last_tag", "profile:last_tag"]), "feature 'profile:last_tag' is requested twice"),
     (dict(features=["profile:last_tag", "qty_stats:last_tag_1h", "profile_forever:tag_ever"]), None),
+    (dict(features=["profile:last_tag"], filter_by_created_timestamp=False), None),  # Feast's default
+    (dict(features=["profile:last_tag"], filter_by_created_timestamp=True),
+     "filter_by_created_timestamp=True is not supported: an event is visible from its event time; see "
+     "docs/coming-from-feast.md"),
 ])
 def test_feature_reference_errors(store, kwargs, message):
     if message is None:

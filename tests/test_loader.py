@@ -77,7 +77,7 @@ MANY_MISTAKES = [
     "definitions/services.py:16 hollow: feature service features: at least one feature reference is required",
     "definitions/services.py:16 hollow: feature service version: expected a positive int, got 0",
     "definitions/sources.py:11 decimal: source column 'a': unknown type 'decimal'; use one of string, int32, int64, "
-    "float32, float64, bool, timestamp",
+    "float32, float64, bool, timestamp, json",
     "definitions/sources.py:12 untimed: source timestamp: column 'time' is not in the schema",
     "definitions/sources.py:15 untimed: ParquetFiles path: expected a non-empty path string, got ''",
     "definitions/sources.py:17 faceless: source: give a batch face, a stream face, or both",
@@ -324,9 +324,32 @@ def test_every_problem_of_a_feast_view_is_reported_not_only_the_first(monkeypatc
         view + "aggregation function 'median' is not supported (supported: count, count_distinct, sum, mean, min, "
         "max, last, first, stddev, variance; aliases: average, avg, distinct_count, nunique, std, stddev_samp, var, "
         "var_samp)",
-        view + "field 'recent_ids' has type Array(Int64), which is not supported (supported: String, Int32, Int64, "
-        "Float32, Float64, Bool, UnixTimestamp)",
+        view + "field 'recent_ids' has type Array(Bytes), which is not supported (supported: String, Int32, Int64, "
+        "Float32, Float64, Bool, UnixTimestamp; Map, Json, Struct and Array as JSON values (latest features only))",
         service + "feature reference 'user_amounts@v2:sum_amount_3600s' pins a Feast registry version; there is no "
         "Feast registry here (definitions are versioned by git)",
         service + "feature view 'user_amounts' has no feature 'nope'",
     ]
+    assert str(info.value).endswith("\nFeast definitions: what maps to what and what is not supported is in "
+                                    "docs/coming-from-feast.md")
+
+
+def test_json_values_are_read_by_latest_features_only(tmp_path):
+    """A JSON value (Feast Map/Struct/Array/Json -> dtype json) is served by a latest feature; every aggregation
+    over one is an error naming the feature, in the same pass as the other problems."""
+    (tmp_path / "definitions").mkdir()
+    (tmp_path / "definitions" / "defs.py").write_text(
+        "from featurestore import Aggregation, Entity, FeatureView, Latest, ParquetFiles, Source\n"
+        "user = Entity(join_keys=['user_id'])\n"
+        "src = Source(schema={'user_id': 'string', 'meta': 'json', 'x': 'float64', 'ts': 'timestamp'},\n"
+        "             timestamp='ts', batch=ParquetFiles('data/p/*.parquet'))\n"
+        "profile = FeatureView(entities=[user], source=src, features=[\n"
+        "    Latest('meta'),\n"
+        "    Aggregation('meta', 'count', '1h', name='count_meta'),\n"
+        "    Aggregation('meta', 'last', '1h', name='last_meta'),\n"
+        "])\n")
+    with pytest.raises(ValidationError) as info:
+        load_repo(tmp_path / "definitions", tmp_path)
+    assert [p.message for p in info.value.problems] == [
+        f"{fn} over 'meta', a JSON value (map, struct, array), is not supported; only a latest feature reads one"
+        for fn in ("count", "last")]

@@ -33,13 +33,11 @@ def connect(temp_dir: Optional[Path] = None, threads: Optional[int] = None):
 
 
 def arrow_schema(cv: CompiledView) -> pa.Schema:
-    types = {
-        "string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
-        "float64": pa.float64(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC"),
-    }
+    from featurestore.dtypes import arrow_type
+
     fields = []
     for name, dtype in cv.stored_columns:
-        t = pa.timestamp("ms", tz="UTC") if name == cv.ts_column else types[dtype]
+        t = pa.timestamp("ms", tz="UTC") if name == cv.ts_column else arrow_type(dtype)
         fields.append(pa.field(name, t))
     return pa.schema(fields)
 

@@ -73,7 +73,7 @@ def _order_cols(cv: CompiledView, alias: str = "") -> List[str]:
 
 _ZERO = {
     dtypes.STRING: "''", dtypes.INT32: "0", dtypes.INT64: "0", dtypes.FLOAT32: "0.0", dtypes.FLOAT64: "0.0",
-    dtypes.BOOL: "false", dtypes.TIMESTAMP: "TIMESTAMPTZ '1970-01-01 00:00:00+00'",
+    dtypes.BOOL: "false", dtypes.JSON: "'null'", dtypes.TIMESTAMP: "TIMESTAMPTZ '1970-01-01 00:00:00+00'",
 }
 
 

@@ -22,6 +22,7 @@ SQL_TYPES = {
     dtypes.FLOAT64: "DOUBLE",
     dtypes.BOOL: "BOOLEAN",
     dtypes.TIMESTAMP: "TIMESTAMPTZ",
+    dtypes.JSON: "VARCHAR",  # JSON text
 }
 TS_MS = "__ts_ms"  # event time, epoch ms
 REQ_ROW, REQ_Q = "__row", "__q_ms"
@@ -72,6 +73,13 @@ def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Op
         if name == ts_column:
             cols.append(f"CASE WHEN {time_supported_sql('src.' + TS_MS)} THEN CAST(epoch_ms(src.{TS_MS}) AS TIMESTAMPTZ) "
                         f"END AS {q(name)}")
+            continue
+        if dtype == dtypes.JSON:  # a nested column as its JSON text, a text column as it is (valid JSON only)
+            col = f"src.{q(name)}"
+            cols.append(f"CASE WHEN typeof({col}) = 'VARCHAR' THEN CAST({col} AS VARCHAR) "
+                        f"ELSE CAST(to_json({col}) AS VARCHAR) END AS {q(name)}")
+            checks.append((name, dtype, f"({col} IS NOT NULL AND typeof({col}) = 'VARCHAR' "
+                                        f"AND NOT coalesce(json_valid(CAST({col} AS VARCHAR)), false))"))
             continue
         if types is not None and _DESCRIBED.get(types.get(name, ""), types.get(name)) == SQL_TYPES[dtype]:
             col = f"src.{q(name)}"

@@ -55,6 +55,7 @@ FLINK_TYPES = {
     t.FLOAT64: "DOUBLE",
     t.BOOL: "BOOLEAN",
     t.TIMESTAMP: "TIMESTAMP(3)",
+    t.JSON: "STRING",  # JSON text
 }
 DECIMAL = "decimal"  # a DuckDB/Flink DECIMAL intermediate (decimal literals); never stored
 NULL = "null"  # the type of a bare NULL literal

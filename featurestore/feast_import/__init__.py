@@ -1,8 +1,8 @@
 """Translate Feast definition objects (written with the ``feast`` package itself) to this model.
 
-SPEC §1: ``Entity``, ``FileSource``, ``KafkaSource(batch_source=...)``, ``PushSource``,
-``FeatureView``, ``StreamFeatureView`` with ``Aggregation``, ``RequestSource``,
-``OnDemandFeatureView`` and ``FeatureService`` are accepted as
+SPEC §1: ``Entity``, ``FileSource``, ``SparkSource`` / ``RaySource`` with a path,
+``KafkaSource(batch_source=...)``, ``PushSource``, ``FeatureView``, ``StreamFeatureView`` with
+``Aggregation``, ``LabelView``, ``RequestSource``, ``OnDemandFeatureView`` and ``FeatureService`` are accepted as
 definitions. Feast declares stream aggregations but never computes them; here both jobs do. What
 cannot be translated is a :class:`~featurestore.errors.TranslationError` naming the Feast object
 kind and name (``StreamFeatureView 'user_tx_stats': ...``), never a silent skip.
@@ -46,13 +46,20 @@ Mapping (decisions marked *):
     source's ``schema_json`` (a Spark DDL string for JsonFormat, an Avro record for AvroFormat) --
     *that schema is only a type fallback, never a column list, because the Parquet batch face
     need not hold every column of the topic. A source no view reads keeps only its time columns.
-  - Types: String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp (and the same ValueTypes).
-    Arrays, sets, maps, structs, bytes, JSON, UUID, decimals and zoned timestamps are errors.
+  - Types: String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp (and the same ValueTypes);
+    Map, Json, Struct and Array (of those, of maps, of structs) are ``json`` (a JSON value held as its
+    JSON text; only latest features read one). Sets, bytes, UUID, decimals and zoned timestamps are
+    errors. A column no view types is typed from the batch file; one the file does not have (Feast's
+    spark template keys views on entity names that are no column) is a string, and the backfill
+    reports its rows as without a join key.
   - *``field_mapping`` ({source column: feature name}) is translated, not rejected: the source
     schema holds the source column and the feature reads it, ``Latest("raw", name="feature")``
     (aggregations likewise). Mapping a join-key or timestamp column is an error (Feast itself
     disagrees with itself on whether those are mapped).
-  - Other Feast sources (BigQuery, Spark, Kinesis, Request, ...) and other file formats (Delta)
+  - ``SparkSource(path=..., file_format="parquet")`` and ``RaySource(path=..., reader_type="parquet")``
+    are batch faces like a FileSource (and may be a push source's ``batch_source``); one given by a
+    ``query`` or ``table`` is an error saying only a path can be read here.
+  - Other Feast sources (BigQuery, Kinesis, Request, ...) and other file formats (Delta, CSV)
     are errors.
 * ``FeatureView(name, entities, ttl, schema, source, online)`` -> ``FeatureView`` with
   ``Latest(field)`` for each non-key schema Field, in schema order; ``ttl`` 0/None -> unbounded
@@ -74,6 +81,9 @@ Mapping (decisions marked *):
   A ``udf``/``feature_transformation`` that is not the identity (``lambda df: df``) is an error:
   opaque Python cannot be compiled to SQL (express it as projections); ``mode`` only matters with
   a udf. ``BatchFeatureView`` follows the same rules.
+* ``LabelView(conflict_policy=LAST_WRITE_WINS)`` -> a ``FeatureView`` of ``Latest`` labels (the
+  labeler field is a feature too); other conflict policies are errors. Feast gives a LabelView
+  String entity columns when the Entity has no ``value_type``; those are typed from the file instead.
 * ``RequestSource`` and ``OnDemandFeatureView`` (``@on_demand_feature_view``) -> ``RequestSource`` and
   ``RequestFeatureView`` with the same function, run the same way offline and online (modes ``pandas``,
   ``python``, ``python`` + ``singleton``); see ``on_demand`` for the mapping and what is refused.

@@ -20,6 +20,8 @@ FEAST_TYPES = {  # feast.types.PrimitiveFeastType names
     "FLOAT64": t.FLOAT64,
     "BOOL": t.BOOL,
     "UNIX_TIMESTAMP": t.TIMESTAMP,
+    "MAP": t.JSON,
+    "JSON": t.JSON,
 }
 VALUE_TYPES = {  # feast.ValueType names
     "STRING": t.STRING,
@@ -29,8 +31,14 @@ VALUE_TYPES = {  # feast.ValueType names
     "DOUBLE": t.FLOAT64,
     "BOOL": t.BOOL,
     "UNIX_TIMESTAMP": t.TIMESTAMP,
+    **{name: t.JSON for name in ("MAP", "MAP_LIST", "SCALAR_MAP", "JSON", "JSON_LIST", "STRUCT", "STRUCT_LIST",
+                                 "VALUE_LIST", "STRING_LIST", "INT32_LIST", "INT64_LIST", "FLOAT_LIST",
+                                 "DOUBLE_LIST", "BOOL_LIST", "UNIX_TIMESTAMP_LIST")},
 }
-SUPPORTED_TYPES = "String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp"
+# Arrays of these element types are JSON values (a list of them); bytes, UUIDs, decimals and sets are not.
+_ARRAY_ELEMENTS = {"STRING", "INT32", "INT64", "FLOAT32", "FLOAT64", "BOOL", "UNIX_TIMESTAMP", "MAP", "JSON"}
+SUPPORTED_TYPES = ("String, Int32, Int64, Float32, Float64, Bool, UnixTimestamp; Map, Json, Struct and Array "
+                   "as JSON values (latest features only)")
 _SPARK_DDL_TYPES = {
     "string": t.STRING, "varchar": t.STRING, "char": t.STRING,
     "int": t.INT32, "integer": t.INT32, "smallint": t.INT32, "tinyint": t.INT32, "short": t.INT32,
@@ -54,6 +62,13 @@ def dtype_of(dtype: Any) -> Optional[str]:
         return FEAST_TYPES.get(name)
     if kind == "ValueType":
         return VALUE_TYPES.get(name)
+    if kind == "Struct":
+        return t.JSON if all(dtype_of(f) is not None for f in getattr(dtype, "fields", {}).values()) else None
+    if kind == "Array":
+        base = getattr(dtype, "base_type", None)
+        if type(base).__name__ == "Struct":
+            return dtype_of(base)
+        return t.JSON if str(getattr(base, "name", "")) in _ARRAY_ELEMENTS else None
     return None
 
 
@@ -126,7 +141,8 @@ def ms(value: Any) -> Optional[int]:
 
 
 def parquet_types(path: str, repo_root: Optional[str]) -> Dict[str, str]:
-    """Column types of a FileSource's Parquet file(s), as Feast itself infers them; {} when unreadable."""
+    """Column types of a FileSource's Parquet file(s), as Feast itself infers them (None: a column of a type
+    no store holds); {} when unreadable."""
     import glob
     import os
 
@@ -161,4 +177,8 @@ def parquet_types(path: str, repo_root: Optional[str]) -> Dict[str, str]:
             out[field.name] = t.BOOL
         elif pa.types.is_timestamp(ty):
             out[field.name] = t.TIMESTAMP
+        elif pa.types.is_nested(ty):  # struct, map, list: a JSON value
+            out[field.name] = t.JSON
+        else:
+            out[field.name] = None  # a column of a type no store holds: present, but no hint
     return out

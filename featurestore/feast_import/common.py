@@ -66,6 +66,7 @@ class SourceGroup:
     created: str = ""
     mapping: Dict[str, str] = field(default_factory=dict)
     fallback: Dict[str, str] = field(default_factory=dict)
+    file_columns: Optional[set] = None  # the batch file's columns, when it could be read
     failed: bool = False
 
 

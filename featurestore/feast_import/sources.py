@@ -12,6 +12,27 @@ from featurestore.model import KafkaTopic, ParquetFiles, Source
 from featurestore.model.base import NAME_RE, freeze_tags
 
 
+_PATH_SOURCES = ("SparkSource", "RaySource")
+
+
+def batch_format(batch: Any) -> Any:
+    """The file format of a batch source: FileSource ``file_format``, SparkSource ``file_format`` (a string),
+    RaySource ``reader_type``; None means Parquet."""
+    fmt = getattr(batch, "file_format", None) if kind(batch) != "RaySource" else getattr(batch, "reader_type", None)
+    return str(fmt).lower() if isinstance(fmt, str) else fmt
+
+
+def _check_path_source(obj: Any) -> None:
+    """A SparkSource / RaySource is read here from its ``path``; one defined by a query or a table can only be
+    read by its engine."""
+    if kind(obj) not in _PATH_SOURCES or getattr(obj, "path", None):
+        return
+    what = next((f"{attr}={getattr(obj, attr)!r}" for attr in ("query", "table") if getattr(obj, attr, None)),
+                "no path")
+    raise Fail(f"{what}: only {kind(obj)}(path=...) pointing at Parquet files can be read here (a query or a "
+               f"table needs {'Spark' if kind(obj) == 'SparkSource' else 'Ray'}); export it to Parquet and give path=")
+
+
 class SourcesMixin:
     """The source half of :class:`~featurestore.feast_import.translator.Translator`."""
 
@@ -62,9 +83,15 @@ class SourcesMixin:
                 return f"{group.inline_parent[1]}_source"
         return self.check_name(obj)
 
+    def is_path_source(self, obj: Any) -> bool:
+        """A Feast source read from files at ``path`` by another engine: SparkSource, RaySource."""
+        return kind(obj) in _PATH_SOURCES
+
     def faces(self, obj: Any) -> Tuple[Any, Any]:
-        """(Feast batch FileSource or None, Feast KafkaSource or None) of a root source."""
-        if isinstance(obj, self.FileSource):
+        """(Feast batch source or None, Feast KafkaSource or None) of a root source. The batch source is a
+        FileSource, or a SparkSource / RaySource with a ``path`` (read here as Parquet files)."""
+        if isinstance(obj, self.FileSource) or self.is_path_source(obj):
+            _check_path_source(obj)
             return obj, None
         if isinstance(obj, self.KafkaSource):
             batch = obj.batch_source
@@ -77,10 +104,12 @@ class SourcesMixin:
             raise Fail("a RequestSource feeds on-demand feature views; a FeatureView reads a FileSource, "
                        "KafkaSource or PushSource")
         else:
-            raise Fail(f"{kind(obj)} is not supported (supported sources: FileSource, "
-                       "KafkaSource(batch_source=FileSource), PushSource(batch_source=FileSource))")
-        if batch is not None and not isinstance(batch, self.FileSource):
+            raise Fail(f"{kind(obj)} is not supported (supported sources: FileSource, SparkSource(path=...), "
+                       "RaySource(path=...), KafkaSource(batch_source=...), PushSource(batch_source=...))")
+        if batch is not None and not (isinstance(batch, self.FileSource) or self.is_path_source(batch)):
             raise Fail(f"batch_source {kind(batch)} {batch.name!r} is not supported; use a FileSource")
+        if batch is not None:
+            _check_path_source(batch)
         return batch, stream
 
     def time_columns(self, obj: Any) -> Tuple[str, str, Dict[str, str]]:
@@ -120,7 +149,7 @@ class SourcesMixin:
             group.ts, group.created, group.mapping = self.time_columns(obj)
             batch, stream = group.batch, group.stream
             if batch is not None:
-                fmt = batch.file_format
+                fmt = batch_format(batch)
                 if fmt is not None and str(fmt) != "parquet":
                     raise Fail(f"batch_source {batch.name!r}: file format {str(fmt)!r} is not supported; "
                                "use Parquet")
@@ -137,7 +166,9 @@ class SourcesMixin:
                 group.fallback = schema_json_types(options.message_format)
             if batch is not None and getattr(batch, "path", None):
                 # Feast infers undeclared column types from the file; so do we (the file wins).
-                group.fallback = {**group.fallback, **parquet_types(batch.path, self.repo_root)}
+                in_file = parquet_types(batch.path, self.repo_root)
+                group.fallback = {**group.fallback, **{c: d for c, d in in_file.items() if d is not None}}
+                group.file_columns = set(in_file) or None
         except (Fail, DefinitionError) as exc:
             self.problem(obj, str(exc), var=group.key)
             group.failed = True
@@ -152,7 +183,7 @@ class SourcesMixin:
             return  # inline, and every view reading it failed (and was reported)
         try:
             batch, stream = group.batch, group.stream
-            schema = self.schema(obj, group.views, group.ts, group.created, group.fallback)
+            schema = self.schema(obj, group.views, group.ts, group.created, group.fallback, group.file_columns)
             topic = None
             delay = 0
             if stream is not None:
@@ -180,7 +211,10 @@ class SourcesMixin:
         self.emit(group.key or group.name, translated)
 
     def schema(self, obj: Any, plans: List[ViewPlan], ts: str, created: str,
-               fallback: Dict[str, str]) -> Tuple[Tuple[str, str], ...]:
+               fallback: Dict[str, str], file_columns=None) -> Tuple[Tuple[str, str], ...]:
+        """The source's columns and types. A column whose type nothing declares is typed from the file; one the
+        file does not have at all (Feast's spark template keys its views on entity names that are no column)
+        is declared a string: the definitions load, and the job reading the file names the missing column."""
         cols: Dict[str, Tuple[Optional[str], str]] = {ts: (t.TIMESTAMP, "event time")}
         if created:
             cols[created] = (t.TIMESTAMP, "created timestamp")
@@ -199,6 +233,8 @@ class SourcesMixin:
         for col, (dtype, why) in cols.items():
             if dtype is None:
                 dtype = fallback.get(col)
+            if dtype is None and file_columns is not None and col not in file_columns:
+                dtype = t.STRING
             if dtype is None:
                 raise Fail(f"type of column {col!r} ({why}) is unknown: declare it as a Field in the view's "
                            "schema or give the Entity a value_type")

@@ -24,12 +24,14 @@ class Translator(SourcesMixin, ViewsMixin, OnDemandMixin):
         from feast.data_format import AvroFormat, JsonFormat
         from feast.data_source import DataSource, KafkaSource, PushSource, RequestSource
         from feast.infra.offline_stores.file_source import FileSource
+        from feast.labeling.label_view import LabelView
         from feast.on_demand_feature_view import OnDemandFeatureView
 
         self.F = feast
         self.BaseFeatureView, self.OnDemandFeatureView = BaseFeatureView, OnDemandFeatureView
         self.DataSource, self.FileSource, self.KafkaSource = DataSource, FileSource, KafkaSource
         self.PushSource, self.RequestSource = PushSource, RequestSource
+        self.LabelView = LabelView
         self.JsonFormat, self.AvroFormat = JsonFormat, AvroFormat
 
         self.objects = {var: obj for var, obj in objects.items() if is_feast_object(obj)}
@@ -85,13 +87,13 @@ class Translator(SourcesMixin, ViewsMixin, OnDemandMixin):
                 bucket, family = on_demand, "view"
             elif isinstance(obj, self.RequestSource):
                 bucket, family = requests, "request source"
-            elif isinstance(obj, self.F.FeatureView):
+            elif isinstance(obj, (self.F.FeatureView, self.LabelView)):
                 if self._is_projection_copy(obj):
                     continue  # fv[["a"]] / fv.with_name(...) bound to a variable: a reference, not a definition
                 bucket, family = views, "view"
             elif isinstance(obj, self.BaseFeatureView):
                 self.problem(obj, f"{kind(obj)} is not supported (supported views: FeatureView, "
-                                  "StreamFeatureView, BatchFeatureView)")
+                                  "StreamFeatureView, BatchFeatureView, LabelView, OnDemandFeatureView)")
                 self.failed_views.add(obj.name)
                 continue
             elif isinstance(obj, self.DataSource):

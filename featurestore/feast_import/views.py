@@ -70,6 +70,10 @@ class ViewsMixin:
             mode = getattr(mode, "value", mode)
             fails.append(f"udf {getattr(fn, '__name__', '?')!r} (mode {mode!r}): an opaque Python udf cannot "
                          "be compiled to SQL; express it as projections")
+        policy = getattr(obj, "conflict_policy", None)
+        if policy is not None and str(getattr(policy, "value", policy)) != "last_write_wins":
+            fails.append(f"conflict_policy {getattr(policy, 'value', policy)!r} is not supported: a label is the "
+                         "latest one written before the request time (ConflictPolicy.LAST_WRITE_WINS)")
         entity_names = tuple(obj.entities)
         entities = []
         if entity_names == ("__dummy",):
@@ -119,6 +123,11 @@ class ViewsMixin:
             return dtype
 
         key_fields = {f.name: f for f in obj.entity_columns}
+        if isinstance(obj, self.LabelView):  # it adds a String Field for a key whose entity has no value_type
+            declared = {e.join_key for e in self.objects.values()
+                        if isinstance(e, self.F.Entity) and e.name in obj.entities
+                        and str(e.value_type.name) != "UNKNOWN"}
+            key_fields = {k: f for k, f in key_fields.items() if k in declared}
         for ent, en in entities:
             key = ent.join_keys[0]
             if key in raw_of or key in mapping:

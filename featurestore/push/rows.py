@@ -140,8 +140,35 @@ def time_us(v: Any) -> int:
     return ts.value // 1_000
 
 
+def _plain_json(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return [_plain_json(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [_plain_json(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain_json(x) for k, x in v.items()}
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def json_text(v: Any) -> str:
+    """A JSON value (``dtypes.JSON``) as its JSON text: a string must already be JSON text (Feast's ``Json``);
+    dicts, lists and arrays (Feast's ``Map``, ``Struct``, ``Array``) are encoded compactly. ValueError else."""
+    import json
+
+    if isinstance(v, str):
+        json.loads(v)  # ValueError (JSONDecodeError) when it is not JSON text
+        return v
+    if not isinstance(v, (dict, list, tuple, np.ndarray)):
+        raise ValueError
+    return json.dumps(_plain_json(v), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _value(v: Any, dtype: str) -> Any:
     """The value as its declared type, or ValueError."""
+    if dtype == t.JSON:
+        return json_text(v)
     if dtype in t.INTEGER:
         if isinstance(v, (bool, np.bool_)):
             raise ValueError

@@ -229,6 +229,8 @@ def conform(crv: CompiledRequestView, name: str, dtype: str, values: Any, n: int
     target = t.arrow_type(dtype)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if dtype == t.JSON:  # a JSON value (Feast's Map, Struct, Array, Json): its JSON text
+        return _json_array(crv, name, values)
     if isinstance(values, pa.Array) and crv.mode == "sql":  # DuckDB already cast it to the feature's type
         arr = values if values.type == target else values.cast(target)
     elif isinstance(values, pa.Array):  # mode "arrow": the function's own array, held to the type
@@ -252,6 +254,24 @@ def conform(crv: CompiledRequestView, name: str, dtype: str, values: Any, n: int
         if pc.any(nan).as_py():
             arr = pc.if_else(nan, pa.scalar(None, arr.type), arr)
     return arr
+
+
+def _json_array(crv: CompiledRequestView, name: str, values: Any) -> pa.Array:
+    from featurestore.push.rows import json_text
+
+    items = values.to_pylist() if isinstance(values, pa.Array) else (
+        values.tolist() if hasattr(values, "tolist") and not isinstance(values, list) else list(values))
+    out = []
+    for i, v in enumerate(items):
+        if v is None or (isinstance(v, float) and v != v):
+            out.append(None)
+            continue
+        try:
+            out.append(json_text(v))
+        except (ValueError, TypeError):
+            raise RequestError(f"request feature view '{crv.name}': '{name}' is a JSON value (json) but row {i} "
+                               f"is {_show(v)}") from None
+    return pa.array(out, pa.string())
 
 
 def _fit(arr: pa.Array, target: pa.DataType, dtype: str) -> Optional[pa.Array]:
