@@ -78,3 +78,28 @@ def backfill(store, names, start_ms: Optional[int], end_ms: Optional[int],
             raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
         results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0, unique_on=unique_on))
     return run.finish(results)
+
+
+
+def parquet_relation(con, files, filesystem=None, union_by_name: bool = False) -> str:
+    """SQL reading the Parquet ``files`` of an offline table version, in order: ``read_parquet`` for local
+    paths; for ``s3://`` URIs (an object-storage root, ``filesystem`` = its ``pyarrow.fs.S3FileSystem``:
+    ``TableLog.filesystem``) an Arrow dataset registered on ``con`` (DuckDB's own S3 reader needs its
+    httpfs extension, which it downloads at run time)."""
+    files = [str(f) for f in files]
+    if filesystem is None:
+        listing = ", ".join(dsql.literal(f) for f in files)
+        return f"read_parquet([{listing}]{', union_by_name = true' if union_by_name else ''})"
+    import uuid
+
+    import pyarrow.dataset as ds
+
+    from featurestore.stores.object_store import S3Location
+
+    paths = [S3Location.parse(f).path for f in files]
+    schema = None
+    if union_by_name:  # as read_parquet(union_by_name): every file's columns, nulls where a file lacks one
+        schema = pa.unify_schemas([ds.dataset(p, filesystem=filesystem, format="parquet").schema for p in paths])
+    name = f"__offline_{uuid.uuid4().hex}"
+    con.register(name, ds.dataset(paths, filesystem=filesystem, format="parquet", schema=schema))
+    return name
