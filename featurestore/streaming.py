@@ -99,12 +99,24 @@ def job_name(store, names: Sequence[str]) -> str:
     return f"featurestore-{store.config.project}-{h.hexdigest()[:12]}"
 
 
+def staging_root(store) -> Path:
+    """Where the job's file sinks write Parquet files until the committer adds them to the offline tables:
+    beside the tables on a local offline root; on an ``s3://`` root, the repo's state folder on this
+    machine (the Flink file sink writes local files; the committer uploads them into the tables)."""
+    from featurestore.stores.object_store import is_remote
+
+    root = store._offline_root
+    if is_remote(root):
+        return store.config.state_path / STAGING_DIR / store.config.project
+    return root / STAGING_DIR
+
+
 def staging_dir(store, view: str) -> Path:
-    return store._offline_root / STAGING_DIR / view / store.compiled(view).data_fingerprint[:12]
+    return staging_root(store) / view / store.compiled(view).data_fingerprint[:12]
 
 
 def dead_letter_staging_dir(store, source: str) -> Path:
-    return store._offline_root / STAGING_DIR / DEAD_LETTERS_DIR / source
+    return staging_root(store) / DEAD_LETTERS_DIR / source
 
 
 def dead_letter_table(store, source: str):
