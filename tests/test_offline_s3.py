@@ -223,3 +223,16 @@ def test_no_object_is_left_when_an_upload_fails(s3_root, monkeypatch):
     assert table.version is None
     assert live_keys(table) == set()
     assert not any(p.name.endswith(".parquet") for p in table._staging.rglob("*"))  # staged copies gone too
+
+
+def test_the_root_and_endpoint_come_from_the_config(tmp_path):
+    from featurestore.config import load_config
+
+    (tmp_path / "featurestore.yaml").write_text("offline_store:\n  root: s3://bkt/some/prefix/\n"
+                                                "  s3_endpoint: http://127.0.0.1:9\n")
+    cfg = load_config(tmp_path, env={"FEATURESTORE_OFFLINE_S3_REGION": "eu-west-3"})
+    assert cfg.offline_path == S3Location("bkt", "some/prefix", "http://127.0.0.1:9", "eu-west-3")
+    assert str(cfg.offline_path / "proj" / "view") == "s3://bkt/some/prefix/proj/view"
+    assert cfg.sources["offline_s3_endpoint"] == "file" and cfg.sources["offline_s3_region"] == "env"
+    local = load_config(tmp_path, env={"FEATURESTORE_OFFLINE_ROOT": "data/offline"})
+    assert local.offline_path == tmp_path / "data" / "offline"
