@@ -26,6 +26,7 @@ from typing import List, Optional, Tuple, Union
 from featurestore.errors import OfflineStoreError
 
 SCHEME = "s3://"
+WHOLE_READ_BYTES = 16 << 20  # objects up to this size are uploaded with one PUT and read with one GET
 
 
 @dataclass(frozen=True)
@@ -117,16 +118,17 @@ class S3Location:
             raise _error(self, "look up", exc) from None
 
     def get(self) -> Optional[bytes]:
-        """The object's content, ``None`` when it does not exist."""
+        """The object's content (one GET), ``None`` when it does not exist."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
-            with self._client.fs.open_input_stream(self.path) as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if _not_found(exc):
+            return self._client.boto.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise _error(self, "read", exc) from None
+            raise OfflineStoreError(f"cannot read {self}: {str(exc).splitlines()[0]}") from None
+        except BotoCoreError as exc:
+            raise OfflineStoreError(f"cannot read {self}: {exc}") from None
 
     # the parts of pathlib.Path's API that training sets use (no folders on object storage: mkdir is a no-op)
     def read_bytes(self) -> bytes:
@@ -167,6 +169,15 @@ class S3Location:
         """Upload a local file to this key (one PUT, or a multipart upload that completes atomically)."""
         from pyarrow import fs
 
+        if os.path.getsize(local) <= WHOLE_READ_BYTES:  # pyarrow's writer always uploads in parts (3 requests)
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                with open(local, "rb") as f:
+                    self._client.boto.put_object(Bucket=self.bucket, Key=self.key, Body=f.read())
+                return
+            except (BotoCoreError, ClientError) as exc:
+                raise OfflineStoreError(f"cannot upload to {self}: {str(exc).splitlines()[0]}") from None
         try:
             fs.copy_files(str(local), self.path, source_filesystem=fs.LocalFileSystem(),
                           destination_filesystem=self._client.fs)

@@ -168,6 +168,17 @@ class TableLog:
                 return p
         return None
 
+    def _open_sized(self, rel: str, version: int, size: Optional[int]):
+        """:meth:`_open`; on object storage a file of at most ``WHOLE_READ_BYTES`` (``size``: the bytes
+        its manifest recorded) is read whole, with one GET rather than one per column chunk."""
+        if not self.remote or size is None or size > object_store.WHOLE_READ_BYTES:
+            return self._open(rel, version)
+        for p in (self.path / rel, self._archive / rel):
+            data = p.get()
+            if data is not None:
+                return pa.BufferReader(data)
+        raise OfflineStoreError(f"{self._where}: file {rel} of version {version} is gone (was the version expired?)")
+
     def _open(self, rel: str, version: int):
         # live path first, then the archive: a file moves (atomically) only from the former to the latter
         # (on object storage: copied to the archive before it is deleted from the live tree)
@@ -183,9 +194,11 @@ class TableLog:
         latest), each at its live path or, once superseded, under ``_archive/``. A later commit may archive a live file after this returns:
         read through :meth:`read`, or retry with ``files()`` again, when writers run concurrently."""
         m = self.manifest(version)
+        # object storage: a file of the latest version is live (one request fewer per file than a lookup)
+        live = set(self._latest_manifest()["files"]) if self.remote else set()
         out = []
         for rel in m["files"]:
-            p = self._locate(rel)
+            p = self.path / rel if rel in live else self._locate(rel)
             if p is None:
                 raise OfflineStoreError(f"{self._where}: file {rel} of version {m['version']} is gone "
                                         f"(was the version expired?)")
@@ -204,7 +217,7 @@ class TableLog:
             schema = pa.schema([schema.field(c) for c in columns])
         parts = []
         for rel in m["files"]:
-            with self._open(rel, m["version"]) as f:
+            with self._open_sized(rel, m["version"], m.get("file_stats", {}).get(rel, {}).get("bytes")) as f:
                 pf = pq.ParquetFile(f)
                 present = [c for c in schema.names if c in pf.schema_arrow.names]
                 t = pf.read(columns=present)
@@ -264,10 +277,10 @@ class TableLog:
         """Object storage: upload each staged file under its final, unique name (no rename there)."""
         for nf in files:
             folder = self.path / f"{PARTITION_COLUMN}={_files._day_str(nf.day)}"
+            # no existence check (a request per file, and no guarantee between two writers: _place's check
+            # does not exclude that race either): a clash needs two writers of one version and date to draw
+            # the same 8 hex digits, 1 in 4e9 per pair of files
             final = folder / f"part-{version:08d}-{nf.uid}.parquet"
-            while final.exists():  # astronomically unlikely (see _place)
-                nf.uid = uuid.uuid4().hex[:8]
-                final = folder / f"part-{version:08d}-{nf.uid}.parquet"
             final.upload(nf.tmp)
             nf.final = final
 
