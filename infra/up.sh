@@ -13,5 +13,9 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 if [[ "${FEATURESTORE_REDIS_CLUSTER:-0}" == 1 ]]; then
   "$INFRA_DIR/redis-cluster.sh" start
 fi
-"$INFRA_DIR/s3.sh" start
+if "$REPO_DIR/.venv/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
+  "$INFRA_DIR/s3.sh" start
+else  # the S3 server runs from the project's .venv (moto[server], a test dependency)
+  echo "s3: not started (moto[server] is not installed in .venv yet: bash infra/run.sh test installs it)"
+fi
 echo "flink: connector jars in $FLINK_JARS_DIR ($(count_jars "$FLINK_JARS_DIR") jars; set FEATURESTORE_FLINK_JARS_DIR)"
