@@ -2,7 +2,7 @@
 
 ``moto_server`` serves requests on threads, and its ``PutObject`` checks ``If-None-Match: *`` and then
 stores the object without a lock between the two: two conditional puts racing for one key can, rarely,
-both succeed there. Real object stores (AWS S3, MinIO, GCS's XML API) make the check and the write one
+both succeed there. Real object stores (AWS S3, MinIO, ...) make the check and the write one
 atomic step, and the offline store's commits rely on that (docs/offline-store.md). Handled one at a
 time, each request runs whole, so moto's check-then-store is atomic too. (A single-threaded werkzeug
 server speaks HTTP/1.0, closing each connection, so one client cannot hold the server.)
