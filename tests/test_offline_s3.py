@@ -12,7 +12,7 @@ import random
 import threading
 import uuid
 
-import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -153,6 +153,8 @@ def test_outside_readers_read_a_table(s3_root):
     want = table.read()
     key = lambda t: sorted(zip(t.column("id").to_pylist(), t.column("x").to_pylist()))  # noqa: E731
     assert key(got) == key(want)
+    frame = pd.read_parquet((s3_root / "v").path, filesystem=fs, columns=["id", "x"])  # pandas, pyarrow engine
+    assert sorted(zip(frame["id"], frame["x"].astype(object).where(frame["x"].notna(), None))) == key(want)
     one = pq.read_table(table.files()[0].removeprefix("s3://"), filesystem=fs)
     assert one.num_rows == table.manifest()["file_stats"][table.manifest()["files"][0]]["rows"]
     con = duckdb.connect()
