@@ -159,39 +159,26 @@ class S3Location:
             raise _error(self, "open", exc) from None
 
     def write_bytes(self, data: bytes) -> None:
+        """Create or replace the object with ``data`` (one PUT: it appears whole or not at all)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
-            with self._client.fs.open_output_stream(self.path) as f:
-                f.write(data)
-        except OSError as exc:
-            raise _error(self, "write", exc) from None
+            self._client.boto.put_object(Bucket=self.bucket, Key=self.key, Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise OfflineStoreError(f"cannot write {self}: {str(exc).splitlines()[0]}") from None
 
     def upload(self, local: Path) -> None:
         """Upload a local file to this key (one PUT, or a multipart upload that completes atomically)."""
         from pyarrow import fs
 
         if os.path.getsize(local) <= WHOLE_READ_BYTES:  # pyarrow's writer always uploads in parts (3 requests)
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            try:
-                with open(local, "rb") as f:
-                    self._client.boto.put_object(Bucket=self.bucket, Key=self.key, Body=f.read())
-                return
-            except (BotoCoreError, ClientError) as exc:
-                raise OfflineStoreError(f"cannot upload to {self}: {str(exc).splitlines()[0]}") from None
+            with open(local, "rb") as f:
+                return self.write_bytes(f.read())
         try:
             fs.copy_files(str(local), self.path, source_filesystem=fs.LocalFileSystem(),
                           destination_filesystem=self._client.fs)
         except OSError as exc:
             raise _error(self, "upload to", exc) from None
-
-    def download(self, local: Path) -> None:
-        from pyarrow import fs
-
-        try:
-            fs.copy_files(self.path, str(local), source_filesystem=self._client.fs,
-                          destination_filesystem=fs.LocalFileSystem())
-        except OSError as exc:
-            raise _error(self, "download", exc) from None
 
     def copy_to(self, dst: "S3Location") -> None:
         """Server-side copy (no data through this process)."""
