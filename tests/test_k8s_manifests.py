@@ -146,3 +146,43 @@ def test_the_image_holds_what_the_manifests_run():
     assert "cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/" in text
     flink = importlib.metadata.version("apache-flink")
     assert f"ARG FLINK_IMAGE=flink:{flink}-" in text
+
+
+def test_the_committer_sidecar_commits_the_staged_files_into_an_s3_root(tmp_path, s3_root):
+    """The sidecar's command, run for real (no Flink: a file as the job's sink leaves it): it commits the
+    staged file into the view's table on the s3:// root, and stops on SIGTERM after a last pass."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from featurestore.store import FeatureStore
+    from tests.test_stream import _flink_like_file, make_repo, stream_events
+
+    root = make_repo(tmp_path / "repo", "fs_k8s_unused", "k8s_committer", stream_events(),
+                     offline=(str(s3_root), s3_root.endpoint))
+    store = FeatureStore(root)
+    view = "amount_stats"
+    assert view in streaming.stream_views(store)
+    staged = streaming.staging_dir(store, view) / "part-a-0-0"
+    assert str(staged).startswith(str(store.config.state_path))  # local, on the shared volume in the pod
+    _flink_like_file(staged, [("u1", 1772323200000, 0, 0), ("u2", 1772323201000, 1, 0)])
+    proc = subprocess.Popen([sys.executable, str(REPO_DIR / "jobs" / "stream.py"), "--repo", str(root),
+                             "--commit-only", "--commit-every", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        table = store.offline.table(view, ts_column="ts")
+        deadline = time.monotonic() + 120
+        while table.version is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert table.version is not None, proc.stderr.read() if proc.poll() is not None else "no commit in 120 s"
+        assert sorted(table.read().column("user_id").to_pylist()) == ["u1", "u2"]
+        assert table.files()[0].startswith(str(s3_root))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert json.loads(out.strip().splitlines()[-1])["committer"] == "stopped"
+    assert not staged.exists()  # committed files leave the staging folder
