@@ -257,7 +257,8 @@ class FeatureStore:
             table = self.offline.table(view, ts_column=cv.ts_column)
             files = table.files(meta["table_version"])
             if files:
-                relation = parquet_relation(con, files, table.filesystem)
+                relation = parquet_relation(con, files, table.filesystem,
+                                            schema=table.schema(meta["table_version"]) if table.remote else None)
             else:
                 from featurestore.engines.duckdb_engine import arrow_schema
 
@@ -302,7 +303,8 @@ class FeatureStore:
             con.register(f"__empty_{cv.name}", empty)
             return ViewInput(cv, f"__empty_{cv.name}", version)
         unique = table.manifest(version).get("unique_on") == list(cv.join_keys)  # recorded by the backfill
-        return ViewInput(cv, parquet_relation(con, files, table.filesystem), version, unique)
+        schema = table.schema(version) if table.remote else None
+        return ViewInput(cv, parquet_relation(con, files, table.filesystem, schema=schema), version, unique)
 
     def materialize(self, views=None, end=None, progress=None):
         """Load the online store (Redis) from the offline store (or the batch face when a view has no

@@ -87,7 +87,8 @@ class PushedLog:
             return None
         have = set(self.table.schema(version).names)
         cols = [dsql.q(c) if c in have else f"NULL AS {dsql.q(c)}" for c, _ in self.source.schema]
-        relation = parquet_relation(con, files, self.table.filesystem, union_by_name=True)
+        relation = parquet_relation(con, files, self.table.filesystem, union_by_name=True,
+                                    schema=self.table.schema(version) if self.table.remote else None)
         where = f" WHERE {dsql.q(SEQ)} <= {int(upto)}" if upto is not None else ""
         return f"(SELECT {', '.join(cols)}, {dsql.q(SEQ)} FROM {relation}{where})"
 
