@@ -191,8 +191,9 @@ class TableLog:
 
     def files(self, version: Optional[int] = None) -> List[str]:
         """Absolute paths (``s3://`` URIs on object storage) of the files of ``version`` (default: the
-        latest), each at its live path or, once superseded, under ``_archive/``. A later commit may archive a live file after this returns:
-        read through :meth:`read`, or retry with ``files()`` again, when writers run concurrently."""
+        latest), each at its live path or, once superseded, under ``_archive/``. A later commit may archive
+        a live file after this returns: read through :meth:`read`, or retry with ``files()`` again, when
+        writers run concurrently."""
         m = self.manifest(version)
         # object storage: a file of the latest version is live (one request fewer per file than a lookup)
         live = set(self._latest_manifest()["files"]) if self.remote else set()
