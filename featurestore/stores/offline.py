@@ -18,6 +18,10 @@ loser of a version number re-reads the latest version, redoes the part of its wo
 and commits the next number, so every commit is equivalent to running the writes one after another in
 version order (no lost update, no duplicate).
 
+On an ``s3://`` root (object storage: :mod:`featurestore.stores.object_store`) there is no rename: files
+are staged on local disk, uploaded under their final names, and the manifest is created with a
+conditional put (``If-None-Match: *``) that exactly one writer of a version wins.
+
 A writer that dies (kill -9, OOM) leaves its temp files behind; the next write to the table deletes them
 once the writer is known to be dead (:mod:`featurestore.stores.writers`: a lock held for the writer's
 life), never a live writer's.
