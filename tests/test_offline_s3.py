@@ -238,3 +238,41 @@ def test_the_root_and_endpoint_come_from_the_config(tmp_path):
     assert cfg.sources["offline_s3_endpoint"] == "file" and cfg.sources["offline_s3_region"] == "env"
     local = load_config(tmp_path, env={"FEATURESTORE_OFFLINE_ROOT": "data/offline"})
     assert local.offline_path == tmp_path / "data" / "offline"
+
+
+def _racing_writer(root: S3Location, writer: int, barrier, out) -> None:
+    """One writer process: appends its rows, putting the manifest of version 1 when the other does."""
+    real = OfflineTable._write_manifest
+
+    def racing(self, version, manifest):
+        if version == 1:
+            barrier.wait(60)
+        return real(self, version, manifest)
+
+    OfflineTable._write_manifest = racing
+    data = events(random.Random(writer), 40, 0, 2 * DAY_MS, writer)
+    out.put((writer, OfflineTable(root, "v").append(data), sorted(data.column("id").to_pylist())))
+
+
+def test_two_writer_processes_racing_for_one_version(s3_root):
+    """As above with two processes (each its own S3 clients, as two machines would be)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_racing_writer, args=(s3_root, w, barrier, out)) for w in range(2)]
+    for p in procs:
+        p.start()
+    results = {}
+    for _ in procs:
+        writer, version, ids = out.get(timeout=180)
+        results[writer] = (version, ids)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert sorted(v for v, _ in results.values()) == [1, 2]
+    table = OfflineTable(s3_root, "v")
+    assert sorted(table.read().column("id").to_pylist()) == sorted(results[0][1] + results[1][1])
+    winner = next(w for w, (v, _) in results.items() if v == 1)
+    assert sorted(table.read(1).column("id").to_pylist()) == results[winner][1]
+    assert live_keys(table) == set(table.manifest()["files"])
