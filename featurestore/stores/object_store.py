@@ -319,10 +319,9 @@ class _Client:
     @property
     def boto(self):
         if self._boto is None:
-            try:
-                import boto3
-            except ImportError:  # pragma: no cover - a dependency
-                raise OfflineStoreError("an s3:// offline root needs boto3 (pip install boto3)") from None
+            from featurestore.extras import require
+
+            boto3 = require("boto3", "an s3:// offline root")
             with self._lock:
                 if self._boto is None:
                     self._boto = boto3.session.Session().client(
