@@ -15,7 +15,7 @@ import difflib
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from featurestore.errors import ConfigError
 from featurestore.semantics import DEFAULT_MAX_FUTURE
@@ -106,7 +106,9 @@ class ProjectConfig:
     project: str = "default"
     definitions: Optional[str] = None
     registry: str = ".featurestore/registry.json"
-    offline_root: str = ".featurestore/offline"
+    offline_root: str = ".featurestore/offline"  # a local folder or s3://bucket/prefix
+    offline_s3_endpoint: Optional[str] = None  # an S3-compatible store other than AWS: http(s)://host:port
+    offline_s3_region: Optional[str] = None
     redis_url: str = "redis://127.0.0.1:6390/0"
     redis_password: Optional[str] = None
     redis_tls: bool = False
@@ -130,7 +132,12 @@ class ProjectConfig:
         return self.path(self.registry)
 
     @property
-    def offline_path(self) -> Path:
+    def offline_path(self) -> Union[Path, "S3Location"]:
+        """The offline root: a local folder, or an ``S3Location`` for ``s3://bucket/prefix``."""
+        from featurestore.stores.object_store import SCHEME, S3Location
+
+        if self.offline_root.startswith(SCHEME):
+            return S3Location.parse(self.offline_root, self.offline_s3_endpoint, self.offline_s3_region)
         return self.path(self.offline_root)
 
     @property
@@ -289,6 +296,8 @@ KEYS: Tuple[Key, ...] = (
     Key(("definitions",), "definitions", "FEATURESTORE_DEFINITIONS", _text),
     Key(("registry",), "registry", "FEATURESTORE_REGISTRY", _text),
     Key(("offline_store", "root"), "offline_root", "FEATURESTORE_OFFLINE_ROOT", _text),
+    Key(("offline_store", "s3_endpoint"), "offline_s3_endpoint", "FEATURESTORE_OFFLINE_S3_ENDPOINT", _text),
+    Key(("offline_store", "s3_region"), "offline_s3_region", "FEATURESTORE_OFFLINE_S3_REGION", _text),
     Key(("online_store", "redis_url"), "redis_url", "FEATURESTORE_REDIS_URL", _redis_url),
     Key(("online_store", "password"), "redis_password", "FEATURESTORE_REDIS_PASSWORD", _text),
     Key(("online_store", "tls"), "redis_tls", "FEATURESTORE_REDIS_TLS", _flag, "redis tls"),

@@ -25,6 +25,8 @@ EXTRA_OF = {
     "confluent_kafka": "stream",
     "tqdm": "stream",
     "feast": "feast",
+    "boto3": "s3",
+    "botocore": "s3",
     "ibis": "test",
 }
 

@@ -243,7 +243,7 @@ class FeatureStore:
     def recreate_training_set(self, name: str):
         """Re-run a saved training set on the table versions and definitions its manifest pinned:
         identical values (and Parquet bytes) whatever changed since."""
-        from featurestore.engines import duckdb_sql as dsql
+        from featurestore.engines.duckdb_engine import parquet_relation
         from featurestore.sdk import historical as h
         from featurestore.sdk import training_sets
 
@@ -257,15 +257,16 @@ class FeatureStore:
         for meta in manifest["views"]:
             view = meta["view"]
             cv = training_sets.compiled_from_json(meta["compiled"])
-            files = self.offline.table(view, ts_column=cv.ts_column).files(meta["table_version"])
+            table = self.offline.table(view, ts_column=cv.ts_column)
+            files = table.files(meta["table_version"])
             if files:
-                relation = "read_parquet([" + ", ".join(dsql.literal(f) for f in files) + "])"
+                relation = parquet_relation(con, files, table.filesystem,
+                                            schema=table.schema(meta["table_version"]) if table.remote else None)
             else:
                 from featurestore.engines.duckdb_engine import arrow_schema
 
                 con.register(f"__empty_{view}", arrow_schema(cv).empty_table())
                 relation = f"__empty_{view}"
-            table = self.offline.table(view, ts_column=cv.ts_column)
             unique = table.manifest(meta["table_version"]).get("unique_on") == list(cv.join_keys)
             inputs.append(h.ViewInput(cv, relation, meta["table_version"], unique))
         columns = {(v, f): c for v, f, c in manifest["columns"]}
@@ -287,7 +288,7 @@ class FeatureStore:
         """Read the offline table when it exists; else compute the same events from the batch face (and
         the events pushed to it)."""
         from featurestore.engines import duckdb_sql as dsql
-        from featurestore.engines.duckdb_engine import arrow_schema
+        from featurestore.engines.duckdb_engine import arrow_schema, parquet_relation
         from featurestore.push.offline import events_relation
         from featurestore.sdk.historical import ViewInput
 
@@ -304,9 +305,9 @@ class FeatureStore:
             empty = arrow_schema(cv).empty_table()
             con.register(f"__empty_{cv.name}", empty)
             return ViewInput(cv, f"__empty_{cv.name}", version)
-        listing = ", ".join(dsql.literal(f) for f in files)
         unique = table.manifest(version).get("unique_on") == list(cv.join_keys)  # recorded by the backfill
-        return ViewInput(cv, f"read_parquet([{listing}])", version, unique)
+        schema = table.schema(version) if table.remote else None
+        return ViewInput(cv, parquet_relation(con, files, table.filesystem, schema=schema), version, unique)
 
     def materialize(self, views=None, end=None, progress=None):
         """Load the online store (Redis) from the offline store (or the batch face when a view has no

@@ -99,12 +99,24 @@ def job_name(store, names: Sequence[str]) -> str:
     return f"featurestore-{store.config.project}-{h.hexdigest()[:12]}"
 
 
+def staging_root(store) -> Path:
+    """Where the job's file sinks write Parquet files until the committer adds them to the offline tables:
+    beside the tables on a local offline root; on an ``s3://`` root, the repo's state folder on this
+    machine (the Flink file sink writes local files; the committer uploads them into the tables)."""
+    from featurestore.stores.object_store import is_remote
+
+    root = store._offline_root
+    if is_remote(root):
+        return store.config.state_path / STAGING_DIR / store.config.project
+    return root / STAGING_DIR
+
+
 def staging_dir(store, view: str) -> Path:
-    return store._offline_root / STAGING_DIR / view / store.compiled(view).data_fingerprint[:12]
+    return staging_root(store) / view / store.compiled(view).data_fingerprint[:12]
 
 
 def dead_letter_staging_dir(store, source: str) -> Path:
-    return store._offline_root / STAGING_DIR / DEAD_LETTERS_DIR / source
+    return staging_root(store) / DEAD_LETTERS_DIR / source
 
 
 def dead_letter_table(store, source: str):
@@ -842,6 +854,25 @@ class RemoteStreamHandle(StreamHandle):
             self._thread.join()
 
 
+JOB_SCRIPT = Path(__file__).resolve().parents[1] / "jobs" / "stream.py"  # the job's entry point on any cluster
+
+
+def job_args(repo: os.PathLike, checkpoint_dir: os.PathLike, *, bounded: bool = False, partial_history: bool = False,
+             checkpoint_interval_ms: Optional[int] = None) -> List[str]:
+    """The arguments of :data:`JOB_SCRIPT` that submit the streaming job to the cluster running it (the
+    run-specific ``--run-id``/``--no-restore``/``--views`` aside): what ``featurestore stream
+    --flink-address`` hands to ``flink run``, and what ``infra/k8s/flink-deployment.yaml`` gives the
+    application cluster (``tests/test_k8s_manifests.py`` checks the two agree)."""
+    args = ["--repo", str(repo), "--submit-only", "--checkpoint-dir", str(checkpoint_dir)]
+    if bounded:
+        args.append("--bounded")
+    if partial_history:
+        args.append("--partial-history")
+    if checkpoint_interval_ms:
+        args += ["--checkpoint-interval-ms", str(int(checkpoint_interval_ms))]
+    return args
+
+
 def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
                   checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
                   restore: bool = True, commit: bool = True, commit_interval_s: float = 2.0,
@@ -861,16 +892,11 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
     prepare_online(store, names, restored)
     run_id = uuid.uuid4().hex[:12]
-    script = Path(__file__).resolve().parents[1] / "jobs" / "stream.py"
     cmd = [str(flink_cli()), "run", "-m", flink_address, "-d", "-pyclientexec", sys.executable, "-pyexec", sys.executable,
-           "-py", str(script), "--repo", str(store.repo_path), "--submit-only", "--run-id", run_id,
-           "--checkpoint-dir", str(root.parent)]
-    if bounded:
-        cmd.append("--bounded")
-    if partial_history:
-        cmd.append("--partial-history")
-    if checkpoint_interval_ms:
-        cmd += ["--checkpoint-interval-ms", str(int(checkpoint_interval_ms))]
+           "-py", str(JOB_SCRIPT), *job_args(store.repo_path, root.parent, bounded=bounded,
+                                             partial_history=partial_history,
+                                             checkpoint_interval_ms=checkpoint_interval_ms),
+           "--run-id", run_id]
     if restored is None:  # also when a rebuild needs the topic from its first record (see _prepare)
         cmd.append("--no-restore")
     cmd += ["--views", ",".join(names)]

@@ -5,6 +5,7 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 rc=0
+"$INFRA_DIR/s3.sh" stop || rc=1
 "$INFRA_DIR/kafka.sh" stop || rc=1
 "$INFRA_DIR/redis.sh" stop || rc=1
 "$INFRA_DIR/redis-cluster.sh" stop || rc=1

@@ -10,6 +10,11 @@ offline tables while it runs). The same script can be handed to a Flink cluster:
 
 (``--submit-only``: submit and exit, without the committer loop; run ``featurestore stream
 --flink-address host:8081`` to submit and commit in one command). See docs/streaming.md.
+
+    python jobs/stream.py --repo /path/to/repo --commit-only [--commit-every 2]
+
+runs only the committer loop, next to a job that runs elsewhere (e.g. in the job manager's pod on
+Kubernetes, where the cluster runs the job in application mode: docs/deploy-kubernetes.md).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `featurestore` when run by the flink CLI
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="featurestore streaming job (Kafka -> Redis + Parquet)")
     parser.add_argument("--repo", default=".", help="the feature repo")
     parser.add_argument("--bounded", action="store_true",
@@ -42,7 +47,14 @@ def main(argv=None) -> int:
     parser.add_argument("--run-id", default=None, help="names the run's progress reports in Redis")
     parser.add_argument("--partial-history", action="store_true",
                         help="start fresh even if the topic lost its first records (see streaming.check_history)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--commit-only", action="store_true",
+                        help="only commit the job's staged files into the offline tables, every --commit-every s")
+    parser.add_argument("--commit-every", type=float, default=2.0, help="seconds between commits (--commit-only)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from featurestore import streaming
@@ -52,6 +64,8 @@ def main(argv=None) -> int:
     try:
         store = FeatureStore(args.repo)
         views = args.views.split(",") if args.views else None
+        if args.commit_only:
+            return _commit_loop(store, views, args.commit_every)
         handle = streaming.start(store, views, bounded=args.bounded, checkpoint_dir=args.checkpoint_dir,
                                  checkpoint_interval_ms=args.checkpoint_interval_ms, restore=not args.no_restore,
                                  parallelism=args.parallelism, flush_ms=args.flush_ms, slack_ms=args.slack_ms,
@@ -70,6 +84,24 @@ def main(argv=None) -> int:
     print(json.dumps({"job": result.job_name, "seconds": round(result.seconds, 3), "records": result.records,
                       "savepoint": result.savepoint, "metrics": result.metrics}), flush=True)
     return 0
+
+
+def _commit_loop(store, views, every_s: float) -> int:
+    """Commit passes until SIGTERM/SIGINT, then a last one (files the job finished are never left behind)."""
+    import signal
+    import threading
+
+    from featurestore import streaming
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while True:
+        metrics = streaming.commit(store, views)
+        if stop.is_set():
+            print(json.dumps({"committer": "stopped", "metrics": metrics}), flush=True)
+            return 0
+        stop.wait(every_s)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,59 @@ def kafka_admin():
     return admin
 
 
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """A fresh bucket on the local S3-compatible server (moto, ``infra/s3.sh``): (endpoint, bucket name).
+    Sets test credentials in the environment (the server accepts any), as a user's would be."""
+    import os
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from tests.services import S3_CREDENTIALS, s3_client, s3_endpoint
+
+    for k, v in S3_CREDENTIALS.items():
+        os.environ[k] = v
+    endpoint = s3_endpoint()
+    bucket = f"featurestore-tests-{uuid.uuid4().hex[:12]}"
+    error = None
+    try:
+        s3_client(endpoint).create_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError) as exc:
+        error = str(exc).splitlines()[0]
+    if error is not None:
+        pytest.fail(f"S3 server not reachable at {endpoint} ({error}): {UP_HINT}", pytrace=False)
+    return endpoint, bucket
+
+
+@pytest.fixture
+def s3_root(s3_bucket):
+    """An empty ``s3://`` offline root of this test's own (a fresh prefix in the session's bucket)."""
+    from featurestore.stores.object_store import S3Location
+
+    endpoint, bucket = s3_bucket
+    return S3Location(bucket, f"t-{uuid.uuid4().hex[:12]}", endpoint)
+
+
+@pytest.fixture(params=["local", "s3"])
+def offline_root(request, tmp_path):
+    """An offline root, once a local folder and once an ``s3://`` location on the local S3 server: the
+    strongest offline tests run on both."""
+    if request.param == "local":
+        return tmp_path / "offline"
+    return request.getfixturevalue("s3_root")
+
+
+@pytest.fixture
+def use_offline_root(offline_root, monkeypatch):
+    """Point the projects a test creates at :func:`offline_root` (through the environment, as a user would)."""
+    from featurestore.stores.object_store import is_remote
+
+    monkeypatch.setenv("FEATURESTORE_OFFLINE_ROOT", str(offline_root))
+    if is_remote(offline_root):
+        monkeypatch.setenv("FEATURESTORE_OFFLINE_S3_ENDPOINT", offline_root.endpoint)
+    return offline_root
+
+
 @pytest.fixture
 def materialized_store(tmp_path):
     """A factory: the random repo with one seed's events, backfilled and materialized under a fresh

@@ -113,3 +113,20 @@ class RedisServer:
         self.stop()
         time.sleep(down_s)
         self.start()
+
+
+# -- a local S3-compatible server (moto, started by infra/s3.sh) --------------------------------------------
+S3_ENDPOINT_ENV = "FEATURESTORE_S3_ENDPOINT"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                  "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def s3_endpoint() -> str:
+    return os.environ.get(S3_ENDPOINT_ENV) or f"http://127.0.0.1:{os.environ.get('FEATURESTORE_S3_PORT', '19094')}"
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                          aws_access_key_id="testing", aws_secret_access_key="testing")

@@ -123,7 +123,7 @@ def test_the_example_repo_and_the_documented_keys_agree():
     block = doc.split("```yaml", 1)[1].split("```", 1)[0]
     documented, stack = set(), []
     for line in block.splitlines():
-        m = re.match(r"^( *)([a-z_]+):", line)
+        m = re.match(r"^( *)([a-z][a-z0-9_]*):", line)
         if not m:
             continue
         depth = len(m.group(1)) // 2

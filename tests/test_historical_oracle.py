@@ -31,8 +31,12 @@ def test_batch_face_equals_oracle(store, seed):
         assert_features_equal(got, expected, view.feature_names, f"seed {seed} view {view.name}")
 
 
-@pytest.mark.parametrize("seed", [100, 101, 102])
-def test_backfilled_offline_store_equals_oracle(tmp_path, seed):
+@pytest.mark.parametrize("seed,where", [(100, "local"), (101, "local"), (102, "local"), (100, "s3")])
+def test_backfilled_offline_store_equals_oracle(tmp_path, request, monkeypatch, seed, where):
+    if where == "s3":  # the same on an s3:// offline root (the local S3 server of infra/s3.sh)
+        root = request.getfixturevalue("s3_root")
+        monkeypatch.setenv("FEATURESTORE_OFFLINE_ROOT", str(root))
+        monkeypatch.setenv("FEATURESTORE_OFFLINE_S3_ENDPOINT", root.endpoint)
     store = FeatureStore(write_repo(tmp_path))
     events = random_events(seed)
     write_events(store.repo_path, events)
@@ -45,6 +49,7 @@ def test_backfilled_offline_store_equals_oracle(tmp_path, seed):
     got = store.get_historical_features(requests, feature_service="everything")
     for view in store.repo.views.values():
         assert store.offline.table(view.name, "ts").version == 2
+        assert store.offline.table(view.name, "ts").files()[0].startswith("s3://" if where == "s3" else "/")
         expected = oracle.point_in_time(events, view, requests)
         assert_features_equal(got, expected, view.feature_names, f"seed {seed} view {view.name} (offline store)")
 
@@ -66,7 +71,7 @@ def test_partial_range_backfill_heals_only_that_range(tmp_path):
     assert_features_equal(got, oracle.point_in_time(changed, view, requests), ["amount_sum_all", "events_all"])
 
 
-def test_training_set_is_reproducible_bit_for_bit(tmp_path):
+def test_training_set_is_reproducible_bit_for_bit(tmp_path, use_offline_root):
     from featurestore.sdk.training_sets import file_sha256, write_parquet_deterministic
 
     root = write_repo(tmp_path)
@@ -91,3 +96,5 @@ def test_training_set_is_reproducible_bit_for_bit(tmp_path):
     assert file_sha256(out) == first.manifest["result_sha256"]
     with pytest.raises(Exception, match="training set 'ts1' already exists"):
         store.get_historical_features(requests, feature_service="everything", save_as="ts1")
+    saved = use_offline_root / "rnd" / "_training_sets" / "ts1" / "result.parquet"  # where the root says
+    assert file_sha256(saved) == first.manifest["result_sha256"]

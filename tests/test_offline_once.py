@@ -88,13 +88,15 @@ def expected(events, batch_face, owned, streamed_ids):
     return sorted(out)
 
 
-@pytest.mark.parametrize("seed", range(25))
-def test_random_orders_of_backfills_streams_and_restarts_hold_each_event_once(tmp_path, seed):
+# every seed on a local root; a few on an s3:// root too (the local S3 server of infra/s3.sh)
+@pytest.mark.parametrize("where,seed", [("local", s) for s in range(25)] + [("s3", s) for s in range(3)])
+def test_random_orders_of_backfills_streams_and_restarts_hold_each_event_once(tmp_path, request, where, seed):
     rng = random.Random(seed)
     events = make_events(rng, 120)
     cut = T0 + rng.randrange(0, 3 * DAY)
     batch_face = [e for e in events if e[1] < cut]  # the history; Kafka has every event
-    table = OfflineTable(tmp_path / "offline", "v")
+    root = tmp_path / "offline" if where == "local" else request.getfixturevalue("s3_root")
+    table = OfflineTable(root, "v")
     stream = Stream(tmp_path / "staging", rng)
     owned: list = []
     streamed: set = set()

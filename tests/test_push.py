@@ -28,13 +28,17 @@ KEYS = ["user_id", "shop"]
 
 
 @pytest.fixture
-def make_store(tmp_path, redis_client):
+def make_store(tmp_path, redis_client, request):
     stores = []
 
-    def make():
+    def make(where: str = "local"):
         root = write_repo(tmp_path / f"repo{len(stores)}")
         project = f"t_push_{uuid.uuid4().hex[:10]}"
-        stores.append(FeatureStore(root, config=dataclasses.replace(load_config(root), project=project)))
+        cfg = dataclasses.replace(load_config(root), project=project)
+        if where == "s3":  # the offline tables and the pushed log on an s3:// root (the local S3 server)
+            s3_root = request.getfixturevalue("s3_root")
+            cfg = dataclasses.replace(cfg, offline_root=str(s3_root), offline_s3_endpoint=s3_root.endpoint)
+        stores.append(FeatureStore(root, config=cfg))
         return stores[-1]
 
     yield make
@@ -65,9 +69,11 @@ def _table_rows(store, view):
     return store.offline.table(view, ts_column="ts").read().num_rows
 
 
-@pytest.mark.parametrize("seed,online_backend", [(0, "single"), (1, "single"), (2, "single"), (3, "single"),
-                                                 (1, "cluster")], indirect=["online_backend"])
-def test_pushed_events_online_equals_offline_equals_oracle(online_backend, make_store, seed, monkeypatch):
+@pytest.mark.parametrize("seed,online_backend,where",
+                         [(0, "single", "local"), (1, "single", "local"), (2, "single", "local"),
+                          (3, "single", "local"), (1, "cluster", "local"), (0, "single", "s3")],
+                         indirect=["online_backend"])
+def test_pushed_events_online_equals_offline_equals_oracle(online_backend, make_store, seed, where, monkeypatch):
     """Backfilled history plus three pushes (one with every row of a burst, ties included), then the oracle
     of all events online and offline; a backfill afterwards keeps each pushed event once. On a cluster
     the pushed entities' slots are spread over the masters: one transaction per slot."""
@@ -75,8 +81,9 @@ def test_pushed_events_online_equals_offline_equals_oracle(online_backend, make_
         from featurestore.kernel import entity
 
         monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
-    store = make_store()
+    store = make_store(where)
     assert store.online_store().cluster == (online_backend == "cluster")
+    assert str(store.offline.root).startswith("s3://") == (where == "s3")
     events = random_events(seed)
     history = events.iloc[: len(events) // 2]
     write_events(store.repo_path, history)

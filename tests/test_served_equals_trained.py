@@ -26,10 +26,14 @@ KEYS = ["account_id", "region"]
 
 
 @pytest.fixture
-def log_store(tmp_path, redis_client):
+def log_store(tmp_path, redis_client, request, monkeypatch):
     made = []
 
-    def make(seed: int) -> FeatureStore:
+    def make(seed: int, where: str = "local") -> FeatureStore:
+        if where == "s3":  # offline tables (and the serving log) on an s3:// root: the local S3 server
+            s3_root = request.getfixturevalue("s3_root")
+            monkeypatch.setenv("FEATURESTORE_OFFLINE_ROOT", str(s3_root))
+            monkeypatch.setenv("FEATURESTORE_OFFLINE_S3_ENDPOINT", s3_root.endpoint)
         root = lr.write_repo(tmp_path / f"repo{len(made)}")
         events = lr.random_payments(seed)
         lr.write_payments(root, events)
@@ -77,10 +81,12 @@ def feature_columns(fs):
     return list(output_names(resolve_features(fs.repo, feature_service=SERVICE), False).values())
 
 
-@pytest.mark.parametrize("seed,online_backend", [(1, "single"), (2, "single"), (3, "single"), (1, "cluster")],
+@pytest.mark.parametrize("seed,online_backend,where",
+                         [(1, "single", "local"), (2, "single", "local"), (3, "single", "local"),
+                          (1, "cluster", "local"), (1, "single", "s3")],
                          indirect=["online_backend"])
-def test_served_equals_trained_on_random_traffic(online_backend, log_store, seed):
-    fs = log_store(seed)
+def test_served_equals_trained_on_random_traffic(online_backend, log_store, seed, where):
+    fs = log_store(seed, where)
     assert fs.online_store().cluster == (online_backend == "cluster")
     rng = random.Random(seed)
     served = serve(fs, lr.random_lookups(seed, fs.events, n=45), rng)
@@ -98,6 +104,7 @@ def test_served_equals_trained_on_random_traffic(online_backend, log_store, seed
     # The offline log table keeps the keys' types: int64 beyond 2^53 exact, nulls null, strings strings.
     fs.ship_logs()
     table = serving_log.log_table(fs, SERVICE)
+    assert table.files()[0].startswith("s3://" if where == "s3" else "/")
     raw = table.read()
     logged = {(r["request_id"], r["row"]): json.loads(r["entity"]) for r in raw.to_pylist()}
     assert len(logged) == raw.num_rows == len(served)  # one offline row per served row, none twice

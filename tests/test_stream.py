@@ -34,6 +34,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import pytest
@@ -67,10 +68,12 @@ def stream_definitions(topic: str) -> str:
     return out
 
 
-def make_repo(root: Path, topic: str, project: str, events: pd.DataFrame) -> Path:
+def make_repo(root: Path, topic: str, project: str, events: pd.DataFrame, offline: Optional[tuple] = None) -> Path:
+    """``offline``: (s3:// root, endpoint) for an offline root on object storage; None: the local default."""
     write_repo(root)
     (root / "definitions" / "features.py").write_text(stream_definitions(topic))
-    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    extra = f"offline_store:\n  root: {offline[0]}\n  s3_endpoint: {offline[1]}\n" if offline else ""
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n{extra}")
     write_events(root, events)
     return root
 
@@ -164,12 +167,16 @@ class Streamed:
 
 
 @pytest.fixture(scope="module")
-def streamed(tmp_path_factory, redis_client, kafka_admin):
-    """The parity run: one bounded Flink job over the random event set."""
+def streamed(tmp_path_factory, redis_client, kafka_admin, s3_bucket):
+    """The parity run: one bounded Flink job over the random event set. Its offline root is on object
+    storage (``s3://``, the local S3 server of infra/s3.sh), the reference backfill's a local folder: batch
+    = stream holds across the two kinds of root (the other stream tests run on local roots)."""
     topic = f"fs_stream_{uuid.uuid4().hex[:10]}"
     project = f"t_stream_{uuid.uuid4().hex[:8]}"
     events = stream_events()
-    root = make_repo(tmp_path_factory.mktemp("streamed"), topic, project, events)
+    endpoint, bucket = s3_bucket
+    root = make_repo(tmp_path_factory.mktemp("streamed"), topic, project, events,
+                     offline=(f"s3://{bucket}/{project}", endpoint))
     create_topic(kafka_admin, topic)
     produce(topic, arrival(events, SEED))
     store = FeatureStore(root)
@@ -188,13 +195,22 @@ def streamed(tmp_path_factory, redis_client, kafka_admin):
 
 def offline_table(store: FeatureStore, view: str, ts_column: str = "ts"):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     table = store.offline.table(view, ts_column=ts_column)
     version = table.version
     assert version is not None, f"no offline table for view {view}"
     files = table.files(version)
-    return pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    return pa.concat_tables([read_file(table, f) for f in files]) if files else None
+
+
+def read_file(table, f: str):
+    """One file of an offline table as stored, read as an outside reader would (pyarrow; on an s3:// root
+    through the root's ``pyarrow.fs.S3FileSystem``)."""
+    import pyarrow.parquet as pq
+
+    if table.filesystem is not None:
+        return pq.read_table(f.removeprefix("s3://"), filesystem=table.filesystem)
+    return pq.read_table(f)
 
 
 def sorted_table(t):
@@ -214,11 +230,10 @@ def assert_same_rows(got, want, what: str):
 
 def dead_letters(store: FeatureStore, source: str = "events"):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     table = streaming.dead_letter_table(store, source)
     files = table.files(table.version) if table.version is not None else []
-    return pa.concat_tables([pq.read_table(f) for f in files]).to_pylist() if files else []
+    return pa.concat_tables([read_file(table, f) for f in files]).to_pylist() if files else []
 
 
 def expected_dead_letters():

@@ -76,3 +76,36 @@ def backfill(store, names, start_ms: Optional[int], end_ms: Optional[int],
             raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
         results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0, unique_on=unique_on))
     return run.finish(results)
+
+
+
+
+def parquet_relation(con, files, filesystem=None, union_by_name: bool = False,
+                     schema: Optional[pa.Schema] = None) -> str:
+    """SQL reading the Parquet ``files`` of an offline table version, in order: ``read_parquet`` for local
+    paths; for ``s3://`` URIs (an object-storage root, ``filesystem`` = its ``pyarrow.fs.S3FileSystem``:
+    ``TableLog.filesystem``) an Arrow dataset registered on ``con`` (DuckDB's own S3 reader needs its
+    httpfs extension, which it downloads at run time). ``schema`` (the version's, from its manifest) spares
+    the dataset a look at every file; files without a column read it as nulls, as ``union_by_name``."""
+    files = [str(f) for f in files]
+    if filesystem is None:
+        listing = ", ".join(dsql.literal(f) for f in files)
+        return f"read_parquet([{listing}]{', union_by_name = true' if union_by_name else ''})"
+    import uuid
+
+    import pyarrow.dataset as ds
+
+    from featurestore.stores.object_store import S3Location
+
+    paths = [S3Location.parse(f).path for f in files]
+    if schema is not None:
+        dataset = ds.FileSystemDataset.from_paths(paths, schema=schema, format=ds.ParquetFileFormat(),
+                                                  filesystem=filesystem)
+    else:
+        if union_by_name:  # every file's columns, nulls where a file lacks one
+            schema = pa.unify_schemas([ds.dataset(p, filesystem=filesystem, format="parquet").schema
+                                       for p in paths])
+        dataset = ds.dataset(paths, filesystem=filesystem, format="parquet", schema=schema)
+    name = f"__offline_{uuid.uuid4().hex}"
+    con.register(name, dataset)
+    return name

@@ -27,6 +27,7 @@ from typing import Callable, Iterator, List, Optional
 import pyarrow as pa
 
 from featurestore.engines import duckdb_sql as dsql
+from featurestore.engines.duckdb_engine import parquet_relation
 from featurestore.stores.offline_log import CommitConflict
 
 PUSHED_DIR = "_pushed"
@@ -86,10 +87,10 @@ class PushedLog:
             return None
         have = set(self.table.schema(version).names)
         cols = [dsql.q(c) if c in have else f"NULL AS {dsql.q(c)}" for c, _ in self.source.schema]
-        listing = ", ".join(dsql.literal(str(f)) for f in files)
+        relation = parquet_relation(con, files, self.table.filesystem, union_by_name=True,
+                                    schema=self.table.schema(version) if self.table.remote else None)
         where = f" WHERE {dsql.q(SEQ)} <= {int(upto)}" if upto is not None else ""
-        return (f"(SELECT {', '.join(cols)}, {dsql.q(SEQ)} FROM read_parquet([{listing}], union_by_name = true)"
-                f"{where})")
+        return f"(SELECT {', '.join(cols)}, {dsql.q(SEQ)} FROM {relation}{where})"
 
 
 def logs_of(store, view_name: str) -> Optional[PushedLog]:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from featurestore.compiler.ir import AggSpec, CompiledView, LatestSpec
 from featurestore.errors import FeatureStoreError, RequestError
+from featurestore.stores.object_store import is_remote
 
 MANIFEST_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -53,15 +54,29 @@ def compiled_from_json(data: dict) -> CompiledView:
 
 
 def file_sha256(path: Path) -> str:
+    """(``path``: a local Path, or an S3Location on an object-storage root)"""
     h = hashlib.sha256()
+    if is_remote(path):
+        h.update(path.read_bytes())
+        return h.hexdigest()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
+def read_parquet(path: Path) -> pa.Table:
+    return pq.read_table(pa.BufferReader(path.read_bytes()) if is_remote(path) else path)
+
+
 def write_parquet_deterministic(table: pa.Table, path: Path) -> None:
-    """Same table -> same bytes (no timestamps or random ids in the file), written atomically."""
+    """Same table -> same bytes (no timestamps or random ids in the file), written atomically (an
+    object on object storage is whole or absent)."""
+    if is_remote(path):
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, compression="zstd", write_statistics=True, store_schema=True)
+        path.write_bytes(buf.getvalue().to_pybytes())
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=True)
     os.replace(tmp, path)
@@ -112,4 +127,4 @@ def load(root: Path, name: str) -> Tuple[dict, pd.DataFrame]:
     entity_path = folder / "entity_df.parquet"
     if file_sha256(entity_path) != manifest["entity_df_sha256"]:
         raise FeatureStoreError(f"training set '{name}': entity_df.parquet does not match its manifest hash")
-    return manifest, pq.read_table(entity_path).to_pandas()
+    return manifest, read_parquet(entity_path).to_pandas()

@@ -18,6 +18,10 @@ loser of a version number re-reads the latest version, redoes the part of its wo
 and commits the next number, so every commit is equivalent to running the writes one after another in
 version order (no lost update, no duplicate).
 
+On an ``s3://`` root (object storage: :mod:`featurestore.stores.object_store`) there is no rename: files
+are staged on local disk, uploaded under their final names, and the manifest is created with a
+conditional put (``If-None-Match: *``) that exactly one writer of a version wins.
+
 A writer that dies (kill -9, OOM) leaves its temp files behind; the next write to the table deletes them
 once the writer is known to be dead (:mod:`featurestore.stores.writers`: a lock held for the writer's
 life), never a live writer's.
@@ -44,7 +48,7 @@ from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, 
     Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _NewFile,
     _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _tmp_path, _to_ts_type,
     _ts_ms, _Txn, _unlink)
-from featurestore.stores import time_ranges, writers
+from featurestore.stores import object_store, time_ranges, writers
 from featurestore.stores.offline_log import (ANY, CommitConflict, Plan, TableLog, _app, _check_after,  # noqa: F401
                                             _committed_app, _committed_app_version)
 from featurestore.stores.time_ranges import Ranges
@@ -60,7 +64,7 @@ class OfflineTable(TableLog):
 
     def _write_stream(self, txn: _Txn, schema: pa.Schema, batches: Iterator[pa.RecordBatch], ts_column: str,
                       rng: Optional[Tuple[int, int]]) -> List[_NewFile]:
-        writer = _PartitionedWriter(self.path, schema, ts_column)
+        writer = _PartitionedWriter(self._staging, schema, ts_column)
         ts_index = schema.get_field_index(ts_column)
         try:
             for batch in batches:
@@ -96,7 +100,7 @@ class OfflineTable(TableLog):
             pf = pq.ParquetFile(f)
             schema = pf.schema_arrow.remove_metadata()
             ts_index = schema.get_field_index(ts_column)
-            writer = _PartitionedWriter(self.path, schema, ts_column)
+            writer = _PartitionedWriter(self._staging, schema, ts_column)
             try:
                 for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
@@ -162,7 +166,7 @@ class OfflineTable(TableLog):
         if end is not None and start >= end:
             raise OfflineStoreError(f"{self._where}: empty write range [{_iso(start)}, {_iso(end)}): "
                                     f"start_ms must be before end_ms")
-        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
+        writers.sweep_if_due(self._staging, TMP_PREFIX)  # temp files of writers that died
         txn = _Txn()
         try:
             schema_in, batches = _as_batches(data, self._where)
@@ -250,7 +254,7 @@ class OfflineTable(TableLog):
         app = _app(app_id, seq, self._where)
         if after_seq is not ANY and app is None:
             raise OfflineStoreError(f"{self._where}: after_seq needs app_id and seq")
-        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
+        writers.sweep_if_due(self._staging, TMP_PREFIX)  # temp files of writers that died
         txn = _Txn()
         try:
             base = self._latest_manifest()
@@ -280,7 +284,7 @@ class OfflineTable(TableLog):
         any other file is rewritten into the layout (split by date, timestamps converted) and then
         deleted. On failure the files are left where they were. ``app_id``/``seq``: as for :meth:`append`."""
         app = _app(app_id, seq, self._where)
-        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
+        writers.sweep_if_due(self._staging, TMP_PREFIX)  # temp files of writers that died
         txn = _Txn()
         sources_to_delete: List[Path] = []
         try:
@@ -357,7 +361,7 @@ class OfflineTable(TableLog):
         app = _app(app_id, seq, self._where)
         if app is None:
             raise OfflineStoreError(f"{self._where}: commit_stream needs app_id and seq (its idempotency token)")
-        writers.sweep_if_due(self.path, TMP_PREFIX)  # temp files of writers that died
+        writers.sweep_if_due(self._staging, TMP_PREFIX)  # temp files of writers that died
         base = self._latest_manifest()
         done = _committed_app(base, app)
         if done is not None:
@@ -460,7 +464,7 @@ class OfflineTable(TableLog):
                     pf = pq.ParquetFile(f)
                     writer = writers.get(src.schema.to_string())
                     if writer is None:
-                        writer = writers[src.schema.to_string()] = _PartitionedWriter(self.path, src.schema, ts_column)
+                        writer = writers[src.schema.to_string()] = _PartitionedWriter(self._staging, src.schema, ts_column)
                     ts_index = src.schema.get_field_index(ts_column)
                     for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
                         part = batch.column(partition_column).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -527,10 +531,10 @@ class OfflineTable(TableLog):
 
     def _adopt(self, txn: _Txn, path: Path, schema: pa.Schema, rows: int, lo: int, hi: int) -> _NewFile:
         day = lo // DAY_MS
-        folder = self.path / f"{PARTITION_COLUMN}={_day_str(day)}"
+        folder = self._staging / f"{PARTITION_COLUMN}={_day_str(day)}"
         folder.mkdir(parents=True, exist_ok=True)
         uid = uuid.uuid4().hex
-        nf = _NewFile(tmp=_tmp_path(self.path, folder, uid), day=day, uid=uid[:8], rows=rows, min_ts=lo, max_ts=hi,
+        nf = _NewFile(tmp=_tmp_path(self._staging, folder, uid), day=day, uid=uid[:8], rows=rows, min_ts=lo, max_ts=hi,
                       size=path.stat().st_size, source=path)
         try:
             os.rename(path, nf.tmp)
@@ -608,7 +612,7 @@ class OfflineStore:
     :attr:`OfflineTable.follow` of table ``name`` (the rows pushed to its source; None: none)."""
 
     def __init__(self, root: Union[Path, str], follower=None):
-        self.root = Path(root)
+        self.root = object_store.as_root(root)  # a local folder or an s3:// location (object_store)
         self.follower = follower
 
     def __repr__(self) -> str:
@@ -623,13 +627,14 @@ class OfflineStore:
 
     def tables(self) -> List[str]:
         """Names of the tables that have at least one version, sorted."""
+        remote = object_store.is_remote(self.root)
         try:
-            entries = sorted(os.listdir(self.root))
+            entries = self.root.list_names() if remote else sorted(os.listdir(self.root))
         except FileNotFoundError:
             return []
         out = []
         for name in entries:
-            if _NAME_RE.match(name) and (self.root / name).is_dir():
+            if _NAME_RE.match(name) and (remote or (self.root / name).is_dir()):
                 if OfflineTable(self.root, name).version is not None:
                     out.append(name)
         return out

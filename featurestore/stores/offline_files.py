@@ -433,6 +433,9 @@ class _Txn:
 
     def discard(self, files: Iterable[_NewFile]) -> None:
         for nf in files:
+            if nf.final is not None and not isinstance(nf.final, Path):  # uploaded to object storage
+                nf.final.delete()
+                nf.final = None
             path = nf.final or nf.tmp
             if nf.moved and nf.source is not None:
                 try:

@@ -28,7 +28,8 @@ from featurestore.stores.offline_files import (
     PARTITION_COLUMN, TMP_PREFIX, _MANIFEST_RE, _NAME_RE, _PART_RE, _as_ms, _conform_table, _fsync_dir, _NewFile,
     _now_iso, _schema_from_b64, _schema_to_b64, _tmp_path, _ts_ms, _Txn, _unlink)
 from featurestore.stores import offline_files as _files
-from featurestore.stores import writers
+from featurestore.stores import object_store, writers
+from featurestore.stores.object_store import S3Location
 
 # (kept relative paths of the base, new files, schema, manifest fields the write sets: see TableLog._commit)
 Plan = Tuple[List[str], List[_NewFile], pa.Schema, dict]
@@ -49,16 +50,26 @@ class TableLog:
         if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
             raise OfflineStoreError(f"invalid offline table name {name!r}: use letters, digits, '_', '-', '.' "
                                     f"(starting with a letter or digit, at most 200 characters)")
-        self.root = Path(root)
+        self.root = object_store.as_root(root)
         self.name = name
+        # on object storage (an s3:// root) these are S3Locations: see the methods that ask self.remote
+        self.remote = object_store.is_remote(self.root)
         self.path = self.root / name
         self._log = self.path / LOG_DIR
         # Outside the table folder, so no directory reader (dask included) ever sees superseded rows.
         self._archive = self.root / ARCHIVE_DIR / name
+        # where this process writes the table's new Parquet files before they are placed: the table
+        # folder itself on a local root; a local folder of this machine on object storage (uploaded then)
+        self._staging = object_store.staging_dir(self.root, name) if self.remote else self.path
         self._ts_column = ts_column
         # Rows another log owns and this table must hold once (pushed events, featurestore.push.offline):
         # an object with plan(base, replaced ranges) -> FollowPlan or None, consulted by every write_range.
         self.follow = None
+
+    @property
+    def filesystem(self):
+        """The ``pyarrow.fs.S3FileSystem`` that reads :meth:`files` on object storage; None on a local root."""
+        return self.root.filesystem if self.remote else None
 
     def __repr__(self) -> str:
         return f"OfflineTable({str(self.root)!r}, {self.name!r})"
@@ -70,7 +81,7 @@ class TableLog:
     # -- versions and manifests ------------------------------------------------------------------
     def _versions(self) -> List[int]:
         try:
-            names = os.listdir(self._log)
+            names = self._log.list_names() if self.remote else os.listdir(self._log)
         except FileNotFoundError:
             return []
         return sorted(int(m.group(1)) for m in map(_MANIFEST_RE.match, names) if m)
@@ -94,6 +105,12 @@ class TableLog:
 
     def _read_manifest(self, version: int) -> Optional[dict]:
         path = self._manifest_path(version)
+        if self.remote:  # an object is whole or absent
+            data = path.get()
+            try:
+                return None if data is None else json.loads(data)
+            except json.JSONDecodeError:
+                raise OfflineStoreError(f"{self._where}: manifest {path} is not valid JSON") from None
         for attempt in range(10):
             try:
                 with open(path, "rb") as f:
@@ -145,33 +162,48 @@ class TableLog:
         return _schema_from_b64(self.manifest(version)["arrow_schema"])
 
     # -- reading ------------------------------------------------------------------------------------
-    def _locate(self, rel: str) -> Optional[Path]:
+    def _locate(self, rel: str) -> Union[Path, S3Location, None]:
         for p in (self.path / rel, self._archive / rel):
             if p.exists():
                 return p
         return None
 
+    def _open_sized(self, rel: str, version: int, size: Optional[int]):
+        """:meth:`_open`; on object storage a file of at most ``WHOLE_READ_BYTES`` (``size``: the bytes
+        its manifest recorded) is read whole, with one GET rather than one per column chunk."""
+        if not self.remote or size is None or size > object_store.WHOLE_READ_BYTES:
+            return self._open(rel, version)
+        for p in (self.path / rel, self._archive / rel):
+            data = p.get()
+            if data is not None:
+                return pa.BufferReader(data)
+        raise OfflineStoreError(f"{self._where}: file {rel} of version {version} is gone (was the version expired?)")
+
     def _open(self, rel: str, version: int):
         # live path first, then the archive: a file moves (atomically) only from the former to the latter
+        # (on object storage: copied to the archive before it is deleted from the live tree)
         for p in (self.path / rel, self._archive / rel):
             try:
-                return open(p, "rb")
+                return p.open() if self.remote else open(p, "rb")
             except FileNotFoundError:
                 continue
         raise OfflineStoreError(f"{self._where}: file {rel} of version {version} is gone (was the version expired?)")
 
     def files(self, version: Optional[int] = None) -> List[str]:
-        """Absolute paths of the files of ``version`` (default: the latest), each at its live path or,
-        once superseded, under ``_archive/``. A later commit may archive a live file after this returns:
-        read through :meth:`read`, or retry with ``files()`` again, when writers run concurrently."""
+        """Absolute paths (``s3://`` URIs on object storage) of the files of ``version`` (default: the
+        latest), each at its live path or, once superseded, under ``_archive/``. A later commit may archive
+        a live file after this returns: read through :meth:`read`, or retry with ``files()`` again, when
+        writers run concurrently."""
         m = self.manifest(version)
+        # object storage: a file of the latest version is live (one request fewer per file than a lookup)
+        live = set(self._latest_manifest()["files"]) if self.remote else set()
         out = []
         for rel in m["files"]:
-            p = self._locate(rel)
+            p = self.path / rel if rel in live else self._locate(rel)
             if p is None:
                 raise OfflineStoreError(f"{self._where}: file {rel} of version {m['version']} is gone "
                                         f"(was the version expired?)")
-            out.append(str(p.absolute()))
+            out.append(object_store.uri(p))
         return out
 
     def read(self, version: Optional[int] = None, columns: Optional[List[str]] = None) -> pa.Table:
@@ -186,7 +218,7 @@ class TableLog:
             schema = pa.schema([schema.field(c) for c in columns])
         parts = []
         for rel in m["files"]:
-            with self._open(rel, m["version"]) as f:
+            with self._open_sized(rel, m["version"], m.get("file_stats", {}).get(rel, {}).get("bytes")) as f:
                 pf = pq.ParquetFile(f)
                 present = [c for c in schema.names if c in pf.schema_arrow.names]
                 t = pf.read(columns=present)
@@ -217,6 +249,8 @@ class TableLog:
 
     def _place(self, files: List[_NewFile], version: int) -> None:
         """Give the new files their final names (they become visible to glob readers)."""
+        if self.remote:
+            return self._upload(files, version)
         dirs = set()
         for nf in files:
             name = f"part-{version:08d}-{nf.uid}.parquet"
@@ -234,11 +268,29 @@ class TableLog:
     def _unplace(self, files: List[_NewFile]) -> None:
         for nf in files:
             if nf.final is not None:
-                os.rename(nf.final, nf.tmp)
+                if self.remote:
+                    nf.final.delete()  # the local staged file stays: the next attempt uploads it again
+                else:
+                    os.rename(nf.final, nf.tmp)
                 nf.final = None
+
+    def _upload(self, files: List[_NewFile], version: int) -> None:
+        """Object storage: upload each staged file under its final, unique name (no rename there)."""
+        for nf in files:
+            folder = self.path / f"{PARTITION_COLUMN}={_files._day_str(nf.day)}"
+            # no existence check (a request per file, and no guarantee between two writers: _place's check
+            # does not exclude that race either): a clash needs two writers of one version and date to draw
+            # the same 8 hex digits, 1 in 4e9 per pair of files
+            final = folder / f"part-{version:08d}-{nf.uid}.parquet"
+            final.upload(nf.tmp)
+            nf.final = final
 
     def _write_manifest(self, version: int, manifest: dict) -> None:
         """Create ``_log/<version>.json`` complete and exclusively; FileExistsError if another writer has it."""
+        if self.remote:  # a conditional put: If-None-Match: * (object_store.S3Location.create_exclusive)
+            if not self._manifest_path(version).create_exclusive(json.dumps(manifest, indent=1).encode("utf-8")):
+                raise FileExistsError(str(self._manifest_path(version)))
+            return
         self._log.mkdir(parents=True, exist_ok=True)
         final = self._manifest_path(version)
         tmp = _tmp_path(self.path, self._log, uuid.uuid4().hex)  # no .json: never matches _log/*.json
@@ -272,6 +324,14 @@ class TableLog:
     def _archive_files(self, rels: Iterable[str]) -> None:
         for rel in rels:
             src, dst = self.path / rel, self._archive / rel
+            if self.remote:  # copy, then delete: readers of the old version find it in one place or both
+                try:
+                    if src.exists():
+                        src.copy_to(dst)
+                        src.delete()
+                except OfflineStoreError as exc:  # the commit stands; expire() will archive it later
+                    warnings.warn(f"{self._where}: could not archive superseded file {rel}: {exc}")
+                continue
             try:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(src, dst)
@@ -347,6 +407,9 @@ class TableLog:
                 delay = min(delay * 2, 0.25)
                 continue
             txn.committed = True
+            if self.remote:  # uploaded: the staged copies are done with
+                for nf in [*new, *txn.files]:
+                    _unlink(nf.tmp)
             self._archive_files(removed)
             return version
         raise OfflineStoreError(f"{self._where}: gave up after {MAX_COMMIT_ATTEMPTS} conflicting commits")
@@ -363,6 +426,8 @@ class TableLog:
         keep_last = _as_ms(keep_last, "keep_last")
         if keep_last < 1:
             raise OfflineStoreError(f"{self._where}: keep_last must be at least 1, got {keep_last}")
+        if self.remote:
+            return self._expire_remote(keep_last, grace_seconds)
         versions = self._versions()
         if not versions:
             return 0
@@ -404,6 +469,38 @@ class TableLog:
                         if _unlink(p):
                             deleted += 1
         writers.sweep(self.path, TMP_PREFIX, grace_seconds=grace_seconds)
+        return deleted
+
+    def _expire_remote(self, keep_last: int, grace_seconds: float) -> int:
+        """:meth:`expire` on object storage: the same rules, over object listings (there are no temp
+        objects: files are staged locally and uploaded under their final names)."""
+        manifests = {v: m for v in self._versions() if (m := self._read_manifest(v)) is not None}
+        if not manifests:
+            return 0
+        kept_versions = sorted(manifests)[-keep_last:]
+        referenced = set().union(*(manifests[v]["files"] for v in kept_versions))
+        latest_files = set(manifests[kept_versions[-1]]["files"])
+        ever = set().union(*(m["files"] for m in manifests.values()))
+        for v in sorted(manifests):
+            if v < kept_versions[0]:
+                self._manifest_path(v).delete()
+        deleted = 0
+        for loc, _ in self._archive.list_files():
+            rel = f"{loc.parent.name}/{loc.name}"
+            if rel not in referenced and _PART_RE.match(loc.name) and loc.delete():
+                deleted += 1
+        now = time.time()
+        for loc, mtime in self.path.list_files():
+            rel = f"{loc.parent.name}/{loc.name}"
+            if not loc.parent.name.startswith(f"{PARTITION_COLUMN}=") or not _PART_RE.match(loc.name):
+                continue
+            if rel in latest_files:
+                continue
+            if rel in referenced:
+                self._archive_files([rel])  # superseded, but its writer died before archiving it
+            elif (rel in ever or now - mtime > grace_seconds) and loc.delete():  # expired, or never committed
+                deleted += 1
+        writers.sweep(self._staging, TMP_PREFIX, grace_seconds=grace_seconds)
         return deleted
 
 
