@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--submit-only", action="store_true", help="submit the job and exit (remote clusters)")
     parser.add_argument("--run-id", default=None, help="names the run's progress reports in Redis")
     parser.add_argument("--partial-history", action="store_true",
-                        help="start fresh even if the topic lost its first records (see streaming.check_history)")
+                        help="start fresh even if the topic lost its first records and no offline table covers them "
+                             "(see featurestore.stream_handoff)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
