@@ -108,9 +108,10 @@ def first_event_times(bootstrap: str, topic: str, ts_column: str, lows: Dict[int
             ts = _event_time(msg.value(), ts_column)
             if ts is not None and MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS:
                 out[p] = (msg.offset(), ts)
-                todo.discard(p)
-            elif seen[p] >= SCAN_RECORDS or msg.offset() + 1 >= lows[p][1]:
-                todo.discard(p)
+            elif seen[p] < SCAN_RECORDS and msg.offset() + 1 < lows[p][1]:
+                continue
+            todo.discard(p)
+            consumer.pause([TopicPartition(topic, p)])  # done: the other partitions' records only
         if todo:
             raise InfraError(f"could not read the first records of topic '{topic}' within {timeout} s")
         return out

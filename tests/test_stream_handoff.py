@@ -31,8 +31,6 @@ from tests.randomrepo import random_events, write_events
 from tests.test_stream import (JOB_TIMEOUT_S, KEYS, SCHEMA, assert_same_rows, create_topic, drop_project, make_repo,
                                offline_table, produce)
 
-pytestmark = [pytest.mark.kafka, pytest.mark.redis]
-
 SEED = 41
 BOUNDED = {"profile", "pair_stats"}  # views whose state is trimmed to a horizon (may refuse older requests)
 
@@ -117,6 +115,10 @@ def _world(tmp_path, kafka_admin, name: str, share: float = 0.4) -> World:
     return World(events, store, topic, b, ends)
 
 
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
 def test_hand_off_seeds_online_state_from_the_offline_store(tmp_path, kafka_admin, redis_client):
     pytest.importorskip("pyflink")
     w = _world(tmp_path, kafka_admin, "exact")
@@ -182,6 +184,8 @@ def test_hand_off_seeds_online_state_from_the_offline_store(tmp_path, kafka_admi
         kafka_admin.delete_topics([w.topic])
 
 
+@pytest.mark.kafka
+@pytest.mark.redis
 def test_gap_not_covered_by_the_offline_store_is_refused(tmp_path, kafka_admin, redis_client):
     w = _world(tmp_path, kafka_admin, "gap")
     store = w.store
@@ -215,3 +219,39 @@ def test_gap_not_covered_by_the_offline_store_is_refused(tmp_path, kafka_admin, 
     finally:
         drop_project(redis_client, store.config.project)
         kafka_admin.delete_topics([w.topic])
+
+
+def test_a_snapshot_restores_the_seed_recorded_before_it_was_taken(tmp_path):
+    """Which seed a restore uses (kill -9 at any point of a hand-off): the entry recorded last before the
+    snapshot was taken; an entry recorded after (a new run killed before its first checkpoint) is not it."""
+    import os
+    import time
+
+    root = tmp_path / "ckpt"
+    root.mkdir()
+
+    def snapshot(name: str, at: float):
+        d = root / "job" / name
+        d.mkdir(parents=True)
+        (d / "_metadata").write_text("x")
+        os.utime(d / "_metadata", (at, at))
+        return d
+
+    old = snapshot("chk-1", time.time() - 100)  # a run before any hand-off
+    assert stream_handoff.prepare(None, root, None, None) is None and not (root / "_handoff.json").exists()
+    seeds = []
+    for i in range(2):
+        (root / f"seed-{i}.sqlite").write_text("")
+        stream_handoff._record(root, {"path": str(root / f"seed-{i}.sqlite"), "views": {}})
+        seeds.append(stream_handoff._entries(root)[-1]["seed"])
+        time.sleep(0.05)
+    mid = snapshot("chk-2", time.time())  # taken by the second hand-off's run
+    time.sleep(0.05)
+    stream_handoff._record(root, None)  # then a fresh start without a hand-off, killed before its first checkpoint
+    assert stream_handoff.recorded(root, old) is None
+    assert stream_handoff.recorded(root, mid) == seeds[1]
+    assert stream_handoff.recorded(root, snapshot("chk-3", time.time() + 1)) is None
+    for _ in range(2):  # older entries (and their files) go
+        stream_handoff._record(root, None)
+    assert len(stream_handoff._entries(root)) == stream_handoff.KEEP_ENTRIES
+    assert not (root / "seed-0.sqlite").exists() and not (root / "seed-1.sqlite").exists()
