@@ -220,11 +220,17 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
     cut = max(starts, default=MIN_EVENT_TIME_MS)
     if cut <= MIN_EVENT_TIME_MS:  # the range starts before any supported event time: it holds every event
         return ViewSeed(name, int(table.version), ranges, nexts)
-    ret = retention(cv)
-    if ret.keep_base:
+    if retention(cv).keep_base:
         return (f"its batch range holding the cut-over starts at {_iso(cut)}, but an unbounded window (or a latest "
                 "feature without TTL) needs every event: backfill it without a start")
-    return ViewSeed(name, int(table.version), ranges, nexts, cut, cut + ret.window_ms)
+    return ViewSeed(name, int(table.version), ranges, nexts, cut, cut + retention_ms(store, name))
+
+
+def retention_ms(store, name: str) -> int:
+    """The view's retention ``R`` (its largest finite window or TTL): a seeded bounded view's horizon is ``cut + R``."""
+    from featurestore.stores.online_redis import retention
+
+    return retention(store.compiled(name)).window_ms
 
 
 def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partial_history: bool = False) -> None:
@@ -366,4 +372,4 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
     return seed
 
 
-__all__ = ["HandOff", "ViewSeed", "plan", "check_history", "prepare", "recorded", "write_seed", "first_event_times"]
+__all__ = ["HandOff", "ViewSeed", "plan", "check_history", "retention_ms", "prepare", "recorded", "write_seed", "first_event_times"]
