@@ -159,7 +159,8 @@ def plan(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partia
         needs = []
         for n in problems:
             r = retention(store.compiled(n))
-            needs.append(f"{n}: {'every event (an unbounded window or a latest feature without TTL)' if r.keep_base else _span(r.window_ms)}")
+            every = "every event (an unbounded window or a latest feature without TTL)"
+            needs.append(f"{n}: {every if r.keep_base else _span(r.window_ms)}")
         raise RequestError(
             f"topic '{topic}' no longer holds its first records (partition {part} starts at offset {low}; "
             f"{len(lost)} partition(s) affected): a fresh stream job would build the online values of "
@@ -227,13 +228,14 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
 
 
 def retention_ms(store, name: str) -> int:
-    """The view's retention ``R`` (its largest finite window or TTL): a seeded bounded view's horizon is ``cut + R``."""
+    """The view's retention ``R`` (largest finite window or TTL): a seeded bounded view's horizon is ``cut + R``."""
     from featurestore.stores.online_redis import retention
 
     return retention(store.compiled(name)).window_ms
 
 
-def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partial_history: bool = False) -> None:
+def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored,
+                  partial_history: bool = False) -> None:
     """Refuse a fresh start (no snapshot to restore) whose online views would be built from part of their
     history and whose offline tables do not cover the gap (see :func:`plan`): the stream builds each
     value from the records it reads, so on a topic whose first records Kafka's retention deleted it
@@ -372,4 +374,5 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
     return seed
 
 
-__all__ = ["HandOff", "ViewSeed", "plan", "check_history", "retention_ms", "prepare", "recorded", "write_seed", "first_event_times"]
+__all__ = ["HandOff", "ViewSeed", "plan", "check_history", "retention_ms", "prepare", "recorded", "write_seed",
+           "first_event_times"]

@@ -575,14 +575,14 @@ def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] =
 
 def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tuple, tuple], restore: bool,
              partial_history: bool, commit: bool):
-    """(snapshot to restore or None, committer or None, hand-off or None) for a run of ``names``. A view whose definition
-    changed since the stream wrote its offline table is rebuilt, which needs the topic from its first
-    record: then a snapshot is restored only when it was taken by a run that started afresh for the
-    rebuild (:func:`featurestore.stream_commit.rebuild_plan`). A run that starts afresh also forgets the
-    consumer group's committed offsets (a former run of the same definitions left them; they would make
-    a bounded run stop at once). The committer first registers files a previous run made visible. A fresh
-    start on a topic that lost its first records hands off from the offline tables (as they are after
-    that commit) or is refused (:func:`featurestore.stream_handoff.plan`)."""
+    """(snapshot to restore or None, committer or None, hand-off or None) for a run of ``names``. A view
+    whose definition changed since the stream wrote its offline table is rebuilt, which needs the topic
+    from its first record: then a snapshot is restored only when it was taken by a run that started
+    afresh for the rebuild (:func:`featurestore.stream_commit.rebuild_plan`). A run that starts afresh
+    also forgets the consumer group's committed offsets (a former run of the same definitions left them;
+    they would make a bounded run stop at once). The committer first registers files a previous run made
+    visible. A fresh start on a topic that lost its first records hands off from the offline tables (as
+    they are after that commit) or is refused (:func:`featurestore.stream_handoff.plan`)."""
     from featurestore import stream_commit
 
     restored = latest_snapshot(root) if restore else None
