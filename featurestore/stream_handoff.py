@@ -77,7 +77,7 @@ class HandOff:
 
 # -- reading the topic ----------------------------------------------------------------------------------------
 def first_event_times(bootstrap: str, topic: str, ts_column: str, lows: Dict[int, Tuple[int, int]],
-                      timeout: float = 30) -> Dict[int, Optional[Tuple[int, int]]]:
+                      timeout: float = 60) -> Dict[int, Optional[Tuple[int, int]]]:
     """Per partition (``lows``: partition -> (first offset, end offset)), the (offset, event time ms) of the
     first retained record whose JSON object has an integer event time in the supported range; None when
     the first ``SCAN_RECORDS`` records (or all there are) have none."""
