@@ -363,6 +363,8 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
     if handoff is None:
         _record(root, None)
         return None
+    for stale in (root / SEEDS_DIR).glob(".seed-*"):  # half-written by a start that was killed
+        stale.unlink(missing_ok=True)
     path = root / SEEDS_DIR / f"seed-{uuid.uuid4().hex[:12]}.sqlite"
     t0 = time.perf_counter()
     counts = write_seed(store, handoff, path)

@@ -17,6 +17,7 @@ import dataclasses
 import random
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -138,7 +139,10 @@ def test_hand_off_seeds_online_state_from_the_offline_store(tmp_path, kafka_admi
             assert topic == w.topic and c < b_ms, (part, c, b_ms)
         # Seeded, before any record is read: exact at request times up to B (every event before B is seeded).
         root = streaming.checkpoint_root(store, streaming.job_name(store, names), ckpt)
+        (root / "seeds").mkdir(parents=True)
+        (root / "seeds" / ".seed-killed.sqlite.0123abcd").write_text("half")  # a start killed while seeding
         seed = stream_handoff.prepare(store, root, handoff, None)
+        assert [p.name for p in (root / "seeds").iterdir()] == [Path(seed["path"]).name]
         streaming.prepare_online(store, names, None, seed)
         _online_vs_oracle(store, events, [b - pd.Timedelta("30s"), b], "seeded, before the job")
 
