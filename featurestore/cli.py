@@ -613,8 +613,9 @@ def stream(
         help="Refresh the live view this often; 0 turns it off. Without a terminal: one line at most every 10 s."),
     partial_history: bool = typer.Option(
         False, "--partial-history",
-        help="Start fresh even if the topic lost its first records to Kafka's retention (refused otherwise: the "
-             "online values would miss that history). Use when the records left cover every window."),
+        help="Start fresh even if the topic lost its first records to Kafka's retention and no backfilled offline "
+             "table covers them (refused otherwise: the online values would miss that history; when a backfill "
+             "covers them the job seeds its online state from it). Use when the records left cover every window."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON (implies --status-every 0)."),
 ):
     """Run the streaming job; the help text is STREAM_HELP."""

@@ -51,10 +51,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from featurestore import stream_handoff
 from featurestore.engines import flink_rest
 from featurestore.logs import kafka_logger
 from featurestore.errors import FeatureStoreError, InfraError, JobError, RequestError
 from featurestore.failures import job_error
+from featurestore.stream_handoff import check_history  # noqa: F401 (re-exported)
 from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
     COMMITTER_PENDING, COMMITTER_STATE, NULL_KEY_PREFIX, Committer, DirCommitter)
 from featurestore.stream_status import (  # noqa: F401 (re-exported)
@@ -553,45 +555,16 @@ class StreamHandle:
                 raise
 
 
-def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partial_history: bool = False) -> None:
-    """Refuse a fresh start (no snapshot to restore) whose online views would be built from part of their
-    history: the stream owns its online keys and builds each value from the records it reads, so on a topic
-    whose first records Kafka's retention deleted, it would serve windows and latest values that miss
-    events, silently. ``partial_history=True`` accepts that (when the records still on the topic cover
-    every window of those views)."""
-    from featurestore.stores.online_redis import retention
-
-    if restored is not None or partial_history:
-        return
-    lost = sorted((tp, low) for tp, (low, _) in ends.items() if low > 0)
-    if not lost:
-        return
-    topics = {t for (t, _), _ in lost}
-    views = [n for n in names if store.repo.views[n].online and store.repo.views[n].source.stream.topic in topics]
-    if not views:
-        return
-    (topic, part), low = lost[0]
-    needs = []
-    for n in views:
-        r = retention(store.compiled(n))
-        needs.append(f"{n}: {'every event (an unbounded window or a latest feature without TTL)' if r.keep_base else _span(r.window_ms)}")
-    raise RequestError(
-        f"topic '{topic}' no longer holds its first records (partition {part} starts at offset {low}; "
-        f"{len(lost)} partition(s) affected): a fresh stream job would build the online values of "
-        f"{', '.join(views)} from part of their history. They need {'; '.join(needs)}. "
-        "Start with partial_history=True (CLI: --partial-history) if the records left on the topic cover that, "
-        "or stream a topic that holds the whole history.")
-
-
-def prepare_online(store, names: Sequence[str], restored) -> List[str]:
+def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] = None) -> List[str]:
     """Mark the stream's online views in Redis (the per-view marker lookups require) before the job runs.
 
-    A fresh start owns its views' keys (each entity is rewritten whole at its first flush). A restart
-    whose views lost their online state (no marker: Redis lost its data, or it was flushed; on a cluster,
-    also a slot sentinel gone: a master lost its data) first
-    re-seeds them from the offline store, which the committer has just brought up to the restored
-    snapshot: ``materialize`` of those views, then the job goes on from the snapshot (entities it
-    touches are rewritten from its own state). Returns the views re-seeded."""
+    A fresh start owns its views' keys (each entity is rewritten whole at its first flush; a hand-off
+    first seeded them, :mod:`featurestore.stream_handoff`). A restart whose views lost their online
+    state (no marker: Redis lost its data, or it was flushed; on a cluster, also a slot sentinel gone: a
+    master lost its data) first re-seeds them from the offline store, which the committer has just
+    brought up to the restored snapshot: ``materialize`` of those views, then the job goes on from the
+    snapshot (entities it touches are rewritten from its own state). ``seed``: the run's hand-off seed
+    (a seeded bounded view answers from its horizon on). Returns the views re-seeded."""
     from featurestore.stores.online_redis import for_store, materialize
 
     online = for_store(store)
@@ -606,26 +579,22 @@ def prepare_online(store, names: Sequence[str], restored) -> List[str]:
                     ", ".join(reseed))
         materialize(store, views=reseed)
     online.write_slot_sentinels()
+    seeded = (seed or {}).get("views", {})
     for n in views:
-        online.write_marker(store.compiled(n), None, "stream")
+        online.write_marker(store.compiled(n), seeded.get(n, {}).get("horizon"), "stream")
     return reseed
-
-
-def _span(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"the last {ms // size}{unit}"
-    return f"the last {ms} ms"
 
 
 def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tuple, tuple], restore: bool,
              partial_history: bool, commit: bool):
-    """(snapshot to restore or None, committer or None) for a run of ``names``. A view whose definition
-    changed since the stream wrote its offline table is rebuilt, which needs the topic from its first
-    record: then a snapshot is restored only when it was taken by a run that started afresh for the
-    rebuild (:func:`featurestore.stream_commit.rebuild_plan`). A run that starts afresh also forgets the
-    consumer group's committed offsets (a former run of the same definitions left them; they would make
-    a bounded run stop at once). The committer first registers files a previous run made visible."""
+    """(snapshot to restore or None, committer or None, hand-off or None) for a run of ``names``. A view
+    whose definition changed since the stream wrote its offline table is rebuilt, which needs the topic
+    from its first record: then a snapshot is restored only when it was taken by a run that started
+    afresh for the rebuild (:func:`featurestore.stream_commit.rebuild_plan`). A run that starts afresh
+    also forgets the consumer group's committed offsets (a former run of the same definitions left them;
+    they would make a bounded run stop at once). The committer first registers files a previous run made
+    visible. A fresh start on a topic that lost its first records hands off from the offline tables (as
+    they are after that commit) or is refused (:func:`featurestore.stream_handoff.plan`)."""
     from featurestore import stream_commit
 
     restored = latest_snapshot(root) if restore else None
@@ -633,7 +602,6 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
     if why_not:
         log.warning("not restoring the last snapshot: %s", why_not)
         restored = None
-    check_history(store, names, ends, restored, partial_history)
     if restored is None:
         _forget_group(store.config.kafka_bootstrap, name)
         stream_commit.begin_rebuilds(store, list(rebuilding))
@@ -641,11 +609,11 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
         log.warning("rebuilding the streamed rows of %s under the new definition: the offline table keeps the "
                     "old rows until the job has read past them, then swaps them in one commit",
                     ", ".join(sorted(rebuilding)))
-    if not commit:
-        return restored, None
-    committer = Committer(store, names, name, rebuilding, {tp: low for tp, (low, _high) in ends.items()})
-    committer.commit()  # files a previous run made visible but did not register
-    return restored, committer
+    committer = None
+    if commit:
+        committer = Committer(store, names, name, rebuilding, {tp: low for tp, (low, _high) in ends.items()})
+        committer.commit()  # files a previous run made visible but did not register
+    return restored, committer, stream_handoff.plan(store, names, ends, restored, partial_history)
 
 
 def _coordinator_moving() -> tuple:
@@ -691,7 +659,8 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
           partial_history: bool = False, rest_port: Optional[int] = 0) -> StreamHandle:
     """Start the streaming job (local mini-cluster in this process, or the cluster of ``flink run``) and,
     unless ``commit=False``, the committer thread. A fresh start on a topic that lost its first records
-    is refused unless ``partial_history`` (:func:`check_history`).
+    seeds its online state from the offline store when that covers what the topic lost, else is refused
+    unless ``partial_history`` (:mod:`featurestore.stream_handoff`).
 
     The local mini-cluster serves Flink's REST API and web UI on 127.0.0.1 at ``rest_port`` (0: a free
     port; ``StreamHandle.rest_address``), which is where restarts are counted. ``rest_port=None`` leaves
@@ -709,9 +678,10 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     ends = _end_offsets(store.config.kafka_bootstrap, topics)
     root = checkpoint_root(store, name, checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
-    restored, committer = _prepare(store, names, name, root, ends, restore, partial_history, commit)
+    restored, committer, handoff = _prepare(store, names, name, root, ends, restore, partial_history, commit)
     start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
-    prepare_online(store, names, restored)
+    seed = stream_handoff.prepare(store, root, handoff, restored)
+    prepare_online(store, names, restored, seed)
     interval = checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded else DEFAULT_CHECKPOINT_MS)
     if flush_ms is None:
         flush_ms = DEFAULT_BOUNDED_FLUSH_MS if bounded else DEFAULT_FLUSH_MS
@@ -726,6 +696,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
         parallelism=parallelism, restore_path=restored,
         redis=redis_options(store.config),
         flush_ms=flush_ms, flush_rows=flush_rows, slack_ms=slack_ms, restart=store.config.restart.flink_options(),
+        seed=seed,
         extra_config=conf,
         **(job_options or {}),
     )
@@ -888,9 +859,9 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     root.mkdir(parents=True, exist_ok=True)
     topics = sorted({store.repo.views[n].source.stream.topic for n in names})
     ends = _end_offsets(store.config.kafka_bootstrap, topics)
-    restored, committer = _prepare(store, names, name, root, ends, restore, partial_history, commit)
+    # a hand-off is seeded by the submitting script's own start() (it runs here, before the job exists)
+    restored, committer, _handoff = _prepare(store, names, name, root, ends, restore, partial_history, commit)
     start_offsets = _start_positions(store.config.kafka_bootstrap, name, ends, restored)
-    prepare_online(store, names, restored)
     run_id = uuid.uuid4().hex[:12]
     cmd = [str(flink_cli()), "run", "-m", flink_address, "-d", "-pyclientexec", sys.executable, "-pyexec", sys.executable,
            "-py", str(JOB_SCRIPT), *job_args(store.repo_path, root.parent, bounded=bounded,

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--submit-only", action="store_true", help="submit the job and exit (remote clusters)")
     parser.add_argument("--run-id", default=None, help="names the run's progress reports in Redis")
     parser.add_argument("--partial-history", action="store_true",
-                        help="start fresh even if the topic lost its first records (see streaming.check_history)")
+                        help="start fresh even if the topic lost its first records and no offline table covers them "
+                             "(see featurestore.stream_handoff)")
     parser.add_argument("--commit-only", action="store_true",
                         help="only commit the job's staged files into the offline tables, every --commit-every s")
     parser.add_argument("--commit-every", type=float, default=2.0, help="seconds between commits (--commit-only)")

@@ -45,6 +45,7 @@ class JobOptions:
     flush_ms: int = 500  # the online mini-batch window: an entity's events reach Python (and Redis) in batches
     flush_rows: int = 500
     slack_ms: int = 0
+    seed: Optional[dict] = None  # the online state's hand-off seed (featurestore.stream_handoff.prepare)
     progress_key: str = ""
     python_mode: str = "thread"
     idle_timeout_ms: int = 2_000
@@ -180,7 +181,8 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
             f"SELECT '{g.gid}' || k AS k, v FROM (\n{g.sql}\n)" for g in plan.online)
         values = (
             _online_batches_keyed(t_env, union, options.flush_ms)
-            .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms),
+            .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
+                                 options.seed),
                      output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()]))
             .name("online state").uid("fs-online-state")
         )

@@ -38,6 +38,7 @@ import orjson
 from pyflink.datastream.functions import KeyedProcessFunction
 
 PARTITION_SHIFT = 40  # an event's id: Kafka partition << 40 | offset (computed in the JVM)
+OFFSET_MASK = (1 << PARTITION_SHIFT) - 1
 CACHE_KEYS = 20_000  # entities whose kernel state is kept in Python (a cache of keyed state, never the truth)
 HEARTBEAT_MS = 200  # progress reports while running (a bounded run waits for one after its last batch)
 # A report made at ``at`` covers every event that reached the mini-batch window before ``at - batch_ms -
@@ -74,9 +75,10 @@ def _subtask_index(runtime_context) -> int:
 
 
 class _View:
-    """What the operator knows of one online view of a key group (from ``OnlineView.to_dict``)."""
+    """What the operator knows of one online view of a key group (from ``OnlineView.to_dict``) and, after a
+    hand-off, of its seed (``featurestore.stream_handoff``: which Kafka records the seed holds)."""
 
-    def __init__(self, spec: dict, n_order: int):
+    def __init__(self, spec: dict, n_order: int, seed: Optional[dict] = None):
         from featurestore.kernel.partials import Layout
 
         self.name = spec["name"]
@@ -90,11 +92,27 @@ class _View:
         lay = spec["layout"]
         self.layout = Layout([tuple(x) for x in lay["inputs"]], [tuple(x) for x in lay["aggs"]], lay["latest"])
         self.n_order = n_order
+        self.seeded = seed is not None
+        seed = seed or {}
+        self.seed_ranges = [tuple(r) for r in seed.get("ranges", [])]
+        self.seed_next = {int(p): int(o) for p, o in seed.get("next", {}).items()}
+        self.seed_cut = seed.get("cut")
+        self.seed_horizon = seed.get("horizon")
+
+    def in_seed(self, eid: int, ts: int) -> bool:
+        """Whether the seed (the offline table version it was read from) holds this Kafka record: below the
+        table's next offset of its partition, or with an event time inside the table's batch ranges."""
+        if (eid & OFFSET_MASK) < self.seed_next.get(eid >> PARTITION_SHIFT, 0):
+            return True
+        return any(lo <= ts < hi for lo, hi in self.seed_ranges)
 
     def event(self, v: list, order: list, plain: bool = True):
         """``(eid, order, inputs, member)`` of an event array ``[eid, ts, order columns..., flags...,
-        inputs...]`` whose order is ``order`` (None when the view's filter drops it)."""
+        inputs...]`` whose order is ``order`` (None when the view's filter drops it, or the view's seed
+        holds it)."""
         if not v[self.flag]:
+            return None
+        if self.seeded and self.in_seed(v[0], v[1]):
             return None
         inputs = [v[i] for i in self.inputs]
         return v[0], order, inputs, encode_member(v[0], order, inputs, plain)
@@ -141,16 +159,25 @@ class OnlineState(KeyedProcessFunction):
     arguments. Progress reports (``dirty`` = 0: everything received until then was emitted) go out on a
     heartbeat timer; the writer stores them after the writes emitted before them."""
 
-    def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0):
+    def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0, seed: Optional[dict] = None):
         self.groups = groups
         self.batch_ms = max(1, int(batch_ms))
         self.slack_ms = int(slack_ms)
+        self.seed = seed  # a hand-off's seed: {"path": SQLite file, "views": {view: options}} (stream_handoff)
 
     def open(self, runtime_context):
         from pyflink.common import Types
         from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-        self.views = {g["gid"]: [_View(v, g["n_order"]) for v in g["views"]] for g in self.groups}
+        seeds = (self.seed or {}).get("views", {})
+        self.views = {g["gid"]: [_View(v, g["n_order"], seeds.get(v["name"])) for v in g["views"]]
+                      for g in self.groups}
+        self.seed_db = None
+        if self.seed:
+            import sqlite3
+
+            self.seed_db = sqlite3.connect(f"file:{self.seed['path']}?mode=ro&immutable=1", uri=True,
+                                           check_same_thread=False)
         self.batches = runtime_context.get_map_state(
             MapStateDescriptor("batches", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.folded = runtime_context.get_state(ValueStateDescriptor("folded", Types.PICKLED_BYTE_ARRAY()))
@@ -163,6 +190,8 @@ class OnlineState(KeyedProcessFunction):
 
     def close(self):
         log_stats("online state", getattr(self, "stats", None))
+        if getattr(self, "seed_db", None) is not None:
+            self.seed_db.close()
 
     # -- events -------------------------------------------------------------------------------------
     def process_element(self, row, ctx):
@@ -206,14 +235,16 @@ class OnlineState(KeyedProcessFunction):
         """The entity's kernel states and batch index, rebuilt from keyed state (after a restore, or a cache
         eviction); a rebuilt entity is rewritten whole at its next flush."""
         from featurestore.kernel.entity import EntityState
+        from featurestore.online import loads
 
         views = self.views[_gid(key)]
         folded = self.folded.value()
         folded = pickle.loads(folded) if folded else {}
+        seeds = self._seed_of(key, views)
         states = []
         for i, view in enumerate(views):
             f = folded.get(i)
-            cut = f["cut"] if f else None
+            cut = f["cut"] if f else view.seed_cut
             state = EntityState(view.layout, view.keep_base, cut)
             if f:
                 if f["base"] is not None:
@@ -221,6 +252,12 @@ class OnlineState(KeyedProcessFunction):
                     if cut is not None:
                         state.prefixes[cut] = state.base
                 state.horizon = f["h"]
+            elif cut is not None:
+                state.horizon = view.seed_horizon
+            for member in seeds.get(view.name, ()):  # the seed's events behind the cut are in the folded base
+                ev = loads(member)
+                if cut is None or ev[1][0] >= cut:
+                    state.add(ev[0], ev[1], ev[2], member)
             states.append(state)
         index = {}
         for bid, text in self.batches.items():
@@ -240,6 +277,16 @@ class OnlineState(KeyedProcessFunction):
             self.cache.popitem(last=False)
         self.stats["rebuilds"] += 1
         return states, index
+
+    def _seed_of(self, key: str, views: list) -> dict:
+        """The entity's seeded events per view name (stored members, ids -1, -2, ...), from the seed file."""
+        if self.seed_db is None or not any(v.seeded for v in views):
+            return {}
+        from featurestore.stores.online_redis import encode_entity
+
+        entity = encode_entity(json.loads(key[key.index("["):]))
+        rows = self.seed_db.execute("SELECT view, members FROM seed WHERE entity = ?", (entity,)).fetchall()
+        return {name: members.split("\n") for name, members in rows}
 
     # -- flushes ------------------------------------------------------------------------------------
     def on_timer(self, timestamp, ctx):

@@ -1,0 +1,380 @@
+"""Batch -> stream hand-off: a fresh stream job on a topic that lost its first records (Kafka's retention
+is shorter than the longest window) seeds its online state from the offline store, so its online values
+are exact from the first lookup, with no gap and no double count. Design: docs/streaming.md, "Batch ->
+stream hand-off".
+
+* **Ownership is the identity of an event.** An offline table holds each event once: its batch face owns
+  the ranges it backfilled (``batch_ranges``), the stream owns every other record, each once by Kafka
+  offset (``stream.next_offsets``). The hand-off splits the online state by the same rule, against one
+  table version ``V`` fixed at the start: the seed is every row of ``V``; the job adds a Kafka record
+  only when ``V`` does not hold it (its offset is at or after ``V``'s next offset of its partition and
+  its event time lies outside ``V``'s batch ranges). So online = the offline table the committer goes
+  on writing, whatever the order of records, late events and ties at a range's end.
+* **The cut-over (offsets <-> event time).** Records before a partition's first retained offset are
+  gone; the table holds them only if they are below its next offset (streamed before) or inside its
+  batch ranges. Their event times are unknown, but the source's ``watermark_delay`` bounds lateness: a
+  record produced before the first retained one (event time ``t``) has an event time at most ``t +
+  watermark_delay``. So the cut-over of a partition is ``C = t + watermark_delay``, and a view hands off
+  when one batch range ``[S, E)`` holds ``C`` (``S <= C < E``). Views with an unbounded window need
+  ``S`` at the beginning of time; bounded views answer from ``S + retention`` on (their horizon).
+  A partition with no retained record bounds nothing but the clock: ``C = now + event_time.max_future``.
+* **Where the seed lives.** :func:`prepare` writes the seed (per view and entity, the rows of ``V`` as
+  online-store members, ids ``-1, -2, ...``) to an immutable SQLite file under the job's checkpoint
+  root, materializes the same rows into Redis (so lookups are exact before the job reads anything), and
+  only then records it in ``_handoff.json`` (``since``: when). The job's state operator reads an
+  entity's seed whenever it builds the entity from keyed state (first sight, restore, cache eviction),
+  so the seed is never copied into keyed state and a restore finds it again: a snapshot uses the entry
+  recorded last before it was taken. A crash before the record leaves nothing in use (the next start
+  is fresh again and redoes it); one after it restores a snapshot of this run or an older one, each
+  with its own entry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from featurestore.errors import InfraError, RequestError
+from featurestore.stores import time_ranges
+
+log = logging.getLogger("featurestore.streaming")
+
+HANDOFF_FILE = "_handoff.json"  # under the job's checkpoint root
+SEEDS_DIR = "seeds"
+KEEP_ENTRIES = 3  # older seed entries (and files) are deleted
+SCAN_RECORDS = 1_000  # records read per partition looking for the first one with a readable event time
+OFFSET_MASK = (1 << 40) - 1
+
+
+@dataclass
+class ViewSeed:
+    """How one view's online state is split between the seed (table version ``version``) and the stream."""
+
+    view: str
+    version: int
+    ranges: List[List[int]]  # the version's batch ranges: Kafka records with an event time inside are the seed's
+    next_offsets: Dict[int, int]  # per partition: Kafka records below are in the seed (streamed before)
+    cut: Optional[int] = None  # seed and stream hold no event before it (bounded views; None: every event)
+    horizon: Optional[int] = None  # requests before it are refused (cut + retention)
+
+    def options(self) -> dict:
+        return {"ranges": self.ranges, "next": {str(p): o for p, o in self.next_offsets.items()},
+                "cut": self.cut, "horizon": self.horizon, "version": self.version}
+
+
+@dataclass
+class HandOff:
+    views: Dict[str, ViewSeed] = field(default_factory=dict)
+    cutover: Dict[Tuple[str, int], Tuple[int, str]] = field(default_factory=dict)  # (topic, partition) -> (C ms, why)
+
+
+# -- reading the topic ----------------------------------------------------------------------------------------
+def first_event_times(bootstrap: str, topic: str, ts_column: str, lows: Dict[int, Tuple[int, int]],
+                      timeout: float = 60) -> Dict[int, Optional[Tuple[int, int]]]:
+    """Per partition (``lows``: partition -> (first offset, end offset)), the (offset, event time ms) of the
+    first retained record whose JSON object has an integer event time in the supported range; None when
+    the first ``SCAN_RECORDS`` records (or all there are) have none."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    from featurestore.semantics import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
+
+    out: Dict[int, Optional[Tuple[int, int]]] = {p: None for p in lows}
+    todo = {p for p, (low, high) in lows.items() if high > low}
+    if not todo:
+        return out
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"featurestore-probe-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        consumer.assign([TopicPartition(topic, p, lows[p][0]) for p in sorted(todo)])
+        seen = {p: 0 for p in todo}
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.partition() not in todo:
+                continue
+            p = msg.partition()
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:  # scanned every record
+                    todo.discard(p)
+                continue
+            seen[p] += 1
+            ts = _event_time(msg.value(), ts_column)
+            if ts is not None and MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS:
+                out[p] = (msg.offset(), ts)
+            elif seen[p] < SCAN_RECORDS and msg.offset() + 1 < lows[p][1]:
+                continue
+            todo.discard(p)
+            consumer.pause([TopicPartition(topic, p)])  # done: the other partitions' records only
+        if todo:
+            raise InfraError(f"could not read the first records of topic '{topic}' within {timeout} s")
+        return out
+    except KafkaException as exc:
+        raise InfraError(f"cannot read topic '{topic}' at {bootstrap}: {exc}") from None
+    finally:
+        consumer.close()
+
+
+def _event_time(value: Optional[bytes], ts_column: str) -> Optional[int]:
+    try:
+        doc = json.loads(value) if value else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    ts = doc.get(ts_column) if isinstance(doc, dict) else None
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+
+
+# -- planning -------------------------------------------------------------------------------------------------
+def plan(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partial_history: bool = False,
+         first_times=None) -> Optional[HandOff]:
+    """The hand-off of a fresh start (``restored`` None) on topics that lost their first records, or None
+    when nothing was lost (or a snapshot is restored: it continues its own state). Refuses (RequestError)
+    when a view's offline table does not cover the gap, unless ``partial_history``: then those views are
+    built from what the topic still holds (the others still hand off)."""
+    from featurestore.stores.online_redis import retention
+
+    if restored is not None:
+        return None
+    lost = {tp: low for tp, (low, _high) in ends.items() if low > 0}
+    topics = {t for t, _ in lost}
+    views = [n for n in names if store.repo.views[n].online and store.repo.views[n].source.stream.topic in topics]
+    if not views:
+        return None
+    first_times = {} if first_times is None else first_times
+    handoff, problems = HandOff(), {}
+    for n in views:
+        seed = _view_seed(store, n, ends, first_times, handoff.cutover)
+        if isinstance(seed, str):
+            problems[n] = seed
+        else:
+            handoff.views[n] = seed
+    if problems and not partial_history:
+        (topic, part), low = sorted(lost.items())[0]
+        needs = []
+        for n in problems:
+            r = retention(store.compiled(n))
+            every = "every event (an unbounded window or a latest feature without TTL)"
+            needs.append(f"{n}: {every if r.keep_base else _span(r.window_ms)}")
+        raise RequestError(
+            f"topic '{topic}' no longer holds its first records (partition {part} starts at offset {low}; "
+            f"{len(lost)} partition(s) affected): a fresh stream job would build the online values of "
+            f"{', '.join(problems)} from part of their history. They need {'; '.join(needs)}. No offline "
+            f"history covers the gap: {'; '.join(f'{n}: {why}' for n, why in problems.items())}. Backfill the "
+            "views from the batch face up to the topic's first records (then the job seeds its online state "
+            "from the offline store), start with partial_history=True (CLI: --partial-history) if the records "
+            "left on the topic cover what they need, or stream a topic that holds the whole history.")
+    for n, why in problems.items():
+        log.warning("view %s: built from part of its history (partial_history): %s", n, why)
+    return handoff if handoff.views else None
+
+
+def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
+    """The view's ViewSeed, or why its offline table does not cover what the topic lost."""
+    from featurestore.stream_commit import table_record, view_identity
+    from featurestore.stores.online_redis import retention
+
+    cv = store.compiled(name)
+    source = store.repo.views[name].source
+    table = store.offline.table(name, ts_column=cv.ts_column)
+    if table.version is None:
+        return "no offline table (never backfilled)"
+    manifest = table.manifest()
+    ranges = time_ranges.normalized(manifest.get("batch_ranges", []))
+    record = table_record(table)
+    ident = view_identity(store, name)
+    if record is not None and (record.get("topic"), record.get("fingerprint")) != (ident.topic, ident.fingerprint):
+        return "its offline table was streamed under another definition or topic (a rebuild needs the first records)"
+    nexts = {int(p): int(o) for p, o in (record or {}).get("next_offsets", {}).items()}
+    topic = source.stream.topic
+    starts = []
+    for (t, p), (low, high) in sorted(ends.items()):
+        if t != topic or low <= nexts.get(p, 0):
+            continue  # nothing lost, or every lost record is in the table already (streamed before)
+        if (t, p) not in cutover:
+            if topic not in first_times:
+                parts = {q: span for (tt, q), span in ends.items() if tt == topic}
+                first_times[topic] = first_event_times(store.config.kafka_bootstrap, topic, source.timestamp, parts)
+            first = first_times[topic].get(p)
+            if first is None:  # no retained record with an event time: only the clock bounds the lost ones
+                c = int(time.time() * 1000) + store.config.max_future_ms
+                why = f"partition {p} holds no record with an event time (from offset {low})"
+            else:
+                c = first[1] + int(source.watermark_delay or 0)
+                why = (f"the first record of partition {p} (offset {first[0]}) has event time {_iso(first[1])}; "
+                       f"plus the watermark delay {int(source.watermark_delay or 0)} ms")
+            cutover[(t, p)] = (c, why)
+        c, why = cutover[(t, p)]
+        held = [r for r in ranges if r[0] <= c < r[1]]
+        if not held:
+            got = ", ".join(f"[{_iso(s)}, {_iso(e)})" for s, e in ranges) or "none"
+            return (f"its batch ranges ({got}) do not reach the cut-over {_iso(c)} "
+                    f"({why})")
+        starts.append(held[0][0])
+    from featurestore.semantics import MIN_EVENT_TIME_MS
+
+    cut = max(starts, default=MIN_EVENT_TIME_MS)
+    if cut <= MIN_EVENT_TIME_MS:  # the range starts before any supported event time: it holds every event
+        return ViewSeed(name, int(table.version), ranges, nexts)
+    if retention(cv).keep_base:
+        return (f"its batch range holding the cut-over starts at {_iso(cut)}, but an unbounded window (or a latest "
+                "feature without TTL) needs every event: backfill it without a start")
+    return ViewSeed(name, int(table.version), ranges, nexts, cut, cut + retention_ms(store, name))
+
+
+def retention_ms(store, name: str) -> int:
+    """The view's retention ``R`` (largest finite window or TTL): a seeded bounded view's horizon is ``cut + R``."""
+    from featurestore.stores.online_redis import retention
+
+    return retention(store.compiled(name)).window_ms
+
+
+def check_history(store, names: Sequence[str], ends: Dict[tuple, tuple], restored,
+                  partial_history: bool = False) -> None:
+    """Refuse a fresh start (no snapshot to restore) whose online views would be built from part of their
+    history and whose offline tables do not cover the gap (see :func:`plan`): the stream builds each
+    value from the records it reads, so on a topic whose first records Kafka's retention deleted it
+    would serve windows and latest values that miss events, silently. ``partial_history=True`` accepts
+    that (when the records still on the topic cover every window of those views)."""
+    plan(store, names, ends, restored, partial_history)
+
+
+def _span(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"the last {ms // size}{unit}"
+    return f"the last {ms} ms"
+
+
+def _iso(ms: int) -> str:
+    from featurestore.semantics import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
+
+    if ms < MIN_EVENT_TIME_MS:
+        return "-inf"
+    if ms >= MAX_EVENT_TIME_MS:
+        return "+inf"
+    import pandas as pd
+
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+# -- the seed -------------------------------------------------------------------------------------------------
+def _relation(con, store, seed: ViewSeed) -> str:
+    from featurestore.engines import duckdb_sql as dsql
+    from featurestore.engines.duckdb_engine import arrow_schema
+
+    cv = store.compiled(seed.view)
+    files = store.offline.table(seed.view, ts_column=cv.ts_column).files(seed.version)
+    if not files:
+        con.register(f"__seed_empty_{seed.view}", arrow_schema(cv).empty_table())
+        return f"__seed_empty_{seed.view}"
+    rel = f"read_parquet([{', '.join(dsql.literal(f) for f in files)}])"
+    if seed.cut is None:
+        return rel
+    return f"(SELECT * FROM {rel} WHERE epoch_ms({dsql.q(cv.ts_column)}) >= {int(seed.cut)})"
+
+
+def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
+    """The seed file (SQLite: ``seed(view, entity, members)``, members one per line) and, from the same
+    rows, each view's online state in Redis (``materialize``); returns the seeded entities per view."""
+    from featurestore.stores.online_redis import encode_entity, for_store, materialize_sql
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    db = sqlite3.connect(tmp)
+    counts: Dict[str, int] = {}
+    con = store._connect()
+    online = for_store(store)
+    try:
+        db.execute("CREATE TABLE seed (view TEXT NOT NULL, entity TEXT NOT NULL, members TEXT NOT NULL, "
+                   "PRIMARY KEY (view, entity)) WITHOUT ROWID")
+        for name, seed in handoff.views.items():
+            cv = store.compiled(name)
+            relation = _relation(con, store, seed)
+            nkeys = len(cv.join_keys)
+            counts[name] = 0
+            for batch in con.sql(materialize_sql(cv, relation)).to_arrow_reader(5_000):
+                keys = [batch.column(i).to_pylist() for i in range(nkeys)]
+                members = batch.column(nkeys + 2).to_pylist()
+                rows = [(name, encode_entity([k[i] for k in keys]), "\n".join(members[i]))
+                        for i in range(batch.num_rows)]
+                db.executemany("INSERT INTO seed VALUES (?, ?, ?)", rows)
+                counts[name] += len(rows)
+            online.materialize_view(con, cv, relation, seed.horizon)
+        db.commit()
+    except BaseException:
+        db.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    db.close()
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return counts
+
+
+def _entries(root: Path) -> List[dict]:
+    try:
+        return json.loads((root / HANDOFF_FILE).read_text())["entries"]
+    except FileNotFoundError:
+        return []
+
+
+def _record(root: Path, seed: Optional[dict]) -> None:
+    """Append an entry (``seed``: the operator's options, None: no seed) taken by snapshots from now on."""
+    from featurestore.stream_commit import _write_json
+
+    entries = _entries(root)
+    if not entries and seed is None:
+        return  # nothing to tell apart
+    entries.append({"since": time.time(), "seed": seed})
+    for old in entries[:-KEEP_ENTRIES]:
+        if old.get("seed"):
+            Path(old["seed"]["path"]).unlink(missing_ok=True)
+    _write_json(root / HANDOFF_FILE, {"entries": entries[-KEEP_ENTRIES:]})
+
+
+def recorded(root: Path, snapshot: Path) -> Optional[dict]:
+    """The seed a snapshot's state was built on: the entry recorded last before it was taken."""
+    try:
+        taken = (Path(snapshot) / "_metadata").stat().st_mtime
+    except FileNotFoundError:
+        taken = time.time()
+    best = None
+    for entry in _entries(root):
+        if entry["since"] < taken:
+            best = entry
+    return best.get("seed") if best else None
+
+
+def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional[dict]:
+    """The seed options of this run's state operator (None: no seed): a restore's recorded seed, or for a
+    fresh start with a hand-off a new seed file (and Redis materialized from it), recorded before the
+    job starts."""
+    if restored is not None:
+        return recorded(root, restored)
+    if handoff is None:
+        _record(root, None)
+        return None
+    for stale in (root / SEEDS_DIR).glob(".seed-*"):  # half-written by a start that was killed
+        stale.unlink(missing_ok=True)
+    path = root / SEEDS_DIR / f"seed-{uuid.uuid4().hex[:12]}.sqlite"
+    t0 = time.perf_counter()
+    counts = write_seed(store, handoff, path)
+    seed = {"path": str(path.resolve()), "views": {n: s.options() for n, s in handoff.views.items()}}
+    _record(root, seed)
+    log.warning("hand-off: online state of %s seeded from the offline store (%s) in %.1f s; the stream adds the "
+                "records those table versions do not hold", ", ".join(handoff.views),
+                ", ".join(f"{n}: {c} entities" for n, c in counts.items()), time.perf_counter() - t0)
+    return seed
+
+
+__all__ = ["HandOff", "ViewSeed", "plan", "check_history", "retention_ms", "prepare", "recorded", "write_seed",
+           "first_event_times"]
