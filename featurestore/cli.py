@@ -663,8 +663,10 @@ def demo(repo: Optional[Path] = RepoOpt, events: int = typer.Option(200_000, hel
 
 
 from featurestore.cli_infra import infra as _infra  # noqa: E402  (after _run, which it uses)
+from featurestore.cli_auth import auth_app  # noqa: E402  (through cli_common: after the helpers above)
 
 app.add_typer(_infra, name="infra")
+app.add_typer(auth_app, name="auth")
 
 
 def main() -> None:
