@@ -118,6 +118,17 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """What ``featurestore monitor`` (and the catalog's monitor page) call a breach. A view's freshness bound
+    is its own ``expected_freshness`` (a definition field)."""
+
+    max_stream_lag: Optional[int] = None  # records the stream may be behind, per topic (None: not checked)
+    max_dead_letter_rate: float = 0.01  # dead letters over records read, per source
+    max_skew_rate: float = 0.0  # per feature, in a service's last verify run
+    max_psi: float = 0.2  # drift of served values against a training set, per feature
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """Where a project's state lives. Relative paths are relative to ``repo_path``."""
 
@@ -139,6 +150,7 @@ class ProjectConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     event_time_max_future: str = DEFAULT_MAX_FUTURE  # a duration ("1h"), or "none"
     access: AccessConfig = field(default_factory=AccessConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     sources: Mapping[str, str] = field(default_factory=dict)  # attribute -> "default" | "file" | "env"
 
     def path(self, value: str) -> Path:
@@ -240,6 +252,20 @@ def _number(value: Any, where: str) -> float:
         x = float("nan")
     if x != x or x in (float("inf"), float("-inf")):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return x
+
+
+def _fraction(value: Any, where: str) -> float:
+    x = _number(value, where)
+    if not 0 <= x <= 1:
+        raise ConfigError(f"{where}: expected a fraction between 0 and 1, got {value!r}")
+    return x
+
+
+def _positive(value: Any, where: str) -> float:
+    x = _number(value, where)
+    if x <= 0:
+        raise ConfigError(f"{where}: expected a number > 0, got {value!r}")
     return x
 
 
@@ -350,6 +376,11 @@ KEYS: Tuple[Key, ...] = (
     Key(("access_control", "jwt_principal_claim"), "access.jwt_principal_claim",
         "FEATURESTORE_ACCESS_JWT_PRINCIPAL_CLAIM", _text),
     Key(("access_control", "jwt_roles_claim"), "access.jwt_roles_claim", "FEATURESTORE_ACCESS_JWT_ROLES_CLAIM", _text),
+    Key(("monitor", "max_stream_lag"), "monitor.max_stream_lag", "FEATURESTORE_MONITOR_MAX_STREAM_LAG", _count),
+    Key(("monitor", "max_dead_letter_rate"), "monitor.max_dead_letter_rate",
+        "FEATURESTORE_MONITOR_MAX_DEAD_LETTER_RATE", _fraction),
+    Key(("monitor", "max_skew_rate"), "monitor.max_skew_rate", "FEATURESTORE_MONITOR_MAX_SKEW_RATE", _fraction),
+    Key(("monitor", "max_psi"), "monitor.max_psi", "FEATURESTORE_MONITOR_MAX_PSI", _positive),
 )
 ENV_OVERRIDES = {k.attr: k.env for k in KEYS}  # attribute -> environment variable
 
@@ -449,7 +480,7 @@ def load_config(repo_path: str | os.PathLike = ".", env: Optional[Mapping[str, s
 
 
 def _build(root: Path, values: Dict[str, Any]) -> ProjectConfig:
-    sections: Dict[str, Dict[str, Any]] = {"restart": {}, "server": {}, "access": {}}
+    sections: Dict[str, Dict[str, Any]] = {"restart": {}, "server": {}, "access": {}, "monitor": {}}
     top = {}
     for attr, value in values.items():
         section, _, name = attr.partition(".")
@@ -460,7 +491,7 @@ def _build(root: Path, values: Dict[str, Any]) -> ProjectConfig:
     known = {f.name for f in fields(ProjectConfig)}
     return replace(ProjectConfig(repo_path=root), **{k: v for k, v in top.items() if k in known},
                    restart=RestartStrategy(**sections["restart"]), server=ServerConfig(**sections["server"]),
-                   access=AccessConfig(**sections["access"]))
+                   access=AccessConfig(**sections["access"]), monitor=MonitorConfig(**sections["monitor"]))
 
 
 def _check(cfg: ProjectConfig, origins: Dict[str, str], cfg_file: Path) -> None:

@@ -135,7 +135,8 @@ def require_project(request, action: str) -> None:
 def require_lookup(request, selection, feature_service: Optional[str]) -> None:
     principal = principal_of(request)
     gate = gate_of(request)
-    if principal is None or access.lookup_allowed(gate.store.repo, gate.policy, principal, selection, feature_service):
+    if principal is None or access.lookup_allowed(gate.store.repo, gate.policy, principal, selection,
+                                                  feature_service):
         return
     what = f"feature service '{feature_service}'" if feature_service else \
         "feature view(s) " + ", ".join(f"'{v}'" for v in selection)
@@ -197,5 +198,5 @@ def can_read(request, obj: access.Obj) -> bool:
     return principal is None or gate_of(request).policy.allows(principal, "read_metadata", obj)
 
 
-__all__ = ["Gate", "AccessGuard", "COOKIE", "require", "may_use_service", "declare_bearer", "require_project", "require_lookup", "require_views",
-           "require_push", "principal_of", "gate_of", "can_read"]
+__all__ = ["Gate", "AccessGuard", "COOKIE", "require", "may_use_service", "declare_bearer", "require_project",
+           "require_lookup", "require_views", "require_push", "principal_of", "gate_of", "can_read"]

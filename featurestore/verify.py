@@ -135,7 +135,54 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
                                    "request_time": str(entity_df[TIME_COLUMN].iloc[i]), "kind": kind,
                                    "served": row.get(c), "offline": offline_values[c][i]})
     report.timeline = [(b, rows_in_bucket[b], per_bucket[b]) for b in sorted(per_bucket)]
+    save_run(store, report)
     return report
+
+
+HISTORY_DIR = "verify"  # under the repo's state folder: one JSON line per verify run, per service
+
+
+def _history_path(store, service: str):
+    return store.config.state_path / HISTORY_DIR / f"{store.config.project}.{service}.jsonl"
+
+
+def save_run(store, report: VerifyReport) -> None:
+    """Append the report's summary to the service's skew history (the catalog and ``monitor`` read it). A
+    run that checked no rows is not history."""
+    import time
+
+    if report.rows == 0:
+        return
+    path = _history_path(store, report.feature_service)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"at": int(time.time() * 1000), "rows": report.rows,
+                       "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
+                                        "extra": s.extra} for f, s in report.features.items()},
+                       "timeline": report.timeline}, default=str)
+    with open(path, "a") as fh:  # one write of one line: concurrent runs never interleave within a line
+        fh.write(line + "\n")
+
+
+def runs(store, service: str, last: Optional[int] = None) -> List[dict]:
+    """The recorded verify runs of ``service``, oldest first (each: at, rows, per-feature counts, timeline);
+    a line that does not parse (a crash mid-write) is skipped."""
+    path = _history_path(store, service)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out[-last:] if last else out
+
+
+def skew_rate(run: dict, feature: Optional[str] = None) -> float:
+    """Skewed values over values checked in one recorded run (of one feature, or of all)."""
+    feats = [run["features"][feature]] if feature else list(run["features"].values())
+    rows = sum(f["rows"] for f in feats)
+    return sum(f["mismatch"] + f["missing"] + f["extra"] for f in feats) / rows if rows else 0.0
 
 
 def _buckets(times: List[int], n: int = 20) -> List[int]:
