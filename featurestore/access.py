@@ -109,7 +109,8 @@ def project_obj(repo, project: str) -> Obj:
 
 
 def view_obj(repo, name: str) -> Obj:
-    v = repo.views[name]
+    """A feature view or a request feature view (both are granted as ``views:``)."""
+    v = repo.views[name] if name in repo.views else repo.request_views[name]
     return Obj("view", name, tuple(v.tags))
 
 
@@ -118,7 +119,8 @@ def service_obj(repo, name: str) -> Obj:
 
 
 def source_obj(repo, name: str) -> Obj:
-    return Obj("source", name, tuple(repo.sources[name].tags))
+    s = repo.sources[name] if name in repo.sources else repo.request_sources[name]  # request sources too
+    return Obj("source", name, tuple(s.tags))
 
 
 def entity_obj(repo, name: str) -> Obj:
@@ -128,7 +130,7 @@ def entity_obj(repo, name: str) -> Obj:
 def obj_of_record(repo, rec: dict) -> Obj:
     """The object a catalog record is about (a feature's is its view)."""
     kind = {"entity": "entity", "source": "source", "feature view": "view", "feature service": "service",
-            "feature": "view"}[rec["kind"]]
+            "feature": "view", "request source": "source", "request feature view": "view"}[rec["kind"]]
     name = rec.get("view", rec["name"]) if rec["kind"] == "feature" else rec["name"]
     return {"entity": entity_obj, "source": source_obj, "view": view_obj, "service": service_obj}[kind](repo, name)
 
@@ -170,8 +172,8 @@ def _grant(raw, where: str, repo, problems: List[str]) -> Optional[Grant]:
         if key in raw:
             names[kind] = _names(raw[key], f"{where}.{key}", problems)
             if repo is not None:
-                pool = {"view": repo.views, "service": repo.services, "source": repo.sources,
-                        "entity": repo.entities}[kind]
+                pool = {"view": [*repo.views, *repo.request_views], "service": repo.services,
+                        "source": [*repo.sources, *repo.request_sources], "entity": repo.entities}[kind]
                 for n in names[kind]:
                     if not any(fnmatch.fnmatchcase(x, n) for x in pool):
                         near = difflib.get_close_matches(n, list(pool), n=1)
@@ -292,7 +294,8 @@ def filter_records(repo, policy: Policy, principal, records: Iterable[dict]) -> 
     def ok(kind: str, name: str) -> bool:
         key = (kind, name)
         if key not in can:
-            pool = {"view": (repo.views, view_obj), "service": (repo.services, service_obj)}[kind]
+            pool = {"view": ({**repo.views, **repo.request_views}, view_obj),
+                    "service": (repo.services, service_obj)}[kind]
             can[key] = name in pool[0] and policy.allows(principal, "read_metadata", pool[1](repo, name))
         return can[key]
 
@@ -316,12 +319,18 @@ def actions_on(policy: Policy, principal, obj: Obj) -> List[str]:
 def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequence[str]],
                    feature_service: Optional[str]) -> bool:
     """An online lookup: through a service, ``read_online`` on the service or on every view it reads; by
-    feature references, ``read_online`` on every view named."""
+    feature references, ``read_online`` on every view named. A request feature view's values are computed from
+    the views it reads, so it needs ``read_online`` on those too (a derived value must not leak an input the
+    caller may not read)."""
     if principal is None:
         return True
     if feature_service is not None and policy.allows(principal, "read_online", service_obj(repo, feature_service)):
         return True
-    return all(policy.allows(principal, "read_online", view_obj(repo, v)) for v in selection)
+    needed = set(selection)
+    for v in selection:
+        if v in repo.request_views:
+            needed.update(inp.name for inp, _ in repo.request_views[v].view_inputs)
+    return all(policy.allows(principal, "read_online", view_obj(repo, v)) for v in sorted(needed))
 
 
 __all__ = ["ACTIONS", "Obj", "Grant", "Policy", "OPEN", "PolicyFile", "load_policy", "parse_policy", "project_obj",

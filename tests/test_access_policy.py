@@ -36,7 +36,7 @@ roles:
   reader:
     - actions: [read_metdata, read_online]
       view: [user_spend]
-      services: [fraud_model_v2]
+      services: [fraud_model_v3]
       tags: team
 principals:
   bob: [readr]
@@ -48,7 +48,7 @@ grups: {}
         "access.yaml: unknown key 'grups' (did you mean 'groups'?); "
         "roles.reader[0]: unknown key 'view' (did you mean 'views'?); "
         "roles.reader[0]: unknown action 'read_metdata' (did you mean 'read_metadata'?); "
-        "roles.reader[0].services: no service matches 'fraud_model_v2' (did you mean 'fraud_model_v1'?); "
+        "roles.reader[0].services: no service matches 'fraud_model_v3' (did you mean 'fraud_model_v2'?); "
         "roles.reader[0].tags: expected a mapping of tag to value, got 'team'; "
         "principals.bob: no role 'readr' (did you mean 'reader'?)")
 
@@ -71,7 +71,7 @@ principals: {p: [r]}
     assert online == {"user_profile"}
     meta = {n for n in [*repo.views, *repo.services] if p.allows(
         who, "read_metadata", access.view_obj(repo, n) if n in repo.views else access.service_obj(repo, n))}
-    assert meta == {"user_spend", "user_profile", "fraud_model_v1"}
+    assert meta == {"user_spend", "user_profile", "fraud_model_v1", "fraud_model_v2"}
     assert p.allows(who, "push", access.source_obj(repo, "transactions"))
     assert not p.allows(who, "push", access.view_obj(repo, "user_spend"))  # a source grant names the source
     assert not p.allows(who, "apply", access.project_obj(repo, "payments"))
@@ -81,6 +81,25 @@ principals: {p: [r]}
     assert admin.allows(Principal("root", "t"), "apply", access.project_obj(repo, "payments"))
     scoped = policy("roles: {a: [{actions: all, tags: {team: risk}}]}\nprincipals: {x: [a]}\n", repo)
     assert not scoped.allows(Principal("x", "t"), "apply", access.project_obj(repo, "payments"))  # not project-wide
+
+
+def test_request_views_are_granted_as_views_and_need_the_views_they_read(repo):
+    """A request view's value is computed from the views it reads: reading it online needs those too."""
+    only = policy("roles: {r: [{actions: [read_online, read_metadata], views: [transaction_risk]}]}\n"
+                  "principals: {p: [r]}\n", repo)
+    both = policy("roles: {r: [{actions: [read_online], views: [transaction_risk, user_spend]}]}\n"
+                  "principals: {p: [r]}\n", repo)
+    who = Principal("p", "test")
+    selection = {"transaction_risk": ["above_max_1d"]}
+    assert only.allows(who, "read_online", access.view_obj(repo, "transaction_risk"))
+    assert not access.lookup_allowed(repo, only, who, selection, None)
+    assert access.lookup_allowed(repo, both, who, selection, None)
+    assert only.allows(who, "read_metadata", access.obj_of_record(repo, {"kind": "request feature view",
+                                                                          "name": "transaction_risk"}))
+    src = policy("roles: {r: [{actions: [read_metadata], sources: [transaction_request]}]}\n"
+                 "principals: {p: [r]}\n", repo)
+    assert src.allows(who, "read_metadata", access.obj_of_record(repo, {"kind": "request source",
+                                                                         "name": "transaction_request"}))
 
 
 def test_groups_of_a_jwt_map_to_roles(repo):

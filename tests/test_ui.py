@@ -101,15 +101,19 @@ def test_overview_lists_every_kind_and_draws_the_project(site, tokens, shots):
     browser, url = site
     login(browser, url, tokens["lead"])
     browser.open(f"{url}/ui/")
-    assert browser.all_text("#view-table td:first-child a") == ["user_spend", "user_profile", "merchant_activity"]
-    assert browser.all_text("#service-table td:first-child a") == ["growth_model", "fraud_model_v1"] or \
-        sorted(browser.all_text("#service-table td:first-child a")) == ["fraud_model_v1", "growth_model"]
+    assert browser.all_text("#view-table td:first-child a") == ["user_spend", "user_profile", "merchant_activity",
+                                                                 "transaction_risk"]  # a request view too
+    assert sorted(browser.all_text("#service-table td:first-child a")) == ["fraud_model_v1", "fraud_model_v2",
+                                                                           "growth_model"]
     nodes = set(browser.attrs("#lineage a.node", "data-name"))
     assert nodes == {"transactions", "user_spend", "user_profile", "merchant_activity", "fraud_model_v1",
-                     "growth_model"}
+                     "fraud_model_v2", "growth_model", "transaction_request", "transaction_risk"}
     edges = set(zip(browser.attrs("#lineage path.edge", "data-from"), browser.attrs("#lineage path.edge", "data-to")))
     assert ("source:transactions", "view:merchant_activity") in edges
     assert ("view:merchant_activity", "service:growth_model") in edges
+    # a request view: fed by its request source and by the view it reads
+    assert {("source:transaction_request", "view:transaction_risk"), ("view:user_spend", "view:transaction_risk"),
+            ("view:transaction_risk", "service:fraud_model_v2")} <= edges
     browser.screenshot(shots / "catalog.png")
 
 

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from featurestore.registry import object_key, read_registry
 
 KIND_OF_RECORD = {"entity": "entity", "source": "source", "feature view": "view", "feature": "feature",
-                  "feature service": "service"}
+                  "feature service": "service", "request source": "source", "request feature view": "view"}
 REGISTRY_KIND = {"entity": "entity", "source": "source", "view": "feature view", "service": "feature service"}
 CONTEXT_LINES = 2
 
@@ -49,7 +49,7 @@ def definition(store, rec: dict) -> Optional[Definition]:
         return None
     first, last = origin.line, max(origin.end_line, origin.line)
     marked = range(first, last + 1)
-    if kind == "feature":
+    if kind == "feature" and hasattr(obj, "feature"):  # a request view's outputs have no line of their own
         where = repo.made_at(obj.feature(rec["name"].split(":", 1)[1]))
         if where is not None:
             marked = range(where[1], where[1] + 1)
@@ -57,11 +57,16 @@ def definition(store, rec: dict) -> Optional[Definition]:
     return Definition(origin.file, lo, [(i, text[i - 1], i in marked) for i in range(lo, hi + 1)])
 
 
+def pools(repo) -> Dict[str, dict]:
+    """Objects by page kind; request sources and request views are sources and views of the catalog."""
+    return {"entity": repo.entities, "source": {**repo.sources, **repo.request_sources},
+            "view": {**repo.views, **repo.request_views}, "service": repo.services}
+
+
 def _object(repo, kind: str, rec: dict):
     if kind == "feature":
-        return repo.views.get(rec["view"])
-    pool = {"entity": repo.entities, "source": repo.sources, "view": repo.views, "service": repo.services}[kind]
-    return pool.get(rec["name"])
+        return pools(repo)["view"].get(rec["view"])
+    return pools(repo)[kind].get(rec["name"])
 
 
 def fingerprint_history(store, rec: dict) -> dict:
@@ -73,7 +78,7 @@ def fingerprint_history(store, rec: dict) -> dict:
         name = rec["name"]
     obj = _object(store.repo, kind, {"name": name, "view": name})
     registry = read_registry(store.config.registry_path, store.config.project)
-    rkind = REGISTRY_KIND[kind]
+    rkind = getattr(obj, "KIND", None) or REGISTRY_KIND[kind]  # a request view is a "request feature view"
     applied = registry.objects.get(object_key(rkind, name))
     history = [{"applied_at": h["applied_at"], **c} for h in registry.history for c in h.get("changes", [])
                if c.get("kind") == rkind and c.get("name") == name]
@@ -118,15 +123,25 @@ def lineage(store, rec: dict, can: Callable[[str, str], bool], features: bool = 
             return {}
 
     def view_chain(view: str, only: Optional[List[str]] = None, services: Optional[List[str]] = None) -> None:
-        v = repo.views[view]
-        src = ("source", v.source.name)
-        if can("source", v.source.name):
-            g.add(src, ("view", view))
-        else:
+        if view in repo.request_views:  # its request sources and the views it reads feed it
+            rv = repo.request_views[view]
             g.nodes.setdefault(("view", view), view)
-        for e in v.entities if kind == "entity" else ():
-            if can("entity", e.name):
-                g.add(("entity", e.name), ("view", view))
+            for s in rv.request_sources:
+                if can("source", s.name):
+                    g.add(("source", s.name), ("view", view))
+            for inp, _ in rv.view_inputs:
+                if can("view", inp.name):
+                    g.add(("view", inp.name), ("view", view))
+        else:
+            v = repo.views[view]
+            if can("source", v.source.name):
+                g.add(("source", v.source.name), ("view", view))
+            else:
+                g.nodes.setdefault(("view", view), view)
+            for e in v.entities if kind == "entity" else ():
+                if can("entity", e.name):
+                    g.add(("entity", e.name), ("view", view))
+        v = pools(repo)["view"][view]
         names = only if only is not None else list(v.feature_names)
         for f in names if features else ():
             g.add(("view", view), ("feature", f"{view}:{f}"))
@@ -159,7 +174,7 @@ def lineage(store, rec: dict, can: Callable[[str, str], bool], features: bool = 
 def project_lineage(store, can: Callable[[str, str], bool]) -> Graph:
     """Every source -> view -> service of the project (features left out: the overview stays readable)."""
     g = Graph()
-    for view in store.repo.views:
+    for view in [*store.repo.views, *store.repo.request_views]:
         if can("view", view):
             lineage_of = lineage(store, {"kind": "feature view", "name": view}, can, features=False)
             for a, b in lineage_of.edges:
@@ -168,4 +183,4 @@ def project_lineage(store, can: Callable[[str, str], bool]) -> Graph:
     return g
 
 
-__all__ = ["definition", "fingerprint_history", "lineage", "project_lineage", "Graph", "url", "page_kind"]
+__all__ = ["pools", "definition", "fingerprint_history", "lineage", "project_lineage", "Graph", "url", "page_kind"]

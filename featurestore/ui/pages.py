@@ -23,8 +23,11 @@ def visibility(store, request):
     principal = server_auth.principal_of(request)
     policy = server_auth.gate_of(request).policy
     repo = store.repo
-    make = {"entity": (repo.entities, access.entity_obj), "source": (repo.sources, access.source_obj),
-            "view": (repo.views, access.view_obj), "service": (repo.services, access.service_obj)}
+    from featurestore.ui.data import pools
+
+    objs = pools(repo)
+    make = {"entity": (objs["entity"], access.entity_obj), "source": (objs["source"], access.source_obj),
+            "view": (objs["view"], access.view_obj), "service": (objs["service"], access.service_obj)}
     cache = {}
 
     def can(kind: str, name: str) -> bool:
@@ -97,9 +100,10 @@ def add_routes(app, store) -> None:
                        lineage=graph.lineage_svg(data.lineage(store, rec, can,
                                                               features=kind not in ("entity", "source"))),
                        versions=[], fresh={}, stream=None, skew={}, drift=None)
-        if view is not None:
+        if view is not None and view in store.repo.views:
             context["versions"] = monitoring.offline_versions(store, view)
         views = [view] if view else [v for v in rec.get("views", []) if can("view", v)]
+        views = [v for v in views if v in store.repo.views]  # request views store nothing: no freshness
         if kind in ("view", "feature", "source", "service"):
             context["fresh"] = monitoring.freshness(store, views)
             if any(store.repo.views[v].source.stream is not None for v in views):
