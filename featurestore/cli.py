@@ -91,8 +91,8 @@ def _run(fn, repo: Optional[Path] = None):
         _fail(exc, 2)
     except FeatureStoreError as exc:
         _fail(exc)
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-        raise
+    except (typer.Exit, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise  # typer.Exit is not click's Exit in this typer: a command's own exit code, not a failure
     except Exception as exc:
         from featurestore.failures import root_cause, save_trace
 
@@ -704,9 +704,11 @@ def demo(repo: Optional[Path] = RepoOpt, events: int = typer.Option(200_000, hel
 
 from featurestore.cli_infra import infra as _infra  # noqa: E402  (after _run, which it uses)
 from featurestore.cli_auth import auth_app  # noqa: E402  (through cli_common: after the helpers above)
+from featurestore.cli_monitor import monitor as _monitor  # noqa: E402
 
 app.add_typer(_infra, name="infra")
 app.add_typer(auth_app, name="auth")
+app.command("monitor")(_monitor)
 
 
 def main() -> None:

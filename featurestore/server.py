@@ -6,7 +6,9 @@ body over ``max_body_bytes`` is refused with 413 before it is parsed (chunked bo
 counted as they arrive and never read past the limit), a logged lookup of more than
 ``max_logged_entities`` entity rows is refused with 413 (what one anonymous request can append to the
 serving log is bounded), and Redis being down is 503. ``/metrics`` counts requests by route template;
-every path that matches no route shares one label, so junk URLs cannot grow it. Limits come from
+every path that matches no route shares one label, so junk URLs cannot grow it; it also exports the
+project's monitoring gauges (``featurestore.server_metrics``: freshness, stream lag, dead letters, skew,
+drift). Limits come from
 ``featurestore.yaml`` ``server:`` (docs/config.md).
 
 ``featurestore serve --workers N`` runs N processes (:func:`app_from_env`); their metrics are summed
@@ -138,6 +140,7 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
     from fastapi.responses import JSONResponse, PlainTextResponse
 
     from featurestore import access, server_admin, server_auth, server_feast, server_ui
+    from featurestore.server_metrics import MonitorCollector
     from featurestore.sdk.refs import resolve_features
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -152,6 +155,8 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
     latency = Histogram("featurestore_lookup_seconds", "Online lookup latency (server side)",
                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0), registry=registry)
     entities_total = Counter("featurestore_entities_served_total", "Entity rows served", registry=registry)
+    monitor = MonitorCollector(store)  # freshness, stream lag, dead letters, skew, drift: computed per scrape
+    registry.register(monitor)
 
     class LookupRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
@@ -251,6 +256,7 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
 
             summed = CollectorRegistry()
             multiprocess.MultiProcessCollector(summed)
+            summed.register(monitor)
             return PlainTextResponse(generate_latest(summed), media_type=CONTENT_TYPE_LATEST)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
