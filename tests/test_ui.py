@@ -49,6 +49,9 @@ def repo(tmp_path_factory):
     for at in ("2026-10-31T06:00:00Z", "2026-10-31T18:00:00Z"):  # logged lookups, then two verify runs
         store.get_online_features(rows, feature_service="fraud_model_v1", request_time=pd.Timestamp(at))
         store.verify("fraud_model_v1")
+    # a training set of the morning's rows only: the evening's served values drift from it
+    store.get_historical_features(pd.DataFrame(rows).assign(event_timestamp=pd.Timestamp("2026-10-31T06:00:00Z")),
+                                  feature_service="fraud_model_v1", save_as="morning")
     yield root
     drop_online(store)
 
@@ -155,6 +158,39 @@ def test_a_view_page_shows_lineage_definition_and_state(site, tokens, repo, shot
     assert "2026-10-31" in fresh and "materialize" in fresh
     assert browser.js("document.querySelector('#freshness td.bad') !== null")  # a month old, expected within 1h
     browser.screenshot(shots / "view.png")
+
+
+def test_drift_of_served_values_is_plotted_for_who_may_read_them(site, tokens, repo):
+    from featurestore import drift
+
+    browser, url = site
+    res = runner.invoke(cli, ["monitor", "--repo", str(repo), "--drift", "fraud_model_v1=morning"])
+    assert res.exit_code == 1 and "breach: view 'user_spend'" in res.stderr  # a month old: stale anyway
+    report = drift.last_report(FeatureStore(repo), "fraud_model_v1")
+    assert report.training_set == "morning" and report.served_rows == 58 and report.training_rows == 29
+    login(browser, url, tokens["lead"])
+    browser.open(f"{url}/ui/service/fraud_model_v1")
+    card = 'div.drift[data-service="fraud_model_v1"]'
+    assert "58 served rows" in browser.text(card) and "morning" in browser.text(card)
+    shown = dict(zip(browser.attrs(f"{card} tr.feature", "data-feature"), browser.all_text(f"{card} td.psi")))
+    assert len(shown) == 15 and shown == {f: f"{d.psi:.4f}" for f, d in report.features.items()}
+    bins = report.features["tx_count_1h"].bins
+    plot = "#drift-fraud_model_v1-tx_count_1h"
+    assert browser.attrs(f"{plot} rect.bar.training", "data-bin") == [b[0] for b in bins]
+    assert [float(x) for x in browser.attrs(f"{plot} rect.bar.training", "data-share")] == [b[1] for b in bins]
+    assert [float(x) for x in browser.attrs(f"{plot} rect.bar.served", "data-share")] == [b[2] for b in bins]
+    browser.open(f"{url}/ui/view/merchant_activity")  # a view's page: its own features only
+    assert set(browser.attrs(f"{card} tr.feature", "data-feature")) == {
+        "merchant_tx_count_1h", "merchant_volume_1d", "merchant_distinct_users_1h"}
+    drifted = [f for f, d in report.features.items() if d.psi is not None and d.psi > 0.2]
+    browser.open(f"{url}/ui/monitor")
+    assert len(browser.attrs('#breaches li.breach[data-kind="drift"]', "data-kind")) == len(drifted)
+    # another team, granted read_metadata and read_online on the service: no read_offline, no values
+    login(browser, url, tokens["growth-svc"])
+    browser.open(f"{url}/ui/service/fraud_model_v1")
+    assert browser.text("#object-name") == "fraud_model_v1" and browser.attrs(card, "data-service") == []
+    browser.open(f"{url}/ui/monitor")
+    assert browser.attrs('li.breach[data-kind="drift"]', "data-kind") == []
 
 
 def test_a_service_page_plots_its_skew_history(site, tokens, shots):

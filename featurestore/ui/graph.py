@@ -110,10 +110,11 @@ def bars(values: List[Tuple[str, float, float]], element_id: str, width: int = 3
            f'height="{height}" viewBox="0 0 {width} {height}">']
     for i, (label, a, b) in enumerate(values):
         x = 10 + i * bw
-        for j, (v, color) in enumerate(((a, "#1f77b4"), (b, "#ff7f0e"))):
+        for j, (v, color, side) in enumerate(((a, "#1f77b4", "training"), (b, "#ff7f0e", "served"))):
             h = v / ymax * (height - top - bottom)
-            out.append(f'<rect x="{x + j * bw / 2 + 1:.1f}" y="{height - bottom - h:.1f}" width="{bw / 2 - 2:.1f}" '
-                       f'height="{h:.1f}" fill="{color}"><title>{escape(label)}: {v:.1%}</title></rect>')
+            out.append(f'<rect class="bar {side}" data-bin="{escape(label)}" data-share="{v!r}" '
+                       f'x="{x + j * bw / 2 + 1:.1f}" y="{height - bottom - h:.1f}" width="{bw / 2 - 2:.1f}" '
+                       f'height="{h:.1f}" fill="{color}"><title>{escape(label)} ({side}): {v:.1%}</title></rect>')
     out.append(f'<text x="10" y="{height - 6}" font-size="10" fill="#1f77b4">training</text>'
                f'<text x="70" y="{height - 6}" font-size="10" fill="#ff7f0e">served</text></svg>')
     return "".join(out)

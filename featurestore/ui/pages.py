@@ -78,9 +78,15 @@ def add_routes(app, store) -> None:
         can = visibility(store, request)
         views = [n for n in store.repo.views if can("view", n)]
         services = [s for s in store.repo.services if can("service", s)]
+        from featurestore import drift
+        from featurestore.ui.drift_section import value_access
+
         stream = monitoring.stream_state(store)
         shown = {("view", n) for n in views} | {("service", s) for s in services}
-        breaches = [b for b in monitoring.breaches(store, stream=stream) if _breach_visible(b, store, can)]
+        reports = [r for r in (drift.last_report(store, s) for s in services) if r is not None]
+        view_of = value_access(store, request)
+        breaches = [b for b in monitoring.breaches(store, stream=stream, drift_reports=reports)
+                    if _breach_visible(b, store, can, view_of)]
         skew = {s: verify.runs(store, s, last=1) for s in services}
         return page(request, "monitor.html", title="monitor", now=now_ms(),
                     fresh=monitoring.freshness(store, views), stream=_stream_view(stream, store, can),
@@ -119,11 +125,15 @@ def add_routes(app, store) -> None:
         return page(request, "object.html", title=f"{kind} {name}", **context)
 
 
-def _breach_visible(breach, store, can) -> bool:
-    """A breach is shown to who may read its subject (a stream or source breach: any view over it)."""
+def _breach_visible(breach, store, can, view_of) -> bool:
+    """A breach is shown to who may read its subject (a stream or source breach: any view over it; drift,
+    computed from values: who may read_offline the feature's view)."""
     if breach.kind == "freshness":
         return can("view", breach.subject)
-    if breach.kind in ("skew", "drift"):
+    if breach.kind == "drift":
+        service, _, feature = breach.subject.partition(":")
+        return can("service", service) and view_of(service, feature) is not None
+    if breach.kind == "skew":
         return can("service", breach.subject.split(":", 1)[0])
     return any(can("view", v) for v, d in store.repo.views.items() if d.source.stream is not None)
 
