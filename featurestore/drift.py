@@ -223,7 +223,7 @@ def last_report(store, service: str) -> Optional[DriftReport]:
     for line in reversed(path.read_text().splitlines()):
         try:
             return DriftReport.from_json(json.loads(line))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):  # not a report: a crash mid-write, a hand edit
             continue
     return None
 

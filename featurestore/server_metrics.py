@@ -4,7 +4,17 @@ last ``verify`` run), drift per service and feature (the last recorded drift rep
 
 from __future__ import annotations
 
+import logging
 import time
+
+
+def gauge(name: str, doc: str, labels):
+    from prometheus_client.core import GaugeMetricFamily
+
+    return GaugeMetricFamily(f"featurestore_{name}", doc, labels=labels)
+
+
+log = logging.getLogger("featurestore.server")
 
 
 class MonitorCollector:
@@ -17,15 +27,26 @@ class MonitorCollector:
         return []  # computed at scrape time; no fixed series to announce
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
+        """Each section on its own: one that cannot be read (a corrupt file, a store down) is left out and
+        counted in ``featurestore_monitor_read_error{section}``; the scrape itself never fails."""
+        from featurestore import monitoring
 
-        from featurestore import drift, monitoring, verify
+        errors = gauge("monitor_read_error", "1 when a section of the monitoring gauges could not be computed",
+                       ["section"])
+        for section in (self._freshness, self._stream, self._services):
+            try:
+                families = list(section(time.time()))
+            except Exception as exc:  # noqa: BLE001 - reported as a gauge and in the server log
+                log.warning("/metrics: %s: %s", section.__name__.lstrip("_"), monitoring._short(exc))
+                errors.add_metric([section.__name__.lstrip("_")], 1.0)
+                continue
+            yield from families
+        yield errors
+
+    def _freshness(self, now: float):
+        from featurestore import monitoring
 
         store = self.store
-        now = time.time()
-
-        def gauge(name, doc, labels):
-            return GaugeMetricFamily(f"featurestore_{name}", doc, labels=labels)
 
         last = gauge("view_last_event_timestamp_seconds", "Newest event time in the view's offline table", ["view"])
         age = gauge("view_freshness_seconds", "Age of the newest offline event of the view", ["view"])
@@ -44,11 +65,14 @@ class MonitorCollector:
                 loaded.add_metric([name, f.online_by or ""], f.online_loaded_ms / 1000)
         yield from (last, age, expected, stale, loaded)
 
+    def _stream(self, now: float):
+        from featurestore import monitoring
+
         lag = gauge("stream_lag_records", "Records of the topic the streaming job has not consumed", ["topic"])
         dead = gauge("stream_dead_letters", "Dead letters the streaming job counted for the source", ["source"])
         events = gauge("stream_events", "Events the streaming job stored for the source", ["source"])
         rate = gauge("stream_dead_letter_rate", "Dead letters over records read, per source", ["source"])
-        stream = monitoring.stream_state(store)
+        stream = monitoring.stream_state(self.store)
         if stream is not None:
             for topic, n in stream.lag.items():
                 if n is not None:
@@ -59,6 +83,10 @@ class MonitorCollector:
                 rate.add_metric([source], stream.dead_letter_rate(source))
         yield from (lag, dead, events, rate)
 
+    def _services(self, now: float):
+        from featurestore import drift, verify
+
+        store = self.store
         skew = gauge("skew_rate", "Skewed values over values checked in the service's last verify run",
                      ["service", "feature"])
         skew_at = gauge("skew_last_run_timestamp_seconds", "When the service's last verify run was", ["service"])

@@ -165,16 +165,20 @@ def save_run(store, report: VerifyReport) -> None:
 
 def runs(store, service: str, last: Optional[int] = None) -> List[dict]:
     """The recorded verify runs of ``service``, oldest first (each: at, rows, per-feature counts, timeline);
-    a line that does not parse (a crash mid-write) is skipped."""
+    a line that is not a run (a crash mid-write, a hand edit) is skipped."""
     path = _history_path(store, service)
     if not path.exists():
         return []
     out = []
     for line in path.read_text().splitlines():
         try:
-            out.append(json.loads(line))
-        except ValueError:
+            run = json.loads(line)
+            skew_rate(run)  # holds what every reader of a run uses
+            if not isinstance(run.get("at"), (int, float)) or not isinstance(run.get("rows"), int):
+                continue
+        except (ValueError, TypeError, KeyError, AttributeError):
             continue
+        out.append(run)
     return out[-last:] if last else out
 
 

@@ -191,6 +191,41 @@ def test_skew_breach_and_metrics(store):
 
 
 @pytest.mark.redis
+@pytest.mark.slow
+def test_broken_history_lines_are_skipped_and_metrics_never_fail(store, monkeypatch):
+    """A verify or drift history line that is not a run (a crash mid-write, a hand edit) is skipped by every
+    reader; a section of the gauges that cannot be computed is a read-error gauge, never a failed scrape."""
+    from fastapi.testclient import TestClient
+
+    from featurestore import verify
+    from featurestore.server import create_app
+
+    store.verify("fraud_model_v1")
+    runs_before = verify.runs(store, "fraud_model_v1")
+    history = store.config.state_path / "verify" / f"{store.config.project}.fraud_model_v1.jsonl"
+    drift_file = store.config.state_path / "drift" / f"{store.config.project}.fraud_model_v1.jsonl"
+    drift_file.parent.mkdir(parents=True, exist_ok=True)
+    for path in (history, drift_file):
+        with open(path, "a") as fh:
+            fh.write('{"at": 1}\n{"at": 2, "rows": 3, "features": []}\n[1, 2]\n{"features": {"x": "y"}}\n{"trunc')
+    assert verify.runs(store, "fraud_model_v1") == runs_before
+    res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--json"])
+    assert res.exit_code == 1 and "unexpected" not in res.output and json.loads(res.stdout)["breaches"]
+    client = TestClient(create_app(store))
+    text = client.get("/metrics").text
+    assert "featurestore_skew_rate{" in text and "featurestore_monitor_read_error{" not in text
+    assert client.get("/ui/service/fraud_model_v1").status_code == 200
+
+    def broken(*_a, **_k):
+        raise OSError("offline store unreadable")
+
+    monkeypatch.setattr(monitoring, "freshness", broken)
+    res = client.get("/metrics")
+    assert res.status_code == 200 and 'featurestore_monitor_read_error{section="freshness"} 1.0' in res.text
+    assert "featurestore_skew_rate{" in res.text and "featurestore_view_stale{" not in res.text
+
+
+@pytest.mark.redis
 @pytest.mark.kafka
 def test_stream_lag_and_dead_letters(tmp_path):
     """Lag from a real broker: records produced to the topic, part of them committed by the job's consumer
