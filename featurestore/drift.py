@@ -195,8 +195,8 @@ def drift(store, feature_service: str, training_set: str, record: bool = True) -
     by_column = serving_log.column_dtypes(store, selection)
     served_rows = [serving_log.decode_served(f, by_column) for f in logs["features"]] if len(logs) else []
     feats = {}
-    for vf, col in pairs:
-        feats[col] = compare(col, result.column(trained[vf]).to_pylist(), [r.get(col) for r in served_rows])
+    for vf, col in pairs:  # rows logged before the service held the feature did not serve it: not nulls
+        feats[col] = compare(col, result.column(trained[vf]).to_pylist(), [r[col] for r in served_rows if col in r])
     report = DriftReport(feature_service, training_set, len(served_rows), result.num_rows, feats,
                          int(time.time() * 1000))
     if record and served_rows:

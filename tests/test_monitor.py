@@ -261,3 +261,28 @@ def test_stream_lag_and_dead_letters(tmp_path):
         assert "source 'transactions': 3 dead letters, 10.000% of its records (limit 5.000%)" in texts
     finally:
         client.delete(key)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_feature_added_to_a_service_later_is_not_null_in_the_older_logs(store):
+    """Lookups logged before the service held a feature did not serve it: drift counts only the rows that did
+    (they used to count as nulls, a drift that never happened)."""
+    services = store.repo_path / "definitions" / "services.py"
+    before = services.read_text()
+    df = entity_rows(20, seed=7)
+    serve_rows(store, df)  # logged without last_channel
+    try:
+        services.write_text(before.replace('user_profile.select("home_country", "last_amount")',
+                                           'user_profile.select("home_country", "last_amount", "last_channel")', 1))
+        fs = FeatureStore(store.repo_path)
+        fs.apply()
+        fs.get_historical_features(df, feature_service="fraud_model_v1", save_as="with_channel")
+        serve_rows(fs, df)  # the same rows again, now with last_channel
+        report = drift.drift(fs, "fraud_model_v1", "with_channel", record=False)
+        channel = report.features["last_channel"]
+        assert channel.served.count == len(df) and channel.served.nulls == channel.training.nulls
+        assert channel.psi == 0.0  # the same rows at the same times: the same values
+    finally:
+        services.write_text(before)
+        FeatureStore(store.repo_path).apply()
