@@ -19,6 +19,9 @@ def monitor(
         None, "--drift", metavar="SERVICE=TRAINING_SET",
         help="Also compare the values SERVICE served (its serving log) with a saved training set: PSI and summary "
              "statistics per feature (repeatable). Recorded: /metrics and the catalog show the last report."),
+    since: Optional[str] = typer.Option(
+        None, "--since", help="With --drift: only lookups served since this time (ISO time with zone) or this "
+                              "long ago (a duration: 1d, 6h). Default: every logged lookup."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks and breaches as JSON."),
 ):
     """Check every view's freshness against its expected_freshness, the stream's lag and dead letters, each
@@ -32,12 +35,13 @@ def monitor(
         from featurestore.ui import ago, ms_time
 
         store = _store(repo)
+        since_ms = _since(since) if since else None
         reports = []
         for spec in drift or []:
             service, sep, training_set = spec.partition("=")
             if not sep or not service or not training_set:
                 raise RequestError(f"--drift {spec!r}: write SERVICE=TRAINING_SET")
-            reports.append(drift_mod.drift(store, service, training_set))
+            reports.append(drift_mod.drift(store, service, training_set, since=since_ms))
         now = int(time.time() * 1000)
         fresh = monitoring.freshness(store)
         stream = monitoring.stream_state(store)
@@ -91,6 +95,22 @@ def monitor(
             print("no breach")
 
     _run(go, repo)
+
+
+def _since(text: str) -> int:
+    """``--since``: a duration ago, or a time."""
+    from featurestore.errors import DefinitionError, RequestError
+    from featurestore.model.durations import parse_duration
+    from featurestore.sdk.timeutil import to_epoch_ms
+
+    try:
+        return int(time.time() * 1000) - parse_duration(text, "--since")
+    except DefinitionError:
+        pass
+    try:
+        return to_epoch_ms(text, "--since")
+    except (RequestError, ValueError) as exc:
+        raise RequestError(f"--since {text!r}: neither a duration (1d, 6h) nor a time with zone ({exc})") from None
 
 
 def _num(x) -> str:

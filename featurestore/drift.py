@@ -64,9 +64,11 @@ class DriftReport:
     training_rows: int
     features: Dict[str, FeatureDrift]
     at: int = 0  # epoch ms when computed
+    since_ms: Optional[int] = None  # only lookups at or after this request time (None: every logged lookup)
 
     def to_json(self) -> dict:
         return {"feature_service": self.feature_service, "training_set": self.training_set, "at": self.at,
+                "since_ms": self.since_ms,
                 "served_rows": self.served_rows, "training_rows": self.training_rows,
                 "features": {f: asdict(d) for f, d in self.features.items()}}
 
@@ -75,7 +77,7 @@ class DriftReport:
         feats = {f: FeatureDrift(f, d["psi"], Summary(**d["training"]), Summary(**d["served"]),
                                  [tuple(b) for b in d["bins"]]) for f, d in data["features"].items()}
         return cls(data["feature_service"], data["training_set"], data["served_rows"], data["training_rows"], feats,
-                   data.get("at", 0))
+                   data.get("at", 0), data.get("since_ms"))
 
 
 # -- the statistics ---------------------------------------------------------------------------------------------
@@ -167,9 +169,10 @@ def compare(feature: str, train: Sequence, served: Sequence) -> FeatureDrift:
 
 
 # -- the inputs -------------------------------------------------------------------------------------------------
-def drift(store, feature_service: str, training_set: str, record: bool = True) -> DriftReport:
-    """Served values of ``feature_service`` (its shipped serving log) against the saved ``training_set``,
-    feature by feature (features the training set does not hold are left out)."""
+def drift(store, feature_service: str, training_set: str, record: bool = True, since=None) -> DriftReport:
+    """Served values of ``feature_service`` (its shipped serving log; with ``since``, a time, only lookups
+    whose request time is at or after it) against the saved ``training_set``, feature by feature (features
+    the training set does not hold are left out)."""
     import pyarrow.parquet as pq
 
     from featurestore import serving_log
@@ -191,14 +194,21 @@ def drift(store, feature_service: str, training_set: str, record: bool = True) -
                            f"'{feature_service}'")
     result = pq.read_table(folder / "result.parquet", columns=[trained[vf] for vf, _ in pairs])
     store.ship_logs()
+    from featurestore.sdk.timeutil import to_epoch_ms
+
+    since_ms = to_epoch_ms(since, "since")
     logs = serving_log.read_logs(store, feature_service)
+    if since_ms is not None and len(logs):
+        import pandas as pd
+
+        logs = logs[pd.to_datetime(logs["request_time"], utc=True) >= pd.Timestamp(since_ms, unit="ms", tz="UTC")]
     by_column = serving_log.column_dtypes(store, selection)
     served_rows = [serving_log.decode_served(f, by_column) for f in logs["features"]] if len(logs) else []
     feats = {}
     for vf, col in pairs:  # rows logged before the service held the feature did not serve it: not nulls
         feats[col] = compare(col, result.column(trained[vf]).to_pylist(), [r[col] for r in served_rows if col in r])
     report = DriftReport(feature_service, training_set, len(served_rows), result.num_rows, feats,
-                         int(time.time() * 1000))
+                         int(time.time() * 1000), since_ms)
     if record and served_rows:
         _save(store, report)
     return report

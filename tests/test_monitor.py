@@ -145,6 +145,24 @@ def test_served_equal_to_trained_has_no_drift_and_a_shift_is_a_breach(store):
     again = drift.last_report(store, "fraud_model_v1")
     assert again.features["spend_usd_1d"].psi > 0.2 and again.training_set == "oct31"
     assert again.features["spend_usd_1d"].served.nulls >= len(df)  # every late lookup: an empty window
+    # --since: only the late lookups (their request times); every one of them serves a null 1d sum
+    since = late.event_timestamp.min()
+    res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--drift", "fraud_model_v1=oct31",
+                              "--since", since.isoformat(), "--json"])
+    recent = json.loads(res.stdout)["drift"][0]
+    assert recent["served_rows"] == len(late) and recent["since_ms"] == since.value // 10**6
+    assert recent["features"]["spend_usd_1d"]["served"]["nulls"] == len(late)
+    assert drift.last_report(store, "fraud_model_v1").since_ms == recent["since_ms"]
+    import time
+
+    t0 = int(time.time() * 1000)
+    res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--drift", "fraud_model_v1=oct31",
+                              "--since", "1d", "--json"])  # a duration ago
+    ago = json.loads(res.stdout)["drift"][0]["since_ms"]
+    assert t0 - 86_400_000 <= ago <= int(time.time() * 1000) - 86_400_000
+    res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--drift", "fraud_model_v1=oct31",
+                              "--since", "yesterday"])
+    assert res.exit_code == 1 and "error: --since 'yesterday': neither a duration" in res.output
     res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--drift", "fraud_model_v1=nope"])
     assert res.exit_code == 1 and "error: no training set called 'nope'" in res.output
 

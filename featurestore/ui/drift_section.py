@@ -57,6 +57,7 @@ def for_page(store, request, rec: dict, services) -> Optional[List[dict]]:
                           "plot": graph.bars(d.bins, f"drift-{service}-{name}", width=240, height=90)})
         if feats:
             out.append({"service": service, "training_set": report.training_set, "at": report.at,
+                        "since": report.since_ms,
                         "served_rows": report.served_rows, "training_rows": report.training_rows, "features": feats,
                         "limit": store.config.monitor.max_psi})
     return out or None
