@@ -34,6 +34,8 @@ def monitor(
         from featurestore.errors import RequestError
         from featurestore.ui import ago, ms_time
 
+        if since and not drift:
+            raise RequestError("--since applies to --drift SERVICE=TRAINING_SET (which lookups to compare)")
         store = _store(repo)
         since_ms = _since(since) if since else None
         reports = []

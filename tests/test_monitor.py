@@ -163,6 +163,8 @@ def test_served_equal_to_trained_has_no_drift_and_a_shift_is_a_breach(store):
     res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--drift", "fraud_model_v1=oct31",
                               "--since", "yesterday"])
     assert res.exit_code == 1 and "error: --since 'yesterday': neither a duration" in res.output
+    res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--since", "1d"])
+    assert res.exit_code == 1 and "error: --since applies to --drift" in res.output
     res = runner.invoke(cli, ["monitor", "--repo", str(store.repo_path), "--drift", "fraud_model_v1=nope"])
     assert res.exit_code == 1 and "error: no training set called 'nope'" in res.output
 
