@@ -225,31 +225,14 @@ def _save(store, report: DriftReport) -> None:
         fh.write(json.dumps(report.to_json()) + "\n")
 
 
-def _lines_backwards(path, block: int = 1 << 16):
-    """The lines of a file, last first, read from its end (the history only grows: a page or a scrape reads
-    the last report, not the whole file)."""
-    with open(path, "rb") as fh:
-        fh.seek(0, 2)
-        pos, tail = fh.tell(), b""
-        while pos > 0:
-            step = min(block, pos)
-            pos -= step
-            fh.seek(pos)
-            parts = (fh.read(step) + tail).split(b"\n")
-            tail = parts.pop(0)  # may continue in the previous block
-            for raw in reversed(parts):
-                if raw.strip():
-                    yield raw.decode("utf-8", "replace")
-        if tail.strip():
-            yield tail.decode("utf-8", "replace")
-
-
 def last_report(store, service: str) -> Optional[DriftReport]:
     """The last recorded drift report of ``service``, or None."""
     path = _path(store, service)
     if not path.exists():
         return None
-    for line in _lines_backwards(path):
+    from featurestore.monitoring import lines_backwards
+
+    for line in lines_backwards(path):
         try:
             return DriftReport.from_json(json.loads(line))
         except (ValueError, KeyError, TypeError, AttributeError):  # not a report: a crash mid-write, a hand edit

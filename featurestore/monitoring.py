@@ -210,9 +210,29 @@ def breaches(store, now_ms: Optional[int] = None, drift_reports: Sequence = (), 
     return out
 
 
+def lines_backwards(path, block: int = 1 << 16):
+    """The non-blank lines of a history file, last first, read from its end: the verify and drift histories
+    only grow, and a page or a scrape wants their last records, not the whole file."""
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        pos, tail = fh.tell(), b""
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            parts = (fh.read(step) + tail).split(b"\n")
+            tail = parts.pop(0)  # may continue in the previous block
+            for raw in reversed(parts):
+                if raw.strip():
+                    yield raw.decode("utf-8", "replace")
+        if tail.strip():
+            yield tail.decode("utf-8", "replace")
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-__all__ = ["ViewFreshness", "StreamState", "Breach", "freshness", "offline_versions", "stream_state", "breaches"]
+__all__ = ["ViewFreshness", "StreamState", "Breach", "freshness", "offline_versions", "stream_state", "breaches",
+           "lines_backwards"]

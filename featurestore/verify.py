@@ -166,11 +166,15 @@ def save_run(store, report: VerifyReport) -> None:
 def runs(store, service: str, last: Optional[int] = None) -> List[dict]:
     """The recorded verify runs of ``service``, oldest first (each: at, rows, per-feature counts, timeline);
     a line that is not a run (a crash mid-write, a hand edit) is skipped."""
+    from featurestore.monitoring import lines_backwards
+
     path = _history_path(store, service)
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in lines_backwards(path):  # newest first: stop once the last N runs are found
+        if last and len(out) == last:
+            break
         try:
             run = json.loads(line)
             skew_rate(run)  # holds what every reader of a run uses
@@ -179,7 +183,7 @@ def runs(store, service: str, last: Optional[int] = None) -> List[dict]:
         except (ValueError, TypeError, KeyError, AttributeError):
             continue
         out.append(run)
-    return out[-last:] if last else out
+    return out[::-1]
 
 
 def skew_rate(run: dict, feature: Optional[str] = None) -> float:

@@ -85,9 +85,9 @@ def test_lines_read_backwards_equal_the_file_reversed(tmp_path):
         lines = ["x" * int(rng.integers(0, 40)) + str(i) for i in range(int(rng.integers(0, 50)))]
         path = tmp_path / f"h{block}.jsonl"
         path.write_text("".join(x + "\n" for x in lines) + ("\n" if block == 7 else ""))
-        assert list(drift._lines_backwards(path, block)) == list(reversed(lines))
+        assert list(monitoring.lines_backwards(path, block)) == list(reversed(lines))
     (tmp_path / "no_newline").write_text("a\nb")
-    assert list(drift._lines_backwards(tmp_path / "no_newline", 1)) == ["b", "a"]
+    assert list(monitoring.lines_backwards(tmp_path / "no_newline", 1)) == ["b", "a"]
 
 
 def test_summaries_equal_numpy_on_random_data():
