@@ -185,12 +185,17 @@ def test_drift_of_served_values_is_plotted_for_who_may_read_them(site, tokens, r
     drifted = [f for f, d in report.features.items() if d.psi is not None and d.psi > 0.2]
     browser.open(f"{url}/ui/monitor")
     assert len(browser.attrs('#breaches li.breach[data-kind="drift"]', "data-kind")) == len(drifted)
+    assert browser.attrs("#drift tr[data-service]", "data-service") == ["fraud_model_v1"]
+    assert browser.text('#drift tr[data-service="fraud_model_v1"] td.over') == ", ".join(sorted(drifted))
+    top = max(d.psi for d in report.features.values() if d.psi is not None)
+    assert f"{top:.4f}" in browser.text('#drift tr[data-service="fraud_model_v1"]')
     # another team, granted read_metadata and read_online on the service: no read_offline, no values
     login(browser, url, tokens["growth-svc"])
     browser.open(f"{url}/ui/service/fraud_model_v1")
     assert browser.text("#object-name") == "fraud_model_v1" and browser.attrs(card, "data-service") == []
     browser.open(f"{url}/ui/monitor")
     assert browser.attrs('li.breach[data-kind="drift"]', "data-kind") == []
+    assert browser.attrs("#drift tr[data-service]", "data-service") == []
 
 
 def test_a_service_page_plots_its_skew_history(site, tokens, shots):

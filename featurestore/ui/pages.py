@@ -87,11 +87,21 @@ def add_routes(app, store) -> None:
         view_of = value_access(store, request)
         breaches = [b for b in monitoring.breaches(store, stream=stream, drift_reports=reports)
                     if _breach_visible(b, store, can, view_of)]
+        drifts = []  # per service, its last report over the features whose values the caller may read
+        for r in reports:
+            psis = {f: d.psi for f, d in r.features.items() if view_of(r.feature_service, f) is not None}
+            if psis:
+                known = [p for p in psis.values() if p is not None]
+                drifts.append({"service": r.feature_service, "training_set": r.training_set, "at": r.at,
+                               "since": r.since_ms, "served_rows": r.served_rows, "features": len(psis),
+                               "max_psi": max(known) if known else None,
+                               "over": sorted(f for f, p in psis.items() if p is not None
+                                              and p > store.config.monitor.max_psi)})
         skew = {s: verify.runs(store, s, last=1) for s in services}
         return page(request, "monitor.html", title="monitor", now=now_ms(),
                     fresh=monitoring.freshness(store, views), stream=_stream_view(stream, store, can),
                     skew={s: (r[0] if r else None) for s, r in skew.items()}, skew_rate=verify.skew_rate,
-                    breaches=breaches, shown=shown)
+                    breaches=breaches, shown=shown, drifts=drifts, max_psi=store.config.monitor.max_psi)
 
     @app.get("/ui/{kind}/{name}", response_class=HTMLResponse, include_in_schema=False)
     def obj(kind: str, name: str, request: Request):
