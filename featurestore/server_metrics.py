@@ -85,6 +85,7 @@ class MonitorCollector:
 
     def _services(self, now: float):
         from featurestore import drift, verify
+        from featurestore.sdk.refs import output_names, resolve_features
 
         store = self.store
         skew = gauge("skew_rate", "Skewed values over values checked in the service's last verify run",
@@ -92,17 +93,26 @@ class MonitorCollector:
         skew_at = gauge("skew_last_run_timestamp_seconds", "When the service's last verify run was", ["service"])
         psi = gauge("drift_psi", "PSI of served values against the training set (last drift report)",
                     ["service", "feature", "training_set"])
+        by_view = gauge("view_skew_rate", "Skewed values over values checked of the view's features in the "
+                        "service's last verify run", ["view", "service"])
         for service in store.repo.services:
             runs = verify.runs(store, service, last=1)
             if runs:
                 skew_at.add_metric([service], runs[0]["at"] / 1000)
                 for feature in runs[0]["features"]:
                     skew.add_metric([service, feature], verify.skew_rate(runs[0], feature))
+                views: dict = {}
+                for (view, _), column in output_names(resolve_features(store.repo, feature_service=service),
+                                                      False).items():
+                    if column in runs[0]["features"]:
+                        views.setdefault(view, []).append(column)
+                for view, columns in views.items():
+                    by_view.add_metric([view, service], verify.skew_rate(runs[0], columns))
             report = drift.last_report(store, service)
             for feature, d in (report.features.items() if report else ()):
                 if d.psi is not None:
                     psi.add_metric([service, feature, report.training_set], d.psi)
-        yield from (skew, skew_at, psi)
+        yield from (skew, skew_at, by_view, psi)
 
 
 __all__ = ["MonitorCollector"]

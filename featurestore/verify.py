@@ -186,9 +186,12 @@ def runs(store, service: str, last: Optional[int] = None) -> List[dict]:
     return out[::-1]
 
 
-def skew_rate(run: dict, feature: Optional[str] = None) -> float:
-    """Skewed values over values checked in one recorded run (of one feature, or of all)."""
-    feats = [run["features"][feature]] if feature else list(run["features"].values())
+def skew_rate(run: dict, feature=None) -> float:
+    """Skewed values over values checked in one recorded run (of one feature, of a list of them, or of all)."""
+    if feature is None:
+        feats = list(run["features"].values())
+    else:
+        feats = [run["features"][f] for f in ([feature] if isinstance(feature, str) else feature)]
     rows = sum(f["rows"] for f in feats)
     return sum(f["mismatch"] + f["missing"] + f["extra"] for f in feats) / rows if rows else 0.0
 

@@ -210,6 +210,11 @@ def test_skew_breach_and_metrics(store):
     text = TestClient(create_app(store)).get("/metrics").text
     rate = report.features["tx_count_1h"].skew_rate
     assert f'featurestore_skew_rate{{feature="tx_count_1h",service="fraud_model_v1"}} {rate}' in text
+    spend = store.repo.views["user_spend"].feature_names  # the view's features, counted by hand from the report
+    bad = sum(report.features[f].mismatch + report.features[f].missing + report.features[f].extra for f in spend)
+    rows = sum(report.features[f].rows for f in spend)
+    assert bad >= 1
+    assert f'featurestore_view_skew_rate{{service="fraud_model_v1",view="user_spend"}} {bad / rows}' in text
     assert re.search(r'featurestore_view_stale\{view="user_spend"\} 1\.0', text)
     assert 'featurestore_view_expected_freshness_seconds{view="user_spend"} 3600.0' in text
     last = max(m["max_ts"] for m in store.offline.table("user_spend").manifest()["file_stats"].values())
