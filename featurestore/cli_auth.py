@@ -37,7 +37,7 @@ def _when(ts) -> str:
 @auth_app.command("create")
 def create(
     principal: str = typer.Argument(..., help="Who the token is for (a person or a service account)."),
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     expires: Optional[str] = typer.Option(None, help="Lifetime, e.g. 90d or 12h (default: until revoked)."),
     note: str = typer.Option("", help="A note kept with the token (what it is for)."),
 ):
@@ -65,7 +65,7 @@ def create(
 
 
 @auth_app.command("list")
-def list_tokens(repo: Path = RepoOpt, as_json: bool = typer.Option(False, "--json", help="JSON for scripts.")):
+def list_tokens(repo: Optional[Path] = RepoOpt, as_json: bool = typer.Option(False, "--json", help="JSON for scripts.")):
     """List the tokens (id, principal, created, expires, revoked): never the tokens themselves."""
 
     def go():
@@ -91,7 +91,7 @@ def list_tokens(repo: Path = RepoOpt, as_json: bool = typer.Option(False, "--jso
 @auth_app.command("revoke")
 def revoke(
     token_id: Optional[str] = typer.Argument(None, help="The token's id (featurestore auth list)."),
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     principal: Optional[str] = typer.Option(None, help="Revoke every live token of this principal instead."),
 ):
     """Revoke a token (or all of a principal's): a running server refuses it from its next request."""
@@ -105,7 +105,7 @@ def revoke(
 
 @auth_app.command("check")
 def check(
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     principal: Optional[str] = typer.Option(None, help="Show what this principal may do, object by object."),
     group: Optional[list[str]] = typer.Option(None, help="JWT groups the principal carries (repeatable)."),
 ):

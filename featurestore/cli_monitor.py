@@ -14,7 +14,7 @@ from featurestore.cli_common import RepoOpt, _run, _store, _wide, err
 
 
 def monitor(
-    repo: Path = RepoOpt,
+    repo: Optional[Path] = RepoOpt,
     drift: Optional[List[str]] = typer.Option(
         None, "--drift", metavar="SERVICE=TRAINING_SET",
         help="Also compare the values SERVICE served (its serving log) with a saved training set: PSI and summary "
