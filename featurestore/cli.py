@@ -702,6 +702,9 @@ def demo(repo: Optional[Path] = RepoOpt, events: int = typer.Option(200_000, hel
     _run(go, repo)
 
 
+# `python -m featurestore.cli` runs this file as __main__: the sub-command modules below import the helpers
+# above through cli_common from featurestore.cli, which must be this module, not a second copy of it
+sys.modules.setdefault("featurestore.cli", sys.modules[__name__])
 from featurestore.cli_infra import infra as _infra  # noqa: E402  (after _run, which it uses)
 from featurestore.cli_auth import auth_app  # noqa: E402  (through cli_common: after the helpers above)
 from featurestore.cli_monitor import monitor as _monitor  # noqa: E402
