@@ -91,8 +91,8 @@ def _run(fn, repo: Optional[Path] = None):
         _fail(exc, 2)
     except FeatureStoreError as exc:
         _fail(exc)
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-        raise
+    except (typer.Exit, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise  # typer.Exit is not click's Exit in this typer: a command's own exit code, not a failure
     except Exception as exc:
         from featurestore.failures import root_cause, save_trace
 
@@ -333,8 +333,23 @@ def serve(
                                                                    "(default: server.tls_key)."),
 ):
     """Serve online lookups over HTTP: POST /get-online-features, GET /health, GET /metrics,
-    OpenAPI at /openapi.json and /docs. Limits and defaults: featurestore.yaml server: (docs/config.md)."""
+    OpenAPI at /openapi.json and /docs, the web catalog at /ui/. Limits and defaults: featurestore.yaml
+    server: (docs/config.md); tokens and roles: access_control: (docs/access-control.md)."""
+    _serve(repo, host, port, workers, tls_cert, tls_key)
 
+
+@app.command()
+def ui(
+    repo: Optional[Path] = RepoOpt,
+    host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port to listen on (default: server.port, 6566)."),
+    browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the catalog in a web browser."),
+):
+    """Serve the web catalog (and the whole HTTP API, as serve does) and open /ui/ in a browser."""
+    _serve(repo, host, port, None, None, None, open_ui=browser)
+
+
+def _serve(repo, host, port, workers, tls_cert, tls_key, open_ui: bool = False):
     def go():
         import os
         import shutil
@@ -359,7 +374,10 @@ def serve(
         tls = {"ssl_certfile": cert, "ssl_keyfile": key} if cert else {}
         scheme = "https" if cert else "http"
         console.print(f"serving project '{store.config.project}' on {scheme}://{where_host}:{where_port} "
-                      f"(docs at /docs){f', {n} workers' if n > 1 else ''}")
+                      f"(docs at /docs, catalog at /ui/){f', {n} workers' if n > 1 else ''}")
+        if open_ui:
+            local = "127.0.0.1" if where_host in ("0.0.0.0", "::") else where_host
+            _open_when_up(f"{scheme}://{local}:{where_port}/ui/")
         if n == 1:
             uvicorn.run(create_app(store), host=where_host, port=where_port, log_level="warning", **tls)
             return
@@ -375,6 +393,28 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
     _run(go, repo)
+
+
+def _open_when_up(url: str) -> None:
+    """Open ``url`` in the user's browser once the server accepts connections (a background thread)."""
+    import socket
+    import threading
+    import webbrowser
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+
+    def wait_and_open():
+        for _ in range(600):
+            try:
+                with socket.create_connection((parts.hostname, parts.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        if not webbrowser.open(url):
+            console.print(f"open {url} in a browser", markup=False)
+
+    threading.Thread(target=wait_and_open, daemon=True).start()
 
 
 @app.command()
@@ -663,9 +703,16 @@ def demo(repo: Optional[Path] = RepoOpt, events: int = typer.Option(200_000, hel
     _run(go, repo)
 
 
+# `python -m featurestore.cli` runs this file as __main__: the sub-command modules below import the helpers
+# above through cli_common from featurestore.cli, which must be this module, not a second copy of it
+sys.modules.setdefault("featurestore.cli", sys.modules[__name__])
 from featurestore.cli_infra import infra as _infra  # noqa: E402  (after _run, which it uses)
+from featurestore.cli_auth import auth_app  # noqa: E402  (through cli_common: after the helpers above)
+from featurestore.cli_monitor import monitor as _monitor  # noqa: E402
 
 app.add_typer(_infra, name="infra")
+app.add_typer(auth_app, name="auth")
+app.command("monitor")(_monitor)
 
 
 def main() -> None:

@@ -95,7 +95,37 @@ class ServerConfig:
     max_logged_entities: int = 1_000  # entity rows one logged lookup may append to the serving log
     tls_cert: Optional[str] = None  # PEM certificate (chain) and key: serve HTTPS
     tls_key: Optional[str] = None
+
+
 NO_BOUND = ("none", "off", "unbounded")  # event_time.max_future values that turn the bound off
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    """Access control of ``featurestore serve`` (docs/access-control.md). Off by default: the local demo
+    needs no token. ``enabled: true`` is the one switch; the rest says where the policy and tokens live
+    and, optionally, which OIDC provider's JWTs are accepted."""
+
+    enabled: bool = False
+    policy: str = "access.yaml"  # roles and who holds them (featurestore.access)
+    tokens: str = ".featurestore/tokens.json"  # hashed bearer tokens (featurestore auth ...)
+    jwt_public_key: Optional[str] = None  # PEM public key of an OIDC provider: its JWTs are accepted too
+    jwt_algorithms: str = "RS256"
+    jwt_issuer: Optional[str] = None
+    jwt_audience: Optional[str] = None
+    jwt_principal_claim: str = "sub"
+    jwt_roles_claim: str = "roles"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What ``featurestore monitor`` (and the catalog's monitor page) call a breach. A view's freshness bound
+    is its own ``expected_freshness`` (a definition field)."""
+
+    max_stream_lag: Optional[int] = None  # records the stream may be behind, per topic (None: not checked)
+    max_dead_letter_rate: float = 0.01  # dead letters over records read, per source
+    max_skew_rate: float = 0.0  # per feature, in a service's last verify run
+    max_psi: float = 0.2  # drift of served values against a training set, per feature
 
 
 @dataclass(frozen=True)
@@ -121,6 +151,8 @@ class ProjectConfig:
     restart: RestartStrategy = field(default_factory=RestartStrategy)
     server: ServerConfig = field(default_factory=ServerConfig)
     event_time_max_future: str = DEFAULT_MAX_FUTURE  # a duration ("1h"), or "none"
+    access: AccessConfig = field(default_factory=AccessConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     sources: Mapping[str, str] = field(default_factory=dict)  # attribute -> "default" | "file" | "env"
 
     def path(self, value: str) -> Path:
@@ -230,6 +262,20 @@ def _number(value: Any, where: str) -> float:
     return x
 
 
+def _fraction(value: Any, where: str) -> float:
+    x = _number(value, where)
+    if not 0 <= x <= 1:
+        raise ConfigError(f"{where}: expected a fraction between 0 and 1, got {value!r}")
+    return x
+
+
+def _positive(value: Any, where: str) -> float:
+    x = _number(value, where)
+    if x <= 0:
+        raise ConfigError(f"{where}: expected a number > 0, got {value!r}")
+    return x
+
+
 def _duration(value: Any, where: str) -> int:
     from featurestore.errors import DefinitionError
     from featurestore.model.durations import parse_duration
@@ -329,6 +375,21 @@ KEYS: Tuple[Key, ...] = (
         _count),
     Key(("server", "tls_cert"), "server.tls_cert", "FEATURESTORE_SERVER_TLS_CERT", _text),
     Key(("server", "tls_key"), "server.tls_key", "FEATURESTORE_SERVER_TLS_KEY", _text),
+    Key(("access_control", "enabled"), "access.enabled", "FEATURESTORE_ACCESS_CONTROL", _flag),
+    Key(("access_control", "policy"), "access.policy", "FEATURESTORE_ACCESS_POLICY", _text),
+    Key(("access_control", "tokens"), "access.tokens", "FEATURESTORE_ACCESS_TOKENS", _text),
+    Key(("access_control", "jwt_public_key"), "access.jwt_public_key", "FEATURESTORE_ACCESS_JWT_PUBLIC_KEY", _text),
+    Key(("access_control", "jwt_algorithms"), "access.jwt_algorithms", "FEATURESTORE_ACCESS_JWT_ALGORITHMS", _text),
+    Key(("access_control", "jwt_issuer"), "access.jwt_issuer", "FEATURESTORE_ACCESS_JWT_ISSUER", _text),
+    Key(("access_control", "jwt_audience"), "access.jwt_audience", "FEATURESTORE_ACCESS_JWT_AUDIENCE", _text),
+    Key(("access_control", "jwt_principal_claim"), "access.jwt_principal_claim",
+        "FEATURESTORE_ACCESS_JWT_PRINCIPAL_CLAIM", _text),
+    Key(("access_control", "jwt_roles_claim"), "access.jwt_roles_claim", "FEATURESTORE_ACCESS_JWT_ROLES_CLAIM", _text),
+    Key(("monitor", "max_stream_lag"), "monitor.max_stream_lag", "FEATURESTORE_MONITOR_MAX_STREAM_LAG", _count),
+    Key(("monitor", "max_dead_letter_rate"), "monitor.max_dead_letter_rate",
+        "FEATURESTORE_MONITOR_MAX_DEAD_LETTER_RATE", _fraction),
+    Key(("monitor", "max_skew_rate"), "monitor.max_skew_rate", "FEATURESTORE_MONITOR_MAX_SKEW_RATE", _fraction),
+    Key(("monitor", "max_psi"), "monitor.max_psi", "FEATURESTORE_MONITOR_MAX_PSI", _positive),
 )
 ENV_OVERRIDES = {k.attr: k.env for k in KEYS}  # attribute -> environment variable
 
@@ -428,7 +489,7 @@ def load_config(repo_path: str | os.PathLike = ".", env: Optional[Mapping[str, s
 
 
 def _build(root: Path, values: Dict[str, Any]) -> ProjectConfig:
-    sections: Dict[str, Dict[str, Any]] = {"restart": {}, "server": {}}
+    sections: Dict[str, Dict[str, Any]] = {"restart": {}, "server": {}, "access": {}, "monitor": {}}
     top = {}
     for attr, value in values.items():
         section, _, name = attr.partition(".")
@@ -438,7 +499,8 @@ def _build(root: Path, values: Dict[str, Any]) -> ProjectConfig:
             top[attr] = value
     known = {f.name for f in fields(ProjectConfig)}
     return replace(ProjectConfig(repo_path=root), **{k: v for k, v in top.items() if k in known},
-                   restart=RestartStrategy(**sections["restart"]), server=ServerConfig(**sections["server"]))
+                   restart=RestartStrategy(**sections["restart"]), server=ServerConfig(**sections["server"]),
+                   access=AccessConfig(**sections["access"]), monitor=MonitorConfig(**sections["monitor"]))
 
 
 def _check(cfg: ProjectConfig, origins: Dict[str, str], cfg_file: Path) -> None:
@@ -469,3 +531,8 @@ def _check(cfg: ProjectConfig, origins: Dict[str, str], cfg_file: Path) -> None:
     if bool(cfg.server.tls_cert) != bool(cfg.server.tls_key):
         raise ConfigError(f"{origin('server.tls_cert' if cfg.server.tls_cert else 'server.tls_key')}: HTTPS needs "
                           "both server.tls_cert and server.tls_key")
+    jwt_keys = [k.attr for k in KEYS if k.path[0] == "access_control" and k.path[1].startswith("jwt_")
+                and k.attr in origins]
+    if jwt_keys and not cfg.access.jwt_public_key:
+        raise ConfigError(f"{origin(jwt_keys[0])} is set but access_control.jwt_public_key is not (it would be "
+                          "ignored)")

@@ -71,6 +71,10 @@ class InfraError(FeatureStoreError):
     """A service the project needs (Redis, Kafka, Java, Flink jars) is missing or unhealthy."""
 
 
+class AccessError(FeatureStoreError):
+    """The access-control policy or token file is invalid, or a token operation cannot be done."""
+
+
 class RequestError(FeatureStoreError):
     """A request (entity frame, feature refs, entity rows) is invalid."""
 

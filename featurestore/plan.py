@@ -116,10 +116,14 @@ def _stages(changes: List[Change], repo: Repo, streamed: Dict[str, str]) -> List
 
 def apply_plan(plan: Plan, registry: Registry) -> Registry:
     """The registry after ``plan``: the new snapshots plus one history entry."""
-    summary = [
-        {"kind": c.kind, "name": c.name, "action": c.action, "fields": list(c.fields)}
-        for c in plan.changes
-        if c.action != UNCHANGED
-    ]
+    summary = []
+    for c in plan.changes:
+        if c.action == UNCHANGED:
+            continue
+        entry = {"kind": c.kind, "name": c.name, "action": c.action, "fields": list(c.fields)}
+        snap = plan.snapshots.get(object_key(c.kind, c.name))
+        if snap is not None:  # the fingerprints from then on (the catalog shows their history)
+            entry.update(data_fingerprint=snap["data_fingerprint"], meta_fingerprint=snap["meta_fingerprint"])
+        summary.append(entry)
     history = registry.history + ([{"applied_at": now_iso(), "changes": summary}] if summary else [])
     return Registry(project=registry.project, objects=dict(plan.snapshots), history=history)

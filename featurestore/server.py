@@ -6,7 +6,9 @@ body over ``max_body_bytes`` is refused with 413 before it is parsed (chunked bo
 counted as they arrive and never read past the limit), a logged lookup of more than
 ``max_logged_entities`` entity rows is refused with 413 (what one anonymous request can append to the
 serving log is bounded), and Redis being down is 503. ``/metrics`` counts requests by route template;
-every path that matches no route shares one label, so junk URLs cannot grow it. Limits come from
+every path that matches no route shares one label, so junk URLs cannot grow it; it also exports the
+project's monitoring gauges (``featurestore.server_metrics``: freshness, stream lag, dead letters, skew,
+drift). Limits come from
 ``featurestore.yaml`` ``server:`` (docs/config.md).
 
 ``featurestore serve --workers N`` runs N processes (:func:`app_from_env`); their metrics are summed
@@ -137,7 +139,8 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
     from fastapi import FastAPI, Request, Response
     from fastapi.responses import JSONResponse, PlainTextResponse
 
-    from featurestore import server_feast
+    from featurestore import access, server_admin, server_auth, server_feast, server_ui
+    from featurestore.server_metrics import MonitorCollector
     from featurestore.sdk.refs import resolve_features
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -152,6 +155,8 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
     latency = Histogram("featurestore_lookup_seconds", "Online lookup latency (server side)",
                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0), registry=registry)
     entities_total = Counter("featurestore_entities_served_total", "Entity rows served", registry=registry)
+    monitor = MonitorCollector(store)  # freshness, stream lag, dead letters, skew, drift: computed per scrape
+    registry.register(monitor)
 
     class LookupRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
@@ -212,33 +217,46 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
 
     app = FastAPI(title="featurestore", version=_version(),
                   description="Online feature lookups with point-in-time semantics equal to training.")
+    gate = server_auth.Gate(store)
+    app.state.gate = gate
 
+    # Starlette wraps the last added middleware outermost: the body limit and the request count come first,
+    # then authentication (so a 401 is counted, and an oversized body is refused before any token check).
+    app.add_middleware(server_auth.AccessGuard, gate=gate, login_page=server_ui.login_page)
     app.add_middleware(_Guard, max_body_bytes=max_body_bytes,
                        count=lambda path, status: requests_total.labels(path, status).inc())
+    if gate.enabled:
+        server_auth.declare_bearer(app)
 
     @app.get("/health", responses={503: {"description": "Redis unreachable"}})
-    def health():
+    def health(request: Request):
         online = [n for n, v in store.repo.views.items() if v.online]
+        seen = [n for n in store.repo.views if server_auth.can_read(request, access.view_obj(store.repo, n))]
         try:
             markers = store.online_store().markers(online)
         except Exception as exc:  # noqa: BLE001 - report any failure as unhealthy
             return JSONResponse({"status": "unhealthy", "redis": str(exc).splitlines()[0]}, status_code=503)
         missing = sorted(n for n in online if markers.get(n) is None)
         if missing:  # lookups of these views are refused, never served as defaults
-            return JSONResponse({"status": "unhealthy", "project": store.config.project, "missing_online_state": missing,
+            hidden = len([n for n in missing if n not in seen])  # counted, not named, to who may not see them
+            return JSONResponse({"status": "unhealthy", "project": store.config.project,
+                                 "missing_online_state": [n for n in missing if n in seen],
+                                 **({"missing_online_state_not_shown": hidden} if hidden else {}),
                                  "detail": "no online state for these views (never materialized or streamed, or "
                                            "Redis lost its data): run 'featurestore materialize' (a running stream "
                                            "re-seeds them when restarted)"}, status_code=503)
-        return {"status": "ok", "project": store.config.project, "views": sorted(store.repo.views)}
+        return {"status": "ok", "project": store.config.project, "views": sorted(seen)}
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
-    def metrics():
+    def metrics(request: Request):
+        server_auth.require_project(request, "read_metadata")
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # serve --workers N: every worker's counts, summed
             from prometheus_client import multiprocess
 
             summed = CollectorRegistry()
             multiprocess.MultiProcessCollector(summed)
+            summed.register(monitor)
             return PlainTextResponse(generate_latest(summed), media_type=CONTENT_TYPE_LATEST)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -254,6 +272,9 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
         t0 = time.perf_counter()
         feast_shape = server_feast.wants_feast(body.model_fields_set, format)
         try:
+            if body.feature_service is None or not server_auth.may_use_service(request, body.feature_service):
+                server_auth.require_lookup(request, resolve_features(store.repo, body.features, body.feature_service),
+                                           body.feature_service)
             rows = body.rows()
             if len(rows) > max_entities:
                 raise RequestError(f"{len(rows)} entities in one request; the limit is {max_entities}")
@@ -293,7 +314,10 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
                 "statuses": result.statuses(), "refusals": result.refusals}
 
     server_feast.add_routes(app, store, {400: {"description": "invalid request", **error},
+                                         403: {"description": "the principal may not do this", **error},
                                          503: {"description": "a store is unavailable", **error}})
+    server_admin.add_routes(app, store)
+    server_ui.add_routes(app, store)
     return app
 
 

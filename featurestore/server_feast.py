@@ -116,6 +116,9 @@ def add_routes(app, store, error_responses: dict) -> None:
     """Feast's write and materialize endpoints (see the module docstring) on ``app``."""
     from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+    from fastapi import Request
+
+    from featurestore import server_auth
     from featurestore.push import MODES
 
     class PushRequest(BaseModel):
@@ -158,7 +161,8 @@ def add_routes(app, store, error_responses: dict) -> None:
         version: Optional[str] = None
 
     @app.post("/push", responses=error_responses)
-    def push(body: PushRequest):
+    def push(body: PushRequest, request: Request):
+        server_auth.require_push(request, body.push_source_name or body.source)
         try:
             result = store.push(body.push_source_name or body.source, body.df if body.df is not None else body.rows,
                                 to=body.to)
@@ -167,20 +171,22 @@ def add_routes(app, store, error_responses: dict) -> None:
         return result.to_dict()
 
     @app.post("/write-to-online-store", responses=error_responses)
-    def write_to_online_store(body: WriteRequest):
+    def write_to_online_store(body: WriteRequest, request: Request):
         from featurestore.push import push as do_push
 
         try:
             view = store.repo.views.get(body.feature_view_name)
             if view is None:
                 raise RequestError(f"no feature view called '{body.feature_view_name}'")
+            server_auth.require_push(request, view.source.name, views=[view.name])
             df = _feast_rows(view, dict(body.df))
             result = do_push(store, view.source, df, to="online", views=[view.name], upsert=True)
         except FeatureStoreError as exc:
             return _error(exc)
         return result.to_dict()
 
-    def _materialize(views: Optional[List[str]]):
+    def _materialize(request, views: Optional[List[str]]):
+        server_auth.require_views(request, "materialize", views if views is not None else list(store.repo.views))
         try:
             results = store.materialize(views=views)
         except FeatureStoreError as exc:
@@ -188,12 +194,12 @@ def add_routes(app, store, error_responses: dict) -> None:
         return {"views": [{"view": r.view, "entities": r.entities, "events": r.events} for r in results]}
 
     @app.post("/materialize", responses=error_responses)
-    def materialize(body: MaterializeRequest):
-        return _materialize(body.feature_views)
+    def materialize(body: MaterializeRequest, request: Request):
+        return _materialize(request, body.feature_views)
 
     @app.post("/materialize-incremental", responses=error_responses)
-    def materialize_incremental(body: MaterializeIncrementalRequest):
-        return _materialize(body.feature_views)
+    def materialize_incremental(body: MaterializeIncrementalRequest, request: Request):
+        return _materialize(request, body.feature_views)
 
 
 def _feast_rows(view, df: Dict[str, List[Any]]) -> Dict[str, List[Any]]:

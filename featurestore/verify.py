@@ -135,7 +135,65 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
                                    "request_time": str(entity_df[TIME_COLUMN].iloc[i]), "kind": kind,
                                    "served": row.get(c), "offline": offline_values[c][i]})
     report.timeline = [(b, rows_in_bucket[b], per_bucket[b]) for b in sorted(per_bucket)]
+    save_run(store, report)
     return report
+
+
+HISTORY_DIR = "verify"  # under the repo's state folder: one JSON line per verify run, per service
+
+
+def _history_path(store, service: str):
+    return store.config.state_path / HISTORY_DIR / f"{store.config.project}.{service}.jsonl"
+
+
+def save_run(store, report: VerifyReport) -> None:
+    """Append the report's summary to the service's skew history (the catalog and ``monitor`` read it). A
+    run that checked no rows is not history."""
+    import time
+
+    if report.rows == 0:
+        return
+    path = _history_path(store, report.feature_service)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"at": int(time.time() * 1000), "rows": report.rows,
+                       "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
+                                        "extra": s.extra} for f, s in report.features.items()},
+                       "timeline": report.timeline}, default=str)
+    with open(path, "a") as fh:  # one write of one line: concurrent runs never interleave within a line
+        fh.write(line + "\n")
+
+
+def runs(store, service: str, last: Optional[int] = None) -> List[dict]:
+    """The recorded verify runs of ``service``, oldest first (each: at, rows, per-feature counts, timeline);
+    a line that is not a run (a crash mid-write, a hand edit) is skipped."""
+    from featurestore.monitoring import lines_backwards
+
+    path = _history_path(store, service)
+    if not path.exists():
+        return []
+    out = []
+    for line in lines_backwards(path):  # newest first: stop once the last N runs are found
+        if last and len(out) == last:
+            break
+        try:
+            run = json.loads(line)
+            skew_rate(run)  # holds what every reader of a run uses
+            if not isinstance(run.get("at"), (int, float)) or not isinstance(run.get("rows"), int):
+                continue
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        out.append(run)
+    return out[::-1]
+
+
+def skew_rate(run: dict, feature=None) -> float:
+    """Skewed values over values checked in one recorded run (of one feature, of a list of them, or of all)."""
+    if feature is None:
+        feats = list(run["features"].values())
+    else:
+        feats = [run["features"][f] for f in ([feature] if isinstance(feature, str) else feature)]
+    rows = sum(f["rows"] for f in feats)
+    return sum(f["mismatch"] + f["missing"] + f["extra"] for f in feats) / rows if rows else 0.0
 
 
 def _buckets(times: List[int], n: int = 20) -> List[int]:

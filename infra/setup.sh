@@ -12,28 +12,48 @@ MVN_TIMEOUT_S="${FEATURESTORE_MVN_TIMEOUT_S:-900}"
 APT_TIMEOUT_S="${FEATURESTORE_APT_TIMEOUT_S:-600}"
 
 # --- system packages ---------------------------------------------------------------------------
-ensure_redis() {
-  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
-    return 0
-  fi
+# apt_install WHAT PKG...: install Debian packages (as root, or with passwordless sudo); WHAT names them in errors.
+APT_UPDATED=0
+apt_install() {
+  local what="$1"; shift
   local sudo=()
   if [[ "$(id -u)" -ne 0 ]]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
       sudo=(sudo -n)
     else
-      die "redis-server not found: install redis-server (apt-get install -y redis-server) or run infra/setup.sh as root"
+      die "$what not found: install it (apt-get install -y $*) or run infra/setup.sh as root"
     fi
   fi
-  command -v apt-get >/dev/null 2>&1 || die "redis-server not found and apt-get is unavailable: install redis-server (>= 7.0) by hand"
+  command -v apt-get >/dev/null 2>&1 || die "$what not found and apt-get is unavailable: install $* by hand"
+  if [[ "$APT_UPDATED" != 1 ]]; then
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT_S" apt-get update -qq \
+      || die "apt-get update failed (or timed out after ${APT_TIMEOUT_S}s): cannot install $what"
+    APT_UPDATED=1
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT_S" \
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed (or timed out after ${APT_TIMEOUT_S}s)"
+}
+
+ensure_redis() {
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    return 0
+  fi
   log "installing redis-server with apt-get (the Debian service itself is not used; we run our own instance)"
   # The Debian package may try to start its own service on 6379; harmless, we use our own port/dir.
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT_S" apt-get update -qq \
-    || die "apt-get update failed (or timed out after ${APT_TIMEOUT_S}s): cannot install redis-server"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT_S" \
-    apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
-    || die "apt-get install redis-server failed (or timed out after ${APT_TIMEOUT_S}s)"
+  apt_install redis-server redis-server
   command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after apt-get install"
   command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found: install redis-tools (apt-get install -y redis-tools)"
+}
+
+# The web catalog's browser tests drive Debian's Chromium (tests/browser.py) over the DevTools protocol.
+ensure_chromium() {
+  if [[ -x /usr/bin/chromium ]]; then
+    return 0
+  fi
+  log "installing chromium with apt-get (headless, for the web catalog's browser tests)"
+  apt_install chromium chromium chromium-driver
+  [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium still missing after apt-get install chromium"
 }
 
 ensure_tools() {
@@ -109,6 +129,7 @@ build_tools() {
 
 main() {
   ensure_redis
+  ensure_chromium
   ensure_tools
   fetch_jars kafka-libs "$KAFKA_LIBS_DIR" -DincludeScope=runtime -- "$INFRA_DIR/pom-kafka.xml"
   fetch_jars flink-jars "$FLINK_JARS_DIR" -DexcludeTransitive=true -- \

@@ -122,7 +122,8 @@ def world(tmp_path_factory, redis_client):
                                  feast.FeatureService))]
     client = feast.FeatureStore(repo_path=str(feast_repo))
     client.apply(objects)
-    yield {"feast": client, "ours": ours, "url": url, "events": ev}
+    yield {"feast": client, "ours": ours, "url": url, "events": ev, "our_repo": our_repo, "feast_repo": feast_repo,
+           "project": project}
     server.terminate()
     server.wait(10)
     keys = list(redis_client.scan_iter(match=f"{orr.KEY_PREFIX}:{project}:*"))
@@ -252,3 +253,81 @@ def test_feast_materialize_endpoints(world):
         res = requests.post(world["url"] + path, json=body, timeout=60)
         assert res.status_code == 200, res.text
         assert "driver_hourly_stats" in [v["view"] for v in res.json()["views"]]
+
+
+ACCESS_POLICY = """
+roles:
+  scorer: [{actions: [read_metadata, read_online], services: [driver_activity]}]
+principals:
+  scoring-svc: [scorer]
+  nobody: []
+"""
+
+
+def test_feast_client_sends_our_bearer_token(world, tmp_path):
+    """Issue 14 item 3, "in the SDK where it goes through the server": Feast's remote online store configured
+    with ``auth: {type: oidc, token: ...}`` sends our token as a bearer token; with access control on, a
+    principal granted the service reads it (values equal to our SDK's), one without the right gets our 403,
+    a client without a token our 401."""
+    import requests
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app as cli
+
+    runner = CliRunner()
+    repo = world["our_repo"]
+    (repo / "access.yaml").write_text(ACCESS_POLICY)
+    tokens = {}
+    for p in ("scoring-svc", "nobody"):
+        res = runner.invoke(cli, ["auth", "create", p, "--repo", str(repo)])
+        assert res.exit_code == 0, res.output
+        tokens[p] = res.stdout.strip().splitlines()[-1]
+    port = _free_port()
+    env = dict(os.environ, FEATURESTORE_ACCESS_CONTROL="true")
+    server = subprocess.Popen([sys.executable, "-m", "featurestore.cli", "serve", "--repo", str(repo),
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(url + "/health", timeout=1).status_code == 401:  # up, and guarded
+                    break
+            except requests.ConnectionError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                pytest.fail("featurestore serve with access control did not come up")
+            time.sleep(0.2)
+
+        def client(token):
+            folder = tmp_path / (token[:12] if token else "anonymous")
+            folder.mkdir(exist_ok=True)
+            auth = f"auth:\n  type: oidc\n  token: {token}\n" if token else ""
+            (folder / "feature_store.yaml").write_text(
+                f"project: {world['project']}\nregistry: {world['feast_repo']}/data/registry.db\nprovider: local\n"
+                f"online_store:\n  type: remote\n  path: {url}\noffline_store:\n  type: file\n"
+                f"entity_key_serialization_version: 3\n{auth}")
+            return feast.FeatureStore(repo_path=str(folder))
+
+        rows = [{"driver_id": d} for d in DRIVERS]
+        want, _ = _ours(world["ours"], rows)
+        granted = client(tokens["scoring-svc"])
+        got = granted.get_online_features(features=granted.get_feature_service("driver_activity"), entity_rows=rows,
+                                          full_feature_names=True).to_dict()
+        assert {c: got[c] for c in want} == want
+        denied = (
+            (tokens["scoring-svc"], "403", "principal 'scoring-svc' may not read_online feature view(s) "
+                                           "'driver_hourly_stats', 'driver_stats_fresh'"),  # the views by name
+            (tokens["nobody"], "403", "principal 'nobody' may not read_online feature service 'driver_activity'"),
+            (None, "401", "a valid bearer token is required"))
+        for who, status, detail in denied:
+            c = client(who)
+            with pytest.raises(RuntimeError) as info:  # Feast raises on the HTTP error, carrying our answer
+                if who == tokens["scoring-svc"]:
+                    c.get_online_features(features=FEATURES, entity_rows=rows)
+                else:
+                    c.get_online_features(features=c.get_feature_service("driver_activity"), entity_rows=rows)
+            assert f"Failed to get online features: {status} " in str(info.value) and detail in str(info.value)
+    finally:
+        server.terminate()
+        server.wait(10)

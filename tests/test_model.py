@@ -150,3 +150,15 @@ def test_a_constructor_outside_the_loader_raises_every_problem_of_its_arguments(
 def test_expressions_with_semicolons_inside_strings_are_not_refused_by_the_model():
     # whether an expression is exactly one expression is DuckDB's parser's call (validation), not a ';' search
     assert Latest("country = 'a;b'", name="odd").expr == "country = 'a;b'"
+
+
+def test_expected_freshness_is_metadata():
+    """A monitoring bound: changing it must never call for a backfill, and a view without it keeps the
+    fingerprints it had before the field existed."""
+    base = view()
+    fresh = dataclasses.replace(base, expected_freshness="2h")
+    assert fresh.expected_freshness == 7_200_000
+    assert fresh.data_fingerprint == base.data_fingerprint and fresh.meta_fingerprint != base.meta_fingerprint
+    assert "expected_freshness" not in base.meta_dict() and fresh.meta_dict()["expected_freshness"] == 7_200_000
+    with pytest.raises(DefinitionError, match="feature view expected_freshness: must be positive"):
+        dataclasses.replace(base, expected_freshness="0s")

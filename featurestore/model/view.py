@@ -19,7 +19,8 @@ class FeatureView(Definition):
 
     ``filter`` is a SQL boolean expression over source columns (rows where it is not true are
     dropped); ``projections`` maps new column names to SQL expressions over source columns, usable by
-    features. ``ttl`` bounds how old a *latest* value may be.
+    features. ``ttl`` bounds how old a *latest* value may be. ``expected_freshness`` (metadata, for
+    ``featurestore monitor``) says how old the newest event of the view may be before it is a breach.
 
     >>> from featurestore.model import Entity, Source, ParquetFiles
     >>> user = Entity(name="user", join_keys=["user_id"])
@@ -37,10 +38,19 @@ class FeatureView(Definition):
     projections: Tuple[Tuple[str, str], ...] = ()
     ttl: Optional[Union[int, DurationLike]] = None
     online: bool = True
+    # Monitoring only (featurestore monitor): the newest event should be at most this old. Metadata: changing
+    # it never calls for a backfill.
+    expected_freshness: Optional[Union[int, DurationLike]] = None
 
     KIND: ClassVar[str] = "feature view"
     DATA_FIELDS: ClassVar[Tuple[str, ...]] = ("entities", "source", "features", "filter", "projections", "ttl")
-    META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "online")
+    META_FIELDS: ClassVar[Tuple[str, ...]] = ("description", "owner", "tags", "online", "expected_freshness")
+
+    def meta_dict(self) -> dict:
+        out = super().meta_dict()
+        if out.get("expected_freshness") is None:  # unset: the fingerprint of a view from before the field
+            out.pop("expected_freshness", None)
+        return out
 
     def _check(self, checks: Checks) -> None:
         entities = (self.entities,) if isinstance(self.entities, Entity) else _as_tuple(self.entities, checks,
@@ -88,8 +98,9 @@ class FeatureView(Definition):
             checks.add(f"feature view filter: expected a SQL boolean expression, got {filter_!r}")
             filter_ = None
         ttl = checks.attempt(parse_optional_duration, self.ttl, "feature view ttl")
+        fresh = checks.attempt(parse_optional_duration, self.expected_freshness, "feature view expected_freshness")
         self._set(entities=entities, source=source, features=features, projections=tuple(pairs), filter=filter_,
-                  ttl=ttl)
+                  ttl=ttl, expected_freshness=fresh)
 
     @property
     def join_keys(self) -> Tuple[str, ...]:

@@ -1,0 +1,202 @@
+"""Access control on ``featurestore serve`` (docs/access-control.md): who is calling, and may they.
+
+:class:`AccessGuard` sits in front of every route. With ``access_control.enabled`` it answers 401 to any
+request without a valid credential — an ``Authorization: Bearer`` header (a token from ``featurestore auth
+create`` or, when configured, an OIDC JWT) or, for GET/HEAD only, the ``featurestore_token`` cookie the
+web catalog's login page sets (never for writes: a cookie would let another site's form act for a
+logged-in user). Only the login page itself is open. Each route then asks :func:`require` (or the
+helpers below) for the right it needs, which answers 403 without it. Credentials are never logged, echoed
+or put in a URL.
+
+With access control off (the default) every principal is ``None`` and every check passes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Optional
+
+from featurestore import access
+from featurestore.auth import Authenticator, bearer
+from featurestore.errors import AccessError
+
+COOKIE = "featurestore_token"
+OPEN_PATHS = ("/ui/login", "/ui/logout")  # the login form and logging out need no credential
+WWW_AUTHENTICATE = 'Bearer realm="featurestore"'
+
+
+class Gate:
+    """What the server knows about access: on or off, the authenticator and the (re-read) policy."""
+
+    def __init__(self, store):
+        cfg = store.config
+        self.store = store
+        self.enabled = cfg.access.enabled
+        self.secure_cookie = bool(cfg.server.tls_cert)
+        if self.enabled:
+            self.authenticator = Authenticator.for_config(cfg)
+            self.policy_file = access.PolicyFile(cfg.path(cfg.access.policy), store.repo)
+        else:
+            self.authenticator, self.policy_file = None, None
+
+    @property
+    def policy(self) -> access.Policy:
+        return self.policy_file.current() if self.policy_file is not None else access.OPEN
+
+    def principal(self, credential: Optional[str]):
+        return self.authenticator.principal(credential) if self.enabled else None
+
+
+class AccessGuard:
+    """ASGI middleware: authenticates every HTTP request (see the module docstring)."""
+
+    def __init__(self, app, gate: Gate, login_page: Callable[[str], str]):
+        self.app, self.gate, self.login_page = app, gate, login_page
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.gate.enabled:
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        credential = bearer(headers)
+        if credential is None and scope.get("method") in ("GET", "HEAD"):
+            credential = _cookie(headers.get("cookie", ""), COOKIE)
+        try:
+            principal = self.gate.principal(credential)
+        except AccessError as exc:  # a broken token file: refuse everyone (fail closed), say why
+            return await _send(send, 503, json.dumps({"detail": f"access control unavailable: {exc}"}).encode(),
+                               b"application/json")
+        scope.setdefault("state", {})["principal"] = principal
+        if principal is not None or path in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        _label_route(scope)
+        detail = "a valid bearer token is required (Authorization: Bearer <token>; see featurestore auth create)"
+        if credential:
+            detail = "the bearer token is not valid (unknown, revoked or expired)"
+        if path.startswith("/ui") and scope.get("method") in ("GET", "HEAD"):
+            return await _send(send, 401, self.login_page(path).encode(), b"text/html; charset=utf-8")
+        return await _send(send, 401, json.dumps({"detail": detail}).encode(), b"application/json")
+
+
+def _cookie(header: str, name: str) -> Optional[str]:
+    for part in header.split(";"):
+        k, _, v = part.strip().partition("=")
+        if k == name and v:
+            return v
+    return None
+
+
+def _label_route(scope) -> None:
+    """Name the matching route in ``scope`` so /metrics counts a 401 under its route template."""
+    from starlette.routing import Match
+
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            scope["route"] = route
+            return
+
+
+async def _send(send, status: int, body: bytes, content_type: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", WWW_AUTHENTICATE.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- rights, asked by the routes ------------------------------------------------------------------------------
+def principal_of(request):
+    return getattr(request.state, "principal", None)
+
+
+def gate_of(request) -> Gate:
+    return request.app.state.gate
+
+
+def _forbid(principal, action: str, what: str):
+    from fastapi import HTTPException
+
+    raise HTTPException(status_code=403, detail=f"principal '{principal.name}' may not {action} {what}")
+
+
+def require(request, action: str, obj: access.Obj) -> None:
+    """403 unless the caller may do ``action`` on ``obj``."""
+    principal = principal_of(request)
+    if principal is not None and not gate_of(request).policy.allows(principal, action, obj):
+        _forbid(principal, action, f"{obj.kind} '{obj.name}'" if obj.kind != "project" else "this project")
+
+
+def require_project(request, action: str) -> None:
+    require(request, action, access.project_obj(None, gate_of(request).store.config.project))
+
+
+def require_lookup(request, selection, feature_service: Optional[str]) -> None:
+    principal = principal_of(request)
+    gate = gate_of(request)
+    if principal is None or access.lookup_allowed(gate.store.repo, gate.policy, principal, selection,
+                                                  feature_service):
+        return
+    what = f"feature service '{feature_service}'" if feature_service else \
+        "feature view(s) " + ", ".join(f"'{v}'" for v in selection)
+    _forbid(principal, "read_online", what)
+
+
+def may_use_service(request, name: str) -> bool:
+    """Whether the caller may look up through feature service ``name`` by a grant on the service itself."""
+    principal = principal_of(request)
+    if principal is None:
+        return True
+    repo = gate_of(request).store.repo
+    return name in repo.services and gate_of(request).policy.allows(principal, "read_online",
+                                                                     access.service_obj(repo, name))
+
+
+def declare_bearer(app) -> None:
+    """Say in the OpenAPI schema that every operation takes a bearer token (Swagger's Authorize button)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "featurestore auth create, or a JWT"}}
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def require_views(request, action: str, views) -> None:
+    repo = gate_of(request).store.repo
+    for v in views:
+        if v in repo.views:
+            require(request, action, access.view_obj(repo, v))
+
+
+def require_push(request, source: str, views=None) -> None:
+    """``push`` to a source: granted on the source, or on every view the rows reach (``views``: only those;
+    default every view over the source)."""
+    principal = principal_of(request)
+    gate = gate_of(request)
+    repo = gate.store.repo
+    if principal is None or source not in repo.sources:
+        return  # an unknown source is the push's own one-line 400
+    policy = gate.policy
+    if policy.allows(principal, "push", access.source_obj(repo, source)):
+        return
+    reach = list(views) if views is not None else [n for n, v in repo.views.items() if v.source.name == source]
+    if reach and all(policy.allows(principal, "push", access.view_obj(repo, v)) for v in reach):
+        return
+    _forbid(principal, "push", f"to source '{source}'")
+
+
+def can_read(request, obj: access.Obj) -> bool:
+    principal = principal_of(request)
+    return principal is None or gate_of(request).policy.allows(principal, "read_metadata", obj)
+
+
+__all__ = ["Gate", "AccessGuard", "COOKIE", "require", "may_use_service", "declare_bearer", "require_project",
+           "require_lookup", "require_views", "require_push", "principal_of", "gate_of", "can_read"]
