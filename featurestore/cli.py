@@ -357,7 +357,7 @@ def _serve(repo, host, port, workers, tls_cert, tls_key, open_ui: bool = False):
 
         import uvicorn
 
-        from featurestore.server import REPO_ENV, create_app
+        from featurestore.server import METRICS_DIR_ENV, REPO_ENV, create_app
 
         store = _store(repo)
         store.repo  # load and validate before binding the port: errors come out here, not per request
@@ -385,7 +385,7 @@ def _serve(repo, host, port, workers, tls_cert, tls_key, open_ui: bool = False):
         # each loads the repo itself. Metrics: Prometheus multiprocess mode, summed over the workers.
         metrics_dir = tempfile.mkdtemp(prefix="featurestore-serve-metrics-")
         os.environ[REPO_ENV] = str(store.repo_path)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[METRICS_DIR_ENV] = metrics_dir
         try:
             uvicorn.run("featurestore.server:app_from_env", factory=True, host=where_host, port=where_port,
                         workers=n, log_level="warning", **tls)

@@ -49,6 +49,10 @@ MAX_ENTITIES = ServerConfig.max_entities
 MAX_LOGGED_ENTITIES = ServerConfig.max_logged_entities
 UNMATCHED = "<unmatched>"  # the metrics label of every path that matches no route
 REPO_ENV = "FEATURESTORE_SERVE_REPO"  # the repo of `serve --workers N` (read by each worker's app_from_env)
+# the workers' shared Prometheus folder of `serve --workers N`. Our own variable, not PROMETHEUS_MULTIPROC_DIR
+# alone: other libraries set that one on import (feast.metrics does), which must not switch /metrics to
+# reading another program's files.
+METRICS_DIR_ENV = "FEATURESTORE_SERVE_METRICS_DIR"
 # A join-key value: a string or an integer, as the key's type says; null is a key that matches nothing.
 _KEY_VALUE = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
 
@@ -251,11 +255,11 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics(request: Request):
         server_auth.require_project(request, "read_metadata")
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # serve --workers N: every worker's counts, summed
+        if os.environ.get(METRICS_DIR_ENV):  # serve --workers N: every worker's counts, summed
             from prometheus_client import multiprocess
 
             summed = CollectorRegistry()
-            multiprocess.MultiProcessCollector(summed)
+            multiprocess.MultiProcessCollector(summed, path=os.environ[METRICS_DIR_ENV])
             summed.register(monitor)
             return PlainTextResponse(generate_latest(summed), media_type=CONTENT_TYPE_LATEST)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

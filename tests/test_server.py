@@ -157,8 +157,11 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_is_parsed(served):
     assert ok.status_code == 200, ok.text  # a chunked body under the limit is served
 
 
-def test_metrics_label_requests_by_route_so_junk_urls_cannot_grow_them(served):
+def test_metrics_label_requests_by_route_so_junk_urls_cannot_grow_them(served, tmp_path, monkeypatch):
     _, client, _ = served
+    # another library of the process set Prometheus' multiprocess folder (feast.metrics does on import):
+    # /metrics still reports this server's own counts, not that folder's
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     client.get("/health")
     before = client.get("/metrics").text
     for i in range(1500):
