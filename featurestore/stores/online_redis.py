@@ -47,6 +47,7 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.errors import FeatureStoreError, InfraError
+from featurestore.kernel import batch as kbatch
 from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
@@ -80,8 +81,11 @@ def entity_base(project: str, view: str, values: Sequence) -> str:
     return view_prefix(project, view) + "{" + encode_entity(values) + "}"
 
 
-def entity_keys(base: str) -> Tuple[str, str, str]:
-    return f"{base}:{TILES}", f"{base}:{RAW}", f"{base}:{PREFIXES}"
+def entity_keys(base: str, staged: bool = False) -> Tuple[str, str, str]:
+    """The entity's tiles hash, raw zset and prefix zset (``staged``: the keys a chunked write fills
+    before :data:`COMMIT_LUA` swaps them in; never read)."""
+    s = "~" if staged else ""
+    return f"{base}:{TILES}{s}", f"{base}:{RAW}{s}", f"{base}:{PREFIXES}{s}"
 
 
 def views_key(project: str) -> str:
@@ -201,7 +205,7 @@ return {head[1], '1', prefix, ptile, tiles, raws}
 # One script per entity: readers see its state before or after a write, never half of it.
 WRITE_LUA = """
 local i = 7
-if ARGV[1] == '1' then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
+if ARGV[1] == '1' then redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3]) end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], '_', ARGV[2]) end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'T', '1') end
 if ARGV[4] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4]) end
@@ -228,6 +232,57 @@ end
 if ARGV[6] ~= '' then for k = 1, 3 do redis.call('PEXPIREAT', KEYS[k], ARGV[6]) end end
 return 1
 """
+
+
+# An entity too large for one bounded script call (materialize of a hot entity) is written in chunks to
+# its *staging* keys (``entity_keys(base, staged=True)``: same hash tag, never read), each chunk one
+# WRITE_LUA call of at most STAGE_ITEMS members or fields (Redis is never blocked for long), then
+# COMMIT_LUA swaps them in at once. KEYS: staging tiles, raw, prefixes, then the live ones. ARGV:
+# pexpireat of the live keys ('' = none), the number of tile-hash fields, raw members and prefixes the
+# staging keys must hold. A staging that is not whole (its writer died, or it expired: STAGE_TTL_MS after its
+# last chunk) is refused, and the live keys keep their previous state: readers see the entity before or
+# after the write, never half of one.
+COMMIT_LUA = """
+if redis.call('HLEN', KEYS[1]) ~= tonumber(ARGV[2]) or redis.call('ZCARD', KEYS[2]) ~= tonumber(ARGV[3])
+    or redis.call('ZCARD', KEYS[3]) ~= tonumber(ARGV[4]) then
+  return redis.error_reply('featurestore: staged write of ' .. KEYS[4] .. ' is incomplete')
+end
+for k = 1, 3 do
+  redis.call('UNLINK', KEYS[k + 3])
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('RENAME', KEYS[k], KEYS[k + 3])
+    if ARGV[1] ~= '' then redis.call('PEXPIREAT', KEYS[k + 3], ARGV[1]) else redis.call('PERSIST', KEYS[k + 3]) end
+  end
+end
+return 1
+"""
+STAGE_ITEMS = 5_000  # members or fields per staged chunk (one script call)
+STAGE_TTL_MS = 3_600_000
+
+
+def staged_changes(changes: Changes) -> List[Changes]:
+    """A full write split into chunks of at most STAGE_ITEMS raw members, tile fields or prefixes: the
+    first replaces the staging keys and writes the entity meta, the others add (see COMMIT_LUA)."""
+    items = [("raw_add", x) for x in changes.raw_add] + [("tiles_set", x) for x in changes.tiles_set.items()] \
+        + [("prefix_set", x) for x in changes.prefix_set.items()]
+    out = []
+    for i in range(0, max(1, len(items)), STAGE_ITEMS):
+        first = not out
+        ch = Changes(first, changes.horizon, changes.dense, last_ts=changes.last_ts, meta=first)
+        for kind, x in items[i:i + STAGE_ITEMS]:
+            if kind == "raw_add":
+                ch.raw_add.append(x)
+            else:
+                getattr(ch, kind)[x[0]] = x[1]
+        out.append(ch)
+    return out
+
+
+def commit_args(base: str, changes: Changes, at: Optional[int]) -> Tuple[tuple, list]:
+    """The keys and arguments of :data:`COMMIT_LUA` for a staged full write of ``changes``."""
+    fields = 1 + changes.dense + len(changes.tiles_set)  # meta, dense flag, tiles
+    return (entity_keys(base, staged=True) + entity_keys(base),
+            ["" if at is None else at, fields, len(changes.raw_add), len(changes.prefix_set)])
 
 
 def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> list:
@@ -290,6 +345,7 @@ class RedisOnlineStore:
         self._client = client
         self._read = None
         self._write = None
+        self._commit = None
 
     @property
     def client(self):
@@ -547,6 +603,11 @@ class RedisOnlineStore:
             self._write = self._guard(self.client.script_load, WRITE_LUA)
         return self._write
 
+    def commit_sha(self) -> str:
+        if self._commit is None:
+            self._commit = self._guard(self.client.script_load, COMMIT_LUA)
+        return self._commit
+
     def materialize_view(self, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
                          on_rows: Optional[Callable[[int], None]] = None,
                          now_ms: Optional[int] = None) -> MaterializeResult:
@@ -585,19 +646,25 @@ class RedisOnlineStore:
                 tss = batch.column(nkeys + 1).to_pylist()
                 members = batch.column(nkeys + 2).to_pylist()
                 staged: List[Tuple[str, list]] = []
+                size = 0
                 for i in range(batch.num_rows):
                     changes = entity_changes(layout, tss[i], members[i], cut, ret)
                     if changes is None:  # every event fell behind the cut (see _delete_gone)
                         continue
                     base = entity_base(self.project, cv.name, [kc[i] for kc in keycols])
                     at = max(now, last[i]) + ttl_extra if ret.expires else None
-                    staged.append((base, write_args(changes, cv.data_fingerprint, at)))
                     entities += 1
                     tiled += changes.dense
                     events += len(changes.raw_add)
-                    if len(staged) >= CHUNK_ENTITIES:
+                    items = len(changes.raw_add) + len(changes.tiles_set) + len(changes.prefix_set)
+                    if items <= STAGE_ITEMS:
+                        staged.append((base, write_args(changes, cv.data_fingerprint, at)))
+                        size += items
+                    else:  # a hot entity: bounded chunks to its staging keys, then one swap
+                        self.write_staged(base, changes, cv.data_fingerprint, at, now)
+                    if len(staged) >= CHUNK_ENTITIES or size >= 4 * STAGE_ITEMS:
                         self.write_entities(staged)
-                        staged = []
+                        staged, size = [], 0
                 if staged:
                     self.write_entities(staged)
                 if on_rows:
@@ -612,8 +679,6 @@ class RedisOnlineStore:
         """Run the write script for each ``(entity base, write_args)`` in one round trip (one per node of
         a cluster); the first error is raised. On a single node the commands are packed here (redis-py's
         packing of every member as an argument was a third of materialize's time)."""
-        import redis
-
         if self.cluster:
             self._pipelined(WRITE_LUA, [(base, entity_keys(base), args) for base, args in writes])
             return
@@ -623,6 +688,38 @@ class RedisOnlineStore:
             key = base.encode()
             commands.append(b"*%d\r\n" % (6 + len(args)) + head + _bulk(key + b":t") + _bulk(key + b":r")
                             + _bulk(key + b":p") + b"".join(_bulk(_arg_bytes(a)) for a in args))
+        self._write_packed(commands)
+
+    def write_staged(self, base: str, changes: Changes, fingerprint: str, at: Optional[int], now: int) -> None:
+        """Write one large entity (a full write) in chunks of at most STAGE_ITEMS to its staging keys,
+        then swap them in at once (:data:`COMMIT_LUA`)."""
+        skeys = entity_keys(base, staged=True)
+        chunks = [write_args(ch, fingerprint, now + STAGE_TTL_MS) for ch in staged_changes(changes)]
+        keys, args = commit_args(base, changes, at)
+        if self.cluster:  # the chunks (one slot: one node, in order), then the swap
+            self._pipelined(WRITE_LUA, [(base, skeys, a) for a in chunks])
+            self._guard(self.client.execute_command, "EVALSHA", self.commit_sha(), len(keys), *keys, *args)
+            return
+        self._write_packed(self._staged_commands(base, changes, fingerprint, at, now))
+
+    def _staged_commands(self, base: str, changes: Changes, fingerprint: str, at: Optional[int],
+                         now: int) -> List[bytes]:
+        """Single node: the packed calls of :meth:`write_staged` (sent in order on one connection)."""
+        head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.write_sha())) + _bulk(b"3")
+        skeys = b"".join(_bulk(k.encode()) for k in entity_keys(base, staged=True))
+        out = []
+        for ch in staged_changes(changes):
+            args = write_args(ch, fingerprint, now + STAGE_TTL_MS)
+            out.append(b"*%d\r\n" % (6 + len(args)) + head + skeys + b"".join(_bulk(_arg_bytes(a)) for a in args))
+        keys, args = commit_args(base, changes, at)
+        out.append(b"*%d\r\n" % (3 + len(keys) + len(args)) + _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.commit_sha()))
+                   + _bulk(b"%d" % len(keys)) + b"".join(_bulk(_arg_bytes(a)) for a in [*keys, *args]))
+        return out
+
+    def _write_packed(self, commands: List[bytes]) -> None:
+        """Single node: run packed commands in one round trip; the first error is raised."""
+        import redis
+
         out = self._guard(self._exchange, b"".join(commands), len(commands))
         for r in out:
             if isinstance(r, redis.exceptions.ResponseError):
@@ -657,11 +754,11 @@ def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Opti
         return None
     if len(tss) - first <= kentity.DENSE_EVENTS and (not ret.keep_base or first == 0):
         return Changes(True, None, False, raw_add=list(zip(tss[first:], members[first:])), last_ts=tss[-1])
-    state = kentity.EntityState(layout, ret.keep_base, cut, kentity.DENSE_EVENTS)
+    events = []
     for member in members:
         ev = loads(member)  # NaN/Infinity (feature expressions, Parquet batch faces) need the fallback
-        state.add(ev[0], ev[1], ev[2], member)
-    return state.drain()
+        events.append((ev[0], ev[1], ev[2], member))
+    return kbatch.full_changes(layout, events, cut, ret.keep_base)
 
 
 # -- the FeatureStore's side ---------------------------------------------------------------------------
