@@ -754,10 +754,9 @@ def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Opti
         return None
     if len(tss) - first <= kentity.DENSE_EVENTS and (not ret.keep_base or first == 0):
         return Changes(True, None, False, raw_add=list(zip(tss[first:], members[first:])), last_ts=tss[-1])
-    events = []
-    for member in members:
-        ev = loads(member)  # NaN/Infinity (feature expressions, Parquet batch faces) need the fallback
-        events.append((ev[0], ev[1], ev[2], member))
+    # one parse for all the members (NaN/Infinity from feature expressions take loads' fallback)
+    parsed = loads("[" + ",".join(members) + "]")
+    events = [(ev[0], ev[1], ev[2], member) for ev, member in zip(parsed, members)]
     return kbatch.full_changes(layout, events, cut, ret.keep_base)
 
 
