@@ -305,7 +305,7 @@ def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], to
         return row
     plan = reply.plan
     tile_ix, range_ix = plan.pieces[w]
-    add = layout.add
+    adders = layout.adders(sl)
     for i in tile_ix:
         name = plan.tiles[i]
         tile = reply.tiles.get(name)
@@ -313,19 +313,22 @@ def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], to
             layout.merge(row, tile, sl)
         else:  # not stored (few events, or none): its raw events
             for order, inputs in reply.tile_events.get(name, ()):
-                add(row, order, inputs, sl)
+                for k, add in adders:
+                    add(row, k, order, inputs)
     for j in range_ix:
         for order, inputs in reply.range_events[j]:
-            add(row, order, inputs, sl)
+            for k, add in adders:
+                add(row, k, order, inputs)
     return row
 
 
 def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, sl) -> None:
-    add = layout.add
+    adders = layout.adders(sl)
     for order, inputs in events:
         ts = order[0]
         if ts < hi and (lo is None or ts >= lo):
-            add(row, order, inputs, sl)
+            for i, add in adders:
+                add(row, i, order, inputs)
 
 
 def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None

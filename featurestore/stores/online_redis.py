@@ -313,6 +313,16 @@ def _bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
+def _pack(args) -> bytes:
+    """Arguments as RESP bulk strings, one format per argument (materialize packs millions)."""
+    out = []
+    for a in args:
+        if not isinstance(a, bytes):
+            a = (a if isinstance(a, str) else str(a)).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
 def _arg_bytes(a) -> bytes:
     if isinstance(a, bytes):
         return a
@@ -420,7 +430,7 @@ class RedisOnlineStore:
             for base, args in reads:
                 tail = tails.get(id(args))
                 if tail is None:
-                    tail = tails[id(args)] = (len(args), b"".join(_bulk(_arg_bytes(a)) for a in args))
+                    tail = tails[id(args)] = (len(args), _pack(args))
                 key = base.encode()
                 parts.append(b"*%d\r\n" % (6 + tail[0]) + head + _bulk(key + b":t") + _bulk(key + b":r")
                              + _bulk(key + b":p") + tail[1])
@@ -455,7 +465,7 @@ class RedisOnlineStore:
         for base, args in reads:
             tail = tails.get(id(args))
             if tail is None:
-                tail = tails[id(args)] = (len(args), b"".join(_bulk(_arg_bytes(a)) for a in args))
+                tail = tails[id(args)] = (len(args), _pack(args))
             key = base.encode()
             commands.append((key, b"*%d\r\n" % (6 + tail[0]) + head + _bulk(key + b":t") + _bulk(key + b":r")
                              + _bulk(key + b":p") + tail[1]))
@@ -687,7 +697,7 @@ class RedisOnlineStore:
         for base, args in writes:
             key = base.encode()
             commands.append(b"*%d\r\n" % (6 + len(args)) + head + _bulk(key + b":t") + _bulk(key + b":r")
-                            + _bulk(key + b":p") + b"".join(_bulk(_arg_bytes(a)) for a in args))
+                            + _bulk(key + b":p") + _pack(args))
         self._write_packed(commands)
 
     def write_staged(self, base: str, changes: Changes, fingerprint: str, at: Optional[int], now: int) -> None:
@@ -710,10 +720,10 @@ class RedisOnlineStore:
         out = []
         for ch in staged_changes(changes):
             args = write_args(ch, fingerprint, now + STAGE_TTL_MS)
-            out.append(b"*%d\r\n" % (6 + len(args)) + head + skeys + b"".join(_bulk(_arg_bytes(a)) for a in args))
+            out.append(b"*%d\r\n" % (6 + len(args)) + head + skeys + _pack(args))
         keys, args = commit_args(base, changes, at)
         out.append(b"*%d\r\n" % (3 + len(keys) + len(args)) + _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.commit_sha()))
-                   + _bulk(b"%d" % len(keys)) + b"".join(_bulk(_arg_bytes(a)) for a in [*keys, *args]))
+                   + _bulk(b"%d" % len(keys)) + _pack([*keys, *args]))
         return out
 
     def _write_packed(self, commands: List[bytes]) -> None:
