@@ -17,6 +17,10 @@ Layout (format version 3; readable and writable without this library)::
                                                   top-tile boundary b, member = JSON [b, row of every
                                                   event before b]
 
+    fs:{project}:{view}:{<entity>}:t~ :r~ :p~   staging keys of a chunked write (a hot entity's
+                                                  materialize, see COMMIT_LUA): never read, swapped in
+                                                  at once, expire an hour after their last chunk
+
 ``<entity>`` is the JSON array of the join-key values in the view's join-key order (compact: ``["u1"]``,
 ``["u1",2]``); the braces make it the Redis Cluster hash tag, so one entity's keys share a slot.
 What the keys hold is :mod:`featurestore.kernel.entity`'s state: rows are
