@@ -611,6 +611,8 @@ def test_staged_write_of_a_large_entity_is_all_or_nothing(make_store, redis_clie
     previous state, never part of the new one; after it, exactly what one write would leave."""
     import redis as redis_py
 
+    from featurestore.stores import online_staged
+
     monkeypatch.setattr(orr, "STAGE_ITEMS", 5)
     store = make_store()
     events = random_events(3)
@@ -636,7 +638,7 @@ def test_staged_write_of_a_large_entity_is_all_or_nothing(make_store, redis_clie
     assert len(members) > 10  # several chunks
     fp = store.compiled("amount_stats").data_fingerprint
     new = kentity.Changes(True, None, False, raw_add=[(int(s), m) for m, s in members[:-3]], meta=True)
-    calls = online._staged_commands(base, new, fp, None, int(time.time() * 1000))
+    calls = online_staged.staged_commands(online, base, new, fp, None, int(time.time() * 1000))
     assert len(calls) > 3
     online._write_packed(calls[:-1])  # the writer dies before the swap
     assert snapshot() == before

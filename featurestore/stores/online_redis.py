@@ -18,7 +18,7 @@ Layout (format version 3; readable and writable without this library)::
                                                   event before b]
 
     fs:{project}:{view}:{<entity>}:t~ :r~ :p~   staging keys of a chunked write (a hot entity's
-                                                  materialize, see COMMIT_LUA): never read, swapped in
+                                                  materialize: stores/online_staged.py): never read, swapped in
                                                   at once, expire an hour after their last chunk
 
 ``<entity>`` is the JSON array of the join-key values in the view's join-key order (compact: ``["u1"]``,
@@ -62,6 +62,7 @@ from featurestore.stores.redis_client import connect, connection_url, is_cluster
 FORMAT_VERSION = 3  # 3: only tiles of more than TILE_MIN_EVENTS events, slots by level (2 read them as empty)
 KEY_PREFIX = "fs"
 SLACK_MS = 10 * 60 * 1000  # key TTL beyond retention: clock skew, late writers
+STAGE_ITEMS = 5_000  # larger entities are written in chunks of this many members or fields (online_staged)
 CHUNK_ENTITIES = 500  # entities per pipelined round trip when writing
 BATCH_ROWS = 5_000  # entities per Arrow batch read from DuckDB
 PASS_ROWS = 20_000_000  # events per materialize pass (passes split the entities by key hash)
@@ -87,7 +88,7 @@ def entity_base(project: str, view: str, values: Sequence) -> str:
 
 def entity_keys(base: str, staged: bool = False) -> Tuple[str, str, str]:
     """The entity's tiles hash, raw zset and prefix zset (``staged``: the keys a chunked write fills
-    before :data:`COMMIT_LUA` swaps them in; never read)."""
+    before ``online_staged.COMMIT_LUA`` swaps them in; never read)."""
     s = "~" if staged else ""
     return f"{base}:{TILES}{s}", f"{base}:{RAW}{s}", f"{base}:{PREFIXES}{s}"
 
@@ -236,57 +237,6 @@ end
 if ARGV[6] ~= '' then for k = 1, 3 do redis.call('PEXPIREAT', KEYS[k], ARGV[6]) end end
 return 1
 """
-
-
-# An entity too large for one bounded script call (materialize of a hot entity) is written in chunks to
-# its *staging* keys (``entity_keys(base, staged=True)``: same hash tag, never read), each chunk one
-# WRITE_LUA call of at most STAGE_ITEMS members or fields (Redis is never blocked for long), then
-# COMMIT_LUA swaps them in at once. KEYS: staging tiles, raw, prefixes, then the live ones. ARGV:
-# pexpireat of the live keys ('' = none), the number of tile-hash fields, raw members and prefixes the
-# staging keys must hold. A staging that is not whole (its writer died, or it expired: STAGE_TTL_MS after its
-# last chunk) is refused, and the live keys keep their previous state: readers see the entity before or
-# after the write, never half of one.
-COMMIT_LUA = """
-if redis.call('HLEN', KEYS[1]) ~= tonumber(ARGV[2]) or redis.call('ZCARD', KEYS[2]) ~= tonumber(ARGV[3])
-    or redis.call('ZCARD', KEYS[3]) ~= tonumber(ARGV[4]) then
-  return redis.error_reply('featurestore: staged write of ' .. KEYS[4] .. ' is incomplete')
-end
-for k = 1, 3 do
-  redis.call('UNLINK', KEYS[k + 3])
-  if redis.call('EXISTS', KEYS[k]) == 1 then
-    redis.call('RENAME', KEYS[k], KEYS[k + 3])
-    if ARGV[1] ~= '' then redis.call('PEXPIREAT', KEYS[k + 3], ARGV[1]) else redis.call('PERSIST', KEYS[k + 3]) end
-  end
-end
-return 1
-"""
-STAGE_ITEMS = 5_000  # members or fields per staged chunk (one script call)
-STAGE_TTL_MS = 3_600_000
-
-
-def staged_changes(changes: Changes) -> List[Changes]:
-    """A full write split into chunks of at most STAGE_ITEMS raw members, tile fields or prefixes: the
-    first replaces the staging keys and writes the entity meta, the others add (see COMMIT_LUA)."""
-    items = [("raw_add", x) for x in changes.raw_add] + [("tiles_set", x) for x in changes.tiles_set.items()] \
-        + [("prefix_set", x) for x in changes.prefix_set.items()]
-    out = []
-    for i in range(0, max(1, len(items)), STAGE_ITEMS):
-        first = not out
-        ch = Changes(first, changes.horizon, changes.dense, last_ts=changes.last_ts, meta=first)
-        for kind, x in items[i:i + STAGE_ITEMS]:
-            if kind == "raw_add":
-                ch.raw_add.append(x)
-            else:
-                getattr(ch, kind)[x[0]] = x[1]
-        out.append(ch)
-    return out
-
-
-def commit_args(base: str, changes: Changes, at: Optional[int]) -> Tuple[tuple, list]:
-    """The keys and arguments of :data:`COMMIT_LUA` for a staged full write of ``changes``."""
-    fields = 1 + changes.dense + len(changes.tiles_set)  # meta, dense flag, tiles
-    return (entity_keys(base, staged=True) + entity_keys(base),
-            ["" if at is None else at, fields, len(changes.raw_add), len(changes.prefix_set)])
 
 
 def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> list:
@@ -618,8 +568,10 @@ class RedisOnlineStore:
         return self._write
 
     def commit_sha(self) -> str:
+        from featurestore.stores import online_staged
+
         if self._commit is None:
-            self._commit = self._guard(self.client.script_load, COMMIT_LUA)
+            self._commit = self._guard(self.client.script_load, online_staged.COMMIT_LUA)
         return self._commit
 
     def materialize_view(self, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
@@ -705,30 +657,10 @@ class RedisOnlineStore:
         self._write_packed(commands)
 
     def write_staged(self, base: str, changes: Changes, fingerprint: str, at: Optional[int], now: int) -> None:
-        """Write one large entity (a full write) in chunks of at most STAGE_ITEMS to its staging keys,
-        then swap them in at once (:data:`COMMIT_LUA`)."""
-        skeys = entity_keys(base, staged=True)
-        chunks = [write_args(ch, fingerprint, now + STAGE_TTL_MS) for ch in staged_changes(changes)]
-        keys, args = commit_args(base, changes, at)
-        if self.cluster:  # the chunks (one slot: one node, in order), then the swap
-            self._pipelined(WRITE_LUA, [(base, skeys, a) for a in chunks])
-            self._guard(self.client.execute_command, "EVALSHA", self.commit_sha(), len(keys), *keys, *args)
-            return
-        self._write_packed(self._staged_commands(base, changes, fingerprint, at, now))
+        """Write one large entity in bounded chunks and swap it in (:mod:`featurestore.stores.online_staged`)."""
+        from featurestore.stores import online_staged
 
-    def _staged_commands(self, base: str, changes: Changes, fingerprint: str, at: Optional[int],
-                         now: int) -> List[bytes]:
-        """Single node: the packed calls of :meth:`write_staged` (sent in order on one connection)."""
-        head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.write_sha())) + _bulk(b"3")
-        skeys = b"".join(_bulk(k.encode()) for k in entity_keys(base, staged=True))
-        out = []
-        for ch in staged_changes(changes):
-            args = write_args(ch, fingerprint, now + STAGE_TTL_MS)
-            out.append(b"*%d\r\n" % (6 + len(args)) + head + skeys + _pack(args))
-        keys, args = commit_args(base, changes, at)
-        out.append(b"*%d\r\n" % (3 + len(keys) + len(args)) + _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.commit_sha()))
-                   + _bulk(b"%d" % len(keys)) + _pack([*keys, *args]))
-        return out
+        online_staged.write_staged(self, base, changes, fingerprint, at, now)
 
     def _write_packed(self, commands: List[bytes]) -> None:
         """Single node: run packed commands in one round trip; the first error is raised."""
