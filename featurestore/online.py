@@ -305,7 +305,7 @@ def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], to
         return row
     plan = reply.plan
     tile_ix, range_ix = plan.pieces[w]
-    add = layout.add
+    adders = layout.adders(sl)
     for i in tile_ix:
         name = plan.tiles[i]
         tile = reply.tiles.get(name)
@@ -313,19 +313,22 @@ def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], to
             layout.merge(row, tile, sl)
         else:  # not stored (few events, or none): its raw events
             for order, inputs in reply.tile_events.get(name, ()):
-                add(row, order, inputs, sl)
+                for k, add in adders:
+                    add(row, k, order, inputs)
     for j in range_ix:
         for order, inputs in reply.range_events[j]:
-            add(row, order, inputs, sl)
+            for k, add in adders:
+                add(row, k, order, inputs)
     return row
 
 
 def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, sl) -> None:
-    add = layout.add
+    adders = layout.adders(sl)
     for order, inputs in events:
         ts = order[0]
         if ts < hi and (lo is None or ts >= lo):
-            add(row, order, inputs, sl)
+            for i, add in adders:
+                add(row, i, order, inputs)
 
 
 def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None
@@ -337,17 +340,11 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     meta = orjson.loads(raw_reply[0])
     dense = bool(raw_reply[1])
     decode = layout.decode
-    seen: Dict[bytes, Tuple[list, list]] = {}  # fragments of several windows may overlap: each event once
 
-    def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines
-        out = []
-        for m in blob.split(b"\n") if blob else ():
-            ev = seen.get(m)
-            if ev is None:
-                e = loads(m)
-                ev = seen[m] = (e[1], e[2])
-            out.append(ev)
-        return out
+    def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
+        if not blob:
+            return []
+        return [(e[1], e[2]) for e in loads(b"[" + blob.replace(b"\n", b",") + b"]")]
 
     prefix = None
     if raw_reply[2]:
@@ -372,8 +369,9 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
         else:
             tiles[name] = decode(loads(raw), slots)
     range_events = [events_of(frag) for frag in raw_reply[5]]
-    return EntityReply(meta, True, prefix, ptile, tiles, list(seen.values()), plan, tile_events, range_events,
-                       pevents)
+    # every event read (fragments of several windows may overlap: an event can be listed twice)
+    events = [ev for evs in (pevents or (), *tile_events.values(), *range_events) for ev in evs]
+    return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents)
 
 
 def loads(raw: bytes):

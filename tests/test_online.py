@@ -10,13 +10,16 @@ pruning at a horizon, stale-definition detection, and the error texts. Needs the
 import dataclasses
 import json
 import random
+import time
 import uuid
 
+import orjson
 import pandas as pd
 import pytest
 
 from featurestore.config import load_config
 from featurestore.errors import InfraError, RequestError
+from featurestore.kernel import entity as kentity
 from featurestore.online import compute, plan_features
 from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
@@ -78,12 +81,16 @@ def feature_columns(store):
 def layout_mode(request, monkeypatch):
     """Every read path of the online state: sparse entities (raw events), tiled ones (every entity with
     more than 0 events keeps tiles and prefixes, every tile stored) and mixed ones (only tiles of more
-    than 2 events stored: the read script answers the others with their raw events)."""
+    than 2 events stored: the read script answers the others with their raw events; and materialize
+    writes every entity of more than 7 members or fields in chunks to staging keys swapped in at the end,
+    as it writes a hot entity)."""
     from featurestore.kernel import entity
 
     if request.param in ("tiled", "mixed"):
         monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
         monkeypatch.setattr(entity, "TILE_MIN_EVENTS", 0 if request.param == "tiled" else 2)
+    if request.param == "mixed":
+        monkeypatch.setattr(orr, "STAGE_ITEMS", 7)
     return request.param
 
 
@@ -596,3 +603,53 @@ def test_feast_style_materialize_call_loads_everything(make_store):
     results = store.materialize(datetime(2020, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc))
     assert {r.view for r in results} == set(store.repo.views)
     assert all(r.horizon is None for r in results)  # every request time answered exactly
+
+
+def test_staged_write_of_a_large_entity_is_all_or_nothing(make_store, redis_client, monkeypatch):
+    """A hot entity is written in bounded chunks to staging keys and swapped in by one script: until the
+    swap (or when the writer died before it, or the staging is not whole) readers see the entity's
+    previous state, never part of the new one; after it, exactly what one write would leave."""
+    import redis as redis_py
+
+    from featurestore.stores import online_staged
+
+    monkeypatch.setattr(orr, "STAGE_ITEMS", 5)
+    store = make_store()
+    events = random_events(3)
+    write_events(store.repo_path, events)
+    store.materialize()
+    online = store.online_store()
+    user = events["user_id"].dropna().value_counts().index[0]
+    base = orr.entity_base(online.project, "amount_stats", [user])
+    live = orr.entity_keys(base)
+
+    def snapshot():
+        return (redis_client.hgetall(live[0]), redis_client.zrange(live[1], 0, -1, withscores=True),
+                redis_client.zrange(live[2], 0, -1, withscores=True))
+
+    before = snapshot()
+    assert before[0] and before[1]
+    requests = random_requests(3, events)
+    requests = requests[requests["user_id"] == user].reset_index(drop=True)
+    assert len(requests) > 3
+    values = online_frame(store, requests)
+
+    members = redis_client.zrange(live[1], 0, -1, withscores=True)
+    assert len(members) > 10  # several chunks
+    fp = store.compiled("amount_stats").data_fingerprint
+    new = kentity.Changes(True, None, False, raw_add=[(int(s), m) for m, s in members[:-3]], meta=True)
+    calls = online_staged.staged_commands(online, base, new, fp, None, int(time.time() * 1000))
+    assert len(calls) > 3
+    online._write_packed(calls[:-1])  # the writer dies before the swap
+    assert snapshot() == before
+    assert_features_equal(online_frame(store, requests), values, feature_columns(store), "staged, not swapped")
+    redis_client.zremrangebyrank(orr.entity_keys(base, staged=True)[1], 0, 0)  # a staging that is not whole
+    with pytest.raises(redis_py.exceptions.ResponseError, match="incomplete"):
+        online._write_packed(calls[-1:])
+    assert snapshot() == before
+
+    online._write_packed(calls)  # a whole write: swapped in at once
+    assert not any(redis_client.exists(k) for k in orr.entity_keys(base, staged=True))
+    got = redis_client.zrange(live[1], 0, -1, withscores=True)
+    assert got == members[:-3]
+    assert redis_client.hgetall(live[0]) == {b"_": orjson.dumps({"fp": fp, "h": None})}

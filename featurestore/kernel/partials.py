@@ -281,6 +281,11 @@ class Layout:
                 adders[i](row, i, order, inputs)
         return row
 
+    def adders(self, slots: Sequence[int]) -> List[Tuple[int, Any]]:
+        """``(slot, adder)`` of ``slots``: ``for i, add in adders: add(row, i, order, inputs)`` is
+        :meth:`add` on those slots, without a method call per event (a lookup's loop over raw events)."""
+        return [(i, self._adders[i]) for i in slots]
+
     def merge(self, row: list, other: list, slots: Optional[Sequence[int]] = None) -> list:
         """Merge ``other`` into ``row`` in place (only ``slots``, default all; ``other`` is not changed);
         returns ``row``."""

@@ -17,6 +17,10 @@ Layout (format version 3; readable and writable without this library)::
                                                   top-tile boundary b, member = JSON [b, row of every
                                                   event before b]
 
+    fs:{project}:{view}:{<entity>}:t~ :r~ :p~   staging keys of a chunked write (a hot entity's
+                                                  materialize: stores/online_staged.py): never read, swapped in
+                                                  at once, expire an hour after their last chunk
+
 ``<entity>`` is the JSON array of the join-key values in the view's join-key order (compact: ``["u1"]``,
 ``["u1",2]``); the braces make it the Redis Cluster hash tag, so one entity's keys share a slot.
 What the keys hold is :mod:`featurestore.kernel.entity`'s state: rows are
@@ -47,6 +51,7 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.errors import FeatureStoreError, InfraError
+from featurestore.kernel import batch as kbatch
 from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
@@ -57,6 +62,7 @@ from featurestore.stores.redis_client import connect, connection_url, is_cluster
 FORMAT_VERSION = 3  # 3: only tiles of more than TILE_MIN_EVENTS events, slots by level (2 read them as empty)
 KEY_PREFIX = "fs"
 SLACK_MS = 10 * 60 * 1000  # key TTL beyond retention: clock skew, late writers
+STAGE_ITEMS = 5_000  # larger entities are written in chunks of this many members or fields (online_staged)
 CHUNK_ENTITIES = 500  # entities per pipelined round trip when writing
 BATCH_ROWS = 5_000  # entities per Arrow batch read from DuckDB
 PASS_ROWS = 20_000_000  # events per materialize pass (passes split the entities by key hash)
@@ -80,8 +86,11 @@ def entity_base(project: str, view: str, values: Sequence) -> str:
     return view_prefix(project, view) + "{" + encode_entity(values) + "}"
 
 
-def entity_keys(base: str) -> Tuple[str, str, str]:
-    return f"{base}:{TILES}", f"{base}:{RAW}", f"{base}:{PREFIXES}"
+def entity_keys(base: str, staged: bool = False) -> Tuple[str, str, str]:
+    """The entity's tiles hash, raw zset and prefix zset (``staged``: the keys a chunked write fills
+    before ``online_staged.COMMIT_LUA`` swaps them in; never read)."""
+    s = "~" if staged else ""
+    return f"{base}:{TILES}{s}", f"{base}:{RAW}{s}", f"{base}:{PREFIXES}{s}"
 
 
 def views_key(project: str) -> str:
@@ -201,7 +210,7 @@ return {head[1], '1', prefix, ptile, tiles, raws}
 # One script per entity: readers see its state before or after a write, never half of it.
 WRITE_LUA = """
 local i = 7
-if ARGV[1] == '1' then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
+if ARGV[1] == '1' then redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3]) end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], '_', ARGV[2]) end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'T', '1') end
 if ARGV[4] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4]) end
@@ -258,6 +267,16 @@ def _bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
+def _pack(args) -> bytes:
+    """Arguments as RESP bulk strings, one format per argument (materialize packs millions)."""
+    out = []
+    for a in args:
+        if not isinstance(a, bytes):
+            a = (a if isinstance(a, str) else str(a)).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
 def _arg_bytes(a) -> bytes:
     if isinstance(a, bytes):
         return a
@@ -290,6 +309,7 @@ class RedisOnlineStore:
         self._client = client
         self._read = None
         self._write = None
+        self._commit = None
 
     @property
     def client(self):
@@ -364,7 +384,7 @@ class RedisOnlineStore:
             for base, args in reads:
                 tail = tails.get(id(args))
                 if tail is None:
-                    tail = tails[id(args)] = (len(args), b"".join(_bulk(_arg_bytes(a)) for a in args))
+                    tail = tails[id(args)] = (len(args), _pack(args))
                 key = base.encode()
                 parts.append(b"*%d\r\n" % (6 + tail[0]) + head + _bulk(key + b":t") + _bulk(key + b":r")
                              + _bulk(key + b":p") + tail[1])
@@ -399,7 +419,7 @@ class RedisOnlineStore:
         for base, args in reads:
             tail = tails.get(id(args))
             if tail is None:
-                tail = tails[id(args)] = (len(args), b"".join(_bulk(_arg_bytes(a)) for a in args))
+                tail = tails[id(args)] = (len(args), _pack(args))
             key = base.encode()
             commands.append((key, b"*%d\r\n" % (6 + tail[0]) + head + _bulk(key + b":t") + _bulk(key + b":r")
                              + _bulk(key + b":p") + tail[1]))
@@ -547,6 +567,13 @@ class RedisOnlineStore:
             self._write = self._guard(self.client.script_load, WRITE_LUA)
         return self._write
 
+    def commit_sha(self) -> str:
+        from featurestore.stores import online_staged
+
+        if self._commit is None:
+            self._commit = self._guard(self.client.script_load, online_staged.COMMIT_LUA)
+        return self._commit
+
     def materialize_view(self, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
                          on_rows: Optional[Callable[[int], None]] = None,
                          now_ms: Optional[int] = None) -> MaterializeResult:
@@ -585,19 +612,25 @@ class RedisOnlineStore:
                 tss = batch.column(nkeys + 1).to_pylist()
                 members = batch.column(nkeys + 2).to_pylist()
                 staged: List[Tuple[str, list]] = []
+                size = 0
                 for i in range(batch.num_rows):
                     changes = entity_changes(layout, tss[i], members[i], cut, ret)
                     if changes is None:  # every event fell behind the cut (see _delete_gone)
                         continue
                     base = entity_base(self.project, cv.name, [kc[i] for kc in keycols])
                     at = max(now, last[i]) + ttl_extra if ret.expires else None
-                    staged.append((base, write_args(changes, cv.data_fingerprint, at)))
                     entities += 1
                     tiled += changes.dense
                     events += len(changes.raw_add)
-                    if len(staged) >= CHUNK_ENTITIES:
+                    items = len(changes.raw_add) + len(changes.tiles_set) + len(changes.prefix_set)
+                    if items <= STAGE_ITEMS:
+                        staged.append((base, write_args(changes, cv.data_fingerprint, at)))
+                        size += items
+                    else:  # a hot entity: bounded chunks to its staging keys, then one swap
+                        self.write_staged(base, changes, cv.data_fingerprint, at, now)
+                    if len(staged) >= CHUNK_ENTITIES or size >= 4 * STAGE_ITEMS:
                         self.write_entities(staged)
-                        staged = []
+                        staged, size = [], 0
                 if staged:
                     self.write_entities(staged)
                 if on_rows:
@@ -612,8 +645,6 @@ class RedisOnlineStore:
         """Run the write script for each ``(entity base, write_args)`` in one round trip (one per node of
         a cluster); the first error is raised. On a single node the commands are packed here (redis-py's
         packing of every member as an argument was a third of materialize's time)."""
-        import redis
-
         if self.cluster:
             self._pipelined(WRITE_LUA, [(base, entity_keys(base), args) for base, args in writes])
             return
@@ -622,7 +653,19 @@ class RedisOnlineStore:
         for base, args in writes:
             key = base.encode()
             commands.append(b"*%d\r\n" % (6 + len(args)) + head + _bulk(key + b":t") + _bulk(key + b":r")
-                            + _bulk(key + b":p") + b"".join(_bulk(_arg_bytes(a)) for a in args))
+                            + _bulk(key + b":p") + _pack(args))
+        self._write_packed(commands)
+
+    def write_staged(self, base: str, changes: Changes, fingerprint: str, at: Optional[int], now: int) -> None:
+        """Write one large entity in bounded chunks and swap it in (:mod:`featurestore.stores.online_staged`)."""
+        from featurestore.stores import online_staged
+
+        online_staged.write_staged(self, base, changes, fingerprint, at, now)
+
+    def _write_packed(self, commands: List[bytes]) -> None:
+        """Single node: run packed commands in one round trip; the first error is raised."""
+        import redis
+
         out = self._guard(self._exchange, b"".join(commands), len(commands))
         for r in out:
             if isinstance(r, redis.exceptions.ResponseError):
@@ -657,11 +700,10 @@ def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Opti
         return None
     if len(tss) - first <= kentity.DENSE_EVENTS and (not ret.keep_base or first == 0):
         return Changes(True, None, False, raw_add=list(zip(tss[first:], members[first:])), last_ts=tss[-1])
-    state = kentity.EntityState(layout, ret.keep_base, cut, kentity.DENSE_EVENTS)
-    for member in members:
-        ev = loads(member)  # NaN/Infinity (feature expressions, Parquet batch faces) need the fallback
-        state.add(ev[0], ev[1], ev[2], member)
-    return state.drain()
+    # one parse for all the members (NaN/Infinity from feature expressions take loads' fallback)
+    parsed = loads("[" + ",".join(members) + "]")
+    events = [(ev[0], ev[1], ev[2], member) for ev, member in zip(parsed, members)]
+    return kbatch.full_changes(layout, events, cut, ret.keep_base)
 
 
 # -- the FeatureStore's side ---------------------------------------------------------------------------
