@@ -319,6 +319,7 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
 
     server_feast.add_routes(app, store, {400: {"description": "invalid request", **error},
                                          403: {"description": "the principal may not do this", **error},
+                                         413: {"description": "body too large", **error},
                                          503: {"description": "a store is unavailable", **error}})
     server_admin.add_routes(app, store)
     server_ui.add_routes(app, store)

@@ -64,7 +64,8 @@ def add_routes(app, store) -> None:
         return hits[0] if len(hits) == 1 else {"name": name, "kind": "several", "objects": hits}
 
     @app.post("/apply", responses={400: {"description": "the definitions have problems"},
-                                   403: {"description": "the principal may not apply"}})
+                                   403: {"description": "the principal may not apply"},
+                                   413: {"description": "body too large (every route counts the body)"}})
     def apply(request: Request):
         server_auth.require_project(request, "apply")
         try:
