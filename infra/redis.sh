@@ -4,7 +4,8 @@
 #   infra/redis.sh start|stop|status|restart
 #
 # 127.0.0.1:$FEATURESTORE_REDIS_PORT (default 6390); state, pidfile and log in infra/.run/redis/.
-# `start` is a no-op when our instance already answers PING; it waits up to 10 s for PING.
+# `start` is a no-op when our instance already answers PING; it waits up to 10 s for PING, longer while
+# Redis says it is loading its dataset (a large AOF/RDB from earlier runs takes a while to load).
 # `status` exits 0 when healthy, 1 otherwise.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
@@ -17,6 +18,7 @@ CONF="$DIR/redis.conf"
 PIDFILE="$DIR/redis.pid"
 LOGFILE="$DIR/redis.log"
 START_TIMEOUT_S=10
+LOADING_TIMEOUT_S=600
 URL="redis://$HOST:$PORT/0"
 
 require_redis() {
@@ -26,6 +28,10 @@ require_redis() {
 
 ping() {
   [[ "$(timeout 2 redis-cli -h "$HOST" -p "$PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+loading() {
+  [[ "$(timeout 2 redis-cli -h "$HOST" -p "$PORT" ping 2>/dev/null)" == LOADING* ]]
 }
 
 write_conf() {
@@ -75,11 +81,17 @@ cmd_start() {
     write_conf
     redis-server "$CONF" >>"$LOGFILE" 2>&1 || { tail -n 20 "$LOGFILE" >&2 || true; die "redis-server failed to start; see $LOGFILE"; }
   fi
-  for ((i = 0; i < START_TIMEOUT_S * 10; i++)); do
+  local said=""
+  for ((i = 0; i < LOADING_TIMEOUT_S * 10; i++)); do
     if ping; then
       pid="$(pid_alive "$PIDFILE" redis-server || echo '?')"
       echo "redis: started at $URL (pid $pid, log ${LOGFILE#"$REPO_DIR"/})"
       return 0
+    fi
+    if loading; then
+      [[ -n "$said" ]] || { echo "redis: loading its dataset from $DIR ..."; said=1; }
+    elif ((i >= START_TIMEOUT_S * 10)); then
+      break
     fi
     sleep 0.1
   done

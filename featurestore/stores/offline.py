@@ -64,13 +64,22 @@ class OfflineTable(TableLog):
 
     def _write_stream(self, txn: _Txn, schema: pa.Schema, batches: Iterator[pa.RecordBatch], ts_column: str,
                       rng: Optional[Tuple[int, int]]) -> List[_NewFile]:
-        writer = _PartitionedWriter(self._staging, schema, ts_column)
         ts_index = schema.get_field_index(ts_column)
-        try:
+
+        def parts():
             for batch in batches:
                 batch = _conform_batch(batch, schema, ts_column, self._where)
-                for day, part in _split_by_day(batch, ts_index, rng, self._where):
-                    writer.add(day, part)
+                yield from _split_by_day(batch, ts_index, rng, self._where)
+        return self._write_parts(txn, schema, ts_column, parts())
+
+    def _write_parts(self, txn: _Txn, schema: pa.Schema, ts_column: str,
+                     parts: Iterator[Tuple[int, pa.RecordBatch]]) -> List[_NewFile]:
+        """Write ``(day, batch)`` parts into new staged files of their days, all or none; the files join
+        the transaction ``txn``."""
+        writer = _PartitionedWriter(self._staging, schema, ts_column)
+        try:
+            for day, part in parts:
+                writer.add(day, part)
             files = writer.close()
         except BaseException:
             writer.abort()
@@ -100,21 +109,14 @@ class OfflineTable(TableLog):
             pf = pq.ParquetFile(f)
             schema = pf.schema_arrow.remove_metadata()
             ts_index = schema.get_field_index(ts_column)
-            writer = _PartitionedWriter(self._staging, schema, ts_column)
-            try:
+
+            def parts():
                 for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
                     keep = ~time_ranges.inside(_ts_ms(batch.column(ts_index)), drop)
                     if keep.any():
-                        kept = batch.filter(pa.array(keep))
-                        for day, part in _split_by_day(kept, ts_index, None, self._where):
-                            writer.add(day, part)
-                files = writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-        txn.files.extend(files)
-        return files
+                        yield from _split_by_day(batch.filter(pa.array(keep)), ts_index, None, self._where)
+            return self._write_parts(txn, schema, ts_column, parts())
 
     def _without(self, txn: _Txn, base: dict, drop: Ranges, rewrites: dict) -> Tuple[List[str], List[_NewFile]]:
         """The base without its rows in the ranges ``drop``: (base files kept as they are, new files with

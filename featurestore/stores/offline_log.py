@@ -434,12 +434,9 @@ class TableLog:
         manifests = {v: m for v in versions if (m := self._read_manifest(v)) is not None}
         if not manifests:
             return 0
-        kept_versions = sorted(manifests)[-keep_last:]
-        referenced = set().union(*(manifests[v]["files"] for v in kept_versions))
-        latest_files = set(manifests[kept_versions[-1]]["files"])
-        ever = set().union(*(m["files"] for m in manifests.values()))
+        first_kept, referenced, latest_files, ever = _expiry(manifests, keep_last)
         for v in sorted(manifests):
-            if v < kept_versions[0]:
+            if v < first_kept:
                 _unlink(self._manifest_path(v))
         deleted = 0
         if self._archive.is_dir():
@@ -477,12 +474,9 @@ class TableLog:
         manifests = {v: m for v in self._versions() if (m := self._read_manifest(v)) is not None}
         if not manifests:
             return 0
-        kept_versions = sorted(manifests)[-keep_last:]
-        referenced = set().union(*(manifests[v]["files"] for v in kept_versions))
-        latest_files = set(manifests[kept_versions[-1]]["files"])
-        ever = set().union(*(m["files"] for m in manifests.values()))
+        first_kept, referenced, latest_files, ever = _expiry(manifests, keep_last)
         for v in sorted(manifests):
-            if v < kept_versions[0]:
+            if v < first_kept:
                 self._manifest_path(v).delete()
         deleted = 0
         for loc, _ in self._archive.list_files():
@@ -534,3 +528,13 @@ def _committed_app(base: Optional[dict], app: Tuple[str, int]) -> Optional[dict]
 def _committed_app_version(base: Optional[dict], app: Tuple[str, int]) -> Optional[int]:
     rec = _committed_app(base, app)
     return None if rec is None else int(rec["version"])
+
+
+def _expiry(manifests: dict, keep_last: int) -> tuple:
+    """What :meth:`expire` keeps of ``manifests`` (version -> manifest): (the first kept version, the files
+    the kept versions reference, the files of the latest version, every file any manifest names)."""
+    kept_versions = sorted(manifests)[-keep_last:]
+    referenced = set().union(*(manifests[v]["files"] for v in kept_versions))
+    latest_files = set(manifests[kept_versions[-1]]["files"])
+    ever = set().union(*(m["files"] for m in manifests.values()))
+    return kept_versions[0], referenced, latest_files, ever
