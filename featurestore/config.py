@@ -193,15 +193,9 @@ class ProjectConfig:
 
 # -- value types ------------------------------------------------------------------------------------------
 def _max_future_ms(value: Optional[str], origin: str) -> Optional[int]:
-    from featurestore.errors import DefinitionError
-    from featurestore.model.durations import parse_duration
-
     if value is None or str(value).strip().lower() in NO_BOUND:
         return None
-    try:
-        return parse_duration(str(value), origin)
-    except DefinitionError as exc:
-        raise ConfigError(f"{exc} (or 'none' for no bound)") from None
+    return _duration(str(value), origin, hint=" (or 'none' for no bound)")
 
 
 def _max_future(value: Any, where: str) -> str:
@@ -276,14 +270,15 @@ def _positive(value: Any, where: str) -> float:
     return x
 
 
-def _duration(value: Any, where: str) -> int:
+def _duration(value: Any, where: str, hint: str = "") -> int:
+    """A duration in milliseconds (``"5s"``, ``"1h"``; an integer is milliseconds); ``hint`` ends the error."""
     from featurestore.errors import DefinitionError
     from featurestore.model.durations import parse_duration
 
     try:
         return parse_duration(value if not isinstance(value, float) else str(value), where)
     except DefinitionError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"{exc}{hint}") from None
 
 
 def _redis_url(value: Any, where: str) -> str:
