@@ -110,7 +110,7 @@ class OffsetSampler:
         self._thread.join()
 
     def _loop(self):
-        from featurestore.streaming import _committed
+        from featurestore.engines.flink.stream import _committed
 
         while not self._stop.is_set():
             try:
@@ -137,7 +137,7 @@ def _floor(store, records: int, ends: dict) -> dict:
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
 
     name = f"bench-floor-{uuid.uuid4().hex[:8]}"
     ckpt = Path(tempfile.mkdtemp(prefix="fs-bench-floor-"))
@@ -169,7 +169,7 @@ def _floor(store, records: int, ends: dict) -> dict:
 
 def _ours(store, records: int, ends: dict, online: bool) -> dict:
     """Our job, bounded: done when caught up (and, with the online path, when every value is in Redis)."""
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
 
     t0 = time.monotonic()
     name = streaming.job_name(store, streaming.stream_views(store))
@@ -213,7 +213,8 @@ CONTENDERS = ("flink floor", "offline path", "full job")
 
 
 def throughput(base: Path, bootstrap: str, n: int, hot: bool = False, contenders=CONTENDERS) -> dict:
-    from featurestore import datagen, streaming
+    from featurestore import datagen
+    from featurestore.engines.flink import stream as streaming
 
     topic = f"fs_bench_stream_{'hot_' if hot else ''}{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)
@@ -255,7 +256,8 @@ def freshness(base: Path, bootstrap: str, seconds: float = 30.0, load_per_s: int
               probe_every_s: float = 0.05, **start_options) -> dict:
     from confluent_kafka import Producer
 
-    from featurestore import datagen, streaming
+    from featurestore import datagen
+    from featurestore.engines.flink import stream as streaming
 
     topic = f"fs_bench_fresh_{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)

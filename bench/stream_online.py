@@ -2,7 +2,7 @@
 
 ``python -m bench.stream_online [--events 300000] [--hot] [--rate 9000] [--batch-ms 5000] [--profile]``
 
-A profiling aid for :mod:`featurestore.engines.flink_online` (not a contender of ``bench/stream.py``):
+A profiling aid for :mod:`featurestore.engines.flink.online` (not a contender of ``bench/stream.py``):
 datagen transactions (as ``bench/stream.py`` produces them; ``--hot``: its hot-key topic) become the
 online rows the JVM makes (``[eid, ts, order columns..., flags..., inputs...]`` per key group, see
 ``flink_sql.OnlineGroup``), cut into mini-batches the way a catch-up run at ``--rate`` records/s with
@@ -163,9 +163,9 @@ def batches(rows: List[tuple], rate: float, batch_ms: int) -> List[tuple]:
 
 
 def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile: bool) -> dict:
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
     from featurestore.config import load_config
-    from featurestore.engines.flink_online import OnlineState, RedisWriter
+    from featurestore.engines.flink.online import OnlineState, RedisWriter
     from featurestore.store import FeatureStore
     from bench.common import ROOT
 

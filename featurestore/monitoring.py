@@ -123,7 +123,7 @@ class StreamState:
 
 def stream_state(store, kafka_timeout: float = KAFKA_TIMEOUT_S) -> Optional[StreamState]:
     """The stream's counters and lag; None when no view streams or no stream has run for the project."""
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
 
     streamed = [n for n, v in store.repo.views.items() if v.source.stream is not None]
     if not streamed:
@@ -143,7 +143,7 @@ def stream_state(store, kafka_timeout: float = KAFKA_TIMEOUT_S) -> Optional[Stre
     lag: Dict[str, Optional[int]] = {t: None for t in topics}
     job = None
     try:
-        from featurestore.stream_status import topic_statuses
+        from featurestore.engines.flink.status import topic_statuses
 
         job = streaming.job_name(store, streamed)
         ends = streaming._end_offsets(store.config.kafka_bootstrap, topics, timeout=kafka_timeout)

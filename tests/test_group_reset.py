@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
 from featurestore.errors import InfraError
 
 

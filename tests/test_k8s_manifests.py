@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import ENV_OVERRIDES, ProjectConfig, load_config
 from featurestore.stores.object_store import S3Location
 

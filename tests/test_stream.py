@@ -39,9 +39,11 @@ from typing import Optional
 import pandas as pd
 import pytest
 
-from featurestore import datagen, stream_commit, streaming
+from featurestore import datagen
+from featurestore.engines.flink import commit as stream_commit
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
-from featurestore.engines import flink_sql
+from featurestore.engines.flink import exprs as flink_sql
 from featurestore.errors import FeatureStoreError, RequestError
 from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr

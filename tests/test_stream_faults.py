@@ -16,9 +16,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
-from featurestore.engines import flink_rest
+from featurestore.engines.flink import rest as flink_rest
 from featurestore.store import FeatureStore
 from tests import oracle
 from tests.compare import assert_features_equal

@@ -22,7 +22,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featurestore import datagen, stream_handoff, streaming
+from featurestore import datagen
+from featurestore.engines.flink import handoff as stream_handoff
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
 from featurestore.errors import RequestError
 from featurestore.store import FeatureStore

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from featurestore import datagen, streaming
+from featurestore import datagen
+from featurestore.engines.flink import stream as streaming
 from featurestore.errors import RequestError
 from featurestore.store import FeatureStore
 from tests.test_stream import REPO_DIR, create_topic, drop_project

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
 from featurestore.store import FeatureStore
 from tests import oracle

@@ -30,9 +30,7 @@ from featurestore import dtypes as t
 from featurestore import semantics
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
-from featurestore.engines.flink_sql import (FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr,
-                                            UnsupportedExpression, ViewExprs, _cast_sql, _with, compile_view_exprs,
-                                            lit, qi)
+from featurestore.engines.flink.exprs import FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr, UnsupportedExpression, ViewExprs, _cast_sql, _with, compile_view_exprs, lit, qi
 from featurestore.errors import FeatureStoreError
 
 # Parquet/Arrow column type -> featurestore dtype it is read as
@@ -156,7 +154,7 @@ def _environment(store, parallelism: int):
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore.streaming import _jars
+    from featurestore.engines.flink.stream import _jars
 
     conf = Configuration()
     conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in _jars(store)))
@@ -206,7 +204,7 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
         try:
             stmts.execute().wait()
         except Exception as exc:
-            from featurestore.streaming import _first_cause
+            from featurestore.engines.flink.stream import _first_cause
 
             raise FeatureStoreError(f"backfill --engine flink failed: {_first_cause(exc)}") from None
         setup = (time.perf_counter() - t0) / max(1, len(names))

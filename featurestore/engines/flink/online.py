@@ -76,7 +76,7 @@ def _subtask_index(runtime_context) -> int:
 
 class _View:
     """What the operator knows of one online view of a key group (from ``OnlineView.to_dict``) and, after a
-    hand-off, of its seed (``featurestore.stream_handoff``: which Kafka records the seed holds)."""
+    hand-off, of its seed (``featurestore.engines.flink.handoff``: which Kafka records the seed holds)."""
 
     def __init__(self, spec: dict, n_order: int, seed: Optional[dict] = None):
         from featurestore.kernel.partials import Layout

@@ -19,7 +19,7 @@ Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/st
   ``scan.bounded.mode`` is not used: a job that *finishes* leaves finished operators in its last
   checkpoint (a restore would never read again), and in PyFlink 2.3 the end-of-input / drain watermark
   reaches Python timers only sometimes (measured: 1 run in 3), so nothing relies on event time.
-* **Offline commits** (:mod:`featurestore.stream_commit`): Flink's Parquet sinks write into
+* **Offline commits** (:mod:`featurestore.engines.flink.commit`): Flink's Parquet sinks write into
   ``<offline root>/_stream_staging/<view>/<fp>/``, each row with its Kafka partition and offset, and make
   a file visible when the checkpoint that covers it completes. The committer adds visible files to the
   view's :class:`~featurestore.stores.offline.OfflineTable` with ``commit_stream`` exactly once (an
@@ -51,15 +51,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from featurestore import stream_handoff
-from featurestore.engines import flink_rest
+from featurestore.engines.flink import handoff as stream_handoff
+from featurestore.engines.flink import rest as flink_rest
 from featurestore.logs import kafka_logger
 from featurestore.errors import FeatureStoreError, InfraError, JobError, RequestError
 from featurestore.failures import job_error
-from featurestore.stream_handoff import check_history  # noqa: F401 (re-exported)
-from featurestore.stream_commit import (  # noqa: F401 (re-exported: the committer is part of this API)
+from featurestore.engines.flink.handoff import check_history  # noqa: F401 (re-exported)
+from featurestore.engines.flink.commit import (  # noqa: F401 (re-exported: the committer is part of this API)
     COMMITTER_PENDING, COMMITTER_STATE, NULL_KEY_PREFIX, Committer, DirCommitter)
-from featurestore.stream_status import (  # noqa: F401 (re-exported)
+from featurestore.engines.flink.status import (  # noqa: F401 (re-exported)
     STATUS_KAFKA_TIMEOUT_S, StreamStatus, TopicStatus, _StatusTicker, _unknown_topics, topic_statuses)
 
 log = logging.getLogger("featurestore.streaming")
@@ -140,7 +140,7 @@ def metrics_key(project: str, source: str) -> str:
 
 def plan(store, views: Optional[Sequence[str]] = None, bounded: bool = False):
     """The StreamPlan (all SQL of the job) for ``views``; raises StreamCompileError for what cannot stream."""
-    from featurestore.engines import flink_sql
+    from featurestore.engines.flink import exprs as flink_sql
 
     names = stream_views(store, views)
     cvs = [store.compiled(n) for n in names]
@@ -263,7 +263,7 @@ def _short(exc: BaseException) -> str:
 def _jars(store) -> List[Path]:
     """The connector jars (:func:`featurestore.devinfra.jars.connector_jars`) and the job's Java function."""
     from featurestore.devinfra.jars import connector_jars
-    from featurestore.engines.flink_udf import udf_jar
+    from featurestore.engines.flink.udf import udf_jar
 
     return connector_jars(store.config) + [udf_jar()]
 
@@ -559,7 +559,7 @@ def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] =
     """Mark the stream's online views in Redis (the per-view marker lookups require) before the job runs.
 
     A fresh start owns its views' keys (each entity is rewritten whole at its first flush; a hand-off
-    first seeded them, :mod:`featurestore.stream_handoff`). A restart whose views lost their online
+    first seeded them, :mod:`featurestore.engines.flink.handoff`). A restart whose views lost their online
     state (no marker: Redis lost its data, or it was flushed; on a cluster, also a slot sentinel gone: a
     master lost its data) first re-seeds them from the offline store, which the committer has just
     brought up to the restored snapshot: ``materialize`` of those views, then the job goes on from the
@@ -590,12 +590,12 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
     """(snapshot to restore or None, committer or None, hand-off or None) for a run of ``names``. A view
     whose definition changed since the stream wrote its offline table is rebuilt, which needs the topic
     from its first record: then a snapshot is restored only when it was taken by a run that started
-    afresh for the rebuild (:func:`featurestore.stream_commit.rebuild_plan`). A run that starts afresh
+    afresh for the rebuild (:func:`featurestore.engines.flink.commit.rebuild_plan`). A run that starts afresh
     also forgets the consumer group's committed offsets (a former run of the same definitions left them;
     they would make a bounded run stop at once). The committer first registers files a previous run made
     visible. A fresh start on a topic that lost its first records hands off from the offline tables (as
-    they are after that commit) or is refused (:func:`featurestore.stream_handoff.plan`)."""
-    from featurestore import stream_commit
+    they are after that commit) or is refused (:func:`featurestore.engines.flink.handoff.plan`)."""
+    from featurestore.engines.flink import commit as stream_commit
 
     restored = latest_snapshot(root) if restore else None
     rebuilding, why_not = stream_commit.rebuild_plan(store, names, restored)
@@ -660,12 +660,12 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     """Start the streaming job (local mini-cluster in this process, or the cluster of ``flink run``) and,
     unless ``commit=False``, the committer thread. A fresh start on a topic that lost its first records
     seeds its online state from the offline store when that covers what the topic lost, else is refused
-    unless ``partial_history`` (:mod:`featurestore.stream_handoff`).
+    unless ``partial_history`` (:mod:`featurestore.engines.flink.handoff`).
 
     The local mini-cluster serves Flink's REST API and web UI on 127.0.0.1 at ``rest_port`` (0: a free
     port; ``StreamHandle.rest_address``), which is where restarts are counted. ``rest_port=None`` leaves
     REST alone: the job is submitted by ``flink run`` to a cluster that has its own."""
-    from featurestore.engines import flink_job
+    from featurestore.engines.flink import job as flink_job
     from featurestore.stores.online_redis import for_store
 
     names = stream_views(store, views)
@@ -825,7 +825,7 @@ class RemoteStreamHandle(StreamHandle):
             self._thread.join()
 
 
-JOB_SCRIPT = Path(__file__).resolve().parents[1] / "jobs" / "stream.py"  # the job's entry point on any cluster
+JOB_SCRIPT = Path(__file__).resolve().parents[3] / "jobs" / "stream.py"  # the job's entry point on any cluster
 
 
 def job_args(repo: os.PathLike, checkpoint_dir: os.PathLike, *, bounded: bool = False, partial_history: bool = False,
@@ -884,7 +884,7 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     if out.returncode != 0 or not job_id:
         raise job_error(store.config.state_path, f"flink run against {flink_address} failed (exit {out.returncode})",
                         text)
-    from featurestore.engines import flink_job
+    from featurestore.engines.flink import job as flink_job
 
     return RemoteStreamHandle(store, names, name, job_id, flink_address, committer, root, bounded, ends,
                               str(restored) if restored else None, commit_interval_s,

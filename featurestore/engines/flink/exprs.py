@@ -31,7 +31,7 @@ Two parts:
 
 * **Tables.** :func:`plan_stream` builds every DDL statement and query of the streaming job: one raw
   Kafka table per source and a typed view that parses each record once and names the reason a record
-  is a dead letter (:mod:`featurestore.engines.flink_ingest`: strict JSON, the supported event times),
+  is a dead letter (:mod:`featurestore.engines.flink.ingest`: strict JSON, the supported event times),
   one Parquet sink per view (stored events exactly as the backfill writes them), one dead-letter sink
   per source, and one insert-only query per (source, join keys) group feeding the online (Redis)
   writer, which therefore never sees a dead letter.
@@ -841,7 +841,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     ``sources``: view name -> its Source; ``staging``: view -> directory URI its Parquet sink writes;
     ``dead_letter_staging``: source name -> directory URI of its dead-letter sink; ``online_views``: the
     views written to Redis; ``max_future_ms``: the future-time bound (config ``event_time.max_future``)."""
-    from featurestore.engines import flink_ingest
+    from featurestore.engines.flink import ingest as flink_ingest
     from featurestore.online import view_layout
     from featurestore.stores.online_redis import retention, view_prefix
 

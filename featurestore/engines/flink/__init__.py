@@ -1,0 +1,1 @@
+"""Flink: the streaming job (Kafka -> Redis + Parquet) and the Flink backfill (docs/streaming.md)."""
