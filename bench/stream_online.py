@@ -5,7 +5,7 @@
 A profiling aid for :mod:`featurestore.engines.flink.online` (not a contender of ``bench/stream.py``):
 datagen transactions (as ``bench/stream.py`` produces them; ``--hot``: its hot-key topic) become the
 online rows the JVM makes (``[eid, ts, order columns..., flags..., inputs...]`` per key group, see
-``flink_sql.OnlineGroup``), cut into mini-batches the way a catch-up run at ``--rate`` records/s with
+``tables.OnlineGroup``), cut into mini-batches the way a catch-up run at ``--rate`` records/s with
 ``--batch-ms`` windows cuts them (every entity's events within one window of arrival form one batch),
 and fed to :class:`OnlineState` with in-memory keyed state; its writes go through :class:`RedisWriter`
 to the project's Redis (``--no-redis``: counted, not sent). Prints the seconds spent in each part and,

@@ -165,7 +165,7 @@ class FeatureStore:
         from featurestore.engines.flink import stream as streaming
         from featurestore.engines import duckdb_pit
         from featurestore.engines import duckdb_sql as dsql
-        from featurestore.engines.flink.exprs import StreamCompileError
+        from featurestore.engines.flink.sqltypes import StreamCompileError
 
         names = views or list(self.repo.views)
         out = {}
@@ -416,6 +416,7 @@ class FeatureStore:
         require("pyflink", "the streaming job")
         require("confluent_kafka", "the streaming job")
         from featurestore.engines.flink import stream as streaming
+        from featurestore.engines.flink import remote as flink_remote
         from featurestore.logs import start_jvm
 
         if flink_address is None:
@@ -423,7 +424,7 @@ class FeatureStore:
 
         watch = {"on_status": on_status, "status_every_s": status_every_s}
         if flink_address is not None:
-            handle = streaming.submit_remote(self, flink_address, views, bounded=bounded, checkpoint_dir=checkpoint_dir,
+            handle = flink_remote.submit_remote(self, flink_address, views, bounded=bounded, checkpoint_dir=checkpoint_dir,
                                              **options)
             return handle.run_until_done(timeout, **watch)
         return streaming.run(self, views, bounded=bounded, checkpoint_dir=checkpoint_dir, timeout=timeout, **watch,

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from featurestore.engines.flink import stream as streaming
+from featurestore.engines.flink import offsets as flink_offsets
 from featurestore.config import load_config
 from featurestore.engines.flink import rest as flink_rest
 from featurestore.store import FeatureStore
@@ -121,7 +122,7 @@ def _run_with_outages(tmp_path, redis, kafka_admin):
         assert handle.restarts() >= OUTAGES > MAX_ATTEMPTS >= 3
         produce(topic, parts[-1])
         # finish like a bounded run: caught up with every record produced, online writes flushed, savepoint
-        handle.ends = streaming._end_offsets(store.config.kafka_bootstrap, [topic])
+        handle.ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, [topic])
         handle.wait_caught_up(JOB_TIMEOUT_S)
         handle.wait_online_flushed(int(time.time() * 1000), JOB_TIMEOUT_S)
         result = handle.stop()

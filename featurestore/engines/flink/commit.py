@@ -332,11 +332,11 @@ class Committer:
     def _offsets(self, topics) -> Tuple[Dict[tuple, tuple], Dict[tuple, int]]:
         """The topics' (first, end) offsets and the job's consumer group's committed offsets (Flink commits
         them when a checkpoint completes); empty when Kafka cannot be read (that only delays a swap)."""
-        from featurestore.engines.flink import stream as streaming
+        from featurestore.engines.flink import offsets as flink_offsets
 
         try:
-            ends = streaming._end_offsets(self.store.config.kafka_bootstrap, sorted(topics), timeout=3)
-            return ends, streaming._committed(self.store.config.kafka_bootstrap, self.group, list(ends), timeout=3)
+            ends = flink_offsets.end_offsets(self.store.config.kafka_bootstrap, sorted(topics), timeout=3)
+            return ends, flink_offsets.committed(self.store.config.kafka_bootstrap, self.group, list(ends), timeout=3)
         except Exception as exc:
             log.warning("could not read the offsets of %s: %s", self.group, exc)
             return {}, {}

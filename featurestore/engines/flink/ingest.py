@@ -28,7 +28,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 from featurestore import dtypes as t
 from featurestore import semantics
-from featurestore.engines.flink.exprs import FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP, PAYLOAD, REASON, TS_MS, StreamCompileError, _with, lit, qi
+from featurestore.engines.flink.sqltypes import FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP, PAYLOAD, REASON, TS_MS, StreamCompileError, _with, lit, qi
 
 FUNCTION = "fs_parse_json_record"
 PARSED = "__p"  # the function's ARRAY<STRING> in the parsed view

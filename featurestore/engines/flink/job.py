@@ -1,6 +1,6 @@
 """Build the streaming job: Kafka -> parse/validate -> filter/project -> Parquet sinks + Redis writer.
 
-The SQL half comes from :mod:`featurestore.engines.flink.exprs` (one statement set: Kafka sources, typed
+The SQL half comes from :mod:`featurestore.engines.flink.tables` (one statement set: Kafka sources, typed
 views, the Parquet sinks of stored events and of dead letters). The online half is a DataStream of
 the insert-only online query (one row per event and key group, keyed in the JVM) through the two
 Python functions of :mod:`featurestore.engines.flink.online`: the per-entity kernel state (tiles,
@@ -23,7 +23,8 @@ from typing import Dict, List, Optional, Sequence
 
 from featurestore.config import RestartStrategy
 from featurestore.engines.flink.online import OnlineState, RedisWriter, progress_key
-from featurestore.engines.flink.exprs import StreamPlan, qi
+from featurestore.engines.flink.sqltypes import qi
+from featurestore.engines.flink.tables import StreamPlan
 
 WRITER_FLUSH_MS = 50  # the Redis writer flushes its buffer at least this often (freshness)
 LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)

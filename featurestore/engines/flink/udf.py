@@ -50,6 +50,14 @@ def _fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def job_jars(store) -> List[Path]:
+    """Every jar a Flink job of ``store`` needs: the connector jars
+    (:func:`featurestore.devinfra.jars.connector_jars`) and the job's Java function."""
+    from featurestore.devinfra.jars import connector_jars
+
+    return connector_jars(store.config) + [udf_jar()]
+
+
 def udf_jar() -> Path:
     """The jar of the streaming job's Java functions, built (once per source change) if needed."""
     name = f"{JAR_PREFIX}{_fingerprint()}.jar"
@@ -92,4 +100,4 @@ def _build(target: Path) -> Path:
     return target
 
 
-__all__ = ["udf_jar", "UDF_CLASS"]
+__all__ = ["udf_jar", "job_jars", "UDF_CLASS"]

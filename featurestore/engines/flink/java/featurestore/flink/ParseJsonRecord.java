@@ -223,7 +223,7 @@ public class ParseJsonRecord extends ScalarFunction {
         return spec;
     }
 
-    /** What to read (columns, types, which is the event time) and every reason text, from flink_ingest.py. */
+    /** What to read (columns, types, which is the event time) and every reason text, from featurestore/engines/flink/ingest.py. */
     private static final class Spec {
         final String[] names;
         final String[] types;
