@@ -110,7 +110,7 @@ class OffsetSampler:
         self._thread.join()
 
     def _loop(self):
-        from featurestore.streaming import _committed
+        from featurestore.engines.flink.offsets import committed as _committed
 
         while not self._stop.is_set():
             try:
@@ -137,12 +137,14 @@ def _floor(store, records: int, ends: dict) -> dict:
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
+    from featurestore.engines.flink import offsets as flink_offsets
+    from featurestore.engines.flink.udf import job_jars
 
     name = f"bench-floor-{uuid.uuid4().hex[:8]}"
     ckpt = Path(tempfile.mkdtemp(prefix="fs-bench-floor-"))
     conf = Configuration()
-    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in streaming._jars(store)))
+    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in job_jars(store)))
     conf.set_string("table.local-time-zone", "UTC")
     conf.set_string("parallelism.default", "1")
     conf.set_string("execution.checkpointing.interval", f"{streaming.DEFAULT_BOUNDED_CHECKPOINT_MS} ms")
@@ -159,7 +161,7 @@ def _floor(store, records: int, ends: dict) -> dict:
         result = t_env.execute_sql(
             f"INSERT INTO bench_blackhole SELECT `__value`, `__kafka_partition`, `__kafka_offset` FROM {source}")
         client = result.get_job_client()
-        while not streaming._caught_up(store.config.kafka_bootstrap, name, ends):
+        while not flink_offsets.caught_up(store.config.kafka_bootstrap, name, ends):
             time.sleep(SAMPLE_S)
         t_end = time.monotonic()
     client.cancel().result()
@@ -169,7 +171,7 @@ def _floor(store, records: int, ends: dict) -> dict:
 
 def _ours(store, records: int, ends: dict, online: bool) -> dict:
     """Our job, bounded: done when caught up (and, with the online path, when every value is in Redis)."""
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
 
     t0 = time.monotonic()
     name = streaming.job_name(store, streaming.stream_views(store))
@@ -213,7 +215,8 @@ CONTENDERS = ("flink floor", "offline path", "full job")
 
 
 def throughput(base: Path, bootstrap: str, n: int, hot: bool = False, contenders=CONTENDERS) -> dict:
-    from featurestore import datagen, streaming
+    from featurestore import datagen
+    from featurestore.engines.flink import offsets as flink_offsets
 
     topic = f"fs_bench_stream_{'hot_' if hot else ''}{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)
@@ -228,7 +231,7 @@ def throughput(base: Path, bootstrap: str, n: int, hot: bool = False, contenders
             df = hot_key(df)
         sent = datagen.produce_kafka(first, "transactions", df=df, progress=False)
         log(f"stream: produced {sent:,} records to {topic} in {time.monotonic() - t:.1f} s")
-        ends = streaming._end_offsets(bootstrap, [topic])
+        ends = flink_offsets.end_offsets(bootstrap, [topic])
         records = sum(hi - lo for lo, hi in ends.values())
         out = {"topic": "hot-key" if hot else "uniform", "events": n, "records": records,
                "malformed": datagen.malformed_count(n), "topic_partitions": PARTITIONS, "shape": _shape(df),
@@ -255,7 +258,8 @@ def freshness(base: Path, bootstrap: str, seconds: float = 30.0, load_per_s: int
               probe_every_s: float = 0.05, **start_options) -> dict:
     from confluent_kafka import Producer
 
-    from featurestore import datagen, streaming
+    from featurestore import datagen
+    from featurestore.engines.flink import stream as streaming
 
     topic = f"fs_bench_fresh_{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)

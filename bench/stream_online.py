@@ -2,10 +2,10 @@
 
 ``python -m bench.stream_online [--events 300000] [--hot] [--rate 9000] [--batch-ms 5000] [--profile]``
 
-A profiling aid for :mod:`featurestore.engines.flink_online` (not a contender of ``bench/stream.py``):
+A profiling aid for :mod:`featurestore.engines.flink.online` (not a contender of ``bench/stream.py``):
 datagen transactions (as ``bench/stream.py`` produces them; ``--hot``: its hot-key topic) become the
 online rows the JVM makes (``[eid, ts, order columns..., flags..., inputs...]`` per key group, see
-``flink_sql.OnlineGroup``), cut into mini-batches the way a catch-up run at ``--rate`` records/s with
+``tables.OnlineGroup``), cut into mini-batches the way a catch-up run at ``--rate`` records/s with
 ``--batch-ms`` windows cuts them (every entity's events within one window of arrival form one batch),
 and fed to :class:`OnlineState` with in-memory keyed state; its writes go through :class:`RedisWriter`
 to the project's Redis (``--no-redis``: counted, not sent). Prints the seconds spent in each part and,
@@ -163,9 +163,9 @@ def batches(rows: List[tuple], rate: float, batch_ms: int) -> List[tuple]:
 
 
 def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile: bool) -> dict:
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
     from featurestore.config import load_config
-    from featurestore.engines.flink_online import OnlineState, RedisWriter
+    from featurestore.engines.flink.online import OnlineState, RedisWriter
     from featurestore.store import FeatureStore
     from bench.common import ROOT
 

@@ -110,7 +110,7 @@ def run_demo(store, events: int, console, print_plan, stream: bool = True) -> di
 def _stream_step(store, console, history_end) -> dict:
     """Produce live events after the history to Kafka, run the Flink job over them, check online."""
     try:
-        from featurestore import streaming
+        from featurestore.engines.flink import stream as streaming
     except ImportError:
         streaming = None
     if streaming is None or not hasattr(streaming, "run"):

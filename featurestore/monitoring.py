@@ -123,7 +123,8 @@ class StreamState:
 
 def stream_state(store, kafka_timeout: float = KAFKA_TIMEOUT_S) -> Optional[StreamState]:
     """The stream's counters and lag; None when no view streams or no stream has run for the project."""
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
+    from featurestore.engines.flink import offsets as flink_offsets
 
     streamed = [n for n, v in store.repo.views.items() if v.source.stream is not None]
     if not streamed:
@@ -143,11 +144,11 @@ def stream_state(store, kafka_timeout: float = KAFKA_TIMEOUT_S) -> Optional[Stre
     lag: Dict[str, Optional[int]] = {t: None for t in topics}
     job = None
     try:
-        from featurestore.stream_status import topic_statuses
+        from featurestore.engines.flink.status import topic_statuses
 
         job = streaming.job_name(store, streamed)
-        ends = streaming._end_offsets(store.config.kafka_bootstrap, topics, timeout=kafka_timeout)
-        committed = streaming._committed(store.config.kafka_bootstrap, job, list(ends), timeout=kafka_timeout)
+        ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, topics, timeout=kafka_timeout)
+        committed = flink_offsets.committed(store.config.kafka_bootstrap, job, list(ends), timeout=kafka_timeout)
         for t, st in topic_statuses(ends, committed, {}, topics, None, time.monotonic()).items():
             lag[t] = st.lag
     except Exception as exc:  # noqa: BLE001

@@ -49,7 +49,7 @@ class FeatureStore:
         return build_plan(repo, registry, self._stream_states())
 
     def _stream_states(self):
-        from featurestore.stream_commit import stream_states
+        from featurestore.engines.flink.commit import stream_states
 
         return stream_states(self)
 
@@ -141,7 +141,7 @@ class FeatureStore:
             from featurestore.extras import require
 
             require("pyflink", "backfill --engine flink")
-            from featurestore.engines.flink_backfill import run_backfill
+            from featurestore.engines.flink.backfill import run_backfill
             from featurestore.errors import FeatureStoreError
             from featurestore.failures import job_error
             from featurestore.logs import start_jvm
@@ -162,10 +162,10 @@ class FeatureStore:
         hot, and with hot keys: docs/offline-store.md, Performance); per request feature view, its
         request-time query (or function); and, when a view has a stream face, the
         streaming job (every statement of its Flink SQL) under ``STREAM_JOB``."""
-        from featurestore import streaming
+        from featurestore.engines.flink import stream as streaming
         from featurestore.engines import duckdb_pit
         from featurestore.engines import duckdb_sql as dsql
-        from featurestore.engines.flink_sql import StreamCompileError
+        from featurestore.engines.flink.sqltypes import StreamCompileError
 
         names = views or list(self.repo.views)
         out = {}
@@ -407,7 +407,7 @@ class FeatureStore:
         ``StreamResult``; otherwise runs until Ctrl-C (stops with a savepoint). ``flink_address="host:8081"``
         submits the same job to a remote cluster (and commits its files from here). ``on_status`` is
         called with a ``StreamStatus`` (lag, events/s, dead letters, ...) every ``status_every_s``
-        seconds while it runs. Details: ``featurestore.streaming``, docs/streaming.md.
+        seconds while it runs. Details: ``featurestore.engines.flink.stream``, docs/streaming.md.
 
         >>> fs.stream(bounded=True).metrics  # doctest: +SKIP
         """
@@ -415,7 +415,8 @@ class FeatureStore:
 
         require("pyflink", "the streaming job")
         require("confluent_kafka", "the streaming job")
-        from featurestore import streaming
+        from featurestore.engines.flink import stream as streaming
+        from featurestore.engines.flink import remote as flink_remote
         from featurestore.logs import start_jvm
 
         if flink_address is None:
@@ -423,7 +424,7 @@ class FeatureStore:
 
         watch = {"on_status": on_status, "status_every_s": status_every_s}
         if flink_address is not None:
-            handle = streaming.submit_remote(self, flink_address, views, bounded=bounded, checkpoint_dir=checkpoint_dir,
+            handle = flink_remote.submit_remote(self, flink_address, views, bounded=bounded, checkpoint_dir=checkpoint_dir,
                                              **options)
             return handle.run_until_done(timeout, **watch)
         return streaming.run(self, views, bounded=bounded, checkpoint_dir=checkpoint_dir, timeout=timeout, **watch,

@@ -371,7 +371,7 @@ def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView],
 def streaming_problems(repo: "Repo", view: FeatureView, skip: Set[str] = frozenset()) -> List[Problem]:
     """What the streaming job cannot run in ``view`` (a view whose source has a stream face), leaving out
     the features in ``skip`` (they have problems already)."""
-    from featurestore.engines.flink_sql import check_view
+    from featurestore.engines.flink.exprs import check_view
 
     if skip:
         view = copy.copy(view)

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", default=None, help="names the run's progress reports in Redis")
     parser.add_argument("--partial-history", action="store_true",
                         help="start fresh even if the topic lost its first records and no offline table covers them "
-                             "(see featurestore.stream_handoff)")
+                             "(see featurestore.engines.flink.handoff)")
     parser.add_argument("--commit-only", action="store_true",
                         help="only commit the job's staged files into the offline tables, every --commit-every s")
     parser.add_argument("--commit-every", type=float, default=2.0, help="seconds between commits (--commit-only)")
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
     from featurestore.errors import FeatureStoreError
     from featurestore.store import FeatureStore
 
@@ -92,7 +92,7 @@ def _commit_loop(store, views, every_s: float) -> int:
     import signal
     import threading
 
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -191,7 +191,7 @@ def test_flink_backfill_reads_only_declared_columns_and_names_file_and_column_it
     """(No JVM: the Flink backfill's reading plan.) A column no definition uses is never declared, whatever
     its type; event times are read as raw integers with their unit; what Flink cannot read is one line
     naming the file and the column."""
-    from featurestore.engines.flink_backfill import _file_columns
+    from featurestore.engines.flink.backfill import _file_columns
     from featurestore.errors import FeatureStoreError
 
     store = FeatureStore(write_repo(tmp_path))

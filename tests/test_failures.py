@@ -78,7 +78,7 @@ def test_job_error_writes_the_full_trace_and_names_it(tmp_path):
 
 
 def _cli(args, cwd: Path, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
-    from featurestore.streaming import child_env
+    from featurestore.engines.flink.remote import child_env
 
     return subprocess.run([sys.executable, "-m", "featurestore.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=child_env(env or {}))

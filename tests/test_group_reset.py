@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from featurestore import streaming
+from featurestore.engines.flink import offsets as flink_offsets
 from featurestore.errors import InfraError
 
 
@@ -38,17 +38,17 @@ def _admin(answers):
 def test_a_moving_coordinator_is_waited_out(monkeypatch):
     admin, calls = _admin([KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, None])
     monkeypatch.setattr("confluent_kafka.admin.AdminClient", admin)
-    monkeypatch.setattr(streaming.time, "sleep", lambda s: None)
-    streaming._forget_group("127.0.0.1:1", "g", timeout=1)
+    monkeypatch.setattr(flink_offsets.time, "sleep", lambda s: None)
+    flink_offsets.forget_group("127.0.0.1:1", "g", timeout=1)
     assert len(calls) == 3
 
 
 def test_a_group_that_does_not_exist_is_fine_and_other_errors_are_one_line(monkeypatch):
     admin, calls = _admin([KafkaError.GROUP_ID_NOT_FOUND])
     monkeypatch.setattr("confluent_kafka.admin.AdminClient", admin)
-    streaming._forget_group("127.0.0.1:1", "g", timeout=1)
+    flink_offsets.forget_group("127.0.0.1:1", "g", timeout=1)
     admin, calls = _admin([KafkaError.GROUP_AUTHORIZATION_FAILED])
     monkeypatch.setattr("confluent_kafka.admin.AdminClient", admin)
     with pytest.raises(InfraError, match=r"^cannot reset the consumer group g at 127\.0\.0\.1:1: "):
-        streaming._forget_group("127.0.0.1:1", "g", timeout=1)
+        flink_offsets.forget_group("127.0.0.1:1", "g", timeout=1)
     assert len(calls) == 1

@@ -1,5 +1,5 @@
 """infra/k8s/ runs the streaming job as ``featurestore stream --flink-address`` does: the same entry point
-(jobs/stream.py) with the same arguments (``streaming.job_args``), the same configuration (featurestore.yaml
+(jobs/stream.py) with the same arguments (``featurestore.engines.flink.remote.job_args``), the same configuration (featurestore.yaml
 plus the documented FEATURESTORE_* variables), the committer beside it, and the paths the image builds.
 No cluster here: the manifests are parsed and checked against the code."""
 
@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
+from featurestore.engines.flink import remote as flink_remote
 from featurestore.config import ENV_OVERRIDES, ProjectConfig, load_config
 from featurestore.stores.object_store import S3Location
 
@@ -69,14 +70,14 @@ def test_the_job_is_the_entry_point_and_arguments_of_stream_flink_address(deploy
     args = list(job["args"])
     # the interpreter flags `flink run` gets from submit_remote, with the image's Python
     assert args[:4] == ["-pyclientexec", PYTHON, "-pyexec", PYTHON]
-    assert args[4] == "-py" and args[5] == f"{PROJECT}/{streaming.JOB_SCRIPT.relative_to(REPO_DIR)}"
+    assert args[4] == "-py" and args[5] == f"{PROJECT}/{flink_remote.JOB_SCRIPT.relative_to(REPO_DIR)}"
     conf = deployment["spec"]["flinkConfiguration"]
     assert conf["python.executable"] == conf["python.client.executable"] == PYTHON
     # the script's arguments: exactly what submit_remote passes (less its per-run --run-id/--no-restore/
     # --views), for the feature repo of the image and its default checkpoint folder
     store = SimpleNamespace(repo_path=Path(FEATURE_REPO))
     checkpoints = streaming.checkpoint_root(store, "job").parent
-    assert args[6:] == streaming.job_args(FEATURE_REPO, checkpoints)
+    assert args[6:] == flink_remote.job_args(FEATURE_REPO, checkpoints)
     parsed = job_parser.parse_args(args[6:])
     assert parsed.submit_only and not parsed.commit_only and parsed.repo == FEATURE_REPO
     assert parsed.views is None  # every streamed view, as `featurestore stream` without --view

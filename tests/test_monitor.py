@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from featurestore import drift, monitoring, streaming
+from featurestore import drift, monitoring
+from featurestore.engines.flink import stream as streaming
 from featurestore.cli import app as cli
 from featurestore.store import FeatureStore
 from tests.served import drop_online, example_repo

@@ -72,7 +72,7 @@ def test_value_change_metadata_change_and_removal(repo):
 def test_plan_says_what_the_stream_does_with_each_table(repo):
     """After a definition change the stream rebuilds the changed view's table and continues the others,
     as the tables' stream records say (the same records the stream decides by)."""
-    from featurestore.stream_commit import rebuilds
+    from featurestore.engines.flink.commit import rebuilds
 
     fs = FeatureStore(repo)
     fs.apply()

@@ -11,7 +11,7 @@ import uuid
 import pandas as pd
 import pytest
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
 from featurestore.errors import RequestError
 from featurestore.store import FeatureStore

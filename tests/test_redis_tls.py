@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
 from featurestore.errors import InfraError
 from featurestore.store import FeatureStore

@@ -39,9 +39,13 @@ from typing import Optional
 import pandas as pd
 import pytest
 
-from featurestore import datagen, stream_commit, streaming
+from featurestore import datagen
+from featurestore.engines.flink import commit as stream_commit
+from featurestore.engines.flink import offsets as flink_offsets
+from featurestore.engines.flink import remote as flink_remote
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
-from featurestore.engines import flink_sql
+from featurestore.engines.flink import exprs as flink_sql
 from featurestore.errors import FeatureStoreError, RequestError
 from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
@@ -388,7 +392,7 @@ def _idle_handle(store: FeatureStore, progress_key: str = "") -> streaming.Strea
     names = streaming.stream_views(store)
     name = streaming.job_name(store, names)
     topics = sorted({store.repo.views[n].source.stream.topic for n in names})
-    ends = streaming._end_offsets(store.config.kafka_bootstrap, topics)
+    ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, topics)
     return streaming.StreamHandle(store, names, name, None, None, Path("unused"), False, ends, None, 2.0, progress_key)
 
 
@@ -411,7 +415,7 @@ def test_snapshot_lag_consumed_and_rate_follow_the_groups_committed_offsets(tmp_
         assert (t.end, t.committed, t.lag, t.consumed, t.events_per_s) == (90, 0, 90, 0, None)
         assert first.status == "UNKNOWN" and first.problems[0].startswith("job status: ")
         assert (first.lag, first.metrics, first.dead_letters, first.online_written) == (90, {"events": {}}, 0, 0)
-        ends = streaming._end_offsets(KAFKA, [topic])
+        ends = flink_offsets.end_offsets(KAFKA, [topic])
         part0 = ends[(topic, 0)][1]
         assert 0 < part0 < 90
         time.sleep(1.0)
@@ -623,7 +627,7 @@ def test_kill_and_restart_from_checkpoint_loses_and_duplicates_nothing(streamed,
     proc = subprocess.Popen(
         [sys.executable, str(REPO_DIR / "jobs" / "stream.py"), "--repo", str(root), "--checkpoint-dir", str(ckpt),
          "--checkpoint-interval-ms", "1000"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(REPO_DIR), env=streaming.child_env())
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(REPO_DIR), env=flink_remote.child_env())
     try:
         name = streaming.job_name(store, streaming.stream_views(store))
         committed = lambda: (streaming.Committer(store, streaming.stream_views(store)).metrics()["events"]
@@ -982,7 +986,7 @@ def flink_cluster(tmp_path):
         "taskmanager.memory.process.size: 1536m",
         "rest.address: localhost", "rest.bind-address: localhost", f"rest.port: {rest}",
         "parallelism.default: 1", ""]))
-    env = streaming.child_env({"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(logs), "FLINK_LIB_DIR": str(lib)})
+    env = flink_remote.child_env({"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(logs), "FLINK_LIB_DIR": str(lib)})
     subprocess.run([str(home / "bin" / "start-cluster.sh")], env=env, check=True, capture_output=True, timeout=120)
     try:
         import urllib.request
@@ -1016,8 +1020,8 @@ def test_same_job_on_a_standalone_cluster(streamed, flink_cluster, tmp_path, red
     produce(topic, arrival(streamed.events, SEED))
     store = FeatureStore(root)
     try:
-        handle = streaming.submit_remote(store, flink_cluster, bounded=True, checkpoint_interval_ms=1000)
-        assert isinstance(handle, streaming.RemoteStreamHandle) and len(handle.job_id) == 32
+        handle = flink_remote.submit_remote(store, flink_cluster, bounded=True, checkpoint_interval_ms=1000)
+        assert isinstance(handle, flink_remote.RemoteStreamHandle) and len(handle.job_id) == 32
         strategy = handle._rest("GET", f"/jobs/{handle.job_id}/config")["execution-config"]["restart-strategy"]
         assert strategy.startswith("Failure rate restart with maximum of 7 failures within interval PT10M"), strategy
         result = handle.run_until_done(JOB_TIMEOUT_S)

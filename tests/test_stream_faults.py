@@ -16,9 +16,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
+from featurestore.engines.flink import offsets as flink_offsets
 from featurestore.config import load_config
-from featurestore.engines import flink_rest
+from featurestore.engines.flink import rest as flink_rest
 from featurestore.store import FeatureStore
 from tests import oracle
 from tests.compare import assert_features_equal
@@ -121,7 +122,7 @@ def _run_with_outages(tmp_path, redis, kafka_admin):
         assert handle.restarts() >= OUTAGES > MAX_ATTEMPTS >= 3
         produce(topic, parts[-1])
         # finish like a bounded run: caught up with every record produced, online writes flushed, savepoint
-        handle.ends = streaming._end_offsets(store.config.kafka_bootstrap, [topic])
+        handle.ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, [topic])
         handle.wait_caught_up(JOB_TIMEOUT_S)
         handle.wait_online_flushed(int(time.time() * 1000), JOB_TIMEOUT_S)
         result = handle.stop()

@@ -22,7 +22,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featurestore import datagen, stream_handoff, streaming
+from featurestore import datagen
+from featurestore.engines.flink import handoff as stream_handoff
+from featurestore.engines.flink import offsets as flink_offsets
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
 from featurestore.errors import RequestError
 from featurestore.store import FeatureStore
@@ -52,11 +55,11 @@ def _forget_first_records(kafka_admin, topic: str, bootstrap: str, share: float)
     """Delete the first ``share`` of each partition's records (what retention does); returns the ends."""
     from confluent_kafka import TopicPartition
 
-    ends = streaming._end_offsets(bootstrap, [topic])
+    ends = flink_offsets.end_offsets(bootstrap, [topic])
     cuts = [TopicPartition(topic, p, int(high * share)) for (_t, p), (_low, high) in sorted(ends.items())]
     for fut in kafka_admin.delete_records(cuts).values():
         fut.result(timeout=30)
-    return streaming._end_offsets(bootstrap, [topic])
+    return flink_offsets.end_offsets(bootstrap, [topic])
 
 
 def _tie_time(events: pd.DataFrame, after: pd.Timestamp) -> pd.Timestamp:

@@ -8,7 +8,9 @@ import uuid
 
 import pytest
 
-from featurestore import datagen, streaming
+from featurestore import datagen
+from featurestore.engines.flink import offsets as flink_offsets
+from featurestore.engines.flink import stream as streaming
 from featurestore.errors import RequestError
 from featurestore.store import FeatureStore
 from tests.test_stream import REPO_DIR, create_topic, drop_project
@@ -36,7 +38,7 @@ def test_fresh_start_on_a_topic_that_lost_its_first_records_is_refused(tmp_path,
                                      progress=False)
         assert sent == 20
         names = streaming.stream_views(store)
-        ends = streaming._end_offsets(store.config.kafka_bootstrap, [topic])
+        ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, [topic])
         streaming.check_history(store, names, ends, None)  # nothing lost yet: accepted
 
         for fut in kafka_admin.delete_records([TopicPartition(topic, 0, 5)]).values():
@@ -57,7 +59,7 @@ def test_fresh_start_on_a_topic_that_lost_its_first_records_is_refused(tmp_path,
         res = CliRunner().invoke(app, ["stream", "--repo", str(store.repo_path), "--bounded", "--status-every", "0"])
         assert res.exit_code != 0 and "no longer holds its first records" in res.output, res.output
 
-        ends = streaming._end_offsets(store.config.kafka_bootstrap, [topic])
+        ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, [topic])
         streaming.check_history(store, names, ends, None, partial_history=True)  # accepted explicitly
         streaming.check_history(store, names, ends, tmp_path / "a-snapshot")  # a restore continues its own state
         streaming.check_history(store, ["user_spend"], {(f"{topic}-other", 0): (7, 9)}, None)  # another topic

@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featurestore import streaming
+from featurestore.engines.flink import stream as streaming
+from featurestore.engines.flink import offsets as flink_offsets
 from featurestore.config import load_config
 from featurestore.store import FeatureStore
 from tests import oracle
@@ -229,8 +230,8 @@ def test_backfill_during_a_live_stream_holds_each_event_once(tmp_path, redis_cli
             time.sleep(0.3)
         producer.join()
         kafka = store.config.kafka_bootstrap
-        ends = streaming._end_offsets(kafka, [topic])
-        _wait_for(lambda: streaming._caught_up(kafka, handle.job_name, ends), JOB_TIMEOUT_S, "the job to catch up")
+        ends = flink_offsets.end_offsets(kafka, [topic])
+        _wait_for(lambda: flink_offsets.caught_up(kafka, handle.job_name, ends), JOB_TIMEOUT_S, "the job to catch up")
         handle.wait_online_flushed(int(time.time() * 1000), JOB_TIMEOUT_S)
         result = handle.stop()
     except BaseException:

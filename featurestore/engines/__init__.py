@@ -1,1 +1,1 @@
-"""One module per engine: DuckDB (embedded batch) and Flink (streaming and large batch)."""
+"""The engines: DuckDB (embedded batch, ``duckdb_*``) and Flink (streaming and large batch, the ``flink`` package)."""

@@ -24,7 +24,7 @@ import org.apache.flink.table.functions.ScalarFunction;
 
 /**
  * The streaming job's reader of one Kafka record: a strict JSON object with typed columns, in one pass
- * (featurestore/engines/flink_ingest.py compiles the SQL around it and owns every text it returns).
+ * (featurestore/engines/flink/ingest.py compiles the SQL around it and owns every text it returns).
  *
  * <p>{@code eval(value, spec)} returns an {@code ARRAY<STRING>}:
  * [1] the payload as text (invalid UTF-8 as U+FFFD; null for a null value),
@@ -223,7 +223,7 @@ public class ParseJsonRecord extends ScalarFunction {
         return spec;
     }
 
-    /** What to read (columns, types, which is the event time) and every reason text, from flink_ingest.py. */
+    /** What to read (columns, types, which is the event time) and every reason text, from featurestore/engines/flink/ingest.py. */
     private static final class Spec {
         final String[] names;
         final String[] types;

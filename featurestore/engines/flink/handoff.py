@@ -176,7 +176,7 @@ def plan(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partia
 
 def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
     """The view's ViewSeed, or why its offline table does not cover what the topic lost."""
-    from featurestore.stream_commit import table_record, view_identity
+    from featurestore.engines.flink.commit import table_record, view_identity
     from featurestore.stores.online_redis import retention
 
     cv = store.compiled(name)
@@ -329,7 +329,7 @@ def _entries(root: Path) -> List[dict]:
 
 def _record(root: Path, seed: Optional[dict]) -> None:
     """Append an entry (``seed``: the operator's options, None: no seed) taken by snapshots from now on."""
-    from featurestore.stream_commit import _write_json
+    from featurestore.engines.flink.commit import _write_json
 
     entries = _entries(root)
     if not entries and seed is None:

@@ -240,7 +240,7 @@ def rebuild_plan(store, names: Sequence[str], snapshot: Optional[Path]) -> Tuple
     """(views to rebuild, why ``snapshot`` must not be restored or None). A rebuild needs every record of
     the topic under the new definition, so the job restores only a snapshot of a run that started afresh
     for this rebuild (taken after it began); otherwise it starts from the first records."""
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
 
     todo = rebuilds(store, names)
     if not todo or snapshot is None:
@@ -264,7 +264,7 @@ class Committer:
 
     def __init__(self, store, names: Sequence[str], group: Optional[str] = None,
                  rebuilding: Optional[Dict[str, dict]] = None, low_offsets: Optional[Dict[tuple, int]] = None):
-        from featurestore import streaming
+        from featurestore.engines.flink import stream as streaming
 
         self.store = store
         self.names = list(names)
@@ -332,11 +332,11 @@ class Committer:
     def _offsets(self, topics) -> Tuple[Dict[tuple, tuple], Dict[tuple, int]]:
         """The topics' (first, end) offsets and the job's consumer group's committed offsets (Flink commits
         them when a checkpoint completes); empty when Kafka cannot be read (that only delays a swap)."""
-        from featurestore import streaming
+        from featurestore.engines.flink import offsets as flink_offsets
 
         try:
-            ends = streaming._end_offsets(self.store.config.kafka_bootstrap, sorted(topics), timeout=3)
-            return ends, streaming._committed(self.store.config.kafka_bootstrap, self.group, list(ends), timeout=3)
+            ends = flink_offsets.end_offsets(self.store.config.kafka_bootstrap, sorted(topics), timeout=3)
+            return ends, flink_offsets.committed(self.store.config.kafka_bootstrap, self.group, list(ends), timeout=3)
         except Exception as exc:
             log.warning("could not read the offsets of %s: %s", self.group, exc)
             return {}, {}
@@ -354,7 +354,7 @@ class Committer:
         return out
 
     def publish(self) -> None:
-        from featurestore import streaming
+        from featurestore.engines.flink import stream as streaming
         from featurestore.stores.online_redis import for_store
 
         try:
@@ -375,7 +375,7 @@ class Committer:
 
 def begin_rebuilds(store, names: Sequence[str]) -> None:
     """Mark the views being rebuilt as re-read from the first record by a run starting now (afresh)."""
-    from featurestore import streaming
+    from featurestore.engines.flink import stream as streaming
 
     now = time.time()
     for n in names:

@@ -1,7 +1,7 @@
 """``backfill --engine flink``: the DuckDB backfill's rows, dead letters and counts from a Flink batch job.
 
 The same rules as ``duckdb_sql.checked_sql`` / ``backfill_sql``, rendered in Flink SQL: each declared
-column cast to its type with DuckDB's cast rules (``flink_sql._cast_sql``; a value that does not convert
+column cast to its type with DuckDB's cast rules (``sqltypes._cast_sql``; a value that does not convert
 names the row's reason), the event time floored to the millisecond, float NaN as null, the reasons of
 ``semantics.row_reason_sql`` (the future bound checked against the run's start), then per view its
 stored events for ``[start, end)`` (filter ``IS TRUE``, projections), the source's dead letters and its
@@ -30,9 +30,8 @@ from featurestore import dtypes as t
 from featurestore import semantics
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
-from featurestore.engines.flink_sql import (FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr,
-                                            UnsupportedExpression, ViewExprs, _cast_sql, _with, compile_view_exprs,
-                                            lit, qi)
+from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
+from featurestore.engines.flink.sqltypes import FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr, UnsupportedExpression, _cast_sql, _with, lit, qi
 from featurestore.errors import FeatureStoreError
 
 # Parquet/Arrow column type -> featurestore dtype it is read as
@@ -156,7 +155,7 @@ def _environment(store, parallelism: int):
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore.streaming import _jars
+    from featurestore.engines.flink.udf import job_jars as _jars
 
     conf = Configuration()
     conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in _jars(store)))
@@ -206,7 +205,7 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
         try:
             stmts.execute().wait()
         except Exception as exc:
-            from featurestore.streaming import _first_cause
+            from featurestore.engines.flink.stream import _first_cause
 
             raise FeatureStoreError(f"backfill --engine flink failed: {_first_cause(exc)}") from None
         setup = (time.perf_counter() - t0) / max(1, len(names))

@@ -1,13 +1,13 @@
 """Build the streaming job: Kafka -> parse/validate -> filter/project -> Parquet sinks + Redis writer.
 
-The SQL half comes from :mod:`featurestore.engines.flink_sql` (one statement set: Kafka sources, typed
+The SQL half comes from :mod:`featurestore.engines.flink.tables` (one statement set: Kafka sources, typed
 views, the Parquet sinks of stored events and of dead letters). The online half is a DataStream of
 the insert-only online query (one row per event and key group, keyed in the JVM) through the two
-Python functions of :mod:`featurestore.engines.flink_online`: the per-entity kernel state (tiles,
+Python functions of :mod:`featurestore.engines.flink.online`: the per-entity kernel state (tiles,
 prefixes, raw events; checkpointed) and the Redis writer (idempotent write scripts, pipelined).
 
 The Python functions run in PyFlink's thread mode (embedded in the task manager) by default.
-``backfill --engine flink`` is :mod:`featurestore.engines.flink_backfill`.
+``backfill --engine flink`` is :mod:`featurestore.engines.flink.backfill`.
 
 Late events (behind the watermark) are applied like any other: nothing waits for event time; a late
 event updates the raw events and the tiles it belongs to.
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from featurestore.config import RestartStrategy
-from featurestore.engines.flink_online import OnlineState, RedisWriter, progress_key
-from featurestore.engines.flink_sql import StreamPlan, qi
+from featurestore.engines.flink.online import OnlineState, RedisWriter, progress_key
+from featurestore.engines.flink.sqltypes import qi
+from featurestore.engines.flink.tables import StreamPlan
 
 WRITER_FLUSH_MS = 50  # the Redis writer flushes its buffer at least this often (freshness)
 LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)
@@ -32,7 +33,7 @@ LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least thi
 # -- building the job -------------------------------------------------------------------------------------
 @dataclass
 class JobOptions:
-    """How to run the streaming job (see featurestore.streaming for the defaults)."""
+    """How to run the streaming job (see featurestore.engines.flink.stream for the defaults)."""
 
     job_name: str
     jars: Sequence[Path]
@@ -45,7 +46,7 @@ class JobOptions:
     flush_ms: int = 500  # the online mini-batch window: an entity's events reach Python (and Redis) in batches
     flush_rows: int = 500
     slack_ms: int = 0
-    seed: Optional[dict] = None  # the online state's hand-off seed (featurestore.stream_handoff.prepare)
+    seed: Optional[dict] = None  # the online state's hand-off seed (featurestore.engines.flink.handoff.prepare)
     progress_key: str = ""
     python_mode: str = "thread"
     idle_timeout_ms: int = 2_000
@@ -60,7 +61,7 @@ def _python_path() -> List[str]:
     """This interpreter's import path (site-packages, and the featurestore checkout)."""
     import site
 
-    repo = str(Path(__file__).resolve().parents[2])
+    repo = str(Path(__file__).resolve().parents[3])
     paths = [*site.getsitepackages(), repo]
     return [p for i, p in enumerate(paths) if p and p not in paths[:i]]
 

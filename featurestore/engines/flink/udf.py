@@ -1,7 +1,7 @@
-"""The streaming job's Java function (``featurestore/engines/java``), built into a jar on first use.
+"""The streaming job's Java function (``featurestore/engines/flink/java``), built into a jar on first use.
 
 ``ParseJsonRecord`` reads a Kafka record as a strict JSON object with typed columns in one pass (see its
-source and :mod:`featurestore.engines.flink_ingest`). It is compiled with the JDK's ``javac`` against
+source and :mod:`featurestore.engines.flink.ingest`). It is compiled with the JDK's ``javac`` against
 PyFlink's own jars (nothing is downloaded) into ``infra/.cache/featurestore-udf/`` of this checkout (or
 ``~/.cache/featurestore/`` when that is not writable), named by a hash of its sources and the Flink
 version, so a changed source is rebuilt and concurrent builds never see a half-written jar. The jar
@@ -37,7 +37,7 @@ def _pyflink_lib() -> Path:
 
 
 def _cache_dirs() -> List[Path]:
-    checkout = Path(__file__).resolve().parents[2] / "infra"
+    checkout = Path(__file__).resolve().parents[3] / "infra"
     dirs = [checkout / ".cache" / "featurestore-udf"] if checkout.is_dir() else []
     return dirs + [Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featurestore"]
 
@@ -48,6 +48,14 @@ def _fingerprint() -> str:
         h.update(src.name.encode() + b"\0" + src.read_bytes())
     h.update(",".join(sorted(p.name for p in _pyflink_lib().glob("flink-*.jar"))).encode())
     return h.hexdigest()[:16]
+
+
+def job_jars(store) -> List[Path]:
+    """Every jar a Flink job of ``store`` needs: the connector jars
+    (:func:`featurestore.devinfra.jars.connector_jars`) and the job's Java function."""
+    from featurestore.devinfra.jars import connector_jars
+
+    return connector_jars(store.config) + [udf_jar()]
 
 
 def udf_jar() -> Path:
@@ -69,7 +77,7 @@ def udf_jar() -> Path:
 def _build(target: Path) -> Path:
     javac = shutil.which("javac")
     if javac is None:
-        raise InfraError("javac not found: the streaming job compiles its Java function (featurestore/engines/java) "
+        raise InfraError("javac not found: the streaming job compiles its Java function (featurestore/engines/flink/java) "
                          "with a JDK; install one (apt-get install -y openjdk-17-jdk-headless)")
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target.parent) as tmp:
         classes = Path(tmp) / "classes"
@@ -79,7 +87,7 @@ def _build(target: Path) -> Path:
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             first = (out.stderr or out.stdout).strip().splitlines()
-            raise InfraError(f"compiling featurestore/engines/java failed: {first[0] if first else out.returncode}")
+            raise InfraError(f"compiling featurestore/engines/flink/java failed: {first[0] if first else out.returncode}")
         tmp_jar = Path(tmp) / target.name
         with zipfile.ZipFile(tmp_jar, "w", zipfile.ZIP_DEFLATED) as jar:
             jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: featurestore\n\n")
@@ -92,4 +100,4 @@ def _build(target: Path) -> Path:
     return target
 
 
-__all__ = ["udf_jar", "UDF_CLASS"]
+__all__ = ["udf_jar", "job_jars", "UDF_CLASS"]

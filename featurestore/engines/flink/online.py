@@ -1,6 +1,6 @@
 """The streaming job's online path: Python functions between Flink's keyed stream and Redis.
 
-0. In the JVM (``flink_job.build``): the online rows of each key group (one JSON array per event:
+0. In the JVM (``job.build``): the online rows of each key group (one JSON array per event:
    its id = Kafka partition << 40 | offset, its time and order columns, each view's filter flag, the
    input values) are collected per entity into **mini-batches** by a processing-time tumbling window
    (``batch_ms``: 200 ms live, 5 s in bounded catch-up runs) and joined into one string, so Python is
@@ -76,7 +76,7 @@ def _subtask_index(runtime_context) -> int:
 
 class _View:
     """What the operator knows of one online view of a key group (from ``OnlineView.to_dict``) and, after a
-    hand-off, of its seed (``featurestore.stream_handoff``: which Kafka records the seed holds)."""
+    hand-off, of its seed (``featurestore.engines.flink.handoff``: which Kafka records the seed holds)."""
 
     def __init__(self, spec: dict, n_order: int, seed: Optional[dict] = None):
         from featurestore.kernel.partials import Layout
@@ -163,7 +163,7 @@ class OnlineState(KeyedProcessFunction):
         self.groups = groups
         self.batch_ms = max(1, int(batch_ms))
         self.slack_ms = int(slack_ms)
-        self.seed = seed  # a hand-off's seed: {"path": SQLite file, "views": {view: options}} (stream_handoff)
+        self.seed = seed  # a hand-off's seed: {"path": SQLite file, "views": {view: options}} (handoff.py)
 
     def open(self, runtime_context):
         from pyflink.common import Types

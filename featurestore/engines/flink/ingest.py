@@ -1,7 +1,7 @@
 """The streaming job's intake: Kafka records -> typed rows with a dead-letter reason -> dead-letter sink.
 
-Every record goes through the Java function ``ParseJsonRecord`` (``featurestore/engines/java``, built by
-:mod:`featurestore.engines.flink_udf`) once: one strict parse of the bytes gives the payload text, the
+Every record goes through the Java function ``ParseJsonRecord`` (``featurestore/engines/flink/java``, built by
+:mod:`featurestore.engines.flink.udf`) once: one strict parse of the bytes gives the payload text, the
 record's problem if any, and each schema column's value as canonical text already checked against its
 type. The SQL around it (rendered here) then applies the rules of :mod:`featurestore.semantics` that
 both jobs share: the supported event-time range and the future bound (``semantics.row_reason_sql``,
@@ -28,8 +28,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 from featurestore import dtypes as t
 from featurestore import semantics
-from featurestore.engines.flink_sql import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP, PAYLOAD,
-                                            REASON, TS_MS, StreamCompileError, _with, lit, qi)
+from featurestore.engines.flink.sqltypes import FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP, PAYLOAD, REASON, TS_MS, StreamCompileError, _with, lit, qi
 
 FUNCTION = "fs_parse_json_record"
 PARSED = "__p"  # the function's ARRAY<STRING> in the parsed view
@@ -46,7 +45,7 @@ _PAYLOAD, _RECORD, _TIME, _COLUMN, _NOW, _FIRST_VALUE = 1, 2, 3, 4, 5, 6
 
 
 def function_ddl() -> str:
-    from featurestore.engines.flink_udf import UDF_CLASS
+    from featurestore.engines.flink.udf import UDF_CLASS
 
     return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FUNCTION} AS {lit(UDF_CLASS)} LANGUAGE JAVA"
 

@@ -1,0 +1,218 @@
+"""The streaming job's tables and queries as Flink SQL (expressions: :mod:`.exprs`).
+
+:func:`plan_stream` builds every DDL statement and query of the streaming job: one raw
+  Kafka table per source and a typed view that parses each record once and names the reason a record
+  is a dead letter (:mod:`featurestore.engines.flink.ingest`: strict JSON, the supported event times),
+  one Parquet sink per view (stored events exactly as the backfill writes them), one dead-letter sink
+  per source, and one insert-only query per (source, join keys) group feeding the online (Redis)
+  writer, which therefore never sees a dead letter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from featurestore import dtypes as t
+from featurestore.compiler.ir import CompiledView
+from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
+from featurestore.engines.flink.sqltypes import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, PARQUET_OPTIONS, REASON,
+                                                 TS_MS, _with, qi)
+
+# -- the job's tables ---------------------------------------------------------------------------------
+@dataclass
+class OnlineView:
+    """What the online writer needs to know about one view of a key group."""
+
+    name: str
+    key_prefix: str  # fs:{project}:{view}:
+    fingerprint: str
+    flag: int  # index in the event array of the view's "passes the filter" flag
+    inputs: Tuple[int, ...]  # indexes of its input columns in the event array
+    keep_base: bool  # featurestore.stores.online_redis.Retention
+    window_ms: int
+    expires: bool
+    layout: dict = field(default_factory=dict)  # featurestore.kernel.partials.Layout arguments
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class OnlineGroup:
+    """Views of one source sharing join keys: one keyed stream, one state per entity.
+
+    Rows of ``sql``: ``k`` (JSON array of the join-key values: the Flink key), ``v`` (JSON array: the
+    event's id = Kafka partition << 40 | offset, its time in ms, the other order columns, one filter flag
+    per view, the distinct input values)."""
+
+    gid: int
+    source: str
+    join_keys: Tuple[str, ...]
+    n_order: int
+    views: List[OnlineView]
+    sql: str = ""
+
+    def to_dict(self) -> dict:
+        return {"gid": self.gid, "source": self.source, "join_keys": list(self.join_keys), "n_order": self.n_order,
+                "views": [v.to_dict() for v in self.views]}
+
+
+@dataclass
+class StreamPlan:
+    """Every statement of the streaming job (DDL run first, then the inserts as one statement set) and the
+    online groups. ``explain()`` prints it."""
+
+    ddl: List[str] = field(default_factory=list)
+    views: List[Tuple[str, str]] = field(default_factory=list)  # (name, SELECT): materialized once, in order
+    inserts: List[Tuple[str, str]] = field(default_factory=list)  # (sink table, SELECT)
+    online: List[OnlineGroup] = field(default_factory=list)
+    sinks: Dict[str, str] = field(default_factory=dict)  # view or "_dead_letters/<source>" -> staging dir
+
+    def explain(self) -> str:
+        parts = [s.strip() + ";" for s in self.ddl]
+        parts += [f"-- evaluated once per record (DataStream barrier), then shared\nCREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
+                  for n, q in self.views]
+        parts += [f"INSERT INTO {sink}\n{sql};" for sink, sql in self.inserts]
+        parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> per-entity mini-batches "
+                  f"(ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer\n{g.sql};"
+                  for g in self.online]
+        return "\n\n".join(parts)
+
+
+def _table_name(kind: str, name: str) -> str:
+    return f"fs_{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def events_select_sql(cv: CompiledView, ve: ViewExprs, typed_view: str) -> str:
+    """The view's stored events (the backfill's columns and types) plus the Kafka partition and offset of
+    each (the committer adds an event to the offline table once by them, then drops them)."""
+    cols = [qi(n) for n, _ in cv.source_columns]
+    cols += [f"{sql} AS {qi(n)}" for n, sql in ve.projections]
+    cols += [qi(KAFKA_PARTITION), qi(KAFKA_OFFSET)]
+    return f"SELECT {', '.join(cols)}\nFROM {qi(typed_view)}\nWHERE {_stored_where(cv.join_keys, ve.filter)}"
+
+
+def _stored_where(join_keys: Sequence[str], flt: Optional[str]) -> str:
+    conds = [f"{qi(REASON)} IS NULL", *(f"{qi(k)} IS NOT NULL" for k in join_keys)]
+    if flt:
+        conds.append(f"({flt}) IS TRUE")
+    return " AND ".join(conds)
+
+
+def _json_value(sql: str, dtype: str) -> str:
+    """A value as JSON_ARRAY writes it losslessly (FLOAT widened exactly to DOUBLE)."""
+    return f"CAST({sql} AS DOUBLE)" if dtype == t.FLOAT32 else sql
+
+
+def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Sequence[ViewExprs],
+                     typed_view: str, columns: Dict[str, str]) -> Tuple[str, List[str]]:
+    """The group's insert-only query, and the SQL of each slot of the event array."""
+    cv0 = cvs[0]
+    eid = f"CAST({qi(KAFKA_PARTITION)} AS BIGINT) * {1 << 40} + {qi(KAFKA_OFFSET)}"  # online.PARTITION_SHIFT
+    slots: List[str] = [eid, qi(TS_MS)]
+    for c in cv0.order_columns[1:]:
+        slots.append(_json_value(qi(c), columns[c]))
+    flags = []
+    input_slots: Dict[str, int] = {}
+    for ov, cv, ve in zip(group.views, cvs, exprs):
+        flag = f"COALESCE(({ve.filter}) IS TRUE, FALSE)" if ve.filter else "TRUE"
+        flags.append(flag)
+        ov.flag = len(slots)
+        slots.append(flag)
+    from featurestore.online import input_columns
+
+    for ov, cv, ve in zip(group.views, cvs, exprs):
+        idx = []
+        for (expr, sql), (_, dtype) in zip(ve.inputs, input_columns(cv)):
+            value = _json_value(sql, dtype)
+            if value not in input_slots:
+                input_slots[value] = len(slots)
+                slots.append(value)
+            idx.append(input_slots[value])
+        ov.inputs = tuple(idx)
+    key = "JSON_ARRAY(" + ", ".join(qi(k) for k in group.join_keys) + " NULL ON NULL)"
+    where = _stored_where(group.join_keys, None)
+    if all(f != "TRUE" for f in flags):
+        where += " AND (" + " OR ".join(flags) + ")"
+    sql = (f"SELECT {key} AS k,\n  JSON_ARRAY({', '.join(slots)} NULL ON NULL) AS v\n"
+           f"FROM {qi(typed_view)}\nWHERE {where}")
+    return sql, slots
+
+
+def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str, object], *, bootstrap: str,
+                group_id: str, bounded: bool, staging: Mapping[str, str], dead_letter_staging: Mapping[str, str],
+                online_views: Sequence[str] = (), kafka_options: Optional[Mapping[str, str]] = None,
+                max_future_ms: Optional[int] = None) -> StreamPlan:
+    """The streaming job of ``cvs`` (views whose source has a stream face).
+
+    ``sources``: view name -> its Source; ``staging``: view -> directory URI its Parquet sink writes;
+    ``dead_letter_staging``: source name -> directory URI of its dead-letter sink; ``online_views``: the
+    views written to Redis; ``max_future_ms``: the future-time bound (config ``event_time.max_future``)."""
+    from featurestore.engines.flink import ingest as flink_ingest
+    from featurestore.online import view_layout
+    from featurestore.stores.online_redis import retention, view_prefix
+
+    plan = StreamPlan()
+    plan.ddl.append(flink_ingest.function_ddl())
+    by_source: Dict[str, List[CompiledView]] = {}
+    for cv in cvs:
+        by_source.setdefault(sources[cv.name].name, []).append(cv)
+    gid = 0
+    for source_name, views in by_source.items():
+        source = sources[views[0].name]
+        raw = _table_name("kafka", source_name)
+        typed = _table_name("typed", source_name)
+        parsed = _table_name("parsed", source_name)
+        plan.ddl.append(flink_ingest.kafka_table_ddl(source, raw, bootstrap, group_id, bounded, kafka_options))
+        plan.views.append((parsed, flink_ingest.parsed_select_sql(source, raw)))
+        plan.views.append((typed, flink_ingest.typed_select_sql(source, parsed, max_future_ms)))
+        columns = dict(source.schema)
+        exprs = {cv.name: compile_view_exprs(cv) for cv in views}
+        # offline: one Parquet sink per view. Not partitioned: a sink subtask then writes the rows of each
+        # Kafka partition in offset order into files that become visible in order, which the committer's
+        # exactly-once by offsets relies on (it splits the rows by date itself).
+        for cv in views:
+            sink = _table_name("events", cv.name)
+            cols = [f"{qi(n)} {FLINK_TYPES[d]}" for n, d in cv.stored_columns]
+            cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
+            options = {"connector": "filesystem", "path": staging[cv.name], **PARQUET_OPTIONS}
+            plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
+            plan.inserts.append((sink, events_select_sql(cv, exprs[cv.name], typed)))
+            plan.sinks[cv.name] = staging[cv.name]
+        # key groups (views with the same join keys)
+        groups: Dict[Tuple[str, ...], List[CompiledView]] = {}
+        for cv in views:
+            groups.setdefault(tuple(cv.join_keys), []).append(cv)
+        dl = _table_name("dead_letters", source_name)
+        options = {"connector": "filesystem", "path": dead_letter_staging[source_name], **PARQUET_OPTIONS}
+        plan.ddl.append(
+            f"CREATE TEMPORARY TABLE {qi(dl)} (\n  payload STRING,\n  reason STRING,\n  kafka_partition INT,\n"
+            f"  kafka_offset BIGINT,\n  kafka_timestamp TIMESTAMP(3),\n  ingest_time TIMESTAMP(3)\n) " + _with(options))
+        plan.inserts.append((dl, flink_ingest.dead_letters_select_sql(typed, [(k, [c.name for c in g])
+                                                                              for k, g in groups.items()])))
+        plan.sinks[f"_dead_letters/{source_name}"] = dead_letter_staging[source_name]
+        # online: one query per key group
+        for keys, gviews in groups.items():
+            gviews = [cv for cv in gviews if cv.name in online_views]
+            if not gviews:
+                continue
+            ovs = []
+            for cv in gviews:
+                r = retention(cv)
+                lay = view_layout(cv)
+                ovs.append(OnlineView(cv.name, view_prefix(project, cv.name), cv.data_fingerprint, 0, (), r.keep_base,
+                                      r.window_ms, r.expires,
+                                      {"inputs": [list(x) for x in lay.inputs], "latest": lay.latest_cols,
+                                       "aggs": [[a.name, a.function, [e for e, _ in lay.inputs].index(a.expr)
+                                                 if a.expr is not None else None, a.window_ms]
+                                                for a in cv.aggregations]}))
+            group = OnlineGroup(gid, source_name, keys, len(gviews[0].order_columns), ovs)
+            group.sql, _ = online_group_sql(group, gviews, [exprs[cv.name] for cv in gviews], typed, columns)
+            plan.online.append(group)
+            gid += 1
+    return plan
+
+
+__all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "events_select_sql", "online_group_sql"]
