@@ -25,6 +25,7 @@ import orjson
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
+from featurestore.kernel.columnar import RawEvents, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
 
@@ -144,8 +145,15 @@ class ReadPlan:
     cut: Optional[int]
     pieces: Dict[Optional[int], Tuple[List[int], List[int]]] = field(default_factory=dict)
 
+    latest_only: bool = False  # the only window is read by latest features alone: sparse reads its latest time
+
     def script_args(self) -> list:
-        args: list = ["" if self.cut is None else self.cut, len(self.tiles), *self.tiles]
+        """The read script's arguments: the cut, what an entity without tiles reads (the earliest finite
+        window start, whether a window is unbounded, ``q - 1``, latest-only), then the tiles and ranges."""
+        finite = [w for w in self.windows if w is not None]
+        lo = self.q - max(finite) if finite else ""
+        args: list = ["" if self.cut is None else self.cut, lo, "1" if None in self.windows else "", self.q - 1,
+                      "1" if self.latest_only else "", len(self.tiles), *self.tiles]
         for lo, hi in self.ranges:
             args += [lo, hi]
         return args
@@ -165,9 +173,10 @@ def _cover_ids(lo: int, hi: int, top: int) -> List[str]:
     return ids
 
 
-def read_plan(windows: Sequence[Optional[int]], q: int, top: int = TOP_LEVEL) -> ReadPlan:
+def read_plan(windows: Sequence[Optional[int]], q: int, top: int = TOP_LEVEL, latest_only: bool = False) -> ReadPlan:
     """The exact decomposition (:func:`featurestore.kernel.tiles.decompose`) of every window at ``q``,
-    shared pieces once."""
+    shared pieces once. ``latest_only``: only latest features read the (single) window, so an entity
+    without tiles returns just the events of its latest time in it."""
     cut = None
     tiles: Dict[str, int] = {}
     ranges: Dict[Tuple[int, int], int] = {}
@@ -191,7 +200,7 @@ def read_plan(windows: Sequence[Optional[int]], q: int, top: int = TOP_LEVEL) ->
             ids = _cover_ids(a, b, top)
         pieces[w] = ([tiles.setdefault(t, len(tiles)) for t in ids],
                      [ranges.setdefault((x, y - 1), len(ranges)) for x, y in raw])
-    return ReadPlan(q, list(windows), list(tiles), list(ranges), cut, pieces)
+    return ReadPlan(q, list(windows), list(tiles), list(ranges), cut, pieces, latest_only and len(windows) == 1)
 
 
 def floor_top(ms: int, top: int = TOP_LEVEL) -> int:
@@ -222,6 +231,8 @@ class EntityReply:
     tile_events: Dict[str, List[Tuple[list, list]]] = field(default_factory=dict)  # tiles not stored: their events
     range_events: List[List[Tuple[list, list]]] = field(default_factory=list)  # dense: per plan range
     prefix_events: Optional[List[Tuple[list, list]]] = None  # the top tile at the prefix, when not stored
+    before: Optional[bool] = None  # sparse, read by range: whether some event before ``q`` exists (None: see events)
+    raw: Optional[RawEvents] = None  # sparse, from the store: its events as columns (``events`` is then empty)
 
 
 def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply], q: int,
@@ -231,13 +242,57 @@ def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[Entity
     status. ``reply`` None: the entity has no state (no events within the retention). ``slots``:
     :func:`window_slots` of ``plans`` (computed when not given). ``times``: a list that receives each
     value's event time (:func:`event_time`)."""
+    values, statuses, when = compute_many(layout, plans, [reply], q, top, slots)[0]
+    if times is not None:
+        times.extend(when)
+    return values, statuses
+
+
+def compute_many(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence[Optional[EntityReply]], q: int,
+                 top: int = TOP_LEVEL, slots: Optional[Dict[Optional[int], Tuple[int, ...]]] = None
+                 ) -> List[Tuple[List[Any], List[str], List[Optional[int]]]]:
+    """:func:`compute` of several entities of one view at once: ``(values, statuses, event times)`` per
+    reply. The windows of the entities without tiles (most of a many-entity lookup) are computed
+    together from columns (:func:`featurestore.kernel.columnar.window_rows`), the others from their
+    tiles and edge events."""
     if slots is None:
         slots = window_slots(layout, plans)
+    windows = list(slots)
+    rows_of: List[Optional[Dict[Optional[int], list]]] = [None] * len(replies)
+    sparse = [i for i, r in enumerate(replies)
+              if r is not None and not r.dense and r.prefix_tile is None and r.prefix_events is None]
+    if sparse:
+        width = len(layout.inputs)
+        groups = [replies[i].raw if replies[i].raw is not None else RawEvents.of(replies[i].events, width)
+                  for i in sparse]
+        spans = [[_sparse_span(replies[i], q, w) for w in windows] for i in sparse]
+        built = window_rows(layout, groups, spans, [slots[w] for w in windows])
+        for i, rows in zip(sparse, built):
+            prefix = replies[i].prefix
+            if prefix is not None and None in slots:
+                layout.merge(rows[windows.index(None)], prefix[1], slots[None])
+            rows_of[i] = dict(zip(windows, rows))
+    out = []
+    for reply, rows in zip(replies, rows_of):
+        if rows is None:
+            rows = {w: _window_row(layout, reply, q, w, top, sl) if reply is not None else layout.new()
+                    for w, sl in slots.items()}
+        out.append(_finish(layout, plans, reply, rows, q))
+    return out
+
+
+def _sparse_span(reply: EntityReply, q: int, w: Optional[int]) -> Tuple[Optional[int], int]:
+    """The raw events a window of an entity without tiles reads: ``[lo, q)`` (lo None: all before
+    ``q``); an unbounded window starts at its prefix's boundary (the prefix row holds the rest)."""
+    if w is not None:
+        return q - w, q
+    return (None if reply.prefix is None else reply.prefix[0]), q
+
+
+def _finish(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply],
+            rows: Dict[Optional[int], list], q: int) -> Tuple[List[Any], List[str], List[Optional[int]]]:
     found = reply is not None
-    rows: Dict[Optional[int], list] = {}
-    for w, sl in slots.items():
-        rows[w] = _window_row(layout, reply, q, w, top, sl) if found else layout.new()
-    values, statuses = [], []
+    values, statuses, times = [], [], []
     for p in plans:
         row = rows[p.window_ms]
         if p.function == "latest":
@@ -255,9 +310,8 @@ def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[Entity
                 status = NOT_FOUND
         values.append(to_output(value, p.dtype))
         statuses.append(status)
-        if times is not None:
-            times.append(event_time(layout, p, row, status, q))
-    return values, statuses
+        times.append(event_time(layout, p, row, status, q))
+    return values, statuses, times
 
 
 def event_time(layout: Layout, plan: FeaturePlan, row: list, status: str, q: int) -> Optional[int]:
@@ -276,7 +330,9 @@ def _any_before(layout: Layout, reply: EntityReply, q: int) -> bool:
     """Whether the entity has some event before ``q`` (a latest value outside the TTL exists)."""
     if reply.prefix is not None and reply.prefix[1][layout.latest_slot] is not None:
         return True
-    return any(order[0] < q for order, _ in reply.events)
+    if reply.before or any(order[0] < q for order, _ in reply.events):
+        return True
+    return reply.raw is not None and bool(reply.raw.times) and reply.raw.times[0] < q
 
 
 def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], top: int, sl) -> list:
@@ -358,8 +414,9 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     else:
         ptile = None
     if not dense:
-        events = events_of(raw_reply[4])
-        return EntityReply(meta, False, prefix, ptile, {}, events, None, {}, [], pevents)
+        before = bool(raw_reply[5]) if len(raw_reply) > 5 else None
+        return EntityReply(meta, False, prefix, ptile, {}, [], None, {}, [], pevents, before,
+                           raw_events(raw_reply[4], len(layout.inputs)))
     tiles: Dict[str, list] = {}
     tile_events: Dict[str, List[Tuple[list, list]]] = {}
     for name, raw in zip(plan.tiles, raw_reply[4]):
@@ -372,6 +429,18 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     # every event read (fragments of several windows may overlap: an event can be listed twice)
     events = [ev for evs in (pevents or (), *tile_events.values(), *range_events) for ev in evs]
     return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents)
+
+
+def raw_events(blob: bytes, width: int) -> RawEvents:
+    """The raw events of a reply fragment (members joined by newlines, in time order) as columns; their
+    orders are parsed again on demand (few are ever compared)."""
+    if not blob:
+        return RawEvents([], [[] for _ in range(width)], [])
+    members = blob.split(b"\n")
+    evs = loads(b"[" + b",".join(members) + b"]")
+    times = [e[1][0] for e in evs]
+    cols = [list(c) for c in zip(*[e[2] for e in evs])] if width else []
+    return RawEvents(times, cols, None, members, loads)
 
 
 def loads(raw: bytes):
@@ -439,7 +508,8 @@ class OnlineResponse:
         return f"OnlineResponse({len(self)} rows, columns={list(self._columns)})"
 
 
-__all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "read_plan",
+__all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "compute_many",
+           "read_plan",
            "ReadPlan", "EntityReply", "decode_reply", "window_slots", "event_time", "to_output", "cast_value",
            "OnlineResponse", "STATUSES",
            "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED"]

@@ -97,7 +97,7 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
             read_slots = tuple(sorted({i for sl in wslots.values() for i in sl}))
             hit = cache[(view_name, tuple(names))] = (view, cv, layout, plans, wslots, windows, read_slots)
         _, cv, layout, plans, wslots, windows, read_slots = hit
-        rplan = ol.read_plan(windows, q)
+        rplan = ol.read_plan(windows, q, latest_only=len(windows) == 1 and wslots[windows[0]] == (layout.latest_slot,))
         args = rplan.script_args()
         types = cv.key_types
         bases: List[Optional[str]] = []
@@ -133,15 +133,14 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
         refused = view_refusal(cv, orjson.loads(marker) if marker else None, q)
         if refused:
             refusals.append(refused)
-        done: dict = {}
+        done = _view_values(cv, layout, plans, rplan, [b for b in dict.fromkeys(bases) if b is not None], by_base, q,
+                            refused, refusals, slots)
+        none = _none_values(cv, layout, plans, q, refused, slots) if None in bases else None
         cols = [[] for _ in plans]
         stats = [[] for _ in plans]
         whens = [[] for _ in plans]
         for base in bases:
-            if base not in done:
-                done[base] = _entity_values(cv, layout, plans, rplan, by_base.get(base) if base else None,
-                                            q, refused, refusals, slots)
-            values, sts, ets = done[base]
+            values, sts, ets = done[base] if base is not None else none
             for j, (v, s, e) in enumerate(zip(values, sts, ets)):
                 cols[j].append(v)
                 stats[j].append(s)
@@ -155,27 +154,48 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
     return ol.OnlineResponse(out, None, q, statuses, refusals, times)
 
 
-def _entity_values(cv, layout, plans, rplan, raw_reply, q: int, refused: Optional[str], refusals: List[str], slots):
+def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: int, refused: Optional[str],
+                 refusals: List[str], slots) -> dict:
+    """``base -> (values, statuses, event times)`` of the distinct entities of one view, computed together
+    (:func:`featurestore.online.compute_many`)."""
     from featurestore.stores.online_redis import LOST
 
-    if raw_reply is LOST:  # a Redis Cluster master lost the data of this entity's slot
-        refused = (f"feature view '{cv.name}': the online state of some entities is lost (a Redis Cluster master "
-                   f"lost its data); run 'featurestore materialize --views {cv.name}'")
-        if refused not in refusals:
-            refusals.append(refused)
-    if refused:
-        return [None] * len(plans), [ol.REFUSED] * len(plans), [None] * len(plans)
     wslots, read_slots = slots
-    reply = ol.decode_reply(layout, raw_reply, rplan, read_slots) if raw_reply else None
-    if reply is not None:
-        why = entity_refusal(cv, reply.meta, q)
-        if why:
+    out: dict = {}
+    n = len(plans)
+    computed, replies = [], []
+    for base in bases:
+        raw_reply = by_base.get(base)
+        why = refused
+        if raw_reply is LOST:  # a Redis Cluster master lost the data of this entity's slot
+            why = (f"feature view '{cv.name}': the online state of some entities is lost (a Redis Cluster master "
+                   f"lost its data); run 'featurestore materialize --views {cv.name}'")
             if why not in refusals:
                 refusals.append(why)
-            return [None] * len(plans), [ol.REFUSED] * len(plans), [None] * len(plans)
-    times: List[Optional[int]] = []
-    values, statuses = ol.compute(layout, plans, reply, q, slots=wslots, times=times)
-    return values, statuses, times
+        reply = None
+        if not why and raw_reply:
+            reply = ol.decode_reply(layout, raw_reply, rplan, read_slots)
+            why = entity_refusal(cv, reply.meta, q)
+            if why and why not in refusals:
+                refusals.append(why)
+        if why:
+            out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
+        elif reply is not None and reply.raw is None:  # tiles: computed now (a decoded reply is not kept)
+            out[base] = ol.compute_many(layout, plans, [reply], q, slots=wslots)[0]
+        else:  # raw events only (as columns) or no state: computed together below
+            computed.append(base)
+            replies.append(reply)
+    for base, result in zip(computed, ol.compute_many(layout, plans, replies, q, slots=wslots)):
+        out[base] = result
+    return out
+
+
+def _none_values(cv, layout, plans, q: int, refused: Optional[str], slots):
+    """The values of a row whose join key is null (it never matches an entity: no state)."""
+    n = len(plans)
+    if refused:
+        return [None] * n, [ol.REFUSED] * n, [None] * n
+    return ol.compute_many(layout, plans, [None], q, slots=slots[0])[0]
 
 
 __all__ = ["lookup", "view_refusal", "entity_refusal"]

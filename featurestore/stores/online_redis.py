@@ -173,9 +173,9 @@ local function raw_of(field)
                          string.format('%%d', lo + 60000 * 2 ^ tonumber(level) - 1))
   return '\\n' .. table.concat(evs, '\\n')
 end
-local prefix, ptile = false, false
+local prefix, ptile, p = false, false, {}
 if ARGV[1] ~= '' then
-  local p = redis.call('ZREVRANGEBYSCORE', KEYS[3], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  p = redis.call('ZREVRANGEBYSCORE', KEYS[3], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if #p > 0 then
     prefix = p[1]
     if head[2] and tonumber(p[2]) < tonumber(ARGV[1]) then
@@ -185,18 +185,38 @@ if ARGV[1] ~= '' then
   end
 end
 if not head[2] then
-  return {head[1], false, prefix, ptile, table.concat(redis.call('ZRANGE', KEYS[2], 0, -1), '\\n')}
+  -- raw events only: those of [lo, q) (ARGV[2]: the earliest finite window start, '' for none; ARGV[3]
+  -- '1': a window is unbounded, so from the prefix's boundary, or every event without one; ARGV[4]:
+  -- q - 1), or with ARGV[5] '1' (only latest features read) just the events of the latest time there
+  local lo = ARGV[2]
+  if ARGV[3] == '1' then
+    if not prefix then lo = '-inf'
+    elseif lo == '' or tonumber(p[2]) < tonumber(lo) then lo = p[2] end
+  end
+  if lo == '' then lo = '-inf' end
+  local evs
+  if ARGV[5] == '1' then
+    evs = redis.call('ZREVRANGEBYSCORE', KEYS[2], ARGV[4], lo, 'WITHSCORES', 'LIMIT', 0, 1)
+    if #evs > 0 then evs = redis.call('ZRANGEBYSCORE', KEYS[2], evs[2], evs[2]) end
+  else
+    evs = redis.call('ZRANGEBYSCORE', KEYS[2], lo, ARGV[4])
+  end
+  local before = #evs > 0
+  if not before and lo ~= '-inf' then
+    before = #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. lo, 'LIMIT', 0, 1) > 0
+  end
+  return {head[1], false, prefix, ptile, table.concat(evs, '\\n'), before and '1' or false}
 end
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[6])
 local tiles = {}
 if n > 0 then
-  tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n))
+  tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 7, 6 + n))
   for j = 1, n do
-    if not tiles[j] then tiles[j] = raw_of(ARGV[2 + j]) end
+    if not tiles[j] then tiles[j] = raw_of(ARGV[6 + j]) end
   end
 end
 local raws = {}
-for i = 3 + n, #ARGV, 2 do
+for i = 7 + n, #ARGV, 2 do
   raws[#raws + 1] = table.concat(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i + 1]), '\\n')
 end
 return {head[1], '1', prefix, ptile, tiles, raws}
