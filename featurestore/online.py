@@ -428,7 +428,8 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     range_events = [events_of(frag) for frag in raw_reply[5]]
     # every event read (fragments of several windows may overlap: an event can be listed twice)
     events = [ev for evs in (pevents or (), *tile_events.values(), *range_events) for ev in evs]
-    return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents)
+    before = bool(raw_reply[6]) if len(raw_reply) > 6 else None
+    return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents, before)
 
 
 def raw_events(blob: bytes, width: int) -> RawEvents:

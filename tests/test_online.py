@@ -202,6 +202,44 @@ def test_missing_entity_and_null_key_read_empty_windows(make_store):
     assert got["user_id"] == ["nobody", None, "u0"] and got["shop"] == [0, 1, None]
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_latest_only_lookups_read_the_latest_time_and_keep_every_status(make_store, layout_mode, seed):
+    """A lookup of latest features alone (view ``profile``, TTL 45 s) reads only the events of an entity's
+    latest time before q (ties compared in full): values equal offline, and each status follows the events:
+    PRESENT/NULL_VALUE inside the TTL, OUTSIDE_MAX_AGE with only older events, NULL_VALUE with only events
+    at or after q, NOT_FOUND without any state. Several entities per lookup (computed together)."""
+    store = make_store()
+    events = random_events(seed, n=150)
+    write_events(store.repo_path, events)
+    store.materialize()
+    features = ["profile:last_amount", "profile:last_tag", "profile:last_qty_plus_one"]
+    users = ["u0", "u1", "u2", "u5", "nobody"]
+    times = sorted(events["ts"])
+    qs = [times[0].floor("ms"), times[len(times) // 2].floor("ms"), times[-1].floor("ms"),
+          times[-1] + pd.Timedelta("44s"), times[-1] + pd.Timedelta("46s"), times[3] + pd.Timedelta("45s")]
+    for q in qs:
+        got = store.get_online_features([{"user_id": u} for u in users], features=features, request_time=q)
+        offline = store.get_historical_features(pd.DataFrame({"user_id": users, "event_timestamp": [q] * len(users)}),
+                                                features=features)
+        assert_features_equal(got.to_df(), offline, ["last_amount", "last_tag", "last_qty_plus_one"], f"q={q}")
+        statuses = got.statuses()
+        for i, u in enumerate(users):
+            ts = events.loc[events["user_id"] == u, "ts"]
+            inside = ts[(ts < q) & (ts >= q - pd.Timedelta("45s"))]
+            if len(ts) == 0:
+                want = {"NOT_FOUND"}
+            elif len(inside):
+                want = {"PRESENT", "NULL_VALUE"}
+            elif (ts < q).any():
+                want = {"OUTSIDE_MAX_AGE"}
+            else:
+                want = {"NULL_VALUE"}
+            for f in ("last_amount", "last_tag", "last_qty_plus_one"):
+                assert statuses[f][i] in want, (u, q, f, statuses[f][i], want)
+                if want == {"PRESENT", "NULL_VALUE"}:
+                    assert (statuses[f][i] == "PRESENT") == (got.to_dict()[f][i] is not None)
+
+
 # -- retention ----------------------------------------------------------------------------------------
 def test_retention_of_each_view():
     cv = {name: None for name in ("amount_stats", "qty_stats", "profile", "profile_forever", "pair_stats")}

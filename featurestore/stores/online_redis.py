@@ -219,7 +219,9 @@ local raws = {}
 for i = 7 + n, #ARGV, 2 do
   raws[#raws + 1] = table.concat(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i + 1]), '\\n')
 end
-return {head[1], '1', prefix, ptile, tiles, raws}
+-- whether any event before q is stored (a latest feature with none inside its TTL is OUTSIDE_MAX_AGE)
+local before = #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 1) > 0
+return {head[1], '1', prefix, ptile, tiles, raws, before and '1' or false}
 """ % TOP_LEVEL
 
 
