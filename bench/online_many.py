@@ -1,0 +1,117 @@
+"""Many-entity online lookups, this code against an older commit, by client CPU per lookup.
+
+On a shared machine wall-clock percentiles swing with the load; the CPU time a lookup costs the client
+process (``time.process_time`` around ``get_online_features``) does much less, so this compares that,
+with the two versions run alternately (A B A B ...) on the same Redis data.
+
+Data: ``bench/online_hot.py``'s background population (200k transactions of 5,000 users at 500
+merchants, Zipf-skewed, 7 days; plus its hot entities of 100 and 1,000 events), materialized once with
+this code at ``END - 1h`` (the online format is the same for both versions). Lookups: the example's
+``fraud_model_v1`` service (14 features of 3 views: windowed, unbounded and latest) for 1 or 100
+random (user, merchant) pairs at request times uniform in the last hour, 400 per run after 20 warm-up.
+
+Usage: ``python -m bench.online_many [--base COMMIT] [--runs 3] [--entities 100]`` (Redis:
+``FEATURESTORE_REDIS_URL``). Prints a Markdown table; results under ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import DATA_ROOT, ROOT
+
+PROJECT = "bench_many"
+CHILD = r'''
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from bench import online_hot as oh
+from bench.common import percentile
+spec = json.loads(sys.argv[2])
+repo = oh.make_repo(oh.Path(spec["work"]), oh.Path(spec["work"]) / "data")
+fs = oh.open_store(repo, spec["project"])
+if spec.get("materialize"):
+    fs.materialize(end=oh.MATERIALIZE_END_MS)
+    print(json.dumps({}))
+    sys.exit()
+rng = np.random.default_rng(oh.SEED + 1)
+n, size = spec["lookups"], spec["entities"]
+qs = (oh.MATERIALIZE_END_MS + rng.integers(0, oh.HOUR_MS, n + 20)).tolist()
+users = [f"u{i:04d}" for i in range(5000)]
+merchants = [f"m{i:04d}" for i in range(500)]
+batches = [[{"user_id": users[u], "merchant_id": merchants[m]}
+            for u, m in zip(rng.integers(0, 5000, size), rng.integers(0, 500, size))] for _ in qs]
+def one(i):
+    return fs.get_online_features(batches[i], feature_service="fraud_model_v1", request_time=qs[i]).to_dict()
+for i in range(20):
+    one(i)
+wall, cpu = [], []
+for i in range(20, n + 20):
+    w0, c0 = time.perf_counter(), time.process_time()
+    one(i)
+    cpu.append(time.process_time() - c0)
+    wall.append(time.perf_counter() - w0)
+print(json.dumps({"cpu_mean_ms": 1e3 * sum(cpu) / len(cpu), "cpu_p50_ms": 1e3 * percentile(cpu, 50),
+                  "wall_p50_ms": 1e3 * percentile(wall, 50), "wall_p99_ms": 1e3 * percentile(wall, 99)}))
+'''
+
+
+def _child(root: Path, spec: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(root), json.dumps(spec)], cwd=str(root),
+                         capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(root)))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from bench import online_hot as oh
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", default="origin/main", help="the commit to compare with")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--entities", type=int, default=100)
+    ap.add_argument("--lookups", type=int, default=400)
+    args = ap.parse_args()
+    work = DATA_ROOT / "online-many"
+    oh.generate(work / "data", (100, 1_000))
+    base = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    wt = Path(f"/tmp/fs-bench-many-{os.getpid()}")
+    subprocess.run(["git", "worktree", "add", "--detach", str(wt), base], cwd=ROOT, check=True, capture_output=True)
+    try:
+        spec = {"work": str(work), "project": PROJECT, "lookups": args.lookups, "entities": args.entities}
+        load0 = os.getloadavg()
+        t0 = time.time()
+        _child(ROOT, dict(spec, materialize=True))
+        res = {head: [], base: []}
+        for _ in range(args.runs):
+            for name, root in ((head, ROOT), (base, wt)):
+                res[name].append(_child(root, spec))
+                print(name, res[name][-1], file=sys.stderr)
+        load1 = os.getloadavg()
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT, capture_output=True)
+    print(f"Command: `python -m bench.online_many --base {args.base} --runs {args.runs} --entities {args.entities} "
+          f"--lookups {args.lookups}`; {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0))}, "
+          f"load average at start {[round(x, 2) for x in load0]}, at end {[round(x, 2) for x in load1]}.\n")
+    print(f"`fraud_model_v1`, {args.entities} entities per lookup, {args.lookups} lookups per run, runs alternated:\n")
+    print("| code | run | client CPU mean | client CPU p50 | wall p50 | wall p99 |")
+    print("|---|---|---|---|---|---|")
+    for name in (head, base):
+        for i, r in enumerate(res[name]):
+            print(f"| {name}{' (this)' if name == head else ''} | {i + 1} | {r['cpu_mean_ms']:.2f} ms | "
+                  f"{r['cpu_p50_ms']:.2f} ms | {r['wall_p50_ms']:.2f} ms | {r['wall_p99_ms']:.2f} ms |")
+    best = {k: min(r["cpu_mean_ms"] for r in v) for k, v in res.items()}
+    print(f"\nBest-run CPU mean: {head} {best[head]:.2f} ms, {base} {best[base]:.2f} ms "
+          f"({best[base] / best[head]:.2f}x less CPU per lookup).")
+
+
+if __name__ == "__main__":
+    main()
