@@ -85,6 +85,10 @@ def _run(fn, repo: Optional[Path] = None):
     from featurestore.extras import missing_extra
 
     cli_support.apply_verbosity(_note)
+    # -q: only errors (stderr) and the exit code; result tables and notes on stdout too. --json and a
+    # token `auth create` prints are written to stdout directly and stay.
+    for out in (console, cli_support.wide()):
+        out.quiet = cli_support.quiet()
     try:
         return fn()
     except NotImplementedYet as exc:

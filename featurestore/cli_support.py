@@ -29,7 +29,7 @@ def with_verbosity(fn: Callable, reset: bool = False) -> Callable:
     kw = inspect.Parameter.KEYWORD_ONLY
     extra = [
         inspect.Parameter("quiet_", kw, annotation=bool, default=typer.Option(
-            False, "-q", "--quiet", help="Only errors (no progress, no notes).")),
+            False, "-q", "--quiet", help="Only errors and the exit code (no tables, progress or notes; --json still prints).")),
         inspect.Parameter("verbose_", kw, annotation=int, default=typer.Option(
             0, "-v", "--verbose", count=True, show_default=False,
             help="More output: info messages, and what Java, Kafka and libraries print (otherwise in the "

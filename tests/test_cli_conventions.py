@@ -145,3 +145,33 @@ def test_shell_completion_works_in_bash(repo):
     assert complete("back") == ["backfill"]
     assert "--view" in complete("backfill", "--vi")
     assert {"jars", "status"} == set(complete("infra", '""'))
+
+
+def _stable(doc):
+    """A JSON document without what differs between two runs (timings, the offline table's version)."""
+    if isinstance(doc, list):
+        return [_stable(d) for d in doc]
+    if isinstance(doc, dict):
+        return {k: _stable(v) for k, v in doc.items() if k not in ("seconds", "events_per_second", "version")}
+    return doc
+
+
+def test_quiet_silences_result_tables_but_not_json_errors_or_exit_codes(repo):
+    """-q: nothing on stdout for every command that prints a table or a summary; the same command prints
+    one without -q (so the test can fail); --json is unaffected by -q; an error still prints and exits 1."""
+    commands = [["plan"], ["apply"], ["backfill"], ["list", "views"], ["describe", "user_activity"]]
+    for args in commands:
+        loud = runner.invoke(app, [*args, "--repo", str(repo)])
+        assert loud.exit_code == 0 and loud.stdout.strip(), (args, loud.output)
+        quiet = runner.invoke(app, [*args, "--repo", str(repo), "-q"])
+        assert quiet.exit_code == 0 and quiet.stdout == "", (args, quiet.stdout)
+        group_quiet = runner.invoke(app, ["-q", *args, "--repo", str(repo)])
+        assert group_quiet.exit_code == 0 and group_quiet.stdout == "", (args, group_quiet.stdout)
+        if args[0] != "apply":  # apply --json after apply: both say there is nothing to apply
+            plain, quiet_json = (runner.invoke(app, [*args, "--repo", str(repo), "--json", *q]) for q in ([], ["-q"]))
+            assert quiet_json.exit_code == 0 and _stable(json.loads(quiet_json.stdout)) == _stable(
+                json.loads(plain.stdout)) != [], args
+    res = runner.invoke(app, ["describe", "no_such_thing", "--repo", str(repo), "-q"])
+    assert res.exit_code == 1 and res.stdout == "" and res.stderr.startswith("error: "), res.output
+    res = runner.invoke(app, ["list", "views", "--repo", str(repo)])  # -q does not stick to the next command
+    assert res.stdout.strip()
