@@ -1,6 +1,9 @@
-"""The exact Flink connector jars the jobs load: (group, artifact, version, classifier, sha256, bytes).
-They are what infra/pom-flink.xml and infra/pom-hadoop.xml resolve to (tests/test_devinfra.py checks the
-pins against the jars infra/setup.sh fetched); change both together."""
+"""The exact Java artifacts the package fetches (featurestore/devinfra/jars.py): (group, artifact, version,
+classifier, sha256, bytes).
+
+``flink``: the connector jars the Flink jobs load; what infra/pom-flink.xml and infra/pom-hadoop.xml resolve
+to (tests/test_devinfra.py checks the pins against the jars infra/setup.sh fetched): change both together.
+"""
 
 PINS = {
     'flink': (
@@ -12,5 +15,9 @@ PINS = {
          '607c0299f4df33013bd0a0f37c8cf255c635bbaddd247b8fec68c210cc17d19f', 19665963),
         ('org.apache.hadoop', 'hadoop-client-runtime', '3.4.2', '',
          '18d071c7f72f8a946677b398a57af9c7afa2dd41a81023c310f99373fec200b3', 30502934),
+        ('com.github.luben', 'zstd-jni', '1.5.6-6', '',
+         '1f85db623bf653860d10e13e7b1ca6609301f66994dc93784c92a66019516bb9', 7325504),
+        ('io.airlift', 'aircompressor', '2.0.2', '',
+         '0c2a96bf86d5fb24ff7f20c92483c61391cb10d440a4bd278c77365a2b165698', 254191),
     ),
 }

@@ -40,6 +40,10 @@ _ARROW_TO_DTYPE = {"string": t.STRING, "large_string": t.STRING, "int8": t.INT32
                    "bool": t.BOOL}
 _UNIT_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
 RAW = "__raw_"  # prefix of a file's column as read, before the cast
+# Parquet codecs the Flink job reads (pyarrow's names; "LZ4" is LZ4_RAW): pyarrow's and DuckDB's default
+# (SNAPPY), our own writers' and `featurestore generate`'s (ZSTD, through zstd-jni) and the others they
+# write but BROTLI (its Java codec is not on Maven Central). tests/test_flink_codecs.py reads each one.
+FLINK_CODECS = ("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4")
 
 
 def _bigint(value: int) -> str:
@@ -51,7 +55,17 @@ def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, 
     event time's unit divisor to milliseconds (None when the file has no event-time column)."""
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)
+    meta = pq.ParquetFile(path).metadata
+    schema = meta.schema.to_arrow_schema()
+    declared = {name for name, _ in source.schema}
+    for rg in range(meta.num_row_groups):
+        for i in range(meta.num_columns):
+            col = meta.row_group(rg).column(i)
+            if col.path_in_schema in declared and col.compression not in FLINK_CODECS:
+                raise FeatureStoreError(
+                    f"{path}: column '{col.path_in_schema}' is compressed with {col.compression}, which the Flink "
+                    f"backfill cannot read ({', '.join(FLINK_CODECS)} it can); rewrite the file with another codec "
+                    "or use the default engine (--engine duckdb)")
     ddl, dtypes, divisor = [], {}, None
     for name, declared in source.schema:
         if declared == t.JSON:  # like the stream job, the Flink backfill does not read JSON values yet
