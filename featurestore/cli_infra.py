@@ -1,6 +1,8 @@
-"""``featurestore infra jars|status``: what a Flink job needs on this machine, set up by the installed
-package (featurestore/devinfra/), no clone needed. Redis and Kafka themselves: ``bash infra/up.sh`` in a
-clone, or your own (``featurestore.yaml`` says where)."""
+"""``featurestore infra up|down|status|jars``: the development services and what a Flink job needs on this
+machine, set up by the installed package (featurestore/devinfra/), no clone needed: our own Redis
+(``redis-server`` from PATH) and a single-node Kafka (pinned jars, a Java 17 runtime) on
+``FEATURESTORE_REDIS_PORT`` / ``FEATURESTORE_KAFKA_PORT``, and the pinned Flink connector jars. A clone's
+``infra/*.sh`` start the same services through the same code (featurestore/devinfra/services.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -16,8 +18,9 @@ from featurestore import cli_support
 
 infra = cli_support.Typer(
     context_settings=cli_support.CONTEXT, no_args_is_help=True,
-    help="What the streaming job needs on this machine: the pinned Flink connector jars (fetched from Maven "
-         "Central into ~/.cache/featurestore, FEATURESTORE_CACHE_DIR), Java 17, and the repo's Redis and Kafka.")
+    help="The development services and what the streaming job needs on this machine: our own Redis and a "
+         "single-node Kafka (infra up|down), the pinned Flink connector jars (fetched from Maven Central into "
+         "~/.cache/featurestore, FEATURESTORE_CACHE_DIR), Java 17, and whether the repo's Redis and Kafka answer.")
 
 
 def _run(fn, repo=None):
@@ -26,15 +29,82 @@ def _run(fn, repo=None):
     return run_command(fn, repo)
 
 
+def _services(names: Optional[List[str]]) -> List[str]:
+    from featurestore.devinfra.services import SERVICES
+    from featurestore.errors import InfraError
+
+    names = list(dict.fromkeys(names or SERVICES))
+    for n in names:
+        if n not in SERVICES:
+            raise InfraError(f"no service named {n!r} (known: {', '.join(SERVICES)})")
+    return names
+
+
+ServicesArg = typer.Argument(None, show_default=False, metavar="[redis|kafka]...",
+                             help="Which services (default: both).")
+
+
+@infra.command()
+def up(services: Optional[List[str]] = ServicesArg):
+    """Set up and start our own Redis and a single-node Kafka (KRaft) on 127.0.0.1:FEATURESTORE_REDIS_PORT (6390)
+    and FEATURESTORE_KAFKA_PORT (19092; its controller on the next port, FEATURESTORE_KAFKA_CONTROLLER_PORT).
+    Redis is redis-server from PATH; Kafka runs on Java 17 from pinned jars fetched into the user cache, and
+    with the 'stream' extra the Flink connector jars are fetched too. Data and logs: ~/.local/state/featurestore
+    (FEATURESTORE_INFRA_RUN_DIR). A no-op for a service that is already up."""
+    import importlib.util
+
+    from featurestore.devinfra import services as svc
+
+    def go():
+        names = _services(services)
+        say = (lambda _t: None) if cli_support.quiet() else (lambda t: typer.echo(t, err=True))
+        for name in names:
+            console().print(svc.service(name, say=say).start(), markup=False, soft_wrap=True)
+        if "kafka" in names and importlib.util.find_spec("pyflink") is not None:
+            _fetch_flink_jars(say)
+        p = svc.ports()
+        exports = []
+        if p.redis != svc.DEFAULTS["FEATURESTORE_REDIS_PORT"] and "redis" in names:
+            exports.append(f"FEATURESTORE_REDIS_URL=redis://{svc.HOST}:{p.redis}/0")
+        if p.kafka != svc.DEFAULTS["FEATURESTORE_KAFKA_PORT"] and "kafka" in names:
+            exports.append(f"FEATURESTORE_KAFKA_BOOTSTRAP={svc.HOST}:{p.kafka}")
+        if exports:  # a repo's default addresses are the default ports
+            say(f"not the default ports: for featurestore commands, export {' '.join(exports)} "
+                "(or set them in featurestore.yaml)")
+
+    _run(go)
+
+
+@infra.command()
+def down(services: Optional[List[str]] = ServicesArg):
+    """Stop the Redis and Kafka that infra up started on these ports (their data is kept)."""
+    from featurestore.devinfra import services as svc
+
+    def go():
+        for name in reversed(_services(services)):
+            console().print(svc.service(name).stop(), markup=False, soft_wrap=True)
+
+    _run(go)
+
+
+def console():
+    from featurestore.cli import console as out
+
+    return out
+
+
+def _fetch_flink_jars(say) -> None:
+    from featurestore.devinfra import jars as devjars
+
+    d = devjars.fetch("flink", say=say)
+    console().print(f"flink connector jars: {len(devjars.artifacts('flink'))} in {d}", markup=False, soft_wrap=True)
+
+
 @infra.command()
 def jars():
     """Fetch the pinned Flink connector jars into the user cache (each checked by SHA-256; kept when there)."""
-    from featurestore.devinfra import jars as devjars
-
     def go():
-        say = (lambda _t: None) if cli_support.quiet() else (lambda t: typer.echo(t, err=True))
-        d = devjars.fetch("flink", say=say)
-        typer.echo(f"flink connector jars: {len(devjars.artifacts('flink'))} in {d}")
+        _fetch_flink_jars((lambda _t: None) if cli_support.quiet() else (lambda t: typer.echo(t, err=True)))
 
     _run(go)
 
@@ -46,6 +116,19 @@ def _reachable(address: str, timeout: float = 2.0) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def _ours(name: str, address: str) -> str:
+    """`` (featurestore infra, pid N)`` when the service at ``address`` is the one infra up started."""
+    from featurestore.devinfra import services as svc
+    from featurestore.errors import InfraError
+
+    try:
+        s = svc.service(name)
+    except InfraError:
+        return ""
+    pid = s.status() if address in (f"{svc.HOST}:{s.port}", f"localhost:{s.port}") else None
+    return f" (featurestore infra, pid {pid}, data in {s.dir})" if pid else ""
 
 
 def _java() -> Optional[str]:
@@ -87,16 +170,17 @@ def status(repo: Optional[Path] = typer.Option(None, "--repo", "-r", show_defaul
         checks.append(("java", java is not None, java or "not on PATH (Java 17 runs the Flink jobs)"))
         url = urlparse(cfg.redis_url)
         redis_at = f"{url.hostname or '127.0.0.1'}:{url.port or 6379}"
-        checks.append(("redis", _reachable(redis_at), redis_at))
         kafka_at = cfg.kafka_bootstrap.split(",")[0]
-        checks.append(("kafka", _reachable(kafka_at), kafka_at))
+        for name, at in (("redis", redis_at), ("kafka", kafka_at)):
+            up = _reachable(at)
+            checks.append((name, up, at + (_ours(name, at) if up else " (featurestore infra up starts one)")))
         ok = all(c[1] for c in checks)
         if as_json:
             cli_support.print_json({"checks": [{"what": w, "ok": good, "detail": d} for w, good, d in checks],
                                     "ok": ok})
         else:
             for what, good, detail in checks:
-                typer.echo(f"{what:<11} {'ok' if good else 'MISSING'}  {detail}")
+                console().print(f"{what:<11} {'ok' if good else 'MISSING'}  {detail}", markup=False, soft_wrap=True)
         if not ok:
             raise typer.Exit(1)
 

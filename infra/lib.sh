@@ -6,7 +6,6 @@ INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$INFRA_DIR/.." && pwd)"
 CACHE_DIR="$INFRA_DIR/.cache"
 RUN_DIR="${FEATURESTORE_INFRA_RUN_DIR:-$INFRA_DIR/.run}"  # data, logs, pidfiles (another dir: another instance)
-KAFKA_LIBS_DIR="$CACHE_DIR/kafka-libs"
 FLINK_JARS_DIR="$CACHE_DIR/flink-jars"
 TOOLS_DIR="$CACHE_DIR/tools"
 
@@ -23,6 +22,22 @@ die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
 FEATURESTORE_KAFKA_CONTROLLER_PORT="${FEATURESTORE_KAFKA_CONTROLLER_PORT:-$((FEATURESTORE_KAFKA_PORT + 1))}"
 [[ "$FEATURESTORE_KAFKA_CONTROLLER_PORT" =~ ^[0-9]+$ ]] || die "FEATURESTORE_KAFKA_CONTROLLER_PORT must be a port number, got '$FEATURESTORE_KAFKA_CONTROLLER_PORT'"
 [[ "$FEATURESTORE_KAFKA_CONTROLLER_PORT" != "$FEATURESTORE_KAFKA_PORT" ]] || die "FEATURESTORE_KAFKA_CONTROLLER_PORT must differ from FEATURESTORE_KAFKA_PORT ($FEATURESTORE_KAFKA_PORT)"
+
+# devinfra_python ARGS...: this checkout's featurestore package (featurestore/devinfra/, standard library
+# only) run by the project's .venv, else by python3.
+devinfra_python() {
+  local py="$REPO_DIR/.venv/bin/python"
+  [[ -x "$py" ]] || py=python3
+  PYTHONPATH="$REPO_DIR${PYTHONPATH:+:$PYTHONPATH}" "$py" "$@"
+}
+
+# devinfra SERVICE COMMAND: featurestore/devinfra/services.py, what `featurestore infra up|down|status` runs,
+# with this checkout's ports and run directory.
+devinfra() {
+  FEATURESTORE_REDIS_PORT="$FEATURESTORE_REDIS_PORT" FEATURESTORE_KAFKA_PORT="$FEATURESTORE_KAFKA_PORT" \
+    FEATURESTORE_KAFKA_CONTROLLER_PORT="$FEATURESTORE_KAFKA_CONTROLLER_PORT" FEATURESTORE_INFRA_RUN_DIR="$RUN_DIR" \
+    devinfra_python -m featurestore.devinfra.services "$@"
+}
 
 # count_jars DIR: number of *.jar files in DIR.
 count_jars() {

@@ -113,28 +113,14 @@ fetch_jars() {
   log "$name: $(count_jars "$dir") jars in ${dir#"$REPO_DIR"/}"
 }
 
-# Kafka health probe (infra/tools/KafkaHealth.java) compiled against kafka-clients.
-build_tools() {
-  local src="$INFRA_DIR/tools/KafkaHealth.java" fp stamp="$CACHE_DIR/tools.stamp"
-  fp="$(fingerprint "$src" "$CACHE_DIR/kafka-libs.stamp")"
-  if [[ -s "$stamp" && "$(cat "$stamp")" == "$fp" && -f "$TOOLS_DIR/KafkaHealth.class" ]]; then
-    return 0
-  fi
-  rm -rf "$TOOLS_DIR"
-  mkdir -p "$TOOLS_DIR"
-  timeout 120 javac -nowarn -d "$TOOLS_DIR" -cp "$KAFKA_LIBS_DIR/*" "$src" \
-    || die "compiling infra/tools/KafkaHealth.java failed (javac against infra/.cache/kafka-libs)"
-  echo "$fp" >"$stamp"
-}
-
 main() {
   ensure_redis
   ensure_chromium
   ensure_tools
-  fetch_jars kafka-libs "$KAFKA_LIBS_DIR" -DincludeScope=runtime -- "$INFRA_DIR/pom-kafka.xml"
   fetch_jars flink-jars "$FLINK_JARS_DIR" -DexcludeTransitive=true -- \
     "$INFRA_DIR/pom-flink.xml" "$INFRA_DIR/pom-hadoop.xml"
-  build_tools
+  # the Kafka broker's pinned jars (featurestore/devinfra/pins.py) into the user cache, as `featurestore infra up`
+  devinfra_python -m featurestore.devinfra.jars kafka >/dev/null
 }
 
 main "$@"

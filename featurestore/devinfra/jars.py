@@ -157,4 +157,24 @@ def classpath(group: str, env: Optional[Mapping[str, str]] = None) -> List[Path]
     return [d / a.file_name for a in artifacts(group)]
 
 
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m featurestore.devinfra.jars GROUP``: fetch the group's pinned jars (infra/setup.sh)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(f"usage: python -m featurestore.devinfra.jars {'|'.join(PINS)}", file=sys.stderr)
+        return 2
+    try:
+        print(fetch(args[0], say=lambda t: print(f"[infra] {t}", file=sys.stderr)))
+        return 0
+    except InfraError as exc:
+        print(f"[infra] ERROR: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
 __all__ = ["Artifact", "artifacts", "jars_dir", "missing", "fetch", "classpath", "connector_jars", "MAVEN_CENTRAL"]
