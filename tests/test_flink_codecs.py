@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featurestore.cli import app
-from featurestore.engines.flink_backfill import FLINK_CODECS
+from featurestore.engines.flink.backfill import FLINK_CODECS
 from featurestore.store import FeatureStore
 from tests.randomrepo import random_events, write_repo
 

@@ -118,3 +118,16 @@ def test_a_missing_redis_server_or_java_is_one_line(wheel_venv, tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
     out = _fs(wheel_venv, ["infra", "up", "zookeeper"], env, tmp_path, check=False)
     assert out.returncode == 1 and "no service named 'zookeeper' (known: redis, kafka)" in out.stderr
+
+
+def test_the_wheel_ships_the_streaming_jobs_java_function(wheel_venv, tmp_path):
+    """A JRE is enough from a wheel: the job's Java function is in it, found with no javac on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURESTORE_")}
+    env.update(PATH=str(wheel_venv / "bin"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run([str(wheel_venv / "bin" / "python"), "-c",
+                          "import featurestore, sys; from featurestore.engines.flink.udf import udf_jar; "
+                          "print(udf_jar()); print(featurestore.__file__)"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    jar, package = out.stdout.split()
+    assert jar.endswith("featurestore/engines/flink/java/featurestore-udf.jar") and jar.startswith(str(Path(package).parent))

@@ -359,8 +359,9 @@ class Kafka:
         timeout_s = float(self.env.get("FEATURESTORE_KAFKA_START_TIMEOUT_S") or 60)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            # our own child: its exit code (a zombie's /proc cmdline is empty); else the pidfile's process
             code = proc.poll() if proc is not None else None
-            if code is not None or _alive(self.pidfile, self.pattern) is None:
+            if code is not None if proc is not None else _alive(self.pidfile, self.pattern) is None:
                 errors = [ln for ln in (self.logs / "server.log").read_text(errors="replace").splitlines()
                           if " ERROR " in ln or "Exception" in ln] if (self.logs / "server.log").is_file() else []
                 raise InfraError(f"kafka exited during startup (exit code {code}): "

@@ -1,11 +1,15 @@
-"""The streaming job's Java function (``featurestore/engines/flink/java``), built into a jar on first use.
+"""The streaming job's Java function (``featurestore/engines/flink/java``), shipped as a jar: a Java runtime is
+enough, no JDK.
 
 ``ParseJsonRecord`` reads a Kafka record as a strict JSON object with typed columns in one pass (see its
-source and :mod:`featurestore.engines.flink.ingest`). It is compiled with the JDK's ``javac`` against
-PyFlink's own jars (nothing is downloaded) into ``infra/.cache/featurestore-udf/`` of this checkout (or
-``~/.cache/featurestore/`` when that is not writable), named by a hash of its sources and the Flink
-version, so a changed source is rebuilt and concurrent builds never see a half-written jar. The jar
-travels with the job like the connector jars (``pipeline.jars``), to a remote cluster too.
+source and :mod:`featurestore.engines.flink.ingest`). Its compiled jar, ``java/featurestore-udf.jar``, is
+committed and in the wheel; its manifest names a digest of the sources it was built from. When the
+sources differ from that digest (a developer changed them), the job builds its own jar with the JDK's
+``javac`` against PyFlink's jars into ``infra/.cache/featurestore-udf/`` of this checkout (or
+``~/.cache/featurestore/``), named by a hash of the sources and the Flink version, and
+``python -m featurestore.engines.flink.udf`` (with a JDK) rebuilds the committed jar, reproducibly
+(fixed entry times and order). The jar travels with the job like the connector jars (``pipeline.jars``),
+to a remote cluster too.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from featurestore.errors import InfraError
 
 JAVA_DIR = Path(__file__).resolve().parent / "java"
 UDF_CLASS = "featurestore.flink.ParseJsonRecord"
 JAR_PREFIX = "featurestore-udf-"
+PACKAGED = JAVA_DIR / "featurestore-udf.jar"
+DIGEST_KEY = "Featurestore-Source-Digest"
 
 
 def _sources() -> List[Path]:
@@ -40,6 +46,27 @@ def _cache_dirs() -> List[Path]:
     checkout = Path(__file__).resolve().parents[3] / "infra"
     dirs = [checkout / ".cache" / "featurestore-udf"] if checkout.is_dir() else []
     return dirs + [Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featurestore"]
+
+
+def source_digest() -> str:
+    """A hash of the Java sources (names and bytes): what the shipped jar's manifest records."""
+    h = hashlib.sha256()
+    for src in _sources():
+        h.update(src.relative_to(JAVA_DIR).as_posix().encode() + b"\0" + src.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def built_from(jar: Path) -> Optional[str]:
+    """The source digest in a jar's manifest (None: no such jar or entry)."""
+    try:
+        with zipfile.ZipFile(jar) as z:
+            manifest = z.read("META-INF/MANIFEST.MF").decode()
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+    for line in manifest.splitlines():
+        if line.startswith(DIGEST_KEY + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 def _fingerprint() -> str:
@@ -59,7 +86,10 @@ def job_jars(store) -> List[Path]:
 
 
 def udf_jar() -> Path:
-    """The jar of the streaming job's Java functions, built (once per source change) if needed."""
+    """The jar of the streaming job's Java functions: the shipped one, or (sources changed since it was built)
+    one built with javac once per source change."""
+    if built_from(PACKAGED) == source_digest():
+        return PACKAGED
     name = f"{JAR_PREFIX}{_fingerprint()}.jar"
     for d in _cache_dirs():
         if (d / name).is_file():
@@ -74,11 +104,12 @@ def udf_jar() -> Path:
     raise InfraError(f"cannot build the featurestore Flink functions jar ({'; '.join(problems)})")
 
 
-def _build(target: Path) -> Path:
+def _build(target: Path, reproducible: bool = False) -> Path:
     javac = shutil.which("javac")
     if javac is None:
-        raise InfraError("javac not found: the streaming job compiles its Java function (featurestore/engines/flink/java) "
-                         "with a JDK; install one (apt-get install -y openjdk-17-jdk-headless)")
+        raise InfraError("javac not found, and featurestore/engines/flink/java changed since its shipped jar was built: "
+                         "install a JDK (apt-get install -y openjdk-17-jdk-headless), then python -m "
+                         "featurestore.engines.flink.udf rebuilds the jar")
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target.parent) as tmp:
         classes = Path(tmp) / "classes"
         classes.mkdir()
@@ -89,15 +120,30 @@ def _build(target: Path) -> Path:
             first = (out.stderr or out.stdout).strip().splitlines()
             raise InfraError(f"compiling featurestore/engines/flink/java failed: {first[0] if first else out.returncode}")
         tmp_jar = Path(tmp) / target.name
+        manifest = f"Manifest-Version: 1.0\nCreated-By: featurestore\n{DIGEST_KEY}: {source_digest()}\n\n"
         with zipfile.ZipFile(tmp_jar, "w", zipfile.ZIP_DEFLATED) as jar:
-            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: featurestore\n\n")
-            for f in sorted(classes.rglob("*.class")):
-                jar.write(f, f.relative_to(classes).as_posix())
+            entries = [("META-INF/MANIFEST.MF", manifest.encode())] + [
+                (f.relative_to(classes).as_posix(), f.read_bytes()) for f in sorted(classes.rglob("*.class"))]
+            for name, data in entries:  # fixed times and order: the same sources give the same jar
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                jar.writestr(info, data)
         os.replace(tmp_jar, target)
-    for old in target.parent.glob(f"{JAR_PREFIX}*.jar"):
-        if old != target:
-            old.unlink(missing_ok=True)
+    if not reproducible:
+        for old in target.parent.glob(f"{JAR_PREFIX}*.jar"):
+            if old != target:
+                old.unlink(missing_ok=True)
     return target
 
 
-__all__ = ["udf_jar", "job_jars", "UDF_CLASS"]
+def build_packaged() -> Path:
+    """Rebuild the committed jar (``java/featurestore-udf.jar``) from the sources (needs a JDK and PyFlink)."""
+    return _build(PACKAGED, reproducible=True)
+
+
+if __name__ == "__main__":
+    print(build_packaged())
+
+
+__all__ = ["udf_jar", "job_jars", "UDF_CLASS", "PACKAGED", "source_digest", "built_from", "build_packaged"]
