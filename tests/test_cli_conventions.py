@@ -144,7 +144,7 @@ def test_shell_completion_works_in_bash(repo):
     assert {"plan", "apply", "backfill", "list"} <= set(complete('""'))
     assert complete("back") == ["backfill"]
     assert "--view" in complete("backfill", "--vi")
-    assert {"jars", "status"} == set(complete("infra", '""'))
+    assert {"up", "down", "jars", "status"} == set(complete("infra", '""'))
 
 
 def _stable(doc):
