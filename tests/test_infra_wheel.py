@@ -69,7 +69,8 @@ def test_infra_up_status_down_from_a_wheel(wheel_venv, tmp_path):
     env.update(FEATURESTORE_REDIS_PORT=str(redis_port), FEATURESTORE_KAFKA_PORT=str(kafka_port),
                FEATURESTORE_KAFKA_CONTROLLER_PORT=str(controller), XDG_STATE_HOME=str(tmp_path / "state"),
                FEATURESTORE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-               FEATURESTORE_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}")
+               FEATURESTORE_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}",
+               FEATURESTORE_KAFKA_START_TIMEOUT_S="240")  # generous on a loaded machine
     try:
         up = _fs(wheel_venv, ["infra", "up"], env, tmp_path)
         assert f"redis: started at redis://127.0.0.1:{redis_port}/0" in up.stdout
