@@ -132,3 +132,22 @@ def test_the_wheel_ships_the_streaming_jobs_java_function(wheel_venv, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     jar, package = out.stdout.split()
     assert jar.endswith("featurestore/engines/flink/java/featurestore-udf.jar") and jar.startswith(str(Path(package).parent))
+
+
+def test_infra_up_starts_redis_where_the_repo_expects_it(wheel_venv, tmp_path):
+    """No FEATURESTORE_REDIS_PORT: the port of the repo's own (local) redis_url, from a folder below the repo."""
+    port = free_port()
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "featurestore.yaml").write_text(f"project: p\nonline_store:\n  redis_url: redis://localhost:{port}/0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURESTORE_")}
+    env.update(XDG_STATE_HOME=str(tmp_path / "state"))
+    try:
+        up = _fs(wheel_venv, ["infra", "up", "redis"], env, repo / "sub")
+        assert f"redis: started at redis://127.0.0.1:{port}/0" in up.stdout and "export" not in up.stderr, up
+        status = _fs(wheel_venv, ["infra", "status"], env, repo / "sub", check=False)
+        line = next(x for x in status.stdout.splitlines() if x.startswith("redis"))
+        assert line.startswith(f"redis       ok  localhost:{port} (featurestore infra, pid"), status.stdout
+    finally:
+        down = _fs(wheel_venv, ["infra", "down", "redis"], env, repo / "sub", check=False)
+    assert down.returncode == 0 and "redis: stopped" in down.stdout, down
