@@ -133,7 +133,7 @@ main() {
   ensure_tools
   fetch_jars kafka-libs "$KAFKA_LIBS_DIR" -DincludeScope=runtime -- "$INFRA_DIR/pom-kafka.xml"
   fetch_jars flink-jars "$FLINK_JARS_DIR" -DexcludeTransitive=true -- \
-    "$INFRA_DIR/pom-flink.xml" "$INFRA_DIR/pom-hadoop.xml"
+    "$INFRA_DIR/pom-flink.xml" "$INFRA_DIR/pom-avro.xml" "$INFRA_DIR/pom-hadoop.xml"
   build_tools
 }
 

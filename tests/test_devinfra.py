@@ -55,7 +55,7 @@ def test_infra_jars_fetches_into_the_user_cache_once(mirror, tmp_path):
     res = CliRunner().invoke(app, ["infra", "jars"])
     assert res.exit_code == 0, res.output
     d = jars.jars_dir("flink")
-    assert d.parent.parent == tmp_path / "cache" and f"flink connector jars: 4 in {d}" in res.output
+    assert d.parent.parent == tmp_path / "cache" and f"flink connector jars: 8 in {d}" in res.output
     for a in jars.artifacts("flink"):
         assert _sha(d / a.file_name) == a.sha256
     assert [p.name for p in d.iterdir() if p.name.startswith(".")] == []  # no temp files left

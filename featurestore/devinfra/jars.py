@@ -125,7 +125,8 @@ def fetch(group: str, env: Optional[Mapping[str, str]] = None,
     return d
 
 
-FLINK_JARS = ("flink-sql-connector-kafka-", "flink-sql-parquet-", "hadoop-client-api-", "hadoop-client-runtime-")
+FLINK_JARS = ("flink-sql-connector-kafka-", "flink-sql-parquet-", "hadoop-client-api-", "hadoop-client-runtime-",
+              "avro-", "jackson-core-", "jackson-databind-", "jackson-annotations-")
 
 
 def connector_jars(config, checkout: Optional[Path] = None) -> List[Path]:
