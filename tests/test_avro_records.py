@@ -290,3 +290,41 @@ def test_corrupt_bytes_never_crash_the_decoder(decode):
     reasons = {g[1] for g in got}
     assert reasons <= {None, "not an Avro record of the writer schema", "trailing data after the Avro record"}
     assert "not an Avro record of the writer schema" in reasons
+
+
+def test_a_writer_schema_without_the_sources_columns_is_a_plan_problem_naming_source_and_column(tmp_path):
+    from featurestore import streaming
+    from featurestore.engines import flink_sql
+    from featurestore.errors import FeatureStoreError
+    from featurestore.store import FeatureStore
+    from tests.randomrepo import write_repo
+    from tests.test_stream import stream_definitions
+
+    schema = {"type": "record", "name": "Tx", "fields": [
+        {"name": "user_id", "type": "string"}, {"name": "shop", "type": "long"}, {"name": "amount", "type": "double"},
+        {"name": "qty", "type": ["null", "double"]}, {"name": "flag", "type": "boolean"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+    root = write_repo(tmp_path)
+    (root / "definitions" / "features.py").write_text(stream_definitions("t").replace(
+        'KafkaTopic("t")', f'KafkaTopic("t", format="avro", avro_schema={json.dumps(schema)!r})'))
+    store = FeatureStore(root)
+    first = ("streaming: source 'events': Avro writer schema: column 'qty' (int64) is Avro double; expected int or "
+             "long")
+    second = ("streaming: source 'events': Avro writer schema: column 'tag' is not a field of the Avro record 'Tx' "
+              "(fields: user_id, shop, amount, qty, flag, ts)")
+    problems = flink_sql.check_repo(store.repo)
+    assert sorted({(p.obj, p.message) for p in problems}) == sorted(
+        (v, m) for v in ("amount_stats", "qty_stats", "profile", "profile_forever", "pair_stats") for m in (first, second))
+    assert all(p.file == "definitions/features.py" and p.line > 0 for p in problems)
+    with pytest.raises(FeatureStoreError) as err:
+        streaming.plan(store)
+    assert str(err.value) == first.replace("streaming: ", "")
+    # the derived schema streams: the plan reads every record once with the Avro parse function
+    (root / "definitions" / "features.py").write_text(stream_definitions("t").replace(
+        'KafkaTopic("t")', 'KafkaTopic("t", format="avro-confluent", avro_schema_id=12)'))
+    store = FeatureStore(root)
+    assert flink_sql.check_repo(store.repo) == []
+    text = streaming.explain(store)
+    assert "CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS fs_parse_avro_record AS " \
+           "'featurestore.flink.ParseAvroRecord' LANGUAGE JAVA" in text
+    assert text.count("fs_parse_avro_record(`__value`") == 1 and '"confluent":true,"schema_id":12' in text

@@ -152,44 +152,51 @@ def _describe(typ: Any) -> str:
 def column_readers(source) -> Dict[str, str]:
     """Column -> how its value is read: the event time's unit (``ms``/``us``/``ns``), else the Avro type name
     (``string``, ``enum``, ``int``, ...). Raises AvroSchemaError naming the first column that cannot be read."""
+    readers, found = _readers(source)
+    if found:
+        raise AvroSchemaError(found[0])
+    return readers
+
+
+def _readers(source) -> Tuple[Dict[str, str], List[str]]:
+    """(the readers of the columns that can be read, a problem per column that cannot)."""
     schema = writer_schema(source)
     named = _named_types(schema)
     fields = {f["name"]: f["type"] for f in schema["fields"]}
-    out = {}
+    out: Dict[str, str] = {}
+    found: List[str] = []
     for name, dtype in source.schema:
         if name != source.timestamp and dtype not in ACCEPTED:
             continue  # json / extra timestamp columns: refused by the streaming job's checks
         if name not in fields:
-            raise AvroSchemaError(f"column {name!r} is not a field of the Avro record {schema['name']!r} "
-                                  f"(fields: {', '.join(fields) or 'none'})")
+            found.append(f"column {name!r} is not a field of the Avro record {schema['name']!r} "
+                         f"(fields: {', '.join(fields) or 'none'})")
+            continue
         try:
             typ, _nullable = _branch(fields[name])
         except AvroSchemaError as exc:
-            raise AvroSchemaError(f"column {name!r}: {exc}") from None
+            found.append(f"column {name!r}: {exc}")
+            continue
         typ = named.get(typ, typ) if isinstance(typ, str) else typ
         kind, logical = _kind(typ)
         if name == source.timestamp:
             if kind != "long" or logical not in TIME_UNITS:
-                raise AvroSchemaError(f"event time {name!r} is Avro {_describe(typ)}; expected long "
-                                      "(epoch milliseconds) or long timestamp-millis/-micros/-nanos")
-            out[name] = TIME_UNITS[logical]
-            continue
-        if kind not in ACCEPTED[dtype] or (logical is not None and kind != "string"):  # string: uuid
-            raise AvroSchemaError(f"column {name!r} ({dtype}) is Avro {_describe(typ)}; expected "
-                                  f"{' or '.join(ACCEPTED[dtype])}")
-        out[name] = kind
-    return out
+                found.append(f"event time {name!r} is Avro {_describe(typ)}; expected long (epoch milliseconds) "
+                             "or long timestamp-millis/-micros/-nanos")
+            else:
+                out[name] = TIME_UNITS[logical]
+        elif kind not in ACCEPTED[dtype] or (logical is not None and kind != "string"):  # string: uuid
+            found.append(f"column {name!r} ({dtype}) is Avro {_describe(typ)}; expected {' or '.join(ACCEPTED[dtype])}")
+        else:
+            out[name] = kind
+    return out, found
 
 
 def problems(source) -> List[str]:
     """Why a source's Avro stream face cannot be read (empty when it can, or when it is not Avro)."""
     if source.stream is None or not source.stream.format.startswith("avro"):
         return []
-    try:
-        column_readers(source)
-    except AvroSchemaError as exc:
-        return [f"source '{source.name}': Avro writer schema: {exc}"]
-    return []
+    return [f"source '{source.name}': Avro writer schema: {p}" for p in _readers(source)[1]]
 
 
 __all__ = ["AvroSchemaError", "derived_schema", "writer_schema", "column_readers", "canonical_text", "problems"]
