@@ -328,3 +328,40 @@ def test_a_writer_schema_without_the_sources_columns_is_a_plan_problem_naming_so
     assert "CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS fs_parse_avro_record AS " \
            "'featurestore.flink.ParseAvroRecord' LANGUAGE JAVA" in text
     assert text.count("fs_parse_avro_record(`__value`") == 1 and '"confluent":true,"schema_id":12' in text
+
+
+@pytest.mark.flink
+def test_pushed_rows_are_the_avro_records_the_job_reads(decode):
+    """push to an Avro stream face encodes each row with the writer schema (Confluent header and id, the event
+    time in the field's unit); the decoder reads back the values pushed. A value Avro cannot carry in its
+    field is a one-line error naming row and column, and nothing is produced."""
+    import pandas as pd
+
+    from featurestore.errors import RequestError
+    from featurestore.push.kafka import records
+
+    rows = pd.DataFrame({"user_id": ["u1", None, "é"], "shop": [1, 2, -(2 ** 63)], "amount": [2.5, None, float("inf")],
+                         "qty": pd.array([3, None, -7], dtype="Int64"), "ratio": [0.5, 1.0, None],
+                         "tag": ["a", "b", None], "flag": [True, None, False],
+                         "ts": pd.to_datetime(["2026-03-01T00:00:00.0015Z", "1969-12-31T23:59:59.9995Z",
+                                               "2026-03-01T00:00:01.000Z"])})
+    schema = given([
+        {"name": "note", "type": "string", "default": "none"},  # not pushed: its default
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        *[f for f in avro.derived_schema(source())["fields"] if f["name"] != "ts"]])
+    for src in (source(), source(format="avro-confluent", avro_schema=schema, avro_schema_id=9)):
+        got = decode(src, records(src, rows))
+        assert [g[1:4] for g in got] == [[None] * 3] * 3
+        assert [g[5:] for g in got] == [
+            ["u1", "1", "2.5", "3", "0.5", "a", "true", "1772323200001"],
+            [None, "2", None, None, "1.0", "b", None, "-1"],
+            ["é", str(-(2 ** 63)), "Infinity", "-7", None, None, "false", "1772323201000"]]
+    for bad, message in [({"qty": ["3"]}, "row 0, column 'qty': not Avro int: '3' is not an integer"),
+                         ({"flag": [1]}, "row 0, column 'flag': not Avro boolean: 1 is not a boolean"),
+                         ({"ts": ["yesterday"]}, "row 0, column 'ts': not a time: 'yesterday'")]:
+        with pytest.raises(RequestError) as err:
+            records(source(), pd.DataFrame({"user_id": ["u1"], "ts": [1_772_323_200_000], **bad}))
+        assert str(err.value) == f"push to source 'tx': {message}"
+    with pytest.raises(RequestError, match=r"^push to source 'tx': its stream face is avro-confluent without "
+                                           r"avro_schema_id; set the id"):
+        records(source(format="avro-confluent"), rows)
