@@ -365,3 +365,40 @@ def test_pushed_rows_are_the_avro_records_the_job_reads(decode):
     with pytest.raises(RequestError, match=r"^push to source 'tx': its stream face is avro-confluent without "
                                            r"avro_schema_id; set the id"):
         records(source(format="avro-confluent"), rows)
+
+
+@pytest.mark.kafka
+def test_the_hand_off_reads_the_first_event_time_of_avro_records(kafka_admin):
+    """The batch -> stream hand-off bounds the records a topic lost by the first retained record's event
+    time: for an Avro face it decodes the datum (Confluent header and pinned id, the field's unit)."""
+    import uuid
+
+    from featurestore import stream_handoff
+    from featurestore.config import load_config
+    from tests.test_stream import create_topic, produce
+
+    topic = f"fs_avro_first_{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_admin, topic, partitions=2)
+    schema = given([{"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+                    *[f for f in avro.derived_schema(source())["fields"] if f["name"] != "ts"]])
+    src = source(format="avro-confluent", avro_schema=schema, avro_schema_id=4)
+    good = {"user_id": "u1", "shop": 1, "amount": 1.0, "qty": 1, "ratio": 1.0, "tag": "a", "flag": True}
+
+    def framed(ts, schema_id=4):
+        return b"\x00" + struct.pack(">i", schema_id) + _write(schema, {**good, "ts": ts})
+
+    try:
+        # partition 0: garbage, another schema id, a time out of range, then the first readable time (floored)
+        produce(topic, [(b"k", v) for v in (None, b"junk", framed(1_000, schema_id=5), framed(2 ** 62),
+                                              framed(-1_500_500), framed(7_000))])
+        bootstrap = load_config(Path(__file__).resolve().parents[1]).kafka_bootstrap
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in (0, 1)}
+        c.close()
+        got = stream_handoff.first_event_times(bootstrap, topic, src, ends)
+        full = next(p for p, (low, high) in ends.items() if high > low)
+        assert got == {full: (4, -1_501), 1 - full: None}
+    finally:
+        kafka_admin.delete_topics([topic])
