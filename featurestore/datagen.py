@@ -513,6 +513,28 @@ def iter_json_records(df: pd.DataFrame, ts_column: str = TIMESTAMP_COLUMN,
         yield user, (template % values).encode("utf-8")
 
 
+def iter_avro_records(df: pd.DataFrame, source: Any, chunk: int = 10_000) -> Iterator[Tuple[Optional[str], bytes]]:
+    """(user_id, Avro payload) for every row of ``df`` in its order: the datum of the source's writer schema,
+    as ``push`` writes it (:mod:`featurestore.push.avro`)."""
+    from featurestore.push.avro import records
+
+    for start in range(0, len(df), chunk):
+        part = df.iloc[start:start + chunk]
+        users = (part["user_id"].tolist() if "user_id" in part.columns else [None] * len(part))
+        for user, value in zip(users, records(source, part)):
+            yield (None if _is_null(user) else str(user)), value
+
+
+def _stream_source(target: Any, source: Any) -> Any:
+    """The Source whose stream face is produced to (as :func:`_resolve_stream` picks it), or None."""
+    repo = getattr(target, "repo", None)
+    if isinstance(source, str):
+        return repo.sources.get(source) if repo is not None else None
+    if source is None and repo is not None:
+        return repo.sources.get("transactions")
+    return source
+
+
 # -- malformed records -------------------------------------------------------------------------------
 
 
@@ -673,8 +695,6 @@ def _resolve_stream(target: Any, source: Any, topic: Optional[str]) -> Tuple[str
         stream = getattr(source, "stream", None)
         if stream is None:
             raise FeatureStoreError(f"source {getattr(source, 'name', '?')!r} has no stream face (KafkaTopic)")
-        if getattr(stream, "format", "json") != "json":
-            raise FeatureStoreError(f"source {getattr(source, 'name', '?')!r}: only JSON stream faces can be produced")
         topic = topic or stream.topic
         stream_bootstrap = getattr(stream, "bootstrap_servers", None)
         ts_column = source.timestamp
@@ -710,7 +730,8 @@ def produce_kafka(
     producer_config: Optional[Mapping[str, Any]] = None,
     flush_timeout: float = 120.0,
 ) -> int:
-    """Produce the events to Kafka as JSON (:func:`to_json_record`), key = ``user_id``, in the
+    """Produce the events to Kafka as JSON (:func:`to_json_record`; an Avro stream face: the datum of its writer
+    schema, :func:`iter_avro_records`), key = ``user_id``, in the
     :func:`out_of_order` arrival order, with :func:`malformed_count` malformed payloads interleaved at
     seeded positions (unkeyed). Returns the number of records delivered (events + malformed).
 
@@ -777,7 +798,11 @@ def produce_kafka(
 
     show = total > PROGRESS_THRESHOLD if progress is None else progress
     bar = tqdm(total=total, unit="rec", desc=f"producing to {topic}", file=sys.stderr, disable=not show)
-    records = iter_json_records(arrival, ts_column=ts_column, schema=schema)
+    face = _stream_source(target, source)
+    if face is not None and face.stream.format in ("avro", "avro-confluent"):
+        records = iter_avro_records(arrival, face)
+    else:
+        records = iter_json_records(arrival, ts_column=ts_column, schema=schema)
     bad_iter = iter(bad)
     try:
         for i in range(total):

@@ -13,6 +13,7 @@ import math
 import random
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -400,5 +401,50 @@ def test_the_hand_off_reads_the_first_event_time_of_avro_records(kafka_admin):
         got = stream_handoff.first_event_times(bootstrap, topic, src, ends)
         full = next(p for p, (low, high) in ends.items() if high > low)
         assert got == {full: (4, -1_501), 1 - full: None}
+    finally:
+        kafka_admin.delete_topics([topic])
+
+
+@pytest.mark.kafka
+def test_generate_produces_avro_records_to_an_avro_face(kafka_admin):
+    """``featurestore generate --kafka`` (datagen.produce_kafka) on an Avro face: every event is one datum of
+    the writer schema, keyed by user; the malformed records it interleaves are not."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    from featurestore import datagen
+    from featurestore.config import load_config
+    from tests.test_stream import create_topic
+
+    topic = f"fs_avro_gen_{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_admin, topic, partitions=1)
+    src = Source(name="transactions", schema=datagen.COLUMNS, timestamp="ts", stream=KafkaTopic(topic, format="avro"))
+    bootstrap = load_config(Path(__file__).resolve().parents[1]).kafka_bootstrap
+    try:
+        sent = datagen.produce_kafka(bootstrap, source=src, events=300, users=20, seed=3, progress=False)
+        df = datagen.generate_transactions(300, 20, datagen.DEFAULT_MERCHANTS, datagen.DEFAULT_DAYS, 3)
+        assert sent == 300 + datagen.malformed_count(300)
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        msgs = []
+        deadline = time.time() + 60
+        while len(msgs) < sent and time.time() < deadline:
+            m = c.poll(1.0)
+            if m is not None and m.error() is None:
+                msgs.append(m)
+        c.close()
+        parsed = fastavro.parse_schema(avro.derived_schema(src))
+        decoded = []
+        for m in msgs:
+            try:
+                buf = io.BytesIO(m.value() or b"")
+                rec = fastavro.schemaless_reader(buf, parsed, None)
+                if buf.tell() == len(m.value()) and rec["event_id"] is not None:
+                    decoded.append((m.key().decode(), rec))
+            except Exception:  # noqa: BLE001 - the malformed records
+                pass
+        assert sorted(r["event_id"] for _, r in decoded) == sorted(df["event_id"])
+        assert all(k == r["user_id"] for k, r in decoded)
     finally:
         kafka_admin.delete_topics([topic])
