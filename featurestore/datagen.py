@@ -799,7 +799,7 @@ def produce_kafka(
     show = total > PROGRESS_THRESHOLD if progress is None else progress
     bar = tqdm(total=total, unit="rec", desc=f"producing to {topic}", file=sys.stderr, disable=not show)
     face = _stream_source(target, source)
-    if face is not None and face.stream.format in ("avro", "avro-confluent"):
+    if face is not None and getattr(face.stream, "is_avro", False):
         records = iter_avro_records(arrival, face)
     else:
         records = iter_json_records(arrival, ts_column=ts_column, schema=schema)

@@ -194,7 +194,7 @@ def _readers(source) -> Tuple[Dict[str, str], List[str]]:
 
 def problems(source) -> List[str]:
     """Why a source's Avro stream face cannot be read (empty when it can, or when it is not Avro)."""
-    if source.stream is None or not source.stream.format.startswith("avro"):
+    if source.stream is None or not source.stream.is_avro:
         return []
     return [f"source '{source.name}': Avro writer schema: {p}" for p in _readers(source)[1]]
 

@@ -45,6 +45,7 @@ class DuckDBTable:
 
 
 STREAM_FORMATS = ("json", "avro", "avro-confluent")
+AVRO_FORMATS = ("avro", "avro-confluent")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class KafkaTopic:
         if self.avro_schema is not None:
             from featurestore.model.avro import AvroSchemaError, canonical_text
 
-            if not str(self.format).startswith("avro"):
+            if not self.is_avro:
                 checks.add(f"KafkaTopic avro_schema: only for format 'avro' or 'avro-confluent', not {self.format!r}")
             try:
                 object.__setattr__(self, "avro_schema", canonical_text(self.avro_schema))
@@ -97,6 +98,11 @@ class KafkaTopic:
                        f"got {self.avro_schema_id!r} with format {self.format!r}")
             object.__setattr__(self, "avro_schema_id", None)
         checks.settle(self)
+
+    @property
+    def is_avro(self) -> bool:
+        """Records are Avro datums (``avro`` or ``avro-confluent``), not JSON."""
+        return self.format in AVRO_FORMATS
 
     def canonical(self) -> dict:
         # The bootstrap address is where, not what: it does not change values. The Avro keys appear only when

@@ -39,7 +39,7 @@ def records(source, rows: Any):
     (:mod:`featurestore.push.avro`)."""
     from featurestore.push.rows import columns_of, time_ms
 
-    if source.stream.format in ("avro", "avro-confluent"):
+    if source.stream.is_avro:
         from featurestore.push.avro import records as avro_records
 
         return avro_records(source, rows)

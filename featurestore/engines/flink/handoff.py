@@ -126,7 +126,7 @@ def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[
 def _event_time_reader(source):
     """record value -> its event time (epoch ms) or None when unreadable, for the source's record format."""
     ts_column = source.timestamp
-    if source.stream.format in ("avro", "avro-confluent"):
+    if source.stream.is_avro:
         return _avro_event_time_reader(source)
 
     def read(value: Optional[bytes]) -> Optional[int]:

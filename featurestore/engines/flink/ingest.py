@@ -51,7 +51,8 @@ _PAYLOAD, _RECORD, _TIME, _COLUMN, _NOW, _FIRST_VALUE = 1, 2, 3, 4, 5, 6
 
 
 def function_ddl(sources=()) -> List[str]:
-    """The parse functions the sources' formats need (JSON always: the job's plan keeps one shape)."""
+    """The parse functions' DDL: the JSON one always (a JSON job's plan is what it was), the Avro one when a
+    source needs it."""
     from featurestore.engines.flink.udf import AVRO_UDF_CLASS, UDF_CLASS
 
     out = [f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FUNCTION} AS {lit(UDF_CLASS)} LANGUAGE JAVA"]
@@ -62,7 +63,7 @@ def function_ddl(sources=()) -> List[str]:
 
 
 def _is_avro(source) -> bool:
-    return source.stream.format in ("avro", "avro-confluent")
+    return source.stream.is_avro
 
 
 def kafka_table_ddl(source, table: str, bootstrap: str, group_id: str, bounded: bool,
