@@ -294,8 +294,8 @@ def test_corrupt_bytes_never_crash_the_decoder(decode):
 
 
 def test_a_writer_schema_without_the_sources_columns_is_a_plan_problem_naming_source_and_column(tmp_path):
-    from featurestore import streaming
-    from featurestore.engines import flink_sql
+    from featurestore.engines.flink import stream as streaming
+    from featurestore.engines.flink import exprs as flink_sql
     from featurestore.errors import FeatureStoreError
     from featurestore.store import FeatureStore
     from tests.randomrepo import write_repo
@@ -374,7 +374,7 @@ def test_the_hand_off_reads_the_first_event_time_of_avro_records(kafka_admin):
     time: for an Avro face it decodes the datum (Confluent header and pinned id, the field's unit)."""
     import uuid
 
-    from featurestore import stream_handoff
+    from featurestore.engines.flink import handoff as stream_handoff
     from featurestore.config import load_config
     from tests.test_stream import create_topic, produce
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featurestore import datagen, streaming
+from featurestore import datagen
+from featurestore.engines.flink import stream as streaming
 from featurestore.config import load_config
 from featurestore.engines.backfill import dead_letter_table
 from featurestore.errors import RequestError
