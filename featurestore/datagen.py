@@ -513,28 +513,6 @@ def iter_json_records(df: pd.DataFrame, ts_column: str = TIMESTAMP_COLUMN,
         yield user, (template % values).encode("utf-8")
 
 
-def iter_avro_records(df: pd.DataFrame, source: Any, chunk: int = 10_000) -> Iterator[Tuple[Optional[str], bytes]]:
-    """(user_id, Avro payload) for every row of ``df`` in its order: the datum of the source's writer schema,
-    as ``push`` writes it (:mod:`featurestore.push.avro`)."""
-    from featurestore.push.avro import records
-
-    for start in range(0, len(df), chunk):
-        part = df.iloc[start:start + chunk]
-        users = (part["user_id"].tolist() if "user_id" in part.columns else [None] * len(part))
-        for user, value in zip(users, records(source, part)):
-            yield (None if _is_null(user) else str(user)), value
-
-
-def _stream_source(target: Any, source: Any) -> Any:
-    """The Source whose stream face is produced to (as :func:`_resolve_stream` picks it), or None."""
-    repo = getattr(target, "repo", None)
-    if isinstance(source, str):
-        return repo.sources.get(source) if repo is not None else None
-    if source is None and repo is not None:
-        return repo.sources.get("transactions")
-    return source
-
-
 # -- malformed records -------------------------------------------------------------------------------
 
 
@@ -731,7 +709,7 @@ def produce_kafka(
     flush_timeout: float = 120.0,
 ) -> int:
     """Produce the events to Kafka as JSON (:func:`to_json_record`; an Avro stream face: the datum of its writer
-    schema, :func:`iter_avro_records`), key = ``user_id``, in the
+    schema, :func:`featurestore.push.avro.keyed_records`), key = ``user_id``, in the
     :func:`out_of_order` arrival order, with :func:`malformed_count` malformed payloads interleaved at
     seeded positions (unkeyed). Returns the number of records delivered (events + malformed).
 
@@ -798,9 +776,13 @@ def produce_kafka(
 
     show = total > PROGRESS_THRESHOLD if progress is None else progress
     bar = tqdm(total=total, unit="rec", desc=f"producing to {topic}", file=sys.stderr, disable=not show)
-    face = _stream_source(target, source)
-    if face is not None and getattr(face.stream, "is_avro", False):
-        records = iter_avro_records(arrival, face)
+    repo_sources = getattr(getattr(target, "repo", None), "sources", {})
+    face = source if source is None or not isinstance(source, str) else repo_sources.get(source)
+    face = repo_sources.get("transactions") if source is None else face
+    if getattr(getattr(face, "stream", None), "is_avro", False):  # the datum of its writer schema
+        from featurestore.push.avro import keyed_records
+
+        records = keyed_records(arrival, face)
     else:
         records = iter_json_records(arrival, ts_column=ts_column, schema=schema)
     bad_iter = iter(bad)

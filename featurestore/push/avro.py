@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Any, List
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -80,4 +80,16 @@ def records(source, rows: Any) -> List[bytes]:
     return out
 
 
-__all__ = ["records"]
+def keyed_records(df, source, chunk: int = 10_000) -> Iterator[Tuple[Optional[str], bytes]]:
+    """(user_id, Avro payload) for every row of ``df`` in its order, a chunk of rows at a time: what
+    ``featurestore generate --kafka`` produces to an Avro face (:func:`featurestore.datagen.produce_kafka`)."""
+    from featurestore.push.rows import _null
+
+    for start in range(0, len(df), chunk):
+        part = df.iloc[start:start + chunk]
+        users = part["user_id"].tolist() if "user_id" in part.columns else [None] * len(part)
+        for user, value in zip(users, records(source, part)):
+            yield (None if _null(user) else str(user)), value
+
+
+__all__ = ["records", "keyed_records"]
