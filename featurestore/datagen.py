@@ -673,8 +673,6 @@ def _resolve_stream(target: Any, source: Any, topic: Optional[str]) -> Tuple[str
         stream = getattr(source, "stream", None)
         if stream is None:
             raise FeatureStoreError(f"source {getattr(source, 'name', '?')!r} has no stream face (KafkaTopic)")
-        if getattr(stream, "format", "json") != "json":
-            raise FeatureStoreError(f"source {getattr(source, 'name', '?')!r}: only JSON stream faces can be produced")
         topic = topic or stream.topic
         stream_bootstrap = getattr(stream, "bootstrap_servers", None)
         ts_column = source.timestamp
@@ -710,7 +708,8 @@ def produce_kafka(
     producer_config: Optional[Mapping[str, Any]] = None,
     flush_timeout: float = 120.0,
 ) -> int:
-    """Produce the events to Kafka as JSON (:func:`to_json_record`), key = ``user_id``, in the
+    """Produce the events to Kafka as JSON (:func:`to_json_record`; an Avro stream face: the datum of its writer
+    schema, :func:`featurestore.push.avro.keyed_records`), key = ``user_id``, in the
     :func:`out_of_order` arrival order, with :func:`malformed_count` malformed payloads interleaved at
     seeded positions (unkeyed). Returns the number of records delivered (events + malformed).
 
@@ -777,7 +776,15 @@ def produce_kafka(
 
     show = total > PROGRESS_THRESHOLD if progress is None else progress
     bar = tqdm(total=total, unit="rec", desc=f"producing to {topic}", file=sys.stderr, disable=not show)
-    records = iter_json_records(arrival, ts_column=ts_column, schema=schema)
+    repo_sources = getattr(getattr(target, "repo", None), "sources", {})
+    face = source if source is None or not isinstance(source, str) else repo_sources.get(source)
+    face = repo_sources.get("transactions") if source is None else face
+    if getattr(getattr(face, "stream", None), "is_avro", False):  # the datum of its writer schema
+        from featurestore.push.avro import keyed_records
+
+        records = keyed_records(arrival, face)
+    else:
+        records = iter_json_records(arrival, ts_column=ts_column, schema=schema)
     bad_iter = iter(bad)
     try:
         for i in range(total):

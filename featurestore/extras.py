@@ -23,6 +23,7 @@ EXTRA_OF = {
     "pyflink": "stream",
     "apache_beam": "stream",
     "confluent_kafka": "stream",
+    "fastavro": "stream",
     "tqdm": "stream",
     "feast": "feast",
     "boto3": "s3",

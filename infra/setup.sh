@@ -118,7 +118,7 @@ main() {
   ensure_chromium
   ensure_tools
   fetch_jars flink-jars "$FLINK_JARS_DIR" -DexcludeTransitive=true -- \
-    "$INFRA_DIR/pom-flink.xml" "$INFRA_DIR/pom-hadoop.xml"
+    "$INFRA_DIR/pom-flink.xml" "$INFRA_DIR/pom-avro.xml" "$INFRA_DIR/pom-hadoop.xml"
   # the Kafka broker's pinned jars (featurestore/devinfra/pins.py) into the user cache, as `featurestore infra up`
   devinfra_python -m featurestore.devinfra.jars kafka >/dev/null
 }

@@ -439,7 +439,7 @@ def test_inline_unnamed_file_source_avro_and_timestamps():
     assert src.name == "tx_avro"
     assert src.schema == (("ts", "timestamp"), ("ingested", "timestamp"), ("user_id", "int64"),
                           ("seen_at", "timestamp"), ("amount", "float64"))
-    assert (src.stream, src.watermark_delay, src.batch) == (KafkaTopic("tx", "avro"), 1500,
+    assert (src.stream, src.watermark_delay, src.batch) == (KafkaTopic("tx", "avro", avro_schema=avro.schema_json), 1500,
                                                            ParquetFiles("data/tx/*.parquet"))
     assert out["view"].features == (Aggregation("amount", "stddev", "1d", name="amount_std_1d"),
                                     Aggregation("seen_at", "last", "1d", name="last_seen_at_86400s"))

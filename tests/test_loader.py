@@ -84,7 +84,7 @@ MANY_MISTAKES = [
     "definitions/sources.py:18 slow: source tiebreak: column 'nope' is not in the schema",
     "definitions/sources.py:18 slow: source watermark_delay: cannot parse '5 sec'; write e.g. '500ms', '30s', '10m', "
     "'1h', '7d', '2w'",
-    "definitions/sources.py:21 slow: KafkaTopic format: 'xml' is not one of json, avro",
+    "definitions/sources.py:21 slow: KafkaTopic format: 'xml' is not one of json, avro, avro-confluent",
     "definitions/sources.py:25 textual_time: source timestamp: column 'ts' must have type timestamp",
     "definitions/typo.py:3: cannot import definitions file: TypeError: FeatureView.__init__() got an unexpected "
     "keyword argument 'entites'",

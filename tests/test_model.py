@@ -68,7 +68,7 @@ def test_source_checks():
         source(schema={"a": "decimal", "ts": "timestamp"})
     with pytest.raises(DefinitionError, match="give a batch face, a stream face, or both"):
         source(batch=None, stream=None)
-    with pytest.raises(DefinitionError, match="KafkaTopic format: 'xml' is not one of json, avro"):
+    with pytest.raises(DefinitionError, match="KafkaTopic format: 'xml' is not one of json, avro, avro-confluent"):
         KafkaTopic("t", format="xml")
 
 

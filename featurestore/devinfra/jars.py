@@ -126,7 +126,8 @@ def fetch(group: str, env: Optional[Mapping[str, str]] = None,
 
 
 FLINK_JARS = ("flink-sql-connector-kafka-", "flink-sql-parquet-", "hadoop-client-api-", "hadoop-client-runtime-",
-              "zstd-jni-", "aircompressor-")  # the last two: Parquet's ZSTD and LZ4_RAW codecs
+              "zstd-jni-", "aircompressor-",  # Parquet's ZSTD and LZ4_RAW codecs
+              "avro-", "jackson-core-", "jackson-databind-", "jackson-annotations-")  # Avro stream faces
 
 
 def connector_jars(config, checkout: Optional[Path] = None) -> List[Path]:

@@ -1,8 +1,9 @@
 """The exact Java artifacts the package fetches (featurestore/devinfra/jars.py): (group, artifact, version,
 classifier, sha256, bytes).
 
-``flink``: the connector jars the Flink jobs load; what infra/pom-flink.xml and infra/pom-hadoop.xml resolve
-to (tests/test_devinfra.py checks the pins against the jars infra/setup.sh fetched): change both together.
+``flink``: the connector jars the Flink jobs load; what infra/pom-flink.xml, infra/pom-avro.xml and
+infra/pom-hadoop.xml resolve to (tests/test_devinfra.py checks the pins against the jars infra/setup.sh
+fetched): change both together.
 ``kafka``: the single-node Kafka broker ``featurestore infra up`` runs (featurestore/devinfra/services.py):
 the runtime closure of infra/pom-kafka.xml (``mvn -f infra/pom-kafka.xml dependency:copy-dependencies
 -DincludeScope=runtime``, then each file's hash and size)."""
@@ -21,6 +22,16 @@ PINS = {
          '1f85db623bf653860d10e13e7b1ca6609301f66994dc93784c92a66019516bb9', 7325504),
         ('io.airlift', 'aircompressor', '2.0.2', '',
          '0c2a96bf86d5fb24ff7f20c92483c61391cb10d440a4bd278c77365a2b165698', 254191),
+        # Avro stream faces (ParseAvroRecord): Avro parses writer schemas with plain (unshaded) Jackson, which
+        # no other jar of the job carries; the versions Avro 1.12.2 itself depends on.
+        ('org.apache.avro', 'avro', '1.12.2', '',
+         '6522e2a146b859ad158bb024dcc3b0bc826680794a2523b0881dafcbd59ce2df', 733218),
+        ('com.fasterxml.jackson.core', 'jackson-core', '2.22.1', '',
+         '941ff029bcdb93e83d209ce516c1a7fb8bbac07d0a2fa122f5bf194b2cd7b4f4', 594171),
+        ('com.fasterxml.jackson.core', 'jackson-databind', '2.22.1', '',
+         '7dcd7e53bec1f56c7ad278bd1ca0840bebcc595d61ce44d6a8439abb75b965b2', 1706404),
+        ('com.fasterxml.jackson.core', 'jackson-annotations', '2.22', '',
+         '21ddb598807d3a51a876704eb979d9296e1c6a6f47ab1826ff88c6d6a127a2d0', 84211),
     ),
     'kafka': (
         ('org.hdrhistogram', 'HdrHistogram', '2.2.2', '',

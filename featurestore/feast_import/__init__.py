@@ -31,7 +31,8 @@ Mapping (decisions marked *):
     ``"<view>_source"`` when written inline.
   - ``KafkaSource(topic, message_format, timestamp_field, batch_source=FileSource,
     watermark_delay_threshold)`` -> batch face from ``batch_source`` and
-    ``stream=KafkaTopic(topic, "json"|"avro", bootstrap_servers)``,
+    ``stream=KafkaTopic(topic, "json"|"avro", bootstrap_servers)`` (``AvroFormat(schema_json)``: that schema
+    is the writer schema, ``avro_schema=schema_json``),
     ``watermark_delay=watermark_delay_threshold``. The two faces must agree on the event-time
     column, the created-timestamp column and the field mapping (ours have one schema).
     ``ProtoFormat`` is an error.

@@ -188,8 +188,11 @@ class SourcesMixin:
             delay = 0
             if stream is not None:
                 options = stream.kafka_options
-                fmt = "json" if isinstance(options.message_format, self.JsonFormat) else "avro"
-                topic = KafkaTopic(options.topic, fmt, options.kafka_bootstrap_servers or None)
+                if isinstance(options.message_format, self.JsonFormat):
+                    topic = KafkaTopic(options.topic, "json", options.kafka_bootstrap_servers or None)
+                else:  # AvroFormat(schema_json): plain Avro binary written with that schema
+                    topic = KafkaTopic(options.topic, "avro", options.kafka_bootstrap_servers or None,
+                                       avro_schema=options.message_format.schema_json or None)
                 delay = ms(options.watermark_delay_threshold) or 0
             translated = Source(
                 name=group.name,

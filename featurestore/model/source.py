@@ -44,12 +44,27 @@ class DuckDBTable:
         return {"kind": "duckdb", "relation": self.relation, "database": self.database}
 
 
-STREAM_FORMATS = ("json", "avro")
+STREAM_FORMATS = ("json", "avro", "avro-confluent")
+AVRO_FORMATS = ("avro", "avro-confluent")
 
 
 @dataclass(frozen=True)
 class KafkaTopic:
-    """Stream face: a Kafka topic of JSON (or Avro) records, one event per record.
+    """Stream face: a Kafka topic, one event per record: JSON (``format="json"``, the default) or Avro.
+
+    ``format="avro"``: each record's value is one Avro datum, binary encoded (no container-file header),
+    written with ``avro_schema`` (the writer schema: JSON text or a dict of an Avro record) or, when none is
+    given, with the schema derived from the source's columns (:func:`featurestore.model.avro.derived_schema`:
+    a record of nullable fields, the event time a ``long`` ``timestamp-millis``).
+    ``format="avro-confluent"``: the same datum behind Confluent's wire-format header (magic byte 0, then the
+    4-byte schema id); the schema is still the one given here (no registry is asked), and ``avro_schema_id``,
+    when set, is the only id accepted (a record with another is a dead letter). docs/streaming.md has the
+    type mapping and the dead-letter reasons.
+
+    >>> KafkaTopic("tx", format="avro", avro_schema={"type": "record", "name": "Tx", "fields": [
+    ...     {"name": "user_id", "type": "string"}, {"name": "amount", "type": ["null", "double"]},
+    ...     {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]})  # doctest: +ELLIPSIS
+    KafkaTopic(topic='tx', format='avro', ...)
 
     ``bootstrap_servers`` defaults to the project config's Kafka address.
     """
@@ -57,6 +72,8 @@ class KafkaTopic:
     topic: str
     format: str = "json"
     bootstrap_servers: Optional[str] = None
+    avro_schema: Optional[Union[str, Mapping]] = None
+    avro_schema_id: Optional[int] = None
 
     def __post_init__(self) -> None:
         checks = Checks()
@@ -64,11 +81,38 @@ class KafkaTopic:
             checks.add(f"KafkaTopic topic: expected a non-empty topic name, got {self.topic!r}")
         if self.format not in STREAM_FORMATS:
             checks.add(f"KafkaTopic format: {self.format!r} is not one of {', '.join(STREAM_FORMATS)}")
+        if self.avro_schema is not None:
+            from featurestore.model.avro import AvroSchemaError, canonical_text
+
+            if not self.is_avro:
+                checks.add(f"KafkaTopic avro_schema: only for format 'avro' or 'avro-confluent', not {self.format!r}")
+            try:
+                object.__setattr__(self, "avro_schema", canonical_text(self.avro_schema))
+            except AvroSchemaError as exc:
+                checks.add(f"KafkaTopic avro_schema: {exc}")
+                object.__setattr__(self, "avro_schema", None)
+        if self.avro_schema_id is not None and (
+                self.format != "avro-confluent" or isinstance(self.avro_schema_id, bool)
+                or not isinstance(self.avro_schema_id, int) or not 0 <= self.avro_schema_id < 2 ** 31):
+            checks.add(f"KafkaTopic avro_schema_id: a schema id (0 to 2^31-1) of format 'avro-confluent', "
+                       f"got {self.avro_schema_id!r} with format {self.format!r}")
+            object.__setattr__(self, "avro_schema_id", None)
         checks.settle(self)
 
+    @property
+    def is_avro(self) -> bool:
+        """Records are Avro datums (``avro`` or ``avro-confluent``), not JSON."""
+        return self.format in AVRO_FORMATS
+
     def canonical(self) -> dict:
-        # The bootstrap address is where, not what: it does not change values.
-        return {"kind": "kafka", "topic": self.topic, "format": self.format}
+        # The bootstrap address is where, not what: it does not change values. The Avro keys appear only when
+        # set, so the fingerprints of JSON sources stay what they were.
+        out = {"kind": "kafka", "topic": self.topic, "format": self.format}
+        if self.avro_schema is not None:
+            out["avro_schema"] = self.avro_schema
+        if self.avro_schema_id is not None:
+            out["avro_schema_id"] = self.avro_schema_id
+        return out
 
 
 BatchFace = Union[ParquetFiles, DuckDBTable]

@@ -1,4 +1,5 @@
-"""Pushed rows of a source with a stream face: produced to its Kafka topic as the face's JSON records.
+"""Pushed rows of a source with a stream face: produced to its Kafka topic as the face's records (JSON here;
+Avro in :mod:`featurestore.push.avro`).
 
 Each row becomes one record exactly as ``featurestore generate --kafka`` writes events (the event time as
 an integer of epoch milliseconds, numbers and booleans as JSON, missing values as null), so the streaming
@@ -34,8 +35,14 @@ def _json_value(v: Any) -> Any:
 
 
 def records(source, rows: Any):
-    """The JSON record of each pushed row (bytes)."""
+    """The record of each pushed row (bytes): JSON, or the Avro datum of an Avro stream face
+    (:mod:`featurestore.push.avro`)."""
     from featurestore.push.rows import columns_of, time_ms
+
+    if source.stream.is_avro:
+        from featurestore.push.avro import records as avro_records
+
+        return avro_records(source, rows)
 
     cols = columns_of(rows)
     n = len(next(iter(cols.values()), []))

@@ -507,9 +507,9 @@ def check_view(view) -> List[Tuple[Optional[str], str]]:
     source = view.source
     if source.stream is None:
         return out
-    if getattr(source.stream, "format", "json") != "json":
-        return [(None, f"source '{source.name}': stream format {source.stream.format!r} is not supported by the "
-                       "streaming job yet (use json)")]
+    from featurestore.model.avro import problems as avro_problems
+
+    out.extend((None, p) for p in avro_problems(source))
     for name, dtype in source.schema:
         if dtype == t.TIMESTAMP and name != source.timestamp:
             out.append((None, f"source '{source.name}': column '{name}' is a timestamp other than the event time; "

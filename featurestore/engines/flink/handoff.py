@@ -76,16 +76,18 @@ class HandOff:
 
 
 # -- reading the topic ----------------------------------------------------------------------------------------
-def first_event_times(bootstrap: str, topic: str, ts_column: str, lows: Dict[int, Tuple[int, int]],
+def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[int, int]],
                       timeout: float = 60) -> Dict[int, Optional[Tuple[int, int]]]:
     """Per partition (``lows``: partition -> (first offset, end offset)), the (offset, event time ms) of the
-    first retained record whose JSON object has an integer event time in the supported range; None when
-    the first ``SCAN_RECORDS`` records (or all there are) have none."""
+    first retained record of ``source``'s stream face (a JSON object with an integer event time, or an Avro
+    datum of its writer schema) with an event time in the supported range; None when the first
+    ``SCAN_RECORDS`` records (or all there are) have none."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     from featurestore.semantics import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
 
     out: Dict[int, Optional[Tuple[int, int]]] = {p: None for p in lows}
+    read_time = _event_time_reader(source)
     todo = {p for p, (low, high) in lows.items() if high > low}
     if not todo:
         return out
@@ -105,7 +107,7 @@ def first_event_times(bootstrap: str, topic: str, ts_column: str, lows: Dict[int
                     todo.discard(p)
                 continue
             seen[p] += 1
-            ts = _event_time(msg.value(), ts_column)
+            ts = read_time(msg.value())
             if ts is not None and MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS:
                 out[p] = (msg.offset(), ts)
             elif seen[p] < SCAN_RECORDS and msg.offset() + 1 < lows[p][1]:
@@ -121,13 +123,62 @@ def first_event_times(bootstrap: str, topic: str, ts_column: str, lows: Dict[int
         consumer.close()
 
 
-def _event_time(value: Optional[bytes], ts_column: str) -> Optional[int]:
-    try:
-        doc = json.loads(value) if value else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-    ts = doc.get(ts_column) if isinstance(doc, dict) else None
-    return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+def _event_time_reader(source):
+    """record value -> its event time (epoch ms) or None when unreadable, for the source's record format."""
+    ts_column = source.timestamp
+    if source.stream.is_avro:
+        return _avro_event_time_reader(source)
+
+    def read(value: Optional[bytes]) -> Optional[int]:
+        try:
+            doc = json.loads(value) if value else None
+        except (ValueError, UnicodeDecodeError):
+            return None
+        ts = doc.get(ts_column) if isinstance(doc, dict) else None
+        return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+
+    return read
+
+
+def _avro_event_time_reader(source):
+    """The event time of an Avro record (the datum of the writer schema, behind Confluent's header with the
+    pinned id for ``avro-confluent``), floored to ms from the field's unit; None when it does not decode to
+    its last byte."""
+    import copy
+    import io
+
+    from featurestore.extras import require
+    from featurestore.model import avro
+
+    fastavro = require("fastavro", f"the hand-off of Avro source '{source.name}'")
+    writer = copy.deepcopy(avro.writer_schema(source))
+    for field in writer["fields"]:  # the raw long: fastavro would turn timestamp-* into datetimes
+        if field["name"] == source.timestamp:
+            typ = field["type"]
+            field["type"] = ([t if not isinstance(t, dict) else "long" for t in typ] if isinstance(typ, list)
+                             else "long")
+    schema = fastavro.parse_schema(writer)
+    divisor = {"ms": 1, "us": 1_000, "ns": 1_000_000}[avro.column_readers(source)[source.timestamp]]
+    stream = source.stream
+    framed = stream.format == "avro-confluent"
+
+    def read(value: Optional[bytes]) -> Optional[int]:
+        if not value:
+            return None
+        if framed:
+            if len(value) < 5 or value[0] != 0 or (
+                    stream.avro_schema_id is not None and int.from_bytes(value[1:5], "big") != stream.avro_schema_id):
+                return None
+            value = value[5:]
+        buf = io.BytesIO(value)
+        try:
+            rec = fastavro.schemaless_reader(buf, schema, None)
+        except Exception:  # noqa: BLE001 - any decoding failure: not a record with an event time
+            return None
+        ts = rec.get(source.timestamp) if isinstance(rec, dict) and buf.tell() == len(value) else None
+        return ts // divisor if isinstance(ts, int) and not isinstance(ts, bool) else None
+
+    return read
 
 
 # -- planning -------------------------------------------------------------------------------------------------
@@ -199,7 +250,7 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
         if (t, p) not in cutover:
             if topic not in first_times:
                 parts = {q: span for (tt, q), span in ends.items() if tt == topic}
-                first_times[topic] = first_event_times(store.config.kafka_bootstrap, topic, source.timestamp, parts)
+                first_times[topic] = first_event_times(store.config.kafka_bootstrap, topic, source, parts)
             first = first_times[topic].get(p)
             if first is None:  # no retained record with an event time: only the clock bounds the lost ones
                 c = int(time.time() * 1000) + store.config.max_future_ms

@@ -31,6 +31,7 @@ from featurestore import semantics
 from featurestore.engines.flink.sqltypes import FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP, PAYLOAD, REASON, TS_MS, StreamCompileError, _with, lit, qi
 
 FUNCTION = "fs_parse_json_record"
+AVRO_FUNCTION = "fs_parse_avro_record"
 PARSED = "__p"  # the function's ARRAY<STRING> in the parsed view
 VALUE = "__value"  # the Kafka record's value (BYTES)
 # the stream-only reasons (what only a Kafka record can get wrong)
@@ -40,14 +41,29 @@ NOT_OBJECT = "not a JSON object"
 TRAILING_DATA = "trailing data after the JSON object"
 DUPLICATE_KEY = "duplicate key '{}'"
 TIME_EXPECTED = "an integer (epoch milliseconds)"
+# what only an Avro record can get wrong (the payload of its dead letter is the record's bytes in base64)
+NOT_CONFLUENT = "not a Confluent Avro record (no magic byte 0 and 4-byte schema id)"
+OTHER_SCHEMA_ID = "Confluent schema id {} is not the expected {}"
+NOT_AVRO = "not an Avro record of the writer schema"
+TRAILING_AVRO = "trailing data after the Avro record"
 # 1-based positions in the function's result (see ParseJsonRecord.java)
 _PAYLOAD, _RECORD, _TIME, _COLUMN, _NOW, _FIRST_VALUE = 1, 2, 3, 4, 5, 6
 
 
-def function_ddl() -> str:
-    from featurestore.engines.flink.udf import UDF_CLASS
+def function_ddl(sources=()) -> List[str]:
+    """The parse functions' DDL: the JSON one always (a JSON job's plan is what it was), the Avro one when a
+    source needs it."""
+    from featurestore.engines.flink.udf import AVRO_UDF_CLASS, UDF_CLASS
 
-    return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FUNCTION} AS {lit(UDF_CLASS)} LANGUAGE JAVA"
+    out = [f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FUNCTION} AS {lit(UDF_CLASS)} LANGUAGE JAVA"]
+    if any(_is_avro(s) for s in sources):
+        out.append(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {AVRO_FUNCTION} AS {lit(AVRO_UDF_CLASS)} "
+                   "LANGUAGE JAVA")
+    return out
+
+
+def _is_avro(source) -> bool:
+    return source.stream.is_avro
 
 
 def kafka_table_ddl(source, table: str, bootstrap: str, group_id: str, bounded: bool,
@@ -79,13 +95,11 @@ def kafka_table_ddl(source, table: str, bootstrap: str, group_id: str, bounded: 
 
 def parse_spec(source) -> str:
     """The parse function's second argument: the columns (name, type, reason when a value is not of the
-    type), which one is the event time, and every reason text it returns."""
-    for name, dtype in source.schema:
-        if dtype == t.JSON:  # ParseJsonRecord does not keep a nested value's text yet
-            raise StreamCompileError(f"source '{source.name}' column '{name}': a JSON value (json) cannot be read "
-                                     "from the stream yet; its views are computed by backfill and push")
-        if dtype not in FLINK_TYPES or (dtype == t.TIMESTAMP and name != source.timestamp):
-            raise StreamCompileError(f"column '{name}': type {dtype} cannot be read from the stream")
+    type), which one is the event time, and every reason text it returns (for an Avro source also the
+    writer schema, the framing and the event time's unit: ``avro_spec``)."""
+    _check_columns(source)
+    if _is_avro(source):
+        return avro_spec(source)
     ts = source.timestamp
     return json.dumps({
         "time": ts,
@@ -99,12 +113,48 @@ def parse_spec(source) -> str:
     }, ensure_ascii=False, separators=(",", ":"))
 
 
+def avro_spec(source) -> str:
+    """``ParseAvroRecord``'s spec: the writer schema (featurestore/model/avro.py), Confluent framing and the
+    schema id it pins, the columns, the event time's unit and the reasons."""
+    from featurestore.model import avro
+
+    try:
+        readers = avro.column_readers(source)
+    except avro.AvroSchemaError as exc:
+        raise StreamCompileError(f"source '{source.name}': Avro writer schema: {exc}") from None
+    stream = source.stream
+    expected = stream.avro_schema_id
+    return json.dumps({
+        "time": source.timestamp,
+        "time_unit": readers[source.timestamp],
+        "writer": json.dumps(avro.writer_schema(source), separators=(",", ":"), ensure_ascii=False),
+        "confluent": stream.format == "avro-confluent",
+        "schema_id": expected,
+        "columns": [[name, dtype, semantics.column_reason(name, dtype)] for name, dtype in source.schema],
+        "reasons": {
+            "empty_record": EMPTY_RECORD, "not_confluent": NOT_CONFLUENT,
+            "other_schema_id": OTHER_SCHEMA_ID.format("{}", expected), "not_avro": NOT_AVRO,
+            "trailing_data": TRAILING_AVRO, "missing_time": semantics.missing_time_reason(source.timestamp),
+        },
+    }, ensure_ascii=False, separators=(",", ":"))
+
+
+def _check_columns(source) -> None:
+    for name, dtype in source.schema:
+        if dtype == t.JSON:  # the parse functions do not keep a nested value's text yet
+            raise StreamCompileError(f"source '{source.name}' column '{name}': a JSON value (json) cannot be read "
+                                     "from the stream yet; its views are computed by backfill and push")
+        if dtype not in FLINK_TYPES or (dtype == t.TIMESTAMP and name != source.timestamp):
+            raise StreamCompileError(f"column '{name}': type {dtype} cannot be read from the stream")
+
+
 def parsed_select_sql(source, raw_table: str) -> str:
     """One row per Kafka record: the parse function's result and the record's Kafka coordinates. The job
     evaluates this once per record (a DataStream barrier keeps the planner from inlining it into every
     sink)."""
     return (
-        f"SELECT {FUNCTION}({qi(VALUE)}, {lit(parse_spec(source))}) AS {qi(PARSED)},\n"
+        f"SELECT {AVRO_FUNCTION if _is_avro(source) else FUNCTION}({qi(VALUE)}, {lit(parse_spec(source))}) "
+        f"AS {qi(PARSED)},\n"
         f"  {qi(KAFKA_PARTITION)}, {qi(KAFKA_OFFSET)}, CAST({qi(KAFKA_TIMESTAMP)} AS TIMESTAMP(3)) AS {qi(KAFKA_TIMESTAMP)}\n"
         f"FROM {qi(raw_table)}"
     )

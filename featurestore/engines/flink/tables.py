@@ -155,7 +155,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     from featurestore.stores.online_redis import retention, view_prefix
 
     plan = StreamPlan()
-    plan.ddl.append(flink_ingest.function_ddl())
+    plan.ddl.extend(flink_ingest.function_ddl([sources[cv.name] for cv in cvs]))
     by_source: Dict[str, List[CompiledView]] = {}
     for cv in cvs:
         by_source.setdefault(sources[cv.name].name, []).append(cv)

@@ -1,15 +1,17 @@
-"""The streaming job's Java function (``featurestore/engines/flink/java``), shipped as a jar: a Java runtime is
+"""The streaming job's Java functions (``featurestore/engines/flink/java``), shipped as a jar: a Java runtime is
 enough, no JDK.
 
-``ParseJsonRecord`` reads a Kafka record as a strict JSON object with typed columns in one pass (see its
-source and :mod:`featurestore.engines.flink.ingest`). Its compiled jar, ``java/featurestore-udf.jar``, is
-committed and in the wheel; its manifest names a digest of the sources it was built from. When the
-sources differ from that digest (a developer changed them), the job builds its own jar with the JDK's
-``javac`` against PyFlink's jars into ``infra/.cache/featurestore-udf/`` of this checkout (or
+``ParseJsonRecord`` reads a Kafka record as a strict JSON object with typed columns in one pass,
+``ParseAvroRecord`` one Avro datum of the writer schema (see their sources and
+:mod:`featurestore.engines.flink.ingest`). Their compiled jar, ``java/featurestore-udf.jar``, is committed and
+in the wheel; its manifest names a digest of the sources it was built from. When the sources differ from
+that digest (a developer changed them), the job builds its own jar with the JDK's ``javac`` against
+PyFlink's jars and the pinned connector jars (Avro and the Jackson it parses schemas with:
+:mod:`featurestore.devinfra.pins`) into ``infra/.cache/featurestore-udf/`` of this checkout (or
 ``~/.cache/featurestore/``), named by a hash of the sources and the Flink version, and
-``python -m featurestore.engines.flink.udf`` (with a JDK) rebuilds the committed jar, reproducibly
-(fixed entry times and order). The jar travels with the job like the connector jars (``pipeline.jars``),
-to a remote cluster too.
+``python -m featurestore.engines.flink.udf`` (with a JDK and the connector jars) rebuilds the committed jar,
+reproducibly (fixed entry times and order). The jar travels with the job like the connector jars
+(``pipeline.jars``), to a remote cluster too.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from featurestore.errors import InfraError
 
 JAVA_DIR = Path(__file__).resolve().parent / "java"
 UDF_CLASS = "featurestore.flink.ParseJsonRecord"
+AVRO_UDF_CLASS = "featurestore.flink.ParseAvroRecord"
 JAR_PREFIX = "featurestore-udf-"
 PACKAGED = JAVA_DIR / "featurestore-udf.jar"
 DIGEST_KEY = "Featurestore-Source-Digest"
+COMPILE_JARS = ("avro-", "jackson-")  # what the functions compile against beyond PyFlink's own jars
 
 
 def _sources() -> List[Path]:
@@ -69,11 +73,12 @@ def built_from(jar: Path) -> Optional[str]:
     return None
 
 
-def _fingerprint() -> str:
+def _fingerprint(classpath: Sequence[Path]) -> str:
     h = hashlib.sha256()
     for src in _sources():
         h.update(src.name.encode() + b"\0" + src.read_bytes())
     h.update(",".join(sorted(p.name for p in _pyflink_lib().glob("flink-*.jar"))).encode())
+    h.update(",".join(sorted(p.name for p in classpath)).encode())
     return h.hexdigest()[:16]
 
 
@@ -82,15 +87,18 @@ def job_jars(store) -> List[Path]:
     (:func:`featurestore.devinfra.jars.connector_jars`) and the job's Java function."""
     from featurestore.devinfra.jars import connector_jars
 
-    return connector_jars(store.config) + [udf_jar()]
+    jars = connector_jars(store.config)
+    return jars + [udf_jar(jars)]
 
 
-def udf_jar() -> Path:
+def udf_jar(classpath: Sequence[Path] = ()) -> Path:
     """The jar of the streaming job's Java functions: the shipped one, or (sources changed since it was built)
-    one built with javac once per source change."""
+    one built with javac once per source change; ``classpath``: the connector jars the job loads
+    (``devinfra.jars.connector_jars``: Avro and Jackson among them)."""
     if built_from(PACKAGED) == source_digest():
         return PACKAGED
-    name = f"{JAR_PREFIX}{_fingerprint()}.jar"
+    classpath = [p for p in classpath if p.name.startswith(COMPILE_JARS)]
+    name = f"{JAR_PREFIX}{_fingerprint(classpath)}.jar"
     for d in _cache_dirs():
         if (d / name).is_file():
             return d / name
@@ -98,13 +106,13 @@ def udf_jar() -> Path:
     for d in _cache_dirs():
         try:
             d.mkdir(parents=True, exist_ok=True)
-            return _build(d / name)
+            return _build(d / name, classpath)
         except OSError as exc:
             problems.append(f"{d}: {exc}")
     raise InfraError(f"cannot build the featurestore Flink functions jar ({'; '.join(problems)})")
 
 
-def _build(target: Path, reproducible: bool = False) -> Path:
+def _build(target: Path, classpath: Sequence[Path], reproducible: bool = False) -> Path:
     javac = shutil.which("javac")
     if javac is None:
         raise InfraError("javac not found, and featurestore/engines/flink/java changed since its shipped jar was built: "
@@ -114,7 +122,7 @@ def _build(target: Path, reproducible: bool = False) -> Path:
         classes = Path(tmp) / "classes"
         classes.mkdir()
         cmd = [javac, "-nowarn", "-encoding", "UTF-8", "--release", "11", "-d", str(classes),
-               "-cp", str(_pyflink_lib() / "*"), *map(str, _sources())]
+               "-cp", os.pathsep.join([str(_pyflink_lib() / "*"), *map(str, classpath)]), *map(str, _sources())]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             first = (out.stderr or out.stdout).strip().splitlines()
@@ -137,13 +145,28 @@ def _build(target: Path, reproducible: bool = False) -> Path:
     return target
 
 
+def _connector_classpath() -> List[Path]:
+    """The pinned jars the functions compile against, from this checkout's ``infra/.cache/flink-jars`` or the
+    user cache (``featurestore infra jars``)."""
+    from featurestore.devinfra.jars import jars_dir
+
+    checkout = Path(__file__).resolve().parents[3] / "infra" / ".cache" / "flink-jars"
+    for d in (checkout, jars_dir("flink")):
+        jars = sorted(p for p in d.glob("*.jar") if p.name.startswith(COMPILE_JARS)) if d.is_dir() else []
+        if all(any(p.name.startswith(n) for p in jars) for n in COMPILE_JARS):
+            return jars
+    raise InfraError("the Avro and Jackson jars are missing: run featurestore infra jars (or bash infra/up.sh)")
+
+
 def build_packaged() -> Path:
-    """Rebuild the committed jar (``java/featurestore-udf.jar``) from the sources (needs a JDK and PyFlink)."""
-    return _build(PACKAGED, reproducible=True)
+    """Rebuild the committed jar (``java/featurestore-udf.jar``) from the sources (needs a JDK, PyFlink and the
+    connector jars)."""
+    return _build(PACKAGED, _connector_classpath(), reproducible=True)
 
 
 if __name__ == "__main__":
     print(build_packaged())
 
 
-__all__ = ["udf_jar", "job_jars", "UDF_CLASS", "PACKAGED", "source_digest", "built_from", "build_packaged"]
+__all__ = ["udf_jar", "job_jars", "UDF_CLASS", "AVRO_UDF_CLASS", "PACKAGED", "source_digest", "built_from",
+           "build_packaged"]
