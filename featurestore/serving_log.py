@@ -261,15 +261,17 @@ def key_types(store, selection) -> Dict[str, str]:
 def column_dtypes(store, selection) -> Dict[str, str]:
     """The declared type of every output column of the selection (unprefixed names)."""
     from featurestore.sdk.refs import output_names
+
+    return {column: feature_dtype(store, view, feat) for (view, feat), column in output_names(selection, False).items()}
+
+
+def feature_dtype(store, view: str, feature: str) -> str:
+    """The declared type of one feature of a feature view or a request feature view."""
     from featurestore.sdk.request_features import compiled_request
 
-    out = {}
-    for (view, feat), column in output_names(selection, False).items():
-        if view in store.repo.request_views:
-            out[column] = compiled_request(store, view).output_dtypes[feat]
-        else:
-            out[column] = store.compiled(view).feature_dtypes[feat]
-    return out
+    if view in store.repo.request_views:
+        return compiled_request(store, view).output_dtypes[feature]
+    return store.compiled(view).feature_dtypes[feature]
 
 
 def request_types(store, selection) -> Dict[str, str]:
@@ -343,11 +345,14 @@ def exact_pandas(table: pa.Table):
 def decode_served(features_json: str, dtypes_by_column: Dict[str, str]) -> Dict[str, Any]:
     """The served values of one logged row, each as the plain Python value of its feature's type."""
     from featurestore import dtypes
+    from featurestore.sdk.json_values import decode
 
     served = json.loads(features_json)
     for column, dtype in dtypes_by_column.items():
         v = served.get(column)
         if dtype == dtypes.TIMESTAMP and isinstance(v, str):  # logged as ISO 8601 (exact to the microsecond)
             served[column] = datetime.fromisoformat(v)
+        elif dtype == dtypes.JSON:  # logged as the stored text: the value served is its Python value
+            served[column] = decode(v)
     return served
 

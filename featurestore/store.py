@@ -449,7 +449,7 @@ class FeatureStore:
 
         >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
         """
-        from featurestore import serving_log
+        from featurestore import dtypes, serving_log
         from featurestore.sdk import request_features
         from featurestore.sdk.online_lookup import lookup
         from featurestore.sdk.refs import output_names, resolve_features
@@ -463,10 +463,14 @@ class FeatureStore:
         else:
             response, served_request = request_features.online(
                 self, selection, entity_rows, request_data, request_time, output_names(selection, full_feature_names))
+        response.json_columns = frozenset(
+            col for (v, f), col in output_names(selection, full_feature_names).items()
+            if serving_log.feature_dtype(self, v, f) == dtypes.JSON)
         if serving_log.should_log(self, feature_service, log):
             views = rplan.base if rplan is not None else selection
-            keys = [k for k in response.to_dict() if k in {jk for v in views for jk in self.repo.views[v].join_keys}]
-            record = serving_log.build_record(self, response.to_dict(), keys, selection, feature_service,
+            raw = response.raw_dict()  # JSON values logged as their stored text
+            keys = [k for k in raw if k in {jk for v in views for jk in self.repo.views[v].join_keys}]
+            record = serving_log.build_record(self, raw, keys, selection, feature_service,
                                               response.request_time_ms, request_id, served_request)
             try:
                 serving_log.write(self.online_store().client, self.config.project, record)

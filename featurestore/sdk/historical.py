@@ -18,7 +18,9 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.engines.duckdb_pit import point_in_time
 from featurestore.errors import RequestError
+from featurestore.dtypes import JSON
 from featurestore.sdk.inputs import key_column
+from featurestore.sdk.json_values import decode_frame
 
 DEFAULT_TS = "event_timestamp"
 
@@ -170,7 +172,9 @@ def retrieve(
     entity_arrow = pa.Table.from_pandas(base, preserve_index=False)
     for name, col in zip(arrow_features.column_names, arrow_features.columns):
         entity_arrow = entity_arrow.append_column(name, col)
-    frame._arrow = entity_arrow
+    frame._arrow = entity_arrow  # JSON values stay their text in Arrow; pandas gets the Python values
+    decode_frame(frame, [columns[(vi.compiled.name, f)] for vi in inputs
+                         for f, d in vi.compiled.feature_dtypes.items() if d == JSON])
     return frame
 
 
