@@ -207,13 +207,16 @@ class FeatureStore:
         """
         from featurestore.sdk import historical as h
         from featurestore.sdk import request_features, training_sets
-        from featurestore.sdk.refs import output_names, resolve_features
+        from featurestore.sdk.refs import output_names, resolve_features, service_as_features
 
+        features, feature_service = service_as_features(features, feature_service)
         if filter_by_created_timestamp:  # Feast's option; False (Feast's default) is what every call here does
             raise h.RequestError("filter_by_created_timestamp=True is not supported: an event is visible from its "
                                  "event time; see docs/coming-from-feast.md")
         selection = resolve_features(self.repo, features, feature_service)
         columns = output_names(selection, full_feature_names)
+        if self.repo.feast:  # Feast's rule: naive times are UTC (a warning); a native repo refuses them
+            entity_df = h.naive_as_utc(entity_df, timestamp_column)
         if request_features.plan(self, selection) is not None:  # the PIT join, then the request views
             return request_features.historical(self, entity_df, selection, columns, timestamp_column, save_as)
         compiled = [self._restricted(v, names) for v, names in selection.items()]
@@ -452,8 +455,9 @@ class FeatureStore:
         from featurestore import dtypes, serving_log
         from featurestore.sdk import request_features
         from featurestore.sdk.online_lookup import lookup
-        from featurestore.sdk.refs import output_names, resolve_features
+        from featurestore.sdk.refs import output_names, resolve_features, service_as_features
 
+        features, feature_service = service_as_features(features, feature_service)
         selection = resolve_features(self.repo, features, feature_service)
         rplan = request_features.plan(self, selection)
         served_request = None

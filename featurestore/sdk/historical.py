@@ -80,6 +80,27 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
     raise RequestError(message)
 
 
+def naive_as_utc(entity_df, timestamp_column: Optional[str]):
+    """Feast's rule for a Feast repo's entity frame: a timezone-naive timestamp column is UTC. Returns the frame
+    (a copy with the column made UTC, and a one-line warning, when it was naive; else ``entity_df`` itself)."""
+    if not isinstance(entity_df, pd.DataFrame):
+        return entity_df
+    column = timestamp_column or (DEFAULT_TS if DEFAULT_TS in entity_df.columns else None)
+    if column is None:
+        candidates = [c for c in entity_df.columns if pd.api.types.is_datetime64_any_dtype(entity_df[c].dtype)]
+        column = candidates[0] if len(candidates) == 1 else None
+    if column not in entity_df.columns:
+        return entity_df
+    col = entity_df[column]
+    if not pd.api.types.is_datetime64_any_dtype(col.dtype) or getattr(col.dt, "tz", None) is not None:
+        return entity_df
+    import warnings
+
+    warnings.warn(f"entity_df column '{column}' is timezone-naive: read as UTC, as Feast does (a Feast repo); "
+                  "see docs/coming-from-feast.md", UserWarning, stacklevel=3)
+    return entity_df.assign(**{column: col.dt.tz_localize("UTC")})
+
+
 def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[str]) -> str:
     if timestamp_column is not None:
         if timestamp_column not in entity_df.columns:
@@ -179,4 +200,4 @@ def retrieve(
 
 
 __all__ = ["TrainingFrame", "retrieve", "request_times_ms", "pick_timestamp_column", "check_entity_df", "ViewInput",
-           "Union"]
+           "Union", "naive_as_utc"]
