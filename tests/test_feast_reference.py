@@ -58,6 +58,7 @@ feast = pytest.importorskip("feast")
 from featurestore import FeatureStore  # noqa: E402
 
 SEEDS = (11, 23, 57)
+MAPPED_SEED = 11  # the view whose source maps its file column `driver` to the join key `driver_id`
 # Per seed: the view's TTL. 0 is Feast's "unbounded" (we translate it to no TTL).
 TTLS = {11: timedelta(seconds=45), 23: timedelta(minutes=4), 57: timedelta(0)}
 FEATURES = ("conv_rate", "acc_rate", "trips")
@@ -122,10 +123,10 @@ entity_key_serialization_version: 3
 
 
 # -- data ---------------------------------------------------------------------------------------------
-def _write_events(path: Path, driver_id, ts_us, created_us, conv, acc, trips) -> None:
+def _write_events(path: Path, driver_id, ts_us, created_us, conv, acc, trips, key_column="driver_id") -> None:
     """Parquet with microsecond UTC timestamps (nanoseconds break Feast's duckdb store)."""
     table = pa.table({
-        "driver_id": pa.array(driver_id, pa.int64()),
+        key_column: pa.array(driver_id, pa.int64()),
         "conv_rate": pa.array(conv, pa.float64()),
         "acc_rate": pa.array(acc, pa.float64()),
         "trips": pa.array(trips, pa.int64()),
@@ -236,6 +237,15 @@ class World:
                       [CREATED0_US + e[1] for e in HAND_EVENTS], [e[2] for e in HAND_EVENTS],
                       [e[3] for e in HAND_EVENTS], [e[4] for e in HAND_EVENTS])
         defs += VIEW_TEMPLATE.format(tag="hand", path=str(hand), ttl_s=3600)
+        # seed 11's events again, the key column named `driver` in the file and mapped to the join key
+        ev = self.events[MAPPED_SEED]
+        mapped = self.feast_repo / "data" / "drivers_mapped.parquet"
+        _write_events(mapped, ev["driver_id"], ev["ts_us"], ev["created_us"], ev["conv_rate"], ev["acc_rate"],
+                      ev["trips"], key_column="driver")
+        defs += VIEW_TEMPLATE.format(tag="mapped", path=str(mapped), ttl_s=int(TTLS[MAPPED_SEED].total_seconds())
+                                     ).replace('created_timestamp_column="created",',
+                                               'created_timestamp_column="created",\n    field_mapping={"driver": '
+                                               '"driver_id"},')
         self.defs_file = self.feast_repo / "driver_defs.py"
         self.defs_file.write_text(defs)
         (self.feast_repo / "feature_store.yaml").write_text(FEAST_YAML.format(repo=self.feast_repo))
@@ -352,3 +362,18 @@ def test_hand_checked_inclusive_vs_exclusive(world):
     assert got_ours == [0.1, 0.5, 0.5, 0.9, None, 0.9, None]
     assert got_feast == [0.5, 0.5, 0.9, 0.9, 0.1, 0.9, None]
     assert ours["trips"].tolist()[3] == 9 and feast_raw["trips"].tolist()[2] == 9
+
+
+def test_join_key_read_through_field_mapping_matches_feast(world):
+    """``FileSource(field_mapping={"driver": "driver_id"})``: the file's `driver` column is the join key
+    `driver_id`, as Feast's offline store reads it (a projection here); same values as Feast (shifted 1 us)
+    and as the unmapped copy of the same events."""
+    view = world.ours.repo.views["driver_stats_mapped"]
+    assert dict(view.projections) == {"driver_id": '"driver"'} and "driver" in view.source.columns
+    req = make_requests(MAPPED_SEED, world.events[MAPPED_SEED], TTLS[MAPPED_SEED])
+    ours = world.our_features("driver_stats_mapped", ours_entity_df(req))
+    theirs = world.feast_features("driver_stats_mapped", feast_entity_df(req, shift_us=1))
+    assert_features_equal(ours, theirs, FEATURES, context="mapped join key: ours at q vs Feast at q - 1us")
+    plain = world.our_features(f"driver_stats_s{MAPPED_SEED}", ours_entity_df(req))
+    assert_features_equal(ours, plain, FEATURES, context="mapped join key vs the same events unmapped")
+    assert ours["conv_rate"].notna().sum() > len(ours) // 3

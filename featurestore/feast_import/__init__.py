@@ -54,8 +54,10 @@ Mapping (decisions marked *):
     reports its rows as without a join key.
   - *``field_mapping`` ({source column: feature name}) is translated, not rejected: the source
     schema holds the source column and the feature reads it, ``Latest("raw", name="feature")``
-    (aggregations likewise). Mapping a join-key or timestamp column is an error (Feast itself
-    disagrees with itself on whether those are mapped).
+    (aggregations likewise). A source column mapped to a join key (``{"driver": "driver_id"}``) is
+    read as Feast's offline store reads it, under the key's name: the view gets the projection
+    ``driver_id = "driver"`` and the source schema holds ``driver``. Renaming a join-key column away, or
+    mapping a timestamp column, is an error.
   - ``SparkSource(path=..., file_format="parquet")`` and ``RaySource(path=..., reader_type="parquet")``
     are batch faces like a FileSource (and may be a push source's ``batch_source``); one given by a
     ``query`` or ``table`` is an error saying only a path can be read here.

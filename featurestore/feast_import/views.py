@@ -90,8 +90,9 @@ class ViewsMixin:
         features: List[Any] = []
         columns: List[Tuple[str, Optional[str], str]] = []
         ttl = None
+        key_projections: List[Tuple[str, str]] = []
         if group is not None and not group.failed:
-            features, columns, ttl = self._plan_features(obj, name, group, entities, fails)
+            features, columns, ttl = self._plan_features(obj, name, group, entities, fails, key_projections)
         if fails:
             for message in fails:
                 self.problem(obj, message)
@@ -101,12 +102,14 @@ class ViewsMixin:
             self.failed_views.add(obj.name)
             return
         plan = ViewPlan(obj, var, name, tuple(e for e, _ in entities), entity_names, str(src.name), features,
-                        columns, tuple(f.name for f in obj.features), ttl)
+                        columns, tuple(f.name for f in obj.features), ttl, tuple(key_projections))
         self.view_plans[name] = plan
         group.views.append(plan)
 
-    def _plan_features(self, obj: Any, name: str, group: SourceGroup, entities, fails: List[str]):
-        """(features, needed source columns, ttl) of a view whose source is usable; problems go to ``fails``."""
+    def _plan_features(self, obj: Any, name: str, group: SourceGroup, entities, fails: List[str],
+                       key_projections: List[Tuple[str, str]]):
+        """(features, needed source columns, ttl) of a view whose source is usable; problems go to ``fails``;
+        a join key read from a field_mapping'd source column is added to ``key_projections``."""
         ts, created, mapping = group.ts, group.created, group.mapping
         view_ts = getattr(obj, "timestamp_field", "") or ""
         if view_ts and view_ts != ts:
@@ -130,15 +133,19 @@ class ViewsMixin:
             key_fields = {k: f for k, f in key_fields.items() if k in declared}
         for ent, en in entities:
             key = ent.join_keys[0]
-            if key in raw_of or key in mapping:
-                fails.append(f"field_mapping of join key {key!r} is not supported")
+            if key in mapping and key not in raw_of:  # Feast renames the key column away: no key column left
+                fails.append(f"field_mapping renames join key column {key!r} to {mapping[key]!r}, so the view has "
+                             f"no {key!r} column; map the source column to the join key instead")
             dtype: Optional[str]
             if key in key_fields:
                 dtype = typed(key_fields[key], "join key")
             else:
                 feast_ent = next(e for e in self.objects.values() if isinstance(e, self.F.Entity) and e.name == en)
                 dtype = dtype_of(feast_ent.value_type)
-            columns.append((key, dtype, f"join key of entity '{en}' in {kind(obj)} '{name}'"))
+            raw_key = raw_of.get(key, key)
+            if raw_key != key:  # Feast reads the source column under the key's name: a projection here
+                key_projections.append((key, _quoted(raw_key)))
+            columns.append((raw_key, dtype, f"join key of entity '{en}' in {kind(obj)} '{name}'"))
 
         aggregations = list(getattr(obj, "aggregations", None) or [])
         outputs = {a.resolved_name(a.time_window) for a in aggregations}
@@ -222,7 +229,7 @@ class ViewsMixin:
         translated = None
         if not fails:
             translated = _attempt(fails, FeatureView, name=plan.name, entities=plan.entities, source=source,
-                                  features=tuple(plan.features), ttl=plan.ttl_ms,
+                                  features=tuple(plan.features), ttl=plan.ttl_ms, projections=plan.projections,
                                   online=bool(getattr(obj, "online", True)), description=obj.description or "",
                                   owner=obj.owner or "", tags=_attempt(fails, freeze_tags, obj.tags, fallback=()))
         if fails:
@@ -232,6 +239,11 @@ class ViewsMixin:
             return
         self.views[plan.name] = translated
         self.emit(plan.var or plan.name, translated)
+
+
+def _quoted(column: str) -> str:
+    """A source column as a SQL expression (a double-quoted identifier)."""
+    return '"' + column.replace('"', '""') + '"'
 
 
 def _attempt(fails: List[str], fn, *args, fallback=None, **kwargs):
