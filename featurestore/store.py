@@ -210,15 +210,16 @@ class FeatureStore:
         from featurestore.sdk.refs import output_names, resolve_features, service_as_features
 
         features, feature_service = service_as_features(features, feature_service)
-        if filter_by_created_timestamp:  # Feast's option; False (Feast's default) is what every call here does
-            raise h.RequestError("filter_by_created_timestamp=True is not supported: an event is visible from its "
-                                 "event time; see docs/coming-from-feast.md")
+        if filter_by_created_timestamp and save_as is not None:
+            raise h.RequestError("filter_by_created_timestamp=True cannot be saved as a training set yet (the "
+                                 "manifest does not record it); save it without, or build it without save_as")
         selection = resolve_features(self.repo, features, feature_service)
         columns = output_names(selection, full_feature_names)
         if self.repo.feast:  # Feast's rule: naive times are UTC (a warning); a native repo refuses them
             entity_df = h.naive_as_utc(entity_df, timestamp_column)
         if request_features.plan(self, selection) is not None:  # the PIT join, then the request views
-            return request_features.historical(self, entity_df, selection, columns, timestamp_column, save_as)
+            return request_features.historical(self, entity_df, selection, columns, timestamp_column, save_as,
+                                               filter_by_created_timestamp)
         compiled = [self._restricted(v, names) for v, names in selection.items()]
         if not isinstance(entity_df, __import__("pandas").DataFrame):
             raise h.RequestError(f"entity_df must be a pandas DataFrame, got {type(entity_df).__name__}")
@@ -233,7 +234,7 @@ class FeatureStore:
                     f"cannot save training set '{save_as}': view(s) {unversioned} have no offline table "
                     "version to pin; run backfill first"
                 )
-        frame = h.retrieve(con, entity_df, inputs, columns, ts_col)
+        frame = h.retrieve(con, entity_df, inputs, columns, ts_col, created_filter=bool(filter_by_created_timestamp))
         if save_as is not None:
             frame.manifest = training_sets.save(self._offline_root, save_as, entity_df, frame,
                                                 [(vi.compiled, vi.version) for vi in inputs], columns, ts_col)

@@ -58,6 +58,7 @@ feast = pytest.importorskip("feast")
 from featurestore import FeatureStore  # noqa: E402
 
 SEEDS = (11, 23, 57)
+CREATED_SEED = 23  # the view whose events are created after their event time (filter_by_created_timestamp)
 MAPPED_SEED = 11  # the view whose source maps its file column `driver` to the join key `driver_id`
 # Per seed: the view's TTL. 0 is Feast's "unbounded" (we translate it to no TTL).
 TTLS = {11: timedelta(seconds=45), 23: timedelta(minutes=4), 57: timedelta(0)}
@@ -242,6 +243,16 @@ class World:
         mapped = self.feast_repo / "data" / "drivers_mapped.parquet"
         _write_events(mapped, ev["driver_id"], ev["ts_us"], ev["created_us"], ev["conv_rate"], ev["acc_rate"],
                       ev["trips"], key_column="driver")
+        # seed 23's events created 0..120 s after their event time (distinct per event): with
+        # filter_by_created_timestamp=True an event is hidden until then (ties too)
+        ev = self.events[CREATED_SEED]
+        rng = np.random.default_rng(5)
+        delay_us = rng.choice([0, 1, 999, 1_000, 1_001, 30_000_000, 120_000_000], len(ev)) + np.arange(len(ev))
+        self.created_us = ev["ts_us"].to_numpy() + delay_us
+        late = self.feast_repo / "data" / "drivers_created.parquet"
+        _write_events(late, ev["driver_id"], ev["ts_us"], self.created_us, ev["conv_rate"], ev["acc_rate"],
+                      ev["trips"])
+        defs += VIEW_TEMPLATE.format(tag="created", path=str(late), ttl_s=int(TTLS[CREATED_SEED].total_seconds()))
         defs += VIEW_TEMPLATE.format(tag="mapped", path=str(mapped), ttl_s=int(TTLS[MAPPED_SEED].total_seconds())
                                      ).replace('created_timestamp_column="created",',
                                                'created_timestamp_column="created",\n    field_mapping={"driver": '
@@ -263,9 +274,9 @@ class World:
         # Ours: the same file, translated by our loader.
         self.ours = FeatureStore(self.our_repo)
 
-    def feast_features(self, view: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+    def feast_features(self, view: str, entity_df: pd.DataFrame, **options) -> pd.DataFrame:
         refs = [f"{view}:{f}" for f in FEATURES]
-        out = self.feast.get_historical_features(entity_df=entity_df, features=refs).to_df()
+        out = self.feast.get_historical_features(entity_df=entity_df, features=refs, **options).to_df()
         assert len(out) == len(entity_df), "Feast's duckdb store dropped or added entity rows"
         assert sorted(out["row_id"]) == sorted(entity_df["row_id"])
         out = out.sort_values("row_id", kind="stable").reset_index(drop=True)
@@ -273,9 +284,9 @@ class World:
         assert (out["label"].to_numpy() == back["label"].to_numpy()).all()
         return out
 
-    def our_features(self, view: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+    def our_features(self, view: str, entity_df: pd.DataFrame, **options) -> pd.DataFrame:
         refs = [f"{view}:{f}" for f in FEATURES]
-        out = pd.DataFrame(self.ours.get_historical_features(entity_df, features=refs))
+        out = pd.DataFrame(self.ours.get_historical_features(entity_df, features=refs, **options))
         assert out["row_id"].tolist() == entity_df["row_id"].tolist(), "rows not kept in input order"
         assert out["label"].tolist() == entity_df["label"].tolist()
         return out.sort_values("row_id", kind="stable").reset_index(drop=True)
@@ -377,3 +388,23 @@ def test_join_key_read_through_field_mapping_matches_feast(world):
     plain = world.our_features(f"driver_stats_s{MAPPED_SEED}", ours_entity_df(req))
     assert_features_equal(ours, plain, FEATURES, context="mapped join key vs the same events unmapped")
     assert ours["conv_rate"].notna().sum() > len(ours) // 3
+
+
+def test_filter_by_created_timestamp_matches_feast(world):
+    """``get_historical_features(filter_by_created_timestamp=True)``: an event is hidden until its created time
+    too (ours ``created < q``, Feast ``created <= q'`` at ``q' = q - 1 us``: the same rows), the tie among equal
+    event times taken among the visible events; equal to Feast's duckdb store on random data, and different
+    from the unfiltered values (the filter is not vacuous)."""
+    view = "driver_stats_created"
+    events = world.events[CREATED_SEED]
+    req = make_requests(CREATED_SEED, events, TTLS[CREATED_SEED])
+    ours = world.our_features(view, ours_entity_df(req), filter_by_created_timestamp=True)
+    theirs = world.feast_features(view, feast_entity_df(req, shift_us=1), filter_by_created_timestamp=True)
+    assert_features_equal(ours, theirs, FEATURES, context="filter_by_created_timestamp: ours at q vs Feast at q - 1us")
+    unfiltered = world.our_features(view, ours_entity_df(req))
+    differs = sum(any(not _same(ours[f][i], unfiltered[f][i]) for f in FEATURES) for i in range(len(ours)))
+    assert differs >= 5, "the created filter changed no row: the comparison proves nothing"
+    assert ours["conv_rate"].notna().sum() > len(ours) // 4
+    with pytest.raises(Exception, match="cannot be saved as a training set"):
+        world.ours.get_historical_features(ours_entity_df(req), features=[f"{view}:conv_rate"],
+                                           filter_by_created_timestamp=True, save_as="x")

@@ -18,7 +18,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.engines.duckdb_pit import point_in_time
 from featurestore.errors import RequestError
-from featurestore.dtypes import JSON
+from featurestore.dtypes import JSON, TIMESTAMP
 from featurestore.sdk.inputs import key_column
 from featurestore.sdk.json_values import decode_frame
 
@@ -101,6 +101,16 @@ def naive_as_utc(entity_df, timestamp_column: Optional[str]):
     return entity_df.assign(**{column: col.dt.tz_localize("UTC")})
 
 
+def created_column(cv: CompiledView) -> Optional[str]:
+    """The column Feast's ``filter_by_created_timestamp=True`` compares with the request time: the view's first
+    tiebreak column when it is a timestamp (a Feast ``created_timestamp_column`` translates to it); None
+    (nothing filtered, as in Feast without a created column) otherwise."""
+    if len(cv.order_columns) < 2:
+        return None
+    column = cv.order_columns[1]
+    return column if dict(cv.source_columns).get(column) == TIMESTAMP else None
+
+
 def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[str]) -> str:
     if timestamp_column is not None:
         if timestamp_column not in entity_df.columns:
@@ -146,8 +156,10 @@ def retrieve(
     inputs: List[ViewInput],
     columns: Dict[tuple, str],
     ts_col: str,
+    created_filter: bool = False,
 ) -> TrainingFrame:
-    """Run the point-in-time queries and assemble the frame (entity columns untouched, in order)."""
+    """Run the point-in-time queries and assemble the frame (entity columns untouched, in order).
+    ``created_filter``: Feast's ``filter_by_created_timestamp=True`` (:func:`created_column`)."""
     q_ms = request_times_ms(entity_df, ts_col)
     keys = sorted({k for vi in inputs for k in vi.compiled.join_keys})
     clash = [c for c in columns.values() if c in entity_df.columns]
@@ -170,8 +182,12 @@ def retrieve(
     try:
         parts = []
         for vi in inputs:
+            created = created_column(vi.compiled) if created_filter else None
+            if created is not None and vi.compiled.aggregations:
+                raise RequestError(f"filter_by_created_timestamp=True applies to latest features; feature view "
+                                   f"'{vi.compiled.name}' has aggregations")
             parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests", unique=vi.unique,
-                                            prefix=f"{vi.compiled.name}::")))
+                                            prefix=f"{vi.compiled.name}::", created=created)))
     finally:
         con.unregister("__requests")
     out_cols, out_names = [], []

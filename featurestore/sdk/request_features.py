@@ -113,7 +113,7 @@ def _inputs(crv: CompiledRequestView, keys: Dict[str, pa.Array], request: Dict[s
 
 # -- offline -----------------------------------------------------------------------------------------
 def historical(store, entity_df, selection, columns: Dict[Tuple[str, str], str], timestamp_column=None,
-               save_as=None):
+               save_as=None, filter_by_created_timestamp=False):
     """``get_historical_features`` of a selection with request views (module docstring)."""
     import pandas as pd
 
@@ -150,7 +150,8 @@ def historical(store, entity_df, selection, columns: Dict[Tuple[str, str], str],
         base_df = df[[*rplan.key_types, ts_col]]
         base_set = f"{save_as}.base" if save_as is not None else None
         base = store.get_historical_features(base_df, features=rplan.base_refs, full_feature_names=True,
-                                             timestamp_column=ts_col, save_as=base_set).to_arrow()
+                                             timestamp_column=ts_col, save_as=base_set,
+                                             filter_by_created_timestamp=filter_by_created_timestamp).to_arrow()
         for view, names in rplan.base.items():
             for f in names:
                 features[(view, f)] = base.column(f"{view}__{f}").combine_chunks()
