@@ -92,9 +92,9 @@ Mapping (decisions marked *):
 * ``FeatureService(name, features=[fv, fv[["a", "b"]], "fv:a"], logging_config=...)`` ->
   ``FeatureService`` with the view (all features) or ``view.select(...)``; ``logging_config``
   present -> ``LoggingConfig(enabled=True, sample_rate=its sample_rate)`` (*its destination is
-  not translated: ours come from the project config). Aliases (``with_name``), join-key maps and
-  version pins (``"fv@v2"``, ``FeatureView(version="v2")``) are errors: there is no Feast
-  registry here; git versions definitions.
+  not translated: ours come from the project config). Aliases (``with_name``) and join-key maps
+  (``with_join_key_map``) become derived feature views (``projections``). Version pins (``"fv@v2"``,
+  ``FeatureView(version="v2")``) are errors: there is no Feast registry here; git versions definitions.
   *A selection of every Feast feature of a view (``fv[[all of them]]``) is the whole view; for a
   StreamFeatureView with aggregations, selecting an input Field is an error naming the outputs.
 * Other Feast objects (``Project``, ``Field``, types, formats, ``Permission``...) are not
@@ -109,8 +109,8 @@ whose message has one line per problem and whose ``problems`` attribute lists :c
 ``(variable, kind, name, message)`` so a loader can point at file and line. An object whose
 dependency failed (a view of a failed source) is skipped without a second error.
 
-Modules: ``columns`` (types, schema hints, durations), ``sources``, ``views``, ``on_demand`` (request
-sources, on-demand views) and ``translator`` (classification, entities, services), sharing the records in
+Modules: ``columns`` (types, schema hints, durations), ``sources``, ``views``, ``projections`` (with_name,
+with_join_key_map), ``on_demand`` (request sources, on-demand views) and ``translator`` (classification, entities, services), sharing the records in
 ``common``.
 """
 
