@@ -248,13 +248,16 @@ def key_types(store, selection) -> Dict[str, str]:
     read included), in first-seen order."""
     from featurestore.sdk.request_features import plan
 
+    from featurestore.sdk.entityless import DUMMY_KEY
+
     rplan = plan(store, selection)
     if rplan is not None:
-        return dict(rplan.key_types)
+        return {k: t for k, t in rplan.key_types.items() if k != DUMMY_KEY}
     out: Dict[str, str] = {}
     for view in selection:
         for key, dtype in store.compiled(view).key_types.items():
-            out.setdefault(key, dtype)
+            if key != DUMMY_KEY:  # an entityless view's key is no request's: get_*_features adds it
+                out.setdefault(key, dtype)
     return out
 
 

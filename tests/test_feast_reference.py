@@ -58,6 +58,7 @@ feast = pytest.importorskip("feast")
 from featurestore import FeatureStore  # noqa: E402
 
 SEEDS = (11, 23, 57)
+GLOBAL_SEED = 57  # the events of the view without entities (one global row)
 CREATED_SEED = 23  # the view whose events are created after their event time (filter_by_created_timestamp)
 MAPPED_SEED = 11  # the view whose source maps its file column `driver` to the join key `driver_id`
 # Per seed: the view's TTL. 0 is Feast's "unbounded" (we translate it to no TTL).
@@ -269,6 +270,11 @@ class World:
                                      ).replace('created_timestamp_column="created",',
                                                'created_timestamp_column="created",\n    field_mapping={"driver": '
                                                '"driver_id"},')
+        # seed 57's events as one global row (a view without entities)
+        defs += VIEW_TEMPLATE.format(tag="global", path=str(self.feast_repo / "data" / f"drivers_s{GLOBAL_SEED}.parquet"),
+                                     ttl_s=int(TTLS[GLOBAL_SEED].total_seconds())
+                                     ).replace("entities=[driver],", "entities=[],").replace(
+                                         "driver_events_global = FileSource(", "driver_events_global = FileSource(")
         defs += SERVICE_DEFS
         self.defs_file = self.feast_repo / "driver_defs.py"
         self.defs_file.write_text(defs)
@@ -450,3 +456,51 @@ def test_with_name_and_join_key_map_match_feast(world):
         assert all(_same(a, b) for a, b in zip(ours[f"mine__{f}"], plain[f])), f
         assert all(_same(a, b) for a, b in zip(ours[f"other__{f}"], by_other[f])), f
     assert ours["other__conv_rate"].notna().sum() > len(ours) // 4
+
+
+def test_view_without_entities_is_one_global_row_like_feast(world, redis_client):
+    """Feast's entityless view: every request row reads the latest event of all drivers together. Offline equal
+    to Feast's duckdb store (shifted 1 us) whatever the row's driver; online (after materialize) equal to
+    offline for any entity row; the placeholder key `__dummy_id` never shows in what is returned."""
+    import uuid
+
+    from tests.conftest import drop_project
+
+    view = world.ours.repo.views["driver_stats_global"]
+    assert view.join_keys == ("__dummy_id",) and dict(view.projections) == {"__dummy_id": "''"}
+    events = world.events[GLOBAL_SEED]
+    req = make_requests(GLOBAL_SEED, events, TTLS[GLOBAL_SEED])
+    ours = world.our_features("driver_stats_global", ours_entity_df(req))
+    theirs = world.feast_features("driver_stats_global", feast_entity_df(req, shift_us=1))
+    assert "__dummy_id" not in ours.columns
+    assert_features_equal(ours, theirs, FEATURES, context="entityless view: ours at q vs Feast at q - 1us")
+    assert ours["conv_rate"].notna().sum() > len(ours) // 2
+    import dataclasses
+
+    from featurestore.config import load_config
+
+    store = FeatureStore(world.our_repo, config=dataclasses.replace(load_config(world.our_repo),
+                                                                    project=f"t_global_{uuid.uuid4().hex[:8]}"))
+    try:
+        derived = ["driver_stats_global", "driver_stats_mapped", "other"]  # keys made by projections
+        before = {v: pd.DataFrame(store.get_historical_features(
+            ours_entity_df(req).assign(other_driver_id=req["driver_id"]), features=[f"{v}:{f}" for f in FEATURES]))
+            for v in derived}  # computed from the source files (no offline table yet)
+        store.backfill(views=derived)
+        for v in derived:  # ... equal to the backfilled offline tables'
+            after = pd.DataFrame(store.get_historical_features(
+                ours_entity_df(req).assign(other_driver_id=req["driver_id"]), features=[f"{v}:{f}" for f in FEATURES]))
+            assert_features_equal(after, before[v], FEATURES, context=f"{v}: backfilled vs from the source")
+        store.materialize(views=["driver_stats_global"])
+        q = pd.Timestamp(T0_MS + SPAN_MS, unit="ms", tz="UTC")
+        rows = [{"driver_id": d} for d in (1, 2, 424242)]
+        online = store.get_online_features(rows, features=[f"driver_stats_global:{f}" for f in FEATURES],
+                                           request_time=q).to_dict()
+        offline = pd.DataFrame(store.get_historical_features(
+            pd.DataFrame({"driver_id": [1, 2, 424242], "event_timestamp": [q] * 3}),
+            features=[f"driver_stats_global:{f}" for f in FEATURES]))
+        assert "__dummy_id" not in online
+        for f in FEATURES:
+            assert len(set(map(str, online[f]))) == 1 and all(_same(a, b) for a, b in zip(online[f], offline[f])), f
+    finally:
+        drop_project(redis_client, store.config.project)

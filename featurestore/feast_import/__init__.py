@@ -65,8 +65,9 @@ Mapping (decisions marked *):
     are errors.
 * ``FeatureView(name, entities, ttl, schema, source, online)`` -> ``FeatureView`` with
   ``Latest(field)`` for each non-key schema Field, in schema order; ``ttl`` 0/None -> unbounded
-  (None). A view without a schema (Feast infers it at apply), without entities, or reading other
-  views is an error. *Feast's point-in-time join is inclusive (``ts <= q``, TTL lower bound
+  (None). A view without entities is keyed on Feast's own placeholder ``__dummy_id`` (the
+  projection ``''``: one global row, ``featurestore.sdk.entityless``). A view without a schema (Feast
+  infers it at apply) or reading other views is an error. *Feast's point-in-time join is inclusive (``ts <= q``, TTL lower bound
   inclusive); ours is exclusive (``ts < q``, SPEC §2). That difference is the product's contract
   and is NOT translated: a Feast view imported here serves the event strictly before ``q``.
 * ``StreamFeatureView(..., aggregations=[Aggregation(column, function, time_window)])`` ->

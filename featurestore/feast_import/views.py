@@ -9,7 +9,8 @@ from featurestore import dtypes as t
 from featurestore.errors import DefinitionError
 from featurestore.feast_import.columns import FEAST_AGG_ALIASES, SUPPORTED_TYPES, dtype_of, ms, type_label
 from featurestore.feast_import.common import Fail, SourceGroup, ViewPlan, kind
-from featurestore.model import Aggregation, FeatureView, Latest
+from featurestore.model import Aggregation, Entity, FeatureView, Latest
+from featurestore.sdk.entityless import DUMMY_ENTITY, DUMMY_KEY, DUMMY_VALUE
 from featurestore.model.base import NAME_RE, freeze_tags
 from featurestore.semantics import AGG_FUNCTIONS
 
@@ -46,6 +47,14 @@ def _opaque_udf(view: Any) -> Optional[Any]:
 class ViewsMixin:
     """The view half of :class:`~featurestore.feast_import.translator.Translator`."""
 
+    def dummy_entity(self) -> Entity:
+        """The entity of Feast's entityless views (Feast's own ``__dummy`` / ``__dummy_id``), made once."""
+        if DUMMY_ENTITY not in self.entities:
+            self.entities[DUMMY_ENTITY] = Entity(name=DUMMY_ENTITY, join_keys=(DUMMY_KEY,),
+                                                 description="Feast's entityless views: one global row")
+            self.emit(DUMMY_ENTITY, self.entities[DUMMY_ENTITY])
+        return self.entities[DUMMY_ENTITY]
+
     def plan_view(self, obj: Any, groups: Dict[str, SourceGroup]) -> None:
         """Check a Feast view and plan its translation; every problem of the view is reported, not the first."""
         var = self.var_of.get(id(obj))
@@ -76,8 +85,8 @@ class ViewsMixin:
                          "latest one written before the request time (ConflictPolicy.LAST_WRITE_WINS)")
         entity_names = tuple(obj.entities)
         entities = []
-        if entity_names == ("__dummy",):
-            fails.append("a feature view without entities is not supported")
+        if entity_names == (DUMMY_ENTITY,):  # Feast's entityless view: one global row (sdk/entityless.py)
+            entities.append((self.dummy_entity(), DUMMY_ENTITY))
             entity_names = ()
         for en in entity_names:
             if en in self.failed_entities:
@@ -133,6 +142,9 @@ class ViewsMixin:
             key_fields = {k: f for k, f in key_fields.items() if k in declared}
         for ent, en in entities:
             key = ent.join_keys[0]
+            if en == DUMMY_ENTITY:  # its key is the constant Feast gives it, not a source column
+                key_projections.append((DUMMY_KEY, f"'{DUMMY_VALUE}'"))
+                continue
             if key in mapping and key not in raw_of:  # Feast renames the key column away: no key column left
                 fails.append(f"field_mapping renames join key column {key!r} to {mapping[key]!r}, so the view has "
                              f"no {key!r} column; map the source column to the join key instead")
