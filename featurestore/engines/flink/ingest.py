@@ -81,9 +81,6 @@ def parse_spec(source) -> str:
     """The parse function's second argument: the columns (name, type, reason when a value is not of the
     type), which one is the event time, and every reason text it returns."""
     for name, dtype in source.schema:
-        if dtype == t.JSON:  # ParseJsonRecord does not keep a nested value's text yet
-            raise StreamCompileError(f"source '{source.name}' column '{name}': a JSON value (json) cannot be read "
-                                     "from the stream yet; its views are computed by backfill and push")
         if dtype not in FLINK_TYPES or (dtype == t.TIMESTAMP and name != source.timestamp):
             raise StreamCompileError(f"column '{name}': type {dtype} cannot be read from the stream")
     ts = source.timestamp
