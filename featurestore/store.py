@@ -470,7 +470,7 @@ class FeatureStore:
         features, feature_service = service_as_features(features, feature_service)
         selection = resolve_features(self.repo, features, feature_service)
         rplan = request_features.plan(self, selection)
-        dummy = entityless.needed(self, selection)
+        dummy = entityless.needed(self, selection, rplan)
         if dummy:  # Feast's entityless views: every row reads the one global entity
             entity_rows = entityless.add_to_rows(entity_rows)
         served_request = None

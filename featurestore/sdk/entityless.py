@@ -14,11 +14,13 @@ from typing import Any
 DUMMY_ENTITY, DUMMY_KEY, DUMMY_VALUE = "__dummy", "__dummy_id", ""
 
 
-def needed(store, selection) -> bool:
-    """Whether the resolved ``selection`` reads an entityless view (itself or through a request view)."""
+def needed(store, selection, rplan=False) -> bool:
+    """Whether the resolved ``selection`` reads an entityless view (itself or through a request view);
+    ``rplan``: its request plan when the caller has it (None: no request views)."""
     from featurestore.sdk.request_features import plan
 
-    rplan = plan(store, selection)
+    if rplan is False:
+        rplan = plan(store, selection)
     views = rplan.base if rplan is not None else selection
     return any(DUMMY_KEY in store.repo.views[v].join_keys for v in views if v in store.repo.views)
 
