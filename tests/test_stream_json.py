@@ -1,5 +1,5 @@
-"""JSON values (Feast's Map, Json, Struct, Array) on the stream face: the streaming job carries them like the
-batch face and push (one Flink launch). Random events with nested values, hot keys, equal event times and nulls
+"""JSON values (Feast's Map, Json, Struct, Array) in the Flink jobs: the streaming job carries them like the batch
+face and push (one Flink launch), and ``backfill --engine flink`` reads them like the DuckDB backfill (one more). Random events with nested values, hot keys, equal event times and nulls
 are produced to Kafka as JSON records (objects and arrays as JSON, a Json document as a string of JSON text);
 the offline table the stream writes holds the same values as a DuckDB backfill of the same events from Parquet
 (batch = stream; values compared, the text of a number may be spelt differently: Jackson's ``1.0E-300`` for
@@ -95,3 +95,24 @@ def test_stream_carries_json_values_like_the_backfill(tmp_path, redis_client, ka
     finally:
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])
+
+
+def test_flink_backfill_reads_json_values_like_the_duckdb_backfill(tmp_path):
+    """``backfill --engine flink`` over nested Parquet columns (a struct, a list, a map: JSON_STRING of them) and
+    a JSON-text column (kept as written): the same values as the DuckDB backfill, and the same dead letter for a
+    text that is not JSON."""
+    events = _events(31, n=200)
+    roots = {}
+    for engine in ("duckdb", "flink"):
+        root = tmp_path / engine
+        (root / "definitions").mkdir(parents=True)
+        (root / "definitions" / "defs.py").write_text(DEFS.format(topic="unused").replace(
+            "    stream=KafkaTopic('unused'),\n", ""))
+        (root / "featurestore.yaml").write_text(f"project: t_fjson_{engine}\ndefinitions: definitions\n")
+        _write(root, events, bad_config_row=True)
+        roots[engine] = FeatureStore(root)
+    results = {engine: store.backfill(engine=engine) for engine, store in roots.items()}
+    for engine, (result,) in results.items():
+        assert result.dead_letters == 1 and "column 'config': not a json" in result.reasons, (engine, result.reasons)
+    got, want = (_values(offline_table(roots[e], "user_profile")) for e in ("flink", "duckdb"))
+    assert len(got) == len(events) and got == want
