@@ -66,6 +66,9 @@ class Repo:
     root: Optional[Path] = None  # the repo root file names are relative to
     request_sources: Dict[str, RequestSource] = dataclasses.field(default_factory=dict)
     request_views: Dict[str, RequestFeatureView] = dataclasses.field(default_factory=dict)
+    # definitions written with the feast package: the Feast-compatible entry points behave as Feast's do
+    # where the difference is only a convenience (naive entity-frame times are UTC, with a warning)
+    feast: bool = False
 
     def all(self) -> Iterator[Definition]:
         yield from self.entities.values()
@@ -256,6 +259,7 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = 
 
     feast_failed = False
     if feast_items:
+        repo.feast = True
         by_var = {f.var: f for f in feast_items}
 
         def feast_origin(var: str) -> Origin:

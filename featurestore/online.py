@@ -478,7 +478,9 @@ class OnlineResponse:
     entity rows' join keys first, then the features in request order; Feast style), ``statuses()`` ->
     the same shape with each value's status, ``refusals`` (one line per refused view and why),
     ``to_df()``, ``event_times`` (per feature column, each value's event time in epoch ms:
-    :func:`event_time`) and ``request_id`` (set when the lookup was logged)."""
+    :func:`event_time`) and ``request_id`` (set when the lookup was logged). JSON values (``json_columns``)
+    are their text inside (``raw_dict()``, what the serving log holds) and Python values in ``to_dict()`` /
+    ``to_df()`` (:mod:`featurestore.sdk.json_values`)."""
 
     def __init__(self, columns: Dict[str, List[Any]], request_id: Optional[str] = None,
                  request_time_ms: Optional[int] = None, statuses: Optional[Dict[str, List[str]]] = None,
@@ -489,9 +491,18 @@ class OnlineResponse:
         self.refusals = list(refusals or [])
         self.request_id = request_id
         self.request_time_ms = request_time_ms
+        self.json_columns: frozenset = frozenset()
+
+    def raw_dict(self) -> Dict[str, List[Any]]:
+        """Like ``to_dict()``, JSON values as their stored text."""
+        return {k: list(v) for k, v in self._columns.items()}
 
     def to_dict(self) -> Dict[str, List[Any]]:
-        return {k: list(v) for k, v in self._columns.items()}
+        if not self.json_columns:
+            return self.raw_dict()
+        from featurestore.sdk.json_values import decode_list
+
+        return {k: decode_list(v) if k in self.json_columns else list(v) for k, v in self._columns.items()}
 
     def statuses(self) -> Dict[str, List[str]]:
         """``{feature column: [status per entity row]}`` (:data:`STATUSES`)."""
@@ -500,7 +511,7 @@ class OnlineResponse:
     def to_df(self):
         import pandas as pd
 
-        return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in self._columns.items()})
+        return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in self.to_dict().items()})
 
     def __len__(self) -> int:
         return len(next(iter(self._columns.values()), []))

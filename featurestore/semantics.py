@@ -109,6 +109,14 @@ def window_predicate_sql(ts_ms_sql: str, q_ms_sql: str, window_ms: Optional[int]
     return f"({cond})"
 
 
+def created_visible_sql(created_sql: str, q_ms_sql: str) -> str:
+    """SQL for "an event created at ``created_sql`` (a timestamp) is visible to a request at ``q_ms_sql``"
+    under Feast's ``get_historical_features(filter_by_created_timestamp=True)``: ``created < q``, exclusive
+    like ``ts < q`` (Feast: ``created <= q``, the same 1-microsecond shift as its inclusive event time, see
+    docs/coming-from-feast.md). A null created time hides the event, as in Feast's SQL. DuckDB only."""
+    return f"(epoch_us({created_sql}) < {q_ms_sql} * 1000)"
+
+
 def latest_visible(ts_ms: int, q_ms: int, ttl_ms: Optional[int]) -> bool:
     """True when an event at ``ts_ms`` may be the *latest* value seen by a request at ``q_ms``."""
     return in_window(ts_ms, q_ms, ttl_ms)

@@ -248,28 +248,33 @@ def key_types(store, selection) -> Dict[str, str]:
     read included), in first-seen order."""
     from featurestore.sdk.request_features import plan
 
+    from featurestore.sdk.entityless import DUMMY_KEY
+
     rplan = plan(store, selection)
     if rplan is not None:
-        return dict(rplan.key_types)
+        return {k: t for k, t in rplan.key_types.items() if k != DUMMY_KEY}
     out: Dict[str, str] = {}
     for view in selection:
         for key, dtype in store.compiled(view).key_types.items():
-            out.setdefault(key, dtype)
+            if key != DUMMY_KEY:  # an entityless view's key is no request's: get_*_features adds it
+                out.setdefault(key, dtype)
     return out
 
 
 def column_dtypes(store, selection) -> Dict[str, str]:
     """The declared type of every output column of the selection (unprefixed names)."""
     from featurestore.sdk.refs import output_names
+
+    return {column: feature_dtype(store, view, feat) for (view, feat), column in output_names(selection, False).items()}
+
+
+def feature_dtype(store, view: str, feature: str) -> str:
+    """The declared type of one feature of a feature view or a request feature view."""
     from featurestore.sdk.request_features import compiled_request
 
-    out = {}
-    for (view, feat), column in output_names(selection, False).items():
-        if view in store.repo.request_views:
-            out[column] = compiled_request(store, view).output_dtypes[feat]
-        else:
-            out[column] = store.compiled(view).feature_dtypes[feat]
-    return out
+    if view in store.repo.request_views:
+        return compiled_request(store, view).output_dtypes[feature]
+    return store.compiled(view).feature_dtypes[feature]
 
 
 def request_types(store, selection) -> Dict[str, str]:
@@ -343,11 +348,14 @@ def exact_pandas(table: pa.Table):
 def decode_served(features_json: str, dtypes_by_column: Dict[str, str]) -> Dict[str, Any]:
     """The served values of one logged row, each as the plain Python value of its feature's type."""
     from featurestore import dtypes
+    from featurestore.sdk.json_values import decode
 
     served = json.loads(features_json)
     for column, dtype in dtypes_by_column.items():
         v = served.get(column)
         if dtype == dtypes.TIMESTAMP and isinstance(v, str):  # logged as ISO 8601 (exact to the microsecond)
             served[column] = datetime.fromisoformat(v)
+        elif dtype == dtypes.JSON:  # logged as the stored text: the value served is its Python value
+            served[column] = decode(v)
     return served
 

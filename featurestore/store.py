@@ -205,17 +205,28 @@ class FeatureStore:
 
         >>> fs.get_historical_features(entity_df, features=["user_spend:tx_count_1h"])  # doctest: +SKIP
         """
+        from featurestore.sdk import entityless
         from featurestore.sdk import historical as h
         from featurestore.sdk import request_features, training_sets
-        from featurestore.sdk.refs import output_names, resolve_features
+        from featurestore.sdk.refs import output_names, resolve_features, service_as_features
 
-        if filter_by_created_timestamp:  # Feast's option; False (Feast's default) is what every call here does
-            raise h.RequestError("filter_by_created_timestamp=True is not supported: an event is visible from its "
-                                 "event time; see docs/coming-from-feast.md")
+        features, feature_service = service_as_features(features, feature_service)
+        if filter_by_created_timestamp and save_as is not None:
+            raise h.RequestError("filter_by_created_timestamp=True cannot be saved as a training set yet (the "
+                                 "manifest does not record it); save it without, or build it without save_as")
         selection = resolve_features(self.repo, features, feature_service)
         columns = output_names(selection, full_feature_names)
+        if self.repo.feast:  # Feast's rule: naive times are UTC (a warning); a native repo refuses them
+            entity_df = h.naive_as_utc(entity_df, timestamp_column)
+        dummy = entityless.needed(self, selection)
+        if dummy:  # Feast's entityless views: every row reads the one global entity
+            entity_df = entityless.add_to_frame(entity_df)
         if request_features.plan(self, selection) is not None:  # the PIT join, then the request views
-            return request_features.historical(self, entity_df, selection, columns, timestamp_column, save_as)
+            frame = request_features.historical(self, entity_df, selection, columns, timestamp_column, save_as,
+                                                filter_by_created_timestamp)
+            if dummy:
+                entityless.drop_from_frame(frame)
+            return frame
         compiled = [self._restricted(v, names) for v, names in selection.items()]
         if not isinstance(entity_df, __import__("pandas").DataFrame):
             raise h.RequestError(f"entity_df must be a pandas DataFrame, got {type(entity_df).__name__}")
@@ -230,10 +241,12 @@ class FeatureStore:
                     f"cannot save training set '{save_as}': view(s) {unversioned} have no offline table "
                     "version to pin; run backfill first"
                 )
-        frame = h.retrieve(con, entity_df, inputs, columns, ts_col)
+        frame = h.retrieve(con, entity_df, inputs, columns, ts_col, created_filter=bool(filter_by_created_timestamp))
         if save_as is not None:
             frame.manifest = training_sets.save(self._offline_root, save_as, entity_df, frame,
                                                 [(vi.compiled, vi.version) for vi in inputs], columns, ts_col)
+        if dummy:
+            entityless.drop_from_frame(frame)
         return frame
 
     @property
@@ -449,13 +462,17 @@ class FeatureStore:
 
         >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
         """
-        from featurestore import serving_log
-        from featurestore.sdk import request_features
+        from featurestore import dtypes, serving_log
+        from featurestore.sdk import entityless, request_features
         from featurestore.sdk.online_lookup import lookup
-        from featurestore.sdk.refs import output_names, resolve_features
+        from featurestore.sdk.refs import output_names, resolve_features, service_as_features
 
+        features, feature_service = service_as_features(features, feature_service)
         selection = resolve_features(self.repo, features, feature_service)
         rplan = request_features.plan(self, selection)
+        dummy = entityless.needed(self, selection, rplan)
+        if dummy:  # Feast's entityless views: every row reads the one global entity
+            entity_rows = entityless.add_to_rows(entity_rows)
         served_request = None
         if rplan is None:
             response = lookup(self, entity_rows, features=features, feature_service=feature_service,
@@ -463,10 +480,16 @@ class FeatureStore:
         else:
             response, served_request = request_features.online(
                 self, selection, entity_rows, request_data, request_time, output_names(selection, full_feature_names))
+        if dummy:
+            entityless.drop_from_response(response)
+        response.json_columns = frozenset(
+            col for (v, f), col in output_names(selection, full_feature_names).items()
+            if serving_log.feature_dtype(self, v, f) == dtypes.JSON)
         if serving_log.should_log(self, feature_service, log):
             views = rplan.base if rplan is not None else selection
-            keys = [k for k in response.to_dict() if k in {jk for v in views for jk in self.repo.views[v].join_keys}]
-            record = serving_log.build_record(self, response.to_dict(), keys, selection, feature_service,
+            raw = response.raw_dict()  # JSON values logged as their stored text
+            keys = [k for k in raw if k in {jk for v in views for jk in self.repo.views[v].join_keys}]
+            record = serving_log.build_record(self, raw, keys, selection, feature_service,
                                               response.request_time_ms, request_id, served_request)
             try:
                 serving_log.write(self.online_store().client, self.config.project, record)

@@ -86,6 +86,7 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     """Recompute the logged lookups of ``feature_service`` offline and report skew per feature."""
     from featurestore import serving_log
     from featurestore.errors import RequestError
+    from featurestore.sdk.json_values import decode_list, json_columns
     from featurestore.sdk.refs import resolve_features
 
     name = getattr(feature_service, "name", feature_service)
@@ -115,6 +116,8 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
         raise RequestError(f"verify '{name}': cannot recompute logged rows offline: {exc}") from None
     recomputed = offline.to_arrow()  # exact values (pandas would turn an int column with a null into float)
     offline_values = {c: recomputed.column(c).to_pylist() for c in columns}
+    for c in json_columns(by_column):  # served JSON values are decoded (decode_served): compare values
+        offline_values[c] = decode_list(offline_values[c])
     served = [serving_log.decode_served(f, by_column) for f in logs["features"]]
     times = (entity_df[TIME_COLUMN].astype("datetime64[ns, UTC]").astype("int64") // 1_000_000).tolist()
     buckets = _buckets(times)

@@ -58,6 +58,9 @@ feast = pytest.importorskip("feast")
 from featurestore import FeatureStore  # noqa: E402
 
 SEEDS = (11, 23, 57)
+GLOBAL_SEED = 57  # the events of the view without entities (one global row)
+CREATED_SEED = 23  # the view whose events are created after their event time (filter_by_created_timestamp)
+MAPPED_SEED = 11  # the view whose source maps its file column `driver` to the join key `driver_id`
 # Per seed: the view's TTL. 0 is Feast's "unbounded" (we translate it to no TTL).
 TTLS = {11: timedelta(seconds=45), 23: timedelta(minutes=4), 57: timedelta(0)}
 FEATURES = ("conv_rate", "acc_rate", "trips")
@@ -108,6 +111,18 @@ driver_stats_{tag} = FeatureView(
 )
 '''
 
+# One view read twice by a service: for the driver (with_name alone), and (with_name + with_join_key_map) for
+# another driver. (Both are aliased: Feast 0.67 cannot compare a service mixing an aliased and a plain projection
+# of one view, TypeError in FeatureService.__eq__.)
+SERVICE_DEFS = """
+from feast import FeatureService
+
+driver_pair = FeatureService(name="driver_pair", features=[
+    driver_stats_s11.with_name("mine"),
+    driver_stats_s11.with_name("other").with_join_key_map({"driver_id": "other_driver_id"}),
+])
+"""
+
 FEAST_YAML = """\
 project: feast_reference
 registry: {repo}/data/registry.db
@@ -122,10 +137,10 @@ entity_key_serialization_version: 3
 
 
 # -- data ---------------------------------------------------------------------------------------------
-def _write_events(path: Path, driver_id, ts_us, created_us, conv, acc, trips) -> None:
+def _write_events(path: Path, driver_id, ts_us, created_us, conv, acc, trips, key_column="driver_id") -> None:
     """Parquet with microsecond UTC timestamps (nanoseconds break Feast's duckdb store)."""
     table = pa.table({
-        "driver_id": pa.array(driver_id, pa.int64()),
+        key_column: pa.array(driver_id, pa.int64()),
         "conv_rate": pa.array(conv, pa.float64()),
         "acc_rate": pa.array(acc, pa.float64()),
         "trips": pa.array(trips, pa.int64()),
@@ -236,6 +251,31 @@ class World:
                       [CREATED0_US + e[1] for e in HAND_EVENTS], [e[2] for e in HAND_EVENTS],
                       [e[3] for e in HAND_EVENTS], [e[4] for e in HAND_EVENTS])
         defs += VIEW_TEMPLATE.format(tag="hand", path=str(hand), ttl_s=3600)
+        # seed 11's events again, the key column named `driver` in the file and mapped to the join key
+        ev = self.events[MAPPED_SEED]
+        mapped = self.feast_repo / "data" / "drivers_mapped.parquet"
+        _write_events(mapped, ev["driver_id"], ev["ts_us"], ev["created_us"], ev["conv_rate"], ev["acc_rate"],
+                      ev["trips"], key_column="driver")
+        # seed 23's events created 0..120 s after their event time (distinct per event): with
+        # filter_by_created_timestamp=True an event is hidden until then (ties too)
+        ev = self.events[CREATED_SEED]
+        rng = np.random.default_rng(5)
+        delay_us = rng.choice([0, 1, 999, 1_000, 1_001, 30_000_000, 120_000_000], len(ev)) + np.arange(len(ev))
+        self.created_us = ev["ts_us"].to_numpy() + delay_us
+        late = self.feast_repo / "data" / "drivers_created.parquet"
+        _write_events(late, ev["driver_id"], ev["ts_us"], self.created_us, ev["conv_rate"], ev["acc_rate"],
+                      ev["trips"])
+        defs += VIEW_TEMPLATE.format(tag="created", path=str(late), ttl_s=int(TTLS[CREATED_SEED].total_seconds()))
+        defs += VIEW_TEMPLATE.format(tag="mapped", path=str(mapped), ttl_s=int(TTLS[MAPPED_SEED].total_seconds())
+                                     ).replace('created_timestamp_column="created",',
+                                               'created_timestamp_column="created",\n    field_mapping={"driver": '
+                                               '"driver_id"},')
+        # seed 57's events as one global row (a view without entities)
+        defs += VIEW_TEMPLATE.format(tag="global", path=str(self.feast_repo / "data" / f"drivers_s{GLOBAL_SEED}.parquet"),
+                                     ttl_s=int(TTLS[GLOBAL_SEED].total_seconds())
+                                     ).replace("entities=[driver],", "entities=[],").replace(
+                                         "driver_events_global = FileSource(", "driver_events_global = FileSource(")
+        defs += SERVICE_DEFS
         self.defs_file = self.feast_repo / "driver_defs.py"
         self.defs_file.write_text(defs)
         (self.feast_repo / "feature_store.yaml").write_text(FEAST_YAML.format(repo=self.feast_repo))
@@ -247,15 +287,15 @@ class World:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         objects = [v for v in vars(module).values()
-                   if isinstance(v, (feast.Entity, feast.FileSource, feast.FeatureView))]
+                   if isinstance(v, (feast.Entity, feast.FileSource, feast.FeatureView, feast.FeatureService))]
         self.feast = feast.FeatureStore(repo_path=str(self.feast_repo))
         self.feast.apply(objects)
         # Ours: the same file, translated by our loader.
         self.ours = FeatureStore(self.our_repo)
 
-    def feast_features(self, view: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+    def feast_features(self, view: str, entity_df: pd.DataFrame, **options) -> pd.DataFrame:
         refs = [f"{view}:{f}" for f in FEATURES]
-        out = self.feast.get_historical_features(entity_df=entity_df, features=refs).to_df()
+        out = self.feast.get_historical_features(entity_df=entity_df, features=refs, **options).to_df()
         assert len(out) == len(entity_df), "Feast's duckdb store dropped or added entity rows"
         assert sorted(out["row_id"]) == sorted(entity_df["row_id"])
         out = out.sort_values("row_id", kind="stable").reset_index(drop=True)
@@ -263,9 +303,9 @@ class World:
         assert (out["label"].to_numpy() == back["label"].to_numpy()).all()
         return out
 
-    def our_features(self, view: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+    def our_features(self, view: str, entity_df: pd.DataFrame, **options) -> pd.DataFrame:
         refs = [f"{view}:{f}" for f in FEATURES]
-        out = pd.DataFrame(self.ours.get_historical_features(entity_df, features=refs))
+        out = pd.DataFrame(self.ours.get_historical_features(entity_df, features=refs, **options))
         assert out["row_id"].tolist() == entity_df["row_id"].tolist(), "rows not kept in input order"
         assert out["label"].tolist() == entity_df["label"].tolist()
         return out.sort_values("row_id", kind="stable").reset_index(drop=True)
@@ -352,3 +392,115 @@ def test_hand_checked_inclusive_vs_exclusive(world):
     assert got_ours == [0.1, 0.5, 0.5, 0.9, None, 0.9, None]
     assert got_feast == [0.5, 0.5, 0.9, 0.9, 0.1, 0.9, None]
     assert ours["trips"].tolist()[3] == 9 and feast_raw["trips"].tolist()[2] == 9
+
+
+def test_join_key_read_through_field_mapping_matches_feast(world):
+    """``FileSource(field_mapping={"driver": "driver_id"})``: the file's `driver` column is the join key
+    `driver_id`, as Feast's offline store reads it (a projection here); same values as Feast (shifted 1 us)
+    and as the unmapped copy of the same events."""
+    view = world.ours.repo.views["driver_stats_mapped"]
+    assert dict(view.projections) == {"driver_id": '"driver"'} and "driver" in view.source.columns
+    req = make_requests(MAPPED_SEED, world.events[MAPPED_SEED], TTLS[MAPPED_SEED])
+    ours = world.our_features("driver_stats_mapped", ours_entity_df(req))
+    theirs = world.feast_features("driver_stats_mapped", feast_entity_df(req, shift_us=1))
+    assert_features_equal(ours, theirs, FEATURES, context="mapped join key: ours at q vs Feast at q - 1us")
+    plain = world.our_features(f"driver_stats_s{MAPPED_SEED}", ours_entity_df(req))
+    assert_features_equal(ours, plain, FEATURES, context="mapped join key vs the same events unmapped")
+    assert ours["conv_rate"].notna().sum() > len(ours) // 3
+
+
+def test_filter_by_created_timestamp_matches_feast(world):
+    """``get_historical_features(filter_by_created_timestamp=True)``: an event is hidden until its created time
+    too (ours ``created < q``, Feast ``created <= q'`` at ``q' = q - 1 us``: the same rows), the tie among equal
+    event times taken among the visible events; equal to Feast's duckdb store on random data, and different
+    from the unfiltered values (the filter is not vacuous)."""
+    view = "driver_stats_created"
+    events = world.events[CREATED_SEED]
+    req = make_requests(CREATED_SEED, events, TTLS[CREATED_SEED])
+    ours = world.our_features(view, ours_entity_df(req), filter_by_created_timestamp=True)
+    theirs = world.feast_features(view, feast_entity_df(req, shift_us=1), filter_by_created_timestamp=True)
+    assert_features_equal(ours, theirs, FEATURES, context="filter_by_created_timestamp: ours at q vs Feast at q - 1us")
+    unfiltered = world.our_features(view, ours_entity_df(req))
+    differs = sum(any(not _same(ours[f][i], unfiltered[f][i]) for f in FEATURES) for i in range(len(ours)))
+    assert differs >= 5, "the created filter changed no row: the comparison proves nothing"
+    assert ours["conv_rate"].notna().sum() > len(ours) // 4
+    with pytest.raises(Exception, match="cannot be saved as a training set"):
+        world.ours.get_historical_features(ours_entity_df(req), features=[f"{view}:conv_rate"],
+                                           filter_by_created_timestamp=True, save_as="x")
+
+
+def test_with_name_and_join_key_map_match_feast(world):
+    """A service reading one view twice, the second time as ``with_name("other")`` joined on the entity frame's
+    ``other_driver_id``: the same values as Feast's (full feature names ``other__conv_rate``...), and the aliased
+    columns equal the plain view's values at the other driver."""
+    repo = world.ours.repo
+    other = repo.views["other"]
+    assert other.join_keys == ("other_driver_id",) and dict(other.projections) == {"other_driver_id": '"driver_id"'}
+    assert repo.views["mine"].join_keys == ("driver_id",) and not repo.views["mine"].projections
+    req = make_requests(11, world.events[11], TTLS[11])
+    rng = np.random.default_rng(3)
+    others = rng.permutation(req["driver_id"].to_numpy())
+    ours_df = ours_entity_df(req).assign(other_driver_id=others)
+    feast_df = feast_entity_df(req, shift_us=1).assign(other_driver_id=others)
+    ours = pd.DataFrame(world.ours.get_historical_features(ours_df, feature_service="driver_pair",
+                                                           full_feature_names=True))
+    theirs = world.feast.get_historical_features(entity_df=feast_df, features=world.feast.get_feature_service(
+        "driver_pair"), full_feature_names=True).to_df().sort_values("row_id", kind="stable").reset_index(drop=True)
+    ours = ours.sort_values("row_id", kind="stable").reset_index(drop=True)
+    columns = [f"{v}__{f}" for v in ("mine", "other") for f in FEATURES]
+    assert [c for c in ours.columns if "__" in c] == columns
+    assert_features_equal(ours, theirs, columns, context="with_name/with_join_key_map: ours at q vs Feast at q - 1us")
+    plain = world.our_features("driver_stats_s11", ours_df)
+    by_other = world.our_features("driver_stats_s11", ours_df.assign(driver_id=others))
+    for f in FEATURES:
+        assert all(_same(a, b) for a, b in zip(ours[f"mine__{f}"], plain[f])), f
+        assert all(_same(a, b) for a, b in zip(ours[f"other__{f}"], by_other[f])), f
+    assert ours["other__conv_rate"].notna().sum() > len(ours) // 4
+
+
+def test_view_without_entities_is_one_global_row_like_feast(world, redis_client):
+    """Feast's entityless view: every request row reads the latest event of all drivers together. Offline equal
+    to Feast's duckdb store (shifted 1 us) whatever the row's driver; online (after materialize) equal to
+    offline for any entity row; the placeholder key `__dummy_id` never shows in what is returned."""
+    import uuid
+
+    from tests.conftest import drop_project
+
+    view = world.ours.repo.views["driver_stats_global"]
+    assert view.join_keys == ("__dummy_id",) and dict(view.projections) == {"__dummy_id": "''"}
+    events = world.events[GLOBAL_SEED]
+    req = make_requests(GLOBAL_SEED, events, TTLS[GLOBAL_SEED])
+    ours = world.our_features("driver_stats_global", ours_entity_df(req))
+    theirs = world.feast_features("driver_stats_global", feast_entity_df(req, shift_us=1))
+    assert "__dummy_id" not in ours.columns
+    assert_features_equal(ours, theirs, FEATURES, context="entityless view: ours at q vs Feast at q - 1us")
+    assert ours["conv_rate"].notna().sum() > len(ours) // 2
+    import dataclasses
+
+    from featurestore.config import load_config
+
+    store = FeatureStore(world.our_repo, config=dataclasses.replace(load_config(world.our_repo),
+                                                                    project=f"t_global_{uuid.uuid4().hex[:8]}"))
+    try:
+        derived = ["driver_stats_global", "driver_stats_mapped", "other"]  # keys made by projections
+        before = {v: pd.DataFrame(store.get_historical_features(
+            ours_entity_df(req).assign(other_driver_id=req["driver_id"]), features=[f"{v}:{f}" for f in FEATURES]))
+            for v in derived}  # computed from the source files (no offline table yet)
+        store.backfill(views=derived)
+        for v in derived:  # ... equal to the backfilled offline tables'
+            after = pd.DataFrame(store.get_historical_features(
+                ours_entity_df(req).assign(other_driver_id=req["driver_id"]), features=[f"{v}:{f}" for f in FEATURES]))
+            assert_features_equal(after, before[v], FEATURES, context=f"{v}: backfilled vs from the source")
+        store.materialize(views=["driver_stats_global"])
+        q = pd.Timestamp(T0_MS + SPAN_MS, unit="ms", tz="UTC")
+        rows = [{"driver_id": d} for d in (1, 2, 424242)]
+        online = store.get_online_features(rows, features=[f"driver_stats_global:{f}" for f in FEATURES],
+                                           request_time=q).to_dict()
+        offline = pd.DataFrame(store.get_historical_features(
+            pd.DataFrame({"driver_id": [1, 2, 424242], "event_timestamp": [q] * 3}),
+            features=[f"driver_stats_global:{f}" for f in FEATURES]))
+        assert "__dummy_id" not in online
+        for f in FEATURES:
+            assert len(set(map(str, online[f]))) == 1 and all(_same(a, b) for a, b in zip(online[f], offline[f])), f
+    finally:
+        drop_project(redis_client, store.config.project)

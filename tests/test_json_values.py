@@ -2,9 +2,10 @@
 
 Random events with nested Parquet columns (a struct, a list of doubles, a map) and a JSON-text column, hot
 keys and equal event times, nulls: the backfill's offline value at every request equals the brute-force
-latest event's value (``json.loads`` of ours == the Parquet value), online equals offline after
-materialize, a pushed dict lands as its JSON text in both stores, and a text that is not JSON is a dead
-letter naming the column.
+latest event's value (ours, a Python value, == the Parquet value), online equals offline after
+materialize, a pushed dict lands as its JSON text in both stores and reads back as the dict, served values
+come back from the serving log as the very values served (log-and-wait), and a text that is not JSON is a
+dead letter naming the column.
 """
 
 from __future__ import annotations
@@ -85,13 +86,16 @@ def _expected(events: pd.DataFrame, user: str, q_ms: int, feature: str):
 
 
 def _same(ours, raw, feature: str) -> bool:
+    """Ours is the Python value (a dict, a list...), as Feast returns it; never the JSON text."""
     if raw is None:
         return ours is None
+    if isinstance(ours, str):
+        return False
     if feature == "config":
-        return ours == raw  # JSON text is kept as written
+        return ours == json.loads(raw)  # a JSON document column: its value
     if feature == "tags":  # a Parquet map is an object of its pairs (an empty map: DuckDB writes {})
-        return json.loads(ours) == {k: v for k, v in raw}
-    return json.loads(ours) == raw
+        return ours == {k: v for k, v in raw}
+    return ours == raw
 
 
 @pytest.fixture
@@ -147,7 +151,7 @@ def test_json_values_offline_equal_the_latest_event_and_online_equals_offline(st
         online = store.get_online_features([{"user_id": row.user_id}], feature_service="everything",
                                            request_time=row.event_timestamp).to_dict()
         for f in FEATURES:
-            assert online[f][0] == (None if pd.isna(got[f][i]) else got[f][i]), (f, i)
+            assert online[f][0] == got[f][i], (f, i)
 
 
 @pytest.mark.redis
@@ -164,10 +168,53 @@ def test_pushed_json_values_are_their_text_online_and_offline(store_of):
     q = ts + pd.Timedelta(milliseconds=1)
     want = {"profile": '{"name":"p","age":"7"}', "embedding": "[0.25,-1.0]", "tags": '{"a":"b"}',
             "config": '{"max": 3}'}
-    offline = pd.DataFrame(store.get_historical_features(pd.DataFrame({"user_id": ["u99"], "event_timestamp": [q]}),
-                                                         feature_service="everything"))
-    online = store.get_online_features([{"user_id": "u99"}], feature_service="everything", request_time=q).to_dict()
-    for f, text in want.items():
-        assert offline[f][0] == text and online[f][0] == text
+    training = store.get_historical_features(pd.DataFrame({"user_id": ["u99"], "event_timestamp": [q]}),
+                                             feature_service="everything")
+    offline = pd.DataFrame(training)
+    response = store.get_online_features([{"user_id": "u99"}], feature_service="everything", request_time=q)
+    online, online_df = response.to_dict(), response.to_df()
+    for f, text in want.items():  # stored as the text, read as the value
+        assert training.to_arrow().column(f).to_pylist() == [text] and response.raw_dict()[f] == [text]
+        assert offline[f][0] == json.loads(text) == online[f][0] == online_df[f][0]
     bad = store.push("profiles", [{**row, "n": 2, "config": "{nope"}])
     assert bad.events == 0 and sum(bad.dead_letters.values()) == 1, bad.dead_letters
+
+
+@pytest.mark.redis
+def test_served_json_values_are_trained_and_spoken_in_feast_shape(store_of):
+    """Log-and-wait: the values a lookup served (Python values) come back from the serving log as those very
+    values, and verify recomputes them equal; over HTTP both response shapes carry the values, not the text."""
+    from fastapi.testclient import TestClient
+
+    from featurestore.server import create_app
+
+    events = _events(11, n=120)
+    store = store_of(events)
+    store.backfill()
+    store.materialize()
+    q = pd.Timestamp(T0_MS + 60_000, unit="ms", tz="UTC")
+    rows = [{"user_id": f"u{i}"} for i in range(13)]
+    response = store.get_online_features(rows, feature_service="everything", request_time=q, log=True)
+    served = response.to_dict()
+    assert any(isinstance(v, dict) for v in served["profile"]) and any(isinstance(v, list) for v in served["embedding"])
+    labels = pd.DataFrame({"request_id": [response.request_id] * len(rows), "user_id": [r["user_id"] for r in rows],
+                           "label": range(len(rows))})
+    trained = store.training_set_from_logs(labels, "everything")
+    assert trained["_from_log"].all()
+    for f in FEATURES:
+        assert trained[f].tolist() == served[f], f
+    report = store.verify("everything")
+    assert report.rows == len(rows) and all(s.mismatch == s.missing == s.extra == 0 for s in report.features.values()), \
+        {c: (s.mismatch, s.missing, s.extra, s.examples[:1]) for c, s in report.features.items()}
+
+    client = TestClient(create_app(store))
+    body = {"features": [f"user_profile:{f}" for f in FEATURES], "entities": {"user_id": [r["user_id"] for r in rows]},
+            "request_time": q.isoformat()}
+    ours = client.post("/get-online-features", json=body)
+    assert ours.status_code == 200, ours.text
+    feast_shape = client.post("/get-online-features", json={**body, "include_feature_view_version_metadata": False})
+    assert feast_shape.status_code == 200, feast_shape.text
+    names = feast_shape.json()["metadata"]["feature_names"]
+    by_name = dict(zip(names, feast_shape.json()["results"]))
+    for f in FEATURES:
+        assert by_name[f]["values"] == served[f] == ours.json()["results"][f], f

@@ -203,3 +203,55 @@ def test_a_view_without_online_state_is_refused_not_half_loaded(make_store):
     assert result.events == 5 and all(n == 0 for n in result.online.values())
     assert any("no online state" in r for r in result.refusals)
     assert store.online_store().markers(["profile"])["profile"] is None  # nothing written, no marker
+
+
+CREATED_DEFS = '''\
+from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source
+
+driver = Entity(join_keys=["driver_id"])
+stats = Source(schema={"driver_id": "int64", "rate": "float64", "ts": "timestamp", "created": "timestamp"},
+               timestamp="ts", batch=ParquetFiles("data/stats.parquet"), tiebreak=("created",))
+driver_stats = FeatureView(entities=[driver], source=stats, features=[Latest("rate"), Latest("created")])
+'''
+
+
+def test_sub_millisecond_created_times_are_kept_by_backfill_and_push(tmp_path, redis_client):
+    """A timestamp column other than the event time (Feast's ``created``) with sub-millisecond values: the
+    backfill and a push keep it to the microsecond (the offline writer used to refuse such a row) and it breaks
+    ties of equal event times the same way offline and online, on random data."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    base = pd.Timestamp("2026-03-01", tz="UTC")
+    n = 300
+    ts = base + pd.to_timedelta(rng.integers(0, 20, n) * 1000, unit="ms")  # few distinct times: ties
+    created = base + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us")  # sub-millisecond, distinct
+    events = pd.DataFrame({"driver_id": rng.integers(1, 6, n), "rate": rng.random(n), "ts": ts, "created": created})
+    root = tmp_path / "repo"
+    (root / "definitions").mkdir(parents=True)
+    (root / "definitions" / "defs.py").write_text(CREATED_DEFS)
+    (root / "data").mkdir()
+    batch, pushed = events.iloc[:200], events.iloc[200:]
+    batch.to_parquet(root / "data" / "stats.parquet", index=False)
+    project = f"t_push_{uuid.uuid4().hex[:10]}"
+    store = FeatureStore(root, config=dataclasses.replace(load_config(root), project=project))
+    try:
+        store.backfill()
+        store.materialize()
+        res = store.push("stats", pushed)
+        assert res.events == len(pushed) and not res.dead_letters
+        q = base + pd.Timedelta(seconds=30)
+        drivers = sorted(events["driver_id"].unique())
+        offline = pd.DataFrame(store.get_historical_features(
+            pd.DataFrame({"driver_id": drivers, "event_timestamp": [q] * len(drivers)}), features=[
+                "driver_stats:rate", "driver_stats:created"]))
+        online = store.get_online_features([{"driver_id": int(d)} for d in drivers],
+                                           features=["driver_stats:rate", "driver_stats:created"],
+                                           request_time=q).to_dict()
+        for i, d in enumerate(drivers):
+            mine = events[events["driver_id"] == d]
+            want = mine.sort_values(["ts", "created"]).iloc[-1]  # latest event; ties: the greatest created
+            assert offline["rate"][i] == want["rate"] == online["rate"][i], d
+            assert pd.Timestamp(offline["created"][i]) == want["created"] == pd.Timestamp(online["created"][i]), d
+    finally:
+        drop_project(store.online_store().client, project)

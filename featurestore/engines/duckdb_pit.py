@@ -56,7 +56,7 @@ from featurestore import dtypes
 from featurestore.compiler.ir import AggSpec, CompiledView
 from featurestore.engines import duckdb_exact as dx
 from featurestore.engines.duckdb_sql import REQ_Q, REQ_ROW, SQL_TYPES, TS_MS, keys_eq, literal, q, requests_sql
-from featurestore.semantics import window_predicate_sql
+from featurestore.semantics import created_visible_sql, window_predicate_sql
 
 ORD = "__ord"  # rank of an event in event order within its entity (range join: first/last)
 HOT_KEY_COST = 20.0  # a key is hot when requests * events > HOT_KEY_COST * sweep rows
@@ -461,10 +461,39 @@ def exact_variances(con, cv: CompiledView, events: str, requests: str, hot: str)
     return pa.table(out)
 
 
-def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "", unique: bool = False) -> pa.Table:
+def created_filtered_sql(cv: CompiledView, events: str, requests: str, created: str, prefix: str = "") -> str:
+    """Latest features of ``cv`` when an event is also hidden until its ``created`` time (Feast's
+    ``filter_by_created_timestamp=True``, :func:`~featurestore.semantics.created_visible_sql`): among the
+    events with ``ts < q``, ``created < q`` (and within the TTL) the greatest in event order. A range join
+    per key (requests x events), for this opt-in only; the ASOF plan of :func:`pit_sql` cannot skip the
+    events created after ``q``."""
+    lat = ", ".join(f"({s.expr}) AS {q('__l_' + s.name)}" for s in cv.latest)
+    values = ", ".join(f"l{i} := ev.{q('__l_' + s.name)}" for i, s in enumerate(cv.latest))
+    order = f"struct_pack(t := ev.{TS_MS}, o := {_order_key_struct(cv, 'ev.')})"
+    visible = window_predicate_sql(f"ev.{TS_MS}", f"rq.{REQ_Q}", cv.ttl_ms)
+    return (
+        f"WITH ev AS (SELECT *, epoch_ms({q(cv.ts_column)}) AS {TS_MS}, {lat} FROM {events}),\n"
+        f"rq AS ({requests_sql(cv, requests)}),\n"
+        f"pick AS (SELECT rq.{REQ_ROW}, arg_max(struct_pack({values}), {order}) AS __v FROM rq JOIN ev "
+        f"ON {keys_eq(cv, 'rq', 'ev')} AND {visible} AND {created_visible_sql('ev.' + q(created), 'rq.' + REQ_Q)} "
+        f"GROUP BY rq.{REQ_ROW})\n"
+        f"SELECT rq.{REQ_ROW}, "
+        + ", ".join(f"CAST(pick.__v.l{i} AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}"
+                    for i, s in enumerate(cv.latest))
+        + f"\nFROM rq LEFT JOIN pick ON pick.{REQ_ROW} = rq.{REQ_ROW}"
+    )
+
+
+def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "", unique: bool = False,
+                  created: Optional[str] = None) -> pa.Table:
     """Run the point-in-time query of ``cv`` (see :func:`pit_sql`), with the plan picked per key.
     ``unique``: the events are known to hold no two with the same (join keys, ms time) (the offline
-    table's ``unique_on``, recorded by the backfill)."""
+    table's ``unique_on``, recorded by the backfill). ``created``: hide each event until this column's time
+    too (:func:`created_filtered_sql`; latest features only)."""
+    if created is not None:
+        if cv.aggregations:
+            raise ValueError(f"view '{cv.name}': a created-time filter applies to latest features only")
+        return con.sql(created_filtered_sql(cv, events, requests, created, prefix)).to_arrow_table()
     hot = None
     if cv.aggregations:
         keys = con.sql(hot_keys_sql(cv, events, requests)).to_arrow_table()

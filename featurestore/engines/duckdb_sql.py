@@ -116,6 +116,13 @@ def _range(start_ms: Optional[int], end_ms: Optional[int]) -> List[str]:
     return out
 
 
+def _key_sql(cv: CompiledView, key: str) -> str:
+    """A join key over source columns: the column, or the projection that makes it (a Feast field_mapping'd or
+    entityless key, docs/coming-from-feast.md)."""
+    expr = next((e for n, e, _ in cv.projections if n == key), None)
+    return q(key) if expr is None else f"({expr})"
+
+
 def _stored_columns(cv: CompiledView) -> List[str]:
     cols = [q(n) for n, _ in cv.source_columns]
     return cols + [f"CAST(({e}) AS {SQL_TYPES[t]}) AS {q(n)}" for n, e, t in cv.projections]
@@ -125,7 +132,7 @@ def events_sql(cv: CompiledView, checked: str, start_ms: Optional[int] = None, e
     """Stored events of the view from ``checked`` (a :func:`checked_sql` relation), optionally for
     ``start_ms <= ts < end_ms``: rows without a dead-letter reason and with every join key, that pass
     the filter (source columns only), plus the projections (source columns only)."""
-    where = [f"{REASON} IS NULL", *(f"{q(k)} IS NOT NULL" for k in cv.join_keys), *_range(start_ms, end_ms)]
+    where = [f"{REASON} IS NULL", *(f"{_key_sql(cv, k)} IS NOT NULL" for k in cv.join_keys), *_range(start_ms, end_ms)]
     if cv.filter:
         where.append(f"({cv.filter}) IS TRUE")
     return f"SELECT {', '.join(_stored_columns(cv))}\nFROM ({checked}) AS checked\nWHERE {' AND '.join(where)}"
@@ -139,10 +146,10 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     ``null join key <key> (views ...)`` naming ``key_group_views``, the views sharing its join keys)."""
     from featurestore.engines.duckdb_batch import TS_MS
 
-    key_null = " OR ".join(f"{q(k)} IS NULL" for k in cv.join_keys)
+    key_null = " OR ".join(f"{_key_sql(cv, k)} IS NULL" for k in cv.join_keys)
     in_range = " AND ".join(_range(start_ms, end_ms)) or "TRUE"
     flt = f"({cv.filter}) IS TRUE" if cv.filter else "TRUE"
-    null_key_reason = null_key_reason_sql(cv.join_keys, key_group_views, q)
+    null_key_reason = null_key_reason_sql(cv.join_keys, key_group_views, lambda k: _key_sql(cv, k))
     cols = _stored_columns(cv) + [
         KIND,
         f"CASE {KIND} WHEN {DEAD_LETTER} THEN {REASON} WHEN {NULL_KEY} THEN {null_key_reason} END AS {REASON}",

@@ -55,8 +55,10 @@ Mapping (decisions marked *):
     reports its rows as without a join key.
   - *``field_mapping`` ({source column: feature name}) is translated, not rejected: the source
     schema holds the source column and the feature reads it, ``Latest("raw", name="feature")``
-    (aggregations likewise). Mapping a join-key or timestamp column is an error (Feast itself
-    disagrees with itself on whether those are mapped).
+    (aggregations likewise). A source column mapped to a join key (``{"driver": "driver_id"}``) is
+    read as Feast's offline store reads it, under the key's name: the view gets the projection
+    ``driver_id = "driver"`` and the source schema holds ``driver``. Renaming a join-key column away, or
+    mapping a timestamp column, is an error.
   - ``SparkSource(path=..., file_format="parquet")`` and ``RaySource(path=..., reader_type="parquet")``
     are batch faces like a FileSource (and may be a push source's ``batch_source``); one given by a
     ``query`` or ``table`` is an error saying only a path can be read here.
@@ -64,8 +66,9 @@ Mapping (decisions marked *):
     are errors.
 * ``FeatureView(name, entities, ttl, schema, source, online)`` -> ``FeatureView`` with
   ``Latest(field)`` for each non-key schema Field, in schema order; ``ttl`` 0/None -> unbounded
-  (None). A view without a schema (Feast infers it at apply), without entities, or reading other
-  views is an error. *Feast's point-in-time join is inclusive (``ts <= q``, TTL lower bound
+  (None). A view without entities is keyed on Feast's own placeholder ``__dummy_id`` (the
+  projection ``''``: one global row, ``featurestore.sdk.entityless``). A view without a schema (Feast
+  infers it at apply) or reading other views is an error. *Feast's point-in-time join is inclusive (``ts <= q``, TTL lower bound
   inclusive); ours is exclusive (``ts < q``, SPEC §2). That difference is the product's contract
   and is NOT translated: a Feast view imported here serves the event strictly before ``q``.
 * ``StreamFeatureView(..., aggregations=[Aggregation(column, function, time_window)])`` ->
@@ -91,9 +94,9 @@ Mapping (decisions marked *):
 * ``FeatureService(name, features=[fv, fv[["a", "b"]], "fv:a"], logging_config=...)`` ->
   ``FeatureService`` with the view (all features) or ``view.select(...)``; ``logging_config``
   present -> ``LoggingConfig(enabled=True, sample_rate=its sample_rate)`` (*its destination is
-  not translated: ours come from the project config). Aliases (``with_name``), join-key maps and
-  version pins (``"fv@v2"``, ``FeatureView(version="v2")``) are errors: there is no Feast
-  registry here; git versions definitions.
+  not translated: ours come from the project config). Aliases (``with_name``) and join-key maps
+  (``with_join_key_map``) become derived feature views (``projections``). Version pins (``"fv@v2"``,
+  ``FeatureView(version="v2")``) are errors: there is no Feast registry here; git versions definitions.
   *A selection of every Feast feature of a view (``fv[[all of them]]``) is the whole view; for a
   StreamFeatureView with aggregations, selecting an input Field is an error naming the outputs.
 * Other Feast objects (``Project``, ``Field``, types, formats, ``Permission``...) are not
@@ -108,8 +111,8 @@ whose message has one line per problem and whose ``problems`` attribute lists :c
 ``(variable, kind, name, message)`` so a loader can point at file and line. An object whose
 dependency failed (a view of a failed source) is skipped without a second error.
 
-Modules: ``columns`` (types, schema hints, durations), ``sources``, ``views``, ``on_demand`` (request
-sources, on-demand views) and ``translator`` (classification, entities, services), sharing the records in
+Modules: ``columns`` (types, schema hints, durations), ``sources``, ``views``, ``projections`` (with_name,
+with_join_key_map), ``on_demand`` (request sources, on-demand views) and ``translator`` (classification, entities, services), sharing the records in
 ``common``.
 """
 

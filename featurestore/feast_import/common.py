@@ -48,6 +48,7 @@ class ViewPlan:
     columns: List[Tuple[str, Optional[str], str]]  # (source column, dtype or None, why needed)
     feast_features: Tuple[str, ...] = ()
     ttl_ms: Optional[int] = None
+    projections: Tuple[Tuple[str, str], ...] = ()  # (join key, source column) of a field_mapping'd join key
 
 
 @dataclass

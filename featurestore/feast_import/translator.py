@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from featurestore.errors import DefinitionError, TranslationError
 from featurestore.feast_import.common import Fail, FeastProblem, Skip, ViewPlan, is_feast_object, kind
 from featurestore.feast_import.on_demand import OnDemandMixin
+from featurestore.feast_import.projections import derived_view
 from featurestore.feast_import.sources import SourcesMixin
 from featurestore.feast_import.views import ViewsMixin, _attempt
 from featurestore.model import (Definition, Entity, FeatureService, FeatureView, LoggingConfig, RequestFeatureView,
@@ -169,6 +170,7 @@ class Translator(SourcesMixin, ViewsMixin, OnDemandMixin):
         if items is None:  # pragma: no cover - older/newer Feast without the raw list
             items = list(obj.feature_view_projections) + list(getattr(obj, "_pending_feature_refs", []))
         refs = []
+        self._service_var = self.var_of[id(obj)]
         for item in items:
             try:
                 refs.append(self.service_ref(item))
@@ -224,15 +226,11 @@ class Translator(SourcesMixin, ViewsMixin, OnDemandMixin):
             return self.on_demand_ref(item)
         projection = item.projection
         view, plan = self._view_named(projection.name)
-        if projection.name_alias:
-            raise Fail(f"alias {projection.name_alias!r} of feature view {projection.name!r} (with_name) "
-                       "is not supported")
-        if projection.join_key_map:
-            raise Fail(f"join key map {projection.join_key_map!r} of feature view {projection.name!r} "
-                       "is not supported")
         if projection.version_tag is not None:
             raise Fail(f"feature view {projection.name!r} is pinned to version {projection.version_tag}; "
                        "there is no Feast registry here")
+        if projection.name_alias or projection.join_key_map:  # with_name / with_join_key_map: a derived view
+            view, plan = derived_view(self, view, plan, projection, self._service_var)
         names = [f.name for f in projection.features] or list(projection.desired_features or ())
         if not names or set(names) == set(plan.feast_features):
             return view

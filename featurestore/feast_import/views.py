@@ -9,7 +9,8 @@ from featurestore import dtypes as t
 from featurestore.errors import DefinitionError
 from featurestore.feast_import.columns import FEAST_AGG_ALIASES, SUPPORTED_TYPES, dtype_of, ms, type_label
 from featurestore.feast_import.common import Fail, SourceGroup, ViewPlan, kind
-from featurestore.model import Aggregation, FeatureView, Latest
+from featurestore.model import Aggregation, Entity, FeatureView, Latest
+from featurestore.sdk.entityless import DUMMY_ENTITY, DUMMY_KEY, DUMMY_VALUE
 from featurestore.model.base import NAME_RE, freeze_tags
 from featurestore.semantics import AGG_FUNCTIONS
 
@@ -46,6 +47,14 @@ def _opaque_udf(view: Any) -> Optional[Any]:
 class ViewsMixin:
     """The view half of :class:`~featurestore.feast_import.translator.Translator`."""
 
+    def dummy_entity(self) -> Entity:
+        """The entity of Feast's entityless views (Feast's own ``__dummy`` / ``__dummy_id``), made once."""
+        if DUMMY_ENTITY not in self.entities:
+            self.entities[DUMMY_ENTITY] = Entity(name=DUMMY_ENTITY, join_keys=(DUMMY_KEY,),
+                                                 description="Feast's entityless views: one global row")
+            self.emit(DUMMY_ENTITY, self.entities[DUMMY_ENTITY])
+        return self.entities[DUMMY_ENTITY]
+
     def plan_view(self, obj: Any, groups: Dict[str, SourceGroup]) -> None:
         """Check a Feast view and plan its translation; every problem of the view is reported, not the first."""
         var = self.var_of.get(id(obj))
@@ -76,8 +85,8 @@ class ViewsMixin:
                          "latest one written before the request time (ConflictPolicy.LAST_WRITE_WINS)")
         entity_names = tuple(obj.entities)
         entities = []
-        if entity_names == ("__dummy",):
-            fails.append("a feature view without entities is not supported")
+        if entity_names == (DUMMY_ENTITY,):  # Feast's entityless view: one global row (sdk/entityless.py)
+            entities.append((self.dummy_entity(), DUMMY_ENTITY))
             entity_names = ()
         for en in entity_names:
             if en in self.failed_entities:
@@ -90,8 +99,9 @@ class ViewsMixin:
         features: List[Any] = []
         columns: List[Tuple[str, Optional[str], str]] = []
         ttl = None
+        key_projections: List[Tuple[str, str]] = []
         if group is not None and not group.failed:
-            features, columns, ttl = self._plan_features(obj, name, group, entities, fails)
+            features, columns, ttl = self._plan_features(obj, name, group, entities, fails, key_projections)
         if fails:
             for message in fails:
                 self.problem(obj, message)
@@ -101,12 +111,14 @@ class ViewsMixin:
             self.failed_views.add(obj.name)
             return
         plan = ViewPlan(obj, var, name, tuple(e for e, _ in entities), entity_names, str(src.name), features,
-                        columns, tuple(f.name for f in obj.features), ttl)
+                        columns, tuple(f.name for f in obj.features), ttl, tuple(key_projections))
         self.view_plans[name] = plan
         group.views.append(plan)
 
-    def _plan_features(self, obj: Any, name: str, group: SourceGroup, entities, fails: List[str]):
-        """(features, needed source columns, ttl) of a view whose source is usable; problems go to ``fails``."""
+    def _plan_features(self, obj: Any, name: str, group: SourceGroup, entities, fails: List[str],
+                       key_projections: List[Tuple[str, str]]):
+        """(features, needed source columns, ttl) of a view whose source is usable; problems go to ``fails``;
+        a join key read from a field_mapping'd source column is added to ``key_projections``."""
         ts, created, mapping = group.ts, group.created, group.mapping
         view_ts = getattr(obj, "timestamp_field", "") or ""
         if view_ts and view_ts != ts:
@@ -130,15 +142,22 @@ class ViewsMixin:
             key_fields = {k: f for k, f in key_fields.items() if k in declared}
         for ent, en in entities:
             key = ent.join_keys[0]
-            if key in raw_of or key in mapping:
-                fails.append(f"field_mapping of join key {key!r} is not supported")
+            if en == DUMMY_ENTITY:  # its key is the constant Feast gives it, not a source column
+                key_projections.append((DUMMY_KEY, f"'{DUMMY_VALUE}'"))
+                continue
+            if key in mapping and key not in raw_of:  # Feast renames the key column away: no key column left
+                fails.append(f"field_mapping renames join key column {key!r} to {mapping[key]!r}, so the view has "
+                             f"no {key!r} column; map the source column to the join key instead")
             dtype: Optional[str]
             if key in key_fields:
                 dtype = typed(key_fields[key], "join key")
             else:
                 feast_ent = next(e for e in self.objects.values() if isinstance(e, self.F.Entity) and e.name == en)
                 dtype = dtype_of(feast_ent.value_type)
-            columns.append((key, dtype, f"join key of entity '{en}' in {kind(obj)} '{name}'"))
+            raw_key = raw_of.get(key, key)
+            if raw_key != key:  # Feast reads the source column under the key's name: a projection here
+                key_projections.append((key, _quoted(raw_key)))
+            columns.append((raw_key, dtype, f"join key of entity '{en}' in {kind(obj)} '{name}'"))
 
         aggregations = list(getattr(obj, "aggregations", None) or [])
         outputs = {a.resolved_name(a.time_window) for a in aggregations}
@@ -222,7 +241,7 @@ class ViewsMixin:
         translated = None
         if not fails:
             translated = _attempt(fails, FeatureView, name=plan.name, entities=plan.entities, source=source,
-                                  features=tuple(plan.features), ttl=plan.ttl_ms,
+                                  features=tuple(plan.features), ttl=plan.ttl_ms, projections=plan.projections,
                                   online=bool(getattr(obj, "online", True)), description=obj.description or "",
                                   owner=obj.owner or "", tags=_attempt(fails, freeze_tags, obj.tags, fallback=()))
         if fails:
@@ -232,6 +251,11 @@ class ViewsMixin:
             return
         self.views[plan.name] = translated
         self.emit(plan.var or plan.name, translated)
+
+
+def _quoted(column: str) -> str:
+    """A source column as a SQL expression (a double-quoted identifier)."""
+    return '"' + column.replace('"', '""') + '"'
 
 
 def _attempt(fails: List[str], fn, *args, fallback=None, **kwargs):

@@ -87,6 +87,8 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
     from featurestore.push import rows as prow
 
     src = resolve_source(store, source)
+    if not isinstance(to, str) and type(to).__name__ == "PushMode":  # Feast's enum: PushMode.ONLINE_AND_OFFLINE
+        to = str(getattr(to, "name", to)).lower()
     if to not in MODES:
         raise RequestError(f"push: to={to!r} is not one of {', '.join(MODES)}")
     if src.stream is not None:

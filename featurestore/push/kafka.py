@@ -37,13 +37,15 @@ def _json_value(v: Any) -> Any:
 def records(source, rows: Any):
     """The record of each pushed row (bytes): JSON, or the Avro datum of an Avro stream face
     (:mod:`featurestore.push.avro`)."""
-    from featurestore.push.rows import columns_of, time_ms
+    from featurestore.dtypes import JSON
+    from featurestore.push.rows import _null, _plain_json, columns_of, time_ms
 
     if source.stream.is_avro:
         from featurestore.push.avro import records as avro_records
 
         return avro_records(source, rows)
 
+    types = dict(source.schema)
     cols = columns_of(rows)
     n = len(next(iter(cols.values()), []))
     order = [c for c, _ in source.schema if c in cols] + sorted(set(cols) - {c for c, _ in source.schema})
@@ -57,6 +59,8 @@ def records(source, rows: Any):
                     rec[c] = None if _json_value(v) is None else time_ms(v)
                 except (ValueError, TypeError, OverflowError):
                     rec[c] = _json_value(v)
+            elif types.get(c) == JSON:  # a JSON value: the object / array itself, or a string of JSON text
+                rec[c] = None if _null(v) else (v if isinstance(v, str) else _plain_json(v))
             else:
                 rec[c] = _json_value(v)
         out.append(json.dumps(rec, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8"))

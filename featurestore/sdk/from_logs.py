@@ -36,6 +36,7 @@ from featurestore import dtypes
 from featurestore import serving_log as sl
 from featurestore.errors import RequestError
 from featurestore.sdk.historical import DEFAULT_TS, pick_timestamp_column, request_times_ms
+from featurestore.sdk.json_values import decode_list
 
 FILL_TIME = "_fill_time"
 
@@ -105,7 +106,10 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
         request_time = dict(zip(request_ids, times))  # one time per request
         filled = _fill(store, name, labels, missing, label_keys, types, ts_col, request_time, by_id)
         for c in columns:
-            for r, v in zip(missing, filled.column(c).to_pylist()):
+            filled_values = filled.column(c).to_pylist()
+            if by_column[c] == dtypes.JSON:  # the Arrow table holds the text; served values are decoded
+                filled_values = decode_list(filled_values)
+            for r, v in zip(missing, filled_values):
                 values[c][r] = v
 
     out = labels.copy()

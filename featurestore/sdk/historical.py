@@ -18,7 +18,9 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.engines.duckdb_pit import point_in_time
 from featurestore.errors import RequestError
+from featurestore.dtypes import JSON, TIMESTAMP
 from featurestore.sdk.inputs import key_column
+from featurestore.sdk.json_values import decode_frame
 
 DEFAULT_TS = "event_timestamp"
 
@@ -78,6 +80,37 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
     raise RequestError(message)
 
 
+def naive_as_utc(entity_df, timestamp_column: Optional[str]):
+    """Feast's rule for a Feast repo's entity frame: a timezone-naive timestamp column is UTC. Returns the frame
+    (a copy with the column made UTC, and a one-line warning, when it was naive; else ``entity_df`` itself)."""
+    if not isinstance(entity_df, pd.DataFrame):
+        return entity_df
+    column = timestamp_column or (DEFAULT_TS if DEFAULT_TS in entity_df.columns else None)
+    if column is None:
+        candidates = [c for c in entity_df.columns if pd.api.types.is_datetime64_any_dtype(entity_df[c].dtype)]
+        column = candidates[0] if len(candidates) == 1 else None
+    if column not in entity_df.columns:
+        return entity_df
+    col = entity_df[column]
+    if not pd.api.types.is_datetime64_any_dtype(col.dtype) or getattr(col.dt, "tz", None) is not None:
+        return entity_df
+    import warnings
+
+    warnings.warn(f"entity_df column '{column}' is timezone-naive: read as UTC, as Feast does (a Feast repo); "
+                  "see docs/coming-from-feast.md", UserWarning, stacklevel=3)
+    return entity_df.assign(**{column: col.dt.tz_localize("UTC")})
+
+
+def created_column(cv: CompiledView) -> Optional[str]:
+    """The column Feast's ``filter_by_created_timestamp=True`` compares with the request time: the view's first
+    tiebreak column when it is a timestamp (a Feast ``created_timestamp_column`` translates to it); None
+    (nothing filtered, as in Feast without a created column) otherwise."""
+    if len(cv.order_columns) < 2:
+        return None
+    column = cv.order_columns[1]
+    return column if dict(cv.source_columns).get(column) == TIMESTAMP else None
+
+
 def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[str]) -> str:
     if timestamp_column is not None:
         if timestamp_column not in entity_df.columns:
@@ -123,8 +156,10 @@ def retrieve(
     inputs: List[ViewInput],
     columns: Dict[tuple, str],
     ts_col: str,
+    created_filter: bool = False,
 ) -> TrainingFrame:
-    """Run the point-in-time queries and assemble the frame (entity columns untouched, in order)."""
+    """Run the point-in-time queries and assemble the frame (entity columns untouched, in order).
+    ``created_filter``: Feast's ``filter_by_created_timestamp=True`` (:func:`created_column`)."""
     q_ms = request_times_ms(entity_df, ts_col)
     keys = sorted({k for vi in inputs for k in vi.compiled.join_keys})
     clash = [c for c in columns.values() if c in entity_df.columns]
@@ -147,8 +182,12 @@ def retrieve(
     try:
         parts = []
         for vi in inputs:
+            created = created_column(vi.compiled) if created_filter else None
+            if created is not None and vi.compiled.aggregations:
+                raise RequestError(f"filter_by_created_timestamp=True applies to latest features; feature view "
+                                   f"'{vi.compiled.name}' has aggregations")
             parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests", unique=vi.unique,
-                                            prefix=f"{vi.compiled.name}::")))
+                                            prefix=f"{vi.compiled.name}::", created=created)))
     finally:
         con.unregister("__requests")
     out_cols, out_names = [], []
@@ -170,9 +209,11 @@ def retrieve(
     entity_arrow = pa.Table.from_pandas(base, preserve_index=False)
     for name, col in zip(arrow_features.column_names, arrow_features.columns):
         entity_arrow = entity_arrow.append_column(name, col)
-    frame._arrow = entity_arrow
+    frame._arrow = entity_arrow  # JSON values stay their text in Arrow; pandas gets the Python values
+    decode_frame(frame, [columns[(vi.compiled.name, f)] for vi in inputs
+                         for f, d in vi.compiled.feature_dtypes.items() if d == JSON])
     return frame
 
 
 __all__ = ["TrainingFrame", "retrieve", "request_times_ms", "pick_timestamp_column", "check_entity_df", "ViewInput",
-           "Union"]
+           "Union", "naive_as_utc"]

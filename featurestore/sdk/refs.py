@@ -41,6 +41,15 @@ def resolve_features(
     return out
 
 
+def service_as_features(features, feature_service):
+    """``(features, feature_service)`` with a feature service passed as ``features=`` moved to
+    ``feature_service=`` (Feast's ``get_online_features(features=store.get_feature_service(...))``)."""
+    if feature_service is None and features is not None and not isinstance(features, (str, list, tuple)) \
+            and isinstance(getattr(features, "name", None), str) and hasattr(features, "features"):
+        return None, features
+    return features, feature_service
+
+
 def _resolve_features(repo, features, feature_service) -> "OrderedDict[str, List[str]]":
     if (features is None) == (feature_service is None):
         raise RequestError("give exactly one of features=[...] or feature_service=...")

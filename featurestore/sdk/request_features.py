@@ -113,7 +113,7 @@ def _inputs(crv: CompiledRequestView, keys: Dict[str, pa.Array], request: Dict[s
 
 # -- offline -----------------------------------------------------------------------------------------
 def historical(store, entity_df, selection, columns: Dict[Tuple[str, str], str], timestamp_column=None,
-               save_as=None):
+               save_as=None, filter_by_created_timestamp=False):
     """``get_historical_features`` of a selection with request views (module docstring)."""
     import pandas as pd
 
@@ -150,7 +150,8 @@ def historical(store, entity_df, selection, columns: Dict[Tuple[str, str], str],
         base_df = df[[*rplan.key_types, ts_col]]
         base_set = f"{save_as}.base" if save_as is not None else None
         base = store.get_historical_features(base_df, features=rplan.base_refs, full_feature_names=True,
-                                             timestamp_column=ts_col, save_as=base_set).to_arrow()
+                                             timestamp_column=ts_col, save_as=base_set,
+                                             filter_by_created_timestamp=filter_by_created_timestamp).to_arrow()
         for view, names in rplan.base.items():
             for f in names:
                 features[(view, f)] = base.column(f"{view}__{f}").combine_chunks()
@@ -160,15 +161,20 @@ def historical(store, entity_df, selection, columns: Dict[Tuple[str, str], str],
         got = evaluate_frame(crv, features, keys, request)
         for n in names:
             outputs[(crv.name, n)] = got[n]
-    frame = assemble(df, columns, {**features, **outputs})
+    json_refs = {ref for ref, dtype in rplan.feature_types.items() if dtype == t.JSON}
+    json_refs |= {(crv.name, n) for crv, _ in rplan.request for n, dtype in crv.outputs if dtype == t.JSON}
+    frame = assemble(df, columns, {**features, **outputs}, json_refs)
     if save_as is not None:
         frame.manifest = request_sets.save(store, save_as, base_set, entity_df, frame, rplan, columns,
                                            ts_col if rplan.base else None)
     return frame
 
 
-def assemble(df, columns: Dict[Tuple[str, str], str], values: Dict[Tuple[str, str], pa.Array]):
-    """The training frame: ``df`` (index reset) and one column per feature, in ``columns`` order."""
+def assemble(df, columns: Dict[Tuple[str, str], str], values: Dict[Tuple[str, str], pa.Array], json_refs=()):
+    """The training frame: ``df`` (index reset) and one column per feature, in ``columns`` order; the
+    features ``json_refs`` (JSON values) are Python values in pandas, their text in ``to_arrow()``."""
+    from featurestore.sdk.json_values import decode_frame
+
     import pandas as pd
 
     from featurestore.sdk.historical import TrainingFrame
@@ -180,6 +186,7 @@ def assemble(df, columns: Dict[Tuple[str, str], str], values: Dict[Tuple[str, st
     for name, col in zip(feats.column_names, feats.columns):
         arrow = arrow.append_column(name, col)
     frame._arrow = arrow
+    decode_frame(frame, [col for ref, col in columns.items() if ref in json_refs])
     return frame
 
 

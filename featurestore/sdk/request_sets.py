@@ -21,6 +21,7 @@ from typing import Dict, Optional, Tuple
 
 import pyarrow as pa
 
+from featurestore import dtypes as t
 from featurestore.compiler.request import CompiledRequestView, InputColumn
 from featurestore.errors import FeatureStoreError, RequestError
 from featurestore.sdk import training_sets as ts
@@ -87,12 +88,18 @@ def recreate(store, name: str, manifest: dict, entity_df):
     from featurestore.sdk import request_data as rd
     from featurestore.sdk.inputs import key_column
     from featurestore.sdk.request_features import assemble, compiled_request, evaluate_frame
+    from featurestore.sdk.training_sets import compiled_from_json
 
     df = entity_df.reset_index(drop=True)
     features: Dict[Tuple[str, str], pa.Array] = {}
     keys: Dict[str, pa.Array] = {}
+    json_refs = set()
     if manifest["base"]:
-        base = store.recreate_training_set(manifest["base"]).to_arrow()
+        base_frame = store.recreate_training_set(manifest["base"])
+        base = base_frame.to_arrow()
+        for meta in base_frame.manifest["views"]:
+            cv = compiled_from_json(meta["compiled"])
+            json_refs |= {(cv.name, f) for f, dtype in cv.feature_dtypes.items() if dtype == t.JSON}
         for view, names in manifest["base_features"]:
             for f in names:
                 features[(view, f)] = base.column(f"{view}__{f}").combine_chunks()
@@ -114,8 +121,9 @@ def recreate(store, name: str, manifest: dict, entity_df):
         got = evaluate_frame(crv, features, keys, request)
         for n in data["requested"]:
             values[(crv.name, n)] = got[n]
+        json_refs |= {(crv.name, n) for n, dtype in crv.outputs if dtype == t.JSON}
     columns = {(v, f): c for v, f, c in manifest["columns"]}
-    frame = assemble(df, columns, values)
+    frame = assemble(df, columns, values, json_refs)
     frame.manifest = manifest
     return frame
 

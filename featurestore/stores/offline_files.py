@@ -42,9 +42,11 @@ MAX_COMMIT_ATTEMPTS = 200
 ORPHAN_GRACE_SECONDS = 3600.0
 DURABLE = True  # fsync files and directories before a commit is reported (tests may turn it off)
 
+# No coerce_timestamps: the event-time column is already timestamp[ms] (the storage schema), and another
+# timestamp column (a Feast ``created`` column, a timestamp feature) keeps its unit: coercing it to ms
+# refused every sub-millisecond value (a backfill or push of such a row failed).
 PARQUET_OPTIONS = dict(
     compression="zstd",
-    coerce_timestamps="ms",
     allow_truncated_timestamps=False,
     write_statistics=True,
     version="2.6",

@@ -68,12 +68,18 @@ def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, 
                     "or use the default engine (--engine duckdb)")
     ddl, dtypes, divisor = [], {}, None
     for name, declared in source.schema:
-        if declared == t.JSON:  # like the stream job, the Flink backfill does not read JSON values yet
-            raise FeatureStoreError(f"source '{source.name}' column '{name}': a JSON value (json) cannot be read by "
-                                    "the Flink backfill; use the default engine (--engine duckdb)")
         if name not in schema.names:
             continue
         arrow_type = schema.field(name).type
+        if declared == t.JSON:  # a JSON value: JSON text as written, or a nested column as JSON_STRING of it
+            nested = _flink_type(arrow_type) if _is_nested(arrow_type) else None
+            if nested is None and _ARROW_TO_DTYPE.get(str(arrow_type)) != t.STRING:
+                raise FeatureStoreError(f"{path}: column '{name}' of type {arrow_type} cannot be read as a JSON value "
+                                        "by the Flink backfill (a struct, list or map of strings, numbers and booleans, "
+                                        "or JSON text)")
+            ddl.append((name, nested or "STRING"))
+            dtypes[name] = JSON_NESTED if nested else JSON_TEXT
+            continue
         if name == source.timestamp:
             if pa.types.is_timestamp(arrow_type):
                 if arrow_type.unit not in _UNIT_MS:  # (Parquet has no seconds: pyarrow writes them as ms)
@@ -96,6 +102,32 @@ def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, 
     return ddl, dtypes, divisor
 
 
+JSON_NESTED, JSON_TEXT = "json:nested", "json:text"  # how a file holds a json column (``_file_columns``)
+_FLINK_SCALARS = {"string": "STRING", "large_string": "STRING", "int32": "INT", "int64": "BIGINT", "float": "FLOAT",
+                  "double": "DOUBLE", "bool": "BOOLEAN", "int8": "TINYINT", "int16": "SMALLINT"}
+
+
+def _is_nested(arrow_type) -> bool:
+    return pa.types.is_struct(arrow_type) or pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) \
+        or pa.types.is_map(arrow_type)
+
+
+def _flink_type(arrow_type) -> Optional[str]:
+    """The Flink DDL type of a nested Parquet column (None: a type it cannot be read as)."""
+    if pa.types.is_struct(arrow_type):
+        fields = [(f.name, _flink_type(f.type)) for f in arrow_type]
+        if any(ft is None for _, ft in fields):
+            return None
+        return "ROW<" + ", ".join(f"{qi(n)} {ft}" for n, ft in fields) + ">"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        inner = _flink_type(arrow_type.value_type)
+        return None if inner is None else f"ARRAY<{inner}>"
+    if pa.types.is_map(arrow_type):
+        k, v = _flink_type(arrow_type.key_type), _flink_type(arrow_type.item_type)
+        return None if k is None or v is None else f"MAP<{k}, {v}>"
+    return _FLINK_SCALARS.get(str(arrow_type))
+
+
 def _checked_select(path: Path, table: str, source, file_types: Dict[str, str], divisor: Optional[int],
                     now_ms: int, max_future_ms: Optional[int]) -> str:
     """One file's rows: each declared column cast to its type, ``__ts_ms``, ``__reason`` and the raw
@@ -104,6 +136,12 @@ def _checked_select(path: Path, table: str, source, file_types: Dict[str, str], 
     cols, checks = [], []
     for name, dtype in source.schema:
         raw = qi(name)
+        if file_types.get(name) in (JSON_NESTED, JSON_TEXT):  # the compact text of a nested value; JSON text kept
+            text = f"JSON_STRING({raw})" if file_types[name] == JSON_NESTED else raw
+            cols.append(f"{text} AS {qi(RAW + name)}")
+            cols.append(f"CASE WHEN {text} IS JSON THEN {text} END AS {qi(name)}")
+            checks.append((name, dtype, f"({text} IS NOT NULL AND NOT ({text} IS JSON))"))
+            continue
         cols.append(f"{raw} AS {qi(RAW + name)}" if name in file_types else f"CAST(NULL AS STRING) AS {qi(RAW + name)}")
         if name == ts:
             continue

@@ -450,6 +450,10 @@ def _compile_parts(cv: CompiledView) -> Tuple[ViewExprs, List[Tuple[Optional[str
             flt = f.sql if f.dtype == t.BOOL else "CAST(NULL AS BOOLEAN)"
         except UnsupportedExpression as exc:
             errors.append((None, "filter", msg.format(cv.filter, exc)))
+    for key in cv.join_keys:  # Feast's entityless, field_mapping'd and with_join_key_map views (DuckDB only)
+        if any(name == key for name, _, _ in cv.projections):
+            errors.append((None, f"join key '{key}'", "is made by a projection; the Flink jobs key events by "
+                                                      "source columns only (use the default backfill)"))
     projections = []
     visible = dict(base)
     for name, expr, dtype in cv.projections:

@@ -141,9 +141,9 @@ def avro_spec(source) -> str:
 
 def _check_columns(source) -> None:
     for name, dtype in source.schema:
-        if dtype == t.JSON:  # the parse functions do not keep a nested value's text yet
+        if dtype == t.JSON and _is_avro(source):  # ParseAvroRecord does not keep a nested value's text yet
             raise StreamCompileError(f"source '{source.name}' column '{name}': a JSON value (json) cannot be read "
-                                     "from the stream yet; its views are computed by backfill and push")
+                                     "from an Avro stream face yet; its views are computed by backfill and push")
         if dtype not in FLINK_TYPES or (dtype == t.TIMESTAMP and name != source.timestamp):
             raise StreamCompileError(f"column '{name}': type {dtype} cannot be read from the stream")
 

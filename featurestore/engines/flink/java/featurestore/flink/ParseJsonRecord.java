@@ -36,7 +36,9 @@ import org.apache.flink.table.functions.ScalarFunction;
  * <p>Strict means: RFC 8259 JSON (no comments, NaN/Infinity tokens, leading zeros, single quotes or
  * trailing commas), valid UTF-8, one object and nothing but whitespace after it, no key twice in any
  * object. Types: a string column takes a JSON string; int32/int64 an integer literal within the type;
- * float32/float64 a number that is finite in the type (1e400 is not a float64); bool true/false.
+ * float32/float64 a number that is finite in the type (1e400 is not a float64); bool true/false; json an
+ * object or an array (its compact text: Jackson's, whose numbers may be spelt unlike DuckDB's or Python's, the
+ * same values) or a string holding JSON text (kept as written, like the batch face's and push's).
  */
 public class ParseJsonRecord extends ScalarFunction {
     private static final JsonFactory FACTORY = new JsonFactory();
@@ -88,10 +90,14 @@ public class ParseJsonRecord extends ScalarFunction {
                 JsonToken v = p.nextToken();
                 Integer i = s.index.get(name);
                 if (v == JsonToken.START_OBJECT || v == JsonToken.START_ARRAY) {
+                    long start = p.getTokenLocation().getCharOffset();
                     String dup = skipNested(p, v);
                     if (dup != null) {
                         out[1] = s.duplicateKey.replace("{}", dup);
                         return out;
+                    }
+                    if (i != null && s.types[i].equals("json")) { // the nested value's text, made compact below
+                        texts[i] = text.substring((int) start, (int) p.getCurrentLocation().getCharOffset());
                     }
                 } else if (i != null) {
                     texts[i] = p.getText();
@@ -146,6 +152,24 @@ public class ParseJsonRecord extends ScalarFunction {
     /** The canonical text of a value of {@code type}, or null when the JSON value is not of that type. */
     private static String typed(String type, JsonToken tok, String text, JsonParser.NumberType nt) {
         switch (type) {
+            case "json": // a JSON value: an object or array (compact text), or a string holding JSON text (kept)
+                try {
+                    if (tok == JsonToken.START_OBJECT || tok == JsonToken.START_ARRAY) {
+                        return MAPPER.writeValueAsString(MAPPER.readTree(text));
+                    }
+                    if (tok == JsonToken.VALUE_STRING) {
+                        try (JsonParser q = FACTORY.createParser(text)) { // must be one JSON value, nothing after
+                            if (q.nextToken() == null) {
+                                return null;
+                            }
+                            q.skipChildren();
+                            return q.nextToken() == null ? text : null;
+                        }
+                    }
+                } catch (IOException | RuntimeException e) {
+                    return null;
+                }
+                return null;
             case "string":
                 return tok == JsonToken.VALUE_STRING ? text : null;
             case "bool":
