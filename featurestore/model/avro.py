@@ -21,7 +21,7 @@ float64        ``double``                                             ``int``, `
 bool           ``boolean``                                            --
 timestamp      ``{"type": "long", "logicalType": "timestamp-millis"}``  ``long`` (epoch ms), ``timestamp-micros``,
 (event time)                                                          ``timestamp-nanos`` (floored to ms)
-json           not readable from a stream (as for JSON records)
+json           not readable from an Avro stream face yet                --
 =============  =====================================================  ======================================
 
 A field may be ``T`` or a union of ``"null"`` and ``T`` (either order); other unions, a column the record
