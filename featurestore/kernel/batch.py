@@ -124,16 +124,16 @@ def _tiles(layout: Layout, raw: List[Event], tile_top: int, all_tops: bool, cut:
     return rows, tops
 
 
-def changes_from_minutes(layout: Layout, raw_add: List[Tuple[int, str]], last_ts: Optional[int],
-                         base: Optional[list], minutes: Sequence[Tuple[int, int, list]], cut: Optional[int],
-                         keep_base: bool, dense_events: Optional[int] = None, top: int = TOP_LEVEL) -> Changes:
-    """:func:`full_changes` of the same events from their partial rows instead of the events: ``raw_add``
-    the ``(ts, member)`` of the events at or after ``cut`` in event order, ``base`` the row of those
-    before it (``keep_base``; None: no such event), ``minutes`` ``(start, events, row)`` of every minute
-    holding an event at or after ``cut``, by start (rows as :meth:`Layout.add` builds them: computed by
-    the engine, e.g. ``featurestore.engines.duckdb_partials``). Every tile is the merge of its two
-    children, events never touched: merging is associative, and of equal candidates (ties of order, a
-    zero's sign, equal distinct values) every slot keeps the earlier one, as adding in time order does."""
+def changes_from_tiles(layout: Layout, raw_add: List[Tuple[int, str]], last_ts: Optional[int],
+                       base: Optional[list], tiles: Sequence[Tuple[int, int, int, list]], cut: Optional[int],
+                       keep_base: bool, dense_events: Optional[int] = None, top: int = TOP_LEVEL) -> Changes:
+    """:func:`full_changes` of the same events from partial rows computed elsewhere (by the engine, e.g.
+    ``featurestore.engines.duckdb_partials``) instead of the events: ``raw_add`` the ``(ts, member)`` of
+    the events at or after ``cut`` in event order, ``base`` the row of those before it (``keep_base``;
+    None: no such event), ``tiles`` ``(level, start, events, row)`` of every tile :func:`_tiles` builds
+    (levels up to ``min(top, layout.max_level)``, starts not before ``cut``, more than
+    ``TILE_MIN_EVENTS`` events, and with ``keep_base`` every top tile), each row holding the slots of
+    its level (``Layout.kept``) as :meth:`Layout.add` builds them."""
     dense_events = kentity.DENSE_EVENTS if dense_events is None else dense_events
     ch = Changes(True, None, len(raw_add) > dense_events, last_ts=last_ts, meta=True)
     ch.raw_add = raw_add
@@ -145,48 +145,21 @@ def changes_from_minutes(layout: Layout, raw_add: List[Tuple[int, str]], last_ts
         return ch
     tile_top = min(top, layout.max_level)
     least = kentity.TILE_MIN_EVENTS
-    all_tops = keep_base and tile_top == top
-    level_rows: Dict[int, Tuple[list, int]] = {m: (row, n) for m, n, row in minutes if cut is None or m >= cut}
-    tops: List[int] = []
-    enc, pair = layout.encode, layout.pair
-    tiles: Dict[str, list] = {}
-    for level in range(0, tile_top + 1):
-        if level:
-            size = tile_ms(level)
-            half = size // 2
-            kept = layout.kept(level)
-            parents: Dict[int, Tuple[list, int]] = {}
-            for start in level_rows:
-                p = start - start % size
-                if p in parents or (cut is not None and p < cut):
-                    continue
-                left, right = level_rows.get(p), level_rows.get(p + half)
-                if left is None:
-                    parents[p] = (pair(right[0], None, kept), right[1])
-                elif right is None:
-                    parents[p] = (pair(left[0], None, kept), left[1])
-                else:
-                    parents[p] = (pair(left[0], right[0], kept), left[1] + right[1])
-            level_rows = parents
-        for start, (row, n) in level_rows.items():
-            if n > least:
-                tiles[tile_id(level, start)] = enc(row, level)
-        if level == tile_top:
-            tops = sorted(level_rows)
-    ch.tiles_set = tiles
+    enc = layout.encode
+    ch.tiles_set = {tile_id(level, start): enc(row, level) for level, start, n, row in tiles if n > least}
     if keep_base:
-        tops = tops if all_tops else []
-        wanted = {s for s in tops if cut is None or s > cut}
+        top_rows = {start: row for level, start, _, row in tiles if level == tile_top} if tile_top == top else {}
+        wanted = {s for s in top_rows if cut is None or s > cut}
         if cut is not None:
             wanted.add(cut)
-        acc = layout.copy(base)
-        for b in sorted(wanted | set(tops)):
+        acc = base
+        for b in sorted(wanted | set(top_rows)):
             if b in wanted:
                 ch.prefix_set[b] = enc(acc, PREFIX_LEVEL)
-            tile = level_rows.get(b) if tops else None
+            tile = top_rows.get(b)
             if tile is not None:
-                layout.merge(acc, tile[0])
+                layout.merge(acc, tile)
     return ch
 
 
-__all__ = ["full_changes", "changes_from_minutes"]
+__all__ = ["full_changes", "changes_from_tiles"]

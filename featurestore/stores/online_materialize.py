@@ -7,9 +7,10 @@ Entities fall in two groups, decided in SQL per pass:
   forwards them to Redis.
 * **kernel** entities: dense ones (more kept events: they store tiles) and, for views with an unbounded
   window, those with events before the cut (a prefix). Their events are numbered once in a temporary
-  table; DuckDB then computes, vectorised, the members and the partial row of every (entity, minute)
-  and the base row (:mod:`featurestore.engines.duckdb_partials`), and Python merges minutes into tiles
-  and prefixes (:func:`featurestore.kernel.batch.changes_from_minutes`), never touching an event.
+  table; DuckDB then computes, vectorised, the members, the partial row of every tile the store holds
+  (GROUP BY entity, level, tile) and the base row (:mod:`featurestore.engines.duckdb_partials`), and
+  Python only decodes and encodes those rows and sums prefixes from the top tiles
+  (:func:`featurestore.kernel.batch.changes_from_tiles`), never touching an event.
   ``FEATURESTORE_MATERIALIZE_VECTOR=0`` builds them event by event instead
   (:func:`featurestore.kernel.batch.full_changes`, the reference the tests compare with); a DuckDB error
   of the vectorised build (an integer sum of squares beyond 128 bits) falls back to it.
@@ -36,6 +37,7 @@ from featurestore.kernel import batch as kbatch
 from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
+from featurestore.kernel.tiles import TOP_LEVEL
 from featurestore.online import input_columns, loads, view_layout
 from featurestore.stores import online_redis as orr
 
@@ -208,19 +210,21 @@ def _members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
 
 
 def _groups(con, layout: Layout, cut, keep_base: bool, order_text: bool) -> Iterator[Tuple[int, list]]:
-    """``(entity, [(group, events, row), ...])`` in entity order (:func:`dpart.partials_sql`)."""
-    table = f"(SELECT * FROM {HOT_EVENTS} WHERE __fs_d" + ("" if cut is None else f" OR __fs_ts < {int(cut)}") + ")"
-    # fetched whole (one row per minute: far smaller than the events) before the members are streamed
-    # on the same connection, which holds one open result at a time
-    parts = con.sql(dpart.partials_sql(layout, table, cut, keep_base, order_text)).to_arrow_table()
+    """``(entity, [(level, start, events, row), ...])`` in entity order (:func:`dpart.tiles_sql`)."""
+    tile_top = min(TOP_LEVEL, layout.max_level)
+    sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
+                          keep_base and tile_top == TOP_LEVEL)
+    # fetched whole (held tiles only: far fewer rows than events) before the members are streamed on
+    # the same connection, which holds one open result at a time
+    parts = con.sql(sql).to_arrow_table()
     cur, acc = None, []
     for batch in parts.to_batches(20_000):
-        for e, g, n, row in dpart.decode_rows(layout, batch, order_text, loads):
+        for e, level, start, n, row in dpart.decode_rows(layout, batch, order_text, loads):
             if e != cur:
                 if cur is not None:
                     yield cur, acc
                 cur, acc = e, []
-            acc.append((g, n, row))
+            acc.append((level, start, n, row))
     if cur is not None:
         yield cur, acc
 
@@ -232,7 +236,7 @@ def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base
     con.execute(sql.format(relation=relation))
     nkeys = len(cv.join_keys)
     groups = _groups(con, layout, cut, keep_base, order_text)
-    pending = next(groups, None)  # runs the partials query
+    pending = next(groups, None)  # runs the tiles query
     for batch in con.sql(_members_sql(cv, cut, order_text)).to_arrow_reader(1_000):
         keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
         es = batch.column("__fs_e").to_pylist()
@@ -245,11 +249,11 @@ def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base
                 rows = pending[1]
                 pending = next(groups, None)
             base = None
-            if rows and rows[0][0] == dpart.BASE_G:
-                base = rows[0][2]
+            if rows and rows[0][0] < 0:
+                base = rows[0][3]
                 rows = rows[1:]
             raw_add = list(zip(tss[i] or [], members[i] or []))
-            changes = kbatch.changes_from_minutes(layout, raw_add, last[i], base, rows, cut, keep_base)
+            changes = kbatch.changes_from_tiles(layout, raw_add, last[i], base, rows, cut, keep_base)
             writer.add([kc[i] for kc in keycols], last[i], changes)
         if on_rows:
             on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
