@@ -68,7 +68,8 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     where += " AND (__fs_d" + ("" if cut is None else f" OR __fs_ts < {int(cut)}") + ")"
     key = f"(__fs_o * {_LOW + 1} + ({_LOW} - __fs_r))"
     m_cols: List[str] = ["count(*) AS n"]  # per (entity, minute)
-    t_cols: List[str] = ["CAST(sum(n) AS BIGINT) AS __fs_n"]  # per (entity, level, tile), from the minutes
+    # per column of the minutes: (name, merge of a level's children, highest level holding it, final form)
+    merges: List[Tuple[str, str, int, str]] = [("n", "CAST(sum(n) AS BIGINT)", tile_top, "n")]
     picks: List[Tuple[int, str, Optional[int]]] = []  # (slot, rank column, input) of first/last/latest
     float_level: Dict[int, int] = {}
     for i, (kind, col) in enumerate(layout.slots):
@@ -77,78 +78,82 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     for i, (kind, col) in enumerate(layout.slots):
         x = f"__fs_i{col}" if col is not None else None
         fl = col in layout.float_cols
-        lv = f"__fs_l <= {layout.levels[i]}"
+        lvl = layout.levels[i]
         if kind in ("*", "n"):
             m_cols.append(f"count({'*' if kind == '*' else x}) AS s{i}")
-            t_cols.append(f"CAST(sum(s{i}) FILTER (WHERE {lv}) AS BIGINT) AS s{i}")
+            merges.append((f"s{i}", f"CAST(sum(s{i}) AS BIGINT)", lvl, f"s{i}"))
         elif kind in ("s", "q") and fl:
             if f"nan{col}" not in " ".join(m_cols):
                 for name, cond in (("nan", f"isnan({x})"), ("pinf", f"{x} = 'inf'::DOUBLE"),
                                    ("ninf", f"{x} = '-inf'::DOUBLE")):
                     m_cols.append(f"count(*) FILTER (WHERE {cond}) AS {name}{col}")
-                    t_cols.append(f"CAST(sum({name}{col}) AS BIGINT) AS {name}{col}")
+                    merges.append((f"{name}{col}", f"CAST(sum({name}{col}) AS BIGINT)", tile_top, f"{name}{col}"))
         elif kind == "s":
             m_cols.append(f"sum(CAST({x} AS HUGEINT)) AS s{i}")
-            t_cols.append(f"CAST(sum(s{i}) FILTER (WHERE {lv}) AS VARCHAR) AS s{i}")
+            merges.append((f"s{i}", f"sum(s{i})", lvl, f"CAST(s{i} AS VARCHAR)"))
         elif kind == "q":  # an integer column: sum of squares from 32-bit halves of |x|
             a = f"abs(CAST({x} AS HUGEINT))"
             for name, term in (("h", f"({a} >> 32) * ({a} >> 32)"), ("k", f"({a} >> 32) * ({a} & {_LOW})"),
                                ("l", f"({a} & {_LOW}) * ({a} & {_LOW})")):
                 m_cols.append(f"sum({term}) AS {name}{i}")
-                t_cols.append(f"CAST(sum({name}{i}) FILTER (WHERE {lv}) AS VARCHAR) AS {name}{i}")
+                merges.append((f"{name}{i}", f"sum({name}{i})", lvl, f"CAST({name}{i} AS VARCHAR)"))
         elif kind in ("<", ">"):
             agg = "min" if kind == "<" else "max"
             m_cols.append(f"{agg}({x}) AS s{i}")
-            t_cols.append(f"{agg}(s{i}) FILTER (WHERE {lv}) AS s{i}")
+            merges.append((f"s{i}", f"{agg}(s{i})", lvl, f"s{i}"))
             if fl:  # the first zero: 2 * rank + (1 if -0.0)
                 m_cols.append(f"min(2 * __fs_r + CASE WHEN to_json({x}) = '-0.0' THEN 1 ELSE 0 END) "
                               f"FILTER (WHERE {x} = 0) AS z{i}")
-                t_cols.append(f"min(z{i}) FILTER (WHERE {lv}) AS z{i}")
+                merges.append((f"z{i}", f"min(z{i})", lvl, f"z{i}"))
         elif kind == "d":
             m_cols.append(f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s{i}")
-            t_cols.append(f"list_distinct(flatten(list(s{i}) FILTER (WHERE {lv} AND s{i} IS NOT NULL))) AS s{i}")
+            merges.append((f"s{i}", f"list_distinct(flatten(list(s{i}) FILTER (WHERE s{i} IS NOT NULL)))", lvl, f"s{i}"))
             if fl:
                 m_cols.append(f"min(2 * __fs_r + CASE WHEN to_json({x}) = '-0.0' THEN 1 ELSE 0 END) "
                               f"FILTER (WHERE {x} = 0) AS z{i}")
-                t_cols.append(f"min(z{i}) FILTER (WHERE {lv}) AS z{i}")
+                merges.append((f"z{i}", f"min(z{i})", lvl, f"z{i}"))
         elif kind == "f":
             m_cols.append(f"min(__fs_r) FILTER (WHERE {x} IS NOT NULL) AS s{i}")
-            t_cols.append(f"min(s{i}) FILTER (WHERE {lv}) AS s{i}")
+            merges.append((f"s{i}", f"min(s{i})", lvl, f"s{i}"))
             picks.append((i, f"a.s{i}", col))
         elif kind in ("l", "L"):
             m_cols.append(f"max({key})" + (f" FILTER (WHERE {x} IS NOT NULL)" if kind == "l" else "") + f" AS s{i}")
-            t_cols.append(f"max(s{i}) FILTER (WHERE {lv}) AS s{i}")
+            merges.append((f"s{i}", f"max(s{i})", lvl, f"s{i}"))
             picks.append((i, f"({_LOW} - (a.s{i} & {_LOW}))", col))
         else:  # pragma: no cover
             raise ValueError(kind)
-    size = f"(CAST({MINUTE_MS} AS BIGINT) << __fs_lv)"
-    start = f"(__fs_g0 - (((__fs_g0 % {size}) + {size}) % {size}))"
-    levels = f"range(0, {tile_top + 1}) AS __fs_levels(__fs_lv)"
-    keep = [f"sum(n) > {int(least)}"] + ([f"__fs_l = {tile_top}"] if all_tops else [])
-    having = f"__fs_l = -1 OR (({' OR '.join(keep)})" + ("" if cut is None else f" AND __fs_g >= {int(cut)}") + ")"
-    ctes = [f"__fs_src AS (SELECT *, {g0} AS __fs_g0 FROM {table} WHERE {where})",
-            f"__fs_min AS (SELECT __fs_e, __fs_g0, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)",
-            f"__fs_up AS (SELECT *, -1 AS __fs_l, __fs_g0 AS __fs_g FROM __fs_min WHERE __fs_g0 = {BASE_G} "
-            f"UNION ALL SELECT * EXCLUDE (__fs_lv), __fs_lv AS __fs_l, {start} AS __fs_g FROM __fs_min, {levels} "
-            f"WHERE __fs_g0 <> {BASE_G})",
-            f"__fs_agg AS (SELECT __fs_e, __fs_l, __fs_g, {', '.join(t_cols)} FROM __fs_up GROUP BY ALL HAVING {having})"]
+    keep = f"n > {int(least)}" + (f" OR __fs_l = {tile_top}" if all_tops else "")
+    since = "" if cut is None else f" AND __fs_g >= {int(cut)}"
+    ctes = [f"__fs_src AS MATERIALIZED (SELECT *, {g0} AS __fs_g0 FROM {table} WHERE {where})",
+            f"__fs_min AS MATERIALIZED (SELECT __fs_e, __fs_g0, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)"]
+    names = [m[0] for m in merges]
+    finals = ", ".join(f"{final} AS {name}" for name, _, _, final in merges)
+    outs = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, {finals} FROM __fs_min WHERE __fs_g0 = {BASE_G}"]
+    # level 0 is the minutes; level k merges the tiles of level k - 1 (work ~ tiles, not events x levels)
+    ctes += _levels("__fs_t", "__fs_min", names, merges, tile_top, ["__fs_e"])
+    for k in range(tile_top + 1):
+        outs.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_g, {finals} FROM __fs_t{k} WHERE ({keep.replace('__fs_l', str(k))}){since}")
+    ctes.append(f"__fs_agg AS MATERIALIZED ({' UNION ALL '.join(outs)})")
     joins = []
     for col, flv in float_level.items():
         x = f"__fs_i{col}"
         e = f"greatest(CAST(floor(log2(abs({x}))) AS INTEGER) - 53, -1074)"
         m = f"CAST(({x} * pow(2.0, (-__E) // 2)) * pow(2.0, -__E - ((-__E) // 2)) AS BIGINT)"
         ctes.append(
-            f"__fs_fm{col} AS (SELECT __fs_e, __fs_g0, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
+            f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
             f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 28 AS __H, abs(__M) & 268435455 AS __L FROM "
             f"(SELECT __fs_e, __fs_g0, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0, {x}, {e} AS __E FROM __fs_src "
             f"WHERE {x} IS NOT NULL AND isfinite({x}) AND {x} <> 0))) GROUP BY ALL)")
+        fm = [(c, f"sum({c})", flv, c) for c in ("sm", "sh", "sk", "sl")]
+        top = min(flv, tile_top)
+        ctes += _levels(f"__fs_f{col}_", f"__fs_fm{col}", ["sm", "sh", "sk", "sl"], fm, top, ["__fs_e", "__E"])
+        parts = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, __E, sm, sh, sk, sl FROM __fs_fm{col} "
+                 f"WHERE __fs_g0 = {BASE_G}"]
+        parts += [f"SELECT __fs_e, {k} AS __fs_l, __fs_g, __E, sm, sh, sk, sl FROM __fs_f{col}_{k}" for k in range(top + 1)]
         ctes.append(
             f"fx{col} AS (SELECT __fs_e, __fs_l, __fs_g, list(struct_pack(e := __E, m := CAST(sm AS VARCHAR), "
             f"h := CAST(sh AS VARCHAR), k := CAST(sk AS VARCHAR), l := CAST(sl AS VARCHAR))) AS fx{col} FROM "
-            f"(SELECT __fs_e, __fs_l, __fs_g, __E, sum(sm) AS sm, sum(sh) AS sh, sum(sk) AS sk, sum(sl) AS sl FROM "
-            f"(SELECT *, -1 AS __fs_l, __fs_g0 AS __fs_g FROM __fs_fm{col} WHERE __fs_g0 = {BASE_G} UNION ALL "
-            f"SELECT * EXCLUDE (__fs_lv), __fs_lv AS __fs_l, {start} AS __fs_g FROM __fs_fm{col}, {levels} "
-            f"WHERE __fs_g0 <> {BASE_G} AND __fs_lv <= {flv}) GROUP BY ALL) GROUP BY ALL)")
+            f"({' UNION ALL '.join(parts)}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL)")
         joins.append(f" LEFT JOIN fx{col} USING (__fs_e, __fs_l, __fs_g)")
     order = "__fs_ord" if order_text else "__fs_ts"
     sel = ["a.*"] + [f"fx{col}.fx{col}" for col in float_level]
@@ -162,6 +167,21 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
             sel.append(f"{'to_json(' + v + ')' if c in layout.float_cols else v} AS v{i}_{c}")
     body = f"SELECT {', '.join(sel)} FROM __fs_agg AS a" + "".join(joins)
     return f"WITH {', '.join(ctes)}\n{body} ORDER BY a.__fs_e, a.__fs_l, a.__fs_g"
+
+
+def _levels(prefix: str, minutes: str, names: List[str], merges: List[Tuple[str, str, int, str]], top: int,
+            by: List[str]) -> List[str]:
+    """CTEs ``<prefix>0`` .. ``<prefix><top>``: the tiles of each level, ``__fs_g`` their start, from the
+    minute rows of ``minutes`` (not the base group); a column above its highest level is NULL."""
+    key = ", ".join(by)
+    ctes = [f"{prefix}0 AS MATERIALIZED (SELECT {key}, __fs_g0 AS __fs_g, {', '.join(names)} FROM {minutes} "
+            f"WHERE __fs_g0 <> {BASE_G})"]
+    for k in range(1, top + 1):
+        size = MINUTE_MS << k
+        cols = ", ".join((merge if lvl >= k else "NULL") + f" AS {name}" for name, merge, lvl, _ in merges)
+        ctes.append(f"{prefix}{k} AS MATERIALIZED (SELECT {key}, __fs_g - (((__fs_g % {size}) + {size}) % {size}) AS __fs_g, "
+                    f"{cols} FROM {prefix}{k - 1} GROUP BY ALL)")
+    return ctes
 
 
 def _zero(z: Optional[int]) -> float:
@@ -191,7 +211,7 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads) -> List[Tuple[in
     (level -1: the base row): ``row`` equal, in the slots its level holds (the others empty), to the
     kernel row of the group's events (see the module docstring)."""
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
-    es, ls, gs, counts = cols["__fs_e"], cols["__fs_l"], cols["__fs_g"], cols["__fs_n"]
+    es, ls, gs, counts = cols["__fs_e"], cols["__fs_l"], cols["__fs_g"], cols["n"]
     float_cols = layout.float_cols
     slots = layout.slots
     out = []
