@@ -55,7 +55,7 @@ from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
-from featurestore.online import input_columns, loads, view_layout, view_windows
+from featurestore.online import input_columns, loads, view_windows
 from featurestore.stores.online_read import READ_LUA  # noqa: F401 (re-exported)
 from featurestore.stores.redis_client import connect, connection_url, is_cluster, redact  # noqa: F401 (re-exported)
 
