@@ -58,10 +58,13 @@ def _differing(old: dict, new: dict) -> Tuple[str, ...]:
     return tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
 
 
-def build_plan(repo: Repo, registry: Registry, streamed: Optional[Dict[str, str]] = None) -> Plan:
+def build_plan(repo: Repo, registry: Registry, streamed: Optional[Dict[str, str]] = None,
+               seedable: Optional[Dict[str, str]] = None) -> Plan:
     """Compare the loaded repo with the registry and list the stages apply and the jobs would run.
     ``streamed``: per view with a stream face, what its offline table holds from the stream (``new``:
-    nothing; ``continue``: rows of the current definition; ``rebuild``: rows of another definition)."""
+    nothing; ``continue``: rows of the current definition; ``rebuild``: rows of another definition).
+    ``seedable``: per online view a fresh stream start would seed from its offline table if its topic lost
+    its first records, the end of the table's last batch range (``engines.flink.handoff.seedable``)."""
     changes: List[Change] = []
     snapshots: Dict[str, dict] = {}
     for obj in repo.all():
@@ -83,7 +86,7 @@ def build_plan(repo: Repo, registry: Registry, streamed: Optional[Dict[str, str]
     for key, old in registry.objects.items():
         if key not in snapshots:
             changes.append(Change(old["kind"], old["name"], REMOVED, (), old.get("file", ""), old.get("line", 0)))
-    return Plan(changes=changes, stages=_stages(changes, repo, streamed or {}), snapshots=snapshots)
+    return Plan(changes=changes, stages=_stages(changes, repo, streamed or {}, seedable or {}), snapshots=snapshots)
 
 
 STREAM_NEW = "the stream adds its events after the backfilled ranges (a backfill owns the events up to its end)"
@@ -94,7 +97,11 @@ STREAM_CONTINUE = ("unchanged: the stream goes on where it stopped (a new job re
                    "record again; events already in the table are not added twice)")
 
 
-def _stages(changes: List[Change], repo: Repo, streamed: Dict[str, str]) -> List[Stage]:
+STREAM_HANDOFF = ("hand-off: the next stream start seeds the online values from this offline table (up to {end}) if "
+                  "topic '{topic}' no longer holds its records before then (docs/streaming.md)")
+
+
+def _stages(changes: List[Change], repo: Repo, streamed: Dict[str, str], seedable: Dict[str, str]) -> List[Stage]:
     stages: List[Stage] = []
     views = [c for c in changes if c.kind == "feature view"]
     for c in views:
@@ -109,6 +116,11 @@ def _stages(changes: List[Change], repo: Repo, streamed: Dict[str, str]) -> List
     if any(c.alters_values and c.name in streamed for c in views) or "rebuild" in streamed.values():
         texts = {"new": STREAM_NEW, "rebuild": STREAM_REBUILD, "continue": STREAM_CONTINUE}
         stages += [Stage("stream", c.name, texts[streamed[c.name]]) for c in views if c.name in streamed]
+    done = {s.target for s in stages if s.kind == "stream"}
+    for c in views:
+        if c.name in seedable and c.name not in done and c.action != REMOVED:
+            topic = repo.views[c.name].source.stream.topic
+            stages.append(Stage("stream", c.name, STREAM_HANDOFF.format(end=seedable[c.name], topic=topic)))
     if any(c.action != UNCHANGED for c in changes):
         stages.append(Stage("record", "registry", "apply records the new definitions"))
     return stages

@@ -46,7 +46,10 @@ class FeatureStore:
         when a view with a stream face uses SQL the Flink job cannot run."""
         registry = read_registry(self.config.registry_path, self.config.project)
         repo = self._checked_repo()
-        return build_plan(repo, registry, self._stream_states())
+        from featurestore.engines.flink.handoff import seedable
+
+        states = self._stream_states()
+        return build_plan(repo, registry, states, seedable(self, states))
 
     def _stream_states(self):
         from featurestore.engines.flink.commit import stream_states

@@ -116,3 +116,31 @@ def test_feast_repo_project_name_is_reused(tmp_path):
     (tmp_path / "feature_store.yaml").write_text("project: driver_ranking\nprovider: local\n")
     cfg = load_config(tmp_path, env={})
     assert cfg.project == "driver_ranking" and cfg.definitions_path == tmp_path
+
+
+def test_plan_announces_the_hand_off_of_a_fresh_stream_start(repo):
+    """A view whose next stream start is fresh (the stream never wrote its table) and whose offline table
+    holds a backfilled range: plan says, in one line, that a start on a topic that lost its records before
+    the range's end seeds the online values from that table (the hand-off); not before the backfill, not
+    once the stream wrote the table, not for offline-only views."""
+    import pandas as pd
+
+    from featurestore import datagen
+    from featurestore.plan import STREAM_HANDOFF
+
+    fs = FeatureStore(repo)
+    fs.apply()
+    assert fs.plan().stages == []
+    end = pd.Timestamp("2026-01-08T00:00:00", tz="UTC")
+    df = datagen.generate_transactions(events=300, users=20, merchants=5, days=7, seed=3, end=end)
+    datagen.write_parquet(repo / "data" / "transactions", df=df, files=1)
+    fs.backfill(views=["user_spend", "merchant_activity"])
+    last = df["ts"].max().floor("ms") + pd.Timedelta("1ms")
+    stages = [(s.kind, s.target, s.reason) for s in fs.plan().stages]
+    want = STREAM_HANDOFF.format(end=last.isoformat().replace("+00:00", "Z"), topic="transactions")
+    assert stages == [("stream", "user_spend", want), ("stream", "merchant_activity", want)]
+    cv = fs.compiled("user_spend")
+    fs.offline.table("user_spend", ts_column=cv.ts_column).commit_stream(
+        [], app_id="job", seq=1, topic="transactions", fingerprint=cv.data_fingerprint,
+        partition_column="p", offset_column="o")
+    assert [s.target for s in fs.plan().stages] == ["merchant_activity"]

@@ -124,4 +124,42 @@ def _tiles(layout: Layout, raw: List[Event], tile_top: int, all_tops: bool, cut:
     return rows, tops
 
 
-__all__ = ["full_changes"]
+def changes_from_tiles(layout: Layout, raw_add: List[Tuple[int, str]], last_ts: Optional[int],
+                       base: Optional[list], tiles: Sequence[Tuple[int, int, int, list]], cut: Optional[int],
+                       keep_base: bool, dense_events: Optional[int] = None, top: int = TOP_LEVEL) -> Changes:
+    """:func:`full_changes` of the same events from partial rows computed elsewhere (by the engine, e.g.
+    ``featurestore.engines.duckdb_partials``) instead of the events: ``raw_add`` the ``(ts, member)`` of
+    the events at or after ``cut`` in event order, ``base`` the row of those before it (``keep_base``;
+    None: no such event), ``tiles`` ``(level, start, events, row)`` of every tile :func:`_tiles` builds
+    (levels up to ``min(top, layout.max_level)``, starts not before ``cut``, more than
+    ``TILE_MIN_EVENTS`` events, and with ``keep_base`` every top tile), each row holding the slots of
+    its level (``Layout.kept``) as :meth:`Layout.add` builds them."""
+    dense_events = kentity.DENSE_EVENTS if dense_events is None else dense_events
+    ch = Changes(True, None, len(raw_add) > dense_events, last_ts=last_ts, meta=True)
+    ch.raw_add = raw_add
+    if base is None and keep_base:
+        base = layout.new()
+    if not ch.dense:
+        if keep_base and cut is not None:
+            ch.prefix_set = {cut: layout.encode(base, PREFIX_LEVEL)}
+        return ch
+    tile_top = min(top, layout.max_level)
+    least = kentity.TILE_MIN_EVENTS
+    enc = layout.encode
+    ch.tiles_set = {tile_id(level, start): enc(row, level) for level, start, n, row in tiles if n > least}
+    if keep_base:
+        top_rows = {start: row for level, start, _, row in tiles if level == tile_top} if tile_top == top else {}
+        wanted = {s for s in top_rows if cut is None or s > cut}
+        if cut is not None:
+            wanted.add(cut)
+        acc = base
+        for b in sorted(wanted | set(top_rows)):
+            if b in wanted:
+                ch.prefix_set[b] = enc(acc, PREFIX_LEVEL)
+            tile = top_rows.get(b)
+            if tile is not None:
+                layout.merge(acc, tile)
+    return ch
+
+
+__all__ = ["full_changes", "changes_from_tiles"]

@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import orjson
-import pyarrow.compute as pc
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
@@ -56,7 +55,7 @@ from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
-from featurestore.online import input_columns, loads, view_layout, view_windows
+from featurestore.online import input_columns, loads, view_windows
 from featurestore.stores.online_read import READ_LUA  # noqa: F401 (re-exported)
 from featurestore.stores.redis_client import connect, connection_url, is_cluster, redact  # noqa: F401 (re-exported)
 
@@ -529,69 +528,11 @@ class RedisOnlineStore:
     def materialize_view(self, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
                          on_rows: Optional[Callable[[int], None]] = None,
                          now_ms: Optional[int] = None) -> MaterializeResult:
-        """Write the online state of ``cv`` from a relation of its stored events (see module docs).
+        """Write the online state of ``cv`` from a relation of its stored events (see module docs and
+        :mod:`featurestore.stores.online_materialize`)."""
+        from featurestore.stores import online_materialize
 
-        DuckDB evaluates every input, orders each entity's events and encodes each raw event (doubles
-        in shortest round-trip form) in a GROUP BY; the kernel builds tiles and prefixes
-        (:class:`~featurestore.kernel.entity.EntityState`, the stream job's code) only for entities
-        that need them, and every entity is replaced by one write script, pipelined. Large views are
-        processed in ``ceil(rows / PASS_ROWS)`` passes over disjoint hash ranges of the keys."""
-        t0 = time.perf_counter()
-        ret = retention(cv)
-        layout = view_layout(cv)
-        cut = cut_for(cv, end_ms)
-        now = int(time.time() * 1000) if now_ms is None else now_ms
-        try:
-            ((total,),) = con.sql(f"SELECT count(*) FROM {relation}").fetchall()
-        except Exception as exc:
-            raise FeatureStoreError(f"materialize of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
-        passes = max(1, -(-int(total) // PASS_ROWS))
-        nkeys = len(cv.join_keys)
-        ttl_extra = ret.window_ms + SLACK_MS
-        entities = events = tiled = 0
-        for part in range(passes):
-            sql = materialize_sql(cv, relation, part=(part, passes) if passes > 1 else None)
-            try:
-                reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
-            except Exception as exc:
-                raise FeatureStoreError(
-                    f"materialize of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
-            for batch in reader:
-                if batch.num_rows == 0:
-                    continue
-                keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
-                last = batch.column(nkeys).to_pylist()
-                tss = batch.column(nkeys + 1).to_pylist()
-                members = batch.column(nkeys + 2).to_pylist()
-                staged: List[Tuple[str, list]] = []
-                size = 0
-                for i in range(batch.num_rows):
-                    changes = entity_changes(layout, tss[i], members[i], cut, ret)
-                    if changes is None:  # every event fell behind the cut (see _delete_gone)
-                        continue
-                    base = entity_base(self.project, cv.name, [kc[i] for kc in keycols])
-                    at = max(now, last[i]) + ttl_extra if ret.expires else None
-                    entities += 1
-                    tiled += changes.dense
-                    events += len(changes.raw_add)
-                    items = len(changes.raw_add) + len(changes.tiles_set) + len(changes.prefix_set)
-                    if items <= STAGE_ITEMS:
-                        staged.append((base, write_args(changes, cv.data_fingerprint, at)))
-                        size += items
-                    else:  # a hot entity: bounded chunks to its staging keys, then one swap
-                        self.write_staged(base, changes, cv.data_fingerprint, at, now)
-                    if len(staged) >= CHUNK_ENTITIES or size >= 4 * STAGE_ITEMS:
-                        self.write_entities(staged)
-                        staged, size = [], 0
-                if staged:
-                    self.write_entities(staged)
-                if on_rows:
-                    on_rows(int(pc.sum(batch.column(nkeys + 3)).as_py()))
-        deleted = 0
-        if cut is not None:
-            deleted = self._delete_gone(con, cv, relation, cut)
-        self.write_marker(cv, end_ms, "materialize")
-        return MaterializeResult(cv.name, entities, events, deleted, time.perf_counter() - t0, end_ms, tiled)
+        return online_materialize.materialize_view(self, con, cv, relation, end_ms, on_rows, now_ms)
 
     def write_entities(self, writes: Sequence[Tuple[str, list]]) -> None:
         """Run the write script for each ``(entity base, write_args)`` in one round trip (one per node of
@@ -724,10 +665,12 @@ def _event_order(cv: CompiledView) -> List[str]:
     return [ts] + [f"{dsql.q(c)} ASC NULLS FIRST" for c in cv.order_columns[1:]]
 
 
-def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, int]] = None) -> str:
+def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, int]] = None,
+                    exclude: Optional[str] = None, only: Optional[str] = None) -> str:
     """One row per entity: join keys, last event time (ms), the events' times and raw members (JSON
     ``[id, order, inputs]``, ids -1, -2, ... in event order), and the event count. ``part=(i, n)``: only
-    entities whose key hash is ``i`` modulo ``n``."""
+    entities whose key hash is ``i`` modulo ``n``; ``exclude`` / ``only``: a table of join keys whose
+    entities are left out / the only ones."""
     keys = [dsql.q(k) for k in cv.join_keys]
     types = dict(cv.stored_columns)
     ts = f"epoch_ms({dsql.q(cv.ts_column)})"
@@ -738,8 +681,11 @@ def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, i
     where = [f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{k} IS NOT NULL" for k in keys)]
     if part is not None:
         where.append(f"hash({', '.join(keys)}) % {int(part[1])} = {int(part[0])}")
+    join = ""
+    if exclude or only:
+        join = f" {'ANTI' if exclude else 'SEMI'} JOIN {exclude or only} USING ({', '.join(keys)})"
     return (
-        f"WITH ev AS (SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src WHERE {' AND '.join(where)})\n"
+        f"WITH ev AS (SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src{join} WHERE {' AND '.join(where)})\n"
         f"SELECT {', '.join(keys)}, max(__fs_ts) AS __fs_last, list(__fs_ts ORDER BY __fs_r) AS __fs_tss, "
         f"list({member} ORDER BY __fs_r) AS __fs_members, count(*) AS __fs_n FROM ev GROUP BY {', '.join(keys)}"
     )

@@ -278,6 +278,32 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
     return ViewSeed(name, int(table.version), ranges, nexts, cut, cut + retention_ms(store, name))
 
 
+def seedable(store, states: Dict[str, str]) -> Dict[str, str]:
+    """Per online view whose next stream start is fresh (``states``: ``stream_commit.stream_states``, ``new``)
+    and whose offline table holds a backfilled range: that range's end (ISO). A start on a topic that lost
+    its records before it hands off (``plan``); ``featurestore plan`` says so. No Kafka call."""
+    out = {}
+    for n, state in states.items():
+        if state != "new" or not store.repo.views[n].online:
+            continue
+        table = store.offline.table(n, ts_column=store.compiled(n).ts_column)
+        if table.version is None:
+            continue
+        ranges = time_ranges.normalized(table.manifest().get("batch_ranges", []))
+        if ranges:
+            out[n] = _iso(ranges[-1][1])
+    return out
+
+
+def announce(handoff: HandOff) -> str:
+    """One line: which topic partitions lost their first records, the cut-over, and which views are seeded."""
+    (topic, part), (c, _why) = min(handoff.cutover.items()) if handoff.cutover else (("?", 0), (0, ""))
+    more = f" (and {len(handoff.cutover) - 1} more partition(s))" if len(handoff.cutover) > 1 else ""
+    views = ", ".join(f"{n} (table version {s.version})" for n, s in handoff.views.items())
+    return (f"topic '{topic}' partition {part}{more} no longer holds its first records; cut-over {_iso(c)}: seeding the "
+            f"online state of {views} from the offline store, then streaming the records those versions do not hold")
+
+
 def retention_ms(store, name: str) -> int:
     """The view's retention ``R`` (largest finite window or TTL): a seeded bounded view's horizon is ``cut + R``."""
     from featurestore.stores.online_redis import retention
@@ -417,6 +443,7 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
     for stale in (root / SEEDS_DIR).glob(".seed-*"):  # half-written by a start that was killed
         stale.unlink(missing_ok=True)
     path = root / SEEDS_DIR / f"seed-{uuid.uuid4().hex[:12]}.sqlite"
+    log.warning("hand-off: %s", announce(handoff))
     t0 = time.perf_counter()
     counts = write_seed(store, handoff, path)
     seed = {"path": str(path.resolve()), "views": {n: s.options() for n, s in handoff.views.items()}}
@@ -427,5 +454,5 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
     return seed
 
 
-__all__ = ["HandOff", "ViewSeed", "plan", "check_history", "retention_ms", "prepare", "recorded", "write_seed",
+__all__ = ["HandOff", "ViewSeed", "plan", "check_history", "seedable", "announce", "retention_ms", "prepare", "recorded", "write_seed",
            "first_event_times"]

@@ -1,0 +1,211 @@
+"""Materialize of hot data against its plain-command floor (issue 11: target >= 0.5x the floor's speed).
+
+Data (``featurestore.datagen``, seeded), the example repo's definitions, every event in the 7 days
+before ``END``:
+
+* ``--hot-keys`` hot merchants with ``--events-per-key`` transactions each (users drawn from up to 100k),
+  and as many hot users with as many transactions each (at up to 1,000 merchants);
+* a background of ``--background`` transactions of 5,000 users at 500 merchants (Zipf-skewed, datagen's
+  default skew): most users sparse, the busiest merchants dense.
+
+So the skew: the hot keys carry ``2 * hot_keys * events_per_key`` of the events, one key each
+``events_per_key`` (default 10 x 20,000 + 10 x 20,000 + 100,000 background).
+
+Per view (``merchant_activity``: count, sum, count_distinct, variance, min, first over 1 h..7 d;
+``user_spend``: 10 features incl. the unbounded ``tx_count_lifetime``, which keeps prefixes) and per
+code path, interleaved ``--repeat`` times: ``materialize(view, end=END - 1h)`` timed, then the floor:
+the very keys, fields and members it wrote (read back, untimed) written again with pipelined plain
+commands (DEL, HSET/ZADD, PEXPIREAT, 500 keys per round trip), no computation. Ratio = floor seconds /
+ours seconds (1.0 = as fast as the floor). Code paths: ``vector`` (the default: tiles from DuckDB
+partials, :mod:`featurestore.kernel.vector`) and ``per-entity`` (``FEATURESTORE_MATERIALIZE_VECTOR=0``:
+the kernel's one-pass build of each entity, :mod:`featurestore.kernel.batch`); the images of both are
+checked byte for byte equal.
+
+    .venv/bin/python -m bench.materialize_hot [--hot-keys 10 --events-per-key 20000 --background 100000]
+                                              [--repeat 2] [--name materialize-hot] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import DATA_ROOT, ROOT, RESULTS, log
+
+SEED = 9127
+END = pd.Timestamp("2026-11-01T00:00:00", tz="UTC")
+END_MS = END.value // 1_000_000
+MATERIALIZE_END_MS = END_MS - 3_600_000
+VIEWS = ("merchant_activity", "user_spend")
+
+
+def generate(data_dir: Path, hot_keys: int, per_key: int, background: int) -> dict:
+    from featurestore import datagen
+
+    meta = data_dir / "shape.json"
+    want = {"hot_keys": hot_keys, "events_per_key": per_key, "background": background}
+    if meta.exists() and json.loads(meta.read_text()).get("params") == want:
+        return json.loads(meta.read_text())
+    frames = [datagen.generate_transactions(events=background, users=5_000, merchants=500, days=7, seed=SEED, end=END)]
+    frames[0]["event_id"] = "bg_" + frames[0]["event_id"]
+    for k in range(hot_keys):
+        m = datagen.generate_transactions(events=per_key, users=min(100_000, per_key), merchants=1, days=7,
+                                          seed=SEED + 2 * k + 1, end=END)
+        m["merchant_id"] = f"m_hot_{k}"
+        m["event_id"] = f"m{k}_" + m["event_id"]
+        u = datagen.generate_transactions(events=per_key, users=1, merchants=min(1_000, per_key), days=7,
+                                          seed=SEED + 2 * k + 2, end=END)
+        u["user_id"] = f"u_hot_{k}"
+        u["event_id"] = f"u{k}_" + u["event_id"]
+        frames += [m, u]
+    df = pd.concat(frames, ignore_index=True)
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    datagen.write_parquet(data_dir / "transactions", df=df, files=4)
+    shape = {"params": want, "events": len(df)}
+    meta.write_text(json.dumps(shape))
+    return shape
+
+
+def make_repo(work: Path, data_dir: Path) -> Path:
+    repo = work / "repo"
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(ROOT / "definitions", repo / "definitions", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "transactions").symlink_to(data_dir / "transactions")
+    (repo / "featurestore.yaml").write_text("project: bench_mat\ndefinitions: definitions\n")
+    return repo
+
+
+def main(argv=None) -> int:
+    import dataclasses
+
+    import redis
+
+    from bench.common import machine_notes as machine
+    from bench.online import read_back, write_image, drop_keys
+    from featurestore import FeatureStore
+    from featurestore.config import load_config
+    from featurestore.stores import online_redis as orr
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hot-keys", type=int, default=10)
+    ap.add_argument("--events-per-key", type=int, default=20_000)
+    ap.add_argument("--background", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--paths", default="vector,per-entity")
+    ap.add_argument("--name", default="materialize-hot")
+    ap.add_argument("--profile", action="store_true", help="cProfile one run of each path (not timed)")
+    args = ap.parse_args(argv)
+    url = os.environ.get("FEATURESTORE_REDIS_URL",
+                         f"redis://127.0.0.1:{os.environ.get('FEATURESTORE_REDIS_PORT', '6390')}/0")
+    work = DATA_ROOT / "materialize-hot"
+    shape = generate(work / "data", args.hot_keys, args.events_per_key, args.background)
+    repo = make_repo(work, work / "data")
+    project = f"bench_mat_{os.getpid()}"
+    cfg = dataclasses.replace(load_config(repo), project=project, redis_url=url)
+    fs = FeatureStore(repo, config=cfg)
+    client = redis.Redis.from_url(url)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    notes = machine()
+    paths = [p for p in args.paths.split(",") if p]
+    runs = {v: {p: [] for p in paths} for v in VIEWS}
+    floors = {v: {p: [] for p in paths} for v in VIEWS}
+    images = {}
+    profiles = {}
+
+    def materialize(view, path):
+        os.environ["FEATURESTORE_MATERIALIZE_VECTOR"] = "0" if path == "per-entity" else "1"
+        t0 = time.perf_counter()
+        (res,) = fs.materialize(views=[view], end=MATERIALIZE_END_MS)
+        return time.perf_counter() - t0, res
+
+    try:
+        for rep in range(args.repeat):
+            for view in VIEWS:
+                for path in paths:
+                    drop_keys(client, f"{orr.view_prefix(project, view)}*")
+                    secs, res = materialize(view, path)
+                    image, nbytes = read_back(client, f"{orr.view_prefix(project, view)}*")
+                    t0 = time.perf_counter()
+                    write_image(client, image)
+                    floor = time.perf_counter() - t0
+                    runs[view][path].append({"seconds": round(secs, 3), "entities": res.entities,
+                                             "tiled": res.tiled, "events": res.events})
+                    floors[view][path].append({"seconds": round(floor, 3), "keys": len(image), "bytes": nbytes})
+                    log(f"{view} {path}: {secs:.2f}s, floor {floor:.2f}s ({len(image):,} keys, {nbytes:,} bytes): "
+                        f"{floor / secs:.2f}x")
+                    if rep == 0:
+                        canon = sorted((k, kind, sorted(c.items()) if isinstance(c, dict) else c)
+                                       for k, kind, c, _ in image)
+                        images.setdefault(view, {})[path] = hash(repr(canon))
+                    del image
+        if args.profile:
+            for view in VIEWS:
+                for path in paths:
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    materialize(view, path)
+                    prof.disable()
+                    s = io.StringIO()
+                    pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
+                    profiles[f"{view} {path}"] = s.getvalue()
+    finally:
+        for view in VIEWS:
+            drop_keys(client, f"{orr.view_prefix(project, view)}*")
+        client.hdel(orr.views_key(project), *VIEWS)
+    load_end = os.getloadavg()
+    doc = {"command": "python -m bench.materialize_hot " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "started": started, "machine": notes, "load_end": load_end, "shape": shape, "runs": runs,
+           "floors": floors, "same_image": {v: len(set(images.get(v, {}).values())) <= 1 for v in VIEWS},
+           "profiles": profiles}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(doc, indent=1, default=str))
+    (RESULTS / f"{args.name}.md").write_text(render(doc))
+    print(render(doc))
+    return 0
+
+
+def render(doc: dict) -> str:
+    p = doc["shape"]["params"]
+    lines = [f"# Materialize of hot data ({doc['started']})", "",
+             f"Command: `{doc['command']}`", "",
+             f"Machine: {json.dumps(doc['machine'], default=str)[:600]}", "",
+             f"Load average at end: {[round(x, 2) for x in doc['load_end']]}", "",
+             f"Data: {doc['shape']['events']:,} transactions: {p['hot_keys']} hot merchants and {p['hot_keys']} hot "
+             f"users with {p['events_per_key']:,} events each, plus {p['background']:,} background (5,000 users, "
+             f"500 merchants, Zipf). `materialize(view, end=END - 1h)`.", "",
+             "| view | path | entities (tiled) | events | ours best s | floor s (same run) | ours / floor speed | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for view, by_path in doc["runs"].items():
+        for path, rs in by_path.items():
+            if not rs:
+                continue
+            fl = doc["floors"][view][path]
+            ratios = [f["seconds"] / r["seconds"] for r, f in zip(rs, fl)]
+            best = max(range(len(rs)), key=lambda i: ratios[i])
+            r, f = rs[best], fl[best]
+            lines.append(f"| {view} | {path} | {r['entities']:,} ({r['tiled']:,}) | {r['events']:,} | {r['seconds']:.2f} "
+                         f"| {f['seconds']:.2f} ({f['keys']:,} keys, {f['bytes'] / 2**20:.0f} MiB) | "
+                         f"{ratios[best]:.2f}x (all: {', '.join(f'{x:.2f}' for x in ratios)}) | >= 0.5x "
+                         f"{'met' if ratios[best] >= 0.5 else 'missed'} |")
+    lines += ["", f"Same Redis image from both paths: {doc['same_image']}", ""]
+    for name, text in doc.get("profiles", {}).items():
+        lines += [f"### profile: {name}", "", "```", text.strip()[:6000], "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

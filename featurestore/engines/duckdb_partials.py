@@ -1,0 +1,265 @@
+"""The kernel's tile partials computed by DuckDB, vectorised, for materialize (GROUP BY entity, tile).
+
+:func:`featurestore.kernel.batch.changes_from_tiles` builds a dense entity's stored state from the
+partial row of every tile the store holds (and, for views with an unbounded window, the row of every
+event before the cut and the top tiles). This module computes those rows in SQL, so Python never
+touches a hot entity's events one by one: it decodes one row per stored tile and encodes it.
+
+Two aggregations: per (entity, minute) from the events, then per (entity, level, tile) from the
+minutes (each minute row joined with the levels up to the top: work proportional to minutes x levels,
+not events x levels); slots are computed only at the levels whose rows hold them (``Layout.levels``),
+and only tiles of more than ``TILE_MIN_EVENTS`` events are kept. Events are identified by ``__fs_r``,
+their rank in event order (the order materialize's stored members are numbered in); the values of
+first / last / latest are joined back from the events by that rank at the end.
+
+The rows are bit for bit the rows :meth:`featurestore.kernel.partials.Layout.add` builds from the same
+events in the same order, slot kind by slot kind:
+
+* counts: ``count(*)``, ``count(x)`` (NaN is a value);
+* integer sums (and sums of squares, from 32-bit halves of ``|x|``) as HUGEINT, exact; float sums and
+  sums of squares: each double ``x`` is split into ``M * 2**E`` (``M`` an integer below ``2**55``,
+  ``E`` from ``log2`` with one bit of margin; scaling by powers of two is exact), ``M`` (and the
+  27/28-bit halves of ``|M|`` squared and crossed) summed per exponent as HUGEINT, and Python joins the
+  few exponents of a tile into one :class:`~featurestore.kernel.exact.ExactSum`; NaN and infinities
+  are counted apart;
+* min / max: DuckDB's order of doubles is the kernel's (NaN above every number); of equal values the
+  kernel keeps the first added, which only shows for a zero (``-0.0`` vs ``0.0``): the first zero's
+  rank and sign are kept (``2 * rank + sign``);
+* first: the non-null value of least rank; last and latest: of greatest event order, the least rank
+  among equal orders (key ``order rank * 2**32 + (2**32 - 1 - rank)``: one BIGINT max);
+* distinct sets: ``list(DISTINCT x)`` per minute, ``list_distinct(flatten(...))`` per tile, a zero
+  replaced by the first zero added (NaN is one value).
+
+Nothing here holds meaning of its own: the kernel's Layout says which slots exist; the tests compare
+every stored byte with the per-entity build (``tests/test_materialize_vector.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from featurestore.kernel.exact import ExactSum
+from featurestore.kernel.partials import Layout, _NAN_KEY
+
+BASE_G = -(1 << 62)  # the group of the events before the cut (the base row)
+MINUTE_MS = 60_000
+_LOW = 4294967295  # 2**32 - 1
+
+
+def _float(v: Any) -> Any:
+    return None if v is None else float(v)
+
+
+def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, order_text: bool, tile_top: int,
+              least: int, all_tops: bool) -> str:
+    """The rows :func:`featurestore.kernel.batch.changes_from_tiles` needs, from the events in ``table``
+    (columns ``__fs_e``: entity number, ``__fs_d``: dense, ``__fs_ts`` ms, ``__fs_r`` rank in event
+    order, ``__fs_o`` order rank, ``__fs_i<j>`` inputs, ``__fs_ord`` order text when ``order_text``):
+    per entity, the base row (``__fs_l = -1``: the events before ``cut``, views with ``keep_base``) and,
+    for dense entities, every tile (``__fs_l`` level <= ``tile_top``, ``__fs_g`` start, not before
+    ``cut``) of more than ``least`` events (and with ``all_tops`` every top tile). Ordered by entity,
+    level, start; read by :func:`decode_rows`."""
+    minute = f"(__fs_ts - (((__fs_ts % {MINUTE_MS}) + {MINUTE_MS}) % {MINUTE_MS}))"
+    if cut is None:
+        g0, where = minute, "TRUE"
+    else:
+        g0 = f"CASE WHEN __fs_ts < {int(cut)} THEN {BASE_G} ELSE {minute} END"
+        where = "TRUE" if keep_base else f"__fs_ts >= {int(cut)}"
+    where += " AND (__fs_d" + ("" if cut is None else f" OR __fs_ts < {int(cut)}") + ")"
+    key = f"(__fs_o * {_LOW + 1} + ({_LOW} - __fs_r))"
+    m_cols: List[str] = ["count(*) AS n"]  # per (entity, minute)
+    # per column of the minutes: (name, merge of a level's children, highest level holding it, final form)
+    merges: List[Tuple[str, str, int, str]] = [("n", "CAST(sum(n) AS BIGINT)", tile_top, "n")]
+    picks: List[Tuple[int, str, Optional[int]]] = []  # (slot, rank column, input) of first/last/latest
+    float_level: Dict[int, int] = {}
+    for i, (kind, col) in enumerate(layout.slots):
+        if kind in ("s", "q") and col in layout.float_cols:
+            float_level[col] = max(float_level.get(col, -1), layout.levels[i])
+    for i, (kind, col) in enumerate(layout.slots):
+        x = f"__fs_i{col}" if col is not None else None
+        fl = col in layout.float_cols
+        lvl = layout.levels[i]
+        if kind in ("*", "n"):
+            m_cols.append(f"count({'*' if kind == '*' else x}) AS s{i}")
+            merges.append((f"s{i}", f"CAST(sum(s{i}) AS BIGINT)", lvl, f"s{i}"))
+        elif kind in ("s", "q") and fl:
+            if f"nan{col}" not in " ".join(m_cols):
+                for name, cond in (("nan", f"isnan({x})"), ("pinf", f"{x} = 'inf'::DOUBLE"),
+                                   ("ninf", f"{x} = '-inf'::DOUBLE")):
+                    m_cols.append(f"count(*) FILTER (WHERE {cond}) AS {name}{col}")
+                    merges.append((f"{name}{col}", f"CAST(sum({name}{col}) AS BIGINT)", tile_top, f"{name}{col}"))
+        elif kind == "s":
+            m_cols.append(f"sum(CAST({x} AS HUGEINT)) AS s{i}")
+            merges.append((f"s{i}", f"sum(s{i})", lvl, f"CAST(s{i} AS VARCHAR)"))
+        elif kind == "q":  # an integer column: sum of squares from 32-bit halves of |x|
+            a = f"abs(CAST({x} AS HUGEINT))"
+            for name, term in (("h", f"({a} >> 32) * ({a} >> 32)"), ("k", f"({a} >> 32) * ({a} & {_LOW})"),
+                               ("l", f"({a} & {_LOW}) * ({a} & {_LOW})")):
+                m_cols.append(f"sum({term}) AS {name}{i}")
+                merges.append((f"{name}{i}", f"sum({name}{i})", lvl, f"CAST({name}{i} AS VARCHAR)"))
+        elif kind in ("<", ">"):
+            agg = "min" if kind == "<" else "max"
+            m_cols.append(f"{agg}({x}) AS s{i}")
+            merges.append((f"s{i}", f"{agg}(s{i})", lvl, f"s{i}"))
+            if fl:  # the first zero: 2 * rank + (1 if -0.0)
+                m_cols.append(f"min(2 * __fs_r + CASE WHEN to_json({x}) = '-0.0' THEN 1 ELSE 0 END) "
+                              f"FILTER (WHERE {x} = 0) AS z{i}")
+                merges.append((f"z{i}", f"min(z{i})", lvl, f"z{i}"))
+        elif kind == "d":
+            m_cols.append(f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s{i}")
+            merges.append((f"s{i}", f"list_distinct(flatten(list(s{i}) FILTER (WHERE s{i} IS NOT NULL)))", lvl, f"s{i}"))
+            if fl:
+                m_cols.append(f"min(2 * __fs_r + CASE WHEN to_json({x}) = '-0.0' THEN 1 ELSE 0 END) "
+                              f"FILTER (WHERE {x} = 0) AS z{i}")
+                merges.append((f"z{i}", f"min(z{i})", lvl, f"z{i}"))
+        elif kind == "f":
+            m_cols.append(f"min(__fs_r) FILTER (WHERE {x} IS NOT NULL) AS s{i}")
+            merges.append((f"s{i}", f"min(s{i})", lvl, f"s{i}"))
+            picks.append((i, f"a.s{i}", col))
+        elif kind in ("l", "L"):
+            m_cols.append(f"max({key})" + (f" FILTER (WHERE {x} IS NOT NULL)" if kind == "l" else "") + f" AS s{i}")
+            merges.append((f"s{i}", f"max(s{i})", lvl, f"s{i}"))
+            picks.append((i, f"({_LOW} - (a.s{i} & {_LOW}))", col))
+        else:  # pragma: no cover
+            raise ValueError(kind)
+    keep = f"n > {int(least)}" + (f" OR __fs_l = {tile_top}" if all_tops else "")
+    since = "" if cut is None else f" AND __fs_g >= {int(cut)}"
+    ctes = [f"__fs_src AS MATERIALIZED (SELECT *, {g0} AS __fs_g0 FROM {table} WHERE {where})",
+            f"__fs_min AS MATERIALIZED (SELECT __fs_e, __fs_g0, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)"]
+    names = [m[0] for m in merges]
+    finals = ", ".join(f"{final} AS {name}" for name, _, _, final in merges)
+    outs = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, {finals} FROM __fs_min WHERE __fs_g0 = {BASE_G}"]
+    # level 0 is the minutes; level k merges the tiles of level k - 1 (work ~ tiles, not events x levels)
+    ctes += _levels("__fs_t", "__fs_min", names, merges, tile_top, ["__fs_e"])
+    for k in range(tile_top + 1):
+        outs.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_g, {finals} FROM __fs_t{k} WHERE ({keep.replace('__fs_l', str(k))}){since}")
+    ctes.append(f"__fs_agg AS MATERIALIZED ({' UNION ALL '.join(outs)})")
+    joins = []
+    for col, flv in float_level.items():
+        x = f"__fs_i{col}"
+        e = f"greatest(CAST(floor(log2(abs({x}))) AS INTEGER) - 53, -1074)"
+        m = f"CAST(({x} * pow(2.0, (-__E) // 2)) * pow(2.0, -__E - ((-__E) // 2)) AS BIGINT)"
+        ctes.append(
+            f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
+            f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 28 AS __H, abs(__M) & 268435455 AS __L FROM "
+            f"(SELECT __fs_e, __fs_g0, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0, {x}, {e} AS __E FROM __fs_src "
+            f"WHERE {x} IS NOT NULL AND isfinite({x}) AND {x} <> 0))) GROUP BY ALL)")
+        fm = [(c, f"sum({c})", flv, c) for c in ("sm", "sh", "sk", "sl")]
+        top = min(flv, tile_top)
+        ctes += _levels(f"__fs_f{col}_", f"__fs_fm{col}", ["sm", "sh", "sk", "sl"], fm, top, ["__fs_e", "__E"])
+        parts = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, __E, sm, sh, sk, sl FROM __fs_fm{col} "
+                 f"WHERE __fs_g0 = {BASE_G}"]
+        parts += [f"SELECT __fs_e, {k} AS __fs_l, __fs_g, __E, sm, sh, sk, sl FROM __fs_f{col}_{k}" for k in range(top + 1)]
+        ctes.append(
+            f"fx{col} AS (SELECT __fs_e, __fs_l, __fs_g, list(struct_pack(e := __E, m := CAST(sm AS VARCHAR), "
+            f"h := CAST(sh AS VARCHAR), k := CAST(sk AS VARCHAR), l := CAST(sl AS VARCHAR))) AS fx{col} FROM "
+            f"({' UNION ALL '.join(parts)}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL)")
+        joins.append(f" LEFT JOIN fx{col} USING (__fs_e, __fs_l, __fs_g)")
+    order = "__fs_ord" if order_text else "__fs_ts"
+    sel = ["a.*"] + [f"fx{col}.fx{col}" for col in float_level]
+    for n, (i, rank, col) in enumerate(picks):
+        alias = f"__fs_p{n}"
+        joins.append(f" LEFT JOIN {table} AS {alias} ON {alias}.__fs_e = a.__fs_e AND {alias}.__fs_r = {rank}")
+        sel.append(f"{alias}.{order} AS o{i}")
+        cols = layout.latest_cols if layout.slots[i][0] == "L" else [col]
+        for c in cols:
+            v = f"{alias}.__fs_i{c}"
+            sel.append(f"{'to_json(' + v + ')' if c in layout.float_cols else v} AS v{i}_{c}")
+    body = f"SELECT {', '.join(sel)} FROM __fs_agg AS a" + "".join(joins)
+    return f"WITH {', '.join(ctes)}\n{body} ORDER BY a.__fs_e, a.__fs_l, a.__fs_g"
+
+
+def _levels(prefix: str, minutes: str, names: List[str], merges: List[Tuple[str, str, int, str]], top: int,
+            by: List[str]) -> List[str]:
+    """CTEs ``<prefix>0`` .. ``<prefix><top>``: the tiles of each level, ``__fs_g`` their start, from the
+    minute rows of ``minutes`` (not the base group); a column above its highest level is NULL."""
+    key = ", ".join(by)
+    ctes = [f"{prefix}0 AS MATERIALIZED (SELECT {key}, __fs_g0 AS __fs_g, {', '.join(names)} FROM {minutes} "
+            f"WHERE __fs_g0 <> {BASE_G})"]
+    for k in range(1, top + 1):
+        size = MINUTE_MS << k
+        cols = ", ".join((merge if lvl >= k else "NULL") + f" AS {name}" for name, merge, lvl, _ in merges)
+        ctes.append(f"{prefix}{k} AS MATERIALIZED (SELECT {key}, __fs_g - (((__fs_g % {size}) + {size}) % {size}) AS __fs_g, "
+                    f"{cols} FROM {prefix}{k - 1} GROUP BY ALL)")
+    return ctes
+
+
+def _zero(z: Optional[int]) -> float:
+    return -0.0 if z is not None and z & 1 else 0.0
+
+
+def _exact(parts: Optional[list], nan: int, pinf: int, ninf: int, square: bool) -> ExactSum:
+    """The ExactSum of one group's per-exponent sums (:func:`partials_sql`'s float struct lists)."""
+    if square:  # x*x = M*M * 2**(2E); non-finite squares: NaN stays NaN, +-inf give +inf
+        out = ExactSum(0, 0, nan, pinf + ninf, 0)
+    else:
+        out = ExactSum(0, 0, nan, pinf, ninf)
+    if not parts:
+        return out
+    if square:
+        terms = [(2 * p["e"], (int(p["h"]) << 56) + (int(p["k"]) << 29) + int(p["l"])) for p in parts]
+    else:
+        terms = [(p["e"], int(p["m"])) for p in parts]
+    s = max(0, max(-e for e, _ in terms))
+    out.m = sum(m << (e + s) for e, m in terms)
+    out.s = s
+    return out
+
+
+def decode_rows(layout: Layout, batch, order_text: bool, loads) -> List[Tuple[int, int, int, int, list]]:
+    """``(entity, level, start, events, row)`` of each row of an Arrow batch of :func:`tiles_sql`
+    (level -1: the base row): ``row`` equal, in the slots its level holds (the others empty), to the
+    kernel row of the group's events (see the module docstring)."""
+    cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    es, ls, gs, counts = cols["__fs_e"], cols["__fs_l"], cols["__fs_g"], cols["n"]
+    float_cols = layout.float_cols
+    slots = layout.slots
+    out = []
+    for r in range(batch.num_rows):
+        level = ls[r]
+        row = layout.new()
+        for i in (layout.all_slots if level < 0 else layout.kept(level)):
+            kind, col = slots[i]
+            if kind in ("*", "n"):
+                v = cols[f"s{i}"][r]
+            elif kind in ("s", "q") and col in float_cols:
+                v = _exact(cols[f"fx{col}"][r], cols[f"nan{col}"][r], cols[f"pinf{col}"][r],
+                           cols[f"ninf{col}"][r], kind == "q")
+            elif kind == "s":
+                v = cols[f"s{i}"][r]
+                v = 0 if v is None else int(v)
+            elif kind == "q":
+                h, k, lo = cols[f"h{i}"][r], cols[f"k{i}"][r], cols[f"l{i}"][r]
+                v = ExactSum(0 if h is None else (int(h) << 64) + (int(k) << 33) + int(lo), 0)
+            elif kind in ("<", ">"):
+                v = cols[f"s{i}"][r]
+                if v is not None and col in float_cols and v == 0:
+                    v = _zero(cols[f"z{i}"][r])
+            elif kind == "d":
+                v = cols[f"s{i}"][r] or []
+                if col in float_cols:
+                    z = _zero(cols[f"z{i}"][r])
+                    v = {_NAN_KEY if x != x else (z if x == 0 else x) for x in v}
+                else:
+                    v = set(v)
+            elif kind in ("f", "l"):
+                o = cols[f"o{i}"][r]
+                v = cols[f"v{i}_{col}"][r]
+                if col in float_cols:
+                    v = _float(v)
+                v = None if o is None else [_order(o, order_text, loads), v]
+            else:  # "L"
+                o = cols[f"o{i}"][r]
+                v = None if o is None else [_order(o, order_text, loads),
+                                            [_float(cols[f"v{i}_{c}"][r]) if c in float_cols else cols[f"v{i}_{c}"][r]
+                                             for c in layout.latest_cols]]
+            row[i] = v
+        out.append((es[r], level, gs[r], counts[r], row))
+    return out
+
+
+def _order(o: Any, order_text: bool, loads) -> list:
+    return loads(o) if order_text else [o]
+
+
+__all__ = ["BASE_G", "tiles_sql", "decode_rows"]

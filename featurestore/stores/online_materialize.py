@@ -1,0 +1,262 @@
+"""``materialize`` of one view into the online store: the events' stored form, tiles and prefixes.
+
+Entities fall in two groups, decided in SQL per pass:
+
+* **plain** (most): at most ``DENSE_EVENTS`` kept events and no prefix. DuckDB encodes each event's
+  stored member in a GROUP BY (:func:`~featurestore.stores.online_redis.materialize_sql`); Python only
+  forwards them to Redis.
+* **kernel** entities: dense ones (more kept events: they store tiles) and, for views with an unbounded
+  window, those with events before the cut (a prefix). Their events are numbered once in a temporary
+  table; DuckDB then computes, vectorised, the members, the partial row of every tile the store holds
+  (GROUP BY entity, level, tile) and the base row (:mod:`featurestore.engines.duckdb_partials`), and
+  Python only decodes and encodes those rows and sums prefixes from the top tiles
+  (:func:`featurestore.kernel.batch.changes_from_tiles`), never touching an event.
+  ``FEATURESTORE_MATERIALIZE_VECTOR=0`` builds them event by event instead
+  (:func:`featurestore.kernel.batch.full_changes`, the reference the tests compare with); a DuckDB error
+  of the vectorised build (an integer sum of squares beyond 128 bits) falls back to it.
+
+Each entity is replaced by one write script, pipelined (large entities in chunks swapped in at once:
+:mod:`featurestore.stores.online_staged`). Large views are processed in ``ceil(rows / PASS_ROWS)``
+passes over disjoint hash ranges of the keys.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import duckdb
+import pyarrow.compute as pc
+
+from featurestore.compiler.ir import CompiledView
+from featurestore.engines import duckdb_partials as dpart
+from featurestore.engines import duckdb_sql as dsql
+from featurestore.errors import FeatureStoreError
+from featurestore.kernel import batch as kbatch
+from featurestore.kernel import entity as kentity
+from featurestore.kernel.entity import Changes
+from featurestore.kernel.partials import Layout
+from featurestore.kernel.tiles import TOP_LEVEL
+from featurestore.online import input_columns, loads, view_layout
+from featurestore.stores import online_redis as orr
+
+HOT, HOT_EVENTS = "__fs_mat_hot", "__fs_mat_hev"
+
+
+def vector_enabled() -> bool:
+    return os.environ.get("FEATURESTORE_MATERIALIZE_VECTOR", "1") != "0"
+
+
+class _Writer:
+    """Entities' full writes, batched into pipelined round trips (large ones staged)."""
+
+    def __init__(self, store, cv: CompiledView, now: int):
+        self.store, self.cv, self.now = store, cv, now
+        ret = orr.retention(cv)
+        self.expires, self.ttl_extra = ret.expires, ret.window_ms + orr.SLACK_MS
+        self.pending: List[Tuple[str, list]] = []
+        self.size = 0
+        self.entities = self.events = self.tiled = 0
+
+    def add(self, keys: list, last: int, changes: Changes) -> None:
+        base = orr.entity_base(self.store.project, self.cv.name, keys)
+        at = max(self.now, last) + self.ttl_extra if self.expires else None
+        self.entities += 1
+        self.tiled += changes.dense
+        self.events += len(changes.raw_add)
+        items = len(changes.raw_add) + len(changes.tiles_set) + len(changes.prefix_set)
+        if items <= orr.STAGE_ITEMS:
+            self.pending.append((base, orr.write_args(changes, self.cv.data_fingerprint, at)))
+            self.size += items
+        else:  # a hot entity: bounded chunks to its staging keys, then one swap
+            self.store.write_staged(base, changes, self.cv.data_fingerprint, at, self.now)
+        if len(self.pending) >= orr.CHUNK_ENTITIES or self.size >= 4 * orr.STAGE_ITEMS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.store.write_entities(self.pending)
+        self.pending, self.size = [], 0
+
+
+def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
+                     on_rows: Optional[Callable[[int], None]] = None,
+                     now_ms: Optional[int] = None) -> "orr.MaterializeResult":
+    """``RedisOnlineStore.materialize_view``: see the module docstring."""
+    t0 = time.perf_counter()
+    ret = orr.retention(cv)
+    layout = view_layout(cv)
+    cut = orr.cut_for(cv, end_ms)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        ((total,),) = con.sql(f"SELECT count(*) FROM {relation}").fetchall()
+    except Exception as exc:
+        raise _error(cv, exc) from None
+    passes = max(1, -(-int(total) // orr.PASS_ROWS))
+    writer = _Writer(store, cv, now)
+    vector = vector_enabled()
+    for part in range(passes):
+        part_arg = (part, passes) if passes > 1 else None
+        hot = None
+        if vector:
+            try:
+                con.execute(hot_sql(cv, relation, part_arg, cut, ret.keep_base))
+                hot = HOT
+            except duckdb.Error:
+                hot = None
+        _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, exclude=hot)
+        if hot is not None:
+            try:
+                _kernel(con, cv, relation, layout, cut, ret.keep_base, writer, on_rows)
+            except duckdb.Error:  # e.g. a sum of squares beyond HUGEINT: the per-entity build instead
+                _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, only=hot)
+            finally:
+                con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}")
+    writer.flush()
+    deleted = 0
+    if cut is not None:
+        deleted = store._delete_gone(con, cv, relation, cut)
+    store.write_marker(cv, end_ms, "materialize")
+    return orr.MaterializeResult(cv.name, writer.entities, writer.events, deleted, time.perf_counter() - t0,
+                                 end_ms, writer.tiled)
+
+
+def _error(cv: CompiledView, exc: Exception) -> FeatureStoreError:
+    return FeatureStoreError(f"materialize of view '{cv.name}' failed: {str(exc).splitlines()[0]}")
+
+
+def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, exclude=None, only=None) -> None:
+    """Every entity of the pass (but those in table ``exclude``, or only those in ``only``) from
+    :func:`orr.materialize_sql`, built event by event where it needs the kernel."""
+    sql = orr.materialize_sql(cv, relation, part=part, exclude=exclude, only=only)
+    try:
+        reader = con.sql(sql).to_arrow_reader(orr.BATCH_ROWS)
+    except Exception as exc:
+        raise _error(cv, exc) from None
+    nkeys = len(cv.join_keys)
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
+        last = batch.column(nkeys).to_pylist()
+        tss = batch.column(nkeys + 1).to_pylist()
+        members = batch.column(nkeys + 2).to_pylist()
+        for i in range(batch.num_rows):
+            changes = orr.entity_changes(layout, tss[i], members[i], cut, ret)
+            if changes is None:  # every event fell behind the cut (see _delete_gone)
+                continue
+            writer.add([kc[i] for kc in keycols], last[i], changes)
+        if on_rows:
+            on_rows(int(pc.sum(batch.column(nkeys + 3)).as_py()))
+
+
+def _where(cv: CompiledView, part) -> List[str]:
+    keys = [dsql.q(k) for k in cv.join_keys]
+    where = [f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{k} IS NOT NULL" for k in keys)]
+    if part is not None:
+        where.append(f"hash({', '.join(keys)}) % {int(part[1])} = {int(part[0])}")
+    return where
+
+
+def hot_sql(cv: CompiledView, relation: str, part, cut: Optional[int], keep_base: bool) -> str:
+    """The temporary table of the pass's kernel entities (see the module docstring): keys, ``__fs_e``
+    (a number) and ``__fs_d`` (dense)."""
+    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
+    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
+    kept = "count(*)" if cut is None else f"count(*) FILTER (WHERE {ts} >= {int(cut)})"
+    old = "0" if cut is None or not keep_base else f"count(*) FILTER (WHERE {ts} < {int(cut)})"
+    dense = f"__fs_kept > {kentity.DENSE_EVENTS}"
+    return (f"CREATE OR REPLACE TEMP TABLE {HOT} AS SELECT {keys}, row_number() OVER () AS __fs_e, {dense} AS __fs_d "
+            f"FROM (SELECT {keys}, {kept} AS __fs_kept, {old} AS __fs_old FROM {relation} AS src "
+            f"WHERE {' AND '.join(_where(cv, part))} GROUP BY ALL) WHERE {dense} OR __fs_old > 0")
+
+
+def _events_sql(cv: CompiledView) -> Tuple[str, bool]:
+    """The temporary table of the kernel entities' events: entity, dense flag, time, rank in event order
+    (``__fs_r``, as materialize_sql numbers members), order rank (equal for equal orders), inputs as the
+    kernel sees them, order text (only with further order columns)."""
+    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
+    types = dict(cv.stored_columns)
+    order_text = len(cv.order_columns) > 1
+    window = f"PARTITION BY __fs_e ORDER BY {', '.join(orr._event_order(cv))}"
+    inputs = [f"{orr._input_sql(e, d)} AS __fs_i{j}" for j, (e, d) in enumerate(input_columns(cv))]
+    cols = [f"epoch_ms({dsql.q(cv.ts_column)}) AS __fs_ts", f"row_number() OVER (__fs_w) AS __fs_r",
+            f"rank() OVER (__fs_w) AS __fs_o", *inputs]
+    if order_text:
+        ts = f"epoch_ms({dsql.q(cv.ts_column)})"
+        order = " || ',' || ".join([f"CAST({ts} AS VARCHAR)"] +
+                                   [orr._order_sql(dsql.q(c), types[c]) for c in cv.order_columns[1:]])
+        cols.append(f"'[' || {order} || ']' AS __fs_ord")
+    where = " AND ".join(_where(cv, None))
+    sql = (f"CREATE OR REPLACE TEMP TABLE {HOT_EVENTS} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
+           f"FROM (SELECT * FROM {{relation}} AS src WHERE {where}) AS src JOIN {HOT} USING ({keys}) "
+           f"WINDOW __fs_w AS ({window})")
+    return sql, order_text
+
+
+def _members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
+    """Per kernel entity, in ``__fs_e`` order: keys, last time, and the kept events' times and members
+    (the very text :func:`orr.materialize_sql` writes)."""
+    keys = ", ".join(f"h.{dsql.q(k)}" for k in cv.join_keys)
+    order = "substr(__fs_ord, 2, length(__fs_ord) - 2)" if order_text else "CAST(__fs_ts AS VARCHAR)"
+    inputs = " || ',' || ".join(f"coalesce(to_json(__fs_i{j}), 'null')" for j in range(len(input_columns(cv)))) or "''"
+    member = f"'[-' || CAST(__fs_r AS VARCHAR) || ',[' || {order} || '],[' || {inputs} || ']]'"
+    keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
+    return (f"SELECT {keys}, a.* FROM (SELECT __fs_e, max(__fs_ts) AS __fs_last, "
+            f"list(__fs_ts ORDER BY __fs_r){keep} AS __fs_tss, list({member} ORDER BY __fs_r){keep} AS __fs_members, "
+            f"count(*) AS __fs_n FROM {HOT_EVENTS} GROUP BY __fs_e) AS a JOIN {HOT} AS h USING (__fs_e) "
+            f"ORDER BY __fs_e")
+
+
+def _groups(con, layout: Layout, cut, keep_base: bool, order_text: bool) -> Iterator[Tuple[int, list]]:
+    """``(entity, [(level, start, events, row), ...])`` in entity order (:func:`dpart.tiles_sql`)."""
+    tile_top = min(TOP_LEVEL, layout.max_level)
+    sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
+                          keep_base and tile_top == TOP_LEVEL)
+    # fetched whole (held tiles only: far fewer rows than events) before the members are streamed on
+    # the same connection, which holds one open result at a time
+    parts = con.sql(sql).to_arrow_table()
+    cur, acc = None, []
+    for batch in parts.to_batches(20_000):
+        for e, level, start, n, row in dpart.decode_rows(layout, batch, order_text, loads):
+            if e != cur:
+                if cur is not None:
+                    yield cur, acc
+                cur, acc = e, []
+            acc.append((level, start, n, row))
+    if cur is not None:
+        yield cur, acc
+
+
+def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base: bool, writer: _Writer,
+            on_rows) -> None:
+    """The kernel entities of the pass (table :data:`HOT`), vectorised (see the module docstring)."""
+    sql, order_text = _events_sql(cv)
+    con.execute(sql.format(relation=relation))
+    nkeys = len(cv.join_keys)
+    groups = _groups(con, layout, cut, keep_base, order_text)
+    pending = next(groups, None)  # runs the tiles query
+    for batch in con.sql(_members_sql(cv, cut, order_text)).to_arrow_reader(1_000):
+        keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
+        es = batch.column("__fs_e").to_pylist()
+        last = batch.column("__fs_last").to_pylist()
+        tss = batch.column("__fs_tss").to_pylist()
+        members = batch.column("__fs_members").to_pylist()
+        for i, e in enumerate(es):
+            rows: list = []
+            if pending is not None and pending[0] == e:
+                rows = pending[1]
+                pending = next(groups, None)
+            base = None
+            if rows and rows[0][0] < 0:
+                base = rows[0][3]
+                rows = rows[1:]
+            raw_add = list(zip(tss[i] or [], members[i] or []))
+            changes = kbatch.changes_from_tiles(layout, raw_add, last[i], base, rows, cut, keep_base)
+            writer.add([kc[i] for kc in keycols], last[i], changes)
+        if on_rows:
+            on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
+
+
+__all__ = ["materialize_view", "vector_enabled", "hot_sql"]
