@@ -439,8 +439,8 @@ def _render_throughput(th: dict) -> List[str]:
         ev = sum(v.get("events", 0) for v in states)
         rows += ["", f"Full job, Python online path: {ev:,} rows in `process_element` {el:.1f} s "
                  f"({el / max(ev, 1) * 1e6:.0f} us/row), flushes {fl:.1f} s, "
-                 f"Redis writer {writer.get('flush_s', 0.0):.1f} s "
-                 f"({writer.get('writes', 0):,} writes in {writer.get('round_trips', 0):,} round trips), "
+                 f"Redis writes {writer.get('write_s', 0.0):.1f} s "
+                 f"({writer.get('written', 0):,} writes in {writer.get('round_trips', 0):,} round trips), "
                  f"of {full['seconds']} s wall."]
     return rows + [""]
 

@@ -7,8 +7,8 @@ datagen transactions (as ``bench/stream.py`` produces them; ``--hot``: its hot-k
 online rows the JVM makes (``[eid, ts, order columns..., flags..., inputs...]`` per key group, see
 ``tables.OnlineGroup``), cut into mini-batches the way a catch-up run at ``--rate`` records/s with
 ``--batch-ms`` windows cuts them (every entity's events within one window of arrival form one batch),
-and fed to :class:`OnlineState` with in-memory keyed state; its writes go through :class:`RedisWriter`
-to the project's Redis (``--no-redis``: counted, not sent). Prints the seconds spent in each part and,
+and fed to :class:`OnlineState` with in-memory keyed state; it writes to the project's Redis as in the
+job (one pipeline per 500 writes; ``--no-redis``: counted, not sent). Prints the seconds spent in each part and,
 with ``--profile``, a cProfile listing. Flink's own costs (keyed state serialisation, the crossings) are
 not in these numbers: compare parts, and a change before/after, not with the job's wall time.
 """
@@ -165,7 +165,7 @@ def batches(rows: List[tuple], rate: float, batch_ms: int) -> List[tuple]:
 def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile: bool) -> dict:
     from featurestore.engines.flink import stream as streaming
     from featurestore.config import load_config
-    from featurestore.engines.flink.online import OnlineState, RedisWriter
+    from featurestore.engines.flink.online import OnlineState
     from featurestore.store import FeatureStore
     from bench.common import ROOT
 
@@ -176,15 +176,11 @@ def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile
     bs = batches(rows, rate, batch_ms)
     prep = time.perf_counter() - t
     keyed = _Keyed()
-    op = OnlineState([g.to_dict() for g in plan.online], batch_ms)
-    op.open(_Context(keyed))
-    wkeyed = _Keyed()
-    wkeyed.key = 0
     cfg = load_config(ROOT)
-    writer = RedisWriter({"url": cfg.redis_url}, "fs:bench_stream_online:_progress", 50, 500)
-    writer.open(_Context(wkeyed))
+    op = OnlineState([g.to_dict() for g in plan.online], batch_ms, redis={"url": cfg.redis_url} if redis else None,
+                     progress_key="fs:bench_stream_online:_progress")
+    op.open(_Context(keyed))
     ctx = _Ctx()
-    sent = {"writes": 0, "bytes": 0}
     prof = cProfile.Profile(time.process_time) if profile else None  # CPU time: the machine is shared
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -192,24 +188,19 @@ def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile
         prof.enable()
     for key, text in bs:
         keyed.key = key
-        for item in op.process_element((key, text), ctx):
-            sent["writes"] += 1
-            sent["bytes"] += len(item[1])
-            if redis:
-                writer.process_element(item, ctx)
-    if redis:
-        writer._flush()
+        op.process_element((key, text), ctx)
+    op.out.flush()
     if prof:
         prof.disable()
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     out = {"events": events, "hot": hot, "rows": len(rows), "batches": len(bs), "rate": rate, "batch_ms": batch_ms,
            "prep_s": round(prep, 1), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-           "cpu_us_per_row": round(cpu / len(rows) * 1e6), **sent,
+           "cpu_us_per_row": round(cpu / len(rows) * 1e6),
            "state": {k: round(v, 2) if isinstance(v, float) else v for k, v in op.stats.items()},
-           "writer": {k: round(v, 2) if isinstance(v, float) else v for k, v in writer.stats.items()}}
+           "writes": {k: round(v, 2) if isinstance(v, float) else v for k, v in op.out.stats.items()}}
     if redis:
-        client = writer.store.client
+        client = op.out.store.client
         keys = list(client.scan_iter(match="fs:payments:*", count=1000))
         for i in range(0, len(keys), 500):
             client.delete(*keys[i:i + 500])

@@ -54,7 +54,7 @@ def test_redis_over_tls_with_a_private_ca(tmp_path, tls_redis):
                                         request_time=row.event_timestamp).to_dict()
         assert got["events_all"][0] == offline["events_all"].iloc[i]
     assert store.config.redis_tls_ca_cert == "certs/ca.pem" and store.config.redis_tls_check_hostname
-    # the streaming job's Redis writer connects with exactly these options (RedisWriter.open)
+    # the streaming job's Redis writes connect with exactly these options (online.RedisWrites)
     options = streaming.redis_options(store.config)
     assert options["url"].startswith("rediss://") and "ssl_ca_certs=" in options["url"]
     client = orr.connect(options["url"], options["password"], options["tls"])

@@ -240,11 +240,20 @@ class StreamHandle:
         if not self.progress_key:
             return {}
         raw = for_store(self.store).client.hgetall(self.progress_key)
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+        out = {k.decode(): json.loads(v) for k, v in raw.items()}
+        states = [d for k, d in out.items() if k.startswith("state:")]
+        if states:  # the writes of every state instance (each writes its own entities), this run's attempts
+            out["writer"] = {"written": sum(d.get("written", 0) for d in states),
+                             "round_trips": sum(d.get("round_trips", 0) for d in states),
+                             "bytes": sum(d.get("bytes", 0) for d in states),
+                             "write_s": round(sum(d.get("write_s", 0.0) for d in states), 3),
+                             "at": max(d.get("at", 0) for d in states)}
+        return out
 
     def online_progress(self) -> Dict[str, dict]:
-        """The online path's latest reports: per state subtask (``state:<n>``) and the ``writer`` (counts,
-        seconds spent in Python)."""
+        """The online path's latest reports: per state operator instance (``state:<instance>``: counts,
+        seconds spent in Python, its writes) and ``writer``, their writes summed (``written``, ``at``: the
+        latest report that reached Redis)."""
         try:
             return self._progress()
         except Exception:

@@ -1,12 +1,13 @@
-"""Build the streaming job: Kafka -> parse/validate -> filter/project -> Parquet sinks + Redis writer.
+"""Build the streaming job: Kafka -> parse/validate -> filter/project -> Parquet sinks + online state -> Redis.
 
 The SQL half comes from :mod:`featurestore.engines.flink.tables` (one statement set: Kafka sources, typed
 views, the Parquet sinks of stored events and of dead letters). The online half is a DataStream of
-the insert-only online query (one row per event and key group, keyed in the JVM) through the two
-Python functions of :mod:`featurestore.engines.flink.online`: the per-entity kernel state (tiles,
-prefixes, raw events; checkpointed) and the Redis writer (idempotent write scripts, pipelined).
+the insert-only online query (one row per event and key group, keyed in the JVM) through the
+Python function of :mod:`featurestore.engines.flink.online`: the per-entity kernel state (tiles,
+prefixes, raw events; checkpointed), which writes each entity batch's changes to Redis itself
+(idempotent write scripts, pipelined; exactly once in effect, see that module).
 
-The Python functions run in PyFlink's thread mode (embedded in the task manager) by default.
+The Python function runs in PyFlink's thread mode (embedded in the task manager) by default.
 ``backfill --engine flink`` is :mod:`featurestore.engines.flink.backfill`.
 
 Late events (behind the watermark) are applied like any other: nothing waits for event time; a late
@@ -22,11 +23,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from featurestore.config import RestartStrategy
-from featurestore.engines.flink.online import OnlineState, RedisWriter, progress_key
+from featurestore.engines.flink.online import OnlineState, progress_key
 from featurestore.engines.flink.sqltypes import qi
 from featurestore.engines.flink.tables import StreamPlan
 
-WRITER_FLUSH_MS = 50  # the Redis writer flushes its buffer at least this often (freshness)
+WRITER_FLUSH_MS = 50  # buffered online writes reach Redis at most this much later (freshness)
 LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)
 
 
@@ -44,7 +45,7 @@ class JobOptions:
     restore_path: Optional[Path] = None
     redis: dict = field(default_factory=dict)
     flush_ms: int = 500  # the online mini-batch window: an entity's events reach Python (and Redis) in batches
-    flush_rows: int = 500
+    flush_rows: int = 500  # online writes per Redis pipeline, at most
     slack_ms: int = 0
     seed: Optional[dict] = None  # the online state's hand-off seed (featurestore.engines.flink.handoff.prepare)
     progress_key: str = ""
@@ -113,7 +114,7 @@ class BuiltJob:
 
 
 def _discarding_sink():
-    """The Redis writer emits nothing; a DataStream branch needs a sink to be part of the job."""
+    """The online state operator emits nothing; a DataStream branch needs a sink to be part of the job."""
     from pyflink.datastream.connectors.base import Sink
     from pyflink.java_gateway import get_gateway
 
@@ -180,22 +181,17 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     if plan.online and options.online:
         union = "\nUNION ALL\n".join(
             f"SELECT '{g.gid}' || k AS k, v FROM (\n{g.sql}\n)" for g in plan.online)
-        values = (
+        written = (
             _online_batches_keyed(t_env, union, options.flush_ms)
             .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
-                                 options.seed),
-                     output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()]))
-            .name("online state").uid("fs-online-state")
+                                 options.seed, options.redis, options.progress_key,
+                                 min(options.flush_ms, WRITER_FLUSH_MS), options.flush_rows),
+                     output_type=Types.STRING())
+            .name("online state -> redis").uid("fs-online-state")
         )
-        written = (
-            values.key_by(lambda x: 0, key_type=Types.INT())
-            .process(RedisWriter(options.redis, options.progress_key, min(options.flush_ms, WRITER_FLUSH_MS),
-                                 options.flush_rows))
-            .name("redis writer").uid("fs-redis-writer").set_parallelism(1)
-        )
-        written.sink_to(_discarding_sink()).name("end of online path").uid("fs-online-end").set_parallelism(1)
+        written.sink_to(_discarding_sink()).name("end of online path").uid("fs-online-end")
     return BuiltJob(env, t_env, stmt_set, plan)
 
 
-__all__ = ["OnlineState", "RedisWriter", "JobOptions", "BuiltJob", "build", "configuration",
+__all__ = ["OnlineState", "JobOptions", "BuiltJob", "build", "configuration",
            "progress_key"]

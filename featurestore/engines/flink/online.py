@@ -12,16 +12,23 @@
    :class:`featurestore.kernel.entity.EntityState` (a cache rebuilt from keyed state on a miss): an
    event updates its minute tile; then, once per batch, the entity's tiles are settled, what no request
    at or after the horizon needs is trimmed (relative to the entity's latest event, never the wall
-   clock) and the entity's *changes* — new raw events, changed tiles and prefixes — are emitted as the
-   online store's write-script arguments (:func:`featurestore.stores.online_redis.write_args`). Per
-   event the work is bounded and independent of the entity's history. After a rebuild (a restore, or a
-   cache eviction) the entity's next flush rewrites its keys whole, so Redis always converges to the
-   checkpointed state.
-2. :class:`RedisWriter` (one instance): buffers those writes in ``ListState`` (checkpointed, so a write
-   emitted before a checkpoint is never lost) and runs them as one pipeline of write scripts per
-   ``flush_rows`` or ``flush_ms``. Every write is idempotent (whole tiles, raw events by id, removals by
-   range): at-least-once delivery, exactly-once effect. It also stores the state operator's progress
-   reports (after the writes that preceded them), which is how a bounded run knows it is done.
+   clock) and the entity's *changes* — new raw events, changed tiles and prefixes — are written to Redis
+   as the online store's write scripts (:func:`featurestore.stores.online_redis.write_args`) by the
+   operator itself (:class:`RedisWrites`: one pipeline per ``write_rows`` writes or ``write_ms``).
+   Per event the work is bounded and independent of the entity's history. After a rebuild (a restore,
+   or a cache eviction) the entity's next flush rewrites its keys whole, so Redis always converges to
+   the checkpointed state.
+2. Exactly-once effect without buffering writes in Flink state: each entity batch that leaves writes in
+   the operator's buffer registers a processing-time timer for its entity (``write_ms`` later; odd
+   timestamps, heartbeats are even). Timers are checkpointed with the keyed state: when one fires, the
+   buffer is written if that entity's writes are still in it; a timer this instance did not register
+   (restored from a checkpoint, whose writes may have died with the buffer) rewrites its entity whole
+   from keyed state. So every batch a checkpoint holds is in Redis, or its entity is rewritten after a
+   restore. Every write is idempotent (whole tiles, raw events by id, removals by range): a restore
+   replays events after the checkpoint and rewrites what they touch. Progress reports go to Redis in
+   the same pipeline, after the writes that preceded them; that is how a bounded run knows it is done.
+   (Before, a separate single writer operator buffered the writes in ``ListState``: two more
+   JVM <-> Python crossings per write and every write's bytes through Flink state.)
 """
 
 from __future__ import annotations
@@ -45,7 +52,6 @@ HEARTBEAT_MS = 200  # progress reports while running (a bounded run waits for on
 # BATCH_MARGIN_MS``: its window has fired and Python has taken the batch (the margin is for the window's
 # timer and the network hop between the two operators, both late only on an overloaded machine).
 BATCH_MARGIN_MS = 1_000
-PROGRESS = -1  # the third field of a progress report travelling from the state operator to the writer
 
 
 def log_stats(what: str, stats: Optional[dict]) -> None:
@@ -59,7 +65,7 @@ def log_stats(what: str, stats: Optional[dict]) -> None:
 
 def progress_key(project: str, run_id: str) -> str:
     """Redis hash where a run's online path reports progress (field ``state:<instance>``: JSON ``at``,
-    ``dirty``, ``emitted``, ``events``, seconds spent; field ``writer``: JSON ``at``, ``written``, ...)."""
+    ``dirty``, ``emitted``, ``events``, ``written``, ``round_trips``, seconds spent, ...)."""
     return f"fs:{project}:_stream:_progress:{run_id}"
 
 
@@ -155,15 +161,23 @@ class OnlineState(KeyedProcessFunction):
     (``(key, events)``: every event of the key that reached the JVM's mini-batch window, its JSON arrays
     joined with commas), so Python is entered once per entity and batch, not per event. A batch is added
     to keyed state as one entry (``MapState``: the batch's least event id -> its text), folded into the
-    entity's kernel states and flushed at once: the entity's changes go to the writer as write-script
-    arguments. Progress reports (``dirty`` = 0: everything received until then was emitted) go out on a
-    heartbeat timer; the writer stores them after the writes emitted before them."""
+    entity's kernel states and flushed at once: the entity's changes go to the operator's Redis buffer
+    (see the module docstring for why that is exactly once in effect). Progress reports (``dirty`` = 0:
+    everything received until then was written) go to Redis on a heartbeat timer. Emits nothing.
 
-    def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0, seed: Optional[dict] = None):
+    ``redis``: how to connect (``stream.redis_options``; None: writes are counted, not sent, for
+    ``bench/stream_online.py --no-redis``); ``progress_key``: the run's progress hash."""
+
+    def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0, seed: Optional[dict] = None,
+                 redis: Optional[dict] = None, progress_key: str = "", write_ms: int = 50, write_rows: int = 500):
         self.groups = groups
         self.batch_ms = max(1, int(batch_ms))
         self.slack_ms = int(slack_ms)
         self.seed = seed  # a hand-off's seed: {"path": SQLite file, "views": {view: options}} (handoff.py)
+        self.redis = redis
+        self.progress_key = progress_key
+        self.write_ms = max(1, int(write_ms))
+        self.write_rows = max(1, int(write_rows))
 
     def open(self, runtime_context):
         from pyflink.common import Types
@@ -186,10 +200,16 @@ class OnlineState(KeyedProcessFunction):
         # key -> (kernel states per view, {batch id: greatest event time}): a cache of keyed state
         self.cache: "OrderedDict[str, tuple]" = OrderedDict()
         self.heartbeat_at = None
-        self.stats = {"events": 0, "batches": 0, "writes": 0, "rebuilds": 0, "element_s": 0.0, "flush_s": 0.0}
+        self.stats = {"events": 0, "batches": 0, "writes": 0, "rebuilds": 0, "rewrites": 0, "element_s": 0.0,
+                      "flush_s": 0.0}
+        self.out = RedisWrites(self.redis, self.progress_key)
+        self.write_timers = set()  # (key, time) of the write timers this instance registered
 
     def close(self):
         log_stats("online state", getattr(self, "stats", None))
+        if getattr(self, "out", None) is not None:
+            log_stats("online writes", self.out.stats)
+            self.out.close()
         if getattr(self, "seed_db", None) is not None:
             self.seed_db.close()
 
@@ -225,11 +245,20 @@ class OnlineState(KeyedProcessFunction):
         out = list(self._flush(key, states, index, folded))
         self.stats["writes"] += len(out)
         self.stats["flush_s"] += time.perf_counter() - t1
+        timers = ctx.timer_service()
+        if out:
+            self.out.add(key, out)
+            if self.out.pending >= self.write_rows:
+                self.out.flush()
+            else:  # checkpointed with this batch: the writes reach Redis, or a restore rewrites the entity
+                at = (timers.current_processing_time() + self.write_ms) | 1
+                if (key, at) not in self.write_timers:
+                    self.write_timers.add((key, at))
+                    timers.register_processing_time_timer(at)
         if self.heartbeat_at is None:
-            timers = ctx.timer_service()
-            self.heartbeat_at = timers.current_processing_time() + HEARTBEAT_MS
+            self.heartbeat_at = _even(timers.current_processing_time() + HEARTBEAT_MS)
             timers.register_processing_time_timer(self.heartbeat_at)
-        return out
+        return ()
 
     def _load(self, key: str) -> tuple:
         """The entity's kernel states and batch index, rebuilt from keyed state (after a restore, or a cache
@@ -290,16 +319,38 @@ class OnlineState(KeyedProcessFunction):
 
     # -- flushes ------------------------------------------------------------------------------------
     def on_timer(self, timestamp, ctx):
+        if timestamp & 1:  # a write timer
+            key = ctx.get_current_key()
+            key = key if isinstance(key, str) else key[0]
+            if (key, timestamp) in self.write_timers:
+                self.write_timers.discard((key, timestamp))
+                if key in self.out.keys:
+                    self.out.flush()
+            else:  # restored: the writes of the batches before it may never have reached Redis
+                self._rewrite(key)
+            return ()
         if self.heartbeat_at is not None and timestamp != self.heartbeat_at:
             return []  # a heartbeat of an earlier attempt (restored with the state): this one runs already
         # (a restored run that receives no batch reports on the heartbeat timer restored with its state)
         now = ctx.timer_service().current_processing_time()
         report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
+        report.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.out.stats.items()})
         report.update(at=now, dirty=0, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance,
                       pending_ms=self.batch_ms + BATCH_MARGIN_MS)
-        self.heartbeat_at = now + HEARTBEAT_MS  # keep reporting while idle
+        self.heartbeat_at = _even(now + HEARTBEAT_MS)  # keep reporting while idle
         ctx.timer_service().register_processing_time_timer(self.heartbeat_at)
-        return [("", json.dumps(report), PROGRESS)]
+        self.out.flush({f"state:{self.instance}": json.dumps(report)})  # after every write buffered until now
+        return ()
+
+    def _rewrite(self, key: str) -> None:
+        """Write the entity whole from its state (a write timer restored from a checkpoint)."""
+        cached = self.cache.get(key)
+        states, index = cached if cached is not None else self._load(key)
+        for state in states:
+            state.rewrite()
+        self.out.add(key, list(self._flush(key, states, index, False)))
+        self.out.flush()
+        self.stats["rewrites"] += 1
 
     def _flush(self, key: str, states: list, index: dict, folded_changed: bool):
         from featurestore.kernel.tiles import TOP_LEVEL, tile_ms
@@ -321,8 +372,7 @@ class OnlineState(KeyedProcessFunction):
             at = None
             if view.expires and changes.last_ts is not None:
                 at = max(now, changes.last_ts) + view.window_ms + SLACK_MS
-            base = entity_base_from_prefix(view.key_prefix, entity)
-            yield base, orjson.dumps(write_args(changes, view.fingerprint, at)).decode(), 0  # str and int only
+            yield entity_base_from_prefix(view.key_prefix, entity), write_args(changes, view.fingerprint, at)
         # A batch leaves keyed state once every view's cut is past its last event (a view that holds raw
         # events and never cut keeps everything; one that holds none needs none); events behind a cut live
         # on in the folded base (or are dropped with it).
@@ -345,102 +395,79 @@ def entity_base_from_prefix(key_prefix: str, entity: list) -> str:
     return key_prefix + "{" + encode_entity(entity) + "}"
 
 
+def _even(ms: int) -> int:
+    return ms - (ms & 1)
+
+
 def _gid(key: str) -> int:
     return int(key[: key.index("[")])
 
 
-class RedisWriter(KeyedProcessFunction):
-    """One instance (keyed by a constant): buffers ``(entity base, write-script args JSON, kind)`` in
-    ListState; one pipelined round trip per ``flush_rows`` writes or ``flush_ms``. Progress reports are
-    stored in the progress hash in the same pipeline, after the writes that preceded them."""
+class RedisWrites:
+    """The online path's connection to Redis and its buffer of writes: :meth:`flush` runs the buffered write
+    scripts (and progress reports, after them) as one pipeline and returns once Redis answered. Single
+    Redis or Redis Cluster (redis-py's cluster pipeline splits by master); a script Redis lost (a restart,
+    a flush) is loaded again. ``redis=None``: writes are only counted."""
 
-    def __init__(self, redis: dict, progress_key: str, flush_ms: int, flush_rows: int):
-        self.redis = redis
-        self.progress_key = progress_key
-        self.flush_ms = max(1, int(flush_ms))
-        self.flush_rows = max(1, int(flush_rows))
-
-    def open(self, runtime_context):
-        from pyflink.common import Types
-        from pyflink.datastream.state import ListStateDescriptor
-
+    def __init__(self, redis: Optional[dict], progress_key: str):
         from featurestore.stores.online_redis import RedisOnlineStore
 
-        self.buffer = runtime_context.get_list_state(
-            ListStateDescriptor("buffer", Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()])))
-        password = self.redis.get("password") or os.environ.get("FEATURESTORE_REDIS_PASSWORD") or None
-        self.store = RedisOnlineStore("", self.redis["url"], password, bool(self.redis.get("tls")))
-        self.pending = 0  # writes buffered since the last flush (a hint; restored ones flush on their timer)
-        self.timer_at = None
-        self.stats = {"values": 0, "writes": 0, "round_trips": 0, "bytes": 0, "flush_s": 0.0}
+        self.progress_key = progress_key
+        self.store = None
+        if redis is not None:
+            password = redis.get("password") or os.environ.get("FEATURESTORE_REDIS_PASSWORD") or None
+            self.store = RedisOnlineStore("", redis["url"], password, bool(redis.get("tls")))
+        self.buffer: list = []  # (entity base, write-script args)
+        self.keys: set = set()  # the operator keys whose writes are in the buffer
+        self.stats = {"written": 0, "round_trips": 0, "bytes": 0, "write_s": 0.0}
 
-    def close(self):
-        log_stats("redis writer", getattr(self, "stats", None))
-        store = getattr(self, "store", None)
-        if store is not None and store._client is not None:
-            store._client.close()
+    @property
+    def pending(self) -> int:
+        return len(self.buffer)
 
-    def process_element(self, item, ctx):
-        self.buffer.add(item)
-        self.pending += 1
-        if item[2] != PROGRESS:
-            self.stats["values"] += 1
-        if self.pending >= self.flush_rows:
-            self._flush()
-        elif self.timer_at is None:
-            timers = ctx.timer_service()
-            self.timer_at = timers.current_processing_time() + self.flush_ms
-            timers.register_processing_time_timer(self.timer_at)
+    def add(self, key: str, writes: list) -> None:
+        if writes:
+            self.buffer.extend(writes)
+            self.keys.add(key)
 
-    def on_timer(self, timestamp, ctx):
-        if timestamp == self.timer_at:
-            self.timer_at = None
-        self._flush()
-        return ()
+    def close(self) -> None:
+        if self.store is not None and self.store._client is not None:
+            self.store._client.close()
 
-    def _flush(self):
+    def flush(self, reports: Optional[dict] = None) -> None:
+        """Write the buffer, then ``reports`` (progress hash fields)."""
+        writes = self.buffer
+        if not writes and not reports:
+            return
         import redis
 
         from featurestore.stores.online_redis import entity_keys
 
         t0 = time.perf_counter()
-        items = list(self.buffer.get() or [])
-        self.pending = 0
-        if not items:
-            return
-        for attempt in (0, 1):
-            sha = self.store.write_sha()
-            pipe = self.store.client.pipeline(transaction=False)
-            reports = {}
-            writes = 0
-            size = 0
-            for base, args, kind in items:
-                if kind == PROGRESS:
-                    doc = json.loads(args)
-                    reports[f"state:{doc['instance']}"] = args
-                else:
-                    # (not pipe.evalsha: redis-py's cluster pipeline refuses it, and the writer may write a cluster)
-                    pipe.execute_command("EVALSHA", sha, 3, *entity_keys(base), *orjson.loads(args))
-                    writes += 1
-                    size += len(args)
-            report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
-            reports["writer"] = json.dumps({**report, "at": int(time.time() * 1000),
-                                            "written": self.stats["writes"] + writes})
-            pipe.hset(self.progress_key, mapping=reports)
-            pipe.expire(self.progress_key, 86_400)
-            try:
-                pipe.execute()
-            except redis.exceptions.NoScriptError:  # Redis restarted or was flushed: load the script again
-                self.store._write = None
-                if attempt:
-                    raise
-                continue
-            break
-        self.stats["writes"] += writes
-        self.stats["bytes"] += size
+        if self.store is not None:
+            for attempt in (0, 1):
+                sha = self.store.write_sha()
+                pipe = self.store.client.pipeline(transaction=False)
+                for base, args in writes:
+                    # (not pipe.evalsha: redis-py's cluster pipeline refuses it, and the job may write a cluster)
+                    pipe.execute_command("EVALSHA", sha, 3, *entity_keys(base), *args)
+                if reports:
+                    pipe.hset(self.progress_key, mapping=reports)
+                    pipe.expire(self.progress_key, 86_400)
+                try:
+                    pipe.execute()
+                except redis.exceptions.NoScriptError:  # Redis restarted or was flushed: load the script again
+                    self.store._write = None
+                    if attempt:
+                        raise
+                    continue
+                break
+        self.buffer = []
+        self.keys = set()
+        self.stats["written"] += len(writes)
+        self.stats["bytes"] += sum(len(a) for _b, args in writes for a in args if isinstance(a, str))
         self.stats["round_trips"] += 1
-        self.stats["flush_s"] += time.perf_counter() - t0
-        self.buffer.clear()
+        self.stats["write_s"] += time.perf_counter() - t0
 
 
-__all__ = ["OnlineState", "RedisWriter", "progress_key", "log_stats", "PROGRESS", "PARTITION_SHIFT"]
+__all__ = ["OnlineState", "RedisWrites", "progress_key", "log_stats", "PARTITION_SHIFT"]

@@ -64,6 +64,10 @@ DEAD_LETTERS_DIR = "_dead_letters"
 DEAD_LETTERS_TS = "kafka_timestamp"
 DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
+# The job's operator layout: a change whose snapshots the new job cannot restore (an operator's state gone
+# or changed) bumps it, so the job starts afresh (as for a changed definition) instead of failing to
+# restore. 2: the online state operator writes Redis itself (no writer operator with its ListState).
+JOB_FORMAT = 2
 DEFAULT_FLUSH_MS = 200  # the online mini-batch window: an event reaches Python (then Redis) at most this much later
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
 
@@ -87,7 +91,10 @@ def stream_views(store, views: Optional[Sequence[str]] = None) -> List[str]:
 
 
 def job_name(store, names: Sequence[str]) -> str:
+    """The job's name: the project and a hash of the streamed definitions and of :data:`JOB_FORMAT` (its
+    consumer group and checkpoint folder: a new definition or job layout starts afresh)."""
     h = hashlib.sha256()
+    h.update(f"job format {JOB_FORMAT}\n".encode())
     for n in sorted(names):
         v = store.repo.views[n]
         h.update(f"{n}\0{store.compiled(n).data_fingerprint}\0{v.online}\0{v.source.stream.topic}\n".encode())
