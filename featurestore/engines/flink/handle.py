@@ -245,7 +245,6 @@ class StreamHandle:
         if states:  # the writes of every state instance (each writes its own entities), this run's attempts
             out["writer"] = {"written": sum(d.get("written", 0) for d in states),
                              "round_trips": sum(d.get("round_trips", 0) for d in states),
-                             "bytes": sum(d.get("bytes", 0) for d in states),
                              "write_s": round(sum(d.get("write_s", 0.0) for d in states), 3),
                              "at": max(d.get("at", 0) for d in states)}
         return out

@@ -419,7 +419,7 @@ class RedisWrites:
             self.store = RedisOnlineStore("", redis["url"], password, bool(redis.get("tls")))
         self.buffer: list = []  # (entity base, write-script args)
         self.keys: set = set()  # the operator keys whose writes are in the buffer
-        self.stats = {"written": 0, "round_trips": 0, "bytes": 0, "write_s": 0.0}
+        self.stats = {"written": 0, "round_trips": 0, "write_s": 0.0}  # (no byte count: 7% of the operator's CPU)
 
     @property
     def pending(self) -> int:
@@ -465,7 +465,6 @@ class RedisWrites:
         self.buffer = []
         self.keys = set()
         self.stats["written"] += len(writes)
-        self.stats["bytes"] += sum(len(a) for _b, args in writes for a in args if isinstance(a, str))
         self.stats["round_trips"] += 1
         self.stats["write_s"] += time.perf_counter() - t0
 
