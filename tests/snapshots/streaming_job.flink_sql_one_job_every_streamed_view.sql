@@ -9,7 +9,7 @@ CREATE TEMPORARY TABLE `fs_kafka_transactions` (
   'connector' = 'kafka',
   'topic' = 'transactions',
   'properties.bootstrap.servers' = '<kafka bootstrap>',
-  'properties.group.id' = 'featurestore-payments-cf6663e4e1df',
+  'properties.group.id' = 'featurestore-payments-248f69f64e3c',
   'scan.startup.mode' = 'earliest-offset',
   'value.format' = 'raw'
 );
