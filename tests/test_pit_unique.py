@@ -28,9 +28,9 @@ def plans(monkeypatch):
     seen = {}
     real = duckdb_pit.point_in_time
 
-    def spy(con, cv, events, requests, prefix="", unique=False):
+    def spy(con, cv, events, requests, prefix="", unique=False, **options):
         seen[cv.name] = unique
-        return real(con, cv, events, requests, prefix, unique=unique)
+        return real(con, cv, events, requests, prefix, unique=unique, **options)
 
     monkeypatch.setattr("featurestore.sdk.historical.point_in_time", spy)
     return seen
