@@ -5,14 +5,11 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.Base64;
-import java.util.Iterator;
 import java.util.List;
 
 import org.apache.avro.Schema;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.table.annotation.DataTypeHint;
-import org.apache.flink.table.functions.ScalarFunction;
 
 /**
  * The streaming job's reader of one Kafka record of an Avro stream face: one Avro datum in the binary
@@ -20,48 +17,34 @@ import org.apache.flink.table.functions.ScalarFunction;
  * Confluent's wire-format header. It returns the same row shape as {@link ParseJsonRecord}, so everything
  * after the parse is shared (featurestore/engines/flink/ingest.py owns every text it returns).
  *
- * <p>{@code eval(value, spec)} returns an {@code ARRAY<STRING>}: [1] the payload (the record's bytes in
- * base64; null for a null value), [2] the record's reason (null value, no Confluent header, another schema
- * id, not a datum of the writer schema, trailing bytes), [3] the event time's reason (null), [4] the first
- * column's reason (a string that is not valid UTF-8), [5] the wall clock when the record was read (epoch
- * ms), [6..] each column's value as canonical text (null for an Avro null or a float NaN), in the order of
- * {@code spec.columns}.
+ * <p>{@code eval(value, spec)} returns {@link RecordFunction}'s row: the payload (the record's bytes in
+ * base64; null for a null value), the record's reason (null value, no Confluent header, another schema id,
+ * not a datum of the writer schema, trailing bytes), the event time's reason (null), the first column's
+ * reason (a string that is not valid UTF-8), the wall clock, and each column's canonical text (null for an
+ * Avro null or a float NaN).
  *
  * <p>The Avro library parses the writer schema; the datum is walked here, over the byte array with every
  * length checked against the bytes left, so a corrupt record can neither allocate a huge buffer nor loop:
  * varints at most 10 bytes (5 for an int), booleans 0 or 1, union and enum indexes in range, string and
  * bytes lengths and block counts within the record, and the datum must end exactly at the record's end.
  */
-public class ParseAvroRecord extends ScalarFunction {
-    private static final ObjectMapper MAPPER = new ObjectMapper();
-
-    private transient String specText;
-    private transient Spec spec;
-
-    @Override
-    public boolean isDeterministic() {
-        return false; // the result carries the wall clock
-    }
+public class ParseAvroRecord extends RecordFunction<ParseAvroRecord.Spec> {
 
     public @DataTypeHint("ARRAY<STRING>") String[] eval(byte[] value, String specText) {
-        Spec s = spec(specText);
-        String[] out = new String[5 + s.names.length];
-        out[4] = Long.toString(System.currentTimeMillis());
+        Spec s = spec(specText, Spec::new);
+        String[] out = row(s, value);
         if (value == null) {
-            out[1] = s.emptyRecord;
             return out;
         }
-        out[0] = Base64.getEncoder().encodeToString(value);
+        out[PAYLOAD] = Base64.getEncoder().encodeToString(value);
         int start = 0;
         if (s.confluent) {
             if (value.length < 5 || value[0] != 0) {
-                out[1] = s.notConfluent;
-                return out;
+                return reject(out, s.notConfluent);
             }
             int id = ByteBuffer.wrap(value, 1, 4).getInt();
             if (s.schemaId >= 0 && id != s.schemaId) {
-                out[1] = s.otherSchemaId.replace("{}", Integer.toString(id));
-                return out;
+                return reject(out, s.otherSchemaId.replace("{}", Integer.toString(id)));
             }
             start = 5;
         }
@@ -74,35 +57,25 @@ public class ParseAvroRecord extends ScalarFunction {
                 i++;
             }
         } catch (Bad e) {
-            out[1] = s.notAvro;
-            return out;
+            return reject(out, s.notAvro);
         }
         if (r.pos != value.length) {
-            out[1] = s.trailingData;
-            return out;
+            return reject(out, s.trailingData);
         }
         for (int c = 0; c < s.names.length; c++) {
             Object v = fields[s.field[c]];
-            if (v == null) {
-                if (c == s.time) {
-                    out[2] = s.missingTime;
-                }
-                continue;
-            }
-            if (v instanceof Bad) {
-                if (out[3] == null) {
-                    out[3] = s.columnReasons[c];
-                }
-                continue;
-            }
-            if (c == s.time) {
-                out[5 + c] = Long.toString(Math.floorDiv((Long) v, s.timeDivisor));
+            String text;
+            if (v == null || v instanceof Bad) {
+                text = null;
+            } else if (c == s.time) {
+                text = Long.toString(Math.floorDiv((Long) v, s.timeDivisor));
             } else if (v instanceof Float && s.widen[c]) {
                 float f = (Float) v; // a float field of a float64 column: widened exactly, as Avro promotes
-                out[5 + c] = Float.isNaN(f) ? null : Double.toString((double) f);
+                text = Float.isNaN(f) ? null : Double.toString((double) f);
             } else {
-                out[5 + c] = text(v);
+                text = text(v);
             }
+            put(out, s, c, text, v instanceof Bad, s.columnReasons[c]);
         }
         return out;
     }
@@ -297,69 +270,40 @@ public class ParseAvroRecord extends ScalarFunction {
         }
     }
 
-    private Spec spec(String text) {
-        if (spec == null || !text.equals(specText)) {
-            try {
-                spec = new Spec(MAPPER.readTree(text));
-            } catch (Exception e) {
-                throw new IllegalArgumentException("featurestore: bad ParseAvroRecord spec: " + e.getMessage(), e);
-            }
-            specText = text;
-        }
-        return spec;
-    }
-
-    /** The writer schema, framing, columns and every reason text, from flink/ingest.py. */
-    private static final class Spec {
+    /** The writer schema, framing, where each column's field is and the Avro reasons, beyond the shared ones. */
+    static final class Spec extends RecordFunction.Columns {
         final Schema writer;
         final boolean confluent;
         final int schemaId;
-        final String[] names;
-        final String[] columnReasons;
         final int[] field; // column -> index of its field in the writer record
         final boolean[] wanted; // field index -> read by a column
         final boolean[] widen; // column -> a float64 column (a float field's value is widened)
-        final int time;
         final long timeDivisor;
-        final String emptyRecord, notConfluent, otherSchemaId, notAvro, trailingData, missingTime;
+        final String notConfluent, otherSchemaId, notAvro;
 
         Spec(JsonNode node) {
+            super(node);
             writer = new Schema.Parser().parse(node.get("writer").asText());
             confluent = node.get("confluent").asBoolean();
             schemaId = node.hasNonNull("schema_id") ? node.get("schema_id").asInt() : -1;
-            JsonNode cols = node.get("columns");
-            names = new String[cols.size()];
-            columnReasons = new String[cols.size()];
-            field = new int[cols.size()];
-            widen = new boolean[cols.size()];
+            field = new int[names.length];
+            widen = new boolean[names.length];
             wanted = new boolean[writer.getFields().size()];
-            int t = -1;
-            Iterator<JsonNode> it = cols.elements();
-            for (int i = 0; it.hasNext(); i++) {
-                JsonNode c = it.next();
-                names[i] = c.get(0).asText();
-                columnReasons[i] = c.get(2).asText();
-                widen[i] = c.get(1).asText().equals("float64");
+            for (int i = 0; i < names.length; i++) {
+                widen[i] = types[i].equals("float64");
                 Schema.Field f = writer.getField(names[i]);
                 if (f == null) {
                     throw new IllegalArgumentException("column '" + names[i] + "' is not in the writer schema");
                 }
                 field[i] = f.pos();
                 wanted[f.pos()] = true;
-                if (names[i].equals(node.get("time").asText())) {
-                    t = i;
-                }
             }
-            time = t;
             String unit = node.get("time_unit").asText();
             timeDivisor = unit.equals("ns") ? 1_000_000L : unit.equals("us") ? 1_000L : 1L;
             JsonNode r = node.get("reasons");
-            emptyRecord = r.get("empty_record").asText();
             notConfluent = r.get("not_confluent").asText();
             otherSchemaId = r.get("other_schema_id").asText();
             notAvro = r.get("not_avro").asText();
-            trailingData = r.get("trailing_data").asText();
-            missingTime = r.get("missing_time").asText();
         }
     }
 }

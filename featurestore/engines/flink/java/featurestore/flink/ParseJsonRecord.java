@@ -10,7 +10,6 @@ import java.util.ArrayDeque;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.HashSet;
-import java.util.Iterator;
 import java.util.Map;
 import java.util.Set;
 
@@ -18,20 +17,16 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.table.annotation.DataTypeHint;
-import org.apache.flink.table.functions.ScalarFunction;
 
 /**
  * The streaming job's reader of one Kafka record: a strict JSON object with typed columns, in one pass
  * (featurestore/engines/flink/ingest.py compiles the SQL around it and owns every text it returns).
  *
- * <p>{@code eval(value, spec)} returns an {@code ARRAY<STRING>}:
- * [1] the payload as text (invalid UTF-8 as U+FFFD; null for a null value),
- * [2] the record's reason (null value, not UTF-8, not a JSON object, trailing data, a duplicate key),
- * [3] the event time's reason (missing, not an integer), [4] the first column's reason (a value not of
- * its type), [5] the wall clock when the record was read (epoch ms), [6..] each column's value as
- * canonical text (null for JSON null or a missing key), in the order of {@code spec.columns}.
+ * <p>{@code eval(value, spec)} returns {@link RecordFunction}'s row: the payload as text (invalid UTF-8 as
+ * U+FFFD; null for a null value), the record's reason (null value, not UTF-8, not a JSON object, trailing
+ * data, a duplicate key), the event time's reason (missing, not an integer), the first column's reason, the
+ * wall clock, and each column's canonical text (null for JSON null or a missing key).
  *
  * <p>Strict means: RFC 8259 JSON (no comments, NaN/Infinity tokens, leading zeros, single quotes or
  * trailing commas), valid UTF-8, one object and nothing but whitespace after it, no key twice in any
@@ -40,27 +35,16 @@ import org.apache.flink.table.functions.ScalarFunction;
  * object or an array (its compact text: Jackson's, whose numbers may be spelt unlike DuckDB's or Python's, the
  * same values) or a string holding JSON text (kept as written, like the batch face's and push's).
  */
-public class ParseJsonRecord extends ScalarFunction {
+public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
     private static final JsonFactory FACTORY = new JsonFactory();
-    private static final ObjectMapper MAPPER = new ObjectMapper();
-
-    private transient String specText;
-    private transient Spec spec;
-
-    @Override
-    public boolean isDeterministic() {
-        return false; // the result carries the wall clock
-    }
 
     public @DataTypeHint("ARRAY<STRING>") String[] eval(byte[] value, String specText) {
-        Spec s = spec(specText);
-        String[] out = new String[5 + s.names.length];
-        out[4] = Long.toString(System.currentTimeMillis());
+        Spec s = spec(specText, Spec::new);
+        String[] out = row(s, value);
         if (value == null) {
-            out[1] = s.emptyRecord;
             return out;
         }
-        out[0] = new String(value, StandardCharsets.UTF_8);
+        out[PAYLOAD] = new String(value, StandardCharsets.UTF_8);
         String text;
         try {
             CharsetDecoder strict = StandardCharsets.UTF_8.newDecoder()
@@ -68,24 +52,21 @@ public class ParseJsonRecord extends ScalarFunction {
                     .onUnmappableCharacter(CodingErrorAction.REPORT);
             text = strict.decode(ByteBuffer.wrap(value)).toString();
         } catch (CharacterCodingException e) {
-            out[1] = s.notUtf8;
-            return out;
+            return reject(out, s.notUtf8);
         }
         JsonToken[] tokens = new JsonToken[s.names.length];
         String[] texts = new String[s.names.length];
         JsonParser.NumberType[] numberTypes = new JsonParser.NumberType[s.names.length];
         try (JsonParser p = FACTORY.createParser(text)) {
             if (p.nextToken() != JsonToken.START_OBJECT) {
-                out[1] = s.notObject;
-                return out;
+                return reject(out, s.notObject);
             }
             Set<String> seen = new HashSet<>();
             JsonToken t;
             while ((t = p.nextToken()) == JsonToken.FIELD_NAME) {
                 String name = p.getCurrentName();
                 if (!seen.add(name)) {
-                    out[1] = s.duplicateKey.replace("{}", name);
-                    return out;
+                    return reject(out, s.duplicateKey.replace("{}", name));
                 }
                 JsonToken v = p.nextToken();
                 Integer i = s.index.get(name);
@@ -93,8 +74,7 @@ public class ParseJsonRecord extends ScalarFunction {
                     long start = p.getTokenLocation().getCharOffset();
                     String dup = skipNested(p, v);
                     if (dup != null) {
-                        out[1] = s.duplicateKey.replace("{}", dup);
-                        return out;
+                        return reject(out, s.duplicateKey.replace("{}", dup));
                     }
                     if (i != null && s.types[i].equals("json")) { // the nested value's text, made compact below
                         texts[i] = text.substring((int) start, (int) p.getCurrentLocation().getCharOffset());
@@ -110,8 +90,7 @@ public class ParseJsonRecord extends ScalarFunction {
                 }
             }
             if (t != JsonToken.END_OBJECT) {
-                out[1] = s.notObject;
-                return out;
+                return reject(out, s.notObject);
             }
             JsonToken after;
             try {
@@ -120,31 +99,16 @@ public class ParseJsonRecord extends ScalarFunction {
                 after = JsonToken.NOT_AVAILABLE;
             }
             if (after != null) {
-                out[1] = s.trailingData;
-                return out;
+                return reject(out, s.trailingData);
             }
         } catch (IOException | RuntimeException e) {
-            out[1] = s.notObject;
-            return out;
+            return reject(out, s.notObject);
         }
         for (int i = 0; i < s.names.length; i++) {
             JsonToken tok = tokens[i];
-            if (tok == null || tok == JsonToken.VALUE_NULL) {
-                if (i == s.time) {
-                    out[2] = s.missingTime;
-                }
-                continue;
-            }
-            String v = typed(s.types[i], tok, texts[i], numberTypes[i]);
-            if (v == null) {
-                if (i == s.time) {
-                    out[2] = s.timeNotInteger;
-                } else if (out[3] == null) {
-                    out[3] = s.columnReasons[i];
-                }
-                continue;
-            }
-            out[5 + i] = v;
+            boolean isNull = tok == null || tok == JsonToken.VALUE_NULL;
+            String v = isNull ? null : typed(s.types[i], tok, texts[i], numberTypes[i]);
+            put(out, s, i, v, !isNull, s.timeNotInteger);
         }
         return out;
     }
@@ -235,53 +199,23 @@ public class ParseJsonRecord extends ScalarFunction {
         return null;
     }
 
-    private Spec spec(String text) {
-        if (spec == null || !text.equals(specText)) {
-            try {
-                spec = new Spec(MAPPER.readTree(text));
-            } catch (IOException e) {
-                throw new IllegalArgumentException("featurestore: bad ParseJsonRecord spec: " + e.getMessage(), e);
-            }
-            specText = text;
-        }
-        return spec;
-    }
-
-    /** What to read (columns, types, which is the event time) and every reason text, from featurestore/engines/flink/ingest.py. */
-    private static final class Spec {
-        final String[] names;
-        final String[] types;
-        final String[] columnReasons;
+    /** The JSON reasons beyond the shared ones; the event time's column reads as epoch milliseconds. */
+    static final class Spec extends RecordFunction.Columns {
         final Map<String, Integer> index = new HashMap<>();
-        final int time;
-        final String emptyRecord, notUtf8, notObject, trailingData, duplicateKey, missingTime, timeNotInteger;
+        final String notUtf8, notObject, duplicateKey, timeNotInteger;
 
         Spec(JsonNode node) {
-            JsonNode cols = node.get("columns");
-            names = new String[cols.size()];
-            types = new String[cols.size()];
-            columnReasons = new String[cols.size()];
-            int t = -1;
-            Iterator<JsonNode> it = cols.elements();
-            for (int i = 0; it.hasNext(); i++) {
-                JsonNode c = it.next();
-                names[i] = c.get(0).asText();
-                types[i] = c.get(1).asText();
-                columnReasons[i] = c.get(2).asText();
+            super(node);
+            for (int i = 0; i < names.length; i++) {
                 index.put(names[i], i);
-                if (names[i].equals(node.get("time").asText())) {
-                    t = i;
-                    types[i] = "timestamp";
-                }
             }
-            time = t;
+            if (time >= 0) {
+                types[time] = "timestamp";
+            }
             JsonNode r = node.get("reasons");
-            emptyRecord = r.get("empty_record").asText();
             notUtf8 = r.get("not_utf8").asText();
             notObject = r.get("not_object").asText();
-            trailingData = r.get("trailing_data").asText();
             duplicateKey = r.get("duplicate_key").asText();
-            missingTime = r.get("missing_time").asText();
             timeNotInteger = r.get("time_not_integer").asText();
         }
     }
