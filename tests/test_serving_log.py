@@ -75,6 +75,22 @@ def test_join_by_entity_and_time_without_request_id(store):
     labels = served[["user_id", "event_timestamp", "label"]].drop_duplicates(["user_id", "event_timestamp"])
     got = store.training_set_from_logs(labels, "logged_model")
     assert got["_from_log"].all()
+    expected = served.drop_duplicates(["user_id", "event_timestamp"])  # the first logged of each (entity, time)
+    for c in feature_columns(store):  # the served values themselves, not only a flag
+        for a, e in zip(got[c], expected[c]):
+            assert (is_null(a) and is_null(e)) or a == _py(e), (c, a, e)
+    # an (entity, time) served by two requests gets the first one logged; one at another time is filled
+    t = BASE + pd.Timedelta("123.456s")
+    first = store.get_online_features([{"user_id": "u2"}], feature_service="logged_model", request_time=t)
+    store.get_online_features([{"user_id": "u2"}, {"user_id": "u1"}], feature_service="logged_model",
+                              request_time=t)
+    labels = pd.DataFrame({"user_id": ["u2", "u2", "u1"], "event_timestamp": [t, t + pd.Timedelta("1ms"), t]})
+    got = store.training_set_from_logs(labels, "logged_model")
+    assert got["_from_log"].tolist() == [True, False, True]
+    assert got["_definitions"].iloc[0] is not None
+    assert got["events_all"].iloc[0] == first.to_dict()["events_all"][0]
+    pit = store.get_historical_features(labels, feature_service="logged_model")
+    assert_features_equal(got, pit, feature_columns(store), "by entity and time: served = point in time here")
 
 
 def test_shipping_is_idempotent_and_loses_nothing(store, monkeypatch):

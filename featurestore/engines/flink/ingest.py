@@ -46,7 +46,7 @@ NOT_CONFLUENT = "not a Confluent Avro record (no magic byte 0 and 4-byte schema 
 OTHER_SCHEMA_ID = "Confluent schema id {} is not the expected {}"
 NOT_AVRO = "not an Avro record of the writer schema"
 TRAILING_AVRO = "trailing data after the Avro record"
-# 1-based positions in the function's result (see ParseJsonRecord.java)
+# 1-based positions in the function's result (see RecordFunction.java)
 _PAYLOAD, _RECORD, _TIME, _COLUMN, _NOW, _FIRST_VALUE = 1, 2, 3, 4, 5, 6
 
 
