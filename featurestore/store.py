@@ -304,7 +304,9 @@ class FeatureStore:
         """Read the offline table when it exists; else compute the same events from the batch face (and
         the events pushed to it)."""
         from featurestore.engines import duckdb_sql as dsql
+        from featurestore.engines.backfill import stale_rows
         from featurestore.engines.duckdb_engine import arrow_schema, parquet_relation
+        from featurestore.errors import OfflineStoreError
         from featurestore.push.offline import events_relation
         from featurestore.sdk.historical import ViewInput
 
@@ -316,12 +318,16 @@ class FeatureStore:
             if pushed is not None:
                 events = f"({events} UNION ALL BY NAME {pushed})"
             return ViewInput(cv, events, None)
+        manifest = table.manifest(version)
+        stale = stale_rows(manifest, cv)
+        if stale is not None:  # never read other rows as this definition's
+            raise OfflineStoreError(stale)
         files = table.files(version)
         if not files:
             empty = arrow_schema(cv).empty_table()
             con.register(f"__empty_{cv.name}", empty)
             return ViewInput(cv, f"__empty_{cv.name}", version)
-        unique = table.manifest(version).get("unique_on") == list(cv.join_keys)  # recorded by the backfill
+        unique = manifest.get("unique_on") == list(cv.join_keys)  # recorded by the backfill
         schema = table.schema(version) if table.remote else None
         return ViewInput(cv, parquet_relation(con, files, table.filesystem, schema=schema), version, unique)
 

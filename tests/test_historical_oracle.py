@@ -98,3 +98,48 @@ def test_training_set_is_reproducible_bit_for_bit(tmp_path, use_offline_root):
         store.get_historical_features(requests, feature_service="everything", save_as="ts1")
     saved = use_offline_root / "rnd" / "_training_sets" / "ts1" / "result.parquet"  # where the root says
     assert file_sha256(saved) == first.manifest["result_sha256"]
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_offline_rows_of_another_definition_are_never_read_as_this_ones(tmp_path, seed):
+    """After a definition change that alters a view's stored rows (its filter, a projection), the rows
+    backfilled under the old definition are refused to every reader (one line naming the view and the
+    fix), also when only a part of the range was backfilled again; a backfill of the whole range heals it,
+    each event once. A change that keeps the rows (a window, a TTL) reads the table as it is."""
+    import random
+
+    from featurestore.errors import OfflineStoreError
+
+    rng = random.Random(seed)
+    root = write_repo(tmp_path)
+    store = FeatureStore(root)
+    events = random_events(seed)
+    write_events(root, events)
+    store.backfill()
+    requests = random_requests(seed, events, n=60)
+    defs = root / "definitions" / "features.py"
+    keeps_rows = [('ttl="45s"', 'ttl="20s"'), ('("qty", "sum", "30s"', '("qty", "sum", "20s"')]
+    defs.write_text(defs.read_text().replace(*rng.choice(keeps_rows)))
+    store.reload()
+    got = store.get_historical_features(requests, feature_service="everything")
+    for view in store.repo.views.values():
+        assert_features_equal(got, oracle.point_in_time(events, view, requests), view.feature_names, view.name)
+
+    alters_rows = [('filter="flag"', 'filter="NOT flag"'), ('"qty2": "qty * 2"', '"qty2": "qty * 3"'),
+                   ('"tag_len": "length(tag)"', '"tag_len": "length(tag) + 1"')]
+    defs.write_text(defs.read_text().replace(*rng.choice(alters_rows)))
+    store.reload()
+    view = store.repo.views["qty_stats"]
+    stale = "view 'qty_stats': its offline table was backfilled under an earlier definition"
+    with pytest.raises(OfflineStoreError, match=stale):
+        store.get_historical_features(requests, feature_service="everything")
+    others = [f"amount_stats:{f}" for f in store.repo.views["amount_stats"].feature_names]
+    store.get_historical_features(requests, features=others)  # the other views' tables are theirs still
+    cut = events["ts"].sort_values().iloc[len(events) // 2].floor("s")
+    store.backfill(start=cut, views=["qty_stats"])  # a part of the range only: two definitions' rows
+    with pytest.raises(OfflineStoreError, match="view 'qty_stats': its offline table holds rows backfilled under two"):
+        store.get_historical_features(requests, features=["qty_stats:tags_1m"])
+    (result,) = store.backfill(views=["qty_stats"])
+    assert store.offline.table("qty_stats", "ts").read().num_rows == result.rows  # each event once
+    got = store.get_historical_features(requests, feature_service="everything")
+    assert_features_equal(got, oracle.point_in_time(events, view, requests), view.feature_names, "healed")

@@ -64,6 +64,15 @@ class CompiledView:
         return self.source_columns + tuple((n, t) for n, _, t in self.projections)
 
     @property
+    def rows_fingerprint(self) -> str:
+        """What the stored events depend on (source columns, event time, join keys, filter, projections), not
+        what is computed from them: an offline table written under another one holds other rows."""
+        from featurestore.model.base import digest
+
+        return digest({"columns": self.source_columns, "ts": self.ts_column, "keys": self.join_keys,
+                       "filter": self.filter, "projections": self.projections})
+
+    @property
     def key_types(self) -> Dict[str, str]:
         cols = dict(self.stored_columns)
         return {k: cols[k] for k in self.join_keys}

@@ -123,7 +123,8 @@ class BackfillRun:
         # after it stay the stream's (OfflineTable.write_range)
         lo, hi = ALL_TIME[0] if self.start_ms is None else self.start_ms, self.end_ms
         try:
-            version = table.write_range(pa.RecordBatchReader.from_batches(schema, events()), lo, hi, unique_on)
+            version = table.write_range(pa.RecordBatchReader.from_batches(schema, events()), lo, hi, unique_on,
+                                        rows_key=cv.rows_fingerprint)
         except FeatureStoreError:
             raise
         except Exception as exc:  # the engine failed while computing rows: name the view, keep one line
@@ -165,6 +166,21 @@ class BackfillRun:
             table.write_range(data, *ALL_TIME)
         where = {s: str(dead_letter_table(self.store, s).path) for s in self.dead}
         return BackfillResults(results, out, where)
+
+
+def stale_rows(manifest: dict, cv) -> Optional[str]:
+    """Why the backfilled rows of a view's offline table (its ``manifest``) are not the rows of the compiled
+    view ``cv`` (their filter, projections, join keys or source columns changed since), else None."""
+    from featurestore.stores.offline import MIXED_ROWS
+
+    key = manifest.get("batch_rows_key")
+    if key is None or key == cv.rows_fingerprint:
+        return None
+    what = ("holds rows backfilled under two definitions (a part of its range was backfilled after its filter, "
+            "projections or source changed)" if key == MIXED_ROWS else
+            "was backfilled under an earlier definition (its filter, projections or source changed since)")
+    return (f"view '{cv.name}': its offline table {what}; backfill it again (featurestore backfill --view "
+            f"{cv.name}, the whole range) before reading it")
 
 
 class BackfillResults(list):

@@ -146,7 +146,7 @@ class OfflineTable(TableLog):
         return kept, new
 
     def write_range(self, data: Data, start_ms: int, end_ms: Optional[int],
-                    unique_on: Optional[Sequence[str]] = None) -> int:
+                    unique_on: Optional[Sequence[str]] = None, rows_key: Optional[str] = None) -> int:
         """Replace every row with ``start_ms <= ts < end_ms`` by the rows of ``data``; returns the new version.
 
         ``data`` is streamed (a RecordBatchReader or an iterable of RecordBatches is never held in memory
@@ -162,7 +162,12 @@ class OfflineTable(TableLog):
         ``unique_on``: the caller asserts that no two rows of ``data`` share these columns and the time
         (ms). The new version records it (``unique_on`` in the manifest) when the rows it keeps outside the
         range were unique on the same columns too (their times differ from every new row's), so readers
-        may skip tie-breaking; every other write drops it."""
+        may skip tie-breaking; every other write drops it.
+
+        ``rows_key``: what the rows were computed under (a view's ``rows_fingerprint``). The manifest's
+        ``batch_rows_key`` says what every batch-owned row was computed under: this key when the write
+        replaces every earlier batch range or they had the same key, :data:`MIXED_ROWS` when rows of another
+        key stay outside the range, None when unknown (no key given, or rows of an unknown one stay)."""
         start = _as_ms(start_ms, "start_ms")
         end = None if end_ms is None else _as_ms(end_ms, "end_ms")
         if end is not None and start >= end:
@@ -185,7 +190,8 @@ class OfflineTable(TableLog):
 
             def build(base: Optional[dict]) -> Plan:
                 owned = (base or {}).get("batch_ranges", [])
-                fields = {"range": drop[0] if drop else None, "batch_ranges": time_ranges.add(owned, start, end)}
+                fields = {"range": drop[0] if drop else None, "batch_ranges": time_ranges.add(owned, start, end),
+                          "batch_rows_key": _rows_key(base, owned, start, end, rows_key)}
                 extra, extra_schema = self._followed(txn, base, drop, followed, fields)
                 unified = self._unify(base, schema, ts_column)
                 if extra_schema is not None:
@@ -563,6 +569,21 @@ class StreamCommit:
     counts: Dict[str, int] = field(default_factory=dict)
 
 
+MIXED_ROWS = "mixed"  # batch_rows_key: batch-owned rows computed under more than one rows_key
+
+
+def _rows_key(base: Optional[dict], owned, start: int, end: int, rows_key: Optional[str]) -> Optional[str]:
+    """The ``batch_rows_key`` after a write of ``[start, end)`` under ``rows_key`` (OfflineTable.write_range)."""
+    if rows_key is None:
+        return None
+    if all(start <= lo and hi <= end for lo, hi in time_ranges.normalized(owned)):
+        return rows_key  # every earlier batch row is replaced
+    before = (base or {}).get("batch_rows_key")
+    if before is None:
+        return None  # rows of an unknown key stay
+    return rows_key if before == rows_key else MIXED_ROWS
+
+
 @dataclass
 class _StreamFile:
     path: Path
@@ -642,4 +663,5 @@ class OfflineStore:
         return out
 
 
-__all__ = ["OfflineStore", "OfflineTable", "StreamCommit", "OfflineStoreError", "CommitConflict", "TS_TYPE", "DAY_MS"]
+__all__ = ["OfflineStore", "OfflineTable", "StreamCommit", "OfflineStoreError", "CommitConflict", "TS_TYPE", "DAY_MS",
+           "MIXED_ROWS"]

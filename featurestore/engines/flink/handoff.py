@@ -227,6 +227,7 @@ def plan(store, names: Sequence[str], ends: Dict[tuple, tuple], restored, partia
 
 def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
     """The view's ViewSeed, or why its offline table does not cover what the topic lost."""
+    from featurestore.engines.backfill import stale_rows
     from featurestore.engines.flink.commit import table_record, view_identity
     from featurestore.stores.online_redis import retention
 
@@ -236,6 +237,8 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
     if table.version is None:
         return "no offline table (never backfilled)"
     manifest = table.manifest()
+    if stale_rows(manifest, cv) is not None:
+        return "its offline table was backfilled under another definition (backfill it again)"
     ranges = time_ranges.normalized(manifest.get("batch_ranges", []))
     record = table_record(table)
     ident = view_identity(store, name)
