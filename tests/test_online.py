@@ -691,3 +691,31 @@ def test_staged_write_of_a_large_entity_is_all_or_nothing(make_store, redis_clie
     got = redis_client.zrange(live[1], 0, -1, withscores=True)
     assert got == members[:-3]
     assert redis_client.hgetall(live[0]) == {b"_": orjson.dumps({"fp": fp, "h": None})}
+
+
+@pytest.mark.parametrize("seed,base", [(0, "1969-12-31T23:58:00Z"), (1, "2026-03-01T00:00:00Z")])
+def test_sub_millisecond_request_times_floor_like_event_times(make_store, seed, base):
+    """SPEC §2: a request time is truncated to the millisecond like an event time (floored, also before
+    1970), then ``ts < q``: requests at an event's time give or take 1 ns .. 1 ms, at its window edges,
+    offline and online equal the oracle."""
+    store = make_store()
+    events = random_events(seed, n=200, span_s=240)
+    events["ts"] = events["ts"] - BASE + pd.Timestamp(base)
+    write_events(store.repo_path, events)
+    store.backfill()
+    store.materialize()
+    rng = random.Random(seed)
+    times = list(events["ts"])
+    rows = []
+    for _ in range(50):
+        q = rng.choice(times) + pd.Timedelta(nanoseconds=rng.choice([0, 1, -1, 500_000, 999_999, -999_999, 10**6]))
+        rows.append({"user_id": rng.choice(["u0", "u1", "u2", "nobody"]), "shop": rng.randint(0, 2),
+                     "event_timestamp": q + pd.Timedelta(rng.choice(["0s", "10s", "30s", "45s", "1min", "2min"]))})
+    requests = pd.DataFrame(rows)
+    requests["event_timestamp"] = pd.to_datetime(requests["event_timestamp"], utc=True)
+    offline = store.get_historical_features(requests, feature_service="everything")
+    online = online_frame(store, requests)
+    for view in store.repo.views.values():
+        expected = oracle.point_in_time(events, view, requests)
+        assert_features_equal(offline, expected, view.feature_names, f"offline, view {view.name}")
+        assert_features_equal(online, expected, view.feature_names, f"online, view {view.name}")

@@ -223,6 +223,15 @@ def test_gap_not_covered_by_the_offline_store_is_refused(tmp_path, kafka_admin, 
             ((start, _end),) = store.offline.table(n).manifest()["batch_ranges"]
             s = handoff.views[n]
             assert s.cut == start and s.horizon > s.cut
+
+        # a view whose stored rows changed since its backfill (a filter now) is never seeded from the old rows
+        defs = store.repo_path / "definitions" / "features.py"
+        defs.write_text(defs.read_text().replace('ttl="2m"', 'ttl="2m", filter="flag"'))
+        store.reload()
+        handoff = stream_handoff.plan(store, names, w.ends, None, partial_history=True)
+        assert set(handoff.views) == BOUNDED - {"pair_stats"}
+        with pytest.raises(RequestError, match="pair_stats: its offline table was backfilled under another definition"):
+            stream_handoff.plan(store, names, w.ends, None)
     finally:
         drop_project(redis_client, store.config.project)
         kafka_admin.delete_topics([w.topic])
