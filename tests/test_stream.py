@@ -768,6 +768,51 @@ def test_committer_registers_each_file_exactly_once_across_crashes(tmp_path):
     assert c.totals()["rows"] == 4
 
 
+def test_streamed_rows_of_an_earlier_definition_are_never_read_as_this_ones(tmp_path):
+    """The stream's committer records what its rows were computed under (the view's rows fingerprint): the
+    history backfilled, the rest committed as the job commits it; reads equal the oracle. After a change to
+    the view's filter and a backfill of the history under it, the streamed rows are still the old filter's:
+    every reader refuses the table (one line: run the stream) instead of reading them as the new one's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featurestore.errors import OfflineStoreError
+
+    root = make_repo(tmp_path / "r", "t_rows", "p_rows", pd.DataFrame())
+    events = random_events(31).sort_values("ts", kind="stable").reset_index(drop=True)
+    cut = events["ts"].iloc[200].floor("s")
+    write_events(root, events[events["ts"] < cut])
+    store = FeatureStore(root)
+    store.backfill(end=cut, views=["qty_stats"])
+    cv = store.compiled("qty_stats")
+    later = events[events["ts"] >= cut]
+    later = later[later["flag"] == True]  # noqa: E712 - the view's filter, as the job applies it
+    data = pa.Table.from_pandas(later.assign(ts=later["ts"].dt.floor("ms")), preserve_index=False)
+    for name, expr, dtype in cv.projections:  # the job's rows carry the projections
+        values = oracle.sql_values(later.to_dict("records"), store.repo.views["qty_stats"].source, [expr])[0]
+        data = data.append_column(name, pa.array([v[0] for v in values]))
+    data = data.append_column("__kafka_partition", pa.array([0] * len(later), pa.int32()))
+    data = data.append_column("__kafka_offset", pa.array(range(len(later)), pa.int64()))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    pq.write_table(data, staging / "part-a-0-0")
+    table = store.offline.table("qty_stats", ts_column=cv.ts_column)
+    committer = streaming.DirCommitter(staging, table, stream_commit.view_identity(store, "qty_stats"))
+    assert committer.commit() == len(later)
+    requests = random_requests(31, events, n=60)
+    view = store.repo.views["qty_stats"]
+    got = store.get_historical_features(requests, features=[f"qty_stats:{f}" for f in view.feature_names])
+    assert_features_equal(got, oracle.point_in_time(events, view, requests), view.feature_names, "batch + stream")
+
+    defs = root / "definitions" / "features.py"
+    defs.write_text(defs.read_text().replace('filter="flag"', 'filter="NOT flag"'))
+    store.reload()
+    store.backfill(end=cut, views=["qty_stats"])  # the batch face's rows are the new filter's now, not the stream's
+    with pytest.raises(OfflineStoreError, match="view 'qty_stats': its offline table holds rows streamed under an "
+                                                "earlier definition"):
+        store.get_historical_features(requests, features=["qty_stats:tags_1m"])
+
+
 # -- expressions ------------------------------------------------------------------------------------------
 EXPR_COLUMNS = {"i": "int64", "j": "int64", "n": "int32", "x": "float64", "y": "float64", "f": "float32",
                 "s": "string", "s2": "string", "b": "bool"}

@@ -169,18 +169,24 @@ class BackfillRun:
 
 
 def stale_rows(manifest: dict, cv) -> Optional[str]:
-    """Why the backfilled rows of a view's offline table (its ``manifest``) are not the rows of the compiled
-    view ``cv`` (their filter, projections, join keys or source columns changed since), else None."""
+    """Why the rows of a view's offline table (its ``manifest``) are not the rows of the compiled view ``cv``
+    (their filter, projections, join keys or source columns changed since they were backfilled or
+    streamed), else None."""
     from featurestore.stores.offline import MIXED_ROWS
 
     key = manifest.get("batch_rows_key")
-    if key is None or key == cv.rows_fingerprint:
-        return None
-    what = ("holds rows backfilled under two definitions (a part of its range was backfilled after its filter, "
-            "projections or source changed)" if key == MIXED_ROWS else
-            "was backfilled under an earlier definition (its filter, projections or source changed since)")
-    return (f"view '{cv.name}': its offline table {what}; backfill it again (featurestore backfill --view "
-            f"{cv.name}, the whole range) before reading it")
+    if key is not None and key != cv.rows_fingerprint:
+        what = ("holds rows backfilled under two definitions (a part of its range was backfilled after its "
+                "filter, projections or source changed)" if key == MIXED_ROWS else
+                "was backfilled under an earlier definition (its filter, projections or source changed since)")
+        return (f"view '{cv.name}': its offline table {what}; backfill it again (featurestore backfill --view "
+                f"{cv.name}, the whole range) before reading it")
+    streamed = (manifest.get("stream") or {}).get("rows_key")
+    if streamed is not None and streamed != cv.rows_fingerprint:
+        return (f"view '{cv.name}': its offline table holds rows streamed under an earlier definition (its "
+                "filter, projections or source changed since); run the stream (it rebuilds them under this one) "
+                "before reading it")
+    return None
 
 
 class BackfillResults(list):

@@ -349,7 +349,7 @@ class OfflineTable(TableLog):
     def commit_stream(self, files: List[Union[Path, str]], *, app_id: str, seq: int, topic: str,
                       fingerprint: Optional[str] = None, partition_column: str, offset_column: str,
                       keep_offsets: bool = False, rebuild: bool = False, restart: bool = False,
-                      count_column: Optional[str] = None) -> "StreamCommit":
+                      count_column: Optional[str] = None, rows_key: Optional[str] = None) -> "StreamCommit":
         """Add the rows of a streaming job's Parquet ``files`` (each row carries the Kafka partition and
         offset of its record) that the table does not hold yet; returns a :class:`StreamCommit`.
 
@@ -365,7 +365,8 @@ class OfflineTable(TableLog):
         the rows of ``files``, the whole topic re-read under the new definition, and the offsets start
         over under ``fingerprint``. ``restart=True``: the offsets start over under the new ``topic`` and
         ``fingerprint``, every row is kept. Without either, a table streamed from another topic or under
-        another ``fingerprint`` is refused. ``count_column``: count the added rows per value of it."""
+        another ``fingerprint`` is refused. ``count_column``: count the added rows per value of it. ``rows_key``:
+        what the rows were computed under (a view's ``rows_fingerprint``), kept in the stream record."""
         app = _app(app_id, seq, self._where)
         if app is None:
             raise OfflineStoreError(f"{self._where}: commit_stream needs app_id and seq (its idempotency token)")
@@ -419,6 +420,8 @@ class OfflineTable(TableLog):
                 offsets[part] = max(offsets.get(part, 0), last + 1)
             stream = {"topic": topic, "fingerprint": fingerprint,
                       "next_offsets": {str(k): v for k, v in sorted(offsets.items())}}
+            if rows_key is not None:
+                stream["rows_key"] = rows_key
             return kept, new, self._unify(base, schema, ts_column), {
                 "stream": stream, "txn": {"rows": derived["rows"], "counts": derived["counts"]}}
 

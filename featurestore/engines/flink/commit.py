@@ -72,6 +72,7 @@ class StreamIdentity:
     partition_column: str = PARTITION_COLUMN
     offset_column: str = OFFSET_COLUMN
     keep_offsets: bool = False
+    rows_key: Optional[str] = None  # the view's rows_fingerprint (what its stored rows depend on)
 
 
 @dataclass
@@ -132,7 +133,7 @@ class DirCommitter:
         return self.table.commit_stream(
             files, app_id=state["app_id"], seq=pending["seq"], topic=ident.topic, fingerprint=ident.fingerprint,
             partition_column=ident.partition_column, offset_column=ident.offset_column,
-            keep_offsets=ident.keep_offsets, rebuild=pending.get("rebuild", False),
+            keep_offsets=ident.keep_offsets, rows_key=ident.rows_key, rebuild=pending.get("rebuild", False),
             restart=pending.get("restart", False), count_column="reason" if self.count_reasons else None)
 
     def _finish(self, state: dict, pending: dict, result) -> int:
@@ -199,7 +200,9 @@ class DirCommitter:
 
 
 def view_identity(store, view: str) -> StreamIdentity:
-    return StreamIdentity(store.repo.views[view].source.stream.topic, store.compiled(view).data_fingerprint)
+    cv = store.compiled(view)
+    return StreamIdentity(store.repo.views[view].source.stream.topic, cv.data_fingerprint,
+                          rows_key=cv.rows_fingerprint)
 
 
 def table_record(table) -> Optional[dict]:

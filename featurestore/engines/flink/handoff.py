@@ -237,13 +237,13 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
     if table.version is None:
         return "no offline table (never backfilled)"
     manifest = table.manifest()
-    if stale_rows(manifest, cv) is not None:
-        return "its offline table was backfilled under another definition (backfill it again)"
     ranges = time_ranges.normalized(manifest.get("batch_ranges", []))
     record = table_record(table)
     ident = view_identity(store, name)
     if record is not None and (record.get("topic"), record.get("fingerprint")) != (ident.topic, ident.fingerprint):
         return "its offline table was streamed under another definition or topic (a rebuild needs the first records)"
+    if stale_rows(manifest, cv) is not None:  # the streamed rows (above) are this definition's, the backfilled not
+        return "its offline table was backfilled under another definition (backfill it again)"
     nexts = {int(p): int(o) for p, o in (record or {}).get("next_offsets", {}).items()}
     topic = source.stream.topic
     starts = []
