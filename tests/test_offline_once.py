@@ -212,3 +212,34 @@ def test_files_of_two_runs_in_one_commit_add_each_record_once(tmp_path):
     files = [stream.file(events[:50]), stream.file(events[10:30]), stream.file(events)]
     table.commit_stream(files, app_id="c", seq=1, topic="t", fingerprint="fp", partition_column=P, offset_column=O)
     assert rows(table) == sorted((e[0], e[1]) for e in events)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_open_ended_re_backfill_leaves_no_row_of_the_batch_face_it_replaced(tmp_path, seed):
+    """The batch face's rows of a view shrink (its filter changed, or files went away): a backfill without
+    end replaces every row the batch face owned from its start on, also after the new last row (before, the
+    old rows there stayed, read as the new definition's), and the stream's rows between batch ranges stay.
+    Random ranges (explicit ones beyond the face's end among them) and stream commits, against the model."""
+    rng = random.Random(seed)
+    events = make_events(rng, 150)
+    cut = T0 + 2 * DAY + rng.randrange(0, DAY)
+    face = [e for e in events if e[1] < cut]
+    table = OfflineTable(tmp_path / "offline", "v")
+    stream = Stream(tmp_path / "staging", rng)
+    stream.commit(table, events[:60], "run0")
+    owned = []
+    for _ in range(rng.randint(1, 3)):  # explicit ranges, some past the face's last event
+        start = T0 + rng.randrange(0, 3 * DAY)
+        end = start + rng.randrange(1, DAY)
+        table.write_range(batch_table([e for e in face if start <= e[1] < end]), start, end, rows_key="k1")
+        owned.append((start, end))
+    table.write_range(batch_table(face), -(2**62), None, rows_key="k1")
+    owned.append((-(2**62), max(e[1] for e in face) + 1))
+    stream.commit(table, events[60:], "run0")
+    assert rows(table) == expected(events, face, owned, {e[0] for e in events})
+    # the face keeps a random third of its rows, none after a new, earlier last one
+    last = sorted(e[1] for e in face)[len(face) // 2]
+    face = [e for e in face if e[1] <= last and rng.random() < 0.35]
+    table.write_range(batch_table(face), -(2**62), None, rows_key="k2")
+    assert rows(table) == expected(events, face, owned, {e[0] for e in events})
+    assert table.manifest()["batch_rows_key"] == "k2"  # every batch row is the new key's

@@ -719,3 +719,35 @@ def test_sub_millisecond_request_times_floor_like_event_times(make_store, seed, 
         expected = oracle.point_in_time(events, view, requests)
         assert_features_equal(offline, expected, view.feature_names, f"offline, view {view.name}")
         assert_features_equal(online, expected, view.feature_names, f"online, view {view.name}")
+
+
+def test_materialize_never_loads_rows_of_an_earlier_definition(make_store):
+    """After a change to a view's filter, the online state is refused (another definition's) and
+    materialize refuses the offline rows backfilled under the old filter (it loaded them, marked with the
+    new definition, and lookups served the old filter's values as PRESENT); backfill, then materialize:
+    online equals the oracle under the new filter."""
+    from featurestore.errors import OfflineStoreError
+
+    store = make_store()
+    events = random_events(6)
+    write_events(store.repo_path, events)
+    store.backfill()
+    store.materialize()
+    defs = store.repo_path / "definitions" / "features.py"
+    defs.write_text(defs.read_text().replace('filter="flag"', 'filter="NOT flag"'))
+    store.reload()
+    requests = random_requests(6, events, n=40)
+    features = [f"qty_stats:{f}" for f in store.repo.views["qty_stats"].feature_names]
+    got = store.get_online_features(requests[KEYS], features=features, request_time=BASE + pd.Timedelta("200s"))
+    assert set(got.statuses()["tags_1m"]) == {"REFUSED"}
+    with pytest.raises(OfflineStoreError, match="view 'qty_stats': its offline table was backfilled under an earlier"):
+        store.materialize(views=["qty_stats"])
+    store.backfill(views=["qty_stats"])
+    store.materialize(views=["qty_stats"])
+    view = store.repo.views["qty_stats"]
+    rows = []
+    for r in requests.to_dict("records"):
+        one = store.get_online_features([{k: r[k] for k in KEYS}], features=features, request_time=r["event_timestamp"])
+        rows.append({k: v[0] for k, v in one.to_dict().items()})
+    assert_features_equal(pd.DataFrame(rows), oracle.point_in_time(events, view, requests), view.feature_names,
+                          "online under the new filter")

@@ -154,7 +154,9 @@ class OfflineTable(TableLog):
         are dropped and rewritten; files of partly covered dates that straddle a range boundary are
         rewritten with their rows outside the range. Re-running a range is idempotent; empty ``data``
         commits a version without the range's rows. ``end_ms=None``: the range ends just after the last
-        row of ``data`` (nothing is replaced when ``data`` is empty).
+        row of ``data``, or at the end of the batch face's ranges after ``start_ms`` when later (a re-backfill
+        replaces every row the batch face owned from ``start_ms`` on; nothing is replaced when ``data`` is
+        empty and the batch face owns nothing after ``start_ms``).
 
         The range becomes the batch face's (``batch_ranges`` in the manifest): :meth:`commit_stream`
         never adds a row inside it.
@@ -181,17 +183,28 @@ class OfflineTable(TableLog):
             schema = _storage_schema(schema_in, ts_column, self._where) if schema_in is not None else None
             rng = (start, time_ranges.MAX_MS if end is None else end)
             data_files = self._write_stream(txn, schema, batches, ts_column, rng) if schema else []
-            if end is None:
+            open_end = end is None
+            if open_end:
                 last = [nf.max_ts for nf in data_files if nf.max_ts is not None]
                 end = max(last) + 1 if last else start
-            drop = [[start, end]] if start < end else []
             rewrites: dict = {}  # relative path of a base file -> its rows outside the range (new files)
+            rewritten_for: dict = {"drop": None}  # the range those rewrites left out
             followed: dict = {"key": None}
 
             def build(base: Optional[dict]) -> Plan:
                 owned = (base or {}).get("batch_ranges", [])
-                fields = {"range": drop[0] if drop else None, "batch_ranges": time_ranges.add(owned, start, end),
-                          "batch_rows_key": _rows_key(base, owned, start, end, rows_key)}
+                # an open end also empties the batch face's ranges after the data's last row: the face has no
+                # rows there now (rows of an earlier definition, e.g. a filter that kept later events, never
+                # outlive a re-backfill); the stream's rows between them stay
+                later = [[max(lo, end), e] for lo, e in time_ranges.normalized(owned) if e > end] if open_end else []
+                drop = time_ranges.normalized([[start, end], *later])
+                if rewritten_for["drop"] != drop:  # first attempt, or the winner of a race changed the ranges
+                    for rel in list(rewrites):
+                        txn.discard(rewrites.pop(rel))
+                    rewritten_for["drop"] = drop
+                fields = {"range": [start, end] if start < end else None,
+                          "batch_ranges": time_ranges.add(owned, start, end),
+                          "batch_rows_key": _rows_key(base, owned, drop, rows_key)}
                 extra, extra_schema = self._followed(txn, base, drop, followed, fields)
                 unified = self._unify(base, schema, ts_column)
                 if extra_schema is not None:
@@ -575,11 +588,12 @@ class StreamCommit:
 MIXED_ROWS = "mixed"  # batch_rows_key: batch-owned rows computed under more than one rows_key
 
 
-def _rows_key(base: Optional[dict], owned, start: int, end: int, rows_key: Optional[str]) -> Optional[str]:
-    """The ``batch_rows_key`` after a write of ``[start, end)`` under ``rows_key`` (OfflineTable.write_range)."""
+def _rows_key(base: Optional[dict], owned, drop, rows_key: Optional[str]) -> Optional[str]:
+    """The ``batch_rows_key`` after a write replacing the ranges ``drop`` under ``rows_key``
+    (OfflineTable.write_range)."""
     if rows_key is None:
         return None
-    if all(start <= lo and hi <= end for lo, hi in time_ranges.normalized(owned)):
+    if all(time_ranges.covers(drop, lo, hi - 1) for lo, hi in time_ranges.normalized(owned)):
         return rows_key  # every earlier batch row is replaced
     before = (base or {}).get("batch_rows_key")
     if before is None:
