@@ -154,9 +154,8 @@ class OfflineTable(TableLog):
         are dropped and rewritten; files of partly covered dates that straddle a range boundary are
         rewritten with their rows outside the range. Re-running a range is idempotent; empty ``data``
         commits a version without the range's rows. ``end_ms=None``: the range ends just after the last
-        row of ``data``, or at the end of the batch face's ranges after ``start_ms`` when later (a re-backfill
-        replaces every row the batch face owned from ``start_ms`` on; nothing is replaced when ``data`` is
-        empty and the batch face owns nothing after ``start_ms``).
+        row of ``data`` (at ``start_ms`` when it is empty), and the rows of the batch face's earlier ranges
+        after that end are dropped too (the face has none there now, e.g. after its view's filter changed).
 
         The range becomes the batch face's (``batch_ranges`` in the manifest): :meth:`commit_stream`
         never adds a row inside it.
