@@ -60,6 +60,23 @@ def _change_definition(root: Path) -> None:
     path.write_text(text.replace(OLD_FILTER, NEW_FILTER))
 
 
+def _read_changed(store: FeatureStore, events: pd.DataFrame):
+    """(the changed view's training set at random requests vs the oracle: the error's text, None when equal;
+    its table's stream record)."""
+    from featurestore.errors import OfflineStoreError
+    from tests.randomrepo import random_requests
+
+    view = store.repo.views[CHANGED]
+    requests = random_requests(SEED, events, n=40)
+    try:
+        got = store.get_historical_features(requests, features=[f"{CHANGED}:{f}" for f in view.feature_names])
+        assert_features_equal(got, oracle.point_in_time(events, view, requests), view.feature_names, CHANGED)
+        error = None
+    except (OfflineStoreError, AssertionError) as exc:
+        error = str(exc)
+    return error, store.offline.table(CHANGED).manifest()["stream"]
+
+
 def _tables(store: FeatureStore):
     """Per view: (rows, the latest version's files)."""
     return {v: (offline_table(store, v), store.offline.table(v).manifest()["files"]) for v in store.repo.views}
@@ -88,6 +105,7 @@ class Chain:
     results: dict  # step -> StreamResult
     plan: object  # the plan after the definition change
     online_errors: dict  # step -> AssertionError of the online check (None: equal)
+    reads: dict  # step -> (the changed view's training set vs the oracle: error text or None, its stream record)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +121,7 @@ def chain(tmp_path_factory, redis_client, kafka_admin):
     create_topic(kafka_admin, topic)
     produce(topic, arrival(events, SEED))
     ckpt = tmp / "checkpoints"
-    steps, results, online_errors = {}, {}, {}
+    steps, results, online_errors, reads = {}, {}, {}, {}
 
     def check_online(step, store, evs):
         try:
@@ -138,11 +156,13 @@ def chain(tmp_path_factory, redis_client, kafka_admin):
         results["changed"] = run(store)
         steps["changed"] = _tables(store)
         check_online("changed", store, events)
+        reads["changed"] = _read_changed(store, events)
 
         write_events(root, events)  # the batch face catches up
         store.backfill()
         steps["caught_up"] = _tables(store)
-        yield Chain(events, cut, claimed_end_ms, ref, ref_new, steps, results, plan, online_errors)
+        reads["caught_up"] = _read_changed(store, events)
+        yield Chain(events, cut, claimed_end_ms, ref, ref_new, steps, results, plan, online_errors, reads)
     finally:
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])
@@ -200,6 +220,12 @@ def test_changing_one_definition_rebuilds_that_view_and_leaves_the_others_untouc
     assert_same_rows(_part(rows, None, end), _part(offline_table(chain.ref, CHANGED), None, end),
                      f"{CHANGED}: backfilled rows before the backfill")
     assert chain.online_errors["changed"] is None, chain.online_errors["changed"]
+    # its training sets: the streamed rows are this definition's (recorded by the job), the backfilled ones
+    # are not: refused until the announced backfill, then equal to the oracle
+    error, record = chain.reads["changed"]
+    assert error is not None and f"view '{CHANGED}': its offline table was backfilled under an earlier" in error, error
+    assert record["rows_key"] == chain.ref_new.compiled(CHANGED).rows_fingerprint
+    assert chain.reads["caught_up"][0] is None, chain.reads["caught_up"][0]
 
 
 def test_stream_then_backfill_holds_each_event_once(chain):
