@@ -33,7 +33,8 @@ a script written against Feast's server works unchanged:
     entity already holds is not added again (Feast writes rows as upserts).
 ``POST /materialize``, ``POST /materialize-incremental``
     Feast's bodies (``start_ts``/``end_ts``, ``feature_views``): every event of the views is loaded, as
-    ``FeatureStore.materialize(start, end)`` does (a superset of Feast's range, so any request time is exact).
+    ``FeatureStore.materialize(start, end)`` does (a superset of Feast's range, so any request time is exact);
+    a time Feast could not read (naive ones are UTC, as in Feast) is a 400 naming the field.
 """
 
 # no "from __future__ import annotations": FastAPI resolves the request models from the annotations
@@ -100,6 +101,16 @@ def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]],
     if result.refusals:
         body["refusals"] = list(result.refusals)
     return body
+
+
+def _is_timestamp(value: str) -> bool:
+    """Whether Feast reads ``value`` as a time (a materialize request's ``start_ts``/``end_ts``)."""
+    import pandas as pd
+
+    try:
+        return not pd.isna(pd.Timestamp(value))
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 def _error(exc: Exception):
@@ -185,9 +196,12 @@ def add_routes(app, store, error_responses: dict) -> None:
             return _error(exc)
         return result.to_dict()
 
-    def _materialize(request, views: Optional[List[str]]):
+    def _materialize(request, views: Optional[List[str]], times: Dict[str, Optional[str]]):
         server_auth.require_views(request, "materialize", views if views is not None else list(store.repo.views))
         try:
+            for name, value in times.items():  # read as Feast reads them (naive = UTC); every event is loaded
+                if value is not None and not _is_timestamp(value):
+                    raise RequestError(f"{name}: {value!r} is not a timestamp")
             results = store.materialize(views=views)
         except FeatureStoreError as exc:
             return _error(exc)
@@ -195,11 +209,11 @@ def add_routes(app, store, error_responses: dict) -> None:
 
     @app.post("/materialize", responses=error_responses)
     def materialize(body: MaterializeRequest, request: Request):
-        return _materialize(request, body.feature_views)
+        return _materialize(request, body.feature_views, {"start_ts": body.start_ts, "end_ts": body.end_ts})
 
     @app.post("/materialize-incremental", responses=error_responses)
     def materialize_incremental(body: MaterializeIncrementalRequest, request: Request):
-        return _materialize(request, body.feature_views)
+        return _materialize(request, body.feature_views, {"end_ts": body.end_ts})
 
 
 def _feast_rows(view, df: Dict[str, List[Any]]) -> Dict[str, List[Any]]:

@@ -201,3 +201,14 @@ def test_what_one_request_may_log_is_bounded_and_configurable(served):
                                                     "log": True})
     assert res.status_code == 200 and res.json()["request_id"], res.text
     assert redis.xlen(key) == logged_before + 1
+
+
+@pytest.mark.parametrize("path,body,detail", [
+    ("/materialize", {"start_ts": "x", "end_ts": "2026-03-02T00:00:00"}, "start_ts: 'x' is not a timestamp"),
+    ("/materialize", {"start_ts": "2026-03-01T00:00:00Z", "end_ts": "soon"}, "end_ts: 'soon' is not a timestamp"),
+    ("/materialize-incremental", {"end_ts": "yesterday-ish"}, "end_ts: 'yesterday-ish' is not a timestamp"),
+])
+def test_feast_materialize_refuses_times_it_cannot_read(served, path, body, detail):
+    _, client, _ = served
+    res = client.post(path, json=body)
+    assert res.status_code == 400 and res.json() == {"detail": detail}, res.text
