@@ -328,7 +328,7 @@ def serve(
     repo: Optional[Path] = RepoOpt,
     host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1: this machine "
                                                   "only)."),
-    port: Optional[int] = typer.Option(None, help="Port to listen on (default: server.port, 6566)."),
+    port: Optional[int] = typer.Option(None, min=1, max=65535, help="Port to listen on (default: server.port, 6566)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: server.workers, 1); "
                                                             "/metrics sums them."),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with this PEM certificate "
@@ -346,7 +346,7 @@ def serve(
 def ui(
     repo: Optional[Path] = RepoOpt,
     host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="Port to listen on (default: server.port, 6566)."),
+    port: Optional[int] = typer.Option(None, min=1, max=65535, help="Port to listen on (default: server.port, 6566)."),
     browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the catalog in a web browser."),
 ):
     """Serve the web catalog (and the whole HTTP API, as serve does) and open /ui/ in a browser."""

@@ -88,3 +88,11 @@ def test_plan_explain_prints_the_streaming_job_too():
     assert "user_spend: backfill (DuckDB)" in res.output
     assert "streaming job: Flink SQL (one job, every streamed view)" in res.output
     assert "fs_kafka_transactions" in res.output and "fs_dead_letters_transactions" in res.output
+
+
+@pytest.mark.parametrize("command", ["serve", "ui"])
+def test_a_port_out_of_range_is_a_usage_error_before_anything_starts(tmp_path, command):
+    runner.invoke(app, ["init", str(tmp_path)])
+    res = runner.invoke(app, [command, "--repo", str(tmp_path), "--port", "-5"])
+    assert res.exit_code == 2 and "Invalid value for '--port'" in res.output, res.output
+    assert "serving project" not in res.output
