@@ -212,3 +212,62 @@ def test_flink_backfill_reads_only_declared_columns_and_names_file_and_column_it
     with pytest.raises(FeatureStoreError, match=r"text.parquet: event-time column 'ts' of type string cannot be read by "
                                                 r"the Flink backfill \(it reads timestamps and integers of epoch milliseconds\)$"):
         _file_columns(text_ts, source)
+
+
+def random_ns_events(seed: int, n: int = 160) -> pd.DataFrame:
+    """Random events whose times have every nanosecond digit: around the epoch (-1 ns, -999_999 ns, ...),
+    before 1970 and 1900's bound, around ms boundaries (k ms +- 1 ns) and at random ns of a recent day."""
+    import random
+
+    rng = random.Random(seed)
+    anchors = [0, pd.Timestamp("1955-05-05T05:05:05Z").value, oracle.SUPPORTED_FROM_MS * 1_000_000 + 7_000_000_000,
+               BASE.value, pd.Timestamp("1969-12-31T23:59:59Z").value]
+    events = random_events(seed, n=n)
+    times = []
+    for _ in range(n):
+        anchor = rng.choice(anchors)
+        kind = rng.random()
+        if kind < 0.4:  # +- 1 ns of a millisecond boundary near the anchor
+            t = anchor + rng.randint(-90_000, 90_000) * 1_000_000 + rng.choice([-1, 0, 1])
+        elif kind < 0.5:  # a few ns either side of the anchor itself (-1 ns before 1970 ...)
+            t = anchor + rng.randint(-3, 3)
+        else:
+            t = anchor + rng.randint(-90_000_000_000, 90_000_000_000)
+        times.append(max(t, oracle.SUPPORTED_FROM_MS * 1_000_000))
+    events["ts"] = pd.to_datetime(pd.Series(times, dtype="int64"), unit="ns", utc=True)
+    return events
+
+
+@pytest.mark.parametrize("reader,tz", [("duckdb", "UTC"), ("duckdb", None), ("arrow", "UTC")])
+def test_nanosecond_event_times_are_floored_exactly_whatever_the_duckdb_release(tmp_path, monkeypatch, reader, tz):
+    """DuckDB before 2.0 (1.5.6 is the newest for Python 3.10) reads a Parquet TIMESTAMP(NANOS, UTC) column as
+    microseconds truncated toward zero: an event at -1 ns was stored at 1970-01-01 00:00:00.000 and a request
+    at midnight missed it. Random ns times (pre-1970, +-1 ns around ms boundaries, the 1900 bound), UTC and
+    naive, read by DuckDB when it reads nanoseconds exactly and through Arrow otherwise (``reader=arrow``
+    forces that path here): every stored time and every feature value matches the brute-force oracle."""
+    from featurestore.engines import duckdb_batch
+
+    if reader == "arrow":
+        monkeypatch.setattr(duckdb_batch, "NS_TYPES", ())  # as if DuckDB read this column as microseconds
+    store = FeatureStore(write_repo(tmp_path))
+    events = random_ns_events(7 if tz else 8)
+    out = tmp_path / "data" / "events"
+    out.mkdir(parents=True)
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    ts = table.column("ts").cast(pa.int64()).cast(pa.timestamp("ns", tz))
+    pq.write_table(table.set_column(table.schema.get_field_index("ts"), "ts", ts), out / "ns.parquet")
+    assert "nanoseconds" in pq.ParquetFile(out / "ns.parquet").metadata.schema.column(6).logical_type.to_json()
+    results = store.backfill()
+    assert all(r.dead_letters == 0 for r in results), results.summary()
+    stored = store.offline.table("amount_stats", "ts").read()
+    got_ms = sorted(pa.compute.cast(stored.column("ts"), pa.int64()).to_pylist())
+    assert got_ms == sorted(int(t) // 1_000_000 for t in events["ts"].astype("int64")), "stored event times"
+    requests = random_requests(9, events, n=100)
+    edges = [t.floor("ms") + pd.Timedelta(d) for t in events["ts"][:40] for d in ("0ms", "1ms", "10s", "10001ms")]
+    requests = pd.concat([requests, pd.DataFrame({"user_id": [u for u in events["user_id"][:40] for _ in range(4)],
+                                                  "shop": 0, "event_timestamp": edges, "label": 0.0})], ignore_index=True)
+    requests["event_timestamp"] = pd.to_datetime(requests["event_timestamp"], utc=True)
+    got = store.get_historical_features(requests, feature_service="everything")
+    for view in store.repo.views.values():
+        expected = oracle.point_in_time(events, view, requests)
+        assert_features_equal(got, expected, view.feature_names, f"view {view.name}, {reader}, tz={tz}")

@@ -20,6 +20,12 @@ holding a value beyond DuckDB's microsecond range (year 294247) cannot be read a
 therefore read in groups of one timestamp unit (the usual case is one group: a single ``read_parquet``
 as before), and a millisecond file whose statistics leave DuckDB's range is read through Arrow. Only
 the declared columns are read: other columns of the files (of any type) are never touched.
+
+A third trap depends on the DuckDB release: before 2.0 (the newest for Python 3.10 is 1.5.6) DuckDB reads a
+Parquet ``TIMESTAMP(NANOS, UTC)`` column as a microsecond ``TIMESTAMPTZ``, truncating toward zero (-1 ns
+becomes 00:00:00.000000, so a request at midnight would miss an event before it). Whatever the release, a
+nanosecond file whose column DuckDB does not read as a nanosecond type (``DESCRIBE``, metadata only) is read
+through Arrow, the event time as its raw epoch-ns integer, floored to milliseconds here.
 """
 
 from __future__ import annotations
@@ -57,13 +63,30 @@ def batch_relation(con, source, repo_root) -> str:
     groups: Dict[str, List[Path]] = {}
     for f in files:
         groups.setdefault(_time_kind(f, source.timestamp), []).append(f)
-    if len(groups) == 1 and "ms-wide" not in groups:
+    if "ns" in groups and not _reads_ns_exactly(con, source, groups["ns"]):
+        groups["ns-raw"] = groups.pop("ns")
+    if len(groups) == 1 and not {"ms-wide", "ns-raw"} & set(groups):
         return _with_time(con, source, _read_parquet(files))
     parts = []
     for kind, members in sorted(groups.items()):
-        relation = _arrow_relation(con, source, members) if kind == "ms-wide" else _read_parquet(members)
-        parts.append(_with_time(con, source, relation, ts_as_text=True))
+        if kind in ("ms-wide", "ns-raw"):
+            unit = "ns" if kind == "ns-raw" else "ms"
+            parts.append(_with_time(con, source, _arrow_relation(con, source, members), ts_as_text=True, int_unit=unit))
+        else:
+            parts.append(_with_time(con, source, _read_parquet(members), ts_as_text=True))
     return "(\n" + "\nUNION ALL BY NAME\n".join(parts) + "\n)"
+
+
+NS_TYPES = ("TIMESTAMP_NS", "TIMESTAMPTZ_NS", "TIMESTAMP WITH TIME ZONE NS")
+
+
+def _reads_ns_exactly(con, source, files: Sequence[Path]) -> bool:
+    """Whether this DuckDB reads the nanosecond event-time column of ``files`` as a nanosecond type."""
+    try:
+        types = column_types(con, _read_parquet(files))
+    except Exception:  # noqa: BLE001 - unreadable here: _with_time reports it in one line
+        return True
+    return types.get(source.timestamp, "").upper() in NS_TYPES
 
 
 def checked_relation(con, source, relation: str, max_future_ms: Optional[int]) -> str:
@@ -118,8 +141,9 @@ def _time_kind(path: Path, ts_column: str) -> str:
 
 
 def _arrow_relation(con, source, files: Sequence[Path]) -> str:
-    """Millisecond files with values beyond DuckDB's range: read with Arrow, the event time as its raw
-    epoch-ms integer (which ``_time_ms`` reads as such)."""
+    """Files DuckDB cannot read exactly (millisecond values beyond its range, nanoseconds where it reads
+    microseconds): read with Arrow, the event time as its raw epoch integer in the file's unit (which
+    ``_time_ms`` floors to milliseconds)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -141,10 +165,11 @@ def column_types(con, relation: str) -> Dict[str, str]:
     return {row[0]: row[1] for row in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
 
-def _with_time(con, source, relation: str, ts_as_text: bool = False) -> str:
+def _with_time(con, source, relation: str, ts_as_text: bool = False, int_unit: str = "ms") -> str:
     """``relation``'s declared columns (NULL where absent), ``__ts_ms`` and ``__ts_unreadable``. With
     ``ts_as_text`` the event-time column itself becomes its text (groups of different timestamp types
-    then union without a conversion that could fail)."""
+    then union without a conversion that could fail). ``int_unit``: the unit of an integer event time
+    (``ms`` as on the stream face; ``ns`` for a nanosecond file read as raw integers)."""
     try:
         types = column_types(con, relation)
     except Exception as exc:
@@ -153,7 +178,7 @@ def _with_time(con, source, relation: str, ts_as_text: bool = False) -> str:
     ts = source.timestamp
     if ts not in types:
         raise FeatureStoreError(f"source '{source.name}': the batch face has no event-time column '{ts}'")
-    ms = _time_ms(source, q(ts), types[ts])
+    ms = _time_ms(source, q(ts), types[ts], int_unit)
     cols = []
     for name, _ in source.schema:
         if name == ts and ts_as_text:
@@ -165,13 +190,14 @@ def _with_time(con, source, relation: str, ts_as_text: bool = False) -> str:
     return f"(SELECT {', '.join(cols)} FROM {relation})"
 
 
-def _time_ms(source, col: str, dtype: str) -> str:
+def _time_ms(source, col: str, dtype: str, int_unit: str = "ms") -> str:
     """SQL: epoch ms (floored) of the event-time column of DuckDB type ``dtype``; infinities as the BIGINT
-    extremes; NULL when missing or not a time."""
+    extremes; NULL when missing or not a time. An integer is epoch ``int_unit`` (milliseconds, as on the
+    stream face, or the raw nanoseconds of a file read through Arrow)."""
     t = dtype.upper()
     if t in _INTEGERS:
-        return f"TRY_CAST({col} AS BIGINT)"  # epoch milliseconds, as on the stream face
-    if t in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS", "TIMESTAMP WITH TIME ZONE NS"):
+        return floor_div_sql(f"TRY_CAST({col} AS BIGINT)", {"ms": 1, "ns": 1_000_000}[int_unit], "//")
+    if t in NS_TYPES:
         return _finite(col, f"epoch_ns({col})", 1_000_000)
     if t in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
         return _finite(col, f"epoch_us({col})", 1_000)
