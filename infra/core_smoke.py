@@ -1,7 +1,10 @@
 """The batch path on a core-only install (no Java, Kafka, Redis, Flink or Feast): a starter repo, sample
 data, plan, apply, DuckDB backfill, a point-in-time training set checked against a brute-force count,
-and the CLI. Run by infra/check-core-install.sh in a fresh venv; exits non-zero on any failure."""
+and the CLI. Run by infra/check-core-install.sh in a fresh venv; exits non-zero on any failure.
+``FEATURESTORE_CORE_RESULT=FILE``: the training set is also written there (Parquet), for
+tests/test_core_install.py to compare with the same run in the project's own venv."""
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -37,5 +40,7 @@ with tempfile.TemporaryDirectory() as tmp:
     assert res.exit_code == 0, res.output
     loaded = sorted({m.split(".")[0] for m in sys.modules} & set(OPTIONAL))
     assert not loaded, f"the batch path imported optional modules: {loaded}"
+    if os.environ.get("FEATURESTORE_CORE_RESULT"):
+        out.to_arrow().to_pandas().to_parquet(os.environ["FEATURESTORE_CORE_RESULT"], index=False)
     print(f"core batch path OK on Python {sys.version.split()[0]}: {result.rows:,} events backfilled, "
           f"{len(out)} training rows checked; pandas {pd.__version__}")
