@@ -16,7 +16,8 @@ from featurestore.config import load_config
 from featurestore.devinfra import jars
 from featurestore.errors import InfraError
 
-CHECKOUT_JARS = Path(__file__).resolve().parents[1] / "infra" / ".cache" / "flink-jars"
+INFRA = Path(__file__).resolve().parents[1] / "infra"
+CHECKOUT_JARS = INFRA / ".cache" / "flink-jars"
 
 
 def _sha(path: Path) -> str:
@@ -28,9 +29,37 @@ def _need_checkout_jars():
         pytest.skip("infra/setup.sh has not fetched the Flink jars in this checkout")
 
 
-def test_the_pins_are_what_infra_setup_fetched():
-    """pins.py and infra/pom-*.xml name the same jars: the files setup.sh fetched have the pinned hashes."""
+def pom_artifacts(*poms: str) -> set:
+    """(group, artifact, version) of the dependencies the poms declare (their ${properties} substituted):
+    what ``mvn dependency:copy-dependencies -DexcludeTransitive=true`` fetches (infra/k8s/Dockerfile)."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    out = set()
+    for pom in poms:
+        root = ET.parse(INFRA / pom).getroot()
+        found = root.find("m:properties", ns)
+        props = {el.tag.split("}")[1]: el.text for el in (found if found is not None else [])}
+        for dep in root.find("m:dependencies", ns):
+            text = [re.sub(r"\$\{([^}]+)\}", lambda m: props[m.group(1)], dep.find(f"m:{k}", ns).text)
+                    for k in ("groupId", "artifactId", "version")]
+            out.add(tuple(text))
+    return out
+
+
+def test_the_pins_are_what_the_poms_declare():
+    """pins.py (what infra/setup.sh and `featurestore infra jars` fetch) and infra/pom-flink.xml, pom-avro.xml,
+    pom-hadoop.xml (what the image's Maven stage fetches) name the same jars."""
+    pinned = {(a.group, a.artifact, a.version) for a in jars.artifacts("flink")}
+    assert pom_artifacts("pom-flink.xml", "pom-avro.xml", "pom-hadoop.xml") == pinned
+
+
+def test_the_checkout_jars_are_the_pinned_files():
+    """infra/setup.sh links infra/.cache/flink-jars to the user cache's pinned folder (no Maven): exactly the
+    pinned files, with their hashes."""
     _need_checkout_jars()
+    assert CHECKOUT_JARS.is_symlink() and CHECKOUT_JARS.resolve() == jars.jars_dir("flink").resolve()
     pinned = {a.file_name: (a.sha256, a.size) for a in jars.artifacts("flink")}
     fetched = {p.name: (_sha(p), p.stat().st_size) for p in CHECKOUT_JARS.glob("*.jar")}
     assert fetched == pinned
