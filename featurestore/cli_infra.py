@@ -86,7 +86,8 @@ def up(services: Optional[List[str]] = ServicesArg, repo: Optional[Path] = RepoO
     FEATURESTORE_KAFKA_CONTROLLER_PORT), else those of the repo's local Redis and Kafka addresses, else 6390
     and 19092. Redis is redis-server from PATH; Kafka runs on Java 17 from pinned jars fetched into the user
     cache, and with the 'stream' extra the Flink connector jars are fetched too. Data and logs:
-    ~/.local/state/featurestore (FEATURESTORE_INFRA_RUN_DIR). A no-op for a service that is already up."""
+    ~/.local/state/featurestore/<service>-<port>; run from a clone, its infra/.run (where bash infra/up.sh keeps
+    them); FEATURESTORE_INFRA_RUN_DIR instead. A no-op for a service that is already up."""
     import importlib.util
 
     from featurestore.devinfra import services as svc

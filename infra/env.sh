@@ -10,7 +10,5 @@ export FEATURESTORE_REDIS_CLUSTER_PORT="${FEATURESTORE_REDIS_CLUSTER_PORT:-7100}
 export FEATURESTORE_KAFKA_BOOTSTRAP="${FEATURESTORE_KAFKA_BOOTSTRAP:-127.0.0.1:${FEATURESTORE_KAFKA_PORT}}"
 export FEATURESTORE_S3_PORT="${FEATURESTORE_S3_PORT:-19094}"
 export FEATURESTORE_S3_ENDPOINT="${FEATURESTORE_S3_ENDPOINT:-http://127.0.0.1:${FEATURESTORE_S3_PORT}}"
-# `featurestore infra up|down|status` in this shell manage the services infra/up.sh started (same state folder)
-export FEATURESTORE_INFRA_RUN_DIR="${FEATURESTORE_INFRA_RUN_DIR:-${_fs_infra_dir}/.run}"
 export FEATURESTORE_FLINK_JARS_DIR="${FEATURESTORE_FLINK_JARS_DIR:-${_fs_infra_dir}/.cache/flink-jars}"
 unset _fs_infra_dir

@@ -118,3 +118,33 @@ def test_an_explicit_jars_dir_is_the_only_place_looked(tmp_path):
     cfg = load_config(tmp_path, env={"FEATURESTORE_FLINK_JARS_DIR": str(tmp_path / "mine")})
     with pytest.raises(InfraError, match=rf"^Flink connector jars missing in {tmp_path / 'mine'}: "):
         jars.connector_jars(cfg)
+
+
+def test_one_state_folder_rule_for_featurestore_infra_and_the_clone_scripts(tmp_path, monkeypatch):
+    """`featurestore infra` from a clone (editable install) keeps state where the clone's infra/*.sh do, with or
+    without `source infra/env.sh`; from an installed wheel, in ~/.local/state; FEATURESTORE_INFRA_RUN_DIR wins."""
+    from featurestore.devinfra import services
+
+    assert services.state_dir("redis", 6390, env={}) == INFRA / ".run" / "redis"
+    assert services.state_dir("kafka", 1, env={"FEATURESTORE_INFRA_RUN_DIR": str(tmp_path)}) == tmp_path / "kafka"
+    monkeypatch.setattr(services, "checkout_run_dir", lambda: None)  # as from site-packages
+    assert services.state_dir("kafka", 19092, env={"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "featurestore" / "kafka-19092"
+    lib = (INFRA / "lib.sh").read_text()
+    assert 'RUN_DIR="${FEATURESTORE_INFRA_RUN_DIR:-$INFRA_DIR/.run}"' in lib  # the scripts' side of the same rule
+
+
+@pytest.mark.redis
+def test_infra_status_in_a_clone_names_the_redis_infra_up_sh_started(monkeypatch):
+    """The project's Redis (bash infra/up.sh) is ours to `featurestore infra status` run in this clone, even in a
+    shell that did not source infra/env.sh."""
+    import os
+
+    from featurestore.devinfra import services
+
+    monkeypatch.delenv("FEATURESTORE_INFRA_RUN_DIR", raising=False)
+    port = int(os.environ.get("FEATURESTORE_REDIS_PORT", "6390"))
+    monkeypatch.setenv("FEATURESTORE_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    res = CliRunner().invoke(app, ["infra", "status", "--repo", str(INFRA.parent)])
+    line = next(x for x in res.output.splitlines() if x.startswith("redis"))
+    pid = services.service("redis").status()
+    assert pid and line.endswith(f"127.0.0.1:{port} (featurestore infra, pid {pid}, data in {INFRA / '.run' / 'redis'})"), line

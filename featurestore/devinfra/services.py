@@ -5,9 +5,13 @@ pinned jars :mod:`.jars` fetches into the user cache; a Java 17 runtime, no JDK,
 
 Ports: ``$FEATURESTORE_REDIS_PORT`` (6390), ``$FEATURESTORE_KAFKA_PORT`` (19092) and
 ``$FEATURESTORE_KAFKA_CONTROLLER_PORT`` (the Kafka port + 1), all on 127.0.0.1. State (data, generated
-config, pidfile, logs) in ``$FEATURESTORE_INFRA_RUN_DIR/{redis,kafka}`` when that is set (a clone: its
-``infra/.run``), else ``$XDG_STATE_HOME/featurestore/{redis,kafka}-<port>`` (``~/.local/state``), so two
-instances on other ports never share data. Redis keeps an append-only file (serving logs survive a
+config, pidfile, logs), by :func:`state_dir`, the one rule for ``featurestore infra`` and a clone's scripts:
+``$FEATURESTORE_INFRA_RUN_DIR/{redis,kafka}`` when that is set; else, when the package runs from a clone
+(an editable install, as ``bash infra/run.sh`` makes; ``infra/lib.sh`` beside the package), that clone's
+``infra/.run/{redis,kafka}``, so ``featurestore infra status|down`` in a clone see what ``bash infra/up.sh``
+started, with or without ``source infra/env.sh``; else (an installed wheel)
+``$XDG_STATE_HOME/featurestore/{redis,kafka}-<port>`` (``~/.local/state``), so two instances on other ports
+never share data. Redis keeps an append-only file (serving logs survive a
 restart); data is kept by ``down``.
 
 Healthy means: the process we started (pidfile, command line checked against pid reuse) is alive and
@@ -69,10 +73,20 @@ def ports(env: Optional[Mapping[str, str]] = None) -> Ports:
     return Ports(redis, kafka, controller)
 
 
+def checkout_run_dir() -> Optional[Path]:
+    """``<clone>/infra/.run`` when this package runs from a clone (``infra/lib.sh`` beside it), else None."""
+    infra = Path(__file__).resolve().parents[2] / "infra"
+    return infra / ".run" if (infra / "lib.sh").is_file() else None
+
+
 def state_dir(service: str, port: int, env: Optional[Mapping[str, str]] = None) -> Path:
+    """Where a service keeps its data, config, pidfile and logs (the module docstring says why)."""
     env = os.environ if env is None else env
     if env.get("FEATURESTORE_INFRA_RUN_DIR"):
         return Path(env["FEATURESTORE_INFRA_RUN_DIR"]).expanduser() / service
+    checkout = checkout_run_dir()
+    if checkout is not None:
+        return checkout / service
     base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state").expanduser()
     return base / "featurestore" / f"{service}-{port}"
 
