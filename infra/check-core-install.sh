@@ -12,7 +12,8 @@
 #           read from Parquet, the loader's messages), with pytest (the lock's version) installed AFTER the checks
 #           above (they are not core dependencies).
 #
-# Wheels come from a wheelhouse, infra/.cache/wheels/<python>-<mode>-<digest of the requirements>/, filled by
+# Wheels come from a wheelhouse, infra/.cache/wheels/py<version>-<mode>-<digest of the requirements>/ (mode:
+# lowest, or newest-<UTC day> so the newest releases are looked up again each day), filled by
 # `pip download` on first use (PyPI; FEATURESTORE_WHEELHOUSE for another folder): later runs install offline
 # (`pip install --no-index`), so the figure printed is a warm install, not the network's speed.
 # FEATURESTORE_CORE_RESULT=FILE: core_smoke.py writes its training set there (tests/test_core_install.py
@@ -51,11 +52,12 @@ for dep in tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]:
         dep = f"{name}=={low}"
     print(dep)
 EOF
+: >"$tmp/test.txt"
 if [ "$TESTS" = 1 ]; then  # the test runner at the lock's version (not core dependencies; installed after the checks)
   grep -E '^pytest==' "$ROOT/infra/requirements.lock" >"$tmp/test.txt"
 fi
-mode="$([ "$LOWEST" = 1 ] && echo lowest || echo newest)"
-digest="$(cat "$tmp/core.txt" "$tmp/test.txt" 2>/dev/null | sha256sum | cut -c1-12)"
+mode="$([ "$LOWEST" = 1 ] && echo lowest || echo "newest-$(date -u +%Y%m%d)")"  # newest: a wheelhouse a day
+digest="$(cat "$tmp/core.txt" "$tmp/test.txt" | sha256sum | cut -c1-12)"
 house="${FEATURESTORE_WHEELHOUSE:-$ROOT/infra/.cache/wheels/py$pyver-$mode-$digest}"
 
 # build from a copy of the tracked (and new, unignored) files, so the checkout gets no build/ folder
@@ -77,9 +79,11 @@ start="$(date +%s.%N)"
 secs="$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$start" "$(date +%s.%N)")"
 count="$("$VPY" -m pip list --format=freeze 2>/dev/null | wc -l)"
 size="$(du -sm "$tmp/venv" | cut -f1)"
-echo "[check-core-install] core ($mode) on Python $("$PY" -c 'import sys; print(sys.version.split()[0])'): ${secs}s for a fresh venv + pip install from the wheelhouse (${count} packages, ${size} MB, load average $(cut -d' ' -f1 /proc/loadavg))"
+echo "[check-core-install] core (${mode%%-*}) on Python $("$PY" -c 'import sys; print(sys.version.split()[0])'): ${secs}s for a fresh venv + pip install from the wheelhouse (${count} packages, ${size} MB, load average $(cut -d' ' -f1 /proc/loadavg))"
 "$VPY" -m pip list --format=freeze 2>/dev/null | grep -iE '^(duckdb|pandas|pyarrow|numpy|typer|fastapi)==' | tr '\n' ' '; echo
-(cd "$tmp" && "$VPY" "$ROOT/infra/core_smoke.py")
+# no Java, Kafka or Redis: PATH holds only the venv (no java), the addresses point at a closed port
+(cd "$tmp" && env PATH="$tmp/venv/bin" JAVA_HOME= FEATURESTORE_REDIS_URL=redis://127.0.0.1:9/0 \
+  FEATURESTORE_KAFKA_BOOTSTRAP=127.0.0.1:9 "$VPY" "$ROOT/infra/core_smoke.py")
 if [ "$TESTS" = 1 ]; then
   "$VPY" -m pip install -q --no-index --find-links "$house" -r "$tmp/test.txt"
   # the tests of the checkout against the INSTALLED package (--import-mode=append: site-packages first),

@@ -1,5 +1,7 @@
 """verify reports zero skew on clean traffic and finds skew injected on purpose."""
 
+import json
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -50,6 +52,20 @@ def test_injected_skew_is_found_and_gates(store, tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert "<svg" in page and "last_" in page and "skew in" in page
     assert len(served) == report.rows
+    # --json: the same report for scripts, the same exit code
+    res = CliRunner().invoke(app, ["verify", "logged_model", "--repo", str(store.repo_path), "--json"])
+    assert res.exit_code == 1, res.output
+    data = json.loads(res.stdout)
+    assert data["rows"] == report.rows and sorted(data["exceeded"]) == sorted(report.exceeds(0.0))
+    assert {f: d["skew_rate"] for f, d in data["features"].items()} == {f: s.skew_rate for f, s in report.features.items()}
+
+
+def test_materialize_json_reports_every_online_view(store):
+    res = CliRunner().invoke(app, ["materialize", "--repo", str(store.repo_path), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert sorted(r["view"] for r in rows) == sorted(n for n, v in store.repo.views.items() if v.online)
+    assert all(r["events"] > 0 and r["entities"] > 0 and r["events_per_second"] > 0 for r in rows), rows
 
 
 def test_a_logged_key_that_does_not_fit_its_declared_type_is_a_one_line_error(store):
