@@ -12,7 +12,8 @@
 #           read from Parquet, the loader's messages), with pytest (the lock's version) installed AFTER the checks
 #           above (they are not core dependencies).
 #
-# Wheels come from a wheelhouse, infra/.cache/wheels/py<version>-<mode>-<digest of the requirements>/ (mode:
+# Wheels come from a wheelhouse in the user cache (where the pinned jars go, so every clone and CI run on this
+# machine share it), ~/.cache/featurestore/wheels/py<version>-<mode>-<digest of the requirements>/ (mode:
 # lowest, or newest-<UTC day> so the newest releases are looked up again each day), filled by
 # `pip download` on first use (PyPI; FEATURESTORE_WHEELHOUSE for another folder): later runs install offline
 # (`pip install --no-index`), so the figure printed is a warm install, not the network's speed.
@@ -58,7 +59,8 @@ if [ "$TESTS" = 1 ]; then  # the test runner at the lock's version (not core dep
 fi
 mode="$([ "$LOWEST" = 1 ] && echo lowest || echo "newest-$(date -u +%Y%m%d)")"  # newest: a wheelhouse a day
 digest="$(cat "$tmp/core.txt" "$tmp/test.txt" | sha256sum | cut -c1-12)"
-house="${FEATURESTORE_WHEELHOUSE:-$ROOT/infra/.cache/wheels/py$pyver-$mode-$digest}"
+cache="${FEATURESTORE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/featurestore}"  # the jars' user cache too
+house="${FEATURESTORE_WHEELHOUSE:-$cache/wheels/py$pyver-$mode-$digest}"
 
 # build from a copy of the tracked (and new, unignored) files, so the checkout gets no build/ folder
 (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | (mkdir "$tmp/src" && tar -xf - -C "$tmp/src")

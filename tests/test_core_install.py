@@ -7,7 +7,7 @@ infra/check-core-install.sh. The training set it made must equal the one this ve
 lock) makes from the same data: exactly, but float sums within SPEC §3's 1e-9 relative (DuckDB 1.5 and 2.0
 round some float sums of this data 1 ulp apart; docs/semantics.md).
 
-Wheels come from infra/.cache/wheels (downloaded once from PyPI, then installed offline)."""
+Wheels come from ~/.cache/featurestore/wheels (downloaded once from PyPI, then installed offline)."""
 
 from __future__ import annotations
 
