@@ -68,11 +68,17 @@ house="${FEATURESTORE_WHEELHOUSE:-$cache/wheels/py$pyver-$mode-$digest}"
 "$PY" -m venv "$tmp/venv"
 VPY="$tmp/venv/bin/python"
 if [ ! -f "$house/.complete" ]; then
+  # into a folder of our own, renamed into place when complete: a failed or concurrent download (another
+  # clone, another CI run) never leaves a partial wheelhouse; one retry for a network hiccup
   echo "[check-core-install] downloading the wheels into $house (first run; later runs install offline)" >&2
-  mkdir -p "$house"
+  mkdir -p "$(dirname "$house")"
+  dl="$(mktemp -d "$(dirname "$house")/.download.XXXXXX")"
   reqs=(-r "$tmp/core.txt"); [ "$TESTS" = 0 ] || reqs+=(-r "$tmp/test.txt")
-  "$VPY" -m pip download -q --only-binary=:all: -d "$house" "${reqs[@]}"
-  touch "$house/.complete"
+  "$VPY" -m pip download -q --only-binary=:all: -d "$dl" "${reqs[@]}" \
+    || { sleep 5; "$VPY" -m pip download -q --only-binary=:all: -d "$dl" "${reqs[@]}"; } \
+    || { rm -rf "$dl"; echo "error: cannot download the core's wheels from PyPI (above)" >&2; exit 1; }
+  touch "$dl/.complete"
+  mv -T "$dl" "$house" 2>/dev/null || rm -rf "$dl"  # another run got there first: use its (identical) folder
 fi
 rm -rf "$tmp/venv"  # the timed part: a fresh venv, then pip install of the wheel (core only)
 start="$(date +%s.%N)"
