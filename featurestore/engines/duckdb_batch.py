@@ -181,7 +181,9 @@ def _with_time(con, source, relation: str, ts_as_text: bool = False, int_unit: s
     ms = _time_ms(source, q(ts), types[ts], int_unit)
     cols = []
     for name, _ in source.schema:
-        if name == ts and ts_as_text:
+        if name == ts and ts_as_text and int_unit == "ns":  # raw UTC nanoseconds as DuckDB 2 shows them (dead letters)
+            cols.append(f"CAST(make_timestamp_ns(TRY_CAST({q(name)} AS BIGINT)) AS VARCHAR) || '+00' AS {q(name)}")
+        elif name == ts and ts_as_text:
             cols.append(f"CAST({q(name)} AS VARCHAR) AS {q(name)}")
         else:
             cols.append(q(name) if name in types else f"NULL AS {q(name)}")
