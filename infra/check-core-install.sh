@@ -15,8 +15,9 @@
 # Wheels come from a wheelhouse in the user cache (where the pinned jars go, so every clone and CI run on this
 # machine share it), ~/.cache/featurestore/wheels/py<version>-<mode>-<digest of the requirements>/ (mode:
 # lowest, or newest-<UTC day> so the newest releases are looked up again each day), filled by
-# `pip download` on first use (PyPI; FEATURESTORE_WHEELHOUSE for another folder): later runs install offline
-# (`pip install --no-index`), so the figure printed is a warm install, not the network's speed.
+# `pip download` on first use (PyPI; FEATURESTORE_WHEELHOUSE for another folder), with what building the wheel
+# needs: later runs build and install offline (`--no-index`), so the figure printed is a warm install, not
+# the network's speed.
 # FEATURESTORE_CORE_RESULT=FILE: core_smoke.py writes its training set there (tests/test_core_install.py
 # compares it with the project's own venv). tests/test_core_install.py runs `--lowest --tests` on Python
 # 3.10 in CI (marked slow); docs/install.md has the figures.
@@ -45,26 +46,25 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 # the requirements: the core's ranges, or (--lowest) each pinned at its lower bound
-"$HOST_PY" - "$ROOT/pyproject.toml" "$LOWEST" >"$tmp/core.txt" <<'EOF'
+# (and build.txt: what building the wheel needs, [build-system] requires, also taken from the wheelhouse)
+"$HOST_PY" - "$ROOT/pyproject.toml" "$LOWEST" "$tmp/build.txt" >"$tmp/core.txt" <<'EOF'
 import re, sys, tomllib
-for dep in tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]:
+project = tomllib.load(open(sys.argv[1], "rb"))
+for dep in project["project"]["dependencies"]:
     if sys.argv[2] == "1":
         name, low = re.fullmatch(r"([A-Za-z0-9_.\-]+)>=([^,]+),.*", dep).groups()
         dep = f"{name}=={low}"
     print(dep)
+open(sys.argv[3], "w").write("\n".join(project["build-system"]["requires"]) + "\n")
 EOF
-: >"$tmp/test.txt"
-if [ "$TESTS" = 1 ]; then  # the test runner at the lock's version (not core dependencies; installed after the checks)
-  grep -E '^pytest==' "$ROOT/infra/requirements.lock" >"$tmp/test.txt"
-fi
+# the test runner at the lock's version (not a core dependency: only --tests installs it, after the checks;
+# always in the wheelhouse, so one wheelhouse serves both)
+grep -E '^pytest==' "$ROOT/infra/requirements.lock" >"$tmp/test.txt"
 mode="$([ "$LOWEST" = 1 ] && echo lowest || echo "newest-$(date -u +%Y%m%d)")"  # newest: a wheelhouse a day
-digest="$(cat "$tmp/core.txt" "$tmp/test.txt" | sha256sum | cut -c1-12)"
+digest="$(cat "$tmp/core.txt" "$tmp/test.txt" "$tmp/build.txt" | sha256sum | cut -c1-12)"
 cache="${FEATURESTORE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/featurestore}"  # the jars' user cache too
 house="${FEATURESTORE_WHEELHOUSE:-$cache/wheels/py$pyver-$mode-$digest}"
 
-# build from a copy of the tracked (and new, unignored) files, so the checkout gets no build/ folder
-(cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | (mkdir "$tmp/src" && tar -xf - -C "$tmp/src")
-"$PY" -m pip wheel -q --no-deps -w "$tmp/wheel" "$tmp/src"
 "$PY" -m venv "$tmp/venv"
 VPY="$tmp/venv/bin/python"
 if [ ! -f "$house/.complete" ]; then
@@ -73,13 +73,16 @@ if [ ! -f "$house/.complete" ]; then
   echo "[check-core-install] downloading the wheels into $house (first run; later runs install offline)" >&2
   mkdir -p "$(dirname "$house")"
   dl="$(mktemp -d "$(dirname "$house")/.download.XXXXXX")"
-  reqs=(-r "$tmp/core.txt"); [ "$TESTS" = 0 ] || reqs+=(-r "$tmp/test.txt")
+  reqs=(-r "$tmp/core.txt" -r "$tmp/build.txt" -r "$tmp/test.txt")
   "$VPY" -m pip download -q --only-binary=:all: -d "$dl" "${reqs[@]}" \
     || { sleep 5; "$VPY" -m pip download -q --only-binary=:all: -d "$dl" "${reqs[@]}"; } \
     || { rm -rf "$dl"; echo "error: cannot download the core's wheels from PyPI (above)" >&2; exit 1; }
   touch "$dl/.complete"
   mv -T "$dl" "$house" 2>/dev/null || rm -rf "$dl"  # another run got there first: use its (identical) folder
 fi
+# the wheel, built offline from a copy of the tracked (and new, unignored) files: the checkout gets no build/
+(cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | (mkdir "$tmp/src" && tar -xf - -C "$tmp/src")
+"$VPY" -m pip wheel -q --no-deps --no-index --find-links "$house" -w "$tmp/wheel" "$tmp/src"
 rm -rf "$tmp/venv"  # the timed part: a fresh venv, then pip install of the wheel (core only)
 start="$(date +%s.%N)"
 "$PY" -m venv "$tmp/venv"
