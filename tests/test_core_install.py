@@ -40,3 +40,23 @@ def test_the_core_installs_and_runs_the_batch_path_on_python_3_10_at_its_lower_b
     floats = [c for c in a.columns if pd.api.types.is_float_dtype(a[c])]
     pd.testing.assert_frame_equal(a.drop(columns=floats), b.drop(columns=floats), check_exact=True)
     pd.testing.assert_frame_equal(a[floats], b[floats], check_exact=False, rtol=1e-9, atol=0)
+
+
+def test_every_lower_bound_is_a_version_ci_installs():
+    """pyproject.toml's lower bounds are tested: an extra's (and the test tools') is the version of
+    infra/requirements.lock (the whole suite runs on it); the core's are pinned as such by the test above
+    (check-core-install.sh --lowest). Every range has an upper bound."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", (ROOT / "infra" / "requirements.lock").read_text(), re.M))
+    lock = {k.lower().replace("_", "-"): v for k, v in lock.items()}
+    for extra, deps in project["optional-dependencies"].items():
+        for dep in deps:
+            if dep.startswith("featurestore["):
+                continue
+            name, low = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?>=([^,]+),<.+", dep).groups()
+            assert lock.get(name.lower().replace("_", "-")) == low, (extra, dep)
+    for dep in project["dependencies"]:
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+>=[^,]+,<.+", dep), dep  # what --lowest pins
