@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from featurestore.cli_common import RepoOpt, _run, _store, _wide, console, err
+from featurestore.cli_common import JsonOpt, RepoOpt, _run, _store, _wide, console, err
 
 auth_app = typer.Typer(no_args_is_help=True, help="Bearer tokens and the access policy of `featurestore serve`.")
 
@@ -108,6 +108,7 @@ def check(
     repo: Optional[Path] = RepoOpt,
     principal: Optional[str] = typer.Option(None, help="Show what this principal may do, object by object."),
     group: Optional[list[str]] = typer.Option(None, help="JWT groups the principal carries (repeatable)."),
+    as_json: bool = JsonOpt,
 ):
     """Check the policy file against the definitions (every problem at once) and show who holds which
     role, or with --principal, the actions it has on every object."""
@@ -115,10 +116,16 @@ def check(
     def go():
         from featurestore import access
         from featurestore.auth import Principal
+        from featurestore.cli_support import print_json
 
         store = _store(repo)
         policy = _policy(store, required=True)
         repo_ = store.repo
+        if principal is None and as_json:
+            print_json({"policy": str(store.config.access.policy), "ok": True,
+                        "principals": {who: list(roles) for who, roles in policy.principals.items()},
+                        "groups": {who: list(roles) for who, roles in policy.groups.items()}})
+            return
         if principal is None:
             table = Table(title=f"roles in {store.config.access.policy}")
             for c in ("principal / group", "roles"):
@@ -136,6 +143,11 @@ def check(
         objs += [access.source_obj(repo_, n) for n in repo_.sources]
         objs += [access.view_obj(repo_, n) for n in repo_.views]
         objs += [access.service_obj(repo_, n) for n in repo_.services]
+        if as_json:
+            print_json({"principal": principal, "groups": list(group or ()), "roles": list(policy.roles_of(who)),
+                        "objects": [{"kind": o.kind, "name": o.name,
+                                     "actions": {a: policy.allows(who, a, o) for a in access.ACTIONS}} for o in objs]})
+            return
         table = Table(title=f"what '{principal}' may do (roles: {', '.join(policy.roles_of(who)) or 'none'})")
         table.add_column("object")
         for a in access.ACTIONS:

@@ -329,3 +329,11 @@ def test_auth_check_shows_what_a_principal_may_do(repo):
     assert lines["service growth_model"] == ["-"] * 6 and lines["view user_spend"] == ["-"] * 6
     res = runner.invoke(cli, ["auth", "check", "--repo", str(repo)])
     assert res.exit_code == 0 and "policy ok" in res.stdout
+    # --json: the same answers for scripts
+    res = runner.invoke(cli, ["auth", "check", "--repo", str(repo), "--principal", "growth-svc", "--json"])
+    assert res.exit_code == 0, res.output
+    got = {f"{o['kind']} {o['name']}": ["yes" if v else "-" for v in o["actions"].values()]
+           for o in json.loads(res.stdout)["objects"]}
+    assert got == lines
+    res = runner.invoke(cli, ["auth", "check", "--repo", str(repo), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["ok"] is True, res.output
