@@ -9,8 +9,9 @@
 #           dependencies at the newest releases they accept): proves the lower bounds. Without it: the
 #           newest releases the ranges allow on that Python.
 # --tests   then also runs, in that venv, the core tests that depend on the DuckDB release (event times
-#           read from Parquet, the loader's messages), with pytest (the lock's version) installed AFTER the checks
-#           above (they are not core dependencies).
+#           read from Parquet, the loader's messages) and the offline store and training sets against the
+#           brute-force oracle (tests/test_historical_oracle.py), with pytest (the lock's version) installed
+#           AFTER the checks above (it is not a core dependency).
 #
 # Wheels come from a wheelhouse in the user cache (where the pinned jars go, so every clone and CI run on this
 # machine share it), ~/.cache/featurestore/wheels/py<version>-<mode>-<digest of the requirements>/ (mode:
@@ -100,6 +101,6 @@ if [ "$TESTS" = 1 ]; then
   # the tests of the checkout against the INSTALLED package (--import-mode=append: site-packages first),
   # from a copy so no cache or __pycache__ lands in the checkout
   (cd "$tmp/src" && rm -rf featurestore && "$VPY" -m pytest -q -p no:cacheprovider --import-mode=append \
-    -m "not redis and not kafka and not flink and not feast" -k "not flink" \
-    tests/test_event_times.py tests/test_loader.py)
+    -m "not redis and not kafka and not flink and not feast" -k "not flink and not s3" \
+    tests/test_event_times.py tests/test_loader.py tests/test_historical_oracle.py)
 fi

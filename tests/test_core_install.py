@@ -2,7 +2,8 @@
 fresh Python 3.10 venv, its core dependencies pinned at the lower bounds of pyproject.toml (duckdb 1.5.6,
 pandas 2.2.3, pyarrow 16.1.0 ...), then the batch path there (generate, plan, apply, DuckDB backfill, a
 training set checked by brute force; no Java, Kafka, Redis, Flink or Feast) and the core tests whose outcome
-depends on the DuckDB release (tests/test_event_times.py, tests/test_loader.py), all by
+depends on the DuckDB release (tests/test_event_times.py, tests/test_loader.py) and the training sets against the
+oracle (tests/test_historical_oracle.py), all by
 infra/check-core-install.sh. The training set it made must equal the one this venv (the project's Python and
 lock) makes from the same data: exactly, but float sums within SPEC §3's 1e-9 relative (DuckDB 1.5 and 2.0
 round some float sums of this data 1 ulp apart; docs/semantics.md).
