@@ -238,7 +238,7 @@ def random_ns_events(seed: int, n: int = 160) -> pd.DataFrame:
     return events
 
 
-@pytest.mark.parametrize("reader,tz", [("duckdb", "UTC"), ("duckdb", None), ("arrow", "UTC")])
+@pytest.mark.parametrize("reader,tz", [("duckdb", "UTC"), ("duckdb", None), ("arrow", "UTC"), ("arrow", None)])
 def test_nanosecond_event_times_are_floored_exactly_whatever_the_duckdb_release(tmp_path, monkeypatch, reader, tz):
     """DuckDB before 2.0 (1.5.6 is the newest for Python 3.10) reads a Parquet TIMESTAMP(NANOS, UTC) column as
     microseconds truncated toward zero: an event at -1 ns was stored at 1970-01-01 00:00:00.000 and a request
@@ -248,7 +248,7 @@ def test_nanosecond_event_times_are_floored_exactly_whatever_the_duckdb_release(
     from featurestore.engines import duckdb_batch
 
     if reader == "arrow":
-        monkeypatch.setattr(duckdb_batch, "NS_TYPES", ())  # as if DuckDB read this column as microseconds
+        monkeypatch.setattr(duckdb_batch, "_reads_ns_exactly", lambda *_: False)  # as DuckDB 1.5 reads UTC ns
     store = FeatureStore(write_repo(tmp_path))
     events = random_ns_events(7 if tz else 8)
     events.loc[len(events) // 2, "ts"] = pd.Timestamp("2250-01-01T00:00:00.000000001Z")  # a dead letter
