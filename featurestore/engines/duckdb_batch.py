@@ -142,21 +142,18 @@ def _time_kind(path: Path, ts_column: str) -> str:
 
 def _arrow_relation(con, source, files: Sequence[Path]) -> str:
     """Files DuckDB cannot read exactly (millisecond values beyond its range, nanoseconds where it reads
-    microseconds): read with Arrow, the event time as its raw epoch integer in the file's unit (which
-    ``_time_ms`` floors to milliseconds)."""
+    microseconds): read through an Arrow dataset (streamed, as DuckDB scans it), the event time as its raw
+    epoch integer in the file's unit (which ``_time_ms`` floors to milliseconds). The declared columns the
+    files hold, their types unified as ``union_by_name`` would (absent in a file: NULL)."""
     import pyarrow as pa
+    import pyarrow.dataset as pds
     import pyarrow.parquet as pq
 
-    declared = [n for n, _ in source.schema]
-    tables = []
-    for f in files:
-        names = set(pq.read_schema(f).names)
-        table = pq.read_table(f, columns=[n for n in declared if n in names])
-        i = table.schema.get_field_index(source.timestamp)
-        table = table.set_column(i, source.timestamp, table.column(i).cast(pa.int64()))
-        tables.append(table)
+    declared = {n for n, _ in source.schema} - {source.timestamp}
+    schemas = [pa.schema([f for f in pq.read_schema(path) if f.name in declared]) for path in files]
+    schema = pa.unify_schemas(schemas, promote_options="permissive").append(pa.field(source.timestamp, pa.int64()))
     name = f"__fs_batch_{next(_counter)}"
-    con.register(name, pa.concat_tables(tables, promote_options="permissive"))
+    con.register(name, pds.dataset([str(f) for f in files], schema=schema, format="parquet"))
     return name
 
 
