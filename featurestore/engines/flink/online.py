@@ -37,6 +37,7 @@ import gc
 import json
 import os
 import pickle
+import threading
 import time
 from collections import OrderedDict
 from typing import List, Optional, Tuple
@@ -55,13 +56,34 @@ HEARTBEAT_MS = 200  # progress reports while running (a bounded run waits for on
 BATCH_MARGIN_MS = 1_000
 # The cyclic garbage collector: the operator's heap is millions of long-lived containers (tile rows, exact
 # sums, raw events), which Python's automatic full collections traverse again each time it grows by a
-# quarter: two thirds of the operator's CPU in a catch-up run (bench/results/small-stream.md). The state
-# makes no reference cycles (it is freed by reference counting when trimmed), so automatic full
-# collections are off while the operator runs (young ones stay) and one runs from the heartbeat at most
-# every GC_EVERY_MS, and at most GC_SHARE of the time (it collects what the Python runtime's own cycles
-# leave; the heap as it was at open is frozen, outside every collection).
-GC_EVERY_MS = 60_000
-GC_SHARE = 0.02
+# quarter: two thirds of the operator's CPU in a catch-up run (bench/results/small-stream-profile.md). The
+# state makes no reference cycles (it is freed by reference counting when trimmed), so while the operator
+# runs, automatic full collections are off (young ones stay: short-lived cycles are still collected) and
+# the heap as it was at open is frozen (gc.freeze: outside every collection). A full collection runs from
+# the heartbeat at most every GC_EVERY_MS and GC_SHARE of the time, then freezes what survived, so each
+# one only traverses the objects made since the one before (one over a whole 300k-event state took 6 s).
+GC_EVERY_MS = 300_000
+GC_SHARE = 0.01
+
+
+_GC_LOCK = threading.Lock()
+_GC_STATE = {"operators": 0, "threshold": None}  # the interpreter's settings while no operator runs
+
+
+def _gc_tune(delta: int) -> None:
+    """The first operator that opens in this interpreter (thread mode: several subtasks share one) turns
+    automatic full collections off and freezes the heap; the last one to close gives the settings back."""
+    with _GC_LOCK:
+        n = _GC_STATE["operators"]
+        if delta > 0 and n == 0:
+            _GC_STATE["threshold"] = gc.get_threshold()
+            gc.freeze()
+            g0, g1, _ = _GC_STATE["threshold"]
+            gc.set_threshold(g0, g1, 1_000_000_000)  # (threshold 2 counts young collections: never reached)
+        elif delta < 0 and n == 1:
+            gc.set_threshold(*_GC_STATE["threshold"])
+            gc.unfreeze()
+        _GC_STATE["operators"] = max(0, n + delta)
 
 
 def log_stats(what: str, stats: Optional[dict]) -> None:
@@ -214,15 +236,14 @@ class OnlineState(KeyedProcessFunction):
                       "flush_s": 0.0}
         self.out = RedisWrites(self.redis, self.progress_key)
         self.write_timers = set()  # (key, time) of the write timers this instance registered
-        self.gc_threshold = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(self.gc_threshold[0], self.gc_threshold[1], 1_000_000_000)  # no automatic full ones
+        _gc_tune(+1)
+        self.gc_tuned = True
         self.gc_at = time.monotonic() + GC_EVERY_MS / 1000
 
     def close(self):
-        if getattr(self, "gc_threshold", None) is not None:  # the interpreter outlives the operator
-            gc.set_threshold(*self.gc_threshold)
-            gc.unfreeze()
+        if getattr(self, "gc_tuned", False):  # the interpreter outlives the operator
+            self.gc_tuned = False
+            _gc_tune(-1)
         log_stats("online state", getattr(self, "stats", None))
         if getattr(self, "out", None) is not None:
             log_stats("online writes", self.out.stats)
@@ -362,9 +383,11 @@ class OnlineState(KeyedProcessFunction):
         return ()
 
     def _collect(self) -> None:
-        """A full garbage collection (see GC_EVERY_MS), the next one after at least 1 / GC_SHARE of its time."""
+        """A full garbage collection of what was made since the last one (see GC_EVERY_MS), the next one after
+        at least 1 / GC_SHARE of its time."""
         t0 = time.monotonic()
         gc.collect()
+        gc.freeze()  # what survived is state (or frozen garbage of a cycle made before: not ours)
         took = time.monotonic() - t0
         self.stats["gc"] = self.stats.get("gc", 0) + 1
         self.stats["gc_s"] = self.stats.get("gc_s", 0.0) + took
