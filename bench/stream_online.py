@@ -205,6 +205,7 @@ def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile
         for i in range(0, len(keys), 500):
             client.delete(*keys[i:i + 500])
         client.delete("fs:bench_stream_online:_progress")
+    op.close()  # (gives back the garbage collector's settings: see online.GC_EVERY_MS)
     if prof:
         st = pstats.Stats(prof)
         st.sort_stats("tottime").print_stats(30)

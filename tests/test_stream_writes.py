@@ -101,6 +101,7 @@ def test_a_restored_write_timer_rewrites_what_the_lost_buffer_held(tmp_path, red
             keyed.key = key
             op.process_element((key, text), ctx)
         op.out.flush()
+        op.close()  # (each operator closes: the last one gives the interpreter its GC settings back)
         expected = _dump(redis_client, project)
         assert len(expected) > 100
         _drop(redis_client, project)

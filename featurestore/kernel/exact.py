@@ -82,6 +82,14 @@ class ExactSum:
         self.ninf += other.ninf
         return self
 
+    def plus(self, other: "ExactSum") -> "ExactSum":
+        """A new sum, ``self + other`` (neither is changed): ``self.copy().merge(other)`` in one step."""
+        if other.s > self.s:
+            m, s = (self.m << (other.s - self.s)) + other.m, other.s
+        else:
+            m, s = self.m + (other.m << (self.s - other.s)), self.s
+        return ExactSum(m, s, self.nan + other.nan, self.pinf + other.pinf, self.ninf + other.ninf)
+
     def copy(self) -> "ExactSum":
         return ExactSum(self.m, self.s, self.nan, self.pinf, self.ninf)
 

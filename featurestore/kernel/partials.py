@@ -131,6 +131,8 @@ class Layout:
                                               if isinstance(v, (ExactSum, set))]
         # pair(): how a slot's value is copied (None: shared, it is never changed in place)
         self._copiers = [type(v).copy if isinstance(v, (ExactSum, set)) else None for v in self._template]
+        self._pair_plans: Dict[Tuple[int, ...], tuple] = {}
+        self._combiners = [self._combiner(k, c) for k, c in slots]
 
     def slots_of(self, function: str, col: Optional[int]) -> Tuple[int, ...]:
         """The slots a feature reads (``function == "latest"``: the latest slot)."""
@@ -156,15 +158,22 @@ class Layout:
     def pair(self, a: list, b: Optional[list], slots: Sequence[int]) -> list:
         """A new row: ``merge(merge(new(), a, slots), b, slots)`` (``b`` may be None), faster: ``a``'s
         values are copied, not merged into empty ones. Slots outside ``slots`` are empty."""
-        row = self.new()
-        copiers = self._copiers
-        for i in slots:
-            c = copiers[i]
-            row[i] = a[i] if c is None else c(a[i])
-        if b is not None:
-            mergers = self._mergers
-            for i in slots:
-                mergers[i](row, i, b[i])
+        plan = self._pair_plans.get(slots)
+        if plan is None:  # (slots are the tuples of kept(): a few distinct ones per layout)
+            kept = set(slots)
+            plan = self._pair_plans[slots] = (
+                [(i, self._copiers[i]) for i in slots], [(i, self._combiners[i]) for i in slots],
+                [(i, make) for i, make in self._fresh if i not in kept])
+        copies, combines, fresh = plan
+        row = self._template.copy()  # no new() here: its fresh values would be overwritten at once
+        for i, make in fresh:
+            row[i] = make()
+        if b is None:
+            for i, c in copies:
+                row[i] = a[i] if c is None else c(a[i])
+        else:  # one new value per slot, no copy then merge (tiles are paired by the thousand)
+            for i, combine in combines:
+                row[i] = combine(a[i], b[i])
         return row
 
     def copy(self, row: list) -> list:
@@ -268,6 +277,22 @@ class Layout:
                 if b is not None and (row[i] is None or b[0] > row[i][0]):
                     row[i] = b
         return merge
+
+    def _combiner(self, kind: str, col: Optional[int]):
+        """``combine(a, b)``: a new slot value equal to merging ``b`` into a copy of ``a`` (see ``_merger``;
+        neither is changed; ties keep ``a``'s value, as the merge does)."""
+        if kind in ("*", "n") or (kind == "s" and col not in self.float_cols):
+            return lambda a, b: a + b
+        if kind in ("s", "q"):
+            return ExactSum.plus
+        if kind == "d":
+            return lambda a, b: a | b  # a's elements first: of 0.0 and -0.0, a's is kept, as by |=
+        if kind in ("<", ">"):
+            better = _better(kind, col in self.float_cols)
+            return lambda a, b: b if b is not None and (a is None or better(b, a)) else a
+        if kind == "f":
+            return lambda a, b: b if b is not None and (a is None or b[0] < a[0]) else a
+        return lambda a, b: b if b is not None and (a is None or b[0] > a[0]) else a  # "l", "L"
 
     def add(self, row: list, order: list, inputs: Sequence[Any], slots: Optional[Sequence[int]] = None) -> list:
         """Add one event (its order and input values) to ``row`` in place (only ``slots``, default all);
