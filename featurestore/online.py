@@ -28,6 +28,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.kernel.columnar import RawEvents, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
+from featurestore.stores import online_format as ofmt
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -397,10 +398,12 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     dense = bool(raw_reply[1])
     decode = layout.decode
 
+    width = len(layout.inputs)
+
     def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
         if not blob:
             return []
-        return [(e[1], e[2]) for e in loads(b"[" + blob.replace(b"\n", b",") + b"]")]
+        return [(ofmt.order_of(e, width), e[2:2 + width]) for e in loads(b"[" + blob.replace(b"\n", b",") + b"]")]
 
     prefix = None
     if raw_reply[2]:
@@ -439,9 +442,8 @@ def raw_events(blob: bytes, width: int) -> RawEvents:
         return RawEvents([], [[] for _ in range(width)], [])
     members = blob.split(b"\n")
     evs = loads(b"[" + b",".join(members) + b"]")
-    times = [e[1][0] for e in evs]
-    cols = [list(c) for c in zip(*[e[2] for e in evs])] if width else []
-    return RawEvents(times, cols, None, members, loads)
+    times = [e[1] for e in evs]
+    return RawEvents(times, ofmt.columns(evs, width), None, members, lambda m: ofmt.order_of(loads(m), width))
 
 
 def loads(raw: bytes):

@@ -66,7 +66,7 @@ class RawEvents:
     def order(self, j: int) -> list:
         if self._orders is not None:
             return self._orders[j]
-        return self._loads(self._members[j])[1]
+        return self._loads(self._members[j])  # the reader's parse of a stored member to its order
 
     def __len__(self) -> int:
         return len(self.times)
