@@ -399,11 +399,17 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     decode = layout.decode
 
     width = len(layout.inputs)
+    # an event's full order only where a read slot compares orders (first/last/latest); else its time
+    compared = ofmt.compares_orders(layout) and any(
+        layout.slots[i][0] in ofmt.ORDER_KINDS for i in (range(len(layout.slots)) if slots is None else slots))
 
     def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
         if not blob:
             return []
-        return [(ofmt.order_of(e, width), e[2:2 + width]) for e in loads(b"[" + blob.replace(b"\n", b",") + b"]")]
+        arrs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
+        if compared:
+            return [(ofmt.order_of(e, width), e[2:2 + width]) for e in arrs]
+        return [([e[1]], e[2:2 + width]) for e in arrs]
 
     prefix = None
     if raw_reply[2]:

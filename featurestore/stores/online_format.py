@@ -43,9 +43,12 @@ FORMAT_VERSION = 4  # 4: flat members, only the order columns the view compares 
 _JSON = None  # the standard library's compact encoder (made on first use)
 
 
+ORDER_KINDS = ("f", "l", "L")  # the partial-state slots that compare event orders (kernel.partials)
+
+
 def compares_orders(layout) -> bool:
     """Whether a view's features ever compare event orders (first, last or latest features)."""
-    return any(kind in ("f", "l", "L") for kind, _ in layout.slots)
+    return any(kind in ORDER_KINDS for kind, _ in layout.slots)
 
 
 def order_columns(cv) -> Tuple[str, ...]:
@@ -80,7 +83,9 @@ def encode(eid: Any, order: list, inputs: Sequence[Any], plain: bool = True) -> 
 
 def order_of(arr: list, width: int) -> list:
     """The order of a parsed member (``width``: the view's number of inputs)."""
-    return [arr[1], *([] if v is None else [v] for v in arr[2 + width:])]
+    order = [[] if v is None else [v] for v in arr[2 + width:]]
+    order.insert(0, arr[1])
+    return order
 
 
 def decode(arr: list, width: int) -> Tuple[Any, list, list]:
@@ -122,5 +127,5 @@ def order_text_sql(ts: str, order: Sequence[Tuple[str, str]]) -> str:
     return "'[' || " + " || ',' || ".join(parts) + " || ']'"
 
 
-__all__ = ["FORMAT_VERSION", "columns", "compares_orders", "decode", "encode", "member_sql", "order_columns",
+__all__ = ["FORMAT_VERSION", "ORDER_KINDS", "columns", "compares_orders", "decode", "encode", "member_sql", "order_columns",
            "order_of", "order_text_sql", "order_value_sql"]
