@@ -173,6 +173,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                  refusals: List[str], slots) -> dict:
     """``base -> (values, statuses, event times)`` of the distinct entities of one view, computed together
     (:func:`featurestore.online.compute_many`)."""
+    from featurestore.stores.online_read import split_reply
     from featurestore.stores.online_redis import LOST
 
     wslots, read_slots = slots
@@ -189,6 +190,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                 refusals.append(why)
         reply = None
         if not why and raw_reply:  # refused before its values are parsed (another format is never read)
+            raw_reply = split_reply(raw_reply, len(rplan.tiles))
             why = entity_refusal(cv, orjson.loads(raw_reply[0]), q)
             if why and why not in refusals:
                 refusals.append(why)
