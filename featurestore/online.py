@@ -443,13 +443,12 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
 
 def raw_events(blob: bytes, width: int) -> RawEvents:
     """The raw events of a reply fragment (members joined by newlines, in time order) as columns; their
-    orders are parsed again on demand (few are ever compared)."""
+    orders are built from the parsed members on demand (few are ever compared)."""
     if not blob:
         return RawEvents([], [[] for _ in range(width)], [])
-    members = blob.split(b"\n")
-    evs = loads(b"[" + b",".join(members) + b"]")
+    evs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
     times = [e[1] for e in evs]
-    return RawEvents(times, ofmt.columns(evs, width), None, members, lambda m: ofmt.order_of(loads(m), width))
+    return RawEvents(times, ofmt.columns(evs, width), None, evs, lambda arr: ofmt.order_of(arr, width))
 
 
 def loads(raw: bytes):
