@@ -71,9 +71,9 @@ def _state(cv, layout, ret, stored) -> EntityState:
 
 def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = False) -> Tuple[int, Optional[str]]:
     """Add ``events`` (per entity) to the online state of ``cv``; returns (entities written, refusal). A view
-    whose online state cannot take them (never loaded, or written by another definition) is refused with
-    the reason lookups give, and nothing is written. ``upsert``: an event identical (order and inputs) to
-    one the entity holds raw is not added again."""
+    or entity whose online state cannot take them (never loaded, written by another definition or in another
+    format) is refused with the reason lookups give, and nothing is written. ``upsert``: an event identical (time, inputs and the
+    order values the view stores: ``online_format``) to one the entity holds raw is not added again."""
     online = orr.for_store(store)
     marker = online.markers([cv.name]).get(cv.name)
     why = view_refusal(cv, marker, marker.get("h") or 0) if marker is not None else view_refusal(cv, None, 0)

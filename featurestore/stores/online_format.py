@@ -97,7 +97,7 @@ def columns(arrs: List[list], width: int) -> List[list]:
     """The inputs of parsed members as ``width`` columns (one list per input)."""
     if not arrs or not width:
         return [[] for _ in range(width)]
-    return [list(c) for c in zip(*arrs)][2:2 + width]
+    return [list(c) for c in list(zip(*arrs))[2:2 + width]]
 
 
 # -- SQL (DuckDB) ---------------------------------------------------------------------------------------
