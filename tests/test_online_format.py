@@ -161,3 +161,106 @@ def test_an_entity_of_an_old_format_is_refused_never_read(make_store):  # noqa: 
     store.materialize(views=["profile"])  # the documented fix
     again = store.get_online_features(rows, features=features, request_time=q)
     assert again.refusals == [] and again.to_dict() == before.to_dict()
+
+
+STREAM_DEFS = '''
+from featurestore import Aggregation, Entity, FeatureView, KafkaTopic, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(
+    schema={"user_id": "string", "shop": "int64", "amount": "float64", "qty": "int64", "tag": "string",
+            "flag": "bool", "ts": "timestamp"},
+    timestamp="ts",
+    batch=ParquetFiles("data/events/*.parquet"),
+    stream=KafkaTopic("events", format="json"),
+)
+sums = FeatureView(entities=[user], source=events,
+                   features=[Aggregation("amount", f, w, name=f"a_{f}_{label}") for f in ("count", "sum", "min", "stddev")
+                             for label, w in (("1m", "1m"), ("all", None))])
+lasts = FeatureView(entities=[user], source=events,
+                    features=[Aggregation("tag", "last", "1h", name="last_tag"), Latest("amount", name="last_amount")])
+'''
+
+
+def _state(client, project: str) -> dict:
+    """Every entity key of a project, raw members without their ids (the stream's are Kafka offsets)."""
+    out = {}
+    for key in client.scan_iter(match=f"fs:{project}:*:{{*", count=1000):
+        k = key.decode().split(":", 2)[2]
+        if client.type(key) == b"hash":
+            out[k] = client.hgetall(key)
+        else:
+            out[k] = sorted((json.dumps(json.loads(m)[1:]), s) for m, s in client.zrange(key, 0, -1, withscores=True))
+    return out
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("seed", [4, 9])
+def test_the_stream_operator_writes_what_materialize_writes(tmp_path, redis_client, monkeypatch, seed):
+    """The Flink state operator (run outside Flink, as tests/test_stream_writes.py does) encodes members
+    and tile orders with the same format as materialize: a view without orders (``sums``: time only)
+    and one with last/latest (``lasts``: order values without the join key), sparse and tiled entities,
+    key for key (event ids aside). The end-to-end stream = batch tests run the random repo's views."""
+    import uuid
+
+    from bench.stream_online import _Context, _Keyed
+    from featurestore.engines.flink import stream as streaming
+    from featurestore.engines.flink.online import OnlineState
+    from featurestore.online import input_columns
+    from featurestore.store import FeatureStore
+    from tests.conftest import drop_project
+    from tests.test_stream_writes import _Ctx
+
+    monkeypatch.setattr(kentity, "DENSE_EVENTS", 20)
+    monkeypatch.setattr(kentity, "TILE_MIN_EVENTS", 2)
+    projects = [f"t_fmt_{uuid.uuid4().hex[:8]}", f"t_fmt_{uuid.uuid4().hex[:8]}"]
+    stores = []
+    for i, project in enumerate(projects):
+        root = write_repo(tmp_path / f"repo{i}")
+        (root / "definitions" / "features.py").write_text(STREAM_DEFS)
+        (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+        stores.append(FeatureStore(root))
+    events = random_events(seed, n=400)
+    write_events(stores[1].repo_path, events)
+    try:
+        stores[1].materialize()
+        plan = streaming.plan(stores[0])
+        (group,) = plan.online
+        cvs = {v.name: stores[0].compiled(v.name) for v in group.views}
+        width = 1 + max(max(v.inputs) for v in group.views)
+        assert ofmt.order_columns(cvs["sums"]) == () and group.views[[v.name for v in group.views].index("sums")].order == ()
+        rows = events.astype(object).where(events.notna(), None).to_dict("records")
+        by_key: dict = {}
+        for off, r in enumerate(rows):
+            if r["user_id"] is None:
+                continue
+            v = [None] * width
+            v[0], v[1] = off, int(r["ts"].value // 1_000_000)
+            for j, c in enumerate(cvs["sums"].order_columns[1:]):
+                v[2 + j] = r[c]
+            for ov in group.views:
+                v[ov.flag] = True
+                for slot, (expr, _) in zip(ov.inputs, input_columns(cvs[ov.name])):
+                    v[slot] = r[expr]
+            key = str(group.gid) + json.dumps([r["user_id"]], separators=(",", ":"))
+            by_key.setdefault(key, []).append(json.dumps(v))
+        keyed = _Keyed()
+        op = OnlineState([group.to_dict()], 5_000, redis=streaming.redis_options(stores[0].config),
+                         progress_key=f"fs:{projects[0]}:_stream:_progress:test", write_ms=50, write_rows=10**9)
+        op.open(_Context(keyed))
+        ctx = _Ctx(keyed, [])
+        for key, texts in by_key.items():
+            for i in range(0, len(texts), 50):  # mini-batches
+                keyed.key = key
+                op.process_element((key, ",".join(texts[i:i + 50])), ctx)
+        op.out.flush()
+        op.close()
+        streamed, materialized = _state(redis_client, projects[0]), _state(redis_client, projects[1])
+        assert streamed == materialized
+        assert any(k.endswith(":t") and b"T" in v for k, v in materialized.items())  # tiled entities too
+        raw = [json.loads(m) for k, ms in materialized.items() if k.startswith("sums:") and k.endswith(":r")
+               for m, _ in ms]
+        assert raw and all(len(m) == 1 + 1 for m in raw)  # (without the id) ts and the amount
+    finally:
+        for project in projects:
+            drop_project(redis_client, project)
