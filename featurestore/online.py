@@ -388,10 +388,11 @@ def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, s
                 add(row, i, order, inputs)
 
 
-def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None
-                 ) -> Optional[EntityReply]:
+def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None, *,
+                 members: ofmt.Members) -> Optional[EntityReply]:
     """An :class:`EntityReply` from the read script's reply (None when the entity has no state); rows are
-    decoded on ``slots`` only (default: all)."""
+    decoded on ``slots`` only (default: all); ``members``: how the view stores raw events
+    (``online_format.members``)."""
     if not raw_reply:
         return None
     meta = orjson.loads(raw_reply[0])
@@ -399,6 +400,7 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     decode = layout.decode
 
     width = len(layout.inputs)
+    order_of = members.order_of
     # an event's full order only where a read slot compares orders (first/last/latest); else its time
     compared = ofmt.compares_orders(layout) and any(
         layout.slots[i][0] in ofmt.ORDER_KINDS for i in (range(len(layout.slots)) if slots is None else slots))
@@ -408,7 +410,7 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
             return []
         arrs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
         if compared:
-            return [(ofmt.order_of(e, width), e[2:2 + width]) for e in arrs]
+            return [(order_of(e), e[2:2 + width]) for e in arrs]
         return [([e[1]], e[2:2 + width]) for e in arrs]
 
     prefix = None
@@ -425,7 +427,7 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     if not dense:
         before = bool(raw_reply[5]) if len(raw_reply) > 5 else None
         return EntityReply(meta, False, prefix, ptile, {}, [], None, {}, [], pevents, before,
-                           raw_events(raw_reply[4], len(layout.inputs)))
+                           raw_events(raw_reply[4], members))
     tiles: Dict[str, list] = {}
     tile_events: Dict[str, List[Tuple[list, list]]] = {}
     for name, raw in zip(plan.tiles, raw_reply[4]):
@@ -441,14 +443,14 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents, before)
 
 
-def raw_events(blob: bytes, width: int) -> RawEvents:
+def raw_events(blob: bytes, members: ofmt.Members) -> RawEvents:
     """The raw events of a reply fragment (members joined by newlines, in time order) as columns; their
     orders are built from the parsed members on demand (few are ever compared)."""
     if not blob:
-        return RawEvents([], [[] for _ in range(width)], [])
+        return RawEvents([], [[] for _ in range(members.width)], [])
     evs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
     times = [e[1] for e in evs]
-    return RawEvents(times, ofmt.columns(evs, width), None, evs, lambda arr: ofmt.order_of(arr, width))
+    return RawEvents(times, members.columns(evs), None, evs, members.order_of)
 
 
 def loads(raw: bytes):

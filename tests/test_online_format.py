@@ -49,16 +49,25 @@ def test_members_hold_only_the_order_values_a_view_compares(tmp_path):
     # join keys are equal within an entity: never stored
     assert ofmt.order_columns(store.compiled("pair_stats")) == ("amount", "qty", "tag", "flag")
     assert ofmt.order_columns(store.compiled("profile")) == ("shop", "amount", "qty", "tag", "flag")
+    # values the view's inputs hold already (the input is the column itself) are not repeated
+    assert ofmt.order_sources(store.compiled("pair_stats")) == (1, 0, -1, -1)  # inputs qty, amount
+    assert ofmt.order_sources(store.compiled("profile")) == (-1, 0, -1, 1, -1)  # amount, tag ("qty + 1": no)
 
 
 def test_encode_decode_round_trip():
+    from featurestore.online import loads
+
     order = [1_700_000_000_123, [], ["a"], [0.0], [True]]
-    for plain, inputs in ((True, [1.5, None, "é", 2**62]), (False, [float("nan"), float("inf"), 2**70, None])):
-        text = ofmt.encode(-3, order, inputs, plain)
-        eid, got_order, got_inputs = ofmt.decode(__import__("featurestore.online", fromlist=["loads"]).loads(text), 4)
-        assert eid == -3 and got_order == order
-        assert [repr(x) for x in got_inputs] == [repr(x) for x in inputs]
-    assert ofmt.encode(7, [5], [1, 2]) == "[7,5,1,2]"  # no order values: [id, ts, inputs]
+    for sources in ((-1, -1, -1, -1), (-1, 1, -1, -1), (0, -1, 2, -1)):
+        codec = ofmt.Members(4, sources)
+        for plain, last in ((True, 2**62), (False, float("nan")), (False, float("-inf"))):
+            inputs = [None, "a", 0.0, last]  # input j equals order column k where sources[k] == j
+            arr = loads(codec.encode(-3, order, inputs, plain))
+            assert len(arr) == 2 + 4 + sum(s < 0 for s in sources)  # values an input holds are not repeated
+            eid, got_order, got_inputs = codec.decode(arr)
+            assert eid == -3 and got_order == order
+            assert [repr(x) for x in got_inputs] == [repr(x) for x in inputs]
+    assert ofmt.Members(2).encode(7, [5], [1, 2]) == "[7,5,1,2]"  # no order values: [id, ts, inputs]
 
 
 @pytest.mark.redis

@@ -62,10 +62,10 @@ def _state(cv, layout, ret, stored) -> EntityState:
         state.base = layout.decode(rows[0][1])
         state.prefixes = {cut: state.base}
     state.horizon = meta.get("h")
-    width = len(layout.inputs)
+    codec = ofmt.members(cv)
     for m in members:
         text = m.decode() if isinstance(m, bytes) else m
-        state.add(*ofmt.decode(loads(text), width), text)
+        state.add(*codec.decode(loads(text)), text)
     return state
 
 
@@ -143,7 +143,7 @@ def _apply_group(online, cv, layout, ret, events, bases: Dict[tuple, str], upser
                     state = _state(cv, layout, ret, stored)
                     held = {orjson.dumps([o, i]) for o, i, _ in state.events.values()} if upsert else set()
                     for ts, member in events[k]:
-                        eid, order, inputs = ofmt.decode(loads(member), len(layout.inputs))
+                        eid, order, inputs = ofmt.members(cv).decode(loads(member))
                         if upsert and orjson.dumps([order, inputs]) in held:
                             continue
                         state.add(eid, order, inputs, member)

@@ -18,6 +18,7 @@ import orjson
 
 from featurestore import online as ol
 from featurestore.errors import RequestError
+from featurestore.stores import online_format as ofmt
 
 log = logging.getLogger("featurestore.online")
 
@@ -195,7 +196,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
             if why and why not in refusals:
                 refusals.append(why)
             if not why:
-                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots)
+                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots, members=ofmt.members(cv))
         if why:
             out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
         elif reply is not None and reply.raw is None:  # tiles: computed now (a decoded reply is not kept)

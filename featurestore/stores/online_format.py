@@ -52,7 +52,7 @@ def compares_orders(layout) -> bool:
 
 
 def order_columns(cv) -> Tuple[str, ...]:
-    """The order columns after the time that the members (and tile rows) of ``cv`` carry (see the
+    """The order columns after the time that the orders of ``cv``'s events (and tile rows) hold (see the
     module docstring)."""
     from featurestore.online import view_layout
 
@@ -63,41 +63,91 @@ def order_columns(cv) -> Tuple[str, ...]:
     return tuple(c for c in cv.order_columns[1:] if c not in constant)
 
 
+def order_sources(cv) -> Tuple[int, ...]:
+    """Per order column of :func:`order_columns`: the index of the view's input that holds the very same
+    value (the input is that column itself, of its type), which the member then does not repeat; -1 when
+    the member stores the value."""
+    from featurestore.online import input_columns
+
+    types = dict(cv.stored_columns)
+    projected = {name for name, _, _ in cv.projections}
+    same = {}
+    for j, (expr, dtype) in enumerate(input_columns(cv)):
+        if expr in types and expr not in projected and dtype == types[expr] and dtype not in (t.FLOAT32, t.JSON):
+            same.setdefault(expr, j)
+    return tuple(same.get(c, -1) for c in order_columns(cv))
+
+
 # -- Python ---------------------------------------------------------------------------------------------
-def encode(eid: Any, order: list, inputs: Sequence[Any], plain: bool = True) -> str:
-    """The member of an event (``order``: ``[ts, [v] or [], ...]`` over :func:`order_columns`). orjson
-    writes it ten times faster than ``json``, but writes NaN and infinities as ``null`` and refuses
-    integers beyond 64 bits: ``plain=False`` (values orjson could not have parsed: a feature expression
-    dividing by zero) goes through ``json`` (``NaN``/``Infinity`` tokens, which the readers accept)."""
-    arr = [eid, order[0], *inputs]
-    arr += [o[0] if o else None for o in order[1:]]
-    if plain:
-        return orjson.dumps(arr).decode()
-    global _JSON
-    if _JSON is None:
-        import json
+class Members:
+    """How one view's events are stored: ``width`` inputs and, per order column, its source
+    (:func:`order_sources`)."""
 
-        _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    return _JSON(arr)
+    __slots__ = ("width", "sources", "stored", "plain_order")
+
+    def __init__(self, width: int, sources: Sequence[int] = ()):
+        self.width = width
+        self.sources = tuple(sources)
+        self.stored = tuple(k for k, s in enumerate(self.sources) if s < 0)  # order values in the member
+        self.plain_order = all(s < 0 for s in self.sources)
+
+    def encode(self, eid: Any, order: list, inputs: Sequence[Any], plain: bool = True) -> str:
+        """The member of an event (``order``: ``[ts, [v] or [], ...]`` over :func:`order_columns`). orjson
+        writes it ten times faster than ``json``, but writes NaN and infinities as ``null`` and refuses
+        integers beyond 64 bits: ``plain=False`` (values orjson could not have parsed: a feature expression
+        dividing by zero) goes through ``json`` (``NaN``/``Infinity`` tokens, which the readers accept)."""
+        arr = [eid, order[0], *inputs]
+        arr += [order[1 + k][0] if order[1 + k] else None for k in self.stored]
+        if plain:
+            return orjson.dumps(arr).decode()
+        global _JSON
+        if _JSON is None:
+            import json
+
+            _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        return _JSON(arr)
+
+    def order_of(self, arr: list) -> list:
+        """The order of a parsed member."""
+        base = 2 + self.width
+        if self.plain_order:
+            order = [[] if v is None else [v] for v in arr[base:]]
+            order.insert(0, arr[1])
+            return order
+        order = [arr[1]]
+        k = base
+        for s in self.sources:
+            if s < 0:
+                v = arr[k]
+                k += 1
+            else:
+                v = arr[2 + s]
+            order.append([] if v is None else [v])
+        return order
+
+    def decode(self, arr: list) -> Tuple[Any, list, list]:
+        """``(eid, order, inputs)`` of a parsed member."""
+        return arr[0], self.order_of(arr), arr[2:2 + self.width]
+
+    def columns(self, arrs: List[list]) -> List[list]:
+        """The inputs of parsed members as ``width`` columns (one list per input)."""
+        width = self.width
+        if not arrs or not width:
+            return [[] for _ in range(width)]
+        return [list(c) for c in list(zip(*arrs))[2:2 + width]]
 
 
-def order_of(arr: list, width: int) -> list:
-    """The order of a parsed member (``width``: the view's number of inputs)."""
-    order = [[] if v is None else [v] for v in arr[2 + width:]]
-    order.insert(0, arr[1])
-    return order
+_MEMBERS: dict = {}
 
 
-def decode(arr: list, width: int) -> Tuple[Any, list, list]:
-    """``(eid, order, inputs)`` of a parsed member."""
-    return arr[0], order_of(arr, width), arr[2:2 + width]
+def members(cv) -> Members:
+    """The :class:`Members` of ``cv`` (cached per definition fingerprint)."""
+    out = _MEMBERS.get(cv.data_fingerprint)
+    if out is None:
+        from featurestore.online import input_columns
 
-
-def columns(arrs: List[list], width: int) -> List[list]:
-    """The inputs of parsed members as ``width`` columns (one list per input)."""
-    if not arrs or not width:
-        return [[] for _ in range(width)]
-    return [list(c) for c in list(zip(*arrs))[2:2 + width]]
+        out = _MEMBERS[cv.data_fingerprint] = Members(len(input_columns(cv)), order_sources(cv))
+    return out
 
 
 # -- SQL (DuckDB) ---------------------------------------------------------------------------------------
@@ -127,5 +177,5 @@ def order_text_sql(ts: str, order: Sequence[Tuple[str, str]]) -> str:
     return "'[' || " + " || ',' || ".join(parts) + " || ']'"
 
 
-__all__ = ["FORMAT_VERSION", "ORDER_KINDS", "columns", "compares_orders", "decode", "encode", "member_sql", "order_columns",
-           "order_of", "order_text_sql", "order_value_sql"]
+__all__ = ["FORMAT_VERSION", "ORDER_KINDS", "Members", "compares_orders", "member_sql", "members", "order_columns",
+           "order_sources", "order_text_sql", "order_value_sql"]

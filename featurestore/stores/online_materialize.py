@@ -136,6 +136,7 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
     except Exception as exc:
         raise _error(cv, exc) from None
     nkeys = len(cv.join_keys)
+    codec = ofmt.members(cv)
     for batch in reader:
         if batch.num_rows == 0:
             continue
@@ -144,7 +145,7 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
         tss = batch.column(nkeys + 1).to_pylist()
         members = batch.column(nkeys + 2).to_pylist()
         for i in range(batch.num_rows):
-            changes = orr.entity_changes(layout, tss[i], members[i], cut, ret)
+            changes = orr.entity_changes(layout, tss[i], members[i], cut, ret, codec)
             if changes is None:  # every event fell behind the cut (see _delete_gone)
                 continue
             writer.add([kc[i] for kc in keycols], last[i], changes)
@@ -189,7 +190,7 @@ def _events_sql(cv: CompiledView) -> Tuple[str, bool]:
     if order_text:
         ts = f"epoch_ms({dsql.q(cv.ts_column)})"
         cols += [f"{ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))} AS __fs_v{j}"
-                 for j, c in enumerate(stored)]
+                 for j, (c, s) in enumerate(zip(stored, ofmt.order_sources(cv))) if s < 0]
         cols.append(f"{ofmt.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
     where = " AND ".join(_where(cv, None))
     sql = (f"CREATE OR REPLACE TEMP TABLE {HOT_EVENTS} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
@@ -203,7 +204,7 @@ def _members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
     (the very text :func:`orr.materialize_sql` writes)."""
     keys = ", ".join(f"h.{dsql.q(k)}" for k in cv.join_keys)
     inputs = [ofmt.json_sql(f"__fs_i{j}") for j in range(len(input_columns(cv)))]
-    order = [f"__fs_v{j}" for j in range(len(ofmt.order_columns(cv)))] if order_text else []
+    order = [f"__fs_v{j}" for j, s in enumerate(ofmt.order_sources(cv)) if s < 0] if order_text else []
     member = ofmt.member_sql("__fs_r", "__fs_ts", inputs, order)
     keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
     return (f"SELECT {keys}, a.* FROM (SELECT __fs_e, max(__fs_ts) AS __fs_last, "

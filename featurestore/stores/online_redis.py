@@ -583,7 +583,7 @@ class RedisOnlineStore:
 
 
 def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Optional[int],
-                   ret: Retention) -> Optional[Changes]:
+                   ret: Retention, codec: ofmt.Members) -> Optional[Changes]:
     """Everything one entity stores, from its events in event order (their times and stored members),
     or None when nothing of it is kept. Sparse entities of views without a base need no kernel work:
     their members are stored as DuckDB encoded them."""
@@ -597,8 +597,7 @@ def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Opti
         return Changes(True, None, False, raw_add=list(zip(tss[first:], members[first:])), last_ts=tss[-1])
     # one parse for all the members (NaN/Infinity from feature expressions take loads' fallback)
     parsed = loads("[" + ",".join(members) + "]")
-    width = len(layout.inputs)
-    events = [(*ofmt.decode(ev, width), member) for ev, member in zip(parsed, members)]
+    events = [(*codec.decode(ev), member) for ev, member in zip(parsed, members)]
     return kbatch.full_changes(layout, events, cut, ret.keep_base)
 
 
@@ -664,7 +663,8 @@ def member_sql(cv: CompiledView, rank: str, ts: str) -> str:
     """The member text (``online_format``) of an event of ``cv`` in a relation of its stored events."""
     types = dict(cv.stored_columns)
     inputs = [ofmt.json_sql(_input_sql(e, d)) for e, d in input_columns(cv)]
-    order = [ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c])) for c in ofmt.order_columns(cv)]
+    order = [ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))
+             for c, s in zip(ofmt.order_columns(cv), ofmt.order_sources(cv)) if s < 0]
     return ofmt.member_sql(rank, ts, inputs, order)
 
 

@@ -100,7 +100,8 @@ class _View:
         lay = spec["layout"]
         self.layout = Layout([tuple(x) for x in lay["inputs"]], [tuple(x) for x in lay["aggs"]], lay["latest"])
         self.n_order = n_order
-        self.order = tuple(spec.get("order", ()))  # the event array's indexes of the stored order values
+        self.order = tuple(spec.get("order", ()))  # the event array's indexes of the view's order columns
+        self.members = ofmt.Members(len(self.inputs), spec.get("order_sources", ()))  # how members are stored
         self.seeded = seed is not None
         seed = seed or {}
         self.seed_ranges = [tuple(r) for r in seed.get("ranges", [])]
@@ -125,7 +126,7 @@ class _View:
             return None
         inputs = [v[i] for i in self.inputs]
         order = [v[1], *([] if v[i] is None else [v[i]] for i in self.order)] if self.order else [v[1]]
-        return v[0], order, inputs, ofmt.encode(v[0], order, inputs, plain)
+        return v[0], order, inputs, self.members.encode(v[0], order, inputs, plain)
 
 
 def parse_batch(text: str) -> Tuple[list, bool]:
@@ -263,11 +264,10 @@ class OnlineState(KeyedProcessFunction):
                 state.horizon = f["h"]
             elif cut is not None:
                 state.horizon = view.seed_horizon
-            width = len(view.inputs)
             for member in seeds.get(view.name, ()):  # the seed's events behind the cut are in the folded base
                 ev = loads(member)
                 if cut is None or ev[1] >= cut:
-                    state.add(*ofmt.decode(ev, width), member)
+                    state.add(*view.members.decode(ev), member)
             states.append(state)
         index = {}
         for bid, text in self.batches.items():
