@@ -13,14 +13,17 @@ one flat JSON array::
 * the ``k`` inputs: the view's input values, ``featurestore.online.input_columns`` order (floats in
   shortest round-trip form, float32 widened exactly, timestamps as epoch microseconds, null as ``null``);
 * the ``m`` **order values**: the further order columns (:func:`order_columns`) the view's features can
-  compare, null as ``null``. Only first / last / latest compare events (to break ties of time), so a
-  view without such features stores none (``m = 0``); a view with them stores the source's order
-  columns after the time except its join keys, which are equal for every event of an entity and so
-  never decide a comparison within one (float join keys are kept: ``-0.0`` and ``0.0`` are one key).
+  compare, null as ``null``, except those an input already holds (:func:`order_sources`: the input is
+  that very column, of its type: its value is not repeated). Only first / last / latest compare events
+  (to break ties of time), so a view without such features stores none (``m = 0``); a view with them
+  stores the source's order columns after the time except its join keys, which are equal for every
+  event of an entity and so never decide a comparison within one (float join keys are kept: ``-0.0``
+  and ``0.0`` are one key).
 
-Decoded, an event is ``(eid, order, inputs)`` with ``order = [ts, [v1] or [], ...]``
+Decoded (:class:`Members`, per view: :func:`members`), an event is ``(eid, order, inputs)`` with
+``order = [ts, [v1] or [], ...]`` over every column of :func:`order_columns`
 (:func:`featurestore.kernel.partials.order_of`), the form the kernel compares and tile rows hold for
-first / last / latest (so a tile row holds the same order columns as the members).
+first / last / latest.
 
 Format 3 stored ``[id, [ts, every further order column as [] or [v]], [inputs]]``: every source column
 in every member (~190 bytes an event in the example, 3-4x slower to parse). The version is in the view's
