@@ -273,3 +273,26 @@ def test_the_stream_operator_writes_what_materialize_writes(tmp_path, redis_clie
     finally:
         for project in projects:
             drop_project(redis_client, project)
+
+
+def test_a_hand_off_seed_of_another_format_is_refused_on_restore(tmp_path):
+    """A restored stream rebuilds entities from its hand-off seed file: one written before format 4 (no
+    user_version) is refused with one line, never parsed as format 4."""
+    import sqlite3
+
+    from featurestore.engines.flink import handoff
+    from featurestore.errors import FeatureStoreError
+
+    path = tmp_path / "seed-old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE seed (view TEXT NOT NULL, entity TEXT NOT NULL, members TEXT NOT NULL)")
+    db.commit()
+    db.close()
+    with pytest.raises(FeatureStoreError, match=r"holds online format 3 members, this library reads 4: start the "
+                                                 r"stream afresh \(--no-restore\)"):
+        handoff._check_format(path)
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {ofmt.FORMAT_VERSION}")  # what write_seed sets
+    db.commit()
+    db.close()
+    handoff._check_format(path)
