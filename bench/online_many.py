@@ -6,7 +6,7 @@ with the two versions run alternately (A B A B ...) on the same Redis data.
 
 Data: ``bench/online_hot.py``'s background population (200k transactions of 5,000 users at 500
 merchants, Zipf-skewed, 7 days; plus its hot entities of 100 and 1,000 events), materialized once with
-this code at ``END - 1h`` (the online format is the same for both versions). Lookups: the example's
+each version's code at ``END - 1h`` under a project of its own (each writes its own online format). Lookups: the example's
 ``fraud_model_v1`` service (14 features of 3 views: windowed, unbounded and latest) for 1 or 100
 random (user, merchant) pairs at request times uniform in the last hour, 400 per run after 20 warm-up.
 
@@ -86,14 +86,16 @@ def main() -> None:
     wt = Path(f"/tmp/fs-bench-many-{os.getpid()}")
     subprocess.run(["git", "worktree", "add", "--detach", str(wt), base], cwd=ROOT, check=True, capture_output=True)
     try:
-        spec = {"work": str(work), "project": PROJECT, "lookups": args.lookups, "entities": args.entities}
+        spec = {"work": str(work), "lookups": args.lookups, "entities": args.entities}
         load0 = os.getloadavg()
         t0 = time.time()
-        _child(ROOT, dict(spec, materialize=True))
+        versions = ((head, ROOT), (base, wt))
+        for name, root in versions:  # each version materializes in its own format, under its own project
+            _child(root, dict(spec, project=f"{PROJECT}_{name}", materialize=True))
         res = {head: [], base: []}
         for _ in range(args.runs):
-            for name, root in ((head, ROOT), (base, wt)):
-                res[name].append(_child(root, spec))
+            for name, root in versions:
+                res[name].append(_child(root, dict(spec, project=f"{PROJECT}_{name}")))
                 print(name, res[name][-1], file=sys.stderr)
         load1 = os.getloadavg()
     finally:

@@ -28,6 +28,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.kernel.columnar import RawEvents, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
+from featurestore.stores import online_format as ofmt
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -387,20 +388,30 @@ def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, s
                 add(row, i, order, inputs)
 
 
-def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None
-                 ) -> Optional[EntityReply]:
+def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None, *,
+                 members: ofmt.Members) -> Optional[EntityReply]:
     """An :class:`EntityReply` from the read script's reply (None when the entity has no state); rows are
-    decoded on ``slots`` only (default: all)."""
+    decoded on ``slots`` only (default: all); ``members``: how the view stores raw events
+    (``online_format.members``)."""
     if not raw_reply:
         return None
     meta = orjson.loads(raw_reply[0])
     dense = bool(raw_reply[1])
     decode = layout.decode
 
+    width = len(layout.inputs)
+    order_of = members.order_of
+    # an event's full order only where a read slot compares orders (first/last/latest); else its time
+    compared = ofmt.compares_orders(layout) and any(
+        layout.slots[i][0] in ofmt.ORDER_KINDS for i in (range(len(layout.slots)) if slots is None else slots))
+
     def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
         if not blob:
             return []
-        return [(e[1], e[2]) for e in loads(b"[" + blob.replace(b"\n", b",") + b"]")]
+        arrs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
+        if compared:
+            return [(order_of(e), e[2:2 + width]) for e in arrs]
+        return [([e[1]], e[2:2 + width]) for e in arrs]
 
     prefix = None
     if raw_reply[2]:
@@ -416,7 +427,7 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     if not dense:
         before = bool(raw_reply[5]) if len(raw_reply) > 5 else None
         return EntityReply(meta, False, prefix, ptile, {}, [], None, {}, [], pevents, before,
-                           raw_events(raw_reply[4], len(layout.inputs)))
+                           raw_events(raw_reply[4], members))
     tiles: Dict[str, list] = {}
     tile_events: Dict[str, List[Tuple[list, list]]] = {}
     for name, raw in zip(plan.tiles, raw_reply[4]):
@@ -432,16 +443,14 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents, before)
 
 
-def raw_events(blob: bytes, width: int) -> RawEvents:
+def raw_events(blob: bytes, members: ofmt.Members) -> RawEvents:
     """The raw events of a reply fragment (members joined by newlines, in time order) as columns; their
-    orders are parsed again on demand (few are ever compared)."""
+    orders are built from the parsed members on demand (few are ever compared)."""
     if not blob:
-        return RawEvents([], [[] for _ in range(width)], [])
-    members = blob.split(b"\n")
-    evs = loads(b"[" + b",".join(members) + b"]")
-    times = [e[1][0] for e in evs]
-    cols = [list(c) for c in zip(*[e[2] for e in evs])] if width else []
-    return RawEvents(times, cols, None, members, loads)
+        return RawEvents([], [[] for _ in range(members.width)], [])
+    evs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
+    times = [e[1] for e in evs]
+    return RawEvents(times, members.columns(evs), None, evs, members.order_of)
 
 
 def loads(raw: bytes):

@@ -76,6 +76,23 @@ class FeatureStore:
     def _later(self, what: str):
         raise NotImplementedYet(f"{what} is not implemented yet in featurestore {_version()}")
 
+    def _json_columns(self, selection, full_feature_names: bool) -> frozenset:
+        """The output columns of JSON type of a selection, cached per loaded repo (``feature_dtype`` hashes
+        each view's definition: ~1 ms per 100-entity lookup when computed every time)."""
+        from featurestore import dtypes, serving_log
+        from featurestore.sdk.refs import output_names
+
+        names = output_names(selection, full_feature_names)
+        key = tuple(names.items())
+        cache = self.__dict__.setdefault("_json_cols", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] is not self.repo:
+            if len(cache) > 256:
+                cache.clear()
+            hit = cache[key] = (self.repo, frozenset(col for (v, f), col in names.items()
+                                                     if serving_log.feature_dtype(self, v, f) == dtypes.JSON))
+        return hit[1]
+
     # -- batch path -------------------------------------------------------------------------
     def compiled(self, view_name: str):
         from featurestore.compiler.ir import compile_view
@@ -471,7 +488,7 @@ class FeatureStore:
 
         >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
         """
-        from featurestore import dtypes, serving_log
+        from featurestore import serving_log
         from featurestore.sdk import entityless, request_features
         from featurestore.sdk.online_lookup import lookup
         from featurestore.sdk.refs import output_names, resolve_features, service_as_features
@@ -491,9 +508,7 @@ class FeatureStore:
                 self, selection, entity_rows, request_data, request_time, output_names(selection, full_feature_names))
         if dummy:
             entityless.drop_from_response(response)
-        response.json_columns = frozenset(
-            col for (v, f), col in output_names(selection, full_feature_names).items()
-            if serving_log.feature_dtype(self, v, f) == dtypes.JSON)
+        response.json_columns = self._json_columns(selection, full_feature_names)
         if serving_log.should_log(self, feature_service, log):
             views = rplan.base if rplan is not None else selection
             raw = response.raw_dict()  # JSON values logged as their stored text

@@ -278,11 +278,13 @@ def test_key_ttl_bounds_memory_of_bounded_views(online_backend, make_store):
     assert len({key_slot(k.encode()) for k in orr.entity_keys(base)}) == 1
     tkey, rkey, _ = orr.entity_keys(base)
     meta = json.loads(redis_client.hget(tkey, "_"))
-    assert meta == {"fp": store.compiled("pair_stats").data_fingerprint, "h": None}
+    assert meta == {"fp": store.compiled("pair_stats").data_fingerprint, "h": None, "v": orr.FORMAT_VERSION}
     members = redis_client.zrange(rkey, 0, -1, withscores=True)
     events = [json.loads(m) for m, _ in members]
-    assert events and all(ev[1][0] == score for ev, (_, score) in zip(events, members))
-    assert all(len(ev[2]) == 2 for ev in events)  # inputs: amount, qty
+    assert events and all(ev[1] == score for ev, (_, score) in zip(events, members))
+    # format 4: [id, ts, inputs (qty, amount), order values (tag, flag: not the join keys, nor amount and
+    # qty, which the inputs hold)]
+    assert all(len(ev) == 2 + 2 + 2 for ev in events)
     assert sorted(ev[0] for ev in events) == list(range(-len(events), 0))  # unique ids
     marker = json.loads(redis_client.hget(orr.views_key(p), "pair_stats"))
     assert marker["v"] == orr.FORMAT_VERSION and marker["by"] == "materialize" and marker["h"] is None
@@ -690,7 +692,7 @@ def test_staged_write_of_a_large_entity_is_all_or_nothing(make_store, redis_clie
     assert not any(redis_client.exists(k) for k in orr.entity_keys(base, staged=True))
     got = redis_client.zrange(live[1], 0, -1, withscores=True)
     assert got == members[:-3]
-    assert redis_client.hgetall(live[0]) == {b"_": orjson.dumps({"fp": fp, "h": None})}
+    assert redis_client.hgetall(live[0]) == {b"_": orjson.dumps({"fp": fp, "h": None, "v": orr.FORMAT_VERSION})}
 
 
 @pytest.mark.parametrize("seed,base", [(0, "1969-12-31T23:58:00Z"), (1, "2026-03-01T00:00:00Z")])

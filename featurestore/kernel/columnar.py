@@ -47,13 +47,13 @@ Span = Tuple[Optional[int], int]  # [lo, hi) in epoch ms; lo None: from the firs
 class RawEvents:
     """One entity's raw events as columns, sorted by time: ``times``, ``cols[c]`` (input ``c``'s values),
     and each event's order on demand (:meth:`order`: only the candidates of first/last/latest are ever
-    compared, so a lookup keeps the members' text and parses those few; a column per input is all that
-    outlives the reply's parse, which keeps the garbage collector's work per lookup small)."""
+    compared, so a lookup keeps the stored members, ``members``, as the reader gives them (flat parsed
+    arrays of the online format) and ``loads`` builds the order of those few)."""
 
     __slots__ = ("times", "cols", "_orders", "_members", "_loads")
 
     def __init__(self, times: List[int], cols: List[list], orders: Optional[List[list]] = None,
-                 members: Optional[List[bytes]] = None, loads=None):
+                 members: Optional[list] = None, loads=None):
         self.times, self.cols = times, cols
         self._orders, self._members, self._loads = orders, members, loads
 
@@ -66,7 +66,7 @@ class RawEvents:
     def order(self, j: int) -> list:
         if self._orders is not None:
             return self._orders[j]
-        return self._loads(self._members[j])[1]
+        return self._loads(self._members[j])  # the reader's order of a stored member (kept parsed or as text)
 
     def __len__(self) -> int:
         return len(self.times)

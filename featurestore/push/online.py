@@ -23,8 +23,9 @@ from typing import Dict, List, Optional, Tuple
 import orjson
 
 from featurestore.kernel.entity import DENSE_EVENTS, EntityState
-from featurestore.online import view_layout
-from featurestore.sdk.online_lookup import view_refusal
+from featurestore.online import loads, view_layout
+from featurestore.sdk.online_lookup import entity_state_refusal, view_refusal
+from featurestore.stores import online_format as ofmt
 from featurestore.stores import online_redis as orr
 
 MAX_ATTEMPTS = 20
@@ -44,7 +45,7 @@ def new_events(con, cv, relation: str, push_id: str) -> Dict[tuple, List[Tuple[i
         for i in range(batch.num_rows):
             events = []
             for ts, member in zip(tss[i], members[i]):
-                rank, rest = member[2:].split(",", 1)  # '[-<rank>,<order>,<inputs>]'
+                rank, rest = member[2:].split(",", 1)  # '[-<rank>,<ts>,...]' (online_format)
                 events.append((ts, f'["p{push_id}:{rank}",{rest}'))
             out[tuple(k[i] for k in keys)] = events
     return out
@@ -61,18 +62,18 @@ def _state(cv, layout, ret, stored) -> EntityState:
         state.base = layout.decode(rows[0][1])
         state.prefixes = {cut: state.base}
     state.horizon = meta.get("h")
+    codec = ofmt.members(cv)
     for m in members:
         text = m.decode() if isinstance(m, bytes) else m
-        ev = orjson.loads(text)
-        state.add(ev[0], ev[1], ev[2], text)
+        state.add(*codec.decode(loads(text)), text)
     return state
 
 
 def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = False) -> Tuple[int, Optional[str]]:
     """Add ``events`` (per entity) to the online state of ``cv``; returns (entities written, refusal). A view
-    whose online state cannot take them (never loaded, or written by another definition) is refused with
-    the reason lookups give, and nothing is written. ``upsert``: an event identical (order and inputs) to
-    one the entity holds raw is not added again."""
+    or entity whose online state cannot take them (never loaded, written by another definition or in another
+    format) is refused with the reason lookups give, and nothing is written. ``upsert``: an event identical (time, inputs and the
+    order values the view stores: ``online_format``) to one the entity holds raw is not added again."""
     online = orr.for_store(store)
     marker = online.markers([cv.name]).get(cv.name)
     why = view_refusal(cv, marker, marker.get("h") or 0) if marker is not None else view_refusal(cv, None, 0)
@@ -136,16 +137,16 @@ def _apply_group(online, cv, layout, ret, events, bases: Dict[tuple, str], upser
                 now = int(time.time() * 1000)
                 for i, (k, b) in enumerate(bases.items()):
                     stored = got[3 * i:3 * i + 3]
-                    if stored[0] is not None and orjson.loads(stored[0]).get("fp") != cv.data_fingerprint:
-                        return 0, (f"feature view '{cv.name}': an entity's online state was written by another "
-                                   f"definition; run 'featurestore materialize --view {cv.name}'")
+                    why = entity_state_refusal(cv, orjson.loads(stored[0])) if stored[0] is not None else None
+                    if why:  # another definition or format (never parsed as this one), not the horizon
+                        return 0, why
                     state = _state(cv, layout, ret, stored)
                     held = {orjson.dumps([o, i]) for o, i, _ in state.events.values()} if upsert else set()
                     for ts, member in events[k]:
-                        ev = orjson.loads(member)
-                        if upsert and orjson.dumps([ev[1], ev[2]]) in held:
+                        eid, order, inputs = ofmt.members(cv).decode(loads(member))
+                        if upsert and orjson.dumps([order, inputs]) in held:
                             continue
-                        state.add(ev[0], ev[1], ev[2], member)
+                        state.add(eid, order, inputs, member)
                     changes = state.drain()
                     at = max(now, changes.last_ts or now) + ret.window_ms + orr.SLACK_MS if ret.expires else None
                     tx.evalsha(sha, 3, *orr.entity_keys(b), *orr.write_args(changes, cv.data_fingerprint, at))

@@ -18,6 +18,7 @@ import orjson
 
 from featurestore import online as ol
 from featurestore.errors import RequestError
+from featurestore.stores import online_format as ofmt
 
 log = logging.getLogger("featurestore.online")
 
@@ -55,12 +56,27 @@ def _before_horizon(cv, q: int, horizon: int) -> str:
 
 
 def entity_refusal(cv, meta: dict, q: int) -> Optional[str]:
-    if meta.get("fp") != cv.data_fingerprint:
-        return (f"feature view '{cv.name}': an entity's online state was written by another definition; "
-                f"run 'featurestore materialize --view {cv.name}'")
+    """Why an entity's online state (its meta) cannot answer a request at ``q`` (None: it can)."""
+    why = entity_state_refusal(cv, meta)
+    if why:
+        return why
     horizon = meta.get("h")
     if horizon is not None and q < horizon:
         return _before_horizon(cv, q, horizon)
+    return None
+
+
+def entity_state_refusal(cv, meta: dict) -> Optional[str]:
+    """Why an entity's stored state must not be read at all: another format (``online_format``) or another
+    definition (lookups and push check it before parsing any member)."""
+    from featurestore.stores.online_format import FORMAT_VERSION
+
+    if meta.get("v", 3) != FORMAT_VERSION:  # (format 3 metas have no "v")
+        return (f"feature view '{cv.name}': an entity's online state has format version {meta.get('v', 3)!r}, "
+                f"this library reads {FORMAT_VERSION}; run 'featurestore materialize --view {cv.name}'")
+    if meta.get("fp") != cv.data_fingerprint:
+        return (f"feature view '{cv.name}': an entity's online state was written by another definition; "
+                f"run 'featurestore materialize --view {cv.name}'")
     return None
 
 
@@ -158,6 +174,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                  refusals: List[str], slots) -> dict:
     """``base -> (values, statuses, event times)`` of the distinct entities of one view, computed together
     (:func:`featurestore.online.compute_many`)."""
+    from featurestore.stores.online_read import split_reply
     from featurestore.stores.online_redis import LOST
 
     wslots, read_slots = slots
@@ -173,11 +190,13 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
             if why not in refusals:
                 refusals.append(why)
         reply = None
-        if not why and raw_reply:
-            reply = ol.decode_reply(layout, raw_reply, rplan, read_slots)
-            why = entity_refusal(cv, reply.meta, q)
+        if not why and raw_reply:  # refused before its values are parsed (another format is never read)
+            raw_reply = split_reply(raw_reply, len(rplan.tiles))
+            why = entity_refusal(cv, orjson.loads(raw_reply[0]), q)
             if why and why not in refusals:
                 refusals.append(why)
+            if not why:
+                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots, members=ofmt.members(cv))
         if why:
             out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
         elif reply is not None and reply.raw is None:  # tiles: computed now (a decoded reply is not kept)
@@ -198,4 +217,4 @@ def _none_values(cv, layout, plans, q: int, refused: Optional[str], slots):
     return ol.compute_many(layout, plans, [None], q, slots=slots[0])[0]
 
 
-__all__ = ["lookup", "view_refusal", "entity_refusal"]
+__all__ = ["lookup", "view_refusal", "entity_refusal", "entity_state_refusal"]

@@ -40,6 +40,7 @@ from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL
 from featurestore.online import input_columns, loads, view_layout
 from featurestore.stores import online_redis as orr
+from featurestore.stores import online_format as ofmt
 
 HOT, HOT_EVENTS = "__fs_mat_hot", "__fs_mat_hev"
 
@@ -135,6 +136,7 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
     except Exception as exc:
         raise _error(cv, exc) from None
     nkeys = len(cv.join_keys)
+    codec = ofmt.members(cv)
     for batch in reader:
         if batch.num_rows == 0:
             continue
@@ -143,7 +145,7 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
         tss = batch.column(nkeys + 1).to_pylist()
         members = batch.column(nkeys + 2).to_pylist()
         for i in range(batch.num_rows):
-            changes = orr.entity_changes(layout, tss[i], members[i], cut, ret)
+            changes = orr.entity_changes(layout, tss[i], members[i], cut, ret, codec)
             if changes is None:  # every event fell behind the cut (see _delete_gone)
                 continue
             writer.add([kc[i] for kc in keycols], last[i], changes)
@@ -175,19 +177,21 @@ def hot_sql(cv: CompiledView, relation: str, part, cut: Optional[int], keep_base
 def _events_sql(cv: CompiledView) -> Tuple[str, bool]:
     """The temporary table of the kernel entities' events: entity, dense flag, time, rank in event order
     (``__fs_r``, as materialize_sql numbers members), order rank (equal for equal orders), inputs as the
-    kernel sees them, order text (only with further order columns)."""
+    kernel sees them, the JSON text of each stored order value (``__fs_v<j>``) and the order's text
+    (``__fs_ord``, only when the view stores order values: ``online_format.order_columns``)."""
     keys = ", ".join(dsql.q(k) for k in cv.join_keys)
     types = dict(cv.stored_columns)
-    order_text = len(cv.order_columns) > 1
+    stored = ofmt.order_columns(cv)
+    order_text = bool(stored)
     window = f"PARTITION BY __fs_e ORDER BY {', '.join(orr._event_order(cv))}"
     inputs = [f"{orr._input_sql(e, d)} AS __fs_i{j}" for j, (e, d) in enumerate(input_columns(cv))]
     cols = [f"epoch_ms({dsql.q(cv.ts_column)}) AS __fs_ts", f"row_number() OVER (__fs_w) AS __fs_r",
             f"rank() OVER (__fs_w) AS __fs_o", *inputs]
     if order_text:
         ts = f"epoch_ms({dsql.q(cv.ts_column)})"
-        order = " || ',' || ".join([f"CAST({ts} AS VARCHAR)"] +
-                                   [orr._order_sql(dsql.q(c), types[c]) for c in cv.order_columns[1:]])
-        cols.append(f"'[' || {order} || ']' AS __fs_ord")
+        cols += [f"{ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))} AS __fs_v{j}"
+                 for j, (c, s) in enumerate(zip(stored, ofmt.order_sources(cv))) if s < 0]
+        cols.append(f"{ofmt.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
     where = " AND ".join(_where(cv, None))
     sql = (f"CREATE OR REPLACE TEMP TABLE {HOT_EVENTS} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
            f"FROM (SELECT * FROM {{relation}} AS src WHERE {where}) AS src JOIN {HOT} USING ({keys}) "
@@ -199,9 +203,9 @@ def _members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
     """Per kernel entity, in ``__fs_e`` order: keys, last time, and the kept events' times and members
     (the very text :func:`orr.materialize_sql` writes)."""
     keys = ", ".join(f"h.{dsql.q(k)}" for k in cv.join_keys)
-    order = "substr(__fs_ord, 2, length(__fs_ord) - 2)" if order_text else "CAST(__fs_ts AS VARCHAR)"
-    inputs = " || ',' || ".join(f"coalesce(to_json(__fs_i{j}), 'null')" for j in range(len(input_columns(cv)))) or "''"
-    member = f"'[-' || CAST(__fs_r AS VARCHAR) || ',[' || {order} || '],[' || {inputs} || ']]'"
+    inputs = [ofmt.json_sql(f"__fs_i{j}") for j in range(len(input_columns(cv)))]
+    order = [f"__fs_v{j}" for j, s in enumerate(ofmt.order_sources(cv)) if s < 0] if order_text else []
+    member = ofmt.member_sql("__fs_r", "__fs_ts", inputs, order)
     keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
     return (f"SELECT {keys}, a.* FROM (SELECT __fs_e, max(__fs_ts) AS __fs_last, "
             f"list(__fs_ts ORDER BY __fs_r){keep} AS __fs_tss, list({member} ORDER BY __fs_r){keep} AS __fs_members, "

@@ -9,12 +9,15 @@ ranges (inclusive ms pairs): :meth:`featurestore.online.ReadPlan.script_args`. R
 
 from featurestore.kernel.tiles import TOP_LEVEL
 
-# Reply: nil (no state), or {meta, dense flag, prefix member, top tile at the prefix, tiles, raw fragments,
-# any event before q} (dense), or {meta, false, prefix member, top tile at the prefix, the raw events read,
-# any event before q} (sparse). Raw events come joined by newlines, one string per fragment (JSON members
-# never hold a raw newline; one bulk string is far cheaper for a client to parse than hundreds). A tile
-# the hash does not hold (it has few events, or none: kernel.entity.TILE_MIN_EVENTS) is replied as a
-# newline followed by its raw events, so every requested piece of a window is answered in this one call.
+# Reply: nil (no state), or ONE string, its parts separated by the byte 0x1e (JSON never holds a raw
+# control character; one bulk string per entity is far cheaper for a client to parse than a nested reply
+# of dozens): meta, dense flag ('1' or ''), prefix member, top tile at the prefix, then (dense) each
+# requested tile and each raw fragment, or (sparse) the raw events read, and last whether any event
+# before q is stored ('1' or ''). Absent parts are empty. Raw events come joined by newlines (JSON
+# members never hold a raw newline). A tile the hash does not hold (it has few events, or none:
+# kernel.entity.TILE_MIN_EVENTS) is replied as a newline followed by its raw events, so every requested
+# piece of a window is answered in this one call. :func:`split_reply` gives the parts back.
+SEP = b"\x1e"
 READ_LUA = """
 local head = redis.call('HMGET', KEYS[1], '_', 'T')
 if not head[1] then return nil end
@@ -57,23 +60,38 @@ if not head[2] then
   if not before and lo ~= '-inf' then
     before = #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. lo, 'LIMIT', 0, 1) > 0
   end
-  return {head[1], false, prefix, ptile, table.concat(evs, '\\n'), before and '1' or false}
+  return table.concat({head[1], '', prefix or '', ptile or '', table.concat(evs, '\\n'), before and '1' or ''}, '\\30')
 end
 local n = tonumber(ARGV[6])
-local tiles = {}
+local out = {head[1], '1', prefix or '', ptile or ''}
 if n > 0 then
-  tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 7, 6 + n))
+  local tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 7, 6 + n))
   for j = 1, n do
-    if not tiles[j] then tiles[j] = raw_of(ARGV[6 + j]) end
+    out[#out + 1] = tiles[j] or raw_of(ARGV[6 + j])
   end
 end
-local raws = {}
 for i = 7 + n, #ARGV, 2 do
-  raws[#raws + 1] = table.concat(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i + 1]), '\\n')
+  out[#out + 1] = table.concat(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i + 1]), '\\n')
 end
 -- whether any event before q is stored (a latest feature with none inside its TTL is OUTSIDE_MAX_AGE)
 local before = #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 1) > 0
-return {head[1], '1', prefix, ptile, tiles, raws, before and '1' or false}
+out[#out + 1] = before and '1' or ''
+return table.concat(out, '\\30')
 """ % TOP_LEVEL
 
-__all__ = ["READ_LUA"]
+
+
+def split_reply(reply, n_tiles: int):
+    """The read script's reply as a list ``[meta, dense, prefix, top tile, raw events, before]`` (sparse)
+    or ``[meta, dense, prefix, top tile, [tiles], [raw fragments], before]`` (dense), what
+    :func:`featurestore.online.decode_reply` reads (``n_tiles``: how many tiles the read asked for);
+    None (no state) stays None."""
+    if not reply or not isinstance(reply, bytes):
+        return reply
+    parts = reply.split(SEP)
+    if not parts[1]:
+        return parts
+    return parts[:4] + [parts[4:4 + n_tiles], parts[4 + n_tiles:-1], parts[-1]]
+
+
+__all__ = ["READ_LUA", "SEP", "split_reply"]

@@ -1,18 +1,19 @@
 """The online store: Redis, per (project, view, entity) a few keys sharing one cluster slot (SPEC §5).
 
-Layout (format version 3; readable and writable without this library)::
+Layout (format version 4; readable and writable without this library)::
 
-    fs:{project}:_views                    HASH   view -> marker JSON {"v": 3, "fp": <data fingerprint>,
+    fs:{project}:_views                    HASH   view -> marker JSON {"v": 4, "fp": <data fingerprint>,
                                                   "h": <horizon ms> | null, "by": "materialize" | "stream",
                                                   "at": <ms>}: written by every writer of a view; a view
                                                   without it has no online state (never loaded, or Redis
                                                   lost its data) and is refused, never served as defaults
-    fs:{project}:{view}:{<entity>}:t       HASH   "_": entity meta JSON {"fp": ..., "h": <ms> | null}
+    fs:{project}:{view}:{<entity>}:t       HASH   "_": entity meta JSON {"fp": ..., "h": <ms> | null, "v": 4}
                                                   "T": present when the entity keeps tiles (dense)
                                                   "<level>:<minute>": a tile's partial row (JSON), tiles of more
                                                   than TILE_MIN_EVENTS events only
     fs:{project}:{view}:{<entity>}:r       ZSET   raw events: score = event time (ms), member = JSON
-                                                  [event id, order, inputs]
+                                                  [event id, ts, inputs..., order values...]
+                                                  (:mod:`featurestore.stores.online_format`)
     fs:{project}:{view}:{<entity>}:p       ZSET   prefix rows (views with an unbounded window): score = a
                                                   top-tile boundary b, member = JSON [b, row of every
                                                   event before b]
@@ -24,9 +25,9 @@ Layout (format version 3; readable and writable without this library)::
 ``<entity>`` is the JSON array of the join-key values in the view's join-key order (compact: ``["u1"]``,
 ``["u1",2]``); the braces make it the Redis Cluster hash tag, so one entity's keys share a slot.
 What the keys hold is :mod:`featurestore.kernel.entity`'s state: rows are
-:class:`featurestore.kernel.partials.Layout` rows (``Layout.encode``), an event's order is its time
-then its further order columns, its inputs the view's input values (``featurestore.online.input_columns``
-order; timestamps as epoch microseconds, floats exactly). A lookup runs :data:`READ_LUA` once per
+:class:`featurestore.kernel.partials.Layout` rows (``Layout.encode``), raw events are members of
+:mod:`featurestore.stores.online_format` (which defines the format version: a view or entity of another
+version is refused, never read). A lookup runs :data:`READ_LUA` once per
 (view, entity), all in one pipeline: one round trip for any number of entities and views, reading
 O(tiles + edge events) per window (``featurestore.online``).
 
@@ -56,10 +57,11 @@ from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
 from featurestore.online import input_columns, loads, view_windows
+from featurestore.stores import online_format as ofmt
+from featurestore.stores.online_format import FORMAT_VERSION
 from featurestore.stores.online_read import READ_LUA  # noqa: F401 (re-exported)
 from featurestore.stores.redis_client import connect, connection_url, is_cluster, redact  # noqa: F401 (re-exported)
 
-FORMAT_VERSION = 3  # 3: only tiles of more than TILE_MIN_EVENTS events, slots by level (2 read them as empty)
 KEY_PREFIX = "fs"
 SLACK_MS = 10 * 60 * 1000  # key TTL beyond retention: clock skew, late writers
 STAGE_ITEMS = 5_000  # larger entities are written in chunks of this many members or fields (online_staged)
@@ -193,7 +195,7 @@ return 1
 def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> list:
     """The write script's arguments for one entity's :class:`~featurestore.kernel.entity.Changes`."""
     enc = _ENC.encode
-    meta = enc({"fp": fingerprint, "h": changes.horizon}) if changes.meta or changes.full else ""
+    meta = enc({"fp": fingerprint, "h": changes.horizon, "v": FORMAT_VERSION}) if changes.meta or changes.full else ""
     args: list = ["1" if changes.full else "", meta, "1" if changes.dense and changes.full else "",
                   "" if changes.raw_below is None else changes.raw_below,
                   "" if changes.prefix_below is None else changes.prefix_below,
@@ -581,7 +583,7 @@ class RedisOnlineStore:
 
 
 def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Optional[int],
-                   ret: Retention) -> Optional[Changes]:
+                   ret: Retention, codec: ofmt.Members) -> Optional[Changes]:
     """Everything one entity stores, from its events in event order (their times and stored members),
     or None when nothing of it is kept. Sparse entities of views without a base need no kernel work:
     their members are stored as DuckDB encoded them."""
@@ -595,7 +597,7 @@ def entity_changes(layout: Layout, tss: List[int], members: List[str], cut: Opti
         return Changes(True, None, False, raw_add=list(zip(tss[first:], members[first:])), last_ts=tss[-1])
     # one parse for all the members (NaN/Infinity from feature expressions take loads' fallback)
     parsed = loads("[" + ",".join(members) + "]")
-    events = [(ev[0], ev[1], ev[2], member) for ev, member in zip(parsed, members)]
+    events = [(*codec.decode(ev), member) for ev, member in zip(parsed, members)]
     return kbatch.full_changes(layout, events, cut, ret.keep_base)
 
 
@@ -642,10 +644,6 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
 
 
 # -- SQL ----------------------------------------------------------------------------------------------
-def _json_sql(expr: str) -> str:
-    return f"coalesce(to_json({expr}), 'null')"
-
-
 def _input_sql(expr: str, dtype: str) -> str:
     sql_type = dsql.SQL_TYPES[dtype]
     if dtype == t.TIMESTAMP:
@@ -655,29 +653,31 @@ def _input_sql(expr: str, dtype: str) -> str:
     return f"CAST(({expr}) AS {sql_type})"
 
 
-def _order_sql(col: str, dtype: str) -> str:
-    value = f"epoch_us({col})" if dtype == t.TIMESTAMP else col
-    return f"CASE WHEN {col} IS NULL THEN '[]' ELSE '[' || to_json({value}) || ']' END"
-
-
 def _event_order(cv: CompiledView) -> List[str]:
+    """SPEC event order over every order column (members are numbered in it, whatever they store)."""
     ts = f"epoch_ms({dsql.q(cv.ts_column)})"
     return [ts] + [f"{dsql.q(c)} ASC NULLS FIRST" for c in cv.order_columns[1:]]
 
 
+def member_sql(cv: CompiledView, rank: str, ts: str) -> str:
+    """The member text (``online_format``) of an event of ``cv`` in a relation of its stored events."""
+    types = dict(cv.stored_columns)
+    inputs = [ofmt.json_sql(_input_sql(e, d)) for e, d in input_columns(cv)]
+    order = [ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))
+             for c, s in zip(ofmt.order_columns(cv), ofmt.order_sources(cv)) if s < 0]
+    return ofmt.member_sql(rank, ts, inputs, order)
+
+
 def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, int]] = None,
                     exclude: Optional[str] = None, only: Optional[str] = None) -> str:
-    """One row per entity: join keys, last event time (ms), the events' times and raw members (JSON
-    ``[id, order, inputs]``, ids -1, -2, ... in event order), and the event count. ``part=(i, n)``: only
-    entities whose key hash is ``i`` modulo ``n``; ``exclude`` / ``only``: a table of join keys whose
-    entities are left out / the only ones."""
+    """One row per entity: join keys, last event time (ms), the events' times and raw members
+    (:mod:`featurestore.stores.online_format`, ids -1, -2, ... in event order), and the event count.
+    ``part=(i, n)``: only entities whose key hash is ``i`` modulo ``n``; ``exclude`` / ``only``: a table
+    of join keys whose entities are left out / the only ones."""
     keys = [dsql.q(k) for k in cv.join_keys]
-    types = dict(cv.stored_columns)
     ts = f"epoch_ms({dsql.q(cv.ts_column)})"
     rank = f"row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {', '.join(_event_order(cv))})"
-    order = " || ',' || ".join([f"CAST({ts} AS VARCHAR)"] + [_order_sql(dsql.q(c), types[c]) for c in cv.order_columns[1:]])
-    inputs = " || ',' || ".join(_json_sql(_input_sql(e, d)) for e, d in input_columns(cv)) or "''"
-    member = f"'[-' || CAST(__fs_r AS VARCHAR) || ',[' || {order} || '],[' || {inputs} || ']]'"
+    member = member_sql(cv, "__fs_r", ts)
     where = [f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{k} IS NOT NULL" for k in keys)]
     if part is not None:
         where.append(f"hash({', '.join(keys)}) % {int(part[1])} = {int(part[0])}")

@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from featurestore.errors import InfraError, RequestError
+from featurestore.errors import FeatureStoreError, InfraError, RequestError
 from featurestore.stores import time_ranges
+from featurestore.stores.online_format import FORMAT_VERSION
 
 log = logging.getLogger("featurestore.streaming")
 
@@ -373,6 +374,7 @@ def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
     try:
         db.execute("CREATE TABLE seed (view TEXT NOT NULL, entity TEXT NOT NULL, members TEXT NOT NULL, "
                    "PRIMARY KEY (view, entity)) WITHOUT ROWID")
+        db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")  # the members' online format (online_format)
         for name, seed in handoff.views.items():
             cv = store.compiled(name)
             relation = _relation(con, store, seed)
@@ -434,12 +436,30 @@ def recorded(root: Path, snapshot: Path) -> Optional[dict]:
     return best.get("seed") if best else None
 
 
+def _check_format(path: Path) -> None:
+    """A restored run's seed file must hold members of this library's online format: never parsed as
+    another (a seed written before format 4 has no user_version)."""
+    if not path.exists():
+        return  # (the operator says so when it opens it)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0] or 3
+    finally:
+        db.close()
+    if version != FORMAT_VERSION:
+        raise FeatureStoreError(f"the stream's hand-off seed {path} holds online format {version} members, this "
+                                f"library reads {FORMAT_VERSION}: start the stream afresh (--no-restore)")
+
+
 def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional[dict]:
     """The seed options of this run's state operator (None: no seed): a restore's recorded seed, or for a
     fresh start with a hand-off a new seed file (and Redis materialized from it), recorded before the
     job starts."""
     if restored is not None:
-        return recorded(root, restored)
+        seed = recorded(root, restored)
+        if seed is not None:
+            _check_format(Path(seed["path"]))
+        return seed
     if handoff is None:
         _record(root, None)
         return None

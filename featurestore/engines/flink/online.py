@@ -46,6 +46,8 @@ import orjson
 
 from pyflink.datastream.functions import KeyedProcessFunction
 
+from featurestore.stores import online_format as ofmt
+
 PARTITION_SHIFT = 40  # an event's id: Kafka partition << 40 | offset (computed in the JVM)
 OFFSET_MASK = (1 << PARTITION_SHIFT) - 1
 CACHE_KEYS = 20_000  # entities whose kernel state is kept in Python (a cache of keyed state, never the truth)
@@ -130,6 +132,8 @@ class _View:
         lay = spec["layout"]
         self.layout = Layout([tuple(x) for x in lay["inputs"]], [tuple(x) for x in lay["aggs"]], lay["latest"])
         self.n_order = n_order
+        self.order = tuple(spec.get("order", ()))  # the event array's indexes of the view's order columns
+        self.members = ofmt.Members(len(self.inputs), spec.get("order_sources", ()))  # how members are stored
         self.seeded = seed is not None
         seed = seed or {}
         self.seed_ranges = [tuple(r) for r in seed.get("ranges", [])]
@@ -144,43 +148,22 @@ class _View:
             return True
         return any(lo <= ts < hi for lo, hi in self.seed_ranges)
 
-    def event(self, v: list, order: list, plain: bool = True):
+    def event(self, v: list, plain: bool = True):
         """``(eid, order, inputs, member)`` of an event array ``[eid, ts, order columns..., flags...,
-        inputs...]`` whose order is ``order`` (None when the view's filter drops it, or the view's seed
-        holds it)."""
+        inputs...]`` (the order over the values the view stores: ``online_format``), or None when the view's
+        filter drops it, or the view's seed holds it."""
         if not v[self.flag]:
             return None
         if self.seeded and self.in_seed(v[0], v[1]):
             return None
         inputs = [v[i] for i in self.inputs]
-        return v[0], order, inputs, encode_member(v[0], order, inputs, plain)
-
-
-def order_of(v: list, n_order: int) -> list:
-    """The event order (``kernel.partials.order_of``) of an event array: its time, then each further order
-    column as ``[]`` (null) or ``[value]``."""
-    order = [v[1]]
-    order += [[] if x is None else [x] for x in v[2:n_order + 1]]
-    return order
-
-
-_ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder: json.dumps makes one per call
-
-
-def encode_member(eid: int, order: list, inputs: list, plain: bool = True) -> str:
-    """The stored form of a raw event, ``[eid, order, inputs]`` as compact JSON. orjson writes it ten times
-    faster than ``json``, but writes NaN and infinities as ``null`` and refuses integers beyond 64 bits:
-    events of a batch that holds any of those (``plain=False``: orjson could not parse it; rare, a feature
-    expression dividing by zero) go through ``json`` (``NaN``/``Infinity`` tokens, which the online
-    store's readers accept)."""
-    if plain:
-        return orjson.dumps([eid, order, inputs]).decode()
-    return _ENC([eid, order, inputs])
+        order = [v[1], *([] if v[i] is None else [v[i]] for i in self.order)] if self.order else [v[1]]
+        return v[0], order, inputs, self.members.encode(v[0], order, inputs, plain)
 
 
 def parse_batch(text: str) -> Tuple[list, bool]:
     """The events of one mini-batch (the JVM joined their JSON arrays with commas), and whether orjson read
-    them (False: NaN/Infinity tokens or integers beyond 64 bits; see :func:`encode_member`)."""
+    them (False: NaN/Infinity tokens or integers beyond 64 bits; see :func:`featurestore.stores.online_format.encode`)."""
     doc = "[" + text + "]"
     try:
         return orjson.loads(doc), True
@@ -267,13 +250,11 @@ class OnlineState(KeyedProcessFunction):
         index[bid] = max(e[1] for e in events)
         folded = False
         views = self.views[_gid(key)]
-        n_order = views[0].n_order
         for v in events:
-            order = order_of(v, n_order)
             for view, state in zip(views, states):
-                e = view.event(v, order, plain)
+                e = view.event(v, plain)
                 if e is not None:
-                    if state.base is not None and state.cut is not None and order[0] < state.cut:
+                    if state.base is not None and state.cut is not None and v[1] < state.cut:
                         folded = True  # a late event behind the cut changes the folded base
                     state.add(*e)
         self.stats["events"] += len(events)
@@ -323,18 +304,17 @@ class OnlineState(KeyedProcessFunction):
                 state.horizon = view.seed_horizon
             for member in seeds.get(view.name, ()):  # the seed's events behind the cut are in the folded base
                 ev = loads(member)
-                if cut is None or ev[1][0] >= cut:
-                    state.add(ev[0], ev[1], ev[2], member)
+                if cut is None or ev[1] >= cut:
+                    state.add(*view.members.decode(ev), member)
             states.append(state)
         index = {}
         for bid, text in self.batches.items():
             events, plain = parse_batch(text)
             index[bid] = max(e[1] for e in events)
             for v in events:
-                order = order_of(v, views[0].n_order)
                 for view, state in zip(views, states):
-                    if state.cut is None or order[0] >= state.cut:
-                        e = view.event(v, order, plain)
+                    if state.cut is None or v[1] >= state.cut:
+                        e = view.event(v, plain)
                         if e is not None:
                             state.add(*e)
         for state in states:

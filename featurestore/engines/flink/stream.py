@@ -189,6 +189,7 @@ def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] =
     brought up to the restored snapshot: ``materialize`` of those views, then the job goes on from the
     snapshot (entities it touches are rewritten from its own state). ``seed``: the run's hand-off seed
     (a seeded bounded view answers from its horizon on). Returns the views re-seeded."""
+    from featurestore.stores.online_format import FORMAT_VERSION
     from featurestore.stores.online_redis import for_store, materialize
 
     online = for_store(store)
@@ -197,10 +198,13 @@ def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] =
         return []
     markers = online.markers(views)
     lost = restored is not None and online.slots_lost() > 0  # a cluster master lost its data
-    reseed = [n for n in views if restored is not None and (markers.get(n) is None or lost)]
+    # a marker of another format (online_format: this library upgraded under a running job) is re-seeded
+    # too: the entities the job does not touch would keep the old format (refused by lookups, never misread)
+    reseed = [n for n in views if restored is not None
+              and (markers.get(n) is None or markers[n].get("v") != FORMAT_VERSION or lost)]
     if reseed:
-        log.warning("online state of %s is missing (Redis lost its data?): re-seeding from the offline store",
-                    ", ".join(reseed))
+        log.warning("online state of %s is missing or of another format (Redis lost its data? an upgrade?): "
+                    "re-seeding from the offline store", ", ".join(reseed))
         materialize(store, views=reseed)
     online.write_slot_sentinels()
     seeded = (seed or {}).get("views", {})

@@ -34,6 +34,8 @@ class OnlineView:
     window_ms: int
     expires: bool
     layout: dict = field(default_factory=dict)  # featurestore.kernel.partials.Layout arguments
+    order: Tuple[int, ...] = ()  # indexes of its order columns (online_format.order_columns) in the event array
+    order_sources: Tuple[int, ...] = ()  # online_format.order_sources: the inputs members do not repeat
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -152,6 +154,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     views written to Redis; ``max_future_ms``: the future-time bound (config ``event_time.max_future``)."""
     from featurestore.engines.flink import ingest as flink_ingest
     from featurestore.online import view_layout
+    from featurestore.stores.online_format import order_columns, order_sources
     from featurestore.stores.online_redis import retention, view_prefix
 
     plan = StreamPlan()
@@ -207,7 +210,9 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
                                       {"inputs": [list(x) for x in lay.inputs], "latest": lay.latest_cols,
                                        "aggs": [[a.name, a.function, [e for e, _ in lay.inputs].index(a.expr)
                                                  if a.expr is not None else None, a.window_ms]
-                                                for a in cv.aggregations]}))
+                                                for a in cv.aggregations]},
+                                      tuple(2 + gviews[0].order_columns[1:].index(c) for c in order_columns(cv)),
+                                      order_sources(cv)))
             group = OnlineGroup(gid, source_name, keys, len(gviews[0].order_columns), ovs)
             group.sql, _ = online_group_sql(group, gviews, [exprs[cv.name] for cv in gviews], typed, columns)
             plan.online.append(group)
