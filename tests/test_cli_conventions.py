@@ -175,3 +175,34 @@ def test_quiet_silences_result_tables_but_not_json_errors_or_exit_codes(repo):
     assert res.exit_code == 1 and res.stdout == "" and res.stderr.startswith("error: "), res.output
     res = runner.invoke(app, ["list", "views", "--repo", str(repo)])  # -q does not stick to the next command
     assert res.stdout.strip()
+
+
+def test_every_command_a_message_or_doc_suggests_exists_with_its_options():
+    """A hint that names a command or an option the CLI does not have (`materialize --views`) sends the user
+    to a usage error: every `featurestore <command> --option` written in the package, the docs or the
+    README must parse as a real command and option."""
+    import re
+
+    import typer.main
+
+    root = Path(__file__).resolve().parents[1]
+    cli = typer.main.get_command(app)
+    texts = [p for p in (root / "featurestore").rglob("*.py")] + list((root / "docs").glob("*.md"))
+    texts.append(root / "README.md")
+    hint = re.compile(r"featurestore ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?((?: --[a-z][a-z-]*)+)")
+    seen, wrong = 0, []
+    for path in texts:
+        for m in hint.finditer(path.read_text(encoding="utf-8")):
+            command = cli.commands.get(m.group(1))
+            if command is not None and m.group(2) and hasattr(command, "commands"):
+                command = command.commands.get(m.group(2))
+            if command is None:
+                wrong.append(f"{path.name}: {m.group(0)} (no such command)")
+                continue
+            options = {o for p in command.params for o in getattr(p, "opts", [])}
+            for option in m.group(3).split():
+                seen += 1
+                if option not in options:
+                    wrong.append(f"{path.name}: {m.group(0)} ({option} is not an option of it)")
+    assert seen >= 10, seen  # the pattern still finds the hints
+    assert wrong == [], wrong

@@ -186,7 +186,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
         why = refused
         if raw_reply is LOST:  # a Redis Cluster master lost the data of this entity's slot
             why = (f"feature view '{cv.name}': the online state of some entities is lost (a Redis Cluster master "
-                   f"lost its data); run 'featurestore materialize --views {cv.name}'")
+                   f"lost its data); run 'featurestore materialize --view {cv.name}'")
             if why not in refusals:
                 refusals.append(why)
         reply = None
