@@ -31,7 +31,7 @@ def _need_checkout_jars():
 
 def pom_artifacts(*poms: str) -> set:
     """(group, artifact, version) of the dependencies the poms declare (their ${properties} substituted):
-    what ``mvn dependency:copy-dependencies -DexcludeTransitive=true`` fetches (infra/k8s/Dockerfile)."""
+    what ``mvn dependency:copy-dependencies -DexcludeTransitive=true`` fetches (for Maven users)."""
     import re
     import xml.etree.ElementTree as ET
 
@@ -50,7 +50,7 @@ def pom_artifacts(*poms: str) -> set:
 
 def test_the_pins_are_what_the_poms_declare():
     """pins.py (what infra/setup.sh and `featurestore infra jars` fetch) and infra/pom-flink.xml, pom-avro.xml,
-    pom-hadoop.xml (what the image's Maven stage fetches) name the same jars."""
+    pom-hadoop.xml (the same list for Maven users and IDEs) name the same jars."""
     pinned = {(a.group, a.artifact, a.version) for a in jars.artifacts("flink")}
     assert pom_artifacts("pom-flink.xml", "pom-avro.xml", "pom-hadoop.xml") == pinned
 

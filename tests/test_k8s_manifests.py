@@ -137,12 +137,11 @@ def test_the_image_holds_what_the_manifests_run():
         assert re.search(rf"^COPY {part} {part}$", text, re.M), part
     assert "python3.11 -m venv .venv" in text and "-c infra/requirements.lock ." in text
     assert f"FEATURESTORE_FLINK_JARS_DIR={PROJECT}/jars" in text
-    # the jars are the pinned ones infra/setup.sh fetches for local runs: the poms that declare exactly the pins
-    # (tests/test_devinfra.py::test_the_pins_are_what_the_poms_declare), without transitive deps
-    poms = ("pom-flink.xml", "pom-avro.xml", "pom-hadoop.xml")
-    assert re.search(rf"^COPY {' '.join('infra/' + p for p in poms)} \./$", text, re.M), poms
-    assert re.search(rf"for pom in {' '.join(poms)}; do", text), poms
-    assert "-DexcludeTransitive=true" in text
+    # the jars are the pinned ones infra/setup.sh and `featurestore infra jars` fetch, by the same Python code
+    # (SHA-256 checked), copied into FEATURESTORE_FLINK_JARS_DIR; no Maven in the build
+    assert re.search(r"^RUN .*\n?.*\.venv/bin/python -m featurestore\.devinfra\.jars flink ", text, re.M)
+    assert f"cp \"$(cat /tmp/fs-jars.dir)\"/*.jar {PROJECT}/jars/" in text
+    assert "mvn" not in text and "maven:" not in text
     assert f"COPY ${{FEATURE_REPO}}/featurestore.yaml {FEATURE_REPO}/featurestore.yaml" in text
     assert "cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/" in text
     flink = importlib.metadata.version("apache-flink")

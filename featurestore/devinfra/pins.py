@@ -2,8 +2,9 @@
 classifier, sha256, bytes).
 
 ``flink``: the connector jars the Flink jobs load (infra/setup.sh, ``featurestore infra jars`` and ``infra up``
-fetch them); the dependencies infra/pom-flink.xml, infra/pom-avro.xml and infra/pom-hadoop.xml declare, which
-the image's Maven stage fetches (tests/test_devinfra.py checks the poms against the pins): change both together.
+and the image's build, infra/k8s/Dockerfile, fetch them); the dependencies infra/pom-flink.xml, infra/pom-avro.xml
+and infra/pom-hadoop.xml declare, for Maven users (tests/test_devinfra.py checks the poms against the pins):
+change both together.
 ``kafka``: the single-node Kafka broker ``featurestore infra up`` runs (featurestore/devinfra/services.py):
 the runtime closure of infra/pom-kafka.xml (``mvn -f infra/pom-kafka.xml dependency:copy-dependencies
 -DincludeScope=runtime``, then each file's hash and size)."""
