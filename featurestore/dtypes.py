@@ -22,6 +22,18 @@ NUMERIC = frozenset({INT32, INT64, FLOAT32, FLOAT64})
 INTEGER = frozenset({INT32, INT64})
 JOIN_KEY_TYPES = frozenset({STRING, INT64, INT32})
 
+# each type's DuckDB type (the backfill, the point-in-time joins and the expression checks cast to these)
+DUCKDB_TYPES = {
+    STRING: "VARCHAR",
+    INT32: "INTEGER",
+    INT64: "BIGINT",
+    FLOAT32: "FLOAT",
+    FLOAT64: "DOUBLE",
+    BOOL: "BOOLEAN",
+    TIMESTAMP: "TIMESTAMPTZ",
+    JSON: "VARCHAR",  # JSON text
+}
+
 _ALIASES = {
     "str": STRING,
     "varchar": STRING,

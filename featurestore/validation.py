@@ -28,16 +28,6 @@ from featurestore.semantics import AGG_FUNCTIONS
 if TYPE_CHECKING:
     from featurestore.loader import Repo
 
-DUCKDB_TYPES = {
-    dtypes.STRING: "VARCHAR",
-    dtypes.INT32: "INTEGER",
-    dtypes.INT64: "BIGINT",
-    dtypes.FLOAT32: "FLOAT",
-    dtypes.FLOAT64: "DOUBLE",
-    dtypes.BOOL: "BOOLEAN",
-    dtypes.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
-    dtypes.JSON: "VARCHAR",  # JSON text
-}
 _FROM_DUCKDB = {
     "VARCHAR": dtypes.STRING,
     "INTEGER": dtypes.INT32,
@@ -70,7 +60,7 @@ class Binder:
         self._con = duckdb.connect()
 
     def _relation(self) -> str:
-        cols = ", ".join(f'CAST(NULL AS {DUCKDB_TYPES[t]}) AS "{c}"' for c, t in self.columns.items())
+        cols = ", ".join(f'CAST(NULL AS {dtypes.DUCKDB_TYPES[t]}) AS "{c}"' for c, t in self.columns.items())
         return f"(SELECT {cols} LIMIT 0)"
 
     def dtype(self, expr: str) -> str:

@@ -14,16 +14,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.semantics import (column_reason_sql, null_key_reason_sql, row_reason_sql, time_read_reason_sql,
                                    time_supported_sql, )
 
-SQL_TYPES = {
-    dtypes.STRING: "VARCHAR",
-    dtypes.INT32: "INTEGER",
-    dtypes.INT64: "BIGINT",
-    dtypes.FLOAT32: "FLOAT",
-    dtypes.FLOAT64: "DOUBLE",
-    dtypes.BOOL: "BOOLEAN",
-    dtypes.TIMESTAMP: "TIMESTAMPTZ",
-    dtypes.JSON: "VARCHAR",  # JSON text
-}
+SQL_TYPES = dtypes.DUCKDB_TYPES
 TS_MS = "__ts_ms"  # event time, epoch ms
 REQ_ROW, REQ_Q = "__row", "__q_ms"
 

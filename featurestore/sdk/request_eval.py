@@ -94,7 +94,7 @@ def _connection():
 
 def select_sql(crv: CompiledRequestView, relation: str) -> str:
     """The query of a SQL request view over ``relation`` (its inputs plus the row number ``__fs_row``)."""
-    from featurestore.validation import DUCKDB_TYPES
+    from featurestore.dtypes import DUCKDB_TYPES
 
     cols = ", ".join(f'CAST(({expr}) AS {DUCKDB_TYPES[dtype]}) AS "{name}"'
                      for (name, expr), (_, dtype) in zip(crv.expressions, crv.outputs))
@@ -109,7 +109,7 @@ def _sql_columns(crv: CompiledRequestView):
 
 def parameter_relation(crv: CompiledRequestView) -> str:
     """The inputs as typed list parameters, one row per index: ``$1`` the row numbers, then one per input."""
-    from featurestore.validation import DUCKDB_TYPES
+    from featurestore.dtypes import DUCKDB_TYPES
 
     cols = [f'UNNEST($1::BIGINT[]) AS "{ROW}"']
     cols += [f'UNNEST(${i}::{DUCKDB_TYPES[c.dtype]}[]) AS "{c.name}"'
