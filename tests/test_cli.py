@@ -66,19 +66,13 @@ def test_plan_fails_naming_a_feature_the_stream_job_cannot_run(tmp_path):
 @pytest.mark.flink
 @pytest.mark.slow
 def test_backfill_engine_flink_on_a_fresh_repo_equals_duckdb(tmp_path):
-    from featurestore.store import FeatureStore
-    from tests.randomrepo import random_events, write_events, write_repo
+    from tests.randomrepo import assert_flink_backfill_equals_duckdb, random_events, write_events, write_repo
 
     root = write_repo(tmp_path / "r")  # no .featurestore/ yet: the Flink path must create what it needs
     write_events(root, random_events(4))
     res = runner.invoke(app, ["backfill", "--repo", str(root), "--engine", "flink", "--view", "qty_stats"])
     assert res.exit_code == 0, res.output
-    flink_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
-    FeatureStore(root).backfill(views=["qty_stats"])
-    duck_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
-    key = list(duck_rows.columns)
-    assert (flink_rows.sort_values(key).astype(str).values.tolist()
-            == duck_rows.sort_values(key).astype(str).values.tolist())
+    assert_flink_backfill_equals_duckdb(root)
 
 
 def test_plan_explain_prints_the_streaming_job_too():

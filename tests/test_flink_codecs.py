@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from featurestore.cli import app
 from featurestore.engines.flink.backfill import FLINK_CODECS
-from featurestore.store import FeatureStore
-from tests.randomrepo import random_events, write_repo
+from tests.randomrepo import assert_flink_backfill_equals_duckdb, random_events, write_repo
 
 runner = CliRunner()
 PYARROW_CODECS = ["none", "snappy", "gzip", "lz4", "zstd"]
@@ -50,13 +49,7 @@ def test_the_flink_backfill_reads_every_codec_pyarrow_and_duckdb_write(tmp_path)
     assert found == set(FLINK_CODECS)  # every codec the backfill claims to read is in a file here
     res = runner.invoke(app, ["backfill", "--repo", str(root), "--engine", "flink", "--view", "qty_stats"])
     assert res.exit_code == 0, res.output
-    flink_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
-    FeatureStore(root).backfill(views=["qty_stats"])
-    duck_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
-    key = list(duck_rows.columns)
-    assert len(duck_rows) > 0
-    assert (flink_rows.sort_values(key).astype(str).values.tolist()
-            == duck_rows.sort_values(key).astype(str).values.tolist())
+    assert_flink_backfill_equals_duckdb(root)
 
 
 def test_a_codec_flink_cannot_read_is_one_line_naming_the_file(tmp_path):

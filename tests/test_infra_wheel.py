@@ -159,8 +159,7 @@ def test_a_flink_job_runs_from_the_wheel_with_jars_from_infra_jars(wheel_venv, t
     connector jars into a fresh user cache (from a file:// mirror of them here, so no network), and a Flink job
     run by the wheel's CLI finds them there; its rows equal the DuckDB backfill's."""
     from featurestore.devinfra import jars
-    from featurestore.store import FeatureStore
-    from tests.randomrepo import random_events, write_events, write_repo
+    from tests.randomrepo import assert_flink_backfill_equals_duckdb, random_events, write_events, write_repo
 
     mirror = tmp_path / "mirror"
     for a in jars.artifacts("flink"):
@@ -177,9 +176,4 @@ def test_a_flink_job_runs_from_the_wheel_with_jars_from_infra_jars(wheel_venv, t
     root = write_repo(tmp_path / "r")
     write_events(root, random_events(4))
     _fs(wheel_venv, ["backfill", "--engine", "flink", "--view", "qty_stats"], env, root)
-    flink_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
-    FeatureStore(root).backfill(views=["qty_stats"])
-    duck_rows = FeatureStore(root).offline.table("qty_stats", "ts").read().to_pandas()
-    key = list(duck_rows.columns)
-    assert (flink_rows.sort_values(key).astype(str).values.tolist()
-            == duck_rows.sort_values(key).astype(str).values.tolist())
+    assert_flink_backfill_equals_duckdb(root)
