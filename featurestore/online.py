@@ -17,6 +17,8 @@ offline SQL casts it); counts are never null. Each value comes with a status (:d
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -28,6 +30,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.kernel.columnar import RawEvents, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
+from featurestore.semantics import in_int64
 from featurestore.stores import online_format as ofmt
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -309,6 +312,8 @@ def _finish(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[Entity
             status = PRESENT if value is not None else NULL_VALUE
             if not found:
                 status = NOT_FOUND
+            elif p.function == "sum" and p.dtype in t.INTEGER and value is not None and not in_int64(value):
+                value, status = None, REFUSED  # semantics.int64_overflow_reason: never another number
         values.append(to_output(value, p.dtype))
         statuses.append(status)
         times.append(event_time(layout, p, row, status, q))
@@ -453,15 +458,22 @@ def raw_events(blob: bytes, members: ofmt.Members) -> RawEvents:
     return RawEvents(times, members.columns(evs), None, evs, members.order_of)
 
 
-def loads(raw: bytes):
-    """orjson is several times faster; it refuses the NaN/Infinity tokens a feature expression can
-    produce, and those values fall back to the standard parser (same values)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        import json
+_LONG_DIGITS = re.compile(r"-[0-9]{19}|[0-9]{20}")  # an integer orjson may not read exactly (beyond 64 bits)
+_LONG_DIGITS_B = re.compile(rb"-[0-9]{19}|[0-9]{20}")
 
-        return json.loads(raw)
+
+def loads(raw):
+    """Parse online-store JSON (``bytes`` or ``str``) exactly. orjson is several times faster, but it
+    refuses the NaN/Infinity tokens a feature expression can produce, and it reads an integer beyond
+    64 bits as a float (an integer sum of int64 values, in a tile or a prefix, can be one): text with
+    such a value (20 digits in a row, or 19 after a minus: rare, and only slower when not an integer) or such tokens goes to
+    the standard parser, which reads both exactly."""
+    if (_LONG_DIGITS_B if isinstance(raw, (bytes, bytearray)) else _LONG_DIGITS).search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def to_output(value: Any, dtype: str) -> Any:

@@ -207,6 +207,33 @@ def row_reason_sql(ts_column: str, *, time_read_reason: str, ts_ms_sql: str, now
     return f"COALESCE({time_read_reason}, CASE {' '.join(whens)} END, {column_reason})"
 
 
+# -- integer results ----------------------------------------------------------------------------------
+# An integer ``sum`` is int64 (SPEC §1 column types; pandas, Arrow and Feast hold nothing wider) and exact.
+# Its inputs are int64, but the exact sum of a window can leave the int64 range: that value is never
+# rounded, wrapped or served as another number. Offline (training sets, verify, logs) it is a one-line
+# error naming the view and feature; online the value is REFUSED (null) with the same line in the
+# response's refusals. Partial sums (tiles, prefixes) hold the exact integer at any size.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64_OVERFLOW = "is outside int64"  # the marker of the offline error (DuckDB's error() text)
+
+
+def int64_overflow_reason(view: str, feature: str) -> str:
+    """Why an integer sum is not served: its exact value is outside int64."""
+    return (f"feature view '{view}': feature '{feature}': the integer sum {INT64_OVERFLOW} "
+            f"({INT64_MIN} to {INT64_MAX}); sum a float64 expression (e.g. 'CAST(x AS DOUBLE)') to get a float")
+
+
+def in_int64(value: int) -> bool:
+    return INT64_MIN <= value <= INT64_MAX
+
+
+def int64_sum_sql(total_sql: str, view: str, feature: str) -> str:
+    """SQL (DuckDB): an exact (HUGEINT) integer sum as BIGINT, or an error (:func:`int64_overflow_reason`)
+    when it is outside int64."""
+    return (f"CASE WHEN {total_sql} IS NULL OR {total_sql} BETWEEN {INT64_MIN} AND {INT64_MAX} "
+            f"THEN CAST({total_sql} AS BIGINT) ELSE error({_sql_str(int64_overflow_reason(view, feature))}) END")
+
+
 def null_key_reason_sql(keys, views, quote) -> str:
     """SQL: the dead-letter reason of an event with a null join key, for the views keyed on ``keys``
     (one dead-letter row per distinct join-key set): ``null join key <first null key> (views a, b)``.

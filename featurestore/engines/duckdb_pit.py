@@ -56,7 +56,8 @@ from featurestore import dtypes
 from featurestore.compiler.ir import AggSpec, CompiledView
 from featurestore.engines import duckdb_exact as dx
 from featurestore.engines.duckdb_sql import REQ_Q, REQ_ROW, SQL_TYPES, TS_MS, keys_eq, literal, q, requests_sql
-from featurestore.semantics import created_visible_sql, window_predicate_sql
+from featurestore.errors import RequestError
+from featurestore.semantics import INT64_OVERFLOW, created_visible_sql, int64_sum_sql, window_predicate_sql
 
 ORD = "__ord"  # rank of an event in event order within its entity (range join: first/last)
 HOT_KEY_COST = 20.0  # a key is hot when requests * events > HOT_KEY_COST * sweep rows
@@ -148,10 +149,11 @@ def _checked_sum(a: AggSpec, x: Optional[str], call, abs_cols: Dict[str, str], a
     return dx.float_sum_sql(s, b), dx.float_sum_flag_sql(s, b)
 
 
-def _agg_body(a: AggSpec, x: Optional[str], call, order: str, total: Optional[str] = None) -> str:
+def _agg_body(a: AggSpec, x: Optional[str], call, order: str, total: Optional[str] = None, view: str = "") -> str:
     """One aggregation over input ``x`` (None: count of events), each aggregate rendered by ``call``
     (``call(agg_sql, only_non_null_x)``: a FILTER or a window frame); variance is not rendered here.
-    ``total``: the window's sum for a float sum or mean (each plan renders its own, see duckdb_exact)."""
+    ``total``: the window's sum for a float sum or mean (each plan renders its own, see duckdb_exact).
+    ``view``: the view's name, for the error of an integer sum outside int64 (:func:`int64_sum_sql`)."""
     f = a.function
     if f == "count":
         return call("count(*)" if x is None else f"count({x})", False)
@@ -160,7 +162,7 @@ def _agg_body(a: AggSpec, x: Optional[str], call, order: str, total: Optional[st
     if f in ("sum", "mean") and _is_int(a):  # exact HUGEINT sums; a mean rounds twice (2 ulp at most)
         total = call(f"sum({x})", False)
         n = call(f"count({x})", False)
-        return f"CAST({total} AS BIGINT)" if f == "sum" else f"(CAST({total} AS DOUBLE) / NULLIF({n}, 0))"
+        return int64_sum_sql(total, view, a.name) if f == "sum" else f"(CAST({total} AS DOUBLE) / NULLIF({n}, 0))"
     if f in ("sum", "mean"):  # float input: fsum, or the checked sum of duckdb_exact
         total = call(f"fsum({x})", False) if total is None else total
         return total if f == "sum" else f"({total} / NULLIF({call(f'count({x})', False)}, 0))"
@@ -219,7 +221,7 @@ def _light_ctes(cv: CompiledView, inputs: Dict[str, str], hot: Optional[str], ab
             flag = dx.variance_flag_sql(n, s1, s2)
         else:
             total, flag = _checked_sum(a, x, call, abs_cols, "e.") or (None, None)
-            body = _agg_body(a, x, call, f"e.{ORD}", total)
+            body = _agg_body(a, x, call, f"e.{ORD}", total, cv.name)
         aggs.append(f"{_output(a, body)} AS {q('__a_' + a.name)}")
         if flag is not None:
             aggs.append(f"{flag} AS {q(dx.FLAG + a.name)}")
@@ -246,7 +248,7 @@ def _hot_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, exact: Optiona
             return f"{agg}{f' FILTER (WHERE {x} IS NOT NULL)' if non_null else ''} OVER {frame}"
 
         total, flag = _checked_sum(a, x, call, abs_cols) or (None, None)
-        aggs.append(f"{_output(a, _agg_body(a, x, call, '__p', total))} AS {q('__a_' + a.name)}")
+        aggs.append(f"{_output(a, _agg_body(a, x, call, '__p', total, cv.name))} AS {q('__a_' + a.name)}")
         names.append(f"sw.{q('__a_' + a.name)}")
         if flag is not None:
             aggs.append(f"{flag} AS {q(dx.FLAG + a.name)}")
@@ -484,6 +486,20 @@ def created_filtered_sql(cv: CompiledView, events: str, requests: str, created: 
     )
 
 
+def _arrow(con, sql: str) -> pa.Table:
+    """Run ``sql``; an integer sum outside int64 (:func:`int64_sum_sql`) is its one-line RequestError."""
+    import duckdb
+
+    try:
+        return con.sql(sql).to_arrow_table()
+    except duckdb.InvalidInputException as exc:
+        text = str(exc)
+        if INT64_OVERFLOW not in text:
+            raise
+        line = text[text.index("feature view '"):] if "feature view '" in text else text
+        raise RequestError(line.splitlines()[0]) from None
+
+
 def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str = "", unique: bool = False,
                   created: Optional[str] = None) -> pa.Table:
     """Run the point-in-time query of ``cv`` (see :func:`pit_sql`), with the plan picked per key.
@@ -501,7 +517,7 @@ def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str
             hot = keys.select([*cv.join_keys, "__hk", "__lo", "__hi"])
     checked = dx.checked_inputs(con, cv, events)
     if hot is None:
-        table = con.sql(pit_sql(cv, events, requests, prefix, checked=checked, unique=unique)).to_arrow_table()
+        table = _arrow(con, pit_sql(cv, events, requests, prefix, checked=checked, unique=unique))
         return dx.repair(con, cv, events, requests_sql(cv, requests), table, prefix)
     registered = [HOT]
     con.register(HOT, hot)
@@ -512,7 +528,7 @@ def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str
             registered.append(EXACT)
             exact = EXACT
         sql = pit_sql(cv, events, requests, prefix, hot=HOT, exact=exact, checked=checked, unique=unique)
-        table = con.sql(sql).to_arrow_table()
+        table = _arrow(con, sql)
     finally:
         for name in registered:
             con.unregister(name)

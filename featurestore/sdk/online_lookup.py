@@ -18,6 +18,7 @@ import orjson
 
 from featurestore import online as ol
 from featurestore.errors import RequestError
+from featurestore.semantics import int64_overflow_reason
 from featurestore.stores import online_format as ofmt
 
 log = logging.getLogger("featurestore.online")
@@ -180,7 +181,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     wslots, read_slots = slots
     out: dict = {}
     n = len(plans)
-    computed, replies = [], []
+    computed, replies, tiled = [], [], []
     for base in bases:
         raw_reply = by_base.get(base)
         why = refused
@@ -201,11 +202,19 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
             out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
         elif reply is not None and reply.raw is None:  # tiles: computed now (a decoded reply is not kept)
             out[base] = ol.compute_many(layout, plans, [reply], q, slots=wslots)[0]
+            tiled.append(base)
         else:  # raw events only (as columns) or no state: computed together below
             computed.append(base)
             replies.append(reply)
     for base, result in zip(computed, ol.compute_many(layout, plans, replies, q, slots=wslots)):
         out[base] = result
+    for base in (*tiled, *computed):  # a computed value refused: an integer sum outside int64
+        statuses = out[base][1]
+        if ol.REFUSED in statuses:
+            for p, status in zip(plans, statuses):
+                why = int64_overflow_reason(cv.name, p.name)
+                if status == ol.REFUSED and why not in refusals:
+                    refusals.append(why)
     return out
 
 
