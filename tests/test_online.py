@@ -426,6 +426,47 @@ def test_stale_definition_is_refused_until_materialized(make_store):
     assert got.refusals == [] and got.statuses()["last_tag"][0] in ("PRESENT", "NULL_VALUE", "OUTSIDE_MAX_AGE")
 
 
+@pytest.mark.parametrize("seed", [2, 6])
+def test_rows_changing_definition_refusal_names_backfill_then_materialize(make_store, seed, tmp_path):
+    """A filter change after a backfill: the online refusal names every step in order, and those exact commands
+    (run by the CLI) make the view answer again, equal to the offline value. Before, it said only 'run
+    materialize', and materialize then refused the stale offline table ('backfill it again')."""
+    import re
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+
+    store = make_store()
+    events = random_events(seed)
+    write_events(store.repo_path, events)
+    store.backfill()
+    store.materialize()
+    (store.repo_path / "definitions" / "features.py").write_text(
+        DEFINITIONS.replace('    filter="flag",\n', '    filter="flag AND qty > 0",\n'))
+    store.reload()
+    requests = random_requests(seed, events).head(8)
+    rows = [{"user_id": u} for u in requests["user_id"]]
+    q = requests["event_timestamp"].max()
+    got = store.get_online_features(rows, features=["qty_stats:qty2_sum_1m"], request_time=q)
+    (msg,) = got.refusals
+    assert msg.endswith("; run 'featurestore backfill --view qty_stats' (the whole range: its offline table holds "
+                        "rows of an earlier definition), then 'featurestore materialize --view qty_stats'"), msg
+    with pytest.raises(Exception, match="backfill it again"):  # materialize alone refuses the stale table
+        store.materialize(views=["qty_stats"])
+    env = {"FEATURESTORE_PROJECT": store.config.project}
+    for command in re.findall(r"'(featurestore [^']+)'", msg):
+        args = shlex.split(command)[1:] + ["--repo", str(store.repo_path)]
+        result = CliRunner().invoke(app, args, env=env)
+        assert result.exit_code == 0, (command, result.output)
+    store.reload()
+    got = store.get_online_features(rows, features=["qty_stats:qty2_sum_1m"], request_time=q)
+    assert got.refusals == [] and set(got.statuses()["qty2_sum_1m"]) <= {"PRESENT", "NULL_VALUE", "NOT_FOUND"}
+    offline = store.get_historical_features(requests.assign(event_timestamp=q), features=["qty_stats:qty2_sum_1m"])
+    assert got.to_dict()["qty2_sum_1m"] == [None if pd.isna(v) else v for v in offline["qty2_sum_1m"]]
+
+
 def test_lost_online_state_is_refused_and_reported_never_served_as_defaults(make_store, redis_client):
     """Redis losing its data (FLUSHALL, a failover without persistence: here the project's keys deleted)
     makes every lookup of the lost views REFUSED, and /health unhealthy, until materialize (issue 10.6)."""

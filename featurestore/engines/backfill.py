@@ -168,25 +168,60 @@ class BackfillRun:
         return BackfillResults(results, out, where)
 
 
-def stale_rows(manifest: dict, cv) -> Optional[str]:
-    """Why the rows of a view's offline table (its ``manifest``) are not the rows of the compiled view ``cv``
-    (their filter, projections, join keys or source columns changed since they were backfilled or
-    streamed), else None."""
+def stale_kind(manifest: dict, cv) -> Optional[str]:
+    """Whether the rows of a view's offline table (its ``manifest``) are not the rows of the compiled view
+    ``cv`` (their filter, projections, join keys or source columns changed since): ``"mixed"`` / ``"batch"``
+    (backfilled under two / an earlier definition), ``"stream"`` (streamed under an earlier one), else None."""
     from featurestore.stores.offline import MIXED_ROWS
 
     key = manifest.get("batch_rows_key")
     if key is not None and key != cv.rows_fingerprint:
+        return "mixed" if key == MIXED_ROWS else "batch"
+    streamed = (manifest.get("stream") or {}).get("rows_key")
+    if streamed is not None and streamed != cv.rows_fingerprint:
+        return "stream"
+    return None
+
+
+def stale_rows(manifest: dict, cv) -> Optional[str]:
+    """Why the rows of a view's offline table (its ``manifest``) are not the rows of the compiled view ``cv``
+    (:func:`stale_kind`), else None."""
+    kind = stale_kind(manifest, cv)
+    if kind in ("mixed", "batch"):
         what = ("holds rows backfilled under two definitions (a part of its range was backfilled after its "
-                "filter, projections or source changed)" if key == MIXED_ROWS else
+                "filter, projections or source changed)" if kind == "mixed" else
                 "was backfilled under an earlier definition (its filter, projections or source changed since)")
         return (f"view '{cv.name}': its offline table {what}; backfill it again (featurestore backfill --view "
                 f"{cv.name}, the whole range) before reading it")
-    streamed = (manifest.get("stream") or {}).get("rows_key")
-    if streamed is not None and streamed != cv.rows_fingerprint:
+    if kind == "stream":
         return (f"view '{cv.name}': its offline table holds rows streamed under an earlier definition (its "
                 "filter, projections or source changed since); run the stream (it rebuilds them under this one) "
                 "before reading it")
     return None
+
+
+def online_fix(store, cv) -> str:
+    """The exact commands that make the online state of ``cv`` answer again, for a refusal's message: materialize
+    the view, after backfilling it first when its offline table holds rows of an earlier definition (materialize
+    reads that table and would refuse it), or the stream when the stream wrote those rows."""
+    materialize = f"'featurestore materialize --view {cv.name}'"
+    kind = None
+    if store is not None:
+        from featurestore.errors import FeatureStoreError
+
+        try:
+            table = store.offline.table(cv.name, ts_column=cv.ts_column)
+            version = table.version
+            kind = stale_kind(table.manifest(version), cv) if version is not None else None
+        except (FeatureStoreError, OSError):  # the refusal stands; its fix names the usual step
+            kind = None
+    if kind in ("mixed", "batch"):
+        return (f"run 'featurestore backfill --view {cv.name}' (the whole range: its offline table holds rows of "
+                f"an earlier definition), then {materialize}")
+    if kind == "stream":
+        return (f"run 'featurestore stream --view {cv.name}' (its offline table holds rows streamed under an "
+                "earlier definition: the stream rebuilds them and the online state)")
+    return f"run {materialize}"
 
 
 class BackfillResults(list):

@@ -76,7 +76,7 @@ def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = 
     order values the view stores: ``online_format``) to one the entity holds raw is not added again."""
     online = orr.for_store(store)
     marker = online.markers([cv.name]).get(cv.name)
-    why = view_refusal(cv, marker, marker.get("h") or 0) if marker is not None else view_refusal(cv, None, 0)
+    why = view_refusal(cv, marker, (marker.get("h") or 0) if marker is not None else 0, store)
     if why:
         return 0, why
     if not events:

@@ -30,20 +30,22 @@ def _iso(ms: int) -> str:
     return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)).isoformat()
 
 
-def view_refusal(cv, marker: Optional[dict], q: int) -> Optional[str]:
-    """Why the online state of ``cv`` cannot answer a request at ``q`` (None: it can)."""
+def view_refusal(cv, marker: Optional[dict], q: int, store=None) -> Optional[str]:
+    """Why the online state of ``cv`` cannot answer a request at ``q`` (None: it can). The fix names every
+    step, in order (``featurestore.engines.backfill.online_fix``: with ``store``, a backfill first when the
+    view's offline table holds rows of an earlier definition)."""
+    from featurestore.engines.backfill import online_fix
     from featurestore.stores.online_redis import FORMAT_VERSION
 
-    fix = f"run 'featurestore materialize --view {cv.name}'"
     if marker is None:
         return (f"feature view '{cv.name}': no online state (never materialized or streamed, or Redis lost its "
-                f"data); {fix}")
+                f"data); {online_fix(store, cv)}")
     if marker.get("v") != FORMAT_VERSION:
         return (f"feature view '{cv.name}': online state has format version {marker.get('v')!r}, this library "
-                f"reads {FORMAT_VERSION}; {fix}")
+                f"reads {FORMAT_VERSION}; {online_fix(store, cv)}")
     if marker.get("fp") != cv.data_fingerprint:
         return (f"feature view '{cv.name}': online state was written by another definition (fingerprint "
-                f"{str(marker.get('fp'))[:12]}, current {cv.data_fingerprint[:12]}); {fix}")
+                f"{str(marker.get('fp'))[:12]}, current {cv.data_fingerprint[:12]}); {online_fix(store, cv)}")
     horizon = marker.get("h")
     if horizon is not None and q < horizon:
         return _before_horizon(cv, q, horizon)
@@ -56,9 +58,9 @@ def _before_horizon(cv, q: int, horizon: int) -> str:
             "for the past")
 
 
-def entity_refusal(cv, meta: dict, q: int) -> Optional[str]:
+def entity_refusal(cv, meta: dict, q: int, fix=None) -> Optional[str]:
     """Why an entity's online state (its meta) cannot answer a request at ``q`` (None: it can)."""
-    why = entity_state_refusal(cv, meta)
+    why = entity_state_refusal(cv, meta, fix)
     if why:
         return why
     horizon = meta.get("h")
@@ -67,17 +69,21 @@ def entity_refusal(cv, meta: dict, q: int) -> Optional[str]:
     return None
 
 
-def entity_state_refusal(cv, meta: dict) -> Optional[str]:
+def entity_state_refusal(cv, meta: dict, fix=None) -> Optional[str]:
     """Why an entity's stored state must not be read at all: another format (``online_format``) or another
-    definition (lookups and push check it before parsing any member)."""
+    definition (lookups and push check it before parsing any member). ``fix``: the fix's text (a callable, called
+    only on a refusal: :func:`fix_once`), else ``featurestore materialize``."""
+    from featurestore.engines.backfill import online_fix
     from featurestore.stores.online_format import FORMAT_VERSION
+
+    if fix is None:
+        fix = lambda: online_fix(None, cv)  # noqa: E731
 
     if meta.get("v", 3) != FORMAT_VERSION:  # (format 3 metas have no "v")
         return (f"feature view '{cv.name}': an entity's online state has format version {meta.get('v', 3)!r}, "
-                f"this library reads {FORMAT_VERSION}; run 'featurestore materialize --view {cv.name}'")
+                f"this library reads {FORMAT_VERSION}; {fix()}")
     if meta.get("fp") != cv.data_fingerprint:
-        return (f"feature view '{cv.name}': an entity's online state was written by another definition; "
-                f"run 'featurestore materialize --view {cv.name}'")
+        return (f"feature view '{cv.name}': an entity's online state was written by another definition; {fix()}")
     return None
 
 
@@ -147,11 +153,11 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
     times: Dict[str, List[Optional[int]]] = {}
     refusals: List[str] = []
     for (cv, layout, plans, rplan, bases, slots), marker in zip(views, markers):
-        refused = view_refusal(cv, orjson.loads(marker) if marker else None, q)
+        refused = view_refusal(cv, orjson.loads(marker) if marker else None, q, store)
         if refused:
             refusals.append(refused)
         done = _view_values(cv, layout, plans, rplan, [b for b in dict.fromkeys(bases) if b is not None], by_base, q,
-                            refused, refusals, slots)
+                            refused, refusals, slots, store)
         none = _none_values(cv, layout, plans, q, refused, slots) if None in bases else None
         cols = [[] for _ in plans]
         stats = [[] for _ in plans]
@@ -171,8 +177,23 @@ def lookup(store, entity_rows, features=None, feature_service=None, request_time
     return ol.OnlineResponse(out, None, q, statuses, refusals, times)
 
 
+def fix_once(store, cv):
+    """A callable giving ``online_fix(store, cv)``, computed on its first call only (entities refused one by
+    one read the offline table's manifest once)."""
+    from featurestore.engines.backfill import online_fix
+
+    memo: list = []
+
+    def fix() -> str:
+        if not memo:
+            memo.append(online_fix(store, cv))
+        return memo[0]
+
+    return fix
+
+
 def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: int, refused: Optional[str],
-                 refusals: List[str], slots) -> dict:
+                 refusals: List[str], slots, store=None) -> dict:
     """``base -> (values, statuses, event times)`` of the distinct entities of one view, computed together
     (:func:`featurestore.online.compute_many`)."""
     from featurestore.stores.online_read import split_reply
@@ -182,6 +203,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     out: dict = {}
     n = len(plans)
     computed, replies, tiled = [], [], []
+    fix = fix_once(store, cv)
     for base in bases:
         raw_reply = by_base.get(base)
         why = refused
@@ -193,7 +215,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
         reply = None
         if not why and raw_reply:  # refused before its values are parsed (another format is never read)
             raw_reply = split_reply(raw_reply, len(rplan.tiles))
-            why = entity_refusal(cv, orjson.loads(raw_reply[0]), q)
+            why = entity_refusal(cv, orjson.loads(raw_reply[0]), q, fix)
             if why and why not in refusals:
                 refusals.append(why)
             if not why:
@@ -226,4 +248,4 @@ def _none_values(cv, layout, plans, q: int, refused: Optional[str], slots):
     return ol.compute_many(layout, plans, [None], q, slots=slots[0])[0]
 
 
-__all__ = ["lookup", "view_refusal", "entity_refusal", "entity_state_refusal"]
+__all__ = ["lookup", "view_refusal", "entity_refusal", "entity_state_refusal", "fix_once"]
