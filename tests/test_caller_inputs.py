@@ -179,3 +179,64 @@ def test_backfill_bounds_follow_the_same_rules(served):
     with pytest.raises(RequestError) as info:
         store.backfill(start=int(time.time()), views=["profile"])
     assert "looks like epoch seconds; integer times are epoch milliseconds" in str(info.value)
+
+
+def _exact_ms(when) -> int:
+    """The reference: epoch ms of a tz-aware datetime / ISO text by plain datetime arithmetic (floored)."""
+    import datetime as dt
+
+    if isinstance(when, str):
+        import re
+
+        m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z", when)
+        y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+        frac = (m.group(7) or "").ljust(9, "0")[:9]
+        base = dt.datetime(y, mo, d, h, mi, s, tzinfo=dt.timezone.utc)
+        ns = int(frac)
+    else:
+        base, ns = when.replace(microsecond=0), when.microsecond * 1000
+    delta = base - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + ns // 1_000_000
+
+
+def test_times_beyond_pandas_nanoseconds_are_exact_bounds_and_request_times(served):
+    """'--start 0001-01-01 --end 9999-12-31' (a backfill over everything), materialize --end in the far future,
+    and request times of the year 1 or 9999 crashed with pandas' OverflowError (an unexpected failure and a
+    traceback): they are read exactly, in the Timestamp's own unit, floored to milliseconds."""
+    import datetime as dt
+    import random
+
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+    from featurestore.sdk.timeutil import to_epoch_ms
+
+    rng = random.Random(5)
+    utc = dt.timezone.utc
+    for _ in range(300):
+        y = rng.choice([1, 2, 1677, 1678, 1900, 1969, 1970, 2262, 2263, 5000, 9999, rng.randint(1, 9999)])
+        frac = rng.choice(["", ".5", ".0005", ".999999", ".123456789", ".000000001"])
+        text = f"{y:04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:" \
+               f"{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}{frac}Z"
+        assert to_epoch_ms(text) == _exact_ms(text), text
+        when = dt.datetime(y, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23), microsecond=rng.randrange(10**6),
+                           tzinfo=utc)
+        assert to_epoch_ms(when) == _exact_ms(when), when
+    store, _, events = served
+    root = str(store.repo_path)
+    for args in (["backfill", "--start", "0001-01-01", "--end", "9999-12-31", "--view", "profile"],
+                 ["materialize", "--end", "9999-12-31", "--view", "profile"]):
+        result = CliRunner().invoke(app, [*args, "--repo", root])
+        assert result.exit_code == 0, (args, result.output)
+    store.materialize(views=["profile"])
+    far = pd.DataFrame({"user_id": ["u0", "u0", "u0"],
+                        "event_timestamp": pd.Series([dt.datetime(9999, 12, 31, tzinfo=utc), dt.datetime(1, 1, 1, tzinfo=utc),
+                                                      Q.to_pydatetime()], dtype=object)})
+    offline = store.get_historical_features(far, features=["amount_stats:events_all", "profile:last_tag"]).to_arrow()
+    assert offline.column("events_all").to_pylist()[1:] == [
+        0, store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_all"],
+                                     request_time=Q).to_dict()["events_all"][0]]
+    assert offline.column("events_all").to_pylist()[0] == int((events["user_id"] == "u0").sum())
+    for when, want in ((far["event_timestamp"][0], offline.column("events_all")[0].as_py()), ("0001-01-01T00:00:00Z", 0)):
+        got = store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_all"], request_time=when)
+        assert got.to_dict()["events_all"] == [want], when

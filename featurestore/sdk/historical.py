@@ -67,8 +67,10 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
         if len(tzs) > 1 or len(kinds) > 1:
             raise RequestError(f"entity_df column '{column}' mixes value types {sorted(kinds)}")
         # Mixed time zones: convert each value to UTC explicitly.
-        ns = pd.Series([pd.Timestamp(v).tz_convert("UTC").value for v in col], index=col.index, dtype="int64")
-        return ns // 1_000_000
+        from featurestore.sdk.timeutil import timestamp_ms
+
+        return pd.Series([timestamp_ms(pd.Timestamp(v).tz_convert("UTC")) for v in col], index=col.index,
+                         dtype="int64")
     message = f"entity_df column '{column}' has type {col.dtype}, not a timezone-aware timestamp"
     if pd.api.types.is_integer_dtype(col.dtype) and col.notna().any():
         from featurestore.sdk.timeutil import probable_unit

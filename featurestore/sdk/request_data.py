@@ -66,7 +66,7 @@ def _timestamp(v: Any, where: str, column: str):
     import numpy as np
     import pandas as pd
 
-    from featurestore.sdk.timeutil import to_epoch_ms
+    from featurestore.sdk.timeutil import timestamp_us, to_epoch_ms
 
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
@@ -77,7 +77,7 @@ def _timestamp(v: Any, where: str, column: str):
         except (ValueError, TypeError, OverflowError):
             ts = None
         if ts is not None and ts is not pd.NaT and ts.tzinfo is not None:
-            return epoch + timedelta(microseconds=ts.value // 1000)
+            return epoch + timedelta(microseconds=timestamp_us(ts))
         if ts is not None and ts is not pd.NaT:
             raise RequestError(f"{where}: request column '{column}' expects a timezone-aware timestamp, got "
                                f"{_show(v)} (timezone-naive; give a UTC time)")

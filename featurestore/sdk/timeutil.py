@@ -21,11 +21,13 @@ featurestore.errors.RequestError: time: 1767225600 looks like epoch seconds; int
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Optional
 
 from featurestore.errors import RequestError
 
+_SUB_US = re.compile(r"(\.[0-9]{6})[0-9]+")  # digits after the microseconds of an ISO time
 MIN_INT_MS = 10**11  # 1973-03-03T09:46:40Z: an integer below is not epoch milliseconds of a real request
 MAX_INT_MS = 9_223_372_036_854  # 2262-04-11T23:47:16.854Z: pandas' last millisecond
 
@@ -90,12 +92,36 @@ def to_epoch_ms(value, what: str = "time") -> Optional[int]:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise RequestError(f"{what}: cannot read {value!r} as a timestamp ({exc})") from None
+        # nanosecond digits of a time beyond pandas' nanosecond range: microseconds floor to the same ms
+        short = _SUB_US.sub(r"\1", value) if isinstance(value, str) else value
+        try:
+            ts = pd.Timestamp(short) if short != value else None
+        except (ValueError, TypeError, OverflowError):
+            ts = None
+        if ts is None:
+            raise RequestError(f"{what}: cannot read {value!r} as a timestamp ({exc})") from None
     if ts is pd.NaT:
         raise RequestError(f"{what}: expected a timestamp, got {value!r}")
     if ts.tzinfo is None:
         raise RequestError(f"{what}: {value!r} is timezone-naive; give a UTC time (e.g. '2026-01-01T00:00:00Z')")
-    return ts.value // 1_000_000
+    return timestamp_ms(ts)
+
+
+_US_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def timestamp_us(ts) -> int:
+    """A tz-aware (or UTC) pandas Timestamp as epoch microseconds, floored, read in its own unit: a time
+    beyond pandas' nanosecond range (``'0001-01-01'``, ``'9999-12-31'``: a backfill over everything) has no
+    ``.value`` (it raises OverflowError)."""
+    raw = int(ts.asm8.view("i8"))  # UTC, in ts.unit
+    unit = getattr(ts, "unit", "ns")
+    return raw // 1000 if unit == "ns" else raw * _US_PER[unit]
+
+
+def timestamp_ms(ts) -> int:
+    """:func:`timestamp_us`, in epoch milliseconds (floored)."""
+    return timestamp_us(ts) // 1000
 
 
 def now_ms() -> int:
