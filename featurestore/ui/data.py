@@ -53,8 +53,26 @@ def definition(store, rec: dict) -> Optional[Definition]:
         where = repo.made_at(obj.feature(rec["name"].split(":", 1)[1]))
         if where is not None:
             marked = range(where[1], where[1] + 1)
-    lo, hi = max(1, first - CONTEXT_LINES), min(len(text), last + CONTEXT_LINES)
+    taken = _other_definitions(repo, origin)
+    lo, hi = first, last
+    while lo > max(1, first - CONTEXT_LINES) and lo - 1 not in taken:
+        lo -= 1
+    while hi < min(len(text), last + CONTEXT_LINES) and hi + 1 not in taken:
+        hi += 1
     return Definition(origin.file, lo, [(i, text[i - 1], i in marked) for i in range(lo, hi + 1)])
+
+
+def _other_definitions(repo, origin) -> set:
+    """Lines of the file of ``origin`` that belong to other definitions: a page's context lines stop there, so
+    a page never shows a line of an object the caller may not read (SPEC §8)."""
+    own = (origin.line, max(origin.end_line, origin.line))
+    taken: set = set()
+    for other in repo.origins.values():
+        span = (other.line, max(other.end_line, other.line))
+        if other.file != origin.file or span[0] <= own[0] and span[1] >= own[1]:  # itself, or an inline parent
+            continue
+        taken.update(range(span[0], span[1] + 1))
+    return taken
 
 
 def pools(repo) -> Dict[str, dict]:
