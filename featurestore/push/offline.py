@@ -172,6 +172,33 @@ class Follow:
 
         return FollowPlan(json.dumps([held, latest, drop]), app, latest, int(count), schema, batches)
 
+    def last_time(self) -> Optional[int]:
+        """The latest pushed event time (epoch ms; pushed rows hold checked times), None when nothing was
+        pushed: an open-ended backfill replaces the table up to it, so no pushed row of an earlier definition
+        outlives a re-backfill."""
+        con = self.store._connect()
+        rel = self.log.relation(con)
+        if rel is None:
+            return None
+        (value,), = con.sql(f"SELECT max(epoch_ms({dsql.q(self.log.source.timestamp)})) FROM {rel}").fetchall()
+        return None if value is None else int(value)
+
+    def held_outside(self, base: Optional[dict], ranges) -> bool:
+        """Whether the table (``base``) holds pushed rows whose time lies outside ``ranges``: rows a write
+        over ``ranges`` leaves as they were computed."""
+        rec = ((base or {}).get("txns") or {}).get(follow_app(self.log.source))
+        held = int(rec["seq"]) if rec else 0
+        if held == 0:
+            return False
+        con = self.store._connect()
+        rel = self.log.relation(con, held)
+        if rel is None:
+            return False
+        ts = f"epoch_ms({dsql.q(self.log.source.timestamp)})"
+        inside = " OR ".join(f"({ts} >= {int(a)} AND {ts} < {int(b)})" for a, b in ranges) or "FALSE"
+        (n,), = con.sql(f"SELECT count(*) FROM {rel} WHERE NOT ({inside})").fetchall()
+        return n > 0
+
 
 def follower(store) -> Callable[[str], Optional[Follow]]:
     """``OfflineStore(follower=...)`` of a FeatureStore: the :class:`Follow` of each view table whose batch

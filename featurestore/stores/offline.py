@@ -185,6 +185,9 @@ class OfflineTable(TableLog):
             open_end = end is None
             if open_end:
                 last = [nf.max_ts for nf in data_files if nf.max_ts is not None]
+                pushed = self.follow.last_time() if self.follow is not None else None
+                if pushed is not None and pushed >= start:  # pushed events are the batch face's too
+                    last.append(pushed)
                 end = max(last) + 1 if last else start
             rewrites: dict = {}  # relative path of a base file -> its rows outside the range (new files)
             rewritten_for: dict = {"drop": None}  # the range those rewrites left out
@@ -201,9 +204,13 @@ class OfflineTable(TableLog):
                     for rel in list(rewrites):
                         txn.discard(rewrites.pop(rel))
                     rewritten_for["drop"] = drop
+                key = _rows_key(base, owned, drop, rows_key)
+                if (key == rows_key and rows_key is not None and (base or {}).get("batch_rows_key") != rows_key
+                        and self.follow is not None and self.follow.held_outside(base, drop)):
+                    key = MIXED_ROWS  # pushed rows of the earlier definition stay outside the range
                 fields = {"range": [start, end] if start < end else None,
                           "batch_ranges": time_ranges.add(owned, start, end),
-                          "batch_rows_key": _rows_key(base, owned, drop, rows_key)}
+                          "batch_rows_key": key}
                 extra, extra_schema = self._followed(txn, base, drop, followed, fields)
                 unified = self._unify(base, schema, ts_column)
                 if extra_schema is not None:
