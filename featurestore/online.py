@@ -18,7 +18,6 @@ offline SQL casts it); counts are never null. Each value comes with a status (:d
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -420,13 +419,13 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
 
     prefix = None
     if raw_reply[2]:
-        boundary, prow = loads(raw_reply[2])
+        boundary, prow = loads_exact(raw_reply[2])
         prefix = (boundary, decode(prow, slots))
     ptile, pevents = raw_reply[3], None
     if ptile and ptile[:1] == b"\n":  # a tile not stored: its raw events
         ptile, pevents = None, events_of(ptile[1:])
     elif ptile:
-        ptile = decode(loads(ptile), slots)
+        ptile = decode(loads_exact(ptile), slots)
     else:
         ptile = None
     if not dense:
@@ -440,7 +439,7 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
             if len(raw) > 1:
                 tile_events[name] = events_of(raw[1:])
         else:
-            tiles[name] = decode(loads(raw), slots)
+            tiles[name] = decode(loads_exact(raw), slots)
     range_events = [events_of(frag) for frag in raw_reply[5]]
     # every event read (fragments of several windows may overlap: an event can be listed twice)
     events = [ev for evs in (pevents or (), *tile_events.values(), *range_events) for ev in evs]
@@ -458,22 +457,30 @@ def raw_events(blob: bytes, members: ofmt.Members) -> RawEvents:
     return RawEvents(times, members.columns(evs), None, evs, members.order_of)
 
 
-_LONG_DIGITS = re.compile(r"-[0-9]{19}|[0-9]{20}")  # an integer orjson may not read exactly (beyond 64 bits)
-_LONG_DIGITS_B = re.compile(rb"-[0-9]{19}|[0-9]{20}")
-
-
 def loads(raw):
-    """Parse online-store JSON (``bytes`` or ``str``) exactly. orjson is several times faster, but it
-    refuses the NaN/Infinity tokens a feature expression can produce, and it reads an integer beyond
-    64 bits as a float (an integer sum of int64 values, in a tile or a prefix, can be one): text with
-    such a value (20 digits in a row, or 19 after a minus: rare, and only slower when not an integer) or such tokens goes to
-    the standard parser, which reads both exactly."""
-    if (_LONG_DIGITS_B if isinstance(raw, (bytes, bytearray)) else _LONG_DIGITS).search(raw) is None:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
+    """Parse online-store JSON (``bytes`` or ``str``). orjson is several times faster; it refuses the
+    NaN/Infinity tokens a feature expression can produce, and those values fall back to the standard parser
+    (same values). orjson reads an integer beyond 64 bits as a float: raw events never hold one (their
+    inputs are int64 at most), partial rows can: read those with :func:`loads_exact`."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG, _LONG_NEGATIVE = b"0" * 20, b"-" + b"0" * 19  # every int64 fits in 19 digits and a sign
+
+
+def loads_exact(raw):
+    """:func:`loads` of partial rows (tiles, prefixes: an integer sum of int64 values can leave 64 bits):
+    text holding an integer orjson may not read exactly (20 digits in a row, or 19 after a minus) goes to
+    the standard parser, which reads it exactly (also a string of such digits: only slower)."""
+    b = raw.encode() if isinstance(raw, str) else bytes(raw)
+    digits = b.translate(_DIGITS)
+    if _LONG in digits or _LONG_NEGATIVE in digits:
+        return json.loads(raw)
+    return loads(raw)
 
 
 def to_output(value: Any, dtype: str) -> Any:

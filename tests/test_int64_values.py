@@ -16,7 +16,7 @@ import pytest
 
 from featurestore.config import load_config
 from featurestore.errors import RequestError
-from featurestore.online import loads
+from featurestore.online import loads_exact
 from featurestore.store import FeatureStore
 from tests import oracle
 from tests.conftest import drop_project
@@ -85,14 +85,14 @@ def store(tmp_path, redis_client):
     drop_project(fs.online_store().client, cfg.project)
 
 
-def test_loads_reads_integers_beyond_64_bits_exactly():
+def test_partial_rows_read_integers_beyond_64_bits_exactly():
     rng = random.Random(7)
     values = [2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**30, -(10**40)]
     values += [rng.randrange(-(2**130), 2**130) for _ in range(50)]
     for v in values:
-        assert loads(f"[{v},1.5,\"x\"]".encode()) == [v, 1.5, "x"]
-        assert loads(f"[{v},NaN]")[0] == v  # the NaN fallback keeps it exact too
-    assert loads(b'["12345678901234567890123"]') == ["12345678901234567890123"]  # digits in a string
+        assert loads_exact(f"[{v},1.5,\"x\"]".encode()) == [v, 1.5, "x"]
+        assert loads_exact(f"[{v},NaN]")[0] == v  # the NaN fallback keeps it exact too
+    assert loads_exact(b'["12345678901234567890123"]') == ["12345678901234567890123"]  # digits in a string
 
 
 @pytest.mark.parametrize("mode", ["sparse", "tiled"])

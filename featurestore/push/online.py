@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import orjson
 
 from featurestore.kernel.entity import DENSE_EVENTS, EntityState
-from featurestore.online import loads, view_layout
+from featurestore.online import loads, loads_exact, view_layout
 from featurestore.sdk.online_lookup import entity_state_refusal, view_refusal
 from featurestore.stores import online_format as ofmt
 from featurestore.stores import online_redis as orr
@@ -55,7 +55,7 @@ def _state(cv, layout, ret, stored) -> EntityState:
     """The entity's state as stored (``stored``: meta, raw members, prefix members), ready for more events."""
     meta_raw, members, prefixes = stored
     meta = orjson.loads(meta_raw) if meta_raw else {}
-    rows = sorted((loads(p) for p in prefixes), key=lambda p: p[0])
+    rows = sorted((loads_exact(p) for p in prefixes), key=lambda p: p[0])
     cut = rows[0][0] if rows and ret.keep_base else None
     state = EntityState(layout, ret.keep_base, cut, DENSE_EVENTS)
     if cut is not None:
