@@ -294,7 +294,6 @@ def point_in_time(events_df: pd.DataFrame, view: FeatureView, entity_df: pd.Data
                 )
             out[f.name].append(value)
 
-    result = entity_df.reset_index(drop=True).copy()
-    for name, col in out.items():
-        result[name] = pd.Series(col, dtype=object, index=result.index)
-    return result
+    result = entity_df.reset_index(drop=True)
+    columns = {name: pd.Series(col, dtype=object, index=result.index) for name, col in out.items()}
+    return pd.concat([result.drop(columns=[c for c in columns if c in result.columns]), pd.DataFrame(columns)], axis=1)
