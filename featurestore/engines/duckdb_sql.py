@@ -39,13 +39,21 @@ REASON, ROW, KIND, RAW = "__reason", "__row", "__kind", "__raw_"
 EVENT, DEAD_LETTER, NULL_KEY = 0, 1, 2  # __kind of a routed backfill row
 
 
+def nan_as_null_sql(value: str, col: str) -> str:
+    """``value`` (SQL), or NULL where the float ``col`` is NaN: float NaN is null at ingestion (JSON cannot
+    carry NaN, so both jobs agree on null). The test reads ``[col][1]``, not ``col``: DuckDB folds
+    ``isnan(col)`` (and ``col <> col``) to false from a Parquet column's min/max statistics, which writers
+    (pyarrow, DuckDB) compute without the NaNs, so a NaN in a batch file would stay a value."""
+    return f"CASE WHEN isnan([{col}][1]) THEN NULL ELSE {value} END"
+
+
 def _typed(name: str, dtype: str, src: str = "src.") -> str:
     """A declared column cast to its type: NULL when the value does not convert (the row is then a dead
-    letter); float NaN is null at ingestion (JSON cannot carry NaN, so both jobs agree on null)."""
+    letter); float NaN is null at ingestion (:func:`nan_as_null_sql`)."""
     col = src + q(name)
     cast = f"TRY_CAST({col} AS {SQL_TYPES[dtype]})"
     if dtype in (dtypes.FLOAT32, dtypes.FLOAT64):
-        return f"CASE WHEN isnan(TRY_CAST({col} AS DOUBLE)) THEN NULL ELSE {cast} END"
+        return nan_as_null_sql(cast, f"TRY_CAST({col} AS DOUBLE)")
     return cast
 
 
@@ -74,7 +82,7 @@ def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Op
             continue
         if types is not None and _DESCRIBED.get(types.get(name, ""), types.get(name)) == SQL_TYPES[dtype]:
             col = f"src.{q(name)}"
-            typed = f"CASE WHEN isnan({col}) THEN NULL ELSE {col} END" if dtype in (dtypes.FLOAT32, dtypes.FLOAT64) else col
+            typed = nan_as_null_sql(col, col) if dtype in (dtypes.FLOAT32, dtypes.FLOAT64) else col
             cols.append(f"{typed} AS {q(name)}")
             continue
         cols.append(f"{_typed(name, dtype)} AS {q(name)}")
