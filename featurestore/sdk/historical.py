@@ -25,6 +25,24 @@ from featurestore.sdk.json_values import decode_frame
 DEFAULT_TS = "event_timestamp"
 
 
+FLOAT_EXACT_INT = 2**53  # every integer of at most this magnitude is exactly a float64
+
+
+def features_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Feature columns as pandas: ``to_pandas()`` (Feast's conversion: an integer column with a null is
+    float64), except an integer column with a null and a value float64 cannot hold (beyond 2^53): that one
+    is pandas' nullable ``Int64``, never silently rounded (SPEC §3: integers are identical)."""
+    import pyarrow.compute as pc
+
+    frame = table.to_pandas()
+    for name, col in zip(table.column_names, table.columns):
+        if pa.types.is_integer(col.type) and col.null_count and col.null_count < len(col):
+            low, high = pc.min_max(col).values()
+            if max(-low.as_py(), high.as_py()) > FLOAT_EXACT_INT:
+                frame[name] = pd.array(col.to_pylist(), dtype=pd.Int64Dtype())
+    return frame
+
+
 class TrainingFrame(pd.DataFrame):
     """A pandas DataFrame of the training set that also offers ``to_df()``/``to_arrow()`` (Feast style)
     and ``manifest`` (what it read: definition fingerprints, table versions, entity frame hash)."""
@@ -205,7 +223,7 @@ def retrieve(
             out_cols.append(table[f"{vi.compiled.name}::{feat}"])
             out_names.append(columns[(vi.compiled.name, feat)])
     arrow_features = pa.table(out_cols, names=out_names) if out_cols else pa.table({})
-    feats_df = arrow_features.to_pandas()
+    feats_df = features_to_pandas(arrow_features)
     base = entity_df.reset_index(drop=True)
     frame = TrainingFrame(pd.concat([base, feats_df], axis=1))
     entity_arrow = pa.Table.from_pandas(base, preserve_index=False)

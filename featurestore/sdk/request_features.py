@@ -177,11 +177,11 @@ def assemble(df, columns: Dict[Tuple[str, str], str], values: Dict[Tuple[str, st
 
     import pandas as pd
 
-    from featurestore.sdk.historical import TrainingFrame
+    from featurestore.sdk.historical import TrainingFrame, features_to_pandas
 
     arrays = [values[ref] for ref in columns]
     feats = pa.table(arrays, names=list(columns.values())) if arrays else pa.table({})
-    frame = TrainingFrame(pd.concat([df, feats.to_pandas()], axis=1))
+    frame = TrainingFrame(pd.concat([df, features_to_pandas(feats)], axis=1))
     arrow = pa.Table.from_pandas(df, preserve_index=False)
     for name, col in zip(feats.column_names, feats.columns):
         arrow = arrow.append_column(name, col)
