@@ -151,7 +151,8 @@ def _checked_select(path: Path, table: str, source, file_types: Dict[str, str], 
         except UnsupportedExpression as exc:
             raise FeatureStoreError(f"{path}: column '{name}' ({src.dtype}) cannot be read as {dtype} by the Flink "
                                     f"backfill: {exc}") from None
-        typed = f"CASE WHEN {cast} = {cast} THEN {cast} END" if dtype in FLOATS else cast  # NaN is null at ingestion
+        # NaN is null at ingestion. Not "x = x": Calcite simplifies it to "x IS NOT NULL", keeping NaN a value.
+        typed = f"CASE WHEN CAST({cast} AS STRING) <> 'NaN' THEN {cast} END" if dtype in FLOATS else cast
         cols.append(f"{typed} AS {qi(name)}")
         if src.dtype not in (dtype, NULL):
             checks.append((name, dtype, f"({raw} IS NOT NULL AND ({cast}) IS NULL)"))
