@@ -120,33 +120,40 @@ def main(argv=None) -> int:
     client = redis.Redis.from_url(url)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     notes = machine()
+    load_start = os.getloadavg()
     paths = [p for p in args.paths.split(",") if p]
     runs = {v: {p: [] for p in paths} for v in VIEWS}
     floors = {v: {p: [] for p in paths} for v in VIEWS}
     images = {}
     profiles = {}
 
+    def redis_cpu():
+        info = client.info("cpu")
+        return info["used_cpu_user"] + info["used_cpu_sys"]
+
     def materialize(view, path):
         os.environ["FEATURESTORE_MATERIALIZE_VECTOR"] = "0" if path == "per-entity" else "1"
-        t0 = time.perf_counter()
+        t0, c0, r0 = time.perf_counter(), time.process_time(), redis_cpu()
         (res,) = fs.materialize(views=[view], end=MATERIALIZE_END_MS)
-        return time.perf_counter() - t0, res
+        return time.perf_counter() - t0, time.process_time() - c0, redis_cpu() - r0, res
 
     try:
         for rep in range(args.repeat):
             for view in VIEWS:
                 for path in paths:
                     drop_keys(client, f"{orr.view_prefix(project, view)}*")
-                    secs, res = materialize(view, path)
+                    secs, cpu, rcpu, res = materialize(view, path)
                     image, nbytes = read_back(client, f"{orr.view_prefix(project, view)}*")
-                    t0 = time.perf_counter()
+                    t0, c0, r0 = time.perf_counter(), time.process_time(), redis_cpu()
                     write_image(client, image)
-                    floor = time.perf_counter() - t0
-                    runs[view][path].append({"seconds": round(secs, 3), "entities": res.entities,
-                                             "tiled": res.tiled, "events": res.events})
-                    floors[view][path].append({"seconds": round(floor, 3), "keys": len(image), "bytes": nbytes})
-                    log(f"{view} {path}: {secs:.2f}s, floor {floor:.2f}s ({len(image):,} keys, {nbytes:,} bytes): "
-                        f"{floor / secs:.2f}x")
+                    floor, fcpu, frcpu = time.perf_counter() - t0, time.process_time() - c0, redis_cpu() - r0
+                    runs[view][path].append({"seconds": round(secs, 3), "cpu": round(cpu, 3), "redis_cpu": round(rcpu, 3),
+                                             "entities": res.entities, "tiled": res.tiled, "events": res.events})
+                    floors[view][path].append({"seconds": round(floor, 3), "cpu": round(fcpu, 3),
+                                               "redis_cpu": round(frcpu, 3), "keys": len(image), "bytes": nbytes})
+                    log(f"{view} {path}: {secs:.2f}s (cpu {cpu:.2f}s + redis {rcpu:.2f}s), floor {floor:.2f}s "
+                        f"(cpu {fcpu:.2f}s + redis {frcpu:.2f}s; {len(image):,} keys, {nbytes:,} bytes): "
+                        f"{floor / secs:.2f}x wall, {(fcpu + frcpu) / (cpu + rcpu):.2f}x cpu")
                     if rep == 0:
                         canon = sorted((k, kind, sorted(c.items()) if isinstance(c, dict) else c)
                                        for k, kind, c, _ in image)
@@ -168,7 +175,7 @@ def main(argv=None) -> int:
         client.hdel(orr.views_key(project), *VIEWS)
     load_end = os.getloadavg()
     doc = {"command": "python -m bench.materialize_hot " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "started": started, "machine": notes, "load_end": load_end, "shape": shape, "runs": runs,
+           "started": started, "machine": notes, "load_start": load_start, "load_end": load_end, "shape": shape, "runs": runs,
            "floors": floors, "same_image": {v: len(set(images.get(v, {}).values())) <= 1 for v in VIEWS},
            "profiles": profiles}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -183,12 +190,16 @@ def render(doc: dict) -> str:
     lines = [f"# Materialize of hot data ({doc['started']})", "",
              f"Command: `{doc['command']}`", "",
              f"Machine: {json.dumps(doc['machine'], default=str)[:600]}", "",
-             f"Load average at end: {[round(x, 2) for x in doc['load_end']]}", "",
+             f"Load average (1, 5, 15 min) at start: {[round(x, 2) for x in doc.get('load_start', [])]}, at end: "
+             f"{[round(x, 2) for x in doc['load_end']]}", "",
              f"Data: {doc['shape']['events']:,} transactions: {p['hot_keys']} hot merchants and {p['hot_keys']} hot "
              f"users with {p['events_per_key']:,} events each, plus {p['background']:,} background (5,000 users, "
              f"500 merchants, Zipf). `materialize(view, end=END - 1h)`.", "",
-             "| view | path | entities (tiled) | events | ours best s | floor s (same run) | ours / floor speed | target |",
-             "|---|---|---|---|---|---|---|---|"]
+             "CPU s: this process's CPU (client: Python and DuckDB threads) + the Redis server's CPU (INFO cpu), "
+             "measured around each materialize and each floor write; the CPU ratio is floor CPU / ours.", "",
+             "| view | path | entities (tiled) | events | ours best s | floor s (same run) | ours / floor speed "
+             "| ours CPU s (client + redis) | floor CPU s | CPU ratio | target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for view, by_path in doc["runs"].items():
         for path, rs in by_path.items():
             if not rs:
@@ -199,12 +210,25 @@ def render(doc: dict) -> str:
             r, f = rs[best], fl[best]
             lines.append(f"| {view} | {path} | {r['entities']:,} ({r['tiled']:,}) | {r['events']:,} | {r['seconds']:.2f} "
                          f"| {f['seconds']:.2f} ({f['keys']:,} keys, {f['bytes'] / 2**20:.0f} MiB) | "
-                         f"{ratios[best]:.2f}x (all: {', '.join(f'{x:.2f}' for x in ratios)}) | >= 0.5x "
+                         f"{ratios[best]:.2f}x (all: {', '.join(f'{x:.2f}' for x in ratios)}) | "
+                         f"{_cpu(r)} | {_cpu(f)} | {_cpu_ratio(r, f)} | >= 0.5x "
                          f"{'met' if ratios[best] >= 0.5 else 'missed'} |")
     lines += ["", f"Same Redis image from both paths: {doc['same_image']}", ""]
     for name, text in doc.get("profiles", {}).items():
         lines += [f"### profile: {name}", "", "```", text.strip()[:6000], "```", ""]
     return "\n".join(lines) + "\n"
+
+
+def _cpu(r: dict) -> str:
+    if "cpu" not in r:
+        return "-"
+    return f"{r['cpu'] + r['redis_cpu']:.2f} ({r['cpu']:.2f} + {r['redis_cpu']:.2f})"
+
+
+def _cpu_ratio(r: dict, f: dict) -> str:
+    if "cpu" not in r or "cpu" not in f:
+        return "-"
+    return f"{(f['cpu'] + f['redis_cpu']) / (r['cpu'] + r['redis_cpu']):.2f}x"
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from featurestore.kernel.tiles import TOP_LEVEL
 from featurestore.online import input_columns, loads, view_layout
 from featurestore.stores import online_redis as orr
 from featurestore.stores import online_format as ofmt
+from featurestore.stores.online_packed import PackedRaw, from_columns, packed_sql
 
 HOT, HOT_EVENTS = "__fs_mat_hot", "__fs_mat_hev"
 
@@ -97,6 +98,7 @@ def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Option
     passes = max(1, -(-int(total) // orr.PASS_ROWS))
     writer = _Writer(store, cv, now)
     vector = vector_enabled()
+    packed = vector and not store.cluster  # members packed by DuckDB (online_packed): single node
     for part in range(passes):
         part_arg = (part, passes) if passes > 1 else None
         hot = None
@@ -106,10 +108,13 @@ def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Option
                 hot = HOT
             except duckdb.Error:
                 hot = None
-        _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, exclude=hot)
+        if hot is not None and packed:
+            _plain_packed(con, cv, relation, part_arg, cut, writer, on_rows)
+        else:
+            _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, exclude=hot)
         if hot is not None:
             try:
-                _kernel(con, cv, relation, layout, cut, ret.keep_base, writer, on_rows)
+                _kernel(con, cv, relation, layout, cut, ret.keep_base, writer, on_rows, packed)
             except duckdb.Error:  # e.g. a sum of squares beyond HUGEINT: the per-entity build instead
                 _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, only=hot)
             finally:
@@ -151,6 +156,46 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
             writer.add([kc[i] for kc in keycols], last[i], changes)
         if on_rows:
             on_rows(int(pc.sum(batch.column(nkeys + 3)).as_py()))
+
+
+def _plain_packed(con, cv: CompiledView, relation: str, part, cut, writer: _Writer, on_rows) -> None:
+    """The pass's entities outside table :data:`HOT` (at most ``DENSE_EVENTS`` kept events, no prefix):
+    their kept members as DuckDB encoded and packed them (:func:`packed_members_sql`), forwarded."""
+    try:
+        reader = con.sql(packed_members_sql(cv, relation, part, cut)).to_arrow_reader(orr.BATCH_ROWS)
+    except Exception as exc:
+        raise _error(cv, exc) from None
+    nkeys = len(cv.join_keys)
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
+        last = batch.column("__fs_last").to_pylist()
+        kept = batch.column("__fs_k").to_pylist()
+        texts = batch.column("__fs_packed").to_pylist()
+        for i in range(batch.num_rows):
+            if not kept[i]:  # every event fell behind the cut (see _delete_gone)
+                continue
+            raw = PackedRaw([(kept[i], texts[i].encode())])
+            writer.add([kc[i] for kc in keycols], last[i], Changes(True, None, False, raw_add=raw, last_ts=last[i]))
+        if on_rows:
+            on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
+
+
+def packed_members_sql(cv: CompiledView, relation: str, part, cut: Optional[int]) -> str:
+    """One row per entity outside :data:`HOT`: keys, last time, the number of kept events (``__fs_k``:
+    at or after ``cut``), their times and members packed (``__fs_packed``: :func:`online_packed.packed_sql`,
+    in event order, ids as :func:`orr.materialize_sql` numbers them) and the event count (``__fs_n``)."""
+    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
+    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
+    rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(orr._event_order(cv))})"
+    member = orr.member_sql(cv, "__fs_r", "__fs_ts")
+    keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
+    return (f"WITH ev AS (SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src ANTI JOIN {HOT} "
+            f"USING ({keys}) WHERE {' AND '.join(_where(cv, part))})\n"
+            f"SELECT {keys}, max(__fs_ts) AS __fs_last, count(*){keep} AS __fs_k, "
+            f"string_agg({packed_sql('__fs_ts', member)}, '' ORDER BY __fs_r){keep} AS __fs_packed, "
+            f"count(*) AS __fs_n FROM ev GROUP BY {keys}")
 
 
 def _where(cv: CompiledView, part) -> List[str]:
@@ -213,6 +258,22 @@ def _members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
             f"ORDER BY __fs_e")
 
 
+def _packed_members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
+    """:func:`_members_sql` with the kept members packed (:func:`online_packed.packed_sql`) in chunks of
+    at most ``STAGE_ITEMS`` (``__fs_ks``: their sizes, ``__fs_ps``: their texts)."""
+    keys = ", ".join(f"h.{dsql.q(k)}" for k in cv.join_keys)
+    inputs = [ofmt.json_sql(f"__fs_i{j}") for j in range(len(input_columns(cv)))]
+    order = [f"__fs_v{j}" for j, s in enumerate(ofmt.order_sources(cv)) if s < 0] if order_text else []
+    member = ofmt.member_sql("__fs_r", "__fs_ts", inputs, order)
+    keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
+    chunks = (f"SELECT __fs_e, (__fs_r - 1) // {int(orr.STAGE_ITEMS)} AS __fs_c, max(__fs_ts) AS __fs_last, "
+              f"count(*){keep} AS __fs_k, string_agg({packed_sql('__fs_ts', member)}, '' ORDER BY __fs_r){keep} AS __fs_p, "
+              f"count(*) AS __fs_n FROM {HOT_EVENTS} GROUP BY ALL")
+    return (f"SELECT {keys}, a.* FROM (SELECT __fs_e, max(__fs_last) AS __fs_last, list(__fs_k ORDER BY __fs_c) AS __fs_ks, "
+            f"list(__fs_p ORDER BY __fs_c) AS __fs_ps, sum(__fs_n) AS __fs_n FROM ({chunks}) GROUP BY __fs_e) AS a "
+            f"JOIN {HOT} AS h USING (__fs_e) ORDER BY __fs_e")
+
+
 def _groups(con, layout: Layout, cut, keep_base: bool, order_text: bool) -> Iterator[Tuple[int, list]]:
     """``(entity, [(level, start, events, row), ...])`` in entity order (:func:`dpart.tiles_sql`)."""
     tile_top = min(TOP_LEVEL, layout.max_level)
@@ -234,19 +295,24 @@ def _groups(con, layout: Layout, cut, keep_base: bool, order_text: bool) -> Iter
 
 
 def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base: bool, writer: _Writer,
-            on_rows) -> None:
-    """The kernel entities of the pass (table :data:`HOT`), vectorised (see the module docstring)."""
+            on_rows, packed: bool = True) -> None:
+    """The kernel entities of the pass (table :data:`HOT`), vectorised (see the module docstring);
+    ``packed``: their members packed by DuckDB (:mod:`featurestore.stores.online_packed`)."""
     sql, order_text = _events_sql(cv)
     con.execute(sql.format(relation=relation))
     nkeys = len(cv.join_keys)
     groups = _groups(con, layout, cut, keep_base, order_text)
     pending = next(groups, None)  # runs the tiles query
-    for batch in con.sql(_members_sql(cv, cut, order_text)).to_arrow_reader(1_000):
+    members_sql = _packed_members_sql(cv, cut, order_text) if packed else _members_sql(cv, cut, order_text)
+    for batch in con.sql(members_sql).to_arrow_reader(1_000):
         keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
         es = batch.column("__fs_e").to_pylist()
         last = batch.column("__fs_last").to_pylist()
-        tss = batch.column("__fs_tss").to_pylist()
-        members = batch.column("__fs_members").to_pylist()
+        if packed:
+            ks, ps = batch.column("__fs_ks").to_pylist(), batch.column("__fs_ps").to_pylist()
+        else:
+            tss = batch.column("__fs_tss").to_pylist()
+            members = batch.column("__fs_members").to_pylist()
         for i, e in enumerate(es):
             rows: list = []
             if pending is not None and pending[0] == e:
@@ -256,7 +322,7 @@ def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base
             if rows and rows[0][0] < 0:
                 base = rows[0][3]
                 rows = rows[1:]
-            raw_add = list(zip(tss[i] or [], members[i] or []))
+            raw_add = from_columns(ks[i], ps[i]) if packed else list(zip(tss[i] or [], members[i] or []))
             changes = kbatch.changes_from_tiles(layout, raw_add, last[i], base, rows, cut, keep_base)
             writer.add([kc[i] for kc in keycols], last[i], changes)
         if on_rows:

@@ -59,6 +59,7 @@ from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
 from featurestore.online import input_columns, loads, view_windows
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_format import FORMAT_VERSION
+from featurestore.stores.online_packed import PackedRaw, pack_counted
 from featurestore.stores.online_read import READ_LUA  # noqa: F401 (re-exported)
 from featurestore.stores.redis_client import connect, connection_url, is_cluster, redact  # noqa: F401 (re-exported)
 
@@ -206,8 +207,11 @@ def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> 
     args.append(len(changes.tiles_del))
     args += changes.tiles_del
     args.append(len(changes.raw_add))
-    for ts, member in changes.raw_add:
-        args += [ts, member]
+    if isinstance(changes.raw_add, PackedRaw):  # materialize: chunks DuckDB packed (online_packed)
+        args += changes.raw_add.segments()
+    else:
+        for ts, member in changes.raw_add:
+            args += [ts, member]
     args.append(len(changes.prefix_set))
     for b, row in changes.prefix_set.items():
         args += [b, enc([b, row])]
@@ -547,8 +551,9 @@ class RedisOnlineStore:
         commands = []
         for base, args in writes:
             key = base.encode()
-            commands.append(b"*%d\r\n" % (6 + len(args)) + head + _bulk(key + b":t") + _bulk(key + b":r")
-                            + _bulk(key + b":p") + _pack(args))
+            n, packed = pack_counted(args)
+            commands.append(b"*%d\r\n" % (6 + n) + head + _bulk(key + b":t") + _bulk(key + b":r")
+                            + _bulk(key + b":p") + packed)
         self._write_packed(commands)
 
     def write_staged(self, base: str, changes: Changes, fingerprint: str, at: Optional[int], now: int) -> None:

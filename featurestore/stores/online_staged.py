@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple
 
 from featurestore.kernel.entity import Changes
 from featurestore.stores import online_redis as orr
+from featurestore.stores.online_packed import PackedRaw, pack_counted
 
 COMMIT_LUA = """
 if redis.call('HLEN', KEYS[1]) ~= tonumber(ARGV[2]) or redis.call('ZCARD', KEYS[2]) ~= tonumber(ARGV[3])
@@ -37,10 +38,17 @@ STAGE_TTL_MS = 3_600_000
 def staged_changes(changes: Changes) -> List[Changes]:
     """A full write split into chunks of at most STAGE_ITEMS raw members, tile fields or prefixes: the
     first replaces the staging keys and writes the entity meta, the others add (see COMMIT_LUA)."""
-    items = [("raw_add", x) for x in changes.raw_add] + [("tiles_set", x) for x in changes.tiles_set.items()] \
-        + [("prefix_set", x) for x in changes.prefix_set.items()]
     out = []
-    for i in range(0, max(1, len(items)), orr.STAGE_ITEMS):
+    raw = changes.raw_add
+    if isinstance(raw, PackedRaw):  # chunks of at most STAGE_ITEMS members each, packed by DuckDB
+        for chunk in raw.chunks:
+            first = not out
+            out.append(Changes(first, changes.horizon, changes.dense, raw_add=PackedRaw([chunk]),
+                               last_ts=changes.last_ts, meta=first))
+        raw = []
+    items = [("raw_add", x) for x in raw] + [("tiles_set", x) for x in changes.tiles_set.items()] \
+        + [("prefix_set", x) for x in changes.prefix_set.items()]
+    for i in range(0, len(items) if out else max(1, len(items)), orr.STAGE_ITEMS):
         first = not out
         ch = Changes(first, changes.horizon, changes.dense, last_ts=changes.last_ts, meta=first)
         for kind, x in items[i:i + orr.STAGE_ITEMS]:
@@ -79,8 +87,8 @@ def staged_commands(store, base: str, changes: Changes, fingerprint: str, at: Op
     skeys = b"".join(orr._bulk(k.encode()) for k in orr.entity_keys(base, staged=True))
     out = []
     for ch in staged_changes(changes):
-        args = orr.write_args(ch, fingerprint, now + STAGE_TTL_MS)
-        out.append(b"*%d\r\n" % (6 + len(args)) + head + skeys + orr._pack(args))
+        n, packed = pack_counted(orr.write_args(ch, fingerprint, now + STAGE_TTL_MS))
+        out.append(b"*%d\r\n" % (6 + n) + head + skeys + packed)
     keys, args = commit_args(base, changes, at)
     out.append(b"*%d\r\n" % (3 + len(keys) + len(args)) + orr._bulk(b"EVALSHA")
                + orr._bulk(orr._arg_bytes(store.commit_sha())) + orr._bulk(b"%d" % len(keys)) + orr._pack([*keys, *args]))

@@ -1,0 +1,95 @@
+"""Materialize's vectorised path (members packed by DuckDB: ``featurestore.stores.online_packed``, tiles
+from DuckDB partials, hot entities staged in chunks) leaves the very Redis image the per-entity path
+(``FEATURESTORE_MATERIALIZE_VECTOR=0``: every member formatted by Python, every entity built by the
+kernel event by event) leaves: every key, field, member, score and expiry, byte for byte, for every
+view of the random repo, on random events with hot keys, ties, nulls, +-0.0, NaN, infinities, huge and
+tiny floats, and unicode / escaped strings in count_distinct, first/last and latest; with staging
+chunks small enough that hot entities are written in many chunks.
+"""
+
+import random
+import time
+
+import pandas as pd
+import pytest
+
+from featurestore.kernel import entity as kentity
+from featurestore.store import FeatureStore
+from featurestore.stores import online_redis as orr
+from tests.randomrepo import random_events, write_events, write_repo
+
+pytestmark = pytest.mark.redis
+
+AMOUNTS = [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 1e300, -1e300, 5e-324, 1e-300, 0.1, 3.0,
+           1.7976931348623157e308, 123456789.125]
+TAGS = ["é", "日本", "a\"b", "back\\slash", "new\nline", "tab\tx", "\x01ctl", "emoji 😀", "/slash", "\u2028", "",
+        "\x7f", "ümlaut"]
+
+
+def _events(seed: int) -> pd.DataFrame:
+    rng = random.Random(seed)
+    span = [300, 6 * 3600, 3 * 86_400][seed % 3]
+    df = random_events(seed, n=2_000, users=5, span_s=span)
+    ix = rng.sample(range(len(df)), len(df) // 3)
+    burst = df["ts"].iloc[ix[0]]
+    for j, i in enumerate(ix):
+        if rng.random() < 0.6:
+            df.loc[i, "amount"] = rng.choice(AMOUNTS)
+        if rng.random() < 0.6:
+            df.loc[i, "tag"] = rng.choice(TAGS)
+        if j % 5 == 0:
+            df.loc[i, "ts"] = burst
+    return df
+
+
+def _image(client, project: str) -> dict:
+    out = {}
+    prefix = f"fs:{project}:"
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        name = key.decode()[len(prefix):]
+        if name == "_views":
+            continue
+        kind = client.type(key)
+        content = client.hgetall(key) if kind == b"hash" else client.zrange(key, 0, -1, withscores=True)
+        out[name] = (kind, sorted(content.items()) if isinstance(content, dict) else content,
+                     client.pexpiretime(key))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_vectorised_packed_path_writes_the_per_entity_paths_redis_image(tmp_path, monkeypatch, redis_client,
+                                                                            seed):
+    rng = random.Random(500 + seed)
+    monkeypatch.setattr(kentity, "DENSE_EVENTS", rng.choice([5, 40]))
+    monkeypatch.setattr(kentity, "TILE_MIN_EVENTS", rng.choice([0, 2, 16]))
+    monkeypatch.setattr(orr, "STAGE_ITEMS", rng.choice([7, 50]))  # hot entities in many staged chunks
+    events = _events(seed)
+    root = write_repo(tmp_path / "repo")
+    write_events(root, events)
+    times = sorted(int(t.value // 1_000_000) for t in events["ts"])
+    now = int(time.time() * 1000)  # (staging keys expire an hour after it: a real clock)
+    compared = 0
+    for end in (None, times[len(times) // 2]):
+        images = {}
+        for path in ("1", "0"):
+            monkeypatch.setenv("FEATURESTORE_MATERIALIZE_VECTOR", path)
+            project = f"pk{seed}_{path}_{rng.randrange(10**9)}"
+            store = FeatureStore(root)
+            store.config = store.config.__class__(**{**store.config.__dict__, "project": project})
+            online = orr.for_store(store)
+            con = store._connect()
+            try:
+                for name, view in store.repo.views.items():
+                    cv = store.compiled(name)
+                    relation = store._view_input(con, cv).events_relation
+                    online.materialize_view(con, cv, relation, end, None, now_ms=now)
+                images[path] = _image(redis_client, project)
+            finally:
+                keys = list(redis_client.scan_iter(match=f"fs:{project}:*", count=1000))
+                if keys:
+                    redis_client.delete(*keys)
+        assert images["1"].keys() == images["0"].keys(), end
+        for key, want in images["0"].items():
+            assert images["1"][key] == want, (end, key)
+            compared += 1
+    assert compared > 50
