@@ -23,7 +23,7 @@ pytestmark = pytest.mark.redis
 AMOUNTS = [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 1e300, -1e300, 5e-324, 1e-300, 0.1, 3.0,
            1.7976931348623157e308, 123456789.125]
 TAGS = ["é", "日本", "a\"b", "back\\slash", "new\nline", "tab\tx", "\x01ctl", "emoji 😀", "/slash", "\u2028", "",
-        "\x7f", "ümlaut"]
+        "\x7f", "ümlaut", "\x1fus", "\x0bvt"]
 
 
 def _events(seed: int) -> pd.DataFrame:

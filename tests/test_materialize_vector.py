@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from featurestore.kernel import entity as kentity
+from featurestore.kernel.partials import dumps_row
 from featurestore.online import view_layout
 from featurestore.store import FeatureStore
 from featurestore.stores import online_materialize as om
@@ -40,7 +41,7 @@ def _bytes(changes):
     enc = orr._ENC.encode
     return {"head": (changes.full, changes.dense, changes.horizon, changes.last_ts, changes.meta),
             "raw": list(changes.raw_add),
-            "tiles": {k: enc(v) for k, v in changes.tiles_set.items()},
+            "tiles": {k: dumps_row(v, enc) for k, v in changes.tiles_set.items()},
             "prefixes": {k: enc([k, v]) for k, v in changes.prefix_set.items()},
             "deletes": (changes.tiles_del, changes.raw_below, changes.prefix_below)}
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from featurestore.kernel.exact import ExactSum
-from featurestore.kernel.partials import Layout, _NAN_KEY
+from featurestore.kernel.partials import Encoded, Layout, _NAN_KEY
 
 BASE_G = -(1 << 62)  # the group of the events before the cut (the base row)
 MINUTE_MS = 60_000
@@ -51,14 +51,15 @@ def _float(v: Any) -> Any:
 
 
 def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, order_text: bool, tile_top: int,
-              least: int, all_tops: bool) -> str:
+              least: int, all_tops: bool, text_cols: frozenset = frozenset()) -> str:
     """The rows :func:`featurestore.kernel.batch.changes_from_tiles` needs, from the events in ``table``
     (columns ``__fs_e``: entity number, ``__fs_d``: dense, ``__fs_ts`` ms, ``__fs_r`` rank in event
     order, ``__fs_o`` order rank, ``__fs_i<j>`` inputs, ``__fs_ord`` order text when ``order_text``):
     per entity, the base row (``__fs_l = -1``: the events before ``cut``, views with ``keep_base``) and,
     for dense entities, every tile (``__fs_l`` level <= ``tile_top``, ``__fs_g`` start, not before
     ``cut``) of more than ``least`` events (and with ``all_tops`` every top tile). Ordered by entity,
-    level, start; read by :func:`decode_rows`."""
+    level, start; read by :func:`decode_rows`. The distinct sets of inputs in ``text_cols`` (strings,
+    integers, booleans: never floats) come as their encoded JSON text (``to_json(list_sort(...))``)."""
     minute = f"(__fs_ts - (((__fs_ts % {MINUTE_MS}) + {MINUTE_MS}) % {MINUTE_MS}))"
     if cut is None:
         g0, where = minute, "TRUE"
@@ -107,7 +108,8 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
                 merges.append((f"z{i}", f"min(z{i})", lvl, f"z{i}"))
         elif kind == "d":
             m_cols.append(f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s{i}")
-            merges.append((f"s{i}", f"list_distinct(flatten(list(s{i}) FILTER (WHERE s{i} IS NOT NULL)))", lvl, f"s{i}"))
+            final = f"coalesce(to_json(list_sort(s{i})), '[]')" if col in text_cols and not fl else f"s{i}"
+            merges.append((f"s{i}", f"list_distinct(flatten(list(s{i}) FILTER (WHERE s{i} IS NOT NULL)))", lvl, final))
             if fl:
                 m_cols.append(f"min(2 * __fs_r + CASE WHEN to_json({x}) = '-0.0' THEN 1 ELSE 0 END) "
                               f"FILTER (WHERE {x} = 0) AS z{i}")
@@ -151,12 +153,13 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
                  f"WHERE __fs_g0 = {BASE_G}"]
         parts += [f"SELECT __fs_e, {k} AS __fs_l, __fs_g, __E, sm, sh, sk, sl FROM __fs_f{col}_{k}" for k in range(top + 1)]
         ctes.append(
-            f"fx{col} AS (SELECT __fs_e, __fs_l, __fs_g, list(struct_pack(e := __E, m := CAST(sm AS VARCHAR), "
-            f"h := CAST(sh AS VARCHAR), k := CAST(sk AS VARCHAR), l := CAST(sl AS VARCHAR))) AS fx{col} FROM "
+            f"fx{col} AS (SELECT __fs_e, __fs_l, __fs_g, list(__E ORDER BY __E) AS fx{col}, "
+            f"list(CAST(sm AS VARCHAR) ORDER BY __E) AS fm{col}, list(CAST(sh AS VARCHAR) ORDER BY __E) AS fh{col}, "
+            f"list(CAST(sk AS VARCHAR) ORDER BY __E) AS fk{col}, list(CAST(sl AS VARCHAR) ORDER BY __E) AS fl{col} FROM "
             f"({' UNION ALL '.join(parts)}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL)")
         joins.append(f" LEFT JOIN fx{col} USING (__fs_e, __fs_l, __fs_g)")
     order = "__fs_ord" if order_text else "__fs_ts"
-    sel = ["a.*"] + [f"fx{col}.fx{col}" for col in float_level]
+    sel = ["a.*"] + [f"fx{col}.{n}{col}" for col in float_level for n in ("fx", "fm", "fh", "fk", "fl")]
     for n, (i, rank, col) in enumerate(picks):
         alias = f"__fs_p{n}"
         joins.append(f" LEFT JOIN {table} AS {alias} ON {alias}.__fs_e = a.__fs_e AND {alias}.__fs_r = {rank}")
@@ -188,28 +191,34 @@ def _zero(z: Optional[int]) -> float:
     return -0.0 if z is not None and z & 1 else 0.0
 
 
-def _exact(parts: Optional[list], nan: int, pinf: int, ninf: int, square: bool) -> ExactSum:
-    """The ExactSum of one group's per-exponent sums (:func:`partials_sql`'s float struct lists)."""
-    if square:  # x*x = M*M * 2**(2E); non-finite squares: NaN stays NaN, +-inf give +inf
-        out = ExactSum(0, 0, nan, pinf + ninf, 0)
-    else:
-        out = ExactSum(0, 0, nan, pinf, ninf)
-    if not parts:
-        return out
-    if square:
-        terms = [(2 * p["e"], (int(p["h"]) << 56) + (int(p["k"]) << 29) + int(p["l"])) for p in parts]
-    else:
-        terms = [(p["e"], int(p["m"])) for p in parts]
-    s = max(0, max(-e for e, _ in terms))
-    out.m = sum(m << (e + s) for e, m in terms)
-    out.s = s
+def _exact(es: Optional[list], ms: list, nan: int, pinf: int, ninf: int) -> ExactSum:
+    """The ExactSum of one group's per-exponent sums (exponents ``es`` ascending, sums ``ms`` as text)."""
+    out = ExactSum(0, 0, nan, pinf, ninf)
+    if es:
+        s = max(0, -es[0])
+        out.m = sum(int(m) << (e + s) for e, m in zip(es, ms))
+        out.s = s
     return out
 
 
-def decode_rows(layout: Layout, batch, order_text: bool, loads) -> List[Tuple[int, int, int, int, list]]:
+def _exact_square(es: Optional[list], hs: list, ks: list, ls: list, nan: int, pinf: int, ninf: int) -> ExactSum:
+    """The ExactSum of the squares: x*x = M*M * 2**(2E); non-finite squares: NaN stays NaN, +-inf give +inf."""
+    out = ExactSum(0, 0, nan, pinf + ninf, 0)
+    if es:
+        s = max(0, -2 * es[0])
+        out.m = sum(((int(h) << 56) + (int(k) << 29) + int(lo)) << (2 * e + s) for e, h, k, lo in zip(es, hs, ks, ls))
+        out.s = s
+    return out
+
+
+def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: frozenset = frozenset(),
+                merged_level: Optional[int] = None) -> List[Tuple[int, int, int, int, list]]:
     """``(entity, level, start, events, row)`` of each row of an Arrow batch of :func:`tiles_sql`
     (level -1: the base row): ``row`` equal, in the slots its level holds (the others empty), to the
-    kernel row of the group's events (see the module docstring)."""
+    kernel row of the group's events (see the module docstring). The distinct sets of ``text_cols``
+    stay :class:`~featurestore.kernel.partials.Encoded` text, except in the rows that are merged (the
+    base row and those of ``merged_level``) and in text holding a ``\\u00`` escape (DuckDB writes
+    ``\\u001F`` where Python writes ``\\u001f``): those are parsed into sets."""
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     es, ls, gs, counts = cols["__fs_e"], cols["__fs_l"], cols["__fs_g"], cols["n"]
     float_cols = layout.float_cols
@@ -222,9 +231,12 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads) -> List[Tuple[in
             kind, col = slots[i]
             if kind in ("*", "n"):
                 v = cols[f"s{i}"][r]
-            elif kind in ("s", "q") and col in float_cols:
-                v = _exact(cols[f"fx{col}"][r], cols[f"nan{col}"][r], cols[f"pinf{col}"][r],
-                           cols[f"ninf{col}"][r], kind == "q")
+            elif kind == "s" and col in float_cols:
+                v = _exact(cols[f"fx{col}"][r], cols[f"fm{col}"][r], cols[f"nan{col}"][r], cols[f"pinf{col}"][r],
+                           cols[f"ninf{col}"][r])
+            elif kind == "q" and col in float_cols:
+                v = _exact_square(cols[f"fx{col}"][r], cols[f"fh{col}"][r], cols[f"fk{col}"][r], cols[f"fl{col}"][r],
+                                  cols[f"nan{col}"][r], cols[f"pinf{col}"][r], cols[f"ninf{col}"][r])
             elif kind == "s":
                 v = cols[f"s{i}"][r]
                 v = 0 if v is None else int(v)
@@ -240,6 +252,11 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads) -> List[Tuple[in
                 if col in float_cols:
                     z = _zero(cols[f"z{i}"][r])
                     v = {_NAN_KEY if x != x else (z if x == 0 else x) for x in v}
+                elif col in text_cols:
+                    if level < 0 or level == merged_level or "\\u00" in v:
+                        v = set(loads(v))
+                    else:
+                        v = Encoded(v)
                 else:
                     v = set(v)
             elif kind in ("f", "l"):

@@ -41,6 +41,23 @@ from featurestore.kernel.tiles import UNIT_MS
 
 _NAN_KEY = ("NaN",)  # every NaN is one distinct value (DuckDB's count(DISTINCT))
 
+
+class Encoded(str):
+    """A distinct-set slot already in its encoded form, as JSON text (the sorted values, encoded as
+    :meth:`Layout.encode` and the stdlib's compact encoder would write them): built by an engine
+    (materialize: ``featurestore.engines.duckdb_partials``), written as it is (:func:`dumps_row`), never
+    merged or read."""
+
+    __slots__ = ()
+
+
+def dumps_row(row: list, dumps) -> str:
+    """The JSON text of an encoded row (``dumps``: the compact encoder), :class:`Encoded` slots spliced."""
+    for v in row:
+        if type(v) is Encoded:
+            return "[" + ",".join(v if type(v) is Encoded else dumps(v) for v in row) + "]"
+    return dumps(row)
+
 # which slot kinds each aggregation function reads
 NEEDS = {
     "count": ("n",), "sum": ("n", "s"), "mean": ("n", "s"), "variance": ("n", "s", "q"),
@@ -364,7 +381,9 @@ class Layout:
             if kind in ("s", "q") and isinstance(v, ExactSum):
                 out.append(v.encode())
             elif kind == "d":  # canonical: same set, same text
-                if _NAN_KEY in v:
+                if type(v) is Encoded:
+                    out.append(v)
+                elif _NAN_KEY in v:
                     out.append(sorted((_nan_out(x) for x in v), key=_distinct_order))
                 else:  # the same order (NaN is the only value _distinct_order moves), without a key per value
                     out.append(sorted(v))
@@ -416,4 +435,4 @@ def _better(kind: str, floats: bool):
     return lambda x, best: x > best
 
 
-__all__ = ["Layout", "NEEDS", "PREFIX_LEVEL", "order_of", "window_level"]
+__all__ = ["Encoded", "Layout", "NEEDS", "dumps_row", "PREFIX_LEVEL", "order_of", "window_level"]

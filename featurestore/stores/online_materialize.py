@@ -29,6 +29,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import duckdb
 import pyarrow.compute as pc
 
+from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_partials as dpart
 from featurestore.engines import duckdb_sql as dsql
@@ -274,17 +275,23 @@ def _packed_members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) 
             f"JOIN {HOT} AS h USING (__fs_e) ORDER BY __fs_e")
 
 
-def _groups(con, layout: Layout, cut, keep_base: bool, order_text: bool) -> Iterator[Tuple[int, list]]:
+TEXT_TYPES = frozenset({t.STRING, t.INT32, t.INT64, t.BOOL, t.TIMESTAMP})  # distinct sets DuckDB encodes
+
+
+def _groups(con, cv: CompiledView, layout: Layout, cut, keep_base: bool, order_text: bool
+            ) -> Iterator[Tuple[int, list]]:
     """``(entity, [(level, start, events, row), ...])`` in entity order (:func:`dpart.tiles_sql`)."""
     tile_top = min(TOP_LEVEL, layout.max_level)
+    text_cols = frozenset(j for j, (_, dtype) in enumerate(input_columns(cv)) if dtype in TEXT_TYPES)
     sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
-                          keep_base and tile_top == TOP_LEVEL)
+                          keep_base and tile_top == TOP_LEVEL, text_cols)
+    merged = tile_top if keep_base else None  # rows changes_from_tiles merges into prefixes
     # fetched whole (held tiles only: far fewer rows than events) before the members are streamed on
     # the same connection, which holds one open result at a time
     parts = con.sql(sql).to_arrow_table()
     cur, acc = None, []
     for batch in parts.to_batches(20_000):
-        for e, level, start, n, row in dpart.decode_rows(layout, batch, order_text, loads):
+        for e, level, start, n, row in dpart.decode_rows(layout, batch, order_text, loads, text_cols, merged):
             if e != cur:
                 if cur is not None:
                     yield cur, acc
@@ -301,7 +308,7 @@ def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base
     sql, order_text = _events_sql(cv)
     con.execute(sql.format(relation=relation))
     nkeys = len(cv.join_keys)
-    groups = _groups(con, layout, cut, keep_base, order_text)
+    groups = _groups(con, cv, layout, cut, keep_base, order_text)
     pending = next(groups, None)  # runs the tiles query
     members_sql = _packed_members_sql(cv, cut, order_text) if packed else _members_sql(cv, cut, order_text)
     for batch in con.sql(members_sql).to_arrow_reader(1_000):

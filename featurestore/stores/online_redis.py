@@ -54,7 +54,7 @@ from featurestore.errors import FeatureStoreError, InfraError
 from featurestore.kernel import batch as kbatch
 from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
-from featurestore.kernel.partials import Layout
+from featurestore.kernel.partials import Layout, dumps_row
 from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
 from featurestore.online import input_columns, loads, view_windows
 from featurestore.stores import online_format as ofmt
@@ -203,7 +203,7 @@ def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> 
                   "" if expire_at is None else expire_at]
     args.append(len(changes.tiles_set))
     for name, row in changes.tiles_set.items():
-        args += [name, enc(row)]
+        args += [name, dumps_row(row, enc)]
     args.append(len(changes.tiles_del))
     args += changes.tiles_del
     args.append(len(changes.raw_add))
