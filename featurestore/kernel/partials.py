@@ -51,12 +51,23 @@ class Encoded(str):
     __slots__ = ()
 
 
+_SPLICE = "\x00fs:encoded\x00"  # stands for an Encoded slot while the rest of the row is encoded
+
+
 def dumps_row(row: list, dumps) -> str:
-    """The JSON text of an encoded row (``dumps``: the compact encoder), :class:`Encoded` slots spliced."""
-    for v in row:
-        if type(v) is Encoded:
-            return "[" + ",".join(v if type(v) is Encoded else dumps(v) for v in row) + "]"
-    return dumps(row)
+    """The JSON text of an encoded row (``dumps``: the compact encoder), :class:`Encoded` slots spliced:
+    the row is encoded once with a placeholder in their place, then the placeholders are replaced (one
+    encoder call per slot when a value of the row itself encodes like the placeholder)."""
+    at = [i for i, v in enumerate(row) if type(v) is Encoded]
+    if not at:
+        return dumps(row)
+    parts = dumps([_SPLICE if type(v) is Encoded else v for v in row]).split(dumps(_SPLICE))
+    if len(parts) != len(at) + 1:
+        return "[" + ",".join(v if type(v) is Encoded else dumps(v) for v in row) + "]"
+    out = [parts[0]]
+    for k, i in enumerate(at):
+        out += [row[i], parts[k + 1]]
+    return "".join(out)
 
 # which slot kinds each aggregation function reads
 NEEDS = {

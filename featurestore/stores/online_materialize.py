@@ -42,7 +42,7 @@ from featurestore.kernel.tiles import TOP_LEVEL
 from featurestore.online import input_columns, loads, view_layout
 from featurestore.stores import online_redis as orr
 from featurestore.stores import online_format as ofmt
-from featurestore.stores.online_packed import PackedRaw, from_columns, packed_sql
+from featurestore.stores.online_packed import from_columns, pack_counted, packed_sql
 
 HOT, HOT_EVENTS = "__fs_mat_hot", "__fs_mat_hev"
 
@@ -59,8 +59,10 @@ class _Writer:
         ret = orr.retention(cv)
         self.expires, self.ttl_extra = ret.expires, ret.window_ms + orr.SLACK_MS
         self.pending: List[Tuple[str, list]] = []
+        self.commands: List[bytes] = []  # packed write calls of plain entities (add_plain)
         self.size = 0
         self.entities = self.events = self.tiled = 0
+        self._plain_head: Optional[bytes] = None
 
     def add(self, keys: list, last: int, changes: Changes) -> None:
         base = orr.entity_base(self.store.project, self.cv.name, keys)
@@ -77,10 +79,33 @@ class _Writer:
         if len(self.pending) >= orr.CHUNK_ENTITIES or self.size >= 4 * orr.STAGE_ITEMS:
             self.flush()
 
+    def add_plain(self, keys: list, last: int, count: int, data: bytes) -> None:
+        """A plain entity (no tiles, no prefix: a full write of its ``count`` raw members, ``data`` as
+        :func:`online_packed.packed_sql` packs them): the write call's bytes built here at once (single
+        node), the very call :meth:`add` would send."""
+        if self._plain_head is None:  # EVALSHA sha 3 and the arguments before the expiry: one per view
+            n, fixed = pack_counted(orr.write_args(Changes(True, None, False), self.cv.data_fingerprint, None)[:5])
+            self._plain_head = (orr._bulk(b"EVALSHA") + orr._bulk(self.store.write_sha().encode()) + orr._bulk(b"3"),
+                                fixed)
+        head, fixed = self._plain_head
+        key = orr.entity_base(self.store.project, self.cv.name, keys).encode()
+        at = b"%d" % (max(self.now, last) + self.ttl_extra) if self.expires else b""
+        count_text = b"%d" % count
+        self.commands.append(b"*%d\r\n" % (16 + 2 * count) + head + orr._bulk(key + b":t") + orr._bulk(key + b":r")
+                             + orr._bulk(key + b":p") + fixed + orr._bulk(at) + b"$1\r\n0\r\n$1\r\n0\r\n"
+                             + orr._bulk(count_text) + data + b"$1\r\n0\r\n")
+        self.entities += 1
+        self.events += count
+        self.size += count
+        if len(self.commands) >= orr.CHUNK_ENTITIES or self.size >= 4 * orr.STAGE_ITEMS:
+            self.flush()
+
     def flush(self) -> None:
         if self.pending:
             self.store.write_entities(self.pending)
-        self.pending, self.size = [], 0
+        if self.commands:
+            self.store._write_packed(self.commands)
+        self.pending, self.commands, self.size = [], [], 0
 
 
 def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Optional[int] = None,
@@ -177,8 +202,7 @@ def _plain_packed(con, cv: CompiledView, relation: str, part, cut, writer: _Writ
         for i in range(batch.num_rows):
             if not kept[i]:  # every event fell behind the cut (see _delete_gone)
                 continue
-            raw = PackedRaw([(kept[i], texts[i].encode())])
-            writer.add([kc[i] for kc in keycols], last[i], Changes(True, None, False, raw_add=raw, last_ts=last[i]))
+            writer.add_plain([kc[i] for kc in keycols], last[i], kept[i], texts[i].encode())
         if on_rows:
             on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
 
