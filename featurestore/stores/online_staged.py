@@ -70,10 +70,10 @@ def commit_args(base: str, changes: Changes, at: Optional[int]) -> Tuple[tuple, 
 def write_staged(store, base: str, changes: Changes, fingerprint: str, at: Optional[int], now: int) -> None:
     """Write one large entity (a full write) in chunks of at most STAGE_ITEMS to its staging keys,
     then swap them in at once (:data:`COMMIT_LUA`)."""
-    skeys = orr.entity_keys(base, staged=True)
-    chunks = [orr.write_args(ch, fingerprint, now + STAGE_TTL_MS) for ch in staged_changes(changes)]
-    keys, args = commit_args(base, changes, at)
     if store.cluster:  # the chunks (one slot: one node, in order), then the swap
+        skeys = orr.entity_keys(base, staged=True)
+        chunks = [orr.write_args(ch, fingerprint, now + STAGE_TTL_MS) for ch in staged_changes(changes)]
+        keys, args = commit_args(base, changes, at)
         store._pipelined(orr.WRITE_LUA, [(base, skeys, a) for a in chunks])
         store._guard(store.client.execute_command, "EVALSHA", store.commit_sha(), len(keys), *keys, *args)
         return
