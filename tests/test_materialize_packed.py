@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 
 from featurestore.kernel import entity as kentity
+from featurestore.kernel.partials import _SPLICE, Encoded, dumps_row
 from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
 from tests.randomrepo import random_events, write_events, write_repo
-
-pytestmark = pytest.mark.redis
 
 AMOUNTS = [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 1e300, -1e300, 5e-324, 1e-300, 0.1, 3.0,
            1.7976931348623157e308, 123456789.125]
@@ -56,6 +55,28 @@ def _image(client, project: str) -> dict:
     return out
 
 
+def test_a_spliced_row_is_the_rows_json_whatever_its_other_values_hold():
+    """``dumps_row`` encodes a row once with a placeholder for each Encoded slot; a value of the row that
+    encodes like the placeholder (here: the placeholder itself) must not be taken for one."""
+    enc = orr._ENC.encode
+    for row in ([1, Encoded('["a","b"]'), None, [3, "x"], Encoded("[]")],
+                [_SPLICE, Encoded("[1,2]"), "\u0000", _SPLICE], [Encoded("[true]")], [0.1, {"k": _SPLICE}]):
+        want = "[" + ",".join(v if type(v) is Encoded else enc(v) for v in row) + "]"
+        assert dumps_row(row, enc) == want
+
+
+def test_packed_members_parse_back_to_their_pairs():
+    from featurestore.stores.online_packed import PackedRaw, pack_counted
+
+    pairs = [(1, "[-1,1,\"a\\r\\nb\"]"), (-5, "é😀"), (2**40, ""), (7, "$3\r\nx")]
+    packed = [pack_counted(p)[1] for p in pairs]
+    assert pack_counted(pairs[0]) == (2, b"$1\r\n1\r\n$15\r\n" + pairs[0][1].encode() + b"\r\n")
+    raw = PackedRaw([(2, packed[0] + packed[1]), (0, b""), (2, packed[2] + packed[3])])
+    assert len(raw) == 4
+    assert list(raw) == pairs
+
+
+@pytest.mark.redis
 @pytest.mark.parametrize("seed", range(3))
 def test_the_vectorised_packed_path_writes_the_per_entity_paths_redis_image(tmp_path, monkeypatch, redis_client,
                                                                             seed):
