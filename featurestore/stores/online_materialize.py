@@ -3,13 +3,16 @@
 Entities fall in two groups, decided in SQL per pass:
 
 * **plain** (most): at most ``DENSE_EVENTS`` kept events and no prefix. DuckDB encodes each event's
-  stored member in a GROUP BY (:func:`~featurestore.stores.online_redis.materialize_sql`); Python only
-  forwards them to Redis.
+  stored member in a GROUP BY and packs the kept ones as the bytes Redis receives
+  (:func:`packed_members_sql`, :mod:`featurestore.stores.online_packed`); Python builds each entity's
+  write call around them at once (:meth:`_Writer.add_plain`). On a Redis Cluster, and as the per-entity
+  reference, :func:`~featurestore.stores.online_redis.materialize_sql` lists the members instead.
 * **kernel** entities: dense ones (more kept events: they store tiles) and, for views with an unbounded
   window, those with events before the cut (a prefix). Their events are numbered once in a temporary
   table; DuckDB then computes, vectorised, the members, the partial row of every tile the store holds
-  (GROUP BY entity, level, tile) and the base row (:mod:`featurestore.engines.duckdb_partials`), and
-  Python only decodes and encodes those rows and sums prefixes from the top tiles
+  (GROUP BY entity, level, tile; distinct sets of strings and integers as their JSON text, spliced) and
+  the base row (:mod:`featurestore.engines.duckdb_partials`), and the members packed in chunks of at most
+  ``STAGE_ITEMS``; Python only decodes and encodes those rows and sums prefixes from the top tiles
   (:func:`featurestore.kernel.batch.changes_from_tiles`), never touching an event.
   ``FEATURESTORE_MATERIALIZE_VECTOR=0`` builds them event by event instead
   (:func:`featurestore.kernel.batch.full_changes`, the reference the tests compare with); a DuckDB error
