@@ -73,6 +73,7 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     merges: List[Tuple[str, str, int, str]] = [("n", "CAST(sum(n) AS BIGINT)", tile_top, "n")]
     picks: List[Tuple[int, str, Optional[int]]] = []  # (slot, rank column, input) of first/last/latest
     float_level: Dict[int, int] = {}
+    texts: List[Tuple[int, str, int]] = []  # (slot, input, top level) of distinct sets written as JSON text
     for i, (kind, col) in enumerate(layout.slots):
         if kind in ("s", "q") and col in layout.float_cols:
             float_level[col] = max(float_level.get(col, -1), layout.levels[i])
@@ -106,10 +107,11 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
                 m_cols.append(f"min(2 * __fs_r + CASE WHEN to_json({x}) = '-0.0' THEN 1 ELSE 0 END) "
                               f"FILTER (WHERE {x} = 0) AS z{i}")
                 merges.append((f"z{i}", f"min(z{i})", lvl, f"z{i}"))
+        elif kind == "d" and col in text_cols and not fl:
+            texts.append((i, x, min(lvl, tile_top)))  # each level from the events: see below
         elif kind == "d":
             m_cols.append(f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s{i}")
-            final = f"coalesce(to_json(list_sort(s{i})), '[]')" if col in text_cols and not fl else f"s{i}"
-            merges.append((f"s{i}", f"list_distinct(flatten(list(s{i}) FILTER (WHERE s{i} IS NOT NULL)))", lvl, final))
+            merges.append((f"s{i}", f"list_distinct(flatten(list(s{i}) FILTER (WHERE s{i} IS NOT NULL)))", lvl, f"s{i}"))
             if fl:
                 m_cols.append(f"min(2 * __fs_r + CASE WHEN to_json({x}) = '-0.0' THEN 1 ELSE 0 END) "
                               f"FILTER (WHERE {x} = 0) AS z{i}")
@@ -158,8 +160,22 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
             f"list(CAST(sk AS VARCHAR) ORDER BY __E) AS fk{col}, list(CAST(sl AS VARCHAR) ORDER BY __E) AS fl{col} FROM "
             f"({' UNION ALL '.join(parts)}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL)")
         joins.append(f" LEFT JOIN fx{col} USING (__fs_e, __fs_l, __fs_g)")
+    # distinct sets as JSON text: each level's sets straight from the events (one GROUP BY per level:
+    # ~2.5x less work than merging each level's lists from the level below)
+    for i, x, top in texts:
+        parts = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) "
+                 f"AS s FROM __fs_src WHERE __fs_g0 = {BASE_G} GROUP BY ALL"]
+        for k in range(top + 1):
+            size = MINUTE_MS << k
+            parts.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_ts - (((__fs_ts % {size}) + {size}) % {size}) AS __fs_g, "
+                         f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM __fs_src "
+                         f"WHERE __fs_g0 <> {BASE_G} GROUP BY ALL")
+        ctes.append(f"dx{i} AS (SELECT __fs_e, __fs_l, __fs_g, to_json(list_sort(s)) AS s{i} FROM "
+                    f"({' UNION ALL '.join(parts)}))")
+        joins.append(f" LEFT JOIN dx{i} USING (__fs_e, __fs_l, __fs_g)")
     order = "__fs_ord" if order_text else "__fs_ts"
     sel = ["a.*"] + [f"fx{col}.{n}{col}" for col in float_level for n in ("fx", "fm", "fh", "fk", "fl")]
+    sel += [f"coalesce(dx{i}.s{i}, '[]') AS s{i}" for i, _, _ in texts]
     for n, (i, rank, col) in enumerate(picks):
         alias = f"__fs_p{n}"
         joins.append(f" LEFT JOIN {table} AS {alias} ON {alias}.__fs_e = a.__fs_e AND {alias}.__fs_r = {rank}")
