@@ -88,7 +88,15 @@ def entity_state_refusal(cv, meta: dict, fix=None) -> Optional[str]:
 
 
 def lookup(store, entity_rows, features=None, feature_service=None, request_time=None, full_feature_names=False):
-    """See ``FeatureStore.get_online_features``."""
+    """See ``FeatureStore.get_online_features`` (automatic full garbage collections are held off while it
+    runs: :mod:`featurestore.sdk.gc_pause`)."""
+    from featurestore.sdk.gc_pause import no_full_collections
+
+    with no_full_collections():
+        return _lookup(store, entity_rows, features, feature_service, request_time, full_feature_names)
+
+
+def _lookup(store, entity_rows, features, feature_service, request_time, full_feature_names):
     from featurestore.sdk.refs import output_names, resolve_features
     from featurestore.sdk.timeutil import now_ms, to_epoch_ms
     from featurestore.sdk.inputs import entity_rows as check_rows
