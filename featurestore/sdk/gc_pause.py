@@ -4,7 +4,7 @@ A 100-entity lookup parses thousands of raw events into short-lived lists (freed
 they make no cycles), enough allocations to trigger about one automatic *full* collection per lookup, and
 a full collection traverses every container of the process (the loaded repo, DuckDB, pandas, the
 caller's own data): a quarter of the lookup's CPU time on the example (bench/results/
-small-online-many-fmt5.md: 25.8 ms with it, 18.9 ms without). So a lookup raises the oldest generation's
+small-online-many-gc.md: 25.8 ms with it, 18.9 ms without). So a lookup raises the oldest generation's
 threshold while it runs (young collections stay: short-lived cycles are still collected) and puts it
 back when it ends; a full collection that fell due meanwhile runs at the next allocation after, outside
 the lookup. Lookups of several threads share one pause (a counter); a pause never lasts more than
