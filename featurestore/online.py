@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
