@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
@@ -244,7 +245,7 @@ def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[Entity
     """Each planned feature's value at request time ``q`` (epoch ms) as a plain Python value, and its
     status. ``reply`` None: the entity has no state (no events within the retention). ``slots``:
     :func:`window_slots` of ``plans`` (computed when not given). ``times``: a list that receives each
-    value's event time (:func:`event_time`)."""
+    value's event time (:func:`_finisher`)."""
     values, statuses, when = compute_many(layout, plans, [reply], q, top, slots)[0]
     if times is not None:
         times.extend(when)
@@ -276,11 +277,17 @@ def compute_many(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence
                 layout.merge(rows[windows.index(None)], prefix[1], slots[None])
             rows_of[i] = dict(zip(windows, rows))
     out = []
+    finish = _finisher(layout, plans)
+    missing = None  # the result of an entity without state: the same for every such entity
     for reply, rows in zip(replies, rows_of):
+        if reply is None:
+            if missing is None:
+                missing = finish(None, {w: layout.new() for w in slots}, q)
+            out.append(tuple(list(x) for x in missing))
+            continue
         if rows is None:
-            rows = {w: _window_row(layout, reply, q, w, top, sl) if reply is not None else layout.new()
-                    for w, sl in slots.items()}
-        out.append(_finish(layout, plans, reply, rows, q))
+            rows = {w: _window_row(layout, reply, q, w, top, sl) for w, sl in slots.items()}
+        out.append(finish(reply, rows, q))
     return out
 
 
@@ -292,43 +299,58 @@ def _sparse_span(reply: EntityReply, q: int, w: Optional[int]) -> Tuple[Optional
     return (None if reply.prefix is None else reply.prefix[0]), q
 
 
-def _finish(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply],
-            rows: Dict[Optional[int], list], q: int) -> Tuple[List[Any], List[str], List[Optional[int]]]:
-    found = reply is not None
-    values, statuses, times = [], [], []
-    for p in plans:
-        row = rows[p.window_ms]
-        if p.function == "latest":
-            value = layout.finalize("latest", p.column, row)
-            status = PRESENT if value is not None else NULL_VALUE
-            if row[layout.latest_slot] is None:
-                status = OUTSIDE_MAX_AGE if found and p.window_ms is not None and _any_before(
-                    layout, reply, q) else (NOT_FOUND if not found else NULL_VALUE)
-        else:
-            value = layout.finalize(p.function, p.column, row)
-            if value is None:
-                value = p.empty
-            status = PRESENT if value is not None else NULL_VALUE
-            if not found:
-                status = NOT_FOUND
-            elif p.function == "sum" and p.dtype in t.INTEGER and value is not None and not in_int64(value):
-                value, status = None, REFUSED  # semantics.int64_overflow_reason: never another number
-        values.append(to_output(value, p.dtype))
-        statuses.append(status)
-        times.append(event_time(layout, p, row, status, q))
-    return values, statuses, times
+def _finisher(layout: Layout, plans: Sequence[FeaturePlan]):
+    """``finish(reply, rows, q) -> (values, statuses, event times)`` of ``plans`` (``rows``: window ->
+    row), with each feature's finalize and output conversion chosen once (a 100-entity lookup finishes
+    a thousand values: a call each, no dispatch per value). A value's event time (Feast's
+    ``event_timestamps``): for a latest feature the time of the event it comes from; for an aggregation
+    the request time (the value is the window ``[q - W, q)`` as of ``q``); None when the entity has no
+    state or no event inside the TTL."""
+    steps = [(p.function == "latest", p.window_ms, layout.finalizer(p.function, p.column), _converter(p.dtype), p.empty,
+              p.function == "sum" and p.dtype in t.INTEGER) for p in plans]
+    ls = layout.latest_slot
 
-
-def event_time(layout: Layout, plan: FeaturePlan, row: list, status: str, q: int) -> Optional[int]:
-    """The event time (epoch ms) of a served value, Feast's ``event_timestamps``: for a latest feature the
-    time of the event it comes from; for an aggregation the request time (the value is the window
-    ``[q - W, q)`` as of ``q``). None when the entity has no state or no event inside the TTL."""
-    if status in (NOT_FOUND, REFUSED, OUTSIDE_MAX_AGE):
-        return None
-    if plan.function == "latest":
-        slot = row[layout.latest_slot]
-        return None if slot is None else int(slot[0][0])
-    return q
+    def finish(reply, rows, q):
+        values, statuses, times = [], [], []
+        if reply is None:  # no state: every value its empty one, NOT_FOUND
+            for latest, w, fin, out, empty, _ in steps:
+                if latest:
+                    values.append(None)
+                else:
+                    v = fin(rows[w])
+                    values.append(out(empty if v is None else v))
+                statuses.append(NOT_FOUND)
+                times.append(None)
+            return values, statuses, times
+        for latest, w, fin, out, empty, int_sum in steps:
+            row = rows[w]
+            if latest:
+                slot = row[ls]
+                if slot is None:
+                    values.append(None)
+                    statuses.append(OUTSIDE_MAX_AGE if w is not None and _any_before(layout, reply, q) else NULL_VALUE)
+                    times.append(None)
+                    continue
+                v = fin(row)
+                times.append(int(slot[0][0]))
+            else:
+                v = fin(row)
+                if v is None:
+                    v = empty
+                elif int_sum and not in_int64(v):  # semantics.int64_overflow_reason: never another number
+                    values.append(None)
+                    statuses.append(REFUSED)
+                    times.append(None)
+                    continue
+                times.append(q)
+            if v is None:
+                values.append(None)
+                statuses.append(NULL_VALUE)
+            else:
+                values.append(out(v))
+                statuses.append(PRESENT)
+        return values, statuses, times
+    return finish
 
 
 def _any_before(layout: Layout, reply: EntityReply, q: int) -> bool:
@@ -393,13 +415,16 @@ def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, s
 
 
 def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None, *,
-                 members: ofmt.Members) -> Optional[EntityReply]:
+                 members: ofmt.Members, meta: Optional[dict] = None, raw: Optional[RawEvents] = None
+                 ) -> Optional[EntityReply]:
     """An :class:`EntityReply` from the read script's reply (None when the entity has no state); rows are
     decoded on ``slots`` only (default: all); ``members``: how the view stores raw events
-    (``online_format.members``)."""
+    (``online_format.members``). ``meta`` (the parsed first part) and ``raw`` (an entity without tiles:
+    its raw events, :func:`raw_events_many`) when the caller has them already."""
     if not raw_reply:
         return None
-    meta = orjson.loads(raw_reply[0])
+    if meta is None:
+        meta = orjson.loads(raw_reply[0])
     dense = bool(raw_reply[1])
     decode = layout.decode
 
@@ -431,7 +456,7 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     if not dense:
         before = bool(raw_reply[5]) if len(raw_reply) > 5 else None
         return EntityReply(meta, False, prefix, ptile, {}, [], None, {}, [], pevents, before,
-                           raw_events(raw_reply[4], members))
+                           raw if raw is not None else raw_events(raw_reply[4], members))
     tiles: Dict[str, list] = {}
     tile_events: Dict[str, List[Tuple[list, list]]] = {}
     for name, raw in zip(plan.tiles, raw_reply[4]):
@@ -450,11 +475,26 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
 def raw_events(blob: bytes, members: ofmt.Members) -> RawEvents:
     """The raw events of a reply fragment (members joined by newlines, in time order) as columns; their
     orders are built from the parsed members on demand (few are ever compared)."""
-    if not blob:
-        return RawEvents([], [[] for _ in range(members.width)], [])
-    evs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
+    return raw_events_many([blob], members)[0]
+
+
+def raw_events_many(blobs: Sequence[bytes], members: ofmt.Members) -> List[RawEvents]:
+    """:func:`raw_events` of several reply fragments (a lookup's entities without tiles, of one view):
+    one parse and one transposition for all of them, then a slice per entity (per-entity calls were most
+    of the decoding of a many-entity lookup)."""
+    full = [b for b in blobs if b]
+    evs = loads(b"[" + b",".join(full).replace(b"\n", b",") + b"]") if full else []
     times = [e[1] for e in evs]
-    return RawEvents(times, members.columns(evs), None, evs, members.order_of)
+    cols = members.columns(evs)
+    out, a = [], 0
+    for blob in blobs:
+        n = blob.count(b"\n") + 1 if blob else 0  # members are joined by newlines and never hold one
+        b = a + n
+        out.append(RawEvents(times[a:b], [c[a:b] for c in cols], None, evs[a:b], members.order_of))
+        a = b
+    if a != len(evs):  # pragma: no cover (a member with a raw newline: never written)
+        raise ValueError("online store: a raw event member holds a newline")
+    return out
 
 
 def loads(raw):
@@ -500,13 +540,26 @@ def to_output(value: Any, dtype: str) -> Any:
     return value
 
 
+def _converter(dtype: str):
+    """:func:`to_output` of one type as a function of the value (None stays None)."""
+    if dtype in (t.FLOAT64, t.FLOAT32):
+        return lambda v: None if v is None else float(v)
+    if dtype in t.INTEGER:
+        return lambda v: None if v is None else int(v)
+    if dtype == t.BOOL:
+        return lambda v: None if v is None else bool(v)
+    if dtype == t.STRING:
+        return lambda v: None if v is None else str(v)
+    return partial(to_output, dtype=dtype)
+
+
 # -- the response --------------------------------------------------------------------------------------
 class OnlineResponse:
     """Feature values of an online lookup: ``to_dict()`` -> ``{column: [value per entity row]}`` (the
     entity rows' join keys first, then the features in request order; Feast style), ``statuses()`` ->
     the same shape with each value's status, ``refusals`` (one line per refused view and why),
     ``to_df()``, ``event_times`` (per feature column, each value's event time in epoch ms:
-    :func:`event_time`) and ``request_id`` (set when the lookup was logged). JSON values (``json_columns``)
+    :func:`_finisher`) and ``request_id`` (set when the lookup was logged). JSON values (``json_columns``)
     are their text inside (``raw_dict()``, what the serving log holds) and Python values in ``to_dict()`` /
     ``to_df()`` (:mod:`featurestore.sdk.json_values`)."""
 
@@ -550,6 +603,6 @@ class OnlineResponse:
 
 __all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "compute_many",
            "read_plan",
-           "ReadPlan", "EntityReply", "decode_reply", "window_slots", "event_time", "to_output", "cast_value",
+           "ReadPlan", "EntityReply", "decode_reply", "raw_events_many", "window_slots", "to_output", "cast_value",
            "OnlineResponse", "STATUSES",
            "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED"]

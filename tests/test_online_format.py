@@ -70,6 +70,41 @@ def test_encode_decode_round_trip():
     assert ofmt.Members(2).encode(7, [5], [1, 2]) == "[7,5,1,2]"  # no order values: [id, ts, inputs]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_raw_events_of_many_entities_parsed_together_equal_each_parsed_alone(seed):
+    """A lookup parses the raw events of a view's entities without tiles in one call
+    (online.raw_events_many): each entity's times, columns and orders equal its own parse, with empty
+    entities, one-event ones, strings holding commas and escaped newlines, and NaN (the slower parser)."""
+    import random
+
+    from featurestore.online import raw_events, raw_events_many
+
+    rng = random.Random(seed)
+    codec = ofmt.Members(3, (-1, 1, -1))
+    values = [None, 0.0, -0.0, 1e308, 5e-324, 2**62, "a,b", "x\ny", "]", True]
+    blobs = []
+    for _ in range(rng.choice([1, 2, 7, 30])):
+        n = rng.choice([0, 0, 1, 3, 40])
+        ts = sorted(rng.randint(0, 10**6) for _ in range(n))
+        members = []
+        for k, t in enumerate(ts):
+            inputs = [rng.choice(values) for _ in range(3)]
+            order = [t, [rng.choice(["u", "v"])], [] if inputs[1] is None else [inputs[1]], [rng.choice([1, 2])]]
+            plain = rng.random() > 0.1
+            if not plain:
+                inputs[0] = float("nan")
+            members.append(codec.encode(-k, order, inputs, plain))
+        blobs.append("\n".join(members).encode())
+    together = raw_events_many(blobs, codec)
+    assert len(together) == len(blobs)
+    for blob, got in zip(blobs, together):
+        want = raw_events(blob, codec) if len(blobs) > 1 else got
+        alone = json.loads(b"[" + blob.replace(b"\n", b",") + b"]") if blob else []
+        assert got.times == want.times == [m[1] for m in alone]
+        assert repr(got.cols) == repr(want.cols) == repr([[m[2 + c] for m in alone] for c in range(3)])
+        assert [got.order(j) for j in range(len(got))] == [codec.order_of(m) for m in alone]
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("seed", [0, 3])
 def test_a_view_without_orders_is_exact_online(make_store, layout_mode, seed):  # noqa: F811

@@ -33,6 +33,7 @@ is SPEC event order (ascending, nulls first) and the form survives JSON unchange
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from featurestore import dtypes as t
@@ -161,6 +162,7 @@ class Layout:
         self._copiers = [type(v).copy if isinstance(v, (ExactSum, set)) else None for v in self._template]
         self._pair_plans: Dict[Tuple[int, ...], tuple] = {}
         self._combiners = [self._combiner(k, c) for k, c in slots]
+        self._finalizers: Dict[Tuple[str, Optional[int]], Any] = {}
 
     def slots_of(self, function: str, col: Optional[int]) -> Tuple[int, ...]:
         """The slots a feature reads (``function == "latest"``: the latest slot)."""
@@ -351,34 +353,60 @@ class Layout:
     def finalize(self, function: str, col: Optional[int], row: list) -> Any:
         """The value of one aggregation over the events ``row`` summarises (None = null; counts are
         ints). ``function == "latest"``: the value of input ``col`` in the greatest event."""
+        return self.finalizer(function, col)(row)
+
+    def finalizer(self, function: str, col: Optional[int]):
+        """:meth:`finalize` of one aggregation as a function of the row alone (made once per aggregation:
+        a many-entity lookup finishes a thousand values, one call each)."""
+        key = (function, col)
+        fin = self._finalizers.get(key)
+        if fin is None:
+            fin = self._finalizers[key] = self._make_finalizer(function, col)
+        return fin
+
+    def _make_finalizer(self, function: str, col: Optional[int]):
         if function == "latest":
-            slot = row[self.latest_slot]
-            return None if slot is None else slot[1][self.latest_cols.index(col)]
+            slot, at = self.latest_slot, self.latest_cols.index(col)
+
+            def latest(row):
+                v = row[slot]
+                return None if v is None else v[1][at]
+            return latest
         ix = self.reads[(function, col)]
-        if col is None:
-            return row[ix[0]]
-        if function in ("count",):
-            return row[ix[0]]
+        i = ix[0]
+        if col is None or function in ("count", "min", "max"):
+            return itemgetter(i)
         if function == "count_distinct":
-            return len(row[ix[0]])
-        if function in ("min", "max"):
-            return row[ix[0]]
+            return lambda row: len(row[i])
         if function in ("first", "last"):
-            slot = row[ix[0]]
-            return None if slot is None else slot[1]
-        n = row[ix[0]]
-        if n == 0:
-            return None
-        s = row[ix[1]]
+            return lambda row: None if row[i] is None else row[i][1]
+        j = ix[1]
         if function == "sum":
-            return s.value() if isinstance(s, ExactSum) else s
+            def total(row):
+                if row[i] == 0:
+                    return None
+                s = row[j]
+                return s.value() if isinstance(s, ExactSum) else s
+            return total
         if function == "mean":
-            return s.mean(n) if isinstance(s, ExactSum) else _int_mean(s, n)
-        s1 = s if isinstance(s, ExactSum) else ExactSum(s)
-        var = sample_variance(n, s1, row[ix[2]])
-        if var is None or function == "variance":
-            return var
-        return math.sqrt(var)
+            def mean(row):
+                n = row[i]
+                if n == 0:
+                    return None
+                s = row[j]
+                return s.mean(n) if isinstance(s, ExactSum) else _int_mean(s, n)
+            return mean
+        k = ix[2]
+        root = function != "variance"
+
+        def spread(row):
+            n = row[i]
+            if n == 0:
+                return None
+            s = row[j]
+            var = sample_variance(n, s if isinstance(s, ExactSum) else ExactSum(s), row[k])
+            return var if var is None or not root else math.sqrt(var)
+        return spread
 
     # -- storage -------------------------------------------------------------------------------------
     def encode(self, row: list, level: Optional[int] = None) -> list:

@@ -88,7 +88,15 @@ def entity_state_refusal(cv, meta: dict, fix=None) -> Optional[str]:
 
 
 def lookup(store, entity_rows, features=None, feature_service=None, request_time=None, full_feature_names=False):
-    """See ``FeatureStore.get_online_features``."""
+    """See ``FeatureStore.get_online_features`` (automatic full garbage collections are held off while it
+    runs: :mod:`featurestore.sdk.gc_pause`)."""
+    from featurestore.sdk.gc_pause import no_full_collections
+
+    with no_full_collections():
+        return _lookup(store, entity_rows, features, feature_service, request_time, full_feature_names)
+
+
+def _lookup(store, entity_rows, features, feature_service, request_time, full_feature_names):
     from featurestore.sdk.refs import output_names, resolve_features
     from featurestore.sdk.timeutil import now_ms, to_epoch_ms
     from featurestore.sdk.inputs import entity_rows as check_rows
@@ -202,7 +210,9 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     wslots, read_slots = slots
     out: dict = {}
     n = len(plans)
+    members = ofmt.members(cv)
     computed, replies, tiled = [], [], []
+    sparse = []  # (base, split reply, meta) of the entities without tiles: their raw events parsed together
     fix = fix_once(store, cv)
     for base in bases:
         raw_reply = by_base.get(base)
@@ -212,22 +222,29 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                    f"lost its data); run 'featurestore materialize --view {cv.name}'")
             if why not in refusals:
                 refusals.append(why)
-        reply = None
         if not why and raw_reply:  # refused before its values are parsed (another format is never read)
             raw_reply = split_reply(raw_reply, len(rplan.tiles))
-            why = entity_refusal(cv, orjson.loads(raw_reply[0]), q, fix)
+            meta = orjson.loads(raw_reply[0])
+            why = entity_refusal(cv, meta, q, fix)
             if why and why not in refusals:
                 refusals.append(why)
             if not why:
-                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots, members=ofmt.members(cv))
+                if not raw_reply[1]:
+                    sparse.append((base, raw_reply, meta))
+                    continue
+                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta)
+                out[base] = ol.compute_many(layout, plans, [reply], q, slots=wslots)[0]  # tiles: computed now
+                tiled.append(base)
+                continue
         if why:
             out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
-        elif reply is not None and reply.raw is None:  # tiles: computed now (a decoded reply is not kept)
-            out[base] = ol.compute_many(layout, plans, [reply], q, slots=wslots)[0]
-            tiled.append(base)
-        else:  # raw events only (as columns) or no state: computed together below
+        else:  # no state: computed together below
             computed.append(base)
-            replies.append(reply)
+            replies.append(None)
+    raws = ol.raw_events_many([r[4] for _, r, _ in sparse], members)
+    for (base, raw_reply, meta), raw in zip(sparse, raws):  # raw events only (as columns): computed together
+        computed.append(base)
+        replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta, raw=raw))
     for base, result in zip(computed, ol.compute_many(layout, plans, replies, q, slots=wslots)):
         out[base] = result
     for base in (*tiled, *computed):  # a computed value refused: an integer sum outside int64
