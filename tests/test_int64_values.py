@@ -133,7 +133,7 @@ def test_int64_extremes_online_equal_oracle_and_overflow_is_refused(store, monke
     assert overflowed and len(overflowed) < len(requests)  # both kinds of sums were checked
     # offline: the same values where every sum is in range; a one-line error naming the feature where one is not
     fine = requests.drop(index=sorted(overflowed)).reset_index(drop=True)
-    offline = store.get_historical_features(fine, feature_service="sums_svc").to_arrow()  # pandas: float64 with nulls
+    offline = store.get_historical_features(fine, feature_service="sums_svc").to_arrow()  # the exact int64 column
     want = oracle.point_in_time(events, views["sums"], fine)
     for f in views["sums"].feature_names:
         assert offline[f].to_pylist() == list(want[f]), f
