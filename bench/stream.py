@@ -13,8 +13,7 @@ on the local mini-cluster, on the example repo (``definitions/``: 3 views, 2 key
     four Parquet sinks, checkpointed commits);
   - ``full job``: our job, offline and online (Redis) paths.
 
-  The floor checkpoints every 2 s, our job as a bounded run does (2 s; 10 s from 200k records to read:
-  ``stream.bounded_checkpoint_ms``); each is "done" when a completed checkpoint has committed the
+  All three use the same 2 s checkpoints and are "done" when a completed checkpoint has committed the
   topic's end offsets (the full job: and the online path reports every value written). The group's
   committed offsets are sampled every 0.25 s; **sustained** = records between the first sample with
   progress and the end, over that time (start-up excluded); **overall** includes start-up.
@@ -264,8 +263,6 @@ def _floor(store, records: int, ends: dict, group_suffix: str = "") -> dict:
     conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in job_jars(store)))
     conf.set_string("table.local-time-zone", "UTC")
     conf.set_string("parallelism.default", "1")
-    # 2 s, its quickest end (our bounded job checkpoints every 10 s from 200k records: stream.bounded_checkpoint_ms;
-    # the floor's run is then over in 2-3 checkpoints, and a longer interval would only lengthen its tail)
     conf.set_string("execution.checkpointing.interval", f"{streaming.DEFAULT_BOUNDED_CHECKPOINT_MS} ms")
     conf.set_string("execution.checkpointing.dir", ckpt.as_uri())
     t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())

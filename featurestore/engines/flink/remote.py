@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 from featurestore.engines.flink import rest as flink_rest
 from featurestore.engines.flink.handle import STOP_TIMEOUT_S, TASKS_STARTING, StreamHandle, StreamResult
 from featurestore.engines.flink.offsets import end_offsets, start_positions
-from featurestore.engines.flink.stream import (DEFAULT_CHECKPOINT_MS, _prepare, backlog_of, bounded_checkpoint_ms,
+from featurestore.engines.flink.stream import (DEFAULT_BOUNDED_CHECKPOINT_MS, DEFAULT_CHECKPOINT_MS, _prepare,
                                                checkpoint_root, job_name, plan, stream_views)
 from featurestore.errors import InfraError, JobError
 from featurestore.failures import job_error
@@ -177,8 +177,8 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     return RemoteStreamHandle(store, names, name, job_id, flink_address, committer, root, bounded, ends,
                               str(restored) if restored else None, commit_interval_s,
                               flink_job.progress_key(store.config.project, run_id), start_offsets,
-                              (checkpoint_interval_ms or (bounded_checkpoint_ms(backlog_of(ends, start_offsets))
-                                                          if bounded else DEFAULT_CHECKPOINT_MS)) / 1000)
+                              (checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded
+                                                          else DEFAULT_CHECKPOINT_MS)) / 1000)
 
 
 __all__ = ["submit_remote", "RemoteStreamHandle", "child_env", "flink_cli", "job_args", "JOB_SCRIPT"]

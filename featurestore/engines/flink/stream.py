@@ -74,27 +74,13 @@ DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the
 # larger batches: 20-25% less CPU per online row in the operator (uniform; 16% hot key; bench/stream_online.py,
 # 60k events at 3,000 records/s), fewer crossings and write scripts. The run's end waits up to one window
 # longer for its last batches, so only runs this large use them (a test's small topic keeps 5 s).
-# Such runs also checkpoint every 10 s instead of 2 s: each checkpoint closes a Parquet file per sink (JFR: closes
-# and snapshots ~9% of the JVM's samples); 10-12% less CPU per record for the offline path (bench/README.md), fewer
-# and larger offline files; a crash replays up to 10 s more, and the end waits up to one interval more.
 LARGE_BACKLOG_RECORDS = 200_000
 LARGE_BACKLOG_FLUSH_MS = 15_000
-LARGE_BACKLOG_CHECKPOINT_MS = 10_000
 
 
 def bounded_flush_ms(backlog: int) -> int:
     """The online mini-batch window of a bounded run that has ``backlog`` Kafka records to read."""
     return LARGE_BACKLOG_FLUSH_MS if backlog >= LARGE_BACKLOG_RECORDS else DEFAULT_BOUNDED_FLUSH_MS
-
-
-def bounded_checkpoint_ms(backlog: int) -> int:
-    """The checkpoint interval of a bounded run that has ``backlog`` Kafka records to read."""
-    return LARGE_BACKLOG_CHECKPOINT_MS if backlog >= LARGE_BACKLOG_RECORDS else DEFAULT_BOUNDED_CHECKPOINT_MS
-
-
-def backlog_of(ends: Dict[tuple, tuple], start_offsets: Dict[tuple, int]) -> int:
-    """Kafka records a run starting at ``start_offsets`` has to read up to the end offsets ``ends``."""
-    return sum(max(0, high - start_offsets.get(tp, low)) for tp, (low, high) in ends.items())
 
 
 # -- what to run ----------------------------------------------------------------------------------------------
@@ -307,9 +293,9 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     start_offsets = start_positions(store.config.kafka_bootstrap, name, ends, restored)
     seed = handoff.prepare(store, root, handoff_plan, restored)
     prepare_online(store, names, restored, seed)
-    backlog = backlog_of(ends, start_offsets)
-    interval = checkpoint_interval_ms or (bounded_checkpoint_ms(backlog) if bounded else DEFAULT_CHECKPOINT_MS)
+    interval = checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded else DEFAULT_CHECKPOINT_MS)
     if flush_ms is None:
+        backlog = sum(max(0, high - start_offsets.get(tp, low)) for tp, (low, high) in ends.items())
         flush_ms = bounded_flush_ms(backlog) if bounded else DEFAULT_FLUSH_MS
     progress_key = flink_job.progress_key(store.config.project, run_id or uuid.uuid4().hex[:12])
     conf = dict(extra_config or {})
