@@ -138,3 +138,40 @@ def test_a_restored_write_timer_rewrites_what_the_lost_buffer_held(tmp_path, red
         restored.close()
     finally:
         _drop(redis_client, project)
+
+
+def test_larger_catch_up_batches_write_the_same_online_values(tmp_path, redis_client):
+    """A bounded run with a large backlog cuts its online rows into 15 s mini-batches instead of 5 s
+    (``stream.bounded_flush_ms``): fewer, larger batches per entity, so fewer drains and writes. Redis must
+    hold the same values whatever the batches, byte for byte (hot key, late and out-of-order events, the
+    unbounded view's base), or the window size would change what a model is served."""
+    assert streaming.bounded_flush_ms(streaming.LARGE_BACKLOG_RECORDS) == streaming.LARGE_BACKLOG_FLUSH_MS
+    assert streaming.bounded_flush_ms(streaming.LARGE_BACKLOG_RECORDS - 1) == streaming.DEFAULT_BOUNDED_FLUSH_MS
+    assert streaming.LARGE_BACKLOG_FLUSH_MS > streaming.DEFAULT_BOUNDED_FLUSH_MS
+    project = f"t_batches_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_DIR / "definitions", root / "definitions")
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    store = FeatureStore(root)
+    groups = [g.to_dict() for g in streaming.plan(store).online]
+    rows = online_rows(3_000, hot=True)
+    images, counts = [], []
+    try:
+        for window_ms in (streaming.DEFAULT_BOUNDED_FLUSH_MS, streaming.LARGE_BACKLOG_FLUSH_MS, 200):
+            work = batches(rows, 100, window_ms)  # 100 records/s: 500, 1,500 and 20 rows per window
+            keyed, timers = _Keyed(), []
+            op, ctx = _operator(store, groups, keyed, project), _Ctx(keyed, timers)
+            for key, text in work:
+                keyed.key = key
+                op.process_element((key, text), ctx)
+            op.out.flush()
+            op.close()
+            images.append(_dump(redis_client, project))
+            counts.append(op.stats["batches"])
+            _drop(redis_client, project)
+        assert counts[1] < counts[0] < counts[2]  # the batches really differ
+        assert len(images[0]) > 100
+        assert images[1] == images[0]
+        assert images[2] == images[0]
+    finally:
+        _drop(redis_client, project)
