@@ -19,7 +19,8 @@ stream hand-off".
   ``S`` at the beginning of time; bounded views answer from ``S + retention`` on (their horizon).
   A partition with no retained record bounds nothing but the clock: ``C = now + event_time.max_future``.
 * **Where the seed lives.** :func:`prepare` writes the seed (per view and entity, the rows of ``V`` as
-  online-store members, ids ``-1, -2, ...``) to an immutable SQLite file under the job's checkpoint
+  online-store members, ids ``-1, -2, ...``, trimmed to the view's retention as the job's state operator
+  trims an entity: :func:`seed_record`) to an immutable SQLite file under the job's checkpoint
   root, materializes the same rows into Redis (so lookups are exact before the job reads anything), and
   only then records it in ``_handoff.json`` (``since``: when). The job's state operator reads an
   entity's seed whenever it builds the entity from keyed state (first sight, restore, cache eviction),
@@ -34,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import sqlite3
 import time
 import uuid
@@ -52,6 +54,7 @@ SEEDS_DIR = "seeds"
 KEEP_ENTRIES = 3  # older seed entries (and files) are deleted
 SCAN_RECORDS = 1_000  # records read per partition looking for the first one with a readable event time
 OFFSET_MASK = (1 << 40) - 1
+SEED_BATCH_ENTITIES = 1_000  # entities per batch read while writing the seed (each with its whole history)
 
 
 @dataclass
@@ -360,9 +363,60 @@ def _relation(con, store, seed: ViewSeed) -> str:
     return f"(SELECT * FROM {rel} WHERE epoch_ms({dsql.q(cv.ts_column)}) >= {int(seed.cut)})"
 
 
-def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
-    """The seed file (SQLite: ``seed(view, entity, members)``, members one per line) and, from the same
-    rows, each view's online state in Redis (``materialize``); returns the seeded entities per view."""
+def entity_state(layout, keep_base: bool, codec, cut: Optional[int], horizon: Optional[int],
+                 folded: Optional[dict], members: Sequence[str]):
+    """An entity's kernel state (``featurestore.kernel.entity.EntityState``) as the stream's state operator
+    builds it before the entity's batches from keyed state: from its folded entry (``folded``: ``cut``,
+    ``h`` the horizon, ``base`` the encoded base row; keyed state's, else its seed record's), else the
+    view's seed ``cut`` / ``horizon``; then the seed's ``members`` at or after the cut (those behind it are
+    in the base). ``codec``: the view's ``online_format.Members``."""
+    from featurestore.kernel.entity import EntityState
+    from featurestore.online import loads
+
+    if folded:
+        cut = folded["cut"]
+    state = EntityState(layout, keep_base, cut)
+    if folded:
+        if folded["base"] is not None:
+            state.base = layout.decode(folded["base"])
+            if cut is not None:
+                state.prefixes[cut] = state.base
+        state.horizon = folded["h"]
+    elif cut is not None:
+        state.horizon = horizon
+    for member in members:
+        ev = loads(member)
+        if cut is None or ev[1] >= cut:
+            state.add(*codec.decode(ev), member)
+    return state
+
+
+def seed_record(cv, seed: ViewSeed, members: Sequence[str], slack_ms: int = 0) -> Tuple[List[str], Optional[dict]]:
+    """What the seed file keeps of one entity: the entity as the state operator holds it after its first
+    flush (built from every member, then trimmed to the view's retention relative to its latest event,
+    ``kernel.entity.trim_to_retention``): the members at or after its cut, and its folded entry (cut,
+    horizon, the base of the events behind the cut; None when nothing was cut). So a rebuild reads
+    O(retention) members, never the entity's whole offline history, and builds the same state."""
+    from featurestore.kernel.entity import trim_to_retention
+    from featurestore.online import view_layout
+    from featurestore.stores import online_format as ofmt
+    from featurestore.stores.online_redis import retention
+
+    layout, r = view_layout(cv), retention(cv)
+    state = entity_state(layout, r.keep_base, ofmt.members(cv), seed.cut, seed.horizon, None, members)
+    trim_to_retention(state, r.window_ms, slack_ms)
+    kept = [member for _order, _inputs, member in state.events.values()]  # (insertion order: the seed's)
+    if state.cut is None:
+        return kept, None
+    base = layout.encode(state.base) if state.base is not None else None
+    return kept, {"cut": state.cut, "h": state.horizon, "base": base}
+
+
+def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[str, int]:
+    """The seed file (SQLite: ``seed(view, entity, members, folded)``, members one per line, ``folded`` the
+    pickled entry of :func:`seed_record`) and, from the same rows, each view's online state in Redis
+    (``materialize``); returns the seeded entities per view. ``slack_ms``: the job's (its trim keeps
+    events that much longer)."""
     from featurestore.stores.online_redis import encode_entity, for_store, materialize_sql
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,19 +427,21 @@ def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
     online = for_store(store)
     try:
         db.execute("CREATE TABLE seed (view TEXT NOT NULL, entity TEXT NOT NULL, members TEXT NOT NULL, "
-                   "PRIMARY KEY (view, entity)) WITHOUT ROWID")
+                   "folded BLOB, PRIMARY KEY (view, entity)) WITHOUT ROWID")
         db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")  # the members' online format (online_format)
         for name, seed in handoff.views.items():
             cv = store.compiled(name)
             relation = _relation(con, store, seed)
             nkeys = len(cv.join_keys)
             counts[name] = 0
-            for batch in con.sql(materialize_sql(cv, relation)).to_arrow_reader(5_000):
+            for batch in con.sql(materialize_sql(cv, relation)).to_arrow_reader(SEED_BATCH_ENTITIES):
                 keys = [batch.column(i).to_pylist() for i in range(nkeys)]
-                members = batch.column(nkeys + 2).to_pylist()
-                rows = [(name, encode_entity([k[i] for k in keys]), "\n".join(members[i]))
-                        for i in range(batch.num_rows)]
-                db.executemany("INSERT INTO seed VALUES (?, ?, ?)", rows)
+                rows = []
+                for i, members in enumerate(batch.column(nkeys + 2).to_pylist()):
+                    kept, folded = seed_record(cv, seed, members, slack_ms)
+                    rows.append((name, encode_entity([k[i] for k in keys]), "\n".join(kept),
+                                 pickle.dumps(folded) if folded is not None else None))
+                db.executemany("INSERT INTO seed VALUES (?, ?, ?, ?)", rows)
                 counts[name] += len(rows)
             online.materialize_view(con, cv, relation, seed.horizon)
         db.commit()
@@ -400,6 +456,19 @@ def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return counts
+
+
+def read_seed(db, entity: str, folded: bool = True) -> Dict[str, Tuple[List[str], Optional[dict]]]:
+    """One entity's seed records per view name (``entity``: ``online_redis.encode_entity``): its members and
+    folded entry (:func:`seed_record`). ``folded=False``: a seed file written before seeds were trimmed
+    (no such column; every member, no entry)."""
+    query = f"SELECT view, members, {'folded' if folded else 'NULL'} FROM seed WHERE entity = ?"
+    return {name: (members.split("\n") if members else [], pickle.loads(f) if f is not None else None)
+            for name, members, f in db.execute(query, (entity,))}
+
+
+def seed_has_folded(db) -> bool:
+    return "folded" in {row[1] for row in db.execute("PRAGMA table_info(seed)")}
 
 
 def _entries(root: Path) -> List[dict]:
@@ -451,7 +520,7 @@ def _check_format(path: Path) -> None:
                                 f"library reads {FORMAT_VERSION}: start the stream afresh (--no-restore)")
 
 
-def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional[dict]:
+def prepare(store, root: Path, handoff: Optional[HandOff], restored, slack_ms: int = 0) -> Optional[dict]:
     """The seed options of this run's state operator (None: no seed): a restore's recorded seed, or for a
     fresh start with a hand-off a new seed file (and Redis materialized from it), recorded before the
     job starts."""
@@ -468,7 +537,7 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
     path = root / SEEDS_DIR / f"seed-{uuid.uuid4().hex[:12]}.sqlite"
     log.warning("hand-off: %s", announce(handoff))
     t0 = time.perf_counter()
-    counts = write_seed(store, handoff, path)
+    counts = write_seed(store, handoff, path, slack_ms)
     seed = {"path": str(path.resolve()), "views": {n: s.options() for n, s in handoff.views.items()}}
     _record(root, seed)
     log.warning("hand-off: online state of %s seeded from the offline store (%s) in %.1f s; the stream adds the "
@@ -478,4 +547,4 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
 
 
 __all__ = ["HandOff", "ViewSeed", "plan", "check_history", "seedable", "announce", "retention_ms", "prepare", "recorded", "write_seed",
-           "first_event_times"]
+           "first_event_times", "entity_state", "seed_record", "read_seed", "seed_has_folded"]
