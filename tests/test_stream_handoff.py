@@ -404,3 +404,93 @@ def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, ka
     finally:
         drop_project(redis_client, store.config.project)
         kafka_admin.delete_topics([w.topic])
+
+
+# -- cut-overs: late records at a partition's head, gaps covered in part --------------------------------------
+def _produce_to(topic: str, records) -> dict:
+    """Produce (key, value, partition or None) records; returns each partition's values in offset order."""
+    from confluent_kafka import Producer
+
+    from tests.test_stream import KAFKA
+
+    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 5, "enable.idempotence": True})
+    errors, landed = [], {}
+
+    def done(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            landed.setdefault(msg.partition(), {})[msg.offset()] = msg.value()
+
+    for key, value, part in records:
+        kwargs = {} if part is None else {"partition": part}
+        producer.produce(topic, key=key, value=value, on_delivery=done, **kwargs)
+    assert producer.flush(60) == 0 and not errors, f"Kafka delivery failed: {errors[:3]}"
+    return {p: [v for _o, v in sorted(by.items())] for p, by in landed.items()}
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_a_late_head_record_and_partly_covered_gaps_are_refused(tmp_path, kafka_admin, redis_client):
+    """Partition 0's first retained record is a late one (its event time far behind the records around it):
+    it bounds nothing, the on-time records after it bound what the partition lost. A backfill that reaches
+    the late record's time + the watermark delay but not the lost records' is refused (it would leave the
+    lost records between its end and their times in neither store). Then gaps covered in part: a range
+    that holds partition 1's cut-over but not partition 0's is refused; two ranges with a hole before the
+    cut-overs hand off only the bounded views (from the second range's start + their retention)."""
+    from confluent_kafka import TopicPartition
+
+    topic = f"fs_handoff_late_{uuid.uuid4().hex[:8]}"
+    project = f"t_handoff_{uuid.uuid4().hex[:8]}"
+    events = random_events(SEED + 3, n=300).sort_values("ts", kind="stable").reset_index(drop=True)
+    late = events.iloc[[5]].assign(amount=1.0)  # produced again, late, at partition 0's new head
+    root = make_repo(tmp_path / "late", topic, project, events)
+    create_topic(kafka_admin, topic, partitions=2)
+    recs = _records(events, SEED)
+    k0 = 120  # partition 0: the on-time records, the late one at offset k0
+    p0 = [(k, v, 0) for k, v in recs[0::2]]
+    p0.insert(k0, (*_records(late, SEED)[0], 0))
+    landed = _produce_to(topic, p0 + [(k, v, 1) for k, v in recs[1::2]])
+    import json as _json
+
+    lost_max = max(_json.loads(v)["ts"] for v in landed[0][:k0])  # the latest event partition 0 loses
+    late_ms = _json.loads(landed[0][k0])["ts"]
+    assert late_ms + 60_000 < lost_max
+    cuts = [TopicPartition(topic, 0, k0), TopicPartition(topic, 1, 5)]
+    for fut in kafka_admin.delete_records(cuts).values():
+        fut.result(timeout=30)
+    store = FeatureStore(root)
+    ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, [topic])
+    names = streaming.stream_views(store)
+    ms = lambda t: pd.Timestamp(t, unit="ms", tz="UTC")  # noqa: E731
+    c1 = max(_json.loads(v)["ts"] for v in landed[1][5:5 + stream_handoff.HEAD_RECORDS]) + 2_000
+    end = max(late_ms + 10_000, c1 + 1)
+    assert end + 60_000 < lost_max
+    try:
+        store.apply()
+        # the range holds partition 1's cut-over and the late record's time + 2 s, not partition 0's lost records
+        store.backfill(end=ms(end))
+        with pytest.raises(RequestError) as info:
+            stream_handoff.plan(store, names, ends, None)
+        gap = str(info.value).split("No offline history covers the gap")[1]
+        assert "records of partition 0 from offset" in gap and "partition 1" not in gap, gap
+        plan = stream_handoff.plan(store, names, ends, None, partial_history=True)
+        assert plan is None or not plan.views
+
+        # every cut-over inside a second range [Y, E) after a hole: bounded views only, from Y on
+        y = ms(lost_max - 30_000).floor("ms")
+        store.backfill(start=y, end=ms(lost_max + 60_000))
+        ranges = store.offline.table("profile").manifest()["batch_ranges"]
+        assert len(ranges) == 2 and ranges[1][0] == y.value // 10**6, ranges
+        with pytest.raises(RequestError, match="backfill it without a start"):
+            stream_handoff.plan(store, names, ends, None)
+        handoff = stream_handoff.plan(store, names, ends, None, partial_history=True)
+        assert set(handoff.views) == BOUNDED
+        for n in BOUNDED:
+            s = handoff.views[n]
+            assert s.cut == y.value // 10**6 and s.horizon == s.cut + stream_handoff.retention_ms(store, n)
+        c0 = handoff.cutover[(topic, 0)][0]
+        assert c0 >= lost_max  # (the late record alone said late_ms + 2 s)
+    finally:
+        drop_project(redis_client, store.config.project)
+        kafka_admin.delete_topics([topic])

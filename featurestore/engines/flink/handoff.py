@@ -13,8 +13,10 @@ stream hand-off".
 * **The cut-over (offsets <-> event time).** Records before a partition's first retained offset are
   gone; the table holds them only if they are below its next offset (streamed before) or inside its
   batch ranges. Their event times are unknown, but the source's ``watermark_delay`` bounds lateness: a
-  record produced before the first retained one (event time ``t``) has an event time at most ``t +
-  watermark_delay``. So the cut-over of a partition is ``C = t + watermark_delay``, and a view hands off
+  record produced before an on-time retained one (event time ``t``) has an event time at most ``t +
+  watermark_delay``. The first retained record may itself be late (then it bounds nothing), so ``t`` is
+  the latest event time among the first ``HEAD_RECORDS`` retained records (one of them on time is
+  enough). So the cut-over of a partition is ``C = t + watermark_delay``, and a view hands off
   when one batch range ``[S, E)`` holds ``C`` (``S <= C < E``). Views with an unbounded window need
   ``S`` at the beginning of time; bounded views answer from ``S + retention`` on (their horizon).
   A partition with no retained record bounds nothing but the clock: ``C = now + event_time.max_future``.
@@ -53,6 +55,10 @@ HANDOFF_FILE = "_handoff.json"  # under the job's checkpoint root
 SEEDS_DIR = "seeds"
 KEEP_ENTRIES = 3  # older seed entries (and files) are deleted
 SCAN_RECORDS = 1_000  # records read per partition looking for the first one with a readable event time
+# readable records whose latest event time bounds a partition's lost records: the bound holds unless every
+# one of them is late beyond the watermark delay (p^4 for a share p of late records); more would push the
+# cut-over of a sparse partition later (the span of that many records), refusing hand-offs needlessly
+HEAD_RECORDS = 4
 OFFSET_MASK = (1 << 40) - 1
 SEED_BATCH_ENTITIES = 1_000  # entities per batch read while writing the seed (each with its whole history)
 
@@ -83,9 +89,11 @@ class HandOff:
 def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[int, int]],
                       timeout: float = 60) -> Dict[int, Optional[Tuple[int, int]]]:
     """Per partition (``lows``: partition -> (first offset, end offset)), the (offset, event time ms) of the
-    first retained record of ``source``'s stream face (a JSON object with an integer event time, or an Avro
-    datum of its writer schema) with an event time in the supported range; None when the first
-    ``SCAN_RECORDS`` records (or all there are) have none."""
+    latest event time among the first ``HEAD_RECORDS`` retained records of ``source``'s stream face that
+    have one (a JSON object with an integer event time, or an Avro datum of its writer schema) in the
+    supported range; None when the first ``SCAN_RECORDS`` records (or all there are) have none. The
+    latest, not the first: a late record at the head of the partition (behind the watermark delay) does
+    not bound what was lost before it, the on-time records after it do (see the module docstring)."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     from featurestore.semantics import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
@@ -100,6 +108,7 @@ def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[
     try:
         consumer.assign([TopicPartition(topic, p, lows[p][0]) for p in sorted(todo)])
         seen = {p: 0 for p in todo}
+        readable = {p: 0 for p in todo}
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -113,8 +122,11 @@ def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[
             seen[p] += 1
             ts = read_time(msg.value())
             if ts is not None and MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS:
-                out[p] = (msg.offset(), ts)
-            elif seen[p] < SCAN_RECORDS and msg.offset() + 1 < lows[p][1]:
+                readable[p] += 1
+                if out[p] is None or ts > out[p][1]:
+                    out[p] = (msg.offset(), ts)
+            if (readable[p] < HEAD_RECORDS and seen[p] < SCAN_RECORDS + HEAD_RECORDS
+                    and msg.offset() + 1 < lows[p][1]):
                 continue
             todo.discard(p)
             consumer.pause([TopicPartition(topic, p)])  # done: the other partitions' records only
@@ -264,8 +276,9 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
                 why = f"partition {p} holds no record with an event time (from offset {low})"
             else:
                 c = first[1] + int(source.watermark_delay or 0)
-                why = (f"the first record of partition {p} (offset {first[0]}) has event time {_iso(first[1])}; "
-                       f"plus the watermark delay {int(source.watermark_delay or 0)} ms")
+                why = (f"the latest event time among the first {HEAD_RECORDS} records of partition {p} from offset "
+                       f"{low} is {_iso(first[1])} (offset {first[0]}); plus the watermark delay "
+                       f"{int(source.watermark_delay or 0)} ms")
             cutover[(t, p)] = (c, why)
         c, why = cutover[(t, p)]
         held = [r for r in ranges if r[0] <= c < r[1]]
