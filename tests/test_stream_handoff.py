@@ -353,8 +353,9 @@ stream_handoff.prepare(store, root, handoff, None)
 def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, kafka_admin, redis_client):
     """kill -9 of the starting process in the middle of the hand-off's seeding (two views already
     materialized into Redis, the seed file half written, nothing recorded): the restart is a fresh start
-    again, throws the half-written seed away, seeds anew and streams; online equals the oracle over every
-    event and the offline tables hold each event once."""
+    again, throws the half-written seed away, seeds anew and streams (at parallelism 2: each subtask reads
+    the seed of its entities); online equals the oracle over every event and the offline tables hold each
+    event once."""
     import os
     import signal
     import subprocess
@@ -386,7 +387,7 @@ def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, ka
         assert stream_handoff._entries(root) == []  # nothing recorded: no run uses it
 
         result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=ckpt,
-                               checkpoint_interval_ms=1000)
+                               checkpoint_interval_ms=1000, parallelism=2)  # (entities split over two subtasks)
         assert result.restored_from is None
         assert not [p for p in (root / "seeds").iterdir() if p.name.startswith(".seed-")]
         assert len(stream_handoff._entries(root)) == 1 and stream_handoff._entries(root)[0]["seed"]
@@ -494,3 +495,107 @@ def test_a_late_head_record_and_partly_covered_gaps_are_refused(tmp_path, kafka_
     finally:
         drop_project(redis_client, store.config.project)
         kafka_admin.delete_topics([topic])
+
+
+# -- several partitions, parallelism 2, a standalone cluster ---------------------------------------------------
+def _spread_records(events: pd.DataFrame, seed: int, partitions: int, spread: str):
+    """(key, value, partition or None) records in event-time order (jitter below the watermark delay): the
+    events of ``spread`` (the hot user) go to random partitions (one entity's events on every partition,
+    as a producer without keys, or keyed by something else, makes them); the others are keyed by user
+    (partition None: the producer's partitioner puts each user on one partition)."""
+    rng = random.Random(seed)
+    out = []
+    for key, value in _records(events, seed):
+        out.append((key, value, rng.randrange(partitions) if key.decode() == spread else None))
+    return out
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_hand_off_on_a_standalone_cluster_with_parallelism_two_and_an_entity_on_every_partition(
+        flink_cluster, tmp_path, kafka_admin, redis_client):
+    """The hand-off of a three-partition topic whose partitions lost different shares of their first records
+    (so three different cut-overs), the hot user's events spread over every partition and the others keyed
+    by user, late events older than every cut-over (the seed's) and one late event after the backfilled
+    range (the stream's): submitted with ``flink run`` to a standalone cluster at parallelism 2 (the seed
+    written here, read by the cluster's Python workers). Each partition's cut-over is the latest event time
+    of its first retained records plus the watermark delay; offline tables = the backfill of every event; online =
+    the oracle over every event from right after the cut-over to after the last event, every entity."""
+    import json as _json
+
+    from featurestore.engines.flink import remote as flink_remote
+
+    pytest.importorskip("pyflink")
+    topic = f"fs_handoff_par_{uuid.uuid4().hex[:8]}"
+    project = f"t_handoff_{uuid.uuid4().hex[:8]}"
+    events = random_events(SEED + 7, n=500).sort_values("ts", kind="stable").reset_index(drop=True)
+    hot = events["user_id"].value_counts().index[0]
+    assert (events["user_id"] == hot).mean() > 0.4  # a hot key
+    b = _tie_time(events, events["ts"].iloc[340])
+    late = events[events["ts"] < events["ts"].iloc[40]].sample(5, random_state=SEED)  # older than every cut-over
+    late_streamed = events[events["ts"] >= b].head(2).assign(ts=b + pd.Timedelta("3ms"), amount=-3.5)
+    all_events = pd.concat([events, late_streamed], ignore_index=True)
+    root = make_repo(tmp_path / "par", topic, project, all_events[all_events["ts"] < b + pd.Timedelta("20s")])
+    create_topic(kafka_admin, topic, partitions=3)
+    records = _spread_records(events.drop(late.index), SEED, 3, hot)
+    records += [(k, v, 2) for k, v in _records(late, SEED)]  # late records, all on one partition
+    records += [(k, v, 0) for k, v in _records(late_streamed, SEED)]
+    landed = _produce_to(topic, records)
+    on = {p: {_json.loads(v)["user_id"] for v in vs} for p, vs in landed.items()}
+    assert all(hot in on[p] for p in range(3))  # the hot entity's events on every partition
+    store = FeatureStore(root)
+    bootstrap = store.config.kafka_bootstrap
+    from confluent_kafka import TopicPartition
+
+    ends = flink_offsets.end_offsets(bootstrap, [topic])
+    shares = {0: 0.45, 1: 0.2, 2: 0.33}
+    cuts = [TopicPartition(topic, p, int(high * shares[p])) for (_t, p), (_l, high) in sorted(ends.items())]
+    for fut in kafka_admin.delete_records(cuts).values():
+        fut.result(timeout=30)
+    ends = flink_offsets.end_offsets(bootstrap, [topic])
+    try:
+        store.apply()
+        store.backfill(end=b)
+        names = streaming.stream_views(store)
+        handoff = stream_handoff.plan(store, names, ends, None)
+        assert set(handoff.views) == set(names)
+        head = stream_handoff.HEAD_RECORDS  # the latest time of each partition's head records + the delay
+        want_cuts = {p: max(_json.loads(v)["ts"] for v in landed[p][low:low + head]) + 2_000
+                     for (_t, p), (low, _h) in ends.items()}
+        assert {p: c for (_t, p), (c, _why) in handoff.cutover.items()} == want_cuts
+        assert len(set(want_cuts.values())) == 3 and max(want_cuts.values()) < b.value // 10**6
+
+        handle = flink_remote.submit_remote(store, flink_cluster, bounded=True, checkpoint_dir=tmp_path / "ckpt",
+                                            checkpoint_interval_ms=1000, extra_args=["--parallelism", "2"])
+        result = handle.run_until_done(JOB_TIMEOUT_S)
+        states = [k for k in result.online if k.startswith("state:")]
+        assert len({result.online[k]["instance"] for k in states}) == 2  # both subtasks reported
+        ref_root = make_repo(tmp_path / "ref", topic, project, all_events)
+        ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
+                                                                offline_root=str(tmp_path / "ref_offline")))
+        ref.backfill()
+        for view in store.repo.views:
+            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: cluster, parallelism 2")
+        first_cut = pd.Timestamp(min(want_cuts.values()), unit="ms", tz="UTC")
+        last = all_events["ts"].max()
+        times = [first_cut, first_cut + pd.Timedelta("1ms"), b - pd.Timedelta("1ms"), b, b + pd.Timedelta("3ms"),
+                 b + pd.Timedelta("4ms"), b + pd.Timedelta("31s"), last, last + pd.Timedelta("1ms"),
+                 last + pd.Timedelta("40s")]
+        compared = _online_vs_oracle(store, all_events, times, "cluster, parallelism 2")
+        for name in store.repo.views:
+            assert compared[name] >= 6 * 3 * 2, (name, compared)
+        users = sorted(all_events["user_id"].unique()) + ["nobody"]
+        rows = pd.DataFrame([{"user_id": u, "shop": k, "event_timestamp": q} for q in times for u in users
+                             for k in (0, 1, 2)])
+        rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+        offline = store.get_historical_features(rows, feature_service="everything")  # offline = oracle too
+        for view in store.repo.views.values():
+            assert_features_equal(offline, oracle.point_in_time(all_events, view, rows), view.feature_names,
+                                  f"offline vs oracle, view {view.name}, cluster, parallelism 2")
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+
