@@ -354,24 +354,28 @@ def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, ka
     """kill -9 of the starting process in the middle of the hand-off's seeding (two views already
     materialized into Redis, the seed file half written, nothing recorded): the restart is a fresh start
     again, throws the half-written seed away, seeds anew and streams (at parallelism 2: each subtask reads
-    the seed of its entities); online equals the oracle over every event and the offline tables hold each
-    event once."""
+    the seed of its entities). That job is killed -9 in turn after a checkpoint (the seed recorded, part
+    of the topic read); more events arrive, the next start restores the checkpoint with the seed recorded
+    before it: online equals the oracle over every event and the offline tables hold each event once."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
+    from featurestore.engines.flink import remote as flink_remote
+
     pytest.importorskip("pyflink")
     w = _world(tmp_path, kafka_admin, "killseed")
     store, events, b = w.store, w.events, w.b
     ckpt = tmp_path / "checkpoints"
+    repo_dir = Path(__file__).resolve().parents[1]
     try:
         store.apply()
         store.backfill(end=b)
         flag = tmp_path / "seeding"
         proc = subprocess.Popen([sys.executable, "-c", _SEEDER, str(store.repo_path), str(ckpt), str(flag)],
-                                cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
+                                cwd=repo_dir, env=dict(os.environ))
         try:
             deadline = time.monotonic() + 300
             while not flag.exists():
@@ -386,20 +390,45 @@ def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, ka
         assert [p.name for p in (root / "seeds").iterdir() if p.name.startswith(".seed-")]  # half written
         assert stream_handoff._entries(root) == []  # nothing recorded: no run uses it
 
-        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=ckpt,
-                               checkpoint_interval_ms=1000, parallelism=2)  # (entities split over two subtasks)
-        assert result.restored_from is None
+        # the restart (an unbounded job in a process of its own), killed -9 after a checkpoint
+        log = open(tmp_path / "job.log", "w")
+        job = subprocess.Popen(
+            [sys.executable, str(repo_dir / "jobs" / "stream.py"), "--repo", str(store.repo_path), "--checkpoint-dir",
+             str(ckpt), "--checkpoint-interval-ms", "1000", "--parallelism", "2"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(repo_dir),
+            env=flink_remote.child_env())
+        try:
+            committed = lambda: streaming.Committer(store, names).metrics()["events"]["events:amount_stats"]  # noqa: E731
+            deadline = time.monotonic() + JOB_TIMEOUT_S
+            while not (streaming.latest_snapshot(root) is not None and committed() > 0):
+                assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint with committed events"
+                time.sleep(0.5)
+        finally:
+            os.killpg(job.pid, signal.SIGKILL)  # the client, the mini-cluster, the Python workers
+            job.wait(timeout=60)
+            log.close()
         assert not [p for p in (root / "seeds").iterdir() if p.name.startswith(".seed-")]
         assert len(stream_handoff._entries(root)) == 1 and stream_handoff._entries(root)[0]["seed"]
-        ref_root = make_repo(tmp_path / "ref", w.topic, store.config.project, events)
+
+        last = events["ts"].max()
+        more = random_events(SEED + 5, n=40)
+        more["ts"] = more["ts"] + (last - more["ts"].min()) + pd.Timedelta("1s")
+        produce(w.topic, _records(more, SEED + 5))
+        all_events = pd.concat([events, more], ignore_index=True)
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=ckpt,
+                               checkpoint_interval_ms=1000, parallelism=2)  # (entities split over two subtasks)
+        assert result.restored_from is not None and "chk-" in result.restored_from
+        assert stream_handoff.recorded(root, Path(result.restored_from)) == stream_handoff._entries(root)[0]["seed"]
+        ref_root = make_repo(tmp_path / "ref", w.topic, store.config.project, all_events)
         ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
                                                                 offline_root=str(tmp_path / "ref_offline")))
         ref.backfill()
         for view in store.repo.views:
-            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: after the restart")
-        last = events["ts"].max()
+            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: after the restarts")
+        last = all_events["ts"].max()
         times = [b - pd.Timedelta("1ms"), b, b + pd.Timedelta("1s"), b + pd.Timedelta("31s"), last + pd.Timedelta("1ms")]
-        compared = _online_vs_oracle(store, events, times, "after the killed seeding and a restart")
+        compared = _online_vs_oracle(store, all_events, times, "after the killed seeding, a killed job and a restore")
         for name in store.repo.views:
             assert compared[name] >= 3 * 3 * 2, (name, compared)
     finally:
