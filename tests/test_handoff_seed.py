@@ -92,3 +92,16 @@ def test_the_seed_holds_the_retention_and_rebuilds_the_same_state(tmp_path, redi
         con.close()
     finally:
         drop_project(redis_client, project)
+
+
+def test_a_seed_file_written_before_seeds_were_trimmed_is_read_whole(tmp_path):
+    """A restored run may find a seed file of the previous layout (no ``folded`` column): its members are
+    read whole, without a folded entry (the operator then trims at the entity's next flush, as before)."""
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.execute("CREATE TABLE seed (view TEXT NOT NULL, entity TEXT NOT NULL, members TEXT NOT NULL, "
+               "PRIMARY KEY (view, entity)) WITHOUT ROWID")
+    db.execute("INSERT INTO seed VALUES ('v', '\"u1\"', '[-1,5,1]\n[-2,7,2]')")
+    assert not stream_handoff.seed_has_folded(db)
+    assert stream_handoff.read_seed(db, '"u1"', folded=False) == {"v": (["[-1,5,1]", "[-2,7,2]"], None)}
+    assert stream_handoff.read_seed(db, '"u2"', folded=False) == {}
+    db.close()
