@@ -320,9 +320,8 @@ class OnlineState(KeyedProcessFunction):
         the seed file (trimmed to the view's retention when written: ``handoff.seed_record``)."""
         if self.seed_db is None or not any(v.seeded for v in views):
             return {}
-        from featurestore.stores.online_redis import encode_entity
-
         from featurestore.engines.flink.handoff import read_seed
+        from featurestore.stores.online_redis import encode_entity
 
         return read_seed(self.seed_db, encode_entity(json.loads(key[key.index("["):])), self.seed_folded)
 
