@@ -36,8 +36,10 @@ def _drained(state):
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("seed", [3, 11])
-def test_the_seed_holds_the_retention_and_rebuilds_the_same_state(tmp_path, redis_client, seed):
+@pytest.mark.parametrize("seed, later", [(3, False), (11, True)])
+def test_the_seed_holds_the_retention_and_rebuilds_the_same_state(tmp_path, redis_client, seed, later):
+    """``later``: the bounded views hand off from a range that starts later (a view cut ``S``, horizon
+    ``S + R``); the unbounded ones from the beginning of time."""
     events = random_events(seed, n=1_500, span_s=30 * 86_400)
     hot = events["user_id"].value_counts().index[0]
     assert (events["user_id"] == hot).sum() > 600
@@ -47,9 +49,13 @@ def test_the_seed_holds_the_retention_and_rebuilds_the_same_state(tmp_path, redi
         store.apply()
         store.backfill()
         handoff = stream_handoff.HandOff()
+        start = int(events["ts"].quantile(0.4).value // 10**6)
         for name in store.repo.views:
             table = store.offline.table(name, ts_column=store.compiled(name).ts_column)
-            handoff.views[name] = stream_handoff.ViewSeed(name, int(table.version), [[-2**62, 2**62]], {})
+            vs = stream_handoff.ViewSeed(name, int(table.version), [[-2**62, 2**62]], {})
+            if later and not retention(store.compiled(name)).keep_base:
+                vs.cut, vs.horizon = start, start + stream_handoff.retention_ms(store, name)
+            handoff.views[name] = vs
         path = tmp_path / "seed.sqlite"
         counts = stream_handoff.write_seed(store, handoff, path, SLACK_MS)
         db = sqlite3.connect(path)
@@ -66,16 +72,18 @@ def test_the_seed_holds_the_retention_and_rebuilds_the_same_state(tmp_path, redi
                 entity = encode_entity(list(row[:nkeys]))
                 members = row[nkeys + 2]
                 # what the operator held before: every row of the entity, trimmed at its first flush
-                want = stream_handoff.entity_state(layout, r.keep_base, codec, None, None, None, members)
+                want = stream_handoff.entity_state(layout, r.keep_base, codec, vs.cut, vs.horizon, None, members)
                 trim_to_retention(want, r.window_ms, SLACK_MS)
                 got_members, folded = stream_handoff.read_seed(db, entity)[name]
-                got = stream_handoff.entity_state(layout, r.keep_base, codec, None, None, folded, got_members)
+                got = stream_handoff.entity_state(layout, r.keep_base, codec, vs.cut, vs.horizon, folded, got_members)
                 assert _drained(got) == _drained(want), (name, entity)
                 # bounded: nothing behind the cut, which is the operator's
                 last = max(loads(m)[1] for m in members)
                 cut = last - r.window_ms - SLACK_MS
                 if r.keep_base:
                     cut -= cut % (60_000 << 14)
+                cut = max(cut, vs.cut or cut)
+                assert min(loads(m)[1] for m in members) >= (vs.cut or -2**62)  # (the relation starts at the cut)
                 assert all(loads(m)[1] >= cut for m in got_members), (name, entity)
                 assert len(got_members) == sum(1 for m in members if loads(m)[1] >= cut)
                 bases += bool(folded and folded["base"] is not None)
