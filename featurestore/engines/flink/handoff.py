@@ -430,7 +430,7 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
     pickled entry of :func:`seed_record`) and, from the same rows, each view's online state in Redis
     (``materialize``); returns the seeded entities per view. ``slack_ms``: the job's (its trim keeps
     events that much longer)."""
-    from featurestore.stores.online_redis import encode_entity, for_store, materialize_sql
+    from featurestore.stores.online_redis import encode_entity, for_store, materialize_sql, retention
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
@@ -447,7 +447,9 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
             relation = _relation(con, store, seed)
             nkeys = len(cv.join_keys)
             counts[name] = 0
-            for batch in con.sql(materialize_sql(cv, relation)).to_arrow_reader(SEED_BATCH_ENTITIES):
+            r = retention(cv)  # a view without a base needs no event behind its trim (but one, to trim)
+            sql = materialize_sql(cv, relation, keep_ms=None if r.keep_base else r.window_ms + slack_ms)
+            for batch in con.sql(sql).to_arrow_reader(SEED_BATCH_ENTITIES):
                 keys = [batch.column(i).to_pylist() for i in range(nkeys)]
                 rows = []
                 for i, members in enumerate(batch.column(nkeys + 2).to_pylist()):
