@@ -370,8 +370,8 @@ def test_pushed_rows_are_the_avro_records_the_job_reads(decode):
 
 @pytest.mark.kafka
 def test_the_hand_off_reads_the_first_event_time_of_avro_records(kafka_admin):
-    """The batch -> stream hand-off bounds the records a topic lost by the first retained record's event
-    time: for an Avro face it decodes the datum (Confluent header and pinned id, the field's unit)."""
+    """The batch -> stream hand-off bounds the records a topic lost by the event times of the first retained
+    records: for an Avro face it decodes the datum (Confluent header and pinned id, the field's unit)."""
     import uuid
 
     from featurestore.engines.flink import handoff as stream_handoff
@@ -389,9 +389,10 @@ def test_the_hand_off_reads_the_first_event_time_of_avro_records(kafka_admin):
         return b"\x00" + struct.pack(">i", schema_id) + _write(schema, {**good, "ts": ts})
 
     try:
-        # partition 0: garbage, another schema id, a time out of range, then the first readable time (floored)
+        # partition 0: garbage, another schema id, a time out of range, then readable times (floored): the
+        # latest of the head records bounds what the partition lost
         produce(topic, [(b"k", v) for v in (None, b"junk", framed(1_000, schema_id=5), framed(2 ** 62),
-                                              framed(-1_500_500), framed(7_000))])
+                                              framed(-1_500_500), framed(-2_000_000))])
         bootstrap = load_config(Path(__file__).resolve().parents[1]).kafka_bootstrap
         from confluent_kafka import Consumer, TopicPartition
 

@@ -991,64 +991,7 @@ def test_explain_prints_every_statement_of_the_job(tmp_path):
     assert text.count("-> Redis writer") == 2  # two key groups: (user_id) and (user_id, shop)
 
 
-# -- a real standalone cluster ----------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def flink_cluster(tmp_path):
-    """A standalone Flink cluster from the apache-flink package (bin/start-cluster.sh): JobManager and one
-    TaskManager bound to localhost, small memory, its own conf/lib/log/pid directories (lib = the package's
-    lib plus opt/flink-python, which a cluster running Python jobs needs). Stopped afterwards."""
-    import pyflink
-
-    home = Path(pyflink.__file__).parent
-    base = tmp_path / "flink"
-    conf, lib, logs = base / "conf", base / "lib", base / "log"
-    for d in (conf, lib, logs):
-        d.mkdir(parents=True)
-    for f in (home / "conf").glob("log*"):
-        (conf / f.name).write_bytes(f.read_bytes())
-    for jar in [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python-*.jar")]:
-        (lib / jar.name).symlink_to(jar)
-    rest, rpc = _free_port(), _free_port()
-    (conf / "workers").write_text("localhost\n")
-    (conf / "masters").write_text(f"localhost:{rest}\n")
-    opens = " ".join(f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in (
-        "java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch", "java.lang.reflect", "java.text", "java.time",
-        "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "java.util.concurrent.locks"))
-    (conf / "config.yaml").write_text("\n".join([
-        f"env.java.opts.all: --add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED {opens}",
-        f"env.pid.dir: {base}",
-        "jobmanager.bind-host: localhost", "jobmanager.rpc.address: localhost", f"jobmanager.rpc.port: {rpc}",
-        "jobmanager.memory.process.size: 768m",
-        "taskmanager.bind-host: localhost", "taskmanager.host: localhost", "taskmanager.numberOfTaskSlots: 2",
-        "taskmanager.memory.process.size: 1536m",
-        "rest.address: localhost", "rest.bind-address: localhost", f"rest.port: {rest}",
-        "parallelism.default: 1", ""]))
-    env = flink_remote.child_env({"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(logs), "FLINK_LIB_DIR": str(lib)})
-    subprocess.run([str(home / "bin" / "start-cluster.sh")], env=env, check=True, capture_output=True, timeout=120)
-    try:
-        import urllib.request
-
-        def ready():
-            try:
-                with urllib.request.urlopen(f"http://localhost:{rest}/overview", timeout=2) as r:
-                    return json.loads(r.read())["slots-available"] >= 1
-            except OSError:
-                return False
-
-        _wait_for(ready, 90, "the standalone cluster to register a TaskManager")
-        yield f"localhost:{rest}"
-    finally:
-        subprocess.run([str(home / "bin" / "stop-cluster.sh")], env=env, capture_output=True, timeout=120)
-
-
+# -- a real standalone cluster (the flink_cluster fixture: tests/conftest.py) ------------------------------
 @pytest.mark.flink
 @pytest.mark.kafka
 @pytest.mark.redis

@@ -353,24 +353,29 @@ stream_handoff.prepare(store, root, handoff, None)
 def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, kafka_admin, redis_client):
     """kill -9 of the starting process in the middle of the hand-off's seeding (two views already
     materialized into Redis, the seed file half written, nothing recorded): the restart is a fresh start
-    again, throws the half-written seed away, seeds anew and streams; online equals the oracle over every
-    event and the offline tables hold each event once."""
+    again, throws the half-written seed away, seeds anew and streams (at parallelism 2: each subtask reads
+    the seed of its entities). That job is killed -9 in turn after a checkpoint (the seed recorded, part
+    of the topic read); more events arrive, the next start restores the checkpoint with the seed recorded
+    before it: online equals the oracle over every event and the offline tables hold each event once."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
+    from featurestore.engines.flink import remote as flink_remote
+
     pytest.importorskip("pyflink")
     w = _world(tmp_path, kafka_admin, "killseed")
     store, events, b = w.store, w.events, w.b
     ckpt = tmp_path / "checkpoints"
+    repo_dir = Path(__file__).resolve().parents[1]
     try:
         store.apply()
         store.backfill(end=b)
         flag = tmp_path / "seeding"
         proc = subprocess.Popen([sys.executable, "-c", _SEEDER, str(store.repo_path), str(ckpt), str(flag)],
-                                cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
+                                cwd=repo_dir, env=dict(os.environ))
         try:
             deadline = time.monotonic() + 300
             while not flag.exists():
@@ -385,22 +390,241 @@ def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, ka
         assert [p.name for p in (root / "seeds").iterdir() if p.name.startswith(".seed-")]  # half written
         assert stream_handoff._entries(root) == []  # nothing recorded: no run uses it
 
-        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=ckpt,
-                               checkpoint_interval_ms=1000)
-        assert result.restored_from is None
+        # the restart (an unbounded job in a process of its own), killed -9 after a checkpoint
+        log = open(tmp_path / "job.log", "w")
+        job = subprocess.Popen(
+            [sys.executable, str(repo_dir / "jobs" / "stream.py"), "--repo", str(store.repo_path), "--checkpoint-dir",
+             str(ckpt), "--checkpoint-interval-ms", "1000", "--parallelism", "2"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(repo_dir),
+            env=flink_remote.child_env())
+        try:
+            committed = lambda: streaming.Committer(store, names).metrics()["events"]["events:amount_stats"]  # noqa: E731
+            deadline = time.monotonic() + JOB_TIMEOUT_S
+            while not (streaming.latest_snapshot(root) is not None and committed() > 0):
+                assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint with committed events"
+                time.sleep(0.5)
+        finally:
+            os.killpg(job.pid, signal.SIGKILL)  # the client, the mini-cluster, the Python workers
+            job.wait(timeout=60)
+            log.close()
         assert not [p for p in (root / "seeds").iterdir() if p.name.startswith(".seed-")]
         assert len(stream_handoff._entries(root)) == 1 and stream_handoff._entries(root)[0]["seed"]
-        ref_root = make_repo(tmp_path / "ref", w.topic, store.config.project, events)
+
+        last = events["ts"].max()
+        more = random_events(SEED + 5, n=40)
+        more["ts"] = more["ts"] + (last - more["ts"].min()) + pd.Timedelta("1s")
+        produce(w.topic, _records(more, SEED + 5))
+        all_events = pd.concat([events, more], ignore_index=True)
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=ckpt,
+                               checkpoint_interval_ms=1000, parallelism=2)  # (entities split over two subtasks)
+        assert result.restored_from is not None and "chk-" in result.restored_from
+        assert stream_handoff.recorded(root, Path(result.restored_from)) == stream_handoff._entries(root)[0]["seed"]
+        ref_root = make_repo(tmp_path / "ref", w.topic, store.config.project, all_events)
         ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
                                                                 offline_root=str(tmp_path / "ref_offline")))
         ref.backfill()
         for view in store.repo.views:
-            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: after the restart")
-        last = events["ts"].max()
+            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: after the restarts")
+        last = all_events["ts"].max()
         times = [b - pd.Timedelta("1ms"), b, b + pd.Timedelta("1s"), b + pd.Timedelta("31s"), last + pd.Timedelta("1ms")]
-        compared = _online_vs_oracle(store, events, times, "after the killed seeding and a restart")
+        compared = _online_vs_oracle(store, all_events, times, "after the killed seeding, a killed job and a restore")
         for name in store.repo.views:
             assert compared[name] >= 3 * 3 * 2, (name, compared)
     finally:
         drop_project(redis_client, store.config.project)
         kafka_admin.delete_topics([w.topic])
+
+
+# -- cut-overs: late records at a partition's head, gaps covered in part --------------------------------------
+def _produce_to(topic: str, records) -> dict:
+    """Produce (key, value, partition or None) records; returns each partition's values in offset order."""
+    from confluent_kafka import Producer
+
+    from tests.test_stream import KAFKA
+
+    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 5, "enable.idempotence": True})
+    errors, landed = [], {}
+
+    def done(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            landed.setdefault(msg.partition(), {})[msg.offset()] = msg.value()
+
+    for key, value, part in records:
+        kwargs = {} if part is None else {"partition": part}
+        producer.produce(topic, key=key, value=value, on_delivery=done, **kwargs)
+    assert producer.flush(60) == 0 and not errors, f"Kafka delivery failed: {errors[:3]}"
+    return {p: [v for _o, v in sorted(by.items())] for p, by in landed.items()}
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_a_late_head_record_and_partly_covered_gaps_are_refused(tmp_path, kafka_admin, redis_client):
+    """Partition 0's first retained record is a late one (its event time far behind the records around it):
+    it bounds nothing, the on-time records after it bound what the partition lost. A backfill that reaches
+    the late record's time + the watermark delay but not the lost records' is refused (it would leave the
+    lost records between its end and their times in neither store). Then gaps covered in part: a range
+    that holds partition 1's cut-over but not partition 0's is refused; two ranges with a hole before the
+    cut-overs hand off only the bounded views (from the second range's start + their retention)."""
+    from confluent_kafka import TopicPartition
+
+    topic = f"fs_handoff_late_{uuid.uuid4().hex[:8]}"
+    project = f"t_handoff_{uuid.uuid4().hex[:8]}"
+    events = random_events(SEED + 3, n=300).sort_values("ts", kind="stable").reset_index(drop=True)
+    late = events.iloc[[5]].assign(amount=1.0)  # produced again, late, at partition 0's new head
+    root = make_repo(tmp_path / "late", topic, project, events)
+    create_topic(kafka_admin, topic, partitions=2)
+    recs = _records(events, SEED)
+    k0 = 120  # partition 0: the on-time records, the late one at offset k0
+    p0 = [(k, v, 0) for k, v in recs[0::2]]
+    p0.insert(k0, (*_records(late, SEED)[0], 0))
+    landed = _produce_to(topic, p0 + [(k, v, 1) for k, v in recs[1::2]])
+    import json as _json
+
+    lost_max = max(_json.loads(v)["ts"] for v in landed[0][:k0])  # the latest event partition 0 loses
+    late_ms = _json.loads(landed[0][k0])["ts"]
+    assert late_ms + 60_000 < lost_max
+    cuts = [TopicPartition(topic, 0, k0), TopicPartition(topic, 1, 5)]
+    for fut in kafka_admin.delete_records(cuts).values():
+        fut.result(timeout=30)
+    store = FeatureStore(root)
+    ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, [topic])
+    names = streaming.stream_views(store)
+    ms = lambda t: pd.Timestamp(t, unit="ms", tz="UTC")  # noqa: E731
+    c1 = max(_json.loads(v)["ts"] for v in landed[1][5:5 + stream_handoff.HEAD_RECORDS]) + 2_000
+    end = max(late_ms + 10_000, c1 + 1)
+    assert end + 60_000 < lost_max
+    try:
+        store.apply()
+        # the range holds partition 1's cut-over and the late record's time + 2 s, not partition 0's lost records
+        store.backfill(end=ms(end))
+        with pytest.raises(RequestError) as info:
+            stream_handoff.plan(store, names, ends, None)
+        gap = str(info.value).split("No offline history covers the gap")[1]
+        assert "records of partition 0 from offset" in gap and "partition 1" not in gap, gap
+        plan = stream_handoff.plan(store, names, ends, None, partial_history=True)
+        assert plan is None or not plan.views
+
+        # every cut-over inside a second range [Y, E) after a hole: bounded views only, from Y on
+        y = ms(lost_max - 30_000).floor("ms")
+        store.backfill(start=y, end=ms(lost_max + 60_000))
+        ranges = store.offline.table("profile").manifest()["batch_ranges"]
+        assert len(ranges) == 2 and ranges[1][0] == y.value // 10**6, ranges
+        with pytest.raises(RequestError, match="backfill it without a start"):
+            stream_handoff.plan(store, names, ends, None)
+        handoff = stream_handoff.plan(store, names, ends, None, partial_history=True)
+        assert set(handoff.views) == BOUNDED
+        for n in BOUNDED:
+            s = handoff.views[n]
+            assert s.cut == y.value // 10**6 and s.horizon == s.cut + stream_handoff.retention_ms(store, n)
+        c0 = handoff.cutover[(topic, 0)][0]
+        assert c0 >= lost_max  # (the late record alone said late_ms + 2 s)
+    finally:
+        drop_project(redis_client, store.config.project)
+        kafka_admin.delete_topics([topic])
+
+
+# -- several partitions, parallelism 2, a standalone cluster ---------------------------------------------------
+def _spread_records(events: pd.DataFrame, seed: int, partitions: int, spread: str):
+    """(key, value, partition or None) records in event-time order (jitter below the watermark delay): the
+    events of ``spread`` (the hot user) go to random partitions (one entity's events on every partition,
+    as a producer without keys, or keyed by something else, makes them); the others are keyed by user
+    (partition None: the producer's partitioner puts each user on one partition)."""
+    rng = random.Random(seed)
+    out = []
+    for key, value in _records(events, seed):
+        out.append((key, value, rng.randrange(partitions) if key.decode() == spread else None))
+    return out
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_hand_off_on_a_standalone_cluster_with_parallelism_two_and_an_entity_on_every_partition(
+        flink_cluster, tmp_path, kafka_admin, redis_client):
+    """The hand-off of a three-partition topic whose partitions lost different shares of their first records
+    (so three different cut-overs), the hot user's events spread over every partition and the others keyed
+    by user, late events older than every cut-over (the seed's) and one late event after the backfilled
+    range (the stream's): submitted with ``flink run`` to a standalone cluster at parallelism 2 (the seed
+    written here, read by the cluster's Python workers). Each partition's cut-over is the latest event time
+    of its first retained records plus the watermark delay; offline tables = the backfill of every event; online =
+    the oracle over every event from right after the cut-over to after the last event, every entity."""
+    import json as _json
+
+    from featurestore.engines.flink import remote as flink_remote
+
+    pytest.importorskip("pyflink")
+    topic = f"fs_handoff_par_{uuid.uuid4().hex[:8]}"
+    project = f"t_handoff_{uuid.uuid4().hex[:8]}"
+    events = random_events(SEED + 7, n=500).sort_values("ts", kind="stable").reset_index(drop=True)
+    hot = events["user_id"].value_counts().index[0]
+    assert (events["user_id"] == hot).mean() > 0.4  # a hot key
+    b = _tie_time(events, events["ts"].iloc[340])
+    late = events[events["ts"] < events["ts"].iloc[40]].sample(5, random_state=SEED)  # older than every cut-over
+    late_streamed = events[events["ts"] >= b].head(2).assign(ts=b + pd.Timedelta("3ms"), amount=-3.5)
+    all_events = pd.concat([events, late_streamed], ignore_index=True)
+    root = make_repo(tmp_path / "par", topic, project, all_events[all_events["ts"] < b + pd.Timedelta("20s")])
+    create_topic(kafka_admin, topic, partitions=3)
+    records = _spread_records(events.drop(late.index), SEED, 3, hot)
+    records += [(k, v, 2) for k, v in _records(late, SEED)]  # late records, all on one partition
+    records += [(k, v, 0) for k, v in _records(late_streamed, SEED)]
+    landed = _produce_to(topic, records)
+    on = {p: {_json.loads(v)["user_id"] for v in vs} for p, vs in landed.items()}
+    assert all(hot in on[p] for p in range(3))  # the hot entity's events on every partition
+    store = FeatureStore(root)
+    bootstrap = store.config.kafka_bootstrap
+    from confluent_kafka import TopicPartition
+
+    ends = flink_offsets.end_offsets(bootstrap, [topic])
+    shares = {0: 0.45, 1: 0.2, 2: 0.33}
+    cuts = [TopicPartition(topic, p, int(high * shares[p])) for (_t, p), (_l, high) in sorted(ends.items())]
+    for fut in kafka_admin.delete_records(cuts).values():
+        fut.result(timeout=30)
+    ends = flink_offsets.end_offsets(bootstrap, [topic])
+    try:
+        store.apply()
+        store.backfill(end=b)
+        names = streaming.stream_views(store)
+        handoff = stream_handoff.plan(store, names, ends, None)
+        assert set(handoff.views) == set(names)
+        head = stream_handoff.HEAD_RECORDS  # the latest time of each partition's head records + the delay
+        want_cuts = {p: max(_json.loads(v)["ts"] for v in landed[p][low:low + head]) + 2_000
+                     for (_t, p), (low, _h) in ends.items()}
+        assert {p: c for (_t, p), (c, _why) in handoff.cutover.items()} == want_cuts
+        assert len(set(want_cuts.values())) == 3 and max(want_cuts.values()) < b.value // 10**6
+
+        handle = flink_remote.submit_remote(store, flink_cluster, bounded=True, checkpoint_dir=tmp_path / "ckpt",
+                                            checkpoint_interval_ms=1000, extra_args=["--parallelism", "2"])
+        result = handle.run_until_done(JOB_TIMEOUT_S)
+        states = [k for k in result.online if k.startswith("state:")]
+        assert len({result.online[k]["instance"] for k in states}) == 2  # both subtasks reported
+        ref_root = make_repo(tmp_path / "ref", topic, project, all_events)
+        ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
+                                                                offline_root=str(tmp_path / "ref_offline")))
+        ref.backfill()
+        for view in store.repo.views:
+            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: cluster, parallelism 2")
+        first_cut = pd.Timestamp(min(want_cuts.values()), unit="ms", tz="UTC")
+        last = all_events["ts"].max()
+        times = [first_cut, first_cut + pd.Timedelta("1ms"), b - pd.Timedelta("1ms"), b, b + pd.Timedelta("3ms"),
+                 b + pd.Timedelta("4ms"), b + pd.Timedelta("31s"), last, last + pd.Timedelta("1ms"),
+                 last + pd.Timedelta("40s")]
+        compared = _online_vs_oracle(store, all_events, times, "cluster, parallelism 2")
+        for name in store.repo.views:
+            assert compared[name] >= 6 * 3 * 2, (name, compared)
+        users = sorted(all_events["user_id"].unique()) + ["nobody"]
+        rows = pd.DataFrame([{"user_id": u, "shop": k, "event_timestamp": q} for q in times for u in users
+                             for k in (0, 1, 2)])
+        rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+        offline = store.get_historical_features(rows, feature_service="everything")  # offline = oracle too
+        for view in store.repo.views.values():
+            assert_features_equal(offline, oracle.point_in_time(all_events, view, rows), view.feature_names,
+                                  f"offline vs oracle, view {view.name}, cluster, parallelism 2")
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+

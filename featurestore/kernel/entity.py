@@ -332,6 +332,20 @@ class EntityState:
         return changed
 
 
+def trim_to_retention(state: EntityState, window_ms: Optional[int], slack_ms: int = 0) -> bool:
+    """The stream's trim of an entity after new events (relative to its latest event, never the wall clock):
+    the cut moves to ``last_ts - window_ms - slack_ms`` (floored to a top tile when the view keeps a base),
+    requests from ``cut + window_ms`` on stay answered. Shared by the stream job's state operator and the
+    hand-off's seed (which stores each entity as the operator would hold it after a flush). Returns whether
+    events left the raw set (folded into the base, or dropped)."""
+    if state.last_ts is None or window_ms is None:
+        return False
+    cut = state.last_ts - window_ms - slack_ms
+    if state.keep_base:
+        cut -= cut % tile_ms(TOP_LEVEL)
+    return bool(state.trim(cut, cut + window_ms))
+
+
 def build(layout: Layout, events: Sequence[Tuple[object, list, list, str]], cut: Optional[int], keep_base: bool,
           dense_events: Optional[int] = None, top: int = TOP_LEVEL) -> EntityState:
     """The state of one entity from all its events ``(eid, order, inputs, member)``, cut at ``cut``."""
@@ -341,4 +355,4 @@ def build(layout: Layout, events: Sequence[Tuple[object, list, list, str]], cut:
     return state
 
 
-__all__ = ["DENSE_EVENTS", "TILE_MIN_EVENTS", "EntityTiles", "EntityState", "Changes", "build"]
+__all__ = ["DENSE_EVENTS", "TILE_MIN_EVENTS", "EntityTiles", "EntityState", "Changes", "build", "trim_to_retention"]

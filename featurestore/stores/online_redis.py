@@ -674,11 +674,14 @@ def member_sql(cv: CompiledView, rank: str, ts: str) -> str:
 
 
 def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, int]] = None,
-                    exclude: Optional[str] = None, only: Optional[str] = None) -> str:
+                    exclude: Optional[str] = None, only: Optional[str] = None, keep_ms: Optional[int] = None) -> str:
     """One row per entity: join keys, last event time (ms), the events' times and raw members
     (:mod:`featurestore.stores.online_format`, ids -1, -2, ... in event order), and the event count.
     ``part=(i, n)``: only entities whose key hash is ``i`` modulo ``n``; ``exclude`` / ``only``: a table
-    of join keys whose entities are left out / the only ones."""
+    of join keys whose entities are left out / the only ones. ``keep_ms``: only the events from the
+    entity's last event time minus ``keep_ms`` on, and those at the latest time before that (ids, last
+    time and count as over every event but the count): what a trim of a view without a base to that
+    cut keeps, and one event behind it (the hand-off's seed, ``engines/flink/handoff.py``)."""
     keys = [dsql.q(k) for k in cv.join_keys]
     ts = f"epoch_ms({dsql.q(cv.ts_column)})"
     rank = f"row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {', '.join(_event_order(cv))})"
@@ -689,8 +692,14 @@ def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, i
     join = ""
     if exclude or only:
         join = f" {'ANTI' if exclude else 'SEMI'} JOIN {exclude or only} USING ({', '.join(keys)})"
+    ev = f"SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src{join} WHERE {' AND '.join(where)}"
+    if keep_ms is not None:
+        by = f"PARTITION BY {', '.join(keys)}"
+        ev = (f"WITH ev0 AS ({ev}), ev1 AS (SELECT *, max(__fs_ts) OVER ({by}) - {int(keep_ms)} AS __fs_keep FROM ev0), "
+              f"ev2 AS (SELECT *, max(CASE WHEN __fs_ts < __fs_keep THEN __fs_ts END) OVER ({by}) AS __fs_below FROM ev1) "
+              "SELECT * FROM ev2 WHERE __fs_ts >= __fs_keep OR __fs_ts = __fs_below")
     return (
-        f"WITH ev AS (SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src{join} WHERE {' AND '.join(where)})\n"
+        f"WITH ev AS ({ev})\n"
         f"SELECT {', '.join(keys)}, max(__fs_ts) AS __fs_last, list(__fs_ts ORDER BY __fs_r) AS __fs_tss, "
         f"list({member} ORDER BY __fs_r) AS __fs_members, count(*) AS __fs_n FROM ev GROUP BY {', '.join(keys)}"
     )

@@ -13,13 +13,16 @@ stream hand-off".
 * **The cut-over (offsets <-> event time).** Records before a partition's first retained offset are
   gone; the table holds them only if they are below its next offset (streamed before) or inside its
   batch ranges. Their event times are unknown, but the source's ``watermark_delay`` bounds lateness: a
-  record produced before the first retained one (event time ``t``) has an event time at most ``t +
-  watermark_delay``. So the cut-over of a partition is ``C = t + watermark_delay``, and a view hands off
+  record produced before an on-time retained one (event time ``t``) has an event time at most ``t +
+  watermark_delay``. The first retained record may itself be late (then it bounds nothing), so ``t`` is
+  the latest event time among the first ``HEAD_RECORDS`` retained records (one of them on time is
+  enough). So the cut-over of a partition is ``C = t + watermark_delay``, and a view hands off
   when one batch range ``[S, E)`` holds ``C`` (``S <= C < E``). Views with an unbounded window need
   ``S`` at the beginning of time; bounded views answer from ``S + retention`` on (their horizon).
   A partition with no retained record bounds nothing but the clock: ``C = now + event_time.max_future``.
 * **Where the seed lives.** :func:`prepare` writes the seed (per view and entity, the rows of ``V`` as
-  online-store members, ids ``-1, -2, ...``) to an immutable SQLite file under the job's checkpoint
+  online-store members, ids ``-1, -2, ...``, trimmed to the view's retention as the job's state operator
+  trims an entity: :func:`seed_record`) to an immutable SQLite file under the job's checkpoint
   root, materializes the same rows into Redis (so lookups are exact before the job reads anything), and
   only then records it in ``_handoff.json`` (``since``: when). The job's state operator reads an
   entity's seed whenever it builds the entity from keyed state (first sight, restore, cache eviction),
@@ -34,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import sqlite3
 import time
 import uuid
@@ -51,7 +55,12 @@ HANDOFF_FILE = "_handoff.json"  # under the job's checkpoint root
 SEEDS_DIR = "seeds"
 KEEP_ENTRIES = 3  # older seed entries (and files) are deleted
 SCAN_RECORDS = 1_000  # records read per partition looking for the first one with a readable event time
+# readable records whose latest event time bounds a partition's lost records: the bound holds unless every
+# one of them is late beyond the watermark delay (p^4 for a share p of late records); more would push the
+# cut-over of a sparse partition later (the span of that many records), refusing hand-offs needlessly
+HEAD_RECORDS = 4
 OFFSET_MASK = (1 << 40) - 1
+SEED_BATCH_ENTITIES = 1_000  # entities per batch read while writing the seed (each with its whole history)
 
 
 @dataclass
@@ -80,9 +89,11 @@ class HandOff:
 def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[int, int]],
                       timeout: float = 60) -> Dict[int, Optional[Tuple[int, int]]]:
     """Per partition (``lows``: partition -> (first offset, end offset)), the (offset, event time ms) of the
-    first retained record of ``source``'s stream face (a JSON object with an integer event time, or an Avro
-    datum of its writer schema) with an event time in the supported range; None when the first
-    ``SCAN_RECORDS`` records (or all there are) have none."""
+    latest event time among the first ``HEAD_RECORDS`` retained records of ``source``'s stream face that
+    have one (a JSON object with an integer event time, or an Avro datum of its writer schema) in the
+    supported range; None when the first ``SCAN_RECORDS`` records (or all there are) have none. The
+    latest, not the first: a late record at the head of the partition (behind the watermark delay) does
+    not bound what was lost before it, the on-time records after it do (see the module docstring)."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     from featurestore.semantics import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
@@ -97,6 +108,7 @@ def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[
     try:
         consumer.assign([TopicPartition(topic, p, lows[p][0]) for p in sorted(todo)])
         seen = {p: 0 for p in todo}
+        readable = {p: 0 for p in todo}
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -110,8 +122,11 @@ def first_event_times(bootstrap: str, topic: str, source, lows: Dict[int, Tuple[
             seen[p] += 1
             ts = read_time(msg.value())
             if ts is not None and MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS:
-                out[p] = (msg.offset(), ts)
-            elif seen[p] < SCAN_RECORDS and msg.offset() + 1 < lows[p][1]:
+                readable[p] += 1
+                if out[p] is None or ts > out[p][1]:
+                    out[p] = (msg.offset(), ts)
+            if (readable[p] < HEAD_RECORDS and seen[p] < SCAN_RECORDS + HEAD_RECORDS
+                    and msg.offset() + 1 < lows[p][1]):
                 continue
             todo.discard(p)
             consumer.pause([TopicPartition(topic, p)])  # done: the other partitions' records only
@@ -261,8 +276,9 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
                 why = f"partition {p} holds no record with an event time (from offset {low})"
             else:
                 c = first[1] + int(source.watermark_delay or 0)
-                why = (f"the first record of partition {p} (offset {first[0]}) has event time {_iso(first[1])}; "
-                       f"plus the watermark delay {int(source.watermark_delay or 0)} ms")
+                why = (f"the latest event time among the first {HEAD_RECORDS} records of partition {p} from offset "
+                       f"{low} is {_iso(first[1])} (offset {first[0]}); plus the watermark delay "
+                       f"{int(source.watermark_delay or 0)} ms")
             cutover[(t, p)] = (c, why)
         c, why = cutover[(t, p)]
         held = [r for r in ranges if r[0] <= c < r[1]]
@@ -360,10 +376,61 @@ def _relation(con, store, seed: ViewSeed) -> str:
     return f"(SELECT * FROM {rel} WHERE epoch_ms({dsql.q(cv.ts_column)}) >= {int(seed.cut)})"
 
 
-def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
-    """The seed file (SQLite: ``seed(view, entity, members)``, members one per line) and, from the same
-    rows, each view's online state in Redis (``materialize``); returns the seeded entities per view."""
-    from featurestore.stores.online_redis import encode_entity, for_store, materialize_sql
+def entity_state(layout, keep_base: bool, codec, cut: Optional[int], horizon: Optional[int],
+                 folded: Optional[dict], members: Sequence[str]):
+    """An entity's kernel state (``featurestore.kernel.entity.EntityState``) as the stream's state operator
+    builds it before the entity's batches from keyed state: from its folded entry (``folded``: ``cut``,
+    ``h`` the horizon, ``base`` the encoded base row; keyed state's, else its seed record's), else the
+    view's seed ``cut`` / ``horizon``; then the seed's ``members`` at or after the cut (those behind it are
+    in the base). ``codec``: the view's ``online_format.Members``."""
+    from featurestore.kernel.entity import EntityState
+    from featurestore.online import loads
+
+    if folded:
+        cut = folded["cut"]
+    state = EntityState(layout, keep_base, cut)
+    if folded:
+        if folded["base"] is not None:
+            state.base = layout.decode(folded["base"])
+            if cut is not None:
+                state.prefixes[cut] = state.base
+        state.horizon = folded["h"]
+    elif cut is not None:
+        state.horizon = horizon
+    for member in members:
+        ev = loads(member)
+        if cut is None or ev[1] >= cut:
+            state.add(*codec.decode(ev), member)
+    return state
+
+
+def seed_record(cv, seed: ViewSeed, members: Sequence[str], slack_ms: int = 0) -> Tuple[List[str], Optional[dict]]:
+    """What the seed file keeps of one entity: the entity as the state operator holds it after its first
+    flush (built from every member, then trimmed to the view's retention relative to its latest event,
+    ``kernel.entity.trim_to_retention``): the members at or after its cut, and its folded entry (cut,
+    horizon, the base of the events behind the cut; None when nothing was cut). So a rebuild reads
+    O(retention) members, never the entity's whole offline history, and builds the same state."""
+    from featurestore.kernel.entity import trim_to_retention
+    from featurestore.online import view_layout
+    from featurestore.stores import online_format as ofmt
+    from featurestore.stores.online_redis import retention
+
+    layout, r = view_layout(cv), retention(cv)
+    state = entity_state(layout, r.keep_base, ofmt.members(cv), seed.cut, seed.horizon, None, members)
+    trim_to_retention(state, r.window_ms, slack_ms)
+    kept = [member for _order, _inputs, member in state.events.values()]  # (insertion order: the seed's)
+    if state.cut is None:
+        return kept, None
+    base = layout.encode(state.base) if state.base is not None else None
+    return kept, {"cut": state.cut, "h": state.horizon, "base": base}
+
+
+def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[str, int]:
+    """The seed file (SQLite: ``seed(view, entity, members, folded)``, members one per line, ``folded`` the
+    pickled entry of :func:`seed_record`) and, from the same rows, each view's online state in Redis
+    (``materialize``); returns the seeded entities per view. ``slack_ms``: the job's (its trim keeps
+    events that much longer)."""
+    from featurestore.stores.online_redis import encode_entity, for_store, materialize_sql, retention
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
@@ -373,19 +440,23 @@ def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
     online = for_store(store)
     try:
         db.execute("CREATE TABLE seed (view TEXT NOT NULL, entity TEXT NOT NULL, members TEXT NOT NULL, "
-                   "PRIMARY KEY (view, entity)) WITHOUT ROWID")
+                   "folded BLOB, PRIMARY KEY (view, entity)) WITHOUT ROWID")
         db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")  # the members' online format (online_format)
         for name, seed in handoff.views.items():
             cv = store.compiled(name)
             relation = _relation(con, store, seed)
             nkeys = len(cv.join_keys)
             counts[name] = 0
-            for batch in con.sql(materialize_sql(cv, relation)).to_arrow_reader(5_000):
+            r = retention(cv)  # a view without a base needs no event behind its trim (but one, to trim)
+            sql = materialize_sql(cv, relation, keep_ms=None if r.keep_base else r.window_ms + slack_ms)
+            for batch in con.sql(sql).to_arrow_reader(SEED_BATCH_ENTITIES):
                 keys = [batch.column(i).to_pylist() for i in range(nkeys)]
-                members = batch.column(nkeys + 2).to_pylist()
-                rows = [(name, encode_entity([k[i] for k in keys]), "\n".join(members[i]))
-                        for i in range(batch.num_rows)]
-                db.executemany("INSERT INTO seed VALUES (?, ?, ?)", rows)
+                rows = []
+                for i, members in enumerate(batch.column(nkeys + 2).to_pylist()):
+                    kept, folded = seed_record(cv, seed, members, slack_ms)
+                    rows.append((name, encode_entity([k[i] for k in keys]), "\n".join(kept),
+                                 pickle.dumps(folded) if folded is not None else None))
+                db.executemany("INSERT INTO seed VALUES (?, ?, ?, ?)", rows)
                 counts[name] += len(rows)
             online.materialize_view(con, cv, relation, seed.horizon)
         db.commit()
@@ -400,6 +471,19 @@ def write_seed(store, handoff: HandOff, path: Path) -> Dict[str, int]:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return counts
+
+
+def read_seed(db, entity: str, folded: bool = True) -> Dict[str, Tuple[List[str], Optional[dict]]]:
+    """One entity's seed records per view name (``entity``: ``online_redis.encode_entity``): its members and
+    folded entry (:func:`seed_record`). ``folded=False``: a seed file written before seeds were trimmed
+    (no such column; every member, no entry)."""
+    query = f"SELECT view, members, {'folded' if folded else 'NULL'} FROM seed WHERE entity = ?"
+    return {name: (members.split("\n") if members else [], pickle.loads(f) if f is not None else None)
+            for name, members, f in db.execute(query, (entity,))}
+
+
+def seed_has_folded(db) -> bool:
+    return "folded" in {row[1] for row in db.execute("PRAGMA table_info(seed)")}
 
 
 def _entries(root: Path) -> List[dict]:
@@ -451,7 +535,7 @@ def _check_format(path: Path) -> None:
                                 f"library reads {FORMAT_VERSION}: start the stream afresh (--no-restore)")
 
 
-def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional[dict]:
+def prepare(store, root: Path, handoff: Optional[HandOff], restored, slack_ms: int = 0) -> Optional[dict]:
     """The seed options of this run's state operator (None: no seed): a restore's recorded seed, or for a
     fresh start with a hand-off a new seed file (and Redis materialized from it), recorded before the
     job starts."""
@@ -468,7 +552,7 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
     path = root / SEEDS_DIR / f"seed-{uuid.uuid4().hex[:12]}.sqlite"
     log.warning("hand-off: %s", announce(handoff))
     t0 = time.perf_counter()
-    counts = write_seed(store, handoff, path)
+    counts = write_seed(store, handoff, path, slack_ms)
     seed = {"path": str(path.resolve()), "views": {n: s.options() for n, s in handoff.views.items()}}
     _record(root, seed)
     log.warning("hand-off: online state of %s seeded from the offline store (%s) in %.1f s; the stream adds the "
@@ -478,4 +562,4 @@ def prepare(store, root: Path, handoff: Optional[HandOff], restored) -> Optional
 
 
 __all__ = ["HandOff", "ViewSeed", "plan", "check_history", "seedable", "announce", "retention_ms", "prepare", "recorded", "write_seed",
-           "first_event_times"]
+           "first_event_times", "entity_state", "seed_record", "read_seed", "seed_has_folded"]

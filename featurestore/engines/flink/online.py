@@ -208,6 +208,9 @@ class OnlineState(KeyedProcessFunction):
 
             self.seed_db = sqlite3.connect(f"file:{self.seed['path']}?mode=ro&immutable=1", uri=True,
                                            check_same_thread=False)
+            from featurestore.engines.flink.handoff import seed_has_folded
+
+            self.seed_folded = seed_has_folded(self.seed_db)
         self.batches = runtime_context.get_map_state(
             MapStateDescriptor("batches", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.folded = runtime_context.get_state(ValueStateDescriptor("folded", Types.PICKLED_BYTE_ARRAY()))
@@ -283,8 +286,7 @@ class OnlineState(KeyedProcessFunction):
     def _load(self, key: str) -> tuple:
         """The entity's kernel states and batch index, rebuilt from keyed state (after a restore, or a cache
         eviction); a rebuilt entity is rewritten whole at its next flush."""
-        from featurestore.kernel.entity import EntityState
-        from featurestore.online import loads
+        from featurestore.engines.flink.handoff import entity_state
 
         views = self.views[_gid(key)]
         folded = self.folded.value()
@@ -292,22 +294,10 @@ class OnlineState(KeyedProcessFunction):
         seeds = self._seed_of(key, views)
         states = []
         for i, view in enumerate(views):
-            f = folded.get(i)
-            cut = f["cut"] if f else view.seed_cut
-            state = EntityState(view.layout, view.keep_base, cut)
-            if f:
-                if f["base"] is not None:
-                    state.base = view.layout.decode(f["base"])
-                    if cut is not None:
-                        state.prefixes[cut] = state.base
-                state.horizon = f["h"]
-            elif cut is not None:
-                state.horizon = view.seed_horizon
-            for member in seeds.get(view.name, ()):  # the seed's events behind the cut are in the folded base
-                ev = loads(member)
-                if cut is None or ev[1] >= cut:
-                    state.add(*view.members.decode(ev), member)
-            states.append(state)
+            # keyed state's folded entry, else the seed's: a state built on the seed never cuts before it
+            members, seed_folded = seeds.get(view.name, ((), None))
+            states.append(entity_state(view.layout, view.keep_base, view.members, view.seed_cut, view.seed_horizon,
+                                       folded.get(i) or seed_folded, members))
         index = {}
         for bid, text in self.batches.items():
             events, plain = parse_batch(text)
@@ -327,14 +317,14 @@ class OnlineState(KeyedProcessFunction):
         return states, index
 
     def _seed_of(self, key: str, views: list) -> dict:
-        """The entity's seeded events per view name (stored members, ids -1, -2, ...), from the seed file."""
+        """The entity's seed per view name: (stored members, ids -1, -2, ...; its folded entry or None), from
+        the seed file (trimmed to the view's retention when written: ``handoff.seed_record``)."""
         if self.seed_db is None or not any(v.seeded for v in views):
             return {}
+        from featurestore.engines.flink.handoff import read_seed
         from featurestore.stores.online_redis import encode_entity
 
-        entity = encode_entity(json.loads(key[key.index("["):]))
-        rows = self.seed_db.execute("SELECT view, members FROM seed WHERE entity = ?", (entity,)).fetchall()
-        return {name: members.split("\n") for name, members in rows}
+        return read_seed(self.seed_db, encode_entity(json.loads(key[key.index("["):])), self.seed_folded)
 
     # -- flushes ------------------------------------------------------------------------------------
     def on_timer(self, timestamp, ctx):
@@ -385,19 +375,15 @@ class OnlineState(KeyedProcessFunction):
         self.stats["rewrites"] += 1
 
     def _flush(self, key: str, states: list, index: dict, folded_changed: bool):
-        from featurestore.kernel.tiles import TOP_LEVEL, tile_ms
+        from featurestore.kernel.entity import trim_to_retention
         from featurestore.stores.online_redis import SLACK_MS, write_args
 
         views = self.views[_gid(key)]
         entity = json.loads(key[key.index("["):])
         now = int(time.time() * 1000)
         for i, (view, state) in enumerate(zip(views, states)):
-            if state.last_ts is not None and view.window_ms is not None:
-                cut = state.last_ts - view.window_ms - self.slack_ms
-                if view.keep_base:
-                    cut -= cut % tile_ms(TOP_LEVEL)
-                if state.trim(cut, cut + view.window_ms):
-                    folded_changed = True
+            if trim_to_retention(state, view.window_ms, self.slack_ms):
+                folded_changed = True
             changes = state.drain()
             if changes.empty:
                 continue

@@ -291,7 +291,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     root.mkdir(parents=True, exist_ok=True)
     restored, committer, handoff_plan = _prepare(store, names, name, root, ends, restore, partial_history, commit)
     start_offsets = start_positions(store.config.kafka_bootstrap, name, ends, restored)
-    seed = handoff.prepare(store, root, handoff_plan, restored)
+    seed = handoff.prepare(store, root, handoff_plan, restored, slack_ms)
     prepare_online(store, names, restored, seed)
     interval = checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded else DEFAULT_CHECKPOINT_MS)
     if flush_ms is None:
