@@ -77,6 +77,16 @@ def _drop(client, project: str) -> None:
         client.delete(*keys[i:i + 500])
 
 
+def _example_store(tmp_path, prefix: str):
+    """The example repo's definitions under a project of its own: (store, project, the stream's online groups)."""
+    project = f"{prefix}{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_DIR / "definitions", root / "definitions")
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    store = FeatureStore(root)
+    return store, project, [g.to_dict() for g in streaming.plan(store).online]
+
+
 def _operator(store, groups, keyed, project):
     op = OnlineState(groups, 5_000, redis=streaming.redis_options(store.config),
                      progress_key=f"fs:{project}:_stream:_progress:test", write_ms=50, write_rows=10**9)
@@ -85,12 +95,7 @@ def _operator(store, groups, keyed, project):
 
 
 def test_a_restored_write_timer_rewrites_what_the_lost_buffer_held(tmp_path, redis_client):
-    project = f"t_writes_{uuid.uuid4().hex[:8]}"
-    root = tmp_path / "repo"
-    shutil.copytree(REPO_DIR / "definitions", root / "definitions")
-    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
-    store = FeatureStore(root)
-    groups = [g.to_dict() for g in streaming.plan(store).online]
+    store, project, groups = _example_store(tmp_path, "t_writes_")
     work = batches(online_rows(1_500, hot=True), 500, 5_000)  # hot key: one user has 30% of the events
     half = len(work) // 2
     try:
@@ -148,12 +153,7 @@ def test_larger_catch_up_batches_write_the_same_online_values(tmp_path, redis_cl
     assert streaming.bounded_flush_ms(streaming.LARGE_BACKLOG_RECORDS) == streaming.LARGE_BACKLOG_FLUSH_MS
     assert streaming.bounded_flush_ms(streaming.LARGE_BACKLOG_RECORDS - 1) == streaming.DEFAULT_BOUNDED_FLUSH_MS
     assert streaming.LARGE_BACKLOG_FLUSH_MS > streaming.DEFAULT_BOUNDED_FLUSH_MS
-    project = f"t_batches_{uuid.uuid4().hex[:8]}"
-    root = tmp_path / "repo"
-    shutil.copytree(REPO_DIR / "definitions", root / "definitions")
-    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
-    store = FeatureStore(root)
-    groups = [g.to_dict() for g in streaming.plan(store).online]
+    store, project, groups = _example_store(tmp_path, "t_batches_")
     rows = online_rows(3_000, hot=True)
     images, counts = [], []
     try:
