@@ -316,23 +316,35 @@ def actions_on(policy: Policy, principal, obj: Obj) -> List[str]:
     return [a for a in ACTIONS if policy.allows(principal, a, obj)]
 
 
-def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequence[str]],
-                   feature_service: Optional[str]) -> bool:
-    """An online lookup: through a service, ``read_online`` on the service or on every view it reads; by
-    feature references, ``read_online`` on every view named. A request feature view's values are computed from
-    the views it reads, so it needs ``read_online`` on those too (a derived value must not leak an input the
-    caller may not read)."""
-    if principal is None:
-        return True
-    if feature_service is not None and policy.allows(principal, "read_online", service_obj(repo, feature_service)):
-        return True
+def views_read(repo, selection: Iterable[str]) -> List[str]:
+    """The views a read of ``selection`` (view names) reads, sorted: a request feature view's values are computed
+    from the views it reads, so those are read too (a derived value must not leak an input the caller may not
+    read)."""
     needed = set(selection)
     for v in selection:
         if v in repo.request_views:
             needed.update(inp.name for inp, _ in repo.request_views[v].view_inputs)
-    return all(policy.allows(principal, "read_online", view_obj(repo, v)) for v in sorted(needed))
+    return sorted(needed)
+
+
+def denied_views(repo, policy: Policy, principal, action: str, selection: Iterable[str]) -> List[str]:
+    """The views of a read of ``selection`` (see :func:`views_read`) ``principal`` may not ``action``."""
+    if principal is None:
+        return []
+    return [v for v in views_read(repo, selection) if not policy.allows(principal, action, view_obj(repo, v))]
+
+
+def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequence[str]],
+                   feature_service: Optional[str]) -> bool:
+    """An online lookup: through a service, ``read_online`` on the service or on every view it reads; by
+    feature references, ``read_online`` on every view named and every view a request feature view reads."""
+    if principal is None:
+        return True
+    if feature_service is not None and policy.allows(principal, "read_online", service_obj(repo, feature_service)):
+        return True
+    return not denied_views(repo, policy, principal, "read_online", selection)
 
 
 __all__ = ["ACTIONS", "Obj", "Grant", "Policy", "OPEN", "PolicyFile", "load_policy", "parse_policy", "project_obj",
            "view_obj", "service_obj", "source_obj", "entity_obj", "obj_of_record", "filter_records", "visible",
-           "actions_on", "lookup_allowed"]
+           "actions_on", "lookup_allowed", "views_read", "denied_views"]

@@ -324,104 +324,6 @@ def materialize(
 
 
 @app.command()
-def serve(
-    repo: Optional[Path] = RepoOpt,
-    host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1: this machine "
-                                                  "only)."),
-    port: Optional[int] = typer.Option(None, min=1, max=65535, help="Port to listen on (default: server.port, 6566)."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: server.workers, 1); "
-                                                            "/metrics sums them."),
-    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="Serve HTTPS with this PEM certificate "
-                                                                     "(chain) (default: server.tls_cert)."),
-    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The certificate's PEM private key "
-                                                                   "(default: server.tls_key)."),
-):
-    """Serve online lookups over HTTP: POST /get-online-features, GET /health, GET /metrics,
-    OpenAPI at /openapi.json and /docs, the web catalog at /ui/. Limits and defaults: featurestore.yaml
-    server: (docs/config.md); tokens and roles: access_control: (docs/access-control.md)."""
-    _serve(repo, host, port, workers, tls_cert, tls_key)
-
-
-@app.command()
-def ui(
-    repo: Optional[Path] = RepoOpt,
-    host: Optional[str] = typer.Option(None, help="Interface to bind (default: server.host, 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, min=1, max=65535, help="Port to listen on (default: server.port, 6566)."),
-    browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the catalog in a web browser."),
-):
-    """Serve the web catalog (and the whole HTTP API, as serve does) and open /ui/ in a browser."""
-    _serve(repo, host, port, None, None, None, open_ui=browser)
-
-
-def _serve(repo, host, port, workers, tls_cert, tls_key, open_ui: bool = False):
-    def go():
-        import os
-        import shutil
-        import tempfile
-
-        import uvicorn
-
-        from featurestore.server import METRICS_DIR_ENV, REPO_ENV, create_app
-
-        store = _store(repo)
-        store.repo  # load and validate before binding the port: errors come out here, not per request
-        cfg = store.config.server
-        where_host, where_port = host or cfg.host, port or cfg.port
-        n = workers or cfg.workers
-        cert = str(tls_cert) if tls_cert else (str(store.config.path(cfg.tls_cert)) if cfg.tls_cert else None)
-        key = str(tls_key) if tls_key else (str(store.config.path(cfg.tls_key)) if cfg.tls_key else None)
-        if bool(cert) != bool(key):
-            raise FeatureStoreError("HTTPS needs both a certificate and its key (--tls-cert and --tls-key)")
-        for f in (cert, key):
-            if f and not Path(f).is_file():
-                raise FeatureStoreError(f"TLS file {f} does not exist")
-        tls = {"ssl_certfile": cert, "ssl_keyfile": key} if cert else {}
-        scheme = "https" if cert else "http"
-        console.print(f"serving project '{store.config.project}' on {scheme}://{where_host}:{where_port} "
-                      f"(docs at /docs, catalog at /ui/){f', {n} workers' if n > 1 else ''}")
-        if open_ui:
-            local = "127.0.0.1" if where_host in ("0.0.0.0", "::") else where_host
-            _open_when_up(f"{scheme}://{local}:{where_port}/ui/")
-        if n == 1:
-            uvicorn.run(create_app(store), host=where_host, port=where_port, log_level="warning", **tls)
-            return
-        # Workers are started from an import string (uvicorn cannot hand an app object to other processes);
-        # each loads the repo itself. Metrics: Prometheus multiprocess mode, summed over the workers.
-        metrics_dir = tempfile.mkdtemp(prefix="featurestore-serve-metrics-")
-        os.environ[REPO_ENV] = str(store.repo_path)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[METRICS_DIR_ENV] = metrics_dir
-        try:
-            uvicorn.run("featurestore.server:app_from_env", factory=True, host=where_host, port=where_port,
-                        workers=n, log_level="warning", **tls)
-        finally:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-    _run(go, repo)
-
-
-def _open_when_up(url: str) -> None:
-    """Open ``url`` in the user's browser once the server accepts connections (a background thread)."""
-    import socket
-    import threading
-    import webbrowser
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-
-    def wait_and_open():
-        for _ in range(600):
-            try:
-                with socket.create_connection((parts.hostname, parts.port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        if not webbrowser.open(url):
-            console.print(f"open {url} in a browser", markup=False)
-
-    threading.Thread(target=wait_and_open, daemon=True).start()
-
-
-@app.command()
 def verify(
     service: str = typer.Argument(..., help="Feature service whose logged lookups to check."),
     repo: Optional[Path] = RepoOpt,
@@ -713,10 +615,14 @@ sys.modules.setdefault("featurestore.cli", sys.modules[__name__])
 from featurestore.cli_infra import infra as _infra  # noqa: E402  (after _run, which it uses)
 from featurestore.cli_auth import auth_app  # noqa: E402  (through cli_common: after the helpers above)
 from featurestore.cli_monitor import monitor as _monitor  # noqa: E402
+from featurestore.cli_serve import serve, serve_offline, ui  # noqa: E402,F401  (tests import ui's helpers here)
 
 app.add_typer(_infra, name="infra")
 app.add_typer(auth_app, name="auth")
 app.command("monitor")(_monitor)
+app.command()(serve)
+app.command("serve-offline")(serve_offline)
+app.command()(ui)
 
 
 def main() -> None:

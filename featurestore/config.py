@@ -95,6 +95,9 @@ class ServerConfig:
     max_logged_entities: int = 1_000  # entity rows one logged lookup may append to the serving log
     tls_cert: Optional[str] = None  # PEM certificate (chain) and key: serve HTTPS
     tls_key: Optional[str] = None
+    # Feast's remote offline store protocol (Arrow Flight): training sets through the server. Off unless a port
+    # is given; it binds to ``host`` and speaks TLS with the same certificate (featurestore.server_offline).
+    offline_port: Optional[int] = None
 
 
 NO_BOUND = ("none", "off", "unbounded")  # event_time.max_future values that turn the bound off
@@ -239,6 +242,12 @@ def _port(value: Any, where: str) -> int:
     return n
 
 
+def _optional_port(value: Any, where: str) -> Optional[int]:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none", "null")):
+        return None
+    return _port(value, where)
+
+
 def _attempts(value: Any, where: str) -> Optional[int]:
     if isinstance(value, str) and value.strip().lower() in ("unlimited", "none", "null"):
         return None
@@ -370,6 +379,7 @@ KEYS: Tuple[Key, ...] = (
         _count),
     Key(("server", "tls_cert"), "server.tls_cert", "FEATURESTORE_SERVER_TLS_CERT", _text),
     Key(("server", "tls_key"), "server.tls_key", "FEATURESTORE_SERVER_TLS_KEY", _text),
+    Key(("server", "offline_port"), "server.offline_port", "FEATURESTORE_SERVER_OFFLINE_PORT", _optional_port),
     Key(("access_control", "enabled"), "access.enabled", "FEATURESTORE_ACCESS_CONTROL", _flag),
     Key(("access_control", "policy"), "access.policy", "FEATURESTORE_ACCESS_POLICY", _text),
     Key(("access_control", "tokens"), "access.tokens", "FEATURESTORE_ACCESS_TOKENS", _text),

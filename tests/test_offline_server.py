@@ -1,0 +1,361 @@
+"""Training sets through the server (SPEC §6, §8): Feast's OWN client — a ``feast.FeatureStore`` with
+``offline_store: {type: remote}`` — against a real ``featurestore serve-offline`` / ``serve --offline-port``
+process, speaking Feast's remote offline store protocol (Arrow Flight).
+
+* the values Feast's client gets are our SDK's ``get_historical_features`` and the oracle's (tests/oracle.py), on
+  random events with hot keys, ties broken by the created column, nulls, requests exactly at event times and at
+  the TTL edge, and keys that have no events; with and without ``full_feature_names``; through the newer
+  ``do_exchange`` flow and the older ``do_put``/``do_get`` one;
+* with access control on, the same bearer tokens as the HTTP server: no token is *unauthenticated*, a principal
+  without ``read_offline`` on a view is *unauthorized* naming principal, action and view, a granted one gets the
+  values; Feast's other offline APIs are refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = [pytest.mark.feast, pytest.mark.slow]
+
+os.environ.setdefault("IS_TEST", "True")
+os.environ.setdefault("FEAST_USAGE", "False")
+feast = pytest.importorskip("feast")
+fl = pytest.importorskip("pyarrow.flight")
+
+from featurestore import FeatureStore  # noqa: E402
+from tests import oracle  # noqa: E402
+from tests.compare import assert_features_equal  # noqa: E402
+
+BASE = pd.Timestamp("2026-10-01", tz="UTC")
+DEFS = '''
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64, String
+
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+stats_source = FileSource(name="stats_source", path={stats!r}, timestamp_field="event_timestamp",
+                          created_timestamp_column="created")
+risk_source = FileSource(name="risk_source", path={risk!r}, timestamp_field="event_timestamp")
+driver_stats = FeatureView(name="driver_stats", entities=[driver], ttl=timedelta(hours=6), source=stats_source,
+                           schema=[Field(name="conv_rate", dtype=Float64), Field(name="trips", dtype=Int64)],
+                           tags={{"team": "ops"}})
+driver_risk = FeatureView(name="driver_risk", entities=[driver], ttl=timedelta(days=2), source=risk_source,
+                          schema=[Field(name="score", dtype=Float64), Field(name="band", dtype=String)],
+                          tags={{"team": "risk"}})
+everything = FeatureService(name="everything", features=[driver_stats, driver_risk])
+'''
+POLICY = """
+roles:
+  ops-analyst: [{actions: [read_metadata, read_offline], tags: {team: ops}}]
+  online-only: [{actions: [read_metadata, read_online]}]
+  trainer: [{actions: [read_offline], views: ["driver_*"]}]
+principals:
+  ops: [ops-analyst]
+  scorer: [online-only]
+  trainer: [trainer]
+"""
+FEATURES = ["driver_stats:conv_rate", "driver_stats:trips", "driver_risk:score", "driver_risk:band"]
+
+
+def _events(rng: random.Random):
+    drivers = [1, 2, 3, 4, 5, 6]
+    hot = [1, 1, 1, 1, 2]  # hot keys: most events on driver 1
+    stats, risk = [], []
+    for i in range(400):
+        d = rng.choice(hot + drivers[:5])  # driver 6 never has an event
+        ts = BASE + pd.Timedelta(minutes=rng.randrange(0, 3 * 24 * 60, 7))  # a coarse grid: many equal times
+        stats.append({"driver_id": d, "conv_rate": None if rng.random() < 0.15 else round(rng.uniform(-1, 1), 6),
+                      "trips": None if rng.random() < 0.1 else rng.randrange(-5, 10**12),
+                      "event_timestamp": ts, "created": ts + pd.Timedelta(seconds=rng.randrange(0, 3))})
+        if i % 3 == 0:
+            risk.append({"driver_id": d, "score": None if rng.random() < 0.2 else rng.choice([0.0, -0.0, 1e300,
+                                                                                              rng.random()]),
+                         "band": rng.choice(["low", "high", None, "é"]), "event_timestamp": ts})
+    return pd.DataFrame(stats), pd.DataFrame(risk)
+
+
+def _entity_df(rng: random.Random, stats: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _ in range(150):
+        d = rng.choice([1, 1, 2, 3, 4, 5, 6, 7])
+        pick = rng.random()
+        if pick < 0.3:  # exactly at an event time: that event is not visible yet
+            q = rng.choice(stats["event_timestamp"].tolist())
+        elif pick < 0.4:  # exactly at the TTL edge of an event
+            q = rng.choice(stats["event_timestamp"].tolist()) + pd.Timedelta(hours=6)
+        else:
+            q = BASE + pd.Timedelta(seconds=rng.randrange(-3600, 4 * 24 * 3600))
+        rows.append({"driver_id": d, "event_timestamp": q, "label": rng.random() < 0.5})
+    return pd.DataFrame(rows)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args, env=None, ca=None):
+    """A real server process; up when its Flight port answers (any answer, unauthenticated included)."""
+    port = args[args.index("--offline-port" if "--offline-port" in args else "--port") + 1]
+    proc = subprocess.Popen([sys.executable, "-m", "featurestore.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env)
+    client = fl.FlightClient(f"grpc+tls://127.0.0.1:{port}", tls_root_certs=ca.read_bytes()) if ca else \
+        fl.FlightClient(f"grpc+tcp://127.0.0.1:{port}")
+    deadline = time.time() + 90
+    while True:
+        try:
+            list(client.list_actions())
+            break
+        except fl.FlightUnauthenticatedError:
+            break
+        except fl.FlightUnavailableError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            out = proc.stdout.read().decode()
+            pytest.fail(f"featurestore {args[0]} did not come up: {out[-2000:]}")
+        time.sleep(0.3)
+    client.close()
+    return proc, int(port)
+
+
+def _stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _client(folder: Path, world, port: int, token=None, ca=None) -> "feast.FeatureStore":
+    folder.mkdir(parents=True, exist_ok=True)
+    auth = f"auth:\n  type: oidc\n  token: {token}\n" if token else ""
+    tls = f"  scheme: https\n  cert: {ca}\n" if ca else ""
+    (folder / "feature_store.yaml").write_text(
+        f"project: {world['project']}\nregistry: {world['feast_repo']}/data/registry.db\nprovider: local\n"
+        f"offline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {port}\n  connection_retries: 0\n{tls}"
+        f"online_store:\n  type: sqlite\n  path: {folder}/online.db\nentity_key_serialization_version: 3\n{auth}")
+    return feast.FeatureStore(repo_path=str(folder))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("offline_server")
+    feast_repo, our_repo = base / "feast_repo", base / "our_repo"
+    (feast_repo / "data").mkdir(parents=True)
+    our_repo.mkdir()
+    rng = random.Random(20261201)
+    stats, risk = _events(rng)
+    paths = {"stats": feast_repo / "data" / "stats.parquet", "risk": feast_repo / "data" / "risk.parquet"}
+    for name, df in (("stats", stats), ("risk", risk)):
+        times = {c: df[c].astype("datetime64[us, UTC]") for c in ("event_timestamp", "created") if c in df}
+        pq.write_table(pa.Table.from_pandas(df.assign(**times), preserve_index=False), paths[name])
+    defs = feast_repo / "driver_repo.py"
+    defs.write_text(DEFS.format(stats=str(paths["stats"]), risk=str(paths["risk"])))
+    project = f"t_offsrv_{uuid.uuid4().hex[:8]}"
+    (our_repo / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: {feast_repo}\n")
+    ours = FeatureStore(our_repo)
+    ours.backfill()
+
+    # Feast's registry of the same definitions, applied by Feast itself (its file offline store: no server yet)
+    (feast_repo / "feature_store.yaml").write_text(
+        f"project: {project}\nregistry: {feast_repo}/data/registry.db\nprovider: local\noffline_store:\n"
+        f"  type: file\nonline_store:\n  type: sqlite\n  path: {feast_repo}/data/online.db\n"
+        "entity_key_serialization_version: 3\n")
+    spec = importlib.util.spec_from_file_location("offline_server_driver_repo", defs)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    objects = [v for v in vars(module).values()
+               if isinstance(v, (feast.Entity, feast.FileSource, feast.FeatureView, feast.FeatureService))]
+    feast.FeatureStore(repo_path=str(feast_repo)).apply(objects)
+
+    port = _free_port()
+    proc, port = _start(["serve-offline", "--repo", str(our_repo), "--port", str(port)])
+    world = {"ours": ours, "feast_repo": feast_repo, "our_repo": our_repo, "project": project, "stats": stats,
+             "risk": risk, "entity_df": _entity_df(rng, stats), "base": base}
+    world["client"] = _client(base / "client_open", world, port)
+    world["port"] = port
+    yield world
+    _stop(proc)
+
+
+def _oracle(world, entity_df: pd.DataFrame) -> pd.DataFrame:
+    repo = world["ours"].repo
+    out = entity_df.copy()
+    for view, events in (("driver_stats", world["stats"]), ("driver_risk", world["risk"])):
+        got = oracle.point_in_time(events, repo.views[view], entity_df)
+        for c in got.columns:
+            if c not in entity_df.columns:
+                out[c] = got[c].values
+    return out
+
+
+def test_feast_client_training_set_equals_our_sdk_and_the_oracle(world):
+    entity_df = world["entity_df"]
+    client, ours = world["client"], world["ours"]
+    got = client.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+    want = ours.get_historical_features(entity_df, features=FEATURES)
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(entity_df)
+    names = [f.split(":")[1] for f in FEATURES]
+    assert_features_equal(got, want, names, "Feast's client vs our SDK")
+    assert got["label"].tolist() == entity_df["label"].tolist()
+    assert_features_equal(got, _oracle(world, entity_df), names, "Feast's client vs the oracle")
+    # the data really exercises the edges: found values, nulls and misses in both views
+    assert got["conv_rate"].notna().sum() > 20 and got["conv_rate"].isna().sum() > 5
+    assert got["band"].notna().sum() > 10
+
+    # full feature names, and a feature service by name: the same values under view__feature columns
+    full = client.get_historical_features(entity_df=entity_df, features=client.get_feature_service("everything"),
+                                          full_feature_names=True).to_df()
+    want_full = ours.get_historical_features(entity_df, features=FEATURES, full_feature_names=True)
+    cols = [f.replace(":", "__") for f in FEATURES]
+    assert [c for c in full.columns if "__" in c] == cols
+    assert_features_equal(full, want_full, cols, "full feature names")
+
+
+def test_older_clients_do_put_then_do_get(world):
+    """Feast before 0.50 uploaded the entity DataFrame with do_put and fetched the result with do_get."""
+    import json
+
+    from feast.infra.offline_stores.remote import _call_get, _call_put
+
+    client = fl.FlightClient(f"grpc+tcp://127.0.0.1:{world['port']}")
+    entity_df = world["entity_df"].head(40)
+    command = {"feature_view_names": ["driver_stats"], "feature_refs": FEATURES[:2], "project": world["project"],
+               "full_feature_names": False, "name_aliases": [None]}
+    descriptor = _call_put("get_historical_features", command, client, entity_df, None)
+    got = _call_get(client, descriptor).to_pandas()
+    want = world["ours"].get_historical_features(entity_df, features=FEATURES[:2])
+    assert_features_equal(got, want, ["conv_rate", "trips"], "do_put/do_get")
+    with pytest.raises(fl.FlightServerError, match="already answered"):  # a ticket is answered once
+        list(client.do_get(fl.Ticket(descriptor.command)).read_all().to_pylist())
+    assert json.loads(descriptor.command)["api"] == "get_historical_features"
+
+
+def _exchange(world, command: dict, entity_df: pd.DataFrame) -> pa.Table:
+    """Feast's do_exchange by hand (a command Feast's client would not send)."""
+    import json
+
+    raw = fl.FlightClient(f"grpc+tcp://127.0.0.1:{world['port']}")
+    writer, reader = raw.do_exchange(fl.FlightDescriptor.for_command(json.dumps(command)))
+    table = pa.Table.from_pandas(entity_df)
+    writer.begin(table.schema)
+    writer.write_table(table)
+    writer.done_writing()
+    return reader.read_all()
+
+
+def test_bad_requests_and_other_apis_are_one_line_refusals(world):
+    client = world["client"]
+    entity_df = world["entity_df"].head(5)
+    job = client.get_historical_features(entity_df=entity_df, features=FEATURES[:1])
+    with pytest.raises(fl.FlightServerError) as info:
+        from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+        job.persist(SavedDatasetFileStorage(path=str(world["base"] / "saved.parquet")))
+    assert "'persist' is not supported by featurestore's offline server" in str(info.value)
+    assert "save_as" in str(info.value)
+    raw = fl.FlightClient(f"grpc+tcp://127.0.0.1:{world['port']}")
+    with pytest.raises(fl.FlightServerError, match="not a command of Feast's remote offline store"):
+        raw.do_exchange(fl.FlightDescriptor.for_command(b"not json"))[1].read_all()
+    command = {"api": "get_historical_features", "feature_view_names": ["driver_stats"], "feature_refs": FEATURES[:1],
+               "project": world["project"], "full_feature_names": False, "name_aliases": [None]}
+    assert _exchange(world, command, entity_df).num_rows == 5
+    with pytest.raises(fl.FlightServerError, match=f"serves project '{world['project']}', not 'someone_else'"):
+        _exchange(world, {**command, "project": "someone_else"}, entity_df)
+    with pytest.raises(fl.FlightServerError) as info:  # a typo: our resolver's one line, with the closest name
+        _exchange(world, {**command, "feature_refs": ["driver_stats:conv_rte"]}, entity_df)
+    assert "conv_rte" in str(info.value) and "conv_rate" in str(info.value) and "Traceback" not in str(info.value)
+    with pytest.raises(fl.FlightServerError, match="start_date/end_date"):
+        _exchange(world, {**command, "start_date": "2026-10-01T00:00:00+00:00"}, entity_df)
+    with pytest.raises(fl.FlightServerError, match="'pull_all_from_table_or_query' is not supported"):
+        _exchange(world, {"api": "pull_all_from_table_or_query"}, entity_df)
+
+
+def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app as cli
+
+    repo = world["our_repo"]
+    (repo / "access.yaml").write_text(POLICY)
+    runner = CliRunner()
+    tokens = {}
+    for p in ("ops", "scorer", "trainer"):
+        res = runner.invoke(cli, ["auth", "create", p, "--repo", str(repo)])
+        assert res.exit_code == 0, res.output
+        tokens[p] = res.stdout.strip().splitlines()[-1]
+    env = dict(os.environ, FEATURESTORE_ACCESS_CONTROL="true")
+    http_port, port = _free_port(), _free_port()
+    proc, port = _start(["serve", "--repo", str(repo), "--port", str(http_port), "--offline-port", str(port)], env)
+    try:
+        entity_df = world["entity_df"]
+        want = world["ours"].get_historical_features(entity_df, features=FEATURES)
+        # a granted principal: the values; through the very same server the HTTP API is guarded too
+        trainer = _client(tmp_path / "trainer", world, port, tokens["trainer"])
+        got = trainer.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        assert_features_equal(got, want, [f.split(":")[1] for f in FEATURES], "granted principal")
+        import requests
+
+        assert requests.get(f"http://127.0.0.1:{http_port}/health", timeout=10).status_code == 401
+        # tags: ops may read driver_stats (team=ops) offline, not driver_risk
+        ops = _client(tmp_path / "ops", world, port, tokens["ops"])
+        part = ops.get_historical_features(entity_df=entity_df, features=FEATURES[:2]).to_df()
+        assert_features_equal(part, want, ["conv_rate", "trips"], "ops on its own view")
+        with pytest.raises(fl.FlightUnauthorizedError) as info:
+            ops.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        assert "principal 'ops' may not read_offline feature view(s) 'driver_risk'" in str(info.value)
+        # read_online is not read_offline
+        scorer = _client(tmp_path / "scorer", world, port, tokens["scorer"])
+        with pytest.raises(fl.FlightUnauthorizedError) as info:
+            scorer.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        assert "principal 'scorer' may not read_offline feature view(s) 'driver_risk', 'driver_stats'" in \
+            str(info.value)
+        # no token, a wrong token, a revoked token
+        anonymous = _client(tmp_path / "anonymous", world, port)
+        with pytest.raises(fl.FlightUnauthenticatedError, match="a valid bearer token is required"):
+            anonymous.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        forged = _client(tmp_path / "forged", world, port, tokens["trainer"][:-4] + "abcd")
+        with pytest.raises(fl.FlightUnauthenticatedError, match="the bearer token is not valid"):
+            forged.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        res = runner.invoke(cli, ["auth", "revoke", "--principal", "trainer", "--repo", str(repo)])
+        assert res.exit_code == 0, res.output
+        with pytest.raises(fl.FlightUnauthenticatedError, match="the bearer token is not valid"):
+            trainer.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+    finally:
+        _stop(proc)
+
+
+def test_tls_with_the_servers_certificate(world, tmp_path):
+    """serve-offline --tls-cert/--tls-key: Feast's client with scheme https and the CA gets the training set."""
+    from tests.services import make_ca
+
+    certs = make_ca(tmp_path / "certs")
+    port = _free_port()
+    proc, port = _start(["serve-offline", "--repo", str(world["our_repo"]), "--port", str(port), "--tls-cert",
+                         str(certs.cert), "--tls-key", str(certs.key)], ca=certs.ca)
+    try:
+        entity_df = world["entity_df"].head(30)
+        client = _client(tmp_path / "tls_client", world, port, ca=certs.ca)
+        got = client.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        want = world["ours"].get_historical_features(entity_df, features=FEATURES)
+        assert_features_equal(got, want, [f.split(":")[1] for f in FEATURES], "over TLS")
+    finally:
+        _stop(proc)
