@@ -43,7 +43,9 @@ BASE = pd.Timestamp("2026-10-01", tz="UTC")
 DEFS = '''
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+import pandas as pd
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
 driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
@@ -57,6 +59,20 @@ driver_risk = FeatureView(name="driver_risk", entities=[driver], ttl=timedelta(d
                           schema=[Field(name="score", dtype=Float64), Field(name="band", dtype=String)],
                           tags={{"team": "risk"}})
 everything = FeatureService(name="everything", features=[driver_stats, driver_risk])
+aliased = FeatureService(name="aliased", features=[driver_stats.with_name("stats_alias")])
+trip = RequestSource(name="trip", schema=[Field(name="distance", dtype=Float64)])
+
+
+@on_demand_feature_view(sources=[driver_stats, trip], schema=[Field(name="adjusted", dtype=Float64)],
+                        tags={{"team": "ops"}})
+def adjusted_rate(inputs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({{"adjusted": inputs["conv_rate"] * inputs["distance"]}})
+
+
+@on_demand_feature_view(sources=[driver_risk, trip], schema=[Field(name="risk_per_km", dtype=Float64)],
+                        tags={{"team": "ops"}})
+def risk_per_km(inputs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({{"risk_per_km": inputs["score"] / inputs["distance"]}})
 '''
 POLICY = """
 roles:
@@ -79,13 +95,17 @@ def _events(rng: random.Random):
         d = rng.choice(hot + drivers[:5])  # driver 6 never has an event
         ts = BASE + pd.Timedelta(minutes=rng.randrange(0, 3 * 24 * 60, 7))  # a coarse grid: many equal times
         stats.append({"driver_id": d, "conv_rate": None if rng.random() < 0.15 else round(rng.uniform(-1, 1), 6),
-                      "trips": None if rng.random() < 0.1 else rng.randrange(-5, 10**12),
+                      "trips": None if rng.random() < 0.1 else rng.choice([rng.randrange(-5, 10**12),
+                                                                           2**62 + rng.randrange(99)]),
                       "event_timestamp": ts, "created": ts + pd.Timedelta(seconds=rng.randrange(0, 3))})
         if i % 3 == 0:
             risk.append({"driver_id": d, "score": None if rng.random() < 0.2 else rng.choice([0.0, -0.0, 1e300,
                                                                                               rng.random()]),
                          "band": rng.choice(["low", "high", None, "é"]), "event_timestamp": ts})
-    return pd.DataFrame(stats), pd.DataFrame(risk)
+    trips = pd.array([r.pop("trips") for r in stats], dtype=pd.Int64Dtype())  # int64 with nulls, beyond 2**53
+    stats = pd.DataFrame(stats)
+    stats.insert(2, "trips", trips)
+    return stats, pd.DataFrame(risk)
 
 
 def _entity_df(rng: random.Random, stats: pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +119,8 @@ def _entity_df(rng: random.Random, stats: pd.DataFrame) -> pd.DataFrame:
             q = rng.choice(stats["event_timestamp"].tolist()) + pd.Timedelta(hours=6)
         else:
             q = BASE + pd.Timedelta(seconds=rng.randrange(-3600, 4 * 24 * 3600))
-        rows.append({"driver_id": d, "event_timestamp": q, "label": rng.random() < 0.5})
+        rows.append({"driver_id": d, "event_timestamp": q, "label": rng.random() < 0.5,
+                     "distance": rng.choice([0.5, 2.0, 13.25, 1e-3])})
     return pd.DataFrame(rows)
 
 
@@ -182,7 +203,8 @@ def world(tmp_path_factory):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     objects = [v for v in vars(module).values()
-               if isinstance(v, (feast.Entity, feast.FileSource, feast.FeatureView, feast.FeatureService))]
+               if isinstance(v, (feast.Entity, feast.FileSource, feast.FeatureView, feast.FeatureService,
+                                 feast.RequestSource, feast.OnDemandFeatureView))]
     feast.FeatureStore(repo_path=str(feast_repo)).apply(objects)
 
     port = _free_port()
@@ -217,7 +239,16 @@ def test_feast_client_training_set_equals_our_sdk_and_the_oracle(world):
     assert_features_equal(got, want, names, "Feast's client vs our SDK")
     assert got["label"].tolist() == entity_df["label"].tolist()
     assert_features_equal(got, _oracle(world, entity_df), names, "Feast's client vs the oracle")
+    # bit for bit: Feast's .to_arrow() is our training set's Arrow table (to_df() is pyarrow's to_pandas, which
+    # makes an integer column with a null float64: the 2**62 values below are exact only in the Arrow table)
+    arrow, want_arrow = client.get_historical_features(entity_df=entity_df, features=FEATURES).to_arrow(), \
+        want.to_arrow()
+    for name in names:
+        assert arrow.column(name).equals(want_arrow.column(name)), name
+    assert arrow.column("trips").type == pa.int64() and max(arrow.column("trips").to_pylist(),
+                                                            key=lambda v: v or 0) > 2**62
     # the data really exercises the edges: found values, nulls and misses in both views
+
     assert got["conv_rate"].notna().sum() > 20 and got["conv_rate"].isna().sum() > 5
     assert got["band"].notna().sum() > 10
 
@@ -228,6 +259,28 @@ def test_feast_client_training_set_equals_our_sdk_and_the_oracle(world):
     cols = [f.replace(":", "__") for f in FEATURES]
     assert [c for c in full.columns if "__" in c] == cols
     assert_features_equal(full, want_full, cols, "full feature names")
+
+
+def test_request_feature_views_and_renamed_views_through_feast_client(world):
+    """A Feast OnDemandFeatureView (computed on the server, from the entity frame's request column) and a view
+    renamed in a feature service (``with_name``: our derived view) come back as our SDK computes them."""
+    entity_df, client, ours = world["entity_df"], world["client"], world["ours"]
+    refs = ["driver_stats:conv_rate", "adjusted_rate:adjusted"]
+    got = client.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    want = ours.get_historical_features(entity_df, features=refs)
+    assert_features_equal(got, want, ["conv_rate", "adjusted"], "request feature view")
+    expected = _oracle(world, entity_df)
+    expected["adjusted"] = [None if c is None else c * d for c, d in zip(expected["conv_rate"], entity_df["distance"])]
+    assert_features_equal(got, expected, ["adjusted"], "request feature view vs the oracle")
+    assert got["adjusted"].notna().sum() > 20
+
+    renamed = client.get_historical_features(entity_df=entity_df, features=client.get_feature_service("aliased"),
+                                             full_feature_names=True).to_df()
+    assert [c for c in renamed.columns if "__" in c] == ["stats_alias__conv_rate", "stats_alias__trips"]
+    want = ours.get_historical_features(entity_df, feature_service="aliased", full_feature_names=True)
+    assert_features_equal(renamed, want, ["stats_alias__conv_rate", "stats_alias__trips"], "renamed view")
+    plain = ours.get_historical_features(entity_df, features=FEATURES[:2])
+    assert_features_equal(renamed.rename(columns={"stats_alias__trips": "trips"}), plain, ["trips"], "alias = view")
 
 
 def test_older_clients_do_put_then_do_get(world):
@@ -322,6 +375,15 @@ def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
         with pytest.raises(fl.FlightUnauthorizedError) as info:
             ops.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
         assert "principal 'ops' may not read_offline feature view(s) 'driver_risk'" in str(info.value)
+        # a request feature view: granted on itself (tags) and on the views it reads, or refused naming the input
+        part = ops.get_historical_features(entity_df=entity_df, features=["adjusted_rate:adjusted"]).to_df()
+        assert part["adjusted"].notna().sum() > 20
+        with pytest.raises(fl.FlightUnauthorizedError) as info:
+            ops.get_historical_features(entity_df=entity_df, features=["risk_per_km:risk_per_km"]).to_df()
+        assert "principal 'ops' may not read_offline feature view(s) 'driver_risk'" in str(info.value)
+        with pytest.raises(fl.FlightUnauthorizedError) as info:  # trainer's grant names driver_* views only
+            trainer.get_historical_features(entity_df=entity_df, features=["adjusted_rate:adjusted"]).to_df()
+        assert "principal 'trainer' may not read_offline feature view(s) 'adjusted_rate'" in str(info.value)
         # read_online is not read_offline
         scorer = _client(tmp_path / "scorer", world, port, tokens["scorer"])
         with pytest.raises(fl.FlightUnauthorizedError) as info:
