@@ -98,6 +98,7 @@ class ServerConfig:
     # Feast's remote offline store protocol (Arrow Flight): training sets through the server. Off unless a port
     # is given; it binds to ``host`` and speaks TLS with the same certificate (featurestore.server_offline).
     offline_port: Optional[int] = None
+    max_training_rows: int = 10_000_000  # entity rows of one training set through the offline server
 
 
 NO_BOUND = ("none", "off", "unbounded")  # event_time.max_future values that turn the bound off
@@ -380,6 +381,7 @@ KEYS: Tuple[Key, ...] = (
     Key(("server", "tls_cert"), "server.tls_cert", "FEATURESTORE_SERVER_TLS_CERT", _text),
     Key(("server", "tls_key"), "server.tls_key", "FEATURESTORE_SERVER_TLS_KEY", _text),
     Key(("server", "offline_port"), "server.offline_port", "FEATURESTORE_SERVER_OFFLINE_PORT", _optional_port),
+    Key(("server", "max_training_rows"), "server.max_training_rows", "FEATURESTORE_SERVER_MAX_TRAINING_ROWS", _count),
     Key(("access_control", "enabled"), "access.enabled", "FEATURESTORE_ACCESS_CONTROL", _flag),
     Key(("access_control", "policy"), "access.policy", "FEATURESTORE_ACCESS_POLICY", _text),
     Key(("access_control", "tokens"), "access.tokens", "FEATURESTORE_ACCESS_TOKENS", _text),

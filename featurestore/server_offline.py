@@ -125,9 +125,21 @@ class OfflineServer(fl.FlightServerBase):
         self._lock = threading.Lock()
 
     # -- Feast >= 0.50: one bidirectional stream ---------------------------------------------------------------
+    def _read(self, reader) -> pa.Table:
+        """The uploaded entity DataFrame, refused past ``server.max_training_rows`` before it is all in memory."""
+        limit = self.store.config.server.max_training_rows
+        batches, rows = [], 0
+        for chunk in reader:
+            rows += chunk.data.num_rows
+            if rows > limit:
+                raise fl.FlightServerError(f"the entity DataFrame has over {limit:,} rows (server.max_training_rows): "
+                                           "build the training set in parts")
+            batches.append(chunk.data)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
     def do_exchange(self, context, descriptor, reader, writer):
         command = _command(descriptor)
-        entities = reader.read_all()
+        entities = self._read(reader)
         if command["api"] != HISTORICAL:
             _refuse(command["api"])
         table = self._training_set(context, command, entities)
@@ -137,7 +149,7 @@ class OfflineServer(fl.FlightServerBase):
     # -- older clients: do_put, get_flight_info, do_get -----------------------------------------------------------
     def do_put(self, context, descriptor, reader, writer):
         command = _command(descriptor)
-        entities = reader.read_all()
+        entities = self._read(reader)
         if command["api"] != HISTORICAL:
             _refuse(command["api"])
         with self._lock:

@@ -421,3 +421,27 @@ def test_tls_with_the_servers_certificate(world, tmp_path):
         assert_features_equal(got, want, [f.split(":")[1] for f in FEATURES], "over TLS")
     finally:
         _stop(proc)
+
+
+def test_an_entity_frame_over_the_row_limit_is_refused(world):
+    """server.max_training_rows bounds what one call may upload (the HTTP server bounds its bodies likewise); an
+    in-process server with a limit of 25 rows: 25 are answered, 26 refused with the key to raise."""
+    import dataclasses
+
+    from featurestore import server_offline
+    from featurestore.config import ServerConfig
+
+    ours = world["ours"]
+    limited = FeatureStore(ours.repo_path, config=dataclasses.replace(
+        ours.config, server=ServerConfig(max_training_rows=25)))
+    server = server_offline.start(limited, "127.0.0.1", _free_port())
+    try:
+        command = {"api": "get_historical_features", "feature_view_names": ["driver_stats"],
+                   "feature_refs": FEATURES[:1], "project": world["project"], "full_feature_names": False,
+                   "name_aliases": [None]}
+        at_limit = _exchange({"port": server.port}, command, world["entity_df"].head(25))
+        assert at_limit.num_rows == 25
+        with pytest.raises(fl.FlightServerError, match=r"over 25 rows \(server.max_training_rows\)"):
+            _exchange({"port": server.port}, command, world["entity_df"].head(26))
+    finally:
+        server.shutdown()
