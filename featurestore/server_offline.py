@@ -19,7 +19,8 @@ Without a valid credential the call fails *unauthenticated*, without the right *
 the action and the views (Feast's client raises them as ``pyarrow.flight.FlightUnauthenticatedError`` /
 ``FlightUnauthorizedError`` carrying our message). Feast's other offline APIs (``persist``,
 ``pull_all_from_table_or_query``, ``write_logged_features``, ``offline_write_batch``, ...) are refused with a
-one-line error saying what to use instead. Tokens are never logged.
+one-line error saying what to use instead; one call's entity DataFrame is bounded by ``server.max_training_rows``.
+Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -201,8 +202,15 @@ class OfflineServer(fl.FlightServerBase):
                                                  "view(s) " + ", ".join(f"'{v}'" for v in denied))
             frame = store.get_historical_features(entity_df, features=refs,
                                                   full_feature_names=bool(command.get("full_feature_names")))
-        except FeatureStoreError as exc:
-            raise fl.FlightServerError(" ".join(str(exc).split("\n")[:1]))
+        except fl.FlightError:
+            raise
+        except FeatureStoreError as exc:  # the caller's mistake: the SDK's one line
+            raise fl.FlightServerError(str(exc).split("\n")[0])
+        except Exception as exc:  # noqa: BLE001 - a defect of ours: the traceback in the server log, one line out
+            log.exception("offline server: get_historical_features failed")
+            first = (str(exc).splitlines() or [""])[0]
+            raise fl.FlightInternalError(f"internal error ({type(exc).__name__}: {first}); the server log has the "
+                                         "details")
         log.info("training set of %d rows, views %s, for %s", len(frame), sorted(selection),
                  principal.name if principal is not None else "anyone (access control off)")
         return frame.to_arrow() if hasattr(frame, "to_arrow") else pa.Table.from_pandas(frame, preserve_index=False)

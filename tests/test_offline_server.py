@@ -336,6 +336,12 @@ def test_bad_requests_and_other_apis_are_one_line_refusals(world):
     with pytest.raises(fl.FlightServerError) as info:  # a typo: our resolver's one line, with the closest name
         _exchange(world, {**command, "feature_refs": ["driver_stats:conv_rte"]}, entity_df)
     assert "conv_rte" in str(info.value) and "conv_rate" in str(info.value) and "Traceback" not in str(info.value)
+    for bad, says in ((entity_df.drop(columns=["driver_id"]), "driver_id"),
+                      (entity_df.drop(columns=["event_timestamp"]), "timestamp"),
+                      (entity_df.assign(event_timestamp="yesterday"), "event_timestamp")):
+        with pytest.raises(fl.FlightError) as info:  # the SDK's one-line error, never a traceback
+            _exchange(world, command, bad)
+        assert says in str(info.value) and "Traceback" not in str(info.value), str(info.value)
     with pytest.raises(fl.FlightServerError, match="start_date/end_date"):
         _exchange(world, {**command, "start_date": "2026-10-01T00:00:00+00:00"}, entity_df)
     with pytest.raises(fl.FlightServerError, match="'pull_all_from_table_or_query' is not supported"):
@@ -443,5 +449,25 @@ def test_an_entity_frame_over_the_row_limit_is_refused(world):
         assert at_limit.num_rows == 25
         with pytest.raises(fl.FlightServerError, match=r"over 25 rows \(server.max_training_rows\)"):
             _exchange({"port": server.port}, command, world["entity_df"].head(26))
+    finally:
+        server.shutdown()
+
+
+def test_a_defect_of_ours_is_one_line_to_the_caller_and_a_traceback_in_the_log(world, monkeypatch, caplog):
+    from featurestore import server_offline
+
+    store = FeatureStore(world["ours"].repo_path, config=world["ours"].config)
+    monkeypatch.setattr(store, "get_historical_features", lambda *a, **k: {}["a defect"])  # a KeyError inside
+    server = server_offline.start(store, "127.0.0.1", _free_port())
+    try:
+        command = {"api": "get_historical_features", "feature_view_names": ["driver_stats"],
+                   "feature_refs": FEATURES[:1], "project": world["project"], "full_feature_names": False,
+                   "name_aliases": [None]}
+        with caplog.at_level("ERROR", logger="featurestore.server_offline"):
+            with pytest.raises(fl.FlightInternalError) as info:
+                _exchange({"port": server.port}, command, world["entity_df"].head(3))
+        assert "internal error (KeyError: 'a defect'); the server log has the details" in str(info.value)
+        assert "Traceback" not in str(info.value)
+        assert any(r.exc_info for r in caplog.records)
     finally:
         server.shutdown()
