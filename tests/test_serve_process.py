@@ -50,8 +50,8 @@ def server(served_repo, tmp_path_factory):
     """`featurestore serve` with no host, port or worker flags: everything from featurestore.yaml."""
     store, _, certs = served_repo
     port = free_port()
-    with open(store.repo_path / "featurestore.yaml", "a") as f:
-        f.write(f"  port: {port}\n")
+    with open(store.repo_path / "featurestore.yaml", "a") as f:  # and training sets over Arrow Flight, same TLS
+        f.write(f"  port: {port}\n  offline_port: {free_port()}\n")
     log = open(tmp_path_factory.mktemp("serve-log") / "serve.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "featurestore.cli", "serve", "--repo", str(store.repo_path)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -115,15 +115,54 @@ def test_serve_runs_two_workers_over_https_with_a_private_ca(served_repo, server
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
 
 
-def test_serve_binds_loopback_by_default(server):
+def test_serve_binds_loopback_by_default(served_repo, server):
     _, _, port = server
-    listening = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                listening.append(local.rsplit(":", 1)[0])
-    assert listening and set(listening) == {"0100007F"}, listening  # 127.0.0.1 only
+    offline_port = FeatureStore(served_repo[0].repo_path).config.server.offline_port
+    for p in (port, offline_port):  # the HTTP server and the offline server
+        listening = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == p:
+                    listening.append(local.rsplit(":", 1)[0])
+        # 127.0.0.1 only (gRPC listens on an IPv6 socket at ::ffff:127.0.0.1, the same address)
+        assert listening and set(listening) <= {"0100007F", "0000000000000000FFFF00000100007F"}, (p, listening)
+
+
+def test_training_sets_over_arrow_flight_beside_two_workers(served_repo, server):
+    """server.offline_port beside `--workers 2`, TLS with the same certificate: Feast's remote offline store
+    protocol answers our SDK's training set bit for bit, and the oracle's values, on random windowed aggregations
+    (requests at event times and window edges, unknown users, a duplicate row)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.flight as fl
+
+    from featurestore.sdk.refs import resolve_features
+    from tests import oracle
+    from tests.compare import assert_features_equal
+
+    store, events, certs = served_repo
+    offline_port = FeatureStore(store.repo_path).config.server.offline_port
+    selection = resolve_features(store.repo, None, "everything")
+    refs = [f"{v}:{f}" for v, names in selection.items() for f in names]
+    requests = random_requests(19, events, n=80)
+    client = fl.FlightClient(f"grpc+tls://127.0.0.1:{offline_port}", tls_root_certs=certs.ca.read_bytes())
+    command = {"api": "get_historical_features", "feature_view_names": list(selection), "feature_refs": refs,
+               "project": store.config.project, "full_feature_names": False, "name_aliases": [None] * len(selection)}
+    writer, reader = client.do_exchange(fl.FlightDescriptor.for_command(json.dumps(command)))
+    table = pa.Table.from_pandas(requests)
+    writer.begin(table.schema)
+    writer.write_table(table)
+    writer.done_writing()
+    got = reader.read_all()
+    want = store.get_historical_features(requests, features=refs)
+    assert got.num_rows == len(requests)
+    frame = got.to_pandas()
+    for view, names in selection.items():
+        for name in names:
+            assert got.column(name).equals(want.to_arrow().column(name)), name
+        assert_features_equal(frame, oracle.point_in_time(events, store.repo.views[view], requests), names, view)
 
 
 def test_a_chunked_body_over_the_limit_is_refused_by_the_real_server(served_repo, server):
