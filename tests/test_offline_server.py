@@ -8,7 +8,8 @@ process, speaking Feast's remote offline store protocol (Arrow Flight).
   ``do_exchange`` flow and the older ``do_put``/``do_get`` one;
 * with access control on, the same bearer tokens as the HTTP server: no token is *unauthenticated*, a principal
   without ``read_offline`` on a view is *unauthorized* naming principal, action and view, a granted one gets the
-  values; Feast's other offline APIs are refused with a one-line error.
+  values; OIDC JWTs as the HTTP server accepts them; a request feature view needs its inputs too; Feast's other
+  offline APIs, bad entity frames and over-limit uploads are refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ principals:
   ops: [ops-analyst]
   scorer: [online-only]
   trainer: [trainer]
+groups:
+  trainers: [trainer]
 """
 FEATURES = ["driver_stats:conv_rate", "driver_stats:trips", "driver_risk:score", "driver_risk:band"]
 
@@ -469,5 +472,47 @@ def test_a_defect_of_ours_is_one_line_to_the_caller_and_a_traceback_in_the_log(w
         assert "internal error (KeyError: 'a defect'); the server log has the details" in str(info.value)
         assert "Traceback" not in str(info.value)
         assert any(r.exc_info for r in caplog.records)
+    finally:
+        server.shutdown()
+
+
+def test_oidc_jwts_as_the_http_server_accepts_them(world, tmp_path):
+    """The offline server's Gate is the HTTP server's: a JWT of the configured provider authenticates (its roles
+    claim mapped by groups:), one signed by another key does not. In-process server, Feast's client."""
+    import dataclasses
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from featurestore import server_offline
+    from featurestore.config import AccessConfig
+
+    idp, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    pem = tmp_path / "idp.pem"
+    pem.write_bytes(idp.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    ours = world["ours"]
+    (ours.repo_path / "access.yaml").write_text(POLICY)
+    store = FeatureStore(ours.repo_path, config=dataclasses.replace(ours.config, access=AccessConfig(
+        enabled=True, jwt_public_key=str(pem), jwt_issuer="https://idp.example", jwt_audience="featurestore")))
+    server = server_offline.start(store, "127.0.0.1", _free_port())
+
+    def token(key, **claims):
+        return jwt.encode({"iss": "https://idp.example", "aud": "featurestore", "exp": int(time.time()) + 300,
+                           **claims}, key, algorithm="RS256")
+
+    try:
+        entity_df = world["entity_df"].head(20)
+        carol = _client(tmp_path / "carol", world, server.port, token(idp, sub="carol", roles=["trainers"]))
+        got = carol.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        want = ours.get_historical_features(entity_df, features=FEATURES)
+        assert_features_equal(got, want, [f.split(":")[1] for f in FEATURES], "a JWT's group")
+        dave = _client(tmp_path / "dave", world, server.port, token(idp, sub="dave"))
+        with pytest.raises(fl.FlightUnauthorizedError, match="principal 'dave' may not read_offline"):
+            dave.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+        forged = _client(tmp_path / "forged_jwt", world, server.port, token(other, sub="carol", roles=["trainers"]))
+        with pytest.raises(fl.FlightUnauthenticatedError, match="the bearer token is not valid"):
+            forged.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
     finally:
         server.shutdown()
