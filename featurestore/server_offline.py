@@ -187,20 +187,24 @@ class OfflineServer(fl.FlightServerBase):
         store = self.store
         try:
             entity_df = self._entity_df(command, entities)
-            refs = command.get("feature_refs")
-            if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            refs, service = command.get("feature_refs"), command.get("feature_service")
+            if service is not None:  # featurestore's own client may name a service (Feast's sends its refs)
+                if not isinstance(service, str) or refs:
+                    raise FeatureStoreError("give feature_refs or a feature_service name, not both")
+                refs = None
+            elif not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
                 raise FeatureStoreError("feature_refs must be a non-empty list of 'view:feature' references")
             from featurestore.sdk.refs import resolve_features
 
             repo = store.repo
             # the refs say what is read (a view renamed in a service, Feast's name_alias, is the derived view its
             # refs name); feature_view_names and name_aliases only repeat them
-            selection = resolve_features(repo, refs, None)
+            selection = resolve_features(repo, refs, service)
             denied = access.denied_views(repo, self.gate.policy, principal, "read_offline", selection)
             if denied:
                 raise fl.FlightUnauthorizedError(f"principal '{principal.name}' may not read_offline feature "
                                                  "view(s) " + ", ".join(f"'{v}'" for v in denied))
-            frame = store.get_historical_features(entity_df, features=refs,
+            frame = store.get_historical_features(entity_df, features=refs, feature_service=service,
                                                   full_feature_names=bool(command.get("full_feature_names")))
         except fl.FlightError:
             raise

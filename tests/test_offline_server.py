@@ -349,6 +349,18 @@ def test_bad_requests_and_other_apis_are_one_line_refusals(world):
         _exchange(world, {**command, "start_date": "2026-10-01T00:00:00+00:00"}, entity_df)
     with pytest.raises(fl.FlightServerError, match="'pull_all_from_table_or_query' is not supported"):
         _exchange(world, {"api": "pull_all_from_table_or_query"}, entity_df)
+    # featurestore's own client: the same refusals as our one-line errors
+    from featurestore.errors import InfraError, RequestError
+    from featurestore.offline_client import OfflineClient
+
+    native = OfflineClient("127.0.0.1", world["port"])
+    with pytest.raises(RequestError, match=r"conv_rte.*conv_rate") as info:
+        native.get_historical_features(entity_df, features=["driver_stats:conv_rte"])
+    assert "\n" not in str(info.value) and "gRPC" not in str(info.value)
+    with pytest.raises(RequestError, match="give exactly one of"):
+        native.get_historical_features(entity_df, features=FEATURES, feature_service="everything")
+    with pytest.raises(InfraError, match=r"offline server 127.0.0.1:\d+"):
+        OfflineClient("127.0.0.1", _free_port()).get_historical_features(entity_df, features=FEATURES)
 
 
 def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
@@ -399,6 +411,25 @@ def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
             scorer.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
         assert "principal 'scorer' may not read_offline feature view(s) 'driver_risk', 'driver_stats'" in \
             str(info.value)
+        # featurestore's own client (no Feast registry needed): the same values, a service by name, our errors
+        from featurestore.errors import AccessError
+        from featurestore.offline_client import OfflineClient
+
+        with OfflineClient("127.0.0.1", port, token=tokens["trainer"], project=world["project"]) as native:
+            by_service = native.get_historical_features(entity_df, feature_service="everything",
+                                                        full_feature_names=True)
+        sdk = world["ours"].get_historical_features(entity_df, feature_service="everything", full_feature_names=True)
+        cols = [f.replace(":", "__") for f in FEATURES]
+        assert list(by_service.columns) == list(sdk.columns)
+        assert [str(by_service[c].dtype) for c in cols] == [str(sdk[c].dtype) for c in cols]  # Int64 past 2**53
+        assert_features_equal(by_service, sdk, cols, "featurestore's client")
+        assert by_service["driver_stats__trips"].max() > 2**62
+        with pytest.raises(AccessError, match=r"^principal 'ops' may not read_offline feature view\(s\) "
+                                              r"'driver_risk'$"):
+            OfflineClient("127.0.0.1", port, token=tokens["ops"]).get_historical_features(entity_df,
+                                                                                         features=FEATURES)
+        with pytest.raises(AccessError, match="^a valid bearer token is required"):
+            OfflineClient("127.0.0.1", port).get_historical_features(entity_df, features=FEATURES)
         # no token, a wrong token, a revoked token
         anonymous = _client(tmp_path / "anonymous", world, port)
         with pytest.raises(fl.FlightUnauthenticatedError, match="a valid bearer token is required"):
