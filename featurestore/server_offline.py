@@ -8,7 +8,8 @@ host: ..., port: 8815}`` — with our point-in-time engine: the values are those
 - ``do_exchange`` (Feast >= 0.50): a command descriptor, JSON ``{"api": "get_historical_features",
   "feature_view_names": [...], "feature_refs": ["view:feature", ...], "full_feature_names": bool, "project": ...,
   "name_aliases": [...]}``, then the entity DataFrame as an Arrow stream; the answer is the training set on the
-  same stream.
+  same stream. Our own client (:mod:`featurestore.offline_client`) may name a ``"feature_service"`` instead of
+  refs.
 - the older flow: ``do_put`` of the same command with the entity DataFrame, ``get_flight_info`` for a ticket,
   ``do_get`` of the result (kept for older clients: a bounded number of uploads wait for their ``do_get``).
 
