@@ -201,7 +201,11 @@ class OfflineServer(fl.FlightServerBase):
             # the refs say what is read (a view renamed in a service, Feast's name_alias, is the derived view its
             # refs name); feature_view_names and name_aliases only repeat them
             selection = resolve_features(repo, refs, service)
-            denied = access.denied_views(repo, self.gate.policy, principal, "read_offline", selection)
+            policy = self.gate.policy
+            denied = access.denied_views(repo, policy, principal, "read_offline", selection)
+            if denied and service is not None and service in repo.services and \
+                    policy.allows(principal, "read_offline", access.service_obj(repo, service)):
+                denied = []  # a grant on the service covers what it reads, as for online lookups
             if denied:
                 raise fl.FlightUnauthorizedError(f"principal '{principal.name}' may not read_offline feature "
                                                  "view(s) " + ", ".join(f"'{v}'" for v in denied))

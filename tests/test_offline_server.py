@@ -80,10 +80,12 @@ roles:
   ops-analyst: [{actions: [read_metadata, read_offline], tags: {team: ops}}]
   online-only: [{actions: [read_metadata, read_online]}]
   trainer: [{actions: [read_offline], views: ["driver_*"]}]
+  service-trainer: [{actions: [read_offline], services: [everything]}]
 principals:
   ops: [ops-analyst]
   scorer: [online-only]
   trainer: [trainer]
+  svc: [service-trainer]
 groups:
   trainers: [trainer]
 """
@@ -372,7 +374,7 @@ def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
     (repo / "access.yaml").write_text(POLICY)
     runner = CliRunner()
     tokens = {}
-    for p in ("ops", "scorer", "trainer"):
+    for p in ("ops", "scorer", "trainer", "svc"):
         res = runner.invoke(cli, ["auth", "create", p, "--repo", str(repo)])
         assert res.exit_code == 0, res.output
         tokens[p] = res.stdout.strip().splitlines()[-1]
@@ -428,6 +430,13 @@ def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
                                               r"'driver_risk'$"):
             OfflineClient("127.0.0.1", port, token=tokens["ops"]).get_historical_features(entity_df,
                                                                                          features=FEATURES)
+        # a grant on a service covers what it reads when the service is named (our client; Feast's sends refs)
+        with OfflineClient("127.0.0.1", port, token=tokens["svc"]) as svc:
+            assert_features_equal(svc.get_historical_features(entity_df, feature_service="everything"),
+                                  world["ours"].get_historical_features(entity_df, feature_service="everything"),
+                                  [f.split(":")[1] for f in FEATURES], "a grant on the service")
+            with pytest.raises(AccessError, match="principal 'svc' may not read_offline feature view"):
+                svc.get_historical_features(entity_df, features=FEATURES)
         with pytest.raises(AccessError, match="^a valid bearer token is required"):
             OfflineClient("127.0.0.1", port).get_historical_features(entity_df, features=FEATURES)
         # no token, a wrong token, a revoked token
