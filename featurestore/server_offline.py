@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8815  # Feast's `feast serve_offline` default
 HISTORICAL = "get_historical_features"
-MAX_PENDING = 64  # uploads of the older do_put/do_get flow waiting for their do_get (oldest dropped first)
+MAX_PENDING = 16  # uploads of the older do_put/do_get flow waiting for their do_get (oldest dropped first; their
+# rows together at most server.max_training_rows)
 _INSTEAD = {
     "persist": "build the training set with featurestore's SDK and save_as=NAME (a reproducible training set), "
                "or write the DataFrame Feast's client returns yourself",
@@ -122,7 +123,6 @@ class OfflineServer(fl.FlightServerBase):
         certs = [fl.CertKeyPair(Path(tls_cert).read_bytes(), Path(tls_key).read_bytes())] if tls_cert else []
         super().__init__(location=f"{self.scheme}://{host}:{port}", tls_certificates=certs,
                          middleware={"auth": _Authenticate(self.gate)})
-        self.host = host
         self._pending: "OrderedDict[bytes, pa.Table]" = OrderedDict()
         self._lock = threading.Lock()
 
@@ -141,9 +141,9 @@ class OfflineServer(fl.FlightServerBase):
 
     def do_exchange(self, context, descriptor, reader, writer):
         command = _command(descriptor)
-        entities = self._read(reader)
         if command["api"] != HISTORICAL:
             _refuse(command["api"])
+        entities = self._read(reader)
         table = self._training_set(context, command, entities)
         writer.begin(table.schema)
         writer.write_table(table)
@@ -151,12 +151,15 @@ class OfflineServer(fl.FlightServerBase):
     # -- older clients: do_put, get_flight_info, do_get -----------------------------------------------------------
     def do_put(self, context, descriptor, reader, writer):
         command = _command(descriptor)
-        entities = self._read(reader)
         if command["api"] != HISTORICAL:
             _refuse(command["api"])
+        entities = self._read(reader)
+        limit = self.store.config.server.max_training_rows
         with self._lock:
             self._pending[descriptor.command] = entities
-            while len(self._pending) > MAX_PENDING:
+            # bounded: the oldest uploads whose do_get never came are dropped first
+            while len(self._pending) > 1 and (len(self._pending) > MAX_PENDING or
+                                              sum(t.num_rows for t in self._pending.values()) > limit):
                 self._pending.popitem(last=False)
 
     def get_flight_info(self, context, descriptor):
@@ -164,8 +167,8 @@ class OfflineServer(fl.FlightServerBase):
             known = descriptor.command in self._pending
         if not known:
             raise fl.FlightServerError("no entity DataFrame was uploaded for this command (do_put it first)")
-        location = fl.Location(f"{self.scheme}://{self.host}:{self.port}")
-        return fl.FlightInfo(pa.schema([]), descriptor, [fl.FlightEndpoint(descriptor.command, [location])], -1, -1)
+        # no location: the ticket is redeemed on this same connection (whatever address the client used)
+        return fl.FlightInfo(pa.schema([]), descriptor, [fl.FlightEndpoint(descriptor.command, [])], -1, -1)
 
     def do_get(self, context, ticket):
         with self._lock:

@@ -492,6 +492,15 @@ def test_an_entity_frame_over_the_row_limit_is_refused(world):
         assert at_limit.num_rows == 25
         with pytest.raises(fl.FlightServerError, match=r"over 25 rows \(server.max_training_rows\)"):
             _exchange({"port": server.port}, command, world["entity_df"].head(26))
+        # the older do_put/do_get flow: uploads waiting for their do_get hold at most that many rows together
+        from feast.infra.offline_stores.remote import _call_get, _call_put
+
+        client = fl.FlightClient(f"grpc+tcp://127.0.0.1:{server.port}")
+        first = _call_put("get_historical_features", command, client, world["entity_df"].head(20), None)
+        second = _call_put("get_historical_features", command, client, world["entity_df"].head(20), None)
+        with pytest.raises(fl.FlightServerError, match="no entity DataFrame was uploaded for this command"):
+            _call_get(client, first)  # dropped: the oldest
+        assert _call_get(client, second).num_rows == 20
     finally:
         server.shutdown()
 
