@@ -49,7 +49,8 @@ MAX_PENDING = 16  # uploads of the older do_put/do_get flow waiting for their do
 _INSTEAD = {
     "persist": "build the training set with featurestore's SDK and save_as=NAME (a reproducible training set), "
                "or write the DataFrame Feast's client returns yourself",
-    "pull_all_from_table_or_query": "read the offline store with featurestore's SDK",
+    # what a Feast client's materialize asks of its offline store (0.67: pull_all; before: pull_latest)
+    "pull_all_from_table_or_query": "materialize with featurestore (featurestore materialize, POST /materialize)",
     "pull_latest_from_table_or_query": "materialize with featurestore (featurestore materialize, POST /materialize)",
     "write_logged_features": "log served vectors with featurestore (log: true on POST /get-online-features)",
     "offline_write_batch": "push events with featurestore (POST /push with to: offline or online_and_offline)",

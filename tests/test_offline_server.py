@@ -330,6 +330,10 @@ def test_bad_requests_and_other_apis_are_one_line_refusals(world):
         job.persist(SavedDatasetFileStorage(path=str(world["base"] / "saved.parquet")))
     assert "'persist' is not supported by featurestore's offline server" in str(info.value)
     assert "save_as" in str(info.value)
+    with pytest.raises(fl.FlightServerError) as info:  # Feast's materialize pulls from its offline store: ours
+        client.materialize(BASE.to_pydatetime(), (BASE + pd.Timedelta(days=1)).to_pydatetime(), ["driver_stats"])
+    assert "'pull_all_from_table_or_query' is not supported" in str(info.value)  # Feast 0.67's materialize
+    assert "featurestore materialize" in str(info.value)
     raw = fl.FlightClient(f"grpc+tcp://127.0.0.1:{world['port']}")
     with pytest.raises(fl.FlightServerError, match="not a command of Feast's remote offline store"):
         raw.do_exchange(fl.FlightDescriptor.for_command(b"not json"))[1].read_all()
