@@ -244,13 +244,30 @@ class OfflineServer(fl.FlightServerBase):
         return entities.to_pandas()
 
 
+def _bind_problem(host: str, port: int) -> Optional[str]:
+    """Why the OS will not let us listen there (gRPC only says the server "did not start properly")."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc}"
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def start(store, host: str, port: int, tls_cert: Optional[str] = None, tls_key: Optional[str] = None) -> OfflineServer:
     """An :class:`OfflineServer` listening (it accepts calls from here on), served by a daemon thread."""
     try:
         server = OfflineServer(store, host, port, tls_cert, tls_key)
     except (OSError, pa.ArrowException) as exc:
-        raise FeatureStoreError(f"offline server: cannot listen on {host}:{port} ({str(exc).splitlines()[0]})") \
-            from None
+        reason = _bind_problem(host, port) or str(exc).splitlines()[0]
+        raise FeatureStoreError(f"offline server: cannot listen on {host}:{port} ({reason})") from None
     threading.Thread(target=server.serve, name="featurestore-offline-server", daemon=True).start()
     return server
 

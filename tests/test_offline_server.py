@@ -569,3 +569,17 @@ def test_oidc_jwts_as_the_http_server_accepts_them(world, tmp_path):
             forged.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
     finally:
         server.shutdown()
+
+
+def test_a_port_in_use_is_one_line_naming_it(world):
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app as cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(cli, ["serve-offline", "--repo", str(world["our_repo"]), "--port", str(port)])
+    assert res.exit_code == 1
+    assert f"offline server: cannot listen on 127.0.0.1:{port} (Address already in use)" in res.output
