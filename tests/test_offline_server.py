@@ -135,13 +135,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(args, env=None, ca=None):
+def _start(args, env=None):
     """A real server process; up when its Flight port answers (any answer, unauthenticated included)."""
     port = args[args.index("--offline-port" if "--offline-port" in args else "--port") + 1]
     proc = subprocess.Popen([sys.executable, "-m", "featurestore.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env)
-    client = fl.FlightClient(f"grpc+tls://127.0.0.1:{port}", tls_root_certs=ca.read_bytes()) if ca else \
-        fl.FlightClient(f"grpc+tcp://127.0.0.1:{port}")
+    client = fl.FlightClient(f"grpc+tcp://127.0.0.1:{port}")
     deadline = time.time() + 90
     while True:
         try:
@@ -459,21 +458,24 @@ def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
 
 
 def test_tls_with_the_servers_certificate(world, tmp_path):
-    """serve-offline --tls-cert/--tls-key: Feast's client with scheme https and the CA gets the training set."""
+    """TLS with the server's certificate: Feast's client with scheme https and the CA gets the training set. In
+    process (the CLI's TLS options and server.tls_cert reach it in tests/test_serve_process.py)."""
+    from featurestore import server_offline
     from tests.services import make_ca
 
     certs = make_ca(tmp_path / "certs")
-    port = _free_port()
-    proc, port = _start(["serve-offline", "--repo", str(world["our_repo"]), "--port", str(port), "--tls-cert",
-                         str(certs.cert), "--tls-key", str(certs.key)], ca=certs.ca)
+    server = server_offline.start(world["ours"], "127.0.0.1", _free_port(), str(certs.cert), str(certs.key))
     try:
         entity_df = world["entity_df"].head(30)
-        client = _client(tmp_path / "tls_client", world, port, ca=certs.ca)
+        client = _client(tmp_path / "tls_client", world, server.port, ca=certs.ca)
         got = client.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
         want = world["ours"].get_historical_features(entity_df, features=FEATURES)
         assert_features_equal(got, want, [f.split(":")[1] for f in FEATURES], "over TLS")
+        plain = fl.FlightClient(f"grpc+tcp://127.0.0.1:{server.port}")  # no plaintext beside TLS
+        with pytest.raises(fl.FlightError):
+            list(plain.list_actions(options=fl.FlightCallOptions(timeout=10)))
     finally:
-        _stop(proc)
+        server.shutdown()
 
 
 def test_an_entity_frame_over_the_row_limit_is_refused(world):
