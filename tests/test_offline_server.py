@@ -585,3 +585,23 @@ def test_a_port_in_use_is_one_line_naming_it(world):
         res = CliRunner().invoke(cli, ["serve-offline", "--repo", str(world["our_repo"]), "--port", str(port)])
     assert res.exit_code == 1
     assert f"offline server: cannot listen on 127.0.0.1:{port} (Address already in use)" in res.output
+
+
+def test_concurrent_training_sets_are_each_their_own(world):
+    """Flight answers calls on a thread pool over one FeatureStore: parallel calls on different entity frames each
+    get their own values."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from featurestore.offline_client import OfflineClient
+
+    frames = [world["entity_df"].iloc[i::4].reset_index(drop=True) for i in range(4)]
+
+    def build(df):
+        with OfflineClient("127.0.0.1", world["port"]) as client:
+            return client.get_historical_features(df, features=FEATURES)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(build, frames * 2))
+    names = [f.split(":")[1] for f in FEATURES]
+    for df, got in zip(frames * 2, results):
+        assert_features_equal(got, world["ours"].get_historical_features(df, features=FEATURES), names, "parallel")
