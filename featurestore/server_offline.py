@@ -5,11 +5,11 @@ Feast's own client — a ``feast.FeatureStore`` whose ``feature_store.yaml`` say
 host: ..., port: 8815}`` — with our point-in-time engine: the values are those of
 :meth:`featurestore.FeatureStore.get_historical_features` (SPEC §2, §6). What Feast's client sends:
 
-- ``do_exchange`` (Feast >= 0.50): a command descriptor, JSON ``{"api": "get_historical_features",
-  "feature_view_names": [...], "feature_refs": ["view:feature", ...], "full_feature_names": bool, "project": ...,
-  "name_aliases": [...]}``, then the entity DataFrame as an Arrow stream; the answer is the training set on the
-  same stream. Our own client (:mod:`featurestore.offline_client`) may name a ``"feature_service"`` instead of
-  refs.
+- ``do_exchange`` (what Feast 0.67's client sends): a command descriptor, JSON ``{"api":
+  "get_historical_features", "feature_view_names": [...], "feature_refs": ["view:feature", ...],
+  "full_feature_names": bool, "project": ..., "name_aliases": [...]}``, then the entity DataFrame as an Arrow
+  stream; the answer is the training set on the same stream. Our own client (:mod:`featurestore.offline_client`)
+  may name a ``"feature_service"`` instead of refs.
 - the older flow: ``do_put`` of the same command with the entity DataFrame, ``get_flight_info`` for a ticket,
   ``do_get`` of the result (kept for older clients: a bounded number of uploads wait for their ``do_get``).
 
@@ -127,7 +127,7 @@ class OfflineServer(fl.FlightServerBase):
         self._pending: "OrderedDict[bytes, pa.Table]" = OrderedDict()
         self._lock = threading.Lock()
 
-    # -- Feast >= 0.50: one bidirectional stream ---------------------------------------------------------------
+    # -- Feast 0.67's client: one bidirectional stream -------------------------------------------------------
     def _read(self, reader) -> pa.Table:
         """The uploaded entity DataFrame, refused past ``server.max_training_rows`` before it is all in memory."""
         limit = self.store.config.server.max_training_rows

@@ -288,7 +288,7 @@ def test_request_feature_views_and_renamed_views_through_feast_client(world):
 
 
 def test_older_clients_do_put_then_do_get(world):
-    """Feast before 0.50 uploaded the entity DataFrame with do_put and fetched the result with do_get."""
+    """Earlier Feast clients uploaded the entity DataFrame with do_put and fetched the result with do_get."""
     import json
 
     from feast.infra.offline_stores.remote import _call_get, _call_put
