@@ -27,7 +27,7 @@ import orjson
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
-from featurestore.kernel.columnar import RawEvents, window_rows
+from featurestore.kernel.columnar import RawBatch, RawEvents, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
 from featurestore.semantics import in_int64
@@ -221,7 +221,7 @@ def window_slots(layout: Layout, plans: Sequence[FeaturePlan]) -> Dict[Optional[
 
 
 # -- request time ------------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class EntityReply:
     """What the store returned for one entity (see :mod:`featurestore.stores.online_redis`), decoded."""
 
@@ -359,7 +359,7 @@ def _any_before(layout: Layout, reply: EntityReply, q: int) -> bool:
         return True
     if reply.before or any(order[0] < q for order, _ in reply.events):
         return True
-    return reply.raw is not None and bool(reply.raw.times) and reply.raw.times[0] < q
+    return reply.raw is not None and len(reply.raw) > 0 and reply.raw.times[0] < q
 
 
 def _window_row(layout: Layout, reply: EntityReply, q: int, w: Optional[int], top: int, sl) -> list:
@@ -415,12 +415,13 @@ def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, s
 
 
 def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None, *,
-                 members: ofmt.Members, meta: Optional[dict] = None, raw: Optional[RawEvents] = None
-                 ) -> Optional[EntityReply]:
+                 members: ofmt.Members, meta: Optional[dict] = None, raw: Optional[RawEvents] = None,
+                 compared: Optional[bool] = None) -> Optional[EntityReply]:
     """An :class:`EntityReply` from the read script's reply (None when the entity has no state); rows are
     decoded on ``slots`` only (default: all); ``members``: how the view stores raw events
     (``online_format.members``). ``meta`` (the parsed first part) and ``raw`` (an entity without tiles:
-    its raw events, :func:`raw_events_many`) when the caller has them already."""
+    its raw events, :func:`raw_events_many`) and ``compared`` (:func:`compares_orders` of ``slots``) when
+    the caller has them already."""
     if not raw_reply:
         return None
     if meta is None:
@@ -430,9 +431,8 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
 
     width = len(layout.inputs)
     order_of = members.order_of
-    # an event's full order only where a read slot compares orders (first/last/latest); else its time
-    compared = ofmt.compares_orders(layout) and any(
-        layout.slots[i][0] in ofmt.ORDER_KINDS for i in (range(len(layout.slots)) if slots is None else slots))
+    if compared is None:
+        compared = compares_orders(layout, slots)
 
     def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
         if not blob:
@@ -472,6 +472,13 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents, before)
 
 
+def compares_orders(layout: Layout, slots: Optional[Sequence[int]]) -> bool:
+    """Whether a read of ``slots`` (None: all) compares event orders (first/last/latest): an event's full
+    order is built only then, else its time alone."""
+    return ofmt.compares_orders(layout) and any(
+        layout.slots[i][0] in ofmt.ORDER_KINDS for i in (range(len(layout.slots)) if slots is None else slots))
+
+
 def raw_events(blob: bytes, members: ofmt.Members) -> RawEvents:
     """The raw events of a reply fragment (members joined by newlines, in time order) as columns; their
     orders are built from the parsed members on demand (few are ever compared)."""
@@ -484,13 +491,12 @@ def raw_events_many(blobs: Sequence[bytes], members: ofmt.Members) -> List[RawEv
     of the decoding of a many-entity lookup)."""
     full = [b for b in blobs if b]
     evs = loads(b"[" + b",".join(full).replace(b"\n", b",") + b"]") if full else []
-    times = [e[1] for e in evs]
-    cols = members.columns(evs)
+    batch = RawBatch([e[1] for e in evs], members.columns(evs), evs, members.order_of)
     out, a = [], 0
     for blob in blobs:
         n = blob.count(b"\n") + 1 if blob else 0  # members are joined by newlines and never hold one
         b = a + n
-        out.append(RawEvents(times[a:b], [c[a:b] for c in cols], None, evs[a:b], members.order_of))
+        out.append(RawEvents(batch=batch, lo=a, hi=b))
         a = b
     if a != len(evs):  # pragma: no cover (a member with a raw newline: never written)
         raise ValueError("online store: a raw event member holds a newline")

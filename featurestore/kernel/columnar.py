@@ -44,18 +44,32 @@ Event = Tuple[list, list]  # (order, inputs)
 Span = Tuple[Optional[int], int]  # [lo, hi) in epoch ms; lo None: from the first event
 
 
+class RawBatch:
+    """The raw events of several entities parsed together (one view's sparse entities of a lookup): their
+    times and input columns laid end to end, the parsed members, and how a member's order is built.
+    Each entity's :class:`RawEvents` is a slice of it, which :func:`window_rows` reads in place."""
+
+    __slots__ = ("times", "cols", "members", "loads")
+
+    def __init__(self, times: List[int], cols: List[list], members: list, loads):
+        self.times, self.cols, self.members, self.loads = times, cols, members, loads
+
+
 class RawEvents:
     """One entity's raw events as columns, sorted by time: ``times``, ``cols[c]`` (input ``c``'s values),
     and each event's order on demand (:meth:`order`: only the candidates of first/last/latest are ever
     compared, so a lookup keeps the stored members, ``members``, as the reader gives them (flat parsed
-    arrays of the online format) and ``loads`` builds the order of those few)."""
+    arrays of the online format) and ``loads`` builds the order of those few). Made from a
+    :class:`RawBatch` (``batch``, events ``[lo, hi)`` of it), its columns are sliced only when asked for."""
 
-    __slots__ = ("times", "cols", "_orders", "_members", "_loads")
+    __slots__ = ("_times", "_cols", "_orders", "_members", "_loads", "batch", "lo", "hi")
 
-    def __init__(self, times: List[int], cols: List[list], orders: Optional[List[list]] = None,
-                 members: Optional[list] = None, loads=None):
-        self.times, self.cols = times, cols
+    def __init__(self, times: Optional[List[int]] = None, cols: Optional[List[list]] = None,
+                 orders: Optional[List[list]] = None, members: Optional[list] = None, loads=None,
+                 batch: Optional[RawBatch] = None, lo: int = 0, hi: int = 0):
+        self._times, self._cols = times, cols
         self._orders, self._members, self._loads = orders, members, loads
+        self.batch, self.lo, self.hi = batch, lo, hi
 
     @classmethod
     def of(cls, events: Sequence[Event], width: int) -> "RawEvents":
@@ -63,13 +77,27 @@ class RawEvents:
         evs = sorted(events, key=lambda e: e[0][0])
         return cls([o[0] for o, _ in evs], [[inp[c] for _, inp in evs] for c in range(width)], [o for o, _ in evs])
 
+    @property
+    def times(self) -> List[int]:
+        if self._times is None:
+            self._times = self.batch.times[self.lo:self.hi]
+        return self._times
+
+    @property
+    def cols(self) -> List[list]:
+        if self._cols is None:
+            self._cols = [c[self.lo:self.hi] for c in self.batch.cols]
+        return self._cols
+
     def order(self, j: int) -> list:
         if self._orders is not None:
             return self._orders[j]
+        if self.batch is not None:
+            return self.batch.loads(self.batch.members[self.lo + j])
         return self._loads(self._members[j])  # the reader's order of a stored member (kept parsed or as text)
 
     def __len__(self) -> int:
-        return len(self.times)
+        return self.hi - self.lo if self.batch is not None else len(self.times)
 
 
 class _Columns:
@@ -79,11 +107,21 @@ class _Columns:
     def __init__(self, layout: Layout, groups: Sequence[RawEvents]):
         self.layout = layout
         self.groups = list(groups)
-        self.offsets = [0]
-        self.times: List[int] = []
-        for g in self.groups:
-            self.times.extend(g.times)
-            self.offsets.append(len(self.times))
+        batch = self.groups[0].batch if self.groups else None
+        if batch is not None and all(g.batch is batch for g in self.groups):  # slices of one parse: read in place
+            self.batch = batch
+            self.times = batch.times
+            self.starts = [g.lo for g in self.groups]
+            self.ends = [g.hi for g in self.groups]
+        else:
+            self.batch = None
+            offsets = [0]
+            self.times = []
+            for g in self.groups:
+                self.times.extend(g.times)
+                offsets.append(len(self.times))
+            self.offsets = offsets
+            self.starts, self.ends = offsets[:-1], offsets[1:]
         self._values: Dict[int, list] = {}
         self._prefix: Dict[Tuple[str, int], Any] = {}
         self._orders: Dict[int, list] = {}
@@ -91,14 +129,20 @@ class _Columns:
     def order(self, k: int) -> list:
         o = self._orders.get(k)
         if o is None:
-            e = bisect_right(self.offsets, k) - 1
-            o = self._orders[k] = self.groups[e].order(k - self.offsets[e])
+            if self.batch is not None:
+                o = self._orders[k] = self.batch.loads(self.batch.members[k])
+            else:
+                e = bisect_right(self.offsets, k) - 1
+                o = self._orders[k] = self.groups[e].order(k - self.offsets[e])
         return o
 
     def values(self, col: int) -> list:
         v = self._values.get(col)
         if v is None:
-            v = self._values[col] = [x for g in self.groups for x in g.cols[col]]
+            if self.batch is not None:
+                v = self._values[col] = self.batch.cols[col]
+            else:
+                v = self._values[col] = [x for g in self.groups for x in g.cols[col]]
         return v
 
     def notnull_prefix(self, col: int) -> list:
@@ -168,25 +212,76 @@ def window_rows(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Seq
                 slot_sets: Sequence[Sequence[int]]) -> List[List[list]]:
     """``rows[e][k]``: the row of entity ``e``'s events (``groups[e]``) inside its
     ``k``-th span ``spans[e][k]`` on the slots ``slot_sets[k]`` (the others empty): what
-    ``Layout.add`` of those events in their order gives."""
+    ``Layout.add`` of those events in their order gives. Each slot is computed for every entity of a
+    window in one loop (its kind dispatched once per window, not per entity)."""
     cols = _Columns(layout, groups)
-    times, offsets = cols.times, cols.offsets
+    times, starts, ends = cols.times, cols.starts, cols.ends
     slots = layout.slots
-    out: List[List[list]] = []
-    for e, espans in enumerate(spans):
-        s, t = offsets[e], offsets[e + 1]
+    new, template = layout.new, layout._template
+    out: List[List[list]] = [[] for _ in groups]
+    for k, sl in enumerate(slot_sets):
+        # a row with events: a copy of the empty template, a fresh mutable value only where no slot of
+        # ``sl`` replaces it (every slot of sl gets a new value of its own, except exact sums of a column
+        # holding other than floats, integer sums of squares among them: added event by event into a fresh one)
+        kept = set(sl)
+        for i in sl:
+            kind, col = slots[i]
+            if (kind == "q" or (kind == "s" and col in layout.float_cols)) and cols.exact_prefix(col, kind == "q") is None:
+                kept.discard(i)
+        fresh = [(i, make) for i, make in layout._fresh if i not in kept]
+        bounds = []  # (row, a, b) of the entities with events in their k-th span
         rows = []
-        for (lo, hi), sl in zip(espans, slot_sets):
+        for e, espans in enumerate(spans):
+            lo, hi = espans[k]
+            s, t = starts[e], ends[e]
             a = s if lo is None else bisect_left(times, lo, s, t)
             b = bisect_left(times, hi, a, t)
-            row = layout.new()
             if b > a:
-                for i in sl:
-                    kind, col = slots[i]
-                    row[i] = _slot(layout, cols, kind, col, a, b, row[i], i)
+                row = template.copy()
+                for i, make in fresh:
+                    row[i] = make()
+                bounds.append((row, a, b))
+            else:
+                row = new()
             rows.append(row)
-        out.append(rows)
+        if bounds:
+            for i in sl:
+                kind, col = slots[i]
+                _fill(layout, cols, kind, col, i, bounds)
+        for e, row in enumerate(rows):
+            out[e].append(row)
     return out
+
+
+def _fill(layout: Layout, cols: "_Columns", kind: str, col: Optional[int], i: int, bounds) -> None:
+    """Slot ``i`` of every ``(row, a, b)`` of ``bounds`` (events ``[a, b)``, never empty)."""
+    if kind == "*":
+        for row, a, b in bounds:
+            row[i] = b - a
+        return
+    if kind == "n" or (kind == "s" and col not in layout.float_cols):
+        p = cols.notnull_prefix(col) if kind == "n" else cols.int_prefix(col)
+        for row, a, b in bounds:
+            row[i] = p[b] - p[a]
+        return
+    if kind in ("s", "q"):
+        prefix = cols.exact_prefix(col, kind == "q")
+        if prefix is not None:
+            for row, a, b in bounds:
+                row[i] = _exact(prefix, a, b)
+            return
+    if kind == "d":
+        vals = cols.values(col)
+        nan_aware = col in layout.float_cols
+        for row, a, b in bounds:
+            found = set(vals[a:b])
+            found.discard(None)
+            if nan_aware and any(x != x for x in found):
+                found = {_NAN_KEY if x != x else x for x in found}
+            row[i] = found
+        return
+    for row, a, b in bounds:
+        row[i] = _slot(layout, cols, kind, col, a, b, row[i], i)
 
 
 def _slot(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int, b: int, empty, i: int):

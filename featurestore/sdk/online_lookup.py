@@ -214,6 +214,8 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     computed, replies, tiled = [], [], []
     sparse = []  # (base, split reply, meta) of the entities without tiles: their raw events parsed together
     fix = fix_once(store, cv)
+    compared = ol.compares_orders(layout, read_slots)
+    metas: dict = {}  # meta text -> (meta, refusal): most entities of a view share one meta (same writer)
     for base in bases:
         raw_reply = by_base.get(base)
         why = refused
@@ -224,15 +226,19 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                 refusals.append(why)
         if not why and raw_reply:  # refused before its values are parsed (another format is never read)
             raw_reply = split_reply(raw_reply, len(rplan.tiles))
-            meta = orjson.loads(raw_reply[0])
-            why = entity_refusal(cv, meta, q, fix)
+            hit = metas.get(raw_reply[0])
+            if hit is None:
+                meta = orjson.loads(raw_reply[0])
+                hit = metas[raw_reply[0]] = (meta, entity_refusal(cv, meta, q, fix))
+            meta, why = hit
             if why and why not in refusals:
                 refusals.append(why)
             if not why:
                 if not raw_reply[1]:
                     sparse.append((base, raw_reply, meta))
                     continue
-                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta)
+                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta,
+                                        compared=compared)
                 out[base] = ol.compute_many(layout, plans, [reply], q, slots=wslots)[0]  # tiles: computed now
                 tiled.append(base)
                 continue
@@ -244,7 +250,8 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     raws = ol.raw_events_many([r[4] for _, r, _ in sparse], members)
     for (base, raw_reply, meta), raw in zip(sparse, raws):  # raw events only (as columns): computed together
         computed.append(base)
-        replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta, raw=raw))
+        replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta, raw=raw,
+                                       compared=compared))
     for base, result in zip(computed, ol.compute_many(layout, plans, replies, q, slots=wslots)):
         out[base] = result
     for base in (*tiled, *computed):  # a computed value refused: an integer sum outside int64
