@@ -167,15 +167,10 @@ def _lookup(store, entity_rows, features, feature_service, request_time, full_fe
         done = _view_values(cv, layout, plans, rplan, [b for b in dict.fromkeys(bases) if b is not None], by_base, q,
                             refused, refusals, slots, store)
         none = _none_values(cv, layout, plans, q, refused, slots) if None in bases else None
-        cols = [[] for _ in plans]
-        stats = [[] for _ in plans]
-        whens = [[] for _ in plans]
-        for base in bases:
-            values, sts, ets = done[base] if base is not None else none
-            for j, (v, s, e) in enumerate(zip(values, sts, ets)):
-                cols[j].append(v)
-                stats[j].append(s)
-                whens[j].append(e)
+        results = [done[base] if base is not None else none for base in bases]
+        # per feature: its values, statuses and event times over the rows (transposed in C)
+        cols, stats, whens = ([list(c) for c in zip(*[r[k] for r in results])] if results else [[] for _ in plans]
+                              for k in range(3))
         for p, col, st, when in zip(plans, cols, stats, whens):
             out[columns[(cv.name, p.name)]] = col
             statuses[columns[(cv.name, p.name)]] = st

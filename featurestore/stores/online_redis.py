@@ -41,6 +41,7 @@ bounded views expire ``R`` + 10 min after the entity's last event (or the write,
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -76,8 +77,20 @@ META_FIELD, DENSE_FIELD = "_", "T"
 
 # -- keys ---------------------------------------------------------------------------------------------
 def encode_entity(values: Sequence) -> str:
-    """The entity part of a key: the join-key values as a compact JSON array."""
-    return _ENC.encode(list(values))
+    """The entity part of a key: the join-key values as a compact JSON array. (A lookup encodes one per
+    row and view: strings JSON leaves as they are and plain integers are written directly, the same text.)"""
+    parts = []
+    for v in values:
+        if type(v) is str and _ESCAPED.search(v) is None:
+            parts.append('"' + v + '"')
+        elif type(v) is int:
+            parts.append(str(v))
+        else:
+            return _ENC.encode(list(values))
+    return "[" + ",".join(parts) + "]"
+
+
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')  # what JSON escapes (ensure_ascii=False: nothing else)
 
 
 def view_prefix(project: str, view: str) -> str:
