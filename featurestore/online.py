@@ -276,6 +276,11 @@ def compute_many(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence
             if prefix is not None and None in slots:
                 layout.merge(rows[windows.index(None)], prefix[1], slots[None])
             rows_of[i] = dict(zip(windows, rows))
+    dense = [i for i, r in enumerate(replies) if r is not None and r.dense]
+    if dense:
+        for i in dense:
+            rows_of[i] = {}
+        _dense_window_rows(layout, [replies[i] for i in dense], q, slots, dense, rows_of)
     out = []
     finish = _finisher(layout, plans)
     missing = None  # the result of an entity without state: the same for every such entity
@@ -286,9 +291,43 @@ def compute_many(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence
             out.append(tuple(list(x) for x in missing))
             continue
         if rows is None:
-            rows = {w: _window_row(layout, reply, q, w, top, sl) for w, sl in slots.items()}
+            rows = {}
+        for w, sl in slots.items():
+            if w not in rows:
+                rows[w] = _window_row(layout, reply, q, w, top, sl)
         out.append(finish(reply, rows, q))
     return out
+
+
+def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, slots, index: Sequence[int],
+                       rows_of: list) -> None:
+    """The rows of the finite windows of entities with tiles (``rows_of[index[e]][w]``), computed together:
+    per window, the raw events of every entity's edge fragments and unstored tiles from columns
+    (:func:`featurestore.kernel.columnar.window_rows`, one call for all entities), then its stored tiles
+    merged in. (Unbounded windows, which start from a prefix, are left to :func:`_window_row`.)"""
+    width = len(layout.inputs)
+    for w, sl in slots.items():
+        if w is None:
+            continue
+        groups = []
+        for r in replies:
+            tile_ix, range_ix = r.plan.pieces[w]
+            evs: list = []
+            for j in tile_ix:
+                name = r.plan.tiles[j]
+                if name not in r.tiles:
+                    evs += r.tile_events.get(name, ())
+            for j in range_ix:
+                evs += r.range_events[j]
+            groups.append(RawEvents.of(evs, width))  # (pieces are disjoint in time: every event once)
+        built = window_rows(layout, groups, [[(None, q)]] * len(replies), [sl])
+        for r, i, (row,) in zip(replies, index, built):
+            tiles = r.tiles
+            for j in r.plan.pieces[w][0]:
+                tile = tiles.get(r.plan.tiles[j])
+                if tile is not None:
+                    layout.merge(row, tile, sl)
+            rows_of[i][w] = row
 
 
 def _sparse_span(reply: EntityReply, q: int, w: Optional[int]) -> Tuple[Optional[int], int]:

@@ -206,7 +206,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     out: dict = {}
     n = len(plans)
     members = ofmt.members(cv)
-    computed, replies, tiled = [], [], []
+    computed, replies = [], []  # the entities computed together, and their decoded replies
     sparse = []  # (base, split reply, meta) of the entities without tiles: their raw events parsed together
     fix = fix_once(store, cv)
     compared = ol.compares_orders(layout, read_slots)
@@ -232,10 +232,9 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                 if not raw_reply[1]:
                     sparse.append((base, raw_reply, meta))
                     continue
-                reply = ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta,
-                                        compared=compared)
-                out[base] = ol.compute_many(layout, plans, [reply], q, slots=wslots)[0]  # tiles: computed now
-                tiled.append(base)
+                computed.append(base)  # with tiles: decoded now, computed together below
+                replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta,
+                                               compared=compared))
                 continue
         if why:
             out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
@@ -249,7 +248,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                                        compared=compared))
     for base, result in zip(computed, ol.compute_many(layout, plans, replies, q, slots=wslots)):
         out[base] = result
-    for base in (*tiled, *computed):  # a computed value refused: an integer sum outside int64
+    for base in computed:  # a computed value refused: an integer sum outside int64
         statuses = out[base][1]
         if ol.REFUSED in statuses:
             for p, status in zip(plans, statuses):
