@@ -82,3 +82,24 @@ def test_an_online_lookup_runs_inside_a_pause(monkeypatch):
     monkeypatch.setattr(online_lookup, "_lookup", lambda *a: seen.append(gc.get_threshold()[2]) or "response")
     assert online_lookup.lookup(None, [{"k": 1}]) == "response"
     assert seen == [PAUSED] and gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_lookup_inside_an_online_operator_keeps_the_operators_hold():
+    """One piece of code for both (the stream job's operator holds full collections off for its life): a
+    lookup ending while an operator runs must not give the settings back, nor the operator's close while
+    a lookup still runs."""
+    frozen = gc.get_freeze_count()
+    gc_pause.hold()
+    try:
+        assert gc.get_threshold() == (700, 10, PAUSED) and gc.get_freeze_count() >= frozen
+        with no_full_collections():
+            pass
+        assert gc.get_threshold() == (700, 10, PAUSED)
+        with no_full_collections():
+            gc_pause.release()
+            assert gc.get_threshold() == (700, 10, PAUSED)  # the lookup still runs
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        if gc_pause._STATE["operators"]:
+            gc_pause.release()
+    assert gc_pause._STATE["operators"] == 0

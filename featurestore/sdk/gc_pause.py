@@ -1,16 +1,24 @@
-"""Python's automatic full garbage collections held off while an online lookup runs.
+"""Python's automatic full garbage collections held off while the library's hot paths run: one piece of
+code for online lookups (:func:`no_full_collections`, a short pause) and the stream job's online operator
+(:func:`hold` / :func:`release`, for the operator's life).
 
 A 100-entity lookup parses thousands of raw events into short-lived lists (freed by reference counting:
 they make no cycles), enough allocations to trigger about one automatic *full* collection per lookup, and
 a full collection traverses every container of the process (the loaded repo, DuckDB, pandas, the
 caller's own data): a quarter of the lookup's CPU time on the example (bench/results/
-small-online-many-gc.md: 25.8 ms with it, 18.9 ms without). So a lookup raises the oldest generation's
-threshold while it runs (young collections stay: short-lived cycles are still collected) and puts it
-back when it ends; a full collection that fell due meanwhile runs at the next allocation after, outside
-the lookup. Lookups of several threads share one pause (a counter); a pause never lasts more than
-``MAX_PAUSE_S`` even when lookups keep overlapping: the settings are then put back, and the next pause
-waits for a moment without a lookup. (The stream job's operator does the same for its whole life:
-``engines/flink/online.py``.)
+small-online-many-gc.md: 25.8 ms with it, 18.9 ms without). The operator's heap is millions of
+long-lived containers (tile rows, exact sums, raw events) that each full collection would traverse again
+(two thirds of its CPU in a catch-up run: bench/results/small-stream-profile.md).
+
+So while any of them runs, the oldest generation's threshold is raised (young collections stay:
+short-lived cycles are still collected) and put back when the last one ends; a full collection that fell
+due meanwhile runs at the next allocation after. Lookups of several threads share one pause (a counter);
+a lookups-only pause never lasts more than ``MAX_PAUSE_S`` even when lookups keep overlapping (the
+settings are then put back, and the next pause waits for a moment without a lookup). An operator's hold
+also freezes the heap as it was at open (``gc.freeze``: outside every collection) and lasts until the last
+operator of the interpreter closes (thread mode: subtasks share one); the operator runs its own periodic
+collections (``engines/flink/online.py``, ``GC_EVERY_MS``). A caller's own settings are respected: nothing
+is changed while the collector is disabled, and thresholds the caller set during a pause are kept.
 """
 
 from __future__ import annotations
@@ -21,30 +29,64 @@ import time
 from contextlib import contextmanager
 
 MAX_PAUSE_S = 5.0
+PAUSED = 1_000_000_000  # the oldest generation's threshold while paused (counts young collections: never reached)
 
 _LOCK = threading.Lock()
-_STATE = {"active": 0, "saved": None, "since": 0.0}  # saved: the thresholds while paused, else None
+# active: lookups running; operators: operators holding; saved: the thresholds while paused, else None
+_STATE = {"active": 0, "operators": 0, "saved": None, "since": 0.0}
+
+
+def _pause() -> None:  # (under _LOCK)
+    if _STATE["saved"] is None and gc.isenabled():
+        saved = _STATE["saved"] = gc.get_threshold()
+        gc.set_threshold(saved[0], saved[1], PAUSED)
+        _STATE["since"] = time.monotonic()
+
+
+def _resume() -> None:  # (under _LOCK)
+    saved = _STATE["saved"]
+    if saved is not None:
+        if gc.get_threshold()[2] == PAUSED:  # (unless the caller changed them meanwhile)
+            gc.set_threshold(*saved)
+        _STATE["saved"] = None
 
 
 @contextmanager
 def no_full_collections():
-    """Hold automatic full collections off for the duration (see the module docstring)."""
+    """Hold automatic full collections off for the duration of a lookup (see the module docstring)."""
     with _LOCK:
         _STATE["active"] += 1
-        if _STATE["active"] == 1 and _STATE["saved"] is None and gc.isenabled():
-            saved = _STATE["saved"] = gc.get_threshold()
-            gc.set_threshold(saved[0], saved[1], 1_000_000_000)  # (counts young collections: never reached)
-            _STATE["since"] = time.monotonic()
+        if _STATE["active"] == 1:
+            _pause()
     try:
         yield
     finally:
         with _LOCK:
             _STATE["active"] -= 1
-            saved = _STATE["saved"]
-            if saved is not None and (_STATE["active"] == 0 or time.monotonic() - _STATE["since"] > MAX_PAUSE_S):
-                if gc.get_threshold()[2] == 1_000_000_000:  # (unless the caller changed them meanwhile)
-                    gc.set_threshold(*saved)
-                _STATE["saved"] = None
+            if _STATE["operators"] == 0 and _STATE["saved"] is not None and (
+                    _STATE["active"] == 0 or time.monotonic() - _STATE["since"] > MAX_PAUSE_S):
+                _resume()
 
 
-__all__ = ["MAX_PAUSE_S", "no_full_collections"]
+def hold() -> None:
+    """An online operator opens: full collections off and the heap frozen until the last one closes
+    (:func:`release`)."""
+    with _LOCK:
+        _STATE["operators"] += 1
+        if _STATE["operators"] == 1:
+            gc.freeze()
+            _pause()
+
+
+def release() -> None:
+    """An online operator closes (the last one gives the settings back and unfreezes the heap)."""
+    with _LOCK:
+        n = _STATE["operators"]
+        _STATE["operators"] = max(0, n - 1)
+        if n == 1:
+            gc.unfreeze()
+            if _STATE["active"] == 0:
+                _resume()
+
+
+__all__ = ["MAX_PAUSE_S", "PAUSED", "hold", "no_full_collections", "release"]

@@ -38,7 +38,6 @@ import gc
 import json
 import os
 import pickle
-import threading
 import time
 from collections import OrderedDict
 from typing import List, Optional, Tuple
@@ -47,6 +46,7 @@ import orjson
 
 from pyflink.datastream.functions import KeyedProcessFunction
 
+from featurestore.sdk import gc_pause
 from featurestore.stores import online_format as ofmt
 
 PARTITION_SHIFT = 40  # an event's id: Kafka partition << 40 | offset (computed in the JVM)
@@ -57,36 +57,13 @@ HEARTBEAT_MS = 200  # progress reports while running (a bounded run waits for on
 # BATCH_MARGIN_MS``: its window has fired and Python has taken the batch (the margin is for the window's
 # timer and the network hop between the two operators, both late only on an overloaded machine).
 BATCH_MARGIN_MS = 1_000
-# The cyclic garbage collector: the operator's heap is millions of long-lived containers (tile rows, exact
-# sums, raw events), which Python's automatic full collections traverse again each time it grows by a
-# quarter: two thirds of the operator's CPU in a catch-up run (bench/results/small-stream-profile.md). The
-# state makes no reference cycles (it is freed by reference counting when trimmed), so while the operator
-# runs, automatic full collections are off (young ones stay: short-lived cycles are still collected) and
-# the heap as it was at open is frozen (gc.freeze: outside every collection). A full collection runs from
-# the heartbeat at most every GC_EVERY_MS and GC_SHARE of the time, then freezes what survived, so each
-# one only traverses the objects made since the one before (one over a whole 300k-event state took 6 s).
+# The cyclic garbage collector: while the operator runs, automatic full collections are off and the heap
+# as it was at open is frozen (featurestore.sdk.gc_pause.hold: the state makes no reference cycles, and is
+# freed by reference counting when trimmed). A full collection runs from the heartbeat at most every
+# GC_EVERY_MS and GC_SHARE of the time, then freezes what survived, so each one only traverses the objects
+# made since the one before (one over a whole 300k-event state took 6 s).
 GC_EVERY_MS = 300_000
 GC_SHARE = 0.01
-
-
-_GC_LOCK = threading.Lock()
-_GC_STATE = {"operators": 0, "threshold": None}  # the interpreter's settings while no operator runs
-
-
-def _gc_tune(delta: int) -> None:
-    """The first operator that opens in this interpreter (thread mode: several subtasks share one) turns
-    automatic full collections off and freezes the heap; the last one to close gives the settings back."""
-    with _GC_LOCK:
-        n = _GC_STATE["operators"]
-        if delta > 0 and n == 0:
-            _GC_STATE["threshold"] = gc.get_threshold()
-            gc.freeze()
-            g0, g1, _ = _GC_STATE["threshold"]
-            gc.set_threshold(g0, g1, 1_000_000_000)  # (threshold 2 counts young collections: never reached)
-        elif delta < 0 and n == 1:
-            gc.set_threshold(*_GC_STATE["threshold"])
-            gc.unfreeze()
-        _GC_STATE["operators"] = max(0, n + delta)
 
 
 def log_stats(what: str, stats: Optional[dict]) -> None:
@@ -223,14 +200,14 @@ class OnlineState(KeyedProcessFunction):
                       "flush_s": 0.0}
         self.out = RedisWrites(self.redis, self.progress_key)
         self.write_timers = set()  # (key, time) of the write timers this instance registered
-        _gc_tune(+1)
+        gc_pause.hold()
         self.gc_tuned = True
         self.gc_at = time.monotonic() + GC_EVERY_MS / 1000
 
     def close(self):
         if getattr(self, "gc_tuned", False):  # the interpreter outlives the operator
             self.gc_tuned = False
-            _gc_tune(-1)
+            gc_pause.release()
         log_stats("online state", getattr(self, "stats", None))
         if getattr(self, "out", None) is not None:
             log_stats("online writes", self.out.stats)
