@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
+from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
@@ -237,6 +238,9 @@ class EntityReply:
     prefix_events: Optional[List[Tuple[list, list]]] = None  # the top tile at the prefix, when not stored
     before: Optional[bool] = None  # sparse, read by range: whether some event before ``q`` exists (None: see events)
     raw: Optional[RawEvents] = None  # sparse, from the store: its events as columns (``events`` is then empty)
+    # dense, from the store: its unstored tiles' and raw ranges' events as columns (:func:`dense_fragments`);
+    # ``tile_events`` / ``range_events`` then hold only the pieces of an unbounded window
+    fragments: Optional[Tuple[Dict[str, RawEvents], List[RawEvents]]] = None
 
 
 def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply], q: int,
@@ -305,21 +309,10 @@ def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, s
     per window, the raw events of every entity's edge fragments and unstored tiles from columns
     (:func:`featurestore.kernel.columnar.window_rows`, one call for all entities), then its stored tiles
     merged in. (Unbounded windows, which start from a prefix, are left to :func:`_window_row`.)"""
-    width = len(layout.inputs)
     for w, sl in slots.items():
         if w is None:
             continue
-        groups = []
-        for r in replies:
-            tile_ix, range_ix = r.plan.pieces[w]
-            evs: list = []
-            for j in tile_ix:
-                name = r.plan.tiles[j]
-                if name not in r.tiles:
-                    evs += r.tile_events.get(name, ())
-            for j in range_ix:
-                evs += r.range_events[j]
-            groups.append(RawEvents.of(evs, width))  # (pieces are disjoint in time: every event once)
+        groups = _window_groups(replies, w, len(layout.inputs))
         built = window_rows(layout, groups, [[(None, q)]] * len(replies), [sl])
         for r, i, (row,) in zip(replies, index, built):
             tiles = r.tiles
@@ -328,6 +321,75 @@ def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, s
                 if tile is not None:
                     layout.merge(row, tile, sl)
             rows_of[i][w] = row
+
+
+def _window_groups(replies: Sequence[EntityReply], w: int, width: int) -> List[RawEvents]:
+    """Per entity, the raw events of window ``w``'s unstored tiles and raw ranges, in time order (the pieces
+    of one window are disjoint in time: laid in the order of their starts). Those of replies read with
+    ``fragments`` (:func:`dense_fragments`) are laid end to end in one new batch, slice by slice."""
+    times: List[int] = []
+    cols: List[list] = [[] for _ in range(width)]
+    members: list = []
+    loads = None
+    bounds = []
+    for r in replies:
+        plan, tiles = r.plan, r.tiles
+        tile_ix, range_ix = plan.pieces[w]
+        if r.fragments is None:  # (a reply built by hand: its events)
+            evs: list = []
+            for j in tile_ix:
+                name = plan.tiles[j]
+                if name not in tiles:
+                    evs += r.tile_events.get(name, ())
+            for j in range_ix:
+                evs += r.range_events[j]
+            bounds.append(RawEvents.of(evs, width))
+            continue
+        tmap, rlist = r.fragments
+        segs = []
+        for j in tile_ix:
+            name = plan.tiles[j]
+            f = tmap.get(name)
+            if f is not None and name not in tiles:
+                segs.append((int(name.partition(":")[2]) * 60_000, f))
+        for j in range_ix:
+            segs.append((plan.ranges[j][0], rlist[j]))
+        segs.sort(key=itemgetter(0))
+        a = len(times)
+        for _, f in segs:
+            lo, hi = f.lo, f.hi
+            if hi > lo:
+                fb = f.batch
+                times += fb.times[lo:hi]
+                for c, col in zip(cols, fb.cols):
+                    c += col[lo:hi]
+                members += fb.members[lo:hi]
+                loads = fb.loads
+        bounds.append((a, len(times)))
+    wb = RawBatch(times, cols, members, loads)
+    return [b if isinstance(b, RawEvents) else RawEvents(batch=wb, lo=b[0], hi=b[1]) for b in bounds]
+
+
+def dense_fragments(raw_replies: Sequence[list], plan: ReadPlan, members: ofmt.Members
+                    ) -> List[Tuple[Dict[str, RawEvents], List[RawEvents]]]:
+    """The raw events of entities with tiles (split replies of one view: :func:`decode_reply`'s
+    ``fragments``), parsed in one call: per entity, its unstored tiles' events by tile id and its raw
+    ranges' events, each a slice of one batch."""
+    blobs: List[bytes] = []
+    per = []
+    for r in raw_replies:
+        tmap = {}
+        for name, raw in zip(plan.tiles, r[4]):
+            if raw[:1] == b"\n" and len(raw) > 1:
+                tmap[name] = len(blobs)
+                blobs.append(raw[1:])
+        rlist = []
+        for frag in r[5]:
+            rlist.append(len(blobs))
+            blobs.append(frag)
+        per.append((tmap, rlist))
+    raws = raw_events_many(blobs, members)
+    return [({name: raws[k] for name, k in tmap.items()}, [raws[k] for k in rlist]) for tmap, rlist in per]
 
 
 def _sparse_span(reply: EntityReply, q: int, w: Optional[int]) -> Tuple[Optional[int], int]:
@@ -455,12 +517,14 @@ def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, s
 
 def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None, *,
                  members: ofmt.Members, meta: Optional[dict] = None, raw: Optional[RawEvents] = None,
-                 compared: Optional[bool] = None) -> Optional[EntityReply]:
+                 compared: Optional[bool] = None,
+                 fragments: Optional[Tuple[Dict[str, RawEvents], List[RawEvents]]] = None) -> Optional[EntityReply]:
     """An :class:`EntityReply` from the read script's reply (None when the entity has no state); rows are
     decoded on ``slots`` only (default: all); ``members``: how the view stores raw events
     (``online_format.members``). ``meta`` (the parsed first part) and ``raw`` (an entity without tiles:
-    its raw events, :func:`raw_events_many`) and ``compared`` (:func:`compares_orders` of ``slots``) when
-    the caller has them already."""
+    its raw events, :func:`raw_events_many`), ``compared`` (:func:`compares_orders` of ``slots``) and
+    ``fragments`` (an entity with tiles: its raw pieces, :func:`dense_fragments`) when the caller has them
+    already."""
     if not raw_reply:
         return None
     if meta is None:
@@ -498,17 +562,22 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
                            raw if raw is not None else raw_events(raw_reply[4], members))
     tiles: Dict[str, list] = {}
     tile_events: Dict[str, List[Tuple[list, list]]] = {}
+    # with ``fragments``, finite windows read those: events are listed only for an unbounded window's pieces
+    unbounded = plan.pieces.get(None, ((), ())) if fragments is not None else None
+    listed = None if unbounded is None else {plan.tiles[j] for j in unbounded[0]}
     for name, raw in zip(plan.tiles, raw_reply[4]):
         if raw[:1] == b"\n":
-            if len(raw) > 1:
+            if len(raw) > 1 and (listed is None or name in listed):
                 tile_events[name] = events_of(raw[1:])
         else:
             tiles[name] = decode(loads_exact(raw), slots)
-    range_events = [events_of(frag) for frag in raw_reply[5]]
+    range_events = [events_of(frag) if unbounded is None or j in unbounded[1] else []
+                    for j, frag in enumerate(raw_reply[5])]
     # every event read (fragments of several windows may overlap: an event can be listed twice)
     events = [ev for evs in (pevents or (), *tile_events.values(), *range_events) for ev in evs]
     before = bool(raw_reply[6]) if len(raw_reply) > 6 else None
-    return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents, before)
+    return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents, before,
+                       fragments=fragments)
 
 
 def compares_orders(layout: Layout, slots: Optional[Sequence[int]]) -> bool:

@@ -207,7 +207,8 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     n = len(plans)
     members = ofmt.members(cv)
     computed, replies = [], []  # the entities computed together, and their decoded replies
-    sparse = []  # (base, split reply, meta) of the entities without tiles: their raw events parsed together
+    sparse, dense = [], []  # (base, split reply, meta) of the entities without / with tiles: their raw events
+    # parsed together, one call each
     fix = fix_once(store, cv)
     compared = ol.compares_orders(layout, read_slots)
     metas: dict = {}  # meta text -> (meta, refusal): most entities of a view share one meta (same writer)
@@ -229,18 +230,18 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
             if why and why not in refusals:
                 refusals.append(why)
             if not why:
-                if not raw_reply[1]:
-                    sparse.append((base, raw_reply, meta))
-                    continue
-                computed.append(base)  # with tiles: decoded now, computed together below
-                replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta,
-                                               compared=compared))
+                (dense if raw_reply[1] else sparse).append((base, raw_reply, meta))
                 continue
         if why:
             out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
         else:  # no state: computed together below
             computed.append(base)
             replies.append(None)
+    frags = ol.dense_fragments([r for _, r, _ in dense], rplan, members) if dense else []
+    for (base, raw_reply, meta), fragments in zip(dense, frags):  # tiles and raw pieces: computed together
+        computed.append(base)
+        replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta,
+                                       compared=compared, fragments=fragments))
     raws = ol.raw_events_many([r[4] for _, r, _ in sparse], members)
     for (base, raw_reply, meta), raw in zip(sparse, raws):  # raw events only (as columns): computed together
         computed.append(base)
