@@ -331,3 +331,19 @@ def test_a_hand_off_seed_of_another_format_is_refused_on_restore(tmp_path):
     db.commit()
     db.close()
     handoff._check_format(path)
+
+
+def test_entity_keys_written_directly_equal_the_json_encoders():
+    """encode_entity writes plain strings and integers without the JSON encoder (a lookup encodes one key
+    per row and view): the text must be the encoder's, for every character JSON escapes or not."""
+    import random
+
+    from featurestore.stores.online_redis import _ENC, encode_entity
+
+    rng = random.Random(5)
+    chars = [chr(i) for i in range(0, 300)] + ["\u2028", "\ud800", "\U0001f600", "é", '"', "\\", "}", "{"]
+    for _ in range(20_000):
+        values = [rng.choice(["".join(rng.choice(chars) for _ in range(rng.randint(0, 4))),
+                              rng.randint(-2**63, 2**63 - 1), True, False, None, 1.5, 0, -1])
+                  for _ in range(rng.randint(1, 3))]
+        assert encode_entity(values) == _ENC.encode(values), values

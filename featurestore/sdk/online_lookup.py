@@ -101,7 +101,7 @@ def _lookup(store, entity_rows, features, feature_service, request_time, full_fe
     from featurestore.sdk.timeutil import now_ms, to_epoch_ms
     from featurestore.sdk.inputs import entity_rows as check_rows
     from featurestore.sdk.inputs import key_value
-    from featurestore.stores.online_redis import for_store
+    from featurestore.stores.online_redis import encode_entity, for_store, view_prefix
 
     selection = resolve_features(store.repo, features, feature_service)
     columns = output_names(selection, full_feature_names)
@@ -115,6 +115,8 @@ def _lookup(store, entity_rows, features, feature_service, request_time, full_fe
 
     views = []  # (cv, layout, plans, read plan, base per row, (slots per window, slots read))
     key_columns: Dict[str, list] = {}
+    key_cache: Dict[tuple, list] = {}  # (join key, type) -> its value per row
+    encoded: Dict[tuple, str] = {}  # join-key values -> their key text
     reads: Dict[str, list] = {}  # entity base -> script args
     for view_name, names in selection.items():
         view = store.repo.views[view_name]
@@ -130,22 +132,32 @@ def _lookup(store, entity_rows, features, feature_service, request_time, full_fe
         _, cv, layout, plans, wslots, windows, read_slots = hit
         rplan = ol.read_plan(windows, q, latest_only=len(windows) == 1 and wslots[windows[0]] == (layout.latest_slot,))
         args = rplan.script_args()
-        types = cv.key_types
+        kcols = []  # per join key, its value in every row (each (key, type) checked once per lookup)
+        for k in cv.join_keys:
+            kt = (k, cv.key_types[k])
+            col = key_cache.get(kt)
+            if col is None:
+                try:
+                    col = key_cache[kt] = [key_value(row[k], kt[1], "", k) for row in rows]
+                except (KeyError, RequestError):  # the first bad row's error, as the row-by-row check words it
+                    _check_keys(rows, cv, view_name)
+                    raise
+            kcols.append(col)
+        for k, col in zip(cv.join_keys, kcols):
+            key_columns[k] = col
+        prefix = view_prefix(online.project, view_name) + "{"
         bases: List[Optional[str]] = []
-        for i, row in enumerate(rows):
-            values = []
-            for k in cv.join_keys:
-                if k not in row:
-                    raise RequestError(f"entity row {i} has no join key '{k}' (needed by feature view '{view_name}')")
-                values.append(key_value(row[k], types[k], f"entity row {i}", k))
-            for k, v in zip(cv.join_keys, values):
-                key_columns.setdefault(k, [None] * len(rows))[i] = v
-            if any(v is None for v in values):  # a null key never matches an entity (SQL)
+        for values in zip(*kcols):
+            if None in values:  # a null key never matches an entity (SQL)
                 bases.append(None)
-            else:
-                base = online.base(view_name, values)
-                bases.append(base)
-                reads.setdefault(base, args)
+                continue
+            enc = encoded.get(values)
+            if enc is None:
+                enc = encoded[values] = encode_entity(values) + "}"
+            base = prefix + enc
+            bases.append(base)
+            if base not in reads:
+                reads[base] = args
         views.append((cv, layout, plans, rplan, bases, (wslots, read_slots)))
 
     clash = sorted(set(columns.values()) & set(key_columns))
@@ -178,6 +190,18 @@ def _lookup(store, entity_rows, features, feature_service, request_time, full_fe
     for r in refusals:
         log.warning("online lookup refused: %s", r)
     return ol.OnlineResponse(out, None, q, statuses, refusals, times)
+
+
+def _check_keys(rows, cv, view_name: str) -> None:
+    """Raise the error of the first row (in row order, then join-key order) whose join key is missing or
+    of the wrong type."""
+    from featurestore.sdk.inputs import key_value
+
+    for i, row in enumerate(rows):
+        for k in cv.join_keys:
+            if k not in row:
+                raise RequestError(f"entity row {i} has no join key '{k}' (needed by feature view '{view_name}')")
+            key_value(row[k], cv.key_types[k], f"entity row {i}", k)
 
 
 def fix_once(store, cv):
