@@ -94,7 +94,7 @@ def build_record(store, columns: Dict[str, List[Any]], key_names: List[str], sel
     request_id = request_id or uuid.uuid4().hex
     name = getattr(feature_service, "name", feature_service)
     service = store.repo.services.get(name) if name else None
-    fingerprints = {v: store.repo.feature_view(v).data_fingerprint for v in selection}
+    fingerprints = {v: _data_fingerprint(store, v) for v in selection}
     n = len(next(iter(columns.values()), []))
     entities = [{k: columns[k][i] for k in key_names} for i in range(n)]
     features = [{c: columns[c][i] for c in columns if c not in key_names} for i in range(n)]
@@ -110,6 +110,17 @@ def build_record(store, columns: Dict[str, List[Any]], key_names: List[str], sel
     if request_data is not None:
         payload["request_data"] = [{c: v[i] for c, v in request_data.items()} for i in range(n)]
     return LogRecord(request_id, {"r": _dumps(payload)}, name or ADHOC)
+
+
+def _data_fingerprint(store, name: str) -> str:
+    """The data fingerprint of view ``name``, computed once per definition object (a fingerprint hashes the
+    definition's canonical form: most of a one-entity lookup's logging; ``reload()`` makes new objects)."""
+    view = store.repo.feature_view(name)
+    memo = store.__dict__.setdefault("_log_fingerprints", {})
+    hit = memo.get(name)
+    if hit is None or hit[0] is not view:
+        hit = memo[name] = (view, view.data_fingerprint)
+    return hit[1]
 
 
 def write(client, project: str, record: LogRecord) -> str:
