@@ -147,7 +147,7 @@ def _lookup(store, entity_rows, features, feature_service, request_time, full_fe
             key_columns[k] = col
         prefix = view_prefix(online.project, view_name) + "{"
         bases: List[Optional[str]] = []
-        for values in zip(*kcols):
+        for values in (zip(*kcols) if kcols else [()] * len(rows)):
             if None in values:  # a null key never matches an entity (SQL)
                 bases.append(None)
                 continue
