@@ -1,5 +1,7 @@
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS fs_parse_json_record AS 'featurestore.flink.ParseJsonRecord' LANGUAGE JAVA;
 
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS fs_json_array AS 'featurestore.flink.JsonArrayText' LANGUAGE JAVA;
+
 CREATE TEMPORARY TABLE `fs_kafka_transactions` (
   `__value` BYTES,
   `__kafka_partition` INT METADATA FROM 'partition' VIRTUAL,
@@ -156,15 +158,15 @@ FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND (`merchant_id` IS NULL);
 
 -- online group 0 (user_spend, user_profile) -> per-entity mini-batches (ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer
-SELECT JSON_ARRAY(`user_id` NULL ON NULL) AS k,
-  JSON_ARRAY(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE(((`amount` > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount` NULL ON NULL) AS v,
+SELECT fs_json_array(`user_id`) AS k,
+  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE(((`amount` > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount`) AS v,
   `__pt`
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `user_id` IS NOT NULL;
 
 -- online group 1 (merchant_activity) -> per-entity mini-batches (ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer
-SELECT JSON_ARRAY(`merchant_id` NULL ON NULL) AS k,
-  JSON_ARRAY(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, TRUE, `amount`, `user_id`, `country` NULL ON NULL) AS v,
+SELECT fs_json_array(`merchant_id`) AS k,
+  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, TRUE, `amount`, `user_id`, `country`) AS v,
   `__pt`
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `merchant_id` IS NOT NULL;

@@ -89,6 +89,7 @@ class StreamPlan:
         return "\n\n".join(parts)
 
 
+JSON_ARRAY_FUNCTION = "fs_json_array"  # the online rows' arrays (json_array_ddl)
 PROC_TIME = "__pt"  # the processing-time attribute of a shared view (StreamPlan.shared)
 
 
@@ -112,6 +113,14 @@ def _stored_where(join_keys: Sequence[str], flt: Optional[str]) -> str:
     return " AND ".join(conds)
 
 
+def json_array_ddl() -> str:
+    """The DDL of ``fs_json_array`` (``java/.../JsonArrayText.java``): the text of ``JSON_ARRAY(... NULL ON
+    NULL)``, byte for byte, without its per-row Jackson tree."""
+    from featurestore.engines.flink.udf import JSON_ARRAY_CLASS
+
+    return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {JSON_ARRAY_FUNCTION} AS '{JSON_ARRAY_CLASS}' LANGUAGE JAVA"
+
+
 def _json_value(sql: str, dtype: str) -> str:
     """A value as JSON_ARRAY writes it losslessly (FLOAT widened exactly to DOUBLE)."""
     return f"CAST({sql} AS DOUBLE)" if dtype == t.FLOAT32 else sql
@@ -119,7 +128,8 @@ def _json_value(sql: str, dtype: str) -> str:
 
 def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Sequence[ViewExprs],
                      typed_view: str, columns: Dict[str, str]) -> Tuple[str, List[str]]:
-    """The group's insert-only query, and the SQL of each slot of the event array."""
+    """The group's insert-only query, and the SQL of each slot of the event array (the key and the event are
+    JSON arrays written by ``fs_json_array``: what ``JSON_ARRAY`` writes, byte for byte)."""
     cv0 = cvs[0]
     eid = f"CAST({qi(KAFKA_PARTITION)} AS BIGINT) * {1 << 40} + {qi(KAFKA_OFFSET)}"  # online.PARTITION_SHIFT
     slots: List[str] = [eid, qi(TS_MS)]
@@ -143,11 +153,11 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
                 slots.append(value)
             idx.append(input_slots[value])
         ov.inputs = tuple(idx)
-    key = "JSON_ARRAY(" + ", ".join(qi(k) for k in group.join_keys) + " NULL ON NULL)"
+    key = f"{JSON_ARRAY_FUNCTION}(" + ", ".join(qi(k) for k in group.join_keys) + ")"
     where = _stored_where(group.join_keys, None)
     if all(f != "TRUE" for f in flags):
         where += " AND (" + " OR ".join(flags) + ")"
-    sql = (f"SELECT {key} AS k,\n  JSON_ARRAY({', '.join(slots)} NULL ON NULL) AS v,\n  {qi(PROC_TIME)}\n"
+    sql = (f"SELECT {key} AS k,\n  {JSON_ARRAY_FUNCTION}({', '.join(slots)}) AS v,\n  {qi(PROC_TIME)}\n"
            f"FROM {qi(typed_view)}\nWHERE {where}")
     return sql, slots
 
@@ -168,6 +178,8 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
 
     plan = StreamPlan()
     plan.ddl.extend(flink_ingest.function_ddl([sources[cv.name] for cv in cvs]))
+    if online_views:
+        plan.ddl.append(json_array_ddl())
     by_source: Dict[str, List[CompiledView]] = {}
     for cv in cvs:
         by_source.setdefault(sources[cv.name].name, []).append(cv)
@@ -231,4 +243,4 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
 
 
 __all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "events_select_sql", "online_group_sql",
-           "PROC_TIME"]
+           "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl"]
