@@ -151,12 +151,30 @@ def _online_batches_keyed(t_env, select: str, batch_ms: int):
     return KeyedStream(j_keyed, value_type, stream)
 
 
+def _barrier(t_env, table):
+    """``table`` through a DataStream and back, plus the processing-time column :data:`PROC_TIME`. The stream
+    carries Flink's internal rows (``RowData``): PyFlink's ``to_data_stream``/``from_data_stream`` convert
+    each row to a ``Row`` of Java objects and back, decoding and re-encoding every string (with the
+    conversion a second time for the online query, translated apart from the statement set: 9% of the
+    job's JVM samples, bench/results/small-stream-profile.md)."""
+    from pyflink.java_gateway import get_gateway
+    from pyflink.table import Schema, Table
+
+    jvm = get_gateway().jvm
+    j_table = table._j_table
+    internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
+        jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    j_stream = t_env._j_tenv.toDataStream(j_table, internal)
+    schema = Schema.new_builder().column_by_expression(PROC_TIME, "PROCTIME()").build()
+    return Table(t_env._j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
+
+
 def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     """The job (not yet executed) for ``plan``: SQL sinks attached to the DataStream environment, plus the
     online writer. Execute with ``built.env.execute_async(options.job_name)``."""
     from pyflink.common import Types
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
-    from pyflink.table import Schema, StreamTableEnvironment
+    from pyflink.table import StreamTableEnvironment
 
     env = StreamExecutionEnvironment.get_execution_environment(configuration(options))
     env.enable_checkpointing(int(options.checkpoint_interval_ms), CheckpointingMode.EXACTLY_ONCE)
@@ -169,8 +187,7 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
             # Materialize once: otherwise the planner inlines the view into every consumer and each sink
             # re-parses the JSON payload (measured: several times slower with five sinks); the online rows
             # take their processing time from here (no second DataStream hop for their windows).
-            table = t_env.from_data_stream(t_env.to_data_stream(table), Schema.new_builder().column_by_expression(
-                PROC_TIME, "PROCTIME()").build())
+            table = _barrier(t_env, table)
         t_env.create_temporary_view(name, table)
     stmt_set = t_env.create_statement_set()
     for sink, select in plan.inserts:
