@@ -11,7 +11,7 @@ CREATE TEMPORARY TABLE `fs_kafka_transactions` (
   'connector' = 'kafka',
   'topic' = 'transactions',
   'properties.bootstrap.servers' = '<kafka bootstrap>',
-  'properties.group.id' = 'featurestore-payments-248f69f64e3c',
+  'properties.group.id' = 'featurestore-payments-808c03fe5b35',
   'scan.startup.mode' = 'earliest-offset',
   'value.format' = 'raw'
 );
