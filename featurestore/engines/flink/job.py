@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 from featurestore.config import RestartStrategy
 from featurestore.engines.flink.online import OnlineState, progress_key
 from featurestore.engines.flink.sqltypes import qi
-from featurestore.engines.flink.tables import StreamPlan
+from featurestore.engines.flink.tables import PROC_TIME, StreamPlan
 
 WRITER_FLUSH_MS = 50  # buffered online writes reach Redis at most this much later (freshness)
 LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)
@@ -51,7 +51,6 @@ class JobOptions:
     progress_key: str = ""
     python_mode: str = "thread"
     idle_timeout_ms: int = 2_000
-    barriers: bool = True
     online: bool = True
     # restart-strategy.* options (featurestore.yaml flink.restart_strategy; config.RestartStrategy)
     restart: Dict[str, str] = field(default_factory=lambda: RestartStrategy().flink_options())
@@ -122,8 +121,9 @@ def _discarding_sink():
 
 
 def _online_batches_keyed(t_env, select: str, batch_ms: int):
-    """The online rows ``(k, v)`` of the query ``select`` collected per key into mini-batches, as a
-    KeyedStream of ``(k, batch)`` keyed by ``k`` in the JVM.
+    """The online rows ``(k, v, __pt)`` of the query ``select`` collected per key into mini-batches, as a
+    KeyedStream of ``(k, batch)`` keyed by ``k`` in the JVM. ``__pt`` is the processing-time attribute of
+    the shared typed view the rows come from (``job.build``): no DataStream hop to add one here.
 
     A processing-time tumbling window of ``batch_ms`` per key joins the event arrays of one key with commas
     (``ARRAY_AGG`` keeps them in a list state, ``ARRAY_JOIN`` concatenates once when the window fires:
@@ -137,15 +137,11 @@ def _online_batches_keyed(t_env, select: str, batch_ms: int):
     from pyflink.common import Types
     from pyflink.datastream.data_stream import KeyedStream
     from pyflink.java_gateway import get_gateway
-    from pyflink.table import Schema
 
-    rows = t_env.to_data_stream(t_env.sql_query(select))
-    timed = t_env.from_data_stream(rows, Schema.new_builder().column("k", "STRING").column("v", "STRING")
-                                   .column_by_expression("__pt", "PROCTIME()").build())
-    t_env.create_temporary_view("fs_online_rows", timed)
+    t_env.create_temporary_view("fs_online_rows", t_env.sql_query(select))
     seconds = f"{int(batch_ms) // 1000}.{int(batch_ms) % 1000:03d}"
     batches = (f"SELECT k, ARRAY_JOIN(ARRAY_AGG(v), ',') AS b\n"
-               f"FROM TABLE(TUMBLE(TABLE fs_online_rows, DESCRIPTOR(`__pt`), INTERVAL '{seconds}' SECOND))\n"
+               f"FROM TABLE(TUMBLE(TABLE fs_online_rows, DESCRIPTOR({qi(PROC_TIME)}), INTERVAL '{seconds}' SECOND))\n"
                f"GROUP BY k, window_start, window_end")
     value_type = Types.ROW_NAMED(["k", "b"], [Types.STRING(), Types.STRING()])
     pairs = t_env.sql_query(f"SELECT k, ROW(k, b) AS r FROM (\n{batches}\n)")
@@ -153,6 +149,24 @@ def _online_batches_keyed(t_env, select: str, batch_ms: int):
     j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                           Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, stream)
+
+
+def _barrier(t_env, table):
+    """``table`` through a DataStream and back, plus the processing-time column :data:`PROC_TIME`. The stream
+    carries Flink's internal rows (``RowData``): PyFlink's ``to_data_stream``/``from_data_stream`` convert
+    each row to a ``Row`` of Java objects and back, decoding and re-encoding every string (with the
+    conversion a second time for the online query, translated apart from the statement set: 9% of the
+    job's JVM samples, bench/results/small-stream-profile.md)."""
+    from pyflink.java_gateway import get_gateway
+    from pyflink.table import Schema, Table
+
+    jvm = get_gateway().jvm
+    j_table = table._j_table
+    internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
+        jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    j_stream = t_env._j_tenv.toDataStream(j_table, internal)
+    schema = Schema.new_builder().column_by_expression(PROC_TIME, "PROCTIME()").build()
+    return Table(t_env._j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
 
 
 def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
@@ -169,10 +183,11 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
         t_env.execute_sql(stmt)
     for name, select in plan.views:
         table = t_env.sql_query(select)
-        if options.barriers:
+        if name in plan.shared:
             # Materialize once: otherwise the planner inlines the view into every consumer and each sink
-            # re-parses the JSON payload (measured: several times slower with five sinks).
-            table = t_env.from_data_stream(t_env.to_data_stream(table))
+            # re-parses the JSON payload (measured: several times slower with five sinks); the online rows
+            # take their processing time from here (no second DataStream hop for their windows).
+            table = _barrier(t_env, table)
         t_env.create_temporary_view(name, table)
     stmt_set = t_env.create_statement_set()
     for sink, select in plan.inserts:
@@ -180,7 +195,7 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     stmt_set.attach_as_datastream()
     if plan.online and options.online:
         union = "\nUNION ALL\n".join(
-            f"SELECT '{g.gid}' || k AS k, v FROM (\n{g.sql}\n)" for g in plan.online)
+            f"SELECT '{g.gid}' || k AS k, v, {qi(PROC_TIME)} FROM (\n{g.sql}\n)" for g in plan.online)
         written = (
             _online_batches_keyed(t_env, union, options.flush_ms)
             .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,

@@ -66,8 +66,10 @@ DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 # The job's operator layout: a change whose snapshots the new job cannot restore (an operator's state gone
 # or changed) bumps it, so the job starts afresh (as for a changed definition) instead of failing to
-# restore. 2: the online state operator writes Redis itself (no writer operator with its ListState).
-JOB_FORMAT = 2
+# restore. 2: the online state operator writes Redis itself (no writer operator with its ListState). 3: the
+# online rows reach their mini-batch windows without a DataStream hop (the SQL operators' generated ids, the
+# windows' among them, follow the job graph's shape: a checkpoint of format 2 would not map onto them).
+JOB_FORMAT = 3
 DEFAULT_FLUSH_MS = 200  # the online mini-batch window: an event reaches Python (then Redis) at most this much later
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
 # A bounded run with a large backlog: 15 s windows, so an entity's events reach Python (and Redis) in fewer,

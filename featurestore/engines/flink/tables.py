@@ -17,7 +17,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
-from featurestore.engines.flink.sqltypes import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, PARQUET_OPTIONS, REASON,
+from featurestore.engines.flink.sqltypes import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, REASON,
+                                                 STAGING_PARQUET_OPTIONS,
                                                  TS_MS, _with, qi)
 
 # -- the job's tables ---------------------------------------------------------------------------------
@@ -47,7 +48,7 @@ class OnlineGroup:
 
     Rows of ``sql``: ``k`` (JSON array of the join-key values: the Flink key), ``v`` (JSON array: the
     event's id = Kafka partition << 40 | offset, its time in ms, the other order columns, one filter flag
-    per view, the distinct input values)."""
+    per view, the distinct input values), ``__pt`` (the processing time: the mini-batch windows')."""
 
     gid: int
     source: str
@@ -67,20 +68,29 @@ class StreamPlan:
     online groups. ``explain()`` prints it."""
 
     ddl: List[str] = field(default_factory=list)
-    views: List[Tuple[str, str]] = field(default_factory=list)  # (name, SELECT): materialized once, in order
+    views: List[Tuple[str, str]] = field(default_factory=list)  # (name, SELECT): created in order
+    # views materialized once each (a DataStream barrier) and given the processing-time column PROC_TIME (the
+    # online mini-batch windows'). Without its barrier the parsed view is planned into the typed one, with
+    # the parse function's call inlined into each of its uses (it is not deterministic: it reads the clock)
+    shared: List[str] = field(default_factory=list)
     inserts: List[Tuple[str, str]] = field(default_factory=list)  # (sink table, SELECT)
     online: List[OnlineGroup] = field(default_factory=list)
     sinks: Dict[str, str] = field(default_factory=dict)  # view or "_dead_letters/<source>" -> staging dir
 
     def explain(self) -> str:
         parts = [s.strip() + ";" for s in self.ddl]
-        parts += [f"-- evaluated once per record (DataStream barrier), then shared\nCREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
+        parts += [(f"-- evaluated once per record (DataStream barrier, plus the processing-time column {qi(PROC_TIME)}), "
+                   f"then shared\n" if n in self.shared else "") + f"CREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
                   for n, q in self.views]
         parts += [f"INSERT INTO {sink}\n{sql};" for sink, sql in self.inserts]
         parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> per-entity mini-batches "
                   f"(ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer\n{g.sql};"
                   for g in self.online]
         return "\n\n".join(parts)
+
+
+JSON_ARRAY_FUNCTION = "fs_json_array"  # the online rows' arrays (json_array_ddl)
+PROC_TIME = "__pt"  # the processing-time attribute of a shared view (StreamPlan.shared)
 
 
 def _table_name(kind: str, name: str) -> str:
@@ -103,6 +113,14 @@ def _stored_where(join_keys: Sequence[str], flt: Optional[str]) -> str:
     return " AND ".join(conds)
 
 
+def json_array_ddl() -> str:
+    """The DDL of ``fs_json_array`` (``java/.../JsonArrayText.java``): the text of ``JSON_ARRAY(... NULL ON
+    NULL)``, byte for byte, without its per-row Jackson tree."""
+    from featurestore.engines.flink.udf import JSON_ARRAY_CLASS
+
+    return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {JSON_ARRAY_FUNCTION} AS '{JSON_ARRAY_CLASS}' LANGUAGE JAVA"
+
+
 def _json_value(sql: str, dtype: str) -> str:
     """A value as JSON_ARRAY writes it losslessly (FLOAT widened exactly to DOUBLE)."""
     return f"CAST({sql} AS DOUBLE)" if dtype == t.FLOAT32 else sql
@@ -110,7 +128,8 @@ def _json_value(sql: str, dtype: str) -> str:
 
 def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Sequence[ViewExprs],
                      typed_view: str, columns: Dict[str, str]) -> Tuple[str, List[str]]:
-    """The group's insert-only query, and the SQL of each slot of the event array."""
+    """The group's insert-only query, and the SQL of each slot of the event array (the key and the event are
+    JSON arrays written by ``fs_json_array``: what ``JSON_ARRAY`` writes, byte for byte)."""
     cv0 = cvs[0]
     eid = f"CAST({qi(KAFKA_PARTITION)} AS BIGINT) * {1 << 40} + {qi(KAFKA_OFFSET)}"  # online.PARTITION_SHIFT
     slots: List[str] = [eid, qi(TS_MS)]
@@ -134,11 +153,11 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
                 slots.append(value)
             idx.append(input_slots[value])
         ov.inputs = tuple(idx)
-    key = "JSON_ARRAY(" + ", ".join(qi(k) for k in group.join_keys) + " NULL ON NULL)"
+    key = f"{JSON_ARRAY_FUNCTION}(" + ", ".join(qi(k) for k in group.join_keys) + ")"
     where = _stored_where(group.join_keys, None)
     if all(f != "TRUE" for f in flags):
         where += " AND (" + " OR ".join(flags) + ")"
-    sql = (f"SELECT {key} AS k,\n  JSON_ARRAY({', '.join(slots)} NULL ON NULL) AS v\n"
+    sql = (f"SELECT {key} AS k,\n  {JSON_ARRAY_FUNCTION}({', '.join(slots)}) AS v,\n  {qi(PROC_TIME)}\n"
            f"FROM {qi(typed_view)}\nWHERE {where}")
     return sql, slots
 
@@ -159,6 +178,8 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
 
     plan = StreamPlan()
     plan.ddl.extend(flink_ingest.function_ddl([sources[cv.name] for cv in cvs]))
+    if online_views:
+        plan.ddl.append(json_array_ddl())
     by_source: Dict[str, List[CompiledView]] = {}
     for cv in cvs:
         by_source.setdefault(sources[cv.name].name, []).append(cv)
@@ -171,6 +192,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         plan.ddl.append(flink_ingest.kafka_table_ddl(source, raw, bootstrap, group_id, bounded, kafka_options))
         plan.views.append((parsed, flink_ingest.parsed_select_sql(source, raw)))
         plan.views.append((typed, flink_ingest.typed_select_sql(source, parsed, max_future_ms)))
+        plan.shared.extend([parsed, typed])
         columns = dict(source.schema)
         exprs = {cv.name: compile_view_exprs(cv) for cv in views}
         # offline: one Parquet sink per view. Not partitioned: a sink subtask then writes the rows of each
@@ -180,7 +202,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
             sink = _table_name("events", cv.name)
             cols = [f"{qi(n)} {FLINK_TYPES[d]}" for n, d in cv.stored_columns]
             cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
-            options = {"connector": "filesystem", "path": staging[cv.name], **PARQUET_OPTIONS}
+            options = {"connector": "filesystem", "path": staging[cv.name], **STAGING_PARQUET_OPTIONS}
             plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
             plan.inserts.append((sink, events_select_sql(cv, exprs[cv.name], typed)))
             plan.sinks[cv.name] = staging[cv.name]
@@ -189,7 +211,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         for cv in views:
             groups.setdefault(tuple(cv.join_keys), []).append(cv)
         dl = _table_name("dead_letters", source_name)
-        options = {"connector": "filesystem", "path": dead_letter_staging[source_name], **PARQUET_OPTIONS}
+        options = {"connector": "filesystem", "path": dead_letter_staging[source_name], **STAGING_PARQUET_OPTIONS}
         plan.ddl.append(
             f"CREATE TEMPORARY TABLE {qi(dl)} (\n  payload STRING,\n  reason STRING,\n  kafka_partition INT,\n"
             f"  kafka_offset BIGINT,\n  kafka_timestamp TIMESTAMP(3),\n  ingest_time TIMESTAMP(3)\n) " + _with(options))
@@ -220,4 +242,5 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     return plan
 
 
-__all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "events_select_sql", "online_group_sql"]
+__all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "events_select_sql", "online_group_sql",
+           "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl"]
