@@ -17,11 +17,11 @@ events in the same order, slot kind by slot kind:
 
 * counts: ``count(*)``, ``count(x)`` (NaN is a value);
 * integer sums (and sums of squares, from 32-bit halves of ``|x|``) as HUGEINT, exact; float sums and
-  sums of squares: each double ``x`` is split into ``M * 2**E`` (``M`` an integer below ``2**55``,
-  ``E`` from ``log2`` with one bit of margin; scaling by powers of two is exact), ``M`` (and the
-  27/28-bit halves of ``|M|`` squared and crossed) summed per exponent as HUGEINT, and Python joins the
-  few exponents of a tile into one :class:`~featurestore.kernel.exact.ExactSum`; NaN and infinities
-  are counted apart;
+  sums of squares: each double ``x`` is split into ``M * 2**E`` (``E`` from ``log2`` with one bit of
+  margin, floored to a multiple of 8 so a tile holds few exponents; ``M`` an integer below ``2**62``;
+  scaling by powers of two is exact), ``M`` (and the 31-bit halves of ``|M|`` squared and crossed)
+  summed per exponent as HUGEINT, and Python joins the few exponents of a tile into one
+  :class:`~featurestore.kernel.exact.ExactSum`; NaN and infinities are counted apart;
 * min / max: DuckDB's order of doubles is the kernel's (NaN above every number); of equal values the
   kernel keeps the first added, which only shows for a zero (``-0.0`` vs ``0.0``): the first zero's
   rank and sign are kept (``2 * rank + sign``);
@@ -42,6 +42,7 @@ from featurestore.kernel.exact import ExactSum
 from featurestore.kernel.partials import Encoded, Layout, _NAN_KEY
 
 BASE_G = -(1 << 62)  # the group of the events before the cut (the base row)
+_E_STEP = 8  # float sums: exponents grouped by multiples of this (mantissas then below 2**62)
 MINUTE_MS = 60_000
 _LOW = 4294967295  # 2**32 - 1
 
@@ -141,11 +142,12 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     joins = []
     for col, flv in float_level.items():
         x = f"__fs_i{col}"
-        e = f"greatest(CAST(floor(log2(abs({x}))) AS INTEGER) - 53, -1074)"
+        e0 = f"greatest(CAST(floor(log2(abs({x}))) AS INTEGER) - 53, -1074)"
+        e = f"({e0} - ((({e0}) % {_E_STEP}) + {_E_STEP}) % {_E_STEP})"  # a multiple of _E_STEP: few groups
         m = f"CAST(({x} * pow(2.0, (-__E) // 2)) * pow(2.0, -__E - ((-__E) // 2)) AS BIGINT)"
         ctes.append(
             f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
-            f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 28 AS __H, abs(__M) & 268435455 AS __L FROM "
+            f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 31 AS __H, abs(__M) & {(1 << 31) - 1} AS __L FROM "
             f"(SELECT __fs_e, __fs_g0, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0, {x}, {e} AS __E FROM __fs_src "
             f"WHERE {x} IS NOT NULL AND isfinite({x}) AND {x} <> 0))) GROUP BY ALL)")
         fm = [(c, f"sum({c})", flv, c) for c in ("sm", "sh", "sk", "sl")]
@@ -222,7 +224,7 @@ def _exact_square(es: Optional[list], hs: list, ks: list, ls: list, nan: int, pi
     out = ExactSum(0, 0, nan, pinf + ninf, 0)
     if es:
         s = max(0, -2 * es[0])
-        out.m = sum(((int(h) << 56) + (int(k) << 29) + int(lo)) << (2 * e + s) for e, h, k, lo in zip(es, hs, ks, ls))
+        out.m = sum(((int(h) << 62) + (int(k) << 32) + int(lo)) << (2 * e + s) for e, h, k, lo in zip(es, hs, ks, ls))
         out.s = s
     return out
 
