@@ -239,58 +239,77 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: froze
     ``\\u001F`` where Python writes ``\\u001f``): those are parsed into sets."""
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     es, ls, gs, counts = cols["__fs_e"], cols["__fs_l"], cols["__fs_g"], cols["n"]
-    float_cols = layout.float_cols
-    slots = layout.slots
+    getters = [_getter(layout, i, cols, order_text, loads, text_cols, merged_level) for i in layout.all_slots]
+    plans: dict = {}  # level -> (slots, [(slot, getter)]) of the slots its rows hold
     out = []
     for r in range(batch.num_rows):
         level = ls[r]
-        row = layout.new()
-        for i in (layout.all_slots if level < 0 else layout.kept(level)):
-            kind, col = slots[i]
-            if kind in ("*", "n"):
-                v = cols[f"s{i}"][r]
-            elif kind == "s" and col in float_cols:
-                v = _exact(cols[f"fx{col}"][r], cols[f"fm{col}"][r], cols[f"nan{col}"][r], cols[f"pinf{col}"][r],
-                           cols[f"ninf{col}"][r])
-            elif kind == "q" and col in float_cols:
-                v = _exact_square(cols[f"fx{col}"][r], cols[f"fh{col}"][r], cols[f"fk{col}"][r], cols[f"fl{col}"][r],
-                                  cols[f"nan{col}"][r], cols[f"pinf{col}"][r], cols[f"ninf{col}"][r])
-            elif kind == "s":
-                v = cols[f"s{i}"][r]
-                v = 0 if v is None else int(v)
-            elif kind == "q":
-                h, k, lo = cols[f"h{i}"][r], cols[f"k{i}"][r], cols[f"l{i}"][r]
-                v = ExactSum(0 if h is None else (int(h) << 64) + (int(k) << 33) + int(lo), 0)
-            elif kind in ("<", ">"):
-                v = cols[f"s{i}"][r]
-                if v is not None and col in float_cols and v == 0:
-                    v = _zero(cols[f"z{i}"][r])
-            elif kind == "d":
-                v = cols[f"s{i}"][r] or []
-                if col in float_cols:
-                    z = _zero(cols[f"z{i}"][r])
-                    v = {_NAN_KEY if x != x else (z if x == 0 else x) for x in v}
-                elif col in text_cols:
-                    if level < 0 or level == merged_level or "\\u00" in v:
-                        v = set(loads(v))
-                    else:
-                        v = Encoded(v)
-                else:
-                    v = set(v)
-            elif kind in ("f", "l"):
-                o = cols[f"o{i}"][r]
-                v = cols[f"v{i}_{col}"][r]
-                if col in float_cols:
-                    v = _float(v)
-                v = None if o is None else [_order(o, order_text, loads), v]
-            else:  # "L"
-                o = cols[f"o{i}"][r]
-                v = None if o is None else [_order(o, order_text, loads),
-                                            [_float(cols[f"v{i}_{c}"][r]) if c in float_cols else cols[f"v{i}_{c}"][r]
-                                             for c in layout.latest_cols]]
-            row[i] = v
+        plan = plans.get(level)
+        if plan is None:
+            kept = layout.all_slots if level < 0 else layout.kept(level)
+            plan = plans[level] = (kept, [(i, getters[i]) for i in kept])
+        row = layout.shell(plan[0])
+        for i, get in plan[1]:
+            row[i] = get(r, level)
         out.append((es[r], level, gs[r], counts[r], row))
     return out
+
+
+def _getter(layout: Layout, i: int, cols: dict, order_text: bool, loads, text_cols: frozenset,
+            merged_level: Optional[int]):
+    """``get(r, level)``: slot ``i``'s value in row ``r`` of the columns ``cols`` (see :func:`decode_rows`),
+    made once per batch (no per-row dispatch on the slot's kind)."""
+    kind, col = layout.slots[i]
+    fl = col in layout.float_cols
+    if kind in ("*", "n"):
+        vs = cols[f"s{i}"]
+        return lambda r, level: vs[r]
+    if kind in ("s", "q") and fl:
+        nan, pinf, ninf, fx = cols[f"nan{col}"], cols[f"pinf{col}"], cols[f"ninf{col}"], cols[f"fx{col}"]
+        if kind == "s":
+            fm = cols[f"fm{col}"]
+            return lambda r, level: _exact(fx[r], fm[r], nan[r], pinf[r], ninf[r])
+        fh, fk, fl_ = cols[f"fh{col}"], cols[f"fk{col}"], cols[f"fl{col}"]
+        return lambda r, level: _exact_square(fx[r], fh[r], fk[r], fl_[r], nan[r], pinf[r], ninf[r])
+    if kind == "s":
+        vs = cols[f"s{i}"]
+        return lambda r, level: 0 if vs[r] is None else int(vs[r])
+    if kind == "q":
+        hs, ks, lows = cols[f"h{i}"], cols[f"k{i}"], cols[f"l{i}"]
+        return lambda r, level: ExactSum(0 if hs[r] is None else (int(hs[r]) << 64) + (int(ks[r]) << 33) + int(lows[r]), 0)
+    if kind in ("<", ">"):
+        vs = cols[f"s{i}"]
+        if not fl:
+            return lambda r, level: vs[r]
+        zs = cols[f"z{i}"]
+        return lambda r, level: _zero(zs[r]) if vs[r] is not None and vs[r] == 0 else vs[r]
+    if kind == "d":
+        vs = cols[f"s{i}"]
+        if fl:
+            zs = cols[f"z{i}"]
+
+            def floats(r, level):
+                z = _zero(zs[r])
+                return {_NAN_KEY if x != x else (z if x == 0 else x) for x in vs[r] or ()}
+            return floats
+        if col in text_cols:
+            def texts(r, level):
+                v = vs[r] or []
+                if level < 0 or level == merged_level or "\\u00" in v:
+                    return set(loads(v))
+                return Encoded(v)
+            return texts
+        return lambda r, level: set(vs[r] or ())
+    os_ = cols[f"o{i}"]
+    if kind in ("f", "l"):
+        vs = cols[f"v{i}_{col}"]
+        if fl:
+            return lambda r, level: None if os_[r] is None else [_order(os_[r], order_text, loads), _float(vs[r])]
+        return lambda r, level: None if os_[r] is None else [_order(os_[r], order_text, loads), vs[r]]
+    # "L": the latest event's values of every latest column
+    latest = [(cols[f"v{i}_{c}"], c in layout.float_cols) for c in layout.latest_cols]
+    return lambda r, level: None if os_[r] is None else [_order(os_[r], order_text, loads),
+                                                         [_float(v[r]) if f else v[r] for v, f in latest]]
 
 
 def _order(o: Any, order_text: bool, loads) -> list:
