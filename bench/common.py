@@ -211,6 +211,47 @@ def write_results(name: str, doc: dict, markdown: str) -> Path:
     return path
 
 
+def redis_cpu(client) -> float:
+    """The Redis server's CPU seconds so far (``INFO cpu``: user + sys)."""
+    info = client.info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
+
+
+def measure_cpu(client, fn: Callable[[], object]):
+    """``({"seconds", "cpu", "redis_cpu"}, fn())``: wall seconds, this process's CPU seconds (Python and
+    its native threads) and the Redis server's, around one call (the materialize benchmarks' basis)."""
+    t0, c0, r0 = time.perf_counter(), time.process_time(), redis_cpu(client)
+    out = fn()
+    return {"seconds": round(time.perf_counter() - t0, 3), "cpu": round(time.process_time() - c0, 3),
+            "redis_cpu": round(redis_cpu(client) - r0, 3)}, out
+
+
+def run_doc(module: str, argv) -> dict:
+    """The start of a result document: command, start time, machine notes, load average at start
+    (:func:`finish` adds the load at the end)."""
+    return {"command": f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_notes(),
+            "load_start": list(os.getloadavg())}
+
+
+def run_header(doc: dict, title: str) -> List[str]:
+    """Markdown lines heading a result: title and start, command, machine, load at start and end."""
+    return [f"# {title} ({doc['started']})", "", f"Command: `{doc['command']}`", "",
+            f"Machine: {json.dumps(doc['machine'], default=str)[:600]}", "",
+            f"Load average (1, 5, 15 min) at start: {[round(x, 2) for x in doc.get('load_start', [])]}, at end: "
+            f"{[round(x, 2) for x in doc['load_end']]}", ""]
+
+
+def finish(name: str, doc: dict, render: Callable[[dict], str]) -> int:
+    """Record the load at the end, write ``<name>.json`` and ``<name>.md`` (``render(doc)``) under
+    bench/results and print the markdown."""
+    doc["load_end"] = list(os.getloadavg())
+    markdown = render(doc)
+    write_results(name, doc, markdown)
+    print(markdown)
+    return 0
+
+
 @contextmanager
 def peak_rss():
     """Yields a dict that gets 'gib': the process's peak RSS (ru_maxrss, monotone: a high-water mark)."""
