@@ -169,9 +169,10 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
                  f"AS s FROM __fs_src WHERE __fs_g0 = {BASE_G} GROUP BY ALL"]
         for k in range(top + 1):
             size = MINUTE_MS << k
-            parts.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_ts - (((__fs_ts % {size}) + {size}) % {size}) AS __fs_g, "
-                         f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM __fs_src "
-                         f"WHERE __fs_g0 <> {BASE_G} GROUP BY ALL")
+            # only the tiles kept (__fs_agg): most minutes and short tiles hold too few events to be stored
+            parts.append(f"SELECT __fs_e, __fs_l, __fs_g, list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM "
+                         f"(SELECT __fs_e, {k} AS __fs_l, __fs_ts - (((__fs_ts % {size}) + {size}) % {size}) AS __fs_g, {x} "
+                         f"FROM __fs_src WHERE __fs_g0 <> {BASE_G}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL")
         ctes.append(f"dx{i} AS (SELECT __fs_e, __fs_l, __fs_g, to_json(list_sort(s)) AS s{i} FROM "
                     f"({' UNION ALL '.join(parts)}))")
         joins.append(f" LEFT JOIN dx{i} USING (__fs_e, __fs_l, __fs_g)")
