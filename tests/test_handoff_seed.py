@@ -165,3 +165,51 @@ def test_an_unbounded_views_seed_is_folded_in_duckdb_as_the_trim_folds_it(tmp_pa
         con.close()
     finally:
         drop_project(redis_client, project)
+
+
+@pytest.mark.redis
+def test_a_duckdb_error_of_the_fold_falls_back_to_the_python_build(tmp_path, redis_client, monkeypatch):
+    """As materialize does, a DuckDB error of the vectorised fold (here injected into its base query after
+    a first batch of records was written) makes the writer build the view's records in Python from the
+    whole history instead: the same records, each once, the same count."""
+    from featurestore.engines.flink import handoff_seed
+
+    events = random_events(7, n=600, span_s=30 * 86_400)
+    project = f"t_seedx_{uuid.uuid4().hex[:8]}"
+    store = FeatureStore(make_repo(tmp_path / "repo", f"fs_seedx_{uuid.uuid4().hex[:8]}", project, events))
+    real = handoff_seed.folded_records
+
+    def failing(*args):
+        batches = real(*args[:-1], 1)  # one entity per batch: the error comes after a batch was written
+        yield next(batches)
+        batches.close()
+        raise __import__("duckdb").Error("injected")
+
+    try:
+        store.apply()
+        store.backfill()
+        handoff = stream_handoff.HandOff()
+        for name in store.repo.views:
+            table = store.offline.table(name, ts_column=store.compiled(name).ts_column)
+            handoff.views[name] = stream_handoff.ViewSeed(name, int(table.version), [[-2**62, 2**62]], {})
+        monkeypatch.setattr(handoff_seed, "folded_records", failing)
+        counts = stream_handoff.write_seed(store, handoff, tmp_path / "seed.sqlite", SLACK_MS)
+        db = sqlite3.connect(tmp_path / "seed.sqlite")
+        con = store._connect()
+        unbounded = 0
+        for name, vs in handoff.views.items():
+            cv = store.compiled(name)
+            rel = stream_handoff._relation(con, store, vs)
+            rows = con.sql(materialize_sql(cv, rel)).fetchall()
+            assert counts[name] == len(rows) == db.execute("SELECT count(*) FROM seed WHERE view = ?", (name,)).fetchone()[0]
+            nkeys = len(cv.join_keys)
+            for row in rows:
+                want = stream_handoff.seed_record(cv, vs, row[nkeys + 2], SLACK_MS)
+                got = stream_handoff.read_seed(db, encode_entity(list(row[:nkeys])))[name]
+                assert repr(got) == repr(want), (name, row[:nkeys])
+            unbounded += retention(cv).keep_base
+        assert unbounded >= 2
+        db.close()
+        con.close()
+    finally:
+        drop_project(redis_client, project)

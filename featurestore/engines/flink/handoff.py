@@ -433,8 +433,14 @@ def _seed_rows(con, cv, seed: ViewSeed, relation: str, r, slack_ms: int):
     from featurestore.stores.online_redis import materialize_sql
 
     if r.keep_base and seed.cut is None:
-        yield from folded_records(con, cv, relation, r.window_ms, slack_ms, SEED_BATCH_ENTITIES)
-        return
+        import duckdb
+
+        try:
+            yield from folded_records(con, cv, relation, r.window_ms, slack_ms, SEED_BATCH_ENTITIES)
+            return
+        except duckdb.Error as exc:  # e.g. an integer sum of squares beyond HUGEINT: the Python build instead
+            log.warning("view %s: seed folded in Python (%s)", cv.name, str(exc).splitlines()[0])
+            # (batches already written are written again, the same records: INSERT OR REPLACE)
     nkeys = len(cv.join_keys)
     sql = materialize_sql(cv, relation, keep_ms=None if r.keep_base else r.window_ms + slack_ms)
     for batch in con.sql(sql).to_arrow_reader(SEED_BATCH_ENTITIES):
@@ -463,13 +469,12 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
         for name, seed in handoff.views.items():
             cv = store.compiled(name)
             relation = _relation(con, store, seed)
-            counts[name] = 0
             r = retention(cv)
             for rows in _seed_rows(con, cv, seed, relation, r, slack_ms):
-                db.executemany("INSERT INTO seed VALUES (?, ?, ?, ?)",
+                db.executemany("INSERT OR REPLACE INTO seed VALUES (?, ?, ?, ?)",
                                [(name, encode_entity(keys), "\n".join(kept),
                                  pickle.dumps(folded) if folded is not None else None) for keys, kept, folded in rows])
-                counts[name] += len(rows)
+            ((counts[name],),) = db.execute("SELECT count(*) FROM seed WHERE view = ?", (name,)).fetchall()
             online.materialize_view(con, cv, relation, seed.horizon)
         db.commit()
     except BaseException:
