@@ -425,35 +425,12 @@ def seed_record(cv, seed: ViewSeed, members: Sequence[str], slack_ms: int = 0) -
     return kept, {"cut": state.cut, "h": state.horizon, "base": base}
 
 
-def _seed_rows(con, cv, seed: ViewSeed, relation: str, r, slack_ms: int):
-    """Batches of ``(keys, members, folded)`` of every entity (:func:`seed_record`'s records). A view with a
-    base: folded in DuckDB (``handoff_seed``: Python never holds an entity's history); otherwise from the
-    entity's retention alone (one event behind it, so the trim applies)."""
-    from featurestore.engines.flink.handoff_seed import folded_records
-    from featurestore.stores.online_redis import materialize_sql
-
-    if r.keep_base and seed.cut is None:
-        import duckdb
-
-        try:
-            yield from folded_records(con, cv, relation, r.window_ms, slack_ms, SEED_BATCH_ENTITIES)
-            return
-        except duckdb.Error as exc:  # e.g. an integer sum of squares beyond HUGEINT: the Python build instead
-            log.warning("view %s: seed folded in Python (%s)", cv.name, str(exc).splitlines()[0])
-            # (batches already written are written again, the same records: INSERT OR REPLACE)
-    nkeys = len(cv.join_keys)
-    sql = materialize_sql(cv, relation, keep_ms=None if r.keep_base else r.window_ms + slack_ms)
-    for batch in con.sql(sql).to_arrow_reader(SEED_BATCH_ENTITIES):
-        keys = [batch.column(i).to_pylist() for i in range(nkeys)]
-        yield [([k[i] for k in keys], *seed_record(cv, seed, members, slack_ms))
-               for i, members in enumerate(batch.column(nkeys + 2).to_pylist())]
-
-
 def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[str, int]:
     """The seed file (SQLite: ``seed(view, entity, members, folded)``, members one per line, ``folded`` the
     pickled entry of :func:`seed_record`) and, from the same rows, each view's online state in Redis
     (``materialize``); returns the seeded entities per view. ``slack_ms``: the job's (its trim keeps
     events that much longer)."""
+    from featurestore.engines.flink.handoff_seed import seed_rows
     from featurestore.stores.online_redis import encode_entity, for_store, retention
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -470,7 +447,7 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
             cv = store.compiled(name)
             relation = _relation(con, store, seed)
             r = retention(cv)
-            for rows in _seed_rows(con, cv, seed, relation, r, slack_ms):
+            for rows in seed_rows(con, cv, seed, relation, r, slack_ms, SEED_BATCH_ENTITIES):
                 db.executemany("INSERT OR REPLACE INTO seed VALUES (?, ?, ?, ?)",
                                [(name, encode_entity(keys), "\n".join(kept),
                                  pickle.dumps(folded) if folded is not None else None) for keys, kept, folded in rows])

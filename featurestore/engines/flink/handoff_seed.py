@@ -1,4 +1,5 @@
-"""The hand-off seed of a view with an unbounded window, folded in DuckDB (``handoff.write_seed``).
+"""The records of the hand-off seed (``handoff.write_seed``); those of a view with an unbounded window
+folded in DuckDB.
 
 The seed keeps each entity as the stream's state operator holds it after its first flush
 (``handoff.seed_record``): the operator's trim (``kernel.entity.trim_to_retention``) moves the cut to
@@ -31,6 +32,32 @@ from featurestore.kernel.tiles import TOP_LEVEL, tile_ms
 
 ENTITIES, EVENTS = "__fs_seed_ent", "__fs_seed_ev"
 _NEVER = 1 << 62  # a cut after every event: every event of the base table is in the base row
+
+
+def seed_rows(con, cv, seed, relation: str, r, slack_ms: int, batch_entities: int):
+    """Batches of ``(keys, members, folded)`` of every entity of a view (``handoff.seed_record``'s records;
+    ``r`` its ``online_redis.Retention``). A view with a base: folded in DuckDB (:func:`folded_records`:
+    Python never holds an entity's history); a DuckDB error there (as materialize, e.g. a sum beyond
+    HUGEINT) builds them in Python instead, from the whole history, the batches already yielded yielded
+    again (the writer replaces them). Other views: from the entity's retention alone (and one event
+    behind it, so the trim applies)."""
+    import duckdb
+
+    from featurestore.engines.flink.handoff import log, seed_record
+    from featurestore.stores.online_redis import materialize_sql
+
+    if r.keep_base and seed.cut is None:
+        try:
+            yield from folded_records(con, cv, relation, r.window_ms, slack_ms, batch_entities)
+            return
+        except duckdb.Error as exc:
+            log.warning("view %s: seed folded in Python (%s)", cv.name, str(exc).splitlines()[0])
+    nkeys = len(cv.join_keys)
+    sql = materialize_sql(cv, relation, keep_ms=None if r.keep_base else r.window_ms + slack_ms)
+    for batch in con.sql(sql).to_arrow_reader(batch_entities):
+        keys = [batch.column(i).to_pylist() for i in range(nkeys)]
+        yield [([k[i] for k in keys], *seed_record(cv, seed, members, slack_ms))
+               for i, members in enumerate(batch.column(nkeys + 2).to_pylist())]
 
 
 def folded_records(con, cv, relation: str, window_ms: int, slack_ms: int, batch_entities: int
@@ -91,4 +118,4 @@ def folded_records(con, cv, relation: str, window_ms: int, slack_ms: int, batch_
         con.execute(f"DROP TABLE IF EXISTS {EVENTS}; DROP TABLE IF EXISTS {ENTITIES}")
 
 
-__all__ = ["folded_records"]
+__all__ = ["folded_records", "seed_rows"]
