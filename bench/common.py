@@ -202,6 +202,47 @@ def as_float(col) -> np.ndarray:
     return pd.to_numeric(pd.Series(col), errors="coerce").astype("float64").to_numpy()
 
 
+# -- online lookups (bench/online.py, online_hot.py, online_cluster.py) -----------------------------
+def redis_url() -> str:
+    return os.environ.get("FEATURESTORE_REDIS_URL", "redis://127.0.0.1:6390/0")
+
+
+def latencies(fn, args: list, warmup: int = 100) -> List[float]:
+    """Wall seconds of ``fn(a)`` for each ``a`` of ``args``, after ``fn`` ran on the first ``warmup``."""
+    for a in args[:warmup]:
+        fn(a)
+    out = []
+    pc = time.perf_counter
+    for a in args:
+        t0 = pc()
+        fn(a)
+        out.append(pc() - t0)
+    return out
+
+
+def summarize(rounds: List[List[float]]) -> Dict[str, object]:
+    """p50 / p99 (ms, medians over rounds), the best round's p99 and each round's figures."""
+    per = [{"p50_ms": percentile(r, 50) * 1e3, "p99_ms": percentile(r, 99) * 1e3, "max_ms": max(r) * 1e3,
+            "n": len(r)} for r in rounds]
+    med = lambda k: float(np.median([p[k] for p in per]))  # noqa: E731
+    return {"p50_ms": round(med("p50_ms"), 3), "p99_ms": round(med("p99_ms"), 3),
+            "best_p99_ms": round(min(p["p99_ms"] for p in per), 3),
+            "rounds": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.items()} for p in per]}
+
+
+def drop_keys(client, pattern: str) -> int:
+    """Delete every Redis key matching ``pattern`` (SCAN, 1,000 per DEL); returns how many."""
+    n, batch = 0, []
+    for k in client.scan_iter(match=pattern, count=2000):
+        batch.append(k)
+        if len(batch) >= 1000:
+            n += client.delete(*batch)
+            batch = []
+    if batch:
+        n += client.delete(*batch)
+    return n
+
+
 # -- results ------------------------------------------------------------------------------------------
 def write_results(name: str, doc: dict, markdown: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -209,6 +250,47 @@ def write_results(name: str, doc: dict, markdown: str) -> Path:
     path = RESULTS / f"{name}.md"
     path.write_text(markdown)
     return path
+
+
+def redis_cpu(client) -> float:
+    """The Redis server's CPU seconds so far (``INFO cpu``: user + sys)."""
+    info = client.info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
+
+
+def measure_cpu(client, fn: Callable[[], object]):
+    """``({"seconds", "cpu", "redis_cpu"}, fn())``: wall seconds, this process's CPU seconds (Python and
+    its native threads) and the Redis server's, around one call (the materialize benchmarks' basis)."""
+    t0, c0, r0 = time.perf_counter(), time.process_time(), redis_cpu(client)
+    out = fn()
+    return {"seconds": round(time.perf_counter() - t0, 3), "cpu": round(time.process_time() - c0, 3),
+            "redis_cpu": round(redis_cpu(client) - r0, 3)}, out
+
+
+def run_doc(module: str, argv) -> dict:
+    """The start of a result document: command, start time, machine notes, load average at start
+    (:func:`finish` adds the load at the end)."""
+    return {"command": f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_notes(),
+            "load_start": list(os.getloadavg())}
+
+
+def run_header(doc: dict, title: str) -> List[str]:
+    """Markdown lines heading a result: title and start, command, machine, load at start and end."""
+    return [f"# {title} ({doc['started']})", "", f"Command: `{doc['command']}`", "",
+            f"Machine: {json.dumps(doc['machine'], default=str)[:600]}", "",
+            f"Load average (1, 5, 15 min) at start: {[round(x, 2) for x in doc.get('load_start', [])]}, at end: "
+            f"{[round(x, 2) for x in doc['load_end']]}", ""]
+
+
+def finish(name: str, doc: dict, render: Callable[[dict], str]) -> int:
+    """Record the load at the end, write ``<name>.json`` and ``<name>.md`` (``render(doc)``) under
+    bench/results and print the markdown."""
+    doc["load_end"] = list(os.getloadavg())
+    markdown = render(doc)
+    write_results(name, doc, markdown)
+    print(markdown)
+    return 0
 
 
 @contextmanager

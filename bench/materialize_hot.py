@@ -35,12 +35,11 @@ import os
 import pstats
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from bench.common import DATA_ROOT, ROOT, RESULTS, log
+from bench.common import DATA_ROOT, ROOT, finish, log, measure_cpu, run_doc, run_header
 
 SEED = 9127
 END = pd.Timestamp("2026-11-01T00:00:00", tz="UTC")
@@ -94,7 +93,6 @@ def main(argv=None) -> int:
 
     import redis
 
-    from bench.common import machine_notes as machine
     from bench.online import read_back, write_image, drop_keys
     from featurestore import FeatureStore
     from featurestore.config import load_config
@@ -118,39 +116,30 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(load_config(repo), project=project, redis_url=url)
     fs = FeatureStore(repo, config=cfg)
     client = redis.Redis.from_url(url)
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    notes = machine()
-    load_start = os.getloadavg()
+    doc = run_doc("bench.materialize_hot", argv)
     paths = [p for p in args.paths.split(",") if p]
     runs = {v: {p: [] for p in paths} for v in VIEWS}
     floors = {v: {p: [] for p in paths} for v in VIEWS}
     images = {}
     profiles = {}
 
-    def redis_cpu():
-        info = client.info("cpu")
-        return info["used_cpu_user"] + info["used_cpu_sys"]
-
     def materialize(view, path):
         os.environ["FEATURESTORE_MATERIALIZE_VECTOR"] = "0" if path == "per-entity" else "1"
-        t0, c0, r0 = time.perf_counter(), time.process_time(), redis_cpu()
-        (res,) = fs.materialize(views=[view], end=MATERIALIZE_END_MS)
-        return time.perf_counter() - t0, time.process_time() - c0, redis_cpu() - r0, res
+        cost, (res,) = measure_cpu(client, lambda: fs.materialize(views=[view], end=MATERIALIZE_END_MS))
+        return cost, res
 
     try:
         for rep in range(args.repeat):
             for view in VIEWS:
                 for path in paths:
                     drop_keys(client, f"{orr.view_prefix(project, view)}*")
-                    secs, cpu, rcpu, res = materialize(view, path)
+                    ours, res = materialize(view, path)
                     image, nbytes = read_back(client, f"{orr.view_prefix(project, view)}*")
-                    t0, c0, r0 = time.perf_counter(), time.process_time(), redis_cpu()
-                    write_image(client, image)
-                    floor, fcpu, frcpu = time.perf_counter() - t0, time.process_time() - c0, redis_cpu() - r0
-                    runs[view][path].append({"seconds": round(secs, 3), "cpu": round(cpu, 3), "redis_cpu": round(rcpu, 3),
-                                             "entities": res.entities, "tiled": res.tiled, "events": res.events})
-                    floors[view][path].append({"seconds": round(floor, 3), "cpu": round(fcpu, 3),
-                                               "redis_cpu": round(frcpu, 3), "keys": len(image), "bytes": nbytes})
+                    fl, _ = measure_cpu(client, lambda: write_image(client, image))
+                    secs, cpu, rcpu = ours["seconds"], ours["cpu"], ours["redis_cpu"]
+                    floor, fcpu, frcpu = fl["seconds"], fl["cpu"], fl["redis_cpu"]
+                    runs[view][path].append({**ours, "entities": res.entities, "tiled": res.tiled, "events": res.events})
+                    floors[view][path].append({**fl, "keys": len(image), "bytes": nbytes})
                     log(f"{view} {path}: {secs:.2f}s (cpu {cpu:.2f}s + redis {rcpu:.2f}s), floor {floor:.2f}s "
                         f"(cpu {fcpu:.2f}s + redis {frcpu:.2f}s; {len(image):,} keys, {nbytes:,} bytes): "
                         f"{floor / secs:.2f}x wall, {(fcpu + frcpu) / (cpu + rcpu):.2f}x cpu")
@@ -173,25 +162,14 @@ def main(argv=None) -> int:
         for view in VIEWS:
             drop_keys(client, f"{orr.view_prefix(project, view)}*")
         client.hdel(orr.views_key(project), *VIEWS)
-    load_end = os.getloadavg()
-    doc = {"command": "python -m bench.materialize_hot " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "started": started, "machine": notes, "load_start": load_start, "load_end": load_end, "shape": shape, "runs": runs,
-           "floors": floors, "same_image": {v: len(set(images.get(v, {}).values())) <= 1 for v in VIEWS},
-           "profiles": profiles}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(doc, indent=1, default=str))
-    (RESULTS / f"{args.name}.md").write_text(render(doc))
-    print(render(doc))
-    return 0
+    doc.update(shape=shape, runs=runs, floors=floors, profiles=profiles,
+               same_image={v: len(set(images.get(v, {}).values())) <= 1 for v in VIEWS})
+    return finish(args.name, doc, render)
 
 
 def render(doc: dict) -> str:
     p = doc["shape"]["params"]
-    lines = [f"# Materialize of hot data ({doc['started']})", "",
-             f"Command: `{doc['command']}`", "",
-             f"Machine: {json.dumps(doc['machine'], default=str)[:600]}", "",
-             f"Load average (1, 5, 15 min) at start: {[round(x, 2) for x in doc.get('load_start', [])]}, at end: "
-             f"{[round(x, 2) for x in doc['load_end']]}", "",
+    lines = run_header(doc, "Materialize of hot data") + [
              f"Data: {doc['shape']['events']:,} transactions: {p['hot_keys']} hot merchants and {p['hot_keys']} hot "
              f"users with {p['events_per_key']:,} events each, plus {p['background']:,} background (5,000 users, "
              f"500 merchants, Zipf). `materialize(view, end=END - 1h)`.", "",

@@ -15,18 +15,15 @@ threads) and the Redis server's (``INFO cpu``). Ratio = floor / ours (1.0 = as f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 
-from bench.common import DATA_ROOT, RESULTS, log
+from bench.common import DATA_ROOT, finish, log, measure_cpu, run_doc, run_header
 
 
 def main(argv=None) -> int:
     import redis
 
-    from bench.common import machine_notes
     from bench.online import SCALES, drop_keys, generate, make_store, read_back, redis_url, write_image
     from featurestore.stores import online_redis as orr
 
@@ -42,48 +39,28 @@ def main(argv=None) -> int:
     project = f"bench_mato_{os.getpid()}"
     client = redis.Redis.from_url(redis_url())
     fs = make_store(work, path, project)
-    started, load_start, notes = time.strftime("%Y-%m-%dT%H:%M:%S%z"), os.getloadavg(), machine_notes()
-
-    def redis_cpu():
-        info = client.info("cpu")
-        return info["used_cpu_user"] + info["used_cpu_sys"]
-
-    def measure(fn):
-        t0, c0, r0 = time.perf_counter(), time.process_time(), redis_cpu()
-        fn()
-        return {"seconds": round(time.perf_counter() - t0, 3), "cpu": round(time.process_time() - c0, 3),
-                "redis_cpu": round(redis_cpu() - r0, 3)}
-
+    doc = run_doc("bench.materialize_online", argv)
     runs = []
     pattern = f"{orr.KEY_PREFIX}:{project}:*"
     try:
         fs.backfill()
         for _ in range(args.repeat):
             drop_keys(client, pattern)
-            ours = measure(lambda: fs.materialize(end=None))
+            ours, _ = measure_cpu(client, lambda: fs.materialize(end=None))
             image, nbytes = read_back(client, pattern)
-            floor = measure(lambda: write_image(client, image))
+            floor, _ = measure_cpu(client, lambda: write_image(client, image))
             runs.append({"ours": ours, "floor": floor, "keys": len(image), "bytes": nbytes})
             log(f"materialize {ours}, floor {floor}: {floor['seconds'] / ours['seconds']:.2f}x wall, "
                 f"{(floor['cpu'] + floor['redis_cpu']) / (ours['cpu'] + ours['redis_cpu']):.2f}x cpu")
             del image
     finally:
         drop_keys(client, pattern)
-    doc = {"command": "python -m bench.materialize_online " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "started": started, "machine": notes, "load_start": load_start, "load_end": os.getloadavg(),
-           "events": n_events, "views": 5, "runs": runs}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(doc, indent=1, default=str))
-    (RESULTS / f"{args.name}.md").write_text(render(doc))
-    print(render(doc))
-    return 0
+    doc.update(events=n_events, views=5, runs=runs)
+    return finish(args.name, doc, render)
 
 
 def render(doc: dict) -> str:
-    lines = [f"# Materialize of bench/online.py's data ({doc['started']})", "", f"Command: `{doc['command']}`", "",
-             f"Machine: {json.dumps(doc['machine'], default=str)[:600]}", "",
-             f"Load average (1, 5, 15 min) at start: {[round(x, 2) for x in doc['load_start']]}, at end: "
-             f"{[round(x, 2) for x in doc['load_end']]}", "",
+    lines = run_header(doc, "Materialize of bench/online.py's data") + [
              f"Data: {doc['events']:,} events x {doc['views']} views (uniform, every entity plain). "
              "`materialize(end=None)` against the pipelined plain-command floor writing the same keys, fields "
              "and members. CPU = this process (Python + DuckDB threads) + the Redis server (INFO cpu).", "",

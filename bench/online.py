@@ -35,7 +35,6 @@ import gc
 import importlib.util
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -44,7 +43,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.common import DATA_ROOT, compare_numeric, interleaved, log, percentile, timed
+from bench.common import (DATA_ROOT, compare_numeric, drop_keys, interleaved, latencies, log, percentile,  # noqa: F401
+                          redis_url, summarize, timed)
 
 SCALES = {
     "tiny": dict(entities=2_000, events_per_entity=12, lookups=300, rounds=2, feast_rounds_100=1),
@@ -97,10 +97,6 @@ online_store:
 {online}
 entity_key_serialization_version: 3
 """
-
-
-def redis_url() -> str:
-    return os.environ.get("FEATURESTORE_REDIS_URL", "redis://127.0.0.1:6390/0")
 
 
 def feature_refs() -> List[str]:
@@ -182,27 +178,6 @@ def make_feast(work: Path, path: Path, project: str, online_kind: str):
 
 
 # -- latency ------------------------------------------------------------------------------------------
-def latencies(fn, batches, warmup: int = 100) -> List[float]:
-    for b in batches[:warmup]:
-        fn(b)
-    out = []
-    pc = time.perf_counter
-    for b in batches:
-        t0 = pc()
-        fn(b)
-        out.append(pc() - t0)
-    return out
-
-
-def summarize(rounds: List[List[float]]) -> Dict[str, object]:
-    per = [{"p50_ms": percentile(r, 50) * 1e3, "p99_ms": percentile(r, 99) * 1e3, "max_ms": max(r) * 1e3,
-            "n": len(r)} for r in rounds]
-    med = lambda k: float(np.median([p[k] for p in per]))  # noqa: E731
-    return {"p50_ms": round(med("p50_ms"), 3), "p99_ms": round(med("p99_ms"), 3),
-            "best_p99_ms": round(min(p["p99_ms"] for p in per), 3),
-            "rounds": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.items()} for p in per]}
-
-
 def read_back(client, pattern: str):
     """Every key under ``pattern`` as ``(key, type, content, pexpireat)`` (hash: field -> value; zset:
     member -> score), and the bytes of its fields and members."""
@@ -246,19 +221,6 @@ def write_image(client, image, batch: int = 500) -> None:
         if i % batch == batch - 1:
             pipe.execute()
     pipe.execute()
-
-
-def drop_keys(client, pattern: str) -> int:
-    n = 0
-    batch = []
-    for k in client.scan_iter(match=pattern, count=2000):
-        batch.append(k)
-        if len(batch) >= 1000:
-            n += client.delete(*batch)
-            batch = []
-    if batch:
-        n += client.delete(*batch)
-    return n
 
 
 def run(scale: str, repeat: int = 3, with_feast: bool = True, profile: bool = True) -> Dict[str, object]:

@@ -37,14 +37,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from bench.common import DATA_ROOT, ROOT, log, percentile, timed
+from bench.common import DATA_ROOT, ROOT, drop_keys, latencies, log, percentile, redis_url, summarize, timed
 
 SIZES = {"tiny": (100, 1_000, 10_000), "small": (100, 1_000, 10_000, 100_000, 300_000),
          "full": (100, 1_000, 10_000, 100_000, 300_000)}
@@ -60,10 +59,6 @@ MEMORY_SIZES = (1_000, 100_000)
 MERCHANT_FEATURES = ["merchant_tx_count_1h", "merchant_volume_1d", "merchant_distinct_users_1h",
                      "merchant_amount_var_7d", "merchant_min_amount_1d"]
 SERVICE = "fraud_model_v1"
-
-
-def redis_url() -> str:
-    return os.environ.get("FEATURESTORE_REDIS_URL", "redis://127.0.0.1:6390/0")
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -118,27 +113,6 @@ def open_store(repo: Path, project: str):
 
 
 # -- measuring ----------------------------------------------------------------------------------------
-def latencies(fn, args: list, warmup: int = 20) -> List[float]:
-    for a in args[:warmup]:
-        fn(a)
-    out = []
-    pc = time.perf_counter
-    for a in args:
-        t0 = pc()
-        fn(a)
-        out.append(pc() - t0)
-    return out
-
-
-def summarize(rounds: List[List[float]]) -> Dict[str, object]:
-    per = [{"p50_ms": percentile(r, 50) * 1e3, "p99_ms": percentile(r, 99) * 1e3, "max_ms": max(r) * 1e3,
-            "n": len(r)} for r in rounds]
-    med = lambda k: float(np.median([p[k] for p in per]))  # noqa: E731
-    return {"p50_ms": round(med("p50_ms"), 3), "p99_ms": round(med("p99_ms"), 3),
-            "best_p99_ms": round(min(p["p99_ms"] for p in per), 3),
-            "rounds": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.items()} for p in per]}
-
-
 def memory_of(client, project: str, view: str, entity: list) -> Dict[str, object]:
     """Bytes Redis uses for one entity of one view (MEMORY USAGE, every nested value sampled), and what
     its keys hold."""
@@ -156,18 +130,6 @@ def memory_of(client, project: str, view: str, entity: list) -> Dict[str, object
                              "encoding": enc.decode() if isinstance(enc, bytes) else enc}
         out["bytes"] += int(used)
     return out
-
-
-def drop_keys(client, pattern: str) -> int:
-    n, batch = 0, []
-    for k in client.scan_iter(match=pattern, count=2000):
-        batch.append(k)
-        if len(batch) >= 1000:
-            n += client.delete(*batch)
-            batch = []
-    if batch:
-        n += client.delete(*batch)
-    return n
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -241,7 +203,7 @@ def run(scale: str, repeat: int = 3, profile: bool = True, before: bool = True) 
         for r in range(ROUNDS):
             for k, fn in cases.items():
                 gc.collect()
-                xs = latencies(fn, qs)
+                xs = latencies(fn, qs, warmup=20)
                 rounds[k].append(xs)
                 log(f"  {k[0]} {k[1]:,} events {k[2]}: p50 {percentile(xs, 50) * 1e3:.3f} ms, "
                     f"p99 {percentile(xs, 99) * 1e3:.3f} ms (round {r + 1})")
@@ -347,7 +309,7 @@ def many_entities(fs, client, project: str, n_lookups: int, qs: List[int]) -> Di
         for r in range(ROUNDS):
             for name, fn in contenders.items():
                 gc.collect()
-                xs = latencies(fn, arg)
+                xs = latencies(fn, arg, warmup=20)
                 rounds[name].append(xs)
                 log(f"  {size} entit{'y' if size == 1 else 'ies'} {SERVICE} {name}: "
                     f"p50 {percentile(xs, 50) * 1e3:.3f} ms, p99 {percentile(xs, 99) * 1e3:.3f} ms (round {r + 1})")

@@ -113,3 +113,103 @@ def test_a_seed_file_written_before_seeds_were_trimmed_is_read_whole(tmp_path):
     assert stream_handoff.read_seed(db, '"u1"', folded=False) == {"v": (["[-1,5,1]", "[-2,7,2]"], None)}
     assert stream_handoff.read_seed(db, '"u2"', folded=False) == {}
     db.close()
+
+
+@pytest.mark.redis
+def test_an_unbounded_views_seed_is_folded_in_duckdb_as_the_trim_folds_it(tmp_path, redis_client):
+    """Views with an unbounded window: the seed's records come from DuckDB (``handoff_seed``: the base of the
+    events behind each entity's cut, and its retention's members), never from the entity's history in
+    Python. Each record equals, byte for byte, the one ``seed_record`` makes from every offline row of the
+    entity (the reference: the operator's own trim), on a hot user with 40 days of events, bursts of equal
+    times, nulls, signed zeros, infinities and extreme values in every unbounded function."""
+    import random
+
+    from featurestore.engines.flink.handoff_seed import folded_records
+
+    events = random_events(5, n=4_000, span_s=40 * 86_400)
+    rng = random.Random(5)
+    extremes = [0.0, -0.0, 0.0, -0.0, float("inf"), float("-inf"), 1e308, -1e308, 5e-324, 1e16, 2.5]
+    events["amount"] = [rng.choice(extremes) if a == a and rng.random() < 0.4 else a for a in events["amount"]]
+    hot = events["user_id"].value_counts().index[0]
+    assert (events["user_id"] == hot).sum() > 1_500
+    project = f"t_seedf_{uuid.uuid4().hex[:8]}"
+    store = FeatureStore(make_repo(tmp_path / "repo", f"fs_seedf_{uuid.uuid4().hex[:8]}", project, events))
+    try:
+        store.apply()
+        store.backfill()
+        con = store._connect()
+        checked = folds = 0
+        for name in store.repo.views:
+            cv = store.compiled(name)
+            r = retention(cv)
+            if not r.keep_base:
+                continue
+            table = store.offline.table(name, ts_column=cv.ts_column)
+            vs = stream_handoff.ViewSeed(name, int(table.version), [[-2**62, 2**62]], {})
+            rel = stream_handoff._relation(con, store, vs)
+            nkeys = len(cv.join_keys)
+            want = {encode_entity(list(row[:nkeys])): (row[nkeys + 2], stream_handoff.seed_record(cv, vs, row[nkeys + 2], SLACK_MS))
+                    for row in con.sql(materialize_sql(cv, rel)).fetchall()}
+            got = {}
+            for batch in folded_records(con, cv, rel, r.window_ms, SLACK_MS, 7):
+                assert len(batch) <= 7
+                got.update((encode_entity(keys), (kept, folded)) for keys, kept, folded in batch)
+            assert got.keys() == want.keys(), name
+            for entity, (members, (kept, folded)) in want.items():
+                assert repr(got[entity]) == repr((kept, folded)), (name, entity)  # (repr: -0.0 is not 0.0)
+                checked += 1
+                folds += folded is not None
+            history, (kept, folded) = want[encode_entity([hot])]
+            assert folded is not None and len(kept) < 0.2 * len(history), name  # the hot user: its retention only
+        assert checked >= 10 and folds >= 4
+        con.close()
+    finally:
+        drop_project(redis_client, project)
+
+
+@pytest.mark.redis
+def test_a_duckdb_error_of_the_fold_falls_back_to_the_python_build(tmp_path, redis_client, monkeypatch):
+    """As materialize does, a DuckDB error of the vectorised fold (here injected into its base query after
+    a first batch of records was written) makes the writer build the view's records in Python from the
+    whole history instead: the same records, each once, the same count."""
+    from featurestore.engines.flink import handoff_seed
+
+    events = random_events(7, n=600, span_s=30 * 86_400)
+    project = f"t_seedx_{uuid.uuid4().hex[:8]}"
+    store = FeatureStore(make_repo(tmp_path / "repo", f"fs_seedx_{uuid.uuid4().hex[:8]}", project, events))
+    real = handoff_seed.folded_records
+
+    def failing(*args):
+        batches = real(*args[:-1], 1)  # one entity per batch: the error comes after a batch was written
+        yield next(batches)
+        batches.close()
+        raise __import__("duckdb").Error("injected")
+
+    try:
+        store.apply()
+        store.backfill()
+        handoff = stream_handoff.HandOff()
+        for name in store.repo.views:
+            table = store.offline.table(name, ts_column=store.compiled(name).ts_column)
+            handoff.views[name] = stream_handoff.ViewSeed(name, int(table.version), [[-2**62, 2**62]], {})
+        monkeypatch.setattr(handoff_seed, "folded_records", failing)
+        counts = stream_handoff.write_seed(store, handoff, tmp_path / "seed.sqlite", SLACK_MS)
+        db = sqlite3.connect(tmp_path / "seed.sqlite")
+        con = store._connect()
+        unbounded = 0
+        for name, vs in handoff.views.items():
+            cv = store.compiled(name)
+            rel = stream_handoff._relation(con, store, vs)
+            rows = con.sql(materialize_sql(cv, rel)).fetchall()
+            assert counts[name] == len(rows) == db.execute("SELECT count(*) FROM seed WHERE view = ?", (name,)).fetchone()[0]
+            nkeys = len(cv.join_keys)
+            for row in rows:
+                want = stream_handoff.seed_record(cv, vs, row[nkeys + 2], SLACK_MS)
+                got = stream_handoff.read_seed(db, encode_entity(list(row[:nkeys])))[name]
+                assert repr(got) == repr(want), (name, row[:nkeys])
+            unbounded += retention(cv).keep_base
+        assert unbounded >= 2
+        db.close()
+        con.close()
+    finally:
+        drop_project(redis_client, project)

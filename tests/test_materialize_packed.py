@@ -25,6 +25,17 @@ TAGS = ["é", "日本", "a\"b", "back\\slash", "new\nline", "tab\tx", "\x01ctl",
         "\x7f", "ümlaut", "\x1fus", "\x0bvt"]
 
 
+SPREAD_VIEW = '''
+spread = FeatureView(
+    entities=[user],
+    source=events,
+    features=[Aggregation("tag", "count_distinct", "6h", name="tags_6h"),
+              Aggregation("qty", "count_distinct", None, name="qtys_ever"),
+              Aggregation("flag", "count_distinct", "1h", name="flags_1h")],
+)
+'''
+
+
 def _events(seed: int) -> pd.DataFrame:
     rng = random.Random(seed)
     span = [300, 6 * 3600, 3 * 86_400][seed % 3]
@@ -86,6 +97,8 @@ def test_the_vectorised_packed_path_writes_the_per_entity_paths_redis_image(tmp_
     monkeypatch.setattr(orr, "STAGE_ITEMS", rng.choice([7, 50]))  # hot entities in many staged chunks
     events = _events(seed)
     root = write_repo(tmp_path / "repo")
+    with open(root / "definitions" / "features.py", "a") as f:  # distinct sets of strings / integers / booleans
+        f.write(SPREAD_VIEW)  # held in tiles of many levels (DuckDB writes them as JSON text) and in prefixes
     write_events(root, events)
     times = sorted(int(t.value // 1_000_000) for t in events["ts"])
     now = int(time.time() * 1000)  # (staging keys expire an hour after it: a real clock)

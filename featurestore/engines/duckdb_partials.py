@@ -17,11 +17,11 @@ events in the same order, slot kind by slot kind:
 
 * counts: ``count(*)``, ``count(x)`` (NaN is a value);
 * integer sums (and sums of squares, from 32-bit halves of ``|x|``) as HUGEINT, exact; float sums and
-  sums of squares: each double ``x`` is split into ``M * 2**E`` (``M`` an integer below ``2**55``,
-  ``E`` from ``log2`` with one bit of margin; scaling by powers of two is exact), ``M`` (and the
-  27/28-bit halves of ``|M|`` squared and crossed) summed per exponent as HUGEINT, and Python joins the
-  few exponents of a tile into one :class:`~featurestore.kernel.exact.ExactSum`; NaN and infinities
-  are counted apart;
+  sums of squares: each double ``x`` is split into ``M * 2**E`` (``E`` from ``log2`` with one bit of
+  margin, floored to a multiple of 8 so a tile holds few exponents; ``M`` an integer below ``2**62``;
+  scaling by powers of two is exact), ``M`` (and the 31-bit halves of ``|M|`` squared and crossed)
+  summed per exponent as HUGEINT, and Python joins the few exponents of a tile into one
+  :class:`~featurestore.kernel.exact.ExactSum`; NaN and infinities are counted apart;
 * min / max: DuckDB's order of doubles is the kernel's (NaN above every number); of equal values the
   kernel keeps the first added, which only shows for a zero (``-0.0`` vs ``0.0``): the first zero's
   rank and sign are kept (``2 * rank + sign``);
@@ -42,6 +42,7 @@ from featurestore.kernel.exact import ExactSum
 from featurestore.kernel.partials import Encoded, Layout, _NAN_KEY
 
 BASE_G = -(1 << 62)  # the group of the events before the cut (the base row)
+_E_STEP = 8  # float sums: exponents grouped by multiples of this (mantissas then below 2**62)
 MINUTE_MS = 60_000
 _LOW = 4294967295  # 2**32 - 1
 
@@ -141,11 +142,12 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     joins = []
     for col, flv in float_level.items():
         x = f"__fs_i{col}"
-        e = f"greatest(CAST(floor(log2(abs({x}))) AS INTEGER) - 53, -1074)"
+        e0 = f"greatest(CAST(floor(log2(abs({x}))) AS INTEGER) - 53, -1074)"
+        e = f"({e0} - ((({e0}) % {_E_STEP}) + {_E_STEP}) % {_E_STEP})"  # a multiple of _E_STEP: few groups
         m = f"CAST(({x} * pow(2.0, (-__E) // 2)) * pow(2.0, -__E - ((-__E) // 2)) AS BIGINT)"
         ctes.append(
             f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
-            f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 28 AS __H, abs(__M) & 268435455 AS __L FROM "
+            f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 31 AS __H, abs(__M) & {(1 << 31) - 1} AS __L FROM "
             f"(SELECT __fs_e, __fs_g0, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0, {x}, {e} AS __E FROM __fs_src "
             f"WHERE {x} IS NOT NULL AND isfinite({x}) AND {x} <> 0))) GROUP BY ALL)")
         fm = [(c, f"sum({c})", flv, c) for c in ("sm", "sh", "sk", "sl")]
@@ -167,9 +169,10 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
                  f"AS s FROM __fs_src WHERE __fs_g0 = {BASE_G} GROUP BY ALL"]
         for k in range(top + 1):
             size = MINUTE_MS << k
-            parts.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_ts - (((__fs_ts % {size}) + {size}) % {size}) AS __fs_g, "
-                         f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM __fs_src "
-                         f"WHERE __fs_g0 <> {BASE_G} GROUP BY ALL")
+            # only the tiles kept (__fs_agg): most minutes and short tiles hold too few events to be stored
+            parts.append(f"SELECT __fs_e, __fs_l, __fs_g, list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM "
+                         f"(SELECT __fs_e, {k} AS __fs_l, __fs_ts - (((__fs_ts % {size}) + {size}) % {size}) AS __fs_g, {x} "
+                         f"FROM __fs_src WHERE __fs_g0 <> {BASE_G}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL")
         ctes.append(f"dx{i} AS (SELECT __fs_e, __fs_l, __fs_g, to_json(list_sort(s)) AS s{i} FROM "
                     f"({' UNION ALL '.join(parts)}))")
         joins.append(f" LEFT JOIN dx{i} USING (__fs_e, __fs_l, __fs_g)")
@@ -222,7 +225,7 @@ def _exact_square(es: Optional[list], hs: list, ks: list, ls: list, nan: int, pi
     out = ExactSum(0, 0, nan, pinf + ninf, 0)
     if es:
         s = max(0, -2 * es[0])
-        out.m = sum(((int(h) << 56) + (int(k) << 29) + int(lo)) << (2 * e + s) for e, h, k, lo in zip(es, hs, ks, ls))
+        out.m = sum(((int(h) << 62) + (int(k) << 32) + int(lo)) << (2 * e + s) for e, h, k, lo in zip(es, hs, ks, ls))
         out.s = s
     return out
 
@@ -237,58 +240,77 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: froze
     ``\\u001F`` where Python writes ``\\u001f``): those are parsed into sets."""
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     es, ls, gs, counts = cols["__fs_e"], cols["__fs_l"], cols["__fs_g"], cols["n"]
-    float_cols = layout.float_cols
-    slots = layout.slots
+    getters = [_getter(layout, i, cols, order_text, loads, text_cols, merged_level) for i in layout.all_slots]
+    plans: dict = {}  # level -> (slots, [(slot, getter)]) of the slots its rows hold
     out = []
     for r in range(batch.num_rows):
         level = ls[r]
-        row = layout.new()
-        for i in (layout.all_slots if level < 0 else layout.kept(level)):
-            kind, col = slots[i]
-            if kind in ("*", "n"):
-                v = cols[f"s{i}"][r]
-            elif kind == "s" and col in float_cols:
-                v = _exact(cols[f"fx{col}"][r], cols[f"fm{col}"][r], cols[f"nan{col}"][r], cols[f"pinf{col}"][r],
-                           cols[f"ninf{col}"][r])
-            elif kind == "q" and col in float_cols:
-                v = _exact_square(cols[f"fx{col}"][r], cols[f"fh{col}"][r], cols[f"fk{col}"][r], cols[f"fl{col}"][r],
-                                  cols[f"nan{col}"][r], cols[f"pinf{col}"][r], cols[f"ninf{col}"][r])
-            elif kind == "s":
-                v = cols[f"s{i}"][r]
-                v = 0 if v is None else int(v)
-            elif kind == "q":
-                h, k, lo = cols[f"h{i}"][r], cols[f"k{i}"][r], cols[f"l{i}"][r]
-                v = ExactSum(0 if h is None else (int(h) << 64) + (int(k) << 33) + int(lo), 0)
-            elif kind in ("<", ">"):
-                v = cols[f"s{i}"][r]
-                if v is not None and col in float_cols and v == 0:
-                    v = _zero(cols[f"z{i}"][r])
-            elif kind == "d":
-                v = cols[f"s{i}"][r] or []
-                if col in float_cols:
-                    z = _zero(cols[f"z{i}"][r])
-                    v = {_NAN_KEY if x != x else (z if x == 0 else x) for x in v}
-                elif col in text_cols:
-                    if level < 0 or level == merged_level or "\\u00" in v:
-                        v = set(loads(v))
-                    else:
-                        v = Encoded(v)
-                else:
-                    v = set(v)
-            elif kind in ("f", "l"):
-                o = cols[f"o{i}"][r]
-                v = cols[f"v{i}_{col}"][r]
-                if col in float_cols:
-                    v = _float(v)
-                v = None if o is None else [_order(o, order_text, loads), v]
-            else:  # "L"
-                o = cols[f"o{i}"][r]
-                v = None if o is None else [_order(o, order_text, loads),
-                                            [_float(cols[f"v{i}_{c}"][r]) if c in float_cols else cols[f"v{i}_{c}"][r]
-                                             for c in layout.latest_cols]]
-            row[i] = v
+        plan = plans.get(level)
+        if plan is None:
+            kept = layout.all_slots if level < 0 else layout.kept(level)
+            plan = plans[level] = (kept, [(i, getters[i]) for i in kept])
+        row = layout.shell(plan[0])
+        for i, get in plan[1]:
+            row[i] = get(r, level)
         out.append((es[r], level, gs[r], counts[r], row))
     return out
+
+
+def _getter(layout: Layout, i: int, cols: dict, order_text: bool, loads, text_cols: frozenset,
+            merged_level: Optional[int]):
+    """``get(r, level)``: slot ``i``'s value in row ``r`` of the columns ``cols`` (see :func:`decode_rows`),
+    made once per batch (no per-row dispatch on the slot's kind)."""
+    kind, col = layout.slots[i]
+    fl = col in layout.float_cols
+    if kind in ("*", "n"):
+        vs = cols[f"s{i}"]
+        return lambda r, level: vs[r]
+    if kind in ("s", "q") and fl:
+        nan, pinf, ninf, fx = cols[f"nan{col}"], cols[f"pinf{col}"], cols[f"ninf{col}"], cols[f"fx{col}"]
+        if kind == "s":
+            fm = cols[f"fm{col}"]
+            return lambda r, level: _exact(fx[r], fm[r], nan[r], pinf[r], ninf[r])
+        fh, fk, fl_ = cols[f"fh{col}"], cols[f"fk{col}"], cols[f"fl{col}"]
+        return lambda r, level: _exact_square(fx[r], fh[r], fk[r], fl_[r], nan[r], pinf[r], ninf[r])
+    if kind == "s":
+        vs = cols[f"s{i}"]
+        return lambda r, level: 0 if vs[r] is None else int(vs[r])
+    if kind == "q":
+        hs, ks, lows = cols[f"h{i}"], cols[f"k{i}"], cols[f"l{i}"]
+        return lambda r, level: ExactSum(0 if hs[r] is None else (int(hs[r]) << 64) + (int(ks[r]) << 33) + int(lows[r]), 0)
+    if kind in ("<", ">"):
+        vs = cols[f"s{i}"]
+        if not fl:
+            return lambda r, level: vs[r]
+        zs = cols[f"z{i}"]
+        return lambda r, level: _zero(zs[r]) if vs[r] is not None and vs[r] == 0 else vs[r]
+    if kind == "d":
+        vs = cols[f"s{i}"]
+        if fl:
+            zs = cols[f"z{i}"]
+
+            def floats(r, level):
+                z = _zero(zs[r])
+                return {_NAN_KEY if x != x else (z if x == 0 else x) for x in vs[r] or ()}
+            return floats
+        if col in text_cols:
+            def texts(r, level):
+                v = vs[r] or []
+                if level < 0 or level == merged_level or "\\u00" in v:
+                    return set(loads(v))
+                return Encoded(v)
+            return texts
+        return lambda r, level: set(vs[r] or ())
+    os_ = cols[f"o{i}"]
+    if kind in ("f", "l"):
+        vs = cols[f"v{i}_{col}"]
+        if fl:
+            return lambda r, level: None if os_[r] is None else [_order(os_[r], order_text, loads), _float(vs[r])]
+        return lambda r, level: None if os_[r] is None else [_order(os_[r], order_text, loads), vs[r]]
+    # "L": the latest event's values of every latest column
+    latest = [(cols[f"v{i}_{c}"], c in layout.float_cols) for c in layout.latest_cols]
+    return lambda r, level: None if os_[r] is None else [_order(os_[r], order_text, loads),
+                                                         [_float(v[r]) if f else v[r] for v, f in latest]]
 
 
 def _order(o: Any, order_text: bool, loads) -> list:

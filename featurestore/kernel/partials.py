@@ -161,6 +161,7 @@ class Layout:
         # pair(): how a slot's value is copied (None: shared, it is never changed in place)
         self._copiers = [type(v).copy if isinstance(v, (ExactSum, set)) else None for v in self._template]
         self._pair_plans: Dict[Tuple[int, ...], tuple] = {}
+        self._shell_plans: Dict[Tuple[int, ...], list] = {}
         self._combiners = [self._combiner(k, c) for k, c in slots]
         self._finalizers: Dict[Tuple[str, Optional[int]], Any] = {}
 
@@ -182,6 +183,18 @@ class Layout:
         """The row of no events."""
         row = self._template.copy()
         for i, make in self._fresh:
+            row[i] = make()
+        return row
+
+    def shell(self, slots: Sequence[int]) -> list:
+        """A row for a caller that sets every slot of ``slots`` (a tuple of :meth:`kept`): the others are
+        empty, as in :meth:`new`, and only they get fresh mutable values."""
+        plan = self._shell_plans.get(slots)
+        if plan is None:
+            kept = set(slots)
+            plan = self._shell_plans[slots] = [(i, make) for i, make in self._fresh if i not in kept]
+        row = self._template.copy()
+        for i, make in plan:
             row[i] = make()
         return row
 

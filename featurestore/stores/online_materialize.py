@@ -247,8 +247,8 @@ def hot_sql(cv: CompiledView, relation: str, part, cut: Optional[int], keep_base
             f"WHERE {' AND '.join(_where(cv, part))} GROUP BY ALL) WHERE {dense} OR __fs_old > 0")
 
 
-def _events_sql(cv: CompiledView) -> Tuple[str, bool]:
-    """The temporary table of the kernel entities' events: entity, dense flag, time, rank in event order
+def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS) -> Tuple[str, bool]:
+    """The temporary table ``out`` of the kernel entities' (those of table ``hot``) events: entity, dense flag, time, rank in event order
     (``__fs_r``, as materialize_sql numbers members), order rank (equal for equal orders), inputs as the
     kernel sees them, the JSON text of each stored order value (``__fs_v<j>``) and the order's text
     (``__fs_ord``, only when the view stores order values: ``online_format.order_columns``)."""
@@ -266,8 +266,8 @@ def _events_sql(cv: CompiledView) -> Tuple[str, bool]:
                  for j, (c, s) in enumerate(zip(stored, ofmt.order_sources(cv))) if s < 0]
         cols.append(f"{ofmt.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
     where = " AND ".join(_where(cv, None))
-    sql = (f"CREATE OR REPLACE TEMP TABLE {HOT_EVENTS} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
-           f"FROM (SELECT * FROM {{relation}} AS src WHERE {where}) AS src JOIN {HOT} USING ({keys}) "
+    sql = (f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
+           f"FROM (SELECT * FROM {{relation}} AS src WHERE {where}) AS src JOIN {hot} USING ({keys}) "
            f"WINDOW __fs_w AS ({window})")
     return sql, order_text
 

@@ -60,7 +60,7 @@ SCAN_RECORDS = 1_000  # records read per partition looking for the first one wit
 # cut-over of a sparse partition later (the span of that many records), refusing hand-offs needlessly
 HEAD_RECORDS = 4
 OFFSET_MASK = (1 << 40) - 1
-SEED_BATCH_ENTITIES = 1_000  # entities per batch read while writing the seed (each with its whole history)
+SEED_BATCH_ENTITIES = 1_000  # entities per batch written to the seed (each with its retention's members)
 
 
 @dataclass
@@ -430,7 +430,8 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
     pickled entry of :func:`seed_record`) and, from the same rows, each view's online state in Redis
     (``materialize``); returns the seeded entities per view. ``slack_ms``: the job's (its trim keeps
     events that much longer)."""
-    from featurestore.stores.online_redis import encode_entity, for_store, materialize_sql, retention
+    from featurestore.engines.flink.handoff_seed import seed_rows
+    from featurestore.stores.online_redis import encode_entity, for_store, retention
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
@@ -445,19 +446,12 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
         for name, seed in handoff.views.items():
             cv = store.compiled(name)
             relation = _relation(con, store, seed)
-            nkeys = len(cv.join_keys)
-            counts[name] = 0
-            r = retention(cv)  # a view without a base needs no event behind its trim (but one, to trim)
-            sql = materialize_sql(cv, relation, keep_ms=None if r.keep_base else r.window_ms + slack_ms)
-            for batch in con.sql(sql).to_arrow_reader(SEED_BATCH_ENTITIES):
-                keys = [batch.column(i).to_pylist() for i in range(nkeys)]
-                rows = []
-                for i, members in enumerate(batch.column(nkeys + 2).to_pylist()):
-                    kept, folded = seed_record(cv, seed, members, slack_ms)
-                    rows.append((name, encode_entity([k[i] for k in keys]), "\n".join(kept),
-                                 pickle.dumps(folded) if folded is not None else None))
-                db.executemany("INSERT INTO seed VALUES (?, ?, ?, ?)", rows)
-                counts[name] += len(rows)
+            r = retention(cv)
+            for rows in seed_rows(con, cv, seed, relation, r, slack_ms, SEED_BATCH_ENTITIES):
+                db.executemany("INSERT OR REPLACE INTO seed VALUES (?, ?, ?, ?)",
+                               [(name, encode_entity(keys), "\n".join(kept),
+                                 pickle.dumps(folded) if folded is not None else None) for keys, kept, folded in rows])
+            ((counts[name],),) = db.execute("SELECT count(*) FROM seed WHERE view = ?", (name,)).fetchall()
             online.materialize_view(con, cv, relation, seed.horizon)
         db.commit()
     except BaseException:
