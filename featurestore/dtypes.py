@@ -20,6 +20,7 @@ STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP, JSON = (
 DTYPES = (STRING, INT32, INT64, FLOAT32, FLOAT64, BOOL, TIMESTAMP, JSON)
 NUMERIC = frozenset({INT32, INT64, FLOAT32, FLOAT64})
 INTEGER = frozenset({INT32, INT64})
+FLOAT_EXACT_INT = 2**53  # every integer of at most this magnitude is exactly a float64 (and beyond, not every one)
 JOIN_KEY_TYPES = frozenset({STRING, INT64, INT32})
 
 # each type's DuckDB type (the backfill, the point-in-time joins and the expression checks cast to these)

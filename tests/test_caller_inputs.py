@@ -53,6 +53,11 @@ KEY_MISTAKES = [
     ("u0", True, "join key 'shop' expects an integer (int64), got True (bool)"),
     ("u0", 1.5, "join key 'shop' expects an integer (int64), got 1.5 (float)"),
     ("u0", 2**63, "join key 'shop' expects an integer (int64), got 9223372036854775808 (out of range)"),
+    # an int64 key that went through float64 (pandas, a column with a gap): beyond 2^53 it may be another key
+    # (123456789012345678 -> 123456789012345680.0); it was looked up as that other key, or crashed at 2^63
+    *[("u0", v, f"join key 'shop' got {v!r} (float), a float at or beyond 2^53 that may not be the integer meant (pandas "
+                "turns an integer column with a missing value into float64); pass the column as pandas' nullable Int64")
+      for v in (float(123456789012345678), 2.0**53, -(2.0**53) - 2, float(2**63 - 1), -(2.0**63))],
 ]
 
 

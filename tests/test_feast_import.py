@@ -446,6 +446,20 @@ def test_inline_unnamed_file_source_avro_and_timestamps():
     assert out["latest.source"].name == "latest_seen_source"  # unnamed inline FileSource: after its view
 
 
+def test_event_time_and_created_fields_of_a_schema_are_features():
+    """Feast serves a schema field naming its source's event-time or created column as a feature (``v:created``);
+    the translation kept them only as source columns, so the feature vanished without a word. Schema order kept;
+    values compared with Feast's in tests/test_feast_random.py."""
+    user = FeastEntity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+    src = FileSource(name="seen", path="data/seen.parquet", timestamp_field="ts", created_timestamp_column="ingested")
+    view = FeastFeatureView(name="seen_view", entities=[user], source=src,
+                            schema=[Field(name="ingested", dtype=UnixTimestamp), Field(name="x", dtype=Float64),
+                                    Field(name="ts", dtype=UnixTimestamp)])
+    out = translate({"user": user, "src": src, "view": view})
+    assert out["view"].features == (Latest("ingested"), Latest("x"), Latest("ts"))
+    assert dict(out["src"].schema)["ingested"] == "timestamp" and out["src"].tiebreak == ("ingested",)
+
+
 def test_ignores_non_definitions():
     user, _, _, _ = _base()
     assert translate({"String": String, "vt": ValueType.INT64, "n": 3}) == {}

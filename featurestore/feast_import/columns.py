@@ -140,6 +140,17 @@ def ms(value: Any) -> Optional[int]:
     return parse_duration(value, "duration")
 
 
+def batch_path(path: str, repo_root: Optional[str]) -> str:
+    """The ``ParquetFiles`` pattern of a FileSource's path: a directory (Feast reads every Parquet file under it,
+    as a partitioned dataset) becomes ``<dir>/**/*.parquet``; a file or a glob stays as written."""
+    import os
+
+    resolved = os.path.join(repo_root, path) if repo_root and not os.path.isabs(path) else path
+    if not any(ch in path for ch in "*?[") and os.path.isdir(resolved):
+        return os.path.join(path.rstrip("/\\") or path, "**", "*.parquet")
+    return path
+
+
 def parquet_types(path: str, repo_root: Optional[str]) -> Dict[str, str]:
     """Column types of a FileSource's Parquet file(s), as Feast itself infers them (None: a column of a type
     no store holds); {} when unreadable."""

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from featurestore import dtypes as t
 from featurestore.errors import DefinitionError
-from featurestore.feast_import.columns import ms, parquet_types, schema_json_types
+from featurestore.feast_import.columns import batch_path, ms, parquet_types, schema_json_types
 from featurestore.feast_import.common import Fail, SourceGroup, ViewPlan, kind
 from featurestore.model import KafkaTopic, ParquetFiles, Source
 from featurestore.model.base import NAME_RE, freeze_tags
@@ -198,7 +198,7 @@ class SourcesMixin:
                 name=group.name,
                 schema=schema,
                 timestamp=group.ts,
-                batch=ParquetFiles(batch.path) if batch is not None else None,
+                batch=ParquetFiles(batch_path(batch.path, self.repo_root)) if batch is not None else None,
                 stream=topic,
                 watermark_delay=delay,
                 tiebreak=(group.created,) if group.created else (),

@@ -171,6 +171,9 @@ class ViewsMixin:
 
         features: List[Any] = []
         if not aggregations:
+            # The event-time and created columns listed in the schema are features too, as Feast serves them
+            # (the event time as stored here: truncated to the millisecond).
+            fields = list(obj.features)
             for f in fields:
                 raw = raw_of.get(f.name, f.name)
                 feature = _attempt(fails, Latest, raw) if raw == f.name else _attempt(fails, Latest, raw, name=f.name)

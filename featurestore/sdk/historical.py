@@ -18,14 +18,13 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_sql as dsql
 from featurestore.engines.duckdb_pit import point_in_time
 from featurestore.errors import RequestError
-from featurestore.dtypes import JSON, TIMESTAMP
+from featurestore.dtypes import FLOAT_EXACT_INT, JSON, TIMESTAMP
 from featurestore.sdk.inputs import key_column
 from featurestore.sdk.json_values import decode_frame
 
 DEFAULT_TS = "event_timestamp"
 
 
-FLOAT_EXACT_INT = 2**53  # every integer of at most this magnitude is exactly a float64
 
 
 def features_to_pandas(table: pa.Table) -> pd.DataFrame:

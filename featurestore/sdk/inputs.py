@@ -10,7 +10,9 @@ A join-key value must have the key's type (the type of the column in the view's 
 * ``string`` keys take ``str`` values;
 * ``int64``/``int32`` keys take integers (``int``, numpy integers, pandas integer columns, nullable
   ``Int64`` included), in the type's range, and floats with an integral value (``1.0``: pandas turns an
-  integer column with a missing value into floats), never ``1.5``;
+  integer column with a missing value into floats) below 2^53, never ``1.5``; a float of 2^53 or more
+  may not be the integer the caller had (123456789012345678 is 123456789012345680.0 as a float), so it is
+  refused rather than looked up as another entity;
 * ``None``, NaN, ``pd.NA`` and ``NaT`` are a null key, which matches no entity (SQL), so its features
   are empty.
 
@@ -63,7 +65,7 @@ def key_value(value: Any, dtype: str, where: str, key: str) -> Any:
         if isinstance(value, str):
             return str(value)
     elif dtype in dtypes.INTEGER:
-        number = _integer(value)
+        number = None if _inexact_float(value) else _integer(value)
         if number is not None:
             low, high = _RANGES[dtype]
             if low <= number <= high:
@@ -71,7 +73,19 @@ def key_value(value: Any, dtype: str, where: str, key: str) -> Any:
             raise RequestError(f"{where}: join key '{key}' expects {expected(dtype)}, got {number} (out of range)")
     else:  # pragma: no cover - validation allows string and integer join keys only
         raise RequestError(f"{where}: join key '{key}' has type {dtype}, which cannot be looked up")
+    if dtype in dtypes.INTEGER and _inexact_float(value):
+        raise RequestError(f"{where}: join key '{key}' got {_show(value)}, a float at or beyond 2^53 that may not be the "
+                           "integer meant (pandas turns an integer column with a missing value into float64); pass "
+                           "the column as pandas' nullable Int64")
     raise RequestError(f"{where}: join key '{key}' expects {expected(dtype)}, got {_show(value)}")
+
+
+def _inexact_float(value: Any) -> bool:
+    """A finite float of magnitude 2^53 or more: another integer rounds to it too (2^53 + 1 is 2^53 as a float),
+    so it is not trusted as an integer key."""
+    import numpy as np
+
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and abs(value) >= dtypes.FLOAT_EXACT_INT
 
 
 def _integer(value: Any) -> Optional[int]:
@@ -117,7 +131,9 @@ def key_column(series, dtype: str, where: str, key: str):
         low, high = _RANGES[dtype]
         values = series.dropna()
         if pd.api.types.is_float_dtype(kind):  # integral floats only (a missing value made the column float)
-            ok = bool(((values % 1) == 0).all()) and (values.empty or (values.min() >= low and values.max() <= high))
+            ok = bool(((values % 1) == 0).all()) and (values.empty or (
+                -dtypes.FLOAT_EXACT_INT < values.min() and values.max() < dtypes.FLOAT_EXACT_INT
+                and low <= values.min() and values.max() <= high))
             series = series.astype("Int64") if ok else series
         else:
             ok = values.empty or (int(values.min()) >= low and int(values.max()) <= high)
