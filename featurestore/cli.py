@@ -341,7 +341,8 @@ def verify(
         if as_json:
             print_json({"feature_service": service, "rows": report.rows, "threshold": threshold, "exceeded": bad,
                         "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
-                                         "extra": s.extra, "skew_rate": s.skew_rate, "examples": s.examples}
+                                         "extra": s.extra, "refused": s.refused, "refused_reason": s.refused_reason,
+                                         "skew_rate": s.skew_rate, "examples": s.examples}
                                      for f, s in report.features.items()}})
             if html is not None:
                 html.write_text(report.to_html())
@@ -357,6 +358,9 @@ def verify(
                           f"[{style}]{s.skew_rate:.3%}[/]")
         _wide().print(table)
         for f, s in report.features.items():
+            if s.refused_reason:
+                console.print(f"  {f}: {s.refused} value(s) refused offline as online: {s.refused_reason}",
+                              markup=False)
             for e in s.examples[:2]:
                 console.print(f"  {f}: {e['kind']} at {e['request_time']} {e['entity']}: served {e['served']!r}, "
                               f"offline {e['offline']!r}", markup=False)

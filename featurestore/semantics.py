@@ -227,11 +227,19 @@ def in_int64(value: int) -> bool:
     return INT64_MIN <= value <= INT64_MAX
 
 
-def int64_sum_sql(total_sql: str, view: str, feature: str) -> str:
+def int64_sum_sql(total_sql: str, view: str, feature: str, refuse: bool = False) -> str:
     """SQL (DuckDB): an exact (HUGEINT) integer sum as BIGINT, or an error (:func:`int64_overflow_reason`)
-    when it is outside int64."""
+    when it is outside int64. ``refuse``: null instead of the error (the caller reads
+    :func:`int64_overflow_sql` beside it: verify compares such a cell with the served REFUSED)."""
+    outside = (f"error({_sql_str(int64_overflow_reason(view, feature))})" if not refuse
+               else "CAST(NULL AS BIGINT)")
     return (f"CASE WHEN {total_sql} IS NULL OR {total_sql} BETWEEN {INT64_MIN} AND {INT64_MAX} "
-            f"THEN CAST({total_sql} AS BIGINT) ELSE error({_sql_str(int64_overflow_reason(view, feature))}) END")
+            f"THEN CAST({total_sql} AS BIGINT) ELSE {outside} END")
+
+
+def int64_overflow_sql(total_sql: str) -> str:
+    """SQL (DuckDB): true when an exact integer sum is outside int64 (its value is refused)."""
+    return f"COALESCE({total_sql} NOT BETWEEN {INT64_MIN} AND {INT64_MAX}, false)"
 
 
 def null_key_reason_sql(keys, views, quote) -> str:
