@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 from typing import Optional
@@ -99,9 +101,10 @@ class FeatureStore:
 
         cache = self.__dict__.setdefault("_compiled", {})
         view = self.repo.views[view_name]
-        key = (view_name, view.data_fingerprint)
+        bound = self.config.max_future_ms  # which rows are events: part of the rows fingerprint
+        key = (view_name, view.data_fingerprint, bound)
         if key not in cache:
-            cache[key] = compile_view(view)
+            cache[key] = dataclasses.replace(compile_view(view), max_future_ms=bound)
         return cache[key]
 
     @property

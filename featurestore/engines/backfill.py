@@ -190,13 +190,14 @@ def stale_rows(manifest: dict, cv) -> Optional[str]:
     if kind in ("mixed", "batch"):
         what = ("holds rows backfilled under two definitions (a part of its range was backfilled after its "
                 "filter, projections or source changed)" if kind == "mixed" else
-                "was backfilled under an earlier definition (its filter, projections or source changed since)")
+                "was backfilled under an earlier definition (its filter, projections or source, or the config's "
+                "event_time.max_future, changed since)")
         return (f"view '{cv.name}': its offline table {what}; backfill it again (featurestore backfill --view "
                 f"{cv.name}, the whole range) before reading it")
     if kind == "stream":
         return (f"view '{cv.name}': its offline table holds rows streamed under an earlier definition (its "
-                "filter, projections or source changed since); run the stream (it rebuilds them under this one) "
-                "before reading it")
+                "filter, projections or source, or event_time.max_future, changed since); run the stream (it "
+                "rebuilds them under this one) before reading it")
     return None
 
 
