@@ -64,8 +64,27 @@ def _note(text: str) -> None:
         err.print(text, markup=False)
 
 
+def _no_bar() -> bool:
+    """No progress bar under -q or when stderr is not a terminal (a script, CI: a failure stays one line)."""
+    return cli_support.quiet() or not err.is_terminal
+
+
+_deferred: List[str] = []  # notes held back until the command succeeds (stderr not a terminal)
+
+
+def _announce(text: str) -> None:
+    """Where library output goes (featurestore.logs): at once on a terminal; for a script, after the command
+    succeeded, so that a failure is its one error line."""
+    if err.is_terminal:
+        _note(text)
+    else:
+        _deferred.append(text)
+
+
 def _fail(exc: Exception, code: int = 1) -> None:
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError) and len(exc.problems) == 1 and not exc.hint:  # one problem: one line
+        err.print(f"error: {exc.problems[0]}", markup=False)
+    elif isinstance(exc, ValidationError):
         err.print(f"[red]error:[/red] {len(exc.problems)} problem(s) in definitions")
         for p in exc.problems:
             err.print(f"  {p}", markup=False)
@@ -84,13 +103,17 @@ def _run(fn, repo: Optional[Path] = None):
 
     from featurestore.extras import missing_extra
 
-    cli_support.apply_verbosity(_note)
+    cli_support.apply_verbosity(_announce)
+    _deferred.clear()
     # -q: only errors (stderr) and the exit code; result tables and notes on stdout too. --json and a
     # token `auth create` prints are written to stdout directly and stay.
     for out in (console, cli_support.wide()):
         out.quiet = cli_support.quiet()
     try:
-        return fn()
+        out = fn()
+        for text in _deferred:
+            _note(text)
+        return out
     except NotImplementedYet as exc:
         _fail(exc, 2)
     except FeatureStoreError as exc:
@@ -263,7 +286,7 @@ def backfill(
         store = _store(repo)
         begin, until = utc_time(start, "--start"), utc_time(end, "--end")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-                      TimeElapsedColumn(), console=err, transient=True, disable=cli_support.quiet()) as bar:
+                      TimeElapsedColumn(), console=err, transient=True, disable=_no_bar()) as bar:
             def progress(view_name):
                 task = bar.add_task(f"backfill {view_name}", total=None)
                 return lambda n: bar.advance(task, n)
@@ -303,7 +326,7 @@ def materialize(
         store = _store(repo)
         when = utc_time(end, "--end")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} events"),
-                      TimeElapsedColumn(), console=err, transient=True, disable=cli_support.quiet()) as bar:
+                      TimeElapsedColumn(), console=err, transient=True, disable=_no_bar()) as bar:
             def progress(view_name):
                 task = bar.add_task(f"materialize {view_name}", total=None)
                 return lambda n: bar.advance(task, n)
@@ -630,11 +653,56 @@ app.command()(ui)
 
 
 def main() -> None:
+    """The ``featurestore`` command. A usage mistake (an unknown option, a value of the wrong type) is one
+    line too, like every other error: ``error: ...`` naming the option and the value, exit 2."""
+    ex = _click_exceptions()
     try:
-        app()
+        code = app(standalone_mode=False)
+    except ex.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group run bare: its help, as typer shows it
+            print(exc.ctx.get_help() if exc.ctx is not None else "")
+            sys.exit(exc.exit_code)
+        err.print(f"error: {_usage_line(exc, sys.argv[1:])}", markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions():
+    """The exceptions of the click that typer runs (this typer vendors its own copy)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - a typer on the public click
+        from click import exceptions
+    return exceptions
+
+
+def _usage_line(exc, argv: List[str]) -> str:
+    """One line for click's usage error ``exc``: what is wrong, the value given, and where help is."""
+    command = exc.ctx.command_path if exc.ctx is not None else "featurestore"
+    where = f" ({command} -h for help)"
+    param = getattr(exc, "param", None)
+    ex = _click_exceptions()
+    if isinstance(exc, ex.BadParameter) and not isinstance(exc, ex.MissingParameter) and param is not None:
+        hint = exc.param_hint or "/".join(getattr(param, "opts", []) or [param.name or "?"])
+        if isinstance(hint, (list, tuple)):
+            hint = "/".join(hint)
+        value = None
+        for opt in getattr(param, "opts", []):
+            for i, arg in enumerate(argv):
+                if arg == opt and i + 1 < len(argv):
+                    value = argv[i + 1]
+                elif arg.startswith(opt + "="):
+                    value = arg[len(opt) + 1:]
+        reason = " ".join(str(exc.message).split())
+        given = f" {value!r}" if value is not None else ""
+        return f"invalid value{given} for {hint}: {reason}{where}"
+    return " ".join(exc.format_message().split()) + where
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from featurestore import logs
+from featurestore.errors import FeatureStoreError
 from featurestore.errors import ConfigError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -85,6 +86,26 @@ class Typer(typer.Typer):
 def apply_verbosity(announce) -> None:
     logs.configure(level=_verbosity["level"], verbosity=int(_verbosity["verbose"] or 0),
                    quiet=bool(_verbosity["quiet"]), announce=announce)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A FeatureStoreError naming the address when a server cannot listen there (in use, not an address of
+    this machine, no permission), before anything starts."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise FeatureStoreError(f"cannot serve on {host}:{port}: unknown host ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            why = "address already in use (another process listens there; pass --port)" \
+                if exc.errno in (98, 48, 10048) else (exc.strerror or str(exc))
+            raise FeatureStoreError(f"cannot serve on {host}:{port}: {why}") from None
 
 
 def quiet() -> bool:
