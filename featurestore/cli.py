@@ -472,6 +472,33 @@ STOPPING_TEXT = ("stopping with a savepoint... (Ctrl-C again abandons the stop: 
                  "last checkpoint)")
 
 
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="Words that must all appear in the name, description, owner or tags."),
+    repo: Optional[Path] = RepoOpt,
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only objects with this tag: key=value, or key (any value)."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Only objects owned by this owner."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records (one array) for scripts."),
+):
+    """Search the catalog: objects of every kind whose name, description, owner or tags hold every word."""
+    from featurestore import catalog
+
+    def go():
+        rows = catalog.search(_store(repo).repo, query, catalog.parse_tag(tag) if tag else None, owner)
+        if as_json:
+            print_json(rows)
+            return
+        table = Table(title=f"'{query}' ({len(rows)})")
+        for c in ("kind", "name", "owner", "tags", "description", "defined_at"):
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*(catalog.cell(r.get(c)) for c in ("kind", "name", "owner", "tags", "description",
+                                                              "defined_at")))
+        _wide().print(table)
+
+    _run(go, repo)
+
+
 def _count(value) -> str:
     return "?" if value is None else f"{value:,}"
 
@@ -655,14 +682,14 @@ app.command()(ui)
 def main() -> None:
     """The ``featurestore`` command. A usage mistake (an unknown option, a value of the wrong type) is one
     line too, like every other error: ``error: ...`` naming the option and the value, exit 2."""
-    ex = _click_exceptions()
+    ex = cli_support.click_exceptions()
     try:
         code = app(standalone_mode=False)
     except ex.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group run bare: its help, as typer shows it
             print(exc.ctx.get_help() if exc.ctx is not None else "")
             sys.exit(exc.exit_code)
-        err.print(f"error: {_usage_line(exc, sys.argv[1:])}", markup=False)
+        err.print(f"error: {cli_support.usage_line(exc, sys.argv[1:])}", markup=False)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("aborted")
@@ -673,36 +700,6 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _click_exceptions():
-    """The exceptions of the click that typer runs (this typer vendors its own copy)."""
-    try:
-        from typer._click import exceptions
-    except ImportError:  # pragma: no cover - a typer on the public click
-        from click import exceptions
-    return exceptions
-
-
-def _usage_line(exc, argv: List[str]) -> str:
-    """One line for click's usage error ``exc``: what is wrong, the value given, and where help is."""
-    command = exc.ctx.command_path if exc.ctx is not None else "featurestore"
-    where = f" ({command} -h for help)"
-    param = getattr(exc, "param", None)
-    ex = _click_exceptions()
-    if isinstance(exc, ex.BadParameter) and not isinstance(exc, ex.MissingParameter) and param is not None:
-        hint = exc.param_hint or "/".join(getattr(param, "opts", []) or [param.name or "?"])
-        if isinstance(hint, (list, tuple)):
-            hint = "/".join(hint)
-        value = None
-        for opt in getattr(param, "opts", []):
-            for i, arg in enumerate(argv):
-                if arg == opt and i + 1 < len(argv):
-                    value = argv[i + 1]
-                elif arg.startswith(opt + "="):
-                    value = arg[len(opt) + 1:]
-        reason = " ".join(str(exc.message).split())
-        given = f" {value!r}" if value is not None else ""
-        return f"invalid value{given} for {hint}: {reason}{where}"
-    return " ".join(exc.format_message().split()) + where
 
 
 if __name__ == "__main__":

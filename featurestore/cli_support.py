@@ -9,7 +9,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -106,6 +106,38 @@ def check_port_free(host: str, port: int) -> None:
             why = "address already in use (another process listens there; pass --port)" \
                 if exc.errno in (98, 48, 10048) else (exc.strerror or str(exc))
             raise FeatureStoreError(f"cannot serve on {host}:{port}: {why}") from None
+
+
+def click_exceptions():
+    """The exceptions of the click that typer runs (this typer vendors its own copy)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - a typer on the public click
+        from click import exceptions
+    return exceptions
+
+
+def usage_line(exc, argv: List[str]) -> str:
+    """One line for click's usage error ``exc``: what is wrong, the value given, and where help is."""
+    command = exc.ctx.command_path if exc.ctx is not None else "featurestore"
+    where = f" ({command} -h for help)"
+    param = getattr(exc, "param", None)
+    ex = click_exceptions()
+    if isinstance(exc, ex.BadParameter) and not isinstance(exc, ex.MissingParameter) and param is not None:
+        hint = exc.param_hint or "/".join(getattr(param, "opts", []) or [param.name or "?"])
+        if isinstance(hint, (list, tuple)):
+            hint = "/".join(hint)
+        value = None
+        for opt in getattr(param, "opts", []):
+            for i, arg in enumerate(argv):
+                if arg == opt and i + 1 < len(argv):
+                    value = argv[i + 1]
+                elif arg.startswith(opt + "="):
+                    value = arg[len(opt) + 1:]
+        reason = " ".join(str(exc.message).split())
+        given = f" {value!r}" if value is not None else ""
+        return f"invalid value{given} for {hint}: {reason}{where}"
+    return " ".join(exc.format_message().split()) + where
 
 
 def quiet() -> bool:
