@@ -123,6 +123,10 @@ def _run(fn, repo: Optional[Path] = None):
     except Exception as exc:
         from featurestore.failures import root_cause, save_trace
 
+        unreachable = cli_support.unreachable_redis(exc, repo)
+        if unreachable is not None:  # Redis down, whichever call met it first: the one line every command gives
+            _fail(unreachable)
+
         extra = missing_extra(exc, "this command")
         if extra is not None:
             _fail(extra)

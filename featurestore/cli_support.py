@@ -140,6 +140,25 @@ def usage_line(exc, argv: List[str]) -> str:
     return " ".join(exc.format_message().split()) + where
 
 
+def unreachable_redis(exc: Exception, repo: Optional[Path]) -> Optional[Exception]:
+    """The online store's one-line error when ``exc`` (or its cause) is Redis unreachable, else None."""
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a core dependency
+        return None
+    seen = exc
+    while seen is not None and not isinstance(seen, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    try:
+        from featurestore.store import FeatureStore
+
+        return FeatureStore(find_repo(repo)).online_store().infra_error(seen)
+    except Exception:  # noqa: BLE001 - no repo to name the address: the generic line
+        return None
+
+
 def quiet() -> bool:
     return bool(_verbosity["quiet"])
 

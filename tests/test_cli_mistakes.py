@@ -84,6 +84,8 @@ def _cases(r, busy: int, closed: int):
         "serve port out of range": (["serve", "--repo", good, "--port", "70000"], {}, "70000"),
         "redis down materialize": (["materialize", "--repo", good], redis_down, f"127.0.0.1:{closed}"),
         "redis down stream": (["stream", "--repo", good, "--bounded"], redis_down, f"127.0.0.1:{closed}"),
+        "redis down verify": (["verify", "my_model", "--repo", good], redis_down, f"127.0.0.1:{closed}"),
+        "demo in another repo": (["demo", "--repo", good, "--events", "100"], {}, "fraud_model_v1"),
         "kafka down stream": (["stream", "--repo", good, "--bounded"], kafka_down, f"127.0.0.1:{closed}"),
         "demo bad events": (["demo", "--repo", str(r["demo"]), "--events", "many"], {}, "'many'"),
         "unknown option": (["backfill", "--repo", good, "--views", "x"], {}, "--views"),
@@ -100,6 +102,7 @@ def _run(args, env):
 
 
 def test_every_user_mistake_is_one_line_and_a_non_zero_exit(repos):
+    data = sorted((p.name, p.stat().st_size) for p in (repos["good"] / "data" / "transactions").iterdir())
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -110,11 +113,14 @@ def test_every_user_mistake_is_one_line_and_a_non_zero_exit(repos):
     for name, (args, _, names) in cases.items():
         out = results[name]
         lines = [line for line in out.stderr.splitlines() if line.strip()]
-        if out.returncode == 0 or len(lines) != 1 or names not in lines[0] or "Traceback" in out.stderr:
+        if out.returncode == 0 or len(lines) != 1 or names not in lines[0] or "Traceback" in out.stderr or \
+                "full trace:" in out.stderr:  # an unexpected failure (a bug), not a user's mistake explained
             problems.append(f"{name}: exit {out.returncode}, stderr {out.stderr[-600:]!r}")
         elif not lines[0].startswith(("error:", "Usage:", "Error:")) and "Invalid value" not in lines[0]:
             problems.append(f"{name}: not an error line: {lines[0]!r}")
     assert not problems, "\n".join(problems)
+    # no mistake changed the repo's data (the demo used to write its own transactions over a repo's first)
+    assert sorted((p.name, p.stat().st_size) for p in (repos["good"] / "data" / "transactions").iterdir()) == data
 
 
 def test_every_problem_of_a_repo_is_reported_in_one_pass(repos):
