@@ -149,6 +149,8 @@ def _breach_visible(breach, store, can, view_of) -> bool:
         return can("service", service) and view_of(service, feature) is not None
     if breach.kind == "skew":
         return can("service", breach.subject.split(":", 1)[0])
+    if breach.kind == "dead_letters":  # of a source: who may read a view over it
+        return any(can("view", v) for v, d in store.repo.views.items() if d.source.name == breach.subject)
     return any(can("view", v) for v, d in store.repo.views.items() if d.source.stream is not None)
 
 
