@@ -57,6 +57,7 @@ def write(store, record) -> str:
             producer = producers[bootstrap] = Producer({
                 "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 0,
                 "logger": kafka_logger(), "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 30000})
+        _ensure_topic(store, bootstrap, topic(store.config.project, record.stream))
         producer.produce(topic(store.config.project, record.stream), key=record.request_id.encode(),
                          value=record.fields["r"].encode(), on_delivery=delivered)
         producer.flush(60)
@@ -66,6 +67,27 @@ def write(store, record) -> str:
         raise InfraError(f"serving log: Kafka at {bootstrap} did not take the record of request "
                          f"'{record.request_id}' ({(errors or ['timed out'])[0]})")
     return done[0]
+
+
+def _ensure_topic(store, bootstrap: str, name: str) -> None:
+    """Create the log topic (one partition, the broker's replication) once per process when it is missing:
+    a broker without automatic topic creation takes the first record too."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    known = store.__dict__.setdefault("_log_topics", set())
+    if (bootstrap, name) in known:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    meta = admin.list_topics(name, timeout=15).topics.get(name)
+    if meta is None or meta.error is not None:
+        future = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=-1)])[name]
+        try:
+            future.result(30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    known.add((bootstrap, name))
 
 
 def ship(store, batch: int = 10_000) -> list:
