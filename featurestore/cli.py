@@ -126,6 +126,8 @@ def _run(fn, repo: Optional[Path] = None):
         unreachable = cli_support.unreachable_redis(exc, repo)
         if unreachable is not None:  # Redis down, whichever call met it first: the one line every command gives
             _fail(unreachable)
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:  # a path the user named or must fix
+            _fail(FeatureStoreError(f"{exc.filename}: {exc.strerror}"))
 
         extra = missing_extra(exc, "this command")
         if extra is not None:

@@ -50,7 +50,8 @@ def repos(tmp_path_factory):
     write_starter(syntax)
     defs = next((syntax / "definitions").glob("*.py"))
     defs.write_text(defs.read_text() + "\nthis is not python(\n")
-    return {"good": good, "bad_yaml": bad_yaml, "bad_key": bad_key, "bad_value": bad_value, "bad_defs": bad_defs,
+    (base / "a_file").write_text("not a folder")
+    return {"a_file": base / "a_file", "good": good, "bad_yaml": bad_yaml, "bad_key": bad_key, "bad_value": bad_value, "bad_defs": bad_defs,
             "syntax": syntax, "missing": base / "no_such_repo", "demo": base / "demo"}
 
 
@@ -80,6 +81,7 @@ def _cases(r, busy: int, closed: int):
         "bad config value": (["backfill", "--repo", str(r["bad_value"])], {}, "soonish"),
         "definitions not python": (["plan", "--repo", str(r["syntax"])], {}, "features.py"),
         "init into a repo": (["init", good], {}, good),
+        "init into a file": (["init", str(r["a_file"])], {}, str(r["a_file"])),
         "serve port in use": (["serve", "--repo", good, "--port", str(busy)], {}, str(busy)),
         "serve port out of range": (["serve", "--repo", good, "--port", "70000"], {}, "70000"),
         "redis down materialize": (["materialize", "--repo", good], redis_down, f"127.0.0.1:{closed}"),
