@@ -286,7 +286,8 @@ def visible(repo, policy: Policy, principal, rec: dict) -> bool:
 
 def filter_records(repo, policy: Policy, principal, records: Iterable[dict]) -> List[dict]:
     """The records ``principal`` may read, with their references to objects it may not read removed (a
-    view's services, a source's views, ...). A service's own feature list is its definition: kept."""
+    view's services, a source's views, a service's features and views: a service readable does not make
+    the views it reads readable)."""
     if principal is None:
         return list(records)
     can = {}
@@ -306,8 +307,10 @@ def filter_records(repo, policy: Policy, principal, records: Iterable[dict]) -> 
         rec = dict(rec)
         if "services" in rec:
             rec["services"] = [s for s in rec["services"] if ok("service", s)]
-        if "views" in rec and rec["kind"] != "feature service":
+        if "views" in rec:
             rec["views"] = [v for v in rec["views"] if ok("view", v)]
+        if rec["kind"] == "feature service" and "features" in rec:
+            rec["features"] = [f for f in rec["features"] if ok("view", f.split(":", 1)[0])]
         out.append(rec)
     return out
 

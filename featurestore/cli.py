@@ -64,8 +64,27 @@ def _note(text: str) -> None:
         err.print(text, markup=False)
 
 
+def _no_bar() -> bool:
+    """No progress bar under -q or when stderr is not a terminal (a script, CI: a failure stays one line)."""
+    return cli_support.quiet() or not err.is_terminal
+
+
+_deferred: List[str] = []  # notes held back until the command succeeds (stderr not a terminal)
+
+
+def _announce(text: str) -> None:
+    """Where library output goes (featurestore.logs): at once on a terminal; for a script, after the command
+    succeeded, so that a failure is its one error line."""
+    if err.is_terminal:
+        _note(text)
+    else:
+        _deferred.append(text)
+
+
 def _fail(exc: Exception, code: int = 1) -> None:
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError) and len(exc.problems) == 1 and not exc.hint:  # one problem: one line
+        err.print(f"error: {exc.problems[0]}", markup=False)
+    elif isinstance(exc, ValidationError):
         err.print(f"[red]error:[/red] {len(exc.problems)} problem(s) in definitions")
         for p in exc.problems:
             err.print(f"  {p}", markup=False)
@@ -84,13 +103,17 @@ def _run(fn, repo: Optional[Path] = None):
 
     from featurestore.extras import missing_extra
 
-    cli_support.apply_verbosity(_note)
+    cli_support.apply_verbosity(_announce)
+    _deferred.clear()
     # -q: only errors (stderr) and the exit code; result tables and notes on stdout too. --json and a
     # token `auth create` prints are written to stdout directly and stay.
     for out in (console, cli_support.wide()):
         out.quiet = cli_support.quiet()
     try:
-        return fn()
+        out = fn()
+        for text in _deferred:
+            _note(text)
+        return out
     except NotImplementedYet as exc:
         _fail(exc, 2)
     except FeatureStoreError as exc:
@@ -99,6 +122,12 @@ def _run(fn, repo: Optional[Path] = None):
         raise  # typer.Exit is not click's Exit in this typer: a command's own exit code, not a failure
     except Exception as exc:
         from featurestore.failures import root_cause, save_trace
+
+        unreachable = cli_support.unreachable_redis(exc, repo)
+        if unreachable is not None:  # Redis down, whichever call met it first: the one line every command gives
+            _fail(unreachable)
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:  # a path the user named or must fix
+            _fail(FeatureStoreError(f"{exc.filename}: {exc.strerror}"))
 
         extra = missing_extra(exc, "this command")
         if extra is not None:
@@ -263,7 +292,7 @@ def backfill(
         store = _store(repo)
         begin, until = utc_time(start, "--start"), utc_time(end, "--end")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-                      TimeElapsedColumn(), console=err, transient=True, disable=cli_support.quiet()) as bar:
+                      TimeElapsedColumn(), console=err, transient=True, disable=_no_bar()) as bar:
             def progress(view_name):
                 task = bar.add_task(f"backfill {view_name}", total=None)
                 return lambda n: bar.advance(task, n)
@@ -303,7 +332,7 @@ def materialize(
         store = _store(repo)
         when = utc_time(end, "--end")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} events"),
-                      TimeElapsedColumn(), console=err, transient=True, disable=cli_support.quiet()) as bar:
+                      TimeElapsedColumn(), console=err, transient=True, disable=_no_bar()) as bar:
             def progress(view_name):
                 task = bar.add_task(f"materialize {view_name}", total=None)
                 return lambda n: bar.advance(task, n)
@@ -341,7 +370,8 @@ def verify(
         if as_json:
             print_json({"feature_service": service, "rows": report.rows, "threshold": threshold, "exceeded": bad,
                         "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
-                                         "extra": s.extra, "skew_rate": s.skew_rate, "examples": s.examples}
+                                         "extra": s.extra, "refused": s.refused, "refused_reason": s.refused_reason,
+                                         "skew_rate": s.skew_rate, "examples": s.examples}
                                      for f, s in report.features.items()}})
             if html is not None:
                 html.write_text(report.to_html())
@@ -357,6 +387,9 @@ def verify(
                           f"[{style}]{s.skew_rate:.3%}[/]")
         _wide().print(table)
         for f, s in report.features.items():
+            if s.refused_reason:
+                console.print(f"  {f}: {s.refused} value(s) refused offline as online: {s.refused_reason}",
+                              markup=False)
             for e in s.examples[:2]:
                 console.print(f"  {f}: {e['kind']} at {e['request_time']} {e['entity']}: served {e['served']!r}, "
                               f"offline {e['offline']!r}", markup=False)
@@ -443,6 +476,33 @@ def describe(
 STATUS_LINE_EVERY_S = 10.0  # without a terminal: one status line at most this often
 STOPPING_TEXT = ("stopping with a savepoint... (Ctrl-C again abandons the stop: the next run resumes from the "
                  "last checkpoint)")
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="Words that must all appear in the name, description, owner or tags."),
+    repo: Optional[Path] = RepoOpt,
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only objects with this tag: key=value, or key (any value)."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Only objects owned by this owner."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records (one array) for scripts."),
+):
+    """Search the catalog: objects of every kind whose name, description, owner or tags hold every word."""
+    from featurestore import catalog
+
+    def go():
+        rows = catalog.search(_store(repo).repo, query, catalog.parse_tag(tag) if tag else None, owner)
+        if as_json:
+            print_json(rows)
+            return
+        table = Table(title=f"'{query}' ({len(rows)})")
+        for c in ("kind", "name", "owner", "tags", "description", "defined_at"):
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*(catalog.cell(r.get(c)) for c in ("kind", "name", "owner", "tags", "description",
+                                                              "defined_at")))
+        _wide().print(table)
+
+    _run(go, repo)
 
 
 def _count(value) -> str:
@@ -626,11 +686,26 @@ app.command()(ui)
 
 
 def main() -> None:
+    """The ``featurestore`` command. A usage mistake (an unknown option, a value of the wrong type) is one
+    line too, like every other error: ``error: ...`` naming the option and the value, exit 2."""
+    ex = cli_support.click_exceptions()
     try:
-        app()
+        code = app(standalone_mode=False)
+    except ex.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group run bare: its help, as typer shows it
+            print(exc.ctx.get_help() if exc.ctx is not None else "")
+            sys.exit(exc.exit_code)
+        err.print(f"error: {cli_support.usage_line(exc, sys.argv[1:])}", markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 
 
 if __name__ == "__main__":

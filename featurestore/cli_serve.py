@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from featurestore import cli_support
 from featurestore.cli_common import RepoOpt, _run, _store, console
 from featurestore.errors import FeatureStoreError
 
@@ -104,6 +105,7 @@ def _serve(repo, host, port, workers, tls_cert, tls_key, open_ui: bool = False, 
         n = workers or cfg.workers
         cert, key = _tls_files(store, tls_cert, tls_key)
         tls = {"ssl_certfile": cert, "ssl_keyfile": key} if cert else {}
+        cli_support.check_port_free(where_host, where_port)  # one line, not uvicorn's log and exit code 3
         scheme = "https" if cert else "http"
         console.print(f"serving project '{store.config.project}' on {scheme}://{where_host}:{where_port} "
                       f"(docs at /docs, catalog at /ui/){f', {n} workers' if n > 1 else ''}")

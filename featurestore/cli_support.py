@@ -9,12 +9,13 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
 
 from featurestore import logs
+from featurestore.errors import FeatureStoreError
 from featurestore.errors import ConfigError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -85,6 +86,77 @@ class Typer(typer.Typer):
 def apply_verbosity(announce) -> None:
     logs.configure(level=_verbosity["level"], verbosity=int(_verbosity["verbose"] or 0),
                    quiet=bool(_verbosity["quiet"]), announce=announce)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A FeatureStoreError naming the address when a server cannot listen there (in use, not an address of
+    this machine, no permission), before anything starts."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise FeatureStoreError(f"cannot serve on {host}:{port}: unknown host ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            why = "address already in use (another process listens there; pass --port)" \
+                if exc.errno in (98, 48, 10048) else (exc.strerror or str(exc))
+            raise FeatureStoreError(f"cannot serve on {host}:{port}: {why}") from None
+
+
+def click_exceptions():
+    """The exceptions of the click that typer runs (this typer vendors its own copy)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - a typer on the public click
+        from click import exceptions
+    return exceptions
+
+
+def usage_line(exc, argv: List[str]) -> str:
+    """One line for click's usage error ``exc``: what is wrong, the value given, and where help is."""
+    command = exc.ctx.command_path if exc.ctx is not None else "featurestore"
+    where = f" ({command} -h for help)"
+    param = getattr(exc, "param", None)
+    ex = click_exceptions()
+    if isinstance(exc, ex.BadParameter) and not isinstance(exc, ex.MissingParameter) and param is not None:
+        hint = exc.param_hint or "/".join(getattr(param, "opts", []) or [param.name or "?"])
+        if isinstance(hint, (list, tuple)):
+            hint = "/".join(hint)
+        value = None
+        for opt in getattr(param, "opts", []):
+            for i, arg in enumerate(argv):
+                if arg == opt and i + 1 < len(argv):
+                    value = argv[i + 1]
+                elif arg.startswith(opt + "="):
+                    value = arg[len(opt) + 1:]
+        reason = " ".join(str(exc.message).split())
+        given = f" {value!r}" if value is not None else ""
+        return f"invalid value{given} for {hint}: {reason}{where}"
+    return " ".join(exc.format_message().split()) + where
+
+
+def unreachable_redis(exc: Exception, repo: Optional[Path]) -> Optional[Exception]:
+    """The online store's one-line error when ``exc`` (or its cause) is Redis unreachable, else None."""
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a core dependency
+        return None
+    seen = exc
+    while seen is not None and not isinstance(seen, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    try:
+        from featurestore.store import FeatureStore
+
+        return FeatureStore(find_repo(repo)).online_store().infra_error(seen)
+    except Exception:  # noqa: BLE001 - no repo to name the address: the generic line
+        return None
 
 
 def quiet() -> bool:

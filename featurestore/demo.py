@@ -20,6 +20,13 @@ def run_demo(store, events: int, console, print_plan, stream: bool = True) -> di
     from featurestore import datagen
 
     summary: dict = {}
+    if SERVICE not in store.repo.services or "transactions" not in store.repo.sources:
+        # before anything is written: the demo generates data/transactions, which would replace a repo's own
+        from featurestore.errors import RequestError
+
+        raise RequestError(f"the demo runs on the example repo (feature service '{SERVICE}', source "
+                           f"'transactions'); {store.repo_path} is another repo: run it in the project's folder "
+                           "(bash infra/run.sh demo) or a copy of its definitions/")
 
     def step(title):
         console.rule(f"[bold]{title}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import dataclasses
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -233,10 +234,19 @@ class _Namer:
 FEAST_HINT = "Feast definitions: what maps to what and what is not supported is in docs/coming-from-feast.md"
 
 
+_LOADING = threading.RLock()  # definition files are imported as modules (sys.modules): one load at a time
+
+
 def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = False) -> Repo:
     """Load, name and resolve every definition under ``folder``; raise all problems at once.
 
-    ``streaming=True`` also reports what the streaming job cannot run (``plan`` and ``apply`` do)."""
+    ``streaming=True`` also reports what the streaming job cannot run (``plan`` and ``apply`` do). Safe to
+    call from several threads (stores of one process loading at once: the loads take turns)."""
+    with _LOADING:
+        return _load_repo(folder, repo_root, streaming)
+
+
+def _load_repo(folder: Path, repo_root: Optional[Path], streaming: bool) -> Repo:
     from featurestore import feast_import
     from featurestore.validation import validate
 

@@ -43,6 +43,23 @@ MAX_EVENT_TIME_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z, exclusive
 SUPPORTED_RANGE_TEXT = "1900-01-01 to 2199-12-31 UTC"
 DEFAULT_MAX_FUTURE = "1h"  # how far after the ingesting job's wall clock an event time may be
 
+# -- timestamp values (every ``timestamp`` column but the event time) ------------------------------------
+# Years 1 to 9999 UTC (microseconds): what ISO-8601, Python's datetime (the online value and the push
+# input), pandas, Arrow and DuckDB all hold, so a far sentinel such as 9999-12-31 is a value in every path
+# (batch face, push) and a time outside it is a dead letter (``column 'x': not a timestamp``) in every path.
+MIN_TIME_VALUE_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z, inclusive
+MAX_TIME_VALUE_US = 253_402_300_800_000_000  # 10000-01-01T00:00:00Z, exclusive
+
+
+def time_value_supported(us: int) -> bool:
+    """A timestamp value (epoch microseconds) of a column other than the event time is supported."""
+    return MIN_TIME_VALUE_US <= us < MAX_TIME_VALUE_US
+
+
+def time_value_supported_sql(us_sql: str) -> str:
+    """SQL (DuckDB): :func:`time_value_supported` of an epoch-µs BIGINT; false when NULL (an infinite time)."""
+    return f"COALESCE({us_sql} >= {int(MIN_TIME_VALUE_US)} AND {us_sql} < {int(MAX_TIME_VALUE_US)}, false)"
+
 
 @dataclass(frozen=True)
 class AggFunction:
@@ -227,11 +244,19 @@ def in_int64(value: int) -> bool:
     return INT64_MIN <= value <= INT64_MAX
 
 
-def int64_sum_sql(total_sql: str, view: str, feature: str) -> str:
+def int64_sum_sql(total_sql: str, view: str, feature: str, refuse: bool = False) -> str:
     """SQL (DuckDB): an exact (HUGEINT) integer sum as BIGINT, or an error (:func:`int64_overflow_reason`)
-    when it is outside int64."""
+    when it is outside int64. ``refuse``: null instead of the error (the caller reads
+    :func:`int64_overflow_sql` beside it: verify compares such a cell with the served REFUSED)."""
+    outside = (f"error({_sql_str(int64_overflow_reason(view, feature))})" if not refuse
+               else "CAST(NULL AS BIGINT)")
     return (f"CASE WHEN {total_sql} IS NULL OR {total_sql} BETWEEN {INT64_MIN} AND {INT64_MAX} "
-            f"THEN CAST({total_sql} AS BIGINT) ELSE error({_sql_str(int64_overflow_reason(view, feature))}) END")
+            f"THEN CAST({total_sql} AS BIGINT) ELSE {outside} END")
+
+
+def int64_overflow_sql(total_sql: str) -> str:
+    """SQL (DuckDB): true when an exact integer sum is outside int64 (its value is refused)."""
+    return f"COALESCE({total_sql} NOT BETWEEN {INT64_MIN} AND {INT64_MAX}, false)"
 
 
 def null_key_reason_sql(keys, views, quote) -> str:

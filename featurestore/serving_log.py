@@ -1,6 +1,8 @@
 """Log-and-wait (SPEC §7): what was served is logged, shipped offline, and joined to labels later.
 
-1. **Log.** A logged lookup appends one entry to the Redis Stream ``fs:{project}:_log:{stream}``
+1. **Log.** A logged lookup appends one entry to the Redis Stream ``fs:{project}:_log:{stream}`` (or, for a
+   service with ``LoggingConfig(destination="kafka")``, produces it to a Kafka topic:
+   :mod:`featurestore.serving_log_kafka`)
    (``stream`` = the feature service's name, or ``_adhoc`` for a feature list) before the call returns:
    request id, request time, service name and version, each view's data fingerprint, the entity keys
    (in their declared types) and every served value, as exact JSON. Redis runs with an append-only file
@@ -147,6 +149,8 @@ class ShipResult:
 def ship(store, batch: int = 10_000) -> List[ShipResult]:
     """Move every logged lookup from Redis Streams into the offline log tables: each stream entry lands
     exactly once, whatever runs concurrently, retries or dies (see :func:`ship_stream`)."""
+    from featurestore import serving_log_kafka
+
     client = store.online_store().client
     prefix = f"fs:{store.config.project}:_log:"
     results = []
@@ -154,7 +158,7 @@ def ship(store, batch: int = 10_000) -> List[ShipResult]:
         key = raw_key.decode()
         stream = key[len(prefix):]
         results.append(ship_stream(client, key, log_table(store, stream), stream, batch))
-    return results
+    return results + serving_log_kafka.ship(store, batch)  # services logging to Kafka
 
 
 def ship_stream(client, key: str, table, stream: str, batch: int = 10_000) -> ShipResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 from typing import Optional
@@ -99,9 +101,10 @@ class FeatureStore:
 
         cache = self.__dict__.setdefault("_compiled", {})
         view = self.repo.views[view_name]
-        key = (view_name, view.data_fingerprint)
+        bound = self.config.max_future_ms  # which rows are events: part of the rows fingerprint
+        key = (view_name, view.data_fingerprint, bound)
         if key not in cache:
-            cache[key] = compile_view(view)
+            cache[key] = dataclasses.replace(compile_view(view), max_future_ms=bound)
         return cache[key]
 
     @property
@@ -488,7 +491,7 @@ class FeatureStore:
 
         >>> fs.get_online_features([{"user_id": "u1"}], feature_service="fraud").to_dict()  # doctest: +SKIP
         """
-        from featurestore import serving_log
+        from featurestore import serving_log, serving_log_kafka
         from featurestore.sdk import entityless, request_features
         from featurestore.sdk.online_lookup import lookup
         from featurestore.sdk.refs import output_names, resolve_features, service_as_features
@@ -515,10 +518,13 @@ class FeatureStore:
             keys = [k for k in raw if k in {jk for v in views for jk in self.repo.views[v].join_keys}]
             record = serving_log.build_record(self, raw, keys, selection, feature_service,
                                               response.request_time_ms, request_id, served_request)
-            try:
-                serving_log.write(self.online_store().client, self.config.project, record)
-            except Exception as exc:  # the caller asked for a durable log: do not return unlogged
-                raise self.online_store().infra_error(exc) from None
+            if serving_log_kafka.uses_kafka(self, feature_service):  # LoggingConfig(destination="kafka")
+                serving_log_kafka.write(self, record)
+            else:
+                try:
+                    serving_log.write(self.online_store().client, self.config.project, record)
+                except Exception as exc:  # the caller asked for a durable log: do not return unlogged
+                    raise self.online_store().infra_error(exc) from None
             response.request_id = record.request_id
         return response
 
@@ -537,7 +543,7 @@ class FeatureStore:
         return push(self, source, rows, to)
 
     def ship_logs(self):
-        """Move logged lookups from Redis Streams to the offline log tables (idempotent)."""
+        """Move logged lookups from Redis Streams and Kafka to the offline log tables (idempotent)."""
         from featurestore import serving_log
 
         return serving_log.ship(self)

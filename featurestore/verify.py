@@ -3,7 +3,10 @@
 For every logged row (entity, request time, served values) the offline point-in-time value is
 recomputed with ``get_historical_features`` and compared: **mismatch** (both present, different;
 floats beyond 1e-9 relative), **missing** (served null, offline has a value), **extra** (served a
-value, offline null). Rates are per feature over the rows checked. The report prints as a table,
+value, offline null). Rates are per feature over the rows checked. A value that cannot be computed
+exactly offline (an integer sum outside int64, :func:`featurestore.semantics.int64_overflow_reason`) is
+**refused**, as online refuses it: served null there agrees (counted in ``refused``, with the reason); a
+served number there is a mismatch. Every other feature and row is still checked. The report prints as a table,
 renders as a self-contained HTML page with plots (skew over time per feature), and ``exceeds(t)``
 gates CI.
 """
@@ -53,6 +56,8 @@ class FeatureSkew:
     mismatch: int = 0
     missing: int = 0
     extra: int = 0
+    refused: int = 0  # rows whose value is refused offline too (not skew); ``refused_reason`` says why
+    refused_reason: Optional[str] = None
     examples: List[dict] = field(default_factory=list)
 
     @property
@@ -85,9 +90,11 @@ class VerifyReport:
 def verify(store, feature_service: str, limit: Optional[int] = None, examples: int = 5) -> VerifyReport:
     """Recompute the logged lookups of ``feature_service`` offline and report skew per feature."""
     from featurestore import serving_log
+    from featurestore.engines.duckdb_pit import refusing_overflow
     from featurestore.errors import RequestError
     from featurestore.sdk.json_values import decode_list, json_columns
-    from featurestore.sdk.refs import resolve_features
+    from featurestore.sdk.refs import output_names, resolve_features
+    from featurestore.semantics import int64_overflow_reason
 
     name = getattr(feature_service, "name", feature_service)
     selection = resolve_features(store.repo, feature_service=name)
@@ -111,7 +118,8 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     entity_df = serving_log.exact_pandas(pa.table(columns_in)) if columns_in else pd.DataFrame(index=range(len(logs)))
     entity_df[TIME_COLUMN] = pd.to_datetime(logs["request_time"], utc=True)
     try:
-        offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN)
+        with refusing_overflow() as refused:  # a refused value is a cell of the report, not the run's end
+            offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN)
     except RequestError as exc:
         raise RequestError(f"verify '{name}': cannot recompute logged rows offline: {exc}") from None
     recomputed = offline.to_arrow()  # exact values (pandas would turn an int column with a null into float)
@@ -119,6 +127,13 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     for c in json_columns(by_column):  # served JSON values are decoded (decode_served): compare values
         offline_values[c] = decode_list(offline_values[c])
     served = [serving_log.decode_served(f, by_column) for f in logs["features"]]
+    refused_rows: Dict[str, set] = {}
+    names = output_names(selection, False)
+    for (view, feat), rows in refused.items():
+        column = names.get((view, feat))
+        if column is not None:
+            refused_rows[column] = rows
+            report.features[column].refused_reason = int64_overflow_reason(view, feat)
     times = (entity_df[TIME_COLUMN].astype("datetime64[ns, UTC]").astype("int64") // 1_000_000).tolist()
     buckets = _buckets(times)
     per_bucket: Dict[int, Dict[str, int]] = {b: {c: 0 for c in columns} for b in set(buckets)}
@@ -128,7 +143,11 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
         for c in columns:
             s = report.features[c]
             s.rows += 1
-            kind = classify(row.get(c), offline_values[c][i])
+            if i in refused_rows.get(c, ()):  # online refuses it too: served null agrees
+                kind = None if _null(row.get(c)) else "mismatch"
+                s.refused += kind is None
+            else:
+                kind = classify(row.get(c), offline_values[c][i])
             if kind is None:
                 continue
             setattr(s, kind, getattr(s, kind) + 1)
@@ -136,7 +155,8 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
             if len(s.examples) < examples:
                 s.examples.append({"request_id": logs["request_id"].iloc[i], "entity": entities[i],
                                    "request_time": str(entity_df[TIME_COLUMN].iloc[i]), "kind": kind,
-                                   "served": row.get(c), "offline": offline_values[c][i]})
+                                   "served": row.get(c), "offline": offline_values[c][i],
+                                   **({"reason": s.refused_reason} if i in refused_rows.get(c, ()) else {})})
     report.timeline = [(b, rows_in_bucket[b], per_bucket[b]) for b in sorted(per_bucket)]
     save_run(store, report)
     return report
@@ -160,7 +180,8 @@ def save_run(store, report: VerifyReport) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"at": int(time.time() * 1000), "rows": report.rows,
                        "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
-                                        "extra": s.extra} for f, s in report.features.items()},
+                                        "extra": s.extra, "refused": s.refused}
+                                    for f, s in report.features.items()},
                        "timeline": report.timeline}, default=str)
     with open(path, "a") as fh:  # one write of one line: concurrent runs never interleave within a line
         fh.write(line + "\n")
@@ -224,6 +245,8 @@ padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.bad{{color:#
 <p>{report.rows} logged rows recomputed offline: <b>{esc(status)}</b>.</p>
 <h2>Per feature</h2><table><tr><th>feature</th><th>rows</th><th>mismatch</th><th>missing</th><th>extra</th>
 <th>skew</th></tr>{rows}</table>
+{"".join(f"<p>{esc(f)}: {s.refused} value(s) refused offline as online: {esc(s.refused_reason)}</p>"
+         for f, s in report.features.items() if s.refused_reason)}
 <h2>Skew over time</h2>{_svg_timeline(report)}
 <h2>Worst examples</h2><table><tr><th>feature</th><th>kind</th><th>entity</th><th>request time</th><th>served</th>
 <th>offline</th><th>request id</th></tr>{examples or '<tr><td colspan=7>none</td></tr>'}</table></body></html>"""

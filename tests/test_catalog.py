@@ -88,3 +88,18 @@ def test_cli_list_and_describe():
     assert res.exit_code == 0 and json.loads(res.output)["kind"] == "feature service"
     res = runner.invoke(app, ["describe", "nope", "--repo", str(ROOT)])
     assert res.exit_code == 1 and res.output.strip() == "error: nothing called 'nope' in the catalog"
+
+
+def test_cli_search_finds_every_kind_and_prints_json():
+    from featurestore import catalog
+
+    repo = FeatureStore(ROOT).repo
+    res = runner.invoke(app, ["search", "merchant", "--repo", str(ROOT), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [(r["kind"], r["name"]) for r in rows] == [(r["kind"], r["name"]) for r in catalog.search(repo, "merchant")]
+    assert {r["kind"] for r in rows} >= {"entity", "feature view", "feature"}
+    res = runner.invoke(app, ["search", "velocity", "--repo", str(ROOT), "--tag", "team=merchant-risk"])
+    assert res.exit_code == 0 and "merchant_activity" in res.output and "user_spend" not in res.output
+    res = runner.invoke(app, ["search", "no-such-word-anywhere", "--repo", str(ROOT), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output) == []

@@ -275,3 +275,35 @@ def test_nanosecond_event_times_are_floored_exactly_whatever_the_duckdb_release(
     for view in store.repo.views.values():
         expected = oracle.point_in_time(events, view, requests)
         assert_features_equal(got, expected, view.feature_names, f"view {view.name}, {reader}, tz={tz}")
+
+
+def test_a_changed_future_bound_is_a_rows_change_and_equal_bounds_are_not(tmp_path, monkeypatch):
+    """event_time.max_future decides which source rows are events: an offline table backfilled under one bound
+    is stale under another (reads refuse, naming the setting, until a backfill), like a filter change; the same
+    bound spelled otherwise ('60m' for the default '1h') and metadata are no change."""
+    from featurestore.errors import FeatureStoreError
+
+    store = FeatureStore(write_repo(tmp_path))
+    now = _now_ms()
+    events = random_events(3, n=60)
+    ahead = events.iloc[[0]].assign(ts=pd.Timestamp(now + 2 * 3_600_000, unit="ms", tz="UTC"), user_id="u_future")
+    write_events(store.repo_path, pd.concat([events, ahead], ignore_index=True))
+    store.backfill()
+    requests = random_requests(3, events)
+    rows = store.offline.table("amount_stats").read().num_rows
+    baseline = store.get_historical_features(requests, feature_service="everything")
+    for bound, stale in (("60m", False), ("3600s", False), ("none", True), ("3h", True), ("59m", True)):
+        monkeypatch.setenv("FEATURESTORE_EVENT_TIME_MAX_FUTURE", bound)
+        other = FeatureStore(store.repo_path)
+        if not stale:
+            got = other.get_historical_features(requests, feature_service="everything")
+            pd.testing.assert_frame_equal(got, baseline)
+            continue
+        with pytest.raises(FeatureStoreError, match=r"view '\w+': its offline table was backfilled under an earlier "
+                                                    r"definition .*event_time\.max_future"):
+            other.get_historical_features(requests, feature_service="everything")
+    monkeypatch.setenv("FEATURESTORE_EVENT_TIME_MAX_FUTURE", "none")
+    unbounded = FeatureStore(store.repo_path)
+    unbounded.backfill()  # the rows under the new bound: the future event is one now
+    assert unbounded.offline.table("amount_stats").read().num_rows == rows + 1
+    unbounded.get_historical_features(requests, feature_service="everything")

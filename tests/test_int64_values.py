@@ -11,9 +11,14 @@ import dataclasses
 import random
 import uuid
 
-import pandas as pd
-import pytest
+import json
 
+import pandas as pd
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from featurestore import cli
 from featurestore.config import load_config
 from featurestore.errors import RequestError
 from featurestore.online import loads_exact
@@ -38,6 +43,7 @@ others = FeatureView(entities=[user], source=events, features=[
     Aggregation("qty", "count_distinct", None, name="qty_nd"), Latest("qty", name="qty_latest")])
 sums_svc = FeatureService(features=[sums])
 others_svc = FeatureService(features=[others])
+both_svc = FeatureService(features=[sums, others])
 '''
 
 BASE = pd.Timestamp("2026-03-01T00:00:00Z")
@@ -140,3 +146,55 @@ def test_int64_extremes_online_equal_oracle_and_overflow_is_refused(store, monke
     with pytest.raises(RequestError, match=r"^feature view 'sums': feature 'qty_sum(_2m)?': the integer sum is "
                                            r"outside int64 \(-9223372036854775808 to 9223372036854775807\)"):
         store.get_historical_features(requests.iloc[sorted(overflowed)[:1]], feature_service="sums_svc")
+
+
+@pytest.mark.parametrize("plan", ["range join", "sweep"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_verify_reports_refused_sums_and_checks_every_other_value(store, monkeypatch, seed, plan):
+    """verify of a service with an integer sum outside int64 for some rows: those cells are refused offline
+    as online (served null agrees, the reason reported), every other value is still checked; a served number
+    where offline refuses or differs is a mismatch (old code: the whole run was the one-line error)."""
+    from featurestore.engines import duckdb_pit
+
+    if plan == "sweep":  # every key hot: the point-in-time query's other plan
+        monkeypatch.setattr(duckdb_pit, "HOT_KEY_COST", 0.0)
+    events = _events(seed)
+    (store.repo_path / "data").mkdir()
+    events.to_parquet(store.repo_path / "data" / "events.parquet")
+    requests = _requests(seed, events)
+    store.backfill()
+    store.materialize()
+    want = oracle.point_in_time(events, store.repo.views["sums"], requests)
+    for r in requests.to_dict("records"):
+        store.get_online_features([{"user_id": r["user_id"]}], feature_service="both_svc",
+                                  request_time=r["event_timestamp"], log=True)
+    overflow = {f: sum(1 for v in want[f] if v is not None and not -(2**63) <= v < 2**63)
+                for f in ("qty_sum", "qty_sum_2m")}
+    assert sum(overflow.values()) and min(len(requests) - n for n in overflow.values())  # both kinds
+    report = store.verify("both_svc")
+    assert report.rows == len(requests)
+    assert set(report.features) == set(store.repo.views["sums"].feature_names) | set(
+        store.repo.views["others"].feature_names)
+    assert report.clean, {f: (s.mismatch, s.missing, s.extra) for f, s in report.features.items()}
+    for f, s in report.features.items():
+        assert s.rows == len(requests), f
+        assert s.refused == overflow.get(f, 0), f
+        if s.refused:
+            assert s.refused_reason.startswith(f"feature view 'sums': feature '{f}': the integer sum is outside")
+    monkeypatch.setattr(cli, "_store", lambda repo: store)  # the fixture's own project
+    res = CliRunner().invoke(cli.app, ["verify", "both_svc", "--repo", str(store.repo_path), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)["features"]
+    assert {f: d["refused"] for f, d in data.items() if d["refused"]} == {f: n for f, n in overflow.items() if n}
+    # Skew now: the offline sums table gets a huge event of one user before its requests; the served sums of
+    # that user after it (numbers or refused) now differ offline: mismatches, the other view stays clean.
+    table = store.offline.table("sums")
+    stored = table.read()
+    user = "back"
+    extra = {**stored.slice(0, 1).to_pylist()[0], "user_id": user, "qty": 2**63 - 1,
+             "ts": BASE - pd.Timedelta(milliseconds=1)}
+    table.append(pa.Table.from_pylist([extra], schema=stored.schema))
+    report = store.verify("both_svc")
+    assert report.features["qty_sum"].mismatch >= 1
+    assert all(s.skew_rate == 0 for f, s in report.features.items() if f in store.repo.views["others"].feature_names)
+    assert {e["entity"]["user_id"] for e in report.features["qty_sum"].examples} == {user}

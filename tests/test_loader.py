@@ -379,3 +379,30 @@ def test_a_dash_dash_comment_is_found_by_our_own_check_whatever_the_duckdb_relea
             continue
         want = any(kind.name == "comment" and expr.startswith("--", pos) for pos, kind in tokens)
         assert _line_comment(expr) == want, repr(expr)
+
+
+def test_repos_loaded_from_several_threads_at_once_load_alike(tmp_path):
+    """Definition files are imported as modules: loads in several threads at once (independent stores of one
+    process, e.g. log shippers) used to fail at random with 'cannot import definitions file: KeyError'."""
+    import threading
+
+    from featurestore.templates import write_starter
+
+    write_starter(tmp_path / "r")
+    want = sorted(load_repo(tmp_path / "r" / "definitions", repo_root=tmp_path / "r").views)
+    got, errors = [], []
+
+    def load():
+        try:
+            for _ in range(5):
+                got.append(sorted(load_repo(tmp_path / "r" / "definitions", repo_root=tmp_path / "r").views))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:2]
+    assert got == [want] * 40

@@ -323,3 +323,29 @@ def test_a_feature_added_to_a_service_later_is_not_null_in_the_older_logs(store)
     finally:
         services.write_text(before)
         FeatureStore(store.repo_path).apply()
+
+
+@pytest.mark.redis
+def test_dead_letters_of_the_last_backfill_are_a_breach(tmp_path):
+    """A batch face whose share of dead letters exceeds monitor.max_dead_letter_rate: `monitor` exits 1 naming
+    the source (only the stream's counters were watched before); a backfill without them clears it."""
+    from tests.randomrepo import random_events, write_events, write_repo
+
+    root = write_repo(tmp_path / "r")
+    (root / "featurestore.yaml").write_text((root / "featurestore.yaml").read_text().replace(
+        "project: rnd", f"project: dl_{uuid.uuid4().hex[:8]}") + "monitor:\n  max_dead_letter_rate: 0.05\n")
+    events = random_events(8, n=100)
+    bad = events.iloc[:10].assign(ts=pd.Timestamp("1800-01-01T00:00:00Z"))  # outside the supported range
+    write_events(root, pd.concat([events, bad], ignore_index=True))
+    store = FeatureStore(root)
+    store.backfill()
+    res = runner.invoke(cli, ["monitor", "--repo", str(root), "--json"])
+    assert res.exit_code == 1, res.output
+    dead = [b for b in json.loads(res.stdout)["breaches"] if b["kind"] == "dead_letters"]
+    assert dead == [{"kind": "dead_letters", "subject": "events",
+                     "text": "source 'events': 10 dead letters in its last backfill, 9.091% of its rows "
+                             "(limit 5.000%)"}]
+    write_events(root, events)
+    FeatureStore(root).backfill()
+    res = runner.invoke(cli, ["monitor", "--repo", str(root), "--json"])
+    assert not [b for b in json.loads(res.stdout)["breaches"] if b["kind"] == "dead_letters"], res.stdout

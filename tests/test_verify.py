@@ -83,3 +83,53 @@ def test_a_logged_key_that_does_not_fit_its_declared_type_is_a_one_line_error(st
     with pytest.raises(RequestError, match=r"^verify 'logged_model': logged row \d has join key user_id=12, "
                                            r"not a string \(logged under another definition of the key\?\)$"):
         store.verify("logged_model")
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_rates_count_exactly_the_skew_written_into_random_logs(store, seed):
+    """Random logged lookups (online == offline), then chosen served values rewritten in the log stream: a
+    different value (mismatch), null for a value (missing), a value for a null (extra). verify counts exactly
+    those, per feature, and nothing else."""
+    import random
+
+    from featurestore import serving_log
+
+    served = serve_traffic(store, n=40, seed=seed)  # clean as logged (test_clean_traffic_has_zero_skew)
+    client = store.online_store().client
+    key = serving_log.stream_key(store.config.project, "logged_model")
+    entries = client.xrange(key)
+    assert entries, "the lookups are logged (and not yet shipped: verify ships them)"
+    rng = random.Random(seed)
+    want = {}  # feature -> Counter of kinds written
+    rewritten = []
+    for _, fields in entries:
+        payload = json.loads(fields[b"r"])
+        for row in payload["features"]:
+            for feat, value in list(row.items()):
+                if rng.random() > 0.15:
+                    continue
+                if value is None:
+                    kind, row[feat] = "extra", "skewed" if isinstance(feat, str) and "tag" in feat else 12345
+                elif rng.random() < 0.5:
+                    kind, row[feat] = "missing", None
+                elif isinstance(value, bool):
+                    kind, row[feat] = "mismatch", not value
+                elif isinstance(value, (int, float)):
+                    kind, row[feat] = "mismatch", value + (1 if isinstance(value, int) else abs(value) * 0.01 + 1.0)
+                elif isinstance(value, str):
+                    kind, row[feat] = "mismatch", value + "!"
+                else:
+                    continue
+                want.setdefault(feat, {"mismatch": 0, "missing": 0, "extra": 0})[kind] += 1
+        rewritten.append({b"r": json.dumps(payload).encode()})
+    assert sum(sum(c.values()) for c in want.values()) > 5
+    client.delete(key)
+    for fields in rewritten:
+        client.xadd(key, fields)
+    report = store.verify("logged_model")
+    assert report.rows == len(served)
+    got = {f: {"mismatch": s.mismatch, "missing": s.missing, "extra": s.extra}
+           for f, s in report.features.items() if s.mismatch or s.missing or s.extra}
+    assert got == want
+    for f, s in report.features.items():
+        assert s.rows == len(served) and s.skew_rate == sum(want.get(f, {}).values()) / len(served)

@@ -57,6 +57,9 @@ class CompiledView:
     latest: Tuple[LatestSpec, ...]
     aggregations: Tuple[AggSpec, ...]
     data_fingerprint: str
+    # The ingestion's future bound (config event_time.max_future, ms; None: no bound): it decides which source
+    # rows are events, so it is part of what the stored rows depend on. "default": the default bound.
+    max_future_ms: Optional[int] = "default"  # type: ignore[assignment]
 
     @property
     def stored_columns(self) -> Tuple[Tuple[str, str], ...]:
@@ -65,12 +68,18 @@ class CompiledView:
 
     @property
     def rows_fingerprint(self) -> str:
-        """What the stored events depend on (source columns, event time, join keys, filter, projections), not
-        what is computed from them: an offline table written under another one holds other rows."""
+        """What the stored events depend on (source columns, event time, join keys, filter, projections, the
+        ingestion's future bound), not what is computed from them: an offline table written under another one
+        holds other rows. The default bound adds nothing (tables written before it counted stay current)."""
         from featurestore.model.base import digest
+        from featurestore.model.durations import parse_duration
+        from featurestore.semantics import DEFAULT_MAX_FUTURE
 
-        return digest({"columns": self.source_columns, "ts": self.ts_column, "keys": self.join_keys,
-                       "filter": self.filter, "projections": self.projections})
+        rows = {"columns": self.source_columns, "ts": self.ts_column, "keys": self.join_keys,
+                "filter": self.filter, "projections": self.projections}
+        if self.max_future_ms != "default" and self.max_future_ms != parse_duration(DEFAULT_MAX_FUTURE):
+            rows["max_future_ms"] = self.max_future_ms
+        return digest(rows)
 
     @property
     def key_types(self) -> Dict[str, str]:

@@ -164,8 +164,44 @@ class BackfillRun:
                 [{**r, "backfill_start_ms": self.start_ms, "backfill_end_ms": self.end_ms, DEAD_LETTERS_TS: at}
                  for r in rows], schema=DEAD_LETTER_SCHEMA)
             table.write_range(data, *ALL_TIME)
+        for source, reasons in out.items():
+            dead = sum(n for r, n in reasons.items() if not r.startswith(NULL_KEY_PREFIX))
+            kept = max((r.rows + r.rejected_null_key for r in results if r.source == source), default=0)
+            record_ingest(self.store, source, "backfill", self.now_ms, dead, dead + kept)
         where = {s: str(dead_letter_table(self.store, s).path) for s in self.dead}
         return BackfillResults(results, out, where)
+
+
+INGEST_DIR = "ingest"  # under the state folder: per source, the dead letters of its last backfill
+
+
+def _ingest_path(store, source: str):
+    return store.config.state_path / INGEST_DIR / f"{store.config.project}.{source}.json"
+
+
+def record_ingest(store, source: str, by: str, at_ms: int, dead_letters: int, records: int) -> None:
+    """Record the dead letters of the last ``by`` run over ``source`` (``monitor`` breaches on their share).
+    ``records``: the source rows the run read, as far as it counts them (dead letters plus the rows of the
+    view that kept the most: a filter on every view makes it a lower bound, the share an upper one)."""
+    import json
+    import os
+
+    path = _ingest_path(store, source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"by": by, "at": at_ms, "dead_letters": int(dead_letters), "records": int(records)}))
+    os.replace(tmp, path)  # a reader sees the old record or the new one, never half of one
+
+
+def last_ingest(store, source: str) -> Optional[dict]:
+    """What :func:`record_ingest` recorded last for ``source`` (None: no backfill recorded, or unreadable)."""
+    import json
+
+    try:
+        data = json.loads(_ingest_path(store, source).read_text())
+        return data if isinstance(data.get("dead_letters"), int) and isinstance(data.get("records"), int) else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def stale_kind(manifest: dict, cv) -> Optional[str]:
@@ -190,13 +226,14 @@ def stale_rows(manifest: dict, cv) -> Optional[str]:
     if kind in ("mixed", "batch"):
         what = ("holds rows backfilled under two definitions (a part of its range was backfilled after its "
                 "filter, projections or source changed)" if kind == "mixed" else
-                "was backfilled under an earlier definition (its filter, projections or source changed since)")
+                "was backfilled under an earlier definition (its filter, projections or source, or the config's "
+                "event_time.max_future, changed since)")
         return (f"view '{cv.name}': its offline table {what}; backfill it again (featurestore backfill --view "
                 f"{cv.name}, the whole range) before reading it")
     if kind == "stream":
         return (f"view '{cv.name}': its offline table holds rows streamed under an earlier definition (its "
-                "filter, projections or source changed since); run the stream (it rebuilds them under this one) "
-                "before reading it")
+                "filter, projections or source, or event_time.max_future, changed since); run the stream (it "
+                "rebuilds them under this one) before reading it")
     return None
 
 

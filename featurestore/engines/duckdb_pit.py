@@ -46,6 +46,8 @@ overflow) are flagged by the query and recomputed exactly in Python
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
@@ -57,13 +59,46 @@ from featurestore.compiler.ir import AggSpec, CompiledView
 from featurestore.engines import duckdb_exact as dx
 from featurestore.engines.duckdb_sql import REQ_Q, REQ_ROW, SQL_TYPES, TS_MS, keys_eq, literal, q, requests_sql
 from featurestore.errors import RequestError
-from featurestore.semantics import INT64_OVERFLOW, created_visible_sql, int64_sum_sql, window_predicate_sql
+from featurestore.semantics import (INT64_OVERFLOW, created_visible_sql, int64_overflow_sql, int64_sum_sql,
+                                    window_predicate_sql)
 
 ORD = "__ord"  # rank of an event in event order within its entity (range join: first/last)
 HOT_KEY_COST = 20.0  # a key is hot when requests * events > HOT_KEY_COST * sweep rows
 EXACT_VARIANCE_EVENTS = 100_000  # ... or, in a view with a variance, when it has more events than this
 HOT, EXACT = "__fs_hot_keys", "__fs_exact_variances"
 _VARIANCE = ("variance", "stddev")
+OVERFLOW = "__ovf_"  # flag column of an integer sum outside int64, while refusing (see refusing_overflow)
+_REFUSED: contextvars.ContextVar = contextvars.ContextVar("featurestore_refused_sums", default=None)
+
+
+@contextlib.contextmanager
+def refusing_overflow():
+    """Within this block an integer sum outside int64 is a null value recorded as refused, not the
+    one-line error (:func:`featurestore.semantics.int64_overflow_reason`): yields ``{(view, feature): set
+    of request rows}`` that the queries fill. ``verify`` compares such cells with the served REFUSED
+    (online serves null) and checks every other value."""
+    refused: Dict[Tuple[str, str], set] = {}
+    token = _REFUSED.set(refused)
+    try:
+        yield refused
+    finally:
+        _REFUSED.reset(token)
+
+
+def _refusing() -> bool:
+    return _REFUSED.get() is not None
+
+
+def _refuses(a: AggSpec) -> bool:
+    """An integer sum, while refusing (:func:`refusing_overflow`)."""
+    return _refusing() and a.function == "sum" and _is_int(a)
+
+
+def _overflow_flag(a: AggSpec, x: Optional[str], call) -> Optional[str]:
+    """The flag SQL of an integer sum while refusing, else None."""
+    if not _refuses(a):
+        return None
+    return int64_overflow_sql(call(f"sum({x})", False))
 
 
 # -- shared pieces ------------------------------------------------------------------------------------
@@ -162,7 +197,7 @@ def _agg_body(a: AggSpec, x: Optional[str], call, order: str, total: Optional[st
     if f in ("sum", "mean") and _is_int(a):  # exact HUGEINT sums; a mean rounds twice (2 ulp at most)
         total = call(f"sum({x})", False)
         n = call(f"count({x})", False)
-        return int64_sum_sql(total, view, a.name) if f == "sum" else f"(CAST({total} AS DOUBLE) / NULLIF({n}, 0))"
+        return int64_sum_sql(total, view, a.name, _refusing()) if f == "sum" else f"(CAST({total} AS DOUBLE) / NULLIF({n}, 0))"
     if f in ("sum", "mean"):  # float input: fsum, or the checked sum of duckdb_exact
         total = call(f"fsum({x})", False) if total is None else total
         return total if f == "sum" else f"({total} / NULLIF({call(f'count({x})', False)}, 0))"
@@ -225,6 +260,9 @@ def _light_ctes(cv: CompiledView, inputs: Dict[str, str], hot: Optional[str], ab
         aggs.append(f"{_output(a, body)} AS {q('__a_' + a.name)}")
         if flag is not None:
             aggs.append(f"{flag} AS {q(dx.FLAG + a.name)}")
+        overflow = _overflow_flag(a, x, call)
+        if overflow is not None:
+            aggs.append(f"{overflow} AS {q(OVERFLOW + a.name)}")
     join = window_predicate_sql(f"e.{TS_MS}", f"r.{REQ_Q}", cv.max_window_ms)
     ctes.append(
         f"agg_l AS (SELECT r.{REQ_ROW}, {', '.join(aggs)} FROM {req} AS r JOIN {evl} AS e "
@@ -253,6 +291,10 @@ def _hot_ctes(cv: CompiledView, inputs: Dict[str, str], hot: str, exact: Optiona
         if flag is not None:
             aggs.append(f"{flag} AS {q(dx.FLAG + a.name)}")
             names.append(f"sw.{q(dx.FLAG + a.name)}")
+        overflow = _overflow_flag(a, x, call)
+        if overflow is not None:
+            aggs.append(f"{overflow} AS {q(OVERFLOW + a.name)}")
+            names.append(f"sw.{q(OVERFLOW + a.name)}")
     ctes = [f"pts AS (SELECT DISTINCT hk.__hk, rq.{REQ_Q} AS __rq FROM rq JOIN {hot} AS hk "
             f"ON {keys_eq(cv, 'rq', 'hk')})"]
     if aggs:
@@ -385,6 +427,10 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
             col = f"agg.{q('__a_' + a.name)}"
             empty = a.empty_value
             value = f"COALESCE({col}, {literal(empty)})" if empty is not None else col
+            if _refuses(a):  # refused: null, never the default
+                overflow = f"agg.{q(OVERFLOW + a.name)}"
+                value = f"CASE WHEN {overflow} THEN NULL ELSE {value} END"
+                selects.append(f"{overflow} AS {q(OVERFLOW + prefix + a.name)}")
             selects.append(f"CAST({value} AS {SQL_TYPES[a.dtype]}) AS {q(prefix + a.name)}")
             if (dx.is_float_sum(a) and inputs[a.expr] in abs_cols) or a.function in _VARIANCE:  # see duckdb_exact
                 selects.append(f"agg.{q(dx.FLAG + a.name)} AS {q(dx.FLAG + prefix + a.name)}")
@@ -518,7 +564,7 @@ def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str
     checked = dx.checked_inputs(con, cv, events)
     if hot is None:
         table = _arrow(con, pit_sql(cv, events, requests, prefix, checked=checked, unique=unique))
-        return dx.repair(con, cv, events, requests_sql(cv, requests), table, prefix)
+        return dx.repair(con, cv, events, requests_sql(cv, requests), _record_refused(cv, table, prefix), prefix)
     registered = [HOT]
     con.register(HOT, hot)
     try:
@@ -532,7 +578,25 @@ def point_in_time(con, cv: CompiledView, events: str, requests: str, prefix: str
     finally:
         for name in registered:
             con.unregister(name)
-    return dx.repair(con, cv, events, requests_sql(cv, requests), table, prefix)
+    return dx.repair(con, cv, events, requests_sql(cv, requests), _record_refused(cv, table, prefix), prefix)
 
 
-__all__: Sequence[str] = ("pit_sql", "point_in_time", "hot_keys_sql", "exact_variances", "HOT_KEY_COST")
+def _record_refused(cv: CompiledView, table: pa.Table, prefix: str) -> pa.Table:
+    """While refusing (:func:`refusing_overflow`): record the request rows of each flagged integer sum and
+    drop the flag columns."""
+    refused = _REFUSED.get()
+    if refused is None:
+        return table
+    for a in cv.aggregations:
+        flag = OVERFLOW + prefix + a.name
+        if flag in table.column_names:
+            mask = table[flag].fill_null(False).to_numpy(zero_copy_only=False)
+            if mask.any():
+                rows = table[REQ_ROW].to_numpy()[mask]
+                refused.setdefault((cv.name, a.name), set()).update(int(r) for r in rows)
+            table = table.drop([flag])
+    return table
+
+
+__all__: Sequence[str] = ("pit_sql", "point_in_time", "hot_keys_sql", "exact_variances", "HOT_KEY_COST",
+                          "refusing_overflow")

@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from featurestore import dtypes
 from featurestore.compiler.ir import CompiledView
 from featurestore.semantics import (column_reason_sql, null_key_reason_sql, row_reason_sql, time_read_reason_sql,
-                                   time_supported_sql, )
+                                   time_supported_sql, time_value_supported_sql)
 
 SQL_TYPES = dtypes.DUCKDB_TYPES
 TS_MS = "__ts_ms"  # event time, epoch ms
@@ -79,6 +79,12 @@ def checked_sql(source_columns, ts_column: str, relation: str, max_future_ms: Op
                         f"ELSE CAST(to_json({col}) AS VARCHAR) END AS {q(name)}")
             checks.append((name, dtype, f"({col} IS NOT NULL AND typeof({col}) = 'VARCHAR' "
                                         f"AND NOT coalesce(json_valid(CAST({col} AS VARCHAR)), false))"))
+            continue
+        if dtype == dtypes.TIMESTAMP:  # years 1 to 9999 (semantics.time_value_supported), whatever the file holds
+            typed = f"TRY_CAST(src.{q(name)} AS TIMESTAMPTZ)"
+            cols.append(f"{typed} AS {q(name)}")
+            checks.append((name, dtype, f"(src.{q(name)} IS NOT NULL AND NOT "
+                                        f"{time_value_supported_sql(f'epoch_us({typed})')})"))
             continue
         if types is not None and _DESCRIBED.get(types.get(name, ""), types.get(name)) == SQL_TYPES[dtype]:
             col = f"src.{q(name)}"

@@ -12,7 +12,8 @@ rules of the batch face and the stream face together (docs/push.md):
 * ``int64``/``int32``: integers, or floats with an integral value (pandas turns an integer column with a
   gap into floats), in the type's range; never a bool or a string;
 * ``float64``/``float32``: numbers (NaN is null, as at every ingestion); ``bool``: booleans;
-  ``string``: strings; other ``timestamp`` columns: as the event time, null allowed;
+  ``string``: strings; other ``timestamp`` columns: as the event time, null allowed, years 1 to 9999
+  (``semantics.time_value_supported``, as in a batch face);
 * a missing column or value is null; a column the source does not declare is ignored.
 
 A row with a value that is not of its column's type is a **dead letter** with a one-line reason naming
@@ -36,7 +37,6 @@ from featurestore import semantics
 from featurestore.errors import RequestError
 
 _INT_RANGE = {t.INT64: (-(2**63), 2**63 - 1), t.INT32: (-(2**31), 2**31 - 1)}
-MIN_MS, MAX_MS = -9_223_372_036_854, 9_223_372_036_854  # other timestamp columns: what pandas holds, in ms
 PUSH_TS_TYPE = pa.timestamp("ms", tz="UTC")
 
 
@@ -137,7 +137,10 @@ def time_us(v: Any) -> int:
         raise ValueError("not a time")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
-    return ts.value // 1_000
+    if ts.unit == "ns":
+        return ts.value // 1_000
+    # beyond pandas' nanosecond range (a sentinel such as 9999-12-31): exact in its own unit
+    return int(ts.as_unit("us").tz_convert(None).to_datetime64().astype(np.int64))
 
 
 def _plain_json(v: Any) -> Any:
@@ -197,7 +200,7 @@ def _value(v: Any, dtype: str) -> Any:
         return v
     if dtype == t.TIMESTAMP:
         us = time_us(v)
-        if not MIN_MS <= us // 1000 <= MAX_MS:
+        if not semantics.time_value_supported(us):  # years 1 to 9999, as in a batch face
             raise ValueError
         return us
     raise ValueError  # pragma: no cover - every declared type is handled

@@ -9,7 +9,7 @@
 # no "from __future__ import annotations": FastAPI resolves the parameter types from the annotations
 
 import time
-from typing import Optional
+from typing import List, Optional
 
 from featurestore import access, catalog
 
@@ -111,7 +111,10 @@ def add_routes(app, store) -> None:
             return page(request, "missing.html", status=404, title="not found", kind=kind, name=name)
         can = visibility(store, request)
         view = rec["name"] if kind == "view" else rec.get("view")
-        context = dict(rec=rec, kind=kind, now=now_ms(), definition=data.definition(store, rec),
+        hidden = kind == "service" and not all(can("view", v) for v in _service_views(store, rec["name"]))
+        # a service's definition names the views it reads: not shown when the caller may not read one of them
+        context = dict(rec=rec, kind=kind, now=now_ms(), definition=None if hidden else data.definition(store, rec),
+                       definition_hidden=hidden,
                        fingerprints=data.fingerprint_history(store, rec),
                        lineage=graph.lineage_svg(data.lineage(store, rec, can,
                                                               features=kind not in ("entity", "source"))),
@@ -126,7 +129,8 @@ def add_routes(app, store) -> None:
                 context["stream"] = _stream_view(monitoring.stream_state(store), store, can)
         services = [rec["name"]] if kind == "service" else [s for s in rec.get("services", []) if can("service", s)]
         feature = rec["name"].split(":", 1)[1] if kind == "feature" else None
-        context["skew"] = {s: _skew_plot(verify.runs(store, s), s, feature, store.config.monitor.max_skew_rate)
+        context["skew"] = {s: _skew_plot(verify.runs(store, s), s, feature, store.config.monitor.max_skew_rate,
+                                         _readable_columns(store, s, can))
                            for s in services}
         if kind in ("service", "view", "feature"):
             from featurestore.ui import drift_section
@@ -145,6 +149,8 @@ def _breach_visible(breach, store, can, view_of) -> bool:
         return can("service", service) and view_of(service, feature) is not None
     if breach.kind == "skew":
         return can("service", breach.subject.split(":", 1)[0])
+    if breach.kind == "dead_letters":  # of a source: who may read a view over it
+        return any(can("view", v) for v, d in store.repo.views.items() if d.source.name == breach.subject)
     return any(can("view", v) for v, d in store.repo.views.items() if d.source.stream is not None)
 
 
@@ -162,15 +168,36 @@ def _stream_view(stream, store, can):
             "lag": {t: lag for t, lag in stream.lag.items() if t in topics}}
 
 
-def _skew_plot(runs, service: str, feature: Optional[str], limit: float) -> dict:
-    """The skew history of a service (or of one feature in it): the last run's rates and a plot over runs."""
+def _service_views(store, service: str) -> List[str]:
+    from featurestore.sdk.refs import resolve_features
+
+    try:
+        return list(resolve_features(store.repo, feature_service=service))
+    except Exception:  # noqa: BLE001 - a broken service is plan's to report
+        return []
+
+
+def _readable_columns(store, service: str, can) -> set:
+    """The output columns of ``service`` whose views the caller may read (the others' names stay hidden)."""
+    from featurestore.sdk.refs import output_names, resolve_features
+
+    try:
+        names = output_names(resolve_features(store.repo, feature_service=service), False)
+    except Exception:  # noqa: BLE001 - a broken service is plan's to report
+        return set()
+    return {column for (view, _), column in names.items() if can("view", view)}
+
+
+def _skew_plot(runs, service: str, feature: Optional[str], limit: float, readable: set) -> dict:
+    """The skew history of a service (or of one feature in it): the last run's rates and a plot over runs,
+    over the ``readable`` feature columns only (a feature of a view the caller may not read is left out)."""
     from featurestore import ui, verify
     from featurestore.ui import graph
 
     if not runs:
         return {"runs": 0, "last": None, "plot": ""}
     feats = [feature] if feature else list(runs[-1]["features"])
-    feats = [f for f in feats if f in runs[-1]["features"]]
+    feats = [f for f in feats if f in runs[-1]["features"] and f in readable]
     series = {f: [(r["at"], verify.skew_rate(r, f)) for r in runs if f in r["features"]] for f in feats}
     last = {f: dict(runs[-1]["features"][f], rate=verify.skew_rate(runs[-1], f)) for f in feats}
     plot = graph.line_plot(series, f"skew-{service}", "skew rate per verify run",

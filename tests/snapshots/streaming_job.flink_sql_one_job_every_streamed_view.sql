@@ -132,7 +132,7 @@ FROM `fs_parsed_transactions`;
 INSERT INTO fs_events_user_spend
 SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, (CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END) AS `amount_usd`, `__kafka_partition`, `__kafka_offset`
 FROM `fs_typed_transactions`
-WHERE `__reason` IS NULL AND `user_id` IS NOT NULL AND ((`amount` > CAST(0 AS DOUBLE))) IS TRUE;
+WHERE `__reason` IS NULL AND `user_id` IS NOT NULL AND (((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE;
 
 INSERT INTO fs_events_user_profile
 SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, `__kafka_partition`, `__kafka_offset`
@@ -159,7 +159,7 @@ WHERE `__reason` IS NULL AND (`merchant_id` IS NULL);
 
 -- online group 0 (user_spend, user_profile) -> per-entity mini-batches (ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer
 SELECT fs_json_array(`user_id`) AS k,
-  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE(((`amount` > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount`) AS v,
+  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE((((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount`) AS v,
   `__pt`
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `user_id` IS NOT NULL;

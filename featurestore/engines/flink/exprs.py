@@ -24,6 +24,10 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``length(s)`` counts code points (Flink's CHAR_LENGTH counts UTF-16 units).
   - ``round(double, n)`` is DuckDB's ``round(x * 10^n) / 10^n``; see :meth:`ExprCompiler._round`.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
+  - Comparisons (``=``, ``<``, ``BETWEEN``, ``IN``, ...) of floats follow DuckDB's order where an operand
+    is an expression that may be NaN (NaN equals NaN and is above +inf; a stored column is never NaN);
+    ``IN`` on floats is ``=`` per item (Flink's hashes -0.0 apart from 0.0), and every float operand of a
+    comparison has its -0.0 as 0.0 (:meth:`ExprCompiler._key`: Calcite's range search orders -0.0 first).
 
   Known differences that remain (documented in docs/streaming.md): integer overflow wraps in Flink
   (DuckDB raises), ``lower``/``upper`` of a few special letters (``ß``) differ.
@@ -180,7 +184,9 @@ class ExprCompiler:
     def _compare(self, n, op: str) -> FExpr:
         a, b = self.node(n.this), self.node(n.expression)
         kind = self._comparable([a, b], f"'{op}'")
-        return FExpr(f"({self._as(a, kind)} {op} {self._as(b, kind)})", t.BOOL)
+        nan = kind in FLOATS
+        return FExpr(_cmp(self._key(a, kind), op, self._key(b, kind), nan and _may_be_nan(n.this),
+                          nan and _may_be_nan(n.expression)), t.BOOL)
 
     def _as(self, e: FExpr, kind: str) -> str:
         """``e`` in a comparison/branch of common type ``kind``: NULL typed; floats compared as floats."""
@@ -189,6 +195,18 @@ class ExprCompiler:
         if kind in FLOATS and e.dtype != kind:
             return _cast_sql(e, kind)
         return e.sql
+
+    def _key(self, e: FExpr, kind: str) -> str:
+        """``e`` as an operand of a comparison of type ``kind``: a float's -0.0 as 0.0. Calcite turns
+        comparisons of one operand with literals (``x >= 0 AND x < 9``, ``IN``) into a range search that
+        orders doubles by ``Double.compareTo`` (-0.0 below 0.0); DuckDB compares -0.0 equal to 0.0."""
+        x = self._as(e, kind)
+        if kind not in FLOATS or e.dtype not in FLOATS:  # an integer or decimal is never -0.0
+            return x
+        number = re.fullmatch(r"(?:CAST\()?\(?(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\)?(?: AS \w+\))?", x)
+        if number is not None:  # a literal: a zero is 0.0, any other stays as written
+            return f"CAST(0 AS {FLINK_TYPES[kind]})" if float(number.group(1)) == 0 else x
+        return f"(CASE WHEN {x} = 0 THEN CAST(0 AS {FLINK_TYPES[kind]}) ELSE {x} END)"
 
     def _EQ(self, n) -> FExpr:
         return self._compare(n, "=")
@@ -243,7 +261,7 @@ class ExprCompiler:
             if subject is not None:
                 when = self.node(branch.this)
                 kind = self._comparable([subject, when], "CASE")
-                conds.append(f"{self._as(subject, kind)} = {self._as(when, kind)}")
+                conds.append(f"{self._key(subject, kind)} = {self._key(when, kind)}")
             else:
                 conds.append(self._bool(branch.this, "CASE WHEN").sql)
             values.append(self.node(branch.args["true"]))
@@ -291,6 +309,10 @@ class ExprCompiler:
         a = self.node(n.this)
         items = [self.node(x) for x in n.expressions]
         kind = self._comparable([a, *items], "IN")
+        if kind in FLOATS:  # Flink's IN hashes doubles (-0.0 is not 0.0, NaN is itself): DuckDB's '=' each
+            x = self._key(a, kind)
+            return FExpr("(" + " OR ".join(_cmp(x, "=", self._key(e, kind), _may_be_nan(n.this), _may_be_nan(node))
+                                           for e, node in zip(items, n.expressions)) + ")", t.BOOL)
         return FExpr(f"({self._as(a, kind)} IN (" + ", ".join(self._as(e, kind) for e in items) + "))", t.BOOL)
 
     def _Between(self, n) -> FExpr:
@@ -298,8 +320,12 @@ class ExprCompiler:
             raise UnsupportedExpression("BETWEEN SYMMETRIC is not supported")
         a, lo, hi = self.node(n.this), self.node(n.args["low"]), self.node(n.args["high"])
         kind = self._comparable([a, lo, hi], "BETWEEN")
-        x = self._as(a, kind)
-        return FExpr(f"({x} >= {self._as(lo, kind)} AND {x} <= {self._as(hi, kind)})", t.BOOL)
+        x = self._key(a, kind)
+        nan = kind in FLOATS
+        na, nlo, nhi = (nan and _may_be_nan(n.this), nan and _may_be_nan(n.args["low"]),
+                        nan and _may_be_nan(n.args["high"]))
+        return FExpr(f"({_cmp(x, '>=', self._key(lo, kind), na, nlo)} AND {_cmp(x, '<=', self._key(hi, kind), na, nhi)})",
+                     t.BOOL)
 
     def _like(self, n, ci: bool) -> FExpr:
         if n.args.get("escape") is not None:
@@ -376,16 +402,22 @@ class ExprCompiler:
         ft = FLINK_TYPES[e.dtype]
         x = f"CAST({e.sql} AS DOUBLE)"
         if digits == 0:
-            body = f"ROUND({x}, 0)"
+            scaled, body = x, f"ROUND({x}, 0)"
         elif digits > 0:
             m = f"CAST(1e{digits} AS DOUBLE)"
-            body = f"(ROUND({x} * {m}, 0) / {m})"
+            scaled = f"({x} * {m})"
+            body = f"(ROUND({scaled}, 0) / {m})"
         else:
             m = f"CAST(1e{-digits} AS DOUBLE)"
-            body = f"(ROUND({x} / {m}, 0) * {m})"
+            scaled = f"({x} / {m})"
+            body = f"(ROUND({scaled}, 0) * {m})"
         # A negative input that rounds to zero is -0.0 in DuckDB (std::round); Flink's BigDecimal has no -0.
         negative = f"({x} < 0 OR ({x} = 0 AND CAST(1 AS DOUBLE) / {x} < 0))"
-        body = (f"(CASE WHEN NOT ({x} - {x} = 0) THEN {x} "  # NaN, infinities: unchanged (ROUND would throw)
+        # NaN, infinities, and a finite x whose x * 10^n is not finite (1.7e308 at 1 digit): DuckDB returns the
+        # input when the rounded value is not finite; Flink's ROUND would throw (BigDecimal of "Infinity").
+        # ``NOT (v - v = 0)`` is true exactly for those (Calcite keeps it: it becomes ``v - v <> 0``; checked
+        # on values it cannot fold by tests/test_flink_math.py).
+        body = (f"(CASE WHEN NOT ({scaled} - {scaled} = 0) THEN {x} WHEN NOT ({body} - {body} = 0) THEN {x} "
                 f"WHEN {body} = 0 AND {negative} THEN {body} * CAST(-1 AS DOUBLE) ELSE {body} END)")
         return FExpr(f"CAST({body} AS {ft})", e.dtype)
 
@@ -401,6 +433,34 @@ class ExprCompiler:
 
     def _TryCast(self, n) -> FExpr:
         return self._Cast(n)
+
+
+def _may_be_nan(node) -> bool:
+    """Whether a float operand may be NaN: a stored column never is (NaN is null at ingestion), nor a
+    literal; an expression may be (``x - x`` of an infinity, ``0 / 0``)."""
+    from sqlglot import exp
+
+    while isinstance(node, (exp.Paren, exp.Neg)):
+        node = node.this
+    return not isinstance(node, (exp.Column, exp.Literal, exp.Null))
+
+
+def _is_nan(x: str, may_be_nan: bool) -> str:
+    """SQL: true when ``x`` is NaN, null when it is null. Not "x <> x": Calcite simplifies it (and "x = x")
+    as if NaN did not exist."""
+    if not may_be_nan:
+        return f"(CASE WHEN {x} IS NULL THEN CAST(NULL AS BOOLEAN) ELSE FALSE END)"
+    return f"(CAST({x} AS STRING) = 'NaN')"
+
+
+def _cmp(a: str, op: str, b: str, a_nan: bool = False, b_nan: bool = False) -> str:
+    """``a op b`` with DuckDB's order of floats when an operand may be NaN: NaN equals NaN and is greater
+    than every other value, +inf included (Flink compares IEEE: NaN is unordered). A null is null."""
+    if not (a_nan or b_nan):
+        return f"({a} {op} {b})"
+    na, nb = _is_nan(a, a_nan), _is_nan(b, b_nan)
+    return (f"(CASE WHEN {na} OR {nb} THEN CAST({na} AS INT) {op} CAST({nb} AS INT) "
+            f"ELSE {a} {op} {b} END)")
 
 
 def _describe(n, text: str = "") -> str:
