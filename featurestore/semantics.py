@@ -169,6 +169,13 @@ def column_reason(column: str, dtype: str) -> str:
     return f"column '{column}': not a {dtype}"
 
 
+def inexact_int_reason(column: str, dtype: str) -> str:
+    """A float at or beyond 2^53 for an integer column: another integer rounds to it too, so it is not trusted as
+    the integer meant (the rule of entity frames' integer join keys, ``sdk.inputs``)."""
+    return (f"column '{column}': a float at or beyond 2^53 is not a trusted {dtype} (pandas turns an integer column "
+            "with a missing value into float64; pass integers or pandas' nullable Int64)")
+
+
 NULL_KEY_PREFIX = "null join key"
 
 

@@ -255,3 +255,58 @@ def test_sub_millisecond_created_times_are_kept_by_backfill_and_push(tmp_path, r
             assert pd.Timestamp(offline["created"][i]) == want["created"] == pd.Timestamp(online["created"][i]), d
     finally:
         drop_project(store.online_store().client, project)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_a_float_at_or_beyond_2_53_in_an_integer_column_is_a_dead_letter_on_every_push_path(make_store, seed):
+    """The rule of entity frames' integer join keys (tests/test_caller_inputs.py KEY_MISTAKES): a float at or
+    beyond 2^53 may be another integer than the one meant (123456789012345678 -> ...680.0), so a pushed row
+    with one in an integer key ('shop') or column ('qty') is a dead letter naming the column, never an event
+    with another key; integral floats below 2^53 (a pandas column with a gap) are the integers they hold."""
+    import random
+
+    from fastapi.testclient import TestClient
+
+    from featurestore.push import dead_letter_table
+    from featurestore.server import create_app
+
+    rng = random.Random(seed)
+    inexact = [float(123456789012345678), 2.0**53, -(2.0**53), -(2.0**53) - 2, float(2**63 - 1), -(2.0**63), 2.0**62]
+    exact = [0.0, 3.0, -7.0, 2.0**53 - 1, -(2.0**53) + 1, float(2**40)]
+    store = make_store()
+    rows, want = [], {}
+    for i in range(60):
+        shop = rng.choice(inexact) if rng.random() < 0.25 else rng.choice(exact)
+        qty = rng.choice(inexact) if rng.random() < 0.25 else (None if rng.random() < 0.2 else rng.choice(exact))
+        rows.append({"user_id": f"u{rng.randint(0, 3)}", "shop": shop, "qty": qty, "amount": 1.5,
+                     "ts": f"2026-03-01T00:{i // 60:02d}:{i % 60:02d}Z"})
+        bad = [c for c in ("shop", "qty") if rows[-1][c] in inexact]  # schema order: shop before qty
+        if bad:
+            want[i] = (f"column '{bad[0]}': a float at or beyond 2^53 is not a trusted int64 (pandas turns an integer "
+                       "column with a missing value into float64; pass integers or pandas' nullable Int64)")
+    assert want and len(want) < len(rows)
+    counts = {}
+    for reason in want.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    good = [i for i in range(len(rows)) if i not in want]
+
+    frame = pd.DataFrame(rows)
+    assert frame["shop"].dtype == "float64"  # the form an integer column with a gap takes in pandas
+    result = store.push("events", frame, to="offline")
+    assert (result.rows, result.events, result.dead_letters) == (len(rows), len(good), counts)
+    kept = dead_letter_table(store, "events").read().to_pylist()
+    assert {r["row_index"]: r["reason"] for r in kept} == want  # every refused row kept, with its reason
+    from featurestore.push.rows import parse
+
+    parsed = parse(store.repo.sources["events"], frame)
+    assert parsed.index == good
+    assert parsed.table.column("shop").to_pylist() == [int(rows[i]["shop"]) for i in good]  # exactly the integers
+    assert parsed.table.column("qty").to_pylist() == [None if rows[i]["qty"] is None else int(rows[i]["qty"])
+                                                      for i in good]
+
+    client = TestClient(create_app(store))  # the HTTP route: JSON numbers with a fraction or exponent are floats
+    res = client.post("/push", json={"source": "events", "rows": rows, "to": "offline"})
+    assert res.status_code == 200, res.text
+    assert (res.json()["events"], res.json()["dead_letters"]) == (len(good), counts)
+    kept = dead_letter_table(store, "events").read().to_pylist()
+    assert len(kept) == 2 * len(want)

@@ -9,8 +9,9 @@ rules of the batch face and the stream face together (docs/push.md):
   milliseconds (the stream face's form); floored to the millisecond. Missing, unreadable (a float, a
   bool, text that is not a time), outside the supported range (1900-01-01 to 2199-12-31 UTC) or too far
   after the clock (``event_time.max_future``): a dead letter, as in every job (docs/semantics.md);
-* ``int64``/``int32``: integers, or floats with an integral value (pandas turns an integer column with a
-  gap into floats), in the type's range; never a bool or a string;
+* ``int64``/``int32``: integers, or floats with an integral value below 2^53 in magnitude (pandas turns an
+  integer column with a gap into floats; beyond 2^53 another integer rounds to the same float, so such a
+  float is refused, as in an entity frame's integer join key), in the type's range; never a bool or a string;
 * ``float64``/``float32``: numbers (NaN is null, as at every ingestion); ``bool``: booleans;
   ``string``: strings; other ``timestamp`` columns: as the event time, null allowed, years 1 to 9999
   (``semantics.time_value_supported``, as in a batch face);
@@ -48,6 +49,10 @@ column_reason = semantics.column_reason
 
 def bad_time_reason(column: str) -> str:
     return semantics.unreadable_time_reason(column, "a timestamp (a datetime, an ISO-8601 string or epoch milliseconds)")
+
+
+class InexactInt(ValueError):
+    """A float at or beyond 2^53 for an integer column (``dtypes.FLOAT_EXACT_INT``)."""
 
 
 @dataclass
@@ -178,6 +183,8 @@ def _value(v: Any, dtype: str) -> Any:
         if isinstance(v, (float, np.floating)):
             if not math.isfinite(v) or v != int(v):
                 raise ValueError
+            if abs(v) >= t.FLOAT_EXACT_INT:  # another integer rounds to it too: the entity frames' rule
+                raise InexactInt
             v = int(v)
         if not isinstance(v, (int, np.integer)):
             raise ValueError
@@ -261,6 +268,9 @@ def parse(source, rows: Any, now_ms: Optional[int] = None, max_future_ms: Option
                     continue
                 try:
                     values[c] = _value(v, dtype)
+                except InexactInt:
+                    reason = semantics.inexact_int_reason(c, dtype)
+                    break
                 except (ValueError, TypeError, OverflowError):
                     reason = column_reason(c, dtype)
                     break
