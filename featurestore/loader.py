@@ -237,6 +237,18 @@ FEAST_HINT = "Feast definitions: what maps to what and what is not supported is 
 _LOADING = threading.RLock()  # definition files are imported as modules (sys.modules): one load at a time
 
 
+def feast_repo_path(folder: Path, repo_root: Path) -> Path:
+    """Feast's ``repo_path`` of the definitions ``folder``: the nearest folder at or above it holding a
+    ``feature_store.yaml`` (not above the project root when the folder is inside it); else the project root."""
+    inside = folder == repo_root or repo_root in folder.parents
+    for candidate in (folder, *folder.parents):
+        if (candidate / "feature_store.yaml").is_file():
+            return candidate
+        if inside and candidate == repo_root:
+            break
+    return repo_root
+
+
 def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = False) -> Repo:
     """Load, name and resolve every definition under ``folder``; raise all problems at once.
 
@@ -278,7 +290,8 @@ def _load_repo(folder: Path, repo_root: Optional[Path], streaming: bool) -> Repo
             return item.origin if item else feast_items[0].origin
 
         try:
-            translated = feast_import.translate({f.var: f.obj for f in feast_items}, repo_root)
+            translated = feast_import.translate({f.var: f.obj for f in feast_items}, repo_root,
+                                                feast_repo_path(folder, repo_root))
         except Exception as exc:  # TranslationError: one Problem per object, at its file and line
             feast_failed = True
             for fp in getattr(exc, "problems", ()) or ():

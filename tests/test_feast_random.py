@@ -421,3 +421,38 @@ def test_file_source_of_a_directory_reads_every_file_under_it(tmp_path, relative
     store.backfill(views=["by_dir"])  # the backfill reads the same files
     backfilled = pd.DataFrame(store.get_historical_features(edf, features=[f"by_dir:{c}" for c in columns]))
     assert_features_equal(backfilled, from_file, columns, context="directory source, backfilled")
+
+
+def test_relative_file_source_paths_resolve_against_the_feast_repo_when_it_is_elsewhere(tmp_path):
+    """``definitions:`` pointing at a Feast repo in another folder than the project: a relative FileSource path is
+    relative to the Feast repo (Feast's ``repo_path``: ``FileSource.get_uri_for_file_path``), not to the project
+    root, which holds decoy files of the same names with other events. Random events: the values equal those of
+    the Feast repo read as a project itself (where both roots are one folder), for a file and a directory."""
+    rng = np.random.default_rng(37)
+    feast_repo, ours = tmp_path / "feast_repo", tmp_path / "ours"
+    ev = make_events(rng)
+    decoy = ev.assign(f_float=ev["f_float"] + 1.0, f_int=pd.Series([None if v is None or v != v else int(v) + 1
+                                                                  for v in ev["f_int"]], dtype=object))
+    for root, events in ((feast_repo, ev), (ours, decoy)):
+        (root / "data" / "events").mkdir(parents=True)
+        write_events(root / "data" / "all.parquet", events)
+        write_events(root / "data" / "events" / "part-0.parquet", events)
+    (feast_repo / "feature_store.yaml").write_text("project: feast_elsewhere\nprovider: local\n")
+    (feast_repo / "defs.py").write_text(DIR_DEFS.format(path="data/events"))
+    (ours / "featurestore.yaml").write_text("project: feast_elsewhere\ndefinitions: ../feast_repo\n")
+    (feast_repo / "featurestore.yaml").write_text("project: feast_elsewhere_ref\ndefinitions: .\n")
+    elsewhere, reference = FeatureStore(ours), FeatureStore(feast_repo)
+    assert elsewhere.repo.views["by_file"].source.batch.path == os.path.join("..", "feast_repo", "data", "all.parquet")
+    assert elsewhere.repo.views["by_dir"].source.batch.path == os.path.join("..", "feast_repo", "data", "events", "**",
+                                                                             "*.parquet")
+    edf = entity_df(make_requests(rng, ev, [90_000])).drop(columns=["merchant_id"])
+    columns = ["f_float", "f_int", "f_str"]
+    for view in ("by_file", "by_dir"):
+        features = [f"{view}:{c}" for c in columns]
+        want = pd.DataFrame(reference.get_historical_features(edf, features=features))
+        assert want["f_float"].notna().sum() > len(want) // 4
+        got = pd.DataFrame(elsewhere.get_historical_features(edf, features=features))
+        assert_features_equal(got, want, columns, context=f"{view}: a Feast repo elsewhere vs the Feast repo itself")
+    elsewhere.backfill(views=["by_file"])  # the backfill reads the same files
+    backfilled = pd.DataFrame(elsewhere.get_historical_features(edf, features=[f"by_file:{c}" for c in columns]))
+    assert_features_equal(backfilled, want, columns, context="a Feast repo elsewhere, backfilled")

@@ -126,12 +126,14 @@ from featurestore.model import Definition
 __all__ = ["FeastProblem", "is_feast_object", "translate"]
 
 
-def translate(objects: Dict[str, Any], repo_root: Optional[str] = None) -> Dict[str, Definition]:
+def translate(objects: Dict[str, Any], repo_root: Optional[str] = None,
+              feast_root: Optional[str] = None) -> Dict[str, Definition]:
     """Translate the Feast objects of one repo, ``{variable: object}``, to named definitions.
 
     Non-Feast values and Feast objects that are not definitions are ignored. Returns
     ``{variable: definition}`` (see the module docstring for keys, names and the mapping); raises
     one :class:`TranslationError` listing every problem (``.problems``: :class:`FeastProblem`).
+    ``feast_root``: the Feast repo's folder (Feast's ``repo_path``) when not the project root ``repo_root``.
     """
     if not any(is_feast_object(o) for o in objects.values()):
         return {}
@@ -139,4 +141,5 @@ def translate(objects: Dict[str, Any], repo_root: Optional[str] = None) -> Dict[
 
     translator = Translator(objects)
     translator.repo_root = None if repo_root is None else str(repo_root)
+    translator.feast_root = None if feast_root is None else str(feast_root)
     return translator.run()

@@ -140,6 +140,19 @@ def ms(value: Any) -> Optional[int]:
     return parse_duration(value, "duration")
 
 
+def feast_path(path: str, feast_root: Optional[str], repo_root: Optional[str]) -> str:
+    """A FileSource path as Feast resolves it (``FileSource.get_uri_for_file_path``: a relative path is relative to
+    the ``repo_path`` of the Feast repo, the folder of its ``feature_store.yaml``), written relative to the project
+    root (``repo_root``), which every reader of a ``ParquetFiles`` path resolves it against."""
+    import os
+
+    if not feast_root or not repo_root or os.path.isabs(path) or "://" in path:
+        return path
+    if os.path.realpath(feast_root) == os.path.realpath(repo_root):
+        return path
+    return os.path.relpath(os.path.join(feast_root, path), repo_root)
+
+
 def batch_path(path: str, repo_root: Optional[str]) -> str:
     """The ``ParquetFiles`` pattern of a FileSource's path: a directory (Feast reads every Parquet file under it,
     as a partitioned dataset) becomes ``<dir>/**/*.parquet``; a file or a glob stays as written."""

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from featurestore import dtypes as t
 from featurestore.errors import DefinitionError
-from featurestore.feast_import.columns import batch_path, ms, parquet_types, schema_json_types
+from featurestore.feast_import.columns import batch_path, feast_path, ms, parquet_types, schema_json_types
 from featurestore.feast_import.common import Fail, SourceGroup, ViewPlan, kind
 from featurestore.model import KafkaTopic, ParquetFiles, Source
 from featurestore.model.base import NAME_RE, freeze_tags
@@ -166,7 +166,7 @@ class SourcesMixin:
                 group.fallback = schema_json_types(options.message_format)
             if batch is not None and getattr(batch, "path", None):
                 # Feast infers undeclared column types from the file; so do we (the file wins).
-                in_file = parquet_types(batch.path, self.repo_root)
+                in_file = parquet_types(feast_path(batch.path, self.feast_root, self.repo_root), self.repo_root)
                 group.fallback = {**group.fallback, **{c: d for c, d in in_file.items() if d is not None}}
                 group.file_columns = set(in_file) or None
         except (Fail, DefinitionError) as exc:
@@ -198,7 +198,7 @@ class SourcesMixin:
                 name=group.name,
                 schema=schema,
                 timestamp=group.ts,
-                batch=ParquetFiles(batch_path(batch.path, self.repo_root)) if batch is not None else None,
+                batch=ParquetFiles(batch_path(feast_path(batch.path, self.feast_root, self.repo_root), self.repo_root)) if batch is not None else None,
                 stream=topic,
                 watermark_delay=delay,
                 tiebreak=(group.created,) if group.created else (),

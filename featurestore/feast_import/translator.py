@@ -18,6 +18,7 @@ from featurestore.model.base import NAME_RE, freeze_tags
 
 class Translator(SourcesMixin, ViewsMixin, OnDemandMixin):
     repo_root: Optional[str] = None
+    feast_root: Optional[str] = None  # the Feast repo's repo_path (relative FileSource paths are relative to it)
 
     def __init__(self, objects: Dict[str, Any]):
         import feast
