@@ -18,11 +18,13 @@ the very keys, fields and members it wrote (read back, untimed) written again wi
 commands (DEL, HSET/ZADD, PEXPIREAT, 500 keys per round trip), no computation. Ratio = floor seconds /
 ours seconds (1.0 = as fast as the floor). Code paths: ``vector`` (the default: tiles from DuckDB
 partials, :mod:`featurestore.kernel.vector`) and ``per-entity`` (``FEATURESTORE_MATERIALIZE_VECTOR=0``:
-the kernel's one-pass build of each entity, :mod:`featurestore.kernel.batch`); the images of both are
-checked byte for byte equal.
+the kernel's one-pass build of each entity, :mod:`featurestore.kernel.batch`), and ``vector-always``
+(the vectorised build of kernel entities however few their events: ``online_materialize.VECTOR_EVENTS``
+set to 0, the code before that threshold); the images of all are checked byte for byte equal.
 
     .venv/bin/python -m bench.materialize_hot [--hot-keys 10 --events-per-key 20000 --background 100000]
-                                              [--repeat 2] [--name materialize-hot] [--profile]
+                                              [--repeat 2] [--paths vector,per-entity,vector-always]
+                                              [--name materialize-hot] [--profile]
 """
 
 from __future__ import annotations
@@ -123,8 +125,12 @@ def main(argv=None) -> int:
     images = {}
     profiles = {}
 
+    from featurestore.stores import online_materialize as om
+    threshold = om.VECTOR_EVENTS
+
     def materialize(view, path):
         os.environ["FEATURESTORE_MATERIALIZE_VECTOR"] = "0" if path == "per-entity" else "1"
+        om.VECTOR_EVENTS = 0 if path == "vector-always" else threshold  # vector-always: however few events
         cost, (res,) = measure_cpu(client, lambda: fs.materialize(views=[view], end=MATERIALIZE_END_MS))
         return cost, res
 

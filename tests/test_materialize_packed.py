@@ -16,6 +16,7 @@ import pytest
 from featurestore.kernel import entity as kentity
 from featurestore.kernel.partials import _SPLICE, Encoded, dumps_row
 from featurestore.store import FeatureStore
+from featurestore.stores import online_materialize as om
 from featurestore.stores import online_redis as orr
 from tests.randomrepo import random_events, write_events, write_repo
 
@@ -95,6 +96,7 @@ def test_the_vectorised_packed_path_writes_the_per_entity_paths_redis_image(tmp_
     monkeypatch.setattr(kentity, "DENSE_EVENTS", rng.choice([5, 40]))
     monkeypatch.setattr(kentity, "TILE_MIN_EVENTS", rng.choice([0, 2, 16]))
     monkeypatch.setattr(orr, "STAGE_ITEMS", rng.choice([7, 50]))  # hot entities in many staged chunks
+    monkeypatch.setattr(om, "VECTOR_EVENTS", 0)  # the vectorised build however few the events
     events = _events(seed)
     root = write_repo(tmp_path / "repo")
     with open(root / "definitions" / "features.py", "a") as f:  # distinct sets of strings / integers / booleans
@@ -127,3 +129,31 @@ def test_the_vectorised_packed_path_writes_the_per_entity_paths_redis_image(tmp_
             assert images["1"][key] == want, (end, key)
             compared += 1
     assert compared > 50
+
+
+@pytest.mark.redis
+def test_kernel_entities_with_few_events_are_built_entity_by_entity(tmp_path, monkeypatch, redis_client):
+    """Below ``VECTOR_EVENTS`` events in a pass, the kernel entities skip the vectorised build (its tiles
+    query costs more than the per-entity build on so few events); at or above it, they take it."""
+    monkeypatch.setattr(kentity, "DENSE_EVENTS", 5)
+    events = _events(0)
+    root = write_repo(tmp_path / "repo")
+    write_events(root, events)
+    calls = []
+    kernel = om._kernel
+    monkeypatch.setattr(om, "_kernel", lambda *a, **k: (calls.append(1), kernel(*a, **k)))
+    monkeypatch.setenv("FEATURESTORE_MATERIALIZE_VECTOR", "1")
+    counts = {}
+    for threshold in (len(events) + 1, 0):
+        monkeypatch.setattr(om, "VECTOR_EVENTS", threshold)
+        store = FeatureStore(root)
+        project = f"pkv_{threshold}_{random.randrange(10**9)}"
+        store.config = store.config.__class__(**{**store.config.__dict__, "project": project})
+        try:
+            store.materialize()
+        finally:
+            keys = list(redis_client.scan_iter(match=f"fs:{project}:*", count=1000))
+            if keys:
+                redis_client.delete(*keys)
+        counts[threshold], calls[:] = len(calls), []
+    assert counts[len(events) + 1] == 0 and counts[0] > 0, counts

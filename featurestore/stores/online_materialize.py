@@ -16,7 +16,9 @@ Entities fall in two groups, decided in SQL per pass:
   (:func:`featurestore.kernel.batch.changes_from_tiles`), never touching an event.
   ``FEATURESTORE_MATERIALIZE_VECTOR=0`` builds them event by event instead
   (:func:`featurestore.kernel.batch.full_changes`, the reference the tests compare with); a DuckDB error
-  of the vectorised build (an integer sum of squares beyond 128 bits) falls back to it.
+  of the vectorised build (an integer sum of squares beyond 128 bits) falls back to it, and so do passes
+  whose kernel entities hold fewer than ``VECTOR_EVENTS`` events (the tiles query's fixed cost is more
+  than the per-entity build's on so few).
 
 Each entity is replaced by one write script, pipelined (large entities in chunks swapped in at once:
 :mod:`featurestore.stores.online_staged`). Large views are processed in ``ceil(rows / PASS_ROWS)``
@@ -50,8 +52,19 @@ from featurestore.stores.online_packed import from_columns, pack_counted, packed
 HOT, HOT_EVENTS = "__fs_mat_hot", "__fs_mat_hev"
 
 
+# Fewer kernel entities' events than this in a pass: they are built entity by entity (the vectorised
+# build's fixed cost, its tiles query, is more than the per-entity build's on so few events).
+VECTOR_EVENTS = 10_000
+
+
 def vector_enabled() -> bool:
     return os.environ.get("FEATURESTORE_MATERIALIZE_VECTOR", "1") != "0"
+
+
+def _hot_events(con) -> int:
+    """The events of the pass's kernel entities (table :data:`HOT`)."""
+    ((n,),) = con.sql(f"SELECT coalesce(sum(__fs_all), 0) FROM {HOT}").fetchall()
+    return int(n)
 
 
 class _Writer:
@@ -143,8 +156,12 @@ def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Option
             _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, exclude=hot)
         if hot is not None:
             try:
-                _kernel(con, cv, relation, layout, cut, ret.keep_base, writer, on_rows, packed)
-            except duckdb.Error:  # e.g. a sum of squares beyond HUGEINT: the per-entity build instead
+                if _hot_events(con) >= VECTOR_EVENTS:  # fewer do not pay for the tiles query
+                    try:
+                        _kernel(con, cv, relation, layout, cut, ret.keep_base, writer, on_rows, packed)
+                        continue
+                    except duckdb.Error:  # e.g. a sum of squares beyond HUGEINT: the per-entity build
+                        pass
                 _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, only=hot)
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}")
@@ -236,14 +253,14 @@ def _where(cv: CompiledView, part) -> List[str]:
 
 def hot_sql(cv: CompiledView, relation: str, part, cut: Optional[int], keep_base: bool) -> str:
     """The temporary table of the pass's kernel entities (see the module docstring): keys, ``__fs_e``
-    (a number) and ``__fs_d`` (dense)."""
+    (a number), ``__fs_d`` (dense) and ``__fs_all`` (its events in the pass)."""
     keys = ", ".join(dsql.q(k) for k in cv.join_keys)
     ts = f"epoch_ms({dsql.q(cv.ts_column)})"
     kept = "count(*)" if cut is None else f"count(*) FILTER (WHERE {ts} >= {int(cut)})"
     old = "0" if cut is None or not keep_base else f"count(*) FILTER (WHERE {ts} < {int(cut)})"
     dense = f"__fs_kept > {kentity.DENSE_EVENTS}"
-    return (f"CREATE OR REPLACE TEMP TABLE {HOT} AS SELECT {keys}, row_number() OVER () AS __fs_e, {dense} AS __fs_d "
-            f"FROM (SELECT {keys}, {kept} AS __fs_kept, {old} AS __fs_old FROM {relation} AS src "
+    return (f"CREATE OR REPLACE TEMP TABLE {HOT} AS SELECT {keys}, row_number() OVER () AS __fs_e, {dense} AS __fs_d, "
+            f"__fs_all FROM (SELECT {keys}, {kept} AS __fs_kept, {old} AS __fs_old, count(*) AS __fs_all FROM {relation} AS src "
             f"WHERE {' AND '.join(_where(cv, part))} GROUP BY ALL) WHERE {dense} OR __fs_old > 0")
 
 
