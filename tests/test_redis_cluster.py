@@ -15,6 +15,8 @@ import pytest
 
 from featurestore.config import load_config
 from featurestore.store import FeatureStore
+from featurestore.kernel import entity as kentity
+from featurestore.stores import online_materialize
 from featurestore.stores import online_redis as orr
 from tests.compare import same_value
 from tests.conftest import drop_project
@@ -119,7 +121,7 @@ def test_lookups_materialize_and_push_ride_out_a_failover(tmp_path, redis_cluste
         drop_project(store.online_store().client, project)
 
 
-def test_http_server_health_lookups_and_logged_lookups_on_a_cluster(tmp_path, redis_cluster_url):
+def test_http_server_health_lookups_and_logged_lookups_on_a_cluster(tmp_path, monkeypatch, redis_cluster_url):
     """``featurestore serve`` on a cluster store: /health reads the markers there, a lookup of many
     entities equals the same lookup on the single Redis (same events materialized into both), and a
     logged lookup lands in the cluster's log stream and ships offline."""
@@ -134,6 +136,9 @@ def test_http_server_health_lookups_and_logged_lookups_on_a_cluster(tmp_path, re
     cluster = FeatureStore(root, config=dataclasses.replace(single.config, redis_url=redis_cluster_url))
     events = random_events(6)
     write_events(root, events)
+    # the cluster's vectorised build of kernel entities (members as arguments) however few their events
+    monkeypatch.setattr(online_materialize, "VECTOR_EVENTS", 0)
+    monkeypatch.setattr(kentity, "DENSE_EVENTS", 20)
     try:
         single.materialize()
         client = TestClient(create_app(cluster))
