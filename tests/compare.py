@@ -30,6 +30,22 @@ def same_value(a, b, rel: float = 1e-9, abs_tol: float = 1e-12) -> bool:
     return a == b
 
 
+def same_engine_value(a, b, dtype) -> bool:
+    """A value from DuckDB and one from Flink are the same exactly: nulls alike, NaNs alike, zeros of one sign."""
+    if a is None or b is None:
+        return a is None and b is None
+    if dtype == "float32":  # Flink hands FLOAT to Python through its decimal text; compare as float32
+        import numpy as np
+
+        a, b = float(np.float32(a)), float(np.float32(b))
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return a == b and type(a) is type(b)
+
+
 def assert_features_equal(actual: pd.DataFrame, expected: pd.DataFrame, columns: Iterable[str], context: str = "",
                           abs_tol: float = 1e-12):
     """Every value of ``columns`` equal row by row; the message lists the first mismatches. ``abs_tol=0``

@@ -14,12 +14,12 @@ import math
 import random
 import sys
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from featurestore.engines.flink import exprs as flink_sql
+from tests.compare import same_engine_value
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 
@@ -92,19 +92,6 @@ def _schema():
     return pa.schema([("id", pa.int64()), ("x", pa.float64()), ("f", pa.float32()), ("j", pa.int64())])
 
 
-def _same(a, b, dtype) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if dtype == "float32":  # Flink hands FLOAT to Python through its decimal text; compare as float32
-        a, b = float(np.float32(a)), float(np.float32(b))
-    if isinstance(a, float) or isinstance(b, float):
-        a, b = float(a), float(b)
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    return a == b and type(a) is type(b)
-
-
 def test_non_finite_values_and_signed_zeros_through_flink_math_equal_duckdb(tmp_path):
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
@@ -142,6 +129,6 @@ def test_non_finite_values_and_signed_zeros_through_flink_math_equal_duckdb(tmp_
             problems.append(f"{expr!r}: DuckDB fails: {duck[k]}")
             continue
         for rid in range(len(rows)):
-            if not _same(duck[k][rid], flink[rid][k], dtype):
+            if not same_engine_value(duck[k][rid], flink[rid][k], dtype):
                 problems.append(f"{expr!r} on {rows[rid]}: DuckDB {duck[k][rid]!r}, Flink {flink[rid][k]!r}")
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:40])

@@ -48,9 +48,8 @@ from featurestore.config import load_config
 from featurestore.engines.flink import exprs as flink_sql
 from featurestore.errors import FeatureStoreError, RequestError
 from featurestore.store import FeatureStore
-from featurestore.stores import online_redis as orr
 from tests import oracle
-from tests.compare import assert_features_equal, same_value
+from tests.compare import assert_features_equal, same_engine_value, same_value
 from tests.randomrepo import DEFINITIONS, random_events, random_requests, write_events, write_repo
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -875,21 +874,6 @@ def _duck_values(exprs):
     return types, {r[0]: r[1:] for r in con.sql(sql).fetchall()}
 
 
-def _same(a, b, dtype) -> bool:
-    import numpy as np
-
-    if a is None or b is None:
-        return a is None and b is None
-    if dtype == "float32":  # Flink hands FLOAT to Python through its decimal text; compare as float32
-        a, b = float(np.float32(a)), float(np.float32(b))
-    if isinstance(a, float) or isinstance(b, float):
-        a, b = float(a), float(b)
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    return a == b and type(a) is type(b)
-
-
 @pytest.mark.flink
 @pytest.mark.slow
 def test_whitelisted_expressions_equal_duckdb():
@@ -918,7 +902,7 @@ def test_whitelisted_expressions_equal_duckdb():
         for rid in sorted(duck):
             if (expr, rid) in KNOWN_DIFFERENCES:
                 continue
-            if not _same(duck[rid][k], flink[rid][k], dtype):
+            if not same_engine_value(duck[rid][k], flink[rid][k], dtype):
                 problems.append(f"{expr!r} row {rid}: DuckDB {duck[rid][k]!r}, Flink {flink[rid][k]!r}")
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:30])
 
