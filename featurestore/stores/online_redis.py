@@ -247,6 +247,24 @@ def _pack(args) -> bytes:
     return b"".join(out)
 
 
+def _read_commands(sha: str, reads: Sequence[Tuple[str, list]]) -> List[Tuple[bytes, bytes]]:
+    """Per ``(entity base, script args)`` of ``reads``: its key and its packed ``EVALSHA`` of the read script
+    (``sha``) on its three keys. The arguments of one read plan are packed once for all the entities that
+    share it (``reads`` entries with the same args object), and each entity's command is one format."""
+    head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(sha)) + _bulk(b"3")
+    tails: Dict[int, Tuple[bytes, bytes]] = {}
+    out = []
+    for base, args in reads:
+        tail = tails.get(id(args))
+        if tail is None:
+            tail = tails[id(args)] = (b"*%d\r\n" % (6 + len(args)) + head, _pack(args))
+        key = base.encode()
+        n = len(key) + 2
+        out.append((key, b"%s$%d\r\n%s:t\r\n$%d\r\n%s:r\r\n$%d\r\n%s:p\r\n%s"
+                    % (tail[0], n, key, n, key, n, key, tail[1])))
+    return out
+
+
 def _arg_bytes(a) -> bytes:
     if isinstance(a, bytes):
         return a
@@ -347,17 +365,9 @@ class RedisOnlineStore:
         for attempt in (0, 1):
             if self._read is None:
                 self._read = self._guard(self.client.script_load, READ_LUA)
-            head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(self._read)) + _bulk(b"3")
             parts = [b"*%d\r\n" % (2 + len(views)) + _bulk(b"HMGET") + _bulk(views_key(self.project).encode())
                      + b"".join(_bulk(v.encode()) for v in views)]
-            tails: Dict[int, Tuple[int, bytes]] = {}
-            for base, args in reads:
-                tail = tails.get(id(args))
-                if tail is None:
-                    tail = tails[id(args)] = (len(args), _pack(args))
-                key = base.encode()
-                parts.append(b"*%d\r\n" % (6 + tail[0]) + head + _bulk(key + b":t") + _bulk(key + b":r")
-                             + _bulk(key + b":p") + tail[1])
+            parts += [command for _, command in _read_commands(self._read, reads)]
             out = self._guard(self._exchange, b"".join(parts), len(parts))
             errors = [r for r in out if isinstance(r, redis.exceptions.ResponseError)]
             if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors) and not attempt:
@@ -381,18 +391,10 @@ class RedisOnlineStore:
         cluster = self.client
         if self._read is None:
             self._read = self._guard(cluster.script_load, READ_LUA)
-        head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(self._read)) + _bulk(b"3")
         vkey = views_key(self.project).encode()
         commands = [(vkey, b"*%d\r\n" % (2 + len(views)) + _bulk(b"HMGET") + _bulk(vkey)
                      + b"".join(_bulk(v.encode()) for v in views))]
-        tails: Dict[int, Tuple[int, bytes]] = {}
-        for base, args in reads:
-            tail = tails.get(id(args))
-            if tail is None:
-                tail = tails[id(args)] = (len(args), _pack(args))
-            key = base.encode()
-            commands.append((key, b"*%d\r\n" % (6 + tail[0]) + head + _bulk(key + b":t") + _bulk(key + b":r")
-                             + _bulk(key + b":p") + tail[1]))
+        commands += _read_commands(self._read, reads)
         for sentinel in sentinels:
             key = sentinel.encode()
             commands.append((key, b"*2\r\n" + _bulk(b"EXISTS") + _bulk(key)))
