@@ -515,7 +515,8 @@ class FeatureStore:
         if serving_log.should_log(self, feature_service, log):
             views = rplan.base if rplan is not None else selection
             raw = response.raw_dict()  # JSON values logged as their stored text
-            keys = [k for k in raw if k in {jk for v in views for jk in self.repo.views[v].join_keys}]
+            join_keys = {jk for v in views for jk in self.repo.views[v].join_keys}
+            keys = [k for k in raw if k in join_keys]
             record = serving_log.build_record(self, raw, keys, selection, feature_service,
                                               response.request_time_ms, request_id, served_request)
             if serving_log_kafka.uses_kafka(self, feature_service):  # LoggingConfig(destination="kafka")

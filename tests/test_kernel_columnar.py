@@ -2,11 +2,14 @@
 without tiles) equals Layout.add event by event, slot for slot, and the oracle: random events with hot
 keys, ties on time and on order, nulls, NaN and infinities, subnormal and huge floats, ints beyond 2**53."""
 
+import math
 import random
+import struct
 from fractions import Fraction
 
 import pytest
 
+from featurestore.kernel import columnar
 from featurestore.kernel.columnar import RawEvents, window_rows
 from featurestore.kernel.partials import Layout
 from tests.test_kernel import INPUTS, WINDOWS, check, make_layout, random_events
@@ -63,6 +66,46 @@ def test_non_float_values_in_a_float_column_fall_back_to_adding_events():
     evs = [([1], [2**60 + 1]), ([2], [0.5]), ([3], [None])]
     (row,), = window_rows(layout, [RawEvents.of(evs, 1)], [[(None, 100)]], [layout.all_slots])
     assert _encoded(layout, row) == _encoded(layout, _by_add(layout, evs, None, 100, layout.all_slots))
+
+
+def _random_double(rng):
+    k = rng.random()
+    if k < 0.08:
+        return None
+    if k < 0.16:
+        return rng.choice([math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, -5e-324, 1.7976931348623157e308,
+                           -1.7976931348623157e308, 2.2250738585072014e-308])
+    if k < 0.4:  # any bit pattern: subnormals, huge, NaN payloads
+        return struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+    return round(rng.uniform(-1e4, 1e4), rng.randint(0, 6)) * 10.0 ** rng.randint(-30, 30)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_short_columns_exact_prefix_sums_are_numpys_integers(seed):
+    """Columns of at most ``SMALL`` values take the exact prefix sums in Python (numpy's fixed cost): the very
+    integers, scale and non-finite counts of the numpy path, for sums and sums of squares, and so the same
+    ``ExactSum`` of every slice."""
+    rng = random.Random(7100 + seed)
+    for _ in range(300):
+        vals = [_random_double(rng) for _ in range(rng.randint(0, columnar.SMALL))]
+        for squares in (False, True):
+            cols = columnar._Columns(Layout([("x", "float64")], [], []), [RawEvents.of([([i], [v]) for i, v in
+                                                                                       enumerate(vals)], 1)])
+            small = cols.exact_prefix(0, squares)
+            cols._prefix.clear()
+            saved, columnar.SMALL = columnar.SMALL, -1
+            try:
+                wide = cols.exact_prefix(0, squares)
+            finally:
+                columnar.SMALL = saved
+            assert small[1] == wide[1]
+            for got, want in zip((small[0], *small[2:]), (wide[0], *wide[2:])):
+                assert list(got) == [int(x) for x in want], (vals, squares)
+            for _ in range(5):
+                a = rng.randint(0, len(vals))
+                b = rng.randint(a, len(vals))
+                x, y = columnar._exact(small, a, b), columnar._exact(wide, a, b)
+                assert (x.m, x.s, x.nan, x.pinf, x.ninf) == (y.m, y.s, y.nan, y.pinf, y.ninf)
 
 
 def test_inputs_are_the_kernel_tests_inputs():
