@@ -599,7 +599,7 @@ def raw_events_many(blobs: Sequence[bytes], members: ofmt.Members) -> List[RawEv
     of the decoding of a many-entity lookup)."""
     full = [b for b in blobs if b]
     evs = loads(b"[" + b",".join(full).replace(b"\n", b",") + b"]") if full else []
-    batch = RawBatch([e[1] for e in evs], members.columns(evs), evs, members.order_of)
+    batch = RawBatch(list(map(itemgetter(1), evs)), members.columns(evs), evs, members.order_of)
     out, a = [], 0
     for blob in blobs:
         n = blob.count(b"\n") + 1 if blob else 0  # members are joined by newlines and never hold one
