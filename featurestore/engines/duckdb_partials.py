@@ -38,8 +38,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from featurestore.engines import duckdb_tile_text as dtext
 from featurestore.kernel.exact import ExactSum
-from featurestore.kernel.partials import Encoded, Layout, _NAN_KEY
+from featurestore.kernel.partials import Encoded, EncodedRow, Layout, _NAN_KEY
 
 BASE_G = -(1 << 62)  # the group of the events before the cut (the base row)
 _E_STEP = 8  # float sums: exponents grouped by multiples of this (mantissas then below 2**62)
@@ -52,7 +53,8 @@ def _float(v: Any) -> Any:
 
 
 def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, order_text: bool, tile_top: int,
-              least: int, all_tops: bool, text_cols: frozenset = frozenset()) -> str:
+              least: int, all_tops: bool, text_cols: frozenset = frozenset(),
+              row_text: Optional[Tuple[bool, Optional[int]]] = None) -> str:
     """The rows :func:`featurestore.kernel.batch.changes_from_tiles` needs, from the events in ``table``
     (columns ``__fs_e``: entity number, ``__fs_d``: dense, ``__fs_ts`` ms, ``__fs_r`` rank in event
     order, ``__fs_o`` order rank, ``__fs_i<j>`` inputs, ``__fs_ord`` order text when ``order_text``):
@@ -60,7 +62,9 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     for dense entities, every tile (``__fs_l`` level <= ``tile_top``, ``__fs_g`` start, not before
     ``cut``) of more than ``least`` events (and with ``all_tops`` every top tile). Ordered by entity,
     level, start; read by :func:`decode_rows`. The distinct sets of inputs in ``text_cols`` (strings,
-    integers, booleans: never floats) come as their encoded JSON text (``to_json(list_sort(...))``)."""
+    integers, booleans: never floats) come as their encoded JSON text (``to_json(list_sort(...))``).
+    ``row_text = (order_plain, merged_level)``: each row's stored text too, column ``__fs_txt``
+    (:func:`featurestore.engines.duckdb_tile_text.row_text_sql`)."""
     minute = f"(__fs_ts - (((__fs_ts % {MINUTE_MS}) + {MINUTE_MS}) % {MINUTE_MS}))"
     if cut is None:
         g0, where = minute, "TRUE"
@@ -159,7 +163,9 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
         ctes.append(
             f"fx{col} AS (SELECT __fs_e, __fs_l, __fs_g, list(__E ORDER BY __E) AS fx{col}, "
             f"list(CAST(sm AS VARCHAR) ORDER BY __E) AS fm{col}, list(CAST(sh AS VARCHAR) ORDER BY __E) AS fh{col}, "
-            f"list(CAST(sk AS VARCHAR) ORDER BY __E) AS fk{col}, list(CAST(sl AS VARCHAR) ORDER BY __E) AS fl{col} FROM "
+            f"list(CAST(sk AS VARCHAR) ORDER BY __E) AS fk{col}, list(CAST(sl AS VARCHAR) ORDER BY __E) AS fl{col}"
+            + ("" if row_text is None else  # the same as one text (read faster than five lists: _text_sum)
+               f", string_agg(concat_ws(' ', __E, sm, sh, sk, sl), ' ' ORDER BY __E) AS fz{col}") + " FROM "
             f"({' UNION ALL '.join(parts)}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL)")
         joins.append(f" LEFT JOIN fx{col} USING (__fs_e, __fs_l, __fs_g)")
     # distinct sets as JSON text: each level's sets straight from the events (one GROUP BY per level:
@@ -178,6 +184,8 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
         joins.append(f" LEFT JOIN dx{i} USING (__fs_e, __fs_l, __fs_g)")
     order = "__fs_ord" if order_text else "__fs_ts"
     sel = ["a.*"] + [f"fx{col}.{n}{col}" for col in float_level for n in ("fx", "fm", "fh", "fk", "fl")]
+    if row_text is not None:
+        sel += [f"fx{col}.fz{col}" for col in float_level]
     sel += [f"coalesce(dx{i}.s{i}, '[]') AS s{i}" for i, _, _ in texts]
     for n, (i, rank, col) in enumerate(picks):
         alias = f"__fs_p{n}"
@@ -187,8 +195,13 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
         for c in cols:
             v = f"{alias}.__fs_i{c}"
             sel.append(f"{'to_json(' + v + ')' if c in layout.float_cols else v} AS v{i}_{c}")
+            if row_text is not None and c in layout.float_cols:
+                sel.append(f"{v} AS w{i}_{c}")
     body = f"SELECT {', '.join(sel)} FROM __fs_agg AS a" + "".join(joins)
-    return f"WITH {', '.join(ctes)}\n{body} ORDER BY a.__fs_e, a.__fs_l, a.__fs_g"
+    if row_text is None:
+        return f"WITH {', '.join(ctes)}\n{body} ORDER BY a.__fs_e, a.__fs_l, a.__fs_g"
+    text = dtext.row_text_sql(layout, order_text, row_text[0], row_text[1], text_cols)
+    return f"WITH {', '.join(ctes)}\nSELECT *, {text} AS __fs_txt FROM ({body}) ORDER BY __fs_e, __fs_l, __fs_g"
 
 
 def _levels(prefix: str, minutes: str, names: List[str], merges: List[Tuple[str, str, int, str]], top: int,
@@ -237,23 +250,72 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: froze
     kernel row of the group's events (see the module docstring). The distinct sets of ``text_cols``
     stay :class:`~featurestore.kernel.partials.Encoded` text, except in the rows that are merged (the
     base row and those of ``merged_level``) and in text holding a ``\\u00`` escape (DuckDB writes
-    ``\\u001F`` where Python writes ``\\u001f``): those are parsed into sets."""
-    cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    ``\\u001F`` where Python writes ``\\u001f``): those are parsed into sets. A row with text
+    (``__fs_txt``, :mod:`featurestore.engines.duckdb_tile_text`) is that text, an
+    :class:`~featurestore.kernel.partials.EncodedRow` (only its exact float sums spliced in)."""
+    cols = _Columns(batch)
     es, ls, gs, counts = cols["__fs_e"], cols["__fs_l"], cols["__fs_g"], cols["n"]
-    getters = [_getter(layout, i, cols, order_text, loads, text_cols, merged_level) for i in layout.all_slots]
+    getters: dict = {}
+
+    def getter(i):  # made on first use: a column is converted only when a row reads it
+        get = getters.get(i)
+        if get is None:
+            get = getters[i] = _getter(layout, i, cols, order_text, loads, text_cols, merged_level)
+        return get
+
     plans: dict = {}  # level -> (slots, [(slot, getter)]) of the slots its rows hold
+    texts = cols["__fs_txt"] if "__fs_txt" in batch.schema.names else None  # rows DuckDB wrote as text
+    sums: dict = {}  # level -> [getter] of the exact float sums its rows hold (spliced into the text)
+    splice, sum_text = dtext.splice, dtext.sum_text
     out = []
     for r in range(batch.num_rows):
         level = ls[r]
+        if texts is not None and texts[r] is not None:
+            gets = sums.get(level)
+            if gets is None:
+                gets = sums[level] = [_text_sum(layout, i, cols) for i in dtext.float_slots(layout, level)]
+            text = splice(texts[r], [sum_text(get(r, level)) for get in gets])
+            if text is not None:
+                out.append((es[r], level, gs[r], counts[r], EncodedRow(text)))
+                continue
         plan = plans.get(level)
         if plan is None:
             kept = layout.all_slots if level < 0 else layout.kept(level)
-            plan = plans[level] = (kept, [(i, getters[i]) for i in kept])
+            plan = plans[level] = (kept, [(i, getter(i)) for i in kept])
         row = layout.shell(plan[0])
         for i, get in plan[1]:
             row[i] = get(r, level)
         out.append((es[r], level, gs[r], counts[r], row))
     return out
+
+
+def _text_sum(layout: Layout, i: int, cols: dict):
+    """``get(r, level)``: the exact float sum of slot ``i`` in row ``r``, from the one text of the row's
+    per-exponent sums (``fz<col>``: exponent, sum, and the sum of squares' three parts, per exponent)."""
+    kind, col = layout.slots[i]
+    nan, pinf, ninf, fz = cols[f"nan{col}"], cols[f"pinf{col}"], cols[f"ninf{col}"], cols[f"fz{col}"]
+    if kind == "s":
+        def total(r, level):
+            v = fz[r].split() if fz[r] else ()
+            return _exact([int(e) for e in v[0::5]], v[1::5], nan[r], pinf[r], ninf[r])
+        return total
+
+    def squares(r, level):
+        v = fz[r].split() if fz[r] else ()
+        return _exact_square([int(e) for e in v[0::5]], v[2::5], v[3::5], v[4::5], nan[r], pinf[r], ninf[r])
+    return squares
+
+
+class _Columns(dict):
+    """An Arrow batch's columns as Python lists, each converted when first read."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def __missing__(self, name):
+        out = self[name] = self.batch.column(name).to_pylist()
+        return out
 
 
 def _getter(layout: Layout, i: int, cols: dict, order_text: bool, loads, text_cols: frozenset,

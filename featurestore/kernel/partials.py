@@ -52,6 +52,14 @@ class Encoded(str):
     __slots__ = ()
 
 
+class EncodedRow(str):
+    """A whole row already in its stored form (the JSON text :func:`dumps_row` would write of
+    :meth:`Layout.encode` at the row's level), written by an engine (materialize's tile rows:
+    ``featurestore.engines.duckdb_tile_text``): written as it is, never merged or read."""
+
+    __slots__ = ()
+
+
 _SPLICE = "\x00fs:encoded\x00"  # stands for an Encoded slot while the rest of the row is encoded
 
 
@@ -59,6 +67,8 @@ def dumps_row(row: list, dumps) -> str:
     """The JSON text of an encoded row (``dumps``: the compact encoder), :class:`Encoded` slots spliced:
     the row is encoded once with a placeholder in their place, then the placeholders are replaced (one
     encoder call per slot when a value of the row itself encodes like the placeholder)."""
+    if type(row) is EncodedRow:
+        return row
     at = [i for i, v in enumerate(row) if type(v) is Encoded]
     if not at:
         return dumps(row)
@@ -425,6 +435,8 @@ class Layout:
     def encode(self, row: list, level: Optional[int] = None) -> list:
         """A JSON-able form of ``row`` (one entry per slot). At a tile ``level`` (or
         :data:`PREFIX_LEVEL`), the slots no reader of that level needs are written empty."""
+        if type(row) is EncodedRow:
+            return row
         out: list = []
         keep = self.levels if level is not None else None
         for i, ((kind, col), v) in enumerate(zip(self.slots, row)):
@@ -487,4 +499,4 @@ def _better(kind: str, floats: bool):
     return lambda x, best: x > best
 
 
-__all__ = ["Encoded", "Layout", "NEEDS", "dumps_row", "PREFIX_LEVEL", "order_of", "window_level"]
+__all__ = ["Encoded", "EncodedRow", "Layout", "NEEDS", "dumps_row", "PREFIX_LEVEL", "order_of", "window_level"]

@@ -38,6 +38,7 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines import duckdb_partials as dpart
 from featurestore.engines import duckdb_sql as dsql
+from featurestore.engines import duckdb_tile_text as dtext
 from featurestore.errors import FeatureStoreError
 from featurestore.kernel import batch as kbatch
 from featurestore.kernel import entity as kentity
@@ -55,6 +56,11 @@ HOT, HOT_EVENTS = "__fs_mat_hot", "__fs_mat_hev"
 # Fewer kernel entities' events than this in a pass: they are built entity by entity (the vectorised
 # build's fixed cost, its tiles query, is more than the per-entity build's on so few events).
 VECTOR_EVENTS = 10_000
+
+
+# Tile rows' stored text written by DuckDB (duckdb_tile_text); False: every row decoded and encoded in
+# Python (the reference the tests compare with).
+TILE_TEXT = True
 
 
 def vector_enabled() -> bool:
@@ -327,9 +333,12 @@ def _groups(con, cv: CompiledView, layout: Layout, cut, keep_base: bool, order_t
     """``(entity, [(level, start, events, row), ...])`` in entity order (:func:`dpart.tiles_sql`)."""
     tile_top = min(TOP_LEVEL, layout.max_level)
     text_cols = frozenset(j for j, (_, dtype) in enumerate(input_columns(cv)) if dtype in TEXT_TYPES)
-    sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
-                          keep_base and tile_top == TOP_LEVEL, text_cols)
     merged = tile_top if keep_base else None  # rows changes_from_tiles merges into prefixes
+    types = dict(cv.stored_columns)
+    order_plain = all(types[c] not in (*dtext.FLOAT_TYPES, t.JSON) for c in ofmt.order_columns(cv))
+    sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
+                          keep_base and tile_top == TOP_LEVEL, text_cols,
+                          row_text=(order_plain, merged) if TILE_TEXT else None)
     # fetched whole (held tiles only: far fewer rows than events) before the members are streamed on
     # the same connection, which holds one open result at a time
     parts = con.sql(sql).to_arrow_table()
