@@ -51,9 +51,10 @@ def _json_safe(text: str) -> str:
     return f"CASE WHEN contains({text}, '\\u00') THEN NULL ELSE {text} END"
 
 
-def value_text(x: str, dtype: str) -> Optional[str]:
+def value_text(x: str, dtype: str, safe: bool = True) -> Optional[str]:
     """The encoder's text of input value ``x`` of ``dtype`` ('null' for NULL; NULL: not writable); None
-    when no value of the type is written by SQL."""
+    when no value of the type is written by SQL. ``safe=False``: a string with a ``\\u00XX`` escape is
+    ``to_json``'s text (the same value, other text) instead of NULL."""
     if dtype in FLOAT_TYPES:
         body = float_text(x)
     elif dtype in (t.INT32, t.INT64, t.TIMESTAMP):  # timestamps are epoch microseconds here
@@ -61,10 +62,29 @@ def value_text(x: str, dtype: str) -> Optional[str]:
     elif dtype == t.BOOL:
         body = f"CASE WHEN {x} THEN 'true' ELSE 'false' END"
     elif dtype == t.STRING:
-        body = _json_safe(f"to_json({x})")
+        body = _json_safe(f"to_json({x})") if safe else f"to_json({x})"
     else:
         return None
     return f"CASE WHEN {x} IS NULL THEN 'null' ELSE {body} END"
+
+
+def order_text_sql(ts: str, order: Sequence[tuple]) -> str:
+    """An event's order as the encoder writes it (``[ts,[v],[],...]``; ``order``: ``(column SQL, dtype)`` of
+    :func:`featurestore.stores.online_format.order_columns`): the value of
+    :func:`featurestore.stores.online_format.order_text_sql` (which writes doubles with ``to_json``: the
+    same values, other text) in the encoder's text, but for strings holding a ``\\u00XX`` escape."""
+    parts = [f"CAST({ts} AS VARCHAR)"]
+    for c, d in order:
+        x = f"epoch_us({c})" if d == t.TIMESTAMP else (f"CAST({c} AS DOUBLE)" if d == t.FLOAT32 else c)
+        body = value_text(x, d, safe=False)
+        parts.append(f"CASE WHEN {c} IS NULL THEN '[]' ELSE '[' || "
+                     + (f"to_json({x})" if body is None else body) + " || ']' END")
+    return "'[' || " + " || ',' || ".join(parts) + " || ']'"
+
+
+def order_plain(dtypes: Sequence[str]) -> bool:
+    """Whether :func:`order_text_sql` of order columns of ``dtypes`` is the encoder's text."""
+    return all(value_text("x", d) is not None for d in dtypes)
 
 
 def row_text_sql(layout: Layout, order_text: bool, order_plain: bool, merged_level: Optional[int],
@@ -147,4 +167,4 @@ def splice(text: str, sums: Sequence[str]) -> Optional[str]:
     return "".join(out)
 
 
-__all__ = ["FLOAT_MARK", "float_slots", "float_text", "row_text_sql", "splice", "sum_text", "value_text"]
+__all__ = ["FLOAT_MARK", "float_slots", "float_text", "order_plain", "order_text_sql", "row_text_sql", "splice", "sum_text", "value_text"]

@@ -287,7 +287,7 @@ def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS) -> Tupl
         ts = f"epoch_ms({dsql.q(cv.ts_column)})"
         cols += [f"{ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))} AS __fs_v{j}"
                  for j, (c, s) in enumerate(zip(stored, ofmt.order_sources(cv))) if s < 0]
-        cols.append(f"{ofmt.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
+        cols.append(f"{dtext.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
     where = " AND ".join(_where(cv, None))
     sql = (f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
            f"FROM (SELECT * FROM {{relation}} AS src WHERE {where}) AS src JOIN {hot} USING ({keys}) "
@@ -335,7 +335,7 @@ def _groups(con, cv: CompiledView, layout: Layout, cut, keep_base: bool, order_t
     text_cols = frozenset(j for j, (_, dtype) in enumerate(input_columns(cv)) if dtype in TEXT_TYPES)
     merged = tile_top if keep_base else None  # rows changes_from_tiles merges into prefixes
     types = dict(cv.stored_columns)
-    order_plain = all(types[c] not in (*dtext.FLOAT_TYPES, t.JSON) for c in ofmt.order_columns(cv))
+    order_plain = dtext.order_plain([types[c] for c in ofmt.order_columns(cv)])
     sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
                           keep_base and tile_top == TOP_LEVEL, text_cols,
                           row_text=(order_plain, merged) if TILE_TEXT else None)
