@@ -133,7 +133,9 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
             raise ValueError(kind)
     keep = f"n > {int(least)}" + (f" OR __fs_l = {tile_top}" if all_tops else "")
     since = "" if cut is None else f" AND __fs_g >= {int(cut)}"
-    ctes = [f"__fs_src AS MATERIALIZED (SELECT *, {g0} AS __fs_g0 FROM {table} WHERE {where})",
+    used = sorted({col for _, col in layout.slots if col is not None})  # only what the aggregations read
+    src = ", ".join(["__fs_e", "__fs_ts", "__fs_r", "__fs_o", *(f"__fs_i{c}" for c in used)])
+    ctes = [f"__fs_src AS MATERIALIZED (SELECT {src}, {g0} AS __fs_g0 FROM {table} WHERE {where})",
             f"__fs_min AS MATERIALIZED (SELECT __fs_e, __fs_g0, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)"]
     names = [m[0] for m in merges]
     finals = ", ".join(f"{final} AS {name}" for name, _, _, final in merges)
@@ -161,11 +163,10 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
                  f"WHERE __fs_g0 = {BASE_G}"]
         parts += [f"SELECT __fs_e, {k} AS __fs_l, __fs_g, __E, sm, sh, sk, sl FROM __fs_f{col}_{k}" for k in range(top + 1)]
         ctes.append(
-            f"fx{col} AS (SELECT __fs_e, __fs_l, __fs_g, list(__E ORDER BY __E) AS fx{col}, "
-            f"list(CAST(sm AS VARCHAR) ORDER BY __E) AS fm{col}, list(CAST(sh AS VARCHAR) ORDER BY __E) AS fh{col}, "
-            f"list(CAST(sk AS VARCHAR) ORDER BY __E) AS fk{col}, list(CAST(sl AS VARCHAR) ORDER BY __E) AS fl{col}"
-            + ("" if row_text is None else  # the same as one text (read faster than five lists: _text_sum)
-               f", string_agg(concat_ws(' ', __E, sm, sh, sk, sl), ' ' ORDER BY __E) AS fz{col}") + " FROM "
+            # one text per group (read several times faster than five lists): exponent, sum, and the sum
+            # of squares' three parts, per exponent, ascending (_text_sum)
+            f"fx{col} AS (SELECT __fs_e, __fs_l, __fs_g, "
+            f"string_agg(concat_ws(' ', __E, sm, sh, sk, sl), ' ' ORDER BY __E) AS fz{col} FROM "
             f"({' UNION ALL '.join(parts)}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL)")
         joins.append(f" LEFT JOIN fx{col} USING (__fs_e, __fs_l, __fs_g)")
     # distinct sets as JSON text: each level's sets straight from the events (one GROUP BY per level:
@@ -183,9 +184,7 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
                     f"({' UNION ALL '.join(parts)}))")
         joins.append(f" LEFT JOIN dx{i} USING (__fs_e, __fs_l, __fs_g)")
     order = "__fs_ord" if order_text else "__fs_ts"
-    sel = ["a.*"] + [f"fx{col}.{n}{col}" for col in float_level for n in ("fx", "fm", "fh", "fk", "fl")]
-    if row_text is not None:
-        sel += [f"fx{col}.fz{col}" for col in float_level]
+    sel = ["a.*"] + [f"fx{col}.fz{col}" for col in float_level]
     sel += [f"coalesce(dx{i}.s{i}, '[]') AS s{i}" for i, _, _ in texts]
     for n, (i, rank, col) in enumerate(picks):
         alias = f"__fs_p{n}"
@@ -273,7 +272,7 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: froze
         if texts is not None and texts[r] is not None:
             gets = sums.get(level)
             if gets is None:
-                gets = sums[level] = [_text_sum(layout, i, cols) for i in dtext.float_slots(layout, level)]
+                gets = sums[level] = [getter(i) for i in dtext.float_slots(layout, level)]
             text = splice(texts[r], [sum_text(get(r, level)) for get in gets])
             if text is not None:
                 out.append((es[r], level, gs[r], counts[r], EncodedRow(text)))
@@ -328,12 +327,7 @@ def _getter(layout: Layout, i: int, cols: dict, order_text: bool, loads, text_co
         vs = cols[f"s{i}"]
         return lambda r, level: vs[r]
     if kind in ("s", "q") and fl:
-        nan, pinf, ninf, fx = cols[f"nan{col}"], cols[f"pinf{col}"], cols[f"ninf{col}"], cols[f"fx{col}"]
-        if kind == "s":
-            fm = cols[f"fm{col}"]
-            return lambda r, level: _exact(fx[r], fm[r], nan[r], pinf[r], ninf[r])
-        fh, fk, fl_ = cols[f"fh{col}"], cols[f"fk{col}"], cols[f"fl{col}"]
-        return lambda r, level: _exact_square(fx[r], fh[r], fk[r], fl_[r], nan[r], pinf[r], ninf[r])
+        return _text_sum(layout, i, cols)
     if kind == "s":
         vs = cols[f"s{i}"]
         return lambda r, level: 0 if vs[r] is None else int(vs[r])

@@ -317,9 +317,10 @@ def _packed_members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) 
     order = [f"__fs_v{j}" for j, s in enumerate(ofmt.order_sources(cv)) if s < 0] if order_text else []
     member = ofmt.member_sql("__fs_r", "__fs_ts", inputs, order)
     keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
+    # (the member a column of its own: packed_sql names it twice, and it is built once per event)
     chunks = (f"SELECT __fs_e, (__fs_r - 1) // {int(orr.STAGE_ITEMS)} AS __fs_c, max(__fs_ts) AS __fs_last, "
-              f"count(*){keep} AS __fs_k, string_agg({packed_sql('__fs_ts', member)}, '' ORDER BY __fs_r){keep} AS __fs_p, "
-              f"count(*) AS __fs_n FROM {HOT_EVENTS} GROUP BY ALL")
+              f"count(*){keep} AS __fs_k, string_agg({packed_sql('__fs_ts', '__fs_m')}, '' ORDER BY __fs_r){keep} AS __fs_p, "
+              f"count(*) AS __fs_n FROM (SELECT __fs_e, __fs_r, __fs_ts, {member} AS __fs_m FROM {HOT_EVENTS}) GROUP BY ALL")
     return (f"SELECT {keys}, a.* FROM (SELECT __fs_e, max(__fs_last) AS __fs_last, list(__fs_k ORDER BY __fs_c) AS __fs_ks, "
             f"list(__fs_p ORDER BY __fs_c) AS __fs_ps, sum(__fs_n) AS __fs_n FROM ({chunks}) GROUP BY __fs_e) AS a "
             f"JOIN {HOT} AS h USING (__fs_e) ORDER BY __fs_e")
