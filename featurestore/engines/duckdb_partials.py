@@ -3,7 +3,8 @@
 :func:`featurestore.kernel.batch.changes_from_tiles` builds a dense entity's stored state from the
 partial row of every tile the store holds (and, for views with an unbounded window, the row of every
 event before the cut and the top tiles). This module computes those rows in SQL, so Python never
-touches a hot entity's events one by one: it decodes one row per stored tile and encodes it.
+touches a hot entity's events one by one: it forwards the stored text of each tile row, written by
+DuckDB too (``row_text``: :mod:`featurestore.engines.duckdb_tile_text`), or decodes the row.
 
 Two aggregations: per (entity, minute) from the events, then per (entity, level, tile) from the
 minutes (each minute row joined with the levels up to the top: work proportional to minutes x levels,
@@ -20,8 +21,8 @@ events in the same order, slot kind by slot kind:
   sums of squares: each double ``x`` is split into ``M * 2**E`` (``E`` from ``log2`` with one bit of
   margin, floored to a multiple of 8 so a tile holds few exponents; ``M`` an integer below ``2**62``;
   scaling by powers of two is exact), ``M`` (and the 31-bit halves of ``|M|`` squared and crossed)
-  summed per exponent as HUGEINT, and Python joins the few exponents of a tile into one
-  :class:`~featurestore.kernel.exact.ExactSum`; NaN and infinities are counted apart;
+  summed per exponent as HUGEINT, written as one text per tile, and Python joins the few exponents
+  into one :class:`~featurestore.kernel.exact.ExactSum`; NaN and infinities are counted apart;
 * min / max: DuckDB's order of doubles is the kernel's (NaN above every number); of equal values the
   kernel keeps the first added, which only shows for a zero (``-0.0`` vs ``0.0``): the first zero's
   rank and sign are kept (``2 * rank + sign``);

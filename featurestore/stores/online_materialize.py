@@ -12,7 +12,9 @@ Entities fall in two groups, decided in SQL per pass:
   table; DuckDB then computes, vectorised, the members, the partial row of every tile the store holds
   (GROUP BY entity, level, tile; distinct sets of strings and integers as their JSON text, spliced) and
   the base row (:mod:`featurestore.engines.duckdb_partials`), and the members packed in chunks of at most
-  ``STAGE_ITEMS``; Python only decodes and encodes those rows and sums prefixes from the top tiles
+  ``STAGE_ITEMS``; DuckDB also writes each tile row's stored text (:mod:`featurestore.engines.
+  duckdb_tile_text`): Python splices the exact float sums into it, decodes only the rows SQL cannot
+  write and those merged into prefixes, and sums prefixes from the top tiles
   (:func:`featurestore.kernel.batch.changes_from_tiles`), never touching an event.
   ``FEATURESTORE_MATERIALIZE_VECTOR=0`` builds them event by event instead
   (:func:`featurestore.kernel.batch.full_changes`, the reference the tests compare with); a DuckDB error
