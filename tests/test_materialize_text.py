@@ -67,6 +67,12 @@ def test_sql_value_text_is_the_encoders():
             used += 1
             assert got[i] == want, (dtype, x, got[i], want)
         assert used > 0.9 * len(values) or dtype == t.STRING and used > 0.5 * len(values)
+    # order values stored as to_json text are parsed back (online_materialize._pick_order_sql): exactly
+    got = con.sql("SELECT i, CAST(to_json(x) AS DOUBLE), to_json(x) FROM (SELECT i, CAST(x AS DOUBLE) AS x FROM "
+                  "(SELECT unnest(range(?)) AS i, unnest(?::DOUBLE[]) AS x))", params=[len(doubles), doubles]).fetchall()
+    for i, back, text in got:
+        assert struct.pack("<d", back) == struct.pack("<d", doubles[i]) or (back != back and doubles[i] != doubles[i])
+        assert json.loads(text) == back or back != back
 
 
 DEFINITIONS = '''

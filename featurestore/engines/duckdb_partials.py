@@ -55,7 +55,7 @@ def _float(v: Any) -> Any:
 
 def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, order_text: bool, tile_top: int,
               least: int, all_tops: bool, text_cols: frozenset = frozenset(),
-              row_text: Optional[Tuple[bool, Optional[int]]] = None) -> str:
+              row_text: Optional[Tuple[bool, Optional[int]]] = None, pick_order: Optional[str] = None) -> str:
     """The rows :func:`featurestore.kernel.batch.changes_from_tiles` needs, from the events in ``table``
     (columns ``__fs_e``: entity number, ``__fs_d``: dense, ``__fs_ts`` ms, ``__fs_r`` rank in event
     order, ``__fs_o`` order rank, ``__fs_i<j>`` inputs, ``__fs_ord`` order text when ``order_text``):
@@ -65,7 +65,8 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     level, start; read by :func:`decode_rows`. The distinct sets of inputs in ``text_cols`` (strings,
     integers, booleans: never floats) come as their encoded JSON text (``to_json(list_sort(...))``).
     ``row_text = (order_plain, merged_level)``: each row's stored text too, column ``__fs_txt``
-    (:func:`featurestore.engines.duckdb_tile_text.row_text_sql`)."""
+    (:func:`featurestore.engines.duckdb_tile_text.row_text_sql`). ``pick_order``: the SQL of a picked
+    event's order text over its row of ``table`` aliased ``__ALIAS__`` (default: its ``__fs_ord``)."""
     minute = f"(__fs_ts - (((__fs_ts % {MINUTE_MS}) + {MINUTE_MS}) % {MINUTE_MS}))"
     if cut is None:
         g0, where = minute, "TRUE"
@@ -190,7 +191,7 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     for n, (i, rank, col) in enumerate(picks):
         alias = f"__fs_p{n}"
         joins.append(f" LEFT JOIN {table} AS {alias} ON {alias}.__fs_e = a.__fs_e AND {alias}.__fs_r = {rank}")
-        sel.append(f"{alias}.{order} AS o{i}")
+        sel.append(f"{pick_order.replace('__ALIAS__', alias) if pick_order and order_text else alias + '.' + order} AS o{i}")
         cols = layout.latest_cols if layout.slots[i][0] == "L" else [col]
         for c in cols:
             v = f"{alias}.__fs_i{c}"

@@ -289,12 +289,37 @@ def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS) -> Tupl
         ts = f"epoch_ms({dsql.q(cv.ts_column)})"
         cols += [f"{ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))} AS __fs_v{j}"
                  for j, (c, s) in enumerate(zip(stored, ofmt.order_sources(cv))) if s < 0]
-        cols.append(f"{dtext.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
+        if _pick_order_sql(cv) is None:  # else written for the picked events only (tiles_sql)
+            cols.append(f"{dtext.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
     where = " AND ".join(_where(cv, None))
     sql = (f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
            f"FROM (SELECT * FROM {{relation}} AS src WHERE {where}) AS src JOIN {hot} USING ({keys}) "
            f"WINDOW __fs_w AS ({window})")
     return sql, order_text
+
+
+def _pick_order_sql(cv: CompiledView) -> Optional[str]:
+    """The order text (:func:`duckdb_tile_text.order_text_sql`'s) of an event of the events table
+    aliased ``__ALIAS__``, from its time, inputs and stored order values' JSON text (doubles parsed back:
+    ``to_json`` writes them otherwise than the encoder), so that only the ~tens of thousands of events
+    first/last/latest pick get one, not every event; None when an order column's type has no such text
+    (the events table then holds ``__fs_ord``)."""
+    types = dict(cv.stored_columns)
+    parts = ["CAST(__ALIAS__.__fs_ts AS VARCHAR)"]
+    for j, (c, s) in enumerate(zip(ofmt.order_columns(cv), ofmt.order_sources(cv))):
+        d = types[c]
+        if s >= 0:  # the input holds the very value (timestamps as epoch microseconds, as stored)
+            x = f"__ALIAS__.__fs_i{s}"
+            body, null = dtext.value_text(x, d, safe=False), f"{x} IS NULL"
+        else:
+            x = f"__ALIAS__.__fs_v{j}"
+            null = f"{x} = 'null'"
+            body = dtext.float_text(f"CAST({x} AS DOUBLE)") if d in dtext.FLOAT_TYPES else (
+                x if dtext.value_text(x, d) is not None else None)
+        if body is None:
+            return None
+        parts.append(f"CASE WHEN {null} THEN '[]' ELSE '[' || {body} || ']' END")
+    return "'[' || " + " || ',' || ".join(parts) + " || ']'"
 
 
 def _members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
@@ -341,7 +366,8 @@ def _groups(con, cv: CompiledView, layout: Layout, cut, keep_base: bool, order_t
     order_plain = dtext.order_plain([types[c] for c in ofmt.order_columns(cv)])
     sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
                           keep_base and tile_top == TOP_LEVEL, text_cols,
-                          row_text=(order_plain, merged) if TILE_TEXT else None)
+                          row_text=(order_plain, merged) if TILE_TEXT else None,
+                          pick_order=_pick_order_sql(cv) if order_text else None)
     # fetched whole (held tiles only: far fewer rows than events) before the members are streamed on
     # the same connection, which holds one open result at a time
     parts = con.sql(sql).to_arrow_table()
