@@ -272,11 +272,13 @@ def hot_sql(cv: CompiledView, relation: str, part, cut: Optional[int], keep_base
             f"WHERE {' AND '.join(_where(cv, part))} GROUP BY ALL) WHERE {dense} OR __fs_old > 0")
 
 
-def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS) -> Tuple[str, bool]:
+def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS, picked_order: bool = False
+                ) -> Tuple[str, bool]:
     """The temporary table ``out`` of the kernel entities' (those of table ``hot``) events: entity, dense flag, time, rank in event order
     (``__fs_r``, as materialize_sql numbers members), order rank (equal for equal orders), inputs as the
     kernel sees them, the JSON text of each stored order value (``__fs_v<j>``) and the order's text
-    (``__fs_ord``, only when the view stores order values: ``online_format.order_columns``)."""
+    (``__fs_ord``, only when the view stores order values: ``online_format.order_columns``; with
+    ``picked_order`` not when :func:`_pick_order_sql` builds it for the picked events instead)."""
     keys = ", ".join(dsql.q(k) for k in cv.join_keys)
     types = dict(cv.stored_columns)
     stored = ofmt.order_columns(cv)
@@ -289,7 +291,7 @@ def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS) -> Tupl
         ts = f"epoch_ms({dsql.q(cv.ts_column)})"
         cols += [f"{ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))} AS __fs_v{j}"
                  for j, (c, s) in enumerate(zip(stored, ofmt.order_sources(cv))) if s < 0]
-        if _pick_order_sql(cv) is None:  # else written for the picked events only (tiles_sql)
+        if not picked_order or _pick_order_sql(cv) is None:  # else for the picked events only (_groups)
             cols.append(f"{dtext.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
     where = " AND ".join(_where(cv, None))
     sql = (f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
@@ -387,7 +389,7 @@ def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base
             on_rows, packed: bool = True) -> None:
     """The kernel entities of the pass (table :data:`HOT`), vectorised (see the module docstring);
     ``packed``: their members packed by DuckDB (:mod:`featurestore.stores.online_packed`)."""
-    sql, order_text = _events_sql(cv)
+    sql, order_text = _events_sql(cv, picked_order=True)
     con.execute(sql.format(relation=relation))
     nkeys = len(cv.join_keys)
     groups = _groups(con, cv, layout, cut, keep_base, order_text)
