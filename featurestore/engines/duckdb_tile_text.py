@@ -91,7 +91,8 @@ def row_text_sql(layout: Layout, order_text: bool, order_plain: bool, merged_lev
                  text_cols: frozenset) -> str:
     """The text of each row of :func:`duckdb_partials.tiles_sql`'s result (its column names), NULL for
     the rows Python decodes (see the module docstring). ``order_plain``: the order text holds no float
-    or JSON value (it is then the encoder's text of the order, :func:`online_format.order_text_sql`)."""
+    or JSON value (it is then the encoder's text of the order: :func:`order_text_sql`, or materialize's
+    ``_pick_order_sql`` for the picked events)."""
     types = [d for _, d in layout.inputs]
     parts: List[str] = []
     never = "NULL"
