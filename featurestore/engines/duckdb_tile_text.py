@@ -90,8 +90,8 @@ def order_plain(dtypes: Sequence[str]) -> bool:
 def row_text_sql(layout: Layout, order_text: bool, order_plain: bool, merged_level: Optional[int],
                  text_cols: frozenset) -> str:
     """The text of each row of :func:`duckdb_partials.tiles_sql`'s result (its column names), NULL for
-    the rows Python decodes (see the module docstring). ``order_plain``: the order text holds no float
-    or JSON value (it is then the encoder's text of the order: :func:`order_text_sql`, or materialize's
+    the rows Python decodes (see the module docstring). ``order_plain``: the order text holds no value
+    without an encoder's text (JSON; see :func:`order_plain`): it is then the encoder's text (:func:`order_text_sql`, or materialize's
     ``_pick_order_sql`` for the picked events)."""
     types = [d for _, d in layout.inputs]
     parts: List[str] = []
