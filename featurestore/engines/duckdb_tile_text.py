@@ -15,7 +15,7 @@ writes each row's text (:func:`row_text_sql`) and Python only splices in what SQ
 
 A row SQL cannot write exactly comes with NULL text and is decoded into Python values as before
 (:func:`featurestore.engines.duckdb_partials.decode_rows`): an integer sum of squares near 128 bits, a
-string or order holding a ``\\u00XX`` escape, float distinct sets, floats or JSON in an order or a value
+string or order holding a ``\\u00XX`` escape, float distinct sets, JSON in an order or a value
 compared by first/last/latest, and the rows that are merged further (the base row, the top tiles of
 views with an unbounded window). Nothing here holds meaning: the slots and their empty forms are the
 Layout's; the tests compare every stored byte with the per-entity build.
