@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib.util
 import io
 import json
 import math
@@ -45,6 +46,7 @@ from featurestore.engines.flink import stream as streaming
 from featurestore.store import FeatureStore
 from tests import oracle
 from tests.compare import assert_features_equal, same_value
+from tests.test_created_records import BAD_CREATED, MAX_US, MIN_US, NOT_A_TIMESTAMP, created_text
 from tests.test_stream import (JOB_TIMEOUT_S, assert_same_rows, create_topic, dead_letters, drop_project,
                                offline_table, produce)
 
@@ -62,9 +64,6 @@ US = 1_000
 T0_MS = int(pd.Timestamp("2026-05-01 10:00:00", tz="UTC").value // 1_000_000)
 CREATED0_US = int(pd.Timestamp("2026-05-02 00:00:00", tz="UTC").value // 1_000)
 USERS = (-(2**63), 7, 42, 2**63 - 1)
-MIN_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
-MAX_US = 253_402_300_800_000_000 - 1  # 9999-12-31T23:59:59.999999Z
-NOT_A_TIMESTAMP = "column 'created': not a timestamp"
 AVRO_SCHEMA = {"type": "record", "name": "Tx", "namespace": "shop", "fields": [
     {"name": "user_id", "type": "long"},
     {"name": "f_float", "type": ["null", "double"], "default": None},
@@ -204,30 +203,6 @@ def rows_for_push(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def created_text(us: int, rng: random.Random):
-    """One of the accepted JSON spellings of the created time ``us`` (epoch microseconds)."""
-    t = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=us)
-    date = f"{t.year:04d}-{t:%m-%d}"
-    if us % 1000 == 0 and rng.random() < 0.5:
-        return us // 1000  # an integer: epoch milliseconds, the event time's unit
-    frac = f".{t.microsecond:06d}"
-    kind = rng.randrange(6)
-    if kind == 0:
-        return f"{date}T{t:%H:%M:%S}{frac}Z"
-    if kind == 1:
-        return f"{date} {t:%H:%M:%S}{frac}"  # no zone: UTC
-    if kind == 2:  # nine decimals: floored to the microsecond
-        return f"{date}T{t:%H:%M:%S}{frac}{rng.randrange(1000):03d}z"
-    if kind == 3:
-        off = datetime.timedelta(hours=5, minutes=30)
-        s = t + off
-        return f"{s.year:04d}-{s:%m-%dT%H:%M:%S}{frac}+05:30"
-    if kind == 4:
-        s = t - datetime.timedelta(hours=8)
-        return f"{s.year:04d}-{s:%m-%dT%H:%M:%S}{frac}-0800"
-    return f"{date}T{t:%H:%M:%S}" + (frac.rstrip("0").rstrip(".") if us % 1_000_000 else "") + "Z"
-
-
 def json_record(row: dict, rng: random.Random) -> bytes:
     rec = {"user_id": int(row["user_id"]), "f_float": row["f_float"], "f_int": row["f_int"], "f_str": row["f_str"],
            "event_timestamp": int(row["ts_us"]) // US, "created": created_text(int(row["created_us"]), rng)}
@@ -244,11 +219,6 @@ def avro_record(row: dict) -> bytes:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, fastavro.parse_schema(AVRO_SCHEMA), rec)
     return buf.getvalue()
-
-
-BAD_CREATED = ["2026-02-30T00:00:00Z", "2026-03-01T24:00:00Z", "2026-03-01T00:00:60Z", "yesterday", 1.5, True,
-               {"a": 1}, "0000-12-31T23:59:59Z", "2026-03-01T00:00:00+19:00", "2026-03-01", 10**18,
-               "9999-12-31T23:59:59.999999-01:00", "2026-03-01T00:00:00.Z", "２０２６-03-01T00:00:00Z", ""]
 
 
 def bad_json_records():
@@ -324,9 +294,8 @@ def run(tmp_path_factory, redis_client, kafka_admin):
         result = handle.run_until_done(JOB_TIMEOUT_S)
         ref = FeatureStore(ours, config=dataclasses.replace(load_config(ours), offline_root=str(root / "ref_offline")))
         ref.backfill()
-        objects = []
-        spec = __import__("importlib.util").util.spec_from_file_location("created_stream_defs", feast_repo / "defs.py")
-        module = __import__("importlib.util").util.module_from_spec(spec)
+        spec = importlib.util.spec_from_file_location("created_stream_defs", feast_repo / "defs.py")
+        module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         objects = [v for v in vars(module).values() if isinstance(v, (
             feast.Entity, feast.KafkaSource, feast.FeatureView, feast.StreamFeatureView))]
