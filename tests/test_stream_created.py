@@ -398,3 +398,39 @@ def test_latest_features_equal_feast_on_the_json_face(run):
     theirs = theirs.sort_values("row_id", kind="stable").reset_index(drop=True)
     assert_features_equal(ours, theirs, names, "ours at q vs Feast at q - 1 us, view tx_latest")
     assert ours["created"].notna().sum() > len(ours) // 2
+
+
+def test_the_streams_raw_events_are_the_members_materialize_and_the_hand_off_seed_write(run, redis_client):
+    """A hand-off seeds online state with materialize's members (DuckDB's ``epoch_us`` of the created time) and
+    the state operator then orders them against the stream's events (``fs_epoch_us``): every raw event the stream
+    wrote is, id aside, the member materialize writes for it from the batch face."""
+    from featurestore.stores.online_redis import entity_base
+
+    project = run.store.config.project
+    other = project + "_m"
+    ours = run.store.repo_path
+    mat = FeatureStore(ours, config=dataclasses.replace(load_config(ours), project=other,
+                                                        offline_root=str(Path(run.tx_path).parents[2] / "m_offline")))
+
+    def members(proj: str) -> dict:
+        out = {}
+        for view in run.store.repo.views:
+            for u in USERS:
+                raw = redis_client.zrange(entity_base(proj, view, [int(u)]) + ":r", 0, -1)
+                out[(view, int(u))] = sorted((json.loads(m)[1:] for m in raw), key=json.dumps)  # without the id
+        return out
+
+    try:
+        mat.materialize()
+        streamed, materialized = members(project), members(other)
+        compared = 0
+        for key, got in streamed.items():
+            if not got:
+                continue
+            first = min(m[0] for m in got)  # the stream trims to the view's retention
+            want = [m for m in materialized[key] if m[0] >= first]
+            assert got == want, key
+            compared += len(got)
+        assert compared > (len(run.tx) + len(run.txa)) // 2, compared
+    finally:
+        drop_project(redis_client, other)
