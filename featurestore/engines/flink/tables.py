@@ -100,8 +100,7 @@ def _table_name(kind: str, name: str) -> str:
 def events_select_sql(cv: CompiledView, ve: ViewExprs, typed_view: str) -> str:
     """The view's stored events (the backfill's columns and types) plus the Kafka partition and offset of
     each (the committer adds an event to the offline table once by them, then drops them)."""
-    cols = [qi(n) if stored_type(cv, n, d) != TIMESTAMP_UTC else f"CAST({qi(n)} AS {TIMESTAMP_UTC}) AS {qi(n)}"
-            for n, d in cv.source_columns]
+    cols = [stored_select(cv.ts_column, n, d) for n, d in cv.source_columns]
     cols += [f"{sql} AS {qi(n)}" for n, sql in ve.projections]
     cols += [qi(KAFKA_PARTITION), qi(KAFKA_OFFSET)]
     return f"SELECT {', '.join(cols)}\nFROM {qi(typed_view)}\nWHERE {_stored_where(cv.join_keys, ve.filter)}"
@@ -145,11 +144,28 @@ def _order_value(column: str, dtype: str) -> str:
 TIMESTAMP_UTC = "TIMESTAMP_LTZ(6)"  # a stored timestamp value: microseconds, UTC (the job's time zone)
 
 
-def stored_type(cv: CompiledView, column: str, dtype: str) -> str:
-    """The Flink type of a stored column in a view's Parquet sink: the event time TIMESTAMP(3) (the committer
-    stores it as the offline tables' ``timestamp[ms, UTC]``), any other timestamp TIMESTAMP_LTZ(6), which the
-    Parquet writer marks UTC: the backfill's ``timestamp[us, UTC]``."""
-    return TIMESTAMP_UTC if dtype == t.TIMESTAMP and column != cv.ts_column else FLINK_TYPES[dtype]
+def stored_type(ts_column: str, column: str, dtype: str) -> str:
+    """The Flink type of a stored column in a Parquet sink: the event time TIMESTAMP(3) (the committer stores
+    it as the offline tables' ``timestamp[ms, UTC]``), any other timestamp TIMESTAMP_LTZ(6) in microseconds
+    (the committer marks it UTC, ``commit.StreamIdentity.utc_columns``: the backfill's ``timestamp[us, UTC]``)."""
+    return TIMESTAMP_UTC if dtype == t.TIMESTAMP and column != ts_column else FLINK_TYPES[dtype]
+
+
+def stored_select(ts_column: str, column: str, dtype: str) -> str:
+    """A source column as a Parquet sink stores it (:func:`stored_type`)."""
+    if stored_type(ts_column, column, dtype) == TIMESTAMP_UTC:
+        return f"CAST({qi(column)} AS {TIMESTAMP_UTC}) AS {qi(column)}"
+    return qi(column)
+
+
+def staging_options(path: str, ts_column: str, columns: Sequence[Tuple[str, str]]) -> Dict[str, str]:
+    """A Parquet sink's options; ``columns`` (name, dtype) it stores. Its file holds one timestamp unit:
+    microseconds when it stores a timestamp other than the event time (the committer stores the event time
+    in ms), else milliseconds."""
+    options = {"connector": "filesystem", "path": path, **STAGING_PARQUET_OPTIONS}
+    if any(stored_type(ts_column, n, d) == TIMESTAMP_UTC for n, d in columns):
+        options["parquet.timestamp.time.unit"] = "micros"
+    return options
 
 
 def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Sequence[ViewExprs],
@@ -227,12 +243,9 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         # exactly-once by offsets relies on (it splits the rows by date itself).
         for cv in views:
             sink = _table_name("events", cv.name)
-            cols = [f"{qi(n)} {stored_type(cv, n, d)}" for n, d in cv.stored_columns]
+            cols = [f"{qi(n)} {stored_type(cv.ts_column, n, d)}" for n, d in cv.stored_columns]
             cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
-            options = {"connector": "filesystem", "path": staging[cv.name], **STAGING_PARQUET_OPTIONS}
-            if any(stored_type(cv, n, d) == TIMESTAMP_UTC for n, d in cv.stored_columns):
-                # one unit per file: microseconds, the event time's too (the committer stores it in ms)
-                options["parquet.timestamp.time.unit"] = "micros"
+            options = staging_options(staging[cv.name], cv.ts_column, cv.stored_columns)
             plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
             plan.inserts.append((sink, events_select_sql(cv, exprs[cv.name], typed)))
             plan.sinks[cv.name] = staging[cv.name]
@@ -275,4 +288,5 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
 
 
 __all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "events_select_sql", "online_group_sql",
-           "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl", "EPOCH_US_FUNCTION", "epoch_us_ddl", "stored_type"]
+           "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "stored_type", "stored_select",
+           "staging_options"]
