@@ -19,7 +19,9 @@ store's request-time combiner and the test oracle all take their rules from thes
   ``stddev``/``variance`` of one value, read the default). Counts are never null.
 * Float NaN in source data is null at ingestion (JSON cannot carry NaN; both jobs agree).
 * Event order (ties): events are ordered by ``ts``, then by the source's declared ``tiebreak``
-  columns, then by every source column in schema order, each ascending with nulls first. ``last`` is
+  columns, then by every source column in schema order, each ascending with nulls first (a timestamp
+  column other than the event time, such as a created time, keeps and compares its microseconds in every
+  job: only the event time is truncated to the millisecond). ``last`` is
   the non-null value of the greatest event in the window, ``first`` of the least; *latest* is the
   greatest event. Fully identical events are interchangeable, so the order is total in effect and
   depends only on event content, never on arrival order or file layout.

@@ -21,6 +21,8 @@ float64        ``double``                                             ``int``, `
 bool           ``boolean``                                            --
 timestamp      ``{"type": "long", "logicalType": "timestamp-millis"}``  ``long`` (epoch ms), ``timestamp-micros``,
 (event time)                                                          ``timestamp-nanos`` (floored to ms)
+timestamp      ``{"type": "long", "logicalType": "timestamp-micros"}``  ``long`` (epoch ms), ``timestamp-millis``,
+(other)                                                               ``timestamp-nanos`` (floored to us)
 json           not readable from an Avro stream face yet                --
 =============  =====================================================  ======================================
 
@@ -84,10 +86,12 @@ def derived_schema(source) -> dict:
     for name, dtype in source.schema:
         if name == source.timestamp:
             typ: Any = {"type": "long", "logicalType": "timestamp-millis"}
+        elif dtype == t.TIMESTAMP:  # a timestamp value (a created column): microseconds, as the backfill keeps
+            typ = {"type": "long", "logicalType": "timestamp-micros"}
         elif dtype in DERIVED:
             typ = DERIVED[dtype]
         else:
-            continue  # json / extra timestamp columns: refused by the streaming job's checks
+            continue  # json columns: refused by the streaming job's checks
         fields.append({"name": name, "type": ["null", typ], "default": None})
     return {"type": "record", "name": source.name or "event", "namespace": "featurestore", "fields": fields}
 
@@ -150,8 +154,8 @@ def _describe(typ: Any) -> str:
 
 
 def column_readers(source) -> Dict[str, str]:
-    """Column -> how its value is read: the event time's unit (``ms``/``us``/``ns``), else the Avro type name
-    (``string``, ``enum``, ``int``, ...). Raises AvroSchemaError naming the first column that cannot be read."""
+    """Column -> how its value is read: a timestamp column's unit (``ms``/``us``/``ns``: the event time's and
+    any other's), else the Avro type name (``string``, ``enum``, ``int``, ...). Raises AvroSchemaError naming the first column that cannot be read."""
     readers, found = _readers(source)
     if found:
         raise AvroSchemaError(found[0])
@@ -166,8 +170,8 @@ def _readers(source) -> Tuple[Dict[str, str], List[str]]:
     out: Dict[str, str] = {}
     found: List[str] = []
     for name, dtype in source.schema:
-        if name != source.timestamp and dtype not in ACCEPTED:
-            continue  # json / extra timestamp columns: refused by the streaming job's checks
+        if dtype not in ACCEPTED and dtype != t.TIMESTAMP:
+            continue  # json columns: refused by the streaming job's checks
         if name not in fields:
             found.append(f"column {name!r} is not a field of the Avro record {schema['name']!r} "
                          f"(fields: {', '.join(fields) or 'none'})")
@@ -183,6 +187,12 @@ def _readers(source) -> Tuple[Dict[str, str], List[str]]:
             if kind != "long" or logical not in TIME_UNITS:
                 found.append(f"event time {name!r} is Avro {_describe(typ)}; expected long (epoch milliseconds) "
                              "or long timestamp-millis/-micros/-nanos")
+            else:
+                out[name] = TIME_UNITS[logical]
+        elif dtype == t.TIMESTAMP:
+            if kind != "long" or logical not in TIME_UNITS:
+                found.append(f"column {name!r} (timestamp) is Avro {_describe(typ)}; expected long (epoch "
+                             "milliseconds) or long timestamp-millis/-micros/-nanos")
             else:
                 out[name] = TIME_UNITS[logical]
         elif kind not in ACCEPTED[dtype] or (logical is not None and kind != "string"):  # string: uuid

@@ -3,7 +3,8 @@
 The row is encoded with the source's writer schema (featurestore/model/avro.py: given or derived) in
 Avro's binary encoding, behind Confluent's header (magic byte 0, the pinned ``avro_schema_id``) for
 ``format="avro-confluent"``. The event time goes in the writer field's unit (ms, us or ns: from the
-value's microseconds, floored); a writer field the rows do not hold takes its schema default. Unlike a
+value's microseconds, floored), and so does any other timestamp column (its derived field is
+``timestamp-micros``: nothing is lost); a writer field the rows do not hold takes its schema default. Unlike a
 JSON record, an Avro datum cannot carry a value of another type (a text in a number column), so such a
 row is a one-line error naming the row and column, and nothing is produced.
 """
@@ -16,6 +17,8 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from featurestore import dtypes as t
+from featurestore import semantics
 from featurestore.errors import RequestError
 
 _UNIT_FROM_US = {"ms": lambda us: us // 1000, "us": lambda us: us, "ns": lambda us: us * 1000}
@@ -53,6 +56,7 @@ def records(source, rows: Any) -> List[bytes]:
     except avro.AvroSchemaError as exc:
         raise RequestError(f"{what}: Avro writer schema: {exc}") from None
     schema = fastavro.parse_schema(avro.writer_schema(source))
+    times = {c for c, dtype in source.schema if dtype == t.TIMESTAMP and c != source.timestamp}
     header = b"\x00" + struct.pack(">i", stream.avro_schema_id) if stream.format == "avro-confluent" else b""
     cols = columns_of(rows)
     n = len(next(iter(cols.values()), []))
@@ -66,6 +70,11 @@ def records(source, rows: Any) -> List[bytes]:
             try:
                 if c == source.timestamp:
                     rec[c] = _UNIT_FROM_US[kind](time_us(cols[c][i]))
+                elif c in times:  # a timestamp value: in its field's unit, years 1 to 9999 as in every path
+                    us = time_us(cols[c][i])
+                    if not semantics.time_value_supported(us):
+                        raise ValueError(f"{cols[c][i]!r} is outside years 1 to 9999")
+                    rec[c] = _UNIT_FROM_US[kind](us)
                 else:
                     rec[c] = _value(cols[c][i], kind)
             except (ValueError, TypeError, OverflowError) as exc:

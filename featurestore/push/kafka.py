@@ -2,7 +2,8 @@
 Avro in :mod:`featurestore.push.avro`).
 
 Each row becomes one record exactly as ``featurestore generate --kafka`` writes events (the event time as
-an integer of epoch milliseconds, numbers and booleans as JSON, missing values as null), so the streaming
+an integer of epoch milliseconds, any other timestamp as an ISO-8601 string in UTC to the microsecond,
+``2026-03-01T12:00:00.123456Z``, numbers and booleans as JSON, missing values as null), so the streaming
 job reads it like any record: its parse decides what is a dead letter, its filters and projections make
 the events, its committers write each record once into both stores. A value JSON cannot carry (a time
 that is not one, an infinite float, an object) is sent as its text, and the stream dead-letters the record
@@ -34,11 +35,23 @@ def _json_value(v: Any) -> Any:
     return str(v)
 
 
+def iso_us(us: int) -> str:
+    """Epoch microseconds as the ISO-8601 text a JSON record carries a timestamp value in (UTC, six decimals);
+    a time outside years 1 to 9999 as its integer text, which the stream dead-letters."""
+    import datetime
+
+    try:
+        t = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=us)
+    except OverflowError:
+        return str(us)
+    return f"{t.year:04d}-{t:%m-%dT%H:%M:%S}.{t.microsecond:06d}Z"
+
+
 def records(source, rows: Any):
     """The record of each pushed row (bytes): JSON, or the Avro datum of an Avro stream face
     (:mod:`featurestore.push.avro`)."""
-    from featurestore.dtypes import JSON
-    from featurestore.push.rows import _null, _plain_json, columns_of, time_ms
+    from featurestore.dtypes import JSON, TIMESTAMP
+    from featurestore.push.rows import _null, _plain_json, columns_of, time_ms, time_us
 
     if source.stream.is_avro:
         from featurestore.push.avro import records as avro_records
@@ -57,6 +70,11 @@ def records(source, rows: Any):
             if c == source.timestamp:
                 try:
                     rec[c] = None if _json_value(v) is None else time_ms(v)
+                except (ValueError, TypeError, OverflowError):
+                    rec[c] = _json_value(v)
+            elif types.get(c) == TIMESTAMP:  # microseconds, as the batch face and push keep them
+                try:
+                    rec[c] = None if _json_value(v) is None else iso_us(time_us(v))
                 except (ValueError, TypeError, OverflowError):
                     rec[c] = _json_value(v)
             elif types.get(c) == JSON:  # a JSON value: the object / array itself, or a string of JSON text
@@ -110,4 +128,4 @@ def produce(store, source, rows: Any):
     return result
 
 
-__all__ = ["produce", "records"]
+__all__ = ["produce", "records", "iso_us"]

@@ -368,7 +368,8 @@ class OfflineTable(TableLog):
     def commit_stream(self, files: List[Union[Path, str]], *, app_id: str, seq: int, topic: str,
                       fingerprint: Optional[str] = None, partition_column: str, offset_column: str,
                       keep_offsets: bool = False, rebuild: bool = False, restart: bool = False,
-                      count_column: Optional[str] = None, rows_key: Optional[str] = None) -> "StreamCommit":
+                      count_column: Optional[str] = None, rows_key: Optional[str] = None,
+                      utc_columns: Sequence[str] = ()) -> "StreamCommit":
         """Add the rows of a streaming job's Parquet ``files`` (each row carries the Kafka partition and
         offset of its record) that the table does not hold yet; returns a :class:`StreamCommit`.
 
@@ -385,7 +386,9 @@ class OfflineTable(TableLog):
         over under ``fingerprint``. ``restart=True``: the offsets start over under the new ``topic`` and
         ``fingerprint``, every row is kept. Without either, a table streamed from another topic or under
         another ``fingerprint`` is refused. ``count_column``: count the added rows per value of it. ``rows_key``:
-        what the rows were computed under (a view's ``rows_fingerprint``), kept in the stream record."""
+        what the rows were computed under (a view's ``rows_fingerprint``), kept in the stream record.
+        ``utc_columns``: timestamp columns the files hold without a time zone (Flink's Parquet writer marks
+        none) that are UTC, stored as such (the event-time column always is)."""
         app = _app(app_id, seq, self._where)
         if app is None:
             raise OfflineStoreError(f"{self._where}: commit_stream needs app_id and seq (its idempotency token)")
@@ -395,7 +398,8 @@ class OfflineTable(TableLog):
         if done is not None:
             return StreamCommit(int(done["version"]), int(done.get("rows", 0)), dict(done.get("counts", {})))
         ts_column = self._resolved_ts_column(base)
-        sources = [self._stream_file(Path(p), ts_column, partition_column, offset_column, keep_offsets) for p in files]
+        sources = [self._stream_file(Path(p), ts_column, partition_column, offset_column, keep_offsets, utc_columns)
+                   for p in files]
         schema = None
         for src in sources:
             try:
@@ -454,7 +458,7 @@ class OfflineTable(TableLog):
             txn.abort()
 
     def _stream_file(self, path: Path, ts_column: str, partition_column: str, offset_column: str,
-                     keep_offsets: bool) -> "_StreamFile":
+                     keep_offsets: bool, utc_columns: Sequence[str] = ()) -> "_StreamFile":
         where = f"{self._where}: {path}"
         try:
             with open(path, "rb") as f:
@@ -471,6 +475,8 @@ class OfflineTable(TableLog):
             raise OfflineStoreError(f"{where}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
         stored = file_schema if keep_offsets else pa.schema(
             [f for f in file_schema if f.name not in (partition_column, offset_column)])
+        stored = pa.schema([f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if f.name in utc_columns
+                            and pa.types.is_timestamp(f.type) and f.type.tz is None else f for f in stored])
         return _StreamFile(path, _storage_schema(stored, ts_column, where), spans)
 
     def _filter_stream(self, txn: _Txn, sources: List["_StreamFile"], ts_column: str, partition_column: str,

@@ -73,6 +73,7 @@ class StreamIdentity:
     offset_column: str = OFFSET_COLUMN
     keep_offsets: bool = False
     rows_key: Optional[str] = None  # the view's rows_fingerprint (what its stored rows depend on)
+    utc_columns: Tuple[str, ...] = ()  # timestamp values (a created column): UTC, unmarked in Flink's files
 
 
 @dataclass
@@ -134,7 +135,8 @@ class DirCommitter:
             files, app_id=state["app_id"], seq=pending["seq"], topic=ident.topic, fingerprint=ident.fingerprint,
             partition_column=ident.partition_column, offset_column=ident.offset_column,
             keep_offsets=ident.keep_offsets, rows_key=ident.rows_key, rebuild=pending.get("rebuild", False),
-            restart=pending.get("restart", False), count_column="reason" if self.count_reasons else None)
+            restart=pending.get("restart", False), count_column="reason" if self.count_reasons else None,
+            utc_columns=ident.utc_columns)
 
     def _finish(self, state: dict, pending: dict, result) -> int:
         for rel in pending["files"]:
@@ -200,9 +202,12 @@ class DirCommitter:
 
 
 def view_identity(store, view: str) -> StreamIdentity:
+    from featurestore import dtypes
+
     cv = store.compiled(view)
+    utc = tuple(c for c, d in cv.stored_columns if d == dtypes.TIMESTAMP and c != cv.ts_column)
     return StreamIdentity(store.repo.views[view].source.stream.topic, cv.data_fingerprint,
-                          rows_key=cv.rows_fingerprint)
+                          rows_key=cv.rows_fingerprint, utc_columns=utc)
 
 
 def table_record(table) -> Optional[dict]:

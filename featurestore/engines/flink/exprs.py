@@ -42,7 +42,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.sqltypes import (  # noqa: F401 (re-exported: the expression vocabulary)
-    DECIMAL, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
+    DECIMAL, EPOCH_US_FUNCTION, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
     UnsupportedExpression, _arith_type, _cast_sql, _common_type, _numeric, _TYPE_NAMES, _typed_null, lit, qi)
 from featurestore.errors import Problem
 
@@ -539,9 +539,8 @@ def _compile_parts(cv: CompiledView) -> Tuple[ViewExprs, List[Tuple[Optional[str
         try:
             e = feat.compile(expr)
             if dtype == t.TIMESTAMP or e.dtype == t.TIMESTAMP:
-                if e.sql != qi(cv.ts_column):
-                    raise UnsupportedExpression("only the event-time column itself can be a timestamp feature input")
-                sql = f"({qi(TS_MS)} * 1000)"  # the online state stores timestamps as epoch microseconds
+                # the online state stores timestamps as epoch microseconds
+                sql = f"({qi(TS_MS)} * 1000)" if e.sql == qi(cv.ts_column) else f"{EPOCH_US_FUNCTION}({e.sql})"
             else:
                 sql = _cast_sql(e, dtype)
         except UnsupportedExpression as exc:
@@ -574,10 +573,6 @@ def check_view(view) -> List[Tuple[Optional[str], str]]:
     from featurestore.model.avro import problems as avro_problems
 
     out.extend((None, p) for p in avro_problems(source))
-    for name, dtype in source.schema:
-        if dtype == t.TIMESTAMP and name != source.timestamp:
-            out.append((None, f"source '{source.name}': column '{name}' is a timestamp other than the event time; "
-                              "the streaming job cannot parse it yet"))
     if out:
         return out
     try:

@@ -168,8 +168,11 @@ def _avro_event_time_reader(source):
 
     fastavro = require("fastavro", f"the hand-off of Avro source '{source.name}'")
     writer = copy.deepcopy(avro.writer_schema(source))
-    for field in writer["fields"]:  # the raw long: fastavro would turn timestamp-* into datetimes
-        if field["name"] == source.timestamp:
+    # Every timestamp field (a created column's too) as the raw long: fastavro would turn timestamp-* into
+    # datetimes, and fail on one beyond year 9999 (a dead letter of the job, not a record without a time).
+    times = {c for c, dtype in source.schema if dtype == "timestamp"}
+    for field in writer["fields"]:
+        if field["name"] in times:
             typ = field["type"]
             field["type"] = ([t if not isinstance(t, dict) else "long" for t in typ] if isinstance(typ, list)
                              else "long")

@@ -17,8 +17,16 @@ A record is a dead letter, with the first reason in this order:
 3. out of the supported range, too far in the future (``semantics``);
 4. ``column '<c>': not a <type>``: the first schema column (in schema order) whose value is not of its
    type — a string column takes a JSON string, an integer column an integer literal within the type, a
-   float column a number finite in the type, a bool column ``true``/``false``. Keys outside the schema
-   are ignored; a missing key or JSON ``null`` is a null value.
+   float column a number finite in the type, a bool column ``true``/``false``, a timestamp column other
+   than the event time an integer of epoch milliseconds or an ISO-8601 string (``2026-03-01T12:00:00.123456Z``;
+   no offset: UTC), within years 1 to 9999 UTC. Keys outside the schema are ignored; a missing key or JSON
+   ``null`` is a null value.
+
+Timestamp columns other than the event time (a Feast ``created_timestamp_column``, the usual tiebreak) keep
+their **microseconds**, as the backfill does: the parse function reads them as epoch microseconds,
+``fs_timestamp_us`` makes a ``TIMESTAMP(6)`` of them (:data:`TIME_VALUE_FUNCTION`), the views' Parquet sinks
+write them in microseconds, and the online rows carry them as epoch microseconds (``tables.py``), so their
+values and the event order they break ties by are the backfill's, to the microsecond.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from featurestore.engines.flink.sqltypes import FLINK_TYPES, KAFKA_OFFSET, KAFKA
 
 FUNCTION = "fs_parse_json_record"
 AVRO_FUNCTION = "fs_parse_avro_record"
+TIME_VALUE_FUNCTION = "fs_timestamp_us"  # epoch microseconds -> TIMESTAMP(6) (MicrosTimestamp.java)
 PARSED = "__p"  # the function's ARRAY<STRING> in the parsed view
 VALUE = "__value"  # the Kafka record's value (BYTES)
 # the stream-only reasons (what only a Kafka record can get wrong)
@@ -52,14 +61,30 @@ _PAYLOAD, _RECORD, _TIME, _COLUMN, _NOW, _FIRST_VALUE = 1, 2, 3, 4, 5, 6
 
 def function_ddl(sources=()) -> List[str]:
     """The parse functions' DDL: the JSON one always (a JSON job's plan is what it was), the Avro one when a
-    source needs it."""
-    from featurestore.engines.flink.udf import AVRO_UDF_CLASS, UDF_CLASS
+    source needs it, ``fs_timestamp_us`` when a source has timestamp columns other than the event time."""
+    from featurestore.engines.flink.udf import AVRO_UDF_CLASS, MICROS_TIMESTAMP_CLASS, UDF_CLASS
 
     out = [f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FUNCTION} AS {lit(UDF_CLASS)} LANGUAGE JAVA"]
     if any(_is_avro(s) for s in sources):
         out.append(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {AVRO_FUNCTION} AS {lit(AVRO_UDF_CLASS)} "
                    "LANGUAGE JAVA")
+    if any(time_value_columns(s) for s in sources):
+        out.append(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {TIME_VALUE_FUNCTION} AS "
+                   f"{lit(MICROS_TIMESTAMP_CLASS)} LANGUAGE JAVA")
     return out
+
+
+def time_value_columns(source) -> List[str]:
+    """The source's timestamp columns other than the event time (read in microseconds)."""
+    return [name for name, dtype in source.schema if dtype == t.TIMESTAMP and name != source.timestamp]
+
+
+def _time_value_spec(source) -> dict:
+    """What the parse functions need to read timestamp values: their range (none without such columns, so
+    the spec of other sources is what it was)."""
+    if not time_value_columns(source):
+        return {}
+    return {"time_value_range": [semantics.MIN_TIME_VALUE_US, semantics.MAX_TIME_VALUE_US]}
 
 
 def _is_avro(source) -> bool:
@@ -110,6 +135,7 @@ def parse_spec(source) -> str:
             "missing_time": semantics.missing_time_reason(ts),
             "time_not_integer": semantics.unreadable_time_reason(ts, TIME_EXPECTED),
         },
+        **_time_value_spec(source),
     }, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -136,6 +162,8 @@ def avro_spec(source) -> str:
             "other_schema_id": OTHER_SCHEMA_ID.format("{}", expected), "not_avro": NOT_AVRO,
             "trailing_data": TRAILING_AVRO, "missing_time": semantics.missing_time_reason(source.timestamp),
         },
+        **_time_value_spec(source),
+        **({"value_units": {c: readers[c] for c in time_value_columns(source)}} if time_value_columns(source) else {}),
     }, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -144,7 +172,7 @@ def _check_columns(source) -> None:
         if dtype == t.JSON and _is_avro(source):  # ParseAvroRecord does not keep a nested value's text yet
             raise StreamCompileError(f"source '{source.name}' column '{name}': a JSON value (json) cannot be read "
                                      "from an Avro stream face yet; its views are computed by backfill and push")
-        if dtype not in FLINK_TYPES or (dtype == t.TIMESTAMP and name != source.timestamp):
+        if dtype not in FLINK_TYPES:
             raise StreamCompileError(f"column '{name}': type {dtype} cannot be read from the stream")
 
 
@@ -175,6 +203,9 @@ def typed_select_sql(source, parsed_view: str, max_future_ms: Optional[int]) -> 
         if name == ts:
             ts_ms = f"TRY_CAST({value} AS BIGINT)"
             continue
+        if dtype == t.TIMESTAMP:  # epoch microseconds (checked in range by the parse function)
+            typed.append(f"{TIME_VALUE_FUNCTION}(TRY_CAST({value} AS BIGINT)) AS {qi(name)}")
+            continue
         typed.append(f"TRY_CAST({value} AS {FLINK_TYPES[dtype]}) AS {qi(name)}")
     reason = semantics.row_reason_sql(
         ts, time_read_reason=_item(_TIME), ts_ms_sql=ts_ms, now_ms_sql=f"TRY_CAST({_item(_NOW)} AS BIGINT)",
@@ -200,5 +231,5 @@ def dead_letters_select_sql(typed_view: str, groups: Sequence[Tuple[Tuple[str, .
     return "\nUNION ALL\n".join(parts)
 
 
-__all__ = ["function_ddl", "kafka_table_ddl", "parse_spec", "parsed_select_sql", "typed_select_sql",
+__all__ = ["function_ddl", "time_value_columns", "TIME_VALUE_FUNCTION", "kafka_table_ddl", "parse_spec", "parsed_select_sql", "typed_select_sql",
            "dead_letters_select_sql"]

@@ -20,6 +20,8 @@ FLINK_TYPES = {
     t.TIMESTAMP: "TIMESTAMP(3)",
     t.JSON: "STRING",  # JSON text
 }
+# A timestamp column other than the event time keeps its microseconds in the streaming job (engines/flink/ingest.py)
+EPOCH_US_FUNCTION = "fs_epoch_us"  # a TIMESTAMP as epoch microseconds, the online rows' form (tables.epoch_us_ddl)
 DECIMAL = "decimal"  # a DuckDB/Flink DECIMAL intermediate (decimal literals); never stored
 NULL = "null"  # the type of a bare NULL literal
 FLOATS = (t.FLOAT32, t.FLOAT64)

@@ -18,7 +18,7 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
 from featurestore.engines.flink.sqltypes import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, REASON,
-                                                 STAGING_PARQUET_OPTIONS,
+                                                 EPOCH_US_FUNCTION, STAGING_PARQUET_OPTIONS,
                                                  TS_MS, _with, qi)
 
 # -- the job's tables ---------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def _table_name(kind: str, name: str) -> str:
 def events_select_sql(cv: CompiledView, ve: ViewExprs, typed_view: str) -> str:
     """The view's stored events (the backfill's columns and types) plus the Kafka partition and offset of
     each (the committer adds an event to the offline table once by them, then drops them)."""
-    cols = [qi(n) for n, _ in cv.source_columns]
+    cols = [stored_select(cv.ts_column, n, d) for n, d in cv.source_columns]
     cols += [f"{sql} AS {qi(n)}" for n, sql in ve.projections]
     cols += [qi(KAFKA_PARTITION), qi(KAFKA_OFFSET)]
     return f"SELECT {', '.join(cols)}\nFROM {qi(typed_view)}\nWHERE {_stored_where(cv.join_keys, ve.filter)}"
@@ -121,9 +121,51 @@ def json_array_ddl() -> str:
     return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {JSON_ARRAY_FUNCTION} AS '{JSON_ARRAY_CLASS}' LANGUAGE JAVA"
 
 
+def epoch_us_ddl() -> str:
+    """The DDL of ``fs_epoch_us`` (``java/.../EpochMicros.java``): a TIMESTAMP as epoch microseconds, how the
+    online store holds a timestamp value and orders events by it (``stores/online_format.py``)."""
+    from featurestore.engines.flink.udf import EPOCH_MICROS_CLASS
+
+    return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {EPOCH_US_FUNCTION} AS '{EPOCH_MICROS_CLASS}' LANGUAGE JAVA"
+
+
 def _json_value(sql: str, dtype: str) -> str:
-    """A value as JSON_ARRAY writes it losslessly (FLOAT widened exactly to DOUBLE)."""
+    """A value as JSON_ARRAY writes it losslessly (FLOAT widened exactly to DOUBLE). Inputs of a timestamp
+    type are epoch microseconds already (``exprs``); an order column of one is made so here."""
     return f"CAST({sql} AS DOUBLE)" if dtype == t.FLOAT32 else sql
+
+
+def _order_value(column: str, dtype: str) -> str:
+    """An order column's value in the online rows: the online store's form (a timestamp, such as a created
+    time, as epoch microseconds: ``online_format.order_value_sql``)."""
+    return f"{EPOCH_US_FUNCTION}({qi(column)})" if dtype == t.TIMESTAMP else _json_value(qi(column), dtype)
+
+
+TIMESTAMP_UTC = "TIMESTAMP_LTZ(6)"  # a stored timestamp value: microseconds, UTC (the job's time zone)
+
+
+def stored_type(ts_column: str, column: str, dtype: str) -> str:
+    """The Flink type of a stored column in a Parquet sink: the event time TIMESTAMP(3) (the committer stores
+    it as the offline tables' ``timestamp[ms, UTC]``), any other timestamp TIMESTAMP_LTZ(6) in microseconds
+    (the committer marks it UTC, ``commit.StreamIdentity.utc_columns``: the backfill's ``timestamp[us, UTC]``)."""
+    return TIMESTAMP_UTC if dtype == t.TIMESTAMP and column != ts_column else FLINK_TYPES[dtype]
+
+
+def stored_select(ts_column: str, column: str, dtype: str) -> str:
+    """A source column as a Parquet sink stores it (:func:`stored_type`)."""
+    if stored_type(ts_column, column, dtype) == TIMESTAMP_UTC:
+        return f"CAST({qi(column)} AS {TIMESTAMP_UTC}) AS {qi(column)}"
+    return qi(column)
+
+
+def staging_options(path: str, ts_column: str, columns: Sequence[Tuple[str, str]]) -> Dict[str, str]:
+    """A Parquet sink's options; ``columns`` (name, dtype) it stores. Its file holds one timestamp unit:
+    microseconds when it stores a timestamp other than the event time (the committer stores the event time
+    in ms), else milliseconds."""
+    options = {"connector": "filesystem", "path": path, **STAGING_PARQUET_OPTIONS}
+    if any(stored_type(ts_column, n, d) == TIMESTAMP_UTC for n, d in columns):
+        options["parquet.timestamp.time.unit"] = "micros"
+    return options
 
 
 def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Sequence[ViewExprs],
@@ -134,7 +176,7 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
     eid = f"CAST({qi(KAFKA_PARTITION)} AS BIGINT) * {1 << 40} + {qi(KAFKA_OFFSET)}"  # online.PARTITION_SHIFT
     slots: List[str] = [eid, qi(TS_MS)]
     for c in cv0.order_columns[1:]:
-        slots.append(_json_value(qi(c), columns[c]))
+        slots.append(_order_value(c, columns[c]))
     flags = []
     input_slots: Dict[str, int] = {}
     for ov, cv, ve in zip(group.views, cvs, exprs):
@@ -180,6 +222,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     plan.ddl.extend(flink_ingest.function_ddl([sources[cv.name] for cv in cvs]))
     if online_views:
         plan.ddl.append(json_array_ddl())
+    epoch_us_at = len(plan.ddl)  # fs_epoch_us goes here when an online row carries a timestamp value
     by_source: Dict[str, List[CompiledView]] = {}
     for cv in cvs:
         by_source.setdefault(sources[cv.name].name, []).append(cv)
@@ -200,9 +243,9 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         # exactly-once by offsets relies on (it splits the rows by date itself).
         for cv in views:
             sink = _table_name("events", cv.name)
-            cols = [f"{qi(n)} {FLINK_TYPES[d]}" for n, d in cv.stored_columns]
+            cols = [f"{qi(n)} {stored_type(cv.ts_column, n, d)}" for n, d in cv.stored_columns]
             cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
-            options = {"connector": "filesystem", "path": staging[cv.name], **STAGING_PARQUET_OPTIONS}
+            options = staging_options(staging[cv.name], cv.ts_column, cv.stored_columns)
             plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
             plan.inserts.append((sink, events_select_sql(cv, exprs[cv.name], typed)))
             plan.sinks[cv.name] = staging[cv.name]
@@ -239,8 +282,11 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
             group.sql, _ = online_group_sql(group, gviews, [exprs[cv.name] for cv in gviews], typed, columns)
             plan.online.append(group)
             gid += 1
+    if any(f"{EPOCH_US_FUNCTION}(" in g.sql for g in plan.online):
+        plan.ddl.insert(epoch_us_at, epoch_us_ddl())
     return plan
 
 
 __all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "events_select_sql", "online_group_sql",
-           "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl"]
+           "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "stored_type", "stored_select",
+           "staging_options"]

@@ -4,7 +4,9 @@ enough, no JDK.
 ``ParseJsonRecord`` reads a Kafka record as a strict JSON object with typed columns in one pass,
 ``ParseAvroRecord`` one Avro datum of the writer schema (see their sources and
 :mod:`featurestore.engines.flink.ingest`); ``JsonArrayText`` writes the online rows' JSON arrays (what
-``JSON_ARRAY`` writes, byte for byte: :func:`featurestore.engines.flink.tables.json_array_ddl`). Their compiled jar, ``java/featurestore-udf.jar``, is committed and
+``JSON_ARRAY`` writes, byte for byte: :func:`featurestore.engines.flink.tables.json_array_ddl`);
+``MicrosTimestamp`` and ``EpochMicros`` convert timestamp values (other than the event time) between epoch
+microseconds and TIMESTAMP(6). Their compiled jar, ``java/featurestore-udf.jar``, is committed and
 in the wheel; its manifest names a digest of the sources it was built from. When the sources differ from
 that digest (a developer changed them), the job builds its own jar with the JDK's ``javac`` against
 PyFlink's jars and the pinned connector jars (Avro and the Jackson it parses schemas with:
@@ -32,6 +34,8 @@ JAVA_DIR = Path(__file__).resolve().parent / "java"
 UDF_CLASS = "featurestore.flink.ParseJsonRecord"
 AVRO_UDF_CLASS = "featurestore.flink.ParseAvroRecord"
 JSON_ARRAY_CLASS = "featurestore.flink.JsonArrayText"
+MICROS_TIMESTAMP_CLASS = "featurestore.flink.MicrosTimestamp"  # epoch us -> TIMESTAMP(6) (ingest.py)
+EPOCH_MICROS_CLASS = "featurestore.flink.EpochMicros"  # TIMESTAMP -> epoch us (the online rows: tables.py)
 JAR_PREFIX = "featurestore-udf-"
 PACKAGED = JAVA_DIR / "featurestore-udf.jar"
 DIGEST_KEY = "Featurestore-Source-Digest"
@@ -170,5 +174,6 @@ if __name__ == "__main__":
     print(build_packaged())
 
 
-__all__ = ["udf_jar", "job_jars", "UDF_CLASS", "AVRO_UDF_CLASS", "JSON_ARRAY_CLASS", "PACKAGED", "source_digest", "built_from",
+__all__ = ["udf_jar", "job_jars", "UDF_CLASS", "AVRO_UDF_CLASS", "JSON_ARRAY_CLASS", "MICROS_TIMESTAMP_CLASS",
+           "EPOCH_MICROS_CLASS", "PACKAGED", "source_digest", "built_from",
            "build_packaged"]

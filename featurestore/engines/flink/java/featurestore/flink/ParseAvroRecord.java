@@ -20,8 +20,9 @@ import org.apache.flink.table.annotation.DataTypeHint;
  * <p>{@code eval(value, spec)} returns {@link RecordFunction}'s row: the payload (the record's bytes in
  * base64; null for a null value), the record's reason (null value, no Confluent header, another schema id,
  * not a datum of the writer schema, trailing bytes), the event time's reason (null), the first column's
- * reason (a string that is not valid UTF-8), the wall clock, and each column's canonical text (null for an
- * Avro null or a float NaN).
+ * reason (a string that is not valid UTF-8, a timestamp outside years 1 to 9999), the wall clock, and each
+ * column's canonical text (null for an Avro null or a float NaN; a timestamp column other than the event time:
+ * its long in the spec's {@code value_units} as epoch microseconds).
  *
  * <p>The Avro library parses the writer schema; the datum is walked here, over the byte array with every
  * length checked against the bytes left, so a corrupt record can neither allocate a huge buffer nor loop:
@@ -69,6 +70,14 @@ public class ParseAvroRecord extends RecordFunction<ParseAvroRecord.Spec> {
                 text = null;
             } else if (c == s.time) {
                 text = Long.toString(Math.floorDiv((Long) v, s.timeDivisor));
+            } else if (s.valueUnit[c] != null) { // a timestamp value: epoch microseconds, in range
+                text = micros((Long) v, s.valueUnit[c]);
+                if (text == null) {
+                    v = BAD;
+                } else {
+                    text = timeValue(s, Long.parseLong(text));
+                    v = text == null ? BAD : v;
+                }
             } else if (v instanceof Float && s.widen[c]) {
                 float f = (Float) v; // a float field of a float64 column: widened exactly, as Avro promotes
                 text = Float.isNaN(f) ? null : Double.toString((double) f);
@@ -78,6 +87,16 @@ public class ParseAvroRecord extends RecordFunction<ParseAvroRecord.Spec> {
             put(out, s, c, text, v instanceof Bad, s.columnReasons[c]);
         }
         return out;
+    }
+
+    /** Epoch microseconds (as text) of a long in {@code unit} ("ms", "us", "ns": floored), null on overflow. */
+    private static String micros(long x, String unit) {
+        try {
+            return Long.toString(unit.equals("ms") ? Math.multiplyExact(x, 1000L)
+                    : unit.equals("ns") ? Math.floorDiv(x, 1000L) : x);
+        } catch (ArithmeticException e) {
+            return null;
+        }
     }
 
     /** Canonical text of a decoded value (what ParseJsonRecord returns for the same value), null for NaN. */
@@ -278,6 +297,7 @@ public class ParseAvroRecord extends RecordFunction<ParseAvroRecord.Spec> {
         final int[] field; // column -> index of its field in the writer record
         final boolean[] wanted; // field index -> read by a column
         final boolean[] widen; // column -> a float64 column (a float field's value is widened)
+        final String[] valueUnit; // column -> the unit of a timestamp column's long (not the event time), else null
         final long timeDivisor;
         final String notConfluent, otherSchemaId, notAvro;
 
@@ -288,9 +308,14 @@ public class ParseAvroRecord extends RecordFunction<ParseAvroRecord.Spec> {
             schemaId = node.hasNonNull("schema_id") ? node.get("schema_id").asInt() : -1;
             field = new int[names.length];
             widen = new boolean[names.length];
+            valueUnit = new String[names.length];
+            JsonNode units = node.get("value_units");
             wanted = new boolean[writer.getFields().size()];
             for (int i = 0; i < names.length; i++) {
                 widen[i] = types[i].equals("float64");
+                if (i != time && units != null && units.hasNonNull(names[i])) {
+                    valueUnit[i] = units.get(names[i]).asText();
+                }
                 Schema.Field f = writer.getField(names[i]);
                 if (f == null) {
                     throw new IllegalArgumentException("column '" + names[i] + "' is not in the writer schema");

@@ -6,12 +6,17 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.time.DateTimeException;
+import java.time.LocalDateTime;
+import java.time.ZoneOffset;
 import java.util.ArrayDeque;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Map;
 import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
@@ -33,7 +38,10 @@ import org.apache.flink.table.annotation.DataTypeHint;
  * object. Types: a string column takes a JSON string; int32/int64 an integer literal within the type;
  * float32/float64 a number that is finite in the type (1e400 is not a float64); bool true/false; json an
  * object or an array (its compact text: Jackson's, whose numbers may be spelt unlike DuckDB's or Python's, the
- * same values) or a string holding JSON text (kept as written, like the batch face's and push's).
+ * same values) or a string holding JSON text (kept as written, like the batch face's and push's); a timestamp
+ * other than the event time an integer of epoch milliseconds (the event time's unit) or an ISO-8601 string
+ * {@code YYYY-MM-DD(T| )hh:mm:ss[.f{1,9}][Z|(+|-)hh[:]mm]} (no offset: UTC; digits beyond the microsecond
+ * floored), read as epoch microseconds within years 1 to 9999 UTC.
  */
 public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
     private static final JsonFactory FACTORY = new JsonFactory();
@@ -107,14 +115,14 @@ public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
         for (int i = 0; i < s.names.length; i++) {
             JsonToken tok = tokens[i];
             boolean isNull = tok == null || tok == JsonToken.VALUE_NULL;
-            String v = isNull ? null : typed(s.types[i], tok, texts[i], numberTypes[i]);
+            String v = isNull ? null : typed(s, s.types[i], tok, texts[i], numberTypes[i]);
             put(out, s, i, v, !isNull, s.timeNotInteger);
         }
         return out;
     }
 
     /** The canonical text of a value of {@code type}, or null when the JSON value is not of that type. */
-    private static String typed(String type, JsonToken tok, String text, JsonParser.NumberType nt) {
+    private static String typed(Spec s, String type, JsonToken tok, String text, JsonParser.NumberType nt) {
         switch (type) {
             case "json": // a JSON value: an object or array (compact text), or a string holding JSON text (kept)
                 try {
@@ -138,9 +146,23 @@ public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
                 return tok == JsonToken.VALUE_STRING ? text : null;
             case "bool":
                 return tok == JsonToken.VALUE_TRUE ? "true" : tok == JsonToken.VALUE_FALSE ? "false" : null;
+            case "timestamp": // a timestamp value other than the event time: epoch microseconds
+                if (tok == JsonToken.VALUE_STRING) {
+                    Long us = isoMicros(text);
+                    return us == null ? null : timeValue(s, us);
+                }
+                if (tok != JsonToken.VALUE_NUMBER_INT
+                        || (nt != JsonParser.NumberType.INT && nt != JsonParser.NumberType.LONG)) {
+                    return null;
+                }
+                try {
+                    return timeValue(s, Math.multiplyExact(Long.parseLong(text), 1000L));
+                } catch (ArithmeticException e) {
+                    return null;
+                }
             case "int32":
             case "int64":
-            case "timestamp": // the event time: epoch milliseconds, an int64
+            case "event_time": // epoch milliseconds, an int64
                 if (tok != JsonToken.VALUE_NUMBER_INT
                         || (nt != JsonParser.NumberType.INT && nt != JsonParser.NumberType.LONG)) {
                     return null;
@@ -163,6 +185,38 @@ public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
                 return Double.isFinite(d) ? Double.toString(d) : null;
             default:
                 return null;
+        }
+    }
+
+    private static final Pattern ISO = Pattern.compile(
+            "(\\d{4})-(\\d{2})-(\\d{2})[T ](\\d{2}):(\\d{2}):(\\d{2})(?:\\.(\\d{1,9}))?(Z|z|[+-]\\d{2}:?\\d{2})?");
+
+    /** Epoch microseconds (floored) of an ISO-8601 date-time text, or null when it is not one. */
+    static Long isoMicros(String text) {
+        Matcher m = ISO.matcher(text);
+        if (!m.matches()) {
+            return null;
+        }
+        try {
+            LocalDateTime t = LocalDateTime.of(Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)),
+                    Integer.parseInt(m.group(3)), Integer.parseInt(m.group(4)), Integer.parseInt(m.group(5)),
+                    Integer.parseInt(m.group(6)));
+            String frac = m.group(7) == null ? "" : m.group(7);
+            long micros = frac.isEmpty() ? 0 : Long.parseLong((frac + "00000").substring(0, 6));
+            int offsetSeconds = 0;
+            String z = m.group(8);
+            if (z != null && !z.equalsIgnoreCase("Z")) {
+                String digits = z.substring(1).replace(":", "");
+                int hh = Integer.parseInt(digits.substring(0, 2)), mm = Integer.parseInt(digits.substring(2));
+                if (hh > 18 || mm > 59) {
+                    return null;
+                }
+                offsetSeconds = (z.charAt(0) == '-' ? -1 : 1) * (hh * 3600 + mm * 60);
+            }
+            long seconds = t.toEpochSecond(ZoneOffset.UTC) - offsetSeconds;
+            return Math.addExact(Math.multiplyExact(seconds, 1_000_000L), micros);
+        } catch (DateTimeException | ArithmeticException e) {
+            return null;
         }
     }
 
@@ -210,7 +264,7 @@ public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
                 index.put(names[i], i);
             }
             if (time >= 0) {
-                types[time] = "timestamp";
+                types[time] = "event_time";
             }
             JsonNode r = node.get("reasons");
             notUtf8 = r.get("not_utf8").asText();

@@ -17,7 +17,9 @@ import org.apache.flink.table.functions.ScalarFunction;
  * <p>The row is an {@code ARRAY<STRING>}: [PAYLOAD] the payload, [RECORD] the record's reason, [TIME] the
  * event time's reason, [COLUMN] the first column's reason (a value not of its type), [READ_AT] the wall
  * clock when the record was read (epoch ms), [FIRST_VALUE..] each column's value as canonical text (null
- * for a null or missing value), in the order of the spec's columns.
+ * for a null or missing value), in the order of the spec's columns. The canonical text of a timestamp column
+ * other than the event time is its epoch microseconds (an integer; {@link MicrosTimestamp} makes it a
+ * TIMESTAMP(6)), inside the spec's {@code time_value_range} (featurestore.semantics: years 1 to 9999 UTC).
  */
 abstract class RecordFunction<S extends RecordFunction.Columns> extends ScalarFunction {
     static final int PAYLOAD = 0, RECORD = 1, TIME = 2, COLUMN = 3, READ_AT = 4, FIRST_VALUE = 5;
@@ -74,6 +76,12 @@ abstract class RecordFunction<S extends RecordFunction.Columns> extends ScalarFu
         }
     }
 
+    /** The canonical text of a timestamp value of epoch microseconds {@code us}, or null outside the spec's
+     * range of timestamp values. */
+    static String timeValue(Columns s, long us) {
+        return us >= s.minTimeValueUs && us < s.maxTimeValueUs ? Long.toString(us) : null;
+    }
+
     /** The columns (name, type, the reason of a value not of its type), which is the event time, and the
      * reasons every format has. */
     static class Columns {
@@ -82,6 +90,7 @@ abstract class RecordFunction<S extends RecordFunction.Columns> extends ScalarFu
         final String[] columnReasons;
         final int time;
         final String emptyRecord, trailingData, missingTime;
+        final long minTimeValueUs, maxTimeValueUs; // the range of a timestamp value (not the event time)
 
         Columns(JsonNode node) {
             JsonNode cols = node.get("columns");
@@ -100,6 +109,9 @@ abstract class RecordFunction<S extends RecordFunction.Columns> extends ScalarFu
                 }
             }
             time = t;
+            JsonNode range = node.get("time_value_range");
+            minTimeValueUs = range == null ? Long.MIN_VALUE : range.get(0).asLong();
+            maxTimeValueUs = range == null ? Long.MAX_VALUE : range.get(1).asLong();
             JsonNode r = node.get("reasons");
             emptyRecord = r.get("empty_record").asText();
             trailingData = r.get("trailing_data").asText();
