@@ -120,3 +120,28 @@ def test_a_split_repeated_after_a_crash_adds_no_row_twice(tmp_path):
         assert stored.num_rows == sum(1 for r in rows if r[flag])
         assert "__kafka_offset" not in stored.column_names
     assert stream_commit.split_staged(staged, view_dir) == 0
+
+
+def test_a_committer_of_some_views_splits_the_files_of_a_job_of_all(tmp_path):
+    """The layout is written when the job starts, whoever commits: a committer of one view (``stream.commit(fs,
+    views=[...])``) splits the job's files for every view of the layout, and commits only its own."""
+    from featurestore.engines.flink import stream as streaming
+    from featurestore.store import FeatureStore
+    from tests.test_stream import make_repo, stream_events
+
+    store = FeatureStore(make_repo(tmp_path / "repo", "fs_split_unused", "split_subset", stream_events()))
+    names = streaming.stream_views(store)
+    source = store.repo.views[names[0]].source.name
+    stream_commit.write_staged_layouts(store, names)  # what stream.start / submit_remote do before the job runs
+    staged = streaming.staged_dir(store, source, names)
+    layout = json.loads((staged / STAGED_LAYOUT).read_text())
+    n = 4
+    cols = {c: pa.nulls(n) for v in layout["views"] for _, c in v["columns"]}
+    cols.update({v["flag"]: pa.array([True, False, True, True]) for v in layout["views"]})
+    cols.update({"__kafka_partition": pa.array([0] * n, pa.int32()), "__kafka_offset": pa.array(range(n), pa.int64())})
+    pq.write_table(pa.table(cols), staged / "part-a-0-0")
+    assert stream_commit.Committer(store, [names[0]]).split() == 1
+    for v in layout["views"]:
+        split = pq.read_table(streaming.staging_dir(store, v["name"]) / "part-a-0-0")
+        assert split.column("__kafka_offset").to_pylist() == [0, 2, 3]
+    assert not (staged / "part-a-0-0").exists()

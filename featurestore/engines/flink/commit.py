@@ -236,6 +236,19 @@ def split_staged(staged: Path, view_dir) -> int:
     return len(files)
 
 
+def write_staged_layouts(store, names: Sequence[str]) -> None:
+    """The layout of the staged files of a job of ``names``, beside them (each run's own folder; a committer of
+    any set of views splits every folder by the layout written in it). Written before the job starts,
+    whether or not this process commits."""
+    from featurestore.engines.flink import stream as streaming
+
+    for source in sorted({store.repo.views[n].source.name for n in names}):
+        staged = streaming.staged_dir(store, source, names)
+        if not (staged / STAGED_LAYOUT).exists():
+            staged.mkdir(parents=True, exist_ok=True)
+            _write_json(staged / STAGED_LAYOUT, streaming.staged_layout_of(store, source, names))
+
+
 def view_identity(store, view: str) -> StreamIdentity:
     cv = store.compiled(view)
     return StreamIdentity(store.repo.views[view].source.stream.topic, cv.data_fingerprint,
@@ -319,11 +332,7 @@ class Committer:
         self.sources: Dict[str, List[str]] = {}
         for n in names:
             self.sources.setdefault(store.repo.views[n].source.name, []).append(n)
-        for s in self.sources:  # the current run's layout beside its staged files (older runs wrote theirs)
-            staged = streaming.staged_dir(store, s, names)
-            if not (staged / STAGED_LAYOUT).exists():
-                staged.mkdir(parents=True, exist_ok=True)
-                _write_json(staged / STAGED_LAYOUT, streaming.staged_layout_of(store, s, names))
+        write_staged_layouts(store, names)
         self.dead = {}
         for s, views in self.sources.items():
             topic = store.repo.views[views[0]].source.stream.topic
@@ -443,6 +452,6 @@ def begin_rebuilds(store, names: Sequence[str]) -> None:
         DirCommitter(streaming.staging_dir(store, n), None, view_identity(store, n)).set_state(rebuild_since=now)
 
 
-__all__ = ["DirCommitter", "Committer", "split_staged", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
+__all__ = ["DirCommitter", "Committer", "split_staged", "write_staged_layouts", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
            "stream_states",
            "COMMITTER_STATE", "COMMITTER_PENDING", "NULL_KEY_PREFIX"]

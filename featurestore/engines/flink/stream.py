@@ -277,6 +277,7 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
         log.warning("rebuilding the streamed rows of %s under the new definition: the offline table keeps the "
                     "old rows until the job has read past them, then swaps them in one commit",
                     ", ".join(sorted(rebuilding)))
+    stream_commit.write_staged_layouts(store, names)  # how the committer (here or elsewhere) splits the job's files
     committer = None
     if commit:
         committer = Committer(store, names, name, rebuilding, {tp: low for tp, (low, _high) in ends.items()})
