@@ -969,8 +969,9 @@ def test_explain_prints_every_statement_of_the_job(tmp_path):
     (root / "definitions" / "features.py").write_text(stream_definitions("tx_topic"))
     text = streaming.explain(FeatureStore(root))
     assert "'topic' = 'tx_topic'" in text and "fs_parse_json_record(`__value`, " in text
+    assert "INSERT INTO fs_staged_events" in text  # each event once; the committer splits it by view
     for view in ("amount_stats", "qty_stats", "profile", "profile_forever", "pair_stats"):
-        assert f"INSERT INTO fs_events_{view}" in text
+        assert f"--   view {view}: rows where `__v" in text
     assert "INSERT INTO fs_dead_letters_events" in text
     assert text.count("-> Redis writer") == 2  # two key groups: (user_id) and (user_id, shop)
 

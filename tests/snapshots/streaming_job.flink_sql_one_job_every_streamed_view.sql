@@ -11,12 +11,12 @@ CREATE TEMPORARY TABLE `fs_kafka_transactions` (
   'connector' = 'kafka',
   'topic' = 'transactions',
   'properties.bootstrap.servers' = '<kafka bootstrap>',
-  'properties.group.id' = 'featurestore-payments-808c03fe5b35',
+  'properties.group.id' = 'featurestore-payments-940a49a24d20',
   'scan.startup.mode' = 'earliest-offset',
   'value.format' = 'raw'
 );
 
-CREATE TEMPORARY TABLE `fs_events_user_spend` (
+CREATE TEMPORARY TABLE `fs_staged_transactions` (
   `event_id` STRING,
   `user_id` STRING,
   `merchant_id` STRING,
@@ -26,58 +26,15 @@ CREATE TEMPORARY TABLE `fs_events_user_spend` (
   `channel` STRING,
   `card_present` BOOLEAN,
   `ts` TIMESTAMP(3),
-  `amount_usd` DOUBLE,
+  `__v0` BOOLEAN,
+  `__v0_p0` DOUBLE,
+  `__v1` BOOLEAN,
+  `__v2` BOOLEAN,
   `__kafka_partition` INT,
   `__kafka_offset` BIGINT
 ) WITH (
   'connector' = 'filesystem',
-  'path' = '<repo>/.featurestore/offline/payments/_stream_staging/user_spend/4fe6deb5f4cb',
-  'format' = 'parquet',
-  'parquet.write.int64.timestamp' = 'true',
-  'parquet.timestamp.time.unit' = 'millis',
-  'parquet.utc-timezone' = 'true',
-  'parquet.enable.dictionary' = 'false',
-  'parquet.compression' = 'UNCOMPRESSED'
-);
-
-CREATE TEMPORARY TABLE `fs_events_user_profile` (
-  `event_id` STRING,
-  `user_id` STRING,
-  `merchant_id` STRING,
-  `amount` DOUBLE,
-  `currency` STRING,
-  `country` STRING,
-  `channel` STRING,
-  `card_present` BOOLEAN,
-  `ts` TIMESTAMP(3),
-  `__kafka_partition` INT,
-  `__kafka_offset` BIGINT
-) WITH (
-  'connector' = 'filesystem',
-  'path' = '<repo>/.featurestore/offline/payments/_stream_staging/user_profile/e15865afc077',
-  'format' = 'parquet',
-  'parquet.write.int64.timestamp' = 'true',
-  'parquet.timestamp.time.unit' = 'millis',
-  'parquet.utc-timezone' = 'true',
-  'parquet.enable.dictionary' = 'false',
-  'parquet.compression' = 'UNCOMPRESSED'
-);
-
-CREATE TEMPORARY TABLE `fs_events_merchant_activity` (
-  `event_id` STRING,
-  `user_id` STRING,
-  `merchant_id` STRING,
-  `amount` DOUBLE,
-  `currency` STRING,
-  `country` STRING,
-  `channel` STRING,
-  `card_present` BOOLEAN,
-  `ts` TIMESTAMP(3),
-  `__kafka_partition` INT,
-  `__kafka_offset` BIGINT
-) WITH (
-  'connector' = 'filesystem',
-  'path' = '<repo>/.featurestore/offline/payments/_stream_staging/merchant_activity/be9793a67ab5',
+  'path' = '<repo>/.featurestore/offline/payments/_stream_staging/_staged/transactions/f4bc376415fc',
   'format' = 'parquet',
   'parquet.write.int64.timestamp' = 'true',
   'parquet.timestamp.time.unit' = 'millis',
@@ -129,20 +86,14 @@ SELECT `__p`[1] AS `__payload`,
   COALESCE(`__p`[2], COALESCE(`__p`[3], CASE WHEN NOT (TRY_CAST(`__p`[14] AS BIGINT) >= CAST(-2208988800000 AS BIGINT) AND TRY_CAST(`__p`[14] AS BIGINT) < CAST(7258118400000 AS BIGINT)) THEN 'event time ''ts'' out of range (supported: 1900-01-01 to 2199-12-31 UTC)' WHEN TRY_CAST(`__p`[14] AS BIGINT) > TRY_CAST(`__p`[5] AS BIGINT) + CAST(3600000 AS BIGINT) THEN 'event time ''ts'' too far in the future (more than 1h after ingestion)' END, `__p`[4])) AS `__reason`
 FROM `fs_parsed_transactions`;
 
-INSERT INTO fs_events_user_spend
-SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, (CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END) AS `amount_usd`, `__kafka_partition`, `__kafka_offset`
+-- each event once; the committer splits the files of fs_staged_transactions into the views' offline tables:
+--   view user_spend: rows where `__v0`; `amount_usd` = `__v0_p0`
+--   view user_profile: rows where `__v1`
+--   view merchant_activity: rows where `__v2`
+INSERT INTO fs_staged_transactions
+SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, (`user_id` IS NOT NULL AND (((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE) AS `__v0`, CASE WHEN (`user_id` IS NOT NULL AND (((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE) THEN (CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END) END AS `__v0_p0`, (`user_id` IS NOT NULL) AS `__v1`, (`merchant_id` IS NOT NULL) AS `__v2`, `__kafka_partition`, `__kafka_offset`
 FROM `fs_typed_transactions`
-WHERE `__reason` IS NULL AND `user_id` IS NOT NULL AND (((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE;
-
-INSERT INTO fs_events_user_profile
-SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, `__kafka_partition`, `__kafka_offset`
-FROM `fs_typed_transactions`
-WHERE `__reason` IS NULL AND `user_id` IS NOT NULL;
-
-INSERT INTO fs_events_merchant_activity
-SELECT `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, `ts`, `__kafka_partition`, `__kafka_offset`
-FROM `fs_typed_transactions`
-WHERE `__reason` IS NULL AND `merchant_id` IS NOT NULL;
+WHERE `__reason` IS NULL AND ((`user_id` IS NOT NULL AND (((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE) OR (`user_id` IS NOT NULL) OR (`merchant_id` IS NOT NULL));
 
 INSERT INTO fs_dead_letters_transactions
 SELECT `__payload` AS payload, `__reason` AS reason, `__kafka_partition` AS kafka_partition, `__kafka_offset` AS kafka_offset, `__kafka_ts` AS kafka_timestamp, CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time

@@ -1,8 +1,11 @@
 """The streaming job's offline commits: its Parquet files into the offline tables, each event exactly once.
 
-Flink's Parquet sinks write into ``<offline root>/_stream_staging/<view>/<fp>/`` (dead letters:
-``_stream_staging/_dead_letters/<source>/``) and make a file visible when the checkpoint that covers it
-completes. Every row carries the Kafka partition and offset of its record. :class:`DirCommitter`
+Flink's Parquet sink of a source writes each stored event once into
+``<offline root>/_stream_staging/_staged/<source>/<layout>/`` (per view a flag and its projections:
+``tables.staged_layout``; dead letters: ``_stream_staging/_dead_letters/<source>/``) and makes a file
+visible when the checkpoint that covers it completes; :func:`split_staged` splits each visible file into
+the views' folders ``_stream_staging/<view>/<fp>/``. Every row carries the Kafka partition and offset of
+its record. :class:`DirCommitter`
 registers the visible files of one staging directory with ``OfflineTable.commit_stream`` under an
 idempotency token (``app_id``, ``seq``) and an intent file, so a crash at any point neither loses a file
 nor registers it twice; ``commit_stream`` adds only the rows the table does not hold: none inside a
@@ -35,6 +38,7 @@ log = logging.getLogger("featurestore.streaming")
 
 COMMITTER_STATE = "_committer.json"
 COMMITTER_PENDING = "_pending.json"
+STAGED_LAYOUT = "_layout.json"  # beside a source's staged files: tables.staged_layout
 PARTITION_COLUMN, OFFSET_COLUMN = "__kafka_partition", "__kafka_offset"  # in the view sinks' files
 DEAD_PARTITION, DEAD_OFFSET = "kafka_partition", "kafka_offset"  # columns of the dead-letter tables
 
@@ -201,6 +205,52 @@ class DirCommitter:
         return {"rows": state["rows"], "by_reason": dict(state["by_reason"])}
 
 
+def split_staged(staged: Path, view_dir) -> int:
+    """Split each visible file of a source's staging folder ``staged`` (the job's one Parquet sink per source,
+    laid out as its ``_layout.json`` says: :func:`featurestore.engines.flink.tables.staged_layout`) into one
+    file per view, the view's stored events in the order the job wrote them, under the same name in the
+    view's staging folder (``view_dir(name, fingerprint)``); then delete it. Crash-safe: a view's file
+    appears whole (renamed into place); a file split again after a crash rewrites the same names, and a
+    view's rows its table holds already are not added twice (``commit_stream`` adds none below the table's
+    next offset of its partition). Returns the files split."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    layout = _read_json(staged / STAGED_LAYOUT)
+    files = _visible_files(staged)
+    if layout is None or not files:
+        return 0
+    for f in files:
+        table = pq.read_table(f)
+        for v in layout["views"]:
+            rows = table.filter(pc.fill_null(table[v["flag"]], False))
+            if rows.num_rows == 0:
+                continue
+            names = [stored for stored, _ in v["columns"]] + [PARTITION_COLUMN, OFFSET_COLUMN]
+            rows = rows.select([staged_name for _, staged_name in v["columns"]] + [PARTITION_COLUMN, OFFSET_COLUMN])
+            rows = rows.rename_columns(names)
+            target = Path(view_dir(v["name"], v["fingerprint"]))
+            target.mkdir(parents=True, exist_ok=True)
+            tmp = target / f".{f.name}.{uuid.uuid4().hex[:8]}"
+            pq.write_table(rows, tmp, compression="none", use_dictionary=False, write_statistics=False)
+            os.replace(tmp, target / f.name)
+        f.unlink()
+    return len(files)
+
+
+def write_staged_layouts(store, names: Sequence[str]) -> None:
+    """The layout of the staged files of a job of ``names``, beside them (each run's own folder; a committer of
+    any set of views splits every folder by the layout written in it). Written before the job starts,
+    whether or not this process commits."""
+    from featurestore.engines.flink import stream as streaming
+
+    for source in sorted({store.repo.views[n].source.name for n in names}):
+        staged = streaming.staged_dir(store, source, names)
+        if not (staged / STAGED_LAYOUT).exists():
+            staged.mkdir(parents=True, exist_ok=True)
+            _write_json(staged / STAGED_LAYOUT, streaming.staged_layout_of(store, source, names))
+
+
 def view_identity(store, view: str) -> StreamIdentity:
     from featurestore import dtypes
 
@@ -287,6 +337,7 @@ class Committer:
         self.sources: Dict[str, List[str]] = {}
         for n in names:
             self.sources.setdefault(store.repo.views[n].source.name, []).append(n)
+        write_staged_layouts(store, names)
         self.dead = {}
         for s, views in self.sources.items():
             topic = store.repo.views[views[0]].source.stream.topic
@@ -302,11 +353,27 @@ class Committer:
         """One pass over every staging directory. ``final``: the job has stopped (every file is visible)."""
         with self.lock:
             self.passes += 1
+            self.split()
             rows = sum(c.commit() for c in self.views.values())
             rows += sum(c.commit() for c in self.dead.values())
             rows += self._swap_rebuilt(final)
             self.publish()
             return rows
+
+    def split(self) -> int:
+        """Split the sources' staged files (this run's and any earlier run's) into the views' folders."""
+        from featurestore.engines.flink import stream as streaming
+
+        def view_dir(view: str, fingerprint: str) -> Path:
+            return streaming.staging_root(self.store) / view / fingerprint[:12]
+
+        done = 0
+        for s in self.sources:
+            root = streaming.staged_root(self.store, s)
+            if root.is_dir():
+                for staged in sorted(p for p in root.iterdir() if p.is_dir()):
+                    done += split_staged(staged, view_dir)
+        return done
 
     def _swap_rebuilt(self, final: bool) -> int:
         rows = 0
@@ -390,6 +457,6 @@ def begin_rebuilds(store, names: Sequence[str]) -> None:
         DirCommitter(streaming.staging_dir(store, n), None, view_identity(store, n)).set_state(rebuild_since=now)
 
 
-__all__ = ["DirCommitter", "Committer", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
+__all__ = ["DirCommitter", "Committer", "split_staged", "write_staged_layouts", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
            "stream_states",
            "COMMITTER_STATE", "COMMITTER_PENDING", "NULL_KEY_PREFIX"]

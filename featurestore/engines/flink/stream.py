@@ -19,8 +19,9 @@ Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/st
   ``scan.bounded.mode`` is not used: a job that *finishes* leaves finished operators in its last
   checkpoint (a restore would never read again), and in PyFlink 2.3 the end-of-input / drain watermark
   reaches Python timers only sometimes (measured: 1 run in 3), so nothing relies on event time.
-* **Offline commits** (:mod:`featurestore.engines.flink.commit`): Flink's Parquet sinks write into
-  ``<offline root>/_stream_staging/<view>/<fp>/``, each row with its Kafka partition and offset, and make
+* **Offline commits** (:mod:`featurestore.engines.flink.commit`): Flink's Parquet sink of each source writes
+  each stored event once (flags and projections per view), which the committer splits into
+  ``<offline root>/_stream_staging/<view>/<fp>/``, each row with its Kafka partition and offset; Flink makes
   a file visible when the checkpoint that covers it completes. The committer adds visible files to the
   view's :class:`~featurestore.stores.offline.OfflineTable` with ``commit_stream`` exactly once (an
   idempotency token and an intent file), and only the rows the table does not hold: none inside a
@@ -61,6 +62,7 @@ log = logging.getLogger("featurestore.streaming")
 
 STAGING_DIR = "_stream_staging"
 DEAD_LETTERS_DIR = "_dead_letters"
+STAGED_DIR = "_staged"  # the sources' Parquet sinks (split by the committer into the views' folders)
 DEAD_LETTERS_TS = "kafka_timestamp"
 DEFAULT_CHECKPOINT_MS = 10_000
 DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
@@ -68,8 +70,9 @@ DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 # or changed) bumps it, so the job starts afresh (as for a changed definition) instead of failing to
 # restore. 2: the online state operator writes Redis itself (no writer operator with its ListState). 3: the
 # online rows reach their mini-batch windows without a DataStream hop (the SQL operators' generated ids, the
-# windows' among them, follow the job graph's shape: a checkpoint of format 2 would not map onto them).
-JOB_FORMAT = 3
+# windows' among them, follow the job graph's shape: a checkpoint of format 2 would not map onto them). 4: one
+# Parquet sink per source instead of one per view (the committer splits its files by view: commit.split_staged).
+JOB_FORMAT = 4
 DEFAULT_FLUSH_MS = 200  # the online mini-batch window: an event reaches Python (then Redis) at most this much later
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
 # A bounded run with a large backlog: 15 s windows, so an entity's events reach Python (and Redis) in fewer,
@@ -130,6 +133,29 @@ def staging_dir(store, view: str) -> Path:
     return staging_root(store) / view / store.compiled(view).data_fingerprint[:12]
 
 
+def staged_dir(store, source: str, names: Sequence[str]) -> Path:
+    """Where the job's Parquet sink of ``source`` writes (its views among ``names``, in the job's order):
+    one folder per layout (:func:`featurestore.engines.flink.tables.staged_layout`), written beside the
+    files, so the committer splits any run's files by the layout they were written with."""
+    return staged_root(store, source) / staged_layout_id(staged_layout_of(store, source, names))
+
+
+def staged_root(store, source: str) -> Path:
+    return staging_root(store) / STAGED_DIR / source
+
+
+def staged_layout_of(store, source: str, names: Sequence[str]) -> dict:
+    from featurestore.engines.flink.tables import staged_layout
+
+    return staged_layout([store.compiled(n) for n in names if store.repo.views[n].source.name == source])
+
+
+def staged_layout_id(layout: dict) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def dead_letter_staging_dir(store, source: str) -> Path:
     return staging_root(store) / DEAD_LETTERS_DIR / source
 
@@ -166,6 +192,7 @@ def plan(store, views: Optional[Sequence[str]] = None, bounded: bool = False):
         bounded=False,  # bounded runs stop with a savepoint (see the module docstring)
         staging={n: staging_dir(store, n).resolve().as_uri() for n in names},
         dead_letter_staging={s.name: dead_letter_staging_dir(store, s.name).resolve().as_uri() for s in sources.values()},
+        staged={s.name: staged_dir(store, s.name, names).resolve().as_uri() for s in sources.values()},
         online_views=[n for n in names if store.repo.views[n].online],
         max_future_ms=store.config.max_future_ms,
     )
@@ -250,6 +277,7 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
         log.warning("rebuilding the streamed rows of %s under the new definition: the offline table keeps the "
                     "old rows until the job has read past them, then swaps them in one commit",
                     ", ".join(sorted(rebuilding)))
+    stream_commit.write_staged_layouts(store, names)  # how the committer (here or elsewhere) splits the job's files
     committer = None
     if commit:
         committer = Committer(store, names, name, rebuilding, {tp: low for tp, (low, _high) in ends.items()})

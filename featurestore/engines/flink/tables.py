@@ -3,8 +3,9 @@
 :func:`plan_stream` builds every DDL statement and query of the streaming job: one raw
   Kafka table per source and a typed view that parses each record once and names the reason a record
   is a dead letter (:mod:`featurestore.engines.flink.ingest`: strict JSON, the supported event times),
-  one Parquet sink per view (stored events exactly as the backfill writes them), one dead-letter sink
-  per source, and one insert-only query per (source, join keys) group feeding the online (Redis)
+  one Parquet sink per source (each stored event once: the source columns, per view a flag and its
+  projections; the committer splits the files into each view's stored events exactly as the backfill
+  writes them), one dead-letter sink per source, and one insert-only query per (source, join keys) group feeding the online (Redis)
   writer, which therefore never sees a dead letter.
 """
 
@@ -75,14 +76,17 @@ class StreamPlan:
     shared: List[str] = field(default_factory=list)
     inserts: List[Tuple[str, str]] = field(default_factory=list)  # (sink table, SELECT)
     online: List[OnlineGroup] = field(default_factory=list)
-    sinks: Dict[str, str] = field(default_factory=dict)  # view or "_dead_letters/<source>" -> staging dir
+    sinks: Dict[str, str] = field(default_factory=dict)  # view, "_staged/<source>", "_dead_letters/<source>" -> dir
+    staged: Dict[str, Tuple[str, dict]] = field(default_factory=dict)  # source -> (its sink, staged_layout)
 
     def explain(self) -> str:
         parts = [s.strip() + ";" for s in self.ddl]
         parts += [(f"-- evaluated once per record (DataStream barrier, plus the processing-time column {qi(PROC_TIME)}), "
                    f"then shared\n" if n in self.shared else "") + f"CREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
                   for n, q in self.views]
-        parts += [f"INSERT INTO {sink}\n{sql};" for sink, sql in self.inserts]
+        splits = {sink: layout for sink, layout in self.staged.values()}
+        parts += [_split_comment(sink, splits[sink]) + f"INSERT INTO {sink}\n{sql};" if sink in splits
+                  else f"INSERT INTO {sink}\n{sql};" for sink, sql in self.inserts]
         parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> per-entity mini-batches "
                   f"(ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer\n{g.sql};"
                   for g in self.online]
@@ -93,24 +97,38 @@ JSON_ARRAY_FUNCTION = "fs_json_array"  # the online rows' arrays (json_array_ddl
 PROC_TIME = "__pt"  # the processing-time attribute of a shared view (StreamPlan.shared)
 
 
+def _split_comment(sink: str, layout: dict) -> str:
+    """What the committer makes of a source's staged rows: each view's stored events (``commit.split_staged``)."""
+    lines = [f"-- each event once; the committer splits the files of {sink} into the views' offline tables:"]
+    for v in layout["views"]:
+        renamed = [f"{qi(stored)} = {qi(staged)}" for stored, staged in v["columns"] if stored != staged]
+        lines.append(f"--   view {v['name']}: rows where {qi(v['flag'])}" + (f"; {', '.join(renamed)}" if renamed else ""))
+    return "\n".join(lines) + "\n"
+
+
 def _table_name(kind: str, name: str) -> str:
     return f"fs_{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
 
 
-def events_select_sql(cv: CompiledView, ve: ViewExprs, typed_view: str) -> str:
-    """The view's stored events (the backfill's columns and types) plus the Kafka partition and offset of
-    each (the committer adds an event to the offline table once by them, then drops them)."""
-    cols = [stored_select(cv.ts_column, n, d) for n, d in cv.source_columns]
-    cols += [f"{sql} AS {qi(n)}" for n, sql in ve.projections]
-    cols += [qi(KAFKA_PARTITION), qi(KAFKA_OFFSET)]
-    return f"SELECT {', '.join(cols)}\nFROM {qi(typed_view)}\nWHERE {_stored_where(cv.join_keys, ve.filter)}"
+def staged_layout(cvs: Sequence[CompiledView]) -> dict:
+    """How the staged files of one source hold the events of its views ``cvs`` (in the job's order): the
+    source columns under their names, per view a flag column (the event is one of the view's stored events)
+    and its projections under staged names. The committer splits each staged file by it
+    (:func:`featurestore.engines.flink.commit.split_staged`); it is written beside the files."""
+    views = []
+    for i, cv in enumerate(cvs):
+        cols = [[n, n] for n, _ in cv.source_columns]
+        cols += [[n, f"__v{i}_p{j}"] for j, (n, _, _) in enumerate(cv.projections)]
+        views.append({"name": cv.name, "fingerprint": cv.data_fingerprint, "flag": f"__v{i}", "columns": cols})
+    return {"format": 1, "source_columns": [n for n, _ in cvs[0].source_columns], "views": views}
 
 
-def _stored_where(join_keys: Sequence[str], flt: Optional[str]) -> str:
-    conds = [f"{qi(REASON)} IS NULL", *(f"{qi(k)} IS NOT NULL" for k in join_keys)]
+def _stored_where(join_keys: Sequence[str], flt: Optional[str], reason: bool = True) -> str:
+    conds = [f"{qi(REASON)} IS NULL"] if reason else []
+    conds += [f"{qi(k)} IS NOT NULL" for k in join_keys]
     if flt:
         conds.append(f"({flt}) IS TRUE")
-    return " AND ".join(conds)
+    return " AND ".join(conds) or "TRUE"
 
 
 def json_array_ddl() -> str:
@@ -206,11 +224,13 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
 
 def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str, object], *, bootstrap: str,
                 group_id: str, bounded: bool, staging: Mapping[str, str], dead_letter_staging: Mapping[str, str],
+                staged: Mapping[str, str],
                 online_views: Sequence[str] = (), kafka_options: Optional[Mapping[str, str]] = None,
                 max_future_ms: Optional[int] = None) -> StreamPlan:
     """The streaming job of ``cvs`` (views whose source has a stream face).
 
-    ``sources``: view name -> its Source; ``staging``: view -> directory URI its Parquet sink writes;
+    ``sources``: view name -> its Source; ``staging``: view -> its staging directory URI (the committer
+    splits the source's staged files into it); ``staged``: source name -> directory URI of its Parquet sink;
     ``dead_letter_staging``: source name -> directory URI of its dead-letter sink; ``online_views``: the
     views written to Redis; ``max_future_ms``: the future-time bound (config ``event_time.max_future``)."""
     from featurestore.engines.flink import ingest as flink_ingest
@@ -238,16 +258,37 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         plan.shared.extend([parsed, typed])
         columns = dict(source.schema)
         exprs = {cv.name: compile_view_exprs(cv) for cv in views}
-        # offline: one Parquet sink per view. Not partitioned: a sink subtask then writes the rows of each
-        # Kafka partition in offset order into files that become visible in order, which the committer's
-        # exactly-once by offsets relies on (it splits the rows by date itself).
+        # offline: one Parquet sink per source: each stored event written once, with one flag column per
+        # view (is it in the view) and each view's projections; the committer splits its files into the
+        # views' staging directories (commit.split_staged). Not partitioned: a sink subtask then writes the
+        # rows of each Kafka partition in offset order into files that become visible in order, which the
+        # committer's exactly-once by offsets relies on (it splits the rows by date itself).
+        layout = staged_layout(views)
+        sink = _table_name("staged", source_name)
+        ts_column = views[0].ts_column
+        cols = [f"{qi(n)} {stored_type(ts_column, n, d)}" for n, d in views[0].source_columns]
+        selects = [stored_select(ts_column, n, d) for n, d in views[0].source_columns]
+        flags = []
+        for cv, lv in zip(views, layout["views"]):
+            ve = exprs[cv.name]
+            flag = _stored_where(cv.join_keys, ve.filter, reason=False)
+            flags.append(flag)
+            selects.append(f"({flag}) AS {qi(lv['flag'])}")
+            cols.append(f"{qi(lv['flag'])} BOOLEAN")
+            staged_names = dict(lv["columns"])
+            for (name, sql), (_, _, dtype) in zip(ve.projections, cv.projections):
+                # only for the view's rows: a projection never runs on an event its view does not store
+                selects.append(f"CASE WHEN ({flag}) THEN {sql} END AS {qi(staged_names[name])}")
+                cols.append(f"{qi(staged_names[name])} {FLINK_TYPES[dtype]}")
+        cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
+        selects += [qi(KAFKA_PARTITION), qi(KAFKA_OFFSET)]
+        options = staging_options(staged[source_name], ts_column, views[0].source_columns)
+        plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
+        where = f"{qi(REASON)} IS NULL AND (" + " OR ".join(f"({f})" for f in flags) + ")"
+        plan.inserts.append((sink, f"SELECT {', '.join(selects)}\nFROM {qi(typed)}\nWHERE {where}"))
+        plan.sinks[f"_staged/{source_name}"] = staged[source_name]
+        plan.staged[source_name] = (sink, layout)
         for cv in views:
-            sink = _table_name("events", cv.name)
-            cols = [f"{qi(n)} {stored_type(cv.ts_column, n, d)}" for n, d in cv.stored_columns]
-            cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
-            options = staging_options(staging[cv.name], cv.ts_column, cv.stored_columns)
-            plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
-            plan.inserts.append((sink, events_select_sql(cv, exprs[cv.name], typed)))
             plan.sinks[cv.name] = staging[cv.name]
         # key groups (views with the same join keys)
         groups: Dict[Tuple[str, ...], List[CompiledView]] = {}
@@ -287,6 +328,6 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     return plan
 
 
-__all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "events_select_sql", "online_group_sql",
+__all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "online_group_sql", "staged_layout",
            "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "stored_type", "stored_select",
            "staging_options"]
