@@ -86,7 +86,8 @@ def assert_batch_equals_stream(root: Path, store: FeatureStore, what: str):
     ref = FeatureStore(root, config=dataclasses.replace(load_config(root), offline_root=str(root / f"ref_{what}")))
     ref.backfill()
     for view in store.repo.views:
-        assert_same_rows(offline_table(store, view), offline_table(ref, view), f"{what}: view {view}, stream vs backfill")
+        assert_same_rows(offline_table(store, view), offline_table(ref, view),
+                         f"{what}: view {view}, stream vs backfill")
 
 
 def assert_online_equals_oracle(store: FeatureStore, events: pd.DataFrame, seed: int, what: str):

@@ -10,8 +10,8 @@ Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/st
   with new state) and are retained when the job is cancelled or dies. Every start restores the newest
   snapshot there (checkpoint or savepoint), at the parallelism it was taken at (:func:`restore_parallelism`):
   Kafka offsets, online state and the Parquet sinks' pending files come back together, so after ``kill -9``
-  and a restart no event is lost or counted twice. ``restore=False`` starts from the earliest offsets with empty state; the offline tables skip
-  what they hold (see below).
+  and a restart no event is lost or counted twice. ``restore=False`` starts from the earliest offsets with
+  empty state; the offline tables skip what they hold (see below).
 * **Bounded runs** (``bounded=True``, tests, catch-up; local mini-cluster): the job reads until a
   completed checkpoint covers the end offsets the topics had when it started (Flink commits them to the
   consumer group), waits until the online writer has written every changed entity, then stops with a
