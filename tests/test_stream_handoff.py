@@ -599,6 +599,7 @@ def test_hand_off_on_a_standalone_cluster_with_parallelism_two_and_an_entity_on_
         handle = flink_remote.submit_remote(store, flink_cluster, bounded=True, checkpoint_dir=tmp_path / "ckpt",
                                             checkpoint_interval_ms=1000, extra_args=["--parallelism", "2"])
         result = handle.run_until_done(JOB_TIMEOUT_S)
+        assert handle.parallelism == 2  # the end waited for both subtasks' last writes, not for one
         states = [k for k in result.online if k.startswith("state:")]
         assert len({result.online[k]["instance"] for k in states}) == 2  # both subtasks reported
         ref_root = make_repo(tmp_path / "ref", topic, project, all_events)

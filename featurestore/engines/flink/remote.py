@@ -5,6 +5,7 @@ Flink's REST API (:class:`RemoteStreamHandle`) while the committer runs here."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from featurestore.engines.flink.stream import (DEFAULT_BOUNDED_CHECKPOINT_MS, DE
                                                checkpoint_root, job_name, plan, stream_views)
 from featurestore.errors import InfraError, JobError
 from featurestore.failures import job_error
+
+log = logging.getLogger("featurestore.streaming")
 
 _WORKER_ENV = ("WORKER_ID", "PIPELINE_OPTIONS", "SEMI_PERSISTENT_DIRECTORY", "LOGGING_API_SERVICE_DESCRIPTOR",
                "CONTROL_API_SERVICE_DESCRIPTOR")
@@ -61,6 +64,18 @@ class RemoteStreamHandle(StreamHandle):
 
     def status(self) -> str:
         return str(self._rest("GET", f"/jobs/{self._job_id}")["state"])
+
+    def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3,
+                            on_poll=None) -> None:
+        """As the local handle's, waiting for as many subtasks as the cluster runs the job at (its vertices'
+        largest parallelism: ``flink run ... --parallelism N``, or a restored snapshot's), not only as many
+        as this handle was told (else a bounded run could stop before a subtask wrote its last batches)."""
+        try:
+            vertices = self._rest("GET", f"/jobs/{self._job_id}").get("vertices") or []
+            self.parallelism = max([self.parallelism] + [int(v["parallelism"]) for v in vertices])
+        except Exception as exc:  # keep the handle's own parallelism
+            log.warning("could not read the parallelism of job %s on %s: %s", self._job_id, self.address, exc)
+        super().wait_online_flushed(since_ms, timeout, poll_s, on_poll)
 
     def _raise_job_failure(self, status: str) -> None:
         what = f"stream job {self.job_name} on {self.address} {status.lower()}"

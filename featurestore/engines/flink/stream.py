@@ -8,10 +8,10 @@ Used by ``FeatureStore.stream``, the CLI (``featurestore stream``) and ``jobs/st
 * **State and restarts**: checkpoints go to ``<repo>/.featurestore/checkpoints/<job>/`` (``<job>``
   names the project and a hash of the streamed definitions, so a definition change starts a new job
   with new state) and are retained when the job is cancelled or dies. Every start restores the newest
-  snapshot there (checkpoint or savepoint): Kafka offsets, online state and the Parquet sinks'
-  pending files come back together, so after ``kill -9`` and a restart no event is lost or counted
-  twice. ``restore=False`` starts from the earliest offsets with empty state; the offline tables skip
-  what they hold (see below).
+  snapshot there (checkpoint or savepoint), at the parallelism it was taken at (:func:`restore_parallelism`):
+  Kafka offsets, online state and the Parquet sinks' pending files come back together, so after ``kill -9``
+  and a restart no event is lost or counted twice. ``restore=False`` starts from the earliest offsets with
+  empty state; the offline tables skip what they hold (see below).
 * **Bounded runs** (``bounded=True``, tests, catch-up; local mini-cluster): the job reads until a
   completed checkpoint covers the end offsets the topics had when it started (Flink commits them to the
   consumer group), waits until the online writer has written every changed entity, then stops with a
@@ -219,6 +219,43 @@ def latest_snapshot(root: Path) -> Optional[Path]:
     return best[1] if best else None
 
 
+def snapshot_parallelism(snapshot: Path) -> Optional[int]:
+    """The parallelism a checkpoint or savepoint was taken at (the largest of its operators'; Flink's own
+    ``_metadata``, read in the JVM); None when it cannot be read."""
+    try:
+        from pyflink.java_gateway import get_gateway
+
+        jvm = get_gateway().jvm
+        meta = jvm.java.io.DataInputStream(jvm.java.io.FileInputStream(str(Path(snapshot) / "_metadata")))
+        try:
+            loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+            md = jvm.org.apache.flink.runtime.checkpoint.Checkpoints.loadCheckpointMetadata(
+                meta, loader, str(Path(snapshot).resolve()))
+        finally:
+            meta.close()
+        return max((int(s.getParallelism()) for s in md.getOperatorStates()), default=None)
+    except Exception as exc:  # an unreadable snapshot: Flink's restore reports it
+        log.warning("could not read the parallelism of snapshot %s: %s", snapshot, exc)
+        return None
+
+
+def restore_parallelism(restored: Optional[Path], parallelism: int) -> int:
+    """The parallelism to run at: ``parallelism``, or the restored snapshot's when it differs. Flink derives
+    the ids of the operators it cannot name (the SQL planner's and the filesystem sinks') from the job
+    graph's chaining, which a parallelism change alters (the sinks' committers run at parallelism 1): such
+    a snapshot could not be restored at all. A changed parallelism takes effect on a fresh start
+    (``restore=False``, ``--no-restore``: the topic is re-read, the offline tables skip what they hold)."""
+    if restored is None:
+        return parallelism
+    taken = snapshot_parallelism(restored)
+    if taken is None or taken == parallelism:
+        return parallelism
+    log.warning("the snapshot %s was taken at parallelism %d: the job resumes at parallelism %d, not %d (Flink "
+                "cannot restore it at another; a fresh start with --no-restore runs at any)", restored, taken, taken,
+                parallelism)
+    return taken
+
+
 def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] = None) -> List[str]:
     """Mark the stream's online views in Redis (the per-view marker lookups require) before the job runs.
 
@@ -321,6 +358,7 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     root.mkdir(parents=True, exist_ok=True)
     restored, committer, handoff_plan = _prepare(store, names, name, root, ends, restore, partial_history, commit)
     start_offsets = start_positions(store.config.kafka_bootstrap, name, ends, restored)
+    parallelism = restore_parallelism(restored, parallelism)
     seed = handoff.prepare(store, root, handoff_plan, restored, slack_ms)
     prepare_online(store, names, restored, seed)
     interval = checkpoint_interval_ms or (DEFAULT_BOUNDED_CHECKPOINT_MS if bounded else DEFAULT_CHECKPOINT_MS)
