@@ -235,7 +235,9 @@ class OfflineTable(TableLog):
         """The files of the rows :attr:`follow` says this commit must add on ``base`` (``drop``: the ranges
         it replaces), written once per distinct plan (a lost commit race re-plans on the winner)."""
         plan = self.follow.plan(base, drop) if self.follow is not None else None
-        if plan is None:
+        if plan is None:  # (a winner of a race may have added them: the files of an earlier plan go)
+            txn.discard(cache.pop("files", []))
+            cache["key"] = None
             return [], None
         if cache["key"] != plan.key:
             txn.discard(cache.get("files", []))
