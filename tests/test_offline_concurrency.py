@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401 (pa.parquet)
 import pytest
 
 from tests import oracle
@@ -223,3 +224,53 @@ def test_a_writer_that_loses_a_race_to_a_push_leaves_no_temp_file(tmp_path, monk
     assert raced and table.version == raced[0] + 1
     assert sorted(table.read().column("eid").to_pylist()).count(PUSH_EID) == 1
     assert not list(table.path.rglob(".tmp-*")), "a live writer left the files of a plan it dropped"
+
+
+def test_two_savers_of_one_training_set_name_one_wins_whole(tmp_path, monkeypatch):
+    """Two writers save a training set under the same name at the same moment (each past the "already exists"
+    check): exactly one set is written, whole (its frame, its entity frame, its manifest), the other caller gets
+    the one-line refusal. (Before, both "succeeded": the folder ended with one's files and the other's manifest,
+    and the set no longer loaded or re-created another frame.)"""
+    import threading
+
+    from featurestore.errors import RequestError
+    from featurestore.sdk import training_sets
+
+    root = tmp_path / "repo"
+    _setup(root, 4)
+    barrier = threading.Barrier(2, timeout=60)
+    real_dir = training_sets.training_set_dir
+
+    def together(root_, name):  # both savers start writing the folder at once
+        if threading.current_thread().name.startswith("saver"):
+            barrier.wait()
+        return real_dir(root_, name)
+
+    monkeypatch.setattr(training_sets, "training_set_dir", together)
+    results = {}
+
+    def save(i):
+        fs = _store(str(root))
+        rng = random.Random(i)
+        req = pd.DataFrame({"user_id": [f"u{rng.randrange(4)}" for _ in range(20 + i)],
+                            "event_timestamp": [_at(rng) for _ in range(20 + i)]})
+        try:
+            results[i] = fs.get_historical_features(req, features=FEATURES, save_as="same").to_arrow()
+        except RequestError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=save, args=(i,), name=f"saver{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.setattr(training_sets, "training_set_dir", real_dir)
+    won = [i for i, r in results.items() if isinstance(r, pa.Table)]
+    lost = [r for r in results.values() if isinstance(r, RequestError)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert "already exists" in str(lost[0]) and "\n" not in str(lost[0])
+    again = _store(str(root)).recreate_training_set("same").to_arrow()
+    assert again.equals(results[won[0]])
+    folder = real_dir(_store(str(root))._offline_root, "same")
+    assert pa.parquet.read_table(folder / "result.parquet").equals(results[won[0]])
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
