@@ -86,6 +86,12 @@ def _expirer(root: str, seed: int, n: int) -> None:
         table.expire(keep_last=rng.randint(3, 6))
 
 
+def _materializer(root: str, seed: int, n: int) -> None:
+    fs = _store(root)
+    for _ in range(n):
+        fs.materialize()
+
+
 def _reader(root: str, seed: int, n: int, out) -> None:
     """Build and save training sets of the latest versions; check each against the oracle over the rows of
     the version it pinned; re-create every saved set at the end (Arrow-equal, or its version expired)."""
@@ -282,3 +288,44 @@ def test_two_savers_of_one_training_set_name_one_wins_whole(tmp_path, monkeypatc
     folder = real_dir(_store(str(root))._offline_root, "same")
     assert pa.parquet.read_table(folder / "result.parquet").equals(results[won[0]])
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_materialize_next_to_backfilling_processes(tmp_path, redis_client):
+    """``materialize`` reads a version's files while two processes backfill overlapping ranges (it failed with
+    DuckDB's "No files found" when a commit archived a listed file); afterwards online = offline."""
+    import uuid
+
+    from tests.conftest import drop_project
+
+    root = tmp_path / "repo"
+    _setup(root, 5)
+    project = f"conc_{uuid.uuid4().hex[:8]}"
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    _store(str(root)).backfill()
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    jobs = [(_backfiller, (str(root), 51, 6)), (_backfiller, (str(root), 52, 6)), (_materializer, (str(root), 53, 5))]
+    procs = [ctx.Process(target=_run, args=(t, a, out)) for t, a in jobs]
+    try:
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=600) for _ in procs]
+        for p in procs:
+            p.join(60)
+        problems = [f"{who} {s}: {p}" for who, s, ps, _ in results for p in ps]
+        assert problems == [], "\n".join(problems)
+        fs = _store(str(root))
+        fs.materialize()
+        rng = random.Random(5)
+        req = pd.DataFrame({"user_id": [f"u{i % 4}" for i in range(12)],
+                            "event_timestamp": [_at(rng, 86400, DAYS * 86400) for _ in range(12)]})
+        offline = fs.get_historical_features(req, features=FEATURES)
+        for i in range(len(req)):
+            got = fs.get_online_features([{"user_id": req["user_id"][i]}], features=FEATURES,
+                                         request_time=req["event_timestamp"][i]).to_dict()
+            want = offline.iloc[i]
+            assert [got[f][0] for f in ("s_6h", "n", "last_eid")] == [want["s_6h"], want["n"], want["last_eid"]], i
+    finally:
+        drop_project(redis_client, project)
