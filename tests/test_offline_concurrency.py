@@ -25,7 +25,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet  # noqa: F401 (pa.parquet)
+import pyarrow.compute  # noqa: F401 (pa.compute)
+import pyarrow.parquet as pq
 import pytest
 
 from tests import oracle
@@ -139,8 +140,15 @@ def _reader(root: str, seed: int, n: int, out) -> None:
     out.put(("reader", seed, problems, checked))
 
 
-def _run(target, args, out):
+def _run(target, args, out, start=None):
+    """``target(*args)`` in a worker process; ``start``: a barrier every worker meets once its imports are done,
+    so the writers really overlap (a spawned process takes a second or more to import)."""
     try:
+        if start is not None:
+            import featurestore.store  # noqa: F401
+            import featurestore.stores.offline  # noqa: F401
+
+            start.wait(120)
         target(*args)
         out.put((target.__name__, args[1], [], 0))
     except Exception:  # noqa: BLE001
@@ -286,7 +294,7 @@ def test_two_savers_of_one_training_set_name_one_wins_whole(tmp_path, monkeypatc
     again = _store(str(root)).recreate_training_set("same").to_arrow()
     assert again.equals(results[won[0]])
     folder = real_dir(_store(str(root))._offline_root, "same")
-    assert pa.parquet.read_table(folder / "result.parquet").equals(results[won[0]])
+    assert pq.read_table(folder / "result.parquet").equals(results[won[0]])
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -329,3 +337,121 @@ def test_materialize_next_to_backfilling_processes(tmp_path, redis_client):
             assert [got[f][0] for f in ("s_6h", "n", "last_eid")] == [want["s_6h"], want["n"], want["last_eid"]], i
     finally:
         drop_project(redis_client, project)
+
+
+# -- the stream's commits among backfills and expiry (table level: no Flink needed) -------------------------------
+ST_DAYS = 4
+ST_H = 3_600_000
+ST_T0 = BASE.value // 1_000_000
+
+
+def _batch_events() -> pa.Table:
+    """The batch face: a fixed set of events; a backfill of [a, b) writes exactly those with a <= ts < b."""
+    rng = random.Random(99)
+    ts = sorted(ST_T0 + rng.randrange(0, ST_DAYS * 24 * ST_H) for _ in range(400))
+    return pa.table({"eid": pa.array(range(len(ts)), pa.int64()),
+                     "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))})
+
+
+def _range_backfiller(root: str, seed: int, n: int) -> None:
+    import time
+
+    from featurestore.stores import offline_files
+    from featurestore.stores.offline import OfflineTable
+
+    offline_files.DURABLE = False
+    rng = random.Random(seed)
+    table, batch = OfflineTable(root, "t"), _batch_events()
+    ts = batch.column("ts").cast(pa.int64()).to_numpy()
+    for _ in range(n):
+        a = ST_T0 + rng.randrange(0, ST_DAYS * 24) * ST_H
+        b = a + rng.randint(1, 40) * ST_H
+        time.sleep(rng.uniform(0, 0.1))
+        table.write_range(batch.filter(pa.array((ts >= a) & (ts < b))), a, b)
+
+
+def _committer(root: str, seed: int, n: int, staging: str) -> None:
+    """The stream's committer: checkpoint k commits a file of Kafka records (partition, offset); every third
+    checkpoint is committed twice (a restarted committer replaying its intent)."""
+    import time
+
+    from featurestore.stores import offline_files
+    from featurestore.stores.offline import OfflineTable
+
+    offline_files.DURABLE = False
+    rng = random.Random(seed)
+    table = OfflineTable(root, "t")
+    offsets = {0: 0, 1: 0}
+    for seq in range(1, n + 1):
+        part = rng.randrange(2)
+        k = rng.randint(5, 30)
+        first = offsets[part] - (3 if offsets[part] >= 3 and rng.random() < 0.3 else 0)  # re-read records
+        offs = list(range(first, offsets[part] + k))
+        offsets[part] += k
+        path = Path(staging) / f"c{seq}.parquet"
+        pq.write_table(pa.table({
+            "eid": pa.array([-(part * 10**6 + o) - 1 for o in offs], pa.int64()),  # a record's id: -(p, o)
+            "ts": pa.array([_stream_ts(part, o) for o in offs], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            "__kafka_partition": pa.array([part] * len(offs), pa.int32()),
+            "__kafka_offset": pa.array(offs, pa.int64())}), path)
+        time.sleep(rng.uniform(0, 0.08))
+        for _ in range(2 if seq % 3 == 0 else 1):
+            table.commit_stream([path], app_id="job", seq=seq, topic="tx", fingerprint="fp",
+                                partition_column="__kafka_partition", offset_column="__kafka_offset")
+
+
+def _stream_ts(part: int, offset: int) -> int:
+    return ST_T0 + random.Random(part * 10**6 + offset).randrange(0, ST_DAYS * 24 * ST_H)
+
+
+def _table_expirer(root: str, seed: int, n: int) -> None:
+    import time
+
+    from featurestore.stores.offline import OfflineTable
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        time.sleep(rng.uniform(0.05, 0.2))
+        OfflineTable(root, "t").expire(keep_last=rng.randint(2, 4))
+
+
+@pytest.mark.slow
+def test_stream_commits_backfills_and_expiry_from_processes_keep_each_event_once(tmp_path):
+    """The stream's committer (with replays and re-read records), two range backfillers and an expirer commit to
+    one table from four processes; every kept version and the final table hold each event once: the batch
+    face's events inside the ranges it owns, each Kafka record once outside them."""
+    from featurestore.stores import time_ranges
+    from featurestore.stores.offline import OfflineTable
+
+    root = str(tmp_path / "offline")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    jobs = [(_committer, (root, 61, 12, str(staging))), (_range_backfiller, (root, 62, 6)),
+            (_range_backfiller, (root, 63, 6)), (_table_expirer, (root, 64, 6))]
+    start = ctx.Barrier(len(jobs))
+    procs = [ctx.Process(target=_run, args=(t, a, out, start)) for t, a in jobs]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(60)
+    problems = [f"{who} {s}: {p}" for who, s, ps, _ in results for p in ps]
+    assert problems == [], "\n".join(problems)
+
+    table = OfflineTable(root, "t")
+    owned = table.manifest()["batch_ranges"]
+    batch = _batch_events()
+    bts = batch.column("ts").cast(pa.int64()).to_numpy()
+    expected = sorted(batch.column("eid").to_numpy()[time_ranges.inside(bts, owned)].tolist())
+    next_offsets = {int(p): o for p, o in table.manifest()["stream"]["next_offsets"].items()}
+    for part, end in next_offsets.items():
+        expected += [-(part * 10**6 + o) - 1 for o in range(end)
+                     if not time_ranges.inside(pa.array([_stream_ts(part, o)]).to_numpy(), owned)[0]]
+    got = table.read().column("eid").to_pylist()
+    assert sorted(got) == sorted(expected), "the table does not hold each event once"
+    for m in table.history():
+        eids = table.read(m["version"]).column("eid")
+        assert len(eids) == len(pa.compute.unique(eids)), f"version {m['version']} holds an event twice"
+    assert not list(Path(root, "t").rglob(".tmp-*"))
