@@ -112,3 +112,43 @@ def test_key_ttls_after_materialize_and_push_are_bounded_by_window_and_ttl(tmp_p
         check_keys(redis_client, project, views, last, written, f"seed {seed}, push")
     finally:
         drop_project(redis_client, project)
+
+
+def test_an_entity_whose_meta_hash_is_lost_is_refused_never_served_as_defaults(tmp_path, redis_client):
+    """An entity's events stored without its meta hash (``:t`` evicted or deleted, its ``:r``/``:p`` still
+    there) was read as NOT_FOUND: counts 0, sums null, although it has events. It is refused now, per entity
+    and view; the other entities and views are answered."""
+    from featurestore.store import FeatureStore
+    from tests.conftest import drop_project
+
+    root = tmp_path / "repo"
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    project = f"lost_{uuid.uuid4().hex[:8]}"
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    (root / "definitions" / "f.py").write_text(
+        "from featurestore import Aggregation, Entity, FeatureView, Latest, ParquetFiles, Source\n"
+        'user = Entity(join_keys=["user_id"])\n'
+        'events = Source(schema={"user_id": "string", "qty": "int64", "ts": "timestamp"}, timestamp="ts", '
+        'batch=ParquetFiles("data/*.parquet"))\n'
+        'w = FeatureView(entities=[user], source=events, features=[Aggregation("qty", "count", "2h", name="n")])\n'
+        'u = FeatureView(entities=[user], source=events, features=[Aggregation("qty", "count", None, name="n")])\n')
+    now = pd.Timestamp.now(tz="UTC")
+    rng = random.Random(4)
+    pd.DataFrame([{"user_id": f"u{i % 3}", "qty": rng.randint(0, 9), "ts": now - pd.Timedelta(minutes=rng.randrange(1, 100))}
+                  for i in range(60)]).to_parquet(root / "data" / "a.parquet")
+    fs = FeatureStore(root)
+    fs.backfill()
+    fs.materialize()
+    try:
+        for view in ("w", "u"):
+            redis_client.delete(f'fs:{project}:{view}:{{["u1"]}}:t')
+        resp = fs.get_online_features([{"user_id": "u0"}, {"user_id": "u1"}], features=["w:n", "u:n"],
+                                      full_feature_names=True)
+        got, statuses = resp.to_dict(), resp.statuses()
+        assert got["w__n"][0] == 20 and got["u__n"][0] == 20  # u0 is intact
+        assert got["w__n"][1] is None and got["u__n"][1] is None, got  # never 0 (a default)
+        assert [statuses["w__n"][1], statuses["u__n"][1]] == ["REFUSED", "REFUSED"], statuses
+        assert any("lost" in r and "materialize" in r for r in resp.refusals), resp.refusals
+    finally:
+        drop_project(redis_client, project)
