@@ -114,10 +114,10 @@ def test_key_ttls_after_materialize_and_push_are_bounded_by_window_and_ttl(tmp_p
         drop_project(redis_client, project)
 
 
-def test_an_entity_whose_meta_hash_is_lost_is_refused_never_served_as_defaults(tmp_path, redis_client):
+def test_an_entity_whose_meta_hash_is_lost_is_refused_never_served_as_defaults(tmp_path, online_backend):
     """An entity's events stored without its meta hash (``:t`` evicted or deleted, its ``:r``/``:p`` still
     there) was read as NOT_FOUND: counts 0, sums null, although it has events. It is refused now, per entity
-    and view; the other entities and views are answered."""
+    and view; the other entities and views are answered. On a single node and on a Redis Cluster."""
     from featurestore.store import FeatureStore
     from tests.conftest import drop_project
 
@@ -140,6 +140,9 @@ def test_an_entity_whose_meta_hash_is_lost_is_refused_never_served_as_defaults(t
     fs = FeatureStore(root)
     fs.backfill()
     fs.materialize()
+    from featurestore.stores import online_redis
+
+    redis_client = online_redis.for_store(fs).client  # the single node or the cluster (online_backend)
     try:
         for view in ("w", "u"):
             redis_client.delete(f'fs:{project}:{view}:{{["u1"]}}:t')
