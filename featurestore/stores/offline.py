@@ -105,7 +105,10 @@ class OfflineTable(TableLog):
         """New file(s) with the rows of ``rel`` whose time is in none of the ranges ``drop`` (same schema,
         same date)."""
         ts_column = base.get("ts_column", DEFAULT_TS_COLUMN)
-        with self._open(rel, base["version"]) as f:
+        # (object storage: read whole, one GET, when small: a concurrent commit archives it by copy + delete,
+        # and a ranged read of the live object after the delete fails instead of finding the archived copy)
+        size = base.get("file_stats", {}).get(rel, {}).get("bytes")
+        with self._open_sized(rel, base["version"], size) as f:
             pf = pq.ParquetFile(f)
             schema = pf.schema_arrow.remove_metadata()
             ts_index = schema.get_field_index(ts_column)
