@@ -13,6 +13,7 @@ from featurestore.errors import NotImplementedYet
 from featurestore.loader import Repo, load_repo
 from featurestore.plan import Plan, apply_plan, build_plan
 from featurestore.registry import read_registry, write_registry
+from featurestore.stores.offline_reads import retry_moved
 
 
 STREAM_JOB = "streaming job"  # the key of the Flink job in FeatureStore.explain()
@@ -255,16 +256,21 @@ class FeatureStore:
             raise h.RequestError(f"entity_df must be a pandas DataFrame, got {type(entity_df).__name__}")
         ts_col = h.pick_timestamp_column(entity_df, timestamp_column)
         h.check_entity_df(entity_df, compiled, ts_col)
-        con = self._connect(deterministic=save_as is not None)
-        inputs = [self._view_input(con, cv) for cv in compiled]
-        if save_as is not None:
-            unversioned = [vi.compiled.name for vi in inputs if vi.version is None]
-            if unversioned:
-                raise h.RequestError(
-                    f"cannot save training set '{save_as}': view(s) {unversioned} have no offline table "
-                    "version to pin; run backfill first"
-                )
-        frame = h.retrieve(con, entity_df, inputs, columns, ts_col, created_filter=bool(filter_by_created_timestamp))
+
+        def read():  # list the tables' files and read them (again, when a concurrent commit moved one)
+            con = self._connect(deterministic=save_as is not None)
+            inputs = [self._view_input(con, cv) for cv in compiled]
+            if save_as is not None:
+                unversioned = [vi.compiled.name for vi in inputs if vi.version is None]
+                if unversioned:
+                    raise h.RequestError(
+                        f"cannot save training set '{save_as}': view(s) {unversioned} have no offline table "
+                        "version to pin; run backfill first"
+                    )
+            return inputs, h.retrieve(con, entity_df, inputs, columns, ts_col,
+                                      created_filter=bool(filter_by_created_timestamp))
+
+        inputs, frame = retry_moved(read, self._offline_root, "get_historical_features", latest=True)
         if save_as is not None:
             frame.manifest = training_sets.save(self._offline_root, save_as, entity_df, frame,
                                                 [(vi.compiled, vi.version) for vi in inputs], columns, ts_col)
@@ -279,8 +285,6 @@ class FeatureStore:
     def recreate_training_set(self, name: str):
         """Re-run a saved training set on the table versions and definitions its manifest pinned:
         identical values (and Parquet bytes) whatever changed since."""
-        from featurestore.engines.duckdb_engine import parquet_relation
-        from featurestore.sdk import historical as h
         from featurestore.sdk import training_sets
 
         manifest, entity_df = training_sets.load(self._offline_root, name)
@@ -288,6 +292,14 @@ class FeatureStore:
             from featurestore.sdk import request_sets
 
             return request_sets.recreate(self, name, manifest, entity_df)
+        return retry_moved(lambda: self._recreate(manifest, entity_df), self._offline_root,
+                           f"training set '{name}'")
+
+    def _recreate(self, manifest, entity_df):
+        from featurestore.engines.duckdb_engine import parquet_relation
+        from featurestore.sdk import historical as h
+        from featurestore.sdk import training_sets
+
         con = self._connect(deterministic=True)
         inputs = []
         for meta in manifest["views"]:

@@ -223,7 +223,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                  refusals: List[str], slots, store=None) -> dict:
     """``base -> (values, statuses, event times)`` of the distinct entities of one view, computed together
     (:func:`featurestore.online.compute_many`)."""
-    from featurestore.stores.online_read import split_reply
+    from featurestore.stores.online_read import LOST_REPLY, split_reply
     from featurestore.stores.online_redis import LOST
 
     wslots, read_slots = slots
@@ -242,6 +242,11 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
         if raw_reply is LOST:  # a Redis Cluster master lost the data of this entity's slot
             why = (f"feature view '{cv.name}': the online state of some entities is lost (a Redis Cluster master "
                    f"lost its data); run 'featurestore materialize --view {cv.name}'")
+            if why not in refusals:
+                refusals.append(why)
+        elif not why and raw_reply == LOST_REPLY:  # its events are stored without its meta hash (evicted, deleted)
+            why = (f"feature view '{cv.name}': the online state of some entities is lost (keys evicted or deleted); "
+                   f"run 'featurestore materialize --view {cv.name}'")
             if why not in refusals:
                 refusals.append(why)
         if not why and raw_reply:  # refused before its values are parsed (another format is never read)

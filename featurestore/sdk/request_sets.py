@@ -16,7 +16,6 @@ saved, and otherwise refused, naming the view; the values as saved stay in ``res
 
 from __future__ import annotations
 
-import json
 from typing import Dict, Optional, Tuple
 
 import pyarrow as pa
@@ -57,8 +56,15 @@ def _crv_from_json(data: dict, function=None) -> CompiledRequestView:
 
 
 def save(store, name: str, base_set: Optional[str], entity_df, frame, rplan, columns, ts_col) -> dict:
-    folder = ts.training_set_dir(store._offline_root, name)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ts.claim(store._offline_root, name)
+    try:
+        return _save(folder, name, base_set, entity_df, frame, rplan, columns, ts_col)
+    except BaseException:
+        ts.release(folder)
+        raise
+
+
+def _save(folder, name: str, base_set: Optional[str], entity_df, frame, rplan, columns, ts_col) -> dict:
     entity_path = folder / "entity_df.parquet"
     ts.write_parquet_deterministic(pa.Table.from_pandas(entity_df.reset_index(drop=True), preserve_index=False),
                                    entity_path)
@@ -79,7 +85,7 @@ def save(store, name: str, base_set: Optional[str], entity_df, frame, rplan, col
         "request_columns": [[c.name, c.dtype, list(c.ref)] for c in rplan.request_columns],
         "request_views": [_crv_json(crv, names) for crv, names in rplan.request],
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    ts.write_manifest(folder, manifest)
     return manifest
 
 

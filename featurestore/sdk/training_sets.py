@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -77,9 +78,13 @@ def write_parquet_deterministic(table: pa.Table, path: Path) -> None:
         pq.write_table(table, buf, compression="zstd", write_statistics=True, store_schema=True)
         path.write_bytes(buf.getvalue().to_pybytes())
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=True)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=True)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def training_set_dir(root: Path, name: str) -> Path:
@@ -88,13 +93,67 @@ def training_set_dir(root: Path, name: str) -> Path:
     return root / "_training_sets" / name
 
 
+CLAIM = ".claim"  # created exclusively by the one writer of a set's folder (see claim())
+
+
+def claim(root: Path, name: str) -> Path:
+    """The folder of a new training set ``name``, taken for this writer alone: its ``.claim`` is created
+    exclusively (``O_EXCL`` locally, a conditional put on object storage), so of two processes saving one
+    name at once exactly one writes it and the other gets the one-line "already exists" (before, both wrote
+    the same files and the set could end up with one's frame and the other's manifest). The manifest is
+    written last and atomically: a reader sees a complete set or none. A failed save releases the claim
+    (:func:`release`)."""
+    folder = training_set_dir(root, name)
+    taken = RequestError(f"training set '{name}' already exists at {folder}; pick another name")
+    if (folder / "manifest.json").exists():
+        raise taken
+    folder.mkdir(parents=True, exist_ok=True)
+    if is_remote(folder):
+        if not (folder / CLAIM).create_exclusive(b"{}"):
+            raise taken
+    else:
+        try:
+            os.close(os.open(folder / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            raise taken from None
+    return folder
+
+
+def release(folder: Path) -> None:
+    """Undo :func:`claim` after a failed save (its files go too: no manifest names them)."""
+    for part in ("entity_df.parquet", "result.parquet", CLAIM):
+        p = folder / part
+        if is_remote(p):
+            p.delete()
+        elif p.exists():
+            p.unlink()
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write ``manifest.json`` whole or not at all (a temp file renamed; one PUT on object storage)."""
+    text = json.dumps(manifest, indent=1, sort_keys=True)
+    path = folder / "manifest.json"
+    if is_remote(path):
+        path.write_text(text)
+        return
+    tmp = folder / f".manifest.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def save(root: Path, name: str, entity_df: pd.DataFrame, frame, views: List[Tuple[CompiledView, int]],
          columns: Dict[tuple, str], ts_col: str) -> dict:
     """Write the manifest, the entity frame and the result; refuse to overwrite a different set."""
-    folder = training_set_dir(root, name)
-    if (folder / "manifest.json").exists():
-        raise RequestError(f"training set '{name}' already exists at {folder}; pick another name")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = claim(root, name)
+    try:
+        return _save(folder, name, entity_df, frame, views, columns, ts_col)
+    except BaseException:
+        release(folder)
+        raise
+
+
+def _save(folder: Path, name: str, entity_df: pd.DataFrame, frame, views: List[Tuple[CompiledView, int]],
+          columns: Dict[tuple, str], ts_col: str) -> dict:
     entity_path = folder / "entity_df.parquet"
     write_parquet_deterministic(pa.Table.from_pandas(entity_df.reset_index(drop=True), preserve_index=False),
                                 entity_path)
@@ -114,7 +173,7 @@ def save(root: Path, name: str, entity_df: pd.DataFrame, frame, views: List[Tupl
             for cv, version in views
         ],
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    write_manifest(folder, manifest)
     return manifest
 
 

@@ -105,7 +105,10 @@ class OfflineTable(TableLog):
         """New file(s) with the rows of ``rel`` whose time is in none of the ranges ``drop`` (same schema,
         same date)."""
         ts_column = base.get("ts_column", DEFAULT_TS_COLUMN)
-        with self._open(rel, base["version"]) as f:
+        # (object storage: read whole, one GET, when small: a concurrent commit archives it by copy + delete,
+        # and a ranged read of the live object after the delete fails instead of finding the archived copy)
+        size = base.get("file_stats", {}).get(rel, {}).get("bytes")
+        with self._open_sized(rel, base["version"], size) as f:
             pf = pq.ParquetFile(f)
             schema = pf.schema_arrow.remove_metadata()
             ts_index = schema.get_field_index(ts_column)
@@ -235,7 +238,9 @@ class OfflineTable(TableLog):
         """The files of the rows :attr:`follow` says this commit must add on ``base`` (``drop``: the ranges
         it replaces), written once per distinct plan (a lost commit race re-plans on the winner)."""
         plan = self.follow.plan(base, drop) if self.follow is not None else None
-        if plan is None:
+        if plan is None:  # (a winner of a race may have added them: the files of an earlier plan go)
+            txn.discard(cache.pop("files", []))
+            cache["key"] = None
             return [], None
         if cache["key"] != plan.key:
             txn.discard(cache.get("files", []))

@@ -18,9 +18,14 @@ from featurestore.kernel.tiles import TOP_LEVEL
 # kernel.entity.TILE_MIN_EVENTS) is replied as a newline followed by its raw events, so every requested
 # piece of a window is answered in this one call. :func:`split_reply` gives the parts back.
 SEP = b"\x1e"
+LOST_REPLY = b"lost"  # the entity's events are stored but its meta is gone: its state is lost, never NOT_FOUND
 READ_LUA = """
 local head = redis.call('HMGET', KEYS[1], '_', 'T')
-if not head[1] then return nil end
+if not head[1] then
+  -- no meta: no state, unless events are stored without it (its hash was evicted or deleted): lost, refused
+  if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return 'lost' end
+  return nil
+end
 local function raw_of(field)
   local level, minute = string.match(field, '^(%%d+):(-?%%d+)$')
   local lo = tonumber(minute) * 60000
@@ -94,4 +99,4 @@ def split_reply(reply, n_tiles: int):
     return parts[:4] + [parts[4:4 + n_tiles], parts[4 + n_tiles:-1], parts[-1]]
 
 
-__all__ = ["READ_LUA", "SEP", "split_reply"]
+__all__ = ["READ_LUA", "SEP", "LOST_REPLY", "split_reply"]

@@ -638,6 +638,7 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
     """``FeatureStore.materialize``: see the module docstring for what is kept."""
     from featurestore.errors import RequestError
     from featurestore.sdk.timeutil import to_epoch_ms
+    from featurestore.stores.offline_reads import retry_moved
 
     repo = store.repo
     if views is None:
@@ -657,9 +658,11 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
     results = []
     for n in names:
         cv = store.compiled(n)
-        relation = store._view_input(con, cv).events_relation
         on_rows = progress(n) if progress else None
-        results.append(online.materialize_view(con, cv, relation, end_ms, on_rows))
+
+        def load(cv=cv, on_rows=on_rows):  # again from the listing when a concurrent commit moved a file
+            return online.materialize_view(con, cv, store._view_input(con, cv).events_relation, end_ms, on_rows)
+        results.append(retry_moved(load, store._offline_root, f"materialize of view '{n}'", latest=True))
     return results
 
 

@@ -366,14 +366,16 @@ def _iso(ms: int) -> str:
 # -- the seed -------------------------------------------------------------------------------------------------
 def _relation(con, store, seed: ViewSeed) -> str:
     from featurestore.engines import duckdb_sql as dsql
-    from featurestore.engines.duckdb_engine import arrow_schema
+    from featurestore.engines.duckdb_engine import arrow_schema, parquet_relation
 
     cv = store.compiled(seed.view)
-    files = store.offline.table(seed.view, ts_column=cv.ts_column).files(seed.version)
+    table = store.offline.table(seed.view, ts_column=cv.ts_column)
+    files = table.files(seed.version)
     if not files:
         con.register(f"__seed_empty_{seed.view}", arrow_schema(cv).empty_table())
         return f"__seed_empty_{seed.view}"
-    rel = f"read_parquet([{', '.join(dsql.literal(f) for f in files)}])"
+    # (an s3:// root: an Arrow dataset over the table's filesystem; DuckDB's own S3 reader is a download)
+    rel = parquet_relation(con, files, table.filesystem, schema=table.schema(seed.version) if table.remote else None)
     if seed.cut is None:
         return rel
     return f"(SELECT * FROM {rel} WHERE epoch_ms({dsql.q(cv.ts_column)}) >= {int(seed.cut)})"
@@ -434,6 +436,7 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
     (``materialize``); returns the seeded entities per view. ``slack_ms``: the job's (its trim keeps
     events that much longer)."""
     from featurestore.engines.flink.handoff_seed import seed_rows
+    from featurestore.stores.offline_reads import retry_moved
     from featurestore.stores.online_redis import encode_entity, for_store, retention
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -447,15 +450,18 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
                    "folded BLOB, PRIMARY KEY (view, entity)) WITHOUT ROWID")
         db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")  # the members' online format (online_format)
         for name, seed in handoff.views.items():
-            cv = store.compiled(name)
-            relation = _relation(con, store, seed)
-            r = retention(cv)
-            for rows in seed_rows(con, cv, seed, relation, r, slack_ms, SEED_BATCH_ENTITIES):
-                db.executemany("INSERT OR REPLACE INTO seed VALUES (?, ?, ?, ?)",
-                               [(name, encode_entity(keys), "\n".join(kept),
-                                 pickle.dumps(folded) if folded is not None else None) for keys, kept, folded in rows])
-            ((counts[name],),) = db.execute("SELECT count(*) FROM seed WHERE view = ?", (name,)).fetchall()
-            online.materialize_view(con, cv, relation, seed.horizon)
+            def seed_view(name=name, seed=seed):  # idempotent: run again when a commit archived a listed file
+                cv = store.compiled(name)
+                relation = _relation(con, store, seed)
+                r = retention(cv)
+                for rows in seed_rows(con, cv, seed, relation, r, slack_ms, SEED_BATCH_ENTITIES):
+                    db.executemany("INSERT OR REPLACE INTO seed VALUES (?, ?, ?, ?)",
+                                   [(name, encode_entity(keys), "\n".join(kept),
+                                     pickle.dumps(folded) if folded is not None else None)
+                                    for keys, kept, folded in rows])
+                ((counts[name],),) = db.execute("SELECT count(*) FROM seed WHERE view = ?", (name,)).fetchall()
+                online.materialize_view(con, cv, relation, seed.horizon)
+            retry_moved(seed_view, store._offline_root, f"the hand-off seed of view '{name}'")
         db.commit()
     except BaseException:
         db.close()
