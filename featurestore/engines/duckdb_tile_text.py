@@ -70,9 +70,8 @@ def value_text(x: str, dtype: str, safe: bool = True) -> Optional[str]:
 
 def order_text_sql(ts: str, order: Sequence[tuple]) -> str:
     """An event's order as the encoder writes it (``[ts,[v],[],...]``; ``order``: ``(column SQL, dtype)`` of
-    :func:`featurestore.stores.online_format.order_columns`): the value of
-    :func:`featurestore.stores.online_format.order_text_sql` (which writes doubles with ``to_json``: the
-    same values, other text) in the encoder's text, but for strings holding a ``\\u00XX`` escape."""
+    :func:`featurestore.stores.online_format.order_columns`): what tile rows hold for first / last / latest,
+    in the encoder's text, but for strings holding a ``\\u00XX`` escape."""
     parts = [f"CAST({ts} AS VARCHAR)"]
     for c, d in order:
         x = f"epoch_us({c})" if d == t.TIMESTAMP else (f"CAST({c} AS DOUBLE)" if d == t.FLOAT32 else c)

@@ -171,14 +171,5 @@ def member_sql(rank: str, ts: str, inputs: Sequence[str], order: Sequence[str]) 
     return " || ',' || ".join(parts) + " || ']'"
 
 
-def order_text_sql(ts: str, order: Sequence[Tuple[str, str]]) -> str:
-    """An event's decoded order as JSON text (``[ts,[v],[],...]``; ``order``: ``(column SQL, dtype)``
-    of :func:`order_columns`): what tile rows hold for first / last / latest."""
-    parts = [f"CAST({ts} AS VARCHAR)"]
-    parts += [f"CASE WHEN {c} IS NULL THEN '[]' ELSE '[' || to_json({order_value_sql(c, d)}) || ']' END"
-              for c, d in order]
-    return "'[' || " + " || ',' || ".join(parts) + " || ']'"
-
-
 __all__ = ["FORMAT_VERSION", "ORDER_KINDS", "Members", "compares_orders", "member_sql", "members", "order_columns",
-           "order_sources", "order_text_sql", "order_value_sql"]
+           "order_sources", "order_value_sql"]
