@@ -33,7 +33,7 @@ from __future__ import annotations
 import glob
 import itertools
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Collection, Dict, List, Optional, Sequence, Set
 
 from featurestore.engines.duckdb_sql import TS_MS, literal, q
 from featurestore.errors import FeatureStoreError
@@ -47,19 +47,27 @@ _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", 
 _counter = itertools.count()
 
 
-def batch_relation(con, source, repo_root) -> str:
+def batch_relation(con, source, repo_root, keys: Collection[str] = ()) -> str:
     """SQL of the relation described above for ``source``'s batch face (``con``: the DuckDB connection
-    the relation is used on; Arrow-read files are registered on it)."""
+    the relation is used on; Arrow-read files are registered on it). A declared column that none of the
+    face's files holds is an error (``check_declared_columns``; ``keys``: the join keys exempt from it)."""
     from featurestore.model import DuckDBTable, ParquetFiles
 
     batch = source.batch
     if isinstance(batch, DuckDBTable):
+        try:
+            present = column_types(con, batch.relation)
+        except Exception:  # noqa: BLE001 - unreadable: _with_time reports it in one line
+            present = None
+        if present is not None:
+            check_declared_columns(source, [set(present)], keys, f"its batch face {batch.relation}")
         return _with_time(con, source, batch.relation)
     if not isinstance(batch, ParquetFiles):
         raise FeatureStoreError(f"source '{source.name}': unsupported batch face {batch!r}")
     files = parquet_files(batch, repo_root)
     if not files:
         raise FeatureStoreError(f"source '{source.name}': no files match {batch.path}")
+    check_file_columns(source, files, keys)
     groups: Dict[str, List[Path]] = {}
     for f in files:
         groups.setdefault(_time_kind(f, source.timestamp), []).append(f)
@@ -75,6 +83,43 @@ def batch_relation(con, source, repo_root) -> str:
         else:
             parts.append(_with_time(con, source, _read_parquet(members), ts_as_text=True))
     return "(\n" + "\nUNION ALL BY NAME\n".join(parts) + "\n)"
+
+
+def file_columns(path: Path) -> List[str]:
+    """The top-level column names of one Parquet file (its footer only)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception as exc:
+        raise FeatureStoreError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def check_file_columns(source, files: Sequence[Path], keys: Collection[str] = ()) -> None:
+    """``check_declared_columns`` over the files of a ``ParquetFiles`` face (footers only)."""
+    where = f"the {len(files)} file{'s' if len(files) != 1 else ''} of its batch face {source.batch.path}"
+    check_declared_columns(source, [set(file_columns(f)) for f in files], keys, where)
+
+
+def check_declared_columns(source, present: Sequence[Set[str]], keys: Collection[str], where: str) -> None:
+    """One line naming the source and every declared column that is in none of the batch face's parts
+    (``present``: each file's column names): a misspelled column would otherwise read as all-null, its
+    counts as zeros. A column some files hold (schema evolution) reads null in the others. Join keys
+    (``keys``) are exempt: an event without its key is counted as ``rejected_null_key``."""
+    seen = set().union(*present) if present else set()
+    missing = [n for n, _ in source.schema if n not in seen and n not in keys and n != source.timestamp]
+    if missing:
+        names = ", ".join(f"'{n}'" for n in missing)
+        have = ", ".join(sorted(seen)[:20]) + (", ..." if len(seen) > 20 else "") if seen else "none"
+        raise FeatureStoreError(f"source '{source.name}': declared column{'s' if len(missing) > 1 else ''} {names} "
+                                f"{'are' if len(missing) > 1 else 'is'} in none of {where} (columns there: {have})")
+
+
+def source_keys(repo, source) -> Set[str]:
+    """The join keys of every view of ``repo`` reading ``source`` (exempt from ``check_declared_columns``)."""
+    return {k for v in repo.views.values() if v.source is not None and v.source.name == source.name
+            for k in v.join_keys}
+
 
 
 NS_TYPES = ("TIMESTAMP_NS", "TIMESTAMPTZ_NS", "TIMESTAMP WITH TIME ZONE NS")
@@ -219,4 +264,4 @@ def _finite(ts_sql: str, epoch_sql: str, divisor: int) -> str:
             f"ELSE CAST({INT64_MAX} AS BIGINT) END")
 
 
-__all__ = ["batch_relation", "checked_relation", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]
+__all__ = ["batch_relation", "check_declared_columns", "check_file_columns", "checked_relation", "source_keys", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]

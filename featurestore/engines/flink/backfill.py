@@ -191,7 +191,7 @@ def _routed_select(cv: CompiledView, ve: ViewExprs, checked: str, source, group_
 
 
 def _files(store, view_name: str) -> List[Path]:
-    from featurestore.engines.duckdb_batch import parquet_files
+    from featurestore.engines.duckdb_batch import check_file_columns, parquet_files, source_keys
     from featurestore.model import ParquetFiles
 
     source = store.repo.views[view_name].source
@@ -201,6 +201,7 @@ def _files(store, view_name: str) -> List[Path]:
     files = parquet_files(source.batch, store.repo_path)
     if not files:
         raise FeatureStoreError(f"view '{view_name}': no files match the batch face {source.batch.path}")
+    check_file_columns(source, files, source_keys(store.repo, source))
     return files
 
 
