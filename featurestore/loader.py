@@ -252,7 +252,8 @@ def feast_repo_path(folder: Path, repo_root: Path) -> Path:
 def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = False) -> Repo:
     """Load, name and resolve every definition under ``folder``; raise all problems at once.
 
-    ``streaming=True`` also reports what the streaming job cannot run (``plan`` and ``apply`` do). Safe to
+    ``streaming=True`` also reports what the streaming job cannot run and declared columns that none of a
+    batch face's files holds (``plan`` and ``apply`` do). Safe to
     call from several threads (stores of one process loading at once: the loads take turns)."""
     with _LOADING:
         return _load_repo(folder, repo_root, streaming)
@@ -260,7 +261,7 @@ def load_repo(folder: Path, repo_root: Optional[Path] = None, streaming: bool = 
 
 def _load_repo(folder: Path, repo_root: Optional[Path], streaming: bool) -> Repo:
     from featurestore import feast_import
-    from featurestore.validation import validate
+    from featurestore.validation import batch_face_problems, validate
 
     folder = Path(folder).resolve()
     repo_root = Path(repo_root or folder).resolve()
@@ -304,6 +305,8 @@ def _load_repo(folder: Path, repo_root: Optional[Path], streaming: bool) -> Repo
             namer.register(obj, feast_origin(var))
 
     problems.extend(validate(repo, streaming=streaming))
+    if streaming:
+        problems.extend(batch_face_problems(repo, repo_root))
     if problems:
         feast_hint = FEAST_HINT if feast_failed else ""
         raise ValidationError(sorted(set(problems), key=lambda p: (p.file, p.line, p.obj, p.message)), hint=feast_hint)

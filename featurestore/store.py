@@ -126,14 +126,14 @@ class FeatureStore:
     def _checked_relation(self, con, view_name: str) -> str:
         """SQL of the view's source rows read from its batch face, typed and checked (each row's dead-letter
         reason): see ``duckdb_batch`` and ``duckdb_sql.checked_sql``."""
-        from featurestore.engines.duckdb_batch import batch_relation, column_types
+        from featurestore.engines.duckdb_batch import batch_relation, column_types, source_keys
         from featurestore.engines.duckdb_sql import checked_sql
         from featurestore.errors import FeatureStoreError
 
         view = self.repo.views[view_name]
         if view.source.batch is None:
             raise FeatureStoreError(f"view '{view_name}': source '{view.source.name}' has no batch face to read")
-        relation = batch_relation(con, view.source, self.repo_path)
+        relation = batch_relation(con, view.source, self.repo_path, source_keys(self.repo, view.source))
         return checked_sql(view.source.schema, view.source.timestamp, relation, self.config.max_future_ms,
                            column_types(con, relation))
 

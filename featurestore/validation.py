@@ -397,6 +397,26 @@ def streaming_problems(repo: "Repo", view: FeatureView, skip: Set[str] = frozens
     return problems
 
 
+def batch_face_problems(repo: "Repo", repo_root) -> List[Problem]:
+    """Declared columns that none of a source's batch-face files holds (``duckdb_batch.check_declared_columns``:
+    what a backfill would refuse), one problem per source; faces without files yet are not checked."""
+    from featurestore.engines.duckdb_batch import check_file_columns, parquet_files, source_keys
+    from featurestore.errors import FeatureStoreError
+    from featurestore.model import ParquetFiles
+
+    problems: List[Problem] = []
+    for source in {id(v.source): v.source for v in repo.views.values() if v.source is not None}.values():
+        if not isinstance(source.batch, ParquetFiles) or problems_of(source) or not source.schema:
+            continue
+        try:
+            files = parquet_files(source.batch, repo_root)
+            if files:
+                check_file_columns(source, files, source_keys(repo, source))
+        except FeatureStoreError as exc:
+            problems.append(_problem(repo, source, str(exc)))
+    return problems
+
+
 def validate(repo: "Repo", streaming: bool = False) -> List[Problem]:
     """Every problem in the repo, in file order (``streaming``: also what the streaming job cannot run)."""
     from featurestore.request_validation import validate_request_views

@@ -51,7 +51,17 @@ def repos(tmp_path_factory):
     defs = next((syntax / "definitions").glob("*.py"))
     defs.write_text(defs.read_text() + "\nthis is not python(\n")
     (base / "a_file").write_text("not a folder")
-    return {"a_file": base / "a_file", "good": good, "bad_yaml": bad_yaml, "bad_key": bad_key, "bad_value": bad_value, "bad_defs": bad_defs,
+    misspelled = base / "misspelled"  # a declared column in none of the batch face's files: used to read as nulls
+    write_starter(misspelled)
+    datagen.write_parquet(misspelled / "data" / "transactions", events=50, users=3, merchants=2, days=1, seed=6)
+    defs = next((misspelled / "definitions").glob("*.py"))
+    defs.write_text(defs.read_text().replace('"channel"', '"chanel"'))
+    not_durable = base / "not_durable"  # LoggingConfig(durable=False) used to be accepted and ignored
+    write_starter(not_durable)
+    defs = next((not_durable / "definitions").glob("*.py"))
+    defs.write_text(defs.read_text() + "\nfrom featurestore import LoggingConfig\n"
+                    "fast_model = FeatureService(features=[user_activity], logging=LoggingConfig(durable=False))\n")
+    return {"a_file": base / "a_file", "good": good, "misspelled": misspelled, "not_durable": not_durable, "bad_yaml": bad_yaml, "bad_key": bad_key, "bad_value": bad_value, "bad_defs": bad_defs,
             "syntax": syntax, "missing": base / "no_such_repo", "demo": base / "demo"}
 
 
@@ -93,6 +103,8 @@ def _cases(r, busy: int, closed: int):
         "unknown option": (["backfill", "--repo", good, "--views", "x"], {}, "--views"),
         "missing argument": (["verify", "--repo", good], {}, "service"),
         "unknown command": (["materialise", "--repo", good], {}, "materialise"),
+        "column in none of the files": (["backfill", "--repo", str(r["misspelled"])], {}, "'chanel'"),
+        "durable=False": (["plan", "--repo", str(r["not_durable"])], {}, "durable=False"),
         "monitor unknown drift service": (["monitor", "--repo", good, "--drift", "no_such_service=x"], {},
                                           "no_such_service"),
     }

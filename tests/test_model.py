@@ -116,6 +116,10 @@ def test_services_and_logging():
     assert svc.logging == LoggingConfig(enabled=True)
     with pytest.raises(DefinitionError, match=r"sample_rate: expected a number in \[0, 1\]"):
         LoggingConfig(sample_rate=2)
+    for durable in (False, 0, None, "no"):  # was accepted and ignored (every logged lookup waited anyway)
+        with pytest.raises(DefinitionError, match=f"logging durable={durable!r} is not supported"):
+            LoggingConfig(durable=durable)
+    assert LoggingConfig(durable=True).durable is True
     with pytest.raises(DefinitionError, match="at least one feature reference"):
         FeatureService(features=[])
     assert DuckDBTable("read_csv('x.csv')").canonical()["kind"] == "duckdb"

@@ -349,3 +349,57 @@ def test_dead_letters_of_the_last_backfill_are_a_breach(tmp_path):
     FeatureStore(root).backfill()
     res = runner.invoke(cli, ["monitor", "--repo", str(root), "--json"])
     assert not [b for b in json.loads(res.stdout)["breaches"] if b["kind"] == "dead_letters"], res.stdout
+
+
+@pytest.mark.redis
+def test_push_dead_letters_are_a_breach(tmp_path):
+    """Rows pushed to a batch face that cannot be events are dead letters, counted and kept; their share of
+    every row pushed so far is watched like the stream's and the backfill's (it was not: a push of nothing
+    but bad rows left `monitor` green). Random pushes, four at once: each counted exactly once."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.randomrepo import random_events, write_events, write_repo
+
+    root = write_repo(tmp_path / "r")
+    (root / "featurestore.yaml").write_text((root / "featurestore.yaml").read_text().replace(
+        "project: rnd", f"project: pd_{uuid.uuid4().hex[:8]}") + "monitor:\n  max_dead_letter_rate: 0.05\n")
+    write_events(root, random_events(4, n=50))
+    store = FeatureStore(root)
+    store.backfill()
+    rng = random.Random(9)
+
+    def batch(seed: int, bad: int) -> pd.DataFrame:
+        rows = random_events(seed, n=rng.randint(20, 60)).reset_index(drop=True)
+        for i in rng.sample(range(len(rows)), bad):  # outside the supported range / not a number
+            if rng.random() < 0.5:
+                rows.loc[i, "ts"] = pd.Timestamp("1800-01-01T00:00:00Z")
+            else:
+                rows["qty"] = rows["qty"].astype(object)
+                rows.loc[i, "qty"] = "many"
+        return rows
+
+    def breaches():
+        res = runner.invoke(cli, ["monitor", "--repo", str(root), "--json"])
+        return [b for b in json.loads(res.stdout)["breaches"] if b["kind"] == "dead_letters"], res.exit_code
+
+    good = [batch(10 + i, 0) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda rows: FeatureStore(root).push("events", rows, to="offline"), good))
+    assert all(sum(r.dead_letters.values()) == 0 for r in results)
+    pushed = sum(len(r) for r in good)
+    assert breaches() == ([], 0)
+    bad_rows = [batch(20 + i, rng.randint(1, 8)) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda rows: FeatureStore(root).push("events", rows, to="offline"), bad_rows))
+    dead = sum(sum(r.dead_letters.values()) for r in results)
+    total = pushed + sum(len(r) for r in bad_rows)
+    assert dead >= 4
+    if dead / total <= 0.05:  # push more bad rows until the share is over the limit
+        extra = batch(30, 20)
+        dead += sum(FeatureStore(root).push("events", extra, to="offline").dead_letters.values())
+        total += len(extra)
+    found, code = breaches()
+    assert code == 1 and found == [{"kind": "dead_letters", "subject": "events",
+                                    "text": f"source 'events': {dead} dead letters among its pushed rows, "
+                                            f"{dead / total:.3%} of them (limit 5.000%)"}], found

@@ -193,6 +193,40 @@ def record_ingest(store, source: str, by: str, at_ms: int, dead_letters: int, re
     os.replace(tmp, path)  # a reader sees the old record or the new one, never half of one
 
 
+def add_pushed(store, source: str, dead_letters: int, records: int) -> None:
+    """Add one push's rows to ``source``'s push counters (every push to its batch face so far, as the stream's
+    counters hold every record so far): ``monitor`` breaches on the dead letters' share. Pushes of several
+    processes at once (server workers) each count once: the read-modify-write holds a ``flock``."""
+    import fcntl
+    import json
+    import os
+
+    path = _push_path(store, source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        now = pushed(store, source) or {"dead_letters": 0, "records": 0}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"dead_letters": now["dead_letters"] + int(dead_letters),
+                                   "records": now["records"] + int(records)}))
+        os.replace(tmp, path)
+
+
+def pushed(store, source: str) -> Optional[dict]:
+    """What :func:`add_pushed` counted for ``source``: ``dead_letters`` and ``records`` (None: nothing pushed)."""
+    import json
+
+    try:
+        data = json.loads(_push_path(store, source).read_text())
+        return data if isinstance(data.get("dead_letters"), int) and isinstance(data.get("records"), int) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _push_path(store, source: str):
+    return store.config.state_path / INGEST_DIR / "push" / f"{store.config.project}.{source}.json"
+
+
 def last_ingest(store, source: str) -> Optional[dict]:
     """What :func:`record_ingest` recorded last for ``source`` (None: no backfill recorded, or unreadable)."""
     import json

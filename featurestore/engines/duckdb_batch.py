@@ -33,10 +33,11 @@ from __future__ import annotations
 import glob
 import itertools
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Collection, Dict, List, Optional, Sequence, Set, Tuple
 
 from featurestore.engines.duckdb_sql import TS_MS, literal, q
 from featurestore.errors import FeatureStoreError
+from featurestore.dtypes import TIMESTAMP
 from featurestore.semantics import floor_div_sql
 
 TS_UNREADABLE = "__ts_unreadable"
@@ -47,34 +48,115 @@ _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", 
 _counter = itertools.count()
 
 
-def batch_relation(con, source, repo_root) -> str:
+def batch_relation(con, source, repo_root, keys: Collection[str] = ()) -> str:
     """SQL of the relation described above for ``source``'s batch face (``con``: the DuckDB connection
-    the relation is used on; Arrow-read files are registered on it)."""
+    the relation is used on; Arrow-read files are registered on it). A declared column that none of the
+    face's files holds is an error (``check_declared_columns``; ``keys``: the join keys exempt from it)."""
     from featurestore.model import DuckDBTable, ParquetFiles
 
     batch = source.batch
     if isinstance(batch, DuckDBTable):
+        try:
+            present = column_types(con, batch.relation)
+        except Exception:  # noqa: BLE001 - unreadable: _with_time reports it in one line
+            present = None
+        if present is not None:
+            check_declared_columns(source, [set(present)], keys, f"its batch face {batch.relation}")
         return _with_time(con, source, batch.relation)
     if not isinstance(batch, ParquetFiles):
         raise FeatureStoreError(f"source '{source.name}': unsupported batch face {batch!r}")
     files = parquet_files(batch, repo_root)
     if not files:
         raise FeatureStoreError(f"source '{source.name}': no files match {batch.path}")
-    groups: Dict[str, List[Path]] = {}
-    for f in files:
-        groups.setdefault(_time_kind(f, source.timestamp), []).append(f)
-    if "ns" in groups and not _reads_ns_exactly(con, source, groups["ns"]):
-        groups["ns-raw"] = groups.pop("ns")
-    if len(groups) == 1 and not {"ms-wide", "ns-raw"} & set(groups):
-        return _with_time(con, source, _read_parquet(files))
+    check_file_columns(source, files, keys)
+    hive = bool(hive_keys(source, files))
+    groups: Dict[Tuple[str, Tuple[str, ...]], List[Path]] = {}
+    for f in files:  # by the event time's kind and the other timestamp columns' types (union_by_name's trap too)
+        groups.setdefault((_time_kind(f, source.timestamp), _value_time_types(f, source)), []).append(f)
+    for key in [k for k in groups if k[0] == "ns"]:
+        if not _reads_ns_exactly(con, source, groups[key]):
+            groups[("ns-raw", key[1])] = groups.pop(key)
+    if len(groups) == 1 and not {"ms-wide", "ns-raw"} & {kind for kind, _ in groups}:
+        return _with_time(con, source, _read_parquet(files, hive))
     parts = []
-    for kind, members in sorted(groups.items()):
+    for (kind, _), members in sorted(groups.items()):
         if kind in ("ms-wide", "ns-raw"):
             unit = "ns" if kind == "ns-raw" else "ms"
-            parts.append(_with_time(con, source, _arrow_relation(con, source, members), ts_as_text=True, int_unit=unit))
+            parts.append(_with_time(con, source, _arrow_relation(con, source, members, hive), ts_as_text=True,
+                                    int_unit=unit))
         else:
-            parts.append(_with_time(con, source, _read_parquet(members), ts_as_text=True))
+            parts.append(_with_time(con, source, _read_parquet(members, hive), ts_as_text=True))
     return "(\n" + "\nUNION ALL BY NAME\n".join(parts) + "\n)"
+
+
+def file_columns(path: Path) -> List[str]:
+    """The top-level column names of one Parquet file (its footer only)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception as exc:
+        raise FeatureStoreError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def check_file_columns(source, files: Sequence[Path], keys: Collection[str] = ()) -> None:
+    """``check_declared_columns`` over the files of a ``ParquetFiles`` face (footers only; the Hive partition
+    keys of their folders count as columns)."""
+    where = f"the {len(files)} file{'s' if len(files) != 1 else ''} of its batch face {source.batch.path}"
+    check_declared_columns(source, [set(file_columns(f)) | set(hive_values(f)) for f in files], keys, where)
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def hive_values(path: Path) -> Dict[str, Optional[str]]:
+    """The Hive partition values in a file's folder names (``.../day=2026-01-01/part.parquet``), as DuckDB's
+    ``hive_partitioning`` reads them: URL-decoded text, ``__HIVE_DEFAULT_PARTITION__`` as null."""
+    from urllib.parse import unquote
+
+    out: Dict[str, Optional[str]] = {}
+    for part in Path(path).parent.parts:
+        if "=" in part:
+            key, value = part.split("=", 1)
+            out[unquote(key)] = None if value == HIVE_NULL else unquote(value)
+    return out
+
+
+def hive_keys(source, files: Sequence[Path]) -> List[str]:
+    """The declared columns that are Hive partition keys of the face's files: their value is the folder's
+    (text cast to the declared type like any text column; over a column of the same name in the file, as
+    DuckDB reads it), in every engine. Files partitioned by different keys: one error naming two of them."""
+    declared = {n for n, _ in source.schema}
+    found = [(f, set(hive_values(f)) & declared) for f in files]
+    first_file, first = found[0]
+    for f, got in found[1:]:
+        if got != first:
+            raise FeatureStoreError(
+                f"source '{source.name}': the batch face's files are partitioned by different keys: {first_file} by "
+                f"{sorted(first) or 'none'}, {f} by {sorted(got) or 'none'} (folders key=value); give every file the "
+                "same partition folders")
+    return sorted(first)
+
+
+def check_declared_columns(source, present: Sequence[Set[str]], keys: Collection[str], where: str) -> None:
+    """One line naming the source and every declared column that is in none of the batch face's parts
+    (``present``: each file's column names): a misspelled column would otherwise read as all-null, its
+    counts as zeros. A column some files hold (schema evolution) reads null in the others. Join keys
+    (``keys``) are exempt: an event without its key is counted as ``rejected_null_key``."""
+    seen = set().union(*present) if present else set()
+    missing = [n for n, _ in source.schema if n not in seen and n not in keys and n != source.timestamp]
+    if missing:
+        names = ", ".join(f"'{n}'" for n in missing)
+        have = ", ".join(sorted(seen)[:20]) + (", ..." if len(seen) > 20 else "") if seen else "none"
+        raise FeatureStoreError(f"source '{source.name}': declared column{'s' if len(missing) > 1 else ''} {names} "
+                                f"{'are' if len(missing) > 1 else 'is'} in none of {where} (columns there: {have})")
+
+
+def source_keys(repo, source) -> Set[str]:
+    """The join keys of every view of ``repo`` reading ``source`` (exempt from ``check_declared_columns``)."""
+    return {k for v in repo.views.values() if v.source is not None and v.source.name == source.name
+            for k in v.join_keys}
+
 
 
 NS_TYPES = ("TIMESTAMP_NS", "TIMESTAMPTZ_NS", "TIMESTAMP WITH TIME ZONE NS")
@@ -106,8 +188,11 @@ def parquet_files(batch, repo_root) -> List[Path]:
     return [f for f in found if not f.name.startswith((".", "_"))]
 
 
-def _read_parquet(files: Sequence[Path]) -> str:
-    return "read_parquet([" + ", ".join(literal(str(f)) for f in files) + "], union_by_name = true)"
+def _read_parquet(files: Sequence[Path], hive: bool = False) -> str:
+    """``hive``: the partition values of the folders as text columns (``hive_keys``); else none (DuckDB would
+    guess, and type them by their look: a DATE for ``day=2026-01-01``)."""
+    return ("read_parquet([" + ", ".join(literal(str(f)) for f in files) + "], union_by_name = true, "
+            f"hive_partitioning = {'true' if hive else 'false'}, hive_types_autocast = false)")
 
 
 def _time_kind(path: Path, ts_column: str) -> str:
@@ -140,7 +225,20 @@ def _time_kind(path: Path, ts_column: str) -> str:
     return "other"
 
 
-def _arrow_relation(con, source, files: Sequence[Path]) -> str:
+def _value_time_types(path: Path, source) -> Tuple[str, ...]:
+    """The Arrow types of ``source``'s timestamp columns other than the event time in one file (``""``:
+    absent): files of one group share them, so ``union_by_name`` never converts a microsecond value of
+    year 2300 to nanoseconds (which fails the whole read)."""
+    import pyarrow.parquet as pq
+
+    names = [n for n, d in source.schema if d == TIMESTAMP and n != source.timestamp]
+    if not names:
+        return ()
+    schema = pq.read_schema(path)
+    return tuple(str(schema.field(n).type) if n in schema.names else "" for n in names)
+
+
+def _arrow_relation(con, source, files: Sequence[Path], hive: bool = False) -> str:
     """Files DuckDB cannot read exactly (millisecond values beyond its range, nanoseconds where it reads
     microseconds): read through an Arrow dataset (streamed, as DuckDB scans it), the event time as its raw
     epoch integer in the file's unit (which ``_time_ms`` floors to milliseconds). The declared columns the
@@ -149,11 +247,17 @@ def _arrow_relation(con, source, files: Sequence[Path]) -> str:
     import pyarrow.dataset as pds
     import pyarrow.parquet as pq
 
-    declared = {n for n, _ in source.schema} - {source.timestamp}
+    keys = hive_keys(source, files) if hive else []
+    declared = {n for n, _ in source.schema} - {source.timestamp} - set(keys)
     schemas = [pa.schema([f for f in pq.read_schema(path) if f.name in declared]) for path in files]
     schema = pa.unify_schemas(schemas, promote_options="permissive").append(pa.field(source.timestamp, pa.int64()))
+    partitioning = None
+    if keys:  # as text, as _read_parquet reads them
+        parts = pa.schema([(k, pa.string()) for k in keys])
+        partitioning = pds.partitioning(parts, flavor="hive")
+        schema = pa.unify_schemas([schema, parts])
     name = f"__fs_batch_{next(_counter)}"
-    con.register(name, pds.dataset([str(f) for f in files], schema=schema, format="parquet"))
+    con.register(name, pds.dataset([str(f) for f in files], schema=schema, format="parquet", partitioning=partitioning))
     return name
 
 
@@ -177,16 +281,28 @@ def _with_time(con, source, relation: str, ts_as_text: bool = False, int_unit: s
         raise FeatureStoreError(f"source '{source.name}': the batch face has no event-time column '{ts}'")
     ms = _time_ms(source, q(ts), types[ts], int_unit)
     cols = []
-    for name, _ in source.schema:
+    for name, dtype in source.schema:
         if name == ts and ts_as_text and int_unit == "ns":  # raw UTC nanoseconds as DuckDB 2 shows them (dead letters)
             cols.append(f"CAST(make_timestamp_ns(TRY_CAST({q(name)} AS BIGINT)) AS VARCHAR) || '+00' AS {q(name)}")
         elif name == ts and ts_as_text:
             cols.append(f"CAST({q(name)} AS VARCHAR) AS {q(name)}")
+        elif name != ts and name in types and dtype == TIMESTAMP and types[name].upper() in NS_TYPES:
+            cols.append(f"{_ns_to_us(q(name))} AS {q(name)}")
         else:
             cols.append(q(name) if name in types else f"NULL AS {q(name)}")
     cols.append(f"{ms} AS {TS_MS}")
     cols.append(f"({q(ts)} IS NOT NULL AND ({ms}) IS NULL) AS {TS_UNREADABLE}")
     return f"(SELECT {', '.join(cols)} FROM {relation})"
+
+
+def _ns_to_us(col: str) -> str:
+    """SQL: a nanosecond timestamp value (not the event time) as a microsecond TIMESTAMPTZ, floored as a push
+    and the Flink backfill floor it (DuckDB's own cast rounds half away from zero). DuckDB reads the INT64
+    extremes (pandas' Timestamp.max/min) as +-infinity: they are those times, as every other reader has them."""
+    us = f"(CASE WHEN epoch_ns({col}) IS NOT NULL THEN {floor_div_sql(f'epoch_ns({col})', 1000, '//')} " \
+         f"WHEN {col} IS NULL THEN NULL WHEN CAST({col} AS VARCHAR) LIKE '-%' THEN CAST({-(INT64_MAX // 1000) - 1} " \
+         f"AS BIGINT) ELSE CAST({INT64_MAX // 1000} AS BIGINT) END)"
+    return f"make_timestamptz({us})"
 
 
 def _time_ms(source, col: str, dtype: str, int_unit: str = "ms") -> str:
@@ -219,4 +335,5 @@ def _finite(ts_sql: str, epoch_sql: str, divisor: int) -> str:
             f"ELSE CAST({INT64_MAX} AS BIGINT) END")
 
 
-__all__ = ["batch_relation", "checked_relation", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]
+__all__ = ["batch_relation", "check_declared_columns", "check_file_columns", "checked_relation", "hive_keys",
+           "hive_values", "source_keys", "column_types", "parquet_files", "TS_MS", "TS_UNREADABLE"]

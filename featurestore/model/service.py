@@ -20,7 +20,9 @@ class LoggingConfig:
     """Log-and-wait: record served feature vectors (SPEC §7).
 
     ``sample_rate`` is the fraction of requests logged; ``durable`` makes a lookup wait until its log
-    record is stored; ``destination`` is ``"redis"`` (a Redis Stream) or ``"kafka"``.
+    record is stored, and is the only mode (``durable=False``, a lookup that returns before its record is
+    stored, is refused: it was accepted and ignored); ``destination`` is ``"redis"`` (a Redis Stream) or
+    ``"kafka"``.
     """
 
     enabled: bool = True
@@ -32,6 +34,10 @@ class LoggingConfig:
         checks = Checks()
         if not isinstance(self.sample_rate, (int, float)) or not 0.0 <= float(self.sample_rate) <= 1.0:
             checks.add(f"logging sample_rate: expected a number in [0, 1], got {self.sample_rate!r}")
+        if self.durable is not True:
+            checks.add(f"logging durable={self.durable!r} is not supported: a logged lookup always waits until its "
+                       "record is stored (a record lost after the answer would break served = trained); leave durable "
+                       "at True")
         if self.destination not in LOG_DESTINATIONS:
             checks.add(f"logging destination: {self.destination!r} is not one of {', '.join(LOG_DESTINATIONS)}")
         checks.settle(self)

@@ -107,6 +107,10 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
     result = PushResult(src.name, to, n, parsed.table.num_rows, parsed.reasons())
     if parsed.dead:
         _keep_dead_letters(store, src, parsed.dead)
+    if n:
+        from featurestore.engines.backfill import add_pushed
+
+        add_pushed(store, src.name, len(parsed.dead), n)  # what monitor's dead-letter rate reads
     from featurestore.push.offline import views_of_face
 
     targets = views_of_face(store, src)

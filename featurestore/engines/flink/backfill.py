@@ -12,7 +12,11 @@ Reading: every file of a Parquet batch face is a table of its own with **only th
 (other columns, of any type, are never read), each in the file's own types, so files may differ in
 timestamp unit or integer width. The event time is read as the file's raw ``INT64`` (Flink's Parquet
 timestamp reader rejects times before 1970 with sub-millisecond digits) and floored to milliseconds by
-the file's unit. What Flink cannot read is a one-line error naming the file and the column.
+the file's unit. A timestamp column other than the event time is read as its raw ``INT64`` too and carried as
+BIGINT epoch microseconds (``_time_value_us``: Flink's TIMESTAMP(3) would drop them), cast back to
+``timestamp[us, UTC]`` when the output is written. What Flink cannot read is a one-line error naming the file
+and the column. Where DuckDB's evaluation of a filter or projection fails (a CAST out of range), Flink's is
+NULL: such rows are flagged (``ExprCompiler.raises``) and fail the view in one line, as DuckDB's backfill does.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ _ARROW_TO_DTYPE = {"string": t.STRING, "large_string": t.STRING, "int8": t.INT32
                    "bool": t.BOOL}
 _UNIT_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
 RAW = "__raw_"  # prefix of a file's column as read, before the cast
+RAISES = "__raises"  # the part of the view whose DuckDB evaluation fails on the row (ViewExprs.raises), or NULL
 # Parquet codecs the Flink job reads (pyarrow's names; "LZ4" is LZ4_RAW): pyarrow's and DuckDB's default
 # (SNAPPY), our own writers' and `featurestore generate`'s (ZSTD, through zstd-jni) and the others they
 # write but BROTLI (its Java codec is not on Maven Central). tests/test_flink_codecs.py reads each one.
@@ -50,9 +55,11 @@ def _bigint(value: int) -> str:
     return f"CAST({int(value)} AS BIGINT)"
 
 
-def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, str], Optional[int]]:
+def _file_columns(path: Path, source, skip: Sequence[str] = ()) -> Tuple[List[Tuple[str, str]], Dict[str, str],
+                                                                         Optional[int]]:
     """The declared columns present in one file: [(name, Flink DDL type)], {name: dtype as read}, and the
-    event time's unit divisor to milliseconds (None when the file has no event-time column)."""
+    event time's unit divisor to milliseconds (None when the file has no event-time column). ``skip``: columns
+    not read from the file (Hive partition keys: their folder gives the value)."""
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path).metadata
@@ -68,7 +75,7 @@ def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, 
                     "or use the default engine (--engine duckdb)")
     ddl, dtypes, divisor = [], {}, None
     for name, declared in source.schema:
-        if name not in schema.names:
+        if name not in schema.names or name in skip:
             continue
         arrow_type = schema.field(name).type
         if declared == t.JSON:  # a JSON value: JSON text as written, or a nested column as JSON_STRING of it
@@ -94,6 +101,12 @@ def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, 
             ddl.append((name, "BIGINT"))  # the raw INT64: Flink's timestamp reader fails before 1970 (sub-ms)
             dtypes[name] = t.INT64
             continue
+        if declared == t.TIMESTAMP and pa.types.is_timestamp(arrow_type):
+            if arrow_type.unit not in _UNIT_MS:
+                raise FeatureStoreError(f"{path}: column '{name}' has timestamp unit {arrow_type.unit}")
+            ddl.append((name, "BIGINT"))  # the raw INT64 in the file's unit: microseconds exactly (_time_value_us)
+            dtypes[name] = TIME_VALUE + arrow_type.unit
+            continue
         dtype = _ARROW_TO_DTYPE.get(str(arrow_type))
         if dtype is None:
             raise FeatureStoreError(f"{path}: column '{name}' of type {arrow_type} cannot be read by the Flink backfill")
@@ -103,6 +116,23 @@ def _file_columns(path: Path, source) -> Tuple[List[Tuple[str, str]], Dict[str, 
 
 
 JSON_NESTED, JSON_TEXT = "json:nested", "json:text"  # how a file holds a json column (``_file_columns``)
+TIME_VALUE = "time:"  # + the file's unit: a timestamp column other than the event time, read as its raw INT64
+
+
+def _time_value_us(raw: str, unit: str) -> Tuple[str, str]:
+    """A timestamp value other than the event time, from its raw epoch integer in ``unit``: (SQL of its epoch
+    microseconds, NULL outside years 1-9999; SQL true when it is present but outside them). Nanoseconds are
+    floored, as by a push and the DuckDB backfill; milliseconds range-checked before scaling (no overflow).
+    The job carries it as BIGINT microseconds (Flink's TIMESTAMP(3) would drop them); ``run_backfill``'s
+    reader makes it ``timestamp[us, UTC]`` again."""
+    lo, hi = semantics.MIN_TIME_VALUE_US, semantics.MAX_TIME_VALUE_US
+    if unit == "ms":
+        ok = f"({raw} >= {_bigint(lo // 1000)} AND {raw} < {_bigint(hi // 1000)})"
+        us = f"{raw} * 1000"
+    else:
+        us = semantics.floor_div_sql(raw, 1000, "/") if unit == "ns" else raw
+        ok = f"({us} >= {_bigint(lo)} AND {us} < {_bigint(hi)})"
+    return f"CASE WHEN {ok} THEN {us} END", f"({raw} IS NOT NULL AND NOT {ok})"
 _FLINK_SCALARS = {"string": "STRING", "large_string": "STRING", "int32": "INT", "int64": "BIGINT", "float": "FLOAT",
                   "double": "DOUBLE", "bool": "BOOLEAN", "int8": "TINYINT", "int16": "SMALLINT"}
 
@@ -128,14 +158,69 @@ def _flink_type(arrow_type) -> Optional[str]:
     return _FLINK_SCALARS.get(str(arrow_type))
 
 
+def _hive_literal(path: Path, name: str, dtype: str, text: Optional[str]) -> Tuple[str, bool]:
+    """A Hive partition value (folder text) as the DuckDB backfill reads it: Flink SQL of the value cast by
+    DuckDB's own rules (here, once per file), and whether the text is not of the type (a dead letter)."""
+    import math
+
+    from featurestore.dtypes import DUCKDB_TYPES
+
+    if dtype == t.STRING or text is None:
+        return (lit(text) if text is not None else f"CAST(NULL AS {FLINK_TYPES[dtype]})"), False
+    if dtype == t.JSON:
+        raise FeatureStoreError(f"{path}: json column '{name}' is a partition folder; the Flink backfill cannot read "
+                                "it (use --engine duckdb)")
+    con = _duck()
+    if dtype == t.TIMESTAMP:
+        us = con.execute("SELECT epoch_us(TRY_CAST($1 AS TIMESTAMPTZ))", [text]).fetchone()[0]
+        ok = us is not None and semantics.time_value_supported(us)
+        return (_bigint(us) if ok else "CAST(NULL AS BIGINT)"), not ok
+    value = con.execute(f"SELECT TRY_CAST($1 AS {DUCKDB_TYPES[dtype]})", [text]).fetchone()[0]
+    if value is None:
+        return f"CAST(NULL AS {FLINK_TYPES[dtype]})", True
+    if dtype in FLOATS:
+        if math.isnan(value):  # NaN is null at ingestion
+            return f"CAST(NULL AS {FLINK_TYPES[dtype]})", False
+        if math.isinf(value):
+            raise FeatureStoreError(f"{path}: partition folder {name}={text} is not finite; the Flink backfill cannot "
+                                    "read it (use --engine duckdb)")
+        return f"CAST({lit(float(value))} AS {FLINK_TYPES[dtype]})", False
+    return (lit(value) if dtype == t.BOOL else f"CAST({int(value)} AS {FLINK_TYPES[dtype]})"), False
+
+
+_DUCK = []
+
+
+def _duck():
+    """One DuckDB connection (UTC) for casting partition values as the DuckDB backfill does."""
+    if not _DUCK:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        _DUCK.append(con)
+    return _DUCK[0]
+
+
 def _checked_select(path: Path, table: str, source, file_types: Dict[str, str], divisor: Optional[int],
-                    now_ms: int, max_future_ms: Optional[int]) -> str:
+                    now_ms: int, max_future_ms: Optional[int], hive: Optional[Dict[str, Optional[str]]] = None) -> str:
     """One file's rows: each declared column cast to its type, ``__ts_ms``, ``__reason`` and the raw
-    columns (``__raw_<name>``, for the dead-letter row)."""
+    columns (``__raw_<name>``, for the dead-letter row). ``hive``: the declared columns whose value is the
+    file's partition folder (``duckdb_batch.hive_keys``)."""
     ts = source.timestamp
     cols, checks = [], []
     for name, dtype in source.schema:
         raw = qi(name)
+        if hive and name in hive:
+            if name == ts:
+                raise FeatureStoreError(f"{path}: the event time '{ts}' is a partition folder; the Flink backfill "
+                                        "reads it from the files only (use --engine duckdb)")
+            value, bad = _hive_literal(path, name, dtype, hive[name])
+            cols.append(f"{lit(hive[name]) if hive[name] is not None else 'CAST(NULL AS STRING)'} AS {qi(RAW + name)}")
+            cols.append(f"{value} AS {qi(name)}")
+            if bad:
+                checks.append((name, dtype, "TRUE"))
+            continue
         if file_types.get(name) in (JSON_NESTED, JSON_TEXT):  # the compact text of a nested value; JSON text kept
             text = f"JSON_STRING({raw})" if file_types[name] == JSON_NESTED else raw
             cols.append(f"{text} AS {qi(RAW + name)}")
@@ -144,6 +229,17 @@ def _checked_select(path: Path, table: str, source, file_types: Dict[str, str], 
             continue
         cols.append(f"{raw} AS {qi(RAW + name)}" if name in file_types else f"CAST(NULL AS STRING) AS {qi(RAW + name)}")
         if name == ts:
+            continue
+        if dtype == t.TIMESTAMP:  # BIGINT epoch microseconds (_time_value_us)
+            if not file_types.get(name, "").startswith(TIME_VALUE):
+                if name in file_types:
+                    raise FeatureStoreError(f"{path}: column '{name}' ({file_types[name]}) cannot be read as a timestamp "
+                                            "by the Flink backfill (it reads Parquet timestamps; use --engine duckdb)")
+                cols.append(f"CAST(NULL AS BIGINT) AS {qi(name)}")
+                continue
+            value, bad = _time_value_us(raw, file_types[name][len(TIME_VALUE):])
+            cols.append(f"{value} AS {qi(name)}")
+            checks.append((name, dtype, bad))
             continue
         src = FExpr(raw, file_types.get(name, NULL))
         try:
@@ -178,7 +274,16 @@ def _routed_select(cv: CompiledView, ve: ViewExprs, checked: str, source, group_
     flt = f"({ve.filter}) IS TRUE" if ve.filter else "TRUE"
     row = "JSON_OBJECT(" + ", ".join(f"KEY {lit(n)} VALUE {qi(RAW + n)}" for n, _ in source.schema) + " NULL ON NULL)"
     kind = f"CASE WHEN {reason} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
+    # where DuckDB's evaluation fails (a CAST out of range): the filter on the events it is evaluated on, the
+    # projections on every row routed (as DuckDB evaluates them); run_backfill fails the view with one line
+    whens = [f"WHEN {f'{KIND} = {EVENT} AND ' if part.startswith('filter') else ''}({pred}) IS TRUE THEN {lit(part)}"
+             for part, pred in ve.raises]
+    fails = f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS STRING)"
+    flt_fails = [pred for part, pred in ve.raises if part.startswith("filter")]
+    if flt_fails:  # the rows the filter fails on are routed too, to fail the view
+        flt = f"({flt} OR ({' OR '.join(flt_fails)}) IS TRUE)"
     cols = [qi(n) for n, _ in cv.source_columns] + [f"{sql} AS {qi(n)}" for n, sql in ve.projections] + [
+        f"{fails} AS {qi(RAISES)}",
         KIND,
         f"CASE {KIND} WHEN {DEAD_LETTER} THEN {reason} WHEN {NULL_KEY} THEN "
         f"{semantics.null_key_reason_sql(cv.join_keys, group_views, qi)} END AS {REASON}",
@@ -191,7 +296,7 @@ def _routed_select(cv: CompiledView, ve: ViewExprs, checked: str, source, group_
 
 
 def _files(store, view_name: str) -> List[Path]:
-    from featurestore.engines.duckdb_batch import parquet_files
+    from featurestore.engines.duckdb_batch import check_file_columns, parquet_files, source_keys
     from featurestore.model import ParquetFiles
 
     source = store.repo.views[view_name].source
@@ -201,6 +306,7 @@ def _files(store, view_name: str) -> List[Path]:
     files = parquet_files(source.batch, store.repo_path)
     if not files:
         raise FeatureStoreError(f"view '{view_name}': no files match the batch face {source.batch.path}")
+    check_file_columns(source, files, source_keys(store.repo, source))
     return files
 
 
@@ -224,6 +330,7 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
     import pyarrow.parquet as pq
 
     from featurestore.engines.backfill import BackfillRun
+    from featurestore.engines.duckdb_batch import hive_keys, hive_values
 
     t0 = time.perf_counter()
     run = BackfillRun(store, names, start_ms, end_ms)
@@ -236,21 +343,28 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
         for n in names:
             cv = store.compiled(n)
             source = store.repo.views[n].source
-            ve = compile_view_exprs(cv)
+            ve = compile_view_exprs(cv, online=False)  # rows only: features are read from them
             parts = []
-            for i, f in enumerate(_files(store, n)):
-                ddl, file_types, divisor = _file_columns(f, source)
+            files = _files(store, n)
+            keys = hive_keys(source, files)
+            for i, f in enumerate(files):
+                ddl, file_types, divisor = _file_columns(f, source, keys)
+                hive = {k: v for k, v in hive_values(f).items() if k in keys}
                 table = f"fs_batch_{n}_{i}"
-                options = {"connector": "filesystem", "path": f.resolve().as_uri(), "format": "parquet",
+                # the path as written, not percent-encoded (as_uri): Flink's Path does not decode a folder such
+                # as day%3D1 back to day=1 (a Hive partition folder)
+                options = {"connector": "filesystem", "path": "file://" + str(f.resolve()), "format": "parquet",
                            "parquet.utc-timezone": "true"}
                 t_env.execute_sql(f"CREATE TEMPORARY TABLE {qi(table)} (\n  "
                                   + ",\n  ".join(f"{qi(c)} {d}" for c, d in ddl) + f"\n) {_with(options)}")
-                checked = _checked_select(f, table, source, file_types, divisor, run.now_ms, store.config.max_future_ms)
+                checked = _checked_select(f, table, source, file_types, divisor, run.now_ms, store.config.max_future_ms,
+                                          hive)
                 parts.append(_routed_select(cv, ve, checked, source, run.key_group_views(n), start_ms, end_ms))
             out = tmp / n
             sink = f"fs_backfill_{n}"
-            cols = [f"{qi(c)} {FLINK_TYPES[d]}" for c, d in cv.stored_columns]
-            cols += [f"{KIND} INT", f"{REASON} STRING", f"{ROW} STRING", f"{TS_MS} BIGINT"]
+            cols = [f"{qi(c)} {'BIGINT' if d == t.TIMESTAMP and c != cv.ts_column else FLINK_TYPES[d]}"
+                    for c, d in cv.stored_columns]  # timestamp values: epoch us, write_view casts them back
+            cols += [f"{qi(RAISES)} STRING", f"{KIND} INT", f"{REASON} STRING", f"{ROW} STRING", f"{TS_MS} BIGINT"]
             t_env.execute_sql(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) "
                               + _with({"connector": "filesystem", "path": out.resolve().as_uri(), **PARQUET_OPTIONS}))
             stmts.add_insert(qi(sink), t_env.sql_query("\nUNION ALL\n".join(parts)))
@@ -260,6 +374,7 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
         results = []
         for n in names:
             files = sorted(p for p in outputs[n].rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+            _raise_where_duckdb_fails(n, files)
             batches = (b for f in files for b in pq.ParquetFile(f).iter_batches())
             schema = pq.read_schema(files[0]) if files else _empty_schema(store.compiled(n))
             v0 = time.perf_counter()
@@ -267,6 +382,18 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
         return run.finish(results)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _raise_where_duckdb_fails(view: str, files: Sequence[Path]) -> None:
+    """The DuckDB backfill fails on a CAST out of range (``CAST(1e300 AS FLOAT)``, ``CAST(1e20 AS INTEGER)``)
+    with one line naming the view: so does this one, before writing anything of the view."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        failed = pq.read_table(f, columns=[RAISES]).column(RAISES).drop_null()
+        if len(failed):
+            raise FeatureStoreError(f"backfill of view '{view}' failed: {failed[0].as_py()}: a CAST of a value out of "
+                                    "its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)")
 
 
 def _empty_schema(cv: CompiledView) -> pa.Schema:

@@ -17,6 +17,9 @@ DuckDB's semantics, and at plan time what cannot stream.
     and the backfill fails; the stream must not crash-loop on one event).
   - Arithmetic with a FLOAT/DOUBLE result casts both operands to that type first (DuckDB: FLOAT op
     DECIMAL = FLOAT; Flink would widen to DOUBLE).
+  - A ``CAST`` whose value is out of the target's range (where DuckDB fails) is NULL, a double beyond float32
+    too (Java's cast gives +-inf); ``ExprCompiler.raises`` holds the Flink SQL true on those rows (the Flink
+    backfill then fails, like DuckDB's; ``TRY_CAST`` records none).
   - ``CAST(float AS INTEGER/BIGINT)`` rounds half to even (DuckDB), not toward zero (Flink);
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
     ``CAST(int AS BOOLEAN)`` is ``<> 0``. Casts from strings to numbers and from floats to strings
@@ -64,6 +67,7 @@ class ExprCompiler:
         except (ParseError, TokenError) as exc:
             raise UnsupportedExpression(f"cannot parse it ({str(exc).splitlines()[0]})") from None
         self._text = text
+        self.raises = []
         return self.node(tree)
 
     # dispatch ----------------------------------------------------------------------------------------
@@ -422,6 +426,8 @@ class ExprCompiler:
         return FExpr(f"CAST({body} AS {ft})", e.dtype)
 
     def _Cast(self, n) -> FExpr:
+        from sqlglot import exp
+
         e = self.node(n.this)
         to = n.args["to"]
         name = to.this.name if hasattr(to.this, "name") else str(to.this)
@@ -429,7 +435,12 @@ class ExprCompiler:
         if target is None or to.expressions:
             raise UnsupportedExpression(f"CAST to {to.sql(dialect='duckdb')} is not supported in the streaming job "
                                         "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE or BOOLEAN)")
-        return FExpr(_cast_sql(e, target), target)
+        sql = _cast_sql(e, target)
+        if not isinstance(n, exp.TryCast) and (target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64)) \
+                and e.dtype not in (target, NULL, t.BOOL):
+            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL
+            self.raises.append(f"(({e.sql}) IS NOT NULL AND ({sql}) IS NULL)")
+        return FExpr(sql, target)
 
     def _TryCast(self, n) -> FExpr:
         return self._Cast(n)
@@ -487,17 +498,22 @@ class ViewExprs:
     projections: Tuple[Tuple[str, str], ...]  # (name, Flink SQL already CAST to the projection's type)
     inputs: Tuple[Tuple[str, str], ...]  # online input columns (featurestore.online.input_columns order):
     # (duckdb expr, Flink SQL of the value as stored online: CAST to its type; timestamps as epoch us)
+    # (part, Flink SQL true on a row where DuckDB's evaluation of the filter/projection fails: a CAST out of
+    # range): the Flink backfill fails with one line as the DuckDB backfill does; the stream reads NULL
+    raises: Tuple[Tuple[str, str], ...] = ()
 
 
 def source_columns(cv: CompiledView) -> Dict[str, FExpr]:
     return {name: FExpr(qi(name), dtype) for name, dtype in cv.source_columns}
 
 
-def _compile_parts(cv: CompiledView) -> Tuple[ViewExprs, List[Tuple[Optional[str], str, str]]]:
-    """The view's expressions in Flink SQL and every failure as (feature name or None, part, message)."""
+def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, List[Tuple[Optional[str], str, str]]]:
+    """The view's expressions in Flink SQL and every failure as (feature name or None, part, message).
+    ``online=False``: filter and projections only (the Flink backfill stores rows, computes no online input)."""
     from featurestore.online import input_columns
 
     errors: List[Tuple[Optional[str], str, str]] = []
+    raises: List[Tuple[str, str]] = []
     msg = "expression {!r} cannot run in the streaming job: {}"
     base = source_columns(cv)
     src = ExprCompiler(base)
@@ -508,6 +524,7 @@ def _compile_parts(cv: CompiledView) -> Tuple[ViewExprs, List[Tuple[Optional[str
             if f.dtype not in (t.BOOL, NULL):
                 raise UnsupportedExpression(f"a filter must be a boolean, got a {f.dtype}")
             flt = f.sql if f.dtype == t.BOOL else "CAST(NULL AS BOOLEAN)"
+            raises.extend((f"filter ({cv.filter})", r) for r in src.raises)  # evaluated on the events only
         except UnsupportedExpression as exc:
             errors.append((None, "filter", msg.format(cv.filter, exc)))
     for key in cv.join_keys:  # Feast's entityless, field_mapping'd and with_join_key_map views (DuckDB only)
@@ -522,6 +539,7 @@ def _compile_parts(cv: CompiledView) -> Tuple[ViewExprs, List[Tuple[Optional[str
             if e.dtype == t.TIMESTAMP or dtype == t.TIMESTAMP:
                 raise UnsupportedExpression("timestamp projections are not supported in the streaming job")
             sql = _cast_sql(e, dtype)
+            raises.extend((f"projection '{name}' ({expr})", r) for r in src.raises)
         except UnsupportedExpression as exc:
             errors.append((None, f"projection '{name}'", msg.format(expr, exc)))
             sql = f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"
@@ -535,7 +553,7 @@ def _compile_parts(cv: CompiledView) -> Tuple[ViewExprs, List[Tuple[Optional[str
         if a.expr is not None:
             users.setdefault(a.expr, []).append(a.name)
     inputs = []
-    for expr, dtype in input_columns(cv):
+    for expr, dtype in input_columns(cv) if online else ():
         try:
             e = feat.compile(expr)
             if dtype == t.TIMESTAMP or e.dtype == t.TIMESTAMP:
@@ -548,13 +566,13 @@ def _compile_parts(cv: CompiledView) -> Tuple[ViewExprs, List[Tuple[Optional[str
                 errors.append((name, f"feature '{name}'", msg.format(expr, exc)))
             sql = "NULL"
         inputs.append((expr, sql))
-    return ViewExprs(flt, tuple(projections), tuple(inputs)), errors
+    return ViewExprs(flt, tuple(projections), tuple(inputs), tuple(raises)), errors
 
 
-def compile_view_exprs(cv: CompiledView) -> ViewExprs:
-    """The view's filter, projections and online inputs in Flink SQL; :class:`StreamCompileError` names the
-    view and the first part (filter, projection or feature) that cannot be compiled."""
-    exprs, errors = _compile_parts(cv)
+def compile_view_exprs(cv: CompiledView, online: bool = True) -> ViewExprs:
+    """The view's filter, projections and (``online``) online inputs in Flink SQL; :class:`StreamCompileError`
+    names the view and the first part (filter, projection or feature) that cannot be compiled."""
+    exprs, errors = _compile_parts(cv, online)
     if errors:
         _, part, message = errors[0]
         raise StreamCompileError(f"feature view '{cv.name}', {part}: {message}")

@@ -152,9 +152,16 @@ def _cast_sql(e: FExpr, target: str) -> str:
         if src == t.INT64 and target == t.INT32:
             return f"(CASE WHEN {e.sql} >= -2147483648 AND {e.sql} <= 2147483647 THEN CAST({e.sql} AS INT) END)"
         return f"CAST({e.sql} AS {ft})"
+    if target == t.FLOAT32 and src == t.FLOAT64:
+        # DuckDB fails (TRY_CAST: NULL) where a finite double rounds to an infinite float; Java's cast gives +-inf.
+        # The stream never fails on a value: NULL (ExprCompiler.raises tells the Flink backfill DuckDB's failure).
+        x = f"CAST({e.sql} AS DOUBLE)"
+        return f"(CASE WHEN ABS({x}) >= {FLOAT32_OVERFLOW} AND {x} - {x} = 0 THEN CAST(NULL AS FLOAT) ELSE CAST({x} AS FLOAT) END)"
     return f"CAST({e.sql} AS {ft})"
 
 
+# The smallest double that rounds to an infinite float (FLT_MAX plus half its ulp: ties round to even, i.e. up).
+FLOAT32_OVERFLOW = "CAST(3.4028235677973366E38 AS DOUBLE)"
 # Inclusive bounds of the rounded double that fits the integer type (DuckDB's range check).
 _INT_RANGE = {
     t.INT32: ("CAST(-2147483648 AS DOUBLE)", "CAST(2147483647 AS DOUBLE)"),
