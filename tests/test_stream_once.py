@@ -248,8 +248,17 @@ def test_backfill_during_a_live_stream_holds_each_event_once(tmp_path, redis_cli
     handle = streaming.start(store, checkpoint_dir=tmp_path / "ckpt", checkpoint_interval_ms=500,
                              commit_interval_s=0.2)
     backfills = []
+
+    def stream_versions():
+        return [m for m in store.offline.table("amount_stats").history() if m["operation"] == "stream"]
+
     try:
-        producer = threading.Thread(target=produce, args=(topic, records), kwargs={"pause_every": 40, "pause_s": 0.4})
+        # the first half, until the stream has committed once (a loaded machine may start the job late)
+        produce(topic, records[:len(records) // 2])
+        _wait_for(lambda: len(stream_versions()) >= 1, JOB_TIMEOUT_S, "the stream's first commit")
+        # then the second half while backfills commit: the stream commits again, racing them
+        producer = threading.Thread(target=produce, args=(topic, records[len(records) // 2:]),
+                                    kwargs={"pause_every": 40, "pause_s": 0.4})
         producer.start()
         while producer.is_alive() or len(backfills) < 3:
             backfills.append(store.backfill())
@@ -269,7 +278,7 @@ def test_backfill_during_a_live_stream_holds_each_event_once(tmp_path, redis_cli
             assert_same_rows(offline_table(store, view), offline_table(ref, view),
                              f"view {view}: backfills during a live stream")
         # the stream committed while the backfills ran (not only after them)
-        versions = [m for m in store.offline.table("amount_stats").history() if m["operation"] == "stream"]
+        versions = stream_versions()
         assert len(versions) >= 2 and result.metrics["events"]["events:amount_stats"] > 0
         _online_vs_oracle(store, events, "live")
     finally:
