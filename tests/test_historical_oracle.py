@@ -143,3 +143,42 @@ def test_offline_rows_of_another_definition_are_never_read_as_this_ones(tmp_path
     assert store.offline.table("qty_stats", "ts").read().num_rows == result.rows  # each event once
     got = store.get_historical_features(requests, feature_service="everything")
     assert_features_equal(got, oracle.point_in_time(events, view, requests), view.feature_names, "healed")
+
+
+@pytest.mark.parametrize("seed", [31, 32, 33])
+def test_a_redefined_view_backfilled_again_in_pieces_reads_again(tmp_path, seed):
+    """After a definition change that alters a view's stored rows, backfilling its whole range again in
+    overlapping pieces, in any order (how a long history is backfilled: a month at a time), heals it as one
+    backfill of the whole range does: each event once, the new definition's values. Until the last piece
+    covers the last rows of the earlier definition, the table is refused (never read half old)."""
+    import random
+
+    from featurestore.errors import OfflineStoreError
+
+    rng = random.Random(seed)
+    root = write_repo(tmp_path)
+    store = FeatureStore(root)
+    events = random_events(seed)
+    write_events(root, events)
+    store.backfill()
+    defs = root / "definitions" / "features.py"
+    defs.write_text(defs.read_text().replace(*rng.choice([('filter="flag"', 'filter="NOT flag"'),
+                                                           ('"qty2": "qty * 2"', '"qty2": "qty * 3"')])))
+    store.reload()
+    times = sorted(int(t.value // 1_000_000) for t in events["ts"])
+    cuts = sorted(rng.sample(times[5:-5], 4))  # at event times: pieces overlap by 0 to 3 s
+    pieces = [(None, cuts[0])] + [(cuts[i] - rng.choice([0, 1, 3000]), cuts[i + 1]) for i in range(3)]
+    pieces.append((cuts[3] - rng.choice([0, 1]), None))
+    rng.shuffle(pieces)
+    ms = lambda v: None if v is None else pd.Timestamp(v, unit="ms", tz="UTC")  # noqa: E731
+    requests = random_requests(seed, events, n=60)
+    view = store.repo.views["qty_stats"]
+    for i, (start, end) in enumerate(pieces):
+        store.backfill(start=ms(start), end=ms(end), views=["qty_stats"])
+        if i < len(pieces) - 1:
+            with pytest.raises(OfflineStoreError, match="view 'qty_stats': its offline table holds rows backfilled"):
+                store.get_historical_features(requests, features=["qty_stats:tags_1m"])
+    got = store.get_historical_features(requests, feature_service="everything")
+    assert_features_equal(got, oracle.point_in_time(events, view, requests), view.feature_names, "in pieces")
+    kept = oracle.apply_view_rows(oracle.events_ms(events, view.source, max_future_ms=None), view)
+    assert store.offline.table("qty_stats", "ts").read().num_rows == len(kept)  # each event once

@@ -207,13 +207,15 @@ class OfflineTable(TableLog):
                     for rel in list(rewrites):
                         txn.discard(rewrites.pop(rel))
                     rewritten_for["drop"] = drop
-                key = _rows_key(base, owned, drop, rows_key)
+                keyed = _keyed_ranges(base, owned, drop, rows_key)
+                key = _rows_key(keyed, rows_key)
                 if (key == rows_key and rows_key is not None and (base or {}).get("batch_rows_key") != rows_key
-                        and self.follow is not None and self.follow.held_outside(base, drop)):
-                    key = MIXED_ROWS  # pushed rows of the earlier definition stay outside the range
+                        and self.follow is not None
+                        and self.follow.held_outside(base, [[lo, hi] for lo, hi, _ in keyed])):
+                    key = MIXED_ROWS  # pushed rows of the earlier definition stay outside the ranges
                 fields = {"range": [start, end] if start < end else None,
                           "batch_ranges": time_ranges.add(owned, start, end),
-                          "batch_rows_key": key}
+                          "batch_rows_key": key, "batch_rows_keys": keyed}
                 extra, extra_schema = self._followed(txn, base, drop, followed, fields)
                 unified = self._unify(base, schema, ts_column)
                 if extra_schema is not None:
@@ -605,17 +607,38 @@ class StreamCommit:
 MIXED_ROWS = "mixed"  # batch_rows_key: batch-owned rows computed under more than one rows_key
 
 
-def _rows_key(base: Optional[dict], owned, drop, rows_key: Optional[str]) -> Optional[str]:
-    """The ``batch_rows_key`` after a write replacing the ranges ``drop`` under ``rows_key``
-    (OfflineTable.write_range)."""
+def _keyed_ranges(base: Optional[dict], owned, drop, rows_key: Optional[str]) -> list:
+    """``batch_rows_keys`` after a write replacing the ranges ``drop`` under ``rows_key``
+    (OfflineTable.write_range): ``[start_ms, end_ms, key]`` per batch-owned range, what its rows were computed
+    under (None: unknown). A manifest from before the field gives every owned range its ``batch_rows_key``."""
+    before = (base or {}).get("batch_rows_keys")
+    if before is None:
+        key = (base or {}).get("batch_rows_key")
+        before = [[lo, hi, key] for lo, hi in time_ranges.normalized(owned)]
+    out = []
+    for lo, hi, key in before:  # what the write leaves of each earlier range keeps its key
+        out.extend([a, b, key] for a, b in time_ranges.intersected([[lo, hi]], time_ranges.complement(drop)))
+    out.extend([lo, hi, rows_key] for lo, hi in time_ranges.normalized(drop))
+    merged: list = []
+    for lo, hi, key in sorted(out, key=lambda r: (r[0], r[1])):
+        if merged and merged[-1][1] == lo and merged[-1][2] == key:
+            merged[-1][1] = hi
+        else:
+            merged.append([lo, hi, key])
+    return merged
+
+
+def _rows_key(keyed, rows_key: Optional[str]) -> Optional[str]:
+    """The ``batch_rows_key`` of the batch-owned ranges ``keyed`` (:func:`_keyed_ranges`) after a write under
+    ``rows_key``: that key when every range's rows were computed under it (an earlier definition's rows were
+    all replaced, by this write or by earlier ones under the same key), None when rows of an unknown key stay,
+    else :data:`MIXED_ROWS`."""
     if rows_key is None:
         return None
-    if all(time_ranges.covers(drop, lo, hi - 1) for lo, hi in time_ranges.normalized(owned)):
-        return rows_key  # every earlier batch row is replaced
-    before = (base or {}).get("batch_rows_key")
-    if before is None:
-        return None  # rows of an unknown key stay
-    return rows_key if before == rows_key else MIXED_ROWS
+    keys = {key for _, _, key in keyed}
+    if keys <= {rows_key}:
+        return rows_key
+    return None if None in keys else MIXED_ROWS
 
 
 @dataclass

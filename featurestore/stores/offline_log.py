@@ -349,7 +349,7 @@ class TableLog:
         """Commit the next version: optimistic, retried on the base that won until it succeeds.
 
         ``build(base)`` returns (base files kept, new files, schema, manifest fields it sets: ``range``,
-        ``batch_ranges``, ``batch_rows_key``, ``stream``, ``txn`` = what to record beside ``app``'s seq, and ``txns_set`` =
+        ``batch_ranges``, ``batch_rows_key``, ``batch_rows_keys``, ``stream``, ``txn`` = what to record beside ``app``'s seq, and ``txns_set`` =
         {other app id: seq} to record as well); fields it does not set carry over from the base."""
         delay = 0.002
         for _ in range(MAX_COMMIT_ATTEMPTS):
@@ -398,6 +398,7 @@ class TableLog:
                 "batch_ranges": fields.get("batch_ranges", carried.get("batch_ranges", [])),
                 "stream": fields.get("stream", carried.get("stream")),
                 "batch_rows_key": fields.get("batch_rows_key", carried.get("batch_rows_key")),
+                "batch_rows_keys": fields.get("batch_rows_keys", carried.get("batch_rows_keys")),
                 "unique_on": fields.get("unique_on"),  # never carried: a write that does not check drops it
             }
             try:

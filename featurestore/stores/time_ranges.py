@@ -47,6 +47,20 @@ def complement(ranges: Sequence[Sequence[int]]) -> Ranges:
     return out
 
 
+def intersected(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> Ranges:
+    """The times in a range of ``a`` and in a range of ``b``.
+
+    >>> intersected([[0, 10], [20, 30]], [[5, 25]])
+    [[5, 10], [20, 25]]
+    """
+    out: Ranges = []
+    for s1, e1 in normalized(a):
+        for s2, e2 in normalized(b):
+            if max(s1, s2) < min(e1, e2):
+                out.append([max(s1, s2), min(e1, e2)])
+    return normalized(out)
+
+
 def _index(ranges: Ranges, ms: int) -> int:
     """Index of the range with the greatest start <= ms, or -1."""
     return bisect_right([r[0] for r in ranges], ms) - 1
