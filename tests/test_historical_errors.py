@@ -96,3 +96,41 @@ def test_other_timestamp_column_name_and_order_kept(store):
     got = store.get_historical_features(df, features=["amount_stats:events_all"])
     assert list(got.columns) == ["user_id", "when", "events_all"]
     assert list(got["user_id"]) == ["u0", "u1"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_expression_failing_on_an_event_is_one_line_naming_the_view(tmp_path, seed):
+    """A user's SQL expression that DuckDB cannot evaluate on some random event (an INT64 overflow, a CAST
+    of a text that is no number, an integer modulo by zero), in a projection, a filter or a feature, is one
+    line naming the view, from the batch face and from the offline store alike; never DuckDB's own exception."""
+    import random
+
+    rng = random.Random(seed)
+    root = write_repo(tmp_path)
+    events = random_events(seed, n=60)
+    events.loc[rng.randrange(len(events)), "qty"] = 2**40  # one event on which qty * qty overflows
+    events.loc[rng.randrange(len(events)), "tag"] = "x1"  # ... and CAST(tag AS INT) fails
+    events.loc[rng.randrange(len(events)), "qty"] = 0  # ... and 7 % qty
+    write_events(root, events)
+    defs = root / "definitions" / "features.py"
+    defs.write_text(defs.read_text() + '''
+broken_projection = FeatureView(entities=[user], source=events, projections={"sq": "qty * qty"},
+                                features=[Aggregation("sq", "max", "1h", name="sq_max")])
+broken_filter = FeatureView(entities=[user], source=events, filter="CAST(tag AS INT) > 0",
+                            features=[Latest("amount", name="amount")])
+broken_feature = FeatureView(entities=[user], source=events, features=[Latest("7 % qty", name="mod")])
+''')
+    store = FeatureStore(root)
+    requests = random_requests_at(events)
+    for view, feature in [("broken_projection", "sq_max"), ("broken_filter", "amount"), ("broken_feature", "mod")]:
+        with pytest.raises(RequestError, match=f"^feature view '{view}': an expression of its filter, projections or "
+                                               "features fails on an event: [^\n]+$"):
+            store.get_historical_features(requests, features=[f"{view}:{feature}"])
+    store.backfill(views=["broken_feature"])  # its row-level feature is computed at read time
+    with pytest.raises(RequestError, match="^feature view 'broken_feature': an expression"):
+        store.get_historical_features(requests, features=["broken_feature:mod"])
+
+
+def random_requests_at(events):
+    return pd.DataFrame({"user_id": events["user_id"].iloc[:20].tolist(),
+                         "event_timestamp": events["ts"].iloc[:20] + pd.Timedelta("1h")})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 
@@ -169,6 +170,15 @@ def check_entity_df(entity_df, views: Sequence[CompiledView], ts_col: str) -> No
         raise RequestError(f"entity_df column '{ts_col}' cannot be both the timestamp and a join key")
 
 
+def expression_failed(view: str, exc: BaseException) -> str:
+    """One line for a user's SQL expression that DuckDB could not evaluate on some event (an INT64 overflow
+    of ``n * n``, a ``CAST`` of a text that is no number, ``x % 0``), naming the view."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return (f"feature view '{view}': an expression of its filter, projections or features fails on an event: "
+            f"{first}")
+
+
 def retrieve(
     con,
     entity_df: pd.DataFrame,
@@ -205,8 +215,11 @@ def retrieve(
             if created is not None and vi.compiled.aggregations:
                 raise RequestError(f"filter_by_created_timestamp=True applies to latest features; feature view "
                                    f"'{vi.compiled.name}' has aggregations")
-            parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests", unique=vi.unique,
-                                            prefix=f"{vi.compiled.name}::", created=created)))
+            try:
+                parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests", unique=vi.unique,
+                                                prefix=f"{vi.compiled.name}::", created=created)))
+            except (duckdb.DataError, duckdb.InvalidInputException) as exc:  # never an I/O error: those are retried
+                raise RequestError(expression_failed(vi.compiled.name, exc)) from None
     finally:
         con.unregister("__requests")
     out_cols, out_names = [], []
