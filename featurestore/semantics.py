@@ -43,6 +43,11 @@ TIME_UNIT = "ms"
 MIN_EVENT_TIME_MS = -2_208_988_800_000  # 1900-01-01T00:00:00Z, inclusive
 MAX_EVENT_TIME_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z, exclusive
 SUPPORTED_RANGE_TEXT = "1900-01-01 to 2199-12-31 UTC"
+# The longest window or TTL: from the first supported event time to the last request time (pandas' last
+# timestamp, 2262-04-11T23:47:16.854Z): a longer one reaches every event from every request, i.e. is
+# unbounded, and is refused (write window=None / no ttl) rather than overflowing int64 arithmetic of q - W.
+LAST_REQUEST_TIME_MS = 9_223_372_036_854
+MAX_SPAN_MS = LAST_REQUEST_TIME_MS - MIN_EVENT_TIME_MS
 DEFAULT_MAX_FUTURE = "1h"  # how far after the ingesting job's wall clock an event time may be
 
 # -- timestamp values (every ``timestamp`` column but the event time) ------------------------------------

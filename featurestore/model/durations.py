@@ -50,6 +50,17 @@ def parse_duration(value: DurationLike, what: str = "duration") -> int:
     return ms
 
 
+def parse_span(value: DurationLike, what: str) -> int:
+    """A window or TTL: a duration (:func:`parse_duration`) no longer than ``semantics.MAX_SPAN_MS``."""
+    from featurestore.semantics import MAX_SPAN_MS
+
+    ms = parse_duration(value, what)
+    if ms > MAX_SPAN_MS:
+        raise DefinitionError(f"{what}: {value!r} is longer than any time between an event and a request (1900-01-01 "
+                              f"to 2262-04-11, {MAX_SPAN_MS // 86_400_000} days); leave it out (None) for unbounded")
+    return ms
+
+
 def parse_optional_duration(value: Optional[DurationLike], what: str) -> Optional[int]:
     return None if value is None else parse_duration(value, what)
 

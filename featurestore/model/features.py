@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 from featurestore.errors import DefinitionError
 from featurestore.model.base import NAME_RE, check_name
 from featurestore.model.checks import Checks
-from featurestore.model.durations import DurationLike, format_duration, parse_duration
+from featurestore.model.durations import DurationLike, format_duration, parse_span
 from featurestore.semantics import AGG_ALIASES, AGG_FUNCTIONS
 
 _SIMPLE_COLUMN = NAME_RE
@@ -117,7 +117,7 @@ class Aggregation:
         window_ok = True
         window_ms = None
         if window is not None:
-            window_ms = checks.attempt(parse_duration, window, f"Aggregation {label} window")
+            window_ms = checks.attempt(parse_span, window, f"Aggregation {label} window")
             window_ok = window_ms is not None
         if name is None:
             if isinstance(column, str) and not _SIMPLE_COLUMN.match(column):

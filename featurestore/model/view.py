@@ -7,7 +7,7 @@ from typing import ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
 from featurestore.model.base import Definition, check_name
 from featurestore.model.checks import Checks
-from featurestore.model.durations import DurationLike, parse_optional_duration
+from featurestore.model.durations import DurationLike, parse_optional_duration, parse_span
 from featurestore.model.entity import Entity
 from featurestore.model.features import Aggregation, Feature, Latest
 from featurestore.model.source import Source
@@ -97,7 +97,7 @@ class FeatureView(Definition):
         if filter_ is not None and (not isinstance(filter_, str) or not filter_.strip()):
             checks.add(f"feature view filter: expected a SQL boolean expression, got {filter_!r}")
             filter_ = None
-        ttl = checks.attempt(parse_optional_duration, self.ttl, "feature view ttl")
+        ttl = None if self.ttl is None else checks.attempt(parse_span, self.ttl, "feature view ttl")
         fresh = checks.attempt(parse_optional_duration, self.expected_freshness, "feature view expected_freshness")
         self._set(entities=entities, source=source, features=features, projections=tuple(pairs), filter=filter_,
                   ttl=ttl, expected_freshness=fresh)

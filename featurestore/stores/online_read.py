@@ -69,10 +69,12 @@ if not head[2] then
 end
 local n = tonumber(ARGV[6])
 local out = {head[1], '1', prefix or '', ptile or ''}
-if n > 0 then
-  local tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 7, 6 + n))
-  for j = 1, n do
-    out[#out + 1] = tiles[j] or raw_of(ARGV[6 + j])
+for s = 0, n - 1, 1000 do
+  -- in chunks: Lua's unpack takes ~8000 values at most (a window of centuries covers ~9000 top tiles)
+  local e = math.min(s + 1000, n)
+  local tiles = redis.call('HMGET', KEYS[1], unpack(ARGV, 7 + s, 6 + e))
+  for j = 1, e - s do
+    out[#out + 1] = tiles[j] or raw_of(ARGV[6 + s + j])
   end
 end
 for i = 7 + n, #ARGV, 2 do
