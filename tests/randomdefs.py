@@ -27,11 +27,19 @@ PROJ = {"p_a2": "a * 2", "p_n1": "n + 1", "p_absn": "abs(n)", "p_case": "CASE WH
 NUMERIC = {"a", "n", "g", "big", "p_a2", "p_n1", "p_absn", "p_case", "p_div", "p_nf", "p_amn", "p_rnd", "p_ms",
            "p_hr", "p_least", "p_nd", "p_bi", "p_len", "p_zero", "a + n", "n * 3", "a * a"}
 NONNUM_OK = {"count", "count_distinct", "min", "max", "last", "first"}
+INT_INPUTS = {"n", "g", "big", "p_n1", "p_absn", "p_hr", "p_ms", "p_bi", "p_len", "n * 3"}  # no float default
+SMALL_INTS = {"n", "g", "p_n1", "p_absn", "n * 3"}  # an int default
+TEXTS = {"s", "p_up", "p_cat", "p_cs", "p_concat", "k"}
+NO_SUM = {"big", "p_big", "g"}  # int64 extremes: a sum outside int64 is refused (tests/test_int64_values.py)
 COLS = ["a", "n", "s", "b", "g", "t2", "big", "a + n", "n * 3", "a * a", "k"]
 BASE = pd.Timestamp("2026-03-01T00:00:00Z")
+KEYS = ["u1", "u2", "u3", "é", "", "a:b", "😀"]
+CREATED_US = [0, 1, 2, 1000, 999_999]  # created-time offsets: ties and microsecond differences
 
 
-def random_defs(rng):
+def random_defs(rng: random.Random) -> str:
+    """The text of a definitions file: 2-4 views ``v0..`` of 3-12 features ``f<view>_<i>`` and a service
+    ``everything`` of all of them."""
     views = []
     n_views = rng.randint(2, 4)
     for vi in range(n_views):
@@ -46,7 +54,7 @@ def random_defs(rng):
             f = rng.choice(FUNCS + ["latest"])
             if c not in NUMERIC and f not in NONNUM_OK and f != "latest":
                 f = rng.choice(sorted(NONNUM_OK))
-            if c in ("big", "p_big", "g") and f == "sum":
+            if c in NO_SUM and f == "sum":
                 f = "mean"
             w = rng.choice(WINDOWS)
             name = f"f{vi}_{fi}"
@@ -55,11 +63,11 @@ def random_defs(rng):
             else:
                 d = ""
                 if f not in ("count", "count_distinct") and rng.random() < 0.3:
-                    if c in NUMERIC and c not in ("n", "g", "big", "p_n1", "p_absn", "p_hr", "p_ms", "p_bi", "p_len", "n * 3"):
+                    if c in NUMERIC and c not in INT_INPUTS:
                         d = f", default={rng.choice([0.0, -1.5, 1e300])!r}"
-                    elif c in ("n", "g", "p_n1", "p_absn", "n * 3") and f in ("sum", "min", "max", "last", "first"):
+                    elif c in SMALL_INTS and f in ("sum", "min", "max", "last", "first"):
                         d = f", default={rng.choice([0, -7])!r}"
-                    elif c in ("s", "p_up", "p_cat", "p_cs", "p_concat", "k") and f in ("min", "max", "last", "first"):
+                    elif c in TEXTS and f in ("min", "max", "last", "first"):
                         d = ", default='dflt'"
                 col = "'*'" if (f == "count" and rng.random() < 0.3) else repr(c)
                 feats.append(f'Aggregation({col}, {f!r}, {w!r}, name={name!r}{d})')
@@ -82,7 +90,8 @@ everything = FeatureService(name="everything", features=[{", ".join(f"v{i}" for 
 '''
 
 
-def random_events(rng, n=300, base=BASE):
+def random_events(rng: random.Random, n: int = 300, base: pd.Timestamp = BASE) -> pd.DataFrame:
+    """Events from ``base``: bursts of equal ms, hot key ``u0``/``0``, nulls in every column, extremes."""
     rows, t = [], 0
     for _ in range(n):
         r = rng.random()
@@ -92,7 +101,7 @@ def random_events(rng, n=300, base=BASE):
             t += rng.choice([1, 999, 1000, 1001, rng.randint(0, 20000), rng.randint(0, 2000)])
         hot = rng.random() < 0.5
         rows.append(dict(
-            k=None if rng.random() < 0.03 else ("u0" if hot else rng.choice(["u1", "u2", "u3", "é", "", "a:b", "😀"])),
+            k=None if rng.random() < 0.03 else ("u0" if hot else rng.choice(KEYS)),
             g=None if rng.random() < 0.03 else (0 if hot else rng.choice([1, 2, -1, 2**62, -(2**63)])),
             a=None if rng.random() < 0.1 else rng.choice([0.0, -0.0, 1.5, -2.25, 1e308, -1e308, 5e-324, 1e16, 1.0,
                                                           round(rng.uniform(-100, 100), rng.choice([0, 3, 9]))]),
@@ -101,7 +110,8 @@ def random_events(rng, n=300, base=BASE):
             b=None if rng.random() < 0.1 else rng.random() < 0.5,
             t2=None if rng.random() < 0.1 else base + pd.Timedelta(microseconds=rng.randint(-10**12, 10**12)),
             big=None if rng.random() < 0.1 else rng.choice([2**63 - 1, -(2**63), 2**53 + 1, -(2**53) - 1, 0, 5]),
-            cr=None if rng.random() < 0.2 else base + pd.Timedelta(microseconds=rng.choice([0, 1, 2, 1000, 999_999, rng.randint(0, 10**9)])),
+            cr=None if rng.random() < 0.2 else base + pd.Timedelta(
+                microseconds=rng.choice(CREATED_US + [rng.randint(0, 10**9)])),
             ts=base + pd.Timedelta(milliseconds=t) + pd.Timedelta(microseconds=rng.choice([0, 0, 1, 999])),
         ))
     df = pd.DataFrame(rows)
@@ -115,7 +125,9 @@ def random_events(rng, n=300, base=BASE):
     return df.sample(frac=1.0, random_state=rng.randint(0, 10**6)).reset_index(drop=True)
 
 
-def random_requests(rng, events, n=100):
+def random_requests(rng: random.Random, events: pd.DataFrame, n: int = 100) -> pd.DataFrame:
+    """Requests at events (excluded), at and next to window/TTL edges, at random, for unknown and null
+    keys, sub-ms digits; the first row repeated."""
     times = list(events["ts"])
     rows = []
     for _ in range(n):
@@ -140,7 +152,8 @@ def random_requests(rng, events, n=100):
     return df
 
 
-def write(root, events, files=2):
+def write(root, events: pd.DataFrame, files: int = 2) -> None:
+    """The batch face: ``events`` in ``files`` Parquet files (their old files removed)."""
     out = root / "data" / "events"
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.parquet"):

@@ -24,8 +24,9 @@ DEFINITIONS = f'''
 from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source
 
 user = Entity(join_keys=["user_id"])
-events = Source(schema={{"user_id": "string", "shop": "int64", "amount": "float64", "qty": "int64", "tag": "string",
-                        "flag": "bool", "ts": "timestamp"}}, timestamp="ts", batch=ParquetFiles("data/events/*.parquet"))
+events = Source(schema={{"user_id": "string", "shop": "int64", "amount": "float64", "qty": "int64",
+                         "tag": "string", "flag": "bool", "ts": "timestamp"}},
+                timestamp="ts", batch=ParquetFiles("data/events/*.parquet"))
 long = FeatureView(entities=[user], source=events, ttl="100000d", features=[
     Aggregation(c, f, w, name=f"{{c}}_{{f}}_{{label}}") for c in ["amount", "qty"]
     for f in ["count", "sum", "min", "last", "variance", "count_distinct"] for label, w in {WINDOWS!r}.items()]
@@ -62,7 +63,8 @@ def requests(events: pd.DataFrame, seed: int) -> pd.DataFrame:
 def make(root, project="longw"):
     (root / "definitions").mkdir(parents=True, exist_ok=True)
     (root / "definitions" / "features.py").write_text(DEFINITIONS)
-    (root / "featurestore.yaml").write_text("project: longw\ndefinitions: definitions\nevent_time:\n  max_future: none\n")
+    (root / "featurestore.yaml").write_text("project: longw\ndefinitions: definitions\n"
+                                            "event_time:\n  max_future: none\n")
     return FeatureStore(root, config=dataclasses.replace(load_config(root), project=project))
 
 

@@ -349,8 +349,9 @@ class TableLog:
         """Commit the next version: optimistic, retried on the base that won until it succeeds.
 
         ``build(base)`` returns (base files kept, new files, schema, manifest fields it sets: ``range``,
-        ``batch_ranges``, ``batch_rows_key``, ``batch_rows_keys``, ``stream``, ``txn`` = what to record beside ``app``'s seq, and ``txns_set`` =
-        {other app id: seq} to record as well); fields it does not set carry over from the base."""
+        ``batch_ranges``, ``batch_rows_key``, ``batch_rows_keys``, ``stream``, ``txn`` = what to record beside
+        ``app``'s seq, and ``txns_set`` = {other app id: seq} to record as well); fields it does not set carry
+        over from the base."""
         delay = 0.002
         for _ in range(MAX_COMMIT_ATTEMPTS):
             base = self._latest_manifest()
