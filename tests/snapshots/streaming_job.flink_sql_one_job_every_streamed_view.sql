@@ -11,7 +11,7 @@ CREATE TEMPORARY TABLE `fs_kafka_transactions` (
   'connector' = 'kafka',
   'topic' = 'transactions',
   'properties.bootstrap.servers' = '<kafka bootstrap>',
-  'properties.group.id' = 'featurestore-payments-940a49a24d20',
+  'properties.group.id' = 'featurestore-payments-d04e8c084745',
   'scan.startup.mode' = 'earliest-offset',
   'value.format' = 'raw'
 );
@@ -61,13 +61,13 @@ CREATE TEMPORARY TABLE `fs_dead_letters_transactions` (
   'parquet.compression' = 'UNCOMPRESSED'
 );
 
--- evaluated once per record (DataStream barrier, plus the processing-time column `__pt`), then shared
+-- evaluated once per record (DataStream barrier), then shared
 CREATE TEMPORARY VIEW `fs_parsed_transactions` AS
 SELECT fs_parse_json_record(`__value`, '{"time":"ts","columns":[["event_id","string","column ''event_id'': not a string"],["user_id","string","column ''user_id'': not a string"],["merchant_id","string","column ''merchant_id'': not a string"],["amount","float64","column ''amount'': not a float64"],["currency","string","column ''currency'': not a string"],["country","string","column ''country'': not a string"],["channel","string","column ''channel'': not a string"],["card_present","bool","column ''card_present'': not a bool"],["ts","timestamp","column ''ts'': not a timestamp"]],"reasons":{"empty_record":"empty record (null value)","not_utf8":"not valid UTF-8","not_object":"not a JSON object","trailing_data":"trailing data after the JSON object","duplicate_key":"duplicate key ''{}''","missing_time":"missing event time ''ts''","time_not_integer":"event time ''ts'': not an integer (epoch milliseconds)"}}') AS `__p`,
   `__kafka_partition`, `__kafka_offset`, CAST(`__kafka_ts` AS TIMESTAMP(3)) AS `__kafka_ts`
 FROM `fs_kafka_transactions`;
 
--- evaluated once per record (DataStream barrier, plus the processing-time column `__pt`), then shared
+-- evaluated once per record (DataStream barrier), then shared
 CREATE TEMPORARY VIEW `fs_typed_transactions` AS
 SELECT `__p`[1] AS `__payload`,
   `__kafka_partition`,
@@ -108,16 +108,14 @@ SELECT `__payload` AS payload, 'null join key ' || CASE WHEN `merchant_id` IS NU
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND (`merchant_id` IS NULL);
 
--- online group 0 (user_spend, user_profile) -> per-entity mini-batches (ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer
+-- online group 0 (user_spend, user_profile) -> per-entity mini-batches (Java OnlineBatches: the events of each entity joined per processing-time interval) -> kernel state (Python) -> Redis writer
 SELECT fs_json_array(`user_id`) AS k,
-  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE((((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount`) AS v,
-  `__pt`
+  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, COALESCE((((CASE WHEN `amount` = 0 THEN CAST(0 AS DOUBLE) ELSE `amount` END) > CAST(0 AS DOUBLE))) IS TRUE, FALSE), TRUE, ((CASE WHEN (`currency` = 'EUR') THEN (`amount` * CAST(1.08 AS DOUBLE)) ELSE `amount` END)), `merchant_id`, `country`, `channel`, `amount`) AS v
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `user_id` IS NOT NULL;
 
--- online group 1 (merchant_activity) -> per-entity mini-batches (ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer
+-- online group 1 (merchant_activity) -> per-entity mini-batches (Java OnlineBatches: the events of each entity joined per processing-time interval) -> kernel state (Python) -> Redis writer
 SELECT fs_json_array(`merchant_id`) AS k,
-  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, TRUE, `amount`, `user_id`, `country`) AS v,
-  `__pt`
+  fs_json_array(CAST(`__kafka_partition` AS BIGINT) * 1099511627776 + `__kafka_offset`, `__ts_ms`, `event_id`, `user_id`, `merchant_id`, `amount`, `currency`, `country`, `channel`, `card_present`, TRUE, `amount`, `user_id`, `country`) AS v
 FROM `fs_typed_transactions`
 WHERE `__reason` IS NULL AND `merchant_id` IS NOT NULL;

@@ -2,7 +2,8 @@
 
 The SQL half comes from :mod:`featurestore.engines.flink.tables` (one statement set: Kafka sources, typed
 views, the Parquet sinks of stored events and of dead letters). The online half is a DataStream of
-the insert-only online query (one row per event and key group, keyed in the JVM) through the
+the insert-only online query (one row per event and key group, collected per entity into mini-batches by
+the Java operator OnlineBatches, keyed in the JVM) through the
 Python function of :mod:`featurestore.engines.flink.online`: the per-entity kernel state (tiles,
 prefixes, raw events; checkpointed), which writes each entity batch's changes to Redis itself
 (idempotent write scripts, pipelined; exactly once in effect, see that module).
@@ -25,7 +26,7 @@ from typing import Dict, List, Optional, Sequence
 from featurestore.config import RestartStrategy
 from featurestore.engines.flink.online import OnlineState, progress_key
 from featurestore.engines.flink.sqltypes import qi
-from featurestore.engines.flink.tables import PROC_TIME, StreamPlan
+from featurestore.engines.flink.tables import StreamPlan
 
 WRITER_FLUSH_MS = 50  # buffered online writes reach Redis at most this much later (freshness)
 LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)
@@ -121,52 +122,52 @@ def _discarding_sink():
 
 
 def _online_batches_keyed(t_env, select: str, batch_ms: int):
-    """The online rows ``(k, v, __pt)`` of the query ``select`` collected per key into mini-batches, as a
-    KeyedStream of ``(k, batch)`` keyed by ``k`` in the JVM. ``__pt`` is the processing-time attribute of
-    the shared typed view the rows come from (``job.build``): no DataStream hop to add one here.
+    """The online rows ``(k, v)`` of the query ``select`` collected per key into mini-batches, as a KeyedStream
+    of ``(k, batch)`` keyed by ``k`` in the JVM.
 
-    A processing-time tumbling window of ``batch_ms`` per key joins the event arrays of one key with commas
-    (``ARRAY_AGG`` keeps them in a list state, ``ARRAY_JOIN`` concatenates once when the window fires:
-    ``LISTAGG`` would copy its whole accumulator at every event, quadratic for a hot key). The window's
-    state is checkpointed with the Kafka offsets, like every other operator's.
+    The rows reach the Java operator ``OnlineBatches`` (java/featurestore/flink/OnlineBatches.java) as
+    Flink's internal rows (no conversion of their strings), chained to the query in the source's thread: it
+    appends each key's event arrays to one buffer (joined with commas) and emits every key's batch each
+    ``batch_ms`` of processing time, at a bounded input's end, or when its buffers grow large. A checkpoint
+    stores each buffer as one byte array in operator state. (Before: a processing-time TUMBLE window with
+    ``ARRAY_AGG``, whose list accumulators were merged and serialized per event at every checkpoint: the
+    window's thread and the checkpoints' serialization were ~37% of the job's JVM samples.)
 
     PyFlink's ``key_by`` computes the key in a Python operator (``AddKey``: one more JVM -> Python -> JVM
-    crossing per row). Its output is ``Row(key, value)`` (a RowTypeInfo) keyed by field 0 with the Java
-    ``KeyByKeySelector``; SQL makes the same rows here, so the keyed Python operator downstream gets
-    exactly what ``key_by`` gives it."""
+    crossing per row). The batches are ``Row(key, value)`` (a RowTypeInfo) keyed by field 0 with the Java
+    ``KeyByKeySelector``: exactly what ``key_by`` gives the keyed Python operator downstream."""
     from pyflink.common import Types
-    from pyflink.datastream.data_stream import KeyedStream
+    from pyflink.datastream.data_stream import DataStream, KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    t_env.create_temporary_view("fs_online_rows", t_env.sql_query(select))
-    seconds = f"{int(batch_ms) // 1000}.{int(batch_ms) % 1000:03d}"
-    batches = (f"SELECT k, ARRAY_JOIN(ARRAY_AGG(v), ',') AS b\n"
-               f"FROM TABLE(TUMBLE(TABLE fs_online_rows, DESCRIPTOR({qi(PROC_TIME)}), INTERVAL '{seconds}' SECOND))\n"
-               f"GROUP BY k, window_start, window_end")
+    jvm = get_gateway().jvm
+    j_table = t_env.sql_query(f"SELECT k, v FROM (\n{select}\n)")._j_table
+    internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
+        jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    j_rows = t_env._j_tenv.toDataStream(j_table, internal)
     value_type = Types.ROW_NAMED(["k", "b"], [Types.STRING(), Types.STRING()])
-    pairs = t_env.sql_query(f"SELECT k, ROW(k, b) AS r FROM (\n{batches}\n)")
-    stream = t_env.to_append_stream(pairs, Types.ROW_NAMED(["k", "r"], [Types.STRING(), value_type]))
-    j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
-                                          Types.ROW([Types.STRING()]).get_java_type_info())
-    return KeyedStream(j_keyed, value_type, stream)
+    out_type = Types.ROW_NAMED(["k", "r"], [Types.STRING(), value_type])
+    j_batches = j_rows.transform("online mini-batches", out_type.get_java_type_info(),
+                                 jvm.featurestore.flink.OnlineBatches(int(batch_ms))).uid("fs-online-batches")
+    j_keyed = j_batches.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, value_type, DataStream(j_batches))
 
 
 def _barrier(t_env, table):
-    """``table`` through a DataStream and back, plus the processing-time column :data:`PROC_TIME`. The stream
+    """``table`` through a DataStream and back (evaluated once, then shared by its consumers). The stream
     carries Flink's internal rows (``RowData``): PyFlink's ``to_data_stream``/``from_data_stream`` convert
     each row to a ``Row`` of Java objects and back, decoding and re-encoding every string (with the
     conversion a second time for the online query, translated apart from the statement set: 9% of the
     job's JVM samples, bench/results/small-stream-profile.md)."""
     from pyflink.java_gateway import get_gateway
-    from pyflink.table import Schema, Table
+    from pyflink.table import Table
 
     jvm = get_gateway().jvm
     j_table = table._j_table
     internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
         jvm.org.apache.flink.table.data.RowData._java_lang_class)
     j_stream = t_env._j_tenv.toDataStream(j_table, internal)
-    schema = Schema.new_builder().column_by_expression(PROC_TIME, "PROCTIME()").build()
-    return Table(t_env._j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
+    return Table(t_env._j_tenv.fromDataStream(j_stream), t_env)
 
 
 def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
@@ -195,7 +196,7 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
     stmt_set.attach_as_datastream()
     if plan.online and options.online:
         union = "\nUNION ALL\n".join(
-            f"SELECT '{g.gid}' || k AS k, v, {qi(PROC_TIME)} FROM (\n{g.sql}\n)" for g in plan.online)
+            f"SELECT '{g.gid}' || k AS k, v FROM (\n{g.sql}\n)" for g in plan.online)
         written = (
             _online_batches_keyed(t_env, union, options.flush_ms)
             .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,

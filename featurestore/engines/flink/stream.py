@@ -72,7 +72,8 @@ DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 # online rows reach their mini-batch windows without a DataStream hop (the SQL operators' generated ids, the
 # windows' among them, follow the job graph's shape: a checkpoint of format 2 would not map onto them). 4: one
 # Parquet sink per source instead of one per view (the committer splits its files by view: commit.split_staged).
-JOB_FORMAT = 4
+# 5: the online mini-batches come from the Java operator OnlineBatches (operator state) instead of a TUMBLE window.
+JOB_FORMAT = 5
 DEFAULT_FLUSH_MS = 200  # the online mini-batch window: an event reaches Python (then Redis) at most this much later
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
 # A bounded run with a large backlog: 15 s windows, so an entity's events reach Python (and Redis) in fewer,

@@ -49,7 +49,7 @@ class OnlineGroup:
 
     Rows of ``sql``: ``k`` (JSON array of the join-key values: the Flink key), ``v`` (JSON array: the
     event's id = Kafka partition << 40 | offset, its time in ms, the other order columns, one filter flag
-    per view, the distinct input values), ``__pt`` (the processing time: the mini-batch windows')."""
+    per view, the distinct input values)."""
 
     gid: int
     source: str
@@ -70,8 +70,7 @@ class StreamPlan:
 
     ddl: List[str] = field(default_factory=list)
     views: List[Tuple[str, str]] = field(default_factory=list)  # (name, SELECT): created in order
-    # views materialized once each (a DataStream barrier) and given the processing-time column PROC_TIME (the
-    # online mini-batch windows'). Without its barrier the parsed view is planned into the typed one, with
+    # views materialized once each (a DataStream barrier). Without its barrier the parsed view is planned into the typed one, with
     # the parse function's call inlined into each of its uses (it is not deterministic: it reads the clock)
     shared: List[str] = field(default_factory=list)
     inserts: List[Tuple[str, str]] = field(default_factory=list)  # (sink table, SELECT)
@@ -81,20 +80,19 @@ class StreamPlan:
 
     def explain(self) -> str:
         parts = [s.strip() + ";" for s in self.ddl]
-        parts += [(f"-- evaluated once per record (DataStream barrier, plus the processing-time column {qi(PROC_TIME)}), "
-                   f"then shared\n" if n in self.shared else "") + f"CREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
+        parts += [("-- evaluated once per record (DataStream barrier), then shared\n" if n in self.shared else "") + f"CREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
                   for n, q in self.views]
         splits = {sink: layout for sink, layout in self.staged.values()}
         parts += [_split_comment(sink, splits[sink]) + f"INSERT INTO {sink}\n{sql};" if sink in splits
                   else f"INSERT INTO {sink}\n{sql};" for sink, sql in self.inserts]
         parts += [f"-- online group {g.gid} ({', '.join(v.name for v in g.views)}) -> per-entity mini-batches "
-                  f"(ARRAY_AGG over a processing-time TUMBLE) -> kernel state (Python) -> Redis writer\n{g.sql};"
+                  f"(Java OnlineBatches: the events of each entity joined per processing-time interval) -> kernel "
+                  f"state (Python) -> Redis writer\n{g.sql};"
                   for g in self.online]
         return "\n\n".join(parts)
 
 
 JSON_ARRAY_FUNCTION = "fs_json_array"  # the online rows' arrays (json_array_ddl)
-PROC_TIME = "__pt"  # the processing-time attribute of a shared view (StreamPlan.shared)
 
 
 def _split_comment(sink: str, layout: dict) -> str:
@@ -217,7 +215,7 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
     where = _stored_where(group.join_keys, None)
     if all(f != "TRUE" for f in flags):
         where += " AND (" + " OR ".join(flags) + ")"
-    sql = (f"SELECT {key} AS k,\n  {JSON_ARRAY_FUNCTION}({', '.join(slots)}) AS v,\n  {qi(PROC_TIME)}\n"
+    sql = (f"SELECT {key} AS k,\n  {JSON_ARRAY_FUNCTION}({', '.join(slots)}) AS v\n"
            f"FROM {qi(typed_view)}\nWHERE {where}")
     return sql, slots
 
@@ -329,5 +327,5 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
 
 
 __all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "online_group_sql", "staged_layout",
-           "PROC_TIME", "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "stored_type", "stored_select",
+           "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "stored_type", "stored_select",
            "staging_options"]

@@ -6,7 +6,8 @@ enough, no JDK.
 :mod:`featurestore.engines.flink.ingest`); ``JsonArrayText`` writes the online rows' JSON arrays (what
 ``JSON_ARRAY`` writes, byte for byte: :func:`featurestore.engines.flink.tables.json_array_ddl`);
 ``MicrosTimestamp`` and ``EpochMicros`` convert timestamp values (other than the event time) between epoch
-microseconds and TIMESTAMP(6). Their compiled jar, ``java/featurestore-udf.jar``, is committed and
+microseconds and TIMESTAMP(6); ``OnlineBatches`` is the DataStream operator that collects the online rows into
+per-entity mini-batches (:mod:`featurestore.engines.flink.job`). Their compiled jar, ``java/featurestore-udf.jar``, is committed and
 in the wheel; its manifest names a digest of the sources it was built from. When the sources differ from
 that digest (a developer changed them), the job builds its own jar with the JDK's ``javac`` against
 PyFlink's jars and the pinned connector jars (Avro and the Jackson it parses schemas with:
