@@ -1,0 +1,74 @@
+"""The online mini-batch operator (``OnlineBatches``, featurestore/engines/flink/java) holds events across a
+savepoint: its operator state, not a window's keyed state.
+
+A live run with an hour-long mini-batch interval reads every record and checkpoints them (the offline path
+commits them all) while the online rows still sit in the operator's buffers: Redis holds nothing of the
+project. The run stops with a savepoint; a bounded run restored from it must emit the buffers and write
+every entity's values exactly as the oracle computes them (nothing lost, nothing twice: Kafka's offsets
+are past those events, so only the savepoint has them)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pandas as pd
+import pytest
+
+from featurestore.engines.flink import offsets as flink_offsets
+from featurestore.engines.flink import stream as streaming
+from featurestore.store import FeatureStore
+from tests import oracle
+from tests.compare import assert_features_equal
+from tests.test_stream import (JOB_TIMEOUT_S, KEYS, SEED, arrival, create_topic, drop_project, make_repo, produce,
+                               stream_events)
+
+HOUR_MS = 3_600_000
+
+
+def _online_events(handle) -> int:
+    """Events the online path's Python operator has processed (its progress reports)."""
+    return sum(d.get("events", 0) for k, d in handle.online_progress().items() if k.startswith("state:"))
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_events_buffered_at_a_savepoint_reach_redis_after_the_restore(tmp_path, redis_client, kafka_admin):
+    topic = f"fs_batches_{uuid.uuid4().hex[:10]}"
+    project = f"t_batches_{uuid.uuid4().hex[:8]}"
+    events = stream_events()
+    root = make_repo(tmp_path / "repo", topic, project, events)
+    create_topic(kafka_admin, topic)
+    records = arrival(events, SEED)
+    produce(topic, records)
+    store = FeatureStore(root)
+    ckpt = tmp_path / "checkpoints"
+    handle = streaming.start(store, bounded=False, checkpoint_dir=ckpt, checkpoint_interval_ms=500,
+                             commit_interval_s=0.5, flush_ms=HOUR_MS)
+    try:
+        # caught up = every record read and its offsets committed by a completed checkpoint, while the online
+        # rows still sit in the hour-long buffers: the Python operator has seen no batch
+        handle.ends = flink_offsets.end_offsets(store.config.kafka_bootstrap, [topic])
+        handle.wait_caught_up(JOB_TIMEOUT_S)
+        result = handle.stop()
+        assert result.savepoint
+        assert _online_events(handle) == 0, "the mini-batches left the operator before the savepoint"
+        again = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=ckpt,
+                              checkpoint_interval_ms=500)
+        assert again.restored_from is not None
+        assert sum(d.get("events", 0) for k, d in again.online.items() if k.startswith("state:")) > 0
+        q = events["ts"].max() + pd.Timedelta("1ms")
+        rows = pd.DataFrame([{"user_id": u, "shop": s, "event_timestamp": q}
+                             for u in sorted(events["user_id"].dropna().unique()) for s in (0, 1, 2)])
+        rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+        online = store.get_online_features(rows[KEYS], feature_service="everything", request_time=q).to_df()
+        for view in store.repo.views.values():
+            assert_features_equal(online, oracle.point_in_time(events, view, rows), view.feature_names,
+                                  f"online after a restore of buffered mini-batches, view {view.name}")
+    finally:
+        if handle.status() not in ("FINISHED", "CANCELED", "FAILED"):
+            handle.cancel()
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
