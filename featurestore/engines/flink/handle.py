@@ -156,7 +156,7 @@ class StreamHandle:
             states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
             # one report per operator instance: every subtask must have reported "nothing pending" after
             # since_ms (instances of a failed attempt stop reporting and are ignored)
-            # (events still in the JVM's mini-batch window: see online.BATCH_MARGIN_MS)
+            # (events still in the JVM's mini-batch operator: see online.BATCH_MARGIN_MS)
             fresh = [d for d in states if d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0]
             if len(fresh) >= self.parallelism:
                 return

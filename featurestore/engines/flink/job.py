@@ -45,7 +45,7 @@ class JobOptions:
     parallelism: int = 1
     restore_path: Optional[Path] = None
     redis: dict = field(default_factory=dict)
-    flush_ms: int = 500  # the online mini-batch window: an entity's events reach Python (and Redis) in batches
+    flush_ms: int = 500  # the online mini-batch interval: an entity's events reach Python (and Redis) in batches
     flush_rows: int = 500  # online writes per Redis pipeline, at most
     slack_ms: int = 0
     seed: Optional[dict] = None  # the online state's hand-off seed (featurestore.engines.flink.handoff.prepare)

@@ -53,9 +53,10 @@ PARTITION_SHIFT = 40  # an event's id: Kafka partition << 40 | offset (computed 
 OFFSET_MASK = (1 << PARTITION_SHIFT) - 1
 CACHE_KEYS = 20_000  # entities whose kernel state is kept in Python (a cache of keyed state, never the truth)
 HEARTBEAT_MS = 200  # progress reports while running (a bounded run waits for one after its last batch)
-# A report made at ``at`` covers every event that reached the mini-batch window before ``at - batch_ms -
-# BATCH_MARGIN_MS``: its window has fired and Python has taken the batch (the margin is for the window's
-# timer and the network hop between the two operators, both late only on an overloaded machine).
+# A report made at ``at`` covers every event that reached the JVM's mini-batch operator before ``at - batch_ms -
+# BATCH_MARGIN_MS``: its batch has left (at most ``batch_ms`` after the batch's first event) and Python has taken
+# it (the margin is for the operator's timer and the network hop between the two operators, both late only on
+# an overloaded machine).
 BATCH_MARGIN_MS = 1_000
 # The cyclic garbage collector: while the operator runs, automatic full collections are off and the heap
 # as it was at open is frozen (featurestore.sdk.gc_pause.hold: the state makes no reference cycles, and is
@@ -151,7 +152,7 @@ def parse_batch(text: str) -> Tuple[list, bool]:
 
 class OnlineState(KeyedProcessFunction):
     """Keyed by ``"<group>" + <join-key JSON>``; each element is one **mini-batch** of the entity's events
-    (``(key, events)``: every event of the key that reached the JVM's mini-batch window, its JSON arrays
+    (``(key, events)``: every event of the key that reached the JVM's mini-batch operator, its JSON arrays
     joined with commas), so Python is entered once per entity and batch, not per event. A batch is added
     to keyed state as one entry (``MapState``: the batch's least event id -> its text), folded into the
     entity's kernel states and flushed at once: the entity's changes go to the operator's Redis buffer

@@ -74,7 +74,7 @@ DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 # Parquet sink per source instead of one per view (the committer splits its files by view: commit.split_staged).
 # 5: the online mini-batches come from the Java operator OnlineBatches (operator state) instead of a TUMBLE window.
 JOB_FORMAT = 5
-DEFAULT_FLUSH_MS = 200  # the online mini-batch window: an event reaches Python (then Redis) at most this much later
+DEFAULT_FLUSH_MS = 200  # the online mini-batch interval: an event reaches Python (then Redis) at most this much later
 DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
 # A bounded run with a large backlog: 15 s windows, so an entity's events reach Python (and Redis) in fewer,
 # larger batches: 20-25% less CPU per online row in the operator (uniform; 16% hot key; bench/stream_online.py,
@@ -85,7 +85,7 @@ LARGE_BACKLOG_FLUSH_MS = 15_000
 
 
 def bounded_flush_ms(backlog: int) -> int:
-    """The online mini-batch window of a bounded run that has ``backlog`` Kafka records to read."""
+    """The online mini-batch interval of a bounded run that has ``backlog`` Kafka records to read."""
     return LARGE_BACKLOG_FLUSH_MS if backlog >= LARGE_BACKLOG_RECORDS else DEFAULT_BOUNDED_FLUSH_MS
 
 
