@@ -1,9 +1,9 @@
 """The online mini-batch operator (``OnlineBatches``, featurestore/engines/flink/java) holds events across a
 savepoint: its operator state, not a window's keyed state.
 
-A live run with an hour-long mini-batch interval reads every record and checkpoints them (the offline path
-commits them all) while the online rows still sit in the operator's buffers: Redis holds nothing of the
-project. The run stops with a savepoint; a bounded run restored from it must emit the buffers and write
+A live run with an hour-long mini-batch interval (and idle time before an early emit) reads every record
+and checkpoints it while the online rows still sit in the operator's buffers: the Python operator has seen
+no batch. The run stops with a savepoint; a bounded run restored from it must emit the buffers and write
 every entity's values exactly as the oracle computes them (nothing lost, nothing twice: Kafka's offsets
 are past those events, so only the savepoint has them)."""
 
@@ -46,7 +46,7 @@ def test_events_buffered_at_a_savepoint_reach_redis_after_the_restore(tmp_path, 
     store = FeatureStore(root)
     ckpt = tmp_path / "checkpoints"
     handle = streaming.start(store, bounded=False, checkpoint_dir=ckpt, checkpoint_interval_ms=500,
-                             commit_interval_s=0.5, flush_ms=HOUR_MS)
+                             commit_interval_s=0.5, flush_ms=HOUR_MS, job_options={"batch_idle_ms": HOUR_MS})
     try:
         # caught up = every record read and its offsets committed by a completed checkpoint, while the online
         # rows still sit in the hour-long buffers: the Python operator has seen no batch

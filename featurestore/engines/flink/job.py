@@ -29,6 +29,7 @@ from featurestore.engines.flink.sqltypes import qi
 from featurestore.engines.flink.tables import StreamPlan
 
 WRITER_FLUSH_MS = 50  # buffered online writes reach Redis at most this much later (freshness)
+BATCH_IDLE_MS = 500  # the online mini-batches also leave once no online row arrived for this long (OnlineBatches)
 LOW_LATENCY_BUFFER_MS = 20  # unbounded runs: network buffers flush at least this often (Flink: 100 ms)
 
 
@@ -47,6 +48,7 @@ class JobOptions:
     redis: dict = field(default_factory=dict)
     flush_ms: int = 500  # the online mini-batch interval: an entity's events reach Python (and Redis) in batches
     flush_rows: int = 500  # online writes per Redis pipeline, at most
+    batch_idle_ms: int = BATCH_IDLE_MS  # ... or once no online row arrived for this long
     slack_ms: int = 0
     seed: Optional[dict] = None  # the online state's hand-off seed (featurestore.engines.flink.handoff.prepare)
     progress_key: str = ""
@@ -121,15 +123,16 @@ def _discarding_sink():
     return Sink(get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())
 
 
-def _online_batches_keyed(t_env, select: str, batch_ms: int):
+def _online_batches_keyed(t_env, select: str, batch_ms: int, idle_ms: int):
     """The online rows ``(k, v)`` of the query ``select`` collected per key into mini-batches, as a KeyedStream
     of ``(k, batch)`` keyed by ``k`` in the JVM.
 
     The rows reach the Java operator ``OnlineBatches`` (java/featurestore/flink/OnlineBatches.java) as
     Flink's internal rows (no conversion of their strings), chained to the query in the source's thread: it
     appends each key's event arrays to one buffer (joined with commas) and emits every key's batch each
-    ``batch_ms`` of processing time, at a bounded input's end, or when its buffers grow large. A checkpoint
-    stores each buffer as one byte array in operator state. (Before: a processing-time TUMBLE window with
+    ``batch_ms`` of processing time, once no row arrived for ``idle_ms`` (a catch-up run that has read its
+    topic: its last batches reach Python at once), at a bounded input's end, or when its buffers grow
+    large. A checkpoint stores each buffer as one byte array in operator state. (Before: a processing-time TUMBLE window with
     ``ARRAY_AGG``, whose list accumulators were merged and serialized per event at every checkpoint: the
     window's thread and the checkpoints' serialization were ~37% of the job's JVM samples.)
 
@@ -148,7 +151,7 @@ def _online_batches_keyed(t_env, select: str, batch_ms: int):
     value_type = Types.ROW_NAMED(["k", "b"], [Types.STRING(), Types.STRING()])
     out_type = Types.ROW_NAMED(["k", "r"], [Types.STRING(), value_type])
     j_batches = j_rows.transform("online mini-batches", out_type.get_java_type_info(),
-                                 jvm.featurestore.flink.OnlineBatches(int(batch_ms))).uid("fs-online-batches")
+                                 jvm.featurestore.flink.OnlineBatches(int(batch_ms), int(idle_ms))).uid("fs-online-batches")
     j_keyed = j_batches.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, DataStream(j_batches))
 
@@ -198,7 +201,7 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
         union = "\nUNION ALL\n".join(
             f"SELECT '{g.gid}' || k AS k, v FROM (\n{g.sql}\n)" for g in plan.online)
         written = (
-            _online_batches_keyed(t_env, union, options.flush_ms)
+            _online_batches_keyed(t_env, union, options.flush_ms, options.batch_idle_ms)
             .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
                                  options.seed, options.redis, options.progress_key,
                                  min(options.flush_ms, WRITER_FLUSH_MS), options.flush_rows),

@@ -30,7 +30,9 @@ import org.apache.flink.types.Row;
  * one byte buffer; a checkpoint stores each buffer as one byte array in operator list state (a copy, no
  * per-event objects), so a restore emits what was buffered at the checkpoint and Kafka replays the rest:
  * exactly once, and at any parallelism (operator state is split among the subtasks). The end of a bounded
- * input emits everything at once; a buffer over {@link #MAX_BYTES} is emitted early.
+ * input emits everything at once; a buffer over {@link #MAX_BYTES} is emitted early, and so is everything once
+ * no row arrived for {@code idleMs} (a catch-up run that has read its topic: its last batches reach Python at
+ * once, not up to {@code batchMs} later).
  */
 public class OnlineBatches extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<RowData, Row>, BoundedOneInput {
@@ -38,9 +40,12 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
     static final long MAX_BYTES = 64L << 20;
 
     private final long batchMs;
+    private final long idleMs;
     private transient LinkedHashMap<String, Buf> buffers;
     private transient long bytes;
     private transient boolean timerSet;
+    private transient long deadline;  // when the buffered rows leave at the latest (first row + batchMs)
+    private transient long lastArrival;
     private transient ListState<byte[]> state;
 
     /** One key's events: their JSON arrays joined with commas. */
@@ -65,8 +70,9 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
         }
     }
 
-    public OnlineBatches(long batchMs) {
+    public OnlineBatches(long batchMs, long idleMs) {
         this.batchMs = Math.max(1L, batchMs);
+        this.idleMs = Math.max(1L, idleMs);
     }
 
     @Override
@@ -98,6 +104,7 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
         RowData row = element.getValue();
         byte[] v = row.getString(1).toBytes();
         add(row.getString(0).toString(), v, 0, v.length);
+        lastArrival = getProcessingTimeService().getCurrentProcessingTime();
         if (!timerSet) {
             schedule();
         }
@@ -120,11 +127,20 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
 
     private void schedule() {
         timerSet = true;
-        long at = getProcessingTimeService().getCurrentProcessingTime() + batchMs;
-        getProcessingTimeService().registerTimer(at, time -> {
+        long now = getProcessingTimeService().getCurrentProcessingTime();
+        deadline = now + batchMs;
+        lastArrival = now;
+        getProcessingTimeService().registerTimer(Math.min(deadline, now + idleMs), this::onTimer);
+    }
+
+    private void onTimer(long time) {
+        long now = getProcessingTimeService().getCurrentProcessingTime();
+        if (buffers.isEmpty() || now >= deadline || now - lastArrival >= idleMs) {
             timerSet = false;
             emitAll();
-        });
+        } else {
+            getProcessingTimeService().registerTimer(Math.min(deadline, lastArrival + idleMs), this::onTimer);
+        }
     }
 
     private void emitAll() {
