@@ -132,9 +132,9 @@ def _online_batches_keyed(t_env, select: str, batch_ms: int, idle_ms: int):
     appends each key's event arrays to one buffer (joined with commas) and emits every key's batch each
     ``batch_ms`` of processing time, once no row arrived for ``idle_ms`` (a catch-up run that has read its
     topic: its last batches reach Python at once), at a bounded input's end, or when its buffers grow
-    large. A checkpoint stores each buffer as one byte array in operator state. (Before: a processing-time TUMBLE window with
-    ``ARRAY_AGG``, whose list accumulators were merged and serialized per event at every checkpoint: the
-    window's thread and the checkpoints' serialization were ~37% of the job's JVM samples.)
+    large. A checkpoint stores each buffer as one byte array in operator state. (Before: a processing-time
+    TUMBLE window with ``ARRAY_AGG``, whose list accumulators were merged and serialized per event at every
+    checkpoint: the window's thread and the checkpoints' serialization were ~37% of the job's JVM samples.)
 
     PyFlink's ``key_by`` computes the key in a Python operator (``AddKey``: one more JVM -> Python -> JVM
     crossing per row). The batches are ``Row(key, value)`` (a RowTypeInfo) keyed by field 0 with the Java
@@ -150,8 +150,8 @@ def _online_batches_keyed(t_env, select: str, batch_ms: int, idle_ms: int):
     j_rows = t_env._j_tenv.toDataStream(j_table, internal)
     value_type = Types.ROW_NAMED(["k", "b"], [Types.STRING(), Types.STRING()])
     out_type = Types.ROW_NAMED(["k", "r"], [Types.STRING(), value_type])
-    j_batches = j_rows.transform("online mini-batches", out_type.get_java_type_info(),
-                                 jvm.featurestore.flink.OnlineBatches(int(batch_ms), int(idle_ms))).uid("fs-online-batches")
+    batcher = jvm.featurestore.flink.OnlineBatches(int(batch_ms), int(idle_ms))
+    j_batches = j_rows.transform("online mini-batches", out_type.get_java_type_info(), batcher).uid("fs-online-batches")
     j_keyed = j_batches.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, DataStream(j_batches))
 
