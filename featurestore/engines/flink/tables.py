@@ -71,7 +71,8 @@ class StreamPlan:
     ddl: List[str] = field(default_factory=list)
     views: List[Tuple[str, str]] = field(default_factory=list)  # (name, SELECT): created in order
     # views materialized once each (a DataStream barrier). Without its barrier the parsed view is planned into
-    # the typed one, with the parse function's call inlined into each of its uses (it is not deterministic: it reads the clock)
+    # the typed one, with the parse function's call inlined into each of its uses (it is not deterministic: it
+    # reads the clock)
     shared: List[str] = field(default_factory=list)
     inserts: List[Tuple[str, str]] = field(default_factory=list)  # (sink table, SELECT)
     online: List[OnlineGroup] = field(default_factory=list)
