@@ -81,7 +81,8 @@ class StreamPlan:
 
     def explain(self) -> str:
         parts = [s.strip() + ";" for s in self.ddl]
-        parts += [("-- evaluated once per record (DataStream barrier), then shared\n" if n in self.shared else "") + f"CREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
+        shared = "-- evaluated once per record (DataStream barrier), then shared\n"
+        parts += [(shared if n in self.shared else "") + f"CREATE TEMPORARY VIEW {qi(n)} AS\n{q};"
                   for n, q in self.views]
         splits = {sink: layout for sink, layout in self.staged.values()}
         parts += [_split_comment(sink, splits[sink]) + f"INSERT INTO {sink}\n{sql};" if sink in splits
