@@ -347,6 +347,7 @@ def test_parallelism_two_writes_the_same_rows_and_online_values(streamed, tmp_pa
         assert result.metrics == streamed.result.metrics
         states = [k for k in result.online if k.startswith("state:")]
         assert len({result.online[k]["instance"] for k in states}) == 2  # both subtasks reported
+        assert sorted(result.online[k]["subtask"] for k in states) == [0, 1]  # each under its own index
         assert sum(result.online[k]["events"] for k in states) == sum(
             streamed.result.online[k]["events"] for k in streamed.result.online if k.startswith("state:"))
         assert _online_values(redis_client, project) == _online_values(redis_client, streamed.project)
