@@ -4,7 +4,7 @@ DuckDB's semantics, and at plan time what cannot stream.
 * Filters, projections and feature inputs are DuckDB-dialect SQL in the definitions.
   :class:`ExprCompiler` parses them with sqlglot (dialect ``duckdb``), accepts a whitelist of node types
   and renders Flink SQL with DuckDB's semantics (each rule below is checked against DuckDB by
-  ``tests/test_stream.py``). Anything else raises :class:`UnsupportedExpression`; :func:`check_repo`
+  ``tests/test_stream_exprs.py``). Anything else raises :class:`UnsupportedExpression`; :func:`check_repo`
   turns those into :class:`~featurestore.errors.Problem` s naming file, line, view and feature, and
   :func:`compile_view_exprs` raises :class:`StreamCompileError` when the job is built.
 
