@@ -19,7 +19,8 @@ DuckDB's semantics, and at plan time what cannot stream.
     DECIMAL = FLOAT; Flink would widen to DOUBLE).
   - A ``CAST`` whose value is out of the target's range (where DuckDB fails) is NULL, a double beyond float32
     too (Java's cast gives +-inf); ``ExprCompiler.raises`` holds the Flink SQL true on those rows (the Flink
-    backfill then fails, like DuckDB's; ``TRY_CAST`` records none).
+    backfill then fails, like DuckDB's; ``TRY_CAST`` records none), as lazily as DuckDB evaluates: only where
+    its CASE/IF branch is taken, a later COALESCE argument where the earlier ones are NULL.
   - ``CAST(float AS INTEGER/BIGINT)`` rounds half to even (DuckDB), not toward zero (Flink);
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
     ``CAST(int AS BOOLEAN)`` is ``<> 0``. Casts from strings to numbers and from floats to strings
@@ -68,7 +69,18 @@ class ExprCompiler:
             raise UnsupportedExpression(f"cannot parse it ({str(exc).splitlines()[0]})") from None
         self._text = text
         self.raises = []
+        self._guards: List[str] = []  # where the node being compiled is evaluated (CASE/IF/COALESCE branches)
         return self.node(tree)
+
+    def _under(self, guards: Sequence[str], compile_):
+        """``compile_()`` for a part DuckDB evaluates only where every one of ``guards`` (Flink SQL) is TRUE:
+        a CASE/IF branch or a later COALESCE argument. A CAST in it fails DuckDB only on those rows."""
+        before = self._guards
+        self._guards = before + list(guards)
+        try:
+            return compile_()
+        finally:
+            self._guards = before
 
     # dispatch ----------------------------------------------------------------------------------------
     def node(self, n) -> FExpr:
@@ -259,23 +271,27 @@ class ExprCompiler:
         raise UnsupportedExpression(f"IS {n.expression.sql(dialect='duckdb')} is not supported in the streaming job")
 
     def _Case(self, n) -> FExpr:
+        # DuckDB evaluates a WHEN only where no earlier one held, a branch only where it is taken
         subject = self.node(n.this) if n.this is not None else None
-        conds, values = [], []
+        conds, values, not_yet = [], [], []
         for branch in n.args.get("ifs") or []:
             if subject is not None:
-                when = self.node(branch.this)
+                when = self._under(not_yet, lambda: self.node(branch.this))
                 kind = self._comparable([subject, when], "CASE")
                 conds.append(f"{self._key(subject, kind)} = {self._key(when, kind)}")
             else:
-                conds.append(self._bool(branch.this, "CASE WHEN").sql)
-            values.append(self.node(branch.args["true"]))
-        default = self.node(n.args["default"]) if n.args.get("default") is not None else None
+                conds.append(self._under(not_yet, lambda: self._bool(branch.this, "CASE WHEN")).sql)
+            values.append(self._under(not_yet + [f"({conds[-1]}) IS TRUE"], lambda: self.node(branch.args["true"])))
+            not_yet.append(f"({conds[-1]}) IS NOT TRUE")
+        default = self._under(not_yet, lambda: self.node(n.args["default"])) \
+            if n.args.get("default") is not None else None
         return self._branches(conds, values, default, "CASE")
 
     def _If(self, n) -> FExpr:
         cond = self._bool(n.this, "IF").sql
-        values = [self.node(n.args["true"])]
-        default = self.node(n.args["false"]) if n.args.get("false") is not None else None
+        values = [self._under([f"({cond}) IS TRUE"], lambda: self.node(n.args["true"]))]
+        default = self._under([f"({cond}) IS NOT TRUE"], lambda: self.node(n.args["false"])) \
+            if n.args.get("false") is not None else None
         return self._branches([cond], values, default, "IF")
 
     def _branches(self, conds: List[str], values: List[FExpr], default: Optional[FExpr], what: str) -> FExpr:
@@ -294,7 +310,9 @@ class ExprCompiler:
         return e.sql
 
     def _Coalesce(self, n) -> FExpr:
-        items = [self.node(n.this)] + [self.node(x) for x in n.expressions]
+        items = [self.node(n.this)]  # DuckDB evaluates an argument only where every earlier one is NULL
+        for x in n.expressions:
+            items.append(self._under([f"({e.sql}) IS NULL" for e in items], lambda: self.node(x)))
         kind = _common_type([e.dtype for e in items], "COALESCE")
         if kind == NULL:
             return FExpr("NULL", NULL)
@@ -438,8 +456,9 @@ class ExprCompiler:
         sql = _cast_sql(e, target)
         if not isinstance(n, exp.TryCast) and (target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64)) \
                 and e.dtype not in (target, NULL, t.BOOL):
-            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL
-            self.raises.append(f"(({e.sql}) IS NOT NULL AND ({sql}) IS NULL)")
+            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL; on the
+            # rows DuckDB evaluates it on (a CASE branch never taken fails nothing)
+            self.raises.append("(" + " AND ".join([*self._guards, f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"]) + ")")
         return FExpr(sql, target)
 
     def _TryCast(self, n) -> FExpr:
