@@ -120,10 +120,12 @@ UNSUPPORTED = [
     ("CAST(tag AS BIGINT)", "CAST of a string to int64 parses differently in DuckDB and Flink"),
     ("amount % 2", "'%' is supported on integers only in the streaming job"),
     ("tag = 1", "'=' mixes types int32, string (DuckDB and Flink convert them differently); add a CAST"),
-    ("ts > ts", "'>' on timestamps is not supported in the streaming job"),
+    ("ts > '2026-03-01'", "'>' mixes types string, timestamp (DuckDB and Flink convert them differently); add a CAST"),
+    ("CAST(amount AS TIMESTAMP)", "CAST of a float64 to a timestamp is not supported in the streaming job (a timestamp "
+     "column, or a literal: TIMESTAMP '2026-03-01 12:00:00')"),
     ("tag LIKE 'a\\%'", "LIKE patterns with a backslash are not supported in the streaming job"),
     ("CAST(qty AS DECIMAL(10, 2))", "CAST to DECIMAL(10, 2) is not supported in the streaming job "
-     "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE or BOOLEAN)"),
+     "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE, BOOLEAN or TIMESTAMP)"),
 ]
 
 

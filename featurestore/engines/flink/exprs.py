@@ -25,6 +25,10 @@ DuckDB's semantics, and at plan time what cannot stream.
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
     ``CAST(int AS BOOLEAN)`` is ``<> 0``. Casts from strings to numbers and from floats to strings
     format/parse differently in the two engines and are rejected.
+  - Timestamps compare to the microsecond: the stream carries them as TIMESTAMP(3) (event time) / TIMESTAMP(6),
+    the Flink backfill (``times_us``) as BIGINT epoch microseconds; a ``TIMESTAMP '...'`` literal is read by
+    DuckDB itself at plan time (time zone UTC, as the backfill). ``CAST`` between timestamps and other types,
+    and strings compared with timestamps, are rejected.
   - ``length(s)`` counts code points (Flink's CHAR_LENGTH counts UTF-16 units).
   - ``round(double, n)`` is DuckDB's ``round(x * 10^n) / 10^n``; see :meth:`ExprCompiler._round`.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
@@ -54,7 +58,10 @@ from featurestore.errors import Problem
 class ExprCompiler:
     """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring)."""
 
-    def __init__(self, columns: Mapping[str, FExpr]):
+    def __init__(self, columns: Mapping[str, FExpr], times_us: bool = False):
+        # how a timestamp is carried: Flink TIMESTAMP(p) (the streaming job: TIMESTAMP(3) event time, TIMESTAMP(6)
+        # values), or ``times_us`` BIGINT epoch microseconds (the Flink backfill's timestamp values)
+        self.times_us = times_us
         self.columns: Dict[str, FExpr] = {}
         for name, e in columns.items():
             self.columns.setdefault(name.lower(), e)  # DuckDB identifiers are case-insensitive
@@ -192,10 +199,37 @@ class ExprCompiler:
 
     # comparisons and logic ---------------------------------------------------------------------------
     def _comparable(self, items: Sequence[FExpr], what: str) -> str:
-        kind = _common_type([e.dtype for e in items], what)
+        return _common_type([e.dtype for e in items], what)  # timestamps: to the microsecond in either form
+
+    def _null_of(self, kind: str) -> str:
         if kind == t.TIMESTAMP:
-            raise UnsupportedExpression(f"{what} on timestamps is not supported in the streaming job")
-        return kind
+            return "CAST(NULL AS BIGINT)" if self.times_us else "CAST(NULL AS TIMESTAMP(6))"
+        return _typed_null(kind)
+
+    def _time_literal(self, n) -> FExpr:
+        """``TIMESTAMP '...'`` / ``CAST('...' AS TIMESTAMPTZ)``: the instant DuckDB reads (time zone UTC, as the
+        backfill's connection), as a Flink TIMESTAMP(6) literal or epoch microseconds."""
+        import duckdb
+
+        from featurestore import semantics
+
+        text = n.sql(dialect="duckdb")
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            us = con.execute(f"SELECT epoch_us(CAST({text} AS TIMESTAMPTZ))").fetchone()[0]
+        except duckdb.Error as exc:
+            raise UnsupportedExpression(f"{text} is not a timestamp ({str(exc).splitlines()[0]})") from None
+        finally:
+            con.close()
+        if us is None or not semantics.time_value_supported(us):
+            raise UnsupportedExpression(f"{text} is outside years 1 to 9999")
+        if self.times_us:
+            return FExpr(f"CAST({us} AS BIGINT)", t.TIMESTAMP)
+        import datetime
+
+        d = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=us)
+        return FExpr(f"TIMESTAMP '{d.year:04d}-{d:%m-%d %H:%M:%S}.{d.microsecond:06d}'", t.TIMESTAMP)
 
     def _compare(self, n, op: str) -> FExpr:
         a, b = self.node(n.this), self.node(n.expression)
@@ -207,7 +241,7 @@ class ExprCompiler:
     def _as(self, e: FExpr, kind: str) -> str:
         """``e`` in a comparison/branch of common type ``kind``: NULL typed; floats compared as floats."""
         if e.dtype == NULL:
-            return _typed_null(kind)
+            return self._null_of(kind)
         if kind in FLOATS and e.dtype != kind:
             return _cast_sql(e, kind)
         return e.sql
@@ -304,7 +338,7 @@ class ExprCompiler:
 
     def _branch(self, e: FExpr, kind: str) -> str:
         if e.dtype == NULL:
-            return _typed_null(kind)
+            return self._null_of(kind)
         if kind in FLOATS and e.dtype != kind:
             return _cast_sql(e, kind)
         return e.sql
@@ -446,13 +480,21 @@ class ExprCompiler:
     def _Cast(self, n) -> FExpr:
         from sqlglot import exp
 
-        e = self.node(n.this)
         to = n.args["to"]
         name = to.this.name if hasattr(to.this, "name") else str(to.this)
+        if str(name).upper() in _TIME_TYPE_NAMES and not to.expressions:
+            if isinstance(n.this, exp.Literal) and n.this.is_string:
+                return self._time_literal(n)
+            e = self.node(n.this)
+            if e.dtype in (t.TIMESTAMP, NULL):  # TIMESTAMPTZ <-> TIMESTAMP at time zone UTC: the same instant
+                return e if e.dtype == t.TIMESTAMP else FExpr(self._null_of(t.TIMESTAMP), t.TIMESTAMP)
+            raise UnsupportedExpression(f"CAST of a {e.dtype} to a timestamp is not supported in the streaming job "
+                                        "(a timestamp column, or a literal: TIMESTAMP '2026-03-01 12:00:00')")
+        e = self.node(n.this)
         target = _TYPE_NAMES.get(str(name).upper())
         if target is None or to.expressions:
             raise UnsupportedExpression(f"CAST to {to.sql(dialect='duckdb')} is not supported in the streaming job "
-                                        "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE or BOOLEAN)")
+                                        "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE, BOOLEAN or TIMESTAMP)")
         sql = _cast_sql(e, target)
         if not isinstance(n, exp.TryCast) and (target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64)) \
                 and e.dtype not in (target, NULL, t.BOOL):
@@ -522,8 +564,17 @@ class ViewExprs:
     raises: Tuple[Tuple[str, str], ...] = ()
 
 
-def source_columns(cv: CompiledView) -> Dict[str, FExpr]:
-    return {name: FExpr(qi(name), dtype) for name, dtype in cv.source_columns}
+_TIME_TYPE_NAMES = {"TIMESTAMP", "TIMESTAMPNTZ", "TIMESTAMPTZ", "DATETIME"}  # microsecond timestamps (UTC)
+
+
+def source_columns(cv: CompiledView, times_us: bool = False) -> Dict[str, FExpr]:
+    """The view's source columns for :class:`ExprCompiler`; ``times_us``: as the Flink backfill carries them
+    (timestamp values as BIGINT epoch microseconds; the event time then too, from ``__ts_ms``)."""
+    out = {name: FExpr(qi(name), dtype) for name, dtype in cv.source_columns}
+    if times_us:
+        out[cv.ts_column] = FExpr(f"(CASE WHEN {qi(cv.ts_column)} IS NOT NULL THEN CAST({qi(TS_MS)} AS BIGINT) * 1000 END)",
+                                  t.TIMESTAMP)
+    return out
 
 
 def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, List[Tuple[Optional[str], str, str]]]:
@@ -534,8 +585,8 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
     errors: List[Tuple[Optional[str], str, str]] = []
     raises: List[Tuple[str, str]] = []
     msg = "expression {!r} cannot run in the streaming job: {}"
-    base = source_columns(cv)
-    src = ExprCompiler(base)
+    base = source_columns(cv, times_us=not online)  # online=False: the Flink backfill's rows
+    src = ExprCompiler(base, times_us=not online)
     flt = None
     if cv.filter:
         try:
@@ -555,13 +606,14 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
     for name, expr, dtype in cv.projections:
         try:
             e = src.compile(expr)
-            if e.dtype == t.TIMESTAMP or dtype == t.TIMESTAMP:
-                raise UnsupportedExpression("timestamp projections are not supported in the streaming job")
-            sql = _cast_sql(e, dtype)
+            if dtype == t.TIMESTAMP and e.dtype in (t.TIMESTAMP, NULL):  # the stored value: microseconds, UTC
+                sql = e.sql if e.dtype == t.TIMESTAMP else src._null_of(t.TIMESTAMP)
+            else:
+                sql = _cast_sql(e, dtype)
             raises.extend((f"projection '{name}' ({expr})", r) for r in src.raises)
         except UnsupportedExpression as exc:
             errors.append((None, f"projection '{name}'", msg.format(expr, exc)))
-            sql = f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"
+            sql = src._null_of(dtype) if dtype == t.TIMESTAMP else f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"
         projections.append((name, sql))
         visible[name] = FExpr(f"({sql})", dtype)
     feat = ExprCompiler(visible)
