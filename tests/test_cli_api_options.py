@@ -101,3 +101,26 @@ def test_stream_forwards_parallelism_and_no_restore(repo, monkeypatch, remote_cl
 def test_stream_rejects_a_parallelism_below_one(repo):
     res = runner.invoke(app, ["stream", "--repo", str(repo), "--parallelism", "0"])
     assert res.exit_code == 2 and "--parallelism" in res.output
+
+
+def test_every_option_the_docs_name_exists():
+    """README's command table and docs/*.md name CLI options (``featurestore stream --no-restore``): each is a real
+    option of that command (the docs named --parallelism / --no-restore that only jobs/stream.py had)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    commands = typer.main.get_command(app).commands
+    named = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for line in path.read_text().splitlines():
+            for m in re.finditer(r"featurestore ([a-z][a-z-]*)((?: \[?[^`|]*)?)", line):
+                named += [(path.name, m.group(1), o) for o in re.findall(r"(?<![\w-])--[a-z][a-z-]*", m.group(2))]
+    missing = []
+    for where, name, option in named:
+        cmd = commands.get(name)
+        if cmd is None or hasattr(cmd, "commands"):
+            continue  # a group (infra, auth) or prose ("featurestore and ...")
+        if option not in {o for p in cmd.params for o in p.opts} | {"--help", "--version"}:
+            missing.append(f"{where}: featurestore {name} {option}")
+    assert len(named) > 20 and not missing, missing
