@@ -1,5 +1,6 @@
 """Timestamp expressions in filters and projections (comparisons, BETWEEN, IN, CASE/COALESCE/NULLIF of
-timestamps, ``TIMESTAMP '...'`` literals, ``CAST(... AS TIMESTAMP[TZ])``, timestamp projections) run in the
+timestamps, ``TIMESTAMP '...'`` literals, ``CAST(... AS TIMESTAMP[TZ])``, timestamp projections, and feature
+inputs comparing timestamps) run in the
 streaming job and the Flink backfill with the DuckDB backfill's results, to the microsecond. The stream compiler
 used to refuse them while the DuckDB backfill accepted them.
 
@@ -56,7 +57,9 @@ late = FeatureView(
                   "hit": "CASE WHEN exp IN (TIMESTAMPTZ '9999-12-31 23:59:59.999999+00', seen, ts) THEN 1 ELSE 0 END",
                   "at_ts": "IF(CAST(seen AS TIMESTAMP) = ts, 1, 0)",
                   "ancient": "CASE WHEN exp < TIMESTAMP '0001-01-01 00:00:00.000001' OR exp <= CAST(NULL AS TIMESTAMP) THEN 1 ELSE 0 END"}},
-    features=[Latest("when_late"), Aggregation("hit", "sum", "1h", name="hits_1h"),
+    features=[Latest("when_late"), Latest("exp > ts", name="exp_after"), Latest("COALESCE(seen, exp)", name="seen_or_exp"),
+              Aggregation("CASE WHEN seen = ts THEN 1 ELSE 0 END", "sum", "1h", name="seen_at_ts_1h"),
+              Aggregation("hit", "sum", "1h", name="hits_1h"),
               Aggregation("at_ts", "sum", None, name="at_ts_all"), Aggregation("ancient", "sum", None, name="ancient_all")],
 )
 '''
