@@ -605,6 +605,17 @@ STREAM_HELP = (
     "the next run resumes from the last checkpoint (nothing lost or counted twice).")
 
 
+def stream_options(parallelism: Optional[int], no_restore: bool, checkpoint_interval_ms: Optional[int],
+                   slack_ms: int) -> dict:
+    """The job options `stream` passes to ``FeatureStore.stream`` (only those given: the API's defaults stay
+    the defaults), the same keywords locally and with --flink-address."""
+    options = {"parallelism": parallelism, "checkpoint_interval_ms": checkpoint_interval_ms, "slack_ms": slack_ms or None}
+    out = {k: v for k, v in options.items() if v is not None}
+    if no_restore:
+        out["restore"] = False
+    return out
+
+
 @app.command(help=STREAM_HELP)
 def stream(
     repo: Optional[Path] = RepoOpt,
@@ -622,6 +633,19 @@ def stream(
         help="Start fresh even if the topic lost its first records to Kafka's retention and no backfilled offline "
              "table covers them (refused otherwise: the online values would miss that history; when a backfill "
              "covers them the job seeds its online state from it). Use when the records left cover every window."),
+    parallelism: Optional[int] = typer.Option(
+        None, "--parallelism", min=1, metavar="N",
+        help="Run the job's operators N-wide (default 1). A restart keeps its snapshot's parallelism (warned): a new "
+             "one takes effect with --no-restore."),
+    no_restore: bool = typer.Option(
+        False, "--no-restore",
+        help="Start from scratch instead of restoring the latest checkpoint or savepoint (the online state is rebuilt "
+             "from the topics' first records; the offline tables skip the events they hold)."),
+    checkpoint_interval_ms: Optional[int] = typer.Option(
+        None, "--checkpoint-interval-ms", min=1, metavar="MS",
+        help="Checkpoint this often (default 10 s; bounded runs 2 s): offline files are committed per checkpoint."),
+    slack_ms: int = typer.Option(
+        0, "--slack-ms", min=0, metavar="MS", help="Keep online events this much longer than the views' retention."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON (implies --status-every 0)."),
 ):
     """Run the streaming job; the help text is STREAM_HELP."""
@@ -631,7 +655,8 @@ def stream(
         where = f" on {flink_address}" if flink_address else ""
         watching = status_every > 0 and not as_json and not cli_support.quiet()
         with (_StatusView(where) if watching else contextlib.nullcontext()) as live:
-            watch = {"on_status": live, "status_every_s": status_every or 2.0, "partial_history": partial_history}
+            watch = {"on_status": live, "status_every_s": status_every or 2.0, "partial_history": partial_history,
+                     **stream_options(parallelism, no_restore, checkpoint_interval_ms, slack_ms)}
             if flink_address:
                 result = store.stream(views=view or None, bounded=bounded, flink_address=flink_address,
                                       checkpoint_dir=checkpoint_dir, timeout=timeout, **watch)

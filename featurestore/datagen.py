@@ -34,7 +34,8 @@ the same data on the stream (:func:`malformed_count`), i.e. held back from the f
 
 Stream face (:func:`to_json_record`, :func:`produce_kafka`): one JSON object per event, keys = the
 schema columns in schema order; event time is carried as **epoch milliseconds** (an integer) under the
-timestamp column's own name (``ts``); sub-millisecond precision is truncated (floored). Amounts are JSON
+timestamp column's own name (``ts``); sub-millisecond precision is truncated (floored); another timestamp
+column (a created time) is an ISO-8601 UTC string with its microseconds. Amounts are JSON
 numbers, booleans JSON booleans, nulls JSON ``null``. The Kafka key is ``user_id``; the Kafka record
 timestamp is left to the producer (create time), event time is only in the payload. Records arrive
 mostly in event-time order, a fraction late (:func:`out_of_order`), with malformed payloads

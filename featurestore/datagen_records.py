@@ -4,6 +4,7 @@ schema order, event time as epoch milliseconds, and seeded malformed payloads.""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) uses
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -39,9 +40,40 @@ def to_epoch_ms(value: Any) -> Optional[int]:
 def _py(value: Any) -> Any:
     if _is_null(value):
         return None
+    if isinstance(value, (datetime, np.datetime64)):
+        return time_value_text(value)
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _us_text(us: int) -> str:
+    """Epoch microseconds as the stream face's ISO-8601 text of a timestamp value, UTC, every digit kept."""
+    try:
+        d = _EPOCH + timedelta(microseconds=int(us))
+    except OverflowError:
+        raise ValueError(f"timestamp value {us} us after 1970 is outside years 1 to 9999") from None
+    return f"{d.year:04d}-{d:%m-%dT%H:%M:%S}.{d.microsecond:06d}Z"
+
+
+def time_value_text(value: Any) -> str:
+    """A timestamp value other than the event time (a created time) as the JSON stream face reads it: an ISO-8601
+    string in UTC with its microseconds (``"2026-03-01T12:00:00.123456Z"``; naive = UTC; nanoseconds floored), so
+    nothing is lost (an integer there would mean epoch milliseconds, the event time's unit)."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_datetime64()  # UTC when zoned, in the Timestamp's own unit
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            delta = value.replace(tzinfo=None) - _EPOCH - value.utcoffset()
+        else:
+            delta = value - _EPOCH
+        return _us_text((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    if isinstance(value, np.datetime64):
+        return _us_text(int(value.astype("datetime64[us]").astype(np.int64)))  # floors finer units
+    raise TypeError(f"not a time value: {value!r}")
 
 
 def _key_order(names: Sequence[str], schema: Sequence[str]) -> List[str]:
@@ -58,7 +90,8 @@ def to_json_record(row: Any, ts_column: str = TIMESTAMP_COLUMN, schema: Sequence
     """The Kafka JSON encoding of one event (a mapping, a pandas row or a namedtuple).
 
     Keys: the schema columns present, in schema order (others after, sorted). ``ts_column`` becomes
-    epoch milliseconds (an integer, floored: sub-millisecond precision is truncated); numbers stay
+    epoch milliseconds (an integer, floored: sub-millisecond precision is truncated); any other time value
+    (a created time) an ISO-8601 UTC string with its microseconds (:func:`time_value_text`); numbers stay
     JSON numbers, booleans JSON booleans, missing values (None, NaN, NaT, NA) JSON null."""
     if isinstance(row, pd.Series):
         row = row.to_dict()
@@ -75,8 +108,15 @@ def to_json_record(row: Any, ts_column: str = TIMESTAMP_COLUMN, schema: Sequence
 def _column_fragments(s: pd.Series, is_ts: bool) -> List[str]:
     """Each value of a column as its JSON text, exactly as :func:`to_json_record` writes it."""
     null = s.isna().to_numpy()
-    if is_ts:
+    if is_ts and s.dtype.kind in "iu":  # already epoch ms, as to_json_record takes an integer
+        out = list(map(str, s.tolist()))
+    elif is_ts:
         out = list(map(str, (_epoch_ns(s) // 1_000_000).tolist()))
+    elif s.dtype.kind == "M" or isinstance(s.dtype, pd.DatetimeTZDtype):  # another timestamp: ISO text, in us
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        us = s.to_numpy().astype("datetime64[us]").view(np.int64)
+        out = ['"' + _us_text(v) + '"' for v in np.where(null, 0, us).tolist()]
     elif s.dtype == np.bool_:
         return ["true" if v else "false" for v in s.tolist()]
     elif s.dtype.kind in "iu":  # numpy ints, and pandas' nullable Int64 & co. (their nulls patched below)

@@ -12,6 +12,7 @@ import random
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from featurestore import semantics
@@ -194,3 +195,88 @@ tx_view = FeatureView(entities=[user], source=tx, features=[Latest("f"), Latest(
     assert "fs_timestamp_us(TRY_CAST(`__p`[8] AS BIGINT)) AS `created`" in sql
     assert "CAST(`created` AS TIMESTAMP_LTZ(6)) AS `created`" in sql and "'parquet.timestamp.time.unit' = 'micros'" in sql
     assert "fs_epoch_us(`created`)" in sql
+
+
+def _expected_us(value):
+    """Epoch microseconds of a time value, computed apart from datagen (naive = UTC, digits below us floored)."""
+    import numpy as np
+    import pandas as pd
+
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            return None
+        unit, _ = np.datetime_data(value.dtype)
+        per_us = {"s": 10**-6, "ms": 10**-3, "us": 1, "ns": 1000}[unit]
+        n = int(value.astype(np.int64))
+        return n * round(1 / per_us) if per_us < 1 else n // per_us
+    if isinstance(value, pd.Timestamp):
+        return (value.tz_convert(None) if value.tzinfo else value).value // 1000
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    d = value - datetime.datetime(1970, 1, 1)
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def random_time_value(rng: random.Random):
+    """A created time as a user's frame holds it: pandas/numpy/datetime, naive or zoned, ns digits, years 1-9999."""
+    import numpy as np
+    import pandas as pd
+
+    kind = rng.randrange(6)
+    us = random_us(rng)
+    if kind == 0:  # pandas, ns digits (its range: 1677-2262)
+        ns = rng.randrange(-(2**63) + 10**9, 2**63 - 10**9)
+        ts = pd.Timestamp(ns, unit="ns")
+        return ts.tz_localize("UTC").tz_convert("Asia/Kolkata") if rng.random() < 0.5 else ts
+    if kind == 1:
+        return np.datetime64(us, "us")
+    if kind == 2:
+        return np.datetime64(us // 1_000_000, "s")
+    if kind == 3:  # a zoned datetime, away from the calendar's ends so the local time exists
+        us = max(min(us, MAX_US - 86_400_000_000), MIN_US + 86_400_000_000)
+        t = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=us)
+        return t.replace(tzinfo=datetime.timezone.utc).astimezone(datetime.timezone(datetime.timedelta(hours=-7)))
+    if kind == 4:
+        return datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=us)
+    return rng.choice([None, pd.NaT, np.datetime64("NaT", "us")])
+
+
+def test_datagen_writes_time_values_as_their_microseconds():
+    """``datagen.to_json_record`` raised TypeError on a timestamp value column; now ISO text in UTC with its
+    microseconds, the same bytes row by row and column by column (iter_json_records)."""
+    import pandas as pd
+
+    from featurestore import datagen
+
+    rng = random.Random(11)
+    values = [random_time_value(rng) for _ in range(300)]
+    for v in values:
+        rec = json.loads(datagen.to_json_record({"user_id": 1, "ts": T0_MS, "created": v}, "ts", list(SCHEMA)))
+        want = _expected_us(v)
+        if want is None:
+            assert rec["created"] is None, v
+            continue
+        t = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=want)
+        assert rec["created"] == f"{t.year:04d}-{t:%m-%dT%H:%M:%S}.{t.microsecond:06d}Z", (v, rec)
+    # a frame's datetime64 column (pandas' ns range, zoned or naive) gives the bytes of the row-by-row encoding
+    ns = [None if rng.random() < 0.1 else rng.randrange(-(2**63) + 10**9, 2**63 - 10**9) for _ in range(200)]
+    for col in (pd.to_datetime(pd.Series(ns, dtype="Int64"), unit="ns"),
+                pd.to_datetime(pd.Series(ns, dtype="Int64"), unit="ns", utc=True).dt.tz_convert("America/Denver"),
+                pd.Series([np.datetime64(random_us(rng), "us") for _ in range(200)], dtype="datetime64[us]")):
+        df = pd.DataFrame({"user_id": 1, "ts": T0_MS, "created": col})
+        rows = [datagen.to_json_record(r, "ts", list(SCHEMA)) for r in df.to_dict("records")]
+        assert [p for _, p in datagen.iter_json_records(df, "ts", list(SCHEMA))] == rows
+
+
+@pytest.mark.flink
+def test_datagen_time_values_read_back_by_the_stream_to_the_microsecond(parse):
+    from featurestore import datagen
+
+    rng = random.Random(12)
+    values = [random_time_value(rng) for _ in range(300)]
+    records = [datagen.to_json_record({"user_id": 1, "ts": T0_MS, "created": v}, "ts", list(SCHEMA)) for v in values]
+    for v, out in zip(values, parse(source(), records)):
+        want = _expected_us(v)
+        assert out[1:4] == [None, None, None] and out[CREATED] == (None if want is None else str(want)), (v, out)

@@ -69,3 +69,74 @@ def test_a_cast_out_of_range_fails_both_backfills_in_one_line_and_in_range_they_
             assert message.startswith("backfill of view 'narrow' failed: ") and "\n" not in message, (engine, message)
             assert store.offline.table("narrow", "ts").version is None, engine  # nothing written
         assert "projection 'small'" in str(err.value) or "filter (" in str(err.value), str(err.value)
+
+
+LAZY_DEFINITIONS = '''
+from featurestore import Aggregation, Entity, FeatureView, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(schema={{"user_id": "string", "amount": "float64", "ts": "timestamp"}}, timestamp="ts",
+                batch=ParquetFiles("data/*.parquet"))
+''' + "".join(f'''
+lazy{i} = FeatureView(entities=[user], source=events, filter="{{filter{i}}}", projections={{{{"p": "{{projection{i}}}"}}}},
+                     features=[Aggregation("p", "sum", None, name="p_sum")])
+''' for i in range(6))
+# (filter, projection) with a CAST that fails DuckDB on the huge amounts, in a part DuckDB evaluates only on the
+# rows below the threshold {t}: a CASE/IF branch, a later WHEN, a later COALESCE argument, a simple CASE's branch
+LAZY = [("TRUE", "CASE WHEN abs(amount) < {t} THEN CAST(amount AS FLOAT) ELSE 0 END"),
+        ("TRUE", "IF(abs(amount) >= {t}, -1, CAST(amount * 2 AS INTEGER))"),
+        ("TRUE", "COALESCE(CASE WHEN abs(amount) >= {t} THEN 0 END, CAST(amount AS INTEGER))"),
+        ("TRUE", "CASE WHEN amount IS NULL THEN 0 WHEN abs(amount) >= {t} THEN 1 WHEN CAST(amount AS FLOAT) > 0 "
+                 "THEN 2 ELSE 3 END"),
+        ("CASE WHEN abs(amount) < {t} THEN CAST(amount AS INTEGER) > 0 ELSE amount > 0 END", "amount"),
+        ("TRUE", "CASE user_id WHEN 'big' THEN 0 ELSE CAST(amount AS INTEGER) END")]
+
+
+def _lazy_repo(root, amounts, users, thresholds) -> FeatureStore:
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    parts = {}
+    for i, ((flt, projection), t) in enumerate(zip(LAZY, thresholds)):
+        parts[f"filter{i}"], parts[f"projection{i}"] = flt.format(t=t), projection.format(t=t)
+    (root / "definitions" / "features.py").write_text(LAZY_DEFINITIONS.format(**parts))
+    (root / "featurestore.yaml").write_text(f"project: fbl_{uuid.uuid4().hex[:10]}\ndefinitions: definitions\n")
+    n = len(amounts)
+    pq.write_table(pa.table({"user_id": users, "amount": pa.array(amounts, pa.float64()),
+                             "ts": pa.array([1_767_225_600_000 + 1000 * i for i in range(n)], pa.int64()).cast(
+                                 pa.timestamp("ms", tz="UTC"))}), root / "data" / "part.parquet")
+    return FeatureStore(root)
+
+
+def test_a_cast_in_a_branch_never_taken_fails_neither_backfill(tmp_path):
+    """DuckDB evaluates a CASE/IF branch only on the rows that take it (and a later WHEN or COALESCE argument only
+    where the earlier ones did not decide): an out-of-range value there fails nothing. The Flink backfill checked
+    every CAST on every row and failed such a view; now both store the same rows, and both fail when a huge value
+    does take the branch."""
+    rng = random.Random(21)
+    n = 60
+    huge = [3.5e38, -1e300, 2e20, -5e9, 1e300]
+    amounts, users = [], []
+    for i in range(n):
+        big = rng.random() < 0.25
+        amounts.append(rng.choice(huge) if big else rng.choice([None, rng.uniform(-1e6, 1e6), 0.5, -0.0, 2.5]))
+        users.append("big" if big else f"u{i % 4}")
+    thresholds = ["1e9"] * len(LAZY)
+    clean = _lazy_repo(tmp_path / "lazy", amounts, users, thresholds)
+    shutil.copytree(clean.repo_path, tmp_path / "lazyf")
+    flink = FeatureStore(tmp_path / "lazyf")
+    want = {r.view: (r.rows, r.dead_letters) for r in clean.backfill()}
+    got = {r.view: (r.rows, r.dead_letters) for r in flink.backfill(engine="flink")}
+    assert got == want and all(rows > 0 for rows, _ in want.values())
+    for view in want:
+        a = clean.offline.table(view, "ts").read().to_pylist()
+        b = flink.offline.table(view, "ts").read().to_pylist()
+        assert sorted(map(repr, a)) == sorted(map(repr, b)), view
+    # one view's branch taken by a huge value (its threshold above it): both engines fail, naming that view
+    k = rng.randrange(len(LAZY) - 1)  # (the simple CASE's branch is chosen by the user, not a threshold)
+    thresholds[k] = "1e301"
+    duck = _lazy_repo(tmp_path / "taken", amounts, users, thresholds)
+    shutil.copytree(duck.repo_path, tmp_path / "takenf")
+    for store, engine in ((duck, "duckdb"), (FeatureStore(tmp_path / "takenf"), "flink")):
+        with pytest.raises(FeatureStoreError) as err:
+            store.backfill(views=[f"lazy{k}"], engine=engine)
+        assert str(err.value).startswith(f"backfill of view 'lazy{k}' failed: "), (engine, str(err.value))

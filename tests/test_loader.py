@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from featurestore.engines.flink.sqltypes import SUPPORTED_TEXT
 from featurestore.errors import ValidationError
 from featurestore.loader import load_repo
 
@@ -128,8 +129,8 @@ MANY_MISTAKES = [
     "definitions/views.py:43 stringly: feature view source: expected a Source, got str",
     "definitions/views.py:44 forever: feature view ttl: cannot parse '1 week'; write e.g. '500ms', '30s', '10m', "
     "'1h', '7d', '2w'",
-    "definitions/views.py:48 streamed.later: streaming: feature 'later': expression 'ts > ts' cannot run in the "
-    "streaming job: '>' on timestamps is not supported in the streaming job",
+    "definitions/views.py:48 streamed.later: streaming: feature 'later': expression 'hour(ts)' cannot run in the "
+    "streaming job: function hour() is not supported in the streaming job (" + SUPPORTED_TEXT + ")",
     "definitions/views.py:51 accounts: join key 'account_id' not in source 'tx'",
     "definitions/views.py:52 streamed: duplicate feature view name (first defined at definitions/views.py:45)",
 ]

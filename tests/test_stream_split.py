@@ -145,3 +145,50 @@ def test_a_committer_of_some_views_splits_the_files_of_a_job_of_all(tmp_path):
         split = pq.read_table(streaming.staging_dir(store, v["name"]) / "part-a-0-0")
         assert split.column("__kafka_offset").to_pylist() == [0, 2, 3]
     assert not (staged / "part-a-0-0").exists()
+
+
+def test_old_layouts_folders_go_once_split_and_never_before(tmp_path):
+    """After definition changes (new layouts), a source's earlier staged folders are removed by the committer once
+    every file is split out; a folder with a file not yet split or a job's file in progress stays; a folder whose
+    layout went (a crash mid-removal, or a job of that layout writing there again) is still split by the kept copy."""
+    from featurestore.engines.flink import stream as streaming
+    from featurestore.store import FeatureStore
+    from tests.stream_helpers import make_repo, stream_events
+
+    rng = random.Random(17)
+    store = FeatureStore(make_repo(tmp_path / "repo", "fs_layouts_unused", "layouts", stream_events()))
+    names = streaming.stream_views(store)
+    source = store.repo.views[names[0]].source.name
+    root = streaming.staged_root(store, source)
+    committer = stream_commit.Committer(store, names)
+    current = streaming.staged_dir(store, source, names)
+    layouts = {}  # folder name -> its layout: earlier jobs' (other flags and views)
+    for i in range(6):
+        layout = json.loads(json.dumps(LAYOUT))
+        for v in layout["views"]:
+            v["name"], v["fingerprint"] = f"{v['name']}{i}", f"{i:02d}" * 8
+        folder = root / f"old{i:09d}"
+        folder.mkdir(parents=True)
+        (folder / STAGED_LAYOUT).write_text(json.dumps(layout))
+        layouts[folder.name] = layout
+    _staged_file(root / "old000000000" / "part-a-0-0", _random_rows(rng, 50))  # split, then removed
+    _staged_file(root / "old000000001" / ".part-b-0-0.inprogress.x", _random_rows(rng, 5))  # a job's, in progress
+    (root / "old000000003" / STAGED_LAYOUT).unlink()  # nothing at all (a removal that crashed after the layout went)
+    assert committer.split() == 1
+    left = sorted(p.name for p in root.iterdir() if not p.name.startswith("_"))
+    assert left == sorted([current.name, "old000000001"]), left
+    assert (root / "old000000001" / STAGED_LAYOUT).exists() and (current / STAGED_LAYOUT).exists()
+    assert pq.read_table(streaming.staging_root(store) / "a0" / ("00" * 6) / "part-a-0-0").num_rows > 0
+    # a job of a removed layout writes there again (Flink makes the folder): split by the kept layout, then gone
+    rows = _random_rows(rng, 80, 1000)
+    (root / "old000000002").mkdir()
+    _staged_file(root / "old000000002" / "part-c-0-0", rows)
+    (root / "old000000005").mkdir()  # and one whose removal crashed after its layout was kept, before rmdir
+    _staged_file(root / "old000000005" / "part-d-0-0", rows)
+    assert committer.split() == 2
+    for folder, view in (("old000000002", "b2"), ("old000000005", "b5")):
+        got = pq.read_table(streaming.staging_root(store) / view / layouts[folder]["views"][1]["fingerprint"][:12]
+                            / f"part-{'c' if folder.endswith('2') else 'd'}-0-0")
+        assert got.column("__kafka_offset").to_pylist() == [r[6] for r in rows if r[4]]
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith("_")) == sorted(
+        [current.name, "old000000001"])

@@ -39,6 +39,7 @@ log = logging.getLogger("featurestore.streaming")
 COMMITTER_STATE = "_committer.json"
 COMMITTER_PENDING = "_pending.json"
 STAGED_LAYOUT = "_layout.json"  # beside a source's staged files: tables.staged_layout
+STAGED_LAYOUTS = "_layouts"  # beside a source's staged folders: a copy of each removed folder's layout
 PARTITION_COLUMN, OFFSET_COLUMN = "__kafka_partition", "__kafka_offset"  # in the view sinks' files
 DEAD_PARTITION, DEAD_OFFSET = "kafka_partition", "kafka_offset"  # columns of the dead-letter tables
 
@@ -216,7 +217,7 @@ def split_staged(staged: Path, view_dir) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    layout = _read_json(staged / STAGED_LAYOUT)
+    layout = _read_json(staged / STAGED_LAYOUT) or _read_json(_layout_copy(staged))
     files = _visible_files(staged)
     if layout is None or not files:
         return 0
@@ -236,6 +237,38 @@ def split_staged(staged: Path, view_dir) -> int:
             os.replace(tmp, target / f.name)
         f.unlink()
     return len(files)
+
+
+def _layout_copy(staged: Path) -> Path:
+    """The kept copy of a staged folder's layout (``_staged/<source>/_layouts/<layout>.json``): its folder may go
+    (:func:`remove_split_folders`) while a job of that layout could still write there again."""
+    return staged.parent / STAGED_LAYOUTS / f"{staged.name}.json"
+
+
+def remove_split_folders(root: Path, keep: Sequence[Path]) -> int:
+    """Delete the staged folders of a source (``root``: ``_staged/<source>/``) other than ``keep`` (this job's)
+    that hold nothing but their ``_layout.json`` — every file split out, no file of a job in progress — so old
+    layouts' folders do not pile up after definition changes. Crash-safe: the layout is first kept under
+    ``_layouts/`` (a job of that layout that writes there again is split by it), then the folder goes only while
+    empty (a file written meanwhile keeps it); nothing not yet split is ever deleted. Returns the folders removed."""
+    if not root.is_dir():
+        return 0
+    keep_names = {Path(k).name for k in keep}
+    removed = 0
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        if folder.name in keep_names or any(e.name != STAGED_LAYOUT for e in folder.iterdir()):
+            continue
+        layout = _read_json(folder / STAGED_LAYOUT)
+        if layout is not None and _read_json(_layout_copy(folder)) is None:
+            _layout_copy(folder).parent.mkdir(exist_ok=True)
+            _write_json(_layout_copy(folder), layout)
+        try:
+            (folder / STAGED_LAYOUT).unlink(missing_ok=True)
+            folder.rmdir()
+            removed += 1
+        except OSError:  # a job of this layout wrote a file meanwhile: it is split by the kept layout
+            continue
+    return removed
 
 
 def write_staged_layouts(store, names: Sequence[str]) -> None:
@@ -371,8 +404,9 @@ class Committer:
         for s in self.sources:
             root = streaming.staged_root(self.store, s)
             if root.is_dir():
-                for staged in sorted(p for p in root.iterdir() if p.is_dir()):
+                for staged in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
                     done += split_staged(staged, view_dir)
+                remove_split_folders(root, [streaming.staged_dir(self.store, s, self.names)])
         return done
 
     def _swap_rebuilt(self, final: bool) -> int:
@@ -457,6 +491,6 @@ def begin_rebuilds(store, names: Sequence[str]) -> None:
         DirCommitter(streaming.staging_dir(store, n), None, view_identity(store, n)).set_state(rebuild_since=now)
 
 
-__all__ = ["DirCommitter", "Committer", "split_staged", "write_staged_layouts", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
+__all__ = ["DirCommitter", "Committer", "split_staged", "remove_split_folders", "write_staged_layouts", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
            "stream_states",
            "COMMITTER_STATE", "COMMITTER_PENDING", "NULL_KEY_PREFIX"]

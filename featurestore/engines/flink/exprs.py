@@ -4,7 +4,7 @@ DuckDB's semantics, and at plan time what cannot stream.
 * Filters, projections and feature inputs are DuckDB-dialect SQL in the definitions.
   :class:`ExprCompiler` parses them with sqlglot (dialect ``duckdb``), accepts a whitelist of node types
   and renders Flink SQL with DuckDB's semantics (each rule below is checked against DuckDB by
-  ``tests/test_stream.py``). Anything else raises :class:`UnsupportedExpression`; :func:`check_repo`
+  ``tests/test_stream_exprs.py``). Anything else raises :class:`UnsupportedExpression`; :func:`check_repo`
   turns those into :class:`~featurestore.errors.Problem` s naming file, line, view and feature, and
   :func:`compile_view_exprs` raises :class:`StreamCompileError` when the job is built.
 
@@ -19,11 +19,16 @@ DuckDB's semantics, and at plan time what cannot stream.
     DECIMAL = FLOAT; Flink would widen to DOUBLE).
   - A ``CAST`` whose value is out of the target's range (where DuckDB fails) is NULL, a double beyond float32
     too (Java's cast gives +-inf); ``ExprCompiler.raises`` holds the Flink SQL true on those rows (the Flink
-    backfill then fails, like DuckDB's; ``TRY_CAST`` records none).
+    backfill then fails, like DuckDB's; ``TRY_CAST`` records none), as lazily as DuckDB evaluates: only where
+    its CASE/IF branch is taken, a later COALESCE argument where the earlier ones are NULL.
   - ``CAST(float AS INTEGER/BIGINT)`` rounds half to even (DuckDB), not toward zero (Flink);
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
     ``CAST(int AS BOOLEAN)`` is ``<> 0``. Casts from strings to numbers and from floats to strings
     format/parse differently in the two engines and are rejected.
+  - Timestamps compare to the microsecond: the stream carries them as TIMESTAMP(3) (event time) / TIMESTAMP(6),
+    the Flink backfill (``times_us``) as BIGINT epoch microseconds; a ``TIMESTAMP '...'`` literal is read by
+    DuckDB itself at plan time (time zone UTC, as the backfill). ``CAST`` between timestamps and other types,
+    and strings compared with timestamps, are rejected.
   - ``length(s)`` counts code points (Flink's CHAR_LENGTH counts UTF-16 units).
   - ``round(double, n)`` is DuckDB's ``round(x * 10^n) / 10^n``; see :meth:`ExprCompiler._round`.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
@@ -53,7 +58,10 @@ from featurestore.errors import Problem
 class ExprCompiler:
     """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring)."""
 
-    def __init__(self, columns: Mapping[str, FExpr]):
+    def __init__(self, columns: Mapping[str, FExpr], times_us: bool = False):
+        # how a timestamp is carried: Flink TIMESTAMP(p) (the streaming job: TIMESTAMP(3) event time, TIMESTAMP(6)
+        # values), or ``times_us`` BIGINT epoch microseconds (the Flink backfill's timestamp values)
+        self.times_us = times_us
         self.columns: Dict[str, FExpr] = {}
         for name, e in columns.items():
             self.columns.setdefault(name.lower(), e)  # DuckDB identifiers are case-insensitive
@@ -68,7 +76,18 @@ class ExprCompiler:
             raise UnsupportedExpression(f"cannot parse it ({str(exc).splitlines()[0]})") from None
         self._text = text
         self.raises = []
+        self._guards: List[str] = []  # where the node being compiled is evaluated (CASE/IF/COALESCE branches)
         return self.node(tree)
+
+    def _under(self, guards: Sequence[str], compile_):
+        """``compile_()`` for a part DuckDB evaluates only where every one of ``guards`` (Flink SQL) is TRUE:
+        a CASE/IF branch or a later COALESCE argument. A CAST in it fails DuckDB only on those rows."""
+        before = self._guards
+        self._guards = before + list(guards)
+        try:
+            return compile_()
+        finally:
+            self._guards = before
 
     # dispatch ----------------------------------------------------------------------------------------
     def node(self, n) -> FExpr:
@@ -180,10 +199,37 @@ class ExprCompiler:
 
     # comparisons and logic ---------------------------------------------------------------------------
     def _comparable(self, items: Sequence[FExpr], what: str) -> str:
-        kind = _common_type([e.dtype for e in items], what)
+        return _common_type([e.dtype for e in items], what)  # timestamps: to the microsecond in either form
+
+    def _null_of(self, kind: str) -> str:
         if kind == t.TIMESTAMP:
-            raise UnsupportedExpression(f"{what} on timestamps is not supported in the streaming job")
-        return kind
+            return "CAST(NULL AS BIGINT)" if self.times_us else "CAST(NULL AS TIMESTAMP(6))"
+        return _typed_null(kind)
+
+    def _time_literal(self, n) -> FExpr:
+        """``TIMESTAMP '...'`` / ``CAST('...' AS TIMESTAMPTZ)``: the instant DuckDB reads (time zone UTC, as the
+        backfill's connection), as a Flink TIMESTAMP(6) literal or epoch microseconds."""
+        import duckdb
+
+        from featurestore import semantics
+
+        text = n.sql(dialect="duckdb")
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            us = con.execute(f"SELECT epoch_us(CAST({text} AS TIMESTAMPTZ))").fetchone()[0]
+        except duckdb.Error as exc:
+            raise UnsupportedExpression(f"{text} is not a timestamp ({str(exc).splitlines()[0]})") from None
+        finally:
+            con.close()
+        if us is None or not semantics.time_value_supported(us):
+            raise UnsupportedExpression(f"{text} is outside years 1 to 9999")
+        if self.times_us:
+            return FExpr(f"CAST({us} AS BIGINT)", t.TIMESTAMP)
+        import datetime
+
+        d = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=us)
+        return FExpr(f"TIMESTAMP '{d.year:04d}-{d:%m-%d %H:%M:%S}.{d.microsecond:06d}'", t.TIMESTAMP)
 
     def _compare(self, n, op: str) -> FExpr:
         a, b = self.node(n.this), self.node(n.expression)
@@ -195,7 +241,7 @@ class ExprCompiler:
     def _as(self, e: FExpr, kind: str) -> str:
         """``e`` in a comparison/branch of common type ``kind``: NULL typed; floats compared as floats."""
         if e.dtype == NULL:
-            return _typed_null(kind)
+            return self._null_of(kind)
         if kind in FLOATS and e.dtype != kind:
             return _cast_sql(e, kind)
         return e.sql
@@ -259,23 +305,27 @@ class ExprCompiler:
         raise UnsupportedExpression(f"IS {n.expression.sql(dialect='duckdb')} is not supported in the streaming job")
 
     def _Case(self, n) -> FExpr:
+        # DuckDB evaluates a WHEN only where no earlier one held, a branch only where it is taken
         subject = self.node(n.this) if n.this is not None else None
-        conds, values = [], []
+        conds, values, not_yet = [], [], []
         for branch in n.args.get("ifs") or []:
             if subject is not None:
-                when = self.node(branch.this)
+                when = self._under(not_yet, lambda: self.node(branch.this))
                 kind = self._comparable([subject, when], "CASE")
                 conds.append(f"{self._key(subject, kind)} = {self._key(when, kind)}")
             else:
-                conds.append(self._bool(branch.this, "CASE WHEN").sql)
-            values.append(self.node(branch.args["true"]))
-        default = self.node(n.args["default"]) if n.args.get("default") is not None else None
+                conds.append(self._under(not_yet, lambda: self._bool(branch.this, "CASE WHEN")).sql)
+            values.append(self._under(not_yet + [f"({conds[-1]}) IS TRUE"], lambda: self.node(branch.args["true"])))
+            not_yet.append(f"({conds[-1]}) IS NOT TRUE")
+        default = self._under(not_yet, lambda: self.node(n.args["default"])) \
+            if n.args.get("default") is not None else None
         return self._branches(conds, values, default, "CASE")
 
     def _If(self, n) -> FExpr:
         cond = self._bool(n.this, "IF").sql
-        values = [self.node(n.args["true"])]
-        default = self.node(n.args["false"]) if n.args.get("false") is not None else None
+        values = [self._under([f"({cond}) IS TRUE"], lambda: self.node(n.args["true"]))]
+        default = self._under([f"({cond}) IS NOT TRUE"], lambda: self.node(n.args["false"])) \
+            if n.args.get("false") is not None else None
         return self._branches([cond], values, default, "IF")
 
     def _branches(self, conds: List[str], values: List[FExpr], default: Optional[FExpr], what: str) -> FExpr:
@@ -288,13 +338,15 @@ class ExprCompiler:
 
     def _branch(self, e: FExpr, kind: str) -> str:
         if e.dtype == NULL:
-            return _typed_null(kind)
+            return self._null_of(kind)
         if kind in FLOATS and e.dtype != kind:
             return _cast_sql(e, kind)
         return e.sql
 
     def _Coalesce(self, n) -> FExpr:
-        items = [self.node(n.this)] + [self.node(x) for x in n.expressions]
+        items = [self.node(n.this)]  # DuckDB evaluates an argument only where every earlier one is NULL
+        for x in n.expressions:
+            items.append(self._under([f"({e.sql}) IS NULL" for e in items], lambda: self.node(x)))
         kind = _common_type([e.dtype for e in items], "COALESCE")
         if kind == NULL:
             return FExpr("NULL", NULL)
@@ -428,18 +480,27 @@ class ExprCompiler:
     def _Cast(self, n) -> FExpr:
         from sqlglot import exp
 
-        e = self.node(n.this)
         to = n.args["to"]
         name = to.this.name if hasattr(to.this, "name") else str(to.this)
+        if str(name).upper() in _TIME_TYPE_NAMES and not to.expressions:
+            if isinstance(n.this, exp.Literal) and n.this.is_string:
+                return self._time_literal(n)
+            e = self.node(n.this)
+            if e.dtype in (t.TIMESTAMP, NULL):  # TIMESTAMPTZ <-> TIMESTAMP at time zone UTC: the same instant
+                return e if e.dtype == t.TIMESTAMP else FExpr(self._null_of(t.TIMESTAMP), t.TIMESTAMP)
+            raise UnsupportedExpression(f"CAST of a {e.dtype} to a timestamp is not supported in the streaming job "
+                                        "(a timestamp column, or a literal: TIMESTAMP '2026-03-01 12:00:00')")
+        e = self.node(n.this)
         target = _TYPE_NAMES.get(str(name).upper())
         if target is None or to.expressions:
             raise UnsupportedExpression(f"CAST to {to.sql(dialect='duckdb')} is not supported in the streaming job "
-                                        "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE or BOOLEAN)")
+                                        "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE, BOOLEAN or TIMESTAMP)")
         sql = _cast_sql(e, target)
         if not isinstance(n, exp.TryCast) and (target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64)) \
                 and e.dtype not in (target, NULL, t.BOOL):
-            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL
-            self.raises.append(f"(({e.sql}) IS NOT NULL AND ({sql}) IS NULL)")
+            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL; on the
+            # rows DuckDB evaluates it on (a CASE branch never taken fails nothing)
+            self.raises.append("(" + " AND ".join([*self._guards, f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"]) + ")")
         return FExpr(sql, target)
 
     def _TryCast(self, n) -> FExpr:
@@ -503,8 +564,17 @@ class ViewExprs:
     raises: Tuple[Tuple[str, str], ...] = ()
 
 
-def source_columns(cv: CompiledView) -> Dict[str, FExpr]:
-    return {name: FExpr(qi(name), dtype) for name, dtype in cv.source_columns}
+_TIME_TYPE_NAMES = {"TIMESTAMP", "TIMESTAMPNTZ", "TIMESTAMPTZ", "DATETIME"}  # microsecond timestamps (UTC)
+
+
+def source_columns(cv: CompiledView, times_us: bool = False) -> Dict[str, FExpr]:
+    """The view's source columns for :class:`ExprCompiler`; ``times_us``: as the Flink backfill carries them
+    (timestamp values as BIGINT epoch microseconds; the event time then too, from ``__ts_ms``)."""
+    out = {name: FExpr(qi(name), dtype) for name, dtype in cv.source_columns}
+    if times_us:
+        out[cv.ts_column] = FExpr(f"(CASE WHEN {qi(cv.ts_column)} IS NOT NULL THEN CAST({qi(TS_MS)} AS BIGINT) * 1000 END)",
+                                  t.TIMESTAMP)
+    return out
 
 
 def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, List[Tuple[Optional[str], str, str]]]:
@@ -515,8 +585,8 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
     errors: List[Tuple[Optional[str], str, str]] = []
     raises: List[Tuple[str, str]] = []
     msg = "expression {!r} cannot run in the streaming job: {}"
-    base = source_columns(cv)
-    src = ExprCompiler(base)
+    base = source_columns(cv, times_us=not online)  # online=False: the Flink backfill's rows
+    src = ExprCompiler(base, times_us=not online)
     flt = None
     if cv.filter:
         try:
@@ -536,13 +606,14 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
     for name, expr, dtype in cv.projections:
         try:
             e = src.compile(expr)
-            if e.dtype == t.TIMESTAMP or dtype == t.TIMESTAMP:
-                raise UnsupportedExpression("timestamp projections are not supported in the streaming job")
-            sql = _cast_sql(e, dtype)
+            if dtype == t.TIMESTAMP and e.dtype in (t.TIMESTAMP, NULL):  # the stored value: microseconds, UTC
+                sql = e.sql if e.dtype == t.TIMESTAMP else src._null_of(t.TIMESTAMP)
+            else:
+                sql = _cast_sql(e, dtype)
             raises.extend((f"projection '{name}' ({expr})", r) for r in src.raises)
         except UnsupportedExpression as exc:
             errors.append((None, f"projection '{name}'", msg.format(expr, exc)))
-            sql = f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"
+            sql = src._null_of(dtype) if dtype == t.TIMESTAMP else f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"
         projections.append((name, sql))
         visible[name] = FExpr(f"({sql})", dtype)
     feat = ExprCompiler(visible)

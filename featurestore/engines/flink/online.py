@@ -83,14 +83,16 @@ def progress_key(project: str, run_id: str) -> str:
 
 
 def _subtask_index(runtime_context) -> int:
-    """The operator's subtask index (PyFlink 2.3's thread mode lacks get_index_of_this_subtask)."""
+    """The operator's subtask index, named in its progress reports. PyFlink 2.3's thread mode wraps the Java
+    RuntimeContext, whose ``getIndexOfThisSubtask`` Flink 2 removed (its wrapper raises): ask its TaskInfo."""
+    java = getattr(runtime_context, "_runtime_context", None)  # thread mode: the Java object (pemja)
     for get in (lambda: runtime_context.get_index_of_this_subtask(),
-                lambda: runtime_context.get_task_info().get_index_of_this_subtask()):
+                lambda: java.getTaskInfo().getIndexOfThisSubtask()):
         try:
             return int(get())
         except Exception:
             continue
-    return 0
+    raise RuntimeError("the online operator cannot tell its subtask index")
 
 
 class _View:

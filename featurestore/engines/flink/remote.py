@@ -150,10 +150,12 @@ def job_args(repo: os.PathLike, checkpoint_dir: os.PathLike, *, bounded: bool = 
 def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = None, *, bounded: bool = False,
                   checkpoint_dir: Optional[os.PathLike] = None, checkpoint_interval_ms: Optional[int] = None,
                   restore: bool = True, commit: bool = True, commit_interval_s: float = 2.0,
-                  extra_args: Sequence[str] = (), partial_history: bool = False) -> RemoteStreamHandle:
+                  extra_args: Sequence[str] = (), partial_history: bool = False, parallelism: Optional[int] = None,
+                  flush_ms: Optional[int] = None, slack_ms: int = 0) -> RemoteStreamHandle:
     """Submit the same job to a remote cluster (``flink run -m <address> -d -py jobs/stream.py
     --submit-only``) and return a handle that watches it over REST (``run_until_done``, ``stop``) and
-    runs the committer here. The cluster must reach Kafka and Redis, and the staging and checkpoint
+    runs the committer here. ``parallelism``, ``flush_ms`` and ``slack_ms`` are the job's options as in
+    :func:`featurestore.engines.flink.stream.start` (passed as its ``--parallelism``/``--flush-ms``/``--slack-ms``). The cluster must reach Kafka and Redis, and the staging and checkpoint
     directories must be the same paths on the cluster and here (one machine, or a shared mount)."""
     names = stream_views(store, views)
     name = job_name(store, names)
@@ -174,6 +176,9 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     if restored is None:  # also when a rebuild needs the topic from its first record (see _prepare)
         cmd.append("--no-restore")
     cmd += ["--views", ",".join(names)]
+    for flag, value in (("--parallelism", parallelism), ("--flush-ms", flush_ms), ("--slack-ms", slack_ms or None)):
+        if value is not None:
+            cmd += [flag, str(int(value))]
     cmd += list(extra_args)
     out = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     text = out.stdout + out.stderr

@@ -269,6 +269,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         cols = [f"{qi(n)} {stored_type(ts_column, n, d)}" for n, d in views[0].source_columns]
         selects = [stored_select(ts_column, n, d) for n, d in views[0].source_columns]
         flags = []
+        staged_columns = list(views[0].source_columns)
         for cv, lv in zip(views, layout["views"]):
             ve = exprs[cv.name]
             flag = _stored_where(cv.join_keys, ve.filter, reason=False)
@@ -278,11 +279,14 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
             staged_names = dict(lv["columns"])
             for (name, sql), (_, _, dtype) in zip(ve.projections, cv.projections):
                 # only for the view's rows: a projection never runs on an event its view does not store
-                selects.append(f"CASE WHEN ({flag}) THEN {sql} END AS {qi(staged_names[name])}")
-                cols.append(f"{qi(staged_names[name])} {FLINK_TYPES[dtype]}")
+                stored = stored_type(ts_column, staged_names[name], dtype)  # a timestamp: microseconds, UTC
+                value = f"CAST({sql} AS {stored})" if stored == TIMESTAMP_UTC else sql
+                selects.append(f"CASE WHEN ({flag}) THEN {value} END AS {qi(staged_names[name])}")
+                cols.append(f"{qi(staged_names[name])} {stored}")
+                staged_columns.append((staged_names[name], dtype))
         cols += [f"{qi(KAFKA_PARTITION)} INT", f"{qi(KAFKA_OFFSET)} BIGINT"]
         selects += [qi(KAFKA_PARTITION), qi(KAFKA_OFFSET)]
-        options = staging_options(staged[source_name], ts_column, views[0].source_columns)
+        options = staging_options(staged[source_name], ts_column, staged_columns)
         plan.ddl.append(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) " + _with(options))
         where = f"{qi(REASON)} IS NULL AND (" + " OR ".join(f"({f})" for f in flags) + ")"
         plan.inserts.append((sink, f"SELECT {', '.join(selects)}\nFROM {qi(typed)}\nWHERE {where}"))
