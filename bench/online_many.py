@@ -38,6 +38,27 @@ repo = oh.make_repo(oh.Path(spec["work"]), oh.Path(spec["work"]) / "data")
 fs = oh.open_store(repo, spec["project"])
 if spec.get("materialize"):
     fs.materialize(end=oh.MATERIALIZE_END_MS)
+    from featurestore.stores import online_redis as orr
+    client = orr.for_store(fs).client  # some entities' meta hashes gone: their state is lost (refused)
+    for view, key in [("user_spend", f"u{i:04d}") for i in range(0, 5000, 250)] + [
+            ("merchant_activity", f"m{i:04d}") for i in range(0, 500, 50)]:
+        client.delete(orr.entity_base(spec["project"], view, [key]) + ":t")
+    print(json.dumps({}))
+    sys.exit()
+if spec.get("check"):  # every value, status, event time and refusal of random lookups, one line each
+    rng = np.random.default_rng(oh.SEED + 2)
+    feats = [f"{v.name}:{f}" for v in fs.repo.views.values() if v.online for f in v.feature_names]
+    users = [f"u{i:04d}" for i in range(5000)] + [f"u_hot_{n}" for n in (100, 1_000)] + ["nobody"]
+    merchants = [f"m{i:04d}" for i in range(500)] + [f"m_hot_{n}" for n in (100, 1_000)] + ["nowhere"]
+    with open(spec["check"], "w") as out:
+        for i in range(spec["lookups"]):
+            size = [1, 5, 100][i % 3]
+            q = oh.MATERIALIZE_END_MS + int(rng.choice([rng.integers(0, oh.HOUR_MS), rng.integers(0, 10 * oh.DAY_MS),
+                                                        rng.integers(30 * oh.DAY_MS, 40 * oh.DAY_MS)], p=[.6, .3, .1]))
+            rows = [{"user_id": users[u], "merchant_id": merchants[m]}
+                    for u, m in zip(rng.integers(0, len(users), size), rng.integers(0, len(merchants), size))]
+            r = fs.get_online_features(rows, features=feats, request_time=q)
+            out.write(repr((q, r.to_dict(), r.statuses(), r.event_times, sorted(r.refusals))) + "\n")
     print(json.dumps({}))
     sys.exit()
 rng = np.random.default_rng(oh.SEED + 1)
@@ -77,6 +98,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--entities", type=int, default=100)
     ap.add_argument("--lookups", type=int, default=400)
+    ap.add_argument("--check", type=int, default=0, help="first compare the versions' answers to this many "
+                    "random lookups (1, 5 and 100 entities, unknown and hot ones, request times to 40 days "
+                    "after, some entities' state lost) value by value, status by status")
     args = ap.parse_args()
     work = DATA_ROOT / "online-many"
     oh.generate(work / "data", (100, 1_000))
@@ -93,6 +117,20 @@ def main() -> None:
         versions = ((head, ROOT), (base, wt))
         for name, root in versions:  # each version materializes in its own format, under its own project
             _child(root, dict(spec, project=f"{PROJECT}_{name}", materialize=True))
+        if args.check:
+            files = []
+            for name, root in versions:
+                files.append(work / f"check-{name}.txt")
+                _child(root, dict(spec, project=f"{PROJECT}_{name}", check=str(files[-1]), lookups=args.check))
+            a, b = (f.read_text().splitlines() for f in files)
+            diff = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+            statuses = sum(line.count(f"'{s}'") for line in a
+                           for s in ("PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED"))
+            counts = {s: sum(line.count(f"'{s}'") for line in a) for s in
+                      ("PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED")}
+            print(f"check: {len(a)} lookups, {statuses} values {counts}: {diff} lookups differ", file=sys.stderr)
+            if diff:
+                raise SystemExit(f"the versions' answers differ in {diff} lookups: {files}")
         res = {head: [], base: []}
         for _ in range(args.runs):
             for name, root in versions:
