@@ -39,9 +39,9 @@ fs = oh.open_store(repo, spec["project"])
 if spec.get("materialize"):
     fs.materialize(end=oh.MATERIALIZE_END_MS)
     from featurestore.stores import online_redis as orr
-    client = orr.for_store(fs).client  # some entities' meta hashes gone: their state is lost (refused)
+    client = orr.for_store(fs).client  # (--check) some entities' meta hashes gone: their state is lost (refused)
     for view, key in [("user_spend", f"u{i:04d}") for i in range(0, 5000, 250)] + [
-            ("merchant_activity", f"m{i:04d}") for i in range(0, 500, 50)]:
+            ("merchant_activity", f"m{i:04d}") for i in range(0, 500, 50)] if spec.get("lose") else []:
         client.delete(orr.entity_base(spec["project"], view, [key]) + ":t")
     print(json.dumps({}))
     sys.exit()
@@ -128,7 +128,8 @@ def main() -> None:
             files = []
             for name, root in versions:
                 files.append(work / f"check-{name}.txt")
-                _child(root, dict(spec, project=f"{PROJECT}_{name}", check=str(files[-1]), lookups=args.check))
+                _child(root, dict(spec, project=f"{PROJECT}_{name}_check", materialize=True, lose=True))
+                _child(root, dict(spec, project=f"{PROJECT}_{name}_check", check=str(files[-1]), lookups=args.check))
             a, b = (f.read_text().splitlines() for f in files)
             diff = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
             statuses = sum(line.count(f"'{s}'") for line in a
