@@ -149,6 +149,32 @@ def test_many_entities_in_one_lookup_equal_offline(online_backend, make_store, s
         assert_features_equal(online, offline, feature_columns(store), f"seed {seed} q {q}")
 
 
+@pytest.mark.parametrize("seed,online_backend", [(3, "single"), (3, "cluster")], indirect=["online_backend"])
+def test_entities_split_over_several_script_calls_each_read_their_own_state(online_backend, make_store, seed,
+                                                                           layout_mode, monkeypatch):
+    """A view's entities are read by script calls of at most CALL_ENTITIES entities (on a cluster, per slot):
+    with calls of 3, a lookup of many entities (some unknown, some lost, repeated rows) answers every row
+    exactly as a lookup of that row alone, value by value, status by status."""
+    from featurestore.stores import online_read
+
+    store = make_store()
+    events = random_events(seed)
+    write_events(store.repo_path, events)
+    store.materialize()
+    client = store.online_store().client
+    client.delete(orr.entity_base(store.config.project, "amount_stats", ["u1"]) + ":t")  # u1's state is lost
+    rows = [{"user_id": f"u{i % 9}", "shop": i % 4} for i in range(23)] + [{"user_id": "nobody", "shop": 0}]
+    monkeypatch.setattr(online_read, "CALL_ENTITIES", 3)
+    for q in [BASE + pd.Timedelta("61s"), BASE + pd.Timedelta("299s")]:
+        got = store.get_online_features(rows, feature_service="everything", request_time=q)
+        values, statuses = got.to_dict(), got.statuses()
+        assert "REFUSED" in statuses["events_all"] and any("is lost" in r for r in got.refusals)
+        for i, row in enumerate(rows):
+            alone = store.get_online_features([row], feature_service="everything", request_time=q)
+            assert {k: v[i] for k, v in values.items()} == {k: v[0] for k, v in alone.to_dict().items()}, (q, row)
+            assert {k: v[i] for k, v in statuses.items()} == {k: v[0] for k, v in alone.statuses().items()}, (q, row)
+
+
 def test_online_equals_oracle(online_backend, make_store):
     store = make_store()
     seed = 3

@@ -175,19 +175,18 @@ def calls(reads: Sequence[Tuple[str, list]], slots: Optional[Sequence[int]] = No
     """The script calls of ``reads``: lists of indexes into ``reads`` whose entries share one args object
     (and, on a cluster, one slot: ``slots``, a script's keys must), at most :data:`CALL_ENTITIES` each,
     in the order of their first read."""
-    groups: Dict[tuple, List[List[int]]] = {}
-    out: List[List[int]] = []
-    for i, (_, args) in enumerate(reads):
-        key = (id(args), None if slots is None else slots[i])
-        chunks = groups.get(key)
-        if chunks is None or len(chunks[-1]) >= CALL_ENTITIES:
-            chunk: List[int] = []
-            out.append(chunk)
-            if chunks is None:
-                chunks = groups[key] = []
-            chunks.append(chunk)
-        chunks[-1].append(i)
-    return out
+    groups: Dict[object, List[int]] = {}
+    if slots is None:
+        for i, (_, args) in enumerate(reads):
+            idx = groups.get(id(args))
+            if idx is None:
+                groups[id(args)] = [i]
+            else:
+                idx.append(i)
+    else:
+        for i, ((_, args), slot) in enumerate(zip(reads, slots)):
+            groups.setdefault((id(args), slot), []).append(i)
+    return [idx[k:k + CALL_ENTITIES] for idx in groups.values() for k in range(0, len(idx), CALL_ENTITIES)]
 
 
 def spread(replies: Sequence, groups: Sequence[List[int]], n: int) -> list:
