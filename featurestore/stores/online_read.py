@@ -65,10 +65,12 @@ local function read(tkey, rkey, pkey)
       end
     end
   end
-  if not head[2] then
+  if not head[2] or (latest_only and not ncut) then
     -- raw events only: those of [lo, q) (lo0: the earliest finite window start, '' for none; unbounded: a
     -- window is unbounded, so from the prefix's boundary, or every event without one; qm1: q - 1), or when
-    -- only latest features read, just the events of the latest time there
+    -- only latest features read, just the events of the latest time there. An entity with tiles is read so
+    -- too when only latest features read a finite TTL: it stores every raw event of its retention (at least
+    -- the TTL) after its horizon, so the latest one inside the TTL is there, and no tile need be read
     local lo = lo0
     if unbounded then
       if not prefix then lo = '-inf'
