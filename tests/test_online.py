@@ -342,68 +342,6 @@ def test_materialize_deletes_entities_that_fell_behind_the_horizon(online_backen
     assert list(redis_client.scan_iter(match=f"fs:{p}:pair_stats:*")) == []
 
 
-# -- protocol -----------------------------------------------------------------------------------------
-def test_one_round_trip_for_many_entities_and_views(make_store, monkeypatch):
-    import redis
-
-    store = make_store()
-    write_events(store.repo_path, random_events(5))
-    store.materialize()
-    rows = [{"user_id": f"u{i}", "shop": i % 3} for i in range(6)] + [{"user_id": "nobody", "shop": 0}]
-    q = BASE + pd.Timedelta("2min")
-    store.get_online_features(rows, feature_service="everything", request_time=q)  # warm connection
-    sent = []
-    real = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sent.append(command)
-        return real(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    got = store.get_online_features(rows, feature_service="everything", request_time=q)
-    assert len(sent) == 1, sent
-    payload = b"".join(sent[0]) if isinstance(sent[0], list) else sent[0]
-    assert payload.upper().count(b"EVALSHA") == len(rows) * len(store.repo.views)  # one per (view, entity)
-    assert b"SCAN" not in payload.upper() and b"HMGET" in payload.upper()
-    assert len(got) == len(rows)
-
-
-def test_a_lookup_on_a_cluster_sends_each_master_one_batch(make_store, monkeypatch, redis_cluster_url):
-    """A lookup of many entities on a Redis Cluster: one batch of commands per master, in one round
-    (sent to every master before any reply is read), never one round trip per entity, never SCAN."""
-    import redis
-
-    monkeypatch.setenv("FEATURESTORE_REDIS_URL", redis_cluster_url)
-    store = make_store()
-    write_events(store.repo_path, random_events(5))
-    store.materialize()
-    rows = [{"user_id": f"u{i}", "shop": i % 3} for i in range(30)] + [{"user_id": "nobody", "shop": 0}]
-    q = BASE + pd.Timedelta("2min")
-    store.get_online_features(rows, feature_service="everything", request_time=q)  # warm connections
-    events = []
-    real_send = redis.connection.AbstractConnection.send_packed_command
-    real_read = redis.connection.AbstractConnection.read_response
-
-    def sending(self, command, check_health=True):
-        events.append(("send", self.port, b"".join(command) if isinstance(command, list) else command))
-        return real_send(self, command, check_health)
-
-    def reading(self, *args, **kwargs):
-        events.append(("read", self.port, b""))
-        return real_read(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", sending)
-    monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", reading)
-    got = store.get_online_features(rows, feature_service="everything", request_time=q)
-    sends = [e for e in events if e[0] == "send"]
-    assert len({port for _, port, _ in sends}) == len(sends) == 3, [e[:2] for e in events]  # one batch per master
-    first_read = next(i for i, e in enumerate(events) if e[0] == "read")
-    assert all(e[0] == "send" for e in events[:3]) and first_read == 3  # every batch sent before any read
-    payload = b"".join(p for _, _, p in sends).upper()
-    assert payload.count(b"EVALSHA") == len(rows) * len(store.repo.views) and b"SCAN" not in payload
-    assert len(got) == len(rows)
-
-
 def test_stale_definition_is_refused_until_materialized(make_store):
     store = make_store()
     write_events(store.repo_path, random_events(1))

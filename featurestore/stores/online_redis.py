@@ -28,8 +28,8 @@ What the keys hold is :mod:`featurestore.kernel.entity`'s state: rows are
 :class:`featurestore.kernel.partials.Layout` rows (``Layout.encode``), raw events are members of
 :mod:`featurestore.stores.online_format` (which defines the format version: a view or entity of another
 version is refused, never read). A lookup runs :data:`READ_LUA` once per
-(view, entity), all in one pipeline: one round trip for any number of entities and views, reading
-O(tiles + edge events) per window (``featurestore.online``).
+view for all its entities (on a cluster: once per view and slot), all in one pipeline: one round trip for
+any number of entities and views, reading O(tiles + edge events) per window (``featurestore.online``).
 
 Retention. The *retention* ``R`` of a view is its largest finite window, or its TTL if larger (views with
 latest features and a TTL). ``materialize(end=E)`` keeps what a request at any ``q >= E`` needs: raw
@@ -61,7 +61,8 @@ from featurestore.online import input_columns, loads, view_windows
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_format import FORMAT_VERSION
 from featurestore.stores.online_packed import PackedRaw, pack_counted
-from featurestore.stores.online_read import READ_LUA  # noqa: F401 (re-exported)
+from featurestore.stores import online_read
+from featurestore.stores.online_read import READ_LUA, _bulk, _pack  # noqa: F401 (re-exported)
 from featurestore.stores.redis_client import connect, connection_url, is_cluster, redact  # noqa: F401 (re-exported)
 
 KEY_PREFIX = "fs"
@@ -232,39 +233,6 @@ def write_args(changes: Changes, fingerprint: str, expire_at: Optional[int]) -> 
 
 
 # -- the client ---------------------------------------------------------------------------------------
-def _bulk(b: bytes) -> bytes:
-    """One RESP bulk string."""
-    return b"$%d\r\n%s\r\n" % (len(b), b)
-
-
-def _pack(args) -> bytes:
-    """Arguments as RESP bulk strings, one format per argument (materialize packs millions)."""
-    out = []
-    for a in args:
-        if not isinstance(a, bytes):
-            a = (a if isinstance(a, str) else str(a)).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def _read_commands(sha: str, reads: Sequence[Tuple[str, list]]) -> List[Tuple[bytes, bytes]]:
-    """Per ``(entity base, script args)`` of ``reads``: its key and its packed ``EVALSHA`` of the read script
-    (``sha``) on its three keys. The arguments of one read plan are packed once for all the entities that
-    share it (``reads`` entries with the same args object), and each entity's command is one format."""
-    head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(sha)) + _bulk(b"3")
-    tails: Dict[int, Tuple[bytes, bytes]] = {}
-    out = []
-    for base, args in reads:
-        tail = tails.get(id(args))
-        if tail is None:
-            tail = tails[id(args)] = (b"*%d\r\n" % (6 + len(args)) + head, _pack(args))
-        key = base.encode()
-        n = len(key) + 2
-        out.append((key, b"%s$%d\r\n%s:t\r\n$%d\r\n%s:r\r\n$%d\r\n%s:p\r\n%s"
-                    % (tail[0], n, key, n, key, n, key, tail[1])))
-    return out
-
-
 def _arg_bytes(a) -> bytes:
     if isinstance(a, bytes):
         return a
@@ -342,111 +310,9 @@ class RedisOnlineStore:
 
     # -- read -------------------------------------------------------------------------------------
     def read(self, views: Sequence[str], reads: Sequence[Tuple[str, list]]) -> Tuple[List[Optional[bytes]], list]:
-        """One round trip: the markers of ``views`` and, for each ``(entity base, script args)`` of
-        ``reads``, the read script's reply. (The script is loaded once per client; when Redis has lost
-        it — a restart — it is loaded again and the read repeated.)
-
-        The commands are packed here, not by redis-py: the arguments of one read plan are encoded once
-        for all the entities that share it (``reads`` entries with the same args object), which for 100
-        entities was a third of a lookup's time."""
-        import redis
-
-        if self.cluster:
-            from redis.crc import key_slot
-
-            slots = [key_slot(base.encode()) for base, _ in reads]
-            distinct = sorted(set(slots))
-            sentinels = [slot_key(self.project, sl) for sl in distinct]
-            out = self._read_packed_per_node(views, reads, sentinels)
-            if out is None:
-                out = self._read_cluster(views, reads, sentinels)
-            present = dict(zip(distinct, out[1 + len(reads):]))
-            return out[0], [r if present[sl] else LOST for sl, r in zip(slots, out[1:1 + len(reads)])]
-        for attempt in (0, 1):
-            if self._read is None:
-                self._read = self._guard(self.client.script_load, READ_LUA)
-            parts = [b"*%d\r\n" % (2 + len(views)) + _bulk(b"HMGET") + _bulk(views_key(self.project).encode())
-                     + b"".join(_bulk(v.encode()) for v in views)]
-            parts += [command for _, command in _read_commands(self._read, reads)]
-            out = self._guard(self._exchange, b"".join(parts), len(parts))
-            errors = [r for r in out if isinstance(r, redis.exceptions.ResponseError)]
-            if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors) and not attempt:
-                self._read = None
-                continue
-            if errors:
-                raise errors[0]
-            return out[0], out[1:]
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _read_packed_per_node(self, views: Sequence[str], reads: Sequence[Tuple[str, list]], sentinels: List[str]):
-        """:meth:`read` on a Redis Cluster, packed by hand like the single node's: each master that holds
-        a slot of the request gets its commands in one write, all masters before any reply is read (one
-        round per master, in parallel). None when the client's slot map is stale or a node is unreachable
-        (a redirection, NOSCRIPT, a failover): the caller then reads through redis-py's cluster pipeline,
-        which follows redirections and refreshes the map (every command here is a read: nothing is done
-        twice that matters)."""
-        import redis
-        from redis.crc import key_slot
-
-        cluster = self.client
-        if self._read is None:
-            self._read = self._guard(cluster.script_load, READ_LUA)
-        vkey = views_key(self.project).encode()
-        commands = [(vkey, b"*%d\r\n" % (2 + len(views)) + _bulk(b"HMGET") + _bulk(vkey)
-                     + b"".join(_bulk(v.encode()) for v in views))]
-        commands += _read_commands(self._read, reads)
-        for sentinel in sentinels:
-            key = sentinel.encode()
-            commands.append((key, b"*2\r\n" + _bulk(b"EXISTS") + _bulk(key)))
-        try:
-            groups: Dict[str, Tuple[object, List[int]]] = {}
-            for i, (key, _) in enumerate(commands):
-                node = cluster.nodes_manager.get_node_from_slot(key_slot(key))
-                groups.setdefault(node.name, (node, []))[1].append(i)
-        except redis.exceptions.RedisClusterException:
-            return None
-        out: list = [None] * len(commands)
-        taken = []
-        try:
-            for node, idx in groups.values():
-                pool = node.redis_connection.connection_pool
-                try:
-                    conn = pool.get_connection()
-                except TypeError:  # redis-py < 5.3 wants a command name
-                    conn = pool.get_connection("EVALSHA")
-                taken.append((pool, conn))
-                conn.send_packed_command([b"".join(commands[i][1] for i in idx)])
-            for (node, idx), (_, conn) in zip(groups.values(), taken):
-                for i in idx:
-                    try:
-                        out[i] = conn.read_response()
-                    except redis.exceptions.ResponseError as exc:
-                        out[i] = exc
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-            for _, conn in taken:
-                conn.disconnect()  # replies may be pending: never hand such a connection back as is
-            return None
-        finally:
-            for pool, conn in taken:
-                pool.release(conn)
-        errors = [r for r in out if isinstance(r, redis.exceptions.ResponseError)]
-        if errors:
-            if isinstance(errors[0], redis.exceptions.NoScriptError):
-                self._read = None
-            elif not isinstance(errors[0], (redis.exceptions.MovedError, redis.exceptions.AskError,
-                                            redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)):
-                raise errors[0]
-            return None  # the cluster pipeline repeats the read, following redirections
-        return out
-
-    def _read_cluster(self, views: Sequence[str], reads: Sequence[Tuple[str, list]], sentinels: List[str]):
-        """:meth:`read` on a Redis Cluster: redis-py's cluster pipeline sends each node the commands of
-        the slots it holds, all nodes in one round (one round trip per node however many entities), and
-        follows MOVED/ASK redirections and failovers itself. (``SCRIPT LOAD`` goes to every master; a
-        replica promoted since, or a restarted node, answers NOSCRIPT: loaded again, read repeated.)"""
-        return self._pipelined(READ_LUA, [(views_key(self.project), None, list(views))]
-                               + [(base, entity_keys(base), args) for base, args in reads]
-                               + [(key, (), []) for key in sentinels])
+        """The markers of ``views`` and each ``(entity base, script args)`` of ``reads``' read script reply, in
+        one round trip (:func:`featurestore.stores.online_read.read`)."""
+        return online_read.read(self, views, reads)
 
     def _pipelined(self, script: str, commands: Sequence[Tuple[str, Optional[tuple], list]]) -> list:
         """Cluster mode: run ``(key, script keys, args)`` commands in one cluster pipeline: ``EVALSHA`` of
