@@ -561,11 +561,14 @@ class FeatureStore:
 
         return serving_log.ship(self)
 
-    def training_set_from_logs(self, labels_df, feature_service, timestamp_column=None, ship_first=True):
-        """Labels joined to the values that were served for them (the rule: :mod:`featurestore.sdk.from_logs`)."""
+    def training_set_from_logs(self, labels_df, feature_service, timestamp_column=None, ship_first=True,
+                               full_feature_names=False):
+        """Labels joined to the values that were served for them (the rule: :mod:`featurestore.sdk.from_logs`);
+        feature columns named as ``get_historical_features`` names them (``full_feature_names``)."""
         from featurestore.sdk.from_logs import training_set_from_logs
 
-        return training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first)
+        return training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first,
+                                      full_feature_names)
 
     def verify(self, feature_service, limit=None):
         """Recompute logged lookups offline; per-feature mismatch/missing/extra rates (a VerifyReport)."""

@@ -98,7 +98,9 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
 
     name = getattr(feature_service, "name", feature_service)
     selection = resolve_features(store.repo, feature_service=name)
-    by_column = serving_log.column_dtypes(store, selection)
+    full = serving_log.names_clash(selection)  # two views' features of one name: report view__feature
+    served_columns = serving_log.served_columns(store, selection, full)
+    by_column = {c: dtype for c, (_, _, dtype) in served_columns.items()}
     columns = list(by_column)
     store.ship_logs()
     logs = serving_log.read_logs(store, name)
@@ -119,16 +121,17 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     entity_df[TIME_COLUMN] = pd.to_datetime(logs["request_time"], utc=True)
     try:
         with refusing_overflow() as refused:  # a refused value is a cell of the report, not the run's end
-            offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN)
+            offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN,
+                                                    full_feature_names=full)
     except RequestError as exc:
         raise RequestError(f"verify '{name}': cannot recompute logged rows offline: {exc}") from None
     recomputed = offline.to_arrow()  # exact values (pandas would turn an int column with a null into float)
     offline_values = {c: recomputed.column(c).to_pylist() for c in columns}
     for c in json_columns(by_column):  # served JSON values are decoded (decode_served): compare values
         offline_values[c] = decode_list(offline_values[c])
-    served = [serving_log.decode_served(f, by_column) for f in logs["features"]]
+    served = [serving_log.decode_served(f, served_columns) for f in logs["features"]]
     refused_rows: Dict[str, set] = {}
-    names = output_names(selection, False)
+    names = output_names(selection, full)
     for (view, feat), rows in refused.items():
         column = names.get((view, feat))
         if column is not None:
