@@ -356,7 +356,8 @@ def materialize(
 def verify(
     service: str = typer.Argument(..., help="Feature service whose logged lookups to check."),
     repo: Optional[Path] = RepoOpt,
-    threshold: float = typer.Option(0.0, help="Exit 1 when a feature's skew rate is above this (0..1)."),
+    threshold: float = typer.Option(0.0, min=0.0, max=1.0,
+                                    help="Exit 1 when a feature's skew rate is above this (0..1)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report with plots here."),
     limit: Optional[int] = typer.Option(None, help="Check at most this many logged rows (a sample)."),
     as_json: bool = JsonOpt,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -95,6 +96,13 @@ class FeatureStore:
             hit = cache[key] = (self.repo, frozenset(col for (v, f), col in names.items()
                                                      if serving_log.feature_dtype(self, v, f) == dtypes.JSON))
         return hit[1]
+
+    def _column_types(self, selection, full_feature_names: bool) -> dict:
+        """The declared type of every column a lookup of ``selection`` returns (join keys and features)."""
+        from featurestore import serving_log
+
+        return {**serving_log.key_types(self, selection),
+                **serving_log.column_dtypes(self, selection, full_feature_names)}
 
     # -- batch path -------------------------------------------------------------------------
     def compiled(self, view_name: str):
@@ -524,6 +532,7 @@ class FeatureStore:
         if dummy:
             entityless.drop_from_response(response)
         response.json_columns = self._json_columns(selection, full_feature_names)
+        response.column_types = partial(self._column_types, selection, full_feature_names)  # computed if asked
         if serving_log.should_log(self, feature_service, log):
             views = rplan.base if rplan is not None else selection
             raw = response.raw_dict()  # JSON values logged as their stored text
