@@ -39,7 +39,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from featurestore.config import ServerConfig
 from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
@@ -281,7 +281,9 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
 
     error = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}}
 
-    @app.post("/get-online-features", response_model=LookupResponse,
+    FeastLookupResponse = server_feast.response_models()
+
+    @app.post("/get-online-features", response_model=Union[LookupResponse, FeastLookupResponse],
               responses={400: {"description": "invalid request", **error},
                          413: {"description": "body too large, or too many entity rows to log", **error},
                          501: {"description": "not implemented", **error},

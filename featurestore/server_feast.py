@@ -112,6 +112,36 @@ def _feast_status(status: str) -> str:
     return status if status in FEAST_STATUSES else "INVALID"
 
 
+def response_models():
+    """Feast's ``/get-online-features`` answer as pydantic models (for the OpenAPI schema; the body itself is
+    built by :func:`lookup_body`)."""
+    from pydantic import BaseModel, Field
+
+    class FeastViewMetadata(BaseModel):
+        name: str
+
+    class FeastMetadata(BaseModel):
+        feature_names: List[str] = Field(description="The join keys, then the features, one per result.")
+        feature_view_metadata: Optional[List[FeastViewMetadata]] = Field(
+            None, description="With include_feature_view_version_metadata: true.")
+
+    class FeastResult(BaseModel):
+        values: List[Any] = Field(description="One value per entity (null when not found, refused or null).")
+        statuses: List[str] = Field(description="PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE, or INVALID (refused).",
+                                    json_schema_extra={"items": {"enum": sorted(FEAST_STATUSES - {"NULL_VALUE"})
+                                                                 + ["INVALID"]}})
+        event_timestamps: List[str] = Field(description="RFC 3339 UTC; 1970-01-01T00:00:00Z when none.")
+
+    class FeastLookupResponse(BaseModel):
+        """Feast's shape (a body with include_feature_view_version_metadata, or ?format=feast)."""
+        metadata: FeastMetadata
+        results: List[FeastResult]
+        request_id: Optional[str] = Field(None, description="Ours: the request id of a logged lookup.")
+        refusals: Optional[List[str]] = Field(None, description="Ours: why values are INVALID, one line each.")
+
+    return FeastLookupResponse
+
+
 def _is_timestamp(value: str) -> bool:
     """Whether Feast reads ``value`` as a time (a materialize request's ``start_ts``/``end_ts``)."""
     import pandas as pd
@@ -237,4 +267,4 @@ def _feast_rows(view, df: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
     return out
 
 
-__all__ = ["wants_feast", "lookup_body", "add_routes", "ZERO_TIME"]
+__all__ = ["wants_feast", "lookup_body", "add_routes", "response_models", "ZERO_TIME"]

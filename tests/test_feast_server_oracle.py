@@ -150,3 +150,22 @@ def test_event_timestamps_are_written_as_feasts_server_writes_them():
     for ms in samples:
         ts = Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
         assert _time(ms) == _timestamp_to_str(ts), ms
+
+
+def test_feast_shaped_answers_conform_to_our_openapi_schema(servers):
+    """The OpenAPI schema describes both answers of /get-online-features (ours and Feast's shape)."""
+    import schemathesis
+
+    _, our_client, drivers = servers
+    api = schemathesis.openapi.from_asgi("/openapi.json", our_client.app)
+    operation = api["/get-online-features"]["POST"]
+    bodies = [{"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": drivers[:3] + [4242]},
+               "include_feature_view_version_metadata": True},
+              {"feature_service": "driver_activity", "entities": {"driver_id": drivers}, "full_feature_names": True,
+               "include_feature_view_version_metadata": False, "log": True},
+              {"features": ["driver_stats_fresh:avg_daily_trips"], "entities": {"driver_id": drivers[:2]}}]
+    for body in bodies:
+        case = operation.Case(body=body)
+        response = case.call()
+        assert response.status_code == 200, response.text
+        case.validate_response(response)
