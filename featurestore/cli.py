@@ -372,6 +372,7 @@ def verify(
             print_json({"feature_service": service, "rows": report.rows, "threshold": threshold, "exceeded": bad,
                         "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
                                          "extra": s.extra, "refused": s.refused, "refused_reason": s.refused_reason,
+                                         "stale": s.stale,
                                          "skew_rate": s.skew_rate, "examples": s.examples}
                                      for f, s in report.features.items()}})
             if html is not None:
@@ -390,6 +391,9 @@ def verify(
         for f, s in report.features.items():
             if s.refused_reason:
                 console.print(f"  {f}: {s.refused} value(s) refused offline as online: {s.refused_reason}",
+                              markup=False)
+            if s.stale:
+                console.print(f"  {f}: {s.stale} row(s) logged under another definition of its view, not checked",
                               markup=False)
             for e in s.examples[:2]:
                 console.print(f"  {f}: {e['kind']} at {e['request_time']} {e['entity']}: served {e['served']!r}, "
