@@ -18,7 +18,8 @@ a script written against Feast's server works unchanged:
     value that was found is ``PRESENT``, as Feast's server says: our ``NULL_VALUE`` is in our own shape
     only), ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``; a value this store refuses to answer (no online state,
     another definition, before the retention horizon) is ``INVALID``, with the reasons in ``refusals``.
-    ``feature_view_metadata`` entries are ``{"name": view}`` (Feast leaves out a version of 0). ``event_timestamps``: for a latest feature the time of the event it comes from, for an
+    ``feature_view_metadata`` entries are ``{"name": view}`` (Feast leaves out a version of 0).
+    ``event_timestamps``: for a latest feature the time of the event it comes from, for an
     aggregation the request time (its window ends there), ``1970-01-01T00:00:00Z`` for join keys and for
     values without one (Feast's zero time). Our own fields stay available: ``log`` / ``request_time`` in
     the body, the request id of a logged lookup in ``request_id`` and the ``X-Request-Id`` header (a

@@ -9,10 +9,9 @@ exactly offline (an integer sum outside int64, :func:`featurestore.semantics.int
 served number there is a mismatch. Every other feature and row is still checked. A row logged under
 another definition of a feature's view (its logged data fingerprint is not the view's current one: the
 definition changed values since, or the view joined the service later), or that did not serve the feature
-(it joined the service later), cannot be recomputed as it was served: it is **stale** for those features, counted apart and not in the rates (a definition change
-is not skew). The report prints as a table,
-renders as a self-contained HTML page with plots (skew over time per feature), and ``exceeds(t)``
-gates CI.
+(it joined the service later), cannot be recomputed as it was served: it is **stale** for those features,
+counted apart and not in the rates (a definition change is not skew). The report prints as a table,
+renders as a self-contained HTML page with plots (skew over time per feature), and ``exceeds(t)`` gates CI.
 """
 
 from __future__ import annotations

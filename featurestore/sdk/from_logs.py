@@ -47,9 +47,9 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
 
     Returns ``labels_df`` (index reset) plus one column per feature of the service (exact Python
     values; named ``view__feature`` with ``full_feature_names``, as ``get_historical_features`` names them,
-    whichever names the logged lookups asked for), ``_from_log`` (True: the served values; False: filled by the point-in-time join) and
-    ``_definitions`` (the served row's view fingerprints). Rows logged under several definition
-    versions are reported (a warning and ``attrs["definition_versions"]``), never merged silently.
+    whichever names the logged lookups asked for), ``_from_log`` (True: the served values; False: filled by
+    the point-in-time join) and ``_definitions`` (the served row's view fingerprints). Rows logged under
+    several definition versions are reported (a warning and ``attrs["definition_versions"]``), never merged silently.
 
     >>> fs.training_set_from_logs(pd.DataFrame({"request_id": [rid], "label": [1]}), "fraud")  # doctest: +SKIP
     """
@@ -162,6 +162,9 @@ def _match_by_id(labels: pd.DataFrame, label_keys: Optional[List[tuple]], reques
         served.setdefault(rid, {}).setdefault(key, i)
     matched: List[Optional[int]] = []
     for r, rid in enumerate(labels["request_id"].tolist()):
+        if not isinstance(rid, str) and not pd.isna(rid):  # e.g. ids of digits a CSV reader turned into ints
+            raise RequestError(f"labels_df row {r}: request_id {rid!r} is of type {type(rid).__name__}, not a string "
+                               "(request ids are strings: read the labels with dtype={'request_id': str})")
         entities = served.get(rid) if isinstance(rid, str) else None
         if entities is None:
             matched.append(None)
