@@ -162,7 +162,9 @@ class FeatureStore:
             from featurestore.errors import NotImplementedYet
 
             raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb or flink)")
-        names = list(self.repo.views) if views is None else list(views)
+        # one name or several, each once (a name twice would rewrite its table twice)
+        names = list(self.repo.views) if views is None else list(dict.fromkeys([views] if isinstance(views, str)
+                                                                              else views))
         for n in names:
             if n not in self.repo.views:
                 raise RequestError(f"unknown feature view '{n}'")
@@ -485,6 +487,8 @@ class FeatureStore:
             start_jvm(self.config.state_path)
 
         watch = {"on_status": on_status, "status_every_s": status_every_s}
+        if views is not None:  # one name or several, each once
+            views = list(dict.fromkeys([views] if isinstance(views, str) else views))
         if flink_address is not None:
             handle = flink_remote.submit_remote(self, flink_address, views, bounded=bounded, checkpoint_dir=checkpoint_dir,
                                              **options)

@@ -107,3 +107,15 @@ def test_a_script_that_read_offline_tables_exits_zero(tmp_path):
     codes = [subprocess.run([sys.executable, "-c", script], cwd=repo_dir, capture_output=True, text=True,
                             timeout=120).returncode for _ in range(12)]
     assert codes == [0] * 12, codes
+
+
+def test_views_may_be_one_name_and_a_name_twice_counts_once(store):
+    """backfill(views="account_stats") read the string as a list of one-letter views ("unknown feature view
+    'a'"), and a name given twice rewrote its table twice."""
+    before = store.offline.table("account_stats").version
+    results = store.backfill(views="account_stats")
+    assert [r.view for r in results] == ["account_stats"]
+    results = store.backfill(views=["account_stats", "region_stats", "account_stats"])
+    assert [r.view for r in results] == ["account_stats", "region_stats"]
+    assert store.offline.table("account_stats").version == before + 2
+    assert [r.view for r in store.materialize(views="region_stats")] == ["region_stats"]
