@@ -393,8 +393,8 @@ def verify(
                 console.print(f"  {f}: {s.refused} value(s) refused offline as online: {s.refused_reason}",
                               markup=False)
             if s.stale:
-                console.print(f"  {f}: {s.stale} row(s) logged under another definition of its view, not checked",
-                              markup=False)
+                console.print(f"  {f}: {s.stale} logged row(s) did not serve it (it joined the service later), "
+                              "not checked", markup=False)
             for e in s.examples[:2]:
                 console.print(f"  {f}: {e['kind']} at {e['request_time']} {e['entity']}: served {e['served']!r}, "
                               f"offline {e['offline']!r}", markup=False)

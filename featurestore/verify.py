@@ -6,11 +6,10 @@ floats beyond 1e-9 relative), **missing** (served null, offline has a value), **
 value, offline null). Rates are per feature over the rows checked. A value that cannot be computed
 exactly offline (an integer sum outside int64, :func:`featurestore.semantics.int64_overflow_reason`) is
 **refused**, as online refuses it: served null there agrees (counted in ``refused``, with the reason); a
-served number there is a mismatch. Every other feature and row is still checked. A row logged under
-another definition of a feature's view (its logged data fingerprint is not the view's current one: the
-definition changed values since, or the view joined the service later), or that did not serve the feature
-(it joined the service later), cannot be recomputed as it was served: it is **stale** for those features,
-counted apart and not in the rates (a definition change is not skew). The report prints as a table,
+served number there is a mismatch. Every other feature and row is still checked. A row that did not serve a
+feature (the feature joined the service after it was logged) is **stale** for it: counted apart, not in the
+rates (it served no value to compare). A row served under another definition of a view is compared like any
+other (a serving process running old definitions is skew to see). The report prints as a table,
 renders as a self-contained HTML page with plots (skew over time per feature), and ``exceeds(t)`` gates CI.
 """
 
@@ -60,7 +59,7 @@ class FeatureSkew:
     missing: int = 0
     extra: int = 0
     refused: int = 0  # rows whose value is refused offline too (not skew); ``refused_reason`` says why
-    stale: int = 0  # rows logged under another definition of the feature's view: not checked, not in rows
+    stale: int = 0  # rows that did not serve the feature (it joined the service later): not checked, not in rows
     refused_reason: Optional[str] = None
     examples: List[dict] = field(default_factory=list)
 
@@ -134,9 +133,6 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     for c in json_columns(by_column):  # served JSON values are decoded (decode_served): compare values
         offline_values[c] = decode_list(offline_values[c])
     served = [serving_log.decode_served(f, served_columns) for f in logs["features"]]
-    current = {v: serving_log._data_fingerprint(store, v) for v in selection}
-    logged_fingerprints = [json.loads(f) if isinstance(f, str) else {} for f in logs["fingerprints"]]
-    view_of = {c: view for c, (view, _, _) in served_columns.items()}
     refused_rows: Dict[str, set] = {}
     names = output_names(selection, full)
     for (view, feat), rows in refused.items():
@@ -152,8 +148,7 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
         rows_in_bucket[buckets[i]] = rows_in_bucket.get(buckets[i], 0) + 1
         for c in columns:
             s = report.features[c]
-            # served by another definition of its view, or not served at all (it joined the service later)
-            if c not in row or logged_fingerprints[i].get(view_of[c]) != current[view_of[c]]:
+            if c not in row:  # not served by this row: the feature joined the service later
                 s.stale += 1
                 continue
             s.rows += 1
@@ -261,7 +256,7 @@ padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.bad{{color:#
 <th>skew</th></tr>{rows}</table>
 {"".join(f"<p>{esc(f)}: {s.refused} value(s) refused offline as online: {esc(s.refused_reason)}</p>"
          for f, s in report.features.items() if s.refused_reason)}
-{"".join(f"<p>{esc(f)}: {s.stale} row(s) logged under another definition of its view, not checked</p>"
+{"".join(f"<p>{esc(f)}: {s.stale} logged row(s) did not serve it (it joined the service later), not checked</p>"
          for f, s in report.features.items() if s.stale)}
 <h2>Skew over time</h2>{_svg_timeline(report)}
 <h2>Worst examples</h2><table><tr><th>feature</th><th>kind</th><th>entity</th><th>request time</th><th>served</th>
