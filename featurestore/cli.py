@@ -356,7 +356,8 @@ def materialize(
 def verify(
     service: str = typer.Argument(..., help="Feature service whose logged lookups to check."),
     repo: Optional[Path] = RepoOpt,
-    threshold: float = typer.Option(0.0, help="Exit 1 when a feature's skew rate is above this (0..1)."),
+    threshold: float = typer.Option(0.0, min=0.0, max=1.0,
+                                    help="Exit 1 when a feature's skew rate is above this (0..1)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report with plots here."),
     limit: Optional[int] = typer.Option(None, help="Check at most this many logged rows (a sample)."),
     as_json: bool = JsonOpt,
@@ -371,6 +372,7 @@ def verify(
             print_json({"feature_service": service, "rows": report.rows, "threshold": threshold, "exceeded": bad,
                         "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
                                          "extra": s.extra, "refused": s.refused, "refused_reason": s.refused_reason,
+                                         "stale": s.stale,
                                          "skew_rate": s.skew_rate, "examples": s.examples}
                                      for f, s in report.features.items()}})
             if html is not None:
@@ -390,6 +392,9 @@ def verify(
             if s.refused_reason:
                 console.print(f"  {f}: {s.refused} value(s) refused offline as online: {s.refused_reason}",
                               markup=False)
+            if s.stale:
+                console.print(f"  {f}: {s.stale} logged row(s) did not serve it (it joined the service later), "
+                              "not checked", markup=False)
             for e in s.examples[:2]:
                 console.print(f"  {f}: {e['kind']} at {e['request_time']} {e['entity']}: served {e['served']!r}, "
                               f"offline {e['offline']!r}", markup=False)

@@ -181,7 +181,8 @@ def drift(store, feature_service: str, training_set: str, record: bool = True, s
     from featurestore.sdk.refs import output_names, resolve_features
 
     selection = resolve_features(store.repo, feature_service=feature_service)
-    served_columns = output_names(selection, False)  # (view, feature) -> logged column
+    # (view, feature) -> column (view__feature when two views' features share a name)
+    served_columns = output_names(selection, serving_log.names_clash(selection))
     folder = training_sets.training_set_dir(store._offline_root, training_set)
     if not (folder / "manifest.json").exists():
         raise RequestError(f"no training set called '{training_set}' (save one with get_historical_features("
@@ -202,7 +203,7 @@ def drift(store, feature_service: str, training_set: str, record: bool = True, s
         import pandas as pd
 
         logs = logs[pd.to_datetime(logs["request_time"], utc=True) >= pd.Timestamp(since_ms, unit="ms", tz="UTC")]
-    by_column = serving_log.column_dtypes(store, selection)
+    by_column = serving_log.served_columns(store, selection, serving_log.names_clash(selection))
     served_rows = [serving_log.decode_served(f, by_column) for f in logs["features"]] if len(logs) else []
     feats = {}
     for vf, col in pairs:  # rows logged before the service held the feature did not serve it: not nulls

@@ -672,7 +672,7 @@ class OnlineResponse:
     """Feature values of an online lookup: ``to_dict()`` -> ``{column: [value per entity row]}`` (the
     entity rows' join keys first, then the features in request order; Feast style), ``statuses()`` ->
     the same shape with each value's status, ``refusals`` (one line per refused view and why),
-    ``to_df()``, ``event_times`` (per feature column, each value's event time in epoch ms:
+    ``to_df()``, ``to_arrow()``, ``event_times`` (per feature column, each value's event time in epoch ms:
     :func:`_finisher`) and ``request_id`` (set when the lookup was logged). JSON values (``json_columns``)
     are their text inside (``raw_dict()``, what the serving log holds) and Python values in ``to_dict()`` /
     ``to_df()`` (:mod:`featurestore.sdk.json_values`)."""
@@ -687,6 +687,7 @@ class OnlineResponse:
         self.request_id = request_id
         self.request_time_ms = request_time_ms
         self.json_columns: frozenset = frozenset()
+        self.column_types = None  # set by the lookup: a callable -> {column: declared type} (for to_arrow)
 
     def raw_dict(self) -> Dict[str, List[Any]]:
         """Like ``to_dict()``, JSON values as their stored text."""
@@ -707,6 +708,16 @@ class OnlineResponse:
         import pandas as pd
 
         return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in self.to_dict().items()})
+
+    def to_arrow(self):
+        """The values as a ``pyarrow.Table`` (Feast's ``to_arrow``): each column of its declared type (an int64
+        column with nulls stays int64, timestamps ``timestamp[us, UTC]``, JSON its text), as
+        ``get_historical_features(...).to_arrow()`` gives them."""
+        import pyarrow as pa
+
+        types = self.column_types() if self.column_types is not None else {}
+        return pa.table({k: pa.array(v, type=t.arrow_type(types[k]) if k in types else None)
+                         for k, v in self._columns.items()})
 
     def __len__(self) -> int:
         return len(next(iter(self._columns.values()), []))

@@ -39,7 +39,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from featurestore.config import ServerConfig
 from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
@@ -167,9 +167,11 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
             {"oneOf": [{"required": ["features"]}, {"required": ["feature_service"]}]},
             {"oneOf": [{"required": ["entities"]}, {"required": ["entity_rows"]}]},
         ]})
-        # Not nullable: leave a field out instead of sending null.
-        features: List[str] = Field(None, description="Feature references 'view:feature'.")
-        feature_service: str = Field(None, description="A feature service name.")
+        # features is not nullable: leave it out instead of sending null. feature_service may be null (absent),
+        # and features may be [] beside a feature_service: Feast's request model sends its defaults so.
+        features: List[str] = Field(None, description="Feature references 'view:feature' ([] beside a "
+                                    "feature_service is ignored, as Feast does).")
+        feature_service: Optional[str] = Field(None, description="A feature service name (null: none).")
         # Key values and request_time are checked by the library (featurestore.sdk.inputs, .timeutil), not
         # coerced by pydantic: a JSON true or 1.0 would silently become the key 1. The schema says what is
         # accepted; anything else is a 400 with the same one-line cause as the Python API.
@@ -192,6 +194,19 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
         include_feature_view_version_metadata: bool = Field(
             None, description="Feast's field (its clients always send it): the response is in Feast's shape "
             "(featurestore.server_feast), with feature_view_metadata when true.")
+
+        @model_validator(mode="before")
+        @classmethod
+        def _feast_defaults(cls, data):
+            """Feast's GetOnlineFeaturesRequest as JSON: ``feature_service: null`` beside features, or
+            ``features: []`` beside a feature service, mean the one that is given (as Feast's server reads them)."""
+            if isinstance(data, dict):
+                data = dict(data)
+                if "feature_service" in data and data["feature_service"] is None:
+                    del data["feature_service"]
+                if data.get("feature_service") is not None and data.get("features") == []:
+                    del data["features"]
+            return data
 
         @model_validator(mode="after")
         def _one_of(self):
@@ -266,7 +281,9 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
 
     error = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}}
 
-    @app.post("/get-online-features", response_model=LookupResponse,
+    FeastLookupResponse = server_feast.response_models()
+
+    @app.post("/get-online-features", response_model=Union[LookupResponse, FeastLookupResponse],
               responses={400: {"description": "invalid request", **error},
                          413: {"description": "body too large, or too many entity rows to log", **error},
                          501: {"description": "not implemented", **error},

@@ -13,10 +13,13 @@ a script written against Feast's server works unchanged:
          "results": [{"values": [1001], "statuses": ["PRESENT"], "event_timestamps": ["1970-01-01T00:00:00Z"]},
                      {"values": [0.5], "statuses": ["PRESENT"], "event_timestamps": ["2026-11-01T10:00:00Z"]}]}
 
-    One result per column (the join keys first), one value per entity. Statuses are Feast's
-    (``PRESENT``, ``NULL_VALUE``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``); a value this store refuses to answer
-    (no online state, another definition, before the retention horizon) is ``INVALID``, with the reasons
-    in ``refusals``. ``event_timestamps``: for a latest feature the time of the event it comes from, for an
+    One result per column (the join keys first), one value per entity, as Feast's own server writes them
+    (checked against it: tests/test_feast_server_oracle.py). Statuses are Feast's: ``PRESENT`` (a null
+    value that was found is ``PRESENT``, as Feast's server says: our ``NULL_VALUE`` is in our own shape
+    only), ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``; a value this store refuses to answer (no online state,
+    another definition, before the retention horizon) is ``INVALID``, with the reasons in ``refusals``.
+    ``feature_view_metadata`` entries are ``{"name": view}`` (Feast leaves out a version of 0).
+    ``event_timestamps``: for a latest feature the time of the event it comes from, for an
     aggregation the request time (its window ends there), ``1970-01-01T00:00:00Z`` for join keys and for
     values without one (Feast's zero time). Our own fields stay available: ``log`` / ``request_time`` in
     the body, the request id of a logged lookup in ``request_id`` and the ``X-Request-Id`` header (a
@@ -90,17 +93,54 @@ def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]],
         when = times.get(col, [None] * len(values))
         names.append(col)
         results.append({"values": [None if s not in FEAST_STATUSES else _value(v) for v, s in zip(values, sts)],
-                        "statuses": [s if s in FEAST_STATUSES else "INVALID" for s in sts],
+                        "statuses": [_feast_status(s) for s in sts],
                         "event_timestamps": [_time(w) for w in when]})
     metadata: Dict[str, Any] = {"feature_names": names}
     if with_view_metadata:
-        metadata["feature_view_metadata"] = [{"name": v, "version": 0} for v in selection]
-    body: Dict[str, Any] = {"metadata": metadata, "results": results, "status": True}
+        metadata["feature_view_metadata"] = [{"name": v} for v in selection]  # Feast omits version 0
+    body: Dict[str, Any] = {"metadata": metadata, "results": results}  # Feast's server sends no "status"
     if result.request_id is not None:
         body["request_id"] = result.request_id
     if result.refusals:
         body["refusals"] = list(result.refusals)
     return body
+
+
+def _feast_status(status: str) -> str:
+    """Feast's status of a value: its server says PRESENT for a null it found (it never sends NULL_VALUE)."""
+    if status == "NULL_VALUE":
+        return "PRESENT"
+    return status if status in FEAST_STATUSES else "INVALID"
+
+
+def response_models():
+    """Feast's ``/get-online-features`` answer as pydantic models (for the OpenAPI schema; the body itself is
+    built by :func:`lookup_body`)."""
+    from pydantic import BaseModel, Field
+
+    class FeastViewMetadata(BaseModel):
+        name: str
+
+    class FeastMetadata(BaseModel):
+        feature_names: List[str] = Field(description="The join keys, then the features, one per result.")
+        feature_view_metadata: Optional[List[FeastViewMetadata]] = Field(
+            None, description="With include_feature_view_version_metadata: true.")
+
+    class FeastResult(BaseModel):
+        values: List[Any] = Field(description="One value per entity (null when not found, refused or null).")
+        statuses: List[str] = Field(description="PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE, or INVALID (refused).",
+                                    json_schema_extra={"items": {"enum": sorted(FEAST_STATUSES - {"NULL_VALUE"})
+                                                                 + ["INVALID"]}})
+        event_timestamps: List[str] = Field(description="RFC 3339 UTC; 1970-01-01T00:00:00Z when none.")
+
+    class FeastLookupResponse(BaseModel):
+        """Feast's shape (a body with include_feature_view_version_metadata, or ?format=feast)."""
+        metadata: FeastMetadata
+        results: List[FeastResult]
+        request_id: Optional[str] = Field(None, description="Ours: the request id of a logged lookup.")
+        refusals: Optional[List[str]] = Field(None, description="Ours: why values are INVALID, one line each.")
+
+    return FeastLookupResponse
 
 
 def _is_timestamp(value: str) -> bool:
@@ -228,4 +268,4 @@ def _feast_rows(view, df: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
     return out
 
 
-__all__ = ["wants_feast", "lookup_body", "add_routes", "ZERO_TIME"]
+__all__ = ["wants_feast", "lookup_body", "add_routes", "response_models", "ZERO_TIME"]

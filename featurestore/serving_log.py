@@ -276,11 +276,26 @@ def key_types(store, selection) -> Dict[str, str]:
     return out
 
 
-def column_dtypes(store, selection) -> Dict[str, str]:
-    """The declared type of every output column of the selection (unprefixed names)."""
+def column_dtypes(store, selection, full_feature_names: bool = False) -> Dict[str, str]:
+    """The declared type of every output column of the selection (``view__feature`` names with
+    ``full_feature_names``)."""
+    return {column: dtype for column, (_, _, dtype) in served_columns(store, selection, full_feature_names).items()}
+
+
+def served_columns(store, selection, full_feature_names: bool = False) -> Dict[str, tuple]:
+    """Every output column of the selection -> (view, feature, declared type). Names as
+    ``get_historical_features`` gives them: two views' features of one name need ``full_feature_names``
+    (the same one-line error otherwise)."""
     from featurestore.sdk.refs import output_names
 
-    return {column: feature_dtype(store, view, feat) for (view, feat), column in output_names(selection, False).items()}
+    return {column: (view, feat, feature_dtype(store, view, feat))
+            for (view, feat), column in output_names(selection, full_feature_names).items()}
+
+
+def names_clash(selection) -> bool:
+    """Whether two views of the selection have a feature of one name (their columns need full names)."""
+    names = [f for feats in selection.values() for f in feats]
+    return len(names) != len(set(names))
 
 
 def feature_dtype(store, view: str, feature: str) -> str:
@@ -360,17 +375,27 @@ def exact_pandas(table: pa.Table):
     return table.to_pandas(types_mapper=mapping.get)
 
 
-def decode_served(features_json: str, dtypes_by_column: Dict[str, str]) -> Dict[str, Any]:
-    """The served values of one logged row, each as the plain Python value of its feature's type."""
+def decode_served(features_json: str, columns: Dict[str, tuple]) -> Dict[str, Any]:
+    """The served values of one logged row by output column (``columns``: :func:`served_columns`), each as
+    the plain Python value of its feature's type. A lookup logs its values under the names it returned:
+    ``view__feature`` when it asked for full feature names, else ``feature``; both are read. A feature the
+    row does not hold (logged before the service had it) is absent from the result."""
     from featurestore import dtypes
     from featurestore.sdk.json_values import decode
 
     served = json.loads(features_json)
-    for column, dtype in dtypes_by_column.items():
-        v = served.get(column)
+    out: Dict[str, Any] = {}
+    for column, (view, feat, dtype) in columns.items():
+        full = f"{view}__{feat}"
+        if full in served:
+            v = served[full]
+        elif feat in served:
+            v = served[feat]
+        else:
+            continue
         if dtype == dtypes.TIMESTAMP and isinstance(v, str):  # logged as ISO 8601 (exact to the microsecond)
-            served[column] = datetime.fromisoformat(v)
+            v = datetime.fromisoformat(v)
         elif dtype == dtypes.JSON:  # logged as the stored text: the value served is its Python value
-            served[column] = decode(v)
-    return served
-
+            v = decode(v)
+        out[column] = v
+    return out

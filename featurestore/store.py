@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -96,6 +97,13 @@ class FeatureStore:
                                                      if serving_log.feature_dtype(self, v, f) == dtypes.JSON))
         return hit[1]
 
+    def _column_types(self, selection, full_feature_names: bool) -> dict:
+        """The declared type of every column a lookup of ``selection`` returns (join keys and features)."""
+        from featurestore import serving_log
+
+        return {**serving_log.key_types(self, selection),
+                **serving_log.column_dtypes(self, selection, full_feature_names)}
+
     # -- batch path -------------------------------------------------------------------------
     def compiled(self, view_name: str):
         from featurestore.compiler.ir import compile_view
@@ -154,7 +162,9 @@ class FeatureStore:
             from featurestore.errors import NotImplementedYet
 
             raise NotImplementedYet(f"backfill --engine {engine} is not implemented yet (use duckdb or flink)")
-        names = list(self.repo.views) if views is None else list(views)
+        # one name or several, each once (a name twice would rewrite its table twice)
+        names = list(self.repo.views) if views is None else list(dict.fromkeys([views] if isinstance(views, str)
+                                                                              else views))
         for n in names:
             if n not in self.repo.views:
                 raise RequestError(f"unknown feature view '{n}'")
@@ -477,6 +487,8 @@ class FeatureStore:
             start_jvm(self.config.state_path)
 
         watch = {"on_status": on_status, "status_every_s": status_every_s}
+        if views is not None:  # one name or several, each once
+            views = list(dict.fromkeys([views] if isinstance(views, str) else views))
         if flink_address is not None:
             handle = flink_remote.submit_remote(self, flink_address, views, bounded=bounded, checkpoint_dir=checkpoint_dir,
                                              **options)
@@ -524,6 +536,7 @@ class FeatureStore:
         if dummy:
             entityless.drop_from_response(response)
         response.json_columns = self._json_columns(selection, full_feature_names)
+        response.column_types = partial(self._column_types, selection, full_feature_names)  # computed if asked
         if serving_log.should_log(self, feature_service, log):
             views = rplan.base if rplan is not None else selection
             raw = response.raw_dict()  # JSON values logged as their stored text
@@ -561,11 +574,14 @@ class FeatureStore:
 
         return serving_log.ship(self)
 
-    def training_set_from_logs(self, labels_df, feature_service, timestamp_column=None, ship_first=True):
-        """Labels joined to the values that were served for them (the rule: :mod:`featurestore.sdk.from_logs`)."""
+    def training_set_from_logs(self, labels_df, feature_service, timestamp_column=None, ship_first=True,
+                               full_feature_names=False):
+        """Labels joined to the values that were served for them (the rule: :mod:`featurestore.sdk.from_logs`);
+        feature columns named as ``get_historical_features`` names them (``full_feature_names``)."""
         from featurestore.sdk.from_logs import training_set_from_logs
 
-        return training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first)
+        return training_set_from_logs(self, labels_df, feature_service, timestamp_column, ship_first,
+                                      full_feature_names)
 
     def verify(self, feature_service, limit=None):
         """Recompute logged lookups offline; per-feature mismatch/missing/extra rates (a VerifyReport)."""

@@ -6,9 +6,11 @@ floats beyond 1e-9 relative), **missing** (served null, offline has a value), **
 value, offline null). Rates are per feature over the rows checked. A value that cannot be computed
 exactly offline (an integer sum outside int64, :func:`featurestore.semantics.int64_overflow_reason`) is
 **refused**, as online refuses it: served null there agrees (counted in ``refused``, with the reason); a
-served number there is a mismatch. Every other feature and row is still checked. The report prints as a table,
-renders as a self-contained HTML page with plots (skew over time per feature), and ``exceeds(t)``
-gates CI.
+served number there is a mismatch. Every other feature and row is still checked. A row that did not serve a
+feature (the feature joined the service after it was logged) is **stale** for it: counted apart, not in the
+rates (it served no value to compare). A row served under another definition of a view is compared like any
+other (a serving process running old definitions is skew to see). The report prints as a table,
+renders as a self-contained HTML page with plots (skew over time per feature), and ``exceeds(t)`` gates CI.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class FeatureSkew:
     missing: int = 0
     extra: int = 0
     refused: int = 0  # rows whose value is refused offline too (not skew); ``refused_reason`` says why
+    stale: int = 0  # rows that did not serve the feature (it joined the service later): not checked, not in rows
     refused_reason: Optional[str] = None
     examples: List[dict] = field(default_factory=list)
 
@@ -98,7 +101,9 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
 
     name = getattr(feature_service, "name", feature_service)
     selection = resolve_features(store.repo, feature_service=name)
-    by_column = serving_log.column_dtypes(store, selection)
+    full = serving_log.names_clash(selection)  # two views' features of one name: report view__feature
+    served_columns = serving_log.served_columns(store, selection, full)
+    by_column = {c: dtype for c, (_, _, dtype) in served_columns.items()}
     columns = list(by_column)
     store.ship_logs()
     logs = serving_log.read_logs(store, name)
@@ -119,16 +124,17 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     entity_df[TIME_COLUMN] = pd.to_datetime(logs["request_time"], utc=True)
     try:
         with refusing_overflow() as refused:  # a refused value is a cell of the report, not the run's end
-            offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN)
+            offline = store.get_historical_features(entity_df, feature_service=name, timestamp_column=TIME_COLUMN,
+                                                    full_feature_names=full)
     except RequestError as exc:
         raise RequestError(f"verify '{name}': cannot recompute logged rows offline: {exc}") from None
     recomputed = offline.to_arrow()  # exact values (pandas would turn an int column with a null into float)
     offline_values = {c: recomputed.column(c).to_pylist() for c in columns}
     for c in json_columns(by_column):  # served JSON values are decoded (decode_served): compare values
         offline_values[c] = decode_list(offline_values[c])
-    served = [serving_log.decode_served(f, by_column) for f in logs["features"]]
+    served = [serving_log.decode_served(f, served_columns) for f in logs["features"]]
     refused_rows: Dict[str, set] = {}
-    names = output_names(selection, False)
+    names = output_names(selection, full)
     for (view, feat), rows in refused.items():
         column = names.get((view, feat))
         if column is not None:
@@ -142,6 +148,9 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
         rows_in_bucket[buckets[i]] = rows_in_bucket.get(buckets[i], 0) + 1
         for c in columns:
             s = report.features[c]
+            if c not in row:  # not served by this row: the feature joined the service later
+                s.stale += 1
+                continue
             s.rows += 1
             if i in refused_rows.get(c, ()):  # online refuses it too: served null agrees
                 kind = None if _null(row.get(c)) else "mismatch"
@@ -180,7 +189,7 @@ def save_run(store, report: VerifyReport) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"at": int(time.time() * 1000), "rows": report.rows,
                        "features": {f: {"rows": s.rows, "mismatch": s.mismatch, "missing": s.missing,
-                                        "extra": s.extra, "refused": s.refused}
+                                        "extra": s.extra, "refused": s.refused, "stale": s.stale}
                                     for f, s in report.features.items()},
                        "timeline": report.timeline}, default=str)
     with open(path, "a") as fh:  # one write of one line: concurrent runs never interleave within a line
@@ -247,6 +256,8 @@ padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.bad{{color:#
 <th>skew</th></tr>{rows}</table>
 {"".join(f"<p>{esc(f)}: {s.refused} value(s) refused offline as online: {esc(s.refused_reason)}</p>"
          for f, s in report.features.items() if s.refused_reason)}
+{"".join(f"<p>{esc(f)}: {s.stale} logged row(s) did not serve it (it joined the service later), not checked</p>"
+         for f, s in report.features.items() if s.stale)}
 <h2>Skew over time</h2>{_svg_timeline(report)}
 <h2>Worst examples</h2><table><tr><th>feature</th><th>kind</th><th>entity</th><th>request time</th><th>served</th>
 <th>offline</th><th>request id</th></tr>{examples or '<tr><td colspan=7>none</td></tr>'}</table></body></html>"""

@@ -82,6 +82,8 @@ def _cases(r, busy: int, closed: int):
                                 "'no_such_view'"),
         "verify unknown service": (["verify", "no_such_service", "--repo", good], {}, "'no_such_service'"),
         "verify bad threshold": (["verify", "my_model", "--repo", good, "--threshold", "lots"], {}, "'lots'"),
+        "verify negative threshold": (["verify", "my_model", "--repo", good, "--threshold", "-1"], {}, "'-1'"),
+        "verify threshold over 1": (["verify", "my_model", "--repo", good, "--threshold", "1.5"], {}, "'1.5'"),
         "describe unknown": (["describe", "no_such_thing", "--repo", good], {}, "'no_such_thing'"),
         "list unknown kind": (["list", "gizmos", "--repo", good], {}, "'gizmos'"),
         "missing repo": (["plan", "--repo", str(r["missing"])], {}, str(r["missing"])),

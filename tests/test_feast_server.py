@@ -97,12 +97,12 @@ def world(tmp_path_factory, redis_client):
     url = f"http://127.0.0.1:{port}"
     import requests
 
-    deadline = time.time() + 60
+    deadline = time.time() + 180  # a loaded machine starts uvicorn and feast slowly
     while True:
         try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
+            if requests.get(url + "/health", timeout=10).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or slow to answer on a loaded machine
             pass
         if server.poll() is not None or time.time() > deadline:
             out = server.stdout.read().decode() if server.poll() is not None else ""
@@ -156,7 +156,8 @@ def test_feast_client_gets_our_values_and_statuses(world):
     assert got["driver_id"] == DRIVERS
     for col in want_st:
         assert got[col] == want[col], col
-        assert got_st[col] == want_st[col], col
+        # Feast's server says PRESENT for a null it found (it never sends NULL_VALUE): so do we in its shape
+        assert got_st[col] == ["PRESENT" if s == "NULL_VALUE" else s for s in want_st[col]], col
     assert want_st["driver_hourly_stats__conv_rate"][3] == "NOT_FOUND"
     assert "NULL_VALUE" in want_st["driver_hourly_stats__conv_rate"] or \
         "PRESENT" in want_st["driver_hourly_stats__conv_rate"]
@@ -175,7 +176,7 @@ def test_feast_shape_over_http_with_event_timestamps_and_our_request_id(world):
     assert res.status_code == 200, res.text
     doc = res.json()
     assert doc["metadata"]["feature_names"] == ["driver_id", "conv_rate"]
-    assert doc["metadata"]["feature_view_metadata"] == [{"name": "driver_hourly_stats", "version": 0}]
+    assert doc["metadata"]["feature_view_metadata"] == [{"name": "driver_hourly_stats"}]  # Feast omits version 0
     keys, conv = doc["results"]
     assert keys == {"values": [1001, 1004], "statuses": ["PRESENT", "PRESENT"],
                     "event_timestamps": ["1970-01-01T00:00:00Z"] * 2}
@@ -288,12 +289,12 @@ def test_feast_client_sends_our_bearer_token(world, tmp_path):
                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 180  # a loaded machine starts uvicorn and feast slowly
         while True:
             try:
-                if requests.get(url + "/health", timeout=1).status_code == 401:  # up, and guarded
+                if requests.get(url + "/health", timeout=10).status_code == 401:  # up, and guarded
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or slow to answer on a loaded machine
                 pass
             if server.poll() is not None or time.time() > deadline:
                 pytest.fail("featurestore serve with access control did not come up")

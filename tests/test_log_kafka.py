@@ -82,3 +82,52 @@ def test_lookups_logged_to_kafka_ship_once_and_are_the_training_set(store):
     report = store.verify("to_kafka")
     assert report.rows == len(served) and report.clean
     assert serving_log_kafka.topic(store.config.project, "to_kafka").startswith("fs_lk_")
+
+
+def _traffic(store, n, rng):
+    """n logged lookups of 1-3 users to the Kafka-logged service; the (request id, row) of each served row."""
+    served = set()
+    for _ in range(n):
+        users = rng.sample([f"u{k}" for k in range(8)], rng.randint(1, 3))
+        res = store.get_online_features([{"user_id": u} for u in users], feature_service="to_kafka",
+                                        request_time=BASE + pd.Timedelta(seconds=rng.randrange(4000)))
+        served.update((res.request_id, j) for j in range(len(users)))
+    return served
+
+
+@pytest.mark.slow
+def test_kafka_shippers_killed_or_racing_lose_and_duplicate_nothing(store, tmp_path):
+    """The Kafka sink under the Redis sink's faults (tests/test_log_shipping.py): shipper processes SIGKILLed
+    with a batch written but not committed, committed, and at random times, and three shippers racing while
+    lookups go on; afterwards the log table holds every served row exactly once."""
+    import signal
+    import time
+
+    from tests.test_log_shipping import worker
+
+    rng = random.Random(4)
+    served = _traffic(store, 20, rng)
+    for point in ("before_commit", "after_commit"):
+        proc = worker(store, "crash", point, 6)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, err[-2000:])
+        served |= _traffic(store, 10, rng)
+    for _ in range(3):
+        served |= _traffic(store, 30, rng)
+        proc = worker(store, "ship", "-", rng.choice([2, 5]))
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=120)
+    stop = tmp_path / "stop"
+    procs = [worker(store, "loop", stop, b) for b in (3, 7, 10_000)]
+    try:
+        served |= _traffic(store, 60, rng)
+    finally:
+        stop.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    store.ship_logs()
+    logged = serving_log.log_table(store, "to_kafka").read()
+    pairs = list(zip(logged.column("request_id").to_pylist(), logged.column("row").to_pylist()))
+    assert len(pairs) == len(set(pairs)), f"{len(pairs) - len(set(pairs))} duplicated rows"
+    assert set(pairs) == served

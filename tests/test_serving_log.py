@@ -216,3 +216,25 @@ def test_a_request_id_is_a_non_empty_string(store, bad):
     with pytest.raises(RequestError, match="request_id must be a non-empty string"):
         store.get_online_features([{"user_id": "u1"}], feature_service="logged_model", request_id=bad)
     store.ship_logs()  # nothing unshippable was logged
+
+
+def test_request_ids_that_are_not_strings_in_labels_are_a_one_line_error(store, tmp_path):
+    """Request ids of digits (chosen by the caller) come back from a CSV as integers: matching them against
+    the logged strings found nothing, and every label was silently filled by the point-in-time join
+    (_from_log False) instead of getting the served values. Now one line naming the row; a null id is
+    still an unlogged label."""
+    from featurestore.errors import RequestError
+
+    ids = [str(10 ** 6 + i) for i in range(3)]
+    for rid, user in zip(ids, ["u0", "u1", "u2"]):
+        store.get_online_features([{"user_id": user}], feature_service="logged_model",
+                                  request_time=BASE + pd.Timedelta("90s"), request_id=rid)
+    labels = pd.DataFrame({"request_id": ids, "user_id": ["u0", "u1", "u2"], "label": [1, 0, 1]})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    read_back = pd.read_csv(tmp_path / "labels.csv").assign(event_timestamp=BASE + pd.Timedelta("90s"))
+    with pytest.raises(RequestError, match=r"^labels_df row 0: request_id 1000000 is of type int, not a string"):
+        store.training_set_from_logs(read_back, "logged_model")
+    got = store.training_set_from_logs(pd.read_csv(tmp_path / "labels.csv", dtype={"request_id": str}), "logged_model")
+    assert got["_from_log"].all()
+    with_null = labels.assign(request_id=[ids[0], None, ids[2]], event_timestamp=BASE + pd.Timedelta("90s"))
+    assert store.training_set_from_logs(with_null, "logged_model")["_from_log"].tolist() == [True, False, True]

@@ -133,3 +133,26 @@ def test_rates_count_exactly_the_skew_written_into_random_logs(store, seed):
     assert got == want
     for f, s in report.features.items():
         assert s.rows == len(served) and s.skew_rate == sum(want.get(f, {}).values()) / len(served)
+
+
+
+def test_a_feature_added_to_the_service_later_is_stale_in_older_rows_not_missing(store):
+    """The service gains a feature after some lookups were logged: those rows served no value for it, and
+    verify counted each as "missing" (a gate failing on clean traffic). Now they are stale for that feature
+    (not in its rates); every other row and feature is checked exactly, and clean traffic stays clean."""
+    from featurestore.store import FeatureStore
+
+    before = serve_traffic(store, n=30, seed=5)
+    defs = store.repo_path / "definitions" / "features.py"
+    text = defs.read_text()
+    assert text.count('"qty_stats:tags_1m"') == 1
+    defs.write_text(text.replace('"qty_stats:tags_1m"', '"qty_stats:tags_1m", "qty_stats:first_tag"'))
+    changed = FeatureStore(store.repo_path)
+    after = serve_traffic(changed, n=20, seed=6)
+    report = changed.verify("logged_model")
+    assert report.rows == len(before) + len(after)
+    for f, s in report.features.items():
+        stale = len(before) if f == "first_tag" else 0
+        assert (s.stale, s.rows) == (stale, len(before) + len(after) - stale), f
+        assert (s.mismatch, s.missing, s.extra) == (0, 0, 0), (f, s.examples)
+    assert any(v is not None for v in after["first_tag"])  # offline has values there: old rows were "missing"

@@ -234,7 +234,7 @@ def parse(source, rows: Any, now_ms: Optional[int] = None, max_future_ms: Option
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     cols = columns_of(rows)
     n = len(next(iter(cols.values()), []))
-    if source.timestamp not in cols:
+    if n and source.timestamp not in cols:  # no rows (a batch that came out empty) push nothing
         raise RequestError(f"rows pushed to source '{source.name}' have no event-time column '{source.timestamp}' "
                            f"(columns: {sorted(cols)})")
     schema = list(source.schema)

@@ -42,13 +42,14 @@ FILL_TIME = "_fill_time"
 
 
 def training_set_from_logs(store, labels_df, feature_service, timestamp_column: Optional[str] = None,
-                           ship_first: bool = True) -> pd.DataFrame:
+                           ship_first: bool = True, full_feature_names: bool = False) -> pd.DataFrame:
     """Labels joined to the feature values that were served for them (rule: module docstring).
 
     Returns ``labels_df`` (index reset) plus one column per feature of the service (exact Python
-    values), ``_from_log`` (True: the served values; False: filled by the point-in-time join) and
-    ``_definitions`` (the served row's view fingerprints). Rows logged under several definition
-    versions are reported (a warning and ``attrs["definition_versions"]``), never merged silently.
+    values; named ``view__feature`` with ``full_feature_names``, as ``get_historical_features`` names them,
+    whichever names the logged lookups asked for), ``_from_log`` (True: the served values; False: filled by
+    the point-in-time join) and ``_definitions`` (the served row's view fingerprints). Rows logged under
+    several definition versions are reported (a warning and ``attrs["definition_versions"]``), never merged silently.
 
     >>> fs.training_set_from_logs(pd.DataFrame({"request_id": [rid], "label": [1]}), "fraud")  # doctest: +SKIP
     """
@@ -60,7 +61,8 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
     selection = resolve_features(store.repo, feature_service=name)
     types = sl.key_types(store, selection)
     keys = list(types)
-    by_column = sl.column_dtypes(store, selection)
+    served_columns = sl.served_columns(store, selection, full_feature_names)
+    by_column = {c: dtype for c, (_, _, dtype) in served_columns.items()}
     columns = list(by_column)
     labels = labels_df.reset_index(drop=True)
     clash = [c for c in columns if c in labels.columns]
@@ -97,14 +99,15 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
     for r, i in enumerate(matched):
         if i is None:
             continue
-        served = sl.decode_served(served_rows[i], by_column)
+        served = sl.decode_served(served_rows[i], served_columns)
         for c in columns:
             values[c][r] = served.get(c)
         defs[r] = fingerprints[i]
     missing = [r for r, i in enumerate(matched) if i is None]
     if missing:
         request_time = dict(zip(request_ids, times))  # one time per request
-        filled = _fill(store, name, labels, missing, label_keys, types, ts_col, request_time, by_id)
+        filled = _fill(store, name, labels, missing, label_keys, types, ts_col, request_time, by_id,
+                       full_feature_names)
         for c in columns:
             filled_values = filled.column(c).to_pylist()
             if by_column[c] == dtypes.JSON:  # the Arrow table holds the text; served values are decoded
@@ -159,6 +162,9 @@ def _match_by_id(labels: pd.DataFrame, label_keys: Optional[List[tuple]], reques
         served.setdefault(rid, {}).setdefault(key, i)
     matched: List[Optional[int]] = []
     for r, rid in enumerate(labels["request_id"].tolist()):
+        if not isinstance(rid, str) and not pd.isna(rid):  # e.g. ids of digits a CSV reader turned into ints
+            raise RequestError(f"labels_df row {r}: request_id {rid!r} is of type {type(rid).__name__}, not a string "
+                               "(request ids are strings: read the labels with dtype={'request_id': str})")
         entities = served.get(rid) if isinstance(rid, str) else None
         if entities is None:
             matched.append(None)
@@ -182,7 +188,8 @@ def _match_by_time(labels: pd.DataFrame, ts_col: str, label_keys: List[tuple], l
 
 
 def _fill(store, name: str, labels: pd.DataFrame, missing: List[int], label_keys: Optional[List[tuple]],
-          types: Dict[str, str], ts_col: Optional[str], request_time: Dict[str, int], by_id: bool) -> pa.Table:
+          types: Dict[str, str], ts_col: Optional[str], request_time: Dict[str, int], by_id: bool,
+          full_feature_names: bool) -> pa.Table:
     """Point-in-time values for the labels without a served row, as Arrow (exact types)."""
     if label_keys is None:
         r = missing[0]
@@ -211,7 +218,8 @@ def _fill(store, name: str, labels: pd.DataFrame, missing: List[int], label_keys
                                f"point-in-time join needs request column '{col}' in labels_df (the request features "
                                f"of '{name}' read it)")
         frame[col] = labels[col].iloc[missing].reset_index(drop=True)
-    return store.get_historical_features(frame, feature_service=name, timestamp_column=FILL_TIME).to_arrow()
+    return store.get_historical_features(frame, feature_service=name, timestamp_column=FILL_TIME,
+                                         full_feature_names=full_feature_names).to_arrow()
 
 
 def _report_versions(out: pd.DataFrame, defs: List[Optional[str]], store, selection, name: str) -> None:

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from featurestore.errors import OfflineStoreError
 from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, ...: re-exported)
     DAY_MS, DEFAULT_TS_COLUMN, ORPHAN_GRACE_SECONDS, PARTITION_COLUMN, ROW_GROUP_ROWS, TMP_PREFIX, TS_TYPE, _NAME_RE,
-    Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _NewFile,
+    Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _native, _NewFile,
     _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _tmp_path, _to_ts_type,
     _ts_ms, _Txn, _unlink)
 from featurestore.stores import object_store, time_ranges, writers
@@ -354,7 +354,7 @@ class OfflineTable(TableLog):
                     if not txn.files[-1].moved:
                         sources_to_delete.append(p)
                 else:
-                    with open(p, "rb") as f:
+                    with _native(p) as f:
                         pf = pq.ParquetFile(f)
                         stored = _storage_schema(file_schema, ts_column, f"{self._where}: {p}")
                         new.extend(self._write_stream(txn, stored, pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4),
@@ -468,7 +468,7 @@ class OfflineTable(TableLog):
                      keep_offsets: bool, utc_columns: Sequence[str] = ()) -> "_StreamFile":
         where = f"{self._where}: {path}"
         try:
-            with open(path, "rb") as f:
+            with _native(path) as f:
                 pf = pq.ParquetFile(f)
                 file_schema = pa.schema([fld.remove_metadata() for fld in pf.schema_arrow])
                 for c in (partition_column, offset_column):
@@ -503,7 +503,7 @@ class OfflineTable(TableLog):
                 for part, (_lo, hi) in src.spans.items():
                     seen[part] = max(seen.get(part, -1), hi)
                 keys_here = []
-                with open(src.path, "rb") as f:
+                with _native(src.path) as f:
                     pf = pq.ParquetFile(f)
                     writer = writers.get(src.schema.to_string())
                     if writer is None:
@@ -550,7 +550,7 @@ class OfflineTable(TableLog):
         """(storage-checked arrow schema, rows, min ts ms, max ts ms) of a Parquet file to add."""
         where = f"{self._where}: {path}"
         try:
-            with open(path, "rb") as f:
+            with _native(path) as f:
                 pf = pq.ParquetFile(f)
                 schema = pa.schema([fld.remove_metadata() for fld in pf.schema_arrow])
                 _storage_schema(schema, ts_column, where)  # the checks; the file keeps its own ts type
@@ -670,7 +670,7 @@ def _file_spans(pf: pq.ParquetFile, partition_column: str, offset_column: str) -
 
 def file_offset_spans(path: Union[Path, str], partition_column: str, offset_column: str) -> Dict[int, Tuple[int, int]]:
     """Kafka partition -> (first, last) offset of the rows of one streamed Parquet file."""
-    with open(path, "rb") as f:
+    with _native(path) as f:
         return _file_spans(pq.ParquetFile(f), partition_column, offset_column)
 
 

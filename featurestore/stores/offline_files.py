@@ -417,6 +417,13 @@ def _tmp_path(table_dir: Path, folder: Path, uid: str) -> Path:
     return folder / f"{TMP_PREFIX}{writers.register(table_dir)}.{uid}"
 
 
+def _native(path: Union[Path, str]) -> "pa.NativeFile":
+    """A local file opened by Arrow itself, for ``pq.ParquetFile``: read through a Python file object,
+    pyarrow 16 makes the process abort at exit now and then ("terminate called without an active
+    exception", exit code 134, after everything succeeded)."""
+    return pa.OSFile(str(path))
+
+
 def _unlink(path: Path) -> bool:
     try:
         os.unlink(path)

@@ -26,7 +26,7 @@ from featurestore.errors import OfflineStoreError
 from featurestore.stores.offline_files import (
     ARCHIVE_DIR, DEFAULT_TS_COLUMN, FORMAT_VERSION, LOG_DIR, MAX_COMMIT_ATTEMPTS, ORPHAN_GRACE_SECONDS,
     PARTITION_COLUMN, TMP_PREFIX, _MANIFEST_RE, _NAME_RE, _PART_RE, _as_ms, _conform_table, _fsync_dir, _NewFile,
-    _now_iso, _schema_from_b64, _schema_to_b64, _tmp_path, _ts_ms, _Txn, _unlink)
+    _native, _now_iso, _schema_from_b64, _schema_to_b64, _tmp_path, _ts_ms, _Txn, _unlink)
 from featurestore.stores import offline_files as _files
 from featurestore.stores import object_store, writers
 from featurestore.stores.object_store import S3Location
@@ -184,7 +184,7 @@ class TableLog:
         # (on object storage: copied to the archive before it is deleted from the live tree)
         for p in (self.path / rel, self._archive / rel):
             try:
-                return p.open() if self.remote else open(p, "rb")
+                return p.open() if self.remote else _native(p)
             except FileNotFoundError:
                 continue
         raise OfflineStoreError(f"{self._where}: file {rel} of version {version} is gone (was the version expired?)")
