@@ -244,10 +244,11 @@ def packed_members_sql(cv: CompiledView, relation: str, part, cut: Optional[int]
     rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(orr._event_order(cv))})"
     member = orr.member_sql(cv, "__fs_r", "__fs_ts")
     keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
-    return (f"WITH ev AS (SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src ANTI JOIN {HOT} "
-            f"USING ({keys}) WHERE {' AND '.join(_where(cv, part))})\n"
+    # (the member a column of its own: packed_sql names it twice)
+    return (f"WITH ev AS (SELECT {keys}, __fs_ts, __fs_r, {member} AS __fs_m FROM (SELECT *, {ts} AS __fs_ts, "
+            f"{rank} AS __fs_r FROM {relation} AS src ANTI JOIN {HOT} USING ({keys}) WHERE {' AND '.join(_where(cv, part))}))\n"
             f"SELECT {keys}, max(__fs_ts) AS __fs_last, count(*){keep} AS __fs_k, "
-            f"string_agg({packed_sql('__fs_ts', member)}, '' ORDER BY __fs_r){keep} AS __fs_packed, "
+            f"string_agg({packed_sql('__fs_ts', '__fs_m')}, '' ORDER BY __fs_r){keep} AS __fs_packed, "
             f"count(*) AS __fs_n FROM ev GROUP BY {keys}")
 
 
