@@ -34,6 +34,7 @@ import time
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import duckdb
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore import dtypes as t
@@ -115,9 +116,11 @@ class _Writer:
         key = orr.entity_base(self.store.project, self.cv.name, keys).encode()
         at = b"%d" % (max(self.now, last) + self.ttl_extra) if self.expires else b""
         count_text = b"%d" % count
-        self.commands.append(b"*%d\r\n" % (16 + 2 * count) + head + orr._bulk(key + b":t") + orr._bulk(key + b":r")
-                             + orr._bulk(key + b":p") + fixed + orr._bulk(at) + b"$1\r\n0\r\n$1\r\n0\r\n"
-                             + orr._bulk(count_text) + data + b"$1\r\n0\r\n")
+        k = len(key) + 2  # one format for the whole call: the bulk strings of the keys, expiry and count
+        self.commands.append(b"*%d\r\n%s$%d\r\n%s:t\r\n$%d\r\n%s:r\r\n$%d\r\n%s:p\r\n%s$%d\r\n%s\r\n$1\r\n0\r\n"
+                             b"$1\r\n0\r\n$%d\r\n%s\r\n%s$1\r\n0\r\n"
+                             % (16 + 2 * count, head, k, key, k, key, k, key, fixed, len(at), at, len(count_text),
+                                count_text, data))
         self.entities += 1
         self.events += count
         self.size += count
@@ -226,11 +229,11 @@ def _plain_packed(con, cv: CompiledView, relation: str, part, cut, writer: _Writ
         keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
         last = batch.column("__fs_last").to_pylist()
         kept = batch.column("__fs_k").to_pylist()
-        texts = batch.column("__fs_packed").to_pylist()
+        texts = batch.column("__fs_packed").cast(pa.binary()).to_pylist()  # the UTF-8 bytes, not decoded
         for i in range(batch.num_rows):
             if not kept[i]:  # every event fell behind the cut (see _delete_gone)
                 continue
-            writer.add_plain([kc[i] for kc in keycols], last[i], kept[i], texts[i].encode())
+            writer.add_plain([kc[i] for kc in keycols], last[i], kept[i], texts[i])
         if on_rows:
             on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
 
