@@ -76,10 +76,10 @@ def test_sql_value_text_is_the_encoders():
 
 
 
-def test_sum_text_straight_from_one_exponent_is_the_exact_sums_encoding():
+def test_sum_text_straight_from_exponent_groups_is_the_exact_sums_encoding():
     """``duckdb_partials._sum_text_getter`` writes a tile's exact float sum (and sum of squares) straight
-    from its per-exponent text when it holds one exponent: the very text of the ExactSum's encoding
-    (odd mantissa, bounded shift, non-finite counts), on random exponents, signs, zeros and sizes."""
+    from its per-exponent text: the very text of the ExactSum's encoding (odd mantissa, bounded shift,
+    non-finite counts), on random exponents (one or several groups), signs, zeros and sizes."""
     from featurestore.engines import duckdb_partials as dpart
 
     class TwoSlots:  # slot 0: a sum of float column 0, slot 1: its sum of squares

@@ -322,28 +322,28 @@ def _encoded(m: int, s: int, nan: int, pinf: int, ninf: int) -> str:
 
 
 def _sum_text_getter(layout: Layout, i: int, cols: dict):
-    """``get(r)``: the encoded text of :func:`_text_sum`'s sum of slot ``i`` in row ``r``, built straight
-    from the per-exponent text when it holds one exponent (most tiles), else through the ExactSum."""
+    """``get(r)``: the encoded text of :func:`_text_sum`'s sum of slot ``i`` in row ``r``, the same sum
+    (:func:`_exact`, :func:`_exact_square`) built straight from the per-exponent text: no ExactSum."""
     kind, col = layout.slots[i]
     nan, pinf, ninf, fz = cols[f"nan{col}"], cols[f"pinf{col}"], cols[f"ninf{col}"], cols[f"fz{col}"]
-    full = _text_sum(layout, i, cols)
     if kind == "s":
         def total(r):
             v = fz[r].split() if fz[r] else ()
-            if len(v) != 5:
-                return dtext.sum_text(full(r, None))
-            e = int(v[0])
-            s = -e if e < 0 else 0
-            return _encoded(int(v[1]) << (e + s), s, nan[r], pinf[r], ninf[r])
+            if not v:
+                return _encoded(0, 0, nan[r], pinf[r], ninf[r])
+            s = max(0, -int(v[0]))  # exponents ascending
+            m = sum(int(v[j + 1]) << (int(v[j]) + s) for j in range(0, len(v), 5))
+            return _encoded(m, s, nan[r], pinf[r], ninf[r])
         return total
 
     def squares(r):
         v = fz[r].split() if fz[r] else ()
-        if len(v) != 5:
-            return dtext.sum_text(full(r, None))
-        e2 = 2 * int(v[0])
-        s = -e2 if e2 < 0 else 0
-        return _encoded(((int(v[2]) << 62) + (int(v[3]) << 32) + int(v[4])) << (e2 + s), s, nan[r], pinf[r] + ninf[r], 0)
+        if not v:
+            return _encoded(0, 0, nan[r], pinf[r] + ninf[r], 0)
+        s = max(0, -2 * int(v[0]))
+        m = sum(((int(v[j + 2]) << 62) + (int(v[j + 3]) << 32) + int(v[j + 4])) << (2 * int(v[j]) + s)
+                for j in range(0, len(v), 5))
+        return _encoded(m, s, nan[r], pinf[r] + ninf[r], 0)
     return squares
 
 
