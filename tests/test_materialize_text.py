@@ -75,6 +75,33 @@ def test_sql_value_text_is_the_encoders():
         assert json.loads(text) == back or back != back
 
 
+
+def test_sum_text_straight_from_exponent_groups_is_the_exact_sums_encoding():
+    """``duckdb_partials._sum_text_getter`` writes a tile's exact float sum (and sum of squares) straight
+    from its per-exponent text: the very text of the ExactSum's encoding (odd mantissa, bounded shift,
+    non-finite counts), on random exponents (one or several groups), signs, zeros and sizes."""
+    from featurestore.engines import duckdb_partials as dpart
+
+    class TwoSlots:  # slot 0: a sum of float column 0, slot 1: its sum of squares
+        slots = [("s", 0), ("q", 0)]
+
+    rng = random.Random(11)
+    rows = []
+    for _ in range(20_000):
+        e = rng.choice([rng.randint(-1100, 1000), -8, 0, 8, -1080, rng.randint(-70, 70)])
+        e -= e % 8
+        parts = []
+        for j in range(rng.choice([0, 1, 1, 1, 2, 3])):
+            m = rng.choice([0, rng.randint(-2**70, 2**70), rng.randint(-5, 5) << rng.randint(0, 64)])
+            parts += [e + 8 * j, m, *(rng.choice([0, rng.getrandbits(rng.randint(1, 90))]) for _ in range(3))]
+        fz = " ".join(map(str, parts)) if parts else rng.choice([None, ""])
+        rows.append((fz, rng.choice([0, 0, 3]), rng.choice([0, 0, 2]), rng.choice([0, 0, 1])))
+    cols = {name: [r[k] for r in rows] for k, name in enumerate(("fz0", "nan0", "pinf0", "ninf0"))}
+    for slot in (0, 1):
+        slow, fast = dpart._text_sum(TwoSlots, slot, cols), dpart._sum_text_getter(TwoSlots, slot, cols)
+        for r in range(len(rows)):
+            assert fast(r) == dtext.sum_text(slow(r, 0)), (slot, rows[r])
+
 DEFINITIONS = '''
 from featurestore import Aggregation, Entity, FeatureView, Latest, ParquetFiles, Source
 

@@ -181,7 +181,8 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
             # only the tiles kept (__fs_agg): most minutes and short tiles hold too few events to be stored
             parts.append(f"SELECT __fs_e, __fs_l, __fs_g, list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM "
                          f"(SELECT __fs_e, {k} AS __fs_l, __fs_ts - (((__fs_ts % {size}) + {size}) % {size}) AS __fs_g, {x} "
-                         f"FROM __fs_src WHERE __fs_g0 <> {BASE_G}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL")
+                         f"FROM __fs_src WHERE __fs_g0 <> {BASE_G}) SEMI JOIN (SELECT __fs_e, __fs_g FROM __fs_agg WHERE __fs_l = {k}) "
+                         f"USING (__fs_e, __fs_g) GROUP BY ALL")
         ctes.append(f"dx{i} AS (SELECT __fs_e, __fs_l, __fs_g, to_json(list_sort(s)) AS s{i} FROM "
                     f"({' UNION ALL '.join(parts)}))")
         joins.append(f" LEFT JOIN dx{i} USING (__fs_e, __fs_l, __fs_g)")
@@ -267,15 +268,15 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: froze
     plans: dict = {}  # level -> (slots, [(slot, getter)]) of the slots its rows hold
     texts = cols["__fs_txt"] if "__fs_txt" in batch.schema.names else None  # rows DuckDB wrote as text
     sums: dict = {}  # level -> [getter] of the exact float sums its rows hold (spliced into the text)
-    splice, sum_text = dtext.splice, dtext.sum_text
+    splice = dtext.splice
     out = []
     for r in range(batch.num_rows):
         level = ls[r]
         if texts is not None and texts[r] is not None:
             gets = sums.get(level)
             if gets is None:
-                gets = sums[level] = [getter(i) for i in dtext.float_slots(layout, level)]
-            text = splice(texts[r], [sum_text(get(r, level)) for get in gets])
+                gets = sums[level] = [_sum_text_getter(layout, i, cols) for i in dtext.float_slots(layout, level)]
+            text = splice(texts[r], [get(r) for get in gets])
             if text is not None:
                 out.append((es[r], level, gs[r], counts[r], EncodedRow(text)))
                 continue
@@ -304,6 +305,45 @@ def _text_sum(layout: Layout, i: int, cols: dict):
     def squares(r, level):
         v = fz[r].split() if fz[r] else ()
         return _exact_square([int(e) for e in v[0::5]], v[2::5], v[3::5], v[4::5], nan[r], pinf[r], ninf[r])
+    return squares
+
+
+def _encoded(m: int, s: int, nan: int, pinf: int, ninf: int) -> str:
+    """``dtext.sum_text(ExactSum(m, s, nan, pinf, ninf))`` without the object (tile rows hold ~2 per row)."""
+    if m == 0:
+        s = 0
+    else:
+        tz = min((m & -m).bit_length() - 1, s)
+        m >>= tz
+        s -= tz
+    if nan or pinf or ninf:
+        return '["%x",%d,%d,%d,%d]' % (m, s, nan, pinf, ninf)
+    return '["%x",%d]' % (m, s)
+
+
+def _sum_text_getter(layout: Layout, i: int, cols: dict):
+    """``get(r)``: the encoded text of :func:`_text_sum`'s sum of slot ``i`` in row ``r``, the same sum
+    (:func:`_exact`, :func:`_exact_square`) built straight from the per-exponent text: no ExactSum."""
+    kind, col = layout.slots[i]
+    nan, pinf, ninf, fz = cols[f"nan{col}"], cols[f"pinf{col}"], cols[f"ninf{col}"], cols[f"fz{col}"]
+    if kind == "s":
+        def total(r):
+            v = fz[r].split() if fz[r] else ()
+            if not v:
+                return _encoded(0, 0, nan[r], pinf[r], ninf[r])
+            s = max(0, -int(v[0]))  # exponents ascending
+            m = sum(int(v[j + 1]) << (int(v[j]) + s) for j in range(0, len(v), 5))
+            return _encoded(m, s, nan[r], pinf[r], ninf[r])
+        return total
+
+    def squares(r):
+        v = fz[r].split() if fz[r] else ()
+        if not v:
+            return _encoded(0, 0, nan[r], pinf[r] + ninf[r], 0)
+        s = max(0, -2 * int(v[0]))
+        m = sum(((int(v[j + 2]) << 62) + (int(v[j + 3]) << 32) + int(v[j + 4])) << (2 * int(v[j]) + s)
+                for j in range(0, len(v), 5))
+        return _encoded(m, s, nan[r], pinf[r] + ninf[r], 0)
     return squares
 
 

@@ -166,9 +166,10 @@ def order_value_sql(col: str, dtype: str) -> str:
 
 def member_sql(rank: str, ts: str, inputs: Sequence[str], order: Sequence[str]) -> str:
     """The member's text: ``rank`` the event's positive rank (its id is ``-rank``), ``ts`` its time in
-    ms, ``inputs`` the JSON text of each input, ``order`` the JSON text of each order value."""
-    parts = [f"'[-' || CAST({rank} AS VARCHAR)", f"CAST({ts} AS VARCHAR)", *inputs, *order]
-    return " || ',' || ".join(parts) + " || ']'"
+    ms, ``inputs`` the JSON text of each input, ``order`` the JSON text of each order value (none NULL)."""
+    parts = [f"CAST({rank} AS VARCHAR)", f"CAST({ts} AS VARCHAR)", *inputs, *order]
+    # one concat (no part is NULL): a chain of || copies the growing text once per part
+    return "concat('[-', " + ", ',', ".join(parts) + ", ']')"
 
 
 __all__ = ["FORMAT_VERSION", "ORDER_KINDS", "Members", "compares_orders", "member_sql", "members", "order_columns",

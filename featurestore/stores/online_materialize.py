@@ -34,6 +34,7 @@ import time
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import duckdb
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore import dtypes as t
@@ -115,9 +116,11 @@ class _Writer:
         key = orr.entity_base(self.store.project, self.cv.name, keys).encode()
         at = b"%d" % (max(self.now, last) + self.ttl_extra) if self.expires else b""
         count_text = b"%d" % count
-        self.commands.append(b"*%d\r\n" % (16 + 2 * count) + head + orr._bulk(key + b":t") + orr._bulk(key + b":r")
-                             + orr._bulk(key + b":p") + fixed + orr._bulk(at) + b"$1\r\n0\r\n$1\r\n0\r\n"
-                             + orr._bulk(count_text) + data + b"$1\r\n0\r\n")
+        k = len(key) + 2  # one format for the whole call: the bulk strings of the keys, expiry and count
+        self.commands.append(b"*%d\r\n%s$%d\r\n%s:t\r\n$%d\r\n%s:r\r\n$%d\r\n%s:p\r\n%s$%d\r\n%s\r\n$1\r\n0\r\n"
+                             b"$1\r\n0\r\n$%d\r\n%s\r\n%s$1\r\n0\r\n"
+                             % (16 + 2 * count, head, k, key, k, key, k, key, fixed, len(at), at, len(count_text),
+                                count_text, data))
         self.entities += 1
         self.events += count
         self.size += count
@@ -226,11 +229,11 @@ def _plain_packed(con, cv: CompiledView, relation: str, part, cut, writer: _Writ
         keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
         last = batch.column("__fs_last").to_pylist()
         kept = batch.column("__fs_k").to_pylist()
-        texts = batch.column("__fs_packed").to_pylist()
+        texts = batch.column("__fs_packed").cast(pa.binary()).to_pylist()  # the UTF-8 bytes, not decoded
         for i in range(batch.num_rows):
             if not kept[i]:  # every event fell behind the cut (see _delete_gone)
                 continue
-            writer.add_plain([kc[i] for kc in keycols], last[i], kept[i], texts[i].encode())
+            writer.add_plain([kc[i] for kc in keycols], last[i], kept[i], texts[i])
         if on_rows:
             on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
 
@@ -244,10 +247,11 @@ def packed_members_sql(cv: CompiledView, relation: str, part, cut: Optional[int]
     rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(orr._event_order(cv))})"
     member = orr.member_sql(cv, "__fs_r", "__fs_ts")
     keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
-    return (f"WITH ev AS (SELECT *, {ts} AS __fs_ts, {rank} AS __fs_r FROM {relation} AS src ANTI JOIN {HOT} "
-            f"USING ({keys}) WHERE {' AND '.join(_where(cv, part))})\n"
+    # (the member a column of its own: packed_sql names it twice)
+    return (f"WITH ev AS (SELECT {keys}, __fs_ts, __fs_r, {member} AS __fs_m FROM (SELECT *, {ts} AS __fs_ts, "
+            f"{rank} AS __fs_r FROM {relation} AS src ANTI JOIN {HOT} USING ({keys}) WHERE {' AND '.join(_where(cv, part))}))\n"
             f"SELECT {keys}, max(__fs_ts) AS __fs_last, count(*){keep} AS __fs_k, "
-            f"string_agg({packed_sql('__fs_ts', member)}, '' ORDER BY __fs_r){keep} AS __fs_packed, "
+            f"string_agg({packed_sql('__fs_ts', '__fs_m')}, '' ORDER BY __fs_r){keep} AS __fs_packed, "
             f"count(*) AS __fs_n FROM ev GROUP BY {keys}")
 
 

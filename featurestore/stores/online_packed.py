@@ -76,15 +76,13 @@ def pack_counted(args) -> Tuple[int, bytes]:
     return n, b"".join(out)
 
 
-def _bulk_sql(text: str) -> str:
-    """SQL of one RESP bulk string of a VARCHAR (``strlen``: its UTF-8 bytes)."""
-    return f"'$' || CAST(strlen({text}) AS VARCHAR) || chr(13) || chr(10) || {text} || chr(13) || chr(10)"
-
-
 def packed_sql(ts: str, member: str) -> str:
-    """SQL of one raw event's score and member as two RESP bulk strings (``ts`` a BIGINT, ``member`` its
-    text)."""
-    return f"{_bulk_sql(f'CAST({ts} AS VARCHAR)')} || {_bulk_sql(member)}"
+    """SQL of one raw event's score and member as two RESP bulk strings (``ts`` a BIGINT, ``member`` a
+    column of its text, named twice: not an expression; ``strlen``: its UTF-8 bytes). One concat (neither
+    is NULL): a chain of ``||`` copies the growing text once per part."""
+    t = f"CAST({ts} AS VARCHAR)"
+    return (f"concat('$', CAST(strlen({t}) AS VARCHAR), chr(13), chr(10), {t}, chr(13), chr(10), '$', "
+            f"CAST(strlen({member}) AS VARCHAR), chr(13), chr(10), {member}, chr(13), chr(10))")
 
 
 def from_columns(counts: list, texts: list) -> PackedRaw:

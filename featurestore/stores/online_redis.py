@@ -185,13 +185,12 @@ if ARGV[4] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARG
 if ARGV[5] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[5]) end
 local function chunked(cmd, key, width)
   local n = tonumber(ARGV[i]); i = i + 1
-  local args = {}
-  for j = 1, n do
-    for w = 0, width - 1 do args[#args + 1] = ARGV[i + w] end
-    i = i + width
-    if #args >= 1000 then redis.call(cmd, key, unpack(args)); args = {} end
+  local last = i + n * width - 1
+  while i <= last do  -- 1000 arguments per call, straight from ARGV (no copy in Lua)
+    local j = math.min(i + 999, last)
+    redis.call(cmd, key, unpack(ARGV, i, j))
+    i = j + 1
   end
-  if #args > 0 then redis.call(cmd, key, unpack(args)) end
 end
 chunked('HSET', KEYS[1], 2)
 chunked('HDEL', KEYS[1], 1)

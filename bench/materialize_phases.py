@@ -1,0 +1,90 @@
+"""CPU seconds of each DuckDB query of materialize's vectorised path, each timed alone (no Redis).
+
+On the data of ``bench/materialize_hot.py`` (generate it first: run that bench once with the same
+``FS_BENCH_DATA``), per view: the kernel entities' table (``hot``), the plain entities' packed members
+(``plain``), the kernel entities' events table (``events``), the tiles query with each row's text
+(``tiles``) and the kernel entities' packed members (``members``), as
+:mod:`featurestore.stores.online_materialize` runs them; then the Python decoding of the tile rows
+(``decode``). CPU is this process's (Python and DuckDB's threads, ``time.process_time``).
+
+    .venv/bin/python bench/materialize_phases.py [--reps 2] [--threads N]
+
+Run from a checkout (its ``featurestore`` is the one measured: old and new code alternate by running
+this file from two worktrees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+sys.path.insert(0, os.getcwd())
+
+
+def main(argv=None) -> int:
+    from bench.common import DATA_ROOT
+    from bench.materialize_hot import MATERIALIZE_END_MS, VIEWS, make_repo
+    from featurestore import FeatureStore
+    from featurestore.config import load_config
+    from featurestore.engines import duckdb_partials as dpart
+    from featurestore.engines import duckdb_tile_text as dtext
+    from featurestore.kernel import entity as kentity
+    from featurestore.kernel.tiles import TOP_LEVEL
+    from featurestore.online import loads, view_layout
+    from featurestore.stores import online_format as ofmt
+    from featurestore.stores import online_materialize as om
+    from featurestore.stores import online_redis as orr
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    work = DATA_ROOT / "materialize-hot"
+    repo = make_repo(work, work / "data")
+    fs = FeatureStore(repo, config=dataclasses.replace(load_config(repo), project="phases"))
+    con = fs._connect()
+    if args.threads:
+        con.execute(f"SET threads={int(args.threads)}")
+
+    def timed(fn):
+        c0 = time.process_time()
+        out = fn()
+        return time.process_time() - c0, out
+
+    print(f"load {os.getloadavg()}")
+    for view in VIEWS:
+        cv = fs.compiled(view)
+        rel = fs._view_input(con, cv).events_relation
+        ret, layout = orr.retention(cv), view_layout(cv)
+        cut = orr.cut_for(cv, MATERIALIZE_END_MS)
+        tile_top = min(TOP_LEVEL, layout.max_level)
+        text_cols = frozenset(j for j, (_, d) in enumerate(om.input_columns(cv)) if d in om.TEXT_TYPES)
+        types = dict(cv.stored_columns)
+        order_plain = dtext.order_plain([types[c] for c in ofmt.order_columns(cv)])
+        merged = tile_top if ret.keep_base else None
+        for _ in range(args.reps):
+            cpu = {}
+            cpu["hot"], _ = timed(lambda: con.execute(om.hot_sql(cv, rel, None, cut, ret.keep_base)))
+            cpu["plain"], _ = timed(lambda: con.sql(om.packed_members_sql(cv, rel, None, cut)).to_arrow_table())
+            sql, order_text = om._events_sql(cv, picked_order=True)
+            cpu["events"], _ = timed(lambda: con.execute(sql.format(relation=rel)))
+            tsql = dpart.tiles_sql(layout, om.HOT_EVENTS, cut, ret.keep_base, order_text, tile_top,
+                                   kentity.TILE_MIN_EVENTS, ret.keep_base and tile_top == TOP_LEVEL, text_cols,
+                                   row_text=(order_plain, merged),
+                                   pick_order=om._pick_order_sql(cv) if order_text else None)
+            cpu["tiles"], tiles = timed(lambda: con.sql(tsql).to_arrow_table())
+            cpu["decode"], _ = timed(lambda: [dpart.decode_rows(layout, b, order_text, loads, text_cols, merged)
+                                              for b in tiles.to_batches(20_000)])
+            cpu["members"], _ = timed(lambda: con.sql(om._packed_members_sql(cv, cut, order_text)).to_arrow_table())
+            con.execute(f"DROP TABLE IF EXISTS {om.HOT}; DROP TABLE IF EXISTS {om.HOT_EVENTS}")
+            print(f"{view}: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+                  + f"; all {sum(cpu.values()):.2f} s CPU ({tiles.num_rows:,} tile rows)", flush=True)
+    print(f"load {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
