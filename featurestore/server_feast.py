@@ -6,8 +6,7 @@ a script written against Feast's server works unchanged:
 ``POST /get-online-features``
     Feast's request (``features`` or ``feature_service``, ``entities`` as columns, ``full_feature_names``,
     ``include_feature_view_version_metadata``; request data as extra ``entities`` columns) is answered in
-    Feast's shape when the body carries ``include_feature_view_version_metadata`` (Feast's clients always
-    send it) or the URL says ``?format=feast``::
+    Feast's shape (which shape a body gets: below)::
 
         {"metadata": {"feature_names": ["driver_id", "conv_rate"]},
          "results": [{"values": [1001], "statuses": ["PRESENT"], "event_timestamps": ["1970-01-01T00:00:00Z"]},
@@ -23,8 +22,13 @@ a script written against Feast's server works unchanged:
     aggregation the request time (its window ends there), ``1970-01-01T00:00:00Z`` for join keys and for
     values without one (Feast's zero time). Our own fields stay available: ``log`` / ``request_time`` in
     the body, the request id of a logged lookup in ``request_id`` and the ``X-Request-Id`` header (a
-    request may choose it with that header). Without either marker the response is this server's own shape
-    (``featurestore.server``), so existing clients are unaffected; ``?format=featurestore`` forces it.
+    request may choose it with that header).
+    Which shape: ``?format=feast`` or ``?format=featurestore`` decides when given; else a body with Feast's
+    ``include_feature_view_version_metadata`` gets Feast's shape, a body with any of this server's own
+    fields (``entity_rows``, ``log``, ``request_time``, ``request_data``) gets this server's shape
+    (``featurestore.server``), and a body in Feast's vocabulary only (``features`` or ``feature_service``,
+    ``entities``, ``full_feature_names``: Feast's documented curl request, what Feast's remote online
+    store's ``online_read`` sends) gets Feast's shape.
 
 ``POST /push``
     Feast's ``{"push_source_name", "df": {col: [values]}, "to": "online" | "offline" | "online_and_offline"}``
@@ -52,11 +56,18 @@ ZERO_TIME = "1970-01-01T00:00:00Z"
 FEAST_STATUSES = {"PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"}
 
 
+OWN_FIELDS = frozenset({"entity_rows", "log", "request_time", "request_data"})
+
+
 def wants_feast(body_fields: set, query_format: Optional[str]) -> bool:
-    """Whether a lookup is answered in Feast's shape (see the module docstring)."""
-    if query_format == "featurestore":
-        return False
-    return query_format == "feast" or "include_feature_view_version_metadata" in body_fields
+    """Whether a lookup is answered in Feast's shape (see the module docstring): ``?format=`` decides when
+    given; else Feast's field asks for Feast's shape, any of our own fields for ours, and a body in Feast's
+    vocabulary only (Feast's documented curl request, its remote store's ``online_read``) gets Feast's."""
+    if query_format in ("feast", "featurestore"):
+        return query_format == "feast"
+    if "include_feature_view_version_metadata" in body_fields:
+        return True
+    return not (body_fields & OWN_FIELDS)
 
 
 def _time(ms: Optional[int]) -> str:

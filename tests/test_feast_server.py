@@ -183,17 +183,49 @@ def test_feast_shape_over_http_with_event_timestamps_and_our_request_id(world):
     assert conv["statuses"] == ["PRESENT", "NOT_FOUND"]
     latest = world["events"].query("driver_id == 1001")["event_timestamp"].max()
     assert conv["event_timestamps"] == [latest.strftime("%Y-%m-%dT%H:%M:%SZ"), "1970-01-01T00:00:00Z"]
-    # our own shape is unchanged without Feast's field, and ?format=feast asks for Feast's
-    ours = requests.post(world["url"] + "/get-online-features", json={k: body[k] for k in ("features", "entities")},
-                         timeout=10).json()
+    # Feast's documented curl body (Feast's vocabulary only) gets Feast's shape too; any of our own fields asks
+    # for ours, and ?format= decides explicitly either way
+    plain = {k: body[k] for k in ("features", "entities")}
+    feast_shape = requests.post(world["url"] + "/get-online-features", json=plain, timeout=10).json()
+    assert feast_shape["metadata"]["feature_names"] == ["driver_id", "conv_rate"]
+    assert feast_shape["results"] == doc["results"]
+    ours = requests.post(world["url"] + "/get-online-features?format=featurestore", json=plain, timeout=10).json()
     assert ours["results"]["conv_rate"][1] is None and ours["statuses"]["conv_rate"] == ["PRESENT", "NOT_FOUND"]
-    feast_shape = requests.post(world["url"] + "/get-online-features?format=feast",
-                                json={k: body[k] for k in ("features", "entities")}, timeout=10).json()
-    assert feast_shape["results"][1]["statuses"] == ["PRESENT", "NOT_FOUND"]
+    for own in ({"log": False}, {"request_time": int(NOW.value // 1_000_000)}):
+        mine = requests.post(world["url"] + "/get-online-features", json={**plain, **own}, timeout=10).json()
+        assert mine["statuses"]["conv_rate"] == ["PRESENT", "NOT_FOUND"], own
+        forced = requests.post(world["url"] + "/get-online-features?format=feast", json={**plain, **own},
+                               timeout=10).json()
+        assert forced["results"][1]["statuses"] == ["PRESENT", "NOT_FOUND"], own
     # a logged lookup keeps our request id: header in, header and field out
     logged = requests.post(world["url"] + "/get-online-features", json={**body, "log": True},
                            headers={"X-Request-Id": "req-feast-1"}, timeout=10)
     assert logged.headers["X-Request-Id"] == "req-feast-1" and logged.json()["request_id"] == "req-feast-1"
+
+
+def test_feast_remote_store_online_read_gets_feast_shape(world):
+    """Feast's remote online store's ``online_read`` (its provider path) posts Feast's documented body, with no
+    marker of Feast's client, and reads ``metadata.feature_names``: it must get Feast's shape."""
+    from feast.infra.online_stores.remote import RemoteOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    client = world["feast"]
+    view = client.get_feature_view("driver_hourly_stats")
+    keys = [EntityKey(join_keys=["driver_id"], entity_values=[Value(int64_val=d)]) for d in DRIVERS]
+    rows = RemoteOnlineStore().online_read(client.config, view, keys, ["conv_rate", "avg_daily_trips"])
+    want = world["ours"].get_online_features([{"driver_id": d} for d in DRIVERS],
+                                             features=["driver_hourly_stats:conv_rate",
+                                                       "driver_hourly_stats:avg_daily_trips"])
+    values, statuses = want.to_dict(), want.statuses()
+    assert len(rows) == len(DRIVERS)
+    for i, (_, got) in enumerate(rows):
+        for name, kind in (("conv_rate", "double_val"), ("avg_daily_trips", "int64_val")):
+            if statuses[name][i] == "PRESENT":
+                assert getattr(got[name], kind) == values[name][i], (i, name)
+            else:  # Feast's client gets an empty value for anything not PRESENT
+                assert got[name].WhichOneof("val") is None, (i, name)
+    assert statuses["conv_rate"][-1] == "NOT_FOUND"
 
 
 def test_feast_push_client_path_and_push_request_land_as_events(world):
