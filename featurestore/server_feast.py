@@ -47,7 +47,7 @@ a script written against Feast's server works unchanged:
 # no "from __future__ import annotations": FastAPI resolves the request models from the annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional
 
 from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
@@ -79,12 +79,28 @@ def _time(ms: Optional[int]) -> str:
 
 
 def _value(v: Any) -> Any:
-    """Feast's JSON form of a value: non-finite floats as "NaN"/"Infinity"/"-Infinity", times as ISO text."""
+    """Feast's JSON form of a value: non-finite floats as "NaN"/"Infinity"/"-Infinity", a timestamp as Feast's
+    server sends a ``UnixTimestamp`` (whole epoch seconds, truncated toward zero: Feast's ``int(ts.timestamp())``,
+    here without its float rounding)."""
     if isinstance(v, float) and not math.isfinite(v):
         return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    if isinstance(v, datetime):
+        return epoch_seconds(v)
     if hasattr(v, "isoformat"):
         return v.isoformat()
     return v
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def epoch_seconds(v: datetime) -> int:
+    """Whole seconds since the epoch, truncated toward zero (a naive time is UTC, as in Feast)."""
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    us = (v - _EPOCH) // timedelta(microseconds=1)
+    whole = abs(us) // 1_000_000
+    return whole if us >= 0 else -whole
 
 
 def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]], with_view_metadata: bool) -> dict:
