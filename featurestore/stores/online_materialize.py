@@ -177,9 +177,9 @@ def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Option
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}")
     writer.flush()
-    deleted = 0
+    deleted = store._delete_absent(con, cv, relation)  # entities no longer in the table at all
     if cut is not None:
-        deleted = store._delete_gone(con, cv, relation, cut)
+        deleted += store._delete_gone(con, cv, relation, cut)
     store.write_marker(cv, end_ms, "materialize")
     return orr.MaterializeResult(cv.name, writer.entities, writer.events, deleted, time.perf_counter() - t0,
                                  end_ms, writer.tiled)

@@ -456,11 +456,32 @@ class RedisOnlineStore:
         not linger (the view's horizon already refuses the requests it could answer wrongly)."""
         if retention(cv).keep_base:
             return 0
-        gone = con.sql(gone_sql(cv, relation, cut)).to_arrow_table()
-        keycols = [gone.column(i).to_pylist() for i in range(len(cv.join_keys))]
-        keys = []
-        for r in range(gone.num_rows):
-            keys.extend(entity_keys(entity_base(self.project, cv.name, [kc[r] for kc in keycols])))
+        return self._delete_bases(self._bases(cv, con.sql(gone_sql(cv, relation, cut)).to_arrow_table()))
+
+    def _delete_absent(self, con, cv: CompiledView, relation: str) -> int:
+        """Entities the view's online keys hold but the materialized relation does not (a re-backfill
+        removed every event of theirs: deleted from the batch face, or no longer passing the view's
+        filter): materialize makes the view's online state the offline table's, so their keys go
+        (SPEC §3; the stream must not run meanwhile, docs/streaming.md "Who owns the keys")."""
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", view_prefix(self.project, cv.name)) + "{*"
+        online = set()
+        for key in self._guard(lambda: list(self.client.scan_iter(match=pattern, count=1000))):
+            key = key.decode() if isinstance(key, bytes) else key
+            online.add(key.rsplit(":", 1)[0])  # the entity's base: its keys end in :t, :r, :p (or staged ~)
+        if not online:
+            return 0
+        keys = ", ".join(dsql.q(k) for k in cv.join_keys)
+        not_null = " AND ".join(f"{dsql.q(k)} IS NOT NULL" for k in [cv.ts_column, *cv.join_keys])
+        present = self._bases(cv, con.sql(f"SELECT DISTINCT {keys} FROM {relation} WHERE {not_null}").to_arrow_table())
+        return self._delete_bases(sorted(online - set(present)))
+
+    def _bases(self, cv: CompiledView, table) -> List[str]:
+        """The entity bases of a table of join keys (as the writers make them)."""
+        keycols = [table.column(i).to_pylist() for i in range(len(cv.join_keys))]
+        return [entity_base(self.project, cv.name, [kc[r] for kc in keycols]) for r in range(table.num_rows)]
+
+    def _delete_bases(self, bases) -> int:
+        keys = [k for base in bases for staged in (False, True) for k in entity_keys(base, staged)]
         deleted = 0
         for i in range(0, len(keys), 900):
             deleted += self._guard(self.client.delete, *keys[i:i + 900])
