@@ -24,6 +24,7 @@ from featurestore.errors import LoadError, Problem, ValidationError
 from featurestore.model import (Definition, Entity, FeatureSelection, FeatureService, FeatureView, RequestFeatureView,
                                 RequestSource, Source)
 from featurestore.model.checks import Recorder, made_at, recording
+from featurestore.model.service import ADHOC_STREAM
 from featurestore.repo_files import assignments, import_files, python_files, rel_path
 
 
@@ -161,6 +162,10 @@ class _Namer:
     def register(self, obj: Definition, origin: Origin) -> None:
         bucket = self.buckets[type(obj)]
         key = (obj.KIND, obj.name)
+        if isinstance(obj, FeatureService) and obj.name == ADHOC_STREAM:
+            self.problems.append(Problem(origin.file, origin.line, obj.name, f"feature service name '{ADHOC_STREAM}' "
+                                         "is reserved (the serving log of lookups by feature list): choose another"))
+            return
         if obj.name in bucket:
             first = self.repo.origins[key]
             self.problems.append(Problem(origin.file, origin.line, obj.name,

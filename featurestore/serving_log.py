@@ -28,7 +28,9 @@ from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
 
-ADHOC = "_adhoc"
+from featurestore.model.service import ADHOC_STREAM
+
+ADHOC = ADHOC_STREAM  # the stream of lookups by feature list (no service may take its name)
 LOG_ROOT = "_serving_logs"
 LOG_TABLE_SCHEMA = pa.schema([
     ("request_id", pa.string()),
@@ -130,11 +132,22 @@ def write(client, project: str, record: LogRecord) -> str:
     return client.xadd(stream_key(project, record.stream), record.fields).decode()
 
 
+def log_table_name(stream: str) -> str:
+    """The log table of a stream, one per stream: ``adhoc`` for feature lists, the service's name, or
+    ``service-<name>`` for a service named ``adhoc`` or starting with ``_`` (a table name starts with a letter
+    or digit; a definition name never holds ``-``, so no two streams share a table)."""
+    if stream == ADHOC:
+        return "adhoc"
+    if stream == "adhoc" or stream.startswith("_"):
+        return f"service-{stream}"
+    return stream
+
+
 def log_table(store, stream: str):
     from featurestore.stores.offline import OfflineStore
 
     return OfflineStore(store.config.offline_path / store.config.project / LOG_ROOT).table(
-        stream.lstrip("_") or "adhoc", ts_column="request_time")
+        log_table_name(stream), ts_column="request_time")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from featurestore.model.view import FeatureSelection, FeatureView
 FeatureRefLike = Union[str, FeatureView, RequestFeatureView, FeatureSelection]
 _REFS = (str, FeatureView, RequestFeatureView, FeatureSelection)
 LOG_DESTINATIONS = ("redis", "kafka")
+ADHOC_STREAM = "_adhoc"  # the serving-log stream of lookups by feature list (serving_log.ADHOC): no service's name
 
 
 @dataclass(frozen=True)
