@@ -293,9 +293,7 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
         t0 = time.perf_counter()
         feast_shape = server_feast.wants_feast(body.model_fields_set, format)
         try:
-            if body.feature_service is None or not server_auth.may_use_service(request, body.feature_service):
-                server_auth.require_lookup(request, resolve_features(store.repo, body.features, body.feature_service),
-                                           body.feature_service)
+            server_auth.require_lookup_refs(request, body.features, body.feature_service)
             rows = body.rows()
             if len(rows) > max_entities:
                 raise RequestError(f"{len(rows)} entities in one request; the limit is {max_entities}")

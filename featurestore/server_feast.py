@@ -240,8 +240,8 @@ def add_routes(app, store, error_responses: dict) -> None:
 
     @app.post("/push", responses=error_responses)
     def push(body: PushRequest, request: Request):
-        server_auth.require_push(request, body.push_source_name or body.source)
         try:
+            server_auth.require_push(request, body.push_source_name or body.source)
             result = store.push(body.push_source_name or body.source, body.df if body.df is not None else body.rows,
                                 to=body.to)
         except FeatureStoreError as exc:

@@ -199,13 +199,14 @@ class OfflineServer(fl.FlightServerBase):
                 refs = None
             elif not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
                 raise FeatureStoreError("feature_refs must be a non-empty list of 'view:feature' references")
-            from featurestore.sdk.refs import resolve_features
-
             repo = store.repo
             # the refs say what is read (a view renamed in a service, Feast's name_alias, is the derived view its
             # refs name); feature_view_names and name_aliases only repeat them
-            selection = resolve_features(repo, refs, service)
             policy = self.gate.policy
+            try:  # an error names no view, service or feature the caller may not see
+                selection = access.resolve_for(repo, policy, principal, "read_offline", refs, service)
+            except access.Denied as exc:
+                raise fl.FlightUnauthorizedError(str(exc)) from None
             denied = access.denied_views(repo, policy, principal, "read_offline", selection)
             if denied and service is not None and service in repo.services and \
                     policy.allows(principal, "read_offline", access.service_obj(repo, service)):

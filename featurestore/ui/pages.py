@@ -111,8 +111,9 @@ def add_routes(app, store) -> None:
             return page(request, "missing.html", status=404, title="not found", kind=kind, name=name)
         can = visibility(store, request)
         view = rec["name"] if kind == "view" else rec.get("view")
-        hidden = kind == "service" and not all(can("view", v) for v in _service_views(store, rec["name"]))
-        # a service's definition names the views it reads: not shown when the caller may not read one of them
+        hidden = not all(can(k, n) for k, n in _named_by_definition(store, kind, rec))
+        # a definition names what it is built on (a service its views, a view its source and entities): not
+        # shown when the caller may not read one of them
         context = dict(rec=rec, kind=kind, now=now_ms(), definition=None if hidden else data.definition(store, rec),
                        definition_hidden=hidden,
                        fingerprints=data.fingerprint_history(store, rec),
@@ -166,6 +167,21 @@ def _stream_view(stream, store, can):
     return {"job": stream.job, "problems": stream.problems,
             "sources": {s: dict(m, rate=stream.dead_letter_rate(s)) for s, m in stream.sources.items() if s in sources},
             "lag": {t: lag for t, lag in stream.lag.items() if t in topics}}
+
+
+def _named_by_definition(store, kind: str, rec: dict) -> List[tuple]:
+    """(kind, name) of the objects the definition text of ``rec``'s object names."""
+    repo = store.repo
+    if kind == "service":
+        return [("view", v) for v in _service_views(store, rec["name"])]
+    view = rec["name"] if kind == "view" else rec.get("view") if kind == "feature" else None
+    if view in repo.views:
+        v = repo.views[view]
+        return [("source", v.source.name)] + [("entity", e.name) for e in v.entities]
+    if view in repo.request_views:
+        rv = repo.request_views[view]
+        return [("source", s.name) for s in rv.request_sources] + [("view", i.name) for i, _ in rv.view_inputs]
+    return []
 
 
 def _service_views(store, service: str) -> List[str]:
