@@ -370,7 +370,9 @@ def resolve_for(repo, policy: Policy, principal, action: str, features=None, fea
         return resolve_features(repo, features, feature_service)
     if feature_service is not None and isinstance(feature_service, str):
         if feature_service in repo.services:
-            if not _sees(repo, policy, principal, action, service_obj(repo, feature_service)):
+            if not _sees(repo, policy, principal, action, service_obj(repo, feature_service)) and \
+                    denied_views(repo, policy, principal, action, resolve_features(repo, None, feature_service)):
+                # neither the service nor every view it reads (which also allows the read) is its to know
                 raise Denied(principal, action, f"feature service '{feature_service}'")
         else:
             seen = [s for s in repo.services if _sees(repo, policy, principal, action, service_obj(repo, s))]
