@@ -161,6 +161,9 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
     entities_total = Counter("featurestore_entities_served_total", "Entity rows served", registry=registry)
     monitor = MonitorCollector(store)  # freshness, stream lag, dead letters, skew, drift: computed per scrape
     registry.register(monitor)
+    from featurestore.server_offline_metrics import LiveCollector
+
+    registry.register(LiveCollector())  # an offline server of this process (serve --offline-port): its calls
 
     class LookupRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [

@@ -18,10 +18,14 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from featurestore import server_offline
 from featurestore.cli import app as cli
+from featurestore.errors import AccessError, RequestError
+from featurestore.offline_client import OfflineClient
 from featurestore.server import create_app
 from featurestore.store import FeatureStore
 from tests.served import drop_online
+from tests.services import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -135,7 +139,11 @@ def world(request, tmp_path_factory):
         assert res.exit_code == 0, res.output
         tokens[p] = res.stdout.strip().splitlines()[-1]
     client = TestClient(create_app(FeatureStore(root)))
-    yield {"root": root, "objs": objs, "policy": policy, "tokens": tokens, "client": client, "store": store}
+    port = free_port()
+    offline = server_offline.start(FeatureStore(root), "127.0.0.1", port)
+    yield {"root": root, "objs": objs, "policy": policy, "tokens": tokens, "client": client, "store": store,
+           "offline_port": port}
+    offline.shutdown()
     drop_online(store)
 
 
@@ -269,3 +277,35 @@ def test_error_messages_name_nothing_hidden(world):
             sent = res.request.content.decode()  # a name the caller sent may be echoed: it knows it
             leaked = sorted(n for n in hidden if n in res.text and n not in sent)
             assert not leaked, (p, what, leaked, res.text[:300])
+
+
+def test_training_sets_through_the_offline_server_against_the_oracle(world):
+    """read_offline on the offline server (Arrow Flight): by feature references and by service, against the
+    oracle; a refusal or a mistaken reference names nothing the principal may not see."""
+    objs = world["objs"]
+    entity_df = pd.DataFrame({"user_id": ["u1", "u2"], "event_timestamp": pd.Timestamp("2026-01-01 00:30", tz="UTC")})
+    wrong = {}
+    for p in PRINCIPALS:
+        ok = lambda k, n: _ok(world, p, "read_offline", k, n)  # noqa: E731
+        hidden = _hidden(world, p, "read_offline")
+        asks = [(f"view {v}", {"features": [f"{v}:{f}" for f in d["features"]]}, ok("view", v))
+                for v, d in objs["views"].items()]
+        asks += [(f"service {s}", {"feature_service": s}, ok("service", s) or all(ok("view", v) for v in views))
+                 for s, views in objs["services"].items()]
+        with OfflineClient("127.0.0.1", world["offline_port"], token=world["tokens"][p], timeout=120) as client:
+            for what, ask, allowed in asks:
+                try:
+                    got = client.get_historical_features(entity_df, **ask)
+                    outcome = len(got) == 2
+                except AccessError as exc:
+                    outcome = False
+                    assert f"principal '{p}' may not read_offline" in str(exc), (p, what, str(exc))
+                if outcome != allowed:
+                    wrong[(p, what)] = (outcome, allowed)
+            for v, d in objs["views"].items():  # typos: the answer never names a hidden object
+                for ref in (f"{v}:{d['features'][0][:-1]}", f"{v[:-1]}:{d['features'][0]}"):
+                    with pytest.raises((AccessError, RequestError)) as info:
+                        client.get_historical_features(entity_df, features=[ref])
+                    leaked = sorted(n for n in hidden if n in str(info.value) and n not in ref)
+                    assert not leaked, (p, ref, leaked, str(info.value))
+    assert not wrong, f"(principal, request): (served, expected): {wrong}"

@@ -1,0 +1,99 @@
+"""Metrics of the offline server (:mod:`featurestore.server_offline`), in Prometheus' text format.
+
+Every call is counted by API and outcome (``ok``, ``unauthenticated``, ``unauthorized``, ``invalid``: the
+caller's mistake, ``refused``: an API the server does not answer, ``error``: ours), with the entity rows
+received, the training-set rows sent and the time a training set took. Where they are scraped:
+
+- ``featurestore serve --offline-port``: on the HTTP server's ``GET /metrics``, next to its own (the offline
+  server runs in the same process; with ``--workers N`` it runs in the parent process: use
+  ``serve-offline --metrics-port`` to scrape it).
+- ``featurestore serve-offline --metrics-port P``: ``GET /metrics`` on port P, under the same access control as
+  the HTTP server's (a bearer token with ``read_metadata`` on the project when ``access_control.enabled``).
+"""
+
+# no "from __future__ import annotations": FastAPI resolves the route's parameter types from the annotations
+
+import threading
+import time
+import weakref
+from typing import Optional
+
+OUTCOMES = ("ok", "unauthenticated", "unauthorized", "invalid", "refused", "error", "unavailable")
+_LIVE: "weakref.WeakSet" = weakref.WeakSet()  # the OfflineMetrics of the offline servers of this process
+
+
+class OfflineMetrics:
+    """The counters of one offline server (its own registry, so two servers in one process never clash)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.calls = Counter("featurestore_offline_calls_total", "Calls to the offline server by API and outcome",
+                             ["api", "outcome"], registry=self.registry)
+        self.entity_rows = Counter("featurestore_offline_entity_rows_total", "Entity DataFrame rows of the "
+                                   "training sets served", registry=self.registry)
+        self.rows = Counter("featurestore_offline_training_set_rows_total", "Rows of the training sets served",
+                            registry=self.registry)
+        self.seconds = Histogram("featurestore_offline_training_set_seconds", "Time to build and send a training "
+                                 "set", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+                                 registry=self.registry)
+        _LIVE.add(self)
+
+    def call(self, api: str, outcome: str) -> None:
+        self.calls.labels(api, outcome).inc()
+
+    def served(self, entity_rows: int, rows: int, started: float) -> None:
+        self.entity_rows.inc(entity_rows)
+        self.rows.inc(rows)
+        self.seconds.observe(time.perf_counter() - started)
+
+
+class LiveCollector:
+    """What the offline servers of this process counted (registered on the HTTP server's /metrics)."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        for metrics in list(_LIVE):
+            yield from metrics.registry.collect()
+
+
+def metrics_app(store, gate, metrics: OfflineMetrics):
+    """An HTTP app answering ``GET /metrics`` (and nothing else but 404) under ``gate``'s access control."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import PlainTextResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from featurestore import server_auth
+
+    app = FastAPI(title="featurestore offline server metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.gate = gate
+    app.add_middleware(server_auth.AccessGuard, gate=gate, login_page=lambda path: "")
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def scrape(request: Request):
+        server_auth.require_project(request, "read_metadata")
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve_metrics(store, gate, metrics: OfflineMetrics, host: str, port: int, tls_cert: Optional[str] = None,
+                  tls_key: Optional[str] = None):
+    """Serve :func:`metrics_app` on ``host:port`` from a daemon thread; returns the uvicorn server (``should_exit``
+    stops it). The port is checked first: a taken port is one line, not uvicorn's exit."""
+    import uvicorn
+
+    from featurestore import cli_support
+
+    cli_support.check_port_free(host, port)
+    tls = {"ssl_certfile": tls_cert, "ssl_keyfile": tls_key} if tls_cert else {}
+    server = uvicorn.Server(uvicorn.Config(metrics_app(store, gate, metrics), host=host, port=port,
+                                           log_level="warning", **tls))
+    threading.Thread(target=server.run, name="featurestore-offline-metrics", daemon=True).start()
+    return server
+
+
+__all__ = ["OfflineMetrics", "LiveCollector", "metrics_app", "serve_metrics", "OUTCOMES"]
