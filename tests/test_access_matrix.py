@@ -222,7 +222,11 @@ def _hidden(world, p, action="read_metadata"):
 
 
 def test_no_surface_names_what_a_principal_may_not_see(world):
+    from featurestore.engines.backfill import add_pushed
+
     client, objs = world["client"], world["objs"]
+    for s in objs["sources"]:  # a dead-letter breach on every source: the monitor page lists breaches
+        add_pushed(world["store"], s, 9, 10)
     for p in PRINCIPALS:
         hidden = _hidden(world, p)
         auth = _auth(world, p)

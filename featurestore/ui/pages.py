@@ -141,7 +141,8 @@ def add_routes(app, store) -> None:
 
 
 def _breach_visible(breach, store, can, view_of) -> bool:
-    """A breach is shown to who may read its subject (a stream or source breach: any view over it; drift,
+    """A breach is shown to who may read its subject (a source's dead letters: the source; the stream's lag or
+    trouble: any streamed view; drift,
     computed from values: who may read_offline the feature's view)."""
     if breach.kind == "freshness":
         return can("view", breach.subject)
@@ -150,19 +151,19 @@ def _breach_visible(breach, store, can, view_of) -> bool:
         return can("service", service) and view_of(service, feature) is not None
     if breach.kind == "skew":
         return can("service", breach.subject.split(":", 1)[0])
-    if breach.kind == "dead_letters":  # of a source: who may read a view over it
-        return any(can("view", v) for v, d in store.repo.views.items() if d.source.name == breach.subject)
+    if breach.kind == "dead_letters":  # of a source: it names the source
+        return can("source", breach.subject)
     return any(can("view", v) for v, d in store.repo.views.items() if d.source.stream is not None)
 
 
 def _stream_view(stream, store, can):
-    """The stream state with only the sources and topics of views the caller may read."""
+    """The stream state with only the topics of views the caller may read and the sources it may read."""
     if stream is None:
         return None
     views = [v for v, d in store.repo.views.items() if d.source.stream is not None and can("view", v)]
     if not views:
         return None
-    sources = {store.repo.views[v].source.name for v in views}
+    sources = {store.repo.views[v].source.name for v in views} & {s for s in stream.sources if can("source", s)}
     topics = {store.repo.views[v].source.stream.topic for v in views}
     return {"job": stream.job, "problems": stream.problems,
             "sources": {s: dict(m, rate=stream.dead_letter_rate(s)) for s, m in stream.sources.items() if s in sources},
