@@ -214,6 +214,8 @@ def require_push(request, source: str, views=None) -> None:
     reach = list(views) if views is not None else [n for n, v in repo.views.items() if v.source.name == source]
     if reach and all(policy.allows(principal, "push", access.view_obj(repo, v)) for v in reach):
         return
+    if views is not None:  # named by the caller as views: the answer names them, not their source
+        _forbid(principal, "push", "to feature view(s) " + ", ".join(f"'{v}'" for v in views))
     _forbid(principal, "push", f"to source '{source}'")
 
 

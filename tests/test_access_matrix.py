@@ -201,6 +201,10 @@ def test_every_principal_action_and_object_against_the_oracle(world):
                 wrong[(p, what)] = (res.status_code, want, res.text[:160])
             if res.status_code == 403:
                 assert f"principal '{p}' may not" in res.json()["detail"]
+            sent = res.request.content.decode() + path  # a refusal names nothing hidden the caller did not name
+            leaked = sorted(n for n in _hidden(world, p) if n in res.text and n not in sent)
+            if leaked and res.status_code != 200:  # (an allowed write's result names the source it wrote)
+                wrong[(p, what, "leaks")] = (leaked, res.text[:160])
         res = client.request("POST", "/get-online-features", json={"feature_service": "x", "entity_rows": [{}]})
         assert res.status_code == 401
     assert not wrong, f"(principal, request): (got, expected, body): {wrong}"
