@@ -189,7 +189,16 @@ def declare_bearer(app) -> None:
 
 
 def require_views(request, action: str, views) -> None:
+    """403 unless the caller may ``action`` every view of ``views`` (None: every view of the project, and the
+    refusal then names none of them: the caller named none)."""
     repo = gate_of(request).store.repo
+    if views is None:
+        principal = principal_of(request)
+        policy = gate_of(request).policy
+        if principal is not None and not all(policy.allows(principal, action, access.view_obj(repo, v))
+                                             for v in repo.views):
+            _forbid(principal, action, "every feature view of this project (name the views it may)")
+        return
     for v in views:
         if v in repo.views:
             require(request, action, access.view_obj(repo, v))

@@ -184,6 +184,8 @@ def expected_requests(world, p):
         out.append((f"push {s}", "POST", "/push",  # a dead letter: an allowed push changes no value
                     {"source": s, "rows": [{"user_id": "u1", "x": "bad", "ts": "2026-01-01T00:30:00Z"}],
                      "to": "offline"}, allowed))
+    out.append(("materialize all", "POST", "/materialize-incremental", {"end_ts": "2026-02-01T00:00:00"},
+                all(ok("materialize", "view", v) for v in objs["views"])))
     out.append(("apply", "POST", "/apply", None, ok("apply", "project", "")))
     out.append(("metrics", "GET", "/metrics", None, ok("read_metadata", "project", "")))
     return out
