@@ -403,6 +403,20 @@ def visible_names(repo, policy: Policy, principal, action: str, kind: str, names
     return [n for n in names if principal is None or _sees(repo, policy, principal, action, make(repo, n))]
 
 
+def refused_views_text(repo, policy: Policy, principal, selection: Iterable[str], denied: Sequence[str]) -> str:
+    """``feature view(s) 'a', 'b'`` for a refusal of ``denied`` (:func:`denied_views` of ``selection``), naming
+    only views the principal named or may see: a request view whose hidden input is refused is named
+    instead of that input."""
+    selection = list(selection)
+    shown = [v for v in denied if v in selection or policy.allows(principal, "read_metadata", view_obj(repo, v))]
+    unseen = set(denied) - set(shown)
+    suffix = ""
+    if unseen:
+        shown += [v for v in selection if v not in shown and unseen & set(views_read(repo, [v]))]
+        suffix = " (it reads feature views the principal may not see)"
+    return "feature view(s) " + ", ".join(f"'{v}'" for v in shown) + suffix
+
+
 def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequence[str]],
                    feature_service: Optional[str]) -> bool:
     """An online lookup: through a service, ``read_online`` on the service or on every view it reads; by
@@ -416,4 +430,5 @@ def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequ
 
 __all__ = ["ACTIONS", "Obj", "Grant", "Policy", "OPEN", "PolicyFile", "load_policy", "parse_policy", "project_obj",
            "view_obj", "service_obj", "source_obj", "entity_obj", "obj_of_record", "filter_records", "visible",
-           "actions_on", "lookup_allowed", "views_read", "denied_views", "Denied", "resolve_for", "visible_names"]
+           "actions_on", "lookup_allowed", "views_read", "denied_views", "Denied", "resolve_for", "visible_names",
+           "refused_views_text"]

@@ -283,8 +283,9 @@ class OfflineServer(fl.FlightServerBase):
                     policy.allows(principal, "read_offline", access.service_obj(repo, service)):
                 denied = []  # a grant on the service covers what it reads, as for online lookups
             if denied:
-                raise fl.FlightUnauthorizedError(f"principal '{principal.name}' may not read_offline feature "
-                                                 "view(s) " + ", ".join(f"'{v}'" for v in denied))
+                raise fl.FlightUnauthorizedError(f"principal '{principal.name}' may not read_offline "
+                                                 + access.refused_views_text(repo, policy, principal, selection,
+                                                                             denied))
             frame = store.get_historical_features(entity_df, features=refs, feature_service=service,
                                                   full_feature_names=bool(command.get("full_feature_names")))
         except fl.FlightError:
