@@ -167,8 +167,8 @@ def breaches(store, now_ms: Optional[int] = None, drift_reports: Sequence = (), 
     """Everything out of bounds, one line each: views older than their ``expected_freshness``, a stream
     lag over ``monitor.max_stream_lag``, dead letters over ``monitor.max_dead_letter_rate`` of a source's
     events (the stream's counters, each source's last backfill and the pushes to its batch face in the last
-    ``monitor.dead_letter_window``), the last verify run of a service over ``monitor.max_skew_rate`` for a feature, and drift over
-    ``monitor.max_psi`` in the given drift reports."""
+    ``monitor.dead_letter_window``), the last verify run of a service over ``monitor.max_skew_rate`` for a
+    feature, and drift over ``monitor.max_psi`` in the given drift reports."""
     from featurestore import verify
     from featurestore.ui import ago
 

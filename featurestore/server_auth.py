@@ -234,4 +234,5 @@ def can_read(request, obj: access.Obj) -> bool:
 
 
 __all__ = ["Gate", "AccessGuard", "COOKIE", "require", "may_use_service", "declare_bearer", "require_project",
-           "require_lookup", "require_lookup_refs", "require_views", "require_push", "principal_of", "gate_of", "can_read"]
+           "require_lookup", "require_lookup_refs", "require_views", "require_push", "principal_of", "gate_of",
+           "can_read"]

@@ -1,6 +1,7 @@
 """Monitoring gauges on ``/metrics`` (Prometheus), computed at scrape time by :mod:`featurestore.monitoring`:
-freshness per view, stream lag per topic and dead letters per source (the stream's, pushes', backfills'), skew per service and feature (the
-last ``verify`` run), drift per service and feature (the last recorded drift report)."""
+freshness per view, stream lag per topic and dead letters per source (the stream's, pushes', backfills'),
+skew per service and feature (the last ``verify`` run), drift per service and feature (the last recorded drift
+report)."""
 
 from __future__ import annotations
 
