@@ -163,7 +163,7 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
     registry.register(monitor)
     from featurestore.server_offline_metrics import LiveCollector
 
-    registry.register(LiveCollector())  # an offline server of this process (serve --offline-port): its calls
+    registry.register(LiveCollector(store.config.project))  # an offline server of this process (serve --offline-port): its calls
 
     class LookupRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [

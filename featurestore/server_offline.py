@@ -150,13 +150,17 @@ class OfflineServer(fl.FlightServerBase):
 
         self.store = store
         self.gate = Gate(store)
-        self.metrics = OfflineMetrics()
+        self.metrics = OfflineMetrics(store.config.project)
         self.scheme = "grpc+tls" if tls_cert else "grpc+tcp"
         certs = [fl.CertKeyPair(Path(tls_cert).read_bytes(), Path(tls_key).read_bytes())] if tls_cert else []
         super().__init__(location=f"{self.scheme}://{host}:{port}", tls_certificates=certs,
                          middleware={"auth": _Authenticate(self.gate, self.metrics)})
         self._pending: "OrderedDict[bytes, pa.Table]" = OrderedDict()
         self._lock = threading.Lock()
+
+    def shutdown(self):
+        self.metrics.close()
+        super().shutdown()
 
     # -- Feast 0.67's client: one bidirectional stream -------------------------------------------------------
     def _read(self, reader) -> pa.Table:

@@ -25,8 +25,10 @@ _LIVE: "weakref.WeakSet" = weakref.WeakSet()  # the OfflineMetrics of the offlin
 class OfflineMetrics:
     """The counters of one offline server (its own registry, so two servers in one process never clash)."""
 
-    def __init__(self):
+    def __init__(self, project: str):
         from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.project = project
 
         self.registry = CollectorRegistry()
         self.calls = Counter("featurestore_offline_calls_total", "Calls to the offline server by API and outcome",
@@ -40,6 +42,10 @@ class OfflineMetrics:
                                  registry=self.registry)
         _LIVE.add(self)
 
+    def close(self) -> None:
+        """The server stopped: no longer on the HTTP server's /metrics."""
+        _LIVE.discard(self)
+
     def call(self, api: str, outcome: str) -> None:
         self.calls.labels(api, outcome).inc()
 
@@ -50,13 +56,17 @@ class OfflineMetrics:
 
 
 class LiveCollector:
-    """What the offline servers of this process counted (registered on the HTTP server's /metrics)."""
+    """What the running offline server of ``project`` in this process counted (registered on the HTTP server's
+    /metrics)."""
+
+    def __init__(self, project: str):
+        self.project = project
 
     def describe(self):
         return []
 
     def collect(self):
-        for metrics in list(_LIVE):
+        for metrics in [m for m in list(_LIVE) if m.project == self.project][:1]:  # one server per project
             yield from metrics.registry.collect()
 
 
