@@ -166,7 +166,8 @@ def expected_requests(world, p):
         out.append((f"describe {v}:{d['features'][0]}", "GET", f"/catalog/{v}:{d['features'][0]}", None,
                     ok("read_metadata", "view", v)))
         out.append((f"online {v}", "POST", "/get-online-features",
-                    {"features": [f"{v}:{f}" for f in d["features"]], "entity_rows": [row]}, ok("read_online", "view", v)))
+                    {"features": [f"{v}:{f}" for f in d["features"]], "entity_rows": [row]},
+                    ok("read_online", "view", v)))
         out.append((f"materialize {v}", "POST", "/materialize", {"feature_views": [v]}, ok("materialize", "view", v)))
         push_ok = ok("push", "source", d["source"]) or ok("push", "view", v)
         out.append((f"write {v}", "POST", "/write-to-online-store",
@@ -336,7 +337,8 @@ def test_a_push_result_names_no_view_the_pusher_may_not_see(tmp_path):
     assert len(over) >= 2
     seen = over[0]
     (tmp_path / "access.yaml").write_text(yaml.safe_dump({
-        "roles": {"ingest": [{"actions": ["push"], "sources": [source]}, {"actions": ["read_metadata"], "views": [seen]}]},
+        "roles": {"ingest": [{"actions": ["push"], "sources": [source]},
+                             {"actions": ["read_metadata"], "views": [seen]}]},
         "principals": {"pusher": ["ingest"]}}))
     res = CliRunner().invoke(cli, ["auth", "create", "pusher", "--repo", str(tmp_path)])
     assert res.exit_code == 0, res.output

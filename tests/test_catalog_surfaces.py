@@ -37,7 +37,8 @@ def random_catalog(root, seed: int) -> None:
         root / "data" / "e.parquet")
 
     def meta():
-        tags = {k: rng.choice(["risk", "growth", "Yes"]) for k in rng.sample(["team", "pii", "tier"], rng.randint(0, 2))}
+        keys = rng.sample(["team", "pii", "tier"], rng.randint(0, 2))
+        tags = {k: rng.choice(["risk", "growth", "Yes"]) for k in keys}
         return f'description="{_text(rng, rng.randint(0, 3))}", owner="{rng.choice(OWNERS)}", tags={tags!r}'
 
     lines = ["from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source",
