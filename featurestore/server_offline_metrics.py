@@ -22,24 +22,21 @@ OUTCOMES = ("ok", "unauthenticated", "unauthorized", "invalid", "refused", "erro
 _LIVE: "weakref.WeakSet" = weakref.WeakSet()  # the OfflineMetrics of the offline servers of this process
 
 
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)  # seconds per training set
+
+
 class OfflineMetrics:
-    """The counters of one offline server (its own registry, so two servers in one process never clash)."""
+    """The counts of one offline server, kept here and exported by :meth:`collect` (not prometheus_client's
+    Counter objects: in a process where another library switched Prometheus to multiprocess mode, e.g.
+    ``feast.metrics`` on import, those share their values by name across every registry of the process)."""
 
     def __init__(self, project: str):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
         self.project = project
-
-        self.registry = CollectorRegistry()
-        self.calls = Counter("featurestore_offline_calls_total", "Calls to the offline server by API and outcome",
-                             ["api", "outcome"], registry=self.registry)
-        self.entity_rows = Counter("featurestore_offline_entity_rows_total", "Entity DataFrame rows of the "
-                                   "training sets served", registry=self.registry)
-        self.rows = Counter("featurestore_offline_training_set_rows_total", "Rows of the training sets served",
-                            registry=self.registry)
-        self.seconds = Histogram("featurestore_offline_training_set_seconds", "Time to build and send a training "
-                                 "set", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-                                 registry=self.registry)
+        self._lock = threading.Lock()
+        self._calls: dict = {}  # (api, outcome) -> calls
+        self._entity_rows = self._rows = 0
+        self._buckets = [0] * len(BUCKETS)
+        self._count, self._sum = 0, 0.0
         _LIVE.add(self)
 
     def close(self) -> None:
@@ -47,12 +44,37 @@ class OfflineMetrics:
         _LIVE.discard(self)
 
     def call(self, api: str, outcome: str) -> None:
-        self.calls.labels(api, outcome).inc()
+        with self._lock:
+            self._calls[(api, outcome)] = self._calls.get((api, outcome), 0) + 1
 
     def served(self, entity_rows: int, rows: int, started: float) -> None:
-        self.entity_rows.inc(entity_rows)
-        self.rows.inc(rows)
-        self.seconds.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        with self._lock:
+            self._entity_rows += entity_rows
+            self._rows += rows
+            self._count += 1
+            self._sum += took
+            for i, bound in enumerate(BUCKETS):
+                if took <= bound:
+                    self._buckets[i] += 1
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        with self._lock:
+            calls = CounterMetricFamily("featurestore_offline_calls", "Calls to the offline server by API and "
+                                        "outcome", labels=["api", "outcome"])
+            for (api, outcome), n in sorted(self._calls.items()):
+                calls.add_metric([api, outcome], n)
+            entity_rows = CounterMetricFamily("featurestore_offline_entity_rows", "Entity DataFrame rows of the "
+                                              "training sets served", value=self._entity_rows)
+            rows = CounterMetricFamily("featurestore_offline_training_set_rows", "Rows of the training sets served",
+                                       value=self._rows)
+            seconds = HistogramMetricFamily(
+                "featurestore_offline_training_set_seconds", "Time to build and send a training set",
+                buckets=[(str(b), n) for b, n in zip(BUCKETS, self._buckets)] + [("+Inf", self._count)],
+                sum_value=self._sum)
+        return [calls, entity_rows, rows, seconds]
 
 
 class LiveCollector:
@@ -67,7 +89,7 @@ class LiveCollector:
 
     def collect(self):
         for metrics in [m for m in list(_LIVE) if m.project == self.project][:1]:  # one server per project
-            yield from metrics.registry.collect()
+            yield from metrics.collect()
 
 
 def metrics_app(store, gate, metrics: OfflineMetrics):
@@ -85,7 +107,7 @@ def metrics_app(store, gate, metrics: OfflineMetrics):
     @app.get("/metrics", response_class=PlainTextResponse)
     def scrape(request: Request):
         server_auth.require_project(request, "read_metadata")
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
