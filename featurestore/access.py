@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from featurestore.errors import AccessError
+from featurestore.errors import AccessError, RequestError
 
 ACTIONS = ("read_metadata", "read_online", "read_offline", "push", "apply", "materialize")
 SELECTORS = {"views": "view", "services": "service", "sources": "source", "entities": "entity"}
@@ -286,8 +286,8 @@ def visible(repo, policy: Policy, principal, rec: dict) -> bool:
 
 def filter_records(repo, policy: Policy, principal, records: Iterable[dict]) -> List[dict]:
     """The records ``principal`` may read, with their references to objects it may not read removed (a
-    view's services, a source's views, a service's features and views: a service readable does not make
-    the views it reads readable)."""
+    view's services, source and entities, a source's views, a service's features and views: a service readable
+    does not make the views it reads readable; a hidden source's field is None)."""
     if principal is None:
         return list(records)
     can = {}
@@ -296,7 +296,9 @@ def filter_records(repo, policy: Policy, principal, records: Iterable[dict]) -> 
         key = (kind, name)
         if key not in can:
             pool = {"view": ({**repo.views, **repo.request_views}, view_obj),
-                    "service": (repo.services, service_obj)}[kind]
+                    "service": (repo.services, service_obj),
+                    "source": ({**repo.sources, **repo.request_sources}, source_obj),
+                    "entity": (repo.entities, entity_obj)}[kind]
             can[key] = name in pool[0] and policy.allows(principal, "read_metadata", pool[1](repo, name))
         return can[key]
 
@@ -311,6 +313,12 @@ def filter_records(repo, policy: Policy, principal, records: Iterable[dict]) -> 
             rec["views"] = [v for v in rec["views"] if ok("view", v)]
         if rec["kind"] == "feature service" and "features" in rec:
             rec["features"] = [f for f in rec["features"] if ok("view", f.split(":", 1)[0])]
+        if "entities" in rec and rec["kind"] != "entity":
+            rec["entities"] = [e for e in rec["entities"] if ok("entity", e)]
+        if "sources" in rec:  # a request view's inputs: request sources and views
+            rec["sources"] = [n for n in rec["sources"] if ok("source", n) or ok("view", n)]
+        if isinstance(rec.get("source"), str):  # a view's or feature's source (a request view's: its inputs)
+            rec["source"] = ", ".join(n for n in rec["source"].split(", ") if ok("source", n) or ok("view", n)) or None
         out.append(rec)
     return out
 
@@ -337,6 +345,78 @@ def denied_views(repo, policy: Policy, principal, action: str, selection: Iterab
     return [v for v in views_read(repo, selection) if not policy.allows(principal, action, view_obj(repo, v))]
 
 
+class Denied(AccessError):
+    """``principal`` may not do ``action`` on ``what`` (the server's 403, Flight's *unauthorized*)."""
+
+    def __init__(self, principal, action: str, what: str):
+        super().__init__(f"principal '{principal.name}' may not {action} {what}")
+
+
+def _sees(repo, policy: Policy, principal, action: str, obj: Obj) -> bool:
+    """Whether ``principal`` may know ``obj`` exists: it may read its metadata, or do ``action`` on it."""
+    return policy.allows(principal, "read_metadata", obj) or policy.allows(principal, action, obj)
+
+
+def resolve_for(repo, policy: Policy, principal, action: str, features=None, feature_service=None):
+    """The references of a read (``resolve_features``) as ``principal`` may learn about them: an error never
+    names an object it may not see (no "did you mean" of a hidden view, service or feature, no feature list of
+    a hidden view). A reference to a view or service that exists but that it may neither read the metadata
+    of nor ``action`` is :class:`Denied` whatever the feature named (``v:typo`` and ``v:real`` answer alike);
+    an unknown name is a RequestError whose suggestions are only names it may see. Access control off
+    (``principal`` None): ``resolve_features`` itself."""
+    from featurestore.sdk.refs import _suggest, resolve_features
+
+    if principal is None:
+        return resolve_features(repo, features, feature_service)
+    if feature_service is not None and isinstance(feature_service, str):
+        if feature_service in repo.services:
+            if not _sees(repo, policy, principal, action, service_obj(repo, feature_service)) and \
+                    denied_views(repo, policy, principal, action, resolve_features(repo, None, feature_service)):
+                # neither the service nor every view it reads (which also allows the read) is its to know
+                raise Denied(principal, action, f"feature service '{feature_service}'")
+        else:
+            seen = [s for s in repo.services if _sees(repo, policy, principal, action, service_obj(repo, s))]
+            raise RequestError(f"unknown feature service '{feature_service}'{_suggest(feature_service, seen)}")
+    elif features is not None:
+        refs = [features] if isinstance(features, str) else features
+        hidden = []
+        for ref in refs if isinstance(refs, (list, tuple)) else ():
+            if not isinstance(ref, str) or ":" not in ref:
+                continue  # resolve_features names the malformed reference itself
+            view = ref.split(":", 1)[0]
+            if view in repo.views or view in repo.request_views:
+                if not _sees(repo, policy, principal, action, view_obj(repo, view)) and view not in hidden:
+                    hidden.append(view)
+            else:
+                seen = [v for v in (*repo.views, *repo.request_views)
+                        if _sees(repo, policy, principal, action, view_obj(repo, v))]
+                raise RequestError(f"unknown feature view '{view}' in '{ref}'{_suggest(view, seen)}")
+        if hidden:
+            raise Denied(principal, action, "feature view(s) " + ", ".join(f"'{v}'" for v in hidden))
+    return resolve_features(repo, features, feature_service)
+
+
+def visible_names(repo, policy: Policy, principal, action: str, kind: str, names: Iterable[str]) -> List[str]:
+    """Of ``names`` (objects of ``kind``: view, service, source, entity), those ``principal`` may know exist
+    (metadata or ``action``): what an error may suggest to it."""
+    make = {"view": view_obj, "service": service_obj, "source": source_obj, "entity": entity_obj}[kind]
+    return [n for n in names if principal is None or _sees(repo, policy, principal, action, make(repo, n))]
+
+
+def refused_views_text(repo, policy: Policy, principal, selection: Iterable[str], denied: Sequence[str]) -> str:
+    """``feature view(s) 'a', 'b'`` for a refusal of ``denied`` (:func:`denied_views` of ``selection``), naming
+    only views the principal named or may see: a request view whose hidden input is refused is named
+    instead of that input."""
+    selection = list(selection)
+    shown = [v for v in denied if v in selection or policy.allows(principal, "read_metadata", view_obj(repo, v))]
+    unseen = set(denied) - set(shown)
+    suffix = ""
+    if unseen:
+        shown += [v for v in selection if v not in shown and unseen & set(views_read(repo, [v]))]
+        suffix = " (it reads feature views the principal may not see)"
+    return "feature view(s) " + ", ".join(f"'{v}'" for v in shown) + suffix
+
+
 def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequence[str]],
                    feature_service: Optional[str]) -> bool:
     """An online lookup: through a service, ``read_online`` on the service or on every view it reads; by
@@ -350,4 +430,5 @@ def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequ
 
 __all__ = ["ACTIONS", "Obj", "Grant", "Policy", "OPEN", "PolicyFile", "load_policy", "parse_policy", "project_obj",
            "view_obj", "service_obj", "source_obj", "entity_obj", "obj_of_record", "filter_records", "visible",
-           "actions_on", "lookup_allowed", "views_read", "denied_views"]
+           "actions_on", "lookup_allowed", "views_read", "denied_views", "Denied", "resolve_for", "visible_names",
+           "refused_views_text"]

@@ -165,7 +165,7 @@ def matches(rec: dict, tag: Optional[Tuple[str, str]] = None, owner: Optional[st
         k, v = tag
         if k not in rec["tags"] or (v and rec["tags"][k] != v):
             return False
-    if owner is not None and rec["owner"] != owner:
+    if owner is not None and rec["owner"].casefold() != owner.strip().casefold():  # Ann@X.com is ann@x.com
         return False
     if query:
         hay = " ".join([rec["name"], rec["description"], rec["owner"],
@@ -177,8 +177,9 @@ def matches(rec: dict, tag: Optional[Tuple[str, str]] = None, owner: Optional[st
 
 def list_objects(repo, kind: str, tag: Optional[Tuple[str, str]] = None, owner: Optional[str] = None,
                  query: Optional[str] = None) -> List[dict]:
-    """Records of ``kind`` filtered by tag (``(key, value)``; empty value: any), owner and a search text
-    (every word must appear in the name, description, owner or tags, case-insensitive)."""
+    """Records of ``kind`` filtered by tag (``(key, value)``; empty value: any), owner (the whole owner,
+    case-insensitive) and a search text (every word must appear in the name, description, owner or tags as
+    ``key=value``, case-insensitive, parts of words too)."""
     return [r for r in records(repo, kind) if matches(r, tag, owner, query)]
 
 

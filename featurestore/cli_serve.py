@@ -48,6 +48,9 @@ def serve_offline(
                                                                      "certificate (default: server.tls_cert)."),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The certificate's PEM private key "
                                                                    "(default: server.tls_key)."),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                               help="Also serve GET /metrics (Prometheus: calls by API and outcome, "
+                                                    "rows, time) over HTTP(S) on this port, under access_control."),
 ):
     """Serve training sets to Feast's remote offline store (Arrow Flight; feature_store.yaml offline_store:
     {type: remote, host, port}) with featurestore's point-in-time engine, under access_control: (read_offline)."""
@@ -60,14 +63,24 @@ def serve_offline(
         cfg = store.config.server
         cert, key = _tls_files(store, tls_cert, tls_key)
         where_host, where_port = host or cfg.host, port or cfg.offline_port or server_offline.DEFAULT_PORT
+        if metrics_port:
+            cli_support.check_port_free(where_host, metrics_port)
         server = server_offline.start(store, where_host, where_port, cert, key)
         console.print(f"serving training sets of project '{store.config.project}' to Feast's remote offline store "
                       f"on {server.scheme}://{where_host}:{where_port}")
+        web = None
         try:
+            if metrics_port:
+                from featurestore.server_offline_metrics import serve_metrics
+
+                web = serve_metrics(store, server.gate, server.metrics, where_host, metrics_port, cert, key)
+                console.print(f"metrics on {'https' if cert else 'http'}://{where_host}:{metrics_port}/metrics")
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
         finally:
+            if web is not None:
+                web.should_exit = True
             server.shutdown()
 
     _run(go, repo)

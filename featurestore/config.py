@@ -130,6 +130,7 @@ class MonitorConfig:
     max_dead_letter_rate: float = 0.01  # dead letters over records read, per source
     max_skew_rate: float = 0.0  # per feature, in a service's last verify run
     max_psi: float = 0.2  # drift of served values against a training set, per feature
+    dead_letter_window_ms: int = 86_400_000  # pushes counted by the dead-letter check: this recent (by the hour)
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,8 @@ KEYS: Tuple[Key, ...] = (
         "FEATURESTORE_MONITOR_MAX_DEAD_LETTER_RATE", _fraction),
     Key(("monitor", "max_skew_rate"), "monitor.max_skew_rate", "FEATURESTORE_MONITOR_MAX_SKEW_RATE", _fraction),
     Key(("monitor", "max_psi"), "monitor.max_psi", "FEATURESTORE_MONITOR_MAX_PSI", _positive),
+    Key(("monitor", "dead_letter_window"), "monitor.dead_letter_window_ms", "FEATURESTORE_MONITOR_DEAD_LETTER_WINDOW",
+        _duration),
 )
 ENV_OVERRIDES = {k.attr: k.env for k in KEYS}  # attribute -> environment variable
 

@@ -166,8 +166,9 @@ class Breach:
 def breaches(store, now_ms: Optional[int] = None, drift_reports: Sequence = (), stream=None) -> List[Breach]:
     """Everything out of bounds, one line each: views older than their ``expected_freshness``, a stream
     lag over ``monitor.max_stream_lag``, dead letters over ``monitor.max_dead_letter_rate`` of a source's
-    events (the stream's counters, each source's last backfill and every push to its batch face), the last verify run of a service over ``monitor.max_skew_rate`` for a feature, and drift over
-    ``monitor.max_psi`` in the given drift reports."""
+    events (the stream's counters, each source's last backfill and the pushes to its batch face in the last
+    ``monitor.dead_letter_window``), the last verify run of a service over ``monitor.max_skew_rate`` for a
+    feature, and drift over ``monitor.max_psi`` in the given drift reports."""
     from featurestore import verify
     from featurestore.ui import ago
 
@@ -201,11 +202,13 @@ def breaches(store, now_ms: Optional[int] = None, drift_reports: Sequence = (), 
             out.append(Breach("dead_letters", s, f"source '{s}': {run['dead_letters']:,} dead letters in its last "
                                                  f"backfill, {run['dead_letters'] / run['records']:.3%} of its rows "
                                                  f"(limit {limits.max_dead_letter_rate:.3%})"))
-    for s in dict.fromkeys(src.name for src in store.repo.sources.values()):  # pushes to batch faces, all so far
-        got = pushed(store, s)
+    window = limits.dead_letter_window_ms
+    for s in dict.fromkeys(src.name for src in store.repo.sources.values()):  # pushes to batch faces, recent ones
+        got = pushed(store, s, since_ms=now_ms - window)
         if got and got["records"] and got["dead_letters"] / got["records"] > limits.max_dead_letter_rate:
             out.append(Breach("dead_letters", s, f"source '{s}': {got['dead_letters']:,} dead letters among its "
-                                                 f"pushed rows, {got['dead_letters'] / got['records']:.3%} of them "
+                                                 f"rows pushed in the last {ago(window / 1000)}, "
+                                                 f"{got['dead_letters'] / got['records']:.3%} of them "
                                                  f"(limit {limits.max_dead_letter_rate:.3%})"))
     for svc in store.repo.services:
         last = verify.runs(store, svc, last=1)

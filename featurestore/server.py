@@ -161,6 +161,9 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
     entities_total = Counter("featurestore_entities_served_total", "Entity rows served", registry=registry)
     monitor = MonitorCollector(store)  # freshness, stream lag, dead letters, skew, drift: computed per scrape
     registry.register(monitor)
+    from featurestore.server_offline_metrics import LiveCollector
+
+    registry.register(LiveCollector(store.config.project))  # an offline server of this process (serve --offline-port): its calls
 
     class LookupRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
@@ -293,9 +296,7 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
         t0 = time.perf_counter()
         feast_shape = server_feast.wants_feast(body.model_fields_set, format)
         try:
-            if body.feature_service is None or not server_auth.may_use_service(request, body.feature_service):
-                server_auth.require_lookup(request, resolve_features(store.repo, body.features, body.feature_service),
-                                           body.feature_service)
+            server_auth.require_lookup_refs(request, body.features, body.feature_service)
             rows = body.rows()
             if len(rows) > max_entities:
                 raise RequestError(f"{len(rows)} entities in one request; the limit is {max_entities}")

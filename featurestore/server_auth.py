@@ -143,6 +143,25 @@ def require_lookup(request, selection, feature_service: Optional[str]) -> None:
     _forbid(principal, "read_online", what)
 
 
+def require_lookup_refs(request, features, feature_service: Optional[str]) -> None:
+    """``read_online`` for a lookup of ``features`` or ``feature_service`` (see :func:`require_lookup`), its
+    references resolved as the caller may learn about them (:func:`access.resolve_for`: an error never names
+    a view, service or feature it may not see)."""
+    principal = principal_of(request)
+    if principal is None:
+        return
+    gate = gate_of(request)
+    try:
+        selection = access.resolve_for(gate.store.repo, gate.policy, principal, "read_online", features,
+                                       feature_service)
+    except access.Denied as exc:
+        from fastapi import HTTPException
+
+        raise HTTPException(status_code=403, detail=str(exc)) from None
+    if feature_service is None or not may_use_service(request, feature_service):
+        require_lookup(request, selection, feature_service)
+
+
 def may_use_service(request, name: str) -> bool:
     """Whether the caller may look up through feature service ``name`` by a grant on the service itself."""
     principal = principal_of(request)
@@ -170,7 +189,16 @@ def declare_bearer(app) -> None:
 
 
 def require_views(request, action: str, views) -> None:
+    """403 unless the caller may ``action`` every view of ``views`` (None: every view of the project, and the
+    refusal then names none of them: the caller named none)."""
     repo = gate_of(request).store.repo
+    if views is None:
+        principal = principal_of(request)
+        policy = gate_of(request).policy
+        if principal is not None and not all(policy.allows(principal, action, access.view_obj(repo, v))
+                                             for v in repo.views):
+            _forbid(principal, action, "every feature view of this project (name the views it may)")
+        return
     for v in views:
         if v in repo.views:
             require(request, action, access.view_obj(repo, v))
@@ -182,14 +210,21 @@ def require_push(request, source: str, views=None) -> None:
     principal = principal_of(request)
     gate = gate_of(request)
     repo = gate.store.repo
-    if principal is None or source not in repo.sources:
-        return  # an unknown source is the push's own one-line 400
+    if principal is None:
+        return
     policy = gate.policy
+    if source not in repo.sources:  # the push's one-line 400, suggesting only sources the caller may see
+        from featurestore.push import resolve_source
+
+        resolve_source(gate.store, source, known=access.visible_names(repo, policy, principal, "push", "source",
+                                                                      repo.sources))
     if policy.allows(principal, "push", access.source_obj(repo, source)):
         return
     reach = list(views) if views is not None else [n for n, v in repo.views.items() if v.source.name == source]
     if reach and all(policy.allows(principal, "push", access.view_obj(repo, v)) for v in reach):
         return
+    if views is not None:  # named by the caller as views: the answer names them, not their source
+        _forbid(principal, "push", "to feature view(s) " + ", ".join(f"'{v}'" for v in views))
     _forbid(principal, "push", f"to source '{source}'")
 
 
@@ -199,4 +234,5 @@ def can_read(request, obj: access.Obj) -> bool:
 
 
 __all__ = ["Gate", "AccessGuard", "COOKIE", "require", "may_use_service", "declare_bearer", "require_project",
-           "require_lookup", "require_views", "require_push", "principal_of", "gate_of", "can_read"]
+           "require_lookup", "require_lookup_refs", "require_views", "require_push", "principal_of", "gate_of",
+           "can_read"]

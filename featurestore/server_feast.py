@@ -240,13 +240,13 @@ def add_routes(app, store, error_responses: dict) -> None:
 
     @app.post("/push", responses=error_responses)
     def push(body: PushRequest, request: Request):
-        server_auth.require_push(request, body.push_source_name or body.source)
         try:
+            server_auth.require_push(request, body.push_source_name or body.source)
             result = store.push(body.push_source_name or body.source, body.df if body.df is not None else body.rows,
                                 to=body.to)
         except FeatureStoreError as exc:
             return _error(exc)
-        return result.to_dict()
+        return _as_seen(request, result.to_dict())
 
     @app.post("/write-to-online-store", responses=error_responses)
     def write_to_online_store(body: WriteRequest, request: Request):
@@ -264,7 +264,7 @@ def add_routes(app, store, error_responses: dict) -> None:
         return result.to_dict()
 
     def _materialize(request, views: Optional[List[str]], times: Dict[str, Optional[str]]):
-        server_auth.require_views(request, "materialize", views if views is not None else list(store.repo.views))
+        server_auth.require_views(request, "materialize", views)
         try:
             for name, value in times.items():  # read as Feast reads them (naive = UTC); every event is loaded
                 if value is not None and not _is_timestamp(value):
@@ -281,6 +281,29 @@ def add_routes(app, store, error_responses: dict) -> None:
     @app.post("/materialize-incremental", responses=error_responses)
     def materialize_incremental(body: MaterializeIncrementalRequest, request: Request):
         return _materialize(request, body.feature_views, {"end_ts": body.end_ts})
+
+
+def _as_seen(request, out: dict) -> dict:
+    """A push result without the views over the source the caller may not see (neither their metadata nor a
+    push grant of their own): their counts are left out, a refusal naming one is counted, not shown."""
+    from featurestore import access, server_auth
+
+    principal = server_auth.principal_of(request)
+    if principal is None:
+        return out
+    gate = server_auth.gate_of(request)
+    repo = gate.store.repo
+    hidden = [v for v in repo.views
+              if not access.visible_names(repo, gate.policy, principal, "push", "view", [v])]
+    if not hidden:
+        return out
+    out = dict(out, online={v: n for v, n in out["online"].items() if v not in hidden},
+               offline={v: n for v, n in out["offline"].items() if v not in hidden})
+    kept = [r for r in out["refusals"] if not any(f"'{v}'" in r or v in r.split() for v in hidden)]
+    if len(kept) < len(out["refusals"]):
+        kept.append(f"{len(out['refusals']) - len(kept)} refusal(s) of views the principal may not see")
+    out["refusals"] = kept
+    return out
 
 
 def _feast_rows(view, df: Dict[str, List[Any]]) -> Dict[str, List[Any]]:

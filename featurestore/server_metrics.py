@@ -1,6 +1,7 @@
 """Monitoring gauges on ``/metrics`` (Prometheus), computed at scrape time by :mod:`featurestore.monitoring`:
-freshness per view, stream lag per topic and dead letters per source, skew per service and feature (the
-last ``verify`` run), drift per service and feature (the last recorded drift report)."""
+freshness per view, stream lag per topic and dead letters per source (the stream's, pushes', backfills'),
+skew per service and feature (the last ``verify`` run), drift per service and feature (the last recorded drift
+report)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class MonitorCollector:
 
         errors = gauge("monitor_read_error", "1 when a section of the monitoring gauges could not be computed",
                        ["section"])
-        for section in (self._freshness, self._stream, self._services):
+        for section in (self._freshness, self._stream, self._ingest, self._services):
             try:
                 families = list(section(time.time()))
             except Exception as exc:  # noqa: BLE001 - reported as a gauge and in the server log
@@ -82,6 +83,36 @@ class MonitorCollector:
                 events.add_metric([source], m.get("events", 0))
                 rate.add_metric([source], stream.dead_letter_rate(source))
         yield from (lag, dead, events, rate)
+
+    def _ingest(self, now: float):
+        """Pushes to batch faces (totals since the first push, and the share of dead letters over the window
+        monitor checks) and each source's last backfill: the dead-letter numbers besides the stream's."""
+        from prometheus_client.core import CounterMetricFamily
+
+        from featurestore.engines.backfill import last_ingest, pushed
+
+        store = self.store
+        records = CounterMetricFamily("featurestore_push_records", "Rows pushed to the source's batch face",
+                                      labels=["source"])
+        dead = CounterMetricFamily("featurestore_push_dead_letters", "Pushed rows of the source that were dead "
+                                   "letters", labels=["source"])
+        window = store.config.monitor.dead_letter_window_ms
+        rate = gauge("push_dead_letter_rate", "Dead letters over rows pushed to the source in the last "
+                     "monitor.dead_letter_window", ["source"])
+        backfill_dead = gauge("backfill_dead_letters", "Dead letters of the source's last backfill", ["source"])
+        backfill_records = gauge("backfill_records", "Rows the source's last backfill read", ["source"])
+        for source in store.repo.sources:
+            total = pushed(store, source)
+            if total is not None:
+                records.add_metric([source], total["records"])
+                dead.add_metric([source], total["dead_letters"])
+                recent = pushed(store, source, since_ms=int(now * 1000) - window)
+                rate.add_metric([source], recent["dead_letters"] / recent["records"] if recent["records"] else 0.0)
+            run = last_ingest(store, source)
+            if run is not None:
+                backfill_dead.add_metric([source], run["dead_letters"])
+                backfill_records.add_metric([source], run["records"])
+        yield from (records, dead, rate, backfill_dead, backfill_records)
 
     def _services(self, now: float):
         from featurestore import drift, verify

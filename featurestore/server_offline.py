@@ -70,9 +70,9 @@ class _Caller(fl.ServerMiddleware):
 class _Authenticate(fl.ServerMiddlewareFactory):
     """Every call: the bearer credential checked as the HTTP server checks it (fails closed)."""
 
-    def __init__(self, gate):
+    def __init__(self, gate, metrics=None):
         super().__init__()
-        self.gate = gate
+        self.gate, self.metrics = gate, metrics
 
     def start_call(self, info, headers):
         if not self.gate.enabled:
@@ -83,13 +83,23 @@ class _Authenticate(fl.ServerMiddlewareFactory):
         try:
             principal = self.gate.principal(credential)
         except AccessError as exc:  # a broken token file: refuse everyone, say why
+            if self.metrics is not None:
+                self.metrics.call(_api_of(info), "unavailable")
             raise fl.FlightUnavailableError(f"access control unavailable: {exc}")
         if principal is None:
+            if self.metrics is not None:
+                self.metrics.call(_api_of(info), "unauthenticated")
             raise fl.FlightUnauthenticatedError(
                 "the bearer token is not valid (unknown, revoked or expired)" if credential else
                 "a valid bearer token is required (Feast's auth: section, e.g. {type: oidc, token: <token>}; "
                 "see featurestore auth create)")
         return _Caller(principal)
+
+
+def _api_of(info) -> str:
+    """The Flight method of a call refused before its command is read (``do_exchange``, ...)."""
+    method = getattr(info, "method", None)
+    return str(getattr(method, "name", method) or "unknown").lower()
 
 
 def _command(descriptor: fl.FlightDescriptor) -> dict:
@@ -102,12 +112,31 @@ def _command(descriptor: fl.FlightDescriptor) -> dict:
     return command
 
 
+class _Refused(fl.FlightServerError):
+    """An API the offline server does not answer (counted as ``refused``)."""
+
+
+def _api_name(descriptor) -> str:
+    """The ``api`` of a call's command, for the metrics."""
+    try:
+        api = json.loads(descriptor.command).get("api")
+    except (TypeError, ValueError, AttributeError):
+        api = None
+    return _known_api(api)
+
+
+def _known_api(api) -> str:
+    """``api`` as a metrics label: one of Feast's offline APIs, else ``other`` (a caller's made-up names must not
+    grow the label set)."""
+    return api if api == HISTORICAL or api in _INSTEAD else "other"
+
+
 def _refuse(api: str):
     instead = _INSTEAD.get(api)
     if instead is None:
-        raise fl.FlightServerError(f"unknown offline API '{api}' (featurestore's offline server answers "
-                                   f"{HISTORICAL})")
-    raise fl.FlightServerError(f"'{api}' is not supported by featurestore's offline server, which answers "
+        raise _Refused(f"unknown offline API '{api}' (featurestore's offline server answers "
+                       f"{HISTORICAL})")
+    raise _Refused(f"'{api}' is not supported by featurestore's offline server, which answers "
                                f"{HISTORICAL} only: {instead}")
 
 
@@ -117,15 +146,21 @@ class OfflineServer(fl.FlightServerBase):
     def __init__(self, store, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tls_cert: Optional[str] = None,
                  tls_key: Optional[str] = None):
         from featurestore.server_auth import Gate
+        from featurestore.server_offline_metrics import OfflineMetrics
 
         self.store = store
         self.gate = Gate(store)
+        self.metrics = OfflineMetrics(store.config.project)
         self.scheme = "grpc+tls" if tls_cert else "grpc+tcp"
         certs = [fl.CertKeyPair(Path(tls_cert).read_bytes(), Path(tls_key).read_bytes())] if tls_cert else []
         super().__init__(location=f"{self.scheme}://{host}:{port}", tls_certificates=certs,
-                         middleware={"auth": _Authenticate(self.gate)})
+                         middleware={"auth": _Authenticate(self.gate, self.metrics)})
         self._pending: "OrderedDict[bytes, pa.Table]" = OrderedDict()
         self._lock = threading.Lock()
+
+    def shutdown(self):
+        self.metrics.close()
+        super().shutdown()
 
     # -- Feast 0.67's client: one bidirectional stream -------------------------------------------------------
     def _read(self, reader) -> pa.Table:
@@ -140,17 +175,45 @@ class OfflineServer(fl.FlightServerBase):
             batches.append(chunk.data)
         return pa.Table.from_batches(batches, schema=reader.schema)
 
+    def _counted(self, api: str, call):
+        """``call()``, counted by ``api`` and outcome on the server's metrics."""
+        try:
+            out = call()
+        except fl.FlightUnauthorizedError:
+            self.metrics.call(api, "unauthorized")
+            raise
+        except fl.FlightInternalError:
+            self.metrics.call(api, "error")
+            raise
+        except _Refused:
+            self.metrics.call(api, "refused")
+            raise
+        except fl.FlightError:
+            self.metrics.call(api, "invalid")
+            raise
+        except Exception:
+            self.metrics.call(api, "error")
+            raise
+        self.metrics.call(api, "ok")
+        return out
+
     def do_exchange(self, context, descriptor, reader, writer):
-        command = _command(descriptor)
-        if command["api"] != HISTORICAL:
-            _refuse(command["api"])
-        entities = self._read(reader)
-        table = self._training_set(context, command, entities)
-        writer.begin(table.schema)
-        writer.write_table(table)
+        def call():
+            command = _command(descriptor)
+            if command["api"] != HISTORICAL:
+                _refuse(command["api"])
+            entities = self._read(reader)
+            table = self._training_set(context, command, entities)
+            writer.begin(table.schema)
+            writer.write_table(table)
+
+        self._counted(_api_name(descriptor), call)
 
     # -- older clients: do_put, get_flight_info, do_get -----------------------------------------------------------
     def do_put(self, context, descriptor, reader, writer):
+        self._counted(_api_name(descriptor), lambda: self._do_put(descriptor, reader))
+
+    def _do_put(self, descriptor, reader):
         command = _command(descriptor)
         if command["api"] != HISTORICAL:
             _refuse(command["api"])
@@ -172,6 +235,10 @@ class OfflineServer(fl.FlightServerBase):
         return fl.FlightInfo(pa.schema([]), descriptor, [fl.FlightEndpoint(descriptor.command, [])], -1, -1)
 
     def do_get(self, context, ticket):
+        return self._counted(_api_name(fl.FlightDescriptor.for_command(ticket.ticket)),
+                             lambda: self._do_get(context, ticket))
+
+    def _do_get(self, context, ticket):
         with self._lock:
             entities = self._pending.pop(ticket.ticket, None)
         if entities is None:
@@ -183,10 +250,18 @@ class OfflineServer(fl.FlightServerBase):
         return []
 
     def do_action(self, context, action):
-        _refuse(action.type)
+        self._counted(_known_api(action.type), lambda: _refuse(action.type))
 
     # -- the training set --------------------------------------------------------------------------------------
     def _training_set(self, context, command: dict, entities: pa.Table) -> pa.Table:
+        import time
+
+        started = time.perf_counter()
+        table = self._build(context, command, entities)
+        self.metrics.served(entities.num_rows, table.num_rows, started)
+        return table
+
+    def _build(self, context, command: dict, entities: pa.Table) -> pa.Table:
         caller = context.get_middleware("auth")
         principal = caller.principal if caller is not None else None
         store = self.store
@@ -199,20 +274,22 @@ class OfflineServer(fl.FlightServerBase):
                 refs = None
             elif not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
                 raise FeatureStoreError("feature_refs must be a non-empty list of 'view:feature' references")
-            from featurestore.sdk.refs import resolve_features
-
             repo = store.repo
             # the refs say what is read (a view renamed in a service, Feast's name_alias, is the derived view its
             # refs name); feature_view_names and name_aliases only repeat them
-            selection = resolve_features(repo, refs, service)
             policy = self.gate.policy
+            try:  # an error names no view, service or feature the caller may not see
+                selection = access.resolve_for(repo, policy, principal, "read_offline", refs, service)
+            except access.Denied as exc:
+                raise fl.FlightUnauthorizedError(str(exc)) from None
             denied = access.denied_views(repo, policy, principal, "read_offline", selection)
             if denied and service is not None and service in repo.services and \
                     policy.allows(principal, "read_offline", access.service_obj(repo, service)):
                 denied = []  # a grant on the service covers what it reads, as for online lookups
             if denied:
-                raise fl.FlightUnauthorizedError(f"principal '{principal.name}' may not read_offline feature "
-                                                 "view(s) " + ", ".join(f"'{v}'" for v in denied))
+                raise fl.FlightUnauthorizedError(f"principal '{principal.name}' may not read_offline "
+                                                 + access.refused_views_text(repo, policy, principal, selection,
+                                                                             denied))
             frame = store.get_historical_features(entity_df, features=refs, feature_service=service,
                                                   full_feature_names=bool(command.get("full_feature_names")))
         except fl.FlightError:

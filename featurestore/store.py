@@ -413,11 +413,12 @@ class FeatureStore:
     def list_feature_services(self, tags=None):
         return self._list("services", tags)
 
-    def search(self, query: str):
-        """Catalog records of every kind whose name, description, owner or tags contain every word."""
+    def search(self, query: str, tag: Optional[str] = None, owner: Optional[str] = None):
+        """Catalog records of every kind whose name, description, owner or tags contain every word (as
+        ``featurestore search``: ``tag`` ``"k=v"`` or ``"k"``, ``owner`` the whole owner, case-insensitive)."""
         from featurestore import catalog
 
-        return catalog.search(self.repo, query)
+        return catalog.search(self.repo, query, catalog.parse_tag(tag) if tag else None, owner)
 
     def describe(self, name: str) -> dict:
         """The catalog record of one object (``view:feature`` for a feature)."""

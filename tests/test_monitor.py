@@ -401,5 +401,67 @@ def test_push_dead_letters_are_a_breach(tmp_path):
         total += len(extra)
     found, code = breaches()
     assert code == 1 and found == [{"kind": "dead_letters", "subject": "events",
-                                    "text": f"source 'events': {dead} dead letters among its pushed rows, "
-                                            f"{dead / total:.3%} of them (limit 5.000%)"}], found
+                                    "text": f"source 'events': {dead} dead letters among its rows pushed in the "
+                                            f"last 1d 0h, {dead / total:.3%} of them (limit 5.000%)"}], found
+
+
+@pytest.mark.redis
+def test_push_dead_letters_leave_the_window_and_are_on_metrics(tmp_path):
+    """Push counters never reset (one bad push breached forever) and were not on /metrics. Now monitor watches
+    the pushes of the last monitor.dead_letter_window (by the hour), /metrics exports every push so far as
+    counters (push_records_total, push_dead_letters_total), the window's share and the last backfill's."""
+    import random
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from featurestore.engines.backfill import PUSH_BUCKET_MS, add_pushed
+    from featurestore.server import create_app
+    from tests.randomrepo import random_events, write_events, write_repo
+
+    root = write_repo(tmp_path / "r")
+    (root / "featurestore.yaml").write_text((root / "featurestore.yaml").read_text().replace(
+        "project: rnd", f"project: pw_{uuid.uuid4().hex[:8]}") + "monitor:\n  max_dead_letter_rate: 0.05\n"
+                                                                "  dead_letter_window: 6h\n")
+    write_events(root, random_events(4, n=50))
+    store = FeatureStore(root)
+    store.backfill()
+    rng = random.Random(5)
+    now = int(time.time() * 1000) - 40 * 86_400_000  # 40 days ago: a push today drops those hours, not the totals
+    hours = {}  # hours ago -> (dead letters, rows) pushed then
+    for _ in range(40):
+        ago_h = rng.randint(0, 30)
+        dead, rows = rng.randint(0, 3), rng.randint(3, 20)
+        add_pushed(store, "events", dead, rows, now_ms=now - ago_h * PUSH_BUCKET_MS)
+        d, r = hours.get(ago_h, (0, 0))
+        hours[ago_h] = (d + dead, r + rows)
+
+    def push_breach(at_ms):
+        return [b.text for b in monitoring.breaches(store, now_ms=at_ms) if b.kind == "dead_letters"]
+
+    def expected(at_ms):  # the pushes of the hours from the window's first on
+        first = (at_ms - 6 * 3_600_000) // PUSH_BUCKET_MS * PUSH_BUCKET_MS
+        got = [hours[h] for h in hours if now - h * PUSH_BUCKET_MS >= first]
+        return sum(d for d, _ in got), sum(r for _, r in got)
+
+    for later_h in (0, 3, 12, 40):
+        at = now + later_h * 3_600_000
+        dead, rows = expected(at)
+        want = [f"source 'events': {dead:,} dead letters among its rows pushed in the last 6h 0m, "
+                f"{dead / rows:.3%} of them (limit 5.000%)"] if rows and dead / rows > 0.05 else []
+        assert push_breach(at) == want, (later_h, dead, rows)
+    assert push_breach(now + 40 * 3_600_000) == []  # every bad push is out of the window: green again
+    # a real push, then /metrics: the totals of every push, never reset; the window's share
+    bad = random_events(7, n=20).assign(ts=pd.Timestamp("1800-01-01T00:00:00Z"))
+    res = store.push("events", bad, to="offline")
+    assert sum(res.dead_letters.values()) == 20
+    total_dead = sum(d for d, _ in hours.values()) + 20
+    total_rows = sum(r for _, r in hours.values()) + 20
+    text = TestClient(create_app(FeatureStore(root))).get("/metrics").text
+    assert f'featurestore_push_records_total{{source="events"}} {float(total_rows)}' in text, text[-2000:]
+    assert f'featurestore_push_dead_letters_total{{source="events"}} {float(total_dead)}' in text
+    assert 'featurestore_push_dead_letter_rate{source="events"} 1.0' in text  # only the real push is recent
+    assert re.search(r'featurestore_backfill_records\{source="events"\} [1-9]', text)
+    assert 'featurestore_backfill_dead_letters{source="events"} 0.0' in text
+    code = runner.invoke(cli, ["monitor", "--repo", str(root)]).exit_code
+    assert code == 1

@@ -402,6 +402,7 @@ def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
             ops.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
         assert "principal 'ops' may not read_offline feature view(s) 'driver_risk'" in str(info.value)
         # a request feature view: granted on itself (tags) and on the views it reads, or refused naming the input
+        # (Feast's client sends the refs of the views an on-demand view reads: it named driver_risk itself)
         part = ops.get_historical_features(entity_df=entity_df, features=["adjusted_rate:adjusted"]).to_df()
         assert part["adjusted"].notna().sum() > 20
         with pytest.raises(fl.FlightUnauthorizedError) as info:
@@ -433,6 +434,12 @@ def test_access_control_read_offline_with_feast_tokens(world, tmp_path):
                                               r"'driver_risk'$"):
             OfflineClient("127.0.0.1", port, token=tokens["ops"]).get_historical_features(entity_df,
                                                                                          features=FEATURES)
+        # our client sends only the request view's ref: its input driver_risk, which ops may not see, is not named
+        with pytest.raises(AccessError) as info:
+            OfflineClient("127.0.0.1", port, token=tokens["ops"]).get_historical_features(
+                entity_df.assign(distance=2.0), features=["risk_per_km:risk_per_km"])
+        assert str(info.value) == ("principal 'ops' may not read_offline feature view(s) 'risk_per_km' (it reads "
+                                   "feature views the principal may not see)")
         # a grant on a service covers what it reads when the service is named (our client; Feast's sends refs)
         with OfflineClient("127.0.0.1", port, token=tokens["svc"]) as svc:
             assert_features_equal(svc.get_historical_features(entity_df, feature_service="everything"),

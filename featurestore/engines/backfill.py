@@ -193,34 +193,54 @@ def record_ingest(store, source: str, by: str, at_ms: int, dead_letters: int, re
     os.replace(tmp, path)  # a reader sees the old record or the new one, never half of one
 
 
-def add_pushed(store, source: str, dead_letters: int, records: int) -> None:
-    """Add one push's rows to ``source``'s push counters (every push to its batch face so far, as the stream's
-    counters hold every record so far): ``monitor`` breaches on the dead letters' share. Pushes of several
-    processes at once (server workers) each count once: the read-modify-write holds a ``flock``."""
+PUSH_BUCKET_MS = 3_600_000  # push counters are kept per hour, so monitor can watch a recent window
+PUSH_KEEP_MS = 31 * 86_400_000  # hours older than this are dropped from the file (the totals stay)
+
+
+def add_pushed(store, source: str, dead_letters: int, records: int, now_ms: Optional[int] = None) -> None:
+    """Add one push's rows to ``source``'s push counters: totals since the first push (``/metrics`` exports
+    them as Prometheus counters) and per hour (``monitor`` breaches on the dead letters' share over the last
+    ``monitor.dead_letter_window``, so an old bad push stops breaching once it is out of the window). Pushes
+    of several processes at once (server workers) each count once: the read-modify-write holds a ``flock``."""
     import fcntl
     import json
     import os
 
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     path = _push_path(store, source)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        now = pushed(store, source) or {"dead_letters": 0, "records": 0}
+        now = pushed(store, source) or {"dead_letters": 0, "records": 0, "hours": {}}
+        hours = {h: c for h, c in now.get("hours", {}).items() if int(h) >= now_ms - PUSH_KEEP_MS}
+        hour = str(now_ms // PUSH_BUCKET_MS * PUSH_BUCKET_MS)
+        dead, rows = hours.get(hour, (0, 0))
+        hours[hour] = [dead + int(dead_letters), rows + int(records)]
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"dead_letters": now["dead_letters"] + int(dead_letters),
-                                   "records": now["records"] + int(records)}))
+                                   "records": now["records"] + int(records), "hours": hours}))
         os.replace(tmp, path)
 
 
-def pushed(store, source: str) -> Optional[dict]:
-    """What :func:`add_pushed` counted for ``source``: ``dead_letters`` and ``records`` (None: nothing pushed)."""
+def pushed(store, source: str, since_ms: Optional[int] = None) -> Optional[dict]:
+    """What :func:`add_pushed` counted for ``source``: ``dead_letters`` and ``records`` since the first push
+    (None: nothing pushed), or, with ``since_ms``, of the pushes in the hours from ``since_ms``'s on (a file
+    of an older version, without hours, counts nothing in a window)."""
     import json
 
     try:
         data = json.loads(_push_path(store, source).read_text())
-        return data if isinstance(data.get("dead_letters"), int) and isinstance(data.get("records"), int) else None
+        if not (isinstance(data.get("dead_letters"), int) and isinstance(data.get("records"), int)):
+            return None
+        hours = data.get("hours") if isinstance(data.get("hours"), dict) else {}
+        data["hours"] = {h: c for h, c in hours.items() if h.isdigit() and isinstance(c, list) and len(c) == 2}
     except (OSError, ValueError, AttributeError):
         return None
+    if since_ms is None:
+        return data
+    first = since_ms // PUSH_BUCKET_MS * PUSH_BUCKET_MS
+    inside = [c for h, c in data["hours"].items() if int(h) >= first]
+    return {"dead_letters": sum(int(c[0]) for c in inside), "records": sum(int(c[1]) for c in inside)}
 
 
 def _push_path(store, source: str):

@@ -62,8 +62,9 @@ class PushResult:
                 "topic": self.topic, "offsets": {str(k): v for k, v in self.offsets.items()}}
 
 
-def resolve_source(store, source):
-    """The Source named ``source`` (or the Source object itself), or a RequestError naming close names."""
+def resolve_source(store, source, known=None):
+    """The Source named ``source`` (or the Source object itself), or a RequestError naming close names
+    (among ``known`` when given: the names the caller may see)."""
     if not isinstance(source, str):
         name = getattr(source, "name", None)
         if not isinstance(name, str):
@@ -73,7 +74,7 @@ def resolve_source(store, source):
     if source not in by_name:
         import difflib
 
-        close = difflib.get_close_matches(source, list(by_name), n=3)
+        close = difflib.get_close_matches(source, list(by_name if known is None else known), n=3)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         raise RequestError(f"push: no source called '{source}'{hint}")
     return by_name[source]

@@ -111,8 +111,9 @@ def add_routes(app, store) -> None:
             return page(request, "missing.html", status=404, title="not found", kind=kind, name=name)
         can = visibility(store, request)
         view = rec["name"] if kind == "view" else rec.get("view")
-        hidden = kind == "service" and not all(can("view", v) for v in _service_views(store, rec["name"]))
-        # a service's definition names the views it reads: not shown when the caller may not read one of them
+        hidden = not all(can(k, n) for k, n in _named_by_definition(store, kind, rec))
+        # a definition names what it is built on (a service its views, a view its source and entities): not
+        # shown when the caller may not read one of them
         context = dict(rec=rec, kind=kind, now=now_ms(), definition=None if hidden else data.definition(store, rec),
                        definition_hidden=hidden,
                        fingerprints=data.fingerprint_history(store, rec),
@@ -140,7 +141,8 @@ def add_routes(app, store) -> None:
 
 
 def _breach_visible(breach, store, can, view_of) -> bool:
-    """A breach is shown to who may read its subject (a stream or source breach: any view over it; drift,
+    """A breach is shown to who may read its subject (a source's dead letters: the source; the stream's lag or
+    trouble: any streamed view; drift,
     computed from values: who may read_offline the feature's view)."""
     if breach.kind == "freshness":
         return can("view", breach.subject)
@@ -149,23 +151,38 @@ def _breach_visible(breach, store, can, view_of) -> bool:
         return can("service", service) and view_of(service, feature) is not None
     if breach.kind == "skew":
         return can("service", breach.subject.split(":", 1)[0])
-    if breach.kind == "dead_letters":  # of a source: who may read a view over it
-        return any(can("view", v) for v, d in store.repo.views.items() if d.source.name == breach.subject)
+    if breach.kind == "dead_letters":  # of a source: it names the source
+        return can("source", breach.subject)
     return any(can("view", v) for v, d in store.repo.views.items() if d.source.stream is not None)
 
 
 def _stream_view(stream, store, can):
-    """The stream state with only the sources and topics of views the caller may read."""
+    """The stream state with only the topics of views the caller may read and the sources it may read."""
     if stream is None:
         return None
     views = [v for v, d in store.repo.views.items() if d.source.stream is not None and can("view", v)]
     if not views:
         return None
-    sources = {store.repo.views[v].source.name for v in views}
+    sources = {store.repo.views[v].source.name for v in views} & {s for s in stream.sources if can("source", s)}
     topics = {store.repo.views[v].source.stream.topic for v in views}
     return {"job": stream.job, "problems": stream.problems,
             "sources": {s: dict(m, rate=stream.dead_letter_rate(s)) for s, m in stream.sources.items() if s in sources},
             "lag": {t: lag for t, lag in stream.lag.items() if t in topics}}
+
+
+def _named_by_definition(store, kind: str, rec: dict) -> List[tuple]:
+    """(kind, name) of the objects the definition text of ``rec``'s object names."""
+    repo = store.repo
+    if kind == "service":
+        return [("view", v) for v in _service_views(store, rec["name"])]
+    view = rec["name"] if kind == "view" else rec.get("view") if kind == "feature" else None
+    if view in repo.views:
+        v = repo.views[view]
+        return [("source", v.source.name)] + [("entity", e.name) for e in v.entities]
+    if view in repo.request_views:
+        rv = repo.request_views[view]
+        return [("source", s.name) for s in rv.request_sources] + [("view", i.name) for i, _ in rv.view_inputs]
+    return []
 
 
 def _service_views(store, service: str) -> List[str]:
