@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from featurestore.engines import duckdb_tile_text as dtext
-from featurestore.kernel.exact import ExactSum
+from featurestore.kernel.exact import ExactSum, reduced
 from featurestore.kernel.partials import Encoded, EncodedRow, Layout, _NAN_KEY
 
 BASE_G = -(1 << 62)  # the group of the events before the cut (the base row)
@@ -310,12 +310,7 @@ def _text_sum(layout: Layout, i: int, cols: dict):
 
 def _encoded(m: int, s: int, nan: int, pinf: int, ninf: int) -> str:
     """``dtext.sum_text(ExactSum(m, s, nan, pinf, ninf))`` without the object (tile rows hold ~2 per row)."""
-    if m == 0:
-        s = 0
-    else:
-        tz = min((m & -m).bit_length() - 1, s)
-        m >>= tz
-        s -= tz
+    m, s = reduced(m, s)
     if nan or pinf or ninf:
         return '["%x",%d,%d,%d,%d]' % (m, s, nan, pinf, ninf)
     return '["%x",%d]' % (m, s)

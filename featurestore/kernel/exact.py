@@ -120,13 +120,7 @@ class ExactSum:
     def encode(self) -> list:
         """A compact JSON-able form: ``[hex(m), s]`` (+ ``nan, pinf, ninf`` when any is non-zero), with
         ``m`` reduced to an odd number (canonical: equal sums encode equally)."""
-        m, s = self.m, self.s
-        if m == 0:
-            s = 0
-        else:
-            tz = min((m & -m).bit_length() - 1, s)
-            m >>= tz
-            s -= tz
+        m, s = reduced(self.m, self.s)
         out: list = [format(m, "x"), s]
         if not self.finite:
             out += [self.nan, self.pinf, self.ninf]
@@ -183,4 +177,14 @@ def variance_of(xs: List[Any]) -> Optional[float]:
     return sample_variance(len(xs), s1, s2)
 
 
-__all__ = ["ExactSum", "exact_sum", "sample_variance", "variance_of"]
+def reduced(m: int, s: int):
+    """The same ``m * 2**-s`` with ``m``'s trailing zero bits shifted out (at most ``s`` of them), or ``(0, 0)``:
+    the canonical pair a sum is stored as (equal sums encode equally)."""
+    if m == 0:
+        return 0, 0
+    tz = min((m & -m).bit_length() - 1, s)
+    return m >> tz, s - tz
+
+
+__all__ = ["ExactSum", "exact_sum", "reduced", "sample_variance", "variance_of"]
+
