@@ -87,11 +87,13 @@ class _Writer:
         self.commands: List[bytes] = []  # packed write calls of plain entities (add_plain)
         self.size = 0
         self.entities = self.events = self.tiled = 0
+        self.written: set = set()  # every entity base written (the rest of the view's online keys go)
         self._plain_head: Optional[bytes] = None
 
     def add(self, keys: list, last: int, changes: Changes) -> None:
         base = orr.entity_base(self.store.project, self.cv.name, keys)
         at = max(self.now, last) + self.ttl_extra if self.expires else None
+        self.written.add(base)
         self.entities += 1
         self.tiled += changes.dense
         self.events += len(changes.raw_add)
@@ -113,7 +115,9 @@ class _Writer:
             self._plain_head = (orr._bulk(b"EVALSHA") + orr._bulk(self.store.write_sha().encode()) + orr._bulk(b"3"),
                                 fixed)
         head, fixed = self._plain_head
-        key = orr.entity_base(self.store.project, self.cv.name, keys).encode()
+        base = orr.entity_base(self.store.project, self.cv.name, keys)
+        self.written.add(base)
+        key = base.encode()
         at = b"%d" % (max(self.now, last) + self.ttl_extra) if self.expires else b""
         count_text = b"%d" % count
         k = len(key) + 2  # one format for the whole call: the bulk strings of the keys, expiry and count
@@ -177,9 +181,7 @@ def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Option
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}")
     writer.flush()
-    deleted = store._delete_absent(con, cv, relation)  # entities no longer in the table at all
-    if cut is not None:
-        deleted += store._delete_gone(con, cv, relation, cut)
+    deleted = store.delete_unwritten(cv, writer.written)  # gone from the table, or every event behind the cut
     store.write_marker(cv, end_ms, "materialize")
     return orr.MaterializeResult(cv.name, writer.entities, writer.events, deleted, time.perf_counter() - t0,
                                  end_ms, writer.tiled)
@@ -208,7 +210,7 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
         members = batch.column(nkeys + 2).to_pylist()
         for i in range(batch.num_rows):
             changes = orr.entity_changes(layout, tss[i], members[i], cut, ret, codec)
-            if changes is None:  # every event fell behind the cut (see _delete_gone)
+            if changes is None:  # every event fell behind the cut (not written: deleted at the end)
                 continue
             writer.add([kc[i] for kc in keycols], last[i], changes)
         if on_rows:
@@ -231,7 +233,7 @@ def _plain_packed(con, cv: CompiledView, relation: str, part, cut, writer: _Writ
         kept = batch.column("__fs_k").to_pylist()
         texts = batch.column("__fs_packed").cast(pa.binary()).to_pylist()  # the UTF-8 bytes, not decoded
         for i in range(batch.num_rows):
-            if not kept[i]:  # every event fell behind the cut (see _delete_gone)
+            if not kept[i]:  # every event fell behind the cut (not written: deleted at the end)
                 continue
             writer.add_plain([kc[i] for kc in keycols], last[i], kept[i], texts[i])
         if on_rows:

@@ -451,34 +451,19 @@ class RedisOnlineStore:
             if isinstance(r, redis.exceptions.ResponseError):
                 raise r
 
-    def _delete_gone(self, con, cv: CompiledView, relation: str, cut: int) -> int:
-        """Entities whose every event fell behind the cut (views without a prefix): their old state must
-        not linger (the view's horizon already refuses the requests it could answer wrongly)."""
-        if retention(cv).keep_base:
-            return 0
-        return self._delete_bases(self._bases(cv, con.sql(gone_sql(cv, relation, cut)).to_arrow_table()))
-
-    def _delete_absent(self, con, cv: CompiledView, relation: str) -> int:
-        """Entities the view's online keys hold but the materialized relation does not (a re-backfill
-        removed every event of theirs: deleted from the batch face, or no longer passing the view's
-        filter): materialize makes the view's online state the offline table's, so their keys go
-        (SPEC §3; the stream must not run meanwhile, docs/streaming.md "Who owns the keys")."""
+    def delete_unwritten(self, cv: CompiledView, written: set) -> int:
+        """After a materialize of ``cv`` that wrote the entity bases ``written``: delete every other entity of
+        the view (SPEC §3: online = the offline table). Those are entities a re-backfill removed (every
+        event deleted from the batch face, or no longer passing the view's filter), only pushed online, or
+        whose every event fell behind ``end``'s cut (views without a prefix: the horizon already refuses the
+        requests they could answer wrongly). One SCAN of the view's key prefix (every master of a
+        cluster); the stream must not run meanwhile (docs/streaming.md "Who owns the keys")."""
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", view_prefix(self.project, cv.name)) + "{*"
         online = set()
         for key in self._guard(lambda: list(self.client.scan_iter(match=pattern, count=1000))):
             key = key.decode() if isinstance(key, bytes) else key
             online.add(key.rsplit(":", 1)[0])  # the entity's base: its keys end in :t, :r, :p (or staged ~)
-        if not online:
-            return 0
-        keys = ", ".join(dsql.q(k) for k in cv.join_keys)
-        not_null = " AND ".join(f"{dsql.q(k)} IS NOT NULL" for k in [cv.ts_column, *cv.join_keys])
-        present = self._bases(cv, con.sql(f"SELECT DISTINCT {keys} FROM {relation} WHERE {not_null}").to_arrow_table())
-        return self._delete_bases(sorted(online - set(present)))
-
-    def _bases(self, cv: CompiledView, table) -> List[str]:
-        """The entity bases of a table of join keys (as the writers make them)."""
-        keycols = [table.column(i).to_pylist() for i in range(len(cv.join_keys))]
-        return [entity_base(self.project, cv.name, [kc[r] for kc in keycols]) for r in range(table.num_rows)]
+        return self._delete_bases(sorted(online - written))
 
     def _delete_bases(self, bases) -> int:
         keys = [k for base in bases for staged in (False, True) for k in entity_keys(base, staged)]
@@ -607,10 +592,3 @@ def materialize_sql(cv: CompiledView, relation: str, part: Optional[Tuple[int, i
         f"SELECT {', '.join(keys)}, max(__fs_ts) AS __fs_last, list(__fs_ts ORDER BY __fs_r) AS __fs_tss, "
         f"list({member} ORDER BY __fs_r) AS __fs_members, count(*) AS __fs_n FROM ev GROUP BY {', '.join(keys)}"
     )
-
-
-def gone_sql(cv: CompiledView, relation: str, cutoff: int) -> str:
-    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
-    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
-    not_null = " AND ".join([f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{dsql.q(k)} IS NOT NULL" for k in cv.join_keys)])
-    return f"SELECT {keys} FROM {relation} AS ev WHERE {not_null} GROUP BY {keys} HAVING max({ts}) < {int(cutoff)}"
