@@ -325,7 +325,8 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
         if feast_shape:
             selection = resolve_features(store.repo, body.features, body.feature_service)
             key_columns = [k for k in data if k in keys]
-            return JSONResponse(server_feast.lookup_body(result, key_columns, selection,
+            return JSONResponse(server_feast.lookup_body(result, store.repo, key_columns, selection,
+                                                         bool(body.full_feature_names),
                                                          bool(body.include_feature_view_version_metadata)),
                                 headers=headers)
         if headers:

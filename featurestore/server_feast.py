@@ -103,8 +103,12 @@ def epoch_seconds(v: datetime) -> int:
     return whole if us >= 0 else -whole
 
 
-def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]], with_view_metadata: bool) -> dict:
-    """Feast's ``GetOnlineFeaturesResponse`` JSON of an :class:`~featurestore.online.OnlineResponse`."""
+def lookup_body(result, repo, key_columns: List[str], selection: Dict[str, List[str]], full_feature_names: bool,
+                with_view_metadata: bool) -> dict:
+    """Feast's ``GetOnlineFeaturesResponse`` JSON of an :class:`~featurestore.online.OnlineResponse`: the join
+    keys, then the features in Feast's order (:func:`featurestore.sdk.refs.feast_column_order`)."""
+    from featurestore.sdk.refs import feast_column_order
+
     data = result.to_dict()
     statuses = result.statuses()
     times = getattr(result, "event_times", {}) or {}
@@ -114,7 +118,8 @@ def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]],
         values = data[k]
         results.append({"values": [_value(v) for v in values], "statuses": ["PRESENT"] * len(values),
                         "event_timestamps": [ZERO_TIME] * len(values)})
-    for col in [c for c in data if c not in key_columns]:
+    order = feast_column_order(repo, selection, full_feature_names, list(data))
+    for col in [c for c in order if c not in key_columns]:
         values = data[col]
         sts = statuses.get(col, ["PRESENT"] * len(values))
         when = times.get(col, [None] * len(values))
@@ -124,13 +129,23 @@ def lookup_body(result, key_columns: List[str], selection: Dict[str, List[str]],
                         "event_timestamps": [_time(w) for w in when]})
     metadata: Dict[str, Any] = {"feature_names": names}
     if with_view_metadata:
-        metadata["feature_view_metadata"] = [{"name": v} for v in selection]  # Feast omits version 0
+        metadata["feature_view_metadata"] = [{"name": v} for v in _views_read(repo, selection)]  # no version 0
     body: Dict[str, Any] = {"metadata": metadata, "results": results}  # Feast's server sends no "status"
     if result.request_id is not None:
         body["request_id"] = result.request_id
     if result.refusals:
         body["refusals"] = list(result.refusals)
     return body
+
+
+def _views_read(repo, selection: Dict[str, List[str]]) -> List[str]:
+    """The views Feast's answer lists in ``feature_view_metadata``: the feature views read, in the order of their
+    first reference, an on-demand (request) view standing for the views it reads (Feast lists those, not it)."""
+    out: List[str] = []
+    for v in selection:
+        names = [inp.name for inp, _ in repo.request_views[v].view_inputs] if v in repo.request_views else [v]
+        out += [n for n in names if n not in out]
+    return out
 
 
 def _feast_status(status: str) -> str:

@@ -303,7 +303,13 @@ class OfflineServer(fl.FlightServerBase):
                                          "details")
         log.info("training set of %d rows, views %s, for %s", len(frame), sorted(selection),
                  principal.name if principal is not None else "anyone (access control off)")
-        return frame.to_arrow() if hasattr(frame, "to_arrow") else pa.Table.from_pandas(frame, preserve_index=False)
+        table = frame.to_arrow() if hasattr(frame, "to_arrow") else pa.Table.from_pandas(frame, preserve_index=False)
+        if command.get("feature_view_names"):  # Feast's client (ours sends none): Feast's column order
+            from featurestore.sdk.refs import feast_column_order
+
+            table = table.select(feast_column_order(repo, selection, bool(command.get("full_feature_names")),
+                                                    table.column_names))
+        return table
 
     def _entity_df(self, command: dict, entities: pa.Table):
         project = command.get("project")

@@ -287,6 +287,28 @@ def test_request_feature_views_and_renamed_views_through_feast_client(world):
     assert_features_equal(renamed.rename(columns={"stats_alias__trips": "trips"}), plain, ["trips"], "alias = view")
 
 
+def test_feast_client_gets_feasts_column_order_our_sdk_its_own(world):
+    """Feast's frame groups the features by view (views in the order of their first reference, on-demand views
+    last, request order within a view): Feast's client gets that order from our server, as from Feast's own
+    offline store (Feast's client also asks for every feature of an on-demand view's inputs). Our SDK keeps its
+    own order (our API): by view in the order of first reference, on-demand views among them. Before: Feast's
+    client got our SDK's order."""
+    entity_df, client, ours = world["entity_df"], world["client"], world["ours"]
+    feast_own = feast.FeatureStore(repo_path=str(world["feast_repo"]))  # its own (file) offline store
+    for refs in (["driver_risk:band", "adjusted_rate:adjusted", "driver_stats:conv_rate", "driver_risk:score"],
+                 ["driver_stats:trips", "driver_risk:score", "driver_stats:conv_rate"]):
+        for full in (True, False):
+            want = list(feast_own.get_historical_features(entity_df=entity_df, features=refs,
+                                                          full_feature_names=full).to_df().columns)
+            got = list(client.get_historical_features(entity_df=entity_df, features=refs,
+                                                      full_feature_names=full).to_df().columns)
+            assert got == want, (refs, full)
+            sdk = list(ours.get_historical_features(entity_df, features=refs, full_feature_names=full).columns)
+            by_view = sorted(refs, key=lambda r: [ref.split(":")[0] for ref in refs].index(r.split(":")[0]))
+            names = [r.replace(":", "__") if full else r.split(":")[1] for r in by_view]
+            assert sdk == list(entity_df.columns) + names, (refs, full)
+
+
 def test_older_clients_do_put_then_do_get(world):
     """Earlier Feast clients uploaded the entity DataFrame with do_put and fetched the result with do_get."""
     import json

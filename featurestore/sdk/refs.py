@@ -107,3 +107,21 @@ def output_names(selection: Dict[str, List[str]], full_feature_names: bool) -> D
             seen[col] = (view, f)
             names[(view, f)] = col
     return names
+
+
+def feast_column_order(repo: Repo, selection: Dict[str, List[str]], full_feature_names: bool,
+                       columns: Sequence[str]) -> List[str]:
+    """``columns`` of an answer to ``selection`` in the order Feast (0.67) gives them to its users, for the
+    answers a Feast client reads (Feast's HTTP shape, Feast's remote offline client); our own API keeps the
+    request order. Feast groups the features by view: every column that is no feature first (join keys,
+    the entity DataFrame's columns) in its order, then the feature views in the order of their first
+    reference (a service: its projections' order), then the on-demand (request) views likewise. Within a
+    view Feast's training frame keeps the request order and its online answer a Python set's order (which
+    changes from one process to the next): both get the request order here."""
+    names = output_names(selection, full_feature_names)
+    features = [names[(v, f)] for v, feats in selection.items() if v not in repo.request_views for f in feats]
+    features += [names[(v, f)] for v, feats in selection.items() if v in repo.request_views for f in feats]
+    present = set(columns)
+    wanted = [c for c in features if c in present]
+    rest = set(wanted)
+    return [c for c in columns if c not in rest] + wanted
