@@ -10,13 +10,16 @@ The same records as the Redis Streams path (:mod:`featurestore.serving_log`), in
    the last record it holds (its ``seq`` for the app ``ship:kafka:<topic>:<partition>``); a round reads the
    records after it and appends them on the condition that the position has not moved (compare-and-set,
    ``OfflineTable.append(after_seq=...)``). Kafka keeps the records (its retention); nothing is trimmed.
-   A record's ``stream_id`` in the table is ``<partition>-<offset>``.
+   A record's ``stream_id`` in the table is ``<partition>-<offset>``. Every stream's topic is shipped, whatever
+   its service logs to today (a service switched to Redis Streams leaves records in its topic), and a position
+   belongs to one incarnation of the topic (its Kafka topic id is in the app id: a topic deleted and created
+   again starts at offset 0 and is shipped from there).
 """
 
 from __future__ import annotations
 
 import re
-from typing import List
+from typing import List, Optional
 
 from featurestore.errors import InfraError
 
@@ -57,7 +60,7 @@ def write(store, record) -> str:
             producer = producers[bootstrap] = Producer({
                 "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 0,
                 "logger": kafka_logger(), "socket.connection.setup.timeout.ms": 5000, "message.timeout.ms": 30000})
-        _ensure_topic(store, bootstrap, topic(store.config.project, record.stream))
+        _ensure_topic(store, bootstrap, topic(store.config.project, record.stream), record.stream)
         producer.produce(topic(store.config.project, record.stream), key=record.request_id.encode(),
                          value=record.fields["r"].encode(), on_delivery=delivered)
         producer.flush(60)
@@ -69,15 +72,17 @@ def write(store, record) -> str:
     return done[0]
 
 
-def _ensure_topic(store, bootstrap: str, name: str) -> None:
-    """Create the log topic (one partition, the broker's replication) once per process when it is missing:
-    a broker without automatic topic creation takes the first record too."""
+def _ensure_topic(store, bootstrap: str, name: str, stream: str) -> None:
+    """Once per process: note ``stream`` among those the shipper reads, and create its log topic (one
+    partition, the broker's replication) when it is missing: a broker without automatic topic creation takes
+    the first record too."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     known = store.__dict__.setdefault("_log_topics", set())
     if (bootstrap, name) in known:
         return
+    store.online_store().client.sadd(streams_key(store.config.project), stream)  # shipped from now on
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
     meta = admin.list_topics(name, timeout=15).topics.get(name)
     if meta is None or meta.error is not None:
@@ -90,13 +95,42 @@ def _ensure_topic(store, bootstrap: str, name: str) -> None:
     known.add((bootstrap, name))
 
 
+def streams_key(project: str) -> str:
+    """The Redis set of the streams that ever logged to Kafka (written before their first record)."""
+    return f"fs:{project}:_log_kafka_streams"
+
+
 def ship(store, batch: int = 10_000) -> list:
-    """Ship every Kafka-logged service's topic into its offline log table (see the module docstring)."""
-    names = [n for n, s in store.repo.services.items() if s.logging.destination == DESTINATION]
-    return [ship_topic(store, n, batch) for n in names]
+    """Ship the log topic of every stream that logs to Kafka or ever did (a service switched to Redis Streams,
+    or removed, leaves records in its topic) into its offline log table (see the module docstring)."""
+    streams = {n for n, s in store.repo.services.items() if s.logging.destination == DESTINATION}
+    streams |= {s.decode() for s in store.online_store().client.smembers(streams_key(store.config.project))}
+    if not streams:
+        return []
+    existing = _topic_ids(store, [topic(store.config.project, s) for s in sorted(streams)])
+    return [ship_topic(store, s, batch, topic_id=existing[topic(store.config.project, s)])
+            for s in sorted(streams) if topic(store.config.project, s) in existing]
 
 
-def ship_topic(store, stream: str, batch: int = 10_000):
+def _topic_ids(store, names: List[str]) -> dict:
+    """``{topic: its Kafka topic id}`` of those of ``names`` that exist."""
+    from confluent_kafka import KafkaException, TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = store.config.kafka_bootstrap
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    try:
+        listed = admin.list_topics(timeout=15).topics
+        present = [n for n in names if n in listed and listed[n].error is None]
+        if not present:
+            return {}
+        return {n: str(f.result(15).topic_id) for n, f in admin.describe_topics(TopicCollection(present)).items()}
+    except KafkaException as exc:
+        raise InfraError(f"serving log: cannot reach Kafka at {bootstrap}: {exc} (run bash infra/up.sh)") from None
+
+
+def ship_topic(store, stream: str, batch: int = 10_000, topic_id: Optional[str] = None):
+    """Ship one stream's topic; ``topic_id``: its Kafka topic id (looked up when not given)."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from featurestore.logs import kafka_logger
@@ -106,19 +140,23 @@ def ship_topic(store, stream: str, batch: int = 10_000):
     name = topic(store.config.project, stream)
     table = log_table(store, stream)
     bootstrap = store.config.kafka_bootstrap
+    if topic_id is None:
+        topic_id = _topic_ids(store, [name]).get(name)
+        if topic_id is None:  # nothing logged there yet
+            return ShipResult(stream, 0, 0, table.version)
     entries = rows = conflicts = 0
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{name}__shipper", "enable.auto.commit": False,
                          "logger": kafka_logger(), "socket.connection.setup.timeout.ms": 5000})
     try:
         meta = consumer.list_topics(name, timeout=15).topics.get(name)
-        if meta is None or meta.error is not None:  # nothing logged there yet
+        if meta is None or meta.error is not None:  # deleted since
             return ShipResult(stream, 0, 0, table.version)
         for p in sorted(meta.partitions):
-            app = f"ship:kafka:{name}:{p}"
+            app = f"ship:kafka:{name}:{topic_id}:{p}"
             while True:
                 shipped = table.app_seq(app)
                 low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=15)
-                start = max(low, 0 if shipped is None else shipped + 1)
+                start = max(low, _start(table, name, p, shipped, high))
                 if start >= high:
                     break
                 got = _read(consumer, TopicPartition(name, p, start), min(batch, high - start))
@@ -135,6 +173,16 @@ def ship_topic(store, stream: str, batch: int = 10_000):
     finally:
         consumer.close()
     return ShipResult(stream, entries, rows, table.version, conflicts)
+
+
+def _start(table, name: str, partition: int, shipped: Optional[int], high: int) -> int:
+    """The first offset of a partition not in the table. Tables shipped before positions named the topic id
+    hold ``ship:kafka:<topic>:<partition>``: that position is taken over once, when it lies inside the topic
+    (a position beyond the end belongs to a deleted incarnation: this one is shipped from its start)."""
+    if shipped is not None:
+        return shipped + 1
+    legacy = table.app_seq(f"ship:kafka:{name}:{partition}")
+    return legacy + 1 if legacy is not None and legacy < high else 0
 
 
 def _read(consumer, position, n: int) -> List:
@@ -158,4 +206,4 @@ def _read(consumer, position, n: int) -> List:
     return out[:n]
 
 
-__all__ = ["topic", "uses_kafka", "write", "ship", "ship_topic", "DESTINATION"]
+__all__ = ["topic", "uses_kafka", "write", "ship", "ship_topic", "streams_key", "DESTINATION"]

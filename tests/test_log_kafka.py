@@ -131,3 +131,47 @@ def test_kafka_shippers_killed_or_racing_lose_and_duplicate_nothing(store, tmp_p
     pairs = list(zip(logged.column("request_id").to_pylist(), logged.column("row").to_pylist()))
     assert len(pairs) == len(set(pairs)), f"{len(pairs) - len(set(pairs))} duplicated rows"
     assert set(pairs) == served
+
+
+def _logged_pairs(store, service="to_kafka"):
+    logged = serving_log.log_table(store, service).read()
+    return list(zip(logged.column("request_id").to_pylist(), logged.column("row").to_pylist()))
+
+
+def test_a_service_switched_from_kafka_to_redis_ships_both(store):
+    """Records a service logged to Kafka before its destination became Redis Streams are shipped too, each
+    served row once (before: ship read only the topics of services logging to Kafka today: the Kafka rows
+    never reached the table)."""
+    rng = random.Random(21)
+    served = _traffic(store, 12, rng)
+    (store.repo_path / "definitions" / "features.py").write_text(
+        DEFINITIONS.replace('LoggingConfig(destination="kafka")', "LoggingConfig()"))
+    switched = FeatureStore(store.repo_path)
+    assert switched.repo.services["to_kafka"].logging.destination == "redis"
+    served |= _traffic(switched, 9, rng)
+    assert switched.online_store().client.exists(serving_log.stream_key(switched.config.project, "to_kafka"))
+    for _ in range(2):
+        switched.ship_logs()
+        pairs = _logged_pairs(switched)
+        assert len(pairs) == len(set(pairs)) and set(pairs) == served
+
+
+def test_a_recreated_topic_is_shipped_from_its_start(store, kafka_admin):
+    """A log topic deleted and created again (offsets from 0 again) is shipped: its records land once, beside
+    the earlier incarnation's (before: the table's position, an offset of the old topic, skipped them)."""
+    import time
+
+    rng = random.Random(22)
+    served = _traffic(store, 15, rng)
+    store.ship_logs()
+    name = serving_log_kafka.topic(store.config.project, "to_kafka")
+    kafka_admin.delete_topics([name])[name].result(30)
+    deadline = time.time() + 60
+    while name in kafka_admin.list_topics(timeout=10).topics and time.time() < deadline:
+        time.sleep(0.5)
+    fresh = FeatureStore(store.repo_path)  # a new process's store: it creates the topic again
+    served |= _traffic(fresh, 6, rng)
+    for _ in range(2):
+        fresh.ship_logs()
+        pairs = _logged_pairs(fresh)
+        assert len(pairs) == len(set(pairs)) and set(pairs) == served
