@@ -360,40 +360,45 @@ def _sees(repo, policy: Policy, principal, action: str, obj: Obj) -> bool:
 def resolve_for(repo, policy: Policy, principal, action: str, features=None, feature_service=None):
     """The references of a read (``resolve_features``) as ``principal`` may learn about them: an error never
     names an object it may not see (no "did you mean" of a hidden view, service or feature, no feature list of
-    a hidden view). A reference to a view or service that exists but that it may neither read the metadata
-    of nor ``action`` is :class:`Denied` whatever the feature named (``v:typo`` and ``v:real`` answer alike);
-    an unknown name is a RequestError whose suggestions are only names it may see. Access control off
-    (``principal`` None): ``resolve_features`` itself."""
-    from featurestore.sdk.refs import _suggest, resolve_features
+    a hidden view), and a view or service that exists but that it may neither read the metadata of nor
+    ``action`` answers exactly as a name that does not exist (:func:`unknown`: whatever the feature named,
+    ``v:typo`` and ``v:real`` alike), so no answer tells which hidden names exist; the suggestions are names
+    it may see. Access control off (``principal`` None): ``resolve_features`` itself."""
+    from featurestore.sdk.refs import resolve_features
 
     if principal is None:
         return resolve_features(repo, features, feature_service)
     if feature_service is not None and isinstance(feature_service, str):
-        if feature_service in repo.services:
-            if not _sees(repo, policy, principal, action, service_obj(repo, feature_service)) and \
-                    denied_views(repo, policy, principal, action, resolve_features(repo, None, feature_service)):
-                # neither the service nor every view it reads (which also allows the read) is its to know
-                raise Denied(principal, action, f"feature service '{feature_service}'")
-        else:
-            seen = [s for s in repo.services if _sees(repo, policy, principal, action, service_obj(repo, s))]
-            raise RequestError(f"unknown feature service '{feature_service}'{_suggest(feature_service, seen)}")
+        if feature_service not in repo.services or (
+                not _sees(repo, policy, principal, action, service_obj(repo, feature_service))
+                and denied_views(repo, policy, principal, action, resolve_features(repo, None, feature_service))):
+            # unknown, or neither the service nor every view it reads (which also allows the read) is its to know
+            raise unknown(repo, policy, principal, action, "service", feature_service)
     elif features is not None:
         refs = [features] if isinstance(features, str) else features
-        hidden = []
         for ref in refs if isinstance(refs, (list, tuple)) else ():
             if not isinstance(ref, str) or ":" not in ref:
                 continue  # resolve_features names the malformed reference itself
             view = ref.split(":", 1)[0]
-            if view in repo.views or view in repo.request_views:
-                if not _sees(repo, policy, principal, action, view_obj(repo, view)) and view not in hidden:
-                    hidden.append(view)
-            else:
-                seen = [v for v in (*repo.views, *repo.request_views)
-                        if _sees(repo, policy, principal, action, view_obj(repo, v))]
-                raise RequestError(f"unknown feature view '{view}' in '{ref}'{_suggest(view, seen)}")
-        if hidden:
-            raise Denied(principal, action, "feature view(s) " + ", ".join(f"'{v}'" for v in hidden))
+            if (view not in repo.views and view not in repo.request_views) or \
+                    not _sees(repo, policy, principal, action, view_obj(repo, view)):
+                raise unknown(repo, policy, principal, action, "view", view, f" in '{ref}'")
     return resolve_features(repo, features, feature_service)
+
+
+KIND_WORDS = {"view": "feature view", "service": "feature service", "source": "source"}
+
+
+def unknown(repo, policy: Policy, principal, action: str, kind: str, name: str, where: str = "") -> RequestError:
+    """The answer to a name of ``kind`` that does not exist, or that ``principal`` may not know exists (the
+    same words for both: no existence probe): ``unknown feature view 'x'`` with a suggestion among the names
+    it may see."""
+    from featurestore.sdk.refs import _suggest
+
+    pool = {"view": [*repo.views, *repo.request_views], "service": list(repo.services),
+            "source": [*repo.sources, *repo.request_sources]}[kind]
+    seen = visible_names(repo, policy, principal, action, kind, pool)
+    return RequestError(f"unknown {KIND_WORDS[kind]} '{name}'{where}{_suggest(name, seen)}")
 
 
 def visible_names(repo, policy: Policy, principal, action: str, kind: str, names: Iterable[str]) -> List[str]:
@@ -430,5 +435,6 @@ def lookup_allowed(repo, policy: Policy, principal, selection: Mapping[str, Sequ
 
 __all__ = ["ACTIONS", "Obj", "Grant", "Policy", "OPEN", "PolicyFile", "load_policy", "parse_policy", "project_obj",
            "view_obj", "service_obj", "source_obj", "entity_obj", "obj_of_record", "filter_records", "visible",
-           "actions_on", "lookup_allowed", "views_read", "denied_views", "Denied", "resolve_for", "visible_names",
+           "actions_on", "lookup_allowed", "views_read", "denied_views", "Denied", "resolve_for", "unknown",
+           "visible_names",
            "refused_views_text"]

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from featurestore import access
 from featurestore.auth import Authenticator, bearer
-from featurestore.errors import AccessError
+from featurestore.errors import AccessError, RequestError
 
 COOKIE = "featurestore_token"
 OPEN_PATHS = ("/ui/login", "/ui/logout")  # the login form and logging out need no credential
@@ -151,13 +151,7 @@ def require_lookup_refs(request, features, feature_service: Optional[str]) -> No
     if principal is None:
         return
     gate = gate_of(request)
-    try:
-        selection = access.resolve_for(gate.store.repo, gate.policy, principal, "read_online", features,
-                                       feature_service)
-    except access.Denied as exc:
-        from fastapi import HTTPException
-
-        raise HTTPException(status_code=403, detail=str(exc)) from None
+    selection = access.resolve_for(gate.store.repo, gate.policy, principal, "read_online", features, feature_service)
     if feature_service is None or not may_use_service(request, feature_service):
         require_lookup(request, selection, feature_service)
 
@@ -190,23 +184,37 @@ def declare_bearer(app) -> None:
 
 def require_views(request, action: str, views) -> None:
     """403 unless the caller may ``action`` every view of ``views`` (None: every view of the project, and the
-    refusal then names none of them: the caller named none)."""
+    refusal then names none of them: the caller named none). A view it may not know exists answers as an
+    unknown one (a RequestError: no existence probe)."""
     repo = gate_of(request).store.repo
+    principal = principal_of(request)
+    policy = gate_of(request).policy
     if views is None:
-        principal = principal_of(request)
-        policy = gate_of(request).policy
         if principal is not None and not all(policy.allows(principal, action, access.view_obj(repo, v))
                                              for v in repo.views):
             _forbid(principal, action, "every feature view of this project (name the views it may)")
         return
     for v in views:
+        if principal is not None and (v not in repo.views or not sees(request, action, "view", v)):
+            raise access.unknown(repo, policy, principal, action, "view", v)
+    for v in views:
         if v in repo.views:
             require(request, action, access.view_obj(repo, v))
 
 
+def sees(request, action: str, kind: str, name: str) -> bool:
+    """Whether the caller may know that the ``kind`` object ``name`` (which exists) exists: its metadata or
+    ``action`` on it (access control off: yes)."""
+    principal = principal_of(request)
+    gate = gate_of(request)
+    return principal is None or bool(access.visible_names(gate.store.repo, gate.policy, principal, action, kind,
+                                                          [name]))
+
+
 def require_push(request, source: str, views=None) -> None:
     """``push`` to a source: granted on the source, or on every view the rows reach (``views``: only those;
-    default every view over the source)."""
+    default every view over the source). Refused, a source (or a view named) the caller may not know exists
+    answers as an unknown one: push's "no source called", Feast's write's "no feature view called"."""
     principal = principal_of(request)
     gate = gate_of(request)
     repo = gate.store.repo
@@ -214,17 +222,23 @@ def require_push(request, source: str, views=None) -> None:
         return
     policy = gate.policy
     if source not in repo.sources:  # the push's one-line 400, suggesting only sources the caller may see
-        from featurestore.push import resolve_source
+        from featurestore.push import no_source
 
-        resolve_source(gate.store, source, known=access.visible_names(repo, policy, principal, "push", "source",
-                                                                      repo.sources))
+        raise no_source(source, access.visible_names(repo, policy, principal, "push", "source", repo.sources))
     if policy.allows(principal, "push", access.source_obj(repo, source)):
         return
     reach = list(views) if views is not None else [n for n, v in repo.views.items() if v.source.name == source]
     if reach and all(policy.allows(principal, "push", access.view_obj(repo, v)) for v in reach):
         return
     if views is not None:  # named by the caller as views: the answer names them, not their source
+        for v in views:
+            if not sees(request, "push", "view", v):
+                raise RequestError(f"no feature view called '{v}'")
         _forbid(principal, "push", "to feature view(s) " + ", ".join(f"'{v}'" for v in views))
+    if not sees(request, "push", "source", source):
+        from featurestore.push import no_source
+
+        raise no_source(source, access.visible_names(repo, policy, principal, "push", "source", repo.sources))
     _forbid(principal, "push", f"to source '{source}'")
 
 
@@ -235,4 +249,4 @@ def can_read(request, obj: access.Obj) -> bool:
 
 __all__ = ["Gate", "AccessGuard", "COOKIE", "require", "may_use_service", "declare_bearer", "require_project",
            "require_lookup", "require_lookup_refs", "require_views", "require_push", "principal_of", "gate_of",
-           "can_read"]
+           "can_read", "sees"]

@@ -269,7 +269,7 @@ def add_routes(app, store, error_responses: dict) -> None:
 
         try:
             view = store.repo.views.get(body.feature_view_name)
-            if view is None:
+            if view is None:  # the answer of a view the caller may not know exists too (require_push)
                 raise RequestError(f"no feature view called '{body.feature_view_name}'")
             server_auth.require_push(request, view.source.name, views=[view.name])
             df = _feast_rows(view, dict(body.df))
@@ -279,8 +279,8 @@ def add_routes(app, store, error_responses: dict) -> None:
         return result.to_dict()
 
     def _materialize(request, views: Optional[List[str]], times: Dict[str, Optional[str]]):
-        server_auth.require_views(request, "materialize", views)
         try:
+            server_auth.require_views(request, "materialize", views)
             for name, value in times.items():  # read as Feast reads them (naive = UTC); every event is loaded
                 if value is not None and not _is_timestamp(value):
                     raise RequestError(f"{name}: {value!r} is not a timestamp")

@@ -278,10 +278,8 @@ class OfflineServer(fl.FlightServerBase):
             # the refs say what is read (a view renamed in a service, Feast's name_alias, is the derived view its
             # refs name); feature_view_names and name_aliases only repeat them
             policy = self.gate.policy
-            try:  # an error names no view, service or feature the caller may not see
-                selection = access.resolve_for(repo, policy, principal, "read_offline", refs, service)
-            except access.Denied as exc:
-                raise fl.FlightUnauthorizedError(str(exc)) from None
+            # an error names no view, service or feature the caller may not see, nor tells a hidden one exists
+            selection = access.resolve_for(repo, policy, principal, "read_offline", refs, service)
             denied = access.denied_views(repo, policy, principal, "read_offline", selection)
             if denied and service is not None and service in repo.services and \
                     policy.allows(principal, "read_offline", access.service_obj(repo, service)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import random
+import re
 import uuid
 
 import pandas as pd
@@ -156,40 +157,44 @@ def _ok(world, p, action, kind, name):
 
 
 def expected_requests(world, p):
-    """(what, method, path, body, allowed) for every action on every object it applies to."""
+    """(what, method, path, body, allowed, known) for every action on every object it applies to; ``known``:
+    the principal may know the object named exists (its metadata or the action), else a refusal answers as
+    an unknown name does."""
     objs = world["objs"]
     ok = lambda a, k, n: _ok(world, p, a, k, n)  # noqa: E731
+    sees = lambda a, k, n: ok("read_metadata", k, n) or ok(a, k, n)  # noqa: E731
     row = {"user_id": "u1"}
     out = []
     for v, d in objs["views"].items():
-        out.append((f"describe {v}", "GET", f"/catalog/{v}", None, ok("read_metadata", "view", v)))
+        out.append((f"describe {v}", "GET", f"/catalog/{v}", None, ok("read_metadata", "view", v), False))
         out.append((f"describe {v}:{d['features'][0]}", "GET", f"/catalog/{v}:{d['features'][0]}", None,
-                    ok("read_metadata", "view", v)))
+                    ok("read_metadata", "view", v), False))
         out.append((f"online {v}", "POST", "/get-online-features",
                     {"features": [f"{v}:{f}" for f in d["features"]], "entity_rows": [row]},
-                    ok("read_online", "view", v)))
-        out.append((f"materialize {v}", "POST", "/materialize", {"feature_views": [v]}, ok("materialize", "view", v)))
+                    ok("read_online", "view", v), sees("read_online", "view", v)))
+        out.append((f"materialize {v}", "POST", "/materialize", {"feature_views": [v]}, ok("materialize", "view", v),
+                    sees("materialize", "view", v)))
         push_ok = ok("push", "source", d["source"]) or ok("push", "view", v)
         out.append((f"write {v}", "POST", "/write-to-online-store",
                     {"feature_view_name": v, "df": {"user_id": ["u1"], "x": ["bad"], "ts": ["2026-01-01T00:30:00Z"]}},
-                    push_ok))
+                    push_ok, sees("push", "view", v)))
     for s, views in objs["services"].items():
-        out.append((f"describe {s}", "GET", f"/catalog/{s}", None, ok("read_metadata", "service", s)))
+        out.append((f"describe {s}", "GET", f"/catalog/{s}", None, ok("read_metadata", "service", s), False))
         allowed = ok("read_online", "service", s) or all(ok("read_online", "view", v) for v in views)
         out.append((f"online {s}", "POST", "/get-online-features", {"feature_service": s, "entity_rows": [row]},
-                    allowed))
+                    allowed, sees("read_online", "service", s)))
     for s in objs["sources"]:
-        out.append((f"describe {s}", "GET", f"/catalog/{s}", None, ok("read_metadata", "source", s)))
+        out.append((f"describe {s}", "GET", f"/catalog/{s}", None, ok("read_metadata", "source", s), False))
         over = [v for v, d in objs["views"].items() if d["source"] == s]
         allowed = ok("push", "source", s) or bool(over) and all(ok("push", "view", v) for v in over)
         out.append((f"push {s}", "POST", "/push",  # one event and one dead letter (its result names views)
                     {"source": s, "rows": [{"user_id": "u9", "x": 1.5, "ts": "2026-01-01T00:30:00Z"},
                                            {"user_id": "u1", "x": "bad", "ts": "2026-01-01T00:30:00Z"}],
-                     "to": "offline"}, allowed))
+                     "to": "offline"}, allowed, sees("push", "source", s)))
     out.append(("materialize all", "POST", "/materialize-incremental", {"end_ts": "2026-02-01T00:00:00"},
-                all(ok("materialize", "view", v) for v in objs["views"])))
-    out.append(("apply", "POST", "/apply", None, ok("apply", "project", "")))
-    out.append(("metrics", "GET", "/metrics", None, ok("read_metadata", "project", "")))
+                all(ok("materialize", "view", v) for v in objs["views"]), True))
+    out.append(("apply", "POST", "/apply", None, ok("apply", "project", ""), True))
+    out.append(("metrics", "GET", "/metrics", None, ok("read_metadata", "project", ""), True))
     return out
 
 
@@ -197,9 +202,11 @@ def test_every_principal_action_and_object_against_the_oracle(world):
     client, objs = world["client"], world["objs"]
     wrong = {}
     for p in PRINCIPALS:
-        for what, method, path, body, allowed in expected_requests(world, p):
+        for what, method, path, body, allowed, known in expected_requests(world, p):
             res = client.request(method, path, json=body, headers=_auth(world, p))
-            denied = 404 if path.startswith("/catalog/") else 403  # a hidden record is one that does not exist
+            # a hidden record is one that does not exist; a refused name the caller may not know exists
+            # answers as an unknown name (400), one it may know of is a 403
+            denied = 404 if path.startswith("/catalog/") else 403 if known else 400
             want = 200 if allowed else denied
             if res.status_code != want:
                 wrong[(p, what)] = (res.status_code, want, res.text[:160])
@@ -215,6 +222,75 @@ def test_every_principal_action_and_object_against_the_oracle(world):
         res = client.request("POST", "/get-online-features", json={"feature_service": "x", "entity_rows": [{}]})
         assert res.status_code == 401
     assert not wrong, f"(principal, request): (got, expected, body): {wrong}"
+
+
+def _shape(res, name: str):
+    """An answer with ``name`` masked and its suggestion left out: what a probe could compare."""
+    detail = res.json().get("detail") if res.headers.get("content-type", "").startswith("application/json") else None
+    text = str(detail if detail is not None else res.text).replace(name, "<name>")
+    return res.status_code, re.sub(r" \(did you mean [^)]*\)", "", text)
+
+
+def test_a_hidden_name_answers_as_an_unknown_one(world):
+    """No existence probe: on every surface that takes a name (lookups by view and by service, push, Feast's
+    write, materialize, the catalog, training sets through the offline server), a refused name the principal
+    may not know exists gets the same status and the same words as a name that does not exist (before: 403
+    "may not ..." against 400 "unknown ..."); a visible typo still gets its suggestion."""
+    client, objs = world["client"], world["objs"]
+    row = {"user_id": "u1"}
+    asks = {  # surface -> (kind, action, request of a name)
+        "online view": ("view", "read_online", lambda n: ("POST", "/get-online-features",
+                                                          {"features": [f"{n}:f"], "entity_rows": [row]})),
+        "online service": ("service", "read_online", lambda n: ("POST", "/get-online-features",
+                                                                {"feature_service": n, "entity_rows": [row]})),
+        "materialize": ("view", "materialize", lambda n: ("POST", "/materialize", {"feature_views": [n]})),
+        "write": ("view", "push", lambda n: ("POST", "/write-to-online-store",
+                                             {"feature_view_name": n, "df": {"user_id": ["u1"]}})),
+        "push": ("source", "push", lambda n: ("POST", "/push", {"source": n, "rows": [row], "to": "offline"})),
+        "catalog": ("view", "read_metadata", lambda n: ("GET", f"/catalog/{n}", None)),
+    }
+    pools = {"view": list(objs["views"]), "service": list(objs["services"]), "source": list(objs["sources"])}
+    probed = 0
+    for p in PRINCIPALS:
+        auth = _auth(world, p)
+        for surface, (kind, action, ask) in asks.items():
+            for name in pools[kind]:
+                if _ok(world, p, "read_metadata", kind, name) or _ok(world, p, action, kind, name):
+                    continue
+                if kind == "service" and all(_ok(world, p, "read_online", "view", v) for v in objs["services"][name]):
+                    continue  # the views' grants allow the lookup
+                if surface == "write" and _ok(world, p, "push", "source", objs["views"][name]["source"]):
+                    continue  # a grant on its source allows the write
+                if kind == "source" and all(_ok(world, p, "push", "view", v) for v, d in objs["views"].items()
+                                            if d["source"] == name):
+                    continue
+                ghost = name + "0"
+                method, path, body = ask(name)
+                hidden = client.request(method, path, json=body, headers=auth)
+                method, path, body = ask(ghost)
+                missing = client.request(method, path, json=body, headers=auth)
+                assert _shape(hidden, name) == _shape(missing, ghost), (p, surface, hidden.text, missing.text)
+                assert hidden.status_code in (400, 404), (p, surface, hidden.text)
+                probed += 1
+        for v in objs["views"]:  # a visible view's typo still gets its suggestion
+            if _ok(world, p, "read_metadata", "view", v):
+                res = client.post("/get-online-features", headers=auth,
+                                  json={"features": [f"{v[:-1]}:f"], "entity_rows": [row]})
+                assert res.status_code == 400 and "did you mean" in res.json()["detail"], (p, res.text)
+    assert probed > 10
+    entity_df = pd.DataFrame({"user_id": ["u1"], "event_timestamp": pd.Timestamp("2026-01-01 00:30", tz="UTC")})
+    for p in PRINCIPALS:
+        with OfflineClient("127.0.0.1", world["offline_port"], token=world["tokens"][p], timeout=120) as offline:
+            for v, d in objs["views"].items():
+                if _ok(world, p, "read_metadata", "view", v) or _ok(world, p, "read_offline", "view", v):
+                    continue
+                answers = []
+                for name in (v, v + "0"):
+                    with pytest.raises((AccessError, RequestError)) as info:
+                        offline.get_historical_features(entity_df, features=[f"{name}:{d['features'][0]}"])
+                    answers.append((type(info.value), re.sub(r" \(did you mean [^)]*\)", "",
+                                                              str(info.value).replace(name, "<name>"))))
+                assert answers[0] == answers[1], (p, v, answers)
 
 
 def _hidden(world, p, action="read_metadata"):
@@ -277,9 +353,10 @@ def test_error_messages_name_nothing_hidden(world):
             r_typo = client.post("/get-online-features", json=typo, headers=auth)
             checks += [("typo feature", r_typo, hidden_online),
                        ("typo view", client.post("/get-online-features", json=near, headers=auth), hidden_online)]
-            if v in hidden_online:  # the same answer for its real and its misspelt feature
+            if v in hidden_online:  # the same answer for its real and its misspelt feature (each echoes its ref)
                 r_real = client.post("/get-online-features", json=real, headers=auth)
-                assert (r_typo.status_code, r_typo.json()) == (r_real.status_code, r_real.json()), (p, v)
+                assert (r_typo.status_code, r_typo.json()["detail"].replace(typo["features"][0], "<ref>")) == \
+                    (r_real.status_code, r_real.json()["detail"].replace(real["features"][0], "<ref>")), (p, v)
         for s in objs["services"]:
             checks.append(("typo service", client.post("/get-online-features", json={
                 "feature_service": s[:-1], "entity_rows": [{"user_id": "u1"}]}, headers=auth), hidden_online))
@@ -312,9 +389,12 @@ def test_training_sets_through_the_offline_server_against_the_oracle(world):
                 try:
                     got = client.get_historical_features(entity_df, **ask)
                     outcome = len(got) == 2
-                except AccessError as exc:
+                except AccessError as exc:  # refused, naming what the principal may know exists
                     outcome = False
                     assert f"principal '{p}' may not read_offline" in str(exc), (p, what, str(exc))
+                except RequestError as exc:  # a name it may not know exists: answered as an unknown one
+                    outcome = False
+                    assert str(exc).startswith("unknown feature"), (p, what, str(exc))
                 if outcome != allowed:
                     wrong[(p, what)] = (outcome, allowed)
             for v, d in objs["views"].items():  # typos: the answer never names a hidden object

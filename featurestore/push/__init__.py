@@ -72,12 +72,18 @@ def resolve_source(store, source, known=None):
         source = name
     by_name = {s.name: s for s in store.repo.sources.values()}
     if source not in by_name:
-        import difflib
-
-        close = difflib.get_close_matches(source, list(by_name if known is None else known), n=3)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        raise RequestError(f"push: no source called '{source}'{hint}")
+        raise no_source(source, list(by_name if known is None else known))
     return by_name[source]
+
+
+def no_source(name: str, known) -> RequestError:
+    """A push to a source that does not exist (or that the caller may not know exists: the same answer),
+    suggesting close names among ``known``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return RequestError(f"push: no source called '{name}'{hint}")
 
 
 def push(store, source, rows: Any, to: str = "online_and_offline", views: Optional[List[str]] = None,
