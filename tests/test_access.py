@@ -87,23 +87,24 @@ REQUESTS = {
     "catalog page": ("GET", "/ui/", None),
 }
 
-Y, N, H = 200, 403, 404  # allowed; denied; hidden (the catalog does not show what one may not read)
+Y, N, H, U = 200, 403, 404, 400  # allowed; denied; hidden (the catalog does not show what one may not read);
+# unknown: a refused name the principal may not know exists answers as a name that does not exist (no probe)
 EXPECTED = {  # request: alice, rita, growth-svc, pipeline, nobody
-    "online fraud_model_v1": (Y, Y, Y, N, N),
-    "online growth_model": (Y, N, N, N, N),
-    "online user_spend features": (Y, Y, N, N, N),
-    "online merchant_activity features": (Y, N, N, N, N),
-    "online transaction_risk features": (Y, Y, N, N, N),
+    "online fraud_model_v1": (Y, Y, Y, U, U),
+    "online growth_model": (Y, U, U, U, U),
+    "online user_spend features": (Y, Y, U, U, U),
+    "online merchant_activity features": (Y, U, U, U, U),
+    "online transaction_risk features": (Y, Y, U, U, U),
     "describe user_spend": (Y, Y, H, H, H),
     "describe transaction_risk": (Y, Y, H, H, H),
     "describe user_spend:tx_count_1h": (Y, Y, H, H, H),
     "describe fraud_model_v1": (Y, Y, Y, H, H),
     "describe growth_model": (Y, H, H, H, H),
     "describe transactions": (Y, H, H, H, H),
-    "push transactions": (Y, N, N, Y, N),
-    "write merchant_activity": (Y, N, N, Y, N),  # push on the source covers its views
-    "materialize merchant_activity": (Y, N, N, Y, N),
-    "materialize user_spend": (Y, N, N, N, N),
+    "push transactions": (Y, U, U, Y, U),
+    "write merchant_activity": (Y, U, U, Y, U),  # push on the source covers its views
+    "materialize merchant_activity": (Y, U, U, Y, U),
+    "materialize user_spend": (Y, N, U, U, U),
     "materialize all": (Y, N, N, N, N),
     "apply": (Y, N, N, N, N),
     "metrics": (Y, N, N, N, N),
@@ -248,7 +249,8 @@ def test_another_team_gets_one_service_read_only_and_nothing_else(server, tokens
         client.post("/apply", headers=auth),
         client.get("/metrics", headers=auth),
     ]
-    assert [r.status_code for r in denied] == [403] * len(denied)
+    # the names it may not know exist answer as unknown ones (400); the project's own rights are 403s
+    assert [r.status_code for r in denied] == [400, 400, 400, 400, 403, 403]
     assert [r["name"] for r in client.get("/catalog", headers=auth).json()["objects"]] == ["fraud_model_v1"]
 
 
@@ -289,9 +291,10 @@ def test_jwts_signed_by_the_configured_key_authenticate(server, keys):
         return call(client, name, token).status_code
 
     analyst = _jwt(keys["idp"], sub="carol", roles=["risk-analysts"])  # a group the policy maps to a role
-    assert status(analyst) == 200 and status(analyst, "online growth_model") == 403
+    assert status(analyst) == 200 and status(analyst, "online growth_model") == 400
     assert status(_jwt(keys["idp"], sub="alice")) == 200  # a principal named in the policy
-    assert status(_jwt(keys["idp"], sub="dave")) == 403  # authenticated, no role
+    dave = _jwt(keys["idp"], sub="dave")  # authenticated, no role: refused (a view it cannot see is unknown to it)
+    assert status(dave, "metrics") == 403 and status(dave) == 400
     assert status(_jwt(keys["other"], sub="alice")) == 401  # signed by another key
     assert status(_jwt(keys["idp"], sub="alice", exp=int(time.time()) - 10)) == 401  # expired
     assert status(_jwt(keys["idp"], sub="alice", aud="someone-else")) == 401
