@@ -291,8 +291,10 @@ def test_feast_materialize_endpoints(world):
 ACCESS_POLICY = """
 roles:
   scorer: [{actions: [read_metadata, read_online], services: [driver_activity]}]
+  browser: [{actions: [read_metadata]}]
 principals:
   scoring-svc: [scorer]
+  reader: [browser]
   nobody: []
 """
 
@@ -300,8 +302,8 @@ principals:
 def test_feast_client_sends_our_bearer_token(world, tmp_path):
     """Issue 14 item 3, "in the SDK where it goes through the server": Feast's remote online store configured
     with ``auth: {type: oidc, token: ...}`` sends our token as a bearer token; with access control on, a
-    principal granted the service reads it (values equal to our SDK's), one without the right gets our 403,
-    a client without a token our 401."""
+    principal granted the service reads it (values equal to our SDK's), one without the right gets our 403
+    (our 400 "unknown" when it may not know the names exist), a client without a token our 401."""
     import requests
     from typer.testing import CliRunner
 
@@ -311,7 +313,7 @@ def test_feast_client_sends_our_bearer_token(world, tmp_path):
     repo = world["our_repo"]
     (repo / "access.yaml").write_text(ACCESS_POLICY)
     tokens = {}
-    for p in ("scoring-svc", "nobody"):
+    for p in ("scoring-svc", "reader", "nobody"):
         res = runner.invoke(cli, ["auth", "create", p, "--repo", str(repo)])
         assert res.exit_code == 0, res.output
         tokens[p] = res.stdout.strip().splitlines()[-1]
@@ -349,9 +351,10 @@ def test_feast_client_sends_our_bearer_token(world, tmp_path):
                                           full_feature_names=True).to_dict()
         assert {c: got[c] for c in want} == want
         denied = (
-            (tokens["scoring-svc"], "403", "principal 'scoring-svc' may not read_online feature view(s) "
-                                           "'driver_hourly_stats', 'driver_stats_fresh'"),  # the views by name
-            (tokens["nobody"], "403", "principal 'nobody' may not read_online feature service 'driver_activity'"),
+            # the views by name, which it may not know exist: as unknown names
+            (tokens["scoring-svc"], "400", "unknown feature view 'driver_hourly_stats'"),
+            (tokens["reader"], "403", "principal 'reader' may not read_online feature service 'driver_activity'"),
+            (tokens["nobody"], "400", "unknown feature service 'driver_activity'"),
             (None, "401", "a valid bearer token is required"))
         for who, status, detail in denied:
             c = client(who)
