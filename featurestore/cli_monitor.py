@@ -54,7 +54,10 @@ def monitor(
                 "freshness": {n: {"last_event_ms": f.last_event_ms, "age_ms": f.age_ms(now),
                                   "expected_ms": f.expected_ms, "online_loaded_ms": f.online_loaded_ms,
                                   "online_by": f.online_by} for n, f in fresh.items()},
-                "stream": None if stream is None else {"lag": stream.lag, "sources": stream.sources},
+                "stream": None if stream is None else {"lag": stream.lag, "sources": stream.sources,
+                                                       "recent": {s: {"dead_letters": d, "events": e} for s, (d, e)
+                                                                  in stream.recent.items()},
+                                                       "window_ms": stream.window_ms},
                 "skew": {s: (r[0] if r else None) for s in store.repo.services
                          for r in [verify.runs(store, s, last=1)]},
                 "drift": [r.to_json() for r in reports]}, indent=2, default=str))

@@ -130,7 +130,7 @@ class MonitorConfig:
     max_dead_letter_rate: float = 0.01  # dead letters over records read, per source
     max_skew_rate: float = 0.0  # per feature, in a service's last verify run
     max_psi: float = 0.2  # drift of served values against a training set, per feature
-    dead_letter_window_ms: int = 86_400_000  # pushes counted by the dead-letter check: this recent (by the hour)
+    dead_letter_window_ms: int = 86_400_000  # stream commits and pushes the dead-letter check counts: this recent (by the hour)
 
 
 @dataclass(frozen=True)

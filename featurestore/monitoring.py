@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 KAFKA_TIMEOUT_S = 2.0
 
@@ -110,36 +110,51 @@ class StreamState:
     """The streaming job of the project (all streamed views, the default job of ``featurestore stream``)."""
 
     job: Optional[str]
-    sources: Dict[str, Dict[str, int]]  # source -> dead_letters, null_key, events, events:<view>
+    sources: Dict[str, Dict[str, int]]  # source -> dead_letters, null_key, events, events:<view> (since the start)
     lag: Dict[str, Optional[int]]  # topic -> records not yet consumed (None: unknown)
     problems: List[str] = field(default_factory=list)
+    # source -> (dead letters, events) committed in the last ``window_ms`` (monitor.dead_letter_window, by the hour)
+    recent: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+    window_ms: int = 0
 
     def dead_letter_rate(self, source: str) -> float:
-        m = self.sources.get(source, {})
-        dead = m.get("dead_letters", 0)
-        total = dead + m.get("events", 0)
-        return dead / total if total else 0.0
+        """Dead letters over records (dead + stored) of ``source`` committed in the last ``window_ms``: an old
+        burst stops counting once it is out of the window, as the pushes' do."""
+        dead, events = self.recent.get(source, (0, 0))
+        return dead / (dead + events) if dead + events else 0.0
 
 
-def stream_state(store, kafka_timeout: float = KAFKA_TIMEOUT_S) -> Optional[StreamState]:
-    """The stream's counters and lag; None when no view streams or no stream has run for the project."""
+def stream_state(store, kafka_timeout: float = KAFKA_TIMEOUT_S, now_ms: Optional[int] = None) -> Optional[StreamState]:
+    """The stream's counters (``recent``: those of the last ``monitor.dead_letter_window`` before ``now_ms``)
+    and lag; None when no view streams or no stream has run for the project."""
+    import json
+
+    from featurestore.engines.backfill import PUSH_BUCKET_MS
     from featurestore.engines.flink import stream as streaming
     from featurestore.engines.flink import offsets as flink_offsets
+    from featurestore.engines.flink.commit import HOURS_SUFFIX
 
     streamed = [n for n, v in store.repo.views.items() if v.source.stream is not None]
     if not streamed:
         return None
     sources = sorted({store.repo.views[n].source.name for n in streamed})
     problems: List[str] = []
+    window = store.config.monitor.dead_letter_window_ms
+    first = ((int(time.time() * 1000) if now_ms is None else now_ms) - window) // PUSH_BUCKET_MS * PUSH_BUCKET_MS
     try:
         client = store.online_store().client
-        metrics = {s: {k.decode(): int(v) for k, v in client.hgetall(
-            streaming.metrics_key(store.config.project, s)).items()} for s in sources}
+        metrics, recent = {}, {}
+        for s in sources:
+            key = streaming.metrics_key(store.config.project, s)
+            metrics[s] = {k.decode(): int(v) for k, v in client.hgetall(key).items()}
+            inside = [json.loads(c) for h, c in client.hgetall(key + HOURS_SUFFIX).items() if h.isdigit() and int(h) >= first]
+            recent[s] = (sum(int(c[0]) for c in inside), sum(int(c[1]) for c in inside))
     except Exception as exc:  # noqa: BLE001
         return StreamState(None, {}, {}, [f"stream metrics (Redis): {_short(exc)}"])
     metrics = {s: m for s, m in metrics.items() if m}
     if not metrics:
         return None
+    recent = {s: recent[s] for s in metrics}
     topics = sorted({store.repo.views[n].source.stream.topic for n in streamed})
     lag: Dict[str, Optional[int]] = {t: None for t in topics}
     job = None
@@ -153,7 +168,7 @@ def stream_state(store, kafka_timeout: float = KAFKA_TIMEOUT_S) -> Optional[Stre
             lag[t] = st.lag
     except Exception as exc:  # noqa: BLE001
         problems.append(f"stream lag (Kafka): {_short(exc)}")
-    return StreamState(job, metrics, lag, problems)
+    return StreamState(job, metrics, lag, problems, recent, window)
 
 
 @dataclass(frozen=True)
@@ -180,7 +195,7 @@ def breaches(store, now_ms: Optional[int] = None, drift_reports: Sequence = (), 
             age = f.age_ms(now_ms)
             what = f"newest event {ago(age / 1000)} old" if age is not None else "no offline event at all"
             out.append(Breach("freshness", n, f"view '{n}': {what}, expected within {ago(f.expected_ms / 1000)}"))
-    stream = stream_state(store) if stream is None else stream
+    stream = stream_state(store, now_ms=now_ms) if stream is None else stream
     if stream is not None:
         for p in stream.problems:
             out.append(Breach("unreadable", "stream", f"stream: {p}"))
@@ -191,9 +206,9 @@ def breaches(store, now_ms: Optional[int] = None, drift_reports: Sequence = (), 
         for s in stream.sources:
             rate = stream.dead_letter_rate(s)
             if rate > limits.max_dead_letter_rate:
-                out.append(Breach("dead_letters", s, f"source '{s}': {stream.sources[s].get('dead_letters', 0):,} "
-                                                     f"dead letters, {rate:.3%} of its records (limit "
-                                                     f"{limits.max_dead_letter_rate:.3%})"))
+                out.append(Breach("dead_letters", s, f"source '{s}': {stream.recent[s][0]:,} dead letters in the "
+                                                     f"stream in the last {ago(stream.window_ms / 1000)}, {rate:.3%} "
+                                                     f"of its records (limit {limits.max_dead_letter_rate:.3%})"))
     from featurestore.engines.backfill import last_ingest, pushed
 
     for s in dict.fromkeys(v.source.name for v in store.repo.views.values()):  # the batch face's, last backfill

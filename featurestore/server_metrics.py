@@ -72,7 +72,8 @@ class MonitorCollector:
         lag = gauge("stream_lag_records", "Records of the topic the streaming job has not consumed", ["topic"])
         dead = gauge("stream_dead_letters", "Dead letters the streaming job counted for the source", ["source"])
         events = gauge("stream_events", "Events the streaming job stored for the source", ["source"])
-        rate = gauge("stream_dead_letter_rate", "Dead letters over records read, per source", ["source"])
+        rate = gauge("stream_dead_letter_rate", "Dead letters over records (dead + stored) the streaming job committed "
+                     "in the last monitor.dead_letter_window, per source", ["source"])
         stream = monitoring.stream_state(self.store)
         if stream is not None:
             for topic, n in stream.lag.items():

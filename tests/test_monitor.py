@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import uuid
 
 import numpy as np
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from featurestore import drift, monitoring
 from featurestore.engines.flink import stream as streaming
+from featurestore.engines.flink.commit import HOURS_SUFFIX
 from featurestore.cli import app as cli
 from featurestore.store import FeatureStore
 from tests.served import drop_online, example_repo
@@ -286,7 +288,10 @@ def test_stream_lag_and_dead_letters(tmp_path):
     consumer.close()
     client = fs.online_store().client
     key = streaming.metrics_key(fs.config.project, "transactions")
-    client.hset(key, mapping={"dead_letters": 3, "null_key": 0, "events": 27})  # what Committer.publish writes
+    # what Committer.publish writes: totals, and per hour of commit [dead letters, events]
+    hour = int(time.time() * 1000) // 3_600_000 * 3_600_000
+    client.hset(key, mapping={"dead_letters": 3, "null_key": 0, "events": 27})
+    client.hset(key + HOURS_SUFFIX, mapping={str(hour): "[3, 27]"})
     try:
         state = monitoring.stream_state(fs)
         assert state.lag == {topic: 20} and state.problems == []
@@ -295,9 +300,10 @@ def test_stream_lag_and_dead_letters(tmp_path):
                                                 + "monitor:\n  max_stream_lag: 10\n  max_dead_letter_rate: 0.05\n")
         texts = [b.text for b in monitoring.breaches(FeatureStore(root))]
         assert f"topic '{topic}': the stream is 20 records behind (limit 10)" in texts
-        assert "source 'transactions': 3 dead letters, 10.000% of its records (limit 5.000%)" in texts
+        assert "source 'transactions': 3 dead letters in the stream in the last 1d 0h, 10.000% of its records " \
+               "(limit 5.000%)" in texts
     finally:
-        client.delete(key)
+        client.delete(key, key + HOURS_SUFFIX)
 
 
 @pytest.mark.redis

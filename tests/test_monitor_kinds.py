@@ -6,6 +6,7 @@ have their own tests in test_monitor.py."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pandas as pd
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from featurestore.cli import app as cli
 from featurestore.engines.flink import stream as streaming
+from featurestore.engines.flink.commit import HOURS_SUFFIX
 from featurestore.store import FeatureStore
 from featurestore.verify import FeatureSkew, VerifyReport, save_run
 from tests.served import drop_online
@@ -96,12 +98,17 @@ def test_each_breach_kind_exits_1_and_clearing_it_exits_0(tmp_path):
         commit(10)
         client = store.online_store().client
         key = streaming.metrics_key(store.config.project, "events")
+        hours = key + HOURS_SUFFIX  # per hour of commit: [dead letters, events] (what Committer.publish writes)
+        hour = str(int(time.time() * 1000) // 3_600_000 * 3_600_000)
         client.hset(key, mapping={"dead_letters": 0, "null_key": 0, "events": 100})
+        client.hset(hours, mapping={hour: "[0, 100]"})
         try:
             assert monitor(tmp_path)[:2] == (0, [])
-            client.hset(key, mapping={"dead_letters": 20})  # 20 of 120 records
+            client.hset(key, mapping={"dead_letters": 20})
+            client.hset(hours, mapping={hour: "[20, 100]"})  # 20 of 120 records
             assert monitor(tmp_path)[:2] == (1, ["dead_letters"])
             client.hset(key, mapping={"dead_letters": 0})
+            client.hset(hours, mapping={hour: "[0, 100]"})
             commit(2)  # 8 records behind, over max_stream_lag 5
             assert monitor(tmp_path)[:2] == (1, ["lag"])
             commit(10)
@@ -109,7 +116,7 @@ def test_each_breach_kind_exits_1_and_clearing_it_exits_0(tmp_path):
             code, kinds, out = monitor(tmp_path, env={"FEATURESTORE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
             assert (code, kinds) == (1, ["unreadable"]), out
         finally:
-            client.delete(key)
+            client.delete(key, hours)
 
         # dead letters of pushes to a batch face (this source's pushes go through its topic, so its push
         # counters are written as a push to a batch face writes them)

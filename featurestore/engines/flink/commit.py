@@ -42,6 +42,7 @@ STAGED_LAYOUT = "_layout.json"  # beside a source's staged files: tables.staged_
 STAGED_LAYOUTS = "_layouts"  # beside a source's staged folders: a copy of each removed folder's layout
 PARTITION_COLUMN, OFFSET_COLUMN = "__kafka_partition", "__kafka_offset"  # in the view sinks' files
 DEAD_PARTITION, DEAD_OFFSET = "kafka_partition", "kafka_offset"  # columns of the dead-letter tables
+HOURS_SUFFIX = ":hours"  # beside a source's metrics hash: its dead letters and events per hour committed
 
 
 def _visible_files(staging: Path) -> List[Path]:
@@ -150,9 +151,12 @@ class DirCommitter:
                 p.unlink()
         state["seq"] = pending["seq"]
         state["rows"] += result.rows
+        added = {"rows": result.rows}
         for reason, n in result.counts.items():
             kind = reason if reason.startswith(NULL_KEY_PREFIX) else "malformed"
             state["by_reason"][kind] = state["by_reason"].get(kind, 0) + n
+            added[kind] = added.get(kind, 0) + n
+        _add_hour(state, added, int(time.time() * 1000))
         if pending.get("rebuild"):
             state.pop("rebuild_since", None)
         _write_json(self.staging / COMMITTER_STATE, state)
@@ -202,8 +206,23 @@ class DirCommitter:
         return done + self._finish(state, pending, self._commit_files(state, pending))
 
     def totals(self) -> dict:
+        """Rows and dead letters (by kind) committed since the directory was first used, and ``hours``: the
+        same per hour of commit (the hour's start in epoch ms -> {"rows": n, kind: n}), the last 31 days."""
         state = _read_json(self.staging / COMMITTER_STATE) or {"rows": 0, "by_reason": {}}
-        return {"rows": state["rows"], "by_reason": dict(state["by_reason"])}
+        return {"rows": state["rows"], "by_reason": dict(state["by_reason"]), "hours": dict(state.get("hours", {}))}
+
+
+def _add_hour(state: dict, added: Dict[str, int], now_ms: int) -> None:
+    """Count ``added`` in the committer state's hour of ``now_ms`` (``monitor`` watches the dead letters of the
+    last ``monitor.dead_letter_window``, as it does the pushes'); hours past the push counters' keep go."""
+    from featurestore.engines.backfill import PUSH_BUCKET_MS, PUSH_KEEP_MS
+
+    hours = {h: c for h, c in state.get("hours", {}).items() if int(h) >= now_ms - PUSH_KEEP_MS}
+    if any(added.values()):
+        hour = hours.setdefault(str(now_ms // PUSH_BUCKET_MS * PUSH_BUCKET_MS), {})
+        for kind, n in added.items():
+            hour[kind] = hour.get(kind, 0) + n
+    state["hours"] = hours
 
 
 def split_staged(staged: Path, view_dir) -> int:
@@ -381,6 +400,7 @@ class Committer:
         self.passes = 0
         self.lock = threading.Lock()
         self.publish_failing = False  # warn once per Redis outage, not on every pass
+        self._published: Dict[str, Dict[str, str]] = {}  # per source, the hours last published
 
     def commit(self, final: bool = False) -> int:
         """One pass over every staging directory. ``final``: the job has stopped (every file is visible)."""
@@ -462,16 +482,45 @@ class Committer:
             out[source] = m
         return out
 
+    def hours(self) -> Dict[str, Dict[str, str]]:
+        """Per source, per hour of commit (its start, epoch ms): ``"[dead letters, events]"`` (JSON), counted
+        as :meth:`metrics` counts them; what ``monitor`` sums over ``monitor.dead_letter_window``."""
+        out = {}
+        for source, views in self.sources.items():
+            counts: Dict[str, List[int]] = {}
+            for h, c in self.dead[source].totals()["hours"].items():
+                counts.setdefault(h, [0, 0])[0] += c.get("malformed", 0)
+            for v in views:
+                for h, c in self.views[v].totals()["hours"].items():
+                    counts.setdefault(h, [0, 0])[1] += c.get("rows", 0)
+            out[source] = {h: json.dumps(c) for h, c in counts.items()}
+        return out
+
     def publish(self) -> None:
         from featurestore.engines.flink import stream as streaming
         from featurestore.stores.online_redis import for_store
 
         try:
             online = for_store(self.store)
+            hours = self.hours()
+            published = {}
+            for source in hours:  # the hours Redis holds that the state no longer does (past the keep) go
+                key = streaming.metrics_key(self.store.config.project, source) + HOURS_SUFFIX
+                published[source] = self._published.get(source)
+                if published[source] is None:
+                    published[source] = {h.decode(): None for h in online.client.hkeys(key)}
             pipe = online.client.pipeline(transaction=False)
             for source, m in self.metrics().items():
                 pipe.hset(streaming.metrics_key(self.store.config.project, source), mapping=m)
+                key = streaming.metrics_key(self.store.config.project, source) + HOURS_SUFFIX
+                changed = {h: c for h, c in hours[source].items() if published[source].get(h) != c}
+                if changed:
+                    pipe.hset(key, mapping=changed)
+                gone = [h for h in published[source] if h not in hours[source]]
+                if gone:
+                    pipe.hdel(key, *gone)
             pipe.execute()
+            self._published = hours
         except Exception as exc:  # metrics are best effort; the data is committed
             if not self.publish_failing:
                 log.warning("could not publish stream metrics to Redis (retried on every commit): %s", exc)
@@ -493,4 +542,4 @@ def begin_rebuilds(store, names: Sequence[str]) -> None:
 
 __all__ = ["DirCommitter", "Committer", "split_staged", "remove_split_folders", "write_staged_layouts", "StreamIdentity", "Rebuild", "rebuilds", "rebuild_plan", "begin_rebuilds",
            "stream_states",
-           "COMMITTER_STATE", "COMMITTER_PENDING", "NULL_KEY_PREFIX"]
+           "COMMITTER_STATE", "COMMITTER_PENDING", "NULL_KEY_PREFIX", "HOURS_SUFFIX"]
