@@ -3,7 +3,7 @@
 On the data of ``bench/materialize_hot.py`` (generate it first: run that bench once with the same
 ``FS_BENCH_DATA``), per view: the kernel entities' table (``hot``), the plain entities' packed members
 (``plain``), the kernel entities' events table (``events``), the tiles query with each row's text
-(``tiles``) and the kernel entities' packed members (``members``), as
+(``tiles``) and the kernel entities' packed members (``members``; the tiles query includes the minutes' levels it reads), as
 :mod:`featurestore.stores.online_materialize` runs them; then the Python decoding of the tile rows
 (``decode``). CPU is this process's (Python and DuckDB's threads, ``time.process_time``).
 
@@ -71,15 +71,23 @@ def main(argv=None) -> int:
             cpu["plain"], _ = timed(lambda: con.sql(om.packed_members_sql(cv, rel, None, cut)).to_arrow_table())
             sql, order_text = om._events_sql(cv, picked_order=True)
             cpu["events"], _ = timed(lambda: con.execute(sql.format(relation=rel)))
-            tsql = dpart.tiles_sql(layout, om.HOT_EVENTS, cut, ret.keep_base, order_text, tile_top,
-                                   kentity.TILE_MIN_EVENTS, ret.keep_base and tile_top == TOP_LEVEL, text_cols,
-                                   row_text=(order_plain, merged),
-                                   pick_order=om._pick_order_sql(cv) if order_text else None)
-            cpu["tiles"], tiles = timed(lambda: con.sql(tsql).to_arrow_table())
+            all_tops = ret.keep_base and tile_top == TOP_LEVEL
+
+            def tiles_query():  # with each minute's lowest kept level first (code that has it)
+                extra = {}
+                if hasattr(dpart, "minute_levels"):
+                    extra["levels"] = dpart.minute_levels(con, om.HOT_EVENTS, cut, ret.keep_base, tile_top,
+                                                          kentity.TILE_MIN_EVENTS, all_tops, om.HOT_LEVELS)
+                tsql = dpart.tiles_sql(layout, om.HOT_EVENTS, cut, ret.keep_base, order_text, tile_top,
+                                       kentity.TILE_MIN_EVENTS, all_tops, text_cols, row_text=(order_plain, merged),
+                                       pick_order=om._pick_order_sql(cv) if order_text else None, **extra)
+                return con.sql(tsql).to_arrow_table()
+            cpu["tiles"], tiles = timed(tiles_query)
             cpu["decode"], _ = timed(lambda: [dpart.decode_rows(layout, b, order_text, loads, text_cols, merged)
                                               for b in tiles.to_batches(20_000)])
             cpu["members"], _ = timed(lambda: con.sql(om._packed_members_sql(cv, cut, order_text)).to_arrow_table())
             con.execute(f"DROP TABLE IF EXISTS {om.HOT}; DROP TABLE IF EXISTS {om.HOT_EVENTS}")
+            con.execute("DROP TABLE IF EXISTS __fs_mat_hlv")
             print(f"{view}: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
                   + f"; all {sum(cpu.values()):.2f} s CPU ({tiles.num_rows:,} tile rows)", flush=True)
     print(f"load {os.getloadavg()}")

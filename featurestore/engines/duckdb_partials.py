@@ -6,10 +6,12 @@ event before the cut and the top tiles). This module computes those rows in SQL,
 touches a hot entity's events one by one: it forwards the stored text of each tile row, written by
 DuckDB too (``row_text``: :mod:`featurestore.engines.duckdb_tile_text`), or decodes the row.
 
-Two aggregations: per (entity, minute) from the events, then per (entity, level, tile) from the
-minutes (each minute row joined with the levels up to the top: work proportional to minutes x levels,
-not events x levels); slots are computed only at the levels whose rows hold them (``Layout.levels``),
-and only tiles of more than ``TILE_MIN_EVENTS`` events are kept. Events are identified by ``__fs_r``,
+Two aggregations: per (entity, minute) from the events, then per (entity, level, tile), each level
+from the level below. With :func:`minute_levels` (materialize), each minute enters that rollup at the
+lowest level whose tile holding it is kept (counted first from the minutes' counts): a level then
+groups its kept tiles only, not every tile (most minutes hold an event or two, so the low levels had
+almost as many groups as events). Slots are computed only at the levels whose rows hold them
+(``Layout.levels``), and only tiles of more than ``TILE_MIN_EVENTS`` events are kept. Events are identified by ``__fs_r``,
 their rank in event order (the order materialize's stored members are numbered in); the values of
 first / last / latest are joined back from the events by that rank at the end.
 
@@ -39,6 +41,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+import pyarrow as pa
+
 from featurestore.engines import duckdb_tile_text as dtext
 from featurestore.kernel.exact import ExactSum, reduced
 from featurestore.kernel.partials import Encoded, EncodedRow, Layout, _NAN_KEY
@@ -55,7 +60,8 @@ def _float(v: Any) -> Any:
 
 def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, order_text: bool, tile_top: int,
               least: int, all_tops: bool, text_cols: frozenset = frozenset(),
-              row_text: Optional[Tuple[bool, Optional[int]]] = None, pick_order: Optional[str] = None) -> str:
+              row_text: Optional[Tuple[bool, Optional[int]]] = None, pick_order: Optional[str] = None,
+              levels: Optional[str] = None) -> str:
     """The rows :func:`featurestore.kernel.batch.changes_from_tiles` needs, from the events in ``table``
     (columns ``__fs_e``: entity number, ``__fs_d``: dense, ``__fs_ts`` ms, ``__fs_r`` rank in event
     order, ``__fs_o`` order rank, ``__fs_i<j>`` inputs, ``__fs_ord`` order text when ``order_text``):
@@ -66,14 +72,10 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     integers, booleans: never floats) come as their encoded JSON text (``to_json(list_sort(...))``).
     ``row_text = (order_plain, merged_level)``: each row's stored text too, column ``__fs_txt``
     (:func:`featurestore.engines.duckdb_tile_text.row_text_sql`). ``pick_order``: the SQL of a picked
-    event's order text over its row of ``table`` aliased ``__ALIAS__`` (default: its ``__fs_ord``)."""
-    minute = f"(__fs_ts - (((__fs_ts % {MINUTE_MS}) + {MINUTE_MS}) % {MINUTE_MS}))"
-    if cut is None:
-        g0, where = minute, "TRUE"
-    else:
-        g0 = f"CASE WHEN __fs_ts < {int(cut)} THEN {BASE_G} ELSE {minute} END"
-        where = "TRUE" if keep_base else f"__fs_ts >= {int(cut)}"
-    where += " AND (__fs_d" + ("" if cut is None else f" OR __fs_ts < {int(cut)}") + ")"
+    event's order text over its row of ``table`` aliased ``__ALIAS__`` (default: its ``__fs_ord``).
+    ``levels``: the table :func:`minute_levels` made of the same arguments; each minute then enters the
+    level rollup at its lowest kept level instead of level 0 (the same rows, far fewer groups)."""
+    g0, where = _minute_sql(cut, keep_base)
     key = f"(__fs_o * {_LOW + 1} + ({_LOW} - __fs_r))"
     m_cols: List[str] = ["count(*) AS n"]  # per (entity, minute)
     # per column of the minutes: (name, merge of a level's children, highest level holding it, final form)
@@ -137,13 +139,17 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     since = "" if cut is None else f" AND __fs_g >= {int(cut)}"
     used = sorted({col for _, col in layout.slots if col is not None})  # only what the aggregations read
     src = ", ".join(["__fs_e", "__fs_ts", "__fs_r", "__fs_o", *(f"__fs_i{c}" for c in used)])
-    ctes = [f"__fs_src AS MATERIALIZED (SELECT {src}, {g0} AS __fs_g0 FROM {table} WHERE {where})",
-            f"__fs_min AS MATERIALIZED (SELECT __fs_e, __fs_g0, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)"]
+    body = f"SELECT {src}, {g0} AS __fs_g0 FROM {table} WHERE {where}"
+    if levels is not None:  # each minute's lowest kept level (__fs_k; NULL for the base group)
+        body = f"SELECT * FROM ({body}) LEFT JOIN {levels} USING (__fs_e, __fs_g0)"
+    kcol = ", __fs_k" if levels is not None else ""
+    ctes = [f"__fs_src AS MATERIALIZED ({body})",
+            f"__fs_min AS MATERIALIZED (SELECT __fs_e, __fs_g0{kcol}, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)"]
     names = [m[0] for m in merges]
     finals = ", ".join(f"{final} AS {name}" for name, _, _, final in merges)
     outs = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, {finals} FROM __fs_min WHERE __fs_g0 = {BASE_G}"]
     # level 0 is the minutes; level k merges the tiles of level k - 1 (work ~ tiles, not events x levels)
-    ctes += _levels("__fs_t", "__fs_min", names, merges, tile_top, ["__fs_e"])
+    ctes += _levels("__fs_t", "__fs_min", names, merges, tile_top, ["__fs_e"], levels is not None)
     for k in range(tile_top + 1):
         outs.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_g, {finals} FROM __fs_t{k} WHERE ({keep.replace('__fs_l', str(k))}){since}")
     ctes.append(f"__fs_agg AS MATERIALIZED ({' UNION ALL '.join(outs)})")
@@ -154,13 +160,14 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
         e = f"({e0} - ((({e0}) % {_E_STEP}) + {_E_STEP}) % {_E_STEP})"  # a multiple of _E_STEP: few groups
         m = f"CAST(({x} * pow(2.0, (-__E) // 2)) * pow(2.0, -__E - ((-__E) // 2)) AS BIGINT)"
         ctes.append(
-            f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
+            f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0{kcol}, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
             f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 31 AS __H, abs(__M) & {(1 << 31) - 1} AS __L FROM "
-            f"(SELECT __fs_e, __fs_g0, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0, {x}, {e} AS __E FROM __fs_src "
+            f"(SELECT __fs_e, __fs_g0{kcol}, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0{kcol}, {x}, {e} AS __E FROM __fs_src "
             f"WHERE {x} IS NOT NULL AND isfinite({x}) AND {x} <> 0))) GROUP BY ALL)")
         fm = [(c, f"sum({c})", flv, c) for c in ("sm", "sh", "sk", "sl")]
         top = min(flv, tile_top)
-        ctes += _levels(f"__fs_f{col}_", f"__fs_fm{col}", ["sm", "sh", "sk", "sl"], fm, top, ["__fs_e", "__E"])
+        ctes += _levels(f"__fs_f{col}_", f"__fs_fm{col}", ["sm", "sh", "sk", "sl"], fm, top, ["__fs_e", "__E"],
+                        levels is not None)
         parts = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, __E, sm, sh, sk, sl FROM __fs_fm{col} "
                  f"WHERE __fs_g0 = {BASE_G}"]
         parts += [f"SELECT __fs_e, {k} AS __fs_l, __fs_g, __E, sm, sh, sk, sl FROM __fs_f{col}_{k}" for k in range(top + 1)]
@@ -207,18 +214,73 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
 
 
 def _levels(prefix: str, minutes: str, names: List[str], merges: List[Tuple[str, str, int, str]], top: int,
-            by: List[str]) -> List[str]:
+            by: List[str], pruned: bool = False) -> List[str]:
     """CTEs ``<prefix>0`` .. ``<prefix><top>``: the tiles of each level, ``__fs_g`` their start, from the
-    minute rows of ``minutes`` (not the base group); a column above its highest level is NULL."""
+    minute rows of ``minutes`` (not the base group); a column above its highest level is NULL.
+    ``pruned``: a minute row enters at its level ``__fs_k`` (:func:`minute_levels`), merged with the rows
+    of the level below: every level holds its kept tiles (each kept tile's minutes are at or below it),
+    not every tile (most are a minute or two of events that no kept tile is built from level by level)."""
     key = ", ".join(by)
+    at = (lambda k: f" AND __fs_k = {k}") if pruned else (lambda k: "")
     ctes = [f"{prefix}0 AS MATERIALIZED (SELECT {key}, __fs_g0 AS __fs_g, {', '.join(names)} FROM {minutes} "
-            f"WHERE __fs_g0 <> {BASE_G})"]
+            f"WHERE __fs_g0 <> {BASE_G}{at(0)})"]
     for k in range(1, top + 1):
         size = MINUTE_MS << k
         cols = ", ".join((merge if lvl >= k else "NULL") + f" AS {name}" for name, merge, lvl, _ in merges)
+        rows = f"{prefix}{k - 1}"
+        if pruned:  # the minutes entering here (their columns above this level NULL, as below)
+            entering = ", ".join((name if lvl >= k else "NULL") + f" AS {name}" for name, _, lvl, _ in merges)
+            rows = (f"(SELECT {key}, __fs_g, {', '.join(names)} FROM {rows} UNION ALL SELECT {key}, __fs_g0, {entering} "
+                    f"FROM {minutes} WHERE __fs_g0 <> {BASE_G}{at(k)})")
         ctes.append(f"{prefix}{k} AS MATERIALIZED (SELECT {key}, __fs_g - (((__fs_g % {size}) + {size}) % {size}) AS __fs_g, "
-                    f"{cols} FROM {prefix}{k - 1} GROUP BY ALL)")
+                    f"{cols} FROM {rows} GROUP BY ALL)")
     return ctes
+
+
+def _minute_sql(cut: Optional[int], keep_base: bool) -> Tuple[str, str]:
+    """``(group, where)``: an event's group (its minute's start, or :data:`BASE_G` before ``cut``) and the
+    events :func:`tiles_sql` reads."""
+    minute = f"(__fs_ts - (((__fs_ts % {MINUTE_MS}) + {MINUTE_MS}) % {MINUTE_MS}))"
+    if cut is None:
+        g0, where = minute, "TRUE"
+    else:
+        g0 = f"CASE WHEN __fs_ts < {int(cut)} THEN {BASE_G} ELSE {minute} END"
+        where = "TRUE" if keep_base else f"__fs_ts >= {int(cut)}"
+    where += " AND (__fs_d" + ("" if cut is None else f" OR __fs_ts < {int(cut)}") + ")"
+    return g0, where
+
+
+def minute_levels(con, table: str, cut: Optional[int], keep_base: bool, tile_top: int, least: int, all_tops: bool,
+                  out: str) -> str:
+    """Temporary table ``out`` (``__fs_e, __fs_g0, __fs_k``) for :func:`tiles_sql` of the same arguments:
+    per minute of the events (not the base group) the lowest level at which the tile holding it is
+    kept (more than ``least`` events, or a top tile with ``all_tops``; ``tile_top + 1``: none is). A
+    tile's count is at least each child's, so the levels above it are kept too. Counted in numpy from
+    the minutes' counts in (entity, minute) order."""
+    g0, where = _minute_sql(cut, keep_base)
+    counts = con.sql(f"SELECT __fs_e, __fs_g0, count(*) AS n FROM (SELECT __fs_e, {g0} AS __fs_g0 FROM {table} "
+                     f"WHERE {where}) WHERE __fs_g0 <> {BASE_G} GROUP BY ALL ORDER BY ALL").to_arrow_table()
+    e = counts.column("__fs_e").to_numpy().astype(np.int64)
+    g = counts.column("__fs_g0").to_numpy().astype(np.int64)
+    n = counts.column("n").to_numpy().astype(np.int64)
+    k = np.full(len(n), tile_top + 1, dtype=np.int64)
+    if len(n):
+        same_e = np.concatenate(([False], e[1:] == e[:-1]))
+        for level in range(tile_top + 1):
+            tile = np.floor_divide(g, MINUTE_MS << level)
+            starts = np.flatnonzero(~(same_e & np.concatenate(([False], tile[1:] == tile[:-1]))))
+            kept = np.add.reduceat(n, starts) > least
+            if all_tops and level == tile_top:
+                kept[:] = True
+            rows = np.repeat(kept, np.diff(np.append(starts, len(n))))
+            k = np.where(rows & (k > level), level, k)
+    con.register("__fs_lv_arrow", pa.table({"__fs_e": counts.column("__fs_e"), "__fs_g0": counts.column("__fs_g0"),
+                                            "__fs_k": pa.array(k, pa.int64())}))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT * FROM __fs_lv_arrow")
+    finally:
+        con.unregister("__fs_lv_arrow")
+    return out
 
 
 def _zero(z: Optional[int]) -> float:
@@ -410,4 +472,4 @@ def _order(o: Any, order_text: bool, loads) -> list:
     return loads(o) if order_text else [o]
 
 
-__all__ = ["BASE_G", "tiles_sql", "decode_rows"]
+__all__ = ["BASE_G", "tiles_sql", "minute_levels", "decode_rows"]

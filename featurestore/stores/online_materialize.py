@@ -53,7 +53,7 @@ from featurestore.stores import online_redis as orr
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_packed import from_columns, pack_counted, packed_sql
 
-HOT, HOT_EVENTS = "__fs_mat_hot", "__fs_mat_hev"
+HOT, HOT_EVENTS, HOT_LEVELS = "__fs_mat_hot", "__fs_mat_hev", "__fs_mat_hlv"
 
 
 # Fewer kernel entities' events than this in a pass: they are built entity by entity (the vectorised
@@ -179,7 +179,7 @@ def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Option
                         pass
                 _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, only=hot)
             finally:
-                con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}")
+                con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}; DROP TABLE IF EXISTS {HOT_LEVELS}")
     writer.flush()
     deleted = store.delete_unwritten(cv, writer.written)  # gone from the table, or every event behind the cut
     store.write_marker(cv, end_ms, "materialize")
@@ -372,13 +372,15 @@ def _groups(con, cv: CompiledView, layout: Layout, cut, keep_base: bool, order_t
     merged = tile_top if keep_base else None  # rows changes_from_tiles merges into prefixes
     types = dict(cv.stored_columns)
     order_plain = dtext.order_plain([types[c] for c in ofmt.order_columns(cv)])
+    all_tops = keep_base and tile_top == TOP_LEVEL
+    levels = dpart.minute_levels(con, HOT_EVENTS, cut, keep_base, tile_top, kentity.TILE_MIN_EVENTS, all_tops, HOT_LEVELS)
     sql = dpart.tiles_sql(layout, HOT_EVENTS, cut, keep_base, order_text, tile_top, kentity.TILE_MIN_EVENTS,
-                          keep_base and tile_top == TOP_LEVEL, text_cols,
-                          row_text=(order_plain, merged) if TILE_TEXT else None,
-                          pick_order=_pick_order_sql(cv) if order_text else None)
+                          all_tops, text_cols, row_text=(order_plain, merged) if TILE_TEXT else None,
+                          pick_order=_pick_order_sql(cv) if order_text else None, levels=levels)
     # fetched whole (held tiles only: far fewer rows than events) before the members are streamed on
     # the same connection, which holds one open result at a time
     parts = con.sql(sql).to_arrow_table()
+    con.execute(f"DROP TABLE IF EXISTS {HOT_LEVELS}")
     cur, acc = None, []
     for batch in parts.to_batches(20_000):
         for e, level, start, n, row in dpart.decode_rows(layout, batch, order_text, loads, text_cols, merged):
