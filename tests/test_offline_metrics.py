@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.redis]
 POLICY = """
 roles:
   admin: [{actions: all}]
-  trainer: [{actions: [read_offline], views: [spend]}]
+  trainer: [{actions: [read_offline], views: [spend]}, {actions: [read_metadata], views: [secret]}]
 principals:
   admin: [admin]
   trainer: [trainer]
@@ -50,7 +50,8 @@ def _repo(root):
         'events = Source(schema={"user_id": "string", "x": "float64", "ts": "timestamp"}, timestamp="ts", '
         'batch=ParquetFiles("data/*.parquet"))\n'
         'spend = FeatureView(entities=[user], source=events, features=[Aggregation("x", "sum", "1h", name="s1h")])\n'
-        'secret = FeatureView(entities=[user], source=events, features=[Aggregation("x", "max", "1h", name="m1h")])\n')
+        'secret = FeatureView(entities=[user], source=events, features=[Aggregation("x", "max", "1h", name="m1h")])\n'
+        'hidden = FeatureView(entities=[user], source=events, features=[Aggregation("x", "min", "1h", name="n1h")])\n')
     (root / "featurestore.yaml").write_text(f"project: om_{uuid.uuid4().hex[:8]}\ndefinitions: definitions\n"
                                             "access_control:\n  enabled: true\n")
     (root / "access.yaml").write_text(POLICY)
@@ -74,7 +75,7 @@ def test_every_call_is_counted_by_api_and_outcome(tmp_path):
     rows = entity_rows = 0
     try:
         for _ in range(24):
-            kind = rng.choice(["ok", "unauthenticated", "unauthorized", "invalid", "refused"])
+            kind = rng.choice(["ok", "unauthenticated", "unauthorized", "hidden", "invalid", "refused"])
             n = rng.randint(1, 5)
             entity_df = pd.DataFrame({"user_id": [rng.choice(["u1", "u2", "u3"]) for _ in range(n)],
                                       "event_timestamp": pd.Timestamp("2026-01-01 00:30", tz="UTC")})
@@ -90,10 +91,16 @@ def test_every_call_is_counted_by_api_and_outcome(tmp_path):
                     rows += len(got)
                     entity_rows += n
                 else:
+                    # a view the trainer may see but not read is refused; one it may not see answers as
+                    # an unknown name (no existence probe) and counts as a mistaken reference
                     refs = {"unauthenticated": ["spend:s1h"], "unauthorized": ["secret:m1h"],
-                            "invalid": ["spend:s1"]}[kind]
-                    with pytest.raises(AccessError if kind != "invalid" else RequestError):
+                            "hidden": ["hidden:n1h"], "invalid": ["spend:s1"]}[kind]
+                    refused = kind in ("unauthenticated", "unauthorized")
+                    error, match = (AccessError, None) if refused else (RequestError, "unknown|has no")
+                    with pytest.raises(error, match=match):
                         client.get_historical_features(entity_df, features=refs)
+                    if kind == "hidden":
+                        kind = "invalid"
             if kind == "unauthenticated":
                 api = "do_exchange"  # refused before the command is read
             want[(api, kind)] = want.get((api, kind), 0) + 1
