@@ -151,6 +151,7 @@ class ProjectConfig:
     redis_tls_cert: Optional[str] = None  # client certificate (mutual TLS)
     redis_tls_key: Optional[str] = None
     redis_tls_check_hostname: bool = True
+    redis_allow_eviction: bool = False  # accept a Redis that may evict keys (evicted entities read as absent)
     kafka_bootstrap: str = "127.0.0.1:19092"
     flink_jars_dir: str = "infra/.cache/flink-jars"
     restart: RestartStrategy = field(default_factory=RestartStrategy)
@@ -358,6 +359,7 @@ KEYS: Tuple[Key, ...] = (
     Key(("online_store", "tls_key"), "redis_tls_key", "FEATURESTORE_REDIS_TLS_KEY", _text),
     Key(("online_store", "tls_check_hostname"), "redis_tls_check_hostname",
         "FEATURESTORE_REDIS_TLS_CHECK_HOSTNAME", _flag),
+    Key(("online_store", "allow_eviction"), "redis_allow_eviction", "FEATURESTORE_REDIS_ALLOW_EVICTION", _flag),
     Key(("kafka", "bootstrap_servers"), "kafka_bootstrap", "FEATURESTORE_KAFKA_BOOTSTRAP", _text),
     Key(("flink", "jars_dir"), "flink_jars_dir", "FEATURESTORE_FLINK_JARS_DIR", _text),
     Key(("event_time", "max_future"), "event_time_max_future", "FEATURESTORE_EVENT_TIME_MAX_FUTURE", _max_future),

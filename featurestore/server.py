@@ -29,7 +29,8 @@ clients always send it), or ``?format=feast``, is answered in Feast's shape (``{
 ``/materialize`` and ``/materialize-incremental`` are Feast's too (``featurestore.server_feast``). A request
 may name its request id with the ``X-Request-Id`` header; a logged lookup returns it in that header.
 
-``/health`` is 503 when Redis is unreachable or an online view has no online state (never loaded, or
+``/health`` is 503 when Redis is unreachable, may evict keys (``maxmemory`` with a policy other than
+``noeviction``, unless ``online_store.allow_eviction``) or an online view has no online state (never loaded, or
 Redis lost its data): lookups of such a view are refused, never answered with defaults.
 """
 
@@ -256,8 +257,13 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
         seen = [n for n in store.repo.views if server_auth.can_read(request, access.view_obj(store.repo, n))]
         try:
             markers = store.online_store().markers(online)
+            evicting = None if store.config.redis_allow_eviction else store.online_store().eviction()
         except Exception as exc:  # noqa: BLE001 - report any failure as unhealthy
             return JSONResponse({"status": "unhealthy", "redis": str(exc).splitlines()[0]}, status_code=503)
+        if evicting:  # entities evicted under memory pressure would read as absent (docs/online-store.md)
+            return JSONResponse({"status": "unhealthy", "project": store.config.project, "redis_eviction": evicting,
+                                 "detail": "Redis may evict keys under memory pressure: set maxmemory-policy "
+                                           "noeviction (or online_store.allow_eviction: true)"}, status_code=503)
         missing = sorted(n for n in online if markers.get(n) is None)
         if missing:  # lookups of these views are refused, never served as defaults
             hidden = len([n for n in missing if n not in seen])  # counted, not named, to who may not see them

@@ -33,7 +33,7 @@ def test_nested_typos_are_errors_naming_the_path_and_the_closest_key_all_at_once
 @pytest.mark.parametrize("text,expected", [
     ("tls: true\n", "unknown key 'tls' (did you mean 'online_store.tls'?)"),
     ("onlinestore:\n  tls: true\n", "unknown key 'onlinestore' (did you mean 'online_store'?)"),
-    ("online_store: redis://h:1/0\n", "'online_store' must be a mapping of keys (password, redis_url, tls, "),
+    ("online_store: redis://h:1/0\n", "'online_store' must be a mapping of keys (allow_eviction, password, redis_url, tls, "),
     ("online_store:\n  tls:\n    enabled: true\n", "'online_store.tls' expects a single value, got a dict"),
     ("server:\n  zzz: 1\n", "unknown key 'server.zzz' (valid here: host, max_body_bytes, max_entities, "),
     ("online_store:\n  tls: maybe\n", "redis tls must be true or false, got 'maybe'"),

@@ -75,6 +75,7 @@ def apply(store, cv, events: Dict[tuple, List[Tuple[int, str]]], upsert: bool = 
     format) is refused with the reason lookups give, and nothing is written. ``upsert``: an event identical (time, inputs and the
     order values the view stores: ``online_format``) to one the entity holds raw is not added again."""
     online = orr.for_store(store)
+    online.check_eviction(store.config.redis_allow_eviction)
     marker = online.markers([cv.name]).get(cv.name)
     why = view_refusal(cv, marker, (marker.get("h") or 0) if marker is not None else 0, store)
     if why:

@@ -265,6 +265,7 @@ class RedisOnlineStore:
         self._read = None
         self._write = None
         self._commit = None
+        self._eviction_checked = False
 
     @property
     def client(self):
@@ -386,6 +387,43 @@ class RedisOnlineStore:
         for sl in range(16384):
             pipe.set(slot_key(self.project, sl), b"1")
         self._guard(pipe.execute)
+
+    def eviction(self) -> Optional[str]:
+        """``"maxmemory-policy P, maxmemory N"`` when Redis (any master of a cluster) may evict keys under
+        memory pressure (``maxmemory`` set and a policy other than ``noeviction``): an entity whose keys
+        were all evicted would read as one without events, served as NOT_FOUND. None when it cannot
+        (or when ``CONFIG`` is not allowed: a managed Redis may rename it; then its docs say)."""
+        import redis
+
+        try:
+            if self.cluster:
+                replies = self._guard(self.client.config_get, "maxmemory*", target_nodes=self.client.PRIMARIES)
+                configs = list(replies.values()) if isinstance(replies, dict) and replies and \
+                    all(isinstance(v, dict) for v in replies.values()) else [replies]
+            else:
+                configs = [self._guard(self.client.config_get, "maxmemory*")]
+        except redis.exceptions.ResponseError:
+            return None
+        for cfg in configs:
+            cfg = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                   for k, v in (cfg or {}).items()}
+            policy, limit = cfg.get("maxmemory-policy", "noeviction"), int(cfg.get("maxmemory", 0) or 0)
+            if limit > 0 and policy != "noeviction":
+                return f"maxmemory-policy {policy}, maxmemory {limit}"
+        return None
+
+    def check_eviction(self, allow: bool) -> None:
+        """Refuse to load online state into a Redis that may evict it (:meth:`eviction`), unless ``allow``
+        (``online_store.allow_eviction``): evicted entities would be served as absent, never detected."""
+        if allow or self._eviction_checked:
+            return
+        why = self.eviction()
+        if why:
+            raise InfraError(f"Redis at {redact(self.url)} may evict keys under memory pressure ({why}): an "
+                             "entity whose keys were evicted would be served as not found (counts 0, defaults); "
+                             "set maxmemory-policy noeviction (or maxmemory 0), or online_store.allow_eviction: "
+                             "true to accept that")
+        self._eviction_checked = True
 
     def slots_lost(self) -> int:
         """How many slot sentinels are missing (0 on a single Redis)."""
@@ -524,6 +562,7 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
     end_ms = to_epoch_ms(end, "end")
     online = for_store(store)
     online._guard(online.client.ping)
+    online.check_eviction(store.config.redis_allow_eviction)
     online.write_slot_sentinels()
     con = store._connect()
     results = []

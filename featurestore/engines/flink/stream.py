@@ -274,6 +274,7 @@ def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] =
     views = [n for n in names if store.repo.views[n].online]
     if not views:
         return []
+    online.check_eviction(store.config.redis_allow_eviction)
     markers = online.markers(views)
     lost = restored is not None and online.slots_lost() > 0  # a cluster master lost its data
     # a marker of another format (online_format: this library upgraded under a running job) is re-seeded
