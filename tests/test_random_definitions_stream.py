@@ -18,6 +18,7 @@ starts streaming fails it until it is taken off the list (a strict known gap, no
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import uuid
 from collections import Counter
@@ -42,6 +43,10 @@ SOURCE_COLUMNS = ["k", "g", "a", "n", "s", "b", "t2", "big", "cr", "ts"]
 STREAM_REFUSED = frozenset({"p_concat", "p_least", "p_ms", "p_hr", "epoch_ms(ts) % 2 = 0", "a IS DISTINCT FROM 0"})
 
 
+UNSUPPORTED_TIMES = ["1899-12-31T23:59:59.999Z", "2200-01-01T00:00:00Z", "2262-04-01T00:00:00.5Z"]
+OUT_OF_RANGE = "event time 'ts' out of range (supported: 1900-01-01 to 2199-12-31 UTC)"
+
+
 @dataclasses.dataclass
 class Streamed:
     seed: int
@@ -59,10 +64,20 @@ def kafka_records(events: pd.DataFrame, seed: int):
             for r in rows]
 
 
+def with_unsupported_times(events: pd.DataFrame, rng: random.Random) -> pd.DataFrame:
+    """``events`` plus copies of random ones at the event times just outside the supported range, and beyond:
+    dead letters of both jobs (``max_future: none`` bounds nothing else)."""
+    extra = events.iloc[[rng.randrange(len(events)) for _ in UNSUPPORTED_TIMES]].copy()
+    extra["ts"] = pd.to_datetime(UNSUPPORTED_TIMES, utc=True, format="ISO8601")
+    return pd.concat([events, extra], ignore_index=True)
+
+
 def stream_seed(root: Path, seed: int, kafka_admin) -> Streamed:
     topic = f"fs_rdefs_{uuid.uuid4().hex[:10]}"
     project = f"t_rdefs_stream_{uuid.uuid4().hex[:8]}"
     rng, events = randomdefs.write_repo(root, seed, stream_topic=topic, project=project, exclude=STREAM_REFUSED)
+    events = with_unsupported_times(events, rng)
+    randomdefs.write(root, events)
     create_topic(kafka_admin, topic)
     produce(topic, kafka_records(events, seed))
     store = FeatureStore(root)
@@ -82,7 +97,10 @@ def check_dead_letters(s: Streamed):
     table = streaming.dead_letter_table(s.store, "src")
     files = table.files(table.version) if table.version is not None else []
     rows = [r for f in files for r in read_file(table, f).to_pylist()]
-    assert Counter(r["reason"] for r in rows) == s.backfill.dead_letters.get("src", Counter()), f"seed {s.seed}"
+    reasons = Counter(r["reason"] for r in rows)
+    assert reasons == s.backfill.dead_letters.get("src", Counter()), f"seed {s.seed}"
+    assert reasons[OUT_OF_RANGE] == len(UNSUPPORTED_TIMES), reasons
+    assert any(r.startswith("null join key") for r in reasons), reasons  # 3% of keys are null
 
 
 def check_offline_equals_oracle(s: Streamed, requests: pd.DataFrame) -> pd.DataFrame:
@@ -93,6 +111,30 @@ def check_offline_equals_oracle(s: Streamed, requests: pd.DataFrame) -> pd.DataF
     return offline
 
 
+ROUNDED = {"sum", "mean", "stddev", "variance"}  # float results within 1e-9 relative (SPEC §3); the rest exact
+
+
+def same_online(a, b, function: str) -> bool:
+    """SPEC §3 equality of an online value ``a`` and the offline one ``b`` (from Arrow: null is None, NaN a
+    float): float sums, means and variances to 1e-9 relative; every other value identical, NaN only equal to
+    NaN, first/last/latest to the sign of zero (docs/semantics.md: the value as it is; min/max may return
+    either zero)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool) or isinstance(b, bool):
+            return False
+        a, b = float(a), float(b)
+        if a != a or b != b:
+            return a != a and b != b
+        if function in ROUNDED:
+            return same_value(a, b)
+        return a == b and (function not in ("first", "last", "latest") or math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
 def entity(row) -> dict:
     return {"k": row["k"], "g": None if pd.isna(row["g"]) else int(row["g"])}
 
@@ -101,6 +143,7 @@ def check_online(s: Streamed, requests: pd.DataFrame, offline: pd.DataFrame, ref
     """Online at each request = the offline row = (through it) the oracle; a view's refusal must name its
     retention horizon, and only ``refusable`` requests may be refused."""
     compared, problems = Counter(), []
+    exact = {name: col.to_pylist() for name, col in zip(offline.to_arrow().column_names, offline.to_arrow().columns)}
     for i, r in enumerate(requests.to_dict("records")):
         res = s.store.get_online_features([entity(r)], feature_service="everything", request_time=r["event_timestamp"])
         got, statuses = res.to_dict(), res.statuses()
@@ -110,9 +153,10 @@ def check_online(s: Streamed, requests: pd.DataFrame, offline: pd.DataFrame, ref
                 assert any("before the online store's retention horizon" in why for why in res.refusals), res.refusals
                 continue
             compared[view.name] += 1
-            for f in view.feature_names:
-                a, e = got[f][0], offline[f].iloc[i]
-                if not same_value(a, e if not (isinstance(e, float) and e != e) else None):
+            for feature in view.features:
+                f = feature.name
+                a, e = got[f][0], exact[f][i]
+                if not same_online(a, e, getattr(feature, "function", "latest")):
                     problems.append(f"row {i} {view.name}.{f} at {r['event_timestamp']} {entity(r)}: "
                                     f"online {a!r}, offline {e!r}")
     assert not problems, f"seed {s.seed}: {len(problems)} online != offline, e.g.\n" + "\n".join(problems[:15])
@@ -135,10 +179,11 @@ def run(tmp_path, redis_client, kafka_admin, seed: int):
     try:
         check_offline_tables(s)
         check_dead_letters(s)
-        requests = randomdefs.random_requests(s.rng, s.events, n=60)
+        events = s.events.iloc[:-len(UNSUPPORTED_TIMES)]  # requests about the events (those the jobs take)
+        requests = randomdefs.random_requests(s.rng, events, n=60)
         offline = check_offline_equals_oracle(s, requests)
         compared = check_online(s, requests, offline, refusable=True)
-        end = after_the_last_event(s.events)
+        end = after_the_last_event(events)
         check_online(s, end, check_offline_equals_oracle(s, end), refusable=False)
         assert sum(compared.values()) > 0, f"seed {s.seed}: every request refused"
     finally:

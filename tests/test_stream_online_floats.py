@@ -1,11 +1,12 @@
-"""Non-finite floats on the streaming job's online path (SPEC §3.2; docs/semantics.md, non-finite values).
+"""Floats on the streaming job's online path as they are (SPEC §3.2; docs/semantics.md, non-finite values).
 
 A source column never holds NaN or an infinity (JSON cannot carry one), but a projection or feature
 expression can compute one (``a / 0``, ``a * a`` past 1e308). The JVM writes the online rows the way Flink's
 ``JSON_ARRAY`` does, a non-finite DOUBLE as the *string* ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``
-(tests/test_stream_json_array.py); the Python operator must hold the float again. It used to keep the
-string: a ``max`` over it raised ``TypeError`` at lookup, ``last``/latest served a string, ``sum`` lost the
-infinity. Found by tests/test_random_definitions_stream.py."""
+(tests/test_stream_json_array.py); the Python operator must hold the float again (it kept the string: a
+``max`` over finite and non-finite values raised ``TypeError`` at lookup). And ``JSON_ARRAY`` writes -0.0 as
+``0.0``: a latest/first/last of -0.0 was 0.0 online, -0.0 offline (``fs_json_array`` writes ``-0.0`` now).
+Both found by tests/test_random_definitions_stream.py."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ v = FeatureView(name="v", entities=[user], source=src, projections={"q": "a / 0"
               Aggregation("sq", "max", "1s", name="max_sq_1s"), Aggregation("sq", "last", None, name="last_sq"),
               Aggregation("sq", "first", "1m", name="first_sq"), Aggregation("sq", "sum", None, name="sum_sq"),
               Aggregation("sq", "sum", "2s", name="sum_sq_2s"), Aggregation("sq", "mean", None, name="mean_sq"),
-              Aggregation("sq", "stddev", "3s", name="sd_sq_3s"), Aggregation("sq", "count_distinct", None, name="nsq")])
+              Aggregation("sq", "stddev", "3s", name="sd_sq_3s"), Aggregation("sq", "count_distinct", None, name="nsq"),
+              Latest("a", name="latest_a"), Aggregation("a", "last", None, name="last_a"),
+              Aggregation("a", "first", "1ms", name="first_a_1ms")])
 '''
 COLUMNS = ["k", "g", "a", "n", "s", "b", "t2", "big", "cr", "ts"]
 BASE = pd.Timestamp("2026-03-01T00:00:00Z")
@@ -120,6 +123,10 @@ def test_online_values_of_non_finite_expressions_equal_offline_and_oracle(tmp_pa
             assert res.refusals == []
             got.append({f: vals[0] for f, vals in res.to_dict().items()})
         assert_features_equal(pd.DataFrame(got), expected, view.feature_names, "online (stream state) vs oracle")
+        signs = [(i, f, a, e) for f in ("latest_a", "last_a", "first_a_1ms")
+                 for i, (a, e) in enumerate(zip([g[f] for g in got], expected[f].tolist()))
+                 if a == 0.0 and math.copysign(1, a) != math.copysign(1, e)]  # the value as it is: -0.0 too
+        assert not signs, f"online loses the sign of zero: {signs[:5]}"
     finally:
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])
