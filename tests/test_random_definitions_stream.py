@@ -6,10 +6,11 @@ consumes them; the same events are backfilled by DuckDB into a second offline ro
 
 * batch = stream: every view's offline table holds the same rows (and Arrow schema) in both roots;
 * dead letters: the same reasons, counted alike, in the stream's dead-letter table and the backfill's
-  (events past 2199 in the seeds based near 2200, null join keys);
-* offline (the stream's tables) = oracle at random requests; online (the stream's Redis state) = offline =
-  oracle at every request not earlier than the view's retention horizon (earlier ones must be refused
-  saying so), and at requests after the last event for every key (never refused).
+  (copies of random events at times just outside the supported range and beyond, null join keys);
+* offline (the stream's tables) = oracle at random requests; online (the stream's Redis state) = offline
+  at every request not earlier than the view's retention horizon (earlier ones must be refused saying
+  so), and at requests after the last event for every key (never refused): identical values, float
+  sums/means/variances to 1e-9 relative, NaN apart from null, first/last/latest to the sign of zero.
 
 Constructs the streaming job refuses at plan time (:data:`STREAM_REFUSED`) are left out of the generated
 definitions (``randomdefs.random_defs(exclude=...)``); a fast test checks each is still refused, so one that
@@ -41,8 +42,6 @@ SOURCE_COLUMNS = ["k", "g", "a", "n", "s", "b", "t2", "big", "cr", "ts"]
 # Filters and projections of tests/randomdefs.py the streaming job refuses at plan time (engines/flink/exprs.py
 # has no exact Flink rendering of them yet): function epoch_ms/hour/least/concat, IS DISTINCT FROM.
 STREAM_REFUSED = frozenset({"p_concat", "p_least", "p_ms", "p_hr", "epoch_ms(ts) % 2 = 0", "a IS DISTINCT FROM 0"})
-
-
 UNSUPPORTED_TIMES = ["1899-12-31T23:59:59.999Z", "2200-01-01T00:00:00Z", "2262-04-01T00:00:00.5Z"]
 OUT_OF_RANGE = "event time 'ts' out of range (supported: 1900-01-01 to 2199-12-31 UTC)"
 
@@ -122,7 +121,7 @@ def same_online(a, b, function: str) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, float) or isinstance(b, float):
-        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool) or isinstance(b, bool):
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
             return False
         a, b = float(a), float(b)
         if a != a or b != b:
@@ -220,8 +219,8 @@ def test_constructs_left_out_are_still_refused_by_the_stream(tmp_path, construct
     else:
         parts, feature = f"filter={construct!r}", "Latest('a', name='x')"
     (tmp_path / "definitions").mkdir()
-    (tmp_path / "definitions" / "features.py").write_text(
-        randomdefs.header("t") + f"v = FeatureView(name='v', entities=[user], source=src, {parts}, features=[{feature}])\n")
+    view = f"v = FeatureView(name='v', entities=[user], source=src, {parts}, features=[{feature}])\n"
+    (tmp_path / "definitions" / "features.py").write_text(randomdefs.header("t") + view)
     (tmp_path / "featurestore.yaml").write_text("project: p\ndefinitions: definitions\n")
     problems = check_repo(FeatureStore(tmp_path).repo)
     assert problems and "cannot run in the streaming job" in problems[0].message, \
