@@ -81,7 +81,9 @@ def stream_seed(root: Path, seed: int, kafka_admin) -> Streamed:
     produce(topic, kafka_records(events, seed))
     store = FeatureStore(root)
     ref = FeatureStore(root, config=dataclasses.replace(load_config(root), offline_root=str(root / "ref_offline")))
-    streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+    # 500 ms mini-batches (a bounded run's default is 5 s): more batches per entity, so the online state's
+    # incremental path (drains, trims, tiles settled across batches) runs more often
+    streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000, flush_ms=500)
     return Streamed(seed, events, rng, store, ref, ref.backfill())
 
 
