@@ -3,12 +3,14 @@ projections, every aggregation over columns, projections and expressions, window
 TTLs, defaults; random events with hot keys, ties (equal ms, created-time ties and nulls), nulls in every
 column, extreme values (int64 extremes, +-0.0, 5e-324, +-1e308, unicode) from a base time picked per seed
 (1900, across 1970, 2000-02-29, 2026, the last minutes before 2200). Used by tests/test_random_definitions.py
-(and good for longer fuzzing runs: ``check(seed)`` over many seeds).
+(and good for longer fuzzing runs: ``check(seed)`` over many seeds). ``stream_topic`` gives the source a Kafka
+face as well (tests/test_random_definitions_stream.py).
 """
 
 from __future__ import annotations
 
 import random
+from typing import Optional
 
 import pandas as pd
 
@@ -37,15 +39,19 @@ KEYS = ["u1", "u2", "u3", "é", "", "a:b", "😀"]
 CREATED_US = [0, 1, 2, 1000, 999_999]  # created-time offsets: ties and microsecond differences
 
 
-def random_defs(rng: random.Random) -> str:
+def random_defs(rng: random.Random, stream_topic: Optional[str] = None, exclude: frozenset = frozenset()) -> str:
     """The text of a definitions file: 2-4 views ``v0..`` of 3-12 features ``f<view>_<i>`` and a service
-    ``everything`` of all of them."""
+    ``everything`` of all of them; the source ``src`` also reads the Kafka topic ``stream_topic`` if given
+    (the same views: the stream face changes no draw of ``rng``). ``exclude``: filters (their text) and
+    projections (their name) never to generate (those the streaming job refuses, for its tests)."""
     views = []
+    filters = [f for f in FILTERS if f not in exclude]
+    proj_names = sorted(p for p in PROJ if p not in exclude)
     n_views = rng.randint(2, 4)
     for vi in range(n_views):
         ent = rng.choice(["user", "grp", "pair"])
-        projs = rng.sample(sorted(PROJ), rng.randint(0, 4))
-        filt = rng.choice([None, None] + FILTERS)
+        projs = rng.sample(proj_names, rng.randint(0, 4))
+        filt = rng.choice([None, None] + filters)
         ttl = rng.choice([None, None, "1ms", "1s", "10s", "45s", "1h", "3650d"])
         feats = []
         cols = COLS + projs
@@ -77,17 +83,24 @@ def random_defs(rng: random.Random) -> str:
 v{vi} = FeatureView(name="v{vi}", entities=[{ent}], source=src, filter={filt!r},
     projections={ {p: PROJ[p] for p in projs}!r}, ttl={ttl!r},
     features=[{", ".join(feats)}])''')
+    return header(stream_topic) + "".join(views) + f'''
+everything = FeatureService(name="everything", features=[{", ".join(f"v{i}" for i in range(n_views))}])
+'''
+
+
+def header(stream_topic: Optional[str] = None) -> str:
+    """The definitions file's imports, entities ``user`` (k), ``grp`` (g), ``pair`` (k, g) and source ``src``
+    (with a Kafka face on ``stream_topic`` if given)."""
+    stream = "" if stream_topic is None else f", stream=KafkaTopic({stream_topic!r}), watermark_delay='2s'"
     return '''
-from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source
+from featurestore import Aggregation, Entity, FeatureService, FeatureView, KafkaTopic, Latest, ParquetFiles, Source
 user = Entity(name="user", join_keys=["k"])
 grp = Entity(name="grp", join_keys=["g"])
 pair = Entity(name="pair", join_keys=["k", "g"])
 src = Source(name="src", schema={"k": "string", "g": "int64", "a": "float64", "n": "int64", "s": "string",
                      "b": "bool", "t2": "timestamp", "big": "int64", "cr": "timestamp", "ts": "timestamp"},
-             timestamp="ts", tiebreak=["cr"], batch=ParquetFiles("data/events/*.parquet"))
-''' + "".join(views) + f'''
-everything = FeatureService(name="everything", features=[{", ".join(f"v{i}" for i in range(n_views))}])
-'''
+             timestamp="ts", tiebreak=["cr"], batch=ParquetFiles("data/events/*.parquet")''' + stream + """)
+"""
 
 
 def random_events(rng: random.Random, n: int = 300, base: pd.Timestamp = BASE) -> pd.DataFrame:
@@ -168,13 +181,15 @@ BASES = [BASE, pd.Timestamp("1969-12-31T23:59:30Z"), pd.Timestamp("1900-01-01T00
          pd.Timestamp("2199-12-31T23:50:00Z"), pd.Timestamp("2000-02-29T00:00:00Z")]
 
 
-def write_repo(root, seed: int) -> tuple:
+def write_repo(root, seed: int, stream_topic: Optional[str] = None, project: Optional[str] = None,
+               exclude: frozenset = frozenset()) -> tuple:
     """A random repo under ``root`` (``event_time.max_future: none``, so events up to 2199 are events) and its
-    events on the batch face; returns (rng, events) for the caller's requests."""
+    events on the batch face; returns (rng, events) for the caller's requests. ``stream_topic``, ``exclude``:
+    see :func:`random_defs`; ``project``: the project name (default ``rdefs<seed>``)."""
     rng = random.Random(seed)
     (root / "definitions").mkdir(parents=True, exist_ok=True)
-    (root / "definitions" / "features.py").write_text(random_defs(rng))
-    (root / "featurestore.yaml").write_text(f"project: rdefs{seed}\ndefinitions: definitions\n"
+    (root / "definitions" / "features.py").write_text(random_defs(rng, stream_topic, exclude))
+    (root / "featurestore.yaml").write_text(f"project: {project or f'rdefs{seed}'}\ndefinitions: definitions\n"
                                             "event_time:\n  max_future: none\n")
     events = random_events(rng, base=BASES[seed % len(BASES)])
     write(root, events)

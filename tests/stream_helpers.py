@@ -4,6 +4,7 @@ repo, producing to Kafka, reading offline tables and dead letters back, comparin
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -146,15 +147,28 @@ def sorted_table(t):
     return t.sort_by([(c, "ascending") for c in t.column_names])
 
 
-def assert_same_rows(got, want, what: str):
-    """Equal as multisets of rows; the message shows the rows only one side has."""
-    if got.num_rows == want.num_rows and sorted_table(got).equals(sorted_table(want)):
+def assert_same_rows(got, want, what: str, signed_zeros: bool = False):
+    """Equal as multisets of rows, schemas equal (a NaN equals NaN; ``signed_zeros``: -0.0 is not 0.0); the
+    message shows the rows only one side has."""
+    if not signed_zeros and got.num_rows == want.num_rows and sorted_table(got).equals(sorted_table(want)):
         return
-    a = Counter(tuple(sorted(r.items())) for r in got.to_pylist())
-    b = Counter(tuple(sorted(r.items())) for r in want.to_pylist())
+    a = Counter(_row_key(r, signed_zeros) for r in got.to_pylist())
+    b = Counter(_row_key(r, signed_zeros) for r in want.to_pylist())
+    if a == b and got.schema.equals(want.schema):
+        return
     extra, missing = list((a - b).elements()), list((b - a).elements())
     raise AssertionError(f"{what}: {got.num_rows} rows vs {want.num_rows}; only in the first: {extra[:5]}; "
                          f"only in the second: {missing[:5]}")
+
+
+def _row_key(row: dict, signed_zeros: bool) -> tuple:
+    """A row as a hashable key that compares floats as values: every NaN alike, zeros by sign if asked."""
+    def value(v):
+        if isinstance(v, float) and (v != v or (signed_zeros and v == 0)):
+            return ("NaN",) if v != v else ("zero", math.copysign(1.0, v))
+        return v
+
+    return tuple(sorted((k, value(v)) for k, v in row.items()))
 
 
 def dead_letters(store: FeatureStore, source: str = "events"):

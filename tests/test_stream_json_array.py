@@ -1,6 +1,7 @@
 """``fs_json_array`` (java/.../JsonArrayText.java) writes the online rows' key and event arrays: its text must
 be what Flink's ``JSON_ARRAY(... NULL ON NULL)`` writes, byte for byte, for every column type the online
-rows carry (the Python operator parses it, and a restored job's keyed state holds texts of both), on random
+rows carry (the Python operator parses it, and a restored job's keyed state holds texts of both), but for a
+negative zero DOUBLE, which it writes ``-0.0`` (JSON_ARRAY: ``0.0``; a latest/first/last of -0.0 is -0.0), on random
 values with the edges of each type: NaN, infinities, -0.0, subnormals, exponents on both sides of the
 plain-notation range, every ASCII control character, quotes, backslashes, non-BMP characters, timestamps
 before 1970 and in years 1 and 9999, nulls."""
@@ -103,11 +104,29 @@ def test_fs_json_array_writes_what_json_array_writes_byte_for_byte():
     problems = []
     for r in out:
         for k, cols in enumerate(shapes):
-            flink, ours = r[1 + 2 * k], r[2 + 2 * k]
+            flink, ours = r[1 + 2 * k], _unsigned_zeros(r[2 + 2 * k])
             if flink != ours:
                 problems.append(f"row {r[0]} {cols}: JSON_ARRAY {flink!r}, fs_json_array {ours!r}")
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:20])
+    # a negative zero keeps its sign (both the DOUBLE and the FLOAT widened to DOUBLE)
+    d, f = [c for c, _ in COLUMNS].index("d"), [c for c, _ in COLUMNS].index("f")
+    widened = len(COLUMNS) + 1  # the shape ["CAST(f AS DOUBLE)"]
+    by_id = {row[0]: row for row in rows}
+    zeros = 0
+    for r in out:
+        for value, text in ((by_id[r[0]][1 + d], r[2 + 2 * d]), (by_id[r[0]][1 + f], r[2 + 2 * widened])):
+            if value == 0.0:
+                zeros += math.copysign(1, value) < 0
+                assert text == ("[-0.0]" if math.copysign(1, value) < 0 else "[0.0]"), (r[0], value, text)
+    assert zeros >= 2  # negative zeros of both types were there
     # the edges were all there
     texts = " ".join(r[2 * len(COLUMNS) + 1] for r in out)
     for needle in ('"NaN"', '"Infinity"', '"-Infinity"', "E+", "E-", "\\u001F", "\\n", '\\"', "\\\\", "null"):
         assert needle in texts, needle
+
+
+def _unsigned_zeros(text: str) -> str:
+    """``text`` with each negative zero element written as JSON_ARRAY writes it (``0.0``)."""
+    import re
+
+    return re.sub(r"(?<=[\[,])-0\.0(?=[,\]])", "0.0", text)

@@ -124,6 +124,27 @@ def _order_key_struct(cv: CompiledView, alias: str = "") -> str:
     return f"struct_pack({', '.join(parts)})" if parts else "0"
 
 
+def _latest_struct(cv: CompiledView, alias: str = "") -> str:
+    """The latest values of an event as one struct for ``arg_max``: ``l<i>`` per latest feature, and ``z<i>``
+    the sign bit of a float one (arg_max over a struct, or by one, writes -0.0 as 0.0; a latest feature
+    returns the value as it is: :func:`_latest_value`)."""
+    parts = []
+    for i, s in enumerate(cv.latest):
+        v = f"{alias}{q('__l_' + s.name)}"
+        parts.append(f"l{i} := {v}")
+        if s.dtype in (dtypes.FLOAT32, dtypes.FLOAT64):
+            parts.append(f"z{i} := signbit({v})")
+    return f"struct_pack({', '.join(parts)})"
+
+
+def _latest_value(struct: str, i: int, dtype: str) -> str:
+    """Latest feature ``i`` of a :func:`_latest_struct` value, a zero with its sign."""
+    v = f"{struct}.l{i}"
+    if dtype not in (dtypes.FLOAT32, dtypes.FLOAT64):
+        return v
+    return f"(CASE WHEN {struct}.z{i} AND {v} = 0 THEN -{v} ELSE {v} END)"
+
+
 def _inputs(cv: CompiledView) -> Dict[str, str]:
     """Each distinct aggregation input expression -> the event column that holds its value."""
     out: Dict[str, str] = {}
@@ -393,7 +414,6 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
         # 1) ASOF on time alone gives each request the greatest ts < q of its entity (cheap: keys and
         # times only). 2) Only for the (entity, ts) pairs found, pick the greatest event in event order
         # (ties, SPEC §2): a join that probes the events against those pairs, then a small aggregate.
-        values = ", ".join(f"l{i} := {q('__l_' + s.name)}" for i, s in enumerate(cv.latest))
         ctes.append(
             f"hit AS (SELECT rq.*, lat.{TS_MS} AS __lat_ts FROM rq ASOF LEFT JOIN "
             f"(SELECT {keys}, {TS_MS} FROM ev) AS lat ON {keys_eq(cv, 'rq', 'lat')} AND rq.{REQ_Q} > lat.{TS_MS})"
@@ -401,7 +421,7 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
         ctes.append(f"pairs AS (SELECT DISTINCT {keys}, __lat_ts FROM hit WHERE __lat_ts IS NOT NULL)")
         ctes.append(
             f"pick AS (SELECT {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS}, "
-            f"arg_max(struct_pack({values}), {_order_key_struct(cv, 'ev.')}) AS __v "
+            f"arg_max({_latest_struct(cv, 'ev.')}, {_order_key_struct(cv, 'ev.')}) AS __v "
             f"FROM ev JOIN pairs ON {keys_eq(cv, 'ev', 'pairs')} AND ev.{TS_MS} = pairs.__lat_ts "
             f"GROUP BY {', '.join('ev.' + q(k) for k in cv.join_keys)}, ev.{TS_MS})"
         )
@@ -409,7 +429,7 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
             f"base AS (SELECT hit.*, pick.__v FROM hit LEFT JOIN pick ON {keys_eq(cv, 'hit', 'pick')} "
             f"AND pick.{TS_MS} = hit.__lat_ts)"
         )
-        values_of = [f"base.__v.l{i}" for i in range(len(cv.latest))]
+        values_of = [_latest_value("base.__v", i, s.dtype) for i, s in enumerate(cv.latest)]
     if cv.latest:
         visible = window_predicate_sql("base.__lat_ts", f"base.{REQ_Q}", cv.ttl_ms)
         for v, s in zip(values_of, cv.latest):
@@ -516,17 +536,16 @@ def created_filtered_sql(cv: CompiledView, events: str, requests: str, created: 
     per key (requests x events), for this opt-in only; the ASOF plan of :func:`pit_sql` cannot skip the
     events created after ``q``."""
     lat = ", ".join(f"({s.expr}) AS {q('__l_' + s.name)}" for s in cv.latest)
-    values = ", ".join(f"l{i} := ev.{q('__l_' + s.name)}" for i, s in enumerate(cv.latest))
     order = f"struct_pack(t := ev.{TS_MS}, o := {_order_key_struct(cv, 'ev.')})"
     visible = window_predicate_sql(f"ev.{TS_MS}", f"rq.{REQ_Q}", cv.ttl_ms)
     return (
         f"WITH ev AS (SELECT *, epoch_ms({q(cv.ts_column)}) AS {TS_MS}, {lat} FROM {events}),\n"
         f"rq AS ({requests_sql(cv, requests)}),\n"
-        f"pick AS (SELECT rq.{REQ_ROW}, arg_max(struct_pack({values}), {order}) AS __v FROM rq JOIN ev "
+        f"pick AS (SELECT rq.{REQ_ROW}, arg_max({_latest_struct(cv, 'ev.')}, {order}) AS __v FROM rq JOIN ev "
         f"ON {keys_eq(cv, 'rq', 'ev')} AND {visible} AND {created_visible_sql('ev.' + q(created), 'rq.' + REQ_Q)} "
         f"GROUP BY rq.{REQ_ROW})\n"
         f"SELECT rq.{REQ_ROW}, "
-        + ", ".join(f"CAST(pick.__v.l{i} AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}"
+        + ", ".join(f"CAST({_latest_value('pick.__v', i, s.dtype)} AS {SQL_TYPES[s.dtype]}) AS {q(prefix + s.name)}"
                     for i, s in enumerate(cv.latest))
         + f"\nFROM rq LEFT JOIN pick ON pick.{REQ_ROW} = rq.{REQ_ROW}"
     )

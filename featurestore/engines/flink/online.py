@@ -65,6 +65,9 @@ BATCH_MARGIN_MS = 1_000
 # made since the one before (one over a whole 300k-event state took 6 s).
 GC_EVERY_MS = 300_000
 GC_SHARE = 0.01
+FLOAT_TYPES = ("float64", "float32")
+NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}  # JSON_ARRAY's texts
+NON_FINITE_TEXTS = ('"NaN"', 'Infinity"')
 
 
 def log_stats(what: str, stats: Optional[dict]) -> None:
@@ -113,6 +116,8 @@ class _View:
         lay = spec["layout"]
         self.layout = Layout([tuple(x) for x in lay["inputs"]], [tuple(x) for x in lay["aggs"]], lay["latest"])
         self.n_order = n_order
+        # the inputs of a float type: a non-finite value of one arrives as the string JSON_ARRAY writes for it
+        self.float_inputs = tuple(j for j, (_, dtype) in enumerate(self.layout.inputs) if dtype in FLOAT_TYPES)
         self.order = tuple(spec.get("order", ()))  # the event array's indexes of the view's order columns
         self.members = ofmt.Members(len(self.inputs), spec.get("order_sources", ()))  # how members are stored
         self.seeded = seed is not None
@@ -138,18 +143,26 @@ class _View:
         if self.seeded and self.in_seed(v[0], v[1]):
             return None
         inputs = [v[i] for i in self.inputs]
+        if not plain:
+            for j in self.float_inputs:
+                if isinstance(inputs[j], str):
+                    inputs[j] = NON_FINITE[inputs[j]]
         order = [v[1], *([] if v[i] is None else [v[i]] for i in self.order)] if self.order else [v[1]]
         return v[0], order, inputs, self.members.encode(v[0], order, inputs, plain)
 
 
 def parse_batch(text: str) -> Tuple[list, bool]:
-    """The events of one mini-batch (the JVM joined their JSON arrays with commas), and whether orjson read
-    them (False: NaN/Infinity tokens or integers beyond 64 bits; see :func:`featurestore.stores.online_format.encode`)."""
+    """The events of one mini-batch (the JVM joined their JSON arrays with commas), and whether they are
+    plain: False when orjson could not read them (integers beyond 64 bits) or a value may be a non-finite
+    float, which ``JSON_ARRAY`` writes as a string (``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
+    :meth:`_View.event` makes it the float again, and the members go through ``json``:
+    :meth:`featurestore.stores.online_format.Members.encode`)."""
     doc = "[" + text + "]"
     try:
-        return orjson.loads(doc), True
+        events = orjson.loads(doc)
     except orjson.JSONDecodeError:
         return json.loads(doc), False
+    return events, not any(marker in text for marker in NON_FINITE_TEXTS)
 
 
 class OnlineState(KeyedProcessFunction):

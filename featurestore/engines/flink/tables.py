@@ -133,7 +133,7 @@ def _stored_where(join_keys: Sequence[str], flt: Optional[str], reason: bool = T
 
 def json_array_ddl() -> str:
     """The DDL of ``fs_json_array`` (``java/.../JsonArrayText.java``): the text of ``JSON_ARRAY(... NULL ON
-    NULL)``, byte for byte, without its per-row Jackson tree."""
+    NULL)``, byte for byte but for a negative zero (``-0.0``, not ``0.0``), without its per-row Jackson tree."""
     from featurestore.engines.flink.udf import JSON_ARRAY_CLASS
 
     return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {JSON_ARRAY_FUNCTION} AS '{JSON_ARRAY_CLASS}' LANGUAGE JAVA"
@@ -189,7 +189,7 @@ def staging_options(path: str, ts_column: str, columns: Sequence[Tuple[str, str]
 def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Sequence[ViewExprs],
                      typed_view: str, columns: Dict[str, str]) -> Tuple[str, List[str]]:
     """The group's insert-only query, and the SQL of each slot of the event array (the key and the event are
-    JSON arrays written by ``fs_json_array``: what ``JSON_ARRAY`` writes, byte for byte)."""
+    JSON arrays written by ``fs_json_array``: what ``JSON_ARRAY`` writes, byte for byte, but -0.0 kept)."""
     cv0 = cvs[0]
     eid = f"CAST({qi(KAFKA_PARTITION)} AS BIGINT) * {1 << 40} + {qi(KAFKA_OFFSET)}"  # online.PARTITION_SHIFT
     slots: List[str] = [eid, qi(TS_MS)]

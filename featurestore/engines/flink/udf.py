@@ -4,7 +4,7 @@ enough, no JDK.
 ``ParseJsonRecord`` reads a Kafka record as a strict JSON object with typed columns in one pass,
 ``ParseAvroRecord`` one Avro datum of the writer schema (see their sources and
 :mod:`featurestore.engines.flink.ingest`); ``JsonArrayText`` writes the online rows' JSON arrays (what
-``JSON_ARRAY`` writes, byte for byte: :func:`featurestore.engines.flink.tables.json_array_ddl`);
+``JSON_ARRAY`` writes, byte for byte, but a negative zero kept: :func:`featurestore.engines.flink.tables.json_array_ddl`);
 ``MicrosTimestamp`` and ``EpochMicros`` convert timestamp values (other than the event time) between epoch
 microseconds and TIMESTAMP(6); ``OnlineBatches`` is the DataStream operator that collects the online rows into
 per-entity mini-batches (:mod:`featurestore.engines.flink.job`). Their compiled jar, ``java/featurestore-udf.jar``, is committed and

@@ -14,13 +14,14 @@ import org.apache.flink.table.runtime.functions.SqlJsonUtils;
 
 /**
  * {@code fs_json_array(v1, v2, ...)}: the text Flink's {@code JSON_ARRAY(v1, v2, ... NULL ON NULL)} returns,
- * byte for byte, written directly instead of through a Jackson tree (which Flink builds, converts to Java
+ * byte for byte but for one thing (a negative zero DOUBLE is {@code -0.0}, not {@code 0.0}: the value as it is),
+ * written directly instead of through a Jackson tree (which Flink builds, converts to Java
  * objects and serialises again for every row: 16% of the streaming job's JVM samples for the online rows).
  *
  * <p>What {@code JSON_ARRAY} writes (Flink 2.3: {@code JsonGenerateUtils} nodes, {@code SqlJsonUtils.serializeJson}
  * with {@code USE_BIG_DECIMAL_FOR_FLOATS}): null as {@code null}; booleans; integers in decimal; a finite
  * DOUBLE as {@code BigDecimal.valueOf(d).toString()} ({@code 1.0E+20}, {@code 0.0000123}, and {@code -0.0}
- * as {@code 0.0}); NaN and the infinities as the strings {@code "NaN"}, {@code "Infinity"},
+ * as {@code 0.0}, which this function writes {@code -0.0}); NaN and the infinities as the strings {@code "NaN"}, {@code "Infinity"},
  * {@code "-Infinity"}; a string quoted with Jackson's escapes ({@code \"}, {@code \\}, {@code \b \t \n \f \r},
  * other control characters as backslash-u00XX in upper-case hex; everything else as is); a TIMESTAMP as
  * the string of {@code ISO_LOCAL_DATE_TIME}. Any other value (DECIMAL, FLOAT, ...) is written by Flink's own
@@ -70,7 +71,9 @@ public final class JsonArrayText extends ScalarFunction {
             if (s.indexOf('E') >= 0) {
                 out.append(BigDecimal.valueOf(d).toString());
             } else if (d == 0.0) {
-                out.append("0.0"); // BigDecimal has no negative zero
+                // JSON_ARRAY writes both zeros as 0.0 (BigDecimal has no negative zero); the online state keeps
+                // the value as it is (a latest/first/last of -0.0 is -0.0, as offline)
+                out.append(Double.doubleToRawLongBits(d) < 0 ? "-0.0" : "0.0");
             } else {
                 out.append(s); // plain notation (1e-3 <= |d| < 1e7): BigDecimal writes it back unchanged
             }
