@@ -36,6 +36,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
 from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
 from featurestore.engines.flink.sqltypes import FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr, UnsupportedExpression, _cast_sql, _with, lit, qi
+from featurestore.engines.flink.tables import expression_function_ddl
 from featurestore.errors import FeatureStoreError
 
 # Parquet/Arrow column type -> featurestore dtype it is read as
@@ -344,6 +345,8 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
             cv = store.compiled(n)
             source = store.repo.views[n].source
             ve = compile_view_exprs(cv, online=False)  # rows only: features are read from them
+            for ddl in expression_function_ddl([ve.filter or "", *(sql for _, sql in ve.projections)]):
+                t_env.execute_sql(ddl)  # the Java functions its expressions call (a date part)
             parts = []
             files = _files(store, n)
             keys = hive_keys(source, files)

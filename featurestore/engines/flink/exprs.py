@@ -49,14 +49,16 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
+from featurestore.engines.flink.exprs_funcs import FunctionRules
 from featurestore.engines.flink.sqltypes import (  # noqa: F401 (re-exported: the expression vocabulary)
     DECIMAL, EPOCH_US_FUNCTION, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
     UnsupportedExpression, _arith_type, _cast_sql, _common_type, _numeric, _TYPE_NAMES, _typed_null, lit, qi)
 from featurestore.errors import Problem
 
 # -- the expression compiler ----------------------------------------------------------------------------
-class ExprCompiler:
-    """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring)."""
+class ExprCompiler(FunctionRules):
+    """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring; functions:
+    :mod:`~featurestore.engines.flink.exprs_funcs`)."""
 
     def __init__(self, columns: Mapping[str, FExpr], times_us: bool = False):
         # how a timestamp is carried: Flink TIMESTAMP(p) (the streaming job: TIMESTAMP(3) event time, TIMESTAMP(6)
@@ -95,9 +97,12 @@ class ExprCompiler:
 
         handler = getattr(self, "_" + type(n).__name__, None) if isinstance(n, exp.Expression) else None
         if handler is None:
-            raise UnsupportedExpression(_describe(n, getattr(self, "_text", "")) + " is not supported in the streaming job ("
-                                        + SUPPORTED_TEXT + ")")
+            self._refuse(n)
         return handler(n)
+
+    def _refuse(self, n):
+        raise UnsupportedExpression(_describe(n, getattr(self, "_text", "")) + " is not supported in the streaming job ("
+                                    + SUPPORTED_TEXT + ")")
 
     def _Paren(self, n) -> FExpr:
         e = self.node(n.this)
@@ -189,13 +194,6 @@ class ExprCompiler:
         if a.dtype not in (*INTS, NULL) or b.dtype not in (*INTS, NULL):
             raise UnsupportedExpression("'%' is supported on integers only in the streaming job")
         return FExpr(f"MOD({a.sql}, NULLIF({b.sql}, 0))", _arith_type(a.dtype, b.dtype))
-
-    def _DPipe(self, n) -> FExpr:
-        a, b = self.node(n.this), self.node(n.expression)
-        for e in (a, b):
-            if e.dtype not in (t.STRING, NULL):
-                raise UnsupportedExpression(f"'||' needs strings, got a {e.dtype} (CAST it to VARCHAR)")
-        return FExpr(f"({_cast_sql(a, t.STRING)} || {_cast_sql(b, t.STRING)})", t.STRING)
 
     # comparisons and logic ---------------------------------------------------------------------------
     def _comparable(self, items: Sequence[FExpr], what: str) -> str:

@@ -22,6 +22,7 @@ FLINK_TYPES = {
 }
 # A timestamp column other than the event time keeps its microseconds in the streaming job (engines/flink/ingest.py)
 EPOCH_US_FUNCTION = "fs_epoch_us"  # a TIMESTAMP as epoch microseconds, the online rows' form (tables.epoch_us_ddl)
+DATE_PART_FUNCTION = "fs_date_part"  # DuckDB's date_part of epoch microseconds (DatePart.java; exprs_funcs.py)
 DECIMAL = "decimal"  # a DuckDB/Flink DECIMAL intermediate (decimal literals); never stored
 NULL = "null"  # the type of a bare NULL literal
 FLOATS = (t.FLOAT32, t.FLOAT64)
@@ -30,7 +31,8 @@ NUMERIC = (*INTS, *FLOATS, DECIMAL)
 
 SUPPORTED_TEXT = ("supported: columns, literals, + - * / // %, comparisons, AND/OR/NOT, IS [NOT] NULL/TRUE/FALSE, "
                   "CASE, IF, CAST/TRY_CAST, COALESCE, NULLIF, IN (list), BETWEEN, LIKE, ILIKE, ||, lower, upper, "
-                  "length, abs, round")
+                  "length, abs, round, least, greatest, concat, concat_ws, date parts (year(ts), ..., date_part, "
+                  "EXTRACT), epoch, epoch_ms, epoch_us)")
 
 TS_MS = "__ts_ms"  # the event time as epoch ms (BIGINT) in the typed view
 PAYLOAD, KAFKA_PARTITION, KAFKA_OFFSET, KAFKA_TIMESTAMP = "__payload", "__kafka_partition", "__kafka_offset", "__kafka_ts"
