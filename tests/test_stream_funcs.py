@@ -183,3 +183,148 @@ def test_functions_equal_duckdb_in_the_stream_and_the_flink_backfill_forms(tmp_p
                 if not same_engine_value(want, flink[rid][k], "int64" if dtype == "timestamp" else dtype):
                     problems.append(f"{form}: {expr!r} row {rid} {rows[rid][10:]}: DuckDB {want!r}, Flink {flink[rid][k]!r}")
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:40])
+
+
+# -- one stream run vs both backfills -------------------------------------------------------------------------
+T0_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
+E2E_SCHEMA = {"user_id": "string", "amount": "float64", "qty": "int64", "tag": "string", "exp": "timestamp",
+              "ts": "timestamp"}
+E2E_DEFINITIONS = '''
+from featurestore import Aggregation, Entity, FeatureView, KafkaTopic, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(schema={schema!r}, timestamp="ts", batch=ParquetFiles("data/*.parquet"),
+                stream=KafkaTopic({topic!r}), watermark_delay="2s")
+
+parts = FeatureView(
+    entities=[user], source=events, filter="dayofweek(ts) = 0 AND (exp IS NULL OR month(exp) <> 2)",
+    projections={{"y": "year(exp)", "wk": "yearweek(exp)", "h": "hour(ts)", "ms": "epoch_ms(ts)",
+                  "exp_ms": "epoch_ms(exp)", "exp_s": "epoch(exp)", "lo": "least(amount, qty)",
+                  "hi": "greatest(exp, ts)", "label": "concat(tag, '-', qty)", "pipe": "tag || qty",
+                  "doy": "date_part('doy', exp)"}},
+    features=[Latest("y"), Latest("wk"), Latest("label"), Latest("pipe"), Latest("hi"), Latest("exp_s"),
+              Latest("EXTRACT(isodow FROM exp)", name="dow"), Latest("concat_ws('/', tag, h)", name="tag_h"),
+              Aggregation("lo", "sum", "1h", name="lo_1h"), Aggregation("ms", "max", "1h", name="ms_1h"),
+              Aggregation("least(qty, 3)", "sum", None, name="capped"),
+              Aggregation("microsecond(exp)", "max", None, name="us_max")],
+)
+'''
+
+
+def _e2e_events(seed: int, n: int = 300):
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        ts_ms = T0_MS - 3_600_000 + rng.randrange(7_200_000)  # Saturday 23:00 to Sunday 01:00 (dayofweek 6 / 0)
+        if rng.random() < 0.15 and rows:
+            ts_ms = rows[-1]["ts"]
+        exp = rng.choice([None, MIN_US, MAX_US, *EDGE_TIMES, ts_ms * 1000 + rng.randrange(-10**6, 10**6),
+                          rng.randrange(MIN_US, MAX_US), rng.randrange(MIN_US, MAX_US)])
+        rows.append({"user_id": f"u{rng.randrange(6)}", "amount": rng.choice([None, -0.0, 0.0, rng.uniform(-9, 9)]),
+                     "qty": rng.choice([None, rng.randrange(-5, 10)]), "tag": rng.choice([None, "", "a", "É"]),
+                     "exp": exp, "ts": ts_ms})
+    return rows
+
+
+def _e2e_repo(root, topic: str, project: str, rows):
+    from featurestore.store import FeatureStore
+
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "definitions" / "features.py").write_text(E2E_DEFINITIONS.format(schema=E2E_SCHEMA, topic=topic))
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    col = lambda name: [r[name] for r in rows]  # noqa: E731
+    pq.write_table(pa.table({
+        "user_id": pa.array(col("user_id"), pa.string()), "amount": pa.array(col("amount"), pa.float64()),
+        "qty": pa.array(col("qty"), pa.int64()), "tag": pa.array(col("tag"), pa.string()),
+        "exp": pa.array(col("exp"), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        "ts": pa.array(col("ts"), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))}), root / "data" / "part.parquet")
+    return FeatureStore(root)
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_functions_stream_equal_both_backfills(tmp_path, redis_client, kafka_admin):
+    import numpy as np
+    import pandas as pd
+
+    from featurestore import datagen
+    from featurestore.engines.flink import stream as streaming
+    from tests.compare import same_value
+    from tests.stream_helpers import JOB_TIMEOUT_S, assert_same_rows, create_topic, drop_project, offline_table, produce
+
+    rows = _e2e_events(29)
+    topic, project = f"fs_funcs_{uuid.uuid4().hex[:10]}", f"t_funcs_{uuid.uuid4().hex[:8]}"
+    store = _e2e_repo(tmp_path / "stream", topic, project, rows)
+    assert flink_sql.check_repo(store.repo) == []  # accepted by the stream compiler
+    duck = _e2e_repo(tmp_path / "duck", topic, project + "d", rows)
+    flink = _e2e_repo(tmp_path / "flinkb", topic, project + "f", rows)
+    records = [(r["user_id"].encode(), datagen.to_json_record(
+        {**r, "exp": None if r["exp"] is None else np.datetime64(r["exp"], "us")}, "ts", list(E2E_SCHEMA))) for r in rows]
+    random.Random(29).shuffle(records)
+    create_topic(kafka_admin, topic)
+    produce(topic, records)
+    try:
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        assert result.metrics["events"]["dead_letters"] == 0
+        duck.backfill()
+        flink.backfill(engine="flink")
+        want = offline_table(duck, "parts")
+        assert 50 < want.num_rows < len(rows)  # the filter keeps Sunday's events only
+        assert_same_rows(offline_table(store, "parts"), want, "parts: stream vs DuckDB backfill")
+        assert_same_rows(offline_table(flink, "parts"), want, "parts: Flink vs DuckDB backfill")
+        assert {1, 9999} <= set(want.column("y").to_pylist())  # the calendar's ends reached
+        # online = offline at random request times (after the last event too)
+        rng = random.Random(29)
+        times = sorted(r["ts"] for r in rows)
+        req = pd.DataFrame({"user_id": [f"u{rng.randrange(6)}" for _ in range(40)],
+                            "event_timestamp": pd.to_datetime(
+                                [rng.choice(times) + rng.choice([0, 1, 500, 3_600_000]) for _ in range(40)],
+                                unit="ms", utc=True)})
+        names = [f"parts:{f}" for f in store.repo.views["parts"].feature_names]
+        offline = store.get_historical_features(req, features=names)
+        compared = 0
+        for i, r in enumerate(req.to_dict("records")):
+            res = store.get_online_features([{"user_id": r["user_id"]}], features=names,
+                                            request_time=r["event_timestamp"])
+            if res.refusals:
+                continue
+            got = res.to_dict()
+            for ref in names:
+                f = ref.split(":")[1]
+                a, e = got[f][0], offline[f].iloc[i]
+                e = None if e is pd.NaT or (isinstance(e, float) and e != e) else e
+                assert same_value(a, e), f"row {i} {ref} at {r['event_timestamp']}: online {a!r}, offline {e!r}"
+            compared += 1
+        assert compared >= 15
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+
+@pytest.mark.parametrize("expr, reason", [
+    ("epoch_ms(qty) > ts", "epoch_ms() of a int64 (a timestamp from milliseconds) is not supported in the streaming job"),
+    ("date_part('julian', exp) > 0", "date_part() of part 'julian' is not supported in the streaming job (parts: "),
+    ("date_part(tag, exp) > 0", "date_part() needs the part as a string literal ('year', 'hour', ...)"),
+    ("EXTRACT(timezone FROM exp) = 0", "EXTRACT() of part 'timezone' is not supported in the streaming job (parts: "),
+    ("concat(tag, amount) <> ''", "concat() of a float64 is not supported in the streaming job (DuckDB and Flink format "
+     "it differently as text)"),
+    ("tag || exp <> ''", "'||' of a timestamp is not supported in the streaming job"),
+    ("least(exp, '2026-03-01') > ts", "least() mixes types string, timestamp (DuckDB and Flink convert them "
+     "differently); add a CAST"),
+    ("date_trunc('hour', exp) > ts", "function date_trunc() is not supported in the streaming job"),
+    ("CAST(tag AS INTEGER) > 0", "CAST of a string to int32 parses differently in DuckDB and Flink"),
+])
+def test_what_stays_refused_is_one_line_naming_view_and_expression(tmp_path, expr, reason):
+    from featurestore.store import FeatureStore
+
+    store = _e2e_repo(tmp_path / "r", "unused", "t_funcs_refused", _e2e_events(3, 5))
+    defs = store.repo_path / "definitions" / "features.py"
+    defs.write_text(defs.read_text().replace('filter="dayofweek(ts) = 0 AND (exp IS NULL OR month(exp) <> 2)"',
+                                             f'filter="{expr}"'))
+    problems = flink_sql.check_repo(FeatureStore(store.repo_path).repo)
+    assert len(problems) == 1 and "\n" not in problems[0].message, problems
+    assert problems[0].obj == "parts" and f"filter: expression {expr!r} cannot run in the streaming job: " \
+        in problems[0].message and reason in problems[0].message, problems[0].message

@@ -192,7 +192,7 @@ class FunctionRules:
     def _part_name(self, name: str, fn: str) -> str:
         part = PART_NAMES.get(name.lower())
         if part is None:
-            raise UnsupportedExpression(f"{fn}('{name}', ...) is not supported in the streaming job (parts: "
+            raise UnsupportedExpression(f"{fn}() of part '{name.lower()}' is not supported in the streaming job (parts: "
                                         + ", ".join(sorted(set(PART_NAMES.values()))) + ")")
         return part
 
