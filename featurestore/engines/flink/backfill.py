@@ -15,8 +15,8 @@ timestamp reader rejects times before 1970 with sub-millisecond digits) and floo
 the file's unit. A timestamp column other than the event time is read as its raw ``INT64`` too and carried as
 BIGINT epoch microseconds (``_time_value_us``: Flink's TIMESTAMP(3) would drop them), cast back to
 ``timestamp[us, UTC]`` when the output is written. What Flink cannot read is a one-line error naming the file
-and the column. Where DuckDB's evaluation of a filter or projection fails (a CAST out of range), Flink's is
-NULL: such rows are flagged (``ExprCompiler.raises``) and fail the view in one line, as DuckDB's backfill does.
+and the column. Where DuckDB's evaluation of a filter or projection fails (a CAST out of range, an integer
+overflow), Flink's is NULL: such rows are flagged (``ExprCompiler.raises``) and fail the view in one line, as DuckDB's backfill does.
 """
 
 from __future__ import annotations
@@ -388,15 +388,15 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
 
 
 def _raise_where_duckdb_fails(view: str, files: Sequence[Path]) -> None:
-    """The DuckDB backfill fails on a CAST out of range (``CAST(1e300 AS FLOAT)``, ``CAST(1e20 AS INTEGER)``)
-    with one line naming the view: so does this one, before writing anything of the view."""
+    """The DuckDB backfill fails on a CAST out of range (``CAST(1e300 AS FLOAT)``, ``CAST(1e20 AS INTEGER)``) or an
+    integer overflow (``qty * qty``) with one line naming the view: so does this one, before writing anything of
+    the view."""
     import pyarrow.parquet as pq
 
     for f in files:
         failed = pq.read_table(f, columns=[RAISES]).column(RAISES).drop_null()
         if len(failed):
-            raise FeatureStoreError(f"backfill of view '{view}' failed: {failed[0].as_py()}: a CAST of a value out of "
-                                    "its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)")
+            raise FeatureStoreError(f"backfill of view '{view}' failed: {failed[0].as_py()}")  # part: why
 
 
 def _empty_schema(cv: CompiledView) -> pa.Schema:

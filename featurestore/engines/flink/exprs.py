@@ -32,13 +32,18 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``length(s)`` counts code points (Flink's CHAR_LENGTH counts UTF-16 units).
   - ``round(double, n)`` is DuckDB's ``round(x * 10^n) / 10^n``; see :meth:`ExprCompiler._round`.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
+  - ``least``/``greatest``, ``concat``/``concat_ws``/``||`` and the date parts of timestamps (``year(ts)``,
+    ``date_part``, ``EXTRACT``, ``epoch_ms``, ...): :mod:`~featurestore.engines.flink.exprs_funcs`.
   - Comparisons (``=``, ``<``, ``BETWEEN``, ``IN``, ...) of floats follow DuckDB's order where an operand
     is an expression that may be NaN (NaN equals NaN and is above +inf; a stored column is never NaN);
     ``IN`` on floats is ``=`` per item (Flink's hashes -0.0 apart from 0.0), and every float operand of a
     comparison has its -0.0 as 0.0 (:meth:`ExprCompiler._key`: Calcite's range search orders -0.0 first).
 
-  Known differences that remain (documented in docs/streaming.md): integer overflow wraps in Flink
-  (DuckDB raises), ``lower``/``upper`` of a few special letters (``ß``) differ.
+  - Integer ``+ - *``, unary minus and ``abs`` are NULL where they overflow (``fs_add_exact`` ...:
+    ``Math.*Exact``; Flink's would wrap), and ``raises`` holds there (DuckDB fails), as for a CAST.
+
+  Known differences that remain (documented in docs/streaming.md): ``lower``/``upper`` of a few special letters
+  (``ß``) differ.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs_funcs import FunctionRules
 from featurestore.engines.flink.sqltypes import (  # noqa: F401 (re-exported: the expression vocabulary)
-    DECIMAL, EPOCH_US_FUNCTION, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
+    DECIMAL, EPOCH_US_FUNCTION, EXACT_FUNCTIONS, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
     UnsupportedExpression, _arith_type, _cast_sql, _common_type, _numeric, _TYPE_NAMES, _typed_null, lit, qi)
 from featurestore.errors import Problem
 
@@ -77,9 +82,16 @@ class ExprCompiler(FunctionRules):
         except (ParseError, TokenError) as exc:
             raise UnsupportedExpression(f"cannot parse it ({str(exc).splitlines()[0]})") from None
         self._text = text
-        self.raises = []
+        self.raises = []  # Flink SQL true on a row where DuckDB's evaluation fails (the value here is NULL)
+        self.raise_reasons: List[str] = []  # why, one per raises entry
         self._guards: List[str] = []  # where the node being compiled is evaluated (CASE/IF/COALESCE branches)
         return self.node(tree)
+
+    def _fails_where(self, conditions: Sequence[str], reason: str) -> None:
+        """Record that DuckDB's evaluation fails where every one of ``conditions`` (Flink SQL) holds, on the rows
+        it evaluates the part being compiled on (its guards)."""
+        self.raises.append("(" + " AND ".join([*self._guards, *conditions]) + ")")
+        self.raise_reasons.append(reason)
 
     def _under(self, guards: Sequence[str], compile_):
         """``compile_()`` for a part DuckDB evaluates only where every one of ``guards`` (Flink SQL) is TRUE:
@@ -141,9 +153,13 @@ class ExprCompiler(FunctionRules):
         return FExpr("NULL", NULL)
 
     def _Neg(self, n) -> FExpr:
+        from sqlglot import exp
+
         e = self._num(n.this, "unary minus")
         if e.dtype == NULL:
             return e
+        if e.dtype in INTS and not isinstance(n.this, exp.Literal):  # -(minimum) overflows (DuckDB fails)
+            return self._exact("-", FExpr("0", t.INT32), e, e.dtype)
         return FExpr(f"(-({e.sql}))", e.dtype)
 
     # arithmetic --------------------------------------------------------------------------------------
@@ -158,7 +174,18 @@ class ExprCompiler(FunctionRules):
         rt = _arith_type(a.dtype, b.dtype)
         if rt in FLOATS:
             return FExpr(f"({_cast_sql(a, rt)} {op} {_cast_sql(b, rt)})", rt)
+        if rt in INTS:
+            return self._exact(op, a, b, rt)
         return FExpr(f"({a.sql} {op} {b.sql})", rt)
+
+    def _exact(self, op: str, a: FExpr, b: FExpr, rt: str) -> FExpr:
+        """Integer ``a op b`` of type ``rt``: NULL where it overflows (Flink's would wrap), and DuckDB's failure
+        recorded there (the Flink backfill then fails as DuckDB's does)."""
+        x, y = _cast_sql(a, rt), _cast_sql(b, rt)
+        sql = f"{EXACT_FUNCTIONS[op]}({x}, {y})"
+        if NULL not in (a.dtype, b.dtype):
+            self._fails_where([f"({x}) IS NOT NULL", f"({y}) IS NOT NULL", f"({sql}) IS NULL"], OVERFLOW)
+        return FExpr(sql, rt)
 
     def _Add(self, n) -> FExpr:
         return self._binary(n, "+")
@@ -424,6 +451,9 @@ class ExprCompiler(FunctionRules):
 
     def _Abs(self, n) -> FExpr:
         e = self._num(n.this, "abs()")
+        if e.dtype in INTS:  # abs(minimum) overflows (DuckDB fails)
+            negated = self._exact("-", FExpr("0", t.INT32), e, e.dtype)
+            return FExpr(f"(CASE WHEN {e.sql} < 0 THEN {negated.sql} ELSE {e.sql} END)", e.dtype)
         return FExpr(f"ABS({e.sql})", e.dtype)
 
     def _Round(self, n) -> FExpr:
@@ -498,7 +528,7 @@ class ExprCompiler(FunctionRules):
                 and e.dtype not in (target, NULL, t.BOOL):
             # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL; on the
             # rows DuckDB evaluates it on (a CASE branch never taken fails nothing)
-            self.raises.append("(" + " AND ".join([*self._guards, f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"]) + ")")
+            self._fails_where([f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"], CAST_FAILS)
         return FExpr(sql, target)
 
     def _TryCast(self, n) -> FExpr:
@@ -548,6 +578,10 @@ def _describe(n, text: str = "") -> str:
     return f"{type(n).__name__.upper()} ({n.sql(dialect='duckdb')})"
 
 
+CAST_FAILS = "a CAST of a value out of its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)"
+OVERFLOW = "an integer overflow (DuckDB's arithmetic fails on it; compute in a wider type: CAST to BIGINT or DOUBLE)"
+
+
 # -- per view ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ViewExprs:
@@ -557,8 +591,9 @@ class ViewExprs:
     projections: Tuple[Tuple[str, str], ...]  # (name, Flink SQL already CAST to the projection's type)
     inputs: Tuple[Tuple[str, str], ...]  # online input columns (featurestore.online.input_columns order):
     # (duckdb expr, Flink SQL of the value as stored online: CAST to its type; timestamps as epoch us)
-    # (part, Flink SQL true on a row where DuckDB's evaluation of the filter/projection fails: a CAST out of
-    # range): the Flink backfill fails with one line as the DuckDB backfill does; the stream reads NULL
+    # (part: why, Flink SQL true on a row where DuckDB's evaluation of the filter/projection fails: a CAST out of
+    # range, an integer overflow): the Flink backfill fails with one line as the DuckDB backfill does; the stream
+    # reads NULL
     raises: Tuple[Tuple[str, str], ...] = ()
 
 
@@ -592,7 +627,8 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
             if f.dtype not in (t.BOOL, NULL):
                 raise UnsupportedExpression(f"a filter must be a boolean, got a {f.dtype}")
             flt = f.sql if f.dtype == t.BOOL else "CAST(NULL AS BOOLEAN)"
-            raises.extend((f"filter ({cv.filter})", r) for r in src.raises)  # evaluated on the events only
+            # evaluated on the events only
+            raises.extend((f"filter ({cv.filter}): {why}", r) for r, why in zip(src.raises, src.raise_reasons))
         except UnsupportedExpression as exc:
             errors.append((None, "filter", msg.format(cv.filter, exc)))
     for key in cv.join_keys:  # Feast's entityless, field_mapping'd and with_join_key_map views (DuckDB only)
@@ -608,7 +644,7 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
                 sql = e.sql if e.dtype == t.TIMESTAMP else src._null_of(t.TIMESTAMP)
             else:
                 sql = _cast_sql(e, dtype)
-            raises.extend((f"projection '{name}' ({expr})", r) for r in src.raises)
+            raises.extend((f"projection '{name}' ({expr}): {why}", r) for r, why in zip(src.raises, src.raise_reasons))
         except UnsupportedExpression as exc:
             errors.append((None, f"projection '{name}'", msg.format(expr, exc)))
             sql = src._null_of(dtype) if dtype == t.TIMESTAMP else f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"

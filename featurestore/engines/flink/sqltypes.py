@@ -23,6 +23,8 @@ FLINK_TYPES = {
 # A timestamp column other than the event time keeps its microseconds in the streaming job (engines/flink/ingest.py)
 EPOCH_US_FUNCTION = "fs_epoch_us"  # a TIMESTAMP as epoch microseconds, the online rows' form (tables.epoch_us_ddl)
 DATE_PART_FUNCTION = "fs_date_part"  # DuckDB's date_part of epoch microseconds (DatePart.java; exprs_funcs.py)
+# integer + - * of two INTs or two BIGINTs, NULL on an overflow (AddExact.java, ...; exprs.ExprCompiler._exact)
+EXACT_FUNCTIONS = {"+": "fs_add_exact", "-": "fs_subtract_exact", "*": "fs_multiply_exact"}
 DECIMAL = "decimal"  # a DuckDB/Flink DECIMAL intermediate (decimal literals); never stored
 NULL = "null"  # the type of a bare NULL literal
 FLOATS = (t.FLOAT32, t.FLOAT64)
