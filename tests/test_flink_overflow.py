@@ -1,6 +1,6 @@
 """Integer overflow: one rule in every job, the rule of a failing CAST (docs/streaming.md). DuckDB's ``+ - *``,
-unary minus and ``abs`` of INTEGER/BIGINT fail on an overflow, so the DuckDB backfill fails in one line naming
-the view; the Flink jobs compute them with ``fs_add_exact`` ... (``Math.*Exact``: NULL on an overflow, where
+unary minus, ``abs``, ``//`` and ``%`` of INTEGER/BIGINT fail on an overflow (and ``//``, ``%`` on a zero
+divisor), so the DuckDB backfill fails in one line naming the view; the Flink jobs compute them with ``fs_add_exact`` ... (``Math.*Exact``: NULL on an overflow, where
 Java's arithmetic would wrap to a wrong value), flag the row (``ExprCompiler.raises``) so the Flink backfill
 fails in one line too, and the stream reads NULL, never a wrapped value.
 
@@ -34,6 +34,9 @@ EXPRESSIONS = [
     "abs(n)", "n + 1", "n * 2", "n + j", "n * j", "j * n - k", "(j + k) * 2 - 1", "n * m + 1", "-(j * 1)",
     "CASE WHEN j > 0 THEN j + k ELSE 0 END", "coalesce(k, j * j)", "j * k > 0", "abs(j) = j",
     "TRY_CAST(j AS INTEGER) + m", "j * 1.5", "n * 2.0", "j / k",
+    # '//' and '%': the minimum // -1 and % -1 overflow, a zero divisor fails DuckDB too (not where a CASE skips it)
+    "j // k", "j % k", "n // m", "n % m", "j // -1", "j % -1", "n // -1", "j // 0", "n % 0", "j // n", "n % j",
+    "CASE WHEN k <> 0 THEN j // k END", "coalesce(j, 1) // coalesce(k, 1)", "(j // k) * 2",
 ]
 FAILS = object()  # DuckDB raises on this row
 

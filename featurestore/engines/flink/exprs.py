@@ -14,7 +14,7 @@ DuckDB's semantics, and at plan time what cannot stream.
     FLOAT stays FLOAT. ``x / 0`` follows IEEE (inf, NaN) in both.
   - ``a // b`` on integers truncates toward zero; with a float operand it is ``/`` (DuckDB). ``a % b``
     on integers has the sign of ``a``. A zero divisor is NULL in the stream (DuckDB raises an error
-    and the backfill fails; the stream must not crash-loop on one event).
+    and the backfill fails; the stream must not crash-loop on one event), and ``raises`` holds there.
   - Arithmetic with a FLOAT/DOUBLE result casts both operands to that type first (DuckDB: FLOAT op
     DECIMAL = FLOAT; Flink would widen to DOUBLE).
   - A ``CAST`` whose value is out of the target's range (where DuckDB fails) is NULL, a double beyond float32
@@ -212,15 +212,36 @@ class ExprCompiler(FunctionRules):
             # DuckDB: '//' with a float operand is a division, but a zero divisor fails (here: NULL).
             d = self._Div(n)
             rt = d.dtype
-            return FExpr(f"({_cast_sql(a, rt)} / NULLIF({_cast_sql(b, rt)}, 0))", rt)
+            x, y = _cast_sql(a, rt), _cast_sql(b, rt)
+            self._fails_on_zero(x, y)
+            return FExpr(f"({x} / NULLIF({y}, 0))", rt)
         rt = _arith_type(a.dtype, b.dtype)
-        return FExpr(f"({a.sql} / NULLIF({b.sql}, 0))", rt)
+        if NULL in (a.dtype, b.dtype):
+            return FExpr(_typed_null(rt), rt)
+        self._fails_on_zero(a.sql, b.sql)
+        # x // -1 is -x: NULL where that overflows (the minimum; DuckDB fails), where Java's '/' would wrap
+        negated = self._under([f"({b.sql}) = -1"], lambda: self._exact("-", FExpr("0", t.INT32), a, rt))
+        return FExpr(f"(CASE WHEN {b.sql} = -1 THEN {negated.sql} ELSE {_cast_sql(a, rt)} / NULLIF({b.sql}, 0) END)",
+                     rt)
 
     def _Mod(self, n) -> FExpr:
         a, b = self._num(n.this, "'%'"), self._num(n.expression, "'%'")
         if a.dtype not in (*INTS, NULL) or b.dtype not in (*INTS, NULL):
             raise UnsupportedExpression("'%' is supported on integers only in the streaming job")
-        return FExpr(f"MOD({a.sql}, NULLIF({b.sql}, 0))", _arith_type(a.dtype, b.dtype))
+        rt = _arith_type(a.dtype, b.dtype)
+        if NULL in (a.dtype, b.dtype):
+            return FExpr(_typed_null(rt), rt)
+        self._fails_on_zero(a.sql, b.sql)
+        # the minimum % -1 fails DuckDB (its division overflows); Java's is 0
+        lowest = "CAST(-9223372036854775808 AS BIGINT)" if rt == t.INT64 else "-2147483648"
+        overflow = [f"({b.sql}) = -1", f"({a.sql}) = {lowest}"]
+        self._fails_where(overflow, OVERFLOW)
+        return FExpr(f"(CASE WHEN {' AND '.join(overflow)} THEN {_typed_null(rt)} ELSE MOD({a.sql}, NULLIF({b.sql}, 0)) "
+                     "END)", rt)
+
+    def _fails_on_zero(self, dividend: str, divisor: str) -> None:
+        """DuckDB's '//' and '%' fail on a zero divisor (a NULL dividend gives NULL); the value here is NULL."""
+        self._fails_where([f"({dividend}) IS NOT NULL", f"({divisor}) = 0"], DIVISION_BY_ZERO)
 
     # comparisons and logic ---------------------------------------------------------------------------
     def _comparable(self, items: Sequence[FExpr], what: str) -> str:
@@ -579,6 +600,7 @@ def _describe(n, text: str = "") -> str:
 
 
 CAST_FAILS = "a CAST of a value out of its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)"
+DIVISION_BY_ZERO = "a division by zero in '//' or '%' (DuckDB fails on it; write NULLIF(divisor, 0))"
 OVERFLOW = "an integer overflow (DuckDB's arithmetic fails on it; compute in a wider type: CAST to BIGINT or DOUBLE)"
 
 
