@@ -23,8 +23,9 @@ DuckDB's semantics, and at plan time what cannot stream.
     its CASE/IF branch is taken, a later COALESCE argument where the earlier ones are NULL.
   - ``CAST(float AS INTEGER/BIGINT)`` rounds half to even (DuckDB), not toward zero (Flink);
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
-    ``CAST(int AS BOOLEAN)`` is ``<> 0``. Casts from strings to numbers and from floats to strings
-    format/parse differently in the two engines and are rejected.
+    ``CAST(int AS BOOLEAN)`` is ``<> 0``; ``CAST(text AS BOOLEAN)`` reads DuckDB's words only (else NULL,
+    ``raises`` holds). Casts from strings to numbers and from floats to strings format/parse differently in
+    the two engines and are rejected.
   - Timestamps compare to the microsecond: the stream carries them as TIMESTAMP(3) (event time) / TIMESTAMP(6),
     the Flink backfill (``times_us``) as BIGINT epoch microseconds; a ``TIMESTAMP '...'`` literal is read by
     DuckDB itself at plan time (time zone UTC, as the backfill). ``CAST`` between timestamps and other types,
@@ -545,11 +546,12 @@ class ExprCompiler(FunctionRules):
             raise UnsupportedExpression(f"CAST to {to.sql(dialect='duckdb')} is not supported in the streaming job "
                                         "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE, BOOLEAN or TIMESTAMP)")
         sql = _cast_sql(e, target)
-        if not isinstance(n, exp.TryCast) and (target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64)) \
-                and e.dtype not in (target, NULL, t.BOOL):
-            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL; on the
-            # rows DuckDB evaluates it on (a CASE branch never taken fails nothing)
-            self._fails_where([f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"], CAST_FAILS)
+        if not isinstance(n, exp.TryCast) and e.dtype not in (target, NULL, t.BOOL) and (
+                target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64) or e.dtype == t.STRING):
+            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer, a text that is no boolean)
+            # this one is NULL; on the rows DuckDB evaluates it on (a CASE branch never taken fails nothing)
+            self._fails_where([f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"],
+                              CAST_TEXT_FAILS if e.dtype == t.STRING else CAST_FAILS)
         return FExpr(sql, target)
 
     def _TryCast(self, n) -> FExpr:
@@ -600,6 +602,7 @@ def _describe(n, text: str = "") -> str:
 
 
 CAST_FAILS = "a CAST of a value out of its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)"
+CAST_TEXT_FAILS = "a CAST of a text DuckDB cannot read as that type (its CAST fails on it; TRY_CAST gives NULL)"
 DIVISION_BY_ZERO = "a division by zero in '//' or '%' (DuckDB fails on it; write NULLIF(divisor, 0))"
 OVERFLOW = "an integer overflow (DuckDB's arithmetic fails on it; compute in a wider type: CAST to BIGINT or DOUBLE)"
 

@@ -23,7 +23,7 @@ by ``tests/test_stream_funcs.py``): :class:`FunctionRules` is mixed into
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import List
 
 from featurestore import dtypes as t
 from featurestore.engines.flink.sqltypes import (DATE_PART_FUNCTION, EPOCH_US_FUNCTION, FLOATS, INTS, NULL, FExpr,

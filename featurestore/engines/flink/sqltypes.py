@@ -132,6 +132,11 @@ def _cast_sql(e: FExpr, target: str) -> str:
         if src == t.BOOL:
             return f"(CASE WHEN {e.sql} THEN 'true' WHEN NOT {e.sql} THEN 'false' END)"
         raise UnsupportedExpression(f"CAST of a {src} to a string formats numbers differently in DuckDB and Flink")
+    if src == t.STRING and target == t.BOOL:
+        # DuckDB reads exactly these texts, ASCII letters in any case, nothing around them; any other fails (NULL
+        # here). Java's (?i) folds ASCII only; \z: the very end (a '$' would match before a final newline).
+        return (f"(CASE WHEN REGEXP({e.sql}, '^(?i)(t|true|y|yes|1)\\z') THEN TRUE "
+                f"WHEN REGEXP({e.sql}, '^(?i)(f|false|n|no|0)\\z') THEN FALSE END)")
     if src == t.STRING:
         raise UnsupportedExpression(f"CAST of a string to {target} parses differently in DuckDB and Flink")
     if target == t.BOOL:
