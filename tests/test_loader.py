@@ -129,8 +129,8 @@ MANY_MISTAKES = [
     "definitions/views.py:43 stringly: feature view source: expected a Source, got str",
     "definitions/views.py:44 forever: feature view ttl: cannot parse '1 week'; write e.g. '500ms', '30s', '10m', "
     "'1h', '7d', '2w'",
-    "definitions/views.py:48 streamed.later: streaming: feature 'later': expression 'hour(ts)' cannot run in the "
-    "streaming job: function hour() is not supported in the streaming job (" + SUPPORTED_TEXT + ")",
+    "definitions/views.py:48 streamed.later: streaming: feature 'later': expression 'dayname(ts)' cannot run in the "
+    "streaming job: function dayname() is not supported in the streaming job (" + SUPPORTED_TEXT + ")",
     "definitions/views.py:51 accounts: join key 'account_id' not in source 'tx'",
     "definitions/views.py:52 streamed: duplicate feature view name (first defined at definitions/views.py:45)",
 ]

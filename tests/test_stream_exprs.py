@@ -87,10 +87,14 @@ def test_whitelisted_expressions_equal_duckdb():
     from pyflink.common import Configuration
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 
+    from featurestore.engines.flink.tables import expression_function_ddl
+    from featurestore.engines.flink.udf import udf_jar
+
     types, duck = _duck_values(EXPRESSIONS)
     comp = flink_sql.ExprCompiler({c: flink_sql.FExpr(flink_sql.qi(c), d) for c, d in EXPR_COLUMNS.items()})
     selects = [f"{flink_sql._cast_sql(comp.compile(e), t)} AS e{k}" for k, (e, t) in enumerate(zip(EXPRESSIONS, types))]
     conf = Configuration()
+    conf.set_string("pipeline.jars", udf_jar().resolve().as_uri())  # the Java functions expressions call
     conf.set_string("python.executable", sys.executable)
     conf.set_string("table.local-time-zone", "UTC")
     conf.set_string("parallelism.default", "1")
@@ -100,7 +104,10 @@ def test_whitelisted_expressions_equal_duckdb():
     schema = DataTypes.ROW([DataTypes.FIELD("id", DataTypes.BIGINT())]
                            + [DataTypes.FIELD(c, ft[d]) for c, d in EXPR_COLUMNS.items()])
     t_env.create_temporary_view("samples", t_env.from_elements(EXPR_ROWS, schema))
-    with t_env.execute_sql("SELECT id, " + ", ".join(selects) + " FROM samples").collect() as rows:
+    select = "SELECT id, " + ", ".join(selects) + " FROM samples"
+    for ddl in expression_function_ddl([select]):
+        t_env.execute_sql(ddl)
+    with t_env.execute_sql(select).collect() as rows:
         flink = {r[0]: tuple(r)[1:] for r in rows}
     problems = []
     for k, (expr, dtype) in enumerate(zip(EXPRESSIONS, types)):
@@ -113,7 +120,7 @@ def test_whitelisted_expressions_equal_duckdb():
 
 
 UNSUPPORTED = [
-    ("hour(ts)", "function hour() is not supported in the streaming job (" + flink_sql.SUPPORTED_TEXT + ")"),
+    ("dayname(ts)", "function dayname() is not supported in the streaming job (" + flink_sql.SUPPORTED_TEXT + ")"),
     ("regexp_matches(tag, 'a.')", "function regexp_matches() is not supported in the streaming job ("
      + flink_sql.SUPPORTED_TEXT + ")"),
     ("CAST(amount AS VARCHAR)", "CAST of a float64 to a string formats numbers differently in DuckDB and Flink"),
@@ -162,7 +169,7 @@ def test_unsupported_filter_and_projection_are_reported_together(tmp_path):
 
 def test_views_without_a_stream_face_are_not_checked_and_cannot_stream(tmp_path):
     root = write_repo(tmp_path)  # the plain random repo: no stream face anywhere
-    defs = DEFINITIONS.replace('Latest("qty + 1", name="last_qty_plus_one")', 'Latest("hour(ts)", name="h")')
+    defs = DEFINITIONS.replace('Latest("qty + 1", name="last_qty_plus_one")', 'Latest("dayname(ts)", name="h")')
     (root / "definitions" / "features.py").write_text(defs)
     store = FeatureStore(root)
     assert flink_sql.check_repo(store.repo) == []

@@ -15,8 +15,8 @@ timestamp reader rejects times before 1970 with sub-millisecond digits) and floo
 the file's unit. A timestamp column other than the event time is read as its raw ``INT64`` too and carried as
 BIGINT epoch microseconds (``_time_value_us``: Flink's TIMESTAMP(3) would drop them), cast back to
 ``timestamp[us, UTC]`` when the output is written. What Flink cannot read is a one-line error naming the file
-and the column. Where DuckDB's evaluation of a filter or projection fails (a CAST out of range), Flink's is
-NULL: such rows are flagged (``ExprCompiler.raises``) and fail the view in one line, as DuckDB's backfill does.
+and the column. Where DuckDB's evaluation of a filter or projection fails (a CAST out of range, an integer
+overflow), Flink's is NULL: such rows are flagged (``ExprCompiler.raises``) and fail the view in one line, as DuckDB's backfill does.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from featurestore.compiler.ir import CompiledView
 from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
 from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
 from featurestore.engines.flink.sqltypes import FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr, UnsupportedExpression, _cast_sql, _with, lit, qi
+from featurestore.engines.flink.tables import expression_function_ddl
 from featurestore.errors import FeatureStoreError
 
 # Parquet/Arrow column type -> featurestore dtype it is read as
@@ -344,6 +345,8 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
             cv = store.compiled(n)
             source = store.repo.views[n].source
             ve = compile_view_exprs(cv, online=False)  # rows only: features are read from them
+            for ddl in expression_function_ddl([ve.filter or "", *(sql for _, sql in ve.projections)]):
+                t_env.execute_sql(ddl)  # the Java functions its expressions call (a date part)
             parts = []
             files = _files(store, n)
             keys = hive_keys(source, files)
@@ -385,15 +388,15 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
 
 
 def _raise_where_duckdb_fails(view: str, files: Sequence[Path]) -> None:
-    """The DuckDB backfill fails on a CAST out of range (``CAST(1e300 AS FLOAT)``, ``CAST(1e20 AS INTEGER)``)
-    with one line naming the view: so does this one, before writing anything of the view."""
+    """The DuckDB backfill fails on a CAST out of range (``CAST(1e300 AS FLOAT)``, ``CAST(1e20 AS INTEGER)``) or an
+    integer overflow (``qty * qty``) with one line naming the view: so does this one, before writing anything of
+    the view."""
     import pyarrow.parquet as pq
 
     for f in files:
         failed = pq.read_table(f, columns=[RAISES]).column(RAISES).drop_null()
         if len(failed):
-            raise FeatureStoreError(f"backfill of view '{view}' failed: {failed[0].as_py()}: a CAST of a value out of "
-                                    "its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)")
+            raise FeatureStoreError(f"backfill of view '{view}' failed: {failed[0].as_py()}")  # part: why
 
 
 def _empty_schema(cv: CompiledView) -> pa.Schema:

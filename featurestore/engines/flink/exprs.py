@@ -14,7 +14,7 @@ DuckDB's semantics, and at plan time what cannot stream.
     FLOAT stays FLOAT. ``x / 0`` follows IEEE (inf, NaN) in both.
   - ``a // b`` on integers truncates toward zero; with a float operand it is ``/`` (DuckDB). ``a % b``
     on integers has the sign of ``a``. A zero divisor is NULL in the stream (DuckDB raises an error
-    and the backfill fails; the stream must not crash-loop on one event).
+    and the backfill fails; the stream must not crash-loop on one event), and ``raises`` holds there.
   - Arithmetic with a FLOAT/DOUBLE result casts both operands to that type first (DuckDB: FLOAT op
     DECIMAL = FLOAT; Flink would widen to DOUBLE).
   - A ``CAST`` whose value is out of the target's range (where DuckDB fails) is NULL, a double beyond float32
@@ -23,8 +23,9 @@ DuckDB's semantics, and at plan time what cannot stream.
     its CASE/IF branch is taken, a later COALESCE argument where the earlier ones are NULL.
   - ``CAST(float AS INTEGER/BIGINT)`` rounds half to even (DuckDB), not toward zero (Flink);
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
-    ``CAST(int AS BOOLEAN)`` is ``<> 0``. Casts from strings to numbers and from floats to strings
-    format/parse differently in the two engines and are rejected.
+    ``CAST(int AS BOOLEAN)`` is ``<> 0``; ``CAST(text AS BOOLEAN)`` reads DuckDB's words only (else NULL,
+    ``raises`` holds). Casts from strings to numbers and from floats to strings format/parse differently in
+    the two engines and are rejected.
   - Timestamps compare to the microsecond: the stream carries them as TIMESTAMP(3) (event time) / TIMESTAMP(6),
     the Flink backfill (``times_us``) as BIGINT epoch microseconds; a ``TIMESTAMP '...'`` literal is read by
     DuckDB itself at plan time (time zone UTC, as the backfill). ``CAST`` between timestamps and other types,
@@ -32,13 +33,18 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``length(s)`` counts code points (Flink's CHAR_LENGTH counts UTF-16 units).
   - ``round(double, n)`` is DuckDB's ``round(x * 10^n) / 10^n``; see :meth:`ExprCompiler._round`.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
+  - ``least``/``greatest``, ``concat``/``concat_ws``/``||`` and the date parts of timestamps (``year(ts)``,
+    ``date_part``, ``EXTRACT``, ``epoch_ms``, ...): :mod:`~featurestore.engines.flink.exprs_funcs`.
   - Comparisons (``=``, ``<``, ``BETWEEN``, ``IN``, ...) of floats follow DuckDB's order where an operand
     is an expression that may be NaN (NaN equals NaN and is above +inf; a stored column is never NaN);
     ``IN`` on floats is ``=`` per item (Flink's hashes -0.0 apart from 0.0), and every float operand of a
     comparison has its -0.0 as 0.0 (:meth:`ExprCompiler._key`: Calcite's range search orders -0.0 first).
 
-  Known differences that remain (documented in docs/streaming.md): integer overflow wraps in Flink
-  (DuckDB raises), ``lower``/``upper`` of a few special letters (``ß``) differ.
+  - Integer ``+ - *``, unary minus and ``abs`` are NULL where they overflow (``fs_add_exact`` ...:
+    ``Math.*Exact``; Flink's would wrap), and ``raises`` holds there (DuckDB fails), as for a CAST.
+
+  Known differences that remain (documented in docs/streaming.md): ``lower``/``upper`` of a few special letters
+  (``ß``) differ.
 """
 
 from __future__ import annotations
@@ -49,14 +55,16 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
+from featurestore.engines.flink.exprs_funcs import FunctionRules
 from featurestore.engines.flink.sqltypes import (  # noqa: F401 (re-exported: the expression vocabulary)
-    DECIMAL, EPOCH_US_FUNCTION, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
+    DECIMAL, EPOCH_US_FUNCTION, EXACT_FUNCTIONS, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
     UnsupportedExpression, _arith_type, _cast_sql, _common_type, _numeric, _TYPE_NAMES, _typed_null, lit, qi)
 from featurestore.errors import Problem
 
 # -- the expression compiler ----------------------------------------------------------------------------
-class ExprCompiler:
-    """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring)."""
+class ExprCompiler(FunctionRules):
+    """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring; functions:
+    :mod:`~featurestore.engines.flink.exprs_funcs`)."""
 
     def __init__(self, columns: Mapping[str, FExpr], times_us: bool = False):
         # how a timestamp is carried: Flink TIMESTAMP(p) (the streaming job: TIMESTAMP(3) event time, TIMESTAMP(6)
@@ -75,9 +83,16 @@ class ExprCompiler:
         except (ParseError, TokenError) as exc:
             raise UnsupportedExpression(f"cannot parse it ({str(exc).splitlines()[0]})") from None
         self._text = text
-        self.raises = []
+        self.raises = []  # Flink SQL true on a row where DuckDB's evaluation fails (the value here is NULL)
+        self.raise_reasons: List[str] = []  # why, one per raises entry
         self._guards: List[str] = []  # where the node being compiled is evaluated (CASE/IF/COALESCE branches)
         return self.node(tree)
+
+    def _fails_where(self, conditions: Sequence[str], reason: str) -> None:
+        """Record that DuckDB's evaluation fails where every one of ``conditions`` (Flink SQL) holds, on the rows
+        it evaluates the part being compiled on (its guards)."""
+        self.raises.append("(" + " AND ".join([*self._guards, *conditions]) + ")")
+        self.raise_reasons.append(reason)
 
     def _under(self, guards: Sequence[str], compile_):
         """``compile_()`` for a part DuckDB evaluates only where every one of ``guards`` (Flink SQL) is TRUE:
@@ -95,9 +110,12 @@ class ExprCompiler:
 
         handler = getattr(self, "_" + type(n).__name__, None) if isinstance(n, exp.Expression) else None
         if handler is None:
-            raise UnsupportedExpression(_describe(n, getattr(self, "_text", "")) + " is not supported in the streaming job ("
-                                        + SUPPORTED_TEXT + ")")
+            self._refuse(n)
         return handler(n)
+
+    def _refuse(self, n):
+        raise UnsupportedExpression(_describe(n, getattr(self, "_text", "")) + " is not supported in the streaming job ("
+                                    + SUPPORTED_TEXT + ")")
 
     def _Paren(self, n) -> FExpr:
         e = self.node(n.this)
@@ -136,9 +154,13 @@ class ExprCompiler:
         return FExpr("NULL", NULL)
 
     def _Neg(self, n) -> FExpr:
+        from sqlglot import exp
+
         e = self._num(n.this, "unary minus")
         if e.dtype == NULL:
             return e
+        if e.dtype in INTS and not isinstance(n.this, exp.Literal):  # -(minimum) overflows (DuckDB fails)
+            return self._exact("-", FExpr("0", t.INT32), e, e.dtype)
         return FExpr(f"(-({e.sql}))", e.dtype)
 
     # arithmetic --------------------------------------------------------------------------------------
@@ -153,7 +175,18 @@ class ExprCompiler:
         rt = _arith_type(a.dtype, b.dtype)
         if rt in FLOATS:
             return FExpr(f"({_cast_sql(a, rt)} {op} {_cast_sql(b, rt)})", rt)
+        if rt in INTS:
+            return self._exact(op, a, b, rt)
         return FExpr(f"({a.sql} {op} {b.sql})", rt)
+
+    def _exact(self, op: str, a: FExpr, b: FExpr, rt: str) -> FExpr:
+        """Integer ``a op b`` of type ``rt``: NULL where it overflows (Flink's would wrap), and DuckDB's failure
+        recorded there (the Flink backfill then fails as DuckDB's does)."""
+        x, y = _cast_sql(a, rt), _cast_sql(b, rt)
+        sql = f"{EXACT_FUNCTIONS[op]}({x}, {y})"
+        if NULL not in (a.dtype, b.dtype):
+            self._fails_where([f"({x}) IS NOT NULL", f"({y}) IS NOT NULL", f"({sql}) IS NULL"], OVERFLOW)
+        return FExpr(sql, rt)
 
     def _Add(self, n) -> FExpr:
         return self._binary(n, "+")
@@ -180,22 +213,36 @@ class ExprCompiler:
             # DuckDB: '//' with a float operand is a division, but a zero divisor fails (here: NULL).
             d = self._Div(n)
             rt = d.dtype
-            return FExpr(f"({_cast_sql(a, rt)} / NULLIF({_cast_sql(b, rt)}, 0))", rt)
+            x, y = _cast_sql(a, rt), _cast_sql(b, rt)
+            self._fails_on_zero(x, y)
+            return FExpr(f"({x} / NULLIF({y}, 0))", rt)
         rt = _arith_type(a.dtype, b.dtype)
-        return FExpr(f"({a.sql} / NULLIF({b.sql}, 0))", rt)
+        if NULL in (a.dtype, b.dtype):
+            return FExpr(_typed_null(rt), rt)
+        self._fails_on_zero(a.sql, b.sql)
+        # x // -1 is -x: NULL where that overflows (the minimum; DuckDB fails), where Java's '/' would wrap
+        negated = self._under([f"({b.sql}) = -1"], lambda: self._exact("-", FExpr("0", t.INT32), a, rt))
+        return FExpr(f"(CASE WHEN {b.sql} = -1 THEN {negated.sql} ELSE {_cast_sql(a, rt)} / NULLIF({b.sql}, 0) END)",
+                     rt)
 
     def _Mod(self, n) -> FExpr:
         a, b = self._num(n.this, "'%'"), self._num(n.expression, "'%'")
         if a.dtype not in (*INTS, NULL) or b.dtype not in (*INTS, NULL):
             raise UnsupportedExpression("'%' is supported on integers only in the streaming job")
-        return FExpr(f"MOD({a.sql}, NULLIF({b.sql}, 0))", _arith_type(a.dtype, b.dtype))
+        rt = _arith_type(a.dtype, b.dtype)
+        if NULL in (a.dtype, b.dtype):
+            return FExpr(_typed_null(rt), rt)
+        self._fails_on_zero(a.sql, b.sql)
+        # the minimum % -1 fails DuckDB (its division overflows); Java's is 0
+        lowest = "CAST(-9223372036854775808 AS BIGINT)" if rt == t.INT64 else "-2147483648"
+        overflow = [f"({b.sql}) = -1", f"({a.sql}) = {lowest}"]
+        self._fails_where(overflow, OVERFLOW)
+        return FExpr(f"(CASE WHEN {' AND '.join(overflow)} THEN {_typed_null(rt)} ELSE MOD({a.sql}, NULLIF({b.sql}, 0)) "
+                     "END)", rt)
 
-    def _DPipe(self, n) -> FExpr:
-        a, b = self.node(n.this), self.node(n.expression)
-        for e in (a, b):
-            if e.dtype not in (t.STRING, NULL):
-                raise UnsupportedExpression(f"'||' needs strings, got a {e.dtype} (CAST it to VARCHAR)")
-        return FExpr(f"({_cast_sql(a, t.STRING)} || {_cast_sql(b, t.STRING)})", t.STRING)
+    def _fails_on_zero(self, dividend: str, divisor: str) -> None:
+        """DuckDB's '//' and '%' fail on a zero divisor (a NULL dividend gives NULL); the value here is NULL."""
+        self._fails_where([f"({dividend}) IS NOT NULL", f"({divisor}) = 0"], DIVISION_BY_ZERO)
 
     # comparisons and logic ---------------------------------------------------------------------------
     def _comparable(self, items: Sequence[FExpr], what: str) -> str:
@@ -426,6 +473,9 @@ class ExprCompiler:
 
     def _Abs(self, n) -> FExpr:
         e = self._num(n.this, "abs()")
+        if e.dtype in INTS:  # abs(minimum) overflows (DuckDB fails)
+            negated = self._exact("-", FExpr("0", t.INT32), e, e.dtype)
+            return FExpr(f"(CASE WHEN {e.sql} < 0 THEN {negated.sql} ELSE {e.sql} END)", e.dtype)
         return FExpr(f"ABS({e.sql})", e.dtype)
 
     def _Round(self, n) -> FExpr:
@@ -496,11 +546,12 @@ class ExprCompiler:
             raise UnsupportedExpression(f"CAST to {to.sql(dialect='duckdb')} is not supported in the streaming job "
                                         "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE, BOOLEAN or TIMESTAMP)")
         sql = _cast_sql(e, target)
-        if not isinstance(n, exp.TryCast) and (target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64)) \
-                and e.dtype not in (target, NULL, t.BOOL):
-            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer) this one is NULL; on the
-            # rows DuckDB evaluates it on (a CASE branch never taken fails nothing)
-            self.raises.append("(" + " AND ".join([*self._guards, f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"]) + ")")
+        if not isinstance(n, exp.TryCast) and e.dtype not in (target, NULL, t.BOOL) and (
+                target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64) or e.dtype == t.STRING):
+            # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer, a text that is no boolean)
+            # this one is NULL; on the rows DuckDB evaluates it on (a CASE branch never taken fails nothing)
+            self._fails_where([f"({e.sql}) IS NOT NULL", f"({sql}) IS NULL"],
+                              CAST_TEXT_FAILS if e.dtype == t.STRING else CAST_FAILS)
         return FExpr(sql, target)
 
     def _TryCast(self, n) -> FExpr:
@@ -550,6 +601,12 @@ def _describe(n, text: str = "") -> str:
     return f"{type(n).__name__.upper()} ({n.sql(dialect='duckdb')})"
 
 
+CAST_FAILS = "a CAST of a value out of its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)"
+CAST_TEXT_FAILS = "a CAST of a text DuckDB cannot read as that type (its CAST fails on it; TRY_CAST gives NULL)"
+DIVISION_BY_ZERO = "a division by zero in '//' or '%' (DuckDB fails on it; write NULLIF(divisor, 0))"
+OVERFLOW = "an integer overflow (DuckDB's arithmetic fails on it; compute in a wider type: CAST to BIGINT or DOUBLE)"
+
+
 # -- per view ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ViewExprs:
@@ -559,8 +616,9 @@ class ViewExprs:
     projections: Tuple[Tuple[str, str], ...]  # (name, Flink SQL already CAST to the projection's type)
     inputs: Tuple[Tuple[str, str], ...]  # online input columns (featurestore.online.input_columns order):
     # (duckdb expr, Flink SQL of the value as stored online: CAST to its type; timestamps as epoch us)
-    # (part, Flink SQL true on a row where DuckDB's evaluation of the filter/projection fails: a CAST out of
-    # range): the Flink backfill fails with one line as the DuckDB backfill does; the stream reads NULL
+    # (part: why, Flink SQL true on a row where DuckDB's evaluation of the filter/projection fails: a CAST out of
+    # range, an integer overflow): the Flink backfill fails with one line as the DuckDB backfill does; the stream
+    # reads NULL
     raises: Tuple[Tuple[str, str], ...] = ()
 
 
@@ -594,7 +652,8 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
             if f.dtype not in (t.BOOL, NULL):
                 raise UnsupportedExpression(f"a filter must be a boolean, got a {f.dtype}")
             flt = f.sql if f.dtype == t.BOOL else "CAST(NULL AS BOOLEAN)"
-            raises.extend((f"filter ({cv.filter})", r) for r in src.raises)  # evaluated on the events only
+            # evaluated on the events only
+            raises.extend((f"filter ({cv.filter}): {why}", r) for r, why in zip(src.raises, src.raise_reasons))
         except UnsupportedExpression as exc:
             errors.append((None, "filter", msg.format(cv.filter, exc)))
     for key in cv.join_keys:  # Feast's entityless, field_mapping'd and with_join_key_map views (DuckDB only)
@@ -610,7 +669,7 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
                 sql = e.sql if e.dtype == t.TIMESTAMP else src._null_of(t.TIMESTAMP)
             else:
                 sql = _cast_sql(e, dtype)
-            raises.extend((f"projection '{name}' ({expr})", r) for r in src.raises)
+            raises.extend((f"projection '{name}' ({expr}): {why}", r) for r, why in zip(src.raises, src.raise_reasons))
         except UnsupportedExpression as exc:
             errors.append((None, f"projection '{name}'", msg.format(expr, exc)))
             sql = src._null_of(dtype) if dtype == t.TIMESTAMP else f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"

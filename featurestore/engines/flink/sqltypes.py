@@ -22,6 +22,9 @@ FLINK_TYPES = {
 }
 # A timestamp column other than the event time keeps its microseconds in the streaming job (engines/flink/ingest.py)
 EPOCH_US_FUNCTION = "fs_epoch_us"  # a TIMESTAMP as epoch microseconds, the online rows' form (tables.epoch_us_ddl)
+DATE_PART_FUNCTION = "fs_date_part"  # DuckDB's date_part of epoch microseconds (DatePart.java; exprs_funcs.py)
+# integer + - * of two INTs or two BIGINTs, NULL on an overflow (AddExact.java, ...; exprs.ExprCompiler._exact)
+EXACT_FUNCTIONS = {"+": "fs_add_exact", "-": "fs_subtract_exact", "*": "fs_multiply_exact"}
 DECIMAL = "decimal"  # a DuckDB/Flink DECIMAL intermediate (decimal literals); never stored
 NULL = "null"  # the type of a bare NULL literal
 FLOATS = (t.FLOAT32, t.FLOAT64)
@@ -30,7 +33,8 @@ NUMERIC = (*INTS, *FLOATS, DECIMAL)
 
 SUPPORTED_TEXT = ("supported: columns, literals, + - * / // %, comparisons, AND/OR/NOT, IS [NOT] NULL/TRUE/FALSE, "
                   "CASE, IF, CAST/TRY_CAST, COALESCE, NULLIF, IN (list), BETWEEN, LIKE, ILIKE, ||, lower, upper, "
-                  "length, abs, round")
+                  "length, abs, round, least, greatest, concat, concat_ws, date parts (year(ts), ..., date_part, "
+                  "EXTRACT), epoch, epoch_ms, epoch_us)")
 
 TS_MS = "__ts_ms"  # the event time as epoch ms (BIGINT) in the typed view
 PAYLOAD, KAFKA_PARTITION, KAFKA_OFFSET, KAFKA_TIMESTAMP = "__payload", "__kafka_partition", "__kafka_offset", "__kafka_ts"
@@ -128,6 +132,11 @@ def _cast_sql(e: FExpr, target: str) -> str:
         if src == t.BOOL:
             return f"(CASE WHEN {e.sql} THEN 'true' WHEN NOT {e.sql} THEN 'false' END)"
         raise UnsupportedExpression(f"CAST of a {src} to a string formats numbers differently in DuckDB and Flink")
+    if src == t.STRING and target == t.BOOL:
+        # DuckDB reads exactly these texts, ASCII letters in any case, nothing around them; any other fails (NULL
+        # here). Java's (?i) folds ASCII only; \z: the very end (a '$' would match before a final newline).
+        return (f"(CASE WHEN REGEXP({e.sql}, '^(?i)(t|true|y|yes|1)\\z') THEN TRUE "
+                f"WHEN REGEXP({e.sql}, '^(?i)(f|false|n|no|0)\\z') THEN FALSE END)")
     if src == t.STRING:
         raise UnsupportedExpression(f"CAST of a string to {target} parses differently in DuckDB and Flink")
     if target == t.BOOL:

@@ -19,7 +19,7 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
 from featurestore.engines.flink.sqltypes import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, REASON,
-                                                 EPOCH_US_FUNCTION, STAGING_PARQUET_OPTIONS,
+                                                 DATE_PART_FUNCTION, EPOCH_US_FUNCTION, STAGING_PARQUET_OPTIONS,
                                                  TS_MS, _with, qi)
 
 # -- the job's tables ---------------------------------------------------------------------------------
@@ -147,6 +147,20 @@ def epoch_us_ddl() -> str:
     return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {EPOCH_US_FUNCTION} AS '{EPOCH_MICROS_CLASS}' LANGUAGE JAVA"
 
 
+def expression_function_ddl(statements: Sequence[str]) -> List[str]:
+    """The DDL of the Java functions compiled expressions call (``fs_epoch_us``: a timestamp value online or in
+    a date part; ``fs_date_part``: ``year(ts)``, ...; ``fs_add_exact`` ...: integer arithmetic) that
+    ``statements`` (SQL texts of a job) use."""
+    from featurestore.engines.flink.udf import DATE_PART_CLASS, EXACT_CLASSES
+
+    used = lambda name: any(f"{name}(" in sql for sql in statements)  # noqa: E731
+    out = [epoch_us_ddl()] if used(EPOCH_US_FUNCTION) else []
+    for name, cls in {DATE_PART_FUNCTION: DATE_PART_CLASS, **EXACT_CLASSES}.items():
+        if used(name):
+            out.append(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
+    return out
+
+
 def _json_value(sql: str, dtype: str) -> str:
     """A value as JSON_ARRAY writes it losslessly (FLOAT widened exactly to DOUBLE). Inputs of a timestamp
     type are epoch microseconds already (``exprs``); an order column of one is made so here."""
@@ -242,7 +256,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     plan.ddl.extend(flink_ingest.function_ddl([sources[cv.name] for cv in cvs]))
     if online_views:
         plan.ddl.append(json_array_ddl())
-    epoch_us_at = len(plan.ddl)  # fs_epoch_us goes here when an online row carries a timestamp value
+    functions_at = len(plan.ddl)  # the expressions' Java functions go here, those the job's SQL uses
     by_source: Dict[str, List[CompiledView]] = {}
     for cv in cvs:
         by_source.setdefault(sources[cv.name].name, []).append(cv)
@@ -327,11 +341,11 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
             group.sql, _ = online_group_sql(group, gviews, [exprs[cv.name] for cv in gviews], typed, columns)
             plan.online.append(group)
             gid += 1
-    if any(f"{EPOCH_US_FUNCTION}(" in g.sql for g in plan.online):
-        plan.ddl.insert(epoch_us_at, epoch_us_ddl())
+    statements = [g.sql for g in plan.online] + [sql for _, sql in plan.inserts] + [sql for _, sql in plan.views]
+    plan.ddl[functions_at:functions_at] = expression_function_ddl(statements)
     return plan
 
 
 __all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "online_group_sql", "staged_layout",
-           "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "stored_type", "stored_select",
+           "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "expression_function_ddl", "stored_type", "stored_select",
            "staging_options"]
