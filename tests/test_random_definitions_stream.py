@@ -40,8 +40,8 @@ from tests.stream_helpers import JOB_TIMEOUT_S, assert_same_rows, create_topic, 
 FAST, SLOW = [0], [1, 2, 3, 4, 5, 16, 24]  # 4: a latest -0.0; 16: a view no event passes; 24: NaN rows
 SOURCE_COLUMNS = ["k", "g", "a", "n", "s", "b", "t2", "big", "cr", "ts"]
 # Filters and projections of tests/randomdefs.py the streaming job refuses at plan time (engines/flink/exprs.py
-# has no exact Flink rendering of them yet): function epoch_ms/hour/least/concat, IS DISTINCT FROM.
-STREAM_REFUSED = frozenset({"p_concat", "p_least", "p_ms", "p_hr", "epoch_ms(ts) % 2 = 0", "a IS DISTINCT FROM 0"})
+# has no exact Flink rendering of them yet): IS DISTINCT FROM.
+STREAM_REFUSED = frozenset({"a IS DISTINCT FROM 0"})
 UNSUPPORTED_TIMES = ["1899-12-31T23:59:59.999Z", "2200-01-01T00:00:00Z", "2262-04-01T00:00:00.5Z"]
 OUT_OF_RANGE = "event time 'ts' out of range (supported: 1900-01-01 to 2199-12-31 UTC)"
 
