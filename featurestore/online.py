@@ -260,10 +260,20 @@ def compute_many(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence
                  top: int = TOP_LEVEL, slots: Optional[Dict[Optional[int], Tuple[int, ...]]] = None
                  ) -> List[Tuple[List[Any], List[str], List[Optional[int]]]]:
     """:func:`compute` of several entities of one view at once: ``(values, statuses, event times)`` per
-    reply. Every window of the entities without tiles (most of a many-entity lookup) is computed as slot
-    columns (:func:`featurestore.kernel.columnar.window_columns`, no row per entity), the others' from
-    their tiles and edge events as rows; each feature is then finished over all entities at once from
-    the columns of the slots it reads (:func:`_finish_feature`)."""
+    reply (:func:`compute_columns`, per entity)."""
+    columns = compute_columns(layout, plans, replies, q, top, slots)
+    per = [list(zip(*(c[k] for c in columns))) if columns else [()] * len(replies) for k in range(3)]
+    return [(list(v), list(s), list(t)) for v, s, t in zip(*per)]
+
+
+def compute_columns(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence[Optional[EntityReply]], q: int,
+                    top: int = TOP_LEVEL, slots: Optional[Dict[Optional[int], Tuple[int, ...]]] = None
+                    ) -> List[Tuple[List[Any], List[str], List[Optional[int]]]]:
+    """:func:`compute` of several entities of one view at once, per feature: ``(values, statuses, event
+    times)`` over ``replies``. Every window of the entities without tiles (most of a many-entity lookup)
+    is computed as slot columns (:func:`featurestore.kernel.columnar.window_columns`, no row per
+    entity), the others' from their tiles and edge events as rows; each feature is then finished over all
+    entities at once from the columns of the slots it reads (:func:`_finish_feature`)."""
     if slots is None:
         slots = window_slots(layout, plans)
     windows = list(slots)
@@ -300,19 +310,21 @@ def compute_many(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence
                 columns[w][i] += [rows_of[e][w][i] for e in others]
     order = sparse + others
     steps = _steps(layout, plans)
-    out: list = [None] * len(replies)
-    if order:
-        live = [replies[e] for e in order]
-        done = [_finish_feature(layout, step, columns[step[1]], live, q) for step in steps]
-        per = [list(zip(*(d[k] for d in done))) if done else [()] * len(order) for k in range(3)]
-        for e, values, statuses, times in zip(order, *per):
-            out[e] = (list(values), list(statuses), list(times))
-    if len(order) < len(replies):  # entities without state: every value its empty one, NOT_FOUND
-        values = _values_without_state(layout, steps)
-        for e, r in enumerate(replies):
-            if r is None:
-                out[e] = (list(values), [NOT_FOUND] * len(steps), [None] * len(steps))
-    return out
+    live = [replies[e] for e in order]
+    done = [_finish_feature(layout, step, columns[step[1]], live, q) for step in steps]
+    if len(order) < len(replies):  # entities without state (every value its empty one, NOT_FOUND) last
+        missing = [e for e, r in enumerate(replies) if r is None]
+        for (values, statuses, times), value in zip(done, _values_without_state(layout, steps)):
+            values += [value] * len(missing)
+            statuses += [NOT_FOUND] * len(missing)
+            times += [None] * len(missing)
+        order += missing
+    if order != list(range(len(replies))):  # back in the replies' order
+        at = [0] * len(order)
+        for j, e in enumerate(order):
+            at[e] = j
+        done = [tuple([col[j] for j in at] for col in d) for d in done]
+    return done
 
 
 def _values_without_state(layout: Layout, steps: list) -> List[Any]:
@@ -754,6 +766,7 @@ class OnlineResponse:
 
 
 __all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "compute_many",
+           "compute_columns",
            "read_plan",
            "ReadPlan", "EntityReply", "decode_reply", "raw_events_many", "window_slots", "to_output", "cast_value",
            "OnlineResponse", "STATUSES",
