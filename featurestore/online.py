@@ -285,7 +285,8 @@ def compute_columns(layout: Layout, plans: Sequence[FeaturePlan], replies: Seque
         groups = [replies[e].raw if replies[e].raw is not None else RawEvents.of(replies[e].events, width)
                   for e in sparse]
         spans = [[_sparse_span(replies[e], q, w) for w in windows] for e in sparse]
-        for w, wcols in zip(windows, window_columns(layout, groups, spans, [slots[w] for w in windows])):
+        finite = [k for k, w in enumerate(windows) if w is not None]  # (their values are never merged)
+        for w, wcols in zip(windows, window_columns(layout, groups, spans, [slots[w] for w in windows], finite)):
             if w is None:  # an unbounded window: the prefix's row, plus the events after its boundary
                 prefixed = [(j, replies[e].prefix[1]) for j, e in enumerate(sparse) if replies[e].prefix is not None]
                 for i in slots[None]:

@@ -57,7 +57,8 @@ def test_window_rows_equal_layout_add_on_every_slot(seed):
 @pytest.mark.parametrize("seed", range(20))
 def test_window_columns_are_the_window_rows_slots(seed):
     """The slot columns a lookup finishes its sparse entities from hold, slot for slot, the rows'
-    values (spans without events: the empty ones)."""
+    values (spans without events: the empty ones; a timed span's first/last/latest: the time of the
+    row's event, and its value)."""
     rng = random.Random(9500 + seed)
     layout, _ = make_layout()
     groups = [sorted(((o, inp) for _, o, inp, _ in random_events(rng, rng.choice([0, 1, 3, 40]), 3_600_000)),
@@ -67,12 +68,15 @@ def test_window_columns_are_the_window_rows_slots(seed):
     slot_sets = [tuple(sorted(rng.sample(range(len(layout.slots)), rng.randint(1, len(layout.slots)))))
                  for _ in WINDOWS]
     raw = [RawEvents.of(g, 3) for g in groups]
-    rows, columns = window_rows(layout, raw, spans, slot_sets), window_columns(layout, raw, spans, slot_sets)
+    timed = {k for k in range(len(WINDOWS)) if rng.random() < 0.5}  # first/last/latest: the event's time, no order
+    rows, columns = window_rows(layout, raw, spans, slot_sets), window_columns(layout, raw, spans, slot_sets, timed)
     for k, sl in enumerate(slot_sets):
         for e in range(len(groups)):
-            got, want = layout.new(), rows[e][k]
+            got, want = layout.new(), layout.copy(rows[e][k])
             for i in sl:
                 got[i] = columns[k][i][e]
+                if k in timed and layout.slots[i][0] in ("f", "l", "L") and want[i] is not None:
+                    want[i] = [[want[i][0][0]], want[i][1]]
             assert _encoded(layout, got) == _encoded(layout, want), (e, k)
 
 

@@ -31,7 +31,7 @@ from functools import partial
 from itertools import accumulate
 from math import frexp, inf as _INF
 from operator import is_not
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -281,13 +281,15 @@ def window_rows(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Seq
 
 
 def window_columns(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Sequence[Span]],
-                   slot_sets: Sequence[Sequence[int]]) -> List[Dict[int, list]]:
+                   slot_sets: Sequence[Sequence[int]], timed: Collection[int] = ()) -> List[Dict[int, list]]:
     """:func:`window_rows` as columns: ``columns[k][i][e]`` is slot ``i`` of ``rows[e][k]``, without the
     rows (a lookup finishes each feature of all its entities from the columns of the slots it reads). A
-    span without events holds the layout's empty values, shared: the columns are read only."""
+    span without events holds the layout's empty values, shared: the columns are read only. For the span
+    indexes ``k`` in ``timed``, a first / last / latest value holds its event's time alone in place of its
+    order (``[[ts], value]``: all that finishing reads; such a value must never be merged or compared)."""
     template = layout._template
     out = []
-    for sl, (full, columns) in zip(slot_sets, _windows(layout, _Columns(layout, groups), spans, slot_sets)):
+    for sl, (full, columns) in zip(slot_sets, _windows(layout, _Columns(layout, groups), spans, slot_sets, timed)):
         if len(full) < len(groups):  # spans without events: the empty values
             for i in sl:
                 column = [template[i]] * len(groups)
@@ -298,9 +300,11 @@ def window_columns(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[
     return out
 
 
-def _windows(layout: Layout, cols: "_Columns", spans: Sequence[Sequence[Span]], slot_sets: Sequence[Sequence[int]]):
+def _windows(layout: Layout, cols: "_Columns", spans: Sequence[Sequence[Span]], slot_sets: Sequence[Sequence[int]],
+             timed: Collection[int] = ()):
     """Per span index ``k``: ``(full, columns)``, the entities whose ``k``-th span holds events and, per slot
-    of ``slot_sets[k]``, its value for each of them (in ``full``'s order)."""
+    of ``slot_sets[k]``, its value for each of them (in ``full``'s order; ``timed``: see
+    :func:`window_columns`)."""
     times, starts, ends = cols.times, cols.starts, cols.ends
     slots = layout.slots
     for k, sl in enumerate(slot_sets):
@@ -317,14 +321,14 @@ def _windows(layout: Layout, cols: "_Columns", spans: Sequence[Sequence[Span]], 
         columns: Dict[int, list] = {}
         for i in sl:
             kind, col = slots[i]
-            columns[i] = _slot_values(layout, cols, kind, col, i, a_s, b_s) if full else []
+            columns[i] = _slot_values(layout, cols, kind, col, i, a_s, b_s, k in timed) if full else []
         yield full, columns
 
 
 def _slot_values(layout: Layout, cols: "_Columns", kind: str, col: Optional[int], i: int, a_s: List[int],
-                 b_s: List[int]) -> list:
+                 b_s: List[int], timed: bool = False) -> list:
     """Slot ``i``'s value of the events ``[a, b)`` of each ``a, b`` of ``a_s``, ``b_s`` (never empty), each
-    value new."""
+    value new (``timed``: see :func:`window_columns`)."""
     if kind == "*":
         return list(map(int.__sub__, b_s, a_s))
     if kind == "n" or (kind == "s" and col not in layout.float_cols):
@@ -345,6 +349,8 @@ def _slot_values(layout: Layout, cols: "_Columns", kind: str, col: Optional[int]
                 found = {_NAN_KEY if x != x else x for x in found}
             out.append(found)
         return out
+    if kind in ("f", "l", "L"):
+        return [_edge(layout, cols, kind, col, a, b, timed) for a, b in zip(a_s, b_s)]
     return [_slot(layout, cols, kind, col, a, b, layout._empty(kind, col), i) for a, b in zip(a_s, b_s)]
 
 
@@ -384,9 +390,10 @@ def _slot(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int,
     raise ValueError(kind)  # pragma: no cover
 
 
-def _edge(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int, b: int):
+def _edge(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int, b: int, timed: bool = False):
     """first (``f``) / last (``l``) non-null value, or the latest event (``L``), of the slice ``[a, b)``:
-    the events of the earliest / latest time that qualifies, compared by their full order."""
+    the events of the earliest / latest time that qualifies, compared by their full order (``timed``: the
+    value holds the event's time in place of its order)."""
     times = cols.times
     vals = cols.values(col) if col is not None else None
     step = 1 if kind == "f" else -1
@@ -408,7 +415,7 @@ def _edge(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int,
             elif ok == bo and k < best:
                 best = k  # equal orders: the first in stored order, as Layout.add keeps it
         k += step
-    order = cols.order(best)
+    order = [ts] if timed else cols.order(best)
     if kind == "L":
         return [order, [cols.values(c)[best] for c in layout.latest_cols]]
     return [order, vals[best]]
