@@ -267,7 +267,7 @@ def window_rows(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Seq
         # ``sl`` replaces it (every slot of sl gets a new value of its own)
         kept = set(sl)
         fresh = [(i, make) for i, make in layout._fresh if i not in kept]
-        rows = [new() for _ in groups]
+        rows: List[Optional[list]] = [None] * len(groups)
         for j, e in enumerate(full):
             row = template.copy()
             for i, make in fresh:
@@ -276,7 +276,7 @@ def window_rows(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Seq
                 row[i] = columns[i][j]
             rows[e] = row
         for e, row in enumerate(rows):
-            out[e].append(row)
+            out[e].append(new() if row is None else row)
     return out
 
 
