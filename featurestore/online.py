@@ -28,7 +28,7 @@ import orjson
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
-from featurestore.kernel.columnar import RawBatch, RawEvents, window_rows
+from featurestore.kernel.columnar import RawBatch, RawEvents, window_columns, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
 from featurestore.semantics import in_int64
@@ -249,7 +249,7 @@ def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[Entity
     """Each planned feature's value at request time ``q`` (epoch ms) as a plain Python value, and its
     status. ``reply`` None: the entity has no state (no events within the retention). ``slots``:
     :func:`window_slots` of ``plans`` (computed when not given). ``times``: a list that receives each
-    value's event time (:func:`_finisher`)."""
+    value's event time (:func:`_finish_feature`)."""
     values, statuses, when = compute_many(layout, plans, [reply], q, top, slots)[0]
     if times is not None:
         times.extend(when)
@@ -260,47 +260,141 @@ def compute_many(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence
                  top: int = TOP_LEVEL, slots: Optional[Dict[Optional[int], Tuple[int, ...]]] = None
                  ) -> List[Tuple[List[Any], List[str], List[Optional[int]]]]:
     """:func:`compute` of several entities of one view at once: ``(values, statuses, event times)`` per
-    reply. The windows of the entities without tiles (most of a many-entity lookup) are computed
-    together from columns (:func:`featurestore.kernel.columnar.window_rows`), the others from their
-    tiles and edge events."""
+    reply (:func:`compute_columns`, per entity)."""
+    columns = compute_columns(layout, plans, replies, q, top, slots)
+    per = [list(zip(*(c[k] for c in columns))) if columns else [()] * len(replies) for k in range(3)]
+    return [(list(v), list(s), list(t)) for v, s, t in zip(*per)]
+
+
+def compute_columns(layout: Layout, plans: Sequence[FeaturePlan], replies: Sequence[Optional[EntityReply]], q: int,
+                    top: int = TOP_LEVEL, slots: Optional[Dict[Optional[int], Tuple[int, ...]]] = None
+                    ) -> List[Tuple[List[Any], List[str], List[Optional[int]]]]:
+    """:func:`compute` of several entities of one view at once, per feature: ``(values, statuses, event
+    times)`` over ``replies``. Every window of the entities without tiles (most of a many-entity lookup)
+    is computed as slot columns (:func:`featurestore.kernel.columnar.window_columns`, no row per
+    entity), the others' from their tiles and edge events as rows; each feature is then finished over all
+    entities at once from the columns of the slots it reads (:func:`_finish_feature`)."""
     if slots is None:
         slots = window_slots(layout, plans)
     windows = list(slots)
-    rows_of: List[Optional[Dict[Optional[int], list]]] = [None] * len(replies)
-    sparse = [i for i, r in enumerate(replies)
+    sparse = [e for e, r in enumerate(replies)
               if r is not None and not r.dense and r.prefix_tile is None and r.prefix_events is None]
+    columns: Dict[Optional[int], Dict[int, list]] = {w: {i: [] for i in sl} for w, sl in slots.items()}
     if sparse:
         width = len(layout.inputs)
-        groups = [replies[i].raw if replies[i].raw is not None else RawEvents.of(replies[i].events, width)
-                  for i in sparse]
-        spans = [[_sparse_span(replies[i], q, w) for w in windows] for i in sparse]
-        built = window_rows(layout, groups, spans, [slots[w] for w in windows])
-        for i, rows in zip(sparse, built):
-            prefix = replies[i].prefix
-            if prefix is not None and None in slots:
-                layout.merge(rows[windows.index(None)], prefix[1], slots[None])
-            rows_of[i] = dict(zip(windows, rows))
-    dense = [i for i, r in enumerate(replies) if r is not None and r.dense]
-    if dense:
-        for i in dense:
-            rows_of[i] = {}
-        _dense_window_rows(layout, [replies[i] for i in dense], q, slots, dense, rows_of)
-    out = []
-    finish = _finisher(layout, plans)
-    missing = None  # the result of an entity without state: the same for every such entity
-    for reply, rows in zip(replies, rows_of):
-        if reply is None:
-            if missing is None:
-                missing = finish(None, {w: layout.new() for w in slots}, q)
-            out.append(tuple(list(x) for x in missing))
-            continue
-        if rows is None:
-            rows = {}
+        groups = [replies[e].raw if replies[e].raw is not None else RawEvents.of(replies[e].events, width)
+                  for e in sparse]
+        spans = [[_sparse_span(replies[e], q, w) for w in windows] for e in sparse]
+        finite = [k for k, w in enumerate(windows) if w is not None]  # (their values are never merged)
+        for w, wcols in zip(windows, window_columns(layout, groups, spans, [slots[w] for w in windows], finite)):
+            if w is None:  # an unbounded window: the prefix's row, plus the events after its boundary
+                prefixed = [(j, replies[e].prefix[1]) for j, e in enumerate(sparse) if replies[e].prefix is not None]
+                for i in slots[None]:
+                    combine, col = layout._combiners[i], wcols[i]
+                    for j, prow in prefixed:
+                        col[j] = combine(col[j], prow[i])
+            columns[w] = wcols
+    chosen = set(sparse)
+    others = [e for e, r in enumerate(replies) if r is not None and e not in chosen]
+    if others:  # entities with tiles (or a prefix's top tile): rows
+        rows_of: Dict[int, Dict[Optional[int], list]] = {e: {} for e in others}
+        dense = [e for e in others if replies[e].dense]
+        if dense:
+            _dense_window_rows(layout, [replies[e] for e in dense], q, slots, dense, rows_of)
+        for e in others:
+            rows = rows_of[e]
+            for w, sl in slots.items():
+                if w not in rows:
+                    rows[w] = _window_row(layout, replies[e], q, w, top, sl)
         for w, sl in slots.items():
-            if w not in rows:
-                rows[w] = _window_row(layout, reply, q, w, top, sl)
-        out.append(finish(reply, rows, q))
-    return out
+            for i in sl:
+                columns[w][i] += [rows_of[e][w][i] for e in others]
+    order = sparse + others
+    steps = _steps(layout, plans)
+    live = [replies[e] for e in order]
+    done = [_finish_feature(layout, step, columns[step[1]], live, q) for step in steps]
+    if len(order) < len(replies):  # entities without state (every value its empty one, NOT_FOUND) last
+        missing = [e for e, r in enumerate(replies) if r is None]
+        for (values, statuses, times), value in zip(done, _values_without_state(layout, steps)):
+            values += [value] * len(missing)
+            statuses += [NOT_FOUND] * len(missing)
+            times += [None] * len(missing)
+        order += missing
+    if order != list(range(len(replies))):  # back in the replies' order
+        at = [0] * len(order)
+        for j, e in enumerate(order):
+            at[e] = j
+        done = [tuple([col[j] for j in at] for col in d) for d in done]
+    return done
+
+
+def _values_without_state(layout: Layout, steps: list) -> List[Any]:
+    """Each feature's value for an entity without state: None for latest features, else the aggregation
+    of no event (or its default)."""
+    template = layout._template
+    values = []
+    for latest, _, ix, f, out, empty, _ in steps:
+        if latest:
+            values.append(None)
+            continue
+        v = template[ix[0]] if f is None else f(*(template[i] for i in ix))
+        values.append(out(empty if v is None else v))
+    return values
+
+
+def _steps(layout: Layout, plans: Sequence[FeaturePlan]) -> list:
+    """Per plan: ``(latest, window, slots, f, output conversion, empty value, integer sum)``, ``(slots, f)``
+    its :meth:`Layout.value_finalizer`."""
+    return [(p.function == "latest", p.window_ms, *layout.value_finalizer(p.function, p.column), _converter(p.dtype),
+             p.empty, p.function == "sum" and p.dtype in t.INTEGER) for p in plans]
+
+
+def _finish_feature(layout: Layout, step, wcols: Dict[int, list], replies: Sequence[EntityReply], q: int):
+    """``(values, statuses, event times)`` of one feature over ``replies`` (entities with state), from the
+    columns of its window's slots. A value's event time (Feast's ``event_timestamps``): for a latest
+    feature the time of the event it comes from; for an aggregation the request time (the value is the
+    window ``[q - W, q)`` as of ``q``); None when there is no value (no event inside the TTL, refused)."""
+    latest, w, ix, f, out, empty, int_sum = step
+    n = len(replies)
+    if latest:
+        values, statuses, times = [], [], []
+        for reply, slot in zip(replies, wcols[ix[0]]):
+            if slot is None:
+                values.append(None)
+                statuses.append(OUTSIDE_MAX_AGE if w is not None and _any_before(layout, reply, q) else NULL_VALUE)
+                times.append(None)
+                continue
+            v = f(slot)
+            times.append(int(slot[0][0]))
+            if v is None:
+                values.append(None)
+                statuses.append(NULL_VALUE)
+            else:
+                values.append(out(v))
+                statuses.append(PRESENT)
+        return values, statuses, times
+    raw = wcols[ix[0]] if f is None else list(map(f, *(wcols[i] for i in ix)))
+    if empty is not None or None not in raw:
+        raw = [empty if v is None else v for v in raw] if empty is not None else raw
+        if not int_sum or all(map(in_int64, raw)):  # (every value present)
+            return list(map(out, raw)), [PRESENT] * n, [q] * n
+    values, statuses, times = [], [], []
+    for v in raw:
+        if v is None:
+            v = empty
+        elif int_sum and not in_int64(v):  # semantics.int64_overflow_reason: never another number
+            values.append(None)
+            statuses.append(REFUSED)
+            times.append(None)
+            continue
+        times.append(q)
+        if v is None:
+            values.append(None)
+            statuses.append(NULL_VALUE)
+        else:
+            values.append(out(v))
+            statuses.append(PRESENT)
+    return values, statuses, times
 
 
 def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, slots, index: Sequence[int],
@@ -398,60 +492,6 @@ def _sparse_span(reply: EntityReply, q: int, w: Optional[int]) -> Tuple[Optional
     if w is not None:
         return q - w, q
     return (None if reply.prefix is None else reply.prefix[0]), q
-
-
-def _finisher(layout: Layout, plans: Sequence[FeaturePlan]):
-    """``finish(reply, rows, q) -> (values, statuses, event times)`` of ``plans`` (``rows``: window ->
-    row), with each feature's finalize and output conversion chosen once (a 100-entity lookup finishes
-    a thousand values: a call each, no dispatch per value). A value's event time (Feast's
-    ``event_timestamps``): for a latest feature the time of the event it comes from; for an aggregation
-    the request time (the value is the window ``[q - W, q)`` as of ``q``); None when the entity has no
-    state or no event inside the TTL."""
-    steps = [(p.function == "latest", p.window_ms, layout.finalizer(p.function, p.column), _converter(p.dtype), p.empty,
-              p.function == "sum" and p.dtype in t.INTEGER) for p in plans]
-    ls = layout.latest_slot
-
-    def finish(reply, rows, q):
-        values, statuses, times = [], [], []
-        if reply is None:  # no state: every value its empty one, NOT_FOUND
-            for latest, w, fin, out, empty, _ in steps:
-                if latest:
-                    values.append(None)
-                else:
-                    v = fin(rows[w])
-                    values.append(out(empty if v is None else v))
-                statuses.append(NOT_FOUND)
-                times.append(None)
-            return values, statuses, times
-        for latest, w, fin, out, empty, int_sum in steps:
-            row = rows[w]
-            if latest:
-                slot = row[ls]
-                if slot is None:
-                    values.append(None)
-                    statuses.append(OUTSIDE_MAX_AGE if w is not None and _any_before(layout, reply, q) else NULL_VALUE)
-                    times.append(None)
-                    continue
-                v = fin(row)
-                times.append(int(slot[0][0]))
-            else:
-                v = fin(row)
-                if v is None:
-                    v = empty
-                elif int_sum and not in_int64(v):  # semantics.int64_overflow_reason: never another number
-                    values.append(None)
-                    statuses.append(REFUSED)
-                    times.append(None)
-                    continue
-                times.append(q)
-            if v is None:
-                values.append(None)
-                statuses.append(NULL_VALUE)
-            else:
-                values.append(out(v))
-                statuses.append(PRESENT)
-        return values, statuses, times
-    return finish
 
 
 def _any_before(layout: Layout, reply: EntityReply, q: int) -> bool:
@@ -673,7 +713,7 @@ class OnlineResponse:
     entity rows' join keys first, then the features in request order; Feast style), ``statuses()`` ->
     the same shape with each value's status, ``refusals`` (one line per refused view and why),
     ``to_df()``, ``to_arrow()``, ``event_times`` (per feature column, each value's event time in epoch ms:
-    :func:`_finisher`) and ``request_id`` (set when the lookup was logged). JSON values (``json_columns``)
+    :func:`_finish_feature`) and ``request_id`` (set when the lookup was logged). JSON values (``json_columns``)
     are their text inside (``raw_dict()``, what the serving log holds) and Python values in ``to_dict()`` /
     ``to_df()`` (:mod:`featurestore.sdk.json_values`)."""
 
@@ -727,6 +767,7 @@ class OnlineResponse:
 
 
 __all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "compute_many",
+           "compute_columns",
            "read_plan",
            "ReadPlan", "EntityReply", "decode_reply", "raw_events_many", "window_slots", "to_output", "cast_value",
            "OnlineResponse", "STATUSES",

@@ -10,9 +10,12 @@ from fractions import Fraction
 import pytest
 
 from featurestore.kernel import columnar
-from featurestore.kernel.columnar import RawEvents, window_rows
+from featurestore.kernel import entity as kentity
+from featurestore.kernel.columnar import RawEvents, window_columns, window_rows
 from featurestore.kernel.partials import Layout
-from tests.test_kernel import INPUTS, WINDOWS, check, make_layout, random_events
+from featurestore.kernel.tiles import TOP_LEVEL, tile_ms
+from featurestore.online import compute_many, read_plan
+from tests.test_kernel import INPUTS, WINDOWS, FakeStore, check, make_layout, plans_for, random_events
 
 
 def _encoded(layout, row):
@@ -49,6 +52,78 @@ def test_window_rows_equal_layout_add_on_every_slot(seed):
         for (lo, hi), sl, row in zip(espans, slot_sets, rows):
             want = _by_add(layout, g, lo, hi, sl)
             assert _encoded(layout, row) == _encoded(layout, want), (lo, hi)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_window_columns_are_the_window_rows_slots(seed):
+    """The slot columns a lookup finishes its sparse entities from hold, slot for slot, the rows'
+    values (spans without events: the empty ones; a timed span's first/last/latest: the time of the
+    row's event, and its value)."""
+    rng = random.Random(9500 + seed)
+    layout, _ = make_layout()
+    groups = [sorted(((o, inp) for _, o, inp, _ in random_events(rng, rng.choice([0, 1, 3, 40]), 3_600_000)),
+                     key=lambda e: e[0][0]) for _ in range(rng.choice([1, 4, 15]))]
+    q = 1_770_000_000_000 + rng.randint(0, 10**8 + 3_600_000)
+    spans = [[(None if w is None else q - w, q) for w in WINDOWS] for _ in groups]
+    slot_sets = [tuple(sorted(rng.sample(range(len(layout.slots)), rng.randint(1, len(layout.slots)))))
+                 for _ in WINDOWS]
+    raw = [RawEvents.of(g, 3) for g in groups]
+    timed = {k for k in range(len(WINDOWS)) if rng.random() < 0.5}  # first/last/latest: the event's time, no order
+    rows, columns = window_rows(layout, raw, spans, slot_sets), window_columns(layout, raw, spans, slot_sets, timed)
+    for k, sl in enumerate(slot_sets):
+        for e in range(len(groups)):
+            got, want = layout.new(), layout.copy(rows[e][k])
+            for i in sl:
+                got[i] = columns[k][i][e]
+                if k in timed and layout.slots[i][0] in ("f", "l", "L") and want[i] is not None:
+                    want[i] = [[want[i][0][0]], want[i][1]]
+            assert _encoded(layout, got) == _encoded(layout, want), (e, k)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_many_entities_at_once_equal_each_alone_and_the_oracle(seed):
+    """compute_many of a lookup's mix of entities (without state, sparse, with tiles, with prefixes; hot
+    keys, ties, nulls, every aggregation and window, trimmed history) gives each entity what it gives it alone, and that is
+    the oracle's value (tests/test_kernel.check): slot columns, rows and the finish over all entities at
+    once put every value back on its own entity."""
+    rng = random.Random(9700 + seed)
+    layout, aggs = make_layout()
+    plans = plans_for(aggs, layout)
+    t_end = 1_770_000_000_000 + 10**8
+    entities = []  # (store, events) or None (no state)
+    horizon = 0  # the request times are at or after every entity's retention horizon
+    for _ in range(rng.choice([2, 6, 14])):
+        if rng.random() < 0.15:
+            entities.append(None)
+            continue
+        trimmed = rng.random() < 0.4  # history trimmed into the prefix: unbounded windows start from it
+        span = 20 * 86_400_000 if trimmed else rng.choice([90_000, 3 * 3_600_000, 9 * 86_400_000])
+        events = random_events(rng, rng.choice([1, 4, 30, 200]), span)
+        state = kentity.EntityState(layout, True, None, rng.choice([0, 5, 10_000, 10_000]))  # tiles above 0 or 5 events
+        store = FakeStore(layout)
+        events = rng.sample(events, len(events))  # any arrival order (the oracle breaks full ties by it too)
+        for ev in events:
+            state.add(*ev)
+            if rng.random() < 0.05:
+                store.apply(state.drain())
+        store.apply(state.drain())
+        if trimmed:
+            times = sorted(o[0] for _, o, _, _ in events)
+            cut = times[len(times) // 2] // tile_ms(TOP_LEVEL) * tile_ms(TOP_LEVEL)
+            state.trim(cut, cut + 7 * 86_400_000)
+            store.apply(state.drain())
+            horizon = max(horizon, cut + 7 * 86_400_000)
+        entities.append((store, events))
+    times = [o[0] for ent in entities if ent for _, o, _, _ in ent[1] if o[0] >= horizon] or [horizon]
+    for q in [rng.choice(times) + d for d in (0, 1, 3_600_000)] + [max(t_end, horizon) + 10 * 86_400_000]:
+        rplan = read_plan(sorted({p.window_ms for p in plans}, key=lambda w: (w is None, w or 0)), q)
+        replies = [None if ent is None else ent[0].read(rplan, {m: (o, inp) for _, o, inp, m in ent[1]})
+                   for ent in entities]
+        together = compute_many(layout, plans, replies, q)
+        for ent, reply, got in zip(entities, replies, together):
+            assert repr(got) == repr(compute_many(layout, plans, [reply], q)[0]), q
+            if ent is not None:
+                check(layout, aggs, ent[0], ent[1], q)
 
 
 def test_extreme_floats_sum_exactly():

@@ -238,3 +238,45 @@ def test_request_ids_that_are_not_strings_in_labels_are_a_one_line_error(store, 
     assert got["_from_log"].all()
     with_null = labels.assign(request_id=[ids[0], None, ids[2]], event_timestamp=BASE + pd.Timedelta("90s"))
     assert store.training_set_from_logs(with_null, "logged_model")["_from_log"].tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_logged_record_reads_back_the_served_values_exactly(seed):
+    """Records of finite floats are written by orjson, the others by json: either way the entry reads back
+    (json.loads, as shipping reads it) as the very values served — NaN and infinities stay themselves
+    (orjson would write null), integers beyond 64 bits, times, subclasses, numpy scalars too."""
+    import json
+    import math
+    from datetime import datetime, timedelta, timezone
+
+    import numpy as np
+
+    class Text(str):
+        pass
+
+    rng = random.Random(800 + seed)
+    pool = [None, 0.1, -0.0, 1e300, 5e-324, 2**63 - 1, -2**63, True, "é\n\"x\"", "", 3,
+            datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=rng.randint(0, 10**12))]
+    odd = [math.nan, math.inf, -math.inf, 2**64, Text("t"), np.float64(0.25), np.int64(7), np.float64(math.nan)]
+    n = rng.randint(1, 6)
+    columns = {"k": [rng.choice(pool[1:]) for _ in range(n)]}
+    for c in range(rng.randint(1, 4)):
+        columns[f"f{c}"] = [rng.choice(pool + (odd if rng.random() < 0.5 else [])) for _ in range(n)]
+    request = {"r": [rng.choice(pool + odd[:3]) for _ in range(n)]} if rng.random() < 0.5 else None
+
+    def plain(v):  # a value as json.loads gives it back: a number (NaN as a marker), text, or null
+        if isinstance(v, float) and math.isnan(v):
+            return "NaN"
+        if isinstance(v, datetime):
+            return v.isoformat()
+        return v.item() if hasattr(v, "item") else (str(v) if isinstance(v, str) else v)
+
+    record = serving_log.build_record(None, columns, ["k"], [], None, 5, "req", request)
+    doc = json.loads(record.fields["r"])
+    got = {c: [plain(row[c]) for row in doc["features"]] for c in columns if c != "k"}
+    got["k"] = [plain(e["k"]) for e in doc["entities"]]
+    assert got == {c: [plain(v) for v in col] for c, col in columns.items()}
+    assert all(type(a) is type(b) for c, col in columns.items() for a, b in
+               zip(got[c], [plain(v) for v in col])), got
+    if request is not None:
+        assert [plain(r["r"]) for r in doc["request_data"]] == [plain(v) for v in request["r"]]

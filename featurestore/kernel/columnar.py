@@ -1,5 +1,7 @@
 """Partial rows of many entities' raw events at once: the rows :meth:`Layout.add` builds event by event,
-computed from columns (a lookup's sparse entities, every window of a view in one pass).
+computed from columns (a lookup's sparse entities, every window of a view in one pass), as rows
+(:func:`window_rows`) or as one column per slot over the entities (:func:`window_columns`: what a lookup
+finishes its features from, with no row per entity).
 
 An online lookup of N entities reads, for each entity without tiles, its few raw events, and needs one
 partial row per (entity, window). Adding each event to each window's row in Python (one call per event,
@@ -31,7 +33,7 @@ from functools import partial
 from itertools import accumulate
 from math import frexp, inf as _INF
 from operator import is_not
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -259,75 +261,99 @@ def window_rows(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Seq
     """``rows[e][k]``: the row of entity ``e``'s events (``groups[e]``) inside its
     ``k``-th span ``spans[e][k]`` on the slots ``slot_sets[k]`` (the others empty): what
     ``Layout.add`` of those events in their order gives. Each slot is computed for every entity of a
-    window in one loop (its kind dispatched once per window, not per entity)."""
-    cols = _Columns(layout, groups)
-    times, starts, ends = cols.times, cols.starts, cols.ends
-    slots = layout.slots
+    window in one loop (its kind dispatched once per window, not per entity); rows are new (mutable)."""
     new, template = layout.new, layout._template
     out: List[List[list]] = [[] for _ in groups]
-    for k, sl in enumerate(slot_sets):
+    for sl, (full, columns) in zip(slot_sets, _windows(layout, _Columns(layout, groups), spans, slot_sets)):
         # a row with events: a copy of the empty template, a fresh mutable value only where no slot of
-        # ``sl`` replaces it (every slot of sl gets a new value of its own, except exact sums of a column
-        # holding other than floats, integer sums of squares among them: added event by event into a fresh one)
+        # ``sl`` replaces it (every slot of sl gets a new value of its own)
         kept = set(sl)
-        for i in sl:
-            kind, col = slots[i]
-            if (kind == "q" or (kind == "s" and col in layout.float_cols)) and cols.exact_prefix(col, kind == "q") is None:
-                kept.discard(i)
         fresh = [(i, make) for i, make in layout._fresh if i not in kept]
-        bounds = []  # (row, a, b) of the entities with events in their k-th span
-        rows = []
+        rows: List[Optional[list]] = [None] * len(groups)
+        for j, e in enumerate(full):
+            row = template.copy()
+            for i, make in fresh:
+                row[i] = make()
+            for i in sl:
+                row[i] = columns[i][j]
+            rows[e] = row
+        for e, row in enumerate(rows):
+            out[e].append(new() if row is None else row)
+    return out
+
+
+def window_columns(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Sequence[Span]],
+                   slot_sets: Sequence[Sequence[int]], timed: Collection[int] = ()) -> List[Dict[int, list]]:
+    """:func:`window_rows` as columns: ``columns[k][i][e]`` is slot ``i`` of ``rows[e][k]``, without the
+    rows (a lookup finishes each feature of all its entities from the columns of the slots it reads). A
+    span without events holds the layout's empty values, shared: the columns are read only. For the span
+    indexes ``k`` in ``timed``, a first / last / latest value holds its event's time alone in place of its
+    order (``[[ts], value]``: all that finishing reads; such a value must never be merged or compared)."""
+    template = layout._template
+    out = []
+    for sl, (full, columns) in zip(slot_sets, _windows(layout, _Columns(layout, groups), spans, slot_sets, timed)):
+        if len(full) < len(groups):  # spans without events: the empty values
+            for i in sl:
+                column = [template[i]] * len(groups)
+                for e, v in zip(full, columns[i]):
+                    column[e] = v
+                columns[i] = column
+        out.append(columns)
+    return out
+
+
+def _windows(layout: Layout, cols: "_Columns", spans: Sequence[Sequence[Span]], slot_sets: Sequence[Sequence[int]],
+             timed: Collection[int] = ()):
+    """Per span index ``k``: ``(full, columns)``, the entities whose ``k``-th span holds events and, per slot
+    of ``slot_sets[k]``, its value for each of them (in ``full``'s order; ``timed``: see
+    :func:`window_columns`)."""
+    times, starts, ends = cols.times, cols.starts, cols.ends
+    slots = layout.slots
+    for k, sl in enumerate(slot_sets):
+        full, a_s, b_s = [], [], []  # the entities with events in their k-th span, and the span's events [a, b)
         for e, espans in enumerate(spans):
             lo, hi = espans[k]
             s, t = starts[e], ends[e]
             a = s if lo is None else bisect_left(times, lo, s, t)
             b = bisect_left(times, hi, a, t)
             if b > a:
-                row = template.copy()
-                for i, make in fresh:
-                    row[i] = make()
-                bounds.append((row, a, b))
-            else:
-                row = new()
-            rows.append(row)
-        if bounds:
-            for i in sl:
-                kind, col = slots[i]
-                _fill(layout, cols, kind, col, i, bounds)
-        for e, row in enumerate(rows):
-            out[e].append(row)
-    return out
+                full.append(e)
+                a_s.append(a)
+                b_s.append(b)
+        columns: Dict[int, list] = {}
+        for i in sl:
+            kind, col = slots[i]
+            columns[i] = _slot_values(layout, cols, kind, col, i, a_s, b_s, k in timed) if full else []
+        yield full, columns
 
 
-def _fill(layout: Layout, cols: "_Columns", kind: str, col: Optional[int], i: int, bounds) -> None:
-    """Slot ``i`` of every ``(row, a, b)`` of ``bounds`` (events ``[a, b)``, never empty)."""
+def _slot_values(layout: Layout, cols: "_Columns", kind: str, col: Optional[int], i: int, a_s: List[int],
+                 b_s: List[int], timed: bool = False) -> list:
+    """Slot ``i``'s value of the events ``[a, b)`` of each ``a, b`` of ``a_s``, ``b_s`` (never empty), each
+    value new (``timed``: see :func:`window_columns`)."""
     if kind == "*":
-        for row, a, b in bounds:
-            row[i] = b - a
-        return
+        return list(map(int.__sub__, b_s, a_s))
     if kind == "n" or (kind == "s" and col not in layout.float_cols):
         p = cols.notnull_prefix(col) if kind == "n" else cols.int_prefix(col)
-        for row, a, b in bounds:
-            row[i] = p[b] - p[a]
-        return
+        return [p[b] - p[a] for a, b in zip(a_s, b_s)]
     if kind in ("s", "q"):
         prefix = cols.exact_prefix(col, kind == "q")
         if prefix is not None:
-            for row, a, b in bounds:
-                row[i] = _exact(prefix, a, b)
-            return
+            return [_exact(prefix, a, b) for a, b in zip(a_s, b_s)]
     if kind == "d":
         vals = cols.values(col)
         nan_aware = col in layout.float_cols
-        for row, a, b in bounds:
+        out = []
+        for a, b in zip(a_s, b_s):
             found = set(vals[a:b])
             found.discard(None)
             if nan_aware and any(x != x for x in found):
                 found = {_NAN_KEY if x != x else x for x in found}
-            row[i] = found
-        return
-    for row, a, b in bounds:
-        row[i] = _slot(layout, cols, kind, col, a, b, row[i], i)
+            out.append(found)
+        return out
+    if kind in ("f", "l", "L"):
+        return [_edge(layout, cols, kind, col, a, b, timed) for a, b in zip(a_s, b_s)]
+    return [_slot(layout, cols, kind, col, a, b, layout._empty(kind, col), i) for a, b in zip(a_s, b_s)]
 
 
 def _slot(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int, b: int, empty, i: int):
@@ -366,9 +392,10 @@ def _slot(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int,
     raise ValueError(kind)  # pragma: no cover
 
 
-def _edge(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int, b: int):
+def _edge(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int, b: int, timed: bool = False):
     """first (``f``) / last (``l``) non-null value, or the latest event (``L``), of the slice ``[a, b)``:
-    the events of the earliest / latest time that qualifies, compared by their full order."""
+    the events of the earliest / latest time that qualifies, compared by their full order (``timed``: the
+    value holds the event's time in place of its order)."""
     times = cols.times
     vals = cols.values(col) if col is not None else None
     step = 1 if kind == "f" else -1
@@ -390,7 +417,7 @@ def _edge(layout: Layout, cols: _Columns, kind: str, col: Optional[int], a: int,
             elif ok == bo and k < best:
                 best = k  # equal orders: the first in stored order, as Layout.add keeps it
         k += step
-    order = cols.order(best)
+    order = [ts] if timed else cols.order(best)
     if kind == "L":
         return [order, [cols.values(c)[best] for c in layout.latest_cols]]
     return [order, vals[best]]
@@ -406,4 +433,4 @@ def _by_events(layout: Layout, cols: _Columns, a: int, b: int, empty, i: int):
     return row[i]
 
 
-__all__ = ["RawEvents", "window_rows"]
+__all__ = ["RawEvents", "window_columns", "window_rows"]

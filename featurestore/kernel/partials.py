@@ -388,48 +388,56 @@ class Layout:
         return fin
 
     def _make_finalizer(self, function: str, col: Optional[int]):
-        if function == "latest":
-            slot, at = self.latest_slot, self.latest_cols.index(col)
+        ix, f = self.value_finalizer(function, col)
+        if f is None:
+            return itemgetter(ix[0])
+        if len(ix) == 1:
+            i = ix[0]
+            return lambda row: f(row[i])
+        get = itemgetter(*ix)
+        return lambda row: f(*get(row))
 
-            def latest(row):
-                v = row[slot]
-                return None if v is None else v[1][at]
-            return latest
+    def value_finalizer(self, function: str, col: Optional[int]):
+        """``(slots, f)``: :meth:`finalize` of one aggregation (or ``"latest"``) as ``f(*values of slots)``,
+        f None when the value is the single slot's own (a lookup finishes a feature of all its entities
+        from slot columns: ``map(f, *columns)``; :meth:`finalizer` is the same function of a row)."""
+        key = ("values", function, col)
+        hit = self._finalizers.get(key)
+        if hit is None:
+            hit = self._finalizers[key] = self._make_value_finalizer(function, col)
+        return hit
+
+    def _make_value_finalizer(self, function: str, col: Optional[int]):
+        if function == "latest":
+            at = self.latest_cols.index(col)
+            return (self.latest_slot,), lambda v: None if v is None else v[1][at]
         ix = self.reads[(function, col)]
-        i = ix[0]
         if col is None or function in ("count", "min", "max"):
-            return itemgetter(i)
+            return ix[:1], None
         if function == "count_distinct":
-            return lambda row: len(row[i])
+            return ix[:1], len
         if function in ("first", "last"):
-            return lambda row: None if row[i] is None else row[i][1]
-        j = ix[1]
+            return ix[:1], lambda v: None if v is None else v[1]
         if function == "sum":
-            def total(row):
-                if row[i] == 0:
-                    return None
-                s = row[j]
-                return s.value() if isinstance(s, ExactSum) else s
-            return total
-        if function == "mean":
-            def mean(row):
-                n = row[i]
+            def total(n, s):
                 if n == 0:
                     return None
-                s = row[j]
+                return s.value() if isinstance(s, ExactSum) else s
+            return ix[:2], total
+        if function == "mean":
+            def mean(n, s):
+                if n == 0:
+                    return None
                 return s.mean(n) if isinstance(s, ExactSum) else _int_mean(s, n)
-            return mean
-        k = ix[2]
+            return ix[:2], mean
         root = function != "variance"
 
-        def spread(row):
-            n = row[i]
+        def spread(n, s, sq):
             if n == 0:
                 return None
-            s = row[j]
-            var = sample_variance(n, s if isinstance(s, ExactSum) else ExactSum(s), row[k])
+            var = sample_variance(n, s if isinstance(s, ExactSum) else ExactSum(s), sq)
             return var if var is None or not root else math.sqrt(var)
-        return spread
+        return ix[:3], spread
 
     # -- storage -------------------------------------------------------------------------------------
     def encode(self, row: list, level: Optional[int] = None) -> list:

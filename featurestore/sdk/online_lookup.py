@@ -12,7 +12,7 @@ answered, and ``response.refusals`` says why, one line each.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import orjson
 
@@ -176,17 +176,19 @@ def _lookup(store, entity_rows, features, feature_service, request_time, full_fe
         refused = view_refusal(cv, orjson.loads(marker) if marker else None, q, store)
         if refused:
             refusals.append(refused)
-        done = _view_values(cv, layout, plans, rplan, [b for b in dict.fromkeys(bases) if b is not None], by_base, q,
-                            refused, refusals, slots, store)
-        none = _none_values(cv, layout, plans, q, refused, slots) if None in bases else None
-        results = [done[base] if base is not None else none for base in bases]
-        # per feature: its values, statuses and event times over the rows (transposed in C)
-        cols, stats, whens = ([list(c) for c in zip(*[r[k] for r in results])] if results else [[] for _ in plans]
-                              for k in range(3))
-        for p, col, st, when in zip(plans, cols, stats, whens):
-            out[columns[(cv.name, p.name)]] = col
-            statuses[columns[(cv.name, p.name)]] = st
-            times[columns[(cv.name, p.name)]] = when
+        index, done = _view_values(cv, layout, plans, rplan, [b for b in dict.fromkeys(bases) if b is not None],
+                                   by_base, q, refused, refusals, slots, store)
+        if None in bases:  # a null key: no state
+            index[None] = len(index)
+            for column, value in zip(done, zip(*_none_values(cv, layout, plans, q, refused, slots))):
+                for c, v in zip(column, value):
+                    c.append(v)
+        at = [index[base] for base in bases]
+        for p, (vals, stats, whens) in zip(plans, done):  # per feature: its values over the rows
+            name = columns[(cv.name, p.name)]
+            out[name] = list(map(vals.__getitem__, at))
+            statuses[name] = list(map(stats.__getitem__, at))
+            times[name] = list(map(whens.__getitem__, at))
     for r in refusals:
         log.warning("online lookup refused: %s", r)
     return ol.OnlineResponse(out, None, q, statuses, refusals, times)
@@ -220,15 +222,15 @@ def fix_once(store, cv):
 
 
 def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: int, refused: Optional[str],
-                 refusals: List[str], slots, store=None) -> dict:
-    """``base -> (values, statuses, event times)`` of the distinct entities of one view, computed together
-    (:func:`featurestore.online.compute_many`)."""
+                 refusals: List[str], slots, store=None) -> Tuple[Dict[Optional[str], int], list]:
+    """``(index, columns)`` of the distinct entities ``bases`` of one view, computed together
+    (:func:`featurestore.online.compute_columns`): per feature ``(values, statuses, event times)`` over the
+    entities, ``index[base]`` each entity's place in them."""
     from featurestore.stores.online_read import LOST_REPLY, split_reply
     from featurestore.stores.online_redis import LOST
 
     wslots, read_slots = slots
-    out: dict = {}
-    n = len(plans)
+    refused_bases = []
     members = ofmt.members(cv)
     computed, replies = [], []  # the entities computed together, and their decoded replies
     sparse, dense = [], []  # (base, split reply, meta) of the entities without / with tiles: their raw events
@@ -262,7 +264,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
                 (dense if raw_reply[1] else sparse).append((base, raw_reply, meta))
                 continue
         if why:
-            out[base] = ([None] * n, [ol.REFUSED] * n, [None] * n)
+            refused_bases.append(base)
         else:  # no state: computed together below
             computed.append(base)
             replies.append(None)
@@ -276,16 +278,18 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
         computed.append(base)
         replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta, raw=raw,
                                        compared=compared))
-    for base, result in zip(computed, ol.compute_many(layout, plans, replies, q, slots=wslots)):
-        out[base] = result
-    for base in computed:  # a computed value refused: an integer sum outside int64
-        statuses = out[base][1]
-        if ol.REFUSED in statuses:
-            for p, status in zip(plans, statuses):
+    done = ol.compute_columns(layout, plans, replies, q, slots=wslots)
+    if any(ol.REFUSED in statuses for _, statuses, _ in done):  # a computed value refused: an integer sum outside int64
+        for j in range(len(computed)):
+            for p, (_, statuses, _) in zip(plans, done):
                 why = int64_overflow_reason(cv.name, p.name)
-                if status == ol.REFUSED and why not in refusals:
+                if statuses[j] == ol.REFUSED and why not in refusals:
                     refusals.append(why)
-    return out
+    for values, statuses, times in done:  # refused entities after the computed ones
+        values += [None] * len(refused_bases)
+        statuses += [ol.REFUSED] * len(refused_bases)
+        times += [None] * len(refused_bases)
+    return {base: j for j, base in enumerate(computed + refused_bases)}, done
 
 
 def _none_values(cv, layout, plans, q: int, refused: Optional[str], slots):
