@@ -234,3 +234,26 @@ def _flink_like_file(path: Path, rows):
                   "__kafka_partition": pa.array([r[2] for r in rows], pa.int32()),
                   "__kafka_offset": pa.array([r[3] for r in rows], pa.int64())})
     pq.write_table(t, path)
+
+
+def assert_online_equals_offline(store, requests: pd.DataFrame, names, at_least: int) -> None:
+    """SPEC §3.2 per request row: ``get_online_features`` of its entity at its time equals the row of
+    ``get_historical_features`` (``tests.compare.same_value``; NaN and NaT read as null); rows the online
+    store refuses (before a horizon) are skipped, but at least ``at_least`` rows must be compared."""
+    from tests.compare import same_value
+
+    offline = store.get_historical_features(requests, features=names)
+    keys = [c for c in requests.columns if c != "event_timestamp"]
+    compared = 0
+    for i, r in enumerate(requests.to_dict("records")):
+        res = store.get_online_features([{k: r[k] for k in keys}], features=names, request_time=r["event_timestamp"])
+        if res.refusals:
+            continue
+        got = res.to_dict()
+        for ref in names:
+            f = ref.split(":")[1]
+            a, e = got[f][0], offline[f].iloc[i]
+            e = None if e is pd.NaT or (isinstance(e, float) and e != e) else e
+            assert same_value(a, e), f"row {i} {ref} at {r['event_timestamp']}: online {a!r}, offline {e!r}"
+        compared += 1
+    assert compared >= at_least, f"only {compared} rows answered online (at least {at_least} expected)"

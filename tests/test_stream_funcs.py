@@ -252,8 +252,8 @@ def test_functions_stream_equal_both_backfills(tmp_path, redis_client, kafka_adm
 
     from featurestore import datagen
     from featurestore.engines.flink import stream as streaming
-    from tests.compare import same_value
-    from tests.stream_helpers import JOB_TIMEOUT_S, assert_same_rows, create_topic, drop_project, offline_table, produce
+    from tests.stream_helpers import (JOB_TIMEOUT_S, assert_online_equals_offline, assert_same_rows, create_topic,
+                                      drop_project, offline_table, produce)
 
     rows = _e2e_events(29)
     topic, project = f"fs_funcs_{uuid.uuid4().hex[:10]}", f"t_funcs_{uuid.uuid4().hex[:8]}"
@@ -284,21 +284,7 @@ def test_functions_stream_equal_both_backfills(tmp_path, redis_client, kafka_adm
                                 [rng.choice(times) + rng.choice([0, 1, 500, 3_600_000]) for _ in range(40)],
                                 unit="ms", utc=True)})
         names = [f"parts:{f}" for f in store.repo.views["parts"].feature_names]
-        offline = store.get_historical_features(req, features=names)
-        compared = 0
-        for i, r in enumerate(req.to_dict("records")):
-            res = store.get_online_features([{"user_id": r["user_id"]}], features=names,
-                                            request_time=r["event_timestamp"])
-            if res.refusals:
-                continue
-            got = res.to_dict()
-            for ref in names:
-                f = ref.split(":")[1]
-                a, e = got[f][0], offline[f].iloc[i]
-                e = None if e is pd.NaT or (isinstance(e, float) and e != e) else e
-                assert same_value(a, e), f"row {i} {ref} at {r['event_timestamp']}: online {a!r}, offline {e!r}"
-            compared += 1
-        assert compared >= 15
+        assert_online_equals_offline(store, req, names, at_least=15)
     finally:
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])

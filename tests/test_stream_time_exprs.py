@@ -26,8 +26,8 @@ from featurestore import datagen
 from featurestore.engines.flink import exprs as flink_sql
 from featurestore.engines.flink import stream as streaming
 from featurestore.store import FeatureStore
-from tests.compare import same_value
-from tests.stream_helpers import JOB_TIMEOUT_S, assert_same_rows, create_topic, drop_project, offline_table, produce
+from tests.stream_helpers import (JOB_TIMEOUT_S, assert_online_equals_offline, assert_same_rows, create_topic,
+                                  drop_project, offline_table, produce)
 
 SEED = 71
 T0_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
@@ -154,21 +154,7 @@ def test_timestamp_expressions_stream_equal_both_backfills_to_the_microsecond(tm
                                 [rng.choice(times) + rng.choice([0, 1, 500, 3_600_000]) for _ in range(60)],
                                 unit="ms", utc=True)})
         names = [f"{v}:{f}" for v in ("fresh", "late") for f in store.repo.views[v].feature_names]
-        offline = store.get_historical_features(req, features=names)
-        compared = 0
-        for i, r in enumerate(req.to_dict("records")):
-            res = store.get_online_features([{"user_id": r["user_id"]}], features=names,
-                                            request_time=r["event_timestamp"])
-            if res.refusals:
-                continue
-            got = res.to_dict()
-            for ref in names:
-                f = ref.split(":")[1]
-                a, e = got[f][0], offline[f].iloc[i]
-                e = None if e is pd.NaT or (isinstance(e, float) and e != e) else e
-                assert same_value(a, e), f"row {i} {ref} at {r['event_timestamp']}: online {a!r}, offline {e!r}"
-            compared += 1
-        assert compared >= 20
+        assert_online_equals_offline(store, req, names, at_least=20)
     finally:
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])

@@ -1,32 +1,14 @@
 package featurestore.flink;
 
-import org.apache.flink.table.functions.ScalarFunction;
-
-/**
- * {@code fs_add_exact(a, b)}: {@code a + b} of two INTs or two BIGINTs, NULL where it overflows the type
- * (Java's {@code +} would wrap; DuckDB fails the query): integer arithmetic in both Flink jobs, where the
- * Flink backfill then fails like DuckDB's backfill (featurestore/engines/flink/exprs.py).
- */
-public class AddExact extends ScalarFunction {
-    public Integer eval(Integer a, Integer b) {
-        if (a == null || b == null) {
-            return null;
-        }
-        try {
-            return Math.addExact(a.intValue(), b.intValue());
-        } catch (ArithmeticException overflow) {
-            return null;
-        }
+/** {@code fs_add_exact(a, b)}: {@code a + b}, NULL where it overflows the type ({@link ExactArithmetic}). */
+public class AddExact extends ExactArithmetic {
+    @Override
+    protected int apply(int a, int b) {
+        return Math.addExact(a, b);
     }
 
-    public Long eval(Long a, Long b) {
-        if (a == null || b == null) {
-            return null;
-        }
-        try {
-            return Math.addExact(a.longValue(), b.longValue());
-        } catch (ArithmeticException overflow) {
-            return null;
-        }
+    @Override
+    protected long apply(long a, long b) {
+        return Math.addExact(a, b);
     }
 }
