@@ -24,13 +24,16 @@ apt_install() {
     fi
   fi
   command -v apt-get >/dev/null 2>&1 || die "$what not found and apt-get is unavailable: install $* by hand"
+  # Another apt-get (a second setup, unattended upgrades) holds dpkg's lock: wait for it, within the timeout,
+  # rather than failing at once.
+  local wait_lock=(-o "DPkg::Lock::Timeout=$APT_TIMEOUT_S")
   if [[ "$APT_UPDATED" != 1 ]]; then
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT_S" apt-get update -qq \
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT_S" apt-get "${wait_lock[@]}" update -qq \
       || die "apt-get update failed (or timed out after ${APT_TIMEOUT_S}s): cannot install $what"
     APT_UPDATED=1
   fi
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT_S" \
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    apt-get "${wait_lock[@]}" install -y -qq --no-install-recommends "$@" >/dev/null \
     || die "apt-get install $* failed (or timed out after ${APT_TIMEOUT_S}s)"
 }
 
