@@ -482,10 +482,6 @@ class FeatureStore:
         require("confluent_kafka", "the streaming job")
         from featurestore.engines.flink import stream as streaming
         from featurestore.engines.flink import remote as flink_remote
-        from featurestore.logs import start_jvm
-
-        if flink_address is None:
-            start_jvm(self.config.state_path)
 
         watch = {"on_status": on_status, "status_every_s": status_every_s}
         if views is not None:  # one name or several, each once

@@ -18,7 +18,7 @@ from featurestore.engines.flink import rest as flink_rest
 from featurestore.engines.flink.handle import STOP_TIMEOUT_S, TASKS_STARTING, StreamHandle, StreamResult
 from featurestore.engines.flink.offsets import end_offsets, start_positions
 from featurestore.engines.flink.stream import (DEFAULT_BOUNDED_CHECKPOINT_MS, DEFAULT_CHECKPOINT_MS, _prepare,
-                                               checkpoint_root, job_name, plan, stream_views)
+                                               checkpoint_root, job_name, plan, refuse_eviction, stream_views)
 from featurestore.errors import InfraError, JobError
 from featurestore.failures import job_error
 
@@ -158,6 +158,7 @@ def submit_remote(store, flink_address: str, views: Optional[Sequence[str]] = No
     :func:`featurestore.engines.flink.stream.start` (passed as its ``--parallelism``/``--flush-ms``/``--slack-ms``). The cluster must reach Kafka and Redis, and the staging and checkpoint
     directories must be the same paths on the cluster and here (one machine, or a shared mount)."""
     names = stream_views(store, views)
+    refuse_eviction(store, names)
     name = job_name(store, names)
     plan(store, names)  # compile errors surface here, not in the cluster's client
     root = checkpoint_root(store, name, checkpoint_dir)

@@ -257,6 +257,18 @@ def restore_parallelism(restored: Optional[Path], parallelism: int) -> int:
     return taken
 
 
+def refuse_eviction(store, names: Sequence[str]) -> None:
+    """Reach Redis and refuse one that may evict keys when ``names`` has an online view
+    (``RedisOnlineStore.check_eviction``): called first by every start, before anything is prepared (no
+    checkpoint folder, staged layout, consumer group change, committer pass or job)."""
+    from featurestore.stores.online_redis import for_store
+
+    online = for_store(store)
+    online._guard(online.client.ping)
+    if any(store.repo.views[n].online for n in names):
+        online.check_eviction(store.config.redis_allow_eviction)
+
+
 def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] = None) -> List[str]:
     """Mark the stream's online views in Redis (the per-view marker lookups require) before the job runs.
 
@@ -274,7 +286,7 @@ def prepare_online(store, names: Sequence[str], restored, seed: Optional[dict] =
     views = [n for n in names if store.repo.views[n].online]
     if not views:
         return []
-    online.check_eviction(store.config.redis_allow_eviction)
+    online.check_eviction(store.config.redis_allow_eviction)  # checked once per store: refuse_eviction did
     markers = online.markers(views)
     lost = restored is not None and online.slots_lost() > 0  # a cluster master lost its data
     # a marker of another format (online_format: this library upgraded under a running job) is re-seeded
@@ -346,14 +358,14 @@ def start(store, views: Optional[Sequence[str]] = None, *, bounded: bool = False
     port; ``StreamHandle.rest_address``), which is where restarts are counted. ``rest_port=None`` leaves
     REST alone: the job is submitted by ``flink run`` to a cluster that has its own."""
     from featurestore.engines.flink import job as flink_job
-    from featurestore.stores.online_redis import for_store
+    from featurestore.logs import start_jvm
 
     names = stream_views(store, views)
+    refuse_eviction(store, names)  # before anything is prepared: a refused start leaves no trace
+    start_jvm(store.config.state_path)  # Flink's logs in the repo's state folder
     name = job_name(store, names)
     stream_plan = plan(store, names)
     jars = job_jars(store)
-    online = for_store(store)
-    online._guard(online.client.ping)
     topics = sorted({store.repo.views[n].source.stream.topic for n in names})
     ends = end_offsets(store.config.kafka_bootstrap, topics)
     root = checkpoint_root(store, name, checkpoint_dir)
@@ -416,4 +428,5 @@ def commit(store, views: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, 
 
 __all__ = ["start", "run", "commit", "plan", "explain", "stream_views", "job_name", "latest_snapshot", "StreamHandle",
            "StreamResult", "StreamStatus", "TopicStatus", "topic_statuses", "Committer", "DirCommitter",
-           "dead_letter_table", "metrics_key", "redis_options", "prepare_online", "check_history"]
+           "dead_letter_table", "metrics_key", "redis_options", "refuse_eviction", "prepare_online",
+           "check_history"]
