@@ -8,7 +8,8 @@ the views' folders ``_stream_staging/<view>/<fp>/``. Every row carries the Kafka
 its record. :class:`DirCommitter`
 registers the visible files of one staging directory with ``OfflineTable.commit_stream`` under an
 idempotency token (``app_id``, ``seq``) and an intent file, so a crash at any point neither loses a file
-nor registers it twice; ``commit_stream`` adds only the rows the table does not hold: none inside a
+nor registers it twice (the final pass of a run also commits an empty file for a view no row reached,
+so its table exists, without rows, as the backfill's does: :meth:`DirCommitter.commit_empty`); ``commit_stream`` adds only the rows the table does not hold: none inside a
 range a backfill owns, none below the table's next offset of its partition (what a job started afresh
 re-reads). So whatever the order of backfills, streams, restarts and definition changes, a table holds
 each event of its source once.
@@ -42,6 +43,7 @@ STAGED_LAYOUT = "_layout.json"  # beside a source's staged files: tables.staged_
 STAGED_LAYOUTS = "_layouts"  # beside a source's staged folders: a copy of each removed folder's layout
 PARTITION_COLUMN, OFFSET_COLUMN = "__kafka_partition", "__kafka_offset"  # in the view sinks' files
 DEAD_PARTITION, DEAD_OFFSET = "kafka_partition", "kafka_offset"  # columns of the dead-letter tables
+EMPTY_FILE = "empty.parquet"  # DirCommitter.commit_empty: creates a table no row reached
 HOURS_SUFFIX = ":hours"  # beside a source's metrics hash: its dead letters and events per hour committed
 
 
@@ -204,6 +206,24 @@ class DirCommitter:
                    "restart": restart}
         _write_json(self.staging / COMMITTER_PENDING, pending)
         return done + self._finish(state, pending, self._commit_files(state, pending))
+
+    def commit_empty(self, schema) -> int:
+        """Create the table without rows when no commit ever created it (no row reached the view): an empty
+        file of ``schema`` (the view's stored columns, as the backfill writes them, and the Kafka partition
+        and offset), committed as any other file, so a crash in between leaves a file the next pass commits.
+        Returns the rows added (0)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.table.version is not None:
+            return 0
+        self.state()  # the folder and its app id
+        schema = pa.schema(list(schema) + [pa.field(self.identity.partition_column, pa.int32()),
+                                           pa.field(self.identity.offset_column, pa.int64())])
+        tmp = self.staging / f".{EMPTY_FILE}.{uuid.uuid4().hex[:8]}"
+        pq.write_table(schema.empty_table(), tmp)
+        os.replace(tmp, self.staging / EMPTY_FILE)
+        return self.commit()
 
     def totals(self) -> dict:
         """Rows and dead letters (by kind) committed since the directory was first used, and ``hours``: the
@@ -410,8 +430,16 @@ class Committer:
             rows = sum(c.commit() for c in self.views.values())
             rows += sum(c.commit() for c in self.dead.values())
             rows += self._swap_rebuilt(final)
+            if final:  # SPEC §3.1: a view no committed row reached has a table as its backfill does, without rows
+                rows += self._commit_empty()
             self.publish()
             return rows
+
+    def _commit_empty(self) -> int:
+        from featurestore.engines.duckdb_engine import arrow_schema
+
+        return sum(c.commit_empty(arrow_schema(self.store.compiled(n))) for n, c in self.views.items()
+                   if c.rebuild is None)
 
     def split(self) -> int:
         """Split the sources' staged files (this run's and any earlier run's) into the views' folders."""

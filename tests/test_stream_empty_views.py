@@ -1,0 +1,127 @@
+"""SPEC §3.1 for views no event reaches: the streaming job writes an offline table for every view of the job, as
+the DuckDB backfill does, also when no committed row reaches it (a filter no event passes; a source whose topic
+gets no event): the same schema, no rows, committed as the others (``commit.DirCommitter.commit_empty``), and
+``get_historical_features`` over it equals the backfill-based result."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from featurestore import datagen
+from featurestore.engines.flink import stream as streaming
+from featurestore.store import FeatureStore
+from tests.stream_helpers import JOB_TIMEOUT_S, assert_same_rows, create_topic, drop_project, offline_table, produce
+
+T0_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
+SCHEMA = {"user_id": "string", "amount": "float64", "qty": "int64", "n": "int32", "flag": "bool", "tag": "string",
+          "exp": "timestamp", "ts": "timestamp"}
+QUIET_SCHEMA = {"user_id": "string", "score": "float32", "ts": "timestamp"}
+DEFINITIONS = '''
+from featurestore import Aggregation, Entity, FeatureService, FeatureView, KafkaTopic, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(schema={schema!r}, timestamp="ts", batch=ParquetFiles("data/events/*.parquet"),
+                stream=KafkaTopic({topic!r}), watermark_delay="2s")
+quiet = Source(schema={quiet_schema!r}, timestamp="ts", batch=ParquetFiles("data/quiet/*.parquet"),
+                stream=KafkaTopic({quiet_topic!r}), watermark_delay="2s")
+
+kept = FeatureView(entities=[user], source=events, filter="qty >= 0",
+                   features=[Aggregation("amount", "sum", "1h", name="amount_1h"), Latest("tag")])
+none_pass = FeatureView(
+    entities=[user], source=events, filter="qty > 1000000",
+    projections={{"twice": "qty * 2", "expiry": "exp", "half": "n", "label": "concat(tag, '-')"}},
+    features=[Aggregation("amount", "sum", "1h", name="amount_1h"), Aggregation("twice", "max", None, name="top"),
+              Aggregation("*", "count", "1d", name="n_1d"), Latest("expiry"), Latest("half"), Latest("label"),
+              Latest("flag")],
+)
+silent = FeatureView(entities=[user], source=quiet, features=[Aggregation("score", "max", None, name="best"),
+                                                             Latest("score")])
+everything = FeatureService(name="everything", features=[kept, none_pass, silent])
+'''
+ARROW = {"string": pa.string(), "float64": pa.float64(), "float32": pa.float32(), "int64": pa.int64(),
+         "int32": pa.int32(), "bool": pa.bool_()}
+
+
+def _events(seed: int, n: int = 60):
+    rng = random.Random(seed)
+    return [{"user_id": f"u{rng.randrange(4)}", "amount": rng.choice([None, rng.uniform(-9, 9)]),
+             "qty": rng.choice([None, rng.randrange(-5, 10)]), "n": rng.choice([None, rng.randrange(-3, 3)]),
+             "flag": rng.choice([None, True, False]), "tag": rng.choice([None, "", "a"]),
+             "exp": rng.choice([None, T0_MS * 1000 + rng.randrange(10**9)]), "ts": T0_MS + rng.randrange(3_600_000)}
+            for _ in range(n)]
+
+
+def _table(rows, schema):
+    cols = {}
+    for c, d in schema.items():
+        values = [r[c] for r in rows]
+        if d == "timestamp":
+            unit = "ms" if c == "ts" else "us"
+            cols[c] = pa.array(values, pa.int64()).cast(pa.timestamp(unit, tz="UTC"))
+        else:
+            cols[c] = pa.array(values, ARROW[d])
+    return pa.table(cols)
+
+
+def _repo(root, topic: str, quiet_topic: str, project: str, rows) -> FeatureStore:
+    (root / "definitions").mkdir(parents=True)
+    (root / "data" / "events").mkdir(parents=True)
+    (root / "data" / "quiet").mkdir(parents=True)
+    (root / "definitions" / "features.py").write_text(DEFINITIONS.format(
+        schema=SCHEMA, quiet_schema=QUIET_SCHEMA, topic=topic, quiet_topic=quiet_topic))
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    pq.write_table(_table(rows, SCHEMA), root / "data" / "events" / "part.parquet")
+    pq.write_table(_table([], QUIET_SCHEMA), root / "data" / "quiet" / "part.parquet")  # a source without events
+    return FeatureStore(root)
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_views_no_event_reaches_get_the_backfills_empty_table(tmp_path, redis_client, kafka_admin):
+    rows = _events(11)
+    suffix = uuid.uuid4().hex[:10]
+    topic, quiet_topic, project = f"fs_empty_{suffix}", f"fs_quiet_{suffix}", f"t_empty_{suffix[:8]}"
+    store = _repo(tmp_path / "stream", topic, quiet_topic, project, rows)
+    duck = _repo(tmp_path / "duck", topic, quiet_topic, project + "d", rows)
+    create_topic(kafka_admin, topic)
+    create_topic(kafka_admin, quiet_topic, partitions=1)
+    records = [(r["user_id"].encode(), datagen.to_json_record(
+        {**r, "exp": None if r["exp"] is None else np.datetime64(r["exp"], "us")}, "ts", list(SCHEMA)))
+        for r in rows]
+    produce(topic, records)
+    try:
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        assert result.metrics["events"]["dead_letters"] == 0
+        duck.backfill()
+        assert_same_rows(offline_table(store, "kept"), offline_table(duck, "kept"), "kept: stream vs backfill")
+        for view in ("none_pass", "silent"):
+            streamed, backfilled = (s.offline.table(view, ts_column="ts") for s in (store, duck))
+            assert streamed.version is not None, f"{view}: the stream wrote no offline table"
+            assert streamed.schema().equals(backfilled.schema()), (view, streamed.schema(), backfilled.schema())
+            assert streamed.read().num_rows == 0 == backfilled.read().num_rows
+            assert streamed.read().schema.equals(backfilled.read().schema)
+            assert streamed.manifest()["stream"]["topic"] == store.repo.views[view].source.stream.topic
+        assert result.metrics["events"]["events:none_pass"] == 0 and result.metrics["quiet"]["events"] == 0
+
+        users = [f"u{k}" for k in range(5)]
+        req = pd.DataFrame({"user_id": users * 2, "event_timestamp": pd.to_datetime(
+            [T0_MS + 1_800_000] * 5 + [T0_MS + 7_200_000] * 5, unit="ms", utc=True)})
+        got = store.get_historical_features(req, feature_service="everything", full_feature_names=True).to_df()
+        want = duck.get_historical_features(req, feature_service="everything", full_feature_names=True).to_df()
+        pd.testing.assert_frame_equal(got, want)
+
+        # a second run (restored from the savepoint) leaves the empty tables as they are: no new version
+        versions = {v: store.offline.table(v, ts_column="ts").version for v in ("none_pass", "silent")}
+        streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        assert {v: store.offline.table(v, ts_column="ts").version for v in versions} == versions
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic, quiet_topic])
