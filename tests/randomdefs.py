@@ -39,14 +39,13 @@ KEYS = ["u1", "u2", "u3", "é", "", "a:b", "😀"]
 CREATED_US = [0, 1, 2, 1000, 999_999]  # created-time offsets: ties and microsecond differences
 
 
-def random_defs(rng: random.Random, stream_topic: Optional[str] = None, exclude: frozenset = frozenset()) -> str:
+def random_defs(rng: random.Random, stream_topic: Optional[str] = None) -> str:
     """The text of a definitions file: 2-4 views ``v0..`` of 3-12 features ``f<view>_<i>`` and a service
     ``everything`` of all of them; the source ``src`` also reads the Kafka topic ``stream_topic`` if given
-    (the same views: the stream face changes no draw of ``rng``). ``exclude``: filters (their text) and
-    projections (their name) never to generate (those the streaming job refuses, for its tests)."""
+    (the same views: the stream face changes no draw of ``rng``)."""
     views = []
-    filters = [f for f in FILTERS if f not in exclude]
-    proj_names = sorted(p for p in PROJ if p not in exclude)
+    filters = FILTERS
+    proj_names = sorted(PROJ)
     n_views = rng.randint(2, 4)
     for vi in range(n_views):
         ent = rng.choice(["user", "grp", "pair"])
@@ -181,14 +180,13 @@ BASES = [BASE, pd.Timestamp("1969-12-31T23:59:30Z"), pd.Timestamp("1900-01-01T00
          pd.Timestamp("2199-12-31T23:50:00Z"), pd.Timestamp("2000-02-29T00:00:00Z")]
 
 
-def write_repo(root, seed: int, stream_topic: Optional[str] = None, project: Optional[str] = None,
-               exclude: frozenset = frozenset()) -> tuple:
+def write_repo(root, seed: int, stream_topic: Optional[str] = None, project: Optional[str] = None) -> tuple:
     """A random repo under ``root`` (``event_time.max_future: none``, so events up to 2199 are events) and its
-    events on the batch face; returns (rng, events) for the caller's requests. ``stream_topic``, ``exclude``:
+    events on the batch face; returns (rng, events) for the caller's requests. ``stream_topic``:
     see :func:`random_defs`; ``project``: the project name (default ``rdefs<seed>``)."""
     rng = random.Random(seed)
     (root / "definitions").mkdir(parents=True, exist_ok=True)
-    (root / "definitions" / "features.py").write_text(random_defs(rng, stream_topic, exclude))
+    (root / "definitions" / "features.py").write_text(random_defs(rng, stream_topic))
     (root / "featurestore.yaml").write_text(f"project: {project or f'rdefs{seed}'}\ndefinitions: definitions\n"
                                             "event_time:\n  max_future: none\n")
     events = random_events(rng, base=BASES[seed % len(BASES)])

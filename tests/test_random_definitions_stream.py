@@ -12,9 +12,8 @@ consumes them; the same events are backfilled by DuckDB into a second offline ro
   so), and at requests after the last event for every key (never refused): identical values, float
   sums/means/variances to 1e-9 relative, NaN apart from null, first/last/latest to the sign of zero.
 
-Constructs the streaming job refuses at plan time (:data:`STREAM_REFUSED`) are left out of the generated
-definitions (``randomdefs.random_defs(exclude=...)``); a fast test checks each is still refused, so one that
-starts streaming fails it until it is taken off the list (a strict known gap, not a silent skip)."""
+Every filter and projection of tests/randomdefs.py streams; a fast test checks that an expression the streaming
+job cannot compile is refused at plan time in one line naming the view and the expression."""
 
 from __future__ import annotations
 
@@ -39,9 +38,6 @@ from tests.stream_helpers import JOB_TIMEOUT_S, assert_same_rows, create_topic, 
 
 FAST, SLOW = [0], [1, 2, 3, 4, 5, 16, 24]  # 4: a latest -0.0; 16: a view no event passes; 24: NaN rows
 SOURCE_COLUMNS = ["k", "g", "a", "n", "s", "b", "t2", "big", "cr", "ts"]
-# Filters and projections of tests/randomdefs.py the streaming job refuses at plan time (engines/flink/exprs.py
-# has no exact Flink rendering of them yet): IS DISTINCT FROM.
-STREAM_REFUSED = frozenset({"a IS DISTINCT FROM 0"})
 UNSUPPORTED_TIMES = ["1899-12-31T23:59:59.999Z", "2200-01-01T00:00:00Z", "2262-04-01T00:00:00.5Z"]
 OUT_OF_RANGE = "event time 'ts' out of range (supported: 1900-01-01 to 2199-12-31 UTC)"
 
@@ -74,7 +70,7 @@ def with_unsupported_times(events: pd.DataFrame, rng: random.Random) -> pd.DataF
 def stream_seed(root: Path, seed: int, kafka_admin) -> Streamed:
     topic = f"fs_rdefs_{uuid.uuid4().hex[:10]}"
     project = f"t_rdefs_stream_{uuid.uuid4().hex[:8]}"
-    rng, events = randomdefs.write_repo(root, seed, stream_topic=topic, project=project, exclude=STREAM_REFUSED)
+    rng, events = randomdefs.write_repo(root, seed, stream_topic=topic, project=project)
     events = with_unsupported_times(events, rng)
     randomdefs.write(root, events)
     create_topic(kafka_admin, topic)
@@ -216,21 +212,22 @@ def test_random_definitions_stream_more_seeds(tmp_path, redis_client, kafka_admi
     run(tmp_path, redis_client, kafka_admin, seed)
 
 
-@pytest.mark.parametrize("construct", sorted(STREAM_REFUSED))
-def test_constructs_left_out_are_still_refused_by_the_stream(tmp_path, construct):
-    """Strict: once the streaming job compiles one of them, take it off STREAM_REFUSED (the fuzz test then
-    generates it)."""
-    from featurestore.engines.flink.exprs import check_repo
+def test_an_expression_the_stream_cannot_compile_is_refused_in_one_line(tmp_path):
+    """What the stream has no DuckDB-exact rendering of (here ``dayname``) is a plan-time Problem of one line
+    naming the view and the expression, and building the job raises the same."""
+    from featurestore.compiler.ir import compile_view
+    from featurestore.engines.flink.exprs import StreamCompileError, check_repo, compile_view_exprs
 
-    if construct in randomdefs.PROJ:
-        parts = f"filter=None, projections={ {construct: randomdefs.PROJ[construct]}!r}"
-        feature = f"Latest({construct!r}, name='x')"
-    else:
-        parts, feature = f"filter={construct!r}", "Latest('a', name='x')"
     (tmp_path / "definitions").mkdir()
-    view = f"v = FeatureView(name='v', entities=[user], source=src, {parts}, features=[{feature}])\n"
+    view = ("v = FeatureView(name='v', entities=[user], source=src, filter=\"dayname(ts) = 'Sunday'\", "
+            "features=[Latest('a', name='x')])\n")
     (tmp_path / "definitions" / "features.py").write_text(randomdefs.header("t") + view)
     (tmp_path / "featurestore.yaml").write_text("project: p\ndefinitions: definitions\n")
-    problems = check_repo(FeatureStore(tmp_path).repo)
-    assert problems and "cannot run in the streaming job" in problems[0].message, \
-        f"{construct!r} streams now: take it off STREAM_REFUSED"
+    store = FeatureStore(tmp_path)
+    problems = check_repo(store.repo)
+    assert len(problems) == 1 and "\n" not in problems[0].message, problems
+    assert problems[0].obj == "v" and problems[0].message.startswith(
+        "streaming: filter: expression \"dayname(ts) = 'Sunday'\" cannot run in the streaming job: function dayname() is not "
+        "supported in the streaming job"), problems[0].message
+    with pytest.raises(StreamCompileError, match=r"^feature view 'v', filter: expression .*dayname\(ts\).* cannot run"):
+        compile_view_exprs(compile_view(store.repo.views["v"]))

@@ -89,6 +89,14 @@ EXPRESSIONS = [
     "EXTRACT(millisecond FROM u)", "year(greatest(ts, u))", "hour(coalesce(ts, u))", "epoch_ms(least(ts, u))",
     "year(CAST(NULL AS TIMESTAMP))", "CASE WHEN month(ts) > 6 THEN 'h2' ELSE 'h1' END", "epoch_ms(ts) - epoch_ms(u)",
     *(f"date_part('{name}', u)" for name in sorted(PART_NAMES)),
+    # IS [NOT] DISTINCT FROM: never NULL, NULL equals only NULL; floats as '=' (-0.0 = 0.0, NaN = NaN), all types
+    "i IS DISTINCT FROM j", "i IS NOT DISTINCT FROM j", "n IS DISTINCT FROM i", "n IS NOT DISTINCT FROM 2",
+    "x IS DISTINCT FROM y", "x IS NOT DISTINCT FROM y", "x / y IS NOT DISTINCT FROM y / x", "x - x IS DISTINCT FROM y",
+    "f IS NOT DISTINCT FROM x", "f IS DISTINCT FROM 1.5", "x IS NOT DISTINCT FROM 0", "s IS DISTINCT FROM s2",
+    "s IS NOT DISTINCT FROM 'abc'", "b IS DISTINCT FROM TRUE", "b IS NOT DISTINCT FROM NULL", "ts IS DISTINCT FROM u",
+    "ts IS NOT DISTINCT FROM u", "NULL IS NOT DISTINCT FROM NULL", "NULL IS DISTINCT FROM NULL",
+    "i IS DISTINCT FROM NULL", "NOT (j IS DISTINCT FROM 0)", "least(x, y) IS NOT DISTINCT FROM greatest(y, x)",
+    "greatest(ts, u) IS NOT DISTINCT FROM coalesce(u, ts)",
 ]
 DUCK_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT", "float32": "FLOAT", "float64": "DOUBLE",
               "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}

@@ -35,7 +35,7 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
   - ``least``/``greatest``, ``concat``/``concat_ws``/``||`` and the date parts of timestamps (``year(ts)``,
     ``date_part``, ``EXTRACT``, ``epoch_ms``, ...): :mod:`~featurestore.engines.flink.exprs_funcs`.
-  - Comparisons (``=``, ``<``, ``BETWEEN``, ``IN``, ...) of floats follow DuckDB's order where an operand
+  - Comparisons (``=``, ``<``, ``BETWEEN``, ``IN``, ``IS [NOT] DISTINCT FROM``, ...) of floats follow DuckDB's order where an operand
     is an expression that may be NaN (NaN equals NaN and is above +inf; a stored column is never NaN);
     ``IN`` on floats is ``=`` per item (Flink's hashes -0.0 apart from 0.0), and every float operand of a
     comparison has its -0.0 as 0.0 (:meth:`ExprCompiler._key`: Calcite's range search orders -0.0 first).
@@ -322,6 +322,24 @@ class ExprCompiler(FunctionRules):
 
     def _LTE(self, n) -> FExpr:
         return self._compare(n, "<=")
+
+    def _distinct(self, n, negate: bool) -> FExpr:
+        """``a IS [NOT] DISTINCT FROM b``: never NULL; a NULL equals only a NULL, values compare as ``=`` does."""
+        a, b = self.node(n.this), self.node(n.expression)
+        kind = self._comparable([a, b], "IS DISTINCT FROM")
+        if kind == NULL:
+            return FExpr("FALSE" if negate else "TRUE", t.BOOL)
+        x, y = self._key(a, kind), self._key(b, kind)
+        nan = kind in FLOATS
+        same = _cmp(x, "=", y, nan and _may_be_nan(n.this), nan and _may_be_nan(n.expression))
+        sql = f"(CASE WHEN {x} IS NULL OR {y} IS NULL THEN {x} IS NULL AND {y} IS NULL ELSE {same} END)"
+        return FExpr(f"(NOT {sql})" if negate else sql, t.BOOL)
+
+    def _NullSafeEQ(self, n) -> FExpr:
+        return self._distinct(n, False)
+
+    def _NullSafeNEQ(self, n) -> FExpr:
+        return self._distinct(n, True)
 
     def _bool(self, child, what: str) -> FExpr:
         e = self.node(child)

@@ -32,9 +32,9 @@ INTS = (t.INT32, t.INT64)
 NUMERIC = (*INTS, *FLOATS, DECIMAL)
 
 SUPPORTED_TEXT = ("supported: columns, literals, + - * / // %, comparisons, AND/OR/NOT, IS [NOT] NULL/TRUE/FALSE, "
-                  "CASE, IF, CAST/TRY_CAST, COALESCE, NULLIF, IN (list), BETWEEN, LIKE, ILIKE, ||, lower, upper, "
-                  "length, abs, round, least, greatest, concat, concat_ws, date parts (year(ts), ..., date_part, "
-                  "EXTRACT), epoch, epoch_ms, epoch_us)")
+                  "IS [NOT] DISTINCT FROM, CASE, IF, CAST/TRY_CAST, COALESCE, NULLIF, IN (list), BETWEEN, LIKE, "
+                  "ILIKE, ||, lower, upper, length, abs, round, least, greatest, concat, concat_ws, date parts "
+                  "(year(ts), ..., date_part, EXTRACT), epoch, epoch_ms, epoch_us)")
 
 TS_MS = "__ts_ms"  # the event time as epoch ms (BIGINT) in the typed view
 PAYLOAD, KAFKA_PARTITION, KAFKA_OFFSET, KAFKA_TIMESTAMP = "__payload", "__kafka_partition", "__kafka_offset", "__kafka_ts"
