@@ -24,7 +24,11 @@ set to 0, the code before that threshold); the images of all are checked byte fo
 
     .venv/bin/python -m bench.materialize_hot [--hot-keys 10 --events-per-key 20000 --background 100000]
                                               [--repeat 2] [--paths vector,per-entity,vector-always]
-                                              [--name materialize-hot] [--profile]
+                                              [--name materialize-hot] [--profile] [--image-out PATH]
+
+``--image-out PATH``: every key of the first run of each view (its first path) written to ``PATH``,
+one line per key and per field or member, sorted, the run's project name replaced by ``P`` and the
+expiries relative to the earliest: two versions' images compare with ``cmp`` (:func:`dump_image`).
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--paths", default="vector,per-entity")
     ap.add_argument("--name", default="materialize-hot")
     ap.add_argument("--profile", action="store_true", help="cProfile one run of each path (not timed)")
+    ap.add_argument("--image-out", type=Path, help="write the Redis image of each view's first run here")
     args = ap.parse_args(argv)
     url = os.environ.get("FEATURESTORE_REDIS_URL",
                          f"redis://127.0.0.1:{os.environ.get('FEATURESTORE_REDIS_PORT', '6390')}/0")
@@ -124,6 +129,8 @@ def main(argv=None) -> int:
     floors = {v: {p: [] for p in paths} for v in VIEWS}
     images = {}
     profiles = {}
+    if args.image_out:
+        args.image_out.write_bytes(b"")
 
     from featurestore.stores import online_materialize as om
     threshold = om.VECTOR_EVENTS
@@ -153,6 +160,9 @@ def main(argv=None) -> int:
                         canon = sorted((k, kind, sorted(c.items()) if isinstance(c, dict) else c)
                                        for k, kind, c, _ in image)
                         images.setdefault(view, {})[path] = hash(repr(canon))
+                        if args.image_out and path == paths[0]:
+                            with args.image_out.open("ab") as out:
+                                dump_image(image, project.encode(), out)
                     del image
         if args.profile:
             for view in VIEWS:
@@ -171,6 +181,19 @@ def main(argv=None) -> int:
     doc.update(shape=shape, runs=runs, floors=floors, profiles=profiles,
                same_image={v: len(set(images.get(v, {}).values())) <= 1 for v in VIEWS})
     return finish(args.name, doc, render)
+
+
+def dump_image(image, project: bytes, out) -> None:
+    """Write ``image`` (:func:`bench.online.read_back`) to the binary file ``out`` deterministically: per
+    key (``project`` replaced by ``P``) its type and expiry (ms after the image's earliest: materialize
+    sets them from its own clock), then each field and value (hash) or member and score (sorted set),
+    one ``repr`` per line, keys and fields sorted."""
+    ats = [at for _, _, _, at in image if at is not None and at > 0]
+    first = min(ats, default=0)
+    for k, kind, content, at in sorted(image, key=lambda x: x[0]):
+        out.write(b"%r %r %r\n" % (k.replace(project, b"P"), kind, at - first if at is not None and at > 0 else at))
+        for f, v in sorted(content.items()):
+            out.write(b"  %r %r\n" % (f, v))
 
 
 def render(doc: dict) -> str:

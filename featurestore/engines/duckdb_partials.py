@@ -6,11 +6,14 @@ event before the cut and the top tiles). This module computes those rows in SQL,
 touches a hot entity's events one by one: it forwards the stored text of each tile row, written by
 DuckDB too (``row_text``: :mod:`featurestore.engines.duckdb_tile_text`), or decodes the row.
 
-Two aggregations: per (entity, minute) from the events, then per (entity, level, tile), each level
-from the level below. With :func:`minute_levels` (materialize), each minute enters that rollup at the
-lowest level whose tile holding it is kept (counted first from the minutes' counts): a level then
-groups its kept tiles only, not every tile (most minutes hold an event or two, so the low levels had
-almost as many groups as events). Slots are computed only at the levels whose rows hold them
+Two aggregations: per (entity, entry tile) from the events, then per (entity, level, tile), each
+level from the level below. An event's entry tile is the tile of the lowest level that is kept among
+those holding it (:func:`minute_levels`, counted first from the minutes' counts; a kept tile's parent
+is kept too): so the events are grouped once by the tile they enter, a level groups its kept tiles
+only (the level below's and the entries at its level), and the events of no kept tile are dropped
+(most minutes hold an event or two: grouped per minute, the low levels had almost as many groups as
+events). Each level's distinct sets of text are grouped from the events entering at or below it (no
+join with the kept tiles). Slots are computed only at the levels whose rows hold them
 (``Layout.levels``), and only tiles of more than ``TILE_MIN_EVENTS`` events are kept. Events are identified by ``__fs_r``,
 their rank in event order (the order materialize's stored members are numbered in); the values of
 first / last / latest are joined back from the events by that rank at the end.
@@ -73,11 +76,12 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     ``row_text = (order_plain, merged_level)``: each row's stored text too, column ``__fs_txt``
     (:func:`featurestore.engines.duckdb_tile_text.row_text_sql`). ``pick_order``: the SQL of a picked
     event's order text over its row of ``table`` aliased ``__ALIAS__`` (default: its ``__fs_ord``).
-    ``levels``: the table :func:`minute_levels` made of the same arguments; each minute then enters the
-    level rollup at its lowest kept level instead of level 0 (the same rows, far fewer groups)."""
+    ``levels``: the table :func:`minute_levels` made of the same arguments: each event then enters the
+    level rollup in its entry tile (module docstring) instead of its minute at level 0 (the same rows,
+    far fewer groups); without it every minute enters at level 0 and every tile is built."""
     g0, where = _minute_sql(cut, keep_base)
     key = f"(__fs_o * {_LOW + 1} + ({_LOW} - __fs_r))"
-    m_cols: List[str] = ["count(*) AS n"]  # per (entity, minute)
+    m_cols: List[str] = ["count(*) AS n"]  # per (entity, entry tile)
     # per column of the minutes: (name, merge of a level's children, highest level holding it, final form)
     merges: List[Tuple[str, str, int, str]] = [("n", "CAST(sum(n) AS BIGINT)", tile_top, "n")]
     picks: List[Tuple[int, str, Optional[int]]] = []  # (slot, rank column, input) of first/last/latest
@@ -139,17 +143,20 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     since = "" if cut is None else f" AND __fs_g >= {int(cut)}"
     used = sorted({col for _, col in layout.slots if col is not None})  # only what the aggregations read
     src = ", ".join(["__fs_e", "__fs_ts", "__fs_r", "__fs_o", *(f"__fs_i{c}" for c in used)])
-    body = f"SELECT {src}, {g0} AS __fs_g0 FROM {table} WHERE {where}"
-    if levels is not None:  # each minute's lowest kept level (__fs_k; NULL for the base group)
-        body = f"SELECT * FROM ({body}) LEFT JOIN {levels} USING (__fs_e, __fs_g0)"
-    kcol = ", __fs_k" if levels is not None else ""
+    # __fs_g0: the event's group (its entry tile's start, or BASE_G), __fs_k: its entry level
+    if levels is None:
+        body = f"SELECT {src}, {g0} AS __fs_g0, 0 AS __fs_k FROM {table} WHERE {where}"
+    else:  # the events of no kept tile dropped (base events kept: __fs_k NULL)
+        body = (f"SELECT {src}, CASE WHEN __fs_m = {BASE_G} THEN __fs_m ELSE lv.__fs_g0 END AS __fs_g0, lv.__fs_k "
+                f"FROM (SELECT {src}, {g0} AS __fs_m FROM {table} WHERE {where}) LEFT JOIN {levels} AS lv "
+                f"USING (__fs_e, __fs_m) WHERE __fs_m = {BASE_G} OR lv.__fs_k IS NOT NULL")
     ctes = [f"__fs_src AS MATERIALIZED ({body})",
-            f"__fs_min AS MATERIALIZED (SELECT __fs_e, __fs_g0{kcol}, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)"]
+            f"__fs_min AS MATERIALIZED (SELECT __fs_e, __fs_g0, __fs_k, {', '.join(m_cols)} FROM __fs_src GROUP BY ALL)"]
     names = [m[0] for m in merges]
     finals = ", ".join(f"{final} AS {name}" for name, _, _, final in merges)
     outs = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, {finals} FROM __fs_min WHERE __fs_g0 = {BASE_G}"]
-    # level 0 is the minutes; level k merges the tiles of level k - 1 (work ~ tiles, not events x levels)
-    ctes += _levels("__fs_t", "__fs_min", names, merges, tile_top, ["__fs_e"], levels is not None)
+    # level k merges the tiles of level k - 1 and the entries at k (work ~ tiles, not events x levels)
+    ctes += _levels("__fs_t", "__fs_min", names, merges, tile_top, ["__fs_e"])
     for k in range(tile_top + 1):
         outs.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_g, {finals} FROM __fs_t{k} WHERE ({keep.replace('__fs_l', str(k))}){since}")
     ctes.append(f"__fs_agg AS MATERIALIZED ({' UNION ALL '.join(outs)})")
@@ -160,14 +167,13 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
         e = f"({e0} - ((({e0}) % {_E_STEP}) + {_E_STEP}) % {_E_STEP})"  # a multiple of _E_STEP: few groups
         m = f"CAST(({x} * pow(2.0, (-__E) // 2)) * pow(2.0, -__E - ((-__E) // 2)) AS BIGINT)"
         ctes.append(
-            f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0{kcol}, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
+            f"__fs_fm{col} AS MATERIALIZED (SELECT __fs_e, __fs_g0, __fs_k, __E, sum(__M) AS sm, sum(__H * __H) AS sh, sum(__H * __L) AS sk, "
             f"sum(__L * __L) AS sl FROM (SELECT *, abs(__M) >> 31 AS __H, abs(__M) & {(1 << 31) - 1} AS __L FROM "
-            f"(SELECT __fs_e, __fs_g0{kcol}, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0{kcol}, {x}, {e} AS __E FROM __fs_src "
+            f"(SELECT __fs_e, __fs_g0, __fs_k, __E, {m} AS __M FROM (SELECT __fs_e, __fs_g0, __fs_k, {x}, {e} AS __E FROM __fs_src "
             f"WHERE {x} IS NOT NULL AND isfinite({x}) AND {x} <> 0))) GROUP BY ALL)")
         fm = [(c, f"sum({c})", flv, c) for c in ("sm", "sh", "sk", "sl")]
         top = min(flv, tile_top)
-        ctes += _levels(f"__fs_f{col}_", f"__fs_fm{col}", ["sm", "sh", "sk", "sl"], fm, top, ["__fs_e", "__E"],
-                        levels is not None)
+        ctes += _levels(f"__fs_f{col}_", f"__fs_fm{col}", ["sm", "sh", "sk", "sl"], fm, top, ["__fs_e", "__E"])
         parts = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, __E, sm, sh, sk, sl FROM __fs_fm{col} "
                  f"WHERE __fs_g0 = {BASE_G}"]
         parts += [f"SELECT __fs_e, {k} AS __fs_l, __fs_g, __E, sm, sh, sk, sl FROM __fs_f{col}_{k}" for k in range(top + 1)]
@@ -178,18 +184,17 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
             f"string_agg(concat_ws(' ', __E, sm, sh, sk, sl), ' ' ORDER BY __E) AS fz{col} FROM "
             f"({' UNION ALL '.join(parts)}) SEMI JOIN __fs_agg USING (__fs_e, __fs_l, __fs_g) GROUP BY ALL)")
         joins.append(f" LEFT JOIN fx{col} USING (__fs_e, __fs_l, __fs_g)")
-    # distinct sets as JSON text: each level's sets straight from the events (one GROUP BY per level:
-    # ~2.5x less work than merging each level's lists from the level below)
+    # distinct sets as JSON text: each level's sets straight from the events entering at or below it
+    # (one GROUP BY per level: ~2.5x less work than merging each level's lists from the level below);
+    # a tile of them that is not stored (before the cut; every tile without ``levels``) is not joined
     for i, x, top in texts:
         parts = [f"SELECT __fs_e, -1 AS __fs_l, __fs_g0 AS __fs_g, list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) "
                  f"AS s FROM __fs_src WHERE __fs_g0 = {BASE_G} GROUP BY ALL"]
         for k in range(top + 1):
             size = MINUTE_MS << k
-            # only the tiles kept (__fs_agg): most minutes and short tiles hold too few events to be stored
-            parts.append(f"SELECT __fs_e, __fs_l, __fs_g, list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM "
-                         f"(SELECT __fs_e, {k} AS __fs_l, __fs_ts - (((__fs_ts % {size}) + {size}) % {size}) AS __fs_g, {x} "
-                         f"FROM __fs_src WHERE __fs_g0 <> {BASE_G}) SEMI JOIN (SELECT __fs_e, __fs_g FROM __fs_agg WHERE __fs_l = {k}) "
-                         f"USING (__fs_e, __fs_g) GROUP BY ALL")
+            parts.append(f"SELECT __fs_e, {k} AS __fs_l, __fs_g0 - (((__fs_g0 % {size}) + {size}) % {size}) AS __fs_g, "
+                         f"list(DISTINCT {x}) FILTER (WHERE {x} IS NOT NULL) AS s FROM __fs_src "
+                         f"WHERE __fs_g0 <> {BASE_G} AND __fs_k <= {k} GROUP BY ALL")
         ctes.append(f"dx{i} AS (SELECT __fs_e, __fs_l, __fs_g, to_json(list_sort(s)) AS s{i} FROM "
                     f"({' UNION ALL '.join(parts)}))")
         joins.append(f" LEFT JOIN dx{i} USING (__fs_e, __fs_l, __fs_g)")
@@ -213,25 +218,22 @@ def tiles_sql(layout: Layout, table: str, cut: Optional[int], keep_base: bool, o
     return f"WITH {', '.join(ctes)}\nSELECT *, {text} AS __fs_txt FROM ({body}) ORDER BY __fs_e, __fs_l, __fs_g"
 
 
-def _levels(prefix: str, minutes: str, names: List[str], merges: List[Tuple[str, str, int, str]], top: int,
-            by: List[str], pruned: bool = False) -> List[str]:
+def _levels(prefix: str, entries: str, names: List[str], merges: List[Tuple[str, str, int, str]], top: int,
+            by: List[str]) -> List[str]:
     """CTEs ``<prefix>0`` .. ``<prefix><top>``: the tiles of each level, ``__fs_g`` their start, from the
-    minute rows of ``minutes`` (not the base group); a column above its highest level is NULL.
-    ``pruned``: a minute row enters at its level ``__fs_k`` (:func:`minute_levels`), merged with the rows
-    of the level below: every level holds its kept tiles (each kept tile's minutes are at or below it),
-    not every tile (most are a minute or two of events that no kept tile is built from level by level)."""
+    entry tile rows of ``entries`` (``__fs_g0``, level ``__fs_k``; not the base group): a level's rows are
+    the level below's merged and those entering at it (a kept tile's events all enter at or below it); a
+    column above its highest level is NULL."""
     key = ", ".join(by)
-    at = (lambda k: f" AND __fs_k = {k}") if pruned else (lambda k: "")
-    ctes = [f"{prefix}0 AS MATERIALIZED (SELECT {key}, __fs_g0 AS __fs_g, {', '.join(names)} FROM {minutes} "
-            f"WHERE __fs_g0 <> {BASE_G}{at(0)})"]
+    ctes = [f"{prefix}0 AS MATERIALIZED (SELECT {key}, __fs_g0 AS __fs_g, {', '.join(names)} FROM {entries} "
+            f"WHERE __fs_g0 <> {BASE_G} AND __fs_k = 0)"]
     for k in range(1, top + 1):
         size = MINUTE_MS << k
         cols = ", ".join((merge if lvl >= k else "NULL") + f" AS {name}" for name, merge, lvl, _ in merges)
-        rows = f"{prefix}{k - 1}"
-        if pruned:  # the minutes entering here (their columns above this level NULL, as below)
-            entering = ", ".join((name if lvl >= k else "NULL") + f" AS {name}" for name, _, lvl, _ in merges)
-            rows = (f"(SELECT {key}, __fs_g, {', '.join(names)} FROM {rows} UNION ALL SELECT {key}, __fs_g0, {entering} "
-                    f"FROM {minutes} WHERE __fs_g0 <> {BASE_G}{at(k)})")
+        # the entries at this level (their columns above this level NULL, as below)
+        entering = ", ".join((name if lvl >= k else "NULL") + f" AS {name}" for name, _, lvl, _ in merges)
+        rows = (f"(SELECT {key}, __fs_g, {', '.join(names)} FROM {prefix}{k - 1} UNION ALL SELECT {key}, __fs_g0, "
+                f"{entering} FROM {entries} WHERE __fs_g0 <> {BASE_G} AND __fs_k = {k})")
         ctes.append(f"{prefix}{k} AS MATERIALIZED (SELECT {key}, __fs_g - (((__fs_g % {size}) + {size}) % {size}) AS __fs_g, "
                     f"{cols} FROM {rows} GROUP BY ALL)")
     return ctes
@@ -252,11 +254,12 @@ def _minute_sql(cut: Optional[int], keep_base: bool) -> Tuple[str, str]:
 
 def minute_levels(con, table: str, cut: Optional[int], keep_base: bool, tile_top: int, least: int, all_tops: bool,
                   out: str) -> str:
-    """Temporary table ``out`` (``__fs_e, __fs_g0, __fs_k``) for :func:`tiles_sql` of the same arguments:
-    per minute of the events (not the base group) the lowest level at which the tile holding it is
-    kept (more than ``least`` events, or a top tile with ``all_tops``; ``tile_top + 1``: none is). A
-    tile's count is at least each child's, so the levels above it are kept too. Counted in numpy from
-    the minutes' counts in (entity, minute) order."""
+    """Temporary table ``out`` (``__fs_e, __fs_m, __fs_k, __fs_g0``) for :func:`tiles_sql` of the same
+    arguments: per minute ``__fs_m`` of the events (not the base group) in a kept tile, the lowest level
+    ``__fs_k`` at which the tile holding it is kept (more than ``least`` events, or a top tile with
+    ``all_tops``) and that tile's start ``__fs_g0`` (its entry tile); a minute in no kept tile has no
+    row. A tile's count is at least each child's, so the levels above it are kept too. Counted in
+    numpy from the minutes' counts in (entity, minute) order."""
     g0, where = _minute_sql(cut, keep_base)
     counts = con.sql(f"SELECT __fs_e, __fs_g0, count(*) AS n FROM (SELECT __fs_e, {g0} AS __fs_g0 FROM {table} "
                      f"WHERE {where}) WHERE __fs_g0 <> {BASE_G} GROUP BY ALL ORDER BY ALL").to_arrow_table()
@@ -274,8 +277,12 @@ def minute_levels(con, table: str, cut: Optional[int], keep_base: bool, tile_top
                 kept[:] = True
             rows = np.repeat(kept, np.diff(np.append(starts, len(n))))
             k = np.where(rows & (k > level), level, k)
-    con.register("__fs_lv_arrow", pa.table({"__fs_e": counts.column("__fs_e"), "__fs_g0": counts.column("__fs_g0"),
-                                            "__fs_k": pa.array(k, pa.int64())}))
+    kept = pa.array(k <= tile_top)
+    start = g - np.mod(g, np.left_shift(np.int64(MINUTE_MS), np.minimum(k, tile_top)))
+    con.register("__fs_lv_arrow", pa.table({"__fs_e": counts.column("__fs_e").filter(kept),
+                                            "__fs_m": counts.column("__fs_g0").filter(kept),
+                                            "__fs_k": pa.array(k, pa.int64()).filter(kept),
+                                            "__fs_g0": pa.array(start, pa.int64()).filter(kept)}))
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT * FROM __fs_lv_arrow")
     finally:
