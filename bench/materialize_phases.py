@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     from featurestore.engines import duckdb_tile_text as dtext
     from featurestore.kernel import entity as kentity
     from featurestore.kernel.tiles import TOP_LEVEL
-    from featurestore.online import loads, view_layout
+    from featurestore.online import view_layout
+    from featurestore.online_reply import loads
     from featurestore.stores import online_format as ofmt
     from featurestore.stores import online_materialize as om
     from featurestore.stores import online_redis as orr

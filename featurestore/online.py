@@ -9,7 +9,8 @@ raw edge events and whole tiles, or for an unbounded window the latest prefix at
 :class:`featurestore.kernel.partials.Layout`, the same code that built them. A sparse entity (no
 tiles) is computed from its few raw events directly. So the cost of a lookup is O(tiles + edge
 events) per window, never the entity's history, and every value is the oracle's: counts and integer
-sums exact, float sums, means and variances correctly rounded from exact sums.
+sums exact, float sums, means and variances correctly rounded from exact sums. The store's replies are
+decoded by :mod:`featurestore.online_reply`.
 
 ``default`` replaces a null result (``COALESCE(agg, default)``, cast to the feature's type as the
 offline SQL casts it); counts are never null. Each value comes with a status (:data:`STATUSES`).
@@ -17,22 +18,19 @@ offline SQL casts it); counts are never null. Each value comes with a status (:d
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import orjson
-
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.kernel.columnar import RawBatch, RawEvents, window_columns, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
+from featurestore.online_reply import EntityReply
 from featurestore.semantics import in_int64
-from featurestore.stores import online_format as ofmt
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -222,27 +220,6 @@ def window_slots(layout: Layout, plans: Sequence[FeaturePlan]) -> Dict[Optional[
 
 
 # -- request time ------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class EntityReply:
-    """What the store returned for one entity (see :mod:`featurestore.stores.online_redis`), decoded."""
-
-    meta: dict  # fp, horizon ("h"), ...
-    dense: bool
-    prefix: Optional[Tuple[int, list]]  # (boundary ms, decoded row) of the latest prefix <= cut
-    prefix_tile: Optional[list]  # decoded top tile at the prefix boundary (when it is before the cut)
-    tiles: Dict[str, list]  # tile id -> decoded row (dense: the stored tiles of the plan)
-    events: List[Tuple[list, list]]  # (order, inputs) of every raw event read
-    plan: Optional[ReadPlan] = None  # dense: what was read
-    tile_events: Dict[str, List[Tuple[list, list]]] = field(default_factory=dict)  # tiles not stored: their events
-    range_events: List[List[Tuple[list, list]]] = field(default_factory=list)  # dense: per plan range
-    prefix_events: Optional[List[Tuple[list, list]]] = None  # the top tile at the prefix, when not stored
-    before: Optional[bool] = None  # sparse, read by range: whether some event before ``q`` exists (None: see events)
-    raw: Optional[RawEvents] = None  # sparse, from the store: its events as columns (``events`` is then empty)
-    # dense, from the store: its unstored tiles' and raw ranges' events as columns (:func:`dense_fragments`);
-    # ``tile_events`` / ``range_events`` then hold only the pieces of an unbounded window
-    fragments: Optional[Tuple[Dict[str, RawEvents], List[RawEvents]]] = None
-
-
 def compute(layout: Layout, plans: Sequence[FeaturePlan], reply: Optional[EntityReply], q: int,
             top: int = TOP_LEVEL, slots: Optional[Dict[Optional[int], Tuple[int, ...]]] = None,
             times: Optional[List[Optional[int]]] = None) -> Tuple[List[Any], List[str]]:
@@ -420,7 +397,8 @@ def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, s
 def _window_groups(replies: Sequence[EntityReply], w: int, width: int) -> List[RawEvents]:
     """Per entity, the raw events of window ``w``'s unstored tiles and raw ranges, in time order (the pieces
     of one window are disjoint in time: laid in the order of their starts). Those of replies read with
-    ``fragments`` (:func:`dense_fragments`) are laid end to end in one new batch, slice by slice."""
+    ``fragments`` (:func:`featurestore.online_reply.dense_fragments`) are laid end to end in one new
+    batch, slice by slice."""
     times: List[int] = []
     cols: List[list] = [[] for _ in range(width)]
     members: list = []
@@ -462,28 +440,6 @@ def _window_groups(replies: Sequence[EntityReply], w: int, width: int) -> List[R
         bounds.append((a, len(times)))
     wb = RawBatch(times, cols, members, loads)
     return [b if isinstance(b, RawEvents) else RawEvents(batch=wb, lo=b[0], hi=b[1]) for b in bounds]
-
-
-def dense_fragments(raw_replies: Sequence[list], plan: ReadPlan, members: ofmt.Members
-                    ) -> List[Tuple[Dict[str, RawEvents], List[RawEvents]]]:
-    """The raw events of entities with tiles (split replies of one view: :func:`decode_reply`'s
-    ``fragments``), parsed in one call: per entity, its unstored tiles' events by tile id and its raw
-    ranges' events, each a slice of one batch."""
-    blobs: List[bytes] = []
-    per = []
-    for r in raw_replies:
-        tmap = {}
-        for name, raw in zip(plan.tiles, r[4]):
-            if raw[:1] == b"\n" and len(raw) > 1:
-                tmap[name] = len(blobs)
-                blobs.append(raw[1:])
-        rlist = []
-        for frag in r[5]:
-            rlist.append(len(blobs))
-            blobs.append(frag)
-        per.append((tmap, rlist))
-    raws = raw_events_many(blobs, members)
-    return [({name: raws[k] for name, k in tmap.items()}, [raws[k] for k in rlist]) for tmap, rlist in per]
 
 
 def _sparse_span(reply: EntityReply, q: int, w: Optional[int]) -> Tuple[Optional[int], int]:
@@ -553,128 +509,6 @@ def _add_events(layout: Layout, row: list, events, lo: Optional[int], hi: int, s
         if ts < hi and (lo is None or ts >= lo):
             for i, add in adders:
                 add(row, i, order, inputs)
-
-
-def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None, *,
-                 members: ofmt.Members, meta: Optional[dict] = None, raw: Optional[RawEvents] = None,
-                 compared: Optional[bool] = None,
-                 fragments: Optional[Tuple[Dict[str, RawEvents], List[RawEvents]]] = None) -> Optional[EntityReply]:
-    """An :class:`EntityReply` from the read script's reply (None when the entity has no state); rows are
-    decoded on ``slots`` only (default: all); ``members``: how the view stores raw events
-    (``online_format.members``). ``meta`` (the parsed first part) and ``raw`` (an entity without tiles:
-    its raw events, :func:`raw_events_many`), ``compared`` (:func:`compares_orders` of ``slots``) and
-    ``fragments`` (an entity with tiles: its raw pieces, :func:`dense_fragments`) when the caller has them
-    already."""
-    if not raw_reply:
-        return None
-    if meta is None:
-        meta = orjson.loads(raw_reply[0])
-    dense = bool(raw_reply[1])
-    decode = layout.decode
-
-    width = len(layout.inputs)
-    order_of = members.order_of
-    if compared is None:
-        compared = compares_orders(layout, slots)
-
-    def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
-        if not blob:
-            return []
-        arrs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
-        if compared:
-            return [(order_of(e), e[2:2 + width]) for e in arrs]
-        return [([e[1]], e[2:2 + width]) for e in arrs]
-
-    prefix = None
-    if raw_reply[2]:
-        boundary, prow = loads_exact(raw_reply[2])
-        prefix = (boundary, decode(prow, slots))
-    ptile, pevents = raw_reply[3], None
-    if ptile and ptile[:1] == b"\n":  # a tile not stored: its raw events
-        ptile, pevents = None, events_of(ptile[1:])
-    elif ptile:
-        ptile = decode(loads_exact(ptile), slots)
-    else:
-        ptile = None
-    if not dense:
-        before = bool(raw_reply[5]) if len(raw_reply) > 5 else None
-        return EntityReply(meta, False, prefix, ptile, {}, [], None, {}, [], pevents, before,
-                           raw if raw is not None else raw_events(raw_reply[4], members))
-    tiles: Dict[str, list] = {}
-    tile_events: Dict[str, List[Tuple[list, list]]] = {}
-    # with ``fragments``, finite windows read those: events are listed only for an unbounded window's pieces
-    unbounded = plan.pieces.get(None, ((), ())) if fragments is not None else None
-    listed = None if unbounded is None else {plan.tiles[j] for j in unbounded[0]}
-    for name, raw in zip(plan.tiles, raw_reply[4]):
-        if raw[:1] == b"\n":
-            if len(raw) > 1 and (listed is None or name in listed):
-                tile_events[name] = events_of(raw[1:])
-        else:
-            tiles[name] = decode(loads_exact(raw), slots)
-    range_events = [events_of(frag) if unbounded is None or j in unbounded[1] else []
-                    for j, frag in enumerate(raw_reply[5])]
-    # every event read (fragments of several windows may overlap: an event can be listed twice)
-    events = [ev for evs in (pevents or (), *tile_events.values(), *range_events) for ev in evs]
-    before = bool(raw_reply[6]) if len(raw_reply) > 6 else None
-    return EntityReply(meta, True, prefix, ptile, tiles, events, plan, tile_events, range_events, pevents, before,
-                       fragments=fragments)
-
-
-def compares_orders(layout: Layout, slots: Optional[Sequence[int]]) -> bool:
-    """Whether a read of ``slots`` (None: all) compares event orders (first/last/latest): an event's full
-    order is built only then, else its time alone."""
-    return ofmt.compares_orders(layout) and any(
-        layout.slots[i][0] in ofmt.ORDER_KINDS for i in (range(len(layout.slots)) if slots is None else slots))
-
-
-def raw_events(blob: bytes, members: ofmt.Members) -> RawEvents:
-    """The raw events of a reply fragment (members joined by newlines, in time order) as columns; their
-    orders are built from the parsed members on demand (few are ever compared)."""
-    return raw_events_many([blob], members)[0]
-
-
-def raw_events_many(blobs: Sequence[bytes], members: ofmt.Members) -> List[RawEvents]:
-    """:func:`raw_events` of several reply fragments (a lookup's entities without tiles, of one view):
-    one parse and one transposition for all of them, then a slice per entity (per-entity calls were most
-    of the decoding of a many-entity lookup)."""
-    full = [b for b in blobs if b]
-    evs = loads(b"[" + b",".join(full).replace(b"\n", b",") + b"]") if full else []
-    batch = RawBatch(list(map(itemgetter(1), evs)), members.columns(evs), evs, members.order_of)
-    out, a = [], 0
-    for blob in blobs:
-        n = blob.count(b"\n") + 1 if blob else 0  # members are joined by newlines and never hold one
-        b = a + n
-        out.append(RawEvents(batch=batch, lo=a, hi=b))
-        a = b
-    if a != len(evs):  # pragma: no cover (a member with a raw newline: never written)
-        raise ValueError("online store: a raw event member holds a newline")
-    return out
-
-
-def loads(raw):
-    """Parse online-store JSON (``bytes`` or ``str``). orjson is several times faster; it refuses the
-    NaN/Infinity tokens a feature expression can produce, and those values fall back to the standard parser
-    (same values). orjson reads an integer beyond 64 bits as a float: raw events never hold one (their
-    inputs are int64 at most), partial rows can: read those with :func:`loads_exact`."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_LONG, _LONG_NEGATIVE = b"0" * 20, b"-" + b"0" * 19  # every int64 fits in 19 digits and a sign
-
-
-def loads_exact(raw):
-    """:func:`loads` of partial rows (tiles, prefixes: an integer sum of int64 values can leave 64 bits):
-    text holding an integer orjson may not read exactly (20 digits in a row, or 19 after a minus) goes to
-    the standard parser, which reads it exactly (also a string of such digits: only slower)."""
-    b = raw.encode() if isinstance(raw, str) else bytes(raw)
-    digits = b.translate(_DIGITS)
-    if _LONG in digits or _LONG_NEGATIVE in digits:
-        return json.loads(raw)
-    return loads(raw)
 
 
 def to_output(value: Any, dtype: str) -> Any:
@@ -769,6 +603,6 @@ class OnlineResponse:
 __all__ = ["FeaturePlan", "input_columns", "view_layout", "view_windows", "plan_features", "compute", "compute_many",
            "compute_columns",
            "read_plan",
-           "ReadPlan", "EntityReply", "decode_reply", "raw_events_many", "window_slots", "to_output", "cast_value",
+           "ReadPlan", "window_slots", "to_output", "cast_value",
            "OnlineResponse", "STATUSES",
            "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "REFUSED"]

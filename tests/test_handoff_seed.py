@@ -20,7 +20,8 @@ import pytest
 
 from featurestore.engines.flink import handoff as stream_handoff
 from featurestore.kernel.entity import trim_to_retention
-from featurestore.online import loads, view_layout
+from featurestore.online import view_layout
+from featurestore.online_reply import loads
 from featurestore.store import FeatureStore
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_redis import encode_entity, materialize_sql, retention

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from featurestore import cli
 from featurestore.config import load_config
 from featurestore.errors import RequestError
-from featurestore.online import loads_exact
+from featurestore.online_reply import loads_exact
 from featurestore.store import FeatureStore
 from tests import oracle
 from tests.conftest import drop_project

@@ -14,7 +14,8 @@ import pytest
 from featurestore.kernel import entity as kentity
 from featurestore.kernel.partials import Layout, order_of
 from featurestore.kernel.tiles import TOP_LEVEL, UNIT_MS, cover, decompose, tile_id, tile_ms
-from featurestore.online import EntityReply, FeaturePlan, compute, read_plan
+from featurestore.online import FeaturePlan, compute, read_plan
+from featurestore.online_reply import EntityReply
 from tests import oracle
 
 INPUTS = [("x", "float64"), ("k", "int64"), ("s", "string")]
@@ -88,7 +89,7 @@ class FakeStore:
         self.prefixes.update({b: _roundtrip(r) for b, r in ch.prefix_set.items()})
 
     def read(self, plan, events_by_member):
-        """What READ_LUA returns, decoded (featurestore.online.decode_reply's output): a tile the hash
+        """What READ_LUA returns, decoded (featurestore.online_reply.decode_reply's output): a tile the hash
         does not hold is answered by its raw events."""
         dec = self.layout.decode
 

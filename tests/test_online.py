@@ -520,7 +520,7 @@ def test_compute_on_a_hand_made_state():
     state_cols[cols["qty"]] = [1, None, 3, 2]
     state_cols[cols["amount"]] = [1.5, None, None, None]
     times = [1000, 2000, 2000, 61_000]
-    from featurestore.online import EntityReply
+    from featurestore.online_reply import EntityReply
 
     events = [(order_of(ts, [i]), [c[i] for c in state_cols]) for i, ts in enumerate(times)]
     reply = EntityReply({}, False, None, None, {}, events)

@@ -55,7 +55,7 @@ def test_members_hold_only_the_order_values_a_view_compares(tmp_path):
 
 
 def test_encode_decode_round_trip():
-    from featurestore.online import loads
+    from featurestore.online_reply import loads
 
     order = [1_700_000_000_123, [], ["a"], [0.0], [True]]
     for sources in ((-1, -1, -1, -1), (-1, 1, -1, -1), (0, -1, 2, -1)):
@@ -73,11 +73,11 @@ def test_encode_decode_round_trip():
 @pytest.mark.parametrize("seed", range(5))
 def test_raw_events_of_many_entities_parsed_together_equal_each_parsed_alone(seed):
     """A lookup parses the raw events of a view's entities without tiles in one call
-    (online.raw_events_many): each entity's times, columns and orders equal its own parse, with empty
+    (online_reply.raw_events_many): each entity's times, columns and orders equal its own parse, with empty
     entities, one-event ones, strings holding commas and escaped newlines, and NaN (the slower parser)."""
     import random
 
-    from featurestore.online import raw_events, raw_events_many
+    from featurestore.online_reply import raw_events, raw_events_many
 
     rng = random.Random(seed)
     codec = ofmt.Members(3, (-1, 1, -1))

@@ -23,7 +23,8 @@ from typing import Dict, List, Optional, Tuple
 import orjson
 
 from featurestore.kernel.entity import DENSE_EVENTS, EntityState
-from featurestore.online import loads, loads_exact, view_layout
+from featurestore.online import view_layout
+from featurestore.online_reply import loads, loads_exact
 from featurestore.sdk.online_lookup import entity_state_refusal, view_refusal
 from featurestore.stores import online_format as ofmt
 from featurestore.stores import online_redis as orr

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import orjson
 
 from featurestore import online as ol
+from featurestore import online_reply as oreply
 from featurestore.errors import RequestError
 from featurestore.semantics import int64_overflow_reason
 from featurestore.stores import online_format as ofmt
@@ -236,7 +237,7 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
     sparse, dense = [], []  # (base, split reply, meta) of the entities without / with tiles: their raw events
     # parsed together, one call each
     fix = fix_once(store, cv)
-    compared = ol.compares_orders(layout, read_slots)
+    compared = oreply.compares_orders(layout, read_slots)
     metas: dict = {}  # meta text -> (meta, refusal): most entities of a view share one meta (same writer)
     for base in bases:
         raw_reply = by_base.get(base)
@@ -268,15 +269,15 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
         else:  # no state: computed together below
             computed.append(base)
             replies.append(None)
-    frags = ol.dense_fragments([r for _, r, _ in dense], rplan, members) if dense else []
+    frags = oreply.dense_fragments([r for _, r, _ in dense], rplan, members) if dense else []
     for (base, raw_reply, meta), fragments in zip(dense, frags):  # tiles and raw pieces: computed together
         computed.append(base)
-        replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta,
+        replies.append(oreply.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta,
                                        compared=compared, fragments=fragments))
-    raws = ol.raw_events_many([r[4] for _, r, _ in sparse], members)
+    raws = oreply.raw_events_many([r[4] for _, r, _ in sparse], members)
     for (base, raw_reply, meta), raw in zip(sparse, raws):  # raw events only (as columns): computed together
         computed.append(base)
-        replies.append(ol.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta, raw=raw,
+        replies.append(oreply.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta, raw=raw,
                                        compared=compared))
     done = ol.compute_columns(layout, plans, replies, q, slots=wslots)
     if any(ol.REFUSED in statuses for _, statuses, _ in done):  # a computed value refused: an integer sum outside int64

@@ -48,7 +48,8 @@ from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL
-from featurestore.online import input_columns, loads, view_layout
+from featurestore.online import input_columns, view_layout
+from featurestore.online_reply import loads
 from featurestore.stores import online_redis as orr
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_packed import from_columns, pack_counted, packed_sql

@@ -6,7 +6,7 @@ raw zset and prefix zset. ARGV: the cut ('' = no unbounded window), what an
 entity without tiles reads (the earliest finite window start or '', '1' when a window is unbounded,
 ``q - 1``, '1' when only latest features read the view), the number of tiles, the tile ids, then the raw
 ranges (inclusive ms pairs): :meth:`featurestore.online.ReadPlan.script_args`. Replies are decoded by
-:func:`featurestore.online.decode_reply`.
+:func:`featurestore.online_reply.decode_reply`.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ return replies
 def split_reply(reply, n_tiles: int):
     """The read script's reply as a list ``[meta, dense, prefix, top tile, raw events, before]`` (sparse)
     or ``[meta, dense, prefix, top tile, [tiles], [raw fragments], before]`` (dense), what
-    :func:`featurestore.online.decode_reply` reads (``n_tiles``: how many tiles the read asked for);
+    :func:`featurestore.online_reply.decode_reply` reads (``n_tiles``: how many tiles the read asked for);
     None (no state) stays None."""
     if not reply or not isinstance(reply, bytes):
         return reply

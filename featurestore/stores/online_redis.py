@@ -57,7 +57,8 @@ from featurestore.kernel import entity as kentity
 from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import Layout, dumps_row
 from featurestore.kernel.tiles import TOP_LEVEL, tile_id, tile_ms
-from featurestore.online import input_columns, loads, view_windows
+from featurestore.online import input_columns, view_windows
+from featurestore.online_reply import loads
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_format import FORMAT_VERSION
 from featurestore.stores.online_packed import PackedRaw, pack_counted

@@ -389,7 +389,7 @@ def entity_state(layout, keep_base: bool, codec, cut: Optional[int], horizon: Op
     view's seed ``cut`` / ``horizon``; then the seed's ``members`` at or after the cut (those behind it are
     in the base). ``codec``: the view's ``online_format.Members``."""
     from featurestore.kernel.entity import EntityState
-    from featurestore.online import loads
+    from featurestore.online_reply import loads
 
     if folded:
         cut = folded["cut"]

@@ -65,7 +65,8 @@ def folded_records(con, cv, relation: str, window_ms: int, slack_ms: int, batch_
     """Batches (of at most ``batch_entities``) of ``(keys, members, folded)`` of every entity of
     ``relation`` (the view's offline rows), as ``handoff.seed_record`` makes them for a view that keeps a
     base (``seed.cut`` None)."""
-    from featurestore.online import input_columns, loads, view_layout
+    from featurestore.online import input_columns, view_layout
+    from featurestore.online_reply import loads
     from featurestore.stores import online_materialize as omat
     from featurestore.stores import online_redis as orr
 
