@@ -325,10 +325,11 @@ def write_staged_layouts(store, names: Sequence[str]) -> None:
 
 def view_identity(store, view: str) -> StreamIdentity:
     from featurestore import dtypes
+    from featurestore.engines.flink.tables import stream_fingerprint
 
     cv = store.compiled(view)
     utc = tuple(c for c, d in cv.stored_columns if d == dtypes.TIMESTAMP and c != cv.ts_column)
-    return StreamIdentity(store.repo.views[view].source.stream.topic, cv.data_fingerprint,
+    return StreamIdentity(store.repo.views[view].source.stream.topic, stream_fingerprint(cv),
                           rows_key=cv.rows_fingerprint, utc_columns=utc)
 
 

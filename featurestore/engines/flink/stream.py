@@ -108,13 +108,16 @@ def stream_views(store, views: Optional[Sequence[str]] = None) -> List[str]:
 
 
 def job_name(store, names: Sequence[str]) -> str:
-    """The job's name: the project and a hash of the streamed definitions and of :data:`JOB_FORMAT` (its
-    consumer group and checkpoint folder: a new definition or job layout starts afresh)."""
+    """The job's name: the project and a hash of the streamed definitions (each view's
+    :func:`~featurestore.engines.flink.tables.stream_fingerprint`) and of :data:`JOB_FORMAT` (its consumer group
+    and checkpoint folder: a new definition or job layout starts afresh)."""
+    from featurestore.engines.flink.tables import stream_fingerprint
+
     h = hashlib.sha256()
     h.update(f"job format {JOB_FORMAT}\n".encode())
     for n in sorted(names):
         v = store.repo.views[n]
-        h.update(f"{n}\0{store.compiled(n).data_fingerprint}\0{v.online}\0{v.source.stream.topic}\n".encode())
+        h.update(f"{n}\0{stream_fingerprint(store.compiled(n))}\0{v.online}\0{v.source.stream.topic}\n".encode())
     return f"featurestore-{store.config.project}-{h.hexdigest()[:12]}"
 
 
@@ -131,7 +134,9 @@ def staging_root(store) -> Path:
 
 
 def staging_dir(store, view: str) -> Path:
-    return staging_root(store) / view / store.compiled(view).data_fingerprint[:12]
+    from featurestore.engines.flink.tables import stream_fingerprint
+
+    return staging_root(store) / view / stream_fingerprint(store.compiled(view))[:12]
 
 
 def staged_dir(store, source: str, names: Sequence[str]) -> Path:

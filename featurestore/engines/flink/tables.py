@@ -119,8 +119,49 @@ def staged_layout(cvs: Sequence[CompiledView]) -> dict:
     for i, cv in enumerate(cvs):
         cols = [[n, n] for n, _ in cv.source_columns]
         cols += [[n, f"__v{i}_p{j}"] for j, (n, _, _) in enumerate(cv.projections)]
-        views.append({"name": cv.name, "fingerprint": cv.data_fingerprint, "flag": f"__v{i}", "columns": cols})
+        views.append({"name": cv.name, "fingerprint": stream_fingerprint(cv), "flag": f"__v{i}", "columns": cols})
     return {"format": 1, "source_columns": [n for n, _ in cvs[0].source_columns], "views": views}
+
+
+# Folded into the stream fingerprint of a view whose compiled SQL uses the exact integer functions (sqltypes.
+# EXACT_FUNCTIONS: integer + - *, unary minus, abs, // and % NULL on an overflow). A job of JOB_FORMAT 5 before them
+# compiled that arithmetic to Flink's own (wrapping) operators under the same definitions and JOB_FORMAT: its
+# snapshots and offline rows are those of another job, so such a view streams as a changed definition would
+# (a new job name: no restore; its offline table rebuilt). JOB_FORMAT itself is not bumped: every other view's
+# restores stay valid. docs/streaming.md, "Job format and restores".
+EXACT_ARITHMETIC = "exact integer arithmetic"
+_STREAM_FINGERPRINTS: Dict[str, str] = {}
+
+
+def uses_exact_arithmetic(cv: CompiledView) -> bool:
+    """Whether the view's compiled Flink SQL (filter, projections, online inputs) calls an exact integer
+    function."""
+    from featurestore.engines.flink.sqltypes import EXACT_FUNCTIONS
+
+    ve = compile_view_exprs(cv)
+    sqls = [ve.filter or ""] + [sql for _, sql in ve.projections] + [sql for _, sql in ve.inputs]
+    return any(f"{name}(" in sql for name in EXACT_FUNCTIONS.values() for sql in sqls)
+
+
+def stream_fingerprint(cv: CompiledView) -> str:
+    """What the streaming job's state and offline rows of the view are identified by (job name, staging folder,
+    the offline table's ``stream`` record): the view's ``data_fingerprint``, with :data:`EXACT_ARITHMETIC`
+    folded in when its SQL uses the exact integer functions. A view that cannot stream keeps its
+    ``data_fingerprint`` (it is refused where a job is built)."""
+    import hashlib
+
+    from featurestore.engines.flink.sqltypes import StreamCompileError
+
+    fp = _STREAM_FINGERPRINTS.get(cv.data_fingerprint)
+    if fp is None:
+        try:
+            exact = uses_exact_arithmetic(cv)
+        except StreamCompileError:
+            exact = False
+        fp = cv.data_fingerprint if not exact else \
+            hashlib.sha256(f"{cv.data_fingerprint}\0{EXACT_ARITHMETIC}".encode()).hexdigest()
+        _STREAM_FINGERPRINTS[cv.data_fingerprint] = fp
+    return fp
 
 
 def _stored_where(join_keys: Sequence[str], flt: Optional[str], reason: bool = True) -> str:
@@ -346,6 +387,6 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
     return plan
 
 
-__all__ = ["plan_stream", "StreamPlan", "OnlineGroup", "OnlineView", "online_group_sql", "staged_layout",
+__all__ = ["plan_stream", "stream_fingerprint", "uses_exact_arithmetic", "EXACT_ARITHMETIC", "StreamPlan", "OnlineGroup", "OnlineView", "online_group_sql", "staged_layout",
            "JSON_ARRAY_FUNCTION", "json_array_ddl", "epoch_us_ddl", "expression_function_ddl", "stored_type", "stored_select",
            "staging_options"]
