@@ -6,6 +6,7 @@ gets no event): the same schema, no rows, committed as the others (``commit.DirC
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import numpy as np
@@ -70,7 +71,7 @@ def _table(rows, schema):
     return pa.table(cols)
 
 
-def _repo(root, topic: str, quiet_topic: str, project: str, rows) -> FeatureStore:
+def _repo(root, topic: str, quiet_topic: str, project: str, rows, quiet_rows=()) -> FeatureStore:
     (root / "definitions").mkdir(parents=True)
     (root / "data" / "events").mkdir(parents=True)
     (root / "data" / "quiet").mkdir(parents=True)
@@ -78,8 +79,14 @@ def _repo(root, topic: str, quiet_topic: str, project: str, rows) -> FeatureStor
         schema=SCHEMA, quiet_schema=QUIET_SCHEMA, topic=topic, quiet_topic=quiet_topic))
     (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
     pq.write_table(_table(rows, SCHEMA), root / "data" / "events" / "part.parquet")
-    pq.write_table(_table([], QUIET_SCHEMA), root / "data" / "quiet" / "part.parquet")  # a source without events
+    pq.write_table(_table(list(quiet_rows), QUIET_SCHEMA), root / "data" / "quiet" / "part.parquet")  # none: no events
     return FeatureStore(root)
+
+
+def _records(rows):
+    return [(r["user_id"].encode(), datagen.to_json_record(
+        {**r, "exp": None if r["exp"] is None else np.datetime64(r["exp"], "us")}, "ts", list(SCHEMA)))
+        for r in rows]
 
 
 @pytest.mark.flink
@@ -93,10 +100,7 @@ def test_views_no_event_reaches_get_the_backfills_empty_table(tmp_path, redis_cl
     duck = _repo(tmp_path / "duck", topic, quiet_topic, project + "d", rows)
     create_topic(kafka_admin, topic)
     create_topic(kafka_admin, quiet_topic, partitions=1)
-    records = [(r["user_id"].encode(), datagen.to_json_record(
-        {**r, "exp": None if r["exp"] is None else np.datetime64(r["exp"], "us")}, "ts", list(SCHEMA)))
-        for r in rows]
-    produce(topic, records)
+    produce(topic, _records(rows))
     try:
         result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
         assert result.metrics["events"]["dead_letters"] == 0
@@ -123,5 +127,70 @@ def test_views_no_event_reaches_get_the_backfills_empty_table(tmp_path, redis_cl
         streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
         assert {v: store.offline.table(v, ts_column="ts").version for v in versions} == versions
     finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic, quiet_topic])
+
+
+def _wait_for(predicate, what: str, handle) -> None:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not predicate():
+        assert handle.status() == "RUNNING", f"the job is {handle.status()} before {what}"
+        assert time.monotonic() < deadline, f"timed out after {JOB_TIMEOUT_S} s waiting for {what}"
+        time.sleep(0.3)
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_unbounded_job_creates_the_empty_tables_after_a_checkpoint_then_adds_rows(tmp_path, redis_client,
+                                                                                  kafka_admin):
+    """While an unbounded job runs (not only when it stops): once a checkpoint has completed, a view no event
+    reached has the backfill's empty table; events for it arriving later are added as a later version, and the
+    table then holds exactly them (the backfill over every event)."""
+    first = [r for r in _events(12) if r["qty"] is None or r["qty"] < 1000]
+    later = [{**r, "qty": 2_000_000 + k} for k, r in enumerate(_events(13, n=7))]  # these pass none_pass's filter
+    quiet = [{"user_id": f"u{k % 3}", "score": k * 0.5 - 1, "ts": T0_MS + 60_000 * k} for k in range(5)]
+    suffix = uuid.uuid4().hex[:10]
+    topic, quiet_topic, project = f"fs_empty_{suffix}", f"fs_quiet_{suffix}", f"t_emptyu_{suffix[:8]}"
+    store = _repo(tmp_path / "stream", topic, quiet_topic, project, first)
+    duck = _repo(tmp_path / "duck", topic, quiet_topic, project + "d", first)
+    duck_all = _repo(tmp_path / "duck_all", topic, quiet_topic, project + "a", first + later, quiet)
+    create_topic(kafka_admin, topic)
+    create_topic(kafka_admin, quiet_topic, partitions=1)
+    produce(topic, _records(first))
+    handle = streaming.start(store, bounded=False, checkpoint_dir=tmp_path / "checkpoints",
+                             checkpoint_interval_ms=500, commit_interval_s=0.5)
+    try:
+        duck.backfill()
+        tables = {v: store.offline.table(v, ts_column="ts") for v in ("none_pass", "silent")}
+        _wait_for(lambda: all(t.version is not None for t in tables.values()),
+                  "the empty tables while the job runs", handle)
+        empty_versions = {}
+        for view, streamed in tables.items():
+            backfilled = duck.offline.table(view, ts_column="ts")
+            assert streamed.schema().equals(backfilled.schema()), (view, streamed.schema(), backfilled.schema())
+            assert streamed.read().num_rows == 0 == backfilled.read().num_rows, view
+            assert streamed.read().schema.equals(backfilled.read().schema), view
+            empty_versions[view] = streamed.version
+
+        produce(topic, _records(later))
+        produce(quiet_topic, [(r["user_id"].encode(), datagen.to_json_record(r, "ts", list(QUIET_SCHEMA)))
+                              for r in quiet])
+        duck_all.backfill()
+        tables["kept"] = store.offline.table("kept", ts_column="ts")
+        want = {v: duck_all.offline.table(v, ts_column="ts").read().num_rows for v in tables}
+        assert want["none_pass"] == len(later) and want["silent"] == len(quiet), want
+        _wait_for(lambda: all(t.version is not None and t.read().num_rows == want[v] for v, t in tables.items()),
+                  "the later events' rows while the job runs", handle)
+        for view in ("kept", "none_pass", "silent"):
+            streamed = store.offline.table(view, ts_column="ts")
+            if view in empty_versions:
+                assert streamed.version > empty_versions[view], view
+            assert_same_rows(streamed.read(), duck_all.offline.table(view, ts_column="ts").read(),
+                             f"{view}: stream while running vs backfill over every event")
+        handle.stop()
+    finally:
+        if handle.status() not in ("FINISHED", "CANCELED", "FAILED"):
+            handle.cancel()
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic, quiet_topic])

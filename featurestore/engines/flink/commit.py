@@ -8,8 +8,9 @@ the views' folders ``_stream_staging/<view>/<fp>/``. Every row carries the Kafka
 its record. :class:`DirCommitter`
 registers the visible files of one staging directory with ``OfflineTable.commit_stream`` under an
 idempotency token (``app_id``, ``seq``) and an intent file, so a crash at any point neither loses a file
-nor registers it twice (the final pass of a run also commits an empty file for a view no row reached,
-so its table exists, without rows, as the backfill's does: :meth:`DirCommitter.commit_empty`); ``commit_stream`` adds only the rows the table does not hold: none inside a
+nor registers it twice (a view no row reached gets an empty file once a checkpoint of the run has
+completed, so its table exists, without rows, as the backfill's does: :meth:`Committer.commit`,
+:meth:`DirCommitter.commit_empty`); ``commit_stream`` adds only the rows the table does not hold: none inside a
 range a backfill owns, none below the table's next offset of its partition (what a job started afresh
 re-reads). So whatever the order of backfills, streams, restarts and definition changes, a table holds
 each event of its source once.
@@ -394,10 +395,14 @@ class Committer:
     rows of views being rebuilt once the job has read past where their old definition stopped."""
 
     def __init__(self, store, names: Sequence[str], group: Optional[str] = None,
-                 rebuilding: Optional[Dict[str, dict]] = None, low_offsets: Optional[Dict[tuple, int]] = None):
+                 rebuilding: Optional[Dict[str, dict]] = None, low_offsets: Optional[Dict[tuple, int]] = None,
+                 checkpoint_root: Optional[Path] = None):
         from featurestore.engines.flink import stream as streaming
 
         self.store = store
+        self.checkpoint_root = checkpoint_root  # the run's checkpoints (None: only a final pass creates empty tables)
+        self.started = time.time()
+        self.checkpoint_seen_at_pass: Optional[int] = None  # the first pass that saw a checkpoint of this run
         self.names = list(names)
         self.group = group or streaming.job_name(store, names)
         if rebuilding is None:
@@ -424,23 +429,47 @@ class Committer:
         self._published: Dict[str, Dict[str, str]] = {}  # per source, the hours last published
 
     def commit(self, final: bool = False) -> int:
-        """One pass over every staging directory. ``final``: the job has stopped (every file is visible)."""
+        """One pass over every staging directory. ``final``: the job has stopped (every file is visible).
+
+        SPEC §3.1: a view no committed row reached gets a table as its backfill does, without rows, on the
+        final pass or once a checkpoint of this run has completed (:meth:`_checkpointed`). That is safe while
+        rows of the view are still in flight (in a file not yet visible or split): a pass registers what is
+        visible, the empty version is what a lagging table holds, the empty file moves no offset, and the
+        rows are added by a later pass as a later version (reading it gives exactly them)."""
         with self.lock:
             self.passes += 1
             self.split()
             rows = sum(c.commit() for c in self.views.values())
             rows += sum(c.commit() for c in self.dead.values())
             rows += self._swap_rebuilt(final)
-            if final:  # SPEC §3.1: a view no committed row reached has a table as its backfill does, without rows
-                rows += self._commit_empty()
+            missing = {n: c for n, c in self.views.items() if c.rebuild is None and c.table.version is None}
+            if missing and (final or self._checkpointed()):
+                rows += self._commit_empty(missing)
             self.publish()
             return rows
 
-    def _commit_empty(self) -> int:
+    def _checkpointed(self) -> bool:
+        """Whether a checkpoint taken since this committer started (not the restored one) completed before
+        this pass's previous one: the job has durably consumed input, and the files that checkpoint made
+        visible (Flink renames them one by one once it completes, as for a rebuild's swap) are committed."""
+        from featurestore.engines.flink import stream as streaming
+
+        if self.checkpoint_seen_at_pass is not None:
+            return self.checkpoint_seen_at_pass < self.passes
+        if self.checkpoint_root is None:
+            return False
+        snapshot = streaming.latest_snapshot(Path(self.checkpoint_root))
+        try:
+            if snapshot is not None and (snapshot / "_metadata").stat().st_mtime >= self.started:
+                self.checkpoint_seen_at_pass = self.passes
+        except FileNotFoundError:
+            pass
+        return False
+
+    def _commit_empty(self, views: Dict[str, "DirCommitter"]) -> int:
         from featurestore.engines.duckdb_engine import arrow_schema
 
-        return sum(c.commit_empty(arrow_schema(self.store.compiled(n))) for n, c in self.views.items()
-                   if c.rebuild is None)
+        return sum(c.commit_empty(arrow_schema(self.store.compiled(n))) for n, c in views.items())
 
     def split(self) -> int:
         """Split the sources' staged files (this run's and any earlier run's) into the views' folders."""

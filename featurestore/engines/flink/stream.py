@@ -336,7 +336,7 @@ def _prepare(store, names: Sequence[str], name: str, root: Path, ends: Dict[tupl
     stream_commit.write_staged_layouts(store, names)  # how the committer (here or elsewhere) splits the job's files
     committer = None
     if commit:
-        committer = Committer(store, names, name, rebuilding, {tp: low for tp, (low, _high) in ends.items()})
+        committer = Committer(store, names, name, rebuilding, {tp: low for tp, (low, _high) in ends.items()}, root)
         committer.commit()  # files a previous run made visible but did not register
     return restored, committer, handoff.plan(store, names, ends, restored, partial_history)
 
