@@ -24,8 +24,10 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``CAST(float AS INTEGER/BIGINT)`` rounds half to even (DuckDB), not toward zero (Flink);
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
     ``CAST(int AS BOOLEAN)`` is ``<> 0``; ``CAST(text AS BOOLEAN)`` reads DuckDB's words only (else NULL,
-    ``raises`` holds). Casts from strings to numbers and from floats to strings format/parse differently in
-    the two engines and are rejected.
+    ``raises`` holds); ``CAST(text AS INTEGER/BIGINT/DOUBLE/FLOAT)`` is DuckDB's reader (``NumberText.java``:
+    spaces, ``1_000``, ``0x1F``, ``2.5`` to 3, ``inf``, ...; else NULL, ``raises`` holds; a float from a text
+    with ``_`` and over 19 digits, which DuckDB misreads, too, even under ``TRY_CAST``). Casts from floats to
+    strings format differently in the two engines and are rejected.
   - Timestamps compare to the microsecond: the stream carries them as TIMESTAMP(3) (event time) / TIMESTAMP(6),
     the Flink backfill (``times_us``) as BIGINT epoch microseconds; a ``TIMESTAMP '...'`` literal is read by
     DuckDB itself at plan time (time zone UTC, as the backfill). ``CAST`` between timestamps and other types,
@@ -564,6 +566,9 @@ class ExprCompiler(FunctionRules):
             raise UnsupportedExpression(f"CAST to {to.sql(dialect='duckdb')} is not supported in the streaming job "
                                         "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE, BOOLEAN or TIMESTAMP)")
         sql = _cast_sql(e, target)
+        if e.dtype == t.STRING and target in FLOATS:  # DuckDB misreads these (NumberText.unsupported): fail loudly
+            self._fails_where([f"POSITION('_' IN {e.sql}) > 0",
+                               f"CHAR_LENGTH(REGEXP_REPLACE({e.sql}, '[^0-9]', '')) > 19"], TEXT_MISREAD)
         if not isinstance(n, exp.TryCast) and e.dtype not in (target, NULL, t.BOOL) and (
                 target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64) or e.dtype == t.STRING):
             # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer, a text that is no boolean)
@@ -621,6 +626,8 @@ def _describe(n, text: str = "") -> str:
 
 CAST_FAILS = "a CAST of a value out of its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)"
 CAST_TEXT_FAILS = "a CAST of a text DuckDB cannot read as that type (its CAST fails on it; TRY_CAST gives NULL)"
+TEXT_MISREAD = ("a CAST of a text with '_' and over 19 digits to a float (DuckDB reads a wrong number from it; "
+                "remove the underscores)")
 DIVISION_BY_ZERO = "a division by zero in '//' or '%' (DuckDB fails on it; write NULLIF(divisor, 0))"
 OVERFLOW = "an integer overflow (DuckDB's arithmetic fails on it; compute in a wider type: CAST to BIGINT or DOUBLE)"
 

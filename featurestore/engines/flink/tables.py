@@ -149,13 +149,13 @@ def epoch_us_ddl() -> str:
 
 def expression_function_ddl(statements: Sequence[str]) -> List[str]:
     """The DDL of the Java functions compiled expressions call (``fs_epoch_us``: a timestamp value online or in
-    a date part; ``fs_date_part``: ``year(ts)``, ...; ``fs_add_exact`` ...: integer arithmetic) that
-    ``statements`` (SQL texts of a job) use."""
-    from featurestore.engines.flink.udf import DATE_PART_CLASS, EXACT_CLASSES
+    a date part; ``fs_date_part``: ``year(ts)``, ...; ``fs_add_exact`` ...: integer arithmetic; ``fs_text_int``
+    ...: text to numbers) that ``statements`` (SQL texts of a job) use."""
+    from featurestore.engines.flink.udf import DATE_PART_CLASS, EXACT_CLASSES, TEXT_NUMBER_CLASSES
 
     used = lambda name: any(f"{name}(" in sql for sql in statements)  # noqa: E731
     out = [epoch_us_ddl()] if used(EPOCH_US_FUNCTION) else []
-    for name, cls in {DATE_PART_FUNCTION: DATE_PART_CLASS, **EXACT_CLASSES}.items():
+    for name, cls in {DATE_PART_FUNCTION: DATE_PART_CLASS, **EXACT_CLASSES, **TEXT_NUMBER_CLASSES}.items():
         if used(name):
             out.append(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
     return out
