@@ -26,7 +26,7 @@ PROJ = {"p_a2": "a * 2", "p_n1": "n + 1", "p_absn": "abs(n)", "p_case": "CASE WH
         "p_hr": "hour(ts)", "p_least": "least(a, 10)", "p_nd": "n::DOUBLE", "p_concat": "concat(s, n)",
         "p_bi": "b::INT", "p_len": "length(s)", "p_zero": "a / 0", "p_ts": "ts", "p_t2": "t2",
         "p_big": "big", "p_txt": "TRY_CAST(concat(n, s) AS INTEGER)", "p_txd": "CAST(n || 'e1' AS DOUBLE)",
-        "p_same": "n IS NOT DISTINCT FROM g"}
+        "p_same": "n IS NOT DISTINCT FROM g", "p_shift": "date_trunc('month', t2) - INTERVAL '1 month 1 hour'"}
 NUMERIC = {"a", "n", "g", "big", "p_a2", "p_n1", "p_absn", "p_case", "p_div", "p_nf", "p_amn", "p_rnd", "p_ms",
            "p_hr", "p_least", "p_nd", "p_bi", "p_len", "p_zero", "p_txt", "p_txd", "a + n", "n * 3", "a * a"}
 NONNUM_OK = {"count", "count_distinct", "min", "max", "last", "first"}

@@ -36,7 +36,8 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``round(double, n)`` is DuckDB's ``round(x * 10^n) / 10^n``; see :meth:`ExprCompiler._round`.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
   - ``least``/``greatest``, ``concat``/``concat_ws``/``||`` and the date parts of timestamps (``year(ts)``,
-    ``date_part``, ``EXTRACT``, ``epoch_ms``, ...): :mod:`~featurestore.engines.flink.exprs_funcs`.
+    ``date_part``, ``EXTRACT``, ``epoch_ms``, ...): :mod:`~featurestore.engines.flink.exprs_funcs`; ``ts +/- INTERVAL``
+    and ``date_trunc``: :mod:`~featurestore.engines.flink.exprs_time`.
   - Comparisons (``=``, ``<``, ``BETWEEN``, ``IN``, ``IS [NOT] DISTINCT FROM``, ...) of floats follow DuckDB's order where an operand
     is an expression that may be NaN (NaN equals NaN and is above +inf; a stored column is never NaN);
     ``IN`` on floats is ``=`` per item (Flink's hashes -0.0 apart from 0.0), and every float operand of a
@@ -58,13 +59,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs_funcs import FunctionRules
+from featurestore.engines.flink.exprs_time import TimeRules
 from featurestore.engines.flink.sqltypes import (  # noqa: F401 (re-exported: the expression vocabulary)
     DECIMAL, EPOCH_US_FUNCTION, EXACT_FUNCTIONS, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
     UnsupportedExpression, _arith_type, _cast_sql, _common_type, _numeric, _TYPE_NAMES, _typed_null, lit, qi)
 from featurestore.errors import Problem
 
 # -- the expression compiler ----------------------------------------------------------------------------
-class ExprCompiler(FunctionRules):
+class ExprCompiler(FunctionRules, TimeRules):
     """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring; functions:
     :mod:`~featurestore.engines.flink.exprs_funcs`)."""
 
@@ -191,9 +193,17 @@ class ExprCompiler(FunctionRules):
         return FExpr(sql, rt)
 
     def _Add(self, n) -> FExpr:
+        from sqlglot import exp
+
+        if isinstance(n.this, exp.Interval) or isinstance(n.expression, exp.Interval):
+            return self._shift(n, 1)
         return self._binary(n, "+")
 
     def _Sub(self, n) -> FExpr:
+        from sqlglot import exp
+
+        if isinstance(n.this, exp.Interval) or isinstance(n.expression, exp.Interval):
+            return self._shift(n, -1)
         return self._binary(n, "-")
 
     def _Mul(self, n) -> FExpr:
