@@ -25,11 +25,12 @@ PROJ = {"p_a2": "a * 2", "p_n1": "n + 1", "p_absn": "abs(n)", "p_case": "CASE WH
         "p_nf": "n * 1.5", "p_amn": "a - n", "p_rnd": "round(a, 1)", "p_ms": "epoch_ms(ts) % 1000",
         "p_hr": "hour(ts)", "p_least": "least(a, 10)", "p_nd": "n::DOUBLE", "p_concat": "concat(s, n)",
         "p_bi": "b::INT", "p_len": "length(s)", "p_zero": "a / 0", "p_ts": "ts", "p_t2": "t2",
-        "p_big": "big"}
+        "p_big": "big", "p_txt": "TRY_CAST(concat(n, s) AS INTEGER)", "p_txd": "CAST(n || 'e1' AS DOUBLE)",
+        "p_same": "n IS NOT DISTINCT FROM g", "p_shift": "date_trunc('month', t2) - INTERVAL '1 month 1 hour'"}
 NUMERIC = {"a", "n", "g", "big", "p_a2", "p_n1", "p_absn", "p_case", "p_div", "p_nf", "p_amn", "p_rnd", "p_ms",
-           "p_hr", "p_least", "p_nd", "p_bi", "p_len", "p_zero", "a + n", "n * 3", "a * a"}
+           "p_hr", "p_least", "p_nd", "p_bi", "p_len", "p_zero", "p_txt", "p_txd", "a + n", "n * 3", "a * a"}
 NONNUM_OK = {"count", "count_distinct", "min", "max", "last", "first"}
-INT_INPUTS = {"n", "g", "big", "p_n1", "p_absn", "p_hr", "p_ms", "p_bi", "p_len", "n * 3"}  # no float default
+INT_INPUTS = {"n", "g", "big", "p_n1", "p_absn", "p_hr", "p_ms", "p_bi", "p_len", "p_txt", "n * 3"}  # no float default
 SMALL_INTS = {"n", "g", "p_n1", "p_absn", "n * 3"}  # an int default
 TEXTS = {"s", "p_up", "p_cat", "p_cs", "p_concat", "k"}
 NO_SUM = {"big", "p_big", "g"}  # int64 extremes: a sum outside int64 is refused (tests/test_int64_values.py)

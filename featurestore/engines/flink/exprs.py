@@ -24,8 +24,10 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``CAST(float AS INTEGER/BIGINT)`` rounds half to even (DuckDB), not toward zero (Flink);
     ``CAST(decimal AS int)`` rounds half away from zero; ``CAST(bool AS VARCHAR)`` is ``'true'``/``'false'``;
     ``CAST(int AS BOOLEAN)`` is ``<> 0``; ``CAST(text AS BOOLEAN)`` reads DuckDB's words only (else NULL,
-    ``raises`` holds). Casts from strings to numbers and from floats to strings format/parse differently in
-    the two engines and are rejected.
+    ``raises`` holds); ``CAST(text AS INTEGER/BIGINT/DOUBLE/FLOAT)`` is DuckDB's reader (``NumberText.java``:
+    spaces, ``1_000``, ``0x1F``, ``2.5`` to 3, ``inf``, ...; else NULL, ``raises`` holds; a float from a text
+    with ``_`` and over 19 digits, which DuckDB misreads, too, even under ``TRY_CAST``). Casts from floats to
+    strings format differently in the two engines and are rejected.
   - Timestamps compare to the microsecond: the stream carries them as TIMESTAMP(3) (event time) / TIMESTAMP(6),
     the Flink backfill (``times_us``) as BIGINT epoch microseconds; a ``TIMESTAMP '...'`` literal is read by
     DuckDB itself at plan time (time zone UTC, as the backfill). ``CAST`` between timestamps and other types,
@@ -34,7 +36,8 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``round(double, n)`` is DuckDB's ``round(x * 10^n) / 10^n``; see :meth:`ExprCompiler._round`.
   - ``ILIKE`` is ``LOWER(a) LIKE LOWER(p)``.
   - ``least``/``greatest``, ``concat``/``concat_ws``/``||`` and the date parts of timestamps (``year(ts)``,
-    ``date_part``, ``EXTRACT``, ``epoch_ms``, ...): :mod:`~featurestore.engines.flink.exprs_funcs`.
+    ``date_part``, ``EXTRACT``, ``epoch_ms``, ...): :mod:`~featurestore.engines.flink.exprs_funcs`; ``ts +/- INTERVAL``
+    and ``date_trunc``: :mod:`~featurestore.engines.flink.exprs_time`.
   - Comparisons (``=``, ``<``, ``BETWEEN``, ``IN``, ``IS [NOT] DISTINCT FROM``, ...) of floats follow DuckDB's order where an operand
     is an expression that may be NaN (NaN equals NaN and is above +inf; a stored column is never NaN);
     ``IN`` on floats is ``=`` per item (Flink's hashes -0.0 apart from 0.0), and every float operand of a
@@ -56,13 +59,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs_funcs import FunctionRules
+from featurestore.engines.flink.exprs_time import TimeRules
 from featurestore.engines.flink.sqltypes import (  # noqa: F401 (re-exported: the expression vocabulary)
     DECIMAL, EPOCH_US_FUNCTION, EXACT_FUNCTIONS, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
     UnsupportedExpression, _arith_type, _cast_sql, _common_type, _numeric, _TYPE_NAMES, _typed_null, lit, qi)
 from featurestore.errors import Problem
 
 # -- the expression compiler ----------------------------------------------------------------------------
-class ExprCompiler(FunctionRules):
+class ExprCompiler(FunctionRules, TimeRules):
     """DuckDB-dialect SQL over named, typed columns -> Flink SQL (see the module docstring; functions:
     :mod:`~featurestore.engines.flink.exprs_funcs`)."""
 
@@ -189,9 +193,17 @@ class ExprCompiler(FunctionRules):
         return FExpr(sql, rt)
 
     def _Add(self, n) -> FExpr:
+        from sqlglot import exp
+
+        if isinstance(n.this, exp.Interval) or isinstance(n.expression, exp.Interval):
+            return self._shift(n, 1)
         return self._binary(n, "+")
 
     def _Sub(self, n) -> FExpr:
+        from sqlglot import exp
+
+        if isinstance(n.this, exp.Interval) or isinstance(n.expression, exp.Interval):
+            return self._shift(n, -1)
         return self._binary(n, "-")
 
     def _Mul(self, n) -> FExpr:
@@ -564,6 +576,9 @@ class ExprCompiler(FunctionRules):
             raise UnsupportedExpression(f"CAST to {to.sql(dialect='duckdb')} is not supported in the streaming job "
                                         "(use VARCHAR, INTEGER, BIGINT, FLOAT, DOUBLE, BOOLEAN or TIMESTAMP)")
         sql = _cast_sql(e, target)
+        if e.dtype == t.STRING and target in FLOATS:  # DuckDB misreads these (NumberText.unsupported): fail loudly
+            self._fails_where([f"POSITION('_' IN {e.sql}) > 0",
+                               f"CHAR_LENGTH(REGEXP_REPLACE({e.sql}, '[^0-9]', '')) > 19"], TEXT_MISREAD)
         if not isinstance(n, exp.TryCast) and e.dtype not in (target, NULL, t.BOOL) and (
                 target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64) or e.dtype == t.STRING):
             # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer, a text that is no boolean)
@@ -621,6 +636,8 @@ def _describe(n, text: str = "") -> str:
 
 CAST_FAILS = "a CAST of a value out of its type's range (DuckDB's CAST fails on it; TRY_CAST gives NULL)"
 CAST_TEXT_FAILS = "a CAST of a text DuckDB cannot read as that type (its CAST fails on it; TRY_CAST gives NULL)"
+TEXT_MISREAD = ("a CAST of a text with '_' and over 19 digits to a float (DuckDB reads a wrong number from it; "
+                "remove the underscores)")
 DIVISION_BY_ZERO = "a division by zero in '//' or '%' (DuckDB fails on it; write NULLIF(divisor, 0))"
 OVERFLOW = "an integer overflow (DuckDB's arithmetic fails on it; compute in a wider type: CAST to BIGINT or DOUBLE)"
 

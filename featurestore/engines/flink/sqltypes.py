@@ -23,8 +23,13 @@ FLINK_TYPES = {
 # A timestamp column other than the event time keeps its microseconds in the streaming job (engines/flink/ingest.py)
 EPOCH_US_FUNCTION = "fs_epoch_us"  # a TIMESTAMP as epoch microseconds, the online rows' form (tables.epoch_us_ddl)
 DATE_PART_FUNCTION = "fs_date_part"  # DuckDB's date_part of epoch microseconds (DatePart.java; exprs_funcs.py)
+SHIFT_US_FUNCTION = "fs_shift_us"  # DuckDB's ts +/- INTERVAL of epoch microseconds (ShiftMicros.java; exprs_time.py)
+DATE_TRUNC_FUNCTION = "fs_date_trunc"  # DuckDB's date_trunc of epoch microseconds (DateTrunc.java; exprs_time.py)
 # integer + - * of two INTs or two BIGINTs, NULL on an overflow (AddExact.java, ...; exprs.ExprCompiler._exact)
 EXACT_FUNCTIONS = {"+": "fs_add_exact", "-": "fs_subtract_exact", "*": "fs_multiply_exact"}
+# DuckDB's CAST(text AS INTEGER/BIGINT/DOUBLE/FLOAT), NULL where it fails (NumberText.java; exprs.ExprCompiler._Cast)
+TEXT_NUMBER_FUNCTIONS = {t.INT32: "fs_text_int", t.INT64: "fs_text_bigint", t.FLOAT64: "fs_text_double",
+                         t.FLOAT32: "fs_text_float"}
 DECIMAL = "decimal"  # a DuckDB/Flink DECIMAL intermediate (decimal literals); never stored
 NULL = "null"  # the type of a bare NULL literal
 FLOATS = (t.FLOAT32, t.FLOAT64)
@@ -34,7 +39,7 @@ NUMERIC = (*INTS, *FLOATS, DECIMAL)
 SUPPORTED_TEXT = ("supported: columns, literals, + - * / // %, comparisons, AND/OR/NOT, IS [NOT] NULL/TRUE/FALSE, "
                   "IS [NOT] DISTINCT FROM, CASE, IF, CAST/TRY_CAST, COALESCE, NULLIF, IN (list), BETWEEN, LIKE, "
                   "ILIKE, ||, lower, upper, length, abs, round, least, greatest, concat, concat_ws, date parts "
-                  "(year(ts), ..., date_part, EXTRACT), epoch, epoch_ms, epoch_us)")
+                  "(year(ts), ..., date_part, EXTRACT), epoch, epoch_ms, epoch_us, ts +/- INTERVAL, date_trunc)")
 
 TS_MS = "__ts_ms"  # the event time as epoch ms (BIGINT) in the typed view
 PAYLOAD, KAFKA_PARTITION, KAFKA_OFFSET, KAFKA_TIMESTAMP = "__payload", "__kafka_partition", "__kafka_offset", "__kafka_ts"
@@ -138,7 +143,7 @@ def _cast_sql(e: FExpr, target: str) -> str:
         return (f"(CASE WHEN REGEXP({e.sql}, '^(?i)(t|true|y|yes|1)\\z') THEN TRUE "
                 f"WHEN REGEXP({e.sql}, '^(?i)(f|false|n|no|0)\\z') THEN FALSE END)")
     if src == t.STRING:
-        raise UnsupportedExpression(f"CAST of a string to {target} parses differently in DuckDB and Flink")
+        return f"{TEXT_NUMBER_FUNCTIONS[target]}({e.sql})"  # DuckDB's reading of the text (NULL: its CAST fails)
     if target == t.BOOL:
         if src in INTS:
             return f"({e.sql} <> 0)"

@@ -19,7 +19,8 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
 from featurestore.engines.flink.sqltypes import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, REASON,
-                                                 DATE_PART_FUNCTION, EPOCH_US_FUNCTION, STAGING_PARQUET_OPTIONS,
+                                                 DATE_PART_FUNCTION, DATE_TRUNC_FUNCTION, EPOCH_US_FUNCTION,
+                                                 SHIFT_US_FUNCTION, STAGING_PARQUET_OPTIONS,
                                                  TS_MS, _with, qi)
 
 # -- the job's tables ---------------------------------------------------------------------------------
@@ -190,13 +191,18 @@ def epoch_us_ddl() -> str:
 
 def expression_function_ddl(statements: Sequence[str]) -> List[str]:
     """The DDL of the Java functions compiled expressions call (``fs_epoch_us``: a timestamp value online or in
-    a date part; ``fs_date_part``: ``year(ts)``, ...; ``fs_add_exact`` ...: integer arithmetic) that
+    a date part; ``fs_date_part``: ``year(ts)``, ...; ``fs_add_exact`` ...: integer arithmetic; ``fs_text_int``
+    ...: text to numbers; ``fs_shift_us``, ``fs_date_trunc``, ``fs_timestamp_us``: timestamp arithmetic) that
     ``statements`` (SQL texts of a job) use."""
-    from featurestore.engines.flink.udf import DATE_PART_CLASS, EXACT_CLASSES
+    from featurestore.engines.flink.ingest import TIME_VALUE_FUNCTION
+    from featurestore.engines.flink.udf import (DATE_PART_CLASS, DATE_TRUNC_CLASS, EXACT_CLASSES,
+                                                MICROS_TIMESTAMP_CLASS, SHIFT_US_CLASS, TEXT_NUMBER_CLASSES)
 
     used = lambda name: any(f"{name}(" in sql for sql in statements)  # noqa: E731
     out = [epoch_us_ddl()] if used(EPOCH_US_FUNCTION) else []
-    for name, cls in {DATE_PART_FUNCTION: DATE_PART_CLASS, **EXACT_CLASSES}.items():
+    for name, cls in {DATE_PART_FUNCTION: DATE_PART_CLASS, SHIFT_US_FUNCTION: SHIFT_US_CLASS,
+                      DATE_TRUNC_FUNCTION: DATE_TRUNC_CLASS, TIME_VALUE_FUNCTION: MICROS_TIMESTAMP_CLASS,
+                      **EXACT_CLASSES, **TEXT_NUMBER_CLASSES}.items():
         if used(name):
             out.append(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
     return out

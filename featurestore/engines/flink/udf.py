@@ -6,8 +6,10 @@ enough, no JDK.
 :mod:`featurestore.engines.flink.ingest`); ``JsonArrayText`` writes the online rows' JSON arrays (what
 ``JSON_ARRAY`` writes, byte for byte, but a negative zero kept: :func:`featurestore.engines.flink.tables.json_array_ddl`);
 ``MicrosTimestamp`` and ``EpochMicros`` convert timestamp values (other than the event time) between epoch
-microseconds and TIMESTAMP(6); ``DatePart`` is DuckDB's ``date_part`` of epoch microseconds (``year(ts)``, ...); ``AddExact``,
-``SubtractExact`` and ``MultiplyExact`` are integer arithmetic that is NULL on an overflow; ``OnlineBatches`` is the DataStream operator that collects the online rows into
+microseconds and TIMESTAMP(6); ``DatePart`` is DuckDB's ``date_part`` of epoch microseconds (``year(ts)``, ...),
+``ShiftMicros`` its ``ts +/- INTERVAL`` and ``DateTrunc`` its ``date_trunc``; ``AddExact``, ``SubtractExact`` and
+``MultiplyExact`` are integer arithmetic that is NULL on an overflow; ``NumberText`` is DuckDB's
+``CAST(text AS INTEGER/BIGINT/DOUBLE/FLOAT)``; ``OnlineBatches`` is the DataStream operator that collects the online rows into
 per-entity mini-batches (:mod:`featurestore.engines.flink.job`). Their compiled jar, ``java/featurestore-udf.jar``, is committed and
 in the wheel; its manifest names a digest of the sources it was built from. When the sources differ from
 that digest (a developer changed them), the job builds its own jar with the JDK's ``javac`` against
@@ -39,9 +41,16 @@ JSON_ARRAY_CLASS = "featurestore.flink.JsonArrayText"
 MICROS_TIMESTAMP_CLASS = "featurestore.flink.MicrosTimestamp"  # epoch us -> TIMESTAMP(6) (ingest.py)
 EPOCH_MICROS_CLASS = "featurestore.flink.EpochMicros"  # TIMESTAMP -> epoch us (the online rows: tables.py)
 DATE_PART_CLASS = "featurestore.flink.DatePart"  # DuckDB's date_part of epoch us (exprs_funcs.py)
+SHIFT_US_CLASS = "featurestore.flink.ShiftMicros"  # DuckDB's ts +/- INTERVAL of epoch us (exprs_time.py)
+DATE_TRUNC_CLASS = "featurestore.flink.DateTrunc"  # DuckDB's date_trunc of epoch us (exprs_time.py)
 # integer + - * that are NULL on an overflow, by SQL function name (sqltypes.EXACT_FUNCTIONS)
 EXACT_CLASSES = {"fs_add_exact": "featurestore.flink.AddExact", "fs_subtract_exact": "featurestore.flink.SubtractExact",
                  "fs_multiply_exact": "featurestore.flink.MultiplyExact"}
+# DuckDB's CAST(text AS number), NULL where it fails, by SQL function name (sqltypes.TEXT_NUMBER_FUNCTIONS)
+TEXT_NUMBER_CLASSES = {"fs_text_int": "featurestore.flink.NumberText$ToInteger",
+                       "fs_text_bigint": "featurestore.flink.NumberText$ToBigint",
+                       "fs_text_double": "featurestore.flink.NumberText$ToDouble",
+                       "fs_text_float": "featurestore.flink.NumberText$ToFloat"}
 JAR_PREFIX = "featurestore-udf-"
 PACKAGED = JAVA_DIR / "featurestore-udf.jar"
 DIGEST_KEY = "Featurestore-Source-Digest"
@@ -181,5 +190,5 @@ if __name__ == "__main__":
 
 
 __all__ = ["udf_jar", "job_jars", "UDF_CLASS", "AVRO_UDF_CLASS", "JSON_ARRAY_CLASS", "MICROS_TIMESTAMP_CLASS",
-           "EPOCH_MICROS_CLASS", "DATE_PART_CLASS", "EXACT_CLASSES", "PACKAGED", "source_digest", "built_from",
+           "EPOCH_MICROS_CLASS", "DATE_PART_CLASS", "SHIFT_US_CLASS", "DATE_TRUNC_CLASS", "EXACT_CLASSES", "TEXT_NUMBER_CLASSES", "PACKAGED", "source_digest", "built_from",
            "build_packaged"]
