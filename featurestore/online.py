@@ -28,7 +28,7 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.kernel.columnar import RawBatch, RawEvents, window_columns, window_rows
 from featurestore.kernel.partials import Layout
-from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
+from featurestore.kernel.tiles import TOP_LEVEL, UNIT_MS, ceil_unit, cover, floor_unit, tile_id, tile_ms
 from featurestore.online_reply import EntityReply
 from featurestore.semantics import in_int64, int64_overflow_reason, time_value_reason, time_value_supported
 
@@ -176,10 +176,42 @@ def _cover_ids(lo: int, hi: int, top: int) -> List[str]:
     return ids
 
 
+_PLANS: Dict[tuple, ReadPlan] = {}
+
+
 def read_plan(windows: Sequence[Optional[int]], q: int, top: int = TOP_LEVEL, latest_only: bool = False) -> ReadPlan:
     """The exact decomposition (:func:`featurestore.kernel.tiles.decompose`) of every window at ``q``,
     shared pieces once. ``latest_only``: only latest features read the (single) window, so an entity
-    without tiles returns just the events of its latest time in it."""
+    without tiles returns just the events of its latest time in it.
+
+    Inside one minute (``q`` not on its boundary) with whole-minute windows, every plan has the same tiles,
+    pieces and cut; only the raw ranges move with ``q`` (``[q - W, ...]`` and ``[..., q - 1]``): such a
+    plan is made once per minute and its ranges shifted (:func:`_shifted`; bounded cache)."""
+    if q % UNIT_MS and all(w is None or w % UNIT_MS == 0 for w in windows):
+        key = (tuple(windows), top, latest_only, q - q % UNIT_MS)
+        made = _PLANS.get(key)
+        if made is None:
+            if len(_PLANS) >= 1024:
+                _PLANS.clear()
+            made = _PLANS[key] = _read_plan(windows, q, top, latest_only)
+        return _shifted(made, q)
+    return _read_plan(windows, q, top, latest_only)
+
+
+def _shifted(plan: ReadPlan, q: int) -> ReadPlan:
+    """``plan`` (made at ``plan.q``, in the same minute as ``q``, not on its boundary, whole-minute windows)
+    at ``q``: a range starting at a window's start ``plan.q - W`` starts at ``q - W``, one ending at
+    ``plan.q - 1`` ends at ``q - 1``; a range starting at the minute (``[b, q)``) and the tiles, pieces
+    and cut stay."""
+    d = q - plan.q
+    if not d:
+        return plan
+    b, end = plan.q - plan.q % UNIT_MS, plan.q - 1
+    ranges = [(x if x == b else x + d, y + d if y == end else y) for x, y in plan.ranges]
+    return ReadPlan(q, plan.windows, plan.tiles, ranges, plan.cut, plan.pieces, plan.latest_only)
+
+
+def _read_plan(windows: Sequence[Optional[int]], q: int, top: int, latest_only: bool) -> ReadPlan:
     cut = None
     tiles: Dict[str, int] = {}
     ranges: Dict[Tuple[int, int], int] = {}
