@@ -28,9 +28,9 @@ from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.kernel.columnar import RawBatch, RawEvents, window_columns, window_rows
 from featurestore.kernel.partials import Layout
-from featurestore.kernel.tiles import TOP_LEVEL, ceil_unit, cover, floor_unit, tile_id, tile_ms
+from featurestore.kernel.tiles import TOP_LEVEL, UNIT_MS, ceil_unit, cover, floor_unit, tile_id, tile_ms
 from featurestore.online_reply import EntityReply
-from featurestore.semantics import in_int64
+from featurestore.semantics import in_int64, int64_overflow_reason, time_value_reason, time_value_supported
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -176,10 +176,42 @@ def _cover_ids(lo: int, hi: int, top: int) -> List[str]:
     return ids
 
 
+_PLANS: Dict[tuple, ReadPlan] = {}
+
+
 def read_plan(windows: Sequence[Optional[int]], q: int, top: int = TOP_LEVEL, latest_only: bool = False) -> ReadPlan:
     """The exact decomposition (:func:`featurestore.kernel.tiles.decompose`) of every window at ``q``,
     shared pieces once. ``latest_only``: only latest features read the (single) window, so an entity
-    without tiles returns just the events of its latest time in it."""
+    without tiles returns just the events of its latest time in it.
+
+    Inside one minute (``q`` not on its boundary) with whole-minute windows, every plan has the same tiles,
+    pieces and cut; only the raw ranges move with ``q`` (``[q - W, ...]`` and ``[..., q - 1]``): such a
+    plan is made once per minute and its ranges shifted (:func:`_shifted`; bounded cache)."""
+    if q % UNIT_MS and all(w is None or w % UNIT_MS == 0 for w in windows):
+        key = (tuple(windows), top, latest_only, q - q % UNIT_MS)
+        made = _PLANS.get(key)
+        if made is None:
+            if len(_PLANS) >= 1024:
+                _PLANS.clear()
+            made = _PLANS[key] = _read_plan(windows, q, top, latest_only)
+        return _shifted(made, q)
+    return _read_plan(windows, q, top, latest_only)
+
+
+def _shifted(plan: ReadPlan, q: int) -> ReadPlan:
+    """``plan`` (made at ``plan.q``, in the same minute as ``q``, not on its boundary, whole-minute windows)
+    at ``q``: a range starting at a window's start ``plan.q - W`` starts at ``q - W``, one ending at
+    ``plan.q - 1`` ends at ``q - 1``; a range starting at the minute (``[b, q)``) and the tiles, pieces
+    and cut stay."""
+    d = q - plan.q
+    if not d:
+        return plan
+    b, end = plan.q - plan.q % UNIT_MS, plan.q - 1
+    ranges = [(x if x == b else x + d, y + d if y == end else y) for x, y in plan.ranges]
+    return ReadPlan(q, plan.windows, plan.tiles, ranges, plan.cut, plan.pieces, plan.latest_only)
+
+
+def _read_plan(windows: Sequence[Optional[int]], q: int, top: int, latest_only: bool) -> ReadPlan:
     cut = None
     tiles: Dict[str, int] = {}
     ranges: Dict[Tuple[int, int], int] = {}
@@ -320,10 +352,22 @@ def _values_without_state(layout: Layout, steps: list) -> List[Any]:
 
 
 def _steps(layout: Layout, plans: Sequence[FeaturePlan]) -> list:
-    """Per plan: ``(latest, window, slots, f, output conversion, empty value, integer sum)``, ``(slots, f)``
-    its :meth:`Layout.value_finalizer`."""
+    """Per plan: ``(latest, window, slots, f, output conversion, empty value, fits)``, ``(slots, f)`` its
+    :meth:`Layout.value_finalizer`, ``fits`` None or whether a value can be served (:func:`refusal_reason`)."""
     return [(p.function == "latest", p.window_ms, *layout.value_finalizer(p.function, p.column), _converter(p.dtype),
-             p.empty, p.function == "sum" and p.dtype in t.INTEGER) for p in plans]
+             p.empty, _fits(p)) for p in plans]
+
+
+def _fits(p: FeaturePlan):
+    if p.dtype == t.TIMESTAMP:
+        return time_value_supported
+    return in_int64 if p.function == "sum" and p.dtype in t.INTEGER else None
+
+
+def refusal_reason(view: str, p: FeaturePlan) -> str:
+    """Why a computed value of feature ``p`` is REFUSED: an integer sum outside int64, or a stored timestamp
+    outside years 1 to 9999 (never a Python OverflowError for one stored value)."""
+    return time_value_reason(view, p.name) if p.dtype == t.TIMESTAMP else int64_overflow_reason(view, p.name)
 
 
 def _finish_feature(layout: Layout, step, wcols: Dict[int, list], replies: Sequence[EntityReply], q: int):
@@ -331,7 +375,7 @@ def _finish_feature(layout: Layout, step, wcols: Dict[int, list], replies: Seque
     columns of its window's slots. A value's event time (Feast's ``event_timestamps``): for a latest
     feature the time of the event it comes from; for an aggregation the request time (the value is the
     window ``[q - W, q)`` as of ``q``); None when there is no value (no event inside the TTL, refused)."""
-    latest, w, ix, f, out, empty, int_sum = step
+    latest, w, ix, f, out, empty, fits = step
     n = len(replies)
     if latest:
         values, statuses, times = [], [], []
@@ -342,7 +386,13 @@ def _finish_feature(layout: Layout, step, wcols: Dict[int, list], replies: Seque
                 times.append(None)
                 continue
             v = f(slot)
-            times.append(int(slot[0][0]))
+            if v is None or fits is None or fits(v):
+                times.append(int(slot[0][0]))
+            else:  # refusal_reason
+                values.append(None)
+                statuses.append(REFUSED)
+                times.append(None)
+                continue
             if v is None:
                 values.append(None)
                 statuses.append(NULL_VALUE)
@@ -353,13 +403,13 @@ def _finish_feature(layout: Layout, step, wcols: Dict[int, list], replies: Seque
     raw = wcols[ix[0]] if f is None else list(map(f, *(wcols[i] for i in ix)))
     if empty is not None or None not in raw:
         raw = [empty if v is None else v for v in raw] if empty is not None else raw
-        if not int_sum or all(map(in_int64, raw)):  # (every value present)
+        if fits is None or all(map(fits, raw)):  # (every value present)
             return list(map(out, raw)), [PRESENT] * n, [q] * n
     values, statuses, times = [], [], []
     for v in raw:
         if v is None:
             v = empty
-        elif int_sum and not in_int64(v):  # semantics.int64_overflow_reason: never another number
+        elif fits is not None and not fits(v):  # refusal_reason: never another value, never a traceback
             values.append(None)
             statuses.append(REFUSED)
             times.append(None)

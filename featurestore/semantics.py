@@ -68,6 +68,16 @@ def time_value_supported_sql(us_sql: str) -> str:
     return f"COALESCE({us_sql} >= {int(MIN_TIME_VALUE_US)} AND {us_sql} < {int(MAX_TIME_VALUE_US)}, false)"
 
 
+def time_value_checked_sql(expr: str) -> str:
+    """SQL (DuckDB): the TIMESTAMPTZ value of a user's timestamp expression (a projection or feature input),
+    failing on an event where it leaves years 1 to 9999 (:func:`time_value_supported`) as an overflow fails:
+    an input column is checked when read, a computed value (``exp + INTERVAL 100 YEAR``) only here."""
+    typed = f"CAST(({expr}) AS TIMESTAMPTZ)"
+    why = f"'{expr}' is a timestamp outside years 1 to 9999 UTC, the supported timestamp values".replace("'", "''")
+    return (f"(CASE WHEN {typed} IS NULL OR {time_value_supported_sql(f'epoch_us({typed})')} THEN {typed} "
+            f"ELSE error('{why}') END)")
+
+
 @dataclass(frozen=True)
 class AggFunction:
     """What one aggregation function means and how its result is typed."""
@@ -252,6 +262,13 @@ def int64_overflow_reason(view: str, feature: str) -> str:
     """Why an integer sum is not served: its exact value is outside int64."""
     return (f"feature view '{view}': feature '{feature}': the integer sum {INT64_OVERFLOW} "
             f"({INT64_MIN} to {INT64_MAX}); sum a float64 expression (e.g. 'CAST(x AS DOUBLE)') to get a float")
+
+
+def time_value_reason(view: str, feature: str) -> str:
+    """Why a timestamp feature's stored value is not served: it is outside years 1 to 9999 (stored by a
+    version that did not check computed timestamps, :func:`time_value_checked_sql`)."""
+    return (f"feature view '{view}': feature '{feature}': a stored timestamp outside years 1 to 9999 UTC; run "
+            f"'featurestore materialize --view {view}' (it names the expression that computes it)")
 
 
 def in_int64(value: int) -> bool:

@@ -376,3 +376,34 @@ def test_batch_build_equals_the_event_by_event_state(seed):
             assert _roundtrip(got.tiles_set) == _roundtrip(want.tiles_set)
             assert _roundtrip({str(k): v for k, v in got.prefix_set.items()}) == \
                 _roundtrip({str(k): v for k, v in want.prefix_set.items()})
+
+
+def test_read_plans_kept_per_minute_equal_fresh_ones_at_every_request_time():
+    """read_plan keeps one plan per (windows, minute) and shifts its raw ranges within the minute: every
+    field and the script's arguments equal a plan made afresh, for request times inside minutes, on their
+    boundaries (never kept: empty edge ranges vanish there), one millisecond either side, and later ones
+    (decay by request time: a new minute, a new plan); the cache stays bounded."""
+    from featurestore import online
+
+    def fields(p):
+        return (p.q, p.windows, p.tiles, p.ranges, p.cut, p.pieces, p.latest_only, p.script_args())
+
+    rng = random.Random(11)
+    choices = [None, UNIT_MS, 2 * UNIT_MS, 5 * UNIT_MS, 60 * UNIT_MS, 1440 * UNIT_MS, 7 * 1440 * UNIT_MS,
+               30 * 1440 * UNIT_MS, 90_000, 1_000]
+    checked = kept = 0
+    for _ in range(300):
+        windows = rng.sample(choices, rng.randint(1, 4))
+        top = rng.choice([TOP_LEVEL, 6])
+        latest_only = rng.random() < 0.2
+        m = rng.randrange(-10**7, 10**8) * UNIT_MS
+        qs = [m, m + 1, m - 1, m + UNIT_MS - 1, m + rng.randrange(1, UNIT_MS), m + rng.randrange(1, UNIT_MS),
+              m + rng.randrange(UNIT_MS, 40 * 1440 * UNIT_MS), m + tile_ms(top), m + tile_ms(top) + 7]
+        for q in qs:
+            got = read_plan(windows, q, top, latest_only)
+            want = online._read_plan(windows, q, top, latest_only)
+            assert fields(got) == fields(want), (windows, top, latest_only, q)
+            checked += 1
+            kept += q % UNIT_MS != 0 and all(w is None or w % UNIT_MS == 0 for w in windows)
+    assert kept > checked // 3  # the kept path was exercised
+    assert len(online._PLANS) <= 1024

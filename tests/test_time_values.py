@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import uuid
 
 import numpy as np
@@ -95,3 +96,119 @@ def test_timestamp_values_follow_one_rule_in_the_batch_face_and_push(store, seed
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     served = [None if v is None else (v - epoch) // dt.timedelta(microseconds=1) for v in online.to_dict()["exp_latest"]]
     assert served == want
+
+
+COMPUTED = '''
+from featurestore import Aggregation, Entity, FeatureView, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(schema={"user_id": "string", "exp": "timestamp", "ts": "timestamp"}, timestamp="ts",
+                batch=ParquetFiles("data/*.parquet"))
+later = FeatureView(entities=[user], source=events, features=[
+    Latest("exp + INTERVAL 100 YEAR", name="later_latest"), Aggregation("exp + INTERVAL 100 YEAR", "max", None,
+                                                                       name="later_max")])
+moved = FeatureView(entities=[user], source=events, projections={"moved": "exp + INTERVAL 100 YEAR"},
+                    features=[Latest("moved", name="moved_latest")])
+'''
+
+
+def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_write_and_offline(tmp_path):
+    """A feature input or projection computing a timestamp outside years 1-9999 from supported values (the
+    range a lookup returns as a ``datetime``) fails on that event in one line, as an INT64 overflow does:
+    the backfill of a projection, materialize and push of a feature input, get_historical_features. The
+    old code stored it and every lookup of the entity, online (Python's OverflowError) and offline, crashed."""
+    from featurestore.errors import FeatureStoreError, RequestError
+
+    root = tmp_path / "repo"
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "definitions" / "features.py").write_text(COMPUTED)
+    (root / "featurestore.yaml").write_text(f"project: tc_{uuid.uuid4().hex[:10]}\ndefinitions: definitions\n")
+    store = FeatureStore(root)
+    try:
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        last = dt.datetime(9899, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.timezone.utc)  # + 100 years: the last value
+        edge = (last - epoch) // dt.timedelta(microseconds=1)
+        values = {"fine": [edge], "far": [edge, semantics.MAX_TIME_VALUE_US - 1]}
+        rows = [(u, v, SEEN + pd.Timedelta(milliseconds=i)) for u, vs in values.items() for i, v in enumerate(vs)]
+        pq.write_table(pa.table({"user_id": [r[0] for r in rows], "exp": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
+                                 "ts": pa.array([r[2].to_pydatetime() for r in rows], pa.timestamp("us", tz="UTC"))}),
+                       root / "data" / "e.parquet")
+        why = re.escape("'exp + INTERVAL 100 YEAR' is a timestamp outside years 1 to 9999 UTC, the supported "
+                        "timestamp values")
+        with pytest.raises(FeatureStoreError, match=r"^backfill of view 'moved' failed: .*" + why) as err:
+            store.backfill(views=["moved"])
+        assert "\n" not in str(err.value)
+        store.backfill(views=["later"])  # a feature input is computed when read (as qty * qty is)
+        with pytest.raises(FeatureStoreError, match=r"^materialize of view 'later' failed: .*" + why):
+            store.materialize(views=["later"])
+        requests = pd.DataFrame({"user_id": ["far", "fine"], "event_timestamp": SEEN + pd.Timedelta("1h")})
+        with pytest.raises(RequestError, match=r"^feature view 'later': an expression of its filter, projections "
+                                               r"or features fails on an event: .*" + why):
+            store.get_historical_features(requests, features=["later:later_latest"])
+        # without the far user's events: the values at the edge of the range, the same online and offline
+        (root / "data" / "e.parquet").unlink()
+        fine = [r for r in rows if r[0] == "fine"]
+        pq.write_table(pa.table({"user_id": [r[0] for r in fine], "exp": pa.array([r[1] for r in fine], pa.timestamp("us", tz="UTC")),
+                                 "ts": pa.array([r[2].to_pydatetime() for r in fine], pa.timestamp("us", tz="UTC"))}),
+                       root / "data" / "e.parquet")
+        store.backfill()
+        store.materialize()
+        q = SEEN + pd.Timedelta("1h")
+        want = last.replace(year=9999)
+        refs = ["later:later_latest", "later:later_max", "moved:moved_latest"]
+        online = store.get_online_features([{"user_id": "fine"}], features=refs, request_time=q).to_dict()
+        offline = store.get_historical_features(requests.iloc[1:], features=refs).to_arrow().to_pylist()[0]
+        for ref in refs:
+            name = ref.split(":")[1]
+            assert online[name] == [want] and offline[name] == want, name
+        # a push of the far value: refused whole, nothing stored
+        with pytest.raises(RequestError, match=r"^push: feature view '(later|moved)': an expression .*" + why):
+            store.push("events", [{"user_id": "far", "exp": np.datetime64(semantics.MAX_TIME_VALUE_US - 1, "us"),
+                                   "ts": SEEN}], to="online")
+        got = store.get_online_features([{"user_id": "far"}], features=refs, request_time=q)
+        assert got.to_dict()["later_latest"] == [None]
+    finally:
+        drop_project(store.online_store().client, store.config.project)
+
+
+def test_a_stored_timestamp_outside_years_1_to_9999_is_refused_in_one_line_never_a_traceback(tmp_path, monkeypatch):
+    """Online state holding such a value (written before materialize checked computed timestamps: simulated
+    with the old unchecked SQL) is REFUSED with a one-line reason, in get_online_features and the HTTP server,
+    for that feature and entity only; the old code raised Python's OverflowError for the whole lookup."""
+    from fastapi.testclient import TestClient
+
+    from featurestore.engines import duckdb_sql as dsql
+    from featurestore.server import create_app
+
+    root = tmp_path / "repo"
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "definitions" / "features.py").write_text(COMPUTED)
+    (root / "featurestore.yaml").write_text(f"project: tr_{uuid.uuid4().hex[:10]}\ndefinitions: definitions\n")
+    store = FeatureStore(root)
+    try:
+        values = {"far": semantics.MAX_TIME_VALUE_US - 1, "near": 0}
+        pq.write_table(pa.table({"user_id": list(values), "exp": pa.array(list(values.values()), pa.timestamp("us", tz="UTC")),
+                                 "ts": pa.array([SEEN.to_pydatetime()] * 2, pa.timestamp("us", tz="UTC"))}),
+                       root / "data" / "e.parquet")
+        monkeypatch.setattr(dsql, "input_sql", lambda expr, dtype: f"CAST(({expr}) AS {dsql.SQL_TYPES[dtype]})",
+                            raising=False)  # (the old code: no check to undo)
+        store.materialize(views=["later"])
+        monkeypatch.undo()
+        q = SEEN + pd.Timedelta("1h")
+        rows = [{"user_id": "far"}, {"user_id": "near"}]
+        got = store.get_online_features(rows, features=["later:later_latest", "later:later_max"], request_time=q)
+        near = dt.datetime(2070, 1, 1, tzinfo=dt.timezone.utc)
+        assert got.to_dict() == {"user_id": ["far", "near"], "later_latest": [None, near], "later_max": [None, near]}
+        assert got.statuses() == {"later_latest": ["REFUSED", "PRESENT"], "later_max": ["REFUSED", "PRESENT"]}
+        assert got.refusals == [semantics.time_value_reason("later", f) for f in ("later_latest", "later_max")]
+        assert got.refusals[0] == ("feature view 'later': feature 'later_latest': a stored timestamp outside years 1 to "
+                                   "9999 UTC; run 'featurestore materialize --view later' (it names the expression "
+                                   "that computes it)")
+        res = TestClient(create_app(store)).post("/get-online-features", json={
+            "features": ["later:later_latest"], "entity_rows": rows, "request_time": int(q.value // 10**6)})
+        assert res.status_code == 200, res.text
+        assert res.json()["statuses"]["later_latest"] == ["REFUSED", "PRESENT"]
+    finally:
+        drop_project(store.online_store().client, store.config.project)

@@ -60,7 +60,7 @@ from featurestore.engines import duckdb_exact as dx
 from featurestore.engines.duckdb_sql import REQ_Q, REQ_ROW, SQL_TYPES, TS_MS, keys_eq, literal, q, requests_sql
 from featurestore.errors import RequestError
 from featurestore.semantics import (INT64_OVERFLOW, created_visible_sql, int64_overflow_sql, int64_sum_sql,
-                                    window_predicate_sql)
+                                    time_value_checked_sql, window_predicate_sql)
 
 ORD = "__ord"  # rank of an event in event order within its entity (range join: first/last)
 HOT_KEY_COST = 20.0  # a key is hot when requests * events > HOT_KEY_COST * sweep rows
@@ -152,6 +152,12 @@ def _inputs(cv: CompiledView) -> Dict[str, str]:
         if a.expr is not None and a.expr not in out:
             out[a.expr] = f"__in{len(out)}"
     return out
+
+
+def _value_sql(expr: str, dtype: str) -> str:
+    """A feature input's SQL: a timestamp outside years 1 to 9999 fails the query on that event, as it fails
+    materialize (:func:`~featurestore.semantics.time_value_checked_sql`); other types as written."""
+    return time_value_checked_sql(expr) if dtype == dtypes.TIMESTAMP else f"({expr})"
 
 
 def _is_int(a: AggSpec) -> bool:
@@ -387,8 +393,9 @@ def pit_sql(cv: CompiledView, events: str, requests: str, prefix: str = "", hot:
     request, in no particular order.
     """
     inputs = _inputs(cv)
-    extra = [f"({e}) AS {c}" for e, c in inputs.items()]
-    extra += [f"({s.expr}) AS {q('__l_' + s.name)}" for s in cv.latest]
+    types = {a.expr: a.input_dtype for a in cv.aggregations}
+    extra = [f"{_value_sql(e, types[e])} AS {c}" for e, c in inputs.items()]
+    extra += [f"{_value_sql(s.expr, s.dtype)} AS {q('__l_' + s.name)}" for s in cv.latest]
     keys = ", ".join(q(k) for k in cv.join_keys)
     ev = f"SELECT *, epoch_ms({q(cv.ts_column)}) AS {TS_MS}{''.join(', ' + x for x in extra)} FROM {events}"
     abs_cols = _abs_inputs(cv, inputs, checked)
@@ -535,7 +542,7 @@ def created_filtered_sql(cv: CompiledView, events: str, requests: str, created: 
     events with ``ts < q``, ``created < q`` (and within the TTL) the greatest in event order. A range join
     per key (requests x events), for this opt-in only; the ASOF plan of :func:`pit_sql` cannot skip the
     events created after ``q``."""
-    lat = ", ".join(f"({s.expr}) AS {q('__l_' + s.name)}" for s in cv.latest)
+    lat = ", ".join(f"{_value_sql(s.expr, s.dtype)} AS {q('__l_' + s.name)}" for s in cv.latest)
     order = f"struct_pack(t := ev.{TS_MS}, o := {_order_key_struct(cv, 'ev.')})"
     visible = window_predicate_sql(f"ev.{TS_MS}", f"rq.{REQ_Q}", cv.ttl_ms)
     return (

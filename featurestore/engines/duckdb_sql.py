@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from featurestore import dtypes
 from featurestore.compiler.ir import CompiledView
 from featurestore.semantics import (column_reason_sql, null_key_reason_sql, row_reason_sql, time_read_reason_sql,
-                                   time_supported_sql, time_value_supported_sql)
+                                   time_supported_sql, time_value_checked_sql, time_value_supported_sql)
 
 SQL_TYPES = dtypes.DUCKDB_TYPES
 TS_MS = "__ts_ms"  # event time, epoch ms
@@ -130,7 +130,15 @@ def _key_sql(cv: CompiledView, key: str) -> str:
 
 def _stored_columns(cv: CompiledView) -> List[str]:
     cols = [q(n) for n, _ in cv.source_columns]
-    return cols + [f"CAST(({e}) AS {SQL_TYPES[t]}) AS {q(n)}" for n, e, t in cv.projections]
+    return cols + [f"{input_sql(e, t)} AS {q(n)}" for n, e, t in cv.projections]
+
+
+def input_sql(expr: str, dtype: str) -> str:
+    """A user's expression (projection, feature input) as its declared type; a timestamp outside years 1 to
+    9999 fails the query on that event (:func:`~featurestore.semantics.time_value_checked_sql`)."""
+    if dtype == dtypes.TIMESTAMP:
+        return time_value_checked_sql(expr)
+    return f"CAST(({expr}) AS {SQL_TYPES[dtype]})"
 
 
 def events_sql(cv: CompiledView, checked: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:

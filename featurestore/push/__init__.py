@@ -147,16 +147,26 @@ def _online(store, events: pa.Table, targets: List[str], result: PushResult, ups
     from featurestore.engines.duckdb_batch import checked_relation
     from featurestore.push import online as pon
 
+    import duckdb
+
+    from featurestore.sdk.historical import expression_failed
+
     con = store._connect()
     con.register("__pushed", events)
     pid = pon.push_id()
+    encoded = []  # every view's members before any is written: an expression failing on an event writes nothing
     for n in targets:
         view = store.repo.views[n]
         if not view.online:
             continue
         cv = store.compiled(n)
         relation = f"({dsql.events_sql(cv, checked_relation(con, view.source, '__pushed', None))})"
-        written, why = pon.apply(store, cv, pon.new_events(con, cv, relation, pid), upsert=upsert)
+        try:
+            encoded.append((n, cv, pon.new_events(con, cv, relation, pid)))
+        except (duckdb.DataError, duckdb.InvalidInputException) as exc:
+            raise RequestError(f"push: {expression_failed(n, exc)}") from None
+    for n, cv, new in encoded:
+        written, why = pon.apply(store, cv, new, upsert=upsert)
         result.online[n] = written
         if why:
             result.refusals.append(why)

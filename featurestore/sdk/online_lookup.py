@@ -19,7 +19,6 @@ import orjson
 from featurestore import online as ol
 from featurestore import online_reply as oreply
 from featurestore.errors import RequestError
-from featurestore.semantics import int64_overflow_reason
 from featurestore.stores import online_format as ofmt
 
 log = logging.getLogger("featurestore.online")
@@ -280,10 +279,10 @@ def _view_values(cv, layout, plans, rplan, bases: List[str], by_base: dict, q: i
         replies.append(oreply.decode_reply(layout, raw_reply, rplan, read_slots, members=members, meta=meta, raw=raw,
                                        compared=compared))
     done = ol.compute_columns(layout, plans, replies, q, slots=wslots)
-    if any(ol.REFUSED in statuses for _, statuses, _ in done):  # a computed value refused: an integer sum outside int64
+    if any(ol.REFUSED in statuses for _, statuses, _ in done):  # a computed value refused (ol.refusal_reason)
         for j in range(len(computed)):
             for p, (_, statuses, _) in zip(plans, done):
-                why = int64_overflow_reason(cv.name, p.name)
+                why = ol.refusal_reason(cv.name, p)
                 if statuses[j] == ol.REFUSED and why not in refusals:
                     refusals.append(why)
     for values, statuses, times in done:  # refused entities after the computed ones

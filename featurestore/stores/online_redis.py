@@ -579,12 +579,11 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
 
 # -- SQL ----------------------------------------------------------------------------------------------
 def _input_sql(expr: str, dtype: str) -> str:
-    sql_type = dsql.SQL_TYPES[dtype]
     if dtype == t.TIMESTAMP:
-        return f"epoch_us(CAST(({expr}) AS {sql_type}))"
+        return f"epoch_us({dsql.input_sql(expr, dtype)})"
     if dtype == t.FLOAT32:  # the float's exact value as a double (JSON cannot say "float32")
         return f"CAST(CAST(({expr}) AS FLOAT) AS DOUBLE)"
-    return f"CAST(({expr}) AS {sql_type})"
+    return dsql.input_sql(expr, dtype)
 
 
 def _event_order(cv: CompiledView) -> List[str]:
