@@ -112,6 +112,13 @@ moved = FeatureView(entities=[user], source=events, projections={"moved": "exp +
 '''
 
 
+def _write_events(root, rows) -> None:
+    """The batch face's one file: ``(user_id, exp in epoch us, ts)`` rows."""
+    us = pa.timestamp("us", tz="UTC")
+    pq.write_table(pa.table({"user_id": [r[0] for r in rows], "exp": pa.array([r[1] for r in rows], us),
+                             "ts": pa.array([r[2].to_pydatetime() for r in rows], us)}), root / "data" / "e.parquet")
+
+
 def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_write_and_offline(tmp_path):
     """A feature input or projection computing a timestamp outside years 1-9999 from supported values (the
     range a lookup returns as a ``datetime``) fails on that event in one line, as an INT64 overflow does:
@@ -131,9 +138,7 @@ def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_
         edge = (last - epoch) // dt.timedelta(microseconds=1)
         values = {"fine": [edge], "far": [edge, semantics.MAX_TIME_VALUE_US - 1]}
         rows = [(u, v, SEEN + pd.Timedelta(milliseconds=i)) for u, vs in values.items() for i, v in enumerate(vs)]
-        pq.write_table(pa.table({"user_id": [r[0] for r in rows], "exp": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
-                                 "ts": pa.array([r[2].to_pydatetime() for r in rows], pa.timestamp("us", tz="UTC"))}),
-                       root / "data" / "e.parquet")
+        _write_events(root, rows)
         why = re.escape("'exp + INTERVAL 100 YEAR' is a timestamp outside years 1 to 9999 UTC, the supported "
                         "timestamp values")
         with pytest.raises(FeatureStoreError, match=r"^backfill of view 'moved' failed: .*" + why) as err:
@@ -147,11 +152,7 @@ def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_
                                                r"or features fails on an event: .*" + why):
             store.get_historical_features(requests, features=["later:later_latest"])
         # without the far user's events: the values at the edge of the range, the same online and offline
-        (root / "data" / "e.parquet").unlink()
-        fine = [r for r in rows if r[0] == "fine"]
-        pq.write_table(pa.table({"user_id": [r[0] for r in fine], "exp": pa.array([r[1] for r in fine], pa.timestamp("us", tz="UTC")),
-                                 "ts": pa.array([r[2].to_pydatetime() for r in fine], pa.timestamp("us", tz="UTC"))}),
-                       root / "data" / "e.parquet")
+        _write_events(root, [r for r in rows if r[0] == "fine"])
         store.backfill()
         store.materialize()
         q = SEEN + pd.Timedelta("1h")
@@ -188,10 +189,7 @@ def test_a_stored_timestamp_outside_years_1_to_9999_is_refused_in_one_line_never
     (root / "featurestore.yaml").write_text(f"project: tr_{uuid.uuid4().hex[:10]}\ndefinitions: definitions\n")
     store = FeatureStore(root)
     try:
-        values = {"far": semantics.MAX_TIME_VALUE_US - 1, "near": 0}
-        pq.write_table(pa.table({"user_id": list(values), "exp": pa.array(list(values.values()), pa.timestamp("us", tz="UTC")),
-                                 "ts": pa.array([SEEN.to_pydatetime()] * 2, pa.timestamp("us", tz="UTC"))}),
-                       root / "data" / "e.parquet")
+        _write_events(root, [("far", semantics.MAX_TIME_VALUE_US - 1, SEEN), ("near", 0, SEEN)])
         monkeypatch.setattr(dsql, "input_sql", lambda expr, dtype: f"CAST(({expr}) AS {dsql.SQL_TYPES[dtype]})",
                             raising=False)  # (the old code: no check to undo)
         store.materialize(views=["later"])
