@@ -1,7 +1,8 @@
 """SPEC §3.1 for views no event reaches: the streaming job writes an offline table for every view of the job, as
 the DuckDB backfill does, also when no committed row reaches it (a filter no event passes; a source whose topic
-gets no event): the same schema, no rows, committed as the others (``commit.DirCommitter.commit_empty``), and
-``get_historical_features`` over it equals the backfill-based result."""
+gets no event): the same schema, no rows, committed as the others (``commit.DirCommitter.commit_empty``) once a
+checkpoint of the run has completed (while an unbounded job runs) or at the run's end, and
+``get_historical_features`` over it equals the backfill-based result; rows arriving later are added to it."""
 
 from __future__ import annotations
 
