@@ -1,7 +1,8 @@
 """SPEC §3.1 for views no event reaches: the streaming job writes an offline table for every view of the job, as
 the DuckDB backfill does, also when no committed row reaches it (a filter no event passes; a source whose topic
-gets no event): the same schema, no rows, committed as the others (``commit.DirCommitter.commit_empty``), and
-``get_historical_features`` over it equals the backfill-based result."""
+gets no event): the same schema, no rows, committed as the others (``commit.DirCommitter.commit_empty``) once a
+checkpoint of the run has completed (while an unbounded job runs) or at the run's end, and
+``get_historical_features`` over it equals the backfill-based result; rows arriving later are added to it."""
 
 from __future__ import annotations
 
@@ -194,3 +195,50 @@ def test_unbounded_job_creates_the_empty_tables_after_a_checkpoint_then_adds_row
             handle.cancel()
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic, quiet_topic])
+
+
+@pytest.mark.redis
+def test_the_committer_creates_empty_tables_the_pass_after_a_checkpoint_of_its_run(tmp_path, redis_client):
+    """Without Flink, when a non-final pass creates the empty tables: not for the restored (older) snapshot; not on
+    the pass that first sees a checkpoint of this run (Flink renames its files one by one), but on the next; only
+    for views without a table that are not being rebuilt; once (later passes add no version)."""
+    import os
+
+    from featurestore.engines.duckdb_engine import arrow_schema
+    from featurestore.engines.flink import commit as stream_commit
+    from tests.test_stream import make_repo, stream_events
+
+    project = f"t_emptyp_{uuid.uuid4().hex[:8]}"
+    store = FeatureStore(make_repo(tmp_path / "repo", "fs_empty_unused", project, stream_events()))
+    names = streaming.stream_views(store)
+    backfilled, rebuilt, fresh = names[0], names[1], names[2:]
+    assert fresh, names
+    store.backfill(views=[backfilled])
+    root = tmp_path / "checkpoints"
+    restored = root / "former-job" / "chk-7" / "_metadata"
+    restored.parent.mkdir(parents=True)
+    restored.write_bytes(b"")
+    os.utime(restored, (time.time() - 60,) * 2)
+    try:
+        c = stream_commit.Committer(store, names, rebuilding={rebuilt: {"topic": "fs_empty_other", "fingerprint": "x",
+                                                                         "next_offsets": {}}}, checkpoint_root=root)
+        tables = {n: store.offline.table(n, ts_column=store.compiled(n).ts_column) for n in names}
+        versions = lambda: {n: t.version for n, t in tables.items()}  # noqa: E731
+        before = versions()
+        c.commit()
+        assert versions() == before, "created on a restored snapshot, before a checkpoint of this run"
+        taken = root / "this-job" / "chk-1" / "_metadata"
+        taken.parent.mkdir(parents=True)
+        taken.write_bytes(b"")
+        c.commit()
+        assert versions() == before, "created on the pass that first saw the checkpoint"
+        c.commit()
+        after = versions()
+        assert after[backfilled] == before[backfilled] and after[rebuilt] is None, after
+        for n in fresh:
+            assert after[n] is not None and tables[n].read().num_rows == 0, n
+            assert tables[n].read().schema.equals(arrow_schema(store.compiled(n))), n
+        c.commit()
+        assert versions() == after, "a later pass added a version"
+    finally:
+        drop_project(redis_client, project)

@@ -403,6 +403,7 @@ class Committer:
         self.checkpoint_root = checkpoint_root  # the run's checkpoints (None: only a final pass creates empty tables)
         self.started = time.time()
         self.checkpoint_seen_at_pass: Optional[int] = None  # the first pass that saw a checkpoint of this run
+        self._tabled: set = set()  # views whose table exists (_commit_empty)
         self.names = list(names)
         self.group = group or streaming.job_name(store, names)
         if rebuilding is None:
@@ -442,9 +443,8 @@ class Committer:
             rows = sum(c.commit() for c in self.views.values())
             rows += sum(c.commit() for c in self.dead.values())
             rows += self._swap_rebuilt(final)
-            missing = {n: c for n, c in self.views.items() if c.rebuild is None and c.table.version is None}
-            if missing and (final or self._checkpointed()):
-                rows += self._commit_empty(missing)
+            if final or self._checkpointed():
+                rows += self._commit_empty()
             self.publish()
             return rows
 
@@ -466,10 +466,17 @@ class Committer:
             pass
         return False
 
-    def _commit_empty(self, views: Dict[str, "DirCommitter"]) -> int:
+    def _commit_empty(self) -> int:
+        """Commit an empty file for each view without a table that is not being rebuilt (tables, once they
+        exist, are not looked up again)."""
         from featurestore.engines.duckdb_engine import arrow_schema
 
-        return sum(c.commit_empty(arrow_schema(self.store.compiled(n))) for n, c in views.items())
+        rows = 0
+        for n, c in self.views.items():
+            if n not in self._tabled and c.rebuild is None:
+                rows += c.commit_empty(arrow_schema(self.store.compiled(n)))
+                self._tabled.add(n)
+        return rows
 
     def split(self) -> int:
         """Split the sources' staged files (this run's and any earlier run's) into the views' folders."""
