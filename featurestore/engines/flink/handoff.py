@@ -286,7 +286,9 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
         c, why = cutover[(t, p)]
         held = [r for r in ranges if r[0] <= c < r[1]]
         if not held:
-            got = ", ".join(f"[{_iso(s)}, {_iso(e)})" for s, e in ranges) or "none"
+            if not ranges:  # e.g. the table a stream created without rows for a view no event reached
+                return f"no batch range (never backfilled) reaches the cut-over {_iso(c)} ({why})"
+            got = ", ".join(f"[{_iso(s)}, {_iso(e)})" for s, e in ranges)
             return (f"its batch ranges ({got}) do not reach the cut-over {_iso(c)} "
                     f"({why})")
         starts.append(held[0][0])
