@@ -77,7 +77,7 @@ def test_sql_value_text_is_the_encoders():
 
 
 def test_sum_text_straight_from_exponent_groups_is_the_exact_sums_encoding():
-    """``duckdb_partials._sum_text_getter`` writes a tile's exact float sum (and sum of squares) straight
+    """``duckdb_partials._sum_text_getter`` (and ``_sum_texts``, both sums at once) writes a tile's exact float sum (and sum of squares) straight
     from its per-exponent text: the very text of the ExactSum's encoding (odd mantissa, bounded shift,
     non-finite counts), on random exponents (one or several groups), signs, zeros and sizes."""
     from featurestore.engines import duckdb_partials as dpart
@@ -101,6 +101,10 @@ def test_sum_text_straight_from_exponent_groups_is_the_exact_sums_encoding():
         slow, fast = dpart._text_sum(TwoSlots, slot, cols), dpart._sum_text_getter(TwoSlots, slot, cols)
         for r in range(len(rows)):
             assert fast(r) == dtext.sum_text(slow(r, 0)), (slot, rows[r])
+    for kinds in (("s", "q"), ("q", "s")):  # both sums of a column from one split of its text
+        both = dpart._sum_texts(0, cols, kinds)
+        for r in range(len(rows)):
+            assert both(r) == tuple(dtext.sum_text(dpart._text_sum(TwoSlots, "sq".index(k), cols)(r, 0)) for k in kinds)
 
 DEFINITIONS = '''
 from featurestore import Aggregation, Entity, FeatureView, Latest, ParquetFiles, Source

@@ -336,7 +336,7 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: froze
 
     plans: dict = {}  # level -> (slots, [(slot, getter)]) of the slots its rows hold
     texts = cols["__fs_txt"] if "__fs_txt" in batch.schema.names else None  # rows DuckDB wrote as text
-    sums: dict = {}  # level -> [getter] of the exact float sums its rows hold (spliced into the text)
+    sums: dict = {}  # level -> getter of the exact float sums its rows hold (spliced into the text)
     splice = dtext.splice
     out = []
     for r in range(batch.num_rows):
@@ -344,8 +344,8 @@ def decode_rows(layout: Layout, batch, order_text: bool, loads, text_cols: froze
         if texts is not None and texts[r] is not None:
             gets = sums.get(level)
             if gets is None:
-                gets = sums[level] = [_sum_text_getter(layout, i, cols) for i in dtext.float_slots(layout, level)]
-            text = splice(texts[r], [get(r) for get in gets])
+                gets = sums[level] = _sums_plan(layout, level, cols)
+            text = splice(texts[r], gets(r))
             if text is not None:
                 out.append((es[r], level, gs[r], counts[r], EncodedRow(text)))
                 continue
@@ -379,36 +379,77 @@ def _text_sum(layout: Layout, i: int, cols: dict):
 
 def _encoded(m: int, s: int, nan: int, pinf: int, ninf: int) -> str:
     """``dtext.sum_text(ExactSum(m, s, nan, pinf, ninf))`` without the object (tile rows hold ~2 per row)."""
-    m, s = reduced(m, s)
+    if m:  # reduced(m, s), inlined
+        tz = (m & -m).bit_length() - 1
+        if tz > s:
+            tz = s
+        m >>= tz
+        s -= tz
+    else:
+        s = 0
     if nan or pinf or ninf:
         return '["%x",%d,%d,%d,%d]' % (m, s, nan, pinf, ninf)
     return '["%x",%d]' % (m, s)
 
 
-def _sum_text_getter(layout: Layout, i: int, cols: dict):
-    """``get(r)``: the encoded text of :func:`_text_sum`'s sum of slot ``i`` in row ``r``, the same sum
-    (:func:`_exact`, :func:`_exact_square`) built straight from the per-exponent text: no ExactSum."""
-    kind, col = layout.slots[i]
+def _sum_texts(col: int, cols: dict, kinds: Tuple[str, ...]):
+    """``get(r)``: the encoded texts of float column ``col``'s exact sums in row ``r``, one per kind of
+    ``kinds`` (``"s"`` the sum, ``"q"`` the sum of squares), the sums of :func:`_exact` and
+    :func:`_exact_square` built straight from one split of the row's per-exponent text: no ExactSum."""
     nan, pinf, ninf, fz = cols[f"nan{col}"], cols[f"pinf{col}"], cols[f"ninf{col}"], cols[f"fz{col}"]
-    if kind == "s":
-        def total(r):
-            v = fz[r].split() if fz[r] else ()
-            if not v:
-                return _encoded(0, 0, nan[r], pinf[r], ninf[r])
-            s = max(0, -int(v[0]))  # exponents ascending
-            m = sum(int(v[j + 1]) << (int(v[j]) + s) for j in range(0, len(v), 5))
-            return _encoded(m, s, nan[r], pinf[r], ninf[r])
-        return total
+    want_s, want_q, both = "s" in kinds, "q" in kinds, len(kinds) > 1
+    first = kinds[0] == "s"
 
-    def squares(r):
-        v = fz[r].split() if fz[r] else ()
-        if not v:
-            return _encoded(0, 0, nan[r], pinf[r] + ninf[r], 0)
-        s = max(0, -2 * int(v[0]))
-        m = sum(((int(v[j + 2]) << 62) + (int(v[j + 3]) << 32) + int(v[j + 4])) << (2 * int(v[j]) + s)
-                for j in range(0, len(v), 5))
-        return _encoded(m, s, nan[r], pinf[r] + ninf[r], 0)
-    return squares
+    def get(r):
+        z, n, p, q = fz[r], nan[r], pinf[r], ninf[r]
+        m = m2 = s = 0
+        if z:
+            v = z.split()
+            e0 = int(v[0])  # exponents ascending
+            s = -e0 if e0 < 0 else 0
+            for j in range(0, len(v), 5):
+                e = int(v[j])
+                if want_s:
+                    m += int(v[j + 1]) << (e + s)
+                if want_q:
+                    m2 += ((int(v[j + 2]) << 62) + (int(v[j + 3]) << 32) + int(v[j + 4])) << (2 * (e + s))
+        ts = _encoded(m, s, n, p, q) if want_s else None
+        tq = _encoded(m2, 2 * s, n, p + q, 0) if want_q else None
+        if both:
+            return (ts, tq) if first else (tq, ts)
+        return (ts,) if want_s else (tq,)
+    return get
+
+
+def _sum_text_getter(layout: Layout, i: int, cols: dict):
+    """``get(r)``: the encoded text of :func:`_text_sum`'s sum of slot ``i`` in row ``r`` (:func:`_sum_texts`)."""
+    kind, col = layout.slots[i]
+    get = _sum_texts(col, cols, (kind,))
+    return lambda r: get(r)[0]
+
+
+def _sums_plan(layout: Layout, level: int, cols: dict):
+    """``get(r)``: the encoded texts of the exact float sums a row of ``level`` holds, in slot order
+    (:func:`dtext.float_slots`), each float column's per-exponent text split once per row."""
+    by_col: Dict[int, List[Tuple[int, str]]] = {}
+    slots = dtext.float_slots(layout, level)
+    for i in slots:
+        kind, col = layout.slots[i]
+        by_col.setdefault(col, []).append((i, kind))
+    gets, flat = [], []
+    for col, ks in by_col.items():
+        gets.append(_sum_texts(col, cols, tuple(k for _, k in ks)))
+        flat += [i for i, _ in ks]
+    perm = [flat.index(i) for i in slots]
+    if perm == list(range(len(perm))):
+        if len(gets) == 1:
+            return gets[0]
+        return lambda r: [t for get in gets for t in get(r)]
+
+    def ordered(r):
+        texts = [t for get in gets for t in get(r)]
+        return [texts[j] for j in perm]
+    return ordered
 
 
 class _Columns(dict):
