@@ -51,14 +51,19 @@ def _values(seed: int):
     return out
 
 
-@pytest.fixture
-def store(tmp_path):
+def _new_store(tmp_path, definitions: str) -> FeatureStore:
+    """A repo at ``tmp_path / "repo"`` holding ``definitions``, its own project (dropped by the caller)."""
     root = tmp_path / "repo"
     (root / "definitions").mkdir(parents=True)
     (root / "data").mkdir()
-    (root / "definitions" / "features.py").write_text(DEFINITIONS)
+    (root / "definitions" / "features.py").write_text(definitions)
     (root / "featurestore.yaml").write_text(f"project: tv_{uuid.uuid4().hex[:10]}\ndefinitions: definitions\n")
-    fs = FeatureStore(root)
+    return FeatureStore(root)
+
+
+@pytest.fixture
+def store(tmp_path):
+    fs = _new_store(tmp_path, DEFINITIONS)
     yield fs
     drop_project(fs.online_store().client, fs.config.project)
 
@@ -127,11 +132,7 @@ def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_
     from featurestore.errors import FeatureStoreError, RequestError
 
     root = tmp_path / "repo"
-    (root / "definitions").mkdir(parents=True)
-    (root / "data").mkdir()
-    (root / "definitions" / "features.py").write_text(COMPUTED)
-    (root / "featurestore.yaml").write_text(f"project: tc_{uuid.uuid4().hex[:10]}\ndefinitions: definitions\n")
-    store = FeatureStore(root)
+    store = _new_store(tmp_path, COMPUTED)
     try:
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
         last = dt.datetime(9899, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.timezone.utc)  # + 100 years: the last value
@@ -183,11 +184,7 @@ def test_a_stored_timestamp_outside_years_1_to_9999_is_refused_in_one_line_never
     from featurestore.server import create_app
 
     root = tmp_path / "repo"
-    (root / "definitions").mkdir(parents=True)
-    (root / "data").mkdir()
-    (root / "definitions" / "features.py").write_text(COMPUTED)
-    (root / "featurestore.yaml").write_text(f"project: tr_{uuid.uuid4().hex[:10]}\ndefinitions: definitions\n")
-    store = FeatureStore(root)
+    store = _new_store(tmp_path, COMPUTED)
     try:
         _write_events(root, [("far", semantics.MAX_TIME_VALUE_US - 1, SEEN), ("near", 0, SEEN)])
         monkeypatch.setattr(dsql, "input_sql", lambda expr, dtype: f"CAST(({expr}) AS {dsql.SQL_TYPES[dtype]})",
