@@ -28,6 +28,16 @@ public final class NumberText {
         return c == ' ' || c == '\t' || c == '\n' || c == 0x0B || c == '\f' || c == '\r';
     }
 
+    /** Whether {@code s} holds only spaces from {@code from} on (a number's trailing spaces). */
+    private static boolean spacesOnly(String s, int from) {
+        for (int i = from; i < s.length(); i++) {
+            if (!space(s.charAt(i))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     private static boolean digit(char c) {
         return c >= '0' && c <= '9';
     }
@@ -149,10 +159,8 @@ public final class NumberText {
                         c = s.charAt(pos);
                     }
                     if (space(c)) {
-                        while (++pos < n) {
-                            if (!space(s.charAt(pos))) {
-                                return null;
-                            }
+                        if (!spacesOnly(s, pos + 1)) {
+                            return null;
                         }
                         break;
                     }
@@ -272,10 +280,8 @@ public final class NumberText {
                     c = s.charAt(pos);
                 }
                 if (space(c)) {
-                    while (++pos < n) {
-                        if (!space(s.charAt(pos))) {
-                            return null;
-                        }
+                    if (!spacesOnly(s, pos + 1)) {
+                        return null;
                     }
                     break;
                 }
