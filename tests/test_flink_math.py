@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +19,7 @@ import pytest
 
 from featurestore.engines.flink import exprs as flink_sql
 from tests.compare import same_engine_value
+from tests.flink_batch import batch_table_env
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 
@@ -102,11 +102,7 @@ def _schema():
 
 
 def test_non_finite_values_and_signed_zeros_through_flink_math_equal_duckdb(tmp_path):
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore.devinfra.jars import connector_jars
-    from featurestore.config import load_config
     from featurestore.validation import Binder
 
     rows = _rows(11)
@@ -123,13 +119,7 @@ def test_non_finite_values_and_signed_zeros_through_flink_math_equal_duckdb(tmp_
         sql = flink_sql._cast_sql(comp.compile(e), t)
         selects.append(f"CAST({sql} AS DOUBLE) AS e{k}" if t == "float32" else f"{sql} AS e{k}")
         raises.append(f"({' OR '.join(comp.raises)}) IS TRUE AS r{k}" if comp.raises else f"FALSE AS r{k}")
-    conf = Configuration()
-    jars = connector_jars(load_config(tmp_path))
-    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in jars))
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("table.local-time-zone", "UTC")
-    conf.set_string("parallelism.default", "1")
-    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
+    t_env = batch_table_env(tmp_path, udfs=False)
     t_env.execute_sql(f"CREATE TEMPORARY TABLE samples (id BIGINT, x DOUBLE, f FLOAT, j BIGINT) WITH ("
                       f"'connector' = 'filesystem', 'path' = '{path.resolve().as_uri()}', 'format' = 'parquet')")
     with t_env.execute_sql("SELECT id, " + ", ".join(selects + raises) + " FROM samples").collect() as result:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +22,7 @@ import pytest
 from featurestore.engines.flink import exprs as flink_sql
 from featurestore.errors import FeatureStoreError
 from tests.compare import same_engine_value
+from tests.flink_batch import batch_table_env
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 
@@ -82,13 +82,8 @@ def _duck(rows, exprs, types):
 
 
 def test_integer_overflow_is_null_and_flagged_in_flink_where_duckdb_fails(tmp_path):
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore.config import load_config
-    from featurestore.devinfra.jars import connector_jars
     from featurestore.engines.flink.tables import expression_function_ddl
-    from featurestore.engines.flink.udf import udf_jar
     from featurestore.validation import Binder
 
     rows = _rows(17)
@@ -103,12 +98,7 @@ def test_integer_overflow_is_null_and_flagged_in_flink_where_duckdb_fails(tmp_pa
     for x, (e, t) in enumerate(zip(EXPRESSIONS, types)):
         selects.append(f"{flink_sql._cast_sql(comp.compile(e), t)} AS e{x}")
         raises.append(f"({' OR '.join(comp.raises)}) IS TRUE AS r{x}" if comp.raises else f"FALSE AS r{x}")
-    conf = Configuration()
-    jars = connector_jars(load_config(tmp_path))
-    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in [*jars, udf_jar(jars)]))
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("parallelism.default", "1")
-    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
+    t_env = batch_table_env(tmp_path)
     t_env.execute_sql(f"CREATE TEMPORARY TABLE samples (id BIGINT, j BIGINT, k BIGINT, n INT, m INT, s STRING) WITH ("
                       f"'connector' = 'filesystem', 'path' = '{path.resolve().as_uri()}', 'format' = 'parquet')")
     select = "SELECT id, " + ", ".join(selects + raises) + " FROM samples"

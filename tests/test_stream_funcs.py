@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import random
-import sys
 import uuid
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ from featurestore.engines.flink import exprs as flink_sql
 from featurestore.engines.flink.exprs_funcs import PART_NAMES
 from featurestore.engines.flink.exprs_time import TRUNC_PARTS
 from tests.compare import same_engine_value
+from tests.flink_batch import batch_table_env
 
 COLUMNS = {"i": "int64", "j": "int64", "n": "int32", "x": "float64", "y": "float64", "f": "float32",
            "s": "string", "s2": "string", "b": "bool", "ts": "timestamp", "u": "timestamp"}
@@ -139,14 +139,10 @@ def _duck_values(rows, exprs, types):
 @pytest.mark.flink
 @pytest.mark.slow
 def test_functions_equal_duckdb_in_the_stream_and_the_flink_backfill_forms(tmp_path):
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore.config import load_config
-    from featurestore.devinfra.jars import connector_jars
     from featurestore.engines.flink.ingest import TIME_VALUE_FUNCTION
     from featurestore.engines.flink.tables import expression_function_ddl
-    from featurestore.engines.flink.udf import MICROS_TIMESTAMP_CLASS, udf_jar
+    from featurestore.engines.flink.udf import MICROS_TIMESTAMP_CLASS
     from featurestore.validation import Binder
 
     rows = _rows(5)
@@ -174,13 +170,7 @@ def test_functions_equal_duckdb_in_the_stream_and_the_flink_backfill_forms(tmp_p
             out.append(f"COALESCE({' OR '.join(comp.raises) or 'FALSE'}, FALSE) AS {prefix}r{k}")
         return out
 
-    conf = Configuration()
-    jars = connector_jars(load_config(tmp_path))  # Parquet, and the job's Java functions
-    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in [*jars, udf_jar(jars)]))
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("table.local-time-zone", "UTC")
-    conf.set_string("parallelism.default", "1")
-    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
+    t_env = batch_table_env(tmp_path)
     t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION {TIME_VALUE_FUNCTION} AS '{MICROS_TIMESTAMP_CLASS}' LANGUAGE JAVA")
     flink_cols = {"string": "STRING", "int32": "INT", "int64": "BIGINT", "float32": "FLOAT", "float64": "DOUBLE",
                   "bool": "BOOLEAN", "timestamp": "BIGINT"}

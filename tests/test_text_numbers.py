@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from featurestore.engines.flink import exprs as flink_sql
+from tests.flink_batch import batch_table_env
 
 TYPES = {"INTEGER": "int32", "BIGINT": "int64", "DOUBLE": "float64", "FLOAT": "float32"}
 EDGES = [
@@ -95,13 +95,8 @@ def _same(want, got) -> bool:
 @pytest.mark.flink
 @pytest.mark.slow
 def test_text_to_numbers_equals_duckdb_value_by_value(tmp_path):
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from featurestore.config import load_config
-    from featurestore.devinfra.jars import connector_jars
     from featurestore.engines.flink.tables import expression_function_ddl
-    from featurestore.engines.flink.udf import udf_jar
 
     texts = EDGES + _random_texts(11, 3000)
     path = tmp_path / "texts.parquet"
@@ -115,12 +110,7 @@ def test_text_to_numbers_equals_duckdb_value_by_value(tmp_path):
             raises = " OR ".join(comp.raises) or "FALSE"
             value = f"CAST({v.sql} AS DOUBLE)" if ty == "FLOAT" else v.sql
             selects += [value, f"COALESCE({raises}, FALSE)"]
-    conf = Configuration()
-    jars = connector_jars(load_config(tmp_path))
-    conf.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in [*jars, udf_jar(jars)]))
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("parallelism.default", "1")
-    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(conf).build())
+    t_env = batch_table_env(tmp_path)
     t_env.execute_sql(f"CREATE TEMPORARY TABLE texts (id BIGINT, s STRING) WITH ('connector' = 'filesystem', "
                       f"'path' = '{path.resolve().as_uri()}', 'format' = 'parquet')")
     select = f"SELECT id, {', '.join(selects)} FROM texts"
