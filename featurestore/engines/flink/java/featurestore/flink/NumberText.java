@@ -38,6 +38,15 @@ public final class NumberText {
         return true;
     }
 
+    /** Past a digit at {@code pos - 1}: {@code pos}, or past one {@code _} that a digit follows; -1 for a
+     * {@code _} without a digit after it (DuckDB's digit separator). */
+    private static int afterSeparator(String s, int pos) {
+        if (pos < s.length() && s.charAt(pos) == '_') {
+            return pos + 1 < s.length() && digit(s.charAt(pos + 1)) ? pos + 1 : -1;
+        }
+        return pos;
+    }
+
     private static boolean digit(char c) {
         return c >= '0' && c <= '9';
     }
@@ -143,11 +152,9 @@ public final class NumberText {
                             addFractionDigit(s.charAt(pos) - '0');
                             digits++;
                             pos++;
-                            if (pos < n && s.charAt(pos) == '_') {
-                                pos++;
-                                if (pos == n || !digit(s.charAt(pos))) {
-                                    return null;
-                                }
+                            pos = afterSeparator(s, pos);
+                            if (pos < 0) {
+                                return null;
                             }
                         }
                         if (!(before || pos > first)) {
@@ -177,11 +184,9 @@ public final class NumberText {
                 result = result * 10 + (negative ? -d : d);
                 digits++;
                 pos++;
-                if (pos < n && s.charAt(pos) == '_') {
-                    pos++;
-                    if (pos == n || !digit(s.charAt(pos))) {
-                        return null;
-                    }
+                pos = afterSeparator(s, pos);
+                if (pos < 0) {
+                    return null;
                 }
             }
             return digits > 0 ? finish() : null;
@@ -294,11 +299,9 @@ public final class NumberText {
             v = v * 10 + (negative ? -d : d);
             digits++;
             pos++;
-            if (pos < n && s.charAt(pos) == '_') {
-                pos++;
-                if (pos == n || !digit(s.charAt(pos))) {
-                    return null;
-                }
+            pos = afterSeparator(s, pos);
+            if (pos < 0) {
+                return null;
             }
         }
         return digits > 0 ? v : null;
