@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
@@ -44,23 +45,36 @@ class EntityReply:
 def dense_fragments(raw_replies: Sequence[list], plan: ReadPlan, members: ofmt.Members
                     ) -> List[Tuple[Dict[str, RawEvents], List[RawEvents]]]:
     """The raw events of entities with tiles (split replies of one view: :func:`decode_reply`'s
-    ``fragments``), parsed in one call: per entity, its unstored tiles' events by tile id and its raw
-    ranges' events, each a slice of one batch."""
-    blobs: List[bytes] = []
-    per = []
-    for r in raw_replies:
+    ``fragments``), parsed in one call: per entity, the events of each tile the hash does not hold (by
+    tile id, those with events) and of each raw range of ``plan``, each a slice of one batch. The read
+    script returns an entity's raw pieces merged, in time order (``online_read.READ_LUA``): a piece's
+    events are those of its time span."""
+    raws = raw_events_many([r[5] for r in raw_replies], members)
+    times = raws[0].batch.times if raws else []
+    unstored = [(name, tile_span(name)) for name in plan.tiles]
+    out = []
+    for r, ev in zip(raw_replies, raws):
+        batch, s, t = ev.batch, ev.lo, ev.hi
         tmap = {}
-        for name, raw in zip(plan.tiles, r[4]):
-            if raw[:1] == b"\n" and len(raw) > 1:
-                tmap[name] = len(blobs)
-                blobs.append(raw[1:])
+        for (name, (lo, hi)), stored in zip(unstored, r[4]):
+            if not stored and t > s:
+                a = bisect_left(times, lo, s, t)
+                b = bisect_right(times, hi, a, t)
+                if b > a:
+                    tmap[name] = RawEvents(batch=batch, lo=a, hi=b)
         rlist = []
-        for frag in r[5]:
-            rlist.append(len(blobs))
-            blobs.append(frag)
-        per.append((tmap, rlist))
-    raws = raw_events_many(blobs, members)
-    return [({name: raws[k] for name, k in tmap.items()}, [raws[k] for k in rlist]) for tmap, rlist in per]
+        for lo, hi in plan.ranges:
+            a = bisect_left(times, lo, s, t)
+            rlist.append(RawEvents(batch=batch, lo=a, hi=bisect_right(times, hi, a, t)))
+        out.append((tmap, rlist))
+    return out
+
+
+def tile_span(name: str) -> Tuple[int, int]:
+    """The inclusive ms range of the events of tile ``name`` (``"<level>:<minute>"``)."""
+    level, _, minute = name.partition(":")
+    lo = int(minute) * 60_000
+    return lo, lo + 60_000 * 2 ** int(level) - 1
 
 
 def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequence[int]] = None, *,
@@ -85,13 +99,16 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
     if compared is None:
         compared = compares_orders(layout, slots)
 
-    def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
-        if not blob:
-            return []
-        arrs = loads(b"[" + blob.replace(b"\n", b",") + b"]")
+    def pairs(arrs: list) -> List[Tuple[list, list]]:  # parsed members -> (order, inputs)
         if compared:
             return [(order_of(e), e[2:2 + width]) for e in arrs]
         return [([e[1]], e[2:2 + width]) for e in arrs]
+
+    def events_of(blob: bytes) -> List[Tuple[list, list]]:  # members joined by newlines: one parse
+        return pairs(loads(b"[" + blob.replace(b"\n", b",") + b"]")) if blob else []
+
+    def events_in(f: RawEvents) -> List[Tuple[list, list]]:  # a slice of a parsed batch
+        return pairs(f.batch.members[f.lo:f.hi])
 
     prefix = None
     if raw_reply[2]:
@@ -109,18 +126,16 @@ def decode_reply(layout: Layout, raw_reply, plan: ReadPlan, slots: Optional[Sequ
         return EntityReply(meta, False, prefix, ptile, {}, [], None, {}, [], pevents, before,
                            raw if raw is not None else raw_events(raw_reply[4], members))
     tiles: Dict[str, list] = {}
-    tile_events: Dict[str, List[Tuple[list, list]]] = {}
-    # with ``fragments``, finite windows read those: events are listed only for an unbounded window's pieces
-    unbounded = plan.pieces.get(None, ((), ())) if fragments is not None else None
-    listed = None if unbounded is None else {plan.tiles[j] for j in unbounded[0]}
     for name, raw in zip(plan.tiles, raw_reply[4]):
-        if raw[:1] == b"\n":
-            if len(raw) > 1 and (listed is None or name in listed):
-                tile_events[name] = events_of(raw[1:])
-        else:
+        if raw:
             tiles[name] = decode(loads_exact(raw), slots)
-    range_events = [events_of(frag) if unbounded is None or j in unbounded[1] else []
-                    for j, frag in enumerate(raw_reply[5])]
+    if fragments is None:
+        fragments = dense_fragments([raw_reply], plan, members)[0]
+    # finite windows read ``fragments``: events are listed only for an unbounded window's pieces
+    tile_ix, range_ix = plan.pieces.get(None, ((), ()))
+    tmap, rlist = fragments
+    tile_events = {plan.tiles[j]: events_in(tmap[plan.tiles[j]]) for j in tile_ix if plan.tiles[j] in tmap}
+    range_events = [events_in(f) if j in range_ix else [] for j, f in enumerate(rlist)]
     # every event read (fragments of several windows may overlap: an event can be listed twice)
     events = [ev for evs in (pevents or (), *tile_events.values(), *range_events) for ev in evs]
     before = bool(raw_reply[6]) if len(raw_reply) > 6 else None
@@ -186,5 +201,5 @@ def loads_exact(raw):
 
 
 
-__all__ = ["EntityReply", "decode_reply", "dense_fragments", "compares_orders", "raw_events", "raw_events_many",
+__all__ = ["EntityReply", "decode_reply", "dense_fragments", "tile_span", "compares_orders", "raw_events", "raw_events_many",
            "loads", "loads_exact"]

@@ -20,11 +20,14 @@ CALL_ENTITIES = 128  # entities per script call at most (a script holds Redis wh
 # Reply: per entity (in KEYS order), nil (no state), or ONE string, its parts separated by the byte 0x1e (JSON never holds a raw
 # control character; one bulk string per entity is far cheaper for a client to parse than a nested reply
 # of dozens): meta, dense flag ('1' or ''), prefix member, top tile at the prefix, then (dense) each
-# requested tile and each raw fragment, or (sparse) the raw events read, and last whether any event
-# before q is stored ('1' or ''). Absent parts are empty. Raw events come joined by newlines (JSON
-# members never hold a raw newline). A tile the hash does not hold (it has few events, or none:
-# kernel.entity.TILE_MIN_EVENTS) is replied as a newline followed by its raw events, so every requested
-# piece of a window is answered in this one call. :func:`split_reply` gives the parts back.
+# requested tile ('' when the hash does not hold it) and the raw events of every piece read raw, or
+# (sparse) the raw events read, and last whether any event before q is stored ('1' or ''). Absent parts
+# are empty. Raw events come joined by newlines (JSON members never hold a raw newline). A dense entity's
+# raw pieces (its raw ranges and the tiles the hash does not hold: few events, or none,
+# kernel.entity.TILE_MIN_EVENTS) are merged into disjoint time spans and read with one ZRANGEBYSCORE per
+# span, in time order: each event once however many windows' pieces hold it (the client takes each
+# piece's events by time: online_reply.dense_fragments). An unstored top tile at the prefix is replied as
+# a newline followed by its raw events. :func:`split_reply` gives the parts back.
 SEP = b"\x1e"
 LOST_REPLY = b"lost"  # the entity's events are stored but its meta is gone: its state is lost, never NOT_FOUND
 READ_LUA = """
@@ -36,16 +39,42 @@ for j = 1, n do ids[j] = ARGV[6 + j] end
 local ranges = {}
 for i = 7 + n, #ARGV, 2 do ranges[#ranges + 1] = {ARGV[i], ARGV[i + 1]} end
 local ncut = cut ~= '' and tonumber(cut) or nil
-local spans = {}  -- tile id -> inclusive ms range of its raw events
-local function raw_of(rkey, field)
+local spans = {}  -- tile id -> inclusive ms range of its raw events (numbers)
+local function span_of(field)
   local s = spans[field]
   if not s then
     local level, minute = string.match(field, '^(%%d+):(-?%%d+)$')
     local lo = tonumber(minute) * 60000
-    s = {string.format('%%d', lo), string.format('%%d', lo + 60000 * 2 ^ tonumber(level) - 1)}
+    s = {lo, lo + 60000 * 2 ^ tonumber(level) - 1}
     spans[field] = s
   end
-  return '\\n' .. table.concat(redis.call('ZRANGEBYSCORE', rkey, s[1], s[2]), '\\n')
+  return s
+end
+local function raw_of(rkey, field)
+  local s = span_of(field)
+  return '\\n' .. table.concat(redis.call('ZRANGEBYSCORE', rkey, string.format('%%d', s[1]),
+                                          string.format('%%d', s[2])), '\\n')
+end
+for j = 1, #ranges do ranges[j] = {tonumber(ranges[j][1]), tonumber(ranges[j][2])} end
+local function by_start(a, b) return a[1] < b[1] end
+-- the raw events of the inclusive ms ranges ``need``: merged into disjoint spans, one ZRANGEBYSCORE each
+local function raw_in(rkey, need)
+  table.sort(need, by_start)
+  local parts, lo, hi = {}, nil, nil
+  local function flush()
+    local evs = redis.call('ZRANGEBYSCORE', rkey, string.format('%%d', lo), string.format('%%d', hi))
+    if #evs > 0 then parts[#parts + 1] = table.concat(evs, '\\n') end
+  end
+  for _, s in ipairs(need) do
+    if lo and s[1] <= hi + 1 then
+      if s[2] > hi then hi = s[2] end
+    else
+      if lo then flush() end
+      lo, hi = s[1], s[2]
+    end
+  end
+  if lo then flush() end
+  return table.concat(parts, '\\n')
 end
 local function read(tkey, rkey, pkey)
   local head = redis.call('HMGET', tkey, '_', 'T')
@@ -92,17 +121,22 @@ local function read(tkey, rkey, pkey)
                         '\\30')
   end
   local out = {head[1], '1', prefix or '', ptile or ''}
+  local need = {}  -- the inclusive ms ranges read raw: the raw ranges and the tiles the hash does not hold
+  for _, r in ipairs(ranges) do need[#need + 1] = r end
   for s = 0, n - 1, 1000 do
     -- in chunks: Lua's unpack takes ~8000 values at most (a window of centuries covers ~9000 top tiles)
     local e = math.min(s + 1000, n)
     local tiles = redis.call('HMGET', tkey, unpack(ids, s + 1, e))
     for j = 1, e - s do
-      out[#out + 1] = tiles[j] or raw_of(rkey, ids[s + j])
+      if tiles[j] then
+        out[#out + 1] = tiles[j]
+      else
+        out[#out + 1] = ''
+        need[#need + 1] = span_of(ids[s + j])
+      end
     end
   end
-  for _, r in ipairs(ranges) do
-    out[#out + 1] = table.concat(redis.call('ZRANGEBYSCORE', rkey, r[1], r[2]), '\\n')
-  end
+  out[#out + 1] = raw_in(rkey, need)
   -- whether any event before q is stored (a latest feature with none inside its TTL is OUTSIDE_MAX_AGE)
   local before = #redis.call('ZRANGEBYSCORE', rkey, '-inf', qm1, 'LIMIT', 0, 1) > 0
   out[#out + 1] = before and '1' or ''
@@ -119,15 +153,15 @@ return replies
 
 def split_reply(reply, n_tiles: int):
     """The read script's reply as a list ``[meta, dense, prefix, top tile, raw events, before]`` (sparse)
-    or ``[meta, dense, prefix, top tile, [tiles], [raw fragments], before]`` (dense), what
-    :func:`featurestore.online_reply.decode_reply` reads (``n_tiles``: how many tiles the read asked for);
-    None (no state) stays None."""
+    or ``[meta, dense, prefix, top tile, [tiles], raw events, before]`` (dense; a tile the hash does not
+    hold is empty), what :func:`featurestore.online_reply.decode_reply` reads (``n_tiles``: how many tiles
+    the read asked for); None (no state) stays None."""
     if not reply or not isinstance(reply, bytes):
         return reply
     parts = reply.split(SEP)
     if not parts[1]:
         return parts
-    return parts[:4] + [parts[4:4 + n_tiles], parts[4 + n_tiles:-1], parts[-1]]
+    return parts[:4] + [parts[4:4 + n_tiles], parts[4 + n_tiles], parts[-1]]
 
 
 # -- the client ---------------------------------------------------------------------------------------
