@@ -158,7 +158,7 @@ def batches(rows: List[tuple], rate: float, batch_ms: int) -> List[tuple]:
         groups: Dict[str, list] = defaultdict(list)
         for k, v in rows[i:i + per_window]:
             groups[k].append(v)
-        out += [(k, ",".join(vs)) for k, vs in groups.items()]
+        out += [(k, ",".join(vs).encode()) for k, vs in groups.items()]  # UTF-8 bytes, as OnlineBatches emits them
     return out
 
 

@@ -88,6 +88,19 @@ def test_the_operator_holds_non_finite_float_inputs_as_floats_and_strings_as_str
         assert all(same(got, want) for got, want in zip(view.members.decode(stored)[2], values)), member
 
 
+@pytest.mark.parametrize("arrays, plain", [
+    (['[1,1000,"é",1.5,true]', '[2,1001,"x",-0.0,false]'], True),  # non-ASCII text, -0.0
+    (['[3,1002,"NaN",2.5]', '[4,1003,"y","Infinity"]'], False),  # a value may be non-finite
+    (['[5,1004,"z",-9223372036854775808,9223372036854775807]'], True),  # BIGINT's ends
+])
+def test_a_batch_parses_the_same_as_bytes_and_as_text(arrays, plain):
+    """OnlineBatches emits a batch as UTF-8 bytes; keyed state restored from a checkpoint taken before holds
+    it as text: both give the same events and plainness."""
+    text = ",".join(arrays)
+    want = (json.loads("[" + text + "]"), plain)
+    assert online.parse_batch(text.encode()) == online.parse_batch(text) == want
+
+
 @pytest.mark.flink
 @pytest.mark.kafka
 @pytest.mark.redis

@@ -67,7 +67,7 @@ GC_EVERY_MS = 300_000
 GC_SHARE = 0.01
 FLOAT_TYPES = ("float64", "float32")
 NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}  # JSON_ARRAY's texts
-NON_FINITE_TEXTS = ('"NaN"', 'Infinity"')
+NON_FINITE_TEXTS = (b'"NaN"', b'Infinity"')
 
 
 def log_stats(what: str, stats: Optional[dict]) -> None:
@@ -151,13 +151,16 @@ class _View:
         return v[0], order, inputs, self.members.encode(v[0], order, inputs, plain)
 
 
-def parse_batch(text: str) -> Tuple[list, bool]:
-    """The events of one mini-batch (the JVM joined their JSON arrays with commas), and whether they are
+def parse_batch(text) -> Tuple[list, bool]:
+    """The events of one mini-batch (the JVM joined their JSON arrays with commas: UTF-8 bytes; ``str`` in
+    the keyed state of a checkpoint taken before the batches were bytes), and whether they are
     plain: False when orjson could not read them (integers beyond 64 bits) or a value may be a non-finite
     float, which ``JSON_ARRAY`` writes as a string (``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
     :meth:`_View.event` makes it the float again, and the members go through ``json``:
     :meth:`featurestore.stores.online_format.Members.encode`)."""
-    doc = "[" + text + "]"
+    if type(text) is str:
+        text = text.encode()
+    doc = b"[" + text + b"]"
     try:
         events = orjson.loads(doc)
     except orjson.JSONDecodeError:
