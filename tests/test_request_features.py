@@ -388,3 +388,49 @@ def test_sql_reads_only_the_inputs_it_refers_to_whatever_their_case(monkeypatch)
         got = request_eval.evaluate(crv, table)
         assert got["x"].to_pylist() == [3.0, None] and got["y"].to_pylist() == [1, 1]
         assert got["z"].to_pylist() == ["FR", None]
+
+
+# -- computed timestamps outside years 1 to 9999 -------------------------------------------------------------
+def _time_crv(mode, fn=None, expr=None):
+    from featurestore.compiler.request import CompiledRequestView, InputColumn
+
+    return CompiledRequestView(name="v", mode=mode, inputs=(InputColumn("a", "timestamp", "request", ("r", "a")),),
+                               outputs=(("x", "timestamp"),), expressions=(("x", expr),) if expr else (), function=fn,
+                               function_name="f", deps=(), data_fingerprint=f"t:{mode}:{expr}",
+                               sql_inputs=("a",) if expr else ())
+
+
+FAR = 2**62  # epoch microseconds: the year 148,000
+
+
+@pytest.mark.parametrize("small", [10**9, -1])  # the prepared statement and the Arrow scan
+@pytest.mark.parametrize("crv", [
+    _time_crv("sql", expr="a + INTERVAL 9000 YEAR"), _time_crv("sql", expr="a - INTERVAL 2030 YEAR"),
+    _time_crv("sql", expr="CASE WHEN a IS NULL THEN a ELSE CAST('infinity' AS TIMESTAMPTZ) END"),
+    _time_crv("sql", expr="CASE WHEN a IS NULL THEN a ELSE CAST('-infinity' AS TIMESTAMPTZ) END"),
+    _time_crv("arrow", lambda tb: pa.table({"x": pa.array([FAR, None], pa.timestamp("us", "UTC"))})),
+    _time_crv("arrow", lambda tb: pa.table({"x": pa.array([None, -FAR], pa.timestamp("us", "UTC"))})),
+], ids=["sql+9000y", "sql-2030y", "sql-inf", "sql--inf", "arrow-far", "arrow-before-year-1"])
+def test_a_computed_timestamp_outside_years_1_to_9999_is_one_line_naming_the_feature(crv, small, monkeypatch):
+    """Offline and online evaluate with this one function, so both fail alike; never a value nobody can read
+    back (Python's datetime, pandas) nor a conversion error."""
+    from featurestore.sdk import request_eval
+
+    monkeypatch.setattr(request_eval, "SMALL", small)
+    inputs = pa.table({"a": pa.array([1_767_225_600_000_000, None], pa.timestamp("us", "UTC"))})
+    with pytest.raises(RequestError) as info:
+        request_eval.evaluate(crv, inputs)
+    message = str(info.value)
+    assert message.startswith("request feature view 'v': feature 'x' is a timestamp outside years 1 to 9999 UTC"), message
+    assert "\n" not in message
+
+
+def test_computed_timestamps_at_the_ends_of_years_1_to_9999_are_values(monkeypatch):
+    from featurestore.sdk import request_eval
+
+    inputs = pa.table({"a": pa.array([1_767_225_600_000_000, None], pa.timestamp("us", "UTC"))})
+    for small in (10**9, -1):
+        monkeypatch.setattr(request_eval, "SMALL", small)
+        got = request_eval.evaluate(_time_crv("sql", expr="CASE WHEN a IS NULL THEN TIMESTAMPTZ '0001-01-01 00:00:00+00' "
+                                                          "ELSE TIMESTAMPTZ '9999-12-31 23:59:59.999999+00' END"), inputs)
+        assert got["x"].cast(pa.int64()).to_pylist() == [253_402_300_799_999_999, -62_135_596_800_000_000]

@@ -242,3 +242,50 @@ def test_the_committer_creates_empty_tables_the_pass_after_a_checkpoint_of_its_r
         assert versions() == after, "a later pass added a version"
     finally:
         drop_project(redis_client, project)
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_a_standalone_commit_pass_creates_empty_tables_once_the_jobs_group_has_committed_offsets(
+        tmp_path, redis_client, kafka_admin):
+    """``stream.commit`` beside a job it did not start (a remote cluster's) cannot see the job's checkpoints: it
+    asks the job's consumer group, whose offsets Flink commits only when a checkpoint completes. Before any: no
+    table; after: each view without a table gets the backfill's empty one, once."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from featurestore.engines.duckdb_engine import arrow_schema
+    from tests.test_stream import make_repo, stream_events
+
+    suffix = uuid.uuid4().hex[:10]
+    topic, project = f"fs_emptys_{suffix}", f"t_emptys_{suffix[:8]}"
+    store = FeatureStore(make_repo(tmp_path / "repo", topic, project, stream_events()))
+    names = streaming.stream_views(store)
+    backfilled, fresh = names[0], names[1:]
+    assert fresh, names
+    store.backfill(views=[backfilled])
+    create_topic(kafka_admin, topic, partitions=2)
+    tables = {n: store.offline.table(n, ts_column=store.compiled(n).ts_column) for n in names}
+    versions = lambda: {n: t.version for n, t in tables.items()}  # noqa: E731
+    before = versions()
+    try:
+        streaming.commit(store)
+        assert versions() == before, "created before the job completed a checkpoint"
+        group = streaming.job_name(store, names)
+        consumer = Consumer({"bootstrap.servers": store.config.kafka_bootstrap, "group.id": group,
+                             "enable.auto.commit": False})
+        try:  # what Flink's Kafka source does when a checkpoint completes
+            consumer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+        finally:
+            consumer.close()
+        streaming.commit(store)
+        after = versions()
+        assert after[backfilled] == before[backfilled], "a table that exists was touched"
+        for n in fresh:
+            assert after[n] is not None and tables[n].read().num_rows == 0, n
+            assert tables[n].read().schema.equals(arrow_schema(store.compiled(n))), n
+            assert tables[n].manifest()["stream"]["topic"] == topic, n
+        streaming.commit(store)
+        assert versions() == after, "a later pass added a version"
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])

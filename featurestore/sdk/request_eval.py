@@ -96,9 +96,21 @@ def select_sql(crv: CompiledRequestView, relation: str) -> str:
     """The query of a SQL request view over ``relation`` (its inputs plus the row number ``__fs_row``)."""
     from featurestore.dtypes import DUCKDB_TYPES
 
-    cols = ", ".join(f'CAST(({expr}) AS {DUCKDB_TYPES[dtype]}) AS "{name}"'
+    cols = ", ".join(f'{_output_sql(expr, dtype)} AS "{name}"'
                      for (name, expr), (_, dtype) in zip(crv.expressions, crv.outputs))
     return f'SELECT {cols} FROM {relation} AS __fs_inputs ORDER BY "{ROW}"'
+
+
+def _output_sql(expr: str, dtype: str) -> str:
+    """An expression as its output type; a timestamp as epoch microseconds (BIGINT), an infinite one as the
+    largest BIGINT, so a value outside years 1 to 9999 reaches :func:`conform`'s check rather than failing
+    DuckDB's conversion to Python or reading as NULL."""
+    from featurestore.dtypes import DUCKDB_TYPES
+
+    typed = f"CAST(({expr}) AS {DUCKDB_TYPES[dtype]})"
+    if dtype == t.TIMESTAMP:
+        return f"CASE WHEN isinf({typed}) THEN {2**63 - 1} ELSE epoch_us({typed}) END"
+    return typed
 
 
 def _sql_columns(crv: CompiledRequestView):
@@ -231,7 +243,7 @@ def conform(crv: CompiledRequestView, name: str, dtype: str, values: Any, n: int
         values = values.combine_chunks()
     if dtype == t.JSON:  # a JSON value (Feast's Map, Struct, Array, Json): its JSON text
         return _json_array(crv, name, values)
-    if isinstance(values, pa.Array) and crv.mode == "sql":  # DuckDB already cast it to the feature's type
+    if isinstance(values, pa.Array) and crv.mode == "sql":  # DuckDB already cast it (a timestamp: epoch us)
         arr = values if values.type == target else values.cast(target)
     elif isinstance(values, pa.Array):  # mode "arrow": the function's own array, held to the type
         arr = _fit(values, target, dtype)
@@ -249,11 +261,27 @@ def conform(crv: CompiledRequestView, name: str, dtype: str, values: Any, n: int
             i, value = _first_misfit(values, dtype)
             raise RequestError(f"request feature view '{crv.name}': '{name}' is {dtype} but row {i} is "
                                f"{_show(value)}")
+    if dtype == t.TIMESTAMP:
+        _check_time_values(crv, name, arr)
     if pa.types.is_floating(arr.type) and arr.null_count < len(arr):
         nan = pc.is_nan(arr)
         if pc.any(nan).as_py():
             arr = pc.if_else(nan, pa.scalar(None, arr.type), arr)
     return arr
+
+
+def _check_time_values(crv: CompiledRequestView, name: str, arr: pa.Array) -> None:
+    """A timestamp output outside years 1 to 9999 (``semantics.time_value_supported``, as a view's computed
+    timestamp) is an error naming the view, the feature and the row: offline and online alike."""
+    from featurestore import semantics
+
+    us = arr.cast(pa.int64())
+    bad = pc.invert(pc.and_(pc.greater_equal(us, semantics.MIN_TIME_VALUE_US),
+                            pc.less(us, semantics.MAX_TIME_VALUE_US)))
+    if pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        raise RequestError(f"request feature view '{crv.name}': feature '{name}' is a timestamp outside years 1 to 9999 "
+                           f"UTC, the supported timestamp values (row {i}: {us[i].as_py()} epoch microseconds)")
 
 
 def _json_array(crv: CompiledRequestView, name: str, values: Any) -> pa.Array:

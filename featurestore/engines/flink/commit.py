@@ -9,7 +9,8 @@ its record. :class:`DirCommitter`
 registers the visible files of one staging directory with ``OfflineTable.commit_stream`` under an
 idempotency token (``app_id``, ``seq``) and an intent file, so a crash at any point neither loses a file
 nor registers it twice (a view no row reached gets an empty file once a checkpoint of the run has
-completed, so its table exists, without rows, as the backfill's does: :meth:`Committer.commit`,
+completed, or for a standalone pass once the job's consumer group has committed an offset, so its table
+exists, without rows, as the backfill's does: :meth:`Committer.commit`,
 :meth:`DirCommitter.commit_empty`); ``commit_stream`` adds only the rows the table does not hold: none inside a
 range a backfill owns, none below the table's next offset of its partition (what a job started afresh
 re-reads). So whatever the order of backfills, streams, restarts and definition changes, a table holds
@@ -400,7 +401,8 @@ class Committer:
         from featurestore.engines.flink import stream as streaming
 
         self.store = store
-        self.checkpoint_root = checkpoint_root  # the run's checkpoints (None: only a final pass creates empty tables)
+        # the run's checkpoints; None: a standalone pass (stream.commit) asks the job's consumer group instead
+        self.checkpoint_root = checkpoint_root
         self.started = time.time()
         self.checkpoint_seen_at_pass: Optional[int] = None  # the first pass that saw a checkpoint of this run
         self._tabled: set = set()  # views whose table exists (_commit_empty)
@@ -457,13 +459,25 @@ class Committer:
         if self.checkpoint_seen_at_pass is not None:
             return self.checkpoint_seen_at_pass < self.passes
         if self.checkpoint_root is None:
-            return False
+            return self._group_checkpointed()
         snapshot = streaming.latest_snapshot(Path(self.checkpoint_root))
         try:
             if snapshot is not None and (snapshot / "_metadata").stat().st_mtime >= self.started:
                 self.checkpoint_seen_at_pass = self.passes
         except FileNotFoundError:
             pass
+        return False
+
+    def _group_checkpointed(self) -> bool:
+        """A standalone pass (beside a job it did not start, whose checkpoints it cannot see): whether the job's
+        consumer group has committed an offset. Flink commits them only when a checkpoint of the job completes;
+        the group is named by the job's definitions (``stream.job_name``) and forgotten when a run starts
+        afresh, so an offset there means this job has durably consumed input."""
+        topics = {self.store.repo.views[views[0]].source.stream.topic for views in self.sources.values()}
+        _, committed = self._offsets(topics)
+        if any(offset >= 0 for offset in committed.values()):
+            self.checkpoint_seen_at_pass = 0  # once seen, every later pass of this committer may create them
+            return True
         return False
 
     def _commit_empty(self) -> int:
