@@ -66,7 +66,13 @@ class EntityTiles:
     def stored(self, key: Tuple[int, int]) -> bool:
         """Whether the online store holds this tile: when it has more than ``TILE_MIN_EVENTS`` events (a
         reader reads the raw events of any other tile instead: as exact, and as cheap)."""
-        return self.counts.get(key, 0) > TILE_MIN_EVENTS and key[0] <= self.top
+        return bool(self.stored_among((key,)))
+
+    def stored_among(self, keys) -> list:
+        """The keys of ``keys`` whose tiles the store holds (see :meth:`stored`), in their order: one loop
+        (a drain checks every tile it changed, most of them too small)."""
+        counts, rows, top = self.counts, self.rows, self.top
+        return [k for k in keys if counts.get(k, 0) > TILE_MIN_EVENTS and k[0] <= top and k in rows]
 
     def add(self, order: list, inputs: Sequence) -> None:
         minute = floor_unit(order[0])
@@ -89,31 +95,35 @@ class EntityTiles:
         starts = sorted(self._dirty)
         changed = [(0, m) for m in starts]
         self._dirty.clear()
-        layout, rows, counts = self.layout, self.rows, self.counts
-        for level in range(1, self.top + 1):
+        layout, rows, counts, floor = self.layout, self.rows, self.counts, self.floor
+        pair, get, count = layout.pair, rows.get, counts.get
+        for level in range(1, self.top + 1):  # (the per-parent work is most of a drain's CPU: keys made once)
             size = tile_ms(level)
             parents = sorted({s - s % size for s in starts})
             half = size // 2
+            below = level - 1
             kept = layout.kept(level)  # the slots a tile of this level holds (and its ancestors need)
+            is_top = level == self.top
             for p in parents:
-                if self.floor is not None and p < self.floor:
+                if floor is not None and p < floor:
                     continue
-                left = rows.get((level - 1, p))
-                right = rows.get((level - 1, p + half))
+                key, left_key, right_key = (level, p), (below, p), (below, p + half)
+                left = get(left_key)
+                right = get(right_key)
                 if left is None and right is None:
-                    rows.pop((level, p), None)
-                    counts.pop((level, p), None)
-                    if level == self.top:
+                    rows.pop(key, None)
+                    counts.pop(key, None)
+                    if is_top:
                         self.tops.discard(p)
                     continue
-                row = layout.pair(left, right, kept) if left is not None else layout.pair(right, None, kept)
-                if (level, p) not in rows:
+                row = pair(left, right, kept) if left is not None else pair(right, None, kept)
+                if key not in rows:
                     heapq.heappush(self._by_start, (p, level))
-                    if level == self.top:
+                    if is_top:
                         self.tops.add(p)
-                rows[(level, p)] = row
-                counts[(level, p)] = counts.get((level - 1, p), 0) + counts.get((level - 1, p + half), 0)
-                changed.append((level, p))
+                rows[key] = row
+                counts[key] = count(left_key, 0) + count(right_key, 0)
+                changed.append(key)
             starts = parents
         return changed
 
@@ -284,13 +294,14 @@ class EntityState:
         enc = self.layout.encode
         if full:
             if self.tiles is not None:
-                ch.tiles_set = {tile_id(*k): enc(r, k[0]) for k, r in self.tiles.rows.items() if self.tiles.stored(k)}
+                rows = self.tiles.rows
+                ch.tiles_set = {tile_id(*k): enc(rows[k], k[0]) for k in self.tiles.stored_among(rows)}
             ch.raw_add = [(order[0], member) for order, _, member in self.events.values()]
             ch.prefix_set = {b: enc(r, PREFIX_LEVEL) for b, r in self.prefixes.items()}
         else:
-            tiles = self.tiles
-            rows = tiles.rows if tiles is not None else {}
-            ch.tiles_set = {tile_id(*k): enc(rows[k], k[0]) for k in changed_tiles if k in rows and tiles.stored(k)}
+            if self.tiles is not None:
+                rows = self.tiles.rows
+                ch.tiles_set = {tile_id(*k): enc(rows[k], k[0]) for k in self.tiles.stored_among(changed_tiles)}
             ch.tiles_del = list(dict.fromkeys(self._tiles_del))
             ch.raw_add = [(self.events[e][0][0], self.events[e][2]) for e in self._new if e in self.events]
             ch.raw_below = self._raw_below

@@ -134,10 +134,11 @@ class _View:
             return True
         return any(lo <= ts < hi for lo, hi in self.seed_ranges)
 
-    def event(self, v: list, plain: bool = True):
+    def event(self, v: list, plain: bool = True, order: Optional[list] = None):
         """``(eid, order, inputs, member)`` of an event array ``[eid, ts, order columns..., flags...,
-        inputs...]`` (the order over the values the view stores: ``online_format``), or None when the view's
-        filter drops it, or the view's seed holds it."""
+        inputs...]`` (the order over the values the view stores: ``online_format``; ``order``: its
+        :func:`event_order` over :attr:`order`, made once for the views that share it), or None when the
+        view's filter drops it, or the view's seed holds it."""
         if not v[self.flag]:
             return None
         if self.seeded and self.in_seed(v[0], v[1]):
@@ -147,8 +148,15 @@ class _View:
             for j in self.float_inputs:
                 if isinstance(inputs[j], str):
                     inputs[j] = NON_FINITE[inputs[j]]
-        order = [v[1], *([] if v[i] is None else [v[i]] for i in self.order)] if self.order else [v[1]]
+        if order is None:
+            order = event_order(v, self.order)
         return v[0], order, inputs, self.members.encode(v[0], order, inputs, plain)
+
+
+def event_order(v: list, columns: tuple) -> list:
+    """The order ``[ts, [value] or [], ...]`` of an event array over its order ``columns`` (indexes). Never
+    changed once made: the views of a key group with the same order columns share one."""
+    return [v[1], *([] if v[i] is None else [v[i]] for i in columns)] if columns else [v[1]]
 
 
 def parse_batch(text) -> Tuple[list, bool]:
@@ -198,6 +206,10 @@ class OnlineState(KeyedProcessFunction):
         seeds = (self.seed or {}).get("views", {})
         self.views = {g["gid"]: [_View(v, g["n_order"], seeds.get(v["name"])) for v in g["views"]]
                       for g in self.groups}
+        # per key group, its views' distinct order columns (an event's order is made once per entry) and,
+        # per view, the index of its own
+        self.orders = {gid: list(dict.fromkeys(v.order for v in views)) for gid, views in self.views.items()}
+        self.order_at = {gid: [self.orders[gid].index(v.order) for v in views] for gid, views in self.views.items()}
         self.seed_db = None
         if self.seed:
             import sqlite3
@@ -249,10 +261,13 @@ class OnlineState(KeyedProcessFunction):
         self.batches.put(bid, text)
         index[bid] = max(e[1] for e in events)
         folded = False
-        views = self.views[_gid(key)]
+        gid = _gid(key)
+        views, columns = self.views[gid], self.orders[gid]
+        targets = list(zip(views, states, self.order_at[gid]))
         for v in events:
-            for view, state in zip(views, states):
-                e = view.event(v, plain)
+            orders = [event_order(v, c) for c in columns]
+            for view, state, at in targets:
+                e = view.event(v, plain, orders[at])
                 if e is not None:
                     if state.base is not None and state.cut is not None and v[1] < state.cut:
                         folded = True  # a late event behind the cut changes the folded base
