@@ -89,7 +89,7 @@ class FunctionRules:
 
     # least / greatest ---------------------------------------------------------------------------------
     def _extreme(self, n, name: str, op: str) -> FExpr:
-        from featurestore.engines.flink.exprs import _cmp, _may_be_nan
+        from featurestore.engines.flink.exprs_logic import _cmp, _may_be_nan
 
         nodes = [n.this, *n.expressions]
         items = [self.node(x) for x in nodes]
