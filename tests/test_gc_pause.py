@@ -21,10 +21,14 @@ def _thresholds():
     assert gc_pause._STATE["active"] == 0
 
 
-def test_a_pause_raises_only_the_oldest_generation_and_puts_it_back():
+def test_a_pause_raises_the_youngest_and_oldest_generations_and_puts_them_back():
     with no_full_collections():
-        assert gc.get_threshold() == (700, 10, PAUSED)
+        assert gc.get_threshold() == (gc_pause.LOOKUP_YOUNG, 10, PAUSED)
     assert gc.get_threshold() == (700, 10, 10)
+    gc.set_threshold(50_000, 10, 10)  # a caller's larger young threshold is never lowered
+    with no_full_collections():
+        assert gc.get_threshold() == (50_000, 10, PAUSED)
+    gc.set_threshold(700, 10, 10)
     with pytest.raises(ZeroDivisionError):  # an error inside gives the settings back too
         with no_full_collections():
             1 / 0
@@ -43,7 +47,7 @@ def test_overlapping_lookups_share_one_pause_until_the_last_ends():
     with no_full_collections():
         th.start()
         entered.wait(10)
-    assert gc.get_threshold() == (700, 10, PAUSED)  # the other lookup still runs
+    assert gc.get_threshold() == (gc_pause.LOOKUP_YOUNG, 10, PAUSED)  # the other lookup still runs
     release.set()
     th.join(10)
     assert gc.get_threshold() == (700, 10, 10)
@@ -60,7 +64,7 @@ def test_a_pause_never_outlasts_its_bound_while_lookups_keep_overlapping(monkeyp
         assert gc.get_threshold() == (700, 10, 10)
     outer.__exit__(None, None, None)
     with no_full_collections():
-        assert gc.get_threshold() == (700, 10, PAUSED)
+        assert gc.get_threshold() == (gc_pause.LOOKUP_YOUNG, 10, PAUSED)
 
 
 def test_a_callers_own_settings_are_left_alone():

@@ -115,3 +115,34 @@ def test_entities_split_over_several_script_calls_each_read_their_own_state(onli
             alone = store.get_online_features([row], feature_service="everything", request_time=q)
             assert {k: v[i] for k, v in values.items()} == {k: v[0] for k, v in alone.to_dict().items()}, (q, row)
             assert {k: v[i] for k, v in statuses.items()} == {k: v[0] for k, v in alone.statuses().items()}, (q, row)
+
+
+def test_a_dense_entity_reply_holds_each_raw_event_once(make_store, monkeypatch):
+    """The raw pieces of an entity with tiles overlap across its windows (amount_stats' 10s, 1m and 1h
+    windows and its unbounded one share their latest seconds; with no tile stored every piece is read raw):
+    the read script merges them, so the reply holds each of the entity's events before ``q`` exactly once,
+    and the values equal those of the same events read sparse."""
+    from featurestore.kernel import entity
+    from featurestore.stores import online_read
+
+    store = make_store()
+    write_events(store.repo_path, random_events(4))
+    store.materialize()  # sparse: the reference values
+    q = BASE + pd.Timedelta("170500ms")  # (u0's events end at ~172 s)
+    features = [f"amount_stats:{f}" for f in store.repo.views["amount_stats"].feature_names]
+    rows = [{"user_id": "u0", "shop": 0}]
+    expected = store.get_online_features(rows, features=features, request_time=q).to_dict()
+    monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
+    monkeypatch.setattr(entity, "TILE_MIN_EVENTS", 10**9)
+    store.materialize()
+    replies = []
+    real = online_read.split_reply
+    monkeypatch.setattr(online_read, "split_reply", lambda reply, n: replies.append(reply) or real(reply, n))
+    got = store.get_online_features(rows, features=features, request_time=q).to_dict()
+    assert got == expected
+    (reply,) = replies
+    assert reply.split(online_read.SEP)[1] == b"1"  # dense
+    base = orr.entity_base(store.config.project, "amount_stats", ["u0"])
+    members = store.online_store().client.zrangebyscore(base + ":r", "-inf", q.value // 1_000_000 - 1)
+    assert len(members) > 20
+    assert [m for m in members if reply.count(m) != 1] == []

@@ -11,7 +11,10 @@ long-lived containers (tile rows, exact sums, raw events) that each full collect
 (two thirds of its CPU in a catch-up run: bench/results/small-stream-profile.md).
 
 So while any of them runs, the oldest generation's threshold is raised (young collections stay:
-short-lived cycles are still collected) and put back when the last one ends; a full collection that fell
+short-lived cycles are still collected) and put back when the last one ends; a lookup's pause also raises
+the youngest generation's threshold to ``LOOKUP_YOUNG`` allocations (from CPython's 700), so the parsed
+events, dead again by the lookup's end, are mostly never traversed by a young collection (~8% of a
+100-entity lookup's CPU: bench/results/small-online-many-merged.md); a full collection that fell
 due meanwhile runs at the next allocation after. Lookups of several threads share one pause (a counter);
 a lookups-only pause never lasts more than ``MAX_PAUSE_S`` even when lookups keep overlapping (the
 settings are then put back, and the next pause waits for a moment without a lookup). An operator's hold
@@ -29,6 +32,7 @@ import time
 from contextlib import contextmanager
 
 MAX_PAUSE_S = 5.0
+LOOKUP_YOUNG = 20_000  # the youngest generation's threshold during a lookups-only pause (never lowered)
 PAUSED = 1_000_000_000  # the oldest generation's threshold while paused (counts young collections: never reached)
 
 _LOCK = threading.Lock()
@@ -36,10 +40,10 @@ _LOCK = threading.Lock()
 _STATE = {"active": 0, "operators": 0, "saved": None, "since": 0.0}
 
 
-def _pause() -> None:  # (under _LOCK)
+def _pause(young: int = 0) -> None:  # (under _LOCK)
     if _STATE["saved"] is None and gc.isenabled():
         saved = _STATE["saved"] = gc.get_threshold()
-        gc.set_threshold(saved[0], saved[1], PAUSED)
+        gc.set_threshold(max(saved[0], young), saved[1], PAUSED)
         _STATE["since"] = time.monotonic()
 
 
@@ -57,7 +61,7 @@ def no_full_collections():
     with _LOCK:
         _STATE["active"] += 1
         if _STATE["active"] == 1:
-            _pause()
+            _pause(LOOKUP_YOUNG)
     try:
         yield
     finally:
@@ -89,4 +93,4 @@ def release() -> None:
                 _resume()
 
 
-__all__ = ["MAX_PAUSE_S", "PAUSED", "hold", "no_full_collections", "release"]
+__all__ = ["LOOKUP_YOUNG", "MAX_PAUSE_S", "PAUSED", "hold", "no_full_collections", "release"]

@@ -108,8 +108,10 @@ local function read(tkey, rkey, pkey)
     if lo == '' then lo = '-inf' end
     local evs
     if latest_only then
-      evs = redis.call('ZREVRANGEBYSCORE', rkey, qm1, lo, 'WITHSCORES', 'LIMIT', 0, 1)
-      if #evs > 0 then evs = redis.call('ZRANGEBYSCORE', rkey, evs[2], evs[2]) end
+      -- the latest two: a second of the same time (a tie) means all of that time are read
+      evs = redis.call('ZREVRANGEBYSCORE', rkey, qm1, lo, 'WITHSCORES', 'LIMIT', 0, 2)
+      if #evs == 2 or (#evs == 4 and evs[4] ~= evs[2]) then evs = {evs[1]}
+      elseif #evs > 0 then evs = redis.call('ZRANGEBYSCORE', rkey, evs[2], evs[2]) end
     else
       evs = redis.call('ZRANGEBYSCORE', rkey, lo, qm1)
     end
@@ -136,9 +138,12 @@ local function read(tkey, rkey, pkey)
       end
     end
   end
-  out[#out + 1] = raw_in(rkey, need)
-  -- whether any event before q is stored (a latest feature with none inside its TTL is OUTSIDE_MAX_AGE)
-  local before = #redis.call('ZRANGEBYSCORE', rkey, '-inf', qm1, 'LIMIT', 0, 1) > 0
+  local raw = raw_in(rkey, need)
+  out[#out + 1] = raw
+  -- whether any event before q is stored (a latest feature with none inside its TTL is OUTSIDE_MAX_AGE):
+  -- yes when a raw piece read holds one (every piece is before q), else asked
+  local before = raw ~= ''
+  if not before then before = #redis.call('ZRANGEBYSCORE', rkey, '-inf', qm1, 'LIMIT', 0, 1) > 0 end
   out[#out + 1] = before and '1' or ''
   return table.concat(out, '\\30')
 end
