@@ -4,7 +4,9 @@ from DuckDB partials, hot entities staged in chunks) leaves the very Redis image
 kernel event by event) leaves: every key, field, member, score and expiry, byte for byte, for every
 view of the random repo, on random events with hot keys, ties, nulls, +-0.0, NaN, infinities, huge and
 tiny floats, and unicode / escaped strings in count_distinct, first/last and latest; with staging
-chunks small enough that hot entities are written in many chunks.
+chunks small enough that hot entities are written in many chunks. On a single node each write is a
+transaction of plain commands: the write script's effect, for any arguments, and a plain entity's
+transaction is built byte for byte as that of its arguments.
 """
 
 import random
@@ -13,11 +15,15 @@ import time
 import pandas as pd
 import pytest
 
+from types import SimpleNamespace
+
 from featurestore.kernel import entity as kentity
+from featurestore.kernel.entity import Changes
 from featurestore.kernel.partials import _SPLICE, Encoded, dumps_row
 from featurestore.store import FeatureStore
 from featurestore.stores import online_materialize as om
 from featurestore.stores import online_redis as orr
+from featurestore.stores.online_packed import PackedRaw, command, transaction, write_calls
 from tests.randomrepo import random_events, write_events, write_repo
 
 AMOUNTS = [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 1e300, -1e300, 5e-324, 1e-300, 0.1, 3.0,
@@ -53,18 +59,16 @@ def _events(seed: int) -> pd.DataFrame:
     return df
 
 
+def _key_image(client, key) -> tuple:
+    kind = client.type(key)
+    content = client.hgetall(key) if kind == b"hash" else client.zrange(key, 0, -1, withscores=True)
+    return kind, sorted(content.items()) if isinstance(content, dict) else content, client.pexpiretime(key)
+
+
 def _image(client, project: str) -> dict:
-    out = {}
     prefix = f"fs:{project}:"
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        name = key.decode()[len(prefix):]
-        if name == "_views":
-            continue
-        kind = client.type(key)
-        content = client.hgetall(key) if kind == b"hash" else client.zrange(key, 0, -1, withscores=True)
-        out[name] = (kind, sorted(content.items()) if isinstance(content, dict) else content,
-                     client.pexpiretime(key))
-    return out
+    return {key.decode()[len(prefix):]: _key_image(client, key)
+            for key in client.scan_iter(match=f"{prefix}*", count=1000) if key.decode()[len(prefix):] != "_views"}
 
 
 def test_a_spliced_row_is_the_rows_json_whatever_its_other_values_hold():
@@ -157,3 +161,89 @@ def test_kernel_entities_with_few_events_are_built_entity_by_entity(tmp_path, mo
                 redis_client.delete(*keys)
         counts[threshold], calls[:] = len(calls), []
     assert counts[len(events) + 1] == 0 and counts[0] > 0, counts
+
+
+def _packed(pairs) -> bytes:
+    return b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for ts, m in pairs for x in (b"%d" % ts, m.encode()))
+
+
+def _random_args(rng: random.Random, now: int) -> list:
+    """Random write script arguments (as write_args lays them out): full or not, meta, dense flag,
+    trims, tiles set and deleted (one maybe both), raw members as pairs or packed segments, prefixes."""
+    tiles = {f"{rng.randrange(3)}:{rng.randrange(20)}": f"[{rng.randrange(9)}]" for _ in range(rng.randrange(6))}
+    dels = [f"{rng.randrange(3)}:{rng.randrange(20)}" for _ in range(rng.randrange(3))]
+    raw = [(rng.randrange(100), f'[-{j},"é{rng.randrange(50)}"]') for j in range(rng.randrange(8))]
+    args = [rng.choice(["1", ""]), rng.choice(['{"fp":"x","h":null,"v":4}', ""]), rng.choice(["1", ""]),
+            rng.choice(["", rng.randrange(100)]), rng.choice(["", rng.randrange(100)]),
+            rng.choice(["", now + rng.randrange(10**6)]), len(tiles)]
+    for name, row in tiles.items():
+        args += [name, row]
+    args += [len(dels), *dels, len(raw)]
+    if raw and rng.random() < 0.5:
+        cut = rng.randrange(len(raw) + 1)
+        args += PackedRaw([(len(c), _packed(c)) for c in (raw[:cut], raw[cut:]) if c]).segments()
+    else:
+        for ts, member in raw:
+            args += [ts, member]
+    prefixes = {rng.randrange(100): f"[{rng.randrange(9)}]" for _ in range(rng.randrange(3))}
+    args.append(len(prefixes))
+    for b, row in prefixes.items():
+        args += [b, f"[{b},{row}]"]
+    return args
+
+
+@pytest.mark.redis
+def test_a_writes_transaction_leaves_what_the_write_script_leaves(redis_client):
+    rng = random.Random(77)
+    now = int(time.time() * 1000)
+    sha = redis_client.script_load(orr.WRITE_LUA)
+    project = f"tx{rng.randrange(10**9)}"
+    try:
+        for case in range(400):
+            images = []
+            args = _random_args(rng, now)
+            prior = rng.random() < 0.7
+            for how in ("script", "tx"):
+                base = f"fs:{project}:{how}:{{{case}}}"
+                keys = orr.entity_keys(base)
+                if prior:  # a previous state the write replaces or changes
+                    state = random.Random(case)
+                    redis_client.hset(keys[0], mapping={"_": "old", "0:1": "[1]", "1:3": "[2]"})
+                    redis_client.zadd(keys[1], {f"[-{j}]": state.randrange(100) for j in range(20)})
+                    redis_client.zadd(keys[2], {f"[{b},[1]]": b for b in state.sample(range(100), 5)})
+                    redis_client.pexpireat(keys[1], now + 10**7)
+                if how == "script":  # packed as the writer packed it (a segment is many arguments)
+                    call, n = command([b"EVALSHA", sha, 3, *keys, *args]), 1
+                else:
+                    call = transaction(write_calls([k.encode() for k in keys], args))
+                    n = call.replies
+                conn = redis_client.connection_pool.get_connection()
+                try:
+                    conn.send_packed_command([bytes(call)])
+                    replies = [conn.read_response() for _ in range(n)]
+                finally:
+                    redis_client.connection_pool.release(conn)
+                assert replies[-1] == 1 if how == "script" else len(replies[-1]) == n - 2
+                images.append([_key_image(redis_client, k) for k in keys])
+            assert images[0] == images[1], (case, args)
+    finally:
+        keys = list(redis_client.scan_iter(match=f"fs:{project}:*", count=1000))
+        if keys:
+            redis_client.delete(*keys)
+
+
+def test_a_plain_entitys_transaction_is_the_one_of_its_write_arguments():
+    store = SimpleNamespace(project="p")
+    cv = SimpleNamespace(name="v", data_fingerprint="fp1")
+    pairs = [(1700000000000 + j, f'[-{j + 1},{1700000000000 + j},"é"]') for j in range(3)]
+    for expires in (False, True):
+        writer = object.__new__(om._Writer)
+        writer.__dict__.update(store=store, cv=cv, now=5, expires=expires, ttl_extra=1000, commands=[], written=set(),
+                               size=0, entities=0, events=0, _plain_meta=None)
+        writer.add_plain(["u1"], 1700000000002, len(pairs), _packed(pairs))
+        base = orr.entity_base("p", "v", ["u1"])
+        args = orr.write_args(Changes(True, None, False, raw_add=PackedRaw([(len(pairs), _packed(pairs))])), "fp1",
+                              1700000000002 + 1000 if expires else None)
+        want = transaction(write_calls([k.encode() for k in orr.entity_keys(base)], args))
+        assert writer.commands == [want]
+        assert writer.commands[0].replies == want.replies

@@ -22,7 +22,8 @@ Entities fall in two groups, decided in SQL per pass:
   whose kernel entities hold fewer than ``VECTOR_EVENTS`` events (the tiles query's fixed cost is more
   than the per-entity build's on so few).
 
-Each entity is replaced by one write script, pipelined (large entities in chunks swapped in at once:
+Each entity is replaced by one write, pipelined: on a single node a transaction of plain commands
+(:func:`online_packed.write_calls`), on a cluster the write script (large entities in chunks swapped in at once:
 :mod:`featurestore.stores.online_staged`). Large views are processed in ``ceil(rows / PASS_ROWS)``
 passes over disjoint hash ranges of the keys.
 """
@@ -52,7 +53,7 @@ from featurestore.online import input_columns, view_layout
 from featurestore.online_reply import loads
 from featurestore.stores import online_redis as orr
 from featurestore.stores import online_format as ofmt
-from featurestore.stores.online_packed import from_columns, pack_counted, packed_sql
+from featurestore.stores.online_packed import Transaction, from_columns, packed_sql
 
 HOT, HOT_EVENTS, HOT_LEVELS = "__fs_mat_hot", "__fs_mat_hev", "__fs_mat_hlv"
 
@@ -85,11 +86,11 @@ class _Writer:
         ret = orr.retention(cv)
         self.expires, self.ttl_extra = ret.expires, ret.window_ms + orr.SLACK_MS
         self.pending: List[Tuple[str, list]] = []
-        self.commands: List[bytes] = []  # packed write calls of plain entities (add_plain)
+        self.commands: List[bytes] = []  # packed transactions of plain entities (add_plain)
         self.size = 0
         self.entities = self.events = self.tiled = 0
         self.written: set = set()  # every entity base written (the rest of the view's online keys go)
-        self._plain_head: Optional[bytes] = None
+        self._plain_meta: Optional[bytes] = None
 
     def add(self, keys: list, last: int, changes: Changes) -> None:
         base = orr.entity_base(self.store.project, self.cv.name, keys)
@@ -109,23 +110,25 @@ class _Writer:
 
     def add_plain(self, keys: list, last: int, count: int, data: bytes) -> None:
         """A plain entity (no tiles, no prefix: a full write of its ``count`` raw members, ``data`` as
-        :func:`online_packed.packed_sql` packs them): the write call's bytes built here at once (single
-        node), the very call :meth:`add` would send."""
-        if self._plain_head is None:  # EVALSHA sha 3 and the arguments before the expiry: one per view
-            n, fixed = pack_counted(orr.write_args(Changes(True, None, False), self.cv.data_fingerprint, None)[:5])
-            self._plain_head = (orr._bulk(b"EVALSHA") + orr._bulk(self.store.write_sha().encode()) + orr._bulk(b"3"),
-                                fixed)
-        head, fixed = self._plain_head
+        :func:`online_packed.packed_sql` packs them): its transaction's bytes built here at once (single
+        node), the very ones :meth:`add` would send (``transaction(write_calls(...))``)."""
+        if self._plain_meta is None:  # the HSET of the meta: one per view
+            meta = orr.write_args(Changes(True, None, False), self.cv.data_fingerprint, None)[1].encode()
+            self._plain_meta = b"$1\r\n_\r\n$%d\r\n%s\r\n" % (len(meta), meta)
         base = orr.entity_base(self.store.project, self.cv.name, keys)
         self.written.add(base)
         key = base.encode()
-        at = b"%d" % (max(self.now, last) + self.ttl_extra) if self.expires else b""
-        count_text = b"%d" % count
         k = len(key) + 2  # one format for the whole call: the bulk strings of the keys, expiry and count
-        self.commands.append(b"*%d\r\n%s$%d\r\n%s:t\r\n$%d\r\n%s:r\r\n$%d\r\n%s:p\r\n%s$%d\r\n%s\r\n$1\r\n0\r\n"
-                             b"$1\r\n0\r\n$%d\r\n%s\r\n%s$1\r\n0\r\n"
-                             % (16 + 2 * count, head, k, key, k, key, k, key, fixed, len(at), at, len(count_text),
-                                count_text, data))
+        call = (b"*1\r\n$5\r\nMULTI\r\n*4\r\n$6\r\nUNLINK\r\n$%d\r\n%s:t\r\n$%d\r\n%s:r\r\n$%d\r\n%s:p\r\n"
+                b"*4\r\n$4\r\nHSET\r\n$%d\r\n%s:t\r\n%s*%d\r\n$4\r\nZADD\r\n$%d\r\n%s:r\r\n%s"
+                % (k, key, k, key, k, key, k, key, self._plain_meta, 2 + 2 * count, k, key, data))
+        if self.expires:
+            at = b"%d" % (max(self.now, last) + self.ttl_extra)
+            call += b"".join(b"*3\r\n$9\r\nPEXPIREAT\r\n$%d\r\n%s:%s\r\n$%d\r\n%s\r\n" % (k, key, s, len(at), at)
+                             for s in (b"t", b"r"))
+        call = Transaction(call + b"*1\r\n$4\r\nEXEC\r\n")
+        call.replies = 7 if self.expires else 5
+        self.commands.append(call)
         self.entities += 1
         self.events += count
         self.size += count

@@ -61,7 +61,7 @@ from featurestore.online import input_columns, view_windows
 from featurestore.online_reply import loads
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_format import FORMAT_VERSION
-from featurestore.stores.online_packed import PackedRaw, pack_counted
+from featurestore.stores.online_packed import PackedRaw, transaction, write_calls
 from featurestore.stores import online_read
 from featurestore.stores.online_read import READ_LUA, _bulk, _pack  # noqa: F401 (re-exported)
 from featurestore.stores.redis_client import connect, connection_url, is_cluster, redact  # noqa: F401 (re-exported)
@@ -460,20 +460,15 @@ class RedisOnlineStore:
         return online_materialize.materialize_view(self, con, cv, relation, end_ms, on_rows, now_ms)
 
     def write_entities(self, writes: Sequence[Tuple[str, list]]) -> None:
-        """Run the write script for each ``(entity base, write_args)`` in one round trip (one per node of
-        a cluster); the first error is raised. On a single node the commands are packed here (redis-py's
-        packing of every member as an argument was a third of materialize's time)."""
+        """Write each ``(entity base, write_args)`` in one round trip (one per node of a cluster); the first
+        error is raised. On a single node each is one transaction of plain commands
+        (:func:`online_packed.write_calls`: the write script's effect without its Lua copies), packed here
+        (redis-py's packing of every member as an argument was a third of materialize's time)."""
         if self.cluster:
             self._pipelined(WRITE_LUA, [(base, entity_keys(base), args) for base, args in writes])
             return
-        head = _bulk(b"EVALSHA") + _bulk(_arg_bytes(self.write_sha())) + _bulk(b"3")
-        commands = []
-        for base, args in writes:
-            key = base.encode()
-            n, packed = pack_counted(args)
-            commands.append(b"*%d\r\n" % (6 + n) + head + _bulk(key + b":t") + _bulk(key + b":r")
-                            + _bulk(key + b":p") + packed)
-        self._write_packed(commands)
+        self._write_packed([transaction(write_calls([k.encode() for k in entity_keys(base)], args))
+                            for base, args in writes])
 
     def write_staged(self, base: str, changes: Changes, fingerprint: str, at: Optional[int], now: int) -> None:
         """Write one large entity in bounded chunks and swap it in (:mod:`featurestore.stores.online_staged`)."""
@@ -482,11 +477,15 @@ class RedisOnlineStore:
         online_staged.write_staged(self, base, changes, fingerprint, at, now)
 
     def _write_packed(self, commands: List[bytes]) -> None:
-        """Single node: run packed commands in one round trip; the first error is raised."""
+        """Single node: run packed commands (or :class:`~featurestore.stores.online_packed.Transaction` s)
+        in one round trip; the first error, or error of a transaction's command, is raised."""
         import redis
 
-        out = self._guard(self._exchange, b"".join(commands), len(commands))
+        replies = sum(getattr(c, "replies", 1) for c in commands)
+        out = self._guard(self._exchange, b"".join(commands), replies)
         for r in out:
+            if isinstance(r, list):  # an EXEC's replies
+                r = next((x for x in r if isinstance(x, redis.exceptions.ResponseError)), None)
             if isinstance(r, redis.exceptions.ResponseError):
                 raise r
 

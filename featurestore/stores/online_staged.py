@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 from featurestore.kernel.entity import Changes
 from featurestore.stores import online_redis as orr
-from featurestore.stores.online_packed import PackedRaw, pack_counted
+from featurestore.stores.online_packed import PackedRaw, transaction, write_calls
 
 COMMIT_LUA = """
 if redis.call('HLEN', KEYS[1]) ~= tonumber(ARGV[2]) or redis.call('ZCARD', KEYS[2]) ~= tonumber(ARGV[3])
@@ -82,13 +82,11 @@ def write_staged(store, base: str, changes: Changes, fingerprint: str, at: Optio
 
 def staged_commands(store, base: str, changes: Changes, fingerprint: str, at: Optional[int],
                     now: int) -> List[bytes]:
-    """Single node: the packed calls of :meth:`write_staged` (sent in order on one connection)."""
-    head = orr._bulk(b"EVALSHA") + orr._bulk(orr._arg_bytes(store.write_sha())) + orr._bulk(b"3")
-    skeys = b"".join(orr._bulk(k.encode()) for k in orr.entity_keys(base, staged=True))
-    out = []
-    for ch in staged_changes(changes):
-        n, packed = pack_counted(orr.write_args(ch, fingerprint, now + STAGE_TTL_MS))
-        out.append(b"*%d\r\n" % (6 + n) + head + skeys + packed)
+    """Single node: the packed calls of :meth:`write_staged` (sent in order on one connection): each chunk
+    a transaction of plain commands (:func:`online_packed.write_calls`), then the swap."""
+    skeys = [k.encode() for k in orr.entity_keys(base, staged=True)]
+    out = [transaction(write_calls(skeys, orr.write_args(ch, fingerprint, now + STAGE_TTL_MS)))
+           for ch in staged_changes(changes)]
     keys, args = commit_args(base, changes, at)
     out.append(b"*%d\r\n" % (3 + len(keys) + len(args)) + orr._bulk(b"EVALSHA")
                + orr._bulk(orr._arg_bytes(store.commit_sha())) + orr._bulk(b"%d" % len(keys)) + orr._pack([*keys, *args]))
