@@ -124,10 +124,25 @@ def _write_events(root, rows) -> None:
                              "ts": pa.array([r[2].to_pydatetime() for r in rows], us)}), root / "data" / "e.parquet")
 
 
+def _stored_as_before_the_check(store, view: str, rows) -> None:
+    """Write ``rows`` (``_write_events``' form) into the view's table as a backfill did before it evaluated the
+    feature inputs on the events it stores."""
+    from featurestore.engines.duckdb_engine import arrow_schema
+
+    cv = store.compiled(view)
+    schema = arrow_schema(cv)
+    us = pa.timestamp("us", tz="UTC")
+    table = pa.table({"user_id": [r[0] for r in rows], "exp": pa.array([r[1] for r in rows], us),
+                      "ts": pa.array([r[2].to_pydatetime() for r in rows], us)}).select(schema.names).cast(schema)
+    store.offline.table(view, ts_column=cv.ts_column).write_range(table, semantics.MIN_EVENT_TIME_MS, None,
+                                                                  rows_key=cv.rows_fingerprint)
+
+
 def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_write_and_offline(tmp_path):
     """A feature input or projection computing a timestamp outside years 1-9999 from supported values (the
     range a lookup returns as a ``datetime``) fails on that event in one line, as an INT64 overflow does:
-    the backfill of a projection, materialize and push of a feature input, get_historical_features. The
+    the backfill of a projection or of a feature input, materialize and push of a feature input,
+    get_historical_features. The
     old code stored it and every lookup of the entity, online (Python's OverflowError) and offline, crashed."""
     from featurestore.errors import FeatureStoreError, RequestError
 
@@ -145,7 +160,11 @@ def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_
         with pytest.raises(FeatureStoreError, match=r"^backfill of view 'moved' failed: .*" + why) as err:
             store.backfill(views=["moved"])
         assert "\n" not in str(err.value)
-        store.backfill(views=["later"])  # a feature input is computed when read (as qty * qty is)
+        # a feature input is evaluated on the events a backfill stores, as a read of the table does (as qty * qty)
+        with pytest.raises(FeatureStoreError, match=r"^backfill of view 'later' failed: .*" + why) as err:
+            store.backfill(views=["later"])
+        assert "\n" not in str(err.value) and store.offline.table("later", ts_column="ts").version is None
+        _stored_as_before_the_check(store, "later", rows)  # a table an earlier version wrote: reads fail alike
         with pytest.raises(FeatureStoreError, match=r"^materialize of view 'later' failed: .*" + why):
             store.materialize(views=["later"])
         requests = pd.DataFrame({"user_id": ["far", "fine"], "event_timestamp": SEEN + pd.Timedelta("1h")})

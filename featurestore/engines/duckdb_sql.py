@@ -174,8 +174,28 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     kind = f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
     where = (f"CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n"
              f"  ELSE {in_range} AND {flt} END")
-    return (f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM ({checked})) AS checked\n"
-            f"WHERE {where}")
+    routed = (f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM ({checked})) AS checked\n"
+              f"WHERE {where}")
+    inputs = computed_inputs(cv)
+    if not inputs:
+        return routed
+    # each feature input evaluated on the stored events, as a read of the table will: where it fails (an
+    # overflow, a CAST out of range, a timestamp outside years 1 to 9999) the backfill fails in one line, as the
+    # Flink backfill does (ViewExprs.raises) and the stream dead-letters the event for the view
+    evaluated = " + ".join(f"CAST({input_sql(e, dt)} IS NULL AS INTEGER)" for e, dt in inputs)
+    return f"SELECT *, CASE WHEN {KIND} = {EVENT} THEN {evaluated} END AS {INPUTS_EVALUATED}\nFROM ({routed}) AS routed"
+
+
+INPUTS_EVALUATED = "__inputs_evaluated"  # backfill_sql's column that evaluates the feature inputs (not stored)
+
+
+def computed_inputs(cv: CompiledView) -> List[tuple]:
+    """The feature inputs of ``cv`` (``online.input_columns``) that compute something: not a stored column
+    itself (a column was checked when it was read or projected)."""
+    from featurestore.online import input_columns
+
+    stored = {n.lower() for n, _ in cv.source_columns} | {n.lower() for n, _, _ in cv.projections}
+    return [(e, dt) for e, dt in input_columns(cv) if e.strip().strip('"').lower() not in stored]
 
 
 def ties_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:

@@ -275,9 +275,11 @@ def _routed_select(cv: CompiledView, ve: ViewExprs, checked: str, source, group_
     flt = f"({ve.filter}) IS TRUE" if ve.filter else "TRUE"
     row = "JSON_OBJECT(" + ", ".join(f"KEY {lit(n)} VALUE {qi(RAW + n)}" for n, _ in source.schema) + " NULL ON NULL)"
     kind = f"CASE WHEN {reason} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
-    # where DuckDB's evaluation fails (a CAST out of range): the filter on the events it is evaluated on, the
-    # projections on every row routed (as DuckDB evaluates them); run_backfill fails the view with one line
-    whens = [f"WHEN {f'{KIND} = {EVENT} AND ' if part.startswith('filter') else ''}({pred}) IS TRUE THEN {lit(part)}"
+    # where DuckDB's evaluation fails (a CAST out of range): the filter and the feature inputs on the events they
+    # are evaluated on, the projections on every row routed (as DuckDB evaluates them); run_backfill fails the
+    # view with one line
+    on_events = lambda part: part.startswith(("filter", "feature"))  # noqa: E731
+    whens = [f"WHEN {f'{KIND} = {EVENT} AND ' if on_events(part) else ''}({pred}) IS TRUE THEN {lit(part)}"
              for part, pred in ve.raises]
     fails = f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS STRING)"
     flt_fails = [pred for part, pred in ve.raises if part.startswith("filter")]
@@ -345,7 +347,8 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
             cv = store.compiled(n)
             source = store.repo.views[n].source
             ve = compile_view_exprs(cv, online=False)  # rows only: features are read from them
-            for ddl in expression_function_ddl([ve.filter or "", *(sql for _, sql in ve.projections)]):
+            for ddl in expression_function_ddl([ve.filter or "", *(sql for _, sql in ve.projections),
+                                                *(pred for _, pred in ve.raises)]):
                 t_env.execute_sql(ddl)  # the Java functions its expressions call (a date part)
             parts = []
             files = _files(store, n)

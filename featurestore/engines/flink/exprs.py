@@ -13,8 +13,8 @@ DuckDB's semantics, and at plan time what cannot stream.
   - ``a / b`` is a floating division for every numeric type (DuckDB: INTEGER / INTEGER = DOUBLE);
     FLOAT stays FLOAT. ``x / 0`` follows IEEE (inf, NaN) in both.
   - ``a // b`` on integers truncates toward zero; with a float operand it is ``/`` (DuckDB). ``a % b``
-    on integers has the sign of ``a``. A zero divisor is NULL in the stream (DuckDB raises an error
-    and the backfill fails; the stream must not crash-loop on one event), and ``raises`` holds there.
+    on integers has the sign of ``a``. A zero divisor is NULL (DuckDB raises an error and the backfill
+    fails), and ``raises`` holds there.
   - Arithmetic with a FLOAT/DOUBLE result casts both operands to that type first (DuckDB: FLOAT op
     DECIMAL = FLOAT; Flink would widen to DOUBLE).
   - A ``CAST`` whose value is out of the target's range (where DuckDB fails) is NULL, a double beyond float32
@@ -42,6 +42,10 @@ DuckDB's semantics, and at plan time what cannot stream.
 
   - Integer ``+ - *``, unary minus and ``abs`` are NULL where they overflow (``fs_add_exact`` ...:
     ``Math.*Exact``; Flink's would wrap), and ``raises`` holds there (DuckDB fails), as for a CAST.
+
+  Where ``raises`` holds on a stored event (in the filter, a projection or a feature input: ``ViewExprs.raises``)
+  both backfills fail in one line, and the stream, which must not crash-loop on one event, makes it a dead letter
+  of the view with that reason (``tables.view_failure_sql``): the NULL is never stored or applied online.
 
   Known differences that remain (documented in docs/streaming.md): ``lower``/``upper`` of a few special letters
   (``ß``) differ.
@@ -428,9 +432,10 @@ class ViewExprs:
     projections: Tuple[Tuple[str, str], ...]  # (name, Flink SQL already CAST to the projection's type)
     inputs: Tuple[Tuple[str, str], ...]  # online input columns (featurestore.online.input_columns order):
     # (duckdb expr, Flink SQL of the value as stored online: CAST to its type; timestamps as epoch us)
-    # (part: why, Flink SQL true on a row where DuckDB's evaluation of the filter/projection fails: a CAST out of
-    # range, an integer overflow): the Flink backfill fails with one line as the DuckDB backfill does; the stream
-    # reads NULL
+    # (part: why, Flink SQL true on a row where DuckDB's evaluation of the filter, a projection or a feature input
+    # fails: a CAST out of range, an integer overflow, a timestamp outside years 1 to 9999), part one of
+    # "filter (...)", "projection 'p' (...)", "feature 'f' (...)": both backfills fail with one line on such a
+    # stored event; the stream makes it a dead letter of the view with that reason (tables.view_failure_sql)
     raises: Tuple[Tuple[str, str], ...] = ()
 
 
@@ -449,7 +454,8 @@ def source_columns(cv: CompiledView, times_us: bool = False) -> Dict[str, FExpr]
 
 def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, List[Tuple[Optional[str], str, str]]]:
     """The view's expressions in Flink SQL and every failure as (feature name or None, part, message).
-    ``online=False``: filter and projections only (the Flink backfill stores rows, computes no online input)."""
+    ``online=False``: filter and projections, and of the feature inputs only their ``raises`` (the Flink backfill
+    stores rows, computes no online input)."""
     from featurestore.online import input_columns
 
     errors: List[Tuple[Optional[str], str, str]] = []
@@ -487,7 +493,7 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
             sql = src._null_of(dtype) if dtype == t.TIMESTAMP else f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"
         projections.append((name, sql))
         visible[name] = FExpr(f"({sql})", dtype)
-    feat = ExprCompiler(visible)
+    feat = ExprCompiler(visible, times_us=not online)
     users: Dict[str, List[str]] = {}  # input expression -> features using it
     for s in cv.latest:
         users.setdefault(s.expr, []).append(s.name)
@@ -495,16 +501,24 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
         if a.expr is not None:
             users.setdefault(a.expr, []).append(a.name)
     inputs = []
-    for expr, dtype in input_columns(cv) if online else ():
+    for expr, dtype in input_columns(cv):
+        named = users.get(expr, [expr])
         try:
             e = feat.compile(expr)
+            # evaluated on the stored events (DuckDB: get_historical_features, materialize, push)
+            raises.extend((f"feature {', '.join(repr(n) for n in named)} ({expr}): {why}", r)
+                          for r, why in zip(feat.raises, feat.raise_reasons))
+            if not online:  # the Flink backfill computes no input, only where DuckDB's evaluation fails
+                continue
             if dtype == t.TIMESTAMP or e.dtype == t.TIMESTAMP:
                 # the online state stores timestamps as epoch microseconds
                 sql = f"({qi(TS_MS)} * 1000)" if e.sql == qi(cv.ts_column) else f"{EPOCH_US_FUNCTION}({e.sql})"
             else:
                 sql = _cast_sql(e, dtype)
         except UnsupportedExpression as exc:
-            for name in users.get(expr, [expr]):
+            if not online:  # not streamable: plan reports it; the Flink backfill needs no input
+                continue
+            for name in named:
                 errors.append((name, f"feature '{name}'", msg.format(expr, exc)))
             sql = "NULL"
         inputs.append((expr, sql))

@@ -168,7 +168,8 @@ def _cast_sql(e: FExpr, target: str) -> str:
         return f"CAST({e.sql} AS {ft})"
     if target == t.FLOAT32 and src == t.FLOAT64:
         # DuckDB fails (TRY_CAST: NULL) where a finite double rounds to an infinite float; Java's cast gives +-inf.
-        # The stream never fails on a value: NULL (ExprCompiler.raises tells the Flink backfill DuckDB's failure).
+        # The stream never fails on a value: NULL (ExprCompiler.raises tells where DuckDB fails: the Flink backfill
+        # fails, the stream dead-letters the event for the view).
         x = f"CAST({e.sql} AS DOUBLE)"
         return f"(CASE WHEN ABS({x}) >= {FLOAT32_OVERFLOW} AND {x} - {x} = 0 THEN CAST(NULL AS FLOAT) ELSE CAST({x} AS FLOAT) END)"
     return f"CAST({e.sql} AS {ft})"

@@ -21,7 +21,7 @@ from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
 from featurestore.engines.flink.sqltypes import (FLINK_TYPES, KAFKA_OFFSET, KAFKA_PARTITION, REASON,
                                                  DATE_PART_FUNCTION, DATE_TRUNC_FUNCTION, EPOCH_US_FUNCTION,
                                                  SHIFT_US_FUNCTION, STAGING_PARQUET_OPTIONS,
-                                                 TS_MS, _with, qi)
+                                                 TS_MS, _with, lit, qi)
 
 # -- the job's tables ---------------------------------------------------------------------------------
 @dataclass
@@ -131,6 +131,9 @@ def staged_layout(cvs: Sequence[CompiledView]) -> dict:
 # (a new job name: no restore; its offline table rebuilt). JOB_FORMAT itself is not bumped: every other view's
 # restores stay valid. docs/streaming.md, "Job format and restores".
 EXACT_ARITHMETIC = "exact integer arithmetic"
+# Folded in too when a part of the view can fail DuckDB's evaluation (ViewExprs.raises): the stream made such an event
+# one of the view's rows with a NULL value, now a dead letter of the view (view_failure_sql); same treatment.
+FAILURES_DEAD_LETTERED = "failing events dead-lettered"
 _STREAM_FINGERPRINTS: Dict[str, str] = {}
 
 
@@ -147,8 +150,8 @@ def uses_exact_arithmetic(cv: CompiledView) -> bool:
 def stream_fingerprint(cv: CompiledView) -> str:
     """What the streaming job's state and offline rows of the view are identified by (job name, staging folder,
     the offline table's ``stream`` record): the view's ``data_fingerprint``, with :data:`EXACT_ARITHMETIC`
-    folded in when its SQL uses the exact integer functions. A view that cannot stream keeps its
-    ``data_fingerprint`` (it is refused where a job is built)."""
+    folded in when its SQL uses the exact integer functions and :data:`FAILURES_DEAD_LETTERED` when a part of it
+    can fail. A view that cannot stream keeps its ``data_fingerprint`` (it is refused where a job is built)."""
     import hashlib
 
     from featurestore.engines.flink.sqltypes import StreamCompileError
@@ -156,11 +159,13 @@ def stream_fingerprint(cv: CompiledView) -> str:
     fp = _STREAM_FINGERPRINTS.get(cv.data_fingerprint)
     if fp is None:
         try:
-            exact = uses_exact_arithmetic(cv)
+            markers = [EXACT_ARITHMETIC] if uses_exact_arithmetic(cv) else []
+            if compile_view_exprs(cv).raises:
+                markers.append(FAILURES_DEAD_LETTERED)
         except StreamCompileError:
-            exact = False
-        fp = cv.data_fingerprint if not exact else \
-            hashlib.sha256(f"{cv.data_fingerprint}\0{EXACT_ARITHMETIC}".encode()).hexdigest()
+            markers = []
+        fp = cv.data_fingerprint if not markers else \
+            hashlib.sha256("\0".join([cv.data_fingerprint, *markers]).encode()).hexdigest()
         _STREAM_FINGERPRINTS[cv.data_fingerprint] = fp
     return fp
 
@@ -171,6 +176,27 @@ def _stored_where(join_keys: Sequence[str], flt: Optional[str], reason: bool = T
     if flt:
         conds.append(f"({flt}) IS TRUE")
     return " AND ".join(conds) or "TRUE"
+
+
+def view_failure_sql(cv: CompiledView, ve: ViewExprs) -> Optional[str]:
+    """Flink SQL over the typed view: why the event is a dead letter of the view, where DuckDB's evaluation of its
+    filter, a projection or a feature input fails on it (``ViewExprs.raises``: an overflow, a CAST out of range;
+    both backfills fail there in one line), else NULL; None when no part of the view can fail. Each part where
+    DuckDB evaluates it: the filter on the events with every join key, the rest on the events the view stores.
+    The stream neither stores nor applies online such an event for the view, so its offline rows and its online
+    state agree, and ``get_historical_features`` reads them as the online lookup does."""
+    if not ve.raises:
+        return None
+    keyed = _stored_where(cv.join_keys, None, reason=False)
+    stored = _stored_where(cv.join_keys, ve.filter, reason=False)
+    label = f"view '{cv.name}': "
+    whens = [f"WHEN ({keyed if part.startswith('filter') else stored}) AND ({pred}) IS TRUE THEN {lit(label + part)}"
+             for part, pred in ve.raises]
+    return f"(CASE {' '.join(whens)} END)"
+
+
+def _unless_failing(flag: str, failure: Optional[str]) -> str:
+    return flag if failure is None else f"({flag}) AND {failure} IS NULL"
 
 
 def json_array_ddl() -> str:
@@ -260,6 +286,7 @@ def online_group_sql(group: OnlineGroup, cvs: Sequence[CompiledView], exprs: Seq
     input_slots: Dict[str, int] = {}
     for ov, cv, ve in zip(group.views, cvs, exprs):
         flag = f"COALESCE(({ve.filter}) IS TRUE, FALSE)" if ve.filter else "TRUE"
+        flag = _unless_failing(flag, view_failure_sql(cv, ve))
         flags.append(flag)
         ov.flag = len(slots)
         slots.append(flag)
@@ -333,7 +360,7 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         staged_columns = list(views[0].source_columns)
         for cv, lv in zip(views, layout["views"]):
             ve = exprs[cv.name]
-            flag = _stored_where(cv.join_keys, ve.filter, reason=False)
+            flag = _unless_failing(_stored_where(cv.join_keys, ve.filter, reason=False), view_failure_sql(cv, ve))
             flags.append(flag)
             selects.append(f"({flag}) AS {qi(lv['flag'])}")
             cols.append(f"{qi(lv['flag'])} BOOLEAN")
@@ -364,8 +391,9 @@ def plan_stream(project: str, cvs: Sequence[CompiledView], sources: Mapping[str,
         plan.ddl.append(
             f"CREATE TEMPORARY TABLE {qi(dl)} (\n  payload STRING,\n  reason STRING,\n  kafka_partition INT,\n"
             f"  kafka_offset BIGINT,\n  kafka_timestamp TIMESTAMP(3),\n  ingest_time TIMESTAMP(3)\n) " + _with(options))
+        failures = [f for cv in views if (f := view_failure_sql(cv, exprs[cv.name])) is not None]
         plan.inserts.append((dl, flink_ingest.dead_letters_select_sql(typed, [(k, [c.name for c in g])
-                                                                              for k, g in groups.items()])))
+                                                                              for k, g in groups.items()], failures)))
         plan.sinks[f"_dead_letters/{source_name}"] = dead_letter_staging[source_name]
         # online: one query per key group
         for keys, gviews in groups.items():
