@@ -13,8 +13,8 @@ long-lived containers (tile rows, exact sums, raw events) that each full collect
 So while any of them runs, the oldest generation's threshold is raised (young collections stay:
 short-lived cycles are still collected) and put back when the last one ends; a lookup's pause also raises
 the youngest generation's threshold to ``LOOKUP_YOUNG`` allocations (from CPython's 700), so the parsed
-events, dead again by the lookup's end, are mostly never traversed by a young collection (~8% of a
-100-entity lookup's CPU: bench/results/small-online-many-merged.md); a full collection that fell
+events, dead again by the lookup's end, are mostly never traversed by a young collection (1.13x less
+CPU per 100-entity lookup: bench/online_gc_young.py, bench/results/small-online-many-merged.md); a full collection that fell
 due meanwhile runs at the next allocation after. Lookups of several threads share one pause (a counter);
 a lookups-only pause never lasts more than ``MAX_PAUSE_S`` even when lookups keep overlapping (the
 settings are then put back, and the next pause waits for a moment without a lookup). An operator's hold
