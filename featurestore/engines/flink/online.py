@@ -4,7 +4,7 @@
    its id = Kafka partition << 40 | offset, its time and order columns, each view's filter flag, the
    input values) are collected per entity into **mini-batches** by the Java operator ``OnlineBatches``
    (every ``batch_ms`` of processing time: 200 ms live, 5 s in bounded catch-up runs, 15 s when one reads
-   200k records or more: ``stream.bounded_flush_ms``), joined into one string, so Python is
+   200k records or more: ``stream.bounded_flush_ms``), joined into one UTF-8 byte string, so Python is
    entered once per entity and batch, not once per event.
 1. :class:`OnlineState`, keyed by (key group, entity): adds each batch to Flink keyed state as one entry
    (``MapState``: the batch's least event id -> its text; state is checkpointed with the Kafka offsets,
