@@ -6,7 +6,7 @@ thousands of ``(ts, member)`` pairs per view. Formatting each pair as two RESP b
 them in the same aggregation that encodes the members (:func:`packed_sql`), in chunks of at most
 ``STAGE_ITEMS`` members (a hot entity's staged write sends one chunk per call), and Python only forwards
 the chunks: :class:`PackedRaw` stands for ``Changes.raw_add`` and :func:`featurestore.stores.online_redis.
-write_args` splices its :class:`Segment` s into the write script's arguments unchanged.
+write_args` splices its :class:`Segment` s into the write's arguments unchanged.
 
 The bytes are the ones the per-member path sends (the score as the integer's decimal text, the member's
 UTF-8 bytes): ``tests/test_materialize_packed.py`` compares the Redis images of both paths byte for byte.

@@ -2,7 +2,8 @@
 
 An entity too large for one bounded script call (materialize of a hot entity) is written in chunks to
 its *staging* keys (``entity_keys(base, staged=True)``: same hash tag, never read), each chunk one
-WRITE_LUA call of at most STAGE_ITEMS members or fields (Redis is never blocked for long), then
+WRITE_LUA call (on a single node its commands in one transaction: ``online_packed.write_calls``) of at
+most STAGE_ITEMS members or fields (Redis is never blocked for long), then
 COMMIT_LUA swaps them in at once. KEYS: staging tiles, raw, prefixes, then the live ones. ARGV:
 pexpireat of the live keys ('' = none), the number of tile-hash fields, raw members and prefixes the
 staging keys must hold. A staging that is not whole (its writer died, or it expired: STAGE_TTL_MS after its
