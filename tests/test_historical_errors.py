@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from featurestore.errors import RequestError
+from featurestore.errors import FeatureStoreError, RequestError
 from featurestore.store import FeatureStore
 from tests.randomrepo import random_events, write_events, write_repo
 
@@ -126,9 +126,27 @@ broken_feature = FeatureView(entities=[user], source=events, features=[Latest("7
         with pytest.raises(RequestError, match=f"^feature view '{view}': an expression of its filter, projections or "
                                                "features fails on an event: [^\n]+$"):
             store.get_historical_features(requests, features=[f"{view}:{feature}"])
-    store.backfill(views=["broken_feature"])  # its row-level feature is computed at read time
+    # a feature input is evaluated on the events a backfill stores (docs/streaming.md): the backfill fails alike
+    with pytest.raises(FeatureStoreError, match="^backfill of view 'broken_feature' failed: [^\n]+$"):
+        store.backfill(views=["broken_feature"])
+    _stored_unchecked(store, "broken_feature", events)  # as an earlier version stored it: reading it fails alike
     with pytest.raises(RequestError, match="^feature view 'broken_feature': an expression"):
         store.get_historical_features(requests, features=["broken_feature:mod"])
+
+
+def _stored_unchecked(store, view: str, events) -> None:
+    """Write ``events`` into the view's table as a backfill did before it evaluated feature inputs on them."""
+    import pyarrow as pa
+
+    from featurestore import semantics
+    from featurestore.engines.duckdb_engine import arrow_schema
+
+    cv = store.compiled(view)
+    schema = arrow_schema(cv)
+    table = pa.Table.from_pandas(events, preserve_index=False).select(schema.names)
+    table = table.cast(schema, safe=False)  # event times truncated to milliseconds, as ingestion does
+    store.offline.table(view, ts_column=cv.ts_column).write_range(table, semantics.MIN_EVENT_TIME_MS, None,
+                                                                  rows_key=cv.rows_fingerprint)
 
 
 def random_requests_at(events):
