@@ -14,16 +14,13 @@ from __future__ import annotations
 import time
 import uuid
 
-import pandas as pd
 import pytest
 
 from featurestore.engines.flink import rest as flink_rest
 from featurestore.engines.flink import stream as streaming
 from featurestore.store import FeatureStore
-from tests import oracle
-from tests.compare import assert_features_equal
-from tests.stream_helpers import JOB_TIMEOUT_S, KEYS, SEED, arrival, create_topic, drop_project, make_repo, produce, \
-    stream_events
+from tests.stream_helpers import JOB_TIMEOUT_S, SEED, arrival, assert_online_equals_oracle, create_topic, drop_project, \
+    make_repo, produce, stream_events
 
 
 # 3 s mini-batches (and idle time before an early emit): a burst of records leaves the JVM's mini-batch operator
@@ -51,17 +48,6 @@ def _wait_first_batch(handle, store) -> None:
         time.sleep(0.05)
 
 
-def _check_online(store, events, what: str) -> None:
-    q = events["ts"].max() + pd.Timedelta("1ms")
-    rows = pd.DataFrame([{"user_id": u, "shop": s, "event_timestamp": q}
-                         for u in sorted(events["user_id"].dropna().unique()) for s in (0, 1, 2)])
-    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
-    online = store.get_online_features(rows[KEYS], feature_service="everything", request_time=q).to_df()
-    for view in store.repo.views.values():
-        assert_features_equal(online, oracle.point_in_time(events, view, rows), view.feature_names,
-                              f"online {what}, view {view.name}")
-
-
 @pytest.mark.flink
 @pytest.mark.kafka
 @pytest.mark.redis
@@ -82,7 +68,7 @@ def test_the_flush_wait_covers_rows_queued_before_a_slow_online_operator(tmp_pat
         # then on the slowed operator has ~7 s of batches queued
         _wait_first_batch(handle, store)
         handle.wait_online_flushed(int(time.time() * 1000), JOB_TIMEOUT_S)
-        _check_online(store, events, "as soon as wait_online_flushed returned (the job running on)")
+        assert_online_equals_oracle(store, events, "as soon as wait_online_flushed returned (the job running on)")
     finally:
         handle.cancel()
         drop_project(redis_client, project)

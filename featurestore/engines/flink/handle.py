@@ -130,14 +130,13 @@ class StreamHandle:
             time.sleep(poll_s)
 
     def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3,
-                            on_poll: Optional[Callable[[], None]] = None, input_ended: bool = False) -> None:
+                            on_poll: Optional[Callable[[], None]] = None) -> None:
         """Wait until every online row that reached the job before ``since_ms`` (epoch ms) is written to Redis.
 
         With Flink's REST endpoint (``rest_address``: always locally, and on a cluster): once ``since_ms`` plus
-        the mini-batch interval has passed (plus the idle interval when ``input_ended``: no row arrived after
-        ``since_ms``), a checkpoint is triggered; its barrier finds those rows due in the mini-batch operator,
-        which sends them first (OnlineBatches.prepareSnapshotPreBarrier), so when it completes the Python
-        operator has applied them. Then every operator instance must report once more: a report follows the
+        the mini-batch interval has passed, a checkpoint is triggered; its barrier finds those rows due in the
+        mini-batch operator (their batch's time is up, whatever arrived since), which sends them first
+        (OnlineBatches.prepareSnapshotPreBarrier), so when it completes the Python operator has applied them. Then every operator instance must report once more: a report follows the
         writes of everything applied before it. No time margin: a late timer or a backlog before the Python
         operator only makes the wait longer. Without REST, a report's ``pending_ms`` margin is all there is
         (online.BATCH_MARGIN_MS)."""
@@ -158,11 +157,10 @@ class StreamHandle:
                 return sum(1 for d in states.values()
                            if d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0) >= self.parallelism
         else:
-            # every instance has reported once (each reports its mini-batch and idle intervals)
+            # every instance has reported once (each reports the job's mini-batch interval)
             states = self._wait_reports(client, lambda st: len(st) >= self.parallelism, timeout, deadline, poll_s,
                                         on_poll)
-            after = max(d.get("idle_ms" if input_ended else "batch_ms", d.get("pending_ms", 0))
-                        for d in states.values())
+            after = max(d.get("batch_ms", d.get("pending_ms", 0)) for d in states.values())
             self._checkpoint_after(since_ms + after, timeout, deadline, poll_s, on_poll)
             seen = {k: d["at"] for k, d in self._reports(client).items()}
 
@@ -385,7 +383,7 @@ class StreamHandle:
             self.wait_caught_up(timeout, on_poll=ticker)
             caught_up_ms = int(time.time() * 1000)
             left = None if timeout is None else max(1.0, timeout - (time.monotonic() - start))
-            self.wait_online_flushed(caught_up_ms, left, on_poll=ticker, input_ended=True)
+            self.wait_online_flushed(caught_up_ms, left, on_poll=ticker)
             return self.stop()
         try:
             while True:

@@ -209,7 +209,7 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
             .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
                                  options.seed, options.redis, options.progress_key,
                                  min(options.flush_ms, WRITER_FLUSH_MS), options.flush_rows,
-                                 options.batch_idle_ms, options.online_batch_delay_s),
+                                 options.online_batch_delay_s),
                      output_type=Types.STRING())
             .name("online state -> redis").uid("fs-online-state")
         )

@@ -190,10 +190,9 @@ class OnlineState(KeyedProcessFunction):
 
     def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0, seed: Optional[dict] = None,
                  redis: Optional[dict] = None, progress_key: str = "", write_ms: int = 50, write_rows: int = 500,
-                 idle_ms: Optional[int] = None, batch_delay_s: float = 0.0):
+                 batch_delay_s: float = 0.0):
         self.groups = groups
         self.batch_ms = max(1, int(batch_ms))
-        self.idle_ms = max(1, int(idle_ms)) if idle_ms is not None else self.batch_ms  # OnlineBatches' idle flush
         self.batch_delay_s = float(batch_delay_s)  # JobOptions.online_batch_delay_s (tests: a slow operator)
         self.slack_ms = int(slack_ms)
         self.seed = seed  # a hand-off's seed: {"path": SQLite file, "views": {view: options}} (handoff.py)
@@ -361,7 +360,7 @@ class OnlineState(KeyedProcessFunction):
         report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
         report.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.out.stats.items()})
         report.update(at=now, dirty=0, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance,
-                      pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms, idle_ms=self.idle_ms)
+                      pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms)
         self.heartbeat_at = _even(now + HEARTBEAT_MS)  # keep reporting while idle
         if time.monotonic() >= self.gc_at:
             self._collect()

@@ -166,8 +166,8 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
     /**
      * Rows that are due leave before a checkpoint's barrier, even when the timer that would send them is late
      * (a busy task thread): so once a checkpoint triggered at time {@code t} completes, every row that arrived
-     * before {@code t - batchMs} (before {@code t - idleMs} when no row came since) has reached the Python
-     * operator, and was applied there before it took the same checkpoint. {@code StreamHandle.wait_online_flushed}
+     * before {@code t - batchMs} has reached the Python operator, and was applied there before it took the same
+     * checkpoint. {@code StreamHandle.wait_online_flushed}
      * waits on exactly that, not on a time margin.
      */
     @Override
