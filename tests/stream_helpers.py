@@ -257,3 +257,18 @@ def assert_online_equals_offline(store, requests: pd.DataFrame, names, at_least:
             assert same_value(a, e), f"row {i} {ref} at {r['event_timestamp']}: online {a!r}, offline {e!r}"
         compared += 1
     assert compared >= at_least, f"only {compared} rows answered online (at least {at_least} expected)"
+
+
+def assert_online_equals_oracle(store, events: pd.DataFrame, what: str) -> None:
+    """Every (user, shop 0-2) pair's online values 1 ms after the last event equal the oracle's, view by view."""
+    from tests import oracle
+    from tests.compare import assert_features_equal
+
+    q = events["ts"].max() + pd.Timedelta("1ms")
+    rows = pd.DataFrame([{"user_id": u, "shop": s, "event_timestamp": q}
+                         for u in sorted(events["user_id"].dropna().unique()) for s in (0, 1, 2)])
+    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    online = store.get_online_features(rows[KEYS], feature_service="everything", request_time=q).to_df()
+    for view in store.repo.views.values():
+        assert_features_equal(online, oracle.point_in_time(events, view, rows), view.feature_names,
+                              f"online {what}, view {view.name}")

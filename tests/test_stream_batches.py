@@ -9,19 +9,15 @@ are past those events, so only the savepoint has them)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
-import pandas as pd
 import pytest
 
 from featurestore.engines.flink import offsets as flink_offsets
 from featurestore.engines.flink import stream as streaming
 from featurestore.store import FeatureStore
-from tests import oracle
-from tests.compare import assert_features_equal
-from tests.test_stream import (JOB_TIMEOUT_S, KEYS, SEED, arrival, create_topic, drop_project, make_repo, produce,
-                               stream_events)
+from tests.stream_helpers import assert_online_equals_oracle
+from tests.test_stream import JOB_TIMEOUT_S, SEED, arrival, create_topic, drop_project, make_repo, produce, stream_events
 
 HOUR_MS = 3_600_000
 
@@ -59,14 +55,7 @@ def test_events_buffered_at_a_savepoint_reach_redis_after_the_restore(tmp_path, 
                               checkpoint_interval_ms=500)
         assert again.restored_from is not None
         assert sum(d.get("events", 0) for k, d in again.online.items() if k.startswith("state:")) > 0
-        q = events["ts"].max() + pd.Timedelta("1ms")
-        rows = pd.DataFrame([{"user_id": u, "shop": s, "event_timestamp": q}
-                             for u in sorted(events["user_id"].dropna().unique()) for s in (0, 1, 2)])
-        rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
-        online = store.get_online_features(rows[KEYS], feature_service="everything", request_time=q).to_df()
-        for view in store.repo.views.values():
-            assert_features_equal(online, oracle.point_in_time(events, view, rows), view.feature_names,
-                                  f"online after a restore of buffered mini-batches, view {view.name}")
+        assert_online_equals_oracle(store, events, "after a restore of buffered mini-batches")
     finally:
         if handle.status() not in ("FINISHED", "CANCELED", "FAILED"):
             handle.cancel()

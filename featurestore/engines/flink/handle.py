@@ -131,9 +131,15 @@ class StreamHandle:
 
     def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3,
                             on_poll: Optional[Callable[[], None]] = None) -> None:
-        """Wait until the online path reports (through Redis, after the values it wrote) that every entity
-        changed before ``since_ms`` (epoch ms) is written: each state operator's latest report is newer
-        than ``since_ms`` and has no flush pending."""
+        """Wait until every online row that reached the job before ``since_ms`` (epoch ms) is written to Redis.
+
+        With Flink's REST endpoint (``rest_address``: always locally, and on a cluster): once ``since_ms`` plus
+        the mini-batch interval has passed, a checkpoint is triggered; its barrier finds those rows due in the
+        mini-batch operator (their batch's time is up, whatever arrived since), which sends them first
+        (OnlineBatches.prepareSnapshotPreBarrier), so when it completes the Python operator has applied them. Then every operator instance must report once more: a report follows the
+        writes of everything applied before it. No time margin: a late timer or a backlog before the Python
+        operator only makes the wait longer. Without REST, a report's ``pending_ms`` margin is all there is
+        (online.BATCH_MARGIN_MS)."""
         from featurestore.stores.online_redis import for_store
 
         online_views = [n for n in self.names if self.store.repo.views[n].online]
@@ -144,28 +150,83 @@ class StreamHandle:
             totals = self.committer.metrics()
             if sum(m.get(f"events:{v}", 0) for m in totals.values() for v in online_views) == 0:
                 return  # nothing reached the online path
-        import redis
-
         client = for_store(self.store).client
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.rest_address:
+            def done(states: Dict[str, dict]) -> bool:
+                return sum(1 for d in states.values()
+                           if d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0) >= self.parallelism
+        else:
+            # every instance has reported once (each reports the job's mini-batch interval)
+            states = self._wait_reports(client, lambda st: len(st) >= self.parallelism, timeout, deadline, poll_s,
+                                        on_poll)
+            after = max(d.get("batch_ms", d.get("pending_ms", 0)) for d in states.values())
+            self._checkpoint_after(since_ms + after, timeout, deadline, poll_s, on_poll)
+            seen = {k: d["at"] for k, d in self._reports(client).items()}
+
+            def done(states: Dict[str, dict]) -> bool:
+                return sum(1 for k, d in states.items() if d["at"] > seen.get(k, -1) and d["dirty"] == 0) \
+                    >= self.parallelism
+        self._wait_reports(client, done, timeout, deadline, poll_s, on_poll)
+
+    def _reports(self, client) -> Dict[str, dict]:
+        """The online operator instances' latest progress reports (``state:<instance>`` -> report)."""
+        import redis
+
+        try:
+            raw = client.hgetall(self.progress_key)
+        except redis.exceptions.ConnectionError:  # Redis restarting: the job's restart strategy rides it out
+            raw = {}
+        return {k.decode(): json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")}
+
+    def _wait_reports(self, client, done: Callable[[Dict[str, dict]], bool], timeout: Optional[float],
+                      deadline: Optional[float], poll_s: float, on_poll: Optional[Callable[[], None]]) -> Dict[str, dict]:
+        """Poll the progress reports until ``done(reports)`` (instances of a failed attempt stop reporting and
+        are outnumbered by the new ones); raise if the job stopped or ``deadline`` passed."""
         while True:
+            states = self._reports(client)
+            if done(states):
+                return states
+            self._check_running(timeout, deadline, f"online writes still pending (progress {list(states.values())})")
+            if on_poll is not None:
+                on_poll()
+            time.sleep(poll_s)
+
+    def _check_running(self, timeout: Optional[float], deadline: Optional[float], what: str) -> None:
+        status = self.status()
+        if status in ("FAILED", "CANCELED", "FINISHED"):
+            self._raise_job_failure(status)
+        if deadline is not None and time.monotonic() > deadline:
+            raise InfraError(f"stream job {self.job_name}: {what} after {timeout} s")
+
+    def _checkpoint_after(self, at_ms: int, timeout: Optional[float], deadline: Optional[float], poll_s: float,
+                          on_poll: Optional[Callable[[], None]]) -> None:
+        """Trigger a checkpoint once the clock has passed ``at_ms`` (epoch ms) and wait until one completes
+        (triggered again if it fails or is declined, e.g. while tasks are still starting)."""
+        while time.time() * 1000 < at_ms:
+            self._check_running(timeout, deadline, "waiting for the online mini-batches")
+            if on_poll is not None:
+                on_poll()
+            time.sleep(min(poll_s, max(0.0, at_ms / 1000 - time.time())))
+        path = f"/jobs/{self.job_id}/checkpoints"
+        while True:
+            trigger = None
             try:
-                raw = client.hgetall(self.progress_key)
-            except redis.exceptions.ConnectionError:  # Redis restarting: the job's restart strategy rides it out
-                raw = {}
-            states = [json.loads(v) for k, v in raw.items() if k.decode().startswith("state:")]
-            # one report per operator instance: every subtask must have reported "nothing pending" after
-            # since_ms (instances of a failed attempt stop reporting and are ignored)
-            # (events still in the JVM's mini-batch operator: see online.BATCH_MARGIN_MS)
-            fresh = [d for d in states if d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0]
-            if len(fresh) >= self.parallelism:
-                return
-            status = self.status()
-            if status in ("FAILED", "CANCELED", "FINISHED"):
-                self._raise_job_failure(status)
-            if deadline is not None and time.monotonic() > deadline:
-                raise InfraError(f"stream job {self.job_name}: online writes still pending after {timeout} s "
-                                 f"(progress {states})")
+                trigger = flink_rest.call(self.rest_address, "POST", path, {}).get("request-id")
+            except Exception as exc:  # e.g. the job restarting: try again below
+                log.debug("checkpoint trigger for %s declined: %s", self.job_name, exc)
+            while trigger is not None:
+                got = flink_rest.call(self.rest_address, "GET", f"{path}/{trigger}")
+                if (got.get("status") or {}).get("id") == "COMPLETED":
+                    if "failure-cause" not in (got.get("operation") or {}):
+                        return
+                    log.debug("checkpoint of %s failed: %s", self.job_name, got["operation"]["failure-cause"])
+                    break
+                self._check_running(timeout, deadline, "a checkpoint did not complete")
+                if on_poll is not None:
+                    on_poll()
+                time.sleep(poll_s)
+            self._check_running(timeout, deadline, "no checkpoint completed")
             if on_poll is not None:
                 on_poll()
             time.sleep(poll_s)

@@ -53,10 +53,10 @@ PARTITION_SHIFT = 40  # an event's id: Kafka partition << 40 | offset (computed 
 OFFSET_MASK = (1 << PARTITION_SHIFT) - 1
 CACHE_KEYS = 20_000  # entities whose kernel state is kept in Python (a cache of keyed state, never the truth)
 HEARTBEAT_MS = 200  # progress reports while running (a bounded run waits for one after its last batch)
-# A report made at ``at`` covers every event that reached the JVM's mini-batch operator before ``at - batch_ms -
-# BATCH_MARGIN_MS``: its batch has left (at most ``batch_ms`` after the batch's first event) and Python has taken
-# it (the margin is for the operator's timer and the network hop between the two operators, both late only on
-# an overloaded machine).
+# Without Flink's REST API (no checkpoint can be asked for), a report made at ``at`` is taken to cover every event
+# that reached the JVM's mini-batch operator before ``at - batch_ms - BATCH_MARGIN_MS``: a guess that a late timer
+# or a backlog before this operator breaks on a busy machine. With REST (always, locally and on a cluster),
+# StreamHandle.wait_online_flushed waits on a checkpoint instead (OnlineBatches.prepareSnapshotPreBarrier).
 BATCH_MARGIN_MS = 1_000
 # The cyclic garbage collector: while the operator runs, automatic full collections are off and the heap
 # as it was at open is frozen (featurestore.sdk.gc_pause.hold: the state makes no reference cycles, and is
@@ -189,9 +189,11 @@ class OnlineState(KeyedProcessFunction):
     ``bench/stream_online.py --no-redis``); ``progress_key``: the run's progress hash."""
 
     def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0, seed: Optional[dict] = None,
-                 redis: Optional[dict] = None, progress_key: str = "", write_ms: int = 50, write_rows: int = 500):
+                 redis: Optional[dict] = None, progress_key: str = "", write_ms: int = 50, write_rows: int = 500,
+                 batch_delay_s: float = 0.0):
         self.groups = groups
         self.batch_ms = max(1, int(batch_ms))
+        self.batch_delay_s = float(batch_delay_s)  # JobOptions.online_batch_delay_s (tests: a slow operator)
         self.slack_ms = int(slack_ms)
         self.seed = seed  # a hand-off's seed: {"path": SQLite file, "views": {view: options}} (handoff.py)
         self.redis = redis
@@ -248,6 +250,8 @@ class OnlineState(KeyedProcessFunction):
 
     # -- events -------------------------------------------------------------------------------------
     def process_element(self, row, ctx):
+        if self.batch_delay_s:
+            time.sleep(self.batch_delay_s)
         t0 = time.perf_counter()
         key, text = row[0], row[1]
         events, plain = parse_batch(text)
@@ -356,7 +360,7 @@ class OnlineState(KeyedProcessFunction):
         report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
         report.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.out.stats.items()})
         report.update(at=now, dirty=0, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance,
-                      pending_ms=self.batch_ms + BATCH_MARGIN_MS)
+                      pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms)
         self.heartbeat_at = _even(now + HEARTBEAT_MS)  # keep reporting while idle
         if time.monotonic() >= self.gc_at:
             self._collect()

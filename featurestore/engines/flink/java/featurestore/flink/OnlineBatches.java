@@ -99,6 +99,7 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
         super.open();
         if (!buffers.isEmpty()) {
             schedule();
+            deadline = lastArrival;  // restored rows arrived before the checkpoint: due at once
         }
     }
 
@@ -136,9 +137,14 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
         getProcessingTimeService().registerTimer(Math.min(deadline, now + idleMs), this::onTimer);
     }
 
+    /** Whether the buffered rows are due to leave: the batch's time is up, or no row arrived for idleMs. */
+    private boolean due(long now) {
+        return now >= deadline || now - lastArrival >= idleMs;
+    }
+
     private void onTimer(long time) {
         long now = getProcessingTimeService().getCurrentProcessingTime();
-        if (buffers.isEmpty() || now >= deadline || now - lastArrival >= idleMs) {
+        if (buffers.isEmpty() || due(now)) {
             timerSet = false;
             emitAll();
         } else {
@@ -155,6 +161,21 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
         }
         buffers.clear();
         bytes = 0;
+    }
+
+    /**
+     * Rows that are due leave before a checkpoint's barrier, even when the timer that would send them is late
+     * (a busy task thread): so once a checkpoint triggered at time {@code t} completes, every row that arrived
+     * before {@code t - batchMs} has reached the Python operator, and was applied there before it took the same
+     * checkpoint. {@code StreamHandle.wait_online_flushed}
+     * waits on exactly that, not on a time margin.
+     */
+    @Override
+    public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
+        super.prepareSnapshotPreBarrier(checkpointId);
+        if (!buffers.isEmpty() && due(getProcessingTimeService().getCurrentProcessingTime())) {
+            emitAll();
+        }
     }
 
     @Override
