@@ -73,3 +73,34 @@ def test_the_flush_wait_covers_rows_queued_before_a_slow_online_operator(tmp_pat
         handle.cancel()
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_bounded_run_ends_when_some_online_instances_never_receive_a_row(tmp_path, redis_client, kafka_admin):
+    """Parallelism 3 over two keys (one user at one shop: one key per key group), so at least one online
+    operator instance never receives a mini-batch. The end of a bounded run waits for every instance's report
+    after its checkpoint; an instance that never received a row used to never report at all, and the run hung
+    until its timeout. Now each instance reports when it opens, and one that has still received nothing when
+    the checkpoint completes has nothing to write."""
+    topic = f"fs_idleinst_{uuid.uuid4().hex[:10]}"
+    project = f"t_idleinst_{uuid.uuid4().hex[:8]}"
+    events = stream_events()
+    events = events[(events["user_id"] == "u0") & (events["shop"] == 1)].reset_index(drop=True)
+    assert len(events) >= 10
+    root = make_repo(tmp_path / "repo", topic, project, events)
+    create_topic(kafka_admin, topic)
+    store = FeatureStore(root)
+    try:
+        produce(topic, arrival(events, SEED))
+        result = streaming.run(store, bounded=True, timeout=180, parallelism=3, checkpoint_interval_ms=1000,
+                               checkpoint_dir=tmp_path / "checkpoints")
+        states = [d for k, d in result.online.items() if k.startswith("state:")]
+        assert sorted({d["subtask"] for d in states}) == [0, 1, 2]  # every instance reported
+        assert sum(d["events"] > 0 for d in states) <= 2  # (two keys: the others received nothing)
+        assert_online_equals_oracle(store, events, "after a bounded run with idle online instances")
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])

@@ -46,6 +46,17 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+
+def _latest_by_subtask(reports: Dict[str, dict]) -> Dict[int, dict]:
+    """Per subtask index, the latest report of the online operator's instances (an instance of a failed
+    attempt stops reporting; the instance of a later attempt reports later)."""
+    out: Dict[int, dict] = {}
+    for d in reports.values():
+        s = d.get("subtask", -1)
+        if s not in out or d["at"] > out[s]["at"]:
+            out[s] = d
+    return out
+
 class StreamHandle:
     """A running streaming job (local mini-cluster) and its committer thread."""
 
@@ -138,7 +149,9 @@ class StreamHandle:
         mini-batch operator (their batch's time is up, whatever arrived since), which sends them first
         (OnlineBatches.prepareSnapshotPreBarrier), so when it completes the Python operator has applied them. Then every operator instance must report once more: a report follows the
         writes of everything applied before it. No time margin: a late timer or a backlog before the Python
-        operator only makes the wait longer. Without REST, a report's ``pending_ms`` margin is all there is
+        operator only makes the wait longer. An instance whose latest report is still the one it made when it opened
+        (``idle``) had received no row when the checkpoint's barrier passed it (more subtasks than keys): it has
+        nothing to write. Without REST, a report's ``pending_ms`` margin is all there is
         (online.BATCH_MARGIN_MS)."""
         from featurestore.stores.online_redis import for_store
 
@@ -152,21 +165,26 @@ class StreamHandle:
                 return  # nothing reached the online path
         client = for_store(self.store).client
         deadline = None if timeout is None else time.monotonic() + timeout
+        n = self.parallelism
         if not self.rest_address:
             def done(states: Dict[str, dict]) -> bool:
-                return sum(1 for d in states.values()
-                           if d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0) >= self.parallelism
+                now_ms = time.time() * 1000
+                return sum(1 for d in _latest_by_subtask(states).values()
+                           if (d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0)
+                           or (d.get("idle") and now_ms - d.get("pending_ms", 0) >= since_ms)) >= n
         else:
-            # every instance has reported once (each reports the job's mini-batch interval)
-            states = self._wait_reports(client, lambda st: len(st) >= self.parallelism, timeout, deadline, poll_s,
-                                        on_poll)
+            # every instance has reported once (each reports the job's mini-batch interval; at open, if nothing else)
+            states = self._wait_reports(client, lambda st: len(_latest_by_subtask(st)) >= n, timeout, deadline,
+                                        poll_s, on_poll)
             after = max(d.get("batch_ms", d.get("pending_ms", 0)) for d in states.values())
             self._checkpoint_after(since_ms + after, timeout, deadline, poll_s, on_poll)
-            seen = {k: d["at"] for k, d in self._reports(client).items()}
+            seen = {s: d["at"] for s, d in _latest_by_subtask(self._reports(client)).items()}
 
             def done(states: Dict[str, dict]) -> bool:
-                return sum(1 for k, d in states.items() if d["at"] > seen.get(k, -1) and d["dirty"] == 0) \
-                    >= self.parallelism
+                # a report after the checkpoint with nothing unwritten, or still the opening report: that
+                # instance had received no row when its barrier passed (OnlineState._report_busy)
+                return sum(1 for s, d in _latest_by_subtask(states).items()
+                           if (d["at"] > seen.get(s, -1) and d["dirty"] == 0) or d.get("idle")) >= n
         self._wait_reports(client, done, timeout, deadline, poll_s, on_poll)
 
     def _reports(self, client) -> Dict[str, dict]:

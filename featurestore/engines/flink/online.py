@@ -233,6 +233,8 @@ class OnlineState(KeyedProcessFunction):
                       "flush_s": 0.0}
         self.out = RedisWrites(self.redis, self.progress_key)
         self.write_timers = set()  # (key, time) of the write timers this instance registered
+        self.busy = False  # whether this instance has received a batch or a timer (then it reports on a heartbeat)
+        self._report_opened()
         gc_pause.hold()
         self.gc_tuned = True
         self.gc_at = time.monotonic() + GC_EVERY_MS / 1000
@@ -252,6 +254,8 @@ class OnlineState(KeyedProcessFunction):
     def process_element(self, row, ctx):
         if self.batch_delay_s:
             time.sleep(self.batch_delay_s)
+        if not self.busy:
+            self._report_busy()
         t0 = time.perf_counter()
         key, text = row[0], row[1]
         events, plain = parse_batch(text)
@@ -343,6 +347,8 @@ class OnlineState(KeyedProcessFunction):
 
     # -- flushes ------------------------------------------------------------------------------------
     def on_timer(self, timestamp, ctx):
+        if not self.busy:  # (a restored instance: its timers may run before any batch)
+            self._report_busy()
         if timestamp & 1:  # a write timer
             key = ctx.get_current_key()
             key = key if isinstance(key, str) else key[0]
@@ -357,16 +363,43 @@ class OnlineState(KeyedProcessFunction):
             return []  # a heartbeat of an earlier attempt (restored with the state): this one runs already
         # (a restored run that receives no batch reports on the heartbeat timer restored with its state)
         now = ctx.timer_service().current_processing_time()
-        report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
-        report.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.out.stats.items()})
-        report.update(at=now, dirty=0, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance,
-                      pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms)
         self.heartbeat_at = _even(now + HEARTBEAT_MS)  # keep reporting while idle
         if time.monotonic() >= self.gc_at:
             self._collect()
         ctx.timer_service().register_processing_time_timer(self.heartbeat_at)
-        self.out.flush({f"state:{self.instance}": json.dumps(report)})  # after every write buffered until now
+        self.out.flush(self._report(now, dirty=0))  # after every write buffered until now
         return ()
+
+    # -- progress reports (read by StreamHandle.wait_online_flushed) ---------------------------------
+    def _report(self, at: int, dirty: int, **extra) -> dict:
+        """This instance's progress report as of ``at`` (epoch ms), as the progress hash's field."""
+        report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
+        report.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.out.stats.items()})
+        report.update(at=at, dirty=dirty, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance,
+                      pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms, **extra)
+        return {f"state:{self.instance}": json.dumps(report)}
+
+    def _report_opened(self) -> None:
+        """Report once at open, ``idle``: an instance that never receives a batch (more subtasks than keys) has
+        no heartbeat timer (timers are keyed), so without this the flush wait never heard from it."""
+        if self.redis is None or not self.progress_key:
+            return
+        try:
+            self.out.flush(self._report(int(time.time() * 1000), dirty=0, idle=True))
+        except Exception:  # Redis restarting: the wait then waits for this instance's first batch, as before
+            import logging
+
+            logging.getLogger("featurestore.stream").warning("online operator %s: opening report failed",
+                                                             self.instance, exc_info=True)
+
+    def _report_busy(self) -> None:
+        """Before the first batch or timer of this instance: a report that it is no longer ``idle`` (``dirty``:
+        its heartbeat reports what it wrote), written before the batch is applied, so before any checkpoint
+        barrier behind that batch completes: a flush wait that sees an instance still ``idle`` once its
+        checkpoint completed knows no row before the barrier reached it."""
+        self.busy = True
+        if self.redis is not None and self.progress_key:
+            self.out.flush(self._report(int(time.time() * 1000), dirty=1))
 
     def _collect(self) -> None:
         """A full garbage collection of what was made since the last one (see GC_EVERY_MS), the next one after
