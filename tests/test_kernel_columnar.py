@@ -183,6 +183,38 @@ def test_short_columns_exact_prefix_sums_are_numpys_integers(seed):
                 assert (x.m, x.s, x.nan, x.pinf, x.ninf) == (y.m, y.s, y.nan, y.pinf, y.ninf)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_long_columns_exact_prefix_sums_are_the_python_paths_integers(seed):
+    """Columns longer than ``SMALL`` (frexp once per column for its sums and sums of squares, the terms
+    shifted and summed as Python integers): the very integers, scale and non-finite counts of the
+    value-by-value path, and ``_exact_many`` (non-finite counts read only when the column has some) the
+    ``ExactSum`` of ``_exact`` on every slice, with and without nulls and non-finite values."""
+    rng = random.Random(7300 + seed)
+    for _ in range(12):
+        n = rng.randint(columnar.SMALL + 1, 3000)
+        kind = rng.random()
+        if kind < 0.4:  # amounts: finite, some nulls
+            vals = [None if rng.random() < 0.05 else round(rng.uniform(-1e4, 1e4), rng.randint(0, 4))
+                    for _ in range(n)]
+        elif kind < 0.6:  # finite, no null, zeros of both signs
+            vals = [rng.choice([0.0, -0.0, rng.uniform(0, 500)]) for _ in range(n)]
+        else:  # anything
+            vals = [_random_double(rng) for _ in range(n)]
+        cols = columnar._Columns(Layout([("x", "float64")], [], []), [RawEvents.of([([i], [v]) for i, v in
+                                                                                   enumerate(vals)], 1)])
+        for squares in (False, True):
+            wide = cols.exact_prefix(0, squares)
+            want = columnar._exact_prefix_small(vals, squares)
+            assert wide[1] == want[1]
+            for got, exp in zip((wide[0], *wide[2:]), (want[0], *want[2:])):
+                assert [int(x) for x in got] == list(exp), (kind, squares)
+            a_s = sorted(rng.randint(0, n) for _ in range(200))
+            b_s = [rng.randint(a, n) for a in a_s]
+            many = columnar._exact_many(wide, a_s, b_s)
+            one = [columnar._exact(want, a, b) for a, b in zip(a_s, b_s)]
+            assert [(x.m, x.s, x.nan, x.pinf, x.ninf) for x in many] == [(y.m, y.s, y.nan, y.pinf, y.ninf) for y in one]
+
+
 def test_inputs_are_the_kernel_tests_inputs():
     assert [d for _, d in INPUTS] == ["float64", "int64", "string"]  # the float/int/string paths above
     assert check  # the oracle comparison of compute() (sparse replies go through window_rows)

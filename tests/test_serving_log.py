@@ -2,6 +2,7 @@
 without a log are filled by the point-in-time join and flagged; shipping is idempotent and crash-safe;
 mixed definition versions are reported."""
 
+import json
 import random
 import warnings
 
@@ -207,6 +208,28 @@ def test_a_request_id_logged_twice_counts_once_as_its_last_lookup(store):
     assert got["_from_log"].tolist() == [True, False]
     assert got["events_all"].iloc[0] == last.to_dict()["events_all"][1]
     assert store.verify("logged_model").rows == 2
+
+
+def test_a_log_write_redis_refuses_fails_the_lookup_and_leaves_the_connection_usable(store):
+    """Durable (docs/log-and-wait.md): a lookup whose log entry Redis does not take fails with one line, never
+    returns an unlogged vector; the connection it used is not left with a reply pending (the next lookups
+    are answered and logged, each once). (The log write is packed by hand: ``RedisOnlineStore.xadd``.)"""
+    from featurestore.errors import InfraError
+
+    client = store.online_store().client
+    key = serving_log.stream_key(store.config.project, "logged_model")
+    client.delete(key)
+    client.set(key, "not a stream")
+    when = BASE + pd.Timedelta("120s")
+    for _ in range(3):
+        with pytest.raises(InfraError, match="WRONGTYPE"):
+            store.get_online_features([{"user_id": "u1"}], feature_service="logged_model", request_time=when)
+    client.delete(key)
+    ids = [store.get_online_features([{"user_id": u}], feature_service="logged_model", request_time=when).request_id
+           for u in ("u0", "u1", "u2")]
+    entries = [json.loads(fields[b"r"]) for _, fields in client.xrange(key)]
+    assert [e["request_id"] for e in entries] == ids
+    assert [e["entities"] for e in entries] == [[{"user_id": u}] for u in ("u0", "u1", "u2")]
 
 
 @pytest.mark.parametrize("bad", [123, "", b"r1"])

@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate
 from math import frexp, inf as _INF
-from operator import is_not
+from operator import is_not, lshift, mul
 from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -162,6 +162,30 @@ class _Columns:
             p = self._prefix[key] = list(accumulate((0 if x is None else x for x in self.values(col)), initial=0))
         return p
 
+    def _mantissas(self, col: int):
+        """``(mant, shift, emin, nan, pinf, ninf)`` of a float column (numpy arrays; once per column, for its
+        sums and its sums of squares): each finite value is ``mant * 2**(emin + shift)`` with an integer
+        ``|mant| < 2**53`` (``frexp``) and ``emin`` the smallest exponent of a non-zero value; nulls and
+        non-finite values (flagged) are 0."""
+        key = ("m", col)
+        got = self._prefix.get(key)
+        if got is None:
+            vals = self.values(col)
+            x = np.array(vals if None not in vals else [0.0 if v is None else v for v in vals], dtype=np.float64)
+            nan = np.isnan(x)
+            pinf = np.isposinf(x)
+            ninf = np.isneginf(x)
+            bad = nan | pinf | ninf
+            if bad.any():
+                x[bad] = 0.0
+            m, e = np.frexp(x)
+            mant = (m * 9007199254740992.0).astype(np.int64)  # m * 2**53: exact, |mant| < 2**53
+            exp = e.astype(np.int64) - 53
+            nz = mant != 0
+            emin = int(exp[nz].min()) if nz.any() else 0
+            got = self._prefix[key] = (mant, np.where(nz, exp - emin, 0), emin, nan, pinf, ninf)
+        return got
+
     def exact_prefix(self, col: int, squares: bool):
         """``(P, scale, nan, pinf, ninf)``: ``P[i]`` the exact sum of the first ``i`` values (or squares)
         times ``2**scale``; non-finite counts as prefix arrays. None when the column holds a non-float."""
@@ -175,32 +199,17 @@ class _Columns:
         elif len(vals) <= SMALL:
             out = _exact_prefix_small(vals, squares)
         else:
-            x = np.array([0.0 if v is None else v for v in vals], dtype=np.float64)
-            nan = np.isnan(x)
-            pinf = np.isposinf(x)
-            ninf = np.isneginf(x)
-            bad = nan | pinf | ninf
-            if bad.any():
-                x[bad] = 0.0
-            m, e = np.frexp(x)
-            mant = (m * 9007199254740992.0).astype(np.int64)  # m * 2**53: exact, |mant| < 2**53
-            exp = e.astype(np.int64) - 53
-            nz = mant != 0
-            emin = int(exp[nz].min()) if nz.any() else 0
-            shift = np.where(nz, exp - emin, 0)
-            mo = mant.astype(object)
+            mant, shift, emin, nan, pinf, ninf = self._mantissas(col)
             if squares:
-                terms = (mo * mo) << (2 * shift).astype(object)
+                ms = mant.tolist()
+                terms = map(lshift, map(mul, ms, ms), (2 * shift).tolist())
                 scale = -2 * emin
                 pinf = pinf | ninf  # (+-inf)**2 = +inf
                 ninf = np.zeros_like(ninf)
             else:
-                terms = mo << shift.astype(object)
+                terms = map(lshift, mant.tolist(), shift.tolist())
                 scale = -emin
-            prefix = np.empty(len(vals) + 1, dtype=object)
-            prefix[0] = 0
-            if len(vals):
-                np.cumsum(terms, out=prefix[1:])
+            prefix = list(accumulate(terms, initial=0))  # (Python integers: exact)
             counts = [np.concatenate(([0], np.cumsum(a, dtype=np.int64))) for a in (nan, pinf, ninf)]
             out = (prefix, scale, *counts)
         self._prefix[key] = out
@@ -254,6 +263,16 @@ def _exact(prefix, a: int, b: int) -> ExactSum:
     if scale < 0:
         m, scale = m << -scale, 0
     return ExactSum(m, scale, int(nan[b] - nan[a]), int(pinf[b] - pinf[a]), int(ninf[b] - ninf[a]))
+
+
+def _exact_many(prefix, a_s: List[int], b_s: List[int]) -> List[ExactSum]:
+    """:func:`_exact` of each slice ``[a, b)`` (the non-finite counts read only when the column has some)."""
+    p, scale, nan, pinf, ninf = prefix
+    if nan[-1] or pinf[-1] or ninf[-1]:
+        return [_exact(prefix, a, b) for a, b in zip(a_s, b_s)]
+    if scale < 0:
+        return [ExactSum((p[b] - p[a]) << -scale, 0) for a, b in zip(a_s, b_s)]
+    return [ExactSum(p[b] - p[a], scale) for a, b in zip(a_s, b_s)]
 
 
 def window_rows(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Sequence[Span]],
@@ -339,7 +358,7 @@ def _slot_values(layout: Layout, cols: "_Columns", kind: str, col: Optional[int]
     if kind in ("s", "q"):
         prefix = cols.exact_prefix(col, kind == "q")
         if prefix is not None:
-            return [_exact(prefix, a, b) for a, b in zip(a_s, b_s)]
+            return _exact_many(prefix, a_s, b_s)
     if kind == "d":
         vals = cols.values(col)
         nan_aware = col in layout.float_cols
