@@ -1,7 +1,8 @@
 """CPU seconds of each DuckDB query of materialize's vectorised path, each timed alone (no Redis).
 
 On the data of ``bench/materialize_hot.py`` (generate it first: run that bench once with the same
-``FS_BENCH_DATA``), per view: the kernel entities' table (``hot``), the plain entities' packed members
+``FS_BENCH_DATA``), per view: the pass's events read and ranked (``ranked``, code that has it), the
+kernel entities' table (``hot``), the plain entities' packed members
 (``plain``), the kernel entities' events table (``events``), the tiles query with each row's text
 (``tiles``) and the kernel entities' packed members (``members``; the tiles query includes the minutes' levels it reads), as
 :mod:`featurestore.stores.online_materialize` runs them; then the Python decoding of the tile rows
@@ -68,10 +69,18 @@ def main(argv=None) -> int:
         merged = tile_top if ret.keep_base else None
         for _ in range(args.reps):
             cpu = {}
-            cpu["hot"], _ = timed(lambda: con.execute(om.hot_sql(cv, rel, None, cut, ret.keep_base)))
-            cpu["plain"], _ = timed(lambda: con.sql(om.packed_members_sql(cv, rel, None, cut)).to_arrow_table())
-            sql, order_text = om._events_sql(cv, picked_order=True)
-            cpu["events"], _ = timed(lambda: con.execute(sql.format(relation=rel)))
+            if hasattr(om, "ranked_sql"):  # the pass's events read and ranked once, the rest from them
+                cpu["ranked"], _ = timed(lambda: con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {om.RANKED} AS {om.ranked_sql(cv, rel, None)}"))
+                cpu["hot"], _ = timed(lambda: con.execute(om.hot_sql(cv, om.RANKED, None, cut, ret.keep_base)))
+                cpu["plain"], _ = timed(lambda: con.sql(om.packed_members_sql(cv, cut)).to_arrow_table())
+                sql, order_text = om._events_sql(cv, picked_order=True, ranked=True)
+                cpu["events"], _ = timed(lambda: con.execute(sql.format(relation=om.RANKED)))
+            else:  # code before the ranked table
+                cpu["hot"], _ = timed(lambda: con.execute(om.hot_sql(cv, rel, None, cut, ret.keep_base)))
+                cpu["plain"], _ = timed(lambda: con.sql(om.packed_members_sql(cv, rel, None, cut)).to_arrow_table())
+                sql, order_text = om._events_sql(cv, picked_order=True)
+                cpu["events"], _ = timed(lambda: con.execute(sql.format(relation=rel)))
             all_tops = ret.keep_base and tile_top == TOP_LEVEL
 
             def tiles_query():  # with each minute's lowest kept level first (code that has it)
@@ -88,7 +97,7 @@ def main(argv=None) -> int:
                                               for b in tiles.to_batches(20_000)])
             cpu["members"], _ = timed(lambda: con.sql(om._packed_members_sql(cv, cut, order_text)).to_arrow_table())
             con.execute(f"DROP TABLE IF EXISTS {om.HOT}; DROP TABLE IF EXISTS {om.HOT_EVENTS}")
-            con.execute("DROP TABLE IF EXISTS __fs_mat_hlv")
+            con.execute("DROP TABLE IF EXISTS __fs_mat_hlv; DROP TABLE IF EXISTS __fs_mat_rnk")
             print(f"{view}: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
                   + f"; all {sum(cpu.values()):.2f} s CPU ({tiles.num_rows:,} tile rows)", flush=True)
     print(f"load {os.getloadavg()}")

@@ -55,7 +55,7 @@ from featurestore.stores import online_redis as orr
 from featurestore.stores import online_format as ofmt
 from featurestore.stores.online_packed import Transaction, from_columns, packed_sql
 
-HOT, HOT_EVENTS, HOT_LEVELS = "__fs_mat_hot", "__fs_mat_hev", "__fs_mat_hlv"
+HOT, HOT_EVENTS, HOT_LEVELS, RANKED = "__fs_mat_hot", "__fs_mat_hev", "__fs_mat_hlv", "__fs_mat_rnk"
 
 
 # Fewer kernel entities' events than this in a pass: they are built entity by entity (the vectorised
@@ -164,26 +164,29 @@ def materialize_view(store, con, cv: CompiledView, relation: str, end_ms: Option
         part_arg = (part, passes) if passes > 1 else None
         hot = None
         if vector:
-            try:
-                con.execute(hot_sql(cv, relation, part_arg, cut, ret.keep_base))
+            try:  # the pass's events read and ranked once (ranked_sql): the plain and kernel entities' source
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {RANKED} AS {ranked_sql(cv, relation, part_arg)}")
+                con.execute(hot_sql(cv, RANKED, None, cut, ret.keep_base))
                 hot = HOT
             except duckdb.Error:
+                con.execute(f"DROP TABLE IF EXISTS {RANKED}")
                 hot = None
         if hot is not None and packed:
-            _plain_packed(con, cv, relation, part_arg, cut, writer, on_rows)
+            _plain_packed(con, cv, part_arg, cut, writer, on_rows)
         else:
             _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, exclude=hot)
         if hot is not None:
             try:
                 if _hot_events(con) >= VECTOR_EVENTS:  # fewer do not pay for the tiles query
                     try:
-                        _kernel(con, cv, relation, layout, cut, ret.keep_base, writer, on_rows, packed)
+                        _kernel(con, cv, RANKED, layout, cut, ret.keep_base, writer, on_rows, packed, ranked=True)
                         continue
                     except duckdb.Error:  # e.g. a sum of squares beyond HUGEINT: the per-entity build
                         pass
                 _plain(con, cv, relation, part_arg, layout, cut, ret, writer, on_rows, only=hot)
             finally:
-                con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}; DROP TABLE IF EXISTS {HOT_LEVELS}")
+                con.execute(f"DROP TABLE IF EXISTS {HOT}; DROP TABLE IF EXISTS {HOT_EVENTS}; DROP TABLE IF EXISTS {HOT_LEVELS}; "
+                            f"DROP TABLE IF EXISTS {RANKED}")
     writer.flush()
     deleted = store.delete_unwritten(cv, writer.written)  # gone from the table, or every event behind the cut
     store.write_marker(cv, end_ms, "materialize")
@@ -221,11 +224,11 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
             on_rows(int(pc.sum(batch.column(nkeys + 3)).as_py()))
 
 
-def _plain_packed(con, cv: CompiledView, relation: str, part, cut, writer: _Writer, on_rows) -> None:
+def _plain_packed(con, cv: CompiledView, part, cut, writer: _Writer, on_rows) -> None:
     """The pass's entities outside table :data:`HOT` (at most ``DENSE_EVENTS`` kept events, no prefix):
     their kept members as DuckDB encoded and packed them (:func:`packed_members_sql`), forwarded."""
     try:
-        reader = con.sql(packed_members_sql(cv, relation, part, cut)).to_arrow_reader(orr.BATCH_ROWS)
+        reader = con.sql(packed_members_sql(cv, cut)).to_arrow_reader(orr.BATCH_ROWS)
     except Exception as exc:
         raise _error(cv, exc) from None
     nkeys = len(cv.join_keys)
@@ -244,18 +247,17 @@ def _plain_packed(con, cv: CompiledView, relation: str, part, cut, writer: _Writ
             on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
 
 
-def packed_members_sql(cv: CompiledView, relation: str, part, cut: Optional[int]) -> str:
-    """One row per entity outside :data:`HOT`: keys, last time, the number of kept events (``__fs_k``:
-    at or after ``cut``), their times and members packed (``__fs_packed``: :func:`online_packed.packed_sql`,
-    in event order, ids as :func:`orr.materialize_sql` numbers them) and the event count (``__fs_n``)."""
+def packed_members_sql(cv: CompiledView, cut: Optional[int]) -> str:
+    """One row per entity of table :data:`RANKED` outside :data:`HOT`: keys, last time, the number of kept
+    events (``__fs_k``: at or after ``cut``), their times and members packed (``__fs_packed``:
+    :func:`online_packed.packed_sql`, in event order, ids as :func:`orr.materialize_sql` numbers them) and
+    the event count (``__fs_n``)."""
     keys = ", ".join(dsql.q(k) for k in cv.join_keys)
-    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
-    rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(orr._event_order(cv))})"
     member = orr.member_sql(cv, "__fs_r", "__fs_ts")
     keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
     # (the member a column of its own: packed_sql names it twice)
-    return (f"WITH ev AS (SELECT {keys}, __fs_ts, __fs_r, {member} AS __fs_m FROM (SELECT *, {ts} AS __fs_ts, "
-            f"{rank} AS __fs_r FROM {relation} AS src ANTI JOIN {HOT} USING ({keys}) WHERE {' AND '.join(_where(cv, part))}))\n"
+    return (f"WITH ev AS (SELECT {keys}, __fs_ts, __fs_r, {member} AS __fs_m FROM {RANKED} AS src "
+            f"ANTI JOIN {HOT} USING ({keys}))\n"
             f"SELECT {keys}, max(__fs_ts) AS __fs_last, count(*){keep} AS __fs_k, "
             f"string_agg({packed_sql('__fs_ts', '__fs_m')}, '' ORDER BY __fs_r){keep} AS __fs_packed, "
             f"count(*) AS __fs_n FROM ev GROUP BY {keys}")
@@ -267,6 +269,16 @@ def _where(cv: CompiledView, part) -> List[str]:
     if part is not None:
         where.append(f"hash({', '.join(keys)}) % {int(part[1])} = {int(part[0])}")
     return where
+
+
+def ranked_sql(cv: CompiledView, relation: str, part=None) -> str:
+    """The events of ``relation`` (of the pass ``part``) with their time in ms (``__fs_ts``), rank in
+    event order (``__fs_r``, as :func:`orr.materialize_sql` numbers members) and order rank (``__fs_o``,
+    equal for equal orders) within their entity: one read and sort of the events for every entity."""
+    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
+    return (f"SELECT *, epoch_ms({dsql.q(cv.ts_column)}) AS __fs_ts, row_number() OVER (__fs_w) AS __fs_r, "
+            f"rank() OVER (__fs_w) AS __fs_o FROM {relation} AS src WHERE {' AND '.join(_where(cv, part))} "
+            f"WINDOW __fs_w AS (PARTITION BY {keys} ORDER BY {', '.join(orr._event_order(cv))})")
 
 
 def hot_sql(cv: CompiledView, relation: str, part, cut: Optional[int], keep_base: bool) -> str:
@@ -282,31 +294,28 @@ def hot_sql(cv: CompiledView, relation: str, part, cut: Optional[int], keep_base
             f"WHERE {' AND '.join(_where(cv, part))} GROUP BY ALL) WHERE {dense} OR __fs_old > 0")
 
 
-def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS, picked_order: bool = False
-                ) -> Tuple[str, bool]:
+def _events_sql(cv: CompiledView, hot: str = HOT, out: str = HOT_EVENTS, picked_order: bool = False,
+                ranked: bool = False) -> Tuple[str, bool]:
     """The temporary table ``out`` of the kernel entities' (those of table ``hot``) events: entity, dense flag, time, rank in event order
     (``__fs_r``, as materialize_sql numbers members), order rank (equal for equal orders), inputs as the
     kernel sees them, the JSON text of each stored order value (``__fs_v<j>``) and the order's text
     (``__fs_ord``, only when the view stores order values: ``online_format.order_columns``; with
-    ``picked_order`` not when :func:`_pick_order_sql` builds it for the picked events instead)."""
+    ``picked_order`` not when :func:`_pick_order_sql` builds it for the picked events instead).
+    ``ranked``: the relation already holds :func:`ranked_sql`'s columns (else it is ranked here)."""
     keys = ", ".join(dsql.q(k) for k in cv.join_keys)
     types = dict(cv.stored_columns)
     stored = ofmt.order_columns(cv)
     order_text = bool(stored)
-    window = f"PARTITION BY __fs_e ORDER BY {', '.join(orr._event_order(cv))}"
     inputs = [f"{orr._input_sql(e, d)} AS __fs_i{j}" for j, (e, d) in enumerate(input_columns(cv))]
-    cols = [f"epoch_ms({dsql.q(cv.ts_column)}) AS __fs_ts", f"row_number() OVER (__fs_w) AS __fs_r",
-            f"rank() OVER (__fs_w) AS __fs_o", *inputs]
+    cols = ["__fs_ts", "__fs_r", "__fs_o", *inputs]
     if order_text:
-        ts = f"epoch_ms({dsql.q(cv.ts_column)})"
         cols += [f"{ofmt.json_sql(ofmt.order_value_sql(dsql.q(c), types[c]))} AS __fs_v{j}"
                  for j, (c, s) in enumerate(zip(stored, ofmt.order_sources(cv))) if s < 0]
         if not picked_order or _pick_order_sql(cv) is None:  # else for the picked events only (_groups)
-            cols.append(f"{dtext.order_text_sql(ts, [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
-    where = " AND ".join(_where(cv, None))
+            cols.append(f"{dtext.order_text_sql('__fs_ts', [(dsql.q(c), types[c]) for c in stored])} AS __fs_ord")
+    source = "{relation}" if ranked else f"({ranked_sql(cv, '{relation}')})"
     sql = (f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT __fs_e, __fs_d, {', '.join(cols)} "
-           f"FROM (SELECT * FROM {{relation}} AS src WHERE {where}) AS src JOIN {hot} USING ({keys}) "
-           f"WINDOW __fs_w AS ({window})")
+           f"FROM {source} AS src JOIN {hot} USING ({keys})")
     return sql, order_text
 
 
@@ -398,10 +407,11 @@ def _groups(con, cv: CompiledView, layout: Layout, cut, keep_base: bool, order_t
 
 
 def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base: bool, writer: _Writer,
-            on_rows, packed: bool = True) -> None:
+            on_rows, packed: bool = True, ranked: bool = False) -> None:
     """The kernel entities of the pass (table :data:`HOT`), vectorised (see the module docstring);
-    ``packed``: their members packed by DuckDB (:mod:`featurestore.stores.online_packed`)."""
-    sql, order_text = _events_sql(cv, picked_order=True)
+    ``packed``: their members packed by DuckDB (:mod:`featurestore.stores.online_packed`); ``ranked``:
+    ``relation`` holds :func:`ranked_sql`'s columns."""
+    sql, order_text = _events_sql(cv, picked_order=True, ranked=ranked)
     con.execute(sql.format(relation=relation))
     nkeys = len(cv.join_keys)
     groups = _groups(con, cv, layout, cut, keep_base, order_text)
