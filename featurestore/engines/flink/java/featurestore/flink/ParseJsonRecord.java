@@ -23,6 +23,7 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.data.ArrayData;
 
 /**
  * The streaming job's reader of one Kafka record: a strict JSON object with typed columns, in one pass
@@ -46,13 +47,13 @@ import org.apache.flink.table.annotation.DataTypeHint;
 public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
     private static final JsonFactory FACTORY = new JsonFactory();
 
-    public @DataTypeHint("ARRAY<STRING>") String[] eval(byte[] value, String specText) {
+    public @DataTypeHint(value = "ARRAY<STRING>", bridgedTo = ArrayData.class) ArrayData eval(byte[] value,
+                                                                                         String specText) {
         Spec s = spec(specText, Spec::new);
         String[] out = row(s, value);
         if (value == null) {
-            return out;
+            return array(out, null);
         }
-        out[PAYLOAD] = new String(value, StandardCharsets.UTF_8);
         String text;
         try {
             CharsetDecoder strict = StandardCharsets.UTF_8.newDecoder()
@@ -60,8 +61,14 @@ public class ParseJsonRecord extends RecordFunction<ParseJsonRecord.Spec> {
                     .onUnmappableCharacter(CodingErrorAction.REPORT);
             text = strict.decode(ByteBuffer.wrap(value)).toString();
         } catch (CharacterCodingException e) {
-            return reject(out, s.notUtf8);
+            out[PAYLOAD] = new String(value, StandardCharsets.UTF_8);
+            return array(reject(out, s.notUtf8), null);
         }
+        return array(parse(s, text, out), value); // the payload is its own UTF-8: no copy through a String
+    }
+
+    /** {@code out} with the outcome of the JSON {@code text}. */
+    private static String[] parse(Spec s, String text, String[] out) {
         JsonToken[] tokens = new JsonToken[s.names.length];
         String[] texts = new String[s.names.length];
         JsonParser.NumberType[] numberTypes = new JsonParser.NumberType[s.names.length];

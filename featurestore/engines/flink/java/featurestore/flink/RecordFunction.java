@@ -6,6 +6,9 @@ import java.util.function.Function;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.flink.table.data.ArrayData;
+import org.apache.flink.table.data.GenericArrayData;
+import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
@@ -55,6 +58,20 @@ abstract class RecordFunction<S extends RecordFunction.Columns> extends ScalarFu
             out[RECORD] = s.emptyRecord;
         }
         return out;
+    }
+
+    /** {@code row} as Flink's internal array (what the planner would convert a String[] to, without its
+     * copy into a binary array); {@code payload}, when not null, the payload's UTF-8 (its text is not in the
+     * row). */
+    static ArrayData array(String[] row, byte[] payload) {
+        StringData[] out = new StringData[row.length];
+        for (int i = 0; i < row.length; i++) {
+            out[i] = row[i] == null ? null : StringData.fromString(row[i]);
+        }
+        if (payload != null) {
+            out[PAYLOAD] = StringData.fromBytes(payload);
+        }
+        return new GenericArrayData(out);
     }
 
     /** The row of a record that is not one (its reason; no values). */
