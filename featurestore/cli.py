@@ -303,10 +303,10 @@ def backfill(
                          "dead_letters_table": getattr(results, "tables", {}).get(r.source)} for r in results])
             return
         table = Table(title="Backfill")
-        for col in ("view", "rows", "dead letters / null key", "version", "seconds", "rows/s"):
+        for col in ("view", "rows", "dead letters / null key / failing", "version", "seconds", "rows/s"):
             table.add_column(col, justify="right" if col != "view" else "left")
-        for r in results:
-            table.add_row(r.view, f"{r.rows:,}", f"{r.dead_letters:,} / {r.rejected_null_key:,}",
+        for r in results:  # failing: events the view's expressions fail on (dead letters of the view)
+            table.add_row(r.view, f"{r.rows:,}", f"{r.dead_letters:,} / {r.rejected_null_key:,} / {r.failed:,}",
                           str(r.version), f"{r.seconds:.2f}", f"{r.events_per_second:,.0f}")
         _wide().print(table)
         for line in results.summary():

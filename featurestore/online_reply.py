@@ -187,19 +187,33 @@ def loads(raw):
 
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _LONG, _LONG_NEGATIVE = b"0" * 20, b"-" + b"0" * 19  # every int64 fits in 19 digits and a sign
+_INT64_MIN_DIGITS = str(2**63).encode()
+
+
+def may_hold_wide_integers(text: bytes) -> bool:
+    """Whether JSON ``text`` may hold an integer orjson does not read exactly: orjson reads one beyond 64 bits
+    (above 2**64 - 1, below -2**63) as a float, without raising. True where 20 digits follow each other, or a
+    minus and 19 digits above 2**63 (every uint64 has fewer digits, every int64 fewer or those); digits in a
+    string or a float's fraction only cost the slower parse."""
+    digits = text.translate(_DIGITS)
+    if _LONG in digits:
+        return True
+    at = digits.find(_LONG_NEGATIVE)
+    while at >= 0:
+        if text[at + 1:at + 20] > _INT64_MIN_DIGITS:  # 19 digits each: compared as text as by value
+            return True
+        at = digits.find(_LONG_NEGATIVE, at + 1)
+    return False
 
 
 def loads_exact(raw):
     """:func:`loads` of partial rows (tiles, prefixes: an integer sum of int64 values can leave 64 bits):
-    text holding an integer orjson may not read exactly (20 digits in a row, or 19 after a minus) goes to
-    the standard parser, which reads it exactly (also a string of such digits: only slower)."""
-    b = raw.encode() if isinstance(raw, str) else bytes(raw)
-    digits = b.translate(_DIGITS)
-    if _LONG in digits or _LONG_NEGATIVE in digits:
+    text that :func:`may_hold_wide_integers` goes to the standard parser, which reads it exactly."""
+    if may_hold_wide_integers(raw.encode() if isinstance(raw, str) else bytes(raw)):
         return json.loads(raw)
     return loads(raw)
 
 
 
 __all__ = ["EntityReply", "decode_reply", "dense_fragments", "tile_span", "compares_orders", "raw_events", "raw_events_many",
-           "loads", "loads_exact"]
+           "loads", "loads_exact", "may_hold_wide_integers"]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from featurestore import cli
 from featurestore.config import load_config
 from featurestore.errors import RequestError
-from featurestore.online_reply import loads_exact
+from featurestore.online_reply import loads_exact, may_hold_wide_integers
 from featurestore.store import FeatureStore
 from tests import oracle
 from tests.conftest import drop_project
@@ -99,6 +99,9 @@ def test_partial_rows_read_integers_beyond_64_bits_exactly():
         assert loads_exact(f"[{v},1.5,\"x\"]".encode()) == [v, 1.5, "x"]
         assert loads_exact(f"[{v},NaN]")[0] == v  # the NaN fallback keeps it exact too
     assert loads_exact(b'["12345678901234567890123"]') == ["12345678901234567890123"]  # digits in a string
+    # what orjson reads exactly (every int64 and uint64) needs no slower parse but at 20 digits
+    assert not any(may_hold_wide_integers(str(v).encode()) for v in (-(2**63), 2**63 - 1, -(10**18), 99, -5))
+    assert all(may_hold_wide_integers(f"[1,{v}]".encode()) for v in (-(2**63) - 1, -(10**19), 2**64, 2**64 - 1))
 
 
 @pytest.mark.parametrize("mode", ["sparse", "tiled"])

@@ -1,15 +1,19 @@
-"""One rule for an event on which DuckDB's evaluation of a view's expression fails (an integer overflow in a feature
-input such as ``qty * 1000000000`` or in a projection such as ``qty * qty``): both backfills fail in one line naming
-the view (the Flink one naming the feature or the projection too), and the streaming job, which must not crash-loop
-on one event, makes it a **dead letter of that view** with the same reason (``tables.view_failure_sql``): it is
-neither stored in the view's offline table nor applied online, so online = offline holds on the stream's data and
-no value DuckDB never computes (a NULL input silently skipped) is ever served. Other views of the same source keep
-the event."""
+"""One rule in every job for an event on which DuckDB's evaluation of a view's expression fails (an integer overflow
+in a feature input such as ``qty * 1000000000`` or in a projection such as ``qty * qty``, a division by zero in a
+filter): the event is a **dead letter of that view**, one per (event, view), with the same reason in the streaming
+job (``tables.view_failure_sql``) and both backfills (``duckdb_sql.backfill_sql``, ``VIEW_FAILED``), naming the view
+and the part: it is neither stored in the view's offline table nor applied online, so online = offline holds and
+no value DuckDB never computes (a NULL input silently skipped) is ever served; one bad event never halts a backfill.
+Other views of the same source keep the event. Stream = DuckDB backfill = Flink backfill, rows and dead letters."""
 
 from __future__ import annotations
 
+import json
+import math
 import random
+import shutil
 import uuid
+from collections import Counter
 
 import pandas as pd
 import pyarrow as pa
@@ -18,10 +22,9 @@ import pytest
 
 from featurestore import datagen
 from featurestore.engines.flink import stream as streaming
-from featurestore.errors import FeatureStoreError
 from featurestore.store import FeatureStore
-from tests.stream_helpers import (JOB_TIMEOUT_S, assert_online_equals_offline, assert_same_rows, create_topic,
-                                  dead_letters, drop_project, offline_table, produce)
+from tests.stream_helpers import (JOB_TIMEOUT_S, assert_backfills_agree, assert_online_equals_offline, assert_same_rows,
+                                  backfill_letters, create_topic, dead_letters, drop_project, offline_table, produce)
 
 T0_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 SCHEMA = {"user_id": "string", "qty": "int64", "ts": "timestamp"}
@@ -40,12 +43,39 @@ scaled = FeatureView(entities=[user], source=events,
                                Aggregation("*", "count", "1h", name="m_1h")])
 squared = FeatureView(entities=[user], source=events, projections={{"sq": "qty * qty"}},
                       features=[Latest("sq"), Aggregation("sq", "max", None, name="top")])
+picky = FeatureView(entities=[user], source=events, filter="100 % qty <> 1",
+                    features=[Aggregation("qty", "sum", "1h", name="picked_1h")])
 '''
 FEATURE_FAILS = 10**10  # qty * 1e9 overflows BIGINT (and qty * qty)
 PROJECTION_FAILS = 4 * 10**9  # qty * qty overflows, qty * 1e9 does not
 FEATURE_PART = "feature 'nano', 'nano_1h' (qty * 1000000000): an integer overflow"
 SCALED_REASON = f"view 'scaled': {FEATURE_PART}"
 SQUARED_REASON = "view 'squared': projection 'sq' (qty * qty): an integer overflow"
+PICKY_REASON = "view 'picky': filter (100 % qty <> 1): a division by zero"
+VIEWS = ("plain", "scaled", "squared", "picky")
+
+
+def expected_letters(events) -> Counter:
+    """(reason prefix, event time) of every dead letter: one per event and view its expressions fail on."""
+    out = Counter()
+    for e in events:
+        q = e["qty"]
+        if q == FEATURE_FAILS:
+            out[(SCALED_REASON, e["ts"])] += 1
+        if q is not None and abs(q) > 3037000499:
+            out[(SQUARED_REASON, e["ts"])] += 1
+        if q == 0:
+            out[(PICKY_REASON, e["ts"])] += 1
+    return out
+
+
+def by_prefix(letters: Counter) -> Counter:
+    """``letters`` ((reason, event time) counts) with each reason cut to the prefix it starts with."""
+    out = Counter()
+    for (reason, at), n in letters.items():
+        prefix = next((p for p in (SCALED_REASON, SQUARED_REASON, PICKY_REASON) if reason.startswith(p)), reason)
+        out[(prefix, at)] += n
+    return out
 
 
 def _events(n: int = 80):
@@ -57,6 +87,8 @@ def _events(n: int = 80):
             qty = PROJECTION_FAILS
         elif i % 13 == 6:
             qty = FEATURE_FAILS
+        elif i % 17 == 9:
+            qty = 0  # 100 % qty fails
         out.append({"user_id": f"u{rng.randrange(4)}", "qty": qty, "ts": T0_MS + rng.randrange(3_600_000)})
     return out
 
@@ -76,11 +108,11 @@ def _repo(root, topic: str, project: str, events) -> FeatureStore:
 @pytest.mark.flink
 @pytest.mark.kafka
 @pytest.mark.redis
-def test_the_stream_dead_letters_what_both_backfills_fail_on(tmp_path, redis_client, kafka_admin):
+def test_stream_and_both_backfills_dead_letter_an_event_per_view_it_fails_in_alike(tmp_path, redis_client, kafka_admin):
     events = _events()
-    fails_feature = [e for e in events if e["qty"] == FEATURE_FAILS]
-    fails_projection = [e for e in events if e["qty"] == PROJECTION_FAILS]
-    assert fails_feature and fails_projection
+    want = expected_letters(events)
+    assert {p for p, _ in want} == {SCALED_REASON, SQUARED_REASON, PICKY_REASON}
+    assert any(n > 0 for (p, at), n in want.items() if p == SCALED_REASON and (SQUARED_REASON, at) in want)  # 2 views
     suffix = uuid.uuid4().hex[:10]
     topic, project = f"fs_failing_{suffix}", f"t_failing_{suffix[:8]}"
     store = _repo(tmp_path / "stream", topic, project, events)
@@ -88,13 +120,9 @@ def test_the_stream_dead_letters_what_both_backfills_fail_on(tmp_path, redis_cli
     produce(topic, [(e["user_id"].encode(), datagen.to_json_record(e, "ts", list(SCHEMA))) for e in events])
     try:
         streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
-        # each failing event is one dead letter naming the view and the part (the first failing view names it)
-        letters = dead_letters(store)
-        assert len(letters) == len(fails_feature) + len(fails_projection), letters
-        for row in letters:
-            assert row["reason"].startswith((SCALED_REASON, SQUARED_REASON)), row["reason"]
-        by_reason = sorted(r["reason"].startswith(SQUARED_REASON) for r in letters)
-        assert by_reason.count(True) >= len(fails_projection)
+        # one dead letter per (event, view) a part fails on, naming the view and the part
+        streamed = Counter((r["reason"], json.loads(r["payload"])["ts"]) for r in dead_letters(store))
+        assert by_prefix(streamed) == want, streamed
         # the views store exactly the events their expressions do not fail on; another view keeps them all
         stored = {v: sorted(r["ts"] for r in offline_table(store, v).to_pylist()) for v in ("plain", "scaled", "squared")}
         ts = lambda rows: sorted(pd.Timestamp(e["ts"], unit="ms", tz="UTC") for e in rows)  # noqa: E731
@@ -106,49 +134,47 @@ def test_the_stream_dead_letters_what_both_backfills_fail_on(tmp_path, redis_cli
         times = [T0_MS + k * 600_000 for k in range(1, 8)]
         requests = pd.DataFrame({"user_id": [u for u in users for _ in times], "event_timestamp": pd.to_datetime(
             [q for _ in users for q in times], unit="ms", utc=True)})
-        names = ["plain:qty_1h", "plain:n_1h", "scaled:nano", "scaled:nano_1h", "scaled:m_1h", "squared:sq", "squared:top"]
+        names = ["plain:qty_1h", "plain:n_1h", "scaled:nano", "scaled:nano_1h", "scaled:m_1h", "squared:sq", "squared:top",
+                 "picky:picked_1h"]
         assert_online_equals_offline(store, requests, names, at_least=len(requests) // 2)
-        # the DuckDB backfill of the same events fails in one line on both views; of the other view it equals the stream
+        # SPEC 3.1: both backfills of the same events store the same rows and dead letters as the stream
         duck = _repo(tmp_path / "duck", topic, project + "d", events)
-        for view in ("scaled", "squared"):
-            with pytest.raises(FeatureStoreError) as err:
-                duck.backfill(views=[view])
-            message = str(err.value)
-            assert message.startswith(f"backfill of view '{view}' failed: ") and "\n" not in message, message
-            assert "overflow" in message.lower(), message
-            assert duck.offline.table(view, ts_column="ts").version is None  # nothing written
-        duck.backfill(views=["plain"])
-        assert_same_rows(offline_table(store, "plain"), offline_table(duck, "plain"), "plain: stream vs backfill")
+        shutil.copytree(duck.repo_path, tmp_path / "flink")
+        assert_backfills_agree(duck, FeatureStore(tmp_path / "flink"))
+        assert backfill_letters(duck) == streamed
+        for view in VIEWS:
+            assert_same_rows(offline_table(store, view), offline_table(duck, view), f"{view}: stream vs backfill")
     finally:
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])
 
 
-def test_the_duckdb_backfill_fails_in_one_line_on_a_failing_feature_input_of_a_stored_event(tmp_path):
-    """Not only a later read: the backfill evaluates each computed feature input on the events it stores."""
+def test_the_duckdb_backfill_dead_letters_an_event_a_view_fails_on_and_stores_the_rest(tmp_path):
+    """Not only a later read: the backfill evaluates each computed feature input on the events it stores; the
+    filter on the events, the projections on those it would store. Counted in the results and the summary."""
     events = _events()
     store = _repo(tmp_path / "d", "unused", "t_failingd", events)
-    with pytest.raises(FeatureStoreError) as err:
-        store.backfill(views=["scaled"])
-    message = str(err.value)
-    assert message.startswith("backfill of view 'scaled' failed: ") and "\n" not in message, message
-    assert "overflow" in message.lower() and store.offline.table("scaled", ts_column="ts").version is None, message
-    (got,) = store.backfill(views=["plain"])
-    assert got.rows == len(events)
+    results = store.backfill()
+    got = {r.view: (r.rows, r.failed) for r in results}
+    want = expected_letters(events)
+    failed = {v: sum(n for (p, _), n in want.items() if p.startswith(f"view '{v}'")) for v in VIEWS}
+    assert got["plain"] == (len(events), 0)
+    assert got["scaled"] == (len(events) - failed["scaled"], failed["scaled"]) and failed["scaled"]
+    assert got["squared"] == (len(events) - failed["squared"], failed["squared"]) and failed["squared"]
+    picked = sum(1 for e in events if e["qty"] and math.fmod(100, e["qty"]) != 1)  # DuckDB's %: the dividend's sign
+    assert got["picky"] == (picked, failed["picky"]) and failed["picky"] and picked
+    assert by_prefix(backfill_letters(store)) == want
+    (line,) = results.summary()
+    assert line.startswith(f"source 'events': {sum(want.values())} dead letters (") and SQUARED_REASON in line, line
 
 
 @pytest.mark.flink
 @pytest.mark.slow
-def test_the_flink_backfill_fails_in_one_line_on_a_failing_feature_input(tmp_path):
-    """As the DuckDB backfill (above): on the stored events only, so a filter that keeps the failing events out
-    keeps the backfill whole."""
+def test_the_flink_backfill_keeps_out_what_a_filter_keeps_out(tmp_path):
+    """As the DuckDB backfill: a feature input is evaluated on the stored events only, so a filter that keeps the
+    failing events out leaves no dead letter."""
     events = _events()
     store = _repo(tmp_path / "f", "unused", "t_failingf", events)
-    with pytest.raises(FeatureStoreError) as err:
-        store.backfill(views=["scaled"], engine="flink")
-    message = str(err.value)
-    assert message.startswith(f"backfill of view 'scaled' failed: {FEATURE_PART}") and "\n" not in message, message
-    assert store.offline.table("scaled", ts_column="ts").version is None
     defs = tmp_path / "f" / "definitions" / "features.py"
     defs.write_text(defs.read_text().replace('scaled = FeatureView(entities=[user], source=events,',
                                              'scaled = FeatureView(entities=[user], source=events, filter="qty < 1000",'))
@@ -156,3 +182,4 @@ def test_the_flink_backfill_fails_in_one_line_on_a_failing_feature_input(tmp_pat
         fs = FeatureStore(tmp_path / "f")
         (got,) = fs.backfill(views=["scaled"], engine=engine)
         assert got.rows == sum(1 for e in events if e["qty"] is not None and e["qty"] < 1000), engine
+        assert got.failed == 0 and not backfill_letters(fs), engine

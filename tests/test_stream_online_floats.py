@@ -92,6 +92,9 @@ def test_the_operator_holds_non_finite_float_inputs_as_floats_and_strings_as_str
     (['[1,1000,"é",1.5,true]', '[2,1001,"x",-0.0,false]'], True),  # non-ASCII text, -0.0
     (['[3,1002,"NaN",2.5]', '[4,1003,"y","Infinity"]'], False),  # a value may be non-finite
     (['[5,1004,"z",-9223372036854775808,9223372036854775807]'], True),  # BIGINT's ends
+    # beyond 64 bits (orjson would read them as floats, not raise): exact, through json
+    (['[6,1005,"w",18446744073709551616,-9223372036854775809]', '[7,1006,"v",9223372036854775808,1.5]'], False),
+    (['[8,1007,"u",-123456789012345678901234567890]'], False),
 ])
 def test_a_batch_parses_the_same_as_bytes_and_as_text(arrays, plain):
     """OnlineBatches emits a batch as UTF-8 bytes; keyed state restored from a checkpoint taken before holds

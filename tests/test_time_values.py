@@ -141,8 +141,8 @@ def _stored_as_before_the_check(store, view: str, rows) -> None:
 def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_write_and_offline(tmp_path):
     """A feature input or projection computing a timestamp outside years 1-9999 from supported values (the
     range a lookup returns as a ``datetime``) fails on that event in one line, as an INT64 overflow does:
-    the backfill of a projection or of a feature input, materialize and push of a feature input,
-    get_historical_features. The
+    materialize and push of a feature input, get_historical_features; a backfill (of a projection or of a feature
+    input) makes that event a dead letter of the view and stores the others. The
     old code stored it and every lookup of the entity, online (Python's OverflowError) and offline, crashed."""
     from featurestore.errors import FeatureStoreError, RequestError
 
@@ -157,13 +157,21 @@ def test_a_computed_timestamp_outside_years_1_to_9999_fails_like_an_overflow_at_
         _write_events(root, rows)
         why = re.escape("'exp + INTERVAL 100 YEAR' is a timestamp outside years 1 to 9999 UTC, the supported "
                         "timestamp values")
-        with pytest.raises(FeatureStoreError, match=r"^backfill of view 'moved' failed: .*" + why) as err:
-            store.backfill(views=["moved"])
-        assert "\n" not in str(err.value)
-        # a feature input is evaluated on the events a backfill stores, as a read of the table does (as qty * qty)
-        with pytest.raises(FeatureStoreError, match=r"^backfill of view 'later' failed: .*" + why) as err:
-            store.backfill(views=["later"])
-        assert "\n" not in str(err.value) and store.offline.table("later", ts_column="ts").version is None
+        # a backfill makes the event a dead letter of the view (as the streaming job does), of a projection and of
+        # a feature input alike (evaluated on the events it stores, as a read of the table does), and stores the rest
+        from featurestore.engines.backfill import dead_letter_table
+        from featurestore.engines.flink.exprs_time import TIME_OUT_OF_RANGE
+
+        results = {r.view: r for r in store.backfill(views=["moved", "later"])}
+        parts = {"moved": "projection 'moved'", "later": "feature 'later_latest', 'later_max'"}
+        letters = sorted((d["reason"], d["event_time_ms"]) for d in dead_letter_table(store, "events").read().to_pylist())
+        far_ms = int(rows[-1][2].value // 1_000_000)
+        assert letters == sorted((f"view '{v}': {part} (exp + INTERVAL 100 YEAR): {TIME_OUT_OF_RANGE}", far_ms)
+                                 for v, part in parts.items())
+        for view in parts:
+            assert (results[view].rows, results[view].failed) == (len(rows) - 1, 1), view
+            stored = store.offline.table(view, ts_column="ts").read().to_pylist()
+            assert sorted(r["user_id"] for r in stored) == ["far", "fine"], view  # far's supported event kept
         _stored_as_before_the_check(store, "later", rows)  # a table an earlier version wrote: reads fail alike
         with pytest.raises(FeatureStoreError, match=r"^materialize of view 'later' failed: .*" + why):
             store.materialize(views=["later"])

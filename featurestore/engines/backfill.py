@@ -4,11 +4,13 @@ and the sources' dead-letter tables, and the result it reports.
 An engine computes, per view and in one pass over the batch face, rows tagged by ``__kind`` (see
 ``duckdb_sql.backfill_sql``): the view's stored events for the range, the source's dead letters (rows
 with a reason: missing or unreadable event time, outside the supported range, too far in the future, a
-value not of its column's type) and its events without a join key. :class:`BackfillRun` writes the
+value not of its column's type), its events without a join key and the events its filter, a projection or a
+feature input fails on (dead letters of the view). :class:`BackfillRun` writes the
 events with ``OfflineTable.write_range`` (the range is replaced atomically) and, once every view is
 done, replaces each source's dead-letter table ``<offline root>/<project>/_backfill_dead_letters/<source>``
 with what this run found: dead letters of a source are the same for every view of it, null-join-key rows
-the same for views sharing their join keys, so each is taken from the first such view.
+the same for views sharing their join keys, so each is taken from the first such view; a view's failing
+events are its own (one dead letter per event and view, as the streaming job writes them).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
+from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW, VIEW_FAILED
 from featurestore.errors import FeatureStoreError
 from featurestore.semantics import NULL_KEY_PREFIX, missing_time_reason
 
@@ -45,7 +47,8 @@ class BackfillResult:
     version: Optional[int]
     seconds: float
     source: str = ""
-    reasons: Dict[str, int] = field(default_factory=dict)  # dead letters by reason
+    reasons: Dict[str, int] = field(default_factory=dict)  # dead letters by reason (the source's and the view's)
+    failed: int = 0  # events of the range the view's filter, a projection or a feature input fails on (not stored)
 
     @property
     def rejected_null_time(self) -> int:
@@ -131,18 +134,18 @@ class BackfillRun:
             raise FeatureStoreError(f"backfill of view '{view}' failed: {_first_line(exc)}") from None
         self._taken.update({("source", source), ("group", group)})
         return BackfillResult(view, count[EVENT], count[DEAD_LETTER], count[NULL_KEY], version,
-                              time.perf_counter() - t0, source, dict(reasons))
+                              time.perf_counter() - t0, source, dict(reasons), count[VIEW_FAILED])
 
     def _keep(self, batch: pa.RecordBatch, source: str, take_dead: bool, take_null_key: bool, count: Counter,
               reasons: Counter) -> None:
         kind = batch.column(KIND)
-        for k, take in ((DEAD_LETTER, take_dead), (NULL_KEY, take_null_key)):
+        for k, take in ((DEAD_LETTER, take_dead), (NULL_KEY, take_null_key), (VIEW_FAILED, True)):
             rows = batch.filter(pc.equal(kind, k))
             if not rows.num_rows:
                 continue
             count[k] += rows.num_rows
             reason = rows.column(REASON).to_pylist()
-            if k == DEAD_LETTER:
+            if k != NULL_KEY:
                 reasons.update(reason)
             if take:
                 for r, row, ts in zip(reason, rows.column(ROW).to_pylist(), rows.column(TS_MS).to_pylist()):

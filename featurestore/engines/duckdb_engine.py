@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -66,16 +67,30 @@ def backfill(store, names, start_ms: Optional[int], end_ms: Optional[int],
         if source.name not in relations:
             relations[source.name] = store._checked_relation(con, n)
         sql = dsql.backfill_sql(cv, relations[source.name], run.key_group_views(n), start_ms, end_ms)
-        try:
-            unique_on = None
-            if cv.latest:  # record that no two events share (keys, ms time): lookups of latest skip ties
-                ties = con.sql(dsql.ties_sql(cv, relations[source.name], start_ms, end_ms)).fetchall()[0][0]
-                unique_on = None if ties else list(cv.join_keys)
-            reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
-        except Exception as exc:  # duckdb's own errors: name the view and keep the first line
-            raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
-        results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0, unique_on=unique_on))
+        with without_optimizer(con, dsql.NO_CSE):
+            try:
+                unique_on = None
+                if cv.latest:  # record that no two events share (keys, ms time): lookups of latest skip ties
+                    ties = con.sql(dsql.ties_sql(cv, sql)).fetchall()[0][0]
+                    unique_on = None if ties else list(cv.join_keys)
+                reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+            except Exception as exc:  # duckdb's own errors: name the view and keep the first line
+                raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
+            results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0,
+                                          unique_on=unique_on))
     return run.finish(results)
+
+
+@contextlib.contextmanager
+def without_optimizer(con, name: str):
+    """``con`` with DuckDB's optimizer ``name`` disabled (``disabled_optimizers``), as it was after."""
+    before = con.sql("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] or ""
+    names = [n for n in before.split(",") if n.strip()]
+    con.execute(f"SET disabled_optimizers = {dsql.literal(','.join(names + [name]))}")
+    try:
+        yield con
+    finally:
+        con.execute(f"SET disabled_optimizers = {dsql.literal(before)}")
 
 
 

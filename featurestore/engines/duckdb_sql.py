@@ -7,6 +7,7 @@ SPEC §2. Every window bound comes from :func:`featurestore.semantics.window_pre
 
 from __future__ import annotations
 
+import re
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from featurestore import dtypes
@@ -155,38 +156,111 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
                  end_ms: Optional[int] = None) -> str:
     """What a backfill of the view reads in one pass, routed by ``__kind``: its stored events for the range
     (``EVENT``), the source's dead letters (``DEAD_LETTER``: every row with a reason whose event time is in
-    the range or could not be read) and its events without a join key (``NULL_KEY``, reason
-    ``null join key <key> (views ...)`` naming ``key_group_views``, the views sharing its join keys)."""
+    the range or could not be read), its events without a join key (``NULL_KEY``, reason
+    ``null join key <key> (views ...)`` naming ``key_group_views``, the views sharing its join keys) and its
+    events of the range its filter, a projection or a feature input fails on (``VIEW_FAILED``, reason
+    :class:`FailureReasons`' of the first failing part, as the streaming job words it).
+
+    Each part that can fail runs under ``try`` where the view evaluates it (the filter on the events, the rest
+    on the events it would store), so a failure is that event's dead letter, never the backfill's: run the
+    query with :data:`NO_CSE` (DuckDB's common-subexpression pass would lift a shared term out of ``try``)."""
     from featurestore.engines.duckdb_batch import TS_MS
+    from featurestore.engines.flink.exprs import feature_part, filter_part, projection_part
 
     key_null = " OR ".join(f"{_key_sql(cv, k)} IS NULL" for k in cv.join_keys)
     in_range = " AND ".join(_range(start_ms, end_ms)) or "TRUE"
-    flt = f"({cv.filter}) IS TRUE" if cv.filter else "TRUE"
     null_key_reason = null_key_reason_sql(cv.join_keys, key_group_views, lambda k: _key_sql(cv, k))
-    cols = _stored_columns(cv) + [
-        KIND,
-        f"CASE {KIND} WHEN {DEAD_LETTER} THEN {REASON} WHEN {NULL_KEY} THEN {null_key_reason} END AS {REASON}",
-        f"CASE WHEN {KIND} <> {EVENT} THEN {_row_json(cv.source_columns)} END AS {ROW}",
+    labels = FailureReasons(cv)
+    kind = f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
+    # The kind is computed once and the range and filter are one CASE on it, not an OR: DuckDB then evaluates the
+    # reason once per row (an OR over it cost twice the events query here).
+    rows = f"SELECT *, {kind} AS {KIND} FROM ({checked})"
+    failures = []  # (flag column: true where the part failed, reason), in the order a failure names the first
+    is_event = f"{KIND} = {EVENT}"
+    if cv.filter and _can_fail(cv, cv.filter, dtypes.BOOL, filter_part(cv), labels.safe):
+        rows = (f"SELECT *, CASE WHEN {is_event} THEN {_attempt(f'({cv.filter})', None)} END AS {_FILTER}\n"
+                f"FROM ({rows})\nWHERE CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) "
+                f"ELSE {in_range} END")
+        rows = (f"SELECT *, {is_event} AND {_FILTER}.v IS TRUE AS {_STORED}, {is_event} AND {_FILTER} IS NULL "
+                f"AS {_FAILED}f FROM ({rows})\nWHERE {KIND} <> {EVENT} OR {_FILTER} IS NULL OR {_FILTER}.v IS TRUE")
+        failures.append((f"{_FAILED}f", labels[filter_part(cv)]))
+    else:  # the events the filter drops are gone here: every event left is stored
+        flt = f"({cv.filter}) IS TRUE" if cv.filter else "TRUE"
+        rows = (f"SELECT *, {is_event} AS {_STORED} FROM ({rows})\nWHERE CASE {KIND} WHEN {DEAD_LETTER} THEN "
+                f"({TS_MS} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n  ELSE {in_range} AND {flt} END")
+    # the projections (on the events the view would store), then the feature inputs over them
+    tried, named = [], []
+    for i, (name, expr, dtype) in enumerate(cv.projections):
+        if _can_fail(cv, expr, dtype, projection_part(name, expr), labels.safe):
+            tried.append((f"{_TRIED}p{i}", expr, dtype, labels[projection_part(name, expr)]))
+            named.append(f"{_TRIED}p{i}.v AS {q(name)}")
+        else:
+            named.append(f"{input_sql(expr, dtype)} AS {q(name)}")
+    rows = _with_attempts(rows, tried, failures)
+    if named:
+        rows = f"SELECT *, {', '.join(named)} FROM ({rows})"
+    tried = [(f"{_TRIED}i{j}", e, dt, labels[feature_part(cv, e)]) for j, (e, dt) in enumerate(computed_inputs(cv))
+             if _can_fail(cv, e, dt, feature_part(cv, e), labels.safe)]
+    rows = _with_attempts(rows, tried, failures)
+    failed_reason = "CASE " + " ".join(f"WHEN {flag} THEN {literal(why)}" for flag, why in failures) + " END" \
+        if failures else "CAST(NULL AS VARCHAR)"
+    rows = f"SELECT *, {failed_reason} AS {_FAILED} FROM ({rows})"
+    cols = [q(n) for n, _ in cv.source_columns] + [q(n) for n, _, _ in cv.projections] + [
+        f"CASE WHEN {_FAILED} IS NOT NULL THEN {VIEW_FAILED} ELSE {KIND} END AS {KIND}",
+        f"CASE {KIND} WHEN {DEAD_LETTER} THEN {REASON} WHEN {NULL_KEY} THEN {null_key_reason} ELSE {_FAILED} END "
+        f"AS {REASON}",
+        f"CASE WHEN {KIND} <> {EVENT} OR {_FAILED} IS NOT NULL THEN {_row_json(cv.source_columns)} END AS {ROW}",
         TS_MS,
     ]
-    # The kind is computed once, below, and the filter is one CASE on it, not an OR: DuckDB then evaluates
-    # the reason once per row (an OR over it cost twice the events query here).
-    kind = f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
-    where = (f"CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n"
-             f"  ELSE {in_range} AND {flt} END")
-    routed = (f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM ({checked})) AS checked\n"
-              f"WHERE {where}")
-    inputs = computed_inputs(cv)
-    if not inputs:
-        return routed
-    # each feature input evaluated on the stored events, as a read of the table will: where it fails (an
-    # overflow, a CAST out of range, a timestamp outside years 1 to 9999) the backfill fails in one line, as the
-    # Flink backfill does (ViewExprs.raises) and the stream dead-letters the event for the view
-    evaluated = " + ".join(f"CAST({input_sql(e, dt)} IS NULL AS INTEGER)" for e, dt in inputs)
-    return f"SELECT *, CASE WHEN {KIND} = {EVENT} THEN {evaluated} END AS {INPUTS_EVALUATED}\nFROM ({routed}) AS routed"
+    return f"SELECT {', '.join(cols)}\nFROM ({rows}) AS routed"
 
 
-INPUTS_EVALUATED = "__inputs_evaluated"  # backfill_sql's column that evaluates the feature inputs (not stored)
+_VOLATILE = re.compile(r"\b(random|uuid|gen_random_uuid|setseed|nextval|currval)\s*\(", re.IGNORECASE)
+VIEW_FAILED = 3  # __kind of an event of the range the view's filter, a projection or a feature input fails on
+NO_CSE = "common_subexpressions"  # the optimizer a backfill query runs without (disabled_optimizers)
+_FILTER, _STORED, _FAILED, _TRIED = "__filter", "__stored", "__failed", "__tried_"
+
+
+def _can_fail(cv: CompiledView, expr: str, dtype: str, part: str, safe: Sequence[str]) -> bool:
+    """Whether to evaluate ``expr`` (the view's ``part``) as ``dtype`` under ``try``, as DuckDB's evaluation of it
+    can fail: anything but a part the streaming compiler found none in (``safe``; tests/test_stream_exprs.py checks
+    its rules against DuckDB), a source column of that type, or a part calling a volatile function (``try`` refuses
+    it: a failure there still fails the backfill in one line)."""
+    if part in safe or _VOLATILE.search(expr):
+        return False
+    name = expr.strip()
+    name = name[1:-1].replace('""', '"') if len(name) > 1 and name[0] == name[-1] == '"' else name
+    return dict((n.lower(), d) for n, d in cv.source_columns).get(name.lower()) != dtype
+
+
+def _attempt(expr: str, dtype: Optional[str]) -> str:
+    """``expr`` (as ``dtype`` when given) evaluated under ``try``: a struct whose ``v`` is the value, NULL where
+    DuckDB's evaluation fails (a timestamp outside years 1 to 9999 is checked by :func:`_attempt_failed`)."""
+    if dtype == dtypes.TIMESTAMP:
+        value = f"CAST(({expr}) AS TIMESTAMPTZ)"
+    else:
+        value = expr if dtype is None else f"CAST(({expr}) AS {SQL_TYPES[dtype]})"
+    return f"try(struct_pack(v := {value}))"
+
+
+def _attempt_failed(col: str, dtype: str) -> str:
+    if dtype == dtypes.TIMESTAMP:  # as input_sql's time_value_checked_sql fails
+        return f"({col} IS NULL OR ({col}.v IS NOT NULL AND NOT {time_value_supported_sql(f'epoch_us({col}.v)')}))"
+    return f"{col} IS NULL"
+
+
+def _with_attempts(rows: str, tried: Sequence[tuple], failures: list) -> str:
+    """``rows`` plus each (column, expr, dtype, reason) of ``tried`` attempted on the events the view would store,
+    and a flag per part where it failed (appended to ``failures``)."""
+    if not tried:
+        return rows
+    rows = "SELECT *, " + ", ".join(f"CASE WHEN {_STORED} THEN {_attempt(e, dt)} END AS {col}"
+                                     for col, e, dt, _ in tried) + f" FROM ({rows})"
+    flags = []
+    for col, e, dt, why in tried:
+        flags.append(f"{_STORED} AND {_attempt_failed(col, dt)} AS {_FAILED}{col}")
+        failures.append((f"{_FAILED}{col}", why))
+    return f"SELECT *, {', '.join(flags)} FROM ({rows})"
 
 
 def computed_inputs(cv: CompiledView) -> List[tuple]:
@@ -198,10 +272,32 @@ def computed_inputs(cv: CompiledView) -> List[tuple]:
     return [(e, dt) for e, dt in input_columns(cv) if e.strip().strip('"').lower() not in stored]
 
 
-def ties_sql(cv: CompiledView, relation: str, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> str:
-    """Whether two stored events of the range share (join keys, ms time): one row, one boolean."""
+class FailureReasons(dict):
+    """Part (``exprs.filter_part`` ...) -> the reason of an event it fails on (``exprs.view_failure_reason``), as
+    the streaming job words it (``exprs.failure_labels``), ``exprs.EVALUATION_FAILS`` for a part the streaming
+    compiler has no failure of; ``safe``: the parts it compiled with none (DuckDB's evaluation cannot fail)."""
+
+    def __init__(self, cv: CompiledView):
+        from featurestore.engines.flink import exprs
+
+        try:
+            labels, self.safe = exprs.failure_labels(cv)
+        except Exception:  # a view the streaming compiler cannot read: every part may fail
+            labels, self.safe = {}, ()
+        self.view = cv.name
+        super().__init__({part: exprs.view_failure_reason(cv.name, label) for part, label in labels.items()})
+
+    def __missing__(self, part: str) -> str:
+        from featurestore.engines.flink import exprs
+
+        return exprs.view_failure_reason(self.view, exprs.failure_label(part, ()))
+
+
+def ties_sql(cv: CompiledView, routed: str) -> str:
+    """Whether two stored events of ``routed`` (a :func:`backfill_sql`) share (join keys, ms time): one row, one
+    boolean."""
     keys = ", ".join(q(k) for k in cv.join_keys)
-    return (f"SELECT count(*) > 0 FROM (SELECT 1 FROM ({events_sql(cv, relation, start_ms, end_ms)}) "
+    return (f"SELECT count(*) > 0 FROM (SELECT 1 FROM ({routed}) WHERE {KIND} = {EVENT} "
             f"GROUP BY {keys}, {q(cv.ts_column)} HAVING count(*) > 1 LIMIT 1)")
 
 

@@ -15,8 +15,9 @@ timestamp reader rejects times before 1970 with sub-millisecond digits) and floo
 the file's unit. A timestamp column other than the event time is read as its raw ``INT64`` too and carried as
 BIGINT epoch microseconds (``_time_value_us``: Flink's TIMESTAMP(3) would drop them), cast back to
 ``timestamp[us, UTC]`` when the output is written. What Flink cannot read is a one-line error naming the file
-and the column. Where DuckDB's evaluation of a filter or projection fails (a CAST out of range, an integer
-overflow), Flink's is NULL: such rows are flagged (``ExprCompiler.raises``) and fail the view in one line, as DuckDB's backfill does.
+and the column. Where DuckDB's evaluation of a filter, a projection or a feature input fails (a CAST out of range,
+an integer overflow), Flink's is NULL: such rows are flagged (``ExprCompiler.raises``) and become dead letters of
+the view (``VIEW_FAILED``), as in the DuckDB backfill and the streaming job.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import pyarrow as pa
 from featurestore import dtypes as t
 from featurestore import semantics
 from featurestore.compiler.ir import CompiledView
-from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW
-from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs
+from featurestore.engines.duckdb_sql import DEAD_LETTER, EVENT, KIND, NULL_KEY, REASON, ROW, VIEW_FAILED
+from featurestore.engines.flink.exprs import ViewExprs, compile_view_exprs, view_failure_reason
 from featurestore.engines.flink.sqltypes import FLINK_TYPES, FLOATS, NULL, PARQUET_OPTIONS, TS_MS, FExpr, UnsupportedExpression, _cast_sql, _with, lit, qi
 from featurestore.engines.flink.tables import expression_function_ddl
 from featurestore.errors import FeatureStoreError
@@ -45,7 +46,7 @@ _ARROW_TO_DTYPE = {"string": t.STRING, "large_string": t.STRING, "int8": t.INT32
                    "bool": t.BOOL}
 _UNIT_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
 RAW = "__raw_"  # prefix of a file's column as read, before the cast
-RAISES = "__raises"  # the part of the view whose DuckDB evaluation fails on the row (ViewExprs.raises), or NULL
+RAISES = "__raises"  # why the view's part fails on the row (ViewExprs.raises: DuckDB's evaluation fails), or NULL
 # Parquet codecs the Flink job reads (pyarrow's names; "LZ4" is LZ4_RAW): pyarrow's and DuckDB's default
 # (SNAPPY), our own writers' and `featurestore generate`'s (ZSTD, through zstd-jni) and the others they
 # write but BROTLI (its Java codec is not on Maven Central). tests/test_flink_codecs.py reads each one.
@@ -275,27 +276,28 @@ def _routed_select(cv: CompiledView, ve: ViewExprs, checked: str, source, group_
     flt = f"({ve.filter}) IS TRUE" if ve.filter else "TRUE"
     row = "JSON_OBJECT(" + ", ".join(f"KEY {lit(n)} VALUE {qi(RAW + n)}" for n, _ in source.schema) + " NULL ON NULL)"
     kind = f"CASE WHEN {reason} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
-    # where DuckDB's evaluation fails (a CAST out of range): the filter and the feature inputs on the events they
-    # are evaluated on, the projections on every row routed (as DuckDB evaluates them); run_backfill fails the
-    # view with one line
-    on_events = lambda part: part.startswith(("filter", "feature"))  # noqa: E731
-    whens = [f"WHEN {f'{KIND} = {EVENT} AND ' if on_events(part) else ''}({pred}) IS TRUE THEN {lit(part)}"
-             for part, pred in ve.raises]
+    # where DuckDB's evaluation fails (a CAST out of range, an overflow): the filter on the events, the projections
+    # and feature inputs on the events the view would store; such an event is a dead letter of the view
+    # (VIEW_FAILED), worded as the streaming job words it
+    stored = f"{KIND} = {EVENT} AND {flt}"
+    whens = [f"WHEN {f'{KIND} = {EVENT}' if part.startswith('filter') else stored} AND ({pred}) IS TRUE "
+             f"THEN {lit(view_failure_reason(cv.name, part))}" for part, pred in ve.raises]
     fails = f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS STRING)"
     flt_fails = [pred for part, pred in ve.raises if part.startswith("filter")]
-    if flt_fails:  # the rows the filter fails on are routed too, to fail the view
+    if flt_fails:  # the rows the filter fails on are routed too, as dead letters of the view
         flt = f"({flt} OR ({' OR '.join(flt_fails)}) IS TRUE)"
+    failed = f"{qi(RAISES)} IS NOT NULL"
     cols = [qi(n) for n, _ in cv.source_columns] + [f"{sql} AS {qi(n)}" for n, sql in ve.projections] + [
-        f"{fails} AS {qi(RAISES)}",
-        KIND,
+        f"CASE WHEN {failed} THEN {VIEW_FAILED} ELSE {KIND} END AS {KIND}",
         f"CASE {KIND} WHEN {DEAD_LETTER} THEN {reason} WHEN {NULL_KEY} THEN "
-        f"{semantics.null_key_reason_sql(cv.join_keys, group_views, qi)} END AS {REASON}",
-        f"CASE WHEN {KIND} <> {EVENT} THEN {row} END AS {ROW}",
+        f"{semantics.null_key_reason_sql(cv.join_keys, group_views, qi)} ELSE {qi(RAISES)} END AS {REASON}",
+        f"CASE WHEN {KIND} <> {EVENT} OR {failed} THEN {row} END AS {ROW}",
         ts_ms,
     ]
     where = (f"CASE {KIND} WHEN {DEAD_LETTER} THEN ({ts_ms} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n"
              f"  ELSE {in_range} AND {flt} END")
-    return f"SELECT {', '.join(cols)}\nFROM (SELECT *, {kind} AS {KIND} FROM (\n{checked}\n))\nWHERE {where}"
+    routed = f"SELECT *, {fails} AS {qi(RAISES)}\nFROM (SELECT *, {kind} AS {KIND} FROM (\n{checked}\n))\nWHERE {where}"
+    return f"SELECT {', '.join(cols)}\nFROM ({routed})"
 
 
 def _files(store, view_name: str) -> List[Path]:
@@ -370,7 +372,7 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
             sink = f"fs_backfill_{n}"
             cols = [f"{qi(c)} {'BIGINT' if d == t.TIMESTAMP and c != cv.ts_column else FLINK_TYPES[d]}"
                     for c, d in cv.stored_columns]  # timestamp values: epoch us, write_view casts them back
-            cols += [f"{qi(RAISES)} STRING", f"{KIND} INT", f"{REASON} STRING", f"{ROW} STRING", f"{TS_MS} BIGINT"]
+            cols += [f"{KIND} INT", f"{REASON} STRING", f"{ROW} STRING", f"{TS_MS} BIGINT"]
             t_env.execute_sql(f"CREATE TEMPORARY TABLE {qi(sink)} (\n  " + ",\n  ".join(cols) + "\n) "
                               + _with({"connector": "filesystem", "path": out.resolve().as_uri(), **PARQUET_OPTIONS}))
             stmts.add_insert(qi(sink), t_env.sql_query("\nUNION ALL\n".join(parts)))
@@ -380,7 +382,6 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
         results = []
         for n in names:
             files = sorted(p for p in outputs[n].rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
-            _raise_where_duckdb_fails(n, files)
             batches = (b for f in files for b in pq.ParquetFile(f).iter_batches())
             schema = pq.read_schema(files[0]) if files else _empty_schema(store.compiled(n))
             v0 = time.perf_counter()
@@ -388,18 +389,6 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
         return run.finish(results)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _raise_where_duckdb_fails(view: str, files: Sequence[Path]) -> None:
-    """The DuckDB backfill fails on a CAST out of range (``CAST(1e300 AS FLOAT)``, ``CAST(1e20 AS INTEGER)``) or an
-    integer overflow (``qty * qty``) with one line naming the view: so does this one, before writing anything of
-    the view."""
-    import pyarrow.parquet as pq
-
-    for f in files:
-        failed = pq.read_table(f, columns=[RAISES]).column(RAISES).drop_null()
-        if len(failed):
-            raise FeatureStoreError(f"backfill of view '{view}' failed: {failed[0].as_py()}")  # part: why
 
 
 def _empty_schema(cv: CompiledView) -> pa.Schema:

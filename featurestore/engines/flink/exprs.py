@@ -44,8 +44,8 @@ DuckDB's semantics, and at plan time what cannot stream.
     ``Math.*Exact``; Flink's would wrap), and ``raises`` holds there (DuckDB fails), as for a CAST.
 
   Where ``raises`` holds on a stored event (in the filter, a projection or a feature input: ``ViewExprs.raises``)
-  both backfills fail in one line, and the stream, which must not crash-loop on one event, makes it a dead letter
-  of the view with that reason (``tables.view_failure_sql``): the NULL is never stored or applied online.
+  every job (the stream: ``tables.view_failure_sql``; both backfills) makes the event a dead letter of the view,
+  its reason naming the part (:func:`failure_label`): the NULL is never stored or applied online.
 
   Known differences that remain (documented in docs/streaming.md): ``lower``/``upper`` of a few special letters
   (``ß``) differ.
@@ -434,9 +434,11 @@ class ViewExprs:
     # (duckdb expr, Flink SQL of the value as stored online: CAST to its type; timestamps as epoch us)
     # (part: why, Flink SQL true on a row where DuckDB's evaluation of the filter, a projection or a feature input
     # fails: a CAST out of range, an integer overflow, a timestamp outside years 1 to 9999), part one of
-    # "filter (...)", "projection 'p' (...)", "feature 'f' (...)": both backfills fail with one line on such a
-    # stored event; the stream makes it a dead letter of the view with that reason (tables.view_failure_sql)
+    # "filter (...)", "projection 'p' (...)", "feature 'f' (...)", ``part: why`` its failure_label: every job makes
+    # such an event a dead letter of the view with that reason (tables.view_failure_sql, backfill.VIEW_FAILED)
     raises: Tuple[Tuple[str, str], ...] = ()
+    labels: Tuple[Tuple[str, str], ...] = ()  # (part, its failure_label) of the parts in raises, in order
+    safe: Tuple[str, ...] = ()  # the parts compiled with no failure recorded: DuckDB's evaluation never fails
 
 
 _TIME_TYPE_NAMES = {"TIMESTAMP", "TIMESTAMPNTZ", "TIMESTAMPTZ", "DATETIME"}  # microsecond timestamps (UTC)
@@ -459,7 +461,12 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
     from featurestore.online import input_columns
 
     errors: List[Tuple[Optional[str], str, str]] = []
-    raises: List[Tuple[str, str]] = []
+    failing: Dict[str, Tuple[List[str], List[str]]] = {}  # part -> (its raises, their whys)
+
+    def record(part: str, compiler: ExprCompiler) -> None:
+        preds, whys = failing.setdefault(part, ([], []))
+        preds.extend(compiler.raises)
+        whys.extend(compiler.raise_reasons)
     msg = "expression {!r} cannot run in the streaming job: {}"
     base = source_columns(cv, times_us=not online)  # online=False: the Flink backfill's rows
     src = ExprCompiler(base, times_us=not online)
@@ -470,8 +477,7 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
             if f.dtype not in (t.BOOL, NULL):
                 raise UnsupportedExpression(f"a filter must be a boolean, got a {f.dtype}")
             flt = f.sql if f.dtype == t.BOOL else "CAST(NULL AS BOOLEAN)"
-            # evaluated on the events only
-            raises.extend((f"filter ({cv.filter}): {why}", r) for r, why in zip(src.raises, src.raise_reasons))
+            record(filter_part(cv), src)  # evaluated on the events only
         except UnsupportedExpression as exc:
             errors.append((None, "filter", msg.format(cv.filter, exc)))
     for key in cv.join_keys:  # Feast's entityless, field_mapping'd and with_join_key_map views (DuckDB only)
@@ -487,27 +493,21 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
                 sql = e.sql if e.dtype == t.TIMESTAMP else src._null_of(t.TIMESTAMP)
             else:
                 sql = _cast_sql(e, dtype)
-            raises.extend((f"projection '{name}' ({expr}): {why}", r) for r, why in zip(src.raises, src.raise_reasons))
+            record(projection_part(name, expr), src)
         except UnsupportedExpression as exc:
             errors.append((None, f"projection '{name}'", msg.format(expr, exc)))
             sql = src._null_of(dtype) if dtype == t.TIMESTAMP else f"CAST(NULL AS {FLINK_TYPES.get(dtype, 'STRING')})"
         projections.append((name, sql))
         visible[name] = FExpr(f"({sql})", dtype)
     feat = ExprCompiler(visible, times_us=not online)
-    users: Dict[str, List[str]] = {}  # input expression -> features using it
-    for s in cv.latest:
-        users.setdefault(s.expr, []).append(s.name)
-    for a in cv.aggregations:
-        if a.expr is not None:
-            users.setdefault(a.expr, []).append(a.name)
+    users = input_users(cv)
     inputs = []
     for expr, dtype in input_columns(cv):
         named = users.get(expr, [expr])
         try:
             e = feat.compile(expr)
             # evaluated on the stored events (DuckDB: get_historical_features, materialize, push)
-            raises.extend((f"feature {', '.join(repr(n) for n in named)} ({expr}): {why}", r)
-                          for r, why in zip(feat.raises, feat.raise_reasons))
+            record(feature_part(cv, expr, users), feat)
             if not online:  # the Flink backfill computes no input, only where DuckDB's evaluation fails
                 continue
             if dtype == t.TIMESTAMP or e.dtype == t.TIMESTAMP:
@@ -522,7 +522,58 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
                 errors.append((name, f"feature '{name}'", msg.format(expr, exc)))
             sql = "NULL"
         inputs.append((expr, sql))
-    return ViewExprs(flt, tuple(projections), tuple(inputs), tuple(raises)), errors
+    labels = {part: failure_label(part, whys) for part, (preds, whys) in failing.items() if preds}
+    raises = tuple((labels[part], pred) for part, (preds, _) in failing.items() for pred in preds)
+    safe = tuple(part for part, (preds, _) in failing.items() if not preds)
+    return ViewExprs(flt, tuple(projections), tuple(inputs), raises, tuple(labels.items()), safe), errors
+
+
+# -- naming the part of a view whose evaluation fails on an event (its dead-letter reason, every job) -------
+EVALUATION_FAILS = "DuckDB's evaluation fails on it"  # the why of a part the streaming compiler records none for
+
+
+def filter_part(cv: CompiledView) -> str:
+    return f"filter ({cv.filter})"
+
+
+def projection_part(name: str, expr: str) -> str:
+    return f"projection '{name}' ({expr})"
+
+
+def input_users(cv: CompiledView) -> Dict[str, List[str]]:
+    """Feature input expression -> the names of the features computed from it."""
+    users: Dict[str, List[str]] = {}
+    for s in cv.latest:
+        users.setdefault(s.expr, []).append(s.name)
+    for a in cv.aggregations:
+        if a.expr is not None:
+            users.setdefault(a.expr, []).append(a.name)
+    return users
+
+
+def feature_part(cv: CompiledView, expr: str, users: Optional[Dict[str, List[str]]] = None) -> str:
+    named = (users if users is not None else input_users(cv)).get(expr, [expr])
+    return f"feature {', '.join(repr(n) for n in named)} ({expr})"
+
+
+def failure_label(part: str, whys: Sequence[str]) -> str:
+    """``part: why`` where a part's evaluation fails: its distinct failures (the streaming compiler's, in their
+    order) joined by " or ", :data:`EVALUATION_FAILS` without one. Fixed per part, never per event, so every job
+    (the stream, both backfills) words an event's failure alike."""
+    return f"{part}: {' or '.join(dict.fromkeys(whys)) or EVALUATION_FAILS}"
+
+
+def view_failure_reason(view: str, label: str) -> str:
+    """The dead-letter reason of an event the view's part ``label`` (:func:`failure_label`) fails on."""
+    return f"view '{view}': {label}"
+
+
+def failure_labels(cv: CompiledView) -> Tuple[Dict[str, str], Tuple[str, ...]]:
+    """Part (:func:`filter_part`, :func:`projection_part`, :func:`feature_part`) -> its :func:`failure_label`,
+    for the parts the streaming compiler records a failure in; and the parts it compiled recording none (so
+    DuckDB's evaluation of them cannot fail). A part it cannot compile is in neither."""
+    exprs = _compile_parts(cv, online=False)[0]
+    return dict(exprs.labels), exprs.safe
 
 
 def compile_view_exprs(cv: CompiledView, online: bool = True) -> ViewExprs:
@@ -572,4 +623,5 @@ def check_repo(repo) -> List[Problem]:
 
 
 __all__ = ["ExprCompiler", "FExpr", "UnsupportedExpression", "StreamCompileError", "compile_view_exprs", "check_view",
-           "check_repo", "ViewExprs", "SUPPORTED_TEXT"]
+           "check_repo", "ViewExprs", "SUPPORTED_TEXT", "failure_labels", "failure_label", "filter_part", "projection_part",
+           "feature_part", "input_users", "view_failure_reason", "EVALUATION_FAILS"]

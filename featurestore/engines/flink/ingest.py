@@ -220,9 +220,9 @@ def typed_select_sql(source, parsed_view: str, max_future_ms: Optional[int]) -> 
 
 def dead_letters_select_sql(typed_view: str, groups: Sequence[Tuple[Tuple[str, ...], List[str]]],
                             failures: Sequence[str] = ()) -> str:
-    """Records with a reason, (once per distinct join-key set) events with a null join key, and (once) events a
-    view's expressions fail on: ``failures``, per such view its ``tables.view_failure_sql`` (the first that holds
-    is the reason)."""
+    """Records with a reason, (once per distinct join-key set) events with a null join key, and events a view's
+    expressions fail on: ``failures``, per such view its ``tables.view_failure_sql``, one dead letter per (event,
+    view) (a dead letter of a view, as the backfills write it)."""
     base = (f"SELECT {qi(PAYLOAD)} AS payload, {{reason}} AS reason, {qi(KAFKA_PARTITION)} AS kafka_partition, "
             f"{qi(KAFKA_OFFSET)} AS kafka_offset, {qi(KAFKA_TIMESTAMP)} AS kafka_timestamp, "
             f"CAST(CURRENT_TIMESTAMP AS TIMESTAMP(3)) AS ingest_time\nFROM {qi(typed_view)}\nWHERE {{where}}")
@@ -231,8 +231,7 @@ def dead_letters_select_sql(typed_view: str, groups: Sequence[Tuple[Tuple[str, .
         null_key = " OR ".join(f"{qi(k)} IS NULL" for k in keys)
         reason = semantics.null_key_reason_sql(keys, views, qi)
         parts.append(base.format(reason=reason, where=f"{qi(REASON)} IS NULL AND ({null_key})"))
-    if failures:
-        failed = failures[0] if len(failures) == 1 else f"COALESCE({', '.join(failures)})"
+    for failed in failures:
         parts.append(base.format(reason=failed, where=f"{qi(REASON)} IS NULL AND {failed} IS NOT NULL"))
     return "\nUNION ALL\n".join(parts)
 

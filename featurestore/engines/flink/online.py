@@ -46,6 +46,7 @@ import orjson
 
 from pyflink.datastream.functions import KeyedProcessFunction
 
+from featurestore.online_reply import may_hold_wide_integers
 from featurestore.sdk import gc_pause
 from featurestore.stores import online_format as ofmt
 
@@ -162,13 +163,16 @@ def event_order(v: list, columns: tuple) -> list:
 def parse_batch(text) -> Tuple[list, bool]:
     """The events of one mini-batch (the JVM joined their JSON arrays with commas: UTF-8 bytes; ``str`` in
     the keyed state of a checkpoint taken before the batches were bytes), and whether they are
-    plain: False when orjson could not read them (integers beyond 64 bits) or a value may be a non-finite
-    float, which ``JSON_ARRAY`` writes as a string (``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
+    plain: False when they were read by ``json``, not orjson (an integer orjson would read as a float without
+    raising, beyond 64 bits: ``online_reply.may_hold_wide_integers``; or a text orjson refuses) or a value may
+    be a non-finite float, which ``JSON_ARRAY`` writes as a string (``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
     :meth:`_View.event` makes it the float again, and the members go through ``json``:
     :meth:`featurestore.stores.online_format.Members.encode`)."""
     if type(text) is str:
         text = text.encode()
     doc = b"[" + text + b"]"
+    if may_hold_wide_integers(text):
+        return json.loads(doc), False
     try:
         events = orjson.loads(doc)
     except orjson.JSONDecodeError:

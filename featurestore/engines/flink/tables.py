@@ -181,17 +181,19 @@ def _stored_where(join_keys: Sequence[str], flt: Optional[str], reason: bool = T
 def view_failure_sql(cv: CompiledView, ve: ViewExprs) -> Optional[str]:
     """Flink SQL over the typed view: why the event is a dead letter of the view, where DuckDB's evaluation of its
     filter, a projection or a feature input fails on it (``ViewExprs.raises``: an overflow, a CAST out of range;
-    both backfills fail there in one line), else NULL; None when no part of the view can fail. Each part where
-    DuckDB evaluates it: the filter on the events with every join key, the rest on the events the view stores.
+    ``view 'v': <part>: <why>``, as both backfills word it), else NULL; None when no part of the view can fail.
+    Each part where DuckDB evaluates it: the filter on the events with every join key, the rest on the events the
+    view would store.
     The stream neither stores nor applies online such an event for the view, so its offline rows and its online
     state agree, and ``get_historical_features`` reads them as the online lookup does."""
     if not ve.raises:
         return None
     keyed = _stored_where(cv.join_keys, None, reason=False)
     stored = _stored_where(cv.join_keys, ve.filter, reason=False)
-    label = f"view '{cv.name}': "
-    whens = [f"WHEN ({keyed if part.startswith('filter') else stored}) AND ({pred}) IS TRUE THEN {lit(label + part)}"
-             for part, pred in ve.raises]
+    from featurestore.engines.flink.exprs import view_failure_reason
+
+    whens = [f"WHEN ({keyed if part.startswith('filter') else stored}) AND ({pred}) IS TRUE "
+             f"THEN {lit(view_failure_reason(cv.name, part))}" for part, pred in ve.raises]
     return f"(CASE {' '.join(whens)} END)"
 
 
