@@ -1,6 +1,7 @@
 """``materialize`` of one view into the online store: the events' stored form, tiles and prefixes.
 
-Entities fall in two groups, decided in SQL per pass:
+Each pass reads its events once: :func:`ranked_sql` ranks them in event order within their entity into
+a temporary table, from which every query below reads. Entities fall in two groups, decided in SQL per pass:
 
 * **plain** (most): at most ``DENSE_EVENTS`` kept events and no prefix. DuckDB encodes each event's
   stored member in a GROUP BY and packs the kept ones as the bytes Redis receives
@@ -8,7 +9,7 @@ Entities fall in two groups, decided in SQL per pass:
   write call around them at once (:meth:`_Writer.add_plain`). On a Redis Cluster, and as the per-entity
   reference, :func:`~featurestore.stores.online_redis.materialize_sql` lists the members instead.
 * **kernel** entities: dense ones (more kept events: they store tiles) and, for views with an unbounded
-  window, those with events before the cut (a prefix). Their events are numbered once in a temporary
+  window, those with events before the cut (a prefix). Their events (entity numbered) go to a temporary
   table; DuckDB then computes, vectorised, the members, the partial row of every tile the store holds
   (GROUP BY entity, level, tile; distinct sets of strings and integers as their JSON text, spliced) and
   the base row (:mod:`featurestore.engines.duckdb_partials`), and the members packed in chunks of at most
