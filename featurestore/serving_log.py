@@ -158,11 +158,8 @@ def _data_fingerprint(store, name: str) -> str:
 
 
 def write(client, project: str, record: LogRecord) -> str:
-    """Append the record; returns its stream id once Redis has acknowledged it. ``client``: the online
-    store (:meth:`~featurestore.stores.online_redis.RedisOnlineStore.xadd`, what a lookup uses) or a
-    redis-py client."""
-    sid = client.xadd(stream_key(project, record.stream), record.fields)
-    return sid.decode() if isinstance(sid, bytes) else sid
+    """Append the record; returns its stream id once Redis has acknowledged it."""
+    return client.xadd(stream_key(project, record.stream), record.fields).decode()
 
 
 def log_table_name(stream: str) -> str:

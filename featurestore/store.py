@@ -550,7 +550,7 @@ class FeatureStore:
             else:
                 online = self.online_store()
                 try:
-                    serving_log.write(online, self.config.project, record)
+                    serving_log.write(online.client, self.config.project, record)
                 except Exception as exc:  # the caller asked for a durable log: do not return unlogged
                     raise online.infra_error(exc) from None
             response.request_id = record.request_id

@@ -213,7 +213,7 @@ def test_a_request_id_logged_twice_counts_once_as_its_last_lookup(store):
 def test_a_log_write_redis_refuses_fails_the_lookup_and_leaves_the_connection_usable(store):
     """Durable (docs/log-and-wait.md): a lookup whose log entry Redis does not take fails with one line, never
     returns an unlogged vector; the connection it used is not left with a reply pending (the next lookups
-    are answered and logged, each once). (The log write is packed by hand: ``RedisOnlineStore.xadd``.)"""
+    are answered and logged, each once)."""
     from featurestore.errors import InfraError
 
     client = store.online_store().client

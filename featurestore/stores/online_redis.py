@@ -399,35 +399,6 @@ class RedisOnlineStore:
         finally:
             pool.release(conn)
 
-    def xadd(self, key: str, fields: Dict[str, str]) -> str:
-        """``XADD key * field value ...``; returns the new entry's id once Redis has acknowledged it. On one
-        node the command is packed here and its reply read straight from the hiredis reader (redis-py's
-        layers were about a third of a one-entity logged lookup's log write); like redis-py's ``xadd``
-        (no retry): an error reply is raised, and a connection error too, the connection dropped."""
-        import redis
-
-        if self.cluster:
-            return self.client.xadd(key, fields).decode()
-        args = [b"XADD", key.encode(), b"*"]
-        for f, v in fields.items():
-            args += [f.encode(), v.encode()]
-        pool = self.client.connection_pool
-        try:
-            conn = pool.get_connection()
-        except TypeError:  # redis-py < 5.3 wants a command name
-            conn = pool.get_connection("XADD")
-        try:
-            conn.send_packed_command([b"*%d\r\n" % len(args) + _pack(args)])
-            (reply,) = _replies(conn, 1)
-        except BaseException:
-            conn.disconnect()  # a reply may be pending: never hand such a connection back as is
-            raise
-        finally:
-            pool.release(conn)
-        if isinstance(reply, redis.exceptions.ResponseError):
-            raise reply
-        return reply.decode()
-
     def markers(self, views: Sequence[str]) -> Dict[str, Optional[dict]]:
         raw = self._guard(self.client.hmget, views_key(self.project), list(views))
         return {v: (orjson.loads(r) if r else None) for v, r in zip(views, raw)}
