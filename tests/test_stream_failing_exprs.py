@@ -174,7 +174,7 @@ def test_the_flink_backfill_keeps_out_what_a_filter_keeps_out(tmp_path):
     """As the DuckDB backfill: a feature input is evaluated on the stored events only, so a filter that keeps the
     failing events out leaves no dead letter."""
     events = _events()
-    store = _repo(tmp_path / "f", "unused", "t_failingf", events)
+    _repo(tmp_path / "f", "unused", "t_failingf", events)
     defs = tmp_path / "f" / "definitions" / "features.py"
     defs.write_text(defs.read_text().replace('scaled = FeatureView(entities=[user], source=events,',
                                              'scaled = FeatureView(entities=[user], source=events, filter="qty < 1000",'))
@@ -189,7 +189,7 @@ def test_a_part_calling_a_volatile_function_runs_without_try(tmp_path):
     """DuckDB refuses ``try`` around a volatile function (``random()``): such a part runs as it is (an event it fails
     on still fails the backfill in one line), so a view calling one backfills as before."""
     events = [e for e in _events() if e["qty"] not in (FEATURE_FAILS, PROJECTION_FAILS)]
-    store = _repo(tmp_path / "v", "unused", "t_volatile", events)
+    _repo(tmp_path / "v", "unused", "t_volatile", events)
     defs = tmp_path / "v" / "definitions" / "features.py"
     defs.write_text(defs.read_text().replace('"qty * qty"', '"qty * qty + CAST(random() * 0 AS BIGINT)"'))
     (got,) = FeatureStore(tmp_path / "v").backfill(views=["squared"])
