@@ -1,9 +1,8 @@
 """Integer overflow: one rule in every job, the rule of a failing CAST (docs/streaming.md). DuckDB's ``+ - *``,
 unary minus, ``abs``, ``//`` and ``%`` of INTEGER/BIGINT fail on an overflow (and ``//``, ``%`` on a zero
-divisor), so the DuckDB backfill fails in one line naming the view; the Flink jobs compute them with ``fs_add_exact`` ... (``Math.*Exact``: NULL on an overflow, where
-Java's arithmetic would wrap to a wrong value), flag the row (``ExprCompiler.raises``) so the Flink backfill
-fails in one line too, and the stream dead-letters the event for the view (tests/test_stream_failing_exprs.py), never a
-wrapped value. A text cast to BOOLEAN follows the same
+divisor); the Flink jobs compute them with ``fs_add_exact`` ... (``Math.*Exact``: NULL on an overflow, where
+Java's arithmetic would wrap to a wrong value) and flag the row (``ExprCompiler.raises``): every job (both backfills,
+the stream) makes the event a dead letter of the view (tests/test_stream_failing_exprs.py), never a wrapped value. A text cast to BOOLEAN follows the same
 rule (DuckDB fails on a text other than its true/false words).
 
 The rows come from a Parquet file (values the planner cannot fold): the types' extremes and their

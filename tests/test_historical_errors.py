@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from featurestore.errors import FeatureStoreError, RequestError
+from featurestore.errors import RequestError
 from featurestore.store import FeatureStore
 from tests.randomrepo import random_events, write_events, write_repo
 

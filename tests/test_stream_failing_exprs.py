@@ -174,7 +174,7 @@ def test_the_flink_backfill_keeps_out_what_a_filter_keeps_out(tmp_path):
     """As the DuckDB backfill: a feature input is evaluated on the stored events only, so a filter that keeps the
     failing events out leaves no dead letter."""
     events = _events()
-    store = _repo(tmp_path / "f", "unused", "t_failingf", events)
+    _repo(tmp_path / "f", "unused", "t_failingf", events)
     defs = tmp_path / "f" / "definitions" / "features.py"
     defs.write_text(defs.read_text().replace('scaled = FeatureView(entities=[user], source=events,',
                                              'scaled = FeatureView(entities=[user], source=events, filter="qty < 1000",'))
@@ -183,3 +183,62 @@ def test_the_flink_backfill_keeps_out_what_a_filter_keeps_out(tmp_path):
         (got,) = fs.backfill(views=["scaled"], engine=engine)
         assert got.rows == sum(1 for e in events if e["qty"] is not None and e["qty"] < 1000), engine
         assert got.failed == 0 and not backfill_letters(fs), engine
+
+
+def test_a_part_calling_a_volatile_function_runs_without_try(tmp_path):
+    """DuckDB refuses ``try`` around a volatile function (``random()``): such a part runs as it is (an event it fails
+    on still fails the backfill in one line), so a view calling one backfills as before."""
+    events = [e for e in _events() if e["qty"] not in (FEATURE_FAILS, PROJECTION_FAILS)]
+    _repo(tmp_path / "v", "unused", "t_volatile", events)
+    defs = tmp_path / "v" / "definitions" / "features.py"
+    defs.write_text(defs.read_text().replace('"qty * qty"', '"qty * qty + CAST(random() * 0 AS BIGINT)"'))
+    (got,) = FeatureStore(tmp_path / "v").backfill(views=["squared"])
+    assert (got.rows, got.failed) == (len(events), 0)
+
+
+MISREAD_DEFINITIONS = '''
+from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(schema={"user_id": "string", "tag": "string", "ts": "timestamp"}, timestamp="ts",
+                batch=ParquetFiles("data/*.parquet"))
+read = FeatureView(entities=[user], source=events, projections={"x": "TRY_CAST(tag AS DOUBLE)"}, features=[Latest("x")])
+kept = FeatureView(entities=[user], source=events, filter="TRY_CAST(tag AS DOUBLE) IS NOT NULL",
+                   features=[Latest("tag", name="kept_tag")])
+'''
+MISREAD = "1_000_000_000_000_000_000_1"  # '_' and over 19 digits: DuckDB reads a wrong float, the Flink jobs flag it
+TAGS = [MISREAD, "1_000", "2.5", None, "abc", " 7 ", "-1_2345678901234567890", "12345678901234567890123"]
+
+
+def _misread_repo(root, n: int = 40):
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "definitions" / "features.py").write_text(MISREAD_DEFINITIONS)
+    (root / "featurestore.yaml").write_text(f"project: t_misread_{uuid.uuid4().hex[:8]}\ndefinitions: definitions\n")
+    tags = [TAGS[i % len(TAGS)] for i in range(n)]
+    pq.write_table(pa.table({"user_id": [f"u{i % 3}" for i in range(n)], "tag": tags,
+                             "ts": pa.array([T0_MS + 1000 * i for i in range(n)], pa.int64()).cast(
+                                 pa.timestamp("ms", tz="UTC"))}), root / "data" / "part.parquet")
+    return FeatureStore(root), [T0_MS + 1000 * i for i in range(n) if tags[i] in (MISREAD, "-1_2345678901234567890")]
+
+
+def test_a_text_duckdb_misreads_is_a_dead_letter_of_the_view_in_the_duckdb_backfill_too(tmp_path):
+    """A float read from a text with '_' and over 19 digits, which DuckDB misreads (even under TRY_CAST), is flagged by
+    the Flink jobs (``TEXT_MISREAD``): the DuckDB backfill dead-letters the same events, in a projection and a filter,
+    with the same reason (it stored the misread value)."""
+    from featurestore.engines.flink.exprs import TEXT_MISREAD
+
+    store, misread = _misread_repo(tmp_path / "m")
+    results = {r.view: r for r in store.backfill()}
+    assert [results[v].failed for v in ("read", "kept")] == [len(misread)] * 2 and misread
+    want = Counter({(f"view 'read': projection 'x' (TRY_CAST(tag AS DOUBLE)): {TEXT_MISREAD}", at): 1 for at in misread})
+    want.update({(f"view 'kept': filter (TRY_CAST(tag AS DOUBLE) IS NOT NULL): {TEXT_MISREAD}", at): 1 for at in misread})
+    assert backfill_letters(store) == want
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_both_backfills_agree_on_a_text_duckdb_misreads(tmp_path):
+    store, _ = _misread_repo(tmp_path / "d")
+    shutil.copytree(store.repo_path, tmp_path / "f")
+    assert_backfills_agree(store, FeatureStore(tmp_path / "f"))

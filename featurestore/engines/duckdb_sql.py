@@ -181,8 +181,9 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
         rows = (f"SELECT *, CASE WHEN {is_event} THEN {_attempt(f'({cv.filter})', None)} END AS {_FILTER}\n"
                 f"FROM ({rows})\nWHERE CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) "
                 f"ELSE {in_range} END")
-        rows = (f"SELECT *, {is_event} AND {_FILTER}.v IS TRUE AS {_STORED}, {is_event} AND {_FILTER} IS NULL "
-                f"AS {_FAILED}f FROM ({rows})\nWHERE {KIND} <> {EVENT} OR {_FILTER} IS NULL OR {_FILTER}.v IS TRUE")
+        failed = f"{_FILTER} IS NULL" + _misread(labels, filter_part(cv))
+        rows = (f"SELECT *, {is_event} AND {_FILTER}.v IS TRUE AS {_STORED}, {is_event} AND ({failed}) "
+                f"AS {_FAILED}f FROM ({rows})\nWHERE {KIND} <> {EVENT} OR {failed} OR {_FILTER}.v IS TRUE")
         failures.append((f"{_FAILED}f", labels[filter_part(cv)]))
     else:  # the events the filter drops are gone here: every event left is stored
         flt = f"({cv.filter}) IS TRUE" if cv.filter else "TRUE"
@@ -192,16 +193,16 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     tried, named = [], []
     for i, (name, expr, dtype) in enumerate(cv.projections):
         if _can_fail(cv, expr, dtype, projection_part(name, expr), labels.safe):
-            tried.append((f"{_TRIED}p{i}", expr, dtype, labels[projection_part(name, expr)]))
+            tried.append((f"{_TRIED}p{i}", expr, dtype, projection_part(name, expr)))
             named.append(f"{_TRIED}p{i}.v AS {q(name)}")
         else:
             named.append(f"{input_sql(expr, dtype)} AS {q(name)}")
-    rows = _with_attempts(rows, tried, failures)
+    rows = _with_attempts(rows, tried, failures, labels)
     if named:
         rows = f"SELECT *, {', '.join(named)} FROM ({rows})"
-    tried = [(f"{_TRIED}i{j}", e, dt, labels[feature_part(cv, e)]) for j, (e, dt) in enumerate(computed_inputs(cv))
+    tried = [(f"{_TRIED}i{j}", e, dt, feature_part(cv, e)) for j, (e, dt) in enumerate(computed_inputs(cv))
              if _can_fail(cv, e, dt, feature_part(cv, e), labels.safe)]
-    rows = _with_attempts(rows, tried, failures)
+    rows = _with_attempts(rows, tried, failures, labels)
     failed_reason = "CASE " + " ".join(f"WHEN {flag} THEN {literal(why)}" for flag, why in failures) + " END" \
         if failures else "CAST(NULL AS VARCHAR)"
     rows = f"SELECT *, {failed_reason} AS {_FAILED} FROM ({rows})"
@@ -249,17 +250,22 @@ def _attempt_failed(col: str, dtype: str) -> str:
     return f"{col} IS NULL"
 
 
-def _with_attempts(rows: str, tried: Sequence[tuple], failures: list) -> str:
-    """``rows`` plus each (column, expr, dtype, reason) of ``tried`` attempted on the events the view would store,
-    and a flag per part where it failed (appended to ``failures``)."""
+def _misread(labels: "FailureReasons", part: str) -> str:
+    """`` OR`` the part's :attr:`FailureReasons.checks` (nothing without one)."""
+    return "".join(f" OR ({check}) IS TRUE" for check in labels.checks.get(part, ()))
+
+
+def _with_attempts(rows: str, tried: Sequence[tuple], failures: list, labels: "FailureReasons") -> str:
+    """``rows`` plus each (column, expr, dtype, part) of ``tried`` attempted on the events the view would store,
+    and a flag per part where it failed (appended to ``failures`` with its reason in ``labels``)."""
     if not tried:
         return rows
     rows = "SELECT *, " + ", ".join(f"CASE WHEN {_STORED} THEN {_attempt(e, dt)} END AS {col}"
                                      for col, e, dt, _ in tried) + f" FROM ({rows})"
     flags = []
-    for col, e, dt, why in tried:
-        flags.append(f"{_STORED} AND {_attempt_failed(col, dt)} AS {_FAILED}{col}")
-        failures.append((f"{_FAILED}{col}", why))
+    for col, e, dt, part in tried:
+        flags.append(f"{_STORED} AND ({_attempt_failed(col, dt)}{_misread(labels, part)}) AS {_FAILED}{col}")
+        failures.append((f"{_FAILED}{col}", labels[part]))
     return f"SELECT *, {', '.join(flags)} FROM ({rows})"
 
 
@@ -275,15 +281,16 @@ def computed_inputs(cv: CompiledView) -> List[tuple]:
 class FailureReasons(dict):
     """Part (``exprs.filter_part`` ...) -> the reason of an event it fails on (``exprs.view_failure_reason``), as
     the streaming job words it (``exprs.failure_labels``), ``exprs.EVALUATION_FAILS`` for a part the streaming
-    compiler has no failure of; ``safe``: the parts it compiled with none (DuckDB's evaluation cannot fail)."""
+    compiler has no failure of; ``safe``: the parts it compiled with none (DuckDB's evaluation cannot fail);
+    ``checks``: part -> DuckDB SQL true where the Flink jobs flag a value DuckDB computes wrongly (``misread``)."""
 
     def __init__(self, cv: CompiledView):
         from featurestore.engines.flink import exprs
 
         try:
-            labels, self.safe = exprs.failure_labels(cv)
+            labels, self.safe, self.checks = exprs.failure_labels(cv)
         except Exception:  # a view the streaming compiler cannot read: every part may fail
-            labels, self.safe = {}, ()
+            labels, self.safe, self.checks = {}, (), {}
         self.view = cv.name
         super().__init__({part: exprs.view_failure_reason(cv.name, label) for part, label in labels.items()})
 

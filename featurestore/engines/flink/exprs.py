@@ -91,6 +91,9 @@ class ExprCompiler(LogicRules, FunctionRules, TimeRules):
         self._text = text
         self.raises = []  # Flink SQL true on a row where DuckDB's evaluation fails (the value here is NULL)
         self.raise_reasons: List[str] = []  # why, one per raises entry
+        # DuckDB SQL true where DuckDB's evaluation succeeds with a wrong value the Flink jobs flag instead (a text
+        # it misreads: TEXT_MISREAD), so the DuckDB backfill dead-letters the same rows (outside CASE branches only)
+        self.duck_checks: List[str] = []
         self._guards: List[str] = []  # where the node being compiled is evaluated (CASE/IF/COALESCE branches)
         return self.node(tree)
 
@@ -387,6 +390,10 @@ class ExprCompiler(LogicRules, FunctionRules, TimeRules):
         if e.dtype == t.STRING and target in FLOATS:  # DuckDB misreads these (NumberText.unsupported): fail loudly
             self._fails_where([f"POSITION('_' IN {e.sql}) > 0",
                                f"CHAR_LENGTH(REGEXP_REPLACE({e.sql}, '[^0-9]', '')) > 19"], TEXT_MISREAD)
+            if not self._guards:  # (under a CASE branch the Flink jobs alone flag it: the guard is Flink SQL)
+                text = f"CAST(({n.this.sql(dialect='duckdb')}) AS VARCHAR)"
+                self.duck_checks.append(f"(position('_' IN {text}) > 0 AND "
+                                        f"length(regexp_replace({text}, '[^0-9]', '', 'g')) > 19)")
         if not isinstance(n, exp.TryCast) and e.dtype not in (target, NULL, t.BOOL) and (
                 target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64) or e.dtype == t.STRING):
             # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer, a text that is no boolean)
@@ -439,6 +446,7 @@ class ViewExprs:
     raises: Tuple[Tuple[str, str], ...] = ()
     labels: Tuple[Tuple[str, str], ...] = ()  # (part, its failure_label) of the parts in raises, in order
     safe: Tuple[str, ...] = ()  # the parts compiled with no failure recorded: DuckDB's evaluation never fails
+    duck_checks: Tuple[Tuple[str, str], ...] = ()  # (part, ExprCompiler.duck_checks entry): flagged, DuckDB won't fail
 
 
 _TIME_TYPE_NAMES = {"TIMESTAMP", "TIMESTAMPNTZ", "TIMESTAMPTZ", "DATETIME"}  # microsecond timestamps (UTC)
@@ -461,12 +469,13 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
     from featurestore.online import input_columns
 
     errors: List[Tuple[Optional[str], str, str]] = []
-    failing: Dict[str, Tuple[List[str], List[str]]] = {}  # part -> (its raises, their whys)
+    failing: Dict[str, Tuple[List[str], List[str], List[str]]] = {}  # part -> (its raises, their whys, duck_checks)
 
     def record(part: str, compiler: ExprCompiler) -> None:
-        preds, whys = failing.setdefault(part, ([], []))
+        preds, whys, checks = failing.setdefault(part, ([], [], []))
         preds.extend(compiler.raises)
         whys.extend(compiler.raise_reasons)
+        checks.extend(compiler.duck_checks)
     msg = "expression {!r} cannot run in the streaming job: {}"
     base = source_columns(cv, times_us=not online)  # online=False: the Flink backfill's rows
     src = ExprCompiler(base, times_us=not online)
@@ -522,10 +531,11 @@ def _compile_parts(cv: CompiledView, online: bool = True) -> Tuple[ViewExprs, Li
                 errors.append((name, f"feature '{name}'", msg.format(expr, exc)))
             sql = "NULL"
         inputs.append((expr, sql))
-    labels = {part: failure_label(part, whys) for part, (preds, whys) in failing.items() if preds}
-    raises = tuple((labels[part], pred) for part, (preds, _) in failing.items() for pred in preds)
-    safe = tuple(part for part, (preds, _) in failing.items() if not preds)
-    return ViewExprs(flt, tuple(projections), tuple(inputs), raises, tuple(labels.items()), safe), errors
+    labels = {part: failure_label(part, whys) for part, (preds, whys, _) in failing.items() if preds}
+    raises = tuple((labels[part], pred) for part, (preds, _, _) in failing.items() for pred in preds)
+    safe = tuple(part for part, (preds, _, _) in failing.items() if not preds)
+    checks = tuple((part, check) for part, (_, _, part_checks) in failing.items() for check in part_checks)
+    return ViewExprs(flt, tuple(projections), tuple(inputs), raises, tuple(labels.items()), safe, checks), errors
 
 
 # -- naming the part of a view whose evaluation fails on an event (its dead-letter reason, every job) -------
@@ -568,12 +578,16 @@ def view_failure_reason(view: str, label: str) -> str:
     return f"view '{view}': {label}"
 
 
-def failure_labels(cv: CompiledView) -> Tuple[Dict[str, str], Tuple[str, ...]]:
+def failure_labels(cv: CompiledView) -> Tuple[Dict[str, str], Tuple[str, ...], Dict[str, List[str]]]:
     """Part (:func:`filter_part`, :func:`projection_part`, :func:`feature_part`) -> its :func:`failure_label`,
-    for the parts the streaming compiler records a failure in; and the parts it compiled recording none (so
-    DuckDB's evaluation of them cannot fail). A part it cannot compile is in neither."""
+    for the parts the streaming compiler records a failure in; the parts it compiled recording none (so
+    DuckDB's evaluation of them cannot fail; a part it cannot compile is in neither); and part -> the DuckDB SQL
+    of the failures it flags where DuckDB does not fail (``ExprCompiler.duck_checks``)."""
     exprs = _compile_parts(cv, online=False)[0]
-    return dict(exprs.labels), exprs.safe
+    checks: Dict[str, List[str]] = {}
+    for part, check in exprs.duck_checks:
+        checks.setdefault(part, []).append(check)
+    return dict(exprs.labels), exprs.safe, checks
 
 
 def compile_view_exprs(cv: CompiledView, online: bool = True) -> ViewExprs:

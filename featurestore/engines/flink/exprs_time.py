@@ -11,7 +11,7 @@
   ``era`` (always year 0) is refused.
 
 A result outside years 1 to 9999 (which DuckDB computes, and the job cannot hold) is NULL, and ``raises`` holds on
-that row (the Flink backfill fails; the stream dead-letters the event for the view), as for an integer overflow.
+that row (every job dead-letters the event for the view), as for an integer overflow.
 """
 
 from __future__ import annotations
