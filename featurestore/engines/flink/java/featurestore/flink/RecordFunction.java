@@ -7,8 +7,9 @@ import java.util.function.Function;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.table.data.ArrayData;
-import org.apache.flink.table.data.GenericArrayData;
 import org.apache.flink.table.data.StringData;
+import org.apache.flink.table.data.binary.BinaryArrayData;
+import org.apache.flink.table.data.writer.BinaryArrayWriter;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
@@ -60,18 +61,23 @@ abstract class RecordFunction<S extends RecordFunction.Columns> extends ScalarFu
         return out;
     }
 
-    /** {@code row} as Flink's internal array (what the planner would convert a String[] to, without its
-     * copy into a binary array); {@code payload}, when not null, the payload's UTF-8 (its text is not in the
-     * row). */
+    /** {@code row} as Flink's internal array, written as the planner writes a String[] (a binary array, which
+     * the Calcs copy whole; a generic one they copy string by string); {@code payload}, when not null, the
+     * payload's UTF-8 (written as it is: its text is not in the row). */
     static ArrayData array(String[] row, byte[] payload) {
-        StringData[] out = new StringData[row.length];
+        BinaryArrayData out = new BinaryArrayData();
+        BinaryArrayWriter writer = new BinaryArrayWriter(out, row.length, 8);
         for (int i = 0; i < row.length; i++) {
-            out[i] = row[i] == null ? null : StringData.fromString(row[i]);
+            if (i == PAYLOAD && payload != null) {
+                writer.writeString(i, StringData.fromBytes(payload));
+            } else if (row[i] == null) {
+                writer.setNullAt(i);
+            } else {
+                writer.writeString(i, StringData.fromString(row[i]));
+            }
         }
-        if (payload != null) {
-            out[PAYLOAD] = StringData.fromBytes(payload);
-        }
-        return new GenericArrayData(out);
+        writer.complete();
+        return out;
     }
 
     /** The row of a record that is not one (its reason; no values). */
