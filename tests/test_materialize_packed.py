@@ -13,6 +13,7 @@ import random
 import time
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from types import SimpleNamespace
@@ -101,6 +102,7 @@ def test_the_vectorised_packed_path_writes_the_per_entity_paths_redis_image(tmp_
     monkeypatch.setattr(kentity, "TILE_MIN_EVENTS", rng.choice([0, 2, 16]))
     monkeypatch.setattr(orr, "STAGE_ITEMS", rng.choice([7, 50]))  # hot entities in many staged chunks
     monkeypatch.setattr(om, "VECTOR_EVENTS", 0)  # the vectorised build however few the events
+    monkeypatch.setattr(om, "EVENT_ROWS", rng.choice([7, 100]))  # entities' rows split across batches
     events = _events(seed)
     root = write_repo(tmp_path / "repo")
     with open(root / "definitions" / "features.py", "a") as f:  # distinct sets of strings / integers / booleans
@@ -247,3 +249,63 @@ def test_a_plain_entitys_transaction_is_the_one_of_its_write_arguments():
         want = transaction(write_calls([k.encode() for k in orr.entity_keys(base)], args))
         assert writer.commands == [want]
         assert writer.commands[0].replies == want.replies
+
+
+def _runs_batches(rng, entities, cut):
+    """Rows of ``entities`` (each a list of times) sorted by entity and rank, as record batches cut at
+    random rows, and the expected (last, events, kept, packed chunks of 3) per entity."""
+    from featurestore.stores.online_packed import pack_counted
+
+    ids, ranks, tss, texts, want = [], [], [], [], []
+    for e, times in enumerate(entities):
+        kept = []
+        for r, ts in enumerate(times, 1):
+            text = pack_counted((ts, f"[-{r},{e}]"))[1] if cut is None or ts >= cut else None
+            ids.append(e), ranks.append(r), tss.append(ts), texts.append(text)
+            if text is not None:
+                kept.append((r, text))
+        chunks = {}
+        for r, text in kept:
+            chunks.setdefault((r - 1) // 3, []).append(text)
+        want.append((times[-1], len(times), len(kept), [(len(c), b"".join(c)) for _, c in sorted(chunks.items())]))
+    table = pa.table({"__fs_e": ids, "__fs_r": pa.array(ranks, pa.int64()), "__fs_ts": pa.array(tss, pa.int64()),
+                      "__fs_p": pa.array([None if x is None else x.decode() for x in texts], pa.string())})
+    cuts = sorted(rng.sample(range(1, len(ids)), min(len(ids) - 1, rng.randrange(0, 12))))
+    return [table.slice(a, b - a).to_batches()[0] for a, b in zip([0] + cuts, cuts + [len(ids)])], want
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_entity_runs_give_each_entitys_kept_members_in_chunks_whatever_the_batch_boundaries(seed):
+    """``entity_blocks`` regroups batches split anywhere (mid-entity, at an entity's first row, one row
+    per batch) into whole entities, and ``EntityRuns`` finds each one's last time, event count, kept
+    suffix and its members' bytes in chunks of the ranks ``3j+1..3j+3``."""
+    from featurestore.stores.online_packed import EntityRuns, entity_blocks
+
+    rng = random.Random(seed)
+    entities = [sorted(rng.randrange(0, 20) for _ in range(rng.choice([1, 2, 3, 4, 7, 10]))) for _ in range(rng.randrange(1, 8))]
+    cut = rng.choice([None, 0, 5, 10, 25])
+    batches, want = _runs_batches(rng, entities, cut)
+    got = []
+    for block in entity_blocks(iter(batches)):
+        runs = EntityRuns(block, cut)
+        ids = block.column("__fs_e").to_pylist()
+        assert [ids[s] for s in runs.starts] == list(range(len(got), len(got) + len(runs.starts)))
+        for i in range(len(runs.starts)):
+            chunks = runs.chunks(i, 3)
+            assert runs.packed(i) == b"".join(c for _, c in chunks)
+            got.append((runs.last[i], runs.counts[i], runs.kept[i], chunks))
+    assert got == want
+
+
+def test_entity_runs_refuse_rows_out_of_entity_and_rank_order():
+    from featurestore.stores.online_packed import EntityRuns, entity_blocks
+
+    def batch(ranks):
+        n = len(ranks)
+        return pa.record_batch({"__fs_r": pa.array(ranks, pa.int64()), "__fs_ts": pa.array([0] * n, pa.int64()),
+                                "__fs_p": pa.array(["x"] * n, pa.string())})
+
+    with pytest.raises(ValueError):
+        list(entity_blocks(iter([batch([2, 3])])))
+    with pytest.raises(ValueError):
+        EntityRuns(batch([1, 2, 4, 1]), None)

@@ -54,7 +54,7 @@ from featurestore.online import input_columns, view_layout
 from featurestore.online_reply import loads
 from featurestore.stores import online_redis as orr
 from featurestore.stores import online_format as ofmt
-from featurestore.stores.online_packed import Transaction, from_columns, packed_sql
+from featurestore.stores.online_packed import EntityRuns, PackedRaw, Transaction, entity_blocks, packed_sql
 
 HOT, HOT_EVENTS, HOT_LEVELS, RANKED = "__fs_mat_hot", "__fs_mat_hev", "__fs_mat_hlv", "__fs_mat_rnk"
 
@@ -62,6 +62,10 @@ HOT, HOT_EVENTS, HOT_LEVELS, RANKED = "__fs_mat_hot", "__fs_mat_hev", "__fs_mat_
 # Fewer kernel entities' events than this in a pass: they are built entity by entity (the vectorised
 # build's fixed cost, its tiles query, is more than the per-entity build's on so few events).
 VECTOR_EVENTS = 10_000
+
+
+# Events per Arrow batch of packed members (each read as runs of whole entities: online_packed.entity_blocks).
+EVENT_ROWS = 65_536
 
 
 # Tile rows' stored text written by DuckDB (duckdb_tile_text); False: every row decoded and encoded in
@@ -227,41 +231,43 @@ def _plain(con, cv, relation, part, layout, cut, ret, writer: _Writer, on_rows, 
 
 def _plain_packed(con, cv: CompiledView, part, cut, writer: _Writer, on_rows) -> None:
     """The pass's entities outside table :data:`HOT` (at most ``DENSE_EVENTS`` kept events, no prefix):
-    their kept members as DuckDB encoded and packed them (:func:`packed_members_sql`), forwarded."""
+    their kept members as DuckDB encoded and packed them (:func:`packed_members_sql`), each entity's one
+    slice of the packed column (:class:`online_packed.EntityRuns`), forwarded."""
     try:
-        reader = con.sql(packed_members_sql(cv, cut)).to_arrow_reader(orr.BATCH_ROWS)
+        reader = con.sql(packed_members_sql(cv, cut)).to_arrow_reader(EVENT_ROWS)
     except Exception as exc:
         raise _error(cv, exc) from None
     nkeys = len(cv.join_keys)
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
-        last = batch.column("__fs_last").to_pylist()
-        kept = batch.column("__fs_k").to_pylist()
-        texts = batch.column("__fs_packed").cast(pa.binary()).to_pylist()  # the UTF-8 bytes, not decoded
-        for i in range(batch.num_rows):
-            if not kept[i]:  # every event fell behind the cut (not written: deleted at the end)
+    for block in entity_blocks(reader):
+        runs = EntityRuns(block, cut)
+        starts = pa.array(runs.starts, pa.int64())
+        keycols = [block.column(i).take(starts).to_pylist() for i in range(nkeys)]
+        for i, kept in enumerate(runs.kept):
+            if not kept:  # every event fell behind the cut (not written: deleted at the end)
                 continue
-            writer.add_plain([kc[i] for kc in keycols], last[i], kept[i], texts[i])
+            writer.add_plain([kc[i] for kc in keycols], runs.last[i], kept, runs.packed(i))
         if on_rows:
-            on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
+            on_rows(block.num_rows)
+
+
+def _packed_events_sql(relation: str, cols: str, member: str, cut: Optional[int], order: str) -> str:
+    """Every event of ``relation`` with ``cols``, its rank ``__fs_r``, time ``__fs_ts`` and its kept
+    (at or after ``cut``) member packed (``__fs_p``: :func:`online_packed.packed_sql`; NULL for an event
+    not kept), sorted by ``order`` (the entity's columns, then the rank): each entity's members in one
+    run of rows, in event order, read by :class:`online_packed.EntityRuns` without a per-entity sort."""
+    if cut is not None:
+        member = f"CASE WHEN __fs_ts >= {int(cut)} THEN {member} END"
+    # (the member a column of its own: packed_sql names it twice, and it is built once per event)
+    return (f"SELECT {cols}, __fs_r, __fs_ts, CASE WHEN __fs_m IS NOT NULL THEN {packed_sql('__fs_ts', '__fs_m')} "
+            f"END AS __fs_p FROM (SELECT {cols}, __fs_r, __fs_ts, {member} AS __fs_m FROM {relation}) ORDER BY {order}, __fs_r")
 
 
 def packed_members_sql(cv: CompiledView, cut: Optional[int]) -> str:
-    """One row per entity of table :data:`RANKED` outside :data:`HOT`: keys, last time, the number of kept
-    events (``__fs_k``: at or after ``cut``), their times and members packed (``__fs_packed``:
-    :func:`online_packed.packed_sql`, in event order, ids as :func:`orr.materialize_sql` numbers them) and
-    the event count (``__fs_n``)."""
+    """The events of table :data:`RANKED` outside :data:`HOT`: keys and :func:`_packed_events_sql`'s
+    columns (ids as :func:`orr.materialize_sql` numbers them), sorted by keys and rank."""
     keys = ", ".join(dsql.q(k) for k in cv.join_keys)
     member = orr.member_sql(cv, "__fs_r", "__fs_ts")
-    keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
-    # (the member a column of its own: packed_sql names it twice)
-    return (f"WITH ev AS (SELECT {keys}, __fs_ts, __fs_r, {member} AS __fs_m FROM {RANKED} AS src "
-            f"ANTI JOIN {HOT} USING ({keys}))\n"
-            f"SELECT {keys}, max(__fs_ts) AS __fs_last, count(*){keep} AS __fs_k, "
-            f"string_agg({packed_sql('__fs_ts', '__fs_m')}, '' ORDER BY __fs_r){keep} AS __fs_packed, "
-            f"count(*) AS __fs_n FROM ev GROUP BY {keys}")
+    return _packed_events_sql(f"{RANKED} AS src ANTI JOIN {HOT} USING ({keys})", keys, member, cut, keys)
 
 
 def _where(cv: CompiledView, part) -> List[str]:
@@ -359,20 +365,33 @@ def _members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
 
 
 def _packed_members_sql(cv: CompiledView, cut: Optional[int], order_text: bool) -> str:
-    """:func:`_members_sql` with the kept members packed (:func:`online_packed.packed_sql`) in chunks of
-    at most ``STAGE_ITEMS`` (``__fs_ks``: their sizes, ``__fs_ps``: their texts)."""
-    keys = ", ".join(f"h.{dsql.q(k)}" for k in cv.join_keys)
+    """The kernel entities' events (:data:`HOT_EVENTS`): ``__fs_e`` and :func:`_packed_events_sql`'s
+    columns (the members :func:`_members_sql` lists), sorted by entity and rank."""
     inputs = [ofmt.json_sql(f"__fs_i{j}") for j in range(len(input_columns(cv)))]
     order = [f"__fs_v{j}" for j, s in enumerate(ofmt.order_sources(cv)) if s < 0] if order_text else []
     member = ofmt.member_sql("__fs_r", "__fs_ts", inputs, order)
-    keep = "" if cut is None else f" FILTER (WHERE __fs_ts >= {int(cut)})"
-    # (the member a column of its own: packed_sql names it twice, and it is built once per event)
-    chunks = (f"SELECT __fs_e, (__fs_r - 1) // {int(orr.STAGE_ITEMS)} AS __fs_c, max(__fs_ts) AS __fs_last, "
-              f"count(*){keep} AS __fs_k, string_agg({packed_sql('__fs_ts', '__fs_m')}, '' ORDER BY __fs_r){keep} AS __fs_p, "
-              f"count(*) AS __fs_n FROM (SELECT __fs_e, __fs_r, __fs_ts, {member} AS __fs_m FROM {HOT_EVENTS}) GROUP BY ALL")
-    return (f"SELECT {keys}, a.* FROM (SELECT __fs_e, max(__fs_last) AS __fs_last, list(__fs_k ORDER BY __fs_c) AS __fs_ks, "
-            f"list(__fs_p ORDER BY __fs_c) AS __fs_ps, sum(__fs_n) AS __fs_n FROM ({chunks}) GROUP BY __fs_e) AS a "
-            f"JOIN {HOT} AS h USING (__fs_e) ORDER BY __fs_e")
+    return _packed_events_sql(HOT_EVENTS, "__fs_e", member, cut, "__fs_e")
+
+
+def _kernel_raw(con, cv: CompiledView, cut, order_text: bool, packed: bool) -> Iterator[tuple]:
+    """Per kernel entity, in ``__fs_e`` order: ``(entity, keys, last time, events, raw_add)``; ``packed``:
+    raw_add a :class:`online_packed.PackedRaw` in chunks of at most ``STAGE_ITEMS`` (else pairs)."""
+    nkeys = len(cv.join_keys)
+    if not packed:
+        for batch in con.sql(_members_sql(cv, cut, order_text)).to_arrow_reader(1_000):
+            keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
+            es, last, ns = (batch.column(c).to_pylist() for c in ("__fs_e", "__fs_last", "__fs_n"))
+            tss, members = batch.column("__fs_tss").to_pylist(), batch.column("__fs_members").to_pylist()
+            for i, e in enumerate(es):
+                yield e, [kc[i] for kc in keycols], last[i], ns[i], list(zip(tss[i] or [], members[i] or []))
+        return
+    keys = ", ".join(dsql.q(k) for k in cv.join_keys)
+    hot = con.sql(f"SELECT {keys} FROM {HOT} ORDER BY __fs_e").fetchall()  # __fs_e: 1 to n
+    for block in entity_blocks(con.sql(_packed_members_sql(cv, cut, order_text)).to_arrow_reader(EVENT_ROWS)):
+        runs = EntityRuns(block, cut)
+        es = block.column("__fs_e").take(pa.array(runs.starts, pa.int64())).to_pylist()
+        for i, e in enumerate(es):
+            yield e, list(hot[e - 1]), runs.last[i], runs.counts[i], PackedRaw(runs.chunks(i, orr.STAGE_ITEMS))
 
 
 TEXT_TYPES = frozenset({t.STRING, t.INT32, t.INT64, t.BOOL, t.TIMESTAMP})  # distinct sets DuckDB encodes
@@ -414,33 +433,26 @@ def _kernel(con, cv: CompiledView, relation: str, layout: Layout, cut, keep_base
     ``relation`` holds :func:`ranked_sql`'s columns."""
     sql, order_text = _events_sql(cv, picked_order=True, ranked=ranked)
     con.execute(sql.format(relation=relation))
-    nkeys = len(cv.join_keys)
     groups = _groups(con, cv, layout, cut, keep_base, order_text)
     pending = next(groups, None)  # runs the tiles query
-    members_sql = _packed_members_sql(cv, cut, order_text) if packed else _members_sql(cv, cut, order_text)
-    for batch in con.sql(members_sql).to_arrow_reader(1_000):
-        keycols = [batch.column(i).to_pylist() for i in range(nkeys)]
-        es = batch.column("__fs_e").to_pylist()
-        last = batch.column("__fs_last").to_pylist()
-        if packed:
-            ks, ps = batch.column("__fs_ks").to_pylist(), batch.column("__fs_ps").to_pylist()
-        else:
-            tss = batch.column("__fs_tss").to_pylist()
-            members = batch.column("__fs_members").to_pylist()
-        for i, e in enumerate(es):
-            rows: list = []
-            if pending is not None and pending[0] == e:
-                rows = pending[1]
-                pending = next(groups, None)
-            base = None
-            if rows and rows[0][0] < 0:
-                base = rows[0][3]
-                rows = rows[1:]
-            raw_add = from_columns(ks[i], ps[i]) if packed else list(zip(tss[i] or [], members[i] or []))
-            changes = kbatch.changes_from_tiles(layout, raw_add, last[i], base, rows, cut, keep_base)
-            writer.add([kc[i] for kc in keycols], last[i], changes)
-        if on_rows:
-            on_rows(int(pc.sum(batch.column("__fs_n")).as_py()))
+    events = 0
+    for e, keys, last, n, raw_add in _kernel_raw(con, cv, cut, order_text, packed):
+        rows: list = []
+        if pending is not None and pending[0] == e:
+            rows = pending[1]
+            pending = next(groups, None)
+        base = None
+        if rows and rows[0][0] < 0:
+            base = rows[0][3]
+            rows = rows[1:]
+        changes = kbatch.changes_from_tiles(layout, raw_add, last, base, rows, cut, keep_base)
+        writer.add(keys, last, changes)
+        events += n
+        if on_rows and events >= EVENT_ROWS:
+            on_rows(events)
+            events = 0
+    if on_rows and events:
+        on_rows(events)
 
 
 __all__ = ["materialize_view", "vector_enabled", "hot_sql"]

@@ -19,7 +19,10 @@ into Lua and back into a command (its CPU was 1.4-1.7x the plain commands').
 
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
 
 
 class Segment(bytes):
@@ -163,11 +166,75 @@ def packed_sql(ts: str, member: str) -> str:
             f"CAST(strlen({member}) AS VARCHAR), chr(13), chr(10), {member}, chr(13), chr(10))")
 
 
-def from_columns(counts: list, texts: list) -> PackedRaw:
-    """A :class:`PackedRaw` of one entity's chunk counts and texts (lists read from DuckDB; empty chunks
-    left out)."""
-    return PackedRaw([(c, t.encode()) for c, t in zip(counts or (), texts or ()) if c])
+def entity_blocks(reader, rank: str = "__fs_r") -> Iterator[pa.RecordBatch]:
+    """The batches of ``reader`` (rows sorted by entity, then by their rank ``rank``, 1 to n within the
+    entity) regrouped into blocks of whole entities: an entity a batch boundary splits is carried to the
+    next block."""
+    carry: List[pa.RecordBatch] = []
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        starts = np.flatnonzero(batch.column(rank).to_numpy() == 1)
+        if not carry and (not len(starts) or starts[0] != 0):
+            raise ValueError("rows not in entity and rank order")
+        if len(starts) and (starts[-1] > 0 or carry):
+            done = carry + ([batch.slice(0, int(starts[-1]))] if starts[-1] > 0 else [])
+            yield done[0] if len(done) == 1 else _concat(done)
+            carry = []
+        carry.append(batch.slice(int(starts[-1])) if len(starts) else batch)
+    if carry:
+        yield carry[0] if len(carry) == 1 else _concat(carry)
 
 
-__all__ = ["PackedRaw", "Segment", "Transaction", "command", "from_columns", "pack_counted", "packed_sql", "transaction",
-           "write_calls"]
+def _concat(batches: List[pa.RecordBatch]) -> pa.RecordBatch:
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+class EntityRuns:
+    """The entities of one block of :func:`entity_blocks` (columns ``__fs_r`` rank, ``__fs_ts`` time,
+    ``__fs_p`` the event's packed score and member (:func:`packed_sql`), NULL for an event not kept):
+    per entity its first row (``starts``), events (``counts``), kept events (``kept``: those at or after
+    ``cut``, a suffix of the entity's, as time leads event order) and last time (``last``), as lists;
+    :meth:`chunks` its kept members' packed bytes."""
+
+    def __init__(self, block: pa.RecordBatch, cut: Optional[int]):
+        r = block.column("__fs_r").to_numpy()
+        n = len(r)
+        starts = np.flatnonzero(r == 1)
+        ends = np.append(starts[1:], n)
+        if n > 1 and not np.all((np.diff(r) == 1) | (r[1:] == 1)):
+            raise ValueError("ranks not consecutive within an entity")
+        ts = block.column("__fs_ts").to_numpy()
+        if cut is None:
+            kept = ends - starts
+        else:
+            cum = np.concatenate(([0], np.cumsum(ts >= cut)))
+            kept = cum[ends] - cum[starts]
+        packed = block.column("__fs_p")
+        wide = pa.types.is_large_string(packed.type) or pa.types.is_large_binary(packed.type)
+        self.offsets = np.frombuffer(packed.buffers()[1], dtype=np.int64 if wide else np.int32)[packed.offset:packed.offset + n + 1].tolist()
+        data = packed.buffers()[2]
+        self.data = memoryview(data) if data is not None else memoryview(b"")
+        self.starts, self.ends, self.kept = starts.tolist(), ends.tolist(), kept.tolist()
+        self.counts = (ends - starts).tolist()
+        self.last = ts[ends - 1].tolist()
+
+    def packed(self, i: int) -> bytes:
+        """Entity ``i``'s kept members' packed bytes, one text."""
+        off = self.offsets
+        return self.data[off[self.ends[i] - self.kept[i]]:off[self.ends[i]]].tobytes()
+
+    def chunks(self, i: int, size: int) -> List[Tuple[int, bytes]]:
+        """Entity ``i``'s kept members as chunks ``(count, packed bytes)`` of the events ranked
+        ``size * j + 1`` to ``size * (j + 1)`` (its kept ones: empty chunks left out)."""
+        s, e, off, out = self.starts[i], self.ends[i], self.offsets, []
+        b = e - self.kept[i]
+        while b < e:
+            c = min(s + ((b - s) // size + 1) * size, e)
+            out.append((c - b, self.data[off[b]:off[c]].tobytes()))
+            b = c
+        return out
+
+
+__all__ = ["EntityRuns", "PackedRaw", "Segment", "Transaction", "command", "entity_blocks", "pack_counted",
+           "packed_sql", "transaction", "write_calls"]
