@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
-from featurestore.kernel.columnar import RawBatch, RawEvents, window_columns, window_rows
+from featurestore.kernel.columnar import RawBatch, RawEvents, segment_rows, window_columns
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, UNIT_MS, ceil_unit, cover, floor_unit, tile_id, tile_ms
 from featurestore.online_reply import EntityReply
@@ -427,69 +427,91 @@ def _finish_feature(layout: Layout, step, wcols: Dict[int, list], replies: Seque
 def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, slots, index: Sequence[int],
                        rows_of: list) -> None:
     """The rows of the finite windows of entities with tiles (``rows_of[index[e]][w]``), computed together:
-    per window, the raw events of every entity's edge fragments and unstored tiles from columns
-    (:func:`featurestore.kernel.columnar.window_rows`, one call for all entities), then its stored tiles
-    merged in. (Unbounded windows, which start from a prefix, are left to :func:`_window_row`.)"""
-    for w, sl in slots.items():
-        if w is None:
-            continue
-        groups = _window_groups(replies, w, len(layout.inputs))
-        built = window_rows(layout, groups, [[(None, q)]] * len(replies), [sl])
-        for r, i, (row,) in zip(replies, index, built):
-            tiles = r.tiles
-            for j in r.plan.pieces[w][0]:
-                tile = tiles.get(r.plan.tiles[j])
-                if tile is not None:
-                    layout.merge(row, tile, sl)
-            rows_of[i][w] = row
+    every window's raw events (its edge fragments and unstored tiles) are slices of the entities' one
+    batch of raw pieces (:func:`featurestore.online_reply.dense_fragments`), whose columns and exact
+    prefix sums are built once for all windows (:func:`featurestore.kernel.columnar.segment_rows`), then
+    each window's stored tiles are merged in. (Unbounded windows, which start from a prefix, are left to
+    :func:`_window_row`.)"""
+    windows = [w for w in slots if w is not None]
+    if not windows:
+        return
+    by_batch: Dict[int, Tuple[RawBatch, List[int]]] = {}
+    fragments = _fragments(replies, len(layout.inputs))
+    for e, (batch, _) in enumerate(fragments):
+        by_batch.setdefault(id(batch), (batch, []))[1].append(e)
+    for batch, members in by_batch.values():
+        segments = [[_window_segments(replies[e].plan, fragments[e][1], replies[e].tiles, w) for w in windows]
+                    for e in members]
+        built = segment_rows(layout, batch, segments, [slots[w] for w in windows])
+        for e, rows in zip(members, built):
+            r = replies[e]
+            for w, row in zip(windows, rows):
+                sl = slots[w]
+                for j in r.plan.pieces[w][0]:
+                    tile = r.tiles.get(r.plan.tiles[j])
+                    if tile is not None:
+                        layout.merge(row, tile, sl)
+                rows_of[index[e]][w] = row
 
 
-def _window_groups(replies: Sequence[EntityReply], w: int, width: int) -> List[RawEvents]:
-    """Per entity, the raw events of window ``w``'s unstored tiles and raw ranges, in time order (the pieces
-    of one window are disjoint in time: laid in the order of their starts). Those of replies read with
-    ``fragments`` (:func:`featurestore.online_reply.dense_fragments`) are laid end to end in one new
-    batch, slice by slice."""
+def _window_segments(plan: ReadPlan, fragments, tiles: Dict[str, list], w: int) -> List[Tuple[int, int]]:
+    """Window ``w``'s raw events as slices ``[a, b)`` of its entity's batch: those of its unstored tiles and
+    raw ranges (``fragments``), in time order (the pieces of one window are disjoint in time), slices that
+    follow each other in the batch joined."""
+    tmap, rlist = fragments
+    tile_ix, range_ix = plan.pieces[w]
+    pieces = []
+    for j in tile_ix:
+        name = plan.tiles[j]
+        f = tmap.get(name)
+        if f is not None and name not in tiles:
+            pieces.append((int(name.partition(":")[2]) * 60_000, f.lo, f.hi))
+    for j in range_ix:
+        f = rlist[j]
+        pieces.append((plan.ranges[j][0], f.lo, f.hi))
+    pieces.sort(key=itemgetter(0))
+    out: List[Tuple[int, int]] = []
+    for _, a, b in pieces:
+        if b > a:
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+    return out
+
+
+def _fragments(replies: Sequence[EntityReply], width: int) -> List[Tuple[RawBatch, tuple]]:
+    """Per reply, ``(batch, (unstored tiles' events by id, raw ranges' events))``: its ``fragments`` as read
+    from the store; those of replies built by hand (their pieces' events listed) are laid, piece by
+    piece, in one new batch."""
+    out: List[Optional[Tuple[RawBatch, tuple]]] = [None] * len(replies)
     times: List[int] = []
     cols: List[list] = [[] for _ in range(width)]
-    members: list = []
-    loads = None
-    bounds = []
-    for r in replies:
-        plan, tiles = r.plan, r.tiles
-        tile_ix, range_ix = plan.pieces[w]
-        if r.fragments is None:  # (a reply built by hand: its events)
-            evs: list = []
-            for j in tile_ix:
-                name = plan.tiles[j]
-                if name not in tiles:
-                    evs += r.tile_events.get(name, ())
-            for j in range_ix:
-                evs += r.range_events[j]
-            bounds.append(RawEvents.of(evs, width))
-            continue
-        tmap, rlist = r.fragments
-        segs = []
-        for j in tile_ix:
-            name = plan.tiles[j]
-            f = tmap.get(name)
-            if f is not None and name not in tiles:
-                segs.append((int(name.partition(":")[2]) * 60_000, f))
-        for j in range_ix:
-            segs.append((plan.ranges[j][0], rlist[j]))
-        segs.sort(key=itemgetter(0))
+    orders: list = []
+    batch = RawBatch(times, cols, orders, _same)
+
+    def lay(events) -> RawEvents:
         a = len(times)
-        for _, f in segs:
-            lo, hi = f.lo, f.hi
-            if hi > lo:
-                fb = f.batch
-                times += fb.times[lo:hi]
-                for c, col in zip(cols, fb.cols):
-                    c += col[lo:hi]
-                members += fb.members[lo:hi]
-                loads = fb.loads
-        bounds.append((a, len(times)))
-    wb = RawBatch(times, cols, members, loads)
-    return [b if isinstance(b, RawEvents) else RawEvents(batch=wb, lo=b[0], hi=b[1]) for b in bounds]
+        for order, inputs in sorted(events, key=lambda ev: ev[0][0]):
+            times.append(order[0])
+            orders.append(order)
+            for c, v in zip(cols, inputs):
+                c.append(v)
+        return RawEvents(batch=batch, lo=a, hi=len(times))
+
+    for e, r in enumerate(replies):
+        if r.fragments is not None:
+            tmap, rlist = r.fragments
+            first = next(iter(tmap.values()), None) or next(iter(rlist), None)
+            out[e] = (first.batch if first is not None else batch, r.fragments)
+        else:
+            tmap = {name: lay(evs) for name, evs in r.tile_events.items() if name not in r.tiles}
+            out[e] = (batch, (tmap, [lay(evs) for evs in r.range_events]))
+    return out
+
+
+def _same(order: list) -> list:
+    return order
 
 
 def _sparse_span(reply: EntityReply, q: int, w: Optional[int]) -> Tuple[Optional[int], int]:

@@ -11,7 +11,7 @@ import pytest
 
 from featurestore.kernel import columnar
 from featurestore.kernel import entity as kentity
-from featurestore.kernel.columnar import RawEvents, window_columns, window_rows
+from featurestore.kernel.columnar import RawBatch, RawEvents, segment_rows, window_columns, window_rows
 from featurestore.kernel.partials import Layout
 from featurestore.kernel.tiles import TOP_LEVEL, tile_ms
 from featurestore.online import compute_many, read_plan
@@ -52,6 +52,45 @@ def test_window_rows_equal_layout_add_on_every_slot(seed):
         for (lo, hi), sl, row in zip(espans, slot_sets, rows):
             want = _by_add(layout, g, lo, hi, sl)
             assert _encoded(layout, row) == _encoded(layout, want), (lo, hi)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_segment_rows_equal_layout_add_of_their_slices(seed):
+    """A dense entity's windows read slices of one batch of raw events (several per window where stored
+    tiles cut it): each window's row equals Layout.add of its slices' events in order, slot for slot,
+    though every window shares the batch's columns and prefix sums."""
+    rng = random.Random(9300 + seed)
+    layout, _ = make_layout()
+    times, cols, orders = [], [[], [], []], []
+    batch = RawBatch(times, cols, orders, lambda order: order)
+    segments, expected = [], []
+    for _ in range(rng.choice([1, 3, 12])):
+        n = rng.choice([0, 1, 2, 5, 40, 300])
+        evs = sorted(((o, inp) for _, o, inp, _ in random_events(rng, n, rng.choice([60_000, 9 * 86_400_000]))),
+                     key=lambda e: e[0][0])
+        base = len(times)
+        for order, inputs in evs:
+            times.append(order[0])
+            orders.append(order)
+            for c, v in zip(cols, inputs):
+                c.append(v)
+        # cut points where the time changes (a time's events never straddle two slices)
+        cuts = [j for j in range(1, len(evs)) if evs[j][0][0] != evs[j - 1][0][0]]
+        esegs, ewant = [], []
+        for _ in WINDOWS[:-1]:
+            bounds = [0] + sorted(rng.sample(cuts, min(len(cuts), rng.randint(0, 4)))) + [len(evs)]
+            chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if rng.random() < 0.7]
+            esegs.append([(base + a, base + b) for a, b in chunks])
+            ewant.append([ev for a, b in chunks for ev in evs[a:b]])
+        segments.append(esegs)
+        expected.append(ewant)
+    slot_sets = [tuple(sorted(rng.sample(range(len(layout.slots)), rng.randint(1, len(layout.slots)))))
+                 if rng.random() < 0.3 else layout.all_slots for _ in WINDOWS[:-1]]
+    built = segment_rows(layout, batch, segments, slot_sets)
+    for ewant, rows in zip(expected, built):
+        for evs, sl, row in zip(ewant, slot_sets, rows):
+            want = _by_add(layout, evs, None, 1 << 62, sl)
+            assert _encoded(layout, row) == _encoded(layout, want)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -301,6 +301,47 @@ def window_rows(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Seq
     return out
 
 
+def segment_rows(layout: Layout, batch: RawBatch, segments: Sequence[Sequence[Sequence[Tuple[int, int]]]],
+                 slot_sets: Sequence[Sequence[int]]) -> List[List[list]]:
+    """``rows[e][k]``: the row of the events of ``batch`` in the slices ``segments[e][k]`` (``[a, b)``
+    index ranges, in time order, none holding an event time another holds) on the slots
+    ``slot_sets[k]`` (the others empty): what :func:`window_rows` gives for those events laid end to
+    end. The batch's columns and prefix columns are built once for every ``k`` (a dense entity's
+    windows are sub-ranges of one batch of raw events: no window rebuilds them); a row of several
+    slices is their rows combined in time order (``Layout._combiners``: exact sums add exactly, ties of
+    min/max/sets keep the earlier value, as one slice would)."""
+    template, combiners = layout._template, layout._combiners
+    cols = _Columns(layout, [RawEvents(batch=batch, lo=0, hi=len(batch.times))])
+    slots = layout.slots
+    out: List[List[list]] = [[] for _ in segments]
+    for k, sl in enumerate(slot_sets):
+        owners, a_s, b_s = [], [], []
+        for e, esegs in enumerate(segments):
+            for a, b in esegs[k]:
+                if b > a:
+                    owners.append(e)
+                    a_s.append(a)
+                    b_s.append(b)
+        values = [(i, _slot_values(layout, cols, slots[i][0], slots[i][1], i, a_s, b_s)) for i in sl] if owners else []
+        kept = set(sl)
+        fresh = [(i, make) for i, make in layout._fresh if i not in kept]
+        rows: List[Optional[list]] = [None] * len(segments)
+        for j, e in enumerate(owners):
+            row = rows[e]
+            if row is None:
+                row = rows[e] = template.copy()
+                for i, make in fresh:
+                    row[i] = make()
+                for i, column in values:
+                    row[i] = column[j]
+            else:
+                for i, column in values:
+                    row[i] = combiners[i](row[i], column[j])
+        for e, row in enumerate(rows):
+            out[e].append(layout.new() if row is None else row)
+    return out
+
+
 def window_columns(layout: Layout, groups: Sequence[RawEvents], spans: Sequence[Sequence[Span]],
                    slot_sets: Sequence[Sequence[int]], timed: Collection[int] = ()) -> List[Dict[int, list]]:
     """:func:`window_rows` as columns: ``columns[k][i][e]`` is slot ``i`` of ``rows[e][k]``, without the
@@ -452,4 +493,4 @@ def _by_events(layout: Layout, cols: _Columns, a: int, b: int, empty, i: int):
     return row[i]
 
 
-__all__ = ["RawEvents", "window_columns", "window_rows"]
+__all__ = ["RawBatch", "RawEvents", "segment_rows", "window_columns", "window_rows"]
