@@ -205,6 +205,10 @@ events = Source(schema={"user_id": "string", "tag": "string", "ts": "timestamp"}
 read = FeatureView(entities=[user], source=events, projections={"x": "TRY_CAST(tag AS DOUBLE)"}, features=[Latest("x")])
 kept = FeatureView(entities=[user], source=events, filter="TRY_CAST(tag AS DOUBLE) IS NOT NULL",
                    features=[Latest("tag", name="kept_tag")])
+branch = FeatureView(entities=[user], source=events,
+                     projections={"y": "CASE WHEN tag LIKE '1%' THEN TRY_CAST(tag AS DOUBLE) ELSE 0 END",
+                                  "z": "coalesce(TRY_CAST(tag AS BIGINT), IF(tag LIKE '-%', TRY_CAST(tag AS DOUBLE), 1))"},
+                     features=[Latest("y"), Latest("z")])
 '''
 MISREAD = "1_000_000_000_000_000_000_1"  # '_' and over 19 digits: DuckDB reads a wrong float, the Flink jobs flag it
 TAGS = [MISREAD, "1_000", "2.5", None, "abc", " 7 ", "-1_2345678901234567890", "12345678901234567890123"]
@@ -222,6 +226,15 @@ def _misread_repo(root, n: int = 40):
     return FeatureStore(root), [T0_MS + 1000 * i for i in range(n) if tags[i] in (MISREAD, "-1_2345678901234567890")]
 
 
+BRANCH_Y = "projection 'y' (CASE WHEN tag LIKE '1%' THEN TRY_CAST(tag AS DOUBLE) ELSE 0 END)"
+BRANCH_Z = "projection 'z' (coalesce(TRY_CAST(tag AS BIGINT), IF(tag LIKE '-%', TRY_CAST(tag AS DOUBLE), 1)))"
+
+
+def branch_letters(store) -> Counter:
+    """(reason, event time) of the ``branch`` view's dead letters in the backfill's table."""
+    return Counter({k: n for k, n in backfill_letters(store).items() if k[0].startswith("view 'branch'")})
+
+
 def test_a_text_duckdb_misreads_is_a_dead_letter_of_the_view_in_the_duckdb_backfill_too(tmp_path):
     """A float read from a text with '_' and over 19 digits, which DuckDB misreads (even under TRY_CAST), is flagged by
     the Flink jobs (``TEXT_MISREAD``): the DuckDB backfill dead-letters the same events, in a projection and a filter,
@@ -233,7 +246,25 @@ def test_a_text_duckdb_misreads_is_a_dead_letter_of_the_view_in_the_duckdb_backf
     assert [results[v].failed for v in ("read", "kept")] == [len(misread)] * 2 and misread
     want = Counter({(f"view 'read': projection 'x' (TRY_CAST(tag AS DOUBLE)): {TEXT_MISREAD}", at): 1 for at in misread})
     want.update({(f"view 'kept': filter (TRY_CAST(tag AS DOUBLE) IS NOT NULL): {TEXT_MISREAD}", at): 1 for at in misread})
-    assert backfill_letters(store) == want
+    assert backfill_letters(store) - branch_letters(store) == want
+
+
+def test_a_text_duckdb_misreads_in_a_branch_is_a_dead_letter_only_where_the_branch_is_taken(tmp_path):
+    """A misread text in a CASE/IF branch or a later COALESCE argument: the DuckDB backfill flags it where DuckDB
+    evaluates that branch, as the Flink jobs do (their guard, in DuckDB SQL): 'y' reads only texts starting with
+    '1' (the misread one, not '-1_...'), 'z' only texts starting with '-' that are no BIGINT (the other way round).
+    Was: not flagged in a branch at all, so the DuckDB backfill stored the misread value the stream refuses."""
+    from featurestore.engines.flink.exprs import TEXT_MISREAD
+
+    store, _ = _misread_repo(tmp_path / "m")
+    (got,) = store.backfill(views=["branch"])
+    tags = [TAGS[i % len(TAGS)] for i in range(40)]
+    at = lambda tag: [T0_MS + 1000 * i for i in range(40) if tags[i] == tag]  # noqa: E731
+    want = Counter({(f"view 'branch': {BRANCH_Y}: {TEXT_MISREAD}", ms): 1 for ms in at(MISREAD)})
+    want.update({(f"view 'branch': {BRANCH_Z}: {TEXT_MISREAD}", ms): 1 for ms in at("-1_2345678901234567890")})
+    assert branch_letters(store) == want and got.failed == sum(want.values()) == 10
+    stored = store.offline.table("branch", "ts").read().to_pylist()
+    assert len(stored) == 30 and not any(r["tag"] in (MISREAD, "-1_2345678901234567890") for r in stored)
 
 
 @pytest.mark.flink

@@ -178,10 +178,11 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     failures = []  # (flag column: true where the part failed, reason), in the order a failure names the first
     is_event = f"{KIND} = {EVENT}"
     if cv.filter and _can_fail(cv, cv.filter, dtypes.BOOL, filter_part(cv), labels.safe):
-        rows = (f"SELECT *, CASE WHEN {is_event} THEN {_attempt(f'({cv.filter})', None)} END AS {_FILTER}\n"
+        checks = labels.checks.get(filter_part(cv), ())
+        rows = (f"SELECT *, CASE WHEN {is_event} THEN {_attempt(f'({cv.filter})', None, checks)} END AS {_FILTER}\n"
                 f"FROM ({rows})\nWHERE CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) "
                 f"ELSE {in_range} END")
-        failed = f"{_FILTER} IS NULL" + _misread(labels, filter_part(cv))
+        failed = _attempt_failed(_FILTER, None, checks)
         rows = (f"SELECT *, {is_event} AND {_FILTER}.v IS TRUE AS {_STORED}, {is_event} AND ({failed}) "
                 f"AS {_FAILED}f FROM ({rows})\nWHERE {KIND} <> {EVENT} OR {failed} OR {_FILTER}.v IS TRUE")
         failures.append((f"{_FAILED}f", labels[filter_part(cv)]))
@@ -234,25 +235,25 @@ def _can_fail(cv: CompiledView, expr: str, dtype: str, part: str, safe: Sequence
     return dict((n.lower(), d) for n, d in cv.source_columns).get(name.lower()) != dtype
 
 
-def _attempt(expr: str, dtype: Optional[str]) -> str:
+def _attempt(expr: str, dtype: Optional[str], checks: Sequence[str] = ()) -> str:
     """``expr`` (as ``dtype`` when given) evaluated under ``try``: a struct whose ``v`` is the value, NULL where
-    DuckDB's evaluation fails (a timestamp outside years 1 to 9999 is checked by :func:`_attempt_failed`)."""
+    DuckDB's evaluation fails (a timestamp outside years 1 to 9999 is checked by :func:`_attempt_failed`), and
+    with ``checks`` (the part's :attr:`FailureReasons.checks`) ``m``: whether one holds, under the same ``try``
+    (a check reads the part's own terms, which may fail on the row)."""
     if dtype == dtypes.TIMESTAMP:
         value = f"CAST(({expr}) AS TIMESTAMPTZ)"
     else:
         value = expr if dtype is None else f"CAST(({expr}) AS {SQL_TYPES[dtype]})"
-    return f"try(struct_pack(v := {value}))"
+    flagged = f", m := ({' OR '.join(checks)}) IS TRUE" if checks else ""
+    return f"try(struct_pack(v := {value}{flagged}))"
 
 
-def _attempt_failed(col: str, dtype: str) -> str:
+def _attempt_failed(col: str, dtype: Optional[str], checks: Sequence[str] = ()) -> str:
+    """True where the part attempted in ``col`` (:func:`_attempt`) failed or one of its ``checks`` holds."""
+    failed = f"{col} IS NULL" + (f" OR {col}.m" if checks else "")
     if dtype == dtypes.TIMESTAMP:  # as input_sql's time_value_checked_sql fails
-        return f"({col} IS NULL OR ({col}.v IS NOT NULL AND NOT {time_value_supported_sql(f'epoch_us({col}.v)')}))"
-    return f"{col} IS NULL"
-
-
-def _misread(labels: "FailureReasons", part: str) -> str:
-    """`` OR`` the part's :attr:`FailureReasons.checks` (nothing without one)."""
-    return "".join(f" OR ({check}) IS TRUE" for check in labels.checks.get(part, ()))
+        return f"({failed} OR ({col}.v IS NOT NULL AND NOT {time_value_supported_sql(f'epoch_us({col}.v)')}))"
+    return f"({failed})"
 
 
 def _with_attempts(rows: str, tried: Sequence[tuple], failures: list, labels: "FailureReasons") -> str:
@@ -260,11 +261,11 @@ def _with_attempts(rows: str, tried: Sequence[tuple], failures: list, labels: "F
     and a flag per part where it failed (appended to ``failures`` with its reason in ``labels``)."""
     if not tried:
         return rows
-    rows = "SELECT *, " + ", ".join(f"CASE WHEN {_STORED} THEN {_attempt(e, dt)} END AS {col}"
-                                     for col, e, dt, _ in tried) + f" FROM ({rows})"
+    rows = "SELECT *, " + ", ".join(f"CASE WHEN {_STORED} THEN {_attempt(e, dt, labels.checks.get(part, ()))} END AS {col}"
+                                     for col, e, dt, part in tried) + f" FROM ({rows})"
     flags = []
     for col, e, dt, part in tried:
-        flags.append(f"{_STORED} AND ({_attempt_failed(col, dt)}{_misread(labels, part)}) AS {_FAILED}{col}")
+        flags.append(f"{_STORED} AND {_attempt_failed(col, dt, labels.checks.get(part, ()))} AS {_FAILED}{col}")
         failures.append((f"{_FAILED}{col}", labels[part]))
     return f"SELECT *, {', '.join(flags)} FROM ({rows})"
 
