@@ -185,6 +185,21 @@ def test_the_flink_backfill_keeps_out_what_a_filter_keeps_out(tmp_path):
         assert got.failed == 0 and not backfill_letters(fs), engine
 
 
+def test_the_ingest_record_counts_each_event_once_and_a_dead_letter_per_event_and_view(tmp_path):
+    """``record_ingest`` (what ``monitor`` reads): records = the source rows read, each once, even one failing in two
+    views; dead letters = one per (event, view) (docs/monitoring.md). Was: records = dead letters + the rows of the
+    view that kept the most, so an event failing in 'scaled' and 'squared' was two records (and stored in 'plain')."""
+    from featurestore.engines.backfill import last_ingest
+
+    events = _events()
+    want = expected_letters(events)
+    assert any((SQUARED_REASON, at) in want for (p, at) in want if p == SCALED_REASON)  # an event failing in 2 views
+    store = _repo(tmp_path / "i", "unused", "t_ingest", events)
+    store.backfill()
+    got = last_ingest(store, "events")
+    assert (got["dead_letters"], got["records"]) == (sum(want.values()), len(events))
+
+
 def test_a_part_calling_a_volatile_function_runs_without_try(tmp_path):
     """DuckDB refuses ``try`` around a volatile function (``random()``): such a part runs as it is (an event it fails
     on still fails the backfill in one line), so a view calling one backfills as before."""

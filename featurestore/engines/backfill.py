@@ -169,10 +169,17 @@ class BackfillRun:
             table.write_range(data, *ALL_TIME)
         for source, reasons in out.items():
             dead = sum(n for r, n in reasons.items() if not r.startswith(NULL_KEY_PREFIX))
-            kept = max((r.rows + r.rejected_null_key for r in results if r.source == source), default=0)
-            record_ingest(self.store, source, "backfill", self.now_ms, dead, dead + kept)
+            record_ingest(self.store, source, "backfill", self.now_ms, dead, records_read(results, source))
         where = {s: str(dead_letter_table(self.store, s).path) for s in self.dead}
         return BackfillResults(results, out, where)
+
+
+def records_read(results: Sequence[BackfillResult], source: str) -> int:
+    """The rows of ``source`` a backfill read, each counted once: its dead letters plus the events of the view that
+    kept the most (stored, without a join key, or failing in it: one event failing in two views is one record)."""
+    views = [r for r in results if r.source == source]
+    return max((r.dead_letters for r in views), default=0) + max(
+        (r.rows + r.rejected_null_key + r.failed for r in views), default=0)
 
 
 INGEST_DIR = "ingest"  # under the state folder: per source, the dead letters of its last backfill
@@ -183,9 +190,10 @@ def _ingest_path(store, source: str):
 
 
 def record_ingest(store, source: str, by: str, at_ms: int, dead_letters: int, records: int) -> None:
-    """Record the dead letters of the last ``by`` run over ``source`` (``monitor`` breaches on their share).
-    ``records``: the source rows the run read, as far as it counts them (dead letters plus the rows of the
-    view that kept the most: a filter on every view makes it a lower bound, the share an upper one)."""
+    """Record the dead letters of the last ``by`` run over ``source`` (``monitor`` breaches on their share):
+    the source's own plus one per (event, view) a view's filter, projection or feature input fails on.
+    ``records``: the source rows the run read, each once, as far as it counts them (:func:`records_read`: a
+    filter on every view makes it a lower bound, the share an upper one)."""
     import json
     import os
 
