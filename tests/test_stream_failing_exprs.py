@@ -140,8 +140,13 @@ def test_stream_and_both_backfills_dead_letter_an_event_per_view_it_fails_in_ali
         # SPEC 3.1: both backfills of the same events store the same rows and dead letters as the stream
         duck = _repo(tmp_path / "duck", topic, project + "d", events)
         shutil.copytree(duck.repo_path, tmp_path / "flink")
-        assert_backfills_agree(duck, FeatureStore(tmp_path / "flink"))
+        flink = FeatureStore(tmp_path / "flink")
+        assert_backfills_agree(duck, flink)
         assert backfill_letters(duck) == streamed
+        # the same dead-letter rows: reason and the event's record text (the stream's payload as produced)
+        assert letter_rows(flink) == letter_rows(duck)
+        assert Counter((r["reason"], r["payload"]) for r in dead_letters(store)) == Counter(
+            {(reason, row): n for (reason, row, _), n in letter_rows(duck).items()})
         for view in VIEWS:
             assert_same_rows(offline_table(store, view), offline_table(duck, view), f"{view}: stream vs backfill")
     finally:
@@ -288,3 +293,63 @@ def test_both_backfills_agree_on_a_text_duckdb_misreads(tmp_path):
     store, _ = _misread_repo(tmp_path / "d")
     shutil.copytree(store.repo_path, tmp_path / "f")
     assert_backfills_agree(store, FeatureStore(tmp_path / "f"))
+
+
+ROWS_DEFINITIONS = '''
+from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(schema={"user_id": "string", "qty": "int64", "score": "float64", "at": "timestamp", "ts": "timestamp"},
+                timestamp="ts", batch=ParquetFiles("data/*.parquet"))
+squared = FeatureView(entities=[user], source=events, projections={"sq": "qty * qty"}, features=[Latest("sq")])
+'''
+
+
+def _rows_repo(root):
+    """Events whose every fourth overflows ``qty * qty``, with a float and a timestamp value (microseconds)."""
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "definitions" / "features.py").write_text(ROWS_DEFINITIONS)
+    (root / "featurestore.yaml").write_text(f"project: t_rows_{uuid.uuid4().hex[:8]}\ndefinitions: definitions\n")
+    events = [{"user_id": f"u{i % 3}", "qty": PROJECTION_FAILS if i % 4 == 1 else i, "score": [2.5, 1e20, None, -0.125][i % 4],
+               "at": pd.Timestamp(T0_MS * 1000 + 1234567 * i, unit="us", tz="UTC") if i % 3 else None,
+               "ts": T0_MS + 1000 * i} for i in range(12)]
+    pq.write_table(pa.table({"user_id": [e["user_id"] for e in events], "qty": pa.array([e["qty"] for e in events], pa.int64()),
+                             "score": pa.array([e["score"] for e in events], pa.float64()),
+                             "at": pa.array([e["at"] for e in events], pa.timestamp("us", tz="UTC")),
+                             "ts": pa.array([e["ts"] for e in events], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))}),
+                   root / "data" / "part.parquet")
+    return FeatureStore(root), events
+
+
+def letter_rows(store) -> Counter:
+    """(reason, row text, event time) of every row of the backfill's dead-letter table of 'events'."""
+    from featurestore.engines.backfill import dead_letter_table
+
+    table = dead_letter_table(store, "events")
+    return Counter((r["reason"], r["row"], r["event_time_ms"]) for r in table.read().to_pylist())
+
+
+def test_the_duckdb_backfill_writes_a_dead_letter_row_as_the_stream_face_record_of_the_event(tmp_path):
+    """The row text of a backfill dead letter is the event's JSON record on the stream face
+    (``datagen.to_json_record``: schema order, the event time in epoch ms, a timestamp value ISO-8601 with its
+    microseconds), so the stream's payload and both backfills' rows read alike. Was: DuckDB's to_json of the row
+    (the event time as '2026-03-01 00:00:01+00'), Flink's JSON_OBJECT (keys sorted, raw integers)."""
+    from featurestore.engines.flink.exprs import OVERFLOW
+
+    store, events = _rows_repo(tmp_path / "r")
+    store.backfill()
+    want = Counter((f"view 'squared': projection 'sq' (qty * qty): {OVERFLOW}",
+                    datagen.to_json_record(e, "ts", ["user_id", "qty", "score", "at", "ts"]).decode(), e["ts"])
+                   for e in events if e["qty"] == PROJECTION_FAILS)
+    assert letter_rows(store) == want and len(want) == 3
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_both_backfills_write_the_same_dead_letter_rows(tmp_path):
+    store, _ = _rows_repo(tmp_path / "d")
+    shutil.copytree(store.repo_path, tmp_path / "f")
+    flink = FeatureStore(tmp_path / "f")
+    assert_backfills_agree(store, flink)
+    assert letter_rows(flink) == letter_rows(store) and sum(letter_rows(store).values()) == 3

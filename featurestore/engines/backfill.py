@@ -83,6 +83,7 @@ class BackfillRun:
             self.sources[n] = view.source.name
             self.groups.setdefault((view.source.name, tuple(view.join_keys)), []).append(n)
         self.dead: Dict[str, List[dict]] = {s: [] for s in self.sources.values()}
+        self.schemas = {store.repo.views[n].source.name: store.repo.views[n].source for n in self.names}
         self._taken: set = set()
 
     def key_group_views(self, view: str) -> List[str]:
@@ -148,8 +149,10 @@ class BackfillRun:
             if k != NULL_KEY:
                 reasons.update(reason)
             if take:
+                src = self.schemas[source]
                 for r, row, ts in zip(reason, rows.column(ROW).to_pylist(), rows.column(TS_MS).to_pylist()):
-                    self.dead[source].append({"reason": r, "row": row, "event_time_ms": ts})
+                    self.dead[source].append({"reason": r, "row": dead_letter_row(row, ts, src.schema, src.timestamp),
+                                              "event_time_ms": ts})
 
     def finish(self, results: Sequence[BackfillResult]) -> BackfillResults:
         """Replace each source's dead-letter table with what this run found; ``results`` with the reasons per
@@ -172,6 +175,50 @@ class BackfillRun:
             record_ingest(self.store, source, "backfill", self.now_ms, dead, records_read(results, source))
         where = {s: str(dead_letter_table(self.store, s).path) for s in self.dead}
         return BackfillResults(results, out, where)
+
+
+def dead_letter_row(text: Optional[str], ts_ms: Optional[int], schema: Sequence[Tuple[str, str]],
+                    ts_column: str) -> Optional[str]:
+    """The source row of a backfill's dead letter (``text``: the engine's JSON of the row as read) as the stream
+    face's JSON record of the event (``datagen.to_json_record``), made here once for both engines (DuckDB's
+    ``to_json`` writes a timestamp as text, Flink's ``JSON_OBJECT`` sorts the keys and writes raw integers): the
+    declared columns in schema order, compact; the event time as epoch ms where it was read; a timestamp value as
+    ISO-8601 UTC text with its microseconds (the Flink backfill reads it as epoch us); NaN null; JSON text as
+    the value it holds. Anything else as read (text that is no JSON stays as it is)."""
+    import json
+
+    import pandas as pd
+
+    from featurestore import dtypes
+    from featurestore.datagen_records import _us_text, time_value_text
+
+    if text is None:
+        return None
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(raw, dict):
+        return text
+    out = {}
+    for name, dtype in schema:
+        value = raw.get(name)
+        if name == ts_column and ts_ms is not None:
+            value = int(ts_ms)
+        elif isinstance(value, float) and value != value:
+            value = None
+        elif dtype == dtypes.TIMESTAMP and value is not None and name != ts_column:
+            try:
+                value = _us_text(value) if isinstance(value, int) else time_value_text(pd.Timestamp(value))
+            except (ValueError, TypeError, OverflowError):
+                pass
+        elif dtype == dtypes.JSON and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[name] = value
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
 
 def records_read(results: Sequence[BackfillResult], source: str) -> int:
