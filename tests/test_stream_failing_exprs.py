@@ -205,9 +205,10 @@ def test_the_ingest_record_counts_each_event_once_and_a_dead_letter_per_event_an
     assert (got["dead_letters"], got["records"]) == (sum(want.values()), len(events))
 
 
-def test_a_part_calling_a_volatile_function_runs_without_try(tmp_path):
-    """DuckDB refuses ``try`` around a volatile function (``random()``): such a part runs as it is (an event it fails
-    on still fails the backfill in one line), so a view calling one backfills as before."""
+def test_a_part_calling_a_volatile_function_backfills(tmp_path):
+    """DuckDB refuses ``try`` around a volatile function (``random()``): the call runs once per row before the
+    ``try`` (tests/test_backfill_failing_parts.py: an event such a part fails on is a dead letter), so a view
+    calling one backfills as before."""
     events = [e for e in _events() if e["qty"] not in (FEATURE_FAILS, PROJECTION_FAILS)]
     _repo(tmp_path / "v", "unused", "t_volatile", events)
     defs = tmp_path / "v" / "definitions" / "features.py"
