@@ -362,11 +362,12 @@ class FeatureStore:
         table = self.offline.table(cv.name, ts_column=cv.ts_column)
         version = table.version
         if version is None:
-            events = f"({dsql.events_sql(cv, self._checked_relation(con, cv.name))})"
+            checked = self._checked_relation(con, cv.name)
+            events = f"({dsql.events_sql(cv, checked)})"
             pushed = events_relation(self, con, cv)
             if pushed is not None:
                 events = f"({events} UNION ALL BY NAME {pushed})"
-            return ViewInput(cv, events, None)
+            return ViewInput(cv, events, None, checked=checked)
         manifest = table.manifest(version)
         stale = stale_rows(manifest, cv)
         if stale is not None:  # never read other rows as this definition's

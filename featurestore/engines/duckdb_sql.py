@@ -248,6 +248,39 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     return f"SELECT {', '.join(cols)}\nFROM ({rows}) AS routed"
 
 
+def view_events_sql(cv: CompiledView, checked: str) -> str:
+    """The events the view stores from ``checked`` (a :func:`checked_sql` relation) by the backfill's rule
+    (:func:`backfill_sql`'s ``EVENT`` rows: an event its filter, a projection or a feature input fails on is left
+    out, as a dead letter of the view, :func:`view_failures_sql`), its stored columns. Run it with :data:`NO_CSE`
+    (``duckdb_engine.without_optimizer``): with DuckDB's common-subexpression pass a query may fail instead."""
+    cols = [q(n) for n, _ in cv.source_columns] + [q(n) for n, _, _ in cv.projections]
+    return f"SELECT {', '.join(cols)} FROM ({backfill_sql(cv, checked, [cv.name])}) WHERE {KIND} = {EVENT}"
+
+
+def view_failures_sql(cv: CompiledView, checked: str) -> str:
+    """``reason``, ``row`` (JSON text of the source row) and ``__ts_ms`` of every event of ``checked`` the view's
+    filter, a projection or a feature input fails on (:func:`backfill_sql`'s ``VIEW_FAILED`` rows)."""
+    from featurestore.engines.duckdb_batch import TS_MS
+
+    return (f"SELECT {REASON} AS reason, {ROW} AS row, {TS_MS} FROM ({backfill_sql(cv, checked, [cv.name])}) "
+            f"WHERE {KIND} = {VIEW_FAILED}")
+
+
+def stored_failure_sql(cv: CompiledView, relation: str) -> str:
+    """The first stored event of ``relation`` (a view table) a computed feature input fails on: its reason (as a
+    backfill words it), row (JSON text) and ``__ts_ms``; no row when none fails."""
+    from featurestore.engines.duckdb_batch import TS_MS
+    from featurestore.engines.flink.exprs import feature_part
+
+    labels = FailureReasons(cv)
+    row = "to_json(struct_pack(" + ", ".join(f"{q(n)} := {q(n)}" for n, _ in cv.source_columns) + "))"
+    parts = [f"SELECT {literal(labels[feature_part(cv, e)])} AS reason, {row} AS row, epoch_ms({q(cv.ts_column)}) "
+             f"AS {TS_MS} FROM {relation} WHERE {_attempt(_hoisted(e, '__x', '')[1], dt)} IS NULL"
+             for e, dt in computed_inputs(cv) if not _VOLATILE.search(e)]
+    return " UNION ALL ".join(f"({p} LIMIT 1)" for p in parts) + " LIMIT 1" if parts else \
+        f"SELECT NULL AS reason, NULL AS row, NULL AS {TS_MS} WHERE FALSE"
+
+
 _VOLATILE = re.compile(r"\b(random|uuid|gen_random_uuid|setseed|nextval|currval)\s*\(", re.IGNORECASE)
 _KEY_FAILED = "__key_failed"
 
@@ -382,5 +415,5 @@ def columns_list(names: Iterable[str]) -> str:
     return ", ".join(q(n) for n in names)
 
 
-__all__: Sequence[str] = ("checked_sql", "events_sql", "backfill_sql", "ties_sql", "keys_eq", "requests_sql", "SQL_TYPES",
+__all__: Sequence[str] = ("checked_sql", "events_sql", "view_events_sql", "view_failures_sql", "backfill_sql", "ties_sql", "keys_eq", "requests_sql", "SQL_TYPES",
                           "q", "literal")
