@@ -275,8 +275,8 @@ def stored_failure_sql(cv: CompiledView, relation: str) -> str:
     labels = FailureReasons(cv)
     row = "to_json(struct_pack(" + ", ".join(f"{q(n)} := {q(n)}" for n, _ in cv.source_columns) + "))"
     parts = [f"SELECT {literal(labels[feature_part(cv, e)])} AS reason, {row} AS row, epoch_ms({q(cv.ts_column)}) "
-             f"AS {TS_MS} FROM {relation} WHERE {_attempt(_hoisted(e, '__x', '')[1], dt)} IS NULL"
-             for e, dt in computed_inputs(cv) if not _VOLATILE.search(e)]
+             f"AS {TS_MS} FROM {relation} WHERE {_attempt(e, dt)} IS NULL"
+             for e, dt in computed_inputs(cv) if not _VOLATILE.search(e)]  # (try refuses a volatile call)
     return " UNION ALL ".join(f"({p} LIMIT 1)" for p in parts) + " LIMIT 1" if parts else \
         f"SELECT NULL AS reason, NULL AS row, NULL AS {TS_MS} WHERE FALSE"
 

@@ -598,11 +598,15 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
         def load(cv=cv, on_rows=on_rows):  # again from the listing when a concurrent commit moved a file
             import duckdb
 
+            from featurestore.engines.duckdb_engine import without_optimizer
             from featurestore.sdk.historical import expression_failed, failing_event
 
             vi = store._view_input(con, cv)
             try:
-                return online.materialize_view(con, cv, vi.events_relation, end_ms, on_rows)
+                if vi.version is not None:
+                    return online.materialize_view(con, cv, vi.events_relation, end_ms, on_rows)
+                with without_optimizer(con, dsql.NO_CSE):  # pushed events are routed under try (view_events_sql)
+                    return online.materialize_view(con, cv, vi.events_relation, end_ms, on_rows)
             except (duckdb.DataError, duckdb.InvalidInputException, FeatureStoreError) as exc:
                 event = failing_event(con, vi)  # an event a view's expression fails on, named (else the error stands)
                 if event is None:
