@@ -162,8 +162,9 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     :class:`FailureReasons`' of the first failing part, as the streaming job words it).
 
     Each part that can fail runs under ``try`` where the view evaluates it (the filter on the events, the rest
-    on the events it would store), so a failure is that event's dead letter, never the backfill's: run the
-    query with :data:`NO_CSE` (DuckDB's common-subexpression pass would lift a shared term out of ``try``)."""
+    on the events it would store; a join key made by a projection on every event, before the filter; a volatile
+    call once per row before it, :func:`_hoisted`), so a failure is that event's dead letter, never the backfill's:
+    run the query with :data:`NO_CSE` (DuckDB's common-subexpression pass would lift a shared term out of ``try``)."""
     from featurestore.engines.duckdb_batch import TS_MS
     from featurestore.engines.flink.exprs import feature_part, filter_part, projection_part
 
