@@ -150,8 +150,10 @@ class BackfillRun:
                 reasons.update(reason)
             if take:
                 src = self.schemas[source]
+                read = k == DEAD_LETTER  # not an event: its row as read (an event's: its record, dead_letter_row)
                 for r, row, ts in zip(reason, rows.column(ROW).to_pylist(), rows.column(TS_MS).to_pylist()):
-                    self.dead[source].append({"reason": r, "row": dead_letter_row(row, ts, src.schema, src.timestamp),
+                    self.dead[source].append({"reason": r, "row": dead_letter_row(row, ts, src.schema, src.timestamp,
+                                                                                  as_read=read),
                                               "event_time_ms": ts})
 
     def finish(self, results: Sequence[BackfillResult]) -> BackfillResults:
@@ -178,13 +180,14 @@ class BackfillRun:
 
 
 def dead_letter_row(text: Optional[str], ts_ms: Optional[int], schema: Sequence[Tuple[str, str]],
-                    ts_column: str) -> Optional[str]:
-    """The source row of a backfill's dead letter (``text``: the engine's JSON of the row as read) as the stream
-    face's JSON record of the event (``datagen.to_json_record``), made here once for both engines (DuckDB's
-    ``to_json`` writes a timestamp as text, Flink's ``JSON_OBJECT`` sorts the keys and writes raw integers): the
-    declared columns in schema order, compact; the event time as epoch ms where it was read; a timestamp value as
-    ISO-8601 UTC text with its microseconds (the Flink backfill reads it as epoch us); NaN null; JSON text as
-    the value it holds. Anything else as read (text that is no JSON stays as it is)."""
+                    ts_column: str, as_read: bool = False) -> Optional[str]:
+    """The source row of a backfill's dead letter that is an event (a view's part fails on it, or it has no join
+    key; ``text``: the engine's JSON of the row as read) as the stream face's JSON record of the event
+    (``datagen.to_json_record``), made here once for both engines (DuckDB's ``to_json`` writes a timestamp as text,
+    Flink's ``JSON_OBJECT`` sorts the keys and writes raw integers): the declared columns in schema order,
+    compact; the event time as epoch ms; a timestamp value as ISO-8601 UTC text with its microseconds (the Flink
+    backfill reads it as epoch us); NaN null; JSON text as the value it holds. ``as_read`` (a row that is no event:
+    a value or its time could not be read): the values as read, in schema order only."""
     import json
 
     import pandas as pd
@@ -203,7 +206,9 @@ def dead_letter_row(text: Optional[str], ts_ms: Optional[int], schema: Sequence[
     out = {}
     for name, dtype in schema:
         value = raw.get(name)
-        if name == ts_column and ts_ms is not None:
+        if as_read:
+            pass
+        elif name == ts_column and ts_ms is not None:
             value = int(ts_ms)
         elif isinstance(value, float) and value != value:
             value = None
