@@ -284,8 +284,15 @@ class FeatureStore:
                         f"cannot save training set '{save_as}': view(s) {unversioned} have no offline table "
                         "version to pin; run backfill first"
                     )
-            return inputs, h.retrieve(con, entity_df, inputs, columns, ts_col,
-                                      created_filter=bool(filter_by_created_timestamp))
+            if all(vi.version is not None for vi in inputs):
+                return inputs, h.retrieve(con, entity_df, inputs, columns, ts_col,
+                                          created_filter=bool(filter_by_created_timestamp))
+            from featurestore.engines import duckdb_sql as dsql
+            from featurestore.engines.duckdb_engine import without_optimizer
+
+            with without_optimizer(con, dsql.NO_CSE):  # pushed events are routed under try (view_events_sql)
+                return inputs, h.retrieve(con, entity_df, inputs, columns, ts_col,
+                                          created_filter=bool(filter_by_created_timestamp))
 
         inputs, frame = retry_moved(read, self._offline_root, "get_historical_features", latest=True)
         if save_as is not None:
@@ -362,11 +369,12 @@ class FeatureStore:
         table = self.offline.table(cv.name, ts_column=cv.ts_column)
         version = table.version
         if version is None:
-            events = f"({dsql.events_sql(cv, self._checked_relation(con, cv.name))})"
+            checked = self._checked_relation(con, cv.name)
+            events = f"({dsql.events_sql(cv, checked)})"
             pushed = events_relation(self, con, cv)
             if pushed is not None:
                 events = f"({events} UNION ALL BY NAME {pushed})"
-            return ViewInput(cv, events, None)
+            return ViewInput(cv, events, None, checked=checked)
         manifest = table.manifest(version)
         stale = stale_rows(manifest, cv)
         if stale is not None:  # never read other rows as this definition's

@@ -140,8 +140,13 @@ def test_stream_and_both_backfills_dead_letter_an_event_per_view_it_fails_in_ali
         # SPEC 3.1: both backfills of the same events store the same rows and dead letters as the stream
         duck = _repo(tmp_path / "duck", topic, project + "d", events)
         shutil.copytree(duck.repo_path, tmp_path / "flink")
-        assert_backfills_agree(duck, FeatureStore(tmp_path / "flink"))
+        flink = FeatureStore(tmp_path / "flink")
+        assert_backfills_agree(duck, flink)
         assert backfill_letters(duck) == streamed
+        # the same dead-letter rows: reason and the event's record text (the stream's payload as produced)
+        assert letter_rows(flink) == letter_rows(duck)
+        assert Counter((r["reason"], r["payload"]) for r in dead_letters(store)) == Counter(
+            {(reason, row): n for (reason, row, _), n in letter_rows(duck).items()})
         for view in VIEWS:
             assert_same_rows(offline_table(store, view), offline_table(duck, view), f"{view}: stream vs backfill")
     finally:
@@ -185,9 +190,25 @@ def test_the_flink_backfill_keeps_out_what_a_filter_keeps_out(tmp_path):
         assert got.failed == 0 and not backfill_letters(fs), engine
 
 
-def test_a_part_calling_a_volatile_function_runs_without_try(tmp_path):
-    """DuckDB refuses ``try`` around a volatile function (``random()``): such a part runs as it is (an event it fails
-    on still fails the backfill in one line), so a view calling one backfills as before."""
+def test_the_ingest_record_counts_each_event_once_and_a_dead_letter_per_event_and_view(tmp_path):
+    """``record_ingest`` (what ``monitor`` reads): records = the source rows read, each once, even one failing in two
+    views; dead letters = one per (event, view) (docs/monitoring.md). Was: records = dead letters + the rows of the
+    view that kept the most, so an event failing in 'scaled' and 'squared' was two records (and stored in 'plain')."""
+    from featurestore.engines.backfill import last_ingest
+
+    events = _events()
+    want = expected_letters(events)
+    assert any((SQUARED_REASON, at) in want for (p, at) in want if p == SCALED_REASON)  # an event failing in 2 views
+    store = _repo(tmp_path / "i", "unused", "t_ingest", events)
+    store.backfill()
+    got = last_ingest(store, "events")
+    assert (got["dead_letters"], got["records"]) == (sum(want.values()), len(events))
+
+
+def test_a_part_calling_a_volatile_function_backfills(tmp_path):
+    """DuckDB refuses ``try`` around a volatile function (``random()``): the call runs once per row before the
+    ``try`` (tests/test_backfill_failing_parts.py: an event such a part fails on is a dead letter), so a view
+    calling one backfills as before."""
     events = [e for e in _events() if e["qty"] not in (FEATURE_FAILS, PROJECTION_FAILS)]
     _repo(tmp_path / "v", "unused", "t_volatile", events)
     defs = tmp_path / "v" / "definitions" / "features.py"
@@ -205,6 +226,10 @@ events = Source(schema={"user_id": "string", "tag": "string", "ts": "timestamp"}
 read = FeatureView(entities=[user], source=events, projections={"x": "TRY_CAST(tag AS DOUBLE)"}, features=[Latest("x")])
 kept = FeatureView(entities=[user], source=events, filter="TRY_CAST(tag AS DOUBLE) IS NOT NULL",
                    features=[Latest("tag", name="kept_tag")])
+branch = FeatureView(entities=[user], source=events,
+                     projections={"y": "CASE WHEN tag LIKE '1%' THEN TRY_CAST(tag AS DOUBLE) ELSE 0 END",
+                                  "z": "coalesce(TRY_CAST(tag AS BIGINT), IF(tag LIKE '-%', TRY_CAST(tag AS DOUBLE), 1))"},
+                     features=[Latest("y"), Latest("z")])
 '''
 MISREAD = "1_000_000_000_000_000_000_1"  # '_' and over 19 digits: DuckDB reads a wrong float, the Flink jobs flag it
 TAGS = [MISREAD, "1_000", "2.5", None, "abc", " 7 ", "-1_2345678901234567890", "12345678901234567890123"]
@@ -222,6 +247,15 @@ def _misread_repo(root, n: int = 40):
     return FeatureStore(root), [T0_MS + 1000 * i for i in range(n) if tags[i] in (MISREAD, "-1_2345678901234567890")]
 
 
+BRANCH_Y = "projection 'y' (CASE WHEN tag LIKE '1%' THEN TRY_CAST(tag AS DOUBLE) ELSE 0 END)"
+BRANCH_Z = "projection 'z' (coalesce(TRY_CAST(tag AS BIGINT), IF(tag LIKE '-%', TRY_CAST(tag AS DOUBLE), 1)))"
+
+
+def branch_letters(store) -> Counter:
+    """(reason, event time) of the ``branch`` view's dead letters in the backfill's table."""
+    return Counter({k: n for k, n in backfill_letters(store).items() if k[0].startswith("view 'branch'")})
+
+
 def test_a_text_duckdb_misreads_is_a_dead_letter_of_the_view_in_the_duckdb_backfill_too(tmp_path):
     """A float read from a text with '_' and over 19 digits, which DuckDB misreads (even under TRY_CAST), is flagged by
     the Flink jobs (``TEXT_MISREAD``): the DuckDB backfill dead-letters the same events, in a projection and a filter,
@@ -233,7 +267,25 @@ def test_a_text_duckdb_misreads_is_a_dead_letter_of_the_view_in_the_duckdb_backf
     assert [results[v].failed for v in ("read", "kept")] == [len(misread)] * 2 and misread
     want = Counter({(f"view 'read': projection 'x' (TRY_CAST(tag AS DOUBLE)): {TEXT_MISREAD}", at): 1 for at in misread})
     want.update({(f"view 'kept': filter (TRY_CAST(tag AS DOUBLE) IS NOT NULL): {TEXT_MISREAD}", at): 1 for at in misread})
-    assert backfill_letters(store) == want
+    assert backfill_letters(store) - branch_letters(store) == want
+
+
+def test_a_text_duckdb_misreads_in_a_branch_is_a_dead_letter_only_where_the_branch_is_taken(tmp_path):
+    """A misread text in a CASE/IF branch or a later COALESCE argument: the DuckDB backfill flags it where DuckDB
+    evaluates that branch, as the Flink jobs do (their guard, in DuckDB SQL): 'y' reads only texts starting with
+    '1' (the misread one, not '-1_...'), 'z' only texts starting with '-' that are no BIGINT (the other way round).
+    Was: not flagged in a branch at all, so the DuckDB backfill stored the misread value the stream refuses."""
+    from featurestore.engines.flink.exprs import TEXT_MISREAD
+
+    store, _ = _misread_repo(tmp_path / "m")
+    (got,) = store.backfill(views=["branch"])
+    tags = [TAGS[i % len(TAGS)] for i in range(40)]
+    at = lambda tag: [T0_MS + 1000 * i for i in range(40) if tags[i] == tag]  # noqa: E731
+    want = Counter({(f"view 'branch': {BRANCH_Y}: {TEXT_MISREAD}", ms): 1 for ms in at(MISREAD)})
+    want.update({(f"view 'branch': {BRANCH_Z}: {TEXT_MISREAD}", ms): 1 for ms in at("-1_2345678901234567890")})
+    assert branch_letters(store) == want and got.failed == sum(want.values()) == 10
+    stored = store.offline.table("branch", "ts").read().to_pylist()
+    assert len(stored) == 30 and not any(r["tag"] in (MISREAD, "-1_2345678901234567890") for r in stored)
 
 
 @pytest.mark.flink
@@ -242,3 +294,63 @@ def test_both_backfills_agree_on_a_text_duckdb_misreads(tmp_path):
     store, _ = _misread_repo(tmp_path / "d")
     shutil.copytree(store.repo_path, tmp_path / "f")
     assert_backfills_agree(store, FeatureStore(tmp_path / "f"))
+
+
+ROWS_DEFINITIONS = '''
+from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source
+
+user = Entity(join_keys=["user_id"])
+events = Source(schema={"user_id": "string", "qty": "int64", "score": "float64", "at": "timestamp", "ts": "timestamp"},
+                timestamp="ts", batch=ParquetFiles("data/*.parquet"))
+squared = FeatureView(entities=[user], source=events, projections={"sq": "qty * qty"}, features=[Latest("sq")])
+'''
+
+
+def _rows_repo(root):
+    """Events whose every fourth overflows ``qty * qty``, with a float and a timestamp value (microseconds)."""
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "definitions" / "features.py").write_text(ROWS_DEFINITIONS)
+    (root / "featurestore.yaml").write_text(f"project: t_rows_{uuid.uuid4().hex[:8]}\ndefinitions: definitions\n")
+    events = [{"user_id": f"u{i % 3}", "qty": PROJECTION_FAILS if i % 4 == 1 else i, "score": [2.5, 1e20, None, -0.125][i % 4],
+               "at": pd.Timestamp(T0_MS * 1000 + 1234567 * i, unit="us", tz="UTC") if i % 3 else None,
+               "ts": T0_MS + 1000 * i} for i in range(12)]
+    pq.write_table(pa.table({"user_id": [e["user_id"] for e in events], "qty": pa.array([e["qty"] for e in events], pa.int64()),
+                             "score": pa.array([e["score"] for e in events], pa.float64()),
+                             "at": pa.array([e["at"] for e in events], pa.timestamp("us", tz="UTC")),
+                             "ts": pa.array([e["ts"] for e in events], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))}),
+                   root / "data" / "part.parquet")
+    return FeatureStore(root), events
+
+
+def letter_rows(store) -> Counter:
+    """(reason, row text, event time) of every row of the backfill's dead-letter table of 'events'."""
+    from featurestore.engines.backfill import dead_letter_table
+
+    table = dead_letter_table(store, "events")
+    return Counter((r["reason"], r["row"], r["event_time_ms"]) for r in table.read().to_pylist())
+
+
+def test_the_duckdb_backfill_writes_a_dead_letter_row_as_the_stream_face_record_of_the_event(tmp_path):
+    """The row text of a backfill dead letter is the event's JSON record on the stream face
+    (``datagen.to_json_record``: schema order, the event time in epoch ms, a timestamp value ISO-8601 with its
+    microseconds), so the stream's payload and both backfills' rows read alike. Was: DuckDB's to_json of the row
+    (the event time as '2026-03-01 00:00:01+00'), Flink's JSON_OBJECT (keys sorted, raw integers)."""
+    from featurestore.engines.flink.exprs import OVERFLOW
+
+    store, events = _rows_repo(tmp_path / "r")
+    store.backfill()
+    want = Counter((f"view 'squared': projection 'sq' (qty * qty): {OVERFLOW}",
+                    datagen.to_json_record(e, "ts", ["user_id", "qty", "score", "at", "ts"]).decode(), e["ts"])
+                   for e in events if e["qty"] == PROJECTION_FAILS)
+    assert letter_rows(store) == want and len(want) == 3
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_both_backfills_write_the_same_dead_letter_rows(tmp_path):
+    store, _ = _rows_repo(tmp_path / "d")
+    shutil.copytree(store.repo_path, tmp_path / "f")
+    flink = FeatureStore(tmp_path / "f")
+    assert_backfills_agree(store, flink)
+    assert letter_rows(flink) == letter_rows(store) and sum(letter_rows(store).values()) == 3

@@ -83,6 +83,7 @@ class BackfillRun:
             self.sources[n] = view.source.name
             self.groups.setdefault((view.source.name, tuple(view.join_keys)), []).append(n)
         self.dead: Dict[str, List[dict]] = {s: [] for s in self.sources.values()}
+        self.schemas = {store.repo.views[n].source.name: store.repo.views[n].source for n in self.names}
         self._taken: set = set()
 
     def key_group_views(self, view: str) -> List[str]:
@@ -148,8 +149,12 @@ class BackfillRun:
             if k != NULL_KEY:
                 reasons.update(reason)
             if take:
+                src = self.schemas[source]
+                read = k == DEAD_LETTER  # not an event: its row as read (an event's: its record, dead_letter_row)
                 for r, row, ts in zip(reason, rows.column(ROW).to_pylist(), rows.column(TS_MS).to_pylist()):
-                    self.dead[source].append({"reason": r, "row": row, "event_time_ms": ts})
+                    self.dead[source].append({"reason": r, "row": dead_letter_row(row, ts, src.schema, src.timestamp,
+                                                                                  as_read=read),
+                                              "event_time_ms": ts})
 
     def finish(self, results: Sequence[BackfillResult]) -> BackfillResults:
         """Replace each source's dead-letter table with what this run found; ``results`` with the reasons per
@@ -169,10 +174,64 @@ class BackfillRun:
             table.write_range(data, *ALL_TIME)
         for source, reasons in out.items():
             dead = sum(n for r, n in reasons.items() if not r.startswith(NULL_KEY_PREFIX))
-            kept = max((r.rows + r.rejected_null_key for r in results if r.source == source), default=0)
-            record_ingest(self.store, source, "backfill", self.now_ms, dead, dead + kept)
+            record_ingest(self.store, source, "backfill", self.now_ms, dead, records_read(results, source))
         where = {s: str(dead_letter_table(self.store, s).path) for s in self.dead}
         return BackfillResults(results, out, where)
+
+
+def dead_letter_row(text: Optional[str], ts_ms: Optional[int], schema: Sequence[Tuple[str, str]],
+                    ts_column: str, as_read: bool = False) -> Optional[str]:
+    """The source row of a backfill's dead letter that is an event (a view's part fails on it, or it has no join
+    key; ``text``: the engine's JSON of the row as read) as the stream face's JSON record of the event
+    (``datagen.to_json_record``), made here once for both engines (DuckDB's ``to_json`` writes a timestamp as text,
+    Flink's ``JSON_OBJECT`` sorts the keys and writes raw integers): the declared columns in schema order,
+    compact; the event time as epoch ms; a timestamp value as ISO-8601 UTC text with its microseconds (the Flink
+    backfill reads it as epoch us); NaN null; JSON text as the value it holds. ``as_read`` (a row that is no event:
+    a value or its time could not be read): the values as read, in schema order only."""
+    import json
+
+    import pandas as pd
+
+    from featurestore import dtypes
+    from featurestore.datagen_records import _us_text, time_value_text
+
+    if text is None:
+        return None
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(raw, dict):
+        return text
+    out = {}
+    for name, dtype in schema:
+        value = raw.get(name)
+        if as_read:
+            pass
+        elif name == ts_column and ts_ms is not None:
+            value = int(ts_ms)
+        elif isinstance(value, float) and value != value:
+            value = None
+        elif dtype == dtypes.TIMESTAMP and value is not None and name != ts_column:
+            try:
+                value = _us_text(value) if isinstance(value, int) else time_value_text(pd.Timestamp(value))
+            except (ValueError, TypeError, OverflowError):
+                pass
+        elif dtype == dtypes.JSON and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[name] = value
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+def records_read(results: Sequence[BackfillResult], source: str) -> int:
+    """The rows of ``source`` a backfill read, each counted once: its dead letters plus the events of the view that
+    kept the most (stored, without a join key, or failing in it: one event failing in two views is one record)."""
+    views = [r for r in results if r.source == source]
+    return max((r.dead_letters for r in views), default=0) + max(
+        (r.rows + r.rejected_null_key + r.failed for r in views), default=0)
 
 
 INGEST_DIR = "ingest"  # under the state folder: per source, the dead letters of its last backfill
@@ -183,9 +242,10 @@ def _ingest_path(store, source: str):
 
 
 def record_ingest(store, source: str, by: str, at_ms: int, dead_letters: int, records: int) -> None:
-    """Record the dead letters of the last ``by`` run over ``source`` (``monitor`` breaches on their share).
-    ``records``: the source rows the run read, as far as it counts them (dead letters plus the rows of the
-    view that kept the most: a filter on every view makes it a lower bound, the share an upper one)."""
+    """Record the dead letters of the last ``by`` run over ``source`` (``monitor`` breaches on their share):
+    the source's own plus one per (event, view) a view's filter, projection or feature input fails on.
+    ``records``: the source rows the run read, each once, as far as it counts them (:func:`records_read`: a
+    filter on every view makes it a lower bound, the share an upper one)."""
     import json
     import os
 

@@ -162,31 +162,64 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     :class:`FailureReasons`' of the first failing part, as the streaming job words it).
 
     Each part that can fail runs under ``try`` where the view evaluates it (the filter on the events, the rest
-    on the events it would store), so a failure is that event's dead letter, never the backfill's: run the
-    query with :data:`NO_CSE` (DuckDB's common-subexpression pass would lift a shared term out of ``try``)."""
+    on the events it would store; a join key made by a projection on every event, before the filter; a volatile
+    call once per row before it, :func:`_hoisted`), so a failure is that event's dead letter, never the backfill's:
+    run the query with :data:`NO_CSE` (DuckDB's common-subexpression pass would lift a shared term out of ``try``)."""
     from featurestore.engines.duckdb_batch import TS_MS
     from featurestore.engines.flink.exprs import feature_part, filter_part, projection_part
 
-    key_null = " OR ".join(f"{_key_sql(cv, k)} IS NULL" for k in cv.join_keys)
     in_range = " AND ".join(_range(start_ms, end_ms)) or "TRUE"
     null_key_reason = null_key_reason_sql(cv.join_keys, key_group_views, lambda k: _key_sql(cv, k))
     labels = FailureReasons(cv)
-    kind = f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
+    failures = []  # (flag column: true where the part failed, reason), in the order a failure names the first
+    # a join key made by a projection that can fail (DuckDB only) is attempted on every event: where it fails the
+    # event is a dead letter of the view (the first failure named), wherever the filter would put it
+    keys = {k: _key_sql(cv, k) for k in cv.join_keys}
+    key_tries = []
+    for i, (name, expr, dtype) in enumerate(cv.projections):
+        if name in keys and _can_fail(cv, expr, dtype, projection_part(name, expr), labels.safe):
+            key_tries.append((f"{_TRIED}k{i}", expr, dtype, projection_part(name, expr)))
+            keys[name] = f"{_TRIED}k{i}.v"
+    key_null = " OR ".join(f"{sql} IS NULL" for sql in keys.values())
+    if key_tries:
+        hoists = [h for h in (_hoisted(e, col, f"{REASON} IS NULL")[0] for col, e, _, _ in key_tries) if h]
+        if hoists:
+            checked = f"SELECT *, {', '.join(hoists)} FROM ({checked})"
+        checked = "SELECT *, " + ", ".join(
+            f"CASE WHEN {REASON} IS NULL THEN {_attempt(_hoisted(e, col, '')[1], dt, labels.checks.get(part, ()))} "
+            f"END AS {col}" for col, e, dt, part in key_tries) + f" FROM ({checked})"
+        key_failed = " OR ".join(f"({REASON} IS NULL AND {_attempt_failed(col, dt, labels.checks.get(part, ()))})"
+                                 for col, _, dt, part in key_tries)
+        checked = f"SELECT *, {key_failed} AS {_KEY_FAILED} FROM ({checked})"
+        failures.extend((f"{_KEY_FAILED}{col}", labels[part]) for col, _, _, part in key_tries)
+        kind = (f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {_KEY_FAILED} THEN {EVENT} "
+                f"WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END")
+    else:
+        kind = f"CASE WHEN {REASON} IS NOT NULL THEN {DEAD_LETTER} WHEN {key_null} THEN {NULL_KEY} ELSE {EVENT} END"
     # The kind is computed once and the range and filter are one CASE on it, not an OR: DuckDB then evaluates the
     # reason once per row (an OR over it cost twice the events query here).
     rows = f"SELECT *, {kind} AS {KIND} FROM ({checked})"
-    failures = []  # (flag column: true where the part failed, reason), in the order a failure names the first
-    is_event = f"{KIND} = {EVENT}"
+    if key_tries:  # one flag per key, as the failures name them
+        rows = "SELECT *, " + ", ".join(
+            f"{KIND} = {EVENT} AND {_attempt_failed(col, dt, labels.checks.get(part, ()))} AS {_KEY_FAILED}{col}"
+            for col, _, dt, part in key_tries) + f" FROM ({rows})"
+    is_event = f"{KIND} = {EVENT}" + (f" AND NOT {_KEY_FAILED}" if key_tries else "")
     if cv.filter and _can_fail(cv, cv.filter, dtypes.BOOL, filter_part(cv), labels.safe):
-        rows = (f"SELECT *, CASE WHEN {is_event} THEN {_attempt(f'({cv.filter})', None)} END AS {_FILTER}\n"
+        checks = labels.checks.get(filter_part(cv), ())
+        hoist, text = _hoisted(f"({cv.filter})", _FILTER, is_event)
+        if hoist:
+            rows = f"SELECT *, {hoist} FROM ({rows})"
+        rows = (f"SELECT *, CASE WHEN {is_event} THEN {_attempt(text, None, checks)} END AS {_FILTER}\n"
                 f"FROM ({rows})\nWHERE CASE {KIND} WHEN {DEAD_LETTER} THEN ({TS_MS} IS NULL OR {in_range}) "
                 f"ELSE {in_range} END")
-        failed = f"{_FILTER} IS NULL" + _misread(labels, filter_part(cv))
+        failed = _attempt_failed(_FILTER, None, checks)
         rows = (f"SELECT *, {is_event} AND {_FILTER}.v IS TRUE AS {_STORED}, {is_event} AND ({failed}) "
                 f"AS {_FAILED}f FROM ({rows})\nWHERE {KIND} <> {EVENT} OR {failed} OR {_FILTER}.v IS TRUE")
         failures.append((f"{_FAILED}f", labels[filter_part(cv)]))
     else:  # the events the filter drops are gone here: every event left is stored
         flt = f"({cv.filter}) IS TRUE" if cv.filter else "TRUE"
+        if key_tries and cv.filter:
+            flt = f"({_KEY_FAILED} OR {flt})"
         rows = (f"SELECT *, {is_event} AS {_STORED} FROM ({rows})\nWHERE CASE {KIND} WHEN {DEAD_LETTER} THEN "
                 f"({TS_MS} IS NULL OR {in_range}) WHEN {NULL_KEY} THEN {in_range}\n  ELSE {in_range} AND {flt} END")
     # the projections (on the events the view would store), then the feature inputs over them
@@ -216,7 +249,63 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     return f"SELECT {', '.join(cols)}\nFROM ({rows}) AS routed"
 
 
+def view_events_sql(cv: CompiledView, checked: str) -> str:
+    """The events the view stores from ``checked`` (a :func:`checked_sql` relation) by the backfill's rule
+    (:func:`backfill_sql`'s ``EVENT`` rows: an event its filter, a projection or a feature input fails on is left
+    out, as a dead letter of the view, :func:`view_failures_sql`), its stored columns. Run it with :data:`NO_CSE`
+    (``duckdb_engine.without_optimizer``): with DuckDB's common-subexpression pass a query may fail instead."""
+    cols = [q(n) for n, _ in cv.source_columns] + [q(n) for n, _, _ in cv.projections]
+    return f"SELECT {', '.join(cols)} FROM ({backfill_sql(cv, checked, [cv.name])}) WHERE {KIND} = {EVENT}"
+
+
+def view_failures_sql(cv: CompiledView, checked: str) -> str:
+    """``reason``, ``row`` (JSON text of the source row) and ``__ts_ms`` of every event of ``checked`` the view's
+    filter, a projection or a feature input fails on (:func:`backfill_sql`'s ``VIEW_FAILED`` rows)."""
+    from featurestore.engines.duckdb_batch import TS_MS
+
+    return (f"SELECT {REASON} AS reason, {ROW} AS row, {TS_MS} FROM ({backfill_sql(cv, checked, [cv.name])}) "
+            f"WHERE {KIND} = {VIEW_FAILED}")
+
+
+def stored_failure_sql(cv: CompiledView, relation: str) -> str:
+    """The first stored event of ``relation`` (a view table) a computed feature input fails on: its reason (as a
+    backfill words it), row (JSON text) and ``__ts_ms``; no row when none fails."""
+    from featurestore.engines.duckdb_batch import TS_MS
+    from featurestore.engines.flink.exprs import feature_part
+
+    labels = FailureReasons(cv)
+    row = "to_json(struct_pack(" + ", ".join(f"{q(n)} := {q(n)}" for n, _ in cv.source_columns) + "))"
+    parts = [f"SELECT {literal(labels[feature_part(cv, e)])} AS reason, {row} AS row, epoch_ms({q(cv.ts_column)}) "
+             f"AS {TS_MS} FROM {relation} WHERE {_attempt(e, dt)} IS NULL"
+             for e, dt in computed_inputs(cv) if not _VOLATILE.search(e)]  # (try refuses a volatile call)
+    return " UNION ALL ".join(f"({p} LIMIT 1)" for p in parts) + " LIMIT 1" if parts else \
+        f"SELECT NULL AS reason, NULL AS row, NULL AS {TS_MS} WHERE FALSE"
+
+
 _VOLATILE = re.compile(r"\b(random|uuid|gen_random_uuid|setseed|nextval|currval)\s*\(", re.IGNORECASE)
+_KEY_FAILED = "__key_failed"
+
+
+def _hoisted(expr: str, col: str, where: str) -> tuple:
+    """(SQL of each volatile function call in ``expr`` (``random()`` ...) as a column ``<col>_vN``, evaluated once
+    per row where ``where`` holds, or ""; ``expr`` reading those columns instead): DuckDB refuses ``try`` around
+    a volatile call, so the call runs in the SELECT before and the rest of the part under ``try``."""
+    if not _VOLATILE.search(expr):
+        return "", expr
+    import sqlglot
+    from sqlglot import exp
+
+    calls = []
+
+    def swap(node):
+        if isinstance(node, exp.Func) and _VOLATILE.match(node.sql(dialect="duckdb")):
+            calls.append(node.sql(dialect="duckdb"))
+            return exp.column(f"{col}_v{len(calls) - 1}", quoted=True)
+        return node
+
+    text = sqlglot.parse_one(expr, read="duckdb").transform(swap).sql(dialect="duckdb")
+    guard = (lambda call: f"CASE WHEN {where} THEN {call} END") if where else (lambda call: call)
+    return ", ".join(f"{guard(c)} AS {q(f'{col}_v{i}')}" for i, c in enumerate(calls)), text
 VIEW_FAILED = 3  # __kind of an event of the range the view's filter, a projection or a feature input fails on
 NO_CSE = "common_subexpressions"  # the optimizer a backfill query runs without (disabled_optimizers)
 _FILTER, _STORED, _FAILED, _TRIED = "__filter", "__stored", "__failed", "__tried_"
@@ -225,34 +314,34 @@ _FILTER, _STORED, _FAILED, _TRIED = "__filter", "__stored", "__failed", "__tried
 def _can_fail(cv: CompiledView, expr: str, dtype: str, part: str, safe: Sequence[str]) -> bool:
     """Whether to evaluate ``expr`` (the view's ``part``) as ``dtype`` under ``try``, as DuckDB's evaluation of it
     can fail: anything but a part the streaming compiler found none in (``safe``; tests/test_stream_exprs.py checks
-    its rules against DuckDB), a source column of that type, or a part calling a volatile function (``try`` refuses
-    it: a failure there still fails the backfill in one line)."""
-    if part in safe or _VOLATILE.search(expr):
+    its rules against DuckDB) or a source column of that type. A volatile call in it (``random()``, which ``try``
+    refuses) is evaluated once per row before the ``try`` (:func:`_hoisted`)."""
+    if part in safe:
         return False
     name = expr.strip()
     name = name[1:-1].replace('""', '"') if len(name) > 1 and name[0] == name[-1] == '"' else name
     return dict((n.lower(), d) for n, d in cv.source_columns).get(name.lower()) != dtype
 
 
-def _attempt(expr: str, dtype: Optional[str]) -> str:
+def _attempt(expr: str, dtype: Optional[str], checks: Sequence[str] = ()) -> str:
     """``expr`` (as ``dtype`` when given) evaluated under ``try``: a struct whose ``v`` is the value, NULL where
-    DuckDB's evaluation fails (a timestamp outside years 1 to 9999 is checked by :func:`_attempt_failed`)."""
+    DuckDB's evaluation fails (a timestamp outside years 1 to 9999 is checked by :func:`_attempt_failed`), and
+    with ``checks`` (the part's :attr:`FailureReasons.checks`) ``m``: whether one holds, under the same ``try``
+    (a check reads the part's own terms, which may fail on the row)."""
     if dtype == dtypes.TIMESTAMP:
         value = f"CAST(({expr}) AS TIMESTAMPTZ)"
     else:
         value = expr if dtype is None else f"CAST(({expr}) AS {SQL_TYPES[dtype]})"
-    return f"try(struct_pack(v := {value}))"
+    flagged = f", m := ({' OR '.join(checks)}) IS TRUE" if checks else ""
+    return f"try(struct_pack(v := {value}{flagged}))"
 
 
-def _attempt_failed(col: str, dtype: str) -> str:
+def _attempt_failed(col: str, dtype: Optional[str], checks: Sequence[str] = ()) -> str:
+    """True where the part attempted in ``col`` (:func:`_attempt`) failed or one of its ``checks`` holds."""
+    failed = f"{col} IS NULL" + (f" OR {col}.m" if checks else "")
     if dtype == dtypes.TIMESTAMP:  # as input_sql's time_value_checked_sql fails
-        return f"({col} IS NULL OR ({col}.v IS NOT NULL AND NOT {time_value_supported_sql(f'epoch_us({col}.v)')}))"
-    return f"{col} IS NULL"
-
-
-def _misread(labels: "FailureReasons", part: str) -> str:
-    """`` OR`` the part's :attr:`FailureReasons.checks` (nothing without one)."""
-    return "".join(f" OR ({check}) IS TRUE" for check in labels.checks.get(part, ()))
+        return f"({failed} OR ({col}.v IS NOT NULL AND NOT {time_value_supported_sql(f'epoch_us({col}.v)')}))"
+    return f"({failed})"
 
 
 def _with_attempts(rows: str, tried: Sequence[tuple], failures: list, labels: "FailureReasons") -> str:
@@ -260,11 +349,15 @@ def _with_attempts(rows: str, tried: Sequence[tuple], failures: list, labels: "F
     and a flag per part where it failed (appended to ``failures`` with its reason in ``labels``)."""
     if not tried:
         return rows
-    rows = "SELECT *, " + ", ".join(f"CASE WHEN {_STORED} THEN {_attempt(e, dt)} END AS {col}"
-                                     for col, e, dt, _ in tried) + f" FROM ({rows})"
+    hoists = [h for h in (_hoisted(e, col, _STORED)[0] for col, e, _, _ in tried) if h]
+    if hoists:
+        rows = f"SELECT *, {', '.join(hoists)} FROM ({rows})"
+    rows = "SELECT *, " + ", ".join(
+        f"CASE WHEN {_STORED} THEN {_attempt(_hoisted(e, col, '')[1], dt, labels.checks.get(part, ()))} END AS {col}"
+        for col, e, dt, part in tried) + f" FROM ({rows})"
     flags = []
     for col, e, dt, part in tried:
-        flags.append(f"{_STORED} AND ({_attempt_failed(col, dt)}{_misread(labels, part)}) AS {_FAILED}{col}")
+        flags.append(f"{_STORED} AND {_attempt_failed(col, dt, labels.checks.get(part, ()))} AS {_FAILED}{col}")
         failures.append((f"{_FAILED}{col}", labels[part]))
     return f"SELECT *, {', '.join(flags)} FROM ({rows})"
 
@@ -323,5 +416,5 @@ def columns_list(names: Iterable[str]) -> str:
     return ", ".join(q(n) for n in names)
 
 
-__all__: Sequence[str] = ("checked_sql", "events_sql", "backfill_sql", "ties_sql", "keys_eq", "requests_sql", "SQL_TYPES",
+__all__: Sequence[str] = ("checked_sql", "events_sql", "view_events_sql", "view_failures_sql", "backfill_sql", "ties_sql", "keys_eq", "requests_sql", "SQL_TYPES",
                           "q", "literal")

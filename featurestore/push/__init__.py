@@ -111,13 +111,6 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
         raise RequestError(f"push: source '{src.name}' has no face to push to")
     parsed = prow.parse(src, rows, max_future_ms=store.config.max_future_ms)
     n = len(parsed.index) + len(parsed.dead)
-    result = PushResult(src.name, to, n, parsed.table.num_rows, parsed.reasons())
-    if parsed.dead:
-        _keep_dead_letters(store, src, parsed.dead)
-    if n:
-        from featurestore.engines.backfill import add_pushed
-
-        add_pushed(store, src.name, len(parsed.dead), n)  # what monitor's dead-letter rate reads
     from featurestore.push.offline import views_of_face
 
     targets = views_of_face(store, src)
@@ -126,11 +119,42 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
         if unknown:
             raise RequestError(f"push: feature view '{unknown[0]}' does not read source '{src.name}'")
         targets = list(views)
+    failed = _view_failures(store, src, parsed.table, targets) if parsed.table.num_rows else []
+    result = PushResult(src.name, to, n, parsed.table.num_rows, parsed.reasons())
+    for _, reason, _ in failed:
+        result.dead_letters[reason] = result.dead_letters.get(reason, 0) + 1
+    if parsed.dead or failed:
+        _keep_dead_letters(store, src, parsed.dead + failed)
+    if n:
+        from featurestore.engines.backfill import add_pushed
+
+        add_pushed(store, src.name, len(parsed.dead) + len(failed), n)  # what monitor's dead-letter rate reads
     if to in ("offline", "online_and_offline") and parsed.table.num_rows:
         _offline(store, src, parsed.table, targets, result)
     if to in ("online", "online_and_offline") and parsed.table.num_rows:
         _online(store, parsed.table, targets, result, upsert)
     return result
+
+
+def _view_failures(store, src, events: pa.Table, targets: List[str]) -> List[tuple]:
+    """(row_index None, reason, row) of each pushed event a view's filter, projection or feature input fails on,
+    one per (event, view), as a backfill dead-letters it: no view takes it (``view_events_sql``), offline or
+    online, whatever ``to`` says."""
+    from featurestore.engines import duckdb_sql as dsql
+    from featurestore.engines.backfill import dead_letter_row
+    from featurestore.engines.duckdb_batch import checked_relation
+    from featurestore.engines.duckdb_engine import without_optimizer
+
+    con = store._connect()
+    con.register("__pushed", events)
+    out = []
+    with without_optimizer(con, dsql.NO_CSE):
+        for n in targets:
+            sql = dsql.view_failures_sql(store.compiled(n), checked_relation(con, src, "__pushed", None))
+            for reason, row, ts in con.sql(sql).fetchall():
+                out.append((None, reason, dead_letter_row(row, ts, src.schema, src.timestamp)))
+    con.unregister("__pushed")
+    return out
 
 
 def _offline(store, src, events: pa.Table, targets: List[str], result: PushResult) -> None:
@@ -145,6 +169,7 @@ def _offline(store, src, events: pa.Table, targets: List[str], result: PushResul
 def _online(store, events: pa.Table, targets: List[str], result: PushResult, upsert: bool = False) -> None:
     from featurestore.engines import duckdb_sql as dsql
     from featurestore.engines.duckdb_batch import checked_relation
+    from featurestore.engines.duckdb_engine import without_optimizer
     from featurestore.push import online as pon
 
     import duckdb
@@ -160,9 +185,10 @@ def _online(store, events: pa.Table, targets: List[str], result: PushResult, ups
         if not view.online:
             continue
         cv = store.compiled(n)
-        relation = f"({dsql.events_sql(cv, checked_relation(con, view.source, '__pushed', None))})"
+        relation = f"({dsql.view_events_sql(cv, checked_relation(con, view.source, '__pushed', None))})"
         try:
-            encoded.append((n, cv, pon.new_events(con, cv, relation, pid)))
+            with without_optimizer(con, dsql.NO_CSE):
+                encoded.append((n, cv, pon.new_events(con, cv, relation, pid)))
         except (duckdb.DataError, duckdb.InvalidInputException) as exc:
             raise RequestError(f"push: {expression_failed(n, exc)}") from None
     for n, cv, new in encoded:

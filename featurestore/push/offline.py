@@ -27,7 +27,7 @@ from typing import Callable, Iterator, List, Optional
 import pyarrow as pa
 
 from featurestore.engines import duckdb_sql as dsql
-from featurestore.engines.duckdb_engine import parquet_relation
+from featurestore.engines.duckdb_engine import parquet_relation, without_optimizer
 from featurestore.stores.offline_log import CommitConflict
 
 PUSHED_DIR = "_pushed"
@@ -110,10 +110,11 @@ def events_relation(store, con, cv, upto: Optional[int] = None) -> Optional[str]
 
 
 def _events_sql(con, source, cv, relation: str) -> str:
-    """The view's stored events from pushed rows (already checked when pushed; the same SQL as a backfill's)."""
+    """The view's stored events from pushed rows (already checked when pushed; the backfill's rule: an event a
+    part of the view fails on is left out, the push dead-lettered it). Run with ``dsql.NO_CSE``."""
     from featurestore.engines.duckdb_batch import checked_relation
 
-    return dsql.events_sql(cv, checked_relation(con, source, relation, None))
+    return dsql.view_events_sql(cv, checked_relation(con, source, relation, None))
 
 
 @dataclass
@@ -161,14 +162,15 @@ class Follow:
             return FollowPlan(json.dumps([held, latest, drop]), app, latest, 0, schema, lambda: iter(()))
         filtered = f"(SELECT * FROM {rel} WHERE {cond})"
         sql = _events_sql(con, self.log.source, cv, filtered)
-        (count,), = con.sql(f"SELECT count(*) FROM ({sql})").fetchall()
+        with without_optimizer(con, dsql.NO_CSE):
+            (count,), = con.sql(f"SELECT count(*) FROM ({sql})").fetchall()
         if count == 0 and held == latest:
             return None
 
         def batches() -> Iterator[pa.RecordBatch]:
-            reader = con.sql(sql).to_arrow_reader(100_000)
-            for batch in reader:
-                yield from pa.Table.from_batches([batch]).cast(schema).to_batches()
+            with without_optimizer(con, dsql.NO_CSE):  # restored once the result is drained
+                for batch in con.sql(sql).to_arrow_reader(100_000):
+                    yield from pa.Table.from_batches([batch]).cast(schema).to_batches()
 
         return FollowPlan(json.dumps([held, latest, drop]), app, latest, int(count), schema, batches)
 

@@ -155,6 +155,7 @@ class ViewInput:
     events_relation: str  # a FROM-able relation of stored events
     version: Optional[int]  # offline table version read, None when computed from the source
     unique: bool = False  # no two events share (join keys, ms time): the table version's ``unique_on``
+    checked: Optional[str] = None  # computed from the source: its checked rows (``duckdb_sql.checked_sql``)
 
 
 def check_entity_df(entity_df, views: Sequence[CompiledView], ts_col: str) -> None:
@@ -170,13 +171,41 @@ def check_entity_df(entity_df, views: Sequence[CompiledView], ts_col: str) -> No
         raise RequestError(f"entity_df column '{ts_col}' cannot be both the timestamp and a join key")
 
 
-def expression_failed(view: str, exc: BaseException) -> str:
+def expression_failed(view: str, exc: BaseException, event: Optional[str] = None) -> str:
     """One line for a user's SQL expression that DuckDB could not evaluate on some event (an INT64 overflow
-    of ``n * n``, a ``CAST`` of a text that is no number, ``x % 0``), naming the view."""
+    of ``n * n``, a ``CAST`` of a text that is no number, ``x % 0``), naming the view, and the part and the event
+    when :func:`failing_event` found them (``event``), else DuckDB's own message."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return (f"feature view '{view}': an expression of its filter, projections or features fails on an event: "
-            f"{first}")
+            f"{event or first}")
+
+
+def failing_event(con, vi: ViewInput) -> Optional[str]:
+    """For the error of a read that failed on a view's expression: ``part: why, on the event {...}`` and what to do,
+    the first event a backfill would dead-letter (computed from the source: ``vi.checked``), or the first stored
+    one a feature input fails on (a table written before backfills checked them); None when not found."""
+    from featurestore.engines import duckdb_sql as dsql
+    from featurestore.engines.backfill import dead_letter_row
+    from featurestore.engines.duckdb_engine import without_optimizer
+
+    cv = vi.compiled
+    try:
+        with without_optimizer(con, dsql.NO_CSE):
+            if vi.checked is not None:
+                found = con.sql(f"{dsql.view_failures_sql(cv, vi.checked)} LIMIT 1").fetchall()
+                where = "of the batch face (a read records no dead letter: backfill the view, which dead-letters such events)"
+            else:
+                found = con.sql(dsql.stored_failure_sql(cv, vi.events_relation)).fetchall()
+                where = ("stored (its table was written before backfills checked feature inputs: backfill the view "
+                         "again)")
+    except Exception:  # the diagnosis is best effort: the read's own error stands
+        return None
+    if not found:
+        return None
+    reason, row, ts = found[0]
+    label = reason.split(": ", 1)[1] if reason.startswith(f"view '{cv.name}': ") else reason
+    return f"{label}, on the event {dead_letter_row(row, ts, cv.source_columns, cv.ts_column)} {where}"
 
 
 def retrieve(
@@ -219,7 +248,7 @@ def retrieve(
                 parts.append((vi, point_in_time(con, vi.compiled, vi.events_relation, "__requests", unique=vi.unique,
                                                 prefix=f"{vi.compiled.name}::", created=created)))
             except (duckdb.DataError, duckdb.InvalidInputException) as exc:  # never an I/O error: those are retried
-                raise RequestError(expression_failed(vi.compiled.name, exc)) from None
+                raise RequestError(expression_failed(vi.compiled.name, exc, failing_event(con, vi))) from None
     finally:
         con.unregister("__requests")
     out_cols, out_names = [], []

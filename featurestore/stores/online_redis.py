@@ -596,7 +596,22 @@ def materialize(store, views=None, end=None, progress=None) -> List[MaterializeR
         on_rows = progress(n) if progress else None
 
         def load(cv=cv, on_rows=on_rows):  # again from the listing when a concurrent commit moved a file
-            return online.materialize_view(con, cv, store._view_input(con, cv).events_relation, end_ms, on_rows)
+            import duckdb
+
+            from featurestore.engines.duckdb_engine import without_optimizer
+            from featurestore.sdk.historical import expression_failed, failing_event
+
+            vi = store._view_input(con, cv)
+            try:
+                if vi.version is not None:
+                    return online.materialize_view(con, cv, vi.events_relation, end_ms, on_rows)
+                with without_optimizer(con, dsql.NO_CSE):  # pushed events are routed under try (view_events_sql)
+                    return online.materialize_view(con, cv, vi.events_relation, end_ms, on_rows)
+            except (duckdb.DataError, duckdb.InvalidInputException, FeatureStoreError) as exc:
+                event = failing_event(con, vi)  # an event a view's expression fails on, named (else the error stands)
+                if event is None:
+                    raise
+                raise RequestError(f"materialize: {expression_failed(cv.name, exc, event)}") from None
         results.append(retry_moved(load, store._offline_root, f"materialize of view '{n}'", latest=True))
     return results
 

@@ -135,6 +135,13 @@ def _time_value_us(raw: str, unit: str) -> Tuple[str, str]:
         us = semantics.floor_div_sql(raw, 1000, "/") if unit == "ns" else raw
         ok = f"({us} >= {_bigint(lo)} AND {us} < {_bigint(hi)})"
     return f"CASE WHEN {ok} THEN {us} END", f"({raw} IS NOT NULL AND NOT {ok})"
+def _raw_us(raw: str, unit: str) -> str:
+    """A timestamp value's raw epoch integer in ``unit`` as epoch microseconds (NULL where that overflows)."""
+    if unit == "ms":
+        return f"CASE WHEN ABS({raw}) < {_bigint(2**63 // 1000)} THEN {raw} * 1000 END"
+    return semantics.floor_div_sql(raw, 1000, "/") if unit == "ns" else raw
+
+
 _FLINK_SCALARS = {"string": "STRING", "large_string": "STRING", "int32": "INT", "int64": "BIGINT", "float": "FLOAT",
                   "double": "DOUBLE", "bool": "BOOLEAN", "int8": "TINYINT", "int16": "SMALLINT"}
 
@@ -229,7 +236,10 @@ def _checked_select(path: Path, table: str, source, file_types: Dict[str, str], 
             cols.append(f"CASE WHEN {text} IS JSON THEN {text} END AS {qi(name)}")
             checks.append((name, dtype, f"({text} IS NOT NULL AND NOT ({text} IS JSON))"))
             continue
-        cols.append(f"{raw} AS {qi(RAW + name)}" if name in file_types else f"CAST(NULL AS STRING) AS {qi(RAW + name)}")
+        if file_types.get(name, "").startswith(TIME_VALUE):  # as epoch us (the dead-letter row: BackfillRun)
+            cols.append(f"{_raw_us(raw, file_types[name][len(TIME_VALUE):])} AS {qi(RAW + name)}")
+        else:
+            cols.append(f"{raw} AS {qi(RAW + name)}" if name in file_types else f"CAST(NULL AS STRING) AS {qi(RAW + name)}")
         if name == ts:
             continue
         if dtype == t.TIMESTAMP:  # BIGINT epoch microseconds (_time_value_us)

@@ -60,7 +60,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from featurestore import dtypes as t
 from featurestore.compiler.ir import CompiledView
 from featurestore.engines.flink.exprs_funcs import FunctionRules
-from featurestore.engines.flink.exprs_logic import LogicRules, _cmp, _is_nan, _may_be_nan  # noqa: F401 (re-exported)
+from featurestore.engines.flink.exprs_logic import LogicRules, _cmp, _is_nan, _may_be_nan, duck_sql  # noqa: F401 (re-exported)
 from featurestore.engines.flink.exprs_time import TimeRules
 from featurestore.engines.flink.sqltypes import (  # noqa: F401 (re-exported: the expression vocabulary)
     DECIMAL, EPOCH_US_FUNCTION, EXACT_FUNCTIONS, FLINK_TYPES, FLOATS, INTS, NULL, SUPPORTED_TEXT, TS_MS, FExpr, StreamCompileError,
@@ -92,9 +92,11 @@ class ExprCompiler(LogicRules, FunctionRules, TimeRules):
         self.raises = []  # Flink SQL true on a row where DuckDB's evaluation fails (the value here is NULL)
         self.raise_reasons: List[str] = []  # why, one per raises entry
         # DuckDB SQL true where DuckDB's evaluation succeeds with a wrong value the Flink jobs flag instead (a text
-        # it misreads: TEXT_MISREAD), so the DuckDB backfill dead-letters the same rows (outside CASE branches only)
+        # it misreads: TEXT_MISREAD), so the DuckDB backfill dead-letters the same rows (in a CASE/IF branch or a
+        # later COALESCE argument only where DuckDB evaluates it: the branch's guards carried in DuckDB SQL)
         self.duck_checks: List[str] = []
         self._guards: List[str] = []  # where the node being compiled is evaluated (CASE/IF/COALESCE branches)
+        self._duck_guards: List[str] = []  # the same guards in DuckDB SQL (over the definition's own text)
         return self.node(tree)
 
     def _fails_where(self, conditions: Sequence[str], reason: str) -> None:
@@ -103,15 +105,16 @@ class ExprCompiler(LogicRules, FunctionRules, TimeRules):
         self.raises.append("(" + " AND ".join([*self._guards, *conditions]) + ")")
         self.raise_reasons.append(reason)
 
-    def _under(self, guards: Sequence[str], compile_):
+    def _under(self, guards: Sequence[str], compile_, duck_guards: Sequence[str]):
         """``compile_()`` for a part DuckDB evaluates only where every one of ``guards`` (Flink SQL) is TRUE:
-        a CASE/IF branch or a later COALESCE argument. A CAST in it fails DuckDB only on those rows."""
-        before = self._guards
-        self._guards = before + list(guards)
+        a CASE/IF branch or a later COALESCE argument. A CAST in it fails DuckDB only on those rows.
+        ``duck_guards``: the same conditions in DuckDB SQL (a :attr:`duck_checks` entry holds only there)."""
+        before, duck_before = self._guards, self._duck_guards
+        self._guards, self._duck_guards = before + list(guards), duck_before + list(duck_guards)
         try:
             return compile_()
         finally:
-            self._guards = before
+            self._guards, self._duck_guards = before, duck_before
 
     # dispatch ----------------------------------------------------------------------------------------
     def node(self, n) -> FExpr:
@@ -238,7 +241,8 @@ class ExprCompiler(LogicRules, FunctionRules, TimeRules):
             return FExpr(_typed_null(rt), rt)
         self._fails_on_zero(a.sql, b.sql)
         # x // -1 is -x: NULL where that overflows (the minimum; DuckDB fails), where Java's '/' would wrap
-        negated = self._under([f"({b.sql}) = -1"], lambda: self._exact("-", FExpr("0", t.INT32), a, rt))
+        negated = self._under([f"({b.sql}) = -1"], lambda: self._exact("-", FExpr("0", t.INT32), a, rt),
+                              [f"({duck_sql(n.expression)}) = -1"])
         return FExpr(f"(CASE WHEN {b.sql} = -1 THEN {negated.sql} ELSE {_cast_sql(a, rt)} / NULLIF({b.sql}, 0) END)",
                      rt)
 
@@ -390,10 +394,11 @@ class ExprCompiler(LogicRules, FunctionRules, TimeRules):
         if e.dtype == t.STRING and target in FLOATS:  # DuckDB misreads these (NumberText.unsupported): fail loudly
             self._fails_where([f"POSITION('_' IN {e.sql}) > 0",
                                f"CHAR_LENGTH(REGEXP_REPLACE({e.sql}, '[^0-9]', '')) > 19"], TEXT_MISREAD)
-            if not self._guards:  # (under a CASE branch the Flink jobs alone flag it: the guard is Flink SQL)
-                text = f"CAST(({n.this.sql(dialect='duckdb')}) AS VARCHAR)"
-                self.duck_checks.append(f"(position('_' IN {text}) > 0 AND "
-                                        f"length(regexp_replace({text}, '[^0-9]', '', 'g')) > 19)")
+            text = f"CAST(({duck_sql(n.this)}) AS VARCHAR)"
+            check = f"(position('_' IN {text}) > 0 AND length(regexp_replace({text}, '[^0-9]', '', 'g')) > 19)"
+            for guard in reversed(self._duck_guards):  # nested CASEs: DuckDB evaluates each only where it holds
+                check = f"(CASE WHEN {guard} THEN {check} END)"
+            self.duck_checks.append(check)
         if not isinstance(n, exp.TryCast) and e.dtype not in (target, NULL, t.BOOL) and (
                 target in INTS or (target == t.FLOAT32 and e.dtype == t.FLOAT64) or e.dtype == t.STRING):
             # where DuckDB's CAST fails on a value (out of range, NaN/inf to an integer, a text that is no boolean)

@@ -21,6 +21,11 @@ from featurestore import dtypes as t
 from featurestore.engines.flink.sqltypes import FLINK_TYPES, FLOATS, NULL, FExpr, UnsupportedExpression, _cast_sql, _common_type
 
 
+def duck_sql(n) -> str:
+    """A node of a definition's expression as DuckDB SQL (a branch's guard in ``ExprCompiler.duck_checks``)."""
+    return n.sql(dialect="duckdb")
+
+
 class LogicRules:
     """Comparisons, boolean logic, CASE/IF/COALESCE/NULLIF, IN, BETWEEN and LIKE (see the module docstring)."""
 
@@ -121,24 +126,28 @@ class LogicRules:
     def _Case(self, n) -> FExpr:
         # DuckDB evaluates a WHEN only where no earlier one held, a branch only where it is taken
         subject = self.node(n.this) if n.this is not None else None
-        conds, values, not_yet = [], [], []
+        conds, values, not_yet, duck_not_yet = [], [], [], []  # (the guards in Flink SQL and in DuckDB SQL)
         for branch in n.args.get("ifs") or []:
             if subject is not None:
-                when = self._under(not_yet, lambda: self.node(branch.this))
+                when = self._under(not_yet, lambda: self.node(branch.this), duck_not_yet)
                 kind = self._comparable([subject, when], "CASE")
                 conds.append(f"{self._key(subject, kind)} = {self._key(when, kind)}")
+                duck = f"({duck_sql(n.this)}) = ({duck_sql(branch.this)})"
             else:
-                conds.append(self._under(not_yet, lambda: self._bool(branch.this, "CASE WHEN")).sql)
-            values.append(self._under(not_yet + [f"({conds[-1]}) IS TRUE"], lambda: self.node(branch.args["true"])))
+                conds.append(self._under(not_yet, lambda: self._bool(branch.this, "CASE WHEN"), duck_not_yet).sql)
+                duck = f"({duck_sql(branch.this)})"
+            values.append(self._under(not_yet + [f"({conds[-1]}) IS TRUE"], lambda: self.node(branch.args["true"]),
+                                      duck_not_yet + [f"({duck}) IS TRUE"]))
             not_yet.append(f"({conds[-1]}) IS NOT TRUE")
-        default = self._under(not_yet, lambda: self.node(n.args["default"])) \
+            duck_not_yet.append(f"({duck}) IS NOT TRUE")
+        default = self._under(not_yet, lambda: self.node(n.args["default"]), duck_not_yet) \
             if n.args.get("default") is not None else None
         return self._branches(conds, values, default, "CASE")
 
     def _If(self, n) -> FExpr:
-        cond = self._bool(n.this, "IF").sql
-        values = [self._under([f"({cond}) IS TRUE"], lambda: self.node(n.args["true"]))]
-        default = self._under([f"({cond}) IS NOT TRUE"], lambda: self.node(n.args["false"])) \
+        cond, duck = self._bool(n.this, "IF").sql, duck_sql(n.this)
+        values = [self._under([f"({cond}) IS TRUE"], lambda: self.node(n.args["true"]), [f"({duck}) IS TRUE"])]
+        default = self._under([f"({cond}) IS NOT TRUE"], lambda: self.node(n.args["false"]), [f"({duck}) IS NOT TRUE"]) \
             if n.args.get("false") is not None else None
         return self._branches([cond], values, default, "IF")
 
@@ -159,8 +168,10 @@ class LogicRules:
 
     def _Coalesce(self, n) -> FExpr:
         items = [self.node(n.this)]  # DuckDB evaluates an argument only where every earlier one is NULL
-        for x in n.expressions:
-            items.append(self._under([f"({e.sql}) IS NULL" for e in items], lambda: self.node(x)))
+        for i, x in enumerate(n.expressions):
+            earlier = [n.this, *n.expressions[:i]]
+            items.append(self._under([f"({e.sql}) IS NULL" for e in items], lambda: self.node(x),
+                                     [f"({duck_sql(e)}) IS NULL" for e in earlier]))
         kind = _common_type([e.dtype for e in items], "COALESCE")
         if kind == NULL:
             return FExpr("NULL", NULL)
