@@ -439,9 +439,17 @@ def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, s
     fragments = _fragments(replies, len(layout.inputs))
     for e, (batch, _) in enumerate(fragments):
         by_batch.setdefault(id(batch), (batch, []))[1].append(e)
+    orders: Dict[int, list] = {}  # per read plan (one for every entity of a lookup): its windows' pieces in time order
     for batch, members in by_batch.values():
-        segments = [[_window_segments(replies[e].plan, fragments[e][1], replies[e].tiles, w) for w in windows]
-                    for e in members]
+        segments = []
+        for e in members:
+            r = replies[e]
+            by_time = orders.get(id(r.plan))
+            if by_time is None:
+                by_time = orders[id(r.plan)] = [_pieces_by_time(r.plan, w) for w in windows]
+            tmap, rlist = fragments[e][1]
+            tiles = r.tiles
+            segments.append([_window_segments(pieces, tmap, rlist, tiles) for pieces in by_time])
         built = segment_rows(layout, batch, segments, [slots[w] for w in windows])
         for e, rows in zip(members, built):
             r = replies[e]
@@ -454,24 +462,30 @@ def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, s
                 rows_of[index[e]][w] = row
 
 
-def _window_segments(plan: ReadPlan, fragments, tiles: Dict[str, list], w: int) -> List[Tuple[int, int]]:
-    """Window ``w``'s raw events as slices ``[a, b)`` of its entity's batch: those of its unstored tiles and
-    raw ranges (``fragments``), in time order (the pieces of one window are disjoint in time), slices that
-    follow each other in the batch joined."""
-    tmap, rlist = fragments
+def _pieces_by_time(plan: ReadPlan, w: int) -> List[Tuple[Optional[str], int]]:
+    """Window ``w``'s pieces in time order (the pieces of one window are disjoint in time): ``(tile id,
+    -1)`` for a tile, ``(None, j)`` for raw range ``j``."""
     tile_ix, range_ix = plan.pieces[w]
-    pieces = []
-    for j in tile_ix:
-        name = plan.tiles[j]
-        f = tmap.get(name)
-        if f is not None and name not in tiles:
-            pieces.append((int(name.partition(":")[2]) * 60_000, f.lo, f.hi))
-    for j in range_ix:
-        f = rlist[j]
-        pieces.append((plan.ranges[j][0], f.lo, f.hi))
-    pieces.sort(key=itemgetter(0))
+    keyed = [(int(plan.tiles[j].partition(":")[2]) * 60_000, plan.tiles[j], -1) for j in tile_ix]
+    keyed += [(plan.ranges[j][0], None, j) for j in range_ix]
+    keyed.sort(key=itemgetter(0))
+    return [(name, j) for _, name, j in keyed]
+
+
+def _window_segments(pieces: List[Tuple[Optional[str], int]], tmap: Dict[str, RawEvents], rlist: List[RawEvents],
+                     tiles: Dict[str, list]) -> List[Tuple[int, int]]:
+    """A window's raw events as slices ``[a, b)`` of its entity's batch: those of its unstored tiles (``tmap``,
+    by id) and raw ranges (``rlist``) of ``pieces`` (:func:`_pieces_by_time`), slices that follow each
+    other in the batch joined."""
     out: List[Tuple[int, int]] = []
-    for _, a, b in pieces:
+    for name, j in pieces:
+        if name is None:
+            f = rlist[j]
+        else:
+            f = tmap.get(name)
+            if f is None or name in tiles:
+                continue
+        a, b = f.lo, f.hi
         if b > a:
             if out and out[-1][1] == a:
                 out[-1] = (out[-1][0], b)
