@@ -4,7 +4,8 @@ On the data of ``bench/materialize_hot.py`` (generate it first: run that bench o
 ``FS_BENCH_DATA``), per view: the pass's events read and ranked (``ranked``, code that has it), the
 kernel entities' table (``hot``), the plain entities' packed members
 (``plain``), the kernel entities' events table (``events``), the tiles query with each row's text
-(``tiles``) and the kernel entities' packed members (``members``; the tiles query includes the minutes' levels it reads), as
+(``tiles``) and the kernel entities' packed members (``members``; ``plain`` and ``members`` with each
+entity's bytes sliced from the sorted rows where the code does so; the tiles query includes the minutes' levels it reads), as
 :mod:`featurestore.stores.online_materialize` runs them; then the Python decoding of the tile rows
 (``decode``). CPU is this process's (Python and DuckDB's threads, ``time.process_time``).
 
@@ -26,6 +27,8 @@ sys.path.insert(0, os.getcwd())
 
 
 def main(argv=None) -> int:
+    import pyarrow as pa
+
     from bench.common import DATA_ROOT
     from bench.materialize_hot import MATERIALIZE_END_MS, VIEWS, make_repo
     from featurestore import FeatureStore
@@ -38,6 +41,7 @@ def main(argv=None) -> int:
     from featurestore.online_reply import loads
     from featurestore.stores import online_format as ofmt
     from featurestore.stores import online_materialize as om
+    from featurestore.stores import online_packed as opk
     from featurestore.stores import online_redis as orr
 
     ap = argparse.ArgumentParser()
@@ -50,6 +54,21 @@ def main(argv=None) -> int:
     con = fs._connect()
     if args.threads:
         con.execute(f"SET threads={int(args.threads)}")
+
+    def runs(sql, cut):
+        """The packed members query, read as the code reads it: rows sorted by entity and rank sliced per
+        entity (:class:`online_packed.EntityRuns`, code that has it), else one row per entity."""
+        if not hasattr(opk, "EntityRuns"):  # one row per entity: its texts made bytes as that code did
+            table = con.sql(sql).to_arrow_table()
+            if "__fs_packed" in table.column_names:
+                table.column("__fs_packed").cast(pa.binary()).to_pylist()
+            if "__fs_ps" in table.column_names:
+                [t.encode() for ts in table.column("__fs_ps").to_pylist() for t in ts or () if t]
+            return table
+        for block in opk.entity_blocks(con.sql(sql).to_arrow_reader(om.EVENT_ROWS)):
+            r = opk.EntityRuns(block, cut)
+            for i in range(len(r.starts)):
+                r.chunks(i, orr.STAGE_ITEMS)
 
     def timed(fn):
         c0 = time.process_time()
@@ -73,7 +92,7 @@ def main(argv=None) -> int:
                 cpu["ranked"], _ = timed(lambda: con.execute(
                     f"CREATE OR REPLACE TEMP TABLE {om.RANKED} AS {om.ranked_sql(cv, rel, None)}"))
                 cpu["hot"], _ = timed(lambda: con.execute(om.hot_sql(cv, om.RANKED, None, cut, ret.keep_base)))
-                cpu["plain"], _ = timed(lambda: con.sql(om.packed_members_sql(cv, cut)).to_arrow_table())
+                cpu["plain"], _ = timed(lambda: runs(om.packed_members_sql(cv, cut), cut))
                 sql, order_text = om._events_sql(cv, picked_order=True, ranked=True)
                 cpu["events"], _ = timed(lambda: con.execute(sql.format(relation=om.RANKED)))
             else:  # code before the ranked table
@@ -95,7 +114,7 @@ def main(argv=None) -> int:
             cpu["tiles"], tiles = timed(tiles_query)
             cpu["decode"], _ = timed(lambda: [dpart.decode_rows(layout, b, order_text, loads, text_cols, merged)
                                               for b in tiles.to_batches(20_000)])
-            cpu["members"], _ = timed(lambda: con.sql(om._packed_members_sql(cv, cut, order_text)).to_arrow_table())
+            cpu["members"], _ = timed(lambda: runs(om._packed_members_sql(cv, cut, order_text), cut))
             con.execute(f"DROP TABLE IF EXISTS {om.HOT}; DROP TABLE IF EXISTS {om.HOT_EVENTS}")
             con.execute("DROP TABLE IF EXISTS __fs_mat_hlv; DROP TABLE IF EXISTS __fs_mat_rnk")
             print(f"{view}: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())

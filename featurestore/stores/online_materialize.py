@@ -3,17 +3,18 @@
 Each pass reads its events once: :func:`ranked_sql` ranks them in event order within their entity into
 a temporary table, from which every query below reads. Entities fall in two groups, decided in SQL per pass:
 
-* **plain** (most): at most ``DENSE_EVENTS`` kept events and no prefix. DuckDB encodes each event's
-  stored member in a GROUP BY and packs the kept ones as the bytes Redis receives
-  (:func:`packed_members_sql`, :mod:`featurestore.stores.online_packed`); Python builds each entity's
-  write call around them at once (:meth:`_Writer.add_plain`). On a Redis Cluster, and as the per-entity
+* **plain** (most): at most ``DENSE_EVENTS`` kept events and no prefix. DuckDB encodes each kept event's
+  stored member and packs it as the bytes Redis receives, the events listed in entity and rank order
+  (:func:`packed_members_sql`, :mod:`featurestore.stores.online_packed`); Python takes each entity's
+  bytes as one slice (:class:`~featurestore.stores.online_packed.EntityRuns`) and builds its write call
+  around them at once (:meth:`_Writer.add_plain`). On a Redis Cluster, and as the per-entity
   reference, :func:`~featurestore.stores.online_redis.materialize_sql` lists the members instead.
 * **kernel** entities: dense ones (more kept events: they store tiles) and, for views with an unbounded
   window, those with events before the cut (a prefix). Their events (entity numbered) go to a temporary
   table; DuckDB then computes, vectorised, the members, the partial row of every tile the store holds
   (GROUP BY entity, level, tile; distinct sets of strings and integers as their JSON text, spliced) and
-  the base row (:mod:`featurestore.engines.duckdb_partials`), and the members packed in chunks of at most
-  ``STAGE_ITEMS``; DuckDB also writes each tile row's stored text (:mod:`featurestore.engines.
+  the base row (:mod:`featurestore.engines.duckdb_partials`), and the members packed likewise (taken in
+  chunks of at most ``STAGE_ITEMS``); DuckDB also writes each tile row's stored text (:mod:`featurestore.engines.
   duckdb_tile_text`): Python splices the exact float sums into it, decodes only the rows SQL cannot
   write and those merged into prefixes, and sums prefixes from the top tiles
   (:func:`featurestore.kernel.batch.changes_from_tiles`), never touching an event.

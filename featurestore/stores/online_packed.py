@@ -3,9 +3,10 @@
 Materialize stores every kept event of an entity as a ZSET member (score = its time): hundreds of
 thousands of ``(ts, member)`` pairs per view. Formatting each pair as two RESP bulk strings in Python
 (``$<len>\\r\\n<ts>\\r\\n$<len>\\r\\n<member>\\r\\n``) was a quarter of materialize's CPU; DuckDB writes
-them in the same aggregation that encodes the members (:func:`packed_sql`), in chunks of at most
-``STAGE_ITEMS`` members (a hot entity's staged write sends one chunk per call), and Python only forwards
-the chunks: :class:`PackedRaw` stands for ``Changes.raw_add`` and :func:`featurestore.stores.online_redis.
+them in the query that encodes the members (:func:`packed_sql`), listing the events in entity and rank
+order; Python takes each entity's bytes as slices of the Arrow column (:func:`entity_blocks`,
+:class:`EntityRuns`: no sort per entity, no step per event), in chunks of at most ``STAGE_ITEMS``
+members (a hot entity's staged write sends one chunk per call), and only forwards the chunks: :class:`PackedRaw` stands for ``Changes.raw_add`` and :func:`featurestore.stores.online_redis.
 write_args` splices its :class:`Segment` s into the write's arguments unchanged.
 
 The bytes are the ones the per-member path sends (the score as the integer's decimal text, the member's
