@@ -235,11 +235,18 @@ MISREAD = "1_000_000_000_000_000_000_1"  # '_' and over 19 digits: DuckDB reads 
 TAGS = [MISREAD, "1_000", "2.5", None, "abc", " 7 ", "-1_2345678901234567890", "12345678901234567890123"]
 
 
-def _misread_repo(root, n: int = 40):
+def _misread_repo(root, n: int = 40, topic: str = "", project: str = ""):
+    """The misread views over ``n`` events (tags cycling through TAGS), a stream face on ``topic`` when given."""
     (root / "definitions").mkdir(parents=True)
     (root / "data").mkdir()
-    (root / "definitions" / "features.py").write_text(MISREAD_DEFINITIONS)
-    (root / "featurestore.yaml").write_text(f"project: t_misread_{uuid.uuid4().hex[:8]}\ndefinitions: definitions\n")
+    defs = MISREAD_DEFINITIONS
+    if topic:
+        defs = defs.replace('batch=ParquetFiles("data/*.parquet"))', f'batch=ParquetFiles("data/*.parquet"), '
+                                                                     f'stream=KafkaTopic({topic!r}), watermark_delay="2s")')
+        defs = defs.replace("import Entity,", "import Entity, KafkaTopic,")
+    (root / "definitions" / "features.py").write_text(defs)
+    project = project or f"t_misread_{uuid.uuid4().hex[:8]}"
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
     tags = [TAGS[i % len(TAGS)] for i in range(n)]
     pq.write_table(pa.table({"user_id": [f"u{i % 3}" for i in range(n)], "tag": tags,
                              "ts": pa.array([T0_MS + 1000 * i for i in range(n)], pa.int64()).cast(
@@ -286,6 +293,35 @@ def test_a_text_duckdb_misreads_in_a_branch_is_a_dead_letter_only_where_the_bran
     assert branch_letters(store) == want and got.failed == sum(want.values()) == 10
     stored = store.offline.table("branch", "ts").read().to_pylist()
     assert len(stored) == 30 and not any(r["tag"] in (MISREAD, "-1_2345678901234567890") for r in stored)
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_the_stream_and_both_backfills_agree_on_a_misread_text_in_a_branch(tmp_path, redis_client, kafka_admin):
+    """The three jobs over the same events: the same dead letters (reason, the event's record) and the same rows of
+    the views reading a misread text in a CASE/IF branch, a COALESCE argument, a projection and a filter."""
+    suffix = uuid.uuid4().hex[:10]
+    topic, project = f"fs_misread_{suffix}", f"t_misread_{suffix[:8]}"
+    store, misread = _misread_repo(tmp_path / "s", topic=topic, project=project)
+    events = pq.read_table(store.repo_path / "data" / "part.parquet").to_pylist()
+    create_topic(kafka_admin, topic, partitions=2)
+    produce(topic, [(e["user_id"].encode(), datagen.to_json_record(e, "ts", ["user_id", "tag", "ts"])) for e in events])
+    try:
+        streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        streamed = Counter((r["reason"], r["payload"]) for r in dead_letters(store))
+        assert sum(streamed.values()) == 2 * len(misread) + 10 and misread, streamed  # read, kept; branch's 10
+        duck, _ = _misread_repo(tmp_path / "d", topic=topic, project=project + "d")
+        shutil.copytree(duck.repo_path, tmp_path / "f")
+        flink = FeatureStore(tmp_path / "f")
+        assert_backfills_agree(duck, flink)
+        assert letter_rows(flink) == letter_rows(duck)
+        assert Counter({(reason, row): n for (reason, row, _), n in letter_rows(duck).items()}) == streamed
+        for view in ("read", "kept", "branch"):
+            assert_same_rows(offline_table(store, view), offline_table(duck, view), f"{view}: stream vs backfill")
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
 
 
 @pytest.mark.flink

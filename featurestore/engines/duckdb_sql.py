@@ -306,6 +306,8 @@ def _hoisted(expr: str, col: str, where: str) -> tuple:
     text = sqlglot.parse_one(expr, read="duckdb").transform(swap).sql(dialect="duckdb")
     guard = (lambda call: f"CASE WHEN {where} THEN {call} END") if where else (lambda call: call)
     return ", ".join(f"{guard(c)} AS {q(f'{col}_v{i}')}" for i, c in enumerate(calls)), text
+
+
 VIEW_FAILED = 3  # __kind of an event of the range the view's filter, a projection or a feature input fails on
 NO_CSE = "common_subexpressions"  # the optimizer a backfill query runs without (disabled_optimizers)
 _FILTER, _STORED, _FAILED, _TRIED = "__filter", "__stored", "__failed", "__tried_"
