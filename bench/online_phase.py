@@ -44,7 +44,6 @@ def timed(name, f):
     return run
 for name in spent:
     setattr(ol, name, timed(name, getattr(ol, name)))
-from featurestore.sdk import online_lookup  # (calls ol.compute_columns through the module)
 rng = np.random.default_rng(oh.SEED + 1)
 n = spec["lookups"]
 qs = (oh.MATERIALIZE_END_MS + rng.integers(0, oh.HOUR_MS, n + 20)).tolist()

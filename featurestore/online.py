@@ -440,9 +440,9 @@ def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, s
     for e, (batch, _) in enumerate(fragments):
         by_batch.setdefault(id(batch), (batch, []))[1].append(e)
     orders: Dict[int, list] = {}  # per read plan (one for every entity of a lookup): its windows' pieces in time order
-    for batch, members in by_batch.values():
+    for batch, group in by_batch.values():
         segments = []
-        for e in members:
+        for e in group:
             r = replies[e]
             by_time = orders.get(id(r.plan))
             if by_time is None:
@@ -451,7 +451,7 @@ def _dense_window_rows(layout: Layout, replies: Sequence[EntityReply], q: int, s
             tiles = r.tiles
             segments.append([_window_segments(pieces, tmap, rlist, tiles) for pieces in by_time])
         built = segment_rows(layout, batch, segments, [slots[w] for w in windows])
-        for e, rows in zip(members, built):
+        for e, rows in zip(group, built):
             r = replies[e]
             for w, row in zip(windows, rows):
                 sl = slots[w]

@@ -1,7 +1,9 @@
 """Partial rows of many entities' raw events at once: the rows :meth:`Layout.add` builds event by event,
 computed from columns (a lookup's sparse entities, every window of a view in one pass), as rows
 (:func:`window_rows`) or as one column per slot over the entities (:func:`window_columns`: what a lookup
-finishes its features from, with no row per entity).
+finishes its features from, with no row per entity); and the rows of windows that are several slices of
+one batch (:func:`segment_rows`: a lookup's entities with tiles, whose windows' raw pieces share one
+parsed batch).
 
 An online lookup of N entities reads, for each entity without tiles, its few raw events, and needs one
 partial row per (entity, window). Adding each event to each window's row in Python (one call per event,
