@@ -20,7 +20,7 @@ drift). Limits come from
      "request_time": "2026-11-01T00:00:00Z",         # optional: ISO time with zone, or epoch ms (integer)
      "request_data": {"amount": [12.5, 80.0]},       # request feature views: request columns per entity row
      "log": false, "full_feature_names": false}
-    -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]},
+    -> {"request_id": null, "feature_names": [...], "results": {"user_id": [...], "feature": [...]},  # NaN, +-inf: "NaN", "Infinity", "-Infinity"
         "statuses": {"feature": ["PRESENT", ...]}, "refusals": []}
 
 The same path speaks Feast's protocol: a body carrying Feast's ``include_feature_view_version_metadata`` (its
@@ -59,11 +59,13 @@ _KEY_VALUE = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"
 
 
 def _json_safe(values: List[Any]) -> List[Any]:
-    """NaN/inf are not JSON: send them as null (the feature's value is undefined there)."""
+    """Values as JSON. NaN and infinities are values (served, logged and trained as such) but not JSON
+    numbers: they are sent as the strings "NaN", "Infinity" and "-Infinity", as Feast's shape sends them,
+    never as null (which is a missing value)."""
     out = []
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
-            out.append(None)
+            out.append("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
         elif hasattr(v, "isoformat"):
             out.append(v.isoformat())
         else:

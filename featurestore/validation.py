@@ -15,7 +15,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import re
+import struct
 import threading
 from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
@@ -328,9 +330,28 @@ def _check_default(repo, view, feature: Aggregation, out: str, label: str) -> Li
         dtypes.FLOAT32: isinstance(value, (int, float)) and not isinstance(value, bool),
         dtypes.FLOAT64: isinstance(value, (int, float)) and not isinstance(value, bool),
     }.get(out, False)
-    if not ok:
+    if not ok or not _default_in_range(value, out):
         return [_problem(repo, view, f"default {value!r} does not fit the feature's type {out}", label, feature)]
     return []
+
+
+_INT_RANGES = {dtypes.INT32: (-2**31, 2**31 - 1), dtypes.INT64: (-2**63, 2**63 - 1)}
+
+
+def _default_in_range(value, dtype: str) -> bool:
+    """Whether ``CAST(default AS <dtype>)`` holds the value (a default is cast to the feature's type, and a cast
+    out of range fails the query): an integer within its type, a finite number that stays finite as a
+    float64 and, for float32, as a float32 (rounded as the cast rounds)."""
+    if dtype in _INT_RANGES:
+        lo, hi = _INT_RANGES[dtype]
+        return lo <= value <= hi
+    if dtype not in (dtypes.FLOAT32, dtypes.FLOAT64) or (isinstance(value, float) and not math.isfinite(value)):
+        return True
+    try:
+        as_float = float(value)  # an int beyond the double range raises
+        return dtype == dtypes.FLOAT64 or math.isfinite(struct.unpack("f", struct.pack("f", as_float))[0])
+    except OverflowError:  # struct: far beyond the float32 range (just beyond, it rounds to inf)
+        return False
 
 
 def resolve_service_refs(service: FeatureService, views: Dict[str, FeatureView],

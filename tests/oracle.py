@@ -28,7 +28,8 @@ Rules implemented (SPEC §2 and the ``featurestore.semantics`` docstring):
   ``last``/``first`` = the value of the greatest/least event (event order) whose value is non-null.
 * Empty window: ``count``/``count_distinct`` are 0; every other function is null. ``default`` replaces
   a null aggregation result (an empty window, and also ``stddev``/``variance`` with one value), i.e.
-  ``COALESCE(agg, default)``; it never changes a count (a count is never null).
+  ``COALESCE(agg, default)``, a value of the aggregation's type (0.1 of a float32 max is float32's 0.1);
+  it never changes a count (a count is never null).
 * Filter, projections and feature expressions are SQL, evaluated row by row by DuckDB (a scalar
   expression's value depends on its row only). The filter sees source columns; rows where it is not
   TRUE are dropped. Projections see source columns; feature expressions see both. The event-time
@@ -43,6 +44,7 @@ feature holding plain Python values (``None`` for null), so comparisons are exac
 from __future__ import annotations
 
 import math
+import struct
 from fractions import Fraction
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
@@ -257,6 +259,21 @@ def aggregate(function: str, items: Iterable[Tuple[tuple, Any]], *, integer_inpu
     return default if result is None else result
 
 
+def typed_default(function: str, default: Any, input_sql_type: str) -> Any:
+    """``default`` as a value of the aggregation's type (``COALESCE(agg, default)`` is typed like ``agg``):
+    min/max/first/last have their input's type (a FLOAT rounds to float32), sum of integers is an integer,
+    every other function a double."""
+    if default is None or isinstance(default, (str, bool)):
+        return default
+    typed = input_sql_type.upper() if function in ("min", "max", "first", "last") else (
+        "BIGINT" if function == "sum" and input_sql_type.upper() in _INT_SQL_TYPES else "DOUBLE")
+    if typed in _INT_SQL_TYPES:
+        return int(default)
+    if typed == "FLOAT":
+        return struct.unpack("f", struct.pack("f", default))[0]
+    return float(default)
+
+
 # -- the point-in-time join --------------------------------------------------------------------------
 def point_in_time(events_df: pd.DataFrame, view: FeatureView, entity_df: pd.DataFrame,
                   timestamp_col: str = "event_timestamp", now_ms: Optional[int] = None,
@@ -290,7 +307,7 @@ def point_in_time(events_df: pd.DataFrame, view: FeatureView, entity_df: pd.Data
                     f.function,
                     [(order, vals[i]) for ts, order, vals in events if in_window(ts, q, f.window_ms)],
                     integer_input=types[i].upper() in _INT_SQL_TYPES,
-                    default=f.default,
+                    default=typed_default(f.function, f.default, types[i]),
                 )
             out[f.name].append(value)
 

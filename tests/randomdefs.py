@@ -38,6 +38,12 @@ COLS = ["a", "n", "s", "b", "g", "t2", "big", "a + n", "n * 3", "a * a", "k"]
 BASE = pd.Timestamp("2026-03-01T00:00:00Z")
 KEYS = ["u1", "u2", "u3", "é", "", "a:b", "😀"]
 CREATED_US = [0, 1, 2, 1000, 999_999]  # created-time offsets: ties and microsecond differences
+# adversarial_text: strings that look like JSON, numbers or null, escapes, NUL, very long ones, RTL, line
+# separators, and characters whose UTF-16 order differs from their code-point order (U+FF21 < U+1F600 by code
+# point, the other way round in UTF-16 units); join keys with the Redis key layout's characters ({ } : *).
+ADVERSARIAL_S = ['{"a":1}', '"q"', "a\\b", "\x00", "x" * 5000, "null", "1e5", "[1]", "NaN", "\u05d0\u05d1", "e\u0301",
+                 " ", "\t", "'", "\u2028", "\uff21", "\ufffd", "\ue000", "\U0001F600", "\U0001F600a", "\uff21a"]
+ADVERSARIAL_K = ["{x}", "a}{", "}", "null", "a\nb", "k" * 300, "a:b:c", "*", "\u05d0"]
 
 
 def random_defs(rng: random.Random, stream_topic: Optional[str] = None) -> str:
@@ -101,6 +107,19 @@ src = Source(name="src", schema={"k": "string", "g": "int64", "a": "float64", "n
                      "b": "bool", "t2": "timestamp", "big": "int64", "cr": "timestamp", "ts": "timestamp"},
              timestamp="ts", tiebreak=["cr"], batch=ParquetFiles("data/events/*.parquet")''' + stream + """)
 """
+
+
+def adversarial_text(events: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``events`` with ~30% of ``s`` and ~20% of the non-hot ``k`` replaced by :data:`ADVERSARIAL_S` /
+    :data:`ADVERSARIAL_K` (an rng of its own: the other columns are the seed's usual ones)."""
+    rng = random.Random(seed + 1000)
+    s, k = events["s"].tolist(), events["k"].tolist()
+    for i in range(len(events)):
+        if rng.random() < 0.3:
+            s[i] = rng.choice(ADVERSARIAL_S)
+        if rng.random() < 0.2 and k[i] not in (None, "u0"):
+            k[i] = rng.choice(ADVERSARIAL_K)
+    return events.assign(s=s, k=k)
 
 
 def random_events(rng: random.Random, n: int = 300, base: pd.Timestamp = BASE) -> pd.DataFrame:
@@ -181,15 +200,19 @@ BASES = [BASE, pd.Timestamp("1969-12-31T23:59:30Z"), pd.Timestamp("1900-01-01T00
          pd.Timestamp("2199-12-31T23:50:00Z"), pd.Timestamp("2000-02-29T00:00:00Z")]
 
 
-def write_repo(root, seed: int, stream_topic: Optional[str] = None, project: Optional[str] = None) -> tuple:
+def write_repo(root, seed: int, stream_topic: Optional[str] = None, project: Optional[str] = None,
+               adversarial: bool = False) -> tuple:
     """A random repo under ``root`` (``event_time.max_future: none``, so events up to 2199 are events) and its
     events on the batch face; returns (rng, events) for the caller's requests. ``stream_topic``:
-    see :func:`random_defs`; ``project``: the project name (default ``rdefs<seed>``)."""
+    see :func:`random_defs`; ``project``: the project name (default ``rdefs<seed>``); ``adversarial``: the
+    events' texts through :func:`adversarial_text`."""
     rng = random.Random(seed)
     (root / "definitions").mkdir(parents=True, exist_ok=True)
     (root / "definitions" / "features.py").write_text(random_defs(rng, stream_topic))
     (root / "featurestore.yaml").write_text(f"project: {project or f'rdefs{seed}'}\ndefinitions: definitions\n"
                                             "event_time:\n  max_future: none\n")
     events = random_events(rng, base=BASES[seed % len(BASES)])
+    if adversarial:
+        events = adversarial_text(events, seed)
     write(root, events)
     return rng, events

@@ -201,6 +201,27 @@ def test_constructor_lines_point_at_the_feature_even_in_another_file(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("column,dtype,default", [
+    ("x32", "float32", 1e300), ("x32", "float32", -3.5e38), ("x32", "float32", 10**39), ("x64", "float64", 10**400),
+    ("n32", "int32", 2**31), ("n32", "int32", -2**31 - 1), ("n64", "int64", 2**63), ("n64", "int64", -2**63 - 1),
+])
+def test_a_default_outside_the_features_type_is_a_problem_not_a_failing_query(tmp_path, column, dtype, default):
+    """A default is cast to the feature's type (``COALESCE(agg, default)``): one the type cannot hold failed every
+    training set later with 'an expression fails on an event'; it is a definition problem naming the feature."""
+    (tmp_path / "views.py").write_text(
+        "from featurestore import Aggregation, Entity, FeatureView, ParquetFiles, Source\n"
+        "src = Source(schema={'k': 'string', 'x32': 'float32', 'x64': 'float64', 'n32': 'int32', 'n64': 'int64',\n"
+        "                     'ts': 'timestamp'}, timestamp='ts', batch=ParquetFiles('x.parquet'))\n"
+        f"v = FeatureView(entities=[Entity(join_keys=['k'])], source=src, features=[\n"
+        f"    Aggregation({column!r}, 'max', '1h', name='m', default={default!r}),\n"
+        f"    Aggregation({column!r}, 'min', '1h', name='fits', default=-1)])\n"
+    )
+    with pytest.raises(ValidationError) as info:
+        load_repo(tmp_path)
+    assert [str(p) for p in info.value.problems] == [
+        f"views.py:5 v.m: default {default!r} does not fit the feature's type {dtype}"]
+
+
 def test_flat_feast_style_folder_and_reload_see_edits(tmp_path):
     (tmp_path / "entities.py").write_text("from featurestore import Entity\nuser = Entity(join_keys=['user_id'])\n")
     (tmp_path / "views.py").write_text(

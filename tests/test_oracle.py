@@ -141,6 +141,17 @@ def test_empty_window_counts_zero_rest_null_or_default():
     assert (row.s, row.s_default, row.m, row.last_default, row.sd) == (None, 0.0, None, "none", None)
 
 
+def test_a_default_is_a_value_of_the_features_type():
+    """COALESCE(agg, default) has the aggregation's type: 0.1 of a float32 max is the float32 nearest 0.1 (what
+    the engines read, offline and online); 1 of a float64 max is 1.0."""
+    v = view(Aggregation("CAST(amount AS FLOAT)", "max", "1h", name="mx32", default=0.1),
+             Aggregation("CAST(amount AS FLOAT)", "mean", "1h", name="mean32", default=0.1),
+             Aggregation("amount", "max", "1h", name="mx", default=1))
+    out = point_in_time(events({"user_id": "u", "ts": T0, "amount": 2.0}), v, requests(("u", T0 + 61 * MIN)))
+    assert values(out, "mx32") == [0.10000000149011612] and values(out, "mean32") == [0.1]
+    assert values(out, "mx") == [1.0] and isinstance(values(out, "mx")[0], float)
+
+
 def test_all_null_inputs_are_an_empty_window():
     v = view(Aggregation("amount", "sum", name="s"), Aggregation("amount", "count", name="c"),
              Aggregation("amount", "max", name="mx", default=-1.0))

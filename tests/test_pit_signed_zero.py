@@ -3,7 +3,9 @@ latest, first and last of -0.0 are -0.0 (SPEC §3: identical; the online store a
 
 DuckDB's ``arg_max`` over a struct (or by one) writes -0.0 as 0.0: the latest plan that picks the greatest
 event among equal times (events of the batch face, or a table with ties) and the created-time filter lost the
-sign. Found by tests/test_random_definitions_stream.py (online -0.0, offline 0.0). Every plan, the batch face
+sign. Found by tests/test_random_definitions_stream.py (online -0.0, offline 0.0). A FLOAT's (float32) arg_max
+and arg_min lose it by any order, struct or integer: first/last of a float32 input read 0.0 offline (found by an
+adversarial audit; the online store kept -0.0). Every plan, the batch face
 and the backfilled table, events with and without ties, against the oracle."""
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from tests import oracle, randomdefs
 
 VIEWS = '''
 lat = FeatureView(name="lat", entities=[user], source=src, ttl="1m",
-    features=[Latest("a", name="latest_a"), Latest("-a", name="latest_neg_a"), Latest("n", name="latest_n")])
+    features=[Latest("a", name="latest_a"), Latest("-a", name="latest_neg_a"), Latest("n", name="latest_n"),
+              Latest("CAST(a AS FLOAT)", name="latest_a32")])
 agg = FeatureView(name="agg", entities=[user], source=src,
     features=[Latest("a", name="agg_latest_a"), Aggregation("a", "last", None, name="last_a"),
               Aggregation("a", "first", None, name="first_a"), Aggregation("a", "last", "2s", name="last_a_2s"),
-              Aggregation("a", "first", "2s", name="first_a_2s")])
+              Aggregation("a", "first", "2s", name="first_a_2s"),
+              Aggregation("CAST(a AS FLOAT)", "last", None, name="last_a32"),
+              Aggregation("CAST(a AS FLOAT)", "first", None, name="first_a32"),
+              Aggregation("CAST(a AS FLOAT)", "last", "2s", name="last_a32_2s"),
+              Aggregation("CAST(a AS FLOAT)", "first", "2s", name="first_a32_2s")])
 '''
-SIGNED = ["latest_a", "latest_neg_a", "agg_latest_a", "last_a", "first_a", "last_a_2s", "first_a_2s"]
+# float32 inputs too: DuckDB's arg_max/arg_min of a FLOAT write -0.0 as 0.0 even by a plain integer order
+SIGNED = ["latest_a", "latest_neg_a", "agg_latest_a", "last_a", "first_a", "last_a_2s", "first_a_2s",
+          "latest_a32", "last_a32", "first_a32", "last_a32_2s", "first_a32_2s"]
 BASE = pd.Timestamp("2026-03-01T00:00:00Z")
 
 

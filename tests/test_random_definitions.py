@@ -35,13 +35,13 @@ def check_offline(store, events, requests, context):
             assert_features_equal(got, expected, view.feature_names, f"{context} {plan} {view.name}")
 
 
-def run(tmp_path, redis_client, monkeypatch, seed):
+def run(tmp_path, redis_client, monkeypatch, seed, adversarial=False):
     from featurestore.kernel import entity
 
     if seed % 2:  # every entity keeps tiles: the other read path
         monkeypatch.setattr(entity, "DENSE_EVENTS", 0)
         monkeypatch.setattr(entity, "TILE_MIN_EVENTS", 0)
-    rng, events = randomdefs.write_repo(tmp_path, seed)
+    rng, events = randomdefs.write_repo(tmp_path, seed, adversarial=adversarial)
     project = f"t_rdefs_{uuid.uuid4().hex[:10]}"
     store = FeatureStore(tmp_path, config=dataclasses.replace(load_config(tmp_path), project=project))
     requests = randomdefs.random_requests(rng, events, n=60)
@@ -75,6 +75,15 @@ def test_random_definitions_offline_online_oracle(tmp_path, redis_client, monkey
 @pytest.mark.parametrize("seed", SLOW)
 def test_random_definitions_offline_online_oracle_more_seeds(tmp_path, redis_client, monkeypatch, seed):
     run(tmp_path, redis_client, monkeypatch, seed)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("seed", [0, 3, 5])  # seeds with min/max/first/last/count_distinct of s and k
+def test_random_definitions_with_adversarial_texts_and_keys(tmp_path, redis_client, monkeypatch, seed):
+    """Strings that look like JSON, numbers or null, NUL, 5000 characters, RTL, characters that UTF-16 orders
+    otherwise than code points, and join keys with '{', '}', ':', newlines (the Redis key layout and its
+    cluster hash tag): offline = oracle, online = offline (randomdefs.adversarial_text)."""
+    run(tmp_path, redis_client, monkeypatch, seed, adversarial=True)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -67,10 +67,10 @@ def with_unsupported_times(events: pd.DataFrame, rng: random.Random) -> pd.DataF
     return pd.concat([events, extra], ignore_index=True)
 
 
-def stream_seed(root: Path, seed: int, kafka_admin) -> Streamed:
+def stream_seed(root: Path, seed: int, kafka_admin, adversarial: bool = False) -> Streamed:
     topic = f"fs_rdefs_{uuid.uuid4().hex[:10]}"
     project = f"t_rdefs_stream_{uuid.uuid4().hex[:8]}"
-    rng, events = randomdefs.write_repo(root, seed, stream_topic=topic, project=project)
+    rng, events = randomdefs.write_repo(root, seed, stream_topic=topic, project=project, adversarial=adversarial)
     events = with_unsupported_times(events, rng)
     randomdefs.write(root, events)
     create_topic(kafka_admin, topic)
@@ -178,8 +178,8 @@ def after_the_last_event(events: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def run(tmp_path, redis_client, kafka_admin, seed: int):
-    s = stream_seed(tmp_path, seed, kafka_admin)
+def run(tmp_path, redis_client, kafka_admin, seed: int, adversarial: bool = False):
+    s = stream_seed(tmp_path, seed, kafka_admin, adversarial)
     try:
         check_offline_tables(s)
         check_dead_letters(s)
@@ -210,6 +210,17 @@ def test_random_definitions_stream_equals_backfill_online_and_oracle(tmp_path, r
 @pytest.mark.parametrize("seed", SLOW)
 def test_random_definitions_stream_more_seeds(tmp_path, redis_client, kafka_admin, seed):
     run(tmp_path, redis_client, kafka_admin, seed)
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [5])
+def test_random_definitions_stream_with_adversarial_texts_and_keys(tmp_path, redis_client, kafka_admin, seed):
+    """The texts and join keys of randomdefs.adversarial_text (JSON-looking, NUL, 5000 characters, UTF-16
+    order unlike code-point order, '{', '}', ':' in keys) through Kafka JSON: stream = backfill = oracle, online."""
+    run(tmp_path, redis_client, kafka_admin, seed, adversarial=True)
 
 
 def test_an_expression_the_stream_cannot_compile_is_refused_in_one_line(tmp_path):

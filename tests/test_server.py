@@ -1,8 +1,10 @@
 """The HTTP feature server: lookups equal the Python SDK, errors are 4xx with a clear cause, the
 OpenAPI schema holds under generated traffic (schemathesis), malformed and oversized bodies are refused."""
 
+import math
 import uuid
 
+import pandas as pd
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -11,7 +13,8 @@ from fastapi.testclient import TestClient
 from featurestore.server import create_app
 from featurestore.store import FeatureStore
 from featurestore.stores import online_redis as orr
-from tests.randomrepo import random_events, random_requests, write_events, write_repo
+from tests.conftest import drop_project
+from tests.randomrepo import BASE, random_events, random_requests, write_events, write_repo
 
 pytestmark = [pytest.mark.redis]
 
@@ -48,7 +51,8 @@ def test_lookup_equals_sdk(served):
                                         request_time=when).to_dict()
         assert got["results"].keys() == sdk.keys()
         for name, values in sdk.items():
-            want = [None if isinstance(v, float) and v != v else v for v in values]
+            want = [("NaN" if v != v else ("Infinity" if v > 0 else "-Infinity"))
+                    if isinstance(v, float) and not math.isfinite(v) else v for v in values]
             assert got["results"][name] == pytest.approx(want, rel=1e-12, nan_ok=True) if isinstance(
                 want[0], float) else got["results"][name] == want, name
         assert "last_amount" in got["feature_names"] and "user_id" not in got["feature_names"]
@@ -212,3 +216,62 @@ def test_feast_materialize_refuses_times_it_cannot_read(served, path, body, deta
     _, client, _ = served
     res = client.post(path, json=body)
     assert res.status_code == 400 and res.json() == {"detail": detail}, res.text
+
+
+def _from_json(v):
+    """A value of the HTTP response back to Python: "NaN"/"Infinity"/"-Infinity" are the non-finite floats."""
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(v, v) if isinstance(v, str) else v
+
+
+def _identical(a, b) -> bool:
+    """Same value and type: NaN only NaN, -0.0 only -0.0, an int never a float."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    return type(a) is type(b) and a == b
+
+
+def test_non_finite_values_are_served_over_http_as_in_python_and_trained_as_served(tmp_path):
+    """inf, -inf, NaN (computed: 0 / 0, inf * 0) and -0.0 reach an HTTP client as values ("Infinity",
+    "-Infinity", "NaN" strings, as Feast's shape sends them; -0.0 as a JSON number), never as null: the
+    serving log holds them, so a null here would be a served value that training_set_from_logs contradicts."""
+    from tests.test_pit_nonfinite import make_repo
+
+    root = make_repo(tmp_path / "repo")
+    project = f"srv_nf_{uuid.uuid4().hex[:8]}"
+    (root / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    text = (root / "definitions" / "features.py").read_text()
+    (root / "definitions" / "features.py").write_text(text.replace(
+        "everything = FeatureService(features=[wild])",
+        "everything = FeatureService(features=[wild], logging=LoggingConfig(enabled=True, sample_rate=1.0))").replace(
+        "import Aggregation,", "import Aggregation, LoggingConfig,"))
+    cases = {"inf": [(math.inf, 1), (1.0, 1)], "-inf": [(1.0, 1), (-math.inf, 1)], "nan": [(0.0, 0), (2.0, 1)],
+             "both": [(math.inf, 1), (-math.inf, 1)], "zero": [(0.0, 1), (-0.0, 1)]}
+    rows = [{"user_id": u, "amount": x, "qty": q, "ts": BASE + pd.Timedelta(seconds=i)}
+            for u, xs in cases.items() for i, (x, q) in enumerate(xs)]
+    write_events(root, pd.DataFrame(rows).astype({"qty": "Int64"}), files=1)
+    store = FeatureStore(root)
+    store.backfill()
+    store.materialize()
+    client = TestClient(create_app(store))
+    when = int((BASE + pd.Timedelta(seconds=5)).value // 1_000_000)
+    try:
+        res = client.post("/get-online-features", json={"feature_service": "everything", "request_time": when,
+                                                         "entities": {"user_id": list(cases)}})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        sdk = store.get_online_features([{"user_id": u} for u in cases], feature_service="everything",
+                                        request_time=when).to_dict()
+        served = {f: [_from_json(v) for v in vs] for f, vs in body["results"].items()}
+        assert served["amount_sum_1m"][:2] == [math.inf, -math.inf] and math.isnan(served["ratio_max_1m"][2])
+        assert math.copysign(1, served["amount_last_1m"][4]) == -1.0
+        wrong = [(f, i, served[f][i], v) for f, vs in sdk.items() for i, v in enumerate(vs)
+                 if not _identical(served[f][i], v)]
+        assert not wrong, wrong[:10]
+        trained = store.training_set_from_logs(pd.DataFrame({"request_id": [body["request_id"]] * len(cases),
+                                                             "user_id": list(cases)}), "everything")
+        assert trained["_from_log"].all()
+        wrong = [(f, i, trained[f].iloc[i], v) for f in body["feature_names"] for i, v in enumerate(served[f])
+                 if not _identical(trained[f].iloc[i], v)]
+        assert not wrong, wrong[:10]
+    finally:
+        drop_project(store.online_store().client, project)

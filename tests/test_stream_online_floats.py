@@ -37,7 +37,10 @@ v = FeatureView(name="v", entities=[user], source=src, projections={"q": "a / 0"
               Aggregation("sq", "sum", "2s", name="sum_sq_2s"), Aggregation("sq", "mean", None, name="mean_sq"),
               Aggregation("sq", "stddev", "3s", name="sd_sq_3s"), Aggregation("sq", "count_distinct", None, name="nsq"),
               Latest("a", name="latest_a"), Aggregation("a", "last", None, name="last_a"),
-              Aggregation("a", "first", "1ms", name="first_a_1ms")])
+              Aggregation("a", "first", "1ms", name="first_a_1ms"),
+              Latest("TRY_CAST(a AS FLOAT)", name="latest_a32"), Aggregation("TRY_CAST(a AS FLOAT)", "last", None, name="last_a32"),
+              Aggregation("TRY_CAST(a AS FLOAT)", "first", "1ms", name="first_a32_1ms"),
+              Aggregation("TRY_CAST(a AS FLOAT)", "count_distinct", None, name="na32")])
 '''
 COLUMNS = ["k", "g", "a", "n", "s", "b", "t2", "big", "cr", "ts"]
 BASE = pd.Timestamp("2026-03-01T00:00:00Z")
@@ -78,7 +81,7 @@ def test_the_operator_holds_non_finite_float_inputs_as_floats_and_strings_as_str
     types = [dtype for _, dtype in view.layout.inputs]
     for i, x in enumerate([math.inf, -math.inf, math.nan, 1.5, None]):
         # every input: the float x in the float inputs, its text (or "NaN") in the string ones
-        values = [x if dtype == "float64" else (None if x is None else "NaN" if i % 2 else "Infinity")
+        values = [x if dtype in ("float64", "float32") else (None if x is None else "NaN" if i % 2 else "Infinity")
                   for dtype in types]
         text = jvm_text(view, 7 + i, 1000 + i, values)
         events, plain = online.parse_batch(text)
@@ -139,7 +142,7 @@ def test_online_values_of_non_finite_expressions_equal_offline_and_oracle(tmp_pa
             assert res.refusals == []
             got.append({f: vals[0] for f, vals in res.to_dict().items()})
         assert_features_equal(pd.DataFrame(got), expected, view.feature_names, "online (stream state) vs oracle")
-        signs = [(i, f, a, e) for f in ("latest_a", "last_a", "first_a_1ms")
+        signs = [(i, f, a, e) for f in ("latest_a", "last_a", "first_a_1ms", "latest_a32", "last_a32", "first_a32_1ms")
                  for i, (a, e) in enumerate(zip([g[f] for g in got], expected[f].tolist()))
                  if a == 0.0 and math.copysign(1, a) != math.copysign(1, e)]  # the value as it is: -0.0 too
         assert not signs, f"online loses the sign of zero: {signs[:5]}"

@@ -230,10 +230,9 @@ def _agg_body(a: AggSpec, x: Optional[str], call, order: str, total: Optional[st
         return total if f == "sum" else f"({total} / NULLIF({call(f'count({x})', False)}, 0))"
     if f in ("min", "max"):
         return call(f"{f}({x})", False)
-    if f == "last":
-        return call(f"arg_max({x}, {order})", True)
-    if f == "first":
-        return call(f"arg_min({x}, {order})", True)
+    if f in ("last", "first"):  # a FLOAT's arg_max/arg_min writes -0.0 as 0.0 (a DOUBLE's keeps it): pick doubles
+        picked = f"CAST({x} AS DOUBLE)" if a.input_dtype == dtypes.FLOAT32 else x
+        return call(f"{'arg_max' if f == 'last' else 'arg_min'}({picked}, {order})", True)
     raise ValueError(f"unknown aggregation function {f}")  # pragma: no cover - validation rejects these
 
 
