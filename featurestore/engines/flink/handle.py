@@ -48,14 +48,23 @@ def _short(exc: BaseException) -> str:
 
 
 def _latest_by_subtask(reports: Dict[str, dict]) -> Dict[int, dict]:
-    """Per subtask index, the latest report of the online operator's instances (an instance of a failed
-    attempt stops reporting; the instance of a later attempt reports later)."""
+    """Per subtask index, the latest report of the online operator's instances: of the latest attempt (an
+    instance of a failed attempt stops reporting; the instance of the next attempt reports after it), then the
+    latest made."""
     out: Dict[int, dict] = {}
     for d in reports.values():
         s = d.get("subtask", -1)
-        if s not in out or d["at"] > out[s]["at"]:
+        if s not in out or (d.get("attempt", 0), d["at"]) > (out[s].get("attempt", 0), out[s]["at"]):
             out[s] = d
     return out
+
+
+def _ever_busy(reports: Dict[str, dict]) -> set:
+    """The subtasks an instance of which, in any attempt of this run, received a batch or a timer. A restored
+    instance of such a subtask reports ``idle`` when it opens, before its restored timers run: not proof that
+    it has nothing to write."""
+    return {d.get("subtask", -1) for d in reports.values() if not d.get("idle")}
+
 
 class StreamHandle:
     """A running streaming job (local mini-cluster) and its committer thread."""
@@ -151,14 +160,18 @@ class StreamHandle:
         writes of everything applied before it. No time margin: a late timer or a backlog before the Python
         operator only makes the wait longer. An instance whose latest report is still the one it made when it opened
         (``idle``) had received no row when the checkpoint's barrier passed it (more subtasks than keys): it has
-        nothing to write. Without REST, a report's ``pending_ms`` margin is all there is
-        (online.BATCH_MARGIN_MS)."""
+        nothing to write, unless an instance of its subtask received something before in this run (a restored
+        one: its restored timers may not have run yet). If the job restarts during the wait (an instance of a
+        later attempt reports), the wait starts again once a checkpoint covers the topics' ends as of then: rows
+        replayed from Kafka are read again after ``since_ms``. Without REST, a report's ``pending_ms`` margin is
+        all there is (online.BATCH_MARGIN_MS)."""
         from featurestore.stores.online_redis import for_store
 
         online_views = [n for n in self.names if self.store.repo.views[n].online]
         if not online_views:
             return
-        if self.committer is not None:
+        if self.bounded and self.committer is not None:
+            # (caught up: the committed files cover every row read; a live run's last checkpoint may not)
             self.committer.commit()
             totals = self.committer.metrics()
             if sum(m.get(f"events:{v}", 0) for m in totals.values() for v in online_views) == 0:
@@ -172,20 +185,53 @@ class StreamHandle:
                 return sum(1 for d in _latest_by_subtask(states).values()
                            if (d["at"] - d.get("pending_ms", 0) >= since_ms and d["dirty"] == 0)
                            or (d.get("idle") and now_ms - d.get("pending_ms", 0) >= since_ms)) >= n
-        else:
-            # every instance has reported once (each reports the job's mini-batch interval; at open, if nothing else)
-            states = self._wait_reports(client, lambda st: len(_latest_by_subtask(st)) >= n, timeout, deadline,
-                                        poll_s, on_poll)
-            after = max(d.get("batch_ms", d.get("pending_ms", 0)) for d in states.values())
-            self._checkpoint_after(since_ms + after, timeout, deadline, poll_s, on_poll)
-            seen = {s: d["at"] for s, d in _latest_by_subtask(self._reports(client)).items()}
+            self._wait_reports(client, done, timeout, deadline, poll_s, on_poll)
+            return
+        while not self._flush_pass(client, since_ms, timeout, deadline, poll_s, on_poll):
+            # The job restarted during the wait: rows it had read may be replayed from Kafka (read again later
+            # than since_ms, their mini-batches not due at the pass's checkpoint) and writes buffered by a
+            # failed instance are redone by its restored timers. Wait again, from a time when the topics are
+            # read up to their ends as of now.
+            log.info("stream job %s restarted during the online flush wait: waiting again", self.job_name)
+            since_ms = self._caught_up_again(timeout, deadline, poll_s, on_poll)
 
-            def done(states: Dict[str, dict]) -> bool:
-                # a report after the checkpoint with nothing unwritten, or still the opening report: that
-                # instance had received no row when its barrier passed (OnlineState._report_busy)
-                return sum(1 for s, d in _latest_by_subtask(states).items()
-                           if (d["at"] > seen.get(s, -1) and d["dirty"] == 0) or d.get("idle")) >= n
-        self._wait_reports(client, done, timeout, deadline, poll_s, on_poll)
+    def _flush_pass(self, client, since_ms: int, timeout: Optional[float], deadline: Optional[float], poll_s: float,
+                    on_poll: Optional[Callable[[], None]]) -> bool:
+        """One pass of the wait with a checkpoint (see wait_online_flushed); False if the job restarted (an
+        instance of a later attempt reported) before every instance had reported as needed."""
+        n = self.parallelism
+        # every instance has reported once (each reports the job's mini-batch interval; at open, if nothing else)
+        states = self._wait_reports(client, lambda st: len(_latest_by_subtask(st)) >= n, timeout, deadline,
+                                    poll_s, on_poll)
+        attempts = {s: d.get("attempt", 0) for s, d in _latest_by_subtask(states).items()}
+        after = max(d.get("batch_ms", d.get("pending_ms", 0)) for d in states.values())
+        self._checkpoint_after(since_ms + after, timeout, deadline, poll_s, on_poll)
+        seen = {s: d["at"] for s, d in _latest_by_subtask(self._reports(client)).items()}
+
+        def restarted(states: Dict[str, dict]) -> bool:
+            return any(d.get("attempt", 0) != attempts.get(s) for s, d in _latest_by_subtask(states).items())
+
+        def done(states: Dict[str, dict]) -> bool:
+            # a report after the checkpoint with nothing unwritten, or still the opening report of a subtask
+            # that never received anything in this run: it had received no row when its barrier passed
+            # (OnlineState._report_busy)
+            busy = _ever_busy(states)
+            return restarted(states) or sum(
+                1 for s, d in _latest_by_subtask(states).items()
+                if (d["at"] > seen.get(s, -1) and d["dirty"] == 0) or (d.get("idle") and s not in busy)) >= n
+        return not restarted(self._wait_reports(client, done, timeout, deadline, poll_s, on_poll))
+
+    def _caught_up_again(self, timeout: Optional[float], deadline: Optional[float], poll_s: float,
+                         on_poll: Optional[Callable[[], None]]) -> int:
+        """After a restart: trigger checkpoints until one covers the topics' end offsets as they are now (every
+        row replayed from Kafka has been read again; a completed checkpoint commits the offsets); the time then
+        (epoch ms)."""
+        bootstrap = self.store.config.kafka_bootstrap
+        ends = offsets.end_offsets(bootstrap, self.topics)
+        while not offsets.caught_up(bootstrap, self.job_name, ends):
+            self._checkpoint_after(0, timeout, deadline, poll_s, on_poll)
+            time.sleep(poll_s)  # the offsets are committed after the checkpoint completed
+        return int(time.time() * 1000)
 
     def _reports(self, client) -> Dict[str, dict]:
         """The online operator instances' latest progress reports (``state:<instance>`` -> report)."""
@@ -236,9 +282,13 @@ class StreamHandle:
             while trigger is not None:
                 got = flink_rest.call(self.rest_address, "GET", f"{path}/{trigger}")
                 if (got.get("status") or {}).get("id") == "COMPLETED":
-                    if "failure-cause" not in (got.get("operation") or {}):
+                    # Flink 2.3 names a failure "failureCause" (the trigger's operation is done either way): only
+                    # a checkpoint id is success
+                    operation = got.get("operation") or {}
+                    if operation.get("checkpointId") is not None:
                         return
-                    log.debug("checkpoint of %s failed: %s", self.job_name, got["operation"]["failure-cause"])
+                    log.debug("checkpoint of %s failed: %s", self.job_name,
+                              str(operation.get("failureCause") or operation.get("failure-cause") or operation)[:300])
                     break
                 self._check_running(timeout, deadline, "a checkpoint did not complete")
                 if on_poll is not None:

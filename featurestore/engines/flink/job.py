@@ -57,6 +57,7 @@ class JobOptions:
     idle_timeout_ms: int = 2_000
     online: bool = True
     online_batch_delay_s: float = 0.0  # a pause per batch in the online operator: a busy machine, for tests (0 here)
+    online_fail_file: str = ""  # tests: the online operator fails its task once this file appears (a restart)
     # restart-strategy.* options (featurestore.yaml flink.restart_strategy; config.RestartStrategy)
     restart: Dict[str, str] = field(default_factory=lambda: RestartStrategy().flink_options())
     extra_config: Dict[str, str] = field(default_factory=dict)
@@ -137,7 +138,7 @@ def _online_batches_keyed(t_env, select: str, batch_ms: int, idle_ms: int):
     appends each key's event arrays to one buffer (joined with commas) and emits every key's batch each
     ``batch_ms`` of processing time, once no row arrived for ``idle_ms`` (a catch-up run that has read its
     topic: its last batches reach Python at once), at a bounded input's end, or when its buffers grow
-    large. A checkpoint stores each buffer as one byte array in operator state. (Before: a processing-time
+    large. A checkpoint stores each buffer as one byte array in raw operator state (written in bulk). (Before: a processing-time
     TUMBLE window with ``ARRAY_AGG``, whose list accumulators were merged and serialized per event at every
     checkpoint: the window's thread and the checkpoints' serialization were ~37% of the job's JVM samples.)
 
@@ -213,7 +214,7 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
             .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
                                  options.seed, options.redis, options.progress_key,
                                  min(options.flush_ms, WRITER_FLUSH_MS), options.flush_rows,
-                                 options.online_batch_delay_s),
+                                 options.online_batch_delay_s, options.online_fail_file),
                      output_type=Types.STRING())
             .name("online state -> redis").uid("fs-online-state")
         )

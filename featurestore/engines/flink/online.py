@@ -86,17 +86,27 @@ def progress_key(project: str, run_id: str) -> str:
     return f"fs:{project}:_stream:_progress:{run_id}"
 
 
-def _subtask_index(runtime_context) -> int:
-    """The operator's subtask index, named in its progress reports. PyFlink 2.3's thread mode wraps the Java
-    RuntimeContext, whose ``getIndexOfThisSubtask`` Flink 2 removed (its wrapper raises): ask its TaskInfo."""
+def _task_info(runtime_context, python_name: str, java_name: str) -> int:
+    """A number of the operator's task (its subtask index, its attempt), named in its progress reports. PyFlink
+    2.3's thread mode wraps the Java RuntimeContext, whose getters Flink 2 removed (its wrapper raises): ask its
+    TaskInfo."""
     java = getattr(runtime_context, "_runtime_context", None)  # thread mode: the Java object (pemja)
-    for get in (lambda: runtime_context.get_index_of_this_subtask(),
-                lambda: java.getTaskInfo().getIndexOfThisSubtask()):
+    for get in (lambda: getattr(runtime_context, python_name)(),
+                lambda: getattr(java.getTaskInfo(), java_name)()):
         try:
             return int(get())
         except Exception:
             continue
-    raise RuntimeError("the online operator cannot tell its subtask index")
+    raise RuntimeError(f"the online operator cannot tell its {java_name[5:]}")
+
+
+def _subtask_index(runtime_context) -> int:
+    return _task_info(runtime_context, "get_index_of_this_subtask", "getIndexOfThisSubtask")
+
+
+def _attempt_number(runtime_context) -> int:
+    """0 for the job's first run of this task, one more after each restart (a restore from a checkpoint)."""
+    return _task_info(runtime_context, "get_attempt_number", "getAttemptNumber")
 
 
 class _View:
@@ -194,10 +204,11 @@ class OnlineState(KeyedProcessFunction):
 
     def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0, seed: Optional[dict] = None,
                  redis: Optional[dict] = None, progress_key: str = "", write_ms: int = 50, write_rows: int = 500,
-                 batch_delay_s: float = 0.0):
+                 batch_delay_s: float = 0.0, fail_file: str = ""):
         self.groups = groups
         self.batch_ms = max(1, int(batch_ms))
         self.batch_delay_s = float(batch_delay_s)  # JobOptions.online_batch_delay_s (tests: a slow operator)
+        self.fail_file = fail_file  # JobOptions.online_fail_file (tests: a task failure when that file appears)
         self.slack_ms = int(slack_ms)
         self.seed = seed  # a hand-off's seed: {"path": SQLite file, "views": {view: options}} (handoff.py)
         self.redis = redis
@@ -229,6 +240,7 @@ class OnlineState(KeyedProcessFunction):
             MapStateDescriptor("batches", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.folded = runtime_context.get_state(ValueStateDescriptor("folded", Types.PICKLED_BYTE_ARRAY()))
         self.subtask = _subtask_index(runtime_context)
+        self.attempt = _attempt_number(runtime_context)
         self.instance = f"{self.subtask}:{os.getpid()}:{id(self):x}"  # distinct across subtasks and restarts
         # key -> (kernel states per view, {batch id: greatest event time}): a cache of keyed state
         self.cache: "OrderedDict[str, tuple]" = OrderedDict()
@@ -258,6 +270,8 @@ class OnlineState(KeyedProcessFunction):
     def process_element(self, row, ctx):
         if self.batch_delay_s:
             time.sleep(self.batch_delay_s)
+        if self.fail_file:
+            self._fail_if_asked()
         if not self.busy:
             self._report_busy()
         t0 = time.perf_counter()
@@ -305,6 +319,14 @@ class OnlineState(KeyedProcessFunction):
             self.heartbeat_at = _even(timers.current_processing_time() + HEARTBEAT_MS)
             timers.register_processing_time_timer(self.heartbeat_at)
         return ()
+
+    def _fail_if_asked(self) -> None:
+        """Tests: fail the task (Flink restarts the job from its last checkpoint) once ``fail_file`` exists."""
+        try:
+            os.remove(self.fail_file)
+        except FileNotFoundError:
+            return
+        raise RuntimeError(f"injected task failure ({self.fail_file})")
 
     def _load(self, key: str) -> tuple:
         """The entity's kernel states and batch index, rebuilt from keyed state (after a restore, or a cache
@@ -363,10 +385,16 @@ class OnlineState(KeyedProcessFunction):
             else:  # restored: the writes of the batches before it may never have reached Redis
                 self._rewrite(key)
             return ()
-        if self.heartbeat_at is not None and timestamp != self.heartbeat_at:
-            return []  # a heartbeat of an earlier attempt (restored with the state): this one runs already
-        # (a restored run that receives no batch reports on the heartbeat timer restored with its state)
         now = ctx.timer_service().current_processing_time()
+        if timestamp != self.heartbeat_at:  # a heartbeat of an earlier attempt, restored with the state
+            if self.heartbeat_at is None:
+                # A restored instance that received no batch yet starts its own heartbeat here, and reports only
+                # from it: restored timers are all due at once and fire in time order, so a report from this
+                # one would precede the rewrites of the restored write timers behind it. Its own is later than
+                # every restored timer (those fired at most write_ms after the checkpoint, before the restore).
+                self.heartbeat_at = _even(now + HEARTBEAT_MS)
+                ctx.timer_service().register_processing_time_timer(self.heartbeat_at)
+            return []
         self.heartbeat_at = _even(now + HEARTBEAT_MS)  # keep reporting while idle
         if time.monotonic() >= self.gc_at:
             self._collect()
@@ -379,7 +407,8 @@ class OnlineState(KeyedProcessFunction):
         """This instance's progress report as of ``at`` (epoch ms), as the progress hash's field."""
         report = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}
         report.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.out.stats.items()})
-        report.update(at=at, dirty=dirty, emitted=self.stats["writes"], subtask=self.subtask, instance=self.instance,
+        report.update(at=at, dirty=dirty, emitted=self.stats["writes"], subtask=self.subtask, attempt=self.attempt,
+                      instance=self.instance,
                       pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms, **extra)
         return {f"state:{self.instance}": json.dumps(report)}
 

@@ -1,5 +1,8 @@
 package featurestore.flink;
 
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
@@ -9,7 +12,9 @@ import java.util.Map;
 import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.runtime.state.OperatorStateCheckpointOutputStream;
 import org.apache.flink.runtime.state.StateInitializationContext;
+import org.apache.flink.runtime.state.StatePartitionStreamProvider;
 import org.apache.flink.runtime.state.StateSnapshotContext;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.BoundedOneInput;
@@ -32,7 +37,10 @@ import org.apache.flink.types.Row;
  * (a third of the job's JVM samples with 15 s windows and 2 s checkpoints). Here a key's events are appended to
  * one byte buffer; a checkpoint stores each buffer as one byte array in operator list state (a copy, no
  * per-event objects), so a restore emits what was buffered at the checkpoint and Kafka replays the rest:
- * exactly once, and at any parallelism (operator state is split among the subtasks). The end of a bounded
+ * exactly once, and at any parallelism (operator state is split among the subtasks). The buffers go to <em>raw</em>
+ * operator state, written in bulk: managed operator state copied them into the checkpoint one byte at a time
+ * (Flink's {@code CompressibleFSDataOutputStream} overrides only {@code write(int)}). A snapshot of the former
+ * layout (managed list state {@code fs-online-batches}) is still read on restore. The end of a bounded
  * input emits everything at once; a buffer over {@link #MAX_BYTES} is emitted early, and so is everything once
  * no row arrived for {@code idleMs} (a catch-up run that has read its topic: its last batches reach Python at
  * once, not up to {@code batchMs} later).
@@ -86,11 +94,29 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
         state = context.getOperatorStateStore().getListState(
                 new ListStateDescriptor<>("fs-online-batches", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
         if (context.isRestored()) {
-            for (byte[] entry : state.get()) {  // [key length][key UTF-8][events]
+            for (byte[] entry : state.get()) {  // the former layout: [key length][key UTF-8][events]
                 int n = ByteBuffer.wrap(entry, 0, 4).getInt();
                 String key = new String(entry, 4, n, StandardCharsets.UTF_8);
                 add(key, entry, 4 + n, entry.length - 4 - n);
             }
+            state.clear();
+            for (StatePartitionStreamProvider partition : context.getRawOperatorStateInputs()) {
+                try (InputStream in = partition.getStream()) {
+                    readRaw(new DataInputStream(in));
+                }
+            }
+        }
+    }
+
+    /** One raw state partition: its number of keys, then per key [key length][key UTF-8][size][events]. */
+    private void readRaw(DataInputStream in) throws java.io.IOException {
+        int keys = in.readInt();
+        for (int i = 0; i < keys; i++) {
+            byte[] key = new byte[in.readInt()];
+            in.readFully(key);
+            byte[] events = new byte[in.readInt()];
+            in.readFully(events);
+            add(new String(key, StandardCharsets.UTF_8), events, 0, events.length);
         }
     }
 
@@ -181,14 +207,24 @@ public class OnlineBatches extends AbstractStreamOperator<Row>
     @Override
     public void snapshotState(StateSnapshotContext context) throws Exception {
         super.snapshotState(context);
-        state.clear();
+        if (buffers.isEmpty()) {
+            return;
+        }
+        // one partition per subtask (split among the subtasks on a restore at another parallelism, as list
+        // state was); the stream is the checkpoint's own (not closed here), written array by array
+        OperatorStateCheckpointOutputStream raw = context.getRawOperatorStateOutput();
+        raw.startNewPartition();
+        DataOutputStream out = new DataOutputStream(raw);
+        out.writeInt(buffers.size());
         for (Map.Entry<String, Buf> e : buffers.entrySet()) {
             byte[] key = e.getKey().getBytes(StandardCharsets.UTF_8);
             Buf buf = e.getValue();
-            byte[] entry = new byte[4 + key.length + buf.size];
-            ByteBuffer.wrap(entry).putInt(key.length).put(key).put(buf.data, 0, buf.size);
-            state.add(entry);
+            out.writeInt(key.length);
+            out.write(key);
+            out.writeInt(buf.size);
+            out.write(buf.data, 0, buf.size);
         }
+        out.flush();
     }
 
     @Override
