@@ -130,6 +130,21 @@ def test_a_pushed_event_a_view_fails_on_is_a_dead_letter_of_that_view(tmp_path):
     assert frame["sq"].tolist()[0] == 16 and pd.isna(frame["sq"].tolist()[1]) and frame["qty"].tolist() == [4, BIG]
 
 
+def test_a_pushed_event_a_view_fails_on_keeps_its_index_in_the_push(tmp_path):
+    """A view's dead letter of a pushed event carries the event's index in the pushed rows (``row_index``), as a
+    row that is no event does, one letter per failing view, in row order. Was: ``row_index`` null."""
+    from featurestore.push import dead_letter_table
+
+    store = _push_repo(tmp_path / "p", [{"user_id": "u1", "qty": 3, "ts": T0_MS}])
+    rows = [{"user_id": "u1", "qty": 0, "ts": T0_MS + 1000}, {"user_id": "u1", "qty": 2, "ts": None},
+            {"user_id": "u1", "qty": 4, "ts": T0_MS + 2000}, {"user_id": "u2", "qty": BIG, "ts": T0_MS + 3000}]
+    res = store.push("events", rows, to="offline")
+    assert res.events == 3 and sum(res.dead_letters.values()) == 3
+    kept = sorted((r["row_index"], r["reason"]) for r in dead_letter_table(store, "events").read().to_pylist())
+    assert kept == sorted([(0, f"view 'modded': feature 'mod' (7 % qty): {DIVISION_BY_ZERO} or {OVERFLOW}"),
+                           (1, "missing event time 'ts'"), (3, SQUARED)])
+
+
 @pytest.mark.redis
 def test_a_read_failing_on_an_event_names_the_view_the_part_and_the_event(tmp_path, redis_client):
     """A read computed from the batch face (a view never backfilled) records no dead letter, so an event a view's

@@ -307,3 +307,59 @@ def test_a_changed_future_bound_is_a_rows_change_and_equal_bounds_are_not(tmp_pa
     unbounded.backfill()  # the rows under the new bound: the future event is one now
     assert unbounded.offline.table("amount_stats").read().num_rows == rows + 1
     unbounded.get_historical_features(requests, feature_service="everything")
+
+
+NOT_EVENTS = '''
+from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source
+user = Entity(join_keys=["user_id"])
+events = Source(schema={"user_id": "string", "qty": "int64", "meta": "json", "at": "timestamp", "ts": "timestamp"},
+                timestamp="ts", batch=ParquetFiles("data/*.parquet"))
+plain = FeatureView(entities=[user], source=events, features=[Latest("qty")])
+'''
+
+
+def _not_events_repo(root):
+    (root / "definitions").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "definitions" / "features.py").write_text(NOT_EVENTS)
+    (root / "featurestore.yaml").write_text("project: t_not_events\ndefinitions: definitions\n")
+    t0, year_10000_us, bc_us = 1_772_323_200_000, 253_402_300_800_005_000, -62_135_683_200_000_001
+    ms = lambda v: pa.array(v, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))  # noqa: E731
+    pq.write_table(pa.table({
+        "user_id": ["u1", "u2", "u3", "u4", "u5"], "qty": pa.array([1, 2, 3, 4, 5], pa.int64()),
+        "meta": pa.array([{"a": 1, "b": "x"}] * 5),
+        "at": pa.array([t0 * 1000, (t0 + 1) * 1000, year_10000_us, bc_us, t0 * 1000], pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")),
+        "ts": ms([t0, 8_835_955_200_000, t0 + 2, t0 + 3, -62_198_755_200_000])}), root / "data" / "a.parquet")
+    return FeatureStore(root)
+
+
+@pytest.mark.flink
+def test_a_row_that_is_no_event_reads_the_same_in_both_backfills_and_as_its_record(tmp_path):
+    """A dead letter that is no event (its time or a value could not be read) has one row in the DuckDB backfill and
+    ``backfill --engine flink``: DuckDB writes a time as its TIMESTAMPTZ text and a nested column as an object, the
+    Flink backfill raw integers and JSON text; both now write the stream face's record form (what the streaming job
+    shows for the record), for any year: the event time as epoch ms, a timestamp value as ISO text with microseconds
+    (years 10000 and 1 BC too), JSON as its value. Was: ``"at":"10000-01-01 00:00:00.005+00"`` against
+    ``"at":253402300800005000``, ``"meta":{"a":1,...}`` against ``"meta":"{\\"a\\":1,...}"``."""
+    import shutil
+
+    from featurestore import datagen
+    from tests.stream_helpers import assert_backfills_agree
+
+    duck = _not_events_repo(tmp_path / "duck")
+    shutil.copytree(tmp_path / "duck", tmp_path / "flink")
+    assert_backfills_agree(duck, FeatureStore(tmp_path / "flink"))
+    rows = {s: sorted((r["reason"], r["row"]) for r in dead_rows(s)) for s in (duck, FeatureStore(tmp_path / "flink"))}
+    assert len(set(map(repr, rows.values()))) == 1, rows
+    meta = '{"a":1,"b":"x"}'
+    out_of_range = {"user_id": "u2", "qty": 2, "meta": {"a": 1, "b": "x"},
+                    "at": pd.Timestamp(1_772_323_200_001, unit="ms", tz="UTC"), "ts": 8_835_955_200_000}
+    assert rows[duck] == sorted([
+        ("column 'at': not a timestamp",
+         '{"user_id":"u3","qty":3,"meta":%s,"at":"10000-01-01T00:00:00.005000Z","ts":1772323200002}' % meta),
+        ("column 'at': not a timestamp",
+         '{"user_id":"u4","qty":4,"meta":%s,"at":"0000-12-30T23:59:59.999999Z","ts":1772323200003}' % meta),
+        (REASONS[OUT_OF_RANGE], datagen.to_json_record(out_of_range, "ts", list(out_of_range)).decode()),
+        (REASONS[OUT_OF_RANGE],
+         '{"user_id":"u5","qty":5,"meta":%s,"at":"2026-03-01T00:00:00.000000Z","ts":-62198755200000}' % meta)])

@@ -390,3 +390,40 @@ def test_both_backfills_write_the_same_dead_letter_rows(tmp_path):
     flink = FeatureStore(tmp_path / "f")
     assert_backfills_agree(store, flink)
     assert letter_rows(flink) == letter_rows(store) and sum(letter_rows(store).values()) == 3
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_the_stream_shows_a_row_that_is_no_event_as_both_backfills_write_it(tmp_path, redis_client, kafka_admin):
+    """A row that is no event (an event time out of range, a timestamp value beyond year 9999 or before year 1): the
+    backfills' row (tests/test_event_times.py, one form for both) produced as the stream face's record is the
+    stream's dead letter with the same reason and that text as its payload."""
+    from tests.test_event_times import NOT_EVENTS, _not_events_repo
+
+    suffix = uuid.uuid4().hex[:10]
+    topic, project = f"fs_notev_{suffix}", f"t_notev_{suffix[:8]}"
+    duck = _not_events_repo(tmp_path / "d")
+    duck.backfill()
+    rows = Counter((r["reason"], r["row"]) for r in dead_letter_rows(duck))
+    (tmp_path / "s").mkdir()
+    shutil.copytree(tmp_path / "d" / "definitions", tmp_path / "s" / "definitions")
+    (tmp_path / "s" / "definitions" / "features.py").write_text(NOT_EVENTS.replace(
+        'batch=ParquetFiles("data/*.parquet"))', f'batch=ParquetFiles("data/*.parquet"), stream=KafkaTopic({topic!r}), '
+        'watermark_delay="2s")').replace("ParquetFiles, Source", "KafkaTopic, ParquetFiles, Source"))
+    (tmp_path / "s" / "featurestore.yaml").write_text(f"project: {project}\ndefinitions: definitions\n")
+    store = FeatureStore(tmp_path / "s")
+    create_topic(kafka_admin, topic, partitions=1)
+    produce(topic, [(b"k", row.encode()) for (_, row) in sorted(rows)])
+    try:
+        streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_interval_ms=1000)
+        assert Counter((r["reason"], r["payload"]) for r in dead_letters(store)) == rows
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+
+def dead_letter_rows(store):
+    from featurestore.engines.backfill import dead_letter_table
+
+    return dead_letter_table(store, "events").read().to_pylist()

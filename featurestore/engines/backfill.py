@@ -187,13 +187,17 @@ def dead_letter_row(text: Optional[str], ts_ms: Optional[int], schema: Sequence[
     Flink's ``JSON_OBJECT`` sorts the keys and writes raw integers): the declared columns in schema order,
     compact; the event time as epoch ms; a timestamp value as ISO-8601 UTC text with its microseconds (the Flink
     backfill reads it as epoch us); NaN null; JSON text as the value it holds. ``as_read`` (a row that is no event:
-    a value or its time could not be read): the values as read, in schema order only."""
+    a value or its time could not be read): the values as read, in schema order, but a time in the record form where
+    the engine read it as one (:func:`featurestore.engines.read_times.read_time`: DuckDB writes its text, the Flink
+    backfill a raw integer) and JSON text as the value it holds (DuckDB writes a nested column as an object, the Flink
+    backfill as its text), so both backfills write one row."""
     import json
 
     import pandas as pd
 
     from featurestore import dtypes
     from featurestore.datagen_records import _us_text, time_value_text
+    from featurestore.engines.read_times import read_time
 
     if text is None:
         return None
@@ -206,8 +210,11 @@ def dead_letter_row(text: Optional[str], ts_ms: Optional[int], schema: Sequence[
     out = {}
     for name, dtype in schema:
         value = raw.get(name)
-        if as_read:
-            pass
+        if as_read:  # read values as read; a time and JSON in one form for both engines (engines.read_times)
+            if dtype == dtypes.TIMESTAMP and value is not None:
+                value = read_time(value, name == ts_column, ts_ms)
+            elif dtype == dtypes.JSON and isinstance(value, str):
+                value = _json_value(value)
         elif name == ts_column and ts_ms is not None:
             value = int(ts_ms)
         elif isinstance(value, float) and value != value:
@@ -218,12 +225,19 @@ def dead_letter_row(text: Optional[str], ts_ms: Optional[int], schema: Sequence[
             except (ValueError, TypeError, OverflowError):
                 pass
         elif dtype == dtypes.JSON and isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
+            value = _json_value(value)
         out[name] = value
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_value(text: str):
+    """JSON text as the value it holds; text that is no JSON as it is."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def records_read(results: Sequence[BackfillResult], source: str) -> int:

@@ -153,7 +153,7 @@ def events_sql(cv: CompiledView, checked: str, start_ms: Optional[int] = None, e
 
 
 def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str], start_ms: Optional[int] = None,
-                 end_ms: Optional[int] = None) -> str:
+                 end_ms: Optional[int] = None, carry: Sequence[str] = ()) -> str:
     """What a backfill of the view reads in one pass, routed by ``__kind``: its stored events for the range
     (``EVENT``), the source's dead letters (``DEAD_LETTER``: every row with a reason whose event time is in
     the range or could not be read), its events without a join key (``NULL_KEY``, reason
@@ -164,7 +164,8 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
     Each part that can fail runs under ``try`` where the view evaluates it (the filter on the events, the rest
     on the events it would store; a join key made by a projection on every event, before the filter; a volatile
     call once per row before it, :func:`_hoisted`), so a failure is that event's dead letter, never the backfill's:
-    run the query with :data:`NO_CSE` (DuckDB's common-subexpression pass would lift a shared term out of ``try``)."""
+    run the query with :data:`NO_CSE` (DuckDB's common-subexpression pass would lift a shared term out of ``try``).
+    ``carry``: further columns of ``checked`` each output row keeps (a pushed row's index)."""
     from featurestore.engines.duckdb_batch import TS_MS
     from featurestore.engines.flink.exprs import feature_part, filter_part, projection_part
 
@@ -245,7 +246,7 @@ def backfill_sql(cv: CompiledView, checked: str, key_group_views: Sequence[str],
         f"AS {REASON}",
         f"CASE WHEN {KIND} <> {EVENT} OR {_FAILED} IS NOT NULL THEN {_row_json(cv.source_columns)} END AS {ROW}",
         TS_MS,
-    ]
+    ] + [q(c) for c in carry]
     return f"SELECT {', '.join(cols)}\nFROM ({rows}) AS routed"
 
 
@@ -258,13 +259,15 @@ def view_events_sql(cv: CompiledView, checked: str) -> str:
     return f"SELECT {', '.join(cols)} FROM ({backfill_sql(cv, checked, [cv.name])}) WHERE {KIND} = {EVENT}"
 
 
-def view_failures_sql(cv: CompiledView, checked: str) -> str:
-    """``reason``, ``row`` (JSON text of the source row) and ``__ts_ms`` of every event of ``checked`` the view's
-    filter, a projection or a feature input fails on (:func:`backfill_sql`'s ``VIEW_FAILED`` rows)."""
+def view_failures_sql(cv: CompiledView, checked: str, carry: Sequence[str] = ()) -> str:
+    """``reason``, ``row`` (JSON text of the source row), ``__ts_ms`` and the ``carry`` columns of ``checked`` (a
+    pushed row's index) of every event of ``checked`` the view's filter, a projection or a feature input fails on
+    (:func:`backfill_sql`'s ``VIEW_FAILED`` rows)."""
     from featurestore.engines.duckdb_batch import TS_MS
 
-    return (f"SELECT {REASON} AS reason, {ROW} AS row, {TS_MS} FROM ({backfill_sql(cv, checked, [cv.name])}) "
-            f"WHERE {KIND} = {VIEW_FAILED}")
+    kept = "".join(f", {q(c)}" for c in carry)
+    return (f"SELECT {REASON} AS reason, {ROW} AS row, {TS_MS}{kept} FROM "
+            f"({backfill_sql(cv, checked, [cv.name], carry=carry)}) WHERE {KIND} = {VIEW_FAILED}")
 
 
 def stored_failure_sql(cv: CompiledView, relation: str) -> str:

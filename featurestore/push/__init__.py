@@ -119,7 +119,7 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
         if unknown:
             raise RequestError(f"push: feature view '{unknown[0]}' does not read source '{src.name}'")
         targets = list(views)
-    failed = _view_failures(store, src, parsed.table, targets) if parsed.table.num_rows else []
+    failed = _view_failures(store, src, parsed.table, parsed.index, targets) if parsed.table.num_rows else []
     result = PushResult(src.name, to, n, parsed.table.num_rows, parsed.reasons())
     for _, reason, _ in failed:
         result.dead_letters[reason] = result.dead_letters.get(reason, 0) + 1
@@ -136,25 +136,31 @@ def push(store, source, rows: Any, to: str = "online_and_offline", views: Option
     return result
 
 
-def _view_failures(store, src, events: pa.Table, targets: List[str]) -> List[tuple]:
-    """(row_index None, reason, row) of each pushed event a view's filter, projection or feature input fails on,
-    one per (event, view), as a backfill dead-letters it: no view takes it (``view_events_sql``), offline or
-    online, whatever ``to`` says."""
+_PUSH_ROW = "__push_row"  # a pushed event's index in the pushed rows, carried to its view's dead letters
+
+
+def _view_failures(store, src, events: pa.Table, index: List[int], targets: List[str]) -> List[tuple]:
+    """(row_index, reason, row) of each pushed event a view's filter, projection or feature input fails on, one
+    per (event, view), as a backfill dead-letters it: no view takes it (``view_events_sql``), offline or online,
+    whatever ``to`` says. ``index``: each event's index in the pushed rows (``row_index``)."""
+    from types import SimpleNamespace
+
     from featurestore.engines import duckdb_sql as dsql
     from featurestore.engines.backfill import dead_letter_row
     from featurestore.engines.duckdb_batch import checked_relation
     from featurestore.engines.duckdb_engine import without_optimizer
 
     con = store._connect()
-    con.register("__pushed", events)
+    con.register("__pushed", events.append_column(_PUSH_ROW, pa.array(index, pa.int64())))
+    indexed = SimpleNamespace(name=src.name, timestamp=src.timestamp, schema=tuple(src.schema) + ((_PUSH_ROW, "int64"),))
     out = []
     with without_optimizer(con, dsql.NO_CSE):
         for n in targets:
-            sql = dsql.view_failures_sql(store.compiled(n), checked_relation(con, src, "__pushed", None))
-            for reason, row, ts in con.sql(sql).fetchall():
-                out.append((None, reason, dead_letter_row(row, ts, src.schema, src.timestamp)))
+            sql = dsql.view_failures_sql(store.compiled(n), checked_relation(con, indexed, "__pushed", None), [_PUSH_ROW])
+            for reason, row, ts, at in con.sql(sql).fetchall():
+                out.append((at, reason, dead_letter_row(row, ts, src.schema, src.timestamp)))
     con.unregister("__pushed")
-    return out
+    return sorted(out, key=lambda d: d[0])
 
 
 def _offline(store, src, events: pa.Table, targets: List[str], result: PushResult) -> None:
