@@ -110,3 +110,41 @@ def test_many_features_build_without_a_fragmentation_warning(fs):
         assert [bits(v) for v in got[f"w{i}"]] == [bits(v) for v in served[f"w{i}"]]
         assert got[f"w{i}"].dtype == object
     assert got["_from_log"].all() and got["label"].tolist() == list(range(len(USERS)))
+
+
+def test_labels_before_any_log_are_filled_and_flagged(fs):
+    """No lookup logged yet (no log table): every label is filled by the point-in-time join, flagged; by
+    request id (ids never logged, a null id) and by entity and time alike."""
+    users = list(USERS) + ["unknown"]
+    times = [BASE + pd.Timedelta(seconds=s) for s in (-5, 0, 10, 15, 3600, 7)]
+    pit = fs.get_historical_features(pd.DataFrame({"user_id": users, "event_timestamp": times}),
+                                     feature_service="scoring").to_arrow()
+    by_id = pd.DataFrame({"request_id": ["never"] * 5 + [None], "user_id": users, "event_timestamp": times})
+    by_time = pd.DataFrame({"user_id": users, "event_timestamp": times})
+    for labels in (by_id, by_time):
+        got = fs.training_set_from_logs(labels, "scoring")
+        assert not got["_from_log"].any() and got["_definitions"].isna().all()
+        for c in pit.column_names:
+            if c not in labels.columns:
+                assert [bits(v) for v in got[c]] == [bits(v) for v in pit.column(c).to_pylist()], c
+
+
+def test_two_requests_of_one_entity_in_one_millisecond(fs):
+    """A push between two lookups of one entity at one request time: each request id gets what it served;
+    by entity and time (a tie) the first logged one, as docs/log-and-wait.md says."""
+    when = BASE + pd.Timedelta("5min")
+    first = fs.get_online_features([{"user_id": "zero"}], feature_service="scoring", request_time=when,
+                                   request_id="r-a").to_dict()
+    fs.push("events", [{"user_id": "zero", "x": float("-inf"), "ts": when - pd.Timedelta("1s")}],
+            to="online_and_offline")
+    second = fs.get_online_features([{"user_id": "zero"}], feature_service="scoring", request_time=when,
+                                    request_id="r-b").to_dict()
+    assert bits(first["x_latest"][0]) == bits(-0.0) and bits(second["x_latest"][0]) == bits(float("-inf"))
+    got = fs.training_set_from_logs(pd.DataFrame({"request_id": ["r-b", "r-a"], "user_id": ["zero", "zero"]}),
+                                    "scoring")
+    tie = fs.training_set_from_logs(pd.DataFrame({"user_id": ["zero"], "event_timestamp": [when]}), "scoring")
+    for c in first:
+        if c != "user_id":
+            assert [bits(v) for v in got[c]] == [bits(second[c][0]), bits(first[c][0])], c
+            assert bits(tie[c][0]) == bits(first[c][0]), c
+    assert got["_from_log"].all() and tie["_from_log"].all()
