@@ -29,14 +29,20 @@ TIME_COLUMN = "_request_time"  # the logged request time, as the recomputation's
 
 
 def _null(v) -> bool:
-    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+    """No value (NaN is a value: a float feature can serve it, and the offline side keeps it apart from null)."""
+    return v is None or v is pd.NA or v is pd.NaT
+
+
+def _nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
 
 
 def classify(served, offline) -> Optional[str]:
-    """None when equal, else 'mismatch', 'missing' or 'extra'."""
+    """None when equal, else 'mismatch', 'missing' (served null, a value offline) or 'extra' (served a value,
+    null offline). NaN equals NaN and differs from null and from any number."""
     if hasattr(offline, "item") and not isinstance(offline, str):
         offline = offline.item()
-    if _null(served) and _null(offline):
+    if (_null(served) and _null(offline)) or (_nan(served) and _nan(offline)):
         return None
     if _null(served):
         return "missing"

@@ -38,7 +38,7 @@ from featurestore import Aggregation, Entity, FeatureView, Latest, ParquetFiles,
 user = Entity(join_keys=["user_id"])
 events = Source(schema={{"user_id": "string", "eid": "int64", "qty": "int64", "ts": "timestamp"}}, timestamp="ts",
                 batch=ParquetFiles("data/*.parquet"))
-v = FeatureView(entities=[user], source=events, filter="qty < {limit}", projections={{"q2": "qty * {mult}"}},
+v = FeatureView(entities=[user], source=events, description="{description}", tags={{"rev": "{description}"}}, filter="qty < {limit}", projections={{"q2": "qty * {mult}"}},
                 features=[Aggregation("q2", "sum", "1m", name="s_1m"), Aggregation("q2", "count", None, name="n"),
                           Aggregation("eid", "max", "30s", name="max_eid_30s"), Latest("eid", name="last_eid"),
                           Latest("q2", name="last_q2")], ttl="90s")
@@ -67,6 +67,7 @@ class Model:
         self.sets = {}  # name -> (frame as Arrow, the table version it pinned)
         self.expired = 0  # versions below are expired
         self.redefined = False  # a definition change since the last whole backfill
+        self.description = "d0"  # metadata only: changing it never changes a value
         self.write_defs()
 
     def rows(self, n, lo_s, hi_s):
@@ -82,7 +83,7 @@ class Model:
 
     def write_defs(self):
         limit, mult = self.definition
-        (self.root / "definitions" / "f.py").write_text(DEFS.format(limit=limit, mult=mult))
+        (self.root / "definitions" / "f.py").write_text(DEFS.format(limit=limit, mult=mult, description=self.description))
 
     def store(self, cfg) -> FeatureStore:
         return FeatureStore(self.root, config=cfg)
@@ -161,7 +162,17 @@ def test_random_operation_sequences_with_materialize_keep_online_equal_to_offlin
     drop_project(redis_client, project)
 
 
-def run_sequence(tmp_path, seed, online=False) -> str:
+@pytest.mark.redis
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_metadata_only_definition_changes_neither_refuse_nor_change_values(tmp_path, seed, redis_client):
+    """Sequences with ``describe`` too (a new description and tags, filter and projection unchanged): the
+    table stays readable and materializable (never "backfill it again" for metadata alone), each event once."""
+    from tests.conftest import drop_project
+
+    drop_project(redis_client, run_sequence(tmp_path, seed, online=True, describe=True))
+
+
+def run_sequence(tmp_path, seed, online=False, describe=False) -> str:
     rng = random.Random(seed)
     root = tmp_path / "repo"
     (root / "definitions").mkdir(parents=True)
@@ -176,7 +187,7 @@ def run_sequence(tmp_path, seed, online=False) -> str:
     online_checks = 0
     for step in range(STEPS):
         op = rng.choice(("arrive", "push", "push", "backfill", "backfill", "redefine", "rebackfill", "expire")
-                        + (("materialize",) * 3 if online else ()))
+                        + (("materialize",) * 3 if online else ()) + (("describe",) * 3 if describe else ()))
         if op == "arrive":
             lo = rng.randrange(0, SPAN_S)
             model.arrive(rng.randint(1, 12), lo, min(SPAN_S, lo + rng.randint(1, 200)))
@@ -200,6 +211,11 @@ def run_sequence(tmp_path, seed, online=False) -> str:
             model.write_defs()
             store = model.store(cfg)
             op = f"redefine{new}"
+        elif op == "describe":  # metadata only: model.redefined and model.computed stay as they are
+            model.description = f"d{step}"
+            model.write_defs()
+            store = model.store(cfg)
+            op = f"describe({model.description})"
         elif op == "materialize":
             try:
                 store.materialize()
@@ -258,4 +274,5 @@ def run_sequence(tmp_path, seed, online=False) -> str:
             again = store.recreate_training_set(name).to_arrow()
             assert again.equals(arrow), f"{context}: training set {name} (version {version}) re-created differently"
     assert online_checks or not online, "no materialize was followed by a readable table: pick other seeds"
+    assert not describe or any(o.startswith("describe") for o in log), "no metadata-only change: pick other seeds"
     return cfg.project

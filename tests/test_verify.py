@@ -156,3 +156,17 @@ def test_a_feature_added_to_the_service_later_is_stale_in_older_rows_not_missing
         assert (s.stale, s.rows) == (stale, len(before) + len(after) - stale), f
         assert (s.mismatch, s.missing, s.extra) == (0, 0, 0), (f, s.examples)
     assert any(v is not None for v in after["first_tag"])  # offline has values there: old rows were "missing"
+
+
+def test_verify_tells_nan_from_null():
+    """A served NaN is a value: against null offline it is 'extra', a served null against an offline NaN
+    'missing', NaN against a number a mismatch; NaN against NaN and null against null agree. Before, NaN
+    counted as null, so a row that served NaN where the offline join had no value read as clean."""
+    from featurestore.verify import classify
+
+    nan = float("nan")
+    assert classify(nan, None) == "extra"
+    assert classify(None, nan) == "missing"
+    assert classify(nan, 1.5) == "mismatch" and classify(1.5, nan) == "mismatch"
+    assert classify(nan, nan) is None and classify(None, None) is None
+    assert classify(float("inf"), float("inf")) is None and classify(float("inf"), float("-inf")) == "mismatch"

@@ -115,11 +115,11 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
             for r, v in zip(missing, filled_values):
                 values[c][r] = v
 
-    out = labels.copy()
-    for c in columns:
-        out[c] = pd.Series(values[c], dtype=object)
-    out["_from_log"] = [i is not None for i in matched]
-    out["_definitions"] = defs
+    added = {c: pd.Series(values[c], dtype=object) for c in columns}
+    added["_from_log"] = pd.Series([i is not None for i in matched], dtype=bool)
+    added["_definitions"] = pd.Series(defs, dtype=object)
+    # One concat, not a column at a time (pandas warns of a fragmented frame beyond 100 inserts).
+    out = pd.concat([labels.drop(columns=[c for c in added if c in labels.columns]), pd.DataFrame(added)], axis=1)
     _report_versions(out, defs, store, selection, name)
     return out
 
