@@ -93,3 +93,25 @@ def test_settled_tiles_equal_the_merge_of_their_children(seed):
             if state.tiles is not None:
                 check_tiles(layout, state.tiles)
     assert drains > 1
+
+
+def test_a_parent_with_one_child_is_its_row_until_a_sibling_comes():
+    """settle makes no copy for a parent with one child (most parents of a sparse minute): it is the child's
+    row; a minute changed in place is settled again before a drain reads it, and a sibling makes the
+    parent a new row, the exact merge of both."""
+    layout = windowed_layout(random.Random(3))
+    tiles = kentity.EntityTiles(layout)
+    minute = 1_700_000_040_000 - 1_700_000_040_000 % tile_ms(3)  # a level-3 boundary: the sibling below is in it
+    tiles.add([minute + 5], [1.5, 2, "a"])
+    tiles.settle()
+    assert tiles.top >= 3
+    assert all(tiles.rows[(level, minute - minute % tile_ms(level))] is tiles.rows[(0, minute)]
+               for level in range(1, tiles.top + 1))
+    tiles.add([minute + 7], [-0.0, 3, "b"])  # in place: its parents are settled again
+    tiles.settle()
+    check_tiles(layout, tiles)
+    tiles.add([minute + UNIT_MS + 1], [2.5, None, "c"])  # the level-1 sibling
+    tiles.settle()
+    assert tiles.rows[(1, minute)] is not tiles.rows[(0, minute)]
+    assert tiles.rows[(2, minute)] is tiles.rows[(1, minute)]
+    check_tiles(layout, tiles)

@@ -91,7 +91,14 @@ class EntityTiles:
 
     def settle(self) -> List[Tuple[int, int]]:
         """Recompute every ancestor of the changed minutes (each from its two children); returns the
-        ``(level, start_ms)`` of every tile that changed, minutes included."""
+        ``(level, start_ms)`` of every tile that changed, minutes included.
+
+        A parent with one child *is* its child's row (no copy: most parents at the low levels of a sparse
+        minute). That is exact because a row is only read through the slots of its level (:meth:`Layout.encode`
+        at a level writes the others empty, :meth:`Layout.pair` reads only the slots it keeps, a prefix is
+        encoded at ``PREFIX_LEVEL``, above every tile), and only a minute's row is ever changed in place
+        (:meth:`add`), which marks the minute dirty: every parent sharing it is settled again before any
+        drain reads it."""
         starts = sorted(self._dirty)
         changed = [(0, m) for m in starts]
         self._dirty.clear()
@@ -116,7 +123,10 @@ class EntityTiles:
                     if is_top:
                         self.tops.discard(p)
                     continue
-                row = pair(left, right, kept) if left is not None else pair(right, None, kept)
+                if left is None or right is None:  # one child: the parent is the same row (see settle)
+                    row = right if left is None else left
+                else:
+                    row = pair(left, right, kept)
                 if key not in rows:
                     heapq.heappush(self._by_start, (p, level))
                     if is_top:
