@@ -115,3 +115,17 @@ def test_a_parent_with_one_child_is_its_row_until_a_sibling_comes():
     assert tiles.rows[(1, minute)] is not tiles.rows[(0, minute)]
     assert tiles.rows[(2, minute)] is tiles.rows[(1, minute)]
     check_tiles(layout, tiles)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_layout_add_of_every_slot_equals_each_slots_adder(seed):
+    """``Layout.add`` of every slot (one generated function) builds the row each slot's own adder builds, byte
+    for byte in its stored form, whatever the events (ties, nulls, signed zeros, NaN, infinities)."""
+    rng = random.Random(1300 + seed)
+    layout = make_layout()[0] if seed % 2 else windowed_layout(rng)
+    one_call, per_slot = layout.new(), layout.new()
+    for _, order, inputs, _ in random_events(rng, 400, 3 * 86_400_000):
+        layout.add(one_call, order, inputs)
+        for i, add in layout.adders(layout.all_slots):
+            add(per_slot, i, order, inputs)
+    assert stored(layout, one_call, None) == stored(layout, per_slot, None)
