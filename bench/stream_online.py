@@ -9,7 +9,9 @@ online rows the JVM makes (``[eid, ts, order columns..., flags..., inputs...]`` 
 ``--batch-ms`` windows cuts them (every entity's events within one window of arrival form one batch),
 and fed to :class:`OnlineState` with in-memory keyed state; it writes to the project's Redis as in the
 job (one pipeline per 500 writes; ``--no-redis``: counted, not sent). Prints the seconds spent in each part and,
-with ``--profile``, a cProfile listing. Flink's own costs (keyed state serialisation, the crossings) are
+with ``--profile``, a cProfile listing; ``--dump FILE``: every write the operator made (entity base, script
+arguments), pickled in order, under a fixed clock, so two trees' writes can be compared byte for byte
+(``cmp``). Flink's own costs (keyed state serialisation, the crossings) are
 not in these numbers: compare parts, and a change before/after, not with the job's wall time.
 """
 
@@ -162,7 +164,21 @@ def batches(rows: List[tuple], rate: float, batch_ms: int) -> List[tuple]:
     return out
 
 
-def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile: bool) -> dict:
+class _FixedClock:
+    """``time`` for the operator's module with ``time()`` fixed (the expiry of its writes follows the clock)."""
+
+    def __init__(self, real, at: float):
+        self.real, self.at = real, at
+
+    def time(self):
+        return self.at
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile: bool,
+        dump: str = "") -> dict:
     from featurestore.engines.flink import stream as streaming
     from featurestore.config import load_config
     from featurestore.engines.flink.online import OnlineState
@@ -181,6 +197,18 @@ def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile
                      progress_key="fs:bench_stream_online:_progress")
     op.open(_Context(keyed))
     ctx = _Ctx()
+    written: list = []
+    if dump:  # every write, in order, under a fixed clock
+        from featurestore.engines.flink import online as online_module
+
+        online_module.time = _FixedClock(time, 1_900_000_000.0)
+        add = op.out.add
+
+        def recording_add(key, writes):
+            written.append((key, writes))
+            add(key, writes)
+
+        op.out.add = recording_add
     prof = cProfile.Profile(time.process_time) if profile else None  # CPU time: the machine is shared
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -205,6 +233,14 @@ def run(events: int, hot: bool, rate: float, batch_ms: int, redis: bool, profile
         for i in range(0, len(keys), 500):
             client.delete(*keys[i:i + 500])
         client.delete("fs:bench_stream_online:_progress")
+    if dump:
+        import pickle
+
+        from featurestore.engines.flink import online as online_module
+
+        online_module.time = time
+        with open(dump, "wb") as f:
+            pickle.dump(written, f, protocol=4)
     op.close()  # (gives back the garbage collector's settings: see online.GC_EVERY_MS)
     if prof:
         st = pstats.Stats(prof)
@@ -221,5 +257,6 @@ if __name__ == "__main__":
     ap.add_argument("--batch-ms", type=int, default=5_000)
     ap.add_argument("--no-redis", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--dump", default="", help="pickle every write here (fixed clock), to compare two trees")
     a = ap.parse_args()
-    print(json.dumps(run(a.events, a.hot, a.rate, a.batch_ms, not a.no_redis, a.profile)))
+    print(json.dumps(run(a.events, a.hot, a.rate, a.batch_ms, not a.no_redis, a.profile, a.dump)))

@@ -93,3 +93,39 @@ def test_settled_tiles_equal_the_merge_of_their_children(seed):
             if state.tiles is not None:
                 check_tiles(layout, state.tiles)
     assert drains > 1
+
+
+def test_a_parent_with_one_child_is_its_row_until_a_sibling_comes():
+    """settle makes no copy for a parent with one child (most parents of a sparse minute): it is the child's
+    row; a minute changed in place is settled again before a drain reads it, and a sibling makes the
+    parent a new row, the exact merge of both."""
+    layout = windowed_layout(random.Random(3))
+    tiles = kentity.EntityTiles(layout)
+    minute = 1_700_000_040_000 - 1_700_000_040_000 % tile_ms(3)  # a level-3 boundary: the sibling below is in it
+    tiles.add([minute + 5], [1.5, 2, "a"])
+    tiles.settle()
+    assert tiles.top >= 3
+    assert all(tiles.rows[(level, minute - minute % tile_ms(level))] is tiles.rows[(0, minute)]
+               for level in range(1, tiles.top + 1))
+    tiles.add([minute + 7], [-0.0, 3, "b"])  # in place: its parents are settled again
+    tiles.settle()
+    check_tiles(layout, tiles)
+    tiles.add([minute + UNIT_MS + 1], [2.5, None, "c"])  # the level-1 sibling
+    tiles.settle()
+    assert tiles.rows[(1, minute)] is not tiles.rows[(0, minute)]
+    assert tiles.rows[(2, minute)] is tiles.rows[(1, minute)]
+    check_tiles(layout, tiles)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_layout_add_of_every_slot_equals_each_slots_adder(seed):
+    """``Layout.add`` of every slot (one generated function) builds the row each slot's own adder builds, byte
+    for byte in its stored form, whatever the events (ties, nulls, signed zeros, NaN, infinities)."""
+    rng = random.Random(1300 + seed)
+    layout = make_layout()[0] if seed % 2 else windowed_layout(rng)
+    one_call, per_slot = layout.new(), layout.new()
+    for _, order, inputs, _ in random_events(rng, 400, 3 * 86_400_000):
+        layout.add(one_call, order, inputs)
+        for i, add in layout.adders(layout.all_slots):
+            add(per_slot, i, order, inputs)
+    assert stored(layout, one_call, None) == stored(layout, per_slot, None)

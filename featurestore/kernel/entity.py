@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from featurestore.kernel.partials import PREFIX_LEVEL, Layout
-from featurestore.kernel.tiles import TOP_LEVEL, floor_unit, tile_id, tile_ms
+from featurestore.kernel.tiles import TOP_LEVEL, UNIT_MS, tile_id, tile_ms
 
 DENSE_EVENTS = 128  # more raw events than this: the entity keeps tiles
 TILE_MIN_EVENTS = 16  # a dense entity's tile is stored when it holds more events than this
@@ -75,7 +75,8 @@ class EntityTiles:
         return [k for k in keys if counts.get(k, 0) > TILE_MIN_EVENTS and k[0] <= top and k in rows]
 
     def add(self, order: list, inputs: Sequence) -> None:
-        minute = floor_unit(order[0])
+        ts = order[0]
+        minute = ts - ts % UNIT_MS  # (floor_unit, inline: once per event)
         if self.floor is not None and minute < self.floor:
             return
         key = (0, minute)
@@ -85,13 +86,20 @@ class EntityTiles:
             heapq.heappush(self._by_start, (minute, 0))
             if self.top == 0:
                 self.tops.add(minute)
-        self.layout.add(row, order, inputs)
+        self.layout.add_all(row, order, inputs)
         self.counts[key] = self.counts.get(key, 0) + 1
         self._dirty.add(minute)
 
     def settle(self) -> List[Tuple[int, int]]:
         """Recompute every ancestor of the changed minutes (each from its two children); returns the
-        ``(level, start_ms)`` of every tile that changed, minutes included."""
+        ``(level, start_ms)`` of every tile that changed, minutes included.
+
+        A parent with one child *is* its child's row (no copy: most parents at the low levels of a sparse
+        minute). That is exact because a row is only read through the slots of its level (:meth:`Layout.encode`
+        at a level writes the others empty, :meth:`Layout.pair` reads only the slots it keeps, a prefix is
+        encoded at ``PREFIX_LEVEL``, above every tile), and only a minute's row is ever changed in place
+        (:meth:`add`), which marks the minute dirty: every parent sharing it is settled again before any
+        drain reads it."""
         starts = sorted(self._dirty)
         changed = [(0, m) for m in starts]
         self._dirty.clear()
@@ -116,7 +124,10 @@ class EntityTiles:
                     if is_top:
                         self.tops.discard(p)
                     continue
-                row = pair(left, right, kept) if left is not None else pair(right, None, kept)
+                if left is None or right is None:  # one child: the parent is the same row (see settle)
+                    row = right if left is None else left
+                else:
+                    row = pair(left, right, kept)
                 if key not in rows:
                     heapq.heappush(self._by_start, (p, level))
                     if is_top:
@@ -211,7 +222,7 @@ class EntityState:
         if self.cut is not None and ts < self.cut:  # behind the cut: only the base can still see it
             if self.base is None:
                 return False
-            self.layout.add(self.base, order, inputs)  # every prefix includes it: they are recomputed
+            self.layout.add_all(self.base, order, inputs)  # every prefix includes it: they are recomputed
             self._late = ts if self._late is None else min(self._late, ts)
             return True
         self.events[eid] = (order, inputs, member)
@@ -261,7 +272,7 @@ class EntityState:
             order, inputs, _ = self.events.pop(eid.value)
             old.append(eid.value)
             if self.base is not None:
-                self.layout.add(self.base, order, inputs)
+                self.layout.add_all(self.base, order, inputs)
         self.cut = cut
         self.horizon = horizon
         self._meta = True

@@ -160,6 +160,7 @@ class Layout:
         self.float_cols = {i for i, (_, d) in enumerate(self.inputs) if d in (t.FLOAT32, t.FLOAT64)}
         self.all_slots = tuple(range(len(slots)))
         self._adders = [self._adder(k, c) for k, c in slots]
+        self.add_all = self._compiled_adder()  # add_all(row, order, inputs): add(row, order, inputs), one call
         self._mergers = [self._merger(k, c) for k, c in slots]
         self._decoders = [self._decoder(k, c) for k, c in slots]
         self._kept: Dict[int, Tuple[int, ...]] = {}
@@ -305,6 +306,44 @@ class Layout:
             raise ValueError(kind)
         return add
 
+    def _compiled_adder(self):
+        """``add_all(row, order, inputs)``: every slot's adder (``_adder``) in one generated function, slot by
+        slot in order, the same statements (one call per event, not one per slot: a tile gets every event)."""
+        env: Dict[str, Any] = {"_NAN_KEY": _NAN_KEY}
+        lines = ["def add_all(row, order, inputs):"]
+        for i, (kind, col) in enumerate(self.slots):
+            floats = col in self.float_cols
+            if kind == "*":
+                lines.append(f"    row[{i}] += 1")
+                continue
+            if kind == "L":
+                env[f"cols{i}"] = tuple(self.latest_cols)
+                lines.append(f"    if row[{i}] is None or order > row[{i}][0]:")
+                lines.append(f"        row[{i}] = [order, [inputs[c] for c in cols{i}]]")
+                continue
+            lines.append(f"    x = inputs[{col}]")
+            if kind == "n":
+                lines.append(f"    if x is not None: row[{i}] += 1")
+            elif kind == "s":
+                lines.append(f"    if x is not None: row[{i}]" + (".add(x)" if floats else " += x"))
+            elif kind == "q":
+                lines.append(f"    if x is not None: row[{i}].add_square(x)")
+            elif kind in ("<", ">"):
+                env[f"better{i}"] = _better(kind, floats)
+                lines.append(f"    if x is not None and (row[{i}] is None or better{i}(x, row[{i}])): row[{i}] = x")
+            elif kind in ("f", "l"):
+                op = "<" if kind == "f" else ">"
+                lines.append(f"    if x is not None and (row[{i}] is None or order {op} row[{i}][0]):")
+                lines.append(f"        row[{i}] = [order, x]")
+            elif kind == "d":
+                value = "_NAN_KEY if x != x else x" if floats else "x"
+                lines.append(f"    if x is not None: row[{i}].add({value})")
+            else:  # pragma: no cover
+                raise ValueError(kind)
+        lines.append("    return row")
+        exec(compile("\n".join(lines), f"<Layout add_all {self.slots}>", "exec"), env)
+        return env["add_all"]
+
     def _merger(self, kind: str, col: Optional[int]):
         if kind in ("*", "n") or (kind == "s" and col not in self.float_cols):
             def merge(row, i, b):
@@ -352,8 +391,7 @@ class Layout:
         returns ``row``."""
         adders = self._adders
         if slots is None:
-            for i, add in enumerate(adders):
-                add(row, i, order, inputs)
+            return self.add_all(row, order, inputs)
         else:
             for i in slots:
                 adders[i](row, i, order, inputs)

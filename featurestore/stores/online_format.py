@@ -101,7 +101,8 @@ class Members:
         integers beyond 64 bits: ``plain=False`` (values orjson could not have parsed: a feature expression
         dividing by zero) goes through ``json`` (``NaN``/``Infinity`` tokens, which the readers accept)."""
         arr = [eid, order[0], *inputs]
-        arr += [order[1 + k][0] if order[1 + k] else None for k in self.stored]
+        if self.stored:
+            arr += [order[1 + k][0] if order[1 + k] else None for k in self.stored]
         if plain:
             return orjson.dumps(arr).decode()
         global _JSON

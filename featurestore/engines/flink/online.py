@@ -40,6 +40,7 @@ import os
 import pickle
 import time
 from collections import OrderedDict
+from operator import itemgetter
 from typing import List, Optional, Tuple
 
 import orjson
@@ -121,6 +122,7 @@ class _View:
         self.fingerprint = spec["fingerprint"]
         self.flag = spec["flag"]
         self.inputs = list(spec["inputs"])
+        self.pick = _picker(self.inputs)  # an event array's input values (a tuple: never changed in place)
         self.keep_base = spec["keep_base"]
         self.window_ms = spec["window_ms"]
         self.expires = spec["expires"]
@@ -154,8 +156,9 @@ class _View:
             return None
         if self.seeded and self.in_seed(v[0], v[1]):
             return None
-        inputs = [v[i] for i in self.inputs]
+        inputs = self.pick(v)
         if not plain:
+            inputs = list(inputs)
             for j in self.float_inputs:
                 if isinstance(inputs[j], str):
                     inputs[j] = NON_FINITE[inputs[j]]
@@ -164,10 +167,24 @@ class _View:
         return v[0], order, inputs, self.members.encode(v[0], order, inputs, plain)
 
 
+def _picker(indexes: list):
+    """``pick(v)``: the values of ``v`` at ``indexes``, as a sequence (one C call for two or more)."""
+    if len(indexes) > 1:
+        return itemgetter(*indexes)
+    if indexes:
+        i = indexes[0]
+        return lambda v: (v[i],)
+    return lambda v: ()
+
+
 def event_order(v: list, columns: tuple) -> list:
     """The order ``[ts, [value] or [], ...]`` of an event array over its order ``columns`` (indexes). Never
     changed once made: the views of a key group with the same order columns share one."""
-    return [v[1], *([] if v[i] is None else [v[i]] for i in columns)] if columns else [v[1]]
+    order = [v[1]]
+    for i in columns:  # (a loop: half the CPU of a starred generator)
+        x = v[i]
+        order.append([] if x is None else [x])
+    return order
 
 
 def parse_batch(text) -> Tuple[list, bool]:
