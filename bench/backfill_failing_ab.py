@@ -9,13 +9,12 @@ included), medians and the ratio this / base, and whether both wrote the same va
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from bench.common import run_in_tree
 
 HERE = Path(__file__).resolve().parent.parent
 ONE = ("import json, sys; from pathlib import Path; from bench.backfill_failing import run_once; "
@@ -23,10 +22,7 @@ ONE = ("import json, sys; from pathlib import Path; from bench.backfill_failing 
 
 
 def run(tree: Path, root: Path):
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, "-c", ONE, str(root)], cwd=tree, env=env, capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_in_tree(ONE, tree, str(root))
 
 
 def main() -> None:

@@ -355,3 +355,11 @@ def duckdb_profile(con, sql: str) -> Dict[str, object]:
             "top": [{"seconds": round(t, 3), "operator": ty, "rows": r, "info": i} for t, ty, r, i in flat[:6]],
             "peak_buffer_memory_mb": round((doc.get("system", {}).get("peak_buffer_memory") or 0) / 2**20, 1),
             "peak_temp_dir_mb": round((doc.get("system", {}).get("peak_temp_dir_size") or 0) / 2**20, 1)}
+
+
+def run_in_tree(code: str, tree: Path, *args: str) -> dict:
+    """Run ``python -c code args`` with ``tree`` (a checkout or worktree) first on the import path and as the
+    working folder; return the JSON object of its last output line (the A/B benches' child processes)."""
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=str(tree), capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=str(tree)))
+    return json.loads(out.stdout.strip().splitlines()[-1])

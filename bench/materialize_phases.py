@@ -22,24 +22,45 @@ import dataclasses
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 sys.path.insert(0, os.getcwd())
+
+
+def view_setup(fs, con, view: str) -> SimpleNamespace:
+    """What materialize derives from a view before its queries (its relation, retention, layout, cut, tile
+    levels, text columns, order texts), as the phases and the variants in bench/materialize_variants/ use it."""
+    from bench.materialize_hot import MATERIALIZE_END_MS
+    from featurestore.engines import duckdb_tile_text as dtext
+    from featurestore.kernel.tiles import TOP_LEVEL
+    from featurestore.online import view_layout
+    from featurestore.stores import online_format as ofmt
+    from featurestore.stores import online_materialize as om
+    from featurestore.stores import online_redis as orr
+
+    cv = fs.compiled(view)
+    ret, layout = orr.retention(cv), view_layout(cv)
+    tile_top = min(TOP_LEVEL, layout.max_level)
+    types = dict(cv.stored_columns)
+    return SimpleNamespace(
+        cv=cv, rel=fs._view_input(con, cv).events_relation, ret=ret, layout=layout,
+        cut=orr.cut_for(cv, MATERIALIZE_END_MS), tile_top=tile_top,
+        text_cols=frozenset(j for j, (_, d) in enumerate(om.input_columns(cv)) if d in om.TEXT_TYPES),
+        order_plain=dtext.order_plain([types[c] for c in ofmt.order_columns(cv)]),
+        merged=tile_top if ret.keep_base else None)
 
 
 def main(argv=None) -> int:
     import pyarrow as pa
 
     from bench.common import DATA_ROOT
-    from bench.materialize_hot import MATERIALIZE_END_MS, VIEWS, make_repo
+    from bench.materialize_hot import VIEWS, make_repo
     from featurestore import FeatureStore
     from featurestore.config import load_config
     from featurestore.engines import duckdb_partials as dpart
-    from featurestore.engines import duckdb_tile_text as dtext
     from featurestore.kernel import entity as kentity
     from featurestore.kernel.tiles import TOP_LEVEL
-    from featurestore.online import view_layout
     from featurestore.online_reply import loads
-    from featurestore.stores import online_format as ofmt
     from featurestore.stores import online_materialize as om
     from featurestore.stores import online_packed as opk
     from featurestore.stores import online_redis as orr
@@ -77,15 +98,9 @@ def main(argv=None) -> int:
 
     print(f"load {os.getloadavg()}")
     for view in VIEWS:
-        cv = fs.compiled(view)
-        rel = fs._view_input(con, cv).events_relation
-        ret, layout = orr.retention(cv), view_layout(cv)
-        cut = orr.cut_for(cv, MATERIALIZE_END_MS)
-        tile_top = min(TOP_LEVEL, layout.max_level)
-        text_cols = frozenset(j for j, (_, d) in enumerate(om.input_columns(cv)) if d in om.TEXT_TYPES)
-        types = dict(cv.stored_columns)
-        order_plain = dtext.order_plain([types[c] for c in ofmt.order_columns(cv)])
-        merged = tile_top if ret.keep_base else None
+        v = view_setup(fs, con, view)
+        cv, rel, ret, layout, cut = v.cv, v.rel, v.ret, v.layout, v.cut
+        tile_top, text_cols, order_plain, merged = v.tile_top, v.text_cols, v.order_plain, v.merged
         for _ in range(args.reps):
             cpu = {}
             if hasattr(om, "ranked_sql"):  # the pass's events read and ranked once, the rest from them

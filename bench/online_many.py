@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import DATA_ROOT, ROOT
+from bench.common import DATA_ROOT, ROOT, run_in_tree
 
 PROJECT = "bench_many"
 CHILD = r'''
@@ -92,9 +92,7 @@ print(json.dumps({"redis_cpu_ms": 1e3 * (r1 - r0) / len(cpu), "cpu_mean_ms": 1e3
 
 
 def _child(root: Path, spec: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(root), json.dumps(spec)], cwd=str(root),
-                         capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(root)))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_in_tree(CHILD, root, str(root), json.dumps(spec))
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import ROOT
+from bench.common import ROOT, run_in_tree
 
 CHILD = r'''
 import json, sys, time
@@ -62,9 +62,7 @@ print(json.dumps({"lookup_ms": 1e3 * total / n, **{k: 1e3 * v / n for k, v in sp
 
 
 def _child(root: Path, spec: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(root), json.dumps(spec)], cwd=str(root),
-                         capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(root)))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_in_tree(CHILD, root, str(root), json.dumps(spec))
 
 
 def main() -> None:

@@ -1,28 +1,22 @@
 import sys, os, time, dataclasses, re
 sys.path.insert(0, os.getcwd())
 from bench.common import DATA_ROOT
-from bench.materialize_hot import MATERIALIZE_END_MS, VIEWS, make_repo
+from bench.materialize_hot import make_repo
+from bench.materialize_phases import view_setup
 from featurestore import FeatureStore
 from featurestore.config import load_config
-from featurestore.engines import duckdb_partials as dpart, duckdb_tile_text as dtext
+from featurestore.engines import duckdb_partials as dpart
 from featurestore.kernel import entity as kentity
 from featurestore.kernel.tiles import TOP_LEVEL
-from featurestore.online import view_layout
-from featurestore.stores import online_format as ofmt, online_materialize as om, online_redis as orr
+from featurestore.stores import online_materialize as om
 work = DATA_ROOT / "materialize-hot"
 repo = make_repo(work, work / "data")
 fs = FeatureStore(repo, config=dataclasses.replace(load_config(repo), project="phases"))
 con = fs._connect()
 view = sys.argv[1]
-cv = fs.compiled(view)
-rel = fs._view_input(con, cv).events_relation
-ret, layout = orr.retention(cv), view_layout(cv)
-cut = orr.cut_for(cv, MATERIALIZE_END_MS)
-tile_top = min(TOP_LEVEL, layout.max_level)
-text_cols = frozenset(j for j, (_, d) in enumerate(om.input_columns(cv)) if d in om.TEXT_TYPES)
-types = dict(cv.stored_columns)
-order_plain = dtext.order_plain([types[c] for c in ofmt.order_columns(cv)])
-merged = tile_top if ret.keep_base else None
+v = view_setup(fs, con, view)
+cv, rel, ret, layout, cut = v.cv, v.rel, v.ret, v.layout, v.cut
+tile_top, text_cols, order_plain, merged = v.tile_top, v.text_cols, v.order_plain, v.merged
 con.execute(f"CREATE OR REPLACE TEMP TABLE {om.RANKED} AS {om.ranked_sql(cv, rel, None)}")
 con.execute(om.hot_sql(cv, om.RANKED, None, cut, ret.keep_base))
 sql, order_text = om._events_sql(cv, picked_order=True, ranked=True)
