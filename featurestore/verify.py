@@ -2,7 +2,7 @@
 
 For every logged row (entity, request time, served values) the offline point-in-time value is
 recomputed with ``get_historical_features`` and compared: **mismatch** (both present, different;
-floats beyond 1e-9 relative), **missing** (served null, offline has a value), **extra** (served a
+floats beyond 1e-9 relative; a latest value and first/last bit for bit, min/max as numbers), **missing** (served null, offline has a value), **extra** (served a
 value, offline null). Rates are per feature over the rows checked. A value that cannot be computed
 exactly offline (an integer sum outside int64, :func:`featurestore.semantics.int64_overflow_reason`) is
 **refused**, as online refuses it: served null there agrees (counted in ``refused``, with the reason); a
@@ -37,9 +37,22 @@ def _nan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def classify(served, offline) -> Optional[str]:
+# How a float feature's served and offline values must agree (SPEC §3; docs/semantics.md): first/last and latest
+# return a stored value as it is (bit for bit: -0.0 is not 0.0); min/max are identical numbers (-0.0 and 0.0
+# compare equal, either may be returned); sums, means and variances within 1e-9 relative, request features too.
+BITS, EQUAL = "bits", "equal"
+EXACT_FUNCTIONS = {"first": BITS, "last": BITS, "min": EQUAL, "max": EQUAL}
+
+
+def _same_float(a: float, b: float) -> bool:
+    """Bit for bit, as far as Python floats tell: equal and, for zeros, the same sign."""
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def classify(served, offline, exact: Optional[str] = None) -> Optional[str]:
     """None when equal, else 'mismatch', 'missing' (served null, a value offline) or 'extra' (served a value,
-    null offline). NaN equals NaN and differs from null and from any number."""
+    null offline). NaN equals NaN and differs from null and from any number. Floats agree within 1e-9
+    relative, or as equal numbers when ``exact`` is EQUAL, or bit for bit (-0.0 is not 0.0) when BITS."""
     if hasattr(offline, "item") and not isinstance(offline, str):
         offline = offline.item()
     if (_null(served) and _null(offline)) or (_nan(served) and _nan(offline)):
@@ -53,8 +66,26 @@ def classify(served, offline) -> Optional[str]:
     if isinstance(served, (int, float)) and isinstance(offline, (int, float)):
         if isinstance(served, int) and isinstance(offline, int):
             return None if served == offline else "mismatch"
+        if exact == BITS:
+            return None if _same_float(float(served), float(offline)) else "mismatch"
+        if exact == EQUAL:
+            return None if served == offline else "mismatch"
         return None if math.isclose(served, offline, rel_tol=REL_TOL, abs_tol=1e-12) else "mismatch"
     return None if served == offline else "mismatch"
+
+
+def _exactness(view, feature: str) -> Optional[str]:
+    """How a feature's served float must equal its offline one (``EXACT_FUNCTIONS``): BITS for a latest value
+    and first/last, EQUAL for min/max, None (within 1e-9) for the rest and for request features."""
+    from featurestore.model.features import Aggregation, Latest
+    from featurestore.model.view import FeatureView
+
+    if not isinstance(view, FeatureView):
+        return None
+    f = view.feature(feature)
+    if isinstance(f, Latest):
+        return BITS
+    return EXACT_FUNCTIONS.get(f.function) if isinstance(f, Aggregation) else None
 
 
 @dataclass
@@ -141,6 +172,7 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
     served = [serving_log.decode_served(f, served_columns) for f in logs["features"]]
     refused_rows: Dict[str, set] = {}
     names = output_names(selection, full)
+    exact = {column: _exactness(store.repo.feature_view(view), feat) for (view, feat), column in names.items()}
     for (view, feat), rows in refused.items():
         column = names.get((view, feat))
         if column is not None:
@@ -162,7 +194,7 @@ def verify(store, feature_service: str, limit: Optional[int] = None, examples: i
                 kind = None if _null(row.get(c)) else "mismatch"
                 s.refused += kind is None
             else:
-                kind = classify(row.get(c), offline_values[c][i])
+                kind = classify(row.get(c), offline_values[c][i], exact[c])
             if kind is None:
                 continue
             setattr(s, kind, getattr(s, kind) + 1)

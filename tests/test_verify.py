@@ -170,3 +170,43 @@ def test_verify_tells_nan_from_null():
     assert classify(nan, 1.5) == "mismatch" and classify(1.5, nan) == "mismatch"
     assert classify(nan, nan) is None and classify(None, None) is None
     assert classify(float("inf"), float("inf")) is None and classify(float("inf"), float("-inf")) == "mismatch"
+
+
+def test_a_picked_value_must_match_bit_for_bit_and_a_sum_within_1e9(store):
+    """SPEC §3: min/max/first/last and latest values are identical online and offline, float sums and means
+    agree within 1e-9 (min/max: -0.0 and 0.0 are equal, docs/semantics.md). Served values nudged by one ulp in the log: the latest float ``last_amount`` is a
+    mismatch on every nudged row, ``amount_sum_1m`` and ``amount_mean_1h`` stay clean. Before, every float
+    was compared within 1e-9, so a one-bit (or -0.0 against 0.0) skew of a picked value read as clean."""
+    import math
+
+    from featurestore import serving_log
+    from featurestore.verify import classify
+
+    from featurestore.verify import BITS, EQUAL
+
+    assert classify(-0.0, 0.0, BITS) == "mismatch" and classify(-0.0, 0.0, EQUAL) is None  # docs/semantics.md
+    assert classify(-0.0, 0.0) is None and classify(1.5, 1.5, BITS) is None and classify(2, 2.0, BITS) is None
+    assert classify(1.0, math.nextafter(1.0, 2.0), EQUAL) == "mismatch"
+    assert classify(1.0, math.nextafter(1.0, 2.0)) is None
+
+    serve_traffic(store, n=40, seed=5)
+    client = store.online_store().client
+    key = serving_log.stream_key(store.config.project, "logged_model")
+    nudged = {"last_amount": 0, "amount_sum_1m": 0, "amount_mean_1h": 0}
+    rewritten = []
+    for _, fields in client.xrange(key):
+        payload = json.loads(fields[b"r"])
+        for row in payload["features"]:
+            for feat in nudged:
+                value = row.get(feat)
+                if isinstance(value, float) and math.isfinite(value) and value != 0.0:
+                    row[feat] = math.nextafter(value, math.inf)
+                    nudged[feat] += 1
+        rewritten.append({b"r": json.dumps(payload).encode()})
+    assert all(nudged.values()), nudged
+    client.delete(key)
+    for fields in rewritten:
+        client.xadd(key, fields)
+    report = store.verify("logged_model")
+    assert report.features["last_amount"].mismatch == nudged["last_amount"]
+    assert report.features["amount_sum_1m"].mismatch == 0 and report.features["amount_mean_1h"].mismatch == 0
