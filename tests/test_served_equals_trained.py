@@ -50,11 +50,12 @@ def log_store(tmp_path, redis_client, request, monkeypatch):
 
 
 def identical(a, b) -> bool:
-    """Served = trained: same value and same Python type (an int never comes back as a float)."""
+    """Served = trained: same value and same Python type (an int never comes back as a float), floats bit for
+    bit (a sign of zero too: -0.0 is not 0.0)."""
     if a is None or b is None:
         return a is None and b is None
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1.0, a) == math.copysign(1.0, b))
     return type(a) is type(b) and a == b
 
 
