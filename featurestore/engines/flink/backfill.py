@@ -377,6 +377,8 @@ def run_backfill(store, names: Sequence[str], start_ms: Optional[int], end_ms: O
                                   + ",\n  ".join(f"{qi(c)} {d}" for c, d in ddl) + f"\n) {_with(options)}")
                 checked = _checked_select(f, table, source, file_types, divisor, run.now_ms, store.config.max_future_ms,
                                           hive)
+                for ddl in expression_function_ddl([checked]):
+                    t_env.execute_sql(ddl)  # a file column read as text for a numeric schema column: fs_text_bigint ...
                 parts.append(_routed_select(cv, ve, checked, source, run.key_group_views(n), start_ms, end_ms))
             out = tmp / n
             sink = f"fs_backfill_{n}"
