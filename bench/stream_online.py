@@ -111,6 +111,9 @@ class _Context:
     def get_index_of_this_subtask(self):
         return 0
 
+    def get_attempt_number(self):  # the operator names its task's attempt in its progress reports
+        return 0
+
 
 class _Timers:
     def current_processing_time(self):
