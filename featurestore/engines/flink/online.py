@@ -98,7 +98,8 @@ def _task_info(runtime_context, python_name: str, java_name: str) -> int:
             return int(get())
         except Exception:
             continue
-    raise RuntimeError(f"the online operator cannot tell its {java_name[3:]} (neither {python_name}() nor TaskInfo.{java_name}())")
+    raise RuntimeError(f"the online operator cannot tell its {java_name[3:]} "
+                       f"(neither {python_name}() nor TaskInfo.{java_name}())")
 
 
 def _subtask_index(runtime_context) -> int:
