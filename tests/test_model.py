@@ -166,3 +166,33 @@ def test_expected_freshness_is_metadata():
     assert "expected_freshness" not in base.meta_dict() and fresh.meta_dict()["expected_freshness"] == 7_200_000
     with pytest.raises(DefinitionError, match="feature view expected_freshness: must be positive"):
         dataclasses.replace(base, expected_freshness="0s")
+
+
+def test_names_starting_with_two_underscores_are_reserved_for_the_store():
+    """The store's SQL and tables use columns named ``__...`` (row ids, event ranks, a push's sequence and row):
+    a source column, join key, projection, feature or request feature of that name broke the backfill with a
+    DuckDB traceback ('Field "__row" exists 2 times'), doubled a pushed log's column or failed materialize.
+    Each is a definition problem naming the name; Feast's entityless key ``__dummy_id`` (which the store makes
+    itself) stays a valid join key and projection."""
+    from featurestore.model import RequestFeatureView, RequestSource
+
+    why = r"starts with '__', which is reserved for the store's internal columns; rename it"
+    for name in ("__row", "__push_seq", "__fs_ts", "__x", "__dummy_id"):
+        with pytest.raises(DefinitionError, match=rf"source column: '{name}' {why}"):
+            source(schema={**SCHEMA, name: "int64"})
+        with pytest.raises(DefinitionError, match=rf"feature name: '{name}' {why}"):
+            Aggregation("amount", "sum", "1h", name=name)
+        with pytest.raises(DefinitionError, match=rf"feature name: '{name}' {why}"):
+            Latest("amount", name=name)
+        with pytest.raises(DefinitionError, match=rf"request source column: '{name}' {why}"):
+            RequestSource(schema={name: "int64"})
+        with pytest.raises(DefinitionError, match=rf"request feature name: '{name}' {why}"):
+            RequestFeatureView(sources=[RequestSource(schema={"x": "int64"})], features={name: "x + 1"})
+        if name != "__dummy_id":
+            with pytest.raises(DefinitionError, match=rf"entity join key: '{name}' {why}"):
+                Entity(join_keys=[name])
+            with pytest.raises(DefinitionError, match=rf"projection name: '{name}' {why}"):
+                view(projections={name: "amount * 2"})
+    assert Entity(join_keys=["__dummy_id"]).join_keys == ("__dummy_id",)
+    assert view(projections={"__dummy_id": "''"}).projections == (("__dummy_id", "''"),)
+    assert source(schema={**SCHEMA, "_one": "int64", "a__b": "int64"}).columns["_one"] == "int64"  # one _ is fine

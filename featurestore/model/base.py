@@ -26,6 +26,20 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+INTERNAL_PREFIX = "__"  # the store's own columns in its SQL and tables (row ids, event ranks, push sequences ...)
+PLACEHOLDER_KEY = "__dummy_id"  # the join key of Feast's entityless views, which the store itself makes
+
+
+def check_column_name(value: str, what: str, placeholder_ok: bool = False) -> str:
+    """A name that becomes a column (source column, join key, projection, feature): a valid name that is not
+    one of the store's internal ones, which start with ``__`` (``placeholder_ok``: Feast's entityless key)."""
+    check_name(value, what)
+    if value.startswith(INTERNAL_PREFIX) and not (placeholder_ok and value == PLACEHOLDER_KEY):
+        raise DefinitionError(f"{what}: {value!r} starts with '{INTERNAL_PREFIX}', which is reserved for the "
+                              "store's internal columns; rename it")
+    return value
+
+
 def freeze_tags(tags: Any) -> Tuple[Tuple[str, str], ...]:
     if tags is None:
         return ()

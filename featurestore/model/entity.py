@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Tuple
 
-from featurestore.model.base import Definition, check_name
+from featurestore.model.base import Definition, check_column_name
 from featurestore.model.checks import Checks
 
 
@@ -33,7 +33,7 @@ class Entity(Definition):
         if keys == ():
             checks.add("entity join_keys: at least one join key is required")
         keys = keys or ()
-        keys = tuple(k for k in keys if checks.attempt(check_name, k, "entity join key") is not None)
+        keys = tuple(k for k in keys if checks.attempt(check_column_name, k, "entity join key", True) is not None)
         if len(set(keys)) != len(keys):
             checks.add(f"entity join_keys: duplicate key in {list(keys)}")
             keys = tuple(dict.fromkeys(keys))

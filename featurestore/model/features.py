@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from featurestore.errors import DefinitionError
-from featurestore.model.base import NAME_RE, check_name
+from featurestore.model.base import NAME_RE, check_column_name
 from featurestore.model.checks import Checks
 from featurestore.model.durations import DurationLike, format_duration, parse_span
 from featurestore.semantics import AGG_ALIASES, AGG_FUNCTIONS
@@ -49,7 +49,7 @@ class Latest:
                 checks.add(f"Latest({expr!r}): an expression needs name=")
             elif expr:
                 name = expr
-        elif checks.attempt(check_name, name, "feature name") is None:
+        elif checks.attempt(check_column_name, name, "feature name") is None:
             name = None
         object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "name", name)  # None only while a repo with problems loads
@@ -125,7 +125,7 @@ class Aggregation:
             elif not checks and window_ok:
                 parts = [column] if column else []
                 name = "_".join(parts + [fn, _window_label(window_ms)])
-        elif checks.attempt(check_name, name, "feature name") is None:
+        elif checks.attempt(check_column_name, name, "feature name") is None:
             name = None
         default = checks.attempt(_default_value, default, f"feature {name or label} default")
         object.__setattr__(self, "column", column)

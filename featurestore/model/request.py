@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
-from featurestore.model.base import Definition, check_name
+from featurestore.model.base import Definition, check_column_name
 from featurestore.model.checks import Checks
 from featurestore.model.functions import is_function
 from featurestore.model.source import parse_schema
@@ -169,7 +169,7 @@ class RequestFeatureView(Definition):
             if not isinstance(expr, str) or not expr.strip():
                 checks.add(f"request feature {key!r}: expected a SQL expression string, got {expr!r}")
                 continue
-            if checks.attempt(check_name, key, "request feature name") is not None:
+            if checks.attempt(check_column_name, key, "request feature name") is not None:
                 out.append((key, expr.strip()))
         names = [n for n, _ in out]
         dupes = sorted({n for n in names if names.count(n) > 1})

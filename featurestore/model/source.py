@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Mapping, Optional, Tuple, Union
 
 from featurestore import dtypes
-from featurestore.model.base import Definition, check_name
+from featurestore.model.base import Definition, check_column_name
 from featurestore.model.checks import Checks
 from featurestore.model.durations import DurationLike, format_duration, parse_duration
 
@@ -135,7 +135,7 @@ def parse_schema(schema, checks: Checks, what: str) -> Tuple[Tuple[Tuple[str, st
     pairs = []
     for c, d in items:
         dtype = checks.attempt(dtypes.normalize_dtype, d, f"{what} column {c!r}")
-        if checks.attempt(check_name, c, f"{what} column") is not None and dtype is not None:
+        if checks.attempt(check_column_name, c, f"{what} column") is not None and dtype is not None:
             pairs.append((c, dtype))
     names = [c for c, _ in items]
     if len(set(names)) != len(names):

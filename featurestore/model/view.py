@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
-from featurestore.model.base import Definition, check_name
+from featurestore.model.base import Definition, check_column_name
 from featurestore.model.checks import Checks
 from featurestore.model.durations import DurationLike, parse_optional_duration, parse_span
 from featurestore.model.entity import Entity
@@ -91,7 +91,7 @@ class FeatureView(Definition):
             if not isinstance(expr, str) or not expr.strip():
                 checks.add(f"feature view projection {key!r}: expected a SQL expression string, got {expr!r}")
                 continue
-            if checks.attempt(check_name, str(key), "projection name") is not None:
+            if checks.attempt(check_column_name, str(key), "projection name", True) is not None:
                 pairs.append((str(key), expr))
         filter_ = self.filter
         if filter_ is not None and (not isinstance(filter_, str) or not filter_.strip()):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-DUMMY_ENTITY, DUMMY_KEY, DUMMY_VALUE = "__dummy", "__dummy_id", ""
+from featurestore.model.base import PLACEHOLDER_KEY
+
+DUMMY_ENTITY, DUMMY_KEY, DUMMY_VALUE = "__dummy", PLACEHOLDER_KEY, ""
 
 
 def needed(store, selection, rplan=False) -> bool:
