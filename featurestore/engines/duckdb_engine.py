@@ -76,21 +76,31 @@ def backfill(store, names, start_ms: Optional[int], end_ms: Optional[int],
                 reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
             except Exception as exc:  # duckdb's own errors: name the view and keep the first line
                 raise FeatureStoreError(f"backfill of view '{cv.name}' failed: {str(exc).splitlines()[0]}") from None
-            results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0,
-                                          unique_on=unique_on))
+            try:
+                results.append(run.write_view(n, reader, progress(n) if progress else None, started=t0,
+                                              unique_on=unique_on))
+            finally:
+                reader.close()  # a write that failed part-way leaves the query's result open on ``con``
     return run.finish(results)
 
 
 @contextlib.contextmanager
 def without_optimizer(con, name: str):
-    """``con`` with DuckDB's optimizer ``name`` disabled (``disabled_optimizers``), as it was after."""
+    """``con`` with DuckDB's optimizer ``name`` disabled (``disabled_optimizers``), as it was after. When the
+    body fails, its error is the one raised: a result the failed work left open may refuse the restore."""
     before = con.sql("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] or ""
     names = [n for n in before.split(",") if n.strip()]
+    restore = f"SET disabled_optimizers = {dsql.literal(before)}"
     con.execute(f"SET disabled_optimizers = {dsql.literal(','.join(names + [name]))}")
     try:
         yield con
-    finally:
-        con.execute(f"SET disabled_optimizers = {dsql.literal(before)}")
+    except BaseException:
+        import duckdb
+
+        with contextlib.suppress(duckdb.Error):
+            con.execute(restore)
+        raise
+    con.execute(restore)
 
 
 
