@@ -257,6 +257,7 @@ class FeatureStore:
                                  "manifest does not record it); save it without, or build it without save_as")
         selection = resolve_features(self.repo, features, feature_service)
         columns = output_names(selection, full_feature_names)
+        h.check_unique_columns(entity_df, "entity_df")
         if self.repo.feast:  # Feast's rule: naive times are UTC (a warning); a native repo refuses them
             entity_df = h.naive_as_utc(entity_df, timestamp_column)
         dummy = entityless.needed(self, selection)
@@ -342,7 +343,8 @@ class FeatureStore:
             unique = table.manifest(meta["table_version"]).get("unique_on") == list(cv.join_keys)
             inputs.append(h.ViewInput(cv, relation, meta["table_version"], unique))
         columns = {(v, f): c for v, f, c in manifest["columns"]}
-        frame = h.retrieve(con, entity_df, inputs, columns, manifest["timestamp_column"])
+        frame = h.retrieve(con, entity_df, inputs, columns, manifest["timestamp_column"],
+                           request_order=manifest.get("format", 1) >= 2)
         frame.manifest = manifest
         return frame
 

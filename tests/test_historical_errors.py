@@ -75,6 +75,8 @@ def test_name_clash_needs_full_feature_names(store):
     (frame(event_timestamp=[1.5, 2.5]), "entity_df column 'event_timestamp' has type float64, not a timezone-aware "
      "timestamp"),
     (frame(last_tag=[1, 2]), "entity_df already has column(s) ['last_tag'] that the features would produce"),
+    (pd.concat([frame(), frame()[["user_id", "event_timestamp"]]], axis=1),  # was pandas' AttributeError
+     "entity_df has more than one column named 'user_id', 'event_timestamp'"),
 ])
 def test_entity_df_errors(store, entity_df, message):
     with pytest.raises(RequestError) as info:

@@ -119,3 +119,46 @@ def test_views_may_be_one_name_and_a_name_twice_counts_once(store):
     assert [r.view for r in results] == ["account_stats", "region_stats"]
     assert store.offline.table("account_stats").version == before + 2
     assert [r.view for r in store.materialize(views="region_stats")] == ["region_stats"]
+
+
+def test_feature_columns_come_in_request_order_offline_as_online(store, tmp_path):
+    """docs/coming-from-feast.md "Column order": by view in the order of first reference, the request's order
+    within a view, in get_historical_features (pandas and Arrow) and get_online_features alike. Offline used
+    to give a view's features in its definition order (latest features first), whatever was asked. A training
+    set saved before (manifest format 1) still re-creates its own order, byte for byte."""
+    import json
+
+    from featurestore.sdk import training_sets
+
+    refs = [f"account_stats:{f}" for f in ("n_1m", "qty_sum_1m", "qty_max", "amount_sum_1h", "amount_mean_30s",
+                                           "last_tag_1h", "tags_ever", "last_seen", "echo_account")]
+    refs += [f"region_stats:{f}" for f in ("pair_n_10m", "pair_qty_sum", "pair_tag", "pair_qty")]
+    rng = random.Random(11)
+    row = next(r for lookup in logrepo.random_lookups(4, store.events, n=15) for r in lookup["rows"]
+               if r["account_id"] is not None and r["region"] is not None)
+    q = pd.Timestamp("2026-01-02T00:00:00Z")
+    entity_df = pd.DataFrame({"account_id": pd.array([row["account_id"]], dtype="Int64"), "region": [row["region"]],
+                              "event_timestamp": [q]})
+    for _ in range(6):
+        asked = rng.sample(refs, rng.randint(2, len(refs)))
+        views = list(dict.fromkeys(r.split(":")[0] for r in asked))
+        want = [r.split(":")[1] for v in views for r in asked if r.startswith(v + ":")]
+        offline = store.get_historical_features(entity_df, features=asked)
+        assert list(offline.columns) == ["account_id", "region", "event_timestamp", *want]
+        assert offline.to_arrow().column_names == ["account_id", "region", "event_timestamp", *want]
+        online = store.get_online_features([{"account_id": row["account_id"], "region": row["region"]}],
+                                           features=asked, request_time=q)
+        assert [c for c in online.to_dict() if c not in ("account_id", "region")] == want
+    # a set saved in the view's order (format 1) re-creates in that order
+    asked = ["account_stats:echo_account", "account_stats:n_1m", "account_stats:last_seen"]
+    name = f"order_{rng.randrange(10**9)}"
+    saved = store.get_historical_features(entity_df, features=asked, save_as=name)
+    folder = training_sets.training_set_dir(store._offline_root, name)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == 2 and list(saved.columns)[3:] == ["echo_account", "n_1m", "last_seen"]
+    assert store.recreate_training_set(name).to_arrow().equals(saved.to_arrow())
+    manifest["format"] = 1
+    training_sets.write_manifest(folder, manifest)
+    old = store.recreate_training_set(name).to_arrow()
+    assert old.column_names[3:] == ["last_seen", "echo_account", "n_1m"]  # the view's order: latest features first
+    assert old.equals(saved.to_arrow().select(old.column_names))

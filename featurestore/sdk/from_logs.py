@@ -35,7 +35,7 @@ import pyarrow as pa
 from featurestore import dtypes
 from featurestore import serving_log as sl
 from featurestore.errors import RequestError
-from featurestore.sdk.historical import DEFAULT_TS, pick_timestamp_column, request_times_ms
+from featurestore.sdk.historical import DEFAULT_TS, check_unique_columns, pick_timestamp_column, request_times_ms
 from featurestore.sdk.json_values import decode_list
 
 FILL_TIME = "_fill_time"
@@ -58,6 +58,7 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
     name = getattr(feature_service, "name", feature_service)
     if not isinstance(labels_df, pd.DataFrame) or labels_df.empty:
         raise RequestError("labels_df must be a non-empty pandas DataFrame")
+    check_unique_columns(labels_df, "labels_df")
     selection = resolve_features(store.repo, feature_service=name)
     types = sl.key_types(store, selection)
     keys = list(types)

@@ -100,6 +100,13 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
     raise RequestError(message)
 
 
+def check_unique_columns(frame, what: str) -> None:
+    """A frame naming one column twice is refused in one line (pandas would hand each a frame, not a column)."""
+    if isinstance(frame, pd.DataFrame) and frame.columns.has_duplicates:
+        twice = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))
+        raise RequestError(f"{what} has more than one column named {', '.join(repr(c) for c in twice)}")
+
+
 def naive_as_utc(entity_df, timestamp_column: Optional[str]):
     """Feast's rule for a Feast repo's entity frame: a timezone-naive timestamp column is UTC. Returns the frame
     (a copy with the column made UTC, and a one-line warning, when it was naive; else ``entity_df`` itself)."""
@@ -215,8 +222,11 @@ def retrieve(
     columns: Dict[tuple, str],
     ts_col: str,
     created_filter: bool = False,
+    request_order: bool = True,
 ) -> TrainingFrame:
-    """Run the point-in-time queries and assemble the frame (entity columns untouched, in order).
+    """Run the point-in-time queries and assemble the frame (entity columns untouched, in order), each view's
+    features in the order of ``columns`` (the request's; ``request_order=False``: the view's definition order, as
+    training sets saved before manifest format 2 hold them).
     ``created_filter``: Feast's ``filter_by_created_timestamp=True`` (:func:`created_column`)."""
     q_ms = request_times_ms(entity_df, ts_col)
     keys = sorted({k for vi in inputs for k in vi.compiled.join_keys})
@@ -260,7 +270,8 @@ def retrieve(
         table = table.take(order)
         if table.num_rows != n:  # pragma: no cover - one output row per request by construction
             raise AssertionError(f"view {vi.compiled.name}: {table.num_rows} rows for {n} requests")
-        for feat in vi.compiled.feature_dtypes:
+        feats = [f for v, f in columns if v == vi.compiled.name] if request_order else vi.compiled.feature_dtypes
+        for feat in feats:
             out_cols.append(table[f"{vi.compiled.name}::{feat}"])
             out_names.append(columns[(vi.compiled.name, feat)])
     arrow_features = pa.table(out_cols, names=out_names) if out_cols else pa.table({})
@@ -272,9 +283,9 @@ def retrieve(
         entity_arrow = entity_arrow.append_column(name, col)
     frame._arrow = entity_arrow  # JSON values stay their text in Arrow; pandas gets the Python values
     decode_frame(frame, [columns[(vi.compiled.name, f)] for vi in inputs
-                         for f, d in vi.compiled.feature_dtypes.items() if d == JSON])
+                         for f, d in vi.compiled.feature_dtypes.items() if d == JSON])  # by name: any order
     return frame
 
 
 __all__ = ["TrainingFrame", "retrieve", "request_times_ms", "pick_timestamp_column", "check_entity_df", "ViewInput",
-           "Union", "naive_as_utc"]
+           "Union", "naive_as_utc", "check_unique_columns"]

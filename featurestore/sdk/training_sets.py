@@ -27,7 +27,7 @@ from featurestore.compiler.ir import AggSpec, CompiledView, LatestSpec
 from featurestore.errors import FeatureStoreError, RequestError
 from featurestore.stores.object_store import is_remote
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: each view's features in request order (1: in the view's definition order)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
