@@ -156,6 +156,8 @@ def main() -> None:
             print(f"| {name}{' (this)' if name == head else ''} | {i + 1} | {r['cpu_mean_ms']:.2f} ms | "
                   f"{r['cpu_p50_ms']:.2f} ms | {r['cpu_p99_ms']:.2f} ms | {r.get('redis_cpu_ms', float('nan')):.2f} ms | "
                   f"{r['wall_p50_ms']:.2f} ms | {r['wall_p99_ms']:.2f} ms |")
+    if not args.runs:  # (--check alone)
+        return
     best = {k: min(r["cpu_mean_ms"] for r in v) for k, v in res.items()}
     print(f"\nBest-run CPU mean: {head} {best[head]:.2f} ms, {base} {best[base]:.2f} ms "
           f"({best[base] / best[head]:.2f}x less CPU per lookup).")

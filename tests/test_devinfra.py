@@ -148,3 +148,14 @@ def test_infra_status_in_a_clone_names_the_redis_infra_up_sh_started(monkeypatch
     line = next(x for x in res.output.splitlines() if x.startswith("redis"))
     pid = services.service("redis").status()
     assert pid and line.endswith(f"127.0.0.1:{port} (featurestore infra, pid {pid}, data in {INFRA / '.run' / 'redis'})"), line
+
+
+def test_dev_redis_listens_on_a_unix_socket_only_where_its_path_fits(tmp_path):
+    """The dev Redis's config names a unix socket in its state folder, unless that path is too long for a
+    socket address (Redis would cut it short and listen elsewhere): then TCP alone."""
+    from featurestore.devinfra.services import Redis
+
+    short = Redis(6390, env={"FEATURESTORE_INFRA_RUN_DIR": str(tmp_path)})
+    assert short._unixsocket() == f'unixsocket "{tmp_path / "redis" / "redis.sock"}"\nunixsocketperm 700\n'
+    deep = Redis(6390, env={"FEATURESTORE_INFRA_RUN_DIR": str(tmp_path / ("d" * 100))})
+    assert deep._unixsocket() == ""

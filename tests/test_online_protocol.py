@@ -146,3 +146,31 @@ def test_a_dense_entity_reply_holds_each_raw_event_once(make_store, monkeypatch)
     members = store.online_store().client.zrangebyscore(base + ":r", "-inf", q.value // 1_000_000 - 1)
     assert len(members) > 20
     assert [m for m in members if reply.count(m) != 1] == []
+
+
+def test_a_unix_socket_url_answers_as_tcp(make_store, redis_client):
+    """``online_store.redis_url: unix:///path/redis.sock`` (a Redis on the same machine: no TCP in a
+    lookup's round trips) reads the same keys to the same values, statuses and refusals, and logs."""
+    import dataclasses
+
+    from featurestore import FeatureStore
+
+    sock = redis_client.config_get("unixsocket").get("unixsocket")
+    if not sock:
+        pytest.skip("this Redis listens on no unix socket (infra/redis.sh starts one that does)")
+    tcp = make_store()
+    write_events(tcp.repo_path, random_events(11))
+    tcp.materialize()
+    unix = FeatureStore(tcp.repo_path, config=dataclasses.replace(tcp.config, redis_url=f"unix://{sock}?db=0"))
+    rows = [{"user_id": f"u{i}", "shop": i % 3} for i in range(6)] + [{"user_id": "nobody", "shop": 0}]
+    for dt in ("-1h", "30s", "2min", "7min", "3d"):
+        q = BASE + pd.Timedelta(dt)
+        a = tcp.get_online_features(rows, feature_service="everything", request_time=q)
+        b = unix.get_online_features(rows, feature_service="everything", request_time=q)
+        assert repr((a.to_dict(), a.statuses(), a.event_times, a.refusals)) == \
+            repr((b.to_dict(), b.statuses(), b.event_times, b.refusals)), dt
+    logged = unix.get_online_features(rows[:2], feature_service="everything", request_time=q, log=True)
+    assert logged.request_id
+    stream = [k for k in redis_client.scan_iter(match=f"fs:{tcp.config.project}:_log:*")]
+    assert stream and any(logged.request_id.encode() in repr(e).encode()
+                          for s in stream for e in redis_client.xrange(s))

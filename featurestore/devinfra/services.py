@@ -188,6 +188,7 @@ class Redis:
                 f"bind {HOST}\nport {self.port}\nprotected-mode yes\ndaemonize yes\n"
                 f'pidfile "{self.pidfile}"\nlogfile "{self.logfile}"\ndir "{self.dir}"\n'
                 "dbfilename dump.rdb\nsave 300 100\n"
+                + self._unixsocket() +
                 "# Serving logs (log-and-wait) must survive a Redis restart: append-only file, fsync every second.\n"
                 "appendonly yes\nappendfsync everysec\ndatabases 16\n")
             out = subprocess.run([exe, str(conf)], capture_output=True, text=True, timeout=60)
@@ -209,6 +210,14 @@ class Redis:
             time.sleep(0.1)
         raise InfraError(f"redis did not answer PING on {HOST}:{self.port} within {START_TIMEOUT_S}s: "
                          f"{_tail(self.logfile)}")
+
+    def _unixsocket(self) -> str:
+        """Config lines for a unix socket beside TCP (``unix://<state dir>/redis.sock``: a lookup's round trips
+        skip TCP), none when its path exceeds a socket address (~107 bytes: Redis would cut it short)."""
+        sock = str(self.dir / "redis.sock")
+        if len(sock.encode()) > 100:
+            return ""
+        return f'unixsocket "{sock}"\nunixsocketperm 700\n'
 
     def stop(self) -> str:
         return "redis: stopped" if _stop(self.pidfile, self.pattern, 15) is not None else "redis: not running"
