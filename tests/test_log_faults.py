@@ -5,8 +5,8 @@ logged lookup is in the offline log table exactly once (one row per served row),
 ``training_set_from_logs`` give each request id's last served vector value for value, labels of requests
 never logged are filled by the point-in-time join and flagged, and ``verify`` finds zero skew.
 
-Redis is a private ``redis-server`` (AOF, ``appendfsync everysec``, as ``infra/`` runs it) on its own port,
-so killing it disturbs no other test."""
+Logged to Redis Streams and to Kafka. Redis is a private ``redis-server`` (AOF, ``appendfsync everysec``, as
+``infra/`` runs it) on its own port, so killing it disturbs no other test."""
 
 import random
 import signal
@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from featurestore import serving_log
+from featurestore.store import FeatureStore
 from tests.compare import _py, same_value
 from tests.randomrepo import BASE
 from tests.test_log_shipping import worker
@@ -29,7 +30,8 @@ pytestmark = [pytest.mark.redis]
 
 SERVICE = "logged_model"
 USERS = ["u0", "u1", "u2", "u3", "nobody"]
-CRASH_POINTS = ["after_read", "before_commit", "after_commit", "after_trim"]
+CRASH_POINTS = ["after_read", "before_commit", "after_commit", "after_trim"]  # tests/ship_worker.py
+KAFKA_CRASH_POINTS = ["before_commit", "after_commit"]  # a Kafka ship reads no stream and trims nothing
 
 
 class PrivateRedis:
@@ -79,9 +81,19 @@ def private_redis(tmp_path, monkeypatch):
     server.stop()
 
 
-@pytest.fixture
-def store(private_redis, materialized_store):
-    return materialized_store(41, events=150)
+@pytest.fixture(params=["redis", "kafka"])
+def store(request, private_redis, materialized_store):
+    """The random repo; its logged service logs to Redis Streams, or (param ``kafka``) to its Kafka topic."""
+    fs = materialized_store(41, events=150)
+    if request.param == "redis":
+        return fs
+    request.applymarker(pytest.mark.kafka)
+    defs = fs.repo_path / "definitions" / "features.py"
+    text = defs.read_text()
+    assert text.count("LoggingConfig(enabled=True, sample_rate=1.0)") == 1
+    defs.write_text(text.replace("LoggingConfig(enabled=True, sample_rate=1.0)",
+                                 'LoggingConfig(enabled=True, sample_rate=1.0, destination="kafka")'))
+    return FeatureStore(fs.repo_path)
 
 
 def lookup(fs, rng, served, log, http):
@@ -129,6 +141,8 @@ def test_random_faults_lose_and_duplicate_nothing(store, private_redis, seed):
     rng = random.Random(seed)
     served, log, kills = {}, [], Counter()
     http = TestClient(create_app(store))
+    kafka = store.repo.services[SERVICE].logging.destination == "kafka"
+    points = KAFKA_CRASH_POINTS if kafka else CRASH_POINTS
     for _ in range(60):
         op = rng.choices(["lookup", "ship", "crash_shipper", "crash_redis"], [10, 2, 2, 1])[0]
         if op == "lookup" or not log:
@@ -136,7 +150,7 @@ def test_random_faults_lose_and_duplicate_nothing(store, private_redis, seed):
         elif op == "ship":
             store.ship_logs()
         elif op == "crash_shipper":
-            point = rng.choice(CRASH_POINTS)
+            point = rng.choice(points)
             proc = worker(store, "crash", point, rng.choice([1, 2, 5, 10_000]))
             _, err = proc.communicate(timeout=120)
             # exit 3: nothing was left to ship (the point was never reached); anything else is a failure
