@@ -333,6 +333,15 @@ def test_a_feature_that_joined_the_service_later_is_filled_and_flagged_in_older_
         assert _exact(got[c].iloc[:old].tolist(), before[c].tolist()), c
     for c in feature_columns(changed):
         assert _exact(got[c].iloc[old:].tolist(), after[c].tolist()), c
+    # Labels without join keys (matched by request id alone) are filled at the served row's keys.
+    single = before[before.groupby("request_id")["user_id"].transform("size") == 1]
+    assert len(single)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_id = changed.training_set_from_logs(single[["request_id", "label"]], "logged_model")
+    assert not by_id["_from_log"].any()
+    want = expected["first_tag"].iloc[list(single.index)].tolist()
+    assert by_id["first_tag"].tolist() == want
 
 
 def _exact(got, want):
