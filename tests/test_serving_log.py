@@ -11,7 +11,7 @@ import pytest
 
 from featurestore import serving_log
 from featurestore.store import FeatureStore
-from tests.compare import _py, assert_features_equal, is_null
+from tests.compare import _py, assert_features_equal, is_null, same_value
 from tests.randomrepo import BASE
 
 pytestmark = [pytest.mark.redis]
@@ -303,3 +303,48 @@ def test_a_logged_record_reads_back_the_served_values_exactly(seed):
                zip(got[c], [plain(v) for v in col])), got
     if request is not None:
         assert [plain(r["r"]) for r in doc["request_data"]] == [plain(v) for v in request["r"]]
+
+
+def test_a_feature_that_joined_the_service_later_is_filled_and_flagged_in_older_logged_rows(store):
+    """A lookup logged before the service gained a feature served no value for it. Its training-set row gave
+    that feature None with ``_from_log=True``: a silent null passed off as served (verify already counts it
+    as stale). Now the unserved feature is filled by the point-in-time join at the logged request's time and
+    the row is flagged (``_from_log=False``); its served features keep their served values, and rows logged
+    after the change are exactly what they served."""
+    before = serve_traffic(store, n=12, seed=31)
+    defs = store.repo_path / "definitions" / "features.py"
+    text = defs.read_text()
+    assert text.count('"qty_stats:tags_1m"') == 1
+    defs.write_text(text.replace('"qty_stats:tags_1m"', '"qty_stats:tags_1m", "qty_stats:first_tag"'))
+    changed = FeatureStore(store.repo_path)
+    after = serve_traffic(changed, n=8, seed=32)
+    labels = pd.concat([before, after], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # two definition versions: reported, checked elsewhere
+        got = changed.training_set_from_logs(labels[["request_id", "user_id", "label"]], "logged_model")
+    old = len(before)
+    assert not got["_from_log"].iloc[:old].any() and got["_from_log"].iloc[old:].all()
+    assert got["_definitions"].notna().all()  # every row still names the log it came from
+    expected = changed.get_historical_features(
+        labels[["user_id", "event_timestamp"]].iloc[:old], features=["qty_stats:first_tag"]).to_df()
+    assert got["first_tag"].iloc[:old].tolist() == expected["first_tag"].tolist()
+    assert any(v is not None for v in expected["first_tag"])  # the fill is not vacuously null
+    for c in feature_columns(store):  # the features those rows did serve come back exactly as served
+        assert _exact(got[c].iloc[:old].tolist(), before[c].tolist()), c
+    for c in feature_columns(changed):
+        assert _exact(got[c].iloc[old:].tolist(), after[c].tolist()), c
+    # Labels without join keys (matched by request id alone) are filled at the served row's keys.
+    single = before[before.groupby("request_id")["user_id"].transform("size") == 1]
+    assert len(single)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_id = changed.training_set_from_logs(single[["request_id", "label"]], "logged_model")
+    assert not by_id["_from_log"].any()
+    want = expected["first_tag"].iloc[list(single.index)].tolist()
+    assert by_id["first_tag"].tolist() == want
+
+
+def _exact(got, want):
+    """Value for value equal, with no tolerance (nulls of any kind equal; the frames built from served dicts
+    turn int columns holding nulls into float)."""
+    return len(got) == len(want) and all(same_value(_py(a), _py(b), rel=0.0, abs_tol=0.0) for a, b in zip(got, want))

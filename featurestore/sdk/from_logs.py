@@ -18,6 +18,9 @@ The join rule (also in docs/log-and-wait.md):
   (``get_historical_features``) at the label's timestamp, or, when the labels have no timestamp
   column, at the time of the logged request it names; its ``_from_log`` is False. A label that can be
   neither matched nor filled is an error naming the row.
+* **Features a logged row did not serve** (they joined the service after the lookup was logged) are filled by
+  the point-in-time join at that request's time and keys; the row keeps its served values for the others and
+  gets ``_from_log`` False (it is not the whole served vector), never a null passed off as served.
 
 Values are exact: served values come back as logged (JSON, decoded to each feature's type), filled
 ones through Arrow (never through pandas' float64); join keys are compared in their declared types.
@@ -47,8 +50,8 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
 
     Returns ``labels_df`` (index reset) plus one column per feature of the service (exact Python
     values; named ``view__feature`` with ``full_feature_names``, as ``get_historical_features`` names them,
-    whichever names the logged lookups asked for), ``_from_log`` (True: the served values; False: filled by
-    the point-in-time join) and ``_definitions`` (the served row's view fingerprints). Rows logged under
+    whichever names the logged lookups asked for), ``_from_log`` (True: every value is the served one; False:
+    filled by the point-in-time join, wholly or, for features the logged row did not serve, in part) and ``_definitions`` (the served row's view fingerprints). Rows logged under
     several definition versions are reported (a warning and ``attrs["definition_versions"]``), never merged silently.
 
     >>> fs.training_set_from_logs(pd.DataFrame({"request_id": [rid], "label": [1]}), "fraud")  # doctest: +SKIP
@@ -97,6 +100,7 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
     values: Dict[str, List[Any]] = {c: [None] * len(labels) for c in columns}
     defs: List[Optional[str]] = [None] * len(labels)
     fingerprints = logs["fingerprints"].tolist()
+    unserved: Dict[Tuple[str, ...], List[Tuple[int, int]]] = {}  # columns a served row lacks -> (label, log row)
     for r, i in enumerate(matched):
         if i is None:
             continue
@@ -104,20 +108,27 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
         for c in columns:
             values[c][r] = served.get(c)
         defs[r] = fingerprints[i]
+        lacking = tuple(c for c in columns if c not in served)
+        if lacking:  # logged before these features joined the service: it served no value for them
+            unserved.setdefault(lacking, []).append((r, i))
+    for lacking, pairs in unserved.items():
+        filled = _fill_unserved(store, lacking, pairs, served_columns, labels, logs, log_keys, times, types,
+                                full_feature_names)
+        for c in lacking:
+            for (r, _), v in zip(pairs, _decoded(filled.column(c).to_pylist(), by_column[c])):
+                values[c][r] = v
     missing = [r for r, i in enumerate(matched) if i is None]
     if missing:
         request_time = dict(zip(request_ids, times))  # one time per request
         filled = _fill(store, name, labels, missing, label_keys, types, ts_col, request_time, by_id,
                        full_feature_names)
         for c in columns:
-            filled_values = filled.column(c).to_pylist()
-            if by_column[c] == dtypes.JSON:  # the Arrow table holds the text; served values are decoded
-                filled_values = decode_list(filled_values)
-            for r, v in zip(missing, filled_values):
+            for r, v in zip(missing, _decoded(filled.column(c).to_pylist(), by_column[c])):
                 values[c][r] = v
 
     added = {c: pd.Series(values[c], dtype=object) for c in columns}
-    added["_from_log"] = pd.Series([i is not None for i in matched], dtype=bool)
+    partly = {r for pairs in unserved.values() for r, _ in pairs}
+    added["_from_log"] = pd.Series([i is not None and r not in partly for r, i in enumerate(matched)], dtype=bool)
     added["_definitions"] = pd.Series(defs, dtype=object)
     # One concat, not a column at a time (pandas warns of a fragmented frame beyond 100 inserts).
     out = pd.concat([labels.drop(columns=[c for c in added if c in labels.columns]), pd.DataFrame(added)], axis=1)
@@ -220,6 +231,39 @@ def _fill(store, name: str, labels: pd.DataFrame, missing: List[int], label_keys
                                f"of '{name}' read it)")
         frame[col] = labels[col].iloc[missing].reset_index(drop=True)
     return store.get_historical_features(frame, feature_service=name, timestamp_column=FILL_TIME,
+                                         full_feature_names=full_feature_names).to_arrow()
+
+
+def _decoded(filled_values: List[Any], dtype: str) -> List[Any]:
+    """Point-in-time values as the training set holds them: a JSON feature's stored text decoded, as served."""
+    return decode_list(filled_values) if dtype == dtypes.JSON else filled_values
+
+
+def _fill_unserved(store, lacking: Tuple[str, ...], pairs: List[Tuple[int, int]], served_columns: Dict[str, tuple],
+                   labels: pd.DataFrame, logs: pd.DataFrame, log_keys: List[tuple], times: List[int],
+                   types: Dict[str, str], full_feature_names: bool) -> pa.Table:
+    """The ``lacking`` features of logged rows that did not serve them (they joined the service later), by the
+    point-in-time join at each row's logged request time and served keys. Request columns they read come from
+    ``labels_df``, else from the row's logged request data."""
+    cols = {k: pa.array([log_keys[i][j] for _, i in pairs], type=dtypes.arrow_type(t))
+            for j, (k, t) in enumerate(types.items())}
+    frame = sl.exact_pandas(pa.table(cols))
+    frame[FILL_TIME] = pd.to_datetime(pd.Series([times[i] for _, i in pairs], dtype="int64"), unit="ms", utc=True)
+    from featurestore.sdk.refs import resolve_features
+
+    refs = [f"{served_columns[c][0]}:{served_columns[c][1]}" for c in lacking]
+    request_cols = sl.request_types(store, resolve_features(store.repo, features=refs))
+    if request_cols:
+        logged = sl.decode_request_data(logs.iloc[[i for _, i in pairs]], request_cols, "serving logs")
+        for col in request_cols:
+            if col in labels.columns:
+                frame[col] = labels[col].iloc[[r for r, _ in pairs]].reset_index(drop=True)
+            elif logged.column(col).null_count < len(pairs):
+                frame[col] = logged.column(col).to_pandas()
+            else:
+                raise RequestError(f"labels_df row {pairs[0][0]}: its logged row did not serve {list(lacking)}; "
+                                   f"filling them by the point-in-time join needs request column '{col}' in labels_df")
+    return store.get_historical_features(frame, features=refs, timestamp_column=FILL_TIME,
                                          full_feature_names=full_feature_names).to_arrow()
 
 
