@@ -36,21 +36,16 @@ def measure(fs, features, service, batches, qs, client) -> dict:
     phase = {"read": [], "xadd": []}
     exchange, write = online._exchange, serving_log.write
 
-    def timed_exchange(*a):
-        t = time.perf_counter()
-        try:
-            return exchange(*a)
-        finally:
-            phase["read"].append(time.perf_counter() - t)
+    def timed(fn, key):
+        def call(*a):
+            t = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                phase[key].append(time.perf_counter() - t)
+        return call
 
-    def timed_write(*a):
-        t = time.perf_counter()
-        try:
-            return write(*a)
-        finally:
-            phase["xadd"].append(time.perf_counter() - t)
-
-    online._exchange, serving_log.write = timed_exchange, timed_write
+    online._exchange, serving_log.write = timed(exchange, "read"), timed(write, "xadd")
     try:
         for i in range(20):
             fs.get_online_features(batches[i], features=features, feature_service=service, request_time=qs[i])

@@ -305,6 +305,15 @@ def test_a_logged_record_reads_back_the_served_values_exactly(seed):
         assert [plain(r["r"]) for r in doc["request_data"]] == [plain(v) for v in request["r"]]
 
 
+def with_first_tag_served(store) -> FeatureStore:
+    """The store after ``logged_model`` gained the feature ``qty_stats:first_tag`` (its definitions edited)."""
+    defs = store.repo_path / "definitions" / "features.py"
+    text = defs.read_text()
+    assert text.count('"qty_stats:tags_1m"') == 1
+    defs.write_text(text.replace('"qty_stats:tags_1m"', '"qty_stats:tags_1m", "qty_stats:first_tag"'))
+    return FeatureStore(store.repo_path)
+
+
 def test_a_feature_that_joined_the_service_later_is_filled_and_flagged_in_older_logged_rows(store):
     """A lookup logged before the service gained a feature served no value for it. Its training-set row gave
     that feature None with ``_from_log=True``: a silent null passed off as served (verify already counts it
@@ -312,11 +321,7 @@ def test_a_feature_that_joined_the_service_later_is_filled_and_flagged_in_older_
     the row is flagged (``_from_log=False``); its served features keep their served values, and rows logged
     after the change are exactly what they served."""
     before = serve_traffic(store, n=12, seed=31)
-    defs = store.repo_path / "definitions" / "features.py"
-    text = defs.read_text()
-    assert text.count('"qty_stats:tags_1m"') == 1
-    defs.write_text(text.replace('"qty_stats:tags_1m"', '"qty_stats:tags_1m", "qty_stats:first_tag"'))
-    changed = FeatureStore(store.repo_path)
+    changed = with_first_tag_served(store)
     after = serve_traffic(changed, n=8, seed=32)
     labels = pd.concat([before, after], ignore_index=True)
     with warnings.catch_warnings():

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featurestore.cli import app
-from tests.test_serving_log import serve_traffic
+from tests.test_serving_log import serve_traffic, with_first_tag_served
 
 pytestmark = [pytest.mark.redis]
 
@@ -140,14 +140,8 @@ def test_a_feature_added_to_the_service_later_is_stale_in_older_rows_not_missing
     """The service gains a feature after some lookups were logged: those rows served no value for it, and
     verify counted each as "missing" (a gate failing on clean traffic). Now they are stale for that feature
     (not in its rates); every other row and feature is checked exactly, and clean traffic stays clean."""
-    from featurestore.store import FeatureStore
-
     before = serve_traffic(store, n=30, seed=5)
-    defs = store.repo_path / "definitions" / "features.py"
-    text = defs.read_text()
-    assert text.count('"qty_stats:tags_1m"') == 1
-    defs.write_text(text.replace('"qty_stats:tags_1m"', '"qty_stats:tags_1m", "qty_stats:first_tag"'))
-    changed = FeatureStore(store.repo_path)
+    changed = with_first_tag_served(store)
     after = serve_traffic(changed, n=20, seed=6)
     report = changed.verify("logged_model")
     assert report.rows == len(before) + len(after)
