@@ -71,7 +71,8 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
                 f"df['{column}'] = df['{column}'].dt.tz_localize('UTC')"
             )
         if col.isna().any():
-            raise RequestError(f"entity_df column '{column}' has a null timestamp at row {int(col.isna().idxmax())}")
+            row = int(col.isna().to_numpy().argmax())  # the position, as every entity_df error names rows
+            raise RequestError(f"entity_df column '{column}' has a null timestamp at row {row}")
         ns = col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64")
         return ns // 1_000_000
     if col.dtype == object:
