@@ -262,3 +262,15 @@ def test_a_labels_frame_mistake_names_labels_df(served, labels, kwargs, message)
     with pytest.raises(RequestError) as info:
         store.training_set_from_logs(labels, "logged_model", **kwargs)
     assert str(info.value) == message
+
+
+def test_a_null_time_of_a_label_filled_by_the_join_names_its_own_row(served):
+    """Labels matched by request id need no time; the rest are filled by the point-in-time join, whose null time
+    named its position among those rows ('row 0'), not in labels_df."""
+    store, _, _ = served
+    logged = store.get_online_features([{"user_id": "u0"}], feature_service="logged_model", request_time=Q, log=True)
+    labels = pd.DataFrame({"request_id": [logged.request_id, "never"], "user_id": ["u0", "u1"],
+                           "event_timestamp": [Q, pd.NaT], "label": [1, 0]})
+    with pytest.raises(RequestError) as info:
+        store.training_set_from_logs(labels, "logged_model")
+    assert str(info.value) == "labels_df column 'event_timestamp' has a null timestamp at row 1"

@@ -197,7 +197,7 @@ def _fill(store, name: str, labels: pd.DataFrame, missing: List[int], label_keys
         raise RequestError(f"labels_df row {r}: request_id {labels['request_id'].iloc[r]!r} has no logged row to "
                            f"match and labels_df has no join key columns to fill it by the point-in-time join")
     if ts_col is not None:
-        q = request_times_ms(labels.iloc[missing], ts_col, "labels_df").tolist()
+        q = request_times_ms(labels.iloc[missing], ts_col, "labels_df", missing).tolist()
     else:
         q = []
         for r in missing:

@@ -61,10 +61,13 @@ class TrainingFrame(pd.DataFrame):
         return arrow if arrow is not None else pa.Table.from_pandas(pd.DataFrame(self), preserve_index=False)
 
 
-def request_times_ms(entity_df: pd.DataFrame, column: str, what: str = "entity_df") -> pd.Series:
+def request_times_ms(entity_df: pd.DataFrame, column: str, what: str = "entity_df",
+                     rows: Optional[Sequence[int]] = None) -> pd.Series:
     """Epoch ms of each row's timestamp (floored), with clear errors for naive or mixed time zones (naming the
-    frame as ``what``: ``entity_df``, ``labels_df``)."""
+    frame as ``what``: ``entity_df``, ``labels_df``; ``rows``: the positions in the caller's frame of
+    ``entity_df``'s rows when it is a subset of it, so an error names the caller's row)."""
     col = entity_df[column]
+    position = (lambda i: i) if rows is None else (lambda i: int(rows[i]))
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         if getattr(col.dt, "tz", None) is None:
             raise RequestError(
@@ -72,7 +75,7 @@ def request_times_ms(entity_df: pd.DataFrame, column: str, what: str = "entity_d
                 f"df['{column}'] = df['{column}'].dt.tz_localize('UTC')"
             )
         if col.isna().any():
-            row = int(col.isna().to_numpy().argmax())  # the position, as every entity_df error names rows
+            row = position(int(col.isna().to_numpy().argmax()))  # a position, as every entity_df error names rows
             raise RequestError(f"{what} column '{column}' has a null timestamp at row {row}")
         ns = col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64")
         return ns // 1_000_000
@@ -82,7 +85,7 @@ def request_times_ms(entity_df: pd.DataFrame, column: str, what: str = "entity_d
         if any(getattr(v, "tzinfo", None) is None for v in col):
             bad = next(i for i, v in enumerate(col) if getattr(v, "tzinfo", None) is None)
             raise RequestError(
-                f"{what} column '{column}' row {bad}: {col.iloc[bad]!r} is not a timezone-aware timestamp"
+                f"{what} column '{column}' row {position(bad)}: {col.iloc[bad]!r} is not a timezone-aware timestamp"
             )
         if len(tzs) > 1 or len(kinds) > 1:
             raise RequestError(f"{what} column '{column}' mixes value types {sorted(kinds)}")
