@@ -245,3 +245,32 @@ def test_times_beyond_pandas_nanoseconds_are_exact_bounds_and_request_times(serv
     for when, want in ((far["event_timestamp"][0], offline.column("events_all")[0].as_py()), ("0001-01-01T00:00:00Z", 0)):
         got = store.get_online_features([{"user_id": "u0"}], features=["amount_stats:events_all"], request_time=when)
         assert got.to_dict()["events_all"] == [want], when
+
+
+@pytest.mark.parametrize("labels,kwargs,message", [
+    # was "entity_df column ...": training_set_from_logs names its own frame, as for its join keys
+    (pd.DataFrame({"user_id": ["u0", "u1"], "event_timestamp": [Q, pd.NaT], "label": [1, 0]}, index=["a", "b"]), {},
+     "labels_df column 'event_timestamp' has a null timestamp at row 1"),
+    (pd.DataFrame({"user_id": ["u0"], "event_timestamp": [Q.tz_localize(None)], "label": [1]}), {},
+     "labels_df column 'event_timestamp' is timezone-naive; times are UTC: use "
+     "df['event_timestamp'] = df['event_timestamp'].dt.tz_localize('UTC')"),
+    (pd.DataFrame({"user_id": ["u0"], "event_timestamp": [Q], "label": [1]}), {"timestamp_column": "when"},
+     "labels_df has no timestamp column 'when'"),
+])
+def test_a_labels_frame_mistake_names_labels_df(served, labels, kwargs, message):
+    store, _, _ = served
+    with pytest.raises(RequestError) as info:
+        store.training_set_from_logs(labels, "logged_model", **kwargs)
+    assert str(info.value) == message
+
+
+def test_a_null_time_of_a_label_filled_by_the_join_names_its_own_row(served):
+    """Labels matched by request id need no time; the rest are filled by the point-in-time join, whose null time
+    named its position among those rows ('row 0'), not in labels_df."""
+    store, _, _ = served
+    logged = store.get_online_features([{"user_id": "u0"}], feature_service="logged_model", request_time=Q, log=True)
+    labels = pd.DataFrame({"request_id": [logged.request_id, "never"], "user_id": ["u0", "u1"],
+                           "event_timestamp": [Q, pd.NaT], "label": [1, 0]})
+    with pytest.raises(RequestError) as info:
+        store.training_set_from_logs(labels, "logged_model")
+    assert str(info.value) == "labels_df column 'event_timestamp' has a null timestamp at row 1"

@@ -75,6 +75,12 @@ def test_name_clash_needs_full_feature_names(store):
     (frame(event_timestamp=[1.5, 2.5]), "entity_df column 'event_timestamp' has type float64, not a timezone-aware "
      "timestamp"),
     (frame(last_tag=[1, 2]), "entity_df already has column(s) ['last_tag'] that the features would produce"),
+    # rows are named by position, whatever the index (a labelled index gave int('b')'s ValueError, a reversed
+    # one named the label: 'row 5')
+    (frame(event_timestamp=pd.to_datetime(["2026-03-01T00:01:00Z", None], utc=True)).set_axis(["a", "b"]),
+     "entity_df column 'event_timestamp' has a null timestamp at row 1"),
+    (frame(event_timestamp=pd.to_datetime([None, "2026-03-01T00:01:00Z"], utc=True)).set_axis([5, 0]),
+     "entity_df column 'event_timestamp' has a null timestamp at row 0"),
     (pd.concat([frame(), frame()[["user_id", "event_timestamp"]]], axis=1),  # was pandas' AttributeError
      "entity_df has more than one column named 'user_id', 'event_timestamp'"),
 ])

@@ -138,7 +138,7 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
 
 def _time_column(labels: pd.DataFrame, timestamp_column: Optional[str], required: bool) -> Optional[str]:
     if timestamp_column is not None or required:
-        return pick_timestamp_column(labels, timestamp_column)
+        return pick_timestamp_column(labels, timestamp_column, "labels_df")
     if DEFAULT_TS in labels.columns:
         return DEFAULT_TS
     candidates = [c for c in labels.columns if pd.api.types.is_datetime64_any_dtype(labels[c].dtype)]
@@ -195,7 +195,7 @@ def _match_by_time(labels: pd.DataFrame, ts_col: str, label_keys: List[tuple], l
     first: Dict[Tuple[tuple, int], int] = {}
     for i, (key, ms) in enumerate(zip(log_keys, times)):
         first.setdefault((key, ms), i)
-    q_ms = request_times_ms(labels, ts_col).tolist()
+    q_ms = request_times_ms(labels, ts_col, "labels_df").tolist()
     return [first.get((key, q)) for key, q in zip(label_keys, q_ms)]
 
 
@@ -208,7 +208,7 @@ def _fill(store, name: str, labels: pd.DataFrame, missing: List[int], label_keys
         raise RequestError(f"labels_df row {r}: request_id {labels['request_id'].iloc[r]!r} has no logged row to "
                            f"match and labels_df has no join key columns to fill it by the point-in-time join")
     if ts_col is not None:
-        q = request_times_ms(labels.iloc[missing], ts_col).tolist()
+        q = request_times_ms(labels.iloc[missing], ts_col, "labels_df", missing).tolist()
     else:
         q = []
         for r in missing:

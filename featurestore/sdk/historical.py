@@ -61,17 +61,22 @@ class TrainingFrame(pd.DataFrame):
         return arrow if arrow is not None else pa.Table.from_pandas(pd.DataFrame(self), preserve_index=False)
 
 
-def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
-    """Epoch ms of each row's timestamp (floored), with clear errors for naive or mixed time zones."""
+def request_times_ms(entity_df: pd.DataFrame, column: str, what: str = "entity_df",
+                     rows: Optional[Sequence[int]] = None) -> pd.Series:
+    """Epoch ms of each row's timestamp (floored), with clear errors for naive or mixed time zones (naming the
+    frame as ``what``: ``entity_df``, ``labels_df``; ``rows``: the positions in the caller's frame of
+    ``entity_df``'s rows when it is a subset of it, so an error names the caller's row)."""
     col = entity_df[column]
+    position = (lambda i: i) if rows is None else (lambda i: int(rows[i]))
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         if getattr(col.dt, "tz", None) is None:
             raise RequestError(
-                f"entity_df column '{column}' is timezone-naive; times are UTC: use "
+                f"{what} column '{column}' is timezone-naive; times are UTC: use "
                 f"df['{column}'] = df['{column}'].dt.tz_localize('UTC')"
             )
         if col.isna().any():
-            raise RequestError(f"entity_df column '{column}' has a null timestamp at row {int(col.isna().idxmax())}")
+            row = position(int(col.isna().to_numpy().argmax()))  # a position, as every entity_df error names rows
+            raise RequestError(f"{what} column '{column}' has a null timestamp at row {row}")
         ns = col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64")
         return ns // 1_000_000
     if col.dtype == object:
@@ -80,16 +85,16 @@ def request_times_ms(entity_df: pd.DataFrame, column: str) -> pd.Series:
         if any(getattr(v, "tzinfo", None) is None for v in col):
             bad = next(i for i, v in enumerate(col) if getattr(v, "tzinfo", None) is None)
             raise RequestError(
-                f"entity_df column '{column}' row {bad}: {col.iloc[bad]!r} is not a timezone-aware timestamp"
+                f"{what} column '{column}' row {position(bad)}: {col.iloc[bad]!r} is not a timezone-aware timestamp"
             )
         if len(tzs) > 1 or len(kinds) > 1:
-            raise RequestError(f"entity_df column '{column}' mixes value types {sorted(kinds)}")
+            raise RequestError(f"{what} column '{column}' mixes value types {sorted(kinds)}")
         # Mixed time zones: convert each value to UTC explicitly.
         from featurestore.sdk.timeutil import timestamp_ms
 
         return pd.Series([timestamp_ms(pd.Timestamp(v).tz_convert("UTC")) for v in col], index=col.index,
                          dtype="int64")
-    message = f"entity_df column '{column}' has type {col.dtype}, not a timezone-aware timestamp"
+    message = f"{what} column '{column}' has type {col.dtype}, not a timezone-aware timestamp"
     if pd.api.types.is_integer_dtype(col.dtype) and col.notna().any():
         from featurestore.sdk.timeutil import probable_unit
 
@@ -138,10 +143,10 @@ def created_column(cv: CompiledView) -> Optional[str]:
     return column if dict(cv.source_columns).get(column) == TIMESTAMP else None
 
 
-def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[str]) -> str:
+def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[str], what: str = "entity_df") -> str:
     if timestamp_column is not None:
         if timestamp_column not in entity_df.columns:
-            raise RequestError(f"entity_df has no timestamp column '{timestamp_column}'")
+            raise RequestError(f"{what} has no timestamp column '{timestamp_column}'")
         return timestamp_column
     if DEFAULT_TS in entity_df.columns:
         return DEFAULT_TS
@@ -149,7 +154,7 @@ def pick_timestamp_column(entity_df: pd.DataFrame, timestamp_column: Optional[st
     if len(candidates) == 1:
         return candidates[0]
     raise RequestError(
-        f"entity_df needs a timestamp column: name it '{DEFAULT_TS}' or pass timestamp_column= "
+        f"{what} needs a timestamp column: name it '{DEFAULT_TS}' or pass timestamp_column= "
         f"(found {len(candidates)} datetime columns)"
     )
 
