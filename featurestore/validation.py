@@ -438,6 +438,26 @@ def batch_face_problems(repo: "Repo", repo_root) -> List[Problem]:
     return problems
 
 
+def partition_column_problems(repo: "Repo") -> List[Problem]:
+    """A column a view's offline table would store (its source's columns, its projections) named as the offline
+    layout's partition folders (``date=YYYY-MM-DD/``): no write of the table could take it (docs/offline-store.md),
+    so it is said at plan, once per source or view, not after a backfill's work."""
+    from featurestore.stores.offline_files import PARTITION_COLUMN
+
+    why = (f"is named like the offline store's partition folders ({PARTITION_COLUMN}=YYYY-MM-DD/), so no offline "
+           f"table can hold it; rename it")
+    problems: List[Problem] = []
+    sources = {}
+    for view in repo.views.values():
+        if view.source is not None and not problems_of(view.source) and PARTITION_COLUMN in view.source.columns:
+            sources.setdefault(id(view.source), view.source)
+        if any(name == PARTITION_COLUMN for name, _ in view.projections):
+            problems.append(_problem(repo, view, f"projection '{PARTITION_COLUMN}' {why}"))
+    for source in sources.values():
+        problems.append(_problem(repo, source, f"column '{PARTITION_COLUMN}' (read by its views) {why}"))
+    return problems
+
+
 def validate(repo: "Repo", streaming: bool = False) -> List[Problem]:
     """Every problem in the repo, in file order (``streaming``: also what the streaming job cannot run)."""
     from featurestore.request_validation import validate_request_views
@@ -458,6 +478,7 @@ def validate(repo: "Repo", streaming: bool = False) -> List[Problem]:
         if streaming and not problems_of(view) and not view_level and view.source is not None \
                 and not problems_of(view.source):
             problems.extend(streaming_problems(repo, view, bad))
+    problems.extend(partition_column_problems(repo))
     found, incomplete_request = validate_request_views(repo, broken)
     problems.extend(found)
     for service in repo.services.values():

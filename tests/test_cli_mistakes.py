@@ -61,21 +61,26 @@ def repos(tmp_path_factory):
     defs = next((not_durable / "definitions").glob("*.py"))
     defs.write_text(defs.read_text() + "\nfrom featurestore import LoggingConfig\n"
                     "fast_model = FeatureService(features=[user_activity], logging=LoggingConfig(durable=False))\n")
-    date_column = base / "date_column"  # a write that fails part-way: was a DuckDB 'open result' traceback
-    (date_column / "definitions").mkdir(parents=True)
-    (date_column / "data").mkdir()
-    (date_column / "featurestore.yaml").write_text("project: date_column\ndefinitions: definitions\n")
-    (date_column / "definitions" / "features.py").write_text(
-        "from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source\n"
-        "user = Entity(join_keys=['user_id'])\n"
-        "events = Source(schema={'user_id': 'string', 'date': 'string', 'ts': 'timestamp'}, timestamp='ts',\n"
-        "                batch=ParquetFiles('data/*.parquet'))\n"
-        "days = FeatureView(entities=[user], source=events, features=[Latest('date')])\n")
     import pandas as pd
 
-    pd.DataFrame({"user_id": ["u1"], "date": ["2026-01-01"], "ts": [pd.Timestamp("2026-01-01", tz="UTC")]}).to_parquet(
-        date_column / "data" / "events.parquet")
-    return {"a_file": base / "a_file", "good": good, "date_column": date_column, "misspelled": misspelled, "not_durable": not_durable, "bad_yaml": bad_yaml, "bad_key": bad_key, "bad_value": bad_value, "bad_defs": bad_defs,
+    small = {}
+    for name, column in (("date_column", "date"), ("table_is_a_file", "day")):
+        repo = small[name] = base / name
+        (repo / "definitions").mkdir(parents=True)
+        (repo / "data").mkdir()
+        (repo / "featurestore.yaml").write_text(f"project: {name}\ndefinitions: definitions\n")
+        (repo / "definitions" / "features.py").write_text(
+            "from featurestore import Entity, FeatureView, Latest, ParquetFiles, Source\n"
+            "user = Entity(join_keys=['user_id'])\n"
+            f"events = Source(schema={{'user_id': 'string', '{column}': 'string', 'ts': 'timestamp'}}, timestamp='ts',\n"
+            "                batch=ParquetFiles('data/*.parquet'))\n"
+            f"days = FeatureView(entities=[user], source=events, features=[Latest('{column}')])\n")
+        pd.DataFrame({"user_id": ["u1"], column: ["2026-01-01"], "ts": [pd.Timestamp("2026-01-01", tz="UTC")]}
+                     ).to_parquet(repo / "data" / "events.parquet")
+    # the view's table folder is a file: its write fails part-way (was a DuckDB 'open result' traceback over it)
+    (small["table_is_a_file"] / ".featurestore" / "offline" / "table_is_a_file").mkdir(parents=True)
+    (small["table_is_a_file"] / ".featurestore" / "offline" / "table_is_a_file" / "days").write_text("")
+    return {"a_file": base / "a_file", "good": good, **small, "misspelled": misspelled, "not_durable": not_durable, "bad_yaml": bad_yaml, "bad_key": bad_key, "bad_value": bad_value, "bad_defs": bad_defs,
             "syntax": syntax, "missing": base / "no_such_repo", "demo": base / "demo"}
 
 
@@ -120,7 +125,8 @@ def _cases(r, busy: int, closed: int):
         "missing argument": (["verify", "--repo", good], {}, "service"),
         "unknown command": (["materialise", "--repo", good], {}, "materialise"),
         "column in none of the files": (["backfill", "--repo", str(r["misspelled"])], {}, "'chanel'"),
-        "a column named date": (["backfill", "--repo", str(r["date_column"])], {}, "column 'date' is reserved"),
+        "a column named date": (["plan", "--repo", str(r["date_column"])], {}, "column 'date' (read by its views)"),
+        "a write failing part-way": (["backfill", "--repo", str(r["table_is_a_file"])], {}, "Not a directory"),
         "durable=False": (["plan", "--repo", str(r["not_durable"])], {}, "durable=False"),
         "monitor unknown drift service": (["monitor", "--repo", good, "--drift", "no_such_service=x"], {},
                                           "no_such_service"),
