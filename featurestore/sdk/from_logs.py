@@ -51,8 +51,9 @@ def training_set_from_logs(store, labels_df, feature_service, timestamp_column: 
     Returns ``labels_df`` (index reset) plus one column per feature of the service (exact Python
     values; named ``view__feature`` with ``full_feature_names``, as ``get_historical_features`` names them,
     whichever names the logged lookups asked for), ``_from_log`` (True: every value is the served one; False:
-    filled by the point-in-time join, wholly or, for features the logged row did not serve, in part) and ``_definitions`` (the served row's view fingerprints). Rows logged under
-    several definition versions are reported (a warning and ``attrs["definition_versions"]``), never merged silently.
+    filled by the point-in-time join, wholly or, for features the logged row did not serve, in part) and
+    ``_definitions`` (the served row's view fingerprints). Rows logged under several definition versions are
+    reported (a warning and ``attrs["definition_versions"]``), never merged silently.
 
     >>> fs.training_set_from_logs(pd.DataFrame({"request_id": [rid], "label": [1]}), "fraud")  # doctest: +SKIP
     """
