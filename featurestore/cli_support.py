@@ -204,11 +204,12 @@ def utc_time(text: Optional[str], option: str):
     import pandas as pd
 
     from featurestore.errors import RequestError
+    from featurestore.sdk.timeutil import read_time_text
 
     if text.strip().lower() == "now":
         return pd.Timestamp.now(tz="UTC")
     try:
-        ts = pd.Timestamp(text.strip())
+        ts = read_time_text(text.strip(), option)
     except (ValueError, TypeError, OverflowError) as exc:
         raise RequestError(f"{option} {text!r}: not a date or ISO time ({exc})") from None
     if ts is pd.NaT:

@@ -5,6 +5,7 @@ Before: an int for a string join key read zeros offline and matched the string "
 were stringified, a request_time in epoch seconds was read as milliseconds (every window empty), and numpy
 ints or float milliseconds got a misleading "timezone-naive" error."""
 
+import re
 import time
 import uuid
 
@@ -202,6 +203,26 @@ def _exact_ms(when) -> int:
         base, ns = when.replace(microsecond=0), when.microsecond * 1000
     delta = base - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * 1000 + ns // 1_000_000
+
+
+def test_a_time_whose_zone_would_be_misread_is_refused():
+    """'2026-01-01 00:00 PST' (a zone name pandas does not know: it dropped it, and the CLI read the time as UTC,
+    eight hours off) and 'UTC+2' (dateutil's POSIX reading: two hours *behind* UTC) were taken silently, by the
+    CLI's --start/--end, request_time and request-data timestamps; both are one line naming the text. Zones
+    that read right still do."""
+    from featurestore.cli_support import utc_time
+    from featurestore.errors import RequestError
+    from featurestore.sdk.timeutil import to_epoch_ms
+
+    for text in ("2026-01-01 00:00 PST", "2026-01-01T00:00:00 CET", "2026-01-01 00:00 XYZ",
+                 "2026-01-01T00:00 UTC+2", "2026-01-01 00:00 GMT-05:00", "2026-01-01 00:00 utc + 1"):
+        for read in (lambda t: to_epoch_ms(t, "request_time"), lambda t: utc_time(t, "--start")):
+            with pytest.raises(RequestError, match=re.escape(repr(text))):
+                read(text)
+    jan1 = 1767225600000
+    for text, ms in (("2026-01-01T00:00:00Z", jan1), ("2026-01-01 00:00 UTC", jan1), ("2026-01-01 00:00 GMT", jan1),
+                     ("2026-01-01T02:00:00+02:00", jan1), ("2025-12-31T19:00:00-05:00", jan1)):
+        assert to_epoch_ms(text) == ms == int(utc_time(text, "--end").timestamp() * 1000), text
 
 
 def test_times_beyond_pandas_nanoseconds_are_exact_bounds_and_request_times(served):

@@ -92,6 +92,8 @@ def _cases(r, busy: int, closed: int):
     return {
         "bad --start": (["backfill", "--repo", good, "--start", "notadate"], {}, "'notadate'"),
         "bad --end": (["backfill", "--repo", good, "--end", "2026-13-45"], {}, "'2026-13-45'"),
+        "zone name pandas drops": (["backfill", "--repo", good, "--start", "2026-01-01 00:00 PST"], {}, "'PST'"),
+        "POSIX UTC+N zone": (["materialize", "--repo", good, "--end", "2026-01-01T00:00 UTC+2"], {}, "UTC+2"),
         "end before start": (["backfill", "--repo", good, "--start", "2026-02-01", "--end", "2026-01-01"], {},
                              "2026-02-01"),
         "backfill unknown view": (["backfill", "--repo", good, "--view", "no_such_view"], {}, "'no_such_view'"),

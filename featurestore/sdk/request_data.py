@@ -66,14 +66,14 @@ def _timestamp(v: Any, where: str, column: str):
     import numpy as np
     import pandas as pd
 
-    from featurestore.sdk.timeutil import timestamp_us, to_epoch_ms
+    from featurestore.sdk.timeutil import read_time_text, timestamp_us, to_epoch_ms
 
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
         return epoch + timedelta(milliseconds=to_epoch_ms(v, f"{where}: request column '{column}'"))
     if isinstance(v, (str, datetime)):
         try:
-            ts = pd.Timestamp(v)
+            ts = read_time_text(v, f"{where}: request column '{column}'") if isinstance(v, str) else pd.Timestamp(v)
         except (ValueError, TypeError, OverflowError):
             ts = None
         if ts is not None and ts is not pd.NaT and ts.tzinfo is not None:

@@ -28,6 +28,9 @@ from typing import Optional
 from featurestore.errors import RequestError
 
 _SUB_US = re.compile(r"(\.[0-9]{6})[0-9]+")  # digits after the microseconds of an ISO time
+# "UTC+2" / "GMT-5": dateutil reads these the POSIX way (UTC+2 is two hours *behind* UTC), the opposite of
+# what most people mean; refused rather than guessed
+_POSIX_OFFSET = re.compile(r"\b(?:UTC|GMT)\s*[+-]\s*\d", re.IGNORECASE)
 MIN_INT_MS = 10**11  # 1973-03-03T09:46:40Z: an integer below is not epoch milliseconds of a real request
 MAX_INT_MS = 9_223_372_036_854  # 2262-04-11T23:47:16.854Z: pandas' last millisecond
 
@@ -61,6 +64,28 @@ def plausible_ms(value: int, what: str) -> int:
                        f"{_iso(MAX_INT_MS)}; pass a timezone-aware datetime")
 
 
+def read_time_text(text: str, what: str):
+    """``text`` as a pandas Timestamp (naive when it names no zone), or RequestError when its zone would be
+    misread: a zone name pandas does not know (``PST``, ``CET``: pandas drops it and the time would be read in
+    another zone) or a POSIX-style ``UTC+2`` (read as two hours behind UTC). Every user-written time goes here."""
+    import warnings
+
+    import pandas as pd
+
+    if _POSIX_OFFSET.search(text):
+        raise RequestError(f"{what}: {text!r} has a 'UTC+N'/'GMT-N' zone, which is read the POSIX way (UTC+2 as "
+                           "two hours behind UTC); write the offset instead, e.g. '2026-01-01T00:00:00+02:00'")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ts = pd.Timestamp(text)
+    for w in caught:
+        dropped = re.search(r'un-recognized timezone "([^"]*)"', str(w.message))
+        if dropped:
+            raise RequestError(f"{what}: {text!r} names a time zone ('{dropped.group(1)}') that cannot be read (only "
+                               "'Z', 'UTC' and offsets are); write the offset instead, e.g. '2026-01-01T00:00:00-08:00'")
+    return ts
+
+
 def to_epoch_ms(value, what: str = "time") -> Optional[int]:
     """``None`` stays None; see the module docstring for what is accepted."""
     if value is None:
@@ -90,12 +115,12 @@ def to_epoch_ms(value, what: str = "time") -> Optional[int]:
         raise RequestError(f"{what}: expected a timezone-aware datetime, an ISO-8601 string with a zone or int "
                            f"epoch milliseconds, got {type(value).__name__}")
     try:
-        ts = pd.Timestamp(value)
+        ts = read_time_text(value, what) if isinstance(value, str) else pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as exc:
         # nanosecond digits of a time beyond pandas' nanosecond range: microseconds floor to the same ms
         short = _SUB_US.sub(r"\1", value) if isinstance(value, str) else value
         try:
-            ts = pd.Timestamp(short) if short != value else None
+            ts = read_time_text(short, what) if short != value else None
         except (ValueError, TypeError, OverflowError):
             ts = None
         if ts is None:
