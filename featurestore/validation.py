@@ -233,8 +233,10 @@ def _problem(repo: "Repo", obj, message: str, name: Optional[str] = None, featur
     return Problem(file, line, name or obj.name, message)
 
 
-def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], repo: "Repo") -> Dict[str, str]:
-    """Source columns plus projections, with types; records problems for bad projections.
+def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], repo: "Repo",
+                 broken: Optional[Set[str]] = None) -> Dict[str, str]:
+    """Source columns plus projections, with types; records problems for bad projections (their names,
+    lower-cased, into ``broken``: what reads them is checked once they are fixed, not told they are missing).
 
     Projections see source columns only (they do not chain); features see both.
     """
@@ -248,7 +250,19 @@ def view_columns(view: FeatureView, binder: Binder, problems: List[Problem], rep
             columns[name] = binder.dtype(expr)
         except ExpressionError as exc:
             problems.append(_problem(repo, view, f"projection '{name}': {exc}"))
+            if broken is not None:
+                broken.add(name.lower())
     return columns
+
+
+def _reads_any(expr: Optional[str], names: Set[str]) -> bool:
+    """Whether ``expr`` refers to one of ``names`` (lower-cased); an expression that does not parse: no."""
+    if not expr or not names:
+        return False
+    try:
+        return bool(referenced_names(expr) & names)
+    except Exception:  # noqa: BLE001 - its own problem is reported when it is checked
+        return False
 
 
 def feature_dtype(feature, columns_binder: Binder) -> str:
@@ -275,8 +289,11 @@ def _check_view(repo: "Repo", view: FeatureView) -> Tuple[List[Problem], Set[str
     if source is None or not source.schema:  # reported by the constructors; checked once it is fixed
         return problems, bad | {f.name for f in checked}
     binder = Binder(source.columns, source.name)
-    columns = view_columns(view, binder, problems, repo)
+    unusable: Set[str] = set()  # projections with a problem
+    columns = view_columns(view, binder, problems, repo, unusable)
     for key in view.join_keys:
+        if key.lower() in unusable:
+            continue
         if key not in columns:
             problems.append(_problem(repo, view, f"join key '{key}' not in source '{source.name}'"))
         elif columns[key] not in dtypes.JOIN_KEY_TYPES:
@@ -290,6 +307,9 @@ def _check_view(repo: "Repo", view: FeatureView) -> Tuple[List[Problem], Set[str
             problems.append(_problem(repo, view, f"filter: {exc}"))
     binder.columns = dict(columns)
     for feature in checked:
+        if _reads_any(getattr(feature, "expr", None) or getattr(feature, "column", None), unusable):
+            bad.add(feature.name)  # its projection's problem is reported; checked once that is fixed
+            continue
         label = f"{view.name}.{feature.name}"
         found = _check_feature(repo, view, feature, binder, label)
         if found:

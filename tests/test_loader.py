@@ -180,6 +180,28 @@ def test_a_filter_that_is_not_exactly_one_expression_never_reaches_the_backfill(
     assert problem.message.startswith(f"filter: {expr!r}")
 
 
+@pytest.mark.parametrize("expr", ["amount +", "amout * 2", "amount -- x", "amount; DROP TABLE tx", "sum(amount)"])
+def test_a_broken_projection_is_one_problem_not_one_more_per_reader(tmp_path, expr):
+    """A projection with a problem was reported, and then every feature (and join key) reading it was told
+    "column 'x' not in source 'src'", a second, wrong cause (x is a projection). Its readers are checked once
+    it is fixed, as a service is not told a broken feature is missing."""
+    (tmp_path / "defs.py").write_text(
+        "from featurestore import Aggregation, Entity, FeatureService, FeatureView, Latest, ParquetFiles, Source\n"
+        "src = Source(schema={'k': 'string', 'amount': 'float64', 'ts': 'timestamp'},\n"
+        "             timestamp='ts', batch=ParquetFiles('x.parquet'))\n"
+        f"v = FeatureView(entities=[Entity(join_keys=['k'])], source=src, projections={{'x': {expr!r}, 'K2': 'k'}},\n"
+        "                features=[Latest('x'), Aggregation('X + 1', 'sum', '1h', name='s'), Latest('amount')])\n"
+        f"w = FeatureView(entities=[Entity(join_keys=['y'])], source=src, projections={{'y': {expr!r}}},\n"
+        "                features=[Latest('amount')])\n"
+        "svc = FeatureService(features=['v:x', 'v:s', 'v:amount'])\n"
+    )
+    with pytest.raises(ValidationError) as info:
+        load_repo(tmp_path)
+    problems = info.value.problems
+    assert [(p.line, p.obj) for p in problems] == [(4, "v"), (6, "w")], [str(p) for p in problems]
+    assert problems[0].message.startswith(f"projection 'x': ") and problems[1].message.startswith("projection 'y': ")
+
+
 def test_constructor_lines_point_at_the_feature_even_in_another_file(tmp_path):
     (tmp_path / "common.py").write_text(
         "from featurestore import Aggregation\n"
