@@ -284,6 +284,31 @@ def test_unsupported_aggregation_function():
     )
 
 
+def test_a_duration_mistake_names_the_feast_argument_and_the_aggregation():
+    """A time_window, ttl or watermark_delay_threshold that is negative, not whole milliseconds or longer than any
+    span was 'duration: ...' (naming no argument), and a too-long time_window was reported by our Aggregation as
+    'Aggregation max window: 31536000000000 is longer ...' (milliseconds, no aggregation name)."""
+    user, batch, _, schema = _base()
+    stream = KafkaSource(name="tx", kafka_bootstrap_servers="localhost:9092", topic="tx", timestamp_field="ts",
+                         message_format=JsonFormat(schema_json=""), batch_source=batch,
+                         watermark_delay_threshold=timedelta(seconds=-5))
+    aggs = [FeastAggregation(column="amount", function="max", time_window=timedelta(days=365000)),
+            FeastAggregation(column="amount", function="sum", time_window=timedelta(microseconds=1500)),
+            FeastAggregation(column="amount", function="min", time_window=timedelta(hours=-1))]
+    view = StreamFeatureView(name="stats", entities=[user], source=stream, schema=schema, timestamp_field="ts",
+                             aggregations=aggs)
+    latest = FeastFeatureView(name="latest", entities=[user], source=batch, schema=schema, ttl=timedelta(microseconds=1))
+    err = _error({"user": user, "tx": stream, "stats": view, "latest": latest})
+    messages = [p.message for p in err.problems]
+    assert any(m.startswith("watermark_delay_threshold: must be positive") for m in messages), messages
+    assert "aggregation 'max_amount_31536000000s': time_window: datetime.timedelta(days=365000) is longer than " \
+           "any time between an event and a request" in "\n".join(messages), messages
+    assert "aggregation 'sum_amount_0s': time_window: 0:00:00.001500 is not a whole number of milliseconds" in messages
+    assert any(m.startswith("aggregation 'min_amount': time_window: must be positive") for m in messages), messages
+    assert "ttl: 0:00:00.000001 is not a whole number of milliseconds" in messages
+    assert not any("duration" in m or "Aggregation max window" in m for m in messages), messages
+
+
 def test_on_demand_feature_views_translate_unchanged():
     """Feast ODFVs and RequestSources become request feature views running the very same function."""
     request = RequestSource(name="request", schema=[Field(name="x", dtype=Int64)])

@@ -363,7 +363,7 @@ def test_every_problem_of_a_feast_view_is_reported_not_only_the_first(monkeypatc
     service = "definitions.py:45 model: FeatureService: "
     assert [str(p) for p in info.value.problems] == [
         view + "aggregation 'mean_country_86400s': mean needs a numeric column; 'country' is string",
-        view + "aggregation 'sum_amount_0s': duration: 0:00:00.001500 is not a whole number of milliseconds",
+        view + "aggregation 'sum_amount_0s': time_window: 0:00:00.001500 is not a whole number of milliseconds",
         view + "aggregation column 'amout' is not in the schema; add Field(name='amout', dtype=...) to schema=",
         view + "aggregation function 'median' is not supported (supported: count, count_distinct, sum, mean, min, "
         "max, last, first, stddev, variance; aliases: average, avg, distinct_count, nunique, std, stddev_samp, var, "

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any, Dict, List, Optional
 
 from featurestore import dtypes as t
-from featurestore.model.durations import parse_duration
+from featurestore.model.durations import parse_duration, parse_span
 from featurestore.semantics import AGG_ALIASES
 
 FEAST_TYPES = {  # feast.types.PrimitiveFeastType names
@@ -133,11 +133,12 @@ def schema_json_types(fmt: Any) -> Dict[str, str]:
     return out
 
 
-def ms(value: Any) -> Optional[int]:
-    """Milliseconds of a timedelta; None for None or zero (Feast: 0 means unbounded)."""
+def ms(value: Any, what: str, span: bool = True) -> Optional[int]:
+    """Milliseconds of a timedelta; None for None or zero (Feast: 0 means unbounded). ``what`` names the Feast
+    argument in a problem; a ``span`` (a window or TTL) is also no longer than ``semantics.MAX_SPAN_MS``."""
     if value is None or value == timedelta(0):
         return None
-    return parse_duration(value, "duration")
+    return (parse_span if span else parse_duration)(value, what)
 
 
 def feast_path(path: str, feast_root: Optional[str], repo_root: Optional[str]) -> str:

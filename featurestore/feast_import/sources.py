@@ -193,7 +193,7 @@ class SourcesMixin:
                 else:  # AvroFormat(schema_json): plain Avro binary written with that schema
                     topic = KafkaTopic(options.topic, "avro", options.kafka_bootstrap_servers or None,
                                        avro_schema=options.message_format.schema_json or None)
-                delay = ms(options.watermark_delay_threshold) or 0
+                delay = ms(options.watermark_delay_threshold, "watermark_delay_threshold", span=False) or 0
             translated = Source(
                 name=group.name,
                 schema=schema,

@@ -188,7 +188,7 @@ class ViewsMixin:
                 feature = self.aggregation(obj, name, agg, raw_of, known, group.fallback, columns, fails)
                 if feature is not None:
                     features.append(feature)
-        ttl = None if aggregations else _attempt(fails, ms, obj.ttl)
+        ttl = None if aggregations else _attempt(fails, ms, obj.ttl, "ttl")
         return features, columns, ttl
 
     def aggregation(self, obj, view_name, agg, raw_of, known, fallback, columns,
@@ -220,7 +220,7 @@ class ViewsMixin:
                     and declared not in t.NUMERIC:
                 fails.append(f"aggregation {out_name!r}: {ours} needs a numeric column; {raw!r} is {declared}")
         try:
-            window = ms(agg.time_window)
+            window = ms(agg.time_window, "time_window")
         except DefinitionError as exc:
             fails.append(f"aggregation {out_name!r}: {exc}")
         if len(fails) > before:
