@@ -12,6 +12,7 @@ The full list with defaults is docs/config.md.
 from __future__ import annotations
 
 import difflib
+import re
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -490,6 +491,8 @@ def load_config(repo_path: str | os.PathLike = ".", env: Optional[Mapping[str, s
         except yaml.YAMLError:
             feast_project = None
         if isinstance(feast_project, str) and feast_project:
+            if not PROJECT_NAME.match(feast_project):
+                raise ConfigError(f"{feast_cfg}: project: {_bad_project(feast_project)}")
             values["project"], origins["project"] = feast_project, "file"
     for key in KEYS:
         if env.get(key.env) not in (None, ""):
@@ -515,12 +518,23 @@ def _build(root: Path, values: Dict[str, Any]) -> ProjectConfig:
                    access=AccessConfig(**sections["access"]), monitor=MonitorConfig(**sections["monitor"]))
 
 
+# a project name is a folder of the state and offline roots, a Redis key prefix and part of Kafka topic names
+PROJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
+
+
+def _bad_project(name: str) -> str:
+    return (f"{name!r} is not a project name: use letters, digits, '_' and '-' (not first); it names the project's "
+            "folders, Redis keys and Kafka topics")
+
+
 def _check(cfg: ProjectConfig, origins: Dict[str, str], cfg_file: Path) -> None:
     """Combinations no single key can check."""
     def origin(attr: str) -> str:
         key = next(k for k in KEYS if k.attr == attr)
         return f"environment {key.env}" if origins.get(attr) == "env" else f"{cfg_file}: {key.dotted}"
 
+    if not PROJECT_NAME.match(cfg.project):
+        raise ConfigError(f"{origin('project')}: {_bad_project(cfg.project)}")
     rs = cfg.restart
     for k in KEYS:
         if k.path[:2] == _RS and k.path[2] != "type" and k.attr in origins and k.path[2] not in RESTART_KEYS[rs.type]:

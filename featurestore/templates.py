@@ -3,6 +3,7 @@ sample data ``featurestore generate`` writes, and ``example.py`` (a training set
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import List
 
@@ -113,7 +114,7 @@ def write_starter(path: Path) -> List[Path]:
         if existing.exists():
             raise FeatureStoreError(f"{existing} already exists; init does not overwrite a repo")
     defs.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(CONFIG.format(project=path.resolve().name.replace("-", "_") or "default"))
+    config.write_text(CONFIG.format(project=re.sub(r"[^A-Za-z0-9_]", "_", path.resolve().name) or "default"))
     defs.write_text(DEFINITIONS)
     example.write_text(EXAMPLE)
     written = [config, defs, example]

@@ -58,6 +58,26 @@ def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, expected):
     assert expected in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "my project", "x!", "-x", ".", "", "p\u00e9", "a.b"])
+def test_a_project_name_that_is_not_a_safe_name_is_refused(tmp_path, name):
+    """The project names folders (state, offline root), Redis keys and Kafka topics: 'project: ../../escaped' wrote
+    the ingest state and logs outside .featurestore/, 'my project' made topic names Kafka refuses. One line naming
+    where it was set (featurestore.yaml, FEATURESTORE_PROJECT, or the Feast repo's feature_store.yaml)."""
+    import json
+
+    with pytest.raises(ConfigError, match=r"featurestore.yaml: project: .* is not a project name"):
+        _load(tmp_path, f"project: {json.dumps(name)}\n")
+    if name:  # an empty variable, like Feast's empty project, is not used
+        with pytest.raises(ConfigError, match=r"environment FEATURESTORE_PROJECT: .* is not a project name"):
+            _load(tmp_path, "", env={"FEATURESTORE_PROJECT": name})
+        (tmp_path / "featurestore.yaml").unlink()
+        (tmp_path / "feature_store.yaml").write_text(f"project: {json.dumps(name)}\n")
+        with pytest.raises(ConfigError, match=r"feature_store.yaml: project: .* is not a project name"):
+            load_config(tmp_path, env={})
+    for good in ("payments", "t_rows_1a2b", "my-team", "_x", "2026"):
+        assert _load(tmp_path, f"project: {good}\n").project == good
+
+
 def test_a_redis_cluster_by_url_or_by_a_list_of_nodes(tmp_path):
     from featurestore.stores import redis_client as orr
 
