@@ -40,7 +40,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 from featurestore.config import ServerConfig
 from featurestore.errors import FeatureStoreError, InfraError, NotImplementedYet, RequestError
@@ -143,7 +143,7 @@ async def _send_json(send, status: int, detail: str) -> None:
 def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Optional[int] = None,
                max_logged_entities: Optional[int] = None):
     """The ASGI app serving ``store`` (a FeatureStore). Limits default to ``store.config.server``."""
-    from fastapi import FastAPI, Request, Response
+    from fastapi import FastAPI, Query, Request, Response
     from fastapi.responses import JSONResponse, PlainTextResponse
 
     from featurestore import access, server_admin, server_auth, server_feast, server_ui
@@ -300,7 +300,9 @@ def create_app(store, max_body_bytes: Optional[int] = None, max_entities: Option
                          501: {"description": "not implemented", **error},
                          503: {"description": "online store unavailable", **error}})
     def get_online_features(body: LookupRequest, request: Request, response: Response,
-                            format: Optional[str] = None):
+                            format: Optional[Literal["feast", "featurestore"]] = Query(
+                                None, description="The response's shape; default: Feast's for a body in Feast's "
+                                "vocabulary only (or with include_feature_view_version_metadata), else ours.")):
         t0 = time.perf_counter()
         feast_shape = server_feast.wants_feast(body.model_fields_set, format)
         try:

@@ -87,6 +87,20 @@ def test_bad_requests_get_4xx_with_a_cause(served, body, status, detail):
     assert detail in res.text
 
 
+def test_a_misspelt_format_or_a_misread_zone_is_refused_not_ignored(served):
+    """?format=feast_v2 was ignored (the shape then chosen by the body), and a request_time of '... UTC+2' was read
+    the POSIX way (two hours behind UTC) and answered; both are a 4xx naming the mistake."""
+    _, client, _ = served
+    body = {"features": ["profile:last_tag"], "entities": {"user_id": ["u0"]}}
+    res = client.post("/get-online-features?format=feast_v2", json=body)
+    assert res.status_code == 422 and "format" in res.text and "feast_v2" in res.text, res.text
+    for when in ("2026-03-01T00:00:00 UTC+2", "2026-03-01T00:00:00 PST"):
+        res = client.post("/get-online-features", json={**body, "request_time": when})
+        assert res.status_code == 400 and when in res.json()["detail"], res.text
+    for shape in ("feast", "featurestore"):
+        assert client.post(f"/get-online-features?format={shape}", json=body).status_code == 200
+
+
 def test_malformed_and_oversized_bodies(served):
     _, client, _ = served
     res = client.post("/get-online-features", content=b"{not json", headers={"content-type": "application/json"})
