@@ -179,6 +179,9 @@ def find_repo(explicit: Optional[Path], start: Optional[Path] = None) -> Path:
     an empty project that plans to add or remove everything)."""
     if explicit is not None:
         root = Path(explicit).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--repo {explicit}: is a file, not a repo folder; pass the folder holding "
+                              "featurestore.yaml" + (f" ({root.parent})" if root.name in MARKERS else ""))
         if not root.is_dir():
             raise ConfigError(f"--repo {explicit}: no such folder")
         if not any((root / m).is_file() for m in MARKERS) and not (root / "definitions").is_dir():

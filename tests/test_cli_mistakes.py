@@ -108,6 +108,8 @@ def _cases(r, busy: int, closed: int):
         "describe unknown": (["describe", "no_such_thing", "--repo", good], {}, "'no_such_thing'"),
         "list unknown kind": (["list", "gizmos", "--repo", good], {}, "'gizmos'"),
         "missing repo": (["plan", "--repo", str(r["missing"])], {}, str(r["missing"])),
+        "repo is its config file": (["plan", "--repo", str(Path(good) / "featurestore.yaml")], {},
+                                    f"is a file, not a repo folder; pass the folder holding featurestore.yaml ({good})"),
         "apply missing repo": (["apply", "--repo", str(r["missing"])], {}, str(r["missing"])),
         "bad yaml": (["plan", "--repo", str(r["bad_yaml"])], {}, "featurestore.yaml"),
         "unknown config key": (["plan", "--repo", str(r["bad_key"])], {}, "redis_urll"),
