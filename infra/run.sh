@@ -35,7 +35,9 @@ export PATH="$VENV/bin:$PATH"
 
 case "${1:-}" in
   demo) shift; exec featurestore demo "$@" ;;
-  test) shift; exec python -m pytest "$@" ;;
+  # two test processes (pytest-xdist), a file's tests in one of them: the suite waits on JVMs, brokers and
+  # servers as much as it computes. FEATURESTORE_TEST_WORKERS=0 runs it in this process.
+  test) shift; exec python -m pytest -n "${FEATURESTORE_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
   up) echo "Redis and Kafka are up; in a shell: source infra/env.sh; .venv/bin/featurestore ..." ;;
   *) echo "usage: bash infra/run.sh demo|test|up [args...]" >&2; exit 2 ;;
 esac

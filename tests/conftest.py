@@ -1,6 +1,9 @@
 """Shared fixtures. Service-backed ones need the project's Redis and Kafka (``bash infra/up.sh``); when a
 service is down they fail (never skip) with one line saying how to start it."""
 
+import contextlib
+import fcntl
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -14,6 +17,7 @@ from tests.randomrepo import random_events, write_events, write_repo
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 UP_HINT = "run bash infra/up.sh"
+RUN_DIR = Path(os.environ.get("FEATURESTORE_INFRA_RUN_DIR") or REPO_DIR / "infra" / ".run")
 
 
 @pytest.fixture(scope="session")
@@ -34,17 +38,45 @@ def redis_client():
     client.close()
 
 
+@contextlib.contextmanager
+def _file_lock(name: str, exclusive: bool):
+    """An advisory lock shared by the test processes of this checkout (``pytest -n``: one per worker)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUN_DIR / f"{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def redis_cluster_url():
+def _redis_cluster_started():
     """The local Redis Cluster (``infra/redis-cluster.sh``: 3 masters + 3 replicas on
-    ``FEATURESTORE_REDIS_CLUSTER_PORT``..+5), started on first use (a no-op when it is up) and left
-    running like the project's Redis (``bash infra/down.sh`` stops it)."""
+    ``FEATURESTORE_REDIS_CLUSTER_PORT``..+5), started on first use (a no-op when it is up; one worker
+    starts it, the others wait) and left running like the project's Redis (``bash infra/down.sh`` stops it)."""
     script = REPO_DIR / "infra" / "redis-cluster.sh"
-    done = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=180)
+    with _file_lock("redis-cluster-start", exclusive=True):
+        done = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         pytest.fail(f"Redis Cluster did not start: {(done.stderr or done.stdout).strip().splitlines()[-1]}",
                     pytrace=False)
     return subprocess.run(["bash", str(script), "url"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def redis_cluster_url(_redis_cluster_started):
+    """The local Redis Cluster's URL, for one test: held shared, so that a test that fails a master over
+    (:func:`redis_cluster_to_fail_over`) never runs beside it in another worker."""
+    with _file_lock("redis-cluster-use", exclusive=False):
+        yield _redis_cluster_started
+
+
+@pytest.fixture
+def redis_cluster_to_fail_over(_redis_cluster_started):
+    """The local Redis Cluster's URL, held alone for one test that changes its roles (a failover)."""
+    with _file_lock("redis-cluster-use", exclusive=True):
+        yield _redis_cluster_started
 
 
 @pytest.fixture(params=["single", "cluster"])

@@ -77,10 +77,11 @@ def _online(store, requests):
     return got
 
 
-def test_lookups_materialize_and_push_ride_out_a_failover(tmp_path, redis_cluster_url):
+def test_lookups_materialize_and_push_ride_out_a_failover(tmp_path, redis_cluster_to_fail_over):
     """A failover moves a master's slots to its replica while the store's client still holds the old
     slot map: the next lookup is redirected (MOVED) and answers the same values; materialize and push
     then write through the promoted replica (which may not know the scripts: NOSCRIPT, loaded again)."""
+    redis_cluster_url = redis_cluster_to_fail_over
     root = write_repo(tmp_path / "repo")
     project = f"t_cluster_{uuid.uuid4().hex[:10]}"
     store = FeatureStore(root, config=dataclasses.replace(load_config(root), project=project,
