@@ -297,7 +297,8 @@ def _check_view(repo: "Repo", view: FeatureView) -> Tuple[List[Problem], Set[str
         if key not in columns:
             problems.append(_problem(repo, view, f"join key '{key}' not in source '{source.name}'"))
         elif columns[key] not in dtypes.JOIN_KEY_TYPES:
-            problems.append(_problem(repo, view, f"join key '{key}' has type {columns[key]}; use string or int64"))
+            problems.append(_problem(repo, view,
+                                     f"join key '{key}' has type {columns[key]}; use string, int64 or int32"))
     if view.filter is not None:  # the filter runs first: it sees source columns only
         try:
             kind = binder.dtype(view.filter)

@@ -450,3 +450,21 @@ def test_repos_loaded_from_several_threads_at_once_load_alike(tmp_path):
         t.join()
     assert not errors, errors[:2]
     assert got == [want] * 40
+
+
+def test_a_join_key_of_another_type_names_every_accepted_type(tmp_path):
+    """A float join key is refused naming the three accepted key types (int32 keys are served: the message
+    said 'string or int64')."""
+    (tmp_path / "definitions").mkdir()
+    (tmp_path / "definitions" / "defs.py").write_text(
+        "from featurestore import Aggregation, Entity, FeatureView, ParquetFiles, Source\n"
+        "user = Entity(join_keys=['user_id'])\n"
+        "shop = Entity(join_keys=['shop'])\n"
+        "src = Source(schema={'user_id': 'float64', 'shop': 'int32', 'x': 'float64', 'ts': 'timestamp'},\n"
+        "             timestamp='ts', batch=ParquetFiles('data/p/*.parquet'))\n"
+        "by_user = FeatureView(entities=[user], source=src, features=[Aggregation('x', 'sum', '1h')])\n"
+        "by_shop = FeatureView(entities=[shop], source=src, features=[Aggregation('x', 'sum', '1h')])\n")
+    with pytest.raises(ValidationError) as info:
+        load_repo(tmp_path / "definitions", tmp_path)
+    assert [p.message for p in info.value.problems] == [
+        "join key 'user_id' has type float64; use string, int64 or int32"]

@@ -13,7 +13,7 @@ from featurestore.model.checks import Checks
 class Entity(Definition):
     """A named key, e.g. ``Entity(join_keys=["user_id"])``.
 
-    Key types (string or int64) come from the source schema each view reads.
+    Key types (string, int64 or int32) come from the source schema each view reads.
     """
 
     join_keys: Tuple[str, ...]
