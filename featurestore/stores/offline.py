@@ -48,7 +48,7 @@ from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, 
     Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _native, _NewFile,
     _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _tmp_path, _to_ts_type,
     _ts_ms, _Txn, _unlink)
-from featurestore.stores import object_store, time_ranges, writers
+from featurestore.stores import object_store, offline_claimed, time_ranges, writers
 from featurestore.stores.offline_log import (ANY, CommitConflict, Plan, TableLog, _app, _check_after,  # noqa: F401
                                             _committed_app, _committed_app_version)
 from featurestore.stores.time_ranges import Ranges
@@ -161,7 +161,7 @@ class OfflineTable(TableLog):
         after that end are dropped too (the face has none there now, e.g. after its view's filter changed).
 
         The range becomes the batch face's (``batch_ranges`` in the manifest): :meth:`commit_stream`
-        never adds a row inside it.
+        adds a row inside it only when the table lacks it (an event that arrived after this backfill).
 
         ``unique_on``: the caller asserts that no two rows of ``data`` share these columns and the time
         (ms). The new version records it (``unique_on`` in the manifest) when the rows it keeps outside the
@@ -381,7 +381,10 @@ class OfflineTable(TableLog):
         offset of its record) that the table does not hold yet; returns a :class:`StreamCommit`.
 
         * A row whose time lies in a range the batch face owns (``batch_ranges``: every range a
-          :meth:`write_range` replaced) is not added: the backfill holds that event.
+          :meth:`write_range` replaced) is not added (the backfill holds that event), unless the range's rows
+          were computed under this ``rows_key`` and the table lacks it: an event that reached the stream after
+          the backfill claiming its range, matched by row identity (:mod:`featurestore.stores.offline_claimed`;
+          what the stream read there is kept in side files the manifest's ``claimed_seen`` names).
         * A row whose offset is below the table's next offset for its partition (``stream.next_offsets``)
           is not added: an earlier commit holds it (a job started afresh re-reads the topic).
         * ``app_id``/``seq``: a seq already recorded commits nothing (a committer replaying its intent).
@@ -417,6 +420,7 @@ class OfflineTable(TableLog):
         self._unify(base, schema, ts_column)  # type conflicts with the table fail before anything is written
         txn = _Txn()
         derived: dict = {"key": None}
+        claimed: dict = {"key": None}  # the candidates added on one base (offline_claimed)
         rewrites: dict = {"key": None, "files": {}}
 
         def build(base: Optional[dict]) -> Plan:
@@ -430,13 +434,27 @@ class OfflineTable(TableLog):
             nexts = {} if rebuild or restart or record is None else \
                 {int(k): int(v) for k, v in record["next_offsets"].items()}
             owned = (base or {}).get("batch_ranges", [])
-            key = json.dumps([sorted(nexts.items()), owned])
+            claim = offline_claimed.claimable(base, rows_key, MIXED_ROWS)
+            key = json.dumps([sorted(nexts.items()), owned, claim])
             if key != derived["key"]:  # first attempt, or a concurrent commit changed what the table holds
                 txn.discard(derived.get("files", []))
                 derived.update(self._filter_stream(txn, sources, ts_column, partition_column, offset_column,
-                                                   keep_offsets, nexts, owned, count_column), key=key)
+                                                   keep_offsets, nexts, owned, count_column, claim), key=key)
+            fresh = rebuild or restart or record is None  # the offsets start over: so does what was seen
+            fields: dict = {}
+            if len(derived["candidates"]):  # rows inside claimed ranges: add what the table lacks (on this base)
+                if claimed["key"] != [key, (base or {}).get("version")]:
+                    offline_claimed.discard(self, txn, claimed)
+                    claimed.update(offline_claimed.add(self, txn, base, sources, derived["candidates"], rows_key, fresh,
+                                                       (ts_column, partition_column, offset_column, keep_offsets),
+                                                       count_column), key=[key, (base or {}).get("version")])
+                fields["claimed_seen"] = claimed["plan"].record
+            else:
+                offline_claimed.discard(self, txn, claimed)
+                if fresh or ((base or {}).get("claimed_seen") or {}).get("rows_key") != rows_key:
+                    fields["claimed_seen"] = None  # a new definition or new offsets: earlier reads do not count
             kept = list(base["files"]) if base else []
-            new = list(derived["files"])
+            new = list(derived["files"]) + list(claimed.get("files", []))
             if rebuild and base is not None:
                 drop = time_ranges.complement(owned)
                 if rewrites["key"] != json.dumps(drop):
@@ -452,16 +470,21 @@ class OfflineTable(TableLog):
                       "next_offsets": {str(k): v for k, v in sorted(offsets.items())}}
             if rows_key is not None:
                 stream["rows_key"] = rows_key
-            return kept, new, self._unify(base, schema, ts_column), {
-                "stream": stream, "txn": {"rows": derived["rows"], "counts": derived["counts"]}}
+            rows, counts = derived["rows"] + claimed.get("rows", 0), dict(derived["counts"])
+            for value, n in claimed.get("counts", {}).items():
+                counts[value] = counts.get(value, 0) + n
+            derived["txn"] = {"rows": rows, "counts": counts}
+            return kept, new, self._unify(base, schema, ts_column), {**fields, "stream": stream, "txn": derived["txn"]}
 
         try:
             version = self._commit(txn, "stream_rebuild" if rebuild else "stream", build, app=app)
             if not txn.committed:  # another committer with this app_id recorded the seq first
                 rec = _committed_app(self._latest_manifest(), app) or {}
                 return StreamCommit(version, int(rec.get("rows", 0)), dict(rec.get("counts", {})))
-            return StreamCommit(version, derived["rows"], derived["counts"])
+            return StreamCommit(version, derived["txn"]["rows"], derived["txn"]["counts"])
         finally:
+            if not txn.committed:
+                offline_claimed.discard(self, txn, claimed)
             txn.abort()
 
     def _stream_file(self, path: Path, ts_column: str, partition_column: str, offset_column: str,
@@ -488,8 +511,9 @@ class OfflineTable(TableLog):
 
     def _filter_stream(self, txn: _Txn, sources: List["_StreamFile"], ts_column: str, partition_column: str,
                        offset_column: str, keep_offsets: bool, nexts: Dict[int, int], owned: Ranges,
-                       count_column: Optional[str]) -> dict:
-        """Write the rows of ``sources`` the table does not hold (see :meth:`commit_stream`) as new files."""
+                       count_column: Optional[str], claim: Optional[Ranges] = None) -> dict:
+        """Write the rows of ``sources`` the table does not hold (see :meth:`commit_stream`) as new files;
+        the rows inside the ranges ``claim`` are ``candidates`` (:class:`offline_claimed.Candidates`)."""
         # Files of one run never share a record; files of two runs can (a committer that saw the files of
         # a run started afresh before those of the run it replaced): then a record is taken from the first.
         overlap = _spans_overlap([src.spans for src in sources])
@@ -498,8 +522,9 @@ class OfflineTable(TableLog):
         rows = 0
         counts: Dict[str, int] = {}
         writers: Dict[str, _PartitionedWriter] = {}
+        cands = offline_claimed.Candidates()
         try:
-            for src in sources:
+            for s, src in enumerate(sources):
                 for part, (_lo, hi) in src.spans.items():
                     seen[part] = max(seen.get(part, -1), hi)
                 keys_here = []
@@ -509,7 +534,7 @@ class OfflineTable(TableLog):
                     if writer is None:
                         writer = writers[src.schema.to_string()] = _PartitionedWriter(self._staging, src.schema, ts_column)
                     ts_index = src.schema.get_field_index(ts_column)
-                    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4):
+                    for b, batch in enumerate(pf.iter_batches(batch_size=ROW_GROUP_ROWS // 4)):
                         part = batch.column(partition_column).to_numpy(zero_copy_only=False).astype(np.int64)
                         off = batch.column(offset_column).to_numpy(zero_copy_only=False).astype(np.int64)
                         keep = np.ones(batch.num_rows, dtype=bool)
@@ -523,7 +548,17 @@ class OfflineTable(TableLog):
                         if owned:
                             ts = batch.column(ts_column)
                             ts = _to_ts_type(ts) if ts.type != TS_TYPE else ts
-                            keep &= ~time_ranges.inside(_ts_ms(ts.fill_null(0)), owned)
+                            ms = _ts_ms(ts.fill_null(0))
+                            inside = time_ranges.inside(ms, owned)
+                            cand = keep & inside & time_ranges.inside(ms, claim) if claim else None
+                            if cand is not None and cand.any():
+                                rows_at = np.flatnonzero(cand)
+                                stored = batch.take(pa.array(rows_at))
+                                if not keep_offsets:
+                                    stored = stored.drop_columns([partition_column, offset_column])
+                                cands.add(s, b, rows_at, ms[rows_at],
+                                          _conform_batch(stored, src.schema, ts_column, self._where))
+                            keep &= ~inside
                         if not keep.any():
                             continue
                         kept = batch.filter(pa.array(keep))
@@ -544,7 +579,7 @@ class OfflineTable(TableLog):
                 w.abort()
             raise
         txn.files.extend(new)
-        return {"files": new, "rows": rows, "counts": counts, "seen": seen}
+        return {"files": new, "rows": rows, "counts": counts, "seen": seen, "candidates": cands}
 
     def _inspect(self, path: Path, ts_column: str) -> Tuple[pa.Schema, int, Optional[int], Optional[int]]:
         """(storage-checked arrow schema, rows, min ts ms, max ts ms) of a Parquet file to add."""

@@ -28,7 +28,7 @@ from featurestore.stores.offline_files import (
     PARTITION_COLUMN, TMP_PREFIX, _MANIFEST_RE, _NAME_RE, _PART_RE, _as_ms, _conform_table, _fsync_dir, _NewFile,
     _native, _now_iso, _schema_from_b64, _schema_to_b64, _tmp_path, _ts_ms, _Txn, _unlink)
 from featurestore.stores import offline_files as _files
-from featurestore.stores import object_store, writers
+from featurestore.stores import object_store, offline_claimed, writers
 from featurestore.stores.object_store import S3Location
 
 # (kept relative paths of the base, new files, schema, manifest fields the write sets: see TableLog._commit)
@@ -349,9 +349,9 @@ class TableLog:
         """Commit the next version: optimistic, retried on the base that won until it succeeds.
 
         ``build(base)`` returns (base files kept, new files, schema, manifest fields it sets: ``range``,
-        ``batch_ranges``, ``batch_rows_key``, ``batch_rows_keys``, ``stream``, ``txn`` = what to record beside
-        ``app``'s seq, and ``txns_set`` = {other app id: seq} to record as well); fields it does not set carry
-        over from the base."""
+        ``batch_ranges``, ``batch_rows_key``, ``batch_rows_keys``, ``stream``, ``claimed_seen``, ``txn`` = what
+        to record beside ``app``'s seq, and ``txns_set`` = {other app id: seq} to record as well); fields it does
+        not set carry over from the base."""
         delay = 0.002
         for _ in range(MAX_COMMIT_ATTEMPTS):
             base = self._latest_manifest()
@@ -401,6 +401,8 @@ class TableLog:
                 "batch_rows_key": fields.get("batch_rows_key", carried.get("batch_rows_key")),
                 "batch_rows_keys": fields.get("batch_rows_keys", carried.get("batch_rows_keys")),
                 "unique_on": fields.get("unique_on"),  # never carried: a write that does not check drops it
+                # the side files of what the stream read inside claimed ranges (offline_claimed)
+                "claimed_seen": fields["claimed_seen"] if "claimed_seen" in fields else carried.get("claimed_seen"),
             }
             try:
                 self._write_manifest(version, manifest)
@@ -441,6 +443,8 @@ class TableLog:
         for v in sorted(manifests):
             if v < first_kept:
                 _unlink(self._manifest_path(v))
+        offline_claimed.expire_seen(self, [m for v, m in manifests.items() if v >= first_kept],
+                                    list(manifests.values()), grace_seconds)
         deleted = 0
         if self._archive.is_dir():
             for p in sorted(self._archive.glob(f"{PARTITION_COLUMN}=*/*")):
@@ -481,6 +485,8 @@ class TableLog:
         for v in sorted(manifests):
             if v < first_kept:
                 self._manifest_path(v).delete()
+        offline_claimed.expire_seen(self, [m for v, m in manifests.items() if v >= first_kept],
+                                    list(manifests.values()), grace_seconds)
         deleted = 0
         for loc, _ in self._archive.list_files():
             rel = f"{loc.parent.name}/{loc.name}"
