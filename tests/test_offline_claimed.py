@@ -254,3 +254,28 @@ def test_side_files_merge_and_expire_keeps_what_a_kept_version_needs(offline_roo
     s.produce(C)
     assert s.commit(table, n + 1, n + 2).rows == 1  # only what this commit read is added, never copies
     assert held(table) == want(A, C)
+
+
+def test_only_files_whose_time_span_meets_a_candidate_are_read(tmp_path, monkeypatch):
+    """A hand-off re-reads the topic from its start, so every row can be a candidate: what the table holds is
+    read only from the files whose [min_ts, max_ts] meets a candidate's time, and many rows stay cheap."""
+    n = 20_000
+    face = [(f"e{i}", T0 + (i % 5) * DAY + i, float(i)) for i in range(n)]
+    table = OfflineTable(tmp_path / "offline", "v")
+    table.write_range(face_table(face), T0, T0 + 5 * DAY, rows_key="k")
+    opened = []
+    real = OfflineTable._open_sized
+
+    def spy(self, rel, version, size):
+        opened.append(rel)
+        return real(self, rel, version, size)
+
+    monkeypatch.setattr(OfflineTable, "_open_sized", spy)
+    s = Stream(tmp_path / "s")
+    s.produce(*face, ("late", T0 + 2 * DAY + 7, -1.0))  # the re-read of the whole topic: every row a candidate
+    assert s.commit(table, 0, n + 1).rows == 1
+    assert table.manifest()["rows"] == n + 1
+    opened.clear()
+    s.produce(("later", T0 + 2 * DAY + 9, -2.0))
+    assert s.commit(table, n + 1, n + 2).rows == 1
+    assert opened and all(rel.startswith("date=2026-03-03/") for rel in opened)
