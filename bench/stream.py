@@ -296,7 +296,7 @@ def _ours(store, records: int, ends: dict, online: bool) -> dict:
         handle.wait_caught_up(3600, poll_s=SAMPLE_S)
         t_caught = time.monotonic()
         if online:
-            handle.wait_online_flushed(int(time.time() * 1000), 3600, poll_s=SAMPLE_S)
+            handle.wait_online_flushed(int(time.time() * 1000), 3600, poll_s=SAMPLE_S, read_all=True)
         t_end = time.monotonic()
     result = handle.stop()
     out = {**_rates(sampler.samples, t0, t_end, records), **cpu.result(records, sampler)}

@@ -61,3 +61,32 @@ def test_events_buffered_at_a_savepoint_reach_redis_after_the_restore(tmp_path, 
             handle.cancel()
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])
+
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_bounded_run_ends_once_its_batches_leave_not_a_batch_interval_after_it_caught_up(tmp_path, redis_client,
+                                                                                           kafka_admin):
+    """A bounded run's last mini-batches leave the operator once no row arrived for its idle time (0.5 s): it has
+    read its topic. Its end (``run_until_done``: caught up, then every online row written) waits for a checkpoint
+    after that idle time (``wait_online_flushed(read_all=True)``), not after the mini-batch interval (15 s in a
+    large catch-up: the benchmark's full job spent a third of its time there). With a mini-batch interval longer
+    than the run's whole timeout the run must still end, with every online value written."""
+    topic = f"fs_batch_end_{uuid.uuid4().hex[:10]}"
+    project = f"t_batch_end_{uuid.uuid4().hex[:8]}"
+    events = stream_events()
+    root = make_repo(tmp_path / "repo", topic, project, events)
+    create_topic(kafka_admin, topic)
+    produce(topic, arrival(events, SEED))
+    store = FeatureStore(root)
+    try:
+        result = streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=tmp_path / "checkpoints",
+                               checkpoint_interval_ms=500, flush_ms=(JOB_TIMEOUT_S + 60) * 1000)
+        assert sum(d.get("events", 0) for k, d in result.online.items() if k.startswith("state:")) > 0
+        assert_online_equals_oracle(store, events, "a bounded run with mini-batches longer than its timeout")
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])

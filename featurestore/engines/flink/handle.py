@@ -47,6 +47,15 @@ def _short(exc: BaseException) -> str:
 
 
 
+def _flush_after(report: dict, read_all: bool) -> int:
+    """How long after a time ``t`` a checkpoint finds every online row that reached an operator instance before
+    ``t`` sent on to Python (``OnlineBatches.prepareSnapshotPreBarrier``): its mini-batch interval, or, when no
+    row arrives after ``t`` (``read_all``), its idle time."""
+    if read_all and report.get("idle_ms"):
+        return report["idle_ms"]
+    return report.get("batch_ms", report.get("pending_ms", 0))
+
+
 def _latest_by_subtask(reports: Dict[str, dict]) -> Dict[int, dict]:
     """Per subtask index, the latest report of the online operator's instances: of the latest attempt (an
     instance of a failed attempt stops reporting; the instance of the next attempt reports after it), then the
@@ -150,8 +159,13 @@ class StreamHandle:
             time.sleep(poll_s)
 
     def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3,
-                            on_poll: Optional[Callable[[], None]] = None) -> None:
+                            on_poll: Optional[Callable[[], None]] = None, read_all: bool = False) -> None:
         """Wait until every online row that reached the job before ``since_ms`` (epoch ms) is written to Redis.
+
+        ``read_all``: the job had read every record it will read before ``since_ms`` (a bounded run after
+        :meth:`wait_caught_up`): the mini-batch operator then sends everything once no row arrived for its idle
+        time, so the checkpoint is triggered after ``since_ms`` plus that (0.5 s), not plus the mini-batch
+        interval (15 s in a large catch-up).
 
         With Flink's REST endpoint (``rest_address``: always locally, and on a cluster): once ``since_ms`` plus
         the mini-batch interval has passed, a checkpoint is triggered; its barrier finds those rows due in the
@@ -187,7 +201,7 @@ class StreamHandle:
                            or (d.get("idle") and now_ms - d.get("pending_ms", 0) >= since_ms)) >= n
             self._wait_reports(client, done, timeout, deadline, poll_s, on_poll)
             return
-        while not self._flush_pass(client, since_ms, timeout, deadline, poll_s, on_poll):
+        while not self._flush_pass(client, since_ms, timeout, deadline, poll_s, on_poll, read_all):
             # The job restarted during the wait: rows it had read may be replayed from Kafka (read again later
             # than since_ms, their mini-batches not due at the pass's checkpoint) and writes buffered by a
             # failed instance are redone by its restored timers. Wait again, from a time when the topics are
@@ -196,7 +210,7 @@ class StreamHandle:
             since_ms = self._caught_up_again(timeout, deadline, poll_s, on_poll)
 
     def _flush_pass(self, client, since_ms: int, timeout: Optional[float], deadline: Optional[float], poll_s: float,
-                    on_poll: Optional[Callable[[], None]]) -> bool:
+                    on_poll: Optional[Callable[[], None]], read_all: bool = False) -> bool:
         """One pass of the wait with a checkpoint (see wait_online_flushed); False if the job restarted (an
         instance of a later attempt reported) before every instance had reported as needed."""
         n = self.parallelism
@@ -204,7 +218,7 @@ class StreamHandle:
         states = self._wait_reports(client, lambda st: len(_latest_by_subtask(st)) >= n, timeout, deadline,
                                     poll_s, on_poll)
         attempts = {s: d.get("attempt", 0) for s, d in _latest_by_subtask(states).items()}
-        after = max(d.get("batch_ms", d.get("pending_ms", 0)) for d in states.values())
+        after = max(_flush_after(d, read_all) for d in states.values())
         self._checkpoint_after(since_ms + after, timeout, deadline, poll_s, on_poll)
         seen = {s: d["at"] for s, d in _latest_by_subtask(self._reports(client)).items()}
 
@@ -451,7 +465,7 @@ class StreamHandle:
             self.wait_caught_up(timeout, on_poll=ticker)
             caught_up_ms = int(time.time() * 1000)
             left = None if timeout is None else max(1.0, timeout - (time.monotonic() - start))
-            self.wait_online_flushed(caught_up_ms, left, on_poll=ticker)
+            self.wait_online_flushed(caught_up_ms, left, on_poll=ticker, read_all=True)
             return self.stop()
         try:
             while True:

@@ -214,7 +214,8 @@ def build(plan: StreamPlan, options: JobOptions) -> BuiltJob:
             .process(OnlineState([g.to_dict() for g in plan.online], options.flush_ms, options.slack_ms,
                                  options.seed, options.redis, options.progress_key,
                                  min(options.flush_ms, WRITER_FLUSH_MS), options.flush_rows,
-                                 options.online_batch_delay_s, options.online_fail_file),
+                                 options.online_batch_delay_s, options.online_fail_file,
+                                 idle_ms=options.batch_idle_ms),
                      output_type=Types.STRING())
             .name("online state -> redis").uid("fs-online-state")
         )

@@ -222,9 +222,10 @@ class OnlineState(KeyedProcessFunction):
 
     def __init__(self, groups: List[dict], batch_ms: int, slack_ms: int = 0, seed: Optional[dict] = None,
                  redis: Optional[dict] = None, progress_key: str = "", write_ms: int = 50, write_rows: int = 500,
-                 batch_delay_s: float = 0.0, fail_file: str = ""):
+                 batch_delay_s: float = 0.0, fail_file: str = "", idle_ms: int = 0):
         self.groups = groups
         self.batch_ms = max(1, int(batch_ms))
+        self.idle_ms = int(idle_ms)  # OnlineBatches sends everything once no row arrived for this long
         self.batch_delay_s = float(batch_delay_s)  # JobOptions.online_batch_delay_s (tests: a slow operator)
         self.fail_file = fail_file  # JobOptions.online_fail_file (tests: a task failure when that file appears)
         self.slack_ms = int(slack_ms)
@@ -427,7 +428,8 @@ class OnlineState(KeyedProcessFunction):
         report.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.out.stats.items()})
         report.update(at=at, dirty=dirty, emitted=self.stats["writes"], subtask=self.subtask, attempt=self.attempt,
                       instance=self.instance,
-                      pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms, **extra)
+                      pending_ms=self.batch_ms + BATCH_MARGIN_MS, batch_ms=self.batch_ms, idle_ms=self.idle_ms,
+                      **extra)
         return {f"state:{self.instance}": json.dumps(report)}
 
     def _report_opened(self) -> None:

@@ -66,7 +66,7 @@ class RemoteStreamHandle(StreamHandle):
         return str(self._rest("GET", f"/jobs/{self._job_id}")["state"])
 
     def wait_online_flushed(self, since_ms: int, timeout: Optional[float] = None, poll_s: float = 0.3,
-                            on_poll=None) -> None:
+                            on_poll=None, read_all: bool = False) -> None:
         """As the local handle's, waiting for as many subtasks as the cluster runs the job at (its vertices'
         largest parallelism: ``flink run ... --parallelism N``, or a restored snapshot's), not only as many
         as this handle was told (else a bounded run could stop before a subtask wrote its last batches)."""
@@ -75,7 +75,7 @@ class RemoteStreamHandle(StreamHandle):
             self.parallelism = max([self.parallelism] + [int(v["parallelism"]) for v in vertices])
         except Exception as exc:  # keep the handle's own parallelism
             log.warning("could not read the parallelism of job %s on %s: %s", self._job_id, self.address, exc)
-        super().wait_online_flushed(since_ms, timeout, poll_s, on_poll)
+        super().wait_online_flushed(since_ms, timeout, poll_s, on_poll, read_all)
 
     def _raise_job_failure(self, status: str) -> None:
         what = f"stream job {self.job_name} on {self.address} {status.lower()}"

@@ -75,11 +75,11 @@ DEFAULT_BOUNDED_CHECKPOINT_MS = 2_000
 # 5: the online mini-batches come from the Java operator OnlineBatches (operator state) instead of a TUMBLE window.
 JOB_FORMAT = 5
 DEFAULT_FLUSH_MS = 200  # the online mini-batch interval: an event reaches Python (then Redis) at most this much later
-DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches; the run waits for the last ones
+DEFAULT_BOUNDED_FLUSH_MS = 5_000  # bounded (catch-up) runs: bigger batches
 # A bounded run with a large backlog: 15 s windows, so an entity's events reach Python (and Redis) in fewer,
 # larger batches: 20-25% less CPU per online row in the operator (uniform; 16% hot key; bench/stream_online.py,
-# 60k events at 3,000 records/s), fewer crossings and write scripts. The run's end waits up to one window
-# longer for its last batches, so only runs this large use them (a test's small topic keeps 5 s).
+# 60k events at 3,000 records/s), fewer crossings and write scripts. (The run's end does not wait for a window:
+# the last batches leave once the operator's input is idle, StreamHandle.wait_online_flushed(read_all=True).)
 LARGE_BACKLOG_RECORDS = 200_000
 LARGE_BACKLOG_FLUSH_MS = 15_000
 
