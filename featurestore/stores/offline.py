@@ -33,7 +33,6 @@ import errno
 import json
 import os
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -46,8 +45,8 @@ from featurestore.errors import OfflineStoreError
 from featurestore.stores.offline_files import (  # noqa: F401 (DAY_MS, TS_TYPE, ...: re-exported)
     DAY_MS, DEFAULT_TS_COLUMN, ORPHAN_GRACE_SECONDS, PARTITION_COLUMN, ROW_GROUP_ROWS, TMP_PREFIX, TS_TYPE, _NAME_RE,
     Data, _as_batches, _as_ms, _conform_batch, _day_of_rel, _day_str, _fsync_file, _iso, _native, _NewFile,
-    _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _tmp_path, _to_ts_type,
-    _ts_ms, _Txn, _unlink)
+    _PartitionedWriter, _schema_from_b64, _schema_to_b64, _split_by_day, _storage_schema, _stored_stream_rows,
+    _tmp_path, _to_ts_type, _ts_ms, _Txn, _unlink)
 from featurestore.stores import object_store, offline_claimed, time_ranges, writers
 from featurestore.stores.offline_log import (ANY, CommitConflict, Plan, TableLog, _app, _check_after,  # noqa: F401
                                             _committed_app, _committed_app_version)
@@ -561,14 +560,10 @@ class OfflineTable(TableLog):
                             keep &= ~inside
                         if not keep.any():
                             continue
-                        kept = batch.filter(pa.array(keep))
-                        if not keep_offsets:
-                            kept = kept.drop_columns([partition_column, offset_column])
-                        kept = _conform_batch(kept, src.schema, ts_column, self._where)
+                        kept = _stored_stream_rows(batch.filter(pa.array(keep)), src.schema, ts_column, self._where,
+                                                   keep_offsets, (partition_column, offset_column), count_column,
+                                                   counts)
                         rows += kept.num_rows
-                        if count_column is not None:
-                            for value, n in Counter(kept.column(count_column).to_pylist()).items():
-                                counts[str(value)] = counts.get(str(value), 0) + n
                         for day, piece in _split_by_day(kept, ts_index, None, self._where):
                             writer.add(day, piece)
                 if keys_here:

@@ -24,15 +24,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.stores.offline_files import (DEFAULT_TS_COLUMN, ROW_GROUP_ROWS, _conform_batch, _native,
-                                               _PartitionedWriter, _split_by_day, _tmp_path, _ts_ms, _unlink)
+from featurestore.stores.offline_files import (DEFAULT_TS_COLUMN, ROW_GROUP_ROWS, _native,
+                                               _PartitionedWriter, _split_by_day, _stored_stream_rows, _tmp_path,
+                                               _ts_ms, _unlink)
 from featurestore.stores import time_ranges
 
 SEEN_PREFIX, SEEN_SUFFIX = "seen-", ".arrow"
@@ -232,14 +232,9 @@ def add(table, txn, base: Optional[dict], sources: list, cands: Candidates, rows
                     take = mine[mine[:, 1] == b, 2]
                     if not len(take):
                         continue
-                    kept = batch.take(pa.array(take))
-                    if not keep_offsets:
-                        kept = kept.drop_columns([partition_column, offset_column])
-                    kept = _conform_batch(kept, src.schema, ts_column, table._where)
+                    kept = _stored_stream_rows(batch.take(pa.array(take)), src.schema, ts_column, table._where,
+                                               keep_offsets, (partition_column, offset_column), count_column, counts)
                     rows += kept.num_rows
-                    if count_column is not None:
-                        for value, n in Counter(kept.column(count_column).to_pylist()).items():
-                            counts[str(value)] = counts.get(str(value), 0) + n
                     name = src.schema.to_string()
                     if name not in writers:
                         writers[name] = _PartitionedWriter(table._staging, src.schema, ts_column)

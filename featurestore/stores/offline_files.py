@@ -10,11 +10,11 @@ import operator
 import os
 import re
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -215,6 +215,20 @@ def _storage_schema(schema: pa.Schema, ts_column: str, where: str) -> pa.Schema:
         raise OfflineStoreError(f"{where}: column '{ts_column}' must be a timestamp, got {ts_type}")
     fields = [pa.field(f.name, TS_TYPE, f.nullable) if f.name == ts_column else f.remove_metadata() for f in schema]
     return pa.schema(fields)
+
+
+def _stored_stream_rows(batch: pa.RecordBatch, schema: pa.Schema, ts_column: str, where: str, keep_offsets: bool,
+                        offset_columns: Sequence[str], count_column: Optional[str],
+                        counts: Dict[str, int]) -> pa.RecordBatch:
+    """Streamed rows as the table stores them: the Kafka partition and offset columns dropped unless the table keeps
+    them, conformed to ``schema``; each row counted per ``count_column`` value into ``counts``."""
+    if not keep_offsets:
+        batch = batch.drop_columns(list(offset_columns))
+    batch = _conform_batch(batch, schema, ts_column, where)
+    if count_column is not None:
+        for value, n in Counter(batch.column(count_column).to_pylist()).items():
+            counts[str(value)] = counts.get(str(value), 0) + n
+    return batch
 
 
 def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema, ts_column: str, where: str) -> pa.RecordBatch:
