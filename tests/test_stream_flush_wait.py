@@ -184,3 +184,16 @@ def test_the_flush_wait_outlasts_a_restart_during_it(tmp_path, redis_client, kaf
     finally:
         drop_project(redis_client, project)
         kafka_admin.delete_topics([topic])
+
+
+def test_the_checkpoint_of_a_wait_comes_after_the_batch_interval_or_when_all_is_read_after_the_idle_time():
+    """A row that reached ``OnlineBatches`` before ``t`` leaves it by ``t`` + its mini-batch interval; when nothing
+    arrives after ``t`` (``read_all``: a bounded run after its catch-up) also once it was idle that long, whichever
+    comes first. A report without an idle time (an older job) keeps the interval."""
+    from featurestore.engines.flink.handle import _flush_after
+
+    assert _flush_after({"batch_ms": 15_000, "idle_ms": 500}, read_all=True) == 500
+    assert _flush_after({"batch_ms": 15_000, "idle_ms": 500}, read_all=False) == 15_000
+    assert _flush_after({"batch_ms": 200, "idle_ms": 3_600_000}, read_all=True) == 200
+    assert _flush_after({"batch_ms": 5_000}, read_all=True) == 5_000
+    assert _flush_after({"pending_ms": 6_000}, read_all=False) == 6_000

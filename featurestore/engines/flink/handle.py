@@ -50,10 +50,11 @@ def _short(exc: BaseException) -> str:
 def _flush_after(report: dict, read_all: bool) -> int:
     """How long after a time ``t`` a checkpoint finds every online row that reached an operator instance before
     ``t`` sent on to Python (``OnlineBatches.prepareSnapshotPreBarrier``): its mini-batch interval, or, when no
-    row arrives after ``t`` (``read_all``), its idle time."""
+    row arrives after ``t`` (``read_all``), its idle time if that is shorter."""
+    batch = report.get("batch_ms", report.get("pending_ms", 0))
     if read_all and report.get("idle_ms"):
-        return report["idle_ms"]
-    return report.get("batch_ms", report.get("pending_ms", 0))
+        return min(report["idle_ms"], batch)
+    return batch
 
 
 def _latest_by_subtask(reports: Dict[str, dict]) -> Dict[int, dict]:
