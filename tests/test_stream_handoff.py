@@ -191,6 +191,68 @@ def test_hand_off_seeds_online_state_from_the_offline_store(tmp_path, kafka_admi
         kafka_admin.delete_topics([w.topic])
 
 
+def _untied(events: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` without those that share their user and millisecond with another event: two such events of a
+    view storing neither's other columns are one member content online, two rows offline (docs/streaming.md,
+    "Batch → stream hand-off", where the two identities differ)."""
+    key = pd.Series(list(zip(events["user_id"], events["ts"].dt.floor("ms"))), index=events.index)
+    counts = key.value_counts()
+    return rows[[counts[k] == 1 for k in key[rows.index]]]
+
+
+@pytest.mark.flink
+@pytest.mark.kafka
+@pytest.mark.redis
+@pytest.mark.slow
+def test_records_the_seeded_version_lacks_inside_its_backfilled_range_are_added_online_as_offline(
+        tmp_path, kafka_admin, redis_client):
+    """A hand-off whose topic holds, inside the backfilled range (after the cut-over), events the batch face
+    lacked when it was backfilled (they reached the topic after it), and a second copy of an event the batch
+    face holds (a producer's retry): the offline committer adds what the table lacks, by row identity; the
+    online state must add the same records (not count them as the seed's), so online = offline = the
+    oracle over every event the table holds. Fails when the job skips every record inside a batch range."""
+    pytest.importorskip("pyflink")
+    topic = f"fs_handoff_lack_{uuid.uuid4().hex[:8]}"
+    project = f"t_handoff_{uuid.uuid4().hex[:8]}"
+    events = random_events(SEED + 3, n=400).sort_values("ts", kind="stable").reset_index(drop=True)
+    b = _tie_time(events, events["ts"].iloc[260])
+    lacked = _untied(events, events.iloc[200:255:6])  # after the cut-over (40% of the records are gone)
+    assert len(lacked) >= 5 and (lacked["ts"] < b).all()
+    again = events.iloc[[233]]  # read twice from the topic, held once by the batch face
+    assert again.index[0] not in lacked.index
+    batch = events[events["ts"] < b + pd.Timedelta("20s")].drop(lacked.index)
+    root = make_repo(tmp_path / "lack", topic, project, batch)
+    create_topic(kafka_admin, topic, partitions=2)
+    produce(topic, _records(events, SEED, again))
+    all_events = pd.concat([events, again], ignore_index=True)
+    store = FeatureStore(root)
+    ends = _forget_first_records(kafka_admin, topic, store.config.kafka_bootstrap, 0.4)
+    try:
+        store.apply()
+        store.backfill(end=b)
+        handoff = stream_handoff.plan(store, streaming.stream_views(store), ends, None)
+        assert handoff is not None and all(s.claim for s in handoff.views.values())
+        cut_over = max(c for c, _why in handoff.cutover.values())
+        assert cut_over < lacked["ts"].min().value // 10**6
+        streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=tmp_path / "checkpoints",
+                      checkpoint_interval_ms=1000)
+        ref_root = make_repo(tmp_path / "ref", topic, project, all_events)
+        ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
+                                                                offline_root=str(tmp_path / "ref_offline")))
+        ref.backfill()
+        for view in store.repo.views:
+            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: lacked records")
+        last = all_events["ts"].max()
+        times = [lacked["ts"].min() + pd.Timedelta("1ms"), lacked["ts"].max() + pd.Timedelta("1ms"),
+                 b, b + pd.Timedelta("31s"), last + pd.Timedelta("1ms")]
+        compared = _online_vs_oracle(store, all_events, times, "records the seed lacked")
+        for name in store.repo.views:
+            assert compared[name] >= 3 * 3 * 2, (name, compared)
+    finally:
+        drop_project(redis_client, project)
+        kafka_admin.delete_topics([topic])
+
+
 @pytest.mark.kafka
 @pytest.mark.redis
 def test_gap_not_covered_by_the_offline_store_is_refused(tmp_path, kafka_admin, redis_client):

@@ -7,9 +7,13 @@ stream hand-off".
   the ranges it backfilled (``batch_ranges``), the stream owns every other record, each once by Kafka
   offset (``stream.next_offsets``). The hand-off splits the online state by the same rule, against one
   table version ``V`` fixed at the start: the seed is every row of ``V``; the job adds a Kafka record
-  only when ``V`` does not hold it (its offset is at or after ``V``'s next offset of its partition and
-  its event time lies outside ``V``'s batch ranges). So online = the offline table the committer goes
-  on writing, whatever the order of records, late events and ties at a range's end.
+  only when ``V`` does not hold it: its offset is at or after ``V``'s next offset of its partition, and
+  its event time lies outside ``V``'s batch ranges, or inside a *claimed* one (computed under the view's
+  current definition, ``ViewSeed.claim``) beyond the rows ``V`` holds there with the same member content
+  (``held``, counted per entity when the seed is written): the k-th such record of a content is added
+  when ``k > held``, as the committer adds a streamed row inside a claimed range that the table lacks
+  (``stores/offline_claimed.py``). So online = the offline table the committer goes on writing,
+  whatever the order of records, late events and ties at a range's end.
 * **The cut-over (offsets <-> event time).** Records before a partition's first retained offset are
   gone; the table holds them only if they are below its next offset (streamed before) or inside its
   batch ranges. Their event times are unknown, but the source's ``watermark_delay`` bounds lateness: a
@@ -73,10 +77,13 @@ class ViewSeed:
     next_offsets: Dict[int, int]  # per partition: Kafka records below are in the seed (streamed before)
     cut: Optional[int] = None  # seed and stream hold no event before it (bounded views; None: every event)
     horizon: Optional[int] = None  # requests before it are refused (cut + retention)
+    # the batch ranges whose rows were computed under the view's current definition: a record inside one that
+    # the version lacks is still added (the offline committer's rule: ``stores/offline_claimed.py``)
+    claim: List[List[int]] = field(default_factory=list)
 
     def options(self) -> dict:
         return {"ranges": self.ranges, "next": {str(p): o for p, o in self.next_offsets.items()},
-                "cut": self.cut, "horizon": self.horizon, "version": self.version}
+                "cut": self.cut, "horizon": self.horizon, "version": self.version, "claim": self.claim}
 
 
 @dataclass
@@ -293,14 +300,17 @@ def _view_seed(store, name: str, ends, first_times: dict, cutover: dict):
                     f"({why})")
         starts.append(held[0][0])
     from featurestore.semantics import MIN_EVENT_TIME_MS
+    from featurestore.stores.offline import MIXED_ROWS
+    from featurestore.stores.offline_claimed import claimable
 
+    claim = claimable(manifest, cv.rows_fingerprint, MIXED_ROWS)
     cut = max(starts, default=MIN_EVENT_TIME_MS)
     if cut <= MIN_EVENT_TIME_MS:  # the range starts before any supported event time: it holds every event
-        return ViewSeed(name, int(table.version), ranges, nexts)
+        return ViewSeed(name, int(table.version), ranges, nexts, claim=claim)
     if retention(cv).keep_base:
         return (f"its batch range holding the cut-over starts at {_iso(cut)}, but an unbounded window (or a latest "
                 "feature without TTL) needs every event: backfill it without a start")
-    return ViewSeed(name, int(table.version), ranges, nexts, cut, cut + retention_ms(store, name))
+    return ViewSeed(name, int(table.version), ranges, nexts, cut, cut + retention_ms(store, name), claim)
 
 
 def seedable(store, states: Dict[str, str]) -> Dict[str, str]:
@@ -437,7 +447,7 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
     pickled entry of :func:`seed_record`) and, from the same rows, each view's online state in Redis
     (``materialize``); returns the seeded entities per view. ``slack_ms``: the job's (its trim keeps
     events that much longer)."""
-    from featurestore.engines.flink.handoff_seed import seed_rows
+    from featurestore.engines.flink.handoff_seed import held_rows, seed_rows
     from featurestore.stores.offline_reads import retry_moved
     from featurestore.stores.online_redis import encode_entity, for_store, retention
 
@@ -450,6 +460,8 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
     try:
         db.execute("CREATE TABLE seed (view TEXT NOT NULL, entity TEXT NOT NULL, members TEXT NOT NULL, "
                    "folded BLOB, PRIMARY KEY (view, entity)) WITHOUT ROWID")
+        db.execute("CREATE TABLE held (view TEXT NOT NULL, entity TEXT NOT NULL, content INTEGER NOT NULL, "
+                   "rows INTEGER NOT NULL, PRIMARY KEY (view, entity, content)) WITHOUT ROWID")
         db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")  # the members' online format (online_format)
         for name, seed in handoff.views.items():
             def seed_view(name=name, seed=seed):  # idempotent: run again when a commit archived a listed file
@@ -461,6 +473,10 @@ def write_seed(store, handoff: HandOff, path: Path, slack_ms: int = 0) -> Dict[s
                                    [(name, encode_entity(keys), "\n".join(kept),
                                      pickle.dumps(folded) if folded is not None else None)
                                     for keys, kept, folded in rows])
+                db.execute("DELETE FROM held WHERE view = ?", (name,))
+                for rows in held_rows(con, cv, relation, seed.claim):
+                    db.executemany("INSERT INTO held VALUES (?, ?, ?, ?)",
+                                   [(name, encode_entity(list(keys)), h, n) for keys, h, n in rows])
                 ((counts[name],),) = db.execute("SELECT count(*) FROM seed WHERE view = ?", (name,)).fetchall()
                 online.materialize_view(con, cv, relation, seed.horizon)
             retry_moved(seed_view, store._offline_root, f"the hand-off seed of view '{name}'")
@@ -485,6 +501,17 @@ def read_seed(db, entity: str, folded: bool = True) -> Dict[str, Tuple[List[str]
     query = f"SELECT view, members, {'folded' if folded else 'NULL'} FROM seed WHERE entity = ?"
     return {name: (members.split("\n") if members else [], pickle.loads(f) if f is not None else None)
             for name, members, f in db.execute(query, (entity,))}
+
+
+def held(db, view: str, entity: str, content: int) -> int:
+    """How many rows of the seed's table version inside its claimed ranges have this member content
+    (``handoff_seed.content_key``); 0 in a seed file written before they were counted."""
+    try:
+        row = db.execute("SELECT rows FROM held WHERE view = ? AND entity = ? AND content = ?",
+                         (view, entity, content)).fetchone()
+    except sqlite3.OperationalError:  # no such table
+        return 0
+    return int(row[0]) if row else 0
 
 
 def seed_has_folded(db) -> bool:

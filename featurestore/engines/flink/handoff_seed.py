@@ -17,6 +17,10 @@ entity's every event (a year of a busy merchant) in memory; here DuckDB computes
 
 So Python holds one entity's retention and one row at a time, never its history.
 ``tests/test_handoff_seed.py`` compares the records with ``seed_record``'s, entity by entity.
+
+Beside them, :func:`held_rows`: per entity, how many of the version's rows inside its *claimed* batch ranges
+have each member content (the member without its id, as :func:`content_key` hashes it): a Kafka record
+inside such a range that the version lacks is added online, as the offline committer adds it.
 """
 
 from __future__ import annotations
@@ -119,4 +123,34 @@ def folded_records(con, cv, relation: str, window_ms: int, slack_ms: int, batch_
         con.execute(f"DROP TABLE IF EXISTS {EVENTS}; DROP TABLE IF EXISTS {ENTITIES}")
 
 
-__all__ = ["folded_records", "seed_rows"]
+def content_key(member: str) -> int:
+    """63 bits of the MD5 of a member's text without its id (``[id,`` dropped): equal for the same event
+    stored under two ids (the seed's ``-rank``, the stream's Kafka offset); :func:`held_rows` computes the
+    same in DuckDB."""
+    import hashlib
+
+    digest = hashlib.md5(member[member.index(",") + 1:].encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def held_rows(con, cv, relation: str, claim, batch_rows: int = 100_000):
+    """Batches of ``(keys, content_key, rows)``: the view's rows (``relation``) inside the ``claim`` ranges,
+    counted per entity and member content (:func:`content_key`)."""
+    from featurestore.stores.online_redis import member_sql
+
+    if not claim:
+        return
+    keys = [dsql.q(k) for k in cv.join_keys]
+    ts = f"epoch_ms({dsql.q(cv.ts_column)})"
+    inside = " OR ".join(f"({ts} >= {int(lo)} AND {ts} < {int(hi)})" for lo, hi in claim)
+    where = " AND ".join([f"{dsql.q(cv.ts_column)} IS NOT NULL", *(f"{k} IS NOT NULL" for k in keys), f"({inside})"])
+    # the member of rank 0 starts with "[-0,": its content from the fifth character on
+    sql = (f"SELECT {', '.join(keys)}, CAST(md5_number_upper(substr(__fs_m, 5)) >> 1 AS BIGINT) AS __fs_h, "
+           f"count(*) AS __fs_n FROM (SELECT *, {member_sql(cv, '0', ts)} AS __fs_m FROM {relation} AS src "
+           f"WHERE {where}) GROUP BY ALL")
+    for batch in con.sql(sql).to_arrow_reader(batch_rows):
+        cols = [batch.column(i).to_pylist() for i in range(len(keys))]
+        yield list(zip(zip(*cols), batch.column("__fs_h").to_pylist(), batch.column("__fs_n").to_pylist()))
+
+
+__all__ = ["content_key", "folded_records", "held_rows", "seed_rows"]

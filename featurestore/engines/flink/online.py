@@ -140,13 +140,20 @@ class _View:
         self.seed_next = {int(p): int(o) for p, o in seed.get("next", {}).items()}
         self.seed_cut = seed.get("cut")
         self.seed_horizon = seed.get("horizon")
+        self.seed_claim = [tuple(r) for r in seed.get("claim", [])]  # (a seed recorded before: none)
 
     def in_seed(self, eid: int, ts: int) -> bool:
         """Whether the seed (the offline table version it was read from) holds this Kafka record: below the
-        table's next offset of its partition, or with an event time inside the table's batch ranges."""
+        table's next offset of its partition, or with an event time inside a batch range of the table that
+        the view does not claim (:meth:`in_claim`: there the seed holds it when it holds its content)."""
         if (eid & OFFSET_MASK) < self.seed_next.get(eid >> PARTITION_SHIFT, 0):
             return True
-        return any(lo <= ts < hi for lo, hi in self.seed_ranges)
+        return any(lo <= ts < hi for lo, hi in self.seed_ranges) and not self.in_claim(ts)
+
+    def in_claim(self, ts: int) -> bool:
+        """Whether ``ts`` lies in a batch range computed under the view's definition: a record there that the
+        seed's version lacks (:meth:`OnlineState._held_back`) is added, as the offline committer adds it."""
+        return any(lo <= ts < hi for lo, hi in self.seed_claim)
 
     def event(self, v: list, plain: bool = True, order: Optional[list] = None):
         """``(eid, order, inputs, member)`` of an event array ``[eid, ts, order columns..., flags...,
@@ -298,10 +305,10 @@ class OnlineState(KeyedProcessFunction):
         events, plain = parse_batch(text)
         cached = self.cache.get(key)
         if cached is None:
-            states, index = self._load(key)  # rebuilt from keyed state (then rewritten whole)
+            states, index, held = self._load(key)  # rebuilt from keyed state (then rewritten whole)
         else:
             self.cache.move_to_end(key)
-            states, index = cached
+            states, index, held = cached
         bid = min(e[0] for e in events)
         self.batches.put(bid, text)
         index[bid] = max(e[1] for e in events)
@@ -314,6 +321,8 @@ class OnlineState(KeyedProcessFunction):
             for view, state, at in targets:
                 e = view.event(v, plain, orders[at])
                 if e is not None:
+                    if view.seed_claim and view.in_claim(v[1]) and self._held_back(key, view, held, e[3]):
+                        continue
                     if state.base is not None and state.cut is not None and v[1] < state.cut:
                         folded = True  # a late event behind the cut changes the folded base
                     state.add(*e)
@@ -363,6 +372,7 @@ class OnlineState(KeyedProcessFunction):
             states.append(entity_state(view.layout, view.keep_base, view.members, view.seed_cut, view.seed_horizon,
                                        folded.get(i) or seed_folded, members))
         index = {}
+        held: dict = {}  # (view, member content) -> the seed's rows of it still to match (_held_back)
         for bid, text in self.batches.items():
             events, plain = parse_batch(text)
             index[bid] = max(e[1] for e in events)
@@ -370,15 +380,32 @@ class OnlineState(KeyedProcessFunction):
                 for view, state in zip(views, states):
                     if state.cut is None or v[1] >= state.cut:
                         e = view.event(v, plain)
-                        if e is not None:
+                        if e is not None and not (view.seed_claim and view.in_claim(v[1])
+                                                  and self._held_back(key, view, held, e[3])):
                             state.add(*e)
         for state in states:
             state.rewrite()
-        self.cache[key] = (states, index)
+        self.cache[key] = (states, index, held)
         if len(self.cache) > CACHE_KEYS:
             self.cache.popitem(last=False)
         self.stats["rebuilds"] += 1
-        return states, index
+        return states, index, held
+
+    def _held_back(self, key: str, view: _View, held: dict, member: str) -> bool:
+        """Whether a record the view claims (:meth:`_View.in_claim`, at or after the seed's next offset) is the
+        seed's: the first ``held`` records of each member content are (the seed's version holds that many
+        rows of it in its claimed ranges), the rest are added, as the offline committer adds them
+        (``stores/offline_claimed.py``). ``held``: the entity's counts still to match, rebuilt with it."""
+        from featurestore.engines.flink.handoff import held as seed_held
+        from featurestore.engines.flink.handoff_seed import content_key
+        from featurestore.stores.online_redis import encode_entity
+
+        k = (view.name, content_key(member))
+        left = held.get(k)
+        if left is None:
+            left = seed_held(self.seed_db, view.name, encode_entity(json.loads(key[key.index("["):])), k[1])
+        held[k] = max(0, left - 1)
+        return left > 0
 
     def _seed_of(self, key: str, views: list) -> dict:
         """The entity's seed per view name: (stored members, ids -1, -2, ...; its folded entry or None), from
@@ -468,7 +495,7 @@ class OnlineState(KeyedProcessFunction):
     def _rewrite(self, key: str) -> None:
         """Write the entity whole from its state (a write timer restored from a checkpoint)."""
         cached = self.cache.get(key)
-        states, index = cached if cached is not None else self._load(key)
+        states, index, _held = cached if cached is not None else self._load(key)
         for state in states:
             state.rewrite()
         self.out.add(key, list(self._flush(key, states, index, False)))
