@@ -95,6 +95,19 @@ def _online_vs_oracle(store: FeatureStore, events: pd.DataFrame, times, what: st
     return compared
 
 
+def _offline_is_the_backfill_of(events: pd.DataFrame, store: FeatureStore, tmp_path: Path, topic: str, project: str,
+                                what: str):
+    """Assert every offline table of ``store`` holds the rows a backfill of ``events`` writes (a reference repo
+    of its own under ``tmp_path / "ref"``); returns (its root, its store)."""
+    ref_root = make_repo(tmp_path / "ref", topic, project, events)
+    ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
+                                                            offline_root=str(tmp_path / "ref_offline")))
+    ref.backfill()
+    for view in store.repo.views:
+        assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: {what}")
+    return ref_root, ref
+
+
 @dataclasses.dataclass
 class World:
     events: pd.DataFrame  # every event (the topic's and the batch face's)
@@ -153,12 +166,8 @@ def test_hand_off_seeds_online_state_from_the_offline_store(tmp_path, kafka_admi
                                checkpoint_interval_ms=1000)
         assert result.restored_from is None
         # offline: each event once (the backfilled range from the batch face, the rest from the topic)
-        ref_root = make_repo(tmp_path / "ref", w.topic, store.config.project, events)
-        ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
-                                                                offline_root=str(tmp_path / "ref_offline")))
-        ref.backfill()
-        for view in store.repo.views:
-            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: after the hand-off")
+        ref_root, ref = _offline_is_the_backfill_of(events, store, tmp_path, w.topic, store.config.project,
+                                                    "after the hand-off")
         # online: every entity, right after the cut-over and after the last event
         last = events["ts"].max()
         times = [b - pd.Timedelta("1ms"), b, b + pd.Timedelta("1ms"), b + pd.Timedelta("1s"), b + pd.Timedelta("10s"),
@@ -236,12 +245,7 @@ def test_records_the_seeded_version_lacks_inside_its_backfilled_range_are_added_
         assert cut_over < lacked["ts"].min().value // 10**6
         streaming.run(store, bounded=True, timeout=JOB_TIMEOUT_S, checkpoint_dir=tmp_path / "checkpoints",
                       checkpoint_interval_ms=1000)
-        ref_root = make_repo(tmp_path / "ref", topic, project, all_events)
-        ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
-                                                                offline_root=str(tmp_path / "ref_offline")))
-        ref.backfill()
-        for view in store.repo.views:
-            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: lacked records")
+        _offline_is_the_backfill_of(all_events, store, tmp_path, topic, project, "lacked records")
         last = all_events["ts"].max()
         times = [lacked["ts"].min() + pd.Timedelta("1ms"), lacked["ts"].max() + pd.Timedelta("1ms"),
                  b, b + pd.Timedelta("31s"), last + pd.Timedelta("1ms")]
@@ -482,12 +486,7 @@ def test_kill_9_while_seeding_then_restart_is_exact_each_event_once(tmp_path, ka
                                checkpoint_interval_ms=1000, parallelism=2)  # (entities split over two subtasks)
         assert result.restored_from is not None and "chk-" in result.restored_from
         assert stream_handoff.recorded(root, Path(result.restored_from)) == stream_handoff._entries(root)[0]["seed"]
-        ref_root = make_repo(tmp_path / "ref", w.topic, store.config.project, all_events)
-        ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
-                                                                offline_root=str(tmp_path / "ref_offline")))
-        ref.backfill()
-        for view in store.repo.views:
-            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: after the restarts")
+        _offline_is_the_backfill_of(all_events, store, tmp_path, w.topic, store.config.project, "after the restarts")
         last = all_events["ts"].max()
         times = [b - pd.Timedelta("1ms"), b, b + pd.Timedelta("1s"), b + pd.Timedelta("31s"), last + pd.Timedelta("1ms")]
         compared = _online_vs_oracle(store, all_events, times, "after the killed seeding, a killed job and a restore")
@@ -664,12 +663,7 @@ def test_hand_off_on_a_standalone_cluster_with_parallelism_two_and_an_entity_on_
         assert handle.parallelism == 2  # the end waited for both subtasks' last writes, not for one
         states = [k for k in result.online if k.startswith("state:")]
         assert len({result.online[k]["instance"] for k in states}) == 2  # both subtasks reported
-        ref_root = make_repo(tmp_path / "ref", topic, project, all_events)
-        ref = FeatureStore(ref_root, config=dataclasses.replace(load_config(ref_root),
-                                                                offline_root=str(tmp_path / "ref_offline")))
-        ref.backfill()
-        for view in store.repo.views:
-            assert_same_rows(offline_table(store, view), offline_table(ref, view), f"view {view}: cluster, parallelism 2")
+        _offline_is_the_backfill_of(all_events, store, tmp_path, topic, project, "cluster, parallelism 2")
         first_cut = pd.Timestamp(min(want_cuts.values()), unit="ms", tz="UTC")
         last = all_events["ts"].max()
         times = [first_cut, first_cut + pd.Timedelta("1ms"), b - pd.Timedelta("1ms"), b, b + pd.Timedelta("3ms"),
